@@ -1,0 +1,41 @@
+//! The file-system ends of coffer's pipeline.
+//!
+//! - [`walk`]: entries of a directory tree, in a stable order, with hard links and owners.
+//! - [`source`]: cutting a file (sparse-aware) or a stream into chunks.
+//! - [`restore`]: recreating entries under a target directory without ever leaving it, and
+//!   making the result durable with one `syncfs` instead of an `fsync` per file.
+//!
+//! Linux-first: `SEEK_DATA`/`SEEK_HOLE`, `syncfs` and `sync_file_range` are used where they exist.
+
+pub mod owner;
+pub mod restore;
+pub mod source;
+pub mod walk;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsError {
+    #[error("{op} {}: {source}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{}: target directory is not empty (use --force to restore into it anyway)", .0.display())]
+    TargetNotEmpty(PathBuf),
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The image asks for something that would write outside the target, or through a symlink.
+    #[error("unsafe entry {path:?}: {detail}")]
+    Unsafe { path: String, detail: String },
+    #[error("{}: {detail}", path.display())]
+    Changed { path: PathBuf, detail: String },
+}
+
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> FsError {
+    let path = path.into();
+    move |source| FsError::Io { op, path, source }
+}
+
+pub(crate) fn nix_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> FsError {
+    let path = path.into();
+    move |e| FsError::Io { op, path, source: std::io::Error::from(e) }
+}

@@ -1,0 +1,268 @@
+//! Cutting contents into chunks: a chunk is a range of the file and the data segments inside it
+//! (the gaps are holes), holding at most one buffer of data.
+
+use crate::{io_err, FsError};
+use coffer_format::chunk::MAX_SEGMENTS;
+use coffer_format::Segment;
+use nix::errno::Errno;
+use nix::unistd::{lseek, Whence};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// What [`ChunkReader::next_chunk`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub range_start: u64,
+    pub range_end: u64,
+    /// Data bytes placed at the start of the buffer (the sum of the segment lengths).
+    pub len: usize,
+    /// True if nothing follows: `range_end` is the size of the contents.
+    pub last: bool,
+}
+
+/// Something whose contents can be read chunk by chunk.
+pub trait ChunkReader: Send {
+    /// Fills `buf` (up to its length) with the next data, and `segments` with where it belongs.
+    /// Called again after a chunk with `last` set, the behaviour is unspecified.
+    fn next_chunk(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError>;
+}
+
+/// Reads a regular file up to the size it had when opened; sparse files hole by hole.
+#[derive(Debug)]
+pub struct FileChunker {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    pos: u64,
+    sparse: bool,
+}
+
+impl FileChunker {
+    /// Opens `path`. `sparse` asks to look for holes (pass true when the file allocates less
+    /// than its size); it falls back to plain reads where the file system cannot say.
+    pub fn open(path: &Path, sparse: bool) -> Result<Self, FsError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io_err("open", path))?;
+        let md = file.metadata().map_err(io_err("stat", path))?;
+        if !md.is_file() {
+            return Err(FsError::Changed { path: path.into(), detail: "is no longer a regular file".into() });
+        }
+        advise_sequential(&file);
+        Ok(Self { file, path: path.into(), size: md.len(), pos: 0, sparse })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> Result<(), FsError> {
+        self.file.read_exact_at(buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                FsError::Changed { path: self.path.clone(), detail: "file shrank while it was read".into() }
+            } else {
+                io_err("read", &self.path)(e)
+            }
+        })
+    }
+
+    fn next_dense(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
+        let start = self.pos;
+        let n = (self.size - start).min(buf.len() as u64) as usize;
+        self.read_at(&mut buf[..n], start)?;
+        if n > 0 {
+            segments.push(Segment { offset: start, len: n as u32 });
+        }
+        self.pos += n as u64;
+        Ok(Span { range_start: start, range_end: self.pos, len: n, last: self.pos == self.size })
+    }
+
+    fn next_sparse(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
+        let start = self.pos;
+        let mut filled = 0;
+        while self.pos < self.size && filled < buf.len() && segments.len() < MAX_SEGMENTS {
+            let data = match lseek(&self.file, self.pos as i64, Whence::SeekData) {
+                Ok(d) => d as u64,
+                Err(Errno::ENXIO) => self.size,
+                Err(e) => return Err(io_err("seek", &self.path)(e.into())),
+            };
+            if data >= self.size {
+                self.pos = self.size;
+                break;
+            }
+            let hole = match lseek(&self.file, data as i64, Whence::SeekHole) {
+                Ok(h) => (h as u64).min(self.size),
+                Err(e) => return Err(io_err("seek", &self.path)(e.into())),
+            };
+            let n = (hole - data).min((buf.len() - filled) as u64) as usize;
+            self.read_at(&mut buf[filled..filled + n], data)?;
+            segments.push(Segment { offset: data, len: n as u32 });
+            filled += n;
+            self.pos = data + n as u64;
+        }
+        Ok(Span { range_start: start, range_end: self.pos, len: filled, last: self.pos == self.size })
+    }
+}
+
+impl ChunkReader for FileChunker {
+    fn next_chunk(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
+        segments.clear();
+        if self.sparse {
+            match self.next_sparse(buf, segments) {
+                // File systems without SEEK_DATA answer EINVAL: read it densely instead.
+                Err(FsError::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) && self.pos == 0 => {
+                    self.sparse = false;
+                    segments.clear();
+                }
+                other => return other,
+            }
+        }
+        self.next_dense(buf, segments)
+    }
+}
+
+fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads its integer arguments; a failure is harmless.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
+/// Reads a stream (stdin, a pipe) of unknown length. To know whether a full buffer is the last
+/// one, it reads one byte ahead.
+#[derive(Debug)]
+pub struct StreamChunker<R> {
+    reader: R,
+    name: PathBuf,
+    pos: u64,
+    peeked: Option<u8>,
+    eof: bool,
+}
+
+impl<R: Read> StreamChunker<R> {
+    pub fn new(reader: R, name: impl Into<PathBuf>) -> Self {
+        Self { reader, name: name.into(), pos: 0, peeked: None, eof: false }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+        loop {
+            match self.reader.read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("read", &self.name)(e)),
+            }
+        }
+    }
+}
+
+impl<R: Read + Send> ChunkReader for StreamChunker<R> {
+    fn next_chunk(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
+        segments.clear();
+        let mut filled = 0;
+        if let Some(b) = self.peeked.take() {
+            buf[0] = b;
+            filled = 1;
+        }
+        while filled < buf.len() && !self.eof {
+            match self.read(&mut buf[filled..])? {
+                0 => self.eof = true,
+                n => filled += n,
+            }
+        }
+        if !self.eof {
+            let mut one = [0u8; 1];
+            match self.read(&mut one)? {
+                0 => self.eof = true,
+                _ => self.peeked = Some(one[0]),
+            }
+        }
+        let start = self.pos;
+        if filled > 0 {
+            segments.push(Segment { offset: start, len: filled as u32 });
+        }
+        self.pos += filled as u64;
+        Ok(Span { range_start: start, range_end: self.pos, len: filled, last: self.eof && self.peeked.is_none() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn drain(r: &mut dyn ChunkReader, chunk: usize) -> (Vec<(Span, Vec<Segment>)>, Vec<u8>) {
+        let mut buf = vec![0u8; chunk];
+        let mut out = vec![];
+        let mut data = vec![];
+        loop {
+            let mut segs = vec![];
+            let span = r.next_chunk(&mut buf, &mut segs).unwrap();
+            data.extend_from_slice(&buf[..span.len]);
+            let last = span.last;
+            out.push((span, segs));
+            if last {
+                return (out, data);
+            }
+        }
+    }
+
+    #[test]
+    fn stream_chunks_tile_the_input_and_mark_the_last() {
+        for len in [0usize, 1, 4095, 4096, 4097, 3 * 4096] {
+            let input: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            // A reader that returns at most 1000 bytes per call, like a pipe.
+            struct Trickle<'a>(&'a [u8]);
+            impl Read for Trickle<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = buf.len().min(self.0.len()).min(1000);
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut c = StreamChunker::new(Trickle(&input), "stdin");
+            let (spans, data) = drain(&mut c, 4096);
+            assert_eq!(data, input);
+            assert_eq!(spans.len(), len.div_ceil(4096).max(1), "len {len}");
+            assert_eq!(spans.last().unwrap().0.range_end, len as u64);
+            assert!(spans[..spans.len() - 1].iter().all(|(s, _)| !s.last && s.len == 4096));
+        }
+    }
+
+    #[test]
+    fn sparse_file_holes_stay_out_of_the_data() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file_mut().set_len(64 << 20).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&[7u8; 8192]).unwrap();
+        f.seek(SeekFrom::Start(40 << 20)).unwrap();
+        f.write_all(&[9u8; 4096]).unwrap();
+        f.flush().unwrap();
+        let mut c = FileChunker::open(f.path(), true).unwrap();
+        let (spans, data) = drain(&mut c, 1 << 20);
+        assert_eq!(spans.len(), 1);
+        let (span, segs) = &spans[0];
+        assert_eq!(span.range_end, 64 << 20);
+        assert!(span.last);
+        assert_eq!(data.len(), segs.iter().map(|s| s.len as usize).sum::<usize>());
+        // The file system may round data extents to its block size, but never beyond 64 KiB here.
+        assert!(data.len() >= 12288 && data.len() < 256 * 1024, "{} data bytes", data.len());
+        assert!(segs.iter().any(|s| s.offset <= 1 << 20 && s.end() >= (1 << 20) + 8192));
+    }
+
+    #[test]
+    fn dense_file_in_exact_chunks() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![1u8; 8192]).unwrap();
+        let mut c = FileChunker::open(f.path(), false).unwrap();
+        let (spans, data) = drain(&mut c, 4096);
+        assert_eq!(data.len(), 8192);
+        assert_eq!(spans.len(), 2);
+        assert!(spans[1].0.last);
+    }
+}
