@@ -1,0 +1,80 @@
+use coffer_fs::FsError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in an image something was found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    /// Byte offset in the image.
+    pub offset: u64,
+    /// The entry being read, if any.
+    pub entry: Option<String>,
+    /// Chunk number within that entry (1-based), if in one.
+    pub chunk: Option<u64>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {}", self.offset)?;
+        match (&self.entry, self.chunk) {
+            (Some(e), Some(c)) => write!(f, " (in {e:?}, chunk {c})"),
+            (Some(e), None) => write!(f, " (entry {e:?})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The header is intact and no key slot opens with any key given.
+    #[error("wrong key: none of the image's key slots opens with the key given")]
+    WrongKey,
+    #[error("not a coffer image: {0}")]
+    NotAnImage(String),
+    #[error("image is corrupt or tampered at {at}: {detail}")]
+    Corrupt { at: Location, detail: String },
+    #[error("image is truncated at {at}: {detail}")]
+    Truncated { at: Location, detail: String },
+    /// The image asks for something unsafe (a path outside the target, through a symlink).
+    #[error("image entry refused: {0}")]
+    Unsafe(FsError),
+    #[error(transparent)]
+    Fs(FsError),
+    #[error("{op} {}: {source}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<FsError> for ImageError {
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::Unsafe { .. } => ImageError::Unsafe(e),
+            other => ImageError::Fs(other),
+        }
+    }
+}
+
+impl From<coffer_pipe::Stopped> for ImageError {
+    fn from(_: coffer_pipe::Stopped) -> Self {
+        // Only seen by a producer whose consumer already failed; that error is the one reported.
+        ImageError::Usage("pipeline stopped".into())
+    }
+}
+
+impl ImageError {
+    /// True for damage to the image itself (corrupt, tampered, truncated, unsafe entries).
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::Truncated { .. } | Self::NotAnImage(_) | Self::Unsafe(_))
+    }
+
+    pub(crate) fn corrupt(at: Location, detail: impl Into<String>) -> Self {
+        Self::Corrupt { at, detail: detail.into() }
+    }
+}
+
+pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.into();
+    move |source| ImageError::Io { op, path, source }
+}

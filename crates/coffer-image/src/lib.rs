@@ -1,0 +1,90 @@
+//! Writing and reading coffer images (format version 1, `docs/FORMAT.md`).
+//!
+//! One pipeline shape serves every job ([`coffer_pipe`]): a producer, parallel workers and an
+//! in-order consumer. What varies are the ends: an [`EntrySource`] (a directory, a stream) and
+//! a byte sink when writing; a byte source and a [`Visitor`] (a directory, stdout, nothing)
+//! when reading.
+
+mod codec;
+pub mod error;
+pub mod header;
+pub mod read;
+pub mod seek;
+pub mod target;
+pub mod write;
+
+pub use error::{ImageError, Location};
+pub use header::{open_header, ImageParams, OpenedImage};
+pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
+pub use seek::IndexedImage;
+pub use target::{RestoreVisitor, StreamVisitor};
+pub use write::{write_image, DirSource, EntrySource, SourceItem, StreamSource, WriteSummary};
+
+use coffer_crypto::MasterKey;
+use coffer_format::{EntryMeta, DATA_OFFSET};
+use std::io::Read;
+use std::sync::Mutex;
+
+/// Reports progress; called from the consumer thread.
+pub trait Progress: Sync {
+    /// `bytes` more of input (files' logical bytes) are done.
+    fn advance(&self, _bytes: u64) {}
+    /// An entry was stored.
+    fn entry(&self, _meta: &EntryMeta) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Frame-sized buffers, reused: the pipeline bounds how many are in use at once, and reuse
+/// spares the allocator (and, on VMs, the host) from handing out fresh pages for every chunk.
+#[derive(Debug)]
+pub(crate) struct BufPool {
+    size: usize,
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    pub(crate) fn new(size: usize) -> Self {
+        Self { size, free: Mutex::new(Vec::new()) }
+    }
+
+    pub(crate) fn get(&self) -> Vec<u8> {
+        let reused = self.free.lock().expect("pool lock").pop();
+        reused.unwrap_or_else(|| vec![0u8; self.size])
+    }
+
+    pub(crate) fn put(&self, buf: Vec<u8>) {
+        if buf.len() == self.size {
+            self.free.lock().expect("pool lock").push(buf);
+        }
+    }
+}
+
+/// Reads the header region from the start of a stream and unlocks the image: the first step
+/// of every read, done before any output is written.
+pub fn open_stream(input: &mut (dyn Read + Send), masters: &[MasterKey]) -> Result<OpenedImage, ImageError> {
+    let mut region = vec![0u8; DATA_OFFSET as usize];
+    let mut n = 0;
+    while n < region.len() {
+        match input.read(&mut region[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(error::io("read", "image")(e)),
+        }
+    }
+    if n == 0 {
+        return Err(ImageError::NotAnImage("the input is empty".into()));
+    }
+    region.truncate(n);
+    open_header(&region, masters)
+}
+
+/// Reads a whole image from a stream positioned just after the header region (see
+/// [`open_stream`]), authenticating every frame and checking the index and END frame.
+pub fn read_stream(input: &mut (dyn Read + Send), image: &OpenedImage, visitor: &mut dyn Visitor, opts: ReadOptions) -> Result<ReadSummary, ImageError> {
+    read::read_frames(input, image, read::Scope::Whole, visitor, opts)
+}

@@ -1,0 +1,72 @@
+//! Visitors that put an image's contents somewhere.
+
+use crate::error::{io, ImageError};
+use crate::read::Visitor;
+use coffer_format::{EntryKind, EntryMeta};
+use coffer_fs::restore::Restorer;
+use std::io::Write;
+
+/// Restores entries into a directory through a [`Restorer`].
+#[derive(Debug)]
+pub struct RestoreVisitor {
+    pub restorer: Restorer,
+}
+
+impl Visitor for RestoreVisitor {
+    fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        Ok(self.restorer.begin(meta)?)
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        Ok(self.restorer.write(offset, data)?)
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        Ok(self.restorer.end_file(size)?)
+    }
+}
+
+/// Writes one file's contents to a stream, holes as zeros.
+#[derive(Debug)]
+pub struct StreamVisitor<W> {
+    out: W,
+    pos: u64,
+    zeros: Vec<u8>,
+}
+
+impl<W: Write> StreamVisitor<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, pos: 0, zeros: vec![0u8; 64 * 1024] }
+    }
+
+    fn fill_to(&mut self, offset: u64) -> Result<(), ImageError> {
+        while self.pos < offset {
+            let n = (offset - self.pos).min(self.zeros.len() as u64) as usize;
+            self.out.write_all(&self.zeros[..n]).map_err(io("write", "output"))?;
+            self.pos += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write> Visitor for StreamVisitor<W> {
+    fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        if meta.kind != EntryKind::File {
+            return Err(ImageError::Usage(format!("{:?} is a {}, not a file: only files can go to stdout", String::from_utf8_lossy(&meta.path), meta.kind.name())));
+        }
+        self.pos = 0;
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        self.fill_to(offset)?;
+        self.out.write_all(data).map_err(io("write", "output"))?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        self.fill_to(size)?;
+        self.out.flush().map_err(io("write", "output"))
+    }
+}

@@ -1,0 +1,352 @@
+//! Writing an image: entries from a source, cut into chunks by the producer, compressed and
+//! sealed by the workers, written in order by the consumer, which also builds the index and
+//! writes it and the END frame once the source is exhausted.
+
+use crate::codec::Compressor;
+use crate::error::{io, ImageError};
+use crate::header::ImageParams;
+use crate::{BufPool, Progress};
+use coffer_crypto::{ImageKeys, MasterKey};
+use coffer_format::chunk::{encode_segments, CHUNK_PREFIX_LEN};
+use coffer_format::frame::{self, Position, FRAME_HEADER_LEN};
+use coffer_format::index::{encode_index_prefix, INDEX_PREFIX_LEN};
+use coffer_format::{ChunkHeader, Codec, EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, TAG_LEN};
+use coffer_fs::source::{ChunkReader, FileChunker, Span, StreamChunker};
+use coffer_fs::walk::Walker;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Offset of chunk data inside a frame buffer: frame header, then the chunk prefix.
+const DATA_AT: usize = FRAME_HEADER_LEN + CHUNK_PREFIX_LEN;
+
+/// One entry to store, with its contents if it is a file.
+pub struct SourceItem {
+    pub meta: EntryMeta,
+    pub data: Option<Box<dyn ChunkReader>>,
+}
+
+impl std::fmt::Debug for SourceItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceItem").field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+/// Where entries come from: a directory tree, a stream, (later) an xbstream.
+pub trait EntrySource: Send {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError>;
+}
+
+/// The entries of a directory tree.
+#[derive(Debug)]
+pub struct DirSource {
+    walker: Walker,
+}
+
+impl DirSource {
+    pub fn new(walker: Walker) -> Self {
+        Self { walker }
+    }
+
+    /// Special files (sockets, FIFOs, devices) that were left out.
+    pub fn skipped(&self) -> &[PathBuf] {
+        &self.walker.skipped
+    }
+}
+
+impl EntrySource for DirSource {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        let Some(item) = self.walker.next().transpose()? else { return Ok(None) };
+        let data: Option<Box<dyn ChunkReader>> = match &item.source {
+            Some(path) => Some(Box::new(FileChunker::open(path, item.sparse)?)),
+            None => None,
+        };
+        Ok(Some(SourceItem { meta: item.meta, data }))
+    }
+}
+
+/// A single stream (stdin) stored as one file entry.
+pub struct StreamSource<R> {
+    stream: Option<(EntryMeta, R)>,
+}
+
+impl<R> std::fmt::Debug for StreamSource<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamSource")
+    }
+}
+
+impl<R: std::io::Read + Send + 'static> StreamSource<R> {
+    pub fn new(meta: EntryMeta, reader: R) -> Self {
+        Self { stream: Some((meta, reader)) }
+    }
+}
+
+impl<R: std::io::Read + Send + 'static> EntrySource for StreamSource<R> {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        Ok(self.stream.take().map(|(meta, reader)| {
+            let name = PathBuf::from(String::from_utf8_lossy(&meta.path).into_owned());
+            SourceItem { meta, data: Some(Box::new(StreamChunker::new(reader, name)) as Box<dyn ChunkReader>) }
+        }))
+    }
+}
+
+/// What a finished image holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub entries: u64,
+    pub files: u64,
+    /// Sum of the files' sizes, holes included.
+    pub logical_bytes: u64,
+    /// Bytes of file data read, holes excluded.
+    pub data_bytes: u64,
+    /// Bytes of image written.
+    pub image_bytes: u64,
+    pub image_id: [u8; 16],
+}
+
+struct Job {
+    kind: FrameKind,
+    pos: Position,
+    last: bool,
+    buf: Vec<u8>,
+    /// Frame length once sealed.
+    len: usize,
+    segments: Vec<Segment>,
+    span: Span,
+    meta: Option<EntryMeta>,
+}
+
+/// Seals the plaintext at `buf[8..8 + plain_len]` as a frame; returns the frame length.
+pub(crate) fn seal_frame(keys: &ImageKeys, image_id: &[u8; 16], pos: Position, kind: FrameKind, last: bool, buf: &mut [u8], plain_len: usize) -> usize {
+    let fh = FrameHeader::new(kind, last, plain_len + TAG_LEN);
+    buf[..FRAME_HEADER_LEN].copy_from_slice(&fh.encode());
+    let aad = frame::aad(image_id, pos, &fh);
+    let end = FRAME_HEADER_LEN + plain_len;
+    let tag = keys.seal(pos.seq, &aad, &mut buf[FRAME_HEADER_LEN..end]);
+    buf[end..end + TAG_LEN].copy_from_slice(&tag);
+    end + TAG_LEN
+}
+
+struct Worker<'a> {
+    keys: &'a ImageKeys,
+    image_id: [u8; 16],
+    compressor: Compressor,
+    scratch: Vec<u8>,
+    meta_buf: Vec<u8>,
+}
+
+impl Worker<'_> {
+    fn seal(&mut self, job: &mut Job) {
+        let plain_len = match job.kind {
+            FrameKind::Entry => {
+                self.meta_buf.clear();
+                job.meta.as_ref().expect("entry job has metadata").encode(&mut self.meta_buf);
+                job.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + self.meta_buf.len()].copy_from_slice(&self.meta_buf);
+                self.meta_buf.len()
+            }
+            FrameKind::Chunk => self.prepare_chunk(job),
+            FrameKind::Index | FrameKind::End => unreachable!("index and end frames are sealed by the writer"),
+        };
+        job.len = seal_frame(self.keys, &self.image_id, job.pos, job.kind, job.last, &mut job.buf, plain_len);
+    }
+
+    /// Compresses the chunk data if that makes it smaller, and lays out the chunk plaintext.
+    fn prepare_chunk(&mut self, job: &mut Job) -> usize {
+        let raw = job.span.len;
+        let mut codec = Codec::None;
+        let mut stored = raw;
+        if raw > 1 {
+            let (src, dst) = (&job.buf[DATA_AT..DATA_AT + raw], &mut self.scratch[DATA_AT..]);
+            if let Some((c, n)) = self.compressor.compress(src, dst) {
+                std::mem::swap(&mut job.buf, &mut self.scratch);
+                codec = c;
+                stored = n;
+            }
+        }
+        let header = ChunkHeader {
+            codec,
+            raw_len: raw as u32,
+            range_start: job.span.range_start,
+            range_end: job.span.range_end,
+            segments: job.segments.len() as u32,
+            stored_len: stored as u32,
+        };
+        header.encode_into(&mut job.buf[FRAME_HEADER_LEN..DATA_AT]);
+        encode_segments(&job.segments, &mut job.buf[DATA_AT + stored..]);
+        header.plaintext_len()
+    }
+}
+
+/// Builds index records from the frames as they are written.
+struct Assembler<'a, W: Write> {
+    sink: W,
+    offset: u64,
+    records: Vec<IndexRecord>,
+    current: Option<IndexRecord>,
+    pool: &'a BufPool,
+    progress: &'a dyn Progress,
+    summary: WriteSummary,
+}
+
+impl<W: Write> Assembler<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        self.sink.write_all(bytes).map_err(io("write", "image"))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn accept(&mut self, mut job: Job) -> Result<(), ImageError> {
+        let start = self.offset;
+        let frame = std::mem::take(&mut job.buf);
+        let result = self.write(&frame[..job.len]);
+        self.pool.put(frame);
+        result?;
+        match job.kind {
+            FrameKind::Entry => {
+                self.records.extend(self.current.take());
+                let meta = job.meta.take().expect("entry job has metadata");
+                self.progress.entry(&meta);
+                self.summary.entries += 1;
+                self.current = Some(IndexRecord { frame_offset: start, first_seq: job.pos.seq, frames_len: 0, chunks: 0, size: 0, data_bytes: 0, meta });
+            }
+            FrameKind::Chunk => {
+                let rec = self.current.as_mut().expect("a chunk follows an entry");
+                rec.chunks += 1;
+                rec.data_bytes += job.span.len as u64;
+                if job.last {
+                    rec.size = job.span.range_end;
+                    self.summary.files += 1;
+                    self.summary.logical_bytes += rec.size;
+                }
+                self.summary.data_bytes += job.span.len as u64;
+                self.progress.advance(job.span.range_end - job.span.range_start);
+            }
+            FrameKind::Index | FrameKind::End => unreachable!(),
+        }
+        let rec = self.current.as_mut().expect("an entry is open");
+        rec.frames_len = self.offset - rec.frame_offset;
+        Ok(())
+    }
+}
+
+/// Writes a whole image of `source` to `sink` and returns what it holds. Nothing is written
+/// after an error, and an image is complete only once its END frame is written (last).
+pub fn write_image<W: Write>(
+    source: &mut dyn EntrySource,
+    sink: W,
+    params: &ImageParams,
+    masters: &[&MasterKey],
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<WriteSummary, ImageError> {
+    let keys = params.keys();
+    let image_id = params.image_id;
+    let chunk_size = params.chunk_size as usize;
+    let frame_max = FRAME_HEADER_LEN + frame::max_body_len(params.chunk_size);
+    let pool = BufPool::new(frame_max);
+    let mut asm = Assembler { sink, offset: 0, records: Vec::new(), current: None, pool: &pool, progress, summary: WriteSummary { image_id, ..Default::default() } };
+    asm.write(&params.header_region(masters, &keys)?)?;
+
+    // (frames, entries) once the producer is done.
+    let mut counts = (0u64, 0u64);
+    let shape = coffer_pipe::Shape::for_threads(threads);
+    let producer = |feed: &coffer_pipe::Feed<Job>| -> Result<(), ImageError> {
+        let mut seq = 0u64;
+        let mut entry_no = 0u64;
+        while let Some(item) = source.next_item()? {
+            item.meta.check().map_err(|e| ImageError::Usage(format!("cannot store {:?}: {e}", String::from_utf8_lossy(&item.meta.path))))?;
+            if (item.meta.kind == EntryKind::File) != item.data.is_some() {
+                return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
+            }
+            let entry = Job {
+                kind: FrameKind::Entry,
+                pos: Position { seq, entry_no, part_no: 0 },
+                last: false,
+                buf: pool.get(),
+                len: 0,
+                segments: Vec::new(),
+                span: Span { range_start: 0, range_end: 0, len: 0, last: false },
+                meta: Some(item.meta),
+            };
+            feed.send(entry)?;
+            seq += 1;
+            if let Some(mut reader) = item.data {
+                for part_no in 1.. {
+                    let mut buf = pool.get();
+                    let mut segments = Vec::new();
+                    let span = reader.next_chunk(&mut buf[DATA_AT..DATA_AT + chunk_size], &mut segments)?;
+                    let job = Job { kind: FrameKind::Chunk, pos: Position { seq, entry_no, part_no }, last: span.last, buf, len: 0, segments, span, meta: None };
+                    feed.send(job)?;
+                    seq += 1;
+                    if span.last {
+                        break;
+                    }
+                }
+            }
+            entry_no += 1;
+        }
+        counts = (seq, entry_no);
+        Ok(())
+    };
+    let make_worker = || {
+        let mut worker = Worker { keys: &keys, image_id, compressor: Compressor::new(params.codec, params.level), scratch: pool.get(), meta_buf: Vec::new() };
+        move |job: &mut Job| worker.seal(job)
+    };
+    coffer_pipe::run(shape, producer, make_worker, |job| asm.accept(job))?;
+    let (next_seq, entries) = counts;
+    asm.records.extend(asm.current.take());
+    debug_assert_eq!(asm.records.len() as u64, entries);
+
+    let index_offset = asm.offset;
+    let index_frames = write_index(&mut asm, &keys, &image_id, params.chunk_size, next_seq, entries)?;
+    let end = EndFields {
+        seq: next_seq + index_frames,
+        entry_count: entries,
+        index_offset,
+        index_frames,
+        total_size: asm.summary.logical_bytes,
+    };
+    asm.write(&end_frame(&keys, &image_id, &end))?;
+    asm.sink.flush().map_err(io("write", "image"))?;
+    asm.summary.image_bytes = asm.offset;
+    Ok(asm.summary)
+}
+
+/// Writes the index as INDEX frames (zstd-compressed pieces of at most one chunk); returns
+/// how many. There is always at least one.
+fn write_index<W: Write>(asm: &mut Assembler<'_, W>, keys: &ImageKeys, image_id: &[u8; 16], chunk_size: u32, first_seq: u64, entries: u64) -> Result<u64, ImageError> {
+    let mut blob = Vec::new();
+    for r in &asm.records {
+        r.encode(&mut blob);
+    }
+    let pieces: Vec<&[u8]> = if blob.is_empty() { vec![&[][..]] } else { blob.chunks(chunk_size as usize).collect() };
+    let mut compressor = Compressor::new(Codec::Zstd, 3);
+    let mut buf = asm.pool.get();
+    for (i, piece) in pieces.iter().enumerate() {
+        let at = FRAME_HEADER_LEN + INDEX_PREFIX_LEN;
+        let (codec, stored) = match compressor.compress(piece, &mut buf[at..]) {
+            Some(done) => done,
+            None => {
+                buf[at..at + piece.len()].copy_from_slice(piece);
+                (Codec::None, piece.len())
+            }
+        };
+        encode_index_prefix(codec, piece.len() as u32, &mut buf[FRAME_HEADER_LEN..at]);
+        let pos = Position { seq: first_seq + i as u64, entry_no: entries, part_no: i as u64 };
+        let len = seal_frame(keys, image_id, pos, FrameKind::Index, i + 1 == pieces.len(), &mut buf, INDEX_PREFIX_LEN + stored);
+        asm.write(&buf[..len])?;
+    }
+    asm.pool.put(buf);
+    Ok(pieces.len() as u64)
+}
+
+/// The END frame: its fields in the clear, authenticated by a tag over an empty plaintext.
+pub(crate) fn end_frame(keys: &ImageKeys, image_id: &[u8; 16], end: &EndFields) -> Vec<u8> {
+    let fh = FrameHeader::new(FrameKind::End, false, frame::END_FIELDS_LEN + TAG_LEN);
+    let mut out = fh.encode().to_vec();
+    out.extend_from_slice(&end.encode());
+    let tag = keys.seal(end.seq, &end.aad(image_id, &fh), &mut []);
+    out.extend_from_slice(&tag);
+    debug_assert_eq!(out.len(), frame::END_FRAME_LEN);
+    out
+}
