@@ -196,7 +196,9 @@ pub fn open_slot(suite: Suite, master: &MasterKey, image_id: &[u8; 16], slot: &K
     }
     let mut buf = Zeroizing::new(slot.wrapped);
     let kek = master.slot_kek(&slot.salt, image_id, suite);
-    let plain = kek.open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(slot_aad(image_id, slot)), buf.as_mut()).ok()?;
+    let plain = kek
+        .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(slot_aad(image_id, slot)), buf.as_mut())
+        .ok()?;
     let mut key = [0u8; KEY_LEN];
     key.copy_from_slice(plain);
     let dk = DataKey::from_bytes(key);
@@ -238,7 +240,10 @@ impl ImageKeys {
     /// Encrypts `buf` in place as frame `seq`; returns the tag.
     pub fn seal(&self, seq: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         let nonce = Nonce::assume_unique_for_key(coffer_format::frame::nonce(seq));
-        let tag = self.payload.seal_in_place_separate_tag(nonce, Aad::from(aad), buf).expect("frame sizes are far below AEAD limits");
+        let tag = self
+            .payload
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), buf)
+            .expect("frame sizes are far below AEAD limits");
         tag.as_ref().try_into().expect("16-byte tag")
     }
 

@@ -90,7 +90,14 @@ pub fn parse_chunk(plain: &[u8], chunk_size: u32) -> Result<ParsedChunk<'_>, For
     let codec_byte = r.u8()?;
     let codec = Codec::from_u8(codec_byte).ok_or_else(|| invalid(WHAT, format!("unknown codec {codec_byte}")))?;
     r.zeros(3, "bytes 1..4")?;
-    let header = ChunkHeader { codec, raw_len: r.u32()?, range_start: r.u64()?, range_end: r.u64()?, segments: r.u32()?, stored_len: r.u32()? };
+    let header = ChunkHeader {
+        codec,
+        raw_len: r.u32()?,
+        range_start: r.u64()?,
+        range_end: r.u64()?,
+        segments: r.u32()?,
+        stored_len: r.u32()?,
+    };
     if header.raw_len > chunk_size {
         return Err(invalid(WHAT, format!("{} data bytes exceed the chunk size {chunk_size}", header.raw_len)));
     }
@@ -110,7 +117,10 @@ pub fn parse_chunk(plain: &[u8], chunk_size: u32) -> Result<ParsedChunk<'_>, For
     let mut total = 0u64;
     for _ in 0..header.segments {
         let s = Segment { offset: r.u64()?, len: r.u32()? };
-        if s.len == 0 || s.offset < pos || s.offset.checked_add(u64::from(s.len)).is_none_or(|end| end > header.range_end) {
+        if s.len == 0
+            || s.offset < pos
+            || s.offset.checked_add(u64::from(s.len)).is_none_or(|end| end > header.range_end)
+        {
             return Err(invalid(WHAT, "segments overlap, are empty, or leave the chunk's range"));
         }
         pos = s.end();
@@ -139,7 +149,8 @@ mod tests {
 
     #[test]
     fn dense_chunk_round_trip() {
-        let h = ChunkHeader { codec: Codec::None, raw_len: 3, range_start: 10, range_end: 13, segments: 1, stored_len: 3 };
+        let h =
+            ChunkHeader { codec: Codec::None, raw_len: 3, range_start: 10, range_end: 13, segments: 1, stored_len: 3 };
         let b = build(h, b"abc", &[Segment { offset: 10, len: 3 }]);
         assert_eq!(&b[..4], &[0, 0, 0, 0]);
         assert_eq!(&b[4..8], &3u32.to_le_bytes());
@@ -154,16 +165,25 @@ mod tests {
 
     #[test]
     fn sparse_and_empty_chunks() {
-        let h = ChunkHeader { codec: Codec::None, raw_len: 2, range_start: 0, range_end: 1 << 40, segments: 2, stored_len: 2 };
+        let h = ChunkHeader {
+            codec: Codec::None,
+            raw_len: 2,
+            range_start: 0,
+            range_end: 1 << 40,
+            segments: 2,
+            stored_len: 2,
+        };
         let segs = [Segment { offset: 5, len: 1 }, Segment { offset: 1 << 39, len: 1 }];
         parse_chunk(&build(h, b"xy", &segs), 4096).unwrap();
-        let empty = ChunkHeader { codec: Codec::None, raw_len: 0, range_start: 7, range_end: 7, segments: 0, stored_len: 0 };
+        let empty =
+            ChunkHeader { codec: Codec::None, raw_len: 0, range_start: 7, range_end: 7, segments: 0, stored_len: 0 };
         assert!(parse_chunk(&build(empty, b"", &[]), 4096).unwrap().segments.is_empty());
     }
 
     #[test]
     fn inconsistent_chunks_are_rejected() {
-        let h = ChunkHeader { codec: Codec::None, raw_len: 2, range_start: 0, range_end: 10, segments: 2, stored_len: 2 };
+        let h =
+            ChunkHeader { codec: Codec::None, raw_len: 2, range_start: 0, range_end: 10, segments: 2, stored_len: 2 };
         let overlap = [Segment { offset: 0, len: 2 }, Segment { offset: 1, len: 0 }];
         assert!(parse_chunk(&build(h, b"xy", &overlap), 4096).is_err());
         let outside = [Segment { offset: 0, len: 1 }, Segment { offset: 10, len: 1 }];

@@ -133,7 +133,8 @@ impl EntryMeta {
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, FormatError> {
         let kind_byte = r.u8()?;
-        let kind = EntryKind::from_u8(kind_byte).ok_or_else(|| invalid("entry", format!("unknown entry kind {kind_byte}")))?;
+        let kind =
+            EntryKind::from_u8(kind_byte).ok_or_else(|| invalid("entry", format!("unknown entry kind {kind_byte}")))?;
         r.zeros(3, "bytes 1..4")?;
         let mode = r.u32()?;
         let uid = r.u32()?;
@@ -174,8 +175,12 @@ pub fn check_relative_path(path: &[u8]) -> Result<(), FormatError> {
     for comp in path.split(|&b| b == b'/') {
         match comp {
             b"" => return Err(invalid(WHAT, format!("{:?} has an empty component", shown()))),
-            b"." | b".." => return Err(invalid(WHAT, format!("{:?} has a '{}' component", shown(), String::from_utf8_lossy(comp)))),
-            c if c.len() > MAX_NAME_LEN => return Err(invalid(WHAT, format!("{:?} has a component longer than 255 bytes", shown()))),
+            b"." | b".." => {
+                return Err(invalid(WHAT, format!("{:?} has a '{}' component", shown(), String::from_utf8_lossy(comp))))
+            }
+            c if c.len() > MAX_NAME_LEN => {
+                return Err(invalid(WHAT, format!("{:?} has a component longer than 255 bytes", shown())))
+            }
             _ => {}
         }
     }

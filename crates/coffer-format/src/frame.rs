@@ -77,7 +77,8 @@ impl FrameHeader {
     /// the body length, so no allocation is ever larger than the image declared.
     pub fn parse(bytes: &[u8; FRAME_HEADER_LEN], chunk_size: u32) -> Result<Self, FormatError> {
         const WHAT: &str = "frame header";
-        let kind = FrameKind::from_u8(bytes[0]).ok_or_else(|| invalid(WHAT, format!("unknown frame kind {}", bytes[0])))?;
+        let kind =
+            FrameKind::from_u8(bytes[0]).ok_or_else(|| invalid(WHAT, format!("unknown frame kind {}", bytes[0])))?;
         let flags = bytes[1];
         let allowed = match kind {
             FrameKind::Chunk | FrameKind::Index => FLAG_LAST,
@@ -163,7 +164,13 @@ impl EndFields {
 
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes, "end frame");
-        let f = Self { seq: r.u64()?, entry_count: r.u64()?, index_offset: r.u64()?, index_frames: r.u64()?, total_size: r.u64()? };
+        let f = Self {
+            seq: r.u64()?,
+            entry_count: r.u64()?,
+            index_offset: r.u64()?,
+            index_frames: r.u64()?,
+            total_size: r.u64()?,
+        };
         r.finish()?;
         Ok(f)
     }

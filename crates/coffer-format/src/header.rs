@@ -132,7 +132,8 @@ impl Header {
         let generation = r.u64()?;
         let image_id = r.array()?;
         let suite_byte = r.u8()?;
-        let suite = Suite::from_u8(suite_byte).ok_or_else(|| invalid(WHAT, format!("unknown AEAD suite {suite_byte}")))?;
+        let suite =
+            Suite::from_u8(suite_byte).ok_or_else(|| invalid(WHAT, format!("unknown AEAD suite {suite_byte}")))?;
         let codec_byte = r.u8()?;
         let codec = Codec::from_u8(codec_byte).ok_or_else(|| invalid(WHAT, format!("unknown codec {codec_byte}")))?;
         let level = r.u8()? as i8;
@@ -146,9 +147,7 @@ impl Header {
             return Err(FormatError::Reserved { what: WHAT, field: "flags" });
         }
         r.zeros(SLOTS_OFFSET - 64, "bytes 64..256")?;
-        let slots = (0..SLOT_COUNT)
-            .map(|_| KeySlot::parse(r.take(SLOT_SIZE)?))
-            .collect::<Result<Vec<_>, _>>()?;
+        let slots = (0..SLOT_COUNT).map(|_| KeySlot::parse(r.take(SLOT_SIZE)?)).collect::<Result<Vec<_>, _>>()?;
         r.zeros(MAC_OFFSET - SLOTS_OFFSET - SLOT_COUNT * SLOT_SIZE, "bytes 4352..8128")?;
         let mac = r.array()?;
         let checksum = r.array()?;
@@ -246,7 +245,14 @@ mod tests {
 
     fn sample() -> Header {
         let mut slots = vec![KeySlot::default(); SLOT_COUNT];
-        slots[0] = KeySlot { kind: slot_kind::KEY, created: 7, key_id: [1; 8], salt: [2; 32], wrapped: [3; 48], params: [0; 152] };
+        slots[0] = KeySlot {
+            kind: slot_kind::KEY,
+            created: 7,
+            key_id: [1; 8],
+            salt: [2; 32],
+            wrapped: [3; 48],
+            params: [0; 152],
+        };
         Header {
             copy: 0,
             generation: 1,

@@ -77,7 +77,8 @@ pub fn encode_index_prefix(codec: Codec, raw_len: u32, out: &mut [u8]) {
 pub fn parse_index_part(plain: &[u8], chunk_size: u32) -> Result<(Codec, u32, &[u8]), FormatError> {
     let mut r = Reader::new(plain, "index frame");
     let codec_byte = r.u8()?;
-    let codec = Codec::from_u8(codec_byte).ok_or_else(|| invalid("index frame", format!("unknown codec {codec_byte}")))?;
+    let codec =
+        Codec::from_u8(codec_byte).ok_or_else(|| invalid("index frame", format!("unknown codec {codec_byte}")))?;
     r.zeros(3, "bytes 1..4")?;
     let raw_len = r.u32()?;
     if raw_len > chunk_size {
@@ -112,8 +113,24 @@ mod tests {
             gname: vec![],
         };
         let recs = vec![
-            IndexRecord { frame_offset: 16384, first_seq: 0, frames_len: 80, chunks: 0, size: 0, data_bytes: 0, meta: meta.clone() },
-            IndexRecord { frame_offset: 16464, first_seq: 1, frames_len: 900, chunks: 2, size: 1 << 33, data_bytes: 7, meta },
+            IndexRecord {
+                frame_offset: 16384,
+                first_seq: 0,
+                frames_len: 80,
+                chunks: 0,
+                size: 0,
+                data_bytes: 0,
+                meta: meta.clone(),
+            },
+            IndexRecord {
+                frame_offset: 16464,
+                first_seq: 1,
+                frames_len: 900,
+                chunks: 2,
+                size: 1 << 33,
+                data_bytes: 7,
+                meta,
+            },
         ];
         let mut out = vec![];
         for r in &recs {

@@ -15,14 +15,18 @@ impl NameCache {
     pub fn user_name(&mut self, uid: u32) -> Vec<u8> {
         self.users
             .entry(uid)
-            .or_insert_with(|| User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes()).unwrap_or_default())
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes()).unwrap_or_default()
+            })
             .clone()
     }
 
     pub fn group_name(&mut self, gid: u32) -> Vec<u8> {
         self.groups
             .entry(gid)
-            .or_insert_with(|| Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes()).unwrap_or_default())
+            .or_insert_with(|| {
+                Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes()).unwrap_or_default()
+            })
             .clone()
     }
 

@@ -153,9 +153,15 @@ impl Restorer {
             finished: false,
         };
         if this.opts.whole_tree {
-            let fd = openat(&this.root, MARKER, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-                .map_err(nix_err("create", target.join(MARKER)))?;
-            let note = b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
+            let fd = openat(
+                &this.root,
+                MARKER,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(nix_err("create", target.join(MARKER)))?;
+            let note =
+                b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
             File::from(fd).write_all_at(note, 0).map_err(io_err("write", target.join(MARKER)))?;
         }
         Ok(this)
@@ -189,7 +195,8 @@ impl Restorer {
                 end += 1;
                 let next = match openat(&cur, os(comp), dir_flags(), Mode::empty()) {
                     Err(Errno::ENOENT) if create => {
-                        mkdirat(&cur, os(comp), Mode::from_bits_truncate(0o700)).map_err(nix_err("create directory", self.shown(so_far)))?;
+                        mkdirat(&cur, os(comp), Mode::from_bits_truncate(0o700))
+                            .map_err(nix_err("create directory", self.shown(so_far)))?;
                         openat(&cur, os(comp), dir_flags(), Mode::empty())
                     }
                     other => other,
@@ -197,7 +204,13 @@ impl Restorer {
                 cur = match next {
                     Ok(fd) => fd,
                     Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
-                        return Err(Self::unsafe_entry(rel, format!("{} is a symlink or not a directory; refusing to go through it", String::from_utf8_lossy(so_far))))
+                        return Err(Self::unsafe_entry(
+                            rel,
+                            format!(
+                                "{} is a symlink or not a directory; refusing to go through it",
+                                String::from_utf8_lossy(so_far)
+                            ),
+                        ))
                     }
                     Err(e) => return Err(nix_err("open directory", self.shown(so_far))(e)),
                 };
@@ -237,14 +250,20 @@ impl Restorer {
                 let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
                 match (kind == EntryKind::Dir, is_dir) {
                     (true, true) => Ok(()),
-                    (false, true) => Err(FsError::Io { op: "replace", path: shown, source: std::io::Error::from(Errno::EISDIR) }),
+                    (false, true) => {
+                        Err(FsError::Io { op: "replace", path: shown, source: std::io::Error::from(Errno::EISDIR) })
+                    }
                     _ if force => {
                         if kind == EntryKind::Dir {
                             unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir).map_err(nix_err("remove", shown))?;
                         }
                         Ok(())
                     }
-                    _ => Err(FsError::Io { op: "refusing to overwrite (use --force)", path: shown, source: std::io::Error::from(Errno::EEXIST) }),
+                    _ => Err(FsError::Io {
+                        op: "refusing to overwrite (use --force)",
+                        path: shown,
+                        source: std::io::Error::from(Errno::EEXIST),
+                    }),
                 }
             }
         }
@@ -282,24 +301,38 @@ impl Restorer {
                 let dir = self.dir_fd(parent, true)?;
                 symlinkat(os(&meta.target), dir, os(&tmp)).map_err(nix_err("create symlink", shown.clone()))?;
                 if let Some((u, g)) = owner {
-                    fchownat(dir, os(&tmp), Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(nix_err("chown", shown.clone()))?;
+                    fchownat(dir, os(&tmp), Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(nix_err("chown", shown.clone()))?;
                 }
                 let t = time(meta.mtime_sec, meta.mtime_nsec);
-                nix::sys::stat::utimensat(dir, os(&tmp), &TimeSpec::UTIME_NOW, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-                    .map_err(nix_err("set times of", shown.clone()))?;
+                nix::sys::stat::utimensat(
+                    dir,
+                    os(&tmp),
+                    &TimeSpec::UTIME_NOW,
+                    &t,
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                )
+                .map_err(nix_err("set times of", shown.clone()))?;
                 renameat(dir, os(&tmp), dir, os(name)).map_err(nix_err("rename into place", shown))?;
                 self.stats.symlinks += 1;
             }
             EntryKind::HardLink => {
                 if !self.restored_files.contains(&meta.target) {
-                    return Err(Self::unsafe_entry(rel, format!("hard link to {:?}, which is not a file restored before it", String::from_utf8_lossy(&meta.target))));
+                    return Err(Self::unsafe_entry(
+                        rel,
+                        format!(
+                            "hard link to {:?}, which is not a file restored before it",
+                            String::from_utf8_lossy(&meta.target)
+                        ),
+                    ));
                 }
                 let (tparent, tname) = split_parent(&meta.target);
                 let tdir = nix::unistd::dup(self.dir_fd(tparent, false)?).map_err(nix_err("dup", &self.root_path))?;
                 let tmp = self.next_tmp();
                 let shown = self.shown(rel);
                 let dir = self.dir_fd(parent, true)?;
-                linkat(&tdir, os(tname), dir, os(&tmp), AtFlags::empty()).map_err(nix_err("create hard link", shown.clone()))?;
+                linkat(&tdir, os(tname), dir, os(&tmp), AtFlags::empty())
+                    .map_err(nix_err("create hard link", shown.clone()))?;
                 renameat(dir, os(&tmp), dir, os(name)).map_err(nix_err("rename into place", shown))?;
                 self.stats.hardlinks += 1;
             }
@@ -307,9 +340,21 @@ impl Restorer {
                 let tmp = self.next_tmp();
                 let shown = self.shown(rel);
                 let dir = self.dir_fd(parent, true)?;
-                let fd = openat(dir, os(&tmp), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-                    .map_err(nix_err("create", shown))?;
-                self.file = Some(OpenFile { file: File::from(fd), rel: rel.to_vec(), tmp, meta: meta.clone(), written_to: 0, kicked_to: 0 });
+                let fd = openat(
+                    dir,
+                    os(&tmp),
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(nix_err("create", shown))?;
+                self.file = Some(OpenFile {
+                    file: File::from(fd),
+                    rel: rel.to_vec(),
+                    tmp,
+                    meta: meta.clone(),
+                    written_to: 0,
+                    kicked_to: 0,
+                });
             }
         }
         Ok(())
@@ -347,7 +392,8 @@ impl Restorer {
             fchown(&f.file, Some(u), Some(g)).map_err(nix_err("chown", shown))?;
         }
         fchmod(&f.file, Mode::from_bits_truncate(f.meta.mode)).map_err(nix_err("chmod", shown))?;
-        futimens(&f.file, &TimeSpec::UTIME_NOW, &time(f.meta.mtime_sec, f.meta.mtime_nsec)).map_err(nix_err("set times of", shown))?;
+        futimens(&f.file, &TimeSpec::UTIME_NOW, &time(f.meta.mtime_sec, f.meta.mtime_nsec))
+            .map_err(nix_err("set times of", shown))?;
         if self.opts.durable && f.written_to > f.kicked_to {
             start_writeback(&f.file, f.kicked_to, f.written_to - f.kicked_to);
         }
@@ -380,14 +426,16 @@ impl Restorer {
             let (parent, name) = split_parent(&meta.path);
             let shown = self.shown(&meta.path);
             let dir = self.dir_fd(parent, false)?;
-            let fd = openat(dir, os(name), dir_flags(), Mode::empty()).map_err(nix_err("open directory", shown.clone()))?;
+            let fd =
+                openat(dir, os(name), dir_flags(), Mode::empty()).map_err(nix_err("open directory", shown.clone()))?;
             self.apply_dir_meta(&fd, meta, &shown)?;
         }
         if self.opts.durable {
             syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
         }
         if self.opts.whole_tree {
-            unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir).map_err(nix_err("remove", self.root_path.join(MARKER)))?;
+            unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir)
+                .map_err(nix_err("remove", self.root_path.join(MARKER)))?;
         }
         if let Some(meta) = self.root_meta.take() {
             let root = nix::unistd::dup(&self.root).map_err(nix_err("dup", &self.root_path))?;
@@ -406,7 +454,8 @@ impl Restorer {
             fchown(fd, Some(u), Some(g)).map_err(nix_err("chown", shown))?;
         }
         fchmod(fd, Mode::from_bits_truncate(meta.mode)).map_err(nix_err("chmod", shown))?;
-        futimens(fd, &TimeSpec::UTIME_NOW, &time(meta.mtime_sec, meta.mtime_nsec)).map_err(nix_err("set times of", shown))
+        futimens(fd, &TimeSpec::UTIME_NOW, &time(meta.mtime_sec, meta.mtime_nsec))
+            .map_err(nix_err("set times of", shown))
     }
 }
 

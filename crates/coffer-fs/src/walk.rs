@@ -201,7 +201,8 @@ mod tests {
         std::fs::hard_link(root.join("a"), root.join("c")).unwrap();
         std::os::unix::fs::symlink("a", root.join("d")).unwrap();
         let items: Vec<_> = Walker::new(root).map(|r| r.unwrap()).collect();
-        let got: Vec<_> = items.iter().map(|i| (String::from_utf8_lossy(&i.meta.path).into_owned(), i.meta.kind)).collect();
+        let got: Vec<_> =
+            items.iter().map(|i| (String::from_utf8_lossy(&i.meta.path).into_owned(), i.meta.kind)).collect();
         assert_eq!(
             got,
             vec![

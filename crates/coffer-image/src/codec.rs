@@ -17,7 +17,8 @@ impl std::fmt::Debug for Compressor {
 
 impl Compressor {
     pub fn new(codec: Codec, level: i32) -> Self {
-        let zstd = (codec == Codec::Zstd).then(|| zstd::bulk::Compressor::new(level).expect("zstd accepts every level in its range"));
+        let zstd = (codec == Codec::Zstd)
+            .then(|| zstd::bulk::Compressor::new(level).expect("zstd accepts every level in its range"));
         Self { codec, zstd }
     }
 

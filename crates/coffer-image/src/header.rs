@@ -29,7 +29,8 @@ impl ImageParams {
         for s in &mut slot_salts {
             rng(s)?;
         }
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let data_key = DataKey::generate().map_err(|e| ImageError::Usage(e.to_string()))?;
         Ok(Self { suite, codec, level, chunk_size, created, image_id, data_key, slot_salts })
     }
@@ -115,11 +116,18 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
         return Err(ImageError::NotAnImage("no coffer magic at offset 0".into()));
     }
     if region.len() < DATA_OFFSET as usize {
-        return Err(ImageError::Truncated { at: at(region.len() as u64), detail: "the header region is incomplete".into() });
+        return Err(ImageError::Truncated {
+            at: at(region.len() as u64),
+            detail: "the header region is incomplete".into(),
+        });
     }
-    let copies: Vec<Result<Header, FormatError>> = (0..2).map(|i| parse_copy(&region[i * HEADER_SIZE..(i + 1) * HEADER_SIZE])).collect();
+    let copies: Vec<Result<Header, FormatError>> =
+        (0..2).map(|i| parse_copy(&region[i * HEADER_SIZE..(i + 1) * HEADER_SIZE])).collect();
     if let Err(FormatError::UnsupportedVersion(v)) = &copies[0] {
-        return Err(ImageError::NotAnImage(format!("format version {v}; this coffer reads version {}", coffer_format::VERSION)));
+        return Err(ImageError::NotAnImage(format!(
+            "format version {v}; this coffer reads version {}",
+            coffer_format::VERSION
+        )));
     }
     let mut warnings = Vec::new();
     for (i, c) in copies.iter().enumerate() {
@@ -136,7 +144,10 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
         return Err(ImageError::corrupt(at(0), format!("both header copies are damaged ({})", warnings.join("; "))));
     };
     if header.copy as usize != copy {
-        return Err(ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header copy number does not match its position"));
+        return Err(ImageError::corrupt(
+            at((copy * HEADER_SIZE) as u64),
+            "header copy number does not match its position",
+        ));
     }
     let opened = header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).find_map(|(i, slot)| {
         masters.iter().find_map(|m| open_slot(header.suite, m, &header.image_id, slot)).map(|dk| (i, dk))
@@ -146,8 +157,9 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
     };
     let keys = ImageKeys::derive(header.suite, &data_key, &header.image_id);
     let bytes = &region[copy * HEADER_SIZE..(copy + 1) * HEADER_SIZE];
-    keys.verify_header_mac(Header::mac_region(bytes), &header.mac)
-        .map_err(|_| ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header MAC does not verify: the header was altered"))?;
+    keys.verify_header_mac(Header::mac_region(bytes), &header.mac).map_err(|_| {
+        ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header MAC does not verify: the header was altered")
+    })?;
     // The other copy, if intact, must agree on everything but its copy number and generation.
     if let Some(Ok(other)) = copies.get(1 - copy) {
         if other.image_id != header.image_id || other.suite != header.suite || other.chunk_size != header.chunk_size {

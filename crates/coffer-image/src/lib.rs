@@ -18,7 +18,7 @@ pub use header::{open_header, ImageParams, OpenedImage};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
 pub use seek::IndexedImage;
 pub use target::{RestoreVisitor, StreamVisitor};
-pub use write::{write_image, DirSource, EntrySource, SourceItem, StreamSource, WriteSummary};
+pub use write::{write_image, DirSource, EntrySource, FileSource, SourceItem, StreamSource, WriteSummary};
 
 use coffer_crypto::MasterKey;
 use coffer_format::{EntryMeta, DATA_OFFSET};
@@ -85,6 +85,11 @@ pub fn open_stream(input: &mut (dyn Read + Send), masters: &[MasterKey]) -> Resu
 
 /// Reads a whole image from a stream positioned just after the header region (see
 /// [`open_stream`]), authenticating every frame and checking the index and END frame.
-pub fn read_stream(input: &mut (dyn Read + Send), image: &OpenedImage, visitor: &mut dyn Visitor, opts: ReadOptions) -> Result<ReadSummary, ImageError> {
+pub fn read_stream(
+    input: &mut (dyn Read + Send),
+    image: &OpenedImage,
+    visitor: &mut dyn Visitor,
+    opts: ReadOptions,
+) -> Result<ReadSummary, ImageError> {
     read::read_frames(input, image, read::Scope::Whole, visitor, opts)
 }

@@ -108,10 +108,18 @@ fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<u
 
 /// Cuts the byte stream into frames and numbers them. Problems found here (short reads, bad
 /// frame headers) travel as jobs, so they are reported after everything before them.
-fn produce(input: &mut (dyn Read + Send), feed: &coffer_pipe::Feed<Job>, pool: &BufPool, chunk_size: u32, scope: &Scope) -> Result<(), ImageError> {
+fn produce(
+    input: &mut (dyn Read + Send),
+    feed: &coffer_pipe::Feed<Job>,
+    pool: &BufPool,
+    chunk_size: u32,
+    scope: &Scope,
+) -> Result<(), ImageError> {
     let (mut offset, mut seq, mut entry_no, end_offset) = match scope {
         Scope::Whole => (DATA_OFFSET, 0, 0, None),
-        Scope::Entry { record, entry_no } => (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len)),
+        Scope::Entry { record, entry_no } => {
+            (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
+        }
     };
     let mut part_no = 0u64;
     let mut index_parts = 0u64;
@@ -124,7 +132,11 @@ fn produce(input: &mut (dyn Read + Send), feed: &coffer_pipe::Feed<Job>, pool: &
         let mut head = [0u8; FRAME_HEADER_LEN];
         let n = read_full(input, &mut head).map_err(crate::error::io("read", "image"))?;
         if n < FRAME_HEADER_LEN {
-            let what = if n == 0 { "the image ends without its END frame: it is incomplete" } else { "the image ends inside a frame header" };
+            let what = if n == 0 {
+                "the image ends without its END frame: it is incomplete"
+            } else {
+                "the image ends inside a frame header"
+            };
             feed.send(Job::bad(offset + n as u64, pos_guess, true, what))?;
             return Ok(());
         }
@@ -198,9 +210,13 @@ impl Worker<'_> {
         let chunk_size = self.image.chunk_size();
         let body_end = FRAME_HEADER_LEN + header.body_len as usize;
         if header.kind == FrameKind::End {
-            let fields = EndFields::parse(&job.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + END_FIELDS_LEN]).map_err(|e| e.to_string())?;
+            let fields = EndFields::parse(&job.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + END_FIELDS_LEN])
+                .map_err(|e| e.to_string())?;
             let aad = fields.aad(&image_id, &header);
-            self.image.keys.open(fields.seq, &aad, &mut job.buf[FRAME_HEADER_LEN + END_FIELDS_LEN..body_end]).map_err(|_| "END frame fails authentication".to_string())?;
+            self.image
+                .keys
+                .open(fields.seq, &aad, &mut job.buf[FRAME_HEADER_LEN + END_FIELDS_LEN..body_end])
+                .map_err(|_| "END frame fails authentication".to_string())?;
             return Ok(Decoded::End(fields));
         }
         let aad = frame::aad(&image_id, job.pos, &header);
@@ -224,10 +240,19 @@ impl Worker<'_> {
                 let (h, segments) = (chunk.header, chunk.segments);
                 let data_at = FRAME_HEADER_LEN + chunk.data_at;
                 if self.skip_data || h.codec == coffer_format::Codec::None {
-                    return Ok(Decoded::Chunk { range_start: h.range_start, range_end: h.range_end, data_at, segments });
+                    return Ok(Decoded::Chunk {
+                        range_start: h.range_start,
+                        range_end: h.range_end,
+                        data_at,
+                        segments,
+                    });
                 }
                 let raw = h.raw_len as usize;
-                self.decompressor.decompress(h.codec, &job.buf[data_at..data_at + h.stored_len as usize], &mut self.scratch[..raw])?;
+                self.decompressor.decompress(
+                    h.codec,
+                    &job.buf[data_at..data_at + h.stored_len as usize],
+                    &mut self.scratch[..raw],
+                )?;
                 std::mem::swap(&mut job.buf, &mut self.scratch);
                 Ok(Decoded::Chunk { range_start: h.range_start, range_end: h.range_end, data_at: 0, segments })
             }
@@ -287,7 +312,9 @@ impl Checker<'_> {
         }
         match decoded {
             Decoded::Pending => unreachable!("every job is decoded"),
-            Decoded::Bad { truncated: true, detail } => Err(ImageError::Truncated { at: self.location(offset), detail }),
+            Decoded::Bad { truncated: true, detail } => {
+                Err(ImageError::Truncated { at: self.location(offset), detail })
+            }
             Decoded::Bad { truncated: false, detail } => Err(self.corrupt(offset, detail)),
             Decoded::Entry(meta) => {
                 if self.file.is_some() {
@@ -306,7 +333,15 @@ impl Checker<'_> {
                 if meta.kind == EntryKind::File {
                     self.file = Some(OpenFile { path, chunks: 0, next_range: 0 });
                 }
-                self.seen.push(IndexRecord { frame_offset: offset, first_seq: job.pos.seq, frames_len: frame_end - offset, chunks: 0, size: 0, data_bytes: 0, meta });
+                self.seen.push(IndexRecord {
+                    frame_offset: offset,
+                    first_seq: job.pos.seq,
+                    frames_len: frame_end - offset,
+                    chunks: 0,
+                    size: 0,
+                    data_bytes: 0,
+                    meta,
+                });
                 self.entry_done_if_scoped(frame_end);
                 Ok(())
             }
@@ -374,12 +409,21 @@ impl Checker<'_> {
         if !self.index_done {
             return bad("END frame before the index is complete");
         }
-        if end.seq != pos.seq || end.entry_count != self.summary.entries || end.index_frames != self.index_parts || Some(end.index_offset) != self.index_offset {
+        if end.seq != pos.seq
+            || end.entry_count != self.summary.entries
+            || end.index_frames != self.index_parts
+            || Some(end.index_offset) != self.index_offset
+        {
             return bad("END frame does not match the frames before it");
         }
-        let records = IndexRecord::parse_all(&self.index).map_err(|e| ImageError::corrupt(Location { offset: end.index_offset, ..Location::default() }, format!("index: {e}")))?;
+        let records = IndexRecord::parse_all(&self.index).map_err(|e| {
+            ImageError::corrupt(Location { offset: end.index_offset, ..Location::default() }, format!("index: {e}"))
+        })?;
         if records != self.seen {
-            return Err(ImageError::corrupt(Location { offset: end.index_offset, ..Location::default() }, "the index does not match the entries"));
+            return Err(ImageError::corrupt(
+                Location { offset: end.index_offset, ..Location::default() },
+                "the index does not match the entries",
+            ));
         }
         if end.total_size != self.summary.logical_bytes {
             return bad("END frame's total size does not match the files");
@@ -393,7 +437,13 @@ impl Checker<'_> {
 }
 
 /// Runs the read pipeline over `input`, positioned at the first frame of `scope`.
-pub(crate) fn read_frames(input: &mut (dyn Read + Send), image: &OpenedImage, scope: Scope, visitor: &mut dyn Visitor, opts: ReadOptions) -> Result<ReadSummary, ImageError> {
+pub(crate) fn read_frames(
+    input: &mut (dyn Read + Send),
+    image: &OpenedImage,
+    scope: Scope,
+    visitor: &mut dyn Visitor,
+    opts: ReadOptions,
+) -> Result<ReadSummary, ImageError> {
     let chunk_size = image.chunk_size();
     let pool = BufPool::new(FRAME_HEADER_LEN + frame::max_body_len(chunk_size));
     let mut checker = Checker {
@@ -425,7 +475,10 @@ pub(crate) fn read_frames(input: &mut (dyn Read + Send), image: &OpenedImage, sc
     if let Scope::Entry { record, .. } = &scope {
         let got = checker.seen.pop().expect("one entry was read");
         if got.meta != record.meta || got.chunks != record.chunks || got.size != record.size {
-            return Err(ImageError::corrupt(Location { offset: record.frame_offset, ..Location::default() }, "the entry does not match its index record"));
+            return Err(ImageError::corrupt(
+                Location { offset: record.frame_offset, ..Location::default() },
+                "the entry does not match its index record",
+            ));
         }
     }
     Ok(checker.summary)

@@ -1,10 +1,10 @@
 //! Random access through the index: `list` and `extract` on a seekable image read the END
 //! frame and the index from the end of the file, then only the frames of the entries asked for.
 
+use crate::codec::Decompressor;
 use crate::error::{io, ImageError, Location};
 use crate::header::{open_header, OpenedImage};
 use crate::read::{read_frames, ReadOptions, ReadSummary, Scope, Visitor};
-use crate::codec::Decompressor;
 use coffer_crypto::MasterKey;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, END_FRAME_LEN, FRAME_HEADER_LEN};
 use coffer_format::index::parse_index_part;
@@ -73,7 +73,10 @@ impl IndexedImage {
 }
 
 fn read_end(file: &File, path: &Path, image: &OpenedImage, len: u64) -> Result<EndFields, ImageError> {
-    let incomplete = || ImageError::Truncated { at: at(len), detail: "no END frame at the end of the file: the image is incomplete".into() };
+    let incomplete = || ImageError::Truncated {
+        at: at(len),
+        detail: "no END frame at the end of the file: the image is incomplete".into(),
+    };
     if len < DATA_OFFSET + END_FRAME_LEN as u64 {
         return Err(incomplete());
     }
@@ -83,10 +86,18 @@ fn read_end(file: &File, path: &Path, image: &OpenedImage, len: u64) -> Result<E
     let head: [u8; FRAME_HEADER_LEN] = buf[..FRAME_HEADER_LEN].try_into().expect("8 bytes");
     match FrameHeader::parse(&head, image.chunk_size()) {
         Ok(h) if h.kind == FrameKind::End => {
-            let fields = EndFields::parse(&buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + END_FIELDS_LEN]).map_err(|e| ImageError::corrupt(at(end_at), e.to_string()))?;
+            let fields = EndFields::parse(&buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + END_FIELDS_LEN])
+                .map_err(|e| ImageError::corrupt(at(end_at), e.to_string()))?;
             let aad = fields.aad(&image.header.image_id, &h);
-            image.keys.open(fields.seq, &aad, &mut buf[FRAME_HEADER_LEN + END_FIELDS_LEN..]).map_err(|_| ImageError::corrupt(at(end_at), "END frame fails authentication"))?;
-            if fields.index_offset < DATA_OFFSET || fields.index_offset >= end_at || fields.index_frames == 0 || fields.index_frames > fields.seq {
+            image
+                .keys
+                .open(fields.seq, &aad, &mut buf[FRAME_HEADER_LEN + END_FIELDS_LEN..])
+                .map_err(|_| ImageError::corrupt(at(end_at), "END frame fails authentication"))?;
+            if fields.index_offset < DATA_OFFSET
+                || fields.index_offset >= end_at
+                || fields.index_frames == 0
+                || fields.index_frames > fields.seq
+            {
                 return Err(ImageError::corrupt(at(end_at), "END frame points outside the image"));
             }
             Ok(fields)
@@ -95,7 +106,13 @@ fn read_end(file: &File, path: &Path, image: &OpenedImage, len: u64) -> Result<E
     }
 }
 
-fn read_index(file: &File, path: &Path, image: &OpenedImage, end: &EndFields, len: u64) -> Result<Vec<IndexRecord>, ImageError> {
+fn read_index(
+    file: &File,
+    path: &Path,
+    image: &OpenedImage,
+    end: &EndFields,
+    len: u64,
+) -> Result<Vec<IndexRecord>, ImageError> {
     let end_at = len - END_FRAME_LEN as u64;
     let mut bytes = vec![0u8; (end_at - end.index_offset) as usize];
     file.read_exact_at(&mut bytes, end.index_offset).map_err(io("read", path))?;
@@ -105,7 +122,8 @@ fn read_index(file: &File, path: &Path, image: &OpenedImage, end: &EndFields, le
     for i in 0..end.index_frames {
         let offset = end.index_offset + pos as u64;
         let bad = |detail: &str| ImageError::corrupt(at(offset), format!("index frame {i}: {detail}"));
-        let head: [u8; FRAME_HEADER_LEN] = bytes.get(pos..pos + FRAME_HEADER_LEN).ok_or_else(|| bad("missing"))?.try_into().expect("8 bytes");
+        let head: [u8; FRAME_HEADER_LEN] =
+            bytes.get(pos..pos + FRAME_HEADER_LEN).ok_or_else(|| bad("missing"))?.try_into().expect("8 bytes");
         let h = FrameHeader::parse(&head, image.chunk_size()).map_err(|e| bad(&e.to_string()))?;
         let last = i + 1 == end.index_frames;
         if h.kind != FrameKind::Index || h.is_last() != last {
@@ -123,9 +141,13 @@ fn read_index(file: &File, path: &Path, image: &OpenedImage, end: &EndFields, le
         pos = body_end;
     }
     if pos != bytes.len() {
-        return Err(ImageError::corrupt(at(end.index_offset + pos as u64), "bytes between the index and the END frame"));
+        return Err(ImageError::corrupt(
+            at(end.index_offset + pos as u64),
+            "bytes between the index and the END frame",
+        ));
     }
-    let records = IndexRecord::parse_all(&blob).map_err(|e| ImageError::corrupt(at(end.index_offset), format!("index: {e}")))?;
+    let records =
+        IndexRecord::parse_all(&blob).map_err(|e| ImageError::corrupt(at(end.index_offset), format!("index: {e}")))?;
     if records.len() as u64 != end.entry_count {
         return Err(ImageError::corrupt(at(end.index_offset), "index and END frame disagree on the number of entries"));
     }

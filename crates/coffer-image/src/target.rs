@@ -54,7 +54,11 @@ impl<W: Write> StreamVisitor<W> {
 impl<W: Write> Visitor for StreamVisitor<W> {
     fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
         if meta.kind != EntryKind::File {
-            return Err(ImageError::Usage(format!("{:?} is a {}, not a file: only files can go to stdout", String::from_utf8_lossy(&meta.path), meta.kind.name())));
+            return Err(ImageError::Usage(format!(
+                "{:?} is a {}, not a file: only files can go to stdout",
+                String::from_utf8_lossy(&meta.path),
+                meta.kind.name()
+            )));
         }
         self.pos = 0;
         Ok(())

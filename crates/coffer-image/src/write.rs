@@ -10,7 +10,9 @@ use coffer_crypto::{ImageKeys, MasterKey};
 use coffer_format::chunk::{encode_segments, CHUNK_PREFIX_LEN};
 use coffer_format::frame::{self, Position, FRAME_HEADER_LEN};
 use coffer_format::index::{encode_index_prefix, INDEX_PREFIX_LEN};
-use coffer_format::{ChunkHeader, Codec, EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, TAG_LEN};
+use coffer_format::{
+    ChunkHeader, Codec, EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, TAG_LEN,
+};
 use coffer_fs::source::{ChunkReader, FileChunker, Span, StreamChunker};
 use coffer_fs::walk::Walker;
 use std::io::Write;
@@ -34,6 +36,10 @@ impl std::fmt::Debug for SourceItem {
 /// Where entries come from: a directory tree, a stream, (later) an xbstream.
 pub trait EntrySource: Send {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError>;
+    /// Things met but not stored (sockets, FIFOs, devices), for a warning.
+    fn skipped(&self) -> &[PathBuf] {
+        &[]
+    }
 }
 
 /// The entries of a directory tree.
@@ -46,11 +52,6 @@ impl DirSource {
     pub fn new(walker: Walker) -> Self {
         Self { walker }
     }
-
-    /// Special files (sockets, FIFOs, devices) that were left out.
-    pub fn skipped(&self) -> &[PathBuf] {
-        &self.walker.skipped
-    }
 }
 
 impl EntrySource for DirSource {
@@ -61,6 +62,45 @@ impl EntrySource for DirSource {
             None => None,
         };
         Ok(Some(SourceItem { meta: item.meta, data }))
+    }
+
+    fn skipped(&self) -> &[PathBuf] {
+        &self.walker.skipped
+    }
+}
+
+/// A single regular file stored as one entry under a name of the caller's choosing.
+#[derive(Debug)]
+pub struct FileSource {
+    item: Option<(EntryMeta, PathBuf, bool)>,
+}
+
+impl FileSource {
+    pub fn new(path: &std::path::Path, name: Vec<u8>) -> Result<Self, ImageError> {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(path).map_err(crate::error::io("stat", path))?;
+        let mut names = coffer_fs::owner::NameCache::default();
+        let meta = EntryMeta {
+            kind: EntryKind::File,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime_sec: md.mtime(),
+            mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+            size: md.size(),
+            path: name,
+            target: Vec::new(),
+            uname: names.user_name(md.uid()),
+            gname: names.group_name(md.gid()),
+        };
+        Ok(Self { item: Some((meta, path.into(), md.blocks() * 512 < md.size())) })
+    }
+}
+
+impl EntrySource for FileSource {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        let Some((meta, path, sparse)) = self.item.take() else { return Ok(None) };
+        Ok(Some(SourceItem { meta, data: Some(Box::new(FileChunker::open(&path, sparse)?)) }))
     }
 }
 
@@ -117,7 +157,15 @@ struct Job {
 }
 
 /// Seals the plaintext at `buf[8..8 + plain_len]` as a frame; returns the frame length.
-pub(crate) fn seal_frame(keys: &ImageKeys, image_id: &[u8; 16], pos: Position, kind: FrameKind, last: bool, buf: &mut [u8], plain_len: usize) -> usize {
+pub(crate) fn seal_frame(
+    keys: &ImageKeys,
+    image_id: &[u8; 16],
+    pos: Position,
+    kind: FrameKind,
+    last: bool,
+    buf: &mut [u8],
+    plain_len: usize,
+) -> usize {
     let fh = FrameHeader::new(kind, last, plain_len + TAG_LEN);
     buf[..FRAME_HEADER_LEN].copy_from_slice(&fh.encode());
     let aad = frame::aad(image_id, pos, &fh);
@@ -207,7 +255,15 @@ impl<W: Write> Assembler<'_, W> {
                 let meta = job.meta.take().expect("entry job has metadata");
                 self.progress.entry(&meta);
                 self.summary.entries += 1;
-                self.current = Some(IndexRecord { frame_offset: start, first_seq: job.pos.seq, frames_len: 0, chunks: 0, size: 0, data_bytes: 0, meta });
+                self.current = Some(IndexRecord {
+                    frame_offset: start,
+                    first_seq: job.pos.seq,
+                    frames_len: 0,
+                    chunks: 0,
+                    size: 0,
+                    data_bytes: 0,
+                    meta,
+                });
             }
             FrameKind::Chunk => {
                 let rec = self.current.as_mut().expect("a chunk follows an entry");
@@ -244,7 +300,15 @@ pub fn write_image<W: Write>(
     let chunk_size = params.chunk_size as usize;
     let frame_max = FRAME_HEADER_LEN + frame::max_body_len(params.chunk_size);
     let pool = BufPool::new(frame_max);
-    let mut asm = Assembler { sink, offset: 0, records: Vec::new(), current: None, pool: &pool, progress, summary: WriteSummary { image_id, ..Default::default() } };
+    let mut asm = Assembler {
+        sink,
+        offset: 0,
+        records: Vec::new(),
+        current: None,
+        pool: &pool,
+        progress,
+        summary: WriteSummary { image_id, ..Default::default() },
+    };
     asm.write(&params.header_region(masters, &keys)?)?;
 
     // (frames, entries) once the producer is done.
@@ -254,7 +318,9 @@ pub fn write_image<W: Write>(
         let mut seq = 0u64;
         let mut entry_no = 0u64;
         while let Some(item) = source.next_item()? {
-            item.meta.check().map_err(|e| ImageError::Usage(format!("cannot store {:?}: {e}", String::from_utf8_lossy(&item.meta.path))))?;
+            item.meta.check().map_err(|e| {
+                ImageError::Usage(format!("cannot store {:?}: {e}", String::from_utf8_lossy(&item.meta.path)))
+            })?;
             if (item.meta.kind == EntryKind::File) != item.data.is_some() {
                 return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
             }
@@ -275,7 +341,16 @@ pub fn write_image<W: Write>(
                     let mut buf = pool.get();
                     let mut segments = Vec::new();
                     let span = reader.next_chunk(&mut buf[DATA_AT..DATA_AT + chunk_size], &mut segments)?;
-                    let job = Job { kind: FrameKind::Chunk, pos: Position { seq, entry_no, part_no }, last: span.last, buf, len: 0, segments, span, meta: None };
+                    let job = Job {
+                        kind: FrameKind::Chunk,
+                        pos: Position { seq, entry_no, part_no },
+                        last: span.last,
+                        buf,
+                        len: 0,
+                        segments,
+                        span,
+                        meta: None,
+                    };
                     feed.send(job)?;
                     seq += 1;
                     if span.last {
@@ -289,7 +364,13 @@ pub fn write_image<W: Write>(
         Ok(())
     };
     let make_worker = || {
-        let mut worker = Worker { keys: &keys, image_id, compressor: Compressor::new(params.codec, params.level), scratch: pool.get(), meta_buf: Vec::new() };
+        let mut worker = Worker {
+            keys: &keys,
+            image_id,
+            compressor: Compressor::new(params.codec, params.level),
+            scratch: pool.get(),
+            meta_buf: Vec::new(),
+        };
         move |job: &mut Job| worker.seal(job)
     };
     coffer_pipe::run(shape, producer, make_worker, |job| asm.accept(job))?;
@@ -314,7 +395,14 @@ pub fn write_image<W: Write>(
 
 /// Writes the index as INDEX frames (zstd-compressed pieces of at most one chunk); returns
 /// how many. There is always at least one.
-fn write_index<W: Write>(asm: &mut Assembler<'_, W>, keys: &ImageKeys, image_id: &[u8; 16], chunk_size: u32, first_seq: u64, entries: u64) -> Result<u64, ImageError> {
+fn write_index<W: Write>(
+    asm: &mut Assembler<'_, W>,
+    keys: &ImageKeys,
+    image_id: &[u8; 16],
+    chunk_size: u32,
+    first_seq: u64,
+    entries: u64,
+) -> Result<u64, ImageError> {
     let mut blob = Vec::new();
     for r in &asm.records {
         r.encode(&mut blob);
@@ -333,7 +421,15 @@ fn write_index<W: Write>(asm: &mut Assembler<'_, W>, keys: &ImageKeys, image_id:
         };
         encode_index_prefix(codec, piece.len() as u32, &mut buf[FRAME_HEADER_LEN..at]);
         let pos = Position { seq: first_seq + i as u64, entry_no: entries, part_no: i as u64 };
-        let len = seal_frame(keys, image_id, pos, FrameKind::Index, i + 1 == pieces.len(), &mut buf, INDEX_PREFIX_LEN + stored);
+        let len = seal_frame(
+            keys,
+            image_id,
+            pos,
+            FrameKind::Index,
+            i + 1 == pieces.len(),
+            &mut buf,
+            INDEX_PREFIX_LEN + stored,
+        );
         asm.write(&buf[..len])?;
     }
     asm.pool.put(buf);

@@ -49,7 +49,14 @@ fn snapshot(root: &Path) -> Vec<(String, String, u64, u32, i64, Vec<u8>)> {
         };
         let md = std::fs::symlink_metadata(&full).unwrap();
         let mtime = if m.kind == coffer_format::EntryKind::Dir { 0 } else { md.mtime() };
-        out.push((String::from_utf8_lossy(&m.path).into_owned(), m.kind.name().to_owned(), md.size(), md.mode() & 0o7777, mtime, content));
+        out.push((
+            String::from_utf8_lossy(&m.path).into_owned(),
+            m.kind.name().to_owned(),
+            md.size(),
+            md.mode() & 0o7777,
+            mtime,
+            content,
+        ));
     }
     out
 }
@@ -65,7 +72,11 @@ fn backup(root: &Path, codec: Codec, chunk: u32, threads: usize) -> Vec<u8> {
 fn restore(image: &[u8], target: &Path, threads: usize) -> ReadSummary {
     let mut input = Cursor::new(image);
     let opened = open_stream(&mut input, &[key()]).unwrap();
-    let restorer = Restorer::create(target, RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: false }).unwrap();
+    let restorer = Restorer::create(
+        target,
+        RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: false },
+    )
+    .unwrap();
     let mut v = RestoreVisitor { restorer };
     let summary = read_stream(&mut input, &opened, &mut v, ReadOptions { threads, skip_data: false }).unwrap();
     v.restorer.finish().unwrap();

@@ -1,0 +1,154 @@
+use super::{human, rate, stdout_file, warn};
+use crate::cli::{BackupArgs, CipherArg, CompressArg};
+use crate::exit::usage;
+use crate::output::AtomicFile;
+use crate::progress::Bar;
+use anyhow::{Context, Result};
+use coffer_format::{Codec, EntryKind, EntryMeta, Suite};
+use coffer_fs::walk::Walker;
+use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageParams, StreamSource};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Instant;
+
+fn suite(arg: Option<CipherArg>, quiet: bool) -> Suite {
+    match arg {
+        Some(CipherArg::Aes256Gcm) => Suite::Aes256Gcm,
+        Some(CipherArg::ChaCha20Poly1305) => Suite::ChaCha20Poly1305,
+        None => {
+            let s = coffer_crypto::default_suite();
+            if s == Suite::ChaCha20Poly1305 && !quiet {
+                eprintln!("coffer: note: this CPU has no AES instructions, so the image uses chacha20-poly1305 (faster and constant-time here)");
+            }
+            s
+        }
+    }
+}
+
+fn codec(args: &BackupArgs) -> Result<(Codec, i32)> {
+    Ok(match args.compress {
+        CompressArg::Zstd => {
+            let level = args.level.unwrap_or(1);
+            if !(-7..=22).contains(&level) {
+                return Err(usage(format!("zstd level {level} is outside -7..=22")));
+            }
+            (Codec::Zstd, level)
+        }
+        CompressArg::Lz4 => (Codec::Lz4, 0),
+        CompressArg::None => (Codec::None, 0),
+    })
+}
+
+fn stdin_meta(name: &str) -> EntryMeta {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let mut names = coffer_fs::owner::NameCache::default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    EntryMeta {
+        kind: EntryKind::File,
+        mode: 0o600,
+        uid,
+        gid,
+        mtime_sec: now.as_secs() as i64,
+        mtime_nsec: now.subsec_nanos(),
+        size: 0,
+        path: name.as_bytes().to_vec(),
+        target: vec![],
+        uname: names.user_name(uid),
+        gname: names.group_name(gid),
+    }
+}
+
+/// Sum of file sizes under `root`, for the progress bar's total.
+fn tree_size(root: &Path) -> Option<u64> {
+    Walker::new(root).map(|i| i.ok().map(|i| if i.meta.kind == EntryKind::File { i.meta.size } else { 0 })).sum()
+}
+
+pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
+    let keys = crate::keys::load(&args.key, quiet)?;
+    let (codec, level) = codec(&args)?;
+    let suite = suite(args.cipher, quiet);
+    let to_stdout = args.output == Path::new("-");
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
+    }
+    let from_stdin = args.source == Path::new("-");
+    if from_stdin && std::io::stdin().is_terminal() {
+        return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
+    }
+    let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
+
+    let show = !quiet && std::io::stderr().is_terminal();
+    let (mut source, total): (Box<dyn EntrySource>, Option<u64>) = if from_stdin {
+        let name = args.name.clone().unwrap_or_else(|| "stdin".into());
+        let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?);
+        (Box::new(StreamSource::new(stdin_meta(&name), stdin)), None)
+    } else {
+        let md =
+            std::fs::metadata(&args.source).with_context(|| format!("cannot back up {}", args.source.display()))?;
+        if md.is_dir() {
+            let mut walker = Walker::new(&args.source);
+            if let Some(out) = &output {
+                walker.exclude(&out.file().metadata().context("cannot stat the output")?);
+            }
+            (Box::new(DirSource::new(walker)), if show { tree_size(&args.source) } else { None })
+        } else if md.is_file() {
+            let name = match &args.name {
+                Some(n) => n.as_bytes().to_vec(),
+                None => args.source.file_name().context("the source has no file name")?.as_bytes().to_vec(),
+            };
+            (Box::new(FileSource::new(&args.source, name)?), Some(md.len()))
+        } else {
+            return Err(usage(format!("{} is neither a directory nor a regular file", args.source.display())));
+        }
+    };
+
+    let params = ImageParams::random(suite, codec, level, args.chunk_size, keys.len())?;
+    let key_refs: Vec<_> = keys.iter().collect();
+    let bar = Bar::new(quiet, total, "backup");
+    let started = Instant::now();
+    let summary = match &output {
+        Some(file) => {
+            write_image(source.as_mut(), BufWriter::with_capacity(1 << 18, file), &params, &key_refs, threads, &bar)
+        }
+        None => write_image(
+            source.as_mut(),
+            BufWriter::with_capacity(1 << 18, stdout_file()?),
+            &params,
+            &key_refs,
+            threads,
+            &bar,
+        ),
+    };
+    bar.finish();
+    let summary = summary.with_context(|| {
+        format!("backup of {} failed; no image was left at {}", args.source.display(), args.output.display())
+    })?;
+    if let Some(file) = output {
+        file.commit()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !quiet {
+        let ratio = summary.image_bytes as f64 / summary.logical_bytes.max(1) as f64;
+        eprintln!(
+            "coffer: backed up {} entries ({} files, {}) to {}: {} ({:.1}% of the input), {} {}, {:.1} s, {}",
+            summary.entries,
+            summary.files,
+            human(summary.logical_bytes),
+            args.output.display(),
+            human(summary.image_bytes),
+            ratio * 100.0,
+            params.codec.name(),
+            suite.name(),
+            secs,
+            rate(summary.logical_bytes, secs),
+        );
+    }
+    for path in source.skipped() {
+        warn(quiet, format!("left out {}: sockets, FIFOs and devices are not backed up", path.display()));
+    }
+    let _ = std::io::stderr().flush();
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! One module per group of commands.
+
+mod backup;
+mod key;
+mod list;
+mod restore;
+
+use crate::cli::{Cli, Command};
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Key(k) => key::run(k, quiet),
+        Command::Backup(a) => backup::run(a, quiet, threads),
+        Command::Restore(a) => restore::restore(a, quiet, threads),
+        Command::Extract(a) => restore::extract(a, quiet, threads),
+        Command::List(a) => list::list(a, quiet, threads),
+        Command::Verify(a) => list::verify(a, quiet, threads),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "coffer", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::ManPage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the manual page")
+        }
+    }
+}
+
+/// Standard output as an unbuffered file (Rust's `Stdout` is line-buffered).
+pub fn stdout_file() -> Result<File> {
+    Ok(File::from(std::io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?))
+}
+
+/// An image to read: stdin for "-", else the file; with its length when known.
+pub fn open_input(path: &Path) -> Result<(File, Option<u64>)> {
+    if path == Path::new("-") {
+        if std::io::stdin().is_terminal() {
+            return Err(crate::exit::usage("refusing to read an image from a terminal: pipe one in, or name a file"));
+        }
+        let f = File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?);
+        return Ok((f, None));
+    }
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let md = f.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
+    if md.is_dir() {
+        return Err(crate::exit::usage(format!("{} is a directory, not an image", path.display())));
+    }
+    Ok((f, md.is_file().then_some(md.len())))
+}
+
+/// "1.23 GiB"
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// "123.4 MB/s" (decimal megabytes, as disk and network figures are quoted).
+pub fn rate(bytes: u64, secs: f64) -> String {
+    format!("{:.1} MB/s", bytes as f64 / secs.max(1e-9) / 1e6)
+}
+
+/// Prints a warning unless quiet.
+pub fn warn(quiet: bool, msg: impl std::fmt::Display) {
+    if !quiet {
+        eprintln!("coffer: warning: {msg}");
+    }
+}

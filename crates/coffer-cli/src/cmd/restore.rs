@@ -1,0 +1,252 @@
+use super::{human, open_input, rate, stdout_file, warn};
+use crate::cli::{ExtractArgs, RestoreArgs};
+use crate::exit::usage;
+use crate::progress::{Bar, CountingReader};
+use anyhow::{anyhow, bail, Context, Result};
+use coffer_format::{EntryKind, EntryMeta, IndexRecord};
+use coffer_fs::restore::{Ownership, RestoreOptions, Restorer, MARKER};
+use coffer_image::{
+    open_stream, read_stream, ImageError, IndexedImage, ReadOptions, RestoreVisitor, StreamVisitor, Visitor,
+};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+fn ownership(owner: Option<&str>) -> Result<Ownership> {
+    match owner {
+        Some(spec) => {
+            let (u, g) = coffer_fs::owner::lookup_owner(spec).map_err(|e| usage(format!("--owner {spec}: {e}")))?;
+            Ok(Ownership::Fixed(u, g))
+        }
+        None if nix::unistd::geteuid().is_root() => Ok(Ownership::Preserve),
+        None => Ok(Ownership::Current),
+    }
+}
+
+pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
+    let keys = crate::keys::load(&args.key, quiet)?;
+    let ownership = ownership(args.owner.as_deref())?;
+    let (file, len) = open_input(&args.image)?;
+    let bar = Bar::new(quiet, len, "restore");
+    let mut input = CountingReader { inner: file, bar: bar.clone() };
+    // The key is checked before the target is touched.
+    let image = open_stream(&mut input, &keys)?;
+    for w in &image.warnings {
+        warn(quiet, w);
+    }
+    let opts = RestoreOptions { force: args.force, whole_tree: true, ownership, durable: !args.no_sync };
+    let restorer =
+        Restorer::create(&args.to, opts).with_context(|| format!("cannot restore into {}", args.to.display()))?;
+    let mut visitor = RestoreVisitor { restorer };
+    let started = Instant::now();
+    let result = read_stream(&mut input, &image, &mut visitor, ReadOptions { threads, skip_data: false });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            bar.finish();
+            let stats = visitor.restorer.stats();
+            let current = visitor.restorer.current_file();
+            drop(visitor);
+            let unfinished = current.map(|p| format!("; {} was not restored", p.display())).unwrap_or_default();
+            return Err(anyhow!(e).context(format!(
+                "restore into {} is incomplete ({} files complete{unfinished}; {} marks the directory as incomplete)",
+                args.to.display(),
+                stats.files,
+                MARKER
+            )));
+        }
+    };
+    let stats =
+        visitor.restorer.finish().with_context(|| format!("cannot complete the restore into {}", args.to.display()))?;
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    if !quiet {
+        eprintln!(
+            "coffer: restored {} entries ({} files, {}) into {}{}, {:.1} s, {}",
+            summary.entries,
+            stats.files,
+            human(summary.logical_bytes),
+            args.to.display(),
+            if args.no_sync { " (not flushed: --no-sync)" } else { ", flushed to disk" },
+            secs,
+            rate(summary.logical_bytes, secs)
+        );
+    }
+    Ok(())
+}
+
+/// Does `path` select `entry` (the entry itself, or something under a selected directory)?
+fn selects(path: &[u8], entry: &[u8]) -> bool {
+    entry == path || (entry.starts_with(path) && entry.get(path.len()) == Some(&b'/'))
+}
+
+fn normalize(p: &str) -> Vec<u8> {
+    let p = p.trim_start_matches("./").trim_end_matches('/');
+    p.as_bytes().to_vec()
+}
+
+/// Passes on only the selected entries (streaming extract).
+struct Filter<'a> {
+    inner: &'a mut dyn Visitor,
+    paths: &'a [Vec<u8>],
+    found: Vec<bool>,
+    on: bool,
+}
+
+impl Visitor for Filter<'_> {
+    fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        self.on = false;
+        for (i, p) in self.paths.iter().enumerate() {
+            if !meta.path.is_empty() && selects(p, &meta.path) {
+                self.found[i] = true;
+                self.on = true;
+            }
+        }
+        if self.on {
+            self.inner.entry(meta)?;
+        }
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.data(offset, data)?;
+        }
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.end_file(size)?;
+        }
+        Ok(())
+    }
+}
+
+/// Presents a file entry under another name: a hard link whose target was not extracted gets
+/// the target's contents.
+struct Renamed<'a> {
+    inner: &'a mut dyn Visitor,
+    meta: EntryMeta,
+}
+
+impl Visitor for Renamed<'_> {
+    fn entry(&mut self, _: &EntryMeta) -> Result<(), ImageError> {
+        self.inner.entry(&self.meta)
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        self.inner.data(offset, data)
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        self.inner.end_file(size)
+    }
+}
+
+pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
+    let keys = crate::keys::load(&args.key, quiet)?;
+    let paths: Vec<Vec<u8>> = args.paths.iter().map(|p| normalize(p)).collect();
+    if paths.iter().any(|p| p.is_empty()) {
+        return Err(usage("an empty path selects nothing; use `coffer restore` for the whole image"));
+    }
+    let ownership = ownership(args.owner.as_deref())?;
+    let streaming = args.image == Path::new("-");
+
+    let mut sink = match &args.to {
+        Some(dir) => {
+            let opts = RestoreOptions { force: args.force, whole_tree: false, ownership, durable: true };
+            Sink::Dir(Box::new(RestoreVisitor {
+                restorer: Restorer::create(dir, opts)
+                    .with_context(|| format!("cannot extract into {}", dir.display()))?,
+            }))
+        }
+        None => {
+            if paths.len() != 1 {
+                return Err(usage("--stdout takes exactly one file"));
+            }
+            Sink::Stdout(StreamVisitor::new(BufWriter::with_capacity(1 << 20, stdout_file()?)))
+        }
+    };
+
+    let found = if streaming {
+        let (file, _) = open_input(&args.image)?;
+        let mut input = file;
+        let image = open_stream(&mut input, &keys)?;
+        let mut filter = Filter { inner: sink.visitor(), paths: &paths, found: vec![false; paths.len()], on: false };
+        read_stream(&mut input, &image, &mut filter, ReadOptions { threads, skip_data: false })?;
+        filter.found
+    } else {
+        let image = IndexedImage::open(&args.image, &keys)?;
+        for w in &image.image().warnings {
+            warn(quiet, w);
+        }
+        extract_indexed(&image, &paths, sink.visitor(), args.stdout, threads)?
+    };
+    let missing: Vec<String> =
+        paths.iter().zip(&found).filter(|(_, f)| !**f).map(|(p, _)| String::from_utf8_lossy(p).into_owned()).collect();
+    if !missing.is_empty() {
+        bail!("not in the image: {}", missing.join(", "));
+    }
+    match sink {
+        Sink::Dir(v) => {
+            v.restorer.finish()?;
+        }
+        Sink::Stdout(v) => v.into_inner().flush().context("cannot write to stdout")?,
+    }
+    Ok(())
+}
+
+/// Where extracted entries go.
+enum Sink {
+    Dir(Box<RestoreVisitor>),
+    Stdout(StreamVisitor<BufWriter<std::fs::File>>),
+}
+
+impl Sink {
+    fn visitor(&mut self) -> &mut dyn Visitor {
+        match self {
+            Sink::Dir(v) => v.as_mut(),
+            Sink::Stdout(v) => v,
+        }
+    }
+}
+
+fn extract_indexed(
+    image: &IndexedImage,
+    paths: &[Vec<u8>],
+    sink: &mut dyn Visitor,
+    to_stdout: bool,
+    threads: usize,
+) -> Result<Vec<bool>> {
+    let records = image.records();
+    let mut found = vec![false; paths.len()];
+    let chosen: Vec<usize> = (0..records.len())
+        .filter(|&i| {
+            let path = &records[i].meta.path;
+            let mut hit = false;
+            for (j, p) in paths.iter().enumerate() {
+                if !path.is_empty() && selects(p, path) {
+                    found[j] = true;
+                    hit = true;
+                }
+            }
+            hit
+        })
+        .collect();
+    if to_stdout && (chosen.len() != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
+        return Err(usage("--stdout takes exactly one file"));
+    }
+    let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();
+    for &i in &chosen {
+        let rec: &IndexRecord = &records[i];
+        if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
+            let target = records
+                .iter()
+                .position(|r| r.meta.path == rec.meta.target && r.meta.kind == EntryKind::File)
+                .context("hard link target missing from the index")?;
+            let meta =
+                EntryMeta { kind: EntryKind::File, size: records[target].size, target: vec![], ..rec.meta.clone() };
+            image.read_entry(target, &mut Renamed { inner: sink, meta }, threads)?;
+        } else {
+            image.read_entry(i, sink, threads)?;
+        }
+    }
+    Ok(found)
+}

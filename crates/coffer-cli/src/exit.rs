@@ -1,0 +1,61 @@
+//! The one table from errors to exit codes (documented in the README and in `--help`).
+
+use coffer_image::ImageError;
+use std::process::ExitCode;
+
+pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const WRONG_KEY: u8 = 3;
+pub const CORRUPT: u8 = 4;
+
+/// A mistake in how coffer was called, found after argument parsing.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+/// Fails with a usage error (exit code 2).
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+pub fn code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ImageError>() {
+            return match e {
+                ImageError::WrongKey => WRONG_KEY,
+                e if e.is_integrity() => CORRUPT,
+                ImageError::Usage(_) => USAGE,
+                _ => FAILURE,
+            };
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return USAGE;
+        }
+    }
+    FAILURE
+}
+
+/// Prints the error as one line (context, then causes) and returns its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    let mut line = String::from("coffer: error: ");
+    let mut first = true;
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !first {
+            if line.ends_with(&text) {
+                continue;
+            }
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        first = false;
+    }
+    eprintln!("{line}");
+    ExitCode::from(code(err))
+}

@@ -1,0 +1,60 @@
+//! Progress on stderr when it is a terminal; nothing otherwise.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// A progress bar (or a silent stand-in) counting bytes.
+#[derive(Debug, Clone)]
+pub struct Bar(ProgressBar);
+
+impl Bar {
+    /// `total` bytes if known; a spinner with rate otherwise.
+    pub fn new(quiet: bool, total: Option<u64>, what: &str) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self(ProgressBar::hidden());
+        }
+        let pb = match total {
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
+                    .expect("valid template"),
+            ),
+        };
+        pb.set_prefix(what.to_owned());
+        Self(pb)
+    }
+
+    pub fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl coffer_image::Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        self.inc(bytes);
+    }
+}
+
+/// A reader that counts the bytes read into a progress bar.
+pub struct CountingReader<R> {
+    pub inner: R,
+    pub bar: Bar,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
