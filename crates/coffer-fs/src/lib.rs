@@ -9,6 +9,7 @@
 
 pub mod owner;
 pub mod restore;
+pub mod sink;
 pub mod source;
 pub mod walk;
 

@@ -66,7 +66,9 @@ impl Shape {
     /// consumer do their I/O.
     pub fn for_threads(threads: usize) -> Self {
         let threads = threads.max(1);
-        Self { threads, depth: 2 * threads + 2 }
+        // Measured on 2 cores with many small files (a copy of /usr/lib): 2t+2 left workers
+        // idle behind one slow chunk at the head of the line; 4t+4 gains 10%, more gains <2%.
+        Self { threads, depth: 4 * threads + 4 }
     }
 }
 

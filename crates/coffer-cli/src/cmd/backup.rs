@@ -5,8 +5,9 @@ use crate::output::AtomicFile;
 use crate::progress::Bar;
 use anyhow::{Context, Result};
 use coffer_format::{Codec, EntryKind, EntryMeta, Suite};
+use coffer_fs::sink::DirectWriter;
 use coffer_fs::walk::Walker;
-use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageParams, StreamSource};
+use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageError, ImageParams, StreamSource};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -111,16 +112,16 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let started = Instant::now();
     let summary = match &output {
         Some(file) => {
-            write_image(source.as_mut(), BufWriter::with_capacity(1 << 18, file), &params, &key_refs, threads, &bar)
+            let mut sink = DirectWriter::new(file.file().try_clone().context("cannot use the output file")?);
+            write_image(source.as_mut(), &mut sink, &params, &key_refs, threads, &bar).and_then(|s| {
+                sink.finish().map_err(|e| ImageError::Io { op: "write", path: args.output.clone(), source: e })?;
+                Ok(s)
+            })
         }
-        None => write_image(
-            source.as_mut(),
-            BufWriter::with_capacity(1 << 18, stdout_file()?),
-            &params,
-            &key_refs,
-            threads,
-            &bar,
-        ),
+        None => {
+            let sink = BufWriter::with_capacity(1 << 18, stdout_file()?);
+            write_image(source.as_mut(), sink, &params, &key_refs, threads, &bar)
+        }
     };
     bar.finish();
     let summary = summary.with_context(|| {
