@@ -52,11 +52,16 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
         EntryKind::HardLink => 'h',
         EntryKind::File => '-',
     };
-    let mut s = String::from(t);
-    for (i, c) in "rwxrwxrwx".chars().enumerate() {
-        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    let mut s: Vec<char> = std::iter::once(t)
+        .chain("rwxrwxrwx".chars().enumerate().map(|(i, c)| if mode & (1 << (8 - i)) != 0 { c } else { '-' }))
+        .collect();
+    // Set-uid, set-gid and sticky show in the execute columns, as ls shows them.
+    for (bit, col, on, off) in [(0o4000, 3, 's', 'S'), (0o2000, 6, 's', 'S'), (0o1000, 9, 't', 'T')] {
+        if mode & bit != 0 {
+            s[col] = if s[col] == 'x' { on } else { off };
+        }
     }
-    s
+    s.into_iter().collect()
 }
 
 /// "2026-11-24 08:00:00" (UTC) from Unix seconds: days-from-civil, inverted.
@@ -236,5 +241,8 @@ mod tests {
     fn escapes() {
         assert_eq!(escape(b"a b\n\xff\\"), "a b\\n\\xff\\\\");
         assert_eq!(mode_string(EntryKind::Dir, 0o750), "drwxr-x---");
+        assert_eq!(mode_string(EntryKind::File, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string(EntryKind::Dir, 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_string(EntryKind::File, 0o2640), "-rw-r-S---");
     }
 }

@@ -147,15 +147,29 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
         return Err(usage("an empty path selects nothing; use `coffer restore` for the whole image"));
     }
     let ownership = ownership(args.owner.as_deref())?;
-    let streaming = args.image == Path::new("-");
+    // The image is opened (and the key checked) before anything is created.
+    let source = if args.image == Path::new("-") {
+        let (mut file, _) = open_input(&args.image)?;
+        let image = open_stream(&mut file, &keys)?;
+        Source::Stream(file, Box::new(image))
+    } else {
+        let image = IndexedImage::open(&args.image, &keys)?;
+        for w in &image.image().warnings {
+            warn(quiet, w);
+        }
+        Source::Indexed(Box::new(image))
+    };
+    if let Source::Indexed(image) = &source {
+        let (_, found) = select(image.records(), &paths);
+        report_missing(&paths, &found)?;
+    }
 
     let mut sink = match &args.to {
         Some(dir) => {
             let opts = RestoreOptions { force: args.force, whole_tree: false, ownership, durable: true };
-            Sink::Dir(Box::new(RestoreVisitor {
-                restorer: Restorer::create(dir, opts)
-                    .with_context(|| format!("cannot extract into {}", dir.display()))?,
-            }))
+            let restorer =
+                Restorer::create(dir, opts).with_context(|| format!("cannot extract into {}", dir.display()))?;
+            Sink::Dir(Box::new(RestoreVisitor { restorer }))
         }
         None => {
             if paths.len() != 1 {
@@ -165,25 +179,16 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
         }
     };
 
-    let found = if streaming {
-        let (file, _) = open_input(&args.image)?;
-        let mut input = file;
-        let image = open_stream(&mut input, &keys)?;
-        let mut filter = Filter { inner: sink.visitor(), paths: &paths, found: vec![false; paths.len()], on: false };
-        read_stream(&mut input, &image, &mut filter, ReadOptions { threads, skip_data: false })?;
-        filter.found
-    } else {
-        let image = IndexedImage::open(&args.image, &keys)?;
-        for w in &image.image().warnings {
-            warn(quiet, w);
+    let found = match source {
+        Source::Stream(mut input, image) => {
+            let mut filter =
+                Filter { inner: sink.visitor(), paths: &paths, found: vec![false; paths.len()], on: false };
+            read_stream(&mut input, &image, &mut filter, ReadOptions { threads, skip_data: false })?;
+            filter.found
         }
-        extract_indexed(&image, &paths, sink.visitor(), args.stdout, threads)?
+        Source::Indexed(image) => extract_indexed(&image, &paths, sink.visitor(), args.stdout, threads)?,
     };
-    let missing: Vec<String> =
-        paths.iter().zip(&found).filter(|(_, f)| !**f).map(|(p, _)| String::from_utf8_lossy(p).into_owned()).collect();
-    if !missing.is_empty() {
-        bail!("not in the image: {}", missing.join(", "));
-    }
+    report_missing(&paths, &found)?;
     match sink {
         Sink::Dir(v) => {
             v.restorer.finish()?;
@@ -191,6 +196,40 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
         Sink::Stdout(v) => v.into_inner().flush().context("cannot write to stdout")?,
     }
     Ok(())
+}
+
+fn report_missing(paths: &[Vec<u8>], found: &[bool]) -> Result<()> {
+    let missing: Vec<String> =
+        paths.iter().zip(found).filter(|(_, f)| !**f).map(|(p, _)| String::from_utf8_lossy(p).into_owned()).collect();
+    if !missing.is_empty() {
+        bail!("not in the image: {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// Where extracted entries come from.
+enum Source {
+    Stream(std::fs::File, Box<coffer_image::OpenedImage>),
+    Indexed(Box<IndexedImage>),
+}
+
+/// Which records the paths select, and which paths selected anything.
+fn select(records: &[IndexRecord], paths: &[Vec<u8>]) -> (Vec<usize>, Vec<bool>) {
+    let mut found = vec![false; paths.len()];
+    let chosen = (0..records.len())
+        .filter(|&i| {
+            let path = &records[i].meta.path;
+            let mut hit = false;
+            for (j, p) in paths.iter().enumerate() {
+                if !path.is_empty() && selects(p, path) {
+                    found[j] = true;
+                    hit = true;
+                }
+            }
+            hit
+        })
+        .collect();
+    (chosen, found)
 }
 
 /// Where extracted entries go.
@@ -216,20 +255,7 @@ fn extract_indexed(
     threads: usize,
 ) -> Result<Vec<bool>> {
     let records = image.records();
-    let mut found = vec![false; paths.len()];
-    let chosen: Vec<usize> = (0..records.len())
-        .filter(|&i| {
-            let path = &records[i].meta.path;
-            let mut hit = false;
-            for (j, p) in paths.iter().enumerate() {
-                if !path.is_empty() && selects(p, path) {
-                    found[j] = true;
-                    hit = true;
-                }
-            }
-            hit
-        })
-        .collect();
+    let (chosen, found) = select(records, paths);
     if to_stdout && (chosen.len() != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
         return Err(usage("--stdout takes exactly one file"));
     }

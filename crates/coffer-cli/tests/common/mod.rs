@@ -1,0 +1,271 @@
+//! Shared helpers for the CLI tests: running the binary, building trees, crafting images.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+pub fn coffer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    c.env_remove("COFFER_KEY_FILE");
+    c
+}
+
+/// Runs coffer with `args`; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = coffer().args(args).stdin(Stdio::null()).output().expect("run coffer");
+    decode(out)
+}
+
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    let mut child =
+        coffer().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    decode(out)
+}
+
+fn decode(out: Output) -> (i32, Vec<u8>, String) {
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs and asserts the exit code; returns stderr.
+#[track_caller]
+pub fn expect(code: i32, args: &[&str]) -> String {
+    let (got, _, err) = run(args);
+    assert_eq!(got, code, "coffer {args:?} exited {got}, expected {code}; stderr: {err}");
+    err
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.key"), format!("{KEY_HEX}\n")).unwrap();
+        let other = "ff".repeat(32);
+        std::fs::write(dir.path().join("other.key"), format!("{other}\n")).unwrap();
+        Self { dir }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_owned()
+    }
+    pub fn key(&self) -> String {
+        self.s("k.key")
+    }
+}
+
+/// Every entry under `root`: relative path bytes, kind, size, mode, mtime (files and links),
+/// and content digest or link target. The restore marker and temp files are left out.
+/// (path, kind, size, mode, mtime, content digest or link target)
+pub type Snapshot = Vec<(Vec<u8>, String, u64, u32, i64, Vec<u8>)>;
+
+pub fn snapshot(root: &Path) -> Snapshot {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let (kind, content) = if md.is_dir() {
+                stack.push(p.clone());
+                ("dir", vec![])
+            } else if md.file_type().is_symlink() {
+                ("link", std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec())
+            } else {
+                ("file", coffer_crypto::sha256(&std::fs::read(&p).unwrap()).to_vec())
+            };
+            out.push((
+                rel,
+                kind.to_owned(),
+                if md.is_dir() { 0 } else { md.size() },
+                md.mode() & 0o7777,
+                md.mtime(),
+                content,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn inode(p: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(p).unwrap();
+    (md.ino(), md.nlink())
+}
+
+/// Byte offsets of every frame of an image file: (offset, kind, body_len).
+pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
+    let mut out = vec![];
+    let mut at = coffer_format::DATA_OFFSET as usize;
+    while at + 8 <= image.len() {
+        let len = u32::from_le_bytes(image[at + 4..at + 8].try_into().unwrap()) as usize;
+        out.push((at, image[at], len));
+        at += 8 + len;
+    }
+    out
+}
+
+pub mod craft {
+    //! A second, minimal image writer built only from `coffer-format` and `coffer-crypto`,
+    //! following docs/FORMAT.md. It writes what coffer itself never would (hostile entries).
+
+    use coffer_crypto::{DataKey, ImageKeys, MasterKey};
+    use coffer_format::chunk::{encode_segments, ChunkHeader};
+    use coffer_format::frame::{aad, Position};
+    use coffer_format::header::SLOT_COUNT;
+    use coffer_format::index::encode_index_prefix;
+    use coffer_format::*;
+
+    pub struct Crafter {
+        keys: ImageKeys,
+        id: [u8; 16],
+        pub out: Vec<u8>,
+        seq: u64,
+        entry: u64,
+        records: Vec<IndexRecord>,
+    }
+
+    impl Crafter {
+        pub fn new(master_hex: &str) -> Self {
+            let id = [0x42; 16];
+            let dk = DataKey::from_bytes([0x24; 32]);
+            let keys = ImageKeys::derive(Suite::Aes256Gcm, &dk, &id);
+            let master = MasterKey::from_hex(master_hex).unwrap();
+            let mut slots = vec![KeySlot::default(); SLOT_COUNT];
+            slots[0] = coffer_crypto::seal_slot(Suite::Aes256Gcm, &master, &dk, &id, [7; 32], 0);
+            let mut header = Header {
+                copy: 0,
+                generation: 1,
+                image_id: id,
+                suite: Suite::Aes256Gcm,
+                codec: Codec::None,
+                level: 0,
+                chunk_size: 65536,
+                created: 0,
+                slots,
+                mac: [0; 32],
+                checksum: [0; 32],
+            };
+            let mut out = seal(&header, &keys);
+            header.copy = 1;
+            out.extend(seal(&header, &keys));
+            Self { keys, id, out, seq: 0, entry: 0, records: vec![] }
+        }
+
+        fn frame(&mut self, kind: FrameKind, last: bool, part_no: u64, entry_no: u64, mut plain: Vec<u8>) {
+            let fh = FrameHeader::new(kind, last, plain.len() + TAG_LEN);
+            let pos = Position { seq: self.seq, entry_no, part_no };
+            let tag = self.keys.seal(self.seq, &aad(&self.id, pos, &fh), &mut plain);
+            self.out.extend_from_slice(&fh.encode());
+            self.out.extend_from_slice(&plain);
+            self.out.extend_from_slice(&tag);
+            self.seq += 1;
+        }
+
+        /// Adds an entry; files get `data` as one dense chunk.
+        pub fn entry(&mut self, meta: EntryMeta, data: Option<&[u8]>) {
+            let start = self.out.len() as u64;
+            let first_seq = self.seq;
+            let mut m = vec![];
+            meta.encode(&mut m);
+            let e = self.entry;
+            self.frame(FrameKind::Entry, false, 0, e, m);
+            let mut chunks = 0;
+            let mut size = 0;
+            if let Some(data) = data {
+                let h = ChunkHeader {
+                    codec: Codec::None,
+                    raw_len: data.len() as u32,
+                    range_start: 0,
+                    range_end: data.len() as u64,
+                    segments: u32::from(!data.is_empty()),
+                    stored_len: data.len() as u32,
+                };
+                let mut p = vec![0u8; h.plaintext_len()];
+                h.encode_into(&mut p);
+                p[32..32 + data.len()].copy_from_slice(data);
+                if !data.is_empty() {
+                    encode_segments(&[Segment { offset: 0, len: data.len() as u32 }], &mut p[32 + data.len()..]);
+                }
+                self.frame(FrameKind::Chunk, true, 1, e, p);
+                chunks = 1;
+                size = data.len() as u64;
+            }
+            let frames_len = self.out.len() as u64 - start;
+            self.records.push(IndexRecord {
+                frame_offset: start,
+                first_seq,
+                frames_len,
+                chunks,
+                size,
+                data_bytes: size,
+                meta,
+            });
+            self.entry += 1;
+        }
+
+        pub fn finish(mut self) -> Vec<u8> {
+            let index_offset = self.out.len() as u64;
+            let mut blob = vec![];
+            for r in &self.records {
+                r.encode(&mut blob);
+            }
+            let mut p = vec![0u8; 8];
+            encode_index_prefix(Codec::None, blob.len() as u32, &mut p);
+            p.extend_from_slice(&blob);
+            let e = self.entry;
+            self.frame(FrameKind::Index, true, 0, e, p);
+            let total = self.records.iter().map(|r| r.size).sum();
+            let end = EndFields { seq: self.seq, entry_count: e, index_offset, index_frames: 1, total_size: total };
+            let fh = FrameHeader::new(FrameKind::End, false, 56);
+            let tag = self.keys.seal(end.seq, &end.aad(&self.id, &fh), &mut []);
+            self.out.extend_from_slice(&fh.encode());
+            self.out.extend_from_slice(&end.encode());
+            self.out.extend_from_slice(&tag);
+            self.out
+        }
+    }
+
+    fn seal(h: &Header, keys: &ImageKeys) -> Vec<u8> {
+        let mut b = h.encode();
+        let mac = keys.header_mac(Header::mac_region(&b));
+        Header::set_mac(&mut b, &mac);
+        let sum = coffer_crypto::sha256(Header::checksum_region(&b));
+        Header::set_checksum(&mut b, &sum);
+        b
+    }
+
+    pub fn meta(kind: EntryKind, path: &[u8]) -> EntryMeta {
+        EntryMeta {
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            size: 0,
+            path: path.to_vec(),
+            target: vec![],
+            uname: vec![],
+            gname: vec![],
+        }
+    }
+}
