@@ -504,3 +504,72 @@ fn multi_gib_sparse_file_stays_sparse() {
     assert_eq!(out.len() as u64, size);
     assert_eq!(&out[(1 << 30)..(1 << 30) + 10], &[2; 10]);
 }
+
+/// A small file system for disk-full tests: a tmpfs when we may mount one (root).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(at.into()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn random_file(path: &Path, len: usize) {
+    let mut v = vec![0u8; len];
+    coffer_crypto::random(&mut v).unwrap();
+    std::fs::write(path, v).unwrap();
+}
+
+#[test]
+fn a_full_disk_leaves_no_image_and_a_marked_restore() {
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.path("src")).unwrap();
+    random_file(&fx.path("src/a.ibd"), 6 << 20);
+    random_file(&fx.path("src/b.ibd"), 12 << 20);
+    std::fs::write(fx.path("src/c.frm"), b"small").unwrap();
+    expect(0, &["backup", &fx.s("src"), "-o", &fx.s("img.coffer"), "--key-file", &fx.key()]);
+    let Some(small) = SmallFs::mount(&fx.path("small"), "10m") else {
+        // Without root, a file-size limit stands in for the full disk (SIGXFSZ ignored, so the
+        // write fails with EFBIG instead of killing the process).
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f 8192; exec {} backup {} -o {} --key-file {}",
+                env!("CARGO_BIN_EXE_coffer"),
+                fx.s("src"),
+                fx.s("limited.coffer"),
+                fx.key()
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(!fx.path("limited.coffer").exists());
+        return;
+    };
+    let out = small.0.join("img.coffer");
+    let err = expect(1, &["backup", &fx.s("src"), "-o", out.to_str().unwrap(), "--key-file", &fx.key()]);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.lines().count() == 1, "one line: {err}");
+    assert_eq!(std::fs::read_dir(&small.0).unwrap().count(), 0, "nothing left behind");
+
+    let target = small.0.join("restore");
+    let err = expect(1, &["restore", &fx.s("img.coffer"), "--to", target.to_str().unwrap(), "--key-file", &fx.key()]);
+    assert!(err.contains("No space left on device") && err.contains("incomplete"), "{err}");
+    assert!(target.join(".coffer-restore-incomplete").exists());
+    assert!(!target.join("b.ibd").exists(), "the file that did not fit is not there under its name");
+    let left: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".coffer-tmp")), "{left:?}");
+}

@@ -1,0 +1,202 @@
+//! Known-answer images: written from fixed keys, ids and contents, so a second implementation
+//! of docs/FORMAT.md can check itself against them byte for byte (see vectors/README.md).
+//! Set COFFER_BLESS=1 to rewrite them after a deliberate format change (and bump the version).
+
+use coffer_crypto::{DataKey, MasterKey};
+use coffer_format::{Codec, EntryKind, EntryMeta, Segment, Suite};
+use coffer_fs::source::{ChunkReader, Span, StreamChunker};
+use coffer_fs::FsError;
+use coffer_image::*;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+const MASTER: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+fn meta(kind: EntryKind, path: &str, mode: u32) -> EntryMeta {
+    EntryMeta {
+        kind,
+        mode,
+        uid: 1000,
+        gid: 1000,
+        mtime_sec: 1_700_000_000,
+        mtime_nsec: 0,
+        size: 0,
+        path: path.as_bytes().to_vec(),
+        target: vec![],
+        uname: b"mysql".to_vec(),
+        gname: b"mysql".to_vec(),
+    }
+}
+
+/// A sparse file of 20000 bytes: "head" at 0, "tail" at 16384, holes elsewhere.
+struct Sparse(bool);
+impl ChunkReader for Sparse {
+    fn next_chunk(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
+        assert!(!self.0);
+        self.0 = true;
+        buf[..8].copy_from_slice(b"headtail");
+        segments.clear();
+        segments.extend([Segment { offset: 0, len: 4 }, Segment { offset: 16384, len: 4 }]);
+        Ok(Span { range_start: 0, range_end: 20000, len: 8, last: true })
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// The tree every vector holds.
+fn items() -> Vec<SourceItem> {
+    let file = |path: &str, data: Vec<u8>| {
+        let mut m = meta(EntryKind::File, path, 0o640);
+        m.size = data.len() as u64;
+        SourceItem { meta: m, data: Some(Box::new(StreamChunker::new(Cursor::new(data), PathBuf::from(path)))) }
+    };
+    let mut link = meta(EntryKind::Symlink, "current", 0o777);
+    link.target = b"db/t1.ibd".to_vec();
+    let mut hard = meta(EntryKind::HardLink, "db/t1-again.ibd", 0o640);
+    hard.target = b"db/t1.ibd".to_vec();
+    let mut sparse = meta(EntryKind::File, "db/sparse.ibd", 0o640);
+    sparse.size = 20000;
+    vec![
+        SourceItem { meta: meta(EntryKind::Dir, "", 0o750), data: None },
+        file("hello.txt", b"Hello, coffer!\n".to_vec()),
+        file("empty", vec![]),
+        SourceItem { meta: meta(EntryKind::Dir, "db", 0o750), data: None },
+        file("db/t1.ibd", pattern(10_000)),
+        SourceItem { meta: hard, data: None },
+        SourceItem { meta: sparse, data: Some(Box::new(Sparse(false))) },
+        SourceItem { meta: link, data: None },
+    ]
+}
+
+struct Fixed(std::vec::IntoIter<SourceItem>);
+impl EntrySource for Fixed {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        Ok(self.0.next())
+    }
+}
+
+fn params(suite: Suite, codec: Codec) -> ImageParams {
+    ImageParams {
+        suite,
+        codec,
+        level: 3,
+        chunk_size: 4096,
+        created: 1_700_000_000,
+        image_id: *b"coffer-vector-01",
+        data_key: DataKey::from_bytes([0x5a; 32]),
+        slot_salts: vec![[0xa5; 32]],
+    }
+}
+
+fn write_vector(suite: Suite, codec: Codec) -> Vec<u8> {
+    let master = MasterKey::from_hex(MASTER).unwrap();
+    let mut out = vec![];
+    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[&master], 2, &NoProgress).unwrap();
+    out
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.chunks(32).map(|c| coffer_crypto::hex(c) + "\n").collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+}
+
+fn vector_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name)
+}
+
+/// Collects what a read hands over: entries and file contents.
+#[derive(Default)]
+struct Collect {
+    entries: Vec<(String, EntryKind, Vec<u8>)>,
+}
+impl Visitor for Collect {
+    fn entry(&mut self, m: &EntryMeta) -> Result<(), ImageError> {
+        self.entries.push((String::from_utf8_lossy(&m.path).into_owned(), m.kind, vec![]));
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        let buf = &mut self.entries.last_mut().unwrap().2;
+        let end = offset as usize + data.len();
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        buf[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        self.entries.last_mut().unwrap().2.resize(size as usize, 0);
+        Ok(())
+    }
+}
+
+fn read_vector(image: &[u8]) -> Collect {
+    let mut input = Cursor::new(image);
+    let opened = open_stream(&mut input, &[MasterKey::from_hex(MASTER).unwrap()]).unwrap();
+    let mut c = Collect::default();
+    read_stream(&mut input, &opened, &mut c, ReadOptions { threads: 1, skip_data: false }).unwrap();
+    c
+}
+
+fn check_contents(c: &Collect) {
+    let names: Vec<&str> = c.entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["", "hello.txt", "empty", "db", "db/t1.ibd", "db/t1-again.ibd", "db/sparse.ibd", "current"]);
+    assert_eq!(c.entries[1].2, b"Hello, coffer!\n");
+    assert_eq!(c.entries[4].2, pattern(10_000));
+    let sparse = &c.entries[6].2;
+    assert_eq!(sparse.len(), 20000);
+    assert_eq!((&sparse[..4], &sparse[16384..16388]), (&b"head"[..], &b"tail"[..]));
+    assert!(sparse[4..16384].iter().all(|&b| b == 0));
+}
+
+fn check_vector(name: &str, suite: Suite, codec: Codec, byte_exact: bool) {
+    let path = vector_path(name);
+    let fresh = write_vector(suite, codec);
+    if std::env::var_os("COFFER_BLESS").is_some() {
+        std::fs::write(&path, to_hex(&fresh)).unwrap();
+    }
+    let stored = from_hex(&std::fs::read_to_string(&path).unwrap());
+    if byte_exact {
+        assert!(stored == fresh, "{name}: the writer no longer produces the committed bytes");
+    }
+    check_contents(&read_vector(&stored));
+}
+
+#[test]
+fn aes_256_gcm_uncompressed_is_byte_exact() {
+    check_vector("v1-aes256gcm-none.hex", Suite::Aes256Gcm, Codec::None, true);
+}
+
+#[test]
+fn chacha20_poly1305_uncompressed_is_byte_exact() {
+    check_vector("v1-chacha20poly1305-none.hex", Suite::ChaCha20Poly1305, Codec::None, true);
+}
+
+/// zstd and lz4 output may change between library versions; their vectors must still decode.
+#[test]
+fn compressed_vectors_decode() {
+    check_vector("v1-aes256gcm-zstd.hex", Suite::Aes256Gcm, Codec::Zstd, false);
+    check_vector("v1-aes256gcm-lz4.hex", Suite::Aes256Gcm, Codec::Lz4, false);
+}
+
+#[test]
+fn vector_layout_matches_the_spec() {
+    let image = from_hex(&std::fs::read_to_string(vector_path("v1-aes256gcm-none.hex")).unwrap());
+    assert_eq!(&image[..8], b"\x89COFFER\n");
+    assert_eq!(&image[8192..8200], b"\x89COFFER\n");
+    assert_eq!(image[8192 + 10], 1, "copy number");
+    assert_eq!(&image[24..40], b"coffer-vector-01");
+    // First frame: the root directory's ENTRY.
+    assert_eq!(image[16384], 1);
+    // Last 64 bytes: the END frame.
+    let end = &image[image.len() - 64..];
+    assert_eq!(end[0], 4);
+    assert_eq!(u32::from_le_bytes(end[4..8].try_into().unwrap()), 56);
+    let entry_count = u64::from_le_bytes(end[16..24].try_into().unwrap());
+    assert_eq!(entry_count, 8);
+}
