@@ -200,3 +200,69 @@ fn vector_layout_matches_the_spec() {
     let entry_count = u64::from_le_bytes(end[16..24].try_into().unwrap());
     assert_eq!(entry_count, 8);
 }
+
+/// The Python reader in contrib/reference, written from docs/FORMAT.md alone, must see the
+/// same entries and contents. CI sets COFFER_REQUIRE_REFERENCE=1 (and installs its packages).
+#[test]
+fn the_independent_reference_reader_agrees() {
+    let has_python = std::process::Command::new("python3")
+        .args(["-c", "import cryptography, zstandard"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_python {
+        assert!(
+            std::env::var_os("COFFER_REQUIRE_REFERENCE").is_none(),
+            "python3 with cryptography and zstandard is required"
+        );
+        eprintln!("skipped: python3 with cryptography and zstandard is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    std::fs::write(&key, MASTER).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/reference/coffer_read.py");
+    for name in ["v1-aes256gcm-none.hex", "v1-chacha20poly1305-none.hex"] {
+        let image = vector_path(name);
+        let out = std::process::Command::new("python3").arg(&script).arg(&image).arg(&key).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let ours = read_vector(&from_hex(&std::fs::read_to_string(&image).unwrap()));
+        let theirs: Vec<serde_json_lite::Line> =
+            String::from_utf8(out.stdout).unwrap().lines().map(serde_json_lite::parse).collect();
+        assert_eq!(theirs.len(), ours.entries.len());
+        for ((path, kind, data), line) in ours.entries.iter().zip(&theirs) {
+            assert_eq!(&line.path, path);
+            if *kind == EntryKind::File {
+                assert_eq!(line.sha256, coffer_crypto::hex(&coffer_crypto::sha256(data)), "{path}");
+            }
+        }
+        // And it refuses what coffer refuses: a flipped bit in a chunk.
+        let mut bad = from_hex(&std::fs::read_to_string(&image).unwrap());
+        bad[16384 + 100] ^= 1;
+        let bad_path = dir.path().join("bad.coffer");
+        std::fs::write(&bad_path, &bad).unwrap();
+        let out = std::process::Command::new("python3").arg(&script).arg(&bad_path).arg(&key).output().unwrap();
+        assert!(!out.status.success());
+    }
+}
+
+/// Just enough JSON for the reference reader's one-object-per-line output.
+mod serde_json_lite {
+    pub struct Line {
+        pub path: String,
+        pub sha256: String,
+    }
+    fn field(line: &str, name: &str) -> String {
+        let key = format!("\"{name}\": ");
+        let start = line.find(&key).map(|i| i + key.len()).unwrap_or_else(|| panic!("{name} in {line}"));
+        let rest = &line[start..];
+        if let Some(stripped) = rest.strip_prefix('"') {
+            stripped[..stripped.find('"').unwrap()].to_owned()
+        } else {
+            rest[..rest.find([',', '}']).unwrap()].to_owned()
+        }
+    }
+    pub fn parse(line: &str) -> Line {
+        Line { path: field(line, "path"), sha256: field(line, "sha256") }
+    }
+}

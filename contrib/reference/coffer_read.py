@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""An independent reader of coffer images, written from docs/FORMAT.md alone.
+
+It exists to check that the specification is complete: run against the known-answer images in
+crates/coffer-image/tests/vectors/, it must list the same entries and contents as coffer.
+Uncompressed images only (codec 0), streaming order, every check of the spec.
+
+    python3 coffer_read.py IMAGE KEYFILE        # prints one line per entry, JSON
+Needs the `cryptography` and `zstandard` packages (the index is zstd-compressed).
+"""
+import hashlib
+import hmac
+import json
+import struct
+import sys
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+MAGIC = b"\x89COFFER\n"
+HEADER = 8192
+
+
+class Bad(Exception):
+    pass
+
+
+def hkdf(ikm, salt, info, length=32):
+    prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, block, i = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        out += block
+        i += 1
+    return out[:length]
+
+
+def aead(suite, key):
+    return {1: AESGCM, 2: ChaCha20Poly1305}[suite](key)
+
+
+def parse_header(b):
+    if b[:8] != MAGIC or len(b) != HEADER:
+        raise Bad("magic")
+    if hashlib.sha256(b[:8160]).digest() != b[8160:]:
+        raise Bad("checksum")
+    version, copy, size, generation = struct.unpack_from("<HHIQ", b, 8)
+    if version != 1 or size != HEADER:
+        raise Bad("version or size")
+    image_id = b[24:40]
+    suite, codec, level, r43, chunk_size, created, flags = struct.unpack_from("<BBbBIqQ", b, 40)
+    if suite not in (1, 2) or r43 or flags or any(b[64:256]) or any(b[4352:8128]):
+        raise Bad("reserved")
+    slots = [b[256 + 256 * i: 512 + 256 * i] for i in range(16)]
+    return dict(copy=copy, generation=generation, image_id=image_id, suite=suite,
+                chunk_size=chunk_size, slots=slots, mac=b[8128:8160], raw=b)
+
+
+def open_image(data, master):
+    copies = []
+    for i in (0, 1):
+        try:
+            h = parse_header(data[i * HEADER:(i + 1) * HEADER])
+            if h["copy"] == i:
+                copies.append(h)
+        except Bad:
+            pass
+    if not copies:
+        raise Bad("both header copies damaged")
+    h = max(copies, key=lambda c: (c["generation"], -c["copy"]))
+    for slot in h["slots"]:
+        if slot[0] != 1:
+            continue
+        kek = hkdf(master, slot[24:56], b"coffer v1 slot key" + h["image_id"])
+        aad = b"coffer v1 slot" + h["image_id"] + slot[:56] + slot[104:]
+        try:
+            dk = aead(h["suite"], kek).decrypt(b"\0" * 12, slot[56:104], aad)
+            break
+        except Exception:
+            continue
+    else:
+        raise Bad("wrong key")
+    hk = hkdf(dk, h["image_id"], b"coffer v1 header mac key")
+    if not hmac.compare_digest(hmac.new(hk, h["raw"][:8128], hashlib.sha256).digest(), h["mac"]):
+        raise Bad("header MAC")
+    pk = hkdf(dk, h["image_id"], b"coffer v1 payload key")
+    return h, aead(h["suite"], pk)
+
+
+def read(data, master):
+    h, cipher = open_image(data, master)
+    image_id, cs = h["image_id"], h["chunk_size"]
+    pos, seq, entry_no, part, index_part = 16384, 0, -1, 0, 0
+    entries, records, index, index_start = [], [], b"", None
+    current = None
+
+    def open_frame(kind, flags, n, body, e, p):
+        aad = image_id + struct.pack("<Q", seq) + struct.pack("<BBHI", kind, flags, 0, n) + struct.pack("<QQ", e, p)
+        return cipher.decrypt(b"\0" * 4 + struct.pack(">Q", seq), body, aad)
+
+    while True:
+        if pos + 8 > len(data):
+            raise Bad("truncated: no END frame")
+        kind, flags, reserved, n = struct.unpack_from("<BBHI", data, pos)
+        if reserved or n > cs + 262144 + 16 or pos + 8 + n > len(data):
+            raise Bad("frame header")
+        body = data[pos + 8: pos + 8 + n]
+        if kind == 1:
+            if current is not None:
+                raise Bad("file without LAST chunk")
+            entry_no, part = entry_no + 1, 0
+            m = open_frame(1, flags, n, body, entry_no, 0)
+            meta = parse_meta(m)
+            entries.append({**meta, "data": bytearray(), "size": 0})
+            records.append([pos, seq, 8 + n, 0, 0, 0, m])
+            current = entries[-1] if meta["kind"] == 1 else None
+        elif kind == 2:
+            part += 1
+            p = open_frame(2, flags, n, body, entry_no, part)
+            codec, raw, start, end, nseg, stored = struct.unpack_from("<B3xIQQII", p)
+            if codec != 0 or stored != raw or len(p) != 32 + stored + 12 * nseg:
+                raise Bad("chunk")
+            if current is None or start != current["size"]:
+                raise Bad("chunk order")
+            at = 32
+            for i in range(nseg):
+                off, ln = struct.unpack_from("<QI", p, 32 + stored + 12 * i)
+                d = current["data"]
+                if len(d) < off + ln:
+                    d.extend(b"\0" * (off + ln - len(d)))
+                d[off:off + ln] = p[at:at + ln]
+                at += ln
+            current["size"] = end
+            rec = records[-1]
+            rec[2] = pos + 8 + n - rec[0]
+            rec[3] += 1
+            rec[5] += raw
+            if flags & 1:
+                rec[4] = end
+                current["data"].extend(b"\0" * (end - len(current["data"])))
+                current = None
+        elif kind == 3:
+            index_start = pos if index_start is None else index_start
+            p = open_frame(3, flags, n, body, entry_no + 1, index_part)
+            index_part += 1
+            codec, raw = struct.unpack_from("<B3xI", p)
+            if codec == 0:
+                index += p[8:]
+            else:
+                index += decompress(codec, p[8:], raw)
+        elif kind == 4:
+            fields = body[:40]
+            e_seq, count, i_off, i_frames, total = struct.unpack("<5Q", fields)
+            aad = image_id + struct.pack("<Q", seq) + struct.pack("<BBHI", 4, 0, 0, 56) + struct.pack("<QQ", count, 0) + fields
+            cipher.decrypt(b"\0" * 4 + struct.pack(">Q", e_seq), body[40:], aad)
+            if e_seq != seq or count != len(entries) or i_off != index_start:
+                raise Bad("END does not match")
+            if pos + 64 != len(data):
+                raise Bad("bytes after END")
+            check_index(index, records)
+            return entries
+        else:
+            raise Bad("frame kind")
+        pos += 8 + n
+        seq += 1
+
+
+def decompress(codec, data, raw):
+    if codec == 1:
+        import zstandard
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=raw)
+    raise Bad("codec %d not supported by this reader" % codec)
+
+
+def parse_meta(m):
+    kind, mode, uid, gid, sec, nsec, size = struct.unpack_from("<B3xIIIqI4xQ", m)
+    at = 40
+    fields = []
+    for width in ("<H", "<H", "<B", "<B"):
+        (ln,) = struct.unpack_from(width, m, at)
+        at += struct.calcsize(width)
+        fields.append(m[at:at + ln])
+        at += ln
+    if at != len(m) or mode > 0o7777:
+        raise Bad("entry")
+    path, target, user, group = fields
+    for comp in path.split(b"/") if path else []:
+        if comp in (b"", b".", b"..") or b"\0" in comp:
+            raise Bad("path")
+    return dict(kind=kind, mode=mode, uid=uid, gid=gid, mtime=sec, path=path, target=target, user=user)
+
+
+def check_index(index, records):
+    at, i = 0, 0
+    while at < len(index):
+        fo, fs, fl, ch, ml, size, db = struct.unpack_from("<QQQIIQQ", index, at)
+        at += 48
+        meta = index[at:at + ml]
+        at += ml
+        r = records[i]
+        if [fo, fs, fl, ch, size, db, meta] != [r[0], r[1], r[2], r[3], r[4], r[5], r[6]]:
+            raise Bad("index record %d does not match" % i)
+        i += 1
+    if i != len(records):
+        raise Bad("index length")
+
+
+def main():
+    data = open(sys.argv[1], "rb").read()
+    if sys.argv[1].endswith(".hex"):
+        data = bytes.fromhex("".join(data.decode().split()))
+    master = bytes.fromhex(open(sys.argv[2]).read().strip())
+    try:
+        for e in read(data, master):
+            kinds = {1: "file", 2: "dir", 3: "symlink", 4: "hardlink"}
+            print(json.dumps({"path": e["path"].decode("utf-8", "replace"), "type": kinds[e["kind"]],
+                              "mode": oct(e["mode"]), "size": e["size"] if e["kind"] == 1 else 0,
+                              "sha256": hashlib.sha256(bytes(e["data"])).hexdigest() if e["kind"] == 1 else None,
+                              "target": e["target"].decode("utf-8", "replace")}))
+    except Bad as err:
+        print("error: %s" % err, file=sys.stderr)
+        sys.exit(4)
+
+
+if __name__ == "__main__":
+    main()
