@@ -119,3 +119,63 @@ fn indexed_reads_find_each_entry() {
     let s = idx.records().iter().position(|r| r.meta.path == b"sparse").unwrap();
     assert_eq!(idx.records()[s].size, 50 << 20);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random tree: (relative path, contents) files in a few directories, some sparse.
+    fn tree() -> impl Strategy<Value = Vec<(String, Vec<u8>, bool)>> {
+        let name = "[a-z]{1,6}";
+        let file = (prop::collection::vec(name, 1..4), prop::collection::vec(any::<u8>(), 0..20_000), any::<bool>());
+        prop::collection::vec(file, 0..12).prop_map(|files| {
+            let mut seen = std::collections::HashSet::new();
+            let mut dirs = std::collections::HashSet::new();
+            files
+                .into_iter()
+                .filter_map(|(parts, data, sparse)| {
+                    let path = parts.join("/");
+                    // A path can't be both a file and a directory.
+                    let prefixes: Vec<String> = (1..parts.len()).map(|i| parts[..i].join("/")).collect();
+                    if seen.contains(&path) || dirs.contains(&path) || prefixes.iter().any(|p| seen.contains(p)) {
+                        return None;
+                    }
+                    seen.insert(path.clone());
+                    dirs.extend(prefixes);
+                    Some((path, data, sparse))
+                })
+                .collect()
+        })
+    }
+
+    fn build(root: &Path, files: &[(String, Vec<u8>, bool)]) {
+        std::fs::create_dir_all(root).unwrap();
+        for (path, data, sparse) in files {
+            let full = root.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            let f = std::fs::File::create(&full).unwrap();
+            if *sparse {
+                // The data lands after a 1 MiB hole.
+                f.set_len(1 << 20).unwrap();
+                std::os::unix::fs::FileExt::write_all_at(&f, data, 1 << 20).unwrap();
+            } else {
+                std::os::unix::fs::FileExt::write_all_at(&f, data, 0).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+        #[test]
+        fn random_trees_round_trip(files in tree(), chunk in 4096u32..40_000, threads in 1usize..4, codec in 0u8..3) {
+            let codec = coffer_format::Codec::from_u8(codec).unwrap();
+            let src = tempfile::tempdir().unwrap();
+            build(src.path(), &files);
+            let image = backup(src.path(), codec, chunk, threads);
+            let dst = tempfile::tempdir().unwrap();
+            let target = dst.path().join("r");
+            restore(&image, &target, threads);
+            prop_assert_eq!(snapshot(&target), snapshot(src.path()));
+        }
+    }
+}
