@@ -1,0 +1,135 @@
+#!/bin/bash
+# Benchmarks coffer against the pipelines and tools DBAs use today, on the same data, in one run.
+#
+#   scripts/bench.sh mixed            # /usr/lib/x86_64-linux-gnu copy + 200 MB of random bytes
+#   scripts/bench.sh sysbench         # a MariaDB datadir loaded by sysbench (scripts/sysbench-datadir.sh)
+#   scripts/bench.sh /path/to/dir     # any directory
+#
+# Every backup and restore is made durable (coffer flushes itself; the others are followed by
+# `sync` inside the timing), inputs are in the page cache unless BENCH_COLD=1, and outputs go to
+# the same disk. Prints Markdown tables; figures are medians of BENCH_RUNS runs (default 3).
+# Needs: zstd, openssl, tar, GNU time; optional: age, restic, borg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${BENCH_DIR:-/var/tmp/coffer-bench}
+runs=${BENCH_RUNS:-3}
+cores=$(nproc)
+mkdir -p "$work"
+cargo build --release --quiet -p coffer-cli
+coffer=$PWD/target/release/coffer
+
+dataset() {
+    case $1 in
+    mixed)
+        local d=$work/mixed
+        if [ ! -d "$d" ]; then
+            mkdir -p "$d" && cp -a /usr/lib/x86_64-linux-gnu "$d/lib" && head -c 200M /dev/urandom >"$d/random.bin"
+        fi
+        echo "$d" ;;
+    sysbench)
+        local d=$work/sysbench
+        [ -d "$d" ] || scripts/sysbench-datadir.sh "$d" 8 1000000 >&2
+        echo "$d" ;;
+    *) echo "$1" ;;
+    esac
+}
+
+warm() { find "$@" -type f -exec cat {} + >/dev/null 2>&1 || true; }
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+prepare() { if [ "${BENCH_COLD:-0}" = 1 ]; then cold; else sync; warm "$@"; fi; }
+
+# measure NAME OUTPUT CMD: runs CMD $runs times, keeps the median wall time; prints
+# "wall cpu rss_mb out_bytes".
+measure() {
+    local out=$2 cmd=$3 i
+    local rows=()
+    for i in $(seq 1 "$runs"); do
+        rm -rf "$out" "$work/restic" "$work/borg"
+        [ -n "${SETUP:-}" ] && eval "$SETUP" >/dev/null 2>&1
+        prepare $PREP
+        /usr/bin/time -f "%e %U %S %M" -o "$work/time" bash -c "$cmd" >/dev/null 2>"$work/stderr" || { echo "FAILED: $1: $(tail -3 "$work/stderr")" >&2; return 1; }
+        read -r wall user sys rss <"$work/time"
+        local size=0
+        [ -e "$out" ] && size=$(du -sb --apparent-size "$out" | cut -f1)
+        rows+=("$wall $(echo "$user + $sys" | bc) $((rss / 1024)) $size")
+    done
+    printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p"
+}
+
+row() { # name input_bytes result baseline_wall
+    read -r wall cpu rss size <<<"$3"
+    local mbs ratio
+    mbs=$(echo "scale=0; $2 / 1000000 / $wall" | bc)
+    ratio=$(echo "scale=2; $4 / $wall" | bc)
+    printf '| %s | %s | %s | %s | %s | %s | %sx |\n' "$1" "$wall" "$mbs" "$cpu" "$rss" "$((size / 1000000))" "$ratio"
+}
+
+src=$(dataset "${1:-mixed}")
+bytes=$(du -sb --apparent-size "$src" | cut -f1)
+key=$work/bench.key
+[ -f "$key" ] || $coffer key generate -o "$key" -q
+openssl rand -hex 32 >"$work/pass"
+agekey=$work/age.key
+[ -f "$agekey" ] || age-keygen -o "$agekey" 2>/dev/null || true
+recipient=$(grep -o 'age1[0-9a-z]*' "$agekey" 2>/dev/null || true)
+export RESTIC_PASSWORD_FILE=$work/pass BORG_PASSPHRASE=$(cat "$work/pass") BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+
+echo "## $(basename "$src"): $((bytes / 1000000)) MB in $(find "$src" -type f | wc -l) files, $cores cores, $(date -u +%F)"
+echo
+echo "Backup (input in page cache: ${BENCH_COLD:-0} = cold), output durable on the same disk. Ratio: speed relative to tar | zstd | openssl."
+echo
+echo "| backup | wall s | MB/s of input | CPU s | peak RSS MB | output MB | vs pipeline |"
+echo "|---|---|---|---|---|---|---|"
+PREP=$src
+base=$(measure pipeline "$work/p.enc" "tar -C '$src' -cf - . | zstd -T0 -1 -q | openssl enc -aes-256-ctr -pbkdf2 -pass file:$work/pass > $work/p.enc && sync")
+base_wall=$(cut -d' ' -f1 <<<"$base")
+row 'tar \| zstd -T0 -1 \| openssl enc -aes-256-ctr' "$bytes" "$base" "$base_wall"
+r=$(measure coffer "$work/c.coffer" "$coffer backup '$src' -o $work/c.coffer --key-file $key -q"); row 'coffer backup (zstd 1, AES-256-GCM)' "$bytes" "$r" "$base_wall"
+r=$(measure coffer-lz4 "$work/l.coffer" "$coffer backup '$src' -o $work/l.coffer --key-file $key -q --compress lz4"); row 'coffer backup --compress lz4' "$bytes" "$r" "$base_wall"
+if [ -n "$recipient" ]; then
+    r=$(measure age "$work/a.age" "tar -C '$src' -cf - . | zstd -T0 -1 -q | age -r $recipient > $work/a.age && sync"); row 'tar \| zstd -T0 -1 \| age' "$bytes" "$r" "$base_wall"
+fi
+if command -v restic >/dev/null; then
+    SETUP="restic init -r $work/restic" r=$(measure restic "$work/restic" "restic -r $work/restic backup -q '$src' && sync"); row 'restic backup' "$bytes" "$r" "$base_wall"
+fi
+if command -v borg >/dev/null; then
+    SETUP="borg init -e repokey-blake2 $work/borg" r=$(measure borg "$work/borg" "borg create $work/borg::a '$src' && sync"); row 'borg create (lz4)' "$bytes" "$r" "$base_wall"
+fi
+SETUP=""
+
+echo
+echo "Ceilings (page cache, no output): what the compressor and the cipher allow on $cores cores."
+echo
+echo "| what | wall s | MB/s of input | CPU s | peak RSS MB | output MB | share of ceiling |"
+echo "|---|---|---|---|---|---|---|"
+PREP=$src
+z=$(measure zstd1 /nonexistent "tar -C '$src' -cf - . | zstd -T1 -1 -q > /dev/null")
+zcpu=$(cut -d' ' -f2 <<<"$z")
+ceiling=$(echo "scale=2; $zcpu / $cores" | bc)
+row "zstd -1 on one thread (its CPU s / $cores = $ceiling s: the zstd ceiling)" "$bytes" "$z" "$ceiling"
+r=$(measure coffer-null /nonexistent "$coffer backup '$src' -o - --key-file $key -q > /dev/null"); row 'coffer backup -o - > /dev/null (zstd 1)' "$bytes" "$r" "$ceiling"
+r=$(measure coffer-none /nonexistent "$coffer backup '$src' -o - --key-file $key -q --compress none > /dev/null")
+gcm=$(openssl speed -multi "$cores" -evp aes-256-gcm -bytes 16384 -seconds 2 2>/dev/null | awk '/^aes-256-gcm/ {print $NF}' | tr -d k)
+gcm_wall=$(echo "scale=3; $bytes / ($gcm * 1000)" | bc)
+row "coffer backup --compress none > /dev/null (vs openssl speed -multi $cores: $(echo "$gcm / 1000" | bc) MB/s)" "$bytes" "$r" "$gcm_wall"
+
+echo
+echo "Restore into an empty directory on the same disk, durable (image in page cache). Ratio: speed relative to cp -a + sync."
+echo
+echo "| restore | wall s | MB/s of input | CPU s | peak RSS MB | output MB | vs cp -a + sync |"
+echo "|---|---|---|---|---|---|---|"
+PREP="$src"
+cp_r=$(measure cp "$work/out" "cp -a '$src' $work/out && sync")
+cp_wall=$(cut -d' ' -f1 <<<"$cp_r")
+row 'cp -a + sync (the disk floor)' "$bytes" "$cp_r" "$cp_wall"
+PREP="$work/c.coffer"
+r=$(measure coffer-restore "$work/out" "$coffer restore $work/c.coffer --to $work/out --key-file $key -q"); row 'coffer restore' "$bytes" "$r" "$cp_wall"
+PREP="$work/p.enc"
+r=$(measure pipeline-restore "$work/out" "mkdir -p $work/out && openssl enc -d -aes-256-ctr -pbkdf2 -pass file:$work/pass < $work/p.enc | zstd -d -q | tar -C $work/out -xf - && sync"); row 'openssl -d \| zstd -d \| tar -x + sync' "$bytes" "$r" "$cp_wall"
+if [ -n "$recipient" ]; then
+    PREP="$work/a.age"
+    r=$(measure age-restore "$work/out" "mkdir -p $work/out && age -d -i $agekey < $work/a.age | zstd -d -q | tar -C $work/out -xf - && sync"); row 'age -d \| zstd -d \| tar -x + sync' "$bytes" "$r" "$cp_wall"
+fi
+PREP="$work/c.coffer"
+r=$(measure coffer-verify /nonexistent "$coffer verify $work/c.coffer --key-file $key -q"); row 'coffer verify (authenticate + decompress, no output)' "$bytes" "$r" "$cp_wall"
+rm -rf "$work/out" "$work/restic" "$work/borg"
