@@ -6,8 +6,11 @@
 #   scripts/bench.sh /path/to/dir     # any directory
 #
 # Every backup and restore is made durable (coffer flushes itself; the others are followed by
-# `sync` inside the timing), inputs are in the page cache unless BENCH_COLD=1, and outputs go to
-# the same disk. Prints Markdown tables; figures are medians of BENCH_RUNS runs (default 3).
+# `sync` inside the timing), and outputs go to the same disk. Before every run the page cache is
+# dropped and the run's inputs are read back into it (BENCH_COLD=1: left cold), so every command
+# starts from the same state: on a VM, whether fresh page-cache pages are cheap depends on what
+# ran before, and without this the same `cp -a` varies 4x from run to run. Prints Markdown
+# tables; figures are medians of BENCH_RUNS runs (default 3). Needs root (drop_caches).
 # Needs: zstd, openssl, tar, GNU time; optional: age, restic, borg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +39,7 @@ dataset() {
 
 warm() { find "$@" -type f -exec cat {} + >/dev/null 2>&1 || true; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-prepare() { if [ "${BENCH_COLD:-0}" = 1 ]; then cold; else sync; warm "$@"; fi; }
+prepare() { cold; if [ "${BENCH_COLD:-0}" != 1 ]; then warm "$@"; fi; }
 
 # measure NAME OUTPUT CMD: runs CMD $runs times, keeps the median wall time; prints
 # "wall cpu rss_mb out_bytes".
@@ -76,7 +79,8 @@ export RESTIC_PASSWORD_FILE=$work/pass BORG_PASSPHRASE=$(cat "$work/pass") BORG_
 
 echo "## $(basename "$src"): $((bytes / 1000000)) MB in $(find "$src" -type f | wc -l) files, $cores cores, $(date -u +%F)"
 echo
-echo "Backup (input in page cache: ${BENCH_COLD:-0} = cold), output durable on the same disk. Ratio: speed relative to tar | zstd | openssl."
+if [ "${BENCH_COLD:-0}" = 1 ]; then state="cold (page cache dropped)"; else state="in the page cache"; fi
+echo "Backup, input $state, output durable on the same disk. Ratio: speed relative to tar | zstd | openssl."
 echo
 echo "| backup | wall s | MB/s of input | CPU s | peak RSS MB | output MB | vs pipeline |"
 echo "|---|---|---|---|---|---|---|"
@@ -98,20 +102,24 @@ fi
 SETUP=""
 
 echo
-echo "Ceilings (page cache, no output): what the compressor and the cipher allow on $cores cores."
+echo "Ceilings (input in the page cache, no output): what the compressor and the cipher allow on $cores cores."
+echo "The zstd ceiling is zstd's own CPU time at level 1 on the same bytes (one tar file), divided by the cores."
 echo
 echo "| what | wall s | MB/s of input | CPU s | peak RSS MB | output MB | share of ceiling |"
 echo "|---|---|---|---|---|---|---|"
-PREP=$src
-z=$(measure zstd1 /nonexistent "tar -C '$src' -cf - . | zstd -T1 -1 -q > /dev/null")
+tar -C "$src" -cf "$work/src.tar" .
+PREP=$work/src.tar
+z=$(measure zstd1 /nonexistent "zstd -T1 -1 -q -c $work/src.tar > /dev/null")
 zcpu=$(cut -d' ' -f2 <<<"$z")
 ceiling=$(echo "scale=2; $zcpu / $cores" | bc)
-row "zstd -1 on one thread (its CPU s / $cores = $ceiling s: the zstd ceiling)" "$bytes" "$z" "$ceiling"
+row "zstd -1, one thread, on the tar of it (CPU s / $cores = $ceiling s: the ceiling)" "$bytes" "$z" "$ceiling"
+rm -f "$work/src.tar"
+PREP=$src
 r=$(measure coffer-null /nonexistent "$coffer backup '$src' -o - --key-file $key -q > /dev/null"); row 'coffer backup -o - > /dev/null (zstd 1)' "$bytes" "$r" "$ceiling"
 r=$(measure coffer-none /nonexistent "$coffer backup '$src' -o - --key-file $key -q --compress none > /dev/null")
-gcm=$(openssl speed -multi "$cores" -evp aes-256-gcm -bytes 16384 -seconds 2 2>/dev/null | awk '/^aes-256-gcm/ {print $NF}' | tr -d k)
+gcm=$(openssl speed -multi "$cores" -evp aes-256-gcm -bytes 16384 -seconds 2 2>/dev/null | awk 'tolower($1) == "aes-256-gcm" {print $NF}' | tr -d k)
 gcm_wall=$(echo "scale=3; $bytes / ($gcm * 1000)" | bc)
-row "coffer backup --compress none > /dev/null (vs openssl speed -multi $cores: $(echo "$gcm / 1000" | bc) MB/s)" "$bytes" "$r" "$gcm_wall"
+row "coffer backup --compress none > /dev/null (openssl speed -multi $cores -evp aes-256-gcm: $(echo "$gcm / 1000" | bc) MB/s)" "$bytes" "$r" "$gcm_wall"
 
 echo
 echo "Restore into an empty directory on the same disk, durable (image in page cache). Ratio: speed relative to cp -a + sync."
@@ -133,3 +141,18 @@ fi
 PREP="$work/c.coffer"
 r=$(measure coffer-verify /nonexistent "$coffer verify $work/c.coffer --key-file $key -q"); row 'coffer verify (authenticate + decompress, no output)' "$bytes" "$r" "$cp_wall"
 rm -rf "$work/out" "$work/restic" "$work/borg"
+
+if [ -n "${BENCH_MEMORY:-}" ]; then
+    echo
+    echo "Peak memory: a stream of the data set repeated to 1 GB and to 10 GB, through coffer backup - to /dev/null."
+    echo
+    echo "| input | wall s | MB/s of input | CPU s | peak RSS MB | output MB | |"
+    echo "|---|---|---|---|---|---|---|"
+    PREP=$src
+    for gb in 1 10; do
+        n=$((gb * 1000000000))
+        reps=$((n / bytes + 1))
+        r=$(BENCH_RUNS=1 measure "mem$gb" /nonexistent "for i in \$(seq $reps); do find '$src' -type f -exec cat {} + 2>/dev/null; done | head -c $n | $coffer backup - -o - --key-file $key -q > /dev/null")
+        row "$gb GB stream" "$n" "$r" "$(cut -d' ' -f1 <<<"$r")"
+    done
+fi

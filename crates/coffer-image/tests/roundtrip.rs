@@ -26,6 +26,10 @@ fn make_tree(root: &Path, chunk: usize) {
         std::fs::write(root.join("db").join(name), v).unwrap();
     }
     std::fs::write(root.join("db/sub/name with spaces\nand newline"), b"odd").unwrap();
+    // Large enough to be restored with O_DIRECT, and not a multiple of any block size.
+    let mut big = vec![0u8; (1 << 20) + 4097];
+    coffer_crypto::random(&mut big).unwrap();
+    std::fs::write(root.join("db/big.ibd"), big).unwrap();
     std::os::unix::fs::symlink("../one", root.join("db/link")).unwrap();
     std::fs::hard_link(root.join("one"), root.join("db/sub/hard")).unwrap();
     let f = std::fs::File::create(root.join("sparse")).unwrap();
@@ -74,7 +78,7 @@ fn restore(image: &[u8], target: &Path, threads: usize) -> ReadSummary {
     let opened = open_stream(&mut input, &[key()]).unwrap();
     let restorer = Restorer::create(
         target,
-        RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: false },
+        RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: true },
     )
     .unwrap();
     let mut v = RestoreVisitor { restorer };
@@ -155,9 +159,10 @@ mod properties {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             let f = std::fs::File::create(&full).unwrap();
             if *sparse {
-                // The data lands after a 1 MiB hole.
+                // The data lands after a 1 MiB hole, and the file is large enough for O_DIRECT.
                 f.set_len(1 << 20).unwrap();
                 std::os::unix::fs::FileExt::write_all_at(&f, data, 1 << 20).unwrap();
+                std::os::unix::fs::FileExt::write_all_at(&f, data, 3 << 20).unwrap();
             } else {
                 std::os::unix::fs::FileExt::write_all_at(&f, data, 0).unwrap();
             }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use coffer_format::{Codec, EntryKind, EntryMeta, Suite};
 use coffer_fs::sink::DirectWriter;
 use coffer_fs::walk::Walker;
-use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageError, ImageParams, StreamSource};
+use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageParams, StreamSource};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -112,9 +112,10 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let started = Instant::now();
     let summary = match &output {
         Some(file) => {
-            let mut sink = DirectWriter::new(file.file().try_clone().context("cannot use the output file")?);
+            let out = file.file().try_clone().context("cannot use the output file")?;
+            let mut sink = DirectWriter::new(out, args.output.clone());
             write_image(source.as_mut(), &mut sink, &params, &key_refs, threads, &bar).and_then(|s| {
-                sink.finish().map_err(|e| ImageError::Io { op: "write", path: args.output.clone(), source: e })?;
+                sink.finish()?;
                 Ok(s)
             })
         }
