@@ -68,6 +68,7 @@ row() { # name input_bytes result baseline_wall
 }
 
 src=$(dataset "${1:-mixed}")
+src=$(readlink -f "$src")
 bytes=$(du -sb --apparent-size "$src" | cut -f1)
 key=$work/bench.key
 [ -f "$key" ] || $coffer key generate -o "$key" -q

@@ -8,9 +8,11 @@
 //! only when complete, with its mode, owner and times set; a restore in progress leaves a marker
 //! file ([`MARKER`]) in the target that is removed last, once everything is durable.
 //!
-//! Durability: rather than `fsync` per file (one disk flush each), writeback is started early
-//! with `sync_file_range` as data arrives and the whole file system is flushed once with
-//! `syncfs` at the end; the marker's removal is then made durable with an `fsync` of the target.
+//! Durability without an `fsync` per file (one disk flush each): large files are written with
+//! `O_DIRECT` by a background thread as their data arrives (see [`crate::sink`]), and completed
+//! (size, owner, mode, times, rename) behind their last block without the restore waiting for
+//! it; small files go through the page cache. At the end the whole file system is flushed once
+//! with `syncfs`, and the marker's removal is made durable with an `fsync` of the target.
 
 use crate::owner::NameCache;
 use crate::sink::{set_direct, AlignedStage};
@@ -103,7 +105,6 @@ pub struct Restorer {
     pid: u32,
     stage: AlignedStage,
     stats: RestoreStats,
-    finished: bool,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -165,7 +166,6 @@ impl Restorer {
             pid: std::process::id(),
             stage: AlignedStage::default(),
             stats: RestoreStats::default(),
-            finished: false,
         };
         if this.opts.whole_tree {
             let fd = openat(
@@ -505,7 +505,6 @@ impl Restorer {
         if self.opts.durable {
             nix::unistd::fsync(&self.root).map_err(nix_err("flush", &self.root_path))?;
         }
-        self.finished = true;
         Ok(self.stats)
     }
 

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What [`ChunkReader::next_chunk`] read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +28,55 @@ pub trait ChunkReader: Send {
     /// Fills `buf` (up to its length) with the next data, and `segments` with where it belongs.
     /// Called again after a chunk with `last` set, the behaviour is unspecified.
     fn next_chunk(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError>;
+
+    /// Like [`ChunkReader::next_chunk`] for at most `limit` bytes, but without reading: the span
+    /// and segments are final and the returned read fills the data in later, on another thread.
+    /// `None` when this reader must read itself (streams, sparse files).
+    fn plan_chunk(&mut self, _limit: usize, _segments: &mut Vec<Segment>) -> Option<(Span, PlannedRead)> {
+        None
+    }
+}
+
+/// A read planned by the producer and done by a worker, so that reading (a copy from the page
+/// cache, or a wait for the disk) happens on every core rather than on one.
+#[derive(Debug, Clone)]
+pub struct PlannedRead {
+    file: Arc<File>,
+    path: Arc<PathBuf>,
+    offset: u64,
+    len: usize,
+}
+
+impl PlannedRead {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads the planned bytes into `buf[..len]`.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<(), FsError> {
+        read_exact_at(&self.file, &self.path, &mut buf[..self.len], self.offset)
+    }
+}
+
+fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> Result<(), FsError> {
+    file.read_exact_at(buf, at).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FsError::Changed { path: path.into(), detail: "file shrank while it was read".into() }
+        } else {
+            io_err("read", path)(e)
+        }
+    })
 }
 
 /// Reads a regular file up to the size it had when opened; sparse files hole by hole.
 #[derive(Debug)]
 pub struct FileChunker {
-    file: File,
-    path: PathBuf,
+    file: Arc<File>,
+    path: Arc<PathBuf>,
     size: u64,
     pos: u64,
     sparse: bool,
@@ -53,7 +96,7 @@ impl FileChunker {
             return Err(FsError::Changed { path: path.into(), detail: "is no longer a regular file".into() });
         }
         advise_sequential(&file);
-        Ok(Self { file, path: path.into(), size: md.len(), pos: 0, sparse })
+        Ok(Self { file: Arc::new(file), path: Arc::new(path.into()), size: md.len(), pos: 0, sparse })
     }
 
     pub fn size(&self) -> u64 {
@@ -61,13 +104,7 @@ impl FileChunker {
     }
 
     fn read_at(&self, buf: &mut [u8], at: u64) -> Result<(), FsError> {
-        self.file.read_exact_at(buf, at).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                FsError::Changed { path: self.path.clone(), detail: "file shrank while it was read".into() }
-            } else {
-                io_err("read", &self.path)(e)
-            }
-        })
+        read_exact_at(&self.file, &self.path, buf, at)
     }
 
     fn next_dense(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<Span, FsError> {
@@ -88,7 +125,7 @@ impl FileChunker {
             let data = match lseek(&self.file, self.pos as i64, Whence::SeekData) {
                 Ok(d) => d as u64,
                 Err(Errno::ENXIO) => self.size,
-                Err(e) => return Err(io_err("seek", &self.path)(e.into())),
+                Err(e) => return Err(io_err("seek", self.path.as_ref())(e.into())),
             };
             if data >= self.size {
                 self.pos = self.size;
@@ -96,7 +133,7 @@ impl FileChunker {
             }
             let hole = match lseek(&self.file, data as i64, Whence::SeekHole) {
                 Ok(h) => (h as u64).min(self.size),
-                Err(e) => return Err(io_err("seek", &self.path)(e.into())),
+                Err(e) => return Err(io_err("seek", self.path.as_ref())(e.into())),
             };
             let n = (hole - data).min((buf.len() - filled) as u64) as usize;
             self.read_at(&mut buf[filled..filled + n], data)?;
@@ -122,6 +159,21 @@ impl ChunkReader for FileChunker {
             }
         }
         self.next_dense(buf, segments)
+    }
+
+    fn plan_chunk(&mut self, limit: usize, segments: &mut Vec<Segment>) -> Option<(Span, PlannedRead)> {
+        if self.sparse {
+            return None;
+        }
+        segments.clear();
+        let start = self.pos;
+        let n = (self.size - start).min(limit as u64) as usize;
+        if n > 0 {
+            segments.push(Segment { offset: start, len: n as u32 });
+        }
+        self.pos += n as u64;
+        let span = Span { range_start: start, range_end: self.pos, len: n, last: self.pos == self.size };
+        Some((span, PlannedRead { file: Arc::clone(&self.file), path: Arc::clone(&self.path), offset: start, len: n }))
     }
 }
 

@@ -93,7 +93,9 @@ impl Walker {
     }
 
     fn start(&mut self) -> Result<WalkItem, FsError> {
-        let md = std::fs::symlink_metadata(&self.root).map_err(io_err("stat", &self.root))?;
+        // The root is followed if it is a symlink (a datadir is often a link to a bigger disk);
+        // symlinks inside the tree are stored as links.
+        let md = std::fs::metadata(&self.root).map_err(io_err("stat", &self.root))?;
         if !md.is_dir() {
             return Err(FsError::NotADirectory(self.root.clone()));
         }
@@ -217,6 +219,17 @@ mod tests {
         assert_eq!(items[4].meta.target, b"a");
         assert_eq!(items[5].meta.target, b"a");
         assert_eq!(items[1].meta.size, 1);
+    }
+
+    #[test]
+    fn a_symlinked_root_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let items: Vec<_> = Walker::new(dir.path().join("link")).map(|r| r.unwrap()).collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].meta.path, b"f");
     }
 
     #[test]

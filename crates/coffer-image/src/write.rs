@@ -13,8 +13,9 @@ use coffer_format::index::{encode_index_prefix, INDEX_PREFIX_LEN};
 use coffer_format::{
     ChunkHeader, Codec, EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, TAG_LEN,
 };
-use coffer_fs::source::{ChunkReader, FileChunker, Span, StreamChunker};
+use coffer_fs::source::{ChunkReader, FileChunker, PlannedRead, Span, StreamChunker};
 use coffer_fs::walk::Walker;
+use coffer_fs::FsError;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -148,6 +149,10 @@ struct Job {
     kind: FrameKind,
     pos: Position,
     last: bool,
+    /// Data for the worker to read before sealing (dense files).
+    read: Option<PlannedRead>,
+    /// A worker's read failed.
+    error: Option<FsError>,
     buf: Vec<u8>,
     /// Frame length once sealed.
     len: usize,
@@ -185,6 +190,12 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     fn seal(&mut self, job: &mut Job) {
+        if let Some(read) = job.read.take() {
+            if let Err(e) = read.read_into(&mut job.buf[DATA_AT..]) {
+                job.error = Some(e);
+                return;
+            }
+        }
         let plain_len = match job.kind {
             FrameKind::Entry => {
                 self.meta_buf.clear();
@@ -244,6 +255,10 @@ impl<W: Write> Assembler<'_, W> {
     }
 
     fn accept(&mut self, mut job: Job) -> Result<(), ImageError> {
+        if let Some(e) = job.error.take() {
+            self.pool.put(std::mem::take(&mut job.buf));
+            return Err(e.into());
+        }
         let start = self.offset;
         let frame = std::mem::take(&mut job.buf);
         let result = self.write(&frame[..job.len]);
@@ -328,6 +343,8 @@ pub fn write_image<W: Write>(
                 kind: FrameKind::Entry,
                 pos: Position { seq, entry_no, part_no: 0 },
                 last: false,
+                read: None,
+                error: None,
                 buf: pool.get(),
                 len: 0,
                 segments: Vec::new(),
@@ -340,11 +357,17 @@ pub fn write_image<W: Write>(
                 for part_no in 1.. {
                     let mut buf = pool.get();
                     let mut segments = Vec::new();
-                    let span = reader.next_chunk(&mut buf[DATA_AT..DATA_AT + chunk_size], &mut segments)?;
+                    // Dense files are read by the workers; streams and sparse files here.
+                    let (span, read) = match reader.plan_chunk(chunk_size, &mut segments) {
+                        Some((span, read)) => (span, Some(read)),
+                        None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + chunk_size], &mut segments)?, None),
+                    };
                     let job = Job {
                         kind: FrameKind::Chunk,
                         pos: Position { seq, entry_no, part_no },
                         last: span.last,
+                        read,
+                        error: None,
                         buf,
                         len: 0,
                         segments,
