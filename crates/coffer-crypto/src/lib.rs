@@ -93,11 +93,16 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+/// A fresh 256-bit key from the operating system's CSPRNG.
+fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+    let mut k = Zeroizing::new([0u8; KEY_LEN]);
+    random(k.as_mut())?;
+    Ok(k)
+}
+
 impl MasterKey {
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut k = Zeroizing::new([0u8; KEY_LEN]);
-        random(k.as_mut())?;
-        Ok(Self(k))
+        random_key().map(Self)
     }
 
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
@@ -155,9 +160,7 @@ impl std::fmt::Debug for DataKey {
 
 impl DataKey {
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut k = Zeroizing::new([0u8; KEY_LEN]);
-        random(k.as_mut())?;
-        Ok(Self(k))
+        random_key().map(Self)
     }
 
     /// For known-answer tests only: a fixed data key.

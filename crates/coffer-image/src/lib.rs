@@ -67,15 +67,7 @@ impl BufPool {
 /// of every read, done before any output is written.
 pub fn open_stream(input: &mut (dyn Read + Send), masters: &[MasterKey]) -> Result<OpenedImage, ImageError> {
     let mut region = vec![0u8; DATA_OFFSET as usize];
-    let mut n = 0;
-    while n < region.len() {
-        match input.read(&mut region[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(error::io("read", "image")(e)),
-        }
-    }
+    let n = read::read_full(input, &mut region).map_err(error::io("read", "image"))?;
     if n == 0 {
         return Err(ImageError::NotAnImage("the input is empty".into()));
     }
