@@ -573,3 +573,31 @@ fn a_full_disk_leaves_no_image_and_a_marked_restore() {
     let left: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".coffer-tmp")), "{left:?}");
 }
+
+#[test]
+fn owners_are_restored_by_name_or_forced_with_owner() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only root can give files away");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a 'nobody' user");
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.path("src")).unwrap();
+    std::fs::write(fx.path("src/theirs"), b"x").unwrap();
+    std::fs::write(fx.path("src/mine"), b"y").unwrap();
+    nix::unistd::chown(&fx.path("src/theirs"), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    expect(0, &["backup", &fx.s("src"), "-o", &fx.s("o.coffer"), "--key-file", &fx.key()]);
+    expect(0, &["restore", &fx.s("o.coffer"), "--to", &fx.s("same"), "--key-file", &fx.key()]);
+    let uid = |p: &str| std::fs::metadata(fx.path(p)).unwrap().uid();
+    assert_eq!(uid("same/theirs"), nobody.uid.as_raw());
+    assert_eq!(uid("same/mine"), 0);
+    expect(0, &["restore", &fx.s("o.coffer"), "--to", &fx.s("forced"), "--key-file", &fx.key(), "--owner", "nobody"]);
+    assert_eq!(uid("forced/theirs"), nobody.uid.as_raw());
+    assert_eq!(uid("forced/mine"), nobody.uid.as_raw());
+    assert_eq!(std::fs::metadata(fx.path("forced")).unwrap().uid(), nobody.uid.as_raw(), "the root entry too");
+    let err = expect(
+        2,
+        &["restore", &fx.s("o.coffer"), "--to", &fx.s("x"), "--key-file", &fx.key(), "--owner", "no-such-user-here"],
+    );
+    assert!(err.contains("no such user"), "{err}");
+}
