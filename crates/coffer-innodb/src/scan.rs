@@ -1,0 +1,443 @@
+//! Validating whole files: in parallel from disk (across files and within each, in page
+//! ranges), or as a stream of bytes in order (stdin, or a file inside an image).
+
+use crate::page::{check_page, Policy, Scratch};
+use crate::report::{table_name, FileReport, Status, Tally};
+use crate::space::{fil, Space, SpaceError};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// What a file is, judged by its name (as the servers name their files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A tablespace: file-per-table `.ibd`, undo tablespace, `mysql.ibd`, general tablespace.
+    Tablespace,
+    /// Part `n` (1, 2, ...) of the system tablespace (`ibdata1`, `ibdata2`, ...).
+    System(u32),
+    /// Not validated, and why.
+    Other(&'static str),
+}
+
+/// Classifies a file by its name.
+pub fn classify(name: &str) -> Kind {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if let Some(n) = base.strip_prefix("ibdata").and_then(|n| n.parse::<u32>().ok()) {
+        return Kind::System(n);
+    }
+    if base.ends_with(".ibd") || is_undo(base) {
+        return Kind::Tablespace;
+    }
+    if base == "ibtmp1" || base.ends_with(".ibt") {
+        return Kind::Other("temporary tablespace: recreated at every start, never read back");
+    }
+    if base.starts_with("ib_logfile") || base.starts_with("#ib_redo") || name.contains("#innodb_redo/") {
+        return Kind::Other("redo log");
+    }
+    if base.ends_with(".dblwr") {
+        return Kind::Other("doublewrite file");
+    }
+    Kind::Other("not an InnoDB tablespace")
+}
+
+/// MariaDB `undo001`, MySQL `undo_001`, and MySQL 8's explicit `*.ibu`.
+fn is_undo(base: &str) -> bool {
+    let digits = base.strip_prefix("undo_").or_else(|| base.strip_prefix("undo"));
+    digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) || base.ends_with(".ibu")
+}
+
+/// One file to validate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub path: PathBuf,
+    /// The name to report (as given, or relative to a directory).
+    pub display: String,
+    /// Validate whatever the name says (explicit `--innodb` files).
+    pub force_innodb: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub policy: Policy,
+    pub threads: usize,
+}
+
+/// Pages per read: 4 MiB.
+const RANGE_BYTES: u64 = 4 << 20;
+
+struct Prepared {
+    file: File,
+    space: Space,
+    /// Pages in this file.
+    pages: u64,
+    /// Bytes after the last whole page.
+    tail: u64,
+}
+
+enum Slot {
+    Done(FileReport),
+    Pending { report: FileReport, prepared: Prepared },
+}
+
+fn page0_report(display: String, bytes: u64, reason: String) -> FileReport {
+    let mut tally = Tally::default();
+    tally.add_corrupt(0, 0, reason);
+    FileReport { path: display, status: Status::Corrupt, table: None, format: None, bytes, tally, note: None }.conclude()
+}
+
+/// Reads what is needed up front: page 0 (and TRX_SYS for ibdata1).
+fn prepare(t: &Target, system: &mut Option<(Space, u64)>) -> Slot {
+    let kind = if t.force_innodb { Kind::Tablespace } else { classify(&t.display) };
+    let kind = match (kind, t.force_innodb) {
+        (Kind::System(n), _) => Kind::System(n),
+        (Kind::Other(why), false) => {
+            let bytes = std::fs::metadata(&t.path).map(|m| m.len()).unwrap_or(0);
+            return Slot::Done(FileReport::not_checked(t.display.clone(), bytes, why));
+        }
+        _ => Kind::Tablespace,
+    };
+    let open = File::open(&t.path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let (file, bytes) = match open {
+        Ok(x) => x,
+        Err(e) => return Slot::Done(page0_report(t.display.clone(), 0, format!("cannot read: {e}"))),
+    };
+    let space = match (&kind, system.as_ref()) {
+        // ibdata2 and later have no FSP header: they continue ibdata1's page numbering.
+        (Kind::System(n), Some((s, next))) if *n > 1 => Ok(Space { first_page: *next, ..s.clone() }),
+        (Kind::System(n), None) if *n > 1 => {
+            return Slot::Done(page0_report(t.display.clone(), bytes, format!("ibdata{n} without a valid ibdata1 before it")));
+        }
+        _ => read_space(&file),
+    };
+    let mut space = match space {
+        Ok(s) => s,
+        Err(e) => return Slot::Done(page0_report(t.display.clone(), bytes, format!("page 0: {e}"))),
+    };
+    let size = u64::from(space.physical_size);
+    if kind == Kind::System(1) {
+        let mut page5 = vec![0u8; size as usize];
+        if file.read_exact_at(&mut page5, 5 * size).is_ok() {
+            space.note_trx_sys(&page5);
+        }
+    }
+    let pages = bytes / size;
+    if let Kind::System(_) = kind {
+        *system = Some((space.clone(), space.first_page + pages));
+    }
+    let report = FileReport {
+        path: t.display.clone(),
+        status: Status::Ok,
+        table: table_name(&t.display),
+        format: Some(space.describe()),
+        bytes,
+        tally: Tally::default(),
+        note: None,
+    };
+    Slot::Pending { report, prepared: Prepared { file, space, pages, tail: bytes % size } }
+}
+
+fn read_space(file: &File) -> Result<Space, SpaceError> {
+    let mut head = vec![0u8; 64 * 1024];
+    let n = read_up_to(file, &mut head, 0).map_err(|_| SpaceError::Short)?;
+    Space::from_page0(&head[..n])
+}
+
+fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Validates files in parallel: every thread takes the next 4 MiB page range of any file.
+/// `progress` is called with bytes as ranges complete. Reports come back in the given order.
+pub fn validate_files(targets: &[Target], opts: Options, progress: &(dyn Fn(u64) + Sync)) -> Vec<FileReport> {
+    let mut system = None;
+    let slots: Vec<Slot> = targets.iter().map(|t| prepare(t, &mut system)).collect();
+    // (slot, first page index in the file, page count)
+    let mut jobs = Vec::new();
+    for (i, slot) in slots.iter().enumerate() {
+        if let Slot::Pending { prepared, .. } = slot {
+            let per = (RANGE_BYTES / u64::from(prepared.space.physical_size)).max(1);
+            let mut start = 0;
+            while start < prepared.pages {
+                let count = per.min(prepared.pages - start);
+                jobs.push((i, start, count));
+                start += count;
+            }
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let tallies: Mutex<Vec<Tally>> = Mutex::new(vec![Tally::default(); slots.len()]);
+    let errors: Mutex<Vec<(usize, u64, String)>> = Mutex::new(Vec::new());
+    let done = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.threads.max(1) {
+            scope.spawn(|| {
+                let mut buf = Vec::new();
+                let mut scratch = Scratch::default();
+                loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(slot, start, count)) = jobs.get(j) else { break };
+                    let Slot::Pending { prepared: p, .. } = &slots[slot] else { unreachable!() };
+                    let size = u64::from(p.space.physical_size);
+                    buf.resize((count * size) as usize, 0);
+                    if let Err(e) = p.file.read_exact_at(&mut buf, start * size) {
+                        errors.lock().expect("lock").push((slot, start, format!("cannot read pages {start}..{}: {e}", start + count)));
+                        continue;
+                    }
+                    let mut tally = Tally::default();
+                    for (k, page) in buf.chunks_exact(size as usize).enumerate() {
+                        let index = start + k as u64;
+                        let verdict = check_page(&p.space, p.space.first_page + index, page, opts.policy, &mut scratch);
+                        tally.add(p.space.first_page + index, index * size, verdict);
+                    }
+                    progress(count * size);
+                    done.fetch_add(count * size, Ordering::Relaxed);
+                    tallies.lock().expect("lock")[slot].merge(tally);
+                }
+            });
+        }
+    });
+    let mut tallies = tallies.into_inner().expect("lock");
+    for (slot, start, why) in errors.into_inner().expect("lock") {
+        let size = match &slots[slot] {
+            Slot::Pending { prepared, .. } => u64::from(prepared.space.physical_size),
+            Slot::Done(_) => 0,
+        };
+        tallies[slot].add_corrupt(start, start * size, why);
+    }
+    slots
+        .into_iter()
+        .zip(tallies)
+        .map(|(slot, tally)| match slot {
+            Slot::Done(r) => r,
+            Slot::Pending { mut report, prepared } => {
+                report.tally = tally;
+                finish_file(&mut report, &prepared.space, prepared.pages, prepared.tail);
+                report.conclude()
+            }
+        })
+        .collect()
+}
+
+/// Whole-file checks once every page is seen: a last partial page, and fewer pages than the
+/// header says the space has (a truncated copy).
+fn finish_file(report: &mut FileReport, space: &Space, pages: u64, tail: u64) {
+    let size = u64::from(space.physical_size);
+    if tail > 0 {
+        report.tally.add_corrupt(space.first_page + pages, pages * size, format!("the file ends {tail} bytes into this page: truncated"));
+    }
+    let header = u64::from(space.size_in_header);
+    if space.first_page == 0 && header > pages && !report.path.rsplit('/').next().is_some_and(|b| b.starts_with("ibdata")) {
+        report.tally.add_corrupt(
+            pages,
+            pages * size,
+            format!("the file has {pages} pages but its header says {header}: {} pages are missing", header - pages),
+        );
+    }
+}
+
+/// Validates a file whose bytes arrive in order (stdin, a file inside an image). Offsets may
+/// jump ahead (holes, read as zeros) but never back.
+#[derive(Debug)]
+pub struct PageStream {
+    report: FileReport,
+    policy: Policy,
+    space: Option<Space>,
+    /// Set for ibdata1, so its TRX_SYS page is read for the doublewrite location.
+    system: bool,
+    /// A space to use instead of reading page 0 (ibdata2 and later).
+    given: Option<Space>,
+    buf: Vec<u8>,
+    pos: u64,
+    page_index: u64,
+    scratch: Scratch,
+    dead: bool,
+}
+
+impl PageStream {
+    /// `given`: for a continuation of the system tablespace, ibdata1's space.
+    pub fn new(display: String, policy: Policy, system: bool, given: Option<Space>) -> Self {
+        let report = FileReport {
+            table: table_name(&display),
+            path: display,
+            status: Status::Ok,
+            format: given.as_ref().map(Space::describe),
+            bytes: 0,
+            tally: Tally::default(),
+            note: None,
+        };
+        Self { report, policy, space: given.clone(), system, given, buf: Vec::new(), pos: 0, page_index: 0, scratch: Scratch::default(), dead: false }
+    }
+
+    /// The space, once page 0 has been read.
+    pub fn space(&self) -> Option<&Space> {
+        self.space.as_ref()
+    }
+
+    /// Pages seen so far.
+    pub fn pages(&self) -> u64 {
+        self.page_index
+    }
+
+    fn page_size(&mut self) -> Option<usize> {
+        if let Some(s) = &self.space {
+            return Some(s.physical_size as usize);
+        }
+        if self.buf.len() < fil::FSP_FLAGS + 4 {
+            return None;
+        }
+        match Space::physical_size_from_prefix(&self.buf) {
+            Ok(size) => Some(size as usize),
+            Err(e) => {
+                self.fail_page0(e.to_string());
+                None
+            }
+        }
+    }
+
+    fn fail_page0(&mut self, why: String) {
+        self.report.tally.add_corrupt(0, 0, format!("page 0: {why}"));
+        self.dead = true;
+    }
+
+    /// Feeds the bytes at `offset`.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) {
+        if offset > self.pos {
+            self.zeros(offset - self.pos);
+        }
+        self.feed(data);
+    }
+
+    fn zeros(&mut self, mut n: u64) {
+        // Whole empty pages of a hole are counted without building them.
+        if let (Some(size), true) = (self.space.as_ref().map(|s| u64::from(s.physical_size)), self.buf.is_empty()) {
+            let whole = n / size;
+            if whole > 0 && !self.dead {
+                for _ in 0..whole {
+                    self.count_empty_hole_page(size);
+                }
+                n -= whole * size;
+            }
+        }
+        const ZERO: [u8; 65536] = [0; 65536];
+        while n > 0 {
+            let k = n.min(ZERO.len() as u64) as usize;
+            self.feed(&ZERO[..k]);
+            n -= k as u64;
+        }
+    }
+
+    fn count_empty_hole_page(&mut self, size: u64) {
+        let space = self.space.as_ref().expect("known");
+        let page_no = space.first_page + self.page_index;
+        let verdict = if space.doublewrite.iter().any(|r| r.contains(&page_no)) {
+            crate::page::Verdict::Skipped("doublewrite buffer")
+        } else {
+            crate::page::Verdict::Empty
+        };
+        self.report.tally.add(page_no, self.page_index * size, verdict);
+        self.page_index += 1;
+        self.pos += size;
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        self.pos += data.len() as u64;
+        if self.dead {
+            return;
+        }
+        while !data.is_empty() {
+            let size = match self.page_size() {
+                Some(s) => s,
+                None if self.dead => return,
+                None => {
+                    let k = (fil::FSP_FLAGS + 4 - self.buf.len()).min(data.len());
+                    self.buf.extend_from_slice(&data[..k]);
+                    data = &data[k..];
+                    continue;
+                }
+            };
+            let k = (size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..k]);
+            data = &data[k..];
+            if self.buf.len() == size {
+                self.page();
+                if self.dead {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn page(&mut self) {
+        if self.space.is_none() {
+            match Space::from_page0(&self.buf) {
+                Ok(s) => {
+                    self.report.format = Some(s.describe());
+                    self.space = Some(s);
+                }
+                Err(e) => {
+                    self.fail_page0(e.to_string());
+                    return;
+                }
+            }
+        }
+        let space = self.space.as_ref().expect("known");
+        let size = u64::from(space.physical_size);
+        let page_no = space.first_page + self.page_index;
+        let verdict = check_page(space, page_no, &self.buf, self.policy, &mut self.scratch);
+        self.report.tally.add(page_no, self.page_index * size, verdict);
+        if self.system && self.given.is_none() && page_no == 5 {
+            let page = std::mem::take(&mut self.buf);
+            self.space.as_mut().expect("known").note_trx_sys(&page);
+            self.buf = page;
+        }
+        self.page_index += 1;
+        self.buf.clear();
+    }
+
+    /// Ends the file, `size` bytes long (the rest after the last data is a hole).
+    pub fn finish(mut self, size: u64) -> FileReport {
+        if size > self.pos {
+            self.zeros(size - self.pos);
+        }
+        self.report.bytes = size;
+        if let (Some(space), false) = (self.space.clone(), self.dead) {
+            let tail = self.buf.len() as u64;
+            finish_file(&mut self.report, &space, self.page_index, tail);
+        } else if !self.dead && size > 0 {
+            self.report.tally.add_corrupt(0, 0, "page 0: the file is shorter than one page".into());
+        } else if size == 0 {
+            self.report.note = Some("empty file".into());
+        }
+        self.report.conclude()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(classify("sbtest/sbtest1.ibd"), Kind::Tablespace);
+        assert_eq!(classify("ibdata1"), Kind::System(1));
+        assert_eq!(classify("ibdata12"), Kind::System(12));
+        assert_eq!(classify("undo001"), Kind::Tablespace);
+        assert_eq!(classify("undo_002"), Kind::Tablespace);
+        assert_eq!(classify("mysql.ibd"), Kind::Tablespace);
+        assert!(matches!(classify("ibtmp1"), Kind::Other(_)));
+        assert!(matches!(classify("ib_logfile0"), Kind::Other(_)));
+        assert!(matches!(classify("db/t.frm"), Kind::Other(_)));
+        assert!(matches!(classify("undo"), Kind::Other(_)));
+    }
+}
