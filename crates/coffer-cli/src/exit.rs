@@ -7,6 +7,7 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const WRONG_KEY: u8 = 3;
 pub const CORRUPT: u8 = 4;
+pub const CORRUPT_PAGES: u8 = 5;
 
 /// A mistake in how coffer was called, found after argument parsing.
 #[derive(Debug)]
@@ -19,6 +20,17 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
+/// Validation found corrupt InnoDB pages (exit code 5).
+#[derive(Debug)]
+pub struct CorruptPages(pub String);
+
+impl std::fmt::Display for CorruptPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CorruptPages {}
+
 /// Fails with a usage error (exit code 2).
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
@@ -29,6 +41,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ImageError>() {
             return match e {
                 ImageError::WrongKey => WRONG_KEY,
+                ImageError::Refused(_) => CORRUPT_PAGES,
                 e if e.is_integrity() => CORRUPT,
                 ImageError::Usage(_) => USAGE,
                 _ => FAILURE,
@@ -36,6 +49,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;
+        }
+        if cause.downcast_ref::<CorruptPages>().is_some() {
+            return CORRUPT_PAGES;
         }
     }
     FAILURE

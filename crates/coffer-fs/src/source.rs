@@ -35,6 +35,10 @@ pub trait ChunkReader: Send {
     fn plan_chunk(&mut self, _limit: usize, _segments: &mut Vec<Segment>) -> Option<(Span, PlannedRead)> {
         None
     }
+
+    /// Asks that chunks (but the last) end on multiples of `align` bytes, so a page of that size
+    /// never spans two chunks. Readers that cannot (streams) ignore it.
+    fn set_align(&mut self, _align: u64) {}
 }
 
 /// A read planned by the producer and done by a worker, so that reading (a copy from the page
@@ -80,6 +84,7 @@ pub struct FileChunker {
     size: u64,
     pos: u64,
     sparse: bool,
+    align: u64,
 }
 
 impl FileChunker {
@@ -96,7 +101,7 @@ impl FileChunker {
             return Err(FsError::Changed { path: path.into(), detail: "is no longer a regular file".into() });
         }
         advise_sequential(&file);
-        Ok(Self { file: Arc::new(file), path: Arc::new(path.into()), size: md.len(), pos: 0, sparse })
+        Ok(Self { file: Arc::new(file), path: Arc::new(path.into()), size: md.len(), pos: 0, sparse, align: 1 })
     }
 
     pub fn size(&self) -> u64 {
@@ -141,7 +146,36 @@ impl FileChunker {
             filled += n;
             self.pos = data + n as u64;
         }
+        if self.align > 1 && self.pos < self.size {
+            filled -= self.cut_back(start, segments);
+        }
         Ok(Span { range_start: start, range_end: self.pos, len: filled, last: self.pos == self.size })
+    }
+
+    /// Moves the end of a chunk that started at `start` back to the last multiple of the
+    /// alignment (the bytes after it are read again with the next chunk); returns the data bytes
+    /// given back.
+    fn cut_back(&mut self, start: u64, segments: &mut Vec<Segment>) -> usize {
+        let cut = self.pos - self.pos % self.align;
+        if cut <= start {
+            return 0;
+        }
+        let mut dropped = 0;
+        while let Some(last) = segments.last_mut() {
+            if last.offset >= cut {
+                dropped += last.len as usize;
+                segments.pop();
+            } else {
+                if last.end() > cut {
+                    let keep = (cut - last.offset) as u32;
+                    dropped += (last.len - keep) as usize;
+                    last.len = keep;
+                }
+                break;
+            }
+        }
+        self.pos = cut;
+        dropped
     }
 }
 
@@ -159,6 +193,10 @@ impl ChunkReader for FileChunker {
             }
         }
         self.next_dense(buf, segments)
+    }
+
+    fn set_align(&mut self, align: u64) {
+        self.align = align.max(1);
     }
 
     fn plan_chunk(&mut self, limit: usize, segments: &mut Vec<Segment>) -> Option<(Span, PlannedRead)> {
@@ -316,5 +354,39 @@ mod tests {
         assert_eq!(data.len(), 8192);
         assert_eq!(spans.len(), 2);
         assert!(spans[1].0.last);
+    }
+}
+
+#[cfg(test)]
+mod align_tests {
+    use super::*;
+
+    #[test]
+    fn sparse_chunks_end_on_page_boundaries() {
+        // A page_compressed-like file: 4 KiB of data at the start of every 16 KiB page.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let pages = 300u64;
+        f.as_file().set_len(pages * 16384).unwrap();
+        for p in 0..pages {
+            f.as_file().write_all_at(&[(p % 250) as u8 + 1; 4096], p * 16384).unwrap();
+        }
+        let mut c = FileChunker::open(f.path(), true).unwrap();
+        c.set_align(16384);
+        let mut buf = vec![0u8; 100_000];
+        let mut total = 0;
+        loop {
+            let mut segs = vec![];
+            let span = c.next_chunk(&mut buf, &mut segs).unwrap();
+            total += span.len;
+            if !span.last {
+                assert_eq!(span.range_end % 16384, 0, "{span:?}");
+            }
+            assert_eq!(segs.iter().map(|s| s.len as usize).sum::<usize>(), span.len);
+            if span.last {
+                assert_eq!(span.range_end, pages * 16384);
+                break;
+            }
+        }
+        assert_eq!(total, pages as usize * 4096);
     }
 }

@@ -18,7 +18,10 @@ pub use header::{open_header, ImageParams, OpenedImage};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
 pub use seek::IndexedImage;
 pub use target::{RestoreVisitor, StreamVisitor};
-pub use write::{write_image, DirSource, EntrySource, FileSource, SourceItem, StreamSource, WriteSummary};
+pub use write::{
+    write_image, DirSource, EntrySource, FileSource, Findings, Inspect, InspectFile, SourceItem, StreamSource,
+    WriteSummary,
+};
 
 use coffer_crypto::MasterKey;
 use coffer_format::{EntryMeta, DATA_OFFSET};

@@ -18,6 +18,7 @@ use coffer_fs::walk::Walker;
 use coffer_fs::FsError;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Offset of chunk data inside a frame buffer: frame header, then the chunk prefix.
 const DATA_AT: usize = FRAME_HEADER_LEN + CHUNK_PREFIX_LEN;
@@ -26,6 +27,32 @@ const DATA_AT: usize = FRAME_HEADER_LEN + CHUNK_PREFIX_LEN;
 pub struct SourceItem {
     pub meta: EntryMeta,
     pub data: Option<Box<dyn ChunkReader>>,
+    /// Where a file's contents come from on disk, for inspectors that read its head.
+    pub source: Option<PathBuf>,
+}
+
+/// Checks file contents while they are backed up (coffer validates InnoDB pages with it),
+/// without a second read: workers inspect each chunk before compressing it, and the findings
+/// are reported in image order.
+pub trait Inspect: Sync {
+    /// A checker for this file, or `None` to leave it alone. Called by the reading thread.
+    fn file(&self, meta: &EntryMeta, source: &std::path::Path) -> Option<Arc<dyn InspectFile>>;
+    /// The findings of one chunk of `path`, in image order. An error refuses the backup.
+    fn report(&self, path: &[u8], findings: Findings) -> Result<(), String>;
+}
+
+/// The checker of one file; called on worker threads, chunks in any order.
+pub trait InspectFile: Send + Sync {
+    /// Chunks end on multiples of this (a page size), so no unit of inspection is cut.
+    fn align(&self) -> u64;
+    fn chunk(&self, span: &Span, segments: &[Segment], data: &[u8]) -> Findings;
+}
+
+/// What an inspector found in a chunk: units checked (pages) and problems, one line each.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub units: u64,
+    pub problems: Vec<String>,
 }
 
 impl std::fmt::Debug for SourceItem {
@@ -62,7 +89,7 @@ impl EntrySource for DirSource {
             Some(path) => Some(Box::new(FileChunker::open(path, item.sparse)?)),
             None => None,
         };
-        Ok(Some(SourceItem { meta: item.meta, data }))
+        Ok(Some(SourceItem { meta: item.meta, data, source: item.source }))
     }
 
     fn skipped(&self) -> &[PathBuf] {
@@ -101,7 +128,7 @@ impl FileSource {
 impl EntrySource for FileSource {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         let Some((meta, path, sparse)) = self.item.take() else { return Ok(None) };
-        Ok(Some(SourceItem { meta, data: Some(Box::new(FileChunker::open(&path, sparse)?)) }))
+        Ok(Some(SourceItem { meta, data: Some(Box::new(FileChunker::open(&path, sparse)?)), source: Some(path) }))
     }
 }
 
@@ -126,7 +153,11 @@ impl<R: std::io::Read + Send + 'static> EntrySource for StreamSource<R> {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         Ok(self.stream.take().map(|(meta, reader)| {
             let name = PathBuf::from(String::from_utf8_lossy(&meta.path).into_owned());
-            SourceItem { meta, data: Some(Box::new(StreamChunker::new(reader, name)) as Box<dyn ChunkReader>) }
+            SourceItem {
+                meta,
+                data: Some(Box::new(StreamChunker::new(reader, name)) as Box<dyn ChunkReader>),
+                source: None,
+            }
         }))
     }
 }
@@ -153,6 +184,8 @@ struct Job {
     read: Option<PlannedRead>,
     /// A worker's read failed.
     error: Option<FsError>,
+    inspect: Option<Arc<dyn InspectFile>>,
+    findings: Option<Findings>,
     buf: Vec<u8>,
     /// Frame length once sealed.
     len: usize,
@@ -195,6 +228,10 @@ impl Worker<'_> {
                 job.error = Some(e);
                 return;
             }
+        }
+        if let Some(inspect) = job.inspect.take() {
+            let data = &job.buf[DATA_AT..DATA_AT + job.span.len];
+            job.findings = Some(inspect.chunk(&job.span, &job.segments, data));
         }
         let plain_len = match job.kind {
             FrameKind::Entry => {
@@ -244,6 +281,7 @@ struct Assembler<'a, W: Write> {
     current: Option<IndexRecord>,
     pool: &'a BufPool,
     progress: &'a dyn Progress,
+    inspector: Option<&'a dyn Inspect>,
     summary: WriteSummary,
 }
 
@@ -282,6 +320,9 @@ impl<W: Write> Assembler<'_, W> {
             }
             FrameKind::Chunk => {
                 let rec = self.current.as_mut().expect("a chunk follows an entry");
+                if let (Some(findings), Some(inspector)) = (job.findings.take(), self.inspector) {
+                    inspector.report(&rec.meta.path, findings).map_err(ImageError::Refused)?;
+                }
                 rec.chunks += 1;
                 rec.data_bytes += job.span.len as u64;
                 if job.last {
@@ -309,6 +350,7 @@ pub fn write_image<W: Write>(
     masters: &[&MasterKey],
     threads: usize,
     progress: &dyn Progress,
+    inspector: Option<&dyn Inspect>,
 ) -> Result<WriteSummary, ImageError> {
     let keys = params.keys();
     let image_id = params.image_id;
@@ -322,6 +364,7 @@ pub fn write_image<W: Write>(
         current: None,
         pool: &pool,
         progress,
+        inspector,
         summary: WriteSummary { image_id, ..Default::default() },
     };
     asm.write(&params.header_region(masters, &keys)?)?;
@@ -339,12 +382,18 @@ pub fn write_image<W: Write>(
             if (item.meta.kind == EntryKind::File) != item.data.is_some() {
                 return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
             }
+            let inspect = match (inspector, &item.source) {
+                (Some(i), Some(path)) => i.file(&item.meta, path),
+                _ => None,
+            };
             let entry = Job {
                 kind: FrameKind::Entry,
                 pos: Position { seq, entry_no, part_no: 0 },
                 last: false,
                 read: None,
                 error: None,
+                inspect: None,
+                findings: None,
                 buf: pool.get(),
                 len: 0,
                 segments: Vec::new(),
@@ -354,13 +403,22 @@ pub fn write_image<W: Write>(
             feed.send(entry)?;
             seq += 1;
             if let Some(mut reader) = item.data {
+                // Chunks of an inspected file end on its unit boundaries (pages).
+                let mut limit = chunk_size;
+                if let Some(i) = &inspect {
+                    let align = i.align().max(1);
+                    reader.set_align(align);
+                    if (chunk_size as u64) >= align {
+                        limit = chunk_size - chunk_size % align as usize;
+                    }
+                }
                 for part_no in 1.. {
                     let mut buf = pool.get();
                     let mut segments = Vec::new();
                     // Dense files are read by the workers; streams and sparse files here.
-                    let (span, read) = match reader.plan_chunk(chunk_size, &mut segments) {
+                    let (span, read) = match reader.plan_chunk(limit, &mut segments) {
                         Some((span, read)) => (span, Some(read)),
-                        None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + chunk_size], &mut segments)?, None),
+                        None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + limit], &mut segments)?, None),
                     };
                     let job = Job {
                         kind: FrameKind::Chunk,
@@ -368,6 +426,8 @@ pub fn write_image<W: Write>(
                         last: span.last,
                         read,
                         error: None,
+                        inspect: inspect.clone(),
+                        findings: None,
                         buf,
                         len: 0,
                         segments,

@@ -69,7 +69,7 @@ fn backup(root: &Path, codec: Codec, chunk: u32, threads: usize) -> Vec<u8> {
     let params = ImageParams::random(Suite::Aes256Gcm, codec, 1, chunk, 1).unwrap();
     let mut out = Vec::new();
     let k = key();
-    write_image(&mut DirSource::new(Walker::new(root)), &mut out, &params, &[&k], threads, &NoProgress).unwrap();
+    write_image(&mut DirSource::new(Walker::new(root)), &mut out, &params, &[&k], threads, &NoProgress, None).unwrap();
     out
 }
 

@@ -50,7 +50,11 @@ fn items() -> Vec<SourceItem> {
     let file = |path: &str, data: Vec<u8>| {
         let mut m = meta(EntryKind::File, path, 0o640);
         m.size = data.len() as u64;
-        SourceItem { meta: m, data: Some(Box::new(StreamChunker::new(Cursor::new(data), PathBuf::from(path)))) }
+        SourceItem {
+            meta: m,
+            data: Some(Box::new(StreamChunker::new(Cursor::new(data), PathBuf::from(path)))),
+            source: None,
+        }
     };
     let mut link = meta(EntryKind::Symlink, "current", 0o777);
     link.target = b"db/t1.ibd".to_vec();
@@ -59,14 +63,14 @@ fn items() -> Vec<SourceItem> {
     let mut sparse = meta(EntryKind::File, "db/sparse.ibd", 0o640);
     sparse.size = 20000;
     vec![
-        SourceItem { meta: meta(EntryKind::Dir, "", 0o750), data: None },
+        SourceItem { meta: meta(EntryKind::Dir, "", 0o750), data: None, source: None },
         file("hello.txt", b"Hello, coffer!\n".to_vec()),
         file("empty", vec![]),
-        SourceItem { meta: meta(EntryKind::Dir, "db", 0o750), data: None },
+        SourceItem { meta: meta(EntryKind::Dir, "db", 0o750), data: None, source: None },
         file("db/t1.ibd", pattern(10_000)),
-        SourceItem { meta: hard, data: None },
-        SourceItem { meta: sparse, data: Some(Box::new(Sparse(false))) },
-        SourceItem { meta: link, data: None },
+        SourceItem { meta: hard, data: None, source: None },
+        SourceItem { meta: sparse, data: Some(Box::new(Sparse(false))), source: None },
+        SourceItem { meta: link, data: None, source: None },
     ]
 }
 
@@ -93,7 +97,8 @@ fn params(suite: Suite, codec: Codec) -> ImageParams {
 fn write_vector(suite: Suite, codec: Codec) -> Vec<u8> {
     let master = MasterKey::from_hex(MASTER).unwrap();
     let mut out = vec![];
-    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[&master], 2, &NoProgress).unwrap();
+    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[&master], 2, &NoProgress, None)
+        .unwrap();
     out
 }
 

@@ -21,13 +21,16 @@ fn failed(what: impl std::fmt::Display) -> DecompressError {
 fn decompress(algo: PageCompression, src: &[u8], out: &mut [u8]) -> Result<(), DecompressError> {
     let n = match algo {
         PageCompression::Zlib => {
-            let v = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(src, out.len()).map_err(|e| failed(format!("zlib: {e}")))?;
+            let v = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(src, out.len())
+                .map_err(|e| failed(format!("zlib: {e}")))?;
             out[..v.len()].copy_from_slice(&v);
             v.len()
         }
         PageCompression::Lz4 => lz4_flex::block::decompress_into(src, out).map_err(|e| failed(format!("lz4: {e}")))?,
         PageCompression::Lzo => lzo::decompress_into(src, out).map_err(|e| failed(format!("lzo: {e}")))?,
-        PageCompression::Snappy => snap::raw::Decoder::new().decompress(src, out).map_err(|e| failed(format!("snappy: {e}")))?,
+        PageCompression::Snappy => {
+            snap::raw::Decoder::new().decompress(src, out).map_err(|e| failed(format!("snappy: {e}")))?
+        }
         PageCompression::Lzma => {
             let mut v = Vec::with_capacity(out.len());
             lzma_rs::xz_decompress(&mut std::io::Cursor::new(src), &mut v).map_err(|e| failed(format!("lzma: {e}")))?;
@@ -39,7 +42,10 @@ fn decompress(algo: PageCompression, src: &[u8], out: &mut [u8]) -> Result<(), D
         }
         PageCompression::Bzip2 => {
             let mut v = Vec::with_capacity(out.len());
-            bzip2::read::BzDecoder::new(src).take(out.len() as u64 + 1).read_to_end(&mut v).map_err(|e| failed(format!("bzip2: {e}")))?;
+            bzip2::read::BzDecoder::new(src)
+                .take(out.len() as u64 + 1)
+                .read_to_end(&mut v)
+                .map_err(|e| failed(format!("bzip2: {e}")))?;
             if v.len() > out.len() {
                 return Err(failed("bzip2: longer than a page"));
             }
@@ -57,8 +63,10 @@ fn decompress(algo: PageCompression, src: &[u8], out: &mut [u8]) -> Result<(), D
 /// checksum included) is compressed; the algorithm is the 8-byte number at 26 and the compressed
 /// length the 2 bytes at 38. Returns the original page in `out` (a page of the logical size).
 pub fn mariadb_page(page: &[u8], out: &mut [u8]) -> Result<PageCompression, DecompressError> {
-    let code = u64::from(be32(page, fil::FLUSH_LSN_OR_KEY_VERSION)) << 32 | u64::from(be32(page, fil::FLUSH_LSN_OR_KEY_VERSION + 4));
-    let algo = PageCompression::from_code(code).ok_or_else(|| failed(format!("unknown compression algorithm {code}")))?;
+    let code = u64::from(be32(page, fil::FLUSH_LSN_OR_KEY_VERSION)) << 32
+        | u64::from(be32(page, fil::FLUSH_LSN_OR_KEY_VERSION + 4));
+    let algo =
+        PageCompression::from_code(code).ok_or_else(|| failed(format!("unknown compression algorithm {code}")))?;
     let len = usize::from(be16(page, fil::DATA));
     let start = fil::DATA + 2;
     if len == 0 || start + len > page.len() {
@@ -111,7 +119,11 @@ mod tests {
         let mut xz = Vec::new();
         lzma_rs::xz_compress(&mut std::io::Cursor::new(&original), &mut xz).unwrap();
         let mut bz = Vec::new();
-        std::io::Read::read_to_end(&mut bzip2::read::BzEncoder::new(&original[..], bzip2::Compression::fast()), &mut bz).unwrap();
+        std::io::Read::read_to_end(
+            &mut bzip2::read::BzEncoder::new(&original[..], bzip2::Compression::fast()),
+            &mut bz,
+        )
+        .unwrap();
         for (code, data) in [(1, zlib), (2, lz4), (6, snappy), (4, xz), (5, bz)] {
             let mut out = vec![0u8; 16384];
             let algo = mariadb_page(&page_with(code, &data), &mut out).unwrap_or_else(|e| panic!("{code}: {e:?}"));

@@ -20,5 +20,5 @@ pub mod space;
 
 pub use page::{check_page, Algo, Policy, Problem, Scratch, Verdict};
 pub use report::{FileReport, Status, Tally};
-pub use scan::{classify, validate_files, Kind, Options, PageStream, Target};
+pub use scan::{classify, validate_files, ChunkChecker, ChunkResult, Kind, Options, PageStream, Target};
 pub use space::{Format, Space, SpaceError};

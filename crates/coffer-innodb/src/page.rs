@@ -103,13 +103,28 @@ impl Algo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// Stored checksum field(s) and the values computed for this page.
-    Checksum { stored: Vec<u32>, computed: Vec<(&'static str, u32)> },
+    Checksum {
+        stored: Vec<u32>,
+        computed: Vec<(&'static str, u32)>,
+    },
     /// The low 32 bits of the LSN in the header and in the trailer differ: a torn write.
-    Lsn { header: u32, trailer: u32 },
-    PageNumber { found: u32, expected: u64 },
-    SpaceId { found: u32, expected: u32 },
+    Lsn {
+        header: u32,
+        trailer: u32,
+    },
+    PageNumber {
+        found: u32,
+        expected: u64,
+    },
+    SpaceId {
+        found: u32,
+        expected: u32,
+    },
     /// A page valid under another algorithm than the strict one required.
-    Strict { found: Algo, required: &'static str },
+    Strict {
+        found: Algo,
+        required: &'static str,
+    },
     /// A compressed page's size or data is damaged.
     Compression(String),
     /// A page whose checksum fields and LSN are zero, but not its other bytes.
@@ -144,7 +159,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// `inside`: the checksum was found inside a page_compressed page, after decompressing it.
-    Valid { algo: Algo, inside: Option<&'static str> },
+    Valid {
+        algo: Algo,
+        inside: Option<&'static str>,
+    },
     /// Never written (all zero).
     Empty,
     Corrupt(Vec<Problem>),
@@ -239,7 +257,10 @@ fn check_zip(space: &Space, page_no: u64, page: &[u8], policy: Policy) -> Verdic
     let mut problems = Vec::new();
     position_problems(space, page_no, page, true, &mut problems);
     let t = be16(page, fil::TYPE);
-    if matches!(t, page_type::MYSQL_ENCRYPTED | page_type::MYSQL_COMPRESSED_AND_ENCRYPTED | page_type::MYSQL_ENCRYPTED_RTREE) {
+    if matches!(
+        t,
+        page_type::MYSQL_ENCRYPTED | page_type::MYSQL_COMPRESSED_AND_ENCRYPTED | page_type::MYSQL_ENCRYPTED_RTREE
+    ) {
         return if problems.is_empty() { mysql_encrypted() } else { Verdict::Corrupt(problems) };
     }
     let stored = be32(page, fil::SPACE_OR_CHKSUM);
@@ -269,10 +290,17 @@ fn mysql_encrypted() -> Verdict {
 }
 
 /// Turns the algorithm found (if any) into a verdict under `policy`.
-fn finish(found: Option<Algo>, policy: Policy, mut problems: Vec<Problem>, mismatch: impl FnOnce() -> Problem) -> Verdict {
+fn finish(
+    found: Option<Algo>,
+    policy: Policy,
+    mut problems: Vec<Problem>,
+    mismatch: impl FnOnce() -> Problem,
+) -> Verdict {
     match (found, policy.strict()) {
         (None, _) => problems.push(mismatch()),
-        (Some(algo), Some(required)) if algo.family() != required && algo != Algo::EncryptedCrc32 && algo != Algo::EncryptedZipCrc32 => {
+        (Some(algo), Some(required))
+            if algo.family() != required && algo != Algo::EncryptedCrc32 && algo != Algo::EncryptedZipCrc32 =>
+        {
             let name = match required {
                 Family::Crc32 => "crc32",
                 Family::Innodb => "innodb",
@@ -300,7 +328,9 @@ fn check_classic(space: &Space, page_no: u64, page: &[u8], policy: Policy, scrat
         }
         page_type::MARIADB_PAGE_COMPRESSED_ENCRYPTED => {
             return if problems.is_empty() {
-                Verdict::Unverifiable("encrypted page_compressed page: MariaDB keeps no checksum outside the encryption".into())
+                Verdict::Unverifiable(
+                    "encrypted page_compressed page: MariaDB keeps no checksum outside the encryption".into(),
+                )
             } else {
                 Verdict::Corrupt(problems)
             };
@@ -341,7 +371,11 @@ fn check_classic(space: &Space, page_no: u64, page: &[u8], policy: Policy, scrat
     };
     finish(found, policy, problems, || Problem::Checksum {
         stored: vec![f1, f2],
-        computed: vec![("crc32", crc), ("innodb", checksum::innodb_new(page)), ("innodb-old", checksum::innodb_old(page))],
+        computed: vec![
+            ("crc32", crc),
+            ("innodb", checksum::innodb_new(page)),
+            ("innodb-old", checksum::innodb_old(page)),
+        ],
     })
 }
 

@@ -111,7 +111,15 @@ pub struct FileReport {
 
 impl FileReport {
     pub fn not_checked(path: String, bytes: u64, why: &str) -> Self {
-        Self { path, status: Status::NotChecked, table: None, format: None, bytes, tally: Tally::default(), note: Some(why.into()) }
+        Self {
+            path,
+            status: Status::NotChecked,
+            table: None,
+            format: None,
+            bytes,
+            tally: Tally::default(),
+            note: Some(why.into()),
+        }
     }
 
     /// Derives the status from the tally.
@@ -126,7 +134,8 @@ impl FileReport {
             Status::Ok
         };
         if self.note.is_none() && self.tally.unverifiable_pages() > 0 {
-            let reasons: Vec<String> = self.tally.unverifiable.iter().map(|(why, n)| format!("{n} pages {why}")).collect();
+            let reasons: Vec<String> =
+                self.tally.unverifiable.iter().map(|(why, n)| format!("{n} pages {why}")).collect();
             self.note = Some(format!("not verifiable: {}", reasons.join("; ")));
         }
         self

@@ -84,11 +84,27 @@ enum Slot {
 fn page0_report(display: String, bytes: u64, reason: String) -> FileReport {
     let mut tally = Tally::default();
     tally.add_corrupt(0, 0, reason);
-    FileReport { path: display, status: Status::Corrupt, table: None, format: None, bytes, tally, note: None }.conclude()
+    FileReport { path: display, status: Status::Corrupt, table: None, format: None, bytes, tally, note: None }
+        .conclude()
+}
+
+/// The space of `ibdata{n}` (n > 1), which has no FSP header of its own: ibdata1's, with the
+/// page numbering continuing after ibdata1..ibdata{n-1} (found beside it).
+pub fn continuation_space(path: &std::path::Path, n: u32) -> Result<Space, String> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let first = File::open(dir.join("ibdata1")).map_err(|e| format!("ibdata{n} needs ibdata1 beside it: {e}"))?;
+    let mut space = read_space(&first).map_err(|e| format!("ibdata1: {e}"))?;
+    let mut pages = 0;
+    for k in 1..n {
+        let len = std::fs::metadata(dir.join(format!("ibdata{k}"))).map_err(|e| format!("ibdata{k}: {e}"))?.len();
+        pages += len / u64::from(space.physical_size);
+    }
+    space.first_page = pages;
+    Ok(space)
 }
 
 /// Reads what is needed up front: page 0 (and TRX_SYS for ibdata1).
-fn prepare(t: &Target, system: &mut Option<(Space, u64)>) -> Slot {
+fn prepare(t: &Target) -> Slot {
     let kind = if t.force_innodb { Kind::Tablespace } else { classify(&t.display) };
     let kind = match (kind, t.force_innodb) {
         (Kind::System(n), _) => Kind::System(n),
@@ -103,17 +119,13 @@ fn prepare(t: &Target, system: &mut Option<(Space, u64)>) -> Slot {
         Ok(x) => x,
         Err(e) => return Slot::Done(page0_report(t.display.clone(), 0, format!("cannot read: {e}"))),
     };
-    let space = match (&kind, system.as_ref()) {
-        // ibdata2 and later have no FSP header: they continue ibdata1's page numbering.
-        (Kind::System(n), Some((s, next))) if *n > 1 => Ok(Space { first_page: *next, ..s.clone() }),
-        (Kind::System(n), None) if *n > 1 => {
-            return Slot::Done(page0_report(t.display.clone(), bytes, format!("ibdata{n} without a valid ibdata1 before it")));
-        }
-        _ => read_space(&file),
+    let space = match kind {
+        Kind::System(n) if n > 1 => continuation_space(&t.path, n),
+        _ => read_space(&file).map_err(|e| format!("page 0: {e}")),
     };
     let mut space = match space {
         Ok(s) => s,
-        Err(e) => return Slot::Done(page0_report(t.display.clone(), bytes, format!("page 0: {e}"))),
+        Err(why) => return Slot::Done(page0_report(t.display.clone(), bytes, why)),
     };
     let size = u64::from(space.physical_size);
     if kind == Kind::System(1) {
@@ -123,9 +135,6 @@ fn prepare(t: &Target, system: &mut Option<(Space, u64)>) -> Slot {
         }
     }
     let pages = bytes / size;
-    if let Kind::System(_) = kind {
-        *system = Some((space.clone(), space.first_page + pages));
-    }
     let report = FileReport {
         path: t.display.clone(),
         status: Status::Ok,
@@ -160,8 +169,7 @@ fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
 /// Validates files in parallel: every thread takes the next 4 MiB page range of any file.
 /// `progress` is called with bytes as ranges complete. Reports come back in the given order.
 pub fn validate_files(targets: &[Target], opts: Options, progress: &(dyn Fn(u64) + Sync)) -> Vec<FileReport> {
-    let mut system = None;
-    let slots: Vec<Slot> = targets.iter().map(|t| prepare(t, &mut system)).collect();
+    let slots: Vec<Slot> = targets.iter().map(prepare).collect();
     // (slot, first page index in the file, page count)
     let mut jobs = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
@@ -191,7 +199,11 @@ pub fn validate_files(targets: &[Target], opts: Options, progress: &(dyn Fn(u64)
                     let size = u64::from(p.space.physical_size);
                     buf.resize((count * size) as usize, 0);
                     if let Err(e) = p.file.read_exact_at(&mut buf, start * size) {
-                        errors.lock().expect("lock").push((slot, start, format!("cannot read pages {start}..{}: {e}", start + count)));
+                        errors.lock().expect("lock").push((
+                            slot,
+                            start,
+                            format!("cannot read pages {start}..{}: {e}", start + count),
+                        ));
                         continue;
                     }
                     let mut tally = Tally::default();
@@ -234,10 +246,17 @@ pub fn validate_files(targets: &[Target], opts: Options, progress: &(dyn Fn(u64)
 fn finish_file(report: &mut FileReport, space: &Space, pages: u64, tail: u64) {
     let size = u64::from(space.physical_size);
     if tail > 0 {
-        report.tally.add_corrupt(space.first_page + pages, pages * size, format!("the file ends {tail} bytes into this page: truncated"));
+        report.tally.add_corrupt(
+            space.first_page + pages,
+            pages * size,
+            format!("the file ends {tail} bytes into this page: truncated"),
+        );
     }
     let header = u64::from(space.size_in_header);
-    if space.first_page == 0 && header > pages && !report.path.rsplit('/').next().is_some_and(|b| b.starts_with("ibdata")) {
+    if space.first_page == 0
+        && header > pages
+        && !report.path.rsplit('/').next().is_some_and(|b| b.starts_with("ibdata"))
+    {
         report.tally.add_corrupt(
             pages,
             pages * size,
@@ -276,7 +295,18 @@ impl PageStream {
             tally: Tally::default(),
             note: None,
         };
-        Self { report, policy, space: given.clone(), system, given, buf: Vec::new(), pos: 0, page_index: 0, scratch: Scratch::default(), dead: false }
+        Self {
+            report,
+            policy,
+            space: given.clone(),
+            system,
+            given,
+            buf: Vec::new(),
+            pos: 0,
+            page_index: 0,
+            scratch: Scratch::default(),
+            dead: false,
+        }
     }
 
     /// The space, once page 0 has been read.
@@ -329,7 +359,7 @@ impl PageStream {
                 n -= whole * size;
             }
         }
-        const ZERO: [u8; 65536] = [0; 65536];
+        static ZERO: [u8; 65536] = [0; 65536];
         while n > 0 {
             let k = n.min(ZERO.len() as u64) as usize;
             self.feed(&ZERO[..k]);
@@ -439,5 +469,100 @@ mod tests {
         assert!(matches!(classify("ib_logfile0"), Kind::Other(_)));
         assert!(matches!(classify("db/t.frm"), Kind::Other(_)));
         assert!(matches!(classify("undo"), Kind::Other(_)));
+    }
+}
+
+/// Checks the pages of one file chunk by chunk, on any thread and in any order (used while a
+/// backup reads the file). Chunks should start and end on page boundaries; pages they cut are
+/// left unchecked.
+#[derive(Debug, Clone)]
+pub struct ChunkChecker {
+    space: Space,
+    policy: Policy,
+}
+
+/// What one chunk's pages showed.
+#[derive(Debug, Default)]
+pub struct ChunkResult {
+    pub pages: u64,
+    pub corrupt: Vec<crate::report::CorruptPage>,
+}
+
+impl ChunkChecker {
+    /// Reads page 0 (and the TRX_SYS page of ibdata1, or ibdata1 itself for later ibdata files)
+    /// of the tablespace at `path`, which `name` (its path in the backup) classifies.
+    pub fn open(path: &std::path::Path, name: &str, policy: Policy) -> Option<Result<Self, String>> {
+        let kind = classify(name);
+        let space = match kind {
+            Kind::Other(_) => return None,
+            Kind::System(n) if n > 1 => continuation_space(path, n),
+            _ => File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+                let mut space = read_space(&f).map_err(|e| format!("page 0: {e}"))?;
+                if kind == Kind::System(1) {
+                    let mut page5 = vec![0u8; space.physical_size as usize];
+                    if f.read_exact_at(&mut page5, 5 * u64::from(space.physical_size)).is_ok() {
+                        space.note_trx_sys(&page5);
+                    }
+                }
+                Ok(space)
+            }),
+        };
+        Some(space.map(|space| Self { space, policy }))
+    }
+
+    /// The page size chunks should be multiples of.
+    pub fn page_size(&self) -> u64 {
+        u64::from(self.space.physical_size)
+    }
+
+    /// Checks the whole pages of the range `[start, end)` of the file, whose data `data` fills
+    /// `segments` (the rest of the range is holes). `last`: the range ends the file.
+    pub fn check(&self, start: u64, end: u64, segments: &[(u64, u32)], data: &[u8], last: bool) -> ChunkResult {
+        let size = self.page_size();
+        let mut result = ChunkResult::default();
+        let mut scratch = Scratch::default();
+        let mut page = vec![0u8; size as usize];
+        let first = start.div_ceil(size);
+        let mut seg = 0usize;
+        let mut seg_data = 0usize;
+        for p in first.. {
+            let (lo, hi) = (p * size, (p + 1) * size);
+            if hi > end {
+                if last && lo < end {
+                    result.pages += 1;
+                    result.corrupt.push(crate::report::CorruptPage {
+                        page: self.space.first_page + p,
+                        offset: lo,
+                        reason: format!("the file ends {} bytes into this page: truncated", end - lo),
+                    });
+                }
+                break;
+            }
+            // Fill the page from the segments that overlap it; the rest are holes.
+            page.fill(0);
+            while seg < segments.len() && segments[seg].0 + u64::from(segments[seg].1) <= lo {
+                seg_data += segments[seg].1 as usize;
+                seg += 1;
+            }
+            let (mut s, mut at) = (seg, seg_data);
+            while s < segments.len() && segments[s].0 < hi {
+                let (off, len) = (segments[s].0, u64::from(segments[s].1));
+                let from = off.max(lo);
+                let to = (off + len).min(hi);
+                let src = at + (from - off) as usize;
+                page[(from - lo) as usize..(to - lo) as usize].copy_from_slice(&data[src..src + (to - from) as usize]);
+                at += len as usize;
+                s += 1;
+            }
+            result.pages += 1;
+            let page_no = self.space.first_page + p;
+            if let crate::page::Verdict::Corrupt(problems) =
+                check_page(&self.space, page_no, &page, self.policy, &mut scratch)
+            {
+                let reason = problems.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ");
+                result.corrupt.push(crate::report::CorruptPage { page: page_no, offset: lo, reason });
+            }
+        }
+        result
     }
 }

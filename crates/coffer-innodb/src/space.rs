@@ -159,11 +159,8 @@ pub fn decode_flags(flags: u32) -> Result<(Format, u32, u32), SpaceError> {
     if zip_size.is_some_and(|z| z > logical) {
         return Err(SpaceError::BadFlags(flags));
     }
-    let format = Format::Classic {
-        zip_size,
-        page_compressed: flags & (1 << 16) != 0,
-        mysql_encrypted: flags & (1 << 13) != 0,
-    };
+    let format =
+        Format::Classic { zip_size, page_compressed: flags & (1 << 16) != 0, mysql_encrypted: flags & (1 << 13) != 0 };
     Ok((format, logical, zip_size.unwrap_or(logical)))
 }
 
@@ -218,7 +215,10 @@ impl Space {
     /// Reads the doublewrite buffer's location from the TRX_SYS page (page 5 of the system
     /// tablespace), as MariaDB's innochecksum does; those pages hold copies of other pages.
     pub fn note_trx_sys(&mut self, page5: &[u8]) {
-        if self.space_id != 0 || page5.len() != self.physical_size as usize || be16(page5, fil::TYPE) != page_type::TRX_SYS {
+        if self.space_id != 0
+            || page5.len() != self.physical_size as usize
+            || be16(page5, fil::TYPE) != page_type::TRX_SYS
+        {
             return;
         }
         let at = page5.len() - 200;
@@ -242,7 +242,9 @@ impl Space {
                 }
                 s
             }
-            Format::Classic { zip_size: Some(z), .. } => format!("ROW_FORMAT=COMPRESSED, {} pages of {}", k(z), k(self.logical_size)),
+            Format::Classic { zip_size: Some(z), .. } => {
+                format!("ROW_FORMAT=COMPRESSED, {} pages of {}", k(z), k(self.logical_size))
+            }
             Format::Classic { page_compressed, mysql_encrypted, .. } => {
                 let mut s = format!("classic, {}", k(self.physical_size));
                 if page_compressed {
@@ -268,10 +270,16 @@ mod tests {
     #[test]
     fn flag_words_seen_in_real_files() {
         let d = |f| decode_flags(f).unwrap();
-        assert_eq!(d(0x0), (Format::Classic { zip_size: None, page_compressed: false, mysql_encrypted: false }, 16384, 16384));
+        assert_eq!(
+            d(0x0),
+            (Format::Classic { zip_size: None, page_compressed: false, mysql_encrypted: false }, 16384, 16384)
+        );
         assert_eq!(d(0x21).1, 16384);
         assert_eq!(d(0x4021).2, 16384);
-        assert_eq!(d(0x4029), (Format::Classic { zip_size: Some(8192), page_compressed: false, mysql_encrypted: false }, 16384, 8192));
+        assert_eq!(
+            d(0x4029),
+            (Format::Classic { zip_size: Some(8192), page_compressed: false, mysql_encrypted: false }, 16384, 8192)
+        );
         for (flags, size) in [(0x48C0, 4096), (0x4900, 8192), (0x4800, 16384), (0x4980, 32768), (0x49C0, 65536)] {
             assert_eq!(d(flags).2, size, "{flags:#x}");
         }

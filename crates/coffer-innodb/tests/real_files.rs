@@ -11,7 +11,8 @@ fn data(rel: &str) -> PathBuf {
 }
 
 /// (file, pages, valid pages by algorithm, empty pages), as SOURCES.md lists them.
-const FILES: &[(&str, u64, &[(Algo, u64)], u64)] = &[
+type Expected = (&'static str, u64, &'static [(Algo, u64)], u64);
+const FILES: &[Expected] = &[
     ("mariadb-server/mysql-test/std_data/mysql80/ibdata1_4096", 1, &[(Algo::Crc32, 1)], 0),
     ("mariadb-server/mysql-test/std_data/mysql80/ibdata1_8192", 1, &[(Algo::Crc32, 1)], 0),
     ("mariadb-server/mysql-test/std_data/mysql80/ibdata1_16384", 1, &[(Algo::Crc32, 1)], 0),
@@ -26,8 +27,18 @@ const FILES: &[(&str, u64, &[(Algo, u64)], u64)] = &[
     ("innodb_ruby/spec/data/sakila/8.0/sakila/film.ibd", 22, &[(Algo::Crc32, 21)], 1),
     ("innodb_ruby/spec/data/sakila/8.0/sys/sys_config.ibd", 7, &[(Algo::Crc32, 5)], 2),
     ("innodb_ruby/spec/data/sakila/8.4/sakila/inventory.ibd", 28, &[(Algo::Crc32, 27)], 1),
-    ("innodb-java-reader/innodb-java-reader/src/test/resources/testsuite/mysql56/simple/emp.ibd", 19, &[(Algo::Innodb, 17)], 2),
-    ("innodb-java-reader/innodb-java-reader/src/test/resources/testsuite/mysql80/pk/tb24_sk.ibd", 46, &[(Algo::Crc32, 45)], 1),
+    (
+        "innodb-java-reader/innodb-java-reader/src/test/resources/testsuite/mysql56/simple/emp.ibd",
+        19,
+        &[(Algo::Innodb, 17)],
+        2,
+    ),
+    (
+        "innodb-java-reader/innodb-java-reader/src/test/resources/testsuite/mysql80/pk/tb24_sk.ibd",
+        46,
+        &[(Algo::Crc32, 45)],
+        1,
+    ),
     ("idb-utils/tests/fixtures/mysql9/mysql90_compressed.ibd", 7, &[(Algo::ZipCrc32, 5)], 2),
     ("idb-utils/tests/fixtures/mysql9/mysql91_compressed.ibd", 7, &[(Algo::ZipCrc32, 5)], 2),
     ("idb-utils/tests/fixtures/mysql9/mysql90_standard.ibd", 7, &[(Algo::Crc32, 5)], 2),
@@ -138,10 +149,15 @@ fn known_answer_values_from_real_pages() {
 fn strict_policies_name_the_algorithm_they_found() {
     let rel = "innodb_ruby/spec/data/sakila/5.0/sakila/actor.ibd";
     let t = Target { path: data(rel), display: rel.into(), force_innodb: true };
-    let strict = validate_files(std::slice::from_ref(&t), Options { policy: Policy::StrictCrc32, threads: 1 }, &|_| {}).remove(0);
+    let strict = validate_files(std::slice::from_ref(&t), Options { policy: Policy::StrictCrc32, threads: 1 }, &|_| {})
+        .remove(0);
     assert_eq!(strict.status, Status::Corrupt);
     assert_eq!(strict.tally.corrupt.len(), 5);
-    assert!(strict.tally.corrupt[0].reason.contains("valid innodb checksum, but crc32 was required"), "{}", strict.tally.corrupt[0].reason);
+    assert!(
+        strict.tally.corrupt[0].reason.contains("valid innodb checksum, but crc32 was required"),
+        "{}",
+        strict.tally.corrupt[0].reason
+    );
     let ok = validate_files(&[t], Options { policy: Policy::StrictInnodb, threads: 1 }, &|_| {}).remove(0);
     assert_eq!(ok.status, Status::Ok);
 }

@@ -39,7 +39,9 @@ fn none_and_big_endian_crc32_pages() {
     put(&mut page, 0, checksum::NONE_MAGIC);
     put(&mut page, n - 8, checksum::NONE_MAGIC);
     assert_eq!(check(&space, 4, &page, Policy::Auto), Verdict::Valid { algo: Algo::None, inside: None });
-    assert!(matches!(check(&space, 4, &page, Policy::StrictCrc32), Verdict::Corrupt(p) if matches!(p[0], Problem::Strict { .. })));
+    assert!(
+        matches!(check(&space, 4, &page, Policy::StrictCrc32), Verdict::Corrupt(p) if matches!(p[0], Problem::Strict { .. }))
+    );
     assert_eq!(check(&space, 4, &page, Policy::StrictNone), Verdict::Valid { algo: Algo::None, inside: None });
     let be = checksum::crc32_legacy_be(&page);
     put(&mut page, 0, be);
@@ -88,7 +90,10 @@ fn mariadb_encrypted_pages_verify_without_the_key() {
     let (space, mut page) = crc_page();
     mariadb_encrypt(&mut page);
     assert_eq!(check(&space, 4, &page, Policy::Auto), Verdict::Valid { algo: Algo::EncryptedCrc32, inside: None });
-    assert_eq!(check(&space, 4, &page, Policy::StrictCrc32), Verdict::Valid { algo: Algo::EncryptedCrc32, inside: None });
+    assert_eq!(
+        check(&space, 4, &page, Policy::StrictCrc32),
+        Verdict::Valid { algo: Algo::EncryptedCrc32, inside: None }
+    );
     page[1000] ^= 1;
     assert!(matches!(check(&space, 4, &page, Policy::Auto), Verdict::Corrupt(_)));
 }
@@ -96,7 +101,8 @@ fn mariadb_encrypted_pages_verify_without_the_key() {
 #[test]
 fn mariadb_page_compressed_pages_are_decompressed_and_checked() {
     let (space, original) = crc_page();
-    let space = Space { format: Format::Classic { zip_size: None, page_compressed: true, mysql_encrypted: false }, ..space };
+    let space =
+        Space { format: Format::Classic { zip_size: None, page_compressed: true, mysql_encrypted: false }, ..space };
     let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&original, 6);
     let mut page = vec![0u8; 16384];
     page[..38].copy_from_slice(&original[..38]);
@@ -118,7 +124,9 @@ fn mariadb_page_compressed_pages_are_decompressed_and_checked() {
     bad[38..40].copy_from_slice(&(z.len() as u16).to_be_bytes());
     bad[40..].fill(0);
     bad[40..40 + z.len()].copy_from_slice(&z);
-    assert!(matches!(check(&space, 4, &bad, Policy::Auto), Verdict::Corrupt(p) if matches!(p[0], Problem::Checksum { .. })));
+    assert!(
+        matches!(check(&space, 4, &bad, Policy::Auto), Verdict::Corrupt(p) if matches!(p[0], Problem::Checksum { .. }))
+    );
 }
 
 #[test]
@@ -153,7 +161,9 @@ fn full_crc32_page_compressed_pages_are_checked_over_the_compressed_size() {
     page[500] ^= 4;
     assert!(matches!(check(&space, 3, &page, Policy::Auto), Verdict::Corrupt(_)));
     page[24..26].copy_from_slice(&(0x8000u16 | 64).to_be_bytes());
-    assert!(matches!(check(&space, 3, &page, Policy::Auto), Verdict::Corrupt(p) if matches!(p[0], Problem::Compression(_))));
+    assert!(
+        matches!(check(&space, 3, &page, Policy::Auto), Verdict::Corrupt(p) if matches!(p[0], Problem::Compression(_)))
+    );
 }
 
 /// The bytes of a page that its checks cover, by format.

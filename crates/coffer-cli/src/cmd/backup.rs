@@ -1,3 +1,4 @@
+use super::inspect::InnodbInspector;
 use super::{human, rate, stdout_file, warn};
 use crate::cli::{BackupArgs, CipherArg, CompressArg};
 use crate::exit::usage;
@@ -109,19 +110,21 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let params = ImageParams::random(suite, codec, level, args.chunk_size, keys.len())?;
     let key_refs: Vec<_> = keys.iter().collect();
     let bar = Bar::new(quiet, total, "backup");
+    let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
+    let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };
     let started = Instant::now();
     let summary = match &output {
         Some(file) => {
             let out = file.file().try_clone().context("cannot use the output file")?;
             let mut sink = DirectWriter::new(out, args.output.clone());
-            write_image(source.as_mut(), &mut sink, &params, &key_refs, threads, &bar).and_then(|s| {
+            write_image(source.as_mut(), &mut sink, &params, &key_refs, threads, &bar, inspect).and_then(|s| {
                 sink.finish()?;
                 Ok(s)
             })
         }
         None => {
             let sink = BufWriter::with_capacity(1 << 18, stdout_file()?);
-            write_image(source.as_mut(), sink, &params, &key_refs, threads, &bar)
+            write_image(source.as_mut(), sink, &params, &key_refs, threads, &bar, inspect)
         }
     };
     bar.finish();
@@ -146,6 +149,23 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
             suite.name(),
             secs,
             rate(summary.logical_bytes, secs),
+        );
+    }
+    let counts = inspector.counts.into_inner().expect("lock");
+    if !quiet && counts.files > 0 {
+        eprintln!(
+            "coffer: checked {} InnoDB pages in {} files: {}",
+            counts.pages,
+            counts.files,
+            if counts.corrupt == 0 {
+                "all valid".to_string()
+            } else {
+                format!(
+                    "{} corrupt pages in {} files (see the warnings above; `coffer validate` lists them)",
+                    counts.corrupt,
+                    counts.corrupt_files.len()
+                )
+            }
         );
     }
     for path in source.skipped() {

@@ -1,9 +1,11 @@
 //! One module per group of commands.
 
 mod backup;
+mod inspect;
 mod key;
 mod list;
 mod restore;
+mod validate;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Context, Result};
@@ -22,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Extract(a) => restore::extract(a, quiet, threads),
         Command::List(a) => list::list(a, quiet, threads),
         Command::Verify(a) => list::verify(a, quiet, threads),
+        Command::Validate(a) => validate::run(a, quiet, threads),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "coffer", &mut std::io::stdout());
