@@ -537,8 +537,8 @@ fn random_file(path: &Path, len: usize) {
 fn a_full_disk_leaves_no_image_and_a_marked_restore() {
     let fx = Fixture::new();
     std::fs::create_dir(fx.path("src")).unwrap();
-    random_file(&fx.path("src/a.ibd"), 6 << 20);
-    random_file(&fx.path("src/b.ibd"), 12 << 20);
+    random_file(&fx.path("src/a.dat"), 6 << 20);
+    random_file(&fx.path("src/b.dat"), 12 << 20);
     std::fs::write(fx.path("src/c.frm"), b"small").unwrap();
     expect(0, &["backup", &fx.s("src"), "-o", &fx.s("img.coffer"), "--key-file", &fx.key()]);
     let Some(small) = SmallFs::mount(&fx.path("small"), "10m") else {
@@ -569,7 +569,7 @@ fn a_full_disk_leaves_no_image_and_a_marked_restore() {
     let err = expect(1, &["restore", &fx.s("img.coffer"), "--to", target.to_str().unwrap(), "--key-file", &fx.key()]);
     assert!(err.contains("No space left on device") && err.contains("incomplete"), "{err}");
     assert!(target.join(".coffer-restore-incomplete").exists());
-    assert!(!target.join("b.ibd").exists(), "the file that did not fit is not there under its name");
+    assert!(!target.join("b.dat").exists(), "the file that did not fit is not there under its name");
     let left: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".coffer-tmp")), "{left:?}");
 }

@@ -186,7 +186,7 @@ mod tests {
             || {
                 |j: &mut u64| {
                     // Uneven work, so completion order differs from submission order.
-                    if *j % 7 == 0 {
+                    if (*j).is_multiple_of(7) {
                         std::thread::sleep(std::time::Duration::from_micros(200));
                     }
                     *j *= *j;

@@ -39,9 +39,7 @@ impl InspectFile for Checker {
 
     fn chunk(&self, span: &Span, segments: &[Segment], data: &[u8]) -> Findings {
         match self {
-            Checker::Broken(why) if span.range_start == 0 => {
-                Findings { units: 1, problems: vec![format!("page 0 at byte 0: {why}")] }
-            }
+            Checker::Broken(why) if span.range_start == 0 => Findings { units: 1, problems: vec![why.clone()] },
             Checker::Broken(_) => Findings::default(),
             Checker::Pages(c) => {
                 let segs: Vec<(u64, u32)> = segments.iter().map(|s| (s.offset, s.len)).collect();

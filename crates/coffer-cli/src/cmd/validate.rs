@@ -156,7 +156,7 @@ fn validate_image(
 
 enum Current {
     Pages { stream: Box<PageStream>, system: Option<u32> },
-    Skip(FileReport),
+    Skip(Box<FileReport>),
 }
 
 impl Current {
@@ -169,7 +169,7 @@ impl Current {
                 r.note = Some(format!("the image is damaged inside this file; {pages} pages were checked before it"));
                 r
             }
-            Current::Skip(r) => r,
+            Current::Skip(r) => *r,
         }
     }
 }
@@ -200,7 +200,7 @@ impl Visitor for ImageValidator {
         let display = String::from_utf8_lossy(&meta.path).into_owned();
         let name = std::ffi::OsStr::from_bytes(&meta.path).to_string_lossy().into_owned();
         self.current = Some(match classify(&name) {
-            Kind::Other(why) => Current::Skip(FileReport::not_checked(display, meta.size, why)),
+            Kind::Other(why) => Current::Skip(Box::new(FileReport::not_checked(display, meta.size, why))),
             Kind::Tablespace => {
                 Current::Pages { stream: Box::new(PageStream::new(display, self.policy, false, None)), system: None }
             }
@@ -212,11 +212,11 @@ impl Visitor for ImageValidator {
                     stream: Box::new(PageStream::new(display, self.policy, true, Some(space))),
                     system: Some(n),
                 },
-                None => Current::Skip(FileReport::not_checked(
+                None => Current::Skip(Box::new(FileReport::not_checked(
                     display,
                     meta.size,
                     "system tablespace part whose earlier parts are not in the image",
-                )),
+                ))),
             },
         });
         Ok(())
@@ -243,7 +243,7 @@ impl Visitor for ImageValidator {
             }
             Some(Current::Skip(mut r)) => {
                 r.bytes = size;
-                self.reports.push(r);
+                self.reports.push(*r);
             }
             None => {}
         }
