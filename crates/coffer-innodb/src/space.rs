@@ -123,9 +123,10 @@ fn pages_per_extent(page_size: u32) -> u32 {
 }
 
 /// Byte offset on page 0 just after the extent descriptors: where MySQL keeps its encryption
-/// info and MariaDB (38 bytes further) its crypt data.
-fn after_xdes(physical: u32) -> usize {
-    let extent = pages_per_extent(physical);
+/// info and MariaDB (38 bytes further) its crypt data. Extents and descriptors are sized by the
+/// logical page size; a descriptor page covers as many pages as a physical page has bytes.
+fn after_xdes(logical: u32, physical: u32) -> usize {
+    let extent = pages_per_extent(logical);
     let entry = 24 + (2 * extent).div_ceil(8);
     fil::XDES_ARR + (entry * (physical / extent)) as usize
 }
@@ -186,7 +187,7 @@ impl Space {
         if page_no != 0 && page0.iter().any(|&b| b != 0) {
             return Err(SpaceError::NotFirstPage(page_no));
         }
-        let crypt_at = fil::DATA + after_xdes(physical);
+        let crypt_at = fil::DATA + after_xdes(logical, physical);
         let mariadb_encrypted = page0.get(crypt_at..crypt_at + 8).is_some_and(|c| c[..6] == CRYPT_MAGIC && c[6] == 1);
         Ok(Self {
             space_id: be32(page0, fil::SPACE_ID),
@@ -298,7 +299,9 @@ mod tests {
 
     #[test]
     fn offsets_after_the_extent_descriptors() {
-        assert_eq!(after_xdes(16384), 10390);
-        assert_eq!(fil::DATA + after_xdes(16384), 10428);
+        assert_eq!(after_xdes(16384, 16384), 10390);
+        assert_eq!(fil::DATA + after_xdes(16384, 16384), 10428);
+        // ROW_FORMAT=COMPRESSED 8K pages of a 16K instance: 64-page extents of 40-byte entries.
+        assert_eq!(after_xdes(16384, 8192), 150 + 40 * 128);
     }
 }

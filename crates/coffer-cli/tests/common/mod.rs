@@ -123,6 +123,8 @@ pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
     out
 }
 
+pub mod mariadb;
+
 pub mod craft {
     //! A second, minimal image writer built only from `coffer-format` and `coffer-crypto`,
     //! following docs/FORMAT.md. It writes what coffer itself never would (hostile entries).

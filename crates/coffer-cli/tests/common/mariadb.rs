@@ -1,0 +1,167 @@
+//! A private MariaDB server for tests, from Debian's packages: its own datadir, socket and
+//! options, never the system service. Shut down (cleanly, else killed) when dropped, even when
+//! the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True if the server binaries are installed; CI sets COFFER_REQUIRE_MARIADB=1, which turns
+/// their absence into a failure instead of a skipped test.
+pub fn available() -> bool {
+    let found = ["mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"].iter().all(|b| which(b).is_some());
+    if !found {
+        assert!(
+            std::env::var_os("COFFER_REQUIRE_MARIADB").is_none(),
+            "MariaDB is required (apt-get install mariadb-server mariadb-backup)"
+        );
+        eprintln!("skipped: MariaDB is not installed");
+    }
+    found
+}
+
+pub fn which(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+pub struct Server {
+    pub datadir: PathBuf,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+fn user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_else(|| "root".into())
+}
+
+impl Server {
+    /// Creates a datadir under `dir` with `mariadb-install-db` and starts a server on it with
+    /// the extra options `opts` (e.g. "--innodb-page-size=4k"), on a private socket, no TCP.
+    pub fn start(dir: &Path, opts: &[String]) -> Server {
+        let datadir = dir.join("data");
+        std::fs::create_dir_all(&datadir).unwrap();
+        let mut install = Command::new(which("mariadb-install-db").unwrap());
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--user={}", user()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db");
+        // Options that shape the files (page size) must be given at bootstrap too.
+        for o in
+            opts.iter().filter(|o| o.starts_with("--innodb-page-size") || o.starts_with("--innodb-checksum-algorithm"))
+        {
+            install.arg(o);
+        }
+        let out = install.output().expect("run mariadb-install-db");
+        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+        let socket = dir.join("mysqld.sock");
+        let mut server = Server { datadir, socket, dir: dir.into(), child: None, args: opts.to_vec() };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let log = self.dir.join("error.log");
+        let mut cmd = Command::new(which("mariadbd").unwrap());
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.datadir.display()))
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg(format!("--pid-file={}", self.dir.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--user={}", user()))
+            .arg("--skip-networking")
+            .arg("--innodb-buffer-pool-size=64M")
+            .arg("--innodb-log-file-size=48M")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start mariadbd");
+        self.child = Some(child);
+        let started = Instant::now();
+        while !self.ping() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mariadbd exited ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mariadbd did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        self.socket.exists()
+            && Command::new(which("mariadb-admin").unwrap())
+                .arg(format!("--socket={}", self.socket.display()))
+                .args(["-uroot", "ping"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
+    /// Runs SQL; panics with the server's message if it fails. Returns tab-separated rows.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(which("mariadb").unwrap())
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .expect("run mariadb");
+        assert!(out.status.success(), "SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Shuts down cleanly after a slow shutdown (purge done, every page flushed).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new(which("mariadb").unwrap())
+                .arg(format!("--socket={}", self.socket.display()))
+                .args(["-uroot", "-e", "SET GLOBAL innodb_fast_shutdown = 0"])
+                .status();
+            let _ = Command::new(which("mariadb-admin").unwrap())
+                .arg(format!("--socket={}", self.socket.display()))
+                .args(["-uroot", "shutdown"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let started = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if started.elapsed() > Duration::from_secs(120) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A failed test: no slow shutdown, just make sure nothing is left running.
+            let _ = Command::new(which("mariadb-admin").unwrap())
+                .arg(format!("--socket={}", self.socket.display()))
+                .args(["-uroot", "shutdown"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
