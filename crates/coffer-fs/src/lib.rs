@@ -8,6 +8,7 @@
 //! Linux-first: `SEEK_DATA`/`SEEK_HOLE`, `syncfs` and `sync_file_range` are used where they exist.
 
 pub mod owner;
+pub mod read;
 pub mod restore;
 pub mod sink;
 pub mod source;

@@ -4,6 +4,7 @@
 use crate::page::{check_page, Policy, Scratch};
 use crate::report::{table_name, FileReport, Status, Tally};
 use crate::space::{fil, Space, SpaceError};
+use coffer_fs::read::{AlignedBuf, RangeReader};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ pub struct Options {
 const RANGE_BYTES: u64 = 4 << 20;
 
 struct Prepared {
-    file: File,
+    reader: RangeReader,
     space: Space,
     /// Pages in this file.
     pages: u64,
@@ -144,7 +145,12 @@ fn prepare(t: &Target) -> Slot {
         tally: Tally::default(),
         note: None,
     };
-    Slot::Pending { report, prepared: Prepared { file, space, pages, tail: bytes % size } }
+    let reader = match RangeReader::open(&t.path) {
+        Ok(r) => r,
+        Err(e) => return Slot::Done(page0_report(t.display.clone(), bytes, format!("cannot read: {e}"))),
+    };
+    drop(file);
+    Slot::Pending { report, prepared: Prepared { reader, space, pages, tail: bytes % size } }
 }
 
 fn read_space(file: &File) -> Result<Space, SpaceError> {
@@ -190,24 +196,27 @@ pub fn validate_files(targets: &[Target], opts: Options, progress: &(dyn Fn(u64)
     std::thread::scope(|scope| {
         for _ in 0..opts.threads.max(1) {
             scope.spawn(|| {
-                let mut buf = Vec::new();
+                let mut buf = AlignedBuf::default();
                 let mut scratch = Scratch::default();
                 loop {
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(slot, start, count)) = jobs.get(j) else { break };
                     let Slot::Pending { prepared: p, .. } = &slots[slot] else { unreachable!() };
                     let size = u64::from(p.space.physical_size);
-                    buf.resize((count * size) as usize, 0);
-                    if let Err(e) = p.file.read_exact_at(&mut buf, start * size) {
-                        errors.lock().expect("lock").push((
-                            slot,
-                            start,
-                            format!("cannot read pages {start}..{}: {e}", start + count),
-                        ));
-                        continue;
-                    }
+                    let len = (count * size) as usize;
+                    let data = match p.reader.read(&mut buf, start * size, len) {
+                        Ok(d) if d.len() == len => d,
+                        other => {
+                            let why = match other {
+                                Ok(_) => "the file shrank while it was read".to_string(),
+                                Err(e) => format!("cannot read pages {start}..{}: {e}", start + count),
+                            };
+                            errors.lock().expect("lock").push((slot, start, why));
+                            continue;
+                        }
+                    };
                     let mut tally = Tally::default();
-                    for (k, page) in buf.chunks_exact(size as usize).enumerate() {
+                    for (k, page) in data.chunks_exact(size as usize).enumerate() {
                         let index = start + k as u64;
                         let verdict = check_page(&p.space, p.space.first_page + index, page, opts.policy, &mut scratch);
                         tally.add(p.space.first_page + index, index * size, verdict);
@@ -382,10 +391,7 @@ impl PageStream {
 
     fn feed(&mut self, mut data: &[u8]) {
         self.pos += data.len() as u64;
-        if self.dead {
-            return;
-        }
-        while !data.is_empty() {
+        while !data.is_empty() && !self.dead {
             let size = match self.page_size() {
                 Some(s) => s,
                 None if self.dead => return,
@@ -396,21 +402,28 @@ impl PageStream {
                     continue;
                 }
             };
+            if self.buf.is_empty() && data.len() >= size && self.space.is_some() {
+                // Whole pages in the input are checked where they lie, without a copy.
+                let (page, rest) = data.split_at(size);
+                self.check(page);
+                data = rest;
+                continue;
+            }
             let k = (size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..k]);
             data = &data[k..];
             if self.buf.len() == size {
-                self.page();
-                if self.dead {
-                    return;
-                }
+                let page = std::mem::take(&mut self.buf);
+                self.check(&page);
+                self.buf = page;
+                self.buf.clear();
             }
         }
     }
 
-    fn page(&mut self) {
+    fn check(&mut self, page: &[u8]) {
         if self.space.is_none() {
-            match Space::from_page0(&self.buf) {
+            match Space::from_page0(page) {
                 Ok(s) => {
                     self.report.format = Some(s.describe());
                     self.space = Some(s);
@@ -424,15 +437,12 @@ impl PageStream {
         let space = self.space.as_ref().expect("known");
         let size = u64::from(space.physical_size);
         let page_no = space.first_page + self.page_index;
-        let verdict = check_page(space, page_no, &self.buf, self.policy, &mut self.scratch);
+        let verdict = check_page(space, page_no, page, self.policy, &mut self.scratch);
         self.report.tally.add(page_no, self.page_index * size, verdict);
         if self.system && self.given.is_none() && page_no == 5 {
-            let page = std::mem::take(&mut self.buf);
-            self.space.as_mut().expect("known").note_trx_sys(&page);
-            self.buf = page;
+            self.space.as_mut().expect("known").note_trx_sys(page);
         }
         self.page_index += 1;
-        self.buf.clear();
     }
 
     /// Ends the file, `size` bytes long (the rest after the last data is a hole).
