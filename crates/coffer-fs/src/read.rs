@@ -9,8 +9,9 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 const ALIGN: usize = 4096;
 
@@ -37,35 +38,58 @@ impl AlignedBuf {
 #[derive(Debug)]
 pub struct RangeReader {
     file: File,
-    direct: Option<File>,
+    path: PathBuf,
+    /// Opened the first time an uncached range is read.
+    direct: OnceLock<Option<File>>,
     /// `cachestat` works here; without it every read goes through the page cache.
     probe: AtomicBool,
 }
 
 impl RangeReader {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = File::open(path)?;
-        let direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        Ok(Self { file, direct, probe: AtomicBool::new(true) })
+        Ok(Self::new(File::open(path)?, path))
+    }
+
+    /// Wraps an open file (`path` reopens it for direct reads).
+    pub fn new(file: File, path: &Path) -> Self {
+        Self { file, path: path.into(), direct: OnceLock::new(), probe: AtomicBool::new(true) }
     }
 
     pub fn file(&self) -> &File {
         &self.file
     }
 
+    fn direct(&self) -> Option<&File> {
+        self.direct
+            .get_or_init(|| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&self.path).ok())
+            .as_ref()
+    }
+
+    /// True if the range should be read directly: aligned, and not (all) in the page cache.
+    fn uncached(&self, offset: u64, len: usize) -> bool {
+        if !offset.is_multiple_of(ALIGN as u64) || !self.probe.load(Ordering::Relaxed) {
+            return false;
+        }
+        match cached_pages(&self.file, offset, len) {
+            Some(cached) => cached < len.div_ceil(ALIGN) as u64,
+            None => {
+                self.probe.store(false, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the file); `offset` must be
     /// a multiple of 4 KiB for the direct path to be used.
     pub fn read<'b>(&self, buf: &'b mut AlignedBuf, offset: u64, len: usize) -> std::io::Result<&'b [u8]> {
         let region = buf.region(len);
-        if let (Some(direct), true) = (&self.direct, offset.is_multiple_of(ALIGN as u64) && self.probe.load(Ordering::Relaxed)) {
-            match cached_pages(&self.file, offset, len) {
-                Some(cached) if cached >= len.div_ceil(ALIGN) as u64 => {}
-                Some(_) => match read_full(direct, region, offset) {
+        if self.uncached(offset, len) {
+            if let Some(direct) = self.direct() {
+                match read_full(direct, region, offset) {
                     Ok(n) => return Ok(&region[..n.min(len)]),
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
                     Err(e) => return Err(e),
-                },
-                None => self.probe.store(false, Ordering::Relaxed),
+                }
             }
         }
         let n = read_full(&self.file, &mut region[..len], offset)?;
@@ -99,7 +123,15 @@ fn cached_pages(file: &File, offset: u64, len: usize) -> Option<u64> {
     let mut stat = Cachestat::default();
     // SAFETY: both pointers refer to live, correctly laid out values for the call's duration;
     // the kernel only reads `range` and writes `stat`.
-    let r = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &range as *const CachestatRange, &mut stat as *mut Cachestat, 0u32) };
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0u32,
+        )
+    };
     (r == 0).then_some(stat.nr_cache)
 }
 
