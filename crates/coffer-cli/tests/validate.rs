@@ -1,0 +1,208 @@
+//! `coffer validate` end to end: directories, single files, stdin, images; text and JSON;
+//! exit codes 0, 5 (corrupt pages), 4 (damaged image), 3 (wrong key); and page checks during
+//! `coffer backup`.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn data(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../coffer-innodb/tests/data").join(rel)
+}
+
+/// A small data directory made of real server-written tablespaces.
+fn datadir(fx: &Fixture) -> std::path::PathBuf {
+    let root = fx.path("datadir");
+    std::fs::create_dir_all(root.join("sakila")).unwrap();
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    for (src, dst) in [
+        ("innodb_ruby/spec/data/sakila/8.4/sakila/inventory.ibd", "sakila/inventory.ibd"),
+        ("innodb_ruby/spec/data/sakila/5.0/sakila/actor.ibd", "sakila/actor.ibd"),
+        ("idb-utils/tests/fixtures/mysql9/mysql90_compressed.ibd", "app/compressed.ibd"),
+        ("fae/mysql/fae_dummy/fae_users.ibd", "app/users.ibd"),
+    ] {
+        std::fs::copy(data(src), root.join(dst)).unwrap();
+    }
+    std::fs::write(root.join("sakila/inventory.frm"), b"not innodb").unwrap();
+    std::fs::write(root.join("ib_logfile0"), vec![0u8; 4096]).unwrap();
+    root
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
+}
+
+#[test]
+fn a_clean_directory_is_exit_0_with_every_file_accounted_for() {
+    let fx = Fixture::new();
+    let root = datadir(&fx);
+    let (code, out, err) = run(&["validate", root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("ok           sakila/inventory.ibd  28 pages, crc32 (sakila.inventory)"), "{text}");
+    assert!(text.contains("ok           sakila/actor.ibd  7 pages, innodb"), "{text}");
+    assert!(text.contains("not checked  sakila/inventory.frm  not an InnoDB tablespace"), "{text}");
+    assert!(text.contains("not checked  ib_logfile0  redo log"), "{text}");
+    assert!(text.contains("coffer: validated 6 files (4 InnoDB, 2 not checked): 51 pages"), "{text}");
+    let (code, out, _) = run(&["validate", root.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let doc = json(&out);
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files.len(), 6);
+    for f in files {
+        for key in ["path", "status", "pages", "algorithm", "corrupt_pages"] {
+            assert!(f.get(key).is_some(), "{key} missing in {f}");
+        }
+    }
+    let zip = files.iter().find(|f| f["path"] == "app/compressed.ibd").unwrap();
+    assert_eq!((zip["status"].as_str(), zip["pages"].as_u64()), (Some("ok"), Some(7)));
+    assert_eq!(doc["summary"]["corrupt_pages"], 0);
+    assert_eq!(doc["summary"]["pages"], 51);
+}
+
+#[test]
+fn corrupt_pages_are_listed_the_way_dbas_grep_for_them_and_exit_5() {
+    let fx = Fixture::new();
+    let root = datadir(&fx);
+    flip(&root.join("sakila/inventory.ibd"), 5 * 16384 + 1000);
+    flip(&root.join("sakila/inventory.ibd"), 9 * 16384 + 16383);
+    flip(&root.join("app/users.ibd"), 3 * 16384 + 77);
+    let (code, out, err) = run(&["validate", root.to_str().unwrap()]);
+    assert_eq!(code, 5, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("ERROR: sakila/inventory.ibd is corrupt and has : 2 corrupt pages (sakila.inventory)"),
+        "{text}"
+    );
+    assert!(text.contains("  page 5 at byte 81920: checksum mismatch: stored"), "{text}");
+    assert!(text.contains("  page 9 at byte 147456: LSN mismatch"), "{text}");
+    assert!(text.contains("ERROR: app/users.ibd is corrupt and has : 1 corrupt page"), "{text}");
+    assert!(err.contains("3 corrupt InnoDB pages in 2 files"), "{err}");
+    // Quiet: only the problems.
+    let (code, out, _) = run(&["validate", root.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 5);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.lines().any(|l| l.starts_with("ok ") || l.starts_with("not checked")), "{text}");
+    assert!(text.contains("ERROR: app/users.ibd"), "{text}");
+    // A cap on the listing, not on the count.
+    let (_, out, _) = run(&["validate", root.to_str().unwrap(), "--json", "--max-corrupt-pages", "1"]);
+    let doc = json(&out);
+    let inv = doc["files"].as_array().unwrap().iter().find(|f| f["path"] == "sakila/inventory.ibd").unwrap();
+    assert_eq!(inv["corrupt_pages"].as_array().unwrap().len(), 1);
+    assert_eq!(inv["corrupt_page_count"], 2);
+    assert_eq!(inv["corrupt_pages"][0]["page"], 5);
+    assert_eq!(inv["corrupt_pages"][0]["offset"], 81920);
+    assert_eq!(inv["status"], "corrupt");
+    assert_eq!(doc["summary"]["corrupt_pages"], 3);
+}
+
+#[test]
+fn single_files_stdin_and_strict_algorithms() {
+    let fx = Fixture::new();
+    let actor = data("innodb_ruby/spec/data/sakila/5.0/sakila/actor.ibd");
+    let actor = actor.to_str().unwrap();
+    expect(0, &["validate", "--innodb", actor]);
+    let err = expect(5, &["validate", "--innodb", actor, "--checksum-algorithm", "strict_crc32"]);
+    assert!(err.contains("5 corrupt InnoDB pages"), "{err}");
+    expect(0, &["validate", "--innodb", actor, "--checksum-algorithm", "strict_innodb"]);
+    expect(2, &["validate", "--innodb", actor, "--checksum-algorithm", "adler"]);
+    let bytes = std::fs::read(data("fae/mysql/fae_dummy/fae_text_areas.ibd")).unwrap();
+    let (code, out, _) = run_with_stdin(&["validate", "--innodb", "-", "--json"], &bytes);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["files"][0]["pages"], 15);
+    let mut bad = bytes.clone();
+    bad[2 * 16384 + 100] ^= 1;
+    let (code, out, _) = run_with_stdin(&["validate", "--innodb", "-", "--json"], &bad);
+    assert_eq!(code, 5);
+    assert_eq!(json(&out)["files"][0]["corrupt_pages"][0]["page"], 2);
+    let missing = fx.s("missing.ibd");
+    let (code, out, _) = run(&["validate", "--innodb", &missing, "--json"]);
+    assert_eq!(code, 5, "an unreadable tablespace is reported, not skipped");
+    assert!(json(&out)["files"][0]["corrupt_pages"][0]["reason"].as_str().unwrap().contains("cannot read"));
+}
+
+#[test]
+fn inside_an_image_every_chunk_and_every_page_is_checked() {
+    let fx = Fixture::new();
+    let root = datadir(&fx);
+    flip(&root.join("app/users.ibd"), 5 * 16384 + 300);
+    // The backup warns about the corrupt page as it reads it...
+    let (code, _, err) = run(&["backup", root.to_str().unwrap(), "-o", &fx.s("db.coffer"), "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: corrupt InnoDB page in app/users.ibd: page 5 at byte 81920"), "{err}");
+    assert!(err.contains("1 corrupt pages in 1 files"), "{err}");
+    // ...refuses the backup with --fail-on-corrupt...
+    let err = expect(
+        5,
+        &[
+            "backup",
+            root.to_str().unwrap(),
+            "-o",
+            &fx.s("refused.coffer"),
+            "--key-file",
+            &fx.key(),
+            "--fail-on-corrupt",
+        ],
+    );
+    assert!(err.contains("app/users.ibd") && err.contains("--fail-on-corrupt"), "{err}");
+    assert!(!fx.path("refused.coffer").exists());
+    // ...and validation inside the image finds the same page, with paths inside the image.
+    let (code, out, err) = run(&["validate", &fx.s("db.coffer"), "--key-file", &fx.key(), "--json"]);
+    assert_eq!(code, 5, "{err}");
+    let doc = json(&out);
+    let users = doc["files"].as_array().unwrap().iter().find(|f| f["path"] == "app/users.ibd").unwrap();
+    assert_eq!(users["corrupt_pages"][0]["page"], 5);
+    assert_eq!(doc["summary"]["pages"], 51);
+    // From a pipe too.
+    let image = std::fs::read(fx.path("db.coffer")).unwrap();
+    let (code, _, _) = run_with_stdin(&["validate", "-", "--key-file", &fx.key()], &image);
+    assert_eq!(code, 5);
+    // A wrong key is exit 3; a damaged image is exit 4, after reporting what was checked.
+    expect(3, &["validate", &fx.s("db.coffer"), "--key-file", &fx.s("other.key")]);
+    let mut bad = image.clone();
+    let n = bad.len();
+    bad[n - 200] ^= 1;
+    std::fs::write(fx.path("bad.coffer"), &bad).unwrap();
+    let (code, out, err) = run(&["validate", &fx.s("bad.coffer"), "--key-file", &fx.key(), "--json"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(json(&out)["summary"]["image_error"].as_str().is_some());
+    // Pages are not checked with --no-validate.
+    let (code, _, err) =
+        run(&["backup", root.to_str().unwrap(), "-o", &fx.s("fast.coffer"), "--key-file", &fx.key(), "--no-validate"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn backups_cut_inspected_files_on_page_boundaries() {
+    // With a chunk size that is not a multiple of the page size, chunks of InnoDB files are
+    // still cut on page boundaries, so the backup checks every page.
+    let fx = Fixture::new();
+    let root = datadir(&fx);
+    flip(&root.join("sakila/inventory.ibd"), 20 * 16384 + 9000);
+    let (code, _, err) = run(&[
+        "backup",
+        root.to_str().unwrap(),
+        "-o",
+        &fx.s("odd.coffer"),
+        "--key-file",
+        &fx.key(),
+        "--chunk-size",
+        "100000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("page 20 at byte 327680"), "{err}");
+    assert!(err.contains("checked 51 InnoDB pages in 4 files"), "{err}");
+    expect(0, &["restore", &fx.s("odd.coffer"), "--to", &fx.s("out"), "--key-file", &fx.key()]);
+    assert_eq!(
+        std::fs::read(fx.path("out/sakila/inventory.ibd")).unwrap(),
+        std::fs::read(root.join("sakila/inventory.ibd")).unwrap()
+    );
+}
