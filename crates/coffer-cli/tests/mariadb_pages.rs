@@ -59,6 +59,8 @@ fn server_options(dir: &Path, page_size: &str, checksum: &str) -> Vec<String> {
     let mut o = vec![
         format!("--innodb-page-size={page_size}"),
         format!("--innodb-checksum-algorithm={checksum}"),
+        // Separate undo tablespaces (undo001, undo002), validated like the others.
+        "--innodb-undo-tablespaces=2".into(),
         "--plugin-load-add=file_key_management".into(),
         format!("--file-key-management-filename={}", keys.display()),
     ];
@@ -263,10 +265,19 @@ fn check_instance(name: &str, page_size: &str, checksum: &str, tables: &[&Table]
     let ibdata = &clean["ibdata1"];
     assert_eq!(ibdata.status, "ok", "{name}: {ibdata:?}");
     assert!(ibdata.skipped > 0, "{name}: no doublewrite area found in ibdata1: {ibdata:?}");
-    for system in ["mysql/innodb_table_stats.ibd", "mysql/innodb_index_stats.ibd", "mysql/gtid_slave_pos.ibd"] {
+    for system in [
+        "undo001",
+        "undo002",
+        "mysql/innodb_table_stats.ibd",
+        "mysql/innodb_index_stats.ibd",
+        "mysql/gtid_slave_pos.ibd",
+    ] {
         assert_eq!(clean[system].status, "ok", "{name}: {system}: {:?}", clean[system]);
     }
     assert!(clean.iter().any(|(p, v)| p.starts_with("ib_logfile") && v.status == "not_checked"), "{name}: redo log");
+    if let Some(tmp) = clean.get("ibtmp1") {
+        assert_eq!(tmp.status, "not_checked", "{name}: the temporary tablespace is rebuilt at start");
+    }
 
     // 2. Corrupted copies: three random pages of each table (never page 0, without which
     //    innochecksum gives up on the whole file).

@@ -54,10 +54,9 @@ impl Server {
             .arg(format!("--user={}", user()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db");
-        // Options that shape the files (page size) must be given at bootstrap too.
-        for o in
-            opts.iter().filter(|o| o.starts_with("--innodb-page-size") || o.starts_with("--innodb-checksum-algorithm"))
-        {
+        // Options that shape the files (page size, undo tablespaces) are needed at bootstrap too.
+        let at_bootstrap = ["--innodb-page-size", "--innodb-checksum-algorithm", "--innodb-undo-tablespaces"];
+        for o in opts.iter().filter(|o| at_bootstrap.iter().any(|b| o.starts_with(b))) {
             install.arg(o);
         }
         let out = install.output().expect("run mariadb-install-db");
