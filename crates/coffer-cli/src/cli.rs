@@ -9,7 +9,8 @@ Exit codes:
   1  any other failure (I/O, permissions, disk full, missing tool), with its cause
   2  usage error
   3  wrong key: no key slot of the image opens with the key given (nothing was written)
-  4  the image is corrupt, tampered with or truncated (the error names the file, chunk and offset)";
+  4  the image is corrupt, tampered with or truncated (the error names the file, chunk and offset)
+  5  corrupt InnoDB pages found (validate), or a backup refused by --fail-on-corrupt";
 
 #[derive(Debug, Parser)]
 #[command(
