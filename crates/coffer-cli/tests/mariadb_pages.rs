@@ -59,8 +59,10 @@ fn server_options(dir: &Path, page_size: &str, checksum: &str) -> Vec<String> {
     let mut o = vec![
         format!("--innodb-page-size={page_size}"),
         format!("--innodb-checksum-algorithm={checksum}"),
-        // Separate undo tablespaces (undo001, undo002), validated like the others.
+        // Separate undo tablespaces (undo001, undo002), and a system tablespace in two files,
+        // validated like the others (ibdata2 continues ibdata1's page numbers).
         "--innodb-undo-tablespaces=2".into(),
+        "--innodb-data-file-path=ibdata1:12M;ibdata2:12M:autoextend".into(),
         "--plugin-load-add=file_key_management".into(),
         format!("--file-key-management-filename={}", keys.display()),
     ];
@@ -277,6 +279,22 @@ fn check_instance(name: &str, page_size: &str, checksum: &str, tables: &[&Table]
     assert!(clean.iter().any(|(p, v)| p.starts_with("ib_logfile") && v.status == "not_checked"), "{name}: redo log");
     if let Some(tmp) = clean.get("ibtmp1") {
         assert_eq!(tmp.status, "not_checked", "{name}: the temporary tablespace is rebuilt at start");
+    }
+
+    // The same verdicts from inside an image: back the datadir up (its pages checked as they
+    // are read, page_compressed files sparse), then validate the image without restoring it.
+    let image = fx.path(&format!("{name}.coffer"));
+    let out = coffer().arg("backup").arg(&datadir).arg("-o").arg(&image).args(["--key-file", &fx.key(), "--fail-on-corrupt"]).output().unwrap();
+    assert!(out.status.success(), "{name}: backup: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("all valid"), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = coffer().arg("validate").arg(&image).args(["--key-file", &fx.key(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{name}: validate image: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in doc["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        let on_disk = &clean[path];
+        assert_eq!((f["status"].as_str().unwrap(), f["pages"].as_u64().unwrap()), (on_disk.status.as_str(), on_disk.pages), "{name}: {path} in the image");
+        assert_eq!(f["unverifiable_pages"].as_u64().unwrap(), on_disk.unverifiable, "{name}: {path}");
     }
 
     // 2. Corrupted copies: three random pages of each table (never page 0, without which

@@ -153,7 +153,7 @@ pub fn decode_flags(flags: u32) -> Result<(Format, u32, u32), SpaceError> {
     // MariaDB's PAGE_COMPRESSION. Nothing else is ever stored.
     let known = 0x7FFF | (1 << 16);
     if flags & !known != 0 || zip_ssize > 5 || matches!(page_ssize, 1 | 2 | 5) || page_ssize > 7 {
-        return Err(SpaceError::BadFlags(flags));
+        return decode_mariadb_101(flags);
     }
     let logical = if page_ssize == 0 { 16384 } else { 512 << page_ssize };
     let zip_size = (zip_ssize != 0).then_some(512u32 << zip_ssize);
@@ -162,6 +162,24 @@ pub fn decode_flags(flags: u32) -> Result<(Format, u32, u32), SpaceError> {
     }
     let format =
         Format::Classic { zip_size, page_compressed: flags & (1 << 16) != 0, mysql_encrypted: flags & (1 << 13) != 0 };
+    Ok((format, logical, zip_size.unwrap_or(logical)))
+}
+
+/// The layout MariaDB 10.1.0-10.1.20 wrote (converted by later servers at startup, as this
+/// reader does when the word is not valid in today's layout): bit 6 PAGE_COMPRESSION, 7-10 its
+/// level, 11-12 ATOMIC_WRITES, 13-16 PAGE_SSIZE, 17 DATA_DIR.
+fn decode_mariadb_101(flags: u32) -> Result<(Format, u32, u32), SpaceError> {
+    let zip_ssize = (flags >> 1) & 0xF;
+    let page_ssize = (flags >> 13) & 0xF;
+    if flags >> 18 != 0 || zip_ssize > 5 || !matches!(page_ssize, 0 | 3 | 4 | 6 | 7) {
+        return Err(SpaceError::BadFlags(flags));
+    }
+    let logical = if page_ssize == 0 { 16384 } else { 512 << page_ssize };
+    let zip_size = (zip_ssize != 0).then_some(512u32 << zip_ssize);
+    if zip_size.is_some_and(|z| z > logical) {
+        return Err(SpaceError::BadFlags(flags));
+    }
+    let format = Format::Classic { zip_size, page_compressed: flags & (1 << 6) != 0, mysql_encrypted: false };
     Ok((format, logical, zip_size.unwrap_or(logical)))
 }
 
@@ -291,8 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_10_1_flag_words() {
+        // 16K DYNAMIC, PAGE_COMPRESSED at level 6: POST_ANTELOPE | ATOMIC_BLOBS | bit 6 | 6 << 7.
+        let f = 0x21 | (1 << 6) | (6 << 7);
+        assert_eq!(decode_flags(f).unwrap(), (Format::Classic { zip_size: None, page_compressed: true, mysql_encrypted: false }, 16384, 16384));
+        // 8K pages (PAGE_SSIZE 4 at bit 13), atomic writes on (bit 11).
+        assert_eq!(decode_flags(0x21 | (4 << 13) | (1 << 11)).unwrap().2, 8192);
+    }
+
+    #[test]
     fn invalid_flag_words_are_refused() {
-        for f in [0x15 | 0x100, 0x12, 0x18, 0x40, 0x1 | (6 << 1), 1 << 30, 3 << 6 | 5 << 1] {
+        for f in [0x15 | 0x100, 0x12, 0x18, 0x40 | (5 << 13), 0x1 | (6 << 1), 1 << 30, 3 << 6 | 5 << 1] {
             assert!(decode_flags(f).is_err(), "{f:#x}");
         }
     }

@@ -55,7 +55,7 @@ impl Server {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db");
         // Options that shape the files (page size, undo tablespaces) are needed at bootstrap too.
-        let at_bootstrap = ["--innodb-page-size", "--innodb-checksum-algorithm", "--innodb-undo-tablespaces"];
+        let at_bootstrap = ["--innodb-page-size", "--innodb-checksum-algorithm", "--innodb-undo-tablespaces", "--innodb-data-file-path"];
         for o in opts.iter().filter(|o| at_bootstrap.iter().any(|b| o.starts_with(b))) {
             install.arg(o);
         }
