@@ -284,16 +284,31 @@ fn check_instance(name: &str, page_size: &str, checksum: &str, tables: &[&Table]
     // The same verdicts from inside an image: back the datadir up (its pages checked as they
     // are read, page_compressed files sparse), then validate the image without restoring it.
     let image = fx.path(&format!("{name}.coffer"));
-    let out = coffer().arg("backup").arg(&datadir).arg("-o").arg(&image).args(["--key-file", &fx.key(), "--fail-on-corrupt"]).output().unwrap();
+    let out = coffer()
+        .arg("backup")
+        .arg(&datadir)
+        .arg("-o")
+        .arg(&image)
+        .args(["--key-file", &fx.key(), "--fail-on-corrupt"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{name}: backup: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("all valid"), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("all valid"),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = coffer().arg("validate").arg(&image).args(["--key-file", &fx.key(), "--json"]).output().unwrap();
     assert!(out.status.success(), "{name}: validate image: {}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for f in doc["files"].as_array().unwrap() {
         let path = f["path"].as_str().unwrap();
         let on_disk = &clean[path];
-        assert_eq!((f["status"].as_str().unwrap(), f["pages"].as_u64().unwrap()), (on_disk.status.as_str(), on_disk.pages), "{name}: {path} in the image");
+        assert_eq!(
+            (f["status"].as_str().unwrap(), f["pages"].as_u64().unwrap()),
+            (on_disk.status.as_str(), on_disk.pages),
+            "{name}: {path} in the image"
+        );
         assert_eq!(f["unverifiable_pages"].as_u64().unwrap(), on_disk.unverifiable, "{name}: {path}");
     }
 

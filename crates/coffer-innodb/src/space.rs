@@ -312,7 +312,10 @@ mod tests {
     fn mariadb_10_1_flag_words() {
         // 16K DYNAMIC, PAGE_COMPRESSED at level 6: POST_ANTELOPE | ATOMIC_BLOBS | bit 6 | 6 << 7.
         let f = 0x21 | (1 << 6) | (6 << 7);
-        assert_eq!(decode_flags(f).unwrap(), (Format::Classic { zip_size: None, page_compressed: true, mysql_encrypted: false }, 16384, 16384));
+        assert_eq!(
+            decode_flags(f).unwrap(),
+            (Format::Classic { zip_size: None, page_compressed: true, mysql_encrypted: false }, 16384, 16384)
+        );
         // 8K pages (PAGE_SSIZE 4 at bit 13), atomic writes on (bit 11).
         assert_eq!(decode_flags(0x21 | (4 << 13) | (1 << 11)).unwrap().2, 8192);
     }

@@ -55,7 +55,12 @@ impl Server {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db");
         // Options that shape the files (page size, undo tablespaces) are needed at bootstrap too.
-        let at_bootstrap = ["--innodb-page-size", "--innodb-checksum-algorithm", "--innodb-undo-tablespaces", "--innodb-data-file-path"];
+        let at_bootstrap = [
+            "--innodb-page-size",
+            "--innodb-checksum-algorithm",
+            "--innodb-undo-tablespaces",
+            "--innodb-data-file-path",
+        ];
         for o in opts.iter().filter(|o| at_bootstrap.iter().any(|b| o.starts_with(b))) {
             install.arg(o);
         }
@@ -127,12 +132,7 @@ impl Server {
                 .arg(format!("--socket={}", self.socket.display()))
                 .args(["-uroot", "-e", "SET GLOBAL innodb_fast_shutdown = 0"])
                 .status();
-            let _ = Command::new(which("mariadb-admin").unwrap())
-                .arg(format!("--socket={}", self.socket.display()))
-                .args(["-uroot", "shutdown"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.admin_shutdown();
             let started = Instant::now();
             while child.try_wait().ok().flatten().is_none() {
                 if started.elapsed() > Duration::from_secs(120) {
@@ -141,6 +141,15 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    fn admin_shutdown(&self) {
+        let _ = Command::new(which("mariadb-admin").unwrap())
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["-uroot", "shutdown"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     pub fn error_log(&self) -> String {
@@ -152,12 +161,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // A failed test: no slow shutdown, just make sure nothing is left running.
-            let _ = Command::new(which("mariadb-admin").unwrap())
-                .arg(format!("--socket={}", self.socket.display()))
-                .args(["-uroot", "shutdown"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.admin_shutdown();
             std::thread::sleep(Duration::from_millis(500));
             let _ = child.kill();
             let _ = child.wait();
