@@ -160,8 +160,14 @@ impl Header {
 /// kinds; an older reader skips slots it cannot open).
 pub mod slot_kind {
     pub const EMPTY: u8 = 0;
-    /// A raw 256-bit master key (a key file).
+    /// A raw 256-bit master key (a key file, a key command).
     pub const KEY: u8 = 1;
+    /// A passphrase through Argon2id; costs in the parameters.
+    pub const PASSPHRASE: u8 = 2;
+    /// An X25519 public key (HPKE); `enc` and the public key in the parameters.
+    pub const RECIPIENT: u8 = 3;
+    /// A named, versioned key of a keyring; version and name in the parameters.
+    pub const KEYRING: u8 = 4;
 }
 
 /// One 256-byte key slot: the data key wrapped under one master secret.

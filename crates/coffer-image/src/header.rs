@@ -1,7 +1,7 @@
 //! Writing and opening the two header copies.
 
 use crate::error::{ImageError, Location};
-use coffer_crypto::{open_slot, seal_slot, sha256, DataKey, ImageKeys, MasterKey};
+use coffer_crypto::{open_slot, seal_slot, sha256, DataKey, ImageKeys, SlotSecret, Unlock};
 use coffer_format::header::SLOT_COUNT;
 use coffer_format::{Codec, FormatError, Header, KeySlot, Suite, DATA_OFFSET, HEADER_SIZE};
 
@@ -39,16 +39,22 @@ impl ImageParams {
         ImageKeys::derive(self.suite, &self.data_key, &self.image_id)
     }
 
-    /// The 16 KiB header region: both copies, each with its MAC and checksum.
-    pub fn header_region(&self, masters: &[&MasterKey], keys: &ImageKeys) -> Result<Vec<u8>, ImageError> {
-        if masters.is_empty() || masters.len() > SLOT_COUNT || masters.len() != self.slot_salts.len() {
+    /// Seals one slot per secret (each with its salt).
+    pub fn seal_slots(&self, secrets: &[SlotSecret]) -> Result<Vec<KeySlot>, ImageError> {
+        if secrets.is_empty() || secrets.len() > SLOT_COUNT || secrets.len() != self.slot_salts.len() {
             return Err(ImageError::Usage(format!("an image needs between 1 and {SLOT_COUNT} keys")));
         }
         let mut slots = vec![KeySlot::default(); SLOT_COUNT];
-        for (i, m) in masters.iter().enumerate() {
-            slots[i] = seal_slot(self.suite, m, &self.data_key, &self.image_id, self.slot_salts[i], self.created);
+        for (i, secret) in secrets.iter().enumerate() {
+            slots[i] = seal_slot(self.suite, secret, &self.data_key, &self.image_id, self.slot_salts[i], self.created)
+                .map_err(|e| ImageError::Usage(e.to_string()))?;
         }
-        let mut header = Header {
+        Ok(slots)
+    }
+
+    /// The 16 KiB header region: both copies, each with its MAC and checksum.
+    pub fn header_region(&self, slots: Vec<KeySlot>, keys: &ImageKeys) -> Vec<u8> {
+        let header = Header {
             copy: 0,
             generation: 1,
             image_id: self.image_id,
@@ -61,11 +67,18 @@ impl ImageParams {
             mac: [0; 32],
             checksum: [0; 32],
         };
-        let mut region = seal_header(&header, keys);
-        header.copy = 1;
-        region.extend_from_slice(&seal_header(&header, keys));
-        Ok(region)
+        seal_region(&header, keys)
     }
+}
+
+/// Both copies of `header` (its copy number is ignored), sealed.
+pub fn seal_region(header: &Header, keys: &ImageKeys) -> Vec<u8> {
+    let mut header = header.clone();
+    header.copy = 0;
+    let mut region = seal_header(&header, keys);
+    header.copy = 1;
+    region.extend_from_slice(&seal_header(&header, keys));
+    region
 }
 
 /// Encodes a header copy with its MAC and checksum.
@@ -83,6 +96,8 @@ pub fn seal_header(header: &Header, keys: &ImageKeys) -> Vec<u8> {
 pub struct OpenedImage {
     pub header: Header,
     pub keys: ImageKeys,
+    /// Kept for header rewrites (key slot changes); never leaves this process.
+    pub data_key: DataKey,
     /// The slot that opened.
     pub slot: usize,
     /// Damage found in the other header copy (the image is still readable).
@@ -103,16 +118,27 @@ fn parse_copy(bytes: &[u8]) -> Result<Header, FormatError> {
     Ok(header)
 }
 
-/// Checks the header region (both copies), opens a key slot with one of `masters`, and verifies
-/// the header MAC.
-///
-/// A copy is used if its checksum holds; of two good copies, the one with the higher generation
-/// (an in-place rewrite interrupted between the two copies leaves them different). With a good
-/// copy and no slot opening, the key is wrong: the checksum rules out accidental damage to the
-/// slots, so this is said with certainty.
-pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, ImageError> {
-    let at = |offset: u64| Location { offset, ..Location::default() };
-    if !Header::has_magic(region) {
+fn at(offset: u64) -> Location {
+    Location { offset, ..Location::default() }
+}
+
+/// The header copy to use, chosen without a key.
+#[derive(Debug)]
+pub struct ChosenHeader {
+    pub header: Header,
+    /// Which copy (0 at offset 0, 1 at offset 8192).
+    pub copy: usize,
+    /// The other copy, if intact.
+    pub other: Option<Header>,
+    /// Damage or staleness found in the other copy.
+    pub warnings: Vec<String>,
+}
+
+/// Checks the header region (both copies) and picks the copy to use: one whose checksum holds;
+/// of two, the one with the higher generation (an in-place rewrite interrupted between the two
+/// copies leaves them different).
+pub fn choose_header(region: &[u8]) -> Result<ChosenHeader, ImageError> {
+    if !Header::has_magic(region) && !Header::has_magic(region.get(HEADER_SIZE..).unwrap_or_default()) {
         return Err(ImageError::NotAnImage("no coffer magic at offset 0".into()));
     }
     if region.len() < DATA_OFFSET as usize {
@@ -121,13 +147,15 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
             detail: "the header region is incomplete".into(),
         });
     }
-    let copies: Vec<Result<Header, FormatError>> =
+    let mut copies: Vec<Result<Header, FormatError>> =
         (0..2).map(|i| parse_copy(&region[i * HEADER_SIZE..(i + 1) * HEADER_SIZE])).collect();
-    if let Err(FormatError::UnsupportedVersion(v)) = &copies[0] {
-        return Err(ImageError::NotAnImage(format!(
-            "format version {v}; this coffer reads version {}",
-            coffer_format::VERSION
-        )));
+    for c in &copies {
+        if let Err(FormatError::UnsupportedVersion(v)) = c {
+            return Err(ImageError::NotAnImage(format!(
+                "format version {v}; this coffer reads version {}",
+                coffer_format::VERSION
+            )));
+        }
     }
     let mut warnings = Vec::new();
     for (i, c) in copies.iter().enumerate() {
@@ -139,18 +167,36 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
         .iter()
         .enumerate()
         .filter_map(|(i, c)| c.as_ref().ok().map(|h| (i, h)))
-        .max_by_key(|(i, h)| (h.generation, std::cmp::Reverse(*i)));
-    let Some((copy, header)) = best else {
+        .max_by_key(|(i, h)| (h.generation, std::cmp::Reverse(*i)))
+        .map(|(i, _)| i);
+    let Some(copy) = best else {
         return Err(ImageError::corrupt(at(0), format!("both header copies are damaged ({})", warnings.join("; "))));
     };
+    let header = std::mem::replace(&mut copies[copy], Err(FormatError::BadMagic)).expect("chosen copy is intact");
     if header.copy as usize != copy {
-        return Err(ImageError::corrupt(
-            at((copy * HEADER_SIZE) as u64),
-            "header copy number does not match its position",
-        ));
+        return Err(ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header copy number does not match its position"));
     }
+    let other = std::mem::replace(&mut copies[1 - copy], Err(FormatError::BadMagic)).ok();
+    if let Some(o) = &other {
+        if o.generation < header.generation {
+            warnings.push(format!(
+                "header copy {} is an older generation ({} < {}): a key-slot change was interrupted; the newer copy is used, and the next key command rewrites both",
+                1 - copy, o.generation, header.generation
+            ));
+        }
+    }
+    Ok(ChosenHeader { header, copy, other, warnings })
+}
+
+/// Checks the header region (both copies), opens a key slot with one of `unlocks`, and
+/// verifies the header MAC.
+///
+/// With a good copy and no slot opening, the key is wrong: the checksum rules out accidental
+/// damage to the slots, so this is said with certainty.
+pub fn open_header(region: &[u8], unlocks: &[Unlock]) -> Result<OpenedImage, ImageError> {
+    let ChosenHeader { header, copy, other, mut warnings } = choose_header(region)?;
     let opened = header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).find_map(|(i, slot)| {
-        masters.iter().find_map(|m| open_slot(header.suite, m, &header.image_id, slot)).map(|dk| (i, dk))
+        unlocks.iter().find_map(|u| open_slot(header.suite, u, &header.image_id, slot)).map(|dk| (i, dk))
     });
     let Some((slot, data_key)) = opened else {
         return Err(ImageError::WrongKey);
@@ -160,8 +206,8 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
     keys.verify_header_mac(Header::mac_region(bytes), &header.mac).map_err(|_| {
         ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header MAC does not verify: the header was altered")
     })?;
-    // The other copy, if intact, must agree on everything but its copy number and generation.
-    if let Some(Ok(other)) = copies.get(1 - copy) {
+    // The other copy, if intact, must describe the same image and verify under the same key.
+    if let Some(other) = other {
         if other.image_id != header.image_id || other.suite != header.suite || other.chunk_size != header.chunk_size {
             warnings.push(format!("header copy {} describes a different image", 1 - copy));
         } else {
@@ -171,5 +217,5 @@ pub fn open_header(region: &[u8], masters: &[MasterKey]) -> Result<OpenedImage, 
             }
         }
     }
-    Ok(OpenedImage { header: header.clone(), keys, slot, warnings })
+    Ok(OpenedImage { header, keys, data_key, slot, warnings })
 }

@@ -9,12 +9,14 @@ mod codec;
 pub mod error;
 pub mod header;
 pub mod read;
+pub mod rewrite;
 pub mod seek;
 pub mod target;
 pub mod write;
 
 pub use error::{ImageError, Location};
-pub use header::{open_header, ImageParams, OpenedImage};
+pub use header::{choose_header, open_header, ChosenHeader, ImageParams, OpenedImage};
+pub use rewrite::{read_header_region, rekey, HeaderBackup, HeaderFile};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
 pub use seek::IndexedImage;
 pub use target::{RestoreVisitor, StreamVisitor};
@@ -23,7 +25,7 @@ pub use write::{
     WriteSummary,
 };
 
-use coffer_crypto::MasterKey;
+use coffer_crypto::Unlock;
 use coffer_format::{EntryMeta, DATA_OFFSET};
 use std::io::Read;
 use std::sync::Mutex;
@@ -68,14 +70,14 @@ impl BufPool {
 
 /// Reads the header region from the start of a stream and unlocks the image: the first step
 /// of every read, done before any output is written.
-pub fn open_stream(input: &mut (dyn Read + Send), masters: &[MasterKey]) -> Result<OpenedImage, ImageError> {
+pub fn open_stream(input: &mut (dyn Read + Send), unlocks: &[Unlock]) -> Result<OpenedImage, ImageError> {
     let mut region = vec![0u8; DATA_OFFSET as usize];
     let n = read::read_full(input, &mut region).map_err(error::io("read", "image"))?;
     if n == 0 {
         return Err(ImageError::NotAnImage("the input is empty".into()));
     }
     region.truncate(n);
-    open_header(&region, masters)
+    open_header(&region, unlocks)
 }
 
 /// Reads a whole image from a stream positioned just after the header region (see

@@ -66,7 +66,7 @@ pub struct ReadSummary {
     pub records: Vec<IndexRecord>,
 }
 
-enum Decoded {
+pub(crate) enum Decoded {
     Pending,
     Entry(EntryMeta),
     Chunk { range_start: u64, range_end: u64, data_at: usize, segments: Vec<Segment> },
@@ -75,19 +75,19 @@ enum Decoded {
     Bad { truncated: bool, detail: String },
 }
 
-struct Job {
-    offset: u64,
-    header: Option<FrameHeader>,
-    pos: Position,
-    buf: Vec<u8>,
-    decoded: Decoded,
+pub(crate) struct Job {
+    pub(crate) offset: u64,
+    pub(crate) header: Option<FrameHeader>,
+    pub(crate) pos: Position,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) decoded: Decoded,
 }
 
 impl Job {
     fn bad(offset: u64, pos: Position, truncated: bool, detail: impl Into<String>) -> Self {
         Job { offset, header: None, pos, buf: Vec::new(), decoded: Decoded::Bad { truncated, detail: detail.into() } }
     }
-    fn frame_len(&self) -> u64 {
+    pub(crate) fn frame_len(&self) -> u64 {
         self.header.map_or(0, |h| (FRAME_HEADER_LEN + h.body_len as usize) as u64)
     }
 }
@@ -108,7 +108,7 @@ pub(crate) fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::i
 
 /// Cuts the byte stream into frames and numbers them. Problems found here (short reads, bad
 /// frame headers) travel as jobs, so they are reported after everything before them.
-fn produce(
+pub(crate) fn produce(
     input: &mut (dyn Read + Send),
     feed: &coffer_pipe::Feed<Job>,
     pool: &BufPool,

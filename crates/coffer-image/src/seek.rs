@@ -5,7 +5,7 @@ use crate::codec::Decompressor;
 use crate::error::{io, ImageError, Location};
 use crate::header::{open_header, OpenedImage};
 use crate::read::{read_frames, ReadOptions, ReadSummary, Scope, Visitor};
-use coffer_crypto::MasterKey;
+use coffer_crypto::Unlock;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, END_FRAME_LEN, FRAME_HEADER_LEN};
 use coffer_format::index::parse_index_part;
 use coffer_format::{EndFields, FrameHeader, FrameKind, IndexRecord, DATA_OFFSET, TAG_LEN};
@@ -30,12 +30,12 @@ fn at(offset: u64) -> Location {
 }
 
 impl IndexedImage {
-    pub fn open(path: &Path, masters: &[MasterKey]) -> Result<Self, ImageError> {
+    pub fn open(path: &Path, unlocks: &[Unlock]) -> Result<Self, ImageError> {
         let file = File::open(path).map_err(io("open", path))?;
         let len = file.metadata().map_err(io("stat", path))?.len();
         let mut region = vec![0u8; DATA_OFFSET.min(len) as usize];
         file.read_exact_at(&mut region, 0).map_err(io("read", path))?;
-        let image = open_header(&region, masters)?;
+        let image = open_header(&region, unlocks)?;
         let end = read_end(&file, path, &image, len)?;
         let records = read_index(&file, path, &image, &end, len)?;
         Ok(Self { file, path: path.into(), image, end, records, len })

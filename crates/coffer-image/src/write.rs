@@ -6,7 +6,7 @@ use crate::codec::Compressor;
 use crate::error::{io, ImageError};
 use crate::header::ImageParams;
 use crate::{BufPool, Progress};
-use coffer_crypto::{ImageKeys, MasterKey};
+use coffer_crypto::{ImageKeys, SlotSecret};
 use coffer_format::chunk::{encode_segments, CHUNK_PREFIX_LEN};
 use coffer_format::frame::{self, Position, FRAME_HEADER_LEN};
 use coffer_format::index::{encode_index_prefix, INDEX_PREFIX_LEN};
@@ -347,7 +347,7 @@ pub fn write_image<W: Write>(
     source: &mut dyn EntrySource,
     sink: W,
     params: &ImageParams,
-    masters: &[&MasterKey],
+    secrets: &[SlotSecret],
     threads: usize,
     progress: &dyn Progress,
     inspector: Option<&dyn Inspect>,
@@ -367,7 +367,7 @@ pub fn write_image<W: Write>(
         inspector,
         summary: WriteSummary { image_id, ..Default::default() },
     };
-    asm.write(&params.header_region(masters, &keys)?)?;
+    asm.write(&params.header_region(params.seal_slots(secrets)?, &keys))?;
 
     // (frames, entries) once the producer is done.
     let mut counts = (0u64, 0u64);

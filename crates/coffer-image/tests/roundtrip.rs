@@ -1,7 +1,7 @@
 //! In-process round trips through every path: threads, chunk sizes at the edges, codecs,
 //! streaming vs indexed reads. Each must restore exactly the tree it was given.
 
-use coffer_crypto::MasterKey;
+use coffer_crypto::{MasterKey, SlotSecret, Unlock};
 use coffer_format::{Codec, Suite};
 use coffer_fs::restore::{Ownership, RestoreOptions, Restorer};
 use coffer_fs::walk::Walker;
@@ -68,14 +68,13 @@ fn snapshot(root: &Path) -> Vec<(String, String, u64, u32, i64, Vec<u8>)> {
 fn backup(root: &Path, codec: Codec, chunk: u32, threads: usize) -> Vec<u8> {
     let params = ImageParams::random(Suite::Aes256Gcm, codec, 1, chunk, 1).unwrap();
     let mut out = Vec::new();
-    let k = key();
-    write_image(&mut DirSource::new(Walker::new(root)), &mut out, &params, &[&k], threads, &NoProgress, None).unwrap();
+    write_image(&mut DirSource::new(Walker::new(root)), &mut out, &params, &[SlotSecret::Key(key())], threads, &NoProgress, None).unwrap();
     out
 }
 
 fn restore(image: &[u8], target: &Path, threads: usize) -> ReadSummary {
     let mut input = Cursor::new(image);
-    let opened = open_stream(&mut input, &[key()]).unwrap();
+    let opened = open_stream(&mut input, &[Unlock::Key(key())]).unwrap();
     let restorer = Restorer::create(
         target,
         RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: true },
@@ -115,7 +114,7 @@ fn indexed_reads_find_each_entry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("i.coffer");
     std::fs::write(&path, &image).unwrap();
-    let idx = IndexedImage::open(&path, &[key()]).unwrap();
+    let idx = IndexedImage::open(&path, &[Unlock::Key(key())]).unwrap();
     let i = idx.records().iter().position(|r| r.meta.path == b"db/three_chunks").unwrap();
     let mut v = StreamVisitor::new(Vec::new());
     idx.read_entry(i, &mut v, 2).unwrap();

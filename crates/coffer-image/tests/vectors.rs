@@ -2,7 +2,7 @@
 //! of docs/FORMAT.md can check itself against them byte for byte (see vectors/README.md).
 //! Set COFFER_BLESS=1 to rewrite them after a deliberate format change (and bump the version).
 
-use coffer_crypto::{DataKey, MasterKey};
+use coffer_crypto::{DataKey, MasterKey, SlotSecret, Unlock};
 use coffer_format::{Codec, EntryKind, EntryMeta, Segment, Suite};
 use coffer_fs::source::{ChunkReader, Span, StreamChunker};
 use coffer_fs::FsError;
@@ -95,9 +95,9 @@ fn params(suite: Suite, codec: Codec) -> ImageParams {
 }
 
 fn write_vector(suite: Suite, codec: Codec) -> Vec<u8> {
-    let master = MasterKey::from_hex(MASTER).unwrap();
+    let master = SlotSecret::Key(MasterKey::from_hex(MASTER).unwrap());
     let mut out = vec![];
-    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[&master], 2, &NoProgress, None)
+    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[master], 2, &NoProgress, None)
         .unwrap();
     out
 }
@@ -142,7 +142,7 @@ impl Visitor for Collect {
 
 fn read_vector(image: &[u8]) -> Collect {
     let mut input = Cursor::new(image);
-    let opened = open_stream(&mut input, &[MasterKey::from_hex(MASTER).unwrap()]).unwrap();
+    let opened = open_stream(&mut input, &[Unlock::Key(MasterKey::from_hex(MASTER).unwrap())]).unwrap();
     let mut c = Collect::default();
     read_stream(&mut input, &opened, &mut c, ReadOptions { threads: 1, skip_data: false }).unwrap();
     c
