@@ -59,7 +59,13 @@ pub fn code(err: &anyhow::Error) -> u8 {
 
 /// Prints the error as one line (context, then causes) and returns its exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    let mut line = String::from("coffer: error: ");
+    eprintln!("coffer: error: {}", one_line(err));
+    ExitCode::from(code(err))
+}
+
+/// The error and its causes on one line, without repeats.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
     let mut first = true;
     for cause in err.chain() {
         let text = cause.to_string();
@@ -72,6 +78,5 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         line.push_str(&text);
         first = false;
     }
-    eprintln!("{line}");
-    ExitCode::from(code(err))
+    line
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod exit;
+mod keyring;
 mod keys;
 mod output;
 mod progress;
@@ -11,6 +12,9 @@ mod progress;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Keys pass through this process's memory: keep them out of core dumps and away from
+    // other processes of the same user (ptrace). Best effort; Linux only.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -100,6 +100,7 @@ fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[&[u8]], out: &mut [u8]) {
 }
 
 /// A 256-bit master key, as held in a key file (64 hex digits, MySQL Enterprise Backup's format).
+#[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl std::fmt::Debug for MasterKey {

@@ -102,6 +102,8 @@ pub struct OpenedImage {
     pub slot: usize,
     /// Damage found in the other header copy (the image is still readable).
     pub warnings: Vec<String>,
+    /// See [`ChosenHeader::stale_copy`].
+    pub stale_copy: Option<usize>,
 }
 
 impl OpenedImage {
@@ -130,8 +132,11 @@ pub struct ChosenHeader {
     pub copy: usize,
     /// The other copy, if intact.
     pub other: Option<Header>,
-    /// Damage or staleness found in the other copy.
+    /// Damage found in the other copy.
     pub warnings: Vec<String>,
+    /// The other copy is intact but of an older generation: a key-slot change was interrupted
+    /// after the first copy was written (the newer copy is used; the next change rewrites both).
+    pub stale_copy: Option<usize>,
 }
 
 /// Checks the header region (both copies) and picks the copy to use: one whose checksum holds;
@@ -177,15 +182,8 @@ pub fn choose_header(region: &[u8]) -> Result<ChosenHeader, ImageError> {
         return Err(ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header copy number does not match its position"));
     }
     let other = std::mem::replace(&mut copies[1 - copy], Err(FormatError::BadMagic)).ok();
-    if let Some(o) = &other {
-        if o.generation < header.generation {
-            warnings.push(format!(
-                "header copy {} is an older generation ({} < {}): a key-slot change was interrupted; the newer copy is used, and the next key command rewrites both",
-                1 - copy, o.generation, header.generation
-            ));
-        }
-    }
-    Ok(ChosenHeader { header, copy, other, warnings })
+    let stale_copy = other.as_ref().filter(|o| o.generation < header.generation).map(|_| 1 - copy);
+    Ok(ChosenHeader { header, copy, other, warnings, stale_copy })
 }
 
 /// Checks the header region (both copies), opens a key slot with one of `unlocks`, and
@@ -194,7 +192,7 @@ pub fn choose_header(region: &[u8]) -> Result<ChosenHeader, ImageError> {
 /// With a good copy and no slot opening, the key is wrong: the checksum rules out accidental
 /// damage to the slots, so this is said with certainty.
 pub fn open_header(region: &[u8], unlocks: &[Unlock]) -> Result<OpenedImage, ImageError> {
-    let ChosenHeader { header, copy, other, mut warnings } = choose_header(region)?;
+    let ChosenHeader { header, copy, other, mut warnings, stale_copy } = choose_header(region)?;
     let opened = header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).find_map(|(i, slot)| {
         unlocks.iter().find_map(|u| open_slot(header.suite, u, &header.image_id, slot)).map(|dk| (i, dk))
     });
@@ -217,5 +215,5 @@ pub fn open_header(region: &[u8], unlocks: &[Unlock]) -> Result<OpenedImage, Ima
             }
         }
     }
-    Ok(OpenedImage { header, keys, data_key, slot, warnings })
+    Ok(OpenedImage { header, keys, data_key, slot, warnings, stale_copy })
 }

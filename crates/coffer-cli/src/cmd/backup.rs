@@ -15,10 +15,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
+pub fn cipher_suite(arg: CipherArg) -> Suite {
+    match arg {
+        CipherArg::Aes256Gcm => Suite::Aes256Gcm,
+        CipherArg::ChaCha20Poly1305 => Suite::ChaCha20Poly1305,
+    }
+}
+
 fn suite(arg: Option<CipherArg>, quiet: bool) -> Suite {
     match arg {
-        Some(CipherArg::Aes256Gcm) => Suite::Aes256Gcm,
-        Some(CipherArg::ChaCha20Poly1305) => Suite::ChaCha20Poly1305,
+        Some(a) => cipher_suite(a),
         None => {
             let s = coffer_crypto::default_suite();
             if s == Suite::ChaCha20Poly1305 && !quiet {
@@ -69,7 +75,7 @@ fn tree_size(root: &Path) -> Option<u64> {
 }
 
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let secrets = crate::keys::backup_secrets(&args.key, &args.seal, quiet)?;
     let (codec, level) = codec(&args)?;
     let suite = suite(args.cipher, quiet);
     let to_stdout = args.output == Path::new("-");
@@ -107,8 +113,7 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         }
     };
 
-    let params = ImageParams::random(suite, codec, level, args.chunk_size, keys.len())?;
-    let key_refs: Vec<_> = keys.iter().collect();
+    let params = ImageParams::random(suite, codec, level, args.chunk_size, secrets.len())?;
     let bar = Bar::new(quiet, total, "backup");
     let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
     let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };
@@ -117,14 +122,14 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         Some(file) => {
             let out = file.file().try_clone().context("cannot use the output file")?;
             let mut sink = DirectWriter::new(out, args.output.clone());
-            write_image(source.as_mut(), &mut sink, &params, &key_refs, threads, &bar, inspect).and_then(|s| {
+            write_image(source.as_mut(), &mut sink, &params, &secrets, threads, &bar, inspect).and_then(|s| {
                 sink.finish()?;
                 Ok(s)
             })
         }
         None => {
             let sink = BufWriter::with_capacity(1 << 18, stdout_file()?);
-            write_image(source.as_mut(), sink, &params, &key_refs, threads, &bar, inspect)
+            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
         }
     };
     bar.finish();

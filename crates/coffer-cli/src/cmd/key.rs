@@ -1,32 +1,394 @@
-use crate::cli::KeyCommand;
+//! Keys and key slots: generate, list, add, remove, rotate, rewrap; header backups; keyrings;
+//! rekey.
+
+use super::list::utc;
+use super::{human, open_input, rate, stdout_file, warn};
+use crate::cli::{HeaderCommand, KeyArgs, KeyCommand, KeyringCommand, RekeyArgs};
+use crate::exit::usage;
+use crate::keyring::Keyring;
+use crate::keys;
 use crate::output::AtomicFile;
-use anyhow::{Context, Result};
-use coffer_crypto::{hex, MasterKey};
-use std::io::Write;
+use anyhow::{bail, Context, Result};
+use coffer_crypto::{hex, seal_slot, slot::describe, Identity, KdfChoice, KeyringRef, MasterKey, SlotSecret, Unlock};
+use coffer_format::header::SLOT_COUNT;
+use coffer_format::{Header, KeySlot};
+use coffer_image::{choose_header, open_header, HeaderBackup, HeaderFile, ImageParams, OpenedImage};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::time::Instant;
 
 pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
     match cmd {
-        KeyCommand::Generate { output, force } => {
-            let key = MasterKey::generate().context("cannot generate a key")?;
-            let text = key.to_hex_line();
-            if output == Path::new("-") {
-                super::stdout_file()?.write_all(text.as_bytes()).context("cannot write the key to stdout")?;
-            } else {
-                let file = AtomicFile::create(&output, force, 0o600)?;
-                (&file).write_all(text.as_bytes()).with_context(|| format!("cannot write {}", output.display()))?;
-                file.commit()?;
-                if !quiet {
-                    eprintln!("coffer: wrote a new key to {} (key id {}); keep a copy somewhere safe: without it the backups cannot be read", output.display(), hex(&key.key_id()));
+        KeyCommand::Generate { output, x25519, force } => generate(&output, x25519, force, quiet),
+        KeyCommand::Id { key } => {
+            for k in keys::unlocks(&key, quiet)? {
+                match k {
+                    Unlock::Key(k) => println!("{}", hex(&k.key_id())),
+                    Unlock::Identity(i) => println!("{}", i.recipient()),
+                    Unlock::Passphrase(_) => println!("passphrase (no id)"),
                 }
             }
             Ok(())
         }
-        KeyCommand::Id { key } => {
-            for k in crate::keys::load(&key, quiet)? {
-                println!("{}", hex(&k.key_id()));
+        KeyCommand::Recipient { identity, allow_insecure_key_file } => {
+            let bytes = keys::read_secret(&identity, "identity file", allow_insecure_key_file)?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| coffer_crypto::CryptoError::BadIdentity);
+            let id = text.and_then(Identity::parse).with_context(|| format!("identity file {}", identity.display()))?;
+            println!("{}", id.recipient());
+            Ok(())
+        }
+        KeyCommand::List { image, json } => list(&image, json),
+        KeyCommand::Add { image, key, new } => {
+            let (file, opened) = open_for_change(&image, &key, quiet, None)?;
+            let ring = keys::keyring(&key)?;
+            let secrets = keys::new_secrets(&new, ring.as_ref(), key.allow_insecure_key_file)?;
+            let mut slots = opened.header.slots.clone();
+            let mut added = Vec::new();
+            for secret in &secrets {
+                let free = slots.iter().position(KeySlot::is_empty).ok_or_else(|| {
+                    usage(format!("all {SLOT_COUNT} key slots are in use: remove one first (`coffer key remove`)"))
+                })?;
+                slots[free] = new_slot(&opened, secret)?;
+                added.push(free);
+            }
+            write_slots(&file, &image, &opened, slots)?;
+            say(quiet, format!("added key slot(s) {added:?} to {}", image.display()));
+            Ok(())
+        }
+        KeyCommand::Remove { image, slot, key } => {
+            let (file, opened) = open_for_change(&image, &key, quiet, Some(slot))?;
+            let mut slots = opened.header.slots.clone();
+            if slots.get(slot).is_none_or(KeySlot::is_empty) {
+                return Err(usage(format!("slot {slot} is empty (see `coffer key list`)")));
+            }
+            slots[slot] = KeySlot::default();
+            write_slots(&file, &image, &opened, slots)?;
+            say(quiet, format!("removed key slot {slot} from {}; the data key is unchanged: a copy of the old header still opens with the removed secret (`coffer rekey` re-encrypts)", image.display()));
+            Ok(())
+        }
+        KeyCommand::Rotate { image, key, new } => {
+            let (file, opened) = open_for_change(&image, &key, quiet, None)?;
+            let ring = keys::keyring(&key)?;
+            let secrets = keys::new_secrets(&new, ring.as_ref(), key.allow_insecure_key_file)?;
+            let [secret] = &secrets[..] else {
+                return Err(usage("rotate replaces one slot with one new secret; use `key add` for more"));
+            };
+            let mut slots = opened.header.slots.clone();
+            slots[opened.slot] = new_slot(&opened, secret)?;
+            write_slots(&file, &image, &opened, slots)?;
+            say(quiet, format!("replaced key slot {} of {}", opened.slot, image.display()));
+            Ok(())
+        }
+        KeyCommand::Rewrap { images, key } => rewrap(&images, &key, quiet),
+    }
+}
+
+fn say(quiet: bool, msg: String) {
+    if !quiet {
+        eprintln!("coffer: {msg}");
+    }
+}
+
+fn generate(output: &Path, x25519: bool, force: bool, quiet: bool) -> Result<()> {
+    let (text, id, recipient) = if x25519 {
+        let identity = Identity::generate().context("cannot generate an identity")?;
+        let r = identity.recipient();
+        (identity.to_file_text(&utc(now())), r.to_string(), Some(r))
+    } else {
+        let key = MasterKey::generate().context("cannot generate a key")?;
+        (key.to_hex_line(), format!("key id {}", hex(&key.key_id())), None)
+    };
+    if output == Path::new("-") {
+        stdout_file()?.write_all(text.as_bytes()).context("cannot write to stdout")?;
+        return Ok(());
+    }
+    let file = AtomicFile::create(output, force, 0o600)?;
+    (&file).write_all(text.as_bytes()).with_context(|| format!("cannot write {}", output.display()))?;
+    file.commit()?;
+    if let Some(r) = recipient {
+        println!("{r}");
+    }
+    say(quiet, format!("wrote {} ({id}); keep a copy somewhere safe: without it the backups cannot be read", output.display()));
+    Ok(())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Opens an image for a slot change: locked, header chosen, unlocked by a slot other than
+/// `except`.
+fn open_for_change(image: &Path, key: &KeyArgs, quiet: bool, except: Option<usize>) -> Result<(HeaderFile, OpenedImage)> {
+    let unlocks = keys::unlocks(key, quiet)?;
+    let file = HeaderFile::open(image)?;
+    let region = file.region()?;
+    let mut opened = open_header(&region, &unlocks).with_context(|| format!("cannot open {}", image.display()))?;
+    if except == Some(opened.slot) {
+        // Another slot must open too: the last way in cannot remove itself.
+        let chosen = choose_header(&region)?;
+        let other = chosen.header.slots.iter().enumerate().filter(|(i, s)| Some(*i) != except && !s.is_empty()).find(
+            |(_, s)| unlocks.iter().any(|u| coffer_crypto::open_slot(chosen.header.suite, u, &chosen.header.image_id, s).is_some()),
+        );
+        match other {
+            Some((i, _)) => opened.slot = i,
+            None => {
+                let others = chosen.header.slots.iter().enumerate().any(|(i, s)| Some(i) != except && !s.is_empty());
+                return Err(usage(if others {
+                    "the secret given opens only the slot to remove: give a secret of another slot".to_string()
+                } else {
+                    "that is the image's last key slot: add another before removing it".to_string()
+                }));
+            }
+        }
+    }
+    for w in &opened.warnings {
+        warn(quiet, w);
+    }
+    Ok((file, opened))
+}
+
+fn new_slot(opened: &OpenedImage, secret: &SlotSecret) -> Result<KeySlot> {
+    let mut salt = [0u8; 32];
+    coffer_crypto::random(&mut salt)?;
+    let h = &opened.header;
+    Ok(seal_slot(h.suite, secret, &opened.data_key, &h.image_id, salt, now())?)
+}
+
+/// Writes the new slots; `COFFER_TEST_CRASH_AFTER_HEADER_COPY=N` aborts the process once copy
+/// N is durable (the crash tests use it).
+fn write_slots(file: &HeaderFile, image: &Path, opened: &OpenedImage, slots: Vec<KeySlot>) -> Result<Header> {
+    let crash_after: Option<usize> =
+        std::env::var("COFFER_TEST_CRASH_AFTER_HEADER_COPY").ok().and_then(|v| v.parse().ok());
+    let mut hook = |copy: usize| {
+        if crash_after == Some(copy) {
+            std::process::abort();
+        }
+    };
+    file.write_slots(opened, slots, &mut hook).with_context(|| format!("cannot rewrite the header of {}", image.display()))
+}
+
+fn slot_json(i: usize, s: &KeySlot) -> serde_json::Value {
+    let kind = match s.kind {
+        coffer_format::header::slot_kind::KEY => "key",
+        coffer_format::header::slot_kind::PASSPHRASE => "passphrase",
+        coffer_format::header::slot_kind::RECIPIENT => "recipient",
+        coffer_format::header::slot_kind::KEYRING => "keyring",
+        _ => "unknown",
+    };
+    let mut v = json!({"slot": i, "kind": kind, "created": utc(s.created), "description": describe(s)});
+    match s.kind {
+        coffer_format::header::slot_kind::PASSPHRASE => {
+            let p = coffer_crypto::KdfParams::of_slot(s);
+            v["kdf"] = json!({"algorithm": "argon2id", "memory_kib": p.memory_kib, "iterations": p.iterations, "lanes": p.lanes});
+        }
+        coffer_format::header::slot_kind::RECIPIENT => {
+            let pk: [u8; 32] = s.params[32..64].try_into().expect("32 bytes");
+            v["recipient"] = json!(coffer_crypto::Recipient(pk).to_string());
+        }
+        coffer_format::header::slot_kind::KEYRING => {
+            if let Some(r) = KeyringRef::of_slot(s) {
+                v["key_name"] = json!(r.name);
+                v["key_version"] = json!(r.version);
+            }
+            v["key_id"] = json!(hex(&s.key_id));
+        }
+        _ => v["key_id"] = json!(hex(&s.key_id)),
+    }
+    v
+}
+
+fn list(image: &Path, as_json: bool) -> Result<()> {
+    let (file, _) = open_input(image)?;
+    let region = coffer_image::read_header_region(&file, image)?;
+    let chosen = choose_header(&region)?;
+    let h = &chosen.header;
+    let slots: Vec<_> = h.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).collect();
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let v = json!({
+            "image_id": hex(&h.image_id),
+            "generation": h.generation,
+            "copy_in_use": chosen.copy,
+            "stale_copy": chosen.stale_copy,
+            "warnings": chosen.warnings,
+            "cipher": h.suite.name(),
+            "slots": slots.iter().map(|(i, s)| slot_json(*i, s)).collect::<Vec<_>>(),
+            "free_slots": SLOT_COUNT - slots.len(),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(out, "image {}  generation {}  {}  {} of {SLOT_COUNT} slots used", hex(&h.image_id), h.generation, h.suite.name(), slots.len())?;
+    for (i, s) in slots {
+        writeln!(out, "slot {i:2}  {}  {}", utc(s.created), describe(s))?;
+    }
+    for w in &chosen.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    if let Some(c) = chosen.stale_copy {
+        writeln!(out, "warning: header copy {c} is of an older generation (a key change was interrupted); the next key command rewrites it")?;
+    }
+    Ok(())
+}
+
+fn rewrap(images: &[std::path::PathBuf], key: &KeyArgs, quiet: bool) -> Result<()> {
+    let ring = keys::keyring(key)?.ok_or_else(|| usage("rewrap needs --keyring FILE"))?;
+    let unlocks: Vec<Unlock> = ring.all_keys().map(Unlock::Key).collect();
+    let mut failed = 0;
+    for image in images {
+        let result = (|| -> Result<usize> {
+            let file = HeaderFile::open(image)?;
+            let opened = open_header(&file.region()?, &unlocks)?;
+            let mut slots = opened.header.slots.clone();
+            let mut moved = 0;
+            for slot in slots.iter_mut() {
+                let Some(r) = KeyringRef::of_slot(slot) else { continue };
+                let Ok((version, key)) = ring.newest(&r.name) else { continue };
+                if version > r.version {
+                    *slot = new_slot(&opened, &SlotSecret::Keyring { key, name: r.name.clone(), version })?;
+                    moved += 1;
+                }
+            }
+            if moved > 0 {
+                write_slots(&file, image, &opened, slots)?;
+            }
+            Ok(moved)
+        })();
+        match result {
+            Ok(0) => say(quiet, format!("{}: already at the newest key versions", image.display())),
+            Ok(n) => say(quiet, format!("{}: moved {n} slot(s) to the newest key version", image.display())),
+            Err(e) => {
+                failed += 1;
+                eprintln!("coffer: error: {}: {}", image.display(), crate::exit::one_line(&e));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images were not rewrapped", images.len());
+    }
+    Ok(())
+}
+
+pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
+    match cmd {
+        HeaderCommand::Backup { image, output, force } => {
+            let (file, _) = open_input(&image)?;
+            let region = coffer_image::read_header_region(&file, &image)?;
+            let backup = HeaderBackup::of_region(&region).with_context(|| format!("cannot back up the header of {}", image.display()))?;
+            let out = AtomicFile::create(&output, force, 0o600)?;
+            (&out).write_all(&backup.encode()).with_context(|| format!("cannot write {}", output.display()))?;
+            out.commit()?;
+            say(quiet, format!("saved the header of {} (image {}) to {}", image.display(), hex(&backup.image_id), output.display()));
+            Ok(())
+        }
+        HeaderCommand::Restore { image, backup, force } => {
+            let bytes = std::fs::read(&backup).with_context(|| format!("cannot read {}", backup.display()))?;
+            let saved = HeaderBackup::parse(&bytes).with_context(|| backup.display().to_string())?;
+            let file = HeaderFile::open(&image)?;
+            let first = match choose_header(&file.region()?) {
+                Ok(current) if current.header.image_id != saved.image_id => bail!(
+                    "{} is image {}, the backup is of image {}: refusing",
+                    image.display(),
+                    hex(&current.header.image_id),
+                    hex(&saved.image_id)
+                ),
+                Ok(current) => 1 - current.copy,
+                Err(_) if force => 0,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "{}'s own header is unreadable, so the backup cannot be matched to it; --force restores anyway",
+                        image.display()
+                    )))
+                }
+            };
+            file.write_region(&saved.region, first, &mut |_| {})?;
+            say(quiet, format!("restored the header of {} from {}", image.display(), backup.display()));
+            Ok(())
+        }
+    }
+}
+
+pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
+    match cmd {
+        KeyringCommand::Create { keyring, names, force, key } => {
+            let secrets = keys::backup_secrets(&key, &Default::default(), quiet)?;
+            let mut ring = Keyring::new(&keyring);
+            for name in &names {
+                ring.rotate(name)?;
+            }
+            ring.save(&secrets, force)?;
+            say(quiet, format!("created keyring {} with {} key(s)", keyring.display(), names.len()));
+            Ok(())
+        }
+        KeyringCommand::Rotate { keyring, name, key } => {
+            let unlocks = keys::unlocks(&key, quiet)?;
+            let mut ring = Keyring::open(&keyring, &unlocks)?;
+            let version = ring.rotate(&name)?;
+            let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
+            ring.save(&secrets, true)?;
+            say(quiet, format!("keyring {}: {name} is now at version {version}; `coffer key rewrap` moves images to it", keyring.display()));
+            Ok(())
+        }
+        KeyringCommand::List { keyring, json, key } => {
+            let ring = Keyring::open(&keyring, &keys::unlocks(&key, quiet)?)?;
+            let rows = ring.describe();
+            let mut out = std::io::stdout().lock();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, v, c, id)| json!({"name": n, "version": v, "created": utc(*c), "key_id": id}))
+                    .collect();
+                writeln!(out, "{}", json!({ "keys": v }))?;
+            } else {
+                for (n, v, c, id) in rows {
+                    writeln!(out, "{n}  version {v}  {}  key {id}", utc(c))?;
+                }
             }
             Ok(())
         }
     }
+}
+
+/// A secret that opened the keyring, to seal its next version for.
+fn reseal(u: Unlock) -> Result<SlotSecret> {
+    Ok(match u {
+        Unlock::Key(k) => SlotSecret::Key(k),
+        Unlock::Identity(i) => SlotSecret::Recipient(i.recipient()),
+        Unlock::Passphrase(p) => SlotSecret::Passphrase(p, KdfChoice::default_for(None)),
+    })
+}
+
+pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
+    let unlocks = keys::unlocks(&args.key, quiet)?;
+    let ring = keys::keyring(&args.key)?;
+    let secrets = keys::new_secrets(&args.new, ring.as_ref(), args.key.allow_insecure_key_file)?;
+    let to_stdout = args.output == Path::new("-");
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
+    }
+    let (mut input, len) = open_input(&args.image)?;
+    let opened = coffer_image::open_stream(&mut input, &unlocks)?;
+    for w in &opened.warnings {
+        warn(quiet, w);
+    }
+    let h = &opened.header;
+    let suite = args.cipher.map_or(h.suite, super::backup::cipher_suite);
+    let mut params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
+    params.created = h.created;
+    let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
+    let bar = crate::progress::Bar::new(quiet, len, "rekey");
+    let started = Instant::now();
+    let written = match &output {
+        Some(f) => coffer_image::rekey(&mut input, std::io::BufWriter::with_capacity(1 << 20, f.file()), &opened, &params, &secrets, threads, &bar),
+        None => coffer_image::rekey(&mut input, std::io::BufWriter::with_capacity(1 << 20, stdout_file()?), &opened, &params, &secrets, threads, &bar),
+    };
+    bar.finish();
+    let written = written.with_context(|| format!("rekey of {} failed; no image was left at {}", args.image.display(), args.output.display()))?;
+    if let Some(f) = output {
+        f.commit()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    say(quiet, format!("re-encrypted {} into {} under a new data key ({}, {:.1} s, {})", args.image.display(), args.output.display(), human(written), secs, rate(written, secs)));
+    Ok(())
 }

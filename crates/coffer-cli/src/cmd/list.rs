@@ -11,7 +11,7 @@ use std::time::Instant;
 
 /// Entries and header of an image: through the index for a file, by a full read for a pipe.
 fn entries(image: &Path, args: &ListArgs, quiet: bool, threads: usize) -> Result<(Header, Vec<IndexRecord>, u64)> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let keys = crate::keys::unlocks(&args.key, quiet)?;
     if image != Path::new("-") {
         let idx = IndexedImage::open(image, &keys)?;
         for w in &idx.image().warnings {
@@ -210,7 +210,7 @@ pub fn verify(args: VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
 }
 
 fn verify_image(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<coffer_image::ReadSummary> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let keys = crate::keys::unlocks(&args.key, quiet)?;
     let (file, len) = open_input(&args.image)?;
     let bar = Bar::new(quiet, len, "verify");
     let mut input = CountingReader { inner: file, bar: bar.clone() };

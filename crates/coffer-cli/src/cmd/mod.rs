@@ -19,6 +19,9 @@ pub fn run(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Key(k) => key::run(k, quiet),
+        Command::Header(h) => key::header(h, quiet),
+        Command::Keyring(k) => key::keyring(k, quiet),
+        Command::Rekey(a) => key::rekey(a, quiet, threads),
         Command::Backup(a) => backup::run(a, quiet, threads),
         Command::Restore(a) => restore::restore(a, quiet, threads),
         Command::Extract(a) => restore::extract(a, quiet, threads),

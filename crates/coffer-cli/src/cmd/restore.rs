@@ -24,7 +24,7 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 }
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let keys = crate::keys::unlocks(&args.key, quiet)?;
     let ownership = ownership(args.owner.as_deref())?;
     let (file, len) = open_input(&args.image)?;
     let bar = Bar::new(quiet, len, "restore");
@@ -141,7 +141,7 @@ impl Visitor for Renamed<'_> {
 }
 
 pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let keys = crate::keys::unlocks(&args.key, quiet)?;
     let paths: Vec<Vec<u8>> = args.paths.iter().map(|p| normalize(p)).collect();
     if paths.iter().any(|p| p.is_empty()) {
         return Err(usage("an empty path selects nothing; use `coffer restore` for the whole image"));

@@ -130,7 +130,7 @@ fn validate_image(
     quiet: bool,
     threads: usize,
 ) -> Result<(Vec<FileReport>, Option<anyhow::Error>)> {
-    let keys = crate::keys::load(&args.key, quiet)?;
+    let keys = crate::keys::unlocks(&args.key, quiet)?;
     let (file, len) = open_input(path)?;
     let bar = Bar::new(quiet || args.json, len, "validate");
     let mut input = CountingReader { inner: file, bar: bar.clone() };

@@ -51,10 +51,17 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("k.key"), format!("{KEY_HEX}\n")).unwrap();
         let other = "ff".repeat(32);
-        std::fs::write(dir.path().join("other.key"), format!("{other}\n")).unwrap();
-        Self { dir }
+        let f = Self { dir };
+        f.write_secret("k.key", &format!("{KEY_HEX}\n"));
+        f.write_secret("other.key", &format!("{other}\n"));
+        f
+    }
+    /// Writes a file of mode 0600, as coffer wants secrets kept.
+    pub fn write_secret(&self, rel: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(self.path(rel), text).unwrap();
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -152,7 +159,8 @@ pub mod craft {
             let keys = ImageKeys::derive(Suite::Aes256Gcm, &dk, &id);
             let master = MasterKey::from_hex(master_hex).unwrap();
             let mut slots = vec![KeySlot::default(); SLOT_COUNT];
-            slots[0] = coffer_crypto::seal_slot(Suite::Aes256Gcm, &master, &dk, &id, [7; 32], 0);
+            let secret = coffer_crypto::SlotSecret::Key(master);
+            slots[0] = coffer_crypto::seal_slot(Suite::Aes256Gcm, &secret, &dk, &id, [7; 32], 0).unwrap();
             let mut header = Header {
                 copy: 0,
                 generation: 1,
