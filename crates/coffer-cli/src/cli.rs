@@ -216,7 +216,8 @@ pub enum KeyringCommand {
     #[command(after_help = "Example:
   coffer keyring create ring.coffer --name backup --key-file ring.key")]
     Create {
-        keyring: PathBuf,
+        #[arg(value_name = "KEYRING")]
+        file: PathBuf,
         /// Names of keys to create (version 1 each).
         #[arg(long = "name", value_name = "NAME")]
         names: Vec<String>,
@@ -228,14 +229,16 @@ pub enum KeyringCommand {
     /// Add a new version of a key (creating the key if new); older versions stay, so older
     /// backups still open. Then `coffer key rewrap` moves images to it.
     Rotate {
-        keyring: PathBuf,
+        #[arg(value_name = "KEYRING")]
+        file: PathBuf,
         name: String,
         #[command(flatten)]
         key: KeyArgs,
     },
     /// List names, versions, dates and key ids (never keys).
     List {
-        keyring: PathBuf,
+        #[arg(value_name = "KEYRING")]
+        file: PathBuf,
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -9,7 +9,9 @@ use crate::output::AtomicFile;
 use anyhow::{bail, Context, Result};
 use coffer_crypto::{hex, MasterKey, SlotSecret, Unlock};
 use coffer_format::{Codec, EntryKind, EntryMeta};
-use coffer_image::{open_stream, read_stream, write_image, ImageParams, NoProgress, ReadOptions, StreamSource, StreamVisitor};
+use coffer_image::{
+    open_stream, read_stream, write_image, ImageParams, NoProgress, ReadOptions, StreamSource, StreamVisitor,
+};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;

@@ -34,7 +34,10 @@ pub fn read_secret(path: &Path, what: &str, allow_insecure: bool) -> Result<Zero
     };
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
     // Secrets are small; reading a little more catches files that are something else.
-    f.by_ref().take(64 * 1024).read_to_end(&mut buf).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    f.by_ref()
+        .take(64 * 1024)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     Ok(buf)
 }
 

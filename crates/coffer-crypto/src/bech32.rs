@@ -72,7 +72,8 @@ pub fn decode(s: &str) -> Option<(String, Vec<u8>)> {
     if hrp.is_empty() || rest.len() < 6 || !hrp.bytes().all(|b| (33..=126).contains(&b)) {
         return None;
     }
-    let values: Vec<u8> = rest.bytes().map(|c| CHARSET.iter().position(|&x| x == c).map(|p| p as u8)).collect::<Option<_>>()?;
+    let values: Vec<u8> =
+        rest.bytes().map(|c| CHARSET.iter().position(|&x| x == c).map(|p| p as u8)).collect::<Option<_>>()?;
     if polymod(hrp_expand(hrp.as_bytes()).chain(values.iter().copied())) != 1 {
         return None;
     }
@@ -86,7 +87,12 @@ mod tests {
 
     #[test]
     fn bip_173_valid_strings() {
-        for s in ["A12UEL5L", "a12uel5l", "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw", "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w"] {
+        for s in [
+            "A12UEL5L",
+            "a12uel5l",
+            "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw",
+            "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w",
+        ] {
             assert!(decode(s).is_some(), "{s}");
         }
         for s in ["A1G7SGD8", "10a06t8", "1qzzfhee", "a12UEL5L", "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxx"] {

@@ -83,26 +83,42 @@ fn public_of(private: &PrivateKey) -> [u8; 32] {
 
 /// Seals `plaintext` to `pk_r` with the ephemeral private key `sk_e` (random in real use);
 /// returns `enc` and the ciphertext with its tag.
-pub fn seal(pk_r: &[u8; 32], sk_e: &[u8; 32], info: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<([u8; 32], Vec<u8>), CryptoError> {
+pub fn seal(
+    pk_r: &[u8; 32],
+    sk_e: &[u8; 32],
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<([u8; 32], Vec<u8>), CryptoError> {
     let sk_e = PrivateKey::from_private_key(&X25519, sk_e).map_err(|_| CryptoError::Random)?;
     let enc = public_of(&sk_e);
     let shared = shared_secret(dh(&sk_e, pk_r)?.as_ref(), &enc, pk_r);
     let (key, nonce) = key_schedule(shared.as_ref(), info);
     let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key.as_ref()).expect("32-byte key"));
     let mut out = plaintext.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out).map_err(|_| CryptoError::Unauthentic)?;
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out)
+        .map_err(|_| CryptoError::Unauthentic)?;
     Ok((enc, out))
 }
 
 /// Opens what [`seal`] made, with the recipient's private key.
-pub fn open(sk_r: &[u8; 32], enc: &[u8; 32], info: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open(
+    sk_r: &[u8; 32],
+    enc: &[u8; 32],
+    info: &[u8],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let sk_r = PrivateKey::from_private_key(&X25519, sk_r).map_err(|_| CryptoError::Unauthentic)?;
     let pk_r = public_of(&sk_r);
     let shared = shared_secret(dh(&sk_r, enc)?.as_ref(), enc, &pk_r);
     let (key, nonce) = key_schedule(shared.as_ref(), info);
     let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key.as_ref()).expect("32-byte key"));
     let mut buf = Zeroizing::new(ciphertext.to_vec());
-    let n = key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf.as_mut_slice()).map_err(|_| CryptoError::Unauthentic)?.len();
+    let n = key
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf.as_mut_slice())
+        .map_err(|_| CryptoError::Unauthentic)?
+        .len();
     buf.truncate(n);
     Ok(buf)
 }
@@ -135,14 +151,21 @@ mod tests {
         let pt = hv("4265617574792069732074727574682c20747275746820626561757479");
         assert_eq!(public_key(&sk_r).unwrap(), pk_r);
         let enc: [u8; 32] = h("1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a");
-        let shared = shared_secret(dh(&PrivateKey::from_private_key(&X25519, &sk_e).unwrap(), &pk_r).unwrap().as_ref(), &enc, &pk_r);
+        let shared = shared_secret(
+            dh(&PrivateKey::from_private_key(&X25519, &sk_e).unwrap(), &pk_r).unwrap().as_ref(),
+            &enc,
+            &pk_r,
+        );
         assert_eq!(*shared, h::<32>("0bbe78490412b4bbea4812666f7916932b828bba79942424abb65244930d69a7"));
         let (key, nonce) = key_schedule(shared.as_ref(), &info);
         assert_eq!(*key, h::<32>("ad2744de8e17f4ebba575b3f5f5a8fa1f69c2a07f6e7500bc60ca6e3e3ec1c91"));
         assert_eq!(nonce, h::<12>("5c4d98150661b848853b547f"));
         let (got_enc, ct) = seal(&pk_r, &sk_e, &info, &aad, &pt).unwrap();
         assert_eq!(got_enc, enc);
-        assert_eq!(ct, hv("1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28"));
+        assert_eq!(
+            ct,
+            hv("1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28")
+        );
         assert_eq!(open(&sk_r, &enc, &info, &aad, &ct).unwrap().as_slice(), pt.as_slice());
         assert!(open(&sk_r, &enc, &info, b"other", &ct).is_err());
         assert!(open(&sk_e, &enc, &info, &aad, &ct).is_err());

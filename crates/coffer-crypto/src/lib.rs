@@ -12,7 +12,9 @@ pub mod bech32;
 pub mod hpke;
 pub mod slot;
 
-pub use slot::{open_slot, seal_slot, Identity, KdfChoice, KdfParams, KeyringRef, Passphrase, Recipient, SlotSecret, Unlock};
+pub use slot::{
+    open_slot, seal_slot, Identity, KdfChoice, KdfParams, KeyringRef, Passphrase, Recipient, SlotSecret, Unlock,
+};
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::{digest, hkdf, hmac, rand};

@@ -294,7 +294,8 @@ pub fn seal_slot(
             slot.kind = slot_kind::PASSPHRASE;
             let (params, derived) = tune(pass, &salt, choice)?;
             params.encode(&mut slot.params);
-            slot.wrapped = wrap(&slot_kek(derived.as_ref(), &salt, image_id, suite), slot_aad(image_id, &slot), data_key);
+            slot.wrapped =
+                wrap(&slot_kek(derived.as_ref(), &salt, image_id, suite), slot_aad(image_id, &slot), data_key);
         }
         SlotSecret::Recipient(recipient) => {
             slot.kind = slot_kind::RECIPIENT;
@@ -303,7 +304,13 @@ pub fn seal_slot(
             random(sk_e.as_mut())?;
             slot.params[..32].copy_from_slice(&hpke::public_key(&sk_e)?);
             slot.params[32..64].copy_from_slice(&recipient.0);
-            let (_, ct) = hpke::seal(&recipient.0, &sk_e, &recipient_info(image_id), &slot_aad(image_id, &slot), data_key.0.as_ref())?;
+            let (_, ct) = hpke::seal(
+                &recipient.0,
+                &sk_e,
+                &recipient_info(image_id),
+                &slot_aad(image_id, &slot),
+                data_key.0.as_ref(),
+            )?;
             slot.wrapped = ct.try_into().map_err(|_| CryptoError::Unauthentic)?;
         }
     }
@@ -312,7 +319,11 @@ pub fn seal_slot(
 
 /// Runs Argon2id with the choice's memory; with no fixed pass count, one pass is measured and
 /// the count scaled to the target time (the measured pass is kept when it alone is long enough).
-fn tune(pass: &Passphrase, salt: &[u8; 32], choice: &KdfChoice) -> Result<(KdfParams, Zeroizing<[u8; KEY_LEN]>), CryptoError> {
+fn tune(
+    pass: &Passphrase,
+    salt: &[u8; 32],
+    choice: &KdfChoice,
+) -> Result<(KdfParams, Zeroizing<[u8; KEY_LEN]>), CryptoError> {
     let mut params = KdfParams { memory_kib: choice.memory_kib, iterations: choice.iterations.unwrap_or(1), lanes: 1 };
     let started = Instant::now();
     let derived = params.derive(pass.as_bytes(), salt)?;
@@ -320,7 +331,9 @@ fn tune(pass: &Passphrase, salt: &[u8; 32], choice: &KdfChoice) -> Result<(KdfPa
         return Ok((params, derived));
     }
     let one = started.elapsed().max(Duration::from_millis(1));
-    let passes = (choice.target.as_secs_f64() / one.as_secs_f64()).round().clamp(1.0, f64::from(KdfParams::MAX_ITERATIONS)) as u32;
+    let passes = (choice.target.as_secs_f64() / one.as_secs_f64())
+        .round()
+        .clamp(1.0, f64::from(KdfParams::MAX_ITERATIONS)) as u32;
     if passes <= 1 {
         return Ok((params, derived));
     }
@@ -430,10 +443,25 @@ mod tests {
     #[test]
     fn passphrase_costs_below_the_floor_are_refused() {
         let weak = KdfChoice { memory_kib: KdfParams::MIN_MEMORY_KIB - 1, ..fast() };
-        let r = seal_slot(Suite::Aes256Gcm, &SlotSecret::Passphrase(pass("x"), weak), &DataKey::from_bytes([7; 32]), &[1; 16], [2; 32], 0);
+        let r = seal_slot(
+            Suite::Aes256Gcm,
+            &SlotSecret::Passphrase(pass("x"), weak),
+            &DataKey::from_bytes([7; 32]),
+            &[1; 16],
+            [2; 32],
+            0,
+        );
         assert!(matches!(r, Err(CryptoError::WeakKdf(_))));
         // A slot edited to ask for less cannot open (and is refused before any work).
-        let slot = seal_slot(Suite::Aes256Gcm, &SlotSecret::Passphrase(pass("x"), fast()), &DataKey::from_bytes([7; 32]), &[1; 16], [2; 32], 0).unwrap();
+        let slot = seal_slot(
+            Suite::Aes256Gcm,
+            &SlotSecret::Passphrase(pass("x"), fast()),
+            &DataKey::from_bytes([7; 32]),
+            &[1; 16],
+            [2; 32],
+            0,
+        )
+        .unwrap();
         let mut weakened = slot.clone();
         weakened.params[0..4].copy_from_slice(&1024u32.to_be_bytes());
         assert!(open_slot(Suite::Aes256Gcm, &Unlock::Passphrase(pass("x")), &[1; 16], &weakened).is_none());
@@ -443,8 +471,17 @@ mod tests {
 
     #[test]
     fn tuning_scales_the_pass_count_to_the_target() {
-        let choice = KdfChoice { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: None, target: Duration::from_millis(400) };
-        let slot = seal_slot(Suite::Aes256Gcm, &SlotSecret::Passphrase(pass("x"), choice), &DataKey::from_bytes([7; 32]), &[1; 16], [2; 32], 0).unwrap();
+        let choice =
+            KdfChoice { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: None, target: Duration::from_millis(400) };
+        let slot = seal_slot(
+            Suite::Aes256Gcm,
+            &SlotSecret::Passphrase(pass("x"), choice),
+            &DataKey::from_bytes([7; 32]),
+            &[1; 16],
+            [2; 32],
+            0,
+        )
+        .unwrap();
         let p = KdfParams::of_slot(&slot);
         assert_eq!(p.memory_kib, KdfParams::MIN_MEMORY_KIB);
         assert!(p.iterations >= 1);

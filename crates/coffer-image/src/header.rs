@@ -179,7 +179,10 @@ pub fn choose_header(region: &[u8]) -> Result<ChosenHeader, ImageError> {
     };
     let header = std::mem::replace(&mut copies[copy], Err(FormatError::BadMagic)).expect("chosen copy is intact");
     if header.copy as usize != copy {
-        return Err(ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header copy number does not match its position"));
+        return Err(ImageError::corrupt(
+            at((copy * HEADER_SIZE) as u64),
+            "header copy number does not match its position",
+        ));
     }
     let other = std::mem::replace(&mut copies[1 - copy], Err(FormatError::BadMagic)).ok();
     let stale_copy = other.as_ref().filter(|o| o.generation < header.generation).map(|_| 1 - copy);

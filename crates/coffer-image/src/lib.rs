@@ -16,8 +16,8 @@ pub mod write;
 
 pub use error::{ImageError, Location};
 pub use header::{choose_header, open_header, ChosenHeader, ImageParams, OpenedImage};
-pub use rewrite::{read_header_region, rekey, HeaderBackup, HeaderFile};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
+pub use rewrite::{read_header_region, rekey, HeaderBackup, HeaderFile};
 pub use seek::IndexedImage;
 pub use target::{RestoreVisitor, StreamVisitor};
 pub use write::{

@@ -39,11 +39,14 @@ impl HeaderFile {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(io("open", path))?;
         let md = file.metadata().map_err(io("stat", path))?;
         if !md.is_file() {
-            return Err(ImageError::Usage(format!("{} is not a regular file: key slots change in place", path.display())));
+            return Err(ImageError::Usage(format!(
+                "{} is not a regular file: key slots change in place",
+                path.display()
+            )));
         }
         let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-                ImageError::Usage(format!("{} is locked: another coffer is changing its header ({e})", path.display()))
-            })?;
+            ImageError::Usage(format!("{} is locked: another coffer is changing its header ({e})", path.display()))
+        })?;
         Ok(Self { file, path: path.into() })
     }
 
@@ -74,7 +77,12 @@ impl HeaderFile {
 
     /// Writes a whole header region, copy `first` first, each copy made durable before the
     /// next; then reads it back.
-    pub fn write_region(&self, region: &[u8], first: usize, after_copy: &mut dyn FnMut(usize)) -> Result<(), ImageError> {
+    pub fn write_region(
+        &self,
+        region: &[u8],
+        first: usize,
+        after_copy: &mut dyn FnMut(usize),
+    ) -> Result<(), ImageError> {
         for copy in [first, 1 - first] {
             let at = copy * HEADER_SIZE;
             self.file.write_all_at(&region[at..at + HEADER_SIZE], at as u64).map_err(io("write", &self.path))?;
@@ -194,7 +202,9 @@ pub fn rekey<W: Write>(
     let consumer = |job: Job| -> Result<(), ImageError> {
         let at = Location { offset: job.offset, ..Location::default() };
         match &job.decoded {
-            Decoded::Bad { truncated: true, detail } => return Err(ImageError::Truncated { at, detail: detail.clone() }),
+            Decoded::Bad { truncated: true, detail } => {
+                return Err(ImageError::Truncated { at, detail: detail.clone() })
+            }
             Decoded::Bad { truncated: false, detail } => return Err(ImageError::corrupt(at, detail.clone())),
             _ => {}
         }

@@ -28,7 +28,16 @@ fn image_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
         gname: vec![],
     };
     let mut out = Vec::new();
-    write_image(&mut StreamSource::new(meta, Cursor::new(data.clone())), &mut out, &params, &[SlotSecret::Key(key(1))], 2, &NoProgress, None).unwrap();
+    write_image(
+        &mut StreamSource::new(meta, Cursor::new(data.clone())),
+        &mut out,
+        &params,
+        &[SlotSecret::Key(key(1))],
+        2,
+        &NoProgress,
+        None,
+    )
+    .unwrap();
     let path = dir.join("i.coffer");
     std::fs::write(&path, &out).unwrap();
     (path, data)
@@ -47,7 +56,8 @@ fn add_slot(file: &HeaderFile, with: MasterKey, new: MasterKey, crash: &mut dyn 
     let mut slots = opened.header.slots.clone();
     let free = slots.iter().position(|s| s.is_empty()).unwrap();
     slots[free] =
-        seal_slot(opened.header.suite, &SlotSecret::Key(new), &opened.data_key, &opened.header.image_id, [9; 32], 0).unwrap();
+        seal_slot(opened.header.suite, &SlotSecret::Key(new), &opened.data_key, &opened.header.image_id, [9; 32], 0)
+            .unwrap();
     file.write_slots(&opened, slots, crash).unwrap()
 }
 

@@ -68,7 +68,16 @@ fn snapshot(root: &Path) -> Vec<(String, String, u64, u32, i64, Vec<u8>)> {
 fn backup(root: &Path, codec: Codec, chunk: u32, threads: usize) -> Vec<u8> {
     let params = ImageParams::random(Suite::Aes256Gcm, codec, 1, chunk, 1).unwrap();
     let mut out = Vec::new();
-    write_image(&mut DirSource::new(Walker::new(root)), &mut out, &params, &[SlotSecret::Key(key())], threads, &NoProgress, None).unwrap();
+    write_image(
+        &mut DirSource::new(Walker::new(root)),
+        &mut out,
+        &params,
+        &[SlotSecret::Key(key())],
+        threads,
+        &NoProgress,
+        None,
+    )
+    .unwrap();
     out
 }
 

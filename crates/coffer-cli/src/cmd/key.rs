@@ -109,7 +109,10 @@ fn generate(output: &Path, x25519: bool, force: bool, quiet: bool) -> Result<()>
     if let Some(r) = recipient {
         println!("{r}");
     }
-    say(quiet, format!("wrote {} ({id}); keep a copy somewhere safe: without it the backups cannot be read", output.display()));
+    say(
+        quiet,
+        format!("wrote {} ({id}); keep a copy somewhere safe: without it the backups cannot be read", output.display()),
+    );
     Ok(())
 }
 
@@ -119,7 +122,12 @@ fn now() -> i64 {
 
 /// Opens an image for a slot change: locked, header chosen, unlocked by a slot other than
 /// `except`.
-fn open_for_change(image: &Path, key: &KeyArgs, quiet: bool, except: Option<usize>) -> Result<(HeaderFile, OpenedImage)> {
+fn open_for_change(
+    image: &Path,
+    key: &KeyArgs,
+    quiet: bool,
+    except: Option<usize>,
+) -> Result<(HeaderFile, OpenedImage)> {
     let unlocks = keys::unlocks(key, quiet)?;
     let file = HeaderFile::open(image)?;
     let region = file.region()?;
@@ -128,7 +136,11 @@ fn open_for_change(image: &Path, key: &KeyArgs, quiet: bool, except: Option<usiz
         // Another slot must open too: the last way in cannot remove itself.
         let chosen = choose_header(&region)?;
         let other = chosen.header.slots.iter().enumerate().filter(|(i, s)| Some(*i) != except && !s.is_empty()).find(
-            |(_, s)| unlocks.iter().any(|u| coffer_crypto::open_slot(chosen.header.suite, u, &chosen.header.image_id, s).is_some()),
+            |(_, s)| {
+                unlocks
+                    .iter()
+                    .any(|u| coffer_crypto::open_slot(chosen.header.suite, u, &chosen.header.image_id, s).is_some())
+            },
         );
         match other {
             Some((i, _)) => opened.slot = i,
@@ -165,7 +177,8 @@ fn write_slots(file: &HeaderFile, image: &Path, opened: &OpenedImage, slots: Vec
             std::process::abort();
         }
     };
-    file.write_slots(opened, slots, &mut hook).with_context(|| format!("cannot rewrite the header of {}", image.display()))
+    file.write_slots(opened, slots, &mut hook)
+        .with_context(|| format!("cannot rewrite the header of {}", image.display()))
 }
 
 fn slot_json(i: usize, s: &KeySlot) -> serde_json::Value {
@@ -219,7 +232,14 @@ fn list(image: &Path, as_json: bool) -> Result<()> {
         writeln!(out, "{v}")?;
         return Ok(());
     }
-    writeln!(out, "image {}  generation {}  {}  {} of {SLOT_COUNT} slots used", hex(&h.image_id), h.generation, h.suite.name(), slots.len())?;
+    writeln!(
+        out,
+        "image {}  generation {}  {}  {} of {SLOT_COUNT} slots used",
+        hex(&h.image_id),
+        h.generation,
+        h.suite.name(),
+        slots.len()
+    )?;
     for (i, s) in slots {
         writeln!(out, "slot {i:2}  {}  {}", utc(s.created), describe(s))?;
     }
@@ -275,11 +295,20 @@ pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
         HeaderCommand::Backup { image, output, force } => {
             let (file, _) = open_input(&image)?;
             let region = coffer_image::read_header_region(&file, &image)?;
-            let backup = HeaderBackup::of_region(&region).with_context(|| format!("cannot back up the header of {}", image.display()))?;
+            let backup = HeaderBackup::of_region(&region)
+                .with_context(|| format!("cannot back up the header of {}", image.display()))?;
             let out = AtomicFile::create(&output, force, 0o600)?;
             (&out).write_all(&backup.encode()).with_context(|| format!("cannot write {}", output.display()))?;
             out.commit()?;
-            say(quiet, format!("saved the header of {} (image {}) to {}", image.display(), hex(&backup.image_id), output.display()));
+            say(
+                quiet,
+                format!(
+                    "saved the header of {} (image {}) to {}",
+                    image.display(),
+                    hex(&backup.image_id),
+                    output.display()
+                ),
+            );
             Ok(())
         }
         HeaderCommand::Restore { image, backup, force } => {
@@ -311,7 +340,7 @@ pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
 
 pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
     match cmd {
-        KeyringCommand::Create { keyring, names, force, key } => {
+        KeyringCommand::Create { file: keyring, names, force, key } => {
             let secrets = keys::backup_secrets(&key, &Default::default(), quiet)?;
             let mut ring = Keyring::new(&keyring);
             for name in &names {
@@ -321,16 +350,22 @@ pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
             say(quiet, format!("created keyring {} with {} key(s)", keyring.display(), names.len()));
             Ok(())
         }
-        KeyringCommand::Rotate { keyring, name, key } => {
+        KeyringCommand::Rotate { file: keyring, name, key } => {
             let unlocks = keys::unlocks(&key, quiet)?;
             let mut ring = Keyring::open(&keyring, &unlocks)?;
             let version = ring.rotate(&name)?;
             let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
             ring.save(&secrets, true)?;
-            say(quiet, format!("keyring {}: {name} is now at version {version}; `coffer key rewrap` moves images to it", keyring.display()));
+            say(
+                quiet,
+                format!(
+                    "keyring {}: {name} is now at version {version}; `coffer key rewrap` moves images to it",
+                    keyring.display()
+                ),
+            );
             Ok(())
         }
-        KeyringCommand::List { keyring, json, key } => {
+        KeyringCommand::List { file: keyring, json, key } => {
             let ring = Keyring::open(&keyring, &keys::unlocks(&key, quiet)?)?;
             let rows = ring.describe();
             let mut out = std::io::stdout().lock();
@@ -380,15 +415,43 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     let bar = crate::progress::Bar::new(quiet, len, "rekey");
     let started = Instant::now();
     let written = match &output {
-        Some(f) => coffer_image::rekey(&mut input, std::io::BufWriter::with_capacity(1 << 20, f.file()), &opened, &params, &secrets, threads, &bar),
-        None => coffer_image::rekey(&mut input, std::io::BufWriter::with_capacity(1 << 20, stdout_file()?), &opened, &params, &secrets, threads, &bar),
+        Some(f) => coffer_image::rekey(
+            &mut input,
+            std::io::BufWriter::with_capacity(1 << 20, f.file()),
+            &opened,
+            &params,
+            &secrets,
+            threads,
+            &bar,
+        ),
+        None => coffer_image::rekey(
+            &mut input,
+            std::io::BufWriter::with_capacity(1 << 20, stdout_file()?),
+            &opened,
+            &params,
+            &secrets,
+            threads,
+            &bar,
+        ),
     };
     bar.finish();
-    let written = written.with_context(|| format!("rekey of {} failed; no image was left at {}", args.image.display(), args.output.display()))?;
+    let written = written.with_context(|| {
+        format!("rekey of {} failed; no image was left at {}", args.image.display(), args.output.display())
+    })?;
     if let Some(f) = output {
         f.commit()?;
     }
     let secs = started.elapsed().as_secs_f64();
-    say(quiet, format!("re-encrypted {} into {} under a new data key ({}, {:.1} s, {})", args.image.display(), args.output.display(), human(written), secs, rate(written, secs)));
+    say(
+        quiet,
+        format!(
+            "re-encrypted {} into {} under a new data key ({}, {:.1} s, {})",
+            args.image.display(),
+            args.output.display(),
+            human(written),
+            secs,
+            rate(written, secs)
+        ),
+    );
     Ok(())
 }
