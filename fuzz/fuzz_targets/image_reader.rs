@@ -3,14 +3,14 @@
 //! derived from valid images get past the key slot. Nothing may panic, hang or over-allocate.
 #![no_main]
 
-use coffer_crypto::MasterKey;
+use coffer_crypto::{MasterKey, Unlock};
 use coffer_image::{open_stream, read_stream, IndexedImage, NullVisitor, ReadOptions};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 fuzz_target!(|data: &[u8]| {
-    let keys = [MasterKey::from_hex(KEY).unwrap()];
+    let keys = [Unlock::Key(MasterKey::from_hex(KEY).unwrap())];
     let mut input = data;
     if let Ok(image) = open_stream(&mut input, &keys) {
         let _ = read_stream(&mut input, &image, &mut NullVisitor, ReadOptions { threads: 1, skip_data: false });

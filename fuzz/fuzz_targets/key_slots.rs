@@ -1,0 +1,30 @@
+//! Arbitrary bytes as a header region (both copies and their key slots) and as the small
+//! secret formats around it: header backups, identity files, recipient strings. The region is
+//! opened with a key and an identity (passphrase slots are left out: each try is an Argon2id
+//! run, bounded by the caps in `KdfParams`). Nothing may panic.
+#![no_main]
+
+use coffer_crypto::{slot::describe, Identity, KdfParams, KeyringRef, MasterKey, Recipient, Unlock};
+use coffer_image::{choose_header, open_header, HeaderBackup};
+use libfuzzer_sys::fuzz_target;
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+fuzz_target!(|data: &[u8]| {
+    let identity = Identity::parse("COFFER-SECRET-KEY-19THJAYNWSW9QEZFVAV3LHCC49EJ4JVVYF75SE2NJG72E370TEU3SMEJZ7Z").ok();
+    let mut unlocks = vec![Unlock::Key(MasterKey::from_hex(KEY).unwrap())];
+    unlocks.extend(identity.map(Unlock::Identity));
+    if let Ok(chosen) = choose_header(data) {
+        for slot in &chosen.header.slots {
+            let _ = describe(slot);
+            let _ = KeyringRef::of_slot(slot);
+            let _ = KdfParams::of_slot(slot).check();
+        }
+        let _ = open_header(data, &unlocks);
+    }
+    let _ = HeaderBackup::parse(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Identity::parse(text);
+        let _ = Recipient::parse(text);
+    }
+});
