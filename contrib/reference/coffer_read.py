@@ -5,8 +5,11 @@ It exists to check that the specification is complete: run against the known-ans
 crates/coffer-image/tests/vectors/, it must list the same entries and contents as coffer.
 Uncompressed images only (codec 0), streaming order, every check of the spec.
 
-    python3 coffer_read.py IMAGE KEYFILE        # prints one line per entry, JSON
-Needs the `cryptography` and `zstandard` packages (the index is zstd-compressed).
+    python3 coffer_read.py IMAGE KEYFILE                 # a key file: key and keyring slots
+    python3 coffer_read.py IMAGE --passphrase FILE       # passphrase slots (Argon2id)
+    python3 coffer_read.py IMAGE --identity FILE         # recipient slots (HPKE, X25519)
+Prints one line per entry, JSON. Needs the `cryptography` (44 or later, for Argon2id) and
+`zstandard` packages (the index is zstd-compressed).
 """
 import hashlib
 import hmac
@@ -14,7 +17,9 @@ import json
 import struct
 import sys
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 MAGIC = b"\x89COFFER\n"
 HEADER = 8192
@@ -24,14 +29,96 @@ class Bad(Exception):
     pass
 
 
-def hkdf(ikm, salt, info, length=32):
-    prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+def extract(salt, ikm):
+    return hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+
+
+def expand(prk, info, length):
     out, block, i = b"", b"", 1
     while len(out) < length:
         block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
         out += block
         i += 1
     return out[:length]
+
+
+def hkdf(ikm, salt, info, length=32):
+    return expand(extract(salt, ikm), info, length)
+
+
+# HPKE (RFC 9180) base mode, open only: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+KEM_SUITE = b"KEM\x00\x20"
+HPKE_SUITE = b"HPKE\x00\x20\x00\x01\x00\x03"
+
+
+def labeled_extract(suite, salt, label, ikm):
+    return extract(salt, b"HPKE-v1" + suite + label + ikm)
+
+
+def labeled_expand(suite, prk, label, info, length):
+    return expand(prk, struct.pack(">H", length) + b"HPKE-v1" + suite + label + info, length)
+
+
+def hpke_open(sk_r, enc, info, aad, ct):
+    sk = X25519PrivateKey.from_private_bytes(sk_r)
+    pk_r = sk.public_key().public_bytes_raw()
+    dh = sk.exchange(X25519PublicKey.from_public_bytes(enc))
+    eae_prk = labeled_extract(KEM_SUITE, b"", b"eae_prk", dh)
+    shared = labeled_expand(KEM_SUITE, eae_prk, b"shared_secret", enc + pk_r, 32)
+    context = (b"\x00" + labeled_extract(HPKE_SUITE, b"", b"psk_id_hash", b"")
+               + labeled_extract(HPKE_SUITE, b"", b"info_hash", info))
+    secret = labeled_extract(HPKE_SUITE, shared, b"secret", b"")
+    key = labeled_expand(HPKE_SUITE, secret, b"key", context, 32)
+    nonce = labeled_expand(HPKE_SUITE, secret, b"base_nonce", context, 12)
+    return ChaCha20Poly1305(key).decrypt(nonce, ct, aad)
+
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32_decode(text):
+    """Bech32 (BIP 173) without the length limit; returns (hrp, bytes)."""
+    text = text.strip().lower()
+    hrp, data = text[:text.rindex("1")], [BECH32.index(c) for c in text[text.rindex("1") + 1:]]
+    chk = 1
+    for v in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + data:
+        top, chk = chk >> 25, ((chk & 0x1ffffff) << 5) ^ v
+        for i, g in enumerate([0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3]):
+            chk ^= g if (top >> i) & 1 else 0
+    if chk != 1:
+        raise Bad("bech32 checksum")
+    acc, bits, out = 0, 0, bytearray()
+    for v in data[:-6]:
+        acc, bits = (acc << 5) | v, bits + 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xff)
+    return hrp, bytes(out)
+
+
+def unwrap_data_key(h, slot, secret):
+    """The data key if `secret` opens `slot` (spec section 4), else None."""
+    kind, salt, params = slot[0], slot[24:56], slot[104:]
+    aad = b"coffer v1 slot" + h["image_id"] + slot[:56] + slot[104:]
+    try:
+        if kind in (1, 4) and secret[0] == "key":
+            kek = hkdf(secret[1], salt, b"coffer v1 slot key" + h["image_id"])
+        elif kind == 2 and secret[0] == "passphrase":
+            m, t, p = struct.unpack_from(">III", params)
+            if not (65536 <= m <= 4194304 and 1 <= t <= 100 and 1 <= p <= 16):
+                return None
+            derived = Argon2id(salt=salt, length=32, iterations=t, lanes=p, memory_cost=m).derive(secret[1])
+            kek = hkdf(derived, salt, b"coffer v1 slot key" + h["image_id"])
+        elif kind == 3 and secret[0] == "identity":
+            info = b"coffer v1 recipient slot" + h["image_id"]
+            return hpke_open(secret[1], params[:32], info, aad, slot[56:104])
+        else:
+            return None
+        return aead(h["suite"], kek).decrypt(b"\0" * 12, slot[56:104], aad)
+    except Bad:
+        raise
+    except Exception:
+        return None
 
 
 def aead(suite, key):
@@ -55,7 +142,7 @@ def parse_header(b):
                 chunk_size=chunk_size, slots=slots, mac=b[8128:8160], raw=b)
 
 
-def open_image(data, master):
+def open_image(data, secret):
     copies = []
     for i in (0, 1):
         try:
@@ -68,15 +155,9 @@ def open_image(data, master):
         raise Bad("both header copies damaged")
     h = max(copies, key=lambda c: (c["generation"], -c["copy"]))
     for slot in h["slots"]:
-        if slot[0] != 1:
-            continue
-        kek = hkdf(master, slot[24:56], b"coffer v1 slot key" + h["image_id"])
-        aad = b"coffer v1 slot" + h["image_id"] + slot[:56] + slot[104:]
-        try:
-            dk = aead(h["suite"], kek).decrypt(b"\0" * 12, slot[56:104], aad)
+        dk = unwrap_data_key(h, slot, secret) if any(slot) else None
+        if dk is not None:
             break
-        except Exception:
-            continue
     else:
         raise Bad("wrong key")
     hk = hkdf(dk, h["image_id"], b"coffer v1 header mac key")
@@ -86,8 +167,8 @@ def open_image(data, master):
     return h, aead(h["suite"], pk)
 
 
-def read(data, master):
-    h, cipher = open_image(data, master)
+def read(data, secret):
+    h, cipher = open_image(data, secret)
     image_id, cs = h["image_id"], h["chunk_size"]
     pos, seq, entry_no, part, index_part = 16384, 0, -1, 0, 0
     entries, records, index, index_start = [], [], b"", None
@@ -208,9 +289,19 @@ def main():
     data = open(sys.argv[1], "rb").read()
     if sys.argv[1].endswith(".hex"):
         data = bytes.fromhex("".join(data.decode().split()))
-    master = bytes.fromhex(open(sys.argv[2]).read().strip())
+    if sys.argv[2] == "--passphrase":
+        text = open(sys.argv[3], "rb").read()
+        secret = ("passphrase", text[:-1] if text.endswith(b"\n") else text)
+    elif sys.argv[2] == "--identity":
+        line = [l for l in open(sys.argv[3]).read().splitlines() if l.strip() and not l.startswith("#")][0]
+        hrp, sk = bech32_decode(line)
+        if hrp not in ("coffer-secret-key-", "age-secret-key-") or len(sk) != 32:
+            raise SystemExit("not an identity")
+        secret = ("identity", sk)
+    else:
+        secret = ("key", bytes.fromhex(open(sys.argv[2]).read().strip()))
     try:
-        for e in read(data, master):
+        for e in read(data, secret):
             kinds = {1: "file", 2: "dir", 3: "symlink", 4: "hardlink"}
             print(json.dumps({"path": e["path"].decode("utf-8", "replace"), "type": kinds[e["kind"]],
                               "mode": oct(e["mode"]), "size": e["size"] if e["kind"] == 1 else 0,

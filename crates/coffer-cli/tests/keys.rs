@@ -469,3 +469,53 @@ fn have(tool: &str) -> bool {
     }
     found
 }
+
+/// The independent reader (contrib/reference/coffer_read.py, written from docs/FORMAT.md) opens
+/// key, passphrase (Argon2id) and recipient (HPKE) slots, coffer's and age's identities alike.
+#[test]
+fn the_reference_reader_opens_every_slot_kind() {
+    let has_python = std::process::Command::new("python3")
+        .args(["-c", "import zstandard; from cryptography.hazmat.primitives.kdf.argon2 import Argon2id"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_python {
+        assert!(
+            std::env::var_os("COFFER_REQUIRE_REFERENCE").is_none(),
+            "python3 with cryptography>=44 and zstandard is required"
+        );
+        return;
+    }
+    let (fx, recipient) = setup();
+    let img = fx.s("img.coffer");
+    let mut v = args(&["backup", &fx.s("src"), "-o", &img, "--compress", "none", "--key-file", &fx.key()]);
+    v.extend(args(&["--passphrase-file", &fx.s("pass.txt"), "-r", &recipient, "-q"]));
+    v.extend(args(&KDF));
+    let have_age = have("age-keygen");
+    if have_age {
+        std::process::Command::new("age-keygen").arg("-o").arg(fx.path("age.key")).output().unwrap();
+        let text = std::fs::read_to_string(fx.path("age.key")).unwrap();
+        v.extend(args(&["-r", text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap()]));
+    }
+    exec(0, &v);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/reference/coffer_read.py");
+    let want = coffer_crypto::hex(&coffer_crypto::sha256(&std::fs::read(fx.path("src/db/t1.ibd")).unwrap()));
+    let mut secrets =
+        vec![vec![fx.key()], vec!["--passphrase".into(), fx.s("pass.txt")], vec!["--identity".into(), fx.s("id.key")]];
+    if have_age {
+        secrets.push(vec!["--identity".into(), fx.s("age.key")]);
+    }
+    for secret in secrets {
+        let out = std::process::Command::new("python3").arg(&script).arg(&img).args(&secret).output().unwrap();
+        assert!(out.status.success(), "{secret:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&want), "{secret:?}");
+    }
+    fx.write_secret("wrong.txt", "not it\n");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&img)
+        .args(["--passphrase", &fx.s("wrong.txt")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+}
