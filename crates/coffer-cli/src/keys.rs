@@ -99,9 +99,13 @@ pub fn prompt_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase> {
     tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).context("cannot turn off echo")?;
     let mut ask = |p: &str| -> Result<Zeroizing<Vec<u8>>> {
         write!(tty, "{p}").context("cannot write to the terminal")?;
-        let mut line = Zeroizing::new(Vec::new());
+        // Room for any passphrase typed, so the buffer never moves and leaves copies behind.
+        let mut line = Zeroizing::new(Vec::with_capacity(4096));
         let mut byte = [0u8; 1];
         while tty.read(&mut byte).context("cannot read the terminal")? == 1 && byte[0] != b'\n' {
+            if line.len() == line.capacity() {
+                bail!("the passphrase is too long");
+            }
             line.push(byte[0]);
         }
         writeln!(tty).ok();

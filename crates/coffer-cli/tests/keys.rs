@@ -519,3 +519,76 @@ fn the_reference_reader_opens_every_slot_kind() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// Runs coffer on a pseudo-terminal (through Python's pty module), answering each prompt as it
+/// appears; returns (exit code, everything the terminal showed).
+fn on_terminal(v: &[String], answers: &[(&str, &str)]) -> (i32, String) {
+    const DRIVER: &str = r#"
+import os, pty, sys
+argv, answers = sys.argv[1:sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out = b""
+def more():
+    global out
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        chunk = b""
+    out += chunk
+    return chunk
+for prompt, answer in zip(answers[::2], answers[1::2]):
+    while prompt.encode() not in out:
+        if not more():
+            break
+    out = out.replace(prompt.encode(), b"<" + prompt.encode().strip() + b">", 1)
+    os.write(fd, answer.encode() + b"\n")
+while more():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(DRIVER).arg(env!("CARGO_BIN_EXE_coffer")).args(v).arg("--");
+    for (p, a) in answers {
+        cmd.arg(p).arg(a);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn passphrases_are_asked_on_the_terminal_without_echo() {
+    let (fx, _) = setup();
+    let img = fx.s("img.coffer");
+    let mut v = args(&["backup", &fx.s("src"), "-o", &img, "--passphrase", "-q"]);
+    v.extend(args(&KDF));
+    let (code, shown) = on_terminal(&v, &[("Passphrase: ", PASS), ("Repeat the passphrase: ", PASS)]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("<Passphrase:>") && shown.contains("<Repeat the passphrase:>"), "{shown}");
+    assert!(!shown.contains(PASS), "echo is off: {shown}");
+    restores(&fx, &img, &["--passphrase-file", &fx.s("pass.txt")]);
+    let (code, shown) = on_terminal(&args(&["verify", &img, "--passphrase", "-q"]), &[("Passphrase: ", PASS)]);
+    assert_eq!(code, 0, "{shown}");
+    let (code, _) = on_terminal(&args(&["verify", &img, "--passphrase", "-q"]), &[("Passphrase: ", "nope")]);
+    assert_eq!(code, 3);
+    // Two different answers when creating: refused, no image.
+    let mut v = args(&["backup", &fx.s("src"), "-o", &fx.s("x.coffer"), "--passphrase", "-q"]);
+    v.extend(args(&KDF));
+    let (code, shown) = on_terminal(&v, &[("Passphrase: ", PASS), ("Repeat the passphrase: ", "other")]);
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("do not match"), "{shown}");
+    assert!(!fx.path("x.coffer").exists());
+    // No terminal at all (a new session has no controlling terminal): a usage error that
+    // names the alternatives.
+    let out = std::process::Command::new("setsid")
+        .args(["-w", env!("CARGO_BIN_EXE_coffer"), "verify", &img, "--passphrase"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--passphrase-file"), "{err}");
+}
