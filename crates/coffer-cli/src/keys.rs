@@ -183,11 +183,18 @@ const NO_KEY: &str = "no key given: use --key-file FILE (or COFFER_KEY_FILE), --
 
 /// The secrets given to open an image; at least one.
 pub fn unlocks(args: &KeyArgs, quiet: bool) -> Result<Vec<Unlock>> {
+    Ok(unlocks_and_keyring(args, quiet)?.0)
+}
+
+/// The secrets given to open an image, and the keyring (opened once) for commands that seal
+/// new keyring slots.
+pub fn unlocks_and_keyring(args: &KeyArgs, quiet: bool) -> Result<(Vec<Unlock>, Option<Keyring>)> {
     let mut out: Vec<Unlock> = master_keys(args, quiet)?.into_iter().map(Unlock::Key).collect();
     for path in &args.identities {
         out.push(Unlock::Identity(read_identity(path, args.allow_insecure_key_file)?));
     }
-    if let Some(ring) = keyring(args)? {
+    let ring = keyring(args)?;
+    if let Some(ring) = &ring {
         out.extend(ring.all_keys().map(Unlock::Key));
     }
     // Passphrases last: each try costs an Argon2id run.
@@ -195,7 +202,7 @@ pub fn unlocks(args: &KeyArgs, quiet: bool) -> Result<Vec<Unlock>> {
     if out.is_empty() {
         return Err(usage(NO_KEY));
     }
-    Ok(out)
+    Ok((out, ring))
 }
 
 fn kdf_choice(kdf: &KdfArgs) -> Result<KdfChoice> {

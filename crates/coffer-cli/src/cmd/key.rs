@@ -40,8 +40,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
         }
         KeyCommand::List { image, json } => list(&image, json),
         KeyCommand::Add { image, key, new } => {
-            let (file, opened) = open_for_change(&image, &key, quiet, None)?;
-            let ring = keys::keyring(&key)?;
+            let (file, opened, ring) = open_for_change(&image, &key, quiet, None)?;
             let secrets = keys::new_secrets(&new, ring.as_ref(), key.allow_insecure_key_file)?;
             let mut slots = opened.header.slots.clone();
             let mut added = Vec::new();
@@ -57,7 +56,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
             Ok(())
         }
         KeyCommand::Remove { image, slot, key } => {
-            let (file, opened) = open_for_change(&image, &key, quiet, Some(slot))?;
+            let (file, opened, _) = open_for_change(&image, &key, quiet, Some(slot))?;
             let mut slots = opened.header.slots.clone();
             if slots.get(slot).is_none_or(KeySlot::is_empty) {
                 return Err(usage(format!("slot {slot} is empty (see `coffer key list`)")));
@@ -68,8 +67,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
             Ok(())
         }
         KeyCommand::Rotate { image, key, new } => {
-            let (file, opened) = open_for_change(&image, &key, quiet, None)?;
-            let ring = keys::keyring(&key)?;
+            let (file, opened, ring) = open_for_change(&image, &key, quiet, None)?;
             let secrets = keys::new_secrets(&new, ring.as_ref(), key.allow_insecure_key_file)?;
             let [secret] = &secrets[..] else {
                 return Err(usage("rotate replaces one slot with one new secret; use `key add` for more"));
@@ -127,8 +125,8 @@ fn open_for_change(
     key: &KeyArgs,
     quiet: bool,
     except: Option<usize>,
-) -> Result<(HeaderFile, OpenedImage)> {
-    let unlocks = keys::unlocks(key, quiet)?;
+) -> Result<(HeaderFile, OpenedImage, Option<Keyring>)> {
+    let (unlocks, ring) = keys::unlocks_and_keyring(key, quiet)?;
     let file = HeaderFile::open(image)?;
     let region = file.region()?;
     let mut opened = open_header(&region, &unlocks).with_context(|| format!("cannot open {}", image.display()))?;
@@ -157,7 +155,7 @@ fn open_for_change(
     for w in &opened.warnings {
         warn(quiet, w);
     }
-    Ok((file, opened))
+    Ok((file, opened, ring))
 }
 
 fn new_slot(opened: &OpenedImage, secret: &SlotSecret) -> Result<KeySlot> {
@@ -395,8 +393,7 @@ fn reseal(u: Unlock) -> Result<SlotSecret> {
 }
 
 pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
-    let unlocks = keys::unlocks(&args.key, quiet)?;
-    let ring = keys::keyring(&args.key)?;
+    let (unlocks, ring) = keys::unlocks_and_keyring(&args.key, quiet)?;
     let secrets = keys::new_secrets(&args.new, ring.as_ref(), args.key.allow_insecure_key_file)?;
     let to_stdout = args.output == Path::new("-");
     if to_stdout && std::io::stdout().is_terminal() {
