@@ -412,24 +412,19 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     let bar = crate::progress::Bar::new(quiet, len, "rekey");
     let started = Instant::now();
     let written = match &output {
-        Some(f) => coffer_image::rekey(
-            &mut input,
-            std::io::BufWriter::with_capacity(1 << 20, f.file()),
-            &opened,
-            &params,
-            &secrets,
-            threads,
-            &bar,
-        ),
-        None => coffer_image::rekey(
-            &mut input,
-            std::io::BufWriter::with_capacity(1 << 20, stdout_file()?),
-            &opened,
-            &params,
-            &secrets,
-            threads,
-            &bar,
-        ),
+        Some(f) => {
+            // Written as backups are: O_DIRECT, past the page cache.
+            let out = f.file().try_clone().context("cannot use the output file")?;
+            let mut sink = coffer_fs::sink::DirectWriter::new(out, args.output.clone());
+            coffer_image::rekey(&mut input, &mut sink, &opened, &params, &secrets, threads, &bar).and_then(|n| {
+                sink.finish()?;
+                Ok(n)
+            })
+        }
+        None => {
+            let sink = std::io::BufWriter::with_capacity(1 << 20, stdout_file()?);
+            coffer_image::rekey(&mut input, sink, &opened, &params, &secrets, threads, &bar)
+        }
     };
     bar.finish();
     let written = written.with_context(|| {
