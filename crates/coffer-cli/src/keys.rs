@@ -205,8 +205,13 @@ pub fn unlocks_and_keyring(args: &KeyArgs, quiet: bool) -> Result<(Vec<Unlock>, 
     Ok((out, ring))
 }
 
+/// The default Argon2id costs on this host.
+pub fn default_kdf() -> KdfChoice {
+    KdfChoice::default_for(available_memory_kib())
+}
+
 fn kdf_choice(kdf: &KdfArgs) -> Result<KdfChoice> {
-    let mut choice = KdfChoice::default_for(available_memory_kib());
+    let mut choice = default_kdf();
     if let Some(mib) = kdf.kdf_memory {
         let kib = mib.checked_mul(1024).filter(|k| *k >= coffer_crypto::KdfParams::MIN_MEMORY_KIB);
         let kib = kib.filter(|k| *k <= coffer_crypto::KdfParams::MAX_MEMORY_KIB);

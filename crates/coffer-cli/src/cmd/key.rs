@@ -9,7 +9,7 @@ use crate::keyring::Keyring;
 use crate::keys;
 use crate::output::AtomicFile;
 use anyhow::{bail, Context, Result};
-use coffer_crypto::{hex, seal_slot, slot::describe, Identity, KdfChoice, KeyringRef, MasterKey, SlotSecret, Unlock};
+use coffer_crypto::{hex, seal_slot, slot::describe, Identity, KeyringRef, MasterKey, SlotSecret, Unlock};
 use coffer_format::header::SLOT_COUNT;
 use coffer_format::{Header, KeySlot};
 use coffer_image::{choose_header, open_header, HeaderBackup, HeaderFile, ImageParams, OpenedImage};
@@ -388,7 +388,7 @@ fn reseal(u: Unlock) -> Result<SlotSecret> {
     Ok(match u {
         Unlock::Key(k) => SlotSecret::Key(k),
         Unlock::Identity(i) => SlotSecret::Recipient(i.recipient()),
-        Unlock::Passphrase(p) => SlotSecret::Passphrase(p, KdfChoice::default_for(None)),
+        Unlock::Passphrase(p) => SlotSecret::Passphrase(p, keys::default_kdf()),
     })
 }
 
