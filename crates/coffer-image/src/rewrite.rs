@@ -158,7 +158,8 @@ impl HeaderBackup {
     }
 }
 
-/// Re-encrypts an image under a new data key and image id (from `params`), frame by frame:
+/// Re-encrypts an image under a new data key and image id (from `params`; the header keeps the
+/// image's codec, chunk size and creation date), frame by frame:
 /// each frame is authenticated and decrypted with the old keys and sealed with the new ones.
 /// Nothing is decompressed, and the frame layout and sizes are unchanged, so the index stays
 /// valid. `input` is positioned after the old header region; returns the bytes written.

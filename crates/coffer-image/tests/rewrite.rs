@@ -145,8 +145,7 @@ fn rekey_shares_nothing_with_its_input() {
     let mut input = Cursor::new(&old[..]);
     let opened = open_stream(&mut input, &[Unlock::Key(key(1))]).unwrap();
     let h = &opened.header;
-    let mut params = ImageParams::random(Suite::ChaCha20Poly1305, h.codec, h.level.into(), h.chunk_size, 1).unwrap();
-    params.created = h.created;
+    let params = ImageParams::random(Suite::ChaCha20Poly1305, h.codec, h.level.into(), h.chunk_size, 1).unwrap();
     let mut out = Vec::new();
     let n = rekey(&mut input, &mut out, &opened, &params, &[SlotSecret::Key(key(2))], 2, &NoProgress).unwrap();
     assert_eq!(n, out.len() as u64);
@@ -156,6 +155,7 @@ fn rekey_shares_nothing_with_its_input() {
     let new_opened = open_stream(&mut Cursor::new(&out[..]), &[Unlock::Key(key(2))]).unwrap();
     assert_ne!(new_opened.header.image_id, opened.header.image_id);
     assert_eq!(new_opened.header.suite, Suite::ChaCha20Poly1305);
+    assert_eq!(new_opened.header.created, opened.header.created, "still the backup's date");
     // No 16-byte block of ciphertext survives.
     let old_blocks: std::collections::HashSet<&[u8]> = old[DATA_OFFSET as usize..].chunks(16).collect();
     let shared = out[DATA_OFFSET as usize..].chunks(16).filter(|b| b.len() == 16 && old_blocks.contains(b)).count();

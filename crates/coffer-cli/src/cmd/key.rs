@@ -406,8 +406,8 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     }
     let h = &opened.header;
     let suite = args.cipher.map_or(h.suite, super::backup::cipher_suite);
-    let mut params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
-    params.created = h.created;
+    // The new header keeps the image's creation time; its slots are dated now.
+    let params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
     let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
     let bar = crate::progress::Bar::new(quiet, len, "rekey");
     let started = Instant::now();
