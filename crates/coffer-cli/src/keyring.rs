@@ -124,6 +124,7 @@ impl Keyring {
         let params = ImageParams::random(coffer_crypto::default_suite(), Codec::None, 0, 64 * 1024, secrets.len())?;
         let meta = EntryMeta {
             kind: EntryKind::File,
+            continues: false,
             mode: 0o600,
             uid: 0,
             gid: 0,

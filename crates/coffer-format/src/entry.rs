@@ -1,10 +1,13 @@
 //! Entry metadata: the plaintext of an ENTRY frame, and part of every index record.
 //!
 //! ```text
-//! kind u8 | reserved u8 (0) | reserved u16 (0) | mode u32 | uid u32 | gid u32
+//! kind u8 | flags u8 | reserved u16 (0) | mode u32 | uid u32 | gid u32
 //! mtime_sec i64 | mtime_nsec u32 | reserved u32 (0) | size u64
 //! path_len u16 | path | target_len u16 | target | uname_len u8 | uname | gname_len u8 | gname
 //! ```
+//!
+//! Flag bit 0, `CONTINUES` (files only): this entry continues a file whose earlier part ended
+//! with a paused chunk (see `frame::FLAG_PAUSE`); `size` is the offset where this part begins.
 
 use crate::codec::{Reader, Writer};
 use crate::{invalid, FormatError};
@@ -46,17 +49,24 @@ impl EntryKind {
     }
 }
 
+/// The entry flag of a file's continuation part.
+pub const FLAG_CONTINUES: u8 = 0x01;
+
 /// What an image knows about one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {
     pub kind: EntryKind,
+    /// A later part of a file written in several parts (streams whose files interleave, such as
+    /// xbstream); `size` is then the offset of the part's first byte.
+    pub continues: bool,
     /// Permission bits, including set-uid, set-gid and sticky (at most 0o7777).
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
-    /// For files, the size when the entry was written (the chunks give the final size).
+    /// For files, the size when the entry was written (the chunks give the final size); for a
+    /// continuation part, the offset where it begins.
     pub size: u64,
     /// Path relative to the backed-up directory, `/`-separated bytes (not necessarily UTF-8).
     pub path: Vec<u8>,
@@ -69,7 +79,8 @@ impl EntryMeta {
     pub fn encode(&self, out: &mut Vec<u8>) {
         Writer::new(out)
             .u8(self.kind as u8)
-            .zeros(3)
+            .u8(if self.continues { FLAG_CONTINUES } else { 0 })
+            .zeros(2)
             .u32(self.mode)
             .u32(self.uid)
             .u32(self.gid)
@@ -96,6 +107,9 @@ impl EntryMeta {
             }
         } else {
             check_relative_path(&self.path)?;
+        }
+        if self.continues && self.kind != EntryKind::File {
+            return Err(invalid(WHAT, "only a file can continue"));
         }
         if self.mode > 0o7777 {
             return Err(invalid(WHAT, format!("mode {:o} has bits beyond 0o7777", self.mode)));
@@ -135,7 +149,11 @@ impl EntryMeta {
         let kind_byte = r.u8()?;
         let kind =
             EntryKind::from_u8(kind_byte).ok_or_else(|| invalid("entry", format!("unknown entry kind {kind_byte}")))?;
-        r.zeros(3, "bytes 1..4")?;
+        let flags = r.u8()?;
+        if flags & !FLAG_CONTINUES != 0 {
+            return Err(crate::FormatError::Reserved { what: "entry", field: "flags" });
+        }
+        r.zeros(2, "bytes 2..4")?;
         let mode = r.u32()?;
         let uid = r.u32()?;
         let gid = r.u32()?;
@@ -151,7 +169,8 @@ impl EntryMeta {
         let uname = r.take(uname_len)?.to_vec();
         let gname_len = r.u8()? as usize;
         let gname = r.take(gname_len)?.to_vec();
-        let meta = Self { kind, mode, uid, gid, mtime_sec, mtime_nsec, size, path, target, uname, gname };
+        let continues = flags & FLAG_CONTINUES != 0;
+        let meta = Self { kind, continues, mode, uid, gid, mtime_sec, mtime_nsec, size, path, target, uname, gname };
         meta.check()?;
         Ok(meta)
     }
@@ -195,6 +214,7 @@ mod tests {
     pub(crate) fn sample() -> EntryMeta {
         EntryMeta {
             kind: EntryKind::File,
+            continues: false,
             mode: 0o640,
             uid: 27,
             gid: 28,

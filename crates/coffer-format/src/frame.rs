@@ -17,6 +17,9 @@ use crate::{invalid, FormatError, TAG_LEN};
 pub const FRAME_HEADER_LEN: usize = 8;
 /// Set on the last CHUNK of an entry and on the last INDEX frame.
 pub const FLAG_LAST: u8 = 0x01;
+/// Set, with `FLAG_LAST`, on the last CHUNK of an entry whose file is not complete: a later
+/// entry with the `CONTINUES` flag and the same path carries on from where this one ends.
+pub const FLAG_PAUSE: u8 = 0x02;
 /// Extra room above the chunk size that a frame body may take (entry metadata, segment tables).
 pub const BODY_SLACK: usize = 256 * 1024;
 pub const AAD_LEN: usize = 48;
@@ -65,6 +68,11 @@ impl FrameHeader {
         self.flags & FLAG_LAST != 0
     }
 
+    /// The last chunk of a part, not of the file (see [`FLAG_PAUSE`]).
+    pub fn is_pause(&self) -> bool {
+        self.flags & FLAG_PAUSE != 0
+    }
+
     pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
         let mut out = [0u8; FRAME_HEADER_LEN];
         out[0] = self.kind as u8;
@@ -81,10 +89,11 @@ impl FrameHeader {
             FrameKind::from_u8(bytes[0]).ok_or_else(|| invalid(WHAT, format!("unknown frame kind {}", bytes[0])))?;
         let flags = bytes[1];
         let allowed = match kind {
-            FrameKind::Chunk | FrameKind::Index => FLAG_LAST,
+            FrameKind::Chunk => FLAG_LAST | FLAG_PAUSE,
+            FrameKind::Index => FLAG_LAST,
             FrameKind::Entry | FrameKind::End => 0,
         };
-        if flags & !allowed != 0 {
+        if flags & !allowed != 0 || (flags & FLAG_PAUSE != 0 && flags & FLAG_LAST == 0) {
             return Err(FormatError::Reserved { what: WHAT, field: "flags" });
         }
         if bytes[2] != 0 || bytes[3] != 0 {
@@ -201,7 +210,10 @@ mod tests {
         let cs = 1 << 20;
         assert!(FrameHeader::parse(&[9, 0, 0, 0, 32, 0, 0, 0], cs).is_err(), "unknown kind");
         assert!(FrameHeader::parse(&[1, 1, 0, 0, 32, 0, 0, 0], cs).is_err(), "LAST on an entry");
-        assert!(FrameHeader::parse(&[2, 2, 0, 0, 32, 0, 0, 0], cs).is_err(), "unknown flag");
+        assert!(FrameHeader::parse(&[2, 4, 0, 0, 32, 0, 0, 0], cs).is_err(), "unknown flag");
+        assert!(FrameHeader::parse(&[2, 2, 0, 0, 32, 0, 0, 0], cs).is_err(), "PAUSE without LAST");
+        assert!(FrameHeader::parse(&[2, 3, 0, 0, 32, 0, 0, 0], cs).unwrap().is_pause());
+        assert!(FrameHeader::parse(&[3, 2, 0, 0, 32, 0, 0, 0], cs).is_err(), "PAUSE on an index frame");
         assert!(FrameHeader::parse(&[2, 0, 1, 0, 32, 0, 0, 0], cs).is_err(), "reserved");
         assert!(FrameHeader::parse(&[2, 0, 0, 0, 15, 0, 0, 0], cs).is_err(), "shorter than a tag");
         let too_big = (max_body_len(cs) as u32 + 1).to_le_bytes();

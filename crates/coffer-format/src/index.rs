@@ -101,6 +101,7 @@ mod tests {
     fn records_round_trip() {
         let meta = EntryMeta {
             kind: EntryKind::Dir,
+            continues: false,
             mode: 0o750,
             uid: 0,
             gid: 0,

@@ -43,6 +43,8 @@ const WRITEBACK_STEP: u64 = 32 << 20;
 /// skips the page cache (see [`crate::sink`]) and is on disk before the final flush. Smaller
 /// files go through the page cache, where one synchronous write each would cost more.
 const DIRECT_MIN: u64 = 256 << 10;
+/// Files written in parts that may wait for their next part at once (each holds a descriptor).
+const MAX_PAUSED: usize = 4096;
 
 /// Whose files the restored entries become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +88,8 @@ struct OpenFile {
     meta: EntryMeta,
     /// Written with O_DIRECT through the restorer's stage.
     direct: bool,
+    /// Padding past the data was written (O_DIRECT before a pause): set the length at the end.
+    padded: bool,
     written_to: u64,
     kicked_to: u64,
 }
@@ -101,6 +105,8 @@ pub struct Restorer {
     dirs: Vec<EntryMeta>,
     root_meta: Option<EntryMeta>,
     restored_files: HashSet<Vec<u8>>,
+    /// Files written in parts, between two parts: still under their temporary names.
+    paused: std::collections::HashMap<Vec<u8>, OpenFile>,
     tmp_counter: u64,
     pid: u32,
     stage: AlignedStage,
@@ -162,6 +168,7 @@ impl Restorer {
             dirs: Vec::new(),
             root_meta: None,
             restored_files: HashSet::new(),
+            paused: Default::default(),
             tmp_counter: 0,
             pid: std::process::id(),
             stage: AlignedStage::default(),
@@ -299,7 +306,7 @@ impl Restorer {
         check_relative_path(rel).map_err(|e| Self::unsafe_entry(rel, e.to_string()))?;
         let (parent, name) = split_parent(rel);
         let force = self.opts.force;
-        if !self.opts.whole_tree {
+        if !self.opts.whole_tree && !meta.continues {
             // Extracting into a directory that may hold anything: fail before writing data.
             // (A whole-tree restore starts empty or with --force; renames refuse to replace.)
             self.check_clobber(parent, name, rel, meta.kind)?;
@@ -360,6 +367,12 @@ impl Restorer {
                 place(dir, &tmp, name, force, &shown)?;
                 self.stats.hardlinks += 1;
             }
+            EntryKind::File if meta.continues => {
+                let Some(f) = self.paused.remove(rel) else {
+                    return Err(Self::unsafe_entry(rel, "continues a file that is not paused"));
+                };
+                self.file = Some(f);
+            }
             EntryKind::File => {
                 let tmp = self.next_tmp();
                 let shown = self.shown(rel);
@@ -380,6 +393,7 @@ impl Restorer {
                     tmp,
                     meta: meta.clone(),
                     direct,
+                    padded: false,
                     written_to: 0,
                     kicked_to: 0,
                 });
@@ -406,6 +420,28 @@ impl Restorer {
         Ok(())
     }
 
+    /// Ends a part of the open file: it stays under its temporary name until a continuation
+    /// entry carries on and its last part ends with [`Restorer::end_file`].
+    pub fn pause_file(&mut self) -> Result<(), FsError> {
+        let mut f = self.file.take().expect("pause_file without an open file");
+        if f.direct {
+            // The stage serves one file at a time: write out this one's blocks (the last one
+            // padded) and go on through the page cache.
+            let done: crate::sink::Deferred = Box::new(|_| Ok(()));
+            self.stage.finish_then(&f.file, &f.shown, done)?;
+            self.settle()?;
+            set_direct(&f.file, false);
+            f.direct = false;
+            f.padded = true;
+        }
+        if self.paused.len() >= MAX_PAUSED {
+            self.discard(&f);
+            return Err(Self::unsafe_entry(&f.rel, format!("more than {MAX_PAUSED} files paused at once")));
+        }
+        self.paused.insert(f.rel.clone(), f);
+        Ok(())
+    }
+
     /// Completes the open file: sets its size (a trailing hole), owner, mode and times, and
     /// renames it into place.
     pub fn end_file(&mut self, size: u64) -> Result<(), FsError> {
@@ -419,7 +455,7 @@ impl Restorer {
 
     fn complete(&mut self, f: &OpenFile, size: u64) -> Result<(), FsError> {
         let finish = Finish {
-            truncate: f.direct || f.written_to != size,
+            truncate: f.direct || f.padded || f.written_to != size,
             force: self.opts.force,
             size,
             owner: self.owner_of(&f.meta),
@@ -481,6 +517,9 @@ impl Restorer {
     pub fn finish(mut self) -> Result<RestoreStats, FsError> {
         assert!(self.file.is_none(), "finish called while a file is open");
         self.settle()?;
+        if let Some(rel) = self.paused.keys().next() {
+            return Err(Self::unsafe_entry(rel, "a file paused and never completed"));
+        }
         // Entries arrive parents first, so the reverse order sets every child before its parent.
         for meta in std::mem::take(&mut self.dirs).iter().rev() {
             let (parent, name) = split_parent(&meta.path);
@@ -523,6 +562,9 @@ impl Drop for Restorer {
     /// the marker stays, saying the target is incomplete.
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
+            self.discard(&f);
+        }
+        for (_, f) in std::mem::take(&mut self.paused) {
             self.discard(&f);
         }
     }
@@ -617,6 +659,7 @@ mod tests {
     fn meta(kind: EntryKind, path: &str) -> EntryMeta {
         EntryMeta {
             kind,
+            continues: false,
             mode: if kind == EntryKind::Dir { 0o755 } else { 0o640 },
             uid: 0,
             gid: 0,

@@ -40,6 +40,12 @@ pub trait ChunkReader: Send {
     /// Asks that chunks (but the last) end on multiples of `align` bytes, so a page of that size
     /// never spans two chunks. Readers that cannot (streams) ignore it.
     fn set_align(&mut self, _align: u64) {}
+
+    /// After the chunk marked `last`: true if that was the end of a part of the contents, not
+    /// of the contents (a later entry continues them; streams whose files interleave).
+    fn paused(&self) -> bool {
+        false
+    }
 }
 
 /// A read planned by the producer and done by a worker, so that reading (a copy from the page

@@ -69,6 +69,7 @@ impl Walker {
     fn meta(&mut self, kind: EntryKind, path: Vec<u8>, md: &Metadata) -> EntryMeta {
         EntryMeta {
             kind,
+            continues: false,
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),

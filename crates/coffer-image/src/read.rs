@@ -21,6 +21,11 @@ pub trait Visitor {
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError>;
     /// The file is complete and `size` bytes long.
     fn end_file(&mut self, size: u64) -> Result<(), ImageError>;
+    /// This part of the file ends at `end`; a later entry with `continues` set carries it on
+    /// (its `size` is `end`). Until then other entries come.
+    fn pause_file(&mut self, _end: u64) -> Result<(), ImageError> {
+        Ok(())
+    }
 }
 
 /// A visitor that does nothing: for `verify`.
@@ -264,6 +269,8 @@ impl Worker<'_> {
 struct OpenFile {
     path: String,
     chunks: u64,
+    /// Where this entry's data begins (0, or a continuation's offset).
+    start: u64,
     next_range: u64,
 }
 
@@ -283,6 +290,8 @@ struct Checker<'a> {
     end: Option<EndFields>,
     summary: ReadSummary,
     complete: bool,
+    /// Files whose last part so far ended with a pause: path and where they stopped.
+    paused: std::collections::HashMap<Vec<u8>, u64>,
 }
 
 impl Checker<'_> {
@@ -328,10 +337,12 @@ impl Checker<'_> {
                 }
                 let path = String::from_utf8_lossy(&meta.path).into_owned();
                 self.last_entry = Some(path.clone());
+                self.check_continuation(offset, &meta)?;
                 self.visitor.entry(&meta)?;
                 self.summary.entries += 1;
                 if meta.kind == EntryKind::File {
-                    self.file = Some(OpenFile { path, chunks: 0, next_range: 0 });
+                    let start = if meta.continues { meta.size } else { 0 };
+                    self.file = Some(OpenFile { path, chunks: 0, start, next_range: start });
                 }
                 self.seen.push(IndexRecord {
                     frame_offset: offset,
@@ -370,11 +381,16 @@ impl Checker<'_> {
                 rec.frames_len = frame_end - rec.frame_offset;
                 self.summary.data_bytes += data_len;
                 if job.header.is_some_and(|h| h.is_last()) {
+                    let file = self.file.take().expect("a file is open");
                     rec.size = range_end;
-                    self.summary.files += 1;
-                    self.summary.logical_bytes += range_end;
-                    self.file = None;
-                    self.visitor.end_file(range_end)?;
+                    self.summary.logical_bytes += range_end - file.start;
+                    if job.header.is_some_and(|h| h.is_pause()) {
+                        self.paused.insert(rec.meta.path.clone(), range_end);
+                        self.visitor.pause_file(range_end)?;
+                    } else {
+                        self.summary.files += 1;
+                        self.visitor.end_file(range_end)?;
+                    }
                     self.entry_done_if_scoped(frame_end);
                 }
                 Ok(())
@@ -396,6 +412,24 @@ impl Checker<'_> {
         }
     }
 
+    /// A continuation must carry on a paused file from where it stopped; a new file must not
+    /// share its path with a paused one. (Reading one entry through the index, the index record
+    /// vouches for it instead.)
+    fn check_continuation(&mut self, offset: u64, meta: &EntryMeta) -> Result<(), ImageError> {
+        if matches!(self.scope, Scope::Entry { .. }) || meta.kind != EntryKind::File {
+            return Ok(());
+        }
+        match (meta.continues, self.paused.remove(&meta.path)) {
+            (true, Some(end)) if end == meta.size => Ok(()),
+            (true, Some(end)) => {
+                Err(self.corrupt(offset, format!("a continuation from byte {}, the file paused at {end}", meta.size)))
+            }
+            (true, None) => Err(self.corrupt(offset, "a continuation of a file that is not paused")),
+            (false, Some(_)) => Err(self.corrupt(offset, "a new file with the name of a paused one")),
+            (false, None) => Ok(()),
+        }
+    }
+
     fn entry_done_if_scoped(&mut self, frame_end: u64) {
         if let Scope::Entry { record, .. } = &self.scope {
             if self.file.is_none() && frame_end == record.frame_offset + record.frames_len {
@@ -408,6 +442,9 @@ impl Checker<'_> {
         let bad = |detail: &str| Err(ImageError::corrupt(Location { offset, ..Location::default() }, detail));
         if !self.index_done {
             return bad("END frame before the index is complete");
+        }
+        if let Some(path) = self.paused.keys().next() {
+            return bad(&format!("{:?} was paused and never completed", String::from_utf8_lossy(path)));
         }
         if end.seq != pos.seq
             || end.entry_count != self.summary.entries
@@ -461,6 +498,7 @@ pub(crate) fn read_frames(
         end: None,
         summary: ReadSummary::default(),
         complete: false,
+        paused: Default::default(),
     };
     let make_worker = || {
         let mut w = Worker { image, decompressor: Decompressor::new(), scratch: pool.get(), skip_data: opts.skip_data };

@@ -22,6 +22,9 @@ impl Visitor for RestoreVisitor {
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
         Ok(self.restorer.end_file(size)?)
     }
+    fn pause_file(&mut self, _end: u64) -> Result<(), ImageError> {
+        Ok(self.restorer.pause_file()?)
+    }
 }
 
 /// Writes one file's contents to a stream, holes as zeros.
@@ -60,7 +63,10 @@ impl<W: Write> Visitor for StreamVisitor<W> {
                 meta.kind.name()
             )));
         }
-        self.pos = 0;
+        // A continuation carries on where the previous part of the same file stopped.
+        if !meta.continues {
+            self.pos = 0;
+        }
         Ok(())
     }
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
@@ -72,5 +78,8 @@ impl<W: Write> Visitor for StreamVisitor<W> {
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
         self.fill_to(size)?;
         self.out.flush().map_err(io("write", "output"))
+    }
+    fn pause_file(&mut self, end: u64) -> Result<(), ImageError> {
+        self.fill_to(end)
     }
 }

@@ -110,6 +110,7 @@ impl FileSource {
         let mut names = coffer_fs::owner::NameCache::default();
         let meta = EntryMeta {
             kind: EntryKind::File,
+            continues: false,
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
@@ -180,6 +181,8 @@ struct Job {
     kind: FrameKind,
     pos: Position,
     last: bool,
+    /// With `last`: the file continues in a later entry (`FLAG_PAUSE`).
+    pause: bool,
     /// Data for the worker to read before sealing (dense files).
     read: Option<PlannedRead>,
     /// A worker's read failed.
@@ -200,11 +203,11 @@ pub(crate) fn seal_frame(
     image_id: &[u8; 16],
     pos: Position,
     kind: FrameKind,
-    last: bool,
+    flags: u8,
     buf: &mut [u8],
     plain_len: usize,
 ) -> usize {
-    let fh = FrameHeader::new(kind, last, plain_len + TAG_LEN);
+    let fh = FrameHeader { kind, flags, body_len: (plain_len + TAG_LEN) as u32 };
     buf[..FRAME_HEADER_LEN].copy_from_slice(&fh.encode());
     let aad = frame::aad(image_id, pos, &fh);
     let end = FRAME_HEADER_LEN + plain_len;
@@ -243,7 +246,8 @@ impl Worker<'_> {
             FrameKind::Chunk => self.prepare_chunk(job),
             FrameKind::Index | FrameKind::End => unreachable!("index and end frames are sealed by the writer"),
         };
-        job.len = seal_frame(self.keys, &self.image_id, job.pos, job.kind, job.last, &mut job.buf, plain_len);
+        let flags = if job.last { frame::FLAG_LAST } else { 0 } | if job.pause { frame::FLAG_PAUSE } else { 0 };
+        job.len = seal_frame(self.keys, &self.image_id, job.pos, job.kind, flags, &mut job.buf, plain_len);
     }
 
     /// Compresses the chunk data if that makes it smaller, and lays out the chunk plaintext.
@@ -326,9 +330,13 @@ impl<W: Write> Assembler<'_, W> {
                 rec.chunks += 1;
                 rec.data_bytes += job.span.len as u64;
                 if job.last {
+                    // A part's bytes count once; a file counts when its last part is written.
+                    let start = if rec.meta.continues { rec.meta.size } else { 0 };
                     rec.size = job.span.range_end;
-                    self.summary.files += 1;
-                    self.summary.logical_bytes += rec.size;
+                    self.summary.logical_bytes += rec.size - start;
+                    if !job.pause {
+                        self.summary.files += 1;
+                    }
                 }
                 self.summary.data_bytes += job.span.len as u64;
                 self.progress.advance(job.span.range_end - job.span.range_start);
@@ -390,6 +398,7 @@ pub fn write_image<W: Write>(
                 kind: FrameKind::Entry,
                 pos: Position { seq, entry_no, part_no: 0 },
                 last: false,
+                pause: false,
                 read: None,
                 error: None,
                 inspect: None,
@@ -424,6 +433,7 @@ pub fn write_image<W: Write>(
                         kind: FrameKind::Chunk,
                         pos: Position { seq, entry_no, part_no },
                         last: span.last,
+                        pause: span.last && reader.paused(),
                         read,
                         error: None,
                         inspect: inspect.clone(),
@@ -509,7 +519,7 @@ fn write_index<W: Write>(
             image_id,
             pos,
             FrameKind::Index,
-            i + 1 == pieces.len(),
+            if i + 1 == pieces.len() { frame::FLAG_LAST } else { 0 },
             &mut buf,
             INDEX_PREFIX_LEN + stored,
         );

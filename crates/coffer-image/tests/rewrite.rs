@@ -16,6 +16,7 @@ fn image_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
     let data: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
     let meta = coffer_format::EntryMeta {
         kind: coffer_format::EntryKind::File,
+        continues: false,
         mode: 0o600,
         uid: 0,
         gid: 0,

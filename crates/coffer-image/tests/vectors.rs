@@ -15,6 +15,7 @@ const MASTER: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c
 fn meta(kind: EntryKind, path: &str, mode: u32) -> EntryMeta {
     EntryMeta {
         kind,
+        continues: false,
         mode,
         uid: 1000,
         gid: 1000,

@@ -56,6 +56,7 @@ fn stdin_meta(name: &str) -> EntryMeta {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     EntryMeta {
         kind: EntryKind::File,
+        continues: false,
         mode: 0o600,
         uid,
         gid,

@@ -88,8 +88,31 @@ fn owner(name: &[u8], id: u32) -> String {
     }
 }
 
+/// One record per file: the parts of a file written in parts (xbstream backups) are folded into
+/// its first record (size from the last part, chunks and data bytes summed).
+pub fn fold_parts(records: Vec<IndexRecord>) -> Vec<IndexRecord> {
+    let mut out: Vec<IndexRecord> = Vec::with_capacity(records.len());
+    let mut first: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    for r in records {
+        if r.meta.continues {
+            if let Some(&i) = first.get(&r.meta.path) {
+                out[i].size = r.size;
+                out[i].chunks += r.chunks;
+                out[i].data_bytes += r.data_bytes;
+                continue;
+            }
+        }
+        if r.meta.kind == EntryKind::File {
+            first.insert(r.meta.path.clone(), out.len());
+        }
+        out.push(r);
+    }
+    out
+}
+
 pub fn list(args: ListArgs, quiet: bool, threads: usize) -> Result<()> {
     let (header, records, image_bytes) = entries(&args.image, &args, quiet, threads)?;
+    let records = fold_parts(records);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         print_json(&mut out, &header, &records, image_bytes)

@@ -256,7 +256,9 @@ fn extract_indexed(
 ) -> Result<Vec<bool>> {
     let records = image.records();
     let (chosen, found) = select(records, paths);
-    if to_stdout && (chosen.len() != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
+    // A file written in parts has one record per part; it is still one file.
+    let files = chosen.iter().filter(|&&i| !records[i].meta.continues).count();
+    if to_stdout && (files != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
         return Err(usage("--stdout takes exactly one file"));
     }
     let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();

@@ -135,7 +135,14 @@ fn validate_image(
     let bar = Bar::new(quiet || args.json, len, "validate");
     let mut input = CountingReader { inner: file, bar: bar.clone() };
     let image = open_stream(&mut input, &keys)?;
-    let mut visitor = ImageValidator { policy, current: None, reports: Vec::new(), system: BTreeMap::new() };
+    let mut visitor = ImageValidator {
+        policy,
+        current: None,
+        current_path: Vec::new(),
+        reports: Vec::new(),
+        system: BTreeMap::new(),
+        paused: Default::default(),
+    };
     let result = read_stream(&mut input, &image, &mut visitor, ReadOptions { threads, skip_data: false });
     bar.finish();
     let mut reports = visitor.reports;
@@ -178,9 +185,12 @@ impl Current {
 struct ImageValidator {
     policy: Policy,
     current: Option<Current>,
+    current_path: Vec<u8>,
     reports: Vec<FileReport>,
     /// ibdata files seen: number → (pages, space of ibdata1).
     system: BTreeMap<u32, (u64, Option<Space>)>,
+    /// Files written in parts (xbstream backups), between two parts.
+    paused: std::collections::HashMap<Vec<u8>, Current>,
 }
 
 impl ImageValidator {
@@ -195,6 +205,12 @@ impl ImageValidator {
 impl Visitor for ImageValidator {
     fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
         if meta.kind != EntryKind::File {
+            return Ok(());
+        }
+        self.current_path = meta.path.clone();
+        if meta.continues {
+            // The reader has checked that this carries on a paused file.
+            self.current = self.paused.remove(&meta.path);
             return Ok(());
         }
         let display = String::from_utf8_lossy(&meta.path).into_owned();
@@ -246,6 +262,13 @@ impl Visitor for ImageValidator {
                 self.reports.push(*r);
             }
             None => {}
+        }
+        Ok(())
+    }
+
+    fn pause_file(&mut self, _end: u64) -> Result<(), ImageError> {
+        if let Some(current) = self.current.take() {
+            self.paused.insert(self.current_path.clone(), current);
         }
         Ok(())
     }

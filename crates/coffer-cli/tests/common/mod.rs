@@ -266,6 +266,7 @@ pub mod craft {
     pub fn meta(kind: EntryKind, path: &[u8]) -> EntryMeta {
         EntryMeta {
             kind,
+            continues: false,
             mode: 0o644,
             uid: 0,
             gid: 0,
