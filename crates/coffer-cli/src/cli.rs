@@ -57,12 +57,23 @@ pub enum Command {
   coffer rekey db.coffer -o db2.coffer --key-file old.key --new-key-file new.key")]
     Rekey(RekeyArgs),
 
-    /// Back up a directory, a file, or stdin into an image.
-    #[command(after_help = "Examples:
-  coffer backup /var/lib/mysql -o db.coffer --key-file backup.key
+    /// Back up a running server (hot), a directory, a file, an xbstream, or stdin into an image.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:
+  coffer backup --mysql -S /run/mysqld/mysqld.sock -u backup --password-file pw -o db.coffer --key-file backup.key
+  mariabackup --backup --stream=xbstream | coffer backup --xbstream - -o db.coffer --key-file backup.key
+  coffer backup /var/lib/mysql -o db.coffer --key-file backup.key      # a stopped server's datadir
   mysqldump --all-databases | coffer backup - --name dump.sql -o dump.coffer --key-file backup.key
-  coffer backup /var/lib/mysql -o - --key-file backup.key | ssh host coffer restore - --to /restore --key-file backup.key")]
+  coffer backup --mysql -o - --key-file backup.key | ssh host coffer restore - --to /var/lib/mysql --prepare --key-file backup.key"
+    )]
     Backup(BackupArgs),
+
+    /// Describe a backup of a server: engine, versions, times, LSNs, binary log position, GTIDs.
+    #[command(after_help = "Examples:
+  coffer info db.coffer --key-file backup.key
+  coffer info db.coffer --key-file backup.key --replication    # CHANGE MASTER TO ... for a new replica")]
+    Info(InfoArgs),
 
     /// Restore an image (file or stdin) into a directory, as the bytes arrive.
     #[command(after_help = "Examples:
@@ -374,8 +385,26 @@ pub enum CipherArg {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Directory, file, or '-' for stdin.
-    pub source: PathBuf,
+    /// Directory, file, or '-' for stdin (not with --mysql or --xbstream).
+    #[arg(required_unless_present_any = ["mysql", "xbstream"], conflicts_with_all = ["mysql", "xbstream"])]
+    pub source: Option<PathBuf>,
+
+    /// Hot backup of a running MySQL or MariaDB server, through mariabackup or xtrabackup
+    /// (chosen by the server's version), streamed into the image as it is taken.
+    #[arg(long)]
+    pub mysql: bool,
+
+    /// Store an xbstream (`mariabackup --backup --stream=xbstream` output) read from FILE or
+    /// '-' (stdin), file by file.
+    #[arg(long, value_name = "FILE", conflicts_with = "mysql")]
+    pub xbstream: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 
     /// Image to write ('-' for stdout). Written under a temporary name and renamed when complete.
     #[arg(short, long, value_name = "IMAGE")]
@@ -418,6 +447,67 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub seal: SealArgs,
+}
+
+/// How to reach the server for `backup --mysql`; the engine's own options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Server socket.
+    #[arg(short = 'S', long, value_name = "PATH", requires = "mysql")]
+    pub socket: Option<PathBuf>,
+
+    /// Server host (TCP).
+    #[arg(short = 'h', long, requires = "mysql")]
+    pub host: Option<String>,
+
+    #[arg(short = 'P', long, requires = "mysql")]
+    pub port: Option<u16>,
+
+    #[arg(short = 'u', long, requires = "mysql")]
+    pub user: Option<String>,
+
+    /// File holding the password (one line). Never on the command line.
+    #[arg(long, value_name = "FILE", requires = "mysql")]
+    pub password_file: Option<PathBuf>,
+
+    /// An option file for the client and the engine (passed as their --defaults-file).
+    #[arg(long, value_name = "FILE", requires = "mysql")]
+    pub defaults_file: Option<PathBuf>,
+
+    /// The engine [default: mariabackup for MariaDB, xtrabackup for MySQL].
+    #[arg(long, value_enum, requires = "mysql")]
+    pub engine: Option<EngineArg>,
+
+    /// An extra option for the engine (repeatable), e.g. --engine-arg=--parallel=4.
+    #[arg(long = "engine-arg", value_name = "ARG", allow_hyphen_values = true, requires = "mysql")]
+    pub engine_args: Vec<String>,
+
+    /// Where the engine keeps its own few files (a private directory is made and removed in it)
+    /// [default: the temporary directory].
+    #[arg(long, value_name = "DIR", requires = "mysql")]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EngineArg {
+    Mariabackup,
+    Xtrabackup,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Image file, or '-' for stdin.
+    pub image: PathBuf,
+
+    /// Print the statements that make a server restored from this image a replica of the source.
+    #[arg(long)]
+    pub replication: bool,
+
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -464,6 +554,20 @@ pub struct RestoreArgs {
     /// Skip the final flush to stable storage (faster, not crash-safe).
     #[arg(long)]
     pub no_sync: bool,
+
+    /// After restoring a server backup, run the engine's prepare (mariabackup --prepare), so
+    /// the directory is a consistent datadir a server starts on.
+    #[arg(long)]
+    pub prepare: bool,
+
+    /// Then move the prepared backup into --datadir (mariabackup --move-back); refuses a
+    /// non-empty datadir unless --force.
+    #[arg(long, requires_all = ["prepare", "datadir"])]
+    pub copy_back: bool,
+
+    /// The server's data directory, for --copy-back.
+    #[arg(long, value_name = "DIR", requires = "copy_back")]
+    pub datadir: Option<PathBuf>,
 
     #[command(flatten)]
     pub key: KeyArgs,

@@ -22,7 +22,7 @@ impl Bar {
                 .progress_chars("=> "),
             ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
+                ProgressStyle::with_template("{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed} {wide_msg}")
                     .expect("valid template"),
             ),
         };
@@ -36,6 +36,16 @@ impl Bar {
 
     pub fn finish(&self) {
         self.0.finish_and_clear();
+    }
+
+    /// A line beside the bar (an engine's latest log line).
+    pub fn message(&self, msg: &str) {
+        self.0.set_message(msg.to_owned());
+    }
+
+    /// True when nothing is drawn (quiet, or stderr is not a terminal).
+    pub fn is_hidden(&self) -> bool {
+        self.0.is_hidden()
     }
 }
 

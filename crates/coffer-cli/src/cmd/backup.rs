@@ -83,39 +83,58 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
     }
-    let from_stdin = args.source == Path::new("-");
+    let from_stdin = args.source.as_deref() == Some(Path::new("-")) || args.xbstream.as_deref() == Some(Path::new("-"));
     if from_stdin && std::io::stdin().is_terminal() {
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
     let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
 
     let show = !quiet && std::io::stderr().is_terminal();
-    let (mut source, total): (Box<dyn EntrySource>, Option<u64>) = if from_stdin {
+    let bar = Bar::new(quiet, None, "backup");
+    // The engine's scratch directory lives until the backup is done.
+    let mut _scratch = None;
+    let source_name;
+    let (mut source, total): (Box<dyn EntrySource>, Option<u64>) = if args.mysql {
+        let (run, stdout, scratch, version) = super::server::start_engine(&args.server, quiet, &bar)?;
+        _scratch = Some(scratch);
+        source_name = format!("the {} server", coffer_mysql::meta::flavor(&version));
+        (Box::new(super::server::ServerBackup::new(stdout, Some(run), Some(version))), None)
+    } else if let Some(xb) = &args.xbstream {
+        source_name = format!("the xbstream {}", xb.display());
+        let input: std::fs::File = if from_stdin {
+            std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?)
+        } else {
+            std::fs::File::open(xb).with_context(|| format!("cannot open {}", xb.display()))?
+        };
+        (Box::new(super::server::ServerBackup::new(input, None, None)), None)
+    } else if from_stdin {
+        source_name = "stdin".to_owned();
         let name = args.name.clone().unwrap_or_else(|| "stdin".into());
         let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?);
         (Box::new(StreamSource::new(stdin_meta(&name), stdin)), None)
     } else {
-        let md =
-            std::fs::metadata(&args.source).with_context(|| format!("cannot back up {}", args.source.display()))?;
+        let src = args.source.as_deref().expect("clap requires a source");
+        source_name = src.display().to_string();
+        let md = std::fs::metadata(src).with_context(|| format!("cannot back up {}", src.display()))?;
         if md.is_dir() {
-            let mut walker = Walker::new(&args.source);
+            let mut walker = Walker::new(src);
             if let Some(out) = &output {
                 walker.exclude(&out.file().metadata().context("cannot stat the output")?);
             }
-            (Box::new(DirSource::new(walker)), if show { tree_size(&args.source) } else { None })
+            (Box::new(DirSource::new(walker)), if show { tree_size(src) } else { None })
         } else if md.is_file() {
             let name = match &args.name {
                 Some(n) => n.as_bytes().to_vec(),
-                None => args.source.file_name().context("the source has no file name")?.as_bytes().to_vec(),
+                None => src.file_name().context("the source has no file name")?.as_bytes().to_vec(),
             };
-            (Box::new(FileSource::new(&args.source, name)?), Some(md.len()))
+            (Box::new(FileSource::new(src, name)?), Some(md.len()))
         } else {
-            return Err(usage(format!("{} is neither a directory nor a regular file", args.source.display())));
+            return Err(usage(format!("{} is neither a directory nor a regular file", src.display())));
         }
     };
 
     let params = ImageParams::random(suite, codec, level, args.chunk_size, secrets.len())?;
-    let bar = Bar::new(quiet, total, "backup");
+    let bar = if total.is_some() { Bar::new(quiet, total, "backup") } else { bar };
     let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
     let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };
     let started = Instant::now();
@@ -134,9 +153,8 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         }
     };
     bar.finish();
-    let summary = summary.with_context(|| {
-        format!("backup of {} failed; no image was left at {}", args.source.display(), args.output.display())
-    })?;
+    let summary = summary
+        .with_context(|| format!("backup of {} failed; no image was left at {}", source_name, args.output.display()))?;
     if let Some(file) = output {
         file.commit()?;
     }

@@ -5,6 +5,7 @@ mod inspect;
 mod key;
 mod list;
 mod restore;
+mod server;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keyring(k) => key::keyring(k, quiet),
         Command::Rekey(a) => key::rekey(a, quiet, threads),
         Command::Backup(a) => backup::run(a, quiet, threads),
+        Command::Info(a) => server::info(a, quiet),
         Command::Restore(a) => restore::restore(a, quiet, threads),
         Command::Extract(a) => restore::extract(a, quiet, threads),
         Command::List(a) => list::list(a, quiet, threads),

@@ -72,6 +72,10 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
             rate(summary.logical_bytes, secs)
         );
     }
+    if args.prepare {
+        let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
+        super::server::prepare(&args.to, copy_back, args.force, quiet)?;
+    }
     Ok(())
 }
 
