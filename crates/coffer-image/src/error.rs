@@ -45,6 +45,9 @@ pub enum ImageError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Usage(String),
+    /// What the entries come from failed (a backup engine, a damaged input stream).
+    #[error("{0}")]
+    Source(String),
     /// An inspector (InnoDB page validation) refused the backup.
     #[error("backup refused: {0}")]
     Refused(String),

@@ -78,7 +78,7 @@ impl<R> std::fmt::Debug for XbstreamSource<R> {
 }
 
 fn xb_err(e: XbError) -> ImageError {
-    ImageError::Usage(e.to_string())
+    ImageError::Source(e.to_string())
 }
 
 /// Reads an xbstream and describes it, after the fact.
@@ -177,7 +177,7 @@ impl<R: Read + Send + 'static> EntrySource for XbstreamSource<R> {
                 Some(h) => h,
                 None => {
                     if let Some((path, _)) = s.files.iter().find(|(_, f)| !f.done) {
-                        return Err(ImageError::Usage(format!(
+                        return Err(ImageError::Source(format!(
                             "the xbstream ends before {} is complete: the backup was cut short",
                             String::from_utf8_lossy(path)
                         )));
@@ -188,7 +188,7 @@ impl<R: Read + Send + 'static> EntrySource for XbstreamSource<R> {
         };
         let path = head.path.clone();
         coffer_format::entry::check_relative_path(&path)
-            .map_err(|e| ImageError::Usage(format!("xbstream path {:?} refused: {e}", head.path_lossy())))?;
+            .map_err(|e| ImageError::Source(format!("xbstream path {:?} refused: {e}", head.path_lossy())))?;
         let (continues, start) = {
             let mut s = self.shared.lock().expect("lock");
             match s.files.get(&path) {

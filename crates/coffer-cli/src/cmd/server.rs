@@ -81,12 +81,12 @@ impl<R: Read + Send + 'static> ServerBackup<R> {
     /// backup (the engine writes its info file last).
     fn finish(&mut self) -> Result<(), ImageError> {
         let log = match self.engine.take() {
-            Some(run) => Some(run.finish().map_err(|e| ImageError::Usage(e.to_string()))?),
+            Some(run) => Some(run.finish().map_err(|e| ImageError::Source(e.to_string()))?),
             None => None,
         };
         let summary = self.xb.summary();
         if !summary.kept.keys().any(|k| k == "xtrabackup_info" || k == "mariadb_backup_info") {
-            return Err(ImageError::Usage(
+            return Err(ImageError::Source(
                 "the xbstream ends without the engine's last file (xtrabackup_info): the backup is incomplete".into(),
             ));
         }
@@ -118,7 +118,7 @@ impl<R: Read + Send + 'static> EntrySource for ServerBackup<R> {
                 Err(e) => {
                     // A stream cut short is most often the engine dying: its error says why.
                     if let Some(run) = self.engine.take() {
-                        run.finish().map_err(|e| ImageError::Usage(e.to_string()))?;
+                        run.finish().map_err(|e| ImageError::Source(e.to_string()))?;
                     }
                     return Err(e);
                 }

@@ -72,6 +72,15 @@ impl Server {
         server
     }
 
+    /// Starts a server on an existing datadir `dir/data` (a restored backup), with `opts`.
+    pub fn open(dir: &Path, opts: &[String]) -> Server {
+        let datadir = dir.join("data");
+        let socket = dir.join("mysqld.sock");
+        let mut server = Server { datadir, socket, dir: dir.into(), child: None, args: opts.to_vec() };
+        server.launch();
+        server
+    }
+
     fn launch(&mut self) {
         let log = self.dir.join("error.log");
         let mut cmd = Command::new(which("mariadbd").unwrap());

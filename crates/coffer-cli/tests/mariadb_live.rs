@@ -1,0 +1,366 @@
+//! Hot backups of a real MariaDB server (Debian's packages, private datadir, socket and
+//! loopback port): backed up while sysbench writes to it, restored and prepared, started, its
+//! tables checked; consistency proven by replaying the source's binary log from the position
+//! coffer recorded. And every way a live backup can fail.
+
+mod common;
+
+use common::mariadb::{self, Server};
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// MariaDB, mariadb-backup and sysbench, or a skip (a failure when CI requires them).
+fn tools() -> bool {
+    if !mariadb::available() {
+        return false;
+    }
+    let found = ["mariadb-backup", "sysbench", "mariadb-binlog"].iter().all(|b| mariadb::which(b).is_some());
+    if !found {
+        assert!(
+            std::env::var_os("COFFER_REQUIRE_MARIADB").is_none(),
+            "mariadb-backup, mariadb-binlog and sysbench are required"
+        );
+        eprintln!("skipped: mariadb-backup or sysbench is not installed");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A source server with the binary log on, reachable on a loopback port, with a backup user,
+/// sysbench tables, a ROW_FORMAT=COMPRESSED and a PAGE_COMPRESSED table.
+fn source(fx: &Fixture, port: u16) -> Server {
+    let opts: Vec<String> = [
+        "--log-bin=binlog",
+        "--server-id=1",
+        "--skip-networking=0",
+        "--bind-address=127.0.0.1",
+        &format!("--port={port}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Server::start(&fx.path("src"), &opts);
+    server.sql(
+        "CREATE DATABASE sbtest; \
+         CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
+         CREATE USER 'backup'@'localhost' IDENTIFIED BY 'secret-pw'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'localhost'; \
+         CREATE TABLE sbtest.zipped (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT) ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8; \
+         CREATE TABLE sbtest.pagecomp (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT) PAGE_COMPRESSED=1; \
+         INSERT INTO sbtest.zipped (v) SELECT REPEAT(CONCAT('row ', seq), 40) FROM sbtest.seq_1_to_3000; \
+         INSERT INTO sbtest.pagecomp (v) SELECT REPEAT(CONCAT('page ', seq), 40) FROM sbtest.seq_1_to_3000;",
+    );
+    sysbench(&server, "prepare", &[]).wait().unwrap();
+    fx.write_secret("pw", "secret-pw\n");
+    server
+}
+
+fn sysbench(server: &Server, action: &str, extra: &[&str]) -> std::process::Child {
+    Command::new(mariadb::which("sysbench").unwrap())
+        .arg("oltp_read_write")
+        .arg(format!("--mysql-socket={}", server.socket.display()))
+        .args(["--mysql-user=root", "--mysql-db=sbtest", "--tables=4", "--table-size=20000", "--threads=2"])
+        .args(extra)
+        .arg(action)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn tables(server: &Server) -> Vec<String> {
+    let list = server.sql("SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema = 'sbtest' ORDER BY 1");
+    list.lines().map(str::to_owned).collect()
+}
+
+fn checksums(server: &Server, tables: &[String]) -> String {
+    server.sql(&format!("CHECKSUM TABLE {}", tables.join(", ")))
+}
+
+fn backup_args(fx: &Fixture, port: u16, image: &str) -> Vec<String> {
+    [
+        "backup",
+        "--mysql",
+        "-h",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "-u",
+        "backup",
+        "--password-file",
+        &fx.s("pw"),
+        "-o",
+        image,
+        "--key-file",
+        &fx.key(),
+        "--scratch-dir",
+        &fx.s("scratch"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn coffer_ok(args: &[String]) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    expect(0, &refs)
+}
+
+/// Restores and prepares `image` into `dir/data` and starts a server on it.
+fn restore_and_start(fx: &Fixture, image: &str, dir: &str) -> Server {
+    let data = fx.path(dir).join("data");
+    std::fs::create_dir_all(fx.path(dir)).unwrap();
+    let err = expect(0, &["restore", image, "--to", data.to_str().unwrap(), "--prepare", "--key-file", &fx.key()]);
+    assert!(err.contains("prepared"), "{err}");
+    Server::open(&fx.path(dir), &[])
+}
+
+/// Watches a directory tree until told to stop; returns the largest file seen and every name.
+fn watch(
+    dir: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut largest = 0;
+        let mut names = std::collections::BTreeSet::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    match e.metadata() {
+                        Ok(m) if m.is_dir() => stack.push(p),
+                        Ok(m) => {
+                            largest = largest.max(m.len());
+                            names.insert(p.file_name().unwrap().to_string_lossy().into_owned());
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (largest, names.into_iter().collect())
+    })
+}
+
+#[test]
+fn a_hot_backup_under_load_restores_consistent() {
+    if !tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let port = free_port();
+    let mut src = source(&fx, port);
+    let all = tables(&src);
+    assert_eq!(all.len(), 6, "{all:?}");
+
+    // Writers run for the whole backup.
+    let mut load = sysbench(&src, "run", &["--time=60"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch(fx.path("scratch"), stop.clone());
+    let image = fx.s("hot.coffer");
+    let log = coffer_ok(&backup_args(&fx, port, &image));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (largest, names) = watcher.join().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = load.kill();
+    let _ = load.wait();
+    assert!(log.contains("mariabackup: ") && log.contains("completed OK"), "the engine's log is shown: {log}");
+    // The engine's scratch directory never held table data: only its option file and a few bytes.
+    assert!(largest < 64 * 1024, "scratch held a file of {largest} bytes: {names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(".ibd") || n.starts_with("ibdata") || n.starts_with("ib_logfile")),
+        "{names:?}"
+    );
+    assert!(std::fs::read_dir(fx.path("scratch")).unwrap().next().is_none(), "scratch removed");
+
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(&["info", &image, "--json", "--key-file", &fx.key()]).1).unwrap();
+    let b = &info["backup"];
+    assert_eq!(b["engine"].as_str().map(|e| e.contains("backup")), Some(true), "{info}");
+    assert!(b["server_version"].as_str().unwrap().contains("MariaDB"));
+    assert!(b["to_lsn"].as_u64().unwrap() > 0);
+    let file = b["binlog"]["file"].as_str().unwrap().to_owned();
+    let pos = b["binlog"]["position"].as_u64().unwrap();
+    let sql = String::from_utf8(run(&["info", &image, "--replication", "--key-file", &fx.key()]).1).unwrap();
+    assert!(
+        sql.contains(&format!("MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}")) && sql.contains("gtid_slave_pos"),
+        "{sql}"
+    );
+    assert!(String::from_utf8(run(&["list", &image, "--key-file", &fx.key()]).1).unwrap().contains("backup.log"));
+
+    // Restore, prepare, start: every table checks.
+    let dst = restore_and_start(&fx, &image, "dst");
+    for t in &all {
+        let check = dst.sql(&format!("CHECK TABLE {t}"));
+        assert!(check.contains("\tstatus\tOK"), "{t}: {check}");
+    }
+    // Replaying the source's binary log from the recorded position gives the source's tables.
+    let logs: Vec<String> =
+        src.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect();
+    let from = logs.iter().position(|l| *l == file).expect("the recorded binlog exists");
+    let files: Vec<String> = logs[from..].iter().map(|l| src.datadir.join(l).display().to_string()).collect();
+    let replay = format!(
+        "{} --start-position={pos} {} | {} --socket={} -uroot",
+        mariadb::which("mariadb-binlog").unwrap().display(),
+        files.join(" "),
+        mariadb::which("mariadb").unwrap().display(),
+        dst.socket.display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&replay).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checksums(&dst, &all), checksums(&src, &all), "restored + replayed == source");
+    drop(dst);
+
+    // An idle server: the restored tables equal the source's directly.
+    let idle = fx.s("idle.coffer");
+    coffer_ok(&backup_args(&fx, port, &idle));
+    let dst2 = restore_and_start(&fx, &idle, "dst2");
+    assert_eq!(checksums(&dst2, &all), checksums(&src, &all));
+    drop(dst2);
+
+    // The same hot backup through a pipe: mariabackup | coffer backup --xbstream -.
+    let piped = fx.s("piped.coffer");
+    let script = format!(
+        "{} --no-defaults --backup --stream=xbstream --socket={} --user=root --target-dir={} | {} backup --xbstream - -o {} --key-file {} -q",
+        mariadb::which("mariadb-backup").unwrap().display(),
+        src.socket.display(),
+        fx.s("scratch/t"),
+        env!("CARGO_BIN_EXE_coffer"),
+        piped,
+        fx.key()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dst3 = restore_and_start(&fx, &piped, "dst3");
+    assert_eq!(checksums(&dst3, &all), checksums(&src, &all));
+    drop(dst3);
+    src.stop();
+}
+
+/// The image file and coffer's temporary files in `dir`: none may be left by a failed backup.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("coffer") && !n.ends_with(".key"))
+        .collect()
+}
+
+#[test]
+fn failed_live_backups_leave_no_image() {
+    if !tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    std::fs::create_dir_all(fx.path("out")).unwrap();
+    let port = free_port();
+    let src = source(&fx, port);
+    let image = fx.path("out").join("x.coffer");
+    let image = image.to_str().unwrap();
+    let run_backup = |extra: &[&str], path: Option<&str>| {
+        let mut args = backup_args(&fx, port, image);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = coffer();
+        cmd.args(&args).stdin(Stdio::null());
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // The engine missing: a PATH with the client only.
+    let bin = fx.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(mariadb::which("mariadb").unwrap(), bin.join("mariadb")).unwrap();
+    let (code, err) = run_backup(&[], Some(bin.to_str().unwrap()));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("mariabackup not found") && err.lines().count() == 1, "{err}");
+    assert!(leftovers(&fx.path("out")).is_empty());
+
+    // Wrong credentials; the server down.
+    fx.write_secret("pw", "wrong\n");
+    let (code, err) = run_backup(&[], None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot connect to the server") && err.contains("Access denied"), "{err}");
+    fx.write_secret("pw", "secret-pw\n");
+    let mut args = backup_args(&fx, port, image);
+    let at = args.iter().position(|a| a == "-h").unwrap();
+    args.splice(at..at + 4, ["-S".to_string(), fx.s("nowhere.sock")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = expect(1, &refs);
+    assert!(err.contains("cannot connect to the server"), "{err}");
+    assert!(leftovers(&fx.path("out")).is_empty());
+
+    // The engine killed midway (slowed down so that it is caught in the act).
+    let mut child = coffer()
+        .args(backup_args(&fx, port, image))
+        .args(["--engine-arg=--throttle=1", "-q"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let engine_pid = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "the engine never started streaming");
+        let streaming = leftovers(&fx.path("out")).iter().any(|n| n.contains("coffer-tmp"))
+            && std::fs::read_dir(fx.path("out")).unwrap().flatten().any(|e| e.metadata().unwrap().len() > 16384);
+        if let Some(pid) = find_process(&fx.s("scratch")) {
+            if streaming {
+                break pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(Command::new("kill").args(["-9", &engine_pid.to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("mariabackup failed") && err.contains("signal"), "{err}");
+    assert!(leftovers(&fx.path("out")).is_empty(), "{:?}", leftovers(&fx.path("out")));
+    assert!(std::fs::read_dir(fx.path("scratch")).unwrap().next().is_none(), "scratch removed");
+
+    // A stream cut short on stdin: refused as incomplete.
+    let full = fx.s("full.xb");
+    let script = format!(
+        "{} --no-defaults --backup --stream=xbstream --socket={} --user=root --target-dir={} > {full}",
+        mariadb::which("mariadb-backup").unwrap().display(),
+        src.socket.display(),
+        fx.s("scratch/t"),
+    );
+    assert!(Command::new("sh").arg("-c").arg(&script).output().unwrap().status.success());
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = &bytes[..bytes.len() - 3000];
+    let (code, _, err) = run_with_stdin(&["backup", "--xbstream", "-", "-o", image, "--key-file", &fx.key()], cut);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("incomplete") || err.contains("truncated") || err.contains("cut short"), "{err}");
+    assert!(leftovers(&fx.path("out")).is_empty());
+}
+
+/// The pid of a mariadb-backup process whose command line mentions `needle`.
+fn find_process(needle: &str) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("--backup")
+            && text.contains(needle)
+            && (text.contains("mariadb-backup") || text.contains("mariabackup"))
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
