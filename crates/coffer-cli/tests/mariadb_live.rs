@@ -305,7 +305,7 @@ fn failed_live_backups_leave_no_image() {
     assert!(leftovers(&fx.path("out")).is_empty());
 
     // The engine killed midway (slowed down so that it is caught in the act).
-    let mut child = coffer()
+    let child = coffer()
         .args(backup_args(&fx, port, image))
         .args(["--engine-arg=--throttle=1", "-q"])
         .stdin(Stdio::null())
