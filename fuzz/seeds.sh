@@ -30,3 +30,22 @@ fi
 for v in ../crates/coffer-image/tests/vectors/*.hex; do
     tr -d '\n' < "$v" | xxd -r -p | head -c 16384 > "corpus/key_slots/$(basename "$v" .hex)"
 done
+
+# xbstreams: a small real one from mariabackup, if the test servers left one; else a made one.
+mkdir -p corpus/xbstream
+python3 - <<'PY'
+import struct, zlib
+def chunk(t, path, off=0, payload=b"", sparse=()):
+    out = b"XBSTCK01" + bytes([0, ord(t)]) + struct.pack("<I", len(path)) + path
+    if t == "E":
+        return out
+    smap = b"".join(struct.pack("<II", s, l) for s, l in sparse)
+    if t == "S":
+        out += struct.pack("<I", len(sparse))
+    return out + struct.pack("<QQI", len(payload), off, zlib.crc32(smap + payload)) + smap + payload
+s = chunk("P", b"ib_logfile0", 0, b"L" * 300) + chunk("P", b"db/t.ibd", 0, b"D" * 500)
+s += chunk("P", b"ib_logfile0", 300, b"M" * 100) + chunk("E", b"db/t.ibd")
+s += chunk("S", b"db/p.ibd", 0, b"S" * 30, [(4096, 10), (100, 20)]) + chunk("E", b"db/p.ibd")
+s += chunk("E", b"ib_logfile0") + chunk("P", b"xtrabackup_info", 0, b"tool_name = mariabackup\n") + chunk("E", b"xtrabackup_info")
+open("corpus/xbstream/interleaved", "wb").write(s)
+PY

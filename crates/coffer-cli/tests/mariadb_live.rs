@@ -221,12 +221,68 @@ fn a_hot_backup_under_load_restores_consistent() {
     assert_eq!(checksums(&dst, &all), checksums(&src, &all), "restored + replayed == source");
     drop(dst);
 
-    // An idle server: the restored tables equal the source's directly.
-    let idle = fx.s("idle.coffer");
-    coffer_ok(&backup_args(&fx, port, &idle));
-    let dst2 = restore_and_start(&fx, &idle, "dst2");
+    // An idle server, through a pipe (backup -o - | restore - --prepare): the restored tables
+    // equal the source's directly.
+    let mut args = backup_args(&fx, port, "-");
+    args.push("-q".into());
+    let to = fx.path("dst2").join("data");
+    std::fs::create_dir_all(fx.path("dst2")).unwrap();
+    let script = format!(
+        "{bin} {} | {bin} restore - --to {} --prepare --key-file {} -q",
+        args.join(" "),
+        to.display(),
+        fx.key(),
+        bin = env!("CARGO_BIN_EXE_coffer")
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dst2 = Server::open(&fx.path("dst2"), &[]);
     assert_eq!(checksums(&dst2, &all), checksums(&src, &all));
     drop(dst2);
+
+    // Prepare and copy back into an empty datadir; a non-empty one is refused.
+    let idle = fx.s("idle.coffer");
+    coffer_ok(&backup_args(&fx, port, &idle));
+    let datadir = fx.path("dst4").join("data");
+    std::fs::create_dir_all(&datadir).unwrap();
+    std::fs::write(datadir.join("stray"), b"x").unwrap();
+    let stage = fx.s("stage");
+    let err = expect(
+        1,
+        &[
+            "restore",
+            &idle,
+            "--to",
+            &stage,
+            "--prepare",
+            "--copy-back",
+            "--datadir",
+            datadir.to_str().unwrap(),
+            "--key-file",
+            &fx.key(),
+        ],
+    );
+    assert!(err.contains("not empty"), "{err}");
+    std::fs::remove_file(datadir.join("stray")).unwrap();
+    std::fs::remove_dir_all(&stage).unwrap();
+    expect(
+        0,
+        &[
+            "restore",
+            &idle,
+            "--to",
+            &stage,
+            "--prepare",
+            "--copy-back",
+            "--datadir",
+            datadir.to_str().unwrap(),
+            "--key-file",
+            &fx.key(),
+        ],
+    );
+    let dst4 = Server::open(&fx.path("dst4"), &[]);
+    assert_eq!(checksums(&dst4, &all), checksums(&src, &all));
+    drop(dst4);
 
     // The same hot backup through a pipe: mariabackup | coffer backup --xbstream -.
     let piped = fx.s("piped.coffer");

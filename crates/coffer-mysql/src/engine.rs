@@ -190,6 +190,8 @@ pub struct EngineRun {
     log: Arc<Mutex<Vec<u8>>>,
 }
 
+const PIPE_SIZES: [nix::libc::c_int; 3] = [32 << 20, 16 << 20, 1 << 20];
+
 /// Most of the engine's log kept in memory (and in the image).
 const LOG_MAX: usize = 64 << 20;
 
@@ -220,6 +222,16 @@ impl EngineRun {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(io(format!("run {}", bin.display())))?;
         let stdout = child.stdout.take().expect("piped");
+        // The engine reads a chunk (about 10 MiB), then writes it to the pipe and reads nothing
+        // until the write is done: with the default 64 KiB pipe, it waits for coffer to drain
+        // nearly the whole chunk. A pipe that holds a whole chunk lets it go back to reading at
+        // once. Above /proc/sys/fs/pipe-max-size (1 MiB) only a privileged process may ask;
+        // best effort.
+        for size in PIPE_SIZES {
+            if nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)).is_ok() {
+                break;
+            }
+        }
         let stderr = child.stderr.take().expect("piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&log);
