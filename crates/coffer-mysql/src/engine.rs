@@ -111,13 +111,9 @@ impl Drop for Scratch {
 }
 
 impl Connection {
-    /// Writes the `[client]` option file (mode 0600) into `scratch`; returns the options that
-    /// must lead every command line.
+    /// Writes the `[client]` option file (mode 0600) into `scratch` and returns the options
+    /// that must lead the command lines of the client and the engine.
     pub fn option_args(&self, scratch: &Scratch) -> Result<Vec<String>, EngineError> {
-        let mut args = Vec::new();
-        if let Some(f) = &self.defaults_file {
-            args.push(format!("--defaults-file={}", f.display()));
-        }
         let mut cnf = String::from("[client]\n");
         if let Some(s) = &self.socket {
             cnf.push_str(&format!("socket={}\n", s.display()));
@@ -138,46 +134,39 @@ impl Connection {
         let path = scratch.path().join("client.cnf");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
             .open(&path)
             .map_err(io(format!("create {}", path.display())))?;
         f.write_all(cnf.as_bytes()).map_err(io(format!("write {}", path.display())))?;
+        let mut args = Vec::new();
+        if let Some(f) = &self.defaults_file {
+            args.push(format!("--defaults-file={}", f.display()));
+        }
         args.push(format!("--defaults-extra-file={}", path.display()));
         Ok(args)
     }
+}
 
-    /// The server's version string, asked through the `mariadb` (or `mysql`) client.
-    pub fn server_version(&self, scratch: &Scratch) -> Result<String, EngineError> {
-        let client = ["mariadb", "mysql"]
-            .iter()
-            .find_map(|n| which(n))
-            .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
-        let out = Command::new(&client)
-            .args(self.option_args_cached(scratch)?)
-            .args(["--batch", "--skip-column-names", "-e", "SELECT VERSION()"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(io(format!("run {}", client.display())))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(EngineError::Connect(err.lines().last().unwrap_or("the client failed").trim().to_owned()));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// The server's version string, asked through the `mariadb` (or `mysql`) client with the
+/// options of [`Connection::option_args`].
+pub fn server_version(options: &[String]) -> Result<String, EngineError> {
+    let client = ["mariadb", "mysql"]
+        .iter()
+        .find_map(|n| which(n))
+        .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
+    let out = Command::new(&client)
+        .args(options)
+        .args(["--batch", "--skip-column-names", "-e", "SELECT VERSION()"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io(format!("run {}", client.display())))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(EngineError::Connect(err.lines().last().unwrap_or("the client failed").trim().to_owned()));
     }
-
-    fn option_args_cached(&self, scratch: &Scratch) -> Result<Vec<String>, EngineError> {
-        let cnf = scratch.path().join("client.cnf");
-        if cnf.exists() {
-            let mut args = Vec::new();
-            if let Some(f) = &self.defaults_file {
-                args.push(format!("--defaults-file={}", f.display()));
-            }
-            args.push(format!("--defaults-extra-file={}", cnf.display()));
-            return Ok(args);
-        }
-        self.option_args(scratch)
-    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// A running engine: its xbstream on `stdout`, its standard error collected (and passed to a
@@ -199,7 +188,7 @@ impl EngineRun {
     /// Starts `ENGINE --backup --stream=xbstream` against the server.
     pub fn backup(
         engine: EngineKind,
-        conn: &Connection,
+        options: &[String],
         scratch: &Scratch,
         extra: &[String],
         on_line: Box<dyn Fn(&str) + Send>,
@@ -211,7 +200,7 @@ impl EngineRun {
             std::fs::DirBuilder::new().mode(0o700).create(d).map_err(io(format!("create {}", d.display())))?;
         }
         let mut cmd = Command::new(&bin);
-        cmd.args(conn.option_args_cached(scratch)?)
+        cmd.args(options)
             .arg("--backup")
             .arg("--stream=xbstream")
             .arg(format!("--target-dir={}", target.display()))

@@ -165,7 +165,8 @@ pub fn start_engine(
 ) -> Result<(EngineRun, std::process::ChildStdout, Scratch, String)> {
     let conn = connection(args)?;
     let scratch = Scratch::create(args.scratch_dir.as_deref())?;
-    let version = conn.server_version(&scratch)?;
+    let options = conn.option_args(&scratch)?;
+    let version = coffer_mysql::engine::server_version(&options)?;
     let engine = match args.engine {
         Some(EngineArg::Mariabackup) => EngineKind::Mariabackup,
         Some(EngineArg::Xtrabackup) => EngineKind::Xtrabackup,
@@ -183,7 +184,7 @@ pub fn start_engine(
             show.message(line);
         }
     });
-    let (run, stdout) = EngineRun::backup(engine, &conn, &scratch, &args.engine_args, on_line)?;
+    let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &args.engine_args, on_line)?;
     Ok((run, stdout, scratch, version))
 }
 
