@@ -478,7 +478,8 @@ pub struct ServerArgs {
     #[arg(long, value_enum, requires = "mysql")]
     pub engine: Option<EngineArg>,
 
-    /// An extra option for the engine (repeatable), e.g. --engine-arg=--parallel=4.
+    /// An extra option for the engine (repeatable), e.g. --engine-arg=--parallel=4 [coffer
+    /// passes --parallel=THREADS before these].
     #[arg(long = "engine-arg", value_name = "ARG", allow_hyphen_values = true, requires = "mysql")]
     pub engine_args: Vec<String>,
 

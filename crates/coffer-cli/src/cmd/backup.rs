@@ -95,7 +95,7 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let mut _scratch = None;
     let source_name;
     let (mut source, total): (Box<dyn EntrySource>, Option<u64>) = if args.mysql {
-        let (run, stdout, scratch, version) = super::server::start_engine(&args.server, quiet, &bar)?;
+        let (run, stdout, scratch, version) = super::server::start_engine(&args.server, quiet, threads, &bar)?;
         _scratch = Some(scratch);
         source_name = format!("the {} server", coffer_mysql::meta::flavor(&version));
         (Box::new(super::server::ServerBackup::new(stdout, Some(run), Some(version))), None)

@@ -161,6 +161,7 @@ pub fn connection(args: &ServerArgs) -> Result<Connection> {
 pub fn start_engine(
     args: &ServerArgs,
     quiet: bool,
+    threads: usize,
     bar: &Bar,
 ) -> Result<(EngineRun, std::process::ChildStdout, Scratch, String)> {
     let conn = connection(args)?;
@@ -184,7 +185,13 @@ pub fn start_engine(
             show.message(line);
         }
     });
-    let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &args.engine_args, on_line)?;
+    // The engine copies one file at a time unless told otherwise, and a copy thread does not
+    // read while it writes to the pipe: one copy thread per core keeps the disk and the pipe
+    // busy together (files then interleave in the stream, which the image stores as parts).
+    // An --engine-arg=--parallel=N given by the user comes later and wins.
+    let mut extra = vec![format!("--parallel={}", threads.max(1))];
+    extra.extend(args.engine_args.iter().cloned());
+    let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
     Ok((run, stdout, scratch, version))
 }
 
