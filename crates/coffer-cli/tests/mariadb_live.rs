@@ -247,39 +247,14 @@ fn a_hot_backup_under_load_restores_consistent() {
     std::fs::create_dir_all(&datadir).unwrap();
     std::fs::write(datadir.join("stray"), b"x").unwrap();
     let stage = fx.s("stage");
-    let err = expect(
-        1,
-        &[
-            "restore",
-            &idle,
-            "--to",
-            &stage,
-            "--prepare",
-            "--copy-back",
-            "--datadir",
-            datadir.to_str().unwrap(),
-            "--key-file",
-            &fx.key(),
-        ],
-    );
+    let dd = datadir.to_str().unwrap();
+    let copy_back =
+        ["restore", &idle, "--to", &stage, "--prepare", "--copy-back", "--datadir", dd, "--key-file", &fx.key()];
+    let err = expect(1, &copy_back);
     assert!(err.contains("not empty"), "{err}");
     std::fs::remove_file(datadir.join("stray")).unwrap();
     std::fs::remove_dir_all(&stage).unwrap();
-    expect(
-        0,
-        &[
-            "restore",
-            &idle,
-            "--to",
-            &stage,
-            "--prepare",
-            "--copy-back",
-            "--datadir",
-            datadir.to_str().unwrap(),
-            "--key-file",
-            &fx.key(),
-        ],
-    );
+    expect(0, &copy_back);
     let dst4 = Server::open(&fx.path("dst4"), &[]);
     assert_eq!(checksums(&dst4, &all), checksums(&src, &all));
     drop(dst4);

@@ -281,35 +281,41 @@ impl<R: Read + Send> Part<R> {
         }
     }
 
-    /// Fills `buf`; returns the bytes placed and whether the run ended.
-    fn fill(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<(usize, bool), XbError> {
-        let shared = Arc::clone(&self.shared);
-        let mut guard = shared.lock().expect("lock");
-        let s = &mut *guard;
-        let mut filled = 0;
+    /// Makes a chunk with payload left the current one; false when the run has ended (the
+    /// file's EOF chunk, another file's chunk, the end of the stream).
+    fn ensure_chunk(&mut self, s: &mut Shared<R>) -> Result<bool, XbError> {
         loop {
             if self.head.is_none() {
-                match self.advance(s)? {
-                    Step::Chunk => {}
-                    Step::Pause => {
-                        self.paused = true;
-                        return Ok((filled, true));
-                    }
+                if let Step::Pause = self.advance(s)? {
+                    self.paused = true;
+                    return Ok(false);
                 }
             }
             let head = self.head.as_ref().expect("a current chunk");
             if head.kind == ChunkType::Eof {
                 s.files.get_mut(&self.path).expect("known file").done = true;
                 self.head = None;
-                return Ok((filled, true));
+                return Ok(false);
             }
-            if s.reader.payload_left() == 0 {
-                self.chunk_done();
-                continue;
+            if s.reader.payload_left() > 0 {
+                return Ok(true);
             }
+            self.chunk_done();
+        }
+    }
+
+    /// Fills `buf`; returns the bytes placed and whether the run ended. A full buffer looks
+    /// ahead first, so that a run ending exactly there is marked last now, not by an empty chunk.
+    fn fill(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<(usize, bool), XbError> {
+        let shared = Arc::clone(&self.shared);
+        let mut guard = shared.lock().expect("lock");
+        let s = &mut *guard;
+        let mut filled = 0;
+        while self.ensure_chunk(s)? {
             if filled == buf.len() {
-                break;
+                return Ok((filled, false));
             }
+            let head = self.head.as_ref().expect("a current chunk");
             let mut want = buf.len() - filled;
             if head.kind == ChunkType::Sparse {
                 while self.data_left == 0 {
@@ -320,12 +326,13 @@ impl<R: Read + Send> Part<R> {
                 }
                 want = want.min(self.data_left as usize);
             }
+            let sparse = head.kind == ChunkType::Sparse;
             let n = s.reader.read_payload(&mut buf[filled..filled + want])?;
             match segments.last_mut() {
                 Some(last) if last.offset + u64::from(last.len) == self.pos => last.len += n as u32,
                 _ => segments.push(Segment { offset: self.pos, len: n as u32 }),
             }
-            if head.kind == ChunkType::Sparse {
+            if sparse {
                 self.data_left -= n as u32;
             }
             filled += n;
@@ -335,23 +342,7 @@ impl<R: Read + Send> Part<R> {
                 self.chunk_done();
             }
         }
-        // The buffer is full and the chunk is finished: look ahead, so that a run ending exactly
-        // here is marked last now rather than by an empty chunk.
-        if self.head.is_none() {
-            match self.advance(s)? {
-                Step::Chunk => {}
-                Step::Pause => {
-                    self.paused = true;
-                    return Ok((filled, true));
-                }
-            }
-            if self.head.as_ref().is_some_and(|h| h.kind == ChunkType::Eof) {
-                s.files.get_mut(&self.path).expect("known file").done = true;
-                self.head = None;
-                return Ok((filled, true));
-            }
-        }
-        Ok((filled, false))
+        Ok((filled, true))
     }
 }
 
