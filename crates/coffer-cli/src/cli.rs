@@ -460,9 +460,11 @@ pub struct ServerArgs {
     #[arg(short = 'h', long, requires = "mysql")]
     pub host: Option<String>,
 
+    /// Server port (TCP).
     #[arg(short = 'P', long, requires = "mysql")]
     pub port: Option<u16>,
 
+    /// User to connect as (it needs RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR and SELECT).
     #[arg(short = 'u', long, requires = "mysql")]
     pub user: Option<String>,
 
