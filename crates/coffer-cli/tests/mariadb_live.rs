@@ -355,6 +355,10 @@ fn failed_live_backups_leave_no_image() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Once the engine runs, the option file with the password is gone from the scratch directory.
+    let cnf_left =
+        std::fs::read_dir(fx.path("scratch")).unwrap().flatten().any(|d| d.path().join("client.cnf").exists());
+    assert!(!cnf_left, "the password's option file outlived the engine's start");
     assert!(Command::new("kill").args(["-9", &engine_pid.to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

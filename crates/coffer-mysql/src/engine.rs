@@ -131,7 +131,7 @@ impl Connection {
             // Option-file quoting: backslashes and quotes escaped inside double quotes.
             cnf.push_str(&format!("password=\"{}\"\n", p.replace('\\', "\\\\").replace('"', "\\\"")));
         }
-        let path = scratch.path().join("client.cnf");
+        let path = scratch.path().join(OPTION_FILE);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -181,6 +181,9 @@ pub struct EngineRun {
 
 const PIPE_SIZES: [nix::libc::c_int; 3] = [32 << 20, 16 << 20, 1 << 20];
 
+/// The `[client]` option file in the scratch directory.
+const OPTION_FILE: &str = "client.cnf";
+
 /// Most of the engine's log kept in memory (and in the image).
 const LOG_MAX: usize = 64 << 20;
 
@@ -224,10 +227,16 @@ impl EngineRun {
         let stderr = child.stderr.take().expect("piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&log);
+        // The option file holds the password: gone as soon as the engine has read its options
+        // (it reports its version right after), so a coffer killed mid-backup leaves no copy.
+        let mut option_file = Some(scratch.path().join(OPTION_FILE));
         let thread = std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut line = Vec::new();
             while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if let Some(f) = option_file.take() {
+                    let _ = std::fs::remove_file(f);
+                }
                 let text = String::from_utf8_lossy(&line);
                 on_line(text.trim_end());
                 let mut log = sink.lock().expect("lock");
