@@ -69,6 +69,23 @@ pub enum Command {
     )]
     Backup(BackupArgs),
 
+    /// Make certificates for transfers: a small CA and node certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+
+    /// Send an image (a file, or '-' for stdin) to `coffer receive`, over TLS 1.3 with both ends
+    /// authenticated.
+    #[command(after_help = "Examples:
+  coffer send db.coffer --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt
+  coffer backup --mysql -S /run/mysqld/mysqld.sock -o - --key-file k | coffer send - --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt")]
+    Send(SendArgs),
+
+    /// Receive one image over TLS: restore it as it arrives (--to), or keep it (-o).
+    #[command(after_help = "Examples:
+  coffer receive --listen 0.0.0.0:4444 --to /var/lib/mysql --prepare --cert node2.crt --key node2.key --ca ca.crt --key-file k
+  coffer receive --listen :4444 -o db.coffer --cert node2.crt --key node2.key --ca ca.crt")]
+    Receive(ReceiveArgs),
+
     /// Describe a backup of a server: engine, versions, times, LSNs, binary log position, GTIDs.
     #[command(after_help = "Examples:
   coffer info db.coffer --key-file backup.key
@@ -495,6 +512,86 @@ pub struct ServerArgs {
 pub enum EngineArg {
     Mariabackup,
     Xtrabackup,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Create DIR/ca.crt and DIR/ca.key if absent, then DIR/NAME.crt and DIR/NAME.key (keys mode
+    /// 0600), valid for sending and receiving as NAME, localhost, 127.0.0.1 and every --san.
+    #[command(after_help = "Example:
+  coffer tls generate --ca-dir ./pki --name node1 --san 10.0.0.5 --san node1.example.com")]
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Another host name or address the certificate is valid for (repeatable).
+        #[arg(long, value_name = "NAME")]
+        san: Vec<String>,
+        /// Days the node certificate is valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+/// This end's certificate and key, and the CA that the other end's certificate must chain to.
+#[derive(Debug, Args, Clone)]
+pub struct TlsArgs {
+    /// This end's certificate (PEM; a chain is accepted).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// This end's private key (PEM).
+    #[arg(long = "key", value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// The CA certificate(s) the peer's certificate must chain to (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// A transfer that moves no byte for this long fails, on both ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub stall_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// An image file, or '-' for an image on stdin.
+    pub image: PathBuf,
+    /// The receiver: HOST:PORT. Its certificate must name HOST.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on: HOST:PORT, or :PORT for every address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Restore the image into this directory as it arrives (created; must be empty unless
+    /// --force).
+    #[arg(long, value_name = "DIR", conflicts_with = "output", required_unless_present = "output")]
+    pub to: Option<PathBuf>,
+    /// Keep the image as this file instead (written under a temporary name, renamed when whole).
+    #[arg(short, long, value_name = "IMAGE")]
+    pub output: Option<PathBuf>,
+    /// With --to: run the engine's prepare on the restored backup of a server.
+    #[arg(long, requires = "to")]
+    pub prepare: bool,
+    #[arg(long)]
+    pub owner: Option<String>,
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Key file that opens the image (for --to).
+    #[arg(long = "key-file", env = "COFFER_KEY_FILE", value_name = "FILE")]
+    pub key_files: Vec<PathBuf>,
+    /// Passphrase file that opens the image (for --to).
+    #[arg(long = "passphrase-file", value_name = "FILE")]
+    pub passphrase_files: Vec<PathBuf>,
+    /// Identity that opens the image (for --to).
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

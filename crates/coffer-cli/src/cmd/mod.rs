@@ -4,6 +4,7 @@ mod backup;
 mod inspect;
 mod key;
 mod list;
+mod net;
 mod restore;
 mod server;
 mod validate;
@@ -25,6 +26,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rekey(a) => key::rekey(a, quiet, threads),
         Command::Backup(a) => backup::run(a, quiet, threads),
         Command::Info(a) => server::info(a, quiet),
+        Command::Tls(t) => net::tls_command(t, quiet),
+        Command::Send(a) => net::send(a, quiet),
+        Command::Receive(a) => net::receive(a, quiet, threads),
         Command::Restore(a) => restore::restore(a, quiet, threads),
         Command::Extract(a) => restore::extract(a, quiet, threads),
         Command::List(a) => list::list(a, quiet, threads),

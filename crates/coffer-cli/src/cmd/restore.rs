@@ -24,11 +24,23 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 }
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
+    let (file, len) = open_input(&args.image)?;
+    restore_from(Box::new(file), len, &args, quiet, threads).map(|_| ())
+}
+
+/// Restores the image read from `input` (a file, stdin, a network stream) as `args` say;
+/// returns the bytes of files restored.
+pub fn restore_from<R: std::io::Read + Send>(
+    input: R,
+    len: Option<u64>,
+    args: &RestoreArgs,
+    quiet: bool,
+    threads: usize,
+) -> Result<u64> {
     let keys = crate::keys::unlocks(&args.key, quiet)?;
     let ownership = ownership(args.owner.as_deref())?;
-    let (file, len) = open_input(&args.image)?;
     let bar = Bar::new(quiet, len, "restore");
-    let mut input = CountingReader { inner: file, bar: bar.clone() };
+    let mut input = CountingReader { inner: input, bar: bar.clone() };
     // The key is checked before the target is touched.
     let image = open_stream(&mut input, &keys)?;
     for w in &image.warnings {
@@ -76,7 +88,7 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
         let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
         super::server::prepare(&args.to, copy_back, args.force, quiet)?;
     }
-    Ok(())
+    Ok(summary.logical_bytes)
 }
 
 /// Does `path` select `entry` (the entry itself, or something under a selected directory)?

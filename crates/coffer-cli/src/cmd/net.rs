@@ -1,0 +1,180 @@
+//! `coffer tls generate`, `coffer send`, `coffer receive`: images between hosts over TLS 1.3,
+//! both ends authenticated, restored on the fly at the far end.
+
+use super::{human, open_input, rate};
+use crate::cli::{KeyArgs, ReceiveArgs, RestoreArgs, SendArgs, TlsArgs, TlsCommand};
+use crate::output::AtomicFile;
+use crate::progress::{Bar, CountingReader};
+use anyhow::{anyhow, bail, Context, Result};
+use coffer_net::{tls, wire};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
+    match cmd {
+        TlsCommand::Generate { ca_dir, name, san, days } => {
+            let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            sans.extend(san);
+            let g = coffer_net::pki::generate(&ca_dir, &name, &sans, days)?;
+            if !quiet {
+                if g.ca_created {
+                    eprintln!(
+                        "coffer: created the CA {} (its key, ca.key, signs node certificates: keep it offline)",
+                        g.ca.display()
+                    );
+                }
+                eprintln!("coffer: wrote {} and {} for {name}", g.cert.display(), g.key.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn credentials(t: &TlsArgs) -> tls::Credentials {
+    tls::Credentials { cert: t.cert.clone(), key: t.tls_key.clone(), ca: t.ca.clone() }
+}
+
+fn stall(t: &TlsArgs) -> Duration {
+    Duration::from_secs(t.stall_timeout.max(1))
+}
+
+/// Turns a timed-out read or write into the stall it is.
+fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
+    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+        anyhow!("the transfer with {peer} stalled: nothing moved for {} s (--stall-timeout)", t.stall_timeout)
+    } else {
+        anyhow!(e).context(format!("the transfer with {peer} failed"))
+    }
+}
+
+pub fn send(args: SendArgs, quiet: bool) -> Result<()> {
+    let (mut input, len) = open_input(&args.image)?;
+    // Refuse anything that is not an image before dialling.
+    let mut head = vec![0u8; 8];
+    input.read_exact(&mut head).with_context(|| format!("cannot read {}", args.image.display()))?;
+    if !coffer_format::Header::has_magic(&head) {
+        bail!("{} is not a coffer image", args.image.display());
+    }
+    let config = tls::client_config(&credentials(&args.tls))?;
+    let mut stream = tls::connect(&args.to, config, stall(&args.tls))?;
+    let started = Instant::now();
+    let bar = Bar::new(quiet, len, "send");
+    let mut reader = CountingReader { inner: std::io::Cursor::new(head).chain(input), bar: bar.clone() };
+    // The receiver's READY says it accepted our certificate; a refusal arrives here as an alert.
+    wire::write_hello(&mut stream)
+        .and_then(|()| stream.flush())
+        .map_err(wire::WireError::Io)
+        .and_then(|()| wire::read_ready(&mut stream))
+        .map_err(|e| match e {
+            wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, &args.to)),
+            wire::WireError::Io(io) => stalled(io, &args.tls, &args.to),
+            other => anyhow!(other).context(format!("{} refused the transfer", args.to)),
+        })?;
+    let sent = (|| -> std::io::Result<u64> {
+        let n = std::io::copy(&mut reader, &mut stream)?;
+        stream.conn.send_close_notify();
+        stream.flush()?;
+        Ok(n)
+    })();
+    bar.finish();
+    let sent = sent.map_err(|e| stalled(e, &args.tls, &args.to))?;
+    let stored = wire::read_status(&mut BufReader::new(&mut stream)).map_err(|e| match e {
+        wire::WireError::Io(io) => stalled(io, &args.tls, &args.to),
+        other => anyhow!(other),
+    })?;
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "coffer: sent {} to {} in {secs:.1} s ({}); the receiver stored {}",
+            human(sent),
+            args.to,
+            rate(sent, secs),
+            human(stored)
+        );
+    }
+    Ok(())
+}
+
+fn listen_addr(listen: &str) -> String {
+    match listen.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => listen.to_owned(),
+    }
+}
+
+pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
+    let config = tls::server_config(&credentials(&args.tls))?;
+    let addr = listen_addr(&args.listen);
+    let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    // The line a supervisor (a Galera SST script, a test) waits for.
+    eprintln!("coffer: listening on {bound}");
+    let (mut stream, peer) = tls::accept(&listener, config, stall(&args.tls))?;
+    drop(listener);
+    wire::read_hello(&mut stream).with_context(|| format!("from {peer}"))?;
+    stream.write_all(wire::READY).and_then(|()| stream.flush()).map_err(|e| stalled(e, &args.tls, &peer))?;
+    let started = Instant::now();
+    let result = match (&args.to, &args.output) {
+        (Some(dir), _) => restore_into(&mut stream, dir, &args, quiet, threads),
+        (None, Some(file)) => keep(&mut stream, file, &args, quiet),
+        (None, None) => unreachable!("clap requires --to or -o"),
+    };
+    let result = result.map_err(|e| match e.downcast::<std::io::Error>() {
+        Ok(io) => stalled(io, &args.tls, &peer),
+        Err(e) => e,
+    });
+    // The sender learns the outcome before either side exits.
+    let status = result.as_ref().map(|n| *n).map_err(crate::exit::one_line);
+    let _ = wire::write_status(&mut stream, &status);
+    stream.conn.send_close_notify();
+    let _ = stream.flush();
+    let stored = result?;
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("coffer: received {} from {peer} in {secs:.1} s ({})", human(stored), rate(stored, secs));
+    }
+    Ok(())
+}
+
+fn restore_into(
+    stream: &mut tls::ServerStream,
+    dir: &Path,
+    args: &ReceiveArgs,
+    quiet: bool,
+    threads: usize,
+) -> Result<u64> {
+    let key = KeyArgs {
+        key_files: args.key_files.clone(),
+        passphrase_files: args.passphrase_files.clone(),
+        identities: args.identities.clone(),
+        ..KeyArgs::default()
+    };
+    let restore = RestoreArgs {
+        image: PathBuf::from("-"),
+        to: dir.to_path_buf(),
+        owner: args.owner.clone(),
+        force: args.force,
+        no_sync: false,
+        prepare: args.prepare,
+        copy_back: false,
+        datadir: None,
+        key,
+    };
+    super::restore::restore_from(stream, None, &restore, quiet, threads)
+}
+
+/// Stores the stream as an image file, which appears under its name only when the sender has
+/// closed the stream cleanly (a TLS close_notify; an image cut short is never kept).
+fn keep(stream: &mut tls::ServerStream, file: &Path, args: &ReceiveArgs, quiet: bool) -> Result<u64> {
+    let out = AtomicFile::create(file, args.force, 0o600)?;
+    let bar = Bar::new(quiet, None, "receive");
+    let mut reader = CountingReader { inner: stream, bar: bar.clone() };
+    let mut sink = std::io::BufWriter::with_capacity(1 << 20, out.file());
+    let n = std::io::copy(&mut reader, &mut sink).and_then(|n| sink.flush().map(|()| n));
+    bar.finish();
+    drop(sink);
+    let n = n.map_err(|e| anyhow!(e))?;
+    out.commit()?;
+    Ok(n)
+}

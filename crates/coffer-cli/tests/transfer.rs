@@ -1,0 +1,198 @@
+//! `coffer send` / `coffer receive` on loopback: TLS 1.3 with both ends verified, restore on the
+//! fly at the far end, and every bad peer refused with a one-line error on both ends.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+fn tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("db")).unwrap();
+    // Incompressible, so that half an image is well past its header.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(root.join("db/t1.ibd"), &data).unwrap();
+    std::fs::write(root.join("my.cnf"), b"[mysqld]\n").unwrap();
+}
+
+/// A CA with node1 and node2, and another CA with a stranger.
+fn pki(fx: &Fixture) {
+    for (dir, name) in [("pki", "node1"), ("pki", "node2"), ("other", "stranger")] {
+        expect(0, &["tls", "generate", "--ca-dir", &fx.s(dir), "--name", name, "-q"]);
+    }
+}
+
+fn tls(fx: &Fixture, dir: &str, name: &str, ca_dir: &str) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        fx.s(&format!("{dir}/{name}.crt")),
+        "--key".into(),
+        fx.s(&format!("{dir}/{name}.key")),
+        "--ca".into(),
+        fx.s(&format!("{ca_dir}/ca.crt")),
+    ]
+}
+
+/// Starts `coffer receive` on a free loopback port; returns it once it listens, with the port.
+fn receiver(args: &[String]) -> (Child, u16) {
+    let mut child = coffer()
+        .args(["receive", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    err.read_line(&mut line).unwrap();
+    let port =
+        line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("not listening: {line}"));
+    // Keep draining its stderr into a buffer the test reads at the end.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        let _ = tx.send(rest);
+    });
+    RX.with(|r| *r.borrow_mut() = Some(rx));
+    (child, port)
+}
+
+thread_local! {
+    static RX: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Waits for the receiver; its exit code and stderr.
+fn finish(mut child: Child) -> (i32, String) {
+    let status = child.wait().unwrap();
+    let err = RX.with(|r| r.borrow_mut().take().unwrap().recv_timeout(Duration::from_secs(30)).unwrap_or_default());
+    (status.code().unwrap_or(-1), err)
+}
+
+fn send(image: &str, port: u16, tls: &[String]) -> (i32, String) {
+    let to = format!("127.0.0.1:{port}");
+    let mut args = vec!["send".to_string(), image.to_string(), "--to".into(), to];
+    args.extend(tls.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&refs);
+    (code, err)
+}
+
+#[test]
+fn images_restore_on_the_fly_at_the_receiver() {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+
+    // A directory restored as the bytes arrive.
+    let mut args = vec!["--to".to_string(), fx.s("dst"), "--key-file".into(), fx.key()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let (code, err) = send(&img, port, &tls(&fx, "pki", "node1", "pki"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the receiver stored"), "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+
+    // An image kept as a file, sent from stdin.
+    let mut args = vec!["-o".to_string(), fx.s("kept.coffer")];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let mut send_args = vec!["send".to_string(), "-".into(), "--to".into(), format!("127.0.0.1:{port}")];
+    send_args.extend(tls(&fx, "pki", "node1", "pki"));
+    let refs: Vec<&str> = send_args.iter().map(String::as_str).collect();
+    let (code, _, err) = run_with_stdin(&refs, &std::fs::read(&img).unwrap());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(finish(rx).0, 0);
+    assert_eq!(std::fs::read(fx.path("kept.coffer")).unwrap(), std::fs::read(&img).unwrap());
+}
+
+#[test]
+fn strangers_are_refused_on_both_ends() {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let recv_args = |out: &str| {
+        let mut a = vec!["-o".to_string(), fx.s(out)];
+        a.extend(tls(&fx, "pki", "node2", "pki"));
+        a
+    };
+
+    // A sender whose certificate another CA signed.
+    let (rx, port) = receiver(&recv_args("a.coffer"));
+    let (code, err) = send(&img, port, &tls(&fx, "other", "stranger", "pki"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused our certificate") && err.lines().count() == 1, "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not signed by our CA"), "{err}");
+    assert!(!fx.path("a.coffer").exists());
+
+    // A receiver that our CA did not sign.
+    let mut args = vec!["-o".to_string(), fx.s("b.coffer")];
+    args.extend(tls(&fx, "other", "stranger", "pki"));
+    let (rx, port) = receiver(&args);
+    let (code, err) = send(&img, port, &tls(&fx, "pki", "node1", "pki"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not signed by our CA"), "{err}");
+    assert_eq!(finish(rx).0, 1);
+    assert!(!fx.path("b.coffer").exists());
+
+    // A peer that does not speak TLS.
+    let (rx, port) = receiver(&recv_args("c.coffer"));
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not speak TLS") || err.contains("handshake"), "{err}");
+    assert!(!fx.path("c.coffer").exists());
+
+    // A sender killed midway: the receiver fails, and its target says it is incomplete.
+    let mut args = vec!["--to".to_string(), fx.s("d"), "--key-file".into(), fx.key()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let mut sender = coffer()
+        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
+        .args(tls(&fx, "pki", "node1", "pki"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&img).unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    sender.kill().unwrap();
+    let _ = sender.wait();
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.lines().filter(|l| l.contains("error")).count() == 1, "{err}");
+    assert!(fx.path("d/.coffer-restore-incomplete").exists(), "the target is marked incomplete: {err}");
+}
+
+#[test]
+fn generated_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    pki(&fx);
+    for f in ["pki/ca.key", "pki/node1.key", "other/stranger.key"] {
+        assert_eq!(std::fs::metadata(fx.path(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let err = expect(1, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "node1"]);
+    assert!(err.contains("already exists"), "{err}");
+}
