@@ -73,12 +73,17 @@ pub enum Command {
     #[command(subcommand)]
     Tls(TlsCommand),
 
-    /// Send an image (a file, or '-' for stdin) to `coffer receive`, over TLS 1.3 with both ends
-    /// authenticated.
-    #[command(after_help = "Examples:
+    /// Send to `coffer receive` over TLS 1.3 with both ends authenticated: an image as it is, or
+    /// a directory or a live server backed up straight onto the wire.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:
   coffer send db.coffer --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt
-  coffer backup --mysql -S /run/mysqld/mysqld.sock -o - --key-file k | coffer send - --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt")]
-    Send(SendArgs),
+  coffer send /var/lib/mysql --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
+  coffer send --mysql -S /run/mysqld/mysqld.sock --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
+  coffer backup --mysql -o - --key-file k | coffer send - --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt"
+    )]
+    Send(BackupArgs),
 
     /// Receive one image over TLS: restore it as it arrives (--to), or keep it (-o).
     #[command(after_help = "Examples:
@@ -293,7 +298,7 @@ pub struct KeyArgs {
 
     /// The key itself, as 64 hex digits. Visible to other users in the process list: prefer
     /// --key-file.
-    #[arg(long = "key", value_name = "HEX", hide_env_values = true)]
+    #[arg(long = "key-hex", value_name = "HEX", hide_env_values = true)]
     pub key_hex: Option<String>,
 
     /// Ask for a passphrase on the terminal (twice when creating a slot).
@@ -424,8 +429,16 @@ pub struct BackupArgs {
     pub help: Option<bool>,
 
     /// Image to write ('-' for stdout). Written under a temporary name and renamed when complete.
-    #[arg(short, long, value_name = "IMAGE")]
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "IMAGE", required_unless_present = "send_to", conflicts_with = "send_to")]
+    pub output: Option<PathBuf>,
+
+    /// Send the image to `coffer receive` at HOST:PORT instead (TLS 1.3; needs --cert, --key,
+    /// --ca): what `coffer send` does.
+    #[arg(long = "to", value_name = "HOST:PORT", requires_all = ["cert", "tls_key", "ca"])]
+    pub send_to: Option<String>,
+
+    #[command(flatten)]
+    pub tls: OptionalTlsArgs,
 
     /// Entry name for stdin (default "stdin") or a single file (default its file name).
     #[arg(long)]
@@ -551,15 +564,33 @@ pub struct TlsArgs {
     pub stall_timeout: u64,
 }
 
-#[derive(Debug, Args)]
-pub struct SendArgs {
-    /// An image file, or '-' for an image on stdin.
-    pub image: PathBuf,
-    /// The receiver: HOST:PORT. Its certificate must name HOST.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub to: String,
-    #[command(flatten)]
-    pub tls: TlsArgs,
+/// TLS options of `send` (and of `backup --to`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct OptionalTlsArgs {
+    /// This end's certificate (PEM; a chain is accepted).
+    #[arg(long, value_name = "FILE", requires = "send_to")]
+    pub cert: Option<PathBuf>,
+    /// This end's private key (PEM).
+    #[arg(long = "key", value_name = "FILE", requires = "send_to")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) the receiver's certificate must chain to (PEM).
+    #[arg(long, value_name = "FILE", requires = "send_to")]
+    pub ca: Option<PathBuf>,
+    /// A transfer that moves no byte for this long fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub stall_timeout: u64,
+}
+
+impl OptionalTlsArgs {
+    /// The options as given (clap has required all three with --to).
+    pub fn required(&self) -> TlsArgs {
+        TlsArgs {
+            cert: self.cert.clone().expect("clap requires --cert"),
+            tls_key: self.tls_key.clone().expect("clap requires --key"),
+            ca: self.ca.clone().expect("clap requires --ca"),
+            stall_timeout: self.stall_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -139,9 +139,9 @@ fn master_keys(args: &KeyArgs, quiet: bool) -> Result<Vec<MasterKey>> {
     }
     if let Some(hex) = &args.key_hex {
         if !quiet {
-            eprintln!("coffer: warning: a key given with --key is visible to other users of this host (ps, /proc); prefer --key-file");
+            eprintln!("coffer: warning: a key given with --key-hex is visible to other users of this host (ps, /proc); prefer --key-file");
         }
-        keys.push(MasterKey::from_hex(hex).context("--key")?);
+        keys.push(MasterKey::from_hex(hex).context("--key-hex")?);
     }
     if let Some(cmd) = &args.key_command {
         keys.push(run_key_command(cmd)?);

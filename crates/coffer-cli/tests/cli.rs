@@ -174,7 +174,7 @@ fn more_than_one_key_opens_an_image() {
     let img = backup_tree(&fx, &["--key-file", &Fixture::new().s("other.key")]);
     expect(0, &["verify", &img, "--key-file", &fx.s("other.key")]);
     expect(0, &["verify", &img, "--key-file", &fx.key()]);
-    let err = expect(0, &["verify", &img, "--key", KEY_HEX]);
+    let err = expect(0, &["verify", &img, "--key-hex", KEY_HEX]);
     assert!(err.contains("visible to other users"), "{err}");
 }
 

@@ -158,6 +158,7 @@ fn a_hot_backup_under_load_restores_consistent() {
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let port = free_port();
+    let source_port = port;
     let mut src = source(&fx, port);
     let all = tables(&src);
     assert_eq!(all.len(), 6, "{all:?}");
@@ -275,6 +276,58 @@ fn a_hot_backup_under_load_restores_consistent() {
     let dst3 = restore_and_start(&fx, &piped, "dst3");
     assert_eq!(checksums(&dst3, &all), checksums(&src, &all));
     drop(dst3);
+
+    // A hot backup sent straight to another host's datadir and prepared there (SST-like).
+    for name in ["node1", "node2"] {
+        expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", name, "-q"]);
+    }
+    let tls = |n: &str| {
+        [
+            "--cert".to_string(),
+            fx.s(&format!("pki/{n}.crt")),
+            "--key".into(),
+            fx.s(&format!("pki/{n}.key")),
+            "--ca".into(),
+            fx.s("pki/ca.crt"),
+        ]
+    };
+    std::fs::create_dir_all(fx.path("dst5")).unwrap();
+    let mut receiver = coffer()
+        .args([
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--to",
+            &fx.s("dst5/data"),
+            "--prepare",
+            "--key-file",
+            &fx.key(),
+            "-q",
+        ])
+        .args(tls("node2"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(receiver.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+    // The same options as `backup --mysql`, with the receiver in place of -o.
+    let mut args = backup_args(&fx, source_port, "");
+    args[0] = "send".into();
+    let o = args.iter().position(|a| a == "-o").unwrap();
+    args.splice(o..o + 2, ["--to".to_string(), format!("127.0.0.1:{port}")]);
+    args.extend(tls("node1"));
+    args.push("-q".into());
+    coffer_ok(&args);
+    let status = receiver.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    let dst5 = Server::open(&fx.path("dst5"), &[]);
+    assert_eq!(checksums(&dst5, &all), checksums(&src, &all));
+    drop(dst5);
     src.stop();
 }
 

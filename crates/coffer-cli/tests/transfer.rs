@@ -106,6 +106,25 @@ fn images_restore_on_the_fly_at_the_receiver() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
 
+    // A directory backed up straight onto the wire (no image anywhere), restored as it arrives.
+    let mut args = vec!["--to".to_string(), fx.s("dst2"), "--key-file".into(), fx.key()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let mut send_args = vec![
+        "send".to_string(),
+        fx.s("src"),
+        "--to".into(),
+        format!("127.0.0.1:{port}"),
+        "--key-file".into(),
+        fx.key(),
+    ];
+    send_args.extend(tls(&fx, "pki", "node1", "pki"));
+    let refs: Vec<&str> = send_args.iter().map(String::as_str).collect();
+    let err = expect(0, &refs);
+    assert!(err.contains("backed up"), "{err}");
+    assert_eq!(finish(rx).0, 0);
+    assert_eq!(snapshot(&fx.path("dst2")), snapshot(&fx.path("src")));
+
     // An image kept as a file, sent from stdin.
     let mut args = vec!["-o".to_string(), fx.s("kept.coffer")];
     args.extend(tls(&fx, "pki", "node2", "pki"));

@@ -12,7 +12,7 @@ use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageParams,
 use std::io::{BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub fn cipher_suite(arg: CipherArg) -> Suite {
@@ -79,7 +79,13 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let secrets = crate::keys::backup_secrets(&args.key, &args.seal, quiet)?;
     let (codec, level) = codec(&args)?;
     let suite = suite(args.cipher, quiet);
-    let to_stdout = args.output == Path::new("-");
+    // Sending: the receiver is dialled (and has accepted us) before any source is opened.
+    let mut wire = match &args.send_to {
+        Some(to) => Some(super::net::dial(to, &args.tls.required())?),
+        None => None,
+    };
+    let out_path = args.output.clone().unwrap_or_else(|| PathBuf::from(args.send_to.clone().unwrap_or_default()));
+    let to_stdout = wire.is_none() && out_path == Path::new("-");
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
     }
@@ -87,7 +93,8 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     if from_stdin && std::io::stdin().is_terminal() {
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
-    let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
+    let output =
+        if to_stdout || wire.is_some() { None } else { Some(AtomicFile::create(&out_path, args.force, 0o600)?) };
 
     let show = !quiet && std::io::stderr().is_terminal();
     let bar = Bar::new(quiet, None, "backup");
@@ -138,25 +145,33 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
     let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };
     let started = Instant::now();
-    let summary = match &output {
-        Some(file) => {
+    let summary = match (&output, wire.as_mut()) {
+        (_, Some(stream)) => {
+            let sink = BufWriter::with_capacity(1 << 20, &mut *stream);
+            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
+        }
+        (Some(file), None) => {
             let out = file.file().try_clone().context("cannot use the output file")?;
-            let mut sink = DirectWriter::new(out, args.output.clone());
+            let mut sink = DirectWriter::new(out, out_path.clone());
             write_image(source.as_mut(), &mut sink, &params, &secrets, threads, &bar, inspect).and_then(|s| {
                 sink.finish()?;
                 Ok(s)
             })
         }
-        None => {
+        (None, None) => {
             let sink = BufWriter::with_capacity(1 << 18, stdout_file()?);
             write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
         }
     };
     bar.finish();
     let summary = summary
-        .with_context(|| format!("backup of {} failed; no image was left at {}", source_name, args.output.display()))?;
+        .with_context(|| format!("backup of {} failed; no image was left at {}", source_name, out_path.display()))?;
     if let Some(file) = output {
         file.commit()?;
+    }
+    if let Some(stream) = wire {
+        let tls = args.tls.required();
+        super::net::finish_send(stream, &out_path.display().to_string(), &tls)?;
     }
     let secs = started.elapsed().as_secs_f64();
     if !quiet {
@@ -166,7 +181,7 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
             summary.entries,
             summary.files,
             human(summary.logical_bytes),
-            args.output.display(),
+            out_path.display(),
             human(summary.image_bytes),
             ratio * 100.0,
             params.codec.name(),

@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => backup::run(a, quiet, threads),
         Command::Info(a) => server::info(a, quiet),
         Command::Tls(t) => net::tls_command(t, quiet),
-        Command::Send(a) => net::send(a, quiet),
+        Command::Send(a) => net::send(a, quiet, threads),
         Command::Receive(a) => net::receive(a, quiet, threads),
         Command::Restore(a) => restore::restore(a, quiet, threads),
         Command::Extract(a) => restore::extract(a, quiet, threads),

@@ -2,7 +2,7 @@
 //! both ends authenticated, restored on the fly at the far end.
 
 use super::{human, open_input, rate};
-use crate::cli::{KeyArgs, ReceiveArgs, RestoreArgs, SendArgs, TlsArgs, TlsCommand};
+use crate::cli::{BackupArgs, KeyArgs, ReceiveArgs, RestoreArgs, TlsArgs, TlsCommand};
 use crate::output::AtomicFile;
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, bail, Context, Result};
@@ -48,52 +48,72 @@ fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
     }
 }
 
-pub fn send(args: SendArgs, quiet: bool) -> Result<()> {
-    let (mut input, len) = open_input(&args.image)?;
-    // Refuse anything that is not an image before dialling.
-    let mut head = vec![0u8; 8];
-    input.read_exact(&mut head).with_context(|| format!("cannot read {}", args.image.display()))?;
-    if !coffer_format::Header::has_magic(&head) {
-        bail!("{} is not a coffer image", args.image.display());
-    }
-    let config = tls::client_config(&credentials(&args.tls))?;
-    let mut stream = tls::connect(&args.to, config, stall(&args.tls))?;
-    let started = Instant::now();
-    let bar = Bar::new(quiet, len, "send");
-    let mut reader = CountingReader { inner: std::io::Cursor::new(head).chain(input), bar: bar.clone() };
-    // The receiver's READY says it accepted our certificate; a refusal arrives here as an alert.
+/// Connects to a receiver and waits for its READY (it has accepted our certificate).
+pub fn dial(to: &str, t: &TlsArgs) -> Result<tls::ClientStream> {
+    let config = tls::client_config(&credentials(t))?;
+    let mut stream = tls::connect(to, config, stall(t))?;
     wire::write_hello(&mut stream)
         .and_then(|()| stream.flush())
         .map_err(wire::WireError::Io)
         .and_then(|()| wire::read_ready(&mut stream))
         .map_err(|e| match e {
-            wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, &args.to)),
-            wire::WireError::Io(io) => stalled(io, &args.tls, &args.to),
-            other => anyhow!(other).context(format!("{} refused the transfer", args.to)),
+            wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, to)),
+            wire::WireError::Io(io) => stalled(io, t, to),
+            other => anyhow!(other).context(format!("{to} refused the transfer")),
         })?;
-    let sent = (|| -> std::io::Result<u64> {
-        let n = std::io::copy(&mut reader, &mut stream)?;
-        stream.conn.send_close_notify();
-        stream.flush()?;
-        Ok(n)
-    })();
-    bar.finish();
-    let sent = sent.map_err(|e| stalled(e, &args.tls, &args.to))?;
-    let stored = wire::read_status(&mut BufReader::new(&mut stream)).map_err(|e| match e {
-        wire::WireError::Io(io) => stalled(io, &args.tls, &args.to),
+    Ok(stream)
+}
+
+/// Ends the image stream and waits for the receiver's verdict: the bytes it stored.
+pub fn finish_send(mut stream: tls::ClientStream, to: &str, t: &TlsArgs) -> Result<u64> {
+    stream.conn.send_close_notify();
+    stream.flush().map_err(|e| stalled(e, t, to))?;
+    wire::read_status(&mut BufReader::new(&mut stream)).map_err(|e| match e {
+        wire::WireError::Io(io) => stalled(io, t, to),
         other => anyhow!(other),
-    })?;
+    })
+}
+
+/// `coffer send`: an image as it is (a file with coffer's magic, or '-'), else a backup of the
+/// source (a directory, a file, --mysql, --xbstream) made straight onto the wire.
+pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
+    let to = args.send_to.clone().ok_or_else(|| crate::exit::usage("send needs --to HOST:PORT"))?;
+    let image = args.source.as_deref().filter(|p| *p == Path::new("-") || is_image(p));
+    let Some(image) = image else {
+        return super::backup::run(args, quiet, threads);
+    };
+    let t = args.tls.required();
+    let (mut input, len) = open_input(image)?;
+    let mut head = vec![0u8; 8];
+    input.read_exact(&mut head).with_context(|| format!("cannot read {}", image.display()))?;
+    if !coffer_format::Header::has_magic(&head) {
+        bail!("{} is not a coffer image (to send a stream as a file, use `coffer backup - --to ...`)", image.display());
+    }
+    let mut stream = dial(&to, &t)?;
+    let started = Instant::now();
+    let bar = Bar::new(quiet, len, "send");
+    let mut reader = CountingReader { inner: std::io::Cursor::new(head).chain(input), bar: bar.clone() };
+    let sent = std::io::copy(&mut reader, &mut stream);
+    bar.finish();
+    let sent = sent.map_err(|e| stalled(e, &t, &to))?;
+    let stored = finish_send(stream, &to, &t)?;
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "coffer: sent {} to {} in {secs:.1} s ({}); the receiver stored {}",
+            "coffer: sent {} to {to} in {secs:.1} s ({}); the receiver stored {}",
             human(sent),
-            args.to,
             rate(sent, secs),
             human(stored)
         );
     }
     Ok(())
+}
+
+/// A regular file that starts with coffer's magic.
+fn is_image(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && coffer_format::Header::has_magic(&magic)
 }
 
 fn listen_addr(listen: &str) -> String {
