@@ -215,3 +215,37 @@ fn generated_keys_are_private() {
     let err = expect(1, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "node1"]);
     assert!(err.contains("already exists"), "{err}");
 }
+
+#[test]
+fn a_transfer_that_stops_moving_fails_on_both_ends() {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let mut args =
+        vec!["--to".to_string(), fx.s("d"), "--key-file".into(), fx.key(), "--stall-timeout".into(), "2".into()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let mut sender = coffer()
+        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
+        .args(tls(&fx, "pki", "node1", "pki"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&img).unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() / 3]).unwrap();
+    stdin.flush().unwrap();
+    // The sender's source goes quiet: nothing moves on the wire.
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("stalled") && err.contains("2 s"), "{err}");
+    assert!(fx.path("d/.coffer-restore-incomplete").exists());
+    // The sender learns it when it next writes or waits for the verdict.
+    stdin.write_all(&bytes[bytes.len() / 3..]).ok();
+    drop(stdin);
+    let out = sender.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}

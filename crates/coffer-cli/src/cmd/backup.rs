@@ -147,7 +147,7 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let started = Instant::now();
     let summary = match (&output, wire.as_mut()) {
         (_, Some(stream)) => {
-            let sink = BufWriter::with_capacity(1 << 20, &mut *stream);
+            let sink = BufWriter::with_capacity(1 << 20, super::net::stalling(&mut *stream, args.tls.stall_timeout));
             write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
         }
         (Some(file), None) => {

@@ -39,6 +39,48 @@ fn stall(t: &TlsArgs) -> Duration {
     Duration::from_secs(t.stall_timeout.max(1))
 }
 
+/// A stream whose timed-out reads and writes say that the transfer stalled, whichever layer
+/// (restore, image reader, copy) reports them.
+struct Stalling<S> {
+    inner: S,
+    secs: u64,
+}
+
+impl<S> Stalling<S> {
+    fn check<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        r.map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the transfer stalled: nothing moved for {} s (--stall-timeout)", self.secs),
+            ),
+            _ => e,
+        })
+    }
+}
+
+impl<S: Read> Read for Stalling<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.check(r)
+    }
+}
+
+impl<S: Write> Write for Stalling<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.check(r)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.check(r)
+    }
+}
+
+/// `stream`, with timed-out writes reported as a stall (for `backup --to`).
+pub fn stalling<S: Write>(stream: S, secs: u64) -> impl Write {
+    Stalling { inner: stream, secs }
+}
+
 /// Turns a timed-out read or write into the stall it is.
 fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
     if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
@@ -181,7 +223,13 @@ fn restore_into(
         datadir: None,
         key,
     };
-    super::restore::restore_from(stream, None, &restore, quiet, threads)
+    super::restore::restore_from(
+        Stalling { inner: stream, secs: args.tls.stall_timeout },
+        None,
+        &restore,
+        quiet,
+        threads,
+    )
 }
 
 /// Stores the stream as an image file, which appears under its name only when the sender has
@@ -189,7 +237,8 @@ fn restore_into(
 fn keep(stream: &mut tls::ServerStream, file: &Path, args: &ReceiveArgs, quiet: bool) -> Result<u64> {
     let out = AtomicFile::create(file, args.force, 0o600)?;
     let bar = Bar::new(quiet, None, "receive");
-    let mut reader = CountingReader { inner: stream, bar: bar.clone() };
+    let mut reader =
+        CountingReader { inner: Stalling { inner: stream, secs: args.tls.stall_timeout }, bar: bar.clone() };
     let mut sink = std::io::BufWriter::with_capacity(1 << 20, out.file());
     let n = std::io::copy(&mut reader, &mut sink).and_then(|n| sink.flush().map(|()| n));
     bar.finish();

@@ -1,0 +1,72 @@
+#!/bin/bash
+# A hot backup moved to another datadir over TLS and prepared there, both ends on this machine
+# (what a Galera SST does), in one run:
+#   coffer receive --to DIR --prepare  <-  coffer send --mysql
+# against the socat chain of the SST scripts:
+#   socat OPENSSL-LISTEN | mbstream -x, then mariadb-backup --prepare
+#     <-  mariadb-backup --backup --stream=xbstream | socat OPENSSL
+# Timed from start to a prepared, flushed datadir. Medians of BENCH_RUNS (default 3); the page
+# cache is dropped and the source datadir read back before each run.
+#
+#   sudo scripts/bench-transfer.sh [DATADIR]    # default: the ~2.2 GB sysbench datadir of bench-live.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${BENCH_DIR:-/var/tmp/coffer-bench}/transfer
+runs=${BENCH_RUNS:-3}
+mkdir -p "$work"
+cargo build --release --quiet -p coffer-cli
+coffer=$PWD/target/release/coffer
+data=${1:-${BENCH_DIR:-/var/tmp/coffer-bench}/sysbench}
+[ -d "$data" ] || scripts/sysbench-datadir.sh "$data" 8 1000000 >&2
+key=$work/bench.key
+[ -f "$key" ] || $coffer key generate -o "$key" -q
+pki=$work/pki
+[ -f "$pki/node2.key" ] || { $coffer tls generate --ca-dir "$pki" --name node1 -q; $coffer tls generate --ca-dir "$pki" --name node2 -q; }
+sock=$work/mysqld.sock
+mariadbd --no-defaults --datadir="$data" --socket="$sock" --skip-networking --user="$(id -un)" \
+    --innodb-buffer-pool-size=256M --log-error="$work/error.log" --pid-file="$work/mysqld.pid" &
+server=$!
+trap 'mariadb-admin --socket="$sock" -uroot shutdown 2>/dev/null || kill $server; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do mariadb-admin --socket="$sock" -uroot ping >/dev/null 2>&1 && break; sleep 1; done
+bytes=$(du -sb --apparent-size "$data" | cut -f1)
+dst=$work/dst
+port=45444
+
+prepare_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; find "$data" -type f -exec cat {} + >/dev/null 2>&1 || true; }
+
+socat_chain="rm -rf $dst && mkdir -p $dst &&
+  (socat -u OPENSSL-LISTEN:$port,reuseaddr,cert=$pki/node2.crt,key=$pki/node2.key,cafile=$pki/ca.crt,verify=1 STDOUT | mbstream -x -C $dst) &
+  sleep 0.5;
+  mariadb-backup --no-defaults --backup --stream=xbstream --socket=$sock --user=root --target-dir=$work/t 2>/dev/null |
+    socat -u STDIN OPENSSL:localhost:$port,cert=$pki/node1.crt,key=$pki/node1.key,cafile=$pki/ca.crt,verify=1;
+  wait; mariadb-backup --no-defaults --prepare --target-dir=$dst 2>/dev/null && sync"
+coffer_chain="rm -rf $dst &&
+  ($coffer receive --listen 127.0.0.1:$port --to $dst --prepare --key-file $key --cert $pki/node2.crt --key $pki/node2.key --ca $pki/ca.crt -q 2>/dev/null) &
+  sleep 0.5;
+  $coffer send --mysql -S $sock -u root --to 127.0.0.1:$port --key-file $key --cert $pki/node1.crt --key $pki/node1.key --ca $pki/ca.crt -q;
+  wait"
+
+measure() {
+    local i rows=()
+    for i in $(seq 1 "$runs"); do
+        rm -rf "$work/t"
+        prepare_cache
+        /usr/bin/time -f "%e %U %S" -o "$work/time" bash -c "$1" >/dev/null 2>"$work/stderr" || { echo "FAILED: $(tail -3 "$work/stderr")" >&2; return 1; }
+        [ -f "$dst/xtrabackup_checkpoints" ] || { echo "FAILED: no prepared datadir" >&2; return 1; }
+        read -r wall user sys <"$work/time"
+        rows+=("$wall $(echo "$user + $sys" | bc)")
+    done
+    printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p"
+}
+
+echo "## Hot backup to another datadir over TLS, prepared there: $(du -sh --apparent-size "$data" | cut -f1), $(nproc) cores, both ends here, median of $runs"
+echo
+echo "| what | wall s | MB/s | CPU s | vs socat |"
+echo "|---|---|---|---|---|"
+s=$(measure "$socat_chain")
+c=$(measure "$coffer_chain")
+for row in "mariadb-backup | socat OPENSSL -> socat OPENSSL-LISTEN | mbstream -x, then --prepare:$s" "**coffer send --mysql -> coffer receive --to --prepare**:$c"; do
+    name=${row%%:*}; r=${row#*:}; read -r wall cpu <<<"$r"
+    printf '| %s | %s | %s | %s | %sx |\n' "${name//|/\\|}" "$wall" "$(echo "scale=0; $bytes / 1000000 / $wall" | bc)" "$cpu" "$(echo "scale=2; ${s%% *} / $wall" | bc)"
+done
+rm -rf "$dst"
