@@ -434,7 +434,7 @@ pub struct BackupArgs {
 
     /// Send the image to `coffer receive` at HOST:PORT instead (TLS 1.3; needs --cert, --key,
     /// --ca): what `coffer send` does.
-    #[arg(long = "to", value_name = "HOST:PORT", requires_all = ["cert", "tls_key", "ca"])]
+    #[arg(long = "to", value_name = "HOST:PORT", requires_all = ["cert", "tls_key"])]
     pub send_to: Option<String>,
 
     #[command(flatten)]
@@ -545,6 +545,11 @@ pub enum TlsCommand {
         #[arg(long, default_value_t = 825)]
         days: u32,
     },
+    /// Print the SHA-256 fingerprint of a certificate, for --peer-fingerprint.
+    Fingerprint {
+        /// A PEM certificate.
+        cert: PathBuf,
+    },
 }
 
 /// This end's certificate and key, and the CA that the other end's certificate must chain to.
@@ -557,8 +562,12 @@ pub struct TlsArgs {
     #[arg(long = "key", value_name = "FILE")]
     pub tls_key: PathBuf,
     /// The CA certificate(s) the peer's certificate must chain to (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub ca: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "peer_fingerprint")]
+    pub ca: Option<PathBuf>,
+    /// Accept only a peer certificate with this SHA-256 fingerprint (`coffer tls fingerprint
+    /// FILE` prints it); repeatable; with --ca, both must hold.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub peer_fingerprint: Vec<String>,
     /// A transfer that moves no byte for this long fails, on both ends.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
@@ -576,6 +585,9 @@ pub struct OptionalTlsArgs {
     /// The CA certificate(s) the receiver's certificate must chain to (PEM).
     #[arg(long, value_name = "FILE", requires = "send_to")]
     pub ca: Option<PathBuf>,
+    /// Accept only a receiver certificate with this SHA-256 fingerprint (repeatable).
+    #[arg(long, value_name = "sha256:HEX", requires = "send_to")]
+    pub peer_fingerprint: Vec<String>,
     /// A transfer that moves no byte for this long fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
@@ -587,7 +599,8 @@ impl OptionalTlsArgs {
         TlsArgs {
             cert: self.cert.clone().expect("clap requires --cert"),
             tls_key: self.tls_key.clone().expect("clap requires --key"),
-            ca: self.ca.clone().expect("clap requires --ca"),
+            ca: self.ca.clone(),
+            peer_fingerprint: self.peer_fingerprint.clone(),
             stall_timeout: self.stall_timeout,
         }
     }

@@ -249,3 +249,58 @@ fn a_transfer_that_stops_moving_fails_on_both_ends() {
     let out = sender.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn pinned_fingerprints_stand_in_for_a_ca() {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let print = |cert: &str| String::from_utf8(run(&["tls", "fingerprint", &fx.s(cert)]).1).unwrap().trim().to_owned();
+    let (node1, node2, stranger) = (print("pki/node1.crt"), print("pki/node2.crt"), print("other/stranger.crt"));
+    assert!(node1.starts_with("sha256:") && node1.len() == 71, "{node1}");
+    let pinned = |dir: &str, name: &str, peer: &str| {
+        vec![
+            "--cert".to_string(),
+            fx.s(&format!("{dir}/{name}.crt")),
+            "--key".into(),
+            fx.s(&format!("{dir}/{name}.key")),
+            "--peer-fingerprint".into(),
+            peer.to_string(),
+        ]
+    };
+    // Each end pins the other: no CA needed.
+    let mut args = vec!["-o".to_string(), fx.s("a.coffer")];
+    args.extend(pinned("pki", "node2", &node1));
+    let (rx, port) = receiver(&args);
+    let (code, err) = send(&img, port, &pinned("pki", "node1", &node2));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(finish(rx).0, 0);
+    // A certificate from the right CA but not the pinned one is refused, on both ends.
+    let mut args = vec!["-o".to_string(), fx.s("b.coffer")];
+    args.extend(pinned("pki", "node2", &stranger));
+    let (rx, port) = receiver(&args);
+    let (code, err) = send(&img, port, &pinned("pki", "node1", &node2));
+    assert_eq!(code, 1, "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("fingerprint"), "{err}");
+    assert!(!fx.path("b.coffer").exists());
+    // Neither a CA nor a pin: refused before listening.
+    let err = expect(
+        2,
+        &[
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            &fx.s("c.coffer"),
+            "--cert",
+            &fx.s("pki/node2.crt"),
+            "--key",
+            &fx.s("pki/node2.key"),
+        ],
+    );
+    assert!(err.contains("--ca") || err.contains("peer-fingerprint"), "{err}");
+}

@@ -24,12 +24,138 @@ pub enum TlsError {
     Net { op: &'static str, addr: String, source: std::io::Error },
 }
 
-/// The certificate, key and CA of one end.
+/// The certificate and key of one end, and how it recognises the other: a CA the peer's
+/// certificate must chain to, pinned SHA-256 fingerprints of the peer's certificate, or both.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub cert: PathBuf,
     pub key: PathBuf,
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
+    pub pins: Vec<[u8; 32]>,
+}
+
+/// `sha256:HEX` (colons between bytes allowed, as openssl prints them).
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.strip_prefix("sha256:")?.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The `sha256:HEX` fingerprint of the first certificate in a PEM file.
+pub fn fingerprint(path: &Path) -> Result<String, TlsError> {
+    let cert = certs(path, "certificate")?.remove(0);
+    Ok(format!("sha256:{}", hex(&sha256(cert.as_ref()))))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().try_into().expect("32 bytes")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Checks the peer's certificate against the CA (if any) and the pins (if any); verifies the
+/// handshake signatures with the provider's algorithms either way.
+#[derive(Debug)]
+struct Pinned {
+    server: Option<Arc<dyn rustls::client::danger::ServerCertVerifier>>,
+    client: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    pins: Vec<[u8; 32]>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl Pinned {
+    fn check_pin(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if self.pins.is_empty() || self.pins.contains(&sha256(cert.as_ref())) {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Some(v) = &self.server {
+            v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        }
+        self.check_pin(end_entity)?;
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for Pinned {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.client.as_ref().map_or(&[], |c| c.root_hint_subjects())
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if let Some(v) = &self.client {
+            v.verify_client_cert(end_entity, intermediates, now)?;
+        }
+        self.check_pin(end_entity)?;
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn no_peer_check() -> TlsError {
+    TlsError::Config("give --ca (the peer's CA) or --peer-fingerprint: a peer is never accepted unchecked".into())
 }
 
 fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -68,11 +194,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The receiver's configuration: TLS 1.3 only, a client certificate from the CA required.
+/// The receiver's configuration: TLS 1.3 only, a client certificate from the CA (or with a
+/// pinned fingerprint) required.
 pub fn server_config(c: &Credentials) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&c.ca)?, provider())
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let client = match &c.ca {
+        Some(ca) => Some(
+            WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        ),
+        None if c.pins.is_empty() => return Err(no_peer_check()),
+        None => None,
+    };
+    let verifier = Arc::new(Pinned {
+        server: None,
+        client,
+        pins: c.pins.clone(),
+        algorithms: provider().signature_verification_algorithms,
+    });
     let config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -82,12 +221,29 @@ pub fn server_config(c: &Credentials) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// The sender's configuration: TLS 1.3 only, the receiver's certificate checked against the CA.
+/// The sender's configuration: TLS 1.3 only, the receiver's certificate checked against the CA
+/// and the name dialled (or against the pinned fingerprints).
 pub fn client_config(c: &Credentials) -> Result<Arc<ClientConfig>, TlsError> {
+    let server: Option<Arc<dyn rustls::client::danger::ServerCertVerifier>> = match &c.ca {
+        Some(ca) => Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        ),
+        None if c.pins.is_empty() => return Err(no_peer_check()),
+        None => None,
+    };
+    let verifier = Arc::new(Pinned {
+        server,
+        client: None,
+        pins: c.pins.clone(),
+        algorithms: provider().signature_verification_algorithms,
+    });
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots(&c.ca)?)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(certs(&c.cert, "certificate")?, key(&c.key)?)
         .map_err(|e| TlsError::Config(format!("{}: {e}", c.cert.display())))?;
     Ok(Arc::new(config))
@@ -98,6 +254,8 @@ pub fn explain(e: &std::io::Error, peer: &str) -> String {
     let text = e.to_string();
     let why = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         "its certificate is not signed by our CA (--ca)"
+    } else if text.contains("ApplicationVerificationFailure") {
+        "its certificate's fingerprint is not one of --peer-fingerprint"
     } else if text.contains("Expired") {
         "its certificate has expired"
     } else if text.contains("NotValidForName") {

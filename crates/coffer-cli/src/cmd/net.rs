@@ -28,11 +28,24 @@ pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
             }
             Ok(())
         }
+        TlsCommand::Fingerprint { cert } => {
+            println!("{}", tls::fingerprint(&cert)?);
+            Ok(())
+        }
     }
 }
 
-fn credentials(t: &TlsArgs) -> tls::Credentials {
-    tls::Credentials { cert: t.cert.clone(), key: t.tls_key.clone(), ca: t.ca.clone() }
+fn credentials(t: &TlsArgs) -> Result<tls::Credentials> {
+    let pins = t
+        .peer_fingerprint
+        .iter()
+        .map(|f| {
+            tls::parse_fingerprint(f).ok_or_else(|| {
+                crate::exit::usage(format!("--peer-fingerprint {f}: expected sha256: and 64 hex digits"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(tls::Credentials { cert: t.cert.clone(), key: t.tls_key.clone(), ca: t.ca.clone(), pins })
 }
 
 fn stall(t: &TlsArgs) -> Duration {
@@ -92,7 +105,7 @@ fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
 
 /// Connects to a receiver and waits for its READY (it has accepted our certificate).
 pub fn dial(to: &str, t: &TlsArgs) -> Result<tls::ClientStream> {
-    let config = tls::client_config(&credentials(t))?;
+    let config = tls::client_config(&credentials(t)?)?;
     let mut stream = tls::connect(to, config, stall(t))?;
     wire::write_hello(&mut stream)
         .and_then(|()| stream.flush())
@@ -166,7 +179,7 @@ fn listen_addr(listen: &str) -> String {
 }
 
 pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
-    let config = tls::server_config(&credentials(&args.tls))?;
+    let config = tls::server_config(&credentials(&args.tls)?)?;
     let addr = listen_addr(&args.listen);
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
