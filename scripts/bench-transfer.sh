@@ -65,7 +65,8 @@ echo "| what | wall s | MB/s | CPU s | vs socat |"
 echo "|---|---|---|---|---|"
 s=$(measure "$socat_chain")
 c=$(measure "$coffer_chain")
-for row in "mariadb-backup | socat OPENSSL -> socat OPENSSL-LISTEN | mbstream -x, then --prepare:$s" "**coffer send --mysql -> coffer receive --to --prepare**:$c"; do
+n=$(measure "${coffer_chain/ -q;/ -q --compress none;}")
+for row in "mariadb-backup | socat OPENSSL -> socat OPENSSL-LISTEN | mbstream -x, then --prepare:$s" "**coffer send --mysql -> coffer receive --to --prepare** (zstd):$c" "**the same with --compress none**:$n"; do
     name=${row%%:*}; r=${row#*:}; read -r wall cpu <<<"$r"
     printf '| %s | %s | %s | %s | %sx |\n' "${name//|/\\|}" "$wall" "$(echo "scale=0; $bytes / 1000000 / $wall" | bc)" "$cpu" "$(echo "scale=2; ${s%% *} / $wall" | bc)"
 done
