@@ -304,3 +304,23 @@ fn pinned_fingerprints_stand_in_for_a_ca() {
     );
     assert!(err.contains("--ca") || err.contains("peer-fingerprint"), "{err}");
 }
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    // Valid until midnight UTC today: already expired.
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "old", "--days", "0", "-q"]);
+    let mut args = vec!["-o".to_string(), fx.s("a.coffer")];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let (code, err) = send(&img, port, &tls(&fx, "pki", "old", "pki"));
+    assert_eq!(code, 1, "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("expired"), "{err}");
+    assert!(!fx.path("a.coffer").exists());
+}
