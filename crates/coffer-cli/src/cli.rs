@@ -611,6 +611,9 @@ pub struct ReceiveArgs {
     /// Address to listen on: HOST:PORT, or :PORT for every address.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
+    /// Print a JSON summary on stdout: {"peer", "bytes", "seconds"}.
+    #[arg(long)]
+    pub json: bool,
     /// Restore the image into this directory as it arrives (created; must be empty unless
     /// --force).
     #[arg(long, value_name = "DIR", conflicts_with = "output", required_unless_present = "output")]

@@ -48,6 +48,7 @@ fn receiver(args: &[String]) -> (Child, u16) {
         .args(["receive", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -72,10 +73,20 @@ thread_local! {
 }
 
 /// Waits for the receiver; its exit code and stderr.
-fn finish(mut child: Child) -> (i32, String) {
+fn finish(child: Child) -> (i32, String) {
+    let (code, err, _) = finish_with_stdout(child);
+    (code, err)
+}
+
+/// Waits for the receiver; its exit code, stderr and stdout.
+fn finish_with_stdout(mut child: Child) -> (i32, String, String) {
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    }
     let status = child.wait().unwrap();
     let err = RX.with(|r| r.borrow_mut().take().unwrap().recv_timeout(Duration::from_secs(30)).unwrap_or_default());
-    (status.code().unwrap_or(-1), err)
+    (status.code().unwrap_or(-1), err, out)
 }
 
 fn send(image: &str, port: u16, tls: &[String]) -> (i32, String) {
@@ -125,8 +136,8 @@ fn images_restore_on_the_fly_at_the_receiver() {
     assert_eq!(finish(rx).0, 0);
     assert_eq!(snapshot(&fx.path("dst2")), snapshot(&fx.path("src")));
 
-    // An image kept as a file, sent from stdin.
-    let mut args = vec!["-o".to_string(), fx.s("kept.coffer")];
+    // An image kept as a file, sent from stdin; the receiver's JSON summary.
+    let mut args = vec!["-o".to_string(), fx.s("kept.coffer"), "--json".into()];
     args.extend(tls(&fx, "pki", "node2", "pki"));
     let (rx, port) = receiver(&args);
     let mut send_args = vec!["send".to_string(), "-".into(), "--to".into(), format!("127.0.0.1:{port}")];
@@ -134,7 +145,11 @@ fn images_restore_on_the_fly_at_the_receiver() {
     let refs: Vec<&str> = send_args.iter().map(String::as_str).collect();
     let (code, _, err) = run_with_stdin(&refs, &std::fs::read(&img).unwrap());
     assert_eq!(code, 0, "{err}");
-    assert_eq!(finish(rx).0, 0);
+    let (code, err, out) = finish_with_stdout(rx);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["bytes"], std::fs::metadata(&img).unwrap().len());
+    assert!(summary["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(std::fs::read(fx.path("kept.coffer")).unwrap(), std::fs::read(&img).unwrap());
 }
 

@@ -205,6 +205,10 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     stream.conn.send_close_notify();
     let _ = stream.flush();
     let stored = result?;
+    if args.json {
+        let v = serde_json::json!({"peer": peer, "bytes": stored, "seconds": started.elapsed().as_secs_f64()});
+        println!("{v}");
+    }
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!("coffer: received {} from {peer} in {secs:.1} s ({})", human(stored), rate(stored, secs));
