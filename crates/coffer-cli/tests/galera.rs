@@ -108,7 +108,7 @@ fn start_node(fx: &Fixture, name: &str, gcomm: &str, own: u16, bootstrap: bool, 
     std::fs::create_dir_all(&data).unwrap();
     let out = Command::new(which("mariadb-install-db").unwrap())
         .args(["--no-defaults", &format!("--datadir={}", data.display()), &format!("--user={}", user())])
-        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db", &format!("--tmpdir={}", dir.display())])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -116,7 +116,7 @@ fn start_node(fx: &Fixture, name: &str, gcomm: &str, own: u16, bootstrap: bool, 
     let (certdir, node) = pki;
     let cnf = format!(
         "[mysqld]\ndatadir={data}\nsocket={dir}/mysqld.sock\npid-file={dir}/mysqld.pid\nlog-error={dir}/error.log\n\
-         port={port}\nbind-address=127.0.0.1\nuser={user}\nbinlog_format=ROW\ndefault_storage_engine=InnoDB\n\
+         tmpdir={dir}\nport={port}\nbind-address=127.0.0.1\nuser={user}\nbinlog_format=ROW\ndefault_storage_engine=InnoDB\n\
          innodb_autoinc_lock_mode=2\ninnodb_buffer_pool_size=64M\ninnodb_log_file_size=48M\n\
          wsrep_on=ON\nwsrep_provider={PROVIDER}\nwsrep_cluster_name=coffer-test\nwsrep_cluster_address={gcomm}\n\
          wsrep_node_address=127.0.0.1\nwsrep_node_name={name}\n\

@@ -53,7 +53,9 @@ impl Server {
             .arg(format!("--datadir={}", datadir.display()))
             .arg(format!("--user={}", user()))
             .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db");
+            .arg("--skip-test-db")
+            // Private temporary files: servers bootstrapped side by side never share /tmp.
+            .arg(format!("--tmpdir={}", dir.display()));
         // Options that shape the files (page size, undo tablespaces) are needed at bootstrap too.
         let at_bootstrap = [
             "--innodb-page-size",
@@ -91,6 +93,7 @@ impl Server {
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--user={}", user()))
             .arg("--skip-networking")
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-log-file-size=48M")
             .args(&self.args)
