@@ -42,6 +42,16 @@ fn tls(fx: &Fixture, dir: &str, name: &str, ca_dir: &str) -> Vec<String> {
     ]
 }
 
+/// A fixture with certificates, a source tree, and its image.
+fn with_image() -> (Fixture, String) {
+    let fx = Fixture::new();
+    pki(&fx);
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    (fx, img)
+}
+
 /// Starts `coffer receive` on a free loopback port; returns it once it listens, with the port.
 fn receiver(args: &[String]) -> (Child, u16) {
     let mut child = coffer()
@@ -100,11 +110,7 @@ fn send(image: &str, port: u16, tls: &[String]) -> (i32, String) {
 
 #[test]
 fn images_restore_on_the_fly_at_the_receiver() {
-    let fx = Fixture::new();
-    pki(&fx);
-    tree(&fx.path("src"));
-    let img = fx.s("img.coffer");
-    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let (fx, img) = with_image();
 
     // A directory restored as the bytes arrive.
     let mut args = vec!["--to".to_string(), fx.s("dst"), "--key-file".into(), fx.key()];
@@ -155,11 +161,7 @@ fn images_restore_on_the_fly_at_the_receiver() {
 
 #[test]
 fn strangers_are_refused_on_both_ends() {
-    let fx = Fixture::new();
-    pki(&fx);
-    tree(&fx.path("src"));
-    let img = fx.s("img.coffer");
-    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let (fx, img) = with_image();
     let recv_args = |out: &str| {
         let mut a = vec!["-o".to_string(), fx.s(out)];
         a.extend(tls(&fx, "pki", "node2", "pki"));
@@ -233,11 +235,7 @@ fn generated_keys_are_private() {
 
 #[test]
 fn a_transfer_that_stops_moving_fails_on_both_ends() {
-    let fx = Fixture::new();
-    pki(&fx);
-    tree(&fx.path("src"));
-    let img = fx.s("img.coffer");
-    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let (fx, img) = with_image();
     let mut args =
         vec!["--to".to_string(), fx.s("d"), "--key-file".into(), fx.key(), "--stall-timeout".into(), "2".into()];
     args.extend(tls(&fx, "pki", "node2", "pki"));
@@ -267,11 +265,7 @@ fn a_transfer_that_stops_moving_fails_on_both_ends() {
 
 #[test]
 fn pinned_fingerprints_stand_in_for_a_ca() {
-    let fx = Fixture::new();
-    pki(&fx);
-    tree(&fx.path("src"));
-    let img = fx.s("img.coffer");
-    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let (fx, img) = with_image();
     let print = |cert: &str| String::from_utf8(run(&["tls", "fingerprint", &fx.s(cert)]).1).unwrap().trim().to_owned();
     let (node1, node2, stranger) = (print("pki/node1.crt"), print("pki/node2.crt"), print("other/stranger.crt"));
     assert!(node1.starts_with("sha256:") && node1.len() == 71, "{node1}");
@@ -322,11 +316,7 @@ fn pinned_fingerprints_stand_in_for_a_ca() {
 
 #[test]
 fn an_expired_certificate_is_refused() {
-    let fx = Fixture::new();
-    pki(&fx);
-    tree(&fx.path("src"));
-    let img = fx.s("img.coffer");
-    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let (fx, img) = with_image();
     // Valid until midnight UTC today: already expired.
     expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "old", "--days", "0", "-q"]);
     let mut args = vec!["-o".to_string(), fx.s("a.coffer")];
