@@ -153,3 +153,63 @@ fn streams_that_cannot_be_a_backup_are_refused() {
         assert!(err.to_string().contains(want), "{want}: {err}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Files of random sizes, cut into random runs of chunks, interleaved at random: the
+        /// image restores every file exactly, whatever the chunk size of the image.
+        #[test]
+        fn any_interleaving_restores_exactly(
+            sizes in proptest::collection::vec(0usize..40_000, 1..5),
+            cuts in proptest::collection::vec(1usize..9_000, 1..12),
+            order in proptest::collection::vec(0usize..5, 0..40),
+            chunk in prop_oneof![Just(4096u32), Just(8192), Just(65536)],
+        ) {
+            let files: Vec<(String, Vec<u8>)> =
+                sizes.iter().enumerate().map(|(i, &n)| (format!("d{}/f{i}", i % 2), bytes(n, i as u8))).collect();
+            // Each file's chunks, in order.
+            let mut pending: Vec<std::collections::VecDeque<(u64, Vec<u8>)>> = files
+                .iter()
+                .enumerate()
+                .map(|(i, (_, data))| {
+                    let mut q = std::collections::VecDeque::new();
+                    let mut at = 0;
+                    let mut k = i;
+                    while at < data.len() {
+                        let n = cuts[k % cuts.len()].min(data.len() - at);
+                        q.push_back((at as u64, data[at..at + n].to_vec()));
+                        at += n;
+                        k += 1;
+                    }
+                    q
+                })
+                .collect();
+            let mut xb = Vec::new();
+            let mut emit = |i: usize, pending: &mut Vec<std::collections::VecDeque<(u64, Vec<u8>)>>, xb: &mut Vec<u8>| {
+                if let Some((off, data)) = pending[i].pop_front() {
+                    write_chunk(xb, ChunkType::Payload, files[i].0.as_bytes(), off, &[], &data);
+                }
+            };
+            for &o in &order {
+                emit(o % files.len(), &mut pending, &mut xb);
+            }
+            for i in 0..files.len() {
+                while !pending[i].is_empty() {
+                    emit(i, &mut pending, &mut xb);
+                }
+                write_chunk(&mut xb, ChunkType::Eof, files[i].0.as_bytes(), 0, &[], &[]);
+            }
+            write_chunk(&mut xb, ChunkType::Payload, b"xtrabackup_info", 0, &[], b"tool_name = mariabackup\n");
+            write_chunk(&mut xb, ChunkType::Eof, b"xtrabackup_info", 0, &[], &[]);
+            let (got, _) = round_trip(xb, chunk).unwrap();
+            for (name, data) in &files {
+                prop_assert_eq!(&got[name], data, "{}", name);
+            }
+        }
+    }
+}
