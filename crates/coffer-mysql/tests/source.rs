@@ -190,7 +190,7 @@ mod properties {
                 })
                 .collect();
             let mut xb = Vec::new();
-            let mut emit = |i: usize, pending: &mut Vec<std::collections::VecDeque<(u64, Vec<u8>)>>, xb: &mut Vec<u8>| {
+            let emit = |i: usize, pending: &mut Vec<std::collections::VecDeque<(u64, Vec<u8>)>>, xb: &mut Vec<u8>| {
                 if let Some((off, data)) = pending[i].pop_front() {
                     write_chunk(xb, ChunkType::Payload, files[i].0.as_bytes(), off, &[], &data);
                 }
