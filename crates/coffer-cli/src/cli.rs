@@ -571,6 +571,9 @@ pub struct TlsArgs {
     /// A transfer that moves no byte for this long fails, on both ends.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
+    /// (The receiver takes as many connections as the sender opens.)
+    #[arg(skip = 1usize)]
+    pub streams: usize,
 }
 
 /// TLS options of `send` (and of `backup --to`).
@@ -591,6 +594,9 @@ pub struct OptionalTlsArgs {
     /// A transfer that moves no byte for this long fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
+    /// Connections to carry the image in parallel (TLS on every core) [default: cores].
+    #[arg(long, value_name = "N", requires = "send_to")]
+    pub streams: Option<usize>,
 }
 
 impl OptionalTlsArgs {
@@ -602,6 +608,7 @@ impl OptionalTlsArgs {
             ca: self.ca.clone(),
             peer_fingerprint: self.peer_fingerprint.clone(),
             stall_timeout: self.stall_timeout,
+            streams: self.streams.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 }

@@ -123,24 +123,22 @@ fn images_restore_on_the_fly_at_the_receiver() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
 
-    // A directory backed up straight onto the wire (no image anywhere), restored as it arrives.
-    let mut args = vec!["--to".to_string(), fx.s("dst2"), "--key-file".into(), fx.key()];
-    args.extend(tls(&fx, "pki", "node2", "pki"));
-    let (rx, port) = receiver(&args);
-    let mut send_args = vec![
-        "send".to_string(),
-        fx.s("src"),
-        "--to".into(),
-        format!("127.0.0.1:{port}"),
-        "--key-file".into(),
-        fx.key(),
-    ];
-    send_args.extend(tls(&fx, "pki", "node1", "pki"));
-    let refs: Vec<&str> = send_args.iter().map(String::as_str).collect();
-    let err = expect(0, &refs);
-    assert!(err.contains("backed up"), "{err}");
-    assert_eq!(finish(rx).0, 0);
-    assert_eq!(snapshot(&fx.path("dst2")), snapshot(&fx.path("src")));
+    // A directory backed up straight onto the wire (no image anywhere), restored as it arrives,
+    // over one connection and over four.
+    for streams in ["1", "4"] {
+        let dst = fx.s(&format!("dst-{streams}"));
+        let mut args = vec!["--to".to_string(), dst.clone(), "--key-file".into(), fx.key()];
+        args.extend(tls(&fx, "pki", "node2", "pki"));
+        let (rx, port) = receiver(&args);
+        let mut send_args = vec!["send".to_string(), fx.s("src"), "--to".into(), format!("127.0.0.1:{port}")];
+        send_args.extend(["--key-file".to_string(), fx.key(), "--streams".into(), streams.into()]);
+        send_args.extend(tls(&fx, "pki", "node1", "pki"));
+        let refs: Vec<&str> = send_args.iter().map(String::as_str).collect();
+        let err = expect(0, &refs);
+        assert!(err.contains("backed up"), "{err}");
+        assert_eq!(finish(rx).0, 0);
+        assert_eq!(snapshot(std::path::Path::new(&dst)), snapshot(&fx.path("src")), "{streams} streams");
+    }
 
     // An image kept as a file, sent from stdin; the receiver's JSON summary.
     let mut args = vec!["-o".to_string(), fx.s("kept.coffer"), "--json".into()];
@@ -249,15 +247,15 @@ fn a_transfer_that_stops_moving_fails_on_both_ends() {
         .unwrap();
     let bytes = std::fs::read(&img).unwrap();
     let mut stdin = sender.stdin.take().unwrap();
-    stdin.write_all(&bytes[..bytes.len() / 3]).unwrap();
+    // Enough for a whole block (1 MiB) to leave the sender, then its source goes quiet.
+    stdin.write_all(&bytes[..bytes.len() * 2 / 3]).unwrap();
     stdin.flush().unwrap();
-    // The sender's source goes quiet: nothing moves on the wire.
     let (code, err) = finish(rx);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("stalled") && err.contains("2 s"), "{err}");
     assert!(fx.path("d/.coffer-restore-incomplete").exists());
     // The sender learns it when it next writes or waits for the verdict.
-    stdin.write_all(&bytes[bytes.len() / 3..]).ok();
+    stdin.write_all(&bytes[bytes.len() * 2 / 3..]).ok();
     drop(stdin);
     let out = sender.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));

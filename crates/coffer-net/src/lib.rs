@@ -3,5 +3,6 @@
 //! without a PKI, and the few bytes of protocol around an image stream.
 
 pub mod pki;
+pub mod stripe;
 pub mod tls;
 pub mod wire;

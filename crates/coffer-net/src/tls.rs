@@ -278,6 +278,7 @@ pub fn explain(e: &std::io::Error, peer: &str) -> String {
 }
 
 pub type ClientStream = StreamOwned<ClientConnection, TcpStream>;
+pub use rustls::ServerConfig as ReceiverConfig;
 pub type ServerStream = StreamOwned<ServerConnection, TcpStream>;
 
 /// Connects to `addr` (`host:port`), completes the handshake, and returns the stream. Reads
@@ -312,12 +313,21 @@ pub fn accept(
     config: Arc<ServerConfig>,
     stall: Duration,
 ) -> Result<(ServerStream, String), TlsError> {
-    let (tcp, peer) = listener.accept().map_err(|e| TlsError::Net {
+    let (tcp, _) = listener.accept().map_err(|e| TlsError::Net {
         op: "accept on",
         addr: format!("{:?}", listener.local_addr().ok()),
         source: e,
     })?;
-    let peer = peer.to_string();
+    handshake_server(tcp, config, stall)
+}
+
+/// The receiver's side of the handshake on an accepted connection.
+pub fn handshake_server(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    stall: Duration,
+) -> Result<(ServerStream, String), TlsError> {
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "the peer".into());
     tcp.set_read_timeout(Some(stall)).and_then(|()| tcp.set_write_timeout(Some(stall))).map_err(|e| TlsError::Net {
         op: "configure",
         addr: peer.clone(),

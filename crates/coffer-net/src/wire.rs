@@ -1,9 +1,11 @@
 //! The protocol on a transfer connection, after the TLS handshake:
 //!
 //! ```text
-//! sender → receiver:  "COFFERTX" | version u16 LE (1) | reserved u16 (0)
+//! sender → receiver:  "COFFERTX" | version u16 LE (1) | streams u16 LE (N ≥ 1)
+//!                     | session id [16] | this connection's index u16 LE (0..N)
 //! receiver → sender:  "READY\n"
-//! sender → receiver:  image bytes ... | TLS close_notify
+//! sender → receiver:  image bytes ... | TLS close_notify     (N = 1)
+//!                     blocks (see `stripe`), round-robin over the N connections (N > 1)
 //! receiver → sender:  "OK <bytes>\n" once the image is stored or restored and flushed, or
 //!                     "ERR <one line>\n" if it failed
 //! ```
@@ -33,15 +35,27 @@ pub enum WireError {
     Io(#[from] std::io::Error),
 }
 
-pub fn write_hello(w: &mut dyn Write) -> std::io::Result<()> {
+/// What a connection's hello says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub streams: u16,
+    pub session: [u8; 16],
+    pub index: u16,
+}
+
+pub const MAX_STREAMS: u16 = 64;
+
+pub fn write_hello(w: &mut dyn Write, h: &Hello) -> std::io::Result<()> {
     let mut hello = MAGIC.to_vec();
     hello.extend_from_slice(&VERSION.to_le_bytes());
-    hello.extend_from_slice(&[0, 0]);
+    hello.extend_from_slice(&h.streams.to_le_bytes());
+    hello.extend_from_slice(&h.session);
+    hello.extend_from_slice(&h.index.to_le_bytes());
     w.write_all(&hello)
 }
 
-pub fn read_hello(r: &mut dyn Read) -> Result<(), WireError> {
-    let mut hello = [0u8; 12];
+pub fn read_hello(r: &mut dyn Read) -> Result<Hello, WireError> {
+    let mut hello = [0u8; 30];
     r.read_exact(&mut hello).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => WireError::NotCoffer,
         _ => WireError::Io(e),
@@ -50,10 +64,15 @@ pub fn read_hello(r: &mut dyn Read) -> Result<(), WireError> {
         return Err(WireError::NotCoffer);
     }
     let version = u16::from_le_bytes([hello[8], hello[9]]);
-    if version != VERSION || hello[10..] != [0, 0] {
+    if version != VERSION {
         return Err(WireError::Version(version));
     }
-    Ok(())
+    let streams = u16::from_le_bytes([hello[10], hello[11]]);
+    let index = u16::from_le_bytes([hello[28], hello[29]]);
+    if streams == 0 || streams > MAX_STREAMS || index >= streams {
+        return Err(WireError::NotCoffer);
+    }
+    Ok(Hello { streams, session: hello[12..28].try_into().expect("16 bytes"), index })
 }
 
 pub const READY: &[u8] = b"READY\n";
@@ -99,11 +118,18 @@ mod tests {
     #[test]
     fn hello_and_status_round_trip() {
         let mut b = Vec::new();
-        write_hello(&mut b).unwrap();
-        assert_eq!(b, b"COFFERTX\x01\x00\x00\x00");
-        read_hello(&mut &b[..]).unwrap();
-        assert!(matches!(read_hello(&mut &b"GET / HTTP/1.1\r\n"[..]), Err(WireError::NotCoffer)));
-        assert!(matches!(read_hello(&mut &b"COFFERTX\x02\x00\x00\x00"[..]), Err(WireError::Version(2))));
+        let h = Hello { streams: 3, session: [7; 16], index: 2 };
+        write_hello(&mut b, &h).unwrap();
+        assert_eq!(&b[..12], b"COFFERTX\x01\x00\x03\x00");
+        assert_eq!(b.len(), 30);
+        assert_eq!(read_hello(&mut &b[..]).unwrap(), h);
+        let mut bad = b.clone();
+        bad[28] = 3; // index 3 of 3
+        assert!(matches!(read_hello(&mut &bad[..]), Err(WireError::NotCoffer)));
+        assert!(matches!(read_hello(&mut &b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"[..]), Err(WireError::NotCoffer)));
+        let mut v2 = b.clone();
+        v2[8] = 2;
+        assert!(matches!(read_hello(&mut &v2[..]), Err(WireError::Version(2))));
         assert!(matches!(read_hello(&mut &b"COFF"[..]), Err(WireError::NotCoffer)));
         let mut s = Vec::new();
         write_status(&mut s, &Ok(1234)).unwrap();

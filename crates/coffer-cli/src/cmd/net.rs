@@ -103,27 +103,71 @@ fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
     }
 }
 
-/// Connects to a receiver and waits for its READY (it has accepted our certificate).
-pub fn dial(to: &str, t: &TlsArgs) -> Result<tls::ClientStream> {
+/// Where an image goes: one connection, or blocks over several.
+pub enum Outgoing {
+    One(Box<tls::ClientStream>),
+    Many(coffer_net::stripe::StripedWriter<tls::ClientStream>),
+}
+
+impl Write for Outgoing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Outgoing::One(s) => s.write(buf),
+            Outgoing::Many(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Outgoing::One(s) => s.flush(),
+            Outgoing::Many(w) => w.flush(),
+        }
+    }
+}
+
+fn refused(e: wire::WireError, to: &str, t: &TlsArgs) -> anyhow::Error {
+    match e {
+        wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, to)),
+        wire::WireError::Io(io) => stalled(io, t, to),
+        other => anyhow!(other).context(format!("{to} refused the transfer")),
+    }
+}
+
+/// Opens `t.streams` connections to a receiver, each announced with the session's id, and
+/// waits for every READY (the receiver has accepted our certificate on each).
+pub fn dial(to: &str, t: &TlsArgs) -> Result<Outgoing> {
     let config = tls::client_config(&credentials(t)?)?;
-    let mut stream = tls::connect(to, config, stall(t))?;
-    wire::write_hello(&mut stream)
-        .and_then(|()| stream.flush())
-        .map_err(wire::WireError::Io)
-        .and_then(|()| wire::read_ready(&mut stream))
-        .map_err(|e| match e {
-            wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, to)),
-            wire::WireError::Io(io) => stalled(io, t, to),
-            other => anyhow!(other).context(format!("{to} refused the transfer")),
-        })?;
-    Ok(stream)
+    let n = t.streams.clamp(1, usize::from(wire::MAX_STREAMS)) as u16;
+    let mut session = [0u8; 16];
+    coffer_crypto::random(&mut session)?;
+    let mut streams = Vec::new();
+    // One at a time: each READY says the receiver accepted us before the next connection.
+    for index in 0..n {
+        let mut stream = tls::connect(to, config.clone(), stall(t))?;
+        wire::write_hello(&mut stream, &wire::Hello { streams: n, session, index })
+            .and_then(|()| stream.flush())
+            .map_err(wire::WireError::Io)
+            .and_then(|()| wire::read_ready(&mut stream))
+            .map_err(|e| refused(e, to, t))?;
+        streams.push(stream);
+    }
+    Ok(if n == 1 {
+        Outgoing::One(Box::new(streams.pop().expect("one stream")))
+    } else {
+        Outgoing::Many(coffer_net::stripe::StripedWriter::new(streams))
+    })
 }
 
 /// Ends the image stream and waits for the receiver's verdict: the bytes it stored.
-pub fn finish_send(mut stream: tls::ClientStream, to: &str, t: &TlsArgs) -> Result<u64> {
-    stream.conn.send_close_notify();
-    stream.flush().map_err(|e| stalled(e, t, to))?;
-    wire::read_status(&mut BufReader::new(&mut stream)).map_err(|e| match e {
+pub fn finish_send(out: Outgoing, to: &str, t: &TlsArgs) -> Result<u64> {
+    let mut streams = match out {
+        Outgoing::One(s) => vec![*s],
+        Outgoing::Many(w) => w.finish().map_err(|e| stalled(e, t, to))?,
+    };
+    for s in &mut streams {
+        s.conn.send_close_notify();
+        s.flush().map_err(|e| stalled(e, t, to))?;
+    }
+    wire::read_status(&mut BufReader::new(&mut streams[0])).map_err(|e| match e {
         wire::WireError::Io(io) => stalled(io, t, to),
         other => anyhow!(other),
     })
@@ -185,25 +229,36 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     // The line a supervisor (a Galera SST script, a test) waits for.
     eprintln!("coffer: listening on {bound}");
-    let (mut stream, peer) = tls::accept(&listener, config, stall(&args.tls))?;
+    let (streams, peer) = accept_all(&listener, config, &args.tls)?;
     drop(listener);
-    wire::read_hello(&mut stream).with_context(|| format!("from {peer}"))?;
-    stream.write_all(wire::READY).and_then(|()| stream.flush()).map_err(|e| stalled(e, &args.tls, &peer))?;
     let started = Instant::now();
+    let mut incoming = if streams.len() == 1 {
+        Incoming::One(Box::new(streams.into_iter().next().expect("one stream")))
+    } else {
+        Incoming::Many(coffer_net::stripe::StripedReader::new(streams))
+    };
     let result = match (&args.to, &args.output) {
-        (Some(dir), _) => restore_into(&mut stream, dir, &args, quiet, threads),
-        (None, Some(file)) => keep(&mut stream, file, &args, quiet),
+        (Some(dir), _) => restore_into(&mut incoming, dir, &args, quiet, threads),
+        (None, Some(file)) => keep(&mut incoming, file, &args, quiet),
         (None, None) => unreachable!("clap requires --to or -o"),
     };
     let result = result.map_err(|e| match e.downcast::<std::io::Error>() {
         Ok(io) => stalled(io, &args.tls, &peer),
         Err(e) => e,
     });
-    // The sender learns the outcome before either side exits.
+    // The sender learns the outcome (on the first connection) before either side exits.
+    let mut streams = match incoming {
+        Incoming::One(s) => vec![*s],
+        Incoming::Many(r) => r.finish().unwrap_or_default(),
+    };
     let status = result.as_ref().map(|n| *n).map_err(crate::exit::one_line);
-    let _ = wire::write_status(&mut stream, &status);
-    stream.conn.send_close_notify();
-    let _ = stream.flush();
+    if let Some(first) = streams.first_mut() {
+        let _ = wire::write_status(first, &status);
+    }
+    for s in &mut streams {
+        s.conn.send_close_notify();
+        let _ = s.flush();
+    }
     let stored = result?;
     if args.json {
         let v = serde_json::json!({"peer": peer, "bytes": stored, "seconds": started.elapsed().as_secs_f64()});
@@ -216,13 +271,69 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     Ok(())
 }
 
-fn restore_into(
-    stream: &mut tls::ServerStream,
-    dir: &Path,
-    args: &ReceiveArgs,
-    quiet: bool,
-    threads: usize,
-) -> Result<u64> {
+/// Where an image comes from: one connection, or blocks over several.
+enum Incoming {
+    One(Box<tls::ServerStream>),
+    Many(coffer_net::stripe::StripedReader<tls::ServerStream>),
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Incoming::One(s) => s.read(buf),
+            Incoming::Many(r) => r.read(buf),
+        }
+    }
+}
+
+/// Accepts the sender's connections: the first says how many there are and names the session;
+/// the others must name the same session. Each gets a READY.
+fn accept_all(
+    listener: &std::net::TcpListener,
+    config: std::sync::Arc<tls::ReceiverConfig>,
+    t: &TlsArgs,
+) -> Result<(Vec<tls::ServerStream>, String)> {
+    let (mut first, peer) = tls::accept(listener, config.clone(), stall(t))?;
+    let hello = wire::read_hello(&mut first).with_context(|| format!("from {peer}"))?;
+    first.write_all(wire::READY).and_then(|()| first.flush()).map_err(|e| stalled(e, t, &peer))?;
+    let mut slots: Vec<Option<tls::ServerStream>> = (0..hello.streams).map(|_| None).collect();
+    slots[usize::from(hello.index)] = Some(first);
+    let deadline = Instant::now() + stall(t);
+    listener.set_nonblocking(true).context("cannot poll the listener")?;
+    while slots.iter().any(Option::is_none) {
+        let ready = match listener.accept() {
+            Ok((tcp, _)) => Some(tcp),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => return Err(anyhow!(e).context("accept")),
+        };
+        let Some(tcp) = ready else {
+            if Instant::now() > deadline {
+                bail!(
+                    "{peer} announced {} connections, and the others did not come within {} s",
+                    hello.streams,
+                    t.stall_timeout
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        tcp.set_nonblocking(false).context("accept")?;
+        let (mut s, from) = tls::handshake_server(tcp, config.clone(), stall(t))?;
+        let h = wire::read_hello(&mut s).with_context(|| format!("from {from}"))?;
+        let slot =
+            slots.get_mut(usize::from(h.index)).filter(|_| h.session == hello.session && h.streams == hello.streams);
+        match slot {
+            Some(slot @ None) => {
+                s.write_all(wire::READY).and_then(|()| s.flush()).map_err(|e| stalled(e, t, &from))?;
+                *slot = Some(s);
+            }
+            _ => bail!("{from} is not part of the transfer from {peer} (session, count or index differs)"),
+        }
+    }
+    Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer))
+}
+
+fn restore_into(stream: &mut Incoming, dir: &Path, args: &ReceiveArgs, quiet: bool, threads: usize) -> Result<u64> {
     let key = KeyArgs {
         key_files: args.key_files.clone(),
         passphrase_files: args.passphrase_files.clone(),
@@ -251,7 +362,7 @@ fn restore_into(
 
 /// Stores the stream as an image file, which appears under its name only when the sender has
 /// closed the stream cleanly (a TLS close_notify; an image cut short is never kept).
-fn keep(stream: &mut tls::ServerStream, file: &Path, args: &ReceiveArgs, quiet: bool) -> Result<u64> {
+fn keep(stream: &mut Incoming, file: &Path, args: &ReceiveArgs, quiet: bool) -> Result<u64> {
     let out = AtomicFile::create(file, args.force, 0o600)?;
     let bar = Bar::new(quiet, None, "receive");
     let mut reader =
