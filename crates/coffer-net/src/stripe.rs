@@ -24,6 +24,8 @@ fn stream_failed(i: usize, e: &dyn std::fmt::Display) -> io::Error {
 /// Writes blocks round-robin over `N` streams.
 pub struct StripedWriter<S> {
     buf: Vec<u8>,
+    /// Blocks the connection threads have written, for reuse (fresh pages cost page faults).
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
     seq: u64,
     senders: Vec<SyncSender<Message>>,
     threads: Vec<JoinHandle<io::Result<S>>>,
@@ -39,16 +41,20 @@ impl<S: Write + Send + 'static> StripedWriter<S> {
     pub fn new(streams: Vec<S>) -> Self {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
+        let free = Arc::new(Mutex::new(Vec::new()));
         for mut s in streams {
             let (tx, rx) = sync_channel::<Message>(2);
             senders.push(tx);
+            let free = Arc::clone(&free);
             threads.push(std::thread::spawn(move || -> io::Result<S> {
                 loop {
                     match rx.recv() {
-                        Ok(Some((seq, data))) => {
+                        Ok(Some((seq, mut data))) => {
                             s.write_all(&seq.to_le_bytes())?;
                             s.write_all(&(data.len() as u32).to_le_bytes())?;
                             s.write_all(&data)?;
+                            data.clear();
+                            free.lock().expect("lock").push(data);
                         }
                         Ok(None) => break,
                         // Dropped without finish (the sender failed): no last block, so the
@@ -62,7 +68,7 @@ impl<S: Write + Send + 'static> StripedWriter<S> {
                 Ok(s)
             }));
         }
-        Self { buf: Vec::with_capacity(BLOCK), seq: 0, senders, threads }
+        Self { buf: Vec::with_capacity(BLOCK), free, seq: 0, senders, threads }
     }
 
     fn send_block(&mut self) -> io::Result<()> {
@@ -70,7 +76,8 @@ impl<S: Write + Send + 'static> StripedWriter<S> {
             return Ok(());
         }
         let i = (self.seq % self.senders.len() as u64) as usize;
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let next = self.free.lock().expect("lock").pop().unwrap_or_else(|| Vec::with_capacity(BLOCK));
+        let data = std::mem::replace(&mut self.buf, next);
         if self.senders[i].send(Some((self.seq, data))).is_err() {
             return Err(stream_failed(i, &"it stopped"));
         }
@@ -114,6 +121,8 @@ impl<S: Write + Send + 'static> Write for StripedWriter<S> {
 #[derive(Default)]
 struct State {
     blocks: BTreeMap<u64, Vec<u8>>,
+    /// Blocks already read, for reuse.
+    free: Vec<Vec<u8>>,
     next: u64,
     ended: usize,
     error: Option<(io::ErrorKind, String)>,
@@ -161,9 +170,10 @@ impl<S: Read + Send + 'static> StripedReader<S> {
                                     format!("a block of {len} bytes"),
                                 ));
                             }
-                            let mut data = vec![0u8; len];
-                            s.read_exact(&mut data)?;
                             let (lock, cv) = &*shared;
+                            let mut data = lock.lock().expect("lock").free.pop().unwrap_or_default();
+                            data.resize(len, 0);
+                            s.read_exact(&mut data)?;
                             let mut st = lock.lock().expect("lock");
                             while seq >= st.next + ahead && st.error.is_none() {
                                 st = cv.wait(st).expect("lock");
@@ -216,7 +226,10 @@ impl<S: Read + Send + 'static> Read for StripedReader<S> {
                 if let Some(b) = st.blocks.remove(&next) {
                     st.next += 1;
                     cv.notify_all();
-                    self.cur = b;
+                    let used = std::mem::replace(&mut self.cur, b);
+                    if used.capacity() > 0 {
+                        st.free.push(used);
+                    }
                     self.pos = 0;
                     break;
                 }
