@@ -8,28 +8,11 @@
 #
 #   sudo scripts/bench-live.sh [DATADIR]     # default: a sysbench datadir of ~2.2 GB (made if absent)
 #
-# The server runs on a copy-on-start of nothing: it uses DATADIR itself (idle, no load). Before
-# every run the page cache is dropped and the datadir read back into it, as in bench.sh. Every
+# The server runs on DATADIR itself, idle (scripts/bench-server.sh). Before every run the page cache is dropped and the datadir read back into it, as in bench.sh. Every
 # output is flushed (coffer by itself, the pipelines by `sync` inside the timing). Medians of
 # BENCH_RUNS (default 3). Needs root, mariadb-server, mariadb-backup, zstd, openssl, GNU time.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-work=${BENCH_DIR:-/var/tmp/coffer-bench}/live
-runs=${BENCH_RUNS:-3}
-mkdir -p "$work"
-cargo build --release --quiet -p coffer-cli
-coffer=$PWD/target/release/coffer
-data=${1:-${BENCH_DIR:-/var/tmp/coffer-bench}/sysbench}
-[ -d "$data" ] || scripts/sysbench-datadir.sh "$data" 8 1000000 >&2
-key=$work/bench.key
-[ -f "$key" ] || $coffer key generate -o "$key" -q
-sock=$work/mysqld.sock
-mariadbd --no-defaults --datadir="$data" --socket="$sock" --skip-networking --user="$(id -un)" \
-    --innodb-buffer-pool-size=256M --log-error="$work/error.log" --pid-file="$work/mysqld.pid" &
-server=$!
-trap 'mariadb-admin --socket="$sock" -uroot shutdown 2>/dev/null || kill $server; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 60); do mariadb-admin --socket="$sock" -uroot ping >/dev/null 2>&1 && break; sleep 1; done
-bytes=$(du -sb --apparent-size "$data" | cut -f1)
+bench=live
+. "$(dirname "$0")/bench-server.sh"
 engine="mariadb-backup --no-defaults --backup --stream=xbstream --socket=$sock --user=root --target-dir=$work/t"
 
 prepare_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; find "$@" -type f -exec cat {} + >/dev/null 2>&1 || true; }

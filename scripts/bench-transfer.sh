@@ -9,26 +9,10 @@
 # cache is dropped and the source datadir read back before each run.
 #
 #   sudo scripts/bench-transfer.sh [DATADIR]    # default: the ~2.2 GB sysbench datadir of bench-live.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-work=${BENCH_DIR:-/var/tmp/coffer-bench}/transfer
-runs=${BENCH_RUNS:-3}
-mkdir -p "$work"
-cargo build --release --quiet -p coffer-cli
-coffer=$PWD/target/release/coffer
-data=${1:-${BENCH_DIR:-/var/tmp/coffer-bench}/sysbench}
-[ -d "$data" ] || scripts/sysbench-datadir.sh "$data" 8 1000000 >&2
-key=$work/bench.key
-[ -f "$key" ] || $coffer key generate -o "$key" -q
+bench=transfer
+. "$(dirname "$0")/bench-server.sh"
 pki=$work/pki
 [ -f "$pki/node2.key" ] || { $coffer tls generate --ca-dir "$pki" --name node1 -q; $coffer tls generate --ca-dir "$pki" --name node2 -q; }
-sock=$work/mysqld.sock
-mariadbd --no-defaults --datadir="$data" --socket="$sock" --skip-networking --user="$(id -un)" \
-    --innodb-buffer-pool-size=256M --log-error="$work/error.log" --pid-file="$work/mysqld.pid" &
-server=$!
-trap 'mariadb-admin --socket="$sock" -uroot shutdown 2>/dev/null || kill $server; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 60); do mariadb-admin --socket="$sock" -uroot ping >/dev/null 2>&1 && break; sleep 1; done
-bytes=$(du -sb --apparent-size "$data" | cut -f1)
 dst=$work/dst
 port=45444
 

@@ -82,6 +82,17 @@ thread_local! {
     static RX: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// `coffer send -` to the receiver on `port`, fed by the test through its stdin.
+fn stdin_sender(fx: &Fixture, port: u16) -> Child {
+    coffer()
+        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
+        .args(tls(fx, "pki", "node1", "pki"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits for the receiver; its exit code and stderr.
 fn finish(child: Child) -> (i32, String) {
     let (code, err, _) = finish_with_stdout(child);
@@ -199,13 +210,7 @@ fn strangers_are_refused_on_both_ends() {
     let mut args = vec!["--to".to_string(), fx.s("d"), "--key-file".into(), fx.key()];
     args.extend(tls(&fx, "pki", "node2", "pki"));
     let (rx, port) = receiver(&args);
-    let mut sender = coffer()
-        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
-        .args(tls(&fx, "pki", "node1", "pki"))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sender = stdin_sender(&fx, port);
     let bytes = std::fs::read(&img).unwrap();
     let mut stdin = sender.stdin.take().unwrap();
     stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
@@ -238,13 +243,7 @@ fn a_transfer_that_stops_moving_fails_on_both_ends() {
         vec!["--to".to_string(), fx.s("d"), "--key-file".into(), fx.key(), "--stall-timeout".into(), "2".into()];
     args.extend(tls(&fx, "pki", "node2", "pki"));
     let (rx, port) = receiver(&args);
-    let mut sender = coffer()
-        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
-        .args(tls(&fx, "pki", "node1", "pki"))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sender = stdin_sender(&fx, port);
     let bytes = std::fs::read(&img).unwrap();
     let mut stdin = sender.stdin.take().unwrap();
     // Enough for a whole block (1 MiB) to leave the sender, then its source goes quiet.
