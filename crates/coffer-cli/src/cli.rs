@@ -81,6 +81,7 @@ pub enum Command {
   coffer send db.coffer --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt
   coffer send /var/lib/mysql --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
   coffer send --mysql -S /run/mysqld/mysqld.sock --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
+  coffer send db.coffer --resume --to node2:4444 ...      # after an interruption: only what node2 lacks
   coffer backup --mysql -o - --key-file k | coffer send - --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt"
     )]
     Send(BackupArgs),
@@ -574,6 +575,10 @@ pub struct TlsArgs {
     /// (The receiver takes as many connections as the sender opens.)
     #[arg(skip = 1usize)]
     pub streams: usize,
+    #[arg(skip)]
+    pub resume: bool,
+    #[arg(skip)]
+    pub limit_rate: Option<u64>,
 }
 
 /// TLS options of `send` (and of `backup --to`).
@@ -597,6 +602,13 @@ pub struct OptionalTlsArgs {
     /// Connections to carry the image in parallel (TLS on every core) [default: cores].
     #[arg(long, value_name = "N", requires = "send_to")]
     pub streams: Option<usize>,
+    /// Go on with an interrupted transfer: the receiver says what it holds durably, and only
+    /// the rest is sent (an image: from its next entry on; a directory: the files it lacks).
+    #[arg(long, requires = "send_to")]
+    pub resume: bool,
+    /// Send at most this many bytes per second (e.g. 50M), to spare a shared link.
+    #[arg(long, value_name = "RATE", requires = "send_to", value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
 }
 
 impl OptionalTlsArgs {
@@ -609,6 +621,8 @@ impl OptionalTlsArgs {
             peer_fingerprint: self.peer_fingerprint.clone(),
             stall_timeout: self.stall_timeout,
             streams: self.streams.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            resume: self.resume,
+            limit_rate: self.limit_rate,
         }
     }
 }
@@ -633,8 +647,14 @@ pub struct ReceiveArgs {
     pub prepare: bool,
     #[arg(long)]
     pub owner: Option<String>,
+    /// Restore into a non-empty directory, replacing what is there (and any interrupted
+    /// transfer's journal).
     #[arg(long)]
     pub force: bool,
+    /// With --to: flush what was restored and record it in the directory's journal after every
+    /// SIZE of data, so that `coffer send --resume` re-sends at most about that much.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_bytes)]
+    pub checkpoint: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Key file that opens the image (for --to).
@@ -813,21 +833,36 @@ pub struct ValidateArgs {
     pub key: KeyArgs,
 }
 
-/// Parses "4096", "64K", "1M", "1MiB".
-pub fn parse_size(s: &str) -> Result<u32, String> {
+/// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G" (binary multiples).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
     let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1024u64),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
-    let v = n * mult;
+    n.checked_mul(mult).ok_or_else(|| format!("too large: {s}"))
+}
+
+/// Parses a chunk size (see [`parse_bytes`]) within the format's bounds.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let v = parse_bytes(s)?;
     let (min, max) = (u64::from(coffer_format::MIN_CHUNK_SIZE), u64::from(coffer_format::MAX_CHUNK_SIZE));
     if !(min..=max).contains(&v) {
         return Err(format!("chunk size must be between {min} bytes and {} MiB", max >> 20));
     }
     Ok(v as u32)
+}
+
+/// Parses a rate in bytes per second ("50M": 50 MiB/s); at least 1 KiB/s.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s.trim_end_matches("/s"))?;
+    if v < 1024 {
+        return Err("a rate below 1K per second".into());
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -848,5 +883,9 @@ mod tests {
         assert!(parse_size("1").is_err());
         assert!(parse_size("1G").is_err());
         assert!(parse_size("x").is_err());
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert!(parse_bytes("99999999999G").is_err());
+        assert_eq!(parse_rate("50M/s"), Ok(50 << 20));
+        assert!(parse_rate("10").is_err());
     }
 }

@@ -326,3 +326,150 @@ fn an_expired_certificate_is_refused() {
     assert!(err.contains("expired"), "{err}");
     assert!(!fx.path("a.coffer").exists());
 }
+
+/// Several files, so that a restore passes checkpoints between them; links too.
+fn many_files(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("db/sub")).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..12 {
+        let data: Vec<u8> = (0..512 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(root.join(format!("db/t{i:02}.ibd")), &data).unwrap();
+    }
+    std::fs::write(root.join("db/sub/small"), b"small").unwrap();
+    std::fs::hard_link(root.join("db/t00.ibd"), root.join("db/sub/zz-hard")).unwrap();
+    std::os::unix::fs::symlink("../t01.ibd", root.join("db/sub/link")).unwrap();
+}
+
+/// Waits until the receiver's journal in `dst` records a checkpoint.
+fn await_checkpoint(dst: &std::path::Path) {
+    let journal = dst.join(".coffer-receive-journal");
+    for _ in 0..2000 {
+        // Magic (8) and the image record (12 + 17): anything more is a checkpoint.
+        if std::fs::metadata(&journal).map(|m| m.len() > 37).unwrap_or(false) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no checkpoint in {}", journal.display());
+}
+
+/// (path, inode) of the regular files under `root`.
+fn inodes(root: &std::path::Path) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for sub in ["db", "db/sub"] {
+        for e in std::fs::read_dir(root.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                out.push((format!("{sub}/{}", e.file_name().to_string_lossy()), e.metadata().unwrap().ino()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn an_interrupted_transfer_resumes_where_the_receiver_stopped() {
+    let fx = Fixture::new();
+    pki(&fx);
+    many_files(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let recv_args = |dst: &str| {
+        let mut a =
+            vec!["--to".to_string(), fx.s(dst), "--key-file".into(), fx.key(), "--checkpoint".into(), "1".into()];
+        a.extend(tls(&fx, "pki", "node2", "pki"));
+        a
+    };
+    let send_args = |what: &str, port: u16, extra: &[&str]| {
+        let mut a = vec!["send".to_string(), what.to_string(), "--to".into(), format!("127.0.0.1:{port}")];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(tls(&fx, "pki", "node1", "pki"));
+        a
+    };
+
+    // An image sent from a pipe, the sender killed once the receiver has made part of it durable.
+    let (rx, port) = receiver(&recv_args("a"));
+    let mut sender = stdin_sender(&fx, port);
+    let bytes = std::fs::read(&img).unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() * 3 / 5]).unwrap();
+    stdin.flush().unwrap();
+    await_checkpoint(&fx.path("a"));
+    sender.kill().unwrap();
+    let _ = sender.wait();
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(fx.path("a/.coffer-restore-incomplete").exists());
+    // A plain send to it is refused: the receiver keeps what it has.
+    let (rx, port) = receiver(&recv_args("a"));
+    let (code, err) = send(&img, port, &tls(&fx, "pki", "node1", "pki"));
+    assert_eq!(code, 1, "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("send --resume"), "{err}");
+    // Another image cannot continue it.
+    let other = fx.s("other.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &other, "--key-file", &fx.key(), "-q"]);
+    let (rx, port) = receiver(&recv_args("a"));
+    let args = send_args(&other, port, &["--resume"]);
+    let err = expect(1, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("another image") && err.lines().count() == 1, "{err}");
+    assert_eq!(finish(rx).0, 1);
+    // The same image with --resume: only the rest travels, and the tree is whole.
+    let (rx, port) = receiver(&recv_args("a"));
+    let args = send_args(&img, port, &["--resume"]);
+    let err = expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let from: u64 = err
+        .split("up to byte ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(from > 16384 && from < bytes.len() as u64, "{from}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming the restore"), "{err}");
+    assert_eq!(snapshot(&fx.path("a")), snapshot(&fx.path("src")));
+    assert!(!fx.path("a/.coffer-receive-journal").exists() && !fx.path("a/.coffer-restore-incomplete").exists());
+
+    // A directory backed up onto the wire (slowed down), the sender killed midway; resumed, it
+    // sends only the files the receiver lacks, and those it had stay as they were.
+    let (rx, port) = receiver(&recv_args("b"));
+    let args = send_args(&fx.s("src"), port, &["--key-file", &fx.key(), "--limit-rate", "1M", "--streams", "1"]);
+    let mut sender = coffer().args(&args).stderr(Stdio::null()).spawn().unwrap();
+    await_checkpoint(&fx.path("b"));
+    sender.kill().unwrap();
+    let _ = sender.wait();
+    assert_eq!(finish(rx).0, 1);
+    let before = inodes(&fx.path("b"));
+    let (rx, port) = receiver(&recv_args("b"));
+    let args = send_args(&fx.s("src"), port, &["--key-file", &fx.key(), "--resume"]);
+    let err = expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let held: usize = err
+        .split(" holds ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!((1..12).contains(&held), "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(snapshot(&fx.path("b")), snapshot(&fx.path("src")));
+    let after = inodes(&fx.path("b"));
+    let kept = before.iter().filter(|f| after.contains(f)).count();
+    assert!(kept >= held, "{held} files held, {kept} kept: {before:?} {after:?}");
+
+    // A hot backup cannot be resumed.
+    let err =
+        expect(2, &["send", "--mysql", "--to", "127.0.0.1:1", "--resume", "--cert", "c", "--key", "k", "--ca", "a"]);
+    assert!(err.contains("cannot be continued"), "{err}");
+}

@@ -35,6 +35,11 @@ use std::sync::Arc;
 
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
+/// Beside the marker while a received restore runs: what is durable so far (see
+/// `coffer_image::journal`).
+pub const JOURNAL: &str = ".coffer-receive-journal";
+/// Prefix of the temporary names files are written under.
+const TMP_PREFIX: &str = ".coffer-tmp-";
 
 /// Start writeback after this many bytes of a file, so the final flush has little left to do.
 const WRITEBACK_STEP: u64 = 32 << 20;
@@ -244,7 +249,7 @@ impl Restorer {
 
     fn next_tmp(&mut self) -> Vec<u8> {
         self.tmp_counter += 1;
-        format!(".coffer-tmp-{}-{}", self.pid, self.tmp_counter).into_bytes()
+        format!("{TMP_PREFIX}{}-{}", self.pid, self.tmp_counter).into_bytes()
     }
 
     fn owner_of(&mut self, meta: &EntryMeta) -> Option<(Uid, Gid)> {
@@ -304,6 +309,9 @@ impl Restorer {
         }
         let rel = meta.path.as_slice();
         check_relative_path(rel).map_err(|e| Self::unsafe_entry(rel, e.to_string()))?;
+        if self.opts.whole_tree && (rel == MARKER.as_bytes() || rel == JOURNAL.as_bytes()) {
+            return Err(Self::unsafe_entry(rel, "a name coffer keeps for its own bookkeeping"));
+        }
         let (parent, name) = split_parent(rel);
         let force = self.opts.force;
         if !self.opts.whole_tree && !meta.continues {
@@ -505,6 +513,51 @@ impl Restorer {
     /// Waits for queued writes and deferred file completions; their first error.
     fn settle(&mut self) -> Result<(), FsError> {
         self.stage.wait()
+    }
+
+    /// Makes everything restored so far durable: queued writes and renames done, the file
+    /// system flushed. Only between entries, with no file open or paused.
+    pub fn checkpoint(&mut self) -> Result<(), FsError> {
+        assert!(self.file.is_none() && self.paused.is_empty(), "checkpoint inside a file");
+        self.settle()?;
+        if self.opts.durable {
+            syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
+        }
+        Ok(())
+    }
+
+    /// Takes over an entry an earlier, interrupted restore into this target completed: hard
+    /// links may point at its files, and its directories get their metadata at the end.
+    pub fn adopt(&mut self, meta: &EntryMeta) {
+        match meta.kind {
+            EntryKind::File if !meta.continues => {
+                self.restored_files.insert(meta.path.clone());
+            }
+            EntryKind::Dir if meta.path.is_empty() => self.root_meta = Some(meta.clone()),
+            EntryKind::Dir => self.dirs.push(meta.clone()),
+            _ => {}
+        }
+    }
+
+    /// Removes what an interrupted restore left under temporary names (a process killed before
+    /// it could clean up). Returns how many.
+    pub fn sweep_temporaries(&mut self) -> Result<u64, FsError> {
+        fn sweep(dir: &Path, removed: &mut u64) -> Result<(), FsError> {
+            for e in std::fs::read_dir(dir).map_err(io_err("read directory", dir))? {
+                let e = e.map_err(io_err("read directory", dir))?;
+                let ty = e.file_type().map_err(io_err("stat", e.path()))?;
+                if ty.is_dir() {
+                    sweep(&e.path(), removed)?;
+                } else if e.file_name().as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                    std::fs::remove_file(e.path()).map_err(io_err("remove", e.path()))?;
+                    *removed += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        sweep(&self.root_path, &mut removed)?;
+        Ok(removed)
     }
 
     /// The path of the file being written, if any.

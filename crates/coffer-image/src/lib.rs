@@ -8,6 +8,7 @@
 mod codec;
 pub mod error;
 pub mod header;
+pub mod journal;
 pub mod read;
 pub mod rewrite;
 pub mod seek;
@@ -89,4 +90,20 @@ pub fn read_stream(
     opts: ReadOptions,
 ) -> Result<ReadSummary, ImageError> {
     read::read_frames(input, image, read::Scope::Whole, visitor, opts)
+}
+
+/// Reads the rest of an image from a checkpoint of an earlier, interrupted read: `input` holds
+/// the frames from `point.offset` on (after the header region, see [`open_stream`]). Checks
+/// the index and END frame against the entries before the checkpoint too.
+pub fn read_stream_from(
+    input: &mut (dyn Read + Send),
+    image: &OpenedImage,
+    point: journal::ResumePoint,
+    visitor: &mut dyn Visitor,
+    opts: ReadOptions,
+) -> Result<ReadSummary, ImageError> {
+    if point.entries == 0 || point.offset < DATA_OFFSET || point.records.len() as u64 != point.entries {
+        return Err(ImageError::Usage("an invalid resume point".into()));
+    }
+    read::read_frames(input, image, read::Scope::Resume(point), visitor, opts)
 }

@@ -6,6 +6,7 @@
 use crate::codec::Decompressor;
 use crate::error::{ImageError, Location};
 use crate::header::OpenedImage;
+use crate::journal::{Checkpoint, ResumePoint};
 use crate::BufPool;
 use coffer_format::chunk::parse_chunk;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, FRAME_HEADER_LEN};
@@ -24,6 +25,11 @@ pub trait Visitor {
     /// This part of the file ends at `end`; a later entry with `continues` set carries it on
     /// (its `size` is `end`). Until then other entries come.
     fn pause_file(&mut self, _end: u64) -> Result<(), ImageError> {
+        Ok(())
+    }
+    /// An entry is complete and nothing is open or paused: a read could start again here.
+    /// Called after every such entry; the visitor decides whether to make it durable.
+    fn checkpoint(&mut self, _at: &Checkpoint<'_>) -> Result<(), ImageError> {
         Ok(())
     }
 }
@@ -58,6 +64,8 @@ pub(crate) enum Scope {
     Whole,
     /// The frames of one entry, found through the index.
     Entry { record: IndexRecord, entry_no: u64 },
+    /// A whole image, from a checkpoint on (the frames before it were read earlier).
+    Resume(ResumePoint),
 }
 
 /// What a complete read saw.
@@ -125,10 +133,12 @@ pub(crate) fn produce(
         Scope::Entry { record, entry_no } => {
             (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
         }
+        // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
+        Scope::Resume(p) => (p.offset, p.seq, p.entries.saturating_sub(1), None),
     };
     let mut part_no = 0u64;
     let mut index_parts = 0u64;
-    let mut started_entries = false;
+    let mut started_entries = matches!(scope, Scope::Resume(p) if p.entries > 0);
     loop {
         if end_offset == Some(offset) {
             return Ok(());
@@ -354,7 +364,7 @@ impl Checker<'_> {
                     meta,
                 });
                 self.entry_done_if_scoped(frame_end);
-                Ok(())
+                self.offer_checkpoint(frame_end, job.pos.seq + 1)
             }
             Decoded::Chunk { range_start, range_end, data_at, segments } => {
                 let Some(file) = self.file.as_mut() else {
@@ -392,6 +402,7 @@ impl Checker<'_> {
                         self.visitor.end_file(range_end)?;
                     }
                     self.entry_done_if_scoped(frame_end);
+                    self.offer_checkpoint(frame_end, job.pos.seq + 1)?;
                 }
                 Ok(())
             }
@@ -428,6 +439,28 @@ impl Checker<'_> {
             (false, Some(_)) => Err(self.corrupt(offset, "a new file with the name of a paused one")),
             (false, None) => Ok(()),
         }
+    }
+
+    /// Tells the visitor that a whole-image read could start again at `frame_end`, if nothing
+    /// is open there.
+    fn offer_checkpoint(&mut self, frame_end: u64, next_seq: u64) -> Result<(), ImageError> {
+        if matches!(self.scope, Scope::Entry { .. })
+            || self.file.is_some()
+            || !self.paused.is_empty()
+            || self.index_offset.is_some()
+        {
+            return Ok(());
+        }
+        let s = &self.summary;
+        self.visitor.checkpoint(&Checkpoint {
+            offset: frame_end,
+            seq: next_seq,
+            entries: s.entries,
+            files: s.files,
+            logical_bytes: s.logical_bytes,
+            data_bytes: s.data_bytes,
+            records: &self.seen,
+        })
     }
 
     fn entry_done_if_scoped(&mut self, frame_end: u64) {
@@ -500,6 +533,17 @@ pub(crate) fn read_frames(
         complete: false,
         paused: Default::default(),
     };
+    if let Scope::Resume(p) = &scope {
+        checker.seen = p.records.clone();
+        checker.last_entry = p.records.last().map(|r| String::from_utf8_lossy(&r.meta.path).into_owned());
+        checker.summary = ReadSummary {
+            entries: p.entries,
+            files: p.files,
+            logical_bytes: p.logical_bytes,
+            data_bytes: p.data_bytes,
+            ..ReadSummary::default()
+        };
+    }
     let make_worker = || {
         let mut w = Worker { image, decompressor: Decompressor::new(), scratch: pool.get(), skip_data: opts.skip_data };
         move |job: &mut Job| w.decode(job)

@@ -1,15 +1,37 @@
 //! Visitors that put an image's contents somewhere.
 
 use crate::error::{io, ImageError};
+use crate::journal::{Checkpoint, Journal};
 use crate::read::Visitor;
 use coffer_format::{EntryKind, EntryMeta};
 use coffer_fs::restore::Restorer;
 use std::io::Write;
 
-/// Restores entries into a directory through a [`Restorer`].
+/// Restores entries into a directory through a [`Restorer`], and, with a [`Journal`], records
+/// what is durable every so often so that an interrupted restore can be resumed.
 #[derive(Debug)]
 pub struct RestoreVisitor {
     pub restorer: Restorer,
+    journal: Option<(Journal, u64)>,
+    since_checkpoint: u64,
+}
+
+impl RestoreVisitor {
+    pub fn new(restorer: Restorer) -> Self {
+        Self { restorer, journal: None, since_checkpoint: 0 }
+    }
+
+    /// Flushes what was restored and records a checkpoint after every `every` bytes of data
+    /// (0: after every entry).
+    pub fn with_journal(mut self, journal: Journal, every: u64) -> Self {
+        self.journal = Some((journal, every));
+        self
+    }
+
+    /// The journal, to be removed once the restore is complete.
+    pub fn take_journal(&mut self) -> Option<Journal> {
+        self.journal.take().map(|(j, _)| j)
+    }
 }
 
 impl Visitor for RestoreVisitor {
@@ -17,7 +39,19 @@ impl Visitor for RestoreVisitor {
         Ok(self.restorer.begin(meta)?)
     }
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        self.since_checkpoint += data.len() as u64;
         Ok(self.restorer.write(offset, data)?)
+    }
+    fn checkpoint(&mut self, at: &Checkpoint<'_>) -> Result<(), ImageError> {
+        let Some((journal, every)) = self.journal.as_mut() else { return Ok(()) };
+        if self.since_checkpoint < *every {
+            return Ok(());
+        }
+        // Durable first, then recorded: the journal never claims more than the disk holds.
+        self.restorer.checkpoint()?;
+        journal.checkpoint(at)?;
+        self.since_checkpoint = 0;
+        Ok(())
     }
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
         Ok(self.restorer.end_file(size)?)

@@ -86,7 +86,7 @@ fn restore(image: &[u8], target: &std::path::Path) -> Result<ReadSummary, ImageE
     let mut input = Cursor::new(image);
     let opened = open_stream(&mut input, &[Unlock::Key(key())])?;
     let opts = RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: true };
-    let mut v = RestoreVisitor { restorer: Restorer::create(target, opts).unwrap() };
+    let mut v = RestoreVisitor::new(Restorer::create(target, opts).unwrap());
     let summary = read_stream(&mut input, &opened, &mut v, ReadOptions { threads: 2, skip_data: false })?;
     v.restorer.finish()?;
     Ok(summary)

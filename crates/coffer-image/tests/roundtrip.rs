@@ -6,7 +6,7 @@ use coffer_format::{Codec, Suite};
 use coffer_fs::restore::{Ownership, RestoreOptions, Restorer};
 use coffer_fs::walk::Walker;
 use coffer_image::*;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -89,7 +89,7 @@ fn restore(image: &[u8], target: &Path, threads: usize) -> ReadSummary {
         RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: true },
     )
     .unwrap();
-    let mut v = RestoreVisitor { restorer };
+    let mut v = RestoreVisitor::new(restorer);
     let summary = read_stream(&mut input, &opened, &mut v, ReadOptions { threads, skip_data: false }).unwrap();
     v.restorer.finish().unwrap();
     summary
@@ -191,4 +191,77 @@ mod properties {
             prop_assert_eq!(snapshot(&target), snapshot(src.path()));
         }
     }
+}
+
+/// A restore cut short anywhere, then resumed from its journal's last checkpoint with only the
+/// frames after it, ends with the same tree and summary as an uninterrupted one.
+#[test]
+fn an_interrupted_restore_resumes_from_its_journal() {
+    use coffer_image::journal::{self, Journal, JOURNAL};
+    let src = tempfile::tempdir().unwrap();
+    let chunk = 4096u32;
+    make_tree(src.path(), chunk as usize);
+    let want = snapshot(src.path());
+    let image = backup(src.path(), Codec::Zstd, chunk, 2);
+    let full = {
+        let dst = tempfile::tempdir().unwrap();
+        restore(&image, &dst.path().join("r"), 2)
+    };
+    let opts = RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: false };
+    let data_offset = coffer_format::DATA_OFFSET as usize;
+    let mut resumed_from = Vec::new();
+    // Cuts all over the image, and many in its last part (after the large file).
+    let cuts =
+        (data_offset..image.len()).step_by(image.len() / 23).chain((image.len() - 40_000..image.len()).step_by(1500));
+    for cut in cuts {
+        let dst = tempfile::tempdir().unwrap();
+        let target = dst.path().join("r");
+        let mut input = Cursor::new(&image[..cut]);
+        let opened = open_stream(&mut input, &[Unlock::Key(key())]).unwrap();
+        let restorer = Restorer::create(&target, opts.clone()).unwrap();
+        let mut j = Journal::create(&target.join(JOURNAL)).unwrap();
+        j.begin_image(&opened.header.image_id).unwrap();
+        let mut v = RestoreVisitor::new(restorer).with_journal(j, 0);
+        let err = read_stream(&mut input, &opened, &mut v, ReadOptions { threads: 2, skip_data: false }).unwrap_err();
+        assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
+        drop(v);
+        let state = journal::load(&target.join(JOURNAL)).unwrap().unwrap();
+        assert_eq!(state.image_id, Some(opened.header.image_id));
+        let Some(point) = state.point.clone() else { continue };
+        assert!(point.offset as usize <= cut);
+        resumed_from.push(point.offset);
+
+        // Again, from the checkpoint: the header region, then the frames after it.
+        let mut restorer = Restorer::create(&target, RestoreOptions { force: true, ..opts.clone() }).unwrap();
+        restorer.sweep_temporaries().unwrap();
+        for r in &point.records {
+            restorer.adopt(&r.meta);
+        }
+        let j = Journal::reopen(&target.join(JOURNAL), &state).unwrap();
+        let mut v = RestoreVisitor::new(restorer).with_journal(j, 0);
+        let mut rest = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.offset as usize..]));
+        let opened = open_stream(&mut rest, &[Unlock::Key(key())]).unwrap();
+        let summary =
+            read_stream_from(&mut rest, &opened, point.clone(), &mut v, ReadOptions { threads: 2, skip_data: false })
+                .unwrap();
+        assert_eq!(
+            (summary.entries, summary.files, summary.logical_bytes, summary.data_bytes, summary.image_bytes),
+            (full.entries, full.files, full.logical_bytes, full.data_bytes, full.image_bytes)
+        );
+        assert_eq!(summary.records, full.records);
+        v.restorer.finish().unwrap();
+        assert_eq!(snapshot(&target), want, "cut at {cut}");
+
+        // Frames from anywhere else than the checkpoint are refused.
+        let dst2 = tempfile::tempdir().unwrap();
+        let mut bad = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.offset as usize + 1..]));
+        let opened = open_stream(&mut bad, &[Unlock::Key(key())]).unwrap();
+        let mut v = RestoreVisitor::new(Restorer::create(&dst2.path().join("r"), opts.clone()).unwrap());
+        let err = read_stream_from(&mut bad, &opened, point, &mut v, ReadOptions { threads: 2, skip_data: false })
+            .unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+    }
+    // The cuts hit checkpoints all over the image, not only the first one.
+    resumed_from.dedup();
+    assert!(resumed_from.len() >= 5, "{resumed_from:?}");
 }

@@ -39,7 +39,7 @@ fn round_trip(
     let mut input = Cursor::new(&image[..]);
     let opened = open_stream(&mut input, &[Unlock::Key(key())])?;
     let opts = RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: false };
-    let mut v = RestoreVisitor { restorer: Restorer::create(&target, opts).unwrap() };
+    let mut v = RestoreVisitor::new(Restorer::create(&target, opts).unwrap());
     read_stream(&mut input, &opened, &mut v, ReadOptions { threads: 2, skip_data: false })?;
     v.restorer.finish()?;
     Ok((files(&target, &target), summary))

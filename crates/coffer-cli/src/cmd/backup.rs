@@ -70,19 +70,60 @@ fn stdin_meta(name: &str) -> EntryMeta {
     }
 }
 
+/// A directory's entries without the files a receiver already holds unchanged (same size and
+/// modification time): what a resumed directory transfer sends.
+struct Skipping {
+    inner: DirSource,
+    held: std::collections::HashMap<Vec<u8>, EntryMeta>,
+}
+
+impl EntrySource for Skipping {
+    fn next_item(&mut self) -> Result<Option<coffer_image::SourceItem>, coffer_image::ImageError> {
+        while let Some(item) = self.inner.next_item()? {
+            let m = &item.meta;
+            let unchanged = m.kind == EntryKind::File
+                && self
+                    .held
+                    .get(&m.path)
+                    .is_some_and(|h| h.size == m.size && h.mtime_sec == m.mtime_sec && h.mtime_nsec == m.mtime_nsec);
+            if !unchanged {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    fn skipped(&self) -> &[PathBuf] {
+        self.inner.skipped()
+    }
+}
+
 /// Sum of file sizes under `root`, for the progress bar's total.
 fn tree_size(root: &Path) -> Option<u64> {
     Walker::new(root).map(|i| i.ok().map(|i| if i.meta.kind == EntryKind::File { i.meta.size } else { 0 })).sum()
 }
 
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
+    if args.tls.resume {
+        let dir = args.source.as_deref().is_some_and(|p| p != Path::new("-") && p.is_dir());
+        if !dir {
+            return Err(usage(
+                "--resume continues the transfer of an image file or a directory; a hot backup or a stream \
+                 cannot be continued by a second run (a backup's redo log starts where its own run started): \
+                 send it again without --resume",
+            ));
+        }
+    }
     let secrets = crate::keys::backup_secrets(&args.key, &args.seal, quiet)?;
     let (codec, level) = codec(&args)?;
     let suite = suite(args.cipher, quiet);
     // Sending: the receiver is dialled (and has accepted us) before any source is opened.
-    let mut wire = match &args.send_to {
-        Some(to) => Some(super::net::dial(to, &args.tls.required())?),
-        None => None,
+    let (mut wire, offer) = match &args.send_to {
+        Some(to) => {
+            let (stream, offer) = super::net::dial(to, &args.tls.required())?;
+            (Some(stream), offer)
+        }
+        None => (None, None),
     };
     let out_path = args.output.clone().unwrap_or_else(|| PathBuf::from(args.send_to.clone().unwrap_or_default()));
     let to_stdout = wire.is_none() && out_path == Path::new("-");
@@ -128,7 +169,21 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
             if let Some(out) = &output {
                 walker.exclude(&out.file().metadata().context("cannot stat the output")?);
             }
-            (Box::new(DirSource::new(walker)), if show { tree_size(src) } else { None })
+            let dir = DirSource::new(walker);
+            match &offer {
+                Some(offer) if !offer.files.is_empty() => {
+                    let held = super::net::held_files(offer)?;
+                    if !quiet {
+                        eprintln!(
+                            "coffer: {} holds {} files of an interrupted transfer: sending those it lacks or that changed",
+                            args.send_to.as_deref().unwrap_or_default(),
+                            held.len()
+                        );
+                    }
+                    (Box::new(Skipping { inner: dir, held }), None)
+                }
+                _ => (Box::new(dir), if show { tree_size(src) } else { None }),
+            }
         } else if md.is_file() {
             let name = match &args.name {
                 Some(n) => n.as_bytes().to_vec(),

@@ -103,23 +103,51 @@ fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
     }
 }
 
-/// Where an image goes: one connection, or blocks over several.
-pub enum Outgoing {
+/// Where an image goes: one connection, or blocks over several; at most `--limit-rate`.
+pub struct Outgoing {
+    way: Way,
+    limit: Option<RateLimit>,
+}
+
+enum Way {
     One(Box<tls::ClientStream>),
     Many(coffer_net::stripe::StripedWriter<tls::ClientStream>),
 }
 
-impl Write for Outgoing {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Outgoing::One(s) => s.write(buf),
-            Outgoing::Many(w) => w.write(buf),
+/// Holds a sender to an average rate: after each write, sleeps until the bytes so far are due.
+struct RateLimit {
+    bytes_per_sec: u64,
+    started: Instant,
+    sent: u64,
+}
+
+impl RateLimit {
+    fn account(&mut self, n: usize) {
+        self.sent += n as u64;
+        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_sec as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
         }
     }
+}
+
+impl Write for Outgoing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Paced in pieces of at most 64 KiB, so that a large write does not go out as a burst.
+        let buf = if self.limit.is_some() { &buf[..buf.len().min(64 << 10)] } else { buf };
+        let n = match &mut self.way {
+            Way::One(s) => s.write(buf),
+            Way::Many(w) => w.write(buf),
+        }?;
+        if let Some(l) = &mut self.limit {
+            l.account(n);
+        }
+        Ok(n)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Outgoing::One(s) => s.flush(),
-            Outgoing::Many(w) => w.flush(),
+        match &mut self.way {
+            Way::One(s) => s.flush(),
+            Way::Many(w) => w.flush(),
         }
     }
 }
@@ -133,35 +161,43 @@ fn refused(e: wire::WireError, to: &str, t: &TlsArgs) -> anyhow::Error {
 }
 
 /// Opens `t.streams` connections to a receiver, each announced with the session's id, and
-/// waits for every READY (the receiver has accepted our certificate on each).
-pub fn dial(to: &str, t: &TlsArgs) -> Result<Outgoing> {
+/// waits for every READY (the receiver has accepted our certificate on each). With `--resume`,
+/// also what the receiver holds from an interrupted transfer.
+pub fn dial(to: &str, t: &TlsArgs) -> Result<(Outgoing, Option<wire::Offer>)> {
     let config = tls::client_config(&credentials(t)?)?;
     let n = t.streams.clamp(1, usize::from(wire::MAX_STREAMS)) as u16;
     let mut session = [0u8; 16];
     coffer_crypto::random(&mut session)?;
+    let flags = if t.resume { wire::RESUME } else { 0 };
     let mut streams = Vec::new();
+    let mut offer = None;
     // One at a time: each READY says the receiver accepted us before the next connection.
     for index in 0..n {
         let mut stream = tls::connect(to, config.clone(), stall(t))?;
-        wire::write_hello(&mut stream, &wire::Hello { streams: n, session, index })
+        wire::write_hello(&mut stream, &wire::Hello { streams: n, session, index, flags })
             .and_then(|()| stream.flush())
             .map_err(wire::WireError::Io)
             .and_then(|()| wire::read_ready(&mut stream))
             .map_err(|e| refused(e, to, t))?;
+        if index == 0 && t.resume {
+            offer = Some(wire::read_offer(&mut stream).map_err(|e| refused(e, to, t))?);
+        }
         streams.push(stream);
     }
-    Ok(if n == 1 {
-        Outgoing::One(Box::new(streams.pop().expect("one stream")))
+    let way = if n == 1 {
+        Way::One(Box::new(streams.pop().expect("one stream")))
     } else {
-        Outgoing::Many(coffer_net::stripe::StripedWriter::new(streams))
-    })
+        Way::Many(coffer_net::stripe::StripedWriter::new(streams))
+    };
+    let limit = t.limit_rate.map(|bytes_per_sec| RateLimit { bytes_per_sec, started: Instant::now(), sent: 0 });
+    Ok((Outgoing { way, limit }, offer))
 }
 
 /// Ends the image stream and waits for the receiver's verdict: the bytes it stored.
 pub fn finish_send(out: Outgoing, to: &str, t: &TlsArgs) -> Result<u64> {
-    let mut streams = match out {
-        Outgoing::One(s) => vec![*s],
-        Outgoing::Many(w) => w.finish().map_err(|e| stalled(e, t, to))?,
+    let mut streams = match out.way {
+        Way::One(s) => vec![*s],
+        Way::Many(w) => w.finish().map_err(|e| stalled(e, t, to))?,
     };
     for s in &mut streams {
         s.conn.send_close_notify();
@@ -171,6 +207,14 @@ pub fn finish_send(out: Outgoing, to: &str, t: &TlsArgs) -> Result<u64> {
         wire::WireError::Io(io) => stalled(io, t, to),
         other => anyhow!(other),
     })
+}
+
+/// The files a receiver holds durably, by path, from its offer: a resumed directory transfer
+/// leaves out those whose size and modification time still match.
+pub fn held_files(offer: &wire::Offer) -> Result<std::collections::HashMap<Vec<u8>, coffer_format::EntryMeta>> {
+    let records = coffer_format::IndexRecord::parse_all(&offer.files)
+        .map_err(|e| anyhow!("the receiver's list of what it holds is malformed: {e}"))?;
+    Ok(records.into_iter().map(|r| (r.meta.path.clone(), r.meta)).collect())
 }
 
 /// `coffer send`: an image as it is (a file with coffer's magic, or '-'), else a backup of the
@@ -183,18 +227,28 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     };
     let t = args.tls.required();
     let (mut input, len) = open_input(image)?;
-    let mut head = vec![0u8; 8];
-    input.read_exact(&mut head).with_context(|| format!("cannot read {}", image.display()))?;
-    if !coffer_format::Header::has_magic(&head) {
+    let mut region = vec![0u8; coffer_format::DATA_OFFSET as usize];
+    let got = read_all(&mut input, &mut region).with_context(|| format!("cannot read {}", image.display()))?;
+    if !coffer_format::Header::has_magic(&region[..got]) {
         bail!("{} is not a coffer image (to send a stream as a file, use `coffer backup - --to ...`)", image.display());
     }
-    let mut stream = dial(&to, &t)?;
+    region.truncate(got);
+    let (mut stream, offer) = dial(&to, &t)?;
+    let skip = match &offer {
+        Some(offer) => resume_at(offer, &region, &to, quiet)?,
+        None => 0,
+    };
     let started = Instant::now();
     let bar = Bar::new(quiet, len, "send");
-    let mut reader = CountingReader { inner: std::io::Cursor::new(head).chain(input), bar: bar.clone() };
-    let sent = std::io::copy(&mut reader, &mut stream);
+    bar.inc(skip);
+    // The header region, then the frames from where the receiver goes on.
+    let sent = stream.write_all(&region).and_then(|()| {
+        std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())?;
+        let mut reader = CountingReader { inner: &mut input, bar: bar.clone() };
+        std::io::copy(&mut reader, &mut stream)
+    });
     bar.finish();
-    let sent = sent.map_err(|e| stalled(e, &t, &to))?;
+    let sent = sent.map_err(|e| stalled(e, &t, &to))? + region.len() as u64;
     let stored = finish_send(stream, &to, &t)?;
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -206,6 +260,41 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reads until `buf` is full or the input ends; how much was read.
+fn read_all(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// How many bytes after the header region the receiver already holds of the image whose header
+/// region is `region`.
+fn resume_at(offer: &wire::Offer, region: &[u8], to: &str, quiet: bool) -> Result<u64> {
+    let Some(held) = offer.image_id else { return Ok(0) };
+    let ours = coffer_image::choose_header(region).context("cannot read the image's header")?.header.image_id;
+    if held != ours {
+        bail!(
+            "{to} holds an interrupted transfer of another image ({}): restart the receiver with --force to replace it",
+            coffer_crypto::hex(&held[..8])
+        );
+    }
+    let data_offset = coffer_format::DATA_OFFSET;
+    if offer.offset <= data_offset {
+        return Ok(0);
+    }
+    if !quiet {
+        eprintln!("coffer: {to} holds this image up to byte {} durably: sending the rest", offer.offset);
+    }
+    Ok(offer.offset - data_offset)
 }
 
 /// A regular file that starts with coffer's magic.
@@ -228,8 +317,17 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     // The line a supervisor (a Galera SST script, a test) waits for.
+    // What an interrupted transfer into the target left, offered to a sender that resumes.
+    let held = match &args.to {
+        Some(dir) => super::restore::interrupted(dir).unwrap_or_else(|e| {
+            super::warn(quiet, format!("{e:#}: the interrupted transfer cannot be resumed"));
+            None
+        }),
+        None => None,
+    };
+    let offer = offer_of(held.as_ref());
     eprintln!("coffer: listening on {bound}");
-    let (streams, peer) = accept_all(&listener, config, &args.tls)?;
+    let (streams, peer, hello) = accept_all(&listener, config, &args.tls, &offer)?;
     drop(listener);
     let started = Instant::now();
     let mut incoming = if streams.len() == 1 {
@@ -237,8 +335,10 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     } else {
         Incoming::Many(coffer_net::stripe::StripedReader::new(streams))
     };
+    let journaling =
+        super::restore::Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: args.checkpoint };
     let result = match (&args.to, &args.output) {
-        (Some(dir), _) => restore_into(&mut incoming, dir, &args, quiet, threads),
+        (Some(dir), _) => restore_into(&mut incoming, dir, &args, &journaling, quiet, threads),
         (None, Some(file)) => keep(&mut incoming, file, &args, quiet),
         (None, None) => unreachable!("clap requires --to or -o"),
     };
@@ -292,10 +392,14 @@ fn accept_all(
     listener: &std::net::TcpListener,
     config: std::sync::Arc<tls::ReceiverConfig>,
     t: &TlsArgs,
-) -> Result<(Vec<tls::ServerStream>, String)> {
+    offer: &wire::Offer,
+) -> Result<(Vec<tls::ServerStream>, String, wire::Hello)> {
     let (mut first, peer) = tls::accept(listener, config.clone(), stall(t))?;
     let hello = wire::read_hello(&mut first).with_context(|| format!("from {peer}"))?;
     first.write_all(wire::READY).and_then(|()| first.flush()).map_err(|e| stalled(e, t, &peer))?;
+    if hello.flags & wire::RESUME != 0 {
+        wire::write_offer(&mut first, offer).map_err(|e| stalled(e, t, &peer))?;
+    }
     let mut slots: Vec<Option<tls::ServerStream>> = (0..hello.streams).map(|_| None).collect();
     slots[usize::from(hello.index)] = Some(first);
     let deadline = Instant::now() + stall(t);
@@ -330,10 +434,27 @@ fn accept_all(
             _ => bail!("{from} is not part of the transfer from {peer} (session, count or index differs)"),
         }
     }
-    Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer))
+    Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer, hello))
 }
 
-fn restore_into(stream: &mut Incoming, dir: &Path, args: &ReceiveArgs, quiet: bool, threads: usize) -> Result<u64> {
+/// The offer a target's journal makes: its image and checkpoint, and every durable file.
+fn offer_of(held: Option<&coffer_image::journal::JournalState>) -> wire::Offer {
+    let Some(state) = held else { return wire::Offer::default() };
+    let mut files = Vec::new();
+    for r in state.durable_files() {
+        r.encode(&mut files);
+    }
+    wire::Offer { image_id: state.image_id, offset: state.point.as_ref().map_or(0, |p| p.offset), files }
+}
+
+fn restore_into(
+    stream: &mut Incoming,
+    dir: &Path,
+    args: &ReceiveArgs,
+    journaling: &super::restore::Journaling,
+    quiet: bool,
+    threads: usize,
+) -> Result<u64> {
     let key = KeyArgs {
         key_files: args.key_files.clone(),
         passphrase_files: args.passphrase_files.clone(),
@@ -355,6 +476,7 @@ fn restore_into(stream: &mut Incoming, dir: &Path, args: &ReceiveArgs, quiet: bo
         Stalling { inner: stream, secs: args.tls.stall_timeout },
         None,
         &restore,
+        Some(journaling),
         quiet,
         threads,
     )

@@ -4,9 +4,11 @@ use crate::exit::usage;
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, bail, Context, Result};
 use coffer_format::{EntryKind, EntryMeta, IndexRecord};
-use coffer_fs::restore::{Ownership, RestoreOptions, Restorer, MARKER};
+use coffer_fs::restore::{Ownership, RestoreOptions, Restorer, JOURNAL, MARKER};
+use coffer_image::journal::{self, Journal, JournalState, ResumePoint};
 use coffer_image::{
-    open_stream, read_stream, ImageError, IndexedImage, ReadOptions, RestoreVisitor, StreamVisitor, Visitor,
+    open_stream, read_stream, read_stream_from, ImageError, IndexedImage, ReadOptions, RestoreVisitor, StreamVisitor,
+    Visitor,
 };
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -25,7 +27,97 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     let (file, len) = open_input(&args.image)?;
-    restore_from(Box::new(file), len, &args, quiet, threads).map(|_| ())
+    restore_from(Box::new(file), len, &args, None, quiet, threads).map(|_| ())
+}
+
+/// A received restore keeps a journal in its target, so that an interrupted transfer can be
+/// resumed (see `coffer_image::journal`).
+#[derive(Debug)]
+pub struct Journaling {
+    /// What the target's journal held when the transfer began, if anything.
+    pub state: Option<JournalState>,
+    /// The sender asked to go on from there (`send --resume`).
+    pub resume: bool,
+    /// Data between checkpoints.
+    pub every: u64,
+}
+
+/// What a target holds from an interrupted received restore: its journal, if the restore's
+/// marker is there too (a complete restore removes both).
+pub fn interrupted(target: &Path) -> Result<Option<JournalState>> {
+    if !target.join(MARKER).exists() {
+        return Ok(None);
+    }
+    Ok(journal::load(&target.join(JOURNAL))?)
+}
+
+/// How a restore begins: from the first entry or from a checkpoint.
+enum Start {
+    Fresh,
+    From(ResumePoint),
+}
+
+/// Prepares the target of a journaled restore: resumed (the same image from its checkpoint, or
+/// a new image on top of the files already there) or fresh.
+fn journaled(
+    j: &Journaling,
+    image_id: &[u8; 16],
+    target: &Path,
+    mut opts: RestoreOptions,
+    quiet: bool,
+) -> Result<(RestoreVisitor, Start)> {
+    let path = target.join(JOURNAL);
+    let Some(state) = j.state.as_ref().filter(|_| j.resume) else {
+        if j.state.is_some() && !opts.force {
+            bail!(
+                "{} holds an interrupted transfer: `coffer send --resume` continues it; --force replaces it",
+                target.display()
+            );
+        }
+        let restorer =
+            Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
+        let mut journal = Journal::create(&path)?;
+        journal.begin_image(image_id)?;
+        return Ok((RestoreVisitor::new(restorer).with_journal(journal, j.every), Start::Fresh));
+    };
+    // Our own interrupted restore: what it completed may be replaced, what it left half-done goes.
+    opts.force = true;
+    let mut restorer =
+        Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
+    restorer.sweep_temporaries().with_context(|| format!("cannot clean up {}", target.display()))?;
+    let mut journal = Journal::reopen(&path, state)?;
+    for r in &state.earlier {
+        restorer.adopt(&r.meta);
+    }
+    let same_image = state.image_id.as_ref() == Some(image_id);
+    let start = match (&state.point, same_image) {
+        (Some(point), true) => {
+            for r in &point.records {
+                restorer.adopt(&r.meta);
+            }
+            if !quiet {
+                eprintln!(
+                    "coffer: resuming the restore into {} after {} entries ({} of files already there)",
+                    target.display(),
+                    point.entries,
+                    human(point.logical_bytes)
+                );
+            }
+            Start::From(point.clone())
+        }
+        (point, same) => {
+            // A new image of what the target lacks (a resumed directory transfer), or the same
+            // image again from its start (nothing of it was durable).
+            for r in point.iter().flat_map(|p| p.records.iter()) {
+                restorer.adopt(&r.meta);
+            }
+            if !same {
+                journal.begin_image(image_id)?;
+            }
+            Start::Fresh
+        }
+    };
+    Ok((RestoreVisitor::new(restorer).with_journal(journal, j.every), start))
 }
 
 /// Restores the image read from `input` (a file, stdin, a network stream) as `args` say;
@@ -34,6 +126,7 @@ pub fn restore_from<R: std::io::Read + Send>(
     input: R,
     len: Option<u64>,
     args: &RestoreArgs,
+    journaling: Option<&Journaling>,
     quiet: bool,
     threads: usize,
 ) -> Result<u64> {
@@ -47,11 +140,20 @@ pub fn restore_from<R: std::io::Read + Send>(
         warn(quiet, w);
     }
     let opts = RestoreOptions { force: args.force, whole_tree: true, ownership, durable: !args.no_sync };
-    let restorer =
-        Restorer::create(&args.to, opts).with_context(|| format!("cannot restore into {}", args.to.display()))?;
-    let mut visitor = RestoreVisitor { restorer };
+    let (mut visitor, start) = match journaling {
+        Some(j) => journaled(j, &image.header.image_id, &args.to, opts, quiet)?,
+        None => {
+            let restorer = Restorer::create(&args.to, opts)
+                .with_context(|| format!("cannot restore into {}", args.to.display()))?;
+            (RestoreVisitor::new(restorer), Start::Fresh)
+        }
+    };
     let started = Instant::now();
-    let result = read_stream(&mut input, &image, &mut visitor, ReadOptions { threads, skip_data: false });
+    let read_opts = ReadOptions { threads, skip_data: false };
+    let result = match start {
+        Start::Fresh => read_stream(&mut input, &image, &mut visitor, read_opts),
+        Start::From(point) => read_stream_from(&mut input, &image, point, &mut visitor, read_opts),
+    };
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -68,6 +170,10 @@ pub fn restore_from<R: std::io::Read + Send>(
             )));
         }
     };
+    if let Some(journal) = visitor.take_journal() {
+        // Gone before the marker: a complete restore leaves neither.
+        std::fs::remove_file(journal.path()).with_context(|| format!("cannot remove {}", journal.path().display()))?;
+    }
     let stats =
         visitor.restorer.finish().with_context(|| format!("cannot complete the restore into {}", args.to.display()))?;
     bar.finish();
@@ -185,7 +291,7 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
             let opts = RestoreOptions { force: args.force, whole_tree: false, ownership, durable: true };
             let restorer =
                 Restorer::create(dir, opts).with_context(|| format!("cannot extract into {}", dir.display()))?;
-            Sink::Dir(Box::new(RestoreVisitor { restorer }))
+            Sink::Dir(Box::new(RestoreVisitor::new(restorer)))
         }
         None => {
             if paths.len() != 1 {
