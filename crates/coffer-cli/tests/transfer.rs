@@ -468,6 +468,45 @@ fn an_interrupted_transfer_resumes_where_the_receiver_stopped() {
     let kept = before.iter().filter(|f| after.contains(f)).count();
     assert!(kept >= held, "{held} files held, {kept} kept: {before:?} {after:?}");
 
+    // An image kept as a file (-o): what arrived stays in a partial file, and a resumed send
+    // appends the rest.
+    let kept = |_: u16| {
+        let mut a = vec!["-o".to_string(), fx.s("kept.coffer"), "--checkpoint".into(), "1".into()];
+        a.extend(tls(&fx, "pki", "node2", "pki"));
+        a
+    };
+    let (rx, port) = receiver(&kept(0));
+    let mut sender = stdin_sender(&fx, port);
+    let mut stdin = sender.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    let partial = fx.path(".kept.coffer.coffer-partial");
+    for _ in 0..2000 {
+        if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 1 << 20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sender.kill().unwrap();
+    let _ = sender.wait();
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("for `coffer send --resume`"), "{err}");
+    assert!(!fx.path("kept.coffer").exists());
+    let (rx, port) = receiver(&kept(0));
+    let (code, err) = send(&img, port, &tls(&fx, "pki", "node1", "pki"));
+    assert_eq!(code, 1, "{err}");
+    assert!(finish(rx).1.contains("send --resume"));
+    let (rx, port) = receiver(&kept(0));
+    let args = send_args(&img, port, &["--resume"]);
+    let err = expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("up to byte"), "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("going on with"), "{err}");
+    assert_eq!(std::fs::read(fx.path("kept.coffer")).unwrap(), bytes);
+    assert!(!partial.exists() && !fx.path(".kept.coffer.coffer-partial.mark").exists());
+
     // A hot backup cannot be resumed.
     let err =
         expect(2, &["send", "--mysql", "--to", "127.0.0.1:1", "--resume", "--cert", "c", "--key", "k", "--ca", "a"]);

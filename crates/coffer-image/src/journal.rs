@@ -245,6 +245,42 @@ fn libc_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
+/// How much of an image a receiver keeping it as a file (`receive -o`) holds durably: the mark
+/// beside the partial file.
+///
+/// ```text
+/// mark := "COFFERPM" | image_id [16] | durable_len u64 LE | check [8] (SHA-256 of the rest)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialMark {
+    pub image_id: [u8; 16],
+    pub durable_len: u64,
+}
+
+impl PartialMark {
+    const MAGIC: &'static [u8; 8] = b"COFFERPM";
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Self::MAGIC.to_vec();
+        b.extend_from_slice(&self.image_id);
+        b.extend_from_slice(&self.durable_len.to_le_bytes());
+        let c = check(&b);
+        b.extend_from_slice(&c);
+        b
+    }
+
+    /// `None` for anything but an intact mark.
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        if b.len() != 40 || &b[..8] != Self::MAGIC || b[32..] != check(&b[..32]) {
+            return None;
+        }
+        Some(Self {
+            image_id: b[8..24].try_into().expect("16 bytes"),
+            durable_len: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
+        })
+    }
+}
+
 /// What a reader hands its visitor after a complete entry, when nothing is open: enough to
 /// start reading again from here.
 #[derive(Debug, Clone, Copy)]
@@ -368,6 +404,20 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), good);
         j.checkpoint(&cp(&recs[..3])).unwrap();
         assert_eq!(load(&path).unwrap().unwrap().point.unwrap().records, recs);
+    }
+
+    #[test]
+    fn partial_marks_round_trip_and_damage_is_seen() {
+        let m = PartialMark { image_id: [3; 16], durable_len: 1 << 40 };
+        let b = m.encode();
+        assert_eq!(b.len(), 40);
+        assert_eq!(PartialMark::parse(&b), Some(m));
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 1;
+            assert_eq!(PartialMark::parse(&bad), None, "flip at {i}");
+        }
+        assert_eq!(PartialMark::parse(&b[..39]), None);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 
 use super::{human, open_input, rate};
 use crate::cli::{BackupArgs, KeyArgs, ReceiveArgs, RestoreArgs, TlsArgs, TlsCommand};
-use crate::output::AtomicFile;
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, bail, Context, Result};
+use coffer_image::journal::PartialMark;
 use coffer_net::{tls, wire};
 use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,7 +326,15 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         }),
         None => None,
     };
-    let offer = offer_of(held.as_ref());
+    // A partial image counts if its file still holds what its mark says is durable.
+    let kept = args.output.as_deref().and_then(|f| {
+        let (data, mark) = partial_paths(f);
+        read_mark(&mark).filter(|m| std::fs::metadata(&data).is_ok_and(|md| md.len() >= m.durable_len))
+    });
+    let offer = match &kept {
+        Some(k) => wire::Offer { image_id: Some(k.image_id), offset: k.durable_len, files: Vec::new() },
+        None => offer_of(held.as_ref()),
+    };
     eprintln!("coffer: listening on {bound}");
     let (streams, peer, hello) = accept_all(&listener, config, &args.tls, &offer)?;
     drop(listener);
@@ -339,7 +348,7 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         super::restore::Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: args.checkpoint };
     let result = match (&args.to, &args.output) {
         (Some(dir), _) => restore_into(&mut incoming, dir, &args, &journaling, quiet, threads),
-        (None, Some(file)) => keep(&mut incoming, file, &args, quiet),
+        (None, Some(file)) => keep(&mut incoming, file, &args, kept.as_ref(), journaling.resume, quiet),
         (None, None) => unreachable!("clap requires --to or -o"),
     };
     let result = result.map_err(|e| match e.downcast::<std::io::Error>() {
@@ -482,18 +491,123 @@ fn restore_into(
     )
 }
 
+/// Where `receive -o FILE` keeps the image while it arrives, and the mark that says how much of
+/// it is durable: `.FILE.coffer-partial` and `.FILE.coffer-partial.mark`, beside FILE.
+fn partial_paths(file: &Path) -> (PathBuf, PathBuf) {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    (dir.join(format!(".{name}.coffer-partial")), dir.join(format!(".{name}.coffer-partial.mark")))
+}
+
+/// Writes the mark: flushed under a temporary name, then renamed over the old one.
+fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
+    let tmp = mark.with_extension("mark-new");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&m.encode())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, mark)
+}
+
+fn read_mark(mark: &Path) -> Option<PartialMark> {
+    std::fs::read(mark).ok().and_then(|b| PartialMark::parse(&b))
+}
+
 /// Stores the stream as an image file, which appears under its name only when the sender has
-/// closed the stream cleanly (a TLS close_notify; an image cut short is never kept).
-fn keep(stream: &mut Incoming, file: &Path, args: &ReceiveArgs, quiet: bool) -> Result<u64> {
-    let out = AtomicFile::create(file, args.force, 0o600)?;
+/// closed the stream cleanly (a TLS close_notify; an image cut short is never kept). Until then
+/// it grows under a partial name, flushed and marked every `--checkpoint` bytes and when the
+/// transfer fails, so that `send --resume` can go on from there.
+fn keep(
+    stream: &mut Incoming,
+    file: &Path,
+    args: &ReceiveArgs,
+    held: Option<&PartialMark>,
+    resume: bool,
+    quiet: bool,
+) -> Result<u64> {
+    if !args.force && std::fs::symlink_metadata(file).is_ok() {
+        bail!("{} already exists (use --force to replace it)", file.display());
+    }
+    let (data, mark) = partial_paths(file);
+    if held.is_some() && !resume && !args.force {
+        bail!(
+            "{} holds part of an interrupted transfer: `coffer send --resume` continues it; --force replaces it",
+            data.display()
+        );
+    }
+    let mut input = Stalling { inner: stream, secs: args.tls.stall_timeout };
+    let mut region = vec![0u8; coffer_format::DATA_OFFSET as usize];
+    input.read_exact(&mut region).context("the sender sent no image")?;
+    let image_id = coffer_image::choose_header(&region).context("the sender's image")?.header.image_id;
+    let held = held.filter(|_| resume);
+    if let Some(h) = held {
+        if h.image_id != image_id {
+            bail!(
+                "{} holds part of another image ({}): restart the receiver with --force to replace it",
+                data.display(),
+                coffer_crypto::hex(&h.image_id[..8])
+            );
+        }
+    }
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(held.is_none())
+        .mode(0o600)
+        .open(&data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
+    // The header region as the sender has it now (a key-slot change may have rewritten it).
+    let mut written = held.map_or(0, |h| h.durable_len.max(region.len() as u64));
+    out.set_len(written)
+        .and_then(|()| out.write_all_at(&region, 0))
+        .with_context(|| format!("cannot write {}", data.display()))?;
+    written = written.max(region.len() as u64);
+    if !quiet && held.is_some() {
+        eprintln!("coffer: going on with {} from byte {written}", data.display());
+    }
     let bar = Bar::new(quiet, None, "receive");
-    let mut reader =
-        CountingReader { inner: Stalling { inner: stream, secs: args.tls.stall_timeout }, bar: bar.clone() };
-    let mut sink = std::io::BufWriter::with_capacity(1 << 20, out.file());
-    let n = std::io::copy(&mut reader, &mut sink).and_then(|n| sink.flush().map(|()| n));
+    bar.inc(written);
+    let mut since = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let result: Result<()> = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A message, not an io::Error: the context added below must survive.
+            Err(e) => break Err(anyhow!("the transfer failed: {e}")),
+        };
+        if let Err(e) = out.write_all_at(&buf[..n], written) {
+            break Err(anyhow!(e).context(format!("cannot write {}", data.display())));
+        }
+        written += n as u64;
+        since += n as u64;
+        bar.inc(n as u64);
+        if since >= args.checkpoint {
+            since = 0;
+            if let Err(e) =
+                out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written }))
+            {
+                break Err(anyhow!(e).context(format!("cannot flush {}", data.display())));
+            }
+        }
+    };
     bar.finish();
-    drop(sink);
-    let n = n.map_err(|e| anyhow!(e))?;
-    out.commit()?;
-    Ok(n)
+    if let Err(e) = result {
+        // What arrived is kept for `send --resume`, once it is on disk.
+        if out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written })).is_ok() {
+            return Err(anyhow!(
+                "{e:#} ({} of the image are kept in {} for `coffer send --resume`)",
+                human(written),
+                data.display()
+            ));
+        }
+        return Err(e);
+    }
+    out.sync_all().with_context(|| format!("cannot flush {}", data.display()))?;
+    drop(out);
+    std::fs::rename(&data, file).with_context(|| format!("cannot rename {} to {}", data.display(), file.display()))?;
+    let _ = std::fs::remove_file(&mark);
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot flush {}", dir.display()))?;
+    Ok(written)
 }
