@@ -833,13 +833,14 @@ pub struct ValidateArgs {
     pub key: KeyArgs,
 }
 
-/// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G" (binary multiples).
+/// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G", "1T" (binary multiples).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
     let (num, mult) = match t.chars().last() {
         Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
         Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
@@ -884,6 +885,7 @@ mod tests {
         assert!(parse_size("1G").is_err());
         assert!(parse_size("x").is_err());
         assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1TiB"), Ok(1 << 40));
         assert!(parse_bytes("99999999999G").is_err());
         assert_eq!(parse_rate("50M/s"), Ok(50 << 20));
         assert!(parse_rate("10").is_err());

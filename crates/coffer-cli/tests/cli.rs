@@ -505,28 +505,6 @@ fn multi_gib_sparse_file_stays_sparse() {
     assert_eq!(&out[(1 << 30)..(1 << 30) + 10], &[2; 10]);
 }
 
-/// A small file system for disk-full tests: a tmpfs when we may mount one (root).
-struct SmallFs(std::path::PathBuf);
-
-impl SmallFs {
-    fn mount(at: &Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self(at.into()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn random_file(path: &Path, len: usize) {
     let mut v = vec![0u8; len];
     coffer_crypto::random(&mut v).unwrap();

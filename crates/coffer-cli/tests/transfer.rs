@@ -512,3 +512,32 @@ fn an_interrupted_transfer_resumes_where_the_receiver_stopped() {
         expect(2, &["send", "--mysql", "--to", "127.0.0.1:1", "--resume", "--cert", "c", "--key", "k", "--ca", "a"]);
     assert!(err.contains("cannot be continued"), "{err}");
 }
+
+#[test]
+fn a_full_disk_on_the_receiver_fails_both_ends() {
+    let fx = Fixture::new();
+    pki(&fx);
+    std::fs::create_dir_all(fx.path("src")).unwrap();
+    for (name, len) in [("a.dat", 6usize << 20), ("b.dat", 12 << 20)] {
+        let mut v = vec![0u8; len];
+        coffer_crypto::random(&mut v).unwrap();
+        std::fs::write(fx.path("src").join(name), v).unwrap();
+    }
+    // A full disk needs a small file system (root may mount one); elsewhere the cli tests'
+    // file-size limit covers the same error path.
+    let Some(small) = SmallFs::mount(&fx.path("small"), "10m") else { return };
+    let target = small.0.join("dst");
+    let mut args = vec!["--to".to_string(), target.to_str().unwrap().into(), "--key-file".into(), fx.key()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let mut send_args = vec!["send".to_string(), fx.s("src"), "--to".into(), format!("127.0.0.1:{port}")];
+    send_args.extend(["--key-file".to_string(), fx.key(), "--compress".into(), "none".into()]);
+    send_args.extend(tls(&fx, "pki", "node1", "pki"));
+    let err = expect(1, &send_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("No space left on device") && err.lines().count() == 1, "{err}");
+    let (code, err) = finish(rx);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("No space left on device") && err.contains("incomplete"), "{err}");
+    assert!(err.lines().filter(|l| l.contains("error")).count() == 1, "{err}");
+    assert!(target.join(".coffer-restore-incomplete").exists());
+}

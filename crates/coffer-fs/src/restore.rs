@@ -15,7 +15,7 @@
 //! with `syncfs`, and the marker's removal is made durable with an `fsync` of the target.
 
 use crate::owner::NameCache;
-use crate::sink::{set_direct, AlignedStage};
+use crate::sink::{is_aligned, set_direct, AlignedStage};
 use crate::{io_err, nix_err, FsError};
 use coffer_format::entry::check_relative_path;
 use coffer_format::{EntryKind, EntryMeta};
@@ -95,6 +95,8 @@ struct OpenFile {
     direct: bool,
     /// Padding past the data was written (O_DIRECT before a pause): set the length at the end.
     padded: bool,
+    /// O_DIRECT may still be tried (durable restores; not after the file system refused it).
+    may_direct: bool,
     written_to: u64,
     kicked_to: u64,
 }
@@ -394,6 +396,7 @@ impl Restorer {
                 .map_err(nix_err("create", shown))?;
                 let file = Arc::new(File::from(fd));
                 let direct = self.opts.durable && meta.size >= DIRECT_MIN && set_direct(&file, true);
+                let may_direct = self.opts.durable && (direct || meta.size < DIRECT_MIN);
                 self.file = Some(OpenFile {
                     file,
                     shown: Arc::new(self.shown(rel)),
@@ -402,6 +405,7 @@ impl Restorer {
                     meta: meta.clone(),
                     direct,
                     padded: false,
+                    may_direct,
                     written_to: 0,
                     kicked_to: 0,
                 });
@@ -413,6 +417,16 @@ impl Restorer {
     /// Writes data of the open file at `offset`; skipped ranges stay holes.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
         let f = self.file.as_mut().expect("write without an open file");
+        if !f.direct && f.may_direct && f.written_to >= DIRECT_MIN && offset == f.written_to && is_aligned(offset) {
+            // A file whose size was not known when it began (a stream) and that turned out large:
+            // what came so far goes to disk from the page cache, the rest with O_DIRECT.
+            if f.written_to > f.kicked_to {
+                start_writeback(&f.file, f.kicked_to, f.written_to - f.kicked_to);
+                f.kicked_to = f.written_to;
+            }
+            f.direct = set_direct(&f.file, true);
+            f.may_direct = f.direct;
+        }
         if f.direct {
             self.stage.write_at(&f.file, &f.shown, offset, data)?;
         } else {
@@ -433,14 +447,17 @@ impl Restorer {
     pub fn pause_file(&mut self) -> Result<(), FsError> {
         let mut f = self.file.take().expect("pause_file without an open file");
         if f.direct {
-            // The stage serves one file at a time: write out this one's blocks (the last one
-            // padded) and go on through the page cache.
+            // The stage serves one file at a time: write out this one's blocks. At a block
+            // boundary that is all (the next part starts a new block); elsewhere the last block
+            // went out padded, and the file goes on through the page cache.
             let done: crate::sink::Deferred = Box::new(|_| Ok(()));
             self.stage.finish_then(&f.file, &f.shown, done)?;
-            self.settle()?;
-            set_direct(&f.file, false);
-            f.direct = false;
-            f.padded = true;
+            if !is_aligned(f.written_to) {
+                self.settle()?;
+                set_direct(&f.file, false);
+                f.direct = false;
+                f.padded = true;
+            }
         }
         if self.paused.len() >= MAX_PAUSED {
             self.discard(&f);

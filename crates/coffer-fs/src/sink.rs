@@ -19,6 +19,11 @@ use std::sync::Arc;
 const ALIGN: usize = 4096;
 const BLOCK: usize = 4 << 20;
 
+/// Is `offset` on an O_DIRECT block boundary?
+pub fn is_aligned(offset: u64) -> bool {
+    offset % ALIGN as u64 == 0
+}
+
 fn align_down(x: u64) -> u64 {
     x & !(ALIGN as u64 - 1)
 }

@@ -163,3 +163,25 @@ fn the_reader_refuses_parts_that_do_not_join() {
         assert!(err.to_string().contains(want), "{want}: {err}");
     }
 }
+
+/// Files of a stream start without a size: past 256 KiB they go on with O_DIRECT, through
+/// pauses on a block boundary, and back through the page cache after one elsewhere.
+#[test]
+fn stream_files_of_unknown_size_restore_whole() {
+    let (a, b, c) = (bytes(270_336, 4), bytes(100_001, 5), bytes(500_000, 6));
+    let big = [a.clone(), b.clone(), c.clone()].concat();
+    let parts = vec![
+        (meta("big", false, 0), a, true),
+        (meta("x", false, 0), bytes(50_000, 7), false),
+        (meta("big", true, 270_336), b, true),
+        (meta("big2", false, 0), bytes(600_000, 8), false),
+        (meta("big", true, 370_337), c, false),
+    ];
+    let img = image(parts);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = dir.path().join("r");
+    restore(&img, &target).unwrap();
+    assert_eq!(std::fs::read(target.join("big")).unwrap(), big);
+    assert_eq!(std::fs::read(target.join("x")).unwrap(), bytes(50_000, 7));
+    assert_eq!(std::fs::read(target.join("big2")).unwrap(), bytes(600_000, 8));
+}
