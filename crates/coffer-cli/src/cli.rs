@@ -33,8 +33,39 @@ pub struct Cli {
     #[arg(short = 'j', long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 
+    #[command(flatten)]
+    pub store: StoreArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Object storage: where images named by URL (s3://, gs://, az://, file://) live.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Object storage")]
+pub struct StoreArgs {
+    /// An S3-compatible endpoint (MinIO, Ceph RGW, R2): path-style requests, and plain http://
+    /// only because it is named here. Credentials and region come from the usual AWS_*
+    /// variables.
+    #[arg(long, global = true, env = "COFFER_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Parts uploaded, or ranges downloaded, at once (memory: this times --part-size).
+    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    pub upload_concurrency: usize,
+    /// Size of each uploaded part and downloaded range (at least 5M, as S3 requires).
+    #[arg(long, global = true, value_name = "SIZE", default_value = "16M", value_parser = parse_part_size)]
+    pub part_size: u64,
+    /// How long a failing request is retried, with backoff, before coffer gives up.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub store_retry_timeout: u64,
+}
+
+fn parse_part_size(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if !(5 << 20..=5 << 30).contains(&v) {
+        return Err("a part size must be between 5M and 5G".into());
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Subcommand)]

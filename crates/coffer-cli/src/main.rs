@@ -8,6 +8,7 @@ mod keyring;
 mod keys;
 mod output;
 mod progress;
+mod store;
 
 use clap::Parser;
 

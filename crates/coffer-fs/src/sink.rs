@@ -21,7 +21,7 @@ const BLOCK: usize = 4 << 20;
 
 /// Is `offset` on an O_DIRECT block boundary?
 pub fn is_aligned(offset: u64) -> bool {
-    offset % ALIGN as u64 == 0
+    offset.is_multiple_of(ALIGN as u64)
 }
 
 fn align_down(x: u64) -> u64 {

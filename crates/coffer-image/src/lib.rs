@@ -19,7 +19,7 @@ pub use error::{ImageError, Location};
 pub use header::{choose_header, open_header, ChosenHeader, ImageParams, OpenedImage};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
 pub use rewrite::{read_header_region, rekey, HeaderBackup, HeaderFile};
-pub use seek::IndexedImage;
+pub use seek::{IndexedImage, RandomAccess};
 pub use target::{RestoreVisitor, StreamVisitor};
 pub use write::{
     write_image, DirSource, EntrySource, FileSource, Findings, Inspect, InspectFile, SourceItem, StreamSource,

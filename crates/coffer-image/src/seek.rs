@@ -14,10 +14,41 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// An image file opened through its index.
+/// Bytes that can be read at any offset: an image file, an object in a store.
+pub trait RandomAccess: Send + Sync + std::fmt::Debug {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// The `len` bytes from `offset`, as a stream (an entry's frames).
+    fn range(&self, offset: u64, len: u64) -> std::io::Result<Box<dyn Read + Send + '_>>;
+}
+
+#[derive(Debug)]
+struct FileAccess {
+    file: File,
+    len: u64,
+}
+
+impl RandomAccess for FileAccess {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn range(&self, offset: u64, len: u64) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        let mut f = self.file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(f.take(len)))
+    }
+}
+
+/// An image opened through its index.
 #[derive(Debug)]
 pub struct IndexedImage {
-    file: File,
+    source: Box<dyn RandomAccess>,
     path: PathBuf,
     image: OpenedImage,
     end: EndFields,
@@ -33,12 +64,18 @@ impl IndexedImage {
     pub fn open(path: &Path, unlocks: &[Unlock]) -> Result<Self, ImageError> {
         let file = File::open(path).map_err(io("open", path))?;
         let len = file.metadata().map_err(io("stat", path))?.len();
+        Self::open_with(Box::new(FileAccess { file, len }), path, unlocks)
+    }
+
+    /// Opens an image read through `source`; `name` names it in messages.
+    pub fn open_with(source: Box<dyn RandomAccess>, name: &Path, unlocks: &[Unlock]) -> Result<Self, ImageError> {
+        let len = source.len();
         let mut region = vec![0u8; DATA_OFFSET.min(len) as usize];
-        file.read_exact_at(&mut region, 0).map_err(io("read", path))?;
+        source.read_exact_at(&mut region, 0).map_err(io("read", name))?;
         let image = open_header(&region, unlocks)?;
-        let end = read_end(&file, path, &image, len)?;
-        let records = read_index(&file, path, &image, &end, len)?;
-        Ok(Self { file, path: path.into(), image, end, records, len })
+        let end = read_end(source.as_ref(), name, &image, len)?;
+        let records = read_index(source.as_ref(), name, &image, &end, len)?;
+        Ok(Self { source, path: name.into(), image, end, records, len })
     }
 
     pub fn image(&self) -> &OpenedImage {
@@ -64,15 +101,13 @@ impl IndexedImage {
     /// Reads the frames of entry `i` only, authenticating each, and hands them to `visitor`.
     pub fn read_entry(&self, i: usize, visitor: &mut dyn Visitor, threads: usize) -> Result<ReadSummary, ImageError> {
         let record = self.records[i].clone();
-        let mut f = self.file.try_clone().map_err(io("open", &self.path))?;
-        f.seek(SeekFrom::Start(record.frame_offset)).map_err(io("seek", &self.path))?;
-        let mut range = f.take(record.frames_len);
+        let mut range = self.source.range(record.frame_offset, record.frames_len).map_err(io("read", &self.path))?;
         let scope = Scope::Entry { record, entry_no: i as u64 };
         read_frames(&mut range, &self.image, scope, visitor, ReadOptions { threads, skip_data: false })
     }
 }
 
-fn read_end(file: &File, path: &Path, image: &OpenedImage, len: u64) -> Result<EndFields, ImageError> {
+fn read_end(file: &dyn RandomAccess, path: &Path, image: &OpenedImage, len: u64) -> Result<EndFields, ImageError> {
     let incomplete = || ImageError::Truncated {
         at: at(len),
         detail: "no END frame at the end of the file: the image is incomplete".into(),
@@ -107,7 +142,7 @@ fn read_end(file: &File, path: &Path, image: &OpenedImage, len: u64) -> Result<E
 }
 
 fn read_index(
-    file: &File,
+    file: &dyn RandomAccess,
     path: &Path,
     image: &OpenedImage,
     end: &EndFields,

@@ -98,6 +98,12 @@ impl EntrySource for Skipping {
     }
 }
 
+/// The name of a backup written under a prefix: its start time, UTC ("2026-11-24T08-00-00Z.coffer").
+fn time_name() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}Z.coffer", super::list::utc(now.as_secs() as i64).replace(' ', "T").replace(':', "-"))
+}
+
 /// Sum of file sizes under `root`, for the progress bar's total.
 fn tree_size(root: &Path) -> Option<u64> {
     Walker::new(root).map(|i| i.ok().map(|i| if i.meta.kind == EntryKind::File { i.meta.size } else { 0 })).sum()
@@ -125,7 +131,24 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         }
         None => (None, None),
     };
-    let out_path = args.output.clone().unwrap_or_else(|| PathBuf::from(args.send_to.clone().unwrap_or_default()));
+    let mut out_path = args.output.clone().unwrap_or_else(|| PathBuf::from(args.send_to.clone().unwrap_or_default()));
+    let object = match wire {
+        Some(_) => None,
+        None => crate::store::object(&out_path)?,
+    };
+    let object = match object {
+        Some(o) => {
+            // A prefix: the backup is named by its start time, so names sort by time.
+            let o = if o.is_prefix() { o.child(&time_name()) } else { o };
+            if !args.force && o.exists().with_context(|| format!("cannot reach {}", o.url()))? {
+                return Err(anyhow::anyhow!("{} already exists (use --force to replace it)", o.url()));
+            }
+            out_path = PathBuf::from(o.url());
+            crate::store::abort_on_signals();
+            Some(o)
+        }
+        None => None,
+    };
     let to_stdout = wire.is_none() && out_path == Path::new("-");
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
@@ -134,8 +157,11 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     if from_stdin && std::io::stdin().is_terminal() {
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
-    let output =
-        if to_stdout || wire.is_some() { None } else { Some(AtomicFile::create(&out_path, args.force, 0o600)?) };
+    let output = if to_stdout || wire.is_some() || object.is_some() {
+        None
+    } else {
+        Some(AtomicFile::create(&out_path, args.force, 0o600)?)
+    };
 
     let show = !quiet && std::io::stderr().is_terminal();
     let bar = Bar::new(quiet, None, "backup");
@@ -200,22 +226,34 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
     let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };
     let started = Instant::now();
-    let summary = match (&output, wire.as_mut()) {
-        (_, Some(stream)) => {
+    let summary: Result<_> = match (&output, wire.as_mut(), &object) {
+        (_, Some(stream), _) => {
             let sink = BufWriter::with_capacity(1 << 20, super::net::stalling(&mut *stream, args.tls.stall_timeout));
-            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
+            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect).map_err(Into::into)
         }
-        (Some(file), None) => {
+        (_, None, Some(object)) => {
+            // Visible under its name only once complete; dropped on failure, the upload is aborted.
+            let mut sink = object.writer();
+            write_image(source.as_mut(), &mut sink, &params, &secrets, threads, &bar, inspect)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| {
+                    sink.finish()?;
+                    Ok(s)
+                })
+        }
+        (Some(file), None, None) => {
             let out = file.file().try_clone().context("cannot use the output file")?;
             let mut sink = DirectWriter::new(out, out_path.clone());
-            write_image(source.as_mut(), &mut sink, &params, &secrets, threads, &bar, inspect).and_then(|s| {
-                sink.finish()?;
-                Ok(s)
-            })
+            write_image(source.as_mut(), &mut sink, &params, &secrets, threads, &bar, inspect)
+                .and_then(|s| {
+                    sink.finish()?;
+                    Ok(s)
+                })
+                .map_err(Into::into)
         }
-        (None, None) => {
+        (None, None, None) => {
             let sink = BufWriter::with_capacity(1 << 18, stdout_file()?);
-            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect)
+            write_image(source.as_mut(), sink, &params, &secrets, threads, &bar, inspect).map_err(Into::into)
         }
     };
     bar.finish();

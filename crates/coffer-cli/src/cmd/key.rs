@@ -399,7 +399,7 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
     }
-    let (mut input, len) = open_input(&args.image)?;
+    let (mut input, len) = super::open_stream_input(&args.image)?;
     let opened = coffer_image::open_stream(&mut input, &unlocks)?;
     for w in &opened.warnings {
         warn(quiet, w);

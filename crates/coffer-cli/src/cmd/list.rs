@@ -1,9 +1,9 @@
-use super::{human, open_input, rate, warn};
+use super::{human, open_input, open_stream_input, rate, warn};
 use crate::cli::{ListArgs, VerifyArgs};
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, Result};
 use coffer_format::{EntryKind, Header, IndexRecord};
-use coffer_image::{open_stream, read_stream, ImageError, IndexedImage, NullVisitor, ReadOptions};
+use coffer_image::{open_stream, read_stream, ImageError, NullVisitor, ReadOptions};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::Instant;
 fn entries(image: &Path, args: &ListArgs, quiet: bool, threads: usize) -> Result<(Header, Vec<IndexRecord>, u64)> {
     let keys = crate::keys::unlocks(&args.key, quiet)?;
     if image != Path::new("-") {
-        let idx = IndexedImage::open(image, &keys)?;
+        let idx = crate::store::open_indexed(image, &keys)?;
         for w in &idx.image().warnings {
             warn(quiet, w);
         }
@@ -234,7 +234,7 @@ pub fn verify(args: VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
 
 fn verify_image(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<coffer_image::ReadSummary> {
     let keys = crate::keys::unlocks(&args.key, quiet)?;
-    let (file, len) = open_input(&args.image)?;
+    let (file, len) = open_stream_input(&args.image)?;
     let bar = Bar::new(quiet, len, "verify");
     let mut input = CountingReader { inner: file, bar: bar.clone() };
     let image = open_stream(&mut input, &keys)?;

@@ -19,6 +19,7 @@ use std::path::Path;
 pub fn run(cli: Cli) -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let quiet = cli.quiet;
+    crate::store::configure(&cli.store);
     match cli.command {
         Command::Key(k) => key::run(k, quiet),
         Command::Header(h) => key::header(h, quiet),
@@ -66,6 +67,18 @@ pub fn open_input(path: &Path) -> Result<(File, Option<u64>)> {
         return Err(crate::exit::usage(format!("{} is a directory, not an image", path.display())));
     }
     Ok((f, md.is_file().then_some(md.len())))
+}
+
+/// An image to read as a stream: stdin for "-", an object for an object URL, else the file;
+/// with its length when known.
+pub fn open_stream_input(path: &Path) -> Result<(Box<dyn std::io::Read + Send>, Option<u64>)> {
+    if let Some(object) = crate::store::object(path)? {
+        let reader = object.reader().with_context(|| format!("cannot open {}", path.display()))?;
+        let len = reader.len();
+        return Ok((Box::new(reader), Some(len)));
+    }
+    let (file, len) = open_input(path)?;
+    Ok((Box::new(file), len))
 }
 
 /// "1.23 GiB"

@@ -1,4 +1,4 @@
-use super::{human, open_input, rate, stdout_file, warn};
+use super::{human, open_input, open_stream_input, rate, stdout_file, warn};
 use crate::cli::{ExtractArgs, RestoreArgs};
 use crate::exit::usage;
 use crate::progress::{Bar, CountingReader};
@@ -26,8 +26,8 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 }
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
-    let (file, len) = open_input(&args.image)?;
-    restore_from(Box::new(file), len, &args, None, quiet, threads).map(|_| ())
+    let (input, len) = open_stream_input(&args.image)?;
+    restore_from(input, len, &args, None, quiet, threads).map(|_| ())
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
@@ -275,7 +275,7 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
         let image = open_stream(&mut file, &keys)?;
         Source::Stream(file, Box::new(image))
     } else {
-        let image = IndexedImage::open(&args.image, &keys)?;
+        let image = crate::store::open_indexed(&args.image, &keys)?;
         for w in &image.image().warnings {
             warn(quiet, w);
         }

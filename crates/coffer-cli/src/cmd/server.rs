@@ -200,7 +200,7 @@ fn read_info(args: &InfoArgs, quiet: bool) -> Result<(coffer_format::Header, Opt
     let unlocks = crate::keys::unlocks(&args.key, quiet)?;
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
     if args.image != Path::new("-") {
-        let idx = coffer_image::IndexedImage::open(&args.image, &unlocks)?;
+        let idx = crate::store::open_indexed(&args.image, &unlocks)?;
         let records = super::list::fold_parts(idx.records().to_vec());
         let files = records.iter().filter(|r| r.meta.kind == EntryKind::File).count() as u64;
         let bytes = records.iter().map(|r| r.size).sum();

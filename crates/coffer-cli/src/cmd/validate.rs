@@ -1,7 +1,7 @@
 //! `coffer validate`: InnoDB pages in an image (streaming, nothing written), a directory, or
 //! tablespace files.
 
-use super::{human, open_input, rate};
+use super::{human, open_input, open_stream_input, rate};
 use crate::cli::ValidateArgs;
 use crate::exit::{usage, CorruptPages};
 use crate::progress::{Bar, CountingReader};
@@ -131,7 +131,7 @@ fn validate_image(
     threads: usize,
 ) -> Result<(Vec<FileReport>, Option<anyhow::Error>)> {
     let keys = crate::keys::unlocks(&args.key, quiet)?;
-    let (file, len) = open_input(path)?;
+    let (file, len) = open_stream_input(path)?;
     let bar = Bar::new(quiet || args.json, len, "validate");
     let mut input = CountingReader { inner: file, bar: bar.clone() };
     let image = open_stream(&mut input, &keys)?;

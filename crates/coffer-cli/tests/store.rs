@@ -1,0 +1,257 @@
+//! Images in object storage, against a real S3 server process on loopback (`moto_server`, from
+//! PyPI's `moto[server]`): multipart uploads, ranged reads through the index, and failures.
+//! Skipped when moto_server is missing, unless COFFER_REQUIRE_S3=1 (CI).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A moto S3 server on a free loopback port, killed when dropped.
+struct S3 {
+    child: Child,
+    port: u16,
+}
+
+impl S3 {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) if std::env::var_os("COFFER_REQUIRE_S3").is_none() => {
+                eprintln!("moto_server not found: object storage tests skipped");
+                return None;
+            }
+            Err(e) => panic!("moto_server is required (COFFER_REQUIRE_S3=1): {e}"),
+        };
+        let s3 = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s3.http("GET", "/", b"").is_none() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(s3)
+    }
+
+    /// One plain HTTP request (moto does not check signatures); the status and body.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, text))
+    }
+
+    fn bucket(&self, name: &str) {
+        assert_eq!(self.http("PUT", &format!("/{name}"), b"").unwrap().0, 200);
+    }
+
+    /// coffer, with credentials and this server as the S3 endpoint.
+    fn coffer(&self) -> Command {
+        let mut c = coffer();
+        c.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_CA_BUNDLE")
+            .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = self.coffer().args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    #[track_caller]
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let (got, err) = self.run(args);
+        assert_eq!(got, code, "coffer {args:?}: {err}");
+        err
+    }
+
+    /// Multipart uploads still in progress in `bucket`.
+    fn uploads_in_progress(&self, bucket: &str) -> usize {
+        let (_, body) = self.http("GET", &format!("/{bucket}?uploads"), b"").unwrap();
+        body.matches("<UploadId>").count()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 23 MB in a few files: more 5 MiB parts than the 2 uploads in flight of these tests.
+fn tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("db/sub")).unwrap();
+    for (name, len) in [("db/t1.dat", 15 << 20), ("db/t2.dat", 8 << 20), ("db/sub/small", 100)] {
+        let mut v = vec![0u8; len];
+        coffer_crypto::random(&mut v).unwrap();
+        std::fs::write(root.join(name), v).unwrap();
+    }
+}
+
+const PARTS: [&str; 4] = ["--part-size", "5M", "--upload-concurrency", "2"];
+
+#[test]
+fn images_go_to_and_come_from_a_bucket() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    let url = "s3://bkt/prod/one.coffer";
+    let (k, src) = (fx.key(), fx.s("src"));
+    let mut args = vec!["backup", &src, "-o", url, "--key-file", &k];
+    args.extend(PARTS);
+    let err = s3.expect(0, &args);
+    assert!(err.contains(url), "{err}");
+    // An existing object is not replaced without --force.
+    let err = s3.expect(1, &args);
+    assert!(err.contains("already exists") && err.lines().count() == 1, "{err}");
+
+    // Read back: list and extract through the index (ranged reads), verify and restore as a stream.
+    let out = s3.coffer().args(["list", url, "--key-file", &k]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5, "{out:?}");
+    s3.expect(0, &["verify", url, "--key-file", &k]);
+    s3.expect(0, &["restore", url, "--to", &fx.s("dst"), "--key-file", &k]);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+    s3.expect(0, &["extract", url, "db/t2.dat", "--to", &fx.s("x"), "--key-file", &k]);
+    assert_eq!(std::fs::read(fx.path("x/db/t2.dat")).unwrap(), std::fs::read(fx.path("src/db/t2.dat")).unwrap());
+    // The wrong key is told apart (exit 3), through the object too.
+    s3.expect(3, &["verify", url, "--key-file", &fx.s("other.key")]);
+
+    // A stream under a prefix: coffer names the object by time.
+    let mut child = s3
+        .coffer()
+        .args(["backup", "-", "--name", "dump.sql", "-o", "s3://bkt/dumps/", "--key-file", &k])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&vec![b'x'; 7 << 20]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let named = err.split(" to ").nth(1).and_then(|r| r.split(": ").next()).unwrap().to_owned();
+    assert!(named.starts_with("s3://bkt/dumps/20") && named.ends_with("Z.coffer"), "{named}");
+    let out = s3.coffer().args(["extract", &named, "dump.sql", "--stdout", "--key-file", &k]).output().unwrap();
+    assert_eq!(out.stdout, vec![b'x'; 7 << 20]);
+
+    // Missing things: a bucket, an object.
+    let err = s3.expect(1, &["backup", &src, "-o", "s3://nobucket/x.coffer", "--key-file", &k]);
+    assert!(err.lines().count() == 1 && err.contains("no such bucket"), "{err}");
+    let err = s3.expect(1, &["restore", "s3://bkt/none.coffer", "--to", &fx.s("n"), "--key-file", &k]);
+    assert!(err.contains("does not exist") && err.lines().count() == 1, "{err}");
+    assert!(!fx.path("n").exists());
+}
+
+#[test]
+fn a_tampered_object_is_found_out() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key()]);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    assert_eq!(s3.http("PUT", "/bkt/bad.coffer", &bytes).unwrap().0, 200);
+    let err = s3.expect(4, &["verify", "s3://bkt/bad.coffer", "--key-file", &fx.key()]);
+    assert!(err.contains("corrupt") && err.lines().count() == 1, "{err}");
+    let err = s3.expect(4, &["restore", "s3://bkt/bad.coffer", "--to", &fx.s("dst"), "--key-file", &fx.key()]);
+    assert!(err.contains("incomplete"), "{err}");
+    assert!(fx.path("dst/.coffer-restore-incomplete").exists());
+}
+
+#[test]
+fn an_interrupted_upload_leaves_no_object_and_no_parts() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    let mut args = vec!["backup", "-", "-o", "s3://bkt/int.coffer", "--compress", "none"];
+    let k = fx.key();
+    args.extend(["--key-file", &k]);
+    args.extend(PARTS);
+    let mut child = s3.coffer().args(&args).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Enough for a few parts to be uploaded, then the stream stays open.
+    stdin.write_all(&vec![1u8; 16 << 20]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s3.uploads_in_progress("bkt") == 0 {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    // The next write sees the interrupt.
+    let _ = stdin.write_all(&vec![1u8; 6 << 20]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted") && err.lines().count() == 1, "{err}");
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "the multipart upload was aborted");
+    assert_eq!(s3.http("HEAD", "/bkt/int.coffer", b"").unwrap().0, 404);
+}
+
+#[test]
+fn a_server_that_dies_fails_uploads_and_downloads_cleanly() {
+    let Some(mut s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    // Large enough that moto, serving one 5 MiB range at a time, is still at it when killed.
+    let mut big = vec![0u8; 48 << 20];
+    coffer_crypto::random(&mut big).unwrap();
+    std::fs::write(fx.path("src/db/big.dat"), big).unwrap();
+    let (k, src) = (fx.key(), fx.s("src"));
+    let mut args = vec!["backup", &src, "-o", "s3://bkt/a.coffer", "--key-file", &k, "--compress", "none"];
+    args.extend(PARTS);
+    s3.expect(0, &args);
+
+    // Mid-download: the restore fails with one line, its target marked incomplete.
+    let child = s3
+        .coffer()
+        .args(["restore", "s3://bkt/a.coffer", "--to", &fx.s("dst"), "--key-file", &k])
+        .args(["--part-size", "5M", "--upload-concurrency", "1", "--store-retry-timeout", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fx.path("dst/.coffer-restore-incomplete").exists() {
+        assert!(Instant::now() < deadline, "the restore did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = s3.child.kill();
+    let _ = s3.child.wait();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().count() == 1 && err.contains("incomplete"), "{err}");
+    assert!(fx.path("dst/.coffer-restore-incomplete").exists());
+
+    // The server gone: a backup fails with one line, exit 1.
+    args[3] = "s3://bkt/b.coffer";
+    let mut with_timeout = args.clone();
+    with_timeout.extend(["--store-retry-timeout", "1"]);
+    let err = s3.expect(1, &with_timeout);
+    assert!(err.lines().count() == 1, "{err}");
+}

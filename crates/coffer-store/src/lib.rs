@@ -1,0 +1,480 @@
+//! Object storage as a sink and a source of coffer images: S3 and the stores that speak its
+//! protocol (MinIO, Ceph RGW, R2), Google Cloud Storage, Azure Blob Storage, and `file://`,
+//! through the `object_store` crate.
+//!
+//! The rest of coffer reads and writes plain byte streams ([`std::io::Read`],
+//! [`std::io::Write`]); this crate turns them into multipart uploads with several parts in
+//! flight ([`ObjectWriter`]) and ranged GETs fetched ahead in parallel ([`ObjectReader`]), on a
+//! small private async runtime. Memory stays bounded by the number of parts in flight times the
+//! part size, whatever the size of the image.
+
+use object_store::path::Path as ObjectPath;
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// How to reach a store and how hard to push it.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// An S3-compatible endpoint (`--s3-endpoint`, `COFFER_S3_ENDPOINT`): path-style requests,
+    /// and plain HTTP allowed because it was asked for explicitly.
+    pub endpoint: Option<String>,
+    /// Parts uploaded, or ranges downloaded, at once.
+    pub concurrency: usize,
+    /// Size of each uploaded part and downloaded range.
+    pub part_size: usize,
+    /// How long a request is retried (with backoff) before its error is reported.
+    pub retry_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { endpoint: None, concurrency: 8, part_size: 16 << 20, retry_timeout: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{0}: not an object URL (s3://BUCKET/KEY, gs://BUCKET/KEY, az://CONTAINER/KEY, file:///PATH)")]
+    BadUrl(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what} {url}: {detail}")]
+    Store { what: &'static str, url: String, detail: String },
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("interrupted by a signal")]
+    Interrupted,
+}
+
+/// Is `s` an object URL rather than a local path?
+pub fn is_url(s: &str) -> bool {
+    ["s3://", "gs://", "az://", "azure://", "abfs://", "abfss://", "file://"].iter().any(|p| s.starts_with(p))
+}
+
+const UPLOAD: &str = "cannot upload";
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes every transfer in progress fail with [`StoreError::Interrupted`] at its next step, so
+/// that uploads are aborted on the way out (for a SIGINT handler: async-signal-safe).
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("coffer-store")
+            .enable_all()
+            .build()
+            .expect("an async runtime for object storage")
+    })
+}
+
+/// An object (or, with a trailing '/', a prefix) in a store.
+#[derive(Debug, Clone)]
+pub struct Object {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    url: String,
+    opts: StoreOptions,
+}
+
+impl Object {
+    /// Parses `url` and connects (lazily: nothing is sent until the first request).
+    pub fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let parsed = url::Url::parse(url).map_err(|_| StoreError::BadUrl(url.into()))?;
+        let retry = RetryConfig { retry_timeout: opts.retry_timeout, max_retries: 10, ..RetryConfig::default() };
+        let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "s3" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url).with_retry(retry);
+                if let Some(ep) = &opts.endpoint {
+                    b = b
+                        .with_endpoint(ep)
+                        .with_virtual_hosted_style_request(false)
+                        .with_allow_http(ep.starts_with("http://"));
+                }
+                Arc::new(b.build().map_err(bad)?)
+            }
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(bad)?,
+            ),
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(bad)?,
+            ),
+            "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+            _ => return Err(StoreError::BadUrl(url.into())),
+        };
+        let key = match parsed.scheme() {
+            "file" => parsed.path().to_owned(),
+            _ => parsed.path().trim_start_matches('/').to_owned(),
+        };
+        let path = ObjectPath::parse(&key).map_err(|e| StoreError::Usage(format!("{url}: {e}")))?;
+        Ok(Self { store, path, url: url.to_owned(), opts: opts.clone() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A URL ending in '/' names a prefix, under which coffer names new objects itself.
+    pub fn is_prefix(&self) -> bool {
+        self.url.ends_with('/')
+    }
+
+    /// The object `name` under this prefix.
+    pub fn child(&self, name: &str) -> Self {
+        let url = format!("{}{name}", self.url);
+        Self { store: Arc::clone(&self.store), path: self.path.clone().join(name), url, opts: self.opts.clone() }
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(object_store::Error) -> StoreError + '_ {
+        move |e| match e {
+            // Writing, "not found" can only be the bucket (or container).
+            object_store::Error::NotFound { .. } if what == UPLOAD => {
+                StoreError::Store { what, url: self.url.clone(), detail: "no such bucket (or no access to it)".into() }
+            }
+            object_store::Error::NotFound { .. } => StoreError::NotFound(self.url.clone()),
+            e => StoreError::Store { what, url: self.url.clone(), detail: one_line(&e) },
+        }
+    }
+
+    /// The object's size; [`StoreError::NotFound`] if there is none.
+    pub fn size(&self) -> Result<u64, StoreError> {
+        let meta = runtime().block_on(self.store.head(&self.path)).map_err(self.err("cannot read"))?;
+        Ok(meta.size)
+    }
+
+    pub fn exists(&self) -> Result<bool, StoreError> {
+        match self.size() {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn delete(&self) -> Result<(), StoreError> {
+        runtime().block_on(self.store.delete(&self.path)).map_err(self.err("cannot delete"))
+    }
+
+    /// A writer whose bytes become this object only when [`ObjectWriter::finish`] succeeds.
+    pub fn writer(&self) -> ObjectWriter {
+        ObjectWriter {
+            obj: self.clone(),
+            upload: None,
+            buf: Vec::with_capacity(self.opts.part_size),
+            inflight: VecDeque::new(),
+            written: 0,
+            done: false,
+        }
+    }
+
+    /// A reader of the whole object, fetching ranges ahead in parallel.
+    pub fn reader(&self) -> Result<ObjectReader, StoreError> {
+        let size = self.size()?;
+        Ok(self.range_reader(0, size))
+    }
+
+    /// A reader of the `len` bytes from `offset` (the object must hold them).
+    pub fn range_reader(&self, offset: u64, len: u64) -> ObjectReader {
+        ObjectReader {
+            obj: self.clone(),
+            size: len,
+            next: offset,
+            end: offset + len,
+            pending: VecDeque::new(),
+            cur: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// The `buf.len()` bytes at `offset`, in one request.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StoreError> {
+        let range = offset..offset + buf.len() as u64;
+        let bytes = runtime().block_on(self.store.get_range(&self.path, range)).map_err(self.err("cannot read"))?;
+        if bytes.len() != buf.len() {
+            return Err(StoreError::Store {
+                what: "cannot read",
+                url: self.url.clone(),
+                detail: format!("{} bytes asked at {offset}, {} came", buf.len(), bytes.len()),
+            });
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+/// The first line of an error and its causes, for a one-line report.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// As an I/O error of kind Other: never `Interrupted`, which `write_all` and `read_exact` retry.
+fn to_io(e: StoreError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Uploads a stream as one object: a single PUT if it fits in one part, else a multipart upload
+/// with up to `concurrency` parts in flight. Nothing appears under the object's name until
+/// [`ObjectWriter::finish`]; dropped unfinished (an error, an interrupt), it aborts the upload,
+/// which removes the parts already sent.
+pub struct ObjectWriter {
+    obj: Object,
+    upload: Option<Box<dyn MultipartUpload>>,
+    buf: Vec<u8>,
+    inflight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    written: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWriter").field("url", &self.obj.url).field("written", &self.written).finish()
+    }
+}
+
+impl ObjectWriter {
+    fn send_part(&mut self) -> Result<(), StoreError> {
+        if interrupted() {
+            return Err(StoreError::Interrupted);
+        }
+        if self.upload.is_none() {
+            let up = runtime().block_on(self.obj.store.put_multipart(&self.obj.path)).map_err(self.obj.err(UPLOAD))?;
+            self.upload = Some(up);
+        }
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(self.obj.opts.part_size));
+        let fut = self.upload.as_mut().expect("started").put_part(PutPayload::from(part));
+        self.inflight.push_back(runtime().spawn(fut));
+        while self.inflight.len() >= self.obj.opts.concurrency.max(1) {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> Result<(), StoreError> {
+        let Some(h) = self.inflight.pop_front() else { return Ok(()) };
+        let r = runtime().block_on(h).map_err(|e| StoreError::Usage(format!("upload task: {e}")))?;
+        r.map_err(self.obj.err(UPLOAD))
+    }
+
+    /// Completes the object; returns its size.
+    pub fn finish(mut self) -> Result<u64, StoreError> {
+        if interrupted() {
+            return Err(StoreError::Interrupted);
+        }
+        if self.upload.is_none() {
+            let body = PutPayload::from(std::mem::take(&mut self.buf));
+            runtime().block_on(self.obj.store.put(&self.obj.path, body)).map_err(self.obj.err(UPLOAD))?;
+        } else {
+            if !self.buf.is_empty() {
+                self.send_part()?;
+            }
+            while !self.inflight.is_empty() {
+                self.wait_one()?;
+            }
+            let up = self.upload.as_mut().expect("started");
+            runtime().block_on(up.complete()).map_err(self.obj.err("cannot complete the upload of"))?;
+        }
+        self.done = true;
+        Ok(self.written)
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.obj.opts.part_size - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.written += n as u64;
+        if self.buf.len() == self.obj.opts.part_size {
+            self.send_part().map_err(to_io)?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        for h in self.inflight.drain(..) {
+            h.abort();
+        }
+        if let Some(up) = self.upload.as_mut() {
+            let _ = runtime().block_on(up.abort());
+        }
+    }
+}
+
+/// Reads an object (or a range of it) front to back, `concurrency` ranges of `part_size`
+/// fetched ahead.
+pub struct ObjectReader {
+    obj: Object,
+    size: u64,
+    /// Where the next range to fetch starts, and where the reader stops.
+    next: u64,
+    end: u64,
+    pending: VecDeque<JoinHandle<object_store::Result<Vec<u8>>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader").field("url", &self.obj.url).field("size", &self.size).finish()
+    }
+}
+
+impl ObjectReader {
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    fn fetch_ahead(&mut self) {
+        while self.pending.len() < self.obj.opts.concurrency.max(1) && self.next < self.end {
+            let end = (self.next + self.obj.opts.part_size as u64).min(self.end);
+            let (store, path) = (Arc::clone(&self.obj.store), self.obj.path.clone());
+            let range = self.next..end;
+            self.pending.push_back(runtime().spawn(async move {
+                let bytes = store.get_range(&path, range.clone()).await?;
+                if bytes.len() as u64 != range.end - range.start {
+                    return Err(object_store::Error::Generic {
+                        store: "coffer",
+                        source: format!("a range of {} bytes came back with {}", range.end - range.start, bytes.len())
+                            .into(),
+                    });
+                }
+                Ok(bytes.to_vec())
+            }));
+            self.next = end;
+        }
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.cur.len() {
+            if interrupted() {
+                return Err(to_io(StoreError::Interrupted));
+            }
+            self.fetch_ahead();
+            let Some(h) = self.pending.pop_front() else { return Ok(0) };
+            let r = runtime().block_on(h).map_err(|e| io::Error::other(format!("download task: {e}")))?;
+            self.cur = r.map_err(|e| to_io(self.obj.err("cannot read")(e)))?;
+            self.pos = 0;
+            self.fetch_ahead();
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        for h in self.pending.drain(..) {
+            h.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(dir: &std::path::Path, name: &str, opts: &StoreOptions) -> Object {
+        Object::open(&format!("file://{}/{name}", dir.display()), opts).unwrap()
+    }
+
+    #[test]
+    fn urls_are_told_from_paths() {
+        assert!(is_url("s3://b/k") && is_url("gs://b/k") && is_url("az://c/k") && is_url("file:///tmp/x"));
+        assert!(!is_url("/tmp/x") && !is_url("-") && !is_url("s3:/b") && !is_url("http://x"));
+        assert!(matches!(Object::open("nope://b/k", &StoreOptions::default()), Err(StoreError::BadUrl(_))));
+    }
+
+    #[test]
+    fn round_trips_through_parts_and_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { part_size: 5 << 20, concurrency: 3, ..StoreOptions::default() };
+        let data: Vec<u8> = (0..(17 << 20) + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        for len in [0, 1, 5 << 20, data.len()] {
+            let obj = local(dir.path(), &format!("o{len}"), &opts);
+            let mut w = obj.writer();
+            for piece in data[..len].chunks(1_000_003) {
+                w.write_all(piece).unwrap();
+            }
+            assert!(!obj.exists().unwrap(), "nothing visible before finish");
+            assert_eq!(w.finish().unwrap(), len as u64);
+            let mut back = Vec::new();
+            let mut r = obj.reader().unwrap();
+            assert_eq!(r.len(), len as u64);
+            r.read_to_end(&mut back).unwrap();
+            assert_eq!(back, &data[..len]);
+            if len > 10 {
+                let mut mid = Vec::new();
+                obj.range_reader(3, len as u64 - 10).read_to_end(&mut mid).unwrap();
+                assert_eq!(mid, &data[3..len - 7]);
+                let mut b = [0u8; 5];
+                obj.read_exact_at(&mut b, 5).unwrap();
+                assert_eq!(b, data[5..10]);
+                assert!(obj.read_exact_at(&mut b, len as u64 - 2).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn an_unfinished_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { part_size: 5 << 20, concurrency: 2, ..StoreOptions::default() };
+        let obj = local(dir.path(), "gone", &opts);
+        let mut w = obj.writer();
+        w.write_all(&vec![7u8; 12 << 20]).unwrap();
+        drop(w);
+        assert!(!obj.exists().unwrap());
+        assert!(matches!(obj.reader(), Err(StoreError::NotFound(_))));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
