@@ -14,6 +14,11 @@ else
     echo "test.sh: python3 cryptography/zstandard unavailable: the reference-reader test will be skipped" >&2
 fi
 
+# The object storage tests run against an S3 server process (moto, from PyPI).
+if ! command -v moto_server >/dev/null 2>&1; then
+    python3 -m pip install --quiet 'moto[server]' 2>/dev/null || echo "test.sh: moto_server unavailable: the object storage tests will be skipped" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet

@@ -131,6 +131,9 @@ fn images_go_to_and_come_from_a_bucket() {
     let out = s3.coffer().args(["list", url, "--key-file", &k]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5, "{out:?}");
     s3.expect(0, &["verify", url, "--key-file", &k]);
+    s3.expect(0, &["validate", url, "--key-file", &k]);
+    let out = s3.coffer().args(["info", url, "--key-file", &k]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     s3.expect(0, &["restore", url, "--to", &fx.s("dst"), "--key-file", &k]);
     assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
     s3.expect(0, &["extract", url, "db/t2.dat", "--to", &fx.s("x"), "--key-file", &k]);

@@ -82,6 +82,12 @@ fn plural(n: u64) -> &'static str {
 }
 
 fn is_image(path: &Path) -> Result<bool> {
+    if let Some(object) = crate::store::object(path)? {
+        // Objects are images (validate does not read loose tablespaces from a store).
+        let mut head = [0u8; 8];
+        object.read_exact_at(&mut head, 0).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(coffer_format::Header::has_magic(&head));
+    }
     let mut head = [0u8; 8];
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let n = f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
