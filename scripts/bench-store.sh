@@ -1,0 +1,83 @@
+#!/bin/bash
+# Backups to and from an S3 server on loopback, in one run (issue 7):
+#   coffer backup DIR -o s3://...   and   coffer restore s3://... --to DIR
+# against the same bytes moved by rclone (the server's own ceiling, each way), the pipelines
+#   tar | zstd -T0 -1 | openssl enc | rclone rcat   and   rclone cat | openssl dec | zstd -d | tar x
+# and coffer's local-disk figures. The server is moto_server (PyPI moto[server]) unless
+# BENCH_S3_ENDPOINT names another (with BENCH_S3_BUCKET, and credentials in AWS_*).
+# Medians of BENCH_RUNS (default 3); the page cache is dropped and the source read back first.
+#
+#   sudo scripts/bench-store.sh [DIR]     # default: two tables (~500 MB) of the sysbench datadir
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${BENCH_DIR:-/var/tmp/coffer-bench}/store
+runs=${BENCH_RUNS:-3}
+mkdir -p "$work"
+cargo build --release --quiet -p coffer-cli
+coffer=$PWD/target/release/coffer
+src=${1:-$work/src}
+if [ ! -d "$src" ]; then
+    mkdir -p "$src"
+    cp "${BENCH_DIR:-/var/tmp/coffer-bench}"/sysbench/sbtest/sbtest{1,2}.ibd "$src"/
+fi
+key=$work/bench.key
+[ -f "$key" ] || $coffer key generate -o "$key" -q
+bytes=$(du -sb --apparent-size "$src" | cut -f1)
+unset AWS_CA_BUNDLE
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test} AWS_REGION=${AWS_REGION:-us-east-1}
+bucket=${BENCH_S3_BUCKET:-bench}
+if [ -z "${BENCH_S3_ENDPOINT:-}" ]; then
+    port=45900
+    moto_server -H 127.0.0.1 -p $port >/dev/null 2>&1 &
+    server=$!
+    trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+    BENCH_S3_ENDPOINT=http://127.0.0.1:$port
+    until curl -s -o /dev/null "$BENCH_S3_ENDPOINT"; do sleep 0.1; done
+    curl -s -X PUT -o /dev/null "$BENCH_S3_ENDPOINT/$bucket"
+fi
+export COFFER_S3_ENDPOINT=$BENCH_S3_ENDPOINT
+export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other RCLONE_CONFIG_S3_ENDPOINT=$BENCH_S3_ENDPOINT \
+    RCLONE_CONFIG_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+    RCLONE_CONFIG_S3_REGION=$AWS_REGION RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
+pass=$work/pass; [ -f "$pass" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pass"
+dst=$work/dst
+
+prepare_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat "$src"/* >/dev/null; }
+measure() {
+    local i rows=()
+    for i in $(seq 1 "$runs"); do
+        rm -rf "$dst"; mkdir -p "$dst"
+        eval "${2:-true}"
+        prepare_cache
+        /usr/bin/time -f "%e" -o "$work/time" bash -c "$1" >/dev/null 2>"$work/stderr" || { echo "FAILED: $1: $(tail -3 "$work/stderr")" >&2; exit 1; }
+        rows+=("$(cat "$work/time")")
+    done
+    printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p"
+}
+
+# The image's size, for rclone's raw copies of as many bytes.
+$coffer backup "$src" -o "$work/local.coffer" --key-file "$key" -q --force
+head -c "$(stat -c %s "$work/local.coffer")" /dev/urandom >"$work/raw"
+rclone copyto "$work/raw" s3:$bucket/raw-read
+
+up_raw=$(measure "rclone copyto $work/raw s3:$bucket/raw")
+down_raw=$(measure "rclone cat s3:$bucket/raw-read >/dev/null")
+up_coffer=$(measure "$coffer backup $src -o s3://$bucket/c.coffer --key-file $key -q --force")
+down_coffer=$(measure "$coffer restore s3://$bucket/c.coffer --to $dst --key-file $key -q --force")
+up_pipe=$(measure "tar -C $src -cf - . | zstd -T0 -1 -q | openssl enc -aes-256-ctr -pbkdf2 -pass file:$pass | rclone rcat s3:$bucket/t.tar.zst.enc")
+down_pipe=$(measure "rclone cat s3:$bucket/t.tar.zst.enc | openssl enc -d -aes-256-ctr -pbkdf2 -pass file:$pass | zstd -d -q | tar -C $dst -xf - && sync")
+up_local=$(measure "$coffer backup $src -o $work/l.coffer --key-file $key -q --force")
+down_local=$(measure "$coffer restore $work/l.coffer --to $dst --key-file $key -q --force" "true")
+
+mbs() { echo "scale=0; $bytes / 1000000 / $1" | bc; }
+ratio() { echo "scale=2; $2 / $1" | bc; }
+echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(ls "$src" | wc -l) files, $BENCH_S3_ENDPOINT, $(nproc) cores, median of $runs"
+echo
+echo "| what | up s | up MB/s | down s | down MB/s |"
+echo "|---|---|---|---|---|"
+echo "| rclone, raw bytes of the image's size (the server's ceiling) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+echo "| tar \\| zstd -T0 -1 \\| openssl enc \\| rclone rcat, and back | $up_pipe | $(mbs "$up_pipe") | $down_pipe | $(mbs "$down_pipe") |"
+echo "| **coffer backup -o s3:// / restore s3://** | $up_coffer | $(mbs "$up_coffer") | $down_coffer | $(mbs "$down_coffer") |"
+echo "| coffer backup / restore, local disk | $up_local | $(mbs "$up_local") | $down_local | $(mbs "$down_local") |"
+echo
+echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
