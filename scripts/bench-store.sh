@@ -26,19 +26,29 @@ bytes=$(du -sb --apparent-size "$src" | cut -f1)
 unset AWS_CA_BUNDLE
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test} AWS_REGION=${AWS_REGION:-us-east-1}
 bucket=${BENCH_S3_BUCKET:-bench}
+server_name=${BENCH_S3_ENDPOINT:+external}
 if [ -z "${BENCH_S3_ENDPOINT:-}" ]; then
     port=45900
-    moto_server -H 127.0.0.1 -p $port >/dev/null 2>&1 &
+    s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+    if [ -x "$s3s" ]; then
+        # s3s-fs (crates.io, `cargo install s3s-fs@0.14.1 --features binary`): S3 over a directory.
+        server_name="s3s-fs 0.14.1"
+        rm -rf "$work/s3root"; mkdir -p "$work/s3root"
+        "$s3s" --host 127.0.0.1 --port $port --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$work/s3root" >/dev/null 2>&1 &
+    else
+        server_name="moto_server"
+        moto_server -H 127.0.0.1 -p $port >/dev/null 2>&1 &
+    fi
     server=$!
     trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
     BENCH_S3_ENDPOINT=http://127.0.0.1:$port
     until curl -s -o /dev/null "$BENCH_S3_ENDPOINT"; do sleep 0.1; done
-    curl -s -X PUT -o /dev/null "$BENCH_S3_ENDPOINT/$bucket"
 fi
 export COFFER_S3_ENDPOINT=$BENCH_S3_ENDPOINT
 export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other RCLONE_CONFIG_S3_ENDPOINT=$BENCH_S3_ENDPOINT \
     RCLONE_CONFIG_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
     RCLONE_CONFIG_S3_REGION=$AWS_REGION RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
+rclone mkdir "s3:$bucket" 2>/dev/null || true
 pass=$work/pass; [ -f "$pass" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pass"
 dst=$work/dst
 
@@ -58,10 +68,14 @@ measure() {
 # The image's size, for rclone's raw copies of as many bytes.
 $coffer backup "$src" -o "$work/local.coffer" --key-file "$key" -q --force
 head -c "$(stat -c %s "$work/local.coffer")" /dev/urandom >"$work/raw"
+head -c "$bytes" /dev/urandom >"$work/raw-data"
 rclone copyto "$work/raw" s3:$bucket/raw-read
+rclone copyto "$work/raw-data" s3:$bucket/raw-data-read
 
-up_raw=$(measure "rclone copyto $work/raw s3:$bucket/raw")
+up_raw=$(measure "rclone copyto --ignore-times $work/raw s3:$bucket/raw")
 down_raw=$(measure "rclone cat s3:$bucket/raw-read >/dev/null")
+up_raw_data=$(measure "rclone copyto --ignore-times $work/raw-data s3:$bucket/raw-data")
+down_raw_data=$(measure "rclone cat s3:$bucket/raw-data-read >/dev/null")
 up_coffer=$(measure "$coffer backup $src -o s3://$bucket/c.coffer --key-file $key -q --force")
 down_coffer=$(measure "$coffer restore s3://$bucket/c.coffer --to $dst --key-file $key -q --force")
 up_pipe=$(measure "tar -C $src -cf - . | zstd -T0 -1 -q | openssl enc -aes-256-ctr -pbkdf2 -pass file:$pass | rclone rcat s3:$bucket/t.tar.zst.enc")
@@ -71,13 +85,15 @@ down_local=$(measure "$coffer restore $work/l.coffer --to $dst --key-file $key -
 
 mbs() { echo "scale=0; $bytes / 1000000 / $1" | bc; }
 ratio() { echo "scale=2; $2 / $1" | bc; }
-echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(ls "$src" | wc -l) files, $BENCH_S3_ENDPOINT, $(nproc) cores, median of $runs"
+echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(ls "$src" | wc -l) files, $server_name on loopback, $(nproc) cores, median of $runs"
 echo
 echo "| what | up s | up MB/s | down s | down MB/s |"
 echo "|---|---|---|---|---|"
-echo "| rclone, raw bytes of the image's size (the server's ceiling) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+echo "| rclone, raw bytes of the image's size (the server's ceiling for coffer's bytes) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+echo "| rclone, raw bytes of the data's size | $up_raw_data | $(mbs "$up_raw_data") | $down_raw_data | $(mbs "$down_raw_data") |"
 echo "| tar \\| zstd -T0 -1 \\| openssl enc \\| rclone rcat, and back | $up_pipe | $(mbs "$up_pipe") | $down_pipe | $(mbs "$down_pipe") |"
 echo "| **coffer backup -o s3:// / restore s3://** | $up_coffer | $(mbs "$up_coffer") | $down_coffer | $(mbs "$down_coffer") |"
 echo "| coffer backup / restore, local disk | $up_local | $(mbs "$up_local") | $down_local | $(mbs "$down_local") |"
 echo
+echo "MB/s are of the data ($(( bytes / 1000000 )) MB); the image is $(( $(stat -c %s "$work/local.coffer") / 1000000 )) MB."
 echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."

@@ -258,3 +258,64 @@ fn a_server_that_dies_fails_uploads_and_downloads_cleanly() {
     let err = s3.expect(1, &with_timeout);
     assert!(err.lines().count() == 1, "{err}");
 }
+
+/// Wrong credentials, against a server that checks them (`s3s-fs`, from crates.io: moto does
+/// not): one line, exit 1, nothing stored.
+#[test]
+fn wrong_credentials_are_refused() {
+    let s3s = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin/s3s-fs"));
+    let Some(s3s) = s3s.filter(|p| p.exists()) else {
+        assert!(std::env::var_os("COFFER_REQUIRE_S3").is_none(), "s3s-fs is required (COFFER_REQUIRE_S3=1)");
+        eprintln!("s3s-fs not found: skipped");
+        return;
+    };
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("root/bucket1")).unwrap();
+    std::fs::create_dir_all(fx.path("src")).unwrap();
+    std::fs::write(fx.path("src/a"), b"data").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(s3s)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "right",
+            "--secret-key",
+            "rightsecret",
+        ])
+        .arg(fx.path("root"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let backup = |secret: &str| {
+        coffer()
+            .args(["backup", &fx.s("src"), "-o", "s3://bucket1/a.coffer", "--key-file", &fx.key()])
+            .args(["--store-retry-timeout", "1"])
+            .env("AWS_ACCESS_KEY_ID", "right")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_CA_BUNDLE")
+            .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .output()
+            .unwrap()
+    };
+    let out = backup("wrongsecret");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().count() == 1 && err.contains("s3://bucket1/a.coffer"), "{err}");
+    assert!(!fx.path("root/bucket1/a.coffer").exists());
+    // The right ones work: the same server, the same command.
+    let out = backup("rightsecret");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fx.path("root/bucket1/a.coffer").exists());
+    let _ = server.kill();
+    let _ = server.wait();
+}
