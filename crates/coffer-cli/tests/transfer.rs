@@ -8,19 +8,22 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-fn tree(root: &std::path::Path) {
-    std::fs::create_dir_all(root.join("db")).unwrap();
-    // Incompressible, so that half an image is well past its header.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..3_000_000)
+/// Incompressible bytes (xorshift), the same for the same seed.
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
-    std::fs::write(root.join("db/t1.ibd"), &data).unwrap();
+        .collect()
+}
+
+fn tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("db")).unwrap();
+    // Incompressible, so that half an image is well past its header.
+    std::fs::write(root.join("db/t1.ibd"), noise(3_000_000, 0x2545_f491_4f6c_dd1d)).unwrap();
     std::fs::write(root.join("my.cnf"), b"[mysqld]\n").unwrap();
 }
 
@@ -330,17 +333,8 @@ fn an_expired_certificate_is_refused() {
 /// Several files, so that a restore passes checkpoints between them; links too.
 fn many_files(root: &std::path::Path) {
     std::fs::create_dir_all(root.join("db/sub")).unwrap();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..12 {
-        let data: Vec<u8> = (0..512 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(root.join(format!("db/t{i:02}.ibd")), &data).unwrap();
+        std::fs::write(root.join(format!("db/t{i:02}.ibd")), noise(512 * 1024, 0x9e37_79b9_7f4a_7c15 + i)).unwrap();
     }
     std::fs::write(root.join("db/sub/small"), b"small").unwrap();
     std::fs::hard_link(root.join("db/t00.ibd"), root.join("db/sub/zz-hard")).unwrap();

@@ -228,12 +228,14 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     };
     let t = args.tls.required();
     let (mut input, len) = open_input(image)?;
-    let mut region = vec![0u8; coffer_format::DATA_OFFSET as usize];
-    let got = read_all(&mut input, &mut region).with_context(|| format!("cannot read {}", image.display()))?;
-    if !coffer_format::Header::has_magic(&region[..got]) {
+    let mut region = Vec::new();
+    (&mut input)
+        .take(coffer_format::DATA_OFFSET)
+        .read_to_end(&mut region)
+        .with_context(|| format!("cannot read {}", image.display()))?;
+    if !coffer_format::Header::has_magic(&region) {
         bail!("{} is not a coffer image (to send a stream as a file, use `coffer backup - --to ...`)", image.display());
     }
-    region.truncate(got);
     let (mut stream, offer) = dial(&to, &t)?;
     let skip = match &offer {
         Some(offer) => resume_at(offer, &region, &to, quiet)?,
@@ -261,20 +263,6 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Reads until `buf` is full or the input ends; how much was read.
-fn read_all(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// How many bytes after the header region the receiver already holds of the image whose header
@@ -556,11 +544,10 @@ fn keep(
         .open(&data)
         .with_context(|| format!("cannot create {}", data.display()))?;
     // The header region as the sender has it now (a key-slot change may have rewritten it).
-    let mut written = held.map_or(0, |h| h.durable_len.max(region.len() as u64));
+    let mut written = held.map_or(0, |h| h.durable_len).max(region.len() as u64);
     out.set_len(written)
         .and_then(|()| out.write_all_at(&region, 0))
         .with_context(|| format!("cannot write {}", data.display()))?;
-    written = written.max(region.len() as u64);
     if !quiet && held.is_some() {
         eprintln!("coffer: going on with {} from byte {written}", data.display());
     }
