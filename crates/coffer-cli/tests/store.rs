@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::mariadb::{self, Server};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -259,51 +260,75 @@ fn a_server_that_dies_fails_uploads_and_downloads_cleanly() {
     assert!(err.lines().count() == 1, "{err}");
 }
 
-/// Wrong credentials, against a server that checks them (`s3s-fs`, from crates.io: moto does
-/// not): one line, exit 1, nothing stored.
+/// An `s3s-fs` server (crates.io; it checks signatures and keeps its objects in a directory, so
+/// it can be killed and started again on the same data), access key "right".
+struct S3s {
+    child: Child,
+    port: u16,
+}
+
+impl S3s {
+    fn binary() -> Option<std::path::PathBuf> {
+        let bin = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin/s3s-fs"));
+        let bin = bin.filter(|p| p.exists());
+        if bin.is_none() {
+            assert!(std::env::var_os("COFFER_REQUIRE_S3").is_none(), "s3s-fs is required (COFFER_REQUIRE_S3=1)");
+            eprintln!("s3s-fs not found: skipped");
+        }
+        bin
+    }
+
+    fn start(bin: &std::path::Path, root: &std::path::Path, port: u16) -> Self {
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "right", "--secret-key", "rightsecret"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn coffer(&self, secret: &str) -> Command {
+        let mut c = coffer();
+        c.args(["--store-retry-timeout", "1"])
+            .env("AWS_ACCESS_KEY_ID", "right")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_CA_BUNDLE")
+            .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port));
+        c
+    }
+}
+
+impl Drop for S3s {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wrong credentials, against a server that checks them (moto does not): one line, exit 1,
+/// nothing stored.
 #[test]
 fn wrong_credentials_are_refused() {
-    let s3s = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin/s3s-fs"));
-    let Some(s3s) = s3s.filter(|p| p.exists()) else {
-        assert!(std::env::var_os("COFFER_REQUIRE_S3").is_none(), "s3s-fs is required (COFFER_REQUIRE_S3=1)");
-        eprintln!("s3s-fs not found: skipped");
-        return;
-    };
+    let Some(bin) = S3s::binary() else { return };
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.path("root/bucket1")).unwrap();
     std::fs::create_dir_all(fx.path("src")).unwrap();
     std::fs::write(fx.path("src/a"), b"data").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(s3s)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            "right",
-            "--secret-key",
-            "rightsecret",
-        ])
-        .arg(fx.path("root"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = S3s::start(&bin, &fx.path("root"), port);
     let backup = |secret: &str| {
-        coffer()
+        server
+            .coffer(secret)
             .args(["backup", &fx.s("src"), "-o", "s3://bucket1/a.coffer", "--key-file", &fx.key()])
-            .args(["--store-retry-timeout", "1"])
-            .env("AWS_ACCESS_KEY_ID", "right")
-            .env("AWS_SECRET_ACCESS_KEY", secret)
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_CA_BUNDLE")
-            .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{port}"))
             .output()
             .unwrap()
     };
@@ -316,6 +341,84 @@ fn wrong_credentials_are_refused() {
     let out = backup("rightsecret");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(fx.path("root/bucket1/a.coffer").exists());
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// The server killed while parts are in flight: the backup fails with one line, and once the
+/// server is back on the same data, there is no object.
+#[test]
+fn a_server_killed_mid_upload_leaves_no_object() {
+    let Some(bin) = S3s::binary() else { return };
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("root/bucket1")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = S3s::start(&bin, &fx.path("root"), port);
+    let mut child = server
+        .coffer("rightsecret")
+        .args(["backup", "-", "-o", "s3://bucket1/cut.coffer", "--compress", "none", "--key-file", &fx.key()])
+        .args(PARTS)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&vec![3u8; 16 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    // The stream goes on; its next parts find no server.
+    let _ = stdin.write_all(&vec![3u8; 16 << 20]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().count() == 1 && err.contains("no image was left"), "{err}");
+    let server = S3s::start(&bin, &fx.path("root"), port);
+    let out = server
+        .coffer("rightsecret")
+        .args(["verify", "s3://bucket1/cut.coffer", "--key-file", &fx.key()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+/// A hot backup of a live MariaDB server straight into a bucket (under a prefix), restored and
+/// prepared from it, and started: the tables match.
+#[test]
+fn a_live_server_backs_up_to_a_bucket_and_restores_from_it() {
+    if !mariadb::available() || mariadb::which("mariadb-backup").is_none() {
+        assert!(std::env::var_os("COFFER_REQUIRE_MARIADB").is_none(), "MariaDB and mariadb-backup are required");
+        return;
+    }
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("live");
+    let fx = Fixture::new();
+    let mut server = Server::start(&fx.path("src"), &[]);
+    server.sql(
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); \
+         INSERT INTO d.t (v) SELECT REPEAT(CONCAT('row ', seq), 50) FROM d.seq_1_to_20000;",
+    );
+    let want = server.sql("CHECKSUM TABLE d.t");
+    let sock = server.socket.to_str().unwrap().to_owned();
+    let k = fx.key();
+    let mut args = vec!["backup", "--mysql", "-S", &sock, "-u", "root", "-o", "s3://live/prod/", "--key-file", &k];
+    args.extend(PARTS);
+    let err = s3.expect(0, &args);
+    let summary = err.lines().find(|l| l.starts_with("coffer: backed up")).unwrap();
+    let url = summary.split(" to ").nth(1).and_then(|r| r.split(": ").next()).unwrap().to_owned();
+    assert!(url.starts_with("s3://live/prod/"), "{err}");
+    server.stop();
+    let data = fx.path("dst/data");
+    let err = s3.expect(0, &["restore", &url, "--to", data.to_str().unwrap(), "--prepare", "--key-file", &k]);
+    assert!(err.contains("prepared"), "{err}");
+    let restored = Server::open(&fx.path("dst"), &[]);
+    assert_eq!(restored.sql("CHECKSUM TABLE d.t"), want);
+    let info = s3.coffer().args(["info", &url, "--key-file", &k, "--json"]).output().unwrap();
+    assert_eq!(info.status.code(), Some(0), "{info:?}");
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("mariabackup")
+            || String::from_utf8_lossy(&info.stdout).contains("mariadb-backup"),
+        "{info:?}"
+    );
 }
