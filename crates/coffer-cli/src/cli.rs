@@ -129,6 +129,20 @@ pub enum Command {
   coffer info db.coffer --key-file backup.key --replication    # CHANGE MASTER TO ... for a new replica")]
     Info(InfoArgs),
 
+    /// The backups under a prefix of an object store: name, size and time; with a key, what
+    /// each holds (server, engine, LSNs, binary log position), read through its index.
+    #[command(after_help = "Examples:
+  coffer catalog s3://backups/prod/
+  coffer catalog s3://backups/prod/ --key-file backup.key --json")]
+    Catalog(CatalogArgs),
+
+    /// Delete the backups under a prefix that a retention policy does not keep; prints the plan
+    /// first, and only the plan with --dry-run.
+    #[command(after_help = "Examples:
+  coffer prune s3://backups/prod/ --keep-last 7 --keep-daily 14 --keep-weekly 8 --dry-run
+  coffer prune s3://backups/prod/ --keep-last 7 --keep-daily 14 --keep-weekly 8")]
+    Prune(PruneArgs),
+
     /// Restore an image (file or stdin) into a directory, as the bytes arrive.
     #[command(after_help = "Examples:
   coffer restore db.coffer --to /var/lib/mysql --key-file backup.key --owner mysql
@@ -697,6 +711,38 @@ pub struct ReceiveArgs {
     /// Identity that opens the image (for --to).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// A prefix: s3://BUCKET/PATH/ (or gs://, az://, file://).
+    pub prefix: String,
+    /// One JSON object per backup, in an array.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// A prefix: s3://BUCKET/PATH/ (or gs://, az://, file://).
+    pub prefix: String,
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep the newest backup of each of the last N days that have one (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest backup of each of the last N weeks that have one (Monday to Sunday, UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Print what would be kept and deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The plan as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -422,3 +422,66 @@ fn a_live_server_backs_up_to_a_bucket_and_restores_from_it() {
         "{info:?}"
     );
 }
+
+/// Backups under a prefix: the catalog lists them (details with a key), prune keeps what its
+/// rules say, prints its plan, and deletes nothing with --dry-run.
+#[test]
+fn catalog_and_prune_a_prefix() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("many");
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("src")).unwrap();
+    std::fs::write(fx.path("src/a"), b"data").unwrap();
+    let (k, src) = (fx.key(), fx.s("src"));
+    let names = ["01T00-00-00", "02T00-00-00", "02T12-00-00", "05T00-00-00", "10T00-00-00", "20T00-00-00"];
+    for n in names {
+        s3.expect(0, &["backup", &src, "-o", &format!("s3://many/p/2026-11-{n}Z.coffer"), "--key-file", &k]);
+    }
+    // Something else under the prefix is not a backup.
+    assert_eq!(s3.http("PUT", "/many/p/notes.txt", b"hello").unwrap().0, 200);
+
+    let out = s3.coffer().args(["catalog", "s3://many/p/"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(lines[0].starts_with("2026-11-20 00:00:00") && lines[5].starts_with("2026-11-01 00:00:00"), "{text}");
+    let out = s3.coffer().args(["catalog", "s3://many/p/", "--json", "--key-file", &k]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 6);
+    assert_eq!(v[0]["files"], 1);
+    assert_eq!(v[0]["key_slots"], 1);
+    assert!(v[0]["url"].as_str().unwrap().starts_with("s3://many/p/2026-11-20"));
+
+    let rules = ["--keep-last", "2", "--keep-daily", "3"];
+    let mut dry = vec!["prune", "s3://many/p/", "--dry-run"];
+    dry.extend(rules);
+    let err = s3.expect(0, &dry);
+    assert_eq!(err.lines().filter(|l| l.contains("coffer: delete")).count(), 3, "{err}");
+    assert!(err.contains("nothing was"), "{err}");
+    let count = |s3: &S3| {
+        let out = s3.coffer().args(["catalog", "s3://many/p/", "-q"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(count(&s3), 6, "a dry run deletes nothing");
+    let mut real = vec!["prune", "s3://many/p/", "--json"];
+    real.extend(rules);
+    let out = s3.coffer().args(&real).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<&str> = plan["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["keep"] == true)
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["2026-11-20T00-00-00Z.coffer", "2026-11-10T00-00-00Z.coffer", "2026-11-05T00-00-00Z.coffer"]);
+    assert_eq!(count(&s3), 3);
+    // (moto answers 403 to an anonymous read of an object that exists, 404 when it does not.)
+    assert_ne!(s3.http("GET", "/many/p/notes.txt", b"").unwrap().0, 404, "not a backup: left alone");
+
+    // No rule, or not a prefix: refused.
+    s3.expect(2, &["prune", "s3://many/p/"]);
+    s3.expect(2, &["prune", "s3://many/p", "--keep-last", "1"]);
+}

@@ -180,6 +180,22 @@ impl Object {
         }
     }
 
+    /// The objects directly under this prefix, in name order.
+    pub fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
+        let found = runtime().block_on(self.store.list_with_delimiter(prefix)).map_err(self.err("cannot list"))?;
+        let mut out: Vec<Listed> = found
+            .objects
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_owned();
+                Some(Listed { object: self.child(&name), name, size: m.size, modified: m.last_modified.timestamp() })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     pub fn delete(&self) -> Result<(), StoreError> {
         runtime().block_on(self.store.delete(&self.path)).map_err(self.err("cannot delete"))
     }
@@ -229,6 +245,17 @@ impl Object {
         buf.copy_from_slice(&bytes);
         Ok(())
     }
+}
+
+/// An object found under a prefix.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub object: Object,
+    /// Its name under the prefix.
+    pub name: String,
+    pub size: u64,
+    /// Last modified, Unix seconds.
+    pub modified: i64,
 }
 
 /// The first line of an error and its causes, for a one-line report.
@@ -457,6 +484,8 @@ mod tests {
             assert_eq!(r.len(), len as u64);
             r.read_to_end(&mut back).unwrap();
             assert_eq!(back, &data[..len]);
+            let prefix = Object::open(&format!("file://{}/", dir.path().display()), &opts).unwrap();
+            assert!(prefix.list().unwrap().iter().any(|l| l.name == format!("o{len}") && l.size == len as u64));
             if len > 10 {
                 let mut mid = Vec::new();
                 obj.range_reader(3, len as u64 - 10).read_to_end(&mut mid).unwrap();

@@ -1,6 +1,7 @@
 //! One module per group of commands.
 
 mod backup;
+mod catalog;
 mod inspect;
 mod key;
 mod list;
@@ -27,6 +28,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rekey(a) => key::rekey(a, quiet, threads),
         Command::Backup(a) => backup::run(a, quiet, threads),
         Command::Info(a) => server::info(a, quiet),
+        Command::Catalog(a) => catalog::catalog(a, quiet),
+        Command::Prune(a) => catalog::prune(a, quiet),
         Command::Tls(t) => net::tls_command(t, quiet),
         Command::Send(a) => net::send(a, quiet, threads),
         Command::Receive(a) => net::receive(a, quiet, threads),

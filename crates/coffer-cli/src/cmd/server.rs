@@ -196,7 +196,7 @@ pub fn start_engine(
 }
 
 /// Reads the backup description of an image (its `coffer-backup.json` entry).
-fn read_info(args: &InfoArgs, quiet: bool) -> Result<(coffer_format::Header, Option<BackupInfo>, u64, u64)> {
+pub fn read_info(args: &InfoArgs, quiet: bool) -> Result<(coffer_format::Header, Option<BackupInfo>, u64, u64)> {
     let unlocks = crate::keys::unlocks(&args.key, quiet)?;
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
     if args.image != Path::new("-") {
