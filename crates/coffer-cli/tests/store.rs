@@ -341,6 +341,26 @@ fn wrong_credentials_are_refused() {
     let out = backup("rightsecret");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(fx.path("root/bucket1/a.coffer").exists());
+    // Or from the AWS CLI's files, for a named profile, when the environment has no key.
+    std::fs::create_dir_all(fx.path("aws")).unwrap();
+    fx.write_secret("aws/credentials", "[default]\naws_access_key_id = right\naws_secret_access_key = wrongsecret\n\n[ops]\naws_access_key_id = right\naws_secret_access_key = rightsecret\n");
+    fx.write_secret("aws/config", "[profile ops]\nregion = us-east-1\n");
+    let from_files = |profile: &str| {
+        server
+            .coffer("unused")
+            .args(["verify", "s3://bucket1/a.coffer", "--key-file", &fx.key()])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
+            .env("AWS_SHARED_CREDENTIALS_FILE", fx.path("aws/credentials"))
+            .env("AWS_CONFIG_FILE", fx.path("aws/config"))
+            .env("AWS_PROFILE", profile)
+            .output()
+            .unwrap()
+    };
+    let out = from_files("ops");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(from_files("default").status.code(), Some(1), "the default profile holds the wrong secret");
 }
 
 /// The server killed while parts are in flight: the backup fails with one line, and once the

@@ -107,6 +107,7 @@ impl Object {
                     .with_url(url)
                     .with_retry(retry)
                     .with_unsigned_payload(true);
+                b = aws_files(b);
                 if let Some(ep) = &opts.endpoint {
                     b = b
                         .with_endpoint(ep)
@@ -256,6 +257,57 @@ pub struct Listed {
     pub size: u64,
     /// Last modified, Unix seconds.
     pub modified: i64,
+}
+
+/// The sections of an INI file (`[name]`, `key = value`), as the AWS CLI writes them.
+fn ini(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((name.trim().to_owned(), Vec::new()));
+        } else if let (Some((k, v)), Some(section)) = (line.split_once('='), out.last_mut()) {
+            section.1.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+fn section<'a>(ini: &'a [(String, Vec<(String, String)>)], name: &str, key: &str) -> Option<&'a str> {
+    ini.iter().filter(|(n, _)| n == name).flat_map(|(_, kv)| kv).find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// What the AWS CLI's files say for the profile `AWS_PROFILE` (default "default"):
+/// credentials from `~/.aws/credentials` (or `AWS_SHARED_CREDENTIALS_FILE`) and the region from
+/// `~/.aws/config` (or `AWS_CONFIG_FILE`), each used only where the environment says nothing.
+fn aws_files(mut b: object_store::aws::AmazonS3Builder) -> object_store::aws::AmazonS3Builder {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let home = env("HOME").unwrap_or_default();
+    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    if env("AWS_ACCESS_KEY_ID").is_none() {
+        let path = env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
+        let creds = ini(&std::fs::read_to_string(path).unwrap_or_default());
+        if let (Some(id), Some(secret)) =
+            (section(&creds, &profile, "aws_access_key_id"), section(&creds, &profile, "aws_secret_access_key"))
+        {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+            if let Some(token) = section(&creds, &profile, "aws_session_token") {
+                b = b.with_token(token);
+            }
+        }
+    }
+    if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+        let path = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
+        let config = ini(&std::fs::read_to_string(path).unwrap_or_default());
+        // The config file names profiles "profile NAME", except the default one.
+        let name = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
+        if let Some(region) = section(&config, &name, "region") {
+            b = b.with_region(region);
+        }
+    }
+    b
 }
 
 /// The first line of an error and its causes, for a one-line report.
@@ -457,6 +509,18 @@ mod tests {
 
     fn local(dir: &std::path::Path, name: &str, opts: &StoreOptions) -> Object {
         Object::open(&format!("file://{}/{name}", dir.display()), opts).unwrap()
+    }
+
+    #[test]
+    fn aws_files_are_read_like_the_aws_cli() {
+        let text = "# comment\n[default]\naws_access_key_id = AK\naws_secret_access_key=SK\n\n[profile ops]\nregion = eu-west-3\n[ops]\naws_access_key_id = OPS\n";
+        let parsed = ini(text);
+        assert_eq!(section(&parsed, "default", "aws_access_key_id"), Some("AK"));
+        assert_eq!(section(&parsed, "default", "aws_secret_access_key"), Some("SK"));
+        assert_eq!(section(&parsed, "profile ops", "region"), Some("eu-west-3"));
+        assert_eq!(section(&parsed, "ops", "aws_access_key_id"), Some("OPS"));
+        assert_eq!(section(&parsed, "ops", "region"), None);
+        assert!(ini("key = before any section").is_empty());
     }
 
     #[test]
