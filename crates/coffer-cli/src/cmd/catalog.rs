@@ -1,11 +1,11 @@
 //! `coffer catalog` and `coffer prune`: the backups under a prefix of an object store.
 
 use super::human;
-use crate::cli::{CatalogArgs, InfoArgs, KeyArgs, PruneArgs};
+use crate::cli::{CatalogArgs, PruneArgs};
 use crate::exit::usage;
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A backup under the prefix: an object whose name ends in `.coffer`.
 struct Backup {
@@ -51,21 +51,10 @@ fn name_time(name: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + s)
 }
 
-fn any_key(k: &KeyArgs) -> bool {
-    !k.key_files.is_empty()
-        || !k.key_fds.is_empty()
-        || k.key_command.is_some()
-        || k.key_hex.is_some()
-        || k.passphrase
-        || !k.passphrase_files.is_empty()
-        || k.passphrase_fd.is_some()
-        || !k.identities.is_empty()
-        || k.keyring.is_some()
-}
-
 pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     let found = backups(&args.prefix)?;
-    let with_key = any_key(&args.key);
+    // Secrets are read (and a passphrase asked for) once, for every backup.
+    let unlocks = if args.key.any() { Some(crate::keys::unlocks(&args.key, quiet)?) } else { None };
     let mut rows = Vec::new();
     for b in &found {
         let mut v = json!({
@@ -74,16 +63,11 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
             "bytes": b.listed.size,
             "time": super::list::utc(b.time),
         });
-        if with_key {
+        if let Some(unlocks) = &unlocks {
             // Through the index: the header, END frame, index and the backup's description.
-            let info = InfoArgs {
-                image: PathBuf::from(b.listed.object.url()),
-                replication: false,
-                json: false,
-                key: args.key.clone(),
-            };
-            let (header, desc, files, bytes) = super::server::read_info(&info, true)
-                .with_context(|| format!("cannot read {}", b.listed.object.url()))?;
+            let url = b.listed.object.url();
+            let (header, desc, files, bytes) =
+                super::server::read_info_with(Path::new(url), unlocks).with_context(|| format!("cannot read {url}"))?;
             v["files"] = json!(files);
             v["data_bytes"] = json!(bytes);
             v["key_slots"] = json!(header.slots.iter().filter(|s| !s.is_empty()).count());

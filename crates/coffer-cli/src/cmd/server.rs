@@ -195,12 +195,20 @@ pub fn start_engine(
     Ok((run, stdout, scratch, version))
 }
 
+/// What `info` reports of an image: its header, backup description, files and bytes.
+pub type ImageInfo = (coffer_format::Header, Option<BackupInfo>, u64, u64);
+
 /// Reads the backup description of an image (its `coffer-backup.json` entry).
-pub fn read_info(args: &InfoArgs, quiet: bool) -> Result<(coffer_format::Header, Option<BackupInfo>, u64, u64)> {
+fn read_info(args: &InfoArgs, quiet: bool) -> Result<ImageInfo> {
     let unlocks = crate::keys::unlocks(&args.key, quiet)?;
+    read_info_with(&args.image, &unlocks)
+}
+
+/// [`read_info`] with secrets already read (for many images: `catalog`).
+pub fn read_info_with(image: &Path, unlocks: &[coffer_crypto::Unlock]) -> Result<ImageInfo> {
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
-    if args.image != Path::new("-") {
-        let idx = crate::store::open_indexed(&args.image, &unlocks)?;
+    if image != Path::new("-") {
+        let idx = crate::store::open_indexed(image, unlocks)?;
         let records = super::list::fold_parts(idx.records().to_vec());
         let files = records.iter().filter(|r| r.meta.kind == EntryKind::File).count() as u64;
         let bytes = records.iter().map(|r| r.size).sum();
@@ -214,8 +222,8 @@ pub fn read_info(args: &InfoArgs, quiet: bool) -> Result<(coffer_format::Header,
         };
         return Ok((idx.image().header.clone(), info, files, bytes));
     }
-    let (mut input, _) = open_input(&args.image)?;
-    let opened = coffer_image::open_stream(&mut input, &unlocks)?;
+    let (mut input, _) = open_input(image)?;
+    let opened = coffer_image::open_stream(&mut input, unlocks)?;
     let mut v = MetaGrabber { out: &mut out, on: false, files: 0, bytes: 0 };
     coffer_image::read_stream(&mut input, &opened, &mut v, coffer_image::ReadOptions { threads: 2, skip_data: false })?;
     let (files, bytes) = (v.files, v.bytes);
