@@ -380,8 +380,6 @@ pub struct KeyArgs {
     pub allow_insecure_key_file: bool,
 }
 
-/// Argon2id costs for new passphrase slots.
-
 impl KeyArgs {
     /// Was any secret given (so that a command for which one is optional reads details)?
     pub fn any(&self) -> bool {
@@ -397,6 +395,7 @@ impl KeyArgs {
     }
 }
 
+/// Argon2id costs for new passphrase slots.
 #[derive(Debug, Args, Clone, Default)]
 pub struct KdfArgs {
     /// Argon2id memory in MiB [default: 1024, or half the available memory; at least 64].
