@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             if let Ok(state) = coffer_image::journal::parse(rest) {
                 if let Some(p) = &state.point {
-                    assert_eq!(p.records.len() as u64, p.entries);
+                    assert_eq!(p.records.len() as u64, p.at.entries);
                 }
             }
         }

@@ -32,9 +32,9 @@ const CHECKPOINT: u8 = 2;
 /// A bound on one record, far above any real one (a checkpoint's records for 10^6 files).
 const MAX_BODY: usize = 1 << 30;
 
-/// Where a read of an image can start again: just after a completed entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResumePoint {
+/// Where a read of an image stands just after a completed entry, and what it counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
     /// Offset of the next frame in the image (an ENTRY frame).
     pub offset: u64,
     /// Sequence number of that frame.
@@ -43,7 +43,39 @@ pub struct ResumePoint {
     pub files: u64,
     pub logical_bytes: u64,
     pub data_bytes: u64,
-    /// The index records of every entry before `offset`, in order.
+}
+
+impl Totals {
+    const LEN: usize = 48;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .u64(self.offset)
+            .u64(self.seq)
+            .u64(self.entries)
+            .u64(self.files)
+            .u64(self.logical_bytes)
+            .u64(self.data_bytes);
+    }
+
+    fn parse(r: &mut Reader<'_>) -> Result<Self, String> {
+        let mut field = || r.u64().map_err(|e| e.to_string());
+        Ok(Self {
+            offset: field()?,
+            seq: field()?,
+            entries: field()?,
+            files: field()?,
+            logical_bytes: field()?,
+            data_bytes: field()?,
+        })
+    }
+}
+
+/// Where a read of an image can start again: just after a completed entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub at: Totals,
+    /// The index records of every entry before `at.offset`, in order.
     pub records: Vec<IndexRecord>,
 }
 
@@ -122,22 +154,14 @@ fn apply(state: &mut JournalState, body: &[u8]) -> Result<(), String> {
             if state.image_id.is_none() {
                 return Err("a checkpoint before any image".into());
             }
-            let mut field = || r.u64().map_err(|e| e.to_string());
-            let (offset, seq, entries, files, logical_bytes, data_bytes) =
-                (field()?, field()?, field()?, field()?, field()?, field()?);
-            let rest = &body[1 + 6 * 8..];
-            let new = IndexRecord::parse_all(rest).map_err(|e| e.to_string())?;
+            let at = Totals::parse(&mut r)?;
+            let new = IndexRecord::parse_all(&body[1 + Totals::LEN..]).map_err(|e| e.to_string())?;
             let point = state.point.get_or_insert_with(ResumePoint::default);
             point.records.extend(new);
-            if point.records.len() as u64 != entries || offset < point.offset {
+            if point.records.len() as u64 != at.entries || at.offset < point.at.offset {
                 return Err("a checkpoint that does not follow the previous one".into());
             }
-            point.offset = offset;
-            point.seq = seq;
-            point.entries = entries;
-            point.files = files;
-            point.logical_bytes = logical_bytes;
-            point.data_bytes = data_bytes;
+            point.at = at;
         }
         other => return Err(format!("unknown record kind {other}")),
     }
@@ -201,13 +225,7 @@ impl Journal {
     /// journal are added).
     pub fn checkpoint(&mut self, point: &Checkpoint<'_>) -> Result<(), ImageError> {
         let mut body = vec![CHECKPOINT];
-        Writer::new(&mut body)
-            .u64(point.offset)
-            .u64(point.seq)
-            .u64(point.entries)
-            .u64(point.files)
-            .u64(point.logical_bytes)
-            .u64(point.data_bytes);
+        point.at.encode(&mut body);
         for r in &point.records[self.written.min(point.records.len())..] {
             r.encode(&mut body);
         }
@@ -285,26 +303,14 @@ impl PartialMark {
 /// start reading again from here.
 #[derive(Debug, Clone, Copy)]
 pub struct Checkpoint<'a> {
-    pub offset: u64,
-    pub seq: u64,
-    pub entries: u64,
-    pub files: u64,
-    pub logical_bytes: u64,
-    pub data_bytes: u64,
+    pub at: Totals,
+    /// The records of every entry so far.
     pub records: &'a [IndexRecord],
 }
 
 impl Checkpoint<'_> {
     pub fn to_point(&self) -> ResumePoint {
-        ResumePoint {
-            offset: self.offset,
-            seq: self.seq,
-            entries: self.entries,
-            files: self.files,
-            logical_bytes: self.logical_bytes,
-            data_bytes: self.data_bytes,
-            records: self.records.to_vec(),
-        }
+        ResumePoint { at: self.at, records: self.records.to_vec() }
     }
 }
 
@@ -340,15 +346,15 @@ mod tests {
 
     fn cp(records: &[IndexRecord]) -> Checkpoint<'_> {
         let n = records.len() as u64;
-        Checkpoint {
+        let at = Totals {
             offset: 16384 + 100 * n,
             seq: n * 2,
             entries: n,
             files: n,
             logical_bytes: 10 * n,
             data_bytes: 10 * n,
-            records,
-        }
+        };
+        Checkpoint { at, records }
     }
 
     #[test]

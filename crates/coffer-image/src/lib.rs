@@ -93,7 +93,7 @@ pub fn read_stream(
 }
 
 /// Reads the rest of an image from a checkpoint of an earlier, interrupted read: `input` holds
-/// the frames from `point.offset` on (after the header region, see [`open_stream`]). Checks
+/// the frames from `point.at.offset` on (after the header region, see [`open_stream`]). Checks
 /// the index and END frame against the entries before the checkpoint too.
 pub fn read_stream_from(
     input: &mut (dyn Read + Send),
@@ -102,7 +102,7 @@ pub fn read_stream_from(
     visitor: &mut dyn Visitor,
     opts: ReadOptions,
 ) -> Result<ReadSummary, ImageError> {
-    if point.entries == 0 || point.offset < DATA_OFFSET || point.records.len() as u64 != point.entries {
+    if point.at.entries == 0 || point.at.offset < DATA_OFFSET || point.records.len() as u64 != point.at.entries {
         return Err(ImageError::Usage("an invalid resume point".into()));
     }
     read::read_frames(input, image, read::Scope::Resume(point), visitor, opts)

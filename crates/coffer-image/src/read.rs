@@ -6,7 +6,7 @@
 use crate::codec::Decompressor;
 use crate::error::{ImageError, Location};
 use crate::header::OpenedImage;
-use crate::journal::{Checkpoint, ResumePoint};
+use crate::journal::{Checkpoint, ResumePoint, Totals};
 use crate::BufPool;
 use coffer_format::chunk::parse_chunk;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, FRAME_HEADER_LEN};
@@ -134,11 +134,11 @@ pub(crate) fn produce(
             (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
         }
         // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
-        Scope::Resume(p) => (p.offset, p.seq, p.entries.saturating_sub(1), None),
+        Scope::Resume(p) => (p.at.offset, p.at.seq, p.at.entries.saturating_sub(1), None),
     };
     let mut part_no = 0u64;
     let mut index_parts = 0u64;
-    let mut started_entries = matches!(scope, Scope::Resume(p) if p.entries > 0);
+    let mut started_entries = matches!(scope, Scope::Resume(p) if p.at.entries > 0);
     loop {
         if end_offset == Some(offset) {
             return Ok(());
@@ -452,15 +452,15 @@ impl Checker<'_> {
             return Ok(());
         }
         let s = &self.summary;
-        self.visitor.checkpoint(&Checkpoint {
+        let at = Totals {
             offset: frame_end,
             seq: next_seq,
             entries: s.entries,
             files: s.files,
             logical_bytes: s.logical_bytes,
             data_bytes: s.data_bytes,
-            records: &self.seen,
-        })
+        };
+        self.visitor.checkpoint(&Checkpoint { at, records: &self.seen })
     }
 
     fn entry_done_if_scoped(&mut self, frame_end: u64) {
@@ -537,10 +537,10 @@ pub(crate) fn read_frames(
         checker.seen = p.records.clone();
         checker.last_entry = p.records.last().map(|r| String::from_utf8_lossy(&r.meta.path).into_owned());
         checker.summary = ReadSummary {
-            entries: p.entries,
-            files: p.files,
-            logical_bytes: p.logical_bytes,
-            data_bytes: p.data_bytes,
+            entries: p.at.entries,
+            files: p.at.files,
+            logical_bytes: p.at.logical_bytes,
+            data_bytes: p.at.data_bytes,
             ..ReadSummary::default()
         };
     }

@@ -228,8 +228,8 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         let state = journal::load(&target.join(JOURNAL)).unwrap().unwrap();
         assert_eq!(state.image_id, Some(opened.header.image_id));
         let Some(point) = state.point.clone() else { continue };
-        assert!(point.offset as usize <= cut);
-        resumed_from.push(point.offset);
+        assert!(point.at.offset as usize <= cut);
+        resumed_from.push(point.at.offset);
 
         // Again, from the checkpoint: the header region, then the frames after it.
         let mut restorer = Restorer::create(&target, RestoreOptions { force: true, ..opts.clone() }).unwrap();
@@ -239,7 +239,7 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         }
         let j = Journal::reopen(&target.join(JOURNAL), &state).unwrap();
         let mut v = RestoreVisitor::new(restorer).with_journal(j, 0);
-        let mut rest = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.offset as usize..]));
+        let mut rest = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.at.offset as usize..]));
         let opened = open_stream(&mut rest, &[Unlock::Key(key())]).unwrap();
         let summary =
             read_stream_from(&mut rest, &opened, point.clone(), &mut v, ReadOptions { threads: 2, skip_data: false })
@@ -254,7 +254,7 @@ fn an_interrupted_restore_resumes_from_its_journal() {
 
         // Frames from anywhere else than the checkpoint are refused.
         let dst2 = tempfile::tempdir().unwrap();
-        let mut bad = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.offset as usize + 1..]));
+        let mut bad = Cursor::new(&image[..data_offset]).chain(Cursor::new(&image[point.at.offset as usize + 1..]));
         let opened = open_stream(&mut bad, &[Unlock::Key(key())]).unwrap();
         let mut v = RestoreVisitor::new(Restorer::create(&dst2.path().join("r"), opts.clone()).unwrap());
         let err = read_stream_from(&mut bad, &opened, point, &mut v, ReadOptions { threads: 2, skip_data: false })

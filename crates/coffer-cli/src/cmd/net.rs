@@ -441,7 +441,7 @@ fn offer_of(held: Option<&coffer_image::journal::JournalState>) -> wire::Offer {
     for r in state.durable_files() {
         r.encode(&mut files);
     }
-    wire::Offer { image_id: state.image_id, offset: state.point.as_ref().map_or(0, |p| p.offset), files }
+    wire::Offer { image_id: state.image_id, offset: state.point.as_ref().map_or(0, |p| p.at.offset), files }
 }
 
 fn restore_into(

@@ -99,8 +99,8 @@ fn journaled(
                 eprintln!(
                     "coffer: resuming the restore into {} after {} entries ({} of files already there)",
                     target.display(),
-                    point.entries,
-                    human(point.logical_bytes)
+                    point.at.entries,
+                    human(point.at.logical_bytes)
                 );
             }
             Start::From(point.clone())
