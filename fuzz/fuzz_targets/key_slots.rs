@@ -1,10 +1,14 @@
 //! Arbitrary bytes as a header region (both copies and their key slots) and as the small
-//! secret formats around it: header backups, identity files, recipient strings. The region is
+//! secret formats around it: header backups, identity files, recipient strings, catalog records
+//! (opened with the keys of a fixed image, and with an image id taken from the bytes). The region is
 //! opened with a key and an identity (passphrase slots are left out: each try is an Argon2id
 //! run, bounded by the caps in `KdfParams`). Nothing may panic.
 #![no_main]
 
 use coffer_crypto::{slot::describe, Identity, KdfParams, KeyringRef, MasterKey, Recipient, Unlock};
+use coffer_crypto::{DataKey, ImageKeys};
+use coffer_format::Suite;
+use coffer_image::catalog::{open_record, record_image_id};
 use coffer_image::{choose_header, open_header, HeaderBackup};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = open_header(data, &unlocks);
     }
     let _ = HeaderBackup::parse(data);
+    let keys = ImageKeys::derive(Suite::Aes256Gcm, &DataKey::from_bytes([7; 32]), &[9; 16]);
+    let _ = open_record(&keys, &[9; 16], data);
+    if let Ok(id) = record_image_id(data) {
+        let _ = open_record(&keys, &id, data);
+    }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Identity::parse(text);
         let _ = Recipient::parse(text);

@@ -466,12 +466,26 @@ fn catalog_and_prune_a_prefix() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
     assert!(lines[0].starts_with("2026-11-20 00:00:00") && lines[5].starts_with("2026-11-01 00:00:00"), "{text}");
-    let out = s3.coffer().args(["catalog", "s3://many/p/", "--json", "--key-file", &k]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let catalog = |s3: &S3| {
+        let out = s3.coffer().args(["catalog", "s3://many/p/", "--json", "--key-file", &k]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (v, _) = catalog(&s3);
     assert_eq!(v.as_array().unwrap().len(), 6);
     assert_eq!(v[0]["files"], 1);
+    assert_eq!(v[0]["data_bytes"], 4);
     assert_eq!(v[0]["key_slots"], 1);
     assert!(v[0]["url"].as_str().unwrap().starts_with("s3://many/p/2026-11-20"));
+    assert!(v.as_array().unwrap().iter().all(|b| b["metadata"] == "record"), "{v}");
+    // A record that does not open (damaged, or another image's): a warning, then the index.
+    s3.expect(0, &["backup", &src, "-o", "s3://many/p/2026-11-05T00-00-00Z.coffer.meta", "--force", "--key-file", &k]);
+    let (v, err) = catalog(&s3);
+    assert_eq!(v[2]["metadata"], "index", "{v}");
+    assert_eq!(v[2]["files"], 1);
+    assert!(err.contains("2026-11-05T00-00-00Z.coffer") && err.contains("catalog record"), "{err}");
+    assert_eq!(v[1]["metadata"], "record");
 
     let rules = ["--keep-last", "2", "--keep-daily", "3"];
     let mut dry = vec!["prune", "s3://many/p/", "--dry-run"];
@@ -498,10 +512,110 @@ fn catalog_and_prune_a_prefix() {
         .collect();
     assert_eq!(kept, ["2026-11-20T00-00-00Z.coffer", "2026-11-10T00-00-00Z.coffer", "2026-11-05T00-00-00Z.coffer"]);
     assert_eq!(count(&s3), 3);
+    // Records went with their images.
+    let (_, listing) = s3.http("GET", "/many?prefix=p/", b"").unwrap();
+    assert_eq!(listing.matches(".coffer.meta</Key>").count(), 3, "{listing}");
+    assert!(!listing.contains("2026-11-01T00-00-00Z.coffer.meta"), "{listing}");
     // (moto answers 403 to an anonymous read of an object that exists, 404 when it does not.)
     assert_ne!(s3.http("GET", "/many/p/notes.txt", b"").unwrap().0, 404, "not a backup: left alone");
 
     // No rule, or not a prefix: refused.
     s3.expect(2, &["prune", "s3://many/p/"]);
     s3.expect(2, &["prune", "s3://many/p", "--keep-last", "1"]);
+}
+
+/// Key-slot changes on an object rewrite its header alone: on S3 the store copies everything
+/// after it from the object itself (5 MiB are sent, whatever the image's size); the old key no
+/// longer opens it, the new one does, and the catalog record still opens (it has no slots of
+/// its own). Against s3s-fs, which checks the signatures of the requests coffer signs itself.
+#[test]
+fn key_changes_on_an_object_rewrite_only_its_header() {
+    let Some(bin) = S3s::binary() else { return };
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("root/keys")).unwrap();
+    tree(&fx.path("src"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = S3s::start(&bin, &fx.path("root"), port);
+    let run = |args: &[&str]| {
+        let out = server.coffer("rightsecret").args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
+    };
+    let (k1, k2) = (fx.key(), fx.s("other.key"));
+    let url = "s3://keys/db.coffer";
+    let (code, err, _) = run(&["backup", &fx.s("src"), "-o", url, "--key-file", &k1, "--part-size", "5M"]);
+    assert_eq!(code, 0, "{err}");
+    let stored = fx.path("root/keys/db.coffer");
+    let before = std::fs::read(&stored).unwrap();
+    assert!(before.len() > 20 << 20);
+    assert!(fx.path("root/keys/db.coffer.meta").exists(), "a catalog record beside the image");
+
+    let (code, err, _) = run(&["key", "rotate", url, "--key-file", &k1, "--new-key-file", &k2]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("copied by the store itself") && err.contains("5.00 MiB sent"), "{err}");
+    let after = std::fs::read(&stored).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after[..16384], before[..16384], "a new header");
+    assert!(after[16384..] == before[16384..], "the frames are untouched");
+    assert_eq!(run(&["verify", url, "--key-file", &k2]).0, 0);
+    let (code, err, _) = run(&["verify", url, "--key-file", &k1]);
+    assert_eq!(code, 3, "the old key no longer opens it: {err}");
+    let (code, err, _) = run(&["key", "rotate", url, "--key-file", &k1, "--new-key-file", &k2]);
+    assert_eq!(code, 3, "{err}");
+    assert!(std::fs::read(&stored).unwrap() == after, "a refused change changes nothing");
+
+    // The object replaced while its header is being rewritten: the rewrite is refused, and the
+    // new object is left as it is.
+    let slow = server
+        .coffer("rightsecret")
+        .args(["key", "rotate", url, "--key-file", &k2, "--new-key-file", &k1])
+        .env("COFFER_TEST_PAUSE_BEFORE_COMPLETE_MS", "3000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(fx.path("src/db/sub/small"), b"changed").unwrap();
+    let (code, err, _) = run(&["backup", &fx.s("src"), "-o", url, "--key-file", &k2, "--force", "--part-size", "5M"]);
+    assert_eq!(code, 0, "{err}");
+    let replaced = std::fs::read(&stored).unwrap();
+    let out = slow.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("PreconditionFailed"), "{err}");
+    assert!(std::fs::read(&stored).unwrap() == replaced, "the newer object is left alone");
+    let leftovers: Vec<_> = std::fs::read_dir(fx.path("root"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "the refused upload was aborted: {leftovers:?}");
+    assert_eq!(run(&["verify", url, "--key-file", &k2]).0, 0);
+
+    // The record opens through the new header.
+    let (code, err, out) = run(&["catalog", "s3://keys/", "--json", "--key-file", &k2]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v[0]["metadata"], "record", "{v}");
+    assert_eq!(v[0]["files"], 3);
+    assert_eq!(v[0]["key_slots"], 1);
+
+    // Add and remove work the same way; `key list` reads the object's header.
+    assert_eq!(run(&["key", "add", url, "--key-file", &k2, "--new-key-file", &k1]).0, 0);
+    let (_, _, out) = run(&["key", "list", url, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["slots"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["generation"], 2, "the image written by the backup --force above, once changed");
+    assert_eq!(run(&["key", "remove", url, "--slot", "0", "--key-file", &k1]).0, 0);
+    assert_eq!(run(&["verify", url, "--key-file", &k2]).0, 3);
+    assert_eq!(run(&["restore", url, "--to", &fx.s("back"), "--key-file", &k1]).0, 0);
+    assert_eq!(snapshot(&fx.path("src")), snapshot(&fx.path("back")));
+
+    // An object under S3's 5 MiB part minimum is rewritten whole (it is that small).
+    std::fs::write(fx.path("small"), b"a few bytes").unwrap();
+    let small = "s3://keys/small.coffer";
+    assert_eq!(run(&["backup", &fx.s("small"), "-o", small, "--key-file", &k1]).0, 0);
+    let (code, err, _) = run(&["key", "rotate", small, "--key-file", &k1, "--new-key-file", &k2]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("streamed through this host"), "{err}");
+    assert_eq!(run(&["verify", small, "--key-file", &k2]).0, 0);
+    assert_eq!(run(&["verify", small, "--key-file", &k1]).0, 3);
 }

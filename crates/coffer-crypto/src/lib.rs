@@ -19,6 +19,9 @@ pub use slot::{
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::{digest, hkdf, hmac, rand};
 use coffer_format::{Suite, KEY_LEN, TAG_LEN};
+
+/// Bytes of an AEAD nonce (both suites).
+pub const NONCE_LEN: usize = 12;
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -192,10 +195,12 @@ impl DataKey {
     }
 }
 
-/// Keys derived from an image's data key: one for frames, one for the header MAC.
+/// Keys derived from an image's data key: one for frames, one for the header MAC, one for the
+/// catalog record kept beside an image in object storage.
 pub struct ImageKeys {
     payload: LessSafeKey,
     header_mac: hmac::Key,
+    catalog: LessSafeKey,
 }
 
 impl std::fmt::Debug for ImageKeys {
@@ -210,10 +215,36 @@ impl ImageKeys {
         hkdf_sha256(data_key.0.as_ref(), image_id, &[b"coffer v1 payload key"], payload.as_mut());
         let mut mac = Zeroizing::new([0u8; KEY_LEN]);
         hkdf_sha256(data_key.0.as_ref(), image_id, &[b"coffer v1 header mac key"], mac.as_mut());
+        let mut catalog = Zeroizing::new([0u8; KEY_LEN]);
+        hkdf_sha256(data_key.0.as_ref(), image_id, &[b"coffer v1 catalog key"], catalog.as_mut());
+        let aead = |k: &[u8]| LessSafeKey::new(UnboundKey::new(algorithm(suite), k).expect("32-byte key"));
         Self {
-            payload: LessSafeKey::new(UnboundKey::new(algorithm(suite), payload.as_ref()).expect("32-byte key")),
+            payload: aead(payload.as_ref()),
             header_mac: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
+            catalog: aead(catalog.as_ref()),
         }
+    }
+
+    /// Encrypts a catalog record in place under its own key and a random `nonce` (a record is
+    /// sealed once per image: no counter to keep); returns the tag.
+    pub fn seal_catalog(&self, nonce: [u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        let tag = self
+            .catalog
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
+            .expect("records are far below AEAD limits");
+        tag.as_ref().try_into().expect("16-byte tag")
+    }
+
+    /// Decrypts a catalog record (ciphertext followed by tag) in place.
+    pub fn open_catalog<'a>(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8], CryptoError> {
+        self.catalog
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
+            .map_err(|_| CryptoError::Unauthentic)
     }
 
     /// Encrypts `buf` in place as frame `seq`; returns the tag.

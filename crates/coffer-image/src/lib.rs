@@ -5,6 +5,7 @@
 //! a byte sink when writing; a byte source and a [`Visitor`] (a directory, stdout, nothing)
 //! when reading.
 
+pub mod catalog;
 mod codec;
 pub mod error;
 pub mod header;

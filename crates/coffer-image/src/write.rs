@@ -68,6 +68,11 @@ pub trait EntrySource: Send {
     fn skipped(&self) -> &[PathBuf] {
         &[]
     }
+    /// What the source says of the backup once it is exhausted (a server backup's description,
+    /// JSON), for the catalog record.
+    fn description(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The entries of a directory tree.

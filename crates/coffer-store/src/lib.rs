@@ -8,6 +8,8 @@
 //! small private async runtime. Memory stays bounded by the number of parts in flight times the
 //! part size, whatever the size of the image.
 
+mod s3copy;
+
 use object_store::path::Path as ObjectPath;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use std::collections::VecDeque;
@@ -88,9 +90,29 @@ fn runtime() -> &'static Runtime {
 #[derive(Debug, Clone)]
 pub struct Object {
     store: Arc<dyn ObjectStore>,
+    /// S3 only: what server-side copies need.
+    s3: Option<Arc<s3copy::S3Direct>>,
     path: ObjectPath,
     url: String,
     opts: StoreOptions,
+}
+
+/// The first bytes of an object, and what identifies the version they were read from.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub bytes: Vec<u8>,
+    /// The object's whole size.
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// How an object's first bytes were replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replaced {
+    /// Bytes this host sent (the new first bytes, and what a part needed around them).
+    pub uploaded: u64,
+    /// Bytes the store copied on its own side (S3), not moving through this host.
+    pub copied_by_server: u64,
 }
 
 impl Object {
@@ -99,6 +121,7 @@ impl Object {
         let parsed = url::Url::parse(url).map_err(|_| StoreError::BadUrl(url.into()))?;
         let retry = RetryConfig { retry_timeout: opts.retry_timeout, max_retries: 10, ..RetryConfig::default() };
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
+        let mut s3 = None;
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "s3" => {
                 // The image authenticates itself (every frame's AEAD): hashing every part for the
@@ -114,7 +137,10 @@ impl Object {
                         .with_virtual_hosted_style_request(false)
                         .with_allow_http(ep.starts_with("http://"));
                 }
-                Arc::new(b.build().map_err(bad)?)
+                let built = Arc::new(b.clone().build().map_err(bad)?);
+                let bucket = parsed.host_str().unwrap_or_default();
+                s3 = Some(Arc::new(s3_direct(&b, bucket, Arc::clone(&built), opts).map_err(bad)?));
+                built
             }
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
@@ -138,7 +164,7 @@ impl Object {
             _ => parsed.path().trim_start_matches('/').to_owned(),
         };
         let path = ObjectPath::parse(&key).map_err(|e| StoreError::Usage(format!("{url}: {e}")))?;
-        Ok(Self { store, path, url: url.to_owned(), opts: opts.clone() })
+        Ok(Self { store, s3, path, url: url.to_owned(), opts: opts.clone() })
     }
 
     pub fn url(&self) -> &str {
@@ -153,7 +179,108 @@ impl Object {
     /// The object `name` under this prefix.
     pub fn child(&self, name: &str) -> Self {
         let url = format!("{}{name}", self.url);
-        Self { store: Arc::clone(&self.store), path: self.path.clone().join(name), url, opts: self.opts.clone() }
+        let path = self.path.clone().join(name);
+        Self { store: Arc::clone(&self.store), s3: self.s3.clone(), path, url, opts: self.opts.clone() }
+    }
+
+    /// The object named as this one with `suffix` added (`x.coffer` → `x.coffer.meta`).
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        let url = format!("{}{suffix}", self.url);
+        let path = ObjectPath::from(format!("{}{suffix}", self.path.as_ref()));
+        Self { store: Arc::clone(&self.store), s3: self.s3.clone(), path, url, opts: self.opts.clone() }
+    }
+
+    /// Stores `bytes` as this object, in one request (small objects).
+    pub fn put(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        runtime().block_on(self.store.put(&self.path, PutPayload::from(bytes))).map(|_| ()).map_err(self.err(UPLOAD))
+    }
+
+    /// The whole object, in one request (small objects).
+    pub fn get(&self) -> Result<Vec<u8>, StoreError> {
+        let got = runtime().block_on(async { self.store.get(&self.path).await?.bytes().await });
+        got.map(|b| b.to_vec()).map_err(self.err("cannot read"))
+    }
+
+    /// The object's first `len` bytes, its size and its ETag, in one request.
+    pub fn read_head(&self, len: u64) -> Result<Head, StoreError> {
+        let opts = object_store::GetOptions { range: Some((0..len).into()), ..Default::default() };
+        let got = runtime().block_on(async {
+            let r = self.store.get_opts(&self.path, opts).await?;
+            let meta = r.meta.clone();
+            Ok::<_, object_store::Error>((r.bytes().await?, meta))
+        });
+        let (bytes, meta) = got.map_err(self.err("cannot read"))?;
+        if bytes.len() as u64 != len.min(meta.size) {
+            return Err(StoreError::Store {
+                what: "cannot read",
+                url: self.url.clone(),
+                detail: format!("{len} bytes asked, {} came", bytes.len()),
+            });
+        }
+        Ok(Head { bytes: bytes.to_vec(), size: meta.size, etag: meta.e_tag })
+    }
+
+    /// Replaces the object's first bytes (`old`, as read by [`Object::read_head`]) with `new`
+    /// (as long). On S3 the rest is copied by the server from the object itself, and the new
+    /// object replaces the old only if it is still the version read; elsewhere the rest is
+    /// streamed through this host (down and up again, never stored here), and a change of
+    /// the object meanwhile is refused before the new one is completed.
+    pub fn replace_head(&self, old: &Head, new: &[u8]) -> Result<Replaced, StoreError> {
+        if new.len() != old.bytes.len() {
+            return Err(StoreError::Usage("the new first bytes must be as long as the old".into()));
+        }
+        let len = new.len() as u64;
+        let etag = old.etag.clone();
+        match (&self.s3, &etag) {
+            (Some(s3), Some(etag)) if old.size > s3copy::MIN_PART => {
+                // Part 1 is the new bytes and the object's own next bytes up to S3's minimum part.
+                let mut first = new.to_vec();
+                first.extend(self.read_range_if(len..s3copy::MIN_PART, etag)?);
+                let key = self.path.as_ref().to_owned();
+                let copied = runtime()
+                    .block_on(s3.replace_prefix(&key, old.size, etag, first))
+                    .map_err(|detail| StoreError::Store { what: "cannot rewrite", url: self.url.clone(), detail })?;
+                Ok(Replaced { uploaded: s3copy::MIN_PART, copied_by_server: copied })
+            }
+            _ => {
+                let mut w = self.writer();
+                w.write_all(new).map_err(|e| self.io_err(e))?;
+                let mut rest = self.range_reader(len, old.size - len);
+                io::copy(&mut rest, &mut w).map_err(|e| self.io_err(e))?;
+                let now = runtime().block_on(self.store.head(&self.path)).map_err(self.err("cannot read"))?;
+                if now.e_tag != etag {
+                    return Err(StoreError::Store {
+                        what: "cannot rewrite",
+                        url: self.url.clone(),
+                        detail: "the object changed meanwhile; it was left as it is".into(),
+                    });
+                }
+                w.finish()?;
+                Ok(Replaced { uploaded: old.size, copied_by_server: 0 })
+            }
+        }
+    }
+
+    /// Bytes `range` of the object, if its ETag is still `etag`.
+    fn read_range_if(&self, range: std::ops::Range<u64>, etag: &str) -> Result<Vec<u8>, StoreError> {
+        let opts = object_store::GetOptions {
+            range: Some(range.clone().into()),
+            if_match: Some(etag.to_owned()),
+            ..Default::default()
+        };
+        let got = runtime().block_on(async { self.store.get_opts(&self.path, opts).await?.bytes().await });
+        let bytes = got.map_err(self.err("cannot read"))?;
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(StoreError::Store { what: "cannot read", url: self.url.clone(), detail: "short range".into() });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn io_err(&self, e: io::Error) -> StoreError {
+        if interrupted() {
+            return StoreError::Interrupted;
+        }
+        StoreError::Store { what: "cannot rewrite", url: self.url.clone(), detail: e.to_string() }
     }
 
     fn err(&self, what: &'static str) -> impl Fn(object_store::Error) -> StoreError + '_ {
@@ -257,6 +384,42 @@ pub struct Listed {
     pub size: u64,
     /// Last modified, Unix seconds.
     pub modified: i64,
+}
+
+/// What server-side copies need of the S3 connection `b` describes, which built `s3`.
+fn s3_direct(
+    b: &object_store::aws::AmazonS3Builder,
+    bucket: &str,
+    s3: Arc<object_store::aws::AmazonS3>,
+    opts: &StoreOptions,
+) -> object_store::Result<s3copy::S3Direct> {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    use object_store::client::{ClientConfigKey, ClientOptions, HttpConnector, ReqwestConnector};
+    let get = |k: K| b.get_config_value(&k).filter(|v| !v.is_empty());
+    let bucket = bucket.to_owned();
+    let region = get(K::Region).unwrap_or_else(|| "us-east-1".into());
+    let virtual_hosted = get(K::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+    // As object_store itself addresses the bucket.
+    let bucket_url = match (get(K::Endpoint), virtual_hosted) {
+        (Some(ep), true) => ep.trim_end_matches('/').to_owned(),
+        (Some(ep), false) => format!("{}/{bucket}", ep.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    let allow_http = get(K::Client(ClientConfigKey::AllowHttp)).is_some_and(|v| v == "true");
+    // A copied part is hundreds of MiB: its request may take minutes.
+    let timeout = opts.retry_timeout.max(Duration::from_secs(600));
+    let client =
+        ReqwestConnector::default().connect(&ClientOptions::new().with_allow_http(allow_http).with_timeout(timeout))?;
+    Ok(s3copy::S3Direct {
+        s3,
+        bucket_url,
+        bucket,
+        region,
+        client,
+        concurrency: opts.concurrency,
+        retry_for: opts.retry_timeout,
+    })
 }
 
 /// The sections of an INI file (`[name]`, `key = value`), as the AWS CLI writes them.
@@ -560,6 +723,34 @@ mod tests {
                 assert!(obj.read_exact_at(&mut b, len as u64 - 2).is_err());
             }
         }
+    }
+
+    #[test]
+    fn heads_are_replaced_and_a_changed_object_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { part_size: 5 << 20, concurrency: 2, ..StoreOptions::default() };
+        let obj = local(dir.path(), "img", &opts);
+        let data: Vec<u8> = (0..(11 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        let mut w = obj.writer();
+        w.write_all(&data).unwrap();
+        w.finish().unwrap();
+        let head = obj.read_head(16).unwrap();
+        assert_eq!((head.bytes.as_slice(), head.size), (&data[..16], data.len() as u64));
+        assert!(obj.replace_head(&head, b"short").is_err(), "lengths must match");
+        let done = obj.replace_head(&head, &[0xAA; 16]).unwrap();
+        // No server-side copy here: streamed through.
+        assert_eq!(done, Replaced { uploaded: data.len() as u64, copied_by_server: 0 });
+        let mut back = Vec::new();
+        obj.reader().unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back[..16], [0xAA; 16]);
+        assert!(back[16..] == data[16..]);
+        // `head` was read from the object as it was: refused now, nothing changed.
+        std::thread::sleep(Duration::from_millis(20));
+        let stale = obj.replace_head(&head, &[0xBB; 16]);
+        assert!(matches!(stale, Err(StoreError::Store { .. })), "{stale:?}");
+        let mut again = Vec::new();
+        obj.reader().unwrap().read_to_end(&mut again).unwrap();
+        assert!(again == back);
     }
 
     #[test]

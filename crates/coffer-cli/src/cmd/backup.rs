@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use coffer_format::{Codec, EntryKind, EntryMeta, Suite};
 use coffer_fs::sink::DirectWriter;
 use coffer_fs::walk::Walker;
+use coffer_image::catalog::RECORD_SUFFIX;
 use coffer_image::{write_image, DirSource, EntrySource, FileSource, ImageParams, StreamSource};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -102,6 +103,30 @@ impl EntrySource for Skipping {
 fn time_name() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{}Z.coffer", super::list::utc(now.as_secs() as i64).replace(' ', "T").replace(':', "-"))
+}
+
+/// The catalog record stored beside an image in object storage (docs/FORMAT.md §9, "Catalog record"): what
+/// `coffer catalog` shows of a backup, sealed under the image's keys.
+fn catalog_record(
+    params: &ImageParams,
+    summary: &coffer_image::WriteSummary,
+    source: &str,
+    description: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let backup: serde_json::Value = description.and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    let json = serde_json::json!({
+        "created": params.created,
+        "image_bytes": summary.image_bytes,
+        "entries": summary.entries,
+        "files": summary.files,
+        "logical_bytes": summary.logical_bytes,
+        "codec": params.codec.name(),
+        "cipher": params.suite.name(),
+        "source": source,
+        "backup": backup,
+    });
+    let bytes = serde_json::to_vec(&json).expect("serializable");
+    Ok(coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?)
 }
 
 /// Sum of file sizes under `root`, for the progress bar's total.
@@ -261,6 +286,19 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         .with_context(|| format!("backup of {} failed; no image was left at {}", source_name, out_path.display()))?;
     if let Some(file) = output {
         file.commit()?;
+    }
+    if let Some(object) = &object {
+        let record = catalog_record(&params, &summary, &source_name, source.description());
+        let stored = record.and_then(|r| Ok(object.with_suffix(RECORD_SUFFIX).put(r)?));
+        if let Err(e) = stored {
+            warn(
+                quiet,
+                format!(
+                    "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
+                    crate::exit::one_line(&e)
+                ),
+            );
+        }
     }
     if let Some(stream) = wire {
         let tls = args.tls.required();

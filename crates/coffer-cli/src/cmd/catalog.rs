@@ -4,6 +4,9 @@ use super::human;
 use crate::cli::{CatalogArgs, PruneArgs};
 use crate::exit::usage;
 use anyhow::{Context, Result};
+use coffer_crypto::Unlock;
+use coffer_format::DATA_OFFSET;
+use coffer_image::catalog::RECORD_SUFFIX;
 use serde_json::json;
 use std::path::Path;
 
@@ -64,14 +67,8 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
             "time": super::list::utc(b.time),
         });
         if let Some(unlocks) = &unlocks {
-            // Through the index: the header, END frame, index and the backup's description.
             let url = b.listed.object.url();
-            let (header, desc, files, bytes) =
-                super::server::read_info_with(Path::new(url), unlocks).with_context(|| format!("cannot read {url}"))?;
-            v["files"] = json!(files);
-            v["data_bytes"] = json!(bytes);
-            v["key_slots"] = json!(header.slots.iter().filter(|s| !s.is_empty()).count());
-            v["backup"] = serde_json::to_value(&desc).unwrap_or_default();
+            details(&b.listed, unlocks, &mut v, quiet).with_context(|| format!("cannot read {url}"))?;
         }
         rows.push(v);
     }
@@ -105,6 +102,53 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         eprintln!("coffer: {} backups, {} under {}", found.len(), human(total), args.prefix);
     }
     Ok(())
+}
+
+/// What a key shows of a backup: read from its catalog record (the image's header and the
+/// record: two small requests), or, without a record that matches the image, through the
+/// image's index.
+fn details(listed: &coffer_store::Listed, unlocks: &[Unlock], v: &mut serde_json::Value, quiet: bool) -> Result<()> {
+    let head = listed.object.read_head(DATA_OFFSET)?;
+    let opened = coffer_image::open_header(&head.bytes, unlocks)?;
+    v["key_slots"] = json!(opened.header.slots.iter().filter(|s| !s.is_empty()).count());
+    match record(listed, &opened) {
+        Ok(Some(r)) => {
+            v["files"] = r["files"].clone();
+            v["data_bytes"] = r["logical_bytes"].clone();
+            v["backup"] = r["backup"].clone();
+            v["metadata"] = json!("record");
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(e) => super::warn(quiet, format!("{}: {e:#}; reading its index instead", listed.object.url())),
+    }
+    // Through the index: the header, END frame, index and the backup's description.
+    let (_, desc, files, bytes) = super::server::read_info_with(Path::new(listed.object.url()), unlocks)?;
+    v["files"] = json!(files);
+    v["data_bytes"] = json!(bytes);
+    v["backup"] = serde_json::to_value(&desc).unwrap_or_default();
+    v["metadata"] = json!("index");
+    Ok(())
+}
+
+/// The backup's catalog record, if it has one; an error if it has one that does not belong to
+/// the image as it is now.
+fn record(listed: &coffer_store::Listed, opened: &coffer_image::OpenedImage) -> Result<Option<serde_json::Value>> {
+    let bytes = match listed.object.with_suffix(RECORD_SUFFIX).get() {
+        Ok(b) => b,
+        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
+    let r: serde_json::Value = serde_json::from_slice(&json).context("catalog record: malformed JSON")?;
+    if r["image_bytes"].as_u64() != Some(listed.size) {
+        anyhow::bail!(
+            "catalog record: the record is of a {} byte image, the object has {}",
+            r["image_bytes"],
+            listed.size
+        );
+    }
+    Ok(Some(r))
 }
 
 /// How many of each kind to keep.
@@ -174,6 +218,13 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
         return Ok(());
     }
     for b in &doomed {
+        // The record first, so that a record never outlives its image (an image without one is
+        // still cataloged, through its index).
+        let record = b.listed.object.with_suffix(RECORD_SUFFIX);
+        match record.delete() {
+            Ok(()) | Err(coffer_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot delete {}", record.url()))),
+        }
         b.listed.object.delete().with_context(|| format!("cannot delete {}", b.listed.object.url()))?;
     }
     if !quiet {

@@ -11,6 +11,7 @@ use crate::output::AtomicFile;
 use anyhow::{bail, Context, Result};
 use coffer_crypto::{hex, seal_slot, slot::describe, Identity, KeyringRef, MasterKey, SlotSecret, Unlock};
 use coffer_format::header::SLOT_COUNT;
+use coffer_format::DATA_OFFSET;
 use coffer_format::{Header, KeySlot};
 use coffer_image::{choose_header, open_header, HeaderBackup, HeaderFile, ImageParams, OpenedImage};
 use serde_json::json;
@@ -51,7 +52,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
                 slots[free] = new_slot(&opened, secret)?;
                 added.push(free);
             }
-            write_slots(&file, &image, &opened, slots)?;
+            write_slots(&file, &image, &opened, slots, quiet)?;
             say(quiet, format!("added key slot(s) {added:?} to {}", image.display()));
             Ok(())
         }
@@ -62,7 +63,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
                 return Err(usage(format!("slot {slot} is empty (see `coffer key list`)")));
             }
             slots[slot] = KeySlot::default();
-            write_slots(&file, &image, &opened, slots)?;
+            write_slots(&file, &image, &opened, slots, quiet)?;
             say(quiet, format!("removed key slot {slot} from {}; the data key is unchanged: a copy of the old header still opens with the removed secret (`coffer rekey` re-encrypts)", image.display()));
             Ok(())
         }
@@ -74,7 +75,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
             };
             let mut slots = opened.header.slots.clone();
             slots[opened.slot] = new_slot(&opened, secret)?;
-            write_slots(&file, &image, &opened, slots)?;
+            write_slots(&file, &image, &opened, slots, quiet)?;
             say(quiet, format!("replaced key slot {} of {}", opened.slot, image.display()));
             Ok(())
         }
@@ -125,9 +126,9 @@ fn open_for_change(
     key: &KeyArgs,
     quiet: bool,
     except: Option<usize>,
-) -> Result<(HeaderFile, OpenedImage, Option<Keyring>)> {
+) -> Result<(Target, OpenedImage, Option<Keyring>)> {
     let (unlocks, ring) = keys::unlocks_and_keyring(key, quiet)?;
-    let file = HeaderFile::open(image)?;
+    let file = Target::open(image)?;
     let region = file.region()?;
     let mut opened = open_header(&region, &unlocks).with_context(|| format!("cannot open {}", image.display()))?;
     if except == Some(opened.slot) {
@@ -165,9 +166,78 @@ fn new_slot(opened: &OpenedImage, secret: &SlotSecret) -> Result<KeySlot> {
     Ok(seal_slot(h.suite, secret, &opened.data_key, &h.image_id, salt, now())?)
 }
 
+/// An image whose header is to change: a file (rewritten in place, one copy at a time) or an
+/// object (replaced whole: on S3 by a server-side copy of everything after the header).
+enum Target {
+    File(HeaderFile),
+    Object(Box<(coffer_store::Object, coffer_store::Head)>),
+}
+
+impl Target {
+    fn open(image: &Path) -> Result<Self> {
+        match crate::store::object(image)? {
+            Some(o) => {
+                let head = o.read_head(DATA_OFFSET).with_context(|| format!("cannot open {}", image.display()))?;
+                Ok(Self::Object(Box::new((o, head))))
+            }
+            None => Ok(Self::File(HeaderFile::open(image)?)),
+        }
+    }
+
+    fn region(&self) -> Result<Vec<u8>> {
+        Ok(match self {
+            Self::File(f) => f.region()?,
+            Self::Object(o) => o.1.bytes.clone(),
+        })
+    }
+
+    /// Writes a whole header region (a file: copy `first` first).
+    fn write_region(&self, image: &Path, region: &[u8], first: usize, quiet: bool) -> Result<()> {
+        match self {
+            Self::File(f) => Ok(f.write_region(region, first, &mut |_| {})?),
+            Self::Object(o) => {
+                let started = Instant::now();
+                let done =
+                    o.0.replace_head(&o.1, region)
+                        .with_context(|| format!("cannot rewrite the header of {}", image.display()))?;
+                let secs = started.elapsed().as_secs_f64();
+                let how = if done.copied_by_server > 0 {
+                    format!(
+                        "{} copied by the store itself, {} sent",
+                        human(done.copied_by_server),
+                        human(done.uploaded)
+                    )
+                } else {
+                    format!("{} streamed through this host: this store has no server-side copy", human(done.uploaded))
+                };
+                say(quiet, format!("rewrote {} in {secs:.1} s ({how})", image.display()));
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Writes the new slots; `COFFER_TEST_CRASH_AFTER_HEADER_COPY=N` aborts the process once copy
-/// N is durable (the crash tests use it).
-fn write_slots(file: &HeaderFile, image: &Path, opened: &OpenedImage, slots: Vec<KeySlot>) -> Result<Header> {
+/// N of a file is durable (the crash tests use it).
+fn write_slots(
+    target: &Target,
+    image: &Path,
+    opened: &OpenedImage,
+    slots: Vec<KeySlot>,
+    quiet: bool,
+) -> Result<Header> {
+    let file = match target {
+        Target::File(file) => file,
+        Target::Object(_) => {
+            let chosen = choose_header(&target.region()?)?;
+            let mut header = chosen.header.clone();
+            header.slots = slots;
+            header.generation += 1;
+            let region = coffer_image::header::seal_region(&header, &opened.keys);
+            target.write_region(image, &region, 0, quiet)?;
+            return Ok(header);
+        }
+    };
     let crash_after: Option<usize> =
         std::env::var("COFFER_TEST_CRASH_AFTER_HEADER_COPY").ok().and_then(|v| v.parse().ok());
     let mut hook = |copy: usize| {
@@ -209,9 +279,17 @@ fn slot_json(i: usize, s: &KeySlot) -> serde_json::Value {
     v
 }
 
-fn list(image: &Path, as_json: bool) -> Result<()> {
+/// The header region of an image file, stdin or object.
+fn read_region(image: &Path) -> Result<Vec<u8>> {
+    if let Some(o) = crate::store::object(image)? {
+        return Ok(o.read_head(DATA_OFFSET).with_context(|| format!("cannot open {}", image.display()))?.bytes);
+    }
     let (file, _) = open_input(image)?;
-    let region = coffer_image::read_header_region(&file, image)?;
+    Ok(coffer_image::read_header_region(&file, image)?)
+}
+
+fn list(image: &Path, as_json: bool) -> Result<()> {
+    let region = read_region(image)?;
     let chosen = choose_header(&region)?;
     let h = &chosen.header;
     let slots: Vec<_> = h.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).collect();
@@ -256,7 +334,7 @@ fn rewrap(images: &[std::path::PathBuf], key: &KeyArgs, quiet: bool) -> Result<(
     let mut failed = 0;
     for image in images {
         let result = (|| -> Result<usize> {
-            let file = HeaderFile::open(image)?;
+            let file = Target::open(image)?;
             let opened = open_header(&file.region()?, &unlocks)?;
             let mut slots = opened.header.slots.clone();
             let mut moved = 0;
@@ -269,7 +347,7 @@ fn rewrap(images: &[std::path::PathBuf], key: &KeyArgs, quiet: bool) -> Result<(
                 }
             }
             if moved > 0 {
-                write_slots(&file, image, &opened, slots)?;
+                write_slots(&file, image, &opened, slots, quiet)?;
             }
             Ok(moved)
         })();
@@ -291,8 +369,7 @@ fn rewrap(images: &[std::path::PathBuf], key: &KeyArgs, quiet: bool) -> Result<(
 pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
     match cmd {
         HeaderCommand::Backup { image, output, force } => {
-            let (file, _) = open_input(&image)?;
-            let region = coffer_image::read_header_region(&file, &image)?;
+            let region = read_region(&image)?;
             let backup = HeaderBackup::of_region(&region)
                 .with_context(|| format!("cannot back up the header of {}", image.display()))?;
             let out = AtomicFile::create(&output, force, 0o600)?;
@@ -312,7 +389,7 @@ pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
         HeaderCommand::Restore { image, backup, force } => {
             let bytes = std::fs::read(&backup).with_context(|| format!("cannot read {}", backup.display()))?;
             let saved = HeaderBackup::parse(&bytes).with_context(|| backup.display().to_string())?;
-            let file = HeaderFile::open(&image)?;
+            let file = Target::open(&image)?;
             let first = match choose_header(&file.region()?) {
                 Ok(current) if current.header.image_id != saved.image_id => bail!(
                     "{} is image {}, the backup is of image {}: refusing",
@@ -329,7 +406,7 @@ pub fn header(cmd: HeaderCommand, quiet: bool) -> Result<()> {
                     )))
                 }
             };
-            file.write_region(&saved.region, first, &mut |_| {})?;
+            file.write_region(&image, &saved.region, first, quiet)?;
             say(quiet, format!("restored the header of {} from {}", image.display(), backup.display()));
             Ok(())
         }

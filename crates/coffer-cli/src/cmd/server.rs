@@ -126,6 +126,10 @@ impl<R: Read + Send + 'static> EntrySource for ServerBackup<R> {
         }
         Ok(self.tail.pop_front())
     }
+
+    fn description(&self) -> Option<Vec<u8>> {
+        self.info.as_ref().and_then(|i| serde_json::to_vec(i).ok())
+    }
 }
 
 impl<R> Drop for ServerBackup<R> {
