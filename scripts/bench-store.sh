@@ -6,6 +6,9 @@
 # and coffer's local-disk figures. The server is moto_server (PyPI moto[server]) unless
 # BENCH_S3_ENDPOINT names another (with BENCH_S3_BUCKET, and credentials in AWS_*).
 # Medians of BENCH_RUNS (default 3); the page cache is dropped and the source read back first.
+# Then a key rotation on a 1 GiB object (header only: the server copies the rest) against
+# moving its bytes down and up again (rclone cat | rclone rcat), and the same rotation on a file.
+# BENCH_ONLY=rotate runs only that part.
 #
 #   sudo scripts/bench-store.sh [DIR]     # default: two tables (~500 MB) of the sysbench datadir
 set -euo pipefail
@@ -65,6 +68,41 @@ measure() {
     printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p"
 }
 
+rotation() {
+    mkdir -p "$work/big"
+    [ -f "$work/big/blob" ] || head -c 1G /dev/urandom >"$work/big/blob"
+    local key2=$work/bench2.key
+    [ -f "$key2" ] || $coffer key generate -o "$key2" -q
+    $coffer backup "$work/big" -o "s3://$bucket/big.coffer" --compress none --key-file "$key" -q --force
+    $coffer backup "$work/big" -o "$work/big.coffer" --compress none --key-file "$key" -q --force
+    local size; size=$(stat -c %s "$work/big.coffer")
+    # Each run rotates there and back: two rotations, halved.
+    local there_back="$coffer key rotate s3://$bucket/big.coffer --key-file $key --new-key-file $key2 -q && $coffer key rotate s3://$bucket/big.coffer --key-file $key2 --new-key-file $key -q"
+    local rot_s3; rot_s3=$(measure "$there_back")
+    local file_back="$coffer key rotate $work/big.coffer --key-file $key --new-key-file $key2 -q && $coffer key rotate $work/big.coffer --key-file $key2 --new-key-file $key -q"
+    local rot_file; rot_file=$(measure "$file_back")
+    local moved; moved=$(measure "rclone cat s3:$bucket/big.coffer | rclone rcat s3:$bucket/big-copy.coffer")
+    local rekeyed; rekeyed=$(measure "$coffer rekey s3://$bucket/big.coffer -o s3://$bucket/big-rekeyed.coffer --key-file $key --new-key-file $key2 -q --force")
+    local log; log=$($coffer key rotate "s3://$bucket/big.coffer" --key-file "$key" --new-key-file "$key2" 2>&1 | head -1)
+    $coffer key rotate "s3://$bucket/big.coffer" --key-file "$key2" --new-key-file "$key" -q
+    half() { echo "scale=2; $1 / 2" | bc; }
+    echo "## Key rotation on a $(( size / 1000000 )) MB image, $server_name on loopback, $(nproc) cores, median of $runs"
+    echo
+    echo "| what | s |"
+    echo "|---|---|"
+    echo "| **coffer key rotate s3://...** (new header part + server-side copy) | $(half "$rot_s3") |"
+    echo "| rclone cat \| rclone rcat of the same object (what a rewrite through the host moves) | $moved |"
+    echo "| coffer rekey s3://... -o s3://... (a new data key: down, re-encrypted, up) | $rekeyed |"
+    echo "| coffer key rotate FILE (both header copies rewritten in place, flushed) | $(half "$rot_file") |"
+    echo
+    echo "coffer said: ${log#coffer: }"
+    echo "Rotation vs moving the bytes: $(echo "scale=1; $moved / $(half "$rot_s3")" | bc)x faster."
+}
+if [ "${BENCH_ONLY:-}" = rotate ]; then
+    rotation
+    exit 0
+fi
+
 # The image's size, for rclone's raw copies of as many bytes.
 $coffer backup "$src" -o "$work/local.coffer" --key-file "$key" -q --force
 head -c "$(stat -c %s "$work/local.coffer")" /dev/urandom >"$work/raw"
@@ -97,3 +135,5 @@ echo "| coffer backup / restore, local disk | $up_local | $(mbs "$up_local") | $
 echo
 echo "MB/s are of the data ($(( bytes / 1000000 )) MB); the image is $(( $(stat -c %s "$work/local.coffer") / 1000000 )) MB."
 echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
+echo
+rotation

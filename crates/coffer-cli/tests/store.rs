@@ -609,6 +609,21 @@ fn key_changes_on_an_object_rewrite_only_its_header() {
     assert_eq!(run(&["restore", url, "--to", &fx.s("back"), "--key-file", &k1]).0, 0);
     assert_eq!(snapshot(&fx.path("src")), snapshot(&fx.path("back")));
 
+    // Rekey (a new data key) from object to object, the catalog record carried over.
+    let re = "s3://keys/re.coffer";
+    let (code, err, _) = run(&["rekey", url, "-o", re, "--key-file", &k1, "--new-key-file", &k2]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run(&["verify", re, "--key-file", &k2]).0, 0);
+    assert_eq!(run(&["rekey", url, "-o", re, "--key-file", &k1, "--new-key-file", &k2]).0, 1, "no overwrite");
+    // db.coffer no longer opens with k2: the catalog says so, lists the others, exit 1.
+    let (code, err, out) = run(&["catalog", "s3://keys/", "--json", "--key-file", &k2]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("s3://keys/db.coffer: wrong key") && err.contains("1 of 2 backups"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let re_row = v.as_array().unwrap().iter().find(|b| b["name"] == "re.coffer").unwrap();
+    assert_eq!(re_row["metadata"], "record", "{v}");
+    assert_eq!(re_row["files"], 3);
+
     // An object under S3's 5 MiB part minimum is rewritten whole (it is that small).
     std::fs::write(fx.path("small"), b"a few bytes").unwrap();
     let small = "s3://keys/small.coffer";

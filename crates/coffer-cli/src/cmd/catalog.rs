@@ -59,6 +59,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     // Secrets are read (and a passphrase asked for) once, for every backup.
     let unlocks = if args.key.any() { Some(crate::keys::unlocks(&args.key, quiet)?) } else { None };
     let mut rows = Vec::new();
+    let mut unread = 0;
     for b in &found {
         let mut v = json!({
             "name": b.listed.name,
@@ -67,14 +68,23 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
             "time": super::list::utc(b.time),
         });
         if let Some(unlocks) = &unlocks {
-            let url = b.listed.object.url();
-            details(&b.listed, unlocks, &mut v, quiet).with_context(|| format!("cannot read {url}"))?;
+            // One backup that does not open (another key, damage) does not hide the others.
+            if let Err(e) = details(&b.listed, unlocks, &mut v, quiet) {
+                let why = crate::exit::one_line(&e);
+                super::warn(quiet, format!("{}: {why}", b.listed.object.url()));
+                v["error"] = json!(why);
+                unread += 1;
+            }
         }
         rows.push(v);
     }
+    let outcome = match unread {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!("{n} of {} backups could not be read with the key given (see above)", found.len())),
+    };
     if args.json {
         println!("{}", serde_json::Value::Array(rows));
-        return Ok(());
+        return outcome;
     }
     for v in &rows {
         let mut line = format!(
@@ -101,7 +111,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         let total: u64 = found.iter().map(|b| b.listed.size).sum();
         eprintln!("coffer: {} backups, {} under {}", found.len(), human(total), args.prefix);
     }
-    Ok(())
+    outcome
 }
 
 /// What a key shows of a backup: read from its catalog record (the image's header and the

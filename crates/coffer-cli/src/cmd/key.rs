@@ -460,6 +460,41 @@ pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
     }
 }
 
+/// Gives a rekeyed object the catalog record of its source (an object with one), sealed under
+/// its new keys; without one, the catalog reads the new image's index.
+fn reseal_record(
+    source: &Path,
+    opened: &OpenedImage,
+    target: &coffer_store::Object,
+    params: &ImageParams,
+    image_bytes: u64,
+    quiet: bool,
+) {
+    use coffer_image::catalog::{open_record, seal_record, RECORD_SUFFIX};
+    let result = (|| -> Result<bool> {
+        let Some(src) = crate::store::object(source)? else { return Ok(false) };
+        let bytes = match src.with_suffix(RECORD_SUFFIX).get() {
+            Ok(b) => b,
+            Err(coffer_store::StoreError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let json = open_record(&opened.keys, &opened.header.image_id, &bytes)?;
+        let mut record: serde_json::Value = serde_json::from_slice(&json).context("malformed record")?;
+        record["image_bytes"] = json!(image_bytes);
+        record["cipher"] = json!(params.suite.name());
+        let sealed = seal_record(&params.keys(), &params.image_id, &serde_json::to_vec(&record)?)?;
+        target.with_suffix(RECORD_SUFFIX).put(sealed)?;
+        Ok(true)
+    })();
+    if let Ok(false) = result {
+        // No record to carry over: none of an image this one replaced may stay beside it.
+        let _ = target.with_suffix(RECORD_SUFFIX).delete();
+    }
+    if let Err(e) = result {
+        warn(quiet, format!("the source's catalog record was not carried over ({e:#}): `coffer catalog` reads the new image's index instead"));
+    }
+}
+
 /// A secret that opened the keyring, to seal its next version for.
 fn reseal(u: Unlock) -> Result<SlotSecret> {
     Ok(match u {
@@ -485,11 +520,19 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     let suite = args.cipher.map_or(h.suite, super::backup::cipher_suite);
     // The new header keeps the image's creation time; its slots are dated now.
     let params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
-    let output = if to_stdout { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
+    let object = if to_stdout { None } else { crate::store::object(&args.output)? };
+    if let Some(o) = &object {
+        if !args.force && o.exists().with_context(|| format!("cannot reach {}", o.url()))? {
+            return Err(anyhow::anyhow!("{} already exists (use --force to replace it)", o.url()));
+        }
+        crate::store::abort_on_signals();
+    }
+    let output =
+        if to_stdout || object.is_some() { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };
     let bar = crate::progress::Bar::new(quiet, len, "rekey");
     let started = Instant::now();
-    let written = match &output {
-        Some(f) => {
+    let written = match (&output, &object) {
+        (Some(f), _) => {
             // Written as backups are: O_DIRECT, past the page cache.
             let out = f.file().try_clone().context("cannot use the output file")?;
             let mut sink = coffer_fs::sink::DirectWriter::new(out, args.output.clone());
@@ -498,7 +541,14 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
                 Ok(n)
             })
         }
-        None => {
+        (None, Some(o)) => {
+            let mut sink = o.writer();
+            coffer_image::rekey(&mut input, &mut sink, &opened, &params, &secrets, threads, &bar).and_then(|n| {
+                sink.finish().map_err(|e| coffer_image::ImageError::Usage(e.to_string()))?;
+                Ok(n)
+            })
+        }
+        (None, None) => {
             let sink = std::io::BufWriter::with_capacity(1 << 20, stdout_file()?);
             coffer_image::rekey(&mut input, sink, &opened, &params, &secrets, threads, &bar)
         }
@@ -509,6 +559,9 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     })?;
     if let Some(f) = output {
         f.commit()?;
+    }
+    if let Some(o) = &object {
+        reseal_record(&args.image, &opened, o, &params, written, quiet);
     }
     let secs = started.elapsed().as_secs_f64();
     say(
