@@ -8,7 +8,8 @@
 # Medians of BENCH_RUNS (default 3); the page cache is dropped and the source read back first.
 # Then a key rotation on a 1 GiB object (header only: the server copies the rest) against
 # moving its bytes down and up again (rclone cat | rclone rcat), and the same rotation on a file.
-# BENCH_ONLY=rotate runs only that part.
+# BENCH_ONLY=rotate runs only that part; BENCH_S3_SERVER=moto uses moto_server even where
+# s3s-fs is installed.
 #
 #   sudo scripts/bench-store.sh [DIR]     # default: two tables (~500 MB) of the sysbench datadir
 set -euo pipefail
@@ -33,7 +34,7 @@ server_name=${BENCH_S3_ENDPOINT:+external}
 if [ -z "${BENCH_S3_ENDPOINT:-}" ]; then
     port=45900
     s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
-    if [ -x "$s3s" ]; then
+    if [ -x "$s3s" ] && [ "${BENCH_S3_SERVER:-}" != moto ]; then
         # s3s-fs (crates.io, `cargo install s3s-fs@0.14.1 --features binary`): S3 over a directory.
         server_name="s3s-fs 0.14.1"
         rm -rf "$work/s3root"; mkdir -p "$work/s3root"
@@ -81,7 +82,9 @@ rotation() {
     local rot_s3; rot_s3=$(measure "$there_back")
     local file_back="$coffer key rotate $work/big.coffer --key-file $key --new-key-file $key2 -q && $coffer key rotate $work/big.coffer --key-file $key2 --new-key-file $key -q"
     local rot_file; rot_file=$(measure "$file_back")
-    local moved; moved=$(measure "rclone cat s3:$bucket/big.coffer | rclone rcat s3:$bucket/big-copy.coffer")
+    # rclone 1.60's rcat fails against moto (a HEAD with ?versionId=null answered 400).
+    local moved="n/a"
+    [ "$server_name" = moto_server ] || moved=$(measure "rclone cat s3:$bucket/big.coffer | rclone rcat s3:$bucket/big-copy.coffer")
     local rekeyed; rekeyed=$(measure "$coffer rekey s3://$bucket/big.coffer -o s3://$bucket/big-rekeyed.coffer --key-file $key --new-key-file $key2 -q --force")
     local log; log=$($coffer key rotate "s3://$bucket/big.coffer" --key-file "$key" --new-key-file "$key2" 2>&1 | head -1)
     $coffer key rotate "s3://$bucket/big.coffer" --key-file "$key2" --new-key-file "$key" -q
@@ -96,7 +99,7 @@ rotation() {
     echo "| coffer key rotate FILE (both header copies rewritten in place, flushed) | $(half "$rot_file") |"
     echo
     echo "coffer said: ${log#coffer: }"
-    echo "Rotation vs moving the bytes: $(echo "scale=1; $moved / $(half "$rot_s3")" | bc)x faster."
+    echo "Rotation vs rekey through this host: $(echo "scale=1; $rekeyed / $(half "$rot_s3")" | bc)x."
 }
 if [ "${BENCH_ONLY:-}" = rotate ]; then
     rotation
@@ -111,6 +114,9 @@ rclone copyto "$work/raw" s3:$bucket/raw-read
 rclone copyto "$work/raw-data" s3:$bucket/raw-data-read
 
 up_raw=$(measure "rclone copyto --ignore-times $work/raw s3:$bucket/raw")
+# As coffer must upload an image it streams (its size unknown until the end): multipart, with
+# coffer's default parts (16 MiB, 8 in flight). rclone sends a file under 200 MiB in one PUT.
+up_raw_mp=$(measure "rclone copyto --ignore-times --s3-upload-cutoff 0 --s3-chunk-size 16M --s3-upload-concurrency 8 $work/raw s3:$bucket/raw")
 down_raw=$(measure "rclone cat s3:$bucket/raw-read >/dev/null")
 up_raw_data=$(measure "rclone copyto --ignore-times $work/raw-data s3:$bucket/raw-data")
 down_raw_data=$(measure "rclone cat s3:$bucket/raw-data-read >/dev/null")
@@ -127,13 +133,14 @@ echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(ls "$sr
 echo
 echo "| what | up s | up MB/s | down s | down MB/s |"
 echo "|---|---|---|---|---|"
-echo "| rclone, raw bytes of the image's size (the server's ceiling for coffer's bytes) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+echo "| rclone, raw bytes of the image's size (the server's ceiling for coffer's bytes; up: one PUT) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+echo "| rclone, the same raw bytes up as a multipart upload like coffer's (16 MiB parts, 8 in flight) | $up_raw_mp | $(mbs "$up_raw_mp") | | |"
 echo "| rclone, raw bytes of the data's size | $up_raw_data | $(mbs "$up_raw_data") | $down_raw_data | $(mbs "$down_raw_data") |"
 echo "| tar \\| zstd -T0 -1 \\| openssl enc \\| rclone rcat, and back | $up_pipe | $(mbs "$up_pipe") | $down_pipe | $(mbs "$down_pipe") |"
 echo "| **coffer backup -o s3:// / restore s3://** | $up_coffer | $(mbs "$up_coffer") | $down_coffer | $(mbs "$down_coffer") |"
 echo "| coffer backup / restore, local disk | $up_local | $(mbs "$up_local") | $down_local | $(mbs "$down_local") |"
 echo
 echo "MB/s are of the data ($(( bytes / 1000000 )) MB); the image is $(( $(stat -c %s "$work/local.coffer") / 1000000 )) MB."
-echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
+echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x of one PUT, $(ratio "$up_coffer" "$up_raw_mp")x of a multipart upload of the same bytes, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
 echo
 rotation

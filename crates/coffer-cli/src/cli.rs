@@ -245,9 +245,11 @@ pub enum KeyCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Replace the slot that the given secret opens with one for the new secret.
-    #[command(after_help = "Example:
-  coffer key rotate db.coffer --key-file old.key --new-key-file new.key")]
+    /// Replace the slot that the given secret opens with one for the new secret. On an object
+    /// URL the object is replaced whole: on S3 by a server-side copy of all but its header.
+    #[command(after_help = "Examples:
+  coffer key rotate db.coffer --key-file old.key --new-key-file new.key
+  coffer key rotate s3://backups/prod/db.coffer --key-file old.key --new-key-file new.key")]
     Rotate {
         image: PathBuf,
         #[command(flatten)]

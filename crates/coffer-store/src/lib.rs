@@ -137,9 +137,11 @@ impl Object {
                         .with_virtual_hosted_style_request(false)
                         .with_allow_http(ep.starts_with("http://"));
                 }
+                let client = s3_client_options(&b)?;
+                b = b.with_client_options(client.clone());
                 let built = Arc::new(b.clone().build().map_err(bad)?);
                 let bucket = parsed.host_str().unwrap_or_default();
-                s3 = Some(Arc::new(s3_direct(&b, bucket, Arc::clone(&built), opts).map_err(bad)?));
+                s3 = Some(Arc::new(s3_direct(&b, bucket, Arc::clone(&built), client, opts).map_err(bad)?));
                 built
             }
             "gs" => Arc::new(
@@ -386,15 +388,57 @@ pub struct Listed {
     pub modified: i64,
 }
 
+/// The HTTP client options of the S3 connection `b` describes (from the environment, and
+/// `with_allow_http` for an explicit endpoint), plus the certificate authorities of
+/// `AWS_CA_BUNDLE` (as the AWS CLI reads it: a store behind a private CA).
+fn s3_client_options(b: &object_store::aws::AmazonS3Builder) -> Result<object_store::ClientOptions, StoreError> {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    use object_store::client::ClientConfigKey as C;
+    let mut client = object_store::ClientOptions::new();
+    for key in [
+        C::AllowHttp,
+        C::AllowInvalidCertificates,
+        C::NoSystemCertificates,
+        C::ConnectTimeout,
+        C::Http1Only,
+        C::Http2Only,
+        C::PoolIdleTimeout,
+        C::PoolMaxIdlePerHost,
+        C::ProxyUrl,
+        C::ProxyCaCertificate,
+        C::ProxyExcludes,
+        C::ReadTimeout,
+        C::Timeout,
+        C::UserAgent,
+    ] {
+        if let Some(v) = b.get_config_value(&K::Client(key)) {
+            client = client.with_config(key, v);
+        }
+    }
+    if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
+        let bad = |detail: String| StoreError::Usage(format!("AWS_CA_BUNDLE={}: {detail}", bundle.to_string_lossy()));
+        let pem = std::fs::read(&bundle).map_err(|e| bad(e.to_string()))?;
+        let certs = object_store::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in it".into()));
+        }
+        for c in certs {
+            client = client.with_root_certificate(c);
+        }
+    }
+    Ok(client)
+}
+
 /// What server-side copies need of the S3 connection `b` describes, which built `s3`.
 fn s3_direct(
     b: &object_store::aws::AmazonS3Builder,
     bucket: &str,
     s3: Arc<object_store::aws::AmazonS3>,
+    client: object_store::ClientOptions,
     opts: &StoreOptions,
 ) -> object_store::Result<s3copy::S3Direct> {
     use object_store::aws::AmazonS3ConfigKey as K;
-    use object_store::client::{ClientConfigKey, ClientOptions, HttpConnector, ReqwestConnector};
+    use object_store::client::{HttpConnector, ReqwestConnector};
     let get = |k: K| b.get_config_value(&k).filter(|v| !v.is_empty());
     let bucket = bucket.to_owned();
     let region = get(K::Region).unwrap_or_else(|| "us-east-1".into());
@@ -406,11 +450,8 @@ fn s3_direct(
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
-    let allow_http = get(K::Client(ClientConfigKey::AllowHttp)).is_some_and(|v| v == "true");
     // A copied part is hundreds of MiB: its request may take minutes.
-    let timeout = opts.retry_timeout.max(Duration::from_secs(600));
-    let client =
-        ReqwestConnector::default().connect(&ClientOptions::new().with_allow_http(allow_http).with_timeout(timeout))?;
+    let client = ReqwestConnector::default().connect(&client.with_timeout(Duration::from_secs(600)))?;
     Ok(s3copy::S3Direct {
         s3,
         bucket_url,

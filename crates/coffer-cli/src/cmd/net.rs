@@ -1,7 +1,7 @@
 //! `coffer tls generate`, `coffer send`, `coffer receive`: images between hosts over TLS 1.3,
 //! both ends authenticated, restored on the fly at the far end.
 
-use super::{human, open_input, rate};
+use super::{human, rate};
 use crate::cli::{BackupArgs, KeyArgs, ReceiveArgs, RestoreArgs, TlsArgs, TlsCommand};
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, bail, Context, Result};
@@ -218,16 +218,20 @@ pub fn held_files(offer: &wire::Offer) -> Result<std::collections::HashMap<Vec<u
     Ok(records.into_iter().map(|r| (r.meta.path.clone(), r.meta)).collect())
 }
 
-/// `coffer send`: an image as it is (a file with coffer's magic, or '-'), else a backup of the
-/// source (a directory, a file, --mysql, --xbstream) made straight onto the wire.
+/// `coffer send`: an image as it is (a file with coffer's magic, an object, or '-'), else a
+/// backup of the source (a directory, a file, --mysql, --xbstream) made straight onto the wire.
 pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let to = args.send_to.clone().ok_or_else(|| crate::exit::usage("send needs --to HOST:PORT"))?;
-    let image = args.source.as_deref().filter(|p| *p == Path::new("-") || is_image(p));
+    let object = match args.source.as_deref() {
+        Some(p) => crate::store::object(p)?,
+        None => None,
+    };
+    let image = args.source.as_deref().filter(|p| *p == Path::new("-") || object.is_some() || is_image(p));
     let Some(image) = image else {
         return super::backup::run(args, quiet, threads);
     };
     let t = args.tls.required();
-    let (mut input, len) = open_input(image)?;
+    let (mut input, len) = super::open_stream_input(image)?;
     let mut region = Vec::new();
     (&mut input)
         .take(coffer_format::DATA_OFFSET)
@@ -245,8 +249,16 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let bar = Bar::new(quiet, len, "send");
     bar.inc(skip);
     // The header region, then the frames from where the receiver goes on.
+    if let (Some(o), Some(len), true) = (&object, len, skip > 0) {
+        // An object is read from where the receiver goes on, not from its start.
+        crate::store::abort_on_signals();
+        let from = coffer_format::DATA_OFFSET + skip;
+        input = Box::new(o.range_reader(from, len.saturating_sub(from)));
+    } else {
+        std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())
+            .with_context(|| format!("cannot read {}", image.display()))?;
+    }
     let sent = stream.write_all(&region).and_then(|()| {
-        std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())?;
         let mut reader = CountingReader { inner: &mut input, bar: bar.clone() };
         std::io::copy(&mut reader, &mut stream)
     });
