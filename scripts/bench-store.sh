@@ -8,7 +8,7 @@
 # Medians of BENCH_RUNS (default 3); the page cache is dropped and the source read back first.
 # Then a key rotation on a 1 GiB object (header only: the server copies the rest) against
 # moving its bytes down and up again (rclone cat | rclone rcat), and the same rotation on a file.
-# BENCH_ONLY=rotate runs only that part; BENCH_S3_SERVER=moto uses moto_server even where
+# BENCH_ONLY=rotate runs only that part, BENCH_ONLY=transfer all but it; BENCH_S3_SERVER=moto uses moto_server even where
 # s3s-fs is installed.
 #
 #   sudo scripts/bench-store.sh [DIR]     # default: two tables (~500 MB) of the sysbench datadir
@@ -56,7 +56,7 @@ rclone mkdir "s3:$bucket" 2>/dev/null || true
 pass=$work/pass; [ -f "$pass" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pass"
 dst=$work/dst
 
-prepare_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat "$src"/* >/dev/null; }
+prepare_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; find "$src" -type f -exec cat {} + >/dev/null; }
 measure() {
     local i rows=()
     for i in $(seq 1 "$runs"); do
@@ -129,11 +129,13 @@ down_local=$(measure "$coffer restore $work/l.coffer --to $dst --key-file $key -
 
 mbs() { echo "scale=0; $bytes / 1000000 / $1" | bc; }
 ratio() { echo "scale=2; $2 / $1" | bc; }
-echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(ls "$src" | wc -l) files, $server_name on loopback, $(nproc) cores, median of $runs"
+echo "## Object storage: $(du -sh --apparent-size "$src" | cut -f1) in $(find "$src" -type f | wc -l) files, $server_name on loopback, $(nproc) cores, median of $runs"
 echo
 echo "| what | up s | up MB/s | down s | down MB/s |"
 echo "|---|---|---|---|---|"
-echo "| rclone, raw bytes of the image's size (the server's ceiling for coffer's bytes; up: one PUT) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
+# rclone sends a file under its --s3-upload-cutoff (200 MiB) in one PUT.
+how="one PUT"; [ "$(stat -c %s "$work/raw")" -lt $((200 << 20)) ] || how="multipart, rclone's defaults"
+echo "| rclone, raw bytes of the image's size (the server's ceiling for coffer's bytes; up: $how) | $up_raw | $(mbs "$up_raw") | $down_raw | $(mbs "$down_raw") |"
 echo "| rclone, the same raw bytes up as a multipart upload like coffer's (16 MiB parts, 8 in flight) | $up_raw_mp | $(mbs "$up_raw_mp") | | |"
 echo "| rclone, raw bytes of the data's size | $up_raw_data | $(mbs "$up_raw_data") | $down_raw_data | $(mbs "$down_raw_data") |"
 echo "| tar \\| zstd -T0 -1 \\| openssl enc \\| rclone rcat, and back | $up_pipe | $(mbs "$up_pipe") | $down_pipe | $(mbs "$down_pipe") |"
@@ -141,6 +143,5 @@ echo "| **coffer backup -o s3:// / restore s3://** | $up_coffer | $(mbs "$up_cof
 echo "| coffer backup / restore, local disk | $up_local | $(mbs "$up_local") | $down_local | $(mbs "$down_local") |"
 echo
 echo "MB/s are of the data ($(( bytes / 1000000 )) MB); the image is $(( $(stat -c %s "$work/local.coffer") / 1000000 )) MB."
-echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x of one PUT, $(ratio "$up_coffer" "$up_raw_mp")x of a multipart upload of the same bytes, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
-echo
-rotation
+echo "coffer vs the server's ceiling: up $(ratio "$up_coffer" "$up_raw")x of rclone's upload ($how), $(ratio "$up_coffer" "$up_raw_mp")x of a multipart upload of the same bytes, down $(ratio "$down_coffer" "$down_raw")x; vs the rclone pipelines: up $(ratio "$up_coffer" "$up_pipe")x, down $(ratio "$down_coffer" "$down_pipe")x (MB/s of the data, time ratios)."
+[ "${BENCH_ONLY:-}" = transfer ] || { echo; rotation; }
