@@ -30,6 +30,11 @@ fi
 for v in ../crates/coffer-image/tests/vectors/*.hex; do
     tr -d '\n' < "$v" | xxd -r -p | head -c 16384 > "corpus/key_slots/$(basename "$v" .hex)"
 done
+# A catalog record of the key_slots target's fixed image (data key 07.., image id 09..; the
+# known answer of crates/coffer-image/src/catalog.rs with plaintext "{}"; FORMAT.md §9).
+printf 'COFFERCR\001\000\000\000' > corpus/key_slots/catalog_record
+printf '0909090909090909090909090909090901010101010101010101010102000000617b450d2c9c073d054da706b41976349d79' |
+    xxd -r -p >> corpus/key_slots/catalog_record
 
 # xbstreams: a small real one from mariabackup, if the test servers left one; else a made one.
 mkdir -p corpus/xbstream

@@ -188,7 +188,9 @@ impl Object {
     /// The object named as this one with `suffix` added (`x.coffer` → `x.coffer.meta`).
     pub fn with_suffix(&self, suffix: &str) -> Self {
         let url = format!("{}{suffix}", self.url);
-        let path = ObjectPath::from(format!("{}{suffix}", self.path.as_ref()));
+        // As `open` reads keys (parsed, not re-encoded); a parsed key with a plain suffix parses.
+        let key = format!("{}{suffix}", self.path.as_ref());
+        let path = ObjectPath::parse(&key).unwrap_or_else(|_| ObjectPath::from(key));
         Self { store: Arc::clone(&self.store), s3: self.s3.clone(), path, url, opts: self.opts.clone() }
     }
 

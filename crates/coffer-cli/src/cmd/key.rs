@@ -170,7 +170,13 @@ fn new_slot(opened: &OpenedImage, secret: &SlotSecret) -> Result<KeySlot> {
 /// object (replaced whole: on S3 by a server-side copy of everything after the header).
 enum Target {
     File(HeaderFile),
-    Object(Box<(coffer_store::Object, coffer_store::Head)>),
+    Object(Box<ObjectImage>),
+}
+
+/// An object, and its first bytes as read (with the ETag a replacement is conditional on).
+struct ObjectImage {
+    object: coffer_store::Object,
+    head: coffer_store::Head,
 }
 
 impl Target {
@@ -178,7 +184,7 @@ impl Target {
         match crate::store::object(image)? {
             Some(o) => {
                 let head = o.read_head(DATA_OFFSET).with_context(|| format!("cannot open {}", image.display()))?;
-                Ok(Self::Object(Box::new((o, head))))
+                Ok(Self::Object(Box::new(ObjectImage { object: o, head })))
             }
             None => Ok(Self::File(HeaderFile::open(image)?)),
         }
@@ -187,7 +193,7 @@ impl Target {
     fn region(&self) -> Result<Vec<u8>> {
         Ok(match self {
             Self::File(f) => f.region()?,
-            Self::Object(o) => o.1.bytes.clone(),
+            Self::Object(o) => o.head.bytes.clone(),
         })
     }
 
@@ -197,9 +203,10 @@ impl Target {
             Self::File(f) => Ok(f.write_region(region, first, &mut |_| {})?),
             Self::Object(o) => {
                 let started = Instant::now();
-                let done =
-                    o.0.replace_head(&o.1, region)
-                        .with_context(|| format!("cannot rewrite the header of {}", image.display()))?;
+                let done = o
+                    .object
+                    .replace_head(&o.head, region)
+                    .with_context(|| format!("cannot rewrite the header of {}", image.display()))?;
                 let secs = started.elapsed().as_secs_f64();
                 let how = if done.copied_by_server > 0 {
                     format!(
