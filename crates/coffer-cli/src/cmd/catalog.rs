@@ -144,13 +144,7 @@ fn details(listed: &coffer_store::Listed, unlocks: &[Unlock], v: &mut serde_json
 /// The backup's catalog record, if it has one; an error if it has one that does not belong to
 /// the image as it is now.
 fn record(listed: &coffer_store::Listed, opened: &coffer_image::OpenedImage) -> Result<Option<serde_json::Value>> {
-    let bytes = match listed.object.with_suffix(RECORD_SUFFIX).get() {
-        Ok(b) => b,
-        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
-    let r: serde_json::Value = serde_json::from_slice(&json).context("catalog record: malformed JSON")?;
+    let Some(r) = read_record(&listed.object, opened)? else { return Ok(None) };
     if r["image_bytes"].as_u64() != Some(listed.size) {
         anyhow::bail!(
             "catalog record: the record is of a {} byte image, the object has {}",
@@ -159,6 +153,20 @@ fn record(listed: &coffer_store::Listed, opened: &coffer_image::OpenedImage) -> 
         );
     }
     Ok(Some(r))
+}
+
+/// The catalog record beside `image` (opened), if there is one.
+pub fn read_record(
+    image: &coffer_store::Object,
+    opened: &coffer_image::OpenedImage,
+) -> Result<Option<serde_json::Value>> {
+    let bytes = match image.with_suffix(RECORD_SUFFIX).get() {
+        Ok(b) => b,
+        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
+    Ok(Some(serde_json::from_slice(&json).context("catalog record: malformed JSON")?))
 }
 
 /// How many of each kind to keep.

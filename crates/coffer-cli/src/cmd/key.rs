@@ -477,16 +477,10 @@ fn reseal_record(
     image_bytes: u64,
     quiet: bool,
 ) {
-    use coffer_image::catalog::{open_record, seal_record, RECORD_SUFFIX};
+    use coffer_image::catalog::{seal_record, RECORD_SUFFIX};
     let result = (|| -> Result<bool> {
         let Some(src) = crate::store::object(source)? else { return Ok(false) };
-        let bytes = match src.with_suffix(RECORD_SUFFIX).get() {
-            Ok(b) => b,
-            Err(coffer_store::StoreError::NotFound(_)) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        let json = open_record(&opened.keys, &opened.header.image_id, &bytes)?;
-        let mut record: serde_json::Value = serde_json::from_slice(&json).context("malformed record")?;
+        let Some(mut record) = super::catalog::read_record(&src, opened)? else { return Ok(false) };
         record["image_bytes"] = json!(image_bytes);
         record["cipher"] = json!(params.suite.name());
         let sealed = seal_record(&params.keys(), &params.image_id, &serde_json::to_vec(&record)?)?;
