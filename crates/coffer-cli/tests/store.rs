@@ -287,11 +287,7 @@ impl S3s {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_listener(port, "s3s-fs", Duration::from_secs(30));
         Self { child, port }
     }
 
@@ -662,11 +658,7 @@ fn https_endpoints_are_verified() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-        assert!(Instant::now() < deadline, "socat did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_listener(tls_port, "socat", Duration::from_secs(10));
     let run = |ca: Option<&str>, args: &[&str]| {
         let mut c = server.coffer("rightsecret");
         c.env("COFFER_S3_ENDPOINT", format!("https://127.0.0.1:{tls_port}"));
@@ -793,12 +785,7 @@ fn an_object_is_sent_to_a_receiver() {
     assert!(!finish(rx, err).0);
     let (rx, port, err) = receiver(&recv_args("part"));
     let said = send(port, &["--resume"]);
-    let from: u64 = said
-        .split("up to byte ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{said}"));
+    let from = resumed_from(&said);
     assert!(from > 16384 && from < bytes.len() as u64, "{from}");
     let (ok, rest) = finish(rx, err);
     assert!(ok, "{rest}");

@@ -422,12 +422,7 @@ fn an_interrupted_transfer_resumes_where_the_receiver_stopped() {
     let (rx, port) = receiver(&recv_args("a"));
     let args = send_args(&img, port, &["--resume"]);
     let err = expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let from: u64 = err
-        .split("up to byte ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{err}"));
+    let from = resumed_from(&err);
     assert!(from > 16384 && from < bytes.len() as u64, "{from}");
     let (code, err) = finish(rx);
     assert_eq!(code, 0, "{err}");

@@ -302,3 +302,22 @@ impl Drop for SmallFs {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Waits until something listens on the loopback `port` (a server the test started).
+pub fn await_listener(port: u16, what: &str, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The offset a resumed `coffer send` said it continues from ("... up to byte N ...").
+pub fn resumed_from(stderr: &str) -> u64 {
+    stderr
+        .split("up to byte ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume offset in: {stderr}"))
+}
