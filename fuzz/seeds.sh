@@ -54,3 +54,50 @@ s += chunk("S", b"db/p.ibd", 0, b"S" * 30, [(4096, 10), (100, 20)]) + chunk("E",
 s += chunk("E", b"ib_logfile0") + chunk("P", b"xtrabackup_info", 0, b"tool_name = mariabackup\n") + chunk("E", b"xtrabackup_info")
 open("corpus/xbstream/interleaved", "wb").write(s)
 PY
+
+# sealed_frames: frame plaintexts, sealed by the target (see its header for the layout): valid
+# images of every entry kind, a file in parts, and the hostile shapes the reader must refuse
+# (sizes whose sum overflows, an index that inflates, a continuation that does not chain).
+mkdir -p corpus/sealed_frames
+python3 - <<'PY'
+import struct
+def rec(tag, payload=b""):
+    return bytes([tag]) + struct.pack("<H", len(payload)) + payload
+def meta(kind, path, target=b"", continues=False, size=0, mode=0o644):
+    return (struct.pack("<BBHIIIqII", kind, 1 if continues else 0, 0, mode, 0, 0, 1_700_000_000, 0, 0)
+            + struct.pack("<Q", size) + struct.pack("<H", len(path)) + path
+            + struct.pack("<H", len(target)) + target + b"\0\0")
+FILE, DIR, SYMLINK, HARDLINK = 1, 2, 3, 4
+LAST, PAUSE = 1 << 3, 2 << 3
+def entry(*a, **k): return rec(0, meta(*a, **k))
+def chunk(start, end, data=b"", flags=LAST): return rec(7 | flags, struct.pack("<QQ", start, end) + data)
+INDEX, END = rec(3), rec(5)
+def lz4_zeros(n):
+    # One zero literal, a match of n - 6 at offset 1, then the 5 literals a block ends with.
+    m = n - 1 - 5 - 4
+    out = bytes([0x10 | min(m, 15)]) + b"\0" + struct.pack("<H", 1)
+    if m >= 15:
+        m -= 15
+        out += b"\xff" * (m // 255) + bytes([m % 255])
+    return out + b"\x50" + b"\0" * 5
+seeds = {
+    "tree": b"\0" + entry(DIR, b"") + entry(FILE, b"a") + chunk(0, 5, b"hello") + entry(DIR, b"d")
+        + entry(FILE, b"d/b") + chunk(0, 4096, b"x" * 4096, 0) + chunk(4096, 9000, b"y" * 100)
+        + entry(SYMLINK, b"s", b"a") + entry(HARDLINK, b"h", b"a") + entry(FILE, b"empty") + chunk(0, 0)
+        + INDEX + END,
+    "parts": b"\1" + entry(FILE, b"log") + chunk(0, 10, b"0123456789", LAST | PAUSE) + entry(FILE, b"x")
+        + chunk(0, 3, b"xyz") + entry(FILE, b"log", continues=True, size=10) + chunk(10, 12, b"ab", LAST | PAUSE)
+        + entry(FILE, b"log", continues=True, size=12) + chunk(12, 20, b"c") + INDEX + END,
+    "overflow": b"\0" + entry(FILE, b"a") + chunk(0, 1 << 63) + entry(FILE, b"b") + chunk(0, 1 << 63) + INDEX + END,
+    "parts_overflow": b"\0" + entry(FILE, b"log") + chunk(0, 1 << 63, b"", LAST | PAUSE)
+        + entry(FILE, b"log", continues=True, size=1 << 63) + chunk(1 << 63, (1 << 64) - 1, b"z") + entry(FILE, b"c")
+        + chunk(0, 2, b"cc") + INDEX + END,
+    "bad_chain": b"\0" + entry(FILE, b"log") + chunk(0, 10, b"0123456789", LAST | PAUSE)
+        + entry(FILE, b"log", continues=True, size=4) + chunk(4, 8, b"abcd") + INDEX + END,
+    # 64 KiB chunks: eight INDEX pieces of 64 KiB of zeros each (codec 2, lz4), then END.
+    "inflating": b"\2" + entry(DIR, b"") + b"".join(
+        rec(2 | (LAST if i == 7 else 0), struct.pack("<BxxxI", 2, 65536) + lz4_zeros(65536)) for i in range(8)) + END,
+}
+for name, data in seeds.items():
+    open(f"corpus/sealed_frames/{name}", "wb").write(data)
+PY

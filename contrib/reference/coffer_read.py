@@ -8,6 +8,7 @@ Uncompressed images only (codec 0), streaming order, every check of the spec.
     python3 coffer_read.py IMAGE KEYFILE                 # a key file: key and keyring slots
     python3 coffer_read.py IMAGE --passphrase FILE       # passphrase slots (Argon2id)
     python3 coffer_read.py IMAGE --identity FILE         # recipient slots (HPKE, X25519)
+    ... --require-signer coffersig1...                   # refuse images not signed by it
 Prints one line per entry, JSON. Needs the `cryptography` (44 or later, for Argon2id) and
 `zstandard` packages (the index is zstd-compressed).
 """
@@ -17,6 +18,8 @@ import json
 import struct
 import sys
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -135,14 +138,27 @@ def parse_header(b):
         raise Bad("version or size")
     image_id = b[24:40]
     suite, codec, level, r43, chunk_size, created, flags = struct.unpack_from("<BBbBIqQ", b, 40)
-    if suite not in (1, 2) or r43 or flags or any(b[64:256]) or any(b[4352:8128]):
+    signed = flags == 1
+    if suite not in (1, 2) or r43 or flags > 1 or any(b[64:256]) or any(b[4480:8128]):
+        raise Bad("reserved")
+    if not signed and any(b[4352:4480]):
         raise Bad("reserved")
     slots = [b[256 + 256 * i: 512 + 256 * i] for i in range(16)]
+    signature = None
+    if signed:
+        # Section 3.1: Ed25519 over the context, the version, bytes [24, 64), signer, commitment.
+        signer, commitment, sig = b[4352:4384], b[4384:4416], b[4416:4480]
+        message = b"coffer v1 image signature" + b[8:10] + b[24:64] + signer + commitment
+        try:
+            Ed25519PublicKey.from_public_bytes(signer).verify(sig, message)
+        except InvalidSignature:
+            raise Bad("signature")
+        signature = dict(signer=signer, commitment=commitment)
     return dict(copy=copy, generation=generation, image_id=image_id, suite=suite,
-                chunk_size=chunk_size, slots=slots, mac=b[8128:8160], raw=b)
+                chunk_size=chunk_size, slots=slots, mac=b[8128:8160], raw=b, signature=signature)
 
 
-def open_image(data, secret):
+def open_image(data, secret, required=None):
     copies = []
     for i in (0, 1):
         try:
@@ -154,12 +170,17 @@ def open_image(data, secret):
     if not copies:
         raise Bad("both header copies damaged")
     h = max(copies, key=lambda c: (c["generation"], -c["copy"]))
+    if required is not None and (h["signature"] is None or h["signature"]["signer"] != required):
+        raise Bad("not signed by the required signer")
     for slot in h["slots"]:
         dk = unwrap_data_key(h, slot, secret) if any(slot) else None
         if dk is not None:
             break
     else:
         raise Bad("wrong key")
+    if h["signature"] is not None and \
+            hkdf(dk, h["image_id"], b"coffer v1 key commitment") != h["signature"]["commitment"]:
+        raise Bad("key commitment")
     hk = hkdf(dk, h["image_id"], b"coffer v1 header mac key")
     if not hmac.compare_digest(hmac.new(hk, h["raw"][:8128], hashlib.sha256).digest(), h["mac"]):
         raise Bad("header MAC")
@@ -167,8 +188,8 @@ def open_image(data, secret):
     return h, aead(h["suite"], pk)
 
 
-def read(data, secret):
-    h, cipher = open_image(data, secret)
+def read(data, secret, required=None):
+    h, cipher = open_image(data, secret, required)
     image_id, cs = h["image_id"], h["chunk_size"]
     pos, seq, entry_no, part, index_part = 16384, 0, -1, 0, 0
     entries, records, index, index_start = [], [], b"", None
@@ -286,6 +307,13 @@ def check_index(index, records):
 
 
 def main():
+    required = None
+    if "--require-signer" in sys.argv:
+        at = sys.argv.index("--require-signer")
+        hrp, required = bech32_decode(sys.argv[at + 1])
+        if hrp != "coffersig" or len(required) != 32:
+            raise SystemExit("not a signer")
+        del sys.argv[at:at + 2]
     data = open(sys.argv[1], "rb").read()
     if sys.argv[1].endswith(".hex"):
         data = bytes.fromhex("".join(data.decode().split()))
@@ -301,7 +329,7 @@ def main():
     else:
         secret = ("key", bytes.fromhex(open(sys.argv[2]).read().strip()))
     try:
-        for e in read(data, secret):
+        for e in read(data, secret, required):
             kinds = {1: "file", 2: "dir", 3: "symlink", 4: "hardlink"}
             print(json.dumps({"path": e["path"].decode("utf-8", "replace"), "type": kinds[e["kind"]],
                               "mode": oct(e["mode"]), "size": e["size"] if e["kind"] == 1 else 0,

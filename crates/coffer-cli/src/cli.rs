@@ -189,7 +189,8 @@ pub enum KeyCommand {
     /// recipient string is printed on stdout (files get mode 0600).
     #[command(after_help = "Examples:
   coffer key generate -o backup.key
-  coffer key generate --x25519 -o restore-host.id      # prints coffer1..., give it to backup hosts")]
+  coffer key generate --x25519 -o restore-host.id      # prints coffer1..., give it to backup hosts
+  coffer key generate --signing -o backup-host.sig     # prints coffersig1..., give it to restore hosts")]
     Generate {
         /// File to create ('-' for stdout).
         #[arg(short, long, value_name = "FILE")]
@@ -197,6 +198,9 @@ pub enum KeyCommand {
         /// An X25519 identity (private key) instead of a symmetric key.
         #[arg(long)]
         x25519: bool,
+        /// An Ed25519 signing key for `backup --signing-key` (prints its public half, coffersig1...).
+        #[arg(long, conflicts_with = "x25519")]
+        signing: bool,
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
@@ -205,6 +209,13 @@ pub enum KeyCommand {
     Id {
         #[command(flatten)]
         key: KeyArgs,
+    },
+    /// Print the signer (coffersig1...) of a signing key file.
+    Signer {
+        /// Signing key file.
+        signing_key: PathBuf,
+        #[arg(long)]
+        allow_insecure_key_file: bool,
     },
     /// Print the recipient string (coffer1...) of an identity file (coffer's or age's).
     Recipient {
@@ -316,6 +327,18 @@ pub enum KeyringCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Demand that every image opened with this keyring be signed by SIGNER (repeat for
+    /// several accepted signers): unsigned images and images of other signers are refused.
+    #[command(after_help = "Example:
+  coffer keyring trust ring.coffer coffersig1... --key-file ring.key")]
+    Trust {
+        #[arg(value_name = "KEYRING")]
+        file: PathBuf,
+        /// coffersig1... (as `coffer key generate --signing` prints), or a file holding one.
+        signer: String,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
     /// List names, versions, dates and key ids (never keys).
     List {
         #[arg(value_name = "KEYRING")]
@@ -361,6 +384,15 @@ pub struct KeyArgs {
     #[arg(long, value_name = "FD")]
     pub passphrase_fd: Option<i32>,
 
+    /// Skip passphrase slots that ask for more Argon2id memory than SIZE (512M, 2G) instead of
+    /// trying them [default and at most: 4G].
+    #[arg(long, env = "COFFER_KDF_MAX_MEMORY", value_name = "SIZE", value_parser = parse_kdf_max_memory)]
+    pub kdf_max_memory: Option<u32>,
+
+    /// Skip passphrase slots that ask for more Argon2id passes than N [default and at most: 100].
+    #[arg(long, env = "COFFER_KDF_MAX_PASSES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub kdf_max_passes: Option<u32>,
+
     /// X25519 identity file (COFFER-SECRET-KEY-1... or age's AGE-SECRET-KEY-1...).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
@@ -380,6 +412,12 @@ pub struct KeyArgs {
     /// Accept key, passphrase and identity files that group or others can read.
     #[arg(long)]
     pub allow_insecure_key_file: bool,
+
+    /// Refuse images not signed by this signer (coffersig1..., or a file holding one; repeat
+    /// to accept any of several): unsigned images and other signers exit 3 before anything is
+    /// written. A keyring can demand signers too (`coffer keyring trust`).
+    #[arg(long = "require-signer", env = "COFFER_REQUIRE_SIGNER", value_name = "SIGNER", value_delimiter = ',')]
+    pub require_signers: Vec<String>,
 }
 
 impl KeyArgs {
@@ -424,6 +462,12 @@ pub struct SealArgs {
     /// With --keyring: seal for the newest version of this key.
     #[arg(long, value_name = "NAME", requires = "keyring")]
     pub key_id: Option<String>,
+
+    /// Sign the image with this Ed25519 signing key (`coffer key generate --signing`), so that
+    /// readers can demand it with --require-signer: a recipient's public key alone then no
+    /// longer lets anyone write an image that restores.
+    #[arg(long, env = "COFFER_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub kdf: KdfArgs,
@@ -707,8 +751,17 @@ pub struct ReceiveArgs {
     /// With --to: run the engine's prepare on the restored backup of a server.
     #[arg(long, requires = "to")]
     pub prepare: bool,
+    /// With --prepare: set an option of the prepare in place of the backup's own
+    /// (backup-my.cnf), e.g. file_key_management_filename=PATH where this host keeps the key
+    /// file of an encrypting server. Repeatable.
+    #[arg(long = "prepare-option", value_name = "NAME=VALUE", requires = "prepare")]
+    pub prepare_options: Vec<coffer_mysql::engine::PrepareOption>,
     #[arg(long)]
     pub owner: Option<String>,
+    /// Keep set-uid and set-gid bits when the owner applied is not the image's (--owner, or a
+    /// restore by another user than the image's owner); they are cleared otherwise.
+    #[arg(long)]
+    pub keep_setuid: bool,
     /// Restore into a non-empty directory, replacing what is there (and any interrupted
     /// transfer's journal).
     #[arg(long)]
@@ -794,6 +847,11 @@ pub struct RekeyArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Sign the new image with this signing key (a signature covers the old data key, so the
+    /// new image is unsigned without one).
+    #[arg(long, env = "COFFER_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+
     #[command(flatten)]
     pub key: KeyArgs,
 
@@ -815,6 +873,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "USER[:GROUP]")]
     pub owner: Option<String>,
 
+    /// Keep set-uid and set-gid bits when the owner applied is not the image's (--owner, or a
+    /// restore by another user than the image's owner); they are cleared otherwise.
+    #[arg(long)]
+    pub keep_setuid: bool,
+
     /// Restore into a non-empty directory, replacing entries of the same name.
     #[arg(long)]
     pub force: bool,
@@ -827,6 +890,12 @@ pub struct RestoreArgs {
     /// the directory is a consistent datadir a server starts on.
     #[arg(long)]
     pub prepare: bool,
+
+    /// With --prepare: set an option of the prepare in place of the backup's own
+    /// (backup-my.cnf), e.g. file_key_management_filename=PATH where this host keeps the key
+    /// file of an encrypting server. Repeatable.
+    #[arg(long = "prepare-option", value_name = "NAME=VALUE", requires = "prepare")]
+    pub prepare_options: Vec<coffer_mysql::engine::PrepareOption>,
 
     /// Then move the prepared backup into --datadir (mariabackup --move-back); refuses a
     /// non-empty datadir unless --force.
@@ -860,6 +929,11 @@ pub struct ExtractArgs {
 
     #[arg(long)]
     pub owner: Option<String>,
+
+    /// Keep set-uid and set-gid bits when the owner applied is not the image's (--owner, or a
+    /// restore by another user than the image's owner); they are cleared otherwise.
+    #[arg(long)]
+    pub keep_setuid: bool,
 
     /// Replace existing files.
     #[arg(long)]
@@ -951,6 +1025,17 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     Ok(v as u32)
 }
 
+/// Parses an Argon2id memory limit (see [`parse_bytes`]) within the format's bounds, in KiB.
+fn parse_kdf_max_memory(s: &str) -> Result<u32, String> {
+    let v = parse_bytes(s)?;
+    let kib = |k: u32| u64::from(k) << 10;
+    let (min, max) = (kib(coffer_crypto::KdfParams::MIN_MEMORY_KIB), kib(coffer_crypto::KdfParams::MAX_MEMORY_KIB));
+    if !(min..=max).contains(&v) {
+        return Err("the Argon2id memory limit must be between 64M and 4G (a size such as 512M or 2G)".into());
+    }
+    Ok((v >> 10) as u32)
+}
+
 /// Parses a rate in bytes per second ("50M": 50 MiB/s); at least 1 KiB/s.
 fn parse_rate(s: &str) -> Result<u64, String> {
     let v = parse_bytes(s.trim_end_matches("/s"))?;
@@ -983,5 +1068,15 @@ mod tests {
         assert!(parse_bytes("99999999999G").is_err());
         assert_eq!(parse_rate("50M/s"), Ok(50 << 20));
         assert!(parse_rate("10").is_err());
+    }
+
+    #[test]
+    fn kdf_limits() {
+        assert_eq!(parse_kdf_max_memory("1G"), Ok(1 << 20));
+        assert_eq!(parse_kdf_max_memory("64M"), Ok(64 << 10));
+        assert_eq!(parse_kdf_max_memory("4G"), Ok(4 << 20));
+        for bad in ["4097M", "63M", "1024", "x"] {
+            assert!(parse_kdf_max_memory(bad).is_err(), "{bad}");
+        }
     }
 }

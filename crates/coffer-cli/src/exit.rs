@@ -40,7 +40,10 @@ pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<ImageError>() {
             return match e {
-                ImageError::WrongKey => WRONG_KEY,
+                ImageError::WrongKey
+                | ImageError::SlotsNotTried(_)
+                | ImageError::Unsigned
+                | ImageError::ForeignSigner(_) => WRONG_KEY,
                 ImageError::Refused(_) => CORRUPT_PAGES,
                 e if e.is_integrity() => CORRUPT,
                 ImageError::Usage(_) => USAGE,

@@ -3,11 +3,12 @@
 //! (key slots for a key file, passphrase or recipient) and replaced atomically.
 //!
 //! The entry's text: a line `coffer-keyring 1`, then one line per key version:
-//! `NAME VERSION CREATED HEX` (created in Unix seconds, the key as 64 hex digits).
+//! `NAME VERSION CREATED HEX` (created in Unix seconds, the key as 64 hex digits), and one line
+//! `signer: coffersig1...` per signer that images opened with this keyring must be signed by.
 
 use crate::output::AtomicFile;
 use anyhow::{bail, Context, Result};
-use coffer_crypto::{hex, MasterKey, SlotSecret, Unlock};
+use coffer_crypto::{hex, MasterKey, Signer, SlotSecret, Unlock};
 use coffer_format::{Codec, EntryKind, EntryMeta};
 use coffer_image::{
     open_stream, read_stream, write_image, ImageParams, NoProgress, ReadOptions, StreamSource, StreamVisitor,
@@ -31,7 +32,12 @@ pub struct KeyVersion {
 pub struct Keyring {
     path: PathBuf,
     keys: Vec<KeyVersion>,
+    /// Images opened with this keyring must carry a signature by one of these.
+    signers: Vec<Signer>,
 }
+
+/// Starts a signer line (a colon is never part of a key name).
+const SIGNER_LINE: &str = "signer: ";
 
 /// Key names: what a keyring slot can record, and safe to print.
 pub fn check_name(name: &str) -> Result<()> {
@@ -50,7 +56,7 @@ fn now() -> i64 {
 
 impl Keyring {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.into(), keys: Vec::new() }
+        Self { path: path.into(), keys: Vec::new(), signers: Vec::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +80,12 @@ impl Keyring {
             bail!("not a keyring (first line)");
         }
         let mut keys = Vec::new();
+        let mut signers = Vec::new();
         for line in lines {
+            if let Some(signer) = line.strip_prefix(SIGNER_LINE) {
+                signers.push(Signer::parse(signer)?);
+                continue;
+            }
             let f: Vec<&str> = line.split(' ').collect();
             let [name, version, created, key] = f[..] else { bail!("malformed line") };
             check_name(name)?;
@@ -85,7 +96,7 @@ impl Keyring {
                 key: MasterKey::from_hex(key)?,
             });
         }
-        Ok(Self { path: path.into(), keys })
+        Ok(Self { path: path.into(), keys, signers })
     }
 
     fn encode(&self) -> Zeroizing<Vec<u8>> {
@@ -95,7 +106,24 @@ impl Keyring {
             out.extend_from_slice(format!("{} {} {} ", k.name, k.version, k.created).as_bytes());
             out.extend_from_slice(hex.as_bytes());
         }
+        for s in &self.signers {
+            out.extend_from_slice(format!("{SIGNER_LINE}{s}\n").as_bytes());
+        }
         out
+    }
+
+    /// The signers images opened with this keyring must be signed by (none: any, or unsigned).
+    pub fn signers(&self) -> &[Signer] {
+        &self.signers
+    }
+
+    /// Demands a signature by `signer` (one of those listed) from every image this keyring opens.
+    pub fn trust(&mut self, signer: Signer) -> bool {
+        let new = !self.signers.contains(&signer);
+        if new {
+            self.signers.push(signer);
+        }
+        new
     }
 
     /// The newest version of `name`, and its key.

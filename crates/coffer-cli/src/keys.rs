@@ -6,7 +6,7 @@ use crate::cli::{KdfArgs, KeyArgs, NewKeyArgs, SealArgs};
 use crate::exit::usage;
 use crate::keyring::Keyring;
 use anyhow::{bail, Context, Result};
-use coffer_crypto::{Identity, KdfChoice, MasterKey, Passphrase, Recipient, SlotSecret, Unlock};
+use coffer_crypto::{Identity, KdfChoice, MasterKey, Passphrase, Recipient, Signer, SigningKey, SlotSecret, Unlock};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -171,10 +171,10 @@ pub fn keyring(args: &KeyArgs) -> Result<Option<Keyring>> {
         unlocks.push(Unlock::Key(read_key_file(k, args.allow_insecure_key_file)?));
     }
     if let Some(p) = &args.keyring_passphrase_file {
-        unlocks.push(Unlock::Passphrase(read_passphrase(p, args.allow_insecure_key_file)?));
+        unlocks.push(Unlock::Passphrase(kdf_limited(read_passphrase(p, args.allow_insecure_key_file)?, args, false)));
     }
     if unlocks.is_empty() {
-        unlocks.push(Unlock::Passphrase(prompt_passphrase("Keyring passphrase: ", false)?));
+        unlocks.push(Unlock::Passphrase(kdf_limited(prompt_passphrase("Keyring passphrase: ", false)?, args, false)));
     }
     Keyring::open(path, &unlocks).map(Some)
 }
@@ -198,11 +198,48 @@ pub fn unlocks_and_keyring(args: &KeyArgs, quiet: bool) -> Result<(Vec<Unlock>, 
         out.extend(ring.all_keys().map(Unlock::Key));
     }
     // Passphrases last: each try costs an Argon2id run.
-    out.extend(passphrases(args, false)?.into_iter().map(Unlock::Passphrase));
+    out.extend(passphrases(args, false)?.into_iter().map(|p| Unlock::Passphrase(kdf_limited(p, args, quiet))));
     if out.is_empty() {
         return Err(usage(NO_KEY));
     }
+    let mut signers = required_signers(&args.require_signers)?;
+    signers.extend(ring.iter().flat_map(|r| r.signers().iter().copied()));
+    out.extend(signers.into_iter().map(Unlock::Signer));
     Ok((out, ring))
+}
+
+/// Parses --require-signer values: `coffersig1...`, or a file holding one.
+pub fn required_signers(values: &[String]) -> Result<Vec<Signer>> {
+    values.iter().filter(|v| !v.trim().is_empty()).map(|v| parse_signer(v)).collect()
+}
+
+/// `coffersig1...`, or the path of a file holding one.
+pub fn parse_signer(value: &str) -> Result<Signer> {
+    if let Ok(s) = Signer::parse(value) {
+        return Ok(s);
+    }
+    let text = std::fs::read(value)
+        .with_context(|| format!("signer {value:?} is neither coffersig1... nor a readable file"))?;
+    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+    Signer::parse(&text).with_context(|| format!("signer file {value}"))
+}
+
+/// Reads a signing key file (COFFER-SIGNING-KEY-1...), refused if group or others can read it.
+pub fn read_signing_key(path: &Path, allow_insecure: bool) -> Result<SigningKey> {
+    let bytes = read_secret(path, "signing key file", allow_insecure)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| coffer_crypto::CryptoError::BadSigningKey);
+    text.and_then(SigningKey::parse).with_context(|| format!("signing key file {}", path.display()))
+}
+
+/// `pass`, tried only on passphrase slots within --kdf-max-memory and --kdf-max-passes (the
+/// format's ceiling without them); each slot passed over is a warning as it happens.
+fn kdf_limited(pass: Passphrase, args: &KeyArgs, quiet: bool) -> Passphrase {
+    let limits = coffer_crypto::KdfLimits {
+        max_memory_kib: args.kdf_max_memory.unwrap_or(coffer_crypto::KdfParams::MAX_MEMORY_KIB),
+        max_iterations: args.kdf_max_passes.unwrap_or(coffer_crypto::KdfParams::MAX_ITERATIONS),
+    };
+    let notify: coffer_crypto::SlotNotify = std::sync::Arc::new(move |note| crate::cmd::warn(quiet, note));
+    pass.with_limits(limits, Some(notify))
 }
 
 /// The default Argon2id costs on this host.

@@ -23,14 +23,25 @@ impl AtomicFile {
         }
         let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.coffer-tmp-{}", name.to_string_lossy(), std::process::id()));
+        let tmp = dir.join(coffer_fs::tmp::temp_name(&name.to_string_lossy(), std::process::id()));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // Held while the file is written, so that no other run takes it for a leftover.
+        coffer_fs::tmp::lock(&file);
         Ok(Self { file: Some(file), tmp, path: path.into(), committed: false })
+    }
+
+    /// Removes the temporary files of `path` that killed runs left beside it (never one a
+    /// running process writes); returns their paths.
+    pub fn remove_stale(path: &Path) -> Vec<PathBuf> {
+        let (Some(name), dir) = (path.file_name(), path.parent().filter(|p| !p.as_os_str().is_empty())) else {
+            return Vec::new();
+        };
+        coffer_fs::tmp::remove_stale(dir.unwrap_or(Path::new(".")), &name.to_string_lossy()).unwrap_or_default()
     }
 
     pub fn file(&self) -> &File {

@@ -249,7 +249,10 @@ fn a_crash_between_the_header_copies_leaves_a_usable_image() {
     assert!(listing.contains("older generation"), "{listing}");
     // The newer copy rules: the rotation took effect.
     restores(&fx, &img, &["--key-file", &fx.s("other.key")]);
-    exec(3, &args(&["verify", &img, "--key-file", &fx.key()]));
+    // The old key still opens the older copy until the change is completed (the bytes are on
+    // disk either way: refusing would protect nothing); said, and not taken for damage.
+    let err = exec(0, &args(&["verify", &img, "--key-file", &fx.key()]));
+    assert!(err.contains("a key change was interrupted"), "{err}");
     // The next change heals the stale copy.
     exec(0, &args(&["key", "add", &img, "--key-file", &fx.s("other.key"), "--new-key-file", &fx.key()]));
     assert!(!stdout_of(&["key", "list", &img]).contains("older generation"));
@@ -591,4 +594,146 @@ fn passphrases_are_asked_on_the_terminal_without_echo() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--passphrase-file"), "{err}");
+}
+
+/// An image whose costly passphrase slots come before its cheap one: slot 0 a key, slot 1
+/// "costly" (Argon2id 1 GiB, 1 pass), slot 2 "three" (64 MiB, 3 passes), slot 3 PASS (64 MiB,
+/// 1 pass). Slots are filled in order, so `key add` puts each after the last.
+fn costly_first(fx: &Fixture) -> String {
+    let img = fx.s("costly.coffer");
+    exec(0, &args(&["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "-q"]));
+    fx.write_secret("costly.txt", "a passphrase whose slot costs 1 GiB\n");
+    fx.write_secret("three.txt", "a passphrase whose slot takes 3 passes\n");
+    for (file, kdf) in [
+        ("costly.txt", ["--kdf-memory", "1024", "--kdf-iterations", "1"]),
+        ("three.txt", ["--kdf-memory", "64", "--kdf-iterations", "3"]),
+        ("pass.txt", KDF),
+    ] {
+        let mut v = args(&["key", "add", &img, "--key-file", &fx.key(), "--new-passphrase-file", &fx.s(file), "-q"]);
+        v.extend(args(&kdf));
+        exec(0, &v);
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&["key", "list", &img, "--json"])).unwrap();
+    let costs: Vec<(u64, u64)> = v["slots"].as_array().unwrap()[1..]
+        .iter()
+        .map(|s| (s["kdf"]["memory_kib"].as_u64().unwrap(), s["kdf"]["iterations"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(costs, [(1 << 20, 1), (65536, 3), (65536, 1)]);
+    img
+}
+
+/// Runs coffer with its address space limited to `limit` bytes (RLIMIT_AS, as `ulimit -v`
+/// does), so that an Argon2id memory above it cannot be allocated; `None` without prlimit. One
+/// worker thread and few malloc arenas, so that the rest fits whatever the number of cores.
+fn run_limited(limit: u64, v: &[&str]) -> Option<(Option<i32>, String)> {
+    let prlimit = std::process::Command::new("prlimit").arg("--version").output();
+    if !prlimit.is_ok_and(|o| o.status.success()) {
+        eprintln!("prlimit (util-linux) not found: skipping the allocation test");
+        return None;
+    }
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--as={limit}"))
+        .arg(env!("CARGO_BIN_EXE_coffer"))
+        .args(v)
+        .args(["-j", "1"])
+        .env_remove("COFFER_KEY_FILE")
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Some((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+/// Enough address space for coffer and a 64 MiB Argon2id, not for a 1 GiB one.
+const AS_LIMIT: u64 = 768 << 20;
+
+/// A passphrase slot whose Argon2id memory cannot be had fails alone, on one line, and the
+/// other slots are still tried (coffer used to abort: "memory allocation of 1073741824 bytes
+/// failed", SIGABRT); and a cheap slot after it opens without it being tried at all.
+#[test]
+fn a_slot_whose_argon2_memory_cannot_be_had_fails_alone() {
+    let (fx, _) = setup();
+    let img = costly_first(&fx);
+    fx.write_secret("wrong.txt", "not any slot's passphrase\n");
+    let Some((code, err)) = run_limited(AS_LIMIT, &["list", &img, "--passphrase-file", &fx.s("wrong.txt")]) else {
+        return;
+    };
+    assert_eq!(code, Some(3), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "coffer: warning: passphrase slot 1: cannot allocate 1024 MiB for Argon2id",
+            "coffer: error: no key slot opens with the key given, and 1 passphrase slot was not tried \
+             (passphrase slot 1: cannot allocate 1024 MiB for Argon2id): to try them, free memory (or raise \
+             the process's memory limit)",
+        ],
+        "{err}"
+    );
+    // Slot 1's own passphrase cannot open it under that limit either: said, not an abort.
+    let (code, err) = run_limited(AS_LIMIT, &["verify", &img, "--passphrase-file", &fx.s("costly.txt")]).unwrap();
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot allocate 1024 MiB"), "{err}");
+    // The right passphrase of the cheap slot 3 opens it, and slot 1, costlier, is never tried:
+    // no warning that its memory could not be had.
+    let (code, err) = run_limited(AS_LIMIT, &["verify", &img, "--passphrase-file", &fx.s("pass.txt")]).unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("slot"), "{err}");
+}
+
+#[test]
+fn kdf_limits_skip_costly_slots_and_say_which_limit_to_raise() {
+    let (fx, _) = setup();
+    let img = costly_first(&fx);
+    let list = |extra: &[&str]| {
+        let mut v = args(&["list", &img]);
+        v.extend(args(extra));
+        v
+    };
+    let (costly, three) = (fx.s("costly.txt"), fx.s("three.txt"));
+    // Above --kdf-max-memory: skipped with a warning naming the slot and its cost, and the
+    // error says which limit to raise (exit 3, as for a wrong key, but not said to be one).
+    let err = exec(3, &list(&["--passphrase-file", &costly, "--kdf-max-memory", "512M"]));
+    let skipped = "passphrase slot 1 (Argon2id 1024 MiB, 1 pass) skipped: above --kdf-max-memory 512 MiB";
+    assert!(err.starts_with(&format!("coffer: warning: {skipped}\ncoffer: error: ")), "{err}");
+    assert!(err.contains("1 passphrase slot was not tried") && err.contains(&format!("({skipped})")), "{err}");
+    assert!(err.contains("raise --kdf-max-memory (at most 4096 MiB)") && !err.contains("wrong key"), "{err}");
+    // Above --kdf-max-passes likewise; the memory limit from the environment. With -q, the
+    // error alone.
+    let out = coffer()
+        .args(list(&["--passphrase-file", &three, "--kdf-max-passes", "2", "-q"]))
+        .env("COFFER_KDF_MAX_MEMORY", "512M")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), err.lines().count()), (Some(3), 1), "{err}");
+    assert!(err.contains("2 passphrase slots were not tried"), "{err}");
+    assert!(err.contains("passphrase slot 2 (Argon2id 64 MiB, 3 passes) skipped: above --kdf-max-passes 2"), "{err}");
+    assert!(err.contains("raise --kdf-max-memory") && err.contains("raise --kdf-max-passes (at most 100)"), "{err}");
+    // Within the limits the slot opens; slot 2, cheaper in memory × passes, comes before it
+    // and is skipped on the way, with a warning.
+    let err = exec(0, &list(&["--passphrase-file", &costly, "--kdf-max-memory", "1G", "--kdf-max-passes", "1"]));
+    assert_eq!(
+        err, "coffer: warning: passphrase slot 2 (Argon2id 64 MiB, 3 passes) skipped: above --kdf-max-passes 1\n",
+        "{err}"
+    );
+    // Slot 2 opens before slot 1 is reached.
+    let err = exec(0, &list(&["--passphrase-file", &three, "--kdf-max-memory", "512M"]));
+    assert!(!err.contains("slot"), "{err}");
+    // The cheapest slot opens under the lowest limits, and the costlier slots before it are
+    // never reached: no warning.
+    let err =
+        exec(0, &list(&["--passphrase-file", &fx.s("pass.txt"), "--kdf-max-memory", "64M", "--kdf-max-passes", "1"]));
+    assert!(!err.contains("slot"), "{err}");
+    // Keys open key slots whatever the limits.
+    exec(0, &list(&["--key-file", &fx.key(), "--kdf-max-memory", "64M"]));
+    // Limits are checked: at least the floor, at most the ceiling, a size with its unit.
+    for bad in [
+        ["--kdf-max-memory", "8G"],
+        ["--kdf-max-memory", "1024"],
+        ["--kdf-max-passes", "0"],
+        ["--kdf-max-passes", "101"],
+    ] {
+        exec(2, &list(&["--passphrase-file", &costly, bad[0], bad[1]]));
+    }
 }

@@ -32,9 +32,9 @@ fn free_port() -> u16 {
 }
 
 /// A source server with the binary log on, reachable on a loopback port, with a backup user,
-/// sysbench tables, a ROW_FORMAT=COMPRESSED and a PAGE_COMPRESSED table.
-fn source(fx: &Fixture, port: u16) -> Server {
-    let opts: Vec<String> = [
+/// sysbench tables, a ROW_FORMAT=COMPRESSED and a PAGE_COMPRESSED table; and the options `extra`.
+fn source(fx: &Fixture, port: u16, extra: &[String]) -> Server {
+    let mut opts: Vec<String> = [
         "--log-bin=binlog",
         "--server-id=1",
         "--skip-networking=0",
@@ -44,6 +44,7 @@ fn source(fx: &Fixture, port: u16) -> Server {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    opts.extend_from_slice(extra);
     let server = Server::start(&fx.path("src"), &opts);
     server.sql(
         "CREATE DATABASE sbtest; \
@@ -112,6 +113,28 @@ fn coffer_ok(args: &[String]) -> String {
     expect(0, &refs)
 }
 
+/// Replays `src`'s binary log from `file`:`pos` into `dst`: read from its files, or (`remote`,
+/// for a binary log the server encrypts) through the server.
+fn replay(src: &Server, dst: &Server, file: &str, pos: u64, remote: bool) {
+    let logs: Vec<String> =
+        src.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect();
+    let from = logs.iter().position(|l| *l == file).expect("the recorded binlog exists");
+    let (source, files): (String, Vec<String>) = if remote {
+        (format!("--read-from-remote-server --socket={} -uroot", src.socket.display()), logs[from..].to_vec())
+    } else {
+        (String::new(), logs[from..].iter().map(|l| src.datadir.join(l).display().to_string()).collect())
+    };
+    let replay = format!(
+        "{} {source} --start-position={pos} {} | {} --socket={} -uroot",
+        mariadb::which("mariadb-binlog").unwrap().display(),
+        files.join(" "),
+        mariadb::which("mariadb").unwrap().display(),
+        dst.socket.display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&replay).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Restores and prepares `image` into `dir/data` and starts a server on it.
 fn restore_and_start(fx: &Fixture, image: &str, dir: &str) -> Server {
     let data = fx.path(dir).join("data");
@@ -159,7 +182,7 @@ fn a_hot_backup_under_load_restores_consistent() {
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let port = free_port();
     let source_port = port;
-    let mut src = source(&fx, port);
+    let mut src = source(&fx, port, &[]);
     let all = tables(&src);
     assert_eq!(all.len(), 6, "{all:?}");
 
@@ -206,19 +229,7 @@ fn a_hot_backup_under_load_restores_consistent() {
         assert!(check.contains("\tstatus\tOK"), "{t}: {check}");
     }
     // Replaying the source's binary log from the recorded position gives the source's tables.
-    let logs: Vec<String> =
-        src.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect();
-    let from = logs.iter().position(|l| *l == file).expect("the recorded binlog exists");
-    let files: Vec<String> = logs[from..].iter().map(|l| src.datadir.join(l).display().to_string()).collect();
-    let replay = format!(
-        "{} --start-position={pos} {} | {} --socket={} -uroot",
-        mariadb::which("mariadb-binlog").unwrap().display(),
-        files.join(" "),
-        mariadb::which("mariadb").unwrap().display(),
-        dst.socket.display()
-    );
-    let out = Command::new("sh").arg("-c").arg(&replay).output().unwrap();
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    replay(&src, &dst, &file, pos, false);
     assert_eq!(checksums(&dst, &all), checksums(&src, &all), "restored + replayed == source");
     drop(dst);
 
@@ -331,6 +342,122 @@ fn a_hot_backup_under_load_restores_consistent() {
     src.stop();
 }
 
+/// A string the encrypted tests write into a table and the binary log: never found in a file.
+const MARKER: &str = "coffer-plaintext-marker";
+
+/// The password of the encrypted key file (`file_key_management_filekey`): never shown.
+const FILEKEY: &str = "coffer-filekey-s3cret";
+
+/// A server that encrypts everything at rest with `file_key_management` and `algorithm` (tables,
+/// redo log, temporary tables and files, binary log), backed up while sysbench writes to it,
+/// restored and prepared, started, checked and caught up by replaying its binary log. `moved`:
+/// the restore host keeps the key file elsewhere (`--prepare-option`); else the key file is
+/// password-protected, and the password never shows in coffer's output.
+fn encrypted_round_trip(algorithm: &str, moved: bool) {
+    if !tools() {
+        return;
+    }
+    if mariadb::which("openssl").is_none() {
+        assert!(std::env::var_os("COFFER_REQUIRE_MARIADB").is_none(), "openssl is required");
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    std::fs::create_dir_all(fx.path("keys")).unwrap();
+    let port = free_port();
+    let keys = fx.path("keys/keys.txt");
+    let filekey = (!moved).then_some(FILEKEY);
+    mariadb::write_key_file(&keys, filekey);
+    let mut src = source(&fx, port, &mariadb::encryption_options(&keys, algorithm, filekey));
+    src.sql(&format!(
+        "CREATE TABLE sbtest.enc (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT) ENCRYPTED=YES ENCRYPTION_KEY_ID=2; \
+         INSERT INTO sbtest.enc (v) SELECT CONCAT('{MARKER} ', seq) FROM sbtest.seq_1_to_2000;"
+    ));
+    let all = tables(&src);
+    let encrypted = |server: &Server| {
+        let n = server.sql(
+            "SELECT COUNT(*) FROM information_schema.innodb_tablespaces_encryption \
+             WHERE name LIKE 'sbtest/%' AND encryption_scheme = 1",
+        );
+        n.trim().parse::<usize>().unwrap()
+    };
+    assert_eq!(encrypted(&src), all.len(), "every table is encrypted: {all:?}");
+
+    let mut load = sysbench(&src, "run", &["--time=60"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let image = fx.s("enc.coffer");
+    // Whatever the user's ~/.my.cnf says, coffer connects where its command line says.
+    std::fs::create_dir_all(fx.path("home")).unwrap();
+    let home = "[client]\nhost=localhost\nsocket=/nonexistent/mysqld.sock\nport=1\nuser=nobody\n";
+    std::fs::write(fx.path("home/.my.cnf"), home).unwrap();
+    let out = coffer().args(backup_args(&fx, port, &image)).env("HOME", fx.path("home")).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let _ = load.kill();
+    let _ = load.wait();
+    assert!(log.contains("completed OK"), "{log}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(&["info", &image, "--json", "--key-file", &fx.key()]).1).unwrap();
+    let file = info["backup"]["binlog"]["file"].as_str().unwrap().to_owned();
+    let pos = info["backup"]["binlog"]["position"].as_u64().unwrap();
+    // What the server encrypts is encrypted on disk: the marker is in no table or binlog file.
+    for f in [src.datadir.join("sbtest/enc.ibd"), src.datadir.join(&file)] {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()), "{} holds plaintext", f.display());
+    }
+
+    let key = fx.key();
+    let mut restore = vec!["restore", &image, "--prepare", "--key-file", &key];
+    let host_keys = fx.path("restore-host/keys.txt");
+    let key_option = format!("file_key_management_filename={}", host_keys.display());
+    let host_keys = if moved {
+        // The key file is elsewhere on the restore host: without being told, the prepare says so.
+        std::fs::create_dir_all(fx.path("restore-host")).unwrap();
+        std::fs::rename(&keys, &host_keys).unwrap();
+        let to = fx.s("lost/data");
+        let (code, _, err) = run(&[&restore[..], &["--to", to.as_str()]].concat());
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("--prepare-option file_key_management_filename="), "{err}");
+        restore.extend(["--prepare-option", &key_option]);
+        host_keys
+    } else {
+        keys.clone()
+    };
+    let to = fx.path("dst/data");
+    std::fs::create_dir_all(fx.path("dst")).unwrap();
+    let err = expect(0, &[&restore[..], &["--to", to.to_str().unwrap()]].concat());
+    assert!(err.contains("prepared"), "{err}");
+    if let Some(secret) = filekey {
+        assert!(log.contains("filekey=<redacted>"), "{log}");
+        assert!(!log.contains(secret) && !err.contains(secret), "the key file's password was shown");
+    }
+    let enc = std::fs::read(to.join("sbtest/enc.ibd")).unwrap();
+    assert!(!enc.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()), "the restored table holds plaintext");
+
+    let dst = Server::open(&fx.path("dst"), &mariadb::encryption_options(&host_keys, algorithm, filekey));
+    for t in &all {
+        let check = dst.sql(&format!("CHECK TABLE {t}"));
+        assert!(check.contains("\tstatus\tOK"), "{t}: {check}");
+    }
+    assert_eq!(encrypted(&dst), all.len());
+    // The binary log is encrypted: replayed through the server, it gives the source's tables.
+    replay(&src, &dst, &file, pos, true);
+    assert_eq!(checksums(&dst, &all), checksums(&src, &all), "restored + replayed == source");
+    drop(dst);
+    src.stop();
+}
+
+#[test]
+fn an_encrypted_server_aes_ctr_restores_and_prepares() {
+    encrypted_round_trip("AES_CTR", false);
+}
+
+#[test]
+fn an_encrypted_server_aes_cbc_restores_with_the_key_file_elsewhere() {
+    encrypted_round_trip("AES_CBC", true);
+}
+
 /// The image file and coffer's temporary files in `dir`: none may be left by a failed backup.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -350,7 +477,7 @@ fn failed_live_backups_leave_no_image() {
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     std::fs::create_dir_all(fx.path("out")).unwrap();
     let port = free_port();
-    let src = source(&fx, port);
+    let src = source(&fx, port, &[]);
     let image = fx.path("out").join("x.coffer");
     let image = image.to_str().unwrap();
     let run_backup = |extra: &[&str], path: Option<&str>| {

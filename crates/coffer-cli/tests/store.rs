@@ -791,3 +791,52 @@ fn an_object_is_sent_to_a_receiver() {
     assert!(ok, "{rest}");
     assert_eq!(snapshot(&fx.path("src")), snapshot(&fx.path("part")));
 }
+
+/// The most memory `pid` has held (VmHWM), sampled until it exits.
+fn watch_peak(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) else { break };
+            peak = peak.max(kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0) << 10);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    })
+}
+
+/// A catalog record is read with a cap: whoever can write to the bucket (no key needed) chooses
+/// its size, so a huge one is refused after the cap, never downloaded whole; the backup is then
+/// described through its index.
+#[test]
+fn a_huge_catalog_record_is_not_downloaded() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("huge");
+    let fx = Fixture::new();
+    std::fs::write(fx.path("a"), b"data").unwrap();
+    let k = fx.key();
+    s3.expect(0, &["backup", &fx.s("a"), "-o", "s3://huge/p/2026-11-01T00-00-00Z.coffer", "--key-file", &k]);
+    // 128 MiB where a record of a few hundred bytes belongs (moto refuses an anonymous
+    // overwrite, so coffer puts it there: an image of 128 MiB of noise).
+    let big: Vec<u8> = (0..128u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(fx.path("big"), big).unwrap();
+    let meta = "s3://huge/p/2026-11-01T00-00-00Z.coffer.meta";
+    s3.expect(0, &["backup", &fx.s("big"), "-o", meta, "--force", "--compress", "none", "--key-file", &k]);
+    let child = s3
+        .coffer()
+        .args(["catalog", "s3://huge/p/", "--json", "--key-file", &k])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let peak = watch_peak(child.id());
+    let out = child.wait_with_output().unwrap();
+    let peak = peak.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(peak < 64 << 20, "catalog held {} MiB for a record it refused", peak >> 20);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v[0]["metadata"], &v[0]["files"]), (&serde_json::json!("index"), &serde_json::json!(1)), "{v}");
+    assert!(err.contains("more than the") && err.contains(".coffer.meta"), "{err}");
+}

@@ -10,10 +10,13 @@
 
 pub mod bech32;
 pub mod hpke;
+pub mod sign;
 pub mod slot;
 
+pub use sign::{key_commitment, Signer, SigningKey};
 pub use slot::{
-    open_slot, seal_slot, Identity, KdfChoice, KdfParams, KeyringRef, Passphrase, Recipient, SlotSecret, Unlock,
+    open_slot, open_slots, seal_slot, Identity, KdfChoice, KdfLimits, KdfParams, KeyringRef, Passphrase, Recipient,
+    SlotNote, SlotNotify, SlotSecret, Unlock, Unopened,
 };
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -35,6 +38,8 @@ pub enum CryptoError {
     Random,
     #[error("Argon2id parameters out of bounds (memory {} KiB, {} passes, {} lanes): at least 64 MiB and 1 pass, at most 4 GiB, 100 passes and 16 lanes", .0.memory_kib, .0.iterations, .0.lanes)]
     WeakKdf(KdfParams),
+    #[error("cannot allocate {} MiB for Argon2id", .0.memory_kib.div_ceil(1024))]
+    KdfMemory(KdfParams),
     #[error("an empty passphrase is not allowed")]
     EmptyPassphrase,
     #[error("not a recipient: expected coffer1... or age1... (an X25519 public key)")]
@@ -43,6 +48,10 @@ pub enum CryptoError {
     BadIdentity,
     #[error("a key name must be 1 to 63 bytes")]
     BadKeyName,
+    #[error("not a signing key: expected COFFER-SIGNING-KEY-1...")]
+    BadSigningKey,
+    #[error("not a signer: expected coffersig1... (an Ed25519 public key)")]
+    BadSigner,
 }
 
 /// Fills `buf` from the operating system's CSPRNG.
@@ -96,7 +105,7 @@ impl hkdf::KeyType for Len {
 }
 
 /// HKDF-SHA256 (RFC 5869) with a single info string.
-fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[&[u8]], out: &mut [u8]) {
+pub(crate) fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[&[u8]], out: &mut [u8]) {
     hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
         .extract(ikm)
         .expand(info, Len(out.len()))

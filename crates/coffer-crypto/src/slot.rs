@@ -59,15 +59,197 @@ impl KdfParams {
         Self { memory_kib: be(0), iterations: be(4), lanes: be(8) }
     }
 
-    /// Argon2id (version 0x13) of `passphrase` with `salt`, 32 bytes out.
-    fn derive(&self, passphrase: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
-        self.check()?;
+    /// The work one derivation takes, for ordering slots: memory × passes (KiB-passes). Lanes
+    /// share the memory and do not change the total.
+    pub fn cost(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    fn argon2(&self) -> Result<argon2::Argon2<'static>, CryptoError> {
         let params = argon2::Params::new(self.memory_kib, self.iterations, self.lanes, Some(KEY_LEN))
             .map_err(|_| CryptoError::WeakKdf(*self))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
+    }
+
+    /// Argon2id's working memory for these costs, allocated fallibly: memory the host cannot
+    /// give is an error for this slot, not an abort of the process (the argon2 crate's own
+    /// allocation aborts). Zeroed when dropped: its last blocks determine the output.
+    fn memory(&self) -> Result<Zeroizing<Vec<argon2::Block>>, CryptoError> {
+        self.check()?;
+        let count = self.argon2()?.params().block_count();
+        #[cfg(test)]
+        if self.memory_kib > tests::ALLOC_CEILING_KIB.get() {
+            return Err(CryptoError::KdfMemory(*self));
+        }
+        let mut blocks = Vec::new();
+        blocks.try_reserve_exact(count).map_err(|_| CryptoError::KdfMemory(*self))?;
+        blocks.resize(count, argon2::Block::default());
+        Ok(Zeroizing::new(blocks))
+    }
+
+    /// Argon2id (version 0x13) of `passphrase` with `salt` in `memory` (from [`Self::memory`]),
+    /// 32 bytes out.
+    fn derive_in(
+        &self,
+        passphrase: &[u8],
+        salt: &[u8],
+        memory: &mut [argon2::Block],
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
-        argon.hash_password_into(passphrase, salt, out.as_mut()).map_err(|_| CryptoError::WeakKdf(*self))?;
+        self.argon2()?
+            .hash_password_into_with_memory(passphrase, salt, out.as_mut(), memory)
+            .map_err(|_| CryptoError::WeakKdf(*self))?;
         Ok(out)
+    }
+
+    /// Argon2id (version 0x13) of `passphrase` with `salt`, 32 bytes out.
+    fn derive(&self, passphrase: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+        self.derive_in(passphrase, salt, &mut self.memory()?)
+    }
+}
+
+/// Amounts of memory as people read them: whole MiB where they are.
+fn kib_text(kib: u32) -> String {
+    if kib.is_multiple_of(1024) {
+        format!("{} MiB", kib / 1024)
+    } else {
+        format!("{kib} KiB")
+    }
+}
+
+fn passes_text(t: u32) -> String {
+    if t == 1 {
+        "1 pass".into()
+    } else {
+        format!("{t} passes")
+    }
+}
+
+impl std::fmt::Display for KdfParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Argon2id {}, {}", kib_text(self.memory_kib), passes_text(self.iterations))
+    }
+}
+
+/// The most Argon2id work a reader does for one passphrase slot: a slot asking for more is
+/// skipped, not tried. At most the format's ceiling ([`KdfParams::MAX_MEMORY_KIB`],
+/// [`KdfParams::MAX_ITERATIONS`]), which is the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfLimits {
+    pub max_memory_kib: u32,
+    pub max_iterations: u32,
+}
+
+impl KdfLimits {
+    /// The format's ceiling: what every reader refuses to go beyond.
+    pub const CEILING: Self =
+        Self { max_memory_kib: KdfParams::MAX_MEMORY_KIB, max_iterations: KdfParams::MAX_ITERATIONS };
+
+    /// Does `params` ask for more memory, more passes than these limits allow?
+    fn exceeded_by(&self, params: &KdfParams) -> (bool, bool) {
+        (params.memory_kib > self.max_memory_kib, params.iterations > self.max_iterations)
+    }
+}
+
+impl Default for KdfLimits {
+    fn default() -> Self {
+        Self::CEILING
+    }
+}
+
+/// Why a passphrase slot was not tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotNote {
+    /// It asks for more than the reader's limits.
+    OverLimit { slot: usize, params: KdfParams, limits: KdfLimits },
+    /// Its Argon2id memory could not be allocated.
+    NoMemory { slot: usize, params: KdfParams },
+    /// Its costs are outside the format's bounds: refused without running Argon2id.
+    OutOfBounds { slot: usize, params: KdfParams },
+}
+
+impl std::fmt::Display for SlotNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OverLimit { slot, params, limits } => {
+                write!(f, "passphrase slot {slot} ({params}) skipped: above ")?;
+                match limits.exceeded_by(params) {
+                    (true, true) => write!(
+                        f,
+                        "--kdf-max-memory {} and --kdf-max-passes {}",
+                        kib_text(limits.max_memory_kib),
+                        limits.max_iterations
+                    ),
+                    (true, false) => write!(f, "--kdf-max-memory {}", kib_text(limits.max_memory_kib)),
+                    _ => write!(f, "--kdf-max-passes {}", limits.max_iterations),
+                }
+            }
+            Self::NoMemory { slot, params } => {
+                write!(
+                    f,
+                    "passphrase slot {slot}: cannot allocate {} MiB for Argon2id",
+                    params.memory_kib.div_ceil(1024)
+                )
+            }
+            Self::OutOfBounds { slot, params } => write!(
+                f,
+                "passphrase slot {slot} refused: Argon2id costs out of bounds ({} KiB, {}, {} lanes)",
+                params.memory_kib,
+                passes_text(params.iterations),
+                params.lanes
+            ),
+        }
+    }
+}
+
+/// No slot opened. `notes` lists the passphrase slots that were not tried; without any, the
+/// secrets given are certainly wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unopened {
+    pub notes: Vec<SlotNote>,
+}
+
+impl std::error::Error for Unopened {}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no key slot opens with the key given")?;
+        if self.notes.is_empty() {
+            return Ok(());
+        }
+        let n = self.notes.len();
+        write!(f, ", and {n} passphrase slot{} not tried (", if n == 1 { " was" } else { "s were" })?;
+        for (i, note) in self.notes.iter().enumerate() {
+            write!(f, "{}{note}", if i == 0 { "" } else { "; " })?;
+        }
+        f.write_str(")")?;
+        let over = |memory: bool| {
+            self.notes.iter().any(|n| match n {
+                SlotNote::OverLimit { params, limits, .. } => {
+                    let (m, t) = limits.exceeded_by(params);
+                    if memory {
+                        m
+                    } else {
+                        t
+                    }
+                }
+                _ => false,
+            })
+        };
+        let mut hints = Vec::new();
+        if over(true) {
+            hints.push(format!("raise --kdf-max-memory (at most {})", kib_text(KdfParams::MAX_MEMORY_KIB)));
+        }
+        if over(false) {
+            hints.push(format!("raise --kdf-max-passes (at most {})", KdfParams::MAX_ITERATIONS));
+        }
+        if self.notes.iter().any(|n| matches!(n, SlotNote::NoMemory { .. })) {
+            hints.push("free memory (or raise the process's memory limit)".into());
+        }
+        if !hints.is_empty() {
+            write!(f, ": to try them, {}", hints.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -89,8 +271,16 @@ impl KdfChoice {
     }
 }
 
-/// A passphrase, as bytes (UTF-8 as typed; no normalization).
-pub struct Passphrase(Zeroizing<Vec<u8>>);
+/// Told about each passphrase slot that is not tried, as it is passed over.
+pub type SlotNotify = std::sync::Arc<dyn Fn(&SlotNote) + Send + Sync>;
+
+/// A passphrase, as bytes (UTF-8 as typed; no normalization), with the most Argon2id work it
+/// may be tried at ([`KdfLimits`]) and whom to tell about slots passed over.
+pub struct Passphrase {
+    bytes: Zeroizing<Vec<u8>>,
+    limits: KdfLimits,
+    notify: Option<SlotNotify>,
+}
 
 impl std::fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,15 +289,31 @@ impl std::fmt::Debug for Passphrase {
 }
 
 impl Passphrase {
+    /// A passphrase tried up to the format's ceiling.
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> Result<Self, CryptoError> {
         if bytes.is_empty() {
             return Err(CryptoError::EmptyPassphrase);
         }
-        Ok(Self(bytes))
+        Ok(Self { bytes, limits: KdfLimits::CEILING, notify: None })
+    }
+
+    /// Tries slots only up to `limits` (never beyond the ceiling), telling `notify` about each
+    /// passphrase slot that is not tried.
+    pub fn with_limits(mut self, limits: KdfLimits, notify: Option<SlotNotify>) -> Self {
+        self.limits = KdfLimits {
+            max_memory_kib: limits.max_memory_kib.min(KdfParams::MAX_MEMORY_KIB),
+            max_iterations: limits.max_iterations.min(KdfParams::MAX_ITERATIONS),
+        };
+        self.notify = notify;
+        self
+    }
+
+    pub fn limits(&self) -> KdfLimits {
+        self.limits
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -197,6 +403,9 @@ pub enum Unlock {
     Key(MasterKey),
     Passphrase(Passphrase),
     Identity(Identity),
+    /// Opens nothing: demands that the image be signed by this key (or by another `Signer`
+    /// given), refused before any slot is tried.
+    Signer(crate::Signer),
 }
 
 /// The keyring key a keyring slot was sealed with.
@@ -342,16 +551,112 @@ fn tune(
 }
 
 /// Tries to unwrap the data key from `slot` with `unlock`; `None` if it is not this slot's
-/// secret (or the slot is of a kind this secret cannot open, or asks for costs out of bounds).
+/// secret (or the slot is of a kind this secret cannot open, asks for costs out of bounds or
+/// above the passphrase's limits, or its memory cannot be had). [`open_slots`] says why.
 pub fn open_slot(suite: Suite, unlock: &Unlock, image_id: &[u8; 16], slot: &KeySlot) -> Option<DataKey> {
+    match (unlock, slot.kind) {
+        (Unlock::Passphrase(pass), slot_kind::PASSPHRASE) => {
+            let params = KdfParams::of_slot(slot);
+            let (m, t) = pass.limits.exceeded_by(&params);
+            if m || t {
+                return None;
+            }
+            let mut memory = params.memory().ok()?;
+            open_passphrase_slot(suite, pass, image_id, slot, &params, &mut memory)
+        }
+        _ => open_cheap_slot(suite, unlock, image_id, slot),
+    }
+}
+
+/// Opens one of `slots` (index, slot) with one of `unlocks`, cheapest first: every slot that
+/// needs no Argon2id (key, keyring, recipient), in order, then the passphrase slots in order of
+/// their cost (memory × passes; the index breaks ties). The slot index is not bound into a slot,
+/// and anyone can put slots in an image's header (its MAC is checked only once a slot opens), so
+/// the order of the slots says nothing: a right passphrase pays at most for the slots that cost
+/// no more than its own, never for a costlier decoy put before it.
+///
+/// A passphrase slot above a passphrase's limits, whose memory cannot be allocated or whose
+/// costs are out of bounds is passed over: the passphrase's notifier hears of it, and the error
+/// lists it if no slot opens.
+pub fn open_slots<'a>(
+    suite: Suite,
+    unlocks: &[Unlock],
+    image_id: &[u8; 16],
+    slots: impl IntoIterator<Item = (usize, &'a KeySlot)>,
+) -> Result<(usize, DataKey), Unopened> {
+    let slots: Vec<(usize, &KeySlot)> = slots.into_iter().filter(|(_, s)| !s.is_empty()).collect();
+    for (i, slot) in slots.iter().filter(|(_, s)| s.kind != slot_kind::PASSPHRASE) {
+        if let Some(dk) = unlocks.iter().find_map(|u| open_cheap_slot(suite, u, image_id, slot)) {
+            return Ok((*i, dk));
+        }
+    }
+    let passphrases: Vec<&Passphrase> =
+        unlocks.iter().filter_map(|u| if let Unlock::Passphrase(p) = u { Some(p) } else { None }).collect();
+    let Some(first) = passphrases.first() else {
+        return Err(Unopened { notes: Vec::new() });
+    };
+    let mut costly: Vec<(usize, &KeySlot, KdfParams)> = slots
+        .iter()
+        .filter(|(_, s)| s.kind == slot_kind::PASSPHRASE)
+        .map(|(i, s)| (*i, *s, KdfParams::of_slot(s)))
+        .collect();
+    costly.sort_by_key(|(i, _, params)| (params.cost(), *i));
+    let mut notes = Vec::new();
+    let mut pass_over = |note: SlotNote| {
+        if let Some(notify) = &first.notify {
+            notify(&note);
+        }
+        notes.push(note);
+    };
+    for (i, slot, params) in costly {
+        if params.check().is_err() {
+            pass_over(SlotNote::OutOfBounds { slot: i, params });
+            continue;
+        }
+        let within: Vec<&&Passphrase> = passphrases
+            .iter()
+            .filter(|p| {
+                let (m, t) = p.limits.exceeded_by(&params);
+                !(m || t)
+            })
+            .collect();
+        if within.is_empty() {
+            pass_over(SlotNote::OverLimit { slot: i, params, limits: first.limits });
+            continue;
+        }
+        // One allocation per slot, for every passphrase tried on it, freed before the next.
+        let Ok(mut memory) = params.memory() else {
+            pass_over(SlotNote::NoMemory { slot: i, params });
+            continue;
+        };
+        for pass in within {
+            if let Some(dk) = open_passphrase_slot(suite, pass, image_id, slot, &params, &mut memory) {
+                return Ok((i, dk));
+            }
+        }
+    }
+    Err(Unopened { notes })
+}
+
+fn open_passphrase_slot(
+    suite: Suite,
+    pass: &Passphrase,
+    image_id: &[u8; 16],
+    slot: &KeySlot,
+    params: &KdfParams,
+    memory: &mut [argon2::Block],
+) -> Option<DataKey> {
+    let derived = params.derive_in(pass.as_bytes(), &slot.salt, memory).ok()?;
+    unwrap(&slot_kek(derived.as_ref(), &slot.salt, image_id, suite), slot_aad(image_id, slot), &slot.wrapped)
+}
+
+/// Opens a slot that needs no Argon2id: key and keyring slots with a key, recipient slots with
+/// an identity.
+fn open_cheap_slot(suite: Suite, unlock: &Unlock, image_id: &[u8; 16], slot: &KeySlot) -> Option<DataKey> {
     let aad = || slot_aad(image_id, slot);
     match (unlock, slot.kind) {
         (Unlock::Key(master), slot_kind::KEY | slot_kind::KEYRING) => {
             unwrap(&slot_kek(master.bytes(), &slot.salt, image_id, suite), aad(), &slot.wrapped)
-        }
-        (Unlock::Passphrase(pass), slot_kind::PASSPHRASE) => {
-            let derived = KdfParams::of_slot(slot).derive(pass.as_bytes(), &slot.salt).ok()?;
-            unwrap(&slot_kek(derived.as_ref(), &slot.salt, image_id, suite), aad(), &slot.wrapped)
         }
         (Unlock::Identity(identity), slot_kind::RECIPIENT) => {
             if slot.params[32..64] != identity.recipient().0 {
@@ -388,6 +693,13 @@ pub fn describe(slot: &KeySlot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    thread_local! {
+        /// Argon2id memory above this (KiB) "cannot be allocated" on this test's thread.
+        pub(super) static ALLOC_CEILING_KIB: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+    }
 
     fn fast() -> KdfChoice {
         KdfChoice { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: Some(1), target: Duration::ZERO }
@@ -524,5 +836,121 @@ mod tests {
         assert!(Recipient::parse(&crate::bech32::encode("bc", &r.0)).is_err());
         assert!(Identity::parse(&r.to_string()).is_err());
         assert!(!format!("{id:?}").contains(&age_id[16..30]));
+    }
+
+    /// A passphrase slot with these costs that no passphrase opens (a decoy).
+    fn decoy(memory_kib: u32, iterations: u32) -> KeySlot {
+        let mut slot = KeySlot { kind: slot_kind::PASSPHRASE, salt: [9; 32], wrapped: [9; 48], ..KeySlot::default() };
+        KdfParams { memory_kib, iterations, lanes: 1 }.encode(&mut slot.params);
+        slot
+    }
+
+    /// A passphrase limited to 1 GiB and 10 passes, and a count of the slots it was told about.
+    fn limited(s: &str) -> (Passphrase, Arc<AtomicUsize>) {
+        let heard = Arc::new(AtomicUsize::new(0));
+        let h = heard.clone();
+        let notify: SlotNotify = Arc::new(move |_: &SlotNote| {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        let limits = KdfLimits { max_memory_kib: 1024 * 1024, max_iterations: 10 };
+        (pass(s).with_limits(limits, Some(notify)), heard)
+    }
+
+    /// Costly decoys first, the real (cheapest) slot last; any decoy tried would leave a note:
+    /// slot 0 is above the memory limit, slot 1 cannot be allocated, slot 2 is above the pass
+    /// limit, slot 3 is out of bounds.
+    fn hostile_slots(dk: &DataKey) -> Vec<KeySlot> {
+        let real =
+            seal_slot(Suite::Aes256Gcm, &SlotSecret::Passphrase(pass("right"), fast()), dk, &[1; 16], [2; 32], 0);
+        vec![
+            decoy(KdfParams::MAX_MEMORY_KIB, 100),
+            decoy(96 * 1024, 1),
+            decoy(KdfParams::MIN_MEMORY_KIB, 50),
+            decoy(8 * 1024 * 1024, 1),
+            real.unwrap(),
+        ]
+    }
+
+    #[test]
+    fn the_cheapest_passphrase_slot_is_tried_first() {
+        ALLOC_CEILING_KIB.set(80 * 1024);
+        let slots = hostile_slots(&DataKey::from_bytes([7; 32]));
+        let (right, heard) = limited("right");
+        let unlocks = [Unlock::Passphrase(right)];
+        let (i, dk) = open_slots(Suite::Aes256Gcm, &unlocks, &[1; 16], slots.iter().enumerate()).expect("opens");
+        assert_eq!((i, *dk.0), (4, [7; 32]));
+        assert_eq!(heard.load(Ordering::SeqCst), 0, "no decoy was tried, skipped or refused");
+    }
+
+    #[test]
+    fn slots_passed_over_are_told_and_listed_when_none_opens() {
+        ALLOC_CEILING_KIB.set(80 * 1024);
+        let slots = hostile_slots(&DataKey::from_bytes([7; 32]));
+        let (wrong, heard) = limited("wrong");
+        let unlocks = [Unlock::Passphrase(wrong)];
+        let err = open_slots(Suite::Aes256Gcm, &unlocks, &[1; 16], slots.iter().enumerate()).unwrap_err();
+        let params = |i: usize| KdfParams::of_slot(&slots[i]);
+        let limits = KdfLimits { max_memory_kib: 1024 * 1024, max_iterations: 10 };
+        // In order of cost: the real slot (tried, wrong), 1, 2, 3, 0.
+        assert_eq!(
+            err.notes,
+            [
+                SlotNote::NoMemory { slot: 1, params: params(1) },
+                SlotNote::OverLimit { slot: 2, params: params(2), limits },
+                SlotNote::OutOfBounds { slot: 3, params: params(3) },
+                SlotNote::OverLimit { slot: 0, params: params(0), limits },
+            ]
+        );
+        assert_eq!(heard.load(Ordering::SeqCst), 4);
+        let text = err.to_string();
+        for part in [
+            "4 passphrase slots were not tried",
+            "passphrase slot 1: cannot allocate 96 MiB for Argon2id",
+            "passphrase slot 2 (Argon2id 64 MiB, 50 passes) skipped: above --kdf-max-passes 10",
+            "passphrase slot 3 refused: Argon2id costs out of bounds (8388608 KiB, 1 pass, 1 lanes)",
+            "passphrase slot 0 (Argon2id 4096 MiB, 100 passes) skipped: above --kdf-max-memory 1024 MiB and --kdf-max-passes 10",
+            "raise --kdf-max-memory (at most 4096 MiB)",
+            "raise --kdf-max-passes (at most 100)",
+            "free memory",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        // Without a passphrase, passphrase slots are not considered at all: a plain wrong key.
+        let err = open_slots(
+            Suite::Aes256Gcm,
+            &[Unlock::Key(MasterKey::from_bytes([5; 32]))],
+            &[1; 16],
+            slots.iter().enumerate(),
+        );
+        assert_eq!(err.unwrap_err(), Unopened { notes: Vec::new() });
+    }
+
+    #[test]
+    fn slots_without_argon2id_are_tried_before_passphrase_slots() {
+        let dk = DataKey::from_bytes([7; 32]);
+        let k = || MasterKey::from_bytes([5; 32]);
+        let key_slot = seal_slot(Suite::Aes256Gcm, &SlotSecret::Key(k()), &dk, &[1; 16], [2; 32], 0).unwrap();
+        let slots = [decoy(KdfParams::MAX_MEMORY_KIB, 1), key_slot];
+        let (wrong, heard) = limited("wrong");
+        let unlocks = [Unlock::Passphrase(wrong), Unlock::Key(k())];
+        let (i, _) = open_slots(Suite::Aes256Gcm, &unlocks, &[1; 16], slots.iter().enumerate()).unwrap();
+        assert_eq!((i, heard.load(Ordering::SeqCst)), (1, 0));
+    }
+
+    #[test]
+    fn memory_that_cannot_be_had_is_an_error_not_an_abort() {
+        ALLOC_CEILING_KIB.set(80 * 1024);
+        let choice = KdfChoice { memory_kib: 96 * 1024, ..fast() };
+        let r = seal_slot(
+            Suite::Aes256Gcm,
+            &SlotSecret::Passphrase(pass("x"), choice),
+            &DataKey::from_bytes([7; 32]),
+            &[1; 16],
+            [2; 32],
+            0,
+        );
+        let err = r.unwrap_err();
+        assert!(matches!(err, CryptoError::KdfMemory(_)));
+        assert_eq!(err.to_string(), "cannot allocate 96 MiB for Argon2id");
     }
 }

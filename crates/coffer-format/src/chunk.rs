@@ -22,8 +22,14 @@ use crate::{invalid, Codec, FormatError};
 
 pub const CHUNK_PREFIX_LEN: usize = 32;
 pub const SEGMENT_LEN: usize = 12;
-/// Most segments one chunk may list (keeps the table inside the frame body slack).
+/// Most segments one chunk may list (keeps the table inside the frame body slack). Readers
+/// refuse a chunk with more, and writers cut chunks so that none has more: both use this
+/// constant, through [`check_chunk`].
 pub const MAX_SEGMENTS: usize = 16384;
+
+// A chunk's plaintext beyond its data (prefix and the longest segment table) fits the slack a
+// frame body has above the chunk size, so a writer's frame buffer always holds it.
+const _: () = assert!(CHUNK_PREFIX_LEN + MAX_SEGMENTS * SEGMENT_LEN <= crate::frame::BODY_SLACK);
 
 /// A run of data bytes at a file offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,56 @@ pub struct ParsedChunk<'a> {
     pub segments: Vec<Segment>,
 }
 
+/// Checks what a reader requires of a chunk, beyond its layout: at most `chunk_size` bytes
+/// of data and [`MAX_SEGMENTS`] segments, a range that does not end before it starts, and
+/// segments that are non-empty, in order, apart, inside the range and add up to the data.
+/// Readers check every chunk with it, and the writer every chunk before it seals it, so an
+/// image that is written is one that is read.
+pub fn check_chunk(header: &ChunkHeader, segments: &[Segment], chunk_size: u32) -> Result<(), FormatError> {
+    check_header(header, chunk_size)?;
+    if segments.len() != header.segments as usize {
+        return Err(invalid("chunk", format!("{} segments listed, {} counted", segments.len(), header.segments)));
+    }
+    check_segments(header, segments)
+}
+
+fn check_header(header: &ChunkHeader, chunk_size: u32) -> Result<(), FormatError> {
+    const WHAT: &str = "chunk";
+    if header.raw_len > chunk_size {
+        return Err(invalid(WHAT, format!("{} data bytes exceed the chunk size {chunk_size}", header.raw_len)));
+    }
+    if header.segments as usize > MAX_SEGMENTS {
+        return Err(invalid(WHAT, format!("{} segments", header.segments)));
+    }
+    if header.range_end < header.range_start {
+        return Err(invalid(WHAT, "range ends before it starts"));
+    }
+    if header.codec == Codec::None && header.stored_len != header.raw_len {
+        return Err(invalid(WHAT, "uncompressed data whose stored and raw lengths differ"));
+    }
+    Ok(())
+}
+
+fn check_segments(header: &ChunkHeader, segments: &[Segment]) -> Result<(), FormatError> {
+    const WHAT: &str = "chunk";
+    let mut pos = header.range_start;
+    let mut total = 0u64;
+    for s in segments {
+        if s.len == 0
+            || s.offset < pos
+            || s.offset.checked_add(u64::from(s.len)).is_none_or(|end| end > header.range_end)
+        {
+            return Err(invalid(WHAT, "segments overlap, are empty, or leave the chunk's range"));
+        }
+        pos = s.end();
+        total += u64::from(s.len);
+    }
+    if total != u64::from(header.raw_len) {
+        return Err(invalid(WHAT, "segment lengths do not add up to the data length"));
+    }
+    Ok(())
+}
+
 /// Parses and checks a chunk plaintext. `chunk_size` caps `raw_len`.
 pub fn parse_chunk(plain: &[u8], chunk_size: u32) -> Result<ParsedChunk<'_>, FormatError> {
     const WHAT: &str = "chunk";
@@ -98,39 +154,16 @@ pub fn parse_chunk(plain: &[u8], chunk_size: u32) -> Result<ParsedChunk<'_>, For
         segments: r.u32()?,
         stored_len: r.u32()?,
     };
-    if header.raw_len > chunk_size {
-        return Err(invalid(WHAT, format!("{} data bytes exceed the chunk size {chunk_size}", header.raw_len)));
-    }
-    if header.segments as usize > MAX_SEGMENTS {
-        return Err(invalid(WHAT, format!("{} segments", header.segments)));
-    }
-    if header.range_end < header.range_start {
-        return Err(invalid(WHAT, "range ends before it starts"));
-    }
-    if codec == Codec::None && header.stored_len != header.raw_len {
-        return Err(invalid(WHAT, "uncompressed data whose stored and raw lengths differ"));
-    }
+    // Before anything is allocated: the segment count is capped here.
+    check_header(&header, chunk_size)?;
     let data_at = r.position();
     let data = r.take(header.stored_len as usize)?;
     let mut segments = Vec::with_capacity(header.segments as usize);
-    let mut pos = header.range_start;
-    let mut total = 0u64;
     for _ in 0..header.segments {
-        let s = Segment { offset: r.u64()?, len: r.u32()? };
-        if s.len == 0
-            || s.offset < pos
-            || s.offset.checked_add(u64::from(s.len)).is_none_or(|end| end > header.range_end)
-        {
-            return Err(invalid(WHAT, "segments overlap, are empty, or leave the chunk's range"));
-        }
-        pos = s.end();
-        total += u64::from(s.len);
-        segments.push(s);
+        segments.push(Segment { offset: r.u64()?, len: r.u32()? });
     }
+    check_segments(&header, &segments)?;
     r.finish()?;
-    if total != u64::from(header.raw_len) {
-        return Err(invalid(WHAT, "segment lengths do not add up to the data length"));
-    }
     Ok(ParsedChunk { header, data_at, data, segments })
 }
 
@@ -192,6 +225,29 @@ mod tests {
         assert!(parse_chunk(&build(big, &[0; 5000], &[]), 4096).is_err());
         let sums = ChunkHeader { segments: 1, ..h };
         assert!(parse_chunk(&build(sums, b"xy", &[Segment { offset: 0, len: 1 }]), 4096).is_err());
+    }
+
+    #[test]
+    fn writer_and_reader_share_the_segment_limit() {
+        let segs: Vec<Segment> = (0..=MAX_SEGMENTS as u64).map(|i| Segment { offset: 2 * i, len: 1 }).collect();
+        let shape = |n: usize| ChunkHeader {
+            codec: Codec::None,
+            raw_len: n as u32,
+            range_start: 0,
+            range_end: 2 * n as u64,
+            segments: n as u32,
+            stored_len: n as u32,
+        };
+        check_chunk(&shape(MAX_SEGMENTS), &segs[..MAX_SEGMENTS], 1 << 20).unwrap();
+        assert!(check_chunk(&shape(MAX_SEGMENTS + 1), &segs, 1 << 20).is_err());
+        // What check_chunk accepts, parse_chunk reads back.
+        let h = shape(MAX_SEGMENTS);
+        let b = build(h, &vec![7u8; MAX_SEGMENTS], &segs[..MAX_SEGMENTS]);
+        assert_eq!(parse_chunk(&b, 1 << 20).unwrap().segments.len(), MAX_SEGMENTS);
+        let b = build(shape(MAX_SEGMENTS + 1), &vec![7u8; MAX_SEGMENTS + 1], &segs);
+        assert!(parse_chunk(&b, 1 << 20).is_err());
+        // A table that does not match its count is refused too.
+        assert!(check_chunk(&shape(2), &segs[..1], 1 << 20).is_err());
     }
 
     proptest! {

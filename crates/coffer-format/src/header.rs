@@ -14,10 +14,11 @@
 //!  43     1  reserved (0)
 //!  44     4  chunk size
 //!  48     8  created (Unix seconds)
-//!  56     8  flags (0 in version 1)
+//!  56     8  flags (bit 0: signed; other bits 0)
 //!  64   192  reserved (0)
 //! 256  4096  16 key slots of 256 bytes
-//! 4352 3776  reserved (0)
+//! 4352  128  signature block if signed: signer (32), key commitment (32), Ed25519 signature (64); else 0
+//! 4480 3648  reserved (0)
 //! 8128   32  MAC: HMAC-SHA256(header MAC key, bytes [0, 8128))
 //! 8160   32  checksum: SHA-256(bytes [0, 8160))
 //! ```
@@ -30,6 +31,25 @@ pub const SLOT_SIZE: usize = 256;
 pub const SLOTS_OFFSET: usize = 256;
 pub const MAC_OFFSET: usize = HEADER_SIZE - 64;
 pub const CHECKSUM_OFFSET: usize = HEADER_SIZE - 32;
+/// Where the signature block starts (after the key-slot area).
+pub const SIGNATURE_OFFSET: usize = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
+/// Signer (32), key commitment (32), Ed25519 signature (64).
+pub const SIGNATURE_BLOCK: usize = 128;
+/// Header flag: the header carries a signature block.
+pub const FLAG_SIGNED: u64 = 1;
+/// What a signature covers starts with this context string (FORMAT.md §3.1).
+pub const SIGNATURE_CONTEXT: &[u8] = b"coffer v1 image signature";
+
+/// An image's origin: an Ed25519 signature over the header's fixed fields and a commitment to
+/// the data key. Key-slot changes leave it valid (the data key stays); a new data key does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSignature {
+    /// The signer's Ed25519 public key.
+    pub signer: [u8; 32],
+    /// HKDF of the data key (FORMAT.md §2): binds the signature to the key that opens the frames.
+    pub commitment: [u8; 32],
+    pub signature: [u8; 64],
+}
 
 /// The decoded fields of one header copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +63,41 @@ pub struct Header {
     pub chunk_size: u32,
     pub created: i64,
     pub slots: Vec<KeySlot>,
+    pub signature: Option<ImageSignature>,
     pub mac: [u8; 32],
     pub checksum: [u8; 32],
 }
 
 impl Header {
+    fn flags(&self) -> u64 {
+        if self.signature.is_some() {
+            FLAG_SIGNED
+        } else {
+            0
+        }
+    }
+
+    /// The message an image signature covers: the context string, the version, then bytes
+    /// [24, 64) of the header (image id, suite, codec, level, chunk size, created, flags), then
+    /// the signer and the key commitment. Nothing a key-slot rewrite changes is covered.
+    pub fn signed_message(&self, signer: &[u8; 32], commitment: &[u8; 32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SIGNATURE_CONTEXT.len() + 2 + 40 + 64);
+        Writer::new(&mut out)
+            .bytes(SIGNATURE_CONTEXT)
+            .u16(VERSION)
+            .bytes(&self.image_id)
+            .u8(self.suite as u8)
+            .u8(self.codec as u8)
+            .u8(self.level as u8)
+            .u8(0)
+            .u32(self.chunk_size)
+            .i64(self.created)
+            .u64(FLAG_SIGNED)
+            .bytes(signer)
+            .bytes(commitment);
+        out
+    }
+
     /// Encodes every field; the MAC and checksum are written as stored in `self` (the crypto layer
     /// computes them over the returned bytes and patches them in with [`Header::set_mac`] and
     /// [`Header::set_checksum`]).
@@ -67,13 +117,16 @@ impl Header {
             .u8(0)
             .u32(self.chunk_size)
             .i64(self.created)
-            .u64(0)
+            .u64(self.flags())
             .zeros(SLOTS_OFFSET - 64);
         for slot in &self.slots {
             w.bytes(&slot.encode());
         }
-        let used = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
-        w.zeros(MAC_OFFSET - used).bytes(&self.mac).bytes(&self.checksum);
+        match &self.signature {
+            Some(s) => w.bytes(&s.signer).bytes(&s.commitment).bytes(&s.signature),
+            None => w.zeros(SIGNATURE_BLOCK),
+        };
+        w.zeros(MAC_OFFSET - SIGNATURE_OFFSET - SIGNATURE_BLOCK).bytes(&self.mac).bytes(&self.checksum);
         debug_assert_eq!(out.len(), HEADER_SIZE);
         out
     }
@@ -143,16 +196,36 @@ impl Header {
             return Err(invalid(WHAT, format!("chunk size {chunk_size} out of range")));
         }
         let created = r.i64()?;
-        if r.u64()? != 0 {
+        let flags = r.u64()?;
+        if flags & !FLAG_SIGNED != 0 {
             return Err(FormatError::Reserved { what: WHAT, field: "flags" });
         }
         r.zeros(SLOTS_OFFSET - 64, "bytes 64..256")?;
         let slots = (0..SLOT_COUNT).map(|_| KeySlot::parse(r.take(SLOT_SIZE)?)).collect::<Result<Vec<_>, _>>()?;
-        r.zeros(MAC_OFFSET - SLOTS_OFFSET - SLOT_COUNT * SLOT_SIZE, "bytes 4352..8128")?;
+        let signature = if flags & FLAG_SIGNED != 0 {
+            Some(ImageSignature { signer: r.array()?, commitment: r.array()?, signature: r.array()? })
+        } else {
+            r.zeros(SIGNATURE_BLOCK, "bytes 4352..4480")?;
+            None
+        };
+        r.zeros(MAC_OFFSET - SIGNATURE_OFFSET - SIGNATURE_BLOCK, "bytes 4480..8128")?;
         let mac = r.array()?;
         let checksum = r.array()?;
         r.finish()?;
-        Ok(Self { copy, generation, image_id, suite, codec, level, chunk_size, created, slots, mac, checksum })
+        Ok(Self {
+            copy,
+            generation,
+            image_id,
+            suite,
+            codec,
+            level,
+            chunk_size,
+            created,
+            slots,
+            signature,
+            mac,
+            checksum,
+        })
     }
 }
 
@@ -269,9 +342,38 @@ mod tests {
             chunk_size: 1 << 20,
             created: 1_700_000_000,
             slots,
+            signature: None,
             mac: [4; 32],
             checksum: [5; 32],
         }
+    }
+
+    #[test]
+    fn signed_round_trip_and_layout() {
+        let mut h = sample();
+        h.signature = Some(ImageSignature { signer: [6; 32], commitment: [7; 32], signature: [8; 64] });
+        let bytes = h.encode();
+        assert_eq!(Header::parse(&bytes).unwrap(), h);
+        assert_eq!(&bytes[56..64], &1u64.to_le_bytes());
+        assert_eq!(&bytes[4352..4384], &[6; 32]);
+        assert_eq!(&bytes[4384..4416], &[7; 32]);
+        assert_eq!(&bytes[4416..4480], &[8; 64]);
+        // The message covers the fixed fields, whatever the generation, copy or slots.
+        let msg = h.signed_message(&[6; 32], &[7; 32]);
+        assert_eq!(&msg[..SIGNATURE_CONTEXT.len()], SIGNATURE_CONTEXT);
+        assert_eq!(&msg[SIGNATURE_CONTEXT.len()..], [&bytes[8..10], &bytes[24..64], &bytes[4352..4416]].concat());
+        let mut rewritten = h.clone();
+        rewritten.generation = 9;
+        rewritten.copy = 1;
+        rewritten.slots[3] = rewritten.slots[0].clone();
+        assert_eq!(rewritten.signed_message(&[6; 32], &[7; 32]), msg);
+        // Unknown flags and a signature block without the flag are refused.
+        let mut b = bytes.clone();
+        b[56] = 3;
+        assert!(matches!(Header::parse(&b), Err(FormatError::Reserved { .. })));
+        let mut b = sample().encode();
+        b[4400] = 1;
+        assert!(matches!(Header::parse(&b), Err(FormatError::Reserved { .. })));
     }
 
     #[test]
@@ -313,7 +415,7 @@ mod tests {
         let mut b = good.clone();
         b[8] = 2;
         assert_eq!(Header::parse(&b), Err(FormatError::UnsupportedVersion(2)));
-        for at in [43, 56, 100, 4400, 8000] {
+        for at in [43, 57, 100, 4400, 8000] {
             let mut b = good.clone();
             b[at] = 1;
             assert!(matches!(Header::parse(&b), Err(FormatError::Reserved { .. })), "byte {at}");

@@ -16,7 +16,7 @@ pub mod index;
 pub use chunk::{ChunkHeader, Segment};
 pub use entry::{EntryKind, EntryMeta};
 pub use frame::{EndFields, FrameHeader, FrameKind};
-pub use header::{Header, KeySlot};
+pub use header::{Header, ImageSignature, KeySlot};
 pub use index::IndexRecord;
 
 /// First eight bytes of every image: not valid UTF-8 (0x89), with a line feed that text-mode

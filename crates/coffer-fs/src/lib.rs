@@ -1,17 +1,21 @@
 //! The file-system ends of coffer's pipeline.
 //!
-//! - [`walk`]: entries of a directory tree, in a stable order, with hard links and owners.
+//! - [`walk`]: entries of a directory tree, in a stable order, with hard links and owners, read
+//!   through directory handles so that nothing outside the tree is ever opened.
 //! - [`source`]: cutting a file (sparse-aware) or a stream into chunks.
+//! - [`tmp`]: output files under temporary names, and removing those a killed run left.
 //! - [`restore`]: recreating entries under a target directory without ever leaving it, and
 //!   making the result durable with one `syncfs` instead of an `fsync` per file.
 //!
 //! Linux-first: `SEEK_DATA`/`SEEK_HOLE`, `syncfs` and `sync_file_range` are used where they exist.
 
+pub(crate) mod at;
 pub mod owner;
 pub mod read;
 pub mod restore;
 pub mod sink;
 pub mod source;
+pub mod tmp;
 pub mod walk;
 
 use std::path::PathBuf;

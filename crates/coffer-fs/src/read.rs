@@ -38,8 +38,7 @@ impl AlignedBuf {
 #[derive(Debug)]
 pub struct RangeReader {
     file: File,
-    path: PathBuf,
-    /// Opened the first time an uncached range is read.
+    /// The same file opened again with `O_DIRECT`, the first time an uncached range is read.
     direct: OnceLock<Option<File>>,
     /// `cachestat` works here; without it every read goes through the page cache.
     probe: AtomicBool,
@@ -50,19 +49,20 @@ impl RangeReader {
         Ok(Self::new(File::open(path)?, path))
     }
 
-    /// Wraps an open file (`path` reopens it for direct reads).
-    pub fn new(file: File, path: &Path) -> Self {
-        Self { file, path: path.into(), direct: OnceLock::new(), probe: AtomicBool::new(true) }
+    /// Wraps an open file (`_path`, its name, is not needed: direct reads reopen the file itself).
+    pub fn new(file: File, _path: &Path) -> Self {
+        Self { file, direct: OnceLock::new(), probe: AtomicBool::new(true) }
     }
 
     pub fn file(&self) -> &File {
         &self.file
     }
 
+    /// The file opened again for direct reads: through `/proc/self/fd`, which names this very
+    /// file (by its path, a file swapped in meanwhile could be read instead), and only if it is
+    /// the same file. `None` without `/proc` or where `O_DIRECT` is refused.
     fn direct(&self) -> Option<&File> {
-        self.direct
-            .get_or_init(|| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&self.path).ok())
-            .as_ref()
+        self.direct.get_or_init(|| reopen_direct(&self.file)).as_ref()
     }
 
     /// True if the range should be read directly: aligned, and not (all) in the page cache.
@@ -95,6 +95,14 @@ impl RangeReader {
         let n = read_full(&self.file, &mut region[..len], offset)?;
         Ok(&region[..n])
     }
+}
+
+fn reopen_direct(file: &File) -> Option<File> {
+    use std::os::unix::fs::MetadataExt;
+    let fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT | libc::O_CLOEXEC).open(fd).ok()?;
+    let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+    ((a.dev(), a.ino()) == (b.dev(), b.ino())).then_some(direct)
 }
 
 /// The kernel's `struct cachestat_range` and `struct cachestat`.
@@ -166,5 +174,22 @@ mod tests {
         r.probe.store(false, Ordering::Relaxed);
         assert_eq!(r.read(&mut buf, 1 << 20, 4096).unwrap(), &data[1 << 20..(1 << 20) + 4096]);
         assert_eq!(r.read(&mut buf, 100, 50).unwrap(), &data[100..150], "unaligned: buffered");
+    }
+
+    #[test]
+    fn direct_reads_reopen_the_open_file_not_its_path() {
+        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![1u8; 8192]).unwrap();
+        let r = RangeReader::open(&path).unwrap();
+        // The name now leads elsewhere: a direct read must still read the file opened.
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        std::fs::write(&path, vec![2u8; 8192]).unwrap();
+        if let Some(direct) = r.direct() {
+            let mut buf = AlignedBuf::default();
+            let region = buf.region(4096);
+            assert_eq!(read_full(direct, region, 0).unwrap(), 4096);
+            assert!(region.iter().all(|&b| b == 1));
+        }
     }
 }

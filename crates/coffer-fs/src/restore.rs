@@ -4,9 +4,21 @@
 //! with `O_NOFOLLOW`, so neither `..`, an absolute path, nor a symlink (one already in the target
 //! or one the image created earlier) can make an entry land outside the target.
 //!
-//! Atomicity: a file is written under a temporary name (`.coffer-tmp-N`) and renamed into place
-//! only when complete, with its mode, owner and times set; a restore in progress leaves a marker
-//! file ([`MARKER`]) in the target that is removed last, once everything is durable.
+//! Depth: directory handles are cached along the path last used, the deepest few kept open and
+//! shallower ones reopened through `..` (checked to be the same directory), so trees of any
+//! depth the format allows restore in time linear in their size (see `crate::at`).
+//!
+//! Atomicity: a file is written under a temporary name (`.coffer-tmp-PID-N`) and renamed into
+//! place only when complete, with its mode, owner and times set; a restore in progress leaves a
+//! marker file ([`MARKER`]) in the target that is removed last, once everything is durable. A
+//! restore holds a lock (`flock`) on the target while it runs; one with `force` into a target an
+//! interrupted restore left removes that restore's temporaries first.
+//!
+//! Metadata from an image is not trusted beyond what the ownership asks for: when the owner
+//! applied is not the image's (`--owner`, or a restore by a user who is not the image's owner),
+//! set-uid and set-gid bits are cleared (unless [`Restorer::set_keep_setuid`]) and so is write
+//! permission for others, except on sticky directories. A target directory that existed before
+//! the restore keeps its mode.
 //!
 //! Durability without an `fsync` per file (one disk flush each): large files are written with
 //! `O_DIRECT` by a background thread as their data arrives (see [`crate::sink`]), and completed
@@ -14,20 +26,23 @@
 //! it; small files go through the page cache. At the end the whole file system is flushed once
 //! with `syncfs`, and the marker's removal is made durable with an `fsync` of the target.
 
+use crate::at::{dir_flags, id_of, open_in, reopen_parent, DirStack, OPEN_DIRS};
 use crate::owner::NameCache;
 use crate::sink::{is_aligned, set_direct, AlignedStage};
+use crate::tmp::process_exists;
 use crate::{io_err, nix_err, FsError};
 use coffer_format::entry::check_relative_path;
 use coffer_format::{EntryKind, EntryMeta};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
-use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, Mode, SFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, futimens, mkdirat, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, syncfs, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -38,8 +53,26 @@ pub const MARKER: &str = ".coffer-restore-incomplete";
 /// Beside the marker while a received restore runs: what is durable so far (see
 /// `coffer_image::journal`).
 pub const JOURNAL: &str = ".coffer-receive-journal";
-/// Prefix of the temporary names files are written under.
+/// Prefix of the temporary names files are written under: `.coffer-tmp-PID-N`.
 const TMP_PREFIX: &str = ".coffer-tmp-";
+/// The marker's text, and the line it has when the restore created the target directory (so a
+/// resumed restore still treats the target as its own).
+const MARKER_NOTE: &[u8] =
+    b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
+const MARKER_CREATED: &[u8] = b"The restore created this directory.\n";
+
+/// The process id in `name` if it is one of coffer's temporary names, exactly
+/// `.coffer-tmp-PID-N` (both decimal numbers).
+fn temporary_pid(name: &[u8]) -> Option<i32> {
+    let rest = name.strip_prefix(TMP_PREFIX.as_bytes())?;
+    let dash = rest.iter().position(|&b| b == b'-')?;
+    let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
+    let digits = |d: &[u8]| !d.is_empty() && d.len() <= 20 && d.iter().all(u8::is_ascii_digit);
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    std::str::from_utf8(pid).ok()?.parse::<i32>().ok().filter(|&p| p > 0)
+}
 
 /// Start writeback after this many bytes of a file, so the final flush has little left to do.
 const WRITEBACK_STEP: u64 = 32 << 20;
@@ -60,6 +93,15 @@ pub enum Ownership {
     Preserve,
     /// One user and group for everything (`--owner`).
     Fixed(u32, u32),
+}
+
+/// A directory on the path cached by [`Restorer::dir_fd`].
+struct Level {
+    /// End of its path in `Restorer::open_path`.
+    end: usize,
+    id: (u64, u64),
+    /// Kept for the deepest [`OPEN_DIRS`] levels; the deepest always has one.
+    fd: Option<OwnedFd>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +149,9 @@ pub struct Restorer {
     root: OwnedFd,
     opts: RestoreOptions,
     names: NameCache,
-    parent: Option<(Vec<u8>, OwnedFd)>,
+    /// The directory path whose handles are cached, and its levels.
+    open_path: Vec<u8>,
+    levels: Vec<Level>,
     file: Option<OpenFile>,
     dirs: Vec<EntryMeta>,
     root_meta: Option<EntryMeta>,
@@ -118,6 +162,16 @@ pub struct Restorer {
     pid: u32,
     stage: AlignedStage,
     stats: RestoreStats,
+    /// The target existed before this restore (and not because an interrupted restore of ours
+    /// created it): its mode is left alone.
+    target_existed: bool,
+    /// This restore holds the lock on the target: no other restore is writing into it.
+    locked: bool,
+    keep_setuid: bool,
+    /// Temporaries of an interrupted restore removed when the target was prepared.
+    swept: Option<u64>,
+    euid: u32,
+    egid: u32,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -141,36 +195,73 @@ fn time(sec: i64, nsec: u32) -> TimeSpec {
     TimeSpec::new(sec, i64::from(nsec))
 }
 
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
+        i += 64;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// What the marker left in `root` by an earlier restore says: (there is one, it says that
+/// restore created the directory).
+fn read_marker(root: BorrowedFd<'_>) -> (bool, bool) {
+    let Ok(fd) = open_in(root, OsStr::new(MARKER), OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return (false, false) };
+    // Only a marker of this user's own restore may say the directory was the restore's.
+    let ours = fstat(&fd).is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
+    let mut text = Vec::new();
+    let read = File::from(fd).take(4096).read_to_end(&mut text);
+    let created = ours && read.is_ok() && text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED);
+    (true, created)
+}
+
+/// Takes an exclusive lock on the directory without waiting; false if another process holds
+/// one (or the file system has no locks).
+fn try_lock(dir: &OwnedFd) -> bool {
+    // SAFETY: flock only reads its integer arguments; the descriptor is open for the call.
+    unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 impl Restorer {
     /// Prepares `target`: creates it if absent; refuses a non-empty one unless `force` (for whole
     /// trees); leaves the marker in it.
     pub fn create(target: &Path, opts: RestoreOptions) -> Result<Self, FsError> {
-        match std::fs::symlink_metadata(target) {
-            Ok(md) if md.is_dir() => {
-                if opts.whole_tree && !opts.force {
-                    let mut entries = std::fs::read_dir(target).map_err(io_err("read directory", target))?;
-                    if entries.next().is_some() {
-                        return Err(FsError::TargetNotEmpty(target.into()));
-                    }
-                }
-            }
+        let existed = match std::fs::symlink_metadata(target) {
+            Ok(md) if md.is_dir() => true,
             Ok(_) => return Err(FsError::NotADirectory(target.into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(target).map_err(io_err("create directory", target))?;
+                false
             }
             Err(e) => return Err(io_err("stat", target)(e)),
+        };
+        let root = match nix::fcntl::open(target, dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => return Err(FsError::NotADirectory(target.into())),
+            Err(e) => return Err(nix_err("open", target)(e)),
+        };
+        if existed && opts.whole_tree && !opts.force {
+            let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
+            if !names.is_empty() {
+                return Err(FsError::TargetNotEmpty(target.into()));
+            }
         }
-        let root = nix::fcntl::open(target, dir_flags(), Mode::empty()).map_err(nix_err("open", target))?;
-        let this = Self {
+        // An interrupted restore's marker: its temporaries are swept below, and the target it
+        // created is still treated as created by the restore.
+        let (interrupted, created_before) = if existed { read_marker(root.as_fd()) } else { (false, false) };
+        let locked = opts.whole_tree && try_lock(&root);
+        let mut this = Self {
             root_path: target.into(),
             root,
             opts,
             names: NameCache::default(),
-            parent: None,
+            open_path: Vec::new(),
+            levels: Vec::new(),
             file: None,
             dirs: Vec::new(),
             root_meta: None,
@@ -180,6 +271,12 @@ impl Restorer {
             pid: std::process::id(),
             stage: AlignedStage::default(),
             stats: RestoreStats::default(),
+            target_existed: existed && !created_before,
+            locked,
+            keep_setuid: false,
+            swept: None,
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
         };
         if this.opts.whole_tree {
             let fd = openat(
@@ -189,11 +286,28 @@ impl Restorer {
                 Mode::from_bits_truncate(0o600),
             )
             .map_err(nix_err("create", target.join(MARKER)))?;
-            let note =
-                b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
-            File::from(fd).write_all_at(note, 0).map_err(io_err("write", target.join(MARKER)))?;
+            let mut note = MARKER_NOTE.to_vec();
+            if !this.target_existed {
+                note.extend_from_slice(MARKER_CREATED);
+            }
+            File::from(fd).write_all_at(&note, 0).map_err(io_err("write", target.join(MARKER)))?;
+            if interrupted && this.opts.force {
+                this.sweep_temporaries()?;
+            }
         }
         Ok(this)
+    }
+
+    /// Keeps set-uid and set-gid bits even when the owner applied is not the image's
+    /// (`--keep-setuid`); by default they are cleared then.
+    pub fn set_keep_setuid(&mut self, keep: bool) {
+        self.keep_setuid = keep;
+    }
+
+    /// How many temporaries of an interrupted restore [`Restorer::create`] removed from the
+    /// target (with `force`, when the target holds an interrupted restore's marker).
+    pub fn swept(&self) -> u64 {
+        self.swept.unwrap_or(0)
     }
 
     pub fn stats(&self) -> RestoreStats {
@@ -211,42 +325,96 @@ impl Restorer {
     /// A handle on directory `rel` (relative to the target), opened component by component
     /// without following symlinks; missing directories are created (mode 0700 until their own
     /// entry, if any, sets the real mode) when `create` is set.
+    ///
+    /// Handles are cached along the last path asked for: the components it shares with `rel`
+    /// are not opened again. Only the deepest [`OPEN_DIRS`] are kept open; a shallower one is
+    /// reopened through `..` of the one below it when that is the same directory (device and
+    /// inode) as before, else from the target down.
     fn dir_fd(&mut self, rel: &[u8], create: bool) -> Result<BorrowedFd<'_>, FsError> {
         if rel.is_empty() {
             return Ok(self.root.as_fd());
         }
-        if self.parent.as_ref().is_none_or(|(p, _)| p != rel) {
-            let mut cur = nix::unistd::dup(&self.root).map_err(nix_err("dup", &self.root_path))?;
-            let mut end = 0;
-            for comp in rel.split(|&b| b == b'/') {
-                end += comp.len();
-                let so_far = &rel[..end];
-                end += 1;
-                let next = match openat(&cur, os(comp), dir_flags(), Mode::empty()) {
-                    Err(Errno::ENOENT) if create => {
-                        mkdirat(&cur, os(comp), Mode::from_bits_truncate(0o700))
-                            .map_err(nix_err("create directory", self.shown(so_far)))?;
-                        openat(&cur, os(comp), dir_flags(), Mode::empty())
-                    }
-                    other => other,
-                };
-                cur = match next {
-                    Ok(fd) => fd,
-                    Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
-                        return Err(Self::unsafe_entry(
-                            rel,
-                            format!(
-                                "{} is a symlink or not a directory; refusing to go through it",
-                                String::from_utf8_lossy(so_far)
-                            ),
-                        ))
-                    }
-                    Err(e) => return Err(nix_err("open directory", self.shown(so_far))(e)),
-                };
-            }
-            self.parent = Some((rel.to_vec(), cur));
+        // Levels of the cached path that are also directories of `rel`.
+        let m = common_prefix(&self.open_path, rel);
+        let mut keep = self.levels.partition_point(|l| l.end < m);
+        if self.levels.get(keep).is_some_and(|l| l.end == m && rel.get(m).is_none_or(|&b| b == b'/')) {
+            keep += 1;
         }
-        Ok(self.parent.as_ref().expect("just set").1.as_fd())
+        if keep > 0 && self.levels[keep - 1].fd.is_none() && !self.reopen_up(keep - 1) {
+            keep = 0;
+        }
+        self.levels.truncate(keep);
+        self.open_path.truncate(self.levels.last().map_or(0, |l| l.end));
+        let mut start = self.levels.last().map_or(0, |l| l.end + 1);
+        while start < rel.len() {
+            let end = rel[start..].iter().position(|&b| b == b'/').map_or(rel.len(), |p| start + p);
+            let comp = os(&rel[start..end]);
+            let so_far = &rel[..end];
+            let cur = match self.levels.last() {
+                None => self.root.as_fd(),
+                Some(Level { fd: Some(fd), .. }) => fd.as_fd(),
+                Some(Level { fd: None, .. }) => {
+                    return Err(Self::unsafe_entry(rel, "lost the handle of a directory on the way"))
+                }
+            };
+            let next = match open_in(cur, comp, dir_flags()) {
+                Err(Errno::ENOENT) if create => {
+                    mkdirat(cur, comp, Mode::from_bits_truncate(0o700))
+                        .map_err(nix_err("create directory", self.shown(so_far)))?;
+                    open_in(cur, comp, dir_flags())
+                }
+                other => other,
+            };
+            let fd = match next {
+                Ok(fd) => fd,
+                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                    return Err(Self::unsafe_entry(
+                        rel,
+                        format!(
+                            "{} is a symlink or not a directory; refusing to go through it",
+                            String::from_utf8_lossy(so_far)
+                        ),
+                    ))
+                }
+                Err(e) => return Err(nix_err("open directory", self.shown(so_far))(e)),
+            };
+            let st = fstat(&fd).map_err(nix_err("stat", self.shown(so_far)))?;
+            if !self.open_path.is_empty() {
+                self.open_path.push(b'/');
+            }
+            self.open_path.extend_from_slice(comp.as_bytes());
+            self.levels.push(Level { end: self.open_path.len(), id: id_of(&st), fd: Some(fd) });
+            if let Some(far) = self.levels.len().checked_sub(OPEN_DIRS + 1) {
+                self.levels[far].fd = None;
+            }
+            start = end + 1;
+        }
+        match self.levels.last() {
+            Some(Level { fd: Some(fd), .. }) => Ok(fd.as_fd()),
+            _ => Err(Self::unsafe_entry(rel, "lost the handle of a directory on the way")),
+        }
+    }
+
+    /// Gives level `to` a handle again, through `..` from the nearest deeper level that has
+    /// one, each step checked to reach the directory it reached before. False if that fails or
+    /// would take more steps than opening it from the target down.
+    fn reopen_up(&mut self, to: usize) -> bool {
+        let Some(mut j) = (to + 1..self.levels.len()).find(|&j| self.levels[j].fd.is_some()) else { return false };
+        if j - to > to + 1 {
+            return false;
+        }
+        while j > to {
+            let up = match &self.levels[j].fd {
+                Some(child) => reopen_parent(child.as_fd(), self.levels[j - 1].id),
+                None => return false,
+            };
+            match up {
+                Ok(Some(fd)) => self.levels[j - 1].fd = Some(fd),
+                _ => return false,
+            }
+            j -= 1;
+        }
+        true
     }
 
     fn next_tmp(&mut self) -> Vec<u8> {
@@ -264,6 +432,31 @@ impl Restorer {
                 Some((Uid::from_raw(uid), Gid::from_raw(gid)))
             }
         }
+    }
+
+    /// The mode to give an entry: the image's, without set-uid and set-gid bits (unless asked to
+    /// keep them) and without write permission for others (but on sticky directories) when
+    /// the owner applied is not the image's: with `--owner`, or restored by another user.
+    fn mode_of(&mut self, meta: &EntryMeta) -> u32 {
+        let foreign = match self.opts.ownership {
+            Ownership::Preserve => false,
+            Ownership::Fixed(..) => true,
+            Ownership::Current => {
+                let uid = self.names.uid_of(&meta.uname).unwrap_or(meta.uid);
+                let gid = self.names.gid_of(&meta.gname).unwrap_or(meta.gid);
+                (uid, gid) != (self.euid, self.egid)
+            }
+        };
+        let mut mode = meta.mode & 0o7777;
+        if foreign {
+            if !self.keep_setuid {
+                mode &= !0o6000;
+            }
+            if !(meta.kind == EntryKind::Dir && mode & 0o1000 != 0) {
+                mode &= !0o002;
+            }
+        }
+        mode
     }
 
     /// Fails if `name` exists in `parent` and we may not replace it; directories may pre-exist
@@ -484,7 +677,7 @@ impl Restorer {
             force: self.opts.force,
             size,
             owner: self.owner_of(&f.meta),
-            mode: f.meta.mode,
+            mode: self.mode_of(&f.meta),
             mtime: time(f.meta.mtime_sec, f.meta.mtime_nsec),
             name: split_parent(&f.rel).1.to_vec(),
             tmp: f.tmp.clone(),
@@ -557,23 +750,58 @@ impl Restorer {
     }
 
     /// Removes what an interrupted restore left under temporary names (a process killed before
-    /// it could clean up). Returns how many.
+    /// it could clean up): entries named exactly `.coffer-tmp-PID-N` that are files or symlinks,
+    /// at any depth. While this restore holds the target's lock no other restore writes there,
+    /// so all are removed; without the lock, only those of processes that no longer exist.
+    /// Done once per restorer (before anything is restored); returns how many were removed.
     pub fn sweep_temporaries(&mut self) -> Result<u64, FsError> {
-        fn sweep(dir: &Path, removed: &mut u64) -> Result<(), FsError> {
-            for e in std::fs::read_dir(dir).map_err(io_err("read directory", dir))? {
-                let e = e.map_err(io_err("read directory", dir))?;
-                let ty = e.file_type().map_err(io_err("stat", e.path()))?;
-                if ty.is_dir() {
-                    sweep(&e.path(), removed)?;
-                } else if e.file_name().as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
-                    std::fs::remove_file(e.path()).map_err(io_err("remove", e.path()))?;
-                    *removed += 1;
-                }
-            }
-            Ok(())
+        if let Some(n) = self.swept {
+            return Ok(n);
         }
+        let mine = |pid: i32| i64::from(pid) == i64::from(self.pid) && self.tmp_counter > 0;
+        let root = nix::unistd::dup(&self.root).map_err(nix_err("dup", &self.root_path))?;
+        let mut stack = DirStack::new(&self.root_path, root)?;
         let mut removed = 0;
-        sweep(&self.root_path, &mut removed)?;
+        loop {
+            let Some(name) = stack.next_name() else {
+                if !stack.pop()? {
+                    break;
+                }
+                continue;
+            };
+            let Some(dir) = stack.fd() else { break };
+            let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(nix_err("stat", stack.shown(&name))(e)),
+            };
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFDIR {
+                match open_in(dir, &name, dir_flags()) {
+                    Ok(fd) => {
+                        let st = fstat(&fd).map_err(nix_err("stat", stack.shown(&name)))?;
+                        stack.push(&name, fd, &st)?;
+                    }
+                    // Replaced meanwhile: not followed.
+                    Err(Errno::ELOOP) | Err(Errno::ENOTDIR) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(nix_err("open directory", stack.shown(&name))(e)),
+                }
+                continue;
+            }
+            if kind != SFlag::S_IFREG && kind != SFlag::S_IFLNK {
+                continue;
+            }
+            let Some(pid) = temporary_pid(name.as_bytes()) else { continue };
+            if mine(pid) || !(self.locked || i64::from(pid) == i64::from(self.pid) || !process_exists(pid)) {
+                continue;
+            }
+            match unlinkat(dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) => removed += 1,
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(nix_err("remove", stack.shown(&name))(e)),
+            }
+        }
+        self.swept = Some(removed);
         Ok(removed)
     }
 
@@ -597,7 +825,7 @@ impl Restorer {
             let dir = self.dir_fd(parent, false)?;
             let fd =
                 openat(dir, os(name), dir_flags(), Mode::empty()).map_err(nix_err("open directory", shown.clone()))?;
-            self.apply_dir_meta(&fd, meta, &shown)?;
+            self.apply_dir_meta(&fd, meta, &shown, true)?;
         }
         if self.opts.durable {
             syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
@@ -609,7 +837,9 @@ impl Restorer {
         if let Some(meta) = self.root_meta.take() {
             let root = nix::unistd::dup(&self.root).map_err(nix_err("dup", &self.root_path))?;
             let shown = self.root_path.clone();
-            self.apply_dir_meta(&root, &meta, &shown)?;
+            // A directory that was there before is the administrator's: its mode stays.
+            let mode = !self.target_existed;
+            self.apply_dir_meta(&root, &meta, &shown, mode)?;
         }
         if self.opts.durable {
             nix::unistd::fsync(&self.root).map_err(nix_err("flush", &self.root_path))?;
@@ -617,11 +847,14 @@ impl Restorer {
         Ok(self.stats)
     }
 
-    fn apply_dir_meta(&mut self, fd: &OwnedFd, meta: &EntryMeta, shown: &Path) -> Result<(), FsError> {
+    fn apply_dir_meta(&mut self, fd: &OwnedFd, meta: &EntryMeta, shown: &Path, mode: bool) -> Result<(), FsError> {
         if let Some((u, g)) = self.owner_of(meta) {
             fchown(fd, Some(u), Some(g)).map_err(nix_err("chown", shown))?;
         }
-        fchmod(fd, Mode::from_bits_truncate(meta.mode)).map_err(nix_err("chmod", shown))?;
+        if mode {
+            let mode = self.mode_of(meta);
+            fchmod(fd, Mode::from_bits_truncate(mode)).map_err(nix_err("chmod", shown))?;
+        }
         futimens(fd, &TimeSpec::UTIME_NOW, &time(meta.mtime_sec, meta.mtime_nsec))
             .map_err(nix_err("set times of", shown))
     }
@@ -818,6 +1051,180 @@ mod tests {
         r.end_file(3).unwrap();
         r.finish().unwrap();
         assert_eq!(std::fs::read(t.path().join("keep")).unwrap(), b"new");
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    /// Entries owned, in the image, by someone other than the restoring user.
+    fn foreign(kind: EntryKind, path: &str, mode: u32) -> EntryMeta {
+        let mut m = meta(kind, path);
+        m.mode = mode;
+        m.uid = nix::unistd::geteuid().as_raw().wrapping_add(4242);
+        m
+    }
+
+    #[test]
+    fn a_foreign_image_gets_no_setuid_bits_nor_writable_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let restore = |keep: bool, target: &Path| {
+            let mut r = Restorer::create(target, opts()).unwrap();
+            r.set_keep_setuid(keep);
+            r.begin(&foreign(EntryKind::Dir, "", 0o777)).unwrap();
+            r.begin(&foreign(EntryKind::Dir, "open", 0o777)).unwrap();
+            r.begin(&foreign(EntryKind::Dir, "tmp", 0o1777)).unwrap();
+            r.begin(&foreign(EntryKind::Dir, "shared", 0o2775)).unwrap();
+            r.begin(&foreign(EntryKind::File, "suid", 0o4755)).unwrap();
+            r.end_file(0).unwrap();
+            r.begin(&foreign(EntryKind::File, "sgid", 0o2777)).unwrap();
+            r.end_file(0).unwrap();
+            let mut mine = meta(EntryKind::File, "mine");
+            (mine.mode, mine.uid, mine.gid) =
+                (0o4755, nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+            r.begin(&mine).unwrap();
+            r.end_file(0).unwrap();
+            r.finish().unwrap();
+        };
+        let out = t.path().join("out");
+        restore(false, &out);
+        assert_eq!(mode(&out.join("suid")), 0o755);
+        assert_eq!(mode(&out.join("sgid")), 0o775);
+        assert_eq!(mode(&out.join("open")), 0o775);
+        assert_eq!(mode(&out.join("tmp")), 0o1777, "a sticky directory stays writable");
+        assert_eq!(mode(&out.join("shared")), 0o775);
+        assert_eq!(mode(&out), 0o775, "the target the restore created");
+        assert_eq!(mode(&out.join("mine")), 0o4755, "the restoring user's own image is trusted");
+
+        let kept = t.path().join("kept");
+        restore(true, &kept);
+        assert_eq!(mode(&kept.join("suid")), 0o4755);
+        assert_eq!(mode(&kept.join("sgid")), 0o2775);
+        assert_eq!(mode(&kept.join("open")), 0o775, "--keep-setuid keeps only those bits");
+
+        // A target that was there before keeps its mode, whatever the image says.
+        let before = t.path().join("before");
+        std::fs::create_dir(&before).unwrap();
+        std::fs::set_permissions(&before, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+        let mut r = Restorer::create(&before, opts()).unwrap();
+        let mut root = meta(EntryKind::Dir, "");
+        root.mode = 0o777;
+        r.begin(&root).unwrap();
+        r.finish().unwrap();
+        assert_eq!(mode(&before), 0o750);
+    }
+
+    #[test]
+    fn a_resumed_restore_still_sets_the_mode_of_the_target_it_created() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("new");
+        let r = Restorer::create(&target, opts()).unwrap();
+        drop(r);
+        let mut root = meta(EntryKind::Dir, "");
+        root.mode = 0o751;
+        let mut r = Restorer::create(&target, RestoreOptions { force: true, ..opts() }).unwrap();
+        r.begin(&root).unwrap();
+        r.finish().unwrap();
+        assert_eq!(mode(&target), 0o751);
+    }
+
+    #[test]
+    fn a_forced_restore_sweeps_only_coffer_temporaries() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            c.wait().unwrap();
+            c.id()
+        };
+        std::fs::create_dir_all(root.join("a/b/.coffer-tmp-1-1")).unwrap();
+        for name in [
+            format!("a/b/.coffer-tmp-{dead}-7"),
+            format!(".coffer-tmp-{dead}-1"),
+            ".coffer-tmp-1-2".into(),
+            ".coffer-tmp-x-1".into(),
+            ".coffer-tmp-12-".into(),
+            ".coffer-tmp-12-3-4".into(),
+            "a/keep".into(),
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", root.join(format!("a/.coffer-tmp-{dead}-9"))).unwrap();
+        let names = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // Without an interrupted restore's marker, or without --force, nothing is swept.
+        let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
+        assert_eq!(r.swept(), 0);
+        drop(r);
+        assert!(root.join(format!(".coffer-tmp-{dead}-1")).exists());
+
+        // Another process holds the target's lock: only temporaries of dead processes go.
+        let held = File::open(root).unwrap();
+        assert!(try_lock(&OwnedFd::from(held.try_clone().unwrap())));
+        let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
+        assert_eq!(r.swept(), 3);
+        drop(r);
+        assert_eq!(names("a/b"), vec![".coffer-tmp-1-1"]);
+        assert!(root.join(".coffer-tmp-1-2").exists(), "process 1 is alive");
+        drop(held);
+
+        // With the lock, every temporary is stale.
+        let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
+        assert_eq!(r.swept(), 1);
+        drop(r);
+        assert_eq!(
+            names(""),
+            vec![".coffer-restore-incomplete", ".coffer-tmp-12-", ".coffer-tmp-12-3-4", ".coffer-tmp-x-1", "a"]
+        );
+        assert_eq!(names("a"), vec!["b", "keep"]);
+        assert!(root.join("a/b/.coffer-tmp-1-1").is_dir(), "directories are never swept");
+    }
+
+    #[test]
+    fn deep_trees_restore_with_few_handles() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let mut r = Restorer::create(&target, opts()).unwrap();
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        let depth = 5 * OPEN_DIRS + 3;
+        let mut path = String::new();
+        for i in 0..depth {
+            if i > 0 {
+                path.push('/');
+            }
+            path.push_str(&format!("{:0>40}", i));
+            let mut d = meta(EntryKind::Dir, &path);
+            d.mode = 0o750 + (i as u32 % 2) * 5;
+            r.begin(&d).unwrap();
+            if i % 7 == 0 || i == depth - 1 {
+                r.begin(&meta(EntryKind::File, &format!("{path}/f"))).unwrap();
+                r.write(0, path.as_bytes()).unwrap();
+                r.end_file(path.len() as u64).unwrap();
+            }
+            assert!(r.levels.iter().filter(|l| l.fd.is_some()).count() <= OPEN_DIRS);
+        }
+        // A file at a shallow level after the deepest: the handles are found again.
+        r.begin(&meta(EntryKind::File, &format!("{:0>40}/late", 0))).unwrap();
+        r.end_file(0).unwrap();
+        r.finish().unwrap();
+        assert!(path.len() > 4096, "longer than PATH_MAX");
+        // Read back through handles (the path is longer than PATH_MAX).
+        let mut dir = nix::fcntl::open(&target, dir_flags(), Mode::empty()).unwrap();
+        for (i, comp) in path.split('/').enumerate() {
+            let st = fstatat(&dir, comp, AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+            assert_eq!(st.st_mode & 0o7777, 0o750 + (i as u32 % 2) * 5, "level {i}");
+            dir = openat(&dir, comp, dir_flags(), Mode::empty()).unwrap();
+        }
+        let mut bottom = String::new();
+        File::from(openat(&dir, "f", OFlag::O_RDONLY, Mode::empty()).unwrap()).read_to_string(&mut bottom).unwrap();
+        assert_eq!(bottom, path);
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl FileChunker {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(io_err("open", path))?;
+        Self::from_file(file, path, sparse)
+    }
+
+    /// Reads `file`, already open (by [`crate::walk::Walker`]); `path` names it in messages.
+    pub fn from_file(file: File, path: &Path, sparse: bool) -> Result<Self, FsError> {
         let md = file.metadata().map_err(io_err("stat", path))?;
         if !md.is_file() {
             return Err(FsError::Changed { path: path.into(), detail: "is no longer a regular file".into() });

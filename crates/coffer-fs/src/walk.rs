@@ -1,40 +1,46 @@
 //! Walks a directory tree depth-first in byte order of names, so the same tree always gives the
 //! same entries in the same order: a directory's entry comes before its contents, and the first
 //! name of a hard-linked file carries the data while later names become hard-link entries.
+//!
+//! Only the root is opened by its path (and followed if it is a symlink). Everything under it
+//! is opened from its directory's handle without following symlinks (see `crate::at`), and
+//! a regular file is opened by the walk itself: its contents are read from that handle, never
+//! reopened by path. A subdirectory swapped for a symlink while the walk runs (by someone who
+//! can write in the tree) is refused, so nothing outside the tree is ever read, at any depth.
 
+use crate::at::{dir_flags, id_of, open_in, DirStack};
 use crate::owner::NameCache;
-use crate::{io_err, FsError};
+use crate::{nix_err, FsError};
 use coffer_format::entry::MAX_PATH_LEN;
 use coffer_format::{EntryKind, EntryMeta};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, readlinkat, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One entry of the tree.
 #[derive(Debug)]
 pub struct WalkItem {
     pub meta: EntryMeta,
-    /// Where to read a regular file's contents from.
+    /// Where a regular file is, for messages (its contents are read from [`WalkItem::file`]).
     pub source: Option<PathBuf>,
+    /// A regular file, opened by the walk without following symlinks: the file `meta`
+    /// describes. Read its contents from here.
+    pub file: Option<File>,
     /// Whether the file has holes (allocated less than its size), so readers look for them.
     pub sparse: bool,
-}
-
-struct DirState {
-    rel: Vec<u8>,
-    abs: PathBuf,
-    names: Vec<OsString>,
-    next: usize,
 }
 
 /// Iterator over the entries under a root directory, the root itself first (with an empty path).
 pub struct Walker {
     root: PathBuf,
     started: bool,
-    stack: Vec<DirState>,
+    stack: Option<DirStack>,
     links: HashMap<(u64, u64), Vec<u8>>,
     names: NameCache,
     exclude: HashSet<(u64, u64)>,
@@ -48,12 +54,20 @@ impl std::fmt::Debug for Walker {
     }
 }
 
+fn kind_of(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+}
+
+fn changed(path: PathBuf, detail: &str) -> FsError {
+    FsError::Changed { path, detail: detail.into() }
+}
+
 impl Walker {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             started: false,
-            stack: Vec::new(),
+            stack: None,
             links: HashMap::new(),
             names: NameCache::default(),
             exclude: HashSet::new(),
@@ -66,82 +80,123 @@ impl Walker {
         self.exclude.insert((md.dev(), md.ino()));
     }
 
-    fn meta(&mut self, kind: EntryKind, path: Vec<u8>, md: &Metadata) -> EntryMeta {
+    #[allow(clippy::useless_conversion)] // time_t and its nanoseconds are narrower on some targets
+    fn meta(&mut self, kind: EntryKind, path: Vec<u8>, st: &FileStat) -> EntryMeta {
         EntryMeta {
             kind,
             continues: false,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime_sec: md.mtime(),
-            mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
-            size: if kind == EntryKind::File { md.size() } else { 0 },
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime_sec: i64::from(st.st_mtime),
+            mtime_nsec: i64::from(st.st_mtime_nsec).clamp(0, 999_999_999) as u32,
+            size: if kind == EntryKind::File { u64::try_from(st.st_size).unwrap_or(0) } else { 0 },
             path,
             target: Vec::new(),
-            uname: self.names.user_name(md.uid()),
-            gname: self.names.group_name(md.gid()),
+            uname: self.names.user_name(st.st_uid),
+            gname: self.names.group_name(st.st_gid),
         }
-    }
-
-    fn open_dir(&self, rel: Vec<u8>, abs: PathBuf) -> Result<DirState, FsError> {
-        let mut names = std::fs::read_dir(&abs)
-            .map_err(io_err("read directory", &abs))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err("read directory", &abs))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        Ok(DirState { rel, abs, names, next: 0 })
     }
 
     fn start(&mut self) -> Result<WalkItem, FsError> {
         // The root is followed if it is a symlink (a datadir is often a link to a bigger disk);
         // symlinks inside the tree are stored as links.
-        let md = std::fs::metadata(&self.root).map_err(io_err("stat", &self.root))?;
-        if !md.is_dir() {
-            return Err(FsError::NotADirectory(self.root.clone()));
-        }
-        let dir = self.open_dir(Vec::new(), self.root.clone())?;
-        self.stack.push(dir);
-        Ok(WalkItem { meta: self.meta(EntryKind::Dir, Vec::new(), &md), source: None, sparse: false })
+        let root = &self.root;
+        let fd = match nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOTDIR) => return Err(FsError::NotADirectory(root.clone())),
+            Err(e) => return Err(nix_err("open", root)(e)),
+        };
+        let st = fstat(&fd).map_err(nix_err("stat", root))?;
+        self.stack = Some(DirStack::new(root, fd)?);
+        Ok(WalkItem { meta: self.meta(EntryKind::Dir, Vec::new(), &st), source: None, file: None, sparse: false })
     }
 
-    fn visit(&mut self, rel: Vec<u8>, abs: PathBuf) -> Result<Option<WalkItem>, FsError> {
-        let md = std::fs::symlink_metadata(&abs).map_err(io_err("stat", &abs))?;
-        if rel.len() > MAX_PATH_LEN {
-            return Err(FsError::Changed { path: abs, detail: "path longer than 65535 bytes".into() });
+    /// The entry `name` of the current directory.
+    fn visit(&mut self, name: &OsStr) -> Result<Option<WalkItem>, FsError> {
+        let Some(stack) = self.stack.as_mut() else { return Ok(None) };
+        let Some(dir) = stack.fd() else { return Ok(None) };
+        // Paths for messages are made only when needed: at depth they are long.
+        let mut rel = Vec::with_capacity(stack.rel().len() + 1 + name.len());
+        rel.extend_from_slice(stack.rel());
+        if !rel.is_empty() {
+            rel.push(b'/');
         }
-        let ft = md.file_type();
-        let item = if ft.is_dir() {
-            let dir = self.open_dir(rel.clone(), abs)?;
-            self.stack.push(dir);
-            WalkItem { meta: self.meta(EntryKind::Dir, rel, &md), source: None, sparse: false }
-        } else if ft.is_file() {
-            let id = (md.dev(), md.ino());
+        rel.extend_from_slice(name.as_bytes());
+        if rel.len() > MAX_PATH_LEN {
+            return Err(changed(stack.shown(name), "path longer than 65535 bytes"));
+        }
+        let st = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+        let kind = kind_of(&st);
+        if kind == SFlag::S_IFDIR {
+            let fd = match open_in(dir, name, dir_flags()) {
+                Ok(fd) => fd,
+                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                    return Err(changed(
+                        stack.shown(name),
+                        "is no longer a directory (replaced while it was backed up)",
+                    ))
+                }
+                Err(e) => return Err(nix_err("open directory", stack.shown(name))(e)),
+            };
+            // What the walk reads from now on is this handle's directory: describe that one.
+            let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+            stack.push(name, fd, &st)?;
+            return Ok(Some(WalkItem {
+                meta: self.meta(EntryKind::Dir, rel, &st),
+                source: None,
+                file: None,
+                sparse: false,
+            }));
+        }
+        if kind == SFlag::S_IFREG {
+            if self.exclude.contains(&id_of(&st)) {
+                return Ok(None);
+            }
+            // Non-blocking: if a FIFO took the file's place, opening it must not hang.
+            let fd = match open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY) {
+                Ok(fd) => fd,
+                Err(Errno::ELOOP) => return Err(changed(stack.shown(name), "is no longer a regular file")),
+                Err(e) => return Err(nix_err("open", stack.shown(name))(e)),
+            };
+            let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+            if kind_of(&st) != SFlag::S_IFREG {
+                return Err(changed(stack.shown(name), "is no longer a regular file"));
+            }
+            fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_RDONLY)).map_err(|e| nix_err("open", stack.shown(name))(e))?;
+            let id = id_of(&st);
             if self.exclude.contains(&id) {
                 return Ok(None);
             }
-            if md.nlink() > 1 {
+            if st.st_nlink > 1 {
                 if let Some(first) = self.links.get(&id).cloned() {
-                    let mut meta = self.meta(EntryKind::HardLink, rel, &md);
+                    let mut meta = self.meta(EntryKind::HardLink, rel, &st);
                     meta.target = first;
-                    return Ok(Some(WalkItem { meta, source: None, sparse: false }));
+                    return Ok(Some(WalkItem { meta, source: None, file: None, sparse: false }));
                 }
                 self.links.insert(id, rel.clone());
             }
-            let sparse = md.blocks() * 512 < md.size();
-            WalkItem { meta: self.meta(EntryKind::File, rel, &md), source: Some(abs), sparse }
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&abs).map_err(io_err("read link", &abs))?;
-            let mut meta = self.meta(EntryKind::Symlink, rel, &md);
-            meta.target = target.into_os_string().into_vec();
-            WalkItem { meta, source: None, sparse: false }
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-            self.skipped.push(abs);
-            return Ok(None);
-        } else {
-            return Ok(None);
-        };
-        Ok(Some(item))
+            let shown = stack.shown(name);
+            let size = u64::try_from(st.st_size).unwrap_or(0);
+            let sparse = u64::try_from(st.st_blocks).unwrap_or(u64::MAX).saturating_mul(512) < size;
+            let meta = self.meta(EntryKind::File, rel, &st);
+            return Ok(Some(WalkItem { meta, source: Some(shown), file: Some(File::from(fd)), sparse }));
+        }
+        if kind == SFlag::S_IFLNK {
+            let target = match readlinkat(dir, name) {
+                Ok(t) => t,
+                Err(Errno::EINVAL) => return Err(changed(stack.shown(name), "is no longer a symlink")),
+                Err(e) => return Err(nix_err("read link", stack.shown(name))(e)),
+            };
+            let mut meta = self.meta(EntryKind::Symlink, rel, &st);
+            meta.target = target.into_vec();
+            return Ok(Some(WalkItem { meta, source: None, file: None, sparse: false }));
+        }
+        if kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK || kind == SFlag::S_IFBLK || kind == SFlag::S_IFCHR {
+            self.skipped.push(stack.shown(name));
+        }
+        Ok(None)
     }
 
     fn step(&mut self) -> Result<Option<WalkItem>, FsError> {
@@ -149,20 +204,14 @@ impl Walker {
             self.started = true;
             return self.start().map(Some);
         }
-        while let Some(top) = self.stack.last_mut() {
-            if top.next == top.names.len() {
-                self.stack.pop();
+        while let Some(stack) = self.stack.as_mut() {
+            let Some(name) = stack.next_name() else {
+                if !stack.pop()? {
+                    self.stack = None;
+                }
                 continue;
-            }
-            let name = std::mem::take(&mut top.names[top.next]);
-            top.next += 1;
-            let abs = top.abs.join(&name);
-            let mut rel = top.rel.clone();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(name.as_bytes());
-            if let Some(item) = self.visit(rel, abs)? {
+            };
+            if let Some(item) = self.visit(&name)? {
                 return Ok(Some(item));
             }
         }
@@ -178,7 +227,7 @@ impl Iterator for Walker {
             Ok(Some(item)) => Some(Ok(item)),
             Ok(None) => None,
             Err(e) => {
-                self.stack.clear();
+                self.stack = None;
                 Some(Err(e))
             }
         }
@@ -231,6 +280,43 @@ mod tests {
         let items: Vec<_> = Walker::new(dir.path().join("link")).map(|r| r.unwrap()).collect();
         assert_eq!(items.len(), 2);
         assert_eq!(items[1].meta.path, b"f");
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_never_followed() {
+        use std::io::Read;
+        let t = tempfile::tempdir().unwrap();
+        let (root, outside) = (t.path().join("root"), t.path().join("outside"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(root.join("sub/f"), b"inside").unwrap();
+        std::fs::write(outside.join("f"), b"secret").unwrap();
+        let swap = || {
+            std::fs::rename(root.join("sub"), t.path().join("old")).unwrap();
+            std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        };
+
+        // Swapped once the walk is inside: it goes on in the directory it opened.
+        let mut w = Walker::new(&root);
+        assert_eq!(w.next().unwrap().unwrap().meta.path, b"");
+        assert_eq!(w.next().unwrap().unwrap().meta.path, b"sub");
+        swap();
+        let mut f = w.next().unwrap().unwrap();
+        assert_eq!(f.meta.path, b"sub/f");
+        let mut data = String::new();
+        f.file.take().unwrap().read_to_string(&mut data).unwrap();
+        assert_eq!(data, "inside");
+        assert!(w.next().is_none());
+
+        // Swapped before the walk gets there: a symlink, stored as one.
+        std::fs::remove_file(root.join("sub")).unwrap();
+        std::fs::rename(t.path().join("old"), root.join("sub")).unwrap();
+        let mut w = Walker::new(&root);
+        assert_eq!(w.next().unwrap().unwrap().meta.path, b"");
+        swap();
+        let items: Vec<_> = w.map(|i| i.unwrap()).collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].meta.kind, items[0].meta.path.as_slice()), (EntryKind::Symlink, &b"sub"[..]));
     }
 
     #[test]

@@ -16,6 +16,8 @@ const VERSION: u8 = 1;
 const FIXED: usize = 44;
 /// Records carry a few hundred bytes of JSON; anything near this is not one.
 pub const MAX_RECORD: usize = 1 << 20;
+/// The longest a whole record (fixed fields, plaintext, tag) may be.
+pub const MAX_RECORD_BYTES: u64 = (FIXED + MAX_RECORD + TAG_LEN) as u64;
 
 /// The catalog record's name beside an image: `NAME.coffer` gets `NAME.coffer.meta`.
 pub const RECORD_SUFFIX: &str = ".meta";

@@ -7,6 +7,9 @@ use coffer_format::Codec;
 pub struct Compressor {
     codec: Codec,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// lz4 output when the caller's buffer is shorter than lz4's worst case (which lz4 needs
+    /// to start): only with the largest chunks, whose frame slack is less than that.
+    spill: Vec<u8>,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -19,20 +22,29 @@ impl Compressor {
     pub fn new(codec: Codec, level: i32) -> Self {
         let zstd = (codec == Codec::Zstd)
             .then(|| zstd::bulk::Compressor::new(level).expect("zstd accepts every level in its range"));
-        Self { codec, zstd }
+        Self { codec, zstd, spill: Vec::new() }
     }
 
     /// Compresses `src` into `dst`; `None` unless the result is smaller than `src` (so
-    /// incompressible data is stored as is). `dst` must have room for the codec's worst case
-    /// (lz4 refuses to start otherwise); a frame buffer always has.
+    /// incompressible data is stored as is) and fits `dst`. Any `dst` will do: lz4, which
+    /// refuses to start without room for its worst case (`src` plus 1/255th, more than a 64 MiB
+    /// chunk's frame slack), then compresses into a buffer of its own, copied if it fits.
     pub fn compress(&mut self, src: &[u8], dst: &mut [u8]) -> Option<(Codec, usize)> {
         if src.is_empty() || dst.is_empty() {
             return None;
         }
         let n = match self.codec {
             Codec::None => return None,
-            Codec::Zstd => self.zstd.as_mut().expect("zstd context").compress_to_buffer(src, dst).ok()?,
-            Codec::Lz4 => lz4_flex::block::compress_into(src, dst).ok()?,
+            Codec::Zstd => self.zstd.as_mut()?.compress_to_buffer(src, dst).ok()?,
+            Codec::Lz4 if dst.len() >= lz4_flex::block::get_maximum_output_size(src.len()) => {
+                lz4_flex::block::compress_into(src, dst).ok()?
+            }
+            Codec::Lz4 => {
+                self.spill.resize(lz4_flex::block::get_maximum_output_size(src.len()), 0);
+                let n = lz4_flex::block::compress_into(src, &mut self.spill).ok()?;
+                dst.get_mut(..n)?.copy_from_slice(self.spill.get(..n)?);
+                n
+            }
         };
         (n < src.len()).then_some((self.codec, n))
     }
@@ -101,6 +113,26 @@ mod tests {
             let mut short = vec![0u8; src.len() + 1];
             assert!(Decompressor::new().decompress(codec, &dst[..n], &mut short).is_err());
         }
+    }
+
+    #[test]
+    fn the_largest_chunks_compress_with_lz4_too() {
+        // A 64 MiB chunk in its frame buffer: lz4's worst case is 257 KiB more than the chunk,
+        // and the frame has 256 KiB of slack. lz4 refused to start, and such chunks were stored
+        // uncompressed.
+        let chunk = coffer_format::MAX_CHUNK_SIZE as usize;
+        let src: Vec<u8> = (0..chunk).map(|i| (i / 512) as u8).collect();
+        let room =
+            chunk + coffer_format::frame::BODY_SLACK + coffer_format::TAG_LEN - coffer_format::chunk::CHUNK_PREFIX_LEN;
+        assert!(room < lz4_flex::block::get_maximum_output_size(chunk));
+        let mut dst = vec![0u8; room];
+        let (codec, n) = Compressor::new(Codec::Lz4, 1).compress(&src, &mut dst).expect("compressible");
+        assert_eq!(codec, Codec::Lz4);
+        let mut out = vec![0u8; chunk];
+        Decompressor::new().decompress(Codec::Lz4, &dst[..n], &mut out).unwrap();
+        assert!(out == src);
+        // Output that would not fit the buffer is not written: stored as is.
+        assert!(Compressor::new(Codec::Lz4, 1).compress(&src, &mut [0u8; 16]).is_none());
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub enum ImageError {
     /// The header is intact and no key slot opens with any key given.
     #[error("wrong key: none of the image's key slots opens with the key given")]
     WrongKey,
+    /// No key slot opens, and passphrase slots were passed over (above the Argon2id limits
+    /// given, memory not to be had, costs out of bounds): the key may be right.
+    #[error("{0}")]
+    SlotsNotTried(coffer_crypto::Unopened),
+    /// A signer was demanded and the image carries no signature.
+    #[error("the image is not signed, and a signer is required (--require-signer)")]
+    Unsigned,
+    /// A signer was demanded and the image is signed by another key.
+    #[error("the image is signed by {0}, not by a signer required (--require-signer)")]
+    ForeignSigner(String),
     #[error("not a coffer image: {0}")]
     NotAnImage(String),
     #[error("image is corrupt or tampered at {at}: {detail}")]
@@ -58,6 +68,16 @@ impl From<FsError> for ImageError {
         match e {
             FsError::Unsafe { .. } => ImageError::Unsafe(e),
             other => ImageError::Fs(other),
+        }
+    }
+}
+
+impl From<coffer_crypto::Unopened> for ImageError {
+    fn from(e: coffer_crypto::Unopened) -> Self {
+        if e.notes.is_empty() {
+            ImageError::WrongKey
+        } else {
+            ImageError::SlotsNotTried(e)
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Writing and opening the two header copies.
 
 use crate::error::{ImageError, Location};
-use coffer_crypto::{open_slot, seal_slot, sha256, DataKey, ImageKeys, SlotSecret, Unlock};
+use coffer_crypto::{
+    key_commitment, open_slots, seal_slot, sha256, DataKey, ImageKeys, Signer, SigningKey, SlotSecret, Unlock,
+};
 use coffer_format::header::SLOT_COUNT;
-use coffer_format::{Codec, FormatError, Header, KeySlot, Suite, DATA_OFFSET, HEADER_SIZE};
+use coffer_format::{Codec, FormatError, Header, ImageSignature, KeySlot, Suite, DATA_OFFSET, HEADER_SIZE};
 
 /// Everything chosen when an image is created. Random in real use ([`ImageParams::random`]);
 /// fixed in known-answer tests.
@@ -18,6 +20,8 @@ pub struct ImageParams {
     pub data_key: DataKey,
     /// One salt per key slot to fill.
     pub slot_salts: Vec<[u8; 32]>,
+    /// Signs the header (FORMAT.md §3.1) when set.
+    pub signing_key: Option<SigningKey>,
 }
 
 impl ImageParams {
@@ -32,7 +36,7 @@ impl ImageParams {
         let created =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let data_key = DataKey::generate().map_err(|e| ImageError::Usage(e.to_string()))?;
-        Ok(Self { suite, codec, level, chunk_size, created, image_id, data_key, slot_salts })
+        Ok(Self { suite, codec, level, chunk_size, created, image_id, data_key, slot_salts, signing_key: None })
     }
 
     pub fn keys(&self) -> ImageKeys {
@@ -64,11 +68,25 @@ impl ImageParams {
             chunk_size: self.chunk_size,
             created: self.created,
             slots,
+            signature: None,
             mac: [0; 32],
             checksum: [0; 32],
         };
+        let header = sign_header(header, self.signing_key.as_ref(), &self.data_key);
         seal_region(&header, keys)
     }
+}
+
+/// `header` with a signature block by `key` over its fixed fields and the commitment to
+/// `data_key` (FORMAT.md §3.1); without a key, with none.
+pub fn sign_header(mut header: Header, key: Option<&SigningKey>, data_key: &DataKey) -> Header {
+    header.signature = key.map(|key| {
+        let signer = key.public().0;
+        let commitment = key_commitment(data_key, &header.image_id);
+        let signature = key.sign(&header.signed_message(&signer, &commitment));
+        ImageSignature { signer, commitment, signature }
+    });
+    header
 }
 
 /// Both copies of `header` (its copy number is ignored), sealed.
@@ -102,6 +120,9 @@ pub struct OpenedImage {
     pub slot: usize,
     /// Damage found in the other header copy (the image is still readable).
     pub warnings: Vec<String>,
+    /// What a reader should say but is no damage (a key change interrupted between the copies,
+    /// found when the key opens only the older copy).
+    pub notes: Vec<String>,
     /// See [`ChosenHeader::stale_copy`].
     pub stale_copy: Option<usize>,
 }
@@ -109,6 +130,11 @@ pub struct OpenedImage {
 impl OpenedImage {
     pub fn chunk_size(&self) -> u32 {
         self.header.chunk_size
+    }
+
+    /// Who signed the image (the signature and the key commitment were checked on opening).
+    pub fn signer(&self) -> Option<Signer> {
+        self.header.signature.as_ref().map(|s| Signer(s.signer))
     }
 }
 
@@ -189,34 +215,140 @@ pub fn choose_header(region: &[u8]) -> Result<ChosenHeader, ImageError> {
     Ok(ChosenHeader { header, copy, other, warnings, stale_copy })
 }
 
-/// Checks the header region (both copies), opens a key slot with one of `unlocks`, and
-/// verifies the header MAC.
+/// Checks the header region (both copies), checks the signature and the signers demanded
+/// ([`Unlock::Signer`]), opens a key slot with one of `unlocks`, and verifies the header MAC.
 ///
-/// With a good copy and no slot opening, the key is wrong: the checksum rules out accidental
-/// damage to the slots, so this is said with certainty.
+/// The copy chosen without a key (see [`choose_header`]) is tried first; if none of its slots
+/// opens, or its MAC fails, the other intact copy is tried, so a copy whose generation was
+/// raised by someone without the key cannot hide an intact one. A wrong key is reported only
+/// when no slot of any intact copy opens.
 pub fn open_header(region: &[u8], unlocks: &[Unlock]) -> Result<OpenedImage, ImageError> {
     let ChosenHeader { header, copy, other, mut warnings, stale_copy } = choose_header(region)?;
-    let opened = header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).find_map(|(i, slot)| {
-        unlocks.iter().find_map(|u| open_slot(header.suite, u, &header.image_id, slot)).map(|dk| (i, dk))
-    });
-    let Some((slot, data_key)) = opened else {
-        return Err(ImageError::WrongKey);
-    };
-    let keys = ImageKeys::derive(header.suite, &data_key, &header.image_id);
-    let bytes = &region[copy * HEADER_SIZE..(copy + 1) * HEADER_SIZE];
-    keys.verify_header_mac(Header::mac_region(bytes), &header.mac).map_err(|_| {
-        ImageError::corrupt(at((copy * HEADER_SIZE) as u64), "header MAC does not verify: the header was altered")
-    })?;
-    // The other copy, if intact, must describe the same image and verify under the same key.
-    if let Some(other) = other {
-        if other.image_id != header.image_id || other.suite != header.suite || other.chunk_size != header.chunk_size {
-            warnings.push(format!("header copy {} describes a different image", 1 - copy));
+    let mut candidates = vec![(copy, header)];
+    candidates.extend(other.map(|o| (1 - copy, o)));
+    let mut failure = None;
+    for (i, (at_copy, header)) in candidates.iter().enumerate() {
+        // After a wrong key (or passphrase slots passed over), the other copy's slots are tried
+        // only where they differ (each try may cost Argon2id); after any other refusal, all.
+        let tried: &[KeySlot] = if matches!(failure, Some(ImageError::WrongKey | ImageError::SlotsNotTried(_))) {
+            &candidates[0].1.slots
         } else {
-            let other_bytes = &region[(1 - copy) * HEADER_SIZE..(2 - copy) * HEADER_SIZE];
-            if keys.verify_header_mac(Header::mac_region(other_bytes), &other.mac).is_err() {
-                warnings.push(format!("header copy {} does not verify: it was altered", 1 - copy));
+            &[]
+        };
+        match open_copy(region, *at_copy, header, unlocks, tried) {
+            Ok((slot, data_key, keys)) => {
+                let mut notes = Vec::new();
+                if i > 0 {
+                    let (first, first_header) = &candidates[0];
+                    let first_bytes = &region[first * HEADER_SIZE..(first + 1) * HEADER_SIZE];
+                    // Authentic (its MAC holds under this data key): a key change by a key holder,
+                    // interrupted between the copies. Otherwise someone without a key altered it.
+                    if first_header.image_id == header.image_id
+                        && keys.verify_header_mac(Header::mac_region(first_bytes), &first_header.mac).is_ok()
+                    {
+                        notes.push(format!(
+                            "header copy {first} (generation {}) does not open with the key given, copy {at_copy} (generation {}) does: a key change was interrupted; the next key command rewrites both copies",
+                            first_header.generation, header.generation
+                        ));
+                    } else {
+                        warnings.push(format!(
+                            "header copy {first} does not open with the key given, copy {at_copy} does: copy {first} was altered"
+                        ));
+                    }
+                } else if let Some((other_copy, other)) = candidates.get(1) {
+                    check_other_copy(region, *other_copy, other, header, &keys, &mut warnings);
+                }
+                return Ok(OpenedImage {
+                    header: header.clone(),
+                    keys,
+                    data_key,
+                    slot,
+                    warnings,
+                    notes,
+                    stale_copy: if i == 0 { stale_copy } else { None },
+                });
+            }
+            // A refusal other than a wrong key (a forged or altered copy, a signer not
+            // accepted) says more than "wrong key", whichever copy gave it.
+            Err(e) => {
+                failure = match failure {
+                    None | Some(ImageError::WrongKey) => Some(e),
+                    kept => kept,
+                }
             }
         }
     }
-    Ok(OpenedImage { header, keys, data_key, slot, warnings, stale_copy })
+    Err(failure.unwrap_or(ImageError::WrongKey))
+}
+
+/// Opens one intact header copy: signature and signer policy first (no key needed, no Argon2id
+/// spent on an image that would be refused anyway), then the slots (those not in `tried`), then
+/// the key commitment and the MAC.
+fn open_copy(
+    region: &[u8],
+    copy: usize,
+    header: &Header,
+    unlocks: &[Unlock],
+    tried: &[KeySlot],
+) -> Result<(usize, DataKey, ImageKeys), ImageError> {
+    let here = at((copy * HEADER_SIZE) as u64);
+    check_signature(header, unlocks, &here)?;
+    // Cheapest slots first, whatever their order (see `open_slots`); a wrong key if none opens
+    // and none was passed over.
+    let slots = header.slots.iter().enumerate().filter(|(_, s)| !tried.contains(s));
+    let (slot, data_key) = open_slots(header.suite, unlocks, &header.image_id, slots)?;
+    if let Some(sig) = &header.signature {
+        if key_commitment(&data_key, &header.image_id) != sig.commitment {
+            return Err(ImageError::corrupt(
+                here,
+                "the image's data key is not the one its signature covers: the image was forged or altered",
+            ));
+        }
+    }
+    let keys = ImageKeys::derive(header.suite, &data_key, &header.image_id);
+    let bytes = &region[copy * HEADER_SIZE..(copy + 1) * HEADER_SIZE];
+    keys.verify_header_mac(Header::mac_region(bytes), &header.mac)
+        .map_err(|_| ImageError::corrupt(here, "header MAC does not verify: the header was altered"))?;
+    Ok((slot, data_key, keys))
+}
+
+/// Checks a signature block, if any, and the signers `unlocks` demand.
+fn check_signature(header: &Header, unlocks: &[Unlock], here: &Location) -> Result<(), ImageError> {
+    if let Some(sig) = &header.signature {
+        let message = header.signed_message(&sig.signer, &sig.commitment);
+        Signer(sig.signer).verify(&message, &sig.signature).map_err(|_| {
+            ImageError::corrupt(here.clone(), "the header's signature does not verify: the image was forged or altered")
+        })?;
+    }
+    let wanted: Vec<Signer> =
+        unlocks.iter().filter_map(|u| if let Unlock::Signer(s) = u { Some(*s) } else { None }).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    match &header.signature {
+        None => Err(ImageError::Unsigned),
+        Some(sig) if !wanted.contains(&Signer(sig.signer)) => {
+            Err(ImageError::ForeignSigner(Signer(sig.signer).to_string()))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The other copy, if intact, must describe the same image and verify under the same key.
+fn check_other_copy(
+    region: &[u8],
+    other_copy: usize,
+    other: &Header,
+    header: &Header,
+    keys: &ImageKeys,
+    warnings: &mut Vec<String>,
+) {
+    if other.image_id != header.image_id || other.suite != header.suite || other.chunk_size != header.chunk_size {
+        warnings.push(format!("header copy {other_copy} describes a different image"));
+        return;
+    }
+    let other_bytes = &region[other_copy * HEADER_SIZE..(other_copy + 1) * HEADER_SIZE];
+    if keys.verify_header_mac(Header::mac_region(other_bytes), &other.mac).is_err() {
+        warnings.push(format!("header copy {other_copy} does not verify: it was altered"));
+    }
 }

@@ -113,10 +113,15 @@ fn corrupt(path: &Path, detail: impl std::fmt::Display) -> ImageError {
 
 /// Reads a journal; `None` if there is none.
 pub fn load(path: &Path) -> Result<Option<JournalState>, ImageError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symlink: its writers refuse one too.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(path);
+    let mut bytes = Vec::new();
+    match file {
+        Ok(mut f) => f.read_to_end(&mut bytes).map_err(io("read", path))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", path)(e)),
+        Err(e) => return Err(io("open", path)(e)),
     };
     parse(&bytes).map(Some).map_err(|e| corrupt(path, e))
 }

@@ -7,6 +7,8 @@
 
 pub mod catalog;
 mod codec;
+#[doc(hidden)]
+pub mod craft;
 pub mod error;
 pub mod header;
 pub mod journal;

@@ -9,8 +9,9 @@ use crate::header::OpenedImage;
 use crate::journal::{Checkpoint, ResumePoint, Totals};
 use crate::BufPool;
 use coffer_format::chunk::parse_chunk;
+use coffer_format::entry::MAX_PATH_LEN;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, FRAME_HEADER_LEN};
-use coffer_format::index::parse_index_part;
+use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
 use coffer_format::{EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, DATA_OFFSET};
 use std::io::Read;
 
@@ -79,11 +80,13 @@ pub struct ReadSummary {
     pub records: Vec<IndexRecord>,
 }
 
+/// What a worker made of a frame. Chunk data and index pieces are in the job's buffer (at
+/// `data_at`, or `len` bytes from `at`), decompressed.
 pub(crate) enum Decoded {
     Pending,
     Entry(EntryMeta),
     Chunk { range_start: u64, range_end: u64, data_at: usize, segments: Vec<Segment> },
-    Index(Vec<u8>),
+    Index { at: usize, len: usize },
     End(EndFields),
     Bad { truncated: bool, detail: String },
 }
@@ -245,10 +248,17 @@ impl Worker<'_> {
         match header.kind {
             FrameKind::Entry => Ok(Decoded::Entry(EntryMeta::parse(plain).map_err(|e| e.to_string())?)),
             FrameKind::Index => {
+                // Decompressed into a frame buffer (a piece is at most a chunk), never a fresh
+                // allocation: how much of the index a read takes in is the checker's to bound.
                 let (codec, raw_len, data) = parse_index_part(plain, chunk_size).map_err(|e| e.to_string())?;
-                let mut out = vec![0u8; raw_len as usize];
-                self.decompressor.decompress(codec, data, &mut out)?;
-                Ok(Decoded::Index(out))
+                let (raw, stored) = (raw_len as usize, data.len());
+                let at = FRAME_HEADER_LEN + INDEX_PREFIX_LEN;
+                if codec == coffer_format::Codec::None {
+                    return Ok(Decoded::Index { at, len: raw });
+                }
+                self.decompressor.decompress(codec, &job.buf[at..at + stored], &mut self.scratch[..raw])?;
+                std::mem::swap(&mut job.buf, &mut self.scratch);
+                Ok(Decoded::Index { at: 0, len: raw })
             }
             FrameKind::Chunk => {
                 let chunk = parse_chunk(plain, chunk_size).map_err(|e| e.to_string())?;
@@ -271,7 +281,85 @@ impl Worker<'_> {
                 std::mem::swap(&mut job.buf, &mut self.scratch);
                 Ok(Decoded::Chunk { range_start: h.range_start, range_end: h.range_end, data_at: 0, segments })
             }
-            FrameKind::End => unreachable!(),
+            FrameKind::End => Err("an END frame where a sealed frame was expected".into()),
+        }
+    }
+}
+
+/// The fixed fields of an index record (FORMAT.md §5.4).
+pub(crate) const RECORD_FIXED_LEN: usize = 48;
+/// The longest entry metadata (§5.2): fixed fields, path, target, user and group names.
+const MAX_META_LEN: usize = 40 + 2 + MAX_PATH_LEN + 2 + MAX_PATH_LEN + 1 + 255 + 1 + 255;
+
+/// How long `r` is in the index: its fixed fields and its metadata as encoded.
+pub(crate) fn record_len(r: &IndexRecord) -> u64 {
+    let m = &r.meta;
+    (RECORD_FIXED_LEN + 40 + 2 + m.path.len() + 2 + m.target.len() + 1 + m.uname.len() + 1 + m.gname.len()) as u64
+}
+
+/// The index, taken in piece by piece: records are parsed and handed on as they complete, so
+/// the index is never held whole (at most one record cut between two pieces waits), and the
+/// pieces may add up to no more than `budget` bytes (what the image declares the index holds),
+/// checked before each piece is decompressed.
+#[derive(Debug)]
+pub(crate) struct IndexRecords {
+    pending: Vec<u8>,
+    budget: u64,
+    /// Records parsed so far.
+    pub(crate) count: u64,
+}
+
+impl IndexRecords {
+    pub(crate) fn new(budget: u64) -> Self {
+        Self { pending: Vec::new(), budget, count: 0 }
+    }
+
+    /// Makes room for a piece of `raw_len` bytes; false if the index would outgrow its budget.
+    pub(crate) fn admit(&mut self, raw_len: u64) -> bool {
+        match self.budget.checked_sub(raw_len) {
+            Some(left) => {
+                self.budget = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a decompressed piece and hands every record it completes to `each` (which may
+    /// refuse it with a message).
+    pub(crate) fn push(
+        &mut self,
+        piece: &[u8],
+        each: &mut dyn FnMut(IndexRecord) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.pending.extend_from_slice(piece);
+        let mut at = 0;
+        while self.pending.len() - at >= RECORD_FIXED_LEN {
+            let meta_len = u32::from_le_bytes(self.pending[at + 28..at + 32].try_into().expect("4 bytes")) as usize;
+            if meta_len > MAX_META_LEN {
+                return Err(format!("index: a record of {meta_len} bytes of metadata"));
+            }
+            let len = RECORD_FIXED_LEN + meta_len;
+            if self.pending.len() - at < len {
+                break;
+            }
+            let mut records = IndexRecord::parse_all(&self.pending[at..at + len]).map_err(|e| format!("index: {e}"))?;
+            at += len;
+            // `len` bytes that parse hold exactly one record.
+            let Some(record) = records.pop() else { return Err("index: an empty record".into()) };
+            self.count += 1;
+            each(record)?;
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+
+    /// The index is complete: nothing may be left of a record.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        match IndexRecord::parse_all(&self.pending) {
+            _ if self.pending.is_empty() => Ok(()),
+            Err(e) => Err(format!("index: {e}")),
+            Ok(_) => Err("index: a record cut short".into()),
         }
     }
 }
@@ -293,7 +381,8 @@ struct Checker<'a> {
     file: Option<OpenFile>,
     last_entry: Option<String>,
     seen: Vec<IndexRecord>,
-    index: Vec<u8>,
+    /// The index as it arrives, checked record by record against `seen`.
+    index: Option<IndexRecords>,
     index_offset: Option<u64>,
     index_parts: u64,
     index_done: bool,
@@ -330,7 +419,7 @@ impl Checker<'_> {
             return Err(self.corrupt(offset, "frames after the end"));
         }
         match decoded {
-            Decoded::Pending => unreachable!("every job is decoded"),
+            Decoded::Pending => Err(self.corrupt(offset, "a frame that was not decoded")),
             Decoded::Bad { truncated: true, detail } => {
                 Err(ImageError::Truncated { at: self.location(offset), detail })
             }
@@ -367,34 +456,55 @@ impl Checker<'_> {
                 self.offer_checkpoint(frame_end, job.pos.seq + 1)
             }
             Decoded::Chunk { range_start, range_end, data_at, segments } => {
-                let Some(file) = self.file.as_mut() else {
-                    return Err(self.corrupt(offset, "a chunk outside a file"));
+                let (file_start, next_range) = match &self.file {
+                    Some(f) => (f.start, f.next_range),
+                    None => return Err(self.corrupt(offset, "a chunk outside a file")),
                 };
-                if range_start != file.next_range {
-                    let detail = format!("chunk covers bytes from {range_start}, expected from {}", file.next_range);
+                if range_start != next_range {
+                    let detail = format!("chunk covers bytes from {range_start}, expected from {next_range}");
                     return Err(self.corrupt(offset, detail));
                 }
-                file.next_range = range_end;
-                file.chunks += 1;
+                // Segments lie in [range_start, range_end) and add up to at most a chunk.
+                let data_len: u64 = segments.iter().map(|s| u64::from(s.len)).sum();
+                let last = job.header.is_some_and(|h| h.is_last());
+                let pause = job.header.is_some_and(|h| h.is_pause());
+                // Every size an image gives is checked before it is added: a hostile image must
+                // not make a total wrap around (and a reader report less than it holds).
+                let Some(rec) = self.seen.last() else { return Err(self.corrupt(offset, "a chunk before any entry")) };
+                let rec_chunks = rec.chunks.checked_add(1);
+                let rec_data = rec.data_bytes.checked_add(data_len);
+                let total_data = self.summary.data_bytes.checked_add(data_len);
+                // range_end >= range_start = next_range >= file_start.
+                let total_logical =
+                    if last { self.summary.logical_bytes.checked_add(range_end - file_start) } else { Some(0) };
+                let (Some(rec_chunks), Some(rec_data), Some(total_data), Some(total_logical)) =
+                    (rec_chunks, rec_data, total_data, total_logical)
+                else {
+                    return Err(self.corrupt(offset, "the sizes in the image add up to more than 2^64 bytes"));
+                };
+                if let Some(file) = self.file.as_mut() {
+                    file.next_range = range_end;
+                    file.chunks += 1;
+                }
                 let mut at = data_at;
-                let mut data_len = 0u64;
                 for s in &segments {
                     if !self.skip_data {
                         self.visitor.data(s.offset, &job.buf[at..at + s.len as usize])?;
                     }
                     at += s.len as usize;
-                    data_len += u64::from(s.len);
                 }
-                let rec = self.seen.last_mut().expect("a file entry is open");
-                rec.chunks += 1;
-                rec.data_bytes += data_len;
+                let Some(rec) = self.seen.last_mut() else {
+                    return Err(self.corrupt(offset, "a chunk before any entry"));
+                };
+                rec.chunks = rec_chunks;
+                rec.data_bytes = rec_data;
                 rec.frames_len = frame_end - rec.frame_offset;
-                self.summary.data_bytes += data_len;
-                if job.header.is_some_and(|h| h.is_last()) {
-                    let file = self.file.take().expect("a file is open");
+                self.summary.data_bytes = total_data;
+                if last {
+                    self.file = None;
                     rec.size = range_end;
-                    self.summary.logical_bytes += range_end - file.start;
-                    if job.header.is_some_and(|h| h.is_pause()) {
+                    self.summary.logical_bytes = total_logical;
+                    if pause {
                         self.paused.insert(rec.meta.path.clone(), range_end);
                         self.visitor.pause_file(range_end)?;
                     } else {
@@ -406,18 +516,39 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
-            Decoded::Index(piece) => {
+            Decoded::Index { at, len } => {
                 if self.file.is_some() {
                     return Err(self.corrupt(offset, "the last file ends without its last chunk"));
                 }
                 if self.index_done || job.pos.part_no != self.index_parts {
                     return Err(self.corrupt(offset, "index frames out of order"));
                 }
-                self.index_offset.get_or_insert(offset);
+                let index_offset = *self.index_offset.get_or_insert(offset);
                 self.index_parts += 1;
-                self.index.extend_from_slice(&piece);
                 self.index_done = job.header.is_some_and(|h| h.is_last());
-                Ok(())
+                let bad = |detail: String| {
+                    ImageError::corrupt(Location { offset: index_offset, ..Location::default() }, detail)
+                };
+                // No entry comes after the index: it must be the records of the entries seen,
+                // exactly, and is checked against them as it arrives.
+                let seen = &self.seen;
+                let index = self
+                    .index
+                    .get_or_insert_with(|| IndexRecords::new(seen.iter().map(record_len).fold(0, u64::saturating_add)));
+                if !index.admit(len as u64) {
+                    return Err(bad("the index is longer than the records of the entries before it".into()));
+                }
+                let mut k = index.count as usize;
+                index
+                    .push(&job.buf[at..at + len], &mut |record| {
+                        let expected = seen.get(k);
+                        k += 1;
+                        match expected {
+                            Some(r) if *r == record => Ok(()),
+                            _ => Err("the index does not match the entries".into()),
+                        }
+                    })
+                    .map_err(bad)
             }
             Decoded::End(fields) => self.check_end(offset, frame_end, job.pos, fields),
         }
@@ -486,19 +617,16 @@ impl Checker<'_> {
         {
             return bad("END frame does not match the frames before it");
         }
-        let records = IndexRecord::parse_all(&self.index).map_err(|e| {
-            ImageError::corrupt(Location { offset: end.index_offset, ..Location::default() }, format!("index: {e}"))
-        })?;
-        if records != self.seen {
-            return Err(ImageError::corrupt(
-                Location { offset: end.index_offset, ..Location::default() },
-                "the index does not match the entries",
-            ));
+        let index_at = Location { offset: end.index_offset, ..Location::default() };
+        let Some(index) = self.index.as_ref() else { return bad("END frame before the index") };
+        index.finish().map_err(|e| ImageError::corrupt(index_at.clone(), e))?;
+        if index.count != self.seen.len() as u64 {
+            return Err(ImageError::corrupt(index_at, "the index does not match the entries"));
         }
         if end.total_size != self.summary.logical_bytes {
             return bad("END frame's total size does not match the files");
         }
-        self.summary.records = records;
+        self.summary.records = std::mem::take(&mut self.seen);
         self.summary.image_bytes = frame_end;
         self.end = Some(end);
         self.complete = true;
@@ -524,7 +652,7 @@ pub(crate) fn read_frames(
         file: None,
         last_entry: None,
         seen: Vec::new(),
-        index: Vec::new(),
+        index: None,
         index_offset: None,
         index_parts: 0,
         index_done: false,
@@ -555,8 +683,8 @@ pub(crate) fn read_frames(
         return Err(ImageError::Truncated { at, detail: "the frames stop before the entry is complete".into() });
     }
     if let Scope::Entry { record, .. } = &scope {
-        let got = checker.seen.pop().expect("one entry was read");
-        if got.meta != record.meta || got.chunks != record.chunks || got.size != record.size {
+        let got = checker.seen.pop();
+        if got.is_none_or(|got| got.meta != record.meta || got.chunks != record.chunks || got.size != record.size) {
             return Err(ImageError::corrupt(
                 Location { offset: record.frame_offset, ..Location::default() },
                 "the entry does not match its index record",

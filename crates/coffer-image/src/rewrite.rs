@@ -178,6 +178,8 @@ pub fn rekey<W: Write>(
     header.image_id = params.image_id;
     header.suite = params.suite;
     header.slots = params.seal_slots(secrets)?;
+    // A signature covers the old data key: sign anew with the caller's key, or drop it.
+    let header = crate::header::sign_header(header, params.signing_key.as_ref(), &params.data_key);
     let region = seal_region(&header, &new_keys);
     sink.write_all(&region).map_err(io("write", "output"))?;
     let chunk_size = old.chunk_size();

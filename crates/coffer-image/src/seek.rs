@@ -4,11 +4,11 @@
 use crate::codec::Decompressor;
 use crate::error::{io, ImageError, Location};
 use crate::header::{open_header, OpenedImage};
-use crate::read::{read_frames, ReadOptions, ReadSummary, Scope, Visitor};
+use crate::read::{read_frames, record_len, IndexRecords, ReadOptions, ReadSummary, Scope, Visitor, RECORD_FIXED_LEN};
 use coffer_crypto::Unlock;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, END_FRAME_LEN, FRAME_HEADER_LEN};
-use coffer_format::index::parse_index_part;
-use coffer_format::{EndFields, FrameHeader, FrameKind, IndexRecord, DATA_OFFSET, TAG_LEN};
+use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
+use coffer_format::{EndFields, EntryKind, FrameHeader, FrameKind, IndexRecord, DATA_OFFSET, TAG_LEN};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -100,7 +100,9 @@ impl IndexedImage {
 
     /// Reads the frames of entry `i` only, authenticating each, and hands them to `visitor`.
     pub fn read_entry(&self, i: usize, visitor: &mut dyn Visitor, threads: usize) -> Result<ReadSummary, ImageError> {
-        let record = self.records[i].clone();
+        let Some(record) = self.records.get(i).cloned() else {
+            return Err(ImageError::Usage(format!("entry {i} of an image of {} entries", self.records.len())));
+        };
         let mut range = self.source.range(record.frame_offset, record.frames_len).map_err(io("read", &self.path))?;
         let scope = Scope::Entry { record, entry_no: i as u64 };
         read_frames(&mut range, &self.image, scope, visitor, ReadOptions { threads, skip_data: false })
@@ -118,7 +120,8 @@ fn read_end(file: &dyn RandomAccess, path: &Path, image: &OpenedImage, len: u64)
     let mut buf = [0u8; END_FRAME_LEN];
     let end_at = len - END_FRAME_LEN as u64;
     file.read_exact_at(&mut buf, end_at).map_err(io("read", path))?;
-    let head: [u8; FRAME_HEADER_LEN] = buf[..FRAME_HEADER_LEN].try_into().expect("8 bytes");
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    head.copy_from_slice(&buf[..FRAME_HEADER_LEN]);
     match FrameHeader::parse(&head, image.chunk_size()) {
         Ok(h) if h.kind == FrameKind::End => {
             let fields = EndFields::parse(&buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + END_FIELDS_LEN])
@@ -141,6 +144,14 @@ fn read_end(file: &dyn RandomAccess, path: &Path, image: &OpenedImage, len: u64)
     }
 }
 
+/// The smallest a frame can be: its header and a tag.
+const MIN_FRAME_LEN: u64 = (FRAME_HEADER_LEN + TAG_LEN) as u64;
+/// The smallest an INDEX frame can be: its header, the piece's prefix and a tag.
+const MIN_INDEX_FRAME_LEN: u64 = (FRAME_HEADER_LEN + INDEX_PREFIX_LEN + TAG_LEN) as u64;
+
+/// Reads the index frame by frame (never the whole index at once) and checks each record as it
+/// arrives: the records must tile the frames before the index, fit the frames they describe,
+/// chain the parts of files, and add up (without overflowing) to END's total size.
 fn read_index(
     file: &dyn RandomAccess,
     path: &Path,
@@ -149,52 +160,140 @@ fn read_index(
     len: u64,
 ) -> Result<Vec<IndexRecord>, ImageError> {
     let end_at = len - END_FRAME_LEN as u64;
-    let mut bytes = vec![0u8; (end_at - end.index_offset) as usize];
-    file.read_exact_at(&mut bytes, end.index_offset).map_err(io("read", path))?;
-    let mut blob = Vec::new();
+    let index_len = end_at - end.index_offset;
+    let entries_len = end.index_offset - DATA_OFFSET;
+    // What END declares bounds everything read: every entry takes a frame before the index,
+    // every index frame its minimum, and each record is at most its entry's frames plus its
+    // fixed fields (the metadata is in the ENTRY frame).
+    if end.entry_count > entries_len / MIN_FRAME_LEN || end.index_frames > index_len / MIN_INDEX_FRAME_LEN {
+        return Err(ImageError::corrupt(at(len - END_FRAME_LEN as u64), "END frame counts more than the image holds"));
+    }
+    let budget = entries_len.saturating_add(end.entry_count * (RECORD_FIXED_LEN as u64 - MIN_FRAME_LEN));
+    let mut input = file.range(end.index_offset, index_len).map_err(io("read", path))?;
+    let chunk_size = image.chunk_size();
+    // Both grow to the largest frame and piece read (each capped by the chunk size).
+    let mut body = Vec::new();
+    let mut piece = Vec::new();
     let mut decompressor = Decompressor::new();
-    let mut pos = 0usize;
+    let mut index = IndexRecords::new(budget);
+    let mut check = RecordCheck::new(end.index_offset);
+    let mut records = Vec::new();
+    let mut pos = end.index_offset;
     for i in 0..end.index_frames {
-        let offset = end.index_offset + pos as u64;
+        let offset = pos;
         let bad = |detail: &str| ImageError::corrupt(at(offset), format!("index frame {i}: {detail}"));
-        let head: [u8; FRAME_HEADER_LEN] =
-            bytes.get(pos..pos + FRAME_HEADER_LEN).ok_or_else(|| bad("missing"))?.try_into().expect("8 bytes");
-        let h = FrameHeader::parse(&head, image.chunk_size()).map_err(|e| bad(&e.to_string()))?;
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        read_or(&mut input, &mut head, path, || bad("missing"))?;
+        let h = FrameHeader::parse(&head, chunk_size).map_err(|e| bad(&e.to_string()))?;
         let last = i + 1 == end.index_frames;
         if h.kind != FrameKind::Index || h.is_last() != last {
             return Err(bad("not the expected index frame"));
         }
-        let body_end = pos + FRAME_HEADER_LEN + h.body_len as usize;
-        let body = bytes.get_mut(pos + FRAME_HEADER_LEN..body_end).ok_or_else(|| bad("cut short"))?;
+        body.resize(h.body_len as usize, 0);
+        read_or(&mut input, &mut body, path, || bad("cut short"))?;
         let frame_pos = Position { seq: end.seq - end.index_frames + i, entry_no: end.entry_count, part_no: i };
         let aad = frame::aad(&image.header.image_id, frame_pos, &h);
-        let plain = image.keys.open(frame_pos.seq, &aad, body).map_err(|_| bad("fails authentication"))?;
-        let (codec, raw_len, data) = parse_index_part(plain, image.chunk_size()).map_err(|e| bad(&e.to_string()))?;
-        let start = blob.len();
-        blob.resize(start + raw_len as usize, 0);
-        decompressor.decompress(codec, data, &mut blob[start..]).map_err(|e| bad(&e))?;
-        pos = body_end;
+        let plain = image.keys.open(frame_pos.seq, &aad, &mut body).map_err(|_| bad("fails authentication"))?;
+        let (codec, raw_len, data) = parse_index_part(plain, chunk_size).map_err(|e| bad(&e.to_string()))?;
+        if !index.admit(u64::from(raw_len)) {
+            return Err(ImageError::corrupt(at(end.index_offset), "the index is longer than END frame allows"));
+        }
+        piece.resize(raw_len as usize, 0);
+        decompressor.decompress(codec, data, &mut piece).map_err(|e| bad(&e))?;
+        index
+            .push(&piece, &mut |r| {
+                if records.len() as u64 >= end.entry_count {
+                    return Err("index and END frame disagree on the number of entries".into());
+                }
+                check.record(&r)?;
+                records.push(r);
+                Ok(())
+            })
+            .map_err(|e| ImageError::corrupt(at(end.index_offset), e))?;
+        pos += (FRAME_HEADER_LEN + h.body_len as usize) as u64;
     }
-    if pos != bytes.len() {
-        return Err(ImageError::corrupt(
-            at(end.index_offset + pos as u64),
-            "bytes between the index and the END frame",
-        ));
+    if pos != end_at {
+        return Err(ImageError::corrupt(at(pos), "bytes between the index and the END frame"));
     }
-    let records =
-        IndexRecord::parse_all(&blob).map_err(|e| ImageError::corrupt(at(end.index_offset), format!("index: {e}")))?;
+    index.finish().map_err(|e| ImageError::corrupt(at(end.index_offset), e))?;
     if records.len() as u64 != end.entry_count {
         return Err(ImageError::corrupt(at(end.index_offset), "index and END frame disagree on the number of entries"));
     }
-    let mut expect = DATA_OFFSET;
-    for r in &records {
-        if r.frame_offset != expect || r.frames_len < (FRAME_HEADER_LEN + TAG_LEN) as u64 {
-            return Err(ImageError::corrupt(at(end.index_offset), "index records do not tile the image"));
-        }
-        expect = r.frame_offset + r.frames_len;
-    }
-    if expect != end.index_offset {
+    if check.expect != end.index_offset {
         return Err(ImageError::corrupt(at(end.index_offset), "index records do not reach the index"));
     }
+    if check.total != end.total_size {
+        return Err(ImageError::corrupt(at(end_at), "END frame's total size does not match the index"));
+    }
     Ok(records)
+}
+
+/// Fills `buf` from `input`; a short read is the image's fault (`short`), not an I/O error.
+fn read_or(
+    input: &mut dyn Read,
+    buf: &mut [u8],
+    path: &Path,
+    short: impl FnOnce() -> ImageError,
+) -> Result<(), ImageError> {
+    match input.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(short()),
+        Err(e) => Err(io("read", path)(e)),
+    }
+}
+
+/// What the records read so far establish.
+struct RecordCheck {
+    index_offset: u64,
+    /// Where the next record's frames must start.
+    expect: u64,
+    /// Sum of the parts' sizes (FORMAT.md §5.1: each part's bytes count once).
+    total: u64,
+    /// Where each file's latest part ends, by path.
+    ends: std::collections::HashMap<Vec<u8>, u64>,
+}
+
+impl RecordCheck {
+    fn new(index_offset: u64) -> Self {
+        Self { index_offset, expect: DATA_OFFSET, total: 0, ends: Default::default() }
+    }
+
+    fn record(&mut self, r: &IndexRecord) -> Result<(), String> {
+        let frames_end = r.frame_offset.checked_add(r.frames_len).filter(|&e| e <= self.index_offset);
+        let Some(frames_end) = frames_end.filter(|_| r.frame_offset == self.expect && r.frames_len >= MIN_FRAME_LEN)
+        else {
+            return Err("index records do not tile the image".into());
+        };
+        // The metadata is the ENTRY frame's plaintext; each chunk has a frame of its own.
+        let meta_len = record_len(r) - RECORD_FIXED_LEN as u64;
+        if meta_len + MIN_FRAME_LEN > r.frames_len || (u64::from(r.chunks) + 1) * MIN_FRAME_LEN > r.frames_len {
+            return Err(format!("the record of {:?} does not fit its frames", String::from_utf8_lossy(&r.meta.path)));
+        }
+        if r.meta.kind == EntryKind::File {
+            let start = if r.meta.continues { r.meta.size } else { 0 };
+            if r.meta.continues && self.ends.get(&r.meta.path) != Some(&start) {
+                return Err(format!(
+                    "{:?} continues from byte {start}, where no part of it ends",
+                    String::from_utf8_lossy(&r.meta.path)
+                ));
+            }
+            let part = r.size.checked_sub(start).filter(|&p| r.chunks > 0 && r.data_bytes <= p);
+            let Some(part) = part else {
+                return Err(format!(
+                    "the record of {:?} gives impossible sizes",
+                    String::from_utf8_lossy(&r.meta.path)
+                ));
+            };
+            self.total = self.total.checked_add(part).ok_or("the sizes in the index add up to more than 2^64 bytes")?;
+            self.ends.insert(r.meta.path.clone(), r.size);
+        } else if r.chunks != 0 || r.size != 0 || r.data_bytes != 0 {
+            return Err(format!(
+                "the record of {:?}, a {}, gives it data",
+                String::from_utf8_lossy(&r.meta.path),
+                r.meta.kind.name()
+            ));
+        }
+        self.expect = frames_end;
+        Ok(())
+    }
 }

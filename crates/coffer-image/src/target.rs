@@ -1,6 +1,6 @@
 //! Visitors that put an image's contents somewhere.
 
-use crate::error::{io, ImageError};
+use crate::error::{io, ImageError, Location};
 use crate::journal::{Checkpoint, Journal};
 use crate::read::Visitor;
 use coffer_format::{EntryKind, EntryMeta};
@@ -14,11 +14,14 @@ pub struct RestoreVisitor {
     pub restorer: Restorer,
     journal: Option<(Journal, u64)>,
     since_checkpoint: u64,
+    /// A file entry has begun and not yet ended or paused: the restorer takes calls in this
+    /// order only (and asserts it), so calls out of order are refused here, whatever their cause.
+    open: bool,
 }
 
 impl RestoreVisitor {
     pub fn new(restorer: Restorer) -> Self {
-        Self { restorer, journal: None, since_checkpoint: 0 }
+        Self { restorer, journal: None, since_checkpoint: 0, open: false }
     }
 
     /// Flushes what was restored and records a checkpoint after every `every` bytes of data
@@ -34,15 +37,31 @@ impl RestoreVisitor {
     }
 }
 
+/// A call the restorer cannot take now.
+fn out_of_order(what: &str) -> ImageError {
+    ImageError::Corrupt { at: Location::default(), detail: format!("{what} (entries out of order)") }
+}
+
 impl Visitor for RestoreVisitor {
     fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
-        Ok(self.restorer.begin(meta)?)
+        if self.open {
+            return Err(out_of_order("an entry begins while a file is open"));
+        }
+        self.restorer.begin(meta)?;
+        self.open = meta.kind == EntryKind::File;
+        Ok(())
     }
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        if !self.open {
+            return Err(out_of_order("data outside a file"));
+        }
         self.since_checkpoint += data.len() as u64;
         Ok(self.restorer.write(offset, data)?)
     }
     fn checkpoint(&mut self, at: &Checkpoint<'_>) -> Result<(), ImageError> {
+        if self.open {
+            return Err(out_of_order("a checkpoint inside a file"));
+        }
         let Some((journal, every)) = self.journal.as_mut() else { return Ok(()) };
         if self.since_checkpoint < *every {
             return Ok(());
@@ -54,9 +73,15 @@ impl Visitor for RestoreVisitor {
         Ok(())
     }
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        if !std::mem::take(&mut self.open) {
+            return Err(out_of_order("the end of a file that is not open"));
+        }
         Ok(self.restorer.end_file(size)?)
     }
     fn pause_file(&mut self, _end: u64) -> Result<(), ImageError> {
+        if !std::mem::take(&mut self.open) {
+            return Err(out_of_order("a pause of a file that is not open"));
+        }
         Ok(self.restorer.pause_file()?)
     }
 }

@@ -90,9 +90,10 @@ impl DirSource {
 impl EntrySource for DirSource {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         let Some(item) = self.walker.next().transpose()? else { return Ok(None) };
-        let data: Option<Box<dyn ChunkReader>> = match &item.source {
-            Some(path) => Some(Box::new(FileChunker::open(path, item.sparse)?)),
-            None => None,
+        // Read from the file the walk opened (never reopened by path: see `Walker`).
+        let data: Option<Box<dyn ChunkReader>> = match (item.file, &item.source) {
+            (Some(file), Some(path)) => Some(Box::new(FileChunker::from_file(file, path, item.sparse)?)),
+            _ => None,
         };
         Ok(Some(SourceItem { meta: item.meta, data, source: item.source }))
     }
@@ -105,13 +106,19 @@ impl EntrySource for DirSource {
 /// A single regular file stored as one entry under a name of the caller's choosing.
 #[derive(Debug)]
 pub struct FileSource {
-    item: Option<(EntryMeta, PathBuf, bool)>,
+    item: Option<(EntryMeta, PathBuf, std::fs::File, bool)>,
 }
 
 impl FileSource {
     pub fn new(path: &std::path::Path, name: Vec<u8>) -> Result<Self, ImageError> {
         use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(path).map_err(crate::error::io("stat", path))?;
+        // Opened once: the metadata and the contents come from the same file, even if the
+        // path is replaced meanwhile.
+        let file = std::fs::File::open(path).map_err(crate::error::io("open", path))?;
+        let md = file.metadata().map_err(crate::error::io("stat", path))?;
+        if !md.is_file() {
+            return Err(ImageError::Usage(format!("{} is not a regular file", path.display())));
+        }
         let mut names = coffer_fs::owner::NameCache::default();
         let meta = EntryMeta {
             kind: EntryKind::File,
@@ -127,14 +134,15 @@ impl FileSource {
             uname: names.user_name(md.uid()),
             gname: names.group_name(md.gid()),
         };
-        Ok(Self { item: Some((meta, path.into(), md.blocks() * 512 < md.size())) })
+        Ok(Self { item: Some((meta, path.into(), file, md.blocks() * 512 < md.size())) })
     }
 }
 
 impl EntrySource for FileSource {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
-        let Some((meta, path, sparse)) = self.item.take() else { return Ok(None) };
-        Ok(Some(SourceItem { meta, data: Some(Box::new(FileChunker::open(&path, sparse)?)), source: Some(path) }))
+        let Some((meta, path, file, sparse)) = self.item.take() else { return Ok(None) };
+        let chunker = FileChunker::from_file(file, &path, sparse)?;
+        Ok(Some(SourceItem { meta, data: Some(Box::new(chunker)), source: Some(path) }))
     }
 }
 
@@ -338,7 +346,10 @@ impl<W: Write> Assembler<'_, W> {
                     // A part's bytes count once; a file counts when its last part is written.
                     let start = if rec.meta.continues { rec.meta.size } else { 0 };
                     rec.size = job.span.range_end;
-                    self.summary.logical_bytes += rec.size - start;
+                    // The reader refuses sizes that add up past 2^64 (sparse files can claim that).
+                    let total = self.summary.logical_bytes.checked_add(rec.size - start);
+                    self.summary.logical_bytes =
+                        total.ok_or_else(|| ImageError::Source("the files add up to more than 2^64 bytes".into()))?;
                     if !job.pause {
                         self.summary.files += 1;
                     }
@@ -354,6 +365,39 @@ impl<W: Write> Assembler<'_, W> {
     }
 }
 
+/// Refuses a chunk that a reader would refuse, before it is sealed: its range must start where
+/// the file's last chunk ended, and `coffer_format::chunk::check_chunk` (the reader's own
+/// rules, `MAX_SEGMENTS` among them) must accept it, with room in the index's chunk count. A
+/// source that breaks them fails the backup instead of writing an image that does not restore.
+fn check_written(
+    path: &[u8],
+    span: &Span,
+    segments: &[Segment],
+    next_range: u64,
+    chunk_size: u32,
+    part_no: u64,
+) -> Result<(), ImageError> {
+    let refuse = |detail: String| {
+        ImageError::Source(format!("{}: {detail}: a chunk no reader accepts", String::from_utf8_lossy(path)))
+    };
+    if span.range_start != next_range {
+        return Err(refuse(format!("chunk covers bytes from {}, expected from {next_range}", span.range_start)));
+    }
+    if part_no > u64::from(u32::MAX) {
+        return Err(refuse("more chunks than an index record counts".into()));
+    }
+    let raw_len = u32::try_from(span.len).map_err(|_| refuse(format!("{} bytes in one chunk", span.len)))?;
+    let shape = ChunkHeader {
+        codec: Codec::None,
+        raw_len,
+        range_start: span.range_start,
+        range_end: span.range_end,
+        segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
+        stored_len: raw_len,
+    };
+    coffer_format::chunk::check_chunk(&shape, segments, chunk_size).map_err(|e| refuse(e.to_string()))
+}
+
 /// Writes a whole image of `source` to `sink` and returns what it holds. Nothing is written
 /// after an error, and an image is complete only once its END frame is written (last).
 pub fn write_image<W: Write>(
@@ -365,6 +409,11 @@ pub fn write_image<W: Write>(
     progress: &dyn Progress,
     inspector: Option<&dyn Inspect>,
 ) -> Result<WriteSummary, ImageError> {
+    // The reader refuses a header with a chunk size outside these bounds.
+    let bounds = coffer_format::MIN_CHUNK_SIZE..=coffer_format::MAX_CHUNK_SIZE;
+    if !bounds.contains(&params.chunk_size) {
+        return Err(ImageError::Usage(format!("chunk size {} outside {bounds:?} bytes", params.chunk_size)));
+    }
     let keys = params.keys();
     let image_id = params.image_id;
     let chunk_size = params.chunk_size as usize;
@@ -399,6 +448,9 @@ pub fn write_image<W: Write>(
                 (Some(i), Some(path)) => i.file(&item.meta, path),
                 _ => None,
             };
+            // Where the reader expects this entry's first chunk to start (checked below).
+            let mut next_range = if item.meta.continues { item.meta.size } else { 0 };
+            let path = item.meta.path.clone();
             let entry = Job {
                 kind: FrameKind::Entry,
                 pos: Position { seq, entry_no, part_no: 0 },
@@ -434,6 +486,8 @@ pub fn write_image<W: Write>(
                         Some((span, read)) => (span, Some(read)),
                         None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + limit], &mut segments)?, None),
                     };
+                    check_written(&path, &span, &segments, next_range, params.chunk_size, part_no)?;
+                    next_range = span.range_end;
                     let job = Job {
                         kind: FrameKind::Chunk,
                         pos: Position { seq, entry_no, part_no },

@@ -92,14 +92,23 @@ fn params(suite: Suite, codec: Codec) -> ImageParams {
         image_id: *b"coffer-vector-01",
         data_key: DataKey::from_bytes([0x5a; 32]),
         slot_salts: vec![[0xa5; 32]],
+        signing_key: None,
     }
 }
 
-fn write_vector(suite: Suite, codec: Codec) -> Vec<u8> {
+/// The signed vector's Ed25519 seed (its public key is in vectors/README.md).
+const SIGNING_SEED: [u8; 32] = [0x33; 32];
+
+fn signing_key() -> coffer_crypto::SigningKey {
+    coffer_crypto::SigningKey::from_seed(zeroize::Zeroizing::new(SIGNING_SEED)).unwrap()
+}
+
+fn write_vector(suite: Suite, codec: Codec, signed: bool) -> Vec<u8> {
     let master = SlotSecret::Key(MasterKey::from_hex(MASTER).unwrap());
+    let mut p = params(suite, codec);
+    p.signing_key = signed.then(signing_key);
     let mut out = vec![];
-    write_image(&mut Fixed(items().into_iter()), &mut out, &params(suite, codec), &[master], 2, &NoProgress, None)
-        .unwrap();
+    write_image(&mut Fixed(items().into_iter()), &mut out, &p, &[master], 2, &NoProgress, None).unwrap();
     out
 }
 
@@ -162,7 +171,7 @@ fn check_contents(c: &Collect) {
 
 fn check_vector(name: &str, suite: Suite, codec: Codec, byte_exact: bool) {
     let path = vector_path(name);
-    let fresh = write_vector(suite, codec);
+    let fresh = write_vector(suite, codec, name.contains("signed"));
     if std::env::var_os("COFFER_BLESS").is_some() {
         std::fs::write(&path, to_hex(&fresh)).unwrap();
     }
@@ -177,6 +186,38 @@ fn check_vector(name: &str, suite: Suite, codec: Codec, byte_exact: bool) {
 fn aes_256_gcm_uncompressed_is_byte_exact() {
     check_vector("v1-aes256gcm-none.hex", Suite::Aes256Gcm, Codec::None, true);
 }
+
+#[test]
+fn signed_image_is_byte_exact() {
+    check_vector("v1-aes256gcm-none-signed.hex", Suite::Aes256Gcm, Codec::None, true);
+    let image = from_hex(&std::fs::read_to_string(vector_path("v1-aes256gcm-none-signed.hex")).unwrap());
+    let key = || Unlock::Key(MasterKey::from_hex(MASTER).unwrap());
+    let signer = signing_key().public();
+    assert_eq!(signer.to_string(), SIGNER_TEXT);
+    // Flags bit 0, then the block after the slots: signer, commitment, signature.
+    assert_eq!(image[56], 1);
+    assert_eq!(&image[4352..4384], &signer.0);
+    let commitment = coffer_crypto::key_commitment(&DataKey::from_bytes([0x5a; 32]), b"coffer-vector-01");
+    assert_eq!(&image[4384..4416], &commitment);
+    let opened = open_header(&image[..16384], &[key(), Unlock::Signer(signer)]).unwrap();
+    assert_eq!(opened.signer(), Some(signer));
+    // A demanded signer that did not sign, or an unsigned image, is refused before any slot.
+    let other = coffer_crypto::SigningKey::from_seed(zeroize::Zeroizing::new([0x44; 32])).unwrap().public();
+    assert!(matches!(open_header(&image[..16384], &[key(), Unlock::Signer(other)]), Err(ImageError::ForeignSigner(_))));
+    let unsigned = from_hex(&std::fs::read_to_string(vector_path("v1-aes256gcm-none.hex")).unwrap());
+    assert!(matches!(open_header(&unsigned[..16384], &[key(), Unlock::Signer(signer)]), Err(ImageError::Unsigned)));
+    assert!(open_header(&unsigned[..16384], &[key()]).unwrap().signer().is_none());
+    // A forger who keeps the signature block but seals the slots (and the MAC) for a data key
+    // of their own is caught by the key commitment.
+    let mut header = choose_header(&image[..16384]).unwrap().header;
+    let own = DataKey::from_bytes([0x77; 32]);
+    let secret = SlotSecret::Key(MasterKey::from_hex(MASTER).unwrap());
+    header.slots[0] = coffer_crypto::seal_slot(header.suite, &secret, &own, &header.image_id, [1; 32], 0).unwrap();
+    let forged = header::seal_region(&header, &coffer_crypto::ImageKeys::derive(header.suite, &own, &header.image_id));
+    let err = open_header(&forged, &[key()]).unwrap_err();
+    assert!(err.to_string().contains("not the one its signature covers"), "{err}");
+}
+const SIGNER_TEXT: &str = "coffersig1zl9hn7etgys09v0vvhjpnrtwpzegaqflavq7ffqqswdctcvqsr8qsue8ss";
 
 #[test]
 fn chacha20_poly1305_uncompressed_is_byte_exact() {
@@ -228,7 +269,7 @@ fn the_independent_reference_reader_agrees() {
     let key = dir.path().join("k.key");
     std::fs::write(&key, MASTER).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/reference/coffer_read.py");
-    for name in ["v1-aes256gcm-none.hex", "v1-chacha20poly1305-none.hex"] {
+    for name in ["v1-aes256gcm-none.hex", "v1-chacha20poly1305-none.hex", "v1-aes256gcm-none-signed.hex"] {
         let image = vector_path(name);
         let out = std::process::Command::new("python3").arg(&script).arg(&image).arg(&key).output().unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
@@ -242,6 +283,15 @@ fn the_independent_reference_reader_agrees() {
                 assert_eq!(line.sha256, coffer_crypto::hex(&coffer_crypto::sha256(data)), "{path}");
             }
         }
+        // A demanded signer: met by the signed vector only.
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&image)
+            .arg(&key)
+            .args(["--require-signer", SIGNER_TEXT])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), name.contains("signed"), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         // And it refuses what coffer refuses: a flipped bit in a chunk.
         let mut bad = from_hex(&std::fs::read_to_string(&image).unwrap());
         bad[16384 + 100] ^= 1;
@@ -249,6 +299,20 @@ fn the_independent_reference_reader_agrees() {
         std::fs::write(&bad_path, &bad).unwrap();
         let out = std::process::Command::new("python3").arg(&script).arg(&bad_path).arg(&key).output().unwrap();
         assert!(!out.status.success());
+        // A forged signature (both copies, checksums fixed: only the signature is wrong).
+        if name.contains("signed") {
+            let mut forged = from_hex(&std::fs::read_to_string(&image).unwrap());
+            for copy in [0, 8192] {
+                forged[copy + 4420] ^= 1;
+                let sum = coffer_crypto::sha256(&forged[copy..copy + 8160]);
+                forged[copy + 8160..copy + 8192].copy_from_slice(&sum);
+            }
+            std::fs::write(&bad_path, &forged).unwrap();
+            let out = std::process::Command::new("python3").arg(&script).arg(&bad_path).arg(&key).output().unwrap();
+            assert!(!out.status.success(), "a forged signature must be refused");
+            let err = open_header(&forged[..16384], &[Unlock::Key(MasterKey::from_hex(MASTER).unwrap())]).unwrap_err();
+            assert!(err.to_string().contains("signature does not verify"), "{err}");
+        }
     }
 }
 

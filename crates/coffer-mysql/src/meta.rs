@@ -42,6 +42,21 @@ pub struct BackupInfo {
     pub bytes: u64,
 }
 
+/// The most a backup's description (`coffer-backup.json`) may take: readers load it whole and
+/// refuse a larger one. [`BackupInfo::from_kept`] keeps every description well below it.
+pub const MAX_DESCRIPTION: usize = 1 << 20;
+/// The longest value kept of a short field (versions, times, file names, Galera state).
+const MAX_FIELD: usize = 1024;
+/// The longest GTID set kept (a MySQL set names one UUID per server that ever wrote: ~40 bytes
+/// each).
+const MAX_GTID: usize = 64 << 10;
+
+/// `value`, if it is one a description can carry: not empty, at most `max` bytes, and free
+/// of control characters (the engine's files come from a stream anyone can write).
+fn bounded(value: &str, max: usize) -> Option<String> {
+    (!value.is_empty() && value.len() <= max && !value.chars().any(char::is_control)).then(|| value.to_owned())
+}
+
 /// `key = value` lines.
 fn pairs(text: &str) -> BTreeMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
@@ -55,13 +70,10 @@ fn text(kept: &BTreeMap<String, Vec<u8>>, names: &[&str]) -> Option<String> {
 /// lines).
 pub fn parse_binlog_info(text: &str) -> Option<BinlogPosition> {
     let mut fields = text.split('\t');
-    let file = fields.next()?.trim().to_owned();
+    let file = bounded(fields.next()?.trim(), MAX_FIELD)?;
     let position = fields.next()?.trim().parse().ok()?;
     let gtid: String = fields.collect::<Vec<_>>().join("\t").split_whitespace().collect::<Vec<_>>().join("");
-    if file.is_empty() {
-        return None;
-    }
-    Some(BinlogPosition { file, position, gtid: (!gtid.is_empty()).then_some(gtid) })
+    Some(BinlogPosition { file, position, gtid: bounded(&gtid, MAX_GTID) })
 }
 
 impl BackupInfo {
@@ -70,7 +82,7 @@ impl BackupInfo {
         let mut info = BackupInfo { source: source.into(), ..Default::default() };
         if let Some(t) = text(kept, &["xtrabackup_checkpoints"]) {
             let p = pairs(&t);
-            info.backup_type = p.get("backup_type").cloned();
+            info.backup_type = p.get("backup_type").and_then(|v| bounded(v, MAX_FIELD));
             info.from_lsn = p.get("from_lsn").and_then(|v| v.parse().ok());
             info.to_lsn = p.get("to_lsn").and_then(|v| v.parse().ok());
             info.last_lsn = p.get("last_lsn").and_then(|v| v.parse().ok());
@@ -79,47 +91,198 @@ impl BackupInfo {
             info.binlog = parse_binlog_info(&t);
         }
         if let Some(t) = text(kept, &["mariadb_backup_galera_info", "xtrabackup_galera_info"]) {
-            let t = t.trim();
-            info.galera = (!t.is_empty()).then(|| t.to_owned());
+            info.galera = t.lines().next().and_then(|l| bounded(l.trim(), MAX_FIELD));
         }
         if let Some(t) = text(kept, &["mariadb_backup_info", "xtrabackup_info"]) {
             let p = pairs(&t);
-            info.engine = p.get("tool_name").cloned();
-            info.engine_version = p.get("tool_version").cloned();
-            info.server_version = p.get("server_version").cloned();
-            info.start_time = p.get("start_time").cloned();
-            info.end_time = p.get("end_time").cloned();
+            let field = |k: &str| p.get(k).and_then(|v| bounded(v, MAX_FIELD));
+            info.engine = field("tool_name");
+            info.engine_version = field("tool_version");
+            info.server_version = field("server_version");
+            info.start_time = field("start_time");
+            info.end_time = field("end_time");
         }
         info.flavor = info.server_version.as_deref().map(flavor).map(str::to_owned);
         info
     }
 
     /// The statements that make a server restored from this backup a replica of its source:
-    /// by binary log file and position, and by GTID where the position is known.
-    pub fn replication_statements(&self) -> Option<String> {
-        let b = self.binlog.as_ref()?;
+    /// by binary log file and position, and by GTID where the position is known. `None` when
+    /// the backup recorded no position.
+    ///
+    /// The values come from the image (and, before it, from a stream anyone could have
+    /// written): each must match the grammar the server itself writes, or nothing is printed.
+    /// They are then quoted so that the statements mean the same with `NO_BACKSLASH_ESCAPES`
+    /// on or off.
+    pub fn replication_statements(&self) -> Result<Option<String>, MetaError> {
+        let Some(b) = self.binlog.as_ref() else { return Ok(None) };
+        if !is_binlog_file_name(&b.file) {
+            return Err(MetaError::BinlogFile(shown(&b.file)));
+        }
+        let mysql = self.flavor.as_deref() == Some("MySQL");
+        let gtid = match &b.gtid {
+            Some(g) if mysql && !is_mysql_gtid_set(g) => return Err(MetaError::Gtid(shown(g), "MySQL")),
+            Some(g) if !mysql && !is_mariadb_gtid_list(g) => return Err(MetaError::Gtid(shown(g), "MariaDB")),
+            Some(g) => Some(sql_string(g)?),
+            None => None,
+        };
         let mut out = format!(
-            "-- By binary log coordinates:\nCHANGE MASTER TO MASTER_LOG_FILE='{}', MASTER_LOG_POS={};\n",
-            b.file.replace('\'', "''"),
+            "-- By binary log coordinates:\nCHANGE MASTER TO MASTER_LOG_FILE={}, MASTER_LOG_POS={};\n",
+            sql_string(&b.file)?,
             b.position
         );
-        if let Some(gtid) = &b.gtid {
-            let gtid = gtid.replace('\'', "''");
-            if self.flavor.as_deref() == Some("MySQL") {
+        if let Some(gtid) = gtid {
+            if mysql {
                 out.push_str(&format!(
-                    "-- By GTID (MySQL; on a fresh replica, after RESET MASTER):\nSET GLOBAL gtid_purged='{gtid}';\nCHANGE MASTER TO MASTER_AUTO_POSITION=1;\n"
+                    "-- By GTID (MySQL; on a fresh replica, after RESET MASTER):\nSET GLOBAL gtid_purged={gtid};\nCHANGE MASTER TO MASTER_AUTO_POSITION=1;\n"
                 ));
             } else {
                 out.push_str(&format!(
-                    "-- By GTID (MariaDB):\nSET GLOBAL gtid_slave_pos='{gtid}';\nCHANGE MASTER TO MASTER_USE_GTID=slave_pos;\n"
+                    "-- By GTID (MariaDB):\nSET GLOBAL gtid_slave_pos={gtid};\nCHANGE MASTER TO MASTER_USE_GTID=slave_pos;\n"
                 ));
             }
         }
         out.push_str(
             "-- Then add MASTER_HOST, MASTER_PORT, MASTER_USER, MASTER_PASSWORD (and SSL options), and START SLAVE;\n",
         );
-        Some(out)
+        Ok(Some(out))
     }
+}
+
+/// Why coffer refuses to print statements from a backup's description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("the backup's binary log file name {0} is not one a server writes (BASENAME.NNNNNN, the basename of letters, digits, '.', '_', '-' or '+'): refusing to print SQL with it")]
+    BinlogFile(String),
+    #[error("the backup's GTID position {0} is not a {1} GTID set: refusing to print SQL with it")]
+    Gtid(String, &'static str),
+    #[error("the value {0} cannot be quoted the same way under every sql_mode: refusing to print SQL with it")]
+    Unquotable(String),
+}
+
+/// A value for a message: quoted and escaped (so it stays on one line and prints no control
+/// characters), and cut short if long.
+fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{:?}...", &value[..at]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// `value` as an SQL string literal. Only printable ASCII other than `'` and `\` is accepted:
+/// such a literal means the same whether or not `NO_BACKSLASH_ESCAPES` is set (a backslash is
+/// an escape without it and a plain character with it, so no one escaping of it is right for
+/// both), and whatever the connection's character set.
+pub fn sql_string(value: &str) -> Result<String, MetaError> {
+    if value.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\'' && b != b'\\') {
+        Ok(format!("'{value}'"))
+    } else {
+        Err(MetaError::Unquotable(shown(value)))
+    }
+}
+
+/// A binary log file name as MySQL and MariaDB write it (`SHOW MASTER STATUS`, the engines'
+/// `*_binlog_info`): a basename, a dot and the file's number, at least six digits (`%06lu`,
+/// up to 2^31 - 1). The servers take any file name as a basename (MariaDB's `--log-basename`
+/// only refuses '.' and '/'); coffer accepts the characters of host names and of the usual
+/// names (`binlog`, `mysql-bin`, `HOST-bin`, `mariadb-bin`), and refuses the rest.
+pub fn is_binlog_file_name(name: &str) -> bool {
+    let Some((base, number)) = name.rsplit_once('.') else { return false };
+    !base.is_empty()
+        && name.len() <= 255
+        && base.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+        && (6..=10).contains(&number.len())
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && number.parse::<u64>().is_ok_and(|n| n <= i32::MAX as u64)
+}
+
+/// A decimal number without sign or leading `+`, at most `max`.
+fn is_number(s: &str, max: u64) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok_and(|n| n <= max)
+}
+
+/// A UUID in its text form: 8-4-4-4-12 hexadecimal digits.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A MySQL 8.4 GTID tag: a letter or underscore, then up to 31 letters, digits or underscores.
+fn is_gtid_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= 32
+        && b.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// A MySQL GTID set (`gtid_executed`, `gtid_purged`): `UUID:INTERVAL[:INTERVAL...]` joined by
+/// commas, an interval `N` or `N-M` (1 <= N <= M < 2^63), and since 8.4 tags (`UUID:TAG:1-5`,
+/// a tag naming the intervals after it). The empty set is valid too. Whitespace (MySQL puts a
+/// line break after each comma) must have been removed.
+pub fn is_mysql_gtid_set(set: &str) -> bool {
+    const GNO_MAX: u64 = i64::MAX as u64 - 1;
+    set.is_empty()
+        || set.split(',').all(|uuid_set| {
+            let mut parts = uuid_set.split(':');
+            if !parts.next().is_some_and(is_uuid) {
+                return false;
+            }
+            // A tag names the intervals after it: at least one follows each tag, and there is
+            // at least one interval.
+            let (mut after_tag, mut intervals) = (false, 0);
+            for part in parts {
+                if is_gtid_tag(part) {
+                    if after_tag {
+                        return false;
+                    }
+                    after_tag = true;
+                    continue;
+                }
+                let (n, m) = part.split_once('-').unwrap_or((part, part));
+                if !(is_number(n, GNO_MAX) && is_number(m, GNO_MAX)) {
+                    return false;
+                }
+                let (n, m) = (n.parse::<u64>().unwrap_or(0), m.parse::<u64>().unwrap_or(0));
+                if n == 0 || m < n {
+                    return false;
+                }
+                after_tag = false;
+                intervals += 1;
+            }
+            !after_tag && intervals > 0
+        })
+}
+
+/// A MariaDB GTID position (`gtid_current_pos`, `gtid_slave_pos`): `DOMAIN-SERVER-SEQNO`
+/// joined by commas (32-bit domain and server ids, a 64-bit sequence number), one per domain.
+/// The empty position is valid too.
+pub fn is_mariadb_gtid_list(list: &str) -> bool {
+    let mut domains = std::collections::HashSet::new();
+    list.is_empty()
+        || list.split(',').all(|gtid| {
+            let parts: Vec<&str> = gtid.split('-').collect();
+            parts.len() == 3
+                && is_number(parts[0], u32::MAX.into())
+                && is_number(parts[1], u32::MAX.into())
+                && is_number(parts[2], u64::MAX)
+                && domains.insert(parts[0].parse::<u32>().unwrap_or_default())
+        })
+}
+
+/// The Galera position a backup records (`xtrabackup_galera_info`): `UUID:SEQNO` (the seqno
+/// -1 when undefined), which MariaDB may follow with a space and the `wsrep_gtid_domain_id`.
+pub fn is_galera_position(position: &str) -> bool {
+    let (state, domain) = match position.split_once(' ') {
+        Some((s, d)) => (s, Some(d)),
+        None => (position, None),
+    };
+    let Some((uuid, seqno)) = state.split_once(':') else { return false };
+    is_uuid(uuid)
+        && (seqno == "-1" || is_number(seqno, i64::MAX as u64))
+        && domain.is_none_or(|d| is_number(d, u32::MAX.into()))
 }
 
 /// "MariaDB" or "MySQL" from a version string.
@@ -159,7 +322,7 @@ mod tests {
         assert_eq!((info.from_lsn, info.to_lsn, info.last_lsn), (Some(0), Some(47200578), Some(120830583)));
         let b = info.binlog.clone().unwrap();
         assert_eq!((b.file.as_str(), b.position, b.gtid.as_deref()), ("binlog.000001", 79458308, Some("0-1-2380")));
-        let sql = info.replication_statements().unwrap();
+        let sql = info.replication_statements().unwrap().unwrap();
         assert!(sql.contains("CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=79458308;"));
         assert!(sql.contains("SET GLOBAL gtid_slave_pos='0-1-2380';"));
         assert!(sql.contains("MASTER_USE_GTID=slave_pos"));
@@ -172,7 +335,7 @@ mod tests {
             binlog: parse_binlog_info("binlog.000003\t157\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1-2\n"),
             ..Default::default()
         };
-        let sql = info.replication_statements().unwrap();
+        let sql = info.replication_statements().unwrap().unwrap();
         assert!(
             sql.contains(
                 "gtid_purged='3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4e11fa47-71ca-11e1-9e33-c80aa9429562:1-2'"
@@ -182,6 +345,159 @@ mod tests {
         assert!(sql.contains("MASTER_AUTO_POSITION=1"));
         assert_eq!(parse_binlog_info("binlog.000001\t4\n").unwrap().gtid, None);
         assert_eq!(parse_binlog_info(""), None);
-        assert!(BackupInfo::default().replication_statements().is_none());
+        assert_eq!(BackupInfo::default().replication_statements(), Ok(None));
+    }
+
+    /// The engine's files can be anything: whatever they hold, the description stays within
+    /// what readers load, and carries no control characters.
+    #[test]
+    fn descriptions_stay_small_and_printable_whatever_the_stream_holds() {
+        let huge = "\"".repeat(1 << 20);
+        let k = kept(&[
+            ("xtrabackup_binlog_info", &format!("{huge}\t4\t{huge}\n")),
+            ("xtrabackup_galera_info", &huge),
+            ("xtrabackup_checkpoints", &format!("backup_type = {huge}\n")),
+            ("xtrabackup_info", &format!("tool_name = {huge}\nserver_version = x\u{1b}[2Jy\nstart_time = {huge}\n")),
+        ]);
+        let info = BackupInfo::from_kept("xbstream", &k);
+        assert!(serde_json::to_vec_pretty(&info).unwrap().len() < MAX_DESCRIPTION / 4);
+        assert_eq!((info.binlog, info.galera, info.engine, info.server_version), (None, None, None, None));
+        let k = kept(&[("xtrabackup_binlog_info", &format!("binlog.000001\t4\t{huge}\n"))]);
+        assert_eq!(BackupInfo::from_kept("xbstream", &k).binlog.unwrap().gtid, None);
+        // The largest of everything still fits.
+        let field = "\"".repeat(MAX_FIELD);
+        let gtid = "\"".repeat(MAX_GTID);
+        let info = BackupInfo {
+            binlog: Some(BinlogPosition { file: field.clone(), position: u64::MAX, gtid: Some(gtid) }),
+            galera: Some(field.clone()),
+            backup_type: Some(field.clone()),
+            engine: Some(field.clone()),
+            engine_version: Some(field.clone()),
+            server_version: Some(field.clone()),
+            flavor: Some(field.clone()),
+            start_time: Some(field.clone()),
+            end_time: Some(field.clone()),
+            source: field,
+            ..Default::default()
+        };
+        assert!(serde_json::to_vec_pretty(&info).unwrap().len() < MAX_DESCRIPTION / 4);
+    }
+
+    /// Issue 13, item 2: an xbstream whose binlog info names
+    /// `binlog.000001\'; DROP DATABASE important; --` printed a CHANGE MASTER statement that,
+    /// piped into `mariadb`, dropped the database (doubling `'` is no quoting where `\` escapes).
+    #[test]
+    fn injected_binlog_coordinates_print_no_sql() {
+        let hostile_files = [
+            "binlog.000001\\'; DROP DATABASE important; --",
+            "binlog.000001'; DROP DATABASE important; --",
+            "binlog.000001\\",
+            "bin log.000001",
+            "binlog\u{7}.000001",
+            "binlog.\u{1b}[2J000001",
+            "binlog",
+            "binlog.12345",
+            "binlog.00000x",
+            ".000001",
+            "../binlog.000001",
+            "binlog.99999999999",
+        ];
+        for file in hostile_files {
+            let k = kept(&[("xtrabackup_binlog_info", &format!("{file}\t4\t0-1-2\n"))]);
+            let info = BackupInfo::from_kept("xbstream", &k);
+            let Some(b) = &info.binlog else { continue };
+            let err = info.replication_statements().expect_err(file);
+            assert!(matches!(err, MetaError::BinlogFile(_)), "{file:?}: {err}");
+            let msg = err.to_string();
+            assert!(!msg.contains('\n') && !msg.contains('\u{1b}'), "one line, no control characters: {msg:?}");
+            assert!(!b.file.is_empty());
+        }
+        let hostile_gtids = [
+            ("MariaDB", "0-1-2'; DROP DATABASE important; --"),
+            ("MariaDB", "0-1-2\\"),
+            ("MariaDB", "0-1"),
+            ("MariaDB", "0-1-2,0-2-3"),
+            ("MariaDB", "0-1-x"),
+            ("MariaDB", "-1-2"),
+            ("MariaDB", "4294967296-1-2"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5'; DROP DATABASE important; --"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562:0"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562:5-1"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562:tag"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa9429562:a:b:1"),
+            ("MySQL", "3e11fa47-71ca-11e1-9e33-c80aa942956:1"),
+            ("MySQL", "0-1-2"),
+        ];
+        for (flavor, gtid) in hostile_gtids {
+            let info = BackupInfo {
+                flavor: Some(flavor.into()),
+                binlog: Some(BinlogPosition { file: "binlog.000001".into(), position: 4, gtid: Some(gtid.into()) }),
+                ..Default::default()
+            };
+            let err = info.replication_statements().expect_err(gtid);
+            assert!(matches!(err, MetaError::Gtid(..)), "{gtid:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn what_servers_write_is_accepted() {
+        for file in ["binlog.000001", "mysql-bin.000096", "db-01.example.com-bin.001234", "x_y+z.2147483647"] {
+            assert!(is_binlog_file_name(file), "{file}");
+        }
+        for set in [
+            "",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7:9-11,4e11fa47-71ca-11e1-9e33-c80aa9429562:1",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:tag_1:1-3:_x:7",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:tag:1-3",
+        ] {
+            assert!(is_mysql_gtid_set(set), "{set}");
+        }
+        for list in ["", "0-1-2380", "0-1-2,1-2-3,4294967295-4294967295-18446744073709551615"] {
+            assert!(is_mariadb_gtid_list(list), "{list}");
+        }
+        for pos in ["2adb1e1b-e807-11f1-bbb4-02fc00000001:17", "2adb1e1b-e807-11f1-bbb4-02fc00000001:-1 0"] {
+            assert!(is_galera_position(pos), "{pos}");
+        }
+        for pos in
+            ["2adb1e1b-e807-11f1-bbb4-02fc00000001:-2", "x:1", "2adb1e1b-e807-11f1-bbb4-02fc00000001:1; rm -rf /"]
+        {
+            assert!(!is_galera_position(pos), "{pos}");
+        }
+    }
+
+    #[test]
+    fn literals_mean_the_same_under_every_sql_mode() {
+        assert_eq!(sql_string("binlog.000001").unwrap(), "'binlog.000001'");
+        for bad in ["a'b", "a\\b", "a\nb", "a\u{0}b", "é", "\u{5c}'"] {
+            assert!(sql_string(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the description says, the statements printed hold each value as one
+        /// literal: no quote or backslash inside one, nothing after the last statement.
+        #[test]
+        fn any_description_prints_safe_sql_or_nothing(
+            file in "[a-z.\\\\' ;-]{0,12}(\\.[0-9]{6})?",
+            gtid in proptest::option::of("[0-9a-f:,' ;\\\\-]{0,40}"),
+            mysql: bool,
+            position: u64,
+        ) {
+            let info = BackupInfo {
+                flavor: Some(if mysql { "MySQL" } else { "MariaDB" }.into()),
+                binlog: Some(BinlogPosition { file, position, gtid }),
+                ..Default::default()
+            };
+            if let Ok(Some(sql)) = info.replication_statements() {
+                for line in sql.lines().filter(|l| !l.starts_with("--")) {
+                    proptest::prop_assert!(!line.contains('\\'), "{}", line);
+                    proptest::prop_assert_eq!(line.matches('\'').count() % 2, 0, "{}", line);
+                    proptest::prop_assert!(line.ends_with(';'), "{}", line);
+                    proptest::prop_assert_eq!(line.matches(';').count(), 1, "{}", line);
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! for the backup's description.
 
 use crate::xbstream::{ChunkHead, ChunkType, XbError, XbReader};
+use coffer_format::chunk::MAX_SEGMENTS;
 use coffer_format::{EntryKind, EntryMeta, Segment};
 use coffer_fs::source::{ChunkReader, Span};
 use coffer_fs::FsError;
@@ -247,6 +248,17 @@ enum Step {
     Pause,
 }
 
+/// The largest file offset a stream may reach: a file's size is an `off_t`.
+const MAX_FILE_END: u64 = i64::MAX as u64;
+
+/// `pos` moved on by `by` bytes of `head`'s chunk, unless that passes the largest file size.
+fn moved(pos: u64, by: u64, head: &ChunkHead) -> Result<u64, XbError> {
+    pos.checked_add(by).filter(|&end| end <= MAX_FILE_END).ok_or_else(|| XbError::Invalid {
+        at: head.at,
+        detail: format!("{} reaches beyond the largest file size", head.path_lossy()),
+    })
+}
+
 impl<R: Read + Send> Part<R> {
     fn advance(&mut self, s: &mut Shared<R>) -> Result<Step, XbError> {
         let Some(head) = s.next_head()? else {
@@ -274,11 +286,14 @@ impl<R: Read + Send> Part<R> {
     }
 
     /// The current chunk's payload is read: trailing holes of a sparse map move the position.
-    fn chunk_done(&mut self) {
+    fn chunk_done(&mut self) -> Result<(), XbError> {
         if let Some(head) = self.head.take() {
-            self.pos +=
-                head.sparse[self.map_at.min(head.sparse.len())..].iter().map(|&(skip, _)| u64::from(skip)).sum::<u64>();
+            let holes = head.sparse.get(self.map_at..).unwrap_or_default().iter().map(|&(skip, _)| u64::from(skip));
+            for skip in holes {
+                self.pos = moved(self.pos, skip, &head)?;
+            }
         }
+        Ok(())
     }
 
     /// Makes a chunk with payload left the current one; false when the run has ended (the
@@ -300,12 +315,15 @@ impl<R: Read + Send> Part<R> {
             if s.reader.payload_left() > 0 {
                 return Ok(true);
             }
-            self.chunk_done();
+            self.chunk_done()?;
         }
     }
 
     /// Fills `buf`; returns the bytes placed and whether the run ended. A full buffer looks
     /// ahead first, so that a run ending exactly there is marked last now, not by an empty chunk.
+    /// A chunk holds at most [`MAX_SEGMENTS`] runs of data, the most an image's reader accepts:
+    /// a sparse map with more runs than that (one per compressed page, with xtrabackup) goes
+    /// on in the next chunk.
     fn fill(&mut self, buf: &mut [u8], segments: &mut Vec<Segment>) -> Result<(usize, bool), XbError> {
         let shared = Arc::clone(&self.shared);
         let mut guard = shared.lock().expect("lock");
@@ -317,29 +335,39 @@ impl<R: Read + Send> Part<R> {
             }
             let head = self.head.as_ref().expect("a current chunk");
             let mut want = buf.len() - filled;
-            if head.kind == ChunkType::Sparse {
+            let sparse = head.kind == ChunkType::Sparse;
+            if sparse {
                 while self.data_left == 0 {
-                    let (skip, len) = head.sparse[self.map_at];
+                    // The map adds up to the payload (checked by the reader), so a chunk with
+                    // payload left has a run left.
+                    let &(skip, len) = head.sparse.get(self.map_at).ok_or_else(|| XbError::Invalid {
+                        at: head.at,
+                        detail: "sparse map ends before the payload".into(),
+                    })?;
                     self.map_at += 1;
-                    self.pos += u64::from(skip);
+                    self.pos = moved(self.pos, u64::from(skip), head)?;
                     self.data_left = len;
                 }
                 want = want.min(self.data_left as usize);
             }
-            let sparse = head.kind == ChunkType::Sparse;
+            let continues_last = segments.last().is_some_and(|last| last.end() == self.pos);
+            if !continues_last && segments.len() >= MAX_SEGMENTS {
+                // This chunk's range ends here, holes included; the next starts at this run.
+                return Ok((filled, false));
+            }
             let n = s.reader.read_payload(&mut buf[filled..filled + want])?;
             match segments.last_mut() {
-                Some(last) if last.offset + u64::from(last.len) == self.pos => last.len += n as u32,
+                Some(last) if continues_last => last.len += n as u32,
                 _ => segments.push(Segment { offset: self.pos, len: n as u32 }),
             }
             if sparse {
                 self.data_left -= n as u32;
             }
             filled += n;
-            self.pos += n as u64;
+            self.pos = moved(self.pos, n as u64, head)?;
             s.bytes += n as u64;
             if s.reader.payload_left() == 0 {
-                self.chunk_done();
+                self.chunk_done()?;
             }
         }
         Ok((filled, true))

@@ -120,33 +120,37 @@ impl<R: Read> XbReader<R> {
     /// chunks). The previous chunk's payload must have been read completely.
     pub fn next_head(&mut self) -> Result<Option<ChunkHead>, XbError> {
         assert_eq!(self.left, 0, "the previous chunk's payload was not read");
-        let at = self.pos;
-        let mut magic = [0u8; 8];
-        match self.fill(&mut magic, "chunk magic")? {
-            0 => return Ok(None),
-            _ if &magic != MAGIC => return Err(XbError::BadMagic { at }),
-            _ => {}
-        }
-        let [flags, type_byte] = self.exact::<2>("chunk type")?;
-        let path_len = u32::from_le_bytes(self.exact::<4>("path length")?) as usize;
-        if path_len == 0 || path_len >= MAX_PATH {
-            return Err(XbError::Invalid { at, detail: format!("path length {path_len}") });
-        }
-        let mut path = vec![0u8; path_len];
-        if self.fill(&mut path, "path")? < path_len {
-            return Err(XbError::Truncated { at: self.pos, what: "path" });
-        }
+        // Chunks of unknown but ignorable types are skipped in this loop, not by recursion: a
+        // stream of many of them must not cost a stack frame each.
+        let (at, type_byte, path) = loop {
+            let at = self.pos;
+            let mut magic = [0u8; 8];
+            match self.fill(&mut magic, "chunk magic")? {
+                0 => return Ok(None),
+                _ if &magic != MAGIC => return Err(XbError::BadMagic { at }),
+                _ => {}
+            }
+            let [flags, type_byte] = self.exact::<2>("chunk type")?;
+            let path_len = u32::from_le_bytes(self.exact::<4>("path length")?) as usize;
+            if path_len == 0 || path_len >= MAX_PATH {
+                return Err(XbError::Invalid { at, detail: format!("path length {path_len}") });
+            }
+            let mut path = vec![0u8; path_len];
+            if self.fill(&mut path, "path")? < path_len {
+                return Err(XbError::Truncated { at: self.pos, what: "path" });
+            }
+            if !matches!(type_byte, b'P' | b'S' | b'E') && flags & FLAG_IGNORABLE != 0 {
+                // Unknown but ignorable: assumed laid out as a payload chunk, and skipped.
+                let head = self.payload_fields(at, path, ChunkType::Payload, 0)?;
+                self.skip_payload(&head)?;
+                continue;
+            }
+            break (at, type_byte, path);
+        };
         let kind = match type_byte {
             b'P' => ChunkType::Payload,
             b'S' => ChunkType::Sparse,
             b'E' => ChunkType::Eof,
-            other if flags & FLAG_IGNORABLE != 0 => {
-                // Unknown but ignorable: assumed laid out as a payload chunk, and skipped.
-                let _ = other;
-                let head = self.payload_fields(at, path, ChunkType::Payload, 0)?;
-                self.skip_payload(&head)?;
-                return self.next_head();
-            }
             other => return Err(XbError::Invalid { at, detail: format!("unknown chunk type {other:#04x}") }),
         };
         if kind == ChunkType::Eof {

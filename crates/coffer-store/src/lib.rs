@@ -51,6 +51,8 @@ pub enum StoreError {
     Store { what: &'static str, url: String, detail: String },
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error("{url}: {size} bytes, more than the {max} it may hold")]
+    TooLarge { url: String, size: u64, max: u64 },
     #[error("interrupted by a signal")]
     Interrupted,
 }
@@ -203,6 +205,25 @@ impl Object {
     pub fn get(&self) -> Result<Vec<u8>, StoreError> {
         let got = runtime().block_on(async { self.store.get(&self.path).await?.bytes().await });
         got.map(|b| b.to_vec()).map_err(self.err("cannot read"))
+    }
+
+    /// The whole object if it holds at most `max` bytes, in one ranged request of `max + 1`
+    /// bytes: whoever can write the object chooses its size, so a larger one is refused
+    /// ([`StoreError::TooLarge`]) without being downloaded.
+    pub fn get_at_most(&self, max: u64) -> Result<Vec<u8>, StoreError> {
+        let opts = object_store::GetOptions { range: Some((0..max.saturating_add(1)).into()), ..Default::default() };
+        let got = runtime().block_on(async {
+            let r = self.store.get_opts(&self.path, opts).await?;
+            let size = r.meta.size;
+            if size > max {
+                return Ok((None, size));
+            }
+            Ok::<_, object_store::Error>((Some(r.bytes().await?), size))
+        });
+        match got.map_err(self.err("cannot read"))? {
+            (Some(bytes), _) if bytes.len() as u64 <= max => Ok(bytes.to_vec()),
+            (_, size) => Err(StoreError::TooLarge { url: self.url.clone(), size, max }),
+        }
     }
 
     /// The object's first `len` bytes, its size and its ETag, in one request.

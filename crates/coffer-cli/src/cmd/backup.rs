@@ -146,6 +146,10 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         }
     }
     let secrets = crate::keys::backup_secrets(&args.key, &args.seal, quiet)?;
+    let signing_key = match &args.seal.signing_key {
+        Some(p) => Some(crate::keys::read_signing_key(p, args.key.allow_insecure_key_file)?),
+        None => None,
+    };
     let (codec, level) = codec(&args)?;
     let suite = suite(args.cipher, quiet);
     // Sending: the receiver is dialled (and has accepted us) before any source is opened.
@@ -185,6 +189,9 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let output = if to_stdout || wire.is_some() || object.is_some() {
         None
     } else {
+        for left in AtomicFile::remove_stale(&out_path) {
+            warn(quiet, format!("removed {}, which an interrupted backup left", left.display()));
+        }
         Some(AtomicFile::create(&out_path, args.force, 0o600)?)
     };
 
@@ -246,7 +253,8 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
         }
     };
 
-    let params = ImageParams::random(suite, codec, level, args.chunk_size, secrets.len())?;
+    let mut params = ImageParams::random(suite, codec, level, args.chunk_size, secrets.len())?;
+    params.signing_key = signing_key;
     let bar = if total.is_some() { Bar::new(quiet, total, "backup") } else { bar };
     let inspector = InnodbInspector { fail_on_corrupt: args.fail_on_corrupt, quiet, counts: Default::default() };
     let inspect: Option<&dyn coffer_image::Inspect> = if args.no_validate { None } else { Some(&inspector) };

@@ -86,23 +86,26 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         println!("{}", serde_json::Value::Array(rows));
         return outcome;
     }
+    // Names come from the bucket's listing, the rest from records: control characters are
+    // shown escaped, never sent to the terminal.
+    let esc = |s: &str| super::list::escape(s.as_bytes());
     for v in &rows {
         let mut line = format!(
             "{}  {:>10}  {}",
             v["time"].as_str().unwrap_or_default(),
             human(v["bytes"].as_u64().unwrap_or(0)),
-            v["name"].as_str().unwrap_or_default()
+            esc(v["name"].as_str().unwrap_or_default())
         );
         if let Some(b) = v.get("backup").filter(|b| !b.is_null()) {
             let s = |k: &str| b[k].as_str().map(str::to_owned);
             if let Some(server) = s("server_version") {
-                line.push_str(&format!("  {server}"));
+                line.push_str(&format!("  {}", esc(&server)));
             }
             if let (Some(from), Some(to)) = (b["from_lsn"].as_u64(), b["to_lsn"].as_u64()) {
                 line.push_str(&format!("  LSN {from}..{to}"));
             }
             if let Some(file) = b["binlog"]["file"].as_str() {
-                line.push_str(&format!("  binlog {file}:{}", b["binlog"]["position"]));
+                line.push_str(&format!("  binlog {}:{}", esc(file), b["binlog"]["position"]));
             }
         }
         println!("{line}");
@@ -160,7 +163,9 @@ pub fn read_record(
     image: &coffer_store::Object,
     opened: &coffer_image::OpenedImage,
 ) -> Result<Option<serde_json::Value>> {
-    let bytes = match image.with_suffix(RECORD_SUFFIX).get() {
+    // Records are small; whoever can write to the bucket (no key needed) chooses this object's
+    // size, so it is read with a cap, never whole.
+    let bytes = match image.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
         Ok(b) => b,
         Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -222,7 +227,8 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
         }));
         if !args.json && !quiet {
             let what = if why.is_empty() { "delete".to_owned() } else { format!("keep ({})", why.join(", ")) };
-            eprintln!("coffer: {what:<24} {}  {}", super::list::utc(b.time), b.listed.name);
+            let name = super::list::escape(b.listed.name.as_bytes());
+            eprintln!("coffer: {what:<24} {}  {name}", super::list::utc(b.time));
         }
     }
     let doomed: Vec<&Backup> = found.iter().zip(&reasons).filter(|(_, w)| w.is_empty()).map(|(b, _)| b).collect();

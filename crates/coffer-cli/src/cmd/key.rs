@@ -21,15 +21,20 @@ use std::time::Instant;
 
 pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
     match cmd {
-        KeyCommand::Generate { output, x25519, force } => generate(&output, x25519, force, quiet),
+        KeyCommand::Generate { output, x25519, signing, force } => generate(&output, x25519, signing, force, quiet),
         KeyCommand::Id { key } => {
             for k in keys::unlocks(&key, quiet)? {
                 match k {
                     Unlock::Key(k) => println!("{}", hex(&k.key_id())),
                     Unlock::Identity(i) => println!("{}", i.recipient()),
                     Unlock::Passphrase(_) => println!("passphrase (no id)"),
+                    Unlock::Signer(s) => println!("required signer {s}"),
                 }
             }
+            Ok(())
+        }
+        KeyCommand::Signer { signing_key, allow_insecure_key_file } => {
+            println!("{}", keys::read_signing_key(&signing_key, allow_insecure_key_file)?.public());
             Ok(())
         }
         KeyCommand::Recipient { identity, allow_insecure_key_file } => {
@@ -89,11 +94,15 @@ fn say(quiet: bool, msg: String) {
     }
 }
 
-fn generate(output: &Path, x25519: bool, force: bool, quiet: bool) -> Result<()> {
-    let (text, id, recipient) = if x25519 {
+fn generate(output: &Path, x25519: bool, signing: bool, force: bool, quiet: bool) -> Result<()> {
+    let (text, id, public) = if x25519 {
         let identity = Identity::generate().context("cannot generate an identity")?;
-        let r = identity.recipient();
-        (identity.to_file_text(&utc(now())), r.to_string(), Some(r))
+        let r = identity.recipient().to_string();
+        (identity.to_file_text(&utc(now())), r.clone(), Some(r))
+    } else if signing {
+        let key = coffer_crypto::SigningKey::generate().context("cannot generate a signing key")?;
+        let s = key.public().to_string();
+        (key.to_file_text(&utc(now())), s.clone(), Some(s))
     } else {
         let key = MasterKey::generate().context("cannot generate a key")?;
         (key.to_hex_line(), format!("key id {}", hex(&key.key_id())), None)
@@ -105,8 +114,8 @@ fn generate(output: &Path, x25519: bool, force: bool, quiet: bool) -> Result<()>
     let file = AtomicFile::create(output, force, 0o600)?;
     (&file).write_all(text.as_bytes()).with_context(|| format!("cannot write {}", output.display()))?;
     file.commit()?;
-    if let Some(r) = recipient {
-        println!("{r}");
+    if let Some(p) = public {
+        println!("{p}");
     }
     say(
         quiet,
@@ -153,7 +162,7 @@ fn open_for_change(
             }
         }
     }
-    for w in &opened.warnings {
+    for w in opened.warnings.iter().chain(&opened.notes) {
         warn(quiet, w);
     }
     Ok((file, opened, ring))
@@ -300,6 +309,8 @@ fn list(image: &Path, as_json: bool) -> Result<()> {
     let chosen = choose_header(&region)?;
     let h = &chosen.header;
     let slots: Vec<_> = h.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).collect();
+    // Shown as stored: checked only when a key opens the image.
+    let signer = h.signature.as_ref().map(|s| coffer_crypto::Signer(s.signer).to_string());
     let mut out = std::io::stdout().lock();
     if as_json {
         let v = json!({
@@ -309,6 +320,7 @@ fn list(image: &Path, as_json: bool) -> Result<()> {
             "stale_copy": chosen.stale_copy,
             "warnings": chosen.warnings,
             "cipher": h.suite.name(),
+            "signer": signer,
             "slots": slots.iter().map(|(i, s)| slot_json(*i, s)).collect::<Vec<_>>(),
             "free_slots": SLOT_COUNT - slots.len(),
         });
@@ -323,6 +335,10 @@ fn list(image: &Path, as_json: bool) -> Result<()> {
         h.suite.name(),
         slots.len()
     )?;
+    match &signer {
+        Some(s) => writeln!(out, "signed by {s} (unverified until a key opens the image)")?,
+        None => writeln!(out, "unsigned")?,
+    }
     for (i, s) in slots {
         writeln!(out, "slot {i:2}  {}  {}", utc(s.created), describe(s))?;
     }
@@ -433,7 +449,7 @@ pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
             Ok(())
         }
         KeyringCommand::Rotate { file: keyring, name, key } => {
-            let unlocks = keys::unlocks(&key, quiet)?;
+            let unlocks = keyring_unlocks(&key, quiet)?;
             let mut ring = Keyring::open(&keyring, &unlocks)?;
             let version = ring.rotate(&name)?;
             let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
@@ -447,8 +463,22 @@ pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
             );
             Ok(())
         }
+        KeyringCommand::Trust { file: keyring, signer, key } => {
+            let signer = keys::parse_signer(&signer)?;
+            let unlocks = keyring_unlocks(&key, quiet)?;
+            let mut ring = Keyring::open(&keyring, &unlocks)?;
+            if !ring.trust(signer) {
+                say(quiet, format!("keyring {} already demands {signer}", keyring.display()));
+                return Ok(());
+            }
+            let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
+            ring.save(&secrets, true)?;
+            say(quiet, format!("keyring {}: images opened with it must now be signed by {signer}", keyring.display()));
+            Ok(())
+        }
         KeyringCommand::List { file: keyring, json, key } => {
-            let ring = Keyring::open(&keyring, &keys::unlocks(&key, quiet)?)?;
+            let ring = Keyring::open(&keyring, &keyring_unlocks(&key, quiet)?)?;
+            let signers: Vec<String> = ring.signers().iter().map(ToString::to_string).collect();
             let rows = ring.describe();
             let mut out = std::io::stdout().lock();
             if json {
@@ -456,10 +486,13 @@ pub fn keyring(cmd: KeyringCommand, quiet: bool) -> Result<()> {
                     .iter()
                     .map(|(n, v, c, id)| json!({"name": n, "version": v, "created": utc(*c), "key_id": id}))
                     .collect();
-                writeln!(out, "{}", json!({ "keys": v }))?;
+                writeln!(out, "{}", json!({ "keys": v, "signers": signers }))?;
             } else {
                 for (n, v, c, id) in rows {
                     writeln!(out, "{n}  version {v}  {}  key {id}", utc(c))?;
+                }
+                for signer in signers {
+                    writeln!(out, "required signer {signer}")?;
                 }
             }
             Ok(())
@@ -496,12 +529,19 @@ fn reseal_record(
     }
 }
 
+/// The secrets that open a keyring file itself: a keyring is not a backup, so the signers
+/// demanded of backups do not apply to it.
+fn keyring_unlocks(key: &KeyArgs, quiet: bool) -> Result<Vec<Unlock>> {
+    Ok(keys::unlocks(key, quiet)?.into_iter().filter(|u| !matches!(u, Unlock::Signer(_))).collect())
+}
+
 /// A secret that opened the keyring, to seal its next version for.
 fn reseal(u: Unlock) -> Result<SlotSecret> {
     Ok(match u {
         Unlock::Key(k) => SlotSecret::Key(k),
         Unlock::Identity(i) => SlotSecret::Recipient(i.recipient()),
         Unlock::Passphrase(p) => SlotSecret::Passphrase(p, keys::default_kdf()),
+        Unlock::Signer(_) => bail!("a signer is not a secret to seal a keyring for"),
     })
 }
 
@@ -514,19 +554,37 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     }
     let (mut input, len) = super::open_stream_input(&args.image)?;
     let opened = coffer_image::open_stream(&mut input, &unlocks)?;
-    for w in &opened.warnings {
+    for w in opened.warnings.iter().chain(&opened.notes) {
         warn(quiet, w);
     }
     let h = &opened.header;
     let suite = args.cipher.map_or(h.suite, super::backup::cipher_suite);
     // The new header keeps the image's creation time; its slots are dated now.
-    let params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
+    let mut params = ImageParams::random(suite, h.codec, h.level.into(), h.chunk_size, secrets.len())?;
+    params.signing_key = match &args.signing_key {
+        Some(p) => Some(keys::read_signing_key(p, args.key.allow_insecure_key_file)?),
+        None => None,
+    };
+    if let (Some(signer), None) = (opened.signer(), &params.signing_key) {
+        warn(
+            quiet,
+            format!(
+                "{} is signed by {signer}; the new image is unsigned (give --signing-key to sign it)",
+                args.image.display()
+            ),
+        );
+    }
     let object = if to_stdout { None } else { crate::store::object(&args.output)? };
     if let Some(o) = &object {
         if !args.force && o.exists().with_context(|| format!("cannot reach {}", o.url()))? {
             return Err(anyhow::anyhow!("{} already exists (use --force to replace it)", o.url()));
         }
         crate::store::abort_on_signals();
+    }
+    if !to_stdout && object.is_none() {
+        for left in AtomicFile::remove_stale(&args.output) {
+            warn(quiet, format!("removed {}, which an interrupted rekey left", left.display()));
+        }
     }
     let output =
         if to_stdout || object.is_some() { None } else { Some(AtomicFile::create(&args.output, args.force, 0o600)?) };

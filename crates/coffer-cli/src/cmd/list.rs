@@ -14,7 +14,7 @@ fn entries(image: &Path, args: &ListArgs, quiet: bool, threads: usize) -> Result
     let keys = crate::keys::unlocks(&args.key, quiet)?;
     if image != Path::new("-") {
         let idx = crate::store::open_indexed(image, &keys)?;
-        for w in &idx.image().warnings {
+        for w in idx.image().warnings.iter().chain(&idx.image().notes) {
             warn(quiet, w);
         }
         return Ok((idx.image().header.clone(), idx.records().to_vec(), idx.len()));
@@ -89,16 +89,23 @@ fn owner(name: &[u8], id: u32) -> String {
 }
 
 /// One record per file: the parts of a file written in parts (xbstream backups) are folded into
-/// its first record (size from the last part, chunks and data bytes summed).
-pub fn fold_parts(records: Vec<IndexRecord>) -> Vec<IndexRecord> {
+/// its first record (size from the last part, chunks and data bytes summed). Sums that overflow
+/// are the image's doing: it is refused as corrupt.
+pub fn fold_parts(records: Vec<IndexRecord>) -> Result<Vec<IndexRecord>> {
     let mut out: Vec<IndexRecord> = Vec::with_capacity(records.len());
     let mut first: std::collections::HashMap<Vec<u8>, usize> = Default::default();
     for r in records {
         if r.meta.continues {
             if let Some(&i) = first.get(&r.meta.path) {
-                out[i].size = r.size;
-                out[i].chunks += r.chunks;
-                out[i].data_bytes += r.data_bytes;
+                let f = &mut out[i];
+                let (Some(chunks), Some(data_bytes)) =
+                    (f.chunks.checked_add(r.chunks), f.data_bytes.checked_add(r.data_bytes))
+                else {
+                    let detail = format!("the parts of {:?} add up to too much", String::from_utf8_lossy(&r.meta.path));
+                    let at = coffer_image::Location { offset: r.frame_offset, ..Default::default() };
+                    return Err(anyhow!(ImageError::Corrupt { at, detail }));
+                };
+                (f.size, f.chunks, f.data_bytes) = (r.size, chunks, data_bytes);
                 continue;
             }
         }
@@ -107,12 +114,12 @@ pub fn fold_parts(records: Vec<IndexRecord>) -> Vec<IndexRecord> {
         }
         out.push(r);
     }
-    out
+    Ok(out)
 }
 
 pub fn list(args: ListArgs, quiet: bool, threads: usize) -> Result<()> {
     let (header, records, image_bytes) = entries(&args.image, &args, quiet, threads)?;
-    let records = fold_parts(records);
+    let records = fold_parts(records)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         print_json(&mut out, &header, &records, image_bytes)
@@ -241,6 +248,9 @@ fn verify_image(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<coffer
     let summary = read_stream(&mut input, &image, &mut NullVisitor, ReadOptions { threads, skip_data: false });
     bar.finish();
     let summary = summary?;
+    for note in &image.notes {
+        super::warn(quiet, note);
+    }
     if let Some(w) = image.warnings.first() {
         // The data is intact and readable, but a damaged header copy is damage all the same.
         return Err(anyhow!(ImageError::Corrupt { at: coffer_image::Location::default(), detail: w.clone() }));

@@ -474,9 +474,11 @@ fn restore_into(
         image: PathBuf::from("-"),
         to: dir.to_path_buf(),
         owner: args.owner.clone(),
+        keep_setuid: args.keep_setuid,
         force: args.force,
         no_sync: false,
         prepare: args.prepare,
+        prepare_options: args.prepare_options.clone(),
         copy_back: false,
         datadir: None,
         key,
@@ -502,7 +504,15 @@ fn partial_paths(file: &Path) -> (PathBuf, PathBuf) {
 /// Writes the mark: flushed under a temporary name, then renamed over the old one.
 fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
     let tmp = mark.with_extension("mark-new");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // Never through a symlink planted beside the output (a shared directory such as /tmp).
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nofollow)
+        .open(&tmp)?;
     f.write_all(&m.encode())?;
     f.sync_data()?;
     std::fs::rename(&tmp, mark)
@@ -553,6 +563,7 @@ fn keep(
         .create(true)
         .truncate(held.is_none())
         .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&data)
         .with_context(|| format!("cannot create {}", data.display()))?;
     // The header region as the sender has it now (a key-slot change may have rewritten it).

@@ -136,7 +136,7 @@ pub fn restore_from<R: std::io::Read + Send>(
     let mut input = CountingReader { inner: input, bar: bar.clone() };
     // The key is checked before the target is touched.
     let image = open_stream(&mut input, &keys)?;
-    for w in &image.warnings {
+    for w in image.warnings.iter().chain(&image.notes) {
         warn(quiet, w);
     }
     let opts = RestoreOptions { force: args.force, whole_tree: true, ownership, durable: !args.no_sync };
@@ -148,6 +148,12 @@ pub fn restore_from<R: std::io::Read + Send>(
             (RestoreVisitor::new(restorer), Start::Fresh)
         }
     };
+    visitor.restorer.set_keep_setuid(args.keep_setuid);
+    let swept = visitor.restorer.swept();
+    if swept > 0 {
+        let shown = args.to.display();
+        warn(quiet, format!("removed {swept} temporary file(s) that an interrupted restore left in {shown}"));
+    }
     let started = Instant::now();
     let read_opts = ReadOptions { threads, skip_data: false };
     let result = match start {
@@ -192,7 +198,7 @@ pub fn restore_from<R: std::io::Read + Send>(
     }
     if args.prepare {
         let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
-        super::server::prepare(&args.to, copy_back, args.force, quiet)?;
+        super::server::prepare(&args.to, &args.prepare_options, copy_back, args.force, quiet)?;
     }
     Ok(summary.logical_bytes)
 }
@@ -241,24 +247,35 @@ impl Visitor for Filter<'_> {
         }
         Ok(())
     }
+    // A file in parts (xbstream backups): the restorer keeps a part aside until the next one.
+    fn pause_file(&mut self, end: u64) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.pause_file(end)?;
+        }
+        Ok(())
+    }
 }
 
 /// Presents a file entry under another name: a hard link whose target was not extracted gets
-/// the target's contents.
+/// the target's contents (every part of it, for a file in parts).
 struct Renamed<'a> {
     inner: &'a mut dyn Visitor,
     meta: EntryMeta,
 }
 
 impl Visitor for Renamed<'_> {
-    fn entry(&mut self, _: &EntryMeta) -> Result<(), ImageError> {
-        self.inner.entry(&self.meta)
+    fn entry(&mut self, part: &EntryMeta) -> Result<(), ImageError> {
+        let size = if part.continues { part.size } else { self.meta.size };
+        self.inner.entry(&EntryMeta { continues: part.continues, size, ..self.meta.clone() })
     }
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
         self.inner.data(offset, data)
     }
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
         self.inner.end_file(size)
+    }
+    fn pause_file(&mut self, end: u64) -> Result<(), ImageError> {
+        self.inner.pause_file(end)
     }
 }
 
@@ -276,7 +293,7 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
         Source::Stream(file, Box::new(image))
     } else {
         let image = crate::store::open_indexed(&args.image, &keys)?;
-        for w in &image.image().warnings {
+        for w in image.image().warnings.iter().chain(&image.image().notes) {
             warn(quiet, w);
         }
         Source::Indexed(Box::new(image))
@@ -289,8 +306,9 @@ pub fn extract(args: ExtractArgs, quiet: bool, threads: usize) -> Result<()> {
     let mut sink = match &args.to {
         Some(dir) => {
             let opts = RestoreOptions { force: args.force, whole_tree: false, ownership, durable: true };
-            let restorer =
+            let mut restorer =
                 Restorer::create(dir, opts).with_context(|| format!("cannot extract into {}", dir.display()))?;
+            restorer.set_keep_setuid(args.keep_setuid);
             Sink::Dir(Box::new(RestoreVisitor::new(restorer)))
         }
         None => {
@@ -369,6 +387,28 @@ impl Sink {
     }
 }
 
+/// The records of the file the hard link `records[link]` names: its first part (the latest
+/// before the link, else the first in the image) and the parts that continue it.
+fn link_target_parts(records: &[IndexRecord], link: usize) -> Result<Vec<usize>> {
+    let target = &records[link].meta.target;
+    let is_start = |r: &IndexRecord| r.meta.path == *target && r.meta.kind == EntryKind::File && !r.meta.continues;
+    let first = records[..link]
+        .iter()
+        .rposition(is_start)
+        .or_else(|| records.iter().position(is_start))
+        .context("hard link target missing from the index")?;
+    let mut parts = vec![first];
+    for (j, r) in records.iter().enumerate().skip(first + 1) {
+        if r.meta.path == *target && r.meta.kind == EntryKind::File {
+            if !r.meta.continues {
+                break;
+            }
+            parts.push(j);
+        }
+    }
+    Ok(parts)
+}
+
 fn extract_indexed(
     image: &IndexedImage,
     paths: &[Vec<u8>],
@@ -387,13 +427,13 @@ fn extract_indexed(
     for &i in &chosen {
         let rec: &IndexRecord = &records[i];
         if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
-            let target = records
-                .iter()
-                .position(|r| r.meta.path == rec.meta.target && r.meta.kind == EntryKind::File)
-                .context("hard link target missing from the index")?;
-            let meta =
-                EntryMeta { kind: EntryKind::File, size: records[target].size, target: vec![], ..rec.meta.clone() };
-            image.read_entry(target, &mut Renamed { inner: sink, meta }, threads)?;
+            let parts = link_target_parts(records, i)?;
+            let last = parts.last().map_or(0, |&j| records[j].size);
+            let meta = EntryMeta { kind: EntryKind::File, size: last, target: vec![], ..rec.meta.clone() };
+            let mut renamed = Renamed { inner: sink, meta };
+            for j in parts {
+                image.read_entry(j, &mut renamed, threads)?;
+            }
         } else {
             image.read_entry(i, sink, threads)?;
         }

@@ -100,6 +100,10 @@ impl<R: Read + Send + 'static> ServerBackup<R> {
             self.tail.push_back(file_item(LOG_ENTRY, log));
         }
         let json = serde_json::to_vec_pretty(&info).expect("serializable");
+        // Readers refuse a larger description (from_kept keeps it far smaller).
+        if json.len() > coffer_mysql::meta::MAX_DESCRIPTION {
+            return Err(ImageError::Source(format!("the backup's description takes {} bytes: too large", json.len())));
+        }
         self.tail.push_back(file_item(META_ENTRY, json));
         self.info = Some(info);
         Ok(())
@@ -213,11 +217,13 @@ pub fn read_info_with(image: &Path, unlocks: &[coffer_crypto::Unlock]) -> Result
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
     if image != Path::new("-") {
         let idx = crate::store::open_indexed(image, unlocks)?;
-        let records = super::list::fold_parts(idx.records().to_vec());
+        let records = super::list::fold_parts(idx.records().to_vec())?;
         let files = records.iter().filter(|r| r.meta.kind == EntryKind::File).count() as u64;
-        let bytes = records.iter().map(|r| r.size).sum();
+        // The index was checked: its files' sizes add up to END's total, which fits.
+        let bytes = records.iter().fold(0u64, |sum, r| sum.saturating_add(r.size));
         let found = idx.records().iter().position(|r| r.meta.path == META_ENTRY.as_bytes());
         let info = match found {
+            Some(i) if idx.records()[i].size > MAX_DESCRIPTION => return Err(too_large().into()),
             Some(i) => {
                 idx.read_entry(i, &mut out, 1)?;
                 Some(serde_json::from_slice(&out.into_inner()).context("the image's backup description is malformed")?)
@@ -257,25 +263,42 @@ impl coffer_image::Visitor for MetaGrabber<'_> {
     }
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
         if self.on {
+            if offset.saturating_add(data.len() as u64) > MAX_DESCRIPTION {
+                return Err(too_large());
+            }
             self.out.data(offset, data)?;
         }
         Ok(())
     }
     fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
-        self.bytes += size;
+        // The reader checked that the files' sizes add up without overflowing.
+        self.bytes = self.bytes.saturating_add(size);
         if self.on {
+            if size > MAX_DESCRIPTION {
+                return Err(too_large());
+            }
             self.out.end_file(size)?;
         }
         Ok(())
     }
 }
 
+/// The backup description is a few KiB of JSON; it is read into memory, so no larger than this.
+const MAX_DESCRIPTION: u64 = coffer_mysql::meta::MAX_DESCRIPTION as u64;
+
+fn too_large() -> ImageError {
+    let detail = format!("its {META_ENTRY} entry is larger than {} bytes", MAX_DESCRIPTION);
+    ImageError::Corrupt { at: coffer_image::Location::default(), detail }
+}
+
 pub fn info(args: InfoArgs, quiet: bool) -> Result<()> {
     let (header, info, files, bytes) = read_info(&args, quiet)?;
     if args.replication {
         let info = info.context("this image is not a backup of a server (it has no coffer-backup.json)")?;
+        // Refused (one line) unless every value is what a server writes: the SQL is meant to be
+        // piped into a client.
         let sql =
-            info.replication_statements().context("the backup recorded no binary log position (was log_bin on?)")?;
+            info.replication_statements()?.context("the backup recorded no binary log position (was log_bin on?)")?;
         print!("{sql}");
         return Ok(());
     }
@@ -310,7 +333,10 @@ pub fn info(args: InfoArgs, quiet: bool) -> Result<()> {
         println!("backup       not a backup of a server (no coffer-backup.json)");
         return Ok(());
     };
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    // The description comes from the image: control characters are shown escaped, never sent
+    // to the terminal.
+    let esc = |s: &str| super::list::escape(s.as_bytes());
+    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "unknown".into(), esc);
     println!("server       {}", opt(&i.server_version));
     println!("engine       {} {}", opt(&i.engine), opt(&i.engine_version));
     println!("taken        {} to {}", opt(&i.start_time), opt(&i.end_time));
@@ -319,22 +345,39 @@ pub fn info(args: InfoArgs, quiet: bool) -> Result<()> {
     match &i.binlog {
         Some(b) => println!(
             "binlog       {}:{}{}",
-            b.file,
+            esc(&b.file),
             b.position,
-            b.gtid.as_ref().map(|g| format!("  GTID {g}")).unwrap_or_default()
+            b.gtid.as_ref().map(|g| format!("  GTID {}", esc(g))).unwrap_or_default()
         ),
         None => println!("binlog       none recorded"),
     }
     if let Some(g) = &i.galera {
-        println!("galera       {g}");
+        println!("galera       {}", esc(g));
     }
     Ok(())
 }
 
-/// After a restore: `ENGINE --prepare`, then optionally `--move-back` into a datadir.
-pub fn prepare(dir: &Path, copy_back_to: Option<&Path>, force: bool, quiet: bool) -> Result<()> {
+/// After a restore: `ENGINE --prepare` (with the user's `options`), then optionally
+/// `--move-back` into a datadir.
+pub fn prepare(
+    dir: &Path,
+    options: &[coffer_mysql::engine::PrepareOption],
+    copy_back_to: Option<&Path>,
+    force: bool,
+    quiet: bool,
+) -> Result<()> {
     let meta_path = dir.join(META_ENTRY);
-    let info: Option<BackupInfo> = std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    // Restored from the image: read at most what a writer may store (the file itself was
+    // opened without following a symlink by the restorer, but its size is the image's word).
+    let info: Option<BackupInfo> = std::fs::File::open(&meta_path).ok().and_then(|f| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(f, coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1),
+            &mut bytes,
+        )
+        .ok()?;
+        (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
+    });
     let engine = match info.as_ref().and_then(|i| i.engine.as_deref()) {
         Some("xtrabackup") => EngineKind::Xtrabackup,
         Some(_) => EngineKind::Mariabackup,
@@ -347,7 +390,7 @@ pub fn prepare(dir: &Path, copy_back_to: Option<&Path>, force: bool, quiet: bool
         }
     };
     let started = std::time::Instant::now();
-    coffer_mysql::engine::prepare(engine, dir, &show)
+    coffer_mysql::engine::prepare(engine, dir, options, &show)
         .context("prepare failed; the restored files are left as they are")?;
     if !quiet {
         eprintln!(

@@ -152,6 +152,9 @@ fn validate_image(
     let result = read_stream(&mut input, &image, &mut visitor, ReadOptions { threads, skip_data: false });
     bar.finish();
     let mut reports = visitor.reports;
+    for note in &image.notes {
+        super::warn(quiet, note);
+    }
     if let Some(w) = image.warnings.first() {
         let e = ImageError::Corrupt { at: coffer_image::Location::default(), detail: w.clone() };
         return Ok((reports, Some(anyhow::Error::new(e))));

@@ -180,3 +180,49 @@ impl Drop for Server {
         }
     }
 }
+
+/// Writes a key file for MariaDB's `file_key_management` plugin at `path` (mode 0600): keys 1
+/// and 2, AES-256. With a `password`, the file is encrypted as the plugin reads it
+/// (`openssl enc -aes-256-cbc -md sha1`) and the server needs `file_key_management_filekey`.
+pub fn write_key_file(path: &Path, password: Option<&str>) {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = format!("1;{}\n2;{}\n", "a1".repeat(32), "5c".repeat(32));
+    match password {
+        None => std::fs::write(path, keys).unwrap(),
+        Some(pw) => {
+            let plain = path.with_extension("plain");
+            std::fs::write(&plain, keys).unwrap();
+            let out = Command::new(which("openssl").expect("openssl"))
+                .args(["enc", "-aes-256-cbc", "-md", "sha1", "-pass", &format!("pass:{pw}"), "-in"])
+                .arg(&plain)
+                .arg("-out")
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+            std::fs::remove_file(plain).unwrap();
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The options of a server that encrypts everything it can at rest with `file_key_management`
+/// (the key file `keys`, `algorithm` AES_CBC or AES_CTR, its `password` if encrypted): tables,
+/// the redo log, temporary tables, temporary files and the binary log.
+pub fn encryption_options(keys: &Path, algorithm: &str, password: Option<&str>) -> Vec<String> {
+    let mut opts: Vec<String> = [
+        "--plugin-load-add=file_key_management".to_string(),
+        format!("--file-key-management-filename={}", keys.display()),
+        format!("--file-key-management-encryption-algorithm={algorithm}"),
+        "--innodb-encrypt-tables=ON".into(),
+        "--innodb-encrypt-log=ON".into(),
+        "--innodb-encrypt-temporary-tables=ON".into(),
+        "--encrypt-tmp-files=ON".into(),
+        "--encrypt-binlog=ON".into(),
+    ]
+    .into();
+    if let Some(pw) = password {
+        opts.push(format!("--file-key-management-filekey={pw}"));
+    }
+    opts
+}

@@ -171,6 +171,7 @@ pub mod craft {
                 chunk_size: 65536,
                 created: 0,
                 slots,
+                signature: None,
                 mac: [0; 32],
                 checksum: [0; 32],
             };

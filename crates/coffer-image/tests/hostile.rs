@@ -1,0 +1,270 @@
+//! Images sealed for a known key whose frames open but whose contents are hostile: an index
+//! that inflates, sizes whose sums overflow, parts that do not chain. Both readers (streaming and
+//! through the index) must refuse them as corrupt, within bounded memory, without panicking.
+
+use coffer_crypto::{MasterKey, Unlock};
+use coffer_format::{Codec, EntryKind, FrameKind};
+use coffer_image::craft::{chunk_plaintext, index_plaintext, meta, FrameSealer};
+use coffer_image::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Cursor;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Counts the bytes allocated, and the most held at once since the last reset.
+struct Counting;
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// One measured test at a time (the counters are process-wide).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = HELD.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs `f` and returns what it returned and the most memory it held at once beyond what was
+/// held before.
+fn peak<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = HELD.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let out = f();
+    (out, PEAK.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+fn key() -> MasterKey {
+    MasterKey::from_bytes([9; 32])
+}
+
+fn unlocks() -> [Unlock; 1] {
+    [Unlock::Key(key())]
+}
+
+/// Reads `image` front to back (as from a pipe).
+fn stream(image: &[u8]) -> Result<ReadSummary, ImageError> {
+    let mut input = Cursor::new(image);
+    let opened = open_stream(&mut input, &unlocks())?;
+    read_stream(&mut input, &opened, &mut NullVisitor, ReadOptions { threads: 2, skip_data: false })
+}
+
+/// Opens `image` through its index (as a file) and reads every entry.
+fn indexed(image: &[u8]) -> Result<Vec<coffer_format::IndexRecord>, ImageError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.coffer");
+    std::fs::write(&path, image).unwrap();
+    let idx = IndexedImage::open(&path, &unlocks())?;
+    for i in 0..idx.records().len() {
+        idx.read_entry(i, &mut NullVisitor, 2)?;
+    }
+    Ok(idx.records().to_vec())
+}
+
+/// Opens `image` through its index only (as `list` and `info` do).
+fn open_indexed(image: &[u8]) -> Result<Vec<coffer_format::IndexRecord>, ImageError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.coffer");
+    std::fs::write(&path, image).unwrap();
+    Ok(IndexedImage::open(&path, &unlocks())?.records().to_vec())
+}
+
+#[track_caller]
+fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, ImageError>, what: &str) -> String {
+    match r {
+        Err(e @ ImageError::Corrupt { .. }) => e.to_string(),
+        other => panic!("{what}: expected a corrupt image, got {other:?}"),
+    }
+}
+
+/// One directory entry, then `pieces` INDEX frames that each inflate (zstd) to a whole chunk
+/// of zeros: an index ~`pieces` MiB long in an image of a few KiB.
+fn inflating_index(pieces: u64) -> Vec<u8> {
+    let chunk_size = 1 << 20;
+    let mut s = FrameSealer::new(&key(), chunk_size).unwrap();
+    s.entry(&meta(EntryKind::Dir, b""));
+    let zeros = zstd::bulk::compress(&vec![0u8; chunk_size as usize], 19).unwrap();
+    let plain = index_plaintext(Codec::Zstd, chunk_size, &zeros);
+    for i in 0..pieces {
+        s.frame(FrameKind::Index, if i + 1 == pieces { 1 } else { 0 }, &plain);
+    }
+    s.auto_end();
+    s.into_bytes()
+}
+
+#[test]
+fn an_index_that_inflates_is_refused_within_bounded_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let image = inflating_index(256);
+    assert!(image.len() < 64 << 10, "{} bytes", image.len());
+    // Frame buffers (a chunk and its slack each) are all a read may hold: not the index.
+    let bound = 48 << 20;
+    let (r, held) = peak(|| stream(&image));
+    let msg = assert_corrupt(r, "streaming");
+    assert!(held < bound, "streaming held {} MiB ({msg})", held >> 20);
+    let (r, held) = peak(|| indexed(&image));
+    let msg = assert_corrupt(r, "through the index");
+    assert!(held < bound, "through the index held {} MiB ({msg})", held >> 20);
+}
+
+/// Two files of 2^63 bytes (holes): the total is 2^64, which wraps to 0 in a u64.
+fn overflowing_sizes() -> Vec<u8> {
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    for name in [&b"a"[..], b"b"] {
+        s.entry(&meta(EntryKind::File, name));
+        s.chunk((0, 1 << 63), &[], true, false);
+    }
+    s.auto_index();
+    let end = s.end_fields();
+    assert_eq!(end.total_size, 0, "the writer's sum wrapped");
+    s.end(&end);
+    s.into_bytes()
+}
+
+#[test]
+fn sizes_whose_sum_overflows_are_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let image = overflowing_sizes();
+    let msg = assert_corrupt(stream(&image), "streaming");
+    assert!(msg.contains("2^64"), "{msg}");
+    let msg = assert_corrupt(indexed(&image), "through the index");
+    assert!(msg.contains("2^64"), "{msg}");
+}
+
+/// Parts of one file in two pieces whose sizes overflow only when added: 2^63 + 2^63.
+#[test]
+fn parts_whose_sizes_overflow_are_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::File, b"log"));
+    s.chunk((0, 1 << 63), &[], true, true);
+    let mut m = meta(EntryKind::File, b"log");
+    m.continues = true;
+    m.size = 1 << 63;
+    s.entry(&m);
+    s.chunk((1 << 63, u64::MAX), b"x", true, false);
+    s.auto_index();
+    s.auto_end();
+    let image = s.into_bytes();
+    // 2^63 + (2^64 - 1 - 2^63) fits: this one is fine ...
+    stream(&image).unwrap();
+    indexed(&image).unwrap();
+    // ... and one more file of 2 bytes does not.
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::File, b"log"));
+    s.chunk((0, 1 << 63), &[], true, true);
+    s.entry(&m);
+    s.chunk((1 << 63, u64::MAX), b"x", true, false);
+    s.entry(&meta(EntryKind::File, b"more"));
+    s.chunk((0, 2), b"xy", true, false);
+    s.auto_index();
+    s.auto_end();
+    let image = s.into_bytes();
+    assert_corrupt(stream(&image), "streaming");
+    assert_corrupt(indexed(&image), "through the index");
+}
+
+/// The index of a continuation that does not carry on its file where it stopped: the streaming
+/// reader refuses it (FORMAT.md §5.1); so must the reader through the index.
+#[test]
+fn a_continuation_that_does_not_chain_is_refused_through_the_index() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::File, b"log"));
+    s.chunk((0, 10), b"0123456789", true, true);
+    let mut m = meta(EntryKind::File, b"log");
+    m.continues = true;
+    m.size = 4;
+    s.entry(&m);
+    s.chunk((4, 8), b"abcd", true, false);
+    s.auto_index();
+    s.auto_end();
+    let image = s.into_bytes();
+    assert_corrupt(stream(&image), "streaming");
+    assert_corrupt(open_indexed(&image), "through the index");
+}
+
+/// An index that declares a size for a directory, or more chunks than its frames could hold.
+#[test]
+fn index_records_that_do_not_fit_their_frames_are_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let build = |edit: &dyn Fn(&mut coffer_format::IndexRecord)| {
+        let mut s = FrameSealer::new(&key(), 4096).unwrap();
+        s.entry(&meta(EntryKind::Dir, b"d"));
+        s.entry(&meta(EntryKind::File, b"d/f"));
+        s.chunk((0, 3), b"abc", true, false);
+        let mut records = s.records().to_vec();
+        let mut blob = Vec::new();
+        for r in &mut records {
+            edit(r);
+            r.encode(&mut blob);
+        }
+        s.frame(FrameKind::Index, 1, &index_plaintext(Codec::None, blob.len() as u32, &blob));
+        s.auto_end();
+        s.into_bytes()
+    };
+    let fine = build(&|_| {});
+    indexed(&fine).unwrap();
+    stream(&fine).unwrap();
+    let dir_size = build(&|r| {
+        if r.meta.kind == EntryKind::Dir {
+            r.size = 1 << 40;
+        }
+    });
+    assert_corrupt(open_indexed(&dir_size), "a directory with a size");
+    let chunks = build(&|r| {
+        if r.meta.kind == EntryKind::File {
+            r.chunks = u32::MAX;
+        }
+    });
+    assert_corrupt(open_indexed(&chunks), "more chunks than frames");
+}
+
+#[test]
+fn an_entry_number_beyond_the_index_is_an_error() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::Dir, b"d"));
+    s.auto_index();
+    s.auto_end();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.coffer");
+    std::fs::write(&path, s.into_bytes()).unwrap();
+    let idx = IndexedImage::open(&path, &unlocks()).unwrap();
+    assert!(idx.read_entry(1, &mut NullVisitor, 1).is_err());
+}
+
+/// A sanity check of the sealer: what it writes the readers accept, with files in parts.
+#[test]
+fn sealed_images_read_back() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::Dir, b""));
+    s.entry(&meta(EntryKind::File, b"log"));
+    s.chunk((0, 3), b"abc", true, true);
+    s.entry(&meta(EntryKind::File, b"f"));
+    s.frame(FrameKind::Chunk, 1, &chunk_plaintext((0, 10), b"0123456789"));
+    let mut m = meta(EntryKind::File, b"log");
+    m.continues = true;
+    m.size = 3;
+    s.entry(&m);
+    s.chunk((3, 5), b"de", true, false);
+    s.auto_index();
+    s.auto_end();
+    let image = s.into_bytes();
+    let summary = stream(&image).unwrap();
+    assert_eq!((summary.entries, summary.files, summary.logical_bytes), (4, 2, 15));
+    assert_eq!(indexed(&image).unwrap(), summary.records);
+}
