@@ -271,3 +271,22 @@ fn hostile_images_never_panic_any_command() {
         }
     }
 }
+
+/// `info` reads the backup's description (`coffer-backup.json`) into memory: an image whose
+/// description is a 512 MiB hole is refused as corrupt, both ways, without filling memory.
+#[test]
+fn an_oversized_backup_description_is_refused() {
+    let fx = Fixture::new();
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::File, b"coffer-backup.json"));
+    s.chunk((0, 512 << 20), &[], true, false);
+    s.auto_index();
+    s.auto_end();
+    let img = fx.s("described.coffer");
+    std::fs::write(&img, s.into_bytes()).unwrap();
+    for piped in [false, true] {
+        let (code, _, err) = run_on(&img, piped, &["info", "IMG", "--key-file", &fx.key()]);
+        assert_eq!(code, 4, "{err}");
+        assert!(err.contains("coffer-backup.json"), "{err}");
+    }
+}

@@ -434,6 +434,11 @@ impl Checker<'_> {
                 if meta.path.is_empty() && job.pos.entry_no != 0 {
                     return Err(self.corrupt(offset, "a root directory entry that is not the first entry"));
                 }
+                // Read through the index, the entry must be the one its record describes before
+                // anything of it is handed on.
+                if matches!(&self.scope, Scope::Entry { record, .. } if record.meta != meta) {
+                    return Err(self.corrupt(offset, "the entry does not match its index record"));
+                }
                 let path = String::from_utf8_lossy(&meta.path).into_owned();
                 self.last_entry = Some(path.clone());
                 self.check_continuation(offset, &meta)?;
@@ -482,6 +487,13 @@ impl Checker<'_> {
                 else {
                     return Err(self.corrupt(offset, "the sizes in the image add up to more than 2^64 bytes"));
                 };
+                // Through the index, the chunks must stay within the size and count of the
+                // entry's record (which the index checked) before their data is handed on.
+                if let Scope::Entry { record, .. } = &self.scope {
+                    if range_end > record.size || (last && range_end != record.size) || rec_chunks > record.chunks {
+                        return Err(self.corrupt(offset, "the entry does not match its index record"));
+                    }
+                }
                 if let Some(file) = self.file.as_mut() {
                     file.next_range = range_end;
                     file.chunks += 1;

@@ -268,3 +268,32 @@ fn sealed_images_read_back() {
     assert_eq!((summary.entries, summary.files, summary.logical_bytes), (4, 2, 15));
     assert_eq!(indexed(&image).unwrap(), summary.records);
 }
+
+/// An index record that promises a small file whose frames hold a large hole: read through the
+/// index into memory (as `info` reads the backup's description), the frames must be held to the
+/// record before any of their data is handed on, not after.
+#[test]
+fn an_entry_larger_than_its_record_is_refused_before_it_is_read() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.entry(&meta(EntryKind::File, b"coffer-backup.json"));
+    s.chunk((0, 512 << 20), &[], true, false);
+    let mut records = s.records().to_vec();
+    records[0].size = 10;
+    let mut blob = Vec::new();
+    records[0].encode(&mut blob);
+    s.frame(FrameKind::Index, 1, &index_plaintext(Codec::None, blob.len() as u32, &blob));
+    let mut end = s.end_fields();
+    end.total_size = 10;
+    s.end(&end);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.coffer");
+    std::fs::write(&path, s.into_bytes()).unwrap();
+    let idx = IndexedImage::open(&path, &unlocks()).unwrap();
+    let (r, held) = peak(|| {
+        let mut out = StreamVisitor::new(Vec::new());
+        idx.read_entry(0, &mut out, 1).map(|_| out.into_inner().len())
+    });
+    let msg = assert_corrupt(r, "an entry beyond its record");
+    assert!(held < 48 << 20, "held {} MiB ({msg})", held >> 20);
+}
