@@ -1,7 +1,7 @@
 //! Validating whole files: in parallel from disk (across files and within each, in page
 //! ranges), or as a stream of bytes in order (stdin, or a file inside an image).
 
-use crate::page::{check_page, Policy, Scratch};
+use crate::page::{all_zero, check_page, Policy, Scratch};
 use crate::report::{table_name, FileReport, Status, Tally};
 use crate::space::{fil, Space, SpaceError};
 use coffer_fs::read::{AlignedBuf, RangeReader};
@@ -358,35 +358,48 @@ impl PageStream {
     }
 
     fn zeros(&mut self, mut n: u64) {
-        // Whole empty pages of a hole are counted without building them.
-        if let (Some(size), true) = (self.space.as_ref().map(|s| u64::from(s.physical_size)), self.buf.is_empty()) {
-            let whole = n / size;
-            if whole > 0 && !self.dead {
-                for _ in 0..whole {
-                    self.count_empty_hole_page(size);
-                }
-                n -= whole * size;
-            }
-        }
         static ZERO: [u8; 65536] = [0; 65536];
         while n > 0 {
-            let k = n.min(ZERO.len() as u64) as usize;
+            if self.dead {
+                // Nothing more is checked: only the position moves.
+                self.pos = self.pos.saturating_add(n);
+                return;
+            }
+            let size = self.space.as_ref().map(|s| u64::from(s.physical_size));
+            if let (Some(size), true) = (size, self.buf.is_empty()) {
+                // Whole empty pages of a hole are counted, not built nor walked one by one
+                // (an image may declare a hole of 2^62 bytes).
+                let whole = n / size;
+                self.count_empty_hole_pages(whole, size);
+                n -= whole * size;
+                if n == 0 {
+                    return;
+                }
+            }
+            // Up to the next page boundary (or, before page 0 is known, a block of zeros).
+            let room = size.map_or(ZERO.len() as u64, |size| size - self.buf.len() as u64 % size);
+            let k = n.min(room).min(ZERO.len() as u64) as usize;
             self.feed(&ZERO[..k]);
             n -= k as u64;
         }
     }
 
-    fn count_empty_hole_page(&mut self, size: u64) {
+    /// Counts `count` all-zero pages from the current one: empty, or skipped in the doublewrite
+    /// buffer (those few are judged one by one).
+    fn count_empty_hole_pages(&mut self, count: u64, size: u64) {
         let space = self.space.as_ref().expect("known");
-        let page_no = space.first_page + self.page_index;
-        let verdict = if space.doublewrite.iter().any(|r| r.contains(&page_no)) {
-            crate::page::Verdict::Skipped("doublewrite buffer")
-        } else {
-            crate::page::Verdict::Empty
-        };
-        self.report.tally.add(page_no, self.page_index * size, verdict);
-        self.page_index += 1;
-        self.pos += size;
+        let first = space.first_page + self.page_index;
+        let end = first.saturating_add(count);
+        let doublewrite: u64 =
+            space.doublewrite.iter().map(|r| r.end.min(end).saturating_sub(r.start.max(first))).sum();
+        self.report.tally.pages += count - doublewrite;
+        self.report.tally.empty += count - doublewrite;
+        if doublewrite > 0 {
+            *self.report.tally.skipped.entry("doublewrite buffer").or_default() += doublewrite;
+            self.report.tally.pages += doublewrite;
+        }
+        self.page_index += count;
+        self.pos = self.pos.saturating_add(count * size);
     }
 
     fn feed(&mut self, mut data: &[u8]) {
@@ -520,6 +533,13 @@ impl ChunkChecker {
         Some(space.map(|space| Self { space, policy }))
     }
 
+    /// True if any of the `count` pages from `page_no` is in the doublewrite buffer (those are
+    /// judged one by one).
+    fn in_doublewrite(&self, page_no: u64, count: u64) -> bool {
+        let end = page_no.saturating_add(count);
+        self.space.doublewrite.iter().any(|r| r.start < end && page_no < r.end)
+    }
+
     /// The page size chunks should be multiples of.
     pub fn page_size(&self) -> u64 {
         u64::from(self.space.physical_size)
@@ -535,9 +555,10 @@ impl ChunkChecker {
         let first = start.div_ceil(size);
         let mut seg = 0usize;
         let mut seg_data = 0usize;
-        for p in first.. {
-            let (lo, hi) = (p * size, (p + 1) * size);
-            if hi > end {
+        let mut p = first;
+        loop {
+            let (lo, hi) = (p.saturating_mul(size), p.saturating_add(1).saturating_mul(size));
+            if hi > end || hi == u64::MAX {
                 if last && lo < end {
                     result.pages += 1;
                     result.corrupt.push(crate::report::CorruptPage {
@@ -571,6 +592,19 @@ impl ChunkChecker {
             {
                 let reason = problems.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ");
                 result.corrupt.push(crate::report::CorruptPage { page: page_no, offset: lo, reason });
+            }
+            p += 1;
+            // A hole (no segment before `next`) holds zero pages: the one just checked stands for
+            // the rest, counted without a loop (an image may declare holes of 2^62 bytes).
+            let next = segments.get(s).map_or(end, |x| x.0.min(end));
+            let hole_pages = if page_no > self.space.first_page && s == seg && all_zero(&page) {
+                (next / size).saturating_sub(p)
+            } else {
+                0
+            };
+            if hole_pages > 0 && !self.in_doublewrite(self.space.first_page + p, hole_pages) {
+                result.pages += hole_pages;
+                p += hole_pages;
             }
         }
         result
