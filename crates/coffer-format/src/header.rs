@@ -81,21 +81,10 @@ impl Header {
     /// [24, 64) of the header (image id, suite, codec, level, chunk size, created, flags), then
     /// the signer and the key commitment. Nothing a key-slot rewrite changes is covered.
     pub fn signed_message(&self, signer: &[u8; 32], commitment: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGNATURE_CONTEXT.len() + 2 + 40 + 64);
-        Writer::new(&mut out)
-            .bytes(SIGNATURE_CONTEXT)
-            .u16(VERSION)
-            .bytes(&self.image_id)
-            .u8(self.suite as u8)
-            .u8(self.codec as u8)
-            .u8(self.level as u8)
-            .u8(0)
-            .u32(self.chunk_size)
-            .i64(self.created)
-            .u64(FLAG_SIGNED)
-            .bytes(signer)
-            .bytes(commitment);
-        out
+        // Taken from the encoding itself, so the message follows the layout; the flags are
+        // those of the signed header, whether or not `self` carries its signature yet.
+        let encoded = self.encode();
+        [SIGNATURE_CONTEXT, &encoded[8..10], &encoded[24..56], &FLAG_SIGNED.to_le_bytes(), signer, commitment].concat()
     }
 
     /// Encodes every field; the MAC and checksum are written as stored in `self` (the crypto layer

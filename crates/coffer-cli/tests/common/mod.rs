@@ -265,20 +265,7 @@ pub mod craft {
     }
 
     pub fn meta(kind: EntryKind, path: &[u8]) -> EntryMeta {
-        EntryMeta {
-            kind,
-            continues: false,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_sec: 0,
-            mtime_nsec: 0,
-            size: 0,
-            path: path.to_vec(),
-            target: vec![],
-            uname: vec![],
-            gname: vec![],
-        }
+        coffer_image::craft::meta(kind, path)
     }
 }
 
