@@ -393,20 +393,15 @@ fn hostile_entries_cannot_escape_the_target() {
         }),
     ];
     for (what, entries) in cases {
-        let mut c = craft::Crafter::new(KEY_HEX);
-        for (m, data) in entries {
-            c.entry(m, data);
-        }
-        let image = c.finish();
+        let image = craft::image(KEY_HEX, &entries);
         let (code, err) = try_restore(&fx, &image, "hostile.coffer");
         assert_eq!(code, 4, "{what}: {err}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{what} wrote outside the target");
         std::fs::remove_dir_all(fx.path("hostile.coffer.out")).ok();
     }
     // The crafter itself writes valid images: a benign one restores.
-    let mut c = craft::Crafter::new(KEY_HEX);
-    c.entry(craft::meta(File, b"fine"), Some(b"ok"));
-    let (code, err) = try_restore(&fx, &c.finish(), "benign.coffer");
+    let benign = craft::image(KEY_HEX, &[(craft::meta(File, b"fine"), Some(b"ok"))]);
+    let (code, err) = try_restore(&fx, &benign, "benign.coffer");
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(fx.path("benign.coffer.out/fine")).unwrap(), b"ok");
 }

@@ -244,14 +244,14 @@ fn trees_deeper_than_path_max_back_up_restore_and_are_swept() {
     };
     nest(&fx.path("out"), &names, |i, dir| {
         if i == depth - 1 || i == 700 {
-            write_at(dir, &format!(".coffer-tmp-{dead}-{i}"), b"half");
+            write_at(dir, &format!(".coffer-tmp-00000000000000aa-{dead}-{i}"), b"half");
         }
     });
-    std::fs::write(fx.path("out/.coffer-restore-incomplete"), b"interrupted\n").unwrap();
+    std::fs::write(fx.path("out/.coffer-restore-incomplete"), b"interrupted\ntoken 00000000000000aa\n").unwrap();
     let err = ok(&["restore", &img, "--to", &out, "--key-file", &fx.key(), "--force"]);
     assert!(err.contains("removed 2 temporary file(s)"), "{err}");
     nest(&fx.path("out"), &names, |i, dir| {
-        assert_eq!(read_at(dir, &format!(".coffer-tmp-{dead}-{i}")), None, "level {i}");
+        assert_eq!(read_at(dir, &format!(".coffer-tmp-00000000000000aa-{dead}-{i}")), None, "level {i}");
     });
     check(&fx.path("out"));
     assert!(!fx.path("out/.coffer-restore-incomplete").exists());

@@ -8,11 +8,13 @@
 //! shallower ones reopened through `..` (checked to be the same directory), so trees of any
 //! depth the format allows restore in time linear in their size (see `crate::at`).
 //!
-//! Atomicity: a file is written under a temporary name (`.coffer-tmp-PID-N`) and renamed into
-//! place only when complete, with its mode, owner and times set; a restore in progress leaves a
-//! marker file ([`MARKER`]) in the target that is removed last, once everything is durable. A
-//! restore holds a lock (`flock`) on the target while it runs; one with `force` into a target an
-//! interrupted restore left removes that restore's temporaries first.
+//! Atomicity: a file is written under a temporary name (`.coffer-tmp-TOKEN-PID-N`) and renamed
+//! into place only when complete, with its mode, owner and times set; a restore in progress
+//! leaves a marker file ([`MARKER`]) in the target that is removed last, once everything is
+//! durable. A restore holds a lock (`flock`) on the target while it runs; one with `force` into a
+//! target an interrupted restore left removes that restore's temporaries first. TOKEN is random,
+//! made when the marker is and kept in it: only names with the target's own token are ever
+//! swept, so an entry of an image that happens to look like a temporary is never removed.
 //!
 //! Metadata from an image is not trusted beyond what the ownership asks for: when the owner
 //! applied is not the image's (`--owner`, or a restore by a user who is not the image's owner),
@@ -53,18 +55,20 @@ pub const MARKER: &str = ".coffer-restore-incomplete";
 /// Beside the marker while a received restore runs: what is durable so far (see
 /// `coffer_image::journal`).
 pub const JOURNAL: &str = ".coffer-receive-journal";
-/// Prefix of the temporary names files are written under: `.coffer-tmp-PID-N`.
+/// Prefix of the temporary names files are written under: `.coffer-tmp-TOKEN-PID-N`.
 const TMP_PREFIX: &str = ".coffer-tmp-";
+/// The marker's line that holds the target's temporary-name token (16 hex digits).
+const MARKER_TOKEN: &[u8] = b"token ";
 /// The marker's text, and the line it has when the restore created the target directory (so a
 /// resumed restore still treats the target as its own).
 const MARKER_NOTE: &[u8] =
     b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
 const MARKER_CREATED: &[u8] = b"The restore created this directory.\n";
 
-/// The process id in `name` if it is one of coffer's temporary names, exactly
-/// `.coffer-tmp-PID-N` (both decimal numbers).
-fn temporary_pid(name: &[u8]) -> Option<i32> {
-    let rest = name.strip_prefix(TMP_PREFIX.as_bytes())?;
+/// The process id in `name` if it is one of this target's temporary names, exactly
+/// `.coffer-tmp-TOKEN-PID-N` (TOKEN the target's, in 16 hex digits; PID and N decimal).
+fn temporary_pid(name: &[u8], token: u64) -> Option<i32> {
+    let rest = name.strip_prefix(TMP_PREFIX.as_bytes())?.strip_prefix(format!("{token:016x}-").as_bytes())?;
     let dash = rest.iter().position(|&b| b == b'-')?;
     let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
     let digits = |d: &[u8]| !d.is_empty() && d.len() <= 20 && d.iter().all(u8::is_ascii_digit);
@@ -159,6 +163,8 @@ pub struct Restorer {
     /// Files written in parts, between two parts: still under their temporary names.
     paused: std::collections::HashMap<Vec<u8>, OpenFile>,
     tmp_counter: u64,
+    /// The target's temporary-name token (see the module documentation).
+    token: u64,
     pid: u32,
     stage: AlignedStage,
     stats: RestoreStats,
@@ -210,14 +216,49 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 
 /// What the marker left in `root` by an earlier restore says: (there is one, it says that
 /// restore created the directory).
-fn read_marker(root: BorrowedFd<'_>) -> (bool, bool) {
-    let Ok(fd) = open_in(root, OsStr::new(MARKER), OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return (false, false) };
-    // Only a marker of this user's own restore may say the directory was the restore's.
+/// What an interrupted restore's marker says.
+#[derive(Default)]
+struct Marker {
+    present: bool,
+    /// The restore created the target directory.
+    created: bool,
+    /// The token of the temporary names it wrote (none in a marker of another user, or of a
+    /// coffer before tokens: its temporaries are left alone).
+    token: Option<u64>,
+}
+
+fn read_marker(root: BorrowedFd<'_>) -> Marker {
+    let Ok(fd) = open_in(root, OsStr::new(MARKER), OFlag::O_RDONLY | OFlag::O_NONBLOCK) else {
+        return Marker::default();
+    };
+    // Only a marker of this user's own restore may say the directory or the temporaries are
+    // the restore's.
     let ours = fstat(&fd).is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
     let mut text = Vec::new();
-    let read = File::from(fd).take(4096).read_to_end(&mut text);
-    let created = ours && read.is_ok() && text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED);
-    (true, created)
+    if !ours || File::from(fd).take(4096).read_to_end(&mut text).is_err() {
+        return Marker { present: true, ..Marker::default() };
+    }
+    let token = text.split(|&b| b == b'\n').find_map(|line| {
+        let hex = line.strip_prefix(MARKER_TOKEN)?;
+        (hex.len() == 16).then_some(())?;
+        u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    });
+    Marker { present: true, created: text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED), token }
+}
+
+/// A random token for temporary names (from the kernel's generator).
+fn new_token() -> Result<u64, FsError> {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(FsError::Io {
+            op: "get random bytes for",
+            path: "temporary names".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(u64::from_le_bytes(b))
 }
 
 /// Takes an exclusive lock on the directory without waiting; false if another process holds
@@ -253,7 +294,12 @@ impl Restorer {
         }
         // An interrupted restore's marker: its temporaries are swept below, and the target it
         // created is still treated as created by the restore.
-        let (interrupted, created_before) = if existed { read_marker(root.as_fd()) } else { (false, false) };
+        let marker = if existed { read_marker(root.as_fd()) } else { Marker::default() };
+        let (interrupted, created_before) = (marker.present, marker.created);
+        let token = match marker.token {
+            Some(t) => t,
+            None => new_token()?,
+        };
         let locked = opts.whole_tree && try_lock(&root);
         let mut this = Self {
             root_path: target.into(),
@@ -268,6 +314,7 @@ impl Restorer {
             restored_files: HashSet::new(),
             paused: Default::default(),
             tmp_counter: 0,
+            token,
             pid: std::process::id(),
             stage: AlignedStage::default(),
             stats: RestoreStats::default(),
@@ -290,6 +337,9 @@ impl Restorer {
             if !this.target_existed {
                 note.extend_from_slice(MARKER_CREATED);
             }
+            note.extend_from_slice(
+                format!("{}{:016x}\n", String::from_utf8_lossy(MARKER_TOKEN), this.token).as_bytes(),
+            );
             File::from(fd).write_all_at(&note, 0).map_err(io_err("write", target.join(MARKER)))?;
             if interrupted && this.opts.force {
                 this.sweep_temporaries()?;
@@ -419,7 +469,7 @@ impl Restorer {
 
     fn next_tmp(&mut self) -> Vec<u8> {
         self.tmp_counter += 1;
-        format!("{TMP_PREFIX}{}-{}", self.pid, self.tmp_counter).into_bytes()
+        format!("{TMP_PREFIX}{:016x}-{}-{}", self.token, self.pid, self.tmp_counter).into_bytes()
     }
 
     fn owner_of(&mut self, meta: &EntryMeta) -> Option<(Uid, Gid)> {
@@ -494,7 +544,9 @@ impl Restorer {
     /// Starts an entry. For a file, follow with [`Restorer::write`] calls and
     /// [`Restorer::end_file`].
     pub fn begin(&mut self, meta: &EntryMeta) -> Result<(), FsError> {
-        assert!(self.file.is_none(), "begin called while a file is open");
+        if self.file.is_some() {
+            return Err(out_of_order("an entry began while a file was open"));
+        }
         if meta.path.is_empty() {
             if meta.kind != EntryKind::Dir {
                 return Err(Self::unsafe_entry(b"", "the root entry is not a directory"));
@@ -609,7 +661,7 @@ impl Restorer {
 
     /// Writes data of the open file at `offset`; skipped ranges stay holes.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        let f = self.file.as_mut().expect("write without an open file");
+        let f = self.file.as_mut().ok_or_else(|| out_of_order("data without an open file"))?;
         if !f.direct && f.may_direct && f.written_to >= DIRECT_MIN && offset == f.written_to && is_aligned(offset) {
             // A file whose size was not known when it began (a stream) and that turned out large:
             // what came so far goes to disk from the page cache, the rest with O_DIRECT.
@@ -638,7 +690,7 @@ impl Restorer {
     /// Ends a part of the open file: it stays under its temporary name until a continuation
     /// entry carries on and its last part ends with [`Restorer::end_file`].
     pub fn pause_file(&mut self) -> Result<(), FsError> {
-        let mut f = self.file.take().expect("pause_file without an open file");
+        let mut f = self.file.take().ok_or_else(|| out_of_order("a file paused that was not open"))?;
         if f.direct {
             // The stage serves one file at a time: write out this one's blocks. At a block
             // boundary that is all (the next part starts a new block); elsewhere the last block
@@ -663,7 +715,7 @@ impl Restorer {
     /// Completes the open file: sets its size (a trailing hole), owner, mode and times, and
     /// renames it into place.
     pub fn end_file(&mut self, size: u64) -> Result<(), FsError> {
-        let f = self.file.take().expect("end_file without an open file");
+        let f = self.file.take().ok_or_else(|| out_of_order("a file ended that was not open"))?;
         let result = self.complete(&f, size);
         if result.is_err() {
             self.discard(&f);
@@ -728,7 +780,9 @@ impl Restorer {
     /// Makes everything restored so far durable: queued writes and renames done, the file
     /// system flushed. Only between entries, with no file open or paused.
     pub fn checkpoint(&mut self) -> Result<(), FsError> {
-        assert!(self.file.is_none() && self.paused.is_empty(), "checkpoint inside a file");
+        if self.file.is_some() || !self.paused.is_empty() {
+            return Err(out_of_order("a checkpoint inside a file"));
+        }
         self.settle()?;
         if self.opts.durable {
             syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
@@ -750,7 +804,8 @@ impl Restorer {
     }
 
     /// Removes what an interrupted restore left under temporary names (a process killed before
-    /// it could clean up): entries named exactly `.coffer-tmp-PID-N` that are files or symlinks,
+    /// it could clean up): entries named exactly `.coffer-tmp-TOKEN-PID-N` (this target's token)
+    /// that are files or symlinks,
     /// at any depth. While this restore holds the target's lock no other restore writes there,
     /// so all are removed; without the lock, only those of processes that no longer exist.
     /// Done once per restorer (before anything is restored); returns how many were removed.
@@ -791,7 +846,7 @@ impl Restorer {
             if kind != SFlag::S_IFREG && kind != SFlag::S_IFLNK {
                 continue;
             }
-            let Some(pid) = temporary_pid(name.as_bytes()) else { continue };
+            let Some(pid) = temporary_pid(name.as_bytes(), self.token) else { continue };
             if mine(pid) || !(self.locked || i64::from(pid) == i64::from(self.pid) || !process_exists(pid)) {
                 continue;
             }
@@ -813,7 +868,9 @@ impl Restorer {
     /// Sets directory metadata (deepest first, now that nothing more is created in them), flushes
     /// everything, and removes the marker.
     pub fn finish(mut self) -> Result<RestoreStats, FsError> {
-        assert!(self.file.is_none(), "finish called while a file is open");
+        if let Some(f) = &self.file {
+            return Err(Self::unsafe_entry(&f.rel, "a file open and never completed"));
+        }
         self.settle()?;
         if let Some(rel) = self.paused.keys().next() {
             return Err(Self::unsafe_entry(rel, "a file paused and never completed"));
@@ -955,6 +1012,12 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// Calls out of order: a reader that let a damaged sequence of entries through (a bug, but never
+/// a panic in a root restore).
+fn out_of_order(what: &str) -> FsError {
+    FsError::Unsafe { path: String::new(), detail: format!("restore calls out of order: {what}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -978,6 +1041,21 @@ mod tests {
 
     fn opts() -> RestoreOptions {
         RestoreOptions { force: false, whole_tree: true, ownership: Ownership::Current, durable: true }
+    }
+
+    #[test]
+    fn calls_out_of_order_are_errors_not_panics() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = Restorer::create(&t.path().join("out"), opts()).unwrap();
+        let is_unsafe = |e: Result<(), FsError>| matches!(e, Err(FsError::Unsafe { .. }));
+        assert!(is_unsafe(r.write(0, b"x")));
+        assert!(is_unsafe(r.end_file(1)));
+        assert!(is_unsafe(r.pause_file()));
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.begin(&meta(EntryKind::File, "f")).unwrap();
+        assert!(is_unsafe(r.begin(&meta(EntryKind::File, "g"))));
+        assert!(is_unsafe(r.checkpoint()));
+        assert!(matches!(r.finish(), Err(FsError::Unsafe { .. })));
     }
 
     #[test]
@@ -1138,19 +1216,34 @@ mod tests {
             c.wait().unwrap();
             c.id()
         };
-        std::fs::create_dir_all(root.join("a/b/.coffer-tmp-1-1")).unwrap();
+        // Without an interrupted restore's marker nothing is swept; the restore leaves one,
+        // with the target's token.
+        std::fs::write(root.join(format!(".coffer-tmp-{dead}-1")), b"x").unwrap();
+        let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
+        assert_eq!(r.swept(), 0);
+        let token = format!("{:016x}", r.token);
+        drop(r);
+        assert!(root.join(format!(".coffer-tmp-{dead}-1")).exists());
+        assert_eq!(
+            read_marker(File::open(root).unwrap().as_fd()).token.map(|t| format!("{t:016x}")),
+            Some(token.clone())
+        );
+
+        std::fs::create_dir_all(root.join(format!("a/b/.coffer-tmp-{token}-1-1"))).unwrap();
         for name in [
-            format!("a/b/.coffer-tmp-{dead}-7"),
-            format!(".coffer-tmp-{dead}-1"),
-            ".coffer-tmp-1-2".into(),
-            ".coffer-tmp-x-1".into(),
-            ".coffer-tmp-12-".into(),
-            ".coffer-tmp-12-3-4".into(),
+            format!("a/b/.coffer-tmp-{token}-{dead}-7"),
+            format!(".coffer-tmp-{token}-{dead}-1"),
+            format!(".coffer-tmp-{token}-1-2"),
+            format!(".coffer-tmp-{token}-x-1"),
+            format!(".coffer-tmp-{token}-12-"),
+            format!(".coffer-tmp-{token}-12-3-4"),
+            // An entry of an image named like a temporary, without the target's token.
+            format!(".coffer-tmp-0123456789abcdef-{dead}-1"),
             "a/keep".into(),
         ] {
             std::fs::write(root.join(name), b"x").unwrap();
         }
-        std::os::unix::fs::symlink("/etc/passwd", root.join(format!("a/.coffer-tmp-{dead}-9"))).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join(format!("a/.coffer-tmp-{token}-{dead}-9"))).unwrap();
         let names = |dir: &str| {
             let mut v: Vec<String> = std::fs::read_dir(root.join(dir))
                 .unwrap()
@@ -1159,32 +1252,35 @@ mod tests {
             v.sort();
             v
         };
-        // Without an interrupted restore's marker, or without --force, nothing is swept.
-        let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
-        assert_eq!(r.swept(), 0);
-        drop(r);
-        assert!(root.join(format!(".coffer-tmp-{dead}-1")).exists());
 
         // Another process holds the target's lock: only temporaries of dead processes go.
         let held = File::open(root).unwrap();
         assert!(try_lock(&OwnedFd::from(held.try_clone().unwrap())));
         let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
         assert_eq!(r.swept(), 3);
+        assert_eq!(format!("{:016x}", r.token), token, "the token is kept");
         drop(r);
-        assert_eq!(names("a/b"), vec![".coffer-tmp-1-1"]);
-        assert!(root.join(".coffer-tmp-1-2").exists(), "process 1 is alive");
+        assert_eq!(names("a/b"), vec![format!(".coffer-tmp-{token}-1-1")]);
+        assert!(root.join(format!(".coffer-tmp-{token}-1-2")).exists(), "process 1 is alive");
         drop(held);
 
         // With the lock, every temporary is stale.
         let r = Restorer::create(root, RestoreOptions { force: true, ..opts() }).unwrap();
         assert_eq!(r.swept(), 1);
         drop(r);
-        assert_eq!(
-            names(""),
-            vec![".coffer-restore-incomplete", ".coffer-tmp-12-", ".coffer-tmp-12-3-4", ".coffer-tmp-x-1", "a"]
-        );
+        let mut want = vec![
+            ".coffer-restore-incomplete".to_string(),
+            format!(".coffer-tmp-{dead}-1"),
+            format!(".coffer-tmp-0123456789abcdef-{dead}-1"),
+            format!(".coffer-tmp-{token}-12-"),
+            format!(".coffer-tmp-{token}-12-3-4"),
+            format!(".coffer-tmp-{token}-x-1"),
+            "a".into(),
+        ];
+        want.sort();
+        assert_eq!(names(""), want);
         assert_eq!(names("a"), vec!["b", "keep"]);
-        assert!(root.join("a/b/.coffer-tmp-1-1").is_dir(), "directories are never swept");
+        assert!(root.join(format!("a/b/.coffer-tmp-{token}-1-1")).is_dir(), "directories are never swept");
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn a_tree_32000_levels_deep_is_walked_and_swept() {
         c.wait().unwrap();
         c.id()
     };
-    let tmp = format!(".coffer-tmp-{dead}-1");
+    let tmp = format!(".coffer-tmp-00000000000000aa-{dead}-1");
     write_at(&deepest, &tmp, b"half");
     drop(deepest);
 
@@ -100,7 +100,7 @@ fn a_tree_32000_levels_deep_is_walked_and_swept() {
     assert_eq!(bottom_file.as_deref(), Some(&b"at the bottom"[..]));
 
     // An interrupted restore's marker: a forced (or resumed) restore sweeps its temporaries.
-    std::fs::write(root.join(MARKER), b"interrupted\n").unwrap();
+    std::fs::write(root.join(MARKER), b"interrupted\ntoken 00000000000000aa\n").unwrap();
     let opts = RestoreOptions { force: true, whole_tree: true, ownership: Ownership::Current, durable: false };
     let mut r = Restorer::create(root, opts).unwrap();
     assert_eq!(r.swept(), 1);

@@ -29,6 +29,9 @@ pub struct SourceItem {
     pub data: Option<Box<dyn ChunkReader>>,
     /// Where a file's contents come from on disk, for inspectors that read its head.
     pub source: Option<PathBuf>,
+    /// The file the contents are read from, for inspectors: they read the same file, never one
+    /// that replaced it under `source` meanwhile.
+    pub opened: Option<std::fs::File>,
 }
 
 /// Checks file contents while they are backed up (coffer validates InnoDB pages with it),
@@ -36,7 +39,7 @@ pub struct SourceItem {
 /// are reported in image order.
 pub trait Inspect: Sync {
     /// A checker for this file, or `None` to leave it alone. Called by the reading thread.
-    fn file(&self, meta: &EntryMeta, source: &std::path::Path) -> Option<Arc<dyn InspectFile>>;
+    fn file(&self, meta: &EntryMeta, source: &std::path::Path, file: &std::fs::File) -> Option<Arc<dyn InspectFile>>;
     /// The findings of one chunk of `path`, in image order. An error refuses the backup.
     fn report(&self, path: &[u8], findings: Findings) -> Result<(), String>;
 }
@@ -91,11 +94,14 @@ impl EntrySource for DirSource {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         let Some(item) = self.walker.next().transpose()? else { return Ok(None) };
         // Read from the file the walk opened (never reopened by path: see `Walker`).
-        let data: Option<Box<dyn ChunkReader>> = match (item.file, &item.source) {
-            (Some(file), Some(path)) => Some(Box::new(FileChunker::from_file(file, path, item.sparse)?)),
-            _ => None,
+        let (data, opened): (Option<Box<dyn ChunkReader>>, _) = match (item.file, &item.source) {
+            (Some(file), Some(path)) => {
+                let opened = file.try_clone().map_err(crate::error::io("duplicate the handle of", path))?;
+                (Some(Box::new(FileChunker::from_file(file, path, item.sparse)?)), Some(opened))
+            }
+            _ => (None, None),
         };
-        Ok(Some(SourceItem { meta: item.meta, data, source: item.source }))
+        Ok(Some(SourceItem { meta: item.meta, data, source: item.source, opened }))
     }
 
     fn skipped(&self) -> &[PathBuf] {
@@ -141,8 +147,9 @@ impl FileSource {
 impl EntrySource for FileSource {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         let Some((meta, path, file, sparse)) = self.item.take() else { return Ok(None) };
+        let opened = file.try_clone().map_err(crate::error::io("duplicate the handle of", &path))?;
         let chunker = FileChunker::from_file(file, &path, sparse)?;
-        Ok(Some(SourceItem { meta, data: Some(Box::new(chunker)), source: Some(path) }))
+        Ok(Some(SourceItem { meta, data: Some(Box::new(chunker)), source: Some(path), opened: Some(opened) }))
     }
 }
 
@@ -171,6 +178,7 @@ impl<R: std::io::Read + Send + 'static> EntrySource for StreamSource<R> {
                 meta,
                 data: Some(Box::new(StreamChunker::new(reader, name)) as Box<dyn ChunkReader>),
                 source: None,
+                opened: None,
             }
         }))
     }
@@ -444,8 +452,8 @@ pub fn write_image<W: Write>(
             if (item.meta.kind == EntryKind::File) != item.data.is_some() {
                 return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
             }
-            let inspect = match (inspector, &item.source) {
-                (Some(i), Some(path)) => i.file(&item.meta, path),
+            let inspect = match (inspector, &item.source, &item.opened) {
+                (Some(i), Some(path), Some(file)) => i.file(&item.meta, path, file),
                 _ => None,
             };
             // Where the reader expects this entry's first chunk to start (checked below).

@@ -62,7 +62,7 @@ impl EntrySource for Parts {
     fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
         Ok(self.0.next().map(|(meta, data, pause)| {
             let start = if meta.continues { meta.size } else { 0 };
-            SourceItem { meta, data: Some(Box::new(Part { data, at: 0, start, pause })), source: None }
+            SourceItem { meta, data: Some(Box::new(Part { data, at: 0, start, pause })), source: None, opened: None }
         }))
     }
 }

@@ -55,6 +55,7 @@ fn items() -> Vec<SourceItem> {
             meta: m,
             data: Some(Box::new(StreamChunker::new(Cursor::new(data), PathBuf::from(path)))),
             source: None,
+            opened: None,
         }
     };
     let mut link = meta(EntryKind::Symlink, "current", 0o777);
@@ -64,14 +65,14 @@ fn items() -> Vec<SourceItem> {
     let mut sparse = meta(EntryKind::File, "db/sparse.ibd", 0o640);
     sparse.size = 20000;
     vec![
-        SourceItem { meta: meta(EntryKind::Dir, "", 0o750), data: None, source: None },
+        SourceItem { meta: meta(EntryKind::Dir, "", 0o750), data: None, source: None, opened: None },
         file("hello.txt", b"Hello, coffer!\n".to_vec()),
         file("empty", vec![]),
-        SourceItem { meta: meta(EntryKind::Dir, "db", 0o750), data: None, source: None },
+        SourceItem { meta: meta(EntryKind::Dir, "db", 0o750), data: None, source: None, opened: None },
         file("db/t1.ibd", pattern(10_000)),
-        SourceItem { meta: hard, data: None, source: None },
-        SourceItem { meta: sparse, data: Some(Box::new(Sparse(false))), source: None },
-        SourceItem { meta: link, data: None, source: None },
+        SourceItem { meta: hard, data: None, source: None, opened: None },
+        SourceItem { meta: sparse, data: Some(Box::new(Sparse(false))), source: None, opened: None },
+        SourceItem { meta: link, data: None, source: None, opened: None },
     ]
 }
 

@@ -58,7 +58,7 @@ impl EntrySource for Files {
             return Ok(None);
         }
         let (meta, chunk) = self.0.remove(0);
-        Ok(Some(SourceItem { meta, data: Some(Box::new(chunk)), source: None }))
+        Ok(Some(SourceItem { meta, data: Some(Box::new(chunk)), source: None, opened: None }))
     }
 }
 

@@ -31,15 +31,7 @@ fn decompress(algo: PageCompression, src: &[u8], out: &mut [u8]) -> Result<(), D
         PageCompression::Snappy => {
             snap::raw::Decoder::new().decompress(src, out).map_err(|e| failed(format!("snappy: {e}")))?
         }
-        PageCompression::Lzma => {
-            let mut v = Vec::with_capacity(out.len());
-            lzma_rs::xz_decompress(&mut std::io::Cursor::new(src), &mut v).map_err(|e| failed(format!("lzma: {e}")))?;
-            if v.len() > out.len() {
-                return Err(failed("lzma: longer than a page"));
-            }
-            out[..v.len()].copy_from_slice(&v);
-            v.len()
-        }
+        PageCompression::Lzma => xz_into(src, out)?,
         PageCompression::Bzip2 => {
             let mut v = Vec::with_capacity(out.len());
             bzip2::read::BzDecoder::new(src)
@@ -57,6 +49,25 @@ fn decompress(algo: PageCompression, src: &[u8], out: &mut [u8]) -> Result<(), D
         return Err(failed(format!("{}: {n} bytes, not a page of {}", algo.name(), out.len())));
     }
     Ok(())
+}
+
+/// The most memory an xz stream may ask for: liblzma's presets 0-9 need at most 94 MiB to
+/// compress and 65 MiB to decompress (preset 9's 64 MiB dictionary); a page declaring more is
+/// refused before anything that size is allocated.
+const XZ_MEMORY_LIMIT: u64 = 72 << 20;
+
+/// Decodes one xz stream into `out`, stopping at its end: output past a page is an error
+/// (a few bytes of LZMA2 can declare gigabytes), and so is a dictionary past [`XZ_MEMORY_LIMIT`].
+fn xz_into(src: &[u8], out: &mut [u8]) -> Result<usize, DecompressError> {
+    use xz2::stream::{Action, Status, Stream};
+    let mut xz = Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0).map_err(|e| failed(format!("lzma: {e}")))?;
+    let status = xz.process(src, out, Action::Finish).map_err(|e| failed(format!("lzma: {e}")))?;
+    let written = xz.total_out() as usize;
+    match status {
+        Status::StreamEnd => Ok(written),
+        _ if written == out.len() => Err(failed("lzma: longer than a page")),
+        _ => Err(failed("lzma: the stream does not end")),
+    }
 }
 
 /// MariaDB page_compressed, older format (type 34354): the whole original page (header and
@@ -102,7 +113,7 @@ mod tests {
     use super::*;
 
     fn page_with(algo_code: u64, payload: &[u8]) -> Vec<u8> {
-        // lzma-rs only writes literals, so its "compressed" test data needs a larger frame.
+        // A payload longer than a page (incompressible test data) gets a larger frame.
         let mut p = vec![0u8; 16384.max(40 + payload.len())];
         p[26..34].copy_from_slice(&algo_code.to_be_bytes());
         p[38..40].copy_from_slice(&(payload.len() as u16).to_be_bytes());
@@ -116,8 +127,7 @@ mod tests {
         let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&original, 6);
         let lz4 = lz4_flex::block::compress(&original);
         let snappy = snap::raw::Encoder::new().compress_vec(&original).unwrap();
-        let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut std::io::Cursor::new(&original), &mut xz).unwrap();
+        let xz = xz(&original, 6);
         let mut bz = Vec::new();
         std::io::Read::read_to_end(
             &mut bzip2::read::BzEncoder::new(&original[..], bzip2::Compression::fast()),
@@ -129,6 +139,48 @@ mod tests {
             let algo = mariadb_page(&page_with(code, &data), &mut out).unwrap_or_else(|e| panic!("{code}: {e:?}"));
             assert_eq!(out, original, "{}", algo.name());
         }
+    }
+
+    fn xz(data: &[u8], preset: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = xz2::write::XzEncoder::new(&mut out, preset);
+        std::io::Write::write_all(&mut enc, data).unwrap();
+        enc.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn xz_that_would_grow_past_a_page_stops_at_the_page() {
+        // 64 MiB of zeros fit in a few kilobytes of xz: decoding stops at the page (the old
+        // decoder gave the same error, after holding all 64 MiB; a 64 KiB page could hold
+        // gigabytes).
+        let bomb = xz(&vec![0u8; 64 << 20], 0);
+        assert!(bomb.len() < 16000, "{}", bomb.len());
+        let mut out = vec![0u8; 16384];
+        let err = mariadb_page(&page_with(4, &bomb), &mut out).unwrap_err();
+        assert_eq!(err, DecompressError::Failed("lzma: longer than a page".into()));
+    }
+
+    #[test]
+    fn xz_declaring_a_huge_dictionary_is_refused() {
+        // The xz stream of a 1.5 GiB dictionary (LZMA2 dictionary byte 40): refused by the
+        // memory limit, not allocated.
+        let mut opts = xz2::stream::LzmaOptions::new_preset(0).unwrap();
+        opts.dict_size(1536 << 20);
+        let mut filters = xz2::stream::Filters::new();
+        filters.lzma2(&opts);
+        let enc = xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::None).unwrap();
+        let mut big = Vec::new();
+        let mut w = xz2::write::XzEncoder::new_stream(&mut big, enc);
+        std::io::Write::write_all(&mut w, &[7u8; 16384]).unwrap();
+        w.finish().unwrap();
+        let mut out = vec![0u8; 16384];
+        let err = mariadb_page(&page_with(4, &big), &mut out).unwrap_err();
+        assert!(matches!(&err, DecompressError::Failed(m) if m.starts_with("lzma: ")), "{err:?}");
+        // The same data with an ordinary dictionary decodes.
+        let mut out2 = vec![0u8; 16384];
+        mariadb_page(&page_with(4, &xz(&[7u8; 16384], 6)), &mut out2).unwrap();
+        assert_eq!(out2, vec![7u8; 16384]);
     }
 
     #[test]

@@ -57,6 +57,27 @@ pub struct Target {
     pub display: String,
     /// Validate whatever the name says (explicit `--innodb` files).
     pub force_innodb: bool,
+    /// The (device, inode) a directory walk found at `path`: the file validated must be that
+    /// one, opened without following a symlink, not one swapped in since.
+    pub walked: Option<(u64, u64)>,
+}
+
+/// Opens a target: a walked file without following a final symlink, and only if it is still
+/// the file the walk found.
+fn open_target(t: &Target) -> std::io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Some(id) = t.walked else { return File::open(&t.path) };
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(&t.path)?;
+    let md = file.metadata()?;
+    if (md.dev(), md.ino()) != id {
+        return Err(std::io::Error::other("replaced while it was validated"));
+    }
+    Ok(file)
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK` (a FIFO swapped in does not block the open).
+fn libc_nofollow() -> i32 {
+    libc::O_NOFOLLOW | libc::O_NONBLOCK
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,11 +114,17 @@ fn page0_report(display: String, bytes: u64, reason: String) -> FileReport {
 /// page numbering continuing after ibdata1..ibdata{n-1} (found beside it).
 pub fn continuation_space(path: &std::path::Path, n: u32) -> Result<Space, String> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let first = File::open(dir.join("ibdata1")).map_err(|e| format!("ibdata{n} needs ibdata1 beside it: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let first = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nofollow())
+        .open(dir.join("ibdata1"))
+        .map_err(|e| format!("ibdata{n} needs ibdata1 beside it: {e}"))?;
     let mut space = read_space(&first).map_err(|e| format!("ibdata1: {e}"))?;
     let mut pages = 0;
     for k in 1..n {
-        let len = std::fs::metadata(dir.join(format!("ibdata{k}"))).map_err(|e| format!("ibdata{k}: {e}"))?.len();
+        let len =
+            std::fs::symlink_metadata(dir.join(format!("ibdata{k}"))).map_err(|e| format!("ibdata{k}: {e}"))?.len();
         pages += len / u64::from(space.physical_size);
     }
     space.first_page = pages;
@@ -110,12 +137,12 @@ fn prepare(t: &Target) -> Slot {
     let kind = match (kind, t.force_innodb) {
         (Kind::System(n), _) => Kind::System(n),
         (Kind::Other(why), false) => {
-            let bytes = std::fs::metadata(&t.path).map(|m| m.len()).unwrap_or(0);
+            let bytes = std::fs::symlink_metadata(&t.path).map(|m| m.len()).unwrap_or(0);
             return Slot::Done(FileReport::not_checked(t.display.clone(), bytes, why));
         }
         _ => Kind::Tablespace,
     };
-    let open = File::open(&t.path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let open = open_target(t).and_then(|f| f.metadata().map(|m| (f, m.len())));
     let (file, bytes) = match open {
         Ok(x) => x,
         Err(e) => return Slot::Done(page0_report(t.display.clone(), 0, format!("cannot read: {e}"))),
@@ -145,11 +172,7 @@ fn prepare(t: &Target) -> Slot {
         tally: Tally::default(),
         note: None,
     };
-    let reader = match RangeReader::open(&t.path) {
-        Ok(r) => r,
-        Err(e) => return Slot::Done(page0_report(t.display.clone(), bytes, format!("cannot read: {e}"))),
-    };
-    drop(file);
+    let reader = RangeReader::new(file, &t.path);
     Slot::Pending { report, prepared: Prepared { reader, space, pages, tail: bytes % size } }
 }
 
@@ -512,15 +535,16 @@ pub struct ChunkResult {
 }
 
 impl ChunkChecker {
-    /// Reads page 0 (and the TRX_SYS page of ibdata1, or ibdata1 itself for later ibdata files)
-    /// of the tablespace at `path`, which `name` (its path in the backup) classifies.
-    pub fn open(path: &std::path::Path, name: &str, policy: Policy) -> Option<Result<Self, String>> {
+    /// Reads page 0 (and the TRX_SYS page of ibdata1, or ibdata1 beside `path` for later ibdata
+    /// files) of the tablespace open as `file` (found at `path`), which `name` (its path in the
+    /// backup) classifies.
+    pub fn open(file: &File, path: &std::path::Path, name: &str, policy: Policy) -> Option<Result<Self, String>> {
         let kind = classify(name);
         let space = match kind {
             Kind::Other(_) => return None,
             Kind::System(n) if n > 1 => continuation_space(path, n),
-            _ => File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-                let mut space = read_space(&f).map_err(|e| format!("page 0: {e}"))?;
+            _ => Ok(file).and_then(|f| {
+                let mut space = read_space(f).map_err(|e| format!("page 0: {e}"))?;
                 if kind == Kind::System(1) {
                     let mut page5 = vec![0u8; space.physical_size as usize];
                     if f.read_exact_at(&mut page5, 5 * u64::from(space.physical_size)).is_ok() {

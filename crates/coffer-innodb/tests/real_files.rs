@@ -49,7 +49,7 @@ const FILES: &[Expected] = &[
 ];
 
 fn validate(path: &Path, display: &str) -> FileReport {
-    let t = Target { path: path.into(), display: display.into(), force_innodb: true };
+    let t = Target { path: path.into(), display: display.into(), force_innodb: true, walked: None };
     validate_files(&[t], Options { policy: Policy::Auto, threads: 2 }, &|_| {}).remove(0)
 }
 
@@ -148,7 +148,7 @@ fn known_answer_values_from_real_pages() {
 #[test]
 fn strict_policies_name_the_algorithm_they_found() {
     let rel = "innodb_ruby/spec/data/sakila/5.0/sakila/actor.ibd";
-    let t = Target { path: data(rel), display: rel.into(), force_innodb: true };
+    let t = Target { path: data(rel), display: rel.into(), force_innodb: true, walked: None };
     let strict = validate_files(std::slice::from_ref(&t), Options { policy: Policy::StrictCrc32, threads: 1 }, &|_| {})
         .remove(0);
     assert_eq!(strict.status, Status::Corrupt);
@@ -199,7 +199,8 @@ fn truncated_and_shortened_files_are_reported() {
 fn a_huge_hole_is_counted_not_walked() {
     let path = data("innodb_ruby/spec/data/sakila/8.0/sakila/film.ibd");
     let bytes = std::fs::read(&path).unwrap();
-    let checker = ChunkChecker::open(&path, "sakila/film.ibd", Policy::Auto).unwrap().unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let checker = ChunkChecker::open(&file, &path, "sakila/film.ibd", Policy::Auto).unwrap().unwrap();
     let size = checker.page_size();
     let end = 1u64 << 50;
     let page0 = &bytes[..size as usize];
@@ -230,4 +231,36 @@ fn a_streamed_huge_hole_is_counted_not_walked() {
     dead.write_at(0, &[0xff; 64]);
     dead.write_at(1 << 62, b"x");
     assert!(!dead.finish((1 << 62) + 1).tally.corrupt.is_empty());
+}
+
+/// A file a directory walk found is validated only if the path still leads to it: a symlink or
+/// another file swapped in at that path since the walk is reported, not read.
+#[test]
+fn a_walked_file_swapped_since_the_walk_is_not_read() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let real = data("innodb_ruby/spec/data/sakila/8.0/sakila/film.ibd");
+    let copy = t.path().join("film.ibd");
+    std::fs::copy(&real, &copy).unwrap();
+    let md = std::fs::metadata(&copy).unwrap();
+    let walked = Some((md.dev(), md.ino()));
+    let run = |path: &Path| {
+        let t = Target { path: path.into(), display: "sakila/film.ibd".into(), force_innodb: false, walked };
+        validate_files(&[t], Options { policy: Policy::Auto, threads: 1 }, &|_| {}).remove(0)
+    };
+    assert_eq!(run(&copy).status, Status::Ok, "the walked file itself");
+
+    // The path now a symlink to the same file: not followed.
+    let link = t.path().join("link.ibd");
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    let r = run(&link);
+    assert_eq!(r.status, Status::Corrupt);
+    assert!(r.tally.corrupt[0].reason.contains("cannot read"), "{r:?}");
+
+    // Another file at the path.
+    let other = t.path().join("other.ibd");
+    std::fs::copy(&real, &other).unwrap();
+    let r = run(&other);
+    assert_eq!(r.status, Status::Corrupt);
+    assert!(r.tally.corrupt[0].reason.contains("replaced while it was validated"), "{r:?}");
 }

@@ -139,7 +139,7 @@ impl<R: Read + Send + 'static> XbstreamSource<R> {
             let dir = path[..i].to_vec();
             if self.dirs.insert(dir.clone()) {
                 let meta = self.meta(EntryKind::Dir, dir, false, 0);
-                self.ready.push_back(SourceItem { meta, data: None, source: None });
+                self.ready.push_back(SourceItem { meta, data: None, source: None, opened: None });
             }
         }
     }
@@ -167,6 +167,7 @@ impl<R: Read + Send + 'static> EntrySource for XbstreamSource<R> {
                 meta: self.meta(EntryKind::Dir, Vec::new(), false, 0),
                 data: None,
                 source: None,
+                opened: None,
             }));
         }
         if let Some(item) = self.ready.pop_front() {
@@ -221,7 +222,7 @@ impl<R: Read + Send + 'static> EntrySource for XbstreamSource<R> {
         }
         let data = self.part(head, start, path.clone());
         let meta = self.meta(EntryKind::File, path, continues, start);
-        self.ready.push_back(SourceItem { meta, data: Some(data), source: None });
+        self.ready.push_back(SourceItem { meta, data: Some(data), source: None, opened: None });
         Ok(self.ready.pop_front())
     }
 }

@@ -53,9 +53,9 @@ impl InspectFile for Checker {
 }
 
 impl Inspect for InnodbInspector {
-    fn file(&self, meta: &EntryMeta, source: &Path) -> Option<Arc<dyn InspectFile>> {
+    fn file(&self, meta: &EntryMeta, source: &Path, file: &std::fs::File) -> Option<Arc<dyn InspectFile>> {
         let name = String::from_utf8_lossy(&meta.path);
-        let checker = match ChunkChecker::open(source, &name, Policy::Auto)? {
+        let checker = match ChunkChecker::open(file, source, &name, Policy::Auto)? {
             Ok(c) => Checker::Pages(c),
             Err(why) => Checker::Broken(why),
         };

@@ -60,7 +60,7 @@ fn file_item(path: &str, bytes: Vec<u8>) -> SourceItem {
         gname: d.gname,
     };
     let data: Box<dyn ChunkReader> = Box::new(StreamChunker::new(Cursor::new(bytes), path));
-    SourceItem { meta, data: Some(data), source: None }
+    SourceItem { meta, data: Some(data), source: None, opened: None }
 }
 
 impl<R: Read + Send + 'static> ServerBackup<R> {

@@ -14,6 +14,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -31,7 +32,12 @@ pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
         if args.innodb && is_stdin {
             reports.push(validate_stdin_tablespace(policy)?);
         } else if args.innodb {
-            disk_targets.push(Target { path: path.clone(), display: path.display().to_string(), force_innodb: true });
+            disk_targets.push(Target {
+                path: path.clone(),
+                display: path.display().to_string(),
+                force_innodb: true,
+                walked: None,
+            });
         } else if !is_stdin && path.is_dir() {
             disk_targets.extend(walk_targets(path)?);
         } else if is_stdin || is_image(path)? {
@@ -42,7 +48,12 @@ pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
                 break;
             }
         } else {
-            disk_targets.push(Target { path: path.clone(), display: path.display().to_string(), force_innodb: true });
+            disk_targets.push(Target {
+                path: path.clone(),
+                display: path.display().to_string(),
+                force_innodb: true,
+                walked: None,
+            });
         }
     }
     if !disk_targets.is_empty() {
@@ -99,11 +110,15 @@ fn walk_targets(root: &Path) -> Result<Vec<Target>> {
     let mut out = Vec::new();
     for item in Walker::new(root) {
         let item = item.with_context(|| format!("cannot read {}", root.display()))?;
-        if let (EntryKind::File, Some(source)) = (item.meta.kind, item.source) {
+        if let (EntryKind::File, Some(source), Some(file)) = (item.meta.kind, item.source, item.file) {
+            // The walk's handle is closed here (a datadir has more files than descriptors); the
+            // validation reopens the path and checks it is still this file.
+            let md = file.metadata().with_context(|| format!("cannot stat {}", source.display()))?;
             out.push(Target {
                 path: source,
                 display: String::from_utf8_lossy(&item.meta.path).into_owned(),
                 force_innodb: false,
+                walked: Some((md.dev(), md.ino())),
             });
         }
     }

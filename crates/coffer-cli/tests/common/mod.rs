@@ -133,139 +133,28 @@ pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
 pub mod mariadb;
 
 pub mod craft {
-    //! A second, minimal image writer built only from `coffer-format` and `coffer-crypto`,
-    //! following docs/FORMAT.md. It writes what coffer itself never would (hostile entries).
+    //! Images that coffer's writer never makes (hostile entries), sealed for the tests' key with
+    //! `coffer_image::craft::FrameSealer`.
 
-    use coffer_crypto::{DataKey, ImageKeys, MasterKey};
-    use coffer_format::chunk::{encode_segments, ChunkHeader};
-    use coffer_format::frame::{aad, Position};
-    use coffer_format::header::SLOT_COUNT;
-    use coffer_format::index::encode_index_prefix;
-    use coffer_format::*;
+    use coffer_crypto::MasterKey;
+    use coffer_format::EntryMeta;
+    use coffer_image::craft::FrameSealer;
 
-    pub struct Crafter {
-        keys: ImageKeys,
-        id: [u8; 16],
-        pub out: Vec<u8>,
-        seq: u64,
-        entry: u64,
-        records: Vec<IndexRecord>,
-    }
+    #[allow(unused_imports)] // Not every test binary crafts entries.
+    pub use coffer_image::craft::meta;
 
-    impl Crafter {
-        pub fn new(master_hex: &str) -> Self {
-            let id = [0x42; 16];
-            let dk = DataKey::from_bytes([0x24; 32]);
-            let keys = ImageKeys::derive(Suite::Aes256Gcm, &dk, &id);
-            let master = MasterKey::from_hex(master_hex).unwrap();
-            let mut slots = vec![KeySlot::default(); SLOT_COUNT];
-            let secret = coffer_crypto::SlotSecret::Key(master);
-            slots[0] = coffer_crypto::seal_slot(Suite::Aes256Gcm, &secret, &dk, &id, [7; 32], 0).unwrap();
-            let mut header = Header {
-                copy: 0,
-                generation: 1,
-                image_id: id,
-                suite: Suite::Aes256Gcm,
-                codec: Codec::None,
-                level: 0,
-                chunk_size: 65536,
-                created: 0,
-                slots,
-                signature: None,
-                mac: [0; 32],
-                checksum: [0; 32],
-            };
-            let mut out = seal(&header, &keys);
-            header.copy = 1;
-            out.extend(seal(&header, &keys));
-            Self { keys, id, out, seq: 0, entry: 0, records: vec![] }
-        }
-
-        fn frame(&mut self, kind: FrameKind, last: bool, part_no: u64, entry_no: u64, mut plain: Vec<u8>) {
-            let fh = FrameHeader::new(kind, last, plain.len() + TAG_LEN);
-            let pos = Position { seq: self.seq, entry_no, part_no };
-            let tag = self.keys.seal(self.seq, &aad(&self.id, pos, &fh), &mut plain);
-            self.out.extend_from_slice(&fh.encode());
-            self.out.extend_from_slice(&plain);
-            self.out.extend_from_slice(&tag);
-            self.seq += 1;
-        }
-
-        /// Adds an entry; files get `data` as one dense chunk.
-        pub fn entry(&mut self, meta: EntryMeta, data: Option<&[u8]>) {
-            let start = self.out.len() as u64;
-            let first_seq = self.seq;
-            let mut m = vec![];
-            meta.encode(&mut m);
-            let e = self.entry;
-            self.frame(FrameKind::Entry, false, 0, e, m);
-            let mut chunks = 0;
-            let mut size = 0;
+    /// An image of `entries` for the key `master_hex`; a file's data (if any) is one chunk.
+    pub fn image(master_hex: &str, entries: &[(EntryMeta, Option<&[u8]>)]) -> Vec<u8> {
+        let mut s = FrameSealer::new(&MasterKey::from_hex(master_hex).unwrap(), 65536).unwrap();
+        for (meta, data) in entries {
+            s.entry(meta);
             if let Some(data) = data {
-                let h = ChunkHeader {
-                    codec: Codec::None,
-                    raw_len: data.len() as u32,
-                    range_start: 0,
-                    range_end: data.len() as u64,
-                    segments: u32::from(!data.is_empty()),
-                    stored_len: data.len() as u32,
-                };
-                let mut p = vec![0u8; h.plaintext_len()];
-                h.encode_into(&mut p);
-                p[32..32 + data.len()].copy_from_slice(data);
-                if !data.is_empty() {
-                    encode_segments(&[Segment { offset: 0, len: data.len() as u32 }], &mut p[32 + data.len()..]);
-                }
-                self.frame(FrameKind::Chunk, true, 1, e, p);
-                chunks = 1;
-                size = data.len() as u64;
+                s.chunk((0, data.len() as u64), data, true, false);
             }
-            let frames_len = self.out.len() as u64 - start;
-            self.records.push(IndexRecord {
-                frame_offset: start,
-                first_seq,
-                frames_len,
-                chunks,
-                size,
-                data_bytes: size,
-                meta,
-            });
-            self.entry += 1;
         }
-
-        pub fn finish(mut self) -> Vec<u8> {
-            let index_offset = self.out.len() as u64;
-            let mut blob = vec![];
-            for r in &self.records {
-                r.encode(&mut blob);
-            }
-            let mut p = vec![0u8; 8];
-            encode_index_prefix(Codec::None, blob.len() as u32, &mut p);
-            p.extend_from_slice(&blob);
-            let e = self.entry;
-            self.frame(FrameKind::Index, true, 0, e, p);
-            let total = self.records.iter().map(|r| r.size).sum();
-            let end = EndFields { seq: self.seq, entry_count: e, index_offset, index_frames: 1, total_size: total };
-            let fh = FrameHeader::new(FrameKind::End, false, 56);
-            let tag = self.keys.seal(end.seq, &end.aad(&self.id, &fh), &mut []);
-            self.out.extend_from_slice(&fh.encode());
-            self.out.extend_from_slice(&end.encode());
-            self.out.extend_from_slice(&tag);
-            self.out
-        }
-    }
-
-    fn seal(h: &Header, keys: &ImageKeys) -> Vec<u8> {
-        let mut b = h.encode();
-        let mac = keys.header_mac(Header::mac_region(&b));
-        Header::set_mac(&mut b, &mac);
-        let sum = coffer_crypto::sha256(Header::checksum_region(&b));
-        Header::set_checksum(&mut b, &sum);
-        b
-    }
-
-    pub fn meta(kind: EntryKind, path: &[u8]) -> EntryMeta {
-        coffer_image::craft::meta(kind, path)
+        s.auto_index();
+        s.auto_end();
+        s.into_bytes()
     }
 }
 
