@@ -535,7 +535,9 @@ pub struct BackupArgs {
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
 
-    /// Image to write ('-' for stdout). Written under a temporary name and renamed when complete.
+    /// Image to write: a file (written under a temporary name, renamed when complete), '-' for
+    /// stdout, an object URL (s3://, gs://, az://, file://; a prefix ending in '/' names the
+    /// backup by its time), or tls://HOST:PORT for `coffer receive` (like --to).
     #[arg(short, long, value_name = "IMAGE", required_unless_present = "send_to", conflicts_with = "send_to")]
     pub output: Option<PathBuf>,
 
@@ -687,37 +689,53 @@ pub struct TlsArgs {
     pub limit_rate: Option<u64>,
 }
 
-/// TLS options of `send` (and of `backup --to`).
+/// TLS options of `send` and of `backup --to` (or `-o tls://HOST:PORT`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct OptionalTlsArgs {
     /// This end's certificate (PEM; a chain is accepted).
-    #[arg(long, value_name = "FILE", requires = "send_to")]
+    #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
     /// This end's private key (PEM).
-    #[arg(long = "key", value_name = "FILE", requires = "send_to")]
+    #[arg(long = "key", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// The CA certificate(s) the receiver's certificate must chain to (PEM).
-    #[arg(long, value_name = "FILE", requires = "send_to")]
+    #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Accept only a receiver certificate with this SHA-256 fingerprint (repeatable).
-    #[arg(long, value_name = "sha256:HEX", requires = "send_to")]
+    #[arg(long, value_name = "sha256:HEX")]
     pub peer_fingerprint: Vec<String>,
     /// A transfer that moves no byte for this long fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
     /// Connections to carry the image in parallel (TLS on every core) [default: cores].
-    #[arg(long, value_name = "N", requires = "send_to")]
+    #[arg(long, value_name = "N")]
     pub streams: Option<usize>,
     /// Go on with an interrupted transfer: the receiver says what it holds durably, and only
     /// the rest is sent (an image: from its next entry on; a directory: the files it lacks).
-    #[arg(long, requires = "send_to")]
+    #[arg(long)]
     pub resume: bool,
     /// Send at most this many bytes per second (e.g. 50M), to spare a shared link.
-    #[arg(long, value_name = "RATE", requires = "send_to", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
 }
 
 impl OptionalTlsArgs {
+    /// Was any of these options given?
+    pub fn any(&self) -> bool {
+        self.cert.is_some()
+            || self.tls_key.is_some()
+            || self.ca.is_some()
+            || !self.peer_fingerprint.is_empty()
+            || self.streams.is_some()
+            || self.resume
+            || self.limit_rate.is_some()
+    }
+
+    /// The options as given, if this end's certificate and key are.
+    pub fn given(&self) -> Option<TlsArgs> {
+        (self.cert.is_some() && self.tls_key.is_some()).then(|| self.required())
+    }
+
     /// The options as given (clap has required all three with --to).
     pub fn required(&self) -> TlsArgs {
         TlsArgs {
@@ -781,6 +799,11 @@ pub struct ReceiveArgs {
     /// Identity that opens the image (for --to).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
+
+    /// Refuse images not signed by this signer (coffersig1..., or a file holding one;
+    /// repeatable): unsigned images and other signers exit 3 before anything is written.
+    #[arg(long = "require-signer", env = "COFFER_REQUIRE_SIGNER", value_name = "SIGNER", value_delimiter = ',')]
+    pub require_signers: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,9 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<coffer::Error>() {
+            return e.exit_code();
+        }
         if let Some(e) = cause.downcast_ref::<ImageError>() {
             return match e {
                 ImageError::WrongKey

@@ -4,10 +4,9 @@
 mod cli;
 mod cmd;
 mod exit;
-mod keyring;
 mod keys;
-mod output;
 mod progress;
+mod report;
 mod store;
 
 use clap::Parser;

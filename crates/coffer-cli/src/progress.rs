@@ -43,6 +43,11 @@ impl Bar {
         self.0.set_message(msg.to_owned());
     }
 
+    /// True once finished (and cleared).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
     /// True when nothing is drawn (quiet, or stderr is not a terminal).
     pub fn is_hidden(&self) -> bool {
         self.0.is_hidden()

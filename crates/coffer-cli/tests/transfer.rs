@@ -530,3 +530,68 @@ fn a_full_disk_on_the_receiver_fails_both_ends() {
     assert!(err.lines().filter(|l| l.contains("error")).count() == 1, "{err}");
     assert!(target.join(".coffer-restore-incomplete").exists());
 }
+
+/// A receiver that restores demands a signer like `restore` does (issue 13, item 1's class): an
+/// image sealed for its key but not signed by the signer it requires exits 3, and the target is
+/// never created; a signed one restores.
+#[test]
+fn a_receiver_demands_a_signer() {
+    let (fx, unsigned) = with_image();
+    let signer = {
+        let (code, out, err) = run(&["key", "generate", "--signing", "-o", &fx.s("backup.sig"), "-q"]);
+        assert_eq!(code, 0, "{err}");
+        String::from_utf8(out).unwrap().trim().to_owned()
+    };
+    let receive = |dst: &str| {
+        let mut args = vec!["--to".to_string(), fx.s(dst), "--key-file".into(), fx.key()];
+        args.extend(["--require-signer".to_string(), signer.clone()]);
+        args.extend(tls(&fx, "pki", "node2", "pki"));
+        receiver(&args)
+    };
+    let (rx, port) = receive("dst");
+    send(&unsigned, port, &tls(&fx, "pki", "node1", "pki"));
+    let (code, err) = finish(rx);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not signed"), "{err}");
+    assert!(!fx.path("dst").exists(), "nothing written");
+
+    let signed = fx.s("signed.coffer");
+    expect(
+        0,
+        &["backup", &fx.s("src"), "-o", &signed, "--key-file", &fx.key(), "--signing-key", &fx.s("backup.sig"), "-q"],
+    );
+    let (rx, port) = receive("dst2");
+    let (code, err) = send(&signed, port, &tls(&fx, "pki", "node1", "pki"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(finish(rx).0, 0);
+    assert_eq!(snapshot(&fx.path("dst2")), snapshot(&fx.path("src")));
+}
+
+/// `tls://HOST:PORT` is a place like a file or an object: `backup -o tls://...` is `backup --to`.
+/// Without this end's certificate it is a usage error, and TLS options without a TLS
+/// destination are one too.
+#[test]
+fn a_tls_url_is_a_backup_destination() {
+    let (fx, _) = with_image();
+    let mut args = vec!["--to".to_string(), fx.s("dst"), "--key-file".into(), fx.key()];
+    args.extend(tls(&fx, "pki", "node2", "pki"));
+    let (rx, port) = receiver(&args);
+    let url = format!("tls://127.0.0.1:{port}");
+    let mut backup = vec!["backup".to_string(), fx.s("src"), "-o".into(), url.clone(), "--key-file".into(), fx.key()];
+    backup.extend(tls(&fx, "pki", "node1", "pki"));
+    let refs: Vec<&str> = backup.iter().map(String::as_str).collect();
+    let err = expect(0, &refs);
+    assert!(err.contains(&format!("to 127.0.0.1:{port}")), "{err}");
+    assert_eq!(finish(rx).0, 0);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+
+    let err = expect(2, &["backup", &fx.s("src"), "-o", &url, "--key-file", &fx.key()]);
+    assert!(err.contains("needs this end's certificate and key"), "{err}");
+    let mut to_file =
+        vec!["backup".to_string(), fx.s("src"), "-o".into(), fx.s("x.coffer"), "--key-file".into(), fx.key()];
+    to_file.extend(tls(&fx, "pki", "node1", "pki"));
+    let refs: Vec<&str> = to_file.iter().map(String::as_str).collect();
+    let err = expect(2, &refs);
+    assert!(err.contains("are for sending"), "{err}");
+    assert!(!fx.path("x.coffer").exists());
+}

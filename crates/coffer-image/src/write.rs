@@ -76,6 +76,12 @@ pub trait EntrySource: Send {
     fn description(&self) -> Option<Vec<u8>> {
         None
     }
+    /// After the backup failed while reading this source: the cause behind it, when the
+    /// source knows a truer one (a backup engine that died mid-stream says why; the stream it
+    /// left is merely cut short).
+    fn cause_of_failure(&mut self) -> Option<ImageError> {
+        None
+    }
 }
 
 /// The entries of a directory tree.

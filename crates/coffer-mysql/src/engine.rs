@@ -338,6 +338,20 @@ impl EngineRun {
     }
 
     /// Stops the engine (after coffer failed): kills it and reaps it.
+    /// Has the engine exited, or does it within `within`?
+    pub fn exits_within(&mut self, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return true,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => return false,
+            }
+        }
+    }
+
     pub fn abort(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,14 +1,14 @@
 //! Keys and key slots: generate, list, add, remove, rotate, rewrap; header backups; keyrings;
 //! rekey.
 
-use super::list::utc;
 use super::{human, open_input, rate, stdout_file, warn};
 use crate::cli::{HeaderCommand, KeyArgs, KeyCommand, KeyringCommand, RekeyArgs};
 use crate::exit::usage;
-use crate::keyring::Keyring;
 use crate::keys;
-use crate::output::AtomicFile;
 use anyhow::{bail, Context, Result};
+use coffer::keyring::Keyring;
+use coffer::text::utc;
+use coffer::AtomicFile;
 use coffer_crypto::{hex, seal_slot, slot::describe, Identity, KeyringRef, MasterKey, SlotSecret, Unlock};
 use coffer_format::header::SLOT_COUNT;
 use coffer_format::DATA_OFFSET;
@@ -513,7 +513,7 @@ fn reseal_record(
     use coffer_image::catalog::{seal_record, RECORD_SUFFIX};
     let result = (|| -> Result<bool> {
         let Some(src) = crate::store::object(source)? else { return Ok(false) };
-        let Some(mut record) = super::catalog::read_record(&src, opened)? else { return Ok(false) };
+        let Some(mut record) = coffer::catalog::read_record(&src, opened)? else { return Ok(false) };
         record["image_bytes"] = json!(image_bytes);
         record["cipher"] = json!(params.suite.name());
         let sealed = seal_record(&params.keys(), &params.image_id, &serde_json::to_vec(&record)?)?;

@@ -1,49 +1,12 @@
-use super::{human, open_input, open_stream_input, rate, warn};
+use super::{human, rate, refuse_terminal};
 use crate::cli::{ListArgs, VerifyArgs};
-use crate::progress::{Bar, CountingReader};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
+use coffer::text::{escape, utc};
+use coffer::Location;
 use coffer_format::{EntryKind, Header, IndexRecord};
-use coffer_image::{open_stream, read_stream, ImageError, NullVisitor, ReadOptions};
 use serde_json::json;
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
-
-/// Entries and header of an image: through the index for a file, by a full read for a pipe.
-fn entries(image: &Path, args: &ListArgs, quiet: bool, threads: usize) -> Result<(Header, Vec<IndexRecord>, u64)> {
-    let keys = crate::keys::unlocks(&args.key, quiet)?;
-    if image != Path::new("-") {
-        let idx = crate::store::open_indexed(image, &keys)?;
-        for w in idx.image().warnings.iter().chain(&idx.image().notes) {
-            warn(quiet, w);
-        }
-        return Ok((idx.image().header.clone(), idx.records().to_vec(), idx.len()));
-    }
-    let (mut input, _) = open_input(image)?;
-    let opened = open_stream(&mut input, &keys)?;
-    let summary = read_stream(&mut input, &opened, &mut NullVisitor, ReadOptions { threads, skip_data: true })?;
-    Ok((opened.header, summary.records, summary.image_bytes))
-}
-
-/// Escapes bytes that would garble a terminal or a line-oriented consumer.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
 
 fn mode_string(kind: EntryKind, mode: u32) -> String {
     let t = match kind {
@@ -64,22 +27,6 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
     s.into_iter().collect()
 }
 
-/// "2026-11-24 08:00:00" (UTC) from Unix seconds: days-from-civil, inverted.
-pub fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 fn owner(name: &[u8], id: u32) -> String {
     if name.is_empty() {
         id.to_string()
@@ -88,38 +35,11 @@ fn owner(name: &[u8], id: u32) -> String {
     }
 }
 
-/// One record per file: the parts of a file written in parts (xbstream backups) are folded into
-/// its first record (size from the last part, chunks and data bytes summed). Sums that overflow
-/// are the image's doing: it is refused as corrupt.
-pub fn fold_parts(records: Vec<IndexRecord>) -> Result<Vec<IndexRecord>> {
-    let mut out: Vec<IndexRecord> = Vec::with_capacity(records.len());
-    let mut first: std::collections::HashMap<Vec<u8>, usize> = Default::default();
-    for r in records {
-        if r.meta.continues {
-            if let Some(&i) = first.get(&r.meta.path) {
-                let f = &mut out[i];
-                let (Some(chunks), Some(data_bytes)) =
-                    (f.chunks.checked_add(r.chunks), f.data_bytes.checked_add(r.data_bytes))
-                else {
-                    let detail = format!("the parts of {:?} add up to too much", String::from_utf8_lossy(&r.meta.path));
-                    let at = coffer_image::Location { offset: r.frame_offset, ..Default::default() };
-                    return Err(anyhow!(ImageError::Corrupt { at, detail }));
-                };
-                (f.size, f.chunks, f.data_bytes) = (r.size, chunks, data_bytes);
-                continue;
-            }
-        }
-        if r.meta.kind == EntryKind::File {
-            first.insert(r.meta.path.clone(), out.len());
-        }
-        out.push(r);
-    }
-    Ok(out)
-}
-
 pub fn list(args: ListArgs, quiet: bool, threads: usize) -> Result<()> {
-    let (header, records, image_bytes) = entries(&args.image, &args, quiet, threads)?;
-    let records = fold_parts(records)?;
+    let image = Location::from_path(&args.image);
+    refuse_terminal(&image)?;
+    let coffer::read::Listing { header, records, image_bytes } =
+        coffer::read::list(&image, &args.key.sources(), &crate::report::env(quiet, threads))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         print_json(&mut out, &header, &records, image_bytes)
@@ -240,22 +160,9 @@ pub fn verify(args: VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
 }
 
 fn verify_image(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<coffer_image::ReadSummary> {
-    let keys = crate::keys::unlocks(&args.key, quiet)?;
-    let (file, len) = open_stream_input(&args.image)?;
-    let bar = Bar::new(quiet, len, "verify");
-    let mut input = CountingReader { inner: file, bar: bar.clone() };
-    let image = open_stream(&mut input, &keys)?;
-    let summary = read_stream(&mut input, &image, &mut NullVisitor, ReadOptions { threads, skip_data: false });
-    bar.finish();
-    let summary = summary?;
-    for note in &image.notes {
-        super::warn(quiet, note);
-    }
-    if let Some(w) = image.warnings.first() {
-        // The data is intact and readable, but a damaged header copy is damage all the same.
-        return Err(anyhow!(ImageError::Corrupt { at: coffer_image::Location::default(), detail: w.clone() }));
-    }
-    Ok(summary)
+    let image = Location::from_path(&args.image);
+    refuse_terminal(&image)?;
+    Ok(coffer::read::verify(&image, &args.key.sources(), &crate::report::env(quiet, threads))?)
 }
 
 #[cfg(test)]
@@ -263,16 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_795_996_800 + 3661), "2026-11-30 01:01:01");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59");
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(escape(b"a b\n\xff\\"), "a b\\n\\xff\\\\");
+    fn modes() {
         assert_eq!(mode_string(EntryKind::Dir, 0o750), "drwxr-x---");
         assert_eq!(mode_string(EntryKind::File, 0o4755), "-rwsr-xr-x");
         assert_eq!(mode_string(EntryKind::Dir, 0o1777), "drwxrwxrwt");

@@ -2,7 +2,6 @@
 
 mod backup;
 mod catalog;
-mod inspect;
 mod key;
 mod list;
 mod net;
@@ -84,25 +83,14 @@ pub fn open_stream_input(path: &Path) -> Result<(Box<dyn std::io::Read + Send>, 
     Ok((Box::new(file), len))
 }
 
-/// "1.23 GiB"
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use coffer::text::{human, rate};
 
-/// "123.4 MB/s" (decimal megabytes, as disk and network figures are quoted).
-pub fn rate(bytes: u64, secs: f64) -> String {
-    format!("{:.1} MB/s", bytes as f64 / secs.max(1e-9) / 1e6)
+/// Refuses to read an image from standard input when it is a terminal.
+pub fn refuse_terminal(image: &coffer::Location) -> Result<()> {
+    if *image == coffer::Location::Stdio && std::io::stdin().is_terminal() {
+        return Err(crate::exit::usage("refusing to read an image from a terminal: pipe one in, or name a file"));
+    }
+    Ok(())
 }
 
 /// Prints a warning unless quiet.

@@ -2,12 +2,13 @@
 //! both ends authenticated, restored on the fly at the far end.
 
 use super::{human, rate};
-use crate::cli::{BackupArgs, KeyArgs, ReceiveArgs, RestoreArgs, TlsArgs, TlsCommand};
+use crate::cli::{BackupArgs, ReceiveArgs, TlsArgs, TlsCommand};
 use crate::progress::{Bar, CountingReader};
 use anyhow::{anyhow, bail, Context, Result};
+use coffer::net::{Outgoing, Stalling};
 use coffer_image::journal::PartialMark;
 use coffer_net::{tls, wire};
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,186 +37,41 @@ pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
     }
 }
 
+impl TlsArgs {
+    /// The options as the library takes them.
+    pub fn options(&self) -> coffer::net::TlsOptions {
+        coffer::net::TlsOptions {
+            cert: self.cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.ca.clone(),
+            peer_fingerprints: self.peer_fingerprint.clone(),
+            stall_timeout: self.stall_timeout,
+            streams: self.streams,
+            resume: self.resume,
+            limit_rate: self.limit_rate,
+        }
+    }
+}
+
 fn credentials(t: &TlsArgs) -> Result<tls::Credentials> {
-    let pins = t
-        .peer_fingerprint
-        .iter()
-        .map(|f| {
-            tls::parse_fingerprint(f).ok_or_else(|| {
-                crate::exit::usage(format!("--peer-fingerprint {f}: expected sha256: and 64 hex digits"))
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(tls::Credentials { cert: t.cert.clone(), key: t.tls_key.clone(), ca: t.ca.clone(), pins })
+    Ok(t.options().credentials()?)
 }
 
 fn stall(t: &TlsArgs) -> Duration {
-    Duration::from_secs(t.stall_timeout.max(1))
-}
-
-/// A stream whose timed-out reads and writes say that the transfer stalled, whichever layer
-/// (restore, image reader, copy) reports them.
-struct Stalling<S> {
-    inner: S,
-    secs: u64,
-}
-
-impl<S> Stalling<S> {
-    fn check<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
-        r.map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the transfer stalled: nothing moved for {} s (--stall-timeout)", self.secs),
-            ),
-            _ => e,
-        })
-    }
-}
-
-impl<S: Read> Read for Stalling<S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let r = self.inner.read(buf);
-        self.check(r)
-    }
-}
-
-impl<S: Write> Write for Stalling<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.inner.write(buf);
-        self.check(r)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.inner.flush();
-        self.check(r)
-    }
-}
-
-/// `stream`, with timed-out writes reported as a stall (for `backup --to`).
-pub fn stalling<S: Write>(stream: S, secs: u64) -> impl Write {
-    Stalling { inner: stream, secs }
+    t.options().stall()
 }
 
 /// Turns a timed-out read or write into the stall it is.
 fn stalled(e: std::io::Error, t: &TlsArgs, peer: &str) -> anyhow::Error {
-    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-        anyhow!("the transfer with {peer} stalled: nothing moved for {} s (--stall-timeout)", t.stall_timeout)
-    } else {
-        anyhow!(e).context(format!("the transfer with {peer} failed"))
-    }
+    coffer::net::stalled(e, t.stall_timeout, peer).into()
 }
 
-/// Where an image goes: one connection, or blocks over several; at most `--limit-rate`.
-pub struct Outgoing {
-    way: Way,
-    limit: Option<RateLimit>,
+fn dial(to: &str, t: &TlsArgs) -> Result<(Outgoing, Option<wire::Offer>)> {
+    Ok(coffer::net::dial(to, &t.options())?)
 }
 
-enum Way {
-    One(Box<tls::ClientStream>),
-    Many(coffer_net::stripe::StripedWriter<tls::ClientStream>),
-}
-
-/// Holds a sender to an average rate: after each write, sleeps until the bytes so far are due.
-struct RateLimit {
-    bytes_per_sec: u64,
-    started: Instant,
-    sent: u64,
-}
-
-impl RateLimit {
-    fn account(&mut self, n: usize) {
-        self.sent += n as u64;
-        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_sec as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
-}
-
-impl Write for Outgoing {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Paced in pieces of at most 64 KiB, so that a large write does not go out as a burst.
-        let buf = if self.limit.is_some() { &buf[..buf.len().min(64 << 10)] } else { buf };
-        let n = match &mut self.way {
-            Way::One(s) => s.write(buf),
-            Way::Many(w) => w.write(buf),
-        }?;
-        if let Some(l) = &mut self.limit {
-            l.account(n);
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.way {
-            Way::One(s) => s.flush(),
-            Way::Many(w) => w.flush(),
-        }
-    }
-}
-
-fn refused(e: wire::WireError, to: &str, t: &TlsArgs) -> anyhow::Error {
-    match e {
-        wire::WireError::Io(io) if io.to_string().contains("alert") => anyhow!(tls::explain(&io, to)),
-        wire::WireError::Io(io) => stalled(io, t, to),
-        other => anyhow!(other).context(format!("{to} refused the transfer")),
-    }
-}
-
-/// Opens `t.streams` connections to a receiver, each announced with the session's id, and
-/// waits for every READY (the receiver has accepted our certificate on each). With `--resume`,
-/// also what the receiver holds from an interrupted transfer.
-pub fn dial(to: &str, t: &TlsArgs) -> Result<(Outgoing, Option<wire::Offer>)> {
-    let config = tls::client_config(&credentials(t)?)?;
-    let n = t.streams.clamp(1, usize::from(wire::MAX_STREAMS)) as u16;
-    let mut session = [0u8; 16];
-    coffer_crypto::random(&mut session)?;
-    let flags = if t.resume { wire::RESUME } else { 0 };
-    let mut streams = Vec::new();
-    let mut offer = None;
-    // One at a time: each READY says the receiver accepted us before the next connection.
-    for index in 0..n {
-        let mut stream = tls::connect(to, config.clone(), stall(t))?;
-        wire::write_hello(&mut stream, &wire::Hello { streams: n, session, index, flags })
-            .and_then(|()| stream.flush())
-            .map_err(wire::WireError::Io)
-            .and_then(|()| wire::read_ready(&mut stream))
-            .map_err(|e| refused(e, to, t))?;
-        if index == 0 && t.resume {
-            offer = Some(wire::read_offer(&mut stream).map_err(|e| refused(e, to, t))?);
-        }
-        streams.push(stream);
-    }
-    let way = if n == 1 {
-        Way::One(Box::new(streams.pop().expect("one stream")))
-    } else {
-        Way::Many(coffer_net::stripe::StripedWriter::new(streams))
-    };
-    let limit = t.limit_rate.map(|bytes_per_sec| RateLimit { bytes_per_sec, started: Instant::now(), sent: 0 });
-    Ok((Outgoing { way, limit }, offer))
-}
-
-/// Ends the image stream and waits for the receiver's verdict: the bytes it stored.
-pub fn finish_send(out: Outgoing, to: &str, t: &TlsArgs) -> Result<u64> {
-    let mut streams = match out.way {
-        Way::One(s) => vec![*s],
-        Way::Many(w) => w.finish().map_err(|e| stalled(e, t, to))?,
-    };
-    for s in &mut streams {
-        s.conn.send_close_notify();
-        s.flush().map_err(|e| stalled(e, t, to))?;
-    }
-    wire::read_status(&mut BufReader::new(&mut streams[0])).map_err(|e| match e {
-        wire::WireError::Io(io) => stalled(io, t, to),
-        other => anyhow!(other),
-    })
-}
-
-/// The files a receiver holds durably, by path, from its offer: a resumed directory transfer
-/// leaves out those whose size and modification time still match.
-pub fn held_files(offer: &wire::Offer) -> Result<std::collections::HashMap<Vec<u8>, coffer_format::EntryMeta>> {
-    let records = coffer_format::IndexRecord::parse_all(&offer.files)
-        .map_err(|e| anyhow!("the receiver's list of what it holds is malformed: {e}"))?;
-    Ok(records.into_iter().map(|r| (r.meta.path.clone(), r.meta)).collect())
+fn finish_send(out: Outgoing, to: &str, t: &TlsArgs) -> Result<u64> {
+    Ok(coffer::net::finish_send(out, to, &t.options())?)
 }
 
 /// `coffer send`: an image as it is (a file with coffer's magic, an object, or '-'), else a
@@ -320,7 +176,7 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
     // The line a supervisor (a Galera SST script, a test) waits for.
     // What an interrupted transfer into the target left, offered to a sender that resumes.
     let held = match &args.to {
-        Some(dir) => super::restore::interrupted(dir).unwrap_or_else(|e| {
+        Some(dir) => coffer::restore::interrupted(dir).unwrap_or_else(|e| {
             super::warn(quiet, format!("{e:#}: the interrupted transfer cannot be resumed"));
             None
         }),
@@ -345,13 +201,13 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         Incoming::Many(coffer_net::stripe::StripedReader::new(streams))
     };
     let journaling =
-        super::restore::Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: args.checkpoint };
+        coffer::restore::Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: args.checkpoint };
     let result = match (&args.to, &args.output) {
         (Some(dir), _) => restore_into(&mut incoming, dir, &args, &journaling, quiet, threads),
         (None, Some(file)) => keep(&mut incoming, file, &args, kept.as_ref(), journaling.resume, quiet),
         (None, None) => unreachable!("clap requires --to or -o"),
     };
-    let result = result.map_err(|e| match e.downcast::<std::io::Error>() {
+    let result = result.map_err(|e| match io_error(e) {
         Ok(io) => stalled(io, &args.tls, &peer),
         Err(e) => e,
     });
@@ -446,6 +302,19 @@ fn accept_all(
     Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer, hello))
 }
 
+/// The I/O error `e` is, if it is one (a read or write of the connection that failed).
+fn io_error(e: anyhow::Error) -> std::result::Result<std::io::Error, anyhow::Error> {
+    let e = match e.downcast::<coffer::Error>() {
+        Ok(coffer::Error::Other(inner)) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => return Ok(*io),
+            Err(inner) => anyhow::Error::from(coffer::Error::Other(inner)),
+        },
+        Ok(other) => anyhow::Error::from(other),
+        Err(e) => e,
+    };
+    e.downcast::<std::io::Error>()
+}
+
 /// The offer a target's journal makes: its image and checkpoint, and every durable file.
 fn offer_of(held: Option<&coffer_image::journal::JournalState>) -> wire::Offer {
     let Some(state) = held else { return wire::Offer::default() };
@@ -460,37 +329,34 @@ fn restore_into(
     stream: &mut Incoming,
     dir: &Path,
     args: &ReceiveArgs,
-    journaling: &super::restore::Journaling,
+    journaling: &coffer::restore::Journaling,
     quiet: bool,
     threads: usize,
 ) -> Result<u64> {
-    let key = KeyArgs {
+    let keys = coffer::keys::KeySources {
         key_files: args.key_files.clone(),
         passphrase_files: args.passphrase_files.clone(),
         identities: args.identities.clone(),
-        ..KeyArgs::default()
+        require_signers: args.require_signers.clone(),
+        ..Default::default()
     };
-    let restore = RestoreArgs {
-        image: PathBuf::from("-"),
+    let spec = coffer::restore::RestoreSpec {
+        image: None,
         to: dir.to_path_buf(),
+        keys,
         owner: args.owner.clone(),
         keep_setuid: args.keep_setuid,
         force: args.force,
-        no_sync: false,
-        prepare: args.prepare,
-        prepare_options: args.prepare_options.clone(),
-        copy_back: false,
-        datadir: None,
-        key,
+        sync: true,
     };
-    super::restore::restore_from(
-        Stalling { inner: stream, secs: args.tls.stall_timeout },
-        None,
-        &restore,
-        Some(journaling),
-        quiet,
-        threads,
-    )
+    let env = crate::report::env(quiet, threads);
+    let input = Stalling::new(stream, args.tls.stall_timeout);
+    let summary = coffer::restore::restore_from(input, None, &spec, Some(journaling), &env)?;
+    super::restore::print_restored(&summary, quiet);
+    if args.prepare {
+        coffer::restore::prepare(dir, &args.prepare_options, None, args.force, &env)?;
+    }
+    Ok(summary.read.logical_bytes)
 }
 
 /// Where `receive -o FILE` keeps the image while it arrives, and the mark that says how much of
@@ -544,7 +410,7 @@ fn keep(
             data.display()
         );
     }
-    let mut input = Stalling { inner: stream, secs: args.tls.stall_timeout };
+    let mut input = Stalling::new(stream, args.tls.stall_timeout);
     let mut region = vec![0u8; coffer_format::DATA_OFFSET as usize];
     input.read_exact(&mut region).context("the sender sent no image")?;
     let image_id = coffer_image::choose_header(&region).context("the sender's image")?.header.image_id;

@@ -6,8 +6,9 @@
 //! `NAME VERSION CREATED HEX` (created in Unix seconds, the key as 64 hex digits), and one line
 //! `signer: coffersig1...` per signer that images opened with this keyring must be signed by.
 
-use crate::output::AtomicFile;
-use anyhow::{bail, Context, Result};
+use crate::atomic::AtomicFile;
+use crate::bail;
+use crate::error::{Context, Result};
 use coffer_crypto::{hex, MasterKey, Signer, SlotSecret, Unlock};
 use coffer_format::{Codec, EntryKind, EntryMeta};
 use coffer_image::{
@@ -20,14 +21,20 @@ use zeroize::Zeroizing;
 const FIRST_LINE: &str = "coffer-keyring 1";
 const ENTRY: &str = "keyring";
 
+/// One version of a named key.
 #[derive(Debug)]
 pub struct KeyVersion {
+    /// The key's name.
     pub name: String,
+    /// Its version (1 for the first).
     pub version: u32,
+    /// When it was made (Unix seconds).
     pub created: i64,
+    /// The key.
     pub key: MasterKey,
 }
 
+/// Named master keys with versions, and the signers required of what they open.
 #[derive(Debug)]
 pub struct Keyring {
     path: PathBuf,
@@ -55,14 +62,17 @@ fn now() -> i64 {
 }
 
 impl Keyring {
+    /// An empty keyring to be saved at `path`.
     pub fn new(path: &Path) -> Self {
         Self { path: path.into(), keys: Vec::new(), signers: Vec::new() }
     }
 
+    /// Where the keyring is kept.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Opens the keyring at `path` with one of `unlocks`.
     pub fn open(path: &Path, unlocks: &[Unlock]) -> Result<Self> {
         let mut file = std::fs::File::open(path).with_context(|| format!("cannot open keyring {}", path.display()))?;
         let image = open_stream(&mut file, unlocks).with_context(|| format!("keyring {}", path.display()))?;
@@ -133,6 +143,7 @@ impl Keyring {
         Ok((k.version, k.key.clone()))
     }
 
+    /// Every version of every key.
     pub fn all_keys(&self) -> impl Iterator<Item = MasterKey> + '_ {
         self.keys.iter().map(|k| k.key.clone())
     }

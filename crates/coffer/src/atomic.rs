@@ -1,6 +1,6 @@
 //! An output file that appears under its name only when complete.
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,9 +17,11 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
+    /// Creates the temporary file of `path` with `mode`; refuses an existing `path` unless
+    /// `force`.
     pub fn create(path: &Path, force: bool, mode: u32) -> Result<Self> {
         if !force && std::fs::symlink_metadata(path).is_ok() {
-            bail!("{} already exists (use --force to replace it)", path.display());
+            return Err(Error::msg(format!("{} already exists (use --force to replace it)", path.display())));
         }
         let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -44,10 +46,12 @@ impl AtomicFile {
         coffer_fs::tmp::remove_stale(dir.unwrap_or(Path::new(".")), &name.to_string_lossy()).unwrap_or_default()
     }
 
+    /// The temporary file being written.
     pub fn file(&self) -> &File {
         self.file.as_ref().expect("open until committed")
     }
 
+    /// Flushes the file to disk and renames it into place (durably).
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("open until committed");
         file.sync_all().with_context(|| format!("cannot flush {}", self.tmp.display()))?;

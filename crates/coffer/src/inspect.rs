@@ -1,6 +1,7 @@
 //! InnoDB page validation while a backup reads the files (like pgBackRest's page checksums):
 //! a warning per corrupt page, or a refused backup with --fail-on-corrupt.
 
+use crate::report::Report;
 use coffer_format::{EntryMeta, Segment};
 use coffer_fs::source::Span;
 use coffer_image::{Findings, Inspect, InspectFile};
@@ -8,19 +9,24 @@ use coffer_innodb::{ChunkChecker, Policy};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Default)]
-pub struct Counts {
+/// What the page check of a backup found.
+#[derive(Debug, Default, Clone)]
+pub struct PageCounts {
+    /// Tablespaces checked.
     pub files: u64,
+    /// Pages checked.
     pub pages: u64,
+    /// Corrupt pages.
     pub corrupt: u64,
+    /// The files with corrupt pages.
     pub corrupt_files: std::collections::BTreeSet<Vec<u8>>,
 }
 
-#[derive(Debug)]
-pub struct InnodbInspector {
+/// Checks the InnoDB pages of a backup's files as they are read.
+pub(crate) struct InnodbInspector {
     pub fail_on_corrupt: bool,
-    pub quiet: bool,
-    pub counts: Mutex<Counts>,
+    pub report: Arc<dyn Report>,
+    pub counts: Mutex<PageCounts>,
 }
 
 enum Checker {
@@ -75,10 +81,8 @@ impl Inspect for InnodbInspector {
         if self.fail_on_corrupt {
             return Err(format!("{shown} has a corrupt InnoDB page: {} (--fail-on-corrupt)", findings.problems[0]));
         }
-        if !self.quiet {
-            for p in &findings.problems {
-                eprintln!("coffer: warning: corrupt InnoDB page in {shown}: {p}");
-            }
+        for p in &findings.problems {
+            self.report.warn(&format!("corrupt InnoDB page in {shown}: {p}"));
         }
         Ok(())
     }

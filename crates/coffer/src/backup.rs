@@ -1,0 +1,273 @@
+//! The backup job: a source, sealed into an image at a location.
+
+use crate::error::{Context, Error, Result};
+use crate::inspect::InnodbInspector;
+use crate::keys::{KeySources, SealOptions};
+use crate::location::{ImageOut, Location, OutOptions};
+use crate::report::ImageProgress;
+use crate::source::SourceSpec;
+use crate::{Env, PageCounts};
+use coffer_format::{Codec, Suite};
+use coffer_image::{write_image, ImageParams, WriteSummary};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How a backup compresses its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// The codec.
+    pub codec: Codec,
+    /// Its level (zstd: -7..=22, default 1; the others have one level).
+    pub level: Option<i32>,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self { codec: Codec::Zstd, level: None }
+    }
+}
+
+impl Compression {
+    /// The codec and a checked level.
+    fn checked(self) -> Result<(Codec, i32)> {
+        match self.codec {
+            Codec::Zstd => {
+                let level = self.level.unwrap_or(1);
+                if !(-7..=22).contains(&level) {
+                    return Err(Error::usage(format!("zstd level {level} is outside -7..=22")));
+                }
+                Ok((Codec::Zstd, level))
+            }
+            codec => Ok((codec, 0)),
+        }
+    }
+}
+
+/// A backup, as a user asks for it.
+#[derive(Debug, Clone)]
+pub struct BackupSpec {
+    /// What to back up.
+    pub source: SourceSpec,
+    /// Where the image goes.
+    pub output: Location,
+    /// Replacing, and the TLS settings of a receiver.
+    pub out: OutOptions,
+    /// The secrets the image is sealed for.
+    pub keys: KeySources,
+    /// Recipients, a keyring key, a signing key, passphrase costs.
+    pub seal: SealOptions,
+    /// The AEAD (default: AES-256-GCM, or ChaCha20-Poly1305 without AES instructions).
+    pub cipher: Option<Suite>,
+    /// How data is compressed.
+    pub compression: Compression,
+    /// Bytes of data per chunk.
+    pub chunk_size: u32,
+    /// Check InnoDB pages while reading them.
+    pub validate: bool,
+    /// Refuse the backup if a page is corrupt (else each is a warning).
+    pub fail_on_corrupt: bool,
+}
+
+impl BackupSpec {
+    /// A backup of `source` to `output` with the defaults (zstd 1, 1 MiB chunks, pages checked);
+    /// give it at least one secret in `keys`.
+    pub fn new(source: SourceSpec, output: Location) -> Self {
+        Self {
+            source,
+            output,
+            out: OutOptions::default(),
+            keys: KeySources::default(),
+            seal: SealOptions::default(),
+            cipher: None,
+            compression: Compression::default(),
+            chunk_size: 1 << 20,
+            validate: true,
+            fail_on_corrupt: false,
+        }
+    }
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    /// The image as written (entries, files, bytes).
+    pub image: WriteSummary,
+    /// Where it went, as messages show it (an object under a prefix: with its name).
+    pub output: String,
+    /// What was backed up, as messages show it.
+    pub source: String,
+    /// The codec used.
+    pub codec: Codec,
+    /// The AEAD used.
+    pub suite: Suite,
+    /// How long it took.
+    pub seconds: f64,
+    /// The bytes a receiver says it stored (a TLS destination).
+    pub stored: Option<u64>,
+    /// What the InnoDB page check found.
+    pub pages: PageCounts,
+    /// Sockets, FIFOs and devices left out.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// The AEAD to use: the one asked for, else the fastest constant-time one on this CPU.
+fn suite(cipher: Option<Suite>, env: &Env) -> Suite {
+    cipher.unwrap_or_else(|| {
+        let s = coffer_crypto::default_suite();
+        if s == Suite::ChaCha20Poly1305 {
+            env.report.say(
+                "note: this CPU has no AES instructions, so the image uses chacha20-poly1305 (faster and constant-time here)",
+            );
+        }
+        s
+    })
+}
+
+/// Backs up `spec.source` into an image at `spec.output`.
+pub fn backup(spec: &BackupSpec, env: &Env) -> Result<BackupSummary> {
+    if spec.out.tls.as_ref().is_some_and(|t| t.resume) && !spec.source.is_dir() {
+        return Err(Error::usage(
+            "--resume continues the transfer of an image file or a directory; a hot backup or a stream \
+             cannot be continued by a second run (a backup's redo log starts where its own run started): \
+             send it again without --resume",
+        ));
+    }
+    let sealed = Sealing::prepare(spec, env)?;
+    // A receiver is dialled (and has accepted us) before any source is opened.
+    let out = spec.output.create(&spec.out, env, env.report.as_ref())?;
+    backup_into(spec, sealed, out, env)
+}
+
+/// Backs up `spec.source` into `out` (any place, a program's own included); `spec.output` is
+/// not used.
+pub fn backup_to(spec: &BackupSpec, out: Box<dyn ImageOut + '_>, env: &Env) -> Result<BackupSummary> {
+    let sealed = Sealing::prepare(spec, env)?;
+    backup_into(spec, sealed, out, env)
+}
+
+/// The image's parameters and secrets, read before anything is opened.
+struct Sealing {
+    params: ImageParams,
+    secrets: Vec<coffer_crypto::SlotSecret>,
+}
+
+impl Sealing {
+    fn prepare(spec: &BackupSpec, env: &Env) -> Result<Self> {
+        let secrets = crate::keys::backup_secrets(&spec.keys, &spec.seal, env)?;
+        let signing_key = match &spec.seal.signing_key {
+            Some(p) => Some(crate::keys::read_signing_key(p, spec.keys.allow_insecure_key_file)?),
+            None => None,
+        };
+        let (codec, level) = spec.compression.checked()?;
+        let suite = suite(spec.cipher, env);
+        let mut params = ImageParams::random(suite, codec, level, spec.chunk_size, secrets.len())?;
+        params.signing_key = signing_key;
+        Ok(Self { params, secrets })
+    }
+}
+
+fn backup_into(
+    spec: &BackupSpec,
+    sealed: Sealing,
+    mut out: Box<dyn ImageOut + '_>,
+    env: &Env,
+) -> Result<BackupSummary> {
+    let Sealing { params, secrets } = sealed;
+    let shown = out.shown();
+    // The progress display exists before the source: a server's engine logs from its start.
+    let first = env.report.progress(None, "backup");
+    let mut opened = crate::source::open(&spec.source, out.as_ref(), env)?;
+    let progress = if opened.total.is_some() { env.report.progress(opened.total, "backup") } else { first };
+    let inspector = InnodbInspector {
+        fail_on_corrupt: spec.fail_on_corrupt,
+        report: env.report.clone(),
+        counts: Default::default(),
+    };
+    let inspect: Option<&dyn coffer_image::Inspect> = if spec.validate { Some(&inspector) } else { None };
+    let started = Instant::now();
+    let written = write_image(
+        opened.source.as_mut(),
+        &mut out,
+        &params,
+        &secrets,
+        env.threads,
+        &ImageProgress(progress.clone()),
+        inspect,
+    )
+    .map_err(|e| opened.source.cause_of_failure().unwrap_or(e))
+    .map_err(Error::from)
+    .and_then(|s| out.finish().map(|()| s));
+    progress.finish();
+    let image = written.with_context(|| format!("backup of {} failed; no image was left at {}", opened.name, shown))?;
+    let record = if out.keeps_records() {
+        catalog_record(&params, &image, &opened.name, opened.source.description())
+            .map_err(|e| env.report.warn(&format!(
+                "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
+                e.one_line()
+            )))
+            .ok()
+    } else {
+        None
+    };
+    let stored = out.commit(record, env.report.as_ref())?;
+    Ok(BackupSummary {
+        image,
+        output: shown,
+        source: opened.name,
+        codec: params.codec,
+        suite: params.suite,
+        seconds: started.elapsed().as_secs_f64(),
+        stored,
+        pages: inspector.counts.into_inner().unwrap_or_else(|e| e.into_inner()),
+        skipped: opened.source.skipped().to_vec(),
+    })
+}
+
+/// The catalog record stored beside an image in object storage (docs/FORMAT.md §9, "Catalog
+/// record"): what `coffer catalog` shows of a backup, sealed under the image's keys.
+fn catalog_record(
+    params: &ImageParams,
+    summary: &WriteSummary,
+    source: &str,
+    description: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let backup: serde_json::Value = description.and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    let json = serde_json::json!({
+        "created": params.created,
+        "image_bytes": summary.image_bytes,
+        "entries": summary.entries,
+        "files": summary.files,
+        "logical_bytes": summary.logical_bytes,
+        "codec": params.codec.name(),
+        "cipher": params.suite.name(),
+        "source": source,
+        "backup": backup,
+    });
+    let bytes = serde_json::to_vec(&json)?;
+    Ok(coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?)
+}
+
+/// A program's own writer as a place for an image (memory, a pipe it holds).
+#[derive(Debug)]
+pub struct WriterOut<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for WriterOut<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: std::io::Write + Send> ImageOut for WriterOut<W> {
+    fn shown(&self) -> String {
+        "(the caller's writer)".to_owned()
+    }
+    fn finish(&mut self) -> Result<()> {
+        Ok(self.0.flush()?)
+    }
+    fn commit(self: Box<Self>, _: Option<Vec<u8>>, _: &dyn crate::Report) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}

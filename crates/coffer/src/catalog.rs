@@ -1,0 +1,260 @@
+//! The catalog and prune jobs: the backups under a prefix of an object store, what each holds,
+//! and which a retention policy keeps.
+
+use crate::error::{Context, Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_format::DATA_OFFSET;
+use coffer_image::catalog::RECORD_SUFFIX;
+use serde_json::json;
+
+/// The backups under a prefix, as `catalog` shows them.
+#[derive(Debug)]
+pub struct Catalog {
+    /// The backups, newest first.
+    pub backups: Vec<Backup>,
+    /// One JSON object per backup (name, url, bytes, time; with a key: slots, files, data
+    /// bytes, the backup's description, or the error that kept it from being read).
+    pub rows: Vec<serde_json::Value>,
+    /// Backups that could not be read with the secrets given.
+    pub unread: usize,
+}
+
+/// Lists the backups under `url`, and with `keys` what each holds (from its catalog record, or
+/// its index when the record is missing or does not match): one backup that does not open
+/// does not hide the others.
+pub fn catalog(url: &str, keys: Option<&KeySources>, env: &Env) -> Result<Catalog> {
+    let backups = backups(url, env)?;
+    // Secrets are read (and a passphrase asked for) once, for every backup.
+    let unlocks = match keys {
+        Some(k) => Some(crate::keys::unlocks(k, env)?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let mut unread = 0;
+    for b in &backups {
+        let mut v = json!({
+            "name": b.listed.name,
+            "url": b.listed.object.url(),
+            "bytes": b.listed.size,
+            "time": crate::text::utc(b.time),
+        });
+        if let Some(unlocks) = &unlocks {
+            if let Err(e) = details(&b.listed, unlocks, &mut v, env) {
+                let why = e.one_line();
+                env.report.warn(&format!("{}: {why}", b.listed.object.url()));
+                v["error"] = json!(why);
+                unread += 1;
+            }
+        }
+        rows.push(v);
+    }
+    Ok(Catalog { backups, rows, unread })
+}
+
+/// A backup under the prefix: an object whose name ends in `.coffer`.
+#[derive(Debug)]
+pub struct Backup {
+    /// The object, as the listing gave it.
+    pub listed: coffer_store::Listed,
+    /// Unix seconds: from the name coffer gives backups under a prefix, else the object's
+    /// modification time.
+    pub time: i64,
+}
+
+fn prefix(url: &str, env: &Env) -> Result<coffer_store::Object> {
+    if !url.ends_with('/') {
+        return Err(Error::usage(format!("{url}: a prefix ends with '/'")));
+    }
+    match Location::parse(url) {
+        Location::Object(u) => Ok(coffer_store::Object::open(&u, &env.store)?),
+        _ => Err(Error::usage(format!("{url} is not an object URL"))),
+    }
+}
+
+/// The backups under the prefix `url` (objects named `*.coffer`), newest first.
+pub fn backups(url: &str, env: &Env) -> Result<Vec<Backup>> {
+    let listed = prefix(url, env)?.list().with_context(|| format!("cannot list {url}"))?;
+    let mut out: Vec<Backup> = listed
+        .into_iter()
+        .filter(|l| l.name.ends_with(".coffer"))
+        .map(|l| Backup { time: name_time(&l.name).unwrap_or(l.modified), listed: l })
+        .collect();
+    out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.listed.name.cmp(&a.listed.name)));
+    Ok(out)
+}
+
+/// The time in a name like `2026-11-24T08-00-00Z.coffer`.
+fn name_time(name: &str) -> Option<i64> {
+    let t = name.strip_suffix("Z.coffer")?;
+    let n: Vec<i64> = t.split(['-', 'T']).map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [y, mo, d, h, mi, s] = n[..] else { return None };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+/// What a key shows of a backup: read from its catalog record (the image's header and the
+/// record: two small requests), or, without a record that matches the image, through the
+/// image's index.
+fn details(listed: &coffer_store::Listed, unlocks: &[Unlock], v: &mut serde_json::Value, env: &Env) -> Result<()> {
+    let head = listed.object.read_head(DATA_OFFSET)?;
+    let opened = coffer_image::open_header(&head.bytes, unlocks)?;
+    v["key_slots"] = json!(opened.header.slots.iter().filter(|s| !s.is_empty()).count());
+    match record(listed, &opened) {
+        Ok(Some(r)) => {
+            v["files"] = r["files"].clone();
+            v["data_bytes"] = r["logical_bytes"].clone();
+            v["backup"] = r["backup"].clone();
+            v["metadata"] = json!("record");
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(e) => env.report.warn(&format!("{}: {}; reading its index instead", listed.object.url(), e.one_line())),
+    }
+    // Through the index: the header, END frame, index and the backup's description.
+    let info = crate::read::info_with(&Location::Object(listed.object.url().to_owned()), unlocks, env)?;
+    v["files"] = json!(info.files);
+    v["data_bytes"] = json!(info.bytes);
+    v["backup"] = serde_json::to_value(&info.backup).unwrap_or_default();
+    v["metadata"] = json!("index");
+    Ok(())
+}
+
+/// The backup's catalog record, if it has one; an error if it has one that does not belong to
+/// the image as it is now.
+fn record(listed: &coffer_store::Listed, opened: &coffer_image::OpenedImage) -> Result<Option<serde_json::Value>> {
+    let Some(r) = read_record(&listed.object, opened)? else { return Ok(None) };
+    if r["image_bytes"].as_u64() != Some(listed.size) {
+        crate::bail!(
+            "catalog record: the record is of a {} byte image, the object has {}",
+            r["image_bytes"],
+            listed.size
+        );
+    }
+    Ok(Some(r))
+}
+
+/// The catalog record beside `image` (opened), if there is one.
+pub fn read_record(
+    image: &coffer_store::Object,
+    opened: &coffer_image::OpenedImage,
+) -> Result<Option<serde_json::Value>> {
+    // Records are small; whoever can write to the bucket (no key needed) chooses this object's
+    // size, so it is read with a cap, never whole.
+    let bytes = match image.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
+        Ok(b) => b,
+        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
+    Ok(Some(serde_json::from_slice(&json).context("catalog record: malformed JSON")?))
+}
+
+/// How many of each kind to keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// The newest N.
+    pub last: usize,
+    /// The newest of each of the last N days that have one.
+    pub daily: usize,
+    /// The newest of each of the last N weeks (Monday to Sunday) that have one.
+    pub weekly: usize,
+}
+
+/// For backups at `times` (newest first), the reasons each is kept; none: it goes.
+pub fn plan(times: &[i64], p: Policy) -> Vec<Vec<&'static str>> {
+    let mut keep = vec![Vec::new(); times.len()];
+    for k in keep.iter_mut().take(p.last) {
+        k.push("last");
+    }
+    let mut by = |n: usize, reason: &'static str, period: &dyn Fn(i64) -> i64| {
+        let mut seen = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            let key = period(*t);
+            if seen.len() < n && !seen.contains(&key) {
+                seen.push(key);
+                keep[i].push(reason);
+            }
+        }
+    };
+    by(p.daily, "daily", &|t| t.div_euclid(86_400));
+    // 1970-01-01 was a Thursday: +3 days makes weeks start on Mondays.
+    by(p.weekly, "weekly", &|t| (t.div_euclid(86_400) + 3).div_euclid(7));
+    keep
+}
+
+/// The backups under `url`, each with the reasons `policy` keeps it (none: it goes).
+pub fn prune_plan(url: &str, policy: Policy, env: &Env) -> Result<Vec<(Backup, Vec<&'static str>)>> {
+    if policy.last + policy.daily + policy.weekly == 0 {
+        return Err(Error::usage(
+            "prune needs --keep-last, --keep-daily or --keep-weekly (it will not delete every backup)",
+        ));
+    }
+    let found = backups(url, env)?;
+    let times: Vec<i64> = found.iter().map(|b| b.time).collect();
+    let reasons = plan(&times, policy);
+    Ok(found.into_iter().zip(reasons).collect())
+}
+
+/// Deletes `doomed` (each catalog record first, so that a record never outlives its image);
+/// returns the bytes freed.
+pub fn prune_apply(doomed: &[&Backup]) -> Result<u64> {
+    for b in doomed {
+        let record = b.listed.object.with_suffix(RECORD_SUFFIX);
+        match record.delete() {
+            Ok(()) | Err(coffer_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(Error::from(e).context(format!("cannot delete {}", record.url()))),
+        }
+        b.listed.object.delete().with_context(|| format!("cannot delete {}", b.listed.object.url()))?;
+    }
+    Ok(doomed.iter().map(|b| b.listed.size).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_give_times() {
+        assert_eq!(name_time("1970-01-01T00-00-00Z.coffer"), Some(0));
+        assert_eq!(name_time("2026-11-24T08-00-00Z.coffer"), Some(1_795_507_200)); // date -d 2026-11-24T08:00:00Z +%s
+        assert_eq!(crate::text::utc(name_time("2024-02-29T23-59-59Z.coffer").unwrap()), "2024-02-29 23:59:59");
+        assert_eq!(name_time("db.coffer"), None);
+        assert_eq!(name_time("2026-13-01T00-00-00Z.coffer"), None);
+    }
+
+    #[test]
+    fn retention_keeps_what_each_rule_asks() {
+        let day = 86_400;
+        // Newest first: two a day for ten days, from Sunday 2026-11-22 back.
+        let sunday = name_time("2026-11-22T12-00-00Z.coffer").unwrap();
+        let times: Vec<i64> = (0..20).map(|i| sunday - (i / 2) * day - (i % 2) * 3600).collect();
+        let kept = |p: Policy| plan(&times, p).iter().map(|w| !w.is_empty()).collect::<Vec<_>>();
+        let last3 = kept(Policy { last: 3, ..Policy::default() });
+        assert_eq!(last3.iter().filter(|k| **k).count(), 3);
+        assert!(last3[..3].iter().all(|k| *k));
+        // Daily: the newest of each day, for 4 days.
+        let daily = kept(Policy { daily: 4, ..Policy::default() });
+        assert_eq!(daily.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect::<Vec<_>>(), [0, 2, 4, 6]);
+        // Weekly: Sunday's week (Mon 16 - Sun 22) and the week before (Mon 9 - Sun 15).
+        let weekly = kept(Policy { weekly: 5, ..Policy::default() });
+        assert_eq!(weekly.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect::<Vec<_>>(), [0, 14]);
+        // Rules add up; reasons are named.
+        let both = plan(&times, Policy { last: 1, daily: 2, weekly: 2 });
+        assert_eq!(both[0], ["last", "daily", "weekly"]);
+        assert_eq!(both[2], ["daily"]);
+        assert_eq!(both[14], ["weekly"]);
+        assert!(both[1].is_empty() && both[19].is_empty());
+    }
+}

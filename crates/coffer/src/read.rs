@@ -1,0 +1,210 @@
+//! The jobs that read an image without restoring it: list its entries, verify every frame,
+//! show what it holds.
+
+use crate::error::Context;
+use crate::error::{Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_format::{EntryKind, EntryMeta, Header, IndexRecord};
+use coffer_image::{open_stream, read_stream, ImageError, NullVisitor, ReadOptions, ReadSummary};
+use coffer_mysql::meta::{BackupInfo, META_ENTRY};
+use std::io::Read;
+
+/// An image's entries, as `list` shows them.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The image's header.
+    pub header: Header,
+    /// One record per entry; a file written in parts has one record (see [`fold_parts`]).
+    pub records: Vec<IndexRecord>,
+    /// The image's size.
+    pub image_bytes: u64,
+}
+
+/// Lists the entries of the image at `image`: through its index for a file or an object, by a
+/// full read for a stream. The image's warnings and notes are reported.
+pub fn list(image: &Location, keys: &KeySources, env: &Env) -> Result<Listing> {
+    let unlocks = crate::keys::unlocks(keys, env)?;
+    let (header, records, image_bytes) = match image.open_indexed(&unlocks, env)? {
+        Some(idx) => {
+            for w in idx.image().warnings.iter().chain(&idx.image().notes) {
+                env.report.warn(w);
+            }
+            (idx.image().header.clone(), idx.records().to_vec(), idx.len())
+        }
+        None => {
+            let (mut input, _) = image.open_stream(env)?;
+            let opened = open_stream(&mut input, &unlocks)?;
+            let options = ReadOptions { threads: env.threads, skip_data: true };
+            let summary = read_stream(&mut input, &opened, &mut NullVisitor, options)?;
+            (opened.header, summary.records, summary.image_bytes)
+        }
+    };
+    Ok(Listing { header, records: fold_parts(records)?, image_bytes })
+}
+
+/// One record per file: the parts of a file written in parts (xbstream backups) are folded into
+/// its first record (size from the last part, chunks and data bytes summed). Sums that overflow
+/// are the image's doing: it is refused as corrupt.
+pub fn fold_parts(records: Vec<IndexRecord>) -> Result<Vec<IndexRecord>> {
+    let mut out: Vec<IndexRecord> = Vec::with_capacity(records.len());
+    let mut first: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    for r in records {
+        if r.meta.continues {
+            if let Some(&i) = first.get(&r.meta.path) {
+                let f = &mut out[i];
+                let (Some(chunks), Some(data_bytes)) =
+                    (f.chunks.checked_add(r.chunks), f.data_bytes.checked_add(r.data_bytes))
+                else {
+                    let detail = format!("the parts of {:?} add up to too much", String::from_utf8_lossy(&r.meta.path));
+                    let at = coffer_image::Location { offset: r.frame_offset, ..Default::default() };
+                    return Err(Error::from(ImageError::Corrupt { at, detail }));
+                };
+                (f.size, f.chunks, f.data_bytes) = (r.size, chunks, data_bytes);
+                continue;
+            }
+        }
+        if r.meta.kind == EntryKind::File {
+            first.insert(r.meta.path.clone(), out.len());
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Reads the whole image at `image`, authenticating every frame and decompressing every chunk,
+/// and writes nothing. A damaged header copy fails it too (the data is readable, but damage is
+/// damage).
+pub fn verify(image: &Location, keys: &KeySources, env: &Env) -> Result<ReadSummary> {
+    let unlocks = crate::keys::unlocks(keys, env)?;
+    let (file, len) = image.open_stream(env)?;
+    let progress = env.report.progress(len, "verify");
+    let mut input = Counting { inner: file, progress: progress.clone() };
+    let opened = open_stream(&mut input, &unlocks)?;
+    let summary =
+        read_stream(&mut input, &opened, &mut NullVisitor, ReadOptions { threads: env.threads, skip_data: false });
+    progress.finish();
+    let summary = summary?;
+    for note in &opened.notes {
+        env.report.warn(note);
+    }
+    if let Some(w) = opened.warnings.first() {
+        return Err(Error::from(ImageError::Corrupt { at: coffer_image::Location::default(), detail: w.clone() }));
+    }
+    Ok(summary)
+}
+
+/// What `info` shows of an image.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    /// Its header.
+    pub header: coffer_format::Header,
+    /// The description of the server backup it holds (`coffer-backup.json`), if it is one.
+    pub backup: Option<BackupInfo>,
+    /// Files it holds.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Reads what `info` shows of the image at `image`: through its index (a few small reads)
+/// where it has one, else by reading it through.
+pub fn info(image: &Location, keys: &KeySources, env: &Env) -> Result<ImageInfo> {
+    let unlocks = crate::keys::unlocks(keys, env)?;
+    info_with(image, &unlocks, env)
+}
+
+/// [`info`] with secrets already read (for many images: `catalog`).
+pub fn info_with(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<ImageInfo> {
+    let mut out = coffer_image::StreamVisitor::new(Vec::new());
+    if let Some(idx) = image.open_indexed(unlocks, env)? {
+        let records = fold_parts(idx.records().to_vec())?;
+        let files = records.iter().filter(|r| r.meta.kind == EntryKind::File).count() as u64;
+        // The index was checked: its files' sizes add up to END's total, which fits.
+        let bytes = records.iter().fold(0u64, |sum, r| sum.saturating_add(r.size));
+        let found = idx.records().iter().position(|r| r.meta.path == META_ENTRY.as_bytes());
+        let backup = match found {
+            Some(i) if idx.records()[i].size > MAX_DESCRIPTION => return Err(too_large().into()),
+            Some(i) => {
+                idx.read_entry(i, &mut out, 1)?;
+                Some(serde_json::from_slice(&out.into_inner()).context("the image's backup description is malformed")?)
+            }
+            None => None,
+        };
+        return Ok(ImageInfo { header: idx.image().header.clone(), backup, files, bytes });
+    }
+    let (mut input, _) = image.open_stream(env)?;
+    let opened = coffer_image::open_stream(&mut input, unlocks)?;
+    let mut v = MetaGrabber { out: &mut out, on: false, files: 0, bytes: 0 };
+    coffer_image::read_stream(&mut input, &opened, &mut v, coffer_image::ReadOptions { threads: 2, skip_data: false })?;
+    let (files, bytes) = (v.files, v.bytes);
+    let bytes_out = out.into_inner();
+    let backup =
+        if bytes_out.is_empty() { None } else { Some(serde_json::from_slice(&bytes_out).context("malformed")?) };
+    Ok(ImageInfo { header: opened.header, backup, files, bytes })
+}
+
+/// Passes only the metadata entry on; counts files.
+struct MetaGrabber<'a> {
+    out: &'a mut coffer_image::StreamVisitor<Vec<u8>>,
+    on: bool,
+    files: u64,
+    bytes: u64,
+}
+
+impl coffer_image::Visitor for MetaGrabber<'_> {
+    fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        self.on = meta.path == META_ENTRY.as_bytes();
+        if meta.kind == EntryKind::File && !meta.continues {
+            self.files += 1;
+        }
+        if self.on {
+            self.out.entry(meta)?;
+        }
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        if self.on {
+            if offset.saturating_add(data.len() as u64) > MAX_DESCRIPTION {
+                return Err(too_large());
+            }
+            self.out.data(offset, data)?;
+        }
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        // The reader checked that the files' sizes add up without overflowing.
+        self.bytes = self.bytes.saturating_add(size);
+        if self.on {
+            if size > MAX_DESCRIPTION {
+                return Err(too_large());
+            }
+            self.out.end_file(size)?;
+        }
+        Ok(())
+    }
+}
+
+/// The backup description is a few KiB of JSON; it is read into memory, so no larger than this.
+const MAX_DESCRIPTION: u64 = coffer_mysql::meta::MAX_DESCRIPTION as u64;
+
+fn too_large() -> ImageError {
+    let detail = format!("its {META_ENTRY} entry is larger than {} bytes", MAX_DESCRIPTION);
+    ImageError::Corrupt { at: coffer_image::Location::default(), detail }
+}
+
+/// A reader that counts the bytes read as progress.
+pub(crate) struct Counting<R> {
+    pub inner: R,
+    pub progress: std::sync::Arc<dyn crate::Progress>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}

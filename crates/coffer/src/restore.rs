@@ -1,0 +1,546 @@
+//! The restore and extract jobs: an image's entries recreated beneath a directory (safely:
+//! nothing lands outside it), or one file to a writer; and the prepare step of a server backup.
+
+use crate::error::{Context, Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::read::Counting;
+use crate::text::human;
+use crate::Env;
+use coffer_format::{EntryKind, EntryMeta, IndexRecord};
+use coffer_fs::restore::{Ownership, RestoreOptions, Restorer, JOURNAL, MARKER};
+use coffer_image::journal::{self, Journal, JournalState, ResumePoint};
+use coffer_image::{
+    open_stream, read_stream, read_stream_from, ImageError, IndexedImage, ReadOptions, ReadSummary, RestoreVisitor,
+    StreamVisitor, Visitor,
+};
+use coffer_mysql::engine::{EngineKind, PrepareOption};
+use coffer_mysql::meta::{BackupInfo, META_ENTRY};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A restore of a whole image, as a user asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreSpec {
+    /// The image.
+    pub image: Option<Location>,
+    /// The directory to restore into (created if absent).
+    pub to: PathBuf,
+    /// The secrets that open the image.
+    pub keys: KeySources,
+    /// Owner of everything restored, `USER[:GROUP]` (default: the image's as root, else the
+    /// user running the restore).
+    pub owner: Option<String>,
+    /// Keep set-uid and set-gid bits even when the owner applied is not the image's.
+    pub keep_setuid: bool,
+    /// Restore into a directory that is not empty, replacing what the image holds.
+    pub force: bool,
+    /// Flush everything to disk before reporting success.
+    pub sync: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreSummary {
+    /// What was read of the image.
+    pub read: ReadSummary,
+    /// Files restored.
+    pub files: u64,
+    /// Where.
+    pub to: PathBuf,
+    /// Flushed to disk.
+    pub synced: bool,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// The owner a restore applies.
+fn ownership(owner: Option<&str>) -> Result<Ownership> {
+    match owner {
+        Some(spec) => {
+            let (u, g) =
+                coffer_fs::owner::lookup_owner(spec).map_err(|e| Error::usage(format!("--owner {spec}: {e}")))?;
+            Ok(Ownership::Fixed(u, g))
+        }
+        None if nix::unistd::geteuid().is_root() => Ok(Ownership::Preserve),
+        None => Ok(Ownership::Current),
+    }
+}
+
+/// Restores the image `spec.image` into `spec.to`.
+pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
+    let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+    let (input, len) = image.open_stream(env)?;
+    restore_from(input, len, spec, None, env)
+}
+
+/// A received restore keeps a journal in its target, so that an interrupted transfer can be
+/// resumed (see `coffer_image::journal`).
+#[derive(Debug)]
+pub struct Journaling {
+    /// What the target's journal held when the transfer began, if anything.
+    pub state: Option<JournalState>,
+    /// The sender asked to go on from there (`send --resume`).
+    pub resume: bool,
+    /// Data between checkpoints.
+    pub every: u64,
+}
+
+/// What a target holds from an interrupted received restore: its journal, if the restore's
+/// marker is there too (a complete restore removes both).
+pub fn interrupted(target: &Path) -> Result<Option<JournalState>> {
+    if !target.join(MARKER).exists() {
+        return Ok(None);
+    }
+    Ok(journal::load(&target.join(JOURNAL))?)
+}
+
+/// How a restore begins: from the first entry or from a checkpoint.
+enum Start {
+    Fresh,
+    From(ResumePoint),
+}
+
+/// Prepares the target of a journaled restore: resumed (the same image from its checkpoint, or
+/// a new image on top of the files already there) or fresh.
+fn journaled(
+    j: &Journaling,
+    image_id: &[u8; 16],
+    target: &Path,
+    mut opts: RestoreOptions,
+    env: &Env,
+) -> Result<(RestoreVisitor, Start)> {
+    let path = target.join(JOURNAL);
+    let Some(state) = j.state.as_ref().filter(|_| j.resume) else {
+        if j.state.is_some() && !opts.force {
+            crate::bail!(
+                "{} holds an interrupted transfer: `coffer send --resume` continues it; --force replaces it",
+                target.display()
+            );
+        }
+        let restorer =
+            Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
+        let mut journal = Journal::create(&path)?;
+        journal.begin_image(image_id)?;
+        return Ok((RestoreVisitor::new(restorer).with_journal(journal, j.every), Start::Fresh));
+    };
+    // Our own interrupted restore: what it completed may be replaced, what it left half-done goes.
+    opts.force = true;
+    let mut restorer =
+        Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
+    restorer.sweep_temporaries().with_context(|| format!("cannot clean up {}", target.display()))?;
+    let mut journal = Journal::reopen(&path, state)?;
+    for r in &state.earlier {
+        restorer.adopt(&r.meta);
+    }
+    let same_image = state.image_id.as_ref() == Some(image_id);
+    let start = match (&state.point, same_image) {
+        (Some(point), true) => {
+            for r in &point.records {
+                restorer.adopt(&r.meta);
+            }
+            env.report.say(&format!(
+                "resuming the restore into {} after {} entries ({} of files already there)",
+                target.display(),
+                point.at.entries,
+                human(point.at.logical_bytes)
+            ));
+            Start::From(point.clone())
+        }
+        (point, same) => {
+            // A new image of what the target lacks (a resumed directory transfer), or the same
+            // image again from its start (nothing of it was durable).
+            for r in point.iter().flat_map(|p| p.records.iter()) {
+                restorer.adopt(&r.meta);
+            }
+            if !same {
+                journal.begin_image(image_id)?;
+            }
+            Start::Fresh
+        }
+    };
+    Ok((RestoreVisitor::new(restorer).with_journal(journal, j.every), start))
+}
+
+/// Restores the image read from `input` (a file, stdin, a network stream) as `spec` says
+/// (`spec.image` is not used); with `journaling`, resumably.
+pub fn restore_from<R: Read + Send>(
+    input: R,
+    len: Option<u64>,
+    spec: &RestoreSpec,
+    journaling: Option<&Journaling>,
+    env: &Env,
+) -> Result<RestoreSummary> {
+    let keys = crate::keys::unlocks(&spec.keys, env)?;
+    let ownership = ownership(spec.owner.as_deref())?;
+    let progress = env.report.progress(len, "restore");
+    let mut input = Counting { inner: input, progress: progress.clone() };
+    // The key is checked before the target is touched.
+    let image = open_stream(&mut input, &keys)?;
+    for w in image.warnings.iter().chain(&image.notes) {
+        env.report.warn(w);
+    }
+    let to = &spec.to;
+    let opts = RestoreOptions { force: spec.force, whole_tree: true, ownership, durable: spec.sync };
+    let (mut visitor, start) = match journaling {
+        Some(j) => journaled(j, &image.header.image_id, to, opts, env)?,
+        None => {
+            let restorer =
+                Restorer::create(to, opts).with_context(|| format!("cannot restore into {}", to.display()))?;
+            (RestoreVisitor::new(restorer), Start::Fresh)
+        }
+    };
+    visitor.restorer.set_keep_setuid(spec.keep_setuid);
+    let swept = visitor.restorer.swept();
+    if swept > 0 {
+        env.report
+            .warn(&format!("removed {swept} temporary file(s) that an interrupted restore left in {}", to.display()));
+    }
+    let started = Instant::now();
+    let read_opts = ReadOptions { threads: env.threads, skip_data: false };
+    let result = match start {
+        Start::Fresh => read_stream(&mut input, &image, &mut visitor, read_opts),
+        Start::From(point) => read_stream_from(&mut input, &image, point, &mut visitor, read_opts),
+    };
+    let read = match result {
+        Ok(s) => s,
+        Err(e) => {
+            progress.finish();
+            let stats = visitor.restorer.stats();
+            let current = visitor.restorer.current_file();
+            drop(visitor);
+            let unfinished = current.map(|p| format!("; {} was not restored", p.display())).unwrap_or_default();
+            return Err(Error::from(e).context(format!(
+                "restore into {} is incomplete ({} files complete{unfinished}; {} marks the directory as incomplete)",
+                to.display(),
+                stats.files,
+                MARKER
+            )));
+        }
+    };
+    if let Some(journal) = visitor.take_journal() {
+        // Gone before the marker: a complete restore leaves neither.
+        std::fs::remove_file(journal.path()).with_context(|| format!("cannot remove {}", journal.path().display()))?;
+    }
+    let stats =
+        visitor.restorer.finish().with_context(|| format!("cannot complete the restore into {}", to.display()))?;
+    progress.finish();
+    Ok(RestoreSummary {
+        read,
+        files: stats.files,
+        to: to.clone(),
+        synced: spec.sync,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The prepare step of a restored server backup (mariabackup/xtrabackup --prepare), and with
+/// `copy_back_to` the move of the prepared files into a datadir (empty, unless `force`).
+pub fn prepare(
+    dir: &Path,
+    options: &[PrepareOption],
+    copy_back_to: Option<&Path>,
+    force: bool,
+    env: &Env,
+) -> Result<()> {
+    let meta_path = dir.join(META_ENTRY);
+    // Restored from the image: read at most what a writer may store (the file itself was
+    // opened without following a symlink by the restorer, but its size is the image's word).
+    let info: Option<BackupInfo> = std::fs::File::open(&meta_path).ok().and_then(|f| {
+        let mut bytes = Vec::new();
+        f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
+    });
+    let engine = match info.as_ref().and_then(|i| i.engine.as_deref()) {
+        Some("xtrabackup") => EngineKind::Xtrabackup,
+        Some(_) => EngineKind::Mariabackup,
+        None if dir.join("xtrabackup_checkpoints").exists() => EngineKind::Mariabackup,
+        None => crate::bail!(
+            "{} is not a backup of a server (no xtrabackup_checkpoints): nothing to prepare",
+            dir.display()
+        ),
+    };
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    let started = Instant::now();
+    coffer_mysql::engine::prepare(engine, dir, options, &show)
+        .context("prepare failed; the restored files are left as they are")?;
+    env.report.say(&format!(
+        "prepared {} with {} in {:.1} s",
+        dir.display(),
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    ));
+    if let Some(datadir) = copy_back_to {
+        if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
+            crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
+        }
+        coffer_mysql::engine::move_back(engine, dir, datadir, &show).context("copy-back failed")?;
+        env.report.say(&format!("moved the prepared backup into {}", datadir.display()));
+    }
+    Ok(())
+}
+
+/// Does `path` select `entry` (the entry itself, or something under a selected directory)?
+fn selects(path: &[u8], entry: &[u8]) -> bool {
+    entry == path || (entry.starts_with(path) && entry.get(path.len()) == Some(&b'/'))
+}
+
+fn normalize(p: &str) -> Vec<u8> {
+    let p = p.trim_start_matches("./").trim_end_matches('/');
+    p.as_bytes().to_vec()
+}
+
+/// Passes on only the selected entries (streaming extract).
+struct Filter<'a> {
+    inner: &'a mut dyn Visitor,
+    paths: &'a [Vec<u8>],
+    found: Vec<bool>,
+    on: bool,
+}
+
+impl Visitor for Filter<'_> {
+    fn entry(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        self.on = false;
+        for (i, p) in self.paths.iter().enumerate() {
+            if !meta.path.is_empty() && selects(p, &meta.path) {
+                self.found[i] = true;
+                self.on = true;
+            }
+        }
+        if self.on {
+            self.inner.entry(meta)?;
+        }
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.data(offset, data)?;
+        }
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.end_file(size)?;
+        }
+        Ok(())
+    }
+    // A file in parts (xbstream backups): the restorer keeps a part aside until the next one.
+    fn pause_file(&mut self, end: u64) -> Result<(), ImageError> {
+        if self.on {
+            self.inner.pause_file(end)?;
+        }
+        Ok(())
+    }
+}
+
+/// Presents a file entry under another name: a hard link whose target was not extracted gets
+/// the target's contents (every part of it, for a file in parts).
+struct Renamed<'a> {
+    inner: &'a mut dyn Visitor,
+    meta: EntryMeta,
+}
+
+impl Visitor for Renamed<'_> {
+    fn entry(&mut self, part: &EntryMeta) -> Result<(), ImageError> {
+        let size = if part.continues { part.size } else { self.meta.size };
+        self.inner.entry(&EntryMeta { continues: part.continues, size, ..self.meta.clone() })
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        self.inner.data(offset, data)
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        self.inner.end_file(size)
+    }
+    fn pause_file(&mut self, end: u64) -> Result<(), ImageError> {
+        self.inner.pause_file(end)
+    }
+}
+
+/// An extract of some entries, as a user asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractSpec {
+    /// The image.
+    pub image: Option<Location>,
+    /// The entries: a path selects the entry and, for a directory, everything under it.
+    pub paths: Vec<String>,
+    /// The directory to extract into; `None`: the one file selected to standard output.
+    pub to: Option<PathBuf>,
+    /// The secrets that open the image.
+    pub keys: KeySources,
+    /// Owner of what is extracted (see [`RestoreSpec::owner`]).
+    pub owner: Option<String>,
+    /// Keep set-uid and set-gid bits even when the owner applied is not the image's.
+    pub keep_setuid: bool,
+    /// Replace files that exist.
+    pub force: bool,
+}
+
+/// Extracts the entries `spec.paths` select from the image: through its index where it has
+/// one (only those entries are read), else by reading it through.
+pub fn extract(spec: &ExtractSpec, env: &Env) -> Result<()> {
+    let location = spec.image.as_ref().ok_or_else(|| Error::usage("no image to extract from"))?;
+    let keys = crate::keys::unlocks(&spec.keys, env)?;
+    let paths: Vec<Vec<u8>> = spec.paths.iter().map(|p| normalize(p)).collect();
+    if paths.iter().any(|p| p.is_empty()) {
+        return Err(Error::usage("an empty path selects nothing; use `coffer restore` for the whole image"));
+    }
+    let ownership = ownership(spec.owner.as_deref())?;
+    let threads = env.threads;
+    // The image is opened (and the key checked) before anything is created.
+    let source = match location.open_indexed(&keys, env)? {
+        Some(image) => {
+            for w in image.image().warnings.iter().chain(&image.image().notes) {
+                env.report.warn(w);
+            }
+            Source::Indexed(Box::new(image))
+        }
+        None => {
+            let (mut input, _) = location.open_stream(env)?;
+            let image = open_stream(&mut input, &keys)?;
+            Source::Stream(input, Box::new(image))
+        }
+    };
+    if let Source::Indexed(image) = &source {
+        let (_, found) = select(image.records(), &paths);
+        report_missing(&paths, &found)?;
+    }
+
+    let mut sink = match &spec.to {
+        Some(dir) => {
+            let opts = RestoreOptions { force: spec.force, whole_tree: false, ownership, durable: true };
+            let mut restorer =
+                Restorer::create(dir, opts).with_context(|| format!("cannot extract into {}", dir.display()))?;
+            restorer.set_keep_setuid(spec.keep_setuid);
+            Sink::Dir(Box::new(RestoreVisitor::new(restorer)))
+        }
+        None => {
+            if paths.len() != 1 {
+                return Err(Error::usage("--stdout takes exactly one file"));
+            }
+            let fd = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().context("cannot use stdout")?;
+            Sink::Stdout(StreamVisitor::new(BufWriter::with_capacity(1 << 20, std::fs::File::from(fd))))
+        }
+    };
+
+    let found = match source {
+        Source::Stream(mut input, image) => {
+            let mut filter =
+                Filter { inner: sink.visitor(), paths: &paths, found: vec![false; paths.len()], on: false };
+            read_stream(&mut input, &image, &mut filter, ReadOptions { threads, skip_data: false })?;
+            filter.found
+        }
+        Source::Indexed(image) => extract_indexed(&image, &paths, sink.visitor(), spec.to.is_none(), threads)?,
+    };
+    report_missing(&paths, &found)?;
+    match sink {
+        Sink::Dir(v) => {
+            v.restorer.finish()?;
+        }
+        Sink::Stdout(v) => v.into_inner().flush().context("cannot write to stdout")?,
+    }
+    Ok(())
+}
+
+fn report_missing(paths: &[Vec<u8>], found: &[bool]) -> Result<()> {
+    let missing: Vec<String> =
+        paths.iter().zip(found).filter(|(_, f)| !**f).map(|(p, _)| String::from_utf8_lossy(p).into_owned()).collect();
+    if !missing.is_empty() {
+        crate::bail!("not in the image: {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// Where extracted entries come from.
+enum Source {
+    Stream(Box<dyn Read + Send>, Box<coffer_image::OpenedImage>),
+    Indexed(Box<IndexedImage>),
+}
+
+/// Which records the paths select, and which paths selected anything.
+fn select(records: &[IndexRecord], paths: &[Vec<u8>]) -> (Vec<usize>, Vec<bool>) {
+    let mut found = vec![false; paths.len()];
+    let chosen = (0..records.len())
+        .filter(|&i| {
+            let path = &records[i].meta.path;
+            let mut hit = false;
+            for (j, p) in paths.iter().enumerate() {
+                if !path.is_empty() && selects(p, path) {
+                    found[j] = true;
+                    hit = true;
+                }
+            }
+            hit
+        })
+        .collect();
+    (chosen, found)
+}
+
+/// Where extracted entries go.
+enum Sink {
+    Dir(Box<RestoreVisitor>),
+    Stdout(StreamVisitor<BufWriter<std::fs::File>>),
+}
+
+impl Sink {
+    fn visitor(&mut self) -> &mut dyn Visitor {
+        match self {
+            Sink::Dir(v) => v.as_mut(),
+            Sink::Stdout(v) => v,
+        }
+    }
+}
+
+/// The records of the file the hard link `records[link]` names: its first part (the latest
+/// before the link, else the first in the image) and the parts that continue it.
+fn link_target_parts(records: &[IndexRecord], link: usize) -> Result<Vec<usize>> {
+    let target = &records[link].meta.target;
+    let is_start = |r: &IndexRecord| r.meta.path == *target && r.meta.kind == EntryKind::File && !r.meta.continues;
+    let first = records[..link]
+        .iter()
+        .rposition(is_start)
+        .or_else(|| records.iter().position(is_start))
+        .context("hard link target missing from the index")?;
+    let mut parts = vec![first];
+    for (j, r) in records.iter().enumerate().skip(first + 1) {
+        if r.meta.path == *target && r.meta.kind == EntryKind::File {
+            if !r.meta.continues {
+                break;
+            }
+            parts.push(j);
+        }
+    }
+    Ok(parts)
+}
+
+fn extract_indexed(
+    image: &IndexedImage,
+    paths: &[Vec<u8>],
+    sink: &mut dyn Visitor,
+    to_stdout: bool,
+    threads: usize,
+) -> Result<Vec<bool>> {
+    let records = image.records();
+    let (chosen, found) = select(records, paths);
+    // A file written in parts has one record per part; it is still one file.
+    let files = chosen.iter().filter(|&&i| !records[i].meta.continues).count();
+    if to_stdout && (files != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
+        return Err(Error::usage("--stdout takes exactly one file"));
+    }
+    let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();
+    for &i in &chosen {
+        let rec: &IndexRecord = &records[i];
+        if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
+            let parts = link_target_parts(records, i)?;
+            let last = parts.last().map_or(0, |&j| records[j].size);
+            let meta = EntryMeta { kind: EntryKind::File, size: last, target: vec![], ..rec.meta.clone() };
+            let mut renamed = Renamed { inner: sink, meta };
+            for j in parts {
+                image.read_entry(j, &mut renamed, threads)?;
+            }
+        } else {
+            image.read_entry(i, sink, threads)?;
+        }
+    }
+    Ok(found)
+}

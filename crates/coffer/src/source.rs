@@ -1,0 +1,394 @@
+//! What a backup reads: a directory tree, one file, a stream, an xbstream, or a live server
+//! through its backup engine, each built from one [`SourceSpec`].
+
+use crate::error::{Context, Error, Result};
+use crate::location::ImageOut;
+use crate::Env;
+use coffer_format::{EntryKind, EntryMeta};
+use coffer_fs::source::{ChunkReader, StreamChunker};
+use coffer_fs::walk::Walker;
+use coffer_image::{DirSource, EntrySource, FileSource, ImageError, SourceItem, StreamSource};
+use coffer_mysql::engine::{Connection, EngineKind, EngineRun, Scratch};
+use coffer_mysql::meta::{BackupInfo, LOG_ENTRY, META_ENTRY};
+use coffer_mysql::source::{Defaults, XbstreamSource};
+use std::collections::VecDeque;
+use std::io::{Cursor, Read};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// A directory tree, or one regular file (stored under `name`, default its file name).
+    Path {
+        /// The directory or file.
+        path: PathBuf,
+        /// The entry name of a single file.
+        name: Option<String>,
+    },
+    /// Standard input, stored as one file entry named `name` (default "stdin").
+    Stdin {
+        /// The entry name.
+        name: Option<String>,
+    },
+    /// An xbstream (`mariabackup --backup --stream=xbstream` output) from a file, or from
+    /// standard input for `-`.
+    Xbstream(PathBuf),
+    /// A hot backup of a running server, through mariabackup or xtrabackup.
+    Server(ServerOptions),
+}
+
+impl SourceSpec {
+    /// Reads standard input (which must then not be a terminal)?
+    pub fn reads_stdin(&self) -> bool {
+        matches!(self, SourceSpec::Stdin { .. }) || matches!(self, SourceSpec::Xbstream(p) if p == Path::new("-"))
+    }
+
+    /// Is this a directory on this host (which a transfer can resume)?
+    pub fn is_dir(&self) -> bool {
+        matches!(self, SourceSpec::Path { path, .. } if path.is_dir())
+    }
+}
+
+/// How to reach a server for a hot backup, and the engine's own options.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// The server's socket.
+    pub socket: Option<PathBuf>,
+    /// The server's host (TCP).
+    pub host: Option<String>,
+    /// The server's port (TCP).
+    pub port: Option<u16>,
+    /// The user to connect as.
+    pub user: Option<String>,
+    /// A file holding the password (one line).
+    pub password_file: Option<PathBuf>,
+    /// An option file for the client and the engine.
+    pub defaults_file: Option<PathBuf>,
+    /// The engine (default: by the server's version).
+    pub engine: Option<EngineKind>,
+    /// Extra options for the engine.
+    pub engine_args: Vec<String>,
+    /// Where the engine keeps its own few files.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// A source opened for a backup.
+pub(crate) struct Opened {
+    pub source: Box<dyn EntrySource>,
+    /// The bytes it will read, when known up front.
+    pub total: Option<u64>,
+    /// What messages call it.
+    pub name: String,
+    /// The engine's scratch directory, kept until the backup is done.
+    pub _scratch: Option<Scratch>,
+}
+
+/// Opens `spec` for a backup into `out` (a directory backup leaves out the image itself, and
+/// what a receiver already holds of an interrupted transfer).
+pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, env: &Env) -> Result<Opened> {
+    let stdin = || -> Result<std::fs::File> {
+        Ok(std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?))
+    };
+    let opened = |source: Box<dyn EntrySource>, total, name: String| Opened { source, total, name, _scratch: None };
+    match spec {
+        SourceSpec::Server(server) => {
+            let (run, stdout, scratch, version) = start_engine(server, env)?;
+            let name = format!("the {} server", coffer_mysql::meta::flavor(&version));
+            let source = Box::new(ServerBackup::new(stdout, Some(run), Some(version)));
+            Ok(Opened { source, total: None, name, _scratch: Some(scratch) })
+        }
+        SourceSpec::Xbstream(xb) => {
+            let name = format!("the xbstream {}", xb.display());
+            let input = if xb == Path::new("-") {
+                stdin()?
+            } else {
+                std::fs::File::open(xb).with_context(|| format!("cannot open {}", xb.display()))?
+            };
+            Ok(opened(Box::new(ServerBackup::new(input, None, None)), None, name))
+        }
+        SourceSpec::Stdin { name } => {
+            let name = name.clone().unwrap_or_else(|| "stdin".into());
+            Ok(opened(Box::new(StreamSource::new(stdin_meta(&name), stdin()?)), None, "stdin".to_owned()))
+        }
+        SourceSpec::Path { path, name } => open_path(path, name.as_deref(), out, env),
+    }
+}
+
+fn open_path(src: &Path, name: Option<&str>, out: &dyn ImageOut, env: &Env) -> Result<Opened> {
+    let shown = src.display().to_string();
+    let md = std::fs::metadata(src).with_context(|| format!("cannot back up {}", src.display()))?;
+    if md.is_dir() {
+        let mut walker = Walker::new(src);
+        if let Some(excluded) = out.excluded() {
+            walker.exclude(&excluded);
+        }
+        let dir = DirSource::new(walker);
+        return Ok(match out.offer() {
+            Some(offer) if !offer.files.is_empty() => {
+                let held = crate::net::held_files(offer)?;
+                env.report.say(&format!(
+                    "{} holds {} files of an interrupted transfer: sending those it lacks or that changed",
+                    out.shown(),
+                    held.len()
+                ));
+                Opened { source: Box::new(Skipping { inner: dir, held }), total: None, name: shown, _scratch: None }
+            }
+            _ => {
+                let total = if env.report.shows_progress() { tree_size(src) } else { None };
+                Opened { source: Box::new(dir), total, name: shown, _scratch: None }
+            }
+        });
+    }
+    if md.is_file() {
+        let name = match name {
+            Some(n) => n.as_bytes().to_vec(),
+            None => src.file_name().context("the source has no file name")?.as_bytes().to_vec(),
+        };
+        return Ok(Opened {
+            source: Box::new(FileSource::new(src, name)?),
+            total: Some(md.len()),
+            name: shown,
+            _scratch: None,
+        });
+    }
+    Err(Error::usage(format!("{} is neither a directory nor a regular file", src.display())))
+}
+
+/// Sum of file sizes under `root`, for a progress bar's total.
+fn tree_size(root: &Path) -> Option<u64> {
+    Walker::new(root).map(|i| i.ok().map(|i| if i.meta.kind == EntryKind::File { i.meta.size } else { 0 })).sum()
+}
+
+/// The entry of a stream: this process's user, now, mode 0600.
+fn stdin_meta(name: &str) -> EntryMeta {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let mut names = coffer_fs::owner::NameCache::default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    EntryMeta {
+        kind: EntryKind::File,
+        continues: false,
+        mode: 0o600,
+        uid,
+        gid,
+        mtime_sec: now.as_secs() as i64,
+        mtime_nsec: now.subsec_nanos(),
+        size: 0,
+        path: name.as_bytes().to_vec(),
+        target: vec![],
+        uname: names.user_name(uid),
+        gname: names.group_name(gid),
+    }
+}
+
+/// A directory's entries without the files a receiver already holds unchanged (same size and
+/// modification time): what a resumed directory transfer sends.
+struct Skipping {
+    inner: DirSource,
+    held: std::collections::HashMap<Vec<u8>, EntryMeta>,
+}
+
+impl EntrySource for Skipping {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        while let Some(item) = self.inner.next_item()? {
+            let m = &item.meta;
+            let unchanged = m.kind == EntryKind::File
+                && self
+                    .held
+                    .get(&m.path)
+                    .is_some_and(|h| h.size == m.size && h.mtime_sec == m.mtime_sec && h.mtime_nsec == m.mtime_nsec);
+            if !unchanged {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    fn skipped(&self) -> &[PathBuf] {
+        self.inner.skipped()
+    }
+}
+
+/// Owner and time for entries of a stream that carries none: this process's user, now.
+pub(crate) fn defaults() -> Defaults {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let mut names = coffer_fs::owner::NameCache::default();
+    let mtime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Defaults { uid, gid, uname: names.user_name(uid), gname: names.group_name(gid), mtime }
+}
+
+/// An xbstream's entries, then the engine's log and the backup's description. For `--mysql`
+/// it owns the engine: the engine's failure fails the backup (so no image is left), and if the
+/// backup fails first the engine is stopped.
+pub(crate) struct ServerBackup<R> {
+    xb: XbstreamSource<R>,
+    engine: Option<EngineRun>,
+    kind: &'static str,
+    server_version: Option<String>,
+    tail: VecDeque<SourceItem>,
+    done: bool,
+    info: Option<BackupInfo>,
+}
+
+impl<R> std::fmt::Debug for ServerBackup<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBackup").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+fn file_item(path: &str, bytes: Vec<u8>) -> SourceItem {
+    let d = defaults();
+    let meta = EntryMeta {
+        kind: EntryKind::File,
+        continues: false,
+        mode: 0o640,
+        uid: d.uid,
+        gid: d.gid,
+        mtime_sec: d.mtime,
+        mtime_nsec: 0,
+        size: bytes.len() as u64,
+        path: path.as_bytes().to_vec(),
+        target: vec![],
+        uname: d.uname,
+        gname: d.gname,
+    };
+    let data: Box<dyn ChunkReader> = Box::new(StreamChunker::new(Cursor::new(bytes), path));
+    SourceItem { meta, data: Some(data), source: None, opened: None }
+}
+
+impl<R: Read + Send + 'static> ServerBackup<R> {
+    fn new(input: R, engine: Option<EngineRun>, server_version: Option<String>) -> Self {
+        let kind = if engine.is_some() { "mysql" } else { "xbstream" };
+        Self {
+            xb: XbstreamSource::new(input, defaults()),
+            engine,
+            kind,
+            server_version,
+            tail: VecDeque::new(),
+            done: false,
+            info: None,
+        }
+    }
+
+    /// The stream is over: the engine must have succeeded, and the stream must hold a whole
+    /// backup (the engine writes its info file last).
+    fn finish(&mut self) -> Result<(), ImageError> {
+        let log = match self.engine.take() {
+            Some(run) => Some(run.finish().map_err(|e| ImageError::Source(e.to_string()))?),
+            None => None,
+        };
+        let summary = self.xb.summary();
+        if !summary.kept.keys().any(|k| k == "xtrabackup_info" || k == "mariadb_backup_info") {
+            return Err(ImageError::Source(
+                "the xbstream ends without the engine's last file (xtrabackup_info): the backup is incomplete".into(),
+            ));
+        }
+        let mut info = BackupInfo::from_kept(self.kind, &summary.kept);
+        info.files = summary.files;
+        info.bytes = summary.bytes;
+        if info.server_version.is_none() {
+            info.server_version = self.server_version.clone();
+        }
+        if let Some(log) = log {
+            self.tail.push_back(file_item(LOG_ENTRY, log));
+        }
+        let json = serde_json::to_vec_pretty(&info).expect("serializable");
+        // Readers refuse a larger description (from_kept keeps it far smaller).
+        if json.len() > coffer_mysql::meta::MAX_DESCRIPTION {
+            return Err(ImageError::Source(format!("the backup's description takes {} bytes: too large", json.len())));
+        }
+        self.tail.push_back(file_item(META_ENTRY, json));
+        self.info = Some(info);
+        Ok(())
+    }
+}
+
+impl<R: Read + Send + 'static> EntrySource for ServerBackup<R> {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        if !self.done {
+            match self.xb.next_item() {
+                Ok(Some(item)) => return Ok(Some(item)),
+                Ok(None) => {
+                    self.done = true;
+                    self.finish()?;
+                }
+                Err(e) => {
+                    // A stream cut short is most often the engine dying: its error says why.
+                    if let Some(run) = self.engine.take() {
+                        run.finish().map_err(|e| ImageError::Source(e.to_string()))?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.tail.pop_front())
+    }
+
+    fn description(&self) -> Option<Vec<u8>> {
+        self.info.as_ref().and_then(|i| serde_json::to_vec(i).ok())
+    }
+
+    fn cause_of_failure(&mut self) -> Option<ImageError> {
+        let mut run = self.engine.take()?;
+        // An engine that died closed its stream: it is gone by now, and its log says why. One
+        // still running was failed by us (the image's side): stop it, our error stands.
+        if !run.exits_within(std::time::Duration::from_secs(2)) {
+            run.abort();
+            return None;
+        }
+        run.finish().err().map(|e| ImageError::Source(e.to_string()))
+    }
+}
+
+impl<R> Drop for ServerBackup<R> {
+    fn drop(&mut self) {
+        if let Some(run) = self.engine.take() {
+            run.abort();
+        }
+    }
+}
+
+/// The connection the options describe.
+pub fn connection(args: &ServerOptions) -> Result<Connection> {
+    let password = match &args.password_file {
+        Some(p) => {
+            let bytes = crate::keys::read_secret(p, "password file", false)?;
+            let text = String::from_utf8(bytes.to_vec()).context("the password file is not UTF-8")?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        None => None,
+    };
+    Ok(Connection {
+        socket: args.socket.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        password,
+        defaults_file: args.defaults_file.clone(),
+    })
+}
+
+/// Starts the engine against the server; returns the run, its xbstream, the scratch directory
+/// and the server's version.
+fn start_engine(args: &ServerOptions, env: &Env) -> Result<(EngineRun, std::process::ChildStdout, Scratch, String)> {
+    let threads = env.threads;
+    let conn = connection(args)?;
+    let scratch = Scratch::create(args.scratch_dir.as_deref())?;
+    let options = conn.option_args(&scratch)?;
+    let version = coffer_mysql::engine::server_version(&options)?;
+    let engine = args.engine.unwrap_or_else(|| EngineKind::for_version(&version));
+    let report = env.report.clone();
+    let name = engine.name();
+    let on_line: Box<dyn Fn(&str) + Send> = Box::new(move |line: &str| report.engine_line(name, line));
+    // The engine copies one file at a time unless told otherwise, and a copy thread does not
+    // read while it writes to the pipe: one copy thread per core keeps the disk and the pipe
+    // busy together (files then interleave in the stream, which the image stores as parts).
+    // An --engine-arg=--parallel=N given by the user comes later and wins.
+    let mut extra = vec![format!("--parallel={}", threads.max(1))];
+    extra.extend(args.engine_args.iter().cloned());
+    let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
+    Ok((run, stdout, scratch, version))
+}
