@@ -8,7 +8,7 @@
 //!   receiver), parsed once from what a user writes.
 //! - [`source`]: what a backup reads (a directory, a file, a stream, an xbstream, a server).
 //! - [`keys`], [`keyring`]: where secrets come from.
-//! - [`backup`], [`restore`], [`read`], [`validate`], [`catalog`]: the jobs.
+//! - [`backup`], [`restore`], [`read`], [`validate`], [`catalog`], [`slots`]: the jobs.
 //! - [`error`]: the one error type, and the one table from errors to exit codes.
 //! - [`report`]: how a job tells its caller what happens while it runs.
 //!
@@ -50,6 +50,7 @@ pub mod net;
 pub mod read;
 pub mod report;
 pub mod restore;
+pub mod slots;
 pub mod source;
 pub mod store;
 pub mod text;

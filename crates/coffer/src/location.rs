@@ -110,7 +110,7 @@ impl Location {
     /// Opens the place to write a new image into.
     pub fn create(&self, opts: &OutOptions, settings: &Env, report: &dyn Report) -> Result<Box<dyn ImageOut>> {
         match self {
-            Location::File(path) => Ok(Box::new(FileOut::create(path, opts.force, report)?)),
+            Location::File(path) => Ok(Box::new(FileOut::create(path, opts, report)?)),
             Location::Stdio => Ok(Box::new(StdoutOut::open()?)),
             Location::Object(url) => Ok(Box::new(ObjectOut::create(url, opts.force, settings)?)),
             Location::Tls(peer) => {
@@ -141,12 +141,20 @@ pub fn open_file(path: &Path) -> Result<(std::fs::File, Option<u64>)> {
 }
 
 /// How a new image is written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OutOptions {
     /// Replace what is there.
     pub force: bool,
     /// The certificates and transfer settings, for a TLS receiver.
     pub tls: Option<TlsOptions>,
+    /// The job writing ("backup", "rekey"), as messages name it.
+    pub job: &'static str,
+}
+
+impl Default for OutOptions {
+    fn default() -> Self {
+        Self { force: false, tls: None, job: "backup" }
+    }
 }
 
 /// A new image on its way to its place. Dropped before [`ImageOut::commit`], it leaves
@@ -182,11 +190,11 @@ struct FileOut {
 }
 
 impl FileOut {
-    fn create(path: &Path, force: bool, report: &dyn Report) -> Result<Self> {
+    fn create(path: &Path, opts: &OutOptions, report: &dyn Report) -> Result<Self> {
         for left in AtomicFile::remove_stale(path) {
-            report.warn(&format!("removed {}, which an interrupted backup left", left.display()));
+            report.warn(&format!("removed {}, which an interrupted {} left", left.display(), opts.job));
         }
-        let file = AtomicFile::create(path, force, 0o600)?;
+        let file = AtomicFile::create(path, opts.force, 0o600)?;
         let out = file.file().try_clone().context("cannot use the output file")?;
         Ok(Self { path: path.into(), writer: Some(DirectWriter::new(out, path.into())), file })
     }
@@ -304,13 +312,17 @@ impl ImageOut for ObjectOut {
         Ok(())
     }
     fn commit(self: Box<Self>, record: Option<Vec<u8>>, report: &dyn Report) -> Result<Option<u64>> {
-        if let Some(record) = record {
-            if let Err(e) = self.object.with_suffix(coffer_image::catalog::RECORD_SUFFIX).put(record) {
-                report.warn(&format!(
-                    "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
-                    crate::error::one_line(&e)
-                ));
-            }
+        let beside = self.object.with_suffix(coffer_image::catalog::RECORD_SUFFIX);
+        let Some(record) = record else {
+            // No record of this image: none of an image it replaced may stay beside it.
+            let _ = beside.delete();
+            return Ok(None);
+        };
+        if let Err(e) = beside.put(record) {
+            report.warn(&format!(
+                "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
+                crate::error::one_line(&e)
+            ));
         }
         Ok(None)
     }

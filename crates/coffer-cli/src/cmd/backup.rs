@@ -71,7 +71,7 @@ impl BackupArgs {
                 )),
                 _ => None,
             };
-        spec.out = OutOptions { force: self.force, tls };
+        spec.out = OutOptions { force: self.force, tls, ..OutOptions::default() };
         spec.keys = self.key.sources();
         spec.seal = self.seal.options();
         spec.cipher = self.cipher.map(cipher_suite);
