@@ -59,17 +59,3 @@ impl coffer_image::Progress for Bar {
         self.inc(bytes);
     }
 }
-
-/// A reader that counts the bytes read into a progress bar.
-pub struct CountingReader<R> {
-    pub inner: R,
-    pub bar: Bar,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-}

@@ -26,6 +26,10 @@ impl coffer::Report for Terminal {
         crate::cmd::warn(self.quiet, msg);
     }
 
+    fn ready(&self, line: &str) {
+        eprintln!("coffer: {line}");
+    }
+
     fn engine_line(&self, engine: &str, line: &str) {
         if self.quiet {
             return;

@@ -2,9 +2,7 @@
 //! image reader and writer.
 
 use crate::cli::StoreArgs;
-use anyhow::Result;
-use coffer_store::{Object, StoreOptions};
-use std::path::Path;
+use coffer_store::StoreOptions;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,15 +21,4 @@ pub fn configure(args: &StoreArgs) {
 /// This run's object storage options.
 pub fn options() -> StoreOptions {
     OPTIONS.get().cloned().unwrap_or_default()
-}
-
-/// The object `path` names, if it is an object URL.
-pub fn object(path: &Path) -> Result<Option<Object>> {
-    let Some(url) = path.to_str().filter(|s| coffer_store::is_url(s)) else { return Ok(None) };
-    Ok(Some(Object::open(url, &options())?))
-}
-
-/// Stops object transfers at the first SIGINT or SIGTERM (see `coffer::store`).
-pub fn abort_on_signals() {
-    coffer::store::abort_on_signals();
 }

@@ -8,7 +8,8 @@
 //!   receiver), parsed once from what a user writes.
 //! - [`source`]: what a backup reads (a directory, a file, a stream, an xbstream, a server).
 //! - [`keys`], [`keyring`]: where secrets come from.
-//! - [`backup`], [`restore`], [`read`], [`validate`], [`catalog`], [`slots`]: the jobs.
+//! - [`backup`], [`restore`], [`read`], [`validate`], [`catalog`], [`slots`],
+//!   [`transfer`]: the jobs.
 //! - [`error`]: the one error type, and the one table from errors to exit codes.
 //! - [`report`]: how a job tells its caller what happens while it runs.
 //!
@@ -54,6 +55,7 @@ pub mod slots;
 pub mod source;
 pub mod store;
 pub mod text;
+pub mod transfer;
 pub mod validate;
 
 pub use atomic::AtomicFile;

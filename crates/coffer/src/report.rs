@@ -9,6 +9,10 @@ pub trait Report: Send + Sync {
     fn say(&self, line: &str);
     /// Something the user should know that does not fail the job.
     fn warn(&self, msg: &str);
+    /// A line a supervisor waits for ("listening on ADDR"): shown even when nothing else is.
+    fn ready(&self, line: &str) {
+        self.say(line);
+    }
     /// A line of a backup engine's log (mariabackup's), for a progress display.
     fn engine_line(&self, engine: &str, line: &str);
     /// A progress counter of bytes for one phase (`what`: "backup", "restore", ...), out of

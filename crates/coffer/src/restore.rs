@@ -55,6 +55,22 @@ pub struct RestoreSummary {
     pub seconds: f64,
 }
 
+impl RestoreSummary {
+    /// The line that says what the restore did.
+    pub fn line(&self) -> String {
+        format!(
+            "restored {} entries ({} files, {}) into {}{}, {:.1} s, {}",
+            self.read.entries,
+            self.files,
+            human(self.read.logical_bytes),
+            self.to.display(),
+            if self.synced { ", flushed to disk" } else { " (not flushed: --no-sync)" },
+            self.seconds,
+            crate::text::rate(self.read.logical_bytes, self.seconds)
+        )
+    }
+}
+
 /// The owner a restore applies.
 fn ownership(owner: Option<&str>) -> Result<Ownership> {
     match owner {

@@ -14,7 +14,6 @@ use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
-use std::path::Path;
 
 pub fn run(cli: Cli) -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
@@ -52,35 +51,6 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Standard output as an unbuffered file (Rust's `Stdout` is line-buffered).
 pub fn stdout_file() -> Result<File> {
     Ok(File::from(std::io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?))
-}
-
-/// An image to read: stdin for "-", else the file; with its length when known.
-pub fn open_input(path: &Path) -> Result<(File, Option<u64>)> {
-    if path == Path::new("-") {
-        if std::io::stdin().is_terminal() {
-            return Err(crate::exit::usage("refusing to read an image from a terminal: pipe one in, or name a file"));
-        }
-        let f = File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?);
-        return Ok((f, None));
-    }
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let md = f.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
-    if md.is_dir() {
-        return Err(crate::exit::usage(format!("{} is a directory, not an image", path.display())));
-    }
-    Ok((f, md.is_file().then_some(md.len())))
-}
-
-/// An image to read as a stream: stdin for "-", an object for an object URL, else the file;
-/// with its length when known.
-pub fn open_stream_input(path: &Path) -> Result<(Box<dyn std::io::Read + Send>, Option<u64>)> {
-    if let Some(object) = crate::store::object(path)? {
-        let reader = object.reader().with_context(|| format!("cannot open {}", path.display()))?;
-        let len = reader.len();
-        return Ok((Box::new(reader), Some(len)));
-    }
-    let (file, len) = open_input(path)?;
-    Ok((Box::new(file), len))
 }
 
 pub use coffer::text::{human, rate};

@@ -1,7 +1,7 @@
 //! `coffer restore` and `coffer extract`: the command line made into `coffer::restore` specs,
 //! the job run, its summary printed.
 
-use super::{human, rate, refuse_terminal};
+use super::refuse_terminal;
 use crate::cli::{ExtractArgs, RestoreArgs};
 use anyhow::Result;
 use coffer::restore::{ExtractSpec, RestoreSpec, RestoreSummary};
@@ -35,19 +35,10 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     Ok(())
 }
 
-/// Prints what a restore did (also for `receive`).
-pub fn print_restored(s: &RestoreSummary, quiet: bool) {
+/// Prints what a restore did.
+fn print_restored(s: &RestoreSummary, quiet: bool) {
     if !quiet {
-        eprintln!(
-            "coffer: restored {} entries ({} files, {}) into {}{}, {:.1} s, {}",
-            s.read.entries,
-            s.files,
-            human(s.read.logical_bytes),
-            s.to.display(),
-            if s.synced { ", flushed to disk" } else { " (not flushed: --no-sync)" },
-            s.seconds,
-            rate(s.read.logical_bytes, s.seconds)
-        );
+        eprintln!("coffer: {}", s.line());
     }
 }
 

@@ -1,0 +1,447 @@
+//! Images between hosts over TLS 1.3, both ends authenticated: `send` (an image as it is) and
+//! `receive` (restored as it arrives, or kept as a file, resumably).
+
+use crate::error::{Context, Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::net::{dial, finish_send, stalled, Stalling, TlsOptions};
+use crate::read::Counting;
+use crate::restore::{Journaling, RestoreSpec};
+use crate::text::human;
+use crate::Env;
+use coffer_image::journal::PartialMark;
+use coffer_mysql::engine::PrepareOption;
+use coffer_net::{tls, wire};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Is `path` an image to send as it is (standard input, an object, or a file that starts with
+/// coffer's magic), rather than something to back up onto the wire?
+pub fn is_image(path: &Path) -> bool {
+    if path == Path::new("-") || matches!(Location::from_path(path), Location::Object(_)) {
+        return true;
+    }
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && coffer_format::Header::has_magic(&magic)
+}
+
+/// What `send` did.
+#[derive(Debug, Clone)]
+pub struct SendSummary {
+    /// Bytes sent.
+    pub sent: u64,
+    /// Bytes the receiver says it stored.
+    pub stored: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// Sends the image at `image` as it is to the receiver at `to`; with `tls.resume`, from where
+/// the receiver's durable copy of it ends.
+pub fn send(image: &Path, to: &str, tls: &TlsOptions, env: &Env) -> Result<SendSummary> {
+    let location = Location::from_path(image);
+    let (mut input, len) = location.open_stream(env)?;
+    let mut region = Vec::new();
+    (&mut input)
+        .take(coffer_format::DATA_OFFSET)
+        .read_to_end(&mut region)
+        .with_context(|| format!("cannot read {}", image.display()))?;
+    if !coffer_format::Header::has_magic(&region) {
+        crate::bail!(
+            "{} is not a coffer image (to send a stream as a file, use `coffer backup - --to ...`)",
+            image.display()
+        );
+    }
+    let (mut stream, offer) = dial(to, tls)?;
+    let skip = match &offer {
+        Some(offer) => resume_at(offer, &region, to, env)?,
+        None => 0,
+    };
+    let started = Instant::now();
+    let progress = env.report.progress(len, "send");
+    progress.advance(skip);
+    // The header region, then the frames from where the receiver goes on.
+    match (&location, len) {
+        (Location::Object(url), Some(len)) if skip > 0 => {
+            // An object is read from where the receiver goes on, not from its start.
+            if env.abort_uploads_on_signals {
+                crate::store::abort_on_signals();
+            }
+            let from = coffer_format::DATA_OFFSET + skip;
+            let object = coffer_store::Object::open(url, &env.store)?;
+            input = Box::new(object.range_reader(from, len.saturating_sub(from)));
+        }
+        _ => {
+            std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())
+                .with_context(|| format!("cannot read {}", image.display()))?;
+        }
+    }
+    let sent = stream.write_all(&region).and_then(|()| {
+        let mut reader = Counting { inner: &mut input, progress: progress.clone() };
+        std::io::copy(&mut reader, &mut stream)
+    });
+    progress.finish();
+    let sent = sent.map_err(|e| stalled(e, tls.stall_timeout, to))? + region.len() as u64;
+    let stored = finish_send(stream, to, tls)?;
+    Ok(SendSummary { sent, stored, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// How many bytes after the header region the receiver already holds of the image whose header
+/// region is `region`.
+fn resume_at(offer: &wire::Offer, region: &[u8], to: &str, env: &Env) -> Result<u64> {
+    let Some(held) = offer.image_id else { return Ok(0) };
+    let ours = coffer_image::choose_header(region).context("cannot read the image's header")?.header.image_id;
+    if held != ours {
+        crate::bail!(
+            "{to} holds an interrupted transfer of another image ({}): restart the receiver with --force to replace it",
+            coffer_crypto::hex(&held[..8])
+        );
+    }
+    let data_offset = coffer_format::DATA_OFFSET;
+    if offer.offset <= data_offset {
+        return Ok(0);
+    }
+    env.report.say(&format!("{to} holds this image up to byte {} durably: sending the rest", offer.offset));
+    Ok(offer.offset - data_offset)
+}
+
+/// A receiver, as a user asks for one.
+#[derive(Debug, Clone)]
+pub struct ReceiveSpec {
+    /// Address to listen on: HOST:PORT, or :PORT for every address.
+    pub listen: String,
+    /// This end's certificate and key, and the peers it accepts.
+    pub tls: TlsOptions,
+    /// Restore into this directory as the image arrives.
+    pub to: Option<PathBuf>,
+    /// Or keep the image as this file.
+    pub output: Option<PathBuf>,
+    /// The secrets that open the image (to restore it).
+    pub keys: KeySources,
+    /// Owner of what is restored (see [`RestoreSpec::owner`]).
+    pub owner: Option<String>,
+    /// Keep set-uid and set-gid bits.
+    pub keep_setuid: bool,
+    /// Replace what is there, or an interrupted transfer.
+    pub force: bool,
+    /// Prepare the restored backup of a server, with these engine options.
+    pub prepare: Option<Vec<PrepareOption>>,
+    /// Flush and record what arrived every this many bytes.
+    pub checkpoint: u64,
+}
+
+/// What `receive` did.
+#[derive(Debug, Clone)]
+pub struct ReceiveSummary {
+    /// The sender's address.
+    pub peer: String,
+    /// Bytes stored (restored files' bytes, or the image's).
+    pub stored: u64,
+    /// How long it took, from the sender's connection.
+    pub seconds: f64,
+}
+
+fn listen_addr(listen: &str) -> String {
+    match listen.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => listen.to_owned(),
+    }
+}
+
+/// Listens for one sender, takes its image (restored into `spec.to`, or kept as
+/// `spec.output`), and tells the sender the outcome.
+pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
+    let config = tls::server_config(&spec.tls.credentials()?)?;
+    let addr = listen_addr(&spec.listen);
+    let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    // What an interrupted transfer into the target left, offered to a sender that resumes.
+    let held = match &spec.to {
+        Some(dir) => crate::restore::interrupted(dir).unwrap_or_else(|e| {
+            env.report.warn(&format!("{}: the interrupted transfer cannot be resumed", e.one_line()));
+            None
+        }),
+        None => None,
+    };
+    // A partial image counts if its file still holds what its mark says is durable.
+    let kept = spec.output.as_deref().and_then(|f| {
+        let (data, mark) = partial_paths(f);
+        read_mark(&mark).filter(|m| std::fs::metadata(&data).is_ok_and(|md| md.len() >= m.durable_len))
+    });
+    let offer = match &kept {
+        Some(k) => wire::Offer { image_id: Some(k.image_id), offset: k.durable_len, files: Vec::new() },
+        None => offer_of(held.as_ref()),
+    };
+    // The line a supervisor (a Galera SST script, a test) waits for.
+    env.report.ready(&format!("listening on {bound}"));
+    let (streams, peer, hello) = accept_all(&listener, config, &spec.tls, &offer)?;
+    drop(listener);
+    let started = Instant::now();
+    let mut incoming = if streams.len() == 1 {
+        Incoming::One(Box::new(streams.into_iter().next().expect("one stream")))
+    } else {
+        Incoming::Many(coffer_net::stripe::StripedReader::new(streams))
+    };
+    let journaling = Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: spec.checkpoint };
+    let result = match (&spec.to, &spec.output) {
+        (Some(dir), _) => restore_into(&mut incoming, dir, spec, &journaling, env),
+        (None, Some(file)) => keep(&mut incoming, file, spec, kept.as_ref(), journaling.resume, env),
+        (None, None) => Err(Error::usage("receive needs --to DIR or -o FILE")),
+    };
+    let result = result.map_err(|e| match e {
+        Error::Other(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => stalled(*io, spec.tls.stall_timeout, &peer),
+            Err(inner) => Error::Other(inner),
+        },
+        e => e,
+    });
+    // The sender learns the outcome (on the first connection) before either side exits.
+    let mut streams = match incoming {
+        Incoming::One(s) => vec![*s],
+        Incoming::Many(r) => r.finish().unwrap_or_default(),
+    };
+    let status = result.as_ref().map(|n| *n).map_err(Error::one_line);
+    if let Some(first) = streams.first_mut() {
+        let _ = wire::write_status(first, &status);
+    }
+    for s in &mut streams {
+        s.conn.send_close_notify();
+        let _ = s.flush();
+    }
+    let stored = result?;
+    Ok(ReceiveSummary { peer, stored, seconds: started.elapsed().as_secs_f64() })
+}
+
+fn restore_into(
+    stream: &mut Incoming,
+    dir: &Path,
+    spec: &ReceiveSpec,
+    journaling: &Journaling,
+    env: &Env,
+) -> Result<u64> {
+    let restore = RestoreSpec {
+        image: None,
+        to: dir.to_path_buf(),
+        keys: spec.keys.clone(),
+        owner: spec.owner.clone(),
+        keep_setuid: spec.keep_setuid,
+        force: spec.force,
+        sync: true,
+    };
+    let input = Stalling::new(stream, spec.tls.stall_timeout);
+    let summary = crate::restore::restore_from(input, None, &restore, Some(journaling), env)?;
+    env.report.say(&summary.line());
+    if let Some(options) = &spec.prepare {
+        crate::restore::prepare(dir, options, None, spec.force, env)?;
+    }
+    Ok(summary.read.logical_bytes)
+}
+
+/// Where an image comes from: one connection, or blocks over several.
+enum Incoming {
+    One(Box<tls::ServerStream>),
+    Many(coffer_net::stripe::StripedReader<tls::ServerStream>),
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Incoming::One(s) => s.read(buf),
+            Incoming::Many(r) => r.read(buf),
+        }
+    }
+}
+
+/// Accepts the sender's connections: the first says how many there are and names the session;
+/// the others must name the same session. Each gets a READY.
+fn accept_all(
+    listener: &std::net::TcpListener,
+    config: std::sync::Arc<tls::ReceiverConfig>,
+    t: &TlsOptions,
+    offer: &wire::Offer,
+) -> Result<(Vec<tls::ServerStream>, String, wire::Hello)> {
+    let (mut first, peer) = tls::accept(listener, config.clone(), t.stall())?;
+    let hello = wire::read_hello(&mut first).with_context(|| format!("from {peer}"))?;
+    first.write_all(wire::READY).and_then(|()| first.flush()).map_err(|e| stalled(e, t.stall_timeout, &peer))?;
+    if hello.flags & wire::RESUME != 0 {
+        wire::write_offer(&mut first, offer).map_err(|e| stalled(e, t.stall_timeout, &peer))?;
+    }
+    let mut slots: Vec<Option<tls::ServerStream>> = (0..hello.streams).map(|_| None).collect();
+    slots[usize::from(hello.index)] = Some(first);
+    let deadline = Instant::now() + t.stall();
+    listener.set_nonblocking(true).context("cannot poll the listener")?;
+    while slots.iter().any(Option::is_none) {
+        let ready = match listener.accept() {
+            Ok((tcp, _)) => Some(tcp),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => return Err(Error::from(e).context("accept")),
+        };
+        let Some(tcp) = ready else {
+            if Instant::now() > deadline {
+                crate::bail!(
+                    "{peer} announced {} connections, and the others did not come within {} s",
+                    hello.streams,
+                    t.stall_timeout
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        tcp.set_nonblocking(false).context("accept")?;
+        let (mut s, from) = tls::handshake_server(tcp, config.clone(), t.stall())?;
+        let h = wire::read_hello(&mut s).with_context(|| format!("from {from}"))?;
+        let slot =
+            slots.get_mut(usize::from(h.index)).filter(|_| h.session == hello.session && h.streams == hello.streams);
+        match slot {
+            Some(slot @ None) => {
+                s.write_all(wire::READY).and_then(|()| s.flush()).map_err(|e| stalled(e, t.stall_timeout, &from))?;
+                *slot = Some(s);
+            }
+            _ => crate::bail!("{from} is not part of the transfer from {peer} (session, count or index differs)"),
+        }
+    }
+    Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer, hello))
+}
+
+/// The offer a target's journal makes: its image and checkpoint, and every durable file.
+fn offer_of(held: Option<&coffer_image::journal::JournalState>) -> wire::Offer {
+    let Some(state) = held else { return wire::Offer::default() };
+    let mut files = Vec::new();
+    for r in state.durable_files() {
+        r.encode(&mut files);
+    }
+    wire::Offer { image_id: state.image_id, offset: state.point.as_ref().map_or(0, |p| p.at.offset), files }
+}
+
+/// Where `receive -o FILE` keeps the image while it arrives, and the mark that says how much of
+/// it is durable: `.FILE.coffer-partial` and `.FILE.coffer-partial.mark`, beside FILE.
+fn partial_paths(file: &Path) -> (PathBuf, PathBuf) {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    (dir.join(format!(".{name}.coffer-partial")), dir.join(format!(".{name}.coffer-partial.mark")))
+}
+
+/// Writes the mark: flushed under a temporary name, then renamed over the old one.
+fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
+    let tmp = mark.with_extension("mark-new");
+    // Never through a symlink planted beside the output (a shared directory such as /tmp).
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nofollow)
+        .open(&tmp)?;
+    f.write_all(&m.encode())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, mark)
+}
+
+fn read_mark(mark: &Path) -> Option<PartialMark> {
+    std::fs::read(mark).ok().and_then(|b| PartialMark::parse(&b))
+}
+
+/// Stores the stream as an image file, which appears under its name only when the sender has
+/// closed the stream cleanly (a TLS close_notify; an image cut short is never kept). Until then
+/// it grows under a partial name, flushed and marked every `--checkpoint` bytes and when the
+/// transfer fails, so that `send --resume` can go on from there.
+fn keep(
+    stream: &mut Incoming,
+    file: &Path,
+    spec: &ReceiveSpec,
+    held: Option<&PartialMark>,
+    resume: bool,
+    env: &Env,
+) -> Result<u64> {
+    if !spec.force && std::fs::symlink_metadata(file).is_ok() {
+        crate::bail!("{} already exists (use --force to replace it)", file.display());
+    }
+    let (data, mark) = partial_paths(file);
+    if held.is_some() && !resume && !spec.force {
+        crate::bail!(
+            "{} holds part of an interrupted transfer: `coffer send --resume` continues it; --force replaces it",
+            data.display()
+        );
+    }
+    let mut input = Stalling::new(stream, spec.tls.stall_timeout);
+    let mut region = vec![0u8; coffer_format::DATA_OFFSET as usize];
+    input.read_exact(&mut region).context("the sender sent no image")?;
+    let image_id = coffer_image::choose_header(&region).context("the sender's image")?.header.image_id;
+    let held = held.filter(|_| resume);
+    if let Some(h) = held {
+        if h.image_id != image_id {
+            crate::bail!(
+                "{} holds part of another image ({}): restart the receiver with --force to replace it",
+                data.display(),
+                coffer_crypto::hex(&h.image_id[..8])
+            );
+        }
+    }
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(held.is_none())
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
+    // The header region as the sender has it now (a key-slot change may have rewritten it).
+    let mut written = held.map_or(0, |h| h.durable_len).max(region.len() as u64);
+    out.set_len(written)
+        .and_then(|()| out.write_all_at(&region, 0))
+        .with_context(|| format!("cannot write {}", data.display()))?;
+    if held.is_some() {
+        env.report.say(&format!("going on with {} from byte {written}", data.display()));
+    }
+    let bar = env.report.progress(None, "receive");
+    bar.advance(written);
+    let mut since = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let result: Result<()> = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A message, not an io::Error: the context added below must survive.
+            Err(e) => break Err(Error::msg(format!("the transfer failed: {e}"))),
+        };
+        if let Err(e) = out.write_all_at(&buf[..n], written) {
+            break Err(Error::from(e).context(format!("cannot write {}", data.display())));
+        }
+        written += n as u64;
+        since += n as u64;
+        bar.advance(n as u64);
+        if since >= spec.checkpoint {
+            since = 0;
+            if let Err(e) =
+                out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written }))
+            {
+                break Err(Error::from(e).context(format!("cannot flush {}", data.display())));
+            }
+        }
+    };
+    bar.finish();
+    if let Err(e) = result {
+        // What arrived is kept for `send --resume`, once it is on disk.
+        if out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written })).is_ok() {
+            return Err(Error::msg(format!(
+                "{} ({} of the image are kept in {} for `coffer send --resume`)",
+                e.one_line(),
+                human(written),
+                data.display()
+            )));
+        }
+        return Err(e);
+    }
+    out.sync_all().with_context(|| format!("cannot flush {}", data.display()))?;
+    drop(out);
+    std::fs::rename(&data, file).with_context(|| format!("cannot rename {} to {}", data.display(), file.display()))?;
+    let _ = std::fs::remove_file(&mark);
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot flush {}", dir.display()))?;
+    Ok(written)
+}
