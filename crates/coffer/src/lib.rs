@@ -23,16 +23,24 @@
 //! std::fs::write(dir.path().join("data/t1.ibd"), b"a tablespace")?;
 //! let key = coffer_crypto::MasterKey::generate()?;
 //!
-//! // Back it up into memory.
+//! // Back it up into memory (the location of the spec is not used: the image goes to the writer).
 //! let mut spec = BackupSpec::new(
 //!     coffer::SourceSpec::Path { path: dir.path().join("data"), name: None },
 //!     coffer::Location::Stdio,
 //! );
 //! spec.keys.master_keys.push(key.clone());
+//! let env = coffer::Env::default();
 //! let mut image = Vec::new();
-//! let summary = backup_to(&spec, Box::new(WriterOut(&mut image)), &coffer::Env::default())?;
+//! let summary = backup_to(&spec, Box::new(WriterOut(&mut image)), &env)?;
 //! assert_eq!(summary.image.files, 1);
 //! assert_eq!(summary.image.image_bytes, image.len() as u64);
+//!
+//! // Restore it elsewhere, from memory.
+//! let mut restore = coffer::restore::RestoreSpec { to: dir.path().join("restored"), ..Default::default() };
+//! restore.keys.master_keys.push(key);
+//! let restored = coffer::restore::restore_from(&image[..], Some(image.len() as u64), &restore, None, &env)?;
+//! assert_eq!(restored.files, 1);
+//! assert_eq!(std::fs::read(dir.path().join("restored/t1.ibd"))?, b"a tablespace");
 //! # Ok(())
 //! # }
 //! ```

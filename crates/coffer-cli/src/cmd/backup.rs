@@ -7,17 +7,10 @@ use crate::exit::usage;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
-use coffer_format::{Codec, Suite};
+use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-
-pub fn cipher_suite(arg: CipherArg) -> Suite {
-    match arg {
-        CipherArg::Aes256Gcm => Suite::Aes256Gcm,
-        CipherArg::ChaCha20Poly1305 => Suite::ChaCha20Poly1305,
-    }
-}
 
 impl ServerArgs {
     fn options(&self) -> ServerOptions {
@@ -74,7 +67,7 @@ impl BackupArgs {
         spec.out = OutOptions { force: self.force, tls, ..OutOptions::default() };
         spec.keys = self.key.sources();
         spec.seal = self.seal.options();
-        spec.cipher = self.cipher.map(cipher_suite);
+        spec.cipher = self.cipher.map(CipherArg::suite);
         spec.compression = Compression {
             codec: match self.compress {
                 CompressArg::Zstd => Codec::Zstd,

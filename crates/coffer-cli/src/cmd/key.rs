@@ -17,31 +17,7 @@ use std::path::Path;
 pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
     let env = crate::report::env(quiet, 1);
     match cmd {
-        KeyCommand::Generate { output, x25519, signing, force } => {
-            let kind = match (x25519, signing) {
-                (true, _) => KeyKind::X25519,
-                (_, true) => KeyKind::Signing,
-                _ => KeyKind::Master,
-            };
-            let key = slots::generate_key(kind)?;
-            if output == Path::new("-") {
-                stdout_file()?.write_all(key.text.as_bytes()).context("cannot write to stdout")?;
-                return Ok(());
-            }
-            slots::write_secret_file(&output, key.text.as_bytes(), force)?;
-            if let Some(p) = &key.public {
-                println!("{p}");
-            }
-            say(
-                quiet,
-                format!(
-                    "wrote {} ({}); keep a copy somewhere safe: without it the backups cannot be read",
-                    output.display(),
-                    key.id
-                ),
-            );
-            Ok(())
-        }
+        KeyCommand::Generate { output, x25519, signing, force } => generate(&output, x25519, signing, force, quiet),
         KeyCommand::Id { key } => {
             for k in coffer::keys::unlocks(&key.sources(), &env)? {
                 match k {
@@ -100,6 +76,32 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn generate(output: &Path, x25519: bool, signing: bool, force: bool, quiet: bool) -> Result<()> {
+    let kind = match (x25519, signing) {
+        (true, _) => KeyKind::X25519,
+        (_, true) => KeyKind::Signing,
+        _ => KeyKind::Master,
+    };
+    let key = slots::generate_key(kind)?;
+    if output == Path::new("-") {
+        stdout_file()?.write_all(key.text.as_bytes()).context("cannot write to stdout")?;
+        return Ok(());
+    }
+    slots::write_secret_file(output, key.text.as_bytes(), force)?;
+    if let Some(p) = &key.public {
+        println!("{p}");
+    }
+    say(
+        quiet,
+        format!(
+            "wrote {} ({}); keep a copy somewhere safe: without it the backups cannot be read",
+            output.display(),
+            key.id
+        ),
+    );
+    Ok(())
 }
 
 fn say(quiet: bool, msg: String) {
@@ -271,7 +273,7 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     let spec = slots::RekeySpec {
         image: args.image.clone(),
         output: args.output.clone(),
-        cipher: args.cipher.map(super::backup::cipher_suite),
+        cipher: args.cipher.map(crate::cli::CipherArg::suite),
         force: args.force,
         signing_key: args.signing_key.clone(),
         keys: args.key.sources(),

@@ -29,6 +29,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Catalog(a) => catalog::catalog(a, quiet),
         Command::Prune(a) => catalog::prune(a, quiet),
         Command::Tls(t) => net::tls_command(t, quiet),
+        // An image is sent as it is; anything else is backed up onto the wire.
+        Command::Send(a) if a.send_to.is_some() && !a.source.as_deref().is_some_and(coffer::transfer::is_image) => {
+            backup::run(a, quiet, threads)
+        }
         Command::Send(a) => net::send(a, quiet, threads),
         Command::Receive(a) => net::receive(a, quiet, threads),
         Command::Restore(a) => restore::restore(a, quiet, threads),

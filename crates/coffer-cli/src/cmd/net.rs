@@ -46,14 +46,12 @@ impl TlsArgs {
     }
 }
 
-/// `coffer send`: an image as it is (a file with coffer's magic, an object, or '-'), else a
-/// backup of the source (a directory, a file, --mysql, --xbstream) made straight onto the wire.
+/// `coffer send` of an image as it is (a file with coffer's magic, an object, or '-'); a
+/// source is backed up onto the wire by `backup` (see `cmd::run`).
 pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let to = args.send_to.clone().ok_or_else(|| crate::exit::usage("send needs --to HOST:PORT"))?;
-    let image = args.source.as_deref().filter(|p| coffer::transfer::is_image(p));
-    let Some(image) = image else {
-        return super::backup::run(args, quiet, threads);
-    };
+    let image = args.source.clone().unwrap_or_default();
+    let image = image.as_path();
     if image == std::path::Path::new("-") {
         super::refuse_terminal(&coffer::Location::Stdio)?;
     }

@@ -1,0 +1,152 @@
+//! `backup` (and `send` of a source): what to back up and how.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CompressArg {
+    Zstd,
+    Lz4,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CipherArg {
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory, file, or '-' for stdin (not with --mysql or --xbstream).
+    #[arg(required_unless_present_any = ["mysql", "xbstream"], conflicts_with_all = ["mysql", "xbstream"])]
+    pub source: Option<PathBuf>,
+
+    /// Hot backup of a running MySQL or MariaDB server, through mariabackup or xtrabackup
+    /// (chosen by the server's version), streamed into the image as it is taken.
+    #[arg(long)]
+    pub mysql: bool,
+
+    /// Store an xbstream (`mariabackup --backup --stream=xbstream` output) read from FILE or
+    /// '-' (stdin), file by file.
+    #[arg(long, value_name = "FILE", conflicts_with = "mysql")]
+    pub xbstream: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+
+    /// Image to write: a file (written under a temporary name, renamed when complete), '-' for
+    /// stdout, an object URL (s3://, gs://, az://, file://; a prefix ending in '/' names the
+    /// backup by its time), or tls://HOST:PORT for `coffer receive` (like --to).
+    #[arg(short, long, value_name = "IMAGE", required_unless_present = "send_to", conflicts_with = "send_to")]
+    pub output: Option<PathBuf>,
+
+    /// Send the image to `coffer receive` at HOST:PORT instead (TLS 1.3; needs --cert, --key,
+    /// --ca): what `coffer send` does.
+    #[arg(long = "to", value_name = "HOST:PORT", requires_all = ["cert", "tls_key"])]
+    pub send_to: Option<String>,
+
+    #[command(flatten)]
+    pub tls: OptionalTlsArgs,
+
+    /// Entry name for stdin (default "stdin") or a single file (default its file name).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compress: CompressArg,
+
+    /// Compression level [default: zstd 1, lz4 has one level].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub level: Option<i32>,
+
+    /// AEAD [default: aes-256-gcm, or chacha20-poly1305 on CPUs without AES instructions].
+    #[arg(long, value_enum)]
+    pub cipher: Option<CipherArg>,
+
+    /// Bytes of data per chunk (K, M suffixes are powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub chunk_size: u32,
+
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Refuse the backup (exit code 5, no image left) if an InnoDB page is corrupt. Without it,
+    /// each corrupt page is a warning.
+    #[arg(long, conflicts_with = "no_validate")]
+    pub fail_on_corrupt: bool,
+
+    /// Do not check InnoDB page checksums while reading.
+    #[arg(long)]
+    pub no_validate: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+/// How to reach the server for `backup --mysql`; the engine's own options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Server socket.
+    #[arg(short = 'S', long, value_name = "PATH", requires = "mysql")]
+    pub socket: Option<PathBuf>,
+
+    /// Server host (TCP).
+    #[arg(short = 'h', long, requires = "mysql")]
+    pub host: Option<String>,
+
+    /// Server port (TCP).
+    #[arg(short = 'P', long, requires = "mysql")]
+    pub port: Option<u16>,
+
+    /// User to connect as (it needs RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR and SELECT).
+    #[arg(short = 'u', long, requires = "mysql")]
+    pub user: Option<String>,
+
+    /// File holding the password (one line). Never on the command line.
+    #[arg(long, value_name = "FILE", requires = "mysql")]
+    pub password_file: Option<PathBuf>,
+
+    /// An option file for the client and the engine (passed as their --defaults-file).
+    #[arg(long, value_name = "FILE", requires = "mysql")]
+    pub defaults_file: Option<PathBuf>,
+
+    /// The engine [default: mariabackup for MariaDB, xtrabackup for MySQL].
+    #[arg(long, value_enum, requires = "mysql")]
+    pub engine: Option<EngineArg>,
+
+    /// An extra option for the engine (repeatable), e.g. --engine-arg=--parallel=4 [coffer
+    /// passes --parallel=THREADS before these].
+    #[arg(long = "engine-arg", value_name = "ARG", allow_hyphen_values = true, requires = "mysql")]
+    pub engine_args: Vec<String>,
+
+    /// Where the engine keeps its own few files (a private directory is made and removed in it)
+    /// [default: the temporary directory].
+    #[arg(long, value_name = "DIR", requires = "mysql")]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EngineArg {
+    Mariabackup,
+    Xtrabackup,
+}
+
+impl CipherArg {
+    /// The AEAD this names.
+    pub fn suite(self) -> coffer_format::Suite {
+        match self {
+            CipherArg::Aes256Gcm => coffer_format::Suite::Aes256Gcm,
+            CipherArg::ChaCha20Poly1305 => coffer_format::Suite::ChaCha20Poly1305,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Command-line definitions: the top level here, each group of commands in its own module.
+
+mod backup;
+mod keys;
+mod net;
+mod read;
+mod store;
+
+pub use backup::*;
+pub use keys::*;
+pub use net::*;
+pub use read::*;
+pub use store::*;
+
+pub(crate) use clap::{Args, Parser, Subcommand, ValueEnum};
+pub(crate) use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other failure (I/O, permissions, disk full, missing tool), with its cause
+  2  usage error
+  3  wrong key: no key slot of the image opens with the key given (nothing was written)
+  4  the image is corrupt, tampered with or truncated (the error names the file, chunk and offset)
+  5  corrupt InnoDB pages found (validate), or a backup refused by --fail-on-corrupt";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Encrypted, compressed, parallel, streaming backups for MySQL and MariaDB",
+    long_about = "Encrypted, compressed, parallel, streaming backups for MySQL and MariaDB.\n\n\
+        An image holds a directory tree (a datadir) or a stream, cut into chunks that are \
+        compressed (zstd or lz4) and sealed with AES-256-GCM or ChaCha20-Poly1305 under a \
+        random per-image data key, wrapped by your key in the image's header.",
+    after_help = EXIT_CODES,
+    after_long_help = EXIT_CODES,
+)]
+pub struct Cli {
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Worker threads [default: all cores].
+    #[arg(short = 'j', long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Object storage: where images named by URL (s3://, gs://, az://, file://) live.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Object storage")]
+pub struct StoreArgs {
+    /// An S3-compatible endpoint (MinIO, Ceph RGW, R2): path-style requests, and plain http://
+    /// only because it is named here. Credentials and region come from the usual AWS_*
+    /// variables.
+    #[arg(long, global = true, env = "COFFER_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Parts uploaded, or ranges downloaded, at once (memory: this times --part-size).
+    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    pub upload_concurrency: usize,
+    /// Size of each uploaded part and downloaded range (at least 5M, as S3 requires).
+    #[arg(long, global = true, value_name = "SIZE", default_value = "16M", value_parser = parse_part_size)]
+    pub part_size: u64,
+    /// How long a failing request is retried, with backoff, before coffer gives up.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub store_retry_timeout: u64,
+}
+
+fn parse_part_size(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if !(5 << 20..=5 << 30).contains(&v) {
+        return Err("a part size must be between 5M and 5G".into());
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate and inspect keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+
+    /// Change an image's header: save it, put a saved one back.
+    #[command(subcommand)]
+    Header(HeaderCommand),
+
+    /// Files of named, versioned master keys.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+
+    /// Re-encrypt an image under a new data key (for a data key that may have leaked):
+    /// streaming, nothing decompressed.
+    #[command(after_help = "Example:
+  coffer rekey db.coffer -o db2.coffer --key-file old.key --new-key-file new.key")]
+    Rekey(RekeyArgs),
+
+    /// Back up a running server (hot), a directory, a file, an xbstream, or stdin into an image.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:
+  coffer backup --mysql -S /run/mysqld/mysqld.sock -u backup --password-file pw -o db.coffer --key-file backup.key
+  mariabackup --backup --stream=xbstream | coffer backup --xbstream - -o db.coffer --key-file backup.key
+  coffer backup /var/lib/mysql -o db.coffer --key-file backup.key      # a stopped server's datadir
+  mysqldump --all-databases | coffer backup - --name dump.sql -o dump.coffer --key-file backup.key
+  coffer backup --mysql -o - --key-file backup.key | ssh host coffer restore - --to /var/lib/mysql --prepare --key-file backup.key"
+    )]
+    Backup(BackupArgs),
+
+    /// Make certificates for transfers: a small CA and node certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+
+    /// Send to `coffer receive` over TLS 1.3 with both ends authenticated: an image as it is, or
+    /// a directory or a live server backed up straight onto the wire.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:
+  coffer send db.coffer --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt
+  coffer send /var/lib/mysql --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
+  coffer send --mysql -S /run/mysqld/mysqld.sock --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt --key-file k
+  coffer send db.coffer --resume --to node2:4444 ...      # after an interruption: only what node2 lacks
+  coffer backup --mysql -o - --key-file k | coffer send - --to node2:4444 --cert node1.crt --key node1.key --ca ca.crt"
+    )]
+    Send(BackupArgs),
+
+    /// Receive one image over TLS: restore it as it arrives (--to), or keep it (-o).
+    #[command(after_help = "Examples:
+  coffer receive --listen 0.0.0.0:4444 --to /var/lib/mysql --prepare --cert node2.crt --key node2.key --ca ca.crt --key-file k
+  coffer receive --listen :4444 -o db.coffer --cert node2.crt --key node2.key --ca ca.crt")]
+    Receive(ReceiveArgs),
+
+    /// Describe a backup of a server: engine, versions, times, LSNs, binary log position, GTIDs.
+    #[command(after_help = "Examples:
+  coffer info db.coffer --key-file backup.key
+  coffer info db.coffer --key-file backup.key --replication    # CHANGE MASTER TO ... for a new replica")]
+    Info(InfoArgs),
+
+    /// The backups under a prefix of an object store: name, size and time; with a key, what
+    /// each holds (server, engine, LSNs, binary log position), read through its index.
+    #[command(after_help = "Examples:
+  coffer catalog s3://backups/prod/
+  coffer catalog s3://backups/prod/ --key-file backup.key --json")]
+    Catalog(CatalogArgs),
+
+    /// Delete the backups under a prefix that a retention policy does not keep; prints the plan
+    /// first, and only the plan with --dry-run.
+    #[command(after_help = "Examples:
+  coffer prune s3://backups/prod/ --keep-last 7 --keep-daily 14 --keep-weekly 8 --dry-run
+  coffer prune s3://backups/prod/ --keep-last 7 --keep-daily 14 --keep-weekly 8")]
+    Prune(PruneArgs),
+
+    /// Restore an image (file or stdin) into a directory, as the bytes arrive.
+    #[command(after_help = "Examples:
+  coffer restore db.coffer --to /var/lib/mysql --key-file backup.key --owner mysql
+  ssh host cat db.coffer | coffer restore - --to /restore --key-file backup.key")]
+    Restore(RestoreArgs),
+
+    /// Extract some entries, reading only what they need through the index.
+    #[command(after_help = "Examples:
+  coffer extract db.coffer sbtest/sbtest1.ibd --to /tmp/x --key-file backup.key
+  coffer extract dump.coffer dump.sql --stdout --key-file backup.key | mysql")]
+    Extract(ExtractArgs),
+
+    /// List the entries of an image.
+    List(ListArgs),
+
+    /// Authenticate every frame of an image without writing anything.
+    Verify(VerifyArgs),
+
+    /// Check every InnoDB page: in an image (nothing is written), a data directory, or files.
+    #[command(after_help = "Examples:
+  coffer validate db.coffer --key-file backup.key     # every chunk authenticated and every page checked
+  coffer validate /var/lib/mysql                       # a stopped server's datadir, or a restored backup
+  coffer validate --innodb sbtest1.ibd ibdata1         # single tablespaces; '-' reads one from stdin
+  coffer validate /var/lib/mysql --json --quiet
+
+Exit codes: 0 every page checked is valid; 5 corrupt InnoDB pages were found; 4 the image itself
+is corrupt or truncated; 3 wrong key; 1 other errors (a file that cannot be read).")]
+    Validate(ValidateArgs),
+
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) to stdout.
+    #[command(name = "manpage")]
+    ManPage,
+}
+
+/// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G", "1T" (binary multiples).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("too large: {s}"))
+}
+
+/// Parses a chunk size (see [`parse_bytes`]) within the format's bounds.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let v = parse_bytes(s)?;
+    let (min, max) = (u64::from(coffer_format::MIN_CHUNK_SIZE), u64::from(coffer_format::MAX_CHUNK_SIZE));
+    if !(min..=max).contains(&v) {
+        return Err(format!("chunk size must be between {min} bytes and {} MiB", max >> 20));
+    }
+    Ok(v as u32)
+}
+
+/// Parses an Argon2id memory limit (see [`parse_bytes`]) within the format's bounds, in KiB.
+fn parse_kdf_max_memory(s: &str) -> Result<u32, String> {
+    let v = parse_bytes(s)?;
+    let kib = |k: u32| u64::from(k) << 10;
+    let (min, max) = (kib(coffer_crypto::KdfParams::MIN_MEMORY_KIB), kib(coffer_crypto::KdfParams::MAX_MEMORY_KIB));
+    if !(min..=max).contains(&v) {
+        return Err("the Argon2id memory limit must be between 64M and 4G (a size such as 512M or 2G)".into());
+    }
+    Ok((v >> 10) as u32)
+}
+
+/// Parses a rate in bytes per second ("50M": 50 MiB/s); at least 1 KiB/s.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s.trim_end_matches("/s"))?;
+    if v < 1024 {
+        return Err("a rate below 1K per second".into());
+    }
+    Ok(v)
+}

@@ -1,0 +1,161 @@
+//! The commands that read images: `restore`, `extract`, `list`, `verify`, `validate`, `info`.
+
+use super::*;
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Image file, or '-' for stdin.
+    pub image: PathBuf,
+
+    /// Target directory: created if absent, must be empty unless --force.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+
+    /// Give every restored entry to this user (and its group, or USER:GROUP). As root, owners are
+    /// otherwise restored from the image (by name when it exists here).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
+
+    /// Keep set-uid and set-gid bits when the owner applied is not the image's (--owner, or a
+    /// restore by another user than the image's owner); they are cleared otherwise.
+    #[arg(long)]
+    pub keep_setuid: bool,
+
+    /// Restore into a non-empty directory, replacing entries of the same name.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Skip the final flush to stable storage (faster, not crash-safe).
+    #[arg(long)]
+    pub no_sync: bool,
+
+    /// After restoring a server backup, run the engine's prepare (mariabackup --prepare), so
+    /// the directory is a consistent datadir a server starts on.
+    #[arg(long)]
+    pub prepare: bool,
+
+    /// With --prepare: set an option of the prepare in place of the backup's own
+    /// (backup-my.cnf), e.g. file_key_management_filename=PATH where this host keeps the key
+    /// file of an encrypting server. Repeatable.
+    #[arg(long = "prepare-option", value_name = "NAME=VALUE", requires = "prepare")]
+    pub prepare_options: Vec<coffer_mysql::engine::PrepareOption>,
+
+    /// Then move the prepared backup into --datadir (mariabackup --move-back); refuses a
+    /// non-empty datadir unless --force.
+    #[arg(long, requires_all = ["prepare", "datadir"])]
+    pub copy_back: bool,
+
+    /// The server's data directory, for --copy-back.
+    #[arg(long, value_name = "DIR", requires = "copy_back")]
+    pub datadir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Image file ('-' reads stdin from the start, without the index).
+    pub image: PathBuf,
+
+    /// Entries to extract; a directory brings everything under it.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+
+    /// Directory to extract into (created if absent; existing files are kept unless --force).
+    #[arg(long, value_name = "DIR", conflicts_with = "stdout", required_unless_present = "stdout")]
+    pub to: Option<PathBuf>,
+
+    /// Write the contents of one file to stdout.
+    #[arg(long)]
+    pub stdout: bool,
+
+    #[arg(long)]
+    pub owner: Option<String>,
+
+    /// Keep set-uid and set-gid bits when the owner applied is not the image's (--owner, or a
+    /// restore by another user than the image's owner); they are cleared otherwise.
+    #[arg(long)]
+    pub keep_setuid: bool,
+
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Image file, or '-' for stdin.
+    pub image: PathBuf,
+
+    /// Show type, mode, owner, size and modification time.
+    #[arg(short, long)]
+    pub long: bool,
+
+    /// Print the image and its entries as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Image file, or '-' for stdin.
+    pub image: PathBuf,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// An image, a data directory, or tablespace files. '-' is an image on stdin, or with
+    /// --innodb a tablespace on stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Treat every path as an InnoDB tablespace, whatever its name.
+    #[arg(long)]
+    pub innodb: bool,
+
+    /// Checksums to accept on pages of classic (non-full_crc32) tablespaces [default: what each
+    /// tablespace's flags say, else any valid one, as the servers' non-strict modes do].
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["crc32", "strict_crc32", "innodb", "strict_innodb", "none", "strict_none", "full_crc32"])]
+    pub checksum_algorithm: Option<String>,
+
+    /// List at most N corrupt pages per file (all are counted).
+    #[arg(long, value_name = "N")]
+    pub max_corrupt_pages: Option<usize>,
+
+    /// Print one JSON object: {"files": [...], "summary": {...}}.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Image file, or '-' for stdin.
+    pub image: PathBuf,
+
+    /// Print the statements that make a server restored from this image a replica of the source.
+    #[arg(long)]
+    pub replication: bool,
+
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
