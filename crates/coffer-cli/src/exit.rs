@@ -1,63 +1,25 @@
-//! The one table from errors to exit codes (documented in the README and in `--help`).
+//! Errors to exit codes: the table is `coffer::Error::exit_code` (documented in the README and in
+//! `--help`); this prints the error and applies it.
 
 use coffer_image::ImageError;
 use std::process::ExitCode;
 
-pub const FAILURE: u8 = 1;
-pub const USAGE: u8 = 2;
-pub const WRONG_KEY: u8 = 3;
-pub const CORRUPT: u8 = 4;
-pub const CORRUPT_PAGES: u8 = 5;
-
-/// A mistake in how coffer was called, found after argument parsing.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for UsageError {}
-
-/// Validation found corrupt InnoDB pages (exit code 5).
-#[derive(Debug)]
-pub struct CorruptPages(pub String);
-
-impl std::fmt::Display for CorruptPages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for CorruptPages {}
+use coffer::error::exit::FAILURE;
 
 /// Fails with a usage error (exit code 2).
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
+    anyhow::Error::new(coffer::Error::usage(msg))
 }
 
+/// The exit code of `err`: the library's table (`coffer::Error::exit_code`), for the first
+/// cause that is a library error or an image error.
 pub fn code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<coffer::Error>() {
             return e.exit_code();
         }
         if let Some(e) = cause.downcast_ref::<ImageError>() {
-            return match e {
-                ImageError::WrongKey
-                | ImageError::SlotsNotTried(_)
-                | ImageError::Unsigned
-                | ImageError::ForeignSigner(_) => WRONG_KEY,
-                ImageError::Refused(_) => CORRUPT_PAGES,
-                e if e.is_integrity() => CORRUPT,
-                ImageError::Usage(_) => USAGE,
-                _ => FAILURE,
-            };
-        }
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return USAGE;
-        }
-        if cause.downcast_ref::<CorruptPages>().is_some() {
-            return CORRUPT_PAGES;
+            return coffer::error::image_exit_code(e);
         }
     }
     FAILURE

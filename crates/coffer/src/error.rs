@@ -83,7 +83,7 @@ impl Error {
             }
             cause = match e.downcast_ref::<Error>() {
                 // Transparent variants show their inner error's text: look at it, not past it.
-                Some(Error::Image(inner)) => return image_code(inner),
+                Some(Error::Image(inner)) => return image_exit_code(inner),
                 Some(Error::Other(inner)) => Some(inner.as_ref()),
                 Some(Error::Context { source, .. }) => Some(source.as_ref()),
                 _ => e.source(),
@@ -101,17 +101,18 @@ impl Error {
 /// The exit code a cause decides, if it decides one.
 fn decided(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<ImageError>() {
-        return Some(image_code(e));
+        return Some(image_exit_code(e));
     }
     match e.downcast_ref::<Error>()? {
         Error::Usage(_) => Some(exit::USAGE),
         Error::CorruptPages(_) => Some(exit::CORRUPT_PAGES),
-        Error::Image(i) => Some(image_code(i)),
+        Error::Image(i) => Some(image_exit_code(i)),
         _ => None,
     }
 }
 
-fn image_code(e: &ImageError) -> u8 {
+/// The exit code of an image error.
+pub fn image_exit_code(e: &ImageError) -> u8 {
     match e {
         ImageError::WrongKey | ImageError::SlotsNotTried(_) | ImageError::Unsigned | ImageError::ForeignSigner(_) => {
             exit::WRONG_KEY

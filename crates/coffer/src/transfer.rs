@@ -399,31 +399,7 @@ fn keep(
     }
     let bar = env.report.progress(None, "receive");
     bar.advance(written);
-    let mut since = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let result: Result<()> = loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // A message, not an io::Error: the context added below must survive.
-            Err(e) => break Err(Error::msg(format!("the transfer failed: {e}"))),
-        };
-        if let Err(e) = out.write_all_at(&buf[..n], written) {
-            break Err(Error::from(e).context(format!("cannot write {}", data.display())));
-        }
-        written += n as u64;
-        since += n as u64;
-        bar.advance(n as u64);
-        if since >= spec.checkpoint {
-            since = 0;
-            if let Err(e) =
-                out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written }))
-            {
-                break Err(Error::from(e).context(format!("cannot flush {}", data.display())));
-            }
-        }
-    };
+    let result = copy_marked(&mut input, &out, &mut written, &data, &mark, image_id, spec.checkpoint, bar.as_ref());
     bar.finish();
     if let Err(e) = result {
         // What arrived is kept for `send --resume`, once it is on disk.
@@ -444,4 +420,40 @@ fn keep(
     let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot flush {}", dir.display()))?;
     Ok(written)
+}
+
+/// Copies the rest of the stream into `out` from `*written` on, flushing and marking what is
+/// durable every `checkpoint` bytes; `*written` is where it stopped, failed or not.
+#[allow(clippy::too_many_arguments)]
+fn copy_marked(
+    input: &mut impl Read,
+    out: &std::fs::File,
+    written: &mut u64,
+    data: &Path,
+    mark: &Path,
+    image_id: [u8; 16],
+    checkpoint: u64,
+    bar: &dyn crate::Progress,
+) -> Result<()> {
+    let mut since = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A message, not an io::Error: the context added by the caller must survive.
+            Err(e) => return Err(Error::msg(format!("the transfer failed: {e}"))),
+        };
+        out.write_all_at(&buf[..n], *written).with_context(|| format!("cannot write {}", data.display()))?;
+        *written += n as u64;
+        since += n as u64;
+        bar.advance(n as u64);
+        if since >= checkpoint {
+            since = 0;
+            out.sync_data()
+                .and_then(|()| write_mark(mark, &PartialMark { image_id, durable_len: *written }))
+                .with_context(|| format!("cannot flush {}", data.display()))?;
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::{human, rate, refuse_terminal};
 use crate::cli::ValidateArgs;
-use crate::exit::{usage, CorruptPages};
+use crate::exit::usage;
 use anyhow::Result;
 use coffer::validate::ValidateSpec;
 use coffer_innodb::{FileReport, Policy, Status};
@@ -36,7 +36,7 @@ pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
         return Err(e);
     }
     if outcome.corrupt_pages > 0 {
-        return Err(anyhow::Error::new(CorruptPages(format!(
+        return Err(anyhow::Error::new(coffer::Error::CorruptPages(format!(
             "{} corrupt InnoDB page{} in {} file{}",
             outcome.corrupt_pages,
             plural(outcome.corrupt_pages),
