@@ -595,3 +595,34 @@ fn a_tls_url_is_a_backup_destination() {
     assert!(err.contains("are for sending"), "{err}");
     assert!(!fx.path("x.coffer").exists());
 }
+
+/// What a shared directory may hold beside `receive -o FILE`'s partial image is read with care:
+/// a FIFO planted as its mark neither blocks the receiver nor is read, and a symlink to an
+/// endless device is not followed (issue 13, item 8's class: reads whose size another user
+/// controls).
+#[test]
+fn a_planted_mark_neither_blocks_nor_floods_the_receiver() {
+    let (fx, img) = with_image();
+    for (name, plant) in [("fifo", 0), ("zero", 1)] {
+        let out = fx.s(&format!("{name}.coffer"));
+        let mark = fx.path(&format!(".{name}.coffer.coffer-partial.mark"));
+        if plant == 0 {
+            assert!(std::process::Command::new("mkfifo").arg(&mark).status().unwrap().success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &mark).unwrap();
+        }
+        let mut args = vec!["-o".to_string(), out.clone()];
+        args.extend(tls(&fx, "pki", "node2", "pki"));
+        // The receiver must get to listening at once (a blocked open would never return).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(receiver(&args));
+        });
+        let (child, port) = rx.recv_timeout(Duration::from_secs(30)).expect("the receiver never listened");
+        let (code, err) = send(&img, port, &tls(&fx, "pki", "node1", "pki"));
+        assert_eq!(code, 0, "{name}: {err}");
+        let mut child = child;
+        assert!(child.wait().unwrap().success(), "{name}");
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&img).unwrap(), "{name}");
+    }
+}

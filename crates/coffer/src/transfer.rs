@@ -341,8 +341,17 @@ fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
     std::fs::rename(&tmp, mark)
 }
 
+/// The mark beside a partial image, if it is an intact one: read without following a symlink
+/// or blocking on a FIFO planted there, and never more than a mark's size.
 fn read_mark(mark: &Path) -> Option<PartialMark> {
-    std::fs::read(mark).ok().and_then(|b| PartialMark::parse(&b))
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits();
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(mark).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(64).read_to_end(&mut bytes).ok()?;
+    PartialMark::parse(&bytes)
 }
 
 /// Stores the stream as an image file, which appears under its name only when the sender has
