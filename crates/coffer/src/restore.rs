@@ -20,8 +20,8 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A restore of a whole image, as a user asks for it.
-#[derive(Debug, Clone, Default)]
+/// A restore of a whole image, as a user asks for it. The default restores durably (`sync`).
+#[derive(Debug, Clone)]
 pub struct RestoreSpec {
     /// The image.
     pub image: Option<Location>,
@@ -38,6 +38,20 @@ pub struct RestoreSpec {
     pub force: bool,
     /// Flush everything to disk before reporting success.
     pub sync: bool,
+}
+
+impl Default for RestoreSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            to: PathBuf::new(),
+            keys: KeySources::default(),
+            owner: None,
+            keep_setuid: false,
+            force: false,
+            sync: true,
+        }
+    }
 }
 
 /// What a restore did.
