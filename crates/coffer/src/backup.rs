@@ -177,7 +177,13 @@ fn backup_into(
     // The progress display exists before the source: a server's engine logs from its start.
     let first = env.report.progress(None, "backup");
     let mut opened = crate::source::open(&spec.source, out.as_ref(), env)?;
-    let progress = if opened.total.is_some() { env.report.progress(opened.total, "backup") } else { first };
+    let progress = if opened.total.is_some() {
+        // The size is known: a bar with a total replaces the spinner, which goes without a trace.
+        first.finish();
+        env.report.progress(opened.total, "backup")
+    } else {
+        first
+    };
     let inspector = InnodbInspector {
         fail_on_corrupt: spec.fail_on_corrupt,
         report: env.report.clone(),

@@ -112,7 +112,7 @@ impl Location {
         match self {
             Location::File(path) => Ok(Box::new(FileOut::create(path, opts, report)?)),
             Location::Stdio => Ok(Box::new(StdoutOut::open()?)),
-            Location::Object(url) => Ok(Box::new(ObjectOut::create(url, opts.force, settings)?)),
+            Location::Object(url) => Ok(Box::new(ObjectOut::create(url, opts, settings)?)),
             Location::Tls(peer) => {
                 let tls = opts.tls.as_ref().ok_or_else(|| {
                     Error::usage(format!("{TLS_SCHEME}{peer} needs this end's certificate and key (--cert, --key)"))
@@ -164,8 +164,8 @@ pub trait ImageOut: Write + Send {
     /// The place as messages show it (an object under a prefix: with its name).
     fn shown(&self) -> String;
     /// The file of this host being written, which a backup of a directory must leave out.
-    fn excluded(&self) -> Option<std::fs::Metadata> {
-        None
+    fn excluded(&self) -> Result<Option<std::fs::Metadata>> {
+        Ok(None)
     }
     /// What a receiver already holds of an interrupted transfer (with `resume`).
     fn offer(&self) -> Option<&Offer> {
@@ -205,6 +205,11 @@ fn finished() -> std::io::Error {
     std::io::Error::other("the image was already finished")
 }
 
+/// Committing before `finish`: nothing incomplete is put in place.
+fn unfinished() -> Error {
+    Error::msg("the image was not finished: nothing was put in place")
+}
+
 impl Write for FileOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.writer.as_mut().ok_or_else(finished)?.write(buf)
@@ -218,14 +223,17 @@ impl ImageOut for FileOut {
     fn shown(&self) -> String {
         self.path.display().to_string()
     }
-    fn excluded(&self) -> Option<std::fs::Metadata> {
-        self.file.file().metadata().ok()
+    fn excluded(&self) -> Result<Option<std::fs::Metadata>> {
+        Ok(Some(self.file.file().metadata().context("cannot stat the output")?))
     }
     fn finish(&mut self) -> Result<()> {
         self.writer.take().ok_or_else(finished)?.finish()?;
         Ok(())
     }
     fn commit(self: Box<Self>, _: Option<Vec<u8>>, _: &dyn Report) -> Result<Option<u64>> {
+        if self.writer.is_some() {
+            return Err(unfinished());
+        }
         self.file.commit()?;
         Ok(None)
     }
@@ -266,6 +274,8 @@ impl ImageOut for StdoutOut {
 struct ObjectOut {
     object: Object,
     writer: Option<coffer_store::ObjectWriter>,
+    /// The job writing, as its messages name it.
+    job: &'static str,
 }
 
 /// The name of a backup written under a prefix: its start time, UTC ("2026-11-24T08-00-00Z.coffer").
@@ -275,18 +285,18 @@ fn time_name() -> String {
 }
 
 impl ObjectOut {
-    fn create(url: &str, force: bool, settings: &Env) -> Result<Self> {
+    fn create(url: &str, opts: &OutOptions, settings: &Env) -> Result<Self> {
         let object = Object::open(url, &settings.store)?;
         // A prefix: the backup is named by its start time, so names sort by time.
         let object = if object.is_prefix() { object.child(&time_name()) } else { object };
-        if !force && object.exists().with_context(|| format!("cannot reach {}", object.url()))? {
+        if !opts.force && object.exists().with_context(|| format!("cannot reach {}", object.url()))? {
             return Err(Error::msg(format!("{} already exists (use --force to replace it)", object.url())));
         }
         if settings.abort_uploads_on_signals {
             crate::store::abort_on_signals();
         }
         let writer = Some(object.writer());
-        Ok(Self { object, writer })
+        Ok(Self { object, writer, job: opts.job })
     }
 }
 
@@ -312,6 +322,9 @@ impl ImageOut for ObjectOut {
         Ok(())
     }
     fn commit(self: Box<Self>, record: Option<Vec<u8>>, report: &dyn Report) -> Result<Option<u64>> {
+        if self.writer.is_some() {
+            return Err(unfinished());
+        }
         let beside = self.object.with_suffix(coffer_image::catalog::RECORD_SUFFIX);
         let Some(record) = record else {
             // No record of this image: none of an image it replaced may stay beside it.
@@ -319,10 +332,11 @@ impl ImageOut for ObjectOut {
             return Ok(None);
         };
         if let Err(e) = beside.put(record) {
-            report.warn(&format!(
-                "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
-                crate::error::one_line(&e)
-            ));
+            let why = crate::error::one_line(&e);
+            report.warn(&match self.job {
+                "rekey" => format!("the source's catalog record was not carried over ({why}): `coffer catalog` reads the new image's index instead"),
+                job => format!("the {job} is complete, but its catalog record was not stored ({why}): `coffer catalog` reads its index instead"),
+            });
         }
         Ok(None)
     }

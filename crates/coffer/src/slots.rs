@@ -402,6 +402,8 @@ pub struct RekeySpec {
 /// What a rekey did.
 #[derive(Debug, Clone)]
 pub struct RekeySummary {
+    /// Where the new image went, as messages show it (an object under a prefix: with its name).
+    pub output: String,
     /// Bytes of the new image.
     pub written: u64,
     /// How long it took.
@@ -432,7 +434,12 @@ pub fn rekey(spec: &RekeySpec, env: &Env) -> Result<RekeySummary> {
         ));
     }
     let options = OutOptions { force: spec.force, tls: None, job: "rekey" };
-    let mut out = Location::from_path(&spec.output).create(&options, env, env.report.as_ref())?;
+    let output = Location::from_path(&spec.output);
+    if let Location::Tls(_) = output {
+        return Err(Error::usage("rekey writes to a file, '-' or an object; send the new image with `coffer send`"));
+    }
+    let mut out = output.create(&options, env, env.report.as_ref())?;
+    let shown = out.shown();
     let progress = env.report.progress(len, "rekey");
     let started = Instant::now();
     let written = coffer_image::rekey(
@@ -452,7 +459,7 @@ pub fn rekey(spec: &RekeySpec, env: &Env) -> Result<RekeySummary> {
     })?;
     let record = if out.keeps_records() { carried_record(&spec.image, &opened, &params, written, env) } else { None };
     out.commit(record, env.report.as_ref())?;
-    Ok(RekeySummary { written, seconds: started.elapsed().as_secs_f64() })
+    Ok(RekeySummary { output: shown, written, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// The catalog record of the rekeyed image: its source's (an object with one), sealed under

@@ -121,7 +121,7 @@ fn open_path(src: &Path, name: Option<&str>, out: &dyn ImageOut, env: &Env) -> R
     let md = std::fs::metadata(src).with_context(|| format!("cannot back up {}", src.display()))?;
     if md.is_dir() {
         let mut walker = Walker::new(src);
-        if let Some(excluded) = out.excluded() {
+        if let Some(excluded) = out.excluded()? {
             walker.exclude(&excluded);
         }
         let dir = DirSource::new(walker);

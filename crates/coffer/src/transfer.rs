@@ -191,12 +191,11 @@ pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
         (None, Some(file)) => keep(&mut incoming, file, spec, kept.as_ref(), journaling.resume, env),
         (None, None) => Err(Error::usage("receive needs --to DIR or -o FILE")),
     };
-    let result = result.map_err(|e| match e {
-        Error::Other(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => stalled(*io, spec.tls.stall_timeout, &peer),
-            Err(inner) => Error::Other(inner),
-        },
-        e => e,
+    // A failed read or write of the connection, under whatever context, is the transfer's
+    // failure (a stall, or the connection's error), as the sender will be told.
+    let result = result.map_err(|e| match root_io(e) {
+        Ok(io) => stalled(io, spec.tls.stall_timeout, &peer),
+        Err(e) => e,
     });
     // The sender learns the outcome (on the first connection) before either side exits.
     let mut streams = match incoming {
@@ -213,6 +212,29 @@ pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
     }
     let stored = result?;
     Ok(ReceiveSummary { peer, stored, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The I/O error at the root of `e` (beneath its contexts), if that is what it is; else `e`
+/// unchanged.
+fn root_io(e: Error) -> std::result::Result<std::io::Error, Error> {
+    fn is_io(e: &Error) -> bool {
+        match e {
+            Error::Context { source, .. } => is_io(source),
+            Error::Other(inner) => inner.is::<std::io::Error>(),
+            _ => false,
+        }
+    }
+    if !is_io(&e) {
+        return Err(e);
+    }
+    let mut e = e;
+    loop {
+        e = match e {
+            Error::Context { source, .. } => *source,
+            Error::Other(inner) => return inner.downcast::<std::io::Error>().map(|io| *io).map_err(Error::Other),
+            other => return Err(other),
+        };
+    }
 }
 
 fn restore_into(
@@ -464,5 +486,24 @@ fn copy_marked(
                 .and_then(|()| write_mark(mark, &PartialMark { image_id, durable_len: *written }))
                 .with_context(|| format!("cannot flush {}", data.display()))?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_error_is_found_beneath_contexts() {
+        let timed_out = Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+            .context("the sender sent no image")
+            .context("more");
+        assert_eq!(root_io(timed_out).unwrap().kind(), std::io::ErrorKind::TimedOut);
+        let stalled = stalled(std::io::ErrorKind::TimedOut.into(), 2, "p");
+        assert_eq!(stalled.one_line(), "the transfer with p stalled: nothing moved for 2 s (--stall-timeout)");
+        let usage = Error::usage("no").context("ctx");
+        assert_eq!(root_io(usage).unwrap_err().one_line(), "ctx: no");
+        let image = Error::from(coffer_image::ImageError::WrongKey).context("x");
+        assert_eq!(root_io(image).unwrap_err().exit_code(), crate::error::exit::WRONG_KEY);
     }
 }

@@ -285,7 +285,7 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
         format!(
             "re-encrypted {} into {} under a new data key ({}, {:.1} s, {})",
             args.image.display(),
-            args.output.display(),
+            s.output,
             human(s.written),
             s.seconds,
             rate(s.written, s.seconds)
