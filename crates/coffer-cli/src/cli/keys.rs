@@ -239,21 +239,6 @@ pub struct KeyArgs {
     pub require_signers: Vec<String>,
 }
 
-impl KeyArgs {
-    /// Was any secret given (so that a command for which one is optional reads details)?
-    pub fn any(&self) -> bool {
-        !self.key_files.is_empty()
-            || !self.key_fds.is_empty()
-            || self.key_command.is_some()
-            || self.key_hex.is_some()
-            || self.passphrase
-            || !self.passphrase_files.is_empty()
-            || self.passphrase_fd.is_some()
-            || !self.identities.is_empty()
-            || self.keyring.is_some()
-    }
-}
-
 /// Argon2id costs for new passphrase slots.
 #[derive(Debug, Args, Clone, Default)]
 pub struct KdfArgs {

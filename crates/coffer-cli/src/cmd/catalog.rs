@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
-    let keys = args.key.any().then(|| args.key.sources());
+    let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
     let coffer::catalog::Catalog { backups: found, rows, unread } =
         coffer::catalog::catalog(&args.prefix, keys.as_ref(), &crate::report::env(quiet, 1))?;
     let outcome = match unread {
