@@ -98,6 +98,11 @@ impl EntryMeta {
             .bytes(&self.gname);
     }
 
+    /// Length of the encoding ([`EntryMeta::encode`]).
+    pub fn encoded_len(&self) -> usize {
+        40 + 2 + self.path.len() + 2 + self.target.len() + 1 + self.uname.len() + 1 + self.gname.len()
+    }
+
     /// Checks what the writer must guarantee; the encoder assumes it.
     pub fn check(&self) -> Result<(), FormatError> {
         const WHAT: &str = "entry";

@@ -1,15 +1,16 @@
 //! Frames: everything after the two header copies is a sequence of frames.
 //!
 //! ```text
-//! frame  := kind u8 | flags u8 | reserved u16 (0) | body_len u32 | body[body_len]
-//! body   := AEAD(payload key, nonce(seq), aad, plaintext) || tag      (ENTRY, CHUNK, INDEX)
+//! frame  := kind u8 | flags u8 | members u16 | body_len u32 | body[body_len]
+//! body   := AEAD(payload key, nonce(seq), aad, plaintext) || tag      (ENTRY, CHUNK, INDEX, PACK)
 //!         | END fields (40 bytes) || tag                              (END)
 //! nonce  := 0x00000000 || seq as u64 big-endian                       (12 bytes)
 //! aad    := image_id[16] | seq u64 | frame header[8] | entry_no u64 | part_no u64   (48 bytes)
 //! ```
 //! `seq` is the frame's position in the image (0 for the first frame after the headers). It is
 //! never stored (except in END, see [`EndFields`]): a reader counts frames, so a dropped,
-//! duplicated or reordered frame fails to authenticate.
+//! duplicated or reordered frame fails to authenticate. `members` is the number of entries a
+//! PACK frame holds (version 2) and 0 in every other frame; it is authenticated with the header.
 
 use crate::codec::{put_u64, Reader, Writer};
 use crate::{invalid, FormatError, TAG_LEN};
@@ -37,6 +38,8 @@ pub enum FrameKind {
     Index = 3,
     /// The last frame: counts, and where the index starts.
     End = 4,
+    /// Several whole entries, metadata and contents (format version 2, see [`crate::pack`]).
+    Pack = 5,
 }
 
 impl FrameKind {
@@ -46,6 +49,7 @@ impl FrameKind {
             2 => Some(Self::Chunk),
             3 => Some(Self::Index),
             4 => Some(Self::End),
+            5 => Some(Self::Pack),
             _ => None,
         }
     }
@@ -56,12 +60,14 @@ impl FrameKind {
 pub struct FrameHeader {
     pub kind: FrameKind,
     pub flags: u8,
+    /// Entries in a PACK frame (1..=65535); 0 in other frames.
+    pub members: u16,
     pub body_len: u32,
 }
 
 impl FrameHeader {
     pub fn new(kind: FrameKind, last: bool, body_len: usize) -> Self {
-        Self { kind, flags: if last { FLAG_LAST } else { 0 }, body_len: body_len as u32 }
+        Self { kind, flags: if last { FLAG_LAST } else { 0 }, members: 0, body_len: body_len as u32 }
     }
 
     pub fn is_last(&self) -> bool {
@@ -77,6 +83,7 @@ impl FrameHeader {
         let mut out = [0u8; FRAME_HEADER_LEN];
         out[0] = self.kind as u8;
         out[1] = self.flags;
+        out[2..4].copy_from_slice(&self.members.to_le_bytes());
         out[4..8].copy_from_slice(&self.body_len.to_le_bytes());
         out
     }
@@ -91,13 +98,17 @@ impl FrameHeader {
         let allowed = match kind {
             FrameKind::Chunk => FLAG_LAST | FLAG_PAUSE,
             FrameKind::Index => FLAG_LAST,
-            FrameKind::Entry | FrameKind::End => 0,
+            FrameKind::Entry | FrameKind::End | FrameKind::Pack => 0,
         };
         if flags & !allowed != 0 || (flags & FLAG_PAUSE != 0 && flags & FLAG_LAST == 0) {
             return Err(FormatError::Reserved { what: WHAT, field: "flags" });
         }
-        if bytes[2] != 0 || bytes[3] != 0 {
-            return Err(FormatError::Reserved { what: WHAT, field: "bytes 2..4" });
+        let members = u16::from_le_bytes([bytes[2], bytes[3]]);
+        match kind {
+            FrameKind::Pack if members == 0 => return Err(invalid(WHAT, "a pack of no entries")),
+            FrameKind::Pack => {}
+            _ if members != 0 => return Err(FormatError::Reserved { what: WHAT, field: "bytes 2..4" }),
+            _ => {}
         }
         let body_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
         let (min, max) = match kind {
@@ -107,7 +118,7 @@ impl FrameHeader {
         if !(min..=max).contains(&(body_len as usize)) {
             return Err(invalid(WHAT, format!("body length {body_len} outside {min}..={max}")));
         }
-        Ok(Self { kind, flags, body_len })
+        Ok(Self { kind, flags, members, body_len })
     }
 }
 
@@ -123,8 +134,9 @@ pub fn nonce(seq: u64) -> [u8; 12] {
     n
 }
 
-/// Where a frame belongs: entry number (0-based; for INDEX and END frames, the number of
-/// entries) and part number (0 for an ENTRY, 1.. for its chunks, 0.. for INDEX frames, 0 for END).
+/// Where a frame belongs: entry number (0-based; for a PACK frame, that of its first entry; for
+/// INDEX and END frames, the number of entries) and part number (0 for an ENTRY or a PACK, 1..
+/// for an entry's chunks, 0.. for INDEX frames, 0 for END).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Position {
     pub seq: u64,
@@ -220,6 +232,12 @@ mod tests {
         assert!(FrameHeader::parse(&[2, 0, 0, 0, too_big[0], too_big[1], too_big[2], too_big[3]], cs).is_err());
         assert!(FrameHeader::parse(&[4, 0, 0, 0, 57, 0, 0, 0], cs).is_err(), "END has a fixed size");
         assert!(FrameHeader::parse(&[4, 0, 0, 0, 56, 0, 0, 0], cs).is_ok());
+        let pack = FrameHeader::parse(&[5, 0, 3, 1, 32, 0, 0, 0], cs).unwrap();
+        assert_eq!((pack.kind, pack.members), (FrameKind::Pack, 259));
+        assert_eq!(pack.encode(), [5, 0, 3, 1, 32, 0, 0, 0]);
+        assert!(FrameHeader::parse(&[5, 0, 0, 0, 32, 0, 0, 0], cs).is_err(), "a pack of nothing");
+        assert!(FrameHeader::parse(&[5, 1, 1, 0, 32, 0, 0, 0], cs).is_err(), "LAST on a pack");
+        assert!(FrameHeader::parse(&[2, 1, 1, 0, 32, 0, 0, 0], cs).is_err(), "members of a chunk");
     }
 
     #[test]

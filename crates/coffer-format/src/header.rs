@@ -3,7 +3,7 @@
 //! ```text
 //! off   len  field
 //!   0     8  magic
-//!   8     2  version (1)
+//!   8     2  version (1 or 2)
 //!  10     2  copy number (0 at offset 0, 1 at offset 8192)
 //!  12     4  header size (8192)
 //!  16     8  generation (1 when written; +1 on every in-place rewrite)
@@ -24,7 +24,9 @@
 //! ```
 
 use crate::codec::{Reader, Writer};
-use crate::{invalid, Codec, FormatError, Suite, HEADER_SIZE, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VERSION};
+use crate::{
+    invalid, Codec, FormatError, Suite, HEADER_SIZE, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MIN_VERSION, VERSION,
+};
 
 pub const SLOT_COUNT: usize = 16;
 pub const SLOT_SIZE: usize = 256;
@@ -54,6 +56,8 @@ pub struct ImageSignature {
 /// The decoded fields of one header copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Format version: 1, or 2 if the image may hold PACK frames.
+    pub version: u16,
     pub copy: u16,
     pub generation: u64,
     pub image_id: [u8; 16],
@@ -95,7 +99,7 @@ impl Header {
         let mut out = Vec::with_capacity(HEADER_SIZE);
         let mut w = Writer::new(&mut out);
         w.bytes(&MAGIC)
-            .u16(VERSION)
+            .u16(self.version)
             .u16(self.copy)
             .u32(HEADER_SIZE as u32)
             .u64(self.generation)
@@ -157,7 +161,7 @@ impl Header {
             return Err(FormatError::BadMagic);
         }
         let version = r.u16()?;
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let copy = r.u16()?;
@@ -202,6 +206,7 @@ impl Header {
         let checksum = r.array()?;
         r.finish()?;
         Ok(Self {
+            version,
             copy,
             generation,
             image_id,
@@ -322,6 +327,7 @@ mod tests {
             params: [0; 152],
         };
         Header {
+            version: VERSION,
             copy: 0,
             generation: 1,
             image_id: [9; 16],
@@ -377,7 +383,7 @@ mod tests {
     fn every_field_sits_where_the_spec_says() {
         let bytes = sample().encode();
         assert_eq!(&bytes[0..8], b"\x89COFFER\n");
-        assert_eq!(&bytes[8..10], &[1, 0]);
+        assert_eq!(&bytes[8..10], &[2, 0]);
         assert_eq!(&bytes[12..16], &8192u32.to_le_bytes());
         assert_eq!(&bytes[16..24], &1u64.to_le_bytes());
         assert_eq!(&bytes[24..40], &[9; 16]);
@@ -401,9 +407,17 @@ mod tests {
         let mut b = good.clone();
         b[0] = b'x';
         assert_eq!(Header::parse(&b), Err(FormatError::BadMagic));
-        let mut b = good.clone();
-        b[8] = 2;
-        assert_eq!(Header::parse(&b), Err(FormatError::UnsupportedVersion(2)));
+        for (v, ok) in [(0u8, false), (1, true), (2, true), (3, false)] {
+            let mut b = good.clone();
+            b[8] = v;
+            let got = Header::parse(&b);
+            assert_eq!(got.is_ok(), ok, "version {v}");
+            if ok {
+                assert_eq!(got.unwrap().version, u16::from(v));
+            } else {
+                assert_eq!(got, Err(FormatError::UnsupportedVersion(v.into())));
+            }
+        }
         for at in [43, 57, 100, 4400, 8000] {
             let mut b = good.clone();
             b[at] = 1;

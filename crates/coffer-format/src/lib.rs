@@ -1,4 +1,4 @@
-//! The byte layout of a coffer image, version 1, as specified in `docs/FORMAT.md`.
+//! The byte layout of a coffer image, versions 1 and 2, as specified in `docs/FORMAT.md`.
 //!
 //! This crate turns bytes into typed values and back. It does no I/O, holds no keys and spawns no
 //! threads: cryptography lives in `coffer-crypto`, orchestration in `coffer-image`. Every parser
@@ -12,6 +12,7 @@ pub mod entry;
 pub mod frame;
 pub mod header;
 pub mod index;
+pub mod pack;
 
 pub use chunk::{ChunkHeader, Segment};
 pub use entry::{EntryKind, EntryMeta};
@@ -22,8 +23,12 @@ pub use index::IndexRecord;
 /// First eight bytes of every image: not valid UTF-8 (0x89), with a line feed that text-mode
 /// transfers would mangle, like PNG's signature.
 pub const MAGIC: [u8; 8] = *b"\x89COFFER\n";
-/// The format version this crate reads and writes.
-pub const VERSION: u16 = 1;
+/// The newest format version, which this crate writes when entries are packed (version 2 adds
+/// PACK frames to version 1; an image without them is written as version 1, which older readers
+/// read too).
+pub const VERSION: u16 = 2;
+/// The oldest format version this crate reads.
+pub const MIN_VERSION: u16 = 1;
 /// Size of one header copy.
 pub const HEADER_SIZE: usize = 8192;
 /// The header is stored twice, back to back; frames start after both copies.
@@ -91,7 +96,7 @@ impl Codec {
 pub enum FormatError {
     #[error("not a coffer image (bad magic)")]
     BadMagic,
-    #[error("unsupported image format version {0} (this coffer reads version {VERSION})")]
+    #[error("unsupported image format version {0} (this coffer reads versions {MIN_VERSION} to {VERSION})")]
     UnsupportedVersion(u16),
     #[error("{what}: needs {need} bytes, has {have}")]
     Short { what: &'static str, need: usize, have: usize },

@@ -81,8 +81,23 @@ impl FrameSealer {
     /// Seals `plain` as the next frame of `kind` with `flags` (FLAG_LAST, FLAG_PAUSE). Its
     /// position is where a reader expects the next frame of that kind.
     pub fn frame(&mut self, kind: FrameKind, flags: u8, plain: &[u8]) {
+        self.frame_of(kind, flags, 0, plain)
+    }
+
+    /// Like [`FrameSealer::frame`], with `members` in the frame header (a PACK's count).
+    pub fn frame_of(&mut self, kind: FrameKind, flags: u8, members: u16, plain: &[u8]) {
         let offset = self.out.len() as u64;
         let pos = match kind {
+            FrameKind::Pack => {
+                if self.started {
+                    self.entry_no += 1;
+                }
+                self.started = true;
+                self.part_no = 0;
+                let pos = Position { seq: self.seq, entry_no: self.entry_no, part_no: 0 };
+                self.entry_no += u64::from(members.max(1)) - 1;
+                pos
+            }
             FrameKind::Entry => {
                 if self.started {
                     self.entry_no += 1;
@@ -103,14 +118,14 @@ impl FrameSealer {
                 Position { seq: self.seq, entry_no: entries, part_no: part }
             }
         };
-        let header = FrameHeader { kind, flags, body_len: (plain.len() + TAG_LEN) as u32 };
+        let header = FrameHeader { kind, flags, members, body_len: (plain.len() + TAG_LEN) as u32 };
         let mut body = plain.to_vec();
         let tag = self.keys.seal(self.seq, &frame::aad(&self.image_id, pos, &header), &mut body);
         self.out.extend_from_slice(&header.encode());
         self.out.extend_from_slice(&body);
         self.out.extend_from_slice(&tag);
         self.seq += 1;
-        self.keep_record(kind, flags, offset, pos.seq, plain);
+        self.keep_record(kind, flags, members, offset, pos.seq, plain);
     }
 
     fn entries(&self) -> u64 {
@@ -121,7 +136,7 @@ impl FrameSealer {
         }
     }
 
-    fn keep_record(&mut self, kind: FrameKind, flags: u8, offset: u64, seq: u64, plain: &[u8]) {
+    fn keep_record(&mut self, kind: FrameKind, flags: u8, members: u16, offset: u64, seq: u64, plain: &[u8]) {
         let end = self.out.len() as u64;
         match kind {
             FrameKind::Entry => {
@@ -149,8 +164,39 @@ impl FrameSealer {
                     self.total = self.total.wrapping_add(rec.size.wrapping_sub(start));
                 }
             }
+            FrameKind::Pack => {
+                let Ok((_, _, raw)) = coffer_format::pack::parse_pack(plain, self.chunk_size) else { return };
+                let Ok(members) = coffer_format::pack::parse_members(raw, members.into()) else { return };
+                for m in members {
+                    let len = m.data.len() as u64;
+                    self.total = self.total.wrapping_add(len);
+                    self.records.push(IndexRecord {
+                        frame_offset: offset,
+                        first_seq: seq,
+                        frames_len: end - offset,
+                        chunks: 0,
+                        size: if m.meta.kind == EntryKind::File { len } else { 0 },
+                        data_bytes: len,
+                        meta: m.meta,
+                    });
+                }
+            }
             FrameKind::Index | FrameKind::End => {}
         }
+    }
+
+    /// Seals a PACK frame (uncompressed) of these entries and contents.
+    pub fn pack(&mut self, entries: &[(EntryMeta, &[u8])]) {
+        let mut raw = Vec::new();
+        for (meta, data) in entries {
+            let mut enc = Vec::new();
+            meta.encode(&mut enc);
+            raw.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&enc);
+            raw.extend_from_slice(data);
+        }
+        self.frame_of(FrameKind::Pack, 0, entries.len() as u16, &pack_plaintext(&raw));
     }
 
     /// Seals a file entry's chunk: `data` stored uncompressed at `range.0`, covering `range`.
@@ -195,7 +241,12 @@ impl FrameSealer {
 
     /// Seals an END frame with `fields` as they are.
     pub fn end(&mut self, fields: &EndFields) {
-        let header = FrameHeader { kind: FrameKind::End, flags: 0, body_len: (frame::END_FIELDS_LEN + TAG_LEN) as u32 };
+        let header = FrameHeader {
+            kind: FrameKind::End,
+            flags: 0,
+            members: 0,
+            body_len: (frame::END_FIELDS_LEN + TAG_LEN) as u32,
+        };
         let tag = self.keys.seal(fields.seq, &fields.aad(&self.image_id, &header), &mut []);
         self.out.extend_from_slice(&header.encode());
         self.out.extend_from_slice(&fields.encode());
@@ -261,4 +312,12 @@ pub fn meta(kind: EntryKind, path: &[u8]) -> EntryMeta {
         uname: vec![],
         gname: vec![],
     }
+}
+
+/// The plaintext of an uncompressed PACK frame of `raw` member bytes.
+pub fn pack_plaintext(raw: &[u8]) -> Vec<u8> {
+    let mut plain = vec![0u8; coffer_format::pack::PACK_PREFIX_LEN];
+    coffer_format::pack::encode_pack_prefix(Codec::None, raw.len() as u32, &mut plain);
+    plain.extend_from_slice(raw);
+    plain
 }

@@ -22,6 +22,9 @@ pub struct ImageParams {
     pub slot_salts: Vec<[u8; 32]>,
     /// Signs the header (FORMAT.md §3.1) when set.
     pub signing_key: Option<SigningKey>,
+    /// Files of at most this many bytes (and directories, links) are packed together (FORMAT.md
+    /// §5.7, a version 2 image); 0 packs nothing and writes a version 1 image.
+    pub pack_limit: u32,
 }
 
 impl ImageParams {
@@ -36,7 +39,19 @@ impl ImageParams {
         let created =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let data_key = DataKey::generate().map_err(|e| ImageError::Usage(e.to_string()))?;
-        Ok(Self { suite, codec, level, chunk_size, created, image_id, data_key, slot_salts, signing_key: None })
+        let pack_limit = crate::write::default_pack_limit(chunk_size);
+        Ok(Self {
+            suite,
+            codec,
+            level,
+            chunk_size,
+            created,
+            image_id,
+            data_key,
+            slot_salts,
+            signing_key: None,
+            pack_limit,
+        })
     }
 
     pub fn keys(&self) -> ImageKeys {
@@ -59,6 +74,7 @@ impl ImageParams {
     /// The 16 KiB header region: both copies, each with its MAC and checksum.
     pub fn header_region(&self, slots: Vec<KeySlot>, keys: &ImageKeys) -> Vec<u8> {
         let header = Header {
+            version: if self.pack_limit > 0 { coffer_format::VERSION } else { 1 },
             copy: 0,
             generation: 1,
             image_id: self.image_id,

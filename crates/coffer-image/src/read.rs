@@ -12,6 +12,7 @@ use coffer_format::chunk::parse_chunk;
 use coffer_format::entry::MAX_PATH_LEN;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, FRAME_HEADER_LEN};
 use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
+use coffer_format::pack::{index_bytes, parse_members, parse_pack, PackedEntry, MAX_INDEX_RATIO, PACK_PREFIX_LEN};
 use coffer_format::{EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, DATA_OFFSET};
 use std::io::Read;
 
@@ -63,8 +64,9 @@ pub struct ReadOptions {
 pub(crate) enum Scope {
     /// A whole image from the first frame to END.
     Whole,
-    /// The frames of one entry, found through the index.
-    Entry { record: IndexRecord, entry_no: u64 },
+    /// The frames of one entry, found through the index: `entry_no` is the number of the
+    /// first entry of its frame, `member` its place in that frame (0 unless it is packed).
+    Entry { record: IndexRecord, entry_no: u64, member: u64 },
     /// A whole image, from a checkpoint on (the frames before it were read earlier).
     Resume(ResumePoint),
 }
@@ -85,10 +87,26 @@ pub struct ReadSummary {
 pub(crate) enum Decoded {
     Pending,
     Entry(EntryMeta),
-    Chunk { range_start: u64, range_end: u64, data_at: usize, segments: Vec<Segment> },
-    Index { at: usize, len: usize },
+    Chunk {
+        range_start: u64,
+        range_end: u64,
+        data_at: usize,
+        segments: Vec<Segment>,
+    },
+    Index {
+        at: usize,
+        len: usize,
+    },
+    /// A pack's entries; their contents are at `at + data` in the buffer.
+    Pack {
+        at: usize,
+        members: Vec<PackedEntry>,
+    },
     End(EndFields),
-    Bad { truncated: bool, detail: String },
+    Bad {
+        truncated: bool,
+        detail: String,
+    },
 }
 
 pub(crate) struct Job {
@@ -128,12 +146,13 @@ pub(crate) fn produce(
     input: &mut (dyn Read + Send),
     feed: &coffer_pipe::Feed<Job>,
     pool: &BufPool,
-    chunk_size: u32,
+    image: &OpenedImage,
     scope: &Scope,
 ) -> Result<(), ImageError> {
+    let chunk_size = image.chunk_size();
     let (mut offset, mut seq, mut entry_no, end_offset) = match scope {
         Scope::Whole => (DATA_OFFSET, 0, 0, None),
-        Scope::Entry { record, entry_no } => {
+        Scope::Entry { record, entry_no, .. } => {
             (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
         }
         // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
@@ -177,6 +196,21 @@ pub(crate) fn produce(
             FrameKind::Chunk => {
                 part_no += 1;
                 Position { seq, entry_no, part_no }
+            }
+            // The pack holds entries entry_no.. (the count is in the frame header).
+            FrameKind::Pack => {
+                if image.header.version < 2 {
+                    feed.send(Job::bad(offset, pos_guess, false, "a PACK frame in a version 1 image"))?;
+                    return Ok(());
+                }
+                if started_entries {
+                    entry_no += 1;
+                }
+                started_entries = true;
+                part_no = 0;
+                let pos = Position { seq, entry_no, part_no: 0 };
+                entry_no += u64::from(header.members) - 1;
+                pos
             }
             FrameKind::Index | FrameKind::End => {
                 let entries = if started_entries { entry_no + 1 } else { entry_no };
@@ -280,6 +314,19 @@ impl Worker<'_> {
                 )?;
                 std::mem::swap(&mut job.buf, &mut self.scratch);
                 Ok(Decoded::Chunk { range_start: h.range_start, range_end: h.range_end, data_at: 0, segments })
+            }
+            FrameKind::Pack => {
+                let (codec, raw_len, data) = parse_pack(plain, chunk_size).map_err(|e| e.to_string())?;
+                let (raw, stored) = (raw_len as usize, data.len());
+                let mut at = FRAME_HEADER_LEN + PACK_PREFIX_LEN;
+                if codec != coffer_format::Codec::None {
+                    self.decompressor.decompress(codec, &job.buf[at..at + stored], &mut self.scratch[..raw])?;
+                    std::mem::swap(&mut job.buf, &mut self.scratch);
+                    at = 0;
+                }
+                let members =
+                    parse_members(&job.buf[at..at + raw], header.members.into()).map_err(|e| e.to_string())?;
+                Ok(Decoded::Pack { at, members })
             }
             FrameKind::End => Err("an END frame where a sealed frame was expected".into()),
         }
@@ -436,7 +483,7 @@ impl Checker<'_> {
                 }
                 // Read through the index, the entry must be the one its record describes before
                 // anything of it is handed on.
-                if matches!(&self.scope, Scope::Entry { record, .. } if record.meta != meta) {
+                if matches!(&self.scope, Scope::Entry { record, member, .. } if record.meta != meta || *member != 0) {
                     return Err(self.corrupt(offset, "the entry does not match its index record"));
                 }
                 let path = String::from_utf8_lossy(&meta.path).into_owned();
@@ -562,8 +609,85 @@ impl Checker<'_> {
                     })
                     .map_err(bad)
             }
+            Decoded::Pack { at, members } => {
+                if self.file.is_some() {
+                    return Err(self.corrupt(offset, "the previous file ends without its last chunk"));
+                }
+                if self.index_offset.is_some() {
+                    return Err(self.corrupt(offset, "an entry after the index"));
+                }
+                if index_bytes(members.iter().map(|m| &m.meta)) > MAX_INDEX_RATIO * (frame_end - offset) {
+                    return Err(self.corrupt(offset, "a pack whose entries' metadata is too large for its size"));
+                }
+                let wanted = match &self.scope {
+                    Scope::Entry { member, .. } if *member >= members.len() as u64 => {
+                        return Err(self.corrupt(offset, "the entry does not match its index record"))
+                    }
+                    Scope::Entry { member, .. } => Some(*member as usize),
+                    _ => None,
+                };
+                for (i, packed) in members.into_iter().enumerate() {
+                    if wanted.is_none_or(|w| w == i) {
+                        let first = job.pos.entry_no == 0 && i == 0;
+                        self.packed_entry(offset, frame_end, job, first, packed, &job.buf[at..])?;
+                    }
+                }
+                self.entry_done_if_scoped(frame_end);
+                self.offer_checkpoint(frame_end, job.pos.seq + 1)
+            }
             Decoded::End(fields) => self.check_end(offset, frame_end, job.pos, fields),
         }
+    }
+
+    /// One entry of a pack: checked as an ENTRY frame and its chunks are, then handed on whole.
+    fn packed_entry(
+        &mut self,
+        offset: u64,
+        frame_end: u64,
+        job: &Job,
+        first: bool,
+        packed: PackedEntry,
+        raw: &[u8],
+    ) -> Result<(), ImageError> {
+        let PackedEntry { meta, data } = packed;
+        let len = data.len() as u64;
+        if meta.path.is_empty() && !first {
+            return Err(self.corrupt(offset, "a root directory entry that is not the first entry"));
+        }
+        let size = if meta.kind == EntryKind::File { len } else { 0 };
+        if let Scope::Entry { record, .. } = &self.scope {
+            if record.meta != meta || record.chunks != 0 || record.size != size || record.data_bytes != len {
+                return Err(self.corrupt(offset, "the entry does not match its index record"));
+            }
+        }
+        self.last_entry = Some(String::from_utf8_lossy(&meta.path).into_owned());
+        self.check_continuation(offset, &meta)?;
+        let (Some(data_bytes), Some(logical_bytes)) =
+            (self.summary.data_bytes.checked_add(len), self.summary.logical_bytes.checked_add(len))
+        else {
+            return Err(self.corrupt(offset, "the sizes in the image add up to more than 2^64 bytes"));
+        };
+        self.visitor.entry(&meta)?;
+        self.summary.entries += 1;
+        if meta.kind == EntryKind::File {
+            if len > 0 && !self.skip_data {
+                self.visitor.data(0, &raw[data])?;
+            }
+            self.summary.data_bytes = data_bytes;
+            self.summary.logical_bytes = logical_bytes;
+            self.summary.files += 1;
+            self.visitor.end_file(len)?;
+        }
+        self.seen.push(IndexRecord {
+            frame_offset: offset,
+            first_seq: job.pos.seq,
+            frames_len: frame_end - offset,
+            chunks: 0,
+            size,
+            data_bytes: len,
+            meta,
+        });
+        Ok(())
     }
 
     /// A continuation must carry on a paused file from where it stopped; a new file must not
@@ -688,7 +812,7 @@ pub(crate) fn read_frames(
         let mut w = Worker { image, decompressor: Decompressor::new(), scratch: pool.get(), skip_data: opts.skip_data };
         move |job: &mut Job| w.decode(job)
     };
-    let producer = |feed: &coffer_pipe::Feed<Job>| produce(input, feed, &pool, chunk_size, &scope);
+    let producer = |feed: &coffer_pipe::Feed<Job>| produce(input, feed, &pool, image, &scope);
     coffer_pipe::run(coffer_pipe::Shape::for_threads(opts.threads), producer, make_worker, |job| checker.accept(job))?;
     if !checker.complete {
         let at = checker.location(0);

@@ -219,7 +219,7 @@ pub fn rekey<W: Write>(
         pool.put(job.buf);
         Ok(())
     };
-    let producer = |feed: &coffer_pipe::Feed<Job>| produce(input, feed, &pool, chunk_size, &Scope::Whole);
+    let producer = |feed: &coffer_pipe::Feed<Job>| produce(input, feed, &pool, old, &Scope::Whole);
     coffer_pipe::run(coffer_pipe::Shape::for_threads(threads), producer, make_worker, consumer)?;
     if !complete {
         return Err(ImageError::Truncated {

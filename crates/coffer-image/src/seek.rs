@@ -8,6 +8,7 @@ use crate::read::{read_frames, record_len, IndexRecords, ReadOptions, ReadSummar
 use coffer_crypto::Unlock;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, END_FRAME_LEN, FRAME_HEADER_LEN};
 use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
+use coffer_format::pack::MAX_INDEX_RATIO;
 use coffer_format::{EndFields, EntryKind, FrameHeader, FrameKind, IndexRecord, DATA_OFFSET, TAG_LEN};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -104,7 +105,9 @@ impl IndexedImage {
             return Err(ImageError::Usage(format!("entry {i} of an image of {} entries", self.records.len())));
         };
         let mut range = self.source.range(record.frame_offset, record.frames_len).map_err(io("read", &self.path))?;
-        let scope = Scope::Entry { record, entry_no: i as u64 };
+        // A packed entry's frame is its pack's, which starts with the first entry sharing it.
+        let member = self.records[..i].iter().rev().take_while(|r| r.frame_offset == record.frame_offset).count();
+        let scope = Scope::Entry { record, entry_no: (i - member) as u64, member: member as u64 };
         read_frames(&mut range, &self.image, scope, visitor, ReadOptions { threads, skip_data: false })
     }
 }
@@ -144,6 +147,8 @@ fn read_end(file: &dyn RandomAccess, path: &Path, image: &OpenedImage, len: u64)
     }
 }
 
+/// The smallest an index record can be: its fixed fields and the shortest metadata.
+const MIN_RECORD_LEN: u64 = RECORD_FIXED_LEN as u64 + 47;
 /// The smallest a frame can be: its header and a tag.
 const MIN_FRAME_LEN: u64 = (FRAME_HEADER_LEN + TAG_LEN) as u64;
 /// The smallest an INDEX frame can be: its header, the piece's prefix and a tag.
@@ -165,10 +170,18 @@ fn read_index(
     // What END declares bounds everything read: every entry takes a frame before the index,
     // every index frame its minimum, and each record is at most its entry's frames plus its
     // fixed fields (the metadata is in the ENTRY frame).
-    if end.entry_count > entries_len / MIN_FRAME_LEN || end.index_frames > index_len / MIN_INDEX_FRAME_LEN {
+    // In a version 2 image, entries share PACK frames and their metadata is compressed there;
+    // the records of a frame take at most MAX_INDEX_RATIO times its length (FORMAT.md §5.7).
+    let packs = image.header.version >= 2;
+    let budget = if packs {
+        entries_len.saturating_mul(MAX_INDEX_RATIO)
+    } else {
+        entries_len.saturating_add(end.entry_count.saturating_mul(RECORD_FIXED_LEN as u64 - MIN_FRAME_LEN))
+    };
+    let most_entries = if packs { budget / MIN_RECORD_LEN } else { entries_len / MIN_FRAME_LEN };
+    if end.entry_count > most_entries || end.index_frames > index_len / MIN_INDEX_FRAME_LEN {
         return Err(ImageError::corrupt(at(len - END_FRAME_LEN as u64), "END frame counts more than the image holds"));
     }
-    let budget = entries_len.saturating_add(end.entry_count * (RECORD_FIXED_LEN as u64 - MIN_FRAME_LEN));
     let mut input = file.range(end.index_offset, index_len).map_err(io("read", path))?;
     let chunk_size = image.chunk_size();
     // Both grow to the largest frame and piece read (each capped by the chunk size).
@@ -176,7 +189,7 @@ fn read_index(
     let mut piece = Vec::new();
     let mut decompressor = Decompressor::new();
     let mut index = IndexRecords::new(budget);
-    let mut check = RecordCheck::new(end.index_offset);
+    let mut check = RecordCheck::new(end.index_offset, packs);
     let mut records = Vec::new();
     let mut pos = end.index_offset;
     for i in 0..end.index_frames {
@@ -245,6 +258,12 @@ fn read_or(
 /// What the records read so far establish.
 struct RecordCheck {
     index_offset: u64,
+    /// The image may pack entries (version 2).
+    packs: bool,
+    /// The frame of the previous record: a packed entry shares it with the entries before it.
+    previous: Option<(u64, u64, u64)>,
+    /// Index bytes of the records of that frame so far.
+    frame_index_bytes: u64,
     /// Where the next record's frames must start.
     expect: u64,
     /// Sum of the parts' sizes (FORMAT.md §5.1: each part's bytes count once).
@@ -254,19 +273,38 @@ struct RecordCheck {
 }
 
 impl RecordCheck {
-    fn new(index_offset: u64) -> Self {
-        Self { index_offset, expect: DATA_OFFSET, total: 0, ends: Default::default() }
+    fn new(index_offset: u64, packs: bool) -> Self {
+        Self {
+            index_offset,
+            packs,
+            previous: None,
+            frame_index_bytes: 0,
+            expect: DATA_OFFSET,
+            total: 0,
+            ends: Default::default(),
+        }
     }
 
     fn record(&mut self, r: &IndexRecord) -> Result<(), String> {
+        let frame = (r.frame_offset, r.first_seq, r.frames_len);
+        // A later entry of the pack the previous record's entry is in starts no new frame.
+        let starts = if self.packs && self.previous == Some(frame) { r.frame_offset } else { self.expect };
         let frames_end = r.frame_offset.checked_add(r.frames_len).filter(|&e| e <= self.index_offset);
-        let Some(frames_end) = frames_end.filter(|_| r.frame_offset == self.expect && r.frames_len >= MIN_FRAME_LEN)
-        else {
+        let Some(frames_end) = frames_end.filter(|_| r.frame_offset == starts && r.frames_len >= MIN_FRAME_LEN) else {
             return Err("index records do not tile the image".into());
         };
-        // The metadata is the ENTRY frame's plaintext; each chunk has a frame of its own.
+        let shared = starts != self.expect;
+        self.previous = Some(frame);
+        // The metadata is the ENTRY frame's plaintext (or in a pack, within MAX_INDEX_RATIO of
+        // its length); each chunk has a frame of its own.
         let meta_len = record_len(r) - RECORD_FIXED_LEN as u64;
-        if meta_len + MIN_FRAME_LEN > r.frames_len || (u64::from(r.chunks) + 1) * MIN_FRAME_LEN > r.frames_len {
+        self.frame_index_bytes = if shared { self.frame_index_bytes } else { 0 } + record_len(r);
+        let meta_fits = if self.packs {
+            self.frame_index_bytes <= MAX_INDEX_RATIO * r.frames_len
+        } else {
+            meta_len + MIN_FRAME_LEN <= r.frames_len
+        };
+        if !meta_fits || (u64::from(r.chunks) + 1) * MIN_FRAME_LEN > r.frames_len {
             return Err(format!("the record of {:?} does not fit its frames", String::from_utf8_lossy(&r.meta.path)));
         }
         if r.meta.kind == EntryKind::File {
@@ -277,7 +315,11 @@ impl RecordCheck {
                     String::from_utf8_lossy(&r.meta.path)
                 ));
             }
-            let part = r.size.checked_sub(start).filter(|&p| r.chunks > 0 && r.data_bytes <= p);
+            // A file with no chunk of its own is packed: whole, and without holes.
+            let packed = r.chunks == 0;
+            let fits =
+                |p: u64| if packed { self.packs && !r.meta.continues && r.data_bytes == p } else { r.data_bytes <= p };
+            let part = r.size.checked_sub(start).filter(|&p| fits(p));
             let Some(part) = part else {
                 return Err(format!(
                     "the record of {:?} gives impossible sizes",

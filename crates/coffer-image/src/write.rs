@@ -10,6 +10,9 @@ use coffer_crypto::{ImageKeys, SlotSecret};
 use coffer_format::chunk::{encode_segments, CHUNK_PREFIX_LEN};
 use coffer_format::frame::{self, Position, FRAME_HEADER_LEN};
 use coffer_format::index::{encode_index_prefix, INDEX_PREFIX_LEN};
+use coffer_format::pack::{
+    encode_member_head, encode_pack_prefix, index_bytes, MAX_INDEX_RATIO, MAX_MEMBERS, MEMBER_HEAD_LEN, PACK_PREFIX_LEN,
+};
 use coffer_format::{
     ChunkHeader, Codec, EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, TAG_LEN,
 };
@@ -22,6 +25,8 @@ use std::sync::Arc;
 
 /// Offset of chunk data inside a frame buffer: frame header, then the chunk prefix.
 const DATA_AT: usize = FRAME_HEADER_LEN + CHUNK_PREFIX_LEN;
+/// Offset of a pack's raw bytes (its members) inside a frame buffer.
+const RAW_AT: usize = FRAME_HEADER_LEN + PACK_PREFIX_LEN;
 
 /// One entry to store, with its contents if it is a file.
 pub struct SourceItem {
@@ -222,19 +227,64 @@ struct Job {
     segments: Vec<Segment>,
     span: Span,
     meta: Option<EntryMeta>,
+    /// The entries of a PACK frame, laid out in `buf` from `RAW_AT` on (`raw_len` bytes).
+    members: Vec<Member>,
+    raw_len: usize,
+}
+
+impl Job {
+    fn new(kind: FrameKind, pos: Position, buf: Vec<u8>) -> Self {
+        Job {
+            kind,
+            pos,
+            last: false,
+            pause: false,
+            read: None,
+            error: None,
+            inspect: None,
+            findings: None,
+            buf,
+            len: 0,
+            segments: Vec::new(),
+            span: Span { range_start: 0, range_end: 0, len: 0, last: false },
+            meta: None,
+            members: Vec::new(),
+            raw_len: 0,
+        }
+    }
+}
+
+/// A whole entry in a PACK frame: its metadata is in the frame buffer already; a file's
+/// contents go at `data_at`, read by the worker (`read`) or copied there by the producer.
+struct Member {
+    meta: EntryMeta,
+    data_at: usize,
+    len: usize,
+    read: Option<PlannedRead>,
+    inspect: Option<Arc<dyn InspectFile>>,
+    findings: Option<Findings>,
+}
+
+/// The largest file packed by default with chunk size `chunk_size`: a quarter of a chunk, and
+/// at most 256 KiB, so every pack holds at least four files and large files keep chunks of
+/// their own (which read and compress on every core).
+pub fn default_pack_limit(chunk_size: u32) -> u32 {
+    (chunk_size / 4).min(256 * 1024)
 }
 
 /// Seals the plaintext at `buf[8..8 + plain_len]` as a frame; returns the frame length.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn seal_frame(
     keys: &ImageKeys,
     image_id: &[u8; 16],
     pos: Position,
     kind: FrameKind,
     flags: u8,
+    members: u16,
     buf: &mut [u8],
     plain_len: usize,
 ) -> usize {
-    let fh = FrameHeader { kind, flags, body_len: (plain_len + TAG_LEN) as u32 };
+    let fh = FrameHeader { kind, flags, members, body_len: (plain_len + TAG_LEN) as u32 };
     buf[..FRAME_HEADER_LEN].copy_from_slice(&fh.encode());
     let aad = frame::aad(image_id, pos, &fh);
     let end = FRAME_HEADER_LEN + plain_len;
@@ -271,10 +321,52 @@ impl Worker<'_> {
                 self.meta_buf.len()
             }
             FrameKind::Chunk => self.prepare_chunk(job),
+            FrameKind::Pack => match self.prepare_pack(job) {
+                Ok(n) => n,
+                Err(e) => {
+                    job.error = Some(e);
+                    return;
+                }
+            },
             FrameKind::Index | FrameKind::End => unreachable!("index and end frames are sealed by the writer"),
         };
         let flags = if job.last { frame::FLAG_LAST } else { 0 } | if job.pause { frame::FLAG_PAUSE } else { 0 };
-        job.len = seal_frame(self.keys, &self.image_id, job.pos, job.kind, flags, &mut job.buf, plain_len);
+        // The producer never packs more than MAX_MEMBERS entries.
+        let members = job.members.len() as u16;
+        job.len = seal_frame(self.keys, &self.image_id, job.pos, job.kind, flags, members, &mut job.buf, plain_len);
+    }
+
+    /// Reads the members' contents into place, inspects them, compresses the pack if that makes
+    /// it smaller, and lays out the pack plaintext.
+    fn prepare_pack(&mut self, job: &mut Job) -> Result<usize, FsError> {
+        for m in &mut job.members {
+            let data = &mut job.buf[m.data_at..m.data_at + m.len];
+            if let Some(read) = m.read.take() {
+                read.read_into(data)?;
+            }
+            if let Some(inspect) = m.inspect.take() {
+                let span = Span { range_start: 0, range_end: m.len as u64, len: m.len, last: true };
+                let segments = [Segment { offset: 0, len: m.len as u32 }];
+                let segments = if m.len == 0 { &segments[..0] } else { &segments[..] };
+                m.findings = Some(inspect.chunk(&span, segments, data));
+            }
+        }
+        let raw = job.raw_len;
+        let mut codec = Codec::None;
+        let mut stored = raw;
+        let (src, dst) = (&job.buf[RAW_AT..RAW_AT + raw], &mut self.scratch[RAW_AT..]);
+        let index_bytes = index_bytes(job.members.iter().map(|m| &m.meta));
+        if let Some((c, n)) = self.compressor.compress(src, dst) {
+            // Compressed too well, the pack would carry more index than a reader accepts.
+            let frame_len = (RAW_AT + n + TAG_LEN) as u64;
+            if index_bytes <= MAX_INDEX_RATIO * frame_len {
+                std::mem::swap(&mut job.buf, &mut self.scratch);
+                codec = c;
+                stored = n;
+            }
+        }
+        encode_pack_prefix(codec, raw as u32, &mut job.buf[FRAME_HEADER_LEN..RAW_AT]);
+        Ok(PACK_PREFIX_LEN + stored)
     }
 
     /// Compresses the chunk data if that makes it smaller, and lays out the chunk plaintext.
@@ -371,10 +463,46 @@ impl<W: Write> Assembler<'_, W> {
                 self.summary.data_bytes += job.span.len as u64;
                 self.progress.advance(job.span.range_end - job.span.range_start);
             }
+            FrameKind::Pack => {
+                self.records.extend(self.current.take());
+                return self.accept_pack(job, start);
+            }
             FrameKind::Index | FrameKind::End => unreachable!(),
         }
         let rec = self.current.as_mut().expect("an entry is open");
         rec.frames_len = self.offset - rec.frame_offset;
+        Ok(())
+    }
+
+    /// Every member of a pack has a record of its own that points at the pack's frame.
+    fn accept_pack(&mut self, job: Job, start: u64) -> Result<(), ImageError> {
+        for m in job.members {
+            if let (Some(findings), Some(inspector)) = (m.findings, self.inspector) {
+                inspector.report(&m.meta.path, findings).map_err(ImageError::Refused)?;
+            }
+            self.progress.entry(&m.meta);
+            self.summary.entries += 1;
+            let len = m.len as u64;
+            if m.meta.kind == EntryKind::File {
+                self.summary.files += 1;
+                self.summary.logical_bytes = self
+                    .summary
+                    .logical_bytes
+                    .checked_add(len)
+                    .ok_or_else(|| ImageError::Source("the files add up to more than 2^64 bytes".into()))?;
+                self.summary.data_bytes += len;
+                self.progress.advance(len);
+            }
+            self.records.push(IndexRecord {
+                frame_offset: start,
+                first_seq: job.pos.seq,
+                frames_len: self.offset - start,
+                chunks: 0,
+                size: len,
+                data_bytes: len,
+                meta: m.meta,
+            });
+        }
         Ok(())
     }
 }
@@ -412,6 +540,207 @@ fn check_written(
     coffer_format::chunk::check_chunk(&shape, segments, chunk_size).map_err(|e| refuse(e.to_string()))
 }
 
+/// The producer's side of writing: numbers frames and entries, cuts files into chunks, and
+/// gathers small whole entries into packs.
+struct Producer<'a> {
+    feed: &'a coffer_pipe::Feed<Job>,
+    pool: &'a BufPool,
+    inspector: Option<&'a dyn Inspect>,
+    chunk_size: u32,
+    /// Files of at most this many bytes are packed (0: nothing is, a version 1 image).
+    pack_limit: usize,
+    seq: u64,
+    entry_no: u64,
+    pack: Option<Job>,
+}
+
+impl Producer<'_> {
+    fn send(&mut self, job: Job) -> Result<(), ImageError> {
+        self.feed.send(job)?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    fn position(&self, part_no: u64) -> Position {
+        Position { seq: self.seq, entry_no: self.entry_no, part_no }
+    }
+
+    fn item(&mut self, item: SourceItem) -> Result<(), ImageError> {
+        item.meta.check().map_err(|e| {
+            ImageError::Usage(format!("cannot store {:?}: {e}", String::from_utf8_lossy(&item.meta.path)))
+        })?;
+        if (item.meta.kind == EntryKind::File) != item.data.is_some() {
+            return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
+        }
+        let inspect = match (self.inspector, &item.source, &item.opened) {
+            (Some(i), Some(path), Some(file)) => i.file(&item.meta, path, file),
+            _ => None,
+        };
+        let SourceItem { meta, data, .. } = item;
+        let Some(mut reader) = data else {
+            if !self.try_pack(&meta, 0) {
+                self.flush_pack()?;
+                self.send_entry(meta)?;
+            } else {
+                self.add_member(meta, None, None);
+            }
+            self.entry_no += 1;
+            return Ok(());
+        };
+        // Chunks of an inspected file end on its unit boundaries (pages).
+        let mut limit = self.chunk_size as usize;
+        if let Some(i) = &inspect {
+            let align = i.align().max(1);
+            reader.set_align(align);
+            if u64::from(self.chunk_size) >= align {
+                limit -= limit % align as usize;
+            }
+        }
+        // The first chunk tells whether the file is small and whole: then it is packed.
+        let mut segments = Vec::new();
+        let mut buf = None;
+        let (span, read) = match reader.plan_chunk(limit, &mut segments) {
+            Some((span, read)) => (span, Some(read)),
+            None => {
+                let b = buf.insert(self.pool.get());
+                (reader.next_chunk(&mut b[DATA_AT..DATA_AT + limit], &mut segments)?, None)
+            }
+        };
+        let start = if meta.continues { meta.size } else { 0 };
+        check_written(&meta.path, &span, &segments, start, self.chunk_size, 1)?;
+        let whole = span.last && !reader.paused() && !meta.continues;
+        let dense = span.range_end == span.len as u64 && segments.len() <= 1;
+        if whole && dense && span.len <= self.pack_limit && self.try_pack(&meta, span.len) {
+            let copied = buf.as_ref().map(|b| &b[DATA_AT..DATA_AT + span.len]);
+            self.add_member(meta, Some((span.len, read, copied)), inspect);
+            if let Some(b) = buf {
+                self.pool.put(b);
+            }
+            self.entry_no += 1;
+            return Ok(());
+        }
+        self.flush_pack()?;
+        let path = meta.path.clone();
+        self.send_entry(meta)?;
+        let first = Chunk { span, segments, read, buf: buf.unwrap_or_else(|| self.pool.get()) };
+        self.send_chunks(&path, first, reader.as_mut(), limit, inspect, start)?;
+        self.entry_no += 1;
+        Ok(())
+    }
+
+    fn send_entry(&mut self, meta: EntryMeta) -> Result<(), ImageError> {
+        let mut entry = Job::new(FrameKind::Entry, self.position(0), self.pool.get());
+        entry.meta = Some(meta);
+        self.send(entry)
+    }
+
+    /// Sends a file's chunks, the first already planned or read.
+    fn send_chunks(
+        &mut self,
+        path: &[u8],
+        first: Chunk,
+        reader: &mut dyn ChunkReader,
+        limit: usize,
+        inspect: Option<Arc<dyn InspectFile>>,
+        start: u64,
+    ) -> Result<(), ImageError> {
+        let mut next = Some(first);
+        let mut next_range = start;
+        for part_no in 1.. {
+            let Chunk { span, segments, read, buf } = match next.take() {
+                Some(c) => c,
+                None => {
+                    let mut buf = self.pool.get();
+                    let mut segments = Vec::new();
+                    // Dense files are read by the workers; streams and sparse files here.
+                    let (span, read) = match reader.plan_chunk(limit, &mut segments) {
+                        Some((span, read)) => (span, Some(read)),
+                        None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + limit], &mut segments)?, None),
+                    };
+                    Chunk { span, segments, read, buf }
+                }
+            };
+            check_written(path, &span, &segments, next_range, self.chunk_size, part_no)?;
+            next_range = span.range_end;
+            let mut job = Job::new(FrameKind::Chunk, self.position(part_no), buf);
+            job.last = span.last;
+            job.pause = span.last && reader.paused();
+            job.read = read;
+            job.inspect = inspect.clone();
+            job.segments = segments;
+            job.span = span;
+            self.send(job)?;
+            if span.last {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// True if an entry with `data_len` bytes of contents can join the pack (starting a new
+    /// one if the current is full); false if it is not to be packed at all.
+    fn try_pack(&mut self, meta: &EntryMeta, data_len: usize) -> bool {
+        if self.pack_limit == 0 || meta.continues {
+            return false;
+        }
+        let need = MEMBER_HEAD_LEN + meta.encoded_len() + data_len;
+        if need > self.chunk_size as usize {
+            return false;
+        }
+        let full = self
+            .pack
+            .as_ref()
+            .is_some_and(|p| p.raw_len + need > self.chunk_size as usize || p.members.len() == MAX_MEMBERS);
+        if full && self.flush_pack().is_err() {
+            // The pipeline stopped; the next send reports it.
+            return false;
+        }
+        true
+    }
+
+    /// Appends an entry to the pack (opening one if needed): its head and metadata now, its
+    /// contents copied now or read by a worker later.
+    fn add_member(
+        &mut self,
+        meta: EntryMeta,
+        data: Option<(usize, Option<PlannedRead>, Option<&[u8]>)>,
+        inspect: Option<Arc<dyn InspectFile>>,
+    ) {
+        let pos = self.position(0);
+        let pool = self.pool;
+        let pack = self.pack.get_or_insert_with(|| Job::new(FrameKind::Pack, pos, pool.get()));
+        let mut encoded = Vec::with_capacity(meta.encoded_len());
+        meta.encode(&mut encoded);
+        let (len, read, copied) = data.unwrap_or((0, None, None));
+        let at = RAW_AT + pack.raw_len;
+        encode_member_head(encoded.len() as u32, len as u32, &mut pack.buf[at..at + MEMBER_HEAD_LEN]);
+        let meta_at = at + MEMBER_HEAD_LEN;
+        pack.buf[meta_at..meta_at + encoded.len()].copy_from_slice(&encoded);
+        let data_at = meta_at + encoded.len();
+        if let Some(bytes) = copied {
+            pack.buf[data_at..data_at + len].copy_from_slice(bytes);
+        }
+        pack.raw_len = data_at + len - RAW_AT;
+        pack.members.push(Member { meta, data_at, len, read, inspect, findings: None });
+    }
+
+    /// Sends the pack gathered so far, if any.
+    fn flush_pack(&mut self) -> Result<(), ImageError> {
+        match self.pack.take() {
+            Some(pack) => self.send(pack),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A chunk planned (read later by a worker) or read (into `buf`).
+struct Chunk {
+    span: Span,
+    segments: Vec<Segment>,
+    read: Option<PlannedRead>,
+    buf: Vec<u8>,
+}
+
 /// Writes a whole image of `source` to `sink` and returns what it holds. Nothing is written
 /// after an error, and an image is complete only once its END frame is written (last).
 pub fn write_image<W: Write>(
@@ -430,7 +759,6 @@ pub fn write_image<W: Write>(
     }
     let keys = params.keys();
     let image_id = params.image_id;
-    let chunk_size = params.chunk_size as usize;
     let frame_max = FRAME_HEADER_LEN + frame::max_body_len(params.chunk_size);
     let pool = BufPool::new(frame_max);
     let mut asm = Assembler {
@@ -449,84 +777,21 @@ pub fn write_image<W: Write>(
     let mut counts = (0u64, 0u64);
     let shape = coffer_pipe::Shape::for_threads(threads);
     let producer = |feed: &coffer_pipe::Feed<Job>| -> Result<(), ImageError> {
-        let mut seq = 0u64;
-        let mut entry_no = 0u64;
+        let mut p = Producer {
+            feed,
+            pool: &pool,
+            inspector,
+            chunk_size: params.chunk_size,
+            pack_limit: params.pack_limit.min(params.chunk_size) as usize,
+            seq: 0,
+            entry_no: 0,
+            pack: None,
+        };
         while let Some(item) = source.next_item()? {
-            item.meta.check().map_err(|e| {
-                ImageError::Usage(format!("cannot store {:?}: {e}", String::from_utf8_lossy(&item.meta.path)))
-            })?;
-            if (item.meta.kind == EntryKind::File) != item.data.is_some() {
-                return Err(ImageError::Usage("a file entry needs contents, and only a file has them".into()));
-            }
-            let inspect = match (inspector, &item.source, &item.opened) {
-                (Some(i), Some(path), Some(file)) => i.file(&item.meta, path, file),
-                _ => None,
-            };
-            // Where the reader expects this entry's first chunk to start (checked below).
-            let mut next_range = if item.meta.continues { item.meta.size } else { 0 };
-            let path = item.meta.path.clone();
-            let entry = Job {
-                kind: FrameKind::Entry,
-                pos: Position { seq, entry_no, part_no: 0 },
-                last: false,
-                pause: false,
-                read: None,
-                error: None,
-                inspect: None,
-                findings: None,
-                buf: pool.get(),
-                len: 0,
-                segments: Vec::new(),
-                span: Span { range_start: 0, range_end: 0, len: 0, last: false },
-                meta: Some(item.meta),
-            };
-            feed.send(entry)?;
-            seq += 1;
-            if let Some(mut reader) = item.data {
-                // Chunks of an inspected file end on its unit boundaries (pages).
-                let mut limit = chunk_size;
-                if let Some(i) = &inspect {
-                    let align = i.align().max(1);
-                    reader.set_align(align);
-                    if (chunk_size as u64) >= align {
-                        limit = chunk_size - chunk_size % align as usize;
-                    }
-                }
-                for part_no in 1.. {
-                    let mut buf = pool.get();
-                    let mut segments = Vec::new();
-                    // Dense files are read by the workers; streams and sparse files here.
-                    let (span, read) = match reader.plan_chunk(limit, &mut segments) {
-                        Some((span, read)) => (span, Some(read)),
-                        None => (reader.next_chunk(&mut buf[DATA_AT..DATA_AT + limit], &mut segments)?, None),
-                    };
-                    check_written(&path, &span, &segments, next_range, params.chunk_size, part_no)?;
-                    next_range = span.range_end;
-                    let job = Job {
-                        kind: FrameKind::Chunk,
-                        pos: Position { seq, entry_no, part_no },
-                        last: span.last,
-                        pause: span.last && reader.paused(),
-                        read,
-                        error: None,
-                        inspect: inspect.clone(),
-                        findings: None,
-                        buf,
-                        len: 0,
-                        segments,
-                        span,
-                        meta: None,
-                    };
-                    feed.send(job)?;
-                    seq += 1;
-                    if span.last {
-                        break;
-                    }
-                }
-            }
-            entry_no += 1;
+            p.item(item)?;
         }
-        counts = (seq, entry_no);
+        p.flush_pack()?;
+        counts = (p.seq, p.entry_no);
         Ok(())
     };
     let make_worker = || {
@@ -593,6 +858,7 @@ fn write_index<W: Write>(
             pos,
             FrameKind::Index,
             if i + 1 == pieces.len() { frame::FLAG_LAST } else { 0 },
+            0,
             &mut buf,
             INDEX_PREFIX_LEN + stored,
         );

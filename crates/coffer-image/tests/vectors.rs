@@ -94,6 +94,7 @@ fn params(suite: Suite, codec: Codec) -> ImageParams {
         data_key: DataKey::from_bytes([0x5a; 32]),
         slot_salts: vec![[0xa5; 32]],
         signing_key: None,
+        pack_limit: 0,
     }
 }
 
