@@ -3,7 +3,8 @@
 
 It exists to check that the specification is complete: run against the known-answer images in
 crates/coffer-image/tests/vectors/, it must list the same entries and contents as coffer.
-Uncompressed images only (codec 0), streaming order, every check of the spec.
+Versions 1 and 2; uncompressed (codec 0) or zstd (codec 1) frames, not lz4; streaming order,
+every check of the spec.
 
     python3 coffer_read.py IMAGE KEYFILE                 # a key file: key and keyring slots
     python3 coffer_read.py IMAGE --passphrase FILE       # passphrase slots (Argon2id)
@@ -134,7 +135,7 @@ def parse_header(b):
     if hashlib.sha256(b[:8160]).digest() != b[8160:]:
         raise Bad("checksum")
     version, copy, size, generation = struct.unpack_from("<HHIQ", b, 8)
-    if version != 1 or size != HEADER:
+    if version not in (1, 2) or size != HEADER:
         raise Bad("version or size")
     image_id = b[24:40]
     suite, codec, level, r43, chunk_size, created, flags = struct.unpack_from("<BBbBIqQ", b, 40)
@@ -154,7 +155,7 @@ def parse_header(b):
         except InvalidSignature:
             raise Bad("signature")
         signature = dict(signer=signer, commitment=commitment)
-    return dict(copy=copy, generation=generation, image_id=image_id, suite=suite,
+    return dict(version=version, copy=copy, generation=generation, image_id=image_id, suite=suite,
                 chunk_size=chunk_size, slots=slots, mac=b[8128:8160], raw=b, signature=signature)
 
 
@@ -195,15 +196,16 @@ def read(data, secret, required=None):
     entries, records, index, index_start = [], [], b"", None
     current = None
 
-    def open_frame(kind, flags, n, body, e, p):
-        aad = image_id + struct.pack("<Q", seq) + struct.pack("<BBHI", kind, flags, 0, n) + struct.pack("<QQ", e, p)
+    def open_frame(kind, flags, n, body, e, p, members=0):
+        aad = image_id + struct.pack("<Q", seq) + struct.pack("<BBHI", kind, flags, members, n) + struct.pack("<QQ", e, p)
         return cipher.decrypt(b"\0" * 4 + struct.pack(">Q", seq), body, aad)
 
     while True:
         if pos + 8 > len(data):
             raise Bad("truncated: no END frame")
-        kind, flags, reserved, n = struct.unpack_from("<BBHI", data, pos)
-        if reserved or n > cs + 262144 + 16 or pos + 8 + n > len(data):
+        kind, flags, members, n = struct.unpack_from("<BBHI", data, pos)
+        packs = kind == 5 and h["version"] == 2
+        if (members != 0) != packs or n > cs + 262144 + 16 or pos + 8 + n > len(data):
             raise Bad("frame header")
         body = data[pos + 8: pos + 8 + n]
         if kind == 1:
@@ -219,8 +221,15 @@ def read(data, secret, required=None):
             part += 1
             p = open_frame(2, flags, n, body, entry_no, part)
             codec, raw, start, end, nseg, stored = struct.unpack_from("<B3xIQQII", p)
-            if codec != 0 or stored != raw or len(p) != 32 + stored + 12 * nseg:
+            if (codec == 0 and stored != raw) or raw > cs or len(p) != 32 + stored + 12 * nseg:
                 raise Bad("chunk")
+            table = p[32 + stored:]
+            if codec != 0:
+                p = b"\0" * 32 + decompress(codec, p[32:32 + stored], raw)
+                if len(p) != 32 + raw:
+                    raise Bad("chunk length")
+                stored = raw
+                p += table
             if current is None or start != current["size"]:
                 raise Bad("chunk order")
             at = 32
@@ -240,6 +249,33 @@ def read(data, secret, required=None):
                 rec[4] = end
                 current["data"].extend(b"\0" * (end - len(current["data"])))
                 current = None
+        elif kind == 5:
+            # PACK (version 2): `members` whole entries, compressed together.
+            if current is not None or flags:
+                raise Bad("pack")
+            p = open_frame(5, flags, n, body, entry_no + 1, 0, members)
+            codec, raw = struct.unpack_from("<B3xI", p)
+            if raw > cs:
+                raise Bad("pack length")
+            packed = p[8:] if codec == 0 else decompress(codec, p[8:], raw)
+            if len(packed) != raw:
+                raise Bad("pack length")
+            at, index_bytes = 0, 0
+            for _ in range(members):
+                ml, dl = struct.unpack_from("<II", packed, at)
+                m, d = packed[at + 8:at + 8 + ml], packed[at + 8 + ml:at + 8 + ml + dl]
+                if len(d) != dl:
+                    raise Bad("pack member")
+                at += 8 + ml + dl
+                meta = parse_meta(m)
+                if (meta["kind"] != 1 and dl) or m[1] != 0:
+                    raise Bad("pack member")
+                index_bytes += 48 + ml
+                entries.append({**meta, "data": bytearray(d), "size": dl})
+                records.append([pos, seq, 8 + n, 0, dl if meta["kind"] == 1 else 0, dl, m])
+            if at != raw or index_bytes > 32 * (8 + n):
+                raise Bad("pack members")
+            entry_no += members
         elif kind == 3:
             index_start = pos if index_start is None else index_start
             p = open_frame(3, flags, n, body, entry_no + 1, index_part)

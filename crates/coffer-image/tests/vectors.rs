@@ -105,10 +105,15 @@ fn signing_key() -> coffer_crypto::SigningKey {
     coffer_crypto::SigningKey::from_seed(zeroize::Zeroizing::new(SIGNING_SEED)).unwrap()
 }
 
-fn write_vector(suite: Suite, codec: Codec, signed: bool) -> Vec<u8> {
+/// The pack limit of the version 2 vectors: small entries share PACK frames, `db/t1.ibd`
+/// (10000 bytes) has chunks of its own, and so has `db/sparse.ibd` (holes are never packed).
+const V2_PACK_LIMIT: u32 = 1024;
+
+fn write_vector(suite: Suite, codec: Codec, signed: bool, version: u16) -> Vec<u8> {
     let master = SlotSecret::Key(MasterKey::from_hex(MASTER).unwrap());
     let mut p = params(suite, codec);
     p.signing_key = signed.then(signing_key);
+    p.pack_limit = if version == 2 { V2_PACK_LIMIT } else { 0 };
     let mut out = vec![];
     write_image(&mut Fixed(items().into_iter()), &mut out, &p, &[master], 2, &NoProgress, None).unwrap();
     out
@@ -173,7 +178,8 @@ fn check_contents(c: &Collect) {
 
 fn check_vector(name: &str, suite: Suite, codec: Codec, byte_exact: bool) {
     let path = vector_path(name);
-    let fresh = write_vector(suite, codec, name.contains("signed"));
+    let version = if name.starts_with("v2-") { 2 } else { 1 };
+    let fresh = write_vector(suite, codec, name.contains("signed"), version);
     if std::env::var_os("COFFER_BLESS").is_some() {
         std::fs::write(&path, to_hex(&fresh)).unwrap();
     }
@@ -231,6 +237,42 @@ fn chacha20_poly1305_uncompressed_is_byte_exact() {
 fn compressed_vectors_decode() {
     check_vector("v1-aes256gcm-zstd.hex", Suite::Aes256Gcm, Codec::Zstd, false);
     check_vector("v1-aes256gcm-lz4.hex", Suite::Aes256Gcm, Codec::Lz4, false);
+    check_vector("v2-aes256gcm-zstd.hex", Suite::Aes256Gcm, Codec::Zstd, false);
+}
+
+#[test]
+fn packed_vectors_are_byte_exact() {
+    check_vector("v2-aes256gcm-none.hex", Suite::Aes256Gcm, Codec::None, true);
+    check_vector("v2-chacha20poly1305-none.hex", Suite::ChaCha20Poly1305, Codec::None, true);
+}
+
+/// The version 2 vector's frames, as vectors/README.md lists them: a PACK of the first four
+/// entries, t1.ibd's ENTRY and three CHUNKs, a PACK of the hard link, the sparse file's ENTRY
+/// and CHUNK, a PACK of the symlink, the INDEX and END.
+#[test]
+fn packed_vector_layout_matches_the_spec() {
+    let image = from_hex(&std::fs::read_to_string(vector_path("v2-aes256gcm-none.hex")).unwrap());
+    assert_eq!(&image[8..10], &[2, 0], "version 2");
+    let mut at = 16384;
+    let mut frames = vec![];
+    while at < image.len() {
+        let (kind, members) = (image[at], u16::from_le_bytes([image[at + 2], image[at + 3]]));
+        frames.push((kind, members));
+        at += 8 + u32::from_le_bytes(image[at + 4..at + 8].try_into().unwrap()) as usize;
+    }
+    assert_eq!(frames, [(5, 4), (1, 0), (2, 0), (2, 0), (2, 0), (5, 1), (1, 0), (2, 0), (5, 1), (3, 0), (4, 0)]);
+    let end = &image[image.len() - 64..];
+    assert_eq!(u64::from_le_bytes(end[8..16].try_into().unwrap()), 10, "END's seq");
+    assert_eq!(u64::from_le_bytes(end[16..24].try_into().unwrap()), 8, "entries");
+    // Through the index, a packed file is read from its PACK alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.coffer");
+    std::fs::write(&path, &image).unwrap();
+    let idx = IndexedImage::open(&path, &[Unlock::Key(MasterKey::from_hex(MASTER).unwrap())]).unwrap();
+    assert_eq!((idx.records()[1].frame_offset, idx.records()[1].chunks), (16384, 0));
+    let mut c = Collect::default();
+    idx.read_entry(1, &mut c, 1).unwrap();
+    assert_eq!(c.entries, [("hello.txt".to_string(), EntryKind::File, b"Hello, coffer!\n".to_vec())]);
 }
 
 #[test]
@@ -271,7 +313,14 @@ fn the_independent_reference_reader_agrees() {
     let key = dir.path().join("k.key");
     std::fs::write(&key, MASTER).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/reference/coffer_read.py");
-    for name in ["v1-aes256gcm-none.hex", "v1-chacha20poly1305-none.hex", "v1-aes256gcm-none-signed.hex"] {
+    for name in [
+        "v1-aes256gcm-none.hex",
+        "v1-chacha20poly1305-none.hex",
+        "v1-aes256gcm-none-signed.hex",
+        "v2-aes256gcm-none.hex",
+        "v2-chacha20poly1305-none.hex",
+        "v2-aes256gcm-zstd.hex",
+    ] {
         let image = vector_path(name);
         let out = std::process::Command::new("python3").arg(&script).arg(&image).arg(&key).output().unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));

@@ -62,6 +62,10 @@ pub struct BackupSpec {
     pub compression: Compression,
     /// Bytes of data per chunk.
     pub chunk_size: u32,
+    /// Files of at most this many bytes (and directories, links) are packed together, several
+    /// to a frame; `Some(0)` packs nothing and writes a format version 1 image; `None` takes
+    /// the default (a quarter of the chunk size, at most 256 KiB).
+    pub pack_limit: Option<u32>,
     /// Check InnoDB pages while reading them.
     pub validate: bool,
     /// Refuse the backup if a page is corrupt (else each is a warning).
@@ -81,6 +85,7 @@ impl BackupSpec {
             cipher: None,
             compression: Compression::default(),
             chunk_size: 1 << 20,
+            pack_limit: None,
             validate: true,
             fail_on_corrupt: false,
         }
@@ -162,6 +167,15 @@ impl Sealing {
         let suite = suite(spec.cipher, env);
         let mut params = ImageParams::random(suite, codec, level, spec.chunk_size, secrets.len())?;
         params.signing_key = signing_key;
+        if let Some(limit) = spec.pack_limit {
+            if limit > spec.chunk_size / 2 {
+                return Err(crate::Error::usage(format!(
+                    "--pack-limit {limit} is more than half the chunk size {}",
+                    spec.chunk_size
+                )));
+            }
+            params.pack_limit = limit;
+        }
         Ok(Self { params, secrets })
     }
 }

@@ -73,6 +73,12 @@ pub struct BackupArgs {
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub chunk_size: u32,
 
+    /// Pack files of at most SIZE bytes (and directories and links) several to a frame,
+    /// compressed together [default: a quarter of the chunk size, at most 256K]. 0 packs
+    /// nothing and writes a format version 1 image, which coffer releases before packing read.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub pack_limit: Option<u32>,
+
     /// Replace an existing output file.
     #[arg(long)]
     pub force: bool,

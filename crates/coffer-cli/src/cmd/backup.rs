@@ -77,6 +77,7 @@ impl BackupArgs {
             level: self.level,
         };
         spec.chunk_size = self.chunk_size;
+        spec.pack_limit = self.pack_limit;
         spec.validate = !self.no_validate;
         spec.fail_on_corrupt = self.fail_on_corrupt;
         Ok(spec)
