@@ -248,12 +248,12 @@ fn corrupt_chunk_is_located_by_file_chunk_and_offset() {
     let (code, out, _) = run(&["list", &img, "--json", "--key-file", &fx.key()]);
     assert_eq!(code, 0);
     let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let names: Vec<String> =
-        doc["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect();
-    let entry_index = names.iter().position(|n| n == "db/many_chunks").unwrap();
+    let entry = doc["entries"].as_array().unwrap().iter().find(|e| e["path"] == "db/many_chunks").unwrap();
+    let at = entry["frame_offset"].as_u64().unwrap() as usize;
     let fr = frames(&good);
-    let entry_frames: Vec<_> = fr.iter().enumerate().filter(|(_, f)| f.1 == 1).map(|(i, _)| i).collect();
-    let third = fr[entry_frames[entry_index] + 3];
+    let entry_frame = fr.iter().position(|f| f.0 == at).unwrap();
+    assert_eq!(fr[entry_frame].1, 1, "a file of many chunks is not packed");
+    let third = fr[entry_frame + 3];
     let mut bad = good.clone();
     bad[third.0 + 50] ^= 0x80;
     let (code, err) = verify_bytes(&fx, &bad, "c.coffer");
@@ -262,6 +262,50 @@ fn corrupt_chunk_is_located_by_file_chunk_and_offset() {
         err.contains("db/many_chunks") && err.contains("chunk 3") && err.contains(&format!("byte {}", third.0)),
         "{err}"
     );
+}
+
+#[test]
+fn a_damaged_pack_is_exit_4_naming_its_files() {
+    // Forty small tablespaces, packed several to a frame: damage in any byte of a PACK frame
+    // (its header, the sealed prefix, member heads, metadata, contents, the tag) is exit 4, and
+    // where the index still opens, the message names the files the pack holds.
+    let fx = Fixture::new();
+    let src = fx.path("tenants");
+    std::fs::create_dir_all(src.join("tenant1")).unwrap();
+    for i in 0..40 {
+        let data: Vec<u8> = (0..3000 + 100 * i).map(|j| (j % 251) as u8 ^ i as u8).collect();
+        std::fs::write(src.join(format!("tenant1/t{i:02}.ibd")), data).unwrap();
+    }
+    let img = fx.s("p.coffer");
+    expect(
+        0,
+        &["backup", src.to_str().unwrap(), "-o", &img, "--key-file", &fx.key(), "--chunk-size", "64K", "--no-validate"],
+    );
+    let good = std::fs::read(&img).unwrap();
+    let fr = frames(&good);
+    let (at, kind, len) = *fr.iter().find(|f| f.1 == 5).expect("a PACK frame");
+    assert_eq!(kind, 5);
+    let members = u16::from_le_bytes([good[at + 2], good[at + 3]]);
+    assert!(members >= 5, "{members} entries in the first pack");
+    // Every byte of the frame header, every byte of the first 600 of the body, one in 97 after
+    // that, and every byte of the tag.
+    let body = at + 8;
+    let offsets: Vec<usize> =
+        (at..body + 600).chain((body + 600..body + len - 16).step_by(97)).chain(body + len - 16..body + len).collect();
+    for (n, &byte) in offsets.iter().enumerate() {
+        let mut bad = good.clone();
+        bad[byte] ^= 0x10;
+        let (code, err) = verify_bytes(&fx, &bad, "bad.coffer");
+        assert_eq!(code, 4, "byte {byte}: {err}");
+        assert!(err.contains("tenant1/t00.ibd") && err.contains(&format!("in a pack of {members}")), "{err}");
+        if n % 64 == 0 {
+            // A restore says the same, and leaves the target marked incomplete.
+            let (code, err) = try_restore(&fx, &bad, &format!("r{n}.coffer"));
+            assert_eq!(code, 4, "byte {byte}: {err}");
+            assert!(err.contains("tenant1/t00.ibd"), "{err}");
+            assert!(fx.path(&format!("r{n}.coffer.out/.coffer-restore-incomplete")).exists());
+        }
+    }
 }
 
 #[test]
@@ -347,7 +391,8 @@ fn frames_spliced_from_another_image_are_detected() {
         fa.iter().map(|f| (f.0, f.2)).collect::<Vec<_>>(),
         frames(&b).iter().map(|f| (f.0, f.2)).collect::<Vec<_>>()
     );
-    let c = fa.iter().find(|f| f.1 == 2).unwrap();
+    // A PACK frame: at the default chunk size, every file of this tree is packed.
+    let c = fa.iter().find(|f| f.1 == 5).unwrap();
     let mut spliced = a.clone();
     spliced[c.0..c.0 + 8 + c.2].copy_from_slice(&b[c.0..c.0 + 8 + c.2]);
     let (code, err) = verify_bytes(&fx, &spliced, "sp.coffer");

@@ -138,6 +138,14 @@ fn inside_an_image_every_chunk_and_every_page_is_checked() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning: corrupt InnoDB page in app/users.ibd: page 5 at byte 81920"), "{err}");
     assert!(err.contains("1 corrupt pages in 1 files"), "{err}");
+    // users.ibd (144 KiB) is packed with other small files: the page is still found, and on it.
+    let (_, out, _) = run(&["list", &fx.s("db.coffer"), "--json", "--key-file", &fx.key()]);
+    let doc = json(&out);
+    let entries = doc["entries"].as_array().unwrap();
+    let frame_of = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap()["frame_offset"].clone();
+    let sharing = entries.iter().filter(|e| e["frame_offset"] == frame_of("app/users.ibd")).count();
+    assert!(sharing >= 3, "app/users.ibd shares its pack with {} entries", sharing - 1);
+    assert_eq!(frame_of("app/users.ibd"), frame_of("sakila/actor.ibd"));
     // ...refuses the backup with --fail-on-corrupt...
     let err = expect(
         5,

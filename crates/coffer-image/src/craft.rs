@@ -35,7 +35,13 @@ impl FrameSealer {
     /// An image for `key` (one key slot) with chunk size `chunk_size`; its image id and data key
     /// are fixed, so the same frames give the same bytes.
     pub fn new(key: &MasterKey, chunk_size: u32) -> Result<Self, ImageError> {
+        Self::with_version(key, chunk_size, coffer_format::VERSION)
+    }
+
+    /// Like [`FrameSealer::new`], with a header of format `version` (1 or 2).
+    pub fn with_version(key: &MasterKey, chunk_size: u32, version: u16) -> Result<Self, ImageError> {
         let mut params = ImageParams::random(Suite::Aes256Gcm, Codec::None, 0, chunk_size, 1)?;
+        params.pack_limit = if version >= 2 { params.pack_limit.max(1) } else { 0 };
         params.image_id = [0x5a; 16];
         params.data_key = DataKey::from_bytes([0x3c; 32]);
         params.slot_salts = vec![[0x11; 32]];

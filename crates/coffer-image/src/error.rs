@@ -7,15 +7,39 @@ use std::path::PathBuf;
 pub struct Location {
     /// Byte offset in the image.
     pub offset: u64,
-    /// The entry being read, if any.
+    /// The entry being read, if any (in a pack: the entry before it).
     pub entry: Option<String>,
     /// Chunk number within that entry (1-based), if in one.
     pub chunk: Option<u64>,
+    /// In a PACK frame: which entries it holds.
+    pub pack: Option<PackPlace>,
+}
+
+/// The entries of a PACK frame, for messages: their numbers, and their names where the index
+/// gave them (a frame that fails to open shows none of its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackPlace {
+    /// Number of its first entry (0-based).
+    pub first: u64,
+    pub count: u64,
+    pub names: Vec<String>,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "byte {}", self.offset)?;
+        if let Some(p) = &self.pack {
+            return match (p.names.as_slice(), &self.entry) {
+                ([], Some(e)) => write!(f, " (a pack of {} entries, after {e:?})", p.count),
+                ([], None) => write!(f, " (a pack of {} entries, from entry {})", p.count, p.first + 1),
+                (names, _) => {
+                    let shown: Vec<String> = names.iter().take(3).map(|n| format!("{n:?}")).collect();
+                    let more = names.len().saturating_sub(3);
+                    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                    write!(f, " (in a pack of {}: {}{more})", p.count, shown.join(", "))
+                }
+            };
+        }
         match (&self.entry, self.chunk) {
             (Some(e), Some(c)) => write!(f, " (in {e:?}, chunk {c})"),
             (Some(e), None) => write!(f, " (entry {e:?})"),

@@ -18,7 +18,7 @@ pub mod seek;
 pub mod target;
 pub mod write;
 
-pub use error::{ImageError, Location};
+pub use error::{ImageError, Location, PackPlace};
 pub use header::{choose_header, open_header, ChosenHeader, ImageParams, OpenedImage};
 pub use read::{NullVisitor, ReadOptions, ReadSummary, Visitor};
 pub use rewrite::{read_header_region, rekey, HeaderBackup, HeaderFile};

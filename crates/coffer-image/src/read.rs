@@ -4,7 +4,7 @@
 //! while handing entries and data to a [`Visitor`] in order.
 
 use crate::codec::Decompressor;
-use crate::error::{ImageError, Location};
+use crate::error::{ImageError, Location, PackPlace};
 use crate::header::OpenedImage;
 use crate::journal::{Checkpoint, ResumePoint, Totals};
 use crate::BufPool;
@@ -443,8 +443,8 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn location(&self, offset: u64) -> Location {
         match &self.file {
-            Some(f) => Location { offset, entry: Some(f.path.clone()), chunk: Some(f.chunks + 1) },
-            None => Location { offset, entry: self.last_entry.clone(), chunk: None },
+            Some(f) => Location { offset, entry: Some(f.path.clone()), chunk: Some(f.chunks + 1), pack: None },
+            None => Location { offset, entry: self.last_entry.clone(), chunk: None, pack: None },
         }
     }
 
@@ -454,9 +454,19 @@ impl Checker<'_> {
 
     fn accept(&mut self, mut job: Job) -> Result<(), ImageError> {
         let decoded = std::mem::replace(&mut job.decoded, Decoded::Pending);
+        let last_entry = self.last_entry.clone();
         let result = self.check(&job, decoded);
         self.pool.put(std::mem::take(&mut job.buf));
-        result
+        // A PACK that fails names the entries it holds (by number: their names are inside it).
+        match (result, job.header) {
+            (Err(ImageError::Corrupt { mut at, detail }), Some(h)) if h.kind == FrameKind::Pack => {
+                at.entry = last_entry;
+                at.chunk = None;
+                at.pack = Some(PackPlace { first: job.pos.entry_no, count: h.members.into(), names: vec![] });
+                Err(ImageError::Corrupt { at, detail })
+            }
+            (result, _) => result,
+        }
     }
 
     fn check(&mut self, job: &Job, decoded: Decoded) -> Result<(), ImageError> {

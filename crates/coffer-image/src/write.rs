@@ -582,7 +582,7 @@ impl Producer<'_> {
                 self.flush_pack()?;
                 self.send_entry(meta)?;
             } else {
-                self.add_member(meta, None, None);
+                self.add_member(meta, Contents::Nothing, None);
             }
             self.entry_no += 1;
             return Ok(());
@@ -611,8 +611,12 @@ impl Producer<'_> {
         let whole = span.last && !reader.paused() && !meta.continues;
         let dense = span.range_end == span.len as u64 && segments.len() <= 1;
         if whole && dense && span.len <= self.pack_limit && self.try_pack(&meta, span.len) {
-            let copied = buf.as_ref().map(|b| &b[DATA_AT..DATA_AT + span.len]);
-            self.add_member(meta, Some((span.len, read, copied)), inspect);
+            let contents = match (read, &buf) {
+                (Some(read), _) => Contents::Planned(read),
+                (None, Some(b)) => Contents::Copied(&b[DATA_AT..DATA_AT + span.len]),
+                (None, None) => Contents::Nothing,
+            };
+            self.add_member(meta, contents, inspect);
             if let Some(b) = buf {
                 self.pool.put(b);
             }
@@ -700,18 +704,17 @@ impl Producer<'_> {
 
     /// Appends an entry to the pack (opening one if needed): its head and metadata now, its
     /// contents copied now or read by a worker later.
-    fn add_member(
-        &mut self,
-        meta: EntryMeta,
-        data: Option<(usize, Option<PlannedRead>, Option<&[u8]>)>,
-        inspect: Option<Arc<dyn InspectFile>>,
-    ) {
+    fn add_member(&mut self, meta: EntryMeta, contents: Contents<'_>, inspect: Option<Arc<dyn InspectFile>>) {
         let pos = self.position(0);
         let pool = self.pool;
         let pack = self.pack.get_or_insert_with(|| Job::new(FrameKind::Pack, pos, pool.get()));
         let mut encoded = Vec::with_capacity(meta.encoded_len());
         meta.encode(&mut encoded);
-        let (len, read, copied) = data.unwrap_or((0, None, None));
+        let (len, read, copied) = match contents {
+            Contents::Nothing => (0, None, None),
+            Contents::Planned(read) => (read.len(), Some(read), None),
+            Contents::Copied(bytes) => (bytes.len(), None, Some(bytes)),
+        };
         let at = RAW_AT + pack.raw_len;
         encode_member_head(encoded.len() as u32, len as u32, &mut pack.buf[at..at + MEMBER_HEAD_LEN]);
         let meta_at = at + MEMBER_HEAD_LEN;
@@ -731,6 +734,14 @@ impl Producer<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// What a packed entry holds: nothing (not a file, or an empty one), a file's bytes to be read
+/// by a worker, or bytes read already.
+enum Contents<'a> {
+    Nothing,
+    Planned(PlannedRead),
+    Copied(&'a [u8]),
 }
 
 /// A chunk planned (read later by a worker) or read (into `buf`).

@@ -54,6 +54,15 @@ pub mod exit {
 }
 
 impl Error {
+    /// The image error inside this one (under any context), to add to what it says.
+    pub fn image_error_mut(&mut self) -> Option<&mut ImageError> {
+        match self {
+            Error::Image(e) => Some(e),
+            Error::Context { source, .. } => source.image_error_mut(),
+            _ => None,
+        }
+    }
+
     /// A usage error.
     pub fn usage(msg: impl Into<String>) -> Self {
         Error::Usage(msg.into())

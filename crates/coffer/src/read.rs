@@ -86,7 +86,11 @@ pub fn verify(image: &Location, keys: &KeySources, env: &Env) -> Result<ReadSumm
     let summary =
         read_stream(&mut input, &opened, &mut NullVisitor, ReadOptions { threads: env.threads, skip_data: false });
     progress.finish();
-    let summary = summary?;
+    let summary = summary.map_err(|e| {
+        let mut e = Error::from(e);
+        name_packed_entries(&mut e, image, &unlocks, env);
+        e
+    })?;
     for note in &opened.notes {
         env.report.warn(note);
     }
@@ -94,6 +98,26 @@ pub fn verify(image: &Location, keys: &KeySources, env: &Env) -> Result<ReadSumm
         return Err(Error::from(ImageError::Corrupt { at: coffer_image::Location::default(), detail: w.clone() }));
     }
     Ok(summary)
+}
+
+/// A PACK frame that fails to open shows none of the names it holds: where the image has an
+/// index (a file, an object) that still opens, the error names the entries of the damaged pack
+/// (found by the offset, so even a pack whose frame header was damaged is named).
+pub(crate) fn name_packed_entries(error: &mut Error, image: &Location, unlocks: &[Unlock], env: &Env) {
+    let Some(ImageError::Corrupt { at, .. }) = error.image_error_mut() else { return };
+    if matches!(image, Location::Stdio) || at.pack.as_ref().is_some_and(|p| !p.names.is_empty()) {
+        return;
+    }
+    let Ok(Some(idx)) = image.open_indexed(unlocks, env) else { return };
+    let within = |r: &IndexRecord| r.frame_offset <= at.offset && at.offset - r.frame_offset < r.frames_len;
+    let Some(first) = idx.records().iter().position(within) else { return };
+    let hit: Vec<&IndexRecord> = idx.records()[first..].iter().take_while(|r| within(r)).collect();
+    let packed = hit.len() > 1 || hit.iter().any(|r| r.chunks == 0 && r.meta.kind == EntryKind::File);
+    if at.pack.is_none() && !packed {
+        return;
+    }
+    let names = hit.iter().map(|r| String::from_utf8_lossy(&r.meta.path).into_owned()).collect();
+    at.pack = Some(coffer_image::PackPlace { first: first as u64, count: hit.len() as u64, names });
 }
 
 /// What `info` shows of an image.

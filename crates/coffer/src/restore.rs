@@ -102,7 +102,11 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
     let (input, len) = image.open_stream(env)?;
-    restore_from(input, len, spec, None, env)
+    let keys = crate::keys::unlocks(&spec.keys, env)?;
+    restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
+        crate::read::name_packed_entries(&mut e, image, &keys, env);
+        e
+    })
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
@@ -203,11 +207,22 @@ pub fn restore_from<R: Read + Send>(
     env: &Env,
 ) -> Result<RestoreSummary> {
     let keys = crate::keys::unlocks(&spec.keys, env)?;
+    restore_unlocked(input, len, spec, journaling, &keys, env)
+}
+
+fn restore_unlocked<R: Read + Send>(
+    input: R,
+    len: Option<u64>,
+    spec: &RestoreSpec,
+    journaling: Option<&Journaling>,
+    keys: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<RestoreSummary> {
     let ownership = ownership(spec.owner.as_deref())?;
     let progress = env.report.progress(len, "restore");
     let mut input = Counting { inner: input, progress: progress.clone() };
     // The key is checked before the target is touched.
-    let image = open_stream(&mut input, &keys)?;
+    let image = open_stream(&mut input, keys)?;
     for w in image.warnings.iter().chain(&image.notes) {
         env.report.warn(w);
     }

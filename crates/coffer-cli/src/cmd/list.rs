@@ -90,6 +90,7 @@ fn print_json(out: &mut dyn Write, header: &Header, records: &[IndexRecord], ima
                 "size": r.size,
                 "stored_data_bytes": r.data_bytes,
                 "chunks": r.chunks,
+                "frame_offset": r.frame_offset,
                 "mode": format!("{:04o}", m.mode),
                 "uid": m.uid,
                 "gid": m.gid,
@@ -109,7 +110,7 @@ fn print_json(out: &mut dyn Write, header: &Header, records: &[IndexRecord], ima
         .collect();
     let doc = json!({
         "image": {
-            "format_version": coffer_format::VERSION,
+            "format_version": header.version,
             "image_id": coffer_crypto::hex(&header.image_id),
             "cipher": header.suite.name(),
             "compression": header.codec.name(),
