@@ -80,7 +80,18 @@ def lz4_zeros(n):
         m -= 15
         out += b"\xff" * (m // 255) + bytes([m % 255])
     return out + b"\x50" + b"\0" * 5
+def member(kind, path, data=b"", **k):
+    m = meta(kind, path, **k)
+    return struct.pack("<II", len(m), len(data)) + m + data
+def pack(*members):
+    return rec(0 | ((16 | (len(members) - 1)) << 3), b"".join(members))
 seeds = {
+    "packed": b"\0" + pack(member(DIR, b""), member(FILE, b"a", b"hello"), member(DIR, b"d"),
+                           member(FILE, b"d/e"), member(SYMLINK, b"s", target=b"a"))
+        + entry(FILE, b"big") + chunk(0, 4096, b"x" * 4096, 0) + chunk(4096, 5000, b"y" * 904)
+        + pack(member(HARDLINK, b"h", target=b"a"), member(FILE, b"z", b"z" * 3000)) + INDEX + END,
+    "pack_after_pause": b"\0" + entry(FILE, b"log") + chunk(0, 10, b"0123456789", LAST | PAUSE)
+        + pack(member(FILE, b"log", b"x")) + INDEX + END,
     "tree": b"\0" + entry(DIR, b"") + entry(FILE, b"a") + chunk(0, 5, b"hello") + entry(DIR, b"d")
         + entry(FILE, b"d/b") + chunk(0, 4096, b"x" * 4096, 0) + chunk(4096, 9000, b"y" * 100)
         + entry(SYMLINK, b"s", b"a") + entry(HARDLINK, b"h", b"a") + entry(FILE, b"empty") + chunk(0, 0)

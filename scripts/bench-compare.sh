@@ -6,7 +6,8 @@
 #   scripts/bench-compare.sh OLD_COMMIT [DATASET]     # DATASET: mixed (default), sysbench, or a directory
 #
 # Builds OLD_COMMIT in a worktree (target dir under BENCH_DIR) and the working tree, then prints a
-# Markdown table: wall seconds for each, and new/old. Needs root (drop_caches).
+# Markdown table: wall seconds for each, and new/old, and the image's size. BENCH_COLD=1 leaves
+# the inputs out of the page cache. Needs root (drop_caches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old_rev=${1:?usage: scripts/bench-compare.sh OLD_COMMIT [DATASET]}
@@ -50,7 +51,7 @@ time_runs() {
     for i in $(seq 1 "$runs"); do
         rm -rf "$work/out.coffer" "$work/restored"
         drop
-        warm "$warm_dir"
+        [ "${BENCH_COLD:-0}" = 1 ] || warm "$warm_dir"
         start=$(date +%s.%N)
         eval "$cmd" >/dev/null 2>&1
         t+=("$(echo "$(date +%s.%N) - $start" | bc)")
@@ -62,15 +63,20 @@ echo "| $set_name ($(du -sh "$data" | cut -f1)) | $old_rev | working tree | new/
 echo "|---|---|---|---|"
 for op in backup restore; do
     declare -A secs=()
+    declare -A size=()
     for which in old new; do
         bin=${!which}
         if [ $op = backup ]; then
             secs[$which]=$(time_runs "$data" "$bin backup $data -o $work/out.coffer --key-file $key -q")
+            size[$which]=$(stat -c %s "$work/out.coffer")
         else
             "$bin" backup "$data" -o "$work/image.coffer" --key-file "$key" -q --force
             secs[$which]=$(time_runs "$work/image.coffer" "$bin restore $work/image.coffer --to $work/restored --key-file $key -q")
         fi
     done
     printf '| %s | %.2f s | %.2f s | %.2f |\n' "$op" "${secs[old]}" "${secs[new]}" "$(echo "${secs[new]} / ${secs[old]}" | bc -l)"
+    if [ $op = backup ]; then
+        printf '| image size | %s MB | %s MB | %.3f |\n' "$((size[old] / 1000000))" "$((size[new] / 1000000))" "$(echo "${size[new]} / ${size[old]}" | bc -l)"
+    fi
 done
 rm -rf "$work/out.coffer" "$work/restored" "$work/image.coffer"

@@ -2,12 +2,12 @@
 //! the key can put anything there, so they get the same scrutiny as the outer layers.
 #![no_main]
 
-use coffer_format::{chunk, frame, index, EndFields, EntryMeta, FrameHeader, Header, IndexRecord, KeySlot};
+use coffer_format::{chunk, frame, index, pack, EndFields, EntryMeta, FrameHeader, Header, IndexRecord, KeySlot};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 7 {
+    match which % 8 {
         0 => {
             if let Ok(m) = EntryMeta::parse(rest) {
                 let mut out = vec![];
@@ -38,8 +38,28 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => {
             if let Ok(head) = rest.try_into() {
-                let _ = FrameHeader::parse(head, 1 << 20);
+                if let Ok(h) = FrameHeader::parse(head, 1 << 20) {
+                    assert_eq!(&h.encode(), head, "frame headers round-trip");
+                }
             }
+        }
+        6 => {
+            // A pack's members: the count from the first two bytes, as a frame header gives it.
+            let (count, raw) = rest.split_at(rest.len().min(2));
+            let count = usize::from(u16::from_le_bytes([count.first().copied().unwrap_or(0), count.get(1).copied().unwrap_or(0)]));
+            if let Ok(members) = pack::parse_members(raw, count) {
+                let mut out = vec![];
+                for m in &members {
+                    let mut meta = vec![];
+                    m.meta.encode(&mut meta);
+                    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&(m.data.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&meta);
+                    out.extend_from_slice(&raw[m.data.clone()]);
+                }
+                assert_eq!(out, raw, "pack members round-trip");
+            }
+            let _ = pack::parse_pack(rest, 1 << 20);
         }
         _ => {
             if let Ok(e) = EndFields::parse(rest) {

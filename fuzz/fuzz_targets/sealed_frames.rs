@@ -16,7 +16,9 @@
 //! | 6 | payload appended as it is, unsealed                                 |
 //! | 7 | CHUNK of `start u64 | end u64 | data`: one segment at `start`       |
 //!
-//! and `tag >> 3` the frame's flags (1 LAST, 2 PAUSE). Nothing may panic, hang or allocate
+//! and `tag >> 3` the frame's flags (1 LAST, 2 PAUSE). An ENTRY record whose flags have bit 16
+//! set is a PACK instead (format version 2), of `(flags & 15) + 1` members, its payload the
+//! members' raw bytes (`meta_len u32 | data_len u32 | meta | data`...), sealed uncompressed. Nothing may panic, hang or allocate
 //! more than the frame sizes allow; visitors must see entries, data and file ends in order; and
 //! an image the streaming reader accepts must be accepted, with the same records and totals,
 //! through the index.
@@ -24,7 +26,7 @@
 
 use coffer_crypto::{MasterKey, Unlock};
 use coffer_format::{EndFields, EntryKind, EntryMeta, FrameKind, IndexRecord};
-use coffer_image::craft::{chunk_plaintext, FrameSealer};
+use coffer_image::craft::{chunk_plaintext, pack_plaintext, FrameSealer};
 use coffer_image::{open_stream, read_stream, ImageError, IndexedImage, RandomAccess, ReadOptions, Visitor};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
@@ -45,6 +47,9 @@ fn image(data: &[u8]) -> Option<Vec<u8>> {
         rest = &rest[3 + payload.len()..];
         let flags = tag >> 3;
         match tag & 7 {
+            0 if flags & 16 != 0 => {
+                s.frame_of(FrameKind::Pack, 0, u16::from(flags & 15) + 1, &pack_plaintext(payload))
+            }
             0 => s.frame(FrameKind::Entry, flags, payload),
             1 => s.frame(FrameKind::Chunk, flags, payload),
             2 => s.frame(FrameKind::Index, flags, payload),

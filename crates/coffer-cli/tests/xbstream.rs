@@ -50,6 +50,13 @@ fn files_in_parts_are_whole_to_every_command() {
     assert_eq!(lines.len(), 1, "{listing}");
     assert!(lines[0].contains(&(3u64 << 20).to_string()), "{listing}");
     assert!(listing.contains("coffer-backup.json"));
+    // The small files are packed as they arrive, even between the parts of a paused file.
+    let (_, out, _) = run(&["list", &img, "--json", "--key-file", &fx.key()]);
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let entry = |p: &str| doc["entries"].as_array().unwrap().iter().find(|e| e["path"] == p).unwrap().clone();
+    assert_eq!(entry("db/t1.frm")["chunks"], 0, "packed");
+    assert_eq!(entry("xtrabackup_info")["frame_offset"], entry("xtrabackup_binlog_info")["frame_offset"]);
+    assert_ne!(entry("db/t1.ibd")["chunks"], 0, "2 MiB: chunks of its own");
 
     // extract to stdout and to a directory, restore, verify, validate.
     let (code, out, err) = run(&["extract", &img, "ib_logfile0", "--stdout", "--key-file", &fx.key()]);
