@@ -420,20 +420,26 @@ fn restore_force_removes_what_a_killed_restore_left() {
     ok(&["backup", &fx.s("src"), "-o", &img, "--key-file", &fx.key(), "--no-validate"]);
     let image = std::fs::read(&img).unwrap();
 
+    // A restore with --force (into a target that may hold anything) writes under temporary
+    // names: killed, it leaves them, and the next --force sweeps them.
     let out = fx.path("out");
-    let mut child = coffer()
-        .args(["restore", "-", "--to", out.to_str().unwrap(), "--key-file", &fx.key(), "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&image[..image.len() / 2]).unwrap();
-    wait_for("the restore's temporary file", || out.is_dir() && !leftovers(&out, ".coffer-tmp-").is_empty());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(stdin);
+    std::fs::create_dir(&out).unwrap();
+    let kill_half_way = |extra: &str, seen: &dyn Fn() -> bool| {
+        let mut child = coffer()
+            .args(["restore", "-", "--to", out.to_str().unwrap(), "--key-file", &fx.key(), "-q"])
+            .args((!extra.is_empty()).then_some(extra))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&image[..image.len() / 2]).unwrap();
+        wait_for("the restore's first file", seen);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    kill_half_way("--force", &|| !leftovers(&out, ".coffer-tmp-").is_empty());
     let left = leftovers(&out, ".coffer-tmp-");
     assert!(!left.is_empty());
     assert!(out.join(".coffer-restore-incomplete").exists());
@@ -442,4 +448,20 @@ fn restore_force_removes_what_a_killed_restore_left() {
     assert!(err.contains(&format!("removed {} temporary file(s)", left.len())), "{err}");
     assert_eq!(leftovers(&out, ".coffer-tmp-"), Vec::<PathBuf>::new());
     assert_eq!(common::snapshot(&out), common::snapshot(&src));
+
+    // Into an empty target, files go straight under their names: killed, the restore leaves a
+    // file cut short under its name, in a target its marker says is incomplete, which a restore
+    // without --force refuses and one with --force completes.
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    let big = out.join("db/big.ibd");
+    kill_half_way("", &|| big.metadata().is_ok_and(|m| m.len() > 0));
+    assert!(out.join(".coffer-restore-incomplete").exists());
+    assert_eq!(leftovers(&out, ".coffer-tmp-"), Vec::<PathBuf>::new());
+    assert_ne!(std::fs::read(&big).unwrap(), std::fs::read(src.join("db/big.ibd")).unwrap());
+    let (code, _, err) = common::run(&["restore", &img, "--to", out.to_str().unwrap(), "--key-file", &fx.key()]);
+    assert!(code != 0 && err.contains("not empty"), "{err}");
+    ok(&["restore", &img, "--to", out.to_str().unwrap(), "--key-file", &fx.key(), "--force"]);
+    assert_eq!(common::snapshot(&out), common::snapshot(&src));
+    assert!(!out.join(".coffer-restore-incomplete").exists());
 }
