@@ -47,6 +47,15 @@ pub fn encode_member_head(meta_len: u32, data_len: u32, out: &mut [u8]) {
     put_u32(out, 4, data_len);
 }
 
+/// Appends one member (head, metadata, contents) to `out`: what a writer lays out in place.
+pub fn encode_member(meta: &EntryMeta, data: &[u8], out: &mut Vec<u8>) {
+    let mut head = [0u8; MEMBER_HEAD_LEN];
+    encode_member_head(meta.encoded_len() as u32, data.len() as u32, &mut head);
+    out.extend_from_slice(&head);
+    meta.encode(out);
+    out.extend_from_slice(data);
+}
+
 /// Parses a PACK plaintext: its codec, raw length (at most `chunk_size`) and stored data.
 pub fn parse_pack(plain: &[u8], chunk_size: u32) -> Result<(Codec, u32, &[u8]), FormatError> {
     const WHAT: &str = "pack frame";
@@ -122,21 +131,11 @@ mod tests {
         }
     }
 
-    fn member(m: &EntryMeta, data: &[u8], out: &mut Vec<u8>) {
-        let mut enc = vec![];
-        m.encode(&mut enc);
-        let mut head = [0u8; MEMBER_HEAD_LEN];
-        encode_member_head(enc.len() as u32, data.len() as u32, &mut head);
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&enc);
-        out.extend_from_slice(data);
-    }
-
     #[test]
     fn members_round_trip_and_layout() {
         let mut raw = vec![];
-        member(&meta(EntryKind::Dir, "d"), b"", &mut raw);
-        member(&meta(EntryKind::File, "d/f"), b"abc", &mut raw);
+        encode_member(&meta(EntryKind::Dir, "d"), b"", &mut raw);
+        encode_member(&meta(EntryKind::File, "d/f"), b"abc", &mut raw);
         // The head: metadata length (40 fixed bytes, path "d", empty target and names), then 0.
         assert_eq!(&raw[..8], &[47, 0, 0, 0, 0, 0, 0, 0]);
         let got = parse_members(&raw, 2).unwrap();
@@ -151,12 +150,12 @@ mod tests {
     #[test]
     fn refuses_contents_of_a_directory_and_parts_of_files() {
         let mut raw = vec![];
-        member(&meta(EntryKind::Dir, "d"), b"x", &mut raw);
+        encode_member(&meta(EntryKind::Dir, "d"), b"x", &mut raw);
         assert!(parse_members(&raw, 1).is_err());
         let mut part = meta(EntryKind::File, "f");
         part.continues = true;
         let mut raw = vec![];
-        member(&part, b"x", &mut raw);
+        encode_member(&part, b"x", &mut raw);
         assert!(parse_members(&raw, 1).is_err());
     }
 

@@ -195,12 +195,7 @@ impl FrameSealer {
     pub fn pack(&mut self, entries: &[(EntryMeta, &[u8])]) {
         let mut raw = Vec::new();
         for (meta, data) in entries {
-            let mut enc = Vec::new();
-            meta.encode(&mut enc);
-            raw.extend_from_slice(&(enc.len() as u32).to_le_bytes());
-            raw.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            raw.extend_from_slice(&enc);
-            raw.extend_from_slice(data);
+            coffer_format::pack::encode_member(meta, data, &mut raw);
         }
         self.frame_of(FrameKind::Pack, 0, entries.len() as u16, &pack_plaintext(&raw));
     }

@@ -340,8 +340,7 @@ const MAX_META_LEN: usize = 40 + 2 + MAX_PATH_LEN + 2 + MAX_PATH_LEN + 1 + 255 +
 
 /// How long `r` is in the index: its fixed fields and its metadata as encoded.
 pub(crate) fn record_len(r: &IndexRecord) -> u64 {
-    let m = &r.meta;
-    (RECORD_FIXED_LEN + 40 + 2 + m.path.len() + 2 + m.target.len() + 1 + m.uname.len() + 1 + m.gname.len()) as u64
+    (RECORD_FIXED_LEN + r.meta.encoded_len()) as u64
 }
 
 /// The index, taken in piece by piece: records are parsed and handed on as they complete, so
@@ -454,12 +453,14 @@ impl Checker<'_> {
 
     fn accept(&mut self, mut job: Job) -> Result<(), ImageError> {
         let decoded = std::mem::replace(&mut job.decoded, Decoded::Pending);
-        let last_entry = self.last_entry.clone();
+        // The entry before a pack, for its message if it fails (its own entries move it on).
+        let pack = job.header.filter(|h| h.kind == FrameKind::Pack);
+        let last_entry = pack.and_then(|_| self.last_entry.clone());
         let result = self.check(&job, decoded);
         self.pool.put(std::mem::take(&mut job.buf));
         // A PACK that fails names the entries it holds (by number: their names are inside it).
-        match (result, job.header) {
-            (Err(ImageError::Corrupt { mut at, detail }), Some(h)) if h.kind == FrameKind::Pack => {
+        match (result, pack) {
+            (Err(ImageError::Corrupt { mut at, detail }), Some(h)) => {
                 at.entry = last_entry;
                 at.chunk = None;
                 at.pack = Some(PackPlace { first: job.pos.entry_no, count: h.members.into(), names: vec![] });

@@ -642,11 +642,11 @@ impl Producer<'_> {
         };
         let SourceItem { meta, data, .. } = item;
         let Some(mut reader) = data else {
-            if !self.try_pack(&meta, 0) {
+            if self.try_pack(&meta, 0) {
+                self.add_member(meta, Contents::Nothing, None);
+            } else {
                 self.flush_pack()?;
                 self.send_entry(meta)?;
-            } else {
-                self.add_member(meta, Contents::Nothing, None);
             }
             self.entry_no += 1;
             return Ok(());

@@ -263,9 +263,9 @@ fn refused(what: &str, version: u16, build: impl FnOnce(&mut FrameSealer)) {
 }
 
 fn member(m: &coffer_format::EntryMeta, data: &[u8]) -> Vec<u8> {
-    let mut enc = vec![];
-    m.encode(&mut enc);
-    [&(enc.len() as u32).to_le_bytes()[..], &(data.len() as u32).to_le_bytes(), &enc, data].concat()
+    let mut out = vec![];
+    coffer_format::pack::encode_member(m, data, &mut out);
+    out
 }
 
 #[test]
