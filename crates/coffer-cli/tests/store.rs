@@ -439,6 +439,77 @@ fn a_live_server_backs_up_to_a_bucket_and_restores_from_it() {
     );
 }
 
+/// A chain in a bucket: a full and two incrementals of a live server under a prefix, each
+/// building on the newest; the catalog shows the chain (with and without a key), the newest
+/// restores through it, and prune keeps the chain whole until a new full makes it unneeded.
+#[test]
+fn a_chain_under_a_prefix_restores_and_prunes_whole() {
+    if !mariadb::available() || mariadb::which("mariadb-backup").is_none() {
+        assert!(std::env::var_os("COFFER_REQUIRE_MARIADB").is_none(), "MariaDB and mariadb-backup are required");
+        return;
+    }
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("chain");
+    let fx = Fixture::new();
+    let server = Server::start(&fx.path("src"), &[]);
+    server.sql(
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); \
+         INSERT INTO d.t (v) SELECT REPEAT(CONCAT('row ', seq), 50) FROM d.seq_1_to_20000;",
+    );
+    let sock = server.socket.to_str().unwrap().to_owned();
+    let k = fx.key();
+    let backup = |extra: &[&str]| {
+        // Names under a prefix are the time to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let mut args = vec!["backup", "--mysql", "-S", &sock, "-u", "root", "-o", "s3://chain/db/", "--key-file", &k];
+        args.extend(extra);
+        let err = s3.expect(0, &args);
+        let summary = err.lines().find(|l| l.starts_with("coffer: backed up")).unwrap();
+        (summary.split(" to ").nth(1).and_then(|r| r.split(": ").next()).unwrap().to_owned(), err)
+    };
+    let (full, _) = backup(&["--incremental"]);
+    server.sql("UPDATE d.t SET v = CONCAT(v, 'x') WHERE id % 7 = 0");
+    let (inc1, err) = backup(&["--incremental"]);
+    assert!(err.contains("taking incremental backup 1"), "{err}");
+    server.sql("INSERT INTO d.t (v) SELECT 'later' FROM d.seq_1_to_1000");
+    let (inc2, err) = backup(&["--incremental"]);
+    assert!(err.contains("taking incremental backup 2") && err.contains(&inc1), "{err}");
+    let want = server.sql("CHECKSUM TABLE d.t");
+
+    // The catalog shows the chain, without a key (the records' links) and with one.
+    for key in [&[][..], &["--key-file", &k][..]] {
+        let out = s3.coffer().args(["catalog", "s3://chain/db/"]).args(key).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(text.contains("incremental 2 of") && text.contains("incremental 1 of"), "{text}");
+        assert!(text.contains(": full + 2 later backup(s), depth 2"), "{text}");
+    }
+    // The newest restores through its chain, resolved from the prefix.
+    let data = fx.path("dst/data");
+    let err = s3.expect(0, &["restore", &inc2, "--to", data.to_str().unwrap(), "--prepare", "--key-file", &k]);
+    assert!(err.contains("restoring a chain of 3"), "{err}");
+    let restored = Server::open(&fx.path("dst"), &[]);
+    assert_eq!(restored.sql("CHECKSUM TABLE d.t"), want);
+    drop(restored);
+    let out = s3.expect(0, &["verify", &inc2, "--chain", "--key-file", &k]);
+    assert!(out.contains("chain of 3 backups is linked"), "{out}");
+
+    // Prune keeps what the newest needs: its whole chain.
+    let count = |s3: &S3| {
+        let out = s3.coffer().args(["catalog", "s3://chain/db/", "-q"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(".coffer")).count()
+    };
+    let err = s3.expect(0, &["prune", "s3://chain/db/", "--keep-last", "1"]);
+    assert!(err.contains("needed by"), "{err}");
+    assert_eq!(count(&s3), 3, "{err}");
+    // A new full: the old chain is no longer needed, and goes whole.
+    backup(&[]);
+    let err = s3.expect(0, &["prune", "s3://chain/db/", "--keep-last", "1"]);
+    assert_eq!(count(&s3), 1, "{err}");
+    assert!(err.contains("deleted 3 of 4"), "{err}");
+    let _ = full;
+}
+
 /// Backups under a prefix: the catalog lists them (details with a key), prune keeps what its
 /// rules say, prints its plan, and deletes nothing with --dry-run.
 #[test]

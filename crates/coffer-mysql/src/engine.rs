@@ -3,6 +3,7 @@
 //! its standard output; the engine's only files go to a private scratch directory that coffer
 //! creates (mode 0700) and removes.
 
+use crate::meta::ServerIdentity;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -170,16 +171,16 @@ impl Connection {
     }
 }
 
-/// The server's version string, asked through the `mariadb` (or `mysql`) client with the
-/// options of [`Connection::option_args`].
-pub fn server_version(options: &[String]) -> Result<String, EngineError> {
+/// The output of `sql` run through the `mariadb` (or `mysql`) client with the options of
+/// [`Connection::option_args`]: rows of tab-separated columns.
+fn query(options: &[String], sql: &str) -> Result<String, EngineError> {
     let client = ["mariadb", "mysql"]
         .iter()
         .find_map(|n| which(n))
         .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
     let out = Command::new(&client)
         .args(options)
-        .args(["--batch", "--skip-column-names", "-e", "SELECT VERSION()"])
+        .args(["--batch", "--skip-column-names", "-e", sql])
         .stdin(Stdio::null())
         .output()
         .map_err(io(format!("run {}", client.display())))?;
@@ -187,7 +188,30 @@ pub fn server_version(options: &[String]) -> Result<String, EngineError> {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(EngineError::Connect(err.lines().last().unwrap_or("the client failed").trim().to_owned()));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The server's version string.
+pub fn server_version(options: &[String]) -> Result<String, EngineError> {
+    Ok(query(options, "SELECT VERSION()")?.trim().to_owned())
+}
+
+/// The server's identity (see [`ServerIdentity`]) and its current LSN, if it tells.
+pub fn server_identity(options: &[String], mysql: bool) -> Result<(ServerIdentity, Option<u64>), EngineError> {
+    // One row: host, datadir, server_id, version, uuid, born, LSN.
+    let sql = if mysql {
+        "SELECT @@hostname, @@datadir, @@server_id, VERSION(), @@server_uuid, NULL, \
+         (SELECT count FROM information_schema.innodb_metrics WHERE name = 'log_lsn_current')"
+    } else {
+        "SELECT @@hostname, @@datadir, @@server_id, VERSION(), NULL, \
+         (SELECT UNIX_TIMESTAMP(create_time) FROM information_schema.tables \
+           WHERE table_schema = 'mysql' AND table_name = 'global_priv'), \
+         (SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'INNODB_LSN_CURRENT')"
+    };
+    let row = query(options, sql)?;
+    let line = row.lines().next().unwrap_or_default();
+    let lsn = line.split('\t').nth(6).and_then(|v| v.trim().parse().ok());
+    Ok((ServerIdentity::parse_row(line), lsn))
 }
 
 /// A running engine: its xbstream on `stdout`, its standard error collected (and passed to a
@@ -375,12 +399,56 @@ pub fn prepare(
     options: &[PrepareOption],
     on_line: &dyn Fn(&str),
 ) -> Result<Vec<u8>, EngineError> {
+    prepare_step(engine, dir, &PrepareStep::Only, options, on_line)
+}
+
+/// One prepare of a chain (docs/FORMAT.md §9.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrepareStep {
+    /// A full backup restored alone.
+    Only,
+    /// The full backup of a chain that incrementals follow.
+    ChainFull,
+    /// An incremental applied to the prepared full (restored into this directory; `last`: the
+    /// chain's last).
+    Apply { incremental_dir: PathBuf, last: bool },
+}
+
+/// The engine's arguments for `step` (after its option file): mariabackup (10.5 and later)
+/// prepares the full and applies each incremental with a plain `--prepare`; xtrabackup 8.0
+/// needs `--apply-log-only` on every step but the last (and a plain `--prepare` after an
+/// `--apply-log-only` one corrupts since 8.0.30, so the last step must be the last apply).
+pub fn prepare_args(engine: EngineKind, dir: &Path, step: &PrepareStep) -> Vec<String> {
+    let mut args = vec!["--prepare".to_owned()];
+    let not_last = match step {
+        PrepareStep::Only => false,
+        PrepareStep::ChainFull => true,
+        PrepareStep::Apply { last, .. } => !last,
+    };
+    if engine == EngineKind::Xtrabackup && not_last {
+        args.push("--apply-log-only".into());
+    }
+    args.push(format!("--target-dir={}", dir.display()));
+    if let PrepareStep::Apply { incremental_dir, .. } = step {
+        args.push(format!("--incremental-dir={}", incremental_dir.display()));
+    }
+    args
+}
+
+/// Runs one prepare `step` on `dir` (see [`prepare`] for the option file).
+pub fn prepare_step(
+    engine: EngineKind,
+    dir: &Path,
+    step: &PrepareStep,
+    options: &[PrepareOption],
+    on_line: &dyn Fn(&str),
+) -> Result<Vec<u8>, EngineError> {
     let text = prepare_options(dir, options)?;
     let scratch = Scratch::create(None)?;
     let file = scratch.path().join(PREPARE_FILE);
     write_private(&file, &text)?;
-    let args =
-        [format!("--defaults-file={}", file.display()), "--prepare".into(), format!("--target-dir={}", dir.display())];
+    let mut args = vec![format!("--defaults-file={}", file.display())];
+    args.extend(prepare_args(engine, dir, step));
     run_to_end(engine, &args, on_line)
 }
 

@@ -40,6 +40,161 @@ pub struct BackupInfo {
     pub galera: Option<String>,
     pub files: u64,
     pub bytes: u64,
+    /// Where the backup sits in its chain (absent from images made before chains, and from
+    /// stored xbstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
+    /// The server the backup was taken from, as coffer established it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerIdentity>,
+}
+
+/// What a backup holds: every page, or the pages changed since its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// Every page.
+    Full,
+    /// The pages changed since the previous backup of the chain (its parent).
+    Incremental,
+    /// The pages changed since the chain's full backup (its parent).
+    Differential,
+}
+
+impl BackupKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incremental",
+            BackupKind::Differential => "differential",
+        }
+    }
+}
+
+/// Where a backup sits in its chain (docs/FORMAT.md §9.2): its own id, its parent's and its
+/// full backup's ids, and how many backups lie between it and the full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// This backup's id: 32 lowercase hexadecimal digits, random.
+    pub id: String,
+    pub kind: BackupKind,
+    /// The backup whose `to_lsn` this one starts from (none for a full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The chain's full backup (a full names itself).
+    pub full: String,
+    /// 0 for a full, its parent's depth + 1 otherwise.
+    pub depth: u32,
+}
+
+/// A backup id: 32 lowercase hexadecimal digits.
+pub fn is_backup_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ChainLink {
+    /// A new full backup's link, under a fresh id.
+    pub fn full(id: String) -> Self {
+        ChainLink { full: id.clone(), id, kind: BackupKind::Full, parent: None, depth: 0 }
+    }
+
+    /// A backup of `kind` on top of `parent`, under a fresh id.
+    pub fn on(parent: &ChainLink, kind: BackupKind, id: String) -> Self {
+        ChainLink { id, kind, parent: Some(parent.id.clone()), full: parent.full.clone(), depth: parent.depth + 1 }
+    }
+
+    /// The link is one a writer makes: ids well-formed, a full names itself and no parent, a
+    /// differential's parent is its full, depths agree with kinds.
+    pub fn is_consistent(&self) -> bool {
+        let ids = is_backup_id(&self.id) && is_backup_id(&self.full) && self.parent.as_deref().is_none_or(is_backup_id);
+        ids && match self.kind {
+            BackupKind::Full => self.parent.is_none() && self.full == self.id && self.depth == 0,
+            BackupKind::Differential => self.parent.as_ref() == Some(&self.full) && self.depth == 1,
+            BackupKind::Incremental => self.parent.is_some() && self.depth >= 1 && self.id != self.full,
+        }
+    }
+}
+
+/// Who a server is, as far as it can be told from SQL (docs/FORMAT.md §9.2). MySQL has a
+/// `server_uuid`, made when its datadir is initialized: that alone identifies it. MariaDB has
+/// none; coffer records its host name, datadir, `server_id`, and `born`: the creation time of
+/// its `mysql.global_priv` table, which `mariadb-install-db` makes (a new datadir, even on the
+/// same host, path and port, has another), and which only a rebuild of that table changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datadir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_uuid: Option<String>,
+    /// Unix seconds (MariaDB: the creation time of `mysql.global_priv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<i64>,
+    /// `VERSION()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl ServerIdentity {
+    /// Reads `@@hostname, @@datadir, @@server_id, VERSION(), uuid, born` as the client prints
+    /// them (one line, tab-separated, `NULL` for none). Values the server would not send are
+    /// dropped.
+    pub fn parse_row(line: &str) -> Self {
+        let cols: Vec<&str> = line.trim_end_matches(['\r', '\n']).split('\t').collect();
+        let col = |i: usize| cols.get(i).copied().filter(|v| *v != "NULL").and_then(|v| bounded(v.trim(), MAX_FIELD));
+        ServerIdentity {
+            hostname: col(0),
+            datadir: col(1),
+            server_id: col(2).and_then(|v| v.parse().ok()),
+            version: col(3),
+            server_uuid: col(4).filter(|u| is_uuid(u)).map(|u| u.to_ascii_lowercase()),
+            born: col(5).and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Why `self` (the server now) is not the server of `earlier` (a backup's), if it is not.
+    /// A field either side lacks is not compared; the major version (`10.11`, `8.0`) must match.
+    pub fn differs_from(&self, earlier: &ServerIdentity) -> Option<String> {
+        fn differ<T: PartialEq + std::fmt::Debug>(a: &Option<T>, b: &Option<T>) -> bool {
+            matches!((a, b), (Some(a), Some(b)) if a != b)
+        }
+        if differ(&self.server_uuid, &earlier.server_uuid) {
+            return Some(format!("server_uuid {:?}, not {:?}", opt(&self.server_uuid), opt(&earlier.server_uuid)));
+        }
+        if differ(&self.born, &earlier.born) {
+            return Some("its system tables were created at another time (a new or rebuilt datadir)".into());
+        }
+        if differ(&self.hostname, &earlier.hostname) {
+            return Some(format!("host {:?}, not {:?}", opt(&self.hostname), opt(&earlier.hostname)));
+        }
+        if differ(&self.datadir, &earlier.datadir) {
+            return Some(format!("datadir {:?}, not {:?}", opt(&self.datadir), opt(&earlier.datadir)));
+        }
+        if differ(&self.server_id, &earlier.server_id) {
+            return Some(format!("server_id {}, not {}", opt(&self.server_id), opt(&earlier.server_id)));
+        }
+        let major = |v: &Option<String>| v.as_deref().map(major_version);
+        if differ(&major(&self.version), &major(&earlier.version)) {
+            return Some(format!(
+                "version {}, not {} (a new major version)",
+                major(&self.version).unwrap_or_default(),
+                major(&earlier.version).unwrap_or_default()
+            ));
+        }
+        None
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "?".to_owned(), ToString::to_string)
+}
+
+/// `10.11` of `10.11.19-MariaDB-0+deb12u1-log`, `8.0` of `8.0.36`.
+pub fn major_version(version: &str) -> String {
+    version.split(['.', '-']).take(2).collect::<Vec<_>>().join(".")
 }
 
 /// The most a backup's description (`coffer-backup.json`) may take: readers load it whole and

@@ -70,6 +70,8 @@ pub struct BackupSpec {
     pub validate: bool,
     /// Refuse the backup if a page is corrupt (else each is a warning).
     pub fail_on_corrupt: bool,
+    /// Full, incremental or differential (a hot backup of a server only).
+    pub chain: crate::chain::ChainRequest,
 }
 
 impl BackupSpec {
@@ -88,6 +90,7 @@ impl BackupSpec {
             pack_limit: None,
             validate: true,
             fail_on_corrupt: false,
+            chain: crate::chain::ChainRequest::default(),
         }
     }
 }
@@ -190,7 +193,8 @@ fn backup_into(
     let shown = out.shown();
     // The progress display exists before the source: a server's engine logs from its start.
     let first = env.report.progress(None, "backup");
-    let mut opened = crate::source::open(&spec.source, out.as_ref(), env)?;
+    let chain = chain_plan(spec, env)?;
+    let mut opened = crate::source::open(&spec.source, out.as_ref(), chain.as_ref(), env)?;
     let progress = if opened.total.is_some() {
         // The size is known: a bar with a total replaces the spinner, which goes without a trace.
         first.finish();
@@ -243,6 +247,36 @@ fn backup_into(
     })
 }
 
+/// The backups an incremental or differential backup may build on: those named with `--base`,
+/// and those beside its output (under its prefix, or in its directory).
+fn chain_plan(spec: &BackupSpec, env: &Env) -> Result<Option<crate::source::ChainPlan>> {
+    let request = &spec.chain;
+    if request.mode == crate::chain::Mode::Full {
+        return Ok(None);
+    }
+    if !matches!(spec.source, SourceSpec::Server(_)) {
+        return Err(Error::usage("--incremental and --differential take a hot backup of a server (--mysql)"));
+    }
+    let unlocks = crate::keys::unlocks(&spec.keys, env)
+        .context("an incremental backup reads its parent's description: give a secret that opens it")?;
+    let around = match &spec.output {
+        Location::Object(url) if url.ends_with('/') => spec.output.clone(),
+        Location::File(_) if request.base.is_empty() => spec.output.clone(),
+        _ => Location::Stdio,
+    };
+    let mut neighbours = crate::chain::neighbours(&around, &request.base, &unlocks, env)?;
+    // An image being replaced (--force) is no parent of its replacement.
+    neighbours.known.retain(|k| k.location != spec.output);
+    for (shown, why, _) in &neighbours.unread {
+        env.report.warn(&format!("{shown} is not a candidate parent: {why}"));
+    }
+    Ok(Some(crate::source::ChainPlan {
+        mode: request.mode,
+        max_chain: request.max_chain.unwrap_or(crate::chain::DEFAULT_MAX_CHAIN),
+        neighbours,
+    }))
+}
+
 /// The catalog record stored beside an image in object storage (docs/FORMAT.md §9, "Catalog
 /// record"): what `coffer catalog` shows of a backup, sealed under the image's keys.
 fn catalog_record(
@@ -264,7 +298,10 @@ fn catalog_record(
         "backup": backup,
     });
     let bytes = serde_json::to_vec(&json)?;
-    Ok(coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?)
+    Ok(match crate::catalog::links_of(&json["backup"]) {
+        Some(links) => coffer_image::catalog::seal_linked_record(&params.keys(), &params.image_id, &bytes, &links)?,
+        None => coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?,
+    })
 }
 
 /// A program's own writer as a place for an image (memory, a pipe it holds).

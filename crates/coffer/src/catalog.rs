@@ -8,6 +8,7 @@ use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_format::DATA_OFFSET;
 use coffer_image::catalog::RECORD_SUFFIX;
+use coffer_mysql::meta::ChainLink;
 use serde_json::json;
 
 /// The backups under a prefix, as `catalog` shows them.
@@ -34,7 +35,9 @@ pub fn catalog(url: &str, keys: Option<&KeySources>, env: &Env) -> Result<Catalo
     };
     let mut rows = Vec::new();
     let mut unread = 0;
-    for b in &backups {
+    // Without a key, the records' links still say where each backup sits in its chain.
+    let keyless = if unlocks.is_none() { chains(&backups, None, env) } else { Vec::new() };
+    for (i, b) in backups.iter().enumerate() {
         let mut v = json!({
             "name": b.listed.name,
             "url": b.listed.object.url(),
@@ -49,6 +52,11 @@ pub fn catalog(url: &str, keys: Option<&KeySources>, env: &Env) -> Result<Catalo
                 unread += 1;
             }
         }
+        v["chain"] = match (v.get("backup").and_then(|b| b.get("chain")), keyless.get(i)) {
+            (Some(c), _) => c.clone(),
+            (None, Some(Chained::Link(l))) => serde_json::to_value(l).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
         rows.push(v);
     }
     Ok(Catalog { backups, rows, unread })
@@ -194,17 +202,140 @@ pub fn plan(times: &[i64], p: Policy) -> Vec<Vec<&'static str>> {
     keep
 }
 
-/// The backups under `url`, each with the reasons `policy` keeps it (none: it goes).
-pub fn prune_plan(url: &str, policy: Policy, env: &Env) -> Result<Vec<(Backup, Vec<&'static str>)>> {
+/// What prune knows of a backup's place in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chained {
+    /// Its link (from its catalog record, or with a key from its description).
+    Link(ChainLink),
+    /// A backup that needs no other (an image made before chains, or not of a server).
+    Alone,
+    /// No record says, and no key was given to read the image.
+    Unknown,
+}
+
+/// The chain links of a version 2 catalog record beside a backup's image, as written by
+/// [`links_of`]; read without a key.
+fn record_chain(listed: &coffer_store::Listed) -> Result<Option<Chained>> {
+    let bytes = match listed.object.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
+        Ok(b) => b,
+        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(match coffer_image::catalog::record_links(&bytes)? {
+        Some(links) => match serde_json::from_slice::<ChainLink>(&links) {
+            Ok(link) if link.is_consistent() => Chained::Link(link),
+            _ => Chained::Unknown,
+        },
+        None => Chained::Alone,
+    }))
+}
+
+/// The links a catalog record carries in the clear for a backup described by `backup` (its
+/// description as JSON): its chain link, if it has one.
+pub fn links_of(backup: &serde_json::Value) -> Option<Vec<u8>> {
+    let link: ChainLink = serde_json::from_value(backup.get("chain")?.clone()).ok()?;
+    serde_json::to_vec(&link).ok()
+}
+
+/// Where each backup sits in its chain: from its record, else (with a key) its description.
+pub fn chains(found: &[Backup], unlocks: Option<&[Unlock]>, env: &Env) -> Vec<Chained> {
+    found
+        .iter()
+        .map(|b| {
+            let from_record = record_chain(&b.listed).unwrap_or_else(|e| {
+                env.report.warn(&format!("{}: its catalog record: {}", b.listed.object.url(), e.one_line()));
+                None
+            });
+            match (from_record, unlocks) {
+                (Some(c), _) => c,
+                (None, None) => Chained::Unknown,
+                (None, Some(u)) => {
+                    match crate::read::info_with(&Location::Object(b.listed.object.url().to_owned()), u, env) {
+                        Ok(i) => i.backup.and_then(|b| b.chain).map_or(Chained::Alone, Chained::Link),
+                        Err(e) => {
+                            env.report.warn(&format!("{}: {}", b.listed.object.url(), e.one_line()));
+                            Chained::Unknown
+                        }
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Adds to `reasons` (of backups newest first) what chains need: every backup a kept one
+/// builds on, and, for a kept backup whose chain is unknown, everything older.
+pub fn keep_chains(names: &[String], chains: &[Chained], reasons: &mut [Vec<String>]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let index: std::collections::HashMap<&str, usize> = chains
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Chained::Link(l) => Some((l.id.as_str(), i)),
+            _ => None,
+        })
+        .collect();
+    for i in 0..chains.len() {
+        if reasons[i].is_empty() {
+            continue;
+        }
+        match &chains[i] {
+            Chained::Alone => {}
+            Chained::Unknown => {
+                for r in reasons.iter_mut().skip(i + 1).filter(|r| r.is_empty()) {
+                    r.push(format!("older than {}, whose chain is unknown", names[i]));
+                }
+            }
+            Chained::Link(link) => {
+                let mut parent = link.parent.clone();
+                // Depths fall along a chain: no more steps than the link's depth.
+                for _ in 0..link.depth {
+                    let Some(p) = parent.take() else { break };
+                    let Some(&j) = index.get(p.as_str()) else {
+                        warnings.push(format!("{} needs backup {p}, which is not under the prefix", names[i]));
+                        break;
+                    };
+                    let why = format!("needed by {}", names[i]);
+                    if !reasons[j].contains(&why) {
+                        reasons[j].push(why);
+                    }
+                    if let Chained::Link(l) = &chains[j] {
+                        parent = l.parent.clone();
+                    }
+                }
+            }
+        }
+    }
+    warnings
+}
+
+/// The backups under `url`, each with the reasons `policy` keeps it (none: it goes): a backup
+/// that a kept one builds on is kept with it.
+pub fn prune_plan(
+    url: &str,
+    policy: Policy,
+    keys: Option<&KeySources>,
+    env: &Env,
+) -> Result<Vec<(Backup, Vec<String>, Chained)>> {
     if policy.last + policy.daily + policy.weekly == 0 {
         return Err(Error::usage(
             "prune needs --keep-last, --keep-daily or --keep-weekly (it will not delete every backup)",
         ));
     }
     let found = backups(url, env)?;
+    let unlocks = match keys {
+        Some(k) => Some(crate::keys::unlocks(k, env)?),
+        None => None,
+    };
     let times: Vec<i64> = found.iter().map(|b| b.time).collect();
-    let reasons = plan(&times, policy);
-    Ok(found.into_iter().zip(reasons).collect())
+    let mut reasons: Vec<Vec<String>> =
+        plan(&times, policy).into_iter().map(|r| r.into_iter().map(str::to_owned).collect()).collect();
+    let chains = chains(&found, unlocks.as_deref(), env);
+    let names: Vec<String> = found.iter().map(|b| b.listed.name.clone()).collect();
+    for w in keep_chains(&names, &chains, &mut reasons) {
+        env.report.warn(&w);
+    }
+    Ok(found.into_iter().zip(reasons).zip(chains).map(|((b, r), c)| (b, r, c)).collect())
 }
 
 /// Deletes `doomed` (each catalog record first, so that a record never outlives its image);
@@ -232,6 +363,56 @@ mod tests {
         assert_eq!(crate::text::utc(name_time("2024-02-29T23-59-59Z.coffer").unwrap()), "2024-02-29 23:59:59");
         assert_eq!(name_time("db.coffer"), None);
         assert_eq!(name_time("2026-13-01T00-00-00Z.coffer"), None);
+    }
+
+    #[test]
+    fn kept_backups_keep_what_they_build_on() {
+        use coffer_mysql::meta::BackupKind;
+        let id = |n: u8| format!("{n:032x}");
+        // Newest first: inc2 <- inc1 <- full1; a differential on full1; full0 alone.
+        let full1 = ChainLink::full(id(1));
+        let inc1 = ChainLink::on(&full1, BackupKind::Incremental, id(2));
+        let inc2 = ChainLink::on(&inc1, BackupKind::Incremental, id(3));
+        let diff = ChainLink::on(&full1, BackupKind::Differential, id(4));
+        let chains = vec![
+            Chained::Link(inc2),
+            Chained::Link(diff),
+            Chained::Link(inc1),
+            Chained::Link(full1),
+            Chained::Alone,
+            Chained::Unknown,
+            Chained::Alone,
+        ];
+        let names: Vec<String> =
+            ["inc2", "diff", "inc1", "full1", "full0", "mystery", "oldest"].map(String::from).into();
+        let kept = |first: &[usize]| {
+            let mut reasons: Vec<Vec<String>> =
+                (0..7).map(|i| if first.contains(&i) { vec!["last".into()] } else { vec![] }).collect();
+            let warnings = keep_chains(&names, &chains, &mut reasons);
+            (
+                reasons.iter().enumerate().filter(|(_, r)| !r.is_empty()).map(|(i, _)| i).collect::<Vec<_>>(),
+                reasons,
+                warnings,
+            )
+        };
+        // Keeping the newest incremental keeps its whole chain, and nothing else.
+        let (k, reasons, w) = kept(&[0]);
+        assert_eq!(k, [0, 2, 3]);
+        assert_eq!(reasons[3], ["needed by inc2"]);
+        assert!(w.is_empty());
+        // The differential needs only its full.
+        assert_eq!(kept(&[1]).0, [1, 3]);
+        // A full alone needs nothing; a backup whose chain is unknown keeps everything older.
+        assert_eq!(kept(&[4]).0, [4]);
+        assert_eq!(kept(&[5]).0, [5, 6]);
+        // A kept incremental whose parent is gone is said.
+        let (_, _, w) = {
+            let chains = &chains[..3];
+            let mut reasons = vec![vec!["last".to_owned()], vec![], vec![]];
+            let w = keep_chains(&names[..3], chains, &mut reasons);
+            ((), reasons, w)
+        };
+        assert!(w.iter().any(|w| w.contains("inc1 needs backup") && w.contains("not under the prefix")), "{w:?}");
     }
 
     #[test]

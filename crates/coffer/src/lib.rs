@@ -50,6 +50,7 @@
 mod atomic;
 pub mod backup;
 pub mod catalog;
+pub mod chain;
 pub mod error;
 mod inspect;
 pub mod keyring;

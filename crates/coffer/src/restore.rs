@@ -1,6 +1,7 @@
 //! The restore and extract jobs: an image's entries recreated beneath a directory (safely:
 //! nothing lands outside it), or one file to a writer; and the prepare step of a server backup.
 
+use crate::chain::Known;
 use crate::error::{Context, Error, Result};
 use crate::keys::KeySources;
 use crate::location::Location;
@@ -14,7 +15,8 @@ use coffer_image::{
     open_stream, read_stream, read_stream_from, ImageError, IndexedImage, ReadOptions, ReadSummary, RestoreVisitor,
     StreamVisitor, Visitor,
 };
-use coffer_mysql::engine::{EngineKind, PrepareOption};
+use coffer_mysql::engine::{EngineKind, PrepareOption, PrepareStep};
+use coffer_mysql::meta::BackupKind;
 use coffer_mysql::meta::{BackupInfo, META_ENTRY};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -297,6 +299,16 @@ pub fn prepare(
         f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
         (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
     });
+    if let Some(link) = info.as_ref().and_then(|i| i.chain.as_ref()).filter(|l| l.kind != BackupKind::Full) {
+        crate::bail!(
+            "{} holds an {} backup (depth {} of full {}): its pages apply only on top of its chain; restore it \
+             from its file or object with --prepare, which resolves and applies the whole chain",
+            dir.display(),
+            link.kind.name(),
+            link.depth,
+            link.full
+        );
+    }
     let engine = match info.as_ref().and_then(|i| i.engine.as_deref()) {
         Some("xtrabackup") => EngineKind::Xtrabackup,
         Some(_) => EngineKind::Mariabackup,
@@ -317,13 +329,174 @@ pub fn prepare(
         started.elapsed().as_secs_f64()
     ));
     if let Some(datadir) = copy_back_to {
-        if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
-            crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
-        }
-        coffer_mysql::engine::move_back(engine, dir, datadir, &show).context("copy-back failed")?;
-        env.report.say(&format!("moved the prepared backup into {}", datadir.display()));
+        move_back(engine, dir, datadir, force, env)?;
     }
     Ok(())
+}
+
+/// Moves a prepared backup in `dir` into a datadir (empty, unless `force`).
+fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, env: &Env) -> Result<()> {
+    if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
+        crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
+    }
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    coffer_mysql::engine::move_back(engine, dir, datadir, &show).context("copy-back failed")?;
+    env.report.say(&format!("moved the prepared backup into {}", datadir.display()));
+    Ok(())
+}
+
+/// Moves the prepared chain in `dir` (whose full is described by `full`) into a datadir.
+pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, env: &Env) -> Result<()> {
+    let engine =
+        if full.engine.as_deref() == Some("xtrabackup") { EngineKind::Xtrabackup } else { EngineKind::Mariabackup };
+    move_back(engine, dir, datadir, force, env)
+}
+
+/// What a restore of a chain did.
+#[derive(Debug, Clone)]
+pub struct ChainSummary {
+    /// The chain, full first, as messages show each backup.
+    pub backups: Vec<String>,
+    /// Each backup's restore.
+    pub restores: Vec<RestoreSummary>,
+    /// Where.
+    pub to: PathBuf,
+    /// How long it all took (restores and prepares).
+    pub seconds: f64,
+}
+
+/// The chain that ends at `image` if it is an incremental or differential backup (resolved
+/// from the backups beside it and `bases`, every link checked); `None` for a full backup or an
+/// image that is no server backup.
+pub fn chain_of(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Option<Vec<Known>>> {
+    if matches!(image, Location::Stdio | Location::Tls(_)) {
+        return Ok(None);
+    }
+    let unlocks = crate::keys::unlocks(keys, env)?;
+    let info = crate::read::info_with(image, &unlocks, env)?;
+    let Some(backup) = info.backup else { return Ok(None) };
+    let Some(link) = backup.chain.clone().filter(|l| l.kind != BackupKind::Full) else { return Ok(None) };
+    let neighbours = crate::chain::neighbours(image, bases, &unlocks, env)?;
+    let target = Known { location: image.clone(), time: 0, info: backup, link };
+    Ok(Some(crate::chain::resolve(&target, &neighbours)?))
+}
+
+/// Restores `chain` (full first; see [`chain_of`]) into `spec.to` and prepares it: the full
+/// is restored and prepared in a private directory beside the target, each later backup is
+/// restored into a scratch directory there and applied by the engine, then the result takes
+/// the target's place. A failure at any step leaves the target as it was.
+pub fn restore_chain(
+    chain: &[Known],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<ChainSummary> {
+    let started = Instant::now();
+    let to = &spec.to;
+    let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !spec.force {
+        crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
+    }
+    let keys = crate::keys::unlocks(&spec.keys, env)?;
+    let engine = match chain[0].info.engine.as_deref() {
+        Some("xtrabackup") => EngineKind::Xtrabackup,
+        _ => EngineKind::Mariabackup,
+    };
+    let staging = Beside::create(to, "chain")?;
+    let mut restores = Vec::new();
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    for (i, member) in chain.iter().enumerate() {
+        let last = i + 1 == chain.len();
+        let scratch = if i == 0 { None } else { Some(Beside::create(to, "incremental")?) };
+        let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
+        // The scratch directories go once applied: no need to make them durable.
+        let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
+        let (input, len) = member.location.open_stream(env)?;
+        let summary = restore_unlocked(input, len, &member_spec, None, &keys, env)
+            .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
+        env.report.say(&summary.line());
+        restores.push(summary);
+        let step = match (i, last) {
+            (0, true) => PrepareStep::Only,
+            (0, false) => PrepareStep::ChainFull,
+            (_, last) => PrepareStep::Apply { incremental_dir: into.clone(), last },
+        };
+        let t = Instant::now();
+        coffer_mysql::engine::prepare_step(engine, &staging.path, &step, options, &show).with_context(|| {
+            format!("the prepare of {} ({}) failed; {} was left as it was", member.shown(), member.what(), to.display())
+        })?;
+        env.report.say(&format!(
+            "{} {} ({}) with {} in {:.1} s",
+            if i == 0 { "prepared" } else { "applied" },
+            member.shown(),
+            member.what(),
+            engine.name(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    staging.replace(to, spec.sync)?;
+    Ok(ChainSummary {
+        backups: chain.iter().map(Known::shown).collect(),
+        restores,
+        to: to.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A private directory beside a target (so in its file system: what is restored there is
+/// moved, not copied), removed when dropped unless it took the target's place.
+struct Beside {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Beside {
+    fn create(target: &Path, what: &str) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = parent.join(format!(".{name}.coffer-{what}-{}", &crate::chain::new_id()?[..12]));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path, kept: false })
+    }
+
+    /// Puts this directory in `target`'s place (an empty or absent target; else the target's
+    /// old contents go).
+    fn replace(mut self, target: &Path, sync: bool) -> Result<()> {
+        let old = match std::fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() && std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some()) => {
+                let old = Beside::create(target, "replaced")?;
+                std::fs::rename(target, &old.path)
+                    .with_context(|| format!("cannot move {} aside", target.display()))?;
+                Some(old)
+            }
+            _ => None,
+        };
+        std::fs::rename(&self.path, target)
+            .with_context(|| format!("cannot move the restored chain into {}", target.display()))?;
+        self.kept = true;
+        if sync {
+            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent).and_then(|d| d.sync_all()).ok();
+            }
+        }
+        drop(old);
+        Ok(())
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Does `path` select `entry` (the entry itself, or something under a selected directory)?

@@ -478,7 +478,11 @@ fn carried_record(
         record["image_bytes"] = serde_json::json!(image_bytes);
         record["cipher"] = serde_json::json!(params.suite.name());
         let bytes = serde_json::to_vec(&record)?;
-        Ok(Some(coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?))
+        let keys = params.keys();
+        Ok(Some(match crate::catalog::links_of(&record["backup"]) {
+            Some(links) => coffer_image::catalog::seal_linked_record(&keys, &params.image_id, &bytes, &links)?,
+            None => coffer_image::catalog::seal_record(&keys, &params.image_id, &bytes)?,
+        }))
     })();
     result.unwrap_or_else(|e| {
         env.report.warn(&format!(

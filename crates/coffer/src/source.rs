@@ -1,6 +1,7 @@
 //! What a backup reads: a directory tree, one file, a stream, an xbstream, or a live server
 //! through its backup engine, each built from one [`SourceSpec`].
 
+use crate::chain::Decision;
 use crate::error::{Context, Error, Result};
 use crate::location::ImageOut;
 use crate::Env;
@@ -9,7 +10,7 @@ use coffer_fs::source::{ChunkReader, StreamChunker};
 use coffer_fs::walk::Walker;
 use coffer_image::{DirSource, EntrySource, FileSource, ImageError, SourceItem, StreamSource};
 use coffer_mysql::engine::{Connection, EngineKind, EngineRun, Scratch};
-use coffer_mysql::meta::{BackupInfo, LOG_ENTRY, META_ENTRY};
+use coffer_mysql::meta::{BackupInfo, ServerIdentity, LOG_ENTRY, META_ENTRY};
 use coffer_mysql::source::{Defaults, XbstreamSource};
 use std::collections::VecDeque;
 use std::io::{Cursor, Read};
@@ -87,17 +88,19 @@ pub(crate) struct Opened {
 
 /// Opens `spec` for a backup into `out` (a directory backup leaves out the image itself, and
 /// what a receiver already holds of an interrupted transfer).
-pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, env: &Env) -> Result<Opened> {
+pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, chain: Option<&ChainPlan>, env: &Env) -> Result<Opened> {
     let stdin = || -> Result<std::fs::File> {
         Ok(std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?))
     };
     let opened = |source: Box<dyn EntrySource>, total, name: String| Opened { source, total, name, _scratch: None };
     match spec {
         SourceSpec::Server(server) => {
-            let (run, stdout, scratch, version) = start_engine(server, env)?;
-            let name = format!("the {} server", coffer_mysql::meta::flavor(&version));
-            let source = Box::new(ServerBackup::new(stdout, Some(run), Some(version)));
-            Ok(Opened { source, total: None, name, _scratch: Some(scratch) })
+            let started = start_engine(server, chain, env)?;
+            let name = format!("the {} server", coffer_mysql::meta::flavor(&started.version));
+            let mut backup = ServerBackup::new(started.stdout, Some(started.run), Some(started.version));
+            backup.identity = Some(started.identity);
+            backup.decision = Some(started.decision);
+            Ok(Opened { source: Box::new(backup), total: None, name, _scratch: Some(started.scratch) })
         }
         SourceSpec::Xbstream(xb) => {
             let name = format!("the xbstream {}", xb.display());
@@ -231,6 +234,10 @@ pub(crate) struct ServerBackup<R> {
     tail: VecDeque<SourceItem>,
     done: bool,
     info: Option<BackupInfo>,
+    /// The server, as coffer established it before the engine started.
+    identity: Option<ServerIdentity>,
+    /// Where the backup joins a chain.
+    decision: Option<Decision>,
 }
 
 impl<R> std::fmt::Debug for ServerBackup<R> {
@@ -270,6 +277,8 @@ impl<R: Read + Send + 'static> ServerBackup<R> {
             tail: VecDeque::new(),
             done: false,
             info: None,
+            identity: None,
+            decision: None,
         }
     }
 
@@ -292,6 +301,22 @@ impl<R: Read + Send + 'static> ServerBackup<R> {
         if info.server_version.is_none() {
             info.server_version = self.server_version.clone();
         }
+        if let Some(d) = &self.decision {
+            // The engine must have started where the parent ended: a backup that does not
+            // would be restored onto pages it does not follow.
+            let expected = d.from_lsn().unwrap_or(0);
+            let incremental = info.backup_type.as_deref() == Some("incremental");
+            if incremental != d.parent.is_some() || (incremental && info.from_lsn != Some(expected)) {
+                return Err(ImageError::Source(format!(
+                    "the engine's backup is {} from LSN {}, but coffer asked for {} from {expected}",
+                    info.backup_type.as_deref().unwrap_or("?"),
+                    info.from_lsn.map_or("?".into(), |l| l.to_string()),
+                    d.link.kind.name(),
+                )));
+            }
+            info.chain = Some(d.link.clone());
+        }
+        info.server = self.identity.clone();
         if let Some(log) = log {
             self.tail.push_back(file_item(LOG_ENTRY, log));
         }
@@ -371,15 +396,59 @@ pub fn connection(args: &ServerOptions) -> Result<Connection> {
     })
 }
 
-/// Starts the engine against the server; returns the run, its xbstream, the scratch directory
-/// and the server's version.
-fn start_engine(args: &ServerOptions, env: &Env) -> Result<(EngineRun, std::process::ChildStdout, Scratch, String)> {
+/// What a hot backup is asked to be, with the backups it may build on.
+#[derive(Debug)]
+pub(crate) struct ChainPlan {
+    pub mode: crate::chain::Mode,
+    pub max_chain: u32,
+    pub neighbours: crate::chain::Neighbours,
+}
+
+/// An engine started against the server.
+struct Started {
+    run: EngineRun,
+    stdout: std::process::ChildStdout,
+    scratch: Scratch,
+    version: String,
+    identity: ServerIdentity,
+    decision: Decision,
+}
+
+/// Starts the engine against the server: a full backup, or, as `chain` asks and the backups it
+/// holds allow, an incremental or differential one.
+fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> Result<Started> {
     let threads = env.threads;
     let conn = connection(args)?;
     let scratch = Scratch::create(args.scratch_dir.as_deref())?;
     let options = conn.option_args(&scratch)?;
     let version = coffer_mysql::engine::server_version(&options)?;
     let engine = args.engine.unwrap_or_else(|| EngineKind::for_version(&version));
+    let mysql = coffer_mysql::meta::flavor(&version) == "MySQL";
+    let (identity, lsn) = coffer_mysql::engine::server_identity(&options, mysql)?;
+    let decision = match chain {
+        Some(plan) => crate::chain::decide(
+            plan.mode,
+            plan.max_chain,
+            &plan.neighbours.known,
+            &plan.neighbours.place,
+            &identity,
+            lsn,
+            crate::chain::new_id()?,
+        ),
+        None => crate::chain::decide(crate::chain::Mode::Full, 0, &[], "", &identity, lsn, crate::chain::new_id()?),
+    };
+    if let Some(why) = &decision.fallback {
+        env.report.say(&format!("taking a full backup: {why}"));
+    } else if let Some(parent) = &decision.parent {
+        env.report.say(&format!(
+            "taking {} backup {} of the chain of full {}, from LSN {} where {} ended",
+            decision.link.kind.name(),
+            decision.link.depth,
+            decision.link.full,
+            decision.from_lsn().unwrap_or(0),
+            parent.shown()
+        ));
+    }
     let report = env.report.clone();
     let name = engine.name();
     let on_line: Box<dyn Fn(&str) + Send> = Box::new(move |line: &str| report.engine_line(name, line));
@@ -388,7 +457,10 @@ fn start_engine(args: &ServerOptions, env: &Env) -> Result<(EngineRun, std::proc
     // busy together (files then interleave in the stream, which the image stores as parts).
     // An --engine-arg=--parallel=N given by the user comes later and wins.
     let mut extra = vec![format!("--parallel={}", threads.max(1))];
+    if let Some(from) = decision.parent.as_ref().and_then(|_| decision.from_lsn()) {
+        extra.push(format!("--incremental-lsn={from}"));
+    }
     extra.extend(args.engine_args.iter().cloned());
     let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
-    Ok((run, stdout, scratch, version))
+    Ok(Started { run, stdout, scratch, version, identity, decision })
 }

@@ -36,6 +36,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 
+    #[command(flatten)]
+    pub chain: ChainArgs,
+
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -97,6 +100,32 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub seal: SealArgs,
+}
+
+/// Incremental and differential backups of a server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ChainArgs {
+    /// Back up only the pages changed since the newest backup of this server under the output's
+    /// prefix (or in its directory, or given with --base). Its LSN comes from that backup's
+    /// sealed description; a full backup is taken instead, with the reason, when there is no
+    /// such backup, the server changed (identity, major version, an LSN below the parent's) or
+    /// --max-chain is reached.
+    #[arg(long, requires = "mysql", conflicts_with = "differential")]
+    pub incremental: bool,
+
+    /// Back up the pages changed since the newest full backup of this server (as --incremental
+    /// otherwise).
+    #[arg(long, requires = "mysql")]
+    pub differential: bool,
+
+    /// The parent image (a local file, an object), instead of looking beside the output.
+    /// Repeatable.
+    #[arg(long, value_name = "IMAGE", requires = "mysql")]
+    pub base: Vec<PathBuf>,
+
+    /// At most N backups after a full in a chain; the next is a full [default: 14].
+    #[arg(long, value_name = "N")]
+    pub max_chain: Option<u32>,
 }
 
 /// How to reach the server for `backup --mysql`; the engine's own options.

@@ -49,6 +49,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR", requires = "copy_back")]
     pub datadir: Option<PathBuf>,
 
+    /// With --prepare, for an incremental or differential backup: another image of its chain,
+    /// where it is not beside the image (in its directory, or under its prefix). Repeatable.
+    #[arg(long, value_name = "IMAGE", requires = "prepare")]
+    pub base: Vec<PathBuf>,
+
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -107,6 +112,15 @@ pub struct ListArgs {
 pub struct VerifyArgs {
     /// Image file, or '-' for stdin.
     pub image: PathBuf,
+
+    /// For an incremental or differential backup: verify every image of its chain, full first,
+    /// and the links between them (ids, server, LSNs).
+    #[arg(long)]
+    pub chain: bool,
+
+    /// With --chain: another image of the chain, where it is not beside the image. Repeatable.
+    #[arg(long, value_name = "IMAGE", requires = "chain")]
+    pub base: Vec<PathBuf>,
 
     /// Print the result as JSON.
     #[arg(long)]

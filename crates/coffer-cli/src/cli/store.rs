@@ -32,4 +32,8 @@ pub struct PruneArgs {
     /// The plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Secrets to read the images whose catalog record is missing (to learn which backups
+    /// their chains need; without one, everything older than such a kept backup is kept).
+    #[command(flatten)]
+    pub key: KeyArgs,
 }

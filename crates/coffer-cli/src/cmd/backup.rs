@@ -80,6 +80,15 @@ impl BackupArgs {
         spec.pack_limit = self.pack_limit;
         spec.validate = !self.no_validate;
         spec.fail_on_corrupt = self.fail_on_corrupt;
+        spec.chain = coffer::chain::ChainRequest {
+            mode: match (self.chain.incremental, self.chain.differential) {
+                (true, _) => coffer::chain::Mode::Incremental,
+                (_, true) => coffer::chain::Mode::Differential,
+                _ => coffer::chain::Mode::Full,
+            },
+            base: self.chain.base.iter().map(|b| Location::from_path(b)).collect(),
+            max_chain: self.chain.max_chain,
+        };
         Ok(spec)
     }
 }

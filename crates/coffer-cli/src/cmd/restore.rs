@@ -26,6 +26,31 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     let spec = args.spec();
     refuse_terminal(spec.image.as_ref().expect("an image"))?;
     let env = crate::report::env(quiet, threads);
+    if args.prepare {
+        let image = spec.image.as_ref().expect("an image");
+        let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
+        // A chain is resolved and checked before anything is written.
+        if let Some(chain) = coffer::restore::chain_of(image, &bases, &spec.keys, &env)? {
+            if !quiet {
+                let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
+                eprintln!("coffer: restoring a chain of {}: {}", chain.len(), names.join(" <- "));
+            }
+            let s = coffer::restore::restore_chain(&chain, &spec, &args.prepare_options, &env)?;
+            if !quiet {
+                eprintln!(
+                    "coffer: restored and prepared the chain of {} backups into {} in {:.1} s",
+                    s.backups.len(),
+                    s.to.display(),
+                    s.seconds
+                );
+            }
+            if args.copy_back {
+                let datadir = args.datadir.as_deref().expect("required by clap");
+                coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
+            }
+            return Ok(());
+        }
+    }
     let summary = coffer::restore::restore(&spec, &env)?;
     print_restored(&summary, quiet);
     if args.prepare {

@@ -130,6 +130,7 @@ pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
     out
 }
 
+pub mod live;
 pub mod mariadb;
 
 pub mod craft {
