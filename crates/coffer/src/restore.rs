@@ -457,6 +457,8 @@ impl Beside {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // As a restore creates its target, with its parents.
+        std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let path = parent.join(format!(".{name}.coffer-{what}-{}", &crate::chain::new_id()?[..12]));
         std::fs::DirBuilder::new()
