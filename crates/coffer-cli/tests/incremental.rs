@@ -189,6 +189,42 @@ fn a_chain_with_ddl_restores_at_every_link() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("opens only part of the chain") && err.contains("inc1.coffer"), "{err}");
     assert!(!fx.path("nothing").exists(), "nothing written");
+    // A parent whose LSN does not meet its child's, and a parent of another server: images
+    // crafted with the key (a real incremental's files, its description edited, backed up
+    // again as a directory), refused before anything is written.
+    let raw = fx.path("raw1");
+    expect(0, &["restore", &img("inc1"), "--to", raw.to_str().unwrap(), "--key-file", &fx.key()]);
+    let description: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(raw.join("coffer-backup.json")).unwrap()).unwrap();
+    for (case, edit) in [
+        (
+            "lsn",
+            &(|d: &mut serde_json::Value| d["to_lsn"] = (d["to_lsn"].as_u64().unwrap() + 1).into())
+                as &dyn Fn(&mut serde_json::Value),
+        ),
+        ("server", &|d: &mut serde_json::Value| d["server"]["born"] = 12345.into()),
+    ] {
+        let mut d = description.clone();
+        edit(&mut d);
+        std::fs::write(raw.join("coffer-backup.json"), serde_json::to_vec(&d).unwrap()).unwrap();
+        let dir = fx.path(case);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in ["full", "inc2"] {
+            std::fs::copy(img(n), dir.join(format!("{n}.coffer"))).unwrap();
+        }
+        let crafted = dir.join("inc1.coffer");
+        expect(0, &["backup", raw.to_str().unwrap(), "-o", crafted.to_str().unwrap(), "--key-file", &fx.key()]);
+        let inc2 = dir.join("inc2.coffer");
+        let (code, _, err) =
+            run(&["restore", inc2.to_str().unwrap(), "--to", &to, "--prepare", "--key-file", &fx.key()]);
+        assert_eq!(code, 1, "{case}: {err}");
+        let why = if case == "lsn" { "the parent ends at LSN" } else { "backups of different servers" };
+        assert!(err.contains(why) && err.lines().count() == 1, "{case}: {err}");
+        assert!(!fx.path("nothing").exists(), "nothing written");
+        let (code, _, err) = run(&["verify", inc2.to_str().unwrap(), "--chain", "--key-file", &fx.key()]);
+        assert_eq!(code, 1, "{case}: {err}");
+    }
+
     // An incremental restored from a pipe cannot be prepared: said, not attempted.
     let image = std::fs::read(img("inc1")).unwrap();
     let (code, _, err) =
