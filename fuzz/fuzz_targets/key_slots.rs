@@ -8,7 +8,7 @@
 use coffer_crypto::{slot::describe, Identity, KdfParams, KeyringRef, MasterKey, Recipient, Unlock};
 use coffer_crypto::{DataKey, ImageKeys};
 use coffer_format::Suite;
-use coffer_image::catalog::{open_record, record_image_id};
+use coffer_image::catalog::{open_record, record_image_id, record_links};
 use coffer_image::{choose_header, open_header, HeaderBackup};
 use libfuzzer_sys::fuzz_target;
 
@@ -29,6 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = HeaderBackup::parse(data);
     let keys = ImageKeys::derive(Suite::Aes256Gcm, &DataKey::from_bytes([7; 32]), &[9; 16]);
     let _ = open_record(&keys, &[9; 16], data);
+    // A version 2 record's links are read without a key (prune): never more than declared.
+    if let Ok(Some(links)) = record_links(data) {
+        assert!(links.len() <= coffer_image::catalog::MAX_LINKS && links.len() < data.len());
+    }
     if let Ok(id) = record_image_id(data) {
         let _ = open_record(&keys, &id, data);
     }

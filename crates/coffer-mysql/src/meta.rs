@@ -630,7 +630,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn identities_and_links() {
+        let row = "db1\t/var/lib/mysql/\t1\t10.11.19-MariaDB-0+deb12u1-log\tNULL\t1795507200\t312002801\n";
+        let me = ServerIdentity::parse_row(row);
+        assert_eq!(me.hostname.as_deref(), Some("db1"));
+        assert_eq!((me.server_id, me.born, me.server_uuid.as_deref()), (Some(1), Some(1_795_507_200), None));
+        assert_eq!(major_version(me.version.as_deref().unwrap()), "10.11");
+        assert_eq!(me.differs_from(&me), None);
+        let mut rebuilt = me.clone();
+        rebuilt.born = Some(1_795_507_300);
+        assert!(rebuilt.differs_from(&me).unwrap().contains("another time"));
+        let mut upgraded = me.clone();
+        upgraded.version = Some("11.4.4-MariaDB".into());
+        assert!(upgraded.differs_from(&me).unwrap().contains("major version"));
+        let mut unknown = me.clone();
+        unknown.born = None;
+        assert_eq!(unknown.differs_from(&me), None, "a field one side lacks is not compared");
+        let mysql = ServerIdentity::parse_row("h\t/d/\t2\t8.0.36\t3E11FA47-71CA-11E1-9E33-C80AA9429562\tNULL\t9");
+        assert_eq!(mysql.server_uuid.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562"));
+        assert_eq!(ServerIdentity::parse_row("h\t/d/\t2\t8.0.36\tnot-a-uuid").server_uuid, None);
+
+        let full = ChainLink::full("a".repeat(32));
+        let inc = ChainLink::on(&full, BackupKind::Incremental, "b".repeat(32));
+        let diff = ChainLink::on(&full, BackupKind::Differential, "c".repeat(32));
+        assert!(full.is_consistent() && inc.is_consistent() && diff.is_consistent());
+        let on_inc = ChainLink::on(&inc, BackupKind::Differential, "d".repeat(32));
+        assert!(!on_inc.is_consistent(), "a differential builds on a full");
+        let bad_ids = ChainLink { id: "A".repeat(32), ..full.clone() };
+        assert!(!bad_ids.is_consistent());
+        let json = serde_json::to_string(&inc).unwrap();
+        assert!(json.contains("\"kind\":\"incremental\"") && json.contains("\"depth\":1"), "{json}");
+    }
+
     proptest::proptest! {
+        /// A server's answer is hostile too: whatever it says, what is kept is printable.
+        #[test]
+        fn any_identity_row_is_kept_printable(row in "(?s).{0,200}") {
+            let id = ServerIdentity::parse_row(&row);
+            for v in [&id.hostname, &id.datadir, &id.version, &id.server_uuid].into_iter().flatten() {
+                proptest::prop_assert!(!v.chars().any(char::is_control));
+            }
+        }
+
         /// Whatever the description says, the statements printed hold each value as one
         /// literal: no quote or backslash inside one, nothing after the last statement.
         #[test]
