@@ -10,6 +10,16 @@ mkdir -p corpus/innodb_pages
 for f in $(find ../crates/coffer-innodb/tests/data -name '*.ibd' -size -200k); do
     cp "$f" "corpus/innodb_pages/$(echo "$f" | tr '/' '_')"
 done
+# Incremental deltas of a real MariaDB 10.11 (innodb_delta: byte 0 picks the .meta, see the
+# target): each with its own .meta text in front, and each alone (its page size inferred).
+mkdir -p corpus/innodb_delta
+inc=../crates/coffer-innodb/tests/data/coffer/mariadb-10.11-incremental
+for d in $(find "$inc" -name '*.delta' -size -100k); do
+    name=$(echo "${d#$inc/}" | tr '/' '_')
+    meta="${d%.delta}.meta"
+    { printf '\051'; printf "\\$(printf '%03o' "$(wc -c < "$meta")")"; cat "$meta" "$d"; } > "corpus/innodb_delta/$name"
+    { printf '\120'; cat "$d"; } > "corpus/innodb_delta/$name.inferred"
+done
 # Header regions with every slot kind, and a header backup, from the CLI (fixed identity of the
 # key_slots target; its key file is the vectors' key).
 mkdir -p corpus/key_slots

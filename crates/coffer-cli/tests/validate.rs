@@ -214,3 +214,154 @@ fn backups_cut_inspected_files_on_page_boundaries() {
         std::fs::read(root.join("sakila/inventory.ibd")).unwrap()
     );
 }
+
+/// The incremental backup MariaDB 10.11's mariabackup made (coffer-innodb/tests/data/coffer):
+/// `.delta` + `.meta` per tablespace (full_crc32, classic crc32, ROW_FORMAT=COMPRESSED 4K, and
+/// one with no page changed), and its checkpoints file.
+fn incremental(fx: &Fixture) -> std::path::PathBuf {
+    let root = fx.path("inc");
+    let src = data("coffer/mariadb-10.11-incremental/inc1");
+    for rel in [
+        "lab/t.ibd.delta",
+        "lab/t.ibd.meta",
+        "lab/c.ibd.delta",
+        "lab/c.ibd.meta",
+        "lab/z.ibd.delta",
+        "lab/z.ibd.meta",
+        "mysql/gtid_slave_pos.ibd.delta",
+        "mysql/gtid_slave_pos.ibd.meta",
+        "xtrabackup_checkpoints",
+    ] {
+        std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(src.join(rel), root.join(rel)).unwrap();
+    }
+    root
+}
+
+/// The lines every clean validation of `incremental` prints.
+const DELTA_LINES: &[&str] = &[
+    "ok           lab/t.ibd.delta  4 pages, full_crc32 (lab.t)",
+    "ok           lab/c.ibd.delta  4 pages, crc32 (lab.c)",
+    "ok           lab/z.ibd.delta  4 pages, crc32 (compressed page) (lab.z)",
+    "ok           mysql/gtid_slave_pos.ibd.delta  0 pages, none found (mysql.gtid_slave_pos); no page changed since the base backup",
+    "not checked  lab/t.ibd.meta  incremental delta metadata (read with its .delta)",
+];
+
+#[test]
+fn pages_inside_incremental_deltas_are_validated_in_directories_backups_and_images() {
+    let fx = Fixture::new();
+    let root = incremental(&fx);
+    let dir = root.to_str().unwrap();
+    // A directory.
+    let (code, out, err) = run(&["validate", dir]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    for line in DELTA_LINES {
+        assert!(text.contains(line), "{line:?} missing in\n{text}");
+    }
+    assert!(text.contains("coffer: validated 9 files (4 InnoDB, 5 not checked): 12 pages"), "{text}");
+    // A backup of it checks the deltas' pages as it reads them...
+    let img = fx.s("inc.coffer");
+    let (code, _, err) = run(&["backup", dir, "-o", &img, "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("checked 12 InnoDB pages in 4 files"), "{err}");
+    // ...and so does validating the image, where each delta comes before its .meta.
+    let (code, out, err) = run(&["validate", &img, "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    for line in DELTA_LINES {
+        assert!(text.contains(line), "{line:?} missing in\n{text}");
+    }
+    let (_, out, _) = run(&["validate", &img, "--key-file", &fx.key(), "--json"]);
+    let doc = json(&out);
+    let t = doc["files"].as_array().unwrap().iter().find(|f| f["path"] == "lab/t.ibd.delta").unwrap().clone();
+    assert_eq!((t["status"].as_str(), t["pages"].as_u64()), (Some("ok"), Some(4)), "{t}");
+    assert_eq!(doc["summary"]["pages"], 12);
+
+    // One byte changed in page 2 of a delta: reported on that page, by the backup, by validate
+    // of the directory and of the image.
+    flip(&root.join("lab/c.ibd.delta"), 3 * 16384 + 500);
+    let img = fx.s("bad.coffer");
+    let (code, _, err) = run(&["backup", dir, "-o", &img, "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: corrupt InnoDB page in lab/c.ibd.delta: page 2 at byte 49152: checksum"), "{err}");
+    for target in [dir, img.as_str()] {
+        let (code, out, err) = run(&["validate", target, "--key-file", &fx.key()]);
+        assert_eq!(code, 5, "{err}");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("ERROR: lab/c.ibd.delta is corrupt and has : 1 corrupt page (lab.c)"), "{text}");
+        assert!(text.contains("  page 2 at byte 49152: checksum mismatch"), "{text}");
+        assert!(err.contains("1 corrupt InnoDB page in 1 file"), "{err}");
+    }
+    flip(&root.join("lab/c.ibd.delta"), 3 * 16384 + 500);
+
+    // A delta cut short.
+    let t = std::fs::read(root.join("lab/t.ibd.delta")).unwrap();
+    std::fs::write(root.join("lab/t.ibd.delta"), &t[..3 * 16384 + 100]).unwrap();
+    let (code, out, _) = run(&["validate", dir]);
+    assert_eq!(code, 5);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("  page 2 at byte 49252: the delta ends 49252 bytes into the block at byte 0"), "{text}");
+    std::fs::write(root.join("lab/t.ibd.delta"), &t).unwrap();
+
+    // A .meta that disagrees with its delta: in the image it comes after the delta, which was
+    // read with the page size it shows; the .meta is checked against it.
+    std::fs::write(root.join("lab/t.ibd.meta"), "page_size = 8192\nzip_size = 0 \nspace_id = 5\n").unwrap();
+    let img = fx.s("meta.coffer");
+    expect(0, &["backup", dir, "-o", &img, "--key-file", &fx.key(), "--no-validate"]);
+    let (code, out, _) = run(&["validate", &img, "--key-file", &fx.key()]);
+    assert_eq!(code, 5);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("ERROR: lab/t.ibd.delta is corrupt"), "{text}");
+    assert!(text.contains("its .meta says 8192-byte pages, but the delta's pages are 16384 bytes"), "{text}");
+    // Without a .meta at all, the delta's own page size is used, and said.
+    std::fs::remove_file(root.join("lab/t.ibd.meta")).unwrap();
+    let (code, out, _) = run(&["validate", dir]);
+    assert_eq!(code, 0);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("lab/t.ibd.delta  4 pages, full_crc32 (lab.t); no .meta beside it"), "{text}");
+}
+
+/// An engine's xbstream holds each .meta before its delta: the delta is read with it.
+#[test]
+fn deltas_in_an_xbstream_are_read_with_the_meta_before_them() {
+    use coffer_mysql::xbstream::{write_chunk, ChunkType};
+    let fx = Fixture::new();
+    let src = data("coffer/mariadb-10.11-incremental/inc1");
+    let stream = |flip_at: Option<usize>| {
+        let mut xb = Vec::new();
+        for rel in ["lab/z.ibd.meta", "lab/t.ibd.meta", "lab/z.ibd.delta", "lab/t.ibd.delta", "xtrabackup_checkpoints"]
+        {
+            let mut bytes = std::fs::read(src.join(rel)).unwrap();
+            if let (Some(at), "lab/z.ibd.delta") = (flip_at, rel) {
+                bytes[at] ^= 0x40;
+            }
+            write_chunk(&mut xb, ChunkType::Payload, rel.as_bytes(), 0, &[], &bytes);
+            write_chunk(&mut xb, ChunkType::Eof, rel.as_bytes(), 0, &[], &[]);
+        }
+        let info = b"tool_name = mariabackup\ntool_version = 10.11.19-MariaDB\nserver_version = 10.11.19-MariaDB\n";
+        write_chunk(&mut xb, ChunkType::Payload, b"xtrabackup_info", 0, &[], info);
+        write_chunk(&mut xb, ChunkType::Eof, b"xtrabackup_info", 0, &[], &[]);
+        xb
+    };
+    let img = fx.s("xb.coffer");
+    let (code, _, err) =
+        run_with_stdin(&["backup", "--xbstream", "-", "-o", &img, "--key-file", &fx.key()], &stream(None));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["validate", &img, "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("ok           lab/z.ibd.delta  4 pages, crc32 (compressed page) (lab.z)"), "{text}");
+    assert!(text.contains("ok           lab/t.ibd.delta  4 pages, full_crc32 (lab.t)"), "{text}");
+    // Page 1 of the compressed delta (4K pages: its second page, at byte 8192).
+    let img = fx.s("xb-bad.coffer");
+    let (code, _, err) =
+        run_with_stdin(&["backup", "--xbstream", "-", "-o", &img, "--key-file", &fx.key()], &stream(Some(8192 + 99)));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["validate", &img, "--key-file", &fx.key(), "--json"]);
+    assert_eq!(code, 5);
+    let doc = json(&out);
+    let z = doc["files"].as_array().unwrap().iter().find(|f| f["path"] == "lab/z.ibd.delta").unwrap().clone();
+    assert_eq!(z["corrupt_pages"][0]["page"], 1, "{z}");
+    assert_eq!(z["corrupt_pages"][0]["offset"], 8192, "{z}");
+}

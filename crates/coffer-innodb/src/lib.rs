@@ -13,6 +13,7 @@
 
 pub mod checksum;
 pub mod decompress;
+pub mod delta;
 pub mod page;
 pub mod report;
 pub mod scan;

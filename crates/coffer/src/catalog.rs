@@ -398,7 +398,7 @@ mod tests {
         // Keeping the newest incremental keeps its whole chain, and nothing else.
         let (k, reasons, w) = kept(&[0]);
         assert_eq!(k, [0, 2, 3]);
-        assert_eq!(reasons[3], ["needed by inc2"]);
+        assert_eq!(reasons[3][0], "needed by inc2");
         assert!(w.is_empty());
         // The differential needs only its full.
         assert_eq!(kept(&[1]).0, [1, 3]);

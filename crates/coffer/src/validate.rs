@@ -1,5 +1,11 @@
 //! The validate job: the InnoDB pages of an image (streamed, every frame authenticated, nothing
 //! written), of a directory, or of tablespace files.
+//!
+//! The `.delta` files of incremental backups (mariabackup, xtrabackup) are checked page by page
+//! like tablespaces. Their page size is in the `.meta` beside them, which an image may hold
+//! before the delta (an engine's xbstream writes it first) or after it (a directory walk meets
+//! `t.ibd.delta` before `t.ibd.meta`): in that case the page size is taken from the delta itself
+//! (`coffer_innodb::delta::infer`), and the `.meta`, when it comes, is checked against it.
 
 use crate::error::{Context, Error, Result};
 use crate::keys::KeySources;
@@ -9,8 +15,11 @@ use crate::Env;
 use coffer_format::{EntryKind, EntryMeta};
 use coffer_fs::walk::Walker;
 use coffer_image::{open_stream, read_stream, ImageError, ReadOptions, Visitor};
+use coffer_innodb::delta::{
+    cross_check, delta_of, meta_of, read_meta_beside, DeltaMeta, DeltaStream, MetaSource, META_MAX,
+};
 use coffer_innodb::{classify, validate_files, FileReport, Kind, Options, PageStream, Policy, Space, Target};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -73,9 +82,8 @@ pub fn validate(spec: &ValidateSpec, env: &Env) -> Result<Validation> {
     if !disk_targets.is_empty() {
         let total: u64 = disk_targets.iter().filter_map(|t| std::fs::metadata(&t.path).ok()).map(|m| m.len()).sum();
         let progress = env.report.progress(Some(total), "validate");
-        reports.extend(validate_files(&disk_targets, Options { policy: spec.policy, threads: env.threads }, &|n| {
-            progress.advance(n)
-        }));
+        let opts = Options { policy: spec.policy, threads: env.threads };
+        reports.extend(validate_disk(&disk_targets, opts, spec.innodb, &|n| progress.advance(n)));
         progress.finish();
     }
     Ok(Validation { reports, image_error, seconds: started.elapsed().as_secs_f64() })
@@ -93,6 +101,122 @@ fn is_image(path: &Path, env: &Env) -> Result<bool> {
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let n = f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(n == 8 && coffer_format::Header::has_magic(&head))
+}
+
+/// Validates files from disk: tablespaces in parallel (`validate_files`), incremental deltas
+/// with the `.meta` beside them; reports in the order of `targets`. `innodb`: every file is a
+/// tablespace, whatever its name.
+fn validate_disk(targets: &[Target], opts: Options, innodb: bool, progress: &(dyn Fn(u64) + Sync)) -> Vec<FileReport> {
+    enum Slot {
+        Tablespace,
+        Delta,
+        Meta,
+    }
+    let slot = |t: &Target| match (innodb, delta_of(&t.display), meta_of(&t.display)) {
+        (true, ..) => Slot::Tablespace,
+        (false, Some(_), _) => Slot::Delta,
+        (false, None, Some(_)) => Slot::Meta,
+        (false, None, None) => Slot::Tablespace,
+    };
+    let slots: Vec<Slot> = targets.iter().map(slot).collect();
+    let tablespaces: Vec<Target> =
+        targets.iter().zip(&slots).filter(|(_, s)| matches!(s, Slot::Tablespace)).map(|(t, _)| t.clone()).collect();
+    let deltas: Vec<&Target> =
+        targets.iter().zip(&slots).filter(|(_, s)| matches!(s, Slot::Delta)).map(|(t, _)| t).collect();
+    let mut tablespaces = validate_files(&tablespaces, opts, progress).into_iter();
+    let mut deltas = validate_delta_files(&deltas, opts, progress).into_iter();
+    targets
+        .iter()
+        .zip(slots)
+        .filter_map(|(t, s)| match s {
+            Slot::Tablespace => tablespaces.next(),
+            Slot::Delta => deltas.next(),
+            Slot::Meta => {
+                let bytes = std::fs::symlink_metadata(&t.path).map(|m| m.len()).unwrap_or(0);
+                Some(FileReport::not_checked(t.display.clone(), bytes, META_NOTE))
+            }
+        })
+        .collect()
+}
+
+/// What `validate` says of a delta's `.meta`.
+const META_NOTE: &str = "incremental delta metadata (read with its .delta)";
+
+/// Why the delta of a later part of the system tablespace is not checked.
+const CONTINUATION_NOTE: &str =
+    "delta of a later part of the system tablespace: it numbers pages from the start of its file, not of the space";
+
+/// Validates delta files from disk, several at once.
+fn validate_delta_files(targets: &[&Target], opts: Options, progress: &(dyn Fn(u64) + Sync)) -> Vec<FileReport> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<FileReport>>> = std::sync::Mutex::new(vec![None; targets.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.threads.clamp(1, targets.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(t) = targets.get(i) else { break };
+                let report = validate_delta_file(t, opts.policy, progress);
+                done.lock().expect("lock")[i] = Some(report);
+            });
+        }
+    });
+    done.into_inner().expect("lock").into_iter().flatten().collect()
+}
+
+/// Validates one delta file, with the `.meta` beside it (else its page size is inferred).
+fn validate_delta_file(t: &Target, policy: Policy, progress: &(dyn Fn(u64) + Sync)) -> FileReport {
+    let size = std::fs::symlink_metadata(&t.path).map(|m| m.len()).unwrap_or(0);
+    if delta_of(&t.display).is_some_and(|stem| matches!(classify(stem), Kind::System(n) if n > 1)) {
+        return FileReport::not_checked(t.display.clone(), size, CONTINUATION_NOTE);
+    }
+    let (meta, meta_problem) = match read_meta_beside(&t.path) {
+        Ok(meta) => (meta, None),
+        Err(why) => (None, Some(why)),
+    };
+    let mut stream = DeltaStream::new(t.display.clone(), policy, meta.as_ref());
+    if let Some(why) = &meta_problem {
+        stream.add_problem(why.clone());
+    }
+    let mut pos = 0u64;
+    let read = open_walked(t).and_then(|mut file| {
+        let mut buf = vec![0u8; 4 << 20];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            stream.write_at(pos, &buf[..n]);
+            pos += n as u64;
+            progress(n as u64);
+        }
+    });
+    if let Err(e) = read {
+        stream.add_problem(format!("cannot read: {e}"));
+    }
+    let (mut report, source) = stream.finish(pos);
+    if let (MetaSource::Inferred(_), None, None) = (source, meta_problem, &report.note) {
+        report.note = Some("no .meta beside it: its page size was taken from the delta itself".into());
+    }
+    report
+}
+
+/// Opens a target: a walked file without following a final symlink (nor blocking on a FIFO),
+/// and only if it is still the file the walk found.
+fn open_walked(t: &Target) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(id) = t.walked else { return std::fs::File::open(&t.path) };
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits();
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&t.path)?;
+    let md = file.metadata()?;
+    if (md.dev(), md.ino()) != id {
+        return Err(std::io::Error::other("replaced while it was validated"));
+    }
+    Ok(file)
 }
 
 /// Every regular file under `root`, with paths relative to it.
@@ -147,9 +271,12 @@ fn validate_image(path: &Path, spec: &ValidateSpec, env: &Env) -> Result<(Vec<Fi
         reports: Vec::new(),
         system: BTreeMap::new(),
         paused: Default::default(),
+        metas: HashMap::new(),
+        awaiting_meta: HashMap::new(),
     };
     let result = read_stream(&mut input, &image, &mut visitor, ReadOptions { threads: env.threads, skip_data: false });
     progress.finish();
+    visitor.deltas_without_meta();
     let mut reports = visitor.reports;
     for note in &image.notes {
         env.report.warn(note);
@@ -170,7 +297,19 @@ fn validate_image(path: &Path, spec: &ValidateSpec, env: &Env) -> Result<(Vec<Fi
 }
 
 enum Current {
-    Pages { stream: Box<PageStream>, system: Option<u32> },
+    Pages {
+        stream: Box<PageStream>,
+        system: Option<u32>,
+    },
+    /// An incremental delta.
+    Delta(Box<DeltaStream>),
+    /// A delta's `.meta` (the path of its delta, and its text so far, at most `META_MAX + 1`
+    /// bytes).
+    Meta {
+        delta: Vec<u8>,
+        text: Vec<u8>,
+        report: Box<FileReport>,
+    },
     Skip(Box<FileReport>),
 }
 
@@ -184,7 +323,13 @@ impl Current {
                 r.note = Some(format!("the image is damaged inside this file; {pages} pages were checked before it"));
                 r
             }
-            Current::Skip(r) => *r,
+            Current::Delta(stream) => {
+                let pages = stream.pages();
+                let (mut r, _) = stream.finish(0);
+                r.note = Some(format!("the image is damaged inside this file; {pages} pages were checked before it"));
+                r
+            }
+            Current::Meta { report, .. } | Current::Skip(report) => *report,
         }
     }
 }
@@ -199,9 +344,59 @@ struct ImageValidator {
     system: BTreeMap<u32, (u64, Option<Space>)>,
     /// Files written in parts (xbstream backups), between two parts.
     paused: std::collections::HashMap<Vec<u8>, Current>,
+    /// The `.meta` files read so far, by the path of their delta.
+    metas: HashMap<Vec<u8>, Result<DeltaMeta, String>>,
+    /// Deltas read before their `.meta`: their report, and the page size they showed.
+    awaiting_meta: HashMap<Vec<u8>, (usize, DeltaMeta)>,
 }
 
 impl ImageValidator {
+    /// A delta entry: checked with its `.meta` if that came first, else with the page size it
+    /// shows itself.
+    fn delta(&self, display: String, stem: &str, path: &[u8], size: u64) -> Current {
+        if matches!(classify(stem), Kind::System(n) if n > 1) {
+            return Current::Skip(Box::new(FileReport::not_checked(display, size, CONTINUATION_NOTE)));
+        }
+        let (meta, problem) = match self.metas.get(path) {
+            Some(Ok(m)) => (Some(*m), None),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        let mut stream = DeltaStream::new(display, self.policy, meta.as_ref());
+        if let Some(why) = problem {
+            stream.add_problem(why);
+        }
+        Current::Delta(Box::new(stream))
+    }
+
+    /// A `.meta` has been read whole: kept for its delta, or checked against the delta read
+    /// before it.
+    fn meta_read(&mut self, delta: Vec<u8>, text: &[u8]) {
+        let meta = DeltaMeta::parse(text).map_err(|e| format!("its .meta is unusable: {e}"));
+        if let Some((at, inferred)) = self.awaiting_meta.remove(&delta) {
+            let report = &mut self.reports[at];
+            match &meta {
+                Ok(m) => cross_check(report, &inferred, m),
+                Err(why) => {
+                    let mut r = report.clone();
+                    r.tally.add_corrupt(0, 0, why.clone());
+                    *report = r.conclude();
+                }
+            }
+        }
+        self.metas.insert(delta, meta);
+    }
+
+    /// At the end of the image: the deltas whose `.meta` never came say so.
+    fn deltas_without_meta(&mut self) {
+        for (_, (at, _)) in self.awaiting_meta.drain() {
+            let r = &mut self.reports[at];
+            if r.note.is_none() {
+                r.note = Some("no .meta in the image: its page size was taken from the delta itself".into());
+            }
+        }
+    }
+
     /// ibdata1's space, renumbered to continue after ibdata1..ibdata{n-1}, if all were seen.
     fn continuation(&self, n: u32) -> Option<Space> {
         let mut space = self.system.get(&1)?.1.clone()?;
@@ -223,6 +418,17 @@ impl Visitor for ImageValidator {
         }
         let display = String::from_utf8_lossy(&meta.path).into_owned();
         let name = std::ffi::OsStr::from_bytes(&meta.path).to_string_lossy().into_owned();
+        if let Some(stem) = delta_of(&name) {
+            self.current = Some(self.delta(display, stem, &meta.path, meta.size));
+            return Ok(());
+        }
+        if let Some(stem) = meta_of(&name) {
+            let mut delta = stem.as_bytes().to_vec();
+            delta.extend_from_slice(b".delta");
+            let report = Box::new(FileReport::not_checked(display, meta.size, META_NOTE));
+            self.current = Some(Current::Meta { delta, text: Vec::new(), report });
+            return Ok(());
+        }
         self.current = Some(match classify(&name) {
             Kind::Other(why) => Current::Skip(Box::new(FileReport::not_checked(display, meta.size, why))),
             Kind::Tablespace => {
@@ -247,8 +453,21 @@ impl Visitor for ImageValidator {
     }
 
     fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
-        if let Some(Current::Pages { stream, .. }) = &mut self.current {
-            stream.write_at(offset, data);
+        match &mut self.current {
+            Some(Current::Pages { stream, .. }) => stream.write_at(offset, data),
+            Some(Current::Delta(stream)) => stream.write_at(offset, data),
+            Some(Current::Meta { text, .. }) => {
+                // Kept up to one byte more than a .meta may have, so a longer one is refused.
+                let cap = (META_MAX + 1) as u64;
+                let end = offset.saturating_add(data.len() as u64).min(cap);
+                if end > text.len() as u64 {
+                    text.resize(end as usize, 0);
+                }
+                if offset < end {
+                    text[offset as usize..end as usize].copy_from_slice(&data[..(end - offset) as usize]);
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -264,6 +483,24 @@ impl Visitor for ImageValidator {
                     self.system.insert(n, (pages, space));
                 }
                 self.reports.push(report);
+            }
+            Some(Current::Delta(stream)) => {
+                let (report, source) = stream.finish(size);
+                if let MetaSource::Inferred(inferred) = source {
+                    if !self.metas.contains_key(&self.current_path) {
+                        self.awaiting_meta.insert(self.current_path.clone(), (self.reports.len(), inferred));
+                    }
+                }
+                self.reports.push(report);
+            }
+            Some(Current::Meta { delta, mut text, mut report }) => {
+                // A hole at the end reads as zeros, like any file's.
+                if size > text.len() as u64 {
+                    text.resize(size.min((META_MAX + 1) as u64) as usize, 0);
+                }
+                self.meta_read(delta, &text);
+                report.bytes = size;
+                self.reports.push(*report);
             }
             Some(Current::Skip(mut r)) => {
                 r.bytes = size;
