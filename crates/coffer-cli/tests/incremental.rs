@@ -133,7 +133,33 @@ fn a_chain_with_ddl_restores_at_every_link() {
     // DDL of every kind, then incremental 2 under load.
     src.sql(DDL_BETWEEN);
     let mut load = sysbench(&src, "run", &["--time=30"]);
+    // Tables created and dropped while the engine copies (MDEV-32939's churn); the last one
+    // stays.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, socket) = (stop.clone(), src.socket.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sql = format!(
+                    "CREATE TABLE ddl.churn{n} (id INT PRIMARY KEY) ENCRYPTED=YES; INSERT INTO ddl.churn{n} VALUES (1); \
+                     DROP TABLE IF EXISTS ddl.churn{}",
+                    n.max(1) - 1
+                );
+                let ok = std::process::Command::new(mariadb::which("mariadb").unwrap())
+                    .arg(format!("--socket={}", socket.display()))
+                    .args(["-uroot", "-e", &sql])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "churn {n}");
+                n += 1;
+            }
+            n
+        })
+    };
     chain_backup(&fx, port, &img("inc2"), &["--incremental"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(churn.join().unwrap() > 0);
     let _ = load.wait();
     // A differential: on the full, whatever came since.
     src.sql("INSERT INTO ddl.t_new SELECT seq + 3000, 'diff' FROM sbtest.seq_1_to_500");
@@ -224,6 +250,23 @@ fn a_chain_with_ddl_restores_at_every_link() {
         let (code, _, err) = run(&["verify", inc2.to_str().unwrap(), "--chain", "--key-file", &fx.key()]);
         assert_eq!(code, 1, "{case}: {err}");
     }
+
+    // The engine fails to apply an incremental (a delta cut short, in an image crafted with
+    // the key): its line is reported, and nothing that looks like a restore is left.
+    std::fs::write(raw.join("coffer-backup.json"), serde_json::to_vec(&description).unwrap()).unwrap();
+    let delta = raw.join("sbtest/sbtest1.ibd.delta");
+    let len = std::fs::metadata(&delta).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&delta).unwrap().set_len(len / 2 + 100).unwrap();
+    std::fs::create_dir_all(fx.path("engine")).unwrap();
+    std::fs::copy(img("full"), fx.path("engine/full.coffer")).unwrap();
+    let crafted = fx.s("engine/inc1.coffer");
+    expect(0, &["backup", raw.to_str().unwrap(), "-o", &crafted, "--key-file", &fx.key(), "--no-validate"]);
+    let (code, _, err) = run(&["restore", &crafted, "--to", &to, "--prepare", "--key-file", &fx.key()]);
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("the prepare of") && last.contains("mariabackup"), "{err}");
+    assert!(!fx.path("nothing/data").exists(), "no target: {err}");
+    assert!(leftovers(&fx.path("nothing")).is_empty(), "{:?}", leftovers(&fx.path("nothing")));
 
     // An incremental restored from a pipe cannot be prepared: said, not attempted.
     let image = std::fs::read(img("inc1")).unwrap();

@@ -893,6 +893,24 @@ mod tests {
         assert_eq!(std::fs::read_to_string(file).unwrap(), "[client]\npassword=\"p\\\"w\"\n");
     }
 
+    /// mariabackup prepares and applies with plain --prepare; xtrabackup 8.0 with
+    /// --apply-log-only on every step but the last (never after it).
+    #[test]
+    fn chain_prepares_take_the_arguments_each_engine_needs() {
+        let t = Path::new("/r/t");
+        let apply = |last| PrepareStep::Apply { incremental_dir: "/r/i".into(), last };
+        let m = |step: &PrepareStep| prepare_args(EngineKind::Mariabackup, t, step).join(" ");
+        let x = |step: &PrepareStep| prepare_args(EngineKind::Xtrabackup, t, step).join(" ");
+        assert_eq!(m(&PrepareStep::Only), "--prepare --target-dir=/r/t");
+        assert_eq!(m(&PrepareStep::ChainFull), "--prepare --target-dir=/r/t");
+        assert_eq!(m(&apply(false)), "--prepare --target-dir=/r/t --incremental-dir=/r/i");
+        assert_eq!(m(&apply(true)), "--prepare --target-dir=/r/t --incremental-dir=/r/i");
+        assert_eq!(x(&PrepareStep::Only), "--prepare --target-dir=/r/t");
+        assert_eq!(x(&PrepareStep::ChainFull), "--prepare --apply-log-only --target-dir=/r/t");
+        assert_eq!(x(&apply(false)), "--prepare --apply-log-only --target-dir=/r/t --incremental-dir=/r/i");
+        assert_eq!(x(&apply(true)), "--prepare --target-dir=/r/t --incremental-dir=/r/i");
+    }
+
     #[test]
     fn secrets_are_masked_in_the_engines_log() {
         let line = b"[00] Encryption plugin parameter :  '--file_key_management_filekey=s3cret pass'\n";

@@ -139,6 +139,21 @@ fn details(listed: &coffer_store::Listed, unlocks: &[Unlock], v: &mut serde_json
     Ok(())
 }
 
+/// A server backup's description (`None`: the image holds no server backup): from its catalog
+/// record when it has one that matches the image (two small reads), else through its index.
+pub(crate) fn description_of(
+    listed: &coffer_store::Listed,
+    unlocks: &[Unlock],
+    env: &Env,
+) -> Result<Option<coffer_mysql::meta::BackupInfo>> {
+    let head = listed.object.read_head(DATA_OFFSET)?;
+    let opened = coffer_image::open_header(&head.bytes, unlocks)?;
+    if let Ok(Some(r)) = record(listed, &opened) {
+        return Ok(serde_json::from_value(r["backup"].clone()).ok());
+    }
+    Ok(crate::read::info_with(&Location::Object(listed.object.url().to_owned()), unlocks, env)?.backup)
+}
+
 /// The backup's catalog record, if it has one; an error if it has one that does not belong to
 /// the image as it is now.
 fn record(listed: &coffer_store::Listed, opened: &coffer_image::OpenedImage) -> Result<Option<serde_json::Value>> {

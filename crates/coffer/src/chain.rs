@@ -99,12 +99,14 @@ impl Neighbours {
 pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env: &Env) -> Result<Neighbours> {
     let mut out = Neighbours::default();
     let mut places: Vec<(Location, i64)> = Vec::new();
+    let mut listed = Vec::new();
     match around {
         Location::Object(url) => {
             let prefix = &url[..url.rfind('/').map_or(url.len(), |i| i + 1)];
             out.place = prefix.to_owned();
             for b in crate::catalog::backups(prefix, env)? {
                 places.push((Location::Object(b.listed.object.url().to_owned()), b.time));
+                listed.push(b.listed);
             }
         }
         Location::File(path) => {
@@ -127,12 +129,14 @@ pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env
         }
     }
     for (location, time) in places {
-        match crate::read::info_with(&location, unlocks, env) {
-            Ok(i) => {
-                if let Some(info) = i.backup {
-                    out.known.push(Known::new(location, time, info));
-                }
-            }
+        // Under a prefix, the catalog records answer in two small reads per backup.
+        let described = match listed.iter().find(|l| location == Location::Object(l.object.url().to_owned())) {
+            Some(l) => crate::catalog::description_of(l, unlocks, env),
+            None => crate::read::info_with(&location, unlocks, env).map(|i| i.backup),
+        };
+        match described {
+            Ok(Some(info)) => out.known.push(Known::new(location, time, info)),
+            Ok(None) => {}
             Err(e) => {
                 let locked = e.exit_code() == crate::error::exit::WRONG_KEY;
                 out.unread.push((location.shown(), e.one_line(), locked));

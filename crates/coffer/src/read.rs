@@ -79,16 +79,21 @@ pub fn fold_parts(records: Vec<IndexRecord>) -> Result<Vec<IndexRecord>> {
 /// damage).
 pub fn verify(image: &Location, keys: &KeySources, env: &Env) -> Result<ReadSummary> {
     let unlocks = crate::keys::unlocks(keys, env)?;
+    verify_with(image, &unlocks, env)
+}
+
+/// [`verify`] with secrets already read (for many images: a chain).
+pub fn verify_with(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<ReadSummary> {
     let (file, len) = image.open_stream(env)?;
     let progress = env.report.progress(len, "verify");
     let mut input = Counting { inner: file, progress: progress.clone() };
-    let opened = open_stream(&mut input, &unlocks)?;
+    let opened = open_stream(&mut input, unlocks)?;
     let summary =
         read_stream(&mut input, &opened, &mut NullVisitor, ReadOptions { threads: env.threads, skip_data: false });
     progress.finish();
     let summary = summary.map_err(|e| {
         let mut e = Error::from(e);
-        name_packed_entries(&mut e, image, &unlocks, env);
+        name_packed_entries(&mut e, image, unlocks, env);
         e
     })?;
     for note in &opened.notes {

@@ -368,7 +368,7 @@ pub struct ChainSummary {
 /// The chain that ends at `image` if it is an incremental or differential backup (resolved
 /// from the backups beside it and `bases`, every link checked); `None` for a full backup or an
 /// image that is no server backup.
-pub fn chain_of(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Option<Vec<Known>>> {
+pub fn chain_of(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Option<Chain>> {
     if matches!(image, Location::Stdio | Location::Tls(_)) {
         return Ok(None);
     }
@@ -378,26 +378,43 @@ pub fn chain_of(image: &Location, bases: &[Location], keys: &KeySources, env: &E
     let Some(link) = backup.chain.clone().filter(|l| l.kind != BackupKind::Full) else { return Ok(None) };
     let neighbours = crate::chain::neighbours(image, bases, &unlocks, env)?;
     let target = Known { location: image.clone(), time: 0, info: backup, link };
-    Ok(Some(crate::chain::resolve(&target, &neighbours)?))
+    let backups = crate::chain::resolve(&target, &neighbours)?;
+    Ok(Some(Chain { backups, unlocks }))
+}
+
+/// A chain resolved and checked, with the secrets that opened it (read once: a passphrase is
+/// asked for once).
+pub struct Chain {
+    /// Full first, the backup asked for last.
+    pub backups: Vec<Known>,
+    unlocks: Vec<coffer_crypto::Unlock>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("backups", &self.backups).finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// Reads `backup` (one of the chain's) through, authenticating every frame.
+    pub fn verify(&self, backup: &Known, env: &Env) -> Result<ReadSummary> {
+        crate::read::verify_with(&backup.location, &self.unlocks, env)
+    }
 }
 
 /// Restores `chain` (full first; see [`chain_of`]) into `spec.to` and prepares it: the full
 /// is restored and prepared in a private directory beside the target, each later backup is
 /// restored into a scratch directory there and applied by the engine, then the result takes
 /// the target's place. A failure at any step leaves the target as it was.
-pub fn restore_chain(
-    chain: &[Known],
-    spec: &RestoreSpec,
-    options: &[PrepareOption],
-    env: &Env,
-) -> Result<ChainSummary> {
+pub fn restore_chain(chain: &Chain, spec: &RestoreSpec, options: &[PrepareOption], env: &Env) -> Result<ChainSummary> {
+    let Chain { backups: chain, unlocks: keys } = chain;
     let started = Instant::now();
     let to = &spec.to;
     let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
     if occupied && !spec.force {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
-    let keys = crate::keys::unlocks(&spec.keys, env)?;
     let engine = match chain[0].info.engine.as_deref() {
         Some("xtrabackup") => EngineKind::Xtrabackup,
         _ => EngineKind::Mariabackup,
@@ -412,7 +429,7 @@ pub fn restore_chain(
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
         let (input, len) = member.location.open_stream(env)?;
-        let summary = restore_unlocked(input, len, &member_spec, None, &keys, env)
+        let summary = restore_unlocked(input, len, &member_spec, None, keys, env)
             .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
         env.report.say(&summary.line());
         restores.push(summary);

@@ -386,8 +386,13 @@ pub fn connection(args: &ServerOptions) -> Result<Connection> {
         }
         None => None,
     };
+    // The engine changes into the datadir: a relative socket path would name another file.
+    let socket = match &args.socket {
+        Some(s) => Some(std::path::absolute(s).with_context(|| format!("-S {}", s.display()))?),
+        None => None,
+    };
     Ok(Connection {
-        socket: args.socket.clone(),
+        socket,
         host: args.host.clone(),
         port: args.port,
         user: args.user.clone(),

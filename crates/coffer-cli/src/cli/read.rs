@@ -108,7 +108,7 @@ pub struct ListArgs {
     pub key: KeyArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     /// Image file, or '-' for stdin.
     pub image: PathBuf,

@@ -169,18 +169,19 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     let env = crate::report::env(quiet, threads);
     let keys = args.key.sources();
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
-    let chain = match coffer::restore::chain_of(&image, &bases, &keys, &env)? {
-        Some(chain) => chain.into_iter().map(|k| (k.location.clone(), k.what())).collect(),
-        None => vec![(image.clone(), "full".to_owned())],
+    let Some(chain) = coffer::restore::chain_of(&image, &bases, &keys, &env)? else {
+        // A full backup (or no server backup) is a chain of its own.
+        return verify(VerifyArgs { chain: false, ..args.clone() }, quiet, threads);
     };
     if !quiet && !args.json {
-        eprintln!("coffer: the chain of {} backups is linked (ids, server, LSNs)", chain.len());
+        eprintln!("coffer: the chain of {} backups is linked (ids, server, LSNs)", chain.backups.len());
     }
     let mut rows = Vec::new();
     let mut failed = None;
-    for (location, what) in &chain {
+    for backup in &chain.backups {
+        let (location, what) = (&backup.location, backup.what());
         let started = Instant::now();
-        let result = coffer::read::verify(location, &keys, &env);
+        let result = chain.verify(backup, &env);
         let secs = started.elapsed().as_secs_f64();
         match &result {
             Ok(s) => {

@@ -32,8 +32,9 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
         // A chain is resolved and checked before anything is written.
         if let Some(chain) = coffer::restore::chain_of(image, &bases, &spec.keys, &env)? {
             if !quiet {
-                let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
-                eprintln!("coffer: restoring a chain of {}: {}", chain.len(), names.join(" <- "));
+                let names: Vec<String> =
+                    chain.backups.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
+                eprintln!("coffer: restoring a chain of {}: {}", names.len(), names.join(" <- "));
             }
             let s = coffer::restore::restore_chain(&chain, &spec, &args.prepare_options, &env)?;
             if !quiet {
@@ -46,7 +47,7 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
             }
             if args.copy_back {
                 let datadir = args.datadir.as_deref().expect("required by clap");
-                coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
+                coffer::restore::copy_back(&args.to, &chain.backups[0].info, datadir, args.force, &env)?;
             }
             return Ok(());
         }
