@@ -138,5 +138,5 @@ rhand=$(SETUP="rm -rf $rdir" measure "$rdir" "$hand" "$work/p")
 row 'by hand: openssl -d \| zstd -d \| mbstream -x, prepare; then each incremental the same and prepare --incremental-dir' "$rhand" "${rhand%% *}"
 r=$(SETUP="rm -rf $rdir" measure "$rdir" "$coffer restore $work/c/inc3.coffer --to $rdir --prepare --key-file $key -q" "$work/c")
 row '**coffer restore INC3 --prepare** (the chain resolved from its directory)' "$r" "${rhand%% *}"
-ls -l "$work/c" "$work/p"/*.enc | awk '{print "    " $5, $9}'
+stat -c '    %s %n' "$work"/c/*.coffer "$work"/p/*.enc
 rm -rf "$rdir" "$work/x" "$work/t" "$work/p.enc"
