@@ -259,9 +259,9 @@ fn chain_plan(spec: &BackupSpec, env: &Env) -> Result<Option<crate::source::Chai
     }
     let unlocks = crate::keys::unlocks(&spec.keys, env)
         .context("an incremental backup reads its parent's description: give a secret that opens it")?;
+    // The parent is the one named, else among the backups where this one goes.
     let around = match &spec.output {
-        Location::Object(url) if url.ends_with('/') => spec.output.clone(),
-        Location::File(_) if request.base.is_empty() => spec.output.clone(),
+        Location::Object(_) | Location::File(_) if request.base.is_empty() => spec.output.clone(),
         _ => Location::Stdio,
     };
     let mut neighbours = crate::chain::neighbours(&around, &request.base, &unlocks, env)?;

@@ -149,7 +149,10 @@ pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env
 /// The `*.coffer` files in `dir`, with their modification times.
 fn images_in(dir: &Path) -> Result<Vec<(Location, i64)>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        r => r.with_context(|| format!("cannot list {}", dir.display()))?,
+    };
     for e in entries.flatten() {
         let path = e.path();
         let is_image = path.extension().is_some_and(|x| x == "coffer") && e.file_type().is_ok_and(|t| t.is_file());
