@@ -456,3 +456,73 @@ fn find_process(needle: &str) -> Option<i32> {
     }
     None
 }
+
+/// A server that accepts only TLS (`require_secure_transport=ON`): with
+/// `--ssl-mode VERIFY_IDENTITY --ssl-ca` the client and the
+/// engine connect over verified TLS; a certificate from another CA, or one that does not name
+/// the host connected to, is refused (one line, exit 1, no image).
+#[test]
+fn a_server_that_requires_tls_is_backed_up_over_verified_tls() {
+    if !tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "db"]);
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("other"), "--name", "db"]);
+    let port = free_port();
+    let opts: Vec<String> = vec![
+        "--skip-networking=0".into(),
+        // 127.0.0.2 reaches the same server under a name its certificate does not hold.
+        "--bind-address=127.0.0.1,127.0.0.2".into(),
+        format!("--port={port}"),
+        format!("--ssl-ca={}", fx.s("pki/ca.crt")),
+        format!("--ssl-cert={}", fx.s("pki/db.crt")),
+        format!("--ssl-key={}", fx.s("pki/db.key")),
+        "--require-secure-transport=ON".into(),
+    ];
+    let server = Server::start(&fx.path("src"), &opts);
+    server.sql(
+        "CREATE USER 'b'@'%' IDENTIFIED BY 'secret-pw'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SELECT ON *.* TO 'b'@'%'; \
+         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1), (2);",
+    );
+    fx.write_secret("pw", "secret-pw\n");
+    let (pw, key, scratch, port) = (fx.s("pw"), fx.key(), fx.s("scratch"), port.to_string());
+    let backup = |host: &str, image: &str, tls: &[&str]| {
+        let mut args = vec!["backup", "--mysql", "-h", host, "-P", &port, "-u", "b", "--password-file", &pw];
+        args.extend(["-o", image, "--key-file", &key, "--scratch-dir", &scratch]);
+        args.extend(tls);
+        run(&args)
+    };
+    let accepts = || {
+        server.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'").split('\t').nth(1).unwrap().trim().parse::<u64>().unwrap()
+    };
+
+    // Without --ssl options the client's own default applies (MariaDB 10.11.19's tools from
+    // Debian encrypt by default, without checking the certificate).
+    let (code, _, err) = backup("127.0.0.1", &fx.s("default.coffer"), &[]);
+    assert_eq!(code, 0, "{err}");
+
+    let ca = fx.s("pki/ca.crt");
+    let before = accepts();
+    let (code, _, err) = backup("127.0.0.1", &fx.s("tls.coffer"), &["--ssl-mode", "VERIFY_IDENTITY", "--ssl-ca", &ca]);
+    assert_eq!(code, 0, "{err}");
+    assert!(accepts() >= before + 3, "the client and the engine's connections used TLS");
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(&["info", &fx.s("tls.coffer"), "--json", "--key-file", &key]).1).unwrap();
+    assert!(info["backup"]["server_version"].as_str().unwrap().contains("MariaDB"), "{info}");
+
+    // Another CA's certificate; a certificate that does not name 127.0.0.2.
+    let other = fx.s("other/ca.crt");
+    for (host, ca, mode) in [("127.0.0.1", &other, "VERIFY_CA"), ("127.0.0.2", &ca, "VERIFY_IDENTITY")] {
+        let (code, _, err) = backup(host, &fx.s("refused.coffer"), &["--ssl-mode", mode, "--ssl-ca", ca]);
+        assert_eq!(code, 1, "{host} {mode}: {err}");
+        assert!(err.contains("cannot connect") && err.lines().count() == 1, "{err}");
+        assert!(!fx.path("refused.coffer").exists());
+    }
+    // Verifying needs a CA: a usage mistake, before any connection.
+    let (code, _, err) = backup("127.0.0.1", &fx.s("refused.coffer"), &["--ssl-mode", "VERIFY_IDENTITY"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--ssl-ca"), "{err}");
+}

@@ -97,6 +97,114 @@ pub struct Connection {
     pub password: Option<String>,
     /// An option file given by the user (`--defaults-file`), passed first to both programs.
     pub defaults_file: Option<PathBuf>,
+    /// TLS to the server.
+    pub tls: Option<ServerTls>,
+}
+
+/// How a connection to the server must be protected, with the meanings MySQL gives
+/// `--ssl-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Encrypted, the server's certificate not checked.
+    Required,
+    /// Encrypted, the server's certificate signed by the CA given.
+    VerifyCa,
+    /// As VerifyCa, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+/// TLS to the server: the mode, the CA that signs its certificate, and our own certificate and
+/// key if it asks for one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Default: VerifyCa with a CA, else Required.
+    pub mode: Option<SslMode>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Whose option names a program takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `mariadb`, `mariabackup`: `--ssl`, `--ssl-verify-server-cert`.
+    MariaDb,
+    /// `mysql`, `xtrabackup`: `--ssl-mode`.
+    MySql,
+}
+
+impl ServerTls {
+    /// The mode asked for, or the one the files given imply.
+    pub fn mode(&self) -> SslMode {
+        self.mode.unwrap_or(if self.ca.is_some() { SslMode::VerifyCa } else { SslMode::Required })
+    }
+
+    /// Refuses settings that cannot mean what they say.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let bad = |why: &str| Err(EngineError::Connect(why.to_owned()));
+        if self.mode() != SslMode::Required && self.ca.is_none() {
+            return bad(
+                "--ssl-mode VERIFY_CA and VERIFY_IDENTITY need --ssl-ca (the CA that signs the server's certificate)",
+            );
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return bad("--ssl-cert and --ssl-key go together");
+        }
+        for f in [&self.ca, &self.cert, &self.key].into_iter().flatten() {
+            if !f.is_file() {
+                return bad(&format!("{} is not a readable file", f.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The options that ask a program of `dialect` for this protection. MariaDB's programs
+    /// have no CA-only check: `--ssl-verify-server-cert` checks the CA and the host name, so
+    /// VERIFY_CA is as strict as VERIFY_IDENTITY with them.
+    pub fn args(&self, dialect: Dialect) -> Vec<String> {
+        let mut out = Vec::new();
+        match (dialect, self.mode()) {
+            (Dialect::MariaDb, SslMode::Required) => out.push("--ssl".to_owned()),
+            (Dialect::MariaDb, _) => out.extend(["--ssl".to_owned(), "--ssl-verify-server-cert".to_owned()]),
+            (Dialect::MySql, m) => out.push(format!(
+                "--ssl-mode={}",
+                match m {
+                    SslMode::Required => "REQUIRED",
+                    SslMode::VerifyCa => "VERIFY_CA",
+                    SslMode::VerifyIdentity => "VERIFY_IDENTITY",
+                }
+            )),
+        }
+        for (name, file) in [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)] {
+            if let Some(f) = file {
+                out.push(format!("--ssl-{name}={}", f.display()));
+            }
+        }
+        out
+    }
+}
+
+/// The dialect of the client program at `path`: `mariadb`'s, or that of a `mysql` that may be
+/// MariaDB's under another name (Debian links one to the other).
+fn client_dialect(path: &Path) -> Dialect {
+    if path.file_name().is_some_and(|n| n == "mariadb") {
+        return Dialect::MariaDb;
+    }
+    let version = Command::new(path).arg("--version").stdin(Stdio::null()).output();
+    match version {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("MariaDB") => Dialect::MariaDb,
+        _ => Dialect::MySql,
+    }
+}
+
+impl EngineKind {
+    /// The dialect of the engine's options.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            EngineKind::Mariabackup => Dialect::MariaDb,
+            EngineKind::Xtrabackup => Dialect::MySql,
+        }
+    }
 }
 
 /// The engine's private directory: created empty, mode 0700; removed when dropped.
@@ -173,13 +281,15 @@ impl Connection {
 
 /// The output of `sql` run through the `mariadb` (or `mysql`) client with the options of
 /// [`Connection::option_args`]: rows of tab-separated columns.
-fn query(options: &[String], sql: &str) -> Result<String, EngineError> {
+fn query(options: &[String], tls: Option<&ServerTls>, sql: &str) -> Result<String, EngineError> {
     let client = ["mariadb", "mysql"]
         .iter()
         .find_map(|n| which(n))
         .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
+    let tls_args = tls.map(|t| t.args(client_dialect(&client))).unwrap_or_default();
     let out = Command::new(&client)
         .args(options)
+        .args(tls_args)
         .args(["--batch", "--skip-column-names", "-e", sql])
         .stdin(Stdio::null())
         .output()
@@ -192,12 +302,16 @@ fn query(options: &[String], sql: &str) -> Result<String, EngineError> {
 }
 
 /// The server's version string.
-pub fn server_version(options: &[String]) -> Result<String, EngineError> {
-    Ok(query(options, "SELECT VERSION()")?.trim().to_owned())
+pub fn server_version(options: &[String], tls: Option<&ServerTls>) -> Result<String, EngineError> {
+    Ok(query(options, tls, "SELECT VERSION()")?.trim().to_owned())
 }
 
 /// The server's identity (see [`ServerIdentity`]) and its current LSN, if it tells.
-pub fn server_identity(options: &[String], mysql: bool) -> Result<(ServerIdentity, Option<u64>), EngineError> {
+pub fn server_identity(
+    options: &[String],
+    tls: Option<&ServerTls>,
+    mysql: bool,
+) -> Result<(ServerIdentity, Option<u64>), EngineError> {
     // One row: host, datadir, server_id, version, uuid, born, LSN.
     let sql = if mysql {
         "SELECT @@hostname, @@datadir, @@server_id, VERSION(), @@server_uuid, NULL, \
@@ -208,7 +322,7 @@ pub fn server_identity(options: &[String], mysql: bool) -> Result<(ServerIdentit
            WHERE table_schema = 'mysql' AND table_name = 'global_priv'), \
          (SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'INNODB_LSN_CURRENT')"
     };
-    let row = query(options, sql)?;
+    let row = query(options, tls, sql)?;
     let line = row.lines().next().unwrap_or_default();
     let lsn = line.split('\t').nth(6).and_then(|v| v.trim().parse().ok());
     Ok((ServerIdentity::parse_row(line), lsn))
@@ -878,6 +992,7 @@ mod tests {
             user: Some("backup".into()),
             password: Some("p\"w".into()),
             defaults_file: Some("/etc/my.cnf".into()),
+            tls: None,
         };
         let args = conn.option_args(&scratch).unwrap();
         let file = scratch.path().join(OPTION_FILE);
@@ -891,6 +1006,32 @@ mod tests {
         ];
         assert_eq!(args, expected);
         assert_eq!(std::fs::read_to_string(file).unwrap(), "[client]\npassword=\"p\\\"w\"\n");
+    }
+
+    /// TLS settings in each dialect, with MySQL's meanings and defaults.
+    #[test]
+    fn tls_options_in_both_dialects() {
+        let ca = Some(PathBuf::from("/pki/ca.pem"));
+        let t = |mode, ca: &Option<PathBuf>| ServerTls { mode, ca: ca.clone(), ..Default::default() };
+        assert_eq!(t(None, &ca).mode(), SslMode::VerifyCa, "a CA given: verify it");
+        assert_eq!(t(None, &None).mode(), SslMode::Required);
+        assert_eq!(
+            t(Some(SslMode::VerifyIdentity), &ca).args(Dialect::MySql),
+            ["--ssl-mode=VERIFY_IDENTITY", "--ssl-ca=/pki/ca.pem"]
+        );
+        assert_eq!(t(Some(SslMode::VerifyCa), &ca).args(Dialect::MySql)[0], "--ssl-mode=VERIFY_CA");
+        assert_eq!(t(Some(SslMode::Required), &None).args(Dialect::MySql), ["--ssl-mode=REQUIRED"]);
+        assert_eq!(
+            t(Some(SslMode::VerifyCa), &ca).args(Dialect::MariaDb),
+            ["--ssl", "--ssl-verify-server-cert", "--ssl-ca=/pki/ca.pem"]
+        );
+        assert_eq!(t(Some(SslMode::Required), &None).args(Dialect::MariaDb), ["--ssl"]);
+        let with_cert = ServerTls { cert: Some("/c.pem".into()), key: Some("/k.pem".into()), ..t(None, &None) };
+        assert_eq!(with_cert.args(Dialect::MariaDb), ["--ssl", "--ssl-cert=/c.pem", "--ssl-key=/k.pem"]);
+        // Verifying needs a CA; a certificate needs its key; files must exist.
+        assert!(t(Some(SslMode::VerifyIdentity), &None).check().is_err());
+        assert!(ServerTls { cert: Some("/c.pem".into()), ..Default::default() }.check().is_err());
+        assert!(t(None, &Some("/nonexistent/ca.pem".into())).check().is_err());
     }
 
     /// mariabackup prepares and applies with plain --prepare; xtrabackup 8.0 with

@@ -73,6 +73,8 @@ pub struct ServerOptions {
     pub engine_args: Vec<String>,
     /// Where the engine keeps its own few files.
     pub scratch_dir: Option<PathBuf>,
+    /// TLS to the server (for the client and the engine).
+    pub tls: Option<coffer_mysql::engine::ServerTls>,
 }
 
 /// A source opened for a backup.
@@ -398,6 +400,13 @@ pub fn connection(args: &ServerOptions) -> Result<Connection> {
         user: args.user.clone(),
         password,
         defaults_file: args.defaults_file.clone(),
+        tls: match &args.tls {
+            Some(t) => {
+                t.check()?;
+                Some(t.clone())
+            }
+            None => None,
+        },
     })
 }
 
@@ -426,10 +435,11 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
     let conn = connection(args)?;
     let scratch = Scratch::create(args.scratch_dir.as_deref())?;
     let options = conn.option_args(&scratch)?;
-    let version = coffer_mysql::engine::server_version(&options)?;
+    let tls = conn.tls.as_ref();
+    let version = coffer_mysql::engine::server_version(&options, tls)?;
     let engine = args.engine.unwrap_or_else(|| EngineKind::for_version(&version));
     let mysql = coffer_mysql::meta::flavor(&version) == "MySQL";
-    let (identity, lsn) = coffer_mysql::engine::server_identity(&options, mysql)?;
+    let (identity, lsn) = coffer_mysql::engine::server_identity(&options, tls, mysql)?;
     let decision = match chain {
         Some(plan) => crate::chain::decide(
             plan.mode,
@@ -465,6 +475,7 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
     if let Some(from) = decision.parent.as_ref().and_then(|_| decision.from_lsn()) {
         extra.push(format!("--incremental-lsn={from}"));
     }
+    extra.extend(tls.map(|t| t.args(engine.dialect())).unwrap_or_default());
     extra.extend(args.engine_args.iter().cloned());
     let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
     Ok(Started { run, stdout, scratch, version, identity, decision })

@@ -168,6 +168,53 @@ pub struct ServerArgs {
     /// [default: the temporary directory].
     #[arg(long, value_name = "DIR", requires = "mysql")]
     pub scratch_dir: Option<PathBuf>,
+
+    /// TLS to the server, with MySQL's meanings: REQUIRED (encrypted), VERIFY_CA (and the
+    /// server's certificate signed by --ssl-ca), VERIFY_IDENTITY (and naming the host)
+    /// [default: VERIFY_CA with --ssl-ca, REQUIRED with --ssl-cert; without any --ssl option,
+    /// the client's default]. MariaDB's tools check the host name whenever they check the CA.
+    #[arg(long, value_enum, value_name = "MODE", requires = "mysql")]
+    pub ssl_mode: Option<SslModeArg>,
+
+    /// The CA that signs the server's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "mysql")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Our certificate, for a server that asks for one (PEM; with --ssl-key).
+    #[arg(long, value_name = "FILE", requires_all = ["mysql", "ssl_key"])]
+    pub ssl_cert: Option<PathBuf>,
+
+    /// The key of --ssl-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["mysql", "ssl_cert"])]
+    pub ssl_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SslModeArg {
+    #[value(name = "REQUIRED", alias = "required")]
+    Required,
+    #[value(name = "VERIFY_CA", alias = "verify-ca", alias = "verify_ca")]
+    VerifyCa,
+    #[value(name = "VERIFY_IDENTITY", alias = "verify-identity", alias = "verify_identity")]
+    VerifyIdentity,
+}
+
+impl ServerArgs {
+    /// The TLS settings, if any --ssl option was given.
+    pub fn tls(&self) -> Option<coffer_mysql::engine::ServerTls> {
+        use coffer_mysql::engine::SslMode;
+        let given = self.ssl_mode.is_some() || self.ssl_ca.is_some() || self.ssl_cert.is_some();
+        given.then(|| coffer_mysql::engine::ServerTls {
+            mode: self.ssl_mode.map(|m| match m {
+                SslModeArg::Required => SslMode::Required,
+                SslModeArg::VerifyCa => SslMode::VerifyCa,
+                SslModeArg::VerifyIdentity => SslMode::VerifyIdentity,
+            }),
+            ca: self.ssl_ca.clone(),
+            cert: self.ssl_cert.clone(),
+            key: self.ssl_key.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

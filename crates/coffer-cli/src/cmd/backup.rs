@@ -27,6 +27,7 @@ impl ServerArgs {
             }),
             engine_args: self.engine_args.clone(),
             scratch_dir: self.scratch_dir.clone(),
+            tls: self.tls(),
         }
     }
 }
