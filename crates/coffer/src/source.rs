@@ -37,7 +37,7 @@ pub enum SourceSpec {
     /// standard input for `-`.
     Xbstream(PathBuf),
     /// A hot backup of a running server, through mariabackup or xtrabackup.
-    Server(ServerOptions),
+    Server(Box<ServerOptions>),
 }
 
 impl SourceSpec {

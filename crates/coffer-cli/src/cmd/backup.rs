@@ -35,7 +35,7 @@ impl ServerArgs {
 impl BackupArgs {
     fn source_spec(&self) -> SourceSpec {
         if self.mysql {
-            SourceSpec::Server(self.server.options())
+            SourceSpec::Server(Box::new(self.server.options()))
         } else if let Some(xb) = &self.xbstream {
             SourceSpec::Xbstream(xb.clone())
         } else {
