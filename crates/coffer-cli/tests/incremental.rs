@@ -11,7 +11,6 @@ use common::live::*;
 use common::mariadb::{self, Server};
 use common::*;
 use std::path::Path;
-use std::time::Duration;
 
 /// The DDL tables' names, before and after the DDL between incrementals 1 and 2.
 const DDL_BEFORE: &str = "CREATE DATABASE ddl; \
@@ -268,12 +267,33 @@ fn a_chain_with_ddl_restores_at_every_link() {
     assert!(!fx.path("nothing/data").exists(), "no target: {err}");
     assert!(leftovers(&fx.path("nothing")).is_empty(), "{:?}", leftovers(&fx.path("nothing")));
 
-    // An incremental restored from a pipe cannot be prepared: said, not attempted.
+    // An incremental arriving on a pipe is restored as it is, and its prepare refused (its
+    // chain cannot be found from a pipe): said, and the engine never run on it.
     let image = std::fs::read(img("inc1")).unwrap();
     let (code, _, err) =
         run_with_stdin(&["restore", "-", "--to", &fx.s("piped/data"), "--prepare", "--key-file", &fx.key()], &image);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("applies the whole chain"), "{err}");
+    assert!(err.contains("applies the whole chain") && !err.contains("mariabackup:"), "{err}");
+    assert!(fx.path("piped/data/sbtest/sbtest1.ibd.delta").exists(), "the incremental's own files");
+
+    // A mount point as the target: refused before anything is written (the result is moved in
+    // by rename).
+    if let Some(mnt) = SmallFs::mount(&fx.path("mnt"), "16m") {
+        let (code, _, err) =
+            run(&["restore", &img("inc1"), "--to", mnt.0.to_str().unwrap(), "--prepare", "--key-file", &fx.key()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("is a mount point"), "{err}");
+        assert!(leftovers(&mnt.0).is_empty() && !leftovers(&fx.path("")).iter().any(|n| n.contains(".coffer-")));
+    }
+    // --force replaces a non-empty target whole, once the chain is restored and prepared.
+    std::fs::create_dir_all(fx.path("forced/data")).unwrap();
+    std::fs::write(fx.path("forced/data/old.txt"), "old").unwrap();
+    let forced = fx.s("forced/data");
+    let (code, _, err) = run(&["restore", &img("inc1"), "--to", &forced, "--prepare", "--key-file", &fx.key()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not empty") && fx.path("forced/data/old.txt").exists(), "{err}");
+    expect(0, &["restore", &img("inc1"), "--to", &forced, "--prepare", "--force", "--key-file", &fx.key()]);
+    assert!(!fx.path("forced/data/old.txt").exists() && fx.path("forced/data/ibdata1").exists());
 
     // The server rebuilt (a new datadir on the same socket and port): a full, with the reason.
     src.stop();
@@ -281,5 +301,4 @@ fn a_chain_with_ddl_restores_at_every_link() {
     let _rebuilt = source(&fx, port, &server_opts);
     let log = chain_backup(&fx, port, &img("after-rebuild"), &["--incremental"]);
     assert!(log.contains("taking a full backup") && log.contains("another server"), "{log}");
-    std::thread::sleep(Duration::from_millis(10));
 }

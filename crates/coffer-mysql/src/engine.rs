@@ -198,6 +198,16 @@ fn client_dialect(path: &Path) -> Dialect {
 }
 
 impl EngineKind {
+    /// The engine that made a backup, by its description (mariabackup unless it says
+    /// xtrabackup).
+    pub fn of_backup(info: &crate::meta::BackupInfo) -> Self {
+        if info.engine.as_deref() == Some("xtrabackup") {
+            Self::Xtrabackup
+        } else {
+            Self::Mariabackup
+        }
+    }
+
     /// The dialect of the engine's options.
     pub fn dialect(self) -> Dialect {
         match self {

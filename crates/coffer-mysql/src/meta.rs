@@ -100,7 +100,8 @@ impl ChainLink {
 
     /// A backup of `kind` on top of `parent`, under a fresh id.
     pub fn on(parent: &ChainLink, kind: BackupKind, id: String) -> Self {
-        ChainLink { id, kind, parent: Some(parent.id.clone()), full: parent.full.clone(), depth: parent.depth + 1 }
+        let depth = parent.depth.saturating_add(1);
+        ChainLink { id, kind, parent: Some(parent.id.clone()), full: parent.full.clone(), depth }
     }
 
     /// The link is one a writer makes: ids well-formed, a full names itself and no parent, a
@@ -110,7 +111,9 @@ impl ChainLink {
         ids && match self.kind {
             BackupKind::Full => self.parent.is_none() && self.full == self.id && self.depth == 0,
             BackupKind::Differential => self.parent.as_ref() == Some(&self.full) && self.depth == 1,
-            BackupKind::Incremental => self.parent.is_some() && self.depth >= 1 && self.id != self.full,
+            BackupKind::Incremental => {
+                self.depth >= 1 && self.id != self.full && self.parent.as_ref().is_some_and(|p| *p != self.id)
+            }
         }
     }
 }

@@ -261,17 +261,22 @@ pub fn chains(found: &[Backup], unlocks: Option<&[Unlock]>, env: &Env) -> Vec<Ch
                 env.report.warn(&format!("{}: its catalog record: {}", b.listed.object.url(), e.one_line()));
                 None
             });
-            match (from_record, unlocks) {
-                (Some(c), _) => c,
-                (None, None) => Chained::Unknown,
-                (None, Some(u)) => {
-                    match crate::read::info_with(&Location::Object(b.listed.object.url().to_owned()), u, env) {
-                        Ok(i) => i.backup.and_then(|b| b.chain).map_or(Chained::Alone, Chained::Link),
-                        Err(e) => {
-                            env.report.warn(&format!("{}: {}", b.listed.object.url(), e.one_line()));
-                            Chained::Unknown
-                        }
+            let Some(unlocks) = unlocks else { return from_record.unwrap_or(Chained::Unknown) };
+            // With a key, the sealed description decides; the clear links must agree with it.
+            match description_of(&b.listed, unlocks, env) {
+                Ok(d) => {
+                    let sealed = d.and_then(|d| d.chain).map_or(Chained::Alone, Chained::Link);
+                    if from_record.as_ref().is_some_and(|c| *c != sealed) {
+                        env.report.warn(&format!(
+                            "{}: the chain links in its catalog record differ from its sealed description: the description is used",
+                            b.listed.object.url()
+                        ));
                     }
+                    sealed
+                }
+                Err(e) => {
+                    env.report.warn(&format!("{}: {}", b.listed.object.url(), e.one_line()));
+                    from_record.unwrap_or(Chained::Unknown)
                 }
             }
         })
@@ -302,21 +307,31 @@ pub fn keep_chains(names: &[String], chains: &[Chained], reasons: &mut [Vec<Stri
                 }
             }
             Chained::Link(link) => {
-                let mut parent = link.parent.clone();
-                // Depths fall along a chain: no more steps than the link's depth.
-                for _ in 0..link.depth {
-                    let Some(p) = parent.take() else { break };
-                    let Some(&j) = index.get(p.as_str()) else {
-                        warnings.push(format!("{} needs backup {p}, which is not under the prefix", names[i]));
+                // Up the chain: each parent one less deep, of the same full (so the walk ends,
+                // whatever the records say).
+                let mut child = link;
+                while let Some(p) = child.parent.as_deref() {
+                    let parent = index.get(p).and_then(|&j| match &chains[j] {
+                        Chained::Link(l) if l.depth.checked_add(1) == Some(child.depth) && l.full == child.full => {
+                            Some((j, l))
+                        }
+                        _ => None,
+                    });
+                    let Some((j, l)) = parent else {
+                        warnings.push(format!(
+                            "{} needs backup {p}, which no readable record under the prefix names: everything older is kept",
+                            names[i]
+                        ));
+                        for r in reasons.iter_mut().skip(i + 1).filter(|r| r.is_empty()) {
+                            r.push(format!("older than {}, whose parent is not found", names[i]));
+                        }
                         break;
                     };
                     let why = format!("needed by {}", names[i]);
                     if !reasons[j].contains(&why) {
                         reasons[j].push(why);
                     }
-                    if let Chained::Link(l) = &chains[j] {
-                        parent = l.parent.clone();
-                    }
+                    child = l;
                 }
             }
         }
@@ -420,14 +435,20 @@ mod tests {
         // A full alone needs nothing; a backup whose chain is unknown keeps everything older.
         assert_eq!(kept(&[4]).0, [4]);
         assert_eq!(kept(&[5]).0, [5, 6]);
-        // A kept incremental whose parent is gone is said.
-        let (_, _, w) = {
-            let chains = &chains[..3];
-            let mut reasons = vec![vec!["last".to_owned()], vec![], vec![]];
-            let w = keep_chains(&names[..3], chains, &mut reasons);
-            ((), reasons, w)
-        };
-        assert!(w.iter().any(|w| w.contains("inc1 needs backup") && w.contains("not under the prefix")), "{w:?}");
+        // A kept incremental whose chain cannot be followed to its full keeps everything older.
+        let mut reasons = vec![vec!["last".to_owned()], vec![], vec![]];
+        let w = keep_chains(&names[..3], &chains[..3], &mut reasons);
+        assert!(w.iter().any(|w| w.contains("inc2 needs backup") && w.contains("everything older is kept")), "{w:?}");
+        assert!(reasons.iter().all(|r| !r.is_empty()), "{reasons:?}");
+        // Forged links (a parent that is itself, depths that do not fall) end the walk at once.
+        let mut forged = ChainLink::on(&ChainLink::full(id(1)), BackupKind::Incremental, id(9));
+        forged.parent = Some(id(9));
+        forged.depth = u32::MAX;
+        let chains = vec![Chained::Link(forged), Chained::Alone];
+        let mut reasons = vec![vec!["last".to_owned()], vec![]];
+        let w = keep_chains(&names[..2], &chains, &mut reasons);
+        assert_eq!(w.len(), 1);
+        assert!(!reasons[1].is_empty(), "older backups kept");
     }
 
     #[test]

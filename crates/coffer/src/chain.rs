@@ -57,14 +57,17 @@ pub struct Known {
 
 impl Known {
     fn new(location: Location, time: i64, info: BackupInfo) -> Self {
-        // Images made before chains hold every page: fulls, under an id no link can name.
+        // Images made before chains hold every page: fulls of their own. Their id is all zeros:
+        // no writer makes it (ids are random), so only a forged link could name one, and a
+        // forged link fails the server and LSN checks all the same.
         let link = info.chain.clone().unwrap_or_else(|| ChainLink::full("0".repeat(32)));
         Self { location, time, info, link }
     }
 
-    /// The backup as messages name it.
+    /// The backup as messages name it (control characters escaped: object names are anyone's
+    /// who can write to the bucket).
     pub fn shown(&self) -> String {
-        self.location.shown()
+        crate::text::escape(self.location.shown().as_bytes())
     }
 
     /// `full`, `incremental 2` or `differential`.
@@ -181,6 +184,11 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A full backup, asked for as such.
+    pub fn full(id: String) -> Self {
+        Decision { link: ChainLink::full(id), parent: None, fallback: None }
+    }
+
     /// The LSN the engine starts from: the parent's `to_lsn`.
     pub fn from_lsn(&self) -> Option<u64> {
         self.parent.as_ref().and_then(|p| p.info.to_lsn)
@@ -188,20 +196,21 @@ impl Decision {
 }
 
 /// Decides what a backup asked to be `mode` is, for the server `me` (whose current LSN is
-/// `lsn`), among the backups `known` of `place`.
+/// `lsn`), among the backups beside it.
 pub fn decide(
     mode: Mode,
     max_chain: u32,
-    known: &[Known],
-    place: &str,
+    beside: &Neighbours,
     me: &ServerIdentity,
     lsn: Option<u64>,
     id: String,
 ) -> Decision {
+    let place = &beside.place;
     let full = |why: String| Decision { link: ChainLink::full(id.clone()), parent: None, fallback: Some(why) };
     if mode == Mode::Full {
-        return Decision { link: ChainLink::full(id), parent: None, fallback: None };
+        return Decision::full(id);
     }
+    let known = &beside.known;
     // The newest backup of the place says whose backups go there now.
     let Some(newest) = known.iter().max_by_key(|k| (k.time, k.info.to_lsn)) else {
         return full(format!("no earlier backup of a server in {place}"));
@@ -222,7 +231,6 @@ pub fn decide(
         let what = if mode == Mode::Differential { "full backup" } else { "backup" };
         return full(format!("no earlier {what} of this server (with its LSN) in {place}"));
     };
-    let to_lsn = parent.info.to_lsn.unwrap_or_default();
     if parent.link.depth >= max_chain {
         return full(format!(
             "{} is backup {} after its full: --max-chain {max_chain} reached",
@@ -230,11 +238,17 @@ pub fn decide(
             parent.link.depth
         ));
     }
-    if let Some(now) = lsn.filter(|now| *now < to_lsn) {
+    // A server restored or rebuilt since reuses LSNs: below the newest backup's, it is not
+    // the server those backups were taken of any more.
+    let tip = known.iter().filter(|k| of_me(k)).filter_map(|k| k.info.to_lsn).max().unwrap_or(0);
+    if let Some(now) = lsn.filter(|now| *now < tip) {
         return full(format!(
-            "the server's LSN {now} is below {to_lsn}, where {} ended: it was restored or rebuilt since",
-            parent.shown()
+            "the server's LSN {now} is below {tip}, where its newest backup in {place} ended: it was restored or rebuilt since"
         ));
+    }
+    // The parent's own chain must restore, or nothing built on it will.
+    if let Err(e) = resolve(parent, beside) {
+        return full(format!("the chain of {} cannot be restored: {}", parent.shown(), e.one_line()));
     }
     let kind = if mode == Mode::Differential { BackupKind::Differential } else { BackupKind::Incremental };
     Decision { link: ChainLink::on(&parent.link, kind, id), parent: Some(parent.clone()), fallback: None }
@@ -283,7 +297,7 @@ fn check_link(parent: &Known, child: &Known) -> Result<()> {
     if !parent.link.is_consistent() {
         return broken("the parent's chain description is inconsistent".into());
     }
-    if parent.link.full != child.link.full || parent.link.depth + 1 != child.link.depth {
+    if parent.link.full != child.link.full || parent.link.depth.checked_add(1) != Some(child.link.depth) {
         return broken(format!(
             "they are of different chains (full {} depth {}, full {} depth {})",
             parent.link.full, parent.link.depth, child.link.full, child.link.depth
@@ -358,14 +372,18 @@ mod tests {
         ]
     }
 
+    fn near(known: Vec<Known>) -> Neighbours {
+        Neighbours { known, unread: vec![], place: "p".into() }
+    }
+
     #[test]
     fn incrementals_build_on_the_newest_differentials_on_the_full() {
-        let k = sample();
-        let d = decide(Mode::Incremental, 14, &k, "p", &server(7), Some(4000), id(9));
+        let k = near(sample());
+        let d = decide(Mode::Incremental, 14, &k, &server(7), Some(4000), id(9));
         assert_eq!(d.fallback, None);
         assert_eq!(d.parent.as_ref().unwrap().link.id, id(4), "the differential ended last");
         assert_eq!((d.link.depth, d.link.full.as_str(), d.from_lsn()), (2, id(1).as_str(), Some(3500)));
-        let d = decide(Mode::Differential, 14, &k, "p", &server(7), Some(4000), id(9));
+        let d = decide(Mode::Differential, 14, &k, &server(7), Some(4000), id(9));
         assert_eq!(d.parent.as_ref().unwrap().link.id, id(1));
         assert_eq!((d.link.kind, d.link.depth, d.from_lsn()), (BackupKind::Differential, 1, Some(1000)));
         assert!(d.link.is_consistent());
@@ -373,22 +391,27 @@ mod tests {
 
     #[test]
     fn falls_back_to_a_full_and_says_why() {
-        let k = sample();
-        let why = |mode, max, known: &[Known], me: ServerIdentity, lsn| {
-            let d = decide(mode, max, known, "p", &me, lsn, id(9));
+        let k = near(sample());
+        let why = |mode, max, known: &Neighbours, me: ServerIdentity, lsn| {
+            let d = decide(mode, max, known, &me, lsn, id(9));
             assert_eq!((d.link.kind, d.parent.is_none()), (BackupKind::Full, true));
             d.fallback.unwrap()
         };
-        assert!(why(Mode::Incremental, 14, &[], server(7), None).contains("no earlier backup"));
+        assert!(why(Mode::Incremental, 14, &near(vec![]), server(7), None).contains("no earlier backup"));
         assert!(why(Mode::Incremental, 14, &k, server(8), None).contains("another server"));
         assert!(why(Mode::Incremental, 1, &k, server(7), None).contains("--max-chain 1"));
         assert!(why(Mode::Incremental, 14, &k, server(7), Some(10)).contains("restored or rebuilt"));
+        // A differential's parent is the full, but the server must not be behind the newest.
+        assert!(why(Mode::Differential, 14, &k, server(7), Some(2500)).contains("below 3500"));
         let mut newer = server(7);
         newer.version = Some("11.4.2-MariaDB".into());
         assert!(why(Mode::Differential, 14, &k, newer, None).contains("major version"));
         assert!(why(Mode::Differential, 0, &k, server(7), None).contains("--max-chain 0"));
+        // A parent whose chain is broken (its full gone) is built on by no one.
+        let broken = near(sample().into_iter().skip(1).collect());
+        assert!(why(Mode::Incremental, 14, &broken, server(7), None).contains("cannot be restored"));
         // A full asked for is not a fallback.
-        assert_eq!(decide(Mode::Full, 14, &k, "p", &server(7), None, id(9)).fallback, None);
+        assert_eq!(decide(Mode::Full, 14, &k, &server(7), None, id(9)).fallback, None);
     }
 
     #[test]

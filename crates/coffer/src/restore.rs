@@ -291,14 +291,8 @@ pub fn prepare(
     force: bool,
     env: &Env,
 ) -> Result<()> {
-    let meta_path = dir.join(META_ENTRY);
-    // Restored from the image: read at most what a writer may store (the file itself was
-    // opened without following a symlink by the restorer, but its size is the image's word).
-    let info: Option<BackupInfo> = std::fs::File::open(&meta_path).ok().and_then(|f| {
-        let mut bytes = Vec::new();
-        f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
-        (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
-    });
+    // Restored from the image: read at most what a writer may store.
+    let info = read_description(dir);
     if let Some(link) = info.as_ref().and_then(|i| i.chain.as_ref()).filter(|l| l.kind != BackupKind::Full) {
         crate::bail!(
             "{} holds an {} backup (depth {} of full {}): its pages apply only on top of its chain; restore it \
@@ -347,9 +341,7 @@ fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, env: &
 
 /// Moves the prepared chain in `dir` (whose full is described by `full`) into a datadir.
 pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, env: &Env) -> Result<()> {
-    let engine =
-        if full.engine.as_deref() == Some("xtrabackup") { EngineKind::Xtrabackup } else { EngineKind::Mariabackup };
-    move_back(engine, dir, datadir, force, env)
+    move_back(EngineKind::of_backup(full), dir, datadir, force, env)
 }
 
 /// What a restore of a chain did.
@@ -415,10 +407,8 @@ pub fn restore_chain(chain: &Chain, spec: &RestoreSpec, options: &[PrepareOption
     if occupied && !spec.force {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
-    let engine = match chain[0].info.engine.as_deref() {
-        Some("xtrabackup") => EngineKind::Xtrabackup,
-        _ => EngineKind::Mariabackup,
-    };
+    let engine = EngineKind::of_backup(&chain[0].info);
+    check_chain_target(to)?;
     let staging = Beside::create(to, "chain")?;
     let mut restores = Vec::new();
     let show = |line: &str| env.report.engine_line(engine.name(), line);
@@ -431,6 +421,7 @@ pub fn restore_chain(chain: &Chain, spec: &RestoreSpec, options: &[PrepareOption
         let (input, len) = member.location.open_stream(env)?;
         let summary = restore_unlocked(input, len, &member_spec, None, keys, env)
             .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
+        same_as_checked(&into, member)?;
         env.report.say(&summary.line());
         restores.push(summary);
         let step = match (i, last) {
@@ -451,13 +442,38 @@ pub fn restore_chain(chain: &Chain, spec: &RestoreSpec, options: &[PrepareOption
             t.elapsed().as_secs_f64()
         ));
     }
-    staging.replace(to, spec.sync)?;
+    staging.replace(to, spec.force, spec.sync)?;
     Ok(ChainSummary {
         backups: chain.iter().map(Known::shown).collect(),
         restores,
         to: to.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The description restored into `dir` is the one `member` was checked with (an object can be
+/// replaced between the check and the read).
+fn same_as_checked(dir: &Path, member: &Known) -> Result<()> {
+    let restored = read_description(dir);
+    let same = restored.as_ref().is_some_and(|r| {
+        r.chain == member.info.chain && r.from_lsn == member.info.from_lsn && r.to_lsn == member.info.to_lsn
+    });
+    if !same {
+        crate::bail!(
+            "{}: the backup restored is not the one its chain was checked with (its description differs): it was replaced meanwhile",
+            member.shown()
+        );
+    }
+    Ok(())
+}
+
+/// The backup description restored into `dir`, if it holds one (read at most as large as a
+/// writer may make it).
+fn read_description(dir: &Path) -> Option<BackupInfo> {
+    let f = std::fs::File::open(dir.join(META_ENTRY)).ok()?;
+    let mut bytes = Vec::new();
+    f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
 }
 
 /// A private directory beside a target (so in its file system: what is restored there is
@@ -487,18 +503,39 @@ impl Beside {
 
     /// Puts this directory in `target`'s place (an empty or absent target; else the target's
     /// old contents go).
-    fn replace(mut self, target: &Path, sync: bool) -> Result<()> {
-        let old = match std::fs::symlink_metadata(target) {
-            Ok(m) if m.is_dir() && std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some()) => {
-                let old = Beside::create(target, "replaced")?;
-                std::fs::rename(target, &old.path)
-                    .with_context(|| format!("cannot move {} aside", target.display()))?;
-                Some(old)
+    fn replace(mut self, target: &Path, force: bool, sync: bool) -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mut old = None;
+        match std::fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {
+                // What replaces a directory keeps its permissions and owner.
+                std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                    .with_context(|| format!("cannot set the permissions of {}", self.path.display()))?;
+                let _ = std::os::unix::fs::chown(&self.path, Some(m.uid()), Some(m.gid()));
+                if std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some()) {
+                    if !force {
+                        crate::bail!(
+                            "{} was filled while the chain was restored: refusing to replace it (use --force)",
+                            target.display()
+                        );
+                    }
+                    let aside = Beside::create(target, "replaced")?;
+                    std::fs::rename(target, &aside.path)
+                        .with_context(|| format!("cannot move {} aside", target.display()))?;
+                    old = Some(aside);
+                }
             }
-            _ => None,
-        };
-        std::fs::rename(&self.path, target)
-            .with_context(|| format!("cannot move the restored chain into {}", target.display()))?;
+            Ok(_) => crate::bail!("{} is not a directory", target.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).context(format!("cannot inspect {}", target.display()))),
+        }
+        if let Err(e) = std::fs::rename(&self.path, target) {
+            // The old contents go back where they were.
+            if let Some(aside) = old.as_mut() {
+                aside.kept = std::fs::rename(&aside.path, target).is_ok();
+            }
+            return Err(Error::from(e).context(format!("cannot move the restored chain into {}", target.display())));
+        }
         self.kept = true;
         if sync {
             if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -508,6 +545,31 @@ impl Beside {
         drop(old);
         Ok(())
     }
+}
+
+/// A chain is restored beside its target and moved in by rename: the target must be absent, or
+/// a directory on the same file system as its parent (not a mount point, not a link).
+fn check_chain_target(target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r.with_context(|| format!("cannot inspect {}", target.display()))?,
+    };
+    if !m.is_dir() {
+        crate::bail!("{} is not a directory", target.display());
+    }
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let p = std::fs::metadata(parent).with_context(|| format!("cannot inspect {}", parent.display()))?;
+    if p.dev() != m.dev() {
+        crate::bail!(
+            "{} is a mount point: a chain is restored beside its target and moved in by rename, so give a directory inside it",
+            target.display()
+        );
+    }
+    Ok(())
 }
 
 impl Drop for Beside {

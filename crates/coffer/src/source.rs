@@ -308,7 +308,8 @@ impl<R: Read + Send + 'static> ServerBackup<R> {
             // would be restored onto pages it does not follow.
             let expected = d.from_lsn().unwrap_or(0);
             let incremental = info.backup_type.as_deref() == Some("incremental");
-            if incremental != d.parent.is_some() || (incremental && info.from_lsn != Some(expected)) {
+            let backwards = matches!((info.from_lsn, info.to_lsn), (Some(from), Some(to)) if to < from);
+            if backwards || incremental != d.parent.is_some() || (incremental && info.from_lsn != Some(expected)) {
                 return Err(ImageError::Source(format!(
                     "the engine's backup is {} from LSN {}, but coffer asked for {} from {expected}",
                     info.backup_type.as_deref().unwrap_or("?"),
@@ -441,17 +442,20 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
     let mysql = coffer_mysql::meta::flavor(&version) == "MySQL";
     let (identity, lsn) = coffer_mysql::engine::server_identity(&options, tls, mysql)?;
     let decision = match chain {
-        Some(plan) => crate::chain::decide(
-            plan.mode,
-            plan.max_chain,
-            &plan.neighbours.known,
-            &plan.neighbours.place,
-            &identity,
-            lsn,
-            crate::chain::new_id()?,
-        ),
-        None => crate::chain::decide(crate::chain::Mode::Full, 0, &[], "", &identity, lsn, crate::chain::new_id()?),
+        Some(plan) => {
+            if lsn.is_none() {
+                env.report.warn("the server did not tell its current LSN: not checked against its earlier backups'");
+            }
+            crate::chain::decide(plan.mode, plan.max_chain, &plan.neighbours, &identity, lsn, crate::chain::new_id()?)
+        }
+        None => Decision::full(crate::chain::new_id()?),
     };
+    if identity.server_uuid.is_none() && identity.born.is_none() {
+        env.report.warn(
+            "the server's identity lacks the creation time of its system tables (grant SELECT on mysql.global_priv \
+             to the backup user): a datadir rebuilt at the same path is told apart only by its LSN",
+        );
+    }
     if let Some(why) = &decision.fallback {
         env.report.say(&format!("taking a full backup: {why}"));
     } else if let Some(parent) = &decision.parent {

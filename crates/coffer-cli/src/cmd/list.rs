@@ -166,6 +166,9 @@ pub fn verify(args: VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
 /// `verify --chain`: the chain resolved and its links checked, then every image verified.
 fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     let image = Location::from_path(&args.image);
+    if matches!(image, Location::Stdio) {
+        return Err(crate::exit::usage("--chain needs the image as a file or object (its chain is found beside it)"));
+    }
     let env = crate::report::env(quiet, threads);
     let keys = args.key.sources();
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
