@@ -357,50 +357,63 @@ pub struct ChainSummary {
     pub seconds: f64,
 }
 
-/// The chain that ends at `image` if it is an incremental or differential backup (resolved
-/// from the backups beside it and `bases`, every link checked); `None` for a full backup or an
-/// image that is no server backup.
-pub fn chain_of(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Option<Chain>> {
-    if matches!(image, Location::Stdio | Location::Tls(_)) {
-        return Ok(None);
-    }
+/// What a restore of `image` with its prepare will read: the chain that ends at it if it is an
+/// incremental or differential backup (resolved from the backups beside it and `bases`, every
+/// link checked), with the secrets that opened it, read once (a passphrase is asked for once).
+pub fn plan(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Plan> {
     let unlocks = crate::keys::unlocks(keys, env)?;
+    if matches!(image, Location::Stdio | Location::Tls(_)) {
+        return Ok(Plan { chain: None, unlocks });
+    }
     let info = crate::read::info_with(image, &unlocks, env)?;
-    let Some(backup) = info.backup else { return Ok(None) };
-    let Some(link) = backup.chain.clone().filter(|l| l.kind != BackupKind::Full) else { return Ok(None) };
+    let Some(backup) = info.backup else { return Ok(Plan { chain: None, unlocks }) };
+    let Some(link) = backup.chain.clone().filter(|l| l.kind != BackupKind::Full) else {
+        return Ok(Plan { chain: None, unlocks });
+    };
     let neighbours = crate::chain::neighbours(image, bases, &unlocks, env)?;
     let target = Known { location: image.clone(), time: 0, info: backup, link };
     let backups = crate::chain::resolve(&target, &neighbours)?;
-    Ok(Some(Chain { backups, unlocks }))
+    Ok(Plan { chain: Some(backups), unlocks })
 }
 
-/// A chain resolved and checked, with the secrets that opened it (read once: a passphrase is
-/// asked for once).
-pub struct Chain {
-    /// Full first, the backup asked for last.
-    pub backups: Vec<Known>,
+/// A restore planned by [`plan`].
+pub struct Plan {
+    /// The chain, full first and the image asked for last; `None`: the image alone.
+    pub chain: Option<Vec<Known>>,
     unlocks: Vec<coffer_crypto::Unlock>,
 }
 
-impl std::fmt::Debug for Chain {
+impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain").field("backups", &self.backups).finish_non_exhaustive()
+        f.debug_struct("Plan").field("chain", &self.chain).finish_non_exhaustive()
     }
 }
 
-impl Chain {
+impl Plan {
     /// Reads `backup` (one of the chain's) through, authenticating every frame.
     pub fn verify(&self, backup: &Known, env: &Env) -> Result<ReadSummary> {
         crate::read::verify_with(&backup.location, &self.unlocks, env)
     }
+
+    /// Restores the image `spec.image` alone (see [`restore`]).
+    pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
+        let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+        let (input, len) = image.open_stream(env)?;
+        restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
+            crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
+            e
+        })
+    }
 }
 
-/// Restores `chain` (full first; see [`chain_of`]) into `spec.to` and prepares it: the full
+/// Restores the chain of `plan` (full first; see [`plan`]) into `spec.to` and prepares it: the full
 /// is restored and prepared in a private directory beside the target, each later backup is
 /// restored into a scratch directory there and applied by the engine, then the result takes
 /// the target's place. A failure at any step leaves the target as it was.
-pub fn restore_chain(chain: &Chain, spec: &RestoreSpec, options: &[PrepareOption], env: &Env) -> Result<ChainSummary> {
-    let Chain { backups: chain, unlocks: keys } = chain;
+pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption], env: &Env) -> Result<ChainSummary> {
+    let (Some(chain), keys) = (plan.chain.as_deref(), &plan.unlocks) else {
+        return Err(Error::usage("no chain to restore"));
+    };
     let started = Instant::now();
     let to = &spec.to;
     let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());

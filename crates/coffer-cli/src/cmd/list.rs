@@ -172,19 +172,20 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     let env = crate::report::env(quiet, threads);
     let keys = args.key.sources();
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
-    let Some(chain) = coffer::restore::chain_of(&image, &bases, &keys, &env)? else {
+    let plan = coffer::restore::plan(&image, &bases, &keys, &env)?;
+    let Some(chain) = &plan.chain else {
         // A full backup (or no server backup) is a chain of its own.
         return verify(VerifyArgs { chain: false, ..args.clone() }, quiet, threads);
     };
     if !quiet && !args.json {
-        eprintln!("coffer: the chain of {} backups is linked (ids, server, LSNs)", chain.backups.len());
+        eprintln!("coffer: the chain of {} backups is linked (ids, server, LSNs)", chain.len());
     }
     let mut rows = Vec::new();
     let mut failed = None;
-    for backup in &chain.backups {
+    for backup in chain {
         let (location, what) = (&backup.location, backup.what());
         let started = Instant::now();
-        let result = chain.verify(backup, &env);
+        let result = plan.verify(backup, &env);
         let secs = started.elapsed().as_secs_f64();
         match &result {
             Ok(s) => {

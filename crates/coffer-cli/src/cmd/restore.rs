@@ -26,37 +26,35 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     let spec = args.spec();
     refuse_terminal(spec.image.as_ref().expect("an image"))?;
     let env = crate::report::env(quiet, threads);
-    if args.prepare {
-        let image = spec.image.as_ref().expect("an image");
-        let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
-        // A chain is resolved and checked before anything is written.
-        if let Some(chain) = coffer::restore::chain_of(image, &bases, &spec.keys, &env)? {
-            if !quiet {
-                let names: Vec<String> =
-                    chain.backups.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
-                eprintln!("coffer: restoring a chain of {}: {}", names.len(), names.join(" <- "));
-            }
-            let s = coffer::restore::restore_chain(&chain, &spec, &args.prepare_options, &env)?;
-            if !quiet {
-                eprintln!(
-                    "coffer: restored and prepared the chain of {} backups into {} in {:.1} s",
-                    s.backups.len(),
-                    s.to.display(),
-                    s.seconds
-                );
-            }
-            if args.copy_back {
-                let datadir = args.datadir.as_deref().expect("required by clap");
-                coffer::restore::copy_back(&args.to, &chain.backups[0].info, datadir, args.force, &env)?;
-            }
-            return Ok(());
-        }
+    if !args.prepare {
+        print_restored(&coffer::restore::restore(&spec, &env)?, quiet);
+        return Ok(());
     }
-    let summary = coffer::restore::restore(&spec, &env)?;
-    print_restored(&summary, quiet);
-    if args.prepare {
-        let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
+    let image = spec.image.as_ref().expect("an image");
+    let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
+    // A chain is resolved and checked before anything is written.
+    let plan = coffer::restore::plan(image, &bases, &spec.keys, &env)?;
+    let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
+    let Some(chain) = &plan.chain else {
+        print_restored(&plan.restore(&spec, &env)?, quiet);
         coffer::restore::prepare(&args.to, &args.prepare_options, copy_back, args.force, &env)?;
+        return Ok(());
+    };
+    if !quiet {
+        let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
+        eprintln!("coffer: restoring a chain of {}: {}", names.len(), names.join(" <- "));
+    }
+    let s = coffer::restore::restore_chain(&plan, &spec, &args.prepare_options, &env)?;
+    if !quiet {
+        eprintln!(
+            "coffer: restored and prepared the chain of {} backups into {} in {:.1} s",
+            s.backups.len(),
+            s.to.display(),
+            s.seconds
+        );
+    }
+    if let Some(datadir) = copy_back {
+        coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
     }
     Ok(())
 }
