@@ -64,6 +64,16 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     digest::digest(&digest::SHA256, bytes).as_ref().try_into().expect("32 bytes")
 }
 
+/// SHA-1, for the MySQL protocol's `mysql_native_password` scramble only (the server decides
+/// that method; nothing of coffer's own uses SHA-1).
+pub fn sha1_for_mysql_auth(bytes: &[&[u8]]) -> [u8; 20] {
+    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    for b in bytes {
+        ctx.update(b);
+    }
+    ctx.finish().as_ref().try_into().expect("20 bytes")
+}
+
 /// True where the CPU has the AES and carry-less multiply instructions that make AES-GCM fast
 /// and constant-time. Elsewhere ChaCha20-Poly1305 is both faster and safer.
 pub fn has_aes_hardware() -> bool {

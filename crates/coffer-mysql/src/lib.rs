@@ -2,6 +2,7 @@
 //! (`mariabackup`, `xtrabackup`), a source that turns such a stream into image entries as it
 //! arrives, driving the engines, and the backup's metadata (LSNs, binary log position, GTIDs).
 
+pub mod client;
 pub mod engine;
 pub mod meta;
 pub mod source;
