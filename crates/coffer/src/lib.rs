@@ -49,6 +49,7 @@
 
 mod atomic;
 pub mod backup;
+pub mod binlog;
 pub mod catalog;
 pub mod chain;
 pub mod error;

@@ -38,6 +38,9 @@ pub enum SourceSpec {
     Xbstream(PathBuf),
     /// A hot backup of a running server, through mariabackup or xtrabackup.
     Server(Box<ServerOptions>),
+    /// Files held in memory (name, contents), stored in this order (a binary log segment:
+    /// never written to disk in the clear).
+    Memory(Vec<(String, Vec<u8>)>),
 }
 
 impl SourceSpec {
@@ -118,6 +121,11 @@ pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, chain: Option<&ChainPl
             Ok(opened(Box::new(StreamSource::new(stdin_meta(&name), stdin()?)), None, "stdin".to_owned()))
         }
         SourceSpec::Path { path, name } => open_path(path, name.as_deref(), out, env),
+        SourceSpec::Memory(files) => {
+            let total = files.iter().map(|f| f.1.len() as u64).sum();
+            let items = files.iter().map(|(name, bytes)| file_item(name, bytes.clone())).collect();
+            Ok(opened(Box::new(Memory { items }), Some(total), "memory".to_owned()))
+        }
     }
 }
 
@@ -213,6 +221,17 @@ impl EntrySource for Skipping {
 
     fn skipped(&self) -> &[PathBuf] {
         self.inner.skipped()
+    }
+}
+
+/// Entries held in memory.
+struct Memory {
+    items: VecDeque<SourceItem>,
+}
+
+impl EntrySource for Memory {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        Ok(self.items.pop_front())
     }
 }
 

@@ -1,12 +1,14 @@
 //! Command-line definitions: the top level here, each group of commands in its own module.
 
 mod backup;
+mod binlog;
 mod keys;
 mod net;
 mod read;
 mod store;
 
 pub use backup::*;
+pub use binlog::*;
 pub use keys::*;
 pub use net::*;
 pub use read::*;
@@ -115,6 +117,10 @@ pub enum Command {
     /// Make certificates for transfers: a small CA and node certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
+
+    /// Archive a server's binary log (sealed, in segments, under a prefix); list and fetch it.
+    #[command(subcommand)]
+    Binlog(BinlogCommand),
 
     /// Send to `coffer receive` over TLS 1.3 with both ends authenticated: an image as it is, or
     /// a directory or a live server backed up straight onto the wire.

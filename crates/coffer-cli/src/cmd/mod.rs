@@ -1,6 +1,7 @@
 //! One module per group of commands.
 
 mod backup;
+mod binlog;
 mod catalog;
 mod key;
 mod list;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Catalog(a) => catalog::catalog(a, quiet),
         Command::Prune(a) => catalog::prune(a, quiet),
         Command::Tls(t) => net::tls_command(t, quiet),
+        Command::Binlog(b) => binlog::run(b, quiet),
         // An image is sent as it is; anything else is backed up onto the wire.
         Command::Send(a) if a.send_to.is_some() && !a.source.as_deref().is_some_and(coffer::transfer::is_image) => {
             backup::run(a, quiet, threads)

@@ -1,0 +1,88 @@
+//! `binlog`: archive a server's binary log, list and fetch the archive.
+
+use super::*;
+
+#[derive(Debug, Subcommand)]
+pub enum BinlogCommand {
+    /// Pull the server's binary log over the replication protocol (as a replica does: a log the
+    /// server encrypts arrives decrypted) and store it sealed, in segments, under a prefix,
+    /// from where the archive ends.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:
+  coffer binlog archive -h db1 -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k
+  coffer binlog archive -S /run/mysqld/mysqld.sock -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k --follow"
+    )]
+    Archive(ArchiveArgs),
+    /// The archive's segments, in log order: file, positions, size (no key needed).
+    List(BinlogListArgs),
+    /// Write the archived binary log files into a directory, each as the server wrote it.
+    #[command(after_help = "Example:
+  coffer binlog fetch s3://b/prod/binlog/ --from binlog.000040 --to-dir /tmp/bl --key-file k")]
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Server socket.
+    #[arg(short = 'S', long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Server host (TCP).
+    #[arg(short = 'h', long)]
+    pub host: Option<String>,
+    /// Server port (TCP) [default: 3306].
+    #[arg(short = 'P', long)]
+    pub port: Option<u16>,
+    /// User to connect as (it needs REPLICATION SLAVE and BINLOG MONITOR, or REPLICATION CLIENT).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// File holding the password (one line). Never on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The prefix the segments go under: s3://BUCKET/PATH/ (or gs://, az://, file://).
+    #[arg(short, long, value_name = "PREFIX")]
+    pub output: String,
+    /// Keep reading as the server writes, reconnecting after a broken link.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow, close a segment after this many seconds (the archive's RPO).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub segment_time: u64,
+    /// Close a segment at this many bytes (K, M suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub segment_size: u32,
+    /// The replica id coffer announces (unique among the server's replicas).
+    #[arg(long, value_name = "N", default_value_t = 1_953_654_127)]
+    pub server_id: u32,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BinlogListArgs {
+    /// The archive's prefix.
+    pub prefix: String,
+    /// One JSON object per segment, in an array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The archive's prefix.
+    pub prefix: String,
+    /// The first binary log file to write [default: the archive's first].
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<String>,
+    /// The directory to write the files into (created if absent; existing files are not
+    /// replaced).
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}

@@ -1,0 +1,92 @@
+//! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
+
+use super::human;
+use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
+use anyhow::Result;
+use serde_json::json;
+use std::time::Duration;
+
+pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
+    match cmd {
+        BinlogCommand::Archive(a) => archive(a, quiet),
+        BinlogCommand::List(a) => list(a, quiet),
+        BinlogCommand::Fetch(a) => fetch(a, quiet),
+    }
+}
+
+fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
+    let spec = coffer::binlog::ArchiveSpec {
+        server: coffer::ServerOptions {
+            socket: a.socket,
+            host: a.host,
+            port: a.port,
+            user: a.user,
+            password_file: a.password_file,
+            ..Default::default()
+        },
+        prefix: a.output,
+        keys: a.key.sources(),
+        seal: a.seal.options(),
+        follow: a.follow,
+        segment_time: Duration::from_secs(a.segment_time.max(1)),
+        segment_size: u64::from(a.segment_size.max(4096)),
+        server_id: a.server_id,
+    };
+    let s = coffer::binlog::archive(&spec, &crate::report::env(quiet, 1))?;
+    if !quiet {
+        let end = s.end.map(|e| format!("; the archive ends at {} {}", e.file, e.end)).unwrap_or_default();
+        eprintln!("coffer: archived {} segments ({}){end}", s.segments, human(s.bytes));
+    }
+    Ok(())
+}
+
+fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
+    let found = coffer::binlog::segments(&a.prefix, &crate::report::env(quiet, 1))?;
+    let mut rows = Vec::new();
+    let mut previous: Option<&coffer::binlog::SegmentName> = None;
+    for (s, listed) in &found {
+        // A segment that does not start where the previous ended (or, after a complete file,
+        // at the next file's start) follows a gap.
+        let follows = match previous {
+            None => true,
+            Some(p) if p.file == s.file => p.end == s.start,
+            Some(p) => p.closed && s.start == 4,
+        };
+        rows.push(json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": !follows && previous.is_some()}));
+        if !a.json {
+            let gap = if !follows && previous.is_some() { "  (gap before)" } else { "" };
+            println!(
+                "{}  {:>10} .. {:<10}  {:>10}{}{gap}",
+                s.file,
+                s.start,
+                s.end,
+                human(listed.size),
+                if s.closed { "  complete" } else { "" }
+            );
+        }
+        previous = Some(s);
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(())
+}
+
+fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
+    let written = coffer::binlog::fetch(
+        &a.prefix,
+        a.from.as_deref(),
+        &a.to_dir,
+        &a.key.sources(),
+        &crate::report::env(quiet, 1),
+    )?;
+    if !quiet {
+        eprintln!(
+            "coffer: wrote {} binary log files into {}: {}",
+            written.len(),
+            a.to_dir.display(),
+            written.join(", ")
+        );
+    }
+    Ok(())
+}
