@@ -180,3 +180,89 @@ fn archives_continue_where_they_end_and_fetch_the_servers_files() {
     let list = String::from_utf8(run(&["binlog", "list", &prefix]).1).unwrap();
     assert!(list.lines().last().unwrap().contains("(gap before)") || list.contains("(gap before)"), "{list}");
 }
+
+/// A server that encrypts its binary log (`encrypt_binlog` with `file_key_management`): the
+/// archive holds the events as the server sends them to a replica, decrypted, so the fetched
+/// files are read by `mariadb-binlog` without the server's key file. And an archiver following
+/// the server, killed (SIGKILL) mid-segment and started again, leaves no gap and no duplicate.
+#[test]
+fn encrypted_binlogs_archive_readable_and_a_killed_follower_resumes() {
+    if !mariadb::available() || mariadb::which("mariadb-binlog").is_none() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("keys")).unwrap();
+    let keys = fx.path("keys/keys.txt");
+    mariadb::write_key_file(&keys, None);
+    let port = free_port();
+    let server = Server::start(
+        &fx.path("src"),
+        &[
+            "--log-bin=binlog".into(),
+            "--server-id=1".into(),
+            "--skip-networking=0".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--port={port}"),
+            "--plugin-load-add=file_key_management".into(),
+            format!("--file-key-management-filename={}", keys.display()),
+            "--encrypt-binlog=ON".into(),
+        ],
+    );
+    server.sql(
+        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1'; \
+         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO d.t VALUES (1, 'secret-marker-1');",
+    );
+    let on_disk = std::fs::read(server.datadir.join("binlog.000001")).unwrap();
+    assert!(!on_disk.windows(15).any(|w| w == b"secret-marker-1"), "the server's file is encrypted");
+    fx.write_secret("pw", "repl-pw\n");
+    let prefix = format!("file://{}/", fx.path("arch").display());
+    std::fs::create_dir_all(fx.path("arch")).unwrap();
+    let (pw, key, port) = (fx.s("pw"), fx.key(), port.to_string());
+    let base = ["binlog", "archive", "-h", "127.0.0.1", "-P", &port, "-u", "repl", "--password-file", &pw];
+    let args: Vec<&str> = [&base[..], &["-o", &prefix, "--key-file", &key]].concat();
+
+    // Following, with one-second segments; writes arrive while it runs; then SIGKILL.
+    let mut follower = coffer()
+        .args(&args)
+        .args(["--follow", "--segment-time", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 2..12 {
+        server.sql(&format!("INSERT INTO d.t VALUES ({i}, 'secret-marker-{i}')"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    server.sql("FLUSH BINARY LOGS; INSERT INTO d.t VALUES (100, 'after the rotation');");
+    std::thread::sleep(Duration::from_millis(1500));
+    follower.kill().unwrap();
+    let _ = follower.wait();
+    server.sql("INSERT INTO d.t VALUES (200, 'while no archiver ran')");
+    // A new run takes up where the killed one had sealed its last segment.
+    expect(0, &args);
+
+    let out = fx.path("fetched");
+    expect(0, &["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &key]);
+    // No key file here: mariadb-binlog reads the archive's files as they are.
+    let read = std::process::Command::new(mariadb::which("mariadb-binlog").unwrap())
+        .arg("--no-defaults")
+        .arg("--base64-output=never")
+        .arg(out.join("binlog.000001"))
+        .arg(out.join("binlog.000002"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let text = String::from_utf8_lossy(&read.stdout);
+    for marker in ["secret-marker-1'", "secret-marker-11'", "after the rotation", "while no archiver ran"] {
+        assert!(text.contains(marker), "{marker} in the replayable log");
+    }
+    // Every event once: the file sizes are the server's.
+    for name in ["binlog.000001", "binlog.000002"] {
+        assert_eq!(
+            std::fs::metadata(out.join(name)).unwrap().len(),
+            std::fs::metadata(server.datadir.join(name)).unwrap().len(),
+            "{name}"
+        );
+    }
+}
