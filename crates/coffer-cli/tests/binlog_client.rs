@@ -52,10 +52,10 @@ fn binlogs_are_read_as_a_replica_reads_them_byte_identical() {
     let timeout = Duration::from_secs(10);
 
     // Wrong password: the server's refusal, as it says it.
-    let err = Client::connect(&target, "repl", b"wrong", timeout).unwrap_err();
+    let err = Client::connect(&target, "repl", b"wrong", timeout, None).unwrap_err();
     assert!(matches!(err, ClientError::Server { code: 1045, .. }), "{err}");
 
-    let mut c = Client::connect(&target, "repl", b"repl-pw", timeout).unwrap();
+    let mut c = Client::connect(&target, "repl", b"repl-pw", timeout, None).unwrap();
     assert!(c.server_version().contains("MariaDB"), "{}", c.server_version());
     let rows = c.query("SHOW BINARY LOGS").unwrap();
     let names: Vec<String> = rows.iter().map(|r| r[0].clone().unwrap()).collect();
@@ -93,7 +93,7 @@ fn binlogs_are_read_as_a_replica_reads_them_byte_identical() {
     assert!(differing.len() <= 1, "{name}: bytes {differing:?} differ");
 
     // A file the server does not have: its refusal (1236), one line.
-    let mut c = Client::connect(&target, "repl", b"repl-pw", timeout).unwrap();
+    let mut c = Client::connect(&target, "repl", b"repl-pw", timeout, None).unwrap();
     c.dump("binlog.999999", 4, 4243, DUMP_NON_BLOCK, Duration::from_secs(1)).unwrap();
     let err = c.next_event().unwrap_err();
     assert!(matches!(&err, ClientError::Server { code: 1236, .. }), "{err}");
@@ -265,4 +265,61 @@ fn encrypted_binlogs_archive_readable_and_a_killed_follower_resumes() {
             "{name}"
         );
     }
+}
+
+/// The archiver's connection over TLS to a server that accepts nothing else: without TLS the
+/// server refuses; VERIFY_IDENTITY with our CA works; another CA is refused; a host the
+/// certificate does not name passes VERIFY_CA (the CA only) and fails VERIFY_IDENTITY.
+#[test]
+fn the_archiver_speaks_verified_tls() {
+    if !mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "db"]);
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("other"), "--name", "db"]);
+    let port = free_port();
+    let server = Server::start(
+        &fx.path("src"),
+        &[
+            "--log-bin=binlog".into(),
+            "--server-id=1".into(),
+            "--skip-networking=0".into(),
+            "--bind-address=127.0.0.1,127.0.0.2".into(),
+            format!("--port={port}"),
+            format!("--ssl-ca={}", fx.s("pki/ca.crt")),
+            format!("--ssl-cert={}", fx.s("pki/db.crt")),
+            format!("--ssl-key={}", fx.s("pki/db.key")),
+            "--require-secure-transport=ON".into(),
+        ],
+    );
+    server.sql(
+        "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'%'; \
+         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1);",
+    );
+    fx.write_secret("pw", "repl-pw\n");
+    std::fs::create_dir_all(fx.path("arch")).unwrap();
+    let prefix = format!("file://{}/", fx.path("arch").display());
+    let (pw, key, port) = (fx.s("pw"), fx.key(), port.to_string());
+    let (ca, other) = (fx.s("pki/ca.crt"), fx.s("other/ca.crt"));
+    let archive = |host: &str, tls: &[&str]| {
+        let args = ["binlog", "archive", "-h", host, "-P", &port, "-u", "repl", "--password-file", &pw];
+        run(&[&args[..], &["-o", &prefix, "--key-file", &key], tls].concat())
+    };
+    // Without TLS (the archiver never falls back to it unasked): MariaDB 10.11 refuses such a
+    // connection as "Access denied".
+    let (code, _, err) = archive("127.0.0.1", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!((err.contains("insecure transport") || err.contains("Access denied")) && err.lines().count() == 1, "{err}");
+    let (code, _, err) = archive("127.0.0.1", &["--ssl-mode", "VERIFY_IDENTITY", "--ssl-ca", &other]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("TLS") && err.lines().count() == 1, "{err}");
+    let (code, _, err) = archive("127.0.0.2", &["--ssl-mode", "VERIFY_IDENTITY", "--ssl-ca", &ca]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let (code, _, err) = archive("127.0.0.2", &["--ssl-mode", "VERIFY_CA", "--ssl-ca", &ca]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = archive("127.0.0.1", &["--ssl-mode", "VERIFY_IDENTITY", "--ssl-ca", &ca]);
+    assert_eq!(code, 0, "{err}");
+    assert!(server.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'").split('\t').nth(1).unwrap().trim() != "0");
 }

@@ -24,6 +24,7 @@ pub const MAX_PACKET: usize = 1 << 30;
 mod cap {
     pub const LONG_PASSWORD: u32 = 1;
     pub const PROTOCOL_41: u32 = 1 << 9;
+    pub const SSL: u32 = 1 << 11;
     pub const TRANSACTIONS: u32 = 1 << 13;
     pub const SECURE_CONNECTION: u32 = 1 << 15;
     pub const MULTI_RESULTS: u32 = 1 << 17;
@@ -42,6 +43,9 @@ pub enum ClientError {
     /// Bytes that are not the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS asked for and not given.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// An authentication method coffer does not speak.
     #[error("the server asks for authentication by {0:?}, which coffer's client does not speak (use mysql_native_password for the archiving user)")]
     AuthMethod(String),
@@ -63,6 +67,7 @@ pub enum Target {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<coffer_net::tls::ClientStream>),
 }
 
 impl Read for Stream {
@@ -70,6 +75,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -79,12 +85,14 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -261,6 +269,14 @@ impl EventHeader {
     }
 }
 
+/// TLS on a connection: the configuration (see `coffer_net::tls::db_client_config`) and the
+/// name the server's certificate must hold.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub config: std::sync::Arc<coffer_net::tls::DbClientConfig>,
+    pub host: String,
+}
+
 /// A connection to a server, authenticated.
 pub struct Client {
     stream: BufReader<Stream>,
@@ -274,6 +290,14 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// What this client says it speaks.
+const CLIENT_CAPS: u32 = cap::LONG_PASSWORD
+    | cap::PROTOCOL_41
+    | cap::TRANSACTIONS
+    | cap::SECURE_CONNECTION
+    | cap::MULTI_RESULTS
+    | cap::PLUGIN_AUTH;
+
 /// `COM_QUERY`, `COM_BINLOG_DUMP`.
 const COM_QUERY: u8 = 0x03;
 const COM_BINLOG_DUMP: u8 = 0x12;
@@ -285,7 +309,7 @@ pub const DUMP_SEND_ANNOTATE_ROWS: u16 = 0x02;
 impl Client {
     /// Connects and authenticates (`mysql_native_password`), with `timeout` on every read and
     /// write.
-    pub fn connect(target: &Target, user: &str, password: &[u8], timeout: Duration) -> Result<Self> {
+    pub fn connect(target: &Target, user: &str, password: &[u8], timeout: Duration, tls: Option<&Tls>) -> Result<Self> {
         let stream = match target {
             Target::Tcp { host, port } => {
                 let s = TcpStream::connect((host.as_str(), *port))?;
@@ -309,8 +333,37 @@ impl Client {
         if client.handshake.capabilities & cap::PROTOCOL_41 == 0 {
             return Err(bad("the server does not speak protocol 4.1"));
         }
-        client.authenticate(user, password)?;
+        let mut caps = CLIENT_CAPS;
+        if let Some(tls) = tls {
+            client = client.start_tls(tls)?;
+            caps |= cap::SSL;
+        }
+        client.authenticate(user, password, caps)?;
         Ok(client)
+    }
+
+    /// Asks for TLS (the protocol's SSL request: our capabilities, nothing else), then
+    /// completes the TLS handshake on the socket.
+    fn start_tls(mut self, tls: &Tls) -> Result<Self> {
+        if self.handshake.capabilities & cap::SSL == 0 {
+            return Err(ClientError::Tls("the server does not offer TLS".into()));
+        }
+        let mut p = Vec::with_capacity(32);
+        p.extend_from_slice(&(CLIENT_CAPS | cap::SSL).to_le_bytes());
+        p.extend_from_slice(&(MAX_PACKET as u32).to_le_bytes());
+        p.push(45);
+        p.extend_from_slice(&[0; 23]);
+        self.write_packet(&p)?;
+        if !self.stream.buffer().is_empty() {
+            return Err(bad("the server spoke before TLS began"));
+        }
+        let Stream::Tcp(tcp) = self.stream.into_inner() else {
+            return Err(ClientError::Tls("TLS is for TCP connections, not sockets".into()));
+        };
+        let stream = coffer_net::tls::upgrade(tcp, tls.config.clone(), &tls.host)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        self.stream = BufReader::new(Stream::Tls(Box::new(stream)));
+        Ok(self)
     }
 
     /// The server's version string, from its handshake.
@@ -318,19 +371,13 @@ impl Client {
         &self.handshake.server_version
     }
 
-    fn authenticate(&mut self, user: &str, password: &[u8]) -> Result<()> {
+    fn authenticate(&mut self, user: &str, password: &[u8], caps: u32) -> Result<()> {
         let plugin = self.handshake.auth_plugin.clone();
         let answer = match plugin.as_str() {
             "mysql_native_password" => native_password(password, &self.handshake.scramble),
             // Answered after the switch the server then asks for.
             _ => Vec::new(),
         };
-        let caps = cap::LONG_PASSWORD
-            | cap::PROTOCOL_41
-            | cap::TRANSACTIONS
-            | cap::SECURE_CONNECTION
-            | cap::MULTI_RESULTS
-            | cap::PLUGIN_AUTH;
         let mut p = Vec::new();
         p.extend_from_slice(&caps.to_le_bytes());
         p.extend_from_slice(&(MAX_PACKET as u32).to_le_bytes());

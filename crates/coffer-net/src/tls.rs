@@ -278,6 +278,7 @@ pub fn explain(e: &std::io::Error, peer: &str) -> String {
 }
 
 pub type ClientStream = StreamOwned<ClientConnection, TcpStream>;
+pub use rustls::ClientConfig as DbClientConfig;
 pub use rustls::ServerConfig as ReceiverConfig;
 pub type ServerStream = StreamOwned<ServerConnection, TcpStream>;
 
@@ -340,4 +341,108 @@ pub fn handshake_server(
         stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, &peer)))?;
     }
     Ok((stream, peer))
+}
+
+/// How a database server's certificate is checked (MySQL's `--ssl-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbVerify {
+    /// Encrypted only: the certificate is not checked (the handshake's signatures are).
+    None,
+    /// Signed by the CA given.
+    Ca,
+    /// Signed by the CA given, and naming the host connected to.
+    Identity,
+}
+
+/// Accepts a certificate whose chain `inner` accepts, whatever name it holds (VERIFY_CA), or
+/// any certificate (REQUIRED); handshake signatures are always verified.
+#[derive(Debug)]
+struct DbVerifier {
+    inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for DbVerifier {
+    fn verify_server_cert(
+        &self,
+        end: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let Some(inner) = &self.inner else { return Ok(rustls::client::danger::ServerCertVerified::assertion()) };
+        match inner.verify_server_cert(end, intermediates, name, ocsp, now) {
+            // The chain was checked before the name: only the name failed.
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration for a database server (TLS 1.2 or 1.3, as servers speak both): its
+/// certificate checked as `verify` says against `ca`, and our certificate and key if given.
+pub fn db_client_config(
+    verify: DbVerify,
+    ca: Option<&Path>,
+    ours: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let algorithms = provider().signature_verification_algorithms;
+    let webpki = match (verify, ca) {
+        (DbVerify::None, _) => None,
+        (_, Some(ca)) => Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        ),
+        (_, None) => return Err(TlsError::Config("checking the server's certificate needs its CA (--ssl-ca)".into())),
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match (verify, webpki) {
+        (DbVerify::Identity, Some(v)) => builder.with_webpki_verifier(v),
+        (_, inner) => builder.dangerous().with_custom_certificate_verifier(Arc::new(DbVerifier { inner, algorithms })),
+    };
+    let config = match ours {
+        Some((cert, key_file)) => builder
+            .with_client_auth_cert(certs(cert, "certificate")?, key(key_file)?)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Starts TLS on a connected socket (after the database protocol's own request for it), with
+/// `host` as the name the certificate must hold.
+pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, host: &str) -> Result<ClientStream, TlsError> {
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| TlsError::Config(format!("{host} is not a host name")))?;
+    let conn = ClientConnection::new(config, name).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, host)))?;
+    }
+    Ok(stream)
 }

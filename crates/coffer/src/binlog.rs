@@ -134,8 +134,30 @@ fn connect(spec: &ArchiveSpec) -> Result<Client> {
     let conn = crate::source::connection(&spec.server)?;
     let user = conn.user.clone().unwrap_or_else(|| "root".into());
     let password = conn.password.clone().unwrap_or_default();
-    Client::connect(&target(&spec.server)?, &user, password.as_bytes(), Duration::from_secs(10))
+    let target = target(&spec.server)?;
+    let tls = match (&conn.tls, &target) {
+        (Some(t), Target::Tcp { host, .. }) => Some(tls(t, host)?),
+        (Some(_), Target::Socket(_)) => {
+            return Err(Error::usage("TLS (--ssl-*) is for TCP connections (-h), not a socket"))
+        }
+        (None, _) => None,
+    };
+    Client::connect(&target, &user, password.as_bytes(), Duration::from_secs(10), tls.as_ref())
         .map_err(|e| Error::other(e).context("cannot connect to the server"))
+}
+
+/// The client's TLS for the settings `t` (MySQL's `--ssl-mode` meanings).
+fn tls(t: &coffer_mysql::engine::ServerTls, host: &str) -> Result<coffer_mysql::client::Tls> {
+    use coffer_mysql::engine::SslMode;
+    use coffer_net::tls::DbVerify;
+    let verify = match t.mode() {
+        SslMode::Required => DbVerify::None,
+        SslMode::VerifyCa => DbVerify::Ca,
+        SslMode::VerifyIdentity => DbVerify::Identity,
+    };
+    let ours = t.cert.as_deref().zip(t.key.as_deref());
+    let config = coffer_net::tls::db_client_config(verify, t.ca.as_deref(), ours).map_err(Error::other)?;
+    Ok(coffer_mysql::client::Tls { config, host: host.to_owned() })
 }
 
 /// The server's binary logs and their sizes.

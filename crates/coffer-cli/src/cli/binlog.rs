@@ -13,13 +13,13 @@ pub enum BinlogCommand {
   coffer binlog archive -h db1 -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k
   coffer binlog archive -S /run/mysqld/mysqld.sock -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k --follow"
     )]
-    Archive(ArchiveArgs),
+    Archive(Box<ArchiveArgs>),
     /// The archive's segments, in log order: file, positions, size (no key needed).
     List(BinlogListArgs),
     /// Write the archived binary log files into a directory, each as the server wrote it.
     #[command(after_help = "Example:
   coffer binlog fetch s3://b/prod/binlog/ --from binlog.000040 --to-dir /tmp/bl --key-file k")]
-    Fetch(FetchArgs),
+    Fetch(Box<FetchArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +42,20 @@ pub struct ArchiveArgs {
     /// File holding the password (one line). Never on the command line.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// TLS to the server, with MySQL's meanings (REQUIRED, VERIFY_CA, VERIFY_IDENTITY)
+    /// [default: VERIFY_CA with --ssl-ca, REQUIRED with --ssl-cert; without any --ssl option,
+    /// no TLS].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub ssl_mode: Option<SslModeArg>,
+    /// The CA that signs the server's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Our certificate, for a server that asks for one (PEM; with --ssl-key).
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    pub ssl_cert: Option<PathBuf>,
+    /// The key of --ssl-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
     /// The prefix the segments go under: s3://BUCKET/PATH/ (or gs://, az://, file://).
     #[arg(short, long, value_name = "PREFIX")]
     pub output: String,

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
     match cmd {
-        BinlogCommand::Archive(a) => archive(a, quiet),
+        BinlogCommand::Archive(a) => archive(*a, quiet),
         BinlogCommand::List(a) => list(a, quiet),
-        BinlogCommand::Fetch(a) => fetch(a, quiet),
+        BinlogCommand::Fetch(a) => fetch(*a, quiet),
     }
 }
 
@@ -22,6 +22,7 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
             port: a.port,
             user: a.user,
             password_file: a.password_file,
+            tls: crate::cli::server_tls(a.ssl_mode, &a.ssl_ca, &a.ssl_cert, &a.ssl_key),
             ..Default::default()
         },
         prefix: a.output,
