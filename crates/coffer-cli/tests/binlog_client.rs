@@ -163,6 +163,17 @@ fn archives_continue_where_they_end_and_fetch_the_servers_files() {
         // The active file's format description says "in use" on disk, not in the stream.
         assert!(differing == 0 || (i == names.len() - 1 && differing == 1), "{name}: {differing} bytes differ");
     }
+    // Each segment says which GTIDs it holds (MariaDB gives every transaction one).
+    let closed = std::fs::read_dir(fx.path("arch"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-closed.coffer"))
+        .unwrap();
+    let d = run(&["extract", closed.to_str().unwrap(), "coffer-binlog.json", "--stdout", "--key-file", &key]);
+    let d: serde_json::Value = serde_json::from_slice(&d.1).unwrap();
+    assert!(d["gtid_last"].as_str().unwrap().starts_with("0-1-"), "{d}");
+    assert_eq!(d["closed"], true, "{d}");
     // Existing files are not replaced.
     let (code, _, err) = run(&["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &key]);
     assert_eq!(code, 1, "{err}");

@@ -205,6 +205,48 @@ fn start_point(last: Option<&SegmentName>, logs: &[(String, u64)]) -> Result<(Lo
     Ok(((next.clone(), 4), gap))
 }
 
+/// MariaDB's GTID and GTID_LIST events.
+const GTID_EVENT: u8 = 0xa2;
+const GTID_LIST_EVENT: u8 = 0xa3;
+
+/// A GTID position: per replication domain, the server id and sequence number.
+type Gtids = std::collections::BTreeMap<u32, (u32, u64)>;
+
+/// `domain-server-seq` joined by commas, as MariaDB writes positions.
+fn gtid_text(g: &Gtids) -> String {
+    g.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(",")
+}
+
+/// The GTID a MariaDB GTID event starts (its body: sequence number u64, domain u32).
+fn gtid_of(h: &EventHeader, e: &[u8]) -> Option<(u32, u32, u64)> {
+    let body = e.get(EventHeader::LEN..EventHeader::LEN + 12)?;
+    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let domain = u32::from_le_bytes(body[8..12].try_into().ok()?);
+    Some((domain, h.server_id, seq))
+}
+
+/// The position a GTID_LIST event gives (the state before its file): a count (low 28 bits),
+/// then (domain u32, server u32, seq u64) each; bounded by the event's size.
+fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
+    let body = e.get(EventHeader::LEN..)?;
+    let count = (u32::from_le_bytes(body.get(..4)?.try_into().ok()?) & 0x0fff_ffff) as usize;
+    let entries = body.get(4..)?;
+    if count > entries.len() / 16 {
+        return None;
+    }
+    Some(
+        entries
+            .chunks_exact(16)
+            .take(count)
+            .map(|c| {
+                let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
+                let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
+                (d, (s, u64::from_le_bytes(c[8..16].try_into().expect("8"))))
+            })
+            .collect(),
+    )
+}
+
 /// A segment being filled.
 struct Open {
     name: SegmentName,
@@ -214,6 +256,11 @@ struct Open {
     last_time: u32,
     opened: Instant,
     rotated: bool,
+    /// The first and last GTID of each domain in the segment.
+    gtid_first: Gtids,
+    gtid_last: Gtids,
+    /// The position at the start of the file, if the segment holds its GTID_LIST event.
+    gtid_list: Option<Gtids>,
 }
 
 impl Open {
@@ -226,6 +273,9 @@ impl Open {
             last_time: 0,
             opened: Instant::now(),
             rotated: false,
+            gtid_first: Gtids::new(),
+            gtid_last: Gtids::new(),
+            gtid_list: None,
         }
     }
 }
@@ -242,6 +292,9 @@ fn seal(spec: &ArchiveSpec, seg: &Open, server_version: &str, env: &Env) -> Resu
         "first_event_time": seg.first_time,
         "last_event_time": seg.last_time,
         "closed": seg.rotated,
+        "gtid_first": gtid_text(&seg.gtid_first),
+        "gtid_last": gtid_text(&seg.gtid_last),
+        "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
     let files = vec![
@@ -367,6 +420,16 @@ fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
     seg.last_time = h.timestamp;
     seg.rotated = h.type_code == event::ROTATE;
     seg.name.closed = seg.rotated;
+    match h.type_code {
+        GTID_EVENT => {
+            if let Some((domain, server, seq)) = gtid_of(h, e) {
+                seg.gtid_first.entry(domain).or_insert((server, seq));
+                seg.gtid_last.insert(domain, (server, seq));
+            }
+        }
+        GTID_LIST_EVENT => seg.gtid_list = gtid_list_of(e),
+        _ => {}
+    }
     Ok(())
 }
 
@@ -447,6 +510,37 @@ fn read_entry(location: &Location, unlocks: &[coffer_crypto::Unlock], name: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gtid_events() {
+        let header = |type_code: u8, body: &[u8]| {
+            let mut e = vec![0u8; 19];
+            e[4] = type_code;
+            e[5..9].copy_from_slice(&7u32.to_le_bytes());
+            e.extend_from_slice(body);
+            e.extend_from_slice(&[0; 4]);
+            let len = e.len() as u32;
+            e[9..13].copy_from_slice(&len.to_le_bytes());
+            (EventHeader::parse(&e).unwrap(), e)
+        };
+        let mut body = 42u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.push(0);
+        let (h, e) = header(GTID_EVENT, &body);
+        assert_eq!(gtid_of(&h, &e), Some((3, 7, 42)));
+        let mut list = 2u32.to_le_bytes().to_vec();
+        for (d, s, n) in [(0u32, 1u32, 100u64), (3, 7, 41)] {
+            list.extend_from_slice(&d.to_le_bytes());
+            list.extend_from_slice(&s.to_le_bytes());
+            list.extend_from_slice(&n.to_le_bytes());
+        }
+        let (_, e) = header(GTID_LIST_EVENT, &list);
+        assert_eq!(gtid_text(&gtid_list_of(&e).unwrap()), "0-1-100,3-7-41");
+        // A count the event cannot hold is refused; short events give nothing.
+        let (_, e) = header(GTID_LIST_EVENT, &1000u32.to_le_bytes());
+        assert_eq!(gtid_list_of(&e), None);
+        assert_eq!(gtid_of(&h, &e[..20]), None);
+    }
 
     #[test]
     fn segment_names() {
