@@ -13,6 +13,25 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A server with the binary log on, on a loopback port, with the options `extra` (later ones
+/// win), and a replication user `repl` (password `repl-pw`) allowed from `from`.
+fn binlog_server(fx: &Fixture, port: u16, from: &str, extra: &[String]) -> Server {
+    let mut opts: Vec<String> = vec![
+        "--log-bin=binlog".into(),
+        "--server-id=1".into(),
+        "--skip-networking=0".into(),
+        "--bind-address=127.0.0.1".into(),
+        format!("--port={port}"),
+    ];
+    opts.extend_from_slice(extra);
+    let server = Server::start(&fx.path("src"), &opts);
+    server.sql(&format!(
+        "CREATE USER 'repl'@'{from}' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'{from}';"
+    ));
+    server
+}
+
 /// The name a real ROTATE event points to: after the 19-byte header, an 8-byte position, the
 /// name, and the 4-byte checksum.
 fn rotated_to(e: &[u8]) -> String {
@@ -26,21 +45,9 @@ fn binlogs_are_read_as_a_replica_reads_them_byte_identical() {
     }
     let fx = Fixture::new();
     let port = free_port();
-    let server = Server::start(
-        &fx.path("src"),
-        &[
-            "--log-bin=binlog".into(),
-            "--server-id=1".into(),
-            "--binlog-format=ROW".into(),
-            "--skip-networking=0".into(),
-            "--bind-address=127.0.0.1".into(),
-            format!("--port={port}"),
-        ],
-    );
+    let server = binlog_server(&fx, port, "127.0.0.1", &["--binlog-format=ROW".into()]);
     server.sql(
-        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v MEDIUMTEXT); \
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v MEDIUMTEXT); \
          INSERT INTO d.t SELECT seq, REPEAT('x', 100) FROM d.seq_1_to_500; \
          BEGIN; INSERT INTO d.t VALUES (1001, 'a'); UPDATE d.t SET v = 'b' WHERE id < 10; DELETE FROM d.t WHERE id = 3; COMMIT; \
          FLUSH BINARY LOGS; \
@@ -111,20 +118,9 @@ fn archives_continue_where_they_end_and_fetch_the_servers_files() {
     }
     let fx = Fixture::new();
     let port = free_port();
-    let server = Server::start(
-        &fx.path("src"),
-        &[
-            "--log-bin=binlog".into(),
-            "--server-id=1".into(),
-            "--skip-networking=0".into(),
-            "--bind-address=127.0.0.1".into(),
-            format!("--port={port}"),
-        ],
-    );
+    let server = binlog_server(&fx, port, "127.0.0.1", &[]);
     server.sql(
-        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO d.t SELECT seq, REPEAT('x', 100) FROM d.seq_1_to_500; FLUSH BINARY LOGS; \
          INSERT INTO d.t SELECT seq + 1000, 'second' FROM d.seq_1_to_50;",
     );
@@ -206,23 +202,18 @@ fn encrypted_binlogs_archive_readable_and_a_killed_follower_resumes() {
     let keys = fx.path("keys/keys.txt");
     mariadb::write_key_file(&keys, None);
     let port = free_port();
-    let server = Server::start(
-        &fx.path("src"),
+    let server = binlog_server(
+        &fx,
+        port,
+        "127.0.0.1",
         &[
-            "--log-bin=binlog".into(),
-            "--server-id=1".into(),
-            "--skip-networking=0".into(),
-            "--bind-address=127.0.0.1".into(),
-            format!("--port={port}"),
             "--plugin-load-add=file_key_management".into(),
             format!("--file-key-management-filename={}", keys.display()),
             "--encrypt-binlog=ON".into(),
         ],
     );
     server.sql(
-        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO d.t VALUES (1, 'secret-marker-1');",
     );
     let on_disk = std::fs::read(server.datadir.join("binlog.000001")).unwrap();
@@ -290,24 +281,20 @@ fn the_archiver_speaks_verified_tls() {
     expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "db"]);
     expect(0, &["tls", "generate", "--ca-dir", &fx.s("other"), "--name", "db"]);
     let port = free_port();
-    let server = Server::start(
-        &fx.path("src"),
+    let server = binlog_server(
+        &fx,
+        port,
+        "%",
         &[
-            "--log-bin=binlog".into(),
-            "--server-id=1".into(),
-            "--skip-networking=0".into(),
+            // 127.0.0.2 reaches the same server under a name its certificate does not hold.
             "--bind-address=127.0.0.1,127.0.0.2".into(),
-            format!("--port={port}"),
             format!("--ssl-ca={}", fx.s("pki/ca.crt")),
             format!("--ssl-cert={}", fx.s("pki/db.crt")),
             format!("--ssl-key={}", fx.s("pki/db.key")),
             "--require-secure-transport=ON".into(),
         ],
     );
-    server.sql(
-        "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'%'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1);",
-    );
+    server.sql("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1);");
     fx.write_secret("pw", "repl-pw\n");
     std::fs::create_dir_all(fx.path("arch")).unwrap();
     let prefix = format!("file://{}/", fx.path("arch").display());

@@ -464,7 +464,8 @@ pub fn fetch(
     let mut out: Option<(std::fs::File, String, u32)> = None;
     for (s, listed) in wanted {
         let location = Location::Object(listed.object.url().to_owned());
-        let events = read_entry(&location, &unlocks, EVENTS_ENTRY, env)?;
+        // What the name declares bounds what is read: a segment is never larger than that.
+        let events = read_entry(&location, &unlocks, EVENTS_ENTRY, u64::from(s.end - s.start), env)?;
         if events.len() as u64 != u64::from(s.end - s.start) {
             crate::bail!("{}: it holds {} bytes, its name says {}", listed.name, events.len(), s.end - s.start);
         }
@@ -493,8 +494,15 @@ pub fn fetch(
     Ok(written)
 }
 
-/// One entry of an image, whole, through its index.
-fn read_entry(location: &Location, unlocks: &[coffer_crypto::Unlock], name: &str, env: &Env) -> Result<Vec<u8>> {
+/// One entry of an image, whole, through its index; refused if its record says it holds more
+/// than `max` bytes.
+fn read_entry(
+    location: &Location,
+    unlocks: &[coffer_crypto::Unlock],
+    name: &str,
+    max: u64,
+    env: &Env,
+) -> Result<Vec<u8>> {
     let idx =
         location.open_indexed(unlocks, env)?.ok_or_else(|| Error::msg(format!("{}: no index", location.shown())))?;
     let i = idx
@@ -502,6 +510,13 @@ fn read_entry(location: &Location, unlocks: &[coffer_crypto::Unlock], name: &str
         .iter()
         .position(|r| r.meta.path == name.as_bytes())
         .ok_or_else(|| Error::msg(format!("{}: no {name} entry", location.shown())))?;
+    if idx.records()[i].size > max {
+        crate::bail!(
+            "{}: its {name} entry holds {} bytes, more than the {max} it may",
+            location.shown(),
+            idx.records()[i].size
+        );
+    }
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
     idx.read_entry(i, &mut out, 1)?;
     Ok(out.into_inner())

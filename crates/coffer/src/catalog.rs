@@ -173,13 +173,7 @@ pub fn read_record(
     image: &coffer_store::Object,
     opened: &coffer_image::OpenedImage,
 ) -> Result<Option<serde_json::Value>> {
-    // Records are small; whoever can write to the bucket (no key needed) chooses this object's
-    // size, so it is read with a cap, never whole.
-    let bytes = match image.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
-        Ok(b) => b,
-        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(bytes) = record_bytes(image)? else { return Ok(None) };
     let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
     Ok(Some(serde_json::from_slice(&json).context("catalog record: malformed JSON")?))
 }
@@ -228,14 +222,21 @@ pub enum Chained {
     Unknown,
 }
 
+/// The bytes of the catalog record beside `image`, if there is one. Records are small; whoever
+/// can write to the bucket (no key needed) chooses this object's size, so it is read with a
+/// cap, never whole.
+fn record_bytes(image: &coffer_store::Object) -> Result<Option<Vec<u8>>> {
+    match image.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
+        Ok(b) => Ok(Some(b)),
+        Err(coffer_store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The chain links of a version 2 catalog record beside a backup's image, as written by
 /// [`links_of`]; read without a key.
 fn record_chain(listed: &coffer_store::Listed) -> Result<Option<Chained>> {
-    let bytes = match listed.object.with_suffix(RECORD_SUFFIX).get_at_most(coffer_image::catalog::MAX_RECORD_BYTES) {
-        Ok(b) => b,
-        Err(coffer_store::StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(bytes) = record_bytes(&listed.object)? else { return Ok(None) };
     Ok(Some(match coffer_image::catalog::record_links(&bytes)? {
         Some(links) => match serde_json::from_slice::<ChainLink>(&links) {
             Ok(link) if link.is_consistent() => Chained::Link(link),

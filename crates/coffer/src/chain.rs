@@ -101,15 +101,14 @@ impl Neighbours {
 /// `bases`; `around` itself when it is an image that exists.
 pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env: &Env) -> Result<Neighbours> {
     let mut out = Neighbours::default();
-    let mut places: Vec<(Location, i64)> = Vec::new();
-    let mut listed = Vec::new();
+    // Each place with its time, and its listing when it is an object under the prefix.
+    let mut places: Vec<(Location, i64, Option<coffer_store::Listed>)> = Vec::new();
     match around {
         Location::Object(url) => {
             let prefix = &url[..url.rfind('/').map_or(url.len(), |i| i + 1)];
             out.place = prefix.to_owned();
             for b in crate::catalog::backups(prefix, env)? {
-                places.push((Location::Object(b.listed.object.url().to_owned()), b.time));
-                listed.push(b.listed);
+                places.push((Location::Object(b.listed.object.url().to_owned()), b.time, Some(b.listed)));
             }
         }
         Location::File(path) => {
@@ -118,22 +117,22 @@ pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env
                 _ => ".".into(),
             };
             out.place = dir.display().to_string();
-            places.extend(images_in(&dir)?);
+            places.extend(images_in(&dir)?.into_iter().map(|(l, t)| (l, t, None)));
         }
         Location::Stdio | Location::Tls(_) => out.place = "the images given with --base".into(),
     }
     for b in bases {
-        if !places.iter().any(|(l, _)| l == b) {
+        if !places.iter().any(|(l, _, _)| l == b) {
             let time = match b {
                 Location::File(p) => mtime(p).unwrap_or(0),
                 _ => 0,
             };
-            places.push((b.clone(), time));
+            places.push((b.clone(), time, None));
         }
     }
-    for (location, time) in places {
+    for (location, time, listed) in places {
         // Under a prefix, the catalog records answer in two small reads per backup.
-        let described = match listed.iter().find(|l| location == Location::Object(l.object.url().to_owned())) {
+        let described = match &listed {
             Some(l) => crate::catalog::description_of(l, unlocks, env),
             None => crate::read::info_with(&location, unlocks, env).map(|i| i.backup),
         };
