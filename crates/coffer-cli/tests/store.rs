@@ -5,100 +5,11 @@
 mod common;
 
 use common::mariadb::{self, Server};
+use common::s3::S3;
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A moto S3 server on a free loopback port, killed when dropped.
-struct S3 {
-    child: Child,
-    port: u16,
-}
-
-impl S3 {
-    fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(_) if std::env::var_os("COFFER_REQUIRE_S3").is_none() => {
-                eprintln!("moto_server not found: object storage tests skipped");
-                return None;
-            }
-            Err(e) => panic!("moto_server is required (COFFER_REQUIRE_S3=1): {e}"),
-        };
-        let s3 = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while s3.http("GET", "/", b"").is_none() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(s3)
-    }
-
-    /// One plain HTTP request (moto does not check signatures); the status and body.
-    fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.port,
-            body.len()
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        s.write_all(body).ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, text))
-    }
-
-    fn bucket(&self, name: &str) {
-        assert_eq!(self.http("PUT", &format!("/{name}"), b"").unwrap().0, 200);
-    }
-
-    /// coffer, with credentials and this server as the S3 endpoint.
-    fn coffer(&self) -> Command {
-        let mut c = coffer();
-        c.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_CA_BUNDLE")
-            .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port));
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String) {
-        let out = self.coffer().args(args).stdin(Stdio::null()).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    #[track_caller]
-    fn expect(&self, code: i32, args: &[&str]) -> String {
-        let (got, err) = self.run(args);
-        assert_eq!(got, code, "coffer {args:?}: {err}");
-        err
-    }
-
-    /// Multipart uploads still in progress in `bucket`.
-    fn uploads_in_progress(&self, bucket: &str) -> usize {
-        let (_, body) = self.http("GET", &format!("/{bucket}?uploads"), b"").unwrap();
-        body.matches("<UploadId>").count()
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// 23 MB in a few files: more 5 MiB parts than the 2 uploads in flight of these tests.
 fn tree(root: &std::path::Path) {

@@ -312,7 +312,20 @@ impl Client {
     pub fn connect(target: &Target, user: &str, password: &[u8], timeout: Duration, tls: Option<&Tls>) -> Result<Self> {
         let stream = match target {
             Target::Tcp { host, port } => {
-                let s = TcpStream::connect((host.as_str(), *port))?;
+                // Each address in turn, each within the timeout: a link that drops packets fails
+                // in seconds, not the kernel's two minutes.
+                let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: no address"));
+                let mut connected = None;
+                for addr in std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))? {
+                    match TcpStream::connect_timeout(&addr, timeout) {
+                        Ok(s) => {
+                            connected = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let s = connected.ok_or(last)?;
                 s.set_read_timeout(Some(timeout))?;
                 s.set_write_timeout(Some(timeout))?;
                 s.set_nodelay(true)?;

@@ -3,9 +3,10 @@
 //! segments, each sealed as an image under a prefix; and fetched back as files.
 //!
 //! A segment's object name says where it lies, `FILE_START_END.coffer` (positions in the
-//! server's file, ten digits), or `FILE_START_END-closed.coffer` when it ends with the file's
-//! ROTATE event: the archive's end is found from a listing, with no local state, and a new run
-//! continues exactly there.
+//! server's file, ten digits), or `FILE_START_END-closed.coffer` when the file is complete (it
+//! ends with the file's ROTATE event, or its STOP event at a clean shutdown, or the server went
+//! on to the next file): the archive's end is found from a listing, with no local state, and a
+//! new run continues exactly there.
 
 use crate::error::{Context, Error, Result};
 use crate::keys::{KeySources, SealOptions};
@@ -30,7 +31,8 @@ pub struct SegmentName {
     pub start: u32,
     /// Where its last event ends.
     pub end: u32,
-    /// It ends with the file's ROTATE event: the file is complete.
+    /// The file is complete: the segment ends with its ROTATE or STOP event, or the server
+    /// went on to the next file after it.
     pub closed: bool,
 }
 
@@ -68,6 +70,25 @@ impl SegmentName {
 
 fn file_number(file: &str) -> u64 {
     file.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
+/// `next` takes up exactly where `previous` ends: in the same file where it ends, or at the
+/// start of the next file (same base name, number plus one) after a complete one.
+pub fn continues(previous: &SegmentName, next: &SegmentName) -> bool {
+    let base = |f: &str| f.rsplit_once('.').map(|(b, _)| b.to_owned());
+    if previous.file == next.file {
+        return previous.end == next.start;
+    }
+    previous.closed
+        && next.start == 4
+        && base(&previous.file) == base(&next.file)
+        && file_number(&next.file) == file_number(&previous.file) + 1
+}
+
+/// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
+/// before it and the one after it.
+pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
+    segments.windows(2).filter(|w| !continues(&w[0], &w[1])).map(|w| (w[0].clone(), w[1].clone())).collect()
 }
 
 /// An archive run, as a user asks for it.
@@ -142,8 +163,8 @@ fn connect(spec: &ArchiveSpec) -> Result<Client> {
         }
         (None, _) => None,
     };
-    Client::connect(&target, &user, password.as_bytes(), Duration::from_secs(10), tls.as_ref())
-        .map_err(|e| Error::other(e).context("cannot connect to the server"))
+    Client::connect(&target, &user, password.as_bytes(), READ_TIMEOUT, tls.as_ref())
+        .map_err(|e| plain(e, "no answer").context("cannot connect to the server"))
 }
 
 /// The client's TLS for the settings `t` (MySQL's `--ssl-mode` meanings).
@@ -162,7 +183,10 @@ fn tls(t: &coffer_mysql::engine::ServerTls, host: &str) -> Result<coffer_mysql::
 
 /// The server's binary logs and their sizes.
 fn server_logs(c: &mut Client) -> Result<Vec<(String, u64)>> {
-    let rows = c.query("SHOW BINARY LOGS").map_err(Error::other).context("cannot list the server's binary logs")?;
+    let rows = c
+        .query("SHOW BINARY LOGS")
+        .map_err(|e| plain(e, "no answer"))
+        .context("cannot list the server's binary logs")?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
@@ -175,7 +199,8 @@ fn server_logs(c: &mut Client) -> Result<Vec<(String, u64)>> {
 
 /// A place in the server's binary log: a file and a position in it.
 type LogPlace = (String, u32);
-/// Binary logs purged before they were archived: the first and last, as messages say them.
+/// Binary logs purged before they were archived: where the gap starts and ends, as messages
+/// say them ("the end of binlog.000003", "the start of binlog.000006").
 pub type Gap = (String, String);
 
 /// Where a run starts: after the archive's last segment, or at the server's first log; and the
@@ -196,15 +221,17 @@ fn start_point(last: Option<&SegmentName>, logs: &[(String, u64)]) -> Result<(Lo
     let Some((next, _)) = logs.iter().find(|(n, _)| file_number(n) > file_number(&last.file)) else {
         crate::bail!("the server has no binary log after {}, where the archive ends", last.file);
     };
-    let whole = last.closed && file_number(next) == file_number(&last.file) + 1;
+    let whole = continues(last, &SegmentName { file: next.clone(), start: 4, end: 5, closed: false });
     let gap = (!whole).then(|| {
         let from =
-            if last.closed { format!("after {}", last.file) } else { format!("{} from {}", last.file, last.end) };
-        (from, format!("before {next}"))
+            if last.closed { format!("the end of {}", last.file) } else { format!("{} at {}", last.file, last.end) };
+        (from, format!("the start of {next}"))
     });
     Ok(((next.clone(), 4), gap))
 }
 
+/// The STOP event a server writes last in its file at a clean shutdown.
+const STOP_EVENT: u8 = 3;
 /// MariaDB's GTID and GTID_LIST events.
 const GTID_EVENT: u8 = 0xa2;
 const GTID_LIST_EVENT: u8 = 0xa3;
@@ -255,7 +282,6 @@ struct Open {
     first_time: Option<u32>,
     last_time: u32,
     opened: Instant,
-    rotated: bool,
     /// The first and last GTID of each domain in the segment.
     gtid_first: Gtids,
     gtid_last: Gtids,
@@ -272,7 +298,6 @@ impl Open {
             first_time: None,
             last_time: 0,
             opened: Instant::now(),
-            rotated: false,
             gtid_first: Gtids::new(),
             gtid_last: Gtids::new(),
             gtid_list: None,
@@ -291,7 +316,7 @@ fn seal(spec: &ArchiveSpec, seg: &Open, server_version: &str, env: &Env) -> Resu
         "events": seg.events,
         "first_event_time": seg.first_time,
         "last_event_time": seg.last_time,
-        "closed": seg.rotated,
+        "closed": seg.name.closed,
         "gtid_first": gtid_text(&seg.gtid_first),
         "gtid_last": gtid_text(&seg.gtid_last),
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
@@ -315,90 +340,206 @@ fn seal(spec: &ArchiveSpec, seg: &Open, server_version: &str, env: &Env) -> Resu
         seg.name.end,
         seg.events,
         seg.bytes.len(),
-        if seg.rotated { ", file complete" } else { "" }
+        if seg.name.closed { ", file complete" } else { "" }
     ));
     Ok(seg.bytes.len() as u64)
 }
+
+/// How long a read waits: with a heartbeat asked for every [`HEARTBEAT`], this long without a
+/// byte from the server means the link is dead.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The heartbeat period asked of the server: an idle stream still speaks this often.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The first wait before connecting again (doubled after each failed attempt, up to the last).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const LAST_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Archives the server's binary log under `spec.prefix`, from where the archive ends.
 pub fn archive(spec: &ArchiveSpec, env: &Env) -> Result<ArchiveSummary> {
     prefix_url(&spec.prefix)?;
     let mut summary = ArchiveSummary::default();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        match archive_once(spec, &mut summary, env) {
+        let mut streamed = false;
+        match archive_once(spec, &mut summary, &mut streamed, env) {
             Ok(()) => break,
             Err(e) if spec.follow && reconnectable(&e) => {
+                // A link that carried events before it broke starts the waits over.
+                if streamed {
+                    backoff = FIRST_BACKOFF;
+                }
                 env.report.warn(&format!("{}; reconnecting in {:.1} s", e.one_line(), backoff.as_secs_f64()));
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(60));
+                backoff = (backoff * 2).min(LAST_BACKOFF);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Said before the error that ends the run: the gap is not found again later.
+                if let (Some(g), false) = (&summary.gap, spec.follow) {
+                    env.report.warn(&gap_text(g));
+                }
+                return Err(e);
+            }
         }
     }
-    if let Some((from, to)) = &summary.gap {
+    if let Some(g) = &summary.gap {
         return Err(Error::msg(format!(
-            "a gap in the archive: the binary logs {from} and {to} were purged by the server before they were archived \
-             ({} segments archived after it); point-in-time recovery cannot cross it",
+            "a gap in the archive: {} ({} segments archived after it); point-in-time recovery cannot cross it",
+            gap_text(g),
             summary.segments
         )));
     }
     Ok(summary)
 }
 
-/// Errors of the link, after which a run following the server connects again.
-fn reconnectable(e: &Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(ClientError::Io(_)) = c.downcast_ref::<ClientError>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+/// What a gap is, in words.
+fn gap_text((from, to): &Gap) -> String {
+    format!("the server purged its binary log from {from} to {to} before it was archived")
 }
 
-fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
+/// Errors of the link (and of a server shutting down or out of connections), after which a
+/// run following the server connects again.
+fn reconnectable(e: &Error) -> bool {
+    match client_error(e) {
+        Some(ClientError::Io(_)) => true,
+        // Too many connections; shutting down; killed (a server shutting down kills its
+        // replicas' dump threads).
+        Some(ClientError::Server { code, .. }) => matches!(code, 1040 | 1053 | 1077 | 1078 | 1079 | 1927),
+        _ => false,
+    }
+}
+
+/// The client's error that caused `e`, under any context. (`Error::Other` is transparent: the
+/// source it gives is its inner error's source, so the inner error is looked at here.)
+fn client_error(e: &Error) -> Option<&ClientError> {
+    match e {
+        Error::Other(inner) => inner.downcast_ref(),
+        Error::Context { source, .. } => client_error(source),
+        _ => None,
+    }
+}
+
+/// A client error said plainly: a read that timed out is a server that said nothing for
+/// [`READ_TIMEOUT`] (`silence` says what that means where it happened).
+fn plain(e: ClientError, silence: &str) -> Error {
+    use std::io::ErrorKind;
+    let e = match e {
+        ClientError::Io(io) => {
+            let text = match io.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                    format!("nothing from the server in {} s ({silence})", READ_TIMEOUT.as_secs())
+                }
+                ErrorKind::UnexpectedEof => "the server closed the connection".into(),
+                _ => io.to_string(),
+            };
+            ClientError::Io(std::io::Error::new(io.kind(), text))
+        }
+        e => e,
+    };
+    Error::other(e)
+}
+
+fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut bool, env: &Env) -> Result<()> {
     let mut c = connect(spec)?;
     let version = c.server_version().to_owned();
     let logs = server_logs(&mut c)?;
     let last = segments(&spec.prefix, env)?.pop().map(|s| s.0);
     let ((file, pos), gap) = start_point(last.as_ref().or(summary.end.as_ref()), &logs)?;
     if let Some(g) = gap {
-        env.report.warn(&format!("the server purged the binary logs {} and {} before they were archived", g.0, g.1));
-        summary.gap.get_or_insert(g);
+        found_gap(g, spec, summary, env);
     }
     let flags = DUMP_SEND_ANNOTATE_ROWS | if spec.follow { 0 } else { DUMP_NON_BLOCK };
-    c.dump(&file, pos, spec.server_id, flags, Duration::from_secs(1)).map_err(Error::other)?;
+    c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
+        .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
     let mut seg = Open::new(file, pos);
     let result = (|| -> Result<()> {
         loop {
-            let next = c.next_event().map_err(|e| Error::other(e).context("the binary log stream broke"))?;
-            let Some((h, e)) = next else { return Ok(()) };
-            if h.in_file() {
-                append(&mut seg, &h, &e)?;
+            let next = c.next_event().map_err(|e| {
+                plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
+            })?;
+            let Some((h, e)) = next else {
+                if spec.follow {
+                    // A server shutting down ends its replicas' streams: connect again.
+                    let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server ended the stream");
+                    return Err(Error::other(ClientError::Io(eof)).context("the binary log stream broke"));
+                }
+                return Ok(());
+            };
+            *streamed = true;
+            let (left, gap) = take(&mut seg, &h, &e)?;
+            if let Some(g) = gap {
+                found_gap(g, spec, summary, env);
+            }
+            if let Some(left) = left {
+                keep(spec, &left, &version, summary, env)?;
             }
             let full = seg.bytes.len() as u64 >= spec.segment_size;
             let old = spec.follow && seg.opened.elapsed() >= spec.segment_time;
-            if !seg.bytes.is_empty() && (seg.rotated || full || old) {
-                summary.bytes += seal(spec, &seg, &version, env)?;
-                summary.segments += 1;
-                summary.end = Some(seg.name.clone());
-                seg = if seg.rotated {
-                    Open::new(rotated_to(&e)?, 4)
-                } else {
-                    Open::new(seg.name.file.clone(), seg.name.end)
-                };
+            if !seg.bytes.is_empty() && (seg.name.closed || full || old) {
+                keep(spec, &seg, &version, summary, env)?;
+                seg = after(&seg, &h, &e)?;
             }
         }
     })();
     // What arrived whole is kept, whatever ended the stream.
     if !seg.bytes.is_empty() {
-        summary.bytes += seal(spec, &seg, &version, env)?;
-        summary.segments += 1;
-        summary.end = Some(seg.name.clone());
+        keep(spec, &seg, &version, summary, env)?;
     }
     result
+}
+
+/// Notes a gap: said now when following (the run goes on), else by the error that ends the run.
+fn found_gap(g: Gap, spec: &ArchiveSpec, summary: &mut ArchiveSummary, env: &Env) {
+    if spec.follow {
+        env.report.warn(&format!("{}; point-in-time recovery cannot cross it; archiving on", gap_text(&g)));
+    }
+    summary.gap.get_or_insert(g);
+}
+
+/// Seals `seg` and counts it.
+fn keep(spec: &ArchiveSpec, seg: &Open, version: &str, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
+    summary.bytes += seal(spec, seg, version, env)?;
+    summary.segments += 1;
+    summary.end = Some(seg.name.clone());
+    Ok(())
+}
+
+/// Takes an event of the dump into `seg`. A ROTATE the server makes up (where a dump starts,
+/// and at the start of each file) naming another file than `seg`'s moves `seg` there: the
+/// server went on without a ROTATE of the file's (it ended with its STOP event, or after a
+/// crash, or the run started at its end). Returns the segment so left if it holds events (to
+/// be sealed: complete, as the server read its file to the end), and a gap if the server did
+/// not go on to the next file's start.
+fn take(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<(Option<Open>, Option<Gap>)> {
+    if h.type_code == event::ROTATE && !h.in_file() {
+        let (file, at) = rotate_target(e)?;
+        if file == seg.name.file {
+            return Ok((None, None));
+        }
+        let follows = continues(
+            &SegmentName { closed: true, ..seg.name.clone() },
+            &SegmentName { file: file.clone(), start: at, end: at.saturating_add(1), closed: false },
+        );
+        let gap = (!follows).then(|| (format!("{} at {}", seg.name.file, seg.name.end), format!("{file} at {at}")));
+        let mut left = std::mem::replace(seg, Open::new(file, at));
+        left.name.closed = follows;
+        return Ok(((!left.bytes.is_empty()).then_some(left), gap));
+    }
+    if h.in_file() {
+        append(seg, h, e)?;
+    }
+    Ok((None, None))
+}
+
+/// The segment after `seg`, sealed after the event `e`: the next file's after its ROTATE; after
+/// a STOP event, the same file's end until the server names the next file.
+fn after(seg: &Open, h: &EventHeader, e: &[u8]) -> Result<Open> {
+    Ok(match h.type_code {
+        event::ROTATE if seg.name.closed => {
+            let (file, at) = rotate_target(e)?;
+            Open::new(file, at)
+        }
+        _ => Open::new(seg.name.file.clone(), seg.name.end),
+    })
 }
 
 /// Adds an event of the server's file to the segment, checking that it follows the last.
@@ -418,8 +559,8 @@ fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
     seg.events += 1;
     seg.first_time.get_or_insert(h.timestamp);
     seg.last_time = h.timestamp;
-    seg.rotated = h.type_code == event::ROTATE;
-    seg.name.closed = seg.rotated;
+    // The file's last event: the ROTATE to the next, or the STOP of a clean shutdown.
+    seg.name.closed = matches!(h.type_code, event::ROTATE | STOP_EVENT);
     match h.type_code {
         GTID_EVENT => {
             if let Some((domain, server, seq)) = gtid_of(h, e) {
@@ -433,18 +574,39 @@ fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The file a real ROTATE event names: after the header, an 8-byte position, the name, and
-/// the 4-byte checksum (servers that write checksums).
-fn rotated_to(e: &[u8]) -> Result<String> {
-    let body = e.get(EventHeader::LEN + 8..).unwrap_or_default();
-    for cut in [4, 0] {
-        if let Some(name) = body.len().checked_sub(cut).and_then(|n| std::str::from_utf8(&body[..n]).ok()) {
-            if is_binlog_file_name(name) {
-                return Ok(name.to_owned());
-            }
+/// The file and position a ROTATE event names (the file's own, or one the server makes up to
+/// say where it reads next): after the header, the 8-byte position, then the name, then a
+/// checksum when the event's last 4 bytes are the CRC-32 of what comes before them.
+fn rotate_target(e: &[u8]) -> Result<(String, u32)> {
+    let at = EventHeader::LEN + 8;
+    let position = e.get(EventHeader::LEN..at).ok_or_else(|| Error::msg("a ROTATE event too short to name a file"))?;
+    let position = u64::from_le_bytes(position.try_into().expect("8 bytes"));
+    let end = match e.len().checked_sub(4) {
+        Some(n) if n > at && crc32(&e[..n]) == u32::from_le_bytes(e[n..].try_into().expect("4 bytes")) => n,
+        _ => e.len(),
+    };
+    let name = std::str::from_utf8(&e[at.min(end)..end])
+        .ok()
+        .filter(|n| is_binlog_file_name(n))
+        .ok_or_else(|| Error::msg("a ROTATE event names no binary log file"))?;
+    let position = u32::try_from(position)
+        .ok()
+        .filter(|p| *p >= 4)
+        .ok_or_else(|| Error::msg(format!("a ROTATE event names {name} at {position}, not a position in a file")))?;
+    Ok((name.to_owned(), position))
+}
+
+/// CRC-32 (ISO-HDLC, as the binary log's checksums), bit by bit: for the few small ROTATE
+/// events only.
+fn crc32(b: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &x in b {
+        c ^= u32::from(x);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
         }
     }
-    Err(Error::msg("a ROTATE event names no binary log file"))
+    !c
 }
 
 /// Writes the archived binary log files from `from` (a file name; default the first) into
@@ -458,7 +620,19 @@ pub fn fetch(
 ) -> Result<Vec<String>> {
     let unlocks = crate::keys::unlocks(keys, env)?;
     let found = segments(prefix, env)?;
-    let wanted = found.iter().filter(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f)));
+    let wanted: Vec<_> =
+        found.iter().filter(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f))).collect();
+    // Whole files only, and none missing between them: checked before anything is written.
+    let names: Vec<SegmentName> = wanted.iter().map(|(s, _)| s.clone()).collect();
+    if let Some((a, b)) = gaps(&names).first() {
+        crate::bail!(
+            "the archive has a gap: nothing between {} {} and {} {} (purged before it was archived)",
+            a.file,
+            a.end,
+            b.file,
+            b.start
+        );
+    }
     std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
     let mut written: Vec<String> = Vec::new();
     let mut out: Option<(std::fs::File, String, u32)> = None;
@@ -496,7 +670,7 @@ pub fn fetch(
 
 /// One entry of an image, whole, through its index; refused if its record says it holds more
 /// than `max` bytes.
-fn read_entry(
+pub(crate) fn read_entry(
     location: &Location,
     unlocks: &[coffer_crypto::Unlock],
     name: &str,
@@ -578,7 +752,6 @@ mod tests {
     #[test]
     fn runs_start_where_the_archive_ends() {
         let logs = vec![("b.000002".to_owned(), 500u64), ("b.000003".to_owned(), 900)];
-        let seg = |f: &str, start, end, closed| SegmentName { file: f.into(), start, end, closed };
         assert_eq!(start_point(None, &logs).unwrap(), (("b.000002".into(), 4), None));
         assert_eq!(
             start_point(Some(&seg("b.000002", 4, 300, false)), &logs).unwrap(),
@@ -597,8 +770,191 @@ mod tests {
         assert_eq!(start_point(Some(&seg("b.000001", 4, 50, true)), &logs).unwrap(), (("b.000002".into(), 4), None));
         // A file purged before its end was archived, or whole files: a gap.
         let (at, gap) = start_point(Some(&seg("b.000001", 4, 50, false)), &logs).unwrap();
-        assert_eq!((at, gap.is_some()), (("b.000002".into(), 4), true));
+        assert_eq!(
+            (at, gap),
+            (("b.000002".into(), 4), Some(("b.000001 at 50".into(), "the start of b.000002".into())))
+        );
         let (_, gap) = start_point(Some(&seg("b.000000", 4, 50, true)), &logs).unwrap();
+        assert_eq!(gap, Some(("the end of b.000000".into(), "the start of b.000002".into())));
+        // Another base name is not the next file.
+        let (_, gap) = start_point(Some(&seg("a.000001", 4, 50, true)), &logs).unwrap();
         assert!(gap.is_some());
+        // A file archived whole is complete, and the server has nothing after it yet.
+        let one = vec![("b.000002".to_owned(), 500u64)];
+        assert!(start_point(Some(&seg("b.000002", 4, 500, true)), &one).is_err());
+        assert!(start_point(None, &[]).is_err());
+    }
+
+    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+        SegmentName { file: f.into(), start, end, closed }
+    }
+
+    #[test]
+    fn continuity_and_gaps() {
+        // In a file: where the previous ends.
+        assert!(continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 100, 200, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 120, 200, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 90, 200, false)));
+        // Across files: a complete file, then the next one's start.
+        assert!(continues(&seg("b.000001", 4, 100, true), &seg("b.000002", 4, 50, false)));
+        assert!(continues(&seg("b.999999", 4, 100, true), &seg("b.1000000", 4, 50, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000002", 4, 50, false)), "not complete");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("b.000003", 4, 50, false)), "a file missing");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("b.000002", 60, 90, false)), "not its start");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("c.000002", 4, 50, false)), "another log");
+        assert!(!continues(&seg("b.000002", 4, 100, true), &seg("b.000001", 4, 50, false)));
+
+        let list = [
+            seg("b.000001", 4, 100, false),
+            seg("b.000001", 100, 300, true),
+            seg("b.000002", 4, 80, false),
+            seg("b.000002", 90, 120, false),
+            seg("b.000002", 120, 200, false),
+            seg("b.000004", 4, 10, false),
+        ];
+        let found = gaps(&list);
+        assert_eq!(
+            found,
+            vec![(list[2].clone(), list[3].clone()), (list[4].clone(), list[5].clone())],
+            "the segments either side of each gap"
+        );
+        assert!(gaps(&list[..3]).is_empty());
+        assert!(gaps(&[]).is_empty() && gaps(&list[..1]).is_empty());
+    }
+
+    /// An event as a server sends it: header, body, CRC-32.
+    fn event_bytes(type_code: u8, log_pos: u32, flags: u16, body: &[u8]) -> (EventHeader, Vec<u8>) {
+        let mut e = vec![0u8; EventHeader::LEN];
+        e[4] = type_code;
+        e[5..9].copy_from_slice(&1u32.to_le_bytes());
+        e[13..17].copy_from_slice(&log_pos.to_le_bytes());
+        e[17..19].copy_from_slice(&flags.to_le_bytes());
+        e.extend_from_slice(body);
+        let len = e.len() as u32 + 4;
+        e[9..13].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32(&e);
+        e.extend_from_slice(&crc.to_le_bytes());
+        (EventHeader::parse(&e).unwrap(), e)
+    }
+
+    /// A ROTATE naming `file` at `at`: the server's made-up one, or (`artificial` false) the
+    /// file's own, found at `from` in it.
+    fn rotate(file: &str, at: u64, artificial: bool, from: u32) -> (EventHeader, Vec<u8>) {
+        let mut body = at.to_le_bytes().to_vec();
+        body.extend_from_slice(file.as_bytes());
+        if artificial {
+            event_bytes(event::ROTATE, 0, event::FLAG_ARTIFICIAL, &body)
+        } else {
+            let len = (EventHeader::LEN + body.len() + 4) as u32;
+            event_bytes(event::ROTATE, from + len, 0, &body)
+        }
+    }
+
+    fn fake_rotate(file: &str, at: u64) -> (EventHeader, Vec<u8>) {
+        rotate(file, at, true, 0)
+    }
+
+    /// An event of `len` bytes (all told) at `at` in its file.
+    fn plain_event(type_code: u8, at: u32, len: u32) -> (EventHeader, Vec<u8>) {
+        event_bytes(type_code, at + len, 0, &vec![7; len as usize - EventHeader::LEN - 4])
+    }
+
+    #[test]
+    fn rotate_events_and_their_checksums() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let (_, e) = fake_rotate("binlog.000007", 4);
+        assert_eq!(rotate_target(&e).unwrap(), ("binlog.000007".into(), 4));
+        // Without a checksum (binlog_checksum=NONE): the name runs to the end.
+        let (_, e) = fake_rotate("binlog.0000000008", 1234);
+        assert_eq!(rotate_target(&e[..e.len() - 4]).unwrap(), ("binlog.0000000008".into(), 1234));
+        assert_eq!(rotate_target(&e).unwrap(), ("binlog.0000000008".into(), 1234));
+        for bad in
+            [fake_rotate("not a binlog", 4).1, fake_rotate("binlog.000001", 2).1, fake_rotate("b.000001", 1 << 40).1]
+        {
+            assert!(rotate_target(&bad).is_err());
+        }
+        assert!(rotate_target(&[0; 20]).is_err());
+    }
+
+    /// Events in, segments out: a file that ends with STOP (a clean shutdown) is complete, and
+    /// the server's made-up ROTATE to the next file moves the open segment there.
+    #[test]
+    fn files_end_with_rotate_or_stop_and_the_stream_moves_on() {
+        let mut open = Open::new("b.000001".into(), 4);
+        let fd = plain_event(event::FORMAT_DESCRIPTION, 4, 100);
+        let (h, e) = fake_rotate("b.000001", 4);
+        assert!(matches!(take(&mut open, &h, &e).unwrap(), (None, None)));
+        take(&mut open, &fd.0, &fd.1).unwrap();
+        let ev = plain_event(2, 104, 50);
+        take(&mut open, &ev.0, &ev.1).unwrap();
+        assert!(!open.name.closed);
+        let stop = plain_event(STOP_EVENT, 154, 23);
+        take(&mut open, &stop.0, &stop.1).unwrap();
+        assert_eq!(open.name, seg("b.000001", 4, 177, true), "a STOP ends the file");
+        // Sealed; what follows it waits at the file's end for the server to name the next.
+        let mut open = after(&open, &stop.0, &stop.1).unwrap();
+        assert_eq!((open.name.file.as_str(), open.name.start), ("b.000001", 177));
+        let (h, e) = fake_rotate("b.000002", 4);
+        assert!(matches!(take(&mut open, &h, &e).unwrap(), (None, None)));
+        assert_eq!((open.name.file.as_str(), open.name.start), ("b.000002", 4));
+        let fd = plain_event(event::FORMAT_DESCRIPTION, 4, 100);
+        take(&mut open, &fd.0, &fd.1).unwrap();
+        // A real ROTATE ends the file, and names the next.
+        let (h, e) = rotate("b.000003", 4, false, 104);
+        take(&mut open, &h, &e).unwrap();
+        assert!(open.name.closed);
+        let next = after(&open, &h, &e).unwrap();
+        assert_eq!((next.name.file.as_str(), next.name.start), ("b.000003", 4));
+
+        // A run that starts within a file the server then leaves without a STOP (a crash):
+        // the segment left is complete, the next opens at the next file's start.
+        let mut open = Open::new("b.000005".into(), 300);
+        let (h, e) = fake_rotate("b.000005", 300);
+        take(&mut open, &h, &e).unwrap();
+        // The format description sent where a dump starts within a file is made up (log_pos 0).
+        let fd0 = event_bytes(event::FORMAT_DESCRIPTION, 0, 0, &[1; 80]);
+        take(&mut open, &fd0.0, &fd0.1).unwrap();
+        assert!(open.bytes.is_empty());
+        let ev = plain_event(2, 300, 60);
+        take(&mut open, &ev.0, &ev.1).unwrap();
+        let (h, e) = fake_rotate("b.000006", 4);
+        let (left, gap) = take(&mut open, &h, &e).unwrap();
+        let left = left.unwrap();
+        assert_eq!((left.name.clone(), gap), (seg("b.000005", 300, 360, true), None));
+        assert_eq!((open.name.file.as_str(), open.name.start, open.bytes.len()), ("b.000006", 4, 0));
+        // A position that does not follow is refused, whatever the file.
+        let bad = plain_event(2, 200, 60);
+        assert!(take(&mut open, &bad.0, &bad.1).is_err());
+        // The server skipping a file: a gap, said.
+        let (h, e) = fake_rotate("b.000008", 4);
+        let (left, gap) = take(&mut open, &h, &e).unwrap();
+        assert!(left.is_none());
+        assert_eq!(gap, Some(("b.000006 at 4".into(), "b.000008 at 4".into())));
+        // Heartbeats are no events of the file.
+        let hb = event_bytes(event::HEARTBEAT, 4, 0, b"b.000008");
+        take(&mut open, &hb.0, &hb.1).unwrap();
+        assert!(open.bytes.is_empty());
+    }
+
+    #[test]
+    fn broken_links_are_reconnected_and_refusals_are_not() {
+        let io = |kind| ClientError::Io(std::io::Error::new(kind, "x"));
+        // Built as the archiver builds them: a client error in `Error::Other`, with context.
+        let timeout = plain(io(std::io::ErrorKind::WouldBlock), "no event and no heartbeat: the link is dead")
+            .context("the binary log stream broke");
+        assert!(reconnectable(&timeout));
+        assert_eq!(
+            timeout.one_line(),
+            "the binary log stream broke: nothing from the server in 10 s (no event and no heartbeat: the link is dead)"
+        );
+        let eof = plain(io(std::io::ErrorKind::UnexpectedEof), "x").context("cannot connect to the server");
+        assert!(reconnectable(&eof));
+        assert_eq!(eof.one_line(), "cannot connect to the server: the server closed the connection");
+        let server = |code| ClientError::Server { code, state: "HY000".into(), message: "m".into() };
+        assert!(reconnectable(&plain(server(1927), "x").context("c")), "killed at a shutdown");
+        assert!(!reconnectable(&plain(server(1236), "x").context("c")), "purged: no use trying again");
+        assert!(!reconnectable(&plain(server(1045), "x")), "access denied");
+        assert!(!reconnectable(&Error::msg("an event ends at 5")));
+        assert!(!reconnectable(&Error::from(std::io::Error::other("disk full")).context("cannot store")));
     }
 }

@@ -21,12 +21,15 @@ pub struct Catalog {
     pub rows: Vec<serde_json::Value>,
     /// Backups that could not be read with the secrets given.
     pub unread: usize,
+    /// The binary log archive beside the backups, if there is one.
+    pub archive: Option<crate::pitr::Overview>,
 }
 
 /// Lists the backups under `url`, and with `keys` what each holds (from its catalog record, or
 /// its index when the record is missing or does not match): one backup that does not open
-/// does not hide the others.
-pub fn catalog(url: &str, keys: Option<&KeySources>, env: &Env) -> Result<Catalog> {
+/// does not hide the others. With the binary log archive under `binlogs` (default: `binlog/`
+/// under the prefix), each backup with a binlog position says how far it can be recovered.
+pub fn catalog(url: &str, binlogs: Option<&str>, keys: Option<&KeySources>, env: &Env) -> Result<Catalog> {
     let backups = backups(url, env)?;
     // Secrets are read (and a passphrase asked for) once, for every backup.
     let unlocks = match keys {
@@ -59,7 +62,26 @@ pub fn catalog(url: &str, keys: Option<&KeySources>, env: &Env) -> Result<Catalo
         };
         rows.push(v);
     }
-    Ok(Catalog { backups, rows, unread })
+    let positions: Vec<Option<(String, u64)>> = rows
+        .iter()
+        .map(|v| {
+            Some((v["backup"]["binlog"]["file"].as_str()?.to_owned(), v["backup"]["binlog"]["position"].as_u64()?))
+        })
+        .collect();
+    let binlogs = binlogs.map_or_else(|| crate::pitr::default_binlog_prefix(url), str::to_owned);
+    let archive = match crate::pitr::windows(&binlogs, &positions, unlocks.as_deref(), env) {
+        Ok((archive, windows)) => {
+            for (v, w) in rows.iter_mut().zip(windows) {
+                v["pitr"] = serde_json::to_value(w).unwrap_or_default();
+            }
+            archive
+        }
+        Err(e) => {
+            env.report.warn(&format!("{binlogs}: {}", e.one_line()));
+            None
+        }
+    };
+    Ok(Catalog { backups, rows, unread, archive })
 }
 
 /// A backup under the prefix: an object whose name ends in `.coffer`.
@@ -340,17 +362,40 @@ pub fn keep_chains(names: &[String], chains: &[Chained], reasons: &mut [Vec<Stri
     warnings
 }
 
+/// Point-in-time recovery that prune keeps: any moment of the last `window` seconds, from the
+/// archive under `binlogs`.
+#[derive(Debug, Clone)]
+pub struct KeepPitr {
+    /// Seconds back from now.
+    pub window: i64,
+    /// The binary log archive's prefix.
+    pub binlogs: String,
+}
+
+/// What prune keeps and deletes.
+#[derive(Debug)]
+pub struct PrunePlan {
+    /// The backups, each with the reasons it is kept (none: it goes) and its chain.
+    pub backups: Vec<(Backup, Vec<String>, Chained)>,
+    /// With `KeepPitr`: the archive's segments that go (whole files older than the file of
+    /// the backup the window starts from), oldest first.
+    pub segments: Vec<Backup>,
+}
+
 /// The backups under `url`, each with the reasons `policy` keeps it (none: it goes): a backup
-/// that a kept one builds on is kept with it.
+/// that a kept one builds on is kept with it. With `pitr`, the backups of the window and the
+/// newest from before its start are kept (with their chains), and the binary log from that
+/// one's file on; older segments go.
 pub fn prune_plan(
     url: &str,
     policy: Policy,
+    pitr: Option<&KeepPitr>,
     keys: Option<&KeySources>,
     env: &Env,
-) -> Result<Vec<(Backup, Vec<String>, Chained)>> {
-    if policy.last + policy.daily + policy.weekly == 0 {
+) -> Result<PrunePlan> {
+    if policy.last + policy.daily + policy.weekly == 0 && pitr.is_none() {
         return Err(Error::usage(
-            "prune needs --keep-last, --keep-daily or --keep-weekly (it will not delete every backup)",
+            "prune needs --keep-last, --keep-daily, --keep-weekly or --keep-pitr (it will not delete every backup)",
         ));
     }
     let found = backups(url, env)?;
@@ -361,12 +406,83 @@ pub fn prune_plan(
     let times: Vec<i64> = found.iter().map(|b| b.time).collect();
     let mut reasons: Vec<Vec<String>> =
         plan(&times, policy).into_iter().map(|r| r.into_iter().map(str::to_owned).collect()).collect();
+    let segments = match pitr {
+        Some(p) => {
+            let unlocks = unlocks.as_deref().ok_or_else(|| {
+                Error::usage(
+                    "--keep-pitr needs the key: the backups' binlog positions are in their sealed descriptions",
+                )
+            })?;
+            keep_for_pitr(&found, p, unlocks, &mut reasons, env)?
+        }
+        None => Vec::new(),
+    };
     let chains = chains(&found, unlocks.as_deref(), env);
     let names: Vec<String> = found.iter().map(|b| b.listed.name.clone()).collect();
     for w in keep_chains(&names, &chains, &mut reasons) {
         env.report.warn(&w);
     }
-    Ok(found.into_iter().zip(reasons).zip(chains).map(|((b, r), c)| (b, r, c)).collect())
+    let backups = found.into_iter().zip(reasons).zip(chains).map(|((b, r), c)| (b, r, c)).collect();
+    Ok(PrunePlan { backups, segments })
+}
+
+/// Marks the backup the window of `p` starts from ("pitr"), and returns the segments older
+/// than its binlog file.
+fn keep_for_pitr(
+    found: &[Backup],
+    p: &KeepPitr,
+    unlocks: &[Unlock],
+    reasons: &mut [Vec<String>],
+    env: &Env,
+) -> Result<Vec<Backup>> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let start = now - p.window;
+    // Newest first: the first with a binlog position from before the window's start.
+    let mut positioned = Vec::new();
+    for (i, b) in found.iter().enumerate() {
+        match description_of(&b.listed, unlocks, env) {
+            Ok(Some(info)) => {
+                if let Some(pos) = info.binlog {
+                    positioned.push((i, pos));
+                }
+            }
+            Ok(None) => {}
+            // An unreadable backup might be the one the window needs: nothing of the archive goes.
+            Err(e) => {
+                env.report.warn(&format!("{}: {}; no binary log is pruned", b.listed.object.url(), e.one_line()));
+                return Ok(Vec::new());
+            }
+        }
+    }
+    let base = positioned.iter().find(|(i, _)| found[*i].time <= start).or_else(|| {
+        let oldest = positioned.last();
+        if let Some((i, _)) = oldest {
+            env.report.warn(&format!(
+                "no backup is older than the recovery window's start ({} UTC): it reaches back to {} only",
+                crate::text::utc(start),
+                crate::text::utc(found[*i].time)
+            ));
+        }
+        oldest
+    });
+    let Some((i, pos)) = base else {
+        env.report.warn("no backup recorded a binlog position: no binary log is pruned");
+        return Ok(Vec::new());
+    };
+    reasons[*i].push("pitr".into());
+    // The backups inside the window: recovery starts from the newest before its target.
+    for (b, r) in found.iter().zip(reasons.iter_mut()) {
+        if b.time > start && !r.iter().any(|x| x == "pitr") {
+            r.push("pitr".into());
+        }
+    }
+    let number = |f: &str| f.rsplit_once('.').and_then(|(_, n)| n.parse::<u64>().ok()).unwrap_or(0);
+    let keep_from = number(&pos.file);
+    Ok(crate::binlog::segments(&p.binlogs, env)?
+        .into_iter()
+        .filter(|(s, _)| number(&s.file) < keep_from)
+        .map(|(_, listed)| Backup { time: listed.modified, listed })
+        .collect())
 }
 
 /// Deletes `doomed` (each catalog record first, so that a record never outlives its image);

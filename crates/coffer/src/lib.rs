@@ -58,6 +58,7 @@ pub mod keyring;
 pub mod keys;
 pub mod location;
 pub mod net;
+pub mod pitr;
 pub mod read;
 pub mod report;
 pub mod restore;

@@ -415,6 +415,25 @@ pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption],
         return Err(Error::usage("no chain to restore"));
     };
     let started = Instant::now();
+    let (staging, restores) = stage_chain(chain, keys, spec, options, env)?;
+    staging.replace(&spec.to, spec.force, spec.sync)?;
+    Ok(ChainSummary {
+        backups: chain.iter().map(Known::shown).collect(),
+        restores,
+        to: spec.to.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Restores `chain` (full first, every link checked) and prepares it in a private directory
+/// beside `spec.to`, which the caller puts in the target's place (or drops: then it goes).
+pub(crate) fn stage_chain(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>)> {
     let to = &spec.to;
     let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
     if occupied && !spec.force {
@@ -455,13 +474,7 @@ pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption],
             t.elapsed().as_secs_f64()
         ));
     }
-    staging.replace(to, spec.force, spec.sync)?;
-    Ok(ChainSummary {
-        backups: chain.iter().map(Known::shown).collect(),
-        restores,
-        to: to.clone(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((staging, restores))
 }
 
 /// The description restored into `dir` is the one `member` was checked with (an object can be
@@ -491,13 +504,13 @@ fn read_description(dir: &Path) -> Option<BackupInfo> {
 
 /// A private directory beside a target (so in its file system: what is restored there is
 /// moved, not copied), removed when dropped unless it took the target's place.
-struct Beside {
-    path: PathBuf,
+pub(crate) struct Beside {
+    pub(crate) path: PathBuf,
     kept: bool,
 }
 
 impl Beside {
-    fn create(target: &Path, what: &str) -> Result<Self> {
+    pub(crate) fn create(target: &Path, what: &str) -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -514,9 +527,17 @@ impl Beside {
         Ok(Self { path, kept: false })
     }
 
+    /// Keeps this directory, renamed `dest` (which must not exist).
+    pub(crate) fn keep_as(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.path, dest)
+            .with_context(|| format!("cannot move {} to {}", self.path.display(), dest.display()))?;
+        self.kept = true;
+        Ok(())
+    }
+
     /// Puts this directory in `target`'s place (an empty or absent target; else the target's
     /// old contents go).
-    fn replace(mut self, target: &Path, force: bool, sync: bool) -> Result<()> {
+    pub(crate) fn replace(mut self, target: &Path, force: bool, sync: bool) -> Result<()> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mut old = None;
         match std::fs::symlink_metadata(target) {

@@ -161,10 +161,14 @@ pub enum Command {
   coffer prune s3://backups/prod/ --keep-last 7 --keep-daily 14 --keep-weekly 8")]
     Prune(PruneArgs),
 
-    /// Restore an image (file or stdin) into a directory, as the bytes arrive.
+    /// Restore an image (file or stdin) into a directory, as the bytes arrive; or, with
+    /// --until*, a server to a moment: the newest backup before it, then its binary log.
     #[command(after_help = "Examples:
   coffer restore db.coffer --to /var/lib/mysql --key-file backup.key --owner mysql
-  ssh host cat db.coffer | coffer restore - --to /restore --key-file backup.key")]
+  ssh host cat db.coffer | coffer restore - --to /restore --key-file backup.key
+  coffer restore s3://b/prod/ --until '2026-11-27 14:02:59' --to /restore --key-file k
+  coffer restore s3://b/prod/ --until-gtid 0-1-123456 --to /restore --key-file k
+  coffer restore s3://b/prod/ --until-position binlog.000042:1234 --to /restore --key-file k --print-replay")]
     Restore(RestoreArgs),
 
     /// Extract some entries, reading only what they need through the index.

@@ -37,7 +37,7 @@ pub struct RestoreArgs {
     /// With --prepare: set an option of the prepare in place of the backup's own
     /// (backup-my.cnf), e.g. file_key_management_filename=PATH where this host keeps the key
     /// file of an encrypting server. Repeatable.
-    #[arg(long = "prepare-option", value_name = "NAME=VALUE", requires = "prepare")]
+    #[arg(long = "prepare-option", value_name = "NAME=VALUE")]
     pub prepare_options: Vec<coffer_mysql::engine::PrepareOption>,
 
     /// Then move the prepared backup into --datadir (mariabackup --move-back); refuses a
@@ -53,6 +53,39 @@ pub struct RestoreArgs {
     /// where it is not beside the image (in its directory, or under its prefix). Repeatable.
     #[arg(long, value_name = "IMAGE", requires = "prepare")]
     pub base: Vec<PathBuf>,
+
+    /// Point-in-time recovery to a moment: IMAGE is the backups' prefix. The newest backup
+    /// before it is restored and prepared, then the archived binary log replayed: every
+    /// transaction logged before the first one stamped later than this second. UTC unless a
+    /// zone is given (Z, +01:00, -0500); binary log stamps are the source server's clock, in
+    /// Unix seconds.
+    #[arg(long, value_name = "TIME", group = "pitr", conflicts_with_all = ["copy_back", "base"])]
+    pub until: Option<String>,
+
+    /// Point-in-time recovery up to and including this transaction (DOMAIN-SERVER-SEQ; one
+    /// per domain, comma separated: replay stops when each has been applied).
+    #[arg(long, value_name = "GTID", group = "pitr", conflicts_with_all = ["copy_back", "base"])]
+    pub until_gtid: Option<String>,
+
+    /// Point-in-time recovery up to this position of the source's binary log (as SHOW MASTER
+    /// STATUS gives it): every event that ends at or before it; it must lie between
+    /// transactions.
+    #[arg(long, value_name = "FILE:POS", group = "pitr", conflicts_with_all = ["copy_back", "base"])]
+    pub until_position: Option<String>,
+
+    /// With --until*: the binary log archive's prefix [default: IMAGE's prefix + binlog/].
+    #[arg(long, value_name = "PREFIX")]
+    pub binlogs: Option<String>,
+
+    /// With --until*: restore and prepare the backup, write the binary logs it needs into
+    /// TARGET.binlog beside the target, and print the commands that replay them, instead of
+    /// replaying.
+    #[arg(long)]
+    pub print_replay: bool,
+
+    /// With --until*: what was restored and replayed, as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub key: KeyArgs,

@@ -9,6 +9,10 @@ pub struct CatalogArgs {
     /// One JSON object per backup, in an array.
     #[arg(long)]
     pub json: bool,
+    /// The binary log archive's prefix, for each backup's recovery window [default: PREFIX
+    /// + binlog/].
+    #[arg(long, value_name = "PREFIX")]
+    pub binlogs: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -26,6 +30,15 @@ pub struct PruneArgs {
     /// Keep the newest backup of each of the last N weeks that have one (Monday to Sunday, UTC).
     #[arg(long, value_name = "N")]
     pub keep_weekly: Option<usize>,
+    /// Keep point-in-time recovery to any moment of this last span (such as 7d, 36h; units
+    /// s, m, h, d, w): the backups taken in it and the newest from before its start, with
+    /// their chains, and the binary log from that backup's file on. Older binary log
+    /// segments are deleted. Needs the key.
+    #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+    pub keep_pitr: Option<i64>,
+    /// The binary log archive's prefix, for --keep-pitr [default: PREFIX + binlog/].
+    #[arg(long, value_name = "PREFIX", requires = "keep_pitr")]
+    pub binlogs: Option<String>,
     /// Print what would be kept and deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -36,4 +49,20 @@ pub struct PruneArgs {
     /// their chains need; without one, everything older than such a kept backup is kept).
     #[command(flatten)]
     pub key: KeyArgs,
+}
+
+/// `7d`, `36h`, `90m`, `2w`, `3600s` in seconds.
+fn parse_span(s: &str) -> Result<i64, String> {
+    let unit = s.chars().last().ok_or("empty")?;
+    let n: i64 =
+        s[..s.len() - unit.len_utf8()].parse().map_err(|_| format!("{s:?}: expected a number and s, m, h, d or w"))?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h, d or w")),
+    };
+    n.checked_mul(scale).filter(|v| *v > 0).ok_or_else(|| format!("{s:?}: out of range"))
 }

@@ -46,23 +46,19 @@ fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
     let mut previous: Option<&coffer::binlog::SegmentName> = None;
     for (s, listed) in &found {
-        // A segment that does not start where the previous ended (or, after a complete file,
-        // at the next file's start) follows a gap.
-        let follows = match previous {
-            None => true,
-            Some(p) if p.file == s.file => p.end == s.start,
-            Some(p) => p.closed && s.start == 4,
-        };
-        rows.push(json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": !follows && previous.is_some()}));
+        // A segment that does not take up where the previous ended (in the same file, or at
+        // the start of the next after a complete one) follows a gap.
+        let gap = previous.is_some_and(|p| !coffer::binlog::continues(p, s));
+        rows.push(json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap}));
         if !a.json {
-            let gap = if !follows && previous.is_some() { "  (gap before)" } else { "" };
             println!(
-                "{}  {:>10} .. {:<10}  {:>10}{}{gap}",
+                "{}  {:>10} .. {:<10}  {:>10}{}{}",
                 s.file,
                 s.start,
                 s.end,
                 human(listed.size),
-                if s.closed { "  complete" } else { "" }
+                if s.closed { "  complete" } else { "" },
+                if gap { "  (gap before)" } else { "" }
             );
         }
         previous = Some(s);

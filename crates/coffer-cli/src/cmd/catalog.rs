@@ -8,8 +8,8 @@ use serde_json::json;
 
 pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let coffer::catalog::Catalog { backups: found, rows, unread } =
-        coffer::catalog::catalog(&args.prefix, keys.as_ref(), &crate::report::env(quiet, 1))?;
+    let coffer::catalog::Catalog { backups: found, rows, unread, archive } =
+        coffer::catalog::catalog(&args.prefix, args.binlogs.as_deref(), keys.as_ref(), &crate::report::env(quiet, 1))?;
     let outcome = match unread {
         0 => Ok(()),
         n => Err(anyhow::anyhow!("{n} of {} backups could not be read with the key given (see above)", found.len())),
@@ -43,10 +43,38 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
                 line.push_str(&format!("  binlog {}:{}", esc(file), b["binlog"]["position"]));
             }
         }
+        if let Ok(w) = serde_json::from_value::<coffer::pitr::Window>(v["pitr"].clone()) {
+            let when = w.to_time.map(|t| format!(" ({} UTC)", coffer::text::utc(t))).unwrap_or_default();
+            line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
+        } else if archive.is_some() && v["backup"]["binlog"].is_object() {
+            line.push_str("  recoverable to its own point only (its binary log is not archived)");
+        }
         println!("{line}");
     }
     for line in chain_summaries(&rows) {
         println!("{line}");
+    }
+    if let Some(a) = &archive {
+        let when = a.last_time.map(|t| format!(" ({} UTC)", coffer::text::utc(t))).unwrap_or_default();
+        println!(
+            "binlog archive {}: {} segments, {}, {}:{} .. {}:{}{when}",
+            esc(&a.prefix),
+            a.segments,
+            human(a.bytes),
+            esc(&a.first.0),
+            a.first.1,
+            esc(&a.last.0),
+            a.last.1
+        );
+        for (from, to) in &a.gaps {
+            println!(
+                "binlog archive GAP: nothing between {}:{} and {}:{} (recovery cannot cross it)",
+                esc(&from.0),
+                from.1,
+                esc(&to.0),
+                to.1
+            );
+        }
     }
     if !quiet {
         let total: u64 = found.iter().map(|b| b.listed.size).sum();
@@ -62,7 +90,12 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
         weekly: args.keep_weekly.unwrap_or(0),
     };
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let planned = coffer::catalog::prune_plan(&args.prefix, policy, keys.as_ref(), &crate::report::env(quiet, 1))?;
+    let pitr = args.keep_pitr.map(|window| coffer::catalog::KeepPitr {
+        window,
+        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::pitr::default_binlog_prefix(&args.prefix)),
+    });
+    let coffer::catalog::PrunePlan { backups: planned, segments } =
+        coffer::catalog::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), &crate::report::env(quiet, 1))?;
     let mut rows = Vec::new();
     for (b, why, chain) in &planned {
         let (kind, link) = chain_columns(chain);
@@ -82,18 +115,47 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
     }
     let doomed: Vec<&coffer::catalog::Backup> =
         planned.iter().filter(|(_, w, _)| w.is_empty()).map(|(b, _, _)| b).collect();
+    let segment_bytes: u64 = segments.iter().map(|s| s.listed.size).sum();
     if args.json {
-        println!("{}", json!({"dry_run": args.dry_run, "backups": rows}));
+        let names: Vec<&str> = segments.iter().map(|s| s.listed.name.as_str()).collect();
+        println!("{}", json!({"dry_run": args.dry_run, "backups": rows, "binlog_segments_deleted": names}));
+    }
+    if !args.json && !quiet && pitr.is_some() {
+        match (segments.first(), segments.last()) {
+            (Some(a), Some(b)) => eprintln!(
+                "coffer: delete {} binary log segments ({}): {} .. {}",
+                segments.len(),
+                human(segment_bytes),
+                coffer::text::escape(a.listed.name.as_bytes()),
+                coffer::text::escape(b.listed.name.as_bytes())
+            ),
+            _ => eprintln!("coffer: no binary log segment is older than the recovery window needs"),
+        }
     }
     if args.dry_run {
         if !quiet {
-            eprintln!("coffer: --dry-run: {} of {} backups would be deleted; nothing was", doomed.len(), planned.len());
+            eprintln!(
+                "coffer: --dry-run: {} of {} backups and {} binary log segments would be deleted; nothing was",
+                doomed.len(),
+                planned.len(),
+                segments.len()
+            );
         }
         return Ok(());
     }
     let freed = coffer::catalog::prune_apply(&doomed)?;
+    // Oldest first: an interrupted prune leaves the archive whole from some file on.
+    let segments: Vec<&coffer::catalog::Backup> = segments.iter().collect();
+    let freed_logs = coffer::catalog::prune_apply(&segments)?;
     if !quiet {
-        eprintln!("coffer: deleted {} of {} backups ({})", doomed.len(), planned.len(), human(freed));
+        eprintln!(
+            "coffer: deleted {} of {} backups ({}) and {} binary log segments ({})",
+            doomed.len(),
+            planned.len(),
+            human(freed),
+            segments.len(),
+            human(freed_logs)
+        );
     }
     Ok(())
 }

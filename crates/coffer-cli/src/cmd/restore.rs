@@ -4,6 +4,7 @@
 use super::refuse_terminal;
 use crate::cli::{ExtractArgs, RestoreArgs};
 use anyhow::Result;
+use coffer::pitr::{PitrSpec, Until};
 use coffer::restore::{ExtractSpec, RestoreSpec, RestoreSummary};
 use coffer::Location;
 
@@ -23,6 +24,12 @@ impl RestoreArgs {
 }
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
+    if let Some(until) = until(&args)? {
+        return restore_until(args, until, quiet, threads);
+    }
+    if !args.prepare && !args.prepare_options.is_empty() {
+        return Err(crate::exit::usage("--prepare-option goes with --prepare or --until"));
+    }
     let spec = args.spec();
     refuse_terminal(spec.image.as_ref().expect("an image"))?;
     let env = crate::report::env(quiet, threads);
@@ -55,6 +62,82 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     }
     if let Some(datadir) = copy_back {
         coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
+    }
+    Ok(())
+}
+
+/// The point-in-time target asked for, if any.
+fn until(args: &RestoreArgs) -> Result<Option<Until>> {
+    Ok(match (&args.until, &args.until_gtid, &args.until_position) {
+        (Some(t), _, _) => Some(Until::parse_time(t)?),
+        (_, Some(g), _) => Some(Until::parse_gtid(g)?),
+        (_, _, Some(p)) => Some(Until::parse_position(p)?),
+        _ => {
+            if args.print_replay || args.binlogs.is_some() {
+                return Err(crate::exit::usage(
+                    "--print-replay and --binlogs go with --until, --until-gtid or --until-position",
+                ));
+            }
+            None
+        }
+    })
+}
+
+fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -> Result<()> {
+    let backups = args.image.to_string_lossy().into_owned();
+    if !backups.ends_with('/') || !matches!(Location::parse(&backups), Location::Object(_)) {
+        return Err(crate::exit::usage(format!(
+            "{backups}: point-in-time recovery reads the backups under a prefix (s3://B/P/, file:///D/)"
+        )));
+    }
+    let spec = PitrSpec {
+        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::pitr::default_binlog_prefix(&backups)),
+        backups,
+        until,
+        restore: RestoreSpec { image: None, ..args.spec() },
+        options: args.prepare_options.clone(),
+        print_replay: args.print_replay,
+    };
+    let s = coffer::pitr::restore_until(&spec, &crate::report::env(quiet || args.json, threads))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if let Some(commands) = &s.commands {
+        println!("{commands}");
+    }
+    if !quiet {
+        let last = match (&s.last_gtid, s.last_time) {
+            (Some(g), Some(t)) => format!("; the last transaction: GTID {g} at {} UTC", coffer::text::utc(t)),
+            _ => String::new(),
+        };
+        match &s.binlog_dir {
+            Some(dir) => eprintln!(
+                "coffer: restored and prepared {} into {}; the binary logs to replay ({}:{} .. {}:{}, {} transactions) are in {}",
+                s.backups.last().map(String::as_str).unwrap_or_default(),
+                args.to.display(),
+                s.start.0,
+                s.start.1,
+                s.stop.0,
+                s.stop.1,
+                s.transactions,
+                dir.display()
+            ),
+            None => eprintln!(
+                "coffer: restored {} and replayed {} events ({} transactions, {}) from {}:{} to {}:{}{last}; GTID position {}; \
+                 restore {:.1} s, replay {:.1} s, into {}",
+                s.backups.last().map(String::as_str).unwrap_or_default(),
+                s.events,
+                s.transactions,
+                super::human(s.bytes),
+                s.start.0,
+                s.start.1,
+                s.stop.0,
+                s.stop.1,
+                if s.gtid_state.is_empty() { "none" } else { &s.gtid_state },
+                s.restore_seconds,
+                s.replay_seconds,
+                args.to.display()
+            ),
+        }
     }
     Ok(())
 }

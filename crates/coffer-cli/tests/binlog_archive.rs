@@ -1,0 +1,494 @@
+//! `coffer binlog archive` against a real MariaDB through what happens to a server and its
+//! network: a follower that sees the server restarted and its link cut silently reconnects and
+//! leaves an archive whose files are the server's, byte for byte; binary logs purged before
+//! they were archived are a gap, said once (an error without --follow, a warning with it); and
+//! temporary tables and transactions that span a rotation replay from the fetched files.
+
+mod common;
+
+use common::mariadb::{self, Server};
+use common::*;
+use std::io::{BufRead, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The options of a server with the binary log on, on a loopback port, with `extra` (later
+/// ones win).
+fn binlog_options(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut opts: Vec<String> = vec![
+        "--log-bin=binlog".into(),
+        "--server-id=1".into(),
+        "--skip-networking=0".into(),
+        "--bind-address=127.0.0.1".into(),
+        format!("--port={port}"),
+    ];
+    opts.extend(extra.iter().map(|s| s.to_string()));
+    opts
+}
+
+/// A server started with `opts` in `fx`'s `src`, with a replication user `repl` (password
+/// `repl-pw`, in the fixture's file `pw`) allowed from the loopback address.
+fn binlog_server(fx: &Fixture, opts: &[String]) -> Server {
+    let server = Server::start(&fx.path("src"), opts);
+    server.sql(
+        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1';",
+    );
+    fx.write_secret("pw", "repl-pw\n");
+    server
+}
+
+/// `coffer binlog archive` to `prefix` from the server on `port`, with `more` arguments.
+fn archive_args(fx: &Fixture, port: u16, prefix: &str, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "binlog",
+        "archive",
+        "-h",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "-u",
+        "repl",
+        "--password-file",
+        &fx.s("pw"),
+        "-o",
+        prefix,
+        "--key-file",
+        &fx.key(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(more.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run_args(args: &[String]) -> (i32, Vec<u8>, String) {
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// An archive's prefix under the fixture (created).
+fn prefix(fx: &Fixture) -> String {
+    std::fs::create_dir_all(fx.path("arch")).unwrap();
+    format!("file://{}/", fx.path("arch").display())
+}
+
+/// `binlog list --json`.
+fn listed(prefix: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = run(&["binlog", "list", prefix, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_slice::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+/// The server's current binary log file and position.
+fn master_status(server: &Server) -> (String, u64) {
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
+}
+
+/// The server's binary log files, oldest first.
+fn server_logs(server: &Server) -> Vec<String> {
+    server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect()
+}
+
+/// Waits (up to a minute, which no passing run comes near) until `done`; else fails, saying
+/// `what` and the follower's lines.
+#[track_caller]
+fn wait_until(what: &str, log: &Follower, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within a minute; the archiver said:\n{}", log.said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The archive holds the server's binary log up to where it is now.
+fn caught_up<'a>(server: &'a Server, prefix: &'a str) -> impl FnMut() -> bool + 'a {
+    move || {
+        let (file, position) = master_status(server);
+        listed(prefix).last().is_some_and(|s| s["file"] == file.as_str() && s["end"] == position)
+    }
+}
+
+/// An archiver running with --follow, its stderr collected.
+struct Follower {
+    child: std::process::Child,
+    lines: Arc<Mutex<String>>,
+}
+
+impl Follower {
+    fn start(args: &[String]) -> Self {
+        let mut child = coffer()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(String::new()));
+        let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut all = into.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Follower { child, lines }
+    }
+
+    fn said(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines it printed that contain `what`.
+    fn count(&self, what: &str) -> usize {
+        self.said().lines().filter(|l| l.contains(what)).count()
+    }
+
+    /// Stops it (it never ends by itself); fails if it had ended.
+    fn stop(mut self) -> String {
+        let status = self.child.try_wait().unwrap();
+        assert!(status.is_none(), "the follower ended ({status:?}):\n{}", self.said());
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        self.said()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on a loopback port to the server's: cut, it forwards nothing more and closes
+/// nothing (a peer silently gone: the archiver must notice by itself), and holds new
+/// connections unanswered; restored, it forwards new connections again.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (c, h) = (cut.clone(), held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if c.load(Ordering::SeqCst) {
+                    h.lock().unwrap().push(client);
+                    continue;
+                }
+                // A server that is down: the client sees its connection closed.
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else { continue };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), c.clone());
+                pipe(server, client, c.clone());
+            }
+        });
+        Proxy { port, cut, held }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards new connections again; those held while cut are closed.
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+}
+
+/// Copies `from` to `to` until either ends; once cut, reads on and forwards nothing more.
+fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut dead = false;
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    dead |= cut.load(Ordering::SeqCst);
+                    if !dead && to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+/// Compares the fetched files in `dir` with the server's: every closed file byte for byte;
+/// the active one too, but for the in-use flag of its format description, which the server
+/// clears in what it sends.
+fn assert_same_files(server: &Server, dir: &std::path::Path) {
+    let names = server_logs(server);
+    let mut fetched: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    fetched.sort();
+    assert_eq!(fetched, names, "the files fetched are the server's");
+    for (i, name) in names.iter().enumerate() {
+        let (disk, got) = (std::fs::read(server.datadir.join(name)).unwrap(), std::fs::read(dir.join(name)).unwrap());
+        assert_eq!(disk.len(), got.len(), "{name}: as long as the server's");
+        let differing: Vec<usize> =
+            disk.iter().zip(&got).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+        // The format description's flags start at 4 + 17; LOG_EVENT_BINLOG_IN_USE_F is 1.
+        let in_use = differing == [21] && disk[21] ^ got[21] == 1;
+        assert!(differing.is_empty() || (i == names.len() - 1 && in_use), "{name}: bytes {differing:?} differ");
+    }
+}
+
+/// A follower with one-second segments through a server restart (the file ends with STOP; the
+/// server goes on in a new file without a ROTATE) and a silent network cut (no byte and no
+/// heartbeat: the read times out): it reconnects each time, saying so, and the archive has no
+/// gap, and the fetched files are the server's, every byte (no event lost, none twice).
+#[test]
+fn a_follower_survives_restarts_and_silent_cuts_byte_identical() {
+    if !mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let opts = binlog_options(port, &["--binlog-format=ROW"]);
+    let mut server = binlog_server(&fx, &opts);
+    server.sql(
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO d.t SELECT seq, REPEAT('x', 200) FROM d.seq_1_to_300;",
+    );
+    let proxy = Proxy::start(port);
+    let prefix = prefix(&fx);
+    let follower = Follower::start(&archive_args(&fx, proxy.port, &prefix, &["--follow", "--segment-time", "1"]));
+    for i in 0..5 {
+        server.sql(&format!(
+            "INSERT INTO d.t VALUES ({}, 'while following'); UPDATE d.t SET v = 'u' WHERE id = {i}",
+            1000 + i
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until("the archive follows the writes", &follower, caught_up(&server, &prefix));
+
+    // A clean restart: the file ends with a STOP event, the server goes on in a new file.
+    let before = follower.count("reconnecting in");
+    server.stop();
+    let server = Server::open(&fx.path("src"), &opts);
+    server.sql("INSERT INTO d.t VALUES (2000, 'after the restart'); DELETE FROM d.t WHERE id BETWEEN 10 AND 20;");
+    wait_until("the archive follows after the restart", &follower, caught_up(&server, &prefix));
+    assert!(follower.count("reconnecting in") > before, "{}", follower.said());
+    let logs = server_logs(&server);
+    let stopped = std::fs::read(server.datadir.join(&logs[logs.len() - 2])).unwrap();
+    assert_eq!(stopped[stopped.len() - 23 + 4], 3, "the file before the restart ends with a STOP event");
+
+    // A silent cut: the archiver hears nothing, not even heartbeats, and must notice.
+    proxy.cut();
+    server.sql(
+        "INSERT INTO d.t VALUES (3000, 'during the cut'); FLUSH BINARY LOGS; INSERT INTO d.t VALUES (3001, 'cut');",
+    );
+    wait_until("the archiver notices the dead link", &follower, || {
+        follower.count("nothing from the server in 10 s") > 0
+    });
+    proxy.restore();
+    server.sql("INSERT INTO d.t VALUES (4000, 'restored'); UPDATE d.t SET v = 'w' WHERE id > 100;");
+    server.sql("FLUSH BINARY LOGS; INSERT INTO d.t VALUES (5000, 'last');");
+    wait_until("the archive follows after the cut", &follower, caught_up(&server, &prefix));
+    let said = follower.stop();
+    // One line per reconnection, saying what broke and when it tries again.
+    let cut_line = said.lines().find(|l| l.contains("nothing from the server in 10 s")).unwrap();
+    assert!(
+        cut_line.starts_with("coffer: warning: the binary log stream broke: ")
+            && cut_line.contains("; reconnecting in "),
+        "{said}"
+    );
+    assert!(!said.contains("gap"), "{said}");
+
+    let segments = listed(&prefix);
+    assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:?}");
+    // The file the restart ended is complete (its STOP event), as its name says.
+    let stopped_name = &logs[logs.len() - 2];
+    assert!(segments.iter().any(|s| s["file"] == stopped_name.as_str() && s["closed"] == true), "{segments:?}");
+    let out = fx.path("fetched");
+    expect(0, &["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &fx.key()]);
+    assert_same_files(&server, &out);
+}
+
+/// Binary logs purged before the archiver read them: without --follow the run archives what
+/// is left and exits 1, one line naming the gap; `binlog list` marks the segment after it; with
+/// --follow, a warning and the archiver goes on.
+#[test]
+fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
+    if !mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = binlog_server(&fx, &binlog_options(port, &["--binlog-format=ROW"]));
+    server.sql("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); INSERT INTO d.t VALUES (1, 'a');");
+    let prefix = prefix(&fx);
+    let once = archive_args(&fx, port, &prefix, &[]);
+    let (code, _, err) = run_args(&once);
+    assert_eq!(code, 0, "{err}");
+    let archived_to = master_status(&server).0;
+    assert!(!listed(&prefix).is_empty());
+
+    let purge = |first: i32| {
+        for i in first..first + 3 {
+            server.sql(&format!("INSERT INTO d.t VALUES ({i}, 'lost'); FLUSH BINARY LOGS;"));
+        }
+        let newest = master_status(&server).0;
+        server.sql(&format!("PURGE BINARY LOGS TO '{newest}'; INSERT INTO d.t VALUES ({}, 'kept');", first + 100));
+        // The oldest file left (the server keeps a file until its binlog checkpoint is past).
+        let left = server_logs(&server).remove(0);
+        assert_ne!(left, archived_to);
+        left
+    };
+    let oldest_left = purge(10);
+    let (code, _, err) = run_args(&once);
+    assert_eq!(code, 1, "{err}");
+    let gap_lines: Vec<&str> = err.lines().filter(|l| l.contains("gap") || l.contains("purged")).collect();
+    assert_eq!(gap_lines.len(), 1, "{err}");
+    let line = gap_lines[0];
+    assert!(
+        line.starts_with("coffer: ")
+            && line.contains("gap in the archive")
+            && line.contains(&format!("from {archived_to} at "))
+            && line.contains(&format!("to the start of {oldest_left}"))
+            && line.contains("point-in-time recovery cannot cross it"),
+        "{err}"
+    );
+    // What the server still had was archived, and the next run starts after it, without error.
+    let (code, _, err) = run_args(&once);
+    assert_eq!(code, 0, "{err}");
+    let segments = listed(&prefix);
+    let marked: Vec<_> = segments.iter().filter(|s| s["gap_before"] == true).collect();
+    assert_eq!(marked.len(), 1, "{segments:?}");
+    assert_eq!((marked[0]["file"].as_str().unwrap(), marked[0]["start"].as_u64()), (oldest_left.as_str(), Some(4)));
+    let text = String::from_utf8(run(&["binlog", "list", &prefix]).1).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains("(gap before)")).count(), 1, "{text}");
+
+    // Following: the gap is a warning, and the archiver goes on.
+    let oldest_left = purge(20);
+    let follower = Follower::start(&archive_args(&fx, port, &prefix, &["--follow", "--segment-time", "1"]));
+    wait_until("the follower archives past the gap", &follower, caught_up(&server, &prefix));
+    server.sql("INSERT INTO d.t VALUES (500, 'after the gap')");
+    wait_until("the follower goes on", &follower, caught_up(&server, &prefix));
+    let said = follower.stop();
+    let warned: Vec<&str> = said.lines().filter(|l| l.contains("purged")).collect();
+    assert_eq!(warned.len(), 1, "{said}");
+    assert!(
+        warned[0].starts_with("coffer: warning: ")
+            && warned[0].contains(&format!("to the start of {oldest_left}"))
+            && warned[0].contains("archiving on"),
+        "{said}"
+    );
+    let segments = listed(&prefix);
+    let marked: Vec<_> = segments.iter().filter(|s| s["gap_before"] == true).collect();
+    assert_eq!(marked.len(), 2, "{segments:?}");
+    assert_eq!((marked[1]["file"].as_str().unwrap(), marked[1]["start"].as_u64()), (oldest_left.as_str(), Some(4)));
+}
+
+/// A session of its own on `server`'s socket (as `app`), for statements interleaved with
+/// other sessions'.
+fn session(server: &Server) -> coffer_mysql::client::Client {
+    use coffer_mysql::client::{Client, Target};
+    Client::connect(&Target::Socket(server.socket.clone()), "app", b"app-pw", Duration::from_secs(30), None).unwrap()
+}
+
+fn exec(c: &mut coffer_mysql::client::Client, sql: &str) {
+    if let Err(e) = c.query(sql) {
+        panic!("{sql}: {e}");
+    }
+}
+
+/// A temporary table created in one file and used in the next from the same session, and a
+/// transaction whose statements come before and after another session's FLUSH BINARY LOGS:
+/// archived, fetched, and replayed in one client session (`mariadb-binlog F1 F2 ... | mariadb`)
+/// into a fresh server, the tables are the source's (CHECKSUM TABLE). With MIXED logging (the
+/// temporary table's statements are in the log) and ROW.
+#[test]
+fn temporary_tables_and_transactions_across_rotations_replay_from_the_archive() {
+    if !mariadb::available() || mariadb::which("mariadb-binlog").is_none() {
+        return;
+    }
+    for format in ["MIXED", "ROW"] {
+        let fx = Fixture::new();
+        let port = free_port();
+        let server = binlog_server(&fx, &binlog_options(port, &[&format!("--binlog-format={format}")]));
+        server.sql(
+            "CREATE USER 'app'@'localhost' IDENTIFIED BY 'app-pw'; GRANT ALL ON *.* TO 'app'@'localhost'; \
+             CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(100)); \
+             CREATE TABLE d.u (id INT PRIMARY KEY AUTO_INCREMENT, v INT);",
+        );
+        let (mut a, mut b) = (session(&server), session(&server));
+        exec(&mut a, "CREATE TEMPORARY TABLE d.tmp (id INT PRIMARY KEY, v VARCHAR(100))");
+        exec(&mut a, "INSERT INTO d.tmp VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')");
+        exec(&mut a, "INSERT INTO d.t SELECT id, v FROM d.tmp WHERE id <= 2");
+        exec(&mut b, "FLUSH BINARY LOGS");
+        // The next file: the temporary table of the file before, from the same session.
+        exec(&mut a, "UPDATE d.tmp SET v = CONCAT(v, '-later')");
+        exec(&mut a, "INSERT INTO d.t SELECT id, v FROM d.tmp WHERE id > 2");
+        // A transaction around another session's rotation.
+        exec(&mut b, "BEGIN");
+        exec(&mut b, "INSERT INTO d.u (v) VALUES (1)");
+        exec(&mut b, "UPDATE d.t SET v = 'in the transaction' WHERE id = 1");
+        exec(&mut a, "FLUSH BINARY LOGS");
+        exec(&mut b, "INSERT INTO d.u (v) VALUES (2)");
+        exec(&mut b, "DELETE FROM d.t WHERE id = 2");
+        exec(&mut b, "COMMIT");
+        exec(&mut a, "INSERT INTO d.t SELECT id + 100, v FROM d.tmp");
+        exec(&mut b, "FLUSH BINARY LOGS");
+        exec(&mut a, "INSERT INTO d.t SELECT id + 200, v FROM d.tmp");
+        exec(&mut a, "DROP TEMPORARY TABLE d.tmp");
+        exec(&mut a, "INSERT INTO d.u (v) SELECT COUNT(*) FROM d.t");
+        drop((a, b));
+        let logs = server_logs(&server);
+        assert!(logs.len() >= 4, "{logs:?}");
+
+        let prefix = prefix(&fx);
+        let (code, _, err) = run_args(&archive_args(&fx, port, &prefix, &["--segment-size", "4K"]));
+        assert_eq!(code, 0, "{err}");
+        let out = fx.path("fetched");
+        expect(0, &["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &fx.key()]);
+        assert_same_files(&server, &out);
+
+        // The whole log, every file in one session of a fresh server.
+        let fresh = Server::start(&fx.path("fresh"), &[]);
+        let decoded = std::process::Command::new(mariadb::which("mariadb-binlog").unwrap())
+            .arg("--no-defaults")
+            .args(logs.iter().map(|l| out.join(l)))
+            .output()
+            .unwrap();
+        assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+        if format == "MIXED" {
+            let text = String::from_utf8_lossy(&decoded.stdout);
+            assert!(text.contains("CREATE TEMPORARY TABLE"), "the temporary table is in the log");
+        }
+        let mut replay = std::process::Command::new(mariadb::which("mariadb").unwrap())
+            .arg(format!("--socket={}", fresh.socket.display()))
+            .arg("-uroot")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        replay.stdin.take().unwrap().write_all(&decoded.stdout).unwrap();
+        let replayed = replay.wait_with_output().unwrap();
+        assert!(replayed.status.success(), "{format}: {}", String::from_utf8_lossy(&replayed.stderr));
+        let sums = |s: &Server| s.sql("CHECKSUM TABLE d.t, d.u; SELECT COUNT(*), GROUP_CONCAT(v ORDER BY id) FROM d.t");
+        assert_eq!(sums(&fresh), sums(&server), "{format}");
+        assert!(sums(&server).contains("three-later"), "{}", sums(&server));
+    }
+}

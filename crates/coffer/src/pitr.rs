@@ -1,0 +1,1262 @@
+//! Point-in-time recovery: the newest backup before a target, restored and prepared, then the
+//! archived binary log replayed into it up to the target, through one client session of a
+//! private server (docs/FORMAT.md Appendix C.4 says exactly where replay stops).
+//!
+//! Nothing is written to the target until the whole plan holds: a backup before the target,
+//! an archive that covers the way from the backup's binlog position to the target without a
+//! gap, every segment read and checked. The backup is restored, prepared and replayed beside
+//! the target, and takes its place only when replay has ended cleanly.
+
+use crate::binlog::{continues, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY};
+use crate::chain::Known;
+use crate::error::{Context, Error, Result};
+use crate::location::Location;
+use crate::restore::{Beside, RestoreSpec};
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_mysql::client::{Client, EventHeader, Target};
+use coffer_mysql::engine::PrepareOption;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A GTID position (MariaDB): per replication domain, the server id and sequence number.
+pub type Gtids = BTreeMap<u32, (u32, u64)>;
+
+/// Where replay stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Until {
+    /// Unix seconds: every transaction the log holds before the first one stamped later than
+    /// this second (the second itself included).
+    Time(i64),
+    /// The transactions up to and including these GTIDs (each domain's), and every transaction
+    /// logged before the last of them ends.
+    Gtid(Gtids),
+    /// The log up to this position of this file: every event that ends at or before it.
+    Position(String, u32),
+}
+
+impl Until {
+    /// `2026-11-27 14:02:59` (UTC), with `T` for the space if wished, and a zone if given:
+    /// `Z`, `UTC`, `+01:00`, `-0500`.
+    pub fn parse_time(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::usage(format!(
+                "--until {text:?}: {why} (expected YYYY-MM-DD HH:MM:SS, UTC unless a zone such as +01:00 is given)"
+            ))
+        };
+        let t = text.trim();
+        if t.len() < 19 || !t.is_char_boundary(19) {
+            return Err(bad("too short"));
+        }
+        let (clock, zone) = t.split_at(19);
+        let b = clock.as_bytes();
+        let seps = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+        if seps.iter().any(|&(i, c)| b[i] != c) || !(b[10] == b' ' || b[10] == b'T') {
+            return Err(bad("not a date and time"));
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64> {
+            let s = &clock[r];
+            if s.bytes().all(|c| c.is_ascii_digit()) {
+                Ok(s.parse().expect("digits"))
+            } else {
+                Err(bad("not a date and time"))
+            }
+        };
+        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+            return Err(bad("no such date or time"));
+        }
+        let offset = match zone.trim() {
+            "" | "Z" | "UTC" | "utc" | "z" => 0,
+            z if z.starts_with('.') => return Err(bad("binary log times are whole seconds")),
+            z => parse_offset(z).ok_or_else(|| bad("the zone must be Z, UTC or an offset such as +01:00"))?,
+        };
+        Ok(Until::Time(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset))
+    }
+
+    /// `0-1-123456`, or one per domain, comma separated.
+    pub fn parse_gtid(text: &str) -> Result<Self> {
+        let gtids = parse_gtids(text).ok_or_else(|| {
+            Error::usage(format!("--until-gtid {text:?}: expected DOMAIN-SERVER-SEQ, one per domain, comma separated"))
+        })?;
+        if gtids.is_empty() {
+            return Err(Error::usage("--until-gtid: no GTID given"));
+        }
+        Ok(Until::Gtid(gtids))
+    }
+
+    /// `binlog.000042:1234`.
+    pub fn parse_position(text: &str) -> Result<Self> {
+        let bad =
+            || Error::usage(format!("--until-position {text:?}: expected FILE:POSITION, such as binlog.000042:1234"));
+        let (file, pos) = text.rsplit_once(':').ok_or_else(bad)?;
+        let pos: u32 = pos.parse().map_err(|_| bad())?;
+        if !coffer_mysql::meta::is_binlog_file_name(file) || pos < 4 {
+            return Err(bad());
+        }
+        Ok(Until::Position(file.to_owned(), pos))
+    }
+
+    /// The target as messages say it.
+    pub fn shown(&self) -> String {
+        match self {
+            Until::Time(t) => format!("{} UTC", crate::text::utc(*t)),
+            Until::Gtid(g) => format!("GTID {}", gtid_text(g)),
+            Until::Position(f, p) => format!("{f}:{p}"),
+        }
+    }
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `+01:00`, `-0500`, `+02` in seconds east of UTC.
+fn parse_offset(z: &str) -> Option<i64> {
+    let (sign, rest) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|c| c.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    (h <= 14 && m <= 59).then_some(sign * (h * 3600 + m * 60))
+}
+
+/// `domain-server-seq` joined by commas, as MariaDB writes positions.
+pub fn gtid_text(g: &Gtids) -> String {
+    g.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(",")
+}
+
+/// A MariaDB GTID list (`0-1-100,1-2-5`; empty: none); `None` if it is not one, or names a
+/// domain twice.
+pub fn parse_gtids(text: &str) -> Option<Gtids> {
+    let mut out = Gtids::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut n = part.splitn(3, '-');
+        let (d, s, q) = (n.next()?.parse().ok()?, n.next()?.parse().ok()?, n.next()?.parse().ok()?);
+        if out.insert(d, (s, q)).is_some() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// A point-in-time restore, as a user asks for it.
+#[derive(Debug, Clone)]
+pub struct PitrSpec {
+    /// The prefix the backups are under.
+    pub backups: String,
+    /// The prefix of the binary log archive.
+    pub binlogs: String,
+    /// Where replay stops.
+    pub until: Until,
+    /// The target directory, secrets, owner, --force, durability.
+    pub restore: RestoreSpec,
+    /// The engine's prepare options (also the replay server's).
+    pub options: Vec<PrepareOption>,
+    /// Restore and prepare, write the binary logs beside the target, and give the replay's
+    /// commands instead of running them.
+    pub print_replay: bool,
+}
+
+/// What a point-in-time restore did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PitrSummary {
+    /// The backups restored (a chain: full first).
+    pub backups: Vec<String>,
+    /// Where replay started: the backup's binlog position.
+    pub start: (String, u32),
+    /// Where replay stopped.
+    pub stop: (String, u32),
+    /// Events replayed.
+    pub events: u64,
+    /// Transactions replayed.
+    pub transactions: u64,
+    /// Bytes of the events replayed.
+    pub bytes: u64,
+    /// The GTID of the last transaction replayed.
+    pub last_gtid: Option<String>,
+    /// Its time (Unix seconds, the source's clock).
+    pub last_time: Option<i64>,
+    /// The server's GTID position after replay (set as its `gtid_slave_pos`).
+    pub gtid_state: String,
+    /// Seconds to restore and prepare.
+    pub restore_seconds: f64,
+    /// Seconds to replay (server start, replay, shutdown).
+    pub replay_seconds: f64,
+    /// With `print_replay`: where the binary logs are.
+    pub binlog_dir: Option<PathBuf>,
+    /// With `print_replay`: the commands that replay them.
+    pub commands: Option<String>,
+}
+
+/// The archive's segments, in log order, with what reads them.
+struct Archive<'a> {
+    segments: Vec<(SegmentName, coffer_store::Listed)>,
+    unlocks: &'a [Unlock],
+    env: &'a Env,
+}
+
+impl Archive<'_> {
+    fn location(&self, i: usize) -> Location {
+        Location::Object(self.segments[i].1.object.url().to_owned())
+    }
+
+    /// The events of segment `i`, exactly as long as its name says.
+    fn events(&self, i: usize) -> Result<Vec<u8>> {
+        let (s, listed) = &self.segments[i];
+        let want = u64::from(s.end - s.start);
+        let bytes = crate::binlog::read_entry(&self.location(i), self.unlocks, EVENTS_ENTRY, want, self.env)?;
+        if bytes.len() as u64 != want {
+            crate::bail!("{}: it holds {} bytes, its name says {want}", listed.name, bytes.len());
+        }
+        Ok(bytes)
+    }
+
+    /// The time of the last event of segment `i`, from its description.
+    fn last_time(&self, i: usize) -> Result<i64> {
+        let bytes = crate::binlog::read_entry(&self.location(i), self.unlocks, SEGMENT_ENTRY, 1 << 16, self.env)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::msg(format!("{}: its description: {e}", self.segments[i].1.name)))?;
+        v["last_event_time"]
+            .as_i64()
+            .ok_or_else(|| Error::msg(format!("{}: its description has no last_event_time", self.segments[i].1.name)))
+    }
+
+    /// The first segment whose events reach `(file, pos)` (the one that holds the event
+    /// starting there, or ends there).
+    fn find(&self, file: &str, pos: u32) -> Option<usize> {
+        let at = (file_number(file), pos);
+        self.segments.iter().position(|(s, _)| (file_number(&s.file), s.end) >= at)
+    }
+
+    /// The first segment of `file` if the archive holds it from its start.
+    fn file_start(&self, file: &str) -> Option<usize> {
+        self.segments.iter().position(|(s, _)| s.file == file && s.start == 4)
+    }
+}
+
+fn file_number(file: &str) -> u64 {
+    file.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
+/// One event of a segment: where it starts in its file, its header and bytes.
+struct Event<'a> {
+    start: u32,
+    header: EventHeader,
+    bytes: &'a [u8],
+}
+
+/// The events of a segment's bytes, each checked to end where its header says.
+fn events_of<'a>(seg: &SegmentName, bytes: &'a [u8]) -> Result<Vec<Event<'a>>> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let size = rest
+            .get(9..13)
+            .map(|s| u32::from_le_bytes(s.try_into().expect("4")) as usize)
+            .filter(|&n| n >= EventHeader::LEN && n <= rest.len())
+            .ok_or_else(|| Error::msg(format!("{} at {}: an event cut short", seg.file, seg.start as usize + at)))?;
+        let e = &rest[..size];
+        let header = EventHeader::parse(e).map_err(Error::other)?;
+        let start = seg.start + at as u32;
+        if u64::from(header.log_pos) != u64::from(start) + size as u64 {
+            crate::bail!(
+                "{} at {start}: the event says it ends at {}, not {}",
+                seg.file,
+                header.log_pos,
+                start as usize + size
+            );
+        }
+        out.push(Event { start, header, bytes: e });
+        at += size;
+    }
+    Ok(out)
+}
+
+/// MariaDB's event types that mark transactions.
+const QUERY: u8 = 2;
+const STOP: u8 = 3;
+const ROTATE: u8 = 4;
+const XID: u8 = 16;
+const GTID: u8 = 0xa2;
+
+/// A GTID event's GTID and whether it starts a transaction of one statement (no BEGIN): its
+/// body is seq u64, domain u32, flags u8 (bit 0: standalone).
+fn gtid_of(e: &Event) -> Option<((u32, u32, u64), bool)> {
+    let body = e.bytes.get(EventHeader::LEN..EventHeader::LEN + 13)?;
+    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let domain = u32::from_le_bytes(body[8..12].try_into().ok()?);
+    Some(((domain, e.header.server_id, seq), body[12] & 1 != 0))
+}
+
+/// Does a QUERY event end a transaction (`COMMIT`, `ROLLBACK`, with or without a checksum)?
+fn ends_transaction(e: &Event) -> bool {
+    let b = e.bytes;
+    [0usize, 4].iter().any(|&cut| {
+        let text = &b[..b.len().saturating_sub(cut)];
+        text.ends_with(b"COMMIT") || text.ends_with(b"ROLLBACK")
+    })
+}
+
+/// Walks events from a backup's position, knowing where transactions begin and end.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Inside a transaction (after its GTID event, before its XID or COMMIT).
+    open: bool,
+    /// The open transaction is one statement: it ends with its next QUERY event.
+    standalone: bool,
+    events: u64,
+    transactions: u64,
+    bytes: u64,
+    last_gtid: Option<(u32, u32, u64)>,
+    last_time: Option<i64>,
+    applied: Gtids,
+    /// The GTID of the open transaction.
+    current: Option<(u32, u32, u64)>,
+}
+
+impl Walk {
+    /// Takes `e` into the replay.
+    fn take(&mut self, e: &Event) {
+        self.events += 1;
+        self.bytes += e.bytes.len() as u64;
+        match e.header.type_code {
+            GTID => {
+                if let Some((g, standalone)) = gtid_of(e) {
+                    self.open = true;
+                    self.standalone = standalone;
+                    self.current = Some(g);
+                    self.transactions += 1;
+                    self.last_time = Some(i64::from(e.header.timestamp));
+                }
+            }
+            XID => self.close(),
+            QUERY if self.open && (self.standalone || ends_transaction(e)) => self.close(),
+            _ => {}
+        }
+    }
+
+    fn close(&mut self) {
+        self.open = false;
+        if let Some(g @ (d, s, n)) = self.current.take() {
+            self.applied.insert(d, (s, n));
+            self.last_gtid = Some(g);
+        }
+    }
+}
+
+/// What a binary log archive holds, as `catalog` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Overview {
+    /// Its prefix.
+    pub prefix: String,
+    /// Segments, and their bytes (as stored).
+    pub segments: usize,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Where it begins and ends in the server's log.
+    pub first: (String, u32),
+    /// Where it ends.
+    pub last: (String, u32),
+    /// The time of its last event (with a key).
+    pub last_time: Option<i64>,
+    /// Its gaps: where each begins and ends.
+    pub gaps: Vec<((String, u32), (String, u32))>,
+}
+
+/// How far a backup can be recovered: from its binlog position to the end of the archive's
+/// unbroken run from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// The backup's binlog position.
+    pub from: (String, u32),
+    /// The last position the archive reaches from it without a gap.
+    pub to: (String, u32),
+    /// The time of the last event there (with a key).
+    pub to_time: Option<i64>,
+}
+
+/// The archive under `binlogs` (none if it holds no segment), and each backup's window from
+/// its binlog position (`None`: no position, or the archive does not hold its file from the
+/// start). With secrets, the windows' end times are read (one small read per unbroken run).
+pub fn windows(
+    binlogs: &str,
+    positions: &[Option<(String, u64)>],
+    unlocks: Option<&[Unlock]>,
+    env: &Env,
+) -> Result<(Option<Overview>, Vec<Option<Window>>)> {
+    let segments = crate::binlog::segments(binlogs, env)?;
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+        return Ok((None, vec![None; positions.len()]));
+    };
+    let names: Vec<SegmentName> = segments.iter().map(|(s, _)| s.clone()).collect();
+    // Each segment's run's last segment.
+    let mut run_end = vec![0; names.len()];
+    let mut end = names.len() - 1;
+    for i in (0..names.len()).rev() {
+        if i + 1 < names.len() && !continues(&names[i], &names[i + 1]) {
+            end = i;
+        }
+        run_end[i] = end;
+    }
+    let empty: &[Unlock] = &[];
+    let archive = Archive { segments: segments.clone(), unlocks: unlocks.unwrap_or(empty), env };
+    let mut times: BTreeMap<usize, Option<i64>> = BTreeMap::new();
+    let mut time_of = |i: usize| -> Option<i64> {
+        unlocks?;
+        *times.entry(i).or_insert_with(|| archive.last_time(i).ok())
+    };
+    let windows = positions
+        .iter()
+        .map(|p| {
+            let (file, pos) = p.as_ref()?;
+            let pos = u32::try_from(*pos).ok()?;
+            let start = archive.file_start(file)?;
+            let reach = run_end[start];
+            let (s, _) = &segments[reach];
+            ((file_number(&s.file), s.end) >= (file_number(file), pos)).then(|| Window {
+                from: (file.clone(), pos),
+                to: (s.file.clone(), s.end),
+                to_time: time_of(reach),
+            })
+        })
+        .collect();
+    let overview = Overview {
+        prefix: binlogs.to_owned(),
+        segments: segments.len(),
+        bytes: segments.iter().map(|(_, l)| l.size).sum(),
+        first: (first.0.file.clone(), first.0.start),
+        last: (last.0.file.clone(), last.0.end),
+        last_time: time_of(segments.len() - 1),
+        gaps: crate::binlog::gaps(&names).into_iter().map(|(a, b)| ((a.file, a.end), (b.file, b.start))).collect(),
+    };
+    Ok((Some(overview), windows))
+}
+
+/// The backups under the prefix that recorded a binlog position, oldest position first.
+fn backups_with_positions(
+    prefix: &str,
+    unlocks: &[Unlock],
+    env: &Env,
+) -> Result<(Vec<Known>, crate::chain::Neighbours)> {
+    let neighbours = crate::chain::neighbours(&Location::Object(prefix.to_owned()), &[], unlocks, env)?;
+    for (shown, why, _) in &neighbours.unread {
+        env.report.warn(&format!("{shown}: {why}"));
+    }
+    let mut known: Vec<Known> = neighbours.known.iter().filter(|k| k.info.binlog.is_some()).cloned().collect();
+    known.sort_by_key(position_of);
+    Ok((known, neighbours))
+}
+
+fn position_of(k: &Known) -> (u64, u64) {
+    let b = k.info.binlog.as_ref().expect("filtered");
+    (file_number(&b.file), b.position)
+}
+
+/// The archive's prefix from the backups' (`PREFIX/binlog/`).
+pub fn default_binlog_prefix(backups: &str) -> String {
+    format!("{}binlog/", backups)
+}
+
+/// Plans the restore: the backup, and the binary log up to the target, read and checked into a
+/// private directory beside the target. Then restores, prepares and replays (or, with
+/// `print_replay`, gives the commands).
+pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
+    let to = &spec.restore.to;
+    if !spec.restore.force && std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+        crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
+    }
+    let unlocks = crate::keys::unlocks(&spec.restore.keys, env)?;
+    let archive = Archive { segments: crate::binlog::segments(&spec.binlogs, env)?, unlocks: &unlocks, env };
+    if archive.segments.is_empty() {
+        crate::bail!("{}: no archived binary log there", spec.binlogs);
+    }
+    let (backups, neighbours) = backups_with_positions(&spec.backups, &unlocks, env)?;
+    if backups.is_empty() {
+        crate::bail!(
+            "{}: no backup there recorded a binary log position (a backup of a server with log_bin on, read with the secrets given)",
+            spec.backups
+        );
+    }
+    let backup = choose_backup(&spec.until, &backups, &archive)?;
+    let chain = match backup.link.kind {
+        coffer_mysql::meta::BackupKind::Full => vec![backup.clone()],
+        _ => crate::chain::resolve(backup, &neighbours)?,
+    };
+    let from = backup.info.binlog.clone().expect("filtered");
+    let start = (from.file.clone(), u32::try_from(from.position).unwrap_or(u32::MAX));
+    // The binary log, read and checked before anything else is written.
+    let logs = Beside::create(to, "binlog")?;
+    let (walk, stop, files) = gather(&archive, &start, &spec.until, &logs.path)?;
+    env.report.say(&format!(
+        "restoring {} ({}, binlog {}:{}), then replaying its binary log to {} ({}:{})",
+        backup.shown(),
+        backup.what(),
+        start.0,
+        start.1,
+        spec.until.shown(),
+        stop.0,
+        stop.1
+    ));
+
+    let mut state = parse_gtids(from.gtid.as_deref().unwrap_or_default()).unwrap_or_default();
+    state.extend(walk.applied.iter().map(|(d, v)| (*d, *v)));
+    let mut summary = PitrSummary {
+        backups: chain.iter().map(Known::shown).collect(),
+        start: start.clone(),
+        stop: stop.clone(),
+        events: walk.events,
+        transactions: walk.transactions,
+        bytes: walk.bytes,
+        last_gtid: walk.last_gtid.map(|(d, s, n)| format!("{d}-{s}-{n}")),
+        last_time: walk.last_time,
+        gtid_state: gtid_text(&state),
+        ..Default::default()
+    };
+
+    let t = Instant::now();
+    let (staging, _) = crate::restore::stage_chain(&chain, &unlocks, &spec.restore, &spec.options, env)?;
+    summary.restore_seconds = t.elapsed().as_secs_f64();
+    let replay = Replay::new(&staging.path, &logs.path, &files, &start, &stop, &summary.gtid_state, &spec.options)?;
+    if spec.print_replay {
+        let dir = beside_name(to, "binlog");
+        if dir.exists() {
+            crate::bail!("{} exists: move it away to have the binary logs written there", dir.display());
+        }
+        staging.replace(to, spec.restore.force, spec.restore.sync)?;
+        let replay = Replay { datadir: to.clone(), ..replay };
+        replay.write_options(&logs.path)?;
+        logs.keep_as(&dir)?;
+        let replay = Replay { logs: dir.clone(), ..replay };
+        summary.commands = Some(replay.commands());
+        summary.binlog_dir = Some(dir);
+        return Ok(summary);
+    }
+    let t = Instant::now();
+    replay.run(env)?;
+    summary.replay_seconds = t.elapsed().as_secs_f64();
+    write_report(&staging.path, &summary)?;
+    staging.replace(to, spec.restore.force, spec.restore.sync)?;
+    Ok(summary)
+}
+
+/// `TARGET.binlog`, beside the target.
+fn beside_name(to: &Path, what: &str) -> PathBuf {
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "restore".into());
+    to.with_file_name(format!("{name}.{what}"))
+}
+
+/// The newest backup whose binlog position is before the target.
+fn choose_backup<'a>(until: &Until, backups: &'a [Known], archive: &Archive) -> Result<&'a Known> {
+    let oldest = &backups[0];
+    let before = |why: String| {
+        Error::msg(format!(
+            "{} is before the oldest backup that point-in-time recovery can start from ({}, binlog {}:{}{}): {why}",
+            until.shown(),
+            oldest.shown(),
+            oldest.info.binlog.as_ref().map_or("", |b| b.file.as_str()),
+            oldest.info.binlog.as_ref().map_or(0, |b| b.position),
+            oldest.info.end_time.as_deref().map(|t| format!(", ended {t}")).unwrap_or_default()
+        ))
+    };
+    let at_or_before = |file: &str, pos: u64| backups.iter().rev().find(|k| position_of(k) <= (file_number(file), pos));
+    match until {
+        Until::Position(file, pos) => {
+            at_or_before(file, u64::from(*pos)).ok_or_else(|| before("nothing to replay onto".into()))
+        }
+        Until::Gtid(target) => backups
+            .iter()
+            .rev()
+            .find(|k| {
+                let state = k.info.binlog.as_ref().and_then(|b| parse_gtids(b.gtid.as_deref()?)).unwrap_or_default();
+                target.iter().all(|(d, (_, n))| state.get(d).is_none_or(|(_, m)| m < n))
+            })
+            .ok_or_else(|| before("every backup holds it already".into())),
+        Until::Time(t) => {
+            let (file, pos) = time_stop_estimate(archive, *t)?;
+            at_or_before(&file, u64::from(pos)).ok_or_else(|| before("no backup was taken before it".into()))
+        }
+    }
+}
+
+/// Where replay to the time `t` stops, to choose the backup: the start of the first
+/// transaction stamped after `t`, found through the segments' last event times, then event by
+/// event.
+fn time_stop_estimate(archive: &Archive, t: i64) -> Result<(String, u32)> {
+    let n = archive.segments.len();
+    // The first segment whose last event is later than t (times rise along the log).
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if archive.last_time(mid)? > t {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if lo == n {
+        let last = &archive.segments[n - 1].0;
+        crate::bail!(
+            "{} is after the last archived event ({} at {}, {} UTC): the archive cannot prove what happened until then",
+            Until::Time(t).shown(),
+            last.file,
+            last.end,
+            crate::text::utc(archive.last_time(n - 1)?)
+        );
+    }
+    for i in lo.saturating_sub(1)..n {
+        let seg = &archive.segments[i].0;
+        let bytes = archive.events(i)?;
+        for e in events_of(seg, &bytes)? {
+            if e.header.type_code == GTID && i64::from(e.header.timestamp) > t {
+                return Ok((seg.file.clone(), e.start));
+            }
+        }
+    }
+    let last = &archive.segments[n - 1].0;
+    Ok((last.file.clone(), last.end))
+}
+
+/// Reads the archive from the start of the backup's file through the target, writing each file
+/// into `dir` (as the server wrote it, up to where replay stops), and walking the events from
+/// `start`: checks that the archive holds all of it, with no gap. Returns the walk, where it
+/// stops, and the files written, in order.
+fn gather(
+    archive: &Archive,
+    start: &(String, u32),
+    until: &Until,
+    dir: &Path,
+) -> Result<(Walk, (String, u32), Vec<String>)> {
+    let first = archive.file_start(&start.0).ok_or_else(|| {
+        let archived = archive.segments.first().map(|(s, _)| format!("{} {}", s.file, s.start)).unwrap_or_default();
+        Error::msg(format!(
+            "the archive does not hold {} from its start, where the backup's position is (the archive begins at {archived}): \
+             the binary log between was never archived",
+            start.0
+        ))
+    })?;
+    if archive.find(&start.0, start.1).is_none() {
+        crate::bail!("the archive ends before {}:{}, the backup's binlog position", start.0, start.1);
+    }
+    let mut walk = Walk::default();
+    let mut files: Vec<String> = Vec::new();
+    let mut out: Option<std::fs::File> = None;
+    let mut reached: Option<(u32, u32, u64)> = None;
+    let mut pending: Gtids = match until {
+        Until::Gtid(g) => g.clone(),
+        _ => Gtids::new(),
+    };
+    let mut previous: Option<&SegmentName> = None;
+    let mut boundary = start.clone();
+    for i in first..archive.segments.len() {
+        let seg = &archive.segments[i].0;
+        if let Some(p) = previous {
+            if !continues(p, seg) {
+                crate::bail!(
+                    "{} is beyond a gap in the archive: nothing is archived between {}:{} and {}:{} (the server purged \
+                     those binary logs before they were archived); recovery can reach {}:{} at most",
+                    until.shown(),
+                    p.file,
+                    p.end,
+                    seg.file,
+                    seg.start,
+                    boundary.0,
+                    boundary.1
+                );
+            }
+        }
+        previous = Some(seg);
+        let bytes = archive.events(i)?;
+        if seg.start == 4 {
+            use std::io::Write;
+            let path = dir.join(&seg.file);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(b"\xfebin")?;
+            out = Some(f);
+            files.push(seg.file.clone());
+        }
+        let mut kept = bytes.len();
+        let mut stop: Option<(String, u32)> = None;
+        for e in events_of(seg, &bytes)? {
+            let here = (file_number(&seg.file), e.start);
+            if here < (file_number(&start.0), start.1) {
+                if seg.file == start.0 && e.header.log_pos > start.1 {
+                    crate::bail!(
+                        "the backup's binlog position {}:{} is not where an event starts in the archive",
+                        start.0,
+                        start.1
+                    );
+                }
+                continue;
+            }
+            let at = (seg.file.clone(), e.start);
+            // Where replay may stop: between transactions.
+            if !walk.open {
+                boundary = at.clone();
+                let done = match until {
+                    Until::Time(t) => e.header.type_code == GTID && i64::from(e.header.timestamp) > *t,
+                    Until::Position(f, p) => here >= (file_number(f), *p),
+                    Until::Gtid(_) => pending.is_empty(),
+                };
+                if done {
+                    stop = Some(at);
+                    kept = (e.start - seg.start) as usize;
+                    break;
+                }
+            } else if let Until::Position(f, p) = until {
+                if here >= (file_number(f), *p) {
+                    crate::bail!(
+                        "{}: the position is inside a transaction (GTID {}); replay stops between transactions, at {}:{} \
+                         or after this one",
+                        until.shown(),
+                        walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default(),
+                        boundary.0,
+                        boundary.1
+                    );
+                }
+            }
+            walk.take(&e);
+            if e.header.type_code == GTID {
+                reached = walk.current;
+            }
+            if let (Until::Gtid(target), Some((d, s, n))) = (until, reached) {
+                if let Some((ts, tn)) = target.get(&d).filter(|_| pending.contains_key(&d)) {
+                    if n > *tn || (n == *tn && s != *ts) {
+                        crate::bail!(
+                            "GTID {d}-{ts}-{tn} is not in the archived binary log: domain {d} goes from before it to {d}-{s}-{n}"
+                        );
+                    }
+                    if n == *tn && !walk.open {
+                        pending.remove(&d);
+                    }
+                }
+            }
+            if let Until::Position(f, p) = until {
+                if seg.file == *f && e.start < *p && u64::from(e.header.log_pos) > u64::from(*p) {
+                    crate::bail!(
+                        "{}: not where an event ends (one spans {}..{})",
+                        until.shown(),
+                        e.start,
+                        e.header.log_pos
+                    );
+                }
+            }
+            if matches!(e.header.type_code, ROTATE | STOP) && !walk.open {
+                boundary = (seg.file.clone(), e.header.log_pos);
+            }
+        }
+        if let Some(f) = out.as_mut() {
+            use std::io::Write;
+            f.write_all(&bytes[..kept])?;
+        }
+        if let Some(stop) = stop {
+            return Ok((walk, stop, files));
+        }
+        if let Until::Position(f, p) = until {
+            if seg.closed && seg.file == *f && seg.end < *p {
+                crate::bail!("{}: not in the log, {f} ends at {}", until.shown(), seg.end);
+            }
+        }
+        if !walk.open {
+            boundary = (seg.file.clone(), seg.end);
+            let done = match until {
+                Until::Position(f, p) => (file_number(&seg.file), seg.end) >= (file_number(f), *p),
+                Until::Gtid(_) => pending.is_empty(),
+                Until::Time(_) => false,
+            };
+            if done {
+                return Ok((walk, boundary, files));
+            }
+        }
+    }
+    // The archive ends before the target is reached.
+    let last = &archive.segments.last().expect("not empty").0;
+    match until {
+        // The estimate found no transaction after the time: the archive ends with one after it
+        // in another form (a rotation); replay what it holds whole.
+        Until::Time(_) if !walk.open => Ok((walk, boundary, files)),
+        _ => Err(Error::msg(format!(
+            "{} is after the last archived event ({}:{}{}): the archive cannot reach it",
+            until.shown(),
+            last.file,
+            last.end,
+            walk.last_gtid.map(|(d, s, n)| format!(", GTID {d}-{s}-{n}")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// How the replay runs: a private server on the restored datadir, the binary log through
+/// `mariadb-binlog` into one client session.
+#[derive(Debug, Clone)]
+struct Replay {
+    datadir: PathBuf,
+    logs: PathBuf,
+    files: Vec<String>,
+    start: (String, u32),
+    stop: (String, u32),
+    gtid_state: String,
+    options: String,
+    server: PathBuf,
+    binlog_tool: PathBuf,
+    client: PathBuf,
+    user: Option<String>,
+}
+
+/// The owner of the files restored into `datadir` (its system tablespace's, else its own).
+fn owner_of(datadir: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(datadir.join("ibdata1")).or_else(|_| std::fs::metadata(datadir));
+    m.map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
+}
+
+/// The first of `names` found on PATH, or in the server's usual places.
+fn program(names: &[&str], package: &str) -> Result<PathBuf> {
+    for n in names {
+        if let Some(p) = coffer_mysql::engine::which(n) {
+            return Ok(p);
+        }
+        for dir in ["/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin"] {
+            let p = Path::new(dir).join(n);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(Error::msg(format!("{} not found on PATH: install it (Debian: apt install {package})", names[0])))
+}
+
+/// A path as one shell word.
+fn shell_word(p: &Path) -> String {
+    let s = p.display().to_string();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl Replay {
+    fn new(
+        datadir: &Path,
+        logs: &Path,
+        files: &[String],
+        start: &(String, u32),
+        stop: &(String, u32),
+        gtid_state: &str,
+        options: &[PrepareOption],
+    ) -> Result<Self> {
+        let options = coffer_mysql::engine::prepare_options(datadir, options).map_err(Error::other)?;
+        // The server runs as the owner of the files restored (it refuses to run as root unasked).
+        let user = nix::unistd::geteuid().is_root().then(|| {
+            let (uid, _) = owner_of(datadir);
+            nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| "root".to_owned(), |u| u.name)
+        });
+        Ok(Replay {
+            datadir: datadir.to_owned(),
+            logs: logs.to_owned(),
+            files: files.to_vec(),
+            start: start.clone(),
+            stop: stop.clone(),
+            gtid_state: gtid_state.to_owned(),
+            options,
+            server: program(&["mariadbd", "mysqld"], "mariadb-server")?,
+            binlog_tool: program(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?,
+            client: program(&["mariadb", "mysql"], "mariadb-client")?,
+            user,
+        })
+    }
+
+    /// The files replay reads: those from the backup's to the stop's (a stop at a file's
+    /// first event leaves that file out).
+    fn replayed(&self) -> Vec<&String> {
+        let stop_at_start = self.stop.1 <= 4;
+        self.files.iter().filter(|f| !(stop_at_start && **f == self.stop.0)).collect()
+    }
+
+    fn binlog_args(&self) -> Vec<String> {
+        let files = self.replayed();
+        let mut args = vec!["--no-defaults".to_owned(), format!("--start-position={}", self.start.1)];
+        if files.last().is_some_and(|f| **f == self.stop.0) {
+            args.push(format!("--stop-position={}", self.stop.1));
+        }
+        args.extend(files.iter().map(|f| self.logs.join(f).display().to_string()));
+        args
+    }
+
+    fn server_args(&self, options_file: &Path, run: &Path) -> Vec<String> {
+        let mut args = vec![
+            format!("--defaults-file={}", options_file.display()),
+            format!("--datadir={}", self.datadir.display()),
+            format!("--socket={}", run.join("replay.sock").display()),
+            format!("--pid-file={}", run.join("replay.pid").display()),
+            format!("--log-error={}", run.join("replay.err").display()),
+            format!("--tmpdir={}", run.display()),
+            "--skip-networking".into(),
+            "--skip-slave-start".into(),
+            "--skip-log-bin".into(),
+            // Grants load at the replay's first statement (FLUSH PRIVILEGES), so that GRANT and
+            // CREATE USER in the log apply; until then no password is asked on the socket.
+            "--skip-grant-tables".into(),
+            // A crash during replay throws the directory away: no need to flush each commit.
+            "--innodb-flush-log-at-trx-commit=0".into(),
+            "--innodb-doublewrite=0".into(),
+        ];
+        args.extend(self.user.iter().map(|u| format!("--user={u}")));
+        args
+    }
+
+    fn client_args(&self, run: &Path) -> Vec<String> {
+        vec![
+            "--no-defaults".into(),
+            format!("--socket={}", run.join("replay.sock").display()),
+            "--user=root".into(),
+            "--binary-mode".into(),
+            "--init-command=FLUSH PRIVILEGES".into(),
+        ]
+    }
+
+    fn write_options(&self, dir: &Path) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("replay.cnf");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(self.options.as_bytes())?;
+        Ok(path)
+    }
+
+    /// The commands a DBA runs to replay by hand.
+    fn commands(&self) -> String {
+        let words = |v: Vec<String>| v.iter().map(|a| shell_word(Path::new(a))).collect::<Vec<_>>().join(" ");
+        let run = &self.logs;
+        let sock = run.join("replay.sock");
+        format!(
+            "# 1. a private server on the restored datadir (no network, no replication, no binary log)\n\
+             {} {} &\n\
+             # 2. the binary log from the backup's position ({}:{}) to the target ({}:{}), in one client session\n\
+             {} {} | {} {}\n\
+             # 3. the GTID position after replay, for replicas of this server\n\
+             {} --no-defaults --socket={} --user=root -e \"SET GLOBAL gtid_slave_pos = '{}'\"\n\
+             # 4. a clean shutdown\n\
+             {} --no-defaults --socket={} --user=root -e SHUTDOWN\n",
+            shell_word(&self.server),
+            words(self.server_args(&run.join("replay.cnf"), run)),
+            self.start.0,
+            self.start.1,
+            self.stop.0,
+            self.stop.1,
+            shell_word(&self.binlog_tool),
+            words(self.binlog_args()),
+            shell_word(&self.client),
+            words(self.client_args(run)),
+            shell_word(&self.client),
+            shell_word(&sock),
+            self.gtid_state,
+            shell_word(&self.client),
+            shell_word(&sock),
+        )
+    }
+
+    /// Starts the server, replays, sets the GTID position, shuts the server down cleanly.
+    fn run(&self, env: &Env) -> Result<()> {
+        // The socket's path must be short (108 bytes): a private directory under /tmp.
+        let run = tempdir("coffer-replay")?;
+        if self.user.is_some() {
+            // The server runs as the files' owner: its socket and logs go here.
+            let (uid, gid) = owner_of(&self.datadir);
+            std::os::unix::fs::chown(&run.0, Some(uid), Some(gid))
+                .with_context(|| format!("cannot give {} to the server's user", run.0.display()))?;
+        }
+        let options = self.write_options(&run.0)?;
+        let mut server = Server::start(&self.server, &self.server_args(&options, &run.0), &run.0)?;
+        let mut control = server.connect(Duration::from_secs(600))?;
+        env.report.say(&format!("replay server started on {}", self.datadir.display()));
+        let replayed = self.feed(&run.0, env);
+        let result = replayed.and_then(|()| {
+            if !self.gtid_state.is_empty() && coffer_mysql::meta::is_mariadb_gtid_list(&self.gtid_state) {
+                control
+                    .query(&format!("SET GLOBAL gtid_slave_pos = '{}'", self.gtid_state))
+                    .map_err(|e| Error::other(e).context("cannot set the server's GTID position"))?;
+            }
+            Ok(())
+        });
+        let stopped = server.shutdown(control);
+        result?;
+        stopped
+    }
+
+    /// `mariadb-binlog ... | mariadb`: one process each, one session.
+    fn feed(&self, run: &Path, env: &Env) -> Result<()> {
+        let err = |name: &str| -> Result<std::fs::File> {
+            std::fs::File::create(run.join(name)).with_context(|| format!("cannot create {}", run.display()))
+        };
+        let mut reader = Command::new(&self.binlog_tool)
+            .args(self.binlog_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err("binlog.err")?)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.binlog_tool.display()))?;
+        let stdout = reader.stdout.take().expect("piped");
+        let client = Command::new(&self.client)
+            .args(self.client_args(run))
+            .stdin(stdout)
+            .stdout(Stdio::null())
+            .stderr(err("client.err")?)
+            .spawn();
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reader.kill();
+                let _ = reader.wait();
+                return Err(Error::from(e).context(format!("cannot run {}", self.client.display())));
+            }
+        };
+        let applied = client.wait()?;
+        if !applied.success() {
+            let _ = reader.kill();
+        }
+        let read = reader.wait()?;
+        let last = |name: &str| last_line(&run.join(name));
+        if !applied.success() {
+            crate::bail!("replay failed ({}): {}", self.client.display(), last("client.err"));
+        }
+        if !read.success() {
+            crate::bail!("replay failed ({}): {}", self.binlog_tool.display(), last("binlog.err"));
+        }
+        env.report.say("replay ended");
+        Ok(())
+    }
+}
+
+/// The last line of a small text file, printable.
+fn last_line(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let tail = &text[text.len().saturating_sub(4096)..];
+    let line = tail.split(|b| *b == b'\n').rev().find(|l| !l.is_empty()).unwrap_or_default();
+    crate::text::escape(line)
+}
+
+/// A private directory (0700) under the temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+fn tempdir(what: &str) -> Result<TempDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = std::env::temp_dir().join(format!("{what}-{}", &crate::chain::new_id()?[..12]));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(TempDir(path))
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The replay server.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    error_log: PathBuf,
+}
+
+impl Server {
+    fn start(binary: &Path, args: &[String], run: &Path) -> Result<Self> {
+        let child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", binary.display()))?;
+        Ok(Server { child, socket: run.join("replay.sock"), error_log: run.join("replay.err") })
+    }
+
+    /// Waits for the server to accept a connection on its socket (crash recovery may take a
+    /// while), or to exit.
+    fn connect(&mut self, patience: Duration) -> Result<Client> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                crate::bail!("the replay server exited ({status}): {}", last_line(&self.error_log));
+            }
+            if self.socket.exists() {
+                let target = Target::Socket(self.socket.clone());
+                if let Ok(c) = Client::connect(&target, "root", b"", Duration::from_secs(600), None) {
+                    return Ok(c);
+                }
+            }
+            if started.elapsed() > patience {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                crate::bail!(
+                    "the replay server did not start in {} s: {}",
+                    patience.as_secs(),
+                    last_line(&self.error_log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A clean shutdown (InnoDB flushes what replay wrote), waited for.
+    fn shutdown(mut self, mut control: Client) -> Result<()> {
+        let _ = control.query("SHUTDOWN");
+        drop(control);
+        let status = self.child.wait()?;
+        if !status.success() {
+            crate::bail!("the replay server did not shut down cleanly ({status}): {}", last_line(&self.error_log));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `coffer-pitr.json` in the restored datadir: what was replayed.
+const REPORT: &str = "coffer-pitr.json";
+
+fn write_report(dir: &Path, s: &PitrSummary) -> Result<()> {
+    let path = dir.join(REPORT);
+    std::fs::write(&path, serde_json::to_vec_pretty(s)?).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_unless_a_zone_is_given() {
+        assert_eq!(Until::parse_time("1970-01-01 00:00:00").unwrap(), Until::Time(0));
+        // date -u -d "2026-11-27 14:02:59" +%s
+        assert_eq!(Until::parse_time("2026-11-27 14:02:59").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27T14:02:59Z").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27 15:02:59+01:00").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27 09:02:59 -0500").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2024-02-29 00:00:00").unwrap(), Until::Time(1_709_164_800));
+        for bad in [
+            "2026-11-27",
+            "2026-13-01 00:00:00",
+            "2026-02-29 00:00:00",
+            "2026-11-27 24:00:00",
+            "2026-11-27 14:02:59.5",
+            "2026-11-27 14:02:59 Europe/Paris",
+            "2026-11-27 14:02:59+15:00",
+            "２０２６-11-27 14:02:59",
+        ] {
+            assert!(Until::parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Until::Time(1_795_788_179).shown(), "2026-11-27 14:02:59 UTC");
+    }
+
+    #[test]
+    fn gtids_and_positions_parse_strictly() {
+        let Until::Gtid(g) = Until::parse_gtid("0-1-123456,2-7-9").unwrap() else { panic!() };
+        assert_eq!(gtid_text(&g), "0-1-123456,2-7-9");
+        for bad in ["", "0-1", "0-1-x", "0-1-2,0-1-3", "a-b-c"] {
+            assert!(Until::parse_gtid(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Until::parse_position("binlog.000042:1234").unwrap(), Until::Position("binlog.000042".into(), 1234));
+        for bad in ["binlog.000042", "binlog.000042:x", "../x.000001:5", "binlog.000042:2"] {
+            assert!(Until::parse_position(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn event(type_code: u8, start: u32, body: &[u8]) -> Vec<u8> {
+        let size = (EventHeader::LEN + body.len() + 4) as u32;
+        let mut e = Vec::new();
+        e.extend_from_slice(&100u32.to_le_bytes());
+        e.push(type_code);
+        e.extend_from_slice(&1u32.to_le_bytes());
+        e.extend_from_slice(&size.to_le_bytes());
+        e.extend_from_slice(&(start + size).to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes());
+        e.extend_from_slice(body);
+        e.extend_from_slice(&[0; 4]);
+        e
+    }
+
+    #[test]
+    fn transactions_are_walked_from_their_events() {
+        let mut log = Vec::new();
+        let mut at = 4u32;
+        let mut push = |t: u8, body: &[u8], log: &mut Vec<u8>| {
+            let e = event(t, at, body);
+            at += e.len() as u32;
+            log.extend_from_slice(&e);
+        };
+        let gtid = |seq: u64, flags: u8| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[flags]].concat();
+        push(GTID, &gtid(7, 0), &mut log);
+        push(QUERY, b"....BEGIN", &mut log);
+        push(XID, &[0; 8], &mut log);
+        push(GTID, &gtid(8, 1), &mut log);
+        push(QUERY, b"....CREATE TABLE t (a INT)", &mut log);
+        push(GTID, &gtid(9, 0), &mut log);
+        push(QUERY, b"....BEGIN", &mut log);
+        let seg = SegmentName { file: "binlog.000001".into(), start: 4, end: at, closed: false };
+        let events = events_of(&seg, &log).unwrap();
+        let mut w = Walk::default();
+        let mut open_after = Vec::new();
+        for e in &events {
+            w.take(e);
+            open_after.push(w.open);
+        }
+        assert_eq!(open_after, [true, true, false, true, false, true, true]);
+        assert_eq!(w.transactions, 3);
+        assert_eq!(w.last_gtid, Some((0, 1, 8)));
+        assert_eq!(gtid_text(&w.applied), "0-1-8");
+        // A cut or a lying event is refused, never read past.
+        assert!(events_of(&seg, &log[..log.len() - 1]).is_err());
+        let mut lying = log.clone();
+        lying[13] ^= 1;
+        assert!(events_of(&seg, &lying).is_err());
+    }
+
+    #[test]
+    fn replay_commands_quote_what_they_name() {
+        assert_eq!(shell_word(Path::new("/var/lib/x")), "/var/lib/x");
+        assert_eq!(shell_word(Path::new("/tmp/a b'c")), r"'/tmp/a b'\''c'");
+    }
+}
