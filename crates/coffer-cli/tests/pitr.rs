@@ -310,6 +310,28 @@ fn an_encrypted_binlog_is_recovered_without_the_servers_key() {
     let t1 = snapshot(&server, &tables, 2);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     expect(0, &archive);
+    // Each segment says whose log it is, its checksum algorithm, and the GTID position before
+    // and after it; the last one's is the server's.
+    let mut names: Vec<_> = std::fs::read_dir(fx.path("prod/binlog"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".coffer"))
+        .collect();
+    names.sort();
+    let describe = |name: &str| -> serde_json::Value {
+        let image = fx.path("prod/binlog").join(name);
+        let out = coffer()
+            .args(["extract", image.to_str().unwrap(), "coffer-binlog.json", "--stdout", "--key-file", &key])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let last = describe(names.last().unwrap());
+    assert_eq!(last["checksum"], "CRC32", "{last}");
+    assert_eq!(last["server"]["server_id"], 1, "{last}");
+    assert_eq!(last["gtid_after"].as_str().unwrap(), server.sql("SELECT @@gtid_binlog_pos").trim(), "{last}");
+    let second = describe(&names[1]);
+    assert_eq!(second["gtid_before"], describe(&names[0])["gtid_after"], "{second}");
     let on_disk = std::fs::read(server.datadir.join("binlog.000001")).unwrap();
     assert!(!on_disk.windows(6).any(|w| w == b"sbtest"), "the server's binary log is encrypted on disk");
 

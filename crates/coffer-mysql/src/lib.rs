@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod events;
 pub mod meta;
 pub mod source;
 pub mod xbstream;

@@ -261,17 +261,18 @@ fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
     if count > entries.len() / 16 {
         return None;
     }
-    Some(
-        entries
-            .chunks_exact(16)
-            .take(count)
-            .map(|c| {
-                let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
-                let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
-                (d, (s, u64::from_le_bytes(c[8..16].try_into().expect("8"))))
-            })
-            .collect(),
-    )
+    // The list is the binlog state (one entry per domain and server); a position keeps each
+    // domain's highest sequence number.
+    let mut out = Gtids::new();
+    for c in entries.chunks_exact(16).take(count) {
+        let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
+        let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
+        let n = u64::from_le_bytes(c[8..16].try_into().expect("8"));
+        if out.get(&d).is_none_or(|(_, m)| *m < n) {
+            out.insert(d, (s, n));
+        }
+    }
+    Some(out)
 }
 
 /// A segment being filled.
@@ -287,6 +288,12 @@ struct Open {
     gtid_last: Gtids,
     /// The position at the start of the file, if the segment holds its GTID_LIST event.
     gtid_list: Option<Gtids>,
+    /// The server's GTID position where the segment starts, and as it goes (MariaDB: from
+    /// BINLOG_GTID_POS where a run starts, the file's GTID_LIST, then each GTID event).
+    gtid_before: Option<Gtids>,
+    gtid_state: Option<Gtids>,
+    /// The file's checksum algorithm, from its FORMAT_DESCRIPTION event.
+    checksum: Option<&'static str>,
 }
 
 impl Open {
@@ -301,15 +308,74 @@ impl Open {
             gtid_first: Gtids::new(),
             gtid_last: Gtids::new(),
             gtid_list: None,
+            gtid_before: None,
+            gtid_state: None,
+            checksum: None,
+        }
+    }
+
+    /// The segment that follows this one at `file`:`start`: the GTID position goes on, and
+    /// the checksum algorithm within the file.
+    fn next(&self, file: String, start: u32) -> Self {
+        let checksum = if file == self.name.file { self.checksum } else { None };
+        Open {
+            gtid_before: self.gtid_state.clone(),
+            gtid_state: self.gtid_state.clone(),
+            checksum,
+            ..Open::new(file, start)
         }
     }
 }
 
+/// The archived server, as each segment's description names it.
+#[derive(Debug, Clone, Default)]
+struct Source {
+    version: String,
+    hostname: Option<String>,
+    server_id: Option<u64>,
+}
+
+/// The server's name and id (global variables: no privilege needed).
+fn source_of(c: &mut Client) -> Source {
+    let row = c.query("SELECT @@hostname, @@server_id").ok().and_then(|r| r.into_iter().next()).unwrap_or_default();
+    let hostname = row.first().cloned().flatten().filter(|h| h.len() <= 255).map(|h| crate::text::escape(h.as_bytes()));
+    let server_id = row.get(1).cloned().flatten().and_then(|v| v.parse().ok());
+    Source { version: c.server_version().to_owned(), hostname, server_id }
+}
+
+/// MariaDB's GTID position at a place of its binary log (`None`: not MariaDB, or the file is
+/// gone). The file name is one `is_binlog_file_name` accepts: no quote reaches the SQL.
+fn gtid_position_at(c: &mut Client, file: &str, pos: u32) -> Option<Gtids> {
+    if !is_binlog_file_name(file) {
+        return None;
+    }
+    let rows = c.query(&format!("SELECT BINLOG_GTID_POS('{file}', {pos})")).ok()?;
+    let text = rows.into_iter().next()?.into_iter().next()??;
+    crate::pitr::parse_gtids(&text)
+}
+
+/// The checksum algorithm of a FORMAT_DESCRIPTION event: CRC32 when its last 4 bytes are the
+/// CRC-32 of the rest.
+fn checksum_of(e: &[u8]) -> &'static str {
+    match e.len().checked_sub(4) {
+        Some(n)
+            if n > EventHeader::LEN && crc32(&e[..n]) == u32::from_le_bytes(e[n..].try_into().expect("4 bytes")) =>
+        {
+            "CRC32"
+        }
+        _ => "NONE",
+    }
+}
+
 /// Seals `seg` under the prefix.
-fn seal(spec: &ArchiveSpec, seg: &Open, server_version: &str, env: &Env) -> Result<u64> {
+fn seal(spec: &ArchiveSpec, seg: &Open, source: &Source, env: &Env) -> Result<u64> {
     let description = serde_json::json!({
         "kind": "binlog-segment",
-        "server_version": server_version,
+        "server_version": source.version,
+        "server": {"hostname": source.hostname, "server_id": source.server_id},
+        "checksum": seg.checksum,
+        "gtid_before": seg.gtid_before.as_ref().map(gtid_text),
+        "gtid_after": seg.gtid_state.as_ref().map(gtid_text),
         "file": seg.name.file,
         "start": seg.name.start,
         "end": seg.name.end,
@@ -440,17 +506,19 @@ fn plain(e: ClientError, silence: &str) -> Error {
 
 fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut bool, env: &Env) -> Result<()> {
     let mut c = connect(spec)?;
-    let version = c.server_version().to_owned();
+    let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
     let last = segments(&spec.prefix, env)?.pop().map(|s| s.0);
     let ((file, pos), gap) = start_point(last.as_ref().or(summary.end.as_ref()), &logs)?;
     if let Some(g) = gap {
         found_gap(g, spec, summary, env);
     }
+    // Asked before the dump: once it starts, the connection carries only events.
+    let state = gtid_position_at(&mut c, &file, pos);
     let flags = DUMP_SEND_ANNOTATE_ROWS | if spec.follow { 0 } else { DUMP_NON_BLOCK };
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
-    let mut seg = Open::new(file, pos);
+    let mut seg = Open { gtid_before: state.clone(), gtid_state: state, ..Open::new(file, pos) };
     let result = (|| -> Result<()> {
         loop {
             let next = c.next_event().map_err(|e| {
@@ -470,19 +538,19 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
                 found_gap(g, spec, summary, env);
             }
             if let Some(left) = left {
-                keep(spec, &left, &version, summary, env)?;
+                keep(spec, &left, &source, summary, env)?;
             }
             let full = seg.bytes.len() as u64 >= spec.segment_size;
             let old = spec.follow && seg.opened.elapsed() >= spec.segment_time;
             if !seg.bytes.is_empty() && (seg.name.closed || full || old) {
-                keep(spec, &seg, &version, summary, env)?;
+                keep(spec, &seg, &source, summary, env)?;
                 seg = after(&seg, &h, &e)?;
             }
         }
     })();
     // What arrived whole is kept, whatever ended the stream.
     if !seg.bytes.is_empty() {
-        keep(spec, &seg, &version, summary, env)?;
+        keep(spec, &seg, &source, summary, env)?;
     }
     result
 }
@@ -496,8 +564,8 @@ fn found_gap(g: Gap, spec: &ArchiveSpec, summary: &mut ArchiveSummary, env: &Env
 }
 
 /// Seals `seg` and counts it.
-fn keep(spec: &ArchiveSpec, seg: &Open, version: &str, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
-    summary.bytes += seal(spec, seg, version, env)?;
+fn keep(spec: &ArchiveSpec, seg: &Open, source: &Source, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
+    summary.bytes += seal(spec, seg, source, env)?;
     summary.segments += 1;
     summary.end = Some(seg.name.clone());
     Ok(())
@@ -520,9 +588,13 @@ fn take(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<(Option<Open>, Opti
             &SegmentName { file: file.clone(), start: at, end: at.saturating_add(1), closed: false },
         );
         let gap = (!follows).then(|| (format!("{} at {}", seg.name.file, seg.name.end), format!("{file} at {at}")));
-        let mut left = std::mem::replace(seg, Open::new(file, at));
+        let next = seg.next(file, at);
+        let mut left = std::mem::replace(seg, next);
         left.name.closed = follows;
         return Ok(((!left.bytes.is_empty()).then_some(left), gap));
+    }
+    if h.type_code == event::FORMAT_DESCRIPTION {
+        seg.checksum = Some(checksum_of(e));
     }
     if h.in_file() {
         append(seg, h, e)?;
@@ -536,9 +608,9 @@ fn after(seg: &Open, h: &EventHeader, e: &[u8]) -> Result<Open> {
     Ok(match h.type_code {
         event::ROTATE if seg.name.closed => {
             let (file, at) = rotate_target(e)?;
-            Open::new(file, at)
+            seg.next(file, at)
         }
-        _ => Open::new(seg.name.file.clone(), seg.name.end),
+        _ => seg.next(seg.name.file.clone(), seg.name.end),
     })
 }
 
@@ -566,9 +638,21 @@ fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
             if let Some((domain, server, seq)) = gtid_of(h, e) {
                 seg.gtid_first.entry(domain).or_insert((server, seq));
                 seg.gtid_last.insert(domain, (server, seq));
+                if let Some(state) = seg.gtid_state.as_mut() {
+                    state.insert(domain, (server, seq));
+                }
             }
         }
-        GTID_LIST_EVENT => seg.gtid_list = gtid_list_of(e),
+        GTID_LIST_EVENT => {
+            // The position before the file: where a segment starts at the file's start.
+            seg.gtid_list = gtid_list_of(e);
+            if seg.gtid_list.is_some() {
+                seg.gtid_state = seg.gtid_list.clone();
+                if seg.name.start == 4 {
+                    seg.gtid_before = seg.gtid_list.clone();
+                }
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -717,8 +801,9 @@ mod tests {
         body.push(0);
         let (h, e) = header(GTID_EVENT, &body);
         assert_eq!(gtid_of(&h, &e), Some((3, 7, 42)));
-        let mut list = 2u32.to_le_bytes().to_vec();
-        for (d, s, n) in [(0u32, 1u32, 100u64), (3, 7, 41)] {
+        // The binlog state: per domain, the highest sequence of any server is the position.
+        let mut list = 4u32.to_le_bytes().to_vec();
+        for (d, s, n) in [(0u32, 1u32, 100u64), (3, 7, 41), (3, 9, 40), (0, 2, 99)] {
             list.extend_from_slice(&d.to_le_bytes());
             list.extend_from_slice(&s.to_le_bytes());
             list.extend_from_slice(&n.to_le_bytes());
@@ -729,6 +814,19 @@ mod tests {
         let (_, e) = header(GTID_LIST_EVENT, &1000u32.to_le_bytes());
         assert_eq!(gtid_list_of(&e), None);
         assert_eq!(gtid_of(&h, &e[..20]), None);
+
+        // A segment's GTID position runs on from where it started, into the next segment.
+        let mut seg = Open::new("b.000002".into(), 100);
+        seg.gtid_before = crate::pitr::parse_gtids("0-1-100,3-7-41");
+        seg.gtid_state = seg.gtid_before.clone();
+        let (mut h, mut e) = header(GTID_EVENT, &body);
+        h.log_pos = 100 + e.len() as u32;
+        e[13..17].copy_from_slice(&h.log_pos.to_le_bytes());
+        append(&mut seg, &h, &e).unwrap();
+        assert_eq!(seg.gtid_state.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
+        assert_eq!(seg.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-41"));
+        let next = seg.next("b.000002".into(), seg.name.end);
+        assert_eq!(next.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
     }
 
     #[test]

@@ -14,15 +14,15 @@ use crate::location::Location;
 use crate::restore::{Beside, RestoreSpec};
 use crate::Env;
 use coffer_crypto::Unlock;
-use coffer_mysql::client::{Client, EventHeader, Target};
+use coffer_mysql::client::{Client, Target};
 use coffer_mysql::engine::PrepareOption;
+use coffer_mysql::events::{events, Event, Walk, GTID, ROTATE, STOP};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A GTID position (MariaDB): per replication domain, the server id and sequence number.
-pub type Gtids = BTreeMap<u32, (u32, u64)>;
+pub use coffer_mysql::events::Gtids;
 
 /// Where replay stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,11 +235,16 @@ impl Archive<'_> {
         Ok(bytes)
     }
 
+    /// The description of segment `i`.
+    fn description(&self, i: usize) -> Result<serde_json::Value> {
+        let bytes = crate::binlog::read_entry(&self.location(i), self.unlocks, SEGMENT_ENTRY, 1 << 16, self.env)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::msg(format!("{}: its description: {e}", self.segments[i].1.name)))
+    }
+
     /// The time of the last event of segment `i`, from its description.
     fn last_time(&self, i: usize) -> Result<i64> {
-        let bytes = crate::binlog::read_entry(&self.location(i), self.unlocks, SEGMENT_ENTRY, 1 << 16, self.env)?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::msg(format!("{}: its description: {e}", self.segments[i].1.name)))?;
+        let v = self.description(i)?;
         v["last_event_time"]
             .as_i64()
             .ok_or_else(|| Error::msg(format!("{}: its description has no last_event_time", self.segments[i].1.name)))
@@ -262,111 +267,9 @@ fn file_number(file: &str) -> u64 {
     file.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
 }
 
-/// One event of a segment: where it starts in its file, its header and bytes.
-struct Event<'a> {
-    start: u32,
-    header: EventHeader,
-    bytes: &'a [u8],
-}
-
-/// The events of a segment's bytes, each checked to end where its header says.
+/// The events of a segment, each checked to end where its header says.
 fn events_of<'a>(seg: &SegmentName, bytes: &'a [u8]) -> Result<Vec<Event<'a>>> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let rest = &bytes[at..];
-        let size = rest
-            .get(9..13)
-            .map(|s| u32::from_le_bytes(s.try_into().expect("4")) as usize)
-            .filter(|&n| n >= EventHeader::LEN && n <= rest.len())
-            .ok_or_else(|| Error::msg(format!("{} at {}: an event cut short", seg.file, seg.start as usize + at)))?;
-        let e = &rest[..size];
-        let header = EventHeader::parse(e).map_err(Error::other)?;
-        let start = seg.start + at as u32;
-        if u64::from(header.log_pos) != u64::from(start) + size as u64 {
-            crate::bail!(
-                "{} at {start}: the event says it ends at {}, not {}",
-                seg.file,
-                header.log_pos,
-                start as usize + size
-            );
-        }
-        out.push(Event { start, header, bytes: e });
-        at += size;
-    }
-    Ok(out)
-}
-
-/// MariaDB's event types that mark transactions.
-const QUERY: u8 = 2;
-const STOP: u8 = 3;
-const ROTATE: u8 = 4;
-const XID: u8 = 16;
-const GTID: u8 = 0xa2;
-
-/// A GTID event's GTID and whether it starts a transaction of one statement (no BEGIN): its
-/// body is seq u64, domain u32, flags u8 (bit 0: standalone).
-fn gtid_of(e: &Event) -> Option<((u32, u32, u64), bool)> {
-    let body = e.bytes.get(EventHeader::LEN..EventHeader::LEN + 13)?;
-    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
-    let domain = u32::from_le_bytes(body[8..12].try_into().ok()?);
-    Some(((domain, e.header.server_id, seq), body[12] & 1 != 0))
-}
-
-/// Does a QUERY event end a transaction (`COMMIT`, `ROLLBACK`, with or without a checksum)?
-fn ends_transaction(e: &Event) -> bool {
-    let b = e.bytes;
-    [0usize, 4].iter().any(|&cut| {
-        let text = &b[..b.len().saturating_sub(cut)];
-        text.ends_with(b"COMMIT") || text.ends_with(b"ROLLBACK")
-    })
-}
-
-/// Walks events from a backup's position, knowing where transactions begin and end.
-#[derive(Debug, Default)]
-struct Walk {
-    /// Inside a transaction (after its GTID event, before its XID or COMMIT).
-    open: bool,
-    /// The open transaction is one statement: it ends with its next QUERY event.
-    standalone: bool,
-    events: u64,
-    transactions: u64,
-    bytes: u64,
-    last_gtid: Option<(u32, u32, u64)>,
-    last_time: Option<i64>,
-    applied: Gtids,
-    /// The GTID of the open transaction.
-    current: Option<(u32, u32, u64)>,
-}
-
-impl Walk {
-    /// Takes `e` into the replay.
-    fn take(&mut self, e: &Event) {
-        self.events += 1;
-        self.bytes += e.bytes.len() as u64;
-        match e.header.type_code {
-            GTID => {
-                if let Some((g, standalone)) = gtid_of(e) {
-                    self.open = true;
-                    self.standalone = standalone;
-                    self.current = Some(g);
-                    self.transactions += 1;
-                    self.last_time = Some(i64::from(e.header.timestamp));
-                }
-            }
-            XID => self.close(),
-            QUERY if self.open && (self.standalone || ends_transaction(e)) => self.close(),
-            _ => {}
-        }
-    }
-
-    fn close(&mut self) {
-        self.open = false;
-        if let Some(g @ (d, s, n)) = self.current.take() {
-            self.applied.insert(d, (s, n));
-            self.last_gtid = Some(g);
-        }
-    }
+    events(&seg.file, seg.start, bytes).map_err(Error::other)
 }
 
 /// What a binary log archive holds, as `catalog` shows it.
@@ -509,6 +412,19 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     };
     let from = backup.info.binlog.clone().expect("filtered");
     let start = (from.file.clone(), u32::try_from(from.position).unwrap_or(u32::MAX));
+    // The archive must be of the backup's server (where both say which it is).
+    let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
+    if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
+        if let Some(theirs) = archive.description(first)?["server"]["server_id"].as_u64() {
+            if theirs != ours {
+                crate::bail!(
+                    "{} holds the binary log of server id {theirs}, but {} is of server id {ours}",
+                    spec.binlogs,
+                    backup.shown()
+                );
+            }
+        }
+    }
     // The binary log, read and checked before anything else is written.
     let logs = Beside::create(to, "binlog")?;
     let (walk, stop, files) = gather(&archive, &start, &spec.until, &logs.path)?;
@@ -925,6 +841,8 @@ impl Replay {
             // Grants load at the replay's first statement (FLUSH PRIVILEGES), so that GRANT and
             // CREATE USER in the log apply; until then no password is asked on the socket.
             "--skip-grant-tables".into(),
+            // Replayed SQL reads and writes no file of this host through the server.
+            format!("--secure-file-priv={}", run.display()),
             // A crash during replay throws the directory away: no need to flush each commit.
             "--innodb-flush-log-at-trx-commit=0".into(),
             "--innodb-doublewrite=0".into(),
@@ -1202,56 +1120,6 @@ mod tests {
         for bad in ["binlog.000042", "binlog.000042:x", "../x.000001:5", "binlog.000042:2"] {
             assert!(Until::parse_position(bad).is_err(), "{bad}");
         }
-    }
-
-    fn event(type_code: u8, start: u32, body: &[u8]) -> Vec<u8> {
-        let size = (EventHeader::LEN + body.len() + 4) as u32;
-        let mut e = Vec::new();
-        e.extend_from_slice(&100u32.to_le_bytes());
-        e.push(type_code);
-        e.extend_from_slice(&1u32.to_le_bytes());
-        e.extend_from_slice(&size.to_le_bytes());
-        e.extend_from_slice(&(start + size).to_le_bytes());
-        e.extend_from_slice(&0u16.to_le_bytes());
-        e.extend_from_slice(body);
-        e.extend_from_slice(&[0; 4]);
-        e
-    }
-
-    #[test]
-    fn transactions_are_walked_from_their_events() {
-        let mut log = Vec::new();
-        let mut at = 4u32;
-        let mut push = |t: u8, body: &[u8], log: &mut Vec<u8>| {
-            let e = event(t, at, body);
-            at += e.len() as u32;
-            log.extend_from_slice(&e);
-        };
-        let gtid = |seq: u64, flags: u8| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[flags]].concat();
-        push(GTID, &gtid(7, 0), &mut log);
-        push(QUERY, b"....BEGIN", &mut log);
-        push(XID, &[0; 8], &mut log);
-        push(GTID, &gtid(8, 1), &mut log);
-        push(QUERY, b"....CREATE TABLE t (a INT)", &mut log);
-        push(GTID, &gtid(9, 0), &mut log);
-        push(QUERY, b"....BEGIN", &mut log);
-        let seg = SegmentName { file: "binlog.000001".into(), start: 4, end: at, closed: false };
-        let events = events_of(&seg, &log).unwrap();
-        let mut w = Walk::default();
-        let mut open_after = Vec::new();
-        for e in &events {
-            w.take(e);
-            open_after.push(w.open);
-        }
-        assert_eq!(open_after, [true, true, false, true, false, true, true]);
-        assert_eq!(w.transactions, 3);
-        assert_eq!(w.last_gtid, Some((0, 1, 8)));
-        assert_eq!(gtid_text(&w.applied), "0-1-8");
-        // A cut or a lying event is refused, never read past.
-        assert!(events_of(&seg, &log[..log.len() - 1]).is_err());
-        let mut lying = log.clone();
-        lying[13] ^= 1;
-        assert!(events_of(&seg, &lying).is_err());
     }
 
     #[test]
