@@ -1,21 +1,35 @@
 #!/bin/sh
-# Builds coffer and runs a round trip of a generated sample directory: key, backup, list,
-# verify, restore, compare. Needs only a Rust toolchain. Work files go to target/quickstart/.
+# Builds coffer and runs a round trip of a sample datadir: key, backup (validating every
+# InnoDB page), list, verify, restore, compare. Needs only a Rust toolchain. Work files go to
+# target/quickstart/.
 set -eu
 cd "$(dirname "$0")"
 cargo build --release --quiet -p coffer-cli
 coffer=target/release/coffer
 w=target/quickstart
-rm -rf "$w" && mkdir -p "$w/sample/db1" "$w/sample/db2"
+rm -rf "$w" && mkdir -p "$w/sample"
 
-# A small stand-in for a MySQL datadir: compressible tables, an incompressible one, a sparse
-# (page_compressed-like) file, a dump with text, a symlink.
-yes 'INSERT INTO sbtest1 VALUES (42, 4242, "68487932199-96439406143-93774651418", "22195207048");' | head -c 96M > "$w/sample/db1/sbtest1.ibd"
-head -c 32M /dev/urandom > "$w/sample/db1/encrypted.ibd"
-truncate -s 256M "$w/sample/db2/sparse.ibd"
-printf 'page' | dd of="$w/sample/db2/sparse.ibd" bs=1 seek=100000000 conv=notrunc status=none
+# A small datadir: real tablespaces written by MySQL and MariaDB servers (the test data this
+# repository ships, with its sources in crates/coffer-innodb/tests/data), which validate
+# clean; beside them files that are not InnoDB, under names that say so: a compressible dump,
+# random bytes, a sparse file, a symlink.
+data=crates/coffer-innodb/tests/data
+mkdir -p "$w/sample/fae_dummy" "$w/sample/sakila" "$w/sample/mysql80"
+cp "$data"/fae/mysql/fae_dummy/*.ibd "$w/sample/fae_dummy/"
+cp "$data"/innodb_ruby/spec/data/sakila/8.0/sakila/film.ibd "$w/sample/sakila/"
+cp "$data"/mariadb-server/mysql-test/std_data/mysql80/t1.ibd "$w/sample/mysql80/"
+yes 'INSERT INTO sbtest1 VALUES (42, 4242, "68487932199-96439406143-93774651418", "22195207048");' | head -c 64M > "$w/sample/dump.sql"
+head -c 16M /dev/urandom > "$w/sample/random.bin"
+truncate -s 128M "$w/sample/sparse.dat"
+printf 'data' | dd of="$w/sample/sparse.dat" bs=1 seek=100000000 conv=notrunc status=none
 echo '[mysqld]' > "$w/sample/my.cnf"
-ln -s db1/sbtest1.ibd "$w/sample/current"
+ln -s dump.sql "$w/sample/current"
+# `./quickstart.sh --damaged`: also a copy of a tablespace with one byte flipped, to see a
+# corrupt page caught.
+if [ "${1:-}" = "--damaged" ]; then
+    cp "$w/sample/sakila/film.ibd" "$w/sample/sakila/film_damaged.ibd"
+    printf '\377' | dd of="$w/sample/sakila/film_damaged.ibd" bs=1 seek=49252 conv=notrunc status=none
+fi
 
 set -x
 $coffer key generate -o "$w/quickstart.key"

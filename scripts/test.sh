@@ -1,14 +1,48 @@
 #!/bin/sh
-# Runs every test: formatting, lints, unit, property, end-to-end and known-answer tests.
-# Installs what the tests need when it is missing and this user may install it.
+# Runs every test: formatting, lints, unit, property, end-to-end and known-answer tests, and the
+# tests against real servers (MariaDB, Galera, S3, age).
+# As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
+# mariadb-backup, sysbench, galera-4, age, socat and the MariaDB compression providers; PyPI's
+# cryptography, zstandard and moto[server]; crates.io's s3s-fs. Otherwise tests whose tools are
+# missing say so and skip (COFFER_REQUIRE_*=1 makes them fail instead, as CI does).
 set -eu
 cd "$(dirname "$0")/.."
 
-# The independent reference reader (contrib/reference) needs two Python packages.
-if ! python3 -c 'import cryptography, zstandard' 2>/dev/null; then
-    python3 -m pip install --quiet cryptography zstandard 2>/dev/null || pip3 install --quiet cryptography zstandard 2>/dev/null || true
+packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
+  mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
+  galera-4 socat openssl"
+pip_install() {
+    python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
+}
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=""
+    for p in $packages; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "test.sh: installing with apt-get:$missing" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # The packages' own service is never used (tests start private servers); keep it from
+        # starting during installation.
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        apt-get install -y -qq $missing >/dev/null
+    fi
+    # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer
+    # releases need a newer rustc).
+    if [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+        echo "test.sh: installing s3s-fs 0.14.1 with cargo" >&2
+        cargo install --quiet --locked s3s-fs@0.14.1 --features binary || cargo install --quiet s3s-fs@0.14.1 --features binary
+    fi
 fi
-if python3 -c 'import cryptography, zstandard' 2>/dev/null; then
+
+# The independent reference reader (contrib/reference) needs cryptography 44 or later (Argon2id)
+# and zstandard.
+if ! python3 -c 'import zstandard; from cryptography.hazmat.primitives.kdf.argon2 import Argon2id' 2>/dev/null; then
+    echo "test.sh: installing cryptography>=44 and zstandard with pip" >&2
+    pip_install --upgrade 'cryptography>=44' zstandard || true
+fi
+if python3 -c 'import zstandard; from cryptography.hazmat.primitives.kdf.argon2 import Argon2id' 2>/dev/null; then
     export COFFER_REQUIRE_REFERENCE=1
 else
     echo "test.sh: python3 cryptography/zstandard unavailable: the reference-reader test will be skipped" >&2
@@ -16,7 +50,8 @@ fi
 
 # The object storage tests run against an S3 server process (moto, from PyPI).
 if ! command -v moto_server >/dev/null 2>&1; then
-    python3 -m pip install --quiet 'moto[server]' 2>/dev/null || echo "test.sh: moto_server unavailable: the object storage tests will be skipped" >&2
+    echo "test.sh: installing moto[server] with pip" >&2
+    pip_install 'moto[server]' || echo "test.sh: moto_server unavailable: the object storage tests will be skipped" >&2
 fi
 
 cargo fmt --all -- --check

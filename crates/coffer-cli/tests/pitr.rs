@@ -46,9 +46,11 @@ fn utc(t: i64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// A server on a restored datadir (`dir/data`), its tables' checksums and markers.
+/// A server on a restored datadir (`dir/data`), its tables' checksums and markers; it is no
+/// replica of anything (the replay's replication settings are gone).
 fn restored_state(dir: &Path, tables: &[String]) -> (String, String) {
     let server = Server::open(dir, &[]);
+    assert_eq!(server.sql("SHOW SLAVE STATUS").trim(), "", "no replication left configured");
     let sums = live::checksums(&server, tables).trim_end().to_owned();
     let markers = server.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker");
     (sums, markers.trim().to_owned())
@@ -134,9 +136,13 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains(&t2.gtid), "{err}");
     assert_eq!(restored_state(&fx.path("r2"), &tables), (t2.checksums.clone(), "1,2,900,901".into()), "T2 by GTID");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.path("r2/data/coffer-pitr.json")).unwrap()).unwrap();
+    assert_eq!(report["gtid_state"], t2.gtid.as_str(), "{report}");
+    assert_eq!(report["last_gtid"], t2.gtid.as_str(), "{report}");
 
-    // By position: the log up to SHOW MASTER STATUS at T1.
-    let (code, err) = pitr(&fx.s("r3/data"), &["--until-position", &t1.position]);
+    // By position: the log up to SHOW MASTER STATUS at T1; through a client session.
+    let (code, err) = pitr(&fx.s("r3/data"), &["--until-position", &t1.position, "--replay-with", "client"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(restored_state(&fx.path("r3"), &tables), (t1.checksums.clone(), "1".into()), "T1 by position");
 
@@ -202,14 +208,14 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     assert!(text.contains(&format!("recoverable to {end}")), "{text}");
     assert!(text.contains("binlog archive s3://pitr/prod/binlog/") && !text.contains("GAP"), "{text}");
 
-    // The segment that holds T1's position lost (between the backup and T2): recovery past it
-    // is refused, and catalog shows the gap.
+    // A segment between T1 and T2 lost: recovery to T1 still works, past it is refused, and
+    // catalog shows the gap.
     let (t1_file, t1_pos) = t1.position.split_once(':').unwrap();
-    let t1_pos: u64 = t1_pos.parse().unwrap();
+    let t1_at = (t1_file.to_owned(), t1_pos.parse::<u64>().unwrap());
     let lost = segments
         .iter()
-        .find(|s| s["file"] == t1_file && s["start"].as_u64().unwrap() < t1_pos && s["end"].as_u64().unwrap() >= t1_pos)
-        .expect("the segment of T1");
+        .find(|s| (s["file"].as_str().unwrap().to_owned(), s["start"].as_u64().unwrap()) >= t1_at)
+        .expect("a segment after T1");
     let name = format!(
         "{}_{:010}_{:010}{}.coffer",
         lost["file"].as_str().unwrap(),
@@ -229,6 +235,9 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     let (code, err) = pitr(&fx.s("bad/data"), &["--until-gtid", &t2.gtid]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("gap") && err.trim().lines().count() == 1, "{err}");
+    let (code, err) = pitr(&fx.s("r5/data"), &["--until-position", &t1.position]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restored_state(&fx.path("r5"), &tables), (t1.checksums.clone(), "1".into()), "T1 before the gap");
     assert!(!fx.path("bad/data").exists());
     let out = s3.coffer().args(["catalog", "s3://pitr/prod/", "--key-file", &key]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -368,7 +368,8 @@ fn checksum_of(e: &[u8]) -> &'static str {
 }
 
 /// Seals `seg` under the prefix.
-fn seal(spec: &ArchiveSpec, seg: &Open, source: &Source, env: &Env) -> Result<u64> {
+fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Result<u64> {
+    let len = seg.bytes.len();
     let description = serde_json::json!({
         "kind": "binlog-segment",
         "server_version": source.version,
@@ -388,8 +389,9 @@ fn seal(spec: &ArchiveSpec, seg: &Open, source: &Source, env: &Env) -> Result<u6
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
+    // The events move into the image: a segment is held once, not twice.
     let files = vec![
-        (EVENTS_ENTRY.to_owned(), seg.bytes.clone()),
+        (EVENTS_ENTRY.to_owned(), std::mem::take(&mut seg.bytes)),
         (SEGMENT_ENTRY.to_owned(), serde_json::to_vec_pretty(&description)?),
     ];
     let url = format!("{}{}", spec.prefix, seg.name.object_name());
@@ -405,10 +407,10 @@ fn seal(spec: &ArchiveSpec, seg: &Open, source: &Source, env: &Env) -> Result<u6
         seg.name.start,
         seg.name.end,
         seg.events,
-        seg.bytes.len(),
+        len,
         if seg.name.closed { ", file complete" } else { "" }
     ));
-    Ok(seg.bytes.len() as u64)
+    Ok(len as u64)
 }
 
 /// How long a read waits: with a heartbeat asked for every [`HEARTBEAT`], this long without a
@@ -537,20 +539,23 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
             if let Some(g) = gap {
                 found_gap(g, spec, summary, env);
             }
-            if let Some(left) = left {
-                keep(spec, &left, &source, summary, env)?;
+            if let Some(mut left) = left {
+                keep(spec, &mut left, &source, summary, env)?;
             }
             let full = seg.bytes.len() as u64 >= spec.segment_size;
             let old = spec.follow && seg.opened.elapsed() >= spec.segment_time;
             if !seg.bytes.is_empty() && (seg.name.closed || full || old) {
-                keep(spec, &seg, &source, summary, env)?;
+                // The next segment's time starts at the cut, not after the seal.
+                let cut = Instant::now();
+                keep(spec, &mut seg, &source, summary, env)?;
                 seg = after(&seg, &h, &e)?;
+                seg.opened = cut;
             }
         }
     })();
     // What arrived whole is kept, whatever ended the stream.
     if !seg.bytes.is_empty() {
-        keep(spec, &seg, &source, summary, env)?;
+        keep(spec, &mut seg, &source, summary, env)?;
     }
     result
 }
@@ -564,7 +569,7 @@ fn found_gap(g: Gap, spec: &ArchiveSpec, summary: &mut ArchiveSummary, env: &Env
 }
 
 /// Seals `seg` and counts it.
-fn keep(spec: &ArchiveSpec, seg: &Open, source: &Source, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
+fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
     summary.bytes += seal(spec, seg, source, env)?;
     summary.segments += 1;
     summary.end = Some(seg.name.clone());

@@ -65,7 +65,7 @@ pub struct ArchiveArgs {
     /// With --follow, close a segment after this many seconds (the archive's RPO).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub segment_time: u64,
-    /// Close a segment at this many bytes (K, M suffixes).
+    /// Close a segment at this many bytes (K, M suffixes; 4K to 64M).
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub segment_size: u32,
     /// The replica id coffer announces (unique among the server's replicas).

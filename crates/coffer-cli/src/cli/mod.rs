@@ -224,7 +224,7 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     let v = parse_bytes(s)?;
     let (min, max) = (u64::from(coffer_format::MIN_CHUNK_SIZE), u64::from(coffer_format::MAX_CHUNK_SIZE));
     if !(min..=max).contains(&v) {
-        return Err(format!("chunk size must be between {min} bytes and {} MiB", max >> 20));
+        return Err(format!("must be between {min} bytes and {} MiB", max >> 20));
     }
     Ok(v as u32)
 }

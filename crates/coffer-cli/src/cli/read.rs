@@ -83,12 +83,25 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub print_replay: bool,
 
+    /// With --until*: what applies the binary log: the restored server's own replication
+    /// applier, given the log as relay logs (sql-thread, about 4x faster), or mariadb-binlog
+    /// piped into one mariadb client session (client, as DBAs replay by hand).
+    #[arg(long, value_enum, value_name = "HOW", default_value = "sql-thread")]
+    pub replay_with: ReplayWith,
+
     /// With --until*: what was restored and replayed, as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 
     #[command(flatten)]
     pub key: KeyArgs,
+}
+
+/// What applies the binary log in a point-in-time restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayWith {
+    SqlThread,
+    Client,
 }
 
 #[derive(Debug, Args)]

@@ -97,6 +97,10 @@ fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -
         restore: RestoreSpec { image: None, ..args.spec() },
         options: args.prepare_options.clone(),
         print_replay: args.print_replay,
+        applier: match args.replay_with {
+            crate::cli::ReplayWith::SqlThread => coffer::pitr::Applier::SqlThread,
+            crate::cli::ReplayWith::Client => coffer::pitr::Applier::Client,
+        },
     };
     let s = coffer::pitr::restore_until(&spec, &crate::report::env(quiet || args.json, threads))?;
     if args.json {
