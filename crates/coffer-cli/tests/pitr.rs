@@ -111,8 +111,23 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     let t2 = snapshot(&server, &tables, 2);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
-    // The archive catches up (segments close every second).
-    std::thread::sleep(Duration::from_secs(4));
+    // The archive catches up with the server's end (segments close every second).
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut end = status.split('\t');
+    let (end_file, end_pos) = (end.next().unwrap().to_owned(), end.next().unwrap().parse::<u64>().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = s3.coffer().args(["binlog", "list", "s3://pitr/prod/binlog/", "--json"]).output().unwrap();
+        let segments: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
+        let reached = segments.as_array().and_then(|a| a.last()).is_some_and(|s| {
+            s["file"].as_str() == Some(end_file.as_str()) && s["end"].as_u64().is_some_and(|e| e >= end_pos)
+        });
+        if reached {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the archive did not reach {end_file}:{end_pos}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     archiver.kill().unwrap();
     let out = archiver.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);

@@ -521,6 +521,7 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
     let mut seg = Open { gtid_before: state.clone(), gtid_state: state, ..Open::new(file, pos) };
+    let mut sealing = Duration::ZERO;
     let result = (|| -> Result<()> {
         loop {
             let next = c.next_event().map_err(|e| {
@@ -543,11 +544,14 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
                 keep(spec, &mut left, &source, summary, env)?;
             }
             let full = seg.bytes.len() as u64 >= spec.segment_size;
-            let old = spec.follow && seg.opened.elapsed() >= spec.segment_time;
+            // Cut early by what the last seal took, so that a segment's first event is stored
+            // within the segment time of its arrival.
+            let old = spec.follow && seg.opened.elapsed() + sealing >= spec.segment_time;
             if !seg.bytes.is_empty() && (seg.name.closed || full || old) {
                 // The next segment's time starts at the cut, not after the seal.
                 let cut = Instant::now();
                 keep(spec, &mut seg, &source, summary, env)?;
+                sealing = cut.elapsed().min(spec.segment_time / 2);
                 seg = after(&seg, &h, &e)?;
                 seg.opened = cut;
             }
