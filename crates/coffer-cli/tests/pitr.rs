@@ -356,6 +356,17 @@ fn an_encrypted_binlog_is_recovered_without_the_servers_key() {
     assert_eq!(last["gtid_after"].as_str().unwrap(), server.sql("SELECT @@gtid_binlog_pos").trim(), "{last}");
     let second = describe(&names[1]);
     assert_eq!(second["gtid_before"], describe(&names[0])["gtid_after"], "{second}");
+    // `binlog list` with the key shows the same, per segment, in log order.
+    let out = coffer().args(["binlog", "list", &binlogs, "--json", "--key-file", &key]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), names.len());
+    assert_eq!(listed.last().unwrap()["gtid_after"], last["gtid_after"]);
+    assert!(listed.iter().all(|s| s["first_event_time"].as_i64().is_some() && s["server"]["server_id"] == 1));
+    let text = coffer().args(["binlog", "list", &binlogs, "--key-file", &key]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("GTID") && text.contains("server 1"), "{text}");
     let on_disk = std::fs::read(server.datadir.join("binlog.000001")).unwrap();
     assert!(!on_disk.windows(6).any(|w| w == b"sbtest"), "the server's binary log is encrypted on disk");
 

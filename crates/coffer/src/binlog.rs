@@ -761,6 +761,17 @@ pub fn fetch(
     Ok(written)
 }
 
+/// A segment's description (`coffer-binlog.json`, Appendix C), read through its index.
+pub fn description(
+    listed: &coffer_store::Listed,
+    unlocks: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<serde_json::Value> {
+    let location = Location::Object(listed.object.url().to_owned());
+    let bytes = read_entry(&location, unlocks, SEGMENT_ENTRY, 1 << 16, env)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))
+}
+
 /// One entry of an image, whole, through its index; refused if its record says it holds more
 /// than `max` bytes.
 pub(crate) fn read_entry(

@@ -7,7 +7,7 @@
 //! gap, every segment read and checked. The backup is restored, prepared and replayed beside
 //! the target, and takes its place only when replay has ended cleanly.
 
-use crate::binlog::{continues, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY};
+use crate::binlog::{continues, SegmentName, EVENTS_ENTRY};
 use crate::chain::Known;
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
@@ -250,9 +250,7 @@ impl Archive<'_> {
 
     /// The description of segment `i`.
     fn description(&self, i: usize) -> Result<serde_json::Value> {
-        let bytes = crate::binlog::read_entry(&self.location(i), self.unlocks, SEGMENT_ENTRY, 1 << 16, self.env)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::msg(format!("{}: its description: {e}", self.segments[i].1.name)))
+        crate::binlog::description(&self.segments[i].1, self.unlocks, self.env)
     }
 
     /// The time of the last event of segment `i`, from its description.

@@ -14,8 +14,9 @@ pub enum BinlogCommand {
   coffer binlog archive -S /run/mysqld/mysqld.sock -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k --follow"
     )]
     Archive(Box<ArchiveArgs>),
-    /// The archive's segments, in log order: file, positions, size (no key needed).
-    List(BinlogListArgs),
+    /// The archive's segments, in log order: file, positions, size, gaps (no key needed); with a
+    /// key also event times, GTID positions and the server.
+    List(Box<BinlogListArgs>),
     /// Write the archived binary log files into a directory, each as the server wrote it.
     #[command(after_help = "Example:
   coffer binlog fetch s3://b/prod/binlog/ --from binlog.000040 --to-dir /tmp/bl --key-file k")]
@@ -84,6 +85,10 @@ pub struct BinlogListArgs {
     /// One JSON object per segment, in an array.
     #[arg(long)]
     pub json: bool,
+    /// With a key: each segment's first and last event times, GTID positions before and
+    /// after, and server, from its sealed description.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Debug, Args)]

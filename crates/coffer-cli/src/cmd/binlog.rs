@@ -9,7 +9,7 @@ use std::time::Duration;
 pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
     match cmd {
         BinlogCommand::Archive(a) => archive(*a, quiet),
-        BinlogCommand::List(a) => list(a, quiet),
+        BinlogCommand::List(a) => list(*a, quiet),
         BinlogCommand::Fetch(a) => fetch(*a, quiet),
     }
 }
@@ -42,18 +42,54 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
 }
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
-    let found = coffer::binlog::segments(&a.prefix, &crate::report::env(quiet, 1))?;
+    let env = crate::report::env(quiet, 1);
+    let found = coffer::binlog::segments(&a.prefix, &env)?;
+    let keys = Some(a.key.sources()).filter(coffer::keys::KeySources::any);
+    let unlocks = keys.map(|k| coffer::keys::unlocks(&k, &env)).transpose()?;
+    let esc = |s: &str| coffer::text::escape(s.as_bytes());
     let mut rows = Vec::new();
+    let mut unread = 0;
     let mut previous: Option<&coffer::binlog::SegmentName> = None;
     for (s, listed) in &found {
-        // A segment that does not take up where the previous ended (in the same file, or at
-        // the start of the next after a complete one) follows a gap.
+        // A segment that does not continue the previous one follows a gap.
         let gap = previous.is_some_and(|p| !coffer::binlog::continues(p, s));
-        rows.push(json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap}));
+        let mut row = json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap});
+        let mut detail = String::new();
+        if let Some(unlocks) = &unlocks {
+            match coffer::binlog::description(listed, unlocks, &env) {
+                Ok(d) => {
+                    for k in [
+                        "events",
+                        "first_event_time",
+                        "last_event_time",
+                        "gtid_before",
+                        "gtid_after",
+                        "server",
+                        "checksum",
+                    ] {
+                        row[k] = d[k].clone();
+                    }
+                    let time = |k: &str| d[k].as_i64().map(coffer::text::utc).unwrap_or_default();
+                    detail = format!(
+                        "  {} .. {}  GTID {} .. {}  server {}",
+                        time("first_event_time"),
+                        time("last_event_time"),
+                        esc(d["gtid_before"].as_str().unwrap_or("?")),
+                        esc(d["gtid_after"].as_str().unwrap_or("?")),
+                        d["server"]["server_id"]
+                    );
+                }
+                Err(e) => {
+                    unread += 1;
+                    row["error"] = json!(e.one_line());
+                    detail = format!("  ({})", e.one_line());
+                }
+            }
+        }
         if !a.json {
             println!(
-                "{}  {:>10} .. {:<10}  {:>10}{}{}",
-                s.file,
+                "{}  {:>10} .. {:<10}  {:>10}{}{}{detail}",
+                esc(&s.file),
                 s.start,
                 s.end,
                 human(listed.size),
@@ -61,10 +97,14 @@ fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
                 if gap { "  (gap before)" } else { "" }
             );
         }
+        rows.push(row);
         previous = Some(s);
     }
     if a.json {
         println!("{}", serde_json::Value::Array(rows));
+    }
+    if unread > 0 {
+        anyhow::bail!("{unread} of {} segments could not be read with the key given (see above)", found.len());
     }
     Ok(())
 }
