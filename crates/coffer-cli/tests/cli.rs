@@ -73,6 +73,29 @@ fn round_trip_keeps_names_modes_times_and_links() {
     }
 }
 
+/// `--json` on backup and restore: one object on stdout with what the human line says.
+#[test]
+fn backup_and_restore_summarize_as_json() {
+    let fx = Fixture::new();
+    odd_tree(&fx.path("src"));
+    let key = fx.key();
+    let (code, out, err) = run(&["backup", &fx.s("src"), "-o", &fx.s("img.coffer"), "--key-file", &key, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let b: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let logical = b["logical_bytes"].as_u64().unwrap();
+    assert!(b["files"].as_u64().unwrap() > 3 && logical > 0, "{b}");
+    assert_eq!(b["image_bytes"].as_u64().unwrap(), std::fs::metadata(fx.path("img.coffer")).unwrap().len());
+    assert_eq!(b["innodb"]["corrupt_pages"], 0);
+    let (code, out, err) = run(&["restore", &fx.s("img.coffer"), "--to", &fx.s("out"), "--key-file", &key, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!((r["files"].clone(), r["logical_bytes"].as_u64()), (b["files"].clone(), Some(logical)), "{r}");
+    assert_eq!(r["synced"], true);
+    // stdout holds the image with -o -: no room for JSON.
+    let (code, _, err) = run(&["backup", &fx.s("src"), "-o", "-", "--key-file", &key, "--json"]);
+    assert_eq!(code, 2, "{err}");
+}
+
 #[test]
 fn streams_through_stdin_and_stdout() {
     let fx = Fixture::new();

@@ -95,6 +95,10 @@ pub struct BackupArgs {
     #[arg(long)]
     pub no_validate: bool,
 
+    /// Print what the backup did as one JSON object on stdout (not with -o -).
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub key: KeyArgs,
 

@@ -89,7 +89,7 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, value_name = "HOW", default_value = "sql-thread")]
     pub replay_with: ReplayWith,
 
-    /// With --until*: what was restored and replayed, as JSON on stdout.
+    /// What was restored (and, with --until*, replayed), as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 

@@ -96,6 +96,9 @@ impl BackupArgs {
 
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let spec = args.spec()?;
+    if args.json && spec.output == Location::Stdio {
+        return Err(usage("--json prints on stdout, where -o - writes the image: give -o FILE"));
+    }
     if spec.output == Location::Stdio && std::io::stdout().is_terminal() {
         return Err(usage("refusing to write an image to a terminal: use -o FILE or a pipe"));
     }
@@ -104,7 +107,33 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     }
     let summary = coffer::backup::backup(&spec, &crate::report::env(quiet, threads))?;
     print_summary(&summary, quiet);
+    if args.json {
+        println!("{}", summary_json(&summary));
+    }
     Ok(())
+}
+
+/// What a backup did, as `--json` prints it.
+fn summary_json(s: &BackupSummary) -> serde_json::Value {
+    serde_json::json!({
+        "output": s.output,
+        "source": s.source,
+        "entries": s.image.entries,
+        "files": s.image.files,
+        "logical_bytes": s.image.logical_bytes,
+        "image_bytes": s.image.image_bytes,
+        "stored_bytes": s.stored,
+        "codec": s.codec.name(),
+        "cipher": s.suite.name(),
+        "seconds": s.seconds,
+        "innodb": {
+            "files": s.pages.files,
+            "pages": s.pages.pages,
+            "corrupt_pages": s.pages.corrupt,
+            "corrupt_files": s.pages.corrupt_files.iter().map(|f| coffer::text::escape(f)).collect::<Vec<_>>(),
+        },
+        "skipped": s.skipped.iter().map(|p| coffer::text::escape(p.as_os_str().as_encoded_bytes())).collect::<Vec<_>>(),
+    })
 }
 
 fn print_summary(s: &BackupSummary, quiet: bool) {

@@ -34,8 +34,15 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     refuse_terminal(spec.image.as_ref().expect("an image"))?;
     let env = crate::report::env(quiet, threads);
     if !args.prepare {
-        print_restored(&coffer::restore::restore(&spec, &env)?, quiet);
+        let s = coffer::restore::restore(&spec, &env)?;
+        print_restored(&s, quiet);
+        if args.json {
+            println!("{}", restored_json(&s));
+        }
         return Ok(());
+    }
+    if args.json {
+        return Err(crate::exit::usage("--json goes with a plain restore or --until, not --prepare yet"));
     }
     let image = spec.image.as_ref().expect("an image");
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
@@ -144,6 +151,18 @@ fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -
         }
     }
     Ok(())
+}
+
+/// What a restore did, as `--json` prints it.
+fn restored_json(s: &RestoreSummary) -> serde_json::Value {
+    serde_json::json!({
+        "to": s.to,
+        "entries": s.read.entries,
+        "files": s.files,
+        "logical_bytes": s.read.logical_bytes,
+        "synced": s.synced,
+        "seconds": s.seconds,
+    })
 }
 
 /// Prints what a restore did.
