@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::live::{binlog_options, free_port};
 use common::mariadb::{self, Server};
 use common::*;
 use std::io::{BufRead, Read, Write};
@@ -13,24 +14,6 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The options of a server with the binary log on, on a loopback port, with `extra` (later
-/// ones win).
-fn binlog_options(port: u16, extra: &[&str]) -> Vec<String> {
-    let mut opts: Vec<String> = vec![
-        "--log-bin=binlog".into(),
-        "--server-id=1".into(),
-        "--skip-networking=0".into(),
-        "--bind-address=127.0.0.1".into(),
-        format!("--port={port}"),
-    ];
-    opts.extend(extra.iter().map(|s| s.to_string()));
-    opts
-}
 
 /// A server started with `opts` in `fx`'s `src`, with a replication user `repl` (password
 /// `repl-pw`, in the fixture's file `pw`) allowed from the loopback address.

@@ -5,24 +5,15 @@
 mod common;
 
 use coffer_mysql::client::{event, Client, ClientError, Target, DUMP_NON_BLOCK, DUMP_SEND_ANNOTATE_ROWS};
+use common::live::{binlog_options, free_port};
 use common::mariadb::{self, Server};
 use common::*;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A server with the binary log on, on a loopback port, with the options `extra` (later ones
 /// win), and a replication user `repl` (password `repl-pw`) allowed from `from`.
 fn binlog_server(fx: &Fixture, port: u16, from: &str, extra: &[String]) -> Server {
-    let mut opts: Vec<String> = vec![
-        "--log-bin=binlog".into(),
-        "--server-id=1".into(),
-        "--skip-networking=0".into(),
-        "--bind-address=127.0.0.1".into(),
-        format!("--port={port}"),
-    ];
+    let mut opts = binlog_options(port, &[]);
     opts.extend_from_slice(extra);
     let server = Server::start(&fx.path("src"), &opts);
     server.sql(&format!(

@@ -19,6 +19,39 @@ pub const ROTATE: u8 = 4;
 pub const XID: u8 = 16;
 /// MariaDB's GTID event.
 pub const GTID: u8 = 0xa2;
+/// MariaDB's GTID_LIST event: the binlog state before its file.
+pub const GTID_LIST: u8 = 0xa3;
+
+/// `domain-server-seq` joined by commas, as MariaDB writes positions.
+pub fn gtid_text(g: &Gtids) -> String {
+    g.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(",")
+}
+
+/// A MariaDB GTID list (`0-1-100,1-2-5`; empty: none); `None` if it is not one, or names a
+/// domain twice.
+pub fn parse_gtids(text: &str) -> Option<Gtids> {
+    let mut out = Gtids::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut n = part.splitn(3, '-');
+        let (d, s, q) = (n.next()?.parse().ok()?, n.next()?.parse().ok()?, n.next()?.parse().ok()?);
+        if out.insert(d, (s, q)).is_some() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// CRC-32 (ISO-HDLC), as the binary log's checksums.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// Where an event's checksum starts: when its last 4 bytes are the CRC-32 of what comes
+/// before them, and more than `min` bytes do.
+pub fn checksummed_len(e: &[u8], min: usize) -> Option<usize> {
+    let n = e.len().checked_sub(4).filter(|n| *n > min)?;
+    (crc32(&e[..n]) == u32::from_le_bytes(e[n..].try_into().expect("4 bytes"))).then_some(n)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {

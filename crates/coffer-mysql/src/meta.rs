@@ -356,6 +356,11 @@ pub fn is_binlog_file_name(name: &str) -> bool {
         && number.parse::<u64>().is_ok_and(|n| n <= i32::MAX as u64)
 }
 
+/// The number of a binary log file (`binlog.000042`: 42; 0 if it has none): files sort by it.
+pub fn binlog_file_number(name: &str) -> u64 {
+    name.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
 /// A decimal number without sign or leading `+`, at most `max`.
 fn is_number(s: &str, max: u64) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok_and(|n| n <= max)

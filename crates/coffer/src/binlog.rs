@@ -14,7 +14,10 @@ use crate::location::Location;
 use crate::source::{ServerOptions, SourceSpec};
 use crate::Env;
 use coffer_mysql::client::{event, Client, ClientError, EventHeader, Target, DUMP_NON_BLOCK, DUMP_SEND_ANNOTATE_ROWS};
-use coffer_mysql::meta::is_binlog_file_name;
+use coffer_mysql::events::{
+    gtid_text, parse_gtids, Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT,
+};
+use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
 use std::time::{Duration, Instant};
 
 /// The entry of a segment image that holds the events, as the server's file holds them.
@@ -66,10 +69,6 @@ impl SegmentName {
     fn key(&self) -> (u64, u32) {
         (file_number(&self.file), self.start)
     }
-}
-
-fn file_number(file: &str) -> u64 {
-    file.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
 }
 
 /// `next` takes up exactly where `previous` ends: in the same file where it ends, or at the
@@ -230,26 +229,10 @@ fn start_point(last: Option<&SegmentName>, logs: &[(String, u64)]) -> Result<(Lo
     Ok(((next.clone(), 4), gap))
 }
 
-/// The STOP event a server writes last in its file at a clean shutdown.
-const STOP_EVENT: u8 = 3;
-/// MariaDB's GTID and GTID_LIST events.
-const GTID_EVENT: u8 = 0xa2;
-const GTID_LIST_EVENT: u8 = 0xa3;
-
-/// A GTID position: per replication domain, the server id and sequence number.
-type Gtids = std::collections::BTreeMap<u32, (u32, u64)>;
-
-/// `domain-server-seq` joined by commas, as MariaDB writes positions.
-fn gtid_text(g: &Gtids) -> String {
-    g.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(",")
-}
-
-/// The GTID a MariaDB GTID event starts (its body: sequence number u64, domain u32).
-fn gtid_of(h: &EventHeader, e: &[u8]) -> Option<(u32, u32, u64)> {
-    let body = e.get(EventHeader::LEN..EventHeader::LEN + 12)?;
-    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
-    let domain = u32::from_le_bytes(body[8..12].try_into().ok()?);
-    Some((domain, h.server_id, seq))
+/// The GTID a MariaDB GTID event starts.
+fn gtid_of(h: &EventHeader, e: &[u8]) -> Option<Gtid> {
+    let event = coffer_mysql::events::Event { start: 0, header: *h, bytes: e };
+    coffer_mysql::events::gtid_of(&event).map(|(g, _)| g)
 }
 
 /// The position a GTID_LIST event gives (the state before its file): a count (low 28 bits),
@@ -351,19 +334,15 @@ fn gtid_position_at(c: &mut Client, file: &str, pos: u32) -> Option<Gtids> {
     }
     let rows = c.query(&format!("SELECT BINLOG_GTID_POS('{file}', {pos})")).ok()?;
     let text = rows.into_iter().next()?.into_iter().next()??;
-    crate::pitr::parse_gtids(&text)
+    parse_gtids(&text)
 }
 
 /// The checksum algorithm of a FORMAT_DESCRIPTION event: CRC32 when its last 4 bytes are the
 /// CRC-32 of the rest.
 fn checksum_of(e: &[u8]) -> &'static str {
-    match e.len().checked_sub(4) {
-        Some(n)
-            if n > EventHeader::LEN && crc32(&e[..n]) == u32::from_le_bytes(e[n..].try_into().expect("4 bytes")) =>
-        {
-            "CRC32"
-        }
-        _ => "NONE",
+    match coffer_mysql::events::checksummed_len(e, EventHeader::LEN) {
+        Some(_) => "CRC32",
+        None => "NONE",
     }
 }
 
@@ -674,10 +653,7 @@ fn rotate_target(e: &[u8]) -> Result<(String, u32)> {
     let at = EventHeader::LEN + 8;
     let position = e.get(EventHeader::LEN..at).ok_or_else(|| Error::msg("a ROTATE event too short to name a file"))?;
     let position = u64::from_le_bytes(position.try_into().expect("8 bytes"));
-    let end = match e.len().checked_sub(4) {
-        Some(n) if n > at && crc32(&e[..n]) == u32::from_le_bytes(e[n..].try_into().expect("4 bytes")) => n,
-        _ => e.len(),
-    };
+    let end = coffer_mysql::events::checksummed_len(e, at).unwrap_or(e.len());
     let name = std::str::from_utf8(&e[at.min(end)..end])
         .ok()
         .filter(|n| is_binlog_file_name(n))
@@ -687,19 +663,6 @@ fn rotate_target(e: &[u8]) -> Result<(String, u32)> {
         .filter(|p| *p >= 4)
         .ok_or_else(|| Error::msg(format!("a ROTATE event names {name} at {position}, not a position in a file")))?;
     Ok((name.to_owned(), position))
-}
-
-/// CRC-32 (ISO-HDLC, as the binary log's checksums), bit by bit: for the few small ROTATE
-/// events only.
-fn crc32(b: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &x in b {
-        c ^= u32::from(x);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
-        }
-    }
-    !c
 }
 
 /// Writes the archived binary log files from `from` (a file name; default the first) into
@@ -803,6 +766,7 @@ pub(crate) fn read_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_mysql::events::crc32;
 
     #[test]
     fn gtid_events() {
@@ -837,7 +801,7 @@ mod tests {
 
         // A segment's GTID position runs on from where it started, into the next segment.
         let mut seg = Open::new("b.000002".into(), 100);
-        seg.gtid_before = crate::pitr::parse_gtids("0-1-100,3-7-41");
+        seg.gtid_before = parse_gtids("0-1-100,3-7-41");
         seg.gtid_state = seg.gtid_before.clone();
         let (mut h, mut e) = header(GTID_EVENT, &body);
         h.log_pos = 100 + e.len() as u32;

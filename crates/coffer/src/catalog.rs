@@ -476,7 +476,7 @@ fn keep_for_pitr(
             r.push("pitr".into());
         }
     }
-    let number = |f: &str| f.rsplit_once('.').and_then(|(_, n)| n.parse::<u64>().ok()).unwrap_or(0);
+    let number = coffer_mysql::meta::binlog_file_number;
     let keep_from = number(&pos.file);
     Ok(crate::binlog::segments(&p.binlogs, env)?
         .into_iter()

@@ -17,12 +17,13 @@ use coffer_crypto::Unlock;
 use coffer_mysql::client::{Client, Target};
 use coffer_mysql::engine::PrepareOption;
 use coffer_mysql::events::{events, Event, Walk, GTID, ROTATE, STOP};
+use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use coffer_mysql::events::Gtids;
+pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
 
 /// Where replay stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,25 +145,6 @@ fn parse_offset(z: &str) -> Option<i64> {
     (h <= 14 && m <= 59).then_some(sign * (h * 3600 + m * 60))
 }
 
-/// `domain-server-seq` joined by commas, as MariaDB writes positions.
-pub fn gtid_text(g: &Gtids) -> String {
-    g.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(",")
-}
-
-/// A MariaDB GTID list (`0-1-100,1-2-5`; empty: none); `None` if it is not one, or names a
-/// domain twice.
-pub fn parse_gtids(text: &str) -> Option<Gtids> {
-    let mut out = Gtids::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut n = part.splitn(3, '-');
-        let (d, s, q) = (n.next()?.parse().ok()?, n.next()?.parse().ok()?, n.next()?.parse().ok()?);
-        if out.insert(d, (s, q)).is_some() {
-            return None;
-        }
-    }
-    Some(out)
-}
-
 /// What applies the binary log to the restored server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Applier {
@@ -272,10 +254,6 @@ impl Archive<'_> {
     fn file_start(&self, file: &str) -> Option<usize> {
         self.segments.iter().position(|(s, _)| s.file == file && s.start == 4)
     }
-}
-
-fn file_number(file: &str) -> u64 {
-    file.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
 }
 
 /// The events of a segment, each checked to end where its header says.

@@ -25,19 +25,24 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The options of a server with the binary log on, on a loopback port, with `extra` (later
+/// ones win).
+pub fn binlog_options(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut opts: Vec<String> = vec![
+        "--log-bin=binlog".into(),
+        "--server-id=1".into(),
+        "--skip-networking=0".into(),
+        "--bind-address=127.0.0.1".into(),
+        format!("--port={port}"),
+    ];
+    opts.extend(extra.iter().map(|s| s.to_string()));
+    opts
+}
+
 /// A source server with the binary log on, reachable on a loopback port, with a backup user,
 /// sysbench tables, a ROW_FORMAT=COMPRESSED and a PAGE_COMPRESSED table; and the options `extra`.
 pub fn source(fx: &Fixture, port: u16, extra: &[String]) -> Server {
-    let mut opts: Vec<String> = [
-        "--log-bin=binlog",
-        "--server-id=1",
-        "--skip-networking=0",
-        "--bind-address=127.0.0.1",
-        &format!("--port={port}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut opts = binlog_options(port, &[]);
     opts.extend_from_slice(extra);
     let server = Server::start(&fx.path("src"), &opts);
     server.sql(
