@@ -826,6 +826,9 @@ mod tests {
             "binlog.000001_4_9.coffer",
             "binlog.000001_0000000009_0000000004.coffer",
             "../x.000001_0000000004_0000000009.coffer",
+            // Names reach SQL (BINLOG_GTID_POS, CHANGE MASTER): no quote gets through.
+            "bin'log.000001_0000000004_0000000009.coffer",
+            "binlog.000001');DROP TABLE t;--.000002_0000000004_0000000009.coffer",
         ] {
             assert_eq!(SegmentName::parse(bad), None, "{bad}");
         }

@@ -1204,7 +1204,14 @@ mod tests {
             assert!(Until::parse_gtid(bad).is_err(), "{bad}");
         }
         assert_eq!(Until::parse_position("binlog.000042:1234").unwrap(), Until::Position("binlog.000042".into(), 1234));
-        for bad in ["binlog.000042", "binlog.000042:x", "../x.000001:5", "binlog.000042:2"] {
+        for bad in [
+            "binlog.000042",
+            "binlog.000042:x",
+            "../x.000001:5",
+            "binlog.000042:2",
+            "bin'log.000042:5",
+            "b\\'.000001:5",
+        ] {
             assert!(Until::parse_position(bad).is_err(), "{bad}");
         }
     }
