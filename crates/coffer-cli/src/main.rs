@@ -3,8 +3,10 @@
 
 mod cli;
 mod cmd;
+mod config;
 mod exit;
 mod keys;
+mod metrics;
 mod progress;
 mod report;
 mod store;

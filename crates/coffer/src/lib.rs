@@ -57,6 +57,7 @@ mod inspect;
 pub mod keyring;
 pub mod keys;
 pub mod location;
+pub mod metrics;
 pub mod net;
 pub mod pitr;
 pub mod read;

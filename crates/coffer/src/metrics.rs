@@ -1,0 +1,242 @@
+//! Prometheus text-format metrics of a run, for node_exporter's textfile collector: each run of a
+//! command replaces its own samples in the file (those of other commands and profiles stay), and
+//! the file is replaced whole, by rename, so the collector never reads half of one.
+//!
+//! Every sample carries `command` (and `profile`, when one was used) labels. Each run sets
+//! `coffer_last_run_timestamp_seconds`, `coffer_last_run_success` (1 or 0),
+//! `coffer_last_run_duration_seconds`, and one of `coffer_last_success_timestamp_seconds` /
+//! `coffer_last_failure_timestamp_seconds`; the other one is carried over from the file, so an
+//! alert on "no success for 26 hours" works across failed runs.
+
+use crate::error::{Context, Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The most of an existing metrics file that is read back (its other samples are kept).
+const MAX_PREVIOUS: u64 = 4 << 20;
+
+const SUCCESS: &str = "coffer_last_success_timestamp_seconds";
+const FAILURE: &str = "coffer_last_failure_timestamp_seconds";
+
+/// The samples of one run of one command.
+#[derive(Debug, Clone)]
+pub struct Run {
+    labels: String,
+    started: Instant,
+    samples: Vec<(&'static str, &'static str, f64)>,
+}
+
+impl Run {
+    /// A run of `command` (such as "backup"), under `profile` if one was used; its duration
+    /// counts from now.
+    pub fn new(command: &str, profile: Option<&str>) -> Self {
+        let mut labels = format!("command=\"{}\"", escape(command));
+        if let Some(p) = profile {
+            labels.push_str(&format!(",profile=\"{}\"", escape(p)));
+        }
+        Run { labels, started: Instant::now(), samples: Vec::new() }
+    }
+
+    /// Sets a gauge of this run (replacing an earlier value of the same name).
+    pub fn set(&mut self, name: &'static str, help: &'static str, value: f64) {
+        debug_assert!(valid_name(name), "{name}");
+        self.samples.retain(|s| s.0 != name);
+        self.samples.push((name, help, value));
+    }
+
+    /// The value set for `name`, if any.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.samples.iter().find(|s| s.0 == name).map(|s| s.2)
+    }
+
+    /// The file's text after this run: `previous` (the file as it was) with this run's samples
+    /// in place of the same labels' old ones. `now` is the run's end, in Unix seconds.
+    pub fn render(&self, ok: bool, now: f64, previous: &str) -> String {
+        let mut families: BTreeMap<String, Family> = BTreeMap::new();
+        let mut carried = BTreeMap::new();
+        for line in previous.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                if let Some((name, help)) = rest.split_once(' ') {
+                    if valid_name(name) {
+                        families.entry(name.to_owned()).or_default().help = help.to_owned();
+                    }
+                }
+                continue;
+            }
+            let Some((name, labels, value)) = parse_sample(line) else { continue };
+            if labels == self.labels {
+                carried.insert(name.to_owned(), value.to_owned());
+            } else {
+                families.entry(name.to_owned()).or_default().samples.push((labels.to_owned(), value.to_owned()));
+            }
+        }
+        let mut mine: Vec<(&str, &str, String)> = vec![
+            ("coffer_last_run_timestamp_seconds", "When the last run of the command ended (Unix seconds).", num(now)),
+            ("coffer_last_run_success", "1 if the last run of the command succeeded, else 0.", num(f64::from(ok))),
+            (
+                "coffer_last_run_duration_seconds",
+                "How long the last run of the command took.",
+                num(self.started.elapsed().as_secs_f64()),
+            ),
+        ];
+        let (this, other) = if ok { (SUCCESS, FAILURE) } else { (FAILURE, SUCCESS) };
+        mine.push((this, help_of(this), num(now)));
+        if let Some(v) = carried.get(other) {
+            mine.push((other, help_of(other), v.clone()));
+        }
+        mine.extend(self.samples.iter().map(|(n, h, v)| (*n, *h, num(*v))));
+        for (name, help, value) in mine {
+            let f = families.entry(name.to_owned()).or_default();
+            f.help = help.to_owned();
+            f.samples.push((self.labels.clone(), value));
+        }
+        let mut out = String::new();
+        for (name, f) in &families {
+            if f.samples.is_empty() {
+                continue;
+            }
+            if !f.help.is_empty() {
+                out.push_str(&format!("# HELP {name} {}\n", f.help));
+            }
+            out.push_str(&format!("# TYPE {name} gauge\n"));
+            for (labels, value) in &f.samples {
+                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            }
+        }
+        out
+    }
+
+    /// Writes this run into the metrics file at `path` (see the module's description). Runs
+    /// that write the same file at once take turns (a lock on its directory).
+    pub fn write(&self, path: &Path, ok: bool) -> Result<()> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir_file = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        let _lock = nix::fcntl::Flock::lock(dir_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::from(std::io::Error::from(e)))
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        let previous = read_previous(path)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let text = self.render(ok, now.floor(), &previous);
+        let out = crate::AtomicFile::create(path, true, 0o644)?;
+        std::io::Write::write_all(&mut &out, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        out.commit()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Family {
+    help: String,
+    samples: Vec<(String, String)>,
+}
+
+fn help_of(name: &str) -> &'static str {
+    if name == SUCCESS {
+        "When the command last succeeded (Unix seconds)."
+    } else {
+        "When the command last failed (Unix seconds)."
+    }
+}
+
+/// The file as it is (empty if absent); one that is not ours to read back is refused.
+fn read_previous(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(Error::from(e).context(format!("cannot read {}", path.display()))),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_PREVIOUS + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > MAX_PREVIOUS {
+        return Err(Error::msg(format!(
+            "{} is larger than a metrics file ({} MiB)",
+            path.display(),
+            MAX_PREVIOUS >> 20
+        )));
+    }
+    // A file that is not text keeps nothing of itself.
+    Ok(String::from_utf8(bytes).unwrap_or_default())
+}
+
+/// `name{labels} value` (labels as written, without braces); anything else is `None`.
+fn parse_sample(line: &str) -> Option<(&str, &str, &str)> {
+    let open = line.find('{')?;
+    let close = line.rfind('}')?;
+    let (name, labels) = (&line[..open], line.get(open + 1..close)?);
+    let value = line[close + 1..].trim();
+    (valid_name(name) && !value.is_empty() && value.parse::<f64>().is_ok() && !labels.contains('\n'))
+        .then_some((name, labels, value))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// A label value as the text format writes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+/// A value as the text format writes it: integers without a fraction.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_replaces_its_own_samples_and_keeps_the_others() {
+        let mut backup = Run::new("backup", Some("prod"));
+        backup.set("coffer_bytes_read", "Bytes read.", 1024.0);
+        let first = backup.render(true, 100.0, "");
+        assert!(first.contains("coffer_bytes_read{command=\"backup\",profile=\"prod\"} 1024\n"), "{first}");
+        assert!(first.contains("coffer_last_success_timestamp_seconds{command=\"backup\",profile=\"prod\"} 100\n"));
+        assert!(!first.contains(FAILURE));
+
+        let mut prune = Run::new("prune", None);
+        prune.set("coffer_prune_deleted", "Backups deleted.", 2.0);
+        let both = prune.render(true, 150.0, &first);
+        assert!(both.contains("coffer_bytes_read{command=\"backup\",profile=\"prod\"} 1024\n"), "{both}");
+        assert!(both.contains("coffer_prune_deleted{command=\"prune\"} 2\n"));
+        assert_eq!(both.matches("# TYPE coffer_last_run_success gauge").count(), 1);
+
+        // A failed backup: its failure time is now, its last success is carried over, its old
+        // byte count is gone.
+        let failed = Run::new("backup", Some("prod")).render(false, 200.0, &both);
+        assert!(failed.contains("coffer_last_failure_timestamp_seconds{command=\"backup\",profile=\"prod\"} 200\n"));
+        assert!(failed.contains("coffer_last_success_timestamp_seconds{command=\"backup\",profile=\"prod\"} 100\n"));
+        assert!(failed.contains("coffer_last_run_success{command=\"backup\",profile=\"prod\"} 0\n"));
+        assert!(!failed.contains("coffer_bytes_read"), "{failed}");
+        assert!(failed.contains("coffer_prune_deleted{command=\"prune\"} 2\n"));
+    }
+
+    #[test]
+    fn junk_in_the_previous_file_is_dropped() {
+        let previous = "garbage\nx{y} notanumber\n1bad{a=\"b\"} 3\ncoffer_ok{command=\"other\"} 5\n";
+        let out = Run::new("drill", None).render(true, 1.0, previous);
+        assert!(out.contains("coffer_ok{command=\"other\"} 5\n"));
+        assert!(!out.contains("garbage") && !out.contains("1bad") && !out.contains("notanumber"), "{out}");
+    }
+
+    #[test]
+    fn values_and_labels_are_written_as_the_format_says() {
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+}
