@@ -11,13 +11,20 @@ mod progress;
 mod report;
 mod store;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     // Keys pass through this process's memory: keep them out of core dumps and away from
     // other processes of the same user (ptrace). Best effort; Linux only.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let cli = cli::Cli::parse();
+    let command = config::command();
+    let argv = match config::apply(&command, std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => return exit::report(&e),
+    };
+    let matches = command.get_matches_from(argv);
+    let cli = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => exit::report(&e),

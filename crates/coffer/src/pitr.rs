@@ -14,13 +14,14 @@ use crate::location::Location;
 use crate::restore::{Beside, RestoreSpec};
 use crate::Env;
 use coffer_crypto::Unlock;
-use coffer_mysql::client::{Client, Target};
+use crate::server::{last_line, owner_of, program, tempdir, Server};
+use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
 use coffer_mysql::events::{events, Event, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
@@ -456,7 +457,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
         }
         staging.replace(to, spec.restore.force, spec.restore.sync)?;
         let replay = Replay { datadir: to.clone(), ..replay };
-        replay.write_options(&logs.path)?;
+        crate::server::write_options(&logs.path, "replay", &replay.options)?;
         logs.keep_as(&dir)?;
         let replay = Replay { logs: dir.clone(), ..replay };
         summary.commands = Some(replay.commands());
@@ -741,29 +742,6 @@ struct Replay {
     server_id: u32,
 }
 
-/// The owner of the files restored into `datadir` (its system tablespace's, else its own).
-fn owner_of(datadir: &Path) -> (u32, u32) {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(datadir.join("ibdata1")).or_else(|_| std::fs::metadata(datadir));
-    m.map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
-}
-
-/// The first of `names` found on PATH, or in the server's usual places.
-fn program(names: &[&str], package: &str) -> Result<PathBuf> {
-    for n in names {
-        if let Some(p) = coffer_mysql::engine::which(n) {
-            return Ok(p);
-        }
-        for dir in ["/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin"] {
-            let p = Path::new(dir).join(n);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    Err(Error::msg(format!("{} not found on PATH: install it (Debian: apt install {package})", names[0])))
-}
-
 /// A path as one shell word.
 fn shell_word(p: &Path) -> String {
     let s = p.display().to_string();
@@ -786,10 +764,7 @@ impl Replay {
     ) -> Result<Self> {
         let options = coffer_mysql::engine::prepare_options(datadir, options).map_err(Error::other)?;
         // The server runs as the owner of the files restored (it refuses to run as root unasked).
-        let user = nix::unistd::geteuid().is_root().then(|| {
-            let (uid, _) = owner_of(datadir);
-            nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| "root".to_owned(), |u| u.name)
-        });
+        let user = crate::server::user_for(datadir);
         Ok(Replay {
             datadir: datadir.to_owned(),
             logs: logs.to_owned(),
@@ -825,26 +800,9 @@ impl Replay {
     }
 
     fn server_args(&self, options_file: &Path, run: &Path) -> Vec<String> {
-        let mut args = vec![
-            format!("--defaults-file={}", options_file.display()),
-            format!("--datadir={}", self.datadir.display()),
-            format!("--socket={}", run.join("replay.sock").display()),
-            format!("--pid-file={}", run.join("replay.pid").display()),
-            format!("--log-error={}", run.join("replay.err").display()),
-            format!("--tmpdir={}", run.display()),
-            "--skip-networking".into(),
-            "--skip-slave-start".into(),
-            "--skip-log-bin".into(),
-            // Grants load at the replay's first statement (FLUSH PRIVILEGES), so that GRANT and
-            // CREATE USER in the log apply; until then no password is asked on the socket.
-            "--skip-grant-tables".into(),
-            // Replayed SQL reads and writes no file of this host through the server.
-            format!("--secure-file-priv={}", run.display()),
-            // A crash during replay throws the directory away: no need to flush each commit.
-            "--innodb-flush-log-at-trx-commit=0".into(),
-            "--innodb-doublewrite=0".into(),
-        ];
-        args.extend(self.user.iter().map(|u| format!("--user={u}")));
+        let mut args = crate::server::private_args(options_file, &self.datadir, run, "replay", self.user.as_deref());
+        // A crash during replay throws the directory away: no need to flush each commit.
+        args.extend(["--innodb-flush-log-at-trx-commit=0".into(), "--innodb-doublewrite=0".into()]);
         if self.applier == Applier::SqlThread {
             args.extend([
                 format!("--server-id={}", self.server_id),
@@ -864,20 +822,6 @@ impl Replay {
             "--binary-mode".into(),
             "--init-command=FLUSH PRIVILEGES".into(),
         ]
-    }
-
-    fn write_options(&self, dir: &Path) -> Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join("replay.cnf");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        f.write_all(self.options.as_bytes())?;
-        Ok(path)
     }
 
     /// The commands a DBA runs to replay by hand.
@@ -922,8 +866,9 @@ impl Replay {
             std::os::unix::fs::chown(&run.0, Some(uid), Some(gid))
                 .with_context(|| format!("cannot give {} to the server's user", run.0.display()))?;
         }
-        let options = self.write_options(&run.0)?;
-        let mut server = Server::start(&self.server, &self.server_args(&options, &run.0), &run.0)?;
+        let options = crate::server::write_options(&run.0, "replay", &self.options)?;
+        let mut server =
+            Server::start(&self.server, &self.server_args(&options, &run.0), &run.0, "replay", "the replay server")?;
         let mut control = server.connect(Duration::from_secs(600))?;
         env.report.say(&format!("replay server started on {}", self.datadir.display()));
         let replayed = match self.applier {
@@ -1053,14 +998,6 @@ impl Replay {
     }
 }
 
-/// The last line of a small text file, printable.
-fn last_line(path: &Path) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let tail = &text[text.len().saturating_sub(4096)..];
-    let line = tail.split(|b| *b == b'\n').rev().find(|l| !l.is_empty()).unwrap_or_default();
-    crate::text::escape(line)
-}
-
 /// The SQL thread's error, as the server's error log says it ("Slave SQL: Error ..."), or the
 /// log's last line.
 fn applier_error(log: &Path) -> String {
@@ -1069,92 +1006,6 @@ fn applier_error(log: &Path) -> String {
     let said =
         tail.split(|b| *b == b'\n').rev().find(|l| l.windows(9).any(|w| w == b"Slave SQL")).map(crate::text::escape);
     said.unwrap_or_else(|| last_line(log))
-}
-
-/// A private directory (0700) under the temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-fn tempdir(what: &str) -> Result<TempDir> {
-    use std::os::unix::fs::DirBuilderExt;
-    let path = std::env::temp_dir().join(format!("{what}-{}", &crate::chain::new_id()?[..12]));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(TempDir(path))
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The replay server.
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    error_log: PathBuf,
-}
-
-impl Server {
-    fn start(binary: &Path, args: &[String], run: &Path) -> Result<Self> {
-        let child = Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot run {}", binary.display()))?;
-        Ok(Server { child, socket: run.join("replay.sock"), error_log: run.join("replay.err") })
-    }
-
-    /// Waits for the server to accept a connection on its socket (crash recovery may take a
-    /// while), or to exit.
-    fn connect(&mut self, patience: Duration) -> Result<Client> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                crate::bail!("the replay server exited ({status}): {}", last_line(&self.error_log));
-            }
-            if self.socket.exists() {
-                let target = Target::Socket(self.socket.clone());
-                if let Ok(c) = Client::connect(&target, "root", b"", Duration::from_secs(600), None) {
-                    return Ok(c);
-                }
-            }
-            if started.elapsed() > patience {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                crate::bail!(
-                    "the replay server did not start in {} s: {}",
-                    patience.as_secs(),
-                    last_line(&self.error_log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// A clean shutdown (InnoDB flushes what replay wrote), waited for.
-    fn shutdown(mut self, mut control: Client) -> Result<()> {
-        let _ = control.query("SHUTDOWN");
-        drop(control);
-        let status = self.child.wait()?;
-        if !status.success() {
-            crate::bail!("the replay server did not shut down cleanly ({status}): {}", last_line(&self.error_log));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The relay logs' base name in the restored datadir while its SQL thread replays.

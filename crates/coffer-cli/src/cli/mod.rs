@@ -2,6 +2,7 @@
 
 mod backup;
 mod binlog;
+mod drill;
 mod keys;
 mod net;
 mod read;
@@ -9,6 +10,7 @@ mod store;
 
 pub use backup::*;
 pub use binlog::*;
+pub use drill::*;
 pub use keys::*;
 pub use net::*;
 pub use read::*;
@@ -46,6 +48,16 @@ pub struct Cli {
     /// Worker threads [default: all cores].
     #[arg(short = 'j', long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Take options from this profile of the config file ([profile.NAME]). Options given on
+    /// the command line, then COFFER_* variables, come first.
+    #[arg(long, global = true, env = "COFFER_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The config file [default: $XDG_CONFIG_HOME/coffer/coffer.toml if it exists, else
+    /// /etc/coffer/coffer.toml].
+    #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -171,6 +183,17 @@ pub enum Command {
   coffer restore s3://b/prod/ --until-position binlog.000042:1234 --to /restore --key-file k --print-replay")]
     Restore(RestoreArgs),
 
+    /// Prove that a backup restores: restore the newest backup (or the one named) into a
+    /// scratch directory, prepare it, check its InnoDB pages, start a private server on it
+    /// (socket only, no network), run CHECK TABLE on every table, shut it down, delete the
+    /// directory, and give the verdict. Exit 0 only if every step passed.
+    #[command(after_help = "Examples:
+  coffer drill s3://backups/prod/ --scratch /var/tmp/drill --key-file backup.key
+  coffer drill --profile prod --json
+  coffer drill s3://backups/prod/ --until '2026-11-27 14:00:00' --scratch /var/tmp/drill --key-file k
+  coffer drill db.coffer --scratch /var/tmp/drill --key-file k --metrics-file /var/lib/node_exporter/coffer-drill.prom")]
+    Drill(Box<DrillArgs>),
+
     /// Extract some entries, reading only what they need through the index.
     #[command(after_help = "Examples:
   coffer extract db.coffer sbtest/sbtest1.ibd --to /tmp/x --key-file backup.key
@@ -194,6 +217,11 @@ Exit codes: 0 every page checked is valid; 5 corrupt InnoDB pages were found; 4 
 is corrupt or truncated; 3 wrong key; 1 other errors (a file that cannot be read).")]
     Validate(ValidateArgs),
 
+    /// Profiles of the config file: what a command would run with, and whether every
+    /// profile's keys and stores are reachable.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -203,6 +231,38 @@ is corrupt or truncated; 3 wrong key; 1 other errors (a file that cannot be read
     /// Print the manual page (roff) to stdout.
     #[command(name = "manpage")]
     ManPage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// The options a command runs with under --profile, and where each comes from (flag,
+    /// COFFER_* variable, file:line:column, default); secrets by their source only. Without a
+    /// command, the profile's own keys.
+    #[command(after_help = "Examples:
+  coffer config show --profile prod
+  coffer config show --profile prod backup --compress lz4
+  COFFER_THREADS=2 coffer config show --profile prod binlog archive")]
+    Show {
+        /// A command and its options, as they would be given.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every profile of the config file and check what it names: key, passphrase,
+    /// identity, password and TLS files readable (keys parsed, keyrings opened), the
+    /// repository and binary log prefixes listed, the server answering (socket or TCP without
+    /// TLS). Only --profile's, if given. Exit 0 if all is reachable, 1 if not, 2 if the
+    /// file itself is wrong.
+    #[command(after_help = "Examples:
+  coffer config check                  # every profile of the file
+  coffer config check --profile prod   # one")]
+    Check {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G", "1T" (binary multiples).

@@ -3,6 +3,8 @@
 mod backup;
 mod binlog;
 mod catalog;
+mod config;
+mod drill;
 mod key;
 mod list;
 mod net;
@@ -42,13 +44,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::List(a) => list::list(a, quiet, threads),
         Command::Verify(a) => list::verify(a, quiet, threads),
         Command::Validate(a) => validate::run(a, quiet, threads),
+        Command::Drill(a) => drill::run(*a, quiet, threads),
+        Command::Config(c) => config::run(c, cli.profile, cli.config, quiet),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = crate::config::command();
             clap_complete::generate(shell, &mut cmd, "coffer", &mut std::io::stdout());
             Ok(())
         }
         Command::ManPage => {
-            let cmd = <Cli as clap::CommandFactory>::command();
+            let cmd = crate::config::command();
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the manual page")
         }
     }

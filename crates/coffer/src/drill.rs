@@ -1,0 +1,417 @@
+//! Restore drills: the proof that a backup restores. The newest backup under a prefix (or the
+//! image named) is restored into a private directory of a scratch filesystem, prepared (a
+//! server backup, with its chain), its InnoDB pages checked, a private server started on it
+//! with CHECK TABLE run on every table, and the directory removed. The report says what passed
+//! and the first thing that did not.
+//!
+//! Row counts are not compared with counts taken at backup time: InnoDB keeps no row count,
+//! so recording exact ones would cost a scan of every table during each backup, and the
+//! statistics' estimates differ between a server and its own restored copy.
+
+use crate::error::{Context, Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::pitr::{PitrSpec, PitrSummary, Until};
+use crate::restore::RestoreSpec;
+use crate::server::{program, tempdir, Server};
+use crate::Env;
+use coffer_mysql::client::Client;
+use coffer_mysql::engine::PrepareOption;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A drill, as a user asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct DrillSpec {
+    /// An image (a file, an object URL), or a prefix ending in '/': its newest backup.
+    pub image: String,
+    /// A directory on the filesystem to restore into (a private directory is made in it, and
+    /// removed).
+    pub scratch: PathBuf,
+    /// The secrets that open the backups.
+    pub keys: KeySources,
+    /// Other images of the chain, where they are not beside the image.
+    pub bases: Vec<Location>,
+    /// A point-in-time restore instead (`image` is then the backups' prefix).
+    pub until: Option<Until>,
+    /// The binary log archive's prefix, for `until` [default: the prefix + binlog/].
+    pub binlogs: Option<String>,
+    /// Options of the prepare and of the drill's server (over the backup's own).
+    pub options: Vec<PrepareOption>,
+}
+
+/// A table CHECK TABLE did not pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableProblem {
+    /// `db`.`table`.
+    pub table: String,
+    /// What the server said.
+    pub message: String,
+}
+
+/// What a drill found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DrillReport {
+    /// Every step passed.
+    pub passed: bool,
+    /// The first step that did not pass, in one line.
+    pub failure: Option<String>,
+    /// What was drilled: the image's URL or path.
+    pub image: String,
+    /// The backups restored, full first.
+    pub backups: Vec<String>,
+    /// "server backup", "directory" (a stopped server's datadir) or "point-in-time".
+    pub kind: String,
+    /// Bytes the restore writes (the backups' files), and what the scratch filesystem had free.
+    pub needed_bytes: u64,
+    /// Free bytes of the scratch filesystem before the drill.
+    pub free_bytes: u64,
+    /// Seconds to restore and prepare (and replay, for a point in time).
+    pub restore_seconds: f64,
+    /// InnoDB pages checked in the restored datadir.
+    pub pages_checked: u64,
+    /// Corrupt pages found.
+    pub pages_corrupt: u64,
+    /// The files that hold them.
+    pub corrupt_files: Vec<String>,
+    /// The server's version, once it answered.
+    pub server_version: Option<String>,
+    /// Tables CHECK TABLE passed.
+    pub tables_checked: u64,
+    /// Tables it did not.
+    pub tables_failed: Vec<TableProblem>,
+    /// Tables whose engine cannot check itself.
+    pub tables_skipped: u64,
+    /// Seconds for the server's start, the checks and its shutdown.
+    pub check_seconds: f64,
+    /// Seconds for the whole drill.
+    pub seconds: f64,
+    /// For a point in time: what was replayed.
+    pub pitr: Option<PitrSummary>,
+}
+
+impl DrillReport {
+    fn fail(&mut self, why: impl Into<String>) {
+        self.passed = false;
+        if self.failure.is_none() {
+            self.failure = Some(why.into());
+        }
+    }
+}
+
+/// Runs the drill of `spec`. The report is returned in all cases (with the error that ended it
+/// early, if one did: its exit code is the caller's).
+pub fn drill(spec: &DrillSpec, env: &Env) -> (DrillReport, Option<Error>) {
+    let started = Instant::now();
+    let mut report = DrillReport { passed: true, image: spec.image.clone(), ..Default::default() };
+    let ended = run(spec, &mut report, env);
+    report.seconds = started.elapsed().as_secs_f64();
+    match ended {
+        Ok(()) => (report, None),
+        Err(e) => {
+            report.fail(e.one_line());
+            (report, Some(e))
+        }
+    }
+}
+
+fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
+    if !spec.scratch.is_dir() {
+        return Err(Error::usage(format!("--scratch {}: not a directory", spec.scratch.display())));
+    }
+    let unlocks = crate::keys::unlocks(&spec.keys, env)?;
+    let image = resolve(spec, env)?;
+    report.image = image.shown();
+    let info = crate::read::info_with(&image, &unlocks, env)?;
+    // The chain is resolved and every link checked before anything is written.
+    let plan = match &spec.until {
+        None => Some(crate::restore::plan(&image, &spec.bases, &spec.keys, env)?),
+        Some(_) => None,
+    };
+    let chain = plan.as_ref().and_then(|p| p.chain.clone());
+    report.needed_bytes = match &chain {
+        Some(members) => {
+            let mut sum = 0u64;
+            for m in members {
+                sum = sum.saturating_add(crate::read::info_with(&m.location, &unlocks, env)?.bytes);
+            }
+            sum
+        }
+        None => info.bytes,
+    };
+    report.free_bytes = free_bytes(&spec.scratch)?;
+    if report.needed_bytes > report.free_bytes {
+        crate::bail!(
+            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
+            spec.scratch.display(),
+            crate::text::human(report.free_bytes),
+            crate::text::human(report.needed_bytes)
+        );
+    }
+    let private = Private::create(&spec.scratch)?;
+    let data = private.0.join("data");
+    let restoring = Instant::now();
+    let restore = RestoreSpec {
+        image: Some(image.clone()),
+        to: data.clone(),
+        keys: spec.keys.clone(),
+        sync: false,
+        ..Default::default()
+    };
+    report.backups = chain.as_ref().map_or_else(|| vec![image.shown()], |c| c.iter().map(|k| k.shown()).collect());
+    match (&spec.until, &plan) {
+        (Some(until), _) => {
+            report.kind = "point-in-time".into();
+            let backups = spec.image.clone();
+            let pitr = PitrSpec {
+                binlogs: spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&backups)),
+                backups,
+                until: until.clone(),
+                restore: RestoreSpec { image: None, ..restore },
+                options: spec.options.clone(),
+                print_replay: false,
+                applier: Default::default(),
+            };
+            let s = crate::pitr::restore_until(&pitr, env)?;
+            report.backups = s.backups.clone();
+            report.pitr = Some(s);
+        }
+        (None, Some(plan)) if plan.chain.is_some() => {
+            report.kind = "server backup".into();
+            crate::restore::restore_chain(plan, &restore, &spec.options, env)?;
+        }
+        (None, Some(plan)) => {
+            plan.restore(&restore, env)?;
+            if data.join("xtrabackup_checkpoints").exists() {
+                report.kind = "server backup".into();
+                crate::restore::prepare(&data, &spec.options, None, false, env)?;
+            } else {
+                report.kind = "directory".into();
+            }
+        }
+        (None, None) => unreachable!("a plan without --until"),
+    }
+    report.restore_seconds = restoring.elapsed().as_secs_f64();
+    env.report.say(&format!("restored {} into {} in {:.1} s", report.image, data.display(), report.restore_seconds));
+    if !data.join("ibdata1").exists() && !data.join("mysql").is_dir() {
+        crate::bail!("{} holds no server datadir (no ibdata1, no mysql/): there is no server to start", report.image);
+    }
+    check_pages(&data, report, env)?;
+    check_tables(&data, &private.0, &spec.options, report, env)?;
+    Ok(())
+}
+
+/// The image a drill restores: the newest backup under a prefix, or the one named.
+fn resolve(spec: &DrillSpec, env: &Env) -> Result<Location> {
+    if spec.until.is_some() {
+        if !spec.image.ends_with('/') || !matches!(Location::parse(&spec.image), Location::Object(_)) {
+            return Err(Error::usage(format!(
+                "{}: a point-in-time drill reads the backups under a prefix (s3://B/P/, file:///D/)",
+                spec.image
+            )));
+        }
+        let newest = crate::catalog::backups(&spec.image, env)?;
+        let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
+        return Ok(Location::parse(&b.listed.object.url()));
+    }
+    if spec.image.ends_with('/') && matches!(Location::parse(&spec.image), Location::Object(_)) {
+        let newest = crate::catalog::backups(&spec.image, env)?;
+        let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
+        env.report.say(&format!("the newest backup under {} is {}", spec.image, b.listed.name));
+        return Ok(Location::parse(&b.listed.object.url()));
+    }
+    match Location::from_path(Path::new(&spec.image)) {
+        Location::Stdio => Err(Error::usage("a drill reads a file or an object, not standard input")),
+        Location::Tls(_) => Err(Error::usage("a drill reads a file or an object, not a TLS address")),
+        l => Ok(l),
+    }
+}
+
+/// Bytes free for this user on the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let s = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| Error::from(std::io::Error::from(e)))
+        .with_context(|| format!("cannot stat the filesystem of {}", dir.display()))?;
+    Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+}
+
+/// The drill's private directory in the scratch directory, removed when dropped.
+struct Private(PathBuf);
+
+impl Private {
+    fn create(scratch: &Path) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = scratch.join(format!("coffer-drill-{}", &crate::chain::new_id()?[..12]));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Private(path))
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every InnoDB page of the restored datadir.
+fn check_pages(data: &Path, report: &mut DrillReport, env: &Env) -> Result<()> {
+    let spec = crate::validate::ValidateSpec { paths: vec![data.to_owned()], ..Default::default() };
+    let quiet = Env { report: std::sync::Arc::new(crate::Silent), ..env.clone() };
+    let v = crate::validate::validate(&spec, &quiet)?;
+    for r in &v.reports {
+        report.pages_checked += r.tally.pages;
+        if !r.tally.corrupt.is_empty() {
+            report.pages_corrupt += r.tally.corrupt.len() as u64;
+            report.corrupt_files.push(r.path.clone());
+        }
+    }
+    env.report.say(&format!("checked {} InnoDB pages: {} corrupt", report.pages_checked, report.pages_corrupt));
+    if report.pages_corrupt > 0 {
+        report.fail(format!(
+            "{} corrupt InnoDB page{} in {}",
+            report.pages_corrupt,
+            if report.pages_corrupt == 1 { "" } else { "s" },
+            report.corrupt_files.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A private server on the datadir, CHECK TABLE on every table, a clean shutdown.
+fn check_tables(
+    data: &Path,
+    private: &Path,
+    options: &[PrepareOption],
+    report: &mut DrillReport,
+    env: &Env,
+) -> Result<()> {
+    let started = Instant::now();
+    let binary = program(&["mariadbd", "mysqld"], "mariadb-server")?;
+    let text = coffer_mysql::engine::prepare_options(data, options).map_err(Error::other)?;
+    let text = if text.contains("[mysqld]") { text } else { format!("[mysqld]\n{text}") };
+    let user = crate::server::user_for(data);
+    // The server's user reaches the datadir through the private directory.
+    let (uid, gid) = crate::server::owner_of(data);
+    let run = tempdir("coffer-drill")?;
+    if user.is_some() {
+        for dir in [private, run.0.as_path()] {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .with_context(|| format!("cannot give {} to the server's user", dir.display()))?;
+        }
+    }
+    let options_file = crate::server::write_options(&run.0, "drill", &text)?;
+    let mut args = crate::server::private_args(&options_file, data, &run.0, "drill", user.as_deref());
+    // Nothing in the restored copy runs by itself.
+    args.push("--event-scheduler=DISABLED".into());
+    let mut server = Server::start(&binary, &args, &run.0, "drill", "the drill's server")?;
+    let mut control = server.connect(Duration::from_secs(600))?;
+    env.report.say(&format!("the drill's server started on {}", data.display()));
+    let checked = check_every_table(&mut control, report, env);
+    let stopped = server.shutdown(control);
+    report.check_seconds = started.elapsed().as_secs_f64();
+    checked?;
+    stopped
+}
+
+fn check_every_table(control: &mut Client, report: &mut DrillReport, env: &Env) -> Result<()> {
+    let sql = |c: &mut Client, q: &str| c.query(q).map_err(|e| Error::other(e).context(format!("drill: {q}")));
+    report.server_version = sql(control, "SELECT VERSION()")?.first().and_then(|r| r.first()).cloned().flatten();
+    let tables = sql(
+        control,
+        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
+         AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+    )?;
+    for row in tables {
+        let (Some(Some(db)), Some(Some(table))) = (row.first(), row.get(1)) else { continue };
+        let name = format!("{}.{}", quote(db), quote(table));
+        let rows = match control.query(&format!("CHECK TABLE {name}")) {
+            Ok(rows) => rows,
+            Err(e) => {
+                report.tables_failed.push(TableProblem { table: name.clone(), message: e.to_string() });
+                report.fail(format!("CHECK TABLE {name}: {e}"));
+                // A server that died with the table cannot check the others.
+                if control.query("SELECT 1").is_err() {
+                    crate::bail!("the drill's server stopped answering at CHECK TABLE {name}");
+                }
+                continue;
+            }
+        };
+        match verdict(&rows) {
+            Verdict::Ok => report.tables_checked += 1,
+            Verdict::Skipped => report.tables_skipped += 1,
+            Verdict::Failed(message) => {
+                report.fail(format!("CHECK TABLE {name}: {message}"));
+                report.tables_failed.push(TableProblem { table: name, message });
+            }
+        }
+    }
+    env.report.say(&format!(
+        "CHECK TABLE: {} passed, {} failed, {} not checkable",
+        report.tables_checked,
+        report.tables_failed.len(),
+        report.tables_skipped
+    ));
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Skipped,
+    Failed(String),
+}
+
+/// CHECK TABLE's rows (Table, Op, Msg_type, Msg_text) as one verdict: an error, or a last
+/// status other than OK, fails; an engine that cannot check is skipped.
+fn verdict(rows: &[Vec<Option<String>>]) -> Verdict {
+    let field = |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let errors: Vec<String> = rows.iter().filter(|r| field(r, 2) == "error").map(|r| field(r, 3)).collect();
+    if !errors.is_empty() {
+        return Verdict::Failed(errors.join("; "));
+    }
+    match rows.last() {
+        Some(r) if field(r, 2) == "status" && field(r, 3) == "OK" => Verdict::Ok,
+        Some(r) if field(r, 2) == "note" && field(r, 3).contains("doesn't support check") => Verdict::Skipped,
+        Some(r) => Verdict::Failed(format!("{}: {}", field(r, 2), field(r, 3))),
+        None => Verdict::Failed("no answer".into()),
+    }
+}
+
+/// An identifier the server gave, quoted for SQL.
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: &str, text: &str) -> Vec<Option<String>> {
+        vec![Some("db.t".into()), Some("check".into()), Some(t.into()), Some(text.into())]
+    }
+
+    #[test]
+    fn check_table_answers_become_verdicts() {
+        assert_eq!(verdict(&[row("status", "OK")]), Verdict::Ok);
+        assert_eq!(verdict(&[row("warning", "x"), row("status", "OK")]), Verdict::Ok);
+        assert_eq!(verdict(&[row("note", "The storage engine for the table doesn't support check")]), Verdict::Skipped);
+        assert_eq!(
+            verdict(&[row("error", "Corrupt"), row("status", "Operation failed")]),
+            Verdict::Failed("Corrupt".into())
+        );
+        assert_eq!(
+            verdict(&[row("status", "Table is marked as crashed")]),
+            Verdict::Failed("status: Table is marked as crashed".into())
+        );
+        assert_eq!(verdict(&[]), Verdict::Failed("no answer".into()));
+    }
+
+    #[test]
+    fn names_are_quoted() {
+        assert_eq!(quote("a`b"), "`a``b`");
+    }
+}
