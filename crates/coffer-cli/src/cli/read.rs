@@ -216,6 +216,11 @@ pub struct InfoArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the run's metrics (pages checked and corrupt, success) for node_exporter's
+    /// textfile collector (Prometheus text format, replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub key: KeyArgs,
 }

@@ -37,7 +37,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "SPAN", value_parser = parse_span)]
     pub keep_pitr: Option<i64>,
     /// The binary log archive's prefix, for --keep-pitr [default: PREFIX + binlog/].
-    #[arg(long, value_name = "PREFIX", requires = "keep_pitr")]
+    #[arg(long, value_name = "PREFIX")]
     pub binlogs: Option<String>,
     /// Print what would be kept and deleted; delete nothing.
     #[arg(long)]
@@ -45,6 +45,10 @@ pub struct PruneArgs {
     /// The plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write the run's metrics (backups kept and deleted, bytes freed, success) for
+    /// node_exporter's textfile collector (Prometheus text format, replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Secrets to read the images whose catalog record is missing (to learn which backups
     /// their chains need; without one, everything older than such a kept backup is kept).
     #[command(flatten)]

@@ -84,6 +84,12 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
 }
 
 pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
+    let mut metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "prune");
+    let result = prune_run(args, quiet, &mut metrics);
+    metrics.finish(result, |_, _| {})
+}
+
+fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics) -> Result<()> {
     let policy = coffer::catalog::Policy {
         last: args.keep_last.unwrap_or(0),
         daily: args.keep_daily.unwrap_or(0),
@@ -116,6 +122,12 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
     let doomed: Vec<&coffer::catalog::Backup> =
         planned.iter().filter(|(_, w, _)| w.is_empty()).map(|(b, _, _)| b).collect();
     let segment_bytes: u64 = segments.iter().map(|s| s.listed.size).sum();
+    metrics.set(
+        "coffer_prune_backups_kept",
+        "Backups the retention policy keeps.",
+        (planned.len() - doomed.len()) as f64,
+    );
+    metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", 0.0);
     if args.json {
         let names: Vec<&str> = segments.iter().map(|s| s.listed.name.as_str()).collect();
         println!("{}", json!({"dry_run": args.dry_run, "backups": rows, "binlog_segments_deleted": names}));
@@ -147,6 +159,13 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
     // Oldest first: an interrupted prune leaves the archive whole from some file on.
     let segments: Vec<&coffer::catalog::Backup> = segments.iter().collect();
     let freed_logs = coffer::catalog::prune_apply(&segments)?;
+    metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", doomed.len() as f64);
+    metrics.set("coffer_prune_binlog_segments_deleted", "Binary log segments deleted.", segments.len() as f64);
+    metrics.set(
+        "coffer_prune_bytes_freed",
+        "Bytes of backups and binary log segments deleted.",
+        (freed + freed_logs) as f64,
+    );
     if !quiet {
         eprintln!(
             "coffer: deleted {} of {} backups ({}) and {} binary log segments ({})",

@@ -13,6 +13,12 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
+    let mut metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "validate");
+    let result = validate(args, quiet, threads, &mut metrics);
+    metrics.finish(result, |_, _| {})
+}
+
+fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut crate::metrics::Metrics) -> Result<()> {
     let policy = match &args.checksum_algorithm {
         Some(name) => Policy::parse(name).ok_or_else(|| usage(format!("unknown checksum algorithm {name}")))?,
         None => Policy::Auto,
@@ -26,6 +32,10 @@ pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
     let validation = coffer::validate::validate(&spec, &env)?;
     let reports = validation.reports;
     let outcome = summarize(&reports, validation.seconds);
+    metrics.set("coffer_innodb_pages_checked", "InnoDB pages checked.", outcome.pages as f64);
+    metrics.set("coffer_innodb_pages_corrupt", "Corrupt InnoDB pages found.", outcome.corrupt_pages as f64);
+    metrics.set("coffer_innodb_files_corrupt", "Files holding corrupt InnoDB pages.", outcome.corrupt_files as f64);
+    metrics.set("coffer_bytes_read", "Bytes read.", outcome.bytes as f64);
     let image_error = validation.image_error.map(anyhow::Error::from);
     if args.json {
         print_json(&reports, &outcome, args.max_corrupt_pages, image_error.as_ref())?;

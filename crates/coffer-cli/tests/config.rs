@@ -1,0 +1,336 @@
+//! Profiles in a config file: precedence (file < COFFER_* < flag), every error path with its
+//! file:line:column and exit code 2, inline secrets, `config show` and `config check`, and the
+//! metrics files of validate and prune read back by a Prometheus text-format parser.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+
+/// Runs coffer with a clean COFFER_* environment plus `env`; returns (code, stdout, stderr).
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = coffer();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COFFER_") || k == "XDG_CONFIG_HOME" {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().copied()).args(args).stdin(Stdio::null());
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn source_tree(f: &Fixture) -> String {
+    std::fs::create_dir_all(f.path("src/db")).unwrap();
+    std::fs::write(f.path("src/db/notes.txt"), "hello ".repeat(1000)).unwrap();
+    f.s("src")
+}
+
+/// The `source` and `value` `config show --json` gives an option.
+fn shown(rows: &Value, option: &str) -> (String, String) {
+    let row =
+        rows.as_array().unwrap().iter().find(|r| r["option"] == option).unwrap_or_else(|| panic!("{option}: {rows}"));
+    (row["value"].as_str().unwrap().to_owned(), row["source"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_profile_sets_options_under_the_environment_and_the_command_line() {
+    let f = Fixture::new();
+    let src = source_tree(&f);
+    std::fs::create_dir(f.path("repo")).unwrap();
+    let config = f.path("coffer.toml");
+    write(
+        &config,
+        &format!(
+            "# backups of the test tree\n[profile.t]\nrepository = \"file://{}/\"\nkey-file = \"{}\"\ncompress = \"lz4\"\nthreads = 1\n\n[profile.t.backup]\nchunk-size = \"256K\"\n",
+            f.s("repo"),
+            f.key()
+        ),
+        0o644,
+    );
+    let cfg = config.to_str().unwrap();
+    let codec = |extra: &[&str], env: &[(&str, &str)]| -> String {
+        let mut args = vec!["--config", cfg, "--profile", "t", "backup", &src, "--json", "-q"];
+        args.extend_from_slice(extra);
+        // Backups under a prefix are named by the second they start.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (code, out, err) = run_env(&args, env);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(v["output"].as_str().unwrap().starts_with(&format!("file://{}/", f.s("repo"))), "{v}");
+        v["codec"].as_str().unwrap().to_owned()
+    };
+    // The file alone; a variable over the file; a flag over both.
+    assert_eq!(codec(&[], &[]), "lz4");
+    assert_eq!(codec(&[], &[("COFFER_COMPRESS", "none")]), "none");
+    assert_eq!(codec(&["--compress", "zstd"], &[("COFFER_COMPRESS", "none")]), "zstd");
+
+    // config show says where each value came from.
+    let show = |extra: &[&str], env: &[(&str, &str)]| -> Value {
+        let mut args = vec!["--config", cfg, "--profile", "t", "config", "show", "--json", "backup", &src];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run_env(&args, env);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let rows = show(&[], &[]);
+    assert_eq!(shown(&rows, "--compress"), ("lz4".into(), format!("file {}:5:1", config.display())));
+    assert_eq!(shown(&rows, "--chunk-size"), ("256K".into(), format!("file {}:9:1", config.display())));
+    assert_eq!(shown(&rows, "--threads"), ("1".into(), format!("file {}:6:1", config.display())));
+    assert_eq!(shown(&rows, "--part-size"), ("16M".into(), "default".into()));
+    let rows = show(&["--threads", "2"], &[("COFFER_COMPRESS", "none")]);
+    assert_eq!(shown(&rows, "--compress"), ("none".into(), "env COFFER_COMPRESS".into()));
+    assert_eq!(shown(&rows, "--threads"), ("2".into(), "flag".into()));
+    // The profile's own keys.
+    let (code, out, _) = run_env(&["--config", cfg, "--profile", "t", "config", "show"], &[("COFFER_THREADS", "2")]);
+    assert_eq!(code, 0);
+    assert!(out.contains("[backup] chunk-size"), "{out}");
+    assert!(out.contains("(overridden by COFFER_THREADS)"), "{out}");
+
+    // Commands that take the repository as their argument get it too.
+    let (code, out, err) = run_env(&["--config", cfg, "--profile", "t", "catalog", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 3);
+
+    // Without --profile nothing of the file applies, even where coffer looks for it.
+    let xdg = f.path("xdg");
+    std::fs::create_dir_all(xdg.join("coffer")).unwrap();
+    std::fs::copy(&config, xdg.join("coffer/coffer.toml")).unwrap();
+    let (code, _, err) = run_env(&["backup", &src, "-q"], &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    assert_eq!(code, 2, "no output, no key: a usage error as before: {err}");
+    // With it, the user's file is found without --config.
+    let (code, out, err) = run_env(
+        &["--profile", "t", "config", "show", "--json", "backup", &src],
+        &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown(&rows, "--compress").1, format!("file {}:5:1", xdg.join("coffer/coffer.toml").display()));
+}
+
+#[test]
+fn every_config_error_names_the_file_line_and_column_and_exits_2() {
+    let f = Fixture::new();
+    let config = f.path("c.toml");
+    let cfg = config.to_str().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("[profile.p]\ncompres = \"zstd\"\n", ":2:1: unknown key \"compres\": not an option of any command"),
+        ("[profile.p]\nthreads = \"many\"\n", ":2:11: threads: invalid value 'many'"),
+        ("[profile.p]\ncompress = \"brotli\"\n", ":2:12: compress: invalid value 'brotli'"),
+        ("[profile.p]\nmysql = 1\n", ":2:9: mysql: a flag: true or false"),
+        ("[profile.p]\nthreads = [1, 2]\n", ":2:11: threads: takes one value, not a list"),
+        ("[profile.p]\noutput = \"/x\"\n", ":2:1: output only in a command's table"),
+        ("[profile.p.bakup]\nlevel = 1\n", ":1:12: \"bakup\" is not a command"),
+        ("[profile.p.prune]\nlevel = 1\n", ":2:1: unknown key \"level\": not an option of prune"),
+        ("[p]\nthreads = 1\n", ":1:2: unknown table \"p\""),
+        ("[profile.p]\nthreads = 1\nthreads = 2\n", ":3:1:"),
+        ("[profile.p]\nthreads = \n", ":2:"),
+    ];
+    for (text, want) in cases {
+        write(&config, text, 0o644);
+        let (code, out, err) = run_env(&["--config", cfg, "--profile", "p", "catalog", "file:///nowhere/"], &[]);
+        assert_eq!(code, 2, "{text:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with(&format!("coffer: error: {cfg}{want}")), "{text:?}: {err}");
+    }
+    // No such profile, no such file.
+    write(&config, "[profile.p]\nthreads = 1\n", 0o644);
+    let (code, _, err) = run_env(&["--config", cfg, "--profile", "q", "catalog", "file:///nowhere/"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no profile \"q\"") && err.contains("it has: p"), "{err}");
+    let (code, _, err) = run_env(&["--config", &f.s("absent.toml"), "--profile", "p", "catalog", "x/"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read the config file"), "{err}");
+    // A secret inline is refused while others can read the file; accepted at 0600.
+    write(&config, &format!("[profile.p]\nkey-hex = \"{KEY_HEX}\"\n"), 0o640);
+    let (code, _, err) = run_env(&["--config", cfg, "--profile", "p", "catalog", "x/"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":2:1: key-hex is a secret written in the file") && err.contains("mode 0640"), "{err}");
+    assert!(!err.contains(KEY_HEX));
+}
+
+#[test]
+fn inline_secrets_work_from_a_private_file_and_are_never_shown() {
+    let f = Fixture::new();
+    let src = source_tree(&f);
+    let config = f.path("c.toml");
+    write(&config, &format!("[profile.p]\nkey-hex = \"{KEY_HEX}\"\ncompress = \"none\"\n"), 0o600);
+    let cfg = config.to_str().unwrap();
+    let image = f.s("img.coffer");
+    let (code, _, err) = run_env(&["--config", cfg, "--profile", "p", "backup", &src, "-o", &image, "-q"], &[]);
+    assert_eq!(code, 0, "{err}");
+    // The key file opens what the inline key sealed.
+    expect(0, &["verify", &image, "--key-file", &f.key(), "-q"]);
+    let (code, out, _) = run_env(&["--config", cfg, "--profile", "p", "config", "show", "list", &image], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("<secret from {cfg}:2:1>")), "{out}");
+    let (_, all, _) = run_env(&["--config", cfg, "--profile", "p", "config", "show"], &[]);
+    for text in [&out, &all] {
+        assert!(!text.contains(KEY_HEX) && !text.contains(&KEY_HEX[..16]), "{text}");
+    }
+}
+
+#[test]
+fn config_check_reads_what_every_profile_names() {
+    let f = Fixture::new();
+    std::fs::create_dir(f.path("repo")).unwrap();
+    let config = f.path("c.toml");
+    write(
+        &config,
+        &format!(
+            "[profile.good]\nrepository = \"file://{repo}/\"\nkey-file = \"{key}\"\n\n\
+             [profile.bad]\nrepository = \"file://{repo}/\"\nkey-file = \"{missing}\"\n",
+            repo = f.s("repo"),
+            key = f.key(),
+            missing = f.s("missing.key")
+        ),
+        0o644,
+    );
+    let cfg = config.to_str().unwrap();
+    let (code, out, err) = run_env(&["--config", cfg, "--profile", "good", "config", "check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("good: ok   secrets: 1 read"), "{out}");
+    assert!(out.contains("reachable, 0 backups"), "{out}");
+    let (code, out, err) = run_env(&["--config", cfg, "config", "check", "--json"], &[]);
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let profiles = v["profiles"].as_array().unwrap();
+    let by = |n: &str| profiles.iter().find(|p| p["profile"] == n).unwrap().clone();
+    assert_eq!(by("good")["ok"], true);
+    assert_eq!(by("bad")["ok"], false);
+    let bad = by("bad");
+    let checks = bad["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["ok"] == false && c["detail"].as_str().unwrap().contains("cannot read")), "{v}");
+    assert!(err.contains("failed"), "{err}");
+}
+
+/// The samples of a Prometheus text file as Python's `prometheus_client` parser reads them:
+/// (name, labels as JSON, value).
+fn parse_metrics(path: &Path) -> Vec<(String, Value, f64)> {
+    let script = "import json,sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                  out=[[s.name,s.labels,s.value] for f in p(open(sys.argv[1]).read()) for s in f.samples]\n\
+                  print(json.dumps(out))";
+    let out = std::process::Command::new("python3").args(["-c", script]).arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<(String, Value, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    rows
+}
+
+fn sample(rows: &[(String, Value, f64)], name: &str, command: &str) -> f64 {
+    rows.iter()
+        .find(|(n, l, _)| n == name && l["command"] == command)
+        .unwrap_or_else(|| panic!("{name}{{command={command}}} not in {rows:?}"))
+        .2
+}
+
+fn tablespaces(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../coffer-innodb/tests/data");
+    std::fs::create_dir_all(dir.join("sakila")).unwrap();
+    for (from, to) in [
+        ("innodb_ruby/spec/data/sakila/8.4/sakila/inventory.ibd", "sakila/inventory.ibd"),
+        ("innodb_ruby/spec/data/sakila/5.0/sakila/actor.ibd", "sakila/actor.ibd"),
+    ] {
+        std::fs::copy(data.join(from), dir.join(to)).unwrap();
+    }
+}
+
+#[test]
+fn validate_and_prune_write_metrics_a_prometheus_parser_reads() {
+    let f = Fixture::new();
+    tablespaces(&f.path("datadir"));
+    let metrics = f.path("coffer.prom");
+    let m = metrics.to_str().unwrap();
+    let (code, out, err) = run_env(&["validate", &f.s("datadir"), "--json", "-q", "--metrics-file", m], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = parse_metrics(&metrics);
+    assert_eq!(sample(&rows, "coffer_innodb_pages_checked", "validate"), v["summary"]["pages"].as_f64().unwrap());
+    assert_eq!(sample(&rows, "coffer_innodb_pages_corrupt", "validate"), 0.0);
+    assert_eq!(sample(&rows, "coffer_last_run_success", "validate"), 1.0);
+    let success = sample(&rows, "coffer_last_success_timestamp_seconds", "validate");
+    assert!(success > 1.7e9);
+
+    // A corrupt page: the run fails (exit 5), its failure time is set, its success kept.
+    let page = f.path("datadir/sakila/actor.ibd");
+    let mut bytes = std::fs::read(&page).unwrap();
+    bytes[3 * 16384 + 1000] ^= 0xff;
+    std::fs::write(&page, bytes).unwrap();
+    let (code, _, _) = run_env(&["validate", &f.s("datadir"), "-q", "--metrics-file", m], &[]);
+    assert_eq!(code, 5);
+    let rows = parse_metrics(&metrics);
+    assert_eq!(sample(&rows, "coffer_last_run_success", "validate"), 0.0);
+    assert_eq!(sample(&rows, "coffer_innodb_pages_corrupt", "validate"), 1.0);
+    assert_eq!(sample(&rows, "coffer_last_success_timestamp_seconds", "validate"), success);
+    assert!(sample(&rows, "coffer_last_failure_timestamp_seconds", "validate") >= success);
+
+    // prune writes its own samples into the same file; validate's stay.
+    std::fs::create_dir(f.path("repo")).unwrap();
+    let repo = format!("file://{}/", f.s("repo"));
+    for _ in 0..3 {
+        expect(0, &["backup", &f.s("datadir"), "-o", &repo, "--key-file", &f.key(), "-q", "--no-validate"]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let (code, out, err) = run_env(&["prune", &repo, "--keep-last", "1", "--json", "--metrics-file", m], &[]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let deleted = plan["backups"].as_array().unwrap().iter().filter(|b| b["keep"] == false).count();
+    assert_eq!(deleted, 2);
+    let rows = parse_metrics(&metrics);
+    assert_eq!(sample(&rows, "coffer_prune_backups_deleted", "prune"), 2.0);
+    assert_eq!(sample(&rows, "coffer_prune_backups_kept", "prune"), 1.0);
+    assert_eq!(sample(&rows, "coffer_last_run_success", "prune"), 1.0);
+    assert_eq!(sample(&rows, "coffer_last_run_success", "validate"), 0.0);
+    // Nothing but the file itself is left in its directory (no temporary file).
+    let names: Vec<String> =
+        std::fs::read_dir(f.path("")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains("coffer-tmp")), "{names:?}");
+}
+
+#[test]
+fn an_inline_password_reaches_the_server_and_no_process_list() {
+    if !common::mariadb::available() {
+        return;
+    }
+    let f = Fixture::new();
+    let server = common::mariadb::Server::start(&f.path("server"), &[]);
+    server.sql(
+        "CREATE USER 'checker'@'localhost' IDENTIFIED BY 'in-the-file'; GRANT PROCESS ON *.* TO 'checker'@'localhost';",
+    );
+    let config = f.path("c.toml");
+    let text = |password: &str| {
+        format!(
+            "[profile.db]\nsocket = \"{}\"\nuser = \"checker\"\npassword = \"{password}\"\n",
+            server.socket.display()
+        )
+    };
+    write(&config, &text("in-the-file"), 0o600);
+    let cfg = config.to_str().unwrap();
+    let (code, out, err) = run_env(&["--config", cfg, "--profile", "db", "config", "check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("db: ok   server ") && out.contains("answers (10."), "{out}");
+    let (_, shown, _) = run_env(&["--config", cfg, "--profile", "db", "config", "show"], &[]);
+    assert!(!shown.contains("in-the-file") && shown.contains("<secret from"), "{shown}");
+    // A wrong password is the server's refusal, and a failed check.
+    write(&config, &text("wrong"), 0o600);
+    let (code, out, _) = run_env(&["--config", cfg, "--profile", "db", "config", "check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("db: FAIL server") && out.contains("1045"), "{out}");
+}
