@@ -625,6 +625,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_example_is_a_valid_profile() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("# /etc/coffer/coffer.toml").expect("the example");
+        let end = start + readme[start..].find("```").expect("its end");
+        let c = parse(&readme[start..end]).unwrap();
+        assert!(c.profile("prod").unwrap().len() > 10);
+    }
+
+    #[test]
     fn every_command_option_has_a_variable() {
         let cmd = command();
         let backup = cmd.find_subcommand("backup").unwrap();
