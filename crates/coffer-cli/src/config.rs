@@ -647,4 +647,23 @@ mod tests {
         let archive = cmd.find_subcommand("binlog").unwrap().find_subcommand("archive").unwrap();
         assert!(archive.get_arguments().any(|a| a.get_env().is_some_and(|e| e == "COFFER_SEGMENT_TIME")));
     }
+
+    proptest::proptest! {
+        /// Any text is a config file or one error line; never a panic.
+        #[test]
+        fn any_text_parses_or_fails_in_one_line(text in "(\\[profile\\.[a-z]{1,3}(\\.backup)?\\]\n|[a-z-]{1,12} = (\"[^\"\n]{0,8}\"|[0-9]{1,3}|true|\\[1, \"x\"\\])\n|.{0,10}\n){0,8}") {
+            match parse(&text) {
+                Ok(c) => {
+                    for e in c.profiles.values().flatten() {
+                        proptest::prop_assert!(e.at.line >= 1 && e.at.column >= 1);
+                    }
+                }
+                Err(e) => {
+                    let line = crate::exit::one_line(&e);
+                    proptest::prop_assert!(!line.contains('\n'), "{line}");
+                    proptest::prop_assert!(line.starts_with("c.toml:"), "{line}");
+                }
+            }
+        }
+    }
 }

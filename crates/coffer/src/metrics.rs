@@ -239,4 +239,22 @@ mod tests {
         assert_eq!(num(f64::NAN), "NaN");
         assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
+
+    proptest::proptest! {
+        /// Whatever the file held before (it may be anyone's), a run renders, keeps only
+        /// well-formed samples, and its own samples read back.
+        #[test]
+        fn any_previous_file_renders(previous in ".{0,400}", lines in proptest::collection::vec("[a-z_]{1,8}\\{[a-z]{1,4}=\"[^\"\n]{0,6}\"\\} -?[0-9]{1,4}(\\.[0-9])?", 0..6)) {
+            let text = format!("{previous}\n{}\n", lines.join("\n"));
+            let out = Run::new("backup", Some("p")).render(true, 5.0, &text);
+            let own = "coffer_last_run_success{command=\"backup\",profile=\"p\"} 1\n";
+            proptest::prop_assert!(out.contains(own), "{}", out);
+            for line in out.lines().filter(|l| !l.starts_with('#')) {
+                proptest::prop_assert!(parse_sample(line).is_some(), "{line}");
+            }
+            for l in &lines {
+                proptest::prop_assert!(out.contains(l.as_str()) || !valid_name(&l[..l.find('{').unwrap()]), "{l} lost");
+            }
+        }
+    }
 }
