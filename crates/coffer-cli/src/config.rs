@@ -189,11 +189,18 @@ pub fn apply_to(cmd: &Command, argv: Vec<OsString>) -> Result<(Vec<OsString>, Op
     let mut set = Vec::new();
     for (key, entry) in effective(entries, &names) {
         set_aws(&entry);
-        let Some((arg, value)) = target(cmd, sub, &names, &key, &entry)? else { continue };
-        if matches!(leaf.value_source(arg.get_id().as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
-        {
+        let Some((checked, arg, given)) = target(cmd, sub, &names, &key, &entry) else { continue };
+        let given_already = |a: &Arg| {
+            matches!(leaf.value_source(a.get_id().as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+        };
+        if given_already(checked) || given_already(arg) {
             continue;
         }
+        let value = match given {
+            Given::Value(v) => v,
+            Given::SecretPath(secret) => Value::Text(format!("/proc/self/fd/{}", private_fd(&secret)?)),
+            Given::SecretFd(secret) => Value::Text(private_fd(&secret)?.to_string()),
+        };
         let tokens = tokens(arg, &value);
         if tokens.is_empty() {
             continue;
@@ -219,37 +226,52 @@ fn effective(entries: &[Entry], names: &[String]) -> BTreeMap<String, Entry> {
     out
 }
 
-/// The option of command `names` that `key` sets, and its value; `None` where the command
-/// has no such option.
+/// What a key gives an option: its value, or a secret handed over through a private file.
+enum Given {
+    Value(Value),
+    /// A path (`/proc/self/fd/N`) to a private file holding the secret.
+    SecretPath(String),
+    /// A descriptor number of a private file holding the secret.
+    SecretFd(String),
+}
+
+/// The option of command `names` that `key` sets (checked for a value given otherwise), the
+/// option that receives it, and what; `None` where the command has no such option.
 fn target<'a>(
     root: &'a Command,
     sub: &'a Command,
     names: &[String],
     key: &str,
     entry: &Entry,
-) -> Result<Option<(&'a Arg, Value)>> {
+) -> Option<(&'a Arg, &'a Arg, Given)> {
     let path = names.join(" ");
     let positional = |id: &str| sub.get_arguments().find(|a| a.is_positional() && a.get_id() == id);
-    let text = |v: &Value| v.clone();
-    Ok(match key {
+    let plain = |a: &'a Arg| (a, a, Given::Value(entry.value.clone()));
+    let secret = match &entry.value {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    match key {
         "repository" => match path.as_str() {
-            "backup" => long(root, sub, "output").map(|a| (a, text(&entry.value))),
-            "catalog" | "prune" => positional("prefix").map(|a| (a, text(&entry.value))),
-            "restore" | "drill" => positional("image").map(|a| (a, text(&entry.value))),
+            "backup" => long(root, sub, "output").map(plain),
+            "catalog" | "prune" => positional("prefix").map(plain),
+            "restore" | "drill" => positional("image").map(plain),
             _ => None,
         },
         "binlogs" => match path.as_str() {
-            "binlog archive" => long(root, sub, "output").map(|a| (a, text(&entry.value))),
-            "binlog list" | "binlog fetch" => positional("prefix").map(|a| (a, text(&entry.value))),
-            _ => long(root, sub, "binlogs").map(|a| (a, text(&entry.value))),
+            "binlog archive" => long(root, sub, "output").map(plain),
+            "binlog list" | "binlog fetch" => positional("prefix").map(plain),
+            _ => long(root, sub, "binlogs").map(plain),
         },
-        "password" => match (long(root, sub, "password-file"), &entry.value) {
-            (Some(a), Value::Text(secret)) => Some((a, Value::Text(private_file(secret)?))),
+        "password" => long(root, sub, "password-file").zip(secret).map(|(a, s)| (a, a, Given::SecretPath(s))),
+        // Not as --key-hex: that one warns of the process list, which this key never reaches.
+        "key-hex" => match (long(root, sub, "key-hex"), long(root, sub, "key-fd"), secret) {
+            (Some(hex), Some(fd), Some(s)) => Some((hex, fd, Given::SecretFd(s))),
             _ => None,
         },
         k if SPECIAL.contains(&k) => None,
-        k => long(root, sub, k).map(|a| (a, text(&entry.value))),
-    })
+        k => long(root, sub, k).map(plain),
+    }
 }
 
 /// The option `--name` of `sub`, or of the root when global.
@@ -289,19 +311,20 @@ fn set_aws(entry: &Entry) {
     }
 }
 
-/// A file that only this process can name (a memfd, mode 0600) holding `secret`: how an inline
-/// password reaches the options that read a password file, never the process list.
-fn private_file(secret: &str) -> Result<String> {
+/// A file that only this process can name (a memfd, mode 0600) holding `secret`, as an open
+/// descriptor: how an inline secret reaches the options that read a file or descriptor, never
+/// the process list.
+fn private_fd(secret: &str) -> Result<i32> {
     use nix::sys::memfd::{memfd_create, MFdFlags};
     use std::io::Write;
     use std::os::fd::IntoRawFd;
-    let fd = memfd_create(c"coffer-password", MFdFlags::MFD_CLOEXEC).context("cannot hold the profile's password")?;
+    let fd = memfd_create(c"coffer-secret", MFdFlags::MFD_CLOEXEC).context("cannot hold the profile's secret")?;
     nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .context("cannot hold the profile's password")?;
+        .context("cannot hold the profile's secret")?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(secret.as_bytes()).context("cannot hold the profile's password")?;
-    // Kept open for the life of the process: the path is read through it.
-    Ok(format!("/proc/self/fd/{}", file.into_raw_fd()))
+    file.write_all(secret.as_bytes()).context("cannot hold the profile's secret")?;
+    // Kept open for the life of the process: the secret is read through it.
+    Ok(file.into_raw_fd())
 }
 
 /// The names of the subcommands chosen, and the matches of the last.

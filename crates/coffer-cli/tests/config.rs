@@ -170,8 +170,10 @@ fn inline_secrets_work_from_a_private_file_and_are_never_shown() {
     write(&config, &format!("[profile.p]\nkey-hex = \"{KEY_HEX}\"\ncompress = \"none\"\n"), 0o600);
     let cfg = config.to_str().unwrap();
     let image = f.s("img.coffer");
-    let (code, _, err) = run_env(&["--config", cfg, "--profile", "p", "backup", &src, "-o", &image, "-q"], &[]);
+    let (code, _, err) = run_env(&["--config", cfg, "--profile", "p", "backup", &src, "-o", &image], &[]);
     assert_eq!(code, 0, "{err}");
+    // It never was on a command line: no warning about the process list.
+    assert!(!err.contains("visible to other users"), "{err}");
     // The key file opens what the inline key sealed.
     expect(0, &["verify", &image, "--key-file", &f.key(), "-q"]);
     let (code, out, _) = run_env(&["--config", cfg, "--profile", "p", "config", "show", "list", &image], &[]);
