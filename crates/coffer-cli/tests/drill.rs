@@ -476,7 +476,6 @@ fn a_stopped_datadir_drills_and_a_corrupt_page_or_a_small_scratch_fails_it() {
 /// room for the chain's backups: the space the restore needs is every backup of the chain it
 /// restores (as for a drill of the chain without --until), not the newest image alone.
 #[test]
-#[ignore = "drill.rs bug: with --until, needed_bytes counts only the newest image under the prefix, not the chain restored"]
 fn a_point_in_time_drill_counts_its_whole_chain_against_the_scratch() {
     if !tools() {
         return;

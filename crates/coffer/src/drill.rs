@@ -129,7 +129,16 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         None => Some(crate::restore::plan(&image, &spec.bases, &spec.keys, env)?),
         Some(_) => None,
     };
-    let chain = plan.as_ref().and_then(|p| p.chain.clone());
+    let chain = match (&spec.until, &plan) {
+        (Some(until), _) => {
+            let binlogs = spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&spec.image));
+            Some(crate::pitr::chain_until(&spec.image, &binlogs, until, &unlocks, env)?).filter(|c| !c.is_empty())
+        }
+        (None, plan) => plan.as_ref().and_then(|p| p.chain.clone()),
+    };
+    if let Some(last) = chain.as_ref().and_then(|c| c.last()) {
+        report.image = last.location.shown();
+    }
     report.needed_bytes = match &chain {
         Some(members) => {
             let mut sum = 0u64;
@@ -213,13 +222,13 @@ fn resolve(spec: &DrillSpec, env: &Env) -> Result<Location> {
         }
         let newest = crate::catalog::backups(&spec.image, env)?;
         let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
-        return Ok(Location::parse(&b.listed.object.url()));
+        return Ok(Location::parse(b.listed.object.url()));
     }
     if spec.image.ends_with('/') && matches!(Location::parse(&spec.image), Location::Object(_)) {
         let newest = crate::catalog::backups(&spec.image, env)?;
         let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
         env.report.say(&format!("the newest backup under {} is {}", spec.image, b.listed.name));
-        return Ok(Location::parse(&b.listed.object.url()));
+        return Ok(Location::parse(b.listed.object.url()));
     }
     match Location::from_path(Path::new(&spec.image)) {
         Location::Stdio => Err(Error::usage("a drill reads a file or an object, not standard input")),
@@ -233,7 +242,10 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     let s = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| Error::from(std::io::Error::from(e)))
         .with_context(|| format!("cannot stat the filesystem of {}", dir.display()))?;
-    Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+    // The field widths differ between targets.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(s.blocks_available()), u64::from(s.fragment_size()));
+    Ok(blocks.saturating_mul(size))
 }
 
 /// The drill's private directory in the scratch directory, removed when dropped.

@@ -12,9 +12,9 @@ use crate::chain::Known;
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
 use crate::restore::{Beside, RestoreSpec};
+use crate::server::{last_line, owner_of, program, tempdir, Server};
 use crate::Env;
 use coffer_crypto::Unlock;
-use crate::server::{last_line, owner_of, program, tempdir, Server};
 use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
 use coffer_mysql::events::{events, Event, Walk, GTID, ROTATE, STOP};
@@ -373,6 +373,22 @@ fn position_of(k: &Known) -> (u64, u64) {
 /// The archive's prefix from the backups' (`PREFIX/binlog/`).
 pub fn default_binlog_prefix(backups: &str) -> String {
     format!("{}binlog/", backups)
+}
+
+/// The chain (full first) a point-in-time restore to `until` would restore: the newest backup
+/// under `backups` before the target, as [`restore_until`] chooses it. For a drill's space check.
+pub fn chain_until(backups: &str, binlogs: &str, until: &Until, unlocks: &[Unlock], env: &Env) -> Result<Vec<Known>> {
+    let archive = Archive { segments: crate::binlog::segments(binlogs, env)?, unlocks, env };
+    let (known, neighbours) = backups_with_positions(backups, unlocks, env)?;
+    if archive.segments.is_empty() || known.is_empty() {
+        // restore_until says why, in its words.
+        return Ok(Vec::new());
+    }
+    let backup = choose_backup(until, &known, &archive)?;
+    match backup.link.kind {
+        coffer_mysql::meta::BackupKind::Full => Ok(vec![backup.clone()]),
+        _ => crate::chain::resolve(backup, &neighbours),
+    }
 }
 
 /// Plans the restore: the backup, and the binary log up to the target, read and checked into a
