@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
   mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
-  galera-4 socat openssl"
+  galera-4 socat openssl systemd"
 pip_install() {
     python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
 }
@@ -53,6 +53,7 @@ if ! command -v moto_server >/dev/null 2>&1; then
     echo "test.sh: installing moto[server] with pip" >&2
     pip_install 'moto[server]' || echo "test.sh: moto_server unavailable: the object storage tests will be skipped" >&2
 fi
+python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client || echo "test.sh: prometheus_client unavailable: the metrics tests will be skipped" >&2
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -7,6 +7,7 @@ mod config;
 mod exit;
 mod keys;
 mod metrics;
+mod notify;
 mod progress;
 mod report;
 mod store;

@@ -18,7 +18,8 @@ use coffer_mysql::events::{
     gtid_text, parse_gtids, Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT,
 };
 use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The entry of a segment image that holds the events, as the server's file holds them.
 pub const EVENTS_ENTRY: &str = "events";
@@ -109,6 +110,10 @@ pub struct ArchiveSpec {
     pub segment_size: u64,
     /// The replica id coffer uses (unique among the server's replicas).
     pub server_id: u32,
+    /// With `follow`: set (by a signal handler, say) to end the run. What was received is
+    /// stored first, and the run ends without an error, within a second or so (or, while
+    /// connecting, within the connection timeout).
+    pub stop: Option<&'static AtomicBool>,
 }
 
 /// What an archive run did.
@@ -118,10 +123,129 @@ pub struct ArchiveSummary {
     pub segments: u64,
     /// Bytes of events in them.
     pub bytes: u64,
+    /// Bytes of sealed segments written (the objects' sizes).
+    pub stored_bytes: u64,
     /// Where the archive ends now.
     pub end: Option<SegmentName>,
-    /// Files the server purged before they were archived (first and last).
+    /// Files the server purged before they were archived (the first such gap).
     pub gap: Option<Gap>,
+    /// Gaps found in this run.
+    pub gaps: u64,
+}
+
+/// The archiver's state while it runs, as [`crate::Report::archive_state`] receives it: when
+/// the run starts, when a dump starts streaming, after each segment stored, at each gap and
+/// each broken link, and at least every second while its loop is alive (the server sends a
+/// heartbeat every second when it has nothing else to send, and the waits before connecting
+/// again are cut into slices), so a supervisor's watchdog can be fed from it.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveState {
+    /// Where the run is.
+    pub phase: ArchivePhase,
+    /// Where the archiver has read the server's binary log to: the file (empty before the
+    /// first dump starts) ...
+    pub file: String,
+    /// ... and the end of the last event received in it.
+    pub position: u32,
+    /// The timestamp of the newest event received in this run (the server's clock: when its
+    /// statement began).
+    pub last_event_time: Option<SystemTime>,
+    /// How far the archive is behind the server: now minus the latest moment up to which the
+    /// archive is known to hold every event the server logged. That moment moves (a) to the
+    /// newest stored event's timestamp when a segment is stored, and (b) to now when the server
+    /// sends a heartbeat while every event received is stored (a server sends one only when it
+    /// has had nothing to send for a second: it is caught up). So: caught up and idle, under a
+    /// second; under steady writes it climbs to about the segment time between stores and
+    /// drops at each; reading a backlog, the age of the newest event stored; with the link
+    /// down, it grows from where it was. `None` until the run's first store or heartbeat.
+    /// Event timestamps are the server's clock: a clock difference between the hosts adds to
+    /// it (a negative lag shows as zero).
+    pub lag: Option<Duration>,
+    /// Segments stored in this run.
+    pub segments: u64,
+    /// Bytes of events in them.
+    pub bytes: u64,
+    /// Bytes of sealed segments written (the objects' sizes).
+    pub stored_bytes: u64,
+    /// When this run last stored a segment.
+    pub last_segment_at: Option<SystemTime>,
+    /// Gaps found in this run (binary logs purged before they were archived).
+    pub gaps: u64,
+    /// Why the link is down (while reconnecting), why it last broke, or why the run failed;
+    /// one line.
+    pub last_error: Option<String>,
+}
+
+/// Where an archive run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchivePhase {
+    /// Connecting for the first time.
+    #[default]
+    Connecting,
+    /// Connected, and the server's binary log streams (a dump started).
+    Streaming,
+    /// The link broke, or connecting failed ([`ArchiveState::last_error`] says why): waiting
+    /// to connect again, or connecting.
+    Reconnecting,
+    /// The run is over: the end of the log reached, stopped, or failed (with
+    /// [`ArchiveState::last_error`]); the last state reported.
+    Ended,
+}
+
+/// How often at most the state is reported while events stream.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// An archive run's counts and state, and when they were last reported.
+#[derive(Default)]
+struct Run {
+    summary: ArchiveSummary,
+    state: ArchiveState,
+    /// The archive is known to hold every event the server logged up to this moment
+    /// ([`ArchiveState::lag`]).
+    complete_at: Option<SystemTime>,
+    reported: Option<Instant>,
+}
+
+impl Run {
+    /// Reports the state now; `at` is the segment being filled, if a dump is streaming.
+    fn report(&mut self, at: Option<&SegmentName>, env: &Env) {
+        if let Some(at) = at {
+            if self.state.file != at.file {
+                self.state.file.clone_from(&at.file);
+            }
+            self.state.position = at.end;
+        }
+        let s = &mut self.state;
+        s.segments = self.summary.segments;
+        s.bytes = self.summary.bytes;
+        s.stored_bytes = self.summary.stored_bytes;
+        s.gaps = self.summary.gaps;
+        s.lag = self.complete_at.map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+        self.reported = Some(Instant::now());
+        env.report.archive_state(&self.state);
+    }
+
+    /// Reports the state if it has not been for [`REPORT_EVERY`].
+    fn tick(&mut self, at: Option<&SegmentName>, env: &Env) {
+        if self.reported.is_none_or(|r| r.elapsed() >= REPORT_EVERY) {
+            self.report(at, env);
+        }
+    }
+
+    /// The archive holds every event the server logged up to `t`.
+    fn complete_to(&mut self, t: SystemTime) {
+        self.complete_at = Some(self.complete_at.map_or(t, |c| c.max(t)));
+    }
+}
+
+/// A stop was asked for ([`ArchiveSpec::stop`]).
+fn stopping(spec: &ArchiveSpec) -> bool {
+    spec.stop.is_some_and(|s| s.load(Ordering::SeqCst))
+}
+
+/// An event's timestamp as a time.
+fn event_time(t: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::from(t))
 }
 
 /// The segments under `prefix`, in log order.
@@ -346,8 +470,8 @@ fn checksum_of(e: &[u8]) -> &'static str {
     }
 }
 
-/// Seals `seg` under the prefix.
-fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Result<u64> {
+/// Seals `seg` under the prefix; returns the bytes of its events and of the sealed image.
+fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Result<(u64, u64)> {
     let len = seg.bytes.len();
     let description = serde_json::json!({
         "kind": "binlog-segment",
@@ -379,7 +503,7 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
     b.seal = spec.seal.clone();
     b.validate = false;
     let quiet = crate::Env { report: std::sync::Arc::new(crate::Silent), ..env.clone() };
-    crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
+    let stored = crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
     env.report.say(&format!(
         "archived {} {}..{} ({} events, {} bytes{})",
         seg.name.file,
@@ -389,7 +513,7 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         len,
         if seg.name.closed { ", file complete" } else { "" }
     ));
-    Ok(len as u64)
+    Ok((len as u64, stored.image.image_bytes))
 }
 
 /// How long a read waits: with a heartbeat asked for every [`HEARTBEAT`], this long without a
@@ -401,34 +525,69 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const LAST_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Archives the server's binary log under `spec.prefix`, from where the archive ends.
+/// Archives the server's binary log under `spec.prefix`, from where the archive ends. Its
+/// state goes to `env.report` as it runs ([`ArchiveState`]).
 pub fn archive(spec: &ArchiveSpec, env: &Env) -> Result<ArchiveSummary> {
     prefix_url(&spec.prefix)?;
-    let mut summary = ArchiveSummary::default();
+    let mut run = Run::default();
+    run.report(None, env);
     let mut backoff = FIRST_BACKOFF;
     loop {
         let mut streamed = false;
-        match archive_once(spec, &mut summary, &mut streamed, env) {
+        match archive_once(spec, &mut run, &mut streamed, env) {
             Ok(()) => break,
+            Err(e) if spec.follow && stopping(spec) => {
+                // Asked to stop: a link broken on the way out (a signal cuts a read short) is
+                // no failure.
+                if !reconnectable(&e) {
+                    run.state.phase = ArchivePhase::Ended;
+                    run.state.last_error = Some(e.one_line());
+                    run.report(None, env);
+                    return Err(e);
+                }
+                break;
+            }
             Err(e) if spec.follow && reconnectable(&e) => {
                 // A link that carried events before it broke starts the waits over.
                 if streamed {
                     backoff = FIRST_BACKOFF;
                 }
                 env.report.warn(&format!("{}; reconnecting in {:.1} s", e.one_line(), backoff.as_secs_f64()));
-                std::thread::sleep(backoff);
+                run.state.phase = ArchivePhase::Reconnecting;
+                run.state.last_error = Some(e.one_line());
+                run.report(None, env);
+                // The wait in slices: the state goes on being reported (the loop is alive),
+                // and a stop is heard.
+                let until = Instant::now() + backoff;
+                while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+                    if stopping(spec) {
+                        break;
+                    }
+                    std::thread::sleep(left.min(REPORT_EVERY));
+                    run.tick(None, env);
+                }
+                if stopping(spec) {
+                    break;
+                }
                 backoff = (backoff * 2).min(LAST_BACKOFF);
             }
             Err(e) => {
                 // Said before the error that ends the run: the gap is not found again later.
-                if let (Some(g), false) = (&summary.gap, spec.follow) {
+                if let (Some(g), false) = (&run.summary.gap, spec.follow) {
                     env.report.warn(&gap_text(g));
                 }
+                run.state.phase = ArchivePhase::Ended;
+                run.state.last_error = Some(e.one_line());
+                run.report(None, env);
                 return Err(e);
             }
         }
     }
-    if let Some(g) = &summary.gap {
+    run.state.phase = ArchivePhase::Ended;
+    run.report(None, env);
+    let summary = run.summary;
+    // Following, each gap was a warning when found; a run to the log's end fails on one.
+    if let (Some(g), false) = (&summary.gap, spec.follow) {
         return Err(Error::msg(format!(
             "a gap in the archive: {} ({} segments archived after it); point-in-time recovery cannot cross it",
             gap_text(g),
@@ -485,14 +644,14 @@ fn plain(e: ClientError, silence: &str) -> Error {
     Error::other(e)
 }
 
-fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut bool, env: &Env) -> Result<()> {
+fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &Env) -> Result<()> {
     let mut c = connect(spec)?;
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
     let last = segments(&spec.prefix, env)?.pop().map(|s| s.0);
-    let ((file, pos), gap) = start_point(last.as_ref().or(summary.end.as_ref()), &logs)?;
+    let ((file, pos), gap) = start_point(last.as_ref().or(run.summary.end.as_ref()), &logs)?;
     if let Some(g) = gap {
-        found_gap(g, spec, summary, env);
+        found_gap(g, spec, run, env);
     }
     // Asked before the dump: once it starts, the connection carries only events.
     let state = gtid_position_at(&mut c, &file, pos);
@@ -500,9 +659,14 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
     let mut seg = Open { gtid_before: state.clone(), gtid_state: state, ..Open::new(file, pos) };
+    run.state.phase = ArchivePhase::Streaming;
+    run.report(Some(&seg.name), env);
     let mut sealing = Duration::ZERO;
     let result = (|| -> Result<()> {
         loop {
+            if spec.follow && stopping(spec) {
+                return Ok(());
+            }
             let next = c.next_event().map_err(|e| {
                 plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
             })?;
@@ -516,11 +680,19 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
             };
             *streamed = true;
             let (left, gap) = take(&mut seg, &h, &e)?;
+            if h.in_file() {
+                run.state.last_event_time = Some(event_time(h.timestamp));
+            }
             if let Some(g) = gap {
-                found_gap(g, spec, summary, env);
+                found_gap(g, spec, run, env);
             }
             if let Some(mut left) = left {
-                keep(spec, &mut left, &source, summary, env)?;
+                keep(spec, &mut left, &source, run, env)?;
+            }
+            // A heartbeat: the server has had nothing to send for a while; if all that came is
+            // stored, the archive holds its whole log.
+            if h.type_code == event::HEARTBEAT && seg.bytes.is_empty() {
+                run.complete_to(SystemTime::now());
             }
             let full = seg.bytes.len() as u64 >= spec.segment_size;
             // Cut early by what the last seal took, so that a segment's first event is stored
@@ -529,33 +701,42 @@ fn archive_once(spec: &ArchiveSpec, summary: &mut ArchiveSummary, streamed: &mut
             if !seg.bytes.is_empty() && (seg.name.closed || full || old) {
                 // The next segment's time starts at the cut, not after the seal.
                 let cut = Instant::now();
-                keep(spec, &mut seg, &source, summary, env)?;
+                keep(spec, &mut seg, &source, run, env)?;
                 sealing = cut.elapsed().min(spec.segment_time / 2);
                 seg = after(&seg, &h, &e)?;
                 seg.opened = cut;
             }
+            run.tick(Some(&seg.name), env);
         }
     })();
     // What arrived whole is kept, whatever ended the stream.
     if !seg.bytes.is_empty() {
-        keep(spec, &mut seg, &source, summary, env)?;
+        keep(spec, &mut seg, &source, run, env)?;
     }
     result
 }
 
 /// Notes a gap: said now when following (the run goes on), else by the error that ends the run.
-fn found_gap(g: Gap, spec: &ArchiveSpec, summary: &mut ArchiveSummary, env: &Env) {
+fn found_gap(g: Gap, spec: &ArchiveSpec, run: &mut Run, env: &Env) {
     if spec.follow {
         env.report.warn(&format!("{}; point-in-time recovery cannot cross it; archiving on", gap_text(&g)));
     }
-    summary.gap.get_or_insert(g);
+    run.summary.gap.get_or_insert(g);
+    run.summary.gaps += 1;
+    run.report(None, env);
 }
 
 /// Seals `seg` and counts it.
-fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, summary: &mut ArchiveSummary, env: &Env) -> Result<()> {
-    summary.bytes += seal(spec, seg, source, env)?;
-    summary.segments += 1;
-    summary.end = Some(seg.name.clone());
+fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, run: &mut Run, env: &Env) -> Result<()> {
+    let (bytes, stored) = seal(spec, seg, source, env)?;
+    let s = &mut run.summary;
+    s.bytes += bytes;
+    s.stored_bytes += stored;
+    s.segments += 1;
+    s.end = Some(seg.name.clone());
+    run.state.last_segment_at = Some(SystemTime::now());
+    run.complete_to(event_time(seg.last_time));
+    run.report(Some(&seg.name), env);
     Ok(())
 }
 

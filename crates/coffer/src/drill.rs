@@ -120,8 +120,8 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     if !spec.scratch.is_dir() {
         return Err(Error::usage(format!("--scratch {}: not a directory", spec.scratch.display())));
     }
-    let unlocks = crate::keys::unlocks(&spec.keys, env)?;
     let image = resolve(spec, env)?;
+    let unlocks = crate::keys::unlocks(&spec.keys, env)?;
     report.image = image.shown();
     let info = crate::read::info_with(&image, &unlocks, env)?;
     // The chain is resolved and every link checked before anything is written.
@@ -229,6 +229,13 @@ fn resolve(spec: &DrillSpec, env: &Env) -> Result<Location> {
         let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
         env.report.say(&format!("the newest backup under {} is {}", spec.image, b.listed.name));
         return Ok(Location::parse(b.listed.object.url()));
+    }
+    if Path::new(&spec.image).is_dir() {
+        return Err(Error::usage(format!(
+            "{} is a directory: name an image in it, or the backups' prefix as file://{}/",
+            spec.image,
+            std::path::absolute(&spec.image).unwrap_or_default().display().to_string().trim_end_matches('/')
+        )));
     }
     match Location::from_path(Path::new(&spec.image)) {
         Location::Stdio => Err(Error::usage("a drill reads a file or an object, not standard input")),

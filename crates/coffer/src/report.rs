@@ -23,6 +23,11 @@ pub trait Report: Send + Sync {
     fn shows_progress(&self) -> bool {
         false
     }
+    /// The binary log archiver's state ([`crate::binlog::ArchiveState`]): at its start, when
+    /// it connects, stores a segment, finds a gap or loses its link, and at least once a second
+    /// while its loop is alive (a supervisor's watchdog can be fed from here). Nothing by
+    /// default.
+    fn archive_state(&self, _state: &crate::binlog::ArchiveState) {}
 }
 
 /// A count of bytes done.

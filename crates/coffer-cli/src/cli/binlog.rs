@@ -11,7 +11,13 @@ pub enum BinlogCommand {
         disable_help_flag = true,
         after_help = "Examples:
   coffer binlog archive -h db1 -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k
-  coffer binlog archive -S /run/mysqld/mysqld.sock -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k --follow"
+  coffer binlog archive -S /run/mysqld/mysqld.sock -u repl --password-file pw -o s3://b/prod/binlog/ --key-file k --follow
+  coffer binlog archive --profile prod --follow --metrics-listen 127.0.0.1:9187
+
+Under systemd (a Type=notify unit, contrib/systemd/coffer-binlog@.service), --follow says
+READY=1 once the binary log streams, STATUS= lines, WATCHDOG=1 while its loop runs (with
+WatchdogSec=), and STOPPING=1; SIGTERM or SIGINT stores what was received and ends it with
+exit code 0."
     )]
     Archive(Box<ArchiveArgs>),
     /// The archive's segments, in log order: file, positions, size, gaps (no key needed); with a
@@ -72,6 +78,17 @@ pub struct ArchiveArgs {
     /// The replica id coffer announces (unique among the server's replicas).
     #[arg(long, value_name = "N", default_value_t = 1_953_654_127)]
     pub server_id: u32,
+    /// Write the run's metrics to this file (Prometheus text format, for node_exporter's
+    /// textfile collector): lag, segments and bytes stored, gaps, connected; after each
+    /// segment stored, on each connection or loss of the link, every 30 s, and at the end.
+    /// docs/METRICS.md lists them.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Serve the same metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9187; plain
+    /// HTTP, no authentication: bind a loopback or private address). Only useful with
+    /// --follow: without it the run ends at the end of the server's log.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
     #[command(flatten)]

@@ -63,6 +63,10 @@ fn set_gauges(m: &mut crate::metrics::Metrics, r: &DrillReport) {
 fn print(r: &DrillReport) {
     let verdict = if r.passed { "PASSED" } else { "FAILED" };
     eprintln!("coffer: drill of {} ({}): {verdict}", r.image, if r.kind.is_empty() { "not restored" } else { &r.kind });
+    if r.kind.is_empty() {
+        // Nothing was restored: the error line says why.
+        return;
+    }
     if r.backups.len() > 1 {
         eprintln!("  chain:    {}", r.backups.join(" <- "));
     }
