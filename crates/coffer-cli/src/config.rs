@@ -130,7 +130,7 @@ pub fn command() -> Command {
 fn with_env(mut cmd: Command, root: bool) -> Command {
     let ids: Vec<(String, String)> = cmd
         .get_arguments()
-        .filter(|a| !a.is_positional() && a.get_env().is_none() && !(a.is_global_set() && !root))
+        .filter(|a| !a.is_positional() && a.get_env().is_none() && (root || !a.is_global_set()))
         .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_owned())))
         .filter(|(_, long)| !NEVER.contains(&long.as_str()) && !NO_ENV.contains(&long.as_str()))
         .collect();
