@@ -156,7 +156,8 @@ fn prepare(t: &Target) -> Slot {
         Err(why) => return Slot::Done(page0_report(t.display.clone(), bytes, why)),
     };
     let size = u64::from(space.physical_size);
-    if kind == Kind::System(1) {
+    // The first file of the system tablespace, by its name or (validate --innodb) its space id.
+    if kind == Kind::System(1) || (space.space_id == 0 && !matches!(kind, Kind::System(_))) {
         let mut page5 = vec![0u8; size as usize];
         if file.read_exact_at(&mut page5, 5 * size).is_ok() {
             space.note_trx_sys(&page5);
@@ -304,8 +305,6 @@ pub struct PageStream {
     report: FileReport,
     policy: Policy,
     space: Option<Space>,
-    /// Set for ibdata1, so its TRX_SYS page is read for the doublewrite location.
-    system: bool,
     /// A space to use instead of reading page 0 (ibdata2 and later).
     given: Option<Space>,
     buf: Vec<u8>,
@@ -317,7 +316,7 @@ pub struct PageStream {
 
 impl PageStream {
     /// `given`: for a continuation of the system tablespace, ibdata1's space.
-    pub fn new(display: String, policy: Policy, system: bool, given: Option<Space>) -> Self {
+    pub fn new(display: String, policy: Policy, given: Option<Space>) -> Self {
         let report = FileReport {
             table: table_name(&display),
             path: display,
@@ -331,7 +330,6 @@ impl PageStream {
             report,
             policy,
             space: given.clone(),
-            system,
             given,
             buf: Vec::new(),
             pos: 0,
@@ -475,7 +473,8 @@ impl PageStream {
         let page_no = space.first_page + self.page_index;
         let verdict = check_page(space, page_no, page, self.policy, &mut self.scratch);
         self.report.tally.add(page_no, self.page_index * size, verdict);
-        if self.system && self.given.is_none() && page_no == 5 {
+        // Any stream of space 0 (ibdata1 by name, or a tablespace read from stdin).
+        if self.given.is_none() && page_no == 5 {
             self.space.as_mut().expect("known").note_trx_sys(page);
         }
         self.page_index += 1;

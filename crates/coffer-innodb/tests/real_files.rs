@@ -168,7 +168,7 @@ fn streaming_gives_the_same_verdicts_as_reading_from_disk() {
         let bytes = std::fs::read(data(rel)).unwrap();
         let disk = validate(&data(rel), rel);
         for piece in [1usize, 7, 4096, 100_000] {
-            let mut s = PageStream::new(rel.into(), Policy::Auto, false, None);
+            let mut s = PageStream::new(rel.into(), Policy::Auto, None);
             for (i, chunk) in bytes.chunks(piece).enumerate() {
                 s.write_at((i * piece) as u64, chunk);
             }
@@ -221,13 +221,13 @@ fn a_huge_hole_is_counted_not_walked() {
 #[test]
 fn a_streamed_huge_hole_is_counted_not_walked() {
     let bytes = std::fs::read(data("innodb_ruby/spec/data/sakila/8.0/sakila/film.ibd")).unwrap();
-    let mut stream = PageStream::new("sakila/film.ibd".into(), Policy::Auto, false, None);
+    let mut stream = PageStream::new("sakila/film.ibd".into(), Policy::Auto, None);
     stream.write_at(0, &bytes);
     let end = 1u64 << 50;
     let report = stream.finish(end);
     assert!(report.tally.corrupt.is_empty(), "{:?}", report.tally.corrupt.first());
     assert_eq!(report.tally.pages, end / 16384);
-    let mut dead = PageStream::new("x.ibd".into(), Policy::Auto, false, None);
+    let mut dead = PageStream::new("x.ibd".into(), Policy::Auto, None);
     dead.write_at(0, &[0xff; 64]);
     dead.write_at(1 << 62, b"x");
     assert!(!dead.finish((1 << 62) + 1).tally.corrupt.is_empty());

@@ -241,7 +241,7 @@ fn walk_targets(root: &Path) -> Result<Vec<Target>> {
 
 fn validate_stdin_tablespace(policy: Policy, env: &Env) -> Result<FileReport> {
     let (mut input, _) = Location::Stdio.open_stream(env)?;
-    let mut stream = PageStream::new("-".into(), policy, false, None);
+    let mut stream = PageStream::new("-".into(), policy, None);
     let mut buf = vec![0u8; 4 << 20];
     let mut pos = 0u64;
     loop {
@@ -432,14 +432,14 @@ impl Visitor for ImageValidator {
         self.current = Some(match classify(&name) {
             Kind::Other(why) => Current::Skip(Box::new(FileReport::not_checked(display, meta.size, why))),
             Kind::Tablespace => {
-                Current::Pages { stream: Box::new(PageStream::new(display, self.policy, false, None)), system: None }
+                Current::Pages { stream: Box::new(PageStream::new(display, self.policy, None)), system: None }
             }
             Kind::System(1) => {
-                Current::Pages { stream: Box::new(PageStream::new(display, self.policy, true, None)), system: Some(1) }
+                Current::Pages { stream: Box::new(PageStream::new(display, self.policy, None)), system: Some(1) }
             }
             Kind::System(n) => match self.continuation(n) {
                 Some(space) => Current::Pages {
-                    stream: Box::new(PageStream::new(display, self.policy, true, Some(space))),
+                    stream: Box::new(PageStream::new(display, self.policy, Some(space))),
                     system: Some(n),
                 },
                 None => Current::Skip(Box::new(FileReport::not_checked(
