@@ -329,47 +329,73 @@ fn check_tables(
     let mut server = Server::start(&binary, &args, &run.0, "drill", "the drill's server")?;
     let mut control = server.connect(Duration::from_secs(600))?;
     env.report.say(&format!("the drill's server started on {}", data.display()));
-    let checked = check_every_table(&mut control, report, env);
+    let checked = check_every_table(&server, &mut control, report, env);
     let stopped = server.shutdown(control);
     report.check_seconds = started.elapsed().as_secs_f64();
     checked?;
     stopped
 }
 
-fn check_every_table(control: &mut Client, report: &mut DrillReport, env: &Env) -> Result<()> {
+/// CHECK TABLE on every table, a session per thread (the server checks a table on one core).
+fn check_every_table(server: &Server, control: &mut Client, report: &mut DrillReport, env: &Env) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
     let sql = |c: &mut Client, q: &str| c.query(q).map_err(|e| Error::other(e).context(format!("drill: {q}")));
     report.server_version = sql(control, "SELECT VERSION()")?.first().and_then(|r| r.first()).cloned().flatten();
-    let tables = sql(
+    let rows = sql(
         control,
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
          AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
     )?;
-    for row in tables {
-        let (Some(Some(db)), Some(Some(table))) = (row.first(), row.get(1)) else { continue };
-        let name = format!("{}.{}", quote(db), quote(table));
-        let rows = match control.query(&format!("CHECK TABLE {name}")) {
-            Ok(rows) => rows,
-            Err(e) => {
-                report.tables_failed.push(TableProblem { table: name.clone(), message: e.to_string() });
-                report.fail(format!("CHECK TABLE {name}: {e}"));
-                // A server that died with the table cannot check the others.
-                if control.query("SELECT 1").is_err() {
-                    crate::bail!("the drill's server stopped answering at CHECK TABLE {name}");
+    let names: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match (r.first(), r.get(1)) {
+            (Some(Some(db)), Some(Some(table))) => Some(format!("{}.{}", quote(db), quote(table))),
+            _ => None,
+        })
+        .collect();
+    let outcomes: Vec<Mutex<Option<Verdict>>> = names.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let dead = AtomicBool::new(false);
+    let sessions = env.threads.clamp(1, 8).min(names.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..sessions {
+            scope.spawn(|| {
+                let Ok(mut session) = server.session() else {
+                    dead.store(true, Ordering::Relaxed);
+                    return;
+                };
+                while !dead.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(name) = names.get(i) else { break };
+                    let outcome = match session.query(&format!("CHECK TABLE {name}")) {
+                        Ok(rows) => verdict(&rows),
+                        Err(e) => {
+                            // A server that died with the table cannot check the others.
+                            if session.query("SELECT 1").is_err() {
+                                dead.store(true, Ordering::Relaxed);
+                            }
+                            Verdict::Failed(e.to_string())
+                        }
+                    };
+                    *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
                 }
-                continue;
-            }
-        };
-        match verdict(&rows) {
-            Verdict::Ok => report.tables_checked += 1,
-            Verdict::Skipped => report.tables_skipped += 1,
-            Verdict::Failed(message) => {
+            });
+        }
+    });
+    for (name, outcome) in names.iter().zip(outcomes) {
+        match outcome.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Verdict::Ok) => report.tables_checked += 1,
+            Some(Verdict::Skipped) => report.tables_skipped += 1,
+            Some(Verdict::Failed(message)) => {
                 report.fail(format!("CHECK TABLE {name}: {message}"));
-                report.tables_failed.push(TableProblem { table: name, message });
+                report.tables_failed.push(TableProblem { table: name.clone(), message });
             }
+            None => crate::bail!("the drill's server stopped answering before CHECK TABLE {name}"),
         }
     }
     env.report.say(&format!(
-        "CHECK TABLE: {} passed, {} failed, {} not checkable",
+        "CHECK TABLE: {} passed, {} failed, {} not checkable ({sessions} sessions)",
         report.tables_checked,
         report.tables_failed.len(),
         report.tables_skipped

@@ -156,6 +156,12 @@ impl Server {
         }
     }
 
+    /// Another session, on a server that answers already.
+    pub(crate) fn session(&self) -> Result<Client> {
+        Client::connect(&Target::Socket(self.socket.clone()), "root", b"", Duration::from_secs(600), None)
+            .map_err(|e| Error::other(e).context(format!("cannot connect to {}", self.what)))
+    }
+
     /// A clean shutdown (InnoDB flushes what replay wrote), waited for.
     pub(crate) fn shutdown(mut self, mut control: Client) -> Result<()> {
         let _ = control.query("SHUTDOWN");
