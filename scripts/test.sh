@@ -2,8 +2,9 @@
 # Runs every test: formatting, lints, unit, property, end-to-end and known-answer tests, and the
 # tests against real servers (MariaDB, Galera, S3, age).
 # As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
-# mariadb-backup, sysbench, galera-4, age, socat and the MariaDB compression providers; PyPI's
-# cryptography, zstandard and moto[server]; crates.io's s3s-fs. Otherwise tests whose tools are
+# mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze) and the MariaDB
+# compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
+# crates.io's s3s-fs. Otherwise tests whose tools are
 # missing say so and skip (COFFER_REQUIRE_*=1 makes them fail instead, as CI does).
 set -eu
 cd "$(dirname "$0")/.."
