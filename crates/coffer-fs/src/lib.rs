@@ -3,6 +3,8 @@
 //! - [`walk`]: entries of a directory tree, in a stable order, with hard links and owners, read
 //!   through directory handles so that nothing outside the tree is ever opened.
 //! - [`source`]: cutting a file (sparse-aware) or a stream into chunks.
+//! - [`rate`]: holding what is read or written to a rate (`--limit-rate`).
+//! - [`ioprio`]: the I/O scheduling class of the process (`--io-priority`).
 //! - [`tmp`]: output files under temporary names, and removing those a killed run left.
 //! - [`restore`]: recreating entries under a target directory without ever leaving it, and
 //!   making the result durable with one `syncfs` instead of an `fsync` per file.
@@ -10,7 +12,9 @@
 //! Linux-first: `SEEK_DATA`/`SEEK_HOLE`, `syncfs` and `sync_file_range` are used where they exist.
 
 pub(crate) mod at;
+pub mod ioprio;
 pub mod owner;
+pub mod rate;
 pub mod read;
 pub mod restore;
 pub mod sink;

@@ -180,6 +180,8 @@ pub struct Restorer {
     /// This restore holds the lock on the target: no other restore is writing into it.
     locked: bool,
     keep_setuid: bool,
+    /// Data is written at most at this rate (`--limit-rate`).
+    limit: Option<Arc<crate::rate::RateLimit>>,
     /// Temporaries of an interrupted restore removed when the target was prepared.
     swept: Option<u64>,
     /// Entries are created under their own names (see the module documentation).
@@ -330,6 +332,7 @@ impl Restorer {
             target_existed: existed && !created_before,
             locked,
             keep_setuid: false,
+            limit: None,
             swept: None,
             direct_names,
             euid: nix::unistd::geteuid().as_raw(),
@@ -362,6 +365,12 @@ impl Restorer {
     /// (`--keep-setuid`); by default they are cleared then.
     pub fn set_keep_setuid(&mut self, keep: bool) {
         self.keep_setuid = keep;
+    }
+
+    /// Writes file data at most at `limit` (each [`Restorer::write`] waits until its bytes
+    /// are due); `None` writes as fast as it comes.
+    pub fn set_rate_limit(&mut self, limit: Option<Arc<crate::rate::RateLimit>>) {
+        self.limit = limit;
     }
 
     /// How many temporaries of an interrupted restore [`Restorer::create`] removed from the
@@ -703,6 +712,9 @@ impl Restorer {
         }
         f.written_to = f.written_to.max(offset + data.len() as u64);
         self.stats.bytes += data.len() as u64;
+        if let Some(limit) = &self.limit {
+            limit.take(data.len() as u64);
+        }
         if !f.direct && self.opts.durable && f.written_to - f.kicked_to >= WRITEBACK_STEP {
             // A large file that could not use O_DIRECT: start its writeback as it grows.
             start_writeback(&f.file, f.kicked_to, f.written_to - f.kicked_to);

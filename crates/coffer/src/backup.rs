@@ -9,6 +9,7 @@ use crate::source::SourceSpec;
 use crate::{Env, PageCounts};
 use coffer_format::{Codec, Suite};
 use coffer_image::{write_image, ImageParams, WriteSummary};
+use coffer_mysql::meta::BackupKind;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -72,6 +73,9 @@ pub struct BackupSpec {
     pub fail_on_corrupt: bool,
     /// Full, incremental or differential (a hot backup of a server only).
     pub chain: crate::chain::ChainRequest,
+    /// Read the source's contents at most at this many bytes per second (a server's: its
+    /// engine's stream). A receiver's rate is `out.tls`'s.
+    pub limit_rate: Option<u64>,
 }
 
 impl BackupSpec {
@@ -91,6 +95,7 @@ impl BackupSpec {
             validate: true,
             fail_on_corrupt: false,
             chain: crate::chain::ChainRequest::default(),
+            limit_rate: None,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct BackupSummary {
     pub pages: PageCounts,
     /// Sockets, FIFOs and devices left out.
     pub skipped: Vec<PathBuf>,
+    /// A backup of a server: full, incremental or differential.
+    pub kind: Option<BackupKind>,
 }
 
 /// The AEAD to use: the one asked for, else the fastest constant-time one on this CPU.
@@ -195,6 +202,9 @@ fn backup_into(
     let first = env.report.progress(None, "backup");
     let chain = chain_plan(spec, env)?;
     let mut opened = crate::source::open(&spec.source, out.as_ref(), chain.as_ref(), env)?;
+    if let Some(rate) = spec.limit_rate {
+        opened.source = Box::new(crate::source::PacedSource::new(opened.source, rate));
+    }
     let progress = if opened.total.is_some() {
         // The size is known: a bar with a total replaces the spinner, which goes without a trace.
         first.finish();
@@ -223,8 +233,10 @@ fn backup_into(
     .and_then(|s| out.finish().map(|()| s));
     progress.finish();
     let image = written.with_context(|| format!("backup of {} failed; no image was left at {}", opened.name, shown))?;
+    let description = opened.source.description();
+    let kind = description.as_deref().and_then(backup_kind);
     let record = if out.keeps_records() {
-        catalog_record(&params, &image, &opened.name, opened.source.description())
+        catalog_record(&params, &image, &opened.name, description)
             .map_err(|e| env.report.warn(&format!(
                 "the backup is complete, but its catalog record was not stored ({}): `coffer catalog` reads its index instead",
                 e.one_line()
@@ -244,6 +256,18 @@ fn backup_into(
         stored,
         pages: inspector.counts.into_inner().unwrap_or_else(|e| e.into_inner()),
         skipped: opened.source.skipped().to_vec(),
+        kind,
+    })
+}
+
+/// The kind of the backup a server backup's description (JSON) describes: its place in a
+/// chain, else what the engine says it took.
+fn backup_kind(description: &[u8]) -> Option<BackupKind> {
+    let info: coffer_mysql::meta::BackupInfo = serde_json::from_slice(description).ok()?;
+    Some(match (&info.chain, info.backup_type.as_deref()) {
+        (Some(link), _) => link.kind,
+        (None, Some("incremental")) => BackupKind::Incremental,
+        _ => BackupKind::Full,
     })
 }
 

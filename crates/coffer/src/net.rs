@@ -2,10 +2,11 @@
 //! connections, pacing, stalls, and the receiver's verdict.
 
 use crate::error::{Error, Result};
+use coffer_fs::rate::RateLimit;
 use coffer_net::{tls, wire};
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// This end's certificate and key, the peer it accepts, and how the transfer runs.
 #[derive(Debug, Clone, Default)]
@@ -122,23 +123,6 @@ enum Way {
     Many(coffer_net::stripe::StripedWriter<tls::ClientStream>),
 }
 
-/// Holds a sender to an average rate: after each write, sleeps until the bytes so far are due.
-struct RateLimit {
-    bytes_per_sec: u64,
-    started: Instant,
-    sent: u64,
-}
-
-impl RateLimit {
-    fn account(&mut self, n: usize) {
-        self.sent += n as u64;
-        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_sec as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
-}
-
 impl Write for Outgoing {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // Paced in pieces of at most 64 KiB, so that a large write does not go out as a burst.
@@ -147,8 +131,8 @@ impl Write for Outgoing {
             Way::One(s) => s.write(buf),
             Way::Many(w) => w.write(buf),
         }?;
-        if let Some(l) = &mut self.limit {
-            l.account(n);
+        if let Some(l) = &self.limit {
+            l.take(n as u64);
         }
         Ok(n)
     }
@@ -197,7 +181,7 @@ pub fn dial(to: &str, t: &TlsOptions) -> Result<(Outgoing, Option<wire::Offer>)>
     } else {
         Way::Many(coffer_net::stripe::StripedWriter::new(streams))
     };
-    let limit = t.limit_rate.map(|bytes_per_sec| RateLimit { bytes_per_sec, started: Instant::now(), sent: 0 });
+    let limit = t.limit_rate.map(RateLimit::new);
     Ok((Outgoing { way, limit }, offer))
 }
 

@@ -40,6 +40,8 @@ pub struct RestoreSpec {
     pub force: bool,
     /// Flush everything to disk before reporting success.
     pub sync: bool,
+    /// Write file data at most at this many bytes per second (each backup of a chain in turn).
+    pub limit_rate: Option<u64>,
 }
 
 impl Default for RestoreSpec {
@@ -52,6 +54,7 @@ impl Default for RestoreSpec {
             keep_setuid: false,
             force: false,
             sync: true,
+            limit_rate: None,
         }
     }
 }
@@ -239,6 +242,7 @@ fn restore_unlocked<R: Read + Send>(
         }
     };
     visitor.restorer.set_keep_setuid(spec.keep_setuid);
+    visitor.restorer.set_rate_limit(spec.limit_rate.map(|r| std::sync::Arc::new(coffer_fs::rate::RateLimit::new(r))));
     let swept = visitor.restorer.swept();
     if swept > 0 {
         env.report
@@ -282,6 +286,15 @@ fn restore_unlocked<R: Read + Send>(
     })
 }
 
+/// What a prepare did.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    /// The engine that prepared.
+    pub engine: &'static str,
+    /// How long the prepare took (not the copy-back).
+    pub seconds: f64,
+}
+
 /// The prepare step of a restored server backup (mariabackup/xtrabackup --prepare), and with
 /// `copy_back_to` the move of the prepared files into a datadir (empty, unless `force`).
 pub fn prepare(
@@ -290,7 +303,7 @@ pub fn prepare(
     copy_back_to: Option<&Path>,
     force: bool,
     env: &Env,
-) -> Result<()> {
+) -> Result<Prepared> {
     // Restored from the image: read at most what a writer may store.
     let info = read_description(dir);
     if let Some(link) = info.as_ref().and_then(|i| i.chain.as_ref()).filter(|l| l.kind != BackupKind::Full) {
@@ -316,16 +329,12 @@ pub fn prepare(
     let started = Instant::now();
     coffer_mysql::engine::prepare(engine, dir, options, &show)
         .context("prepare failed; the restored files are left as they are")?;
-    env.report.say(&format!(
-        "prepared {} with {} in {:.1} s",
-        dir.display(),
-        engine.name(),
-        started.elapsed().as_secs_f64()
-    ));
+    let prepared = Prepared { engine: engine.name(), seconds: started.elapsed().as_secs_f64() };
+    env.report.say(&format!("prepared {} with {} in {:.1} s", dir.display(), prepared.engine, prepared.seconds));
     if let Some(datadir) = copy_back_to {
         move_back(engine, dir, datadir, force, env)?;
     }
-    Ok(())
+    Ok(prepared)
 }
 
 /// Moves a prepared backup in `dir` into a datadir (empty, unless `force`).
@@ -349,8 +358,14 @@ pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, env
 pub struct ChainSummary {
     /// The chain, full first, as messages show each backup.
     pub backups: Vec<String>,
+    /// Each backup's kind (full first).
+    pub kinds: Vec<BackupKind>,
     /// Each backup's restore.
     pub restores: Vec<RestoreSummary>,
+    /// How long each backup's prepare (the full's) or apply (a later one's) took.
+    pub prepare_seconds: Vec<f64>,
+    /// The engine that prepared the chain.
+    pub engine: &'static str,
     /// Where.
     pub to: PathBuf,
     /// How long it all took (restores and prepares).
@@ -415,11 +430,14 @@ pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption],
         return Err(Error::usage("no chain to restore"));
     };
     let started = Instant::now();
-    let (staging, restores) = stage_chain(chain, keys, spec, options, env)?;
+    let (staging, restores, prepare_seconds) = stage_chain_timed(chain, keys, spec, options, env)?;
     staging.replace(&spec.to, spec.force, spec.sync)?;
     Ok(ChainSummary {
         backups: chain.iter().map(Known::shown).collect(),
+        kinds: chain.iter().map(|k| k.link.kind).collect(),
         restores,
+        prepare_seconds,
+        engine: EngineKind::of_backup(&chain[0].info).name(),
         to: spec.to.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -434,6 +452,17 @@ pub(crate) fn stage_chain(
     options: &[PrepareOption],
     env: &Env,
 ) -> Result<(Beside, Vec<RestoreSummary>)> {
+    stage_chain_timed(chain, keys, spec, options, env).map(|(staging, restores, _)| (staging, restores))
+}
+
+/// [`stage_chain`], with how long each backup's prepare or apply took.
+fn stage_chain_timed(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
     let to = &spec.to;
     let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
     if occupied && !spec.force {
@@ -443,6 +472,7 @@ pub(crate) fn stage_chain(
     check_chain_target(to)?;
     let staging = Beside::create(to, "chain")?;
     let mut restores = Vec::new();
+    let mut prepare_seconds = Vec::new();
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     for (i, member) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
@@ -465,16 +495,18 @@ pub(crate) fn stage_chain(
         coffer_mysql::engine::prepare_step(engine, &staging.path, &step, options, &show).with_context(|| {
             format!("the prepare of {} ({}) failed; {} was left as it was", member.shown(), member.what(), to.display())
         })?;
+        let seconds = t.elapsed().as_secs_f64();
+        prepare_seconds.push(seconds);
         env.report.say(&format!(
             "{} {} ({}) with {} in {:.1} s",
             if i == 0 { "prepared" } else { "applied" },
             member.shown(),
             member.what(),
             engine.name(),
-            t.elapsed().as_secs_f64()
+            seconds
         ));
     }
-    Ok((staging, restores))
+    Ok((staging, restores, prepare_seconds))
 }
 
 /// The description restored into `dir` is the one `member` was checked with (an object can be

@@ -224,6 +224,45 @@ impl EntrySource for Skipping {
     }
 }
 
+/// A source whose files' contents are read at most at a shared rate (`--limit-rate`): every
+/// chunk of every entry is accounted, whether the reading thread reads it or plans it for a
+/// worker (see `coffer_fs::rate::Paced`). A server's engine is held back by its pipe.
+pub(crate) struct PacedSource {
+    inner: Box<dyn EntrySource>,
+    limit: std::sync::Arc<coffer_fs::rate::RateLimit>,
+}
+
+impl PacedSource {
+    /// `inner`, read at most at `bytes_per_sec`.
+    pub(crate) fn new(inner: Box<dyn EntrySource>, bytes_per_sec: u64) -> Self {
+        Self { inner, limit: std::sync::Arc::new(coffer_fs::rate::RateLimit::new(bytes_per_sec)) }
+    }
+}
+
+impl EntrySource for PacedSource {
+    fn next_item(&mut self) -> Result<Option<SourceItem>, ImageError> {
+        let mut item = self.inner.next_item()?;
+        if let Some(item) = &mut item {
+            if let Some(data) = item.data.take() {
+                item.data = Some(Box::new(coffer_fs::rate::Paced::new(data, self.limit.clone())));
+            }
+        }
+        Ok(item)
+    }
+
+    fn skipped(&self) -> &[PathBuf] {
+        self.inner.skipped()
+    }
+
+    fn description(&self) -> Option<Vec<u8>> {
+        self.inner.description()
+    }
+
+    fn cause_of_failure(&mut self) -> Option<ImageError> {
+        self.inner.cause_of_failure()
+    }
+}
+
 /// Entries held in memory.
 struct Memory {
     items: VecDeque<SourceItem>,

@@ -252,6 +252,7 @@ fn restore_into(
         keep_setuid: spec.keep_setuid,
         force: spec.force,
         sync: true,
+        limit_rate: None,
     };
     let input = Stalling::new(stream, spec.tls.stall_timeout);
     let summary = crate::restore::restore_from(input, None, &restore, Some(journaling), env)?;

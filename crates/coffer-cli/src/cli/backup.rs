@@ -1,6 +1,7 @@
 //! `backup` (and `send` of a source): what to back up and how.
 
 use super::*;
+pub use coffer_fs::ioprio::IoPriority;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum CompressArg {
@@ -98,6 +99,23 @@ pub struct BackupArgs {
     /// Print what the backup did as one JSON object on stdout (not with -o -).
     #[arg(long)]
     pub json: bool,
+
+    /// Run at this I/O scheduling class: idle (the disk only when no one else wants it) or
+    /// best-effort[:LEVEL] (the normal class at a level from 0, first, to 7, last; default 7).
+    /// Set for coffer and the backup engine it runs. Only schedulers that know classes honour
+    /// it: BFQ (class and level), mq-deadline (class only); none and kyber ignore it (see
+    /// /sys/block/DEV/queue/scheduler). Writes through the page cache reach the disk from the
+    /// kernel's writeback threads, at their own priority.
+    #[arg(long, value_name = "CLASS", value_parser = parse_io_priority)]
+    pub io_priority: Option<IoPriority>,
+
+    /// Write the run's metrics (Prometheus text format, for node_exporter's textfile collector)
+    /// into FILE, replacing this command's earlier samples there and keeping the others':
+    /// last run, success and failure times, duration, bytes read and written, compression
+    /// ratio, files, InnoDB pages checked and corrupt, incremental or not. A failed run writes
+    /// it too.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub key: KeyArgs,
@@ -229,6 +247,11 @@ pub fn server_tls(
         cert: cert.clone(),
         key: key.clone(),
     })
+}
+
+/// Parses `--io-priority`: idle, best-effort, best-effort:LEVEL.
+pub fn parse_io_priority(s: &str) -> Result<IoPriority, String> {
+    s.parse()
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

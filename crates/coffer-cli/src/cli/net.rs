@@ -80,7 +80,11 @@ pub struct OptionalTlsArgs {
     /// the rest is sent (an image: from its next entry on; a directory: the files it lacks).
     #[arg(long)]
     pub resume: bool,
-    /// Send at most this many bytes per second (e.g. 50M), to spare a shared link.
+    /// At most this many bytes per second (e.g. 50M: MiB/s). Sending (--to, tls://): the bytes
+    /// put on the wire, to spare a shared link. Otherwise: the bytes read from the source, to
+    /// spare its disk (a directory's files; with --mysql, the engine's stream: the engine
+    /// waits on its pipe; mariabackup's and xtrabackup's own limit, --throttle=N read-and-write
+    /// operations per second, goes with --engine-arg=--throttle=N).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
 }

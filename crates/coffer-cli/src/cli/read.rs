@@ -89,9 +89,25 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, value_name = "HOW", default_value = "sql-thread")]
     pub replay_with: ReplayWith,
 
-    /// What was restored (and, with --until*, replayed), as one JSON object on stdout.
+    /// What was restored (and prepared, or with --until* replayed), as one JSON object on
+    /// stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Write files at most at this many bytes per second (e.g. 50M: MiB/s), to spare the disk
+    /// of a server running beside the target; each backup of a chain in turn.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
+
+    /// Run at this I/O scheduling class: idle or best-effort[:LEVEL] (0-7, default 7), also
+    /// for the engine's prepare; see `coffer backup --help`.
+    #[arg(long, value_name = "CLASS", value_parser = parse_io_priority)]
+    pub io_priority: Option<IoPriority>,
+
+    /// Write the run's metrics (Prometheus text format) into FILE, as `backup --metrics-file`
+    /// does: bytes read (of images) and written, files, duration, success.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub key: KeyArgs,
@@ -200,6 +216,11 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the run's metrics (pages checked and corrupt, success) for node_exporter's
+    /// textfile collector (Prometheus text format, replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -215,11 +236,6 @@ pub struct InfoArgs {
 
     #[arg(long)]
     pub json: bool,
-
-    /// Write the run's metrics (pages checked and corrupt, success) for node_exporter's
-    /// textfile collector (Prometheus text format, replaced atomically).
-    #[arg(long, value_name = "FILE")]
-    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub key: KeyArgs,

@@ -2,13 +2,16 @@
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
 use super::{human, rate, warn};
-use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs};
+use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, IoPriority, ServerArgs};
 use crate::exit::usage;
-use anyhow::Result;
+use crate::metrics::Metrics;
+use anyhow::{Context, Result};
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
+use coffer::metrics::Run;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
+use coffer_mysql::meta::BackupKind;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -56,15 +59,20 @@ impl BackupArgs {
 
     fn spec(&self) -> Result<BackupSpec> {
         let mut spec = BackupSpec::new(self.source_spec(), self.output());
-        let tls =
-            match &spec.output {
-                Location::Tls(_) => self.tls.given().map(|t| t.options()),
-                _ if self.tls.any() => return Err(usage(
-                    "--cert, --key, --ca, --peer-fingerprint, --streams, --resume and --limit-rate are for sending \
+        // --limit-rate paces the wire when sending, else the reading of the source.
+        let sending = matches!(spec.output, Location::Tls(_));
+        let tls_only = crate::cli::OptionalTlsArgs { limit_rate: None, ..self.tls.clone() };
+        let tls = match &spec.output {
+            Location::Tls(_) => self.tls.given().map(|t| t.options()),
+            _ if tls_only.any() => {
+                return Err(usage(
+                    "--cert, --key, --ca, --peer-fingerprint, --streams and --resume are for sending \
                      (--to HOST:PORT, or -o tls://HOST:PORT)",
-                )),
-                _ => None,
-            };
+                ))
+            }
+            _ => None,
+        };
+        spec.limit_rate = if sending { None } else { self.tls.limit_rate };
         spec.out = OutOptions { force: self.force, tls, ..OutOptions::default() };
         spec.keys = self.key.sources();
         spec.seal = self.seal.options();
@@ -95,6 +103,47 @@ impl BackupArgs {
 }
 
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
+    let metrics = Metrics::start(args.metrics_file.clone(), "backup");
+    let result = io_priority(args.io_priority).and_then(|()| backup(&args, quiet, threads));
+    let summary = metrics.finish(result, fill_metrics)?;
+    print_summary(&summary, quiet);
+    if args.json {
+        println!("{}", summary_json(&summary));
+    }
+    Ok(())
+}
+
+/// Sets the I/O priority asked for on this process, before the job starts any thread or the
+/// engine (Linux keeps it per thread; threads and processes inherit it from their creator).
+pub(super) fn io_priority(p: Option<IoPriority>) -> Result<()> {
+    if let Some(p) = p {
+        coffer_fs::ioprio::set_process(p).context("cannot set the I/O priority (--io-priority)")?;
+    }
+    Ok(())
+}
+
+/// A backup's gauges in the metrics file (besides the run's own: see `coffer::metrics`).
+fn fill_metrics(m: &mut Run, s: &BackupSummary) {
+    let (read, written) = (s.image.logical_bytes, s.image.image_bytes);
+    m.set("coffer_bytes_read", "Bytes of file data backed up (file sizes, holes included).", read as f64);
+    m.set("coffer_bytes_written", "Bytes of image written.", written as f64);
+    m.set(
+        "coffer_compression_ratio",
+        "Bytes of file data backed up per byte of image written.",
+        read as f64 / written.max(1) as f64,
+    );
+    m.set("coffer_files", "Files backed up.", s.image.files as f64);
+    m.set("coffer_innodb_pages_checked", "InnoDB pages checked while backing up.", s.pages.pages as f64);
+    m.set("coffer_innodb_pages_corrupt", "InnoDB pages found corrupt while backing up.", s.pages.corrupt as f64);
+    let incremental = matches!(s.kind, Some(BackupKind::Incremental | BackupKind::Differential));
+    m.set(
+        "coffer_backup_incremental",
+        "1 if the backup was incremental or differential, else 0.",
+        f64::from(u8::from(incremental)),
+    );
+}
+
+fn backup(args: &BackupArgs, quiet: bool, threads: usize) -> Result<BackupSummary> {
     let spec = args.spec()?;
     if args.json && spec.output == Location::Stdio {
         return Err(usage("--json prints on stdout, where -o - writes the image: give -o FILE"));
@@ -105,12 +154,7 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     if spec.source.reads_stdin() && std::io::stdin().is_terminal() {
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
-    let summary = coffer::backup::backup(&spec, &crate::report::env(quiet, threads))?;
-    print_summary(&summary, quiet);
-    if args.json {
-        println!("{}", summary_json(&summary));
-    }
-    Ok(())
+    Ok(coffer::backup::backup(&spec, &crate::report::env(quiet, threads))?)
 }
 
 /// What a backup did, as `--json` prints it.
@@ -126,6 +170,7 @@ fn summary_json(s: &BackupSummary) -> serde_json::Value {
         "codec": s.codec.name(),
         "cipher": s.suite.name(),
         "seconds": s.seconds,
+        "kind": s.kind.map(BackupKind::name),
         "innodb": {
             "files": s.pages.files,
             "pages": s.pages.pages,

@@ -49,6 +49,16 @@ impl TlsArgs {
 /// `coffer send` of an image as it is (a file with coffer's magic, an object, or '-'); a
 /// source is backed up onto the wire by `backup` (see `cmd::run`).
 pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
+    let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "send");
+    let result = super::backup::io_priority(args.io_priority).and_then(|()| send_image(args, quiet, threads));
+    metrics.finish(result, |m, s| {
+        m.set("coffer_bytes_read", "Bytes of image read.", s.sent as f64);
+        m.set("coffer_bytes_written", "Bytes of image the receiver stored.", s.stored as f64);
+    })?;
+    Ok(())
+}
+
+fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::transfer::SendSummary> {
     let to = args.send_to.clone().ok_or_else(|| crate::exit::usage("send needs --to HOST:PORT"))?;
     let image = args.source.clone().unwrap_or_default();
     let image = image.as_path();
@@ -65,7 +75,7 @@ pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
             human(s.stored)
         );
     }
-    Ok(())
+    Ok(s)
 }
 
 pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {

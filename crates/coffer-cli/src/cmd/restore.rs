@@ -3,10 +3,13 @@
 
 use super::refuse_terminal;
 use crate::cli::{ExtractArgs, RestoreArgs};
+use crate::metrics::Metrics;
 use anyhow::Result;
 use coffer::pitr::{PitrSpec, Until};
 use coffer::restore::{ExtractSpec, RestoreSpec, RestoreSummary};
 use coffer::Location;
+use coffer_mysql::meta::BackupKind;
+use std::path::Path;
 
 impl RestoreArgs {
     /// The restore as the library takes it.
@@ -19,13 +22,45 @@ impl RestoreArgs {
             keep_setuid: self.keep_setuid,
             force: self.force,
             sync: !self.no_sync,
+            limit_rate: self.limit_rate,
         }
     }
 }
 
+/// What a restore moved, for its metrics: (image bytes read, bytes of files restored, files).
+type Totals = Option<(u64, u64, u64)>;
+
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
+    let metrics = Metrics::start(args.metrics_file.clone(), "restore");
+    // Before the job starts any thread or the engine: they inherit it.
+    let result = super::backup::io_priority(args.io_priority).and_then(|()| run(args, quiet, threads));
+    metrics
+        .finish(result, |m, totals| {
+            if let Some((read, written, files)) = *totals {
+                m.set("coffer_bytes_read", "Bytes of image read.", read as f64);
+                m.set(
+                    "coffer_bytes_written",
+                    "Bytes of file data restored (file sizes, holes included).",
+                    written as f64,
+                );
+                m.set("coffer_files", "Files restored.", files as f64);
+            }
+        })
+        .map(|_| ())
+}
+
+fn totals<'a>(restores: impl IntoIterator<Item = &'a RestoreSummary>) -> Totals {
+    Some(
+        restores
+            .into_iter()
+            .fold((0, 0, 0), |(r, w, f), s| (r + s.read.image_bytes, w + s.read.logical_bytes, f + s.files)),
+    )
+}
+
+fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
     if let Some(until) = until(&args)? {
-        return restore_until(args, until, quiet, threads);
+        restore_until(args, until, quiet, threads)?;
+        return Ok(None);
     }
     if !args.prepare && !args.prepare_options.is_empty() {
         return Err(crate::exit::usage("--prepare-option goes with --prepare or --until"));
@@ -39,20 +74,30 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
         if args.json {
             println!("{}", restored_json(&s));
         }
-        return Ok(());
+        return Ok(totals([&s]));
     }
-    if args.json {
-        return Err(crate::exit::usage("--json goes with a plain restore or --until, not --prepare yet"));
-    }
+    let started = std::time::Instant::now();
     let image = spec.image.as_ref().expect("an image");
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
     // A chain is resolved and checked before anything is written.
     let plan = coffer::restore::plan(image, &bases, &spec.keys, &env)?;
     let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
     let Some(chain) = &plan.chain else {
-        print_restored(&plan.restore(&spec, &env)?, quiet);
-        coffer::restore::prepare(&args.to, &args.prepare_options, copy_back, args.force, &env)?;
-        return Ok(());
+        let s = plan.restore(&spec, &env)?;
+        print_restored(&s, quiet);
+        let p = coffer::restore::prepare(&args.to, &args.prepare_options, copy_back, args.force, &env)?;
+        if args.json {
+            let one = Prepared {
+                to: &args.to,
+                synced: s.synced,
+                seconds: started.elapsed().as_secs_f64(),
+                engine: p.engine,
+                backups: vec![(image.shown(), Some(BackupKind::Full), &s, p.seconds)],
+                copied_back_to: copy_back,
+            };
+            println!("{}", one.json());
+        }
+        return Ok(totals([&s]));
     };
     if !quiet {
         let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
@@ -70,7 +115,62 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     if let Some(datadir) = copy_back {
         coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
     }
-    Ok(())
+    if args.json {
+        let backups = s.backups.iter().zip(&s.kinds).zip(&s.restores).zip(&s.prepare_seconds);
+        let all = Prepared {
+            to: &s.to,
+            synced: s.restores.first().is_some_and(|r| r.synced),
+            seconds: started.elapsed().as_secs_f64(),
+            engine: s.engine,
+            backups: backups.map(|(((name, kind), r), p)| (name.clone(), Some(*kind), r, *p)).collect(),
+            copied_back_to: copy_back,
+        };
+        println!("{}", all.json());
+    }
+    Ok(totals(&s.restores))
+}
+
+/// A restore with its prepare (of one backup, or of a chain), as `--json` prints it.
+struct Prepared<'a> {
+    to: &'a Path,
+    synced: bool,
+    /// Everything: restores, prepares and the copy-back.
+    seconds: f64,
+    engine: &'static str,
+    /// Each backup restored (full first): its name, kind, restore and prepare (or apply) time.
+    backups: Vec<(String, Option<BackupKind>, &'a RestoreSummary, f64)>,
+    copied_back_to: Option<&'a Path>,
+}
+
+impl Prepared<'_> {
+    /// The object: what `restore --json` prints of a plain restore (entries, files and bytes
+    /// summed over the backups), what was prepared, and each backup.
+    fn json(&self) -> serde_json::Value {
+        let sum = |f: fn(&RestoreSummary) -> u64| self.backups.iter().map(|b| f(b.2)).sum::<u64>();
+        serde_json::json!({
+            "to": self.to,
+            "entries": sum(|r| r.read.entries),
+            "files": sum(|r| r.files),
+            "logical_bytes": sum(|r| r.read.logical_bytes),
+            "synced": self.synced,
+            "seconds": self.seconds,
+            "prepared": {
+                "engine": self.engine,
+                "seconds": self.backups.iter().map(|b| b.3).sum::<f64>(),
+            },
+            "copied_back_to": self.copied_back_to,
+            "backups": self.backups.iter().map(|(name, kind, r, prepare)| serde_json::json!({
+                "image": name,
+                "kind": kind.map(BackupKind::name),
+                "entries": r.read.entries,
+                "files": r.files,
+                "logical_bytes": r.read.logical_bytes,
+                "image_bytes": r.read.image_bytes,
+                "seconds": r.seconds,
+                "prepare_seconds": prepare,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// The point-in-time target asked for, if any.
