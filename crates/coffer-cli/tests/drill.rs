@@ -13,7 +13,6 @@ use common::mariadb::Server;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -76,28 +75,11 @@ fn has_parser() -> bool {
     ok
 }
 
-/// A sample as the parser gives it: name, labels, value; its family's type and help.
-type Sample = (String, BTreeMap<String, String>, f64, String, String);
-
 /// The samples of the metrics file at `path` labelled command="drill", by name, as
 /// prometheus_client's text parser reads them; every family must be a gauge with help.
 fn drill_metrics(path: &Path) -> BTreeMap<String, f64> {
-    const SCRIPT: &str = "import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-print(json.dumps([[s.name, s.labels, s.value, f.type, f.documentation]
-                  for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))";
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the parser refused:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let samples: Vec<Sample> = serde_json::from_slice(&out.stdout).unwrap();
+    let samples = parse_metrics(&text);
     let mut drill = BTreeMap::new();
     for (name, labels, value, kind, help) in samples {
         assert_eq!(kind, "gauge", "{name}:\n{text}");

@@ -327,29 +327,6 @@ fn the_archiver_tells_systemd_ready_status_watchdog_and_stopping() {
     assert!(notes.pings().is_empty() && notes.has("STOPPING=1"), "{}", notes.shown());
 }
 
-/// A sample: name, labels, value; its family's type and help.
-type Sample = (String, BTreeMap<String, String>, f64, String, String);
-
-/// A Prometheus text exposition as the `prometheus_client` parser reads it: each sample's
-/// name, labels and value; and each family's type and help.
-fn parse_metrics(text: &str) -> Vec<Sample> {
-    const SCRIPT: &str = "import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-print(json.dumps([[s.name, s.labels, s.value, f.type, f.documentation]
-                  for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))";
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the parser refused:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The values of `text`'s samples labelled `command="binlog-archive"`, by name; every family a
 /// gauge with help.
 fn archive_metrics(text: &str) -> BTreeMap<String, f64> {

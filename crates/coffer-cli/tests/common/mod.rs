@@ -200,3 +200,28 @@ pub fn resumed_from(stderr: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no resume offset in: {stderr}"))
 }
+
+/// A Prometheus sample as the `prometheus_client` parser reads it: name, labels, value; its
+/// family's type and help.
+pub type MetricSample = (String, std::collections::BTreeMap<String, String>, f64, String, String);
+
+/// Parses a Prometheus text exposition with Python's `prometheus_client` (an independent
+/// parser); panics if it refuses the text.
+pub fn parse_metrics(text: &str) -> Vec<MetricSample> {
+    use std::io::Write;
+    const SCRIPT: &str = "import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+print(json.dumps([[s.name, s.labels, s.value, f.type, f.documentation]
+                  for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))";
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
