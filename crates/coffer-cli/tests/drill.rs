@@ -347,8 +347,12 @@ fn a_stopped_datadir_drills_and_a_corrupt_page_or_a_small_scratch_fails_it() {
          CREATE TABLE test.t1 (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB; \
          INSERT INTO test.t1 SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) FROM test.seq_1_to_8000; \
          CREATE TABLE test.t2 (id INT PRIMARY KEY, n INT, KEY (n)) ENGINE=InnoDB; \
-         INSERT INTO test.t2 SELECT seq, seq * 7 FROM test.seq_1_to_3000;",
+         INSERT INTO test.t2 SELECT seq, seq * 7 FROM test.seq_1_to_3000; \
+         CREATE TABLE test.`t``q'x; DROP` (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         INSERT INTO test.`t``q'x; DROP` VALUES (1);",
     );
+    // A table name with a backtick, a quote and a semicolon: the drill quotes what the server
+    // names (every table checked below, none failed).
     let all_tables = base_tables(&server);
     let pages_t1 = std::fs::metadata(server.datadir.join("test/t1.ibd")).unwrap().len() / 16384;
     assert!(pages_t1 > 8, "t1 spans many pages: {pages_t1}");
