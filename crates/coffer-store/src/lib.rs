@@ -8,6 +8,7 @@
 //! small private async runtime. Memory stays bounded by the number of parts in flight times the
 //! part size, whatever the size of the image.
 
+mod create;
 mod s3copy;
 
 use object_store::path::Path as ObjectPath;
@@ -51,6 +52,8 @@ pub enum StoreError {
     Store { what: &'static str, url: String, detail: String },
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("{url}: {size} bytes, more than the {max} it may hold")]
     TooLarge { url: String, size: u64, max: u64 },
     #[error("interrupted by a signal")]
@@ -63,6 +66,7 @@ pub fn is_url(s: &str) -> bool {
 }
 
 const UPLOAD: &str = "cannot upload";
+const COMPLETE: &str = "cannot complete the upload of";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -315,6 +319,12 @@ impl Object {
                 StoreError::Store { what, url: self.url.clone(), detail: "no such bucket (or no access to it)".into() }
             }
             object_store::Error::NotFound { .. } => StoreError::NotFound(self.url.clone()),
+            // Stores answer a taken name with 409, 412 or 304 (object_store maps them here).
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+                if what == UPLOAD || what == COMPLETE =>
+            {
+                StoreError::AlreadyExists(self.url.clone())
+            }
             e => StoreError::Store { what, url: self.url.clone(), detail: one_line(&e) },
         }
     }
@@ -353,8 +363,13 @@ impl Object {
         runtime().block_on(self.store.delete(&self.path)).map_err(self.err("cannot delete"))
     }
 
-    /// A writer whose bytes become this object only when [`ObjectWriter::finish`] succeeds.
+    /// A writer whose bytes become this object only when [`ObjectWriter::finish`] succeeds,
+    /// replacing what is there.
     pub fn writer(&self) -> ObjectWriter {
+        self.new_writer(false)
+    }
+
+    fn new_writer(&self, create: bool) -> ObjectWriter {
         ObjectWriter {
             obj: self.clone(),
             upload: None,
@@ -362,7 +377,36 @@ impl Object {
             inflight: VecDeque::new(),
             written: 0,
             done: false,
+            create,
+            first: Vec::new(),
         }
+    }
+
+    /// A writer whose bytes become this object only if no object has its name when
+    /// [`ObjectWriter::finish`] completes it ([`StoreError::AlreadyExists`] otherwise): S3
+    /// (`If-None-Match: *`) and `file://` decide at completion, atomically; GCS and Azure
+    /// only for objects of one part, and by a check before the upload otherwise.
+    pub fn creator(&self) -> ObjectWriter {
+        self.new_writer(true)
+    }
+
+    /// Stores `bytes` as this object, in one request, only if no object has its name
+    /// ([`StoreError::AlreadyExists`] otherwise).
+    pub fn put_new(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        let put = runtime().block_on(self.store.put_opts(&self.path, PutPayload::from(bytes), opts));
+        put.map(|_| ()).map_err(self.err(UPLOAD))
+    }
+
+    /// The prefix `name/` under this prefix.
+    pub fn sub_prefix(&self, name: &str) -> Self {
+        let url = format!("{}{name}/", self.url);
+        let path = self.path.clone().join(name);
+        Self { store: Arc::clone(&self.store), s3: self.s3.clone(), path, url, opts: self.opts.clone() }
+    }
+
+    fn is_local(&self) -> bool {
+        self.url.starts_with("file://")
     }
 
     /// A reader of the whole object, fetching ranges ahead in parallel.
@@ -568,7 +612,16 @@ pub struct ObjectWriter {
     inflight: VecDeque<JoinHandle<object_store::Result<()>>>,
     written: u64,
     done: bool,
+    /// Complete only if the name is free ([`Object::creator`]).
+    create: bool,
+    /// The first bytes written: an upload whose conditional completion is refused may have
+    /// completed on an earlier attempt whose answer was lost; these bytes tell.
+    first: Vec<u8>,
 }
+
+/// How many first bytes tell an object written by this writer from another's (a coffer image's
+/// header holds its random 16-byte id at offset 24).
+const FIRST_BYTES: usize = 64;
 
 impl std::fmt::Debug for ObjectWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -582,8 +635,15 @@ impl ObjectWriter {
             return Err(StoreError::Interrupted);
         }
         if self.upload.is_none() {
-            let up = runtime().block_on(self.obj.store.put_multipart(&self.obj.path)).map_err(self.obj.err(UPLOAD))?;
-            self.upload = Some(up);
+            let conditional = match self.create {
+                true => create::start(&self.obj.store, self.obj.s3.as_ref(), self.obj.is_local(), &self.obj.path),
+                false => None,
+            };
+            let up = match conditional {
+                Some(started) => started,
+                None => runtime().block_on(self.obj.store.put_multipart(&self.obj.path)),
+            };
+            self.upload = Some(up.map_err(self.obj.err(UPLOAD))?);
         }
         let part = std::mem::replace(&mut self.buf, Vec::with_capacity(self.obj.opts.part_size));
         let fut = self.upload.as_mut().expect("started").put_part(PutPayload::from(part));
@@ -605,9 +665,14 @@ impl ObjectWriter {
         if interrupted() {
             return Err(StoreError::Interrupted);
         }
-        if self.upload.is_none() {
+        let completed = if self.upload.is_none() {
             let body = PutPayload::from(std::mem::take(&mut self.buf));
-            runtime().block_on(self.obj.store.put(&self.obj.path, body)).map_err(self.obj.err(UPLOAD))?;
+            let mode = if self.create { object_store::PutMode::Create } else { object_store::PutMode::Overwrite };
+            let opts = object_store::PutOptions { mode, ..Default::default() };
+            runtime()
+                .block_on(self.obj.store.put_opts(&self.obj.path, body, opts))
+                .map(|_| ())
+                .map_err(self.obj.err(UPLOAD))
         } else {
             if !self.buf.is_empty() {
                 self.send_part()?;
@@ -616,10 +681,22 @@ impl ObjectWriter {
                 self.wait_one()?;
             }
             let up = self.upload.as_mut().expect("started");
-            runtime().block_on(up.complete()).map_err(self.obj.err("cannot complete the upload of"))?;
+            runtime().block_on(up.complete()).map(|_| ()).map_err(self.obj.err(COMPLETE))
+        };
+        match completed {
+            Ok(()) => {}
+            // A retried request whose first attempt succeeded finds its own object there.
+            Err(StoreError::AlreadyExists(_)) if self.create && self.is_mine() => {}
+            Err(e) => return Err(e),
         }
         self.done = true;
         Ok(self.written)
+    }
+
+    /// Is the object under this writer's name the one it wrote (same size, same first bytes)?
+    fn is_mine(&self) -> bool {
+        let Ok(head) = self.obj.read_head(self.first.len() as u64) else { return false };
+        head.size == self.written && head.bytes == self.first
     }
 }
 
@@ -627,6 +704,10 @@ impl Write for ObjectWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = self.obj.opts.part_size - self.buf.len();
         let n = data.len().min(room);
+        if self.first.len() < FIRST_BYTES {
+            let more = (FIRST_BYTES - self.first.len()).min(n);
+            self.first.extend_from_slice(&data[..more]);
+        }
         self.buf.extend_from_slice(&data[..n]);
         self.written += n as u64;
         if self.buf.len() == self.obj.opts.part_size {
@@ -829,5 +910,33 @@ mod tests {
         assert!(matches!(obj.reader(), Err(StoreError::NotFound(_))));
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_creator_never_replaces_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { part_size: 5 << 20, concurrency: 2, ..StoreOptions::default() };
+        for len in [10usize, 12 << 20] {
+            let obj = local(dir.path(), &format!("x{len}"), &opts);
+            // Two uploads under one name, started together: the first to complete wins.
+            let (mut a, mut b) = (obj.creator(), obj.creator());
+            a.write_all(&vec![1u8; len]).unwrap();
+            b.write_all(&vec![2u8; len]).unwrap();
+            assert_eq!(a.finish().unwrap(), len as u64);
+            assert!(matches!(b.finish(), Err(StoreError::AlreadyExists(_))));
+            let mut back = Vec::new();
+            obj.reader().unwrap().read_to_end(&mut back).unwrap();
+            assert!(back.iter().all(|b| *b == 1) && back.len() == len);
+            // An overwriting writer still replaces.
+            let mut c = obj.writer();
+            c.write_all(b"new").unwrap();
+            c.finish().unwrap();
+            assert_eq!(obj.size().unwrap(), 3);
+            assert!(matches!(obj.put_new(b"again".to_vec()), Err(StoreError::AlreadyExists(_))));
+        }
+        // Nothing but the objects is left: no staging file of the refused uploads.
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["x10", "x12582912"]);
     }
 }

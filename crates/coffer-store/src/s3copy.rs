@@ -68,6 +68,25 @@ fn xml_text(xml: &str, name: &str) -> Option<String> {
     )
 }
 
+/// Why a conditional completion did not complete.
+#[derive(Debug)]
+pub enum Completion {
+    /// The key exists (perhaps by this very upload, if an earlier attempt's answer was lost).
+    Exists,
+    /// Any other refusal, in one line.
+    Failed(Failure),
+}
+
+/// The body of a CompleteMultipartUpload: the parts' ETags, numbered from 1.
+fn completion_body(etags: &[String]) -> Vec<u8> {
+    let mut body = String::from("<CompleteMultipartUpload>");
+    for (n, e) in etags.iter().enumerate() {
+        body.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", n + 1, xml_escape(e)));
+    }
+    body.push_str("</CompleteMultipartUpload>");
+    body.into_bytes()
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -95,20 +114,30 @@ impl S3Direct {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<(http::HeaderMap, String), Failure> {
+        self.send_status(what, method, url, headers, body).await.map_err(|(_, why)| why)
+    }
+
+    /// As [`S3Direct::send`], with the status of a refused request.
+    async fn send_status(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(http::HeaderMap, String), (StatusCode, Failure)> {
         let retry_for = self.retry_for;
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
-            let credential = self.s3.credentials().get_credential().await.map_err(|e| format!("{what}: {e}"))?;
+            let local = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, format!("{what}: {e}"));
+            let credential = self.s3.credentials().get_credential().await.map_err(|e| local(&e))?;
             let mut req = Request::builder().method(method.clone()).uri(url);
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
-            let mut req: HttpRequest =
-                req.body(HttpRequestBody::from(body.clone())).map_err(|e| format!("{what}: {e}"))?;
-            AwsAuthorizer::new(&credential, "s3", &self.region)
-                .try_authorize(&mut req, None)
-                .map_err(|e| format!("{what}: {e}"))?;
+            let mut req: HttpRequest = req.body(HttpRequestBody::from(body.clone())).map_err(|e| local(&e))?;
+            AwsAuthorizer::new(&credential, "s3", &self.region).try_authorize(&mut req, None).map_err(|e| local(&e))?;
             let (status, text): (StatusCode, String) = match self.client.execute(req).await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -130,7 +159,7 @@ impl S3Direct {
                     (Some(c), None) => c,
                     _ => text.lines().next().unwrap_or_default().to_owned(),
                 };
-                return Err(format!("{what}: {status} {reason}"));
+                return Err((status, format!("{what}: {status} {reason}")));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
@@ -151,6 +180,25 @@ impl S3Direct {
                 let _ = self.send("AbortMultipartUpload", Method::DELETE, &self.url(key, &upload_q), &[], vec![]).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Completes the upload `id` of `key` (parts' ETags in order) only if `key` does not exist
+    /// (`If-None-Match: *`).
+    pub async fn complete_if_absent(&self, key: &str, id: &str, etags: &[String]) -> Result<(), Completion> {
+        let url = self.url(key, &format!("uploadId={}", encode_key(id)));
+        let headers = [("if-none-match", "*".to_owned()), ("content-type", "application/xml".to_owned())];
+        match self.send_status("CompleteMultipartUpload", Method::POST, &url, &headers, completion_body(etags)).await {
+            Ok(_) => Ok(()),
+            // 412: the key exists. 409 (a conflicting write) and 404 (no such upload: completed
+            // already, when an earlier attempt's answer was lost) may be ours or another's:
+            // the caller tells by the object's bytes.
+            Err((s, _))
+                if [StatusCode::PRECONDITION_FAILED, StatusCode::CONFLICT, StatusCode::NOT_FOUND].contains(&s) =>
+            {
+                Err(Completion::Exists)
+            }
+            Err((_, why)) => Err(Completion::Failed(why)),
         }
     }
 
@@ -188,14 +236,10 @@ impl S3Direct {
         if crate::interrupted() {
             return Err("interrupted by a signal".to_owned());
         }
-        let mut body = String::from("<CompleteMultipartUpload>");
-        for (n, e) in std::iter::once(&first_etag).chain(&copied).enumerate() {
-            body.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", n + 1, xml_escape(e)));
-        }
-        body.push_str("</CompleteMultipartUpload>");
+        let etags: Vec<String> = std::iter::once(first_etag).chain(copied).collect();
         let url = self.url(key, upload_q);
         let headers = [("if-match", etag.to_owned()), ("content-type", "application/xml".to_owned())];
-        self.send("CompleteMultipartUpload", Method::POST, &url, &headers, body.into_bytes()).await?;
+        self.send("CompleteMultipartUpload", Method::POST, &url, &headers, completion_body(&etags)).await?;
         Ok(ranges.iter().map(|r| r.end - r.start).sum())
     }
 }

@@ -148,16 +148,23 @@ pub fn backup(spec: &BackupSpec, env: &Env) -> Result<BackupSummary> {
         ));
     }
     let sealed = Sealing::prepare(spec, env)?;
+    // Under a prefix, a lease says what the backup builds on, so that a prune keeps it.
+    let lease = match &spec.output {
+        Location::Object(url) if spec.chain.mode != crate::chain::Mode::Full => {
+            crate::lease::Lease::try_take(crate::lease::prefix_of(url), "backup", env)
+        }
+        _ => None,
+    };
     // A receiver is dialled (and has accepted us) before any source is opened.
     let out = spec.output.create(&spec.out, env, env.report.as_ref())?;
-    backup_into(spec, sealed, out, env)
+    backup_into(spec, sealed, out, lease.as_ref(), env)
 }
 
 /// Backs up `spec.source` into `out` (any place, a program's own included); `spec.output` is
 /// not used.
 pub fn backup_to(spec: &BackupSpec, out: Box<dyn ImageOut + '_>, env: &Env) -> Result<BackupSummary> {
     let sealed = Sealing::prepare(spec, env)?;
-    backup_into(spec, sealed, out, env)
+    backup_into(spec, sealed, out, None, env)
 }
 
 /// The image's parameters and secrets, read before anything is opened.
@@ -194,6 +201,7 @@ fn backup_into(
     spec: &BackupSpec,
     sealed: Sealing,
     mut out: Box<dyn ImageOut + '_>,
+    lease: Option<&crate::lease::Lease>,
     env: &Env,
 ) -> Result<BackupSummary> {
     let Sealing { params, secrets } = sealed;
@@ -202,6 +210,12 @@ fn backup_into(
     let first = env.report.progress(None, "backup");
     let chain = chain_plan(spec, env)?;
     let mut opened = crate::source::open(&spec.source, out.as_ref(), chain.as_ref(), env)?;
+    let parent = parent_under(&spec.output, opened.parent.as_ref(), env)?;
+    if let (Some(lease), Some((_, name, _))) = (lease, &parent) {
+        if let Err(e) = lease.protect(std::slice::from_ref(name), None) {
+            env.report.warn(&format!("{} (checked again before the backup is kept)", e.one_line()));
+        }
+    }
     if let Some(rate) = spec.limit_rate {
         opened.source = Box::new(crate::source::PacedSource::new(opened.source, rate));
     }
@@ -230,6 +244,11 @@ fn backup_into(
     )
     .map_err(|e| opened.source.cause_of_failure().unwrap_or(e))
     .map_err(Error::from)
+    .and_then(|s| match &parent {
+        // Visible only once what it builds on is known to be kept.
+        Some((prefix, _, object)) => crate::lease::check_parent(prefix, object, lease, env).map(|()| s),
+        None => Ok(s),
+    })
     .and_then(|s| out.finish().map(|()| s));
     progress.finish();
     let image = written.with_context(|| format!("backup of {} failed; no image was left at {}", opened.name, shown))?;
@@ -258,6 +277,19 @@ fn backup_into(
         skipped: opened.source.skipped().to_vec(),
         kind,
     })
+}
+
+/// The parent of a backup written under a prefix, when it is an object under the same prefix:
+/// the prefix, its name there, and the object.
+fn parent_under(
+    output: &Location,
+    parent: Option<&Location>,
+    env: &Env,
+) -> Result<Option<(String, String, coffer_store::Object)>> {
+    let (Location::Object(out), Some(Location::Object(p))) = (output, parent) else { return Ok(None) };
+    let prefix = crate::lease::prefix_of(out);
+    let Some(name) = p.strip_prefix(prefix).filter(|n| !n.contains('/')) else { return Ok(None) };
+    Ok(Some((prefix.to_owned(), name.to_owned(), coffer_store::Object::open(p, &env.store)?)))
 }
 
 /// The kind of the backup a server backup's description (JSON) describes: its place in a

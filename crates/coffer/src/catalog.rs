@@ -11,6 +11,8 @@ use coffer_image::catalog::RECORD_SUFFIX;
 use coffer_mysql::meta::ChainLink;
 use serde_json::json;
 
+pub use crate::retention::{Chained, Policy};
+
 /// The backups under a prefix, as `catalog` shows them.
 #[derive(Debug)]
 pub struct Catalog {
@@ -39,7 +41,7 @@ pub fn catalog(url: &str, binlogs: Option<&str>, keys: Option<&KeySources>, env:
     let mut rows = Vec::new();
     let mut unread = 0;
     // Without a key, the records' links still say where each backup sits in its chain.
-    let keyless = if unlocks.is_none() { chains(&backups, None, env) } else { Vec::new() };
+    let keyless = if unlocks.is_none() { chains(&backups, env) } else { Vec::new() };
     for (i, b) in backups.iter().enumerate() {
         let mut v = json!({
             "name": b.listed.name,
@@ -94,7 +96,7 @@ pub struct Backup {
     pub time: i64,
 }
 
-fn prefix(url: &str, env: &Env) -> Result<coffer_store::Object> {
+pub(crate) fn prefix(url: &str, env: &Env) -> Result<coffer_store::Object> {
     if !url.ends_with('/') {
         return Err(Error::usage(format!("{url}: a prefix ends with '/'")));
     }
@@ -116,9 +118,14 @@ pub fn backups(url: &str, env: &Env) -> Result<Vec<Backup>> {
     Ok(out)
 }
 
-/// The time in a name like `2026-11-24T08-00-00Z.coffer`.
-fn name_time(name: &str) -> Option<i64> {
-    let t = name.strip_suffix("Z.coffer")?;
+/// The time in a name like `2026-11-24T08-00-00Z.coffer` (or, as coffer names backups since
+/// two may start in one second, `2026-11-24T08-00-00Z-1a2b3c4d.coffer`).
+pub(crate) fn name_time(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".coffer")?;
+    let t = match stem.rsplit_once("Z-") {
+        Some((t, tag)) if tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => t,
+        _ => stem.strip_suffix('Z')?,
+    };
     let n: Vec<i64> = t.split(['-', 'T']).map(|p| p.parse().ok()).collect::<Option<_>>()?;
     let [y, mo, d, h, mi, s] = n[..] else { return None };
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
@@ -168,12 +175,24 @@ pub(crate) fn description_of(
     unlocks: &[Unlock],
     env: &Env,
 ) -> Result<Option<coffer_mysql::meta::BackupInfo>> {
+    sealed_of(listed, unlocks, env).map(|(_, info)| info)
+}
+
+/// What a key proves of a backup: its header's creation time (Unix seconds), and its
+/// description, as [`description_of`] reads it.
+pub(crate) fn sealed_of(
+    listed: &coffer_store::Listed,
+    unlocks: &[Unlock],
+    env: &Env,
+) -> Result<(i64, Option<coffer_mysql::meta::BackupInfo>)> {
     let head = listed.object.read_head(DATA_OFFSET)?;
     let opened = coffer_image::open_header(&head.bytes, unlocks)?;
+    let created = opened.header.created;
     if let Ok(Some(r)) = record(listed, &opened) {
-        return Ok(serde_json::from_value(r["backup"].clone()).ok());
+        return Ok((created, serde_json::from_value(r["backup"].clone()).ok()));
     }
-    Ok(crate::read::info_with(&Location::Object(listed.object.url().to_owned()), unlocks, env)?.backup)
+    let info = crate::read::info_with(&Location::Object(listed.object.url().to_owned()), unlocks, env)?;
+    Ok((created, info.backup))
 }
 
 /// The backup's catalog record, if it has one; an error if it has one that does not belong to
@@ -198,50 +217,6 @@ pub fn read_record(
     let Some(bytes) = record_bytes(image)? else { return Ok(None) };
     let json = coffer_image::catalog::open_record(&opened.keys, &opened.header.image_id, &bytes)?;
     Ok(Some(serde_json::from_slice(&json).context("catalog record: malformed JSON")?))
-}
-
-/// How many of each kind to keep.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
-    /// The newest N.
-    pub last: usize,
-    /// The newest of each of the last N days that have one.
-    pub daily: usize,
-    /// The newest of each of the last N weeks (Monday to Sunday) that have one.
-    pub weekly: usize,
-}
-
-/// For backups at `times` (newest first), the reasons each is kept; none: it goes.
-pub fn plan(times: &[i64], p: Policy) -> Vec<Vec<&'static str>> {
-    let mut keep = vec![Vec::new(); times.len()];
-    for k in keep.iter_mut().take(p.last) {
-        k.push("last");
-    }
-    let mut by = |n: usize, reason: &'static str, period: &dyn Fn(i64) -> i64| {
-        let mut seen = Vec::new();
-        for (i, t) in times.iter().enumerate() {
-            let key = period(*t);
-            if seen.len() < n && !seen.contains(&key) {
-                seen.push(key);
-                keep[i].push(reason);
-            }
-        }
-    };
-    by(p.daily, "daily", &|t| t.div_euclid(86_400));
-    // 1970-01-01 was a Thursday: +3 days makes weeks start on Mondays.
-    by(p.weekly, "weekly", &|t| (t.div_euclid(86_400) + 3).div_euclid(7));
-    keep
-}
-
-/// What prune knows of a backup's place in a chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chained {
-    /// Its link (from its catalog record, or with a key from its description).
-    Link(ChainLink),
-    /// A backup that needs no other (an image made before chains, or not of a server).
-    Alone,
-    /// No record says, and no key was given to read the image.
-    Unknown,
 }
 
 /// The bytes of the catalog record beside `image`, if there is one. Records are small; whoever
@@ -275,228 +250,20 @@ pub fn links_of(backup: &serde_json::Value) -> Option<Vec<u8>> {
     serde_json::to_vec(&link).ok()
 }
 
-/// Where each backup sits in its chain: from its record, else (with a key) its description.
-pub fn chains(found: &[Backup], unlocks: Option<&[Unlock]>, env: &Env) -> Vec<Chained> {
+/// Where each backup sits in its chain, as its catalog record says in the clear (read without
+/// a key: for people, and for a prune without a key, which keeps more when in doubt).
+pub fn chains(found: &[Backup], env: &Env) -> Vec<Chained> {
     found
         .iter()
         .map(|b| {
-            let from_record = record_chain(&b.listed).unwrap_or_else(|e| {
-                env.report.warn(&format!("{}: its catalog record: {}", b.listed.object.url(), e.one_line()));
-                None
-            });
-            let Some(unlocks) = unlocks else { return from_record.unwrap_or(Chained::Unknown) };
-            // With a key, the sealed description decides; the clear links must agree with it.
-            match description_of(&b.listed, unlocks, env) {
-                Ok(d) => {
-                    let sealed = d.and_then(|d| d.chain).map_or(Chained::Alone, Chained::Link);
-                    if from_record.as_ref().is_some_and(|c| *c != sealed) {
-                        env.report.warn(&format!(
-                            "{}: the chain links in its catalog record differ from its sealed description: the description is used",
-                            b.listed.object.url()
-                        ));
-                    }
-                    sealed
-                }
-                Err(e) => {
-                    env.report.warn(&format!("{}: {}", b.listed.object.url(), e.one_line()));
-                    from_record.unwrap_or(Chained::Unknown)
-                }
-            }
+            record_chain(&b.listed)
+                .unwrap_or_else(|e| {
+                    env.report.warn(&format!("{}: its catalog record: {}", b.listed.object.url(), e.one_line()));
+                    None
+                })
+                .unwrap_or(Chained::Unknown)
         })
         .collect()
-}
-
-/// Adds to `reasons` (of backups newest first) what chains need: every backup a kept one
-/// builds on, and, for a kept backup whose chain is unknown, everything older.
-pub fn keep_chains(names: &[String], chains: &[Chained], reasons: &mut [Vec<String>]) -> Vec<String> {
-    let mut warnings = Vec::new();
-    let index: std::collections::HashMap<&str, usize> = chains
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match c {
-            Chained::Link(l) => Some((l.id.as_str(), i)),
-            _ => None,
-        })
-        .collect();
-    for i in 0..chains.len() {
-        if reasons[i].is_empty() {
-            continue;
-        }
-        match &chains[i] {
-            Chained::Alone => {}
-            Chained::Unknown => {
-                for r in reasons.iter_mut().skip(i + 1).filter(|r| r.is_empty()) {
-                    r.push(format!("older than {}, whose chain is unknown", names[i]));
-                }
-            }
-            Chained::Link(link) => {
-                // Up the chain: each parent one less deep, of the same full (so the walk ends,
-                // whatever the records say).
-                let mut child = link;
-                while let Some(p) = child.parent.as_deref() {
-                    let parent = index.get(p).and_then(|&j| match &chains[j] {
-                        Chained::Link(l) if l.depth.checked_add(1) == Some(child.depth) && l.full == child.full => {
-                            Some((j, l))
-                        }
-                        _ => None,
-                    });
-                    let Some((j, l)) = parent else {
-                        warnings.push(format!(
-                            "{} needs backup {p}, which no readable record under the prefix names: everything older is kept",
-                            names[i]
-                        ));
-                        for r in reasons.iter_mut().skip(i + 1).filter(|r| r.is_empty()) {
-                            r.push(format!("older than {}, whose parent is not found", names[i]));
-                        }
-                        break;
-                    };
-                    let why = format!("needed by {}", names[i]);
-                    if !reasons[j].contains(&why) {
-                        reasons[j].push(why);
-                    }
-                    child = l;
-                }
-            }
-        }
-    }
-    warnings
-}
-
-/// Point-in-time recovery that prune keeps: any moment of the last `window` seconds, from the
-/// archive under `binlogs`.
-#[derive(Debug, Clone)]
-pub struct KeepPitr {
-    /// Seconds back from now.
-    pub window: i64,
-    /// The binary log archive's prefix.
-    pub binlogs: String,
-}
-
-/// What prune keeps and deletes.
-#[derive(Debug)]
-pub struct PrunePlan {
-    /// The backups, each with the reasons it is kept (none: it goes) and its chain.
-    pub backups: Vec<(Backup, Vec<String>, Chained)>,
-    /// With `KeepPitr`: the archive's segments that go (whole files older than the file of
-    /// the backup the window starts from), oldest first.
-    pub segments: Vec<Backup>,
-}
-
-/// The backups under `url`, each with the reasons `policy` keeps it (none: it goes): a backup
-/// that a kept one builds on is kept with it. With `pitr`, the backups of the window and the
-/// newest from before its start are kept (with their chains), and the binary log from that
-/// one's file on; older segments go.
-pub fn prune_plan(
-    url: &str,
-    policy: Policy,
-    pitr: Option<&KeepPitr>,
-    keys: Option<&KeySources>,
-    env: &Env,
-) -> Result<PrunePlan> {
-    if policy.last + policy.daily + policy.weekly == 0 && pitr.is_none() {
-        return Err(Error::usage(
-            "prune needs --keep-last, --keep-daily, --keep-weekly or --keep-pitr (it will not delete every backup)",
-        ));
-    }
-    let found = backups(url, env)?;
-    let unlocks = match keys {
-        Some(k) => Some(crate::keys::unlocks(k, env)?),
-        None => None,
-    };
-    let times: Vec<i64> = found.iter().map(|b| b.time).collect();
-    let mut reasons: Vec<Vec<String>> =
-        plan(&times, policy).into_iter().map(|r| r.into_iter().map(str::to_owned).collect()).collect();
-    let segments = match pitr {
-        Some(p) => {
-            let unlocks = unlocks.as_deref().ok_or_else(|| {
-                Error::usage(
-                    "--keep-pitr needs the key: the backups' binlog positions are in their sealed descriptions",
-                )
-            })?;
-            keep_for_pitr(&found, p, unlocks, &mut reasons, env)?
-        }
-        None => Vec::new(),
-    };
-    let chains = chains(&found, unlocks.as_deref(), env);
-    let names: Vec<String> = found.iter().map(|b| b.listed.name.clone()).collect();
-    for w in keep_chains(&names, &chains, &mut reasons) {
-        env.report.warn(&w);
-    }
-    let backups = found.into_iter().zip(reasons).zip(chains).map(|((b, r), c)| (b, r, c)).collect();
-    Ok(PrunePlan { backups, segments })
-}
-
-/// Marks the backup the window of `p` starts from ("pitr"), and returns the segments older
-/// than its binlog file.
-fn keep_for_pitr(
-    found: &[Backup],
-    p: &KeepPitr,
-    unlocks: &[Unlock],
-    reasons: &mut [Vec<String>],
-    env: &Env,
-) -> Result<Vec<Backup>> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let start = now - p.window;
-    // Newest first: the first with a binlog position from before the window's start.
-    let mut positioned = Vec::new();
-    for (i, b) in found.iter().enumerate() {
-        match description_of(&b.listed, unlocks, env) {
-            Ok(Some(info)) => {
-                if let Some(pos) = info.binlog {
-                    positioned.push((i, pos));
-                }
-            }
-            Ok(None) => {}
-            // An unreadable backup might be the one the window needs: nothing of the archive goes.
-            Err(e) => {
-                env.report.warn(&format!("{}: {}; no binary log is pruned", b.listed.object.url(), e.one_line()));
-                return Ok(Vec::new());
-            }
-        }
-    }
-    let base = positioned.iter().find(|(i, _)| found[*i].time <= start).or_else(|| {
-        let oldest = positioned.last();
-        if let Some((i, _)) = oldest {
-            env.report.warn(&format!(
-                "no backup is older than the recovery window's start ({} UTC): it reaches back to {} only",
-                crate::text::utc(start),
-                crate::text::utc(found[*i].time)
-            ));
-        }
-        oldest
-    });
-    let Some((i, pos)) = base else {
-        env.report.warn("no backup recorded a binlog position: no binary log is pruned");
-        return Ok(Vec::new());
-    };
-    reasons[*i].push("pitr".into());
-    // The backups inside the window: recovery starts from the newest before its target.
-    for (b, r) in found.iter().zip(reasons.iter_mut()) {
-        if b.time > start && !r.iter().any(|x| x == "pitr") {
-            r.push("pitr".into());
-        }
-    }
-    let number = coffer_mysql::meta::binlog_file_number;
-    let keep_from = number(&pos.file);
-    Ok(crate::binlog::segments(&p.binlogs, env)?
-        .into_iter()
-        .filter(|(s, _)| number(&s.file) < keep_from)
-        .map(|(_, listed)| Backup { time: listed.modified, listed })
-        .collect())
-}
-
-/// Deletes `doomed` (each catalog record first, so that a record never outlives its image);
-/// returns the bytes freed.
-pub fn prune_apply(doomed: &[&Backup]) -> Result<u64> {
-    for b in doomed {
-        let record = b.listed.object.with_suffix(RECORD_SUFFIX);
-        match record.delete() {
-            Ok(()) | Err(coffer_store::StoreError::NotFound(_)) => {}
-            Err(e) => return Err(Error::from(e).context(format!("cannot delete {}", record.url()))),
-        }
-        b.listed.object.delete().with_context(|| format!("cannot delete {}", b.listed.object.url()))?;
-    }
-    Ok(doomed.iter().map(|b| b.listed.size).sum())
 }
 
 #[cfg(test)]
@@ -510,85 +277,8 @@ mod tests {
         assert_eq!(crate::text::utc(name_time("2024-02-29T23-59-59Z.coffer").unwrap()), "2024-02-29 23:59:59");
         assert_eq!(name_time("db.coffer"), None);
         assert_eq!(name_time("2026-13-01T00-00-00Z.coffer"), None);
-    }
-
-    #[test]
-    fn kept_backups_keep_what_they_build_on() {
-        use coffer_mysql::meta::BackupKind;
-        let id = |n: u8| format!("{n:032x}");
-        // Newest first: inc2 <- inc1 <- full1; a differential on full1; full0 alone.
-        let full1 = ChainLink::full(id(1));
-        let inc1 = ChainLink::on(&full1, BackupKind::Incremental, id(2));
-        let inc2 = ChainLink::on(&inc1, BackupKind::Incremental, id(3));
-        let diff = ChainLink::on(&full1, BackupKind::Differential, id(4));
-        let chains = vec![
-            Chained::Link(inc2),
-            Chained::Link(diff),
-            Chained::Link(inc1),
-            Chained::Link(full1),
-            Chained::Alone,
-            Chained::Unknown,
-            Chained::Alone,
-        ];
-        let names: Vec<String> =
-            ["inc2", "diff", "inc1", "full1", "full0", "mystery", "oldest"].map(String::from).into();
-        let kept = |first: &[usize]| {
-            let mut reasons: Vec<Vec<String>> =
-                (0..7).map(|i| if first.contains(&i) { vec!["last".into()] } else { vec![] }).collect();
-            let warnings = keep_chains(&names, &chains, &mut reasons);
-            (
-                reasons.iter().enumerate().filter(|(_, r)| !r.is_empty()).map(|(i, _)| i).collect::<Vec<_>>(),
-                reasons,
-                warnings,
-            )
-        };
-        // Keeping the newest incremental keeps its whole chain, and nothing else.
-        let (k, reasons, w) = kept(&[0]);
-        assert_eq!(k, [0, 2, 3]);
-        assert_eq!(reasons[3][0], "needed by inc2");
-        assert!(w.is_empty());
-        // The differential needs only its full.
-        assert_eq!(kept(&[1]).0, [1, 3]);
-        // A full alone needs nothing; a backup whose chain is unknown keeps everything older.
-        assert_eq!(kept(&[4]).0, [4]);
-        assert_eq!(kept(&[5]).0, [5, 6]);
-        // A kept incremental whose chain cannot be followed to its full keeps everything older.
-        let mut reasons = vec![vec!["last".to_owned()], vec![], vec![]];
-        let w = keep_chains(&names[..3], &chains[..3], &mut reasons);
-        assert!(w.iter().any(|w| w.contains("inc2 needs backup") && w.contains("everything older is kept")), "{w:?}");
-        assert!(reasons.iter().all(|r| !r.is_empty()), "{reasons:?}");
-        // Forged links (a parent that is itself, depths that do not fall) end the walk at once.
-        let mut forged = ChainLink::on(&ChainLink::full(id(1)), BackupKind::Incremental, id(9));
-        forged.parent = Some(id(9));
-        forged.depth = u32::MAX;
-        let chains = vec![Chained::Link(forged), Chained::Alone];
-        let mut reasons = vec![vec!["last".to_owned()], vec![]];
-        let w = keep_chains(&names[..2], &chains, &mut reasons);
-        assert_eq!(w.len(), 1);
-        assert!(!reasons[1].is_empty(), "older backups kept");
-    }
-
-    #[test]
-    fn retention_keeps_what_each_rule_asks() {
-        let day = 86_400;
-        // Newest first: two a day for ten days, from Sunday 2026-11-22 back.
-        let sunday = name_time("2026-11-22T12-00-00Z.coffer").unwrap();
-        let times: Vec<i64> = (0..20).map(|i| sunday - (i / 2) * day - (i % 2) * 3600).collect();
-        let kept = |p: Policy| plan(&times, p).iter().map(|w| !w.is_empty()).collect::<Vec<_>>();
-        let last3 = kept(Policy { last: 3, ..Policy::default() });
-        assert_eq!(last3.iter().filter(|k| **k).count(), 3);
-        assert!(last3[..3].iter().all(|k| *k));
-        // Daily: the newest of each day, for 4 days.
-        let daily = kept(Policy { daily: 4, ..Policy::default() });
-        assert_eq!(daily.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect::<Vec<_>>(), [0, 2, 4, 6]);
-        // Weekly: Sunday's week (Mon 16 - Sun 22) and the week before (Mon 9 - Sun 15).
-        let weekly = kept(Policy { weekly: 5, ..Policy::default() });
-        assert_eq!(weekly.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect::<Vec<_>>(), [0, 14]);
-        // Rules add up; reasons are named.
-        let both = plan(&times, Policy { last: 1, daily: 2, weekly: 2 });
-        assert_eq!(both[0], ["last", "daily", "weekly"]);
-        assert_eq!(both[2], ["daily"]);
-        assert_eq!(both[14], ["weekly"]);
-        assert!(both[1].is_empty() && both[19].is_empty());
+        assert_eq!(name_time("2026-11-24T08-00-00Z-0f1e2d3c.coffer"), Some(1_795_507_200));
+        assert_eq!(name_time("2026-11-24T08-00-00Z-0f1e2d3.coffer"), None);
+        assert_eq!(name_time("2026-11-24T08-00-00Z-0f1e2d3g.coffer"), None);
     }
 }

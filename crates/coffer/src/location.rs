@@ -278,24 +278,30 @@ struct ObjectOut {
     job: &'static str,
 }
 
-/// The name of a backup written under a prefix: its start time, UTC ("2026-11-24T08-00-00Z.coffer").
-fn time_name() -> String {
+/// The name of a backup written under a prefix: its start time, UTC, and 8 random hex digits,
+/// so that backups started in the same second (two hosts, two timers) have names of their own
+/// ("2026-11-24T08-00-00Z-1a2b3c4d.coffer"). Names sort by time.
+fn time_name() -> Result<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{}Z.coffer", crate::text::utc(now.as_secs() as i64).replace(' ', "T").replace(':', "-"))
+    let time = crate::text::utc(now.as_secs() as i64).replace(' ', "T").replace(':', "-");
+    Ok(format!("{time}Z-{}.coffer", &crate::chain::new_id()?[..8]))
 }
 
 impl ObjectOut {
     fn create(url: &str, opts: &OutOptions, settings: &Env) -> Result<Self> {
         let object = Object::open(url, &settings.store)?;
+        let named = !object.is_prefix();
         // A prefix: the backup is named by its start time, so names sort by time.
-        let object = if object.is_prefix() { object.child(&time_name()) } else { object };
-        if !opts.force && object.exists().with_context(|| format!("cannot reach {}", object.url()))? {
+        let object = if named { object } else { object.child(&time_name()?) };
+        if named && !opts.force && object.exists().with_context(|| format!("cannot reach {}", object.url()))? {
             return Err(Error::msg(format!("{} already exists (use --force to replace it)", object.url())));
         }
         if settings.abort_uploads_on_signals {
             crate::store::abort_on_signals();
         }
-        let writer = Some(object.writer());
+        // Without --force the object is created only if its name is still free when the upload
+        // completes (another job may take it meanwhile): never replaced.
+        let writer = Some(if opts.force { object.writer() } else { object.creator() });
         Ok(Self { object, writer, job: opts.job })
     }
 }

@@ -106,6 +106,7 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 /// Restores the image `spec.image` into `spec.to`.
 pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+    let _lease = crate::lease::for_reading(&[image], None, "restore", env)?;
     let (input, len) = image.open_stream(env)?;
     let keys = crate::keys::unlocks(&spec.keys, env)?;
     restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
@@ -378,17 +379,21 @@ pub struct ChainSummary {
 pub fn plan(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Plan> {
     let unlocks = crate::keys::unlocks(keys, env)?;
     if matches!(image, Location::Stdio | Location::Tls(_)) {
-        return Ok(Plan { chain: None, unlocks });
+        return Ok(Plan { chain: None, unlocks, _lease: None });
     }
     let info = crate::read::info_with(image, &unlocks, env)?;
-    let Some(backup) = info.backup else { return Ok(Plan { chain: None, unlocks }) };
-    let Some(link) = backup.chain.clone().filter(|l| l.kind != BackupKind::Full) else {
-        return Ok(Plan { chain: None, unlocks });
+    let link = info.backup.as_ref().and_then(|b| b.chain.clone()).filter(|l| l.kind != BackupKind::Full);
+    let (Some(backup), Some(link)) = (info.backup, link) else {
+        let lease = crate::lease::for_reading(&[image], None, "restore", env)?;
+        return Ok(Plan { chain: None, unlocks, _lease: lease });
     };
     let neighbours = crate::chain::neighbours(image, bases, &unlocks, env)?;
     let target = Known { location: image.clone(), time: 0, info: backup, link };
     let backups = crate::chain::resolve(&target, &neighbours)?;
-    Ok(Plan { chain: Some(backups), unlocks })
+    // What the restore reads is kept by any prune from now on.
+    let read: Vec<&Location> = backups.iter().map(|k| &k.location).collect();
+    let lease = crate::lease::for_reading(&read, None, "restore", env)?;
+    Ok(Plan { chain: Some(backups), unlocks, _lease: lease })
 }
 
 /// A restore planned by [`plan`].
@@ -396,6 +401,8 @@ pub struct Plan {
     /// The chain, full first and the image asked for last; `None`: the image alone.
     pub chain: Option<Vec<Known>>,
     unlocks: Vec<coffer_crypto::Unlock>,
+    /// Held while the plan is carried out: a prune keeps what it reads.
+    _lease: Option<crate::lease::Lease>,
 }
 
 impl std::fmt::Debug for Plan {

@@ -3,7 +3,7 @@
 
 use crate::chain::Decision;
 use crate::error::{Context, Error, Result};
-use crate::location::ImageOut;
+use crate::location::{ImageOut, Location};
 use crate::Env;
 use coffer_format::{EntryKind, EntryMeta};
 use coffer_fs::source::{ChunkReader, StreamChunker};
@@ -89,6 +89,8 @@ pub(crate) struct Opened {
     pub name: String,
     /// The engine's scratch directory, kept until the backup is done.
     pub _scratch: Option<Scratch>,
+    /// The backup this one builds on (an incremental's or differential's parent).
+    pub parent: Option<Location>,
 }
 
 /// Opens `spec` for a backup into `out` (a directory backup leaves out the image itself, and
@@ -97,15 +99,22 @@ pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, chain: Option<&ChainPl
     let stdin = || -> Result<std::fs::File> {
         Ok(std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().context("cannot use stdin")?))
     };
-    let opened = |source: Box<dyn EntrySource>, total, name: String| Opened { source, total, name, _scratch: None };
+    let opened = |source: Box<dyn EntrySource>, total, name: String| Opened {
+        source,
+        total,
+        name,
+        _scratch: None,
+        parent: None,
+    };
     match spec {
         SourceSpec::Server(server) => {
             let started = start_engine(server, chain, env)?;
             let name = format!("the {} server", coffer_mysql::meta::flavor(&started.version));
             let mut backup = ServerBackup::new(started.stdout, Some(started.run), Some(started.version));
             backup.identity = Some(started.identity);
+            let parent = started.decision.parent.as_ref().map(|p| p.location.clone());
             backup.decision = Some(started.decision);
-            Ok(Opened { source: Box::new(backup), total: None, name, _scratch: Some(started.scratch) })
+            Ok(Opened { source: Box::new(backup), total: None, name, _scratch: Some(started.scratch), parent })
         }
         SourceSpec::Xbstream(xb) => {
             let name = format!("the xbstream {}", xb.display());
@@ -146,11 +155,17 @@ fn open_path(src: &Path, name: Option<&str>, out: &dyn ImageOut, env: &Env) -> R
                     out.shown(),
                     held.len()
                 ));
-                Opened { source: Box::new(Skipping { inner: dir, held }), total: None, name: shown, _scratch: None }
+                Opened {
+                    source: Box::new(Skipping { inner: dir, held }),
+                    total: None,
+                    name: shown,
+                    _scratch: None,
+                    parent: None,
+                }
             }
             _ => {
                 let total = if env.report.shows_progress() { tree_size(src) } else { None };
-                Opened { source: Box::new(dir), total, name: shown, _scratch: None }
+                Opened { source: Box::new(dir), total, name: shown, _scratch: None, parent: None }
             }
         });
     }
@@ -164,6 +179,7 @@ fn open_path(src: &Path, name: Option<&str>, out: &dyn ImageOut, env: &Env) -> R
             total: Some(md.len()),
             name: shown,
             _scratch: None,
+            parent: None,
         });
     }
     Err(Error::usage(format!("{} is neither a directory nor a regular file", src.display())))

@@ -42,6 +42,9 @@ pub struct PruneArgs {
     /// Print what would be kept and deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Carry out a plan that deletes the newest backup, or every backup (refused otherwise).
+    #[arg(long)]
+    pub allow_deleting_newest: bool,
     /// The plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,

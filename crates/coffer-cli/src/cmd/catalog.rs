@@ -96,14 +96,15 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
         weekly: args.keep_weekly.unwrap_or(0),
     };
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let pitr = args.keep_pitr.map(|window| coffer::catalog::KeepPitr {
+    let pitr = args.keep_pitr.map(|window| coffer::prune::KeepPitr {
         window,
         binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::pitr::default_binlog_prefix(&args.prefix)),
     });
-    let coffer::catalog::PrunePlan { backups: planned, segments } =
-        coffer::catalog::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), &crate::report::env(quiet, 1))?;
+    let env = crate::report::env(quiet, 1);
+    let plan = coffer::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
+    let (planned, segments) = (&plan.backups, &plan.segments);
     let mut rows = Vec::new();
-    for (b, why, chain) in &planned {
+    for (b, why, chain) in planned {
         let (kind, link) = chain_columns(chain);
         rows.push(json!({
             "name": b.listed.name,
@@ -128,9 +129,16 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
         (planned.len() - doomed.len()) as f64,
     );
     metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", 0.0);
+    let refused = plan.refusal.as_ref().filter(|_| !args.allow_deleting_newest);
     if args.json {
         let names: Vec<&str> = segments.iter().map(|s| s.listed.name.as_str()).collect();
-        println!("{}", json!({"dry_run": args.dry_run, "backups": rows, "binlog_segments_deleted": names}));
+        println!(
+            "{}",
+            json!({"dry_run": args.dry_run, "refused": refused, "backups": rows, "binlog_segments_deleted": names})
+        );
+    }
+    if let Some(why) = refused {
+        return Err(anyhow::anyhow!("{why}: refusing (--allow-deleting-newest carries it out); nothing was deleted"));
     }
     if !args.json && !quiet && pitr.is_some() {
         match (segments.first(), segments.last()) {
@@ -155,10 +163,10 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
         }
         return Ok(());
     }
-    let freed = coffer::catalog::prune_apply(&doomed)?;
+    let freed = plan.apply(&doomed)?;
     // Oldest first: an interrupted prune leaves the archive whole from some file on.
     let segments: Vec<&coffer::catalog::Backup> = segments.iter().collect();
-    let freed_logs = coffer::catalog::prune_apply(&segments)?;
+    let freed_logs = plan.apply(&segments)?;
     metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", doomed.len() as f64);
     metrics.set("coffer_prune_binlog_segments_deleted", "Binary log segments deleted.", segments.len() as f64);
     metrics.set(
