@@ -146,7 +146,9 @@ fn with_env(mut cmd: Command, root: bool) -> Command {
 }
 
 /// The config file to read: `--config`, else the user's (`$XDG_CONFIG_HOME/coffer/coffer.toml`)
-/// if it exists, else the system's.
+/// if it exists, else the system's. Whichever it is, [`Config::read`] obeys it only if nobody
+/// but its reader and root can have written it: as root, a `$HOME` that another user chose
+/// (`sudo -E`, `su -m`) leads to a file root does not own, which is refused.
 pub fn locate(given: Option<&Path>) -> PathBuf {
     if let Some(p) = given {
         return p.to_owned();
@@ -159,6 +161,78 @@ pub fn locate(given: Option<&Path>) -> PathBuf {
         return user;
     }
     PathBuf::from(SYSTEM_FILE)
+}
+
+/// Opens a config file that only root and the reader (the effective user) can have written, as
+/// ssh and git demand of theirs: a profile names commands coffer runs (`key-command`) and files
+/// it reads, so a file another user could change would run their commands as this user. The
+/// file is opened once and checked through its descriptor, then every directory up to `/`.
+fn open_trusted(path: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let unreadable =
+        |e: std::io::Error| crate::exit::usage(format!("cannot read the config file {}: {e}", path.display()));
+    let refuse = |why: String| crate::exit::usage(format!("refusing the config file {}: {why}", path.display()));
+    // The directories checked are those of the real path: no symlink is left in it to swap.
+    let real = std::fs::canonicalize(path).map_err(unreadable)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&real)
+        .map_err(unreadable)?;
+    let md = file.metadata().map_err(unreadable)?;
+    if !md.is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    trusted(&real, &md, "it", false).map_err(refuse)?;
+    for (n, dir) in real.ancestors().skip(1).enumerate() {
+        let dmd = std::fs::symlink_metadata(dir).map_err(unreadable)?;
+        // Others can write to /tmp, but its sticky bit keeps them from renaming or removing
+        // what is not theirs: enough above the file, not for the file's own directory.
+        let sticky = n > 0 && dmd.mode() & 0o1000 != 0;
+        trusted(dir, &dmd, &format!("its directory {}", dir.display()), sticky).map_err(refuse)?;
+    }
+    Ok((file, md))
+}
+
+/// Why `what` (at `path`) is not to be trusted: owned by another user than root and the
+/// effective one, or writable by group or others (unless `sticky`).
+fn trusted(path: &Path, md: &std::fs::Metadata, what: &str, sticky: bool) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = md.uid();
+    if owner != 0 && owner != me {
+        let whom = if me == 0 {
+            "not root, and as root coffer obeys only root's files: name one with --config (sudo -H and su - \
+             give root's HOME), or chown root"
+                .to_owned()
+        } else {
+            format!(
+                "not root or you (uid {me}), and a profile names what coffer runs: use a file of your own, \
+                 or chown {me}"
+            )
+        };
+        return Err(format!("{what} is owned by {}, {whom} {}", user_name(owner), path.display()));
+    }
+    if md.mode() & 0o022 != 0 && !sticky {
+        let fix = if md.mode() & 0o1000 != 0 {
+            "move the file into a directory of its own".to_owned()
+        } else {
+            format!("chmod go-w {}", path.display())
+        };
+        return Err(format!(
+            "group or others can write {what} (mode {:04o}), and a profile names what coffer runs: {fix}",
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// "NAME (uid N)", or "uid N" for a uid without a name.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// The command line with the profile's options added (unchanged without `--profile`); what
@@ -368,14 +442,18 @@ fn commands(cmd: &Command) -> Vec<(Vec<String>, &Command)> {
 impl Config {
     /// Reads and checks the file: TOML, only `[profile.NAME]` tables, every key an option of
     /// some command (or of the command its table names) with a value of the right kind, and
-    /// private if it holds a secret. Errors name the file, line and column (exit code 2).
+    /// private if it holds a secret; before that, written by nobody but root and this user
+    /// ([`open_trusted`]). Errors name the file, line and column (exit code 2).
     pub fn read(path: &Path, cmd: &Command) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let (mut file, md) = open_trusted(path)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
             .map_err(|e| crate::exit::usage(format!("cannot read the config file {}: {e}", path.display())))?;
         let config = Self::parse(path, &text, cmd)?;
         if let Some(secret) = config.profiles.values().flatten().find(|e| e.is_secret()) {
-            use std::os::unix::fs::MetadataExt;
-            let mode = std::fs::metadata(path).map(|m| m.mode()).unwrap_or(0);
+            let mode = md.mode();
             if mode & 0o077 != 0 {
                 return Err(crate::exit::usage(format!(
                     "{}: {} is a secret written in the file, but the file is readable by group or others \

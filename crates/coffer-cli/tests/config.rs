@@ -336,3 +336,186 @@ fn an_inline_password_reaches_the_server_and_no_process_list() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("db: FAIL server") && out.contains("1045"), "{out}");
 }
+
+/// The unprivileged user that plays the other user (the tests run as root).
+const NOBODY: u32 = 65534;
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), None).unwrap();
+}
+
+fn dir(path: &Path, uid: u32, mode: u32) {
+    std::fs::create_dir_all(path).unwrap();
+    chown(path, uid);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A profile `p` whose key-command leaves `marker` behind when it runs.
+fn marker_profile(marker: &Path) -> String {
+    format!("[profile.p]\nkey-command = \"touch {} && echo {KEY_HEX}\"\ncompress = \"none\"\n", marker.display())
+}
+
+/// A backup under profile `p` (the config named by `args` or found through `env`): (code, stderr).
+fn backup_under(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let src = source_tree(f);
+    let image = f.s("img.coffer");
+    let _ = std::fs::remove_file(&image);
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--profile", "p", "backup", &src, "-o", &image, "-q"]);
+    let (code, _, err) = run_env(&all, env);
+    (code, err)
+}
+
+/// The run is refused in one line naming `file` and saying `why`, before the key-command ran.
+#[track_caller]
+fn assert_refused((code, err): (i32, String), file: &Path, why: &str, marker: &Path) {
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let head = format!("coffer: error: refusing the config file {}", file.display());
+    assert!(err.starts_with(&head), "{err}");
+    assert!(err.contains(why), "{why:?} in {err}");
+    assert!(!marker.exists(), "the profile's key-command ran: {err}");
+}
+
+#[test]
+fn a_config_another_user_can_change_is_refused_before_anything_runs() {
+    let f = Fixture::new();
+    let marker = f.path("ran");
+    let text = marker_profile(&marker);
+    let refused = |file: &Path, why: &str| {
+        let cfg = file.to_str().unwrap();
+        assert_refused(backup_under(&f, &["--config", cfg], &[]), file, why, &marker);
+        // config check resolves the profile's secrets (it runs the key-command): refused too.
+        let (code, _, err) = run_env(&["--config", cfg, "config", "check"], &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("refusing the config file") && !marker.exists(), "{err}");
+    };
+
+    // The file: writable by group, by others, or another user's.
+    dir(&f.path("a"), 0, 0o755);
+    let file = f.path("a/c.toml");
+    for mode in [0o664, 0o620, 0o602] {
+        write(&file, &text, mode);
+        refused(&file, &format!("group or others can write it (mode {mode:04o})"));
+        refused(&file, &format!(": chmod go-w {}", file.display()));
+    }
+    write(&file, &text, 0o644);
+    chown(&file, NOBODY);
+    refused(&file, "it is owned by nobody (uid 65534), not root, and as root coffer obeys only root's files");
+    chown(&file, 0);
+
+    // Its directory: writable by others (sticky or not), or another user's.
+    for mode in [0o777, 0o775, 0o1777] {
+        std::fs::set_permissions(f.path("a"), std::fs::Permissions::from_mode(mode)).unwrap();
+        refused(&file, &format!("group or others can write its directory {} (mode {mode:04o})", f.s("a")));
+    }
+    dir(&f.path("a"), NOBODY, 0o755);
+    refused(&file, &format!("its directory {} is owned by nobody (uid 65534)", f.s("a")));
+
+    // A directory further up that another user owns could swap the whole subtree.
+    dir(&f.path("a"), 0, 0o755);
+    dir(&f.path("up/b"), 0, 0o755);
+    chown(&f.path("up"), NOBODY);
+    let deep = f.path("up/b/c.toml");
+    write(&deep, &text, 0o600);
+    refused(&deep, &format!("its directory {} is owned by nobody", f.s("up")));
+
+    // Through a symlink, the file it names is what is checked.
+    let link = f.path("link.toml");
+    std::os::unix::fs::symlink(&deep, &link).unwrap();
+    refused(&link, &format!("its directory {} is owned by nobody", f.s("up")));
+}
+
+#[test]
+fn as_root_a_home_another_user_chose_is_not_obeyed() {
+    let f = Fixture::new();
+    let marker = f.path("ran");
+    let text = marker_profile(&marker);
+    // HOME kept from another user (sudo -E, su -m): all of it theirs.
+    let home = f.path("home");
+    let file = home.join(".config/coffer/coffer.toml");
+    for d in ["home", "home/.config", "home/.config/coffer"] {
+        dir(&f.path(d), NOBODY, 0o755);
+    }
+    write(&file, &text, 0o644);
+    chown(&file, NOBODY);
+    let h = home.to_str().unwrap();
+    let why = "it is owned by nobody (uid 65534), not root";
+    assert_refused(backup_under(&f, &[], &[("HOME", h)]), &file, why, &marker);
+    let xdg = home.join(".config");
+    assert_refused(backup_under(&f, &[], &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]), &file, why, &marker);
+
+    // A file of root's in a directory the other user owns: they could replace it.
+    chown(&file, 0);
+    let why = format!("its directory {} is owned by nobody", home.join(".config/coffer").display());
+    assert_refused(backup_under(&f, &[], &[("HOME", h)]), &file, &why, &marker);
+
+    // The same HOME, all root's: obeyed.
+    for d in ["home", "home/.config", "home/.config/coffer"] {
+        chown(&f.path(d), 0);
+    }
+    let (code, err) = backup_under(&f, &[], &[("HOME", h)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(marker.exists());
+}
+
+#[test]
+fn configs_of_their_reader_or_root_are_obeyed() {
+    let f = Fixture::new();
+    let marker = f.path("ran");
+    let text = marker_profile(&marker);
+    // In a private directory under /tmp (sticky, writable by all, above the file's directory).
+    let file = f.path("c.toml");
+    for mode in [0o600, 0o644] {
+        write(&file, &text, mode);
+        let (code, err) = backup_under(&f, &["--config", file.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "mode {mode:o}: {err}");
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+    }
+    // Where /etc/coffer/coffer.toml is kept, and through a symlink to it.
+    dir(&f.path("etc/coffer"), 0, 0o755);
+    let system = f.path("etc/coffer/coffer.toml");
+    write(&system, &text, 0o644);
+    let link = f.path("link.toml");
+    std::os::unix::fs::symlink(&system, &link).unwrap();
+    for cfg in [&system, &link] {
+        let (code, err) = backup_under(&f, &["--config", cfg.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "{}: {err}", cfg.display());
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+    }
+}
+
+#[test]
+fn an_unprivileged_user_obeys_its_own_and_roots_configs_only() {
+    use std::os::unix::process::CommandExt;
+    let f = Fixture::new();
+    std::fs::set_permissions(f.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir(&f.path("mine"), NOBODY, 0o755);
+    let file = f.path("mine/c.toml");
+    write(&file, "[profile.p]\nthreads = 3\n", 0o644);
+    let show = || {
+        let out = coffer()
+            .args(["--config", file.to_str().unwrap(), "--profile", "p", "config", "show"])
+            .env("HOME", "/nonexistent")
+            .env_remove("XDG_CONFIG_HOME")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for owner in [NOBODY, 0] {
+        chown(&file, owner);
+        let (code, err) = show();
+        assert_eq!(code, 0, "owner {owner}: {err}");
+    }
+    // Another user's (daemon, uid 1).
+    chown(&file, 1);
+    let (code, err) = show();
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("it is owned by daemon (uid 1), not root or you (uid 65534)"), "{err}");
+}
