@@ -468,3 +468,80 @@ fn metrics_file_and_endpoint_say_what_the_archiver_did() {
     assert_eq!((m["coffer_binlog_archive_connected"], m["coffer_last_run_success"]), (0.0, 1.0), "{m:?}");
     assert!(!m.contains_key("coffer_last_failure_timestamp_seconds"), "a clean run and stop: {m:?}");
 }
+
+/// The value of `coffer_binlog_archive_segments` in the metrics file `path`, if it says one.
+fn segments_in(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("coffer_binlog_archive_segments{command=\"binlog-archive\"} "))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// Another process holds the metrics file's lock (and a lock on its directory, which an older
+/// coffer took) while a follower archives: segments keep being stored and WATCHDOG=1 keeps
+/// coming from the loop, the archiver says (once) that it cannot write the file, and writes it
+/// again once the lock is free. Monitoring never stops the job it monitors (issue 26, item 7).
+#[test]
+fn a_held_metrics_lock_never_stops_the_archiver() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    if !mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (server, port) = binlog_server(&fx);
+    let prefix = prefix(&fx);
+    std::fs::create_dir(fx.path("prom")).unwrap();
+    let file = fx.path("prom/coffer.prom");
+    let notify = fx.path("notify.sock");
+    let notes = Notes::listen(UnixDatagram::bind(&notify).unwrap());
+    let mut cmd = bare();
+    cmd.args(archive_args(&fx, port, &["--follow", "--segment-time", "1", "--metrics-file", file.to_str().unwrap()]))
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "2000000");
+    let mut archiver = Archiver::start(cmd);
+    wait_until("the metrics file", &archiver, || segments_in(&file).is_some());
+    wait_until("the archive catches up", &archiver, || caught_up(&server, &prefix));
+
+    let dir_lock = Flock::lock(std::fs::File::open(fx.path("prom")).unwrap(), FlockArg::LockExclusive).unwrap();
+    let lock_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(fx.path("prom/.coffer.prom.lock"))
+        .unwrap();
+    let file_lock = Flock::lock(lock_file, FlockArg::LockExclusive).unwrap();
+    let held_at = Instant::now();
+    let before = stored(&prefix).0;
+    let deadline = held_at + Duration::from_secs(60);
+    for i in 0.. {
+        server.sql(&format!("INSERT INTO d.t VALUES ({}, 'while the lock is held')", 10_000 + i));
+        let now = stored(&prefix).0;
+        if now >= before + 3 && archiver.said().contains("cannot write the metrics file: cannot lock ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} segments stored (from {before}) in a minute while the metrics lock was held; the archiver said:\n{}",
+            archiver.said()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut marks = vec![held_at];
+    marks.extend(notes.pings().into_iter().filter(|t| *t >= held_at));
+    marks.push(Instant::now());
+    let widest = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(widest < Duration::from_secs(3), "WATCHDOG=1 {widest:?} apart while the lock was held");
+    let warned = archiver.said().matches("cannot write the metrics file").count();
+    assert_eq!(warned, 1, "said once: {}", archiver.said());
+
+    drop(file_lock);
+    drop(dir_lock);
+    server.sql("INSERT INTO d.t VALUES (20000, 'after the lock')");
+    wait_until("the archive catches up", &archiver, || caught_up(&server, &prefix));
+    let all = stored(&prefix).0 as f64;
+    wait_until("the metrics file again", &archiver, || segments_in(&file) == Some(all));
+    assert_eq!(archiver.terminate(), 0, "{}", archiver.said());
+    assert_eq!(segments_in(&file), Some(stored(&prefix).0 as f64));
+}

@@ -2,6 +2,7 @@
 
 use super::{human, warn};
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
+use crate::metrics::Background;
 use anyhow::{Context, Result};
 use coffer::binlog::{ArchivePhase, ArchiveState, ArchiveSummary};
 use coffer::metrics::Run;
@@ -103,7 +104,8 @@ struct Watch {
     /// The terminal's report, which the lines go to.
     inner: Arc<dyn coffer::Report>,
     notifier: Option<crate::notify::Notifier>,
-    metrics_file: Option<PathBuf>,
+    /// The metrics file's writer: the archive loop never waits for the file.
+    metrics_file: Option<Background>,
     gauges: Mutex<Gauges>,
     told: Mutex<Told>,
 }
@@ -123,10 +125,9 @@ struct Told {
     status: String,
     status_at: Option<Instant>,
     phase: Option<ArchivePhase>,
+    /// When the metrics file's writer was last handed the state, and its segments then.
     written: Option<Instant>,
     written_segments: u64,
-    /// The metrics file could not be written (said once until it can again).
-    write_failed: bool,
 }
 
 impl std::fmt::Debug for Watch {
@@ -143,6 +144,7 @@ impl Watch {
     ) -> Self {
         let mut run = Run::new(COMMAND, crate::config::profile_name());
         set_gauges(&mut run, &ArchiveState::default());
+        let metrics_file = metrics_file.map(|path| Background::spawn(path, inner.clone()));
         Watch {
             inner,
             notifier,
@@ -159,28 +161,17 @@ impl Watch {
         g.run.render(g.healthy, now, "")
     }
 
-    /// Writes the metrics file, if one was named; a failure is said once (until a write
-    /// succeeds again) and returned.
-    fn write(&self, told: &mut Told, ok: bool) -> coffer::Result<()> {
-        let Some(path) = &self.metrics_file else { return Ok(()) };
+    /// Hands the state over to the metrics file's writer, if a file was named.
+    fn hand_over(&self, told: &mut Told, ok: bool) {
+        let Some(writer) = &self.metrics_file else { return };
         let run = self.gauges.lock().unwrap_or_else(|e| e.into_inner()).run.clone();
         told.written = Some(Instant::now());
-        let result = run.write(path, ok);
-        match &result {
-            Err(e) if !told.write_failed => {
-                self.inner.warn(&format!("cannot write the metrics file: {}", e.one_line()));
-                told.write_failed = true;
-            }
-            Err(_) => {}
-            Ok(()) => told.write_failed = false,
-        }
-        result
+        writer.submit(run, ok);
     }
 
     /// Says a run that ended: STOPPING=1, the metrics written a last time. A metrics file
     /// that cannot be written fails a run that succeeded.
     fn finish(&self, result: coffer::Result<ArchiveSummary>) -> Result<ArchiveSummary> {
-        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = &self.notifier {
             let status = match &result {
                 Ok(s) => format!("STATUS=stopped: {} segments archived", s.segments),
@@ -188,13 +179,21 @@ impl Watch {
             };
             let _ = n.send(&["STOPPING=1".into(), status]);
         }
-        self.gauges.lock().unwrap_or_else(|e| e.into_inner()).healthy = result.is_ok();
-        match (self.write(&mut told, result.is_ok()), result) {
+        let Some(writer) = &self.metrics_file else { return Ok(result?) };
+        let run = {
+            let mut g = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+            g.healthy = result.is_ok();
+            g.run.clone()
+        };
+        match (writer.finish(&run, result.is_ok()), result) {
             (Ok(()), result) => Ok(result?),
             (Err(e), Ok(_)) => {
                 Err(anyhow::Error::new(e).context("the run succeeded, but its metrics were not written"))
             }
-            (Err(_), Err(failed)) => Err(failed.into()),
+            (Err(e), Err(failed)) => {
+                self.inner.warn(&format!("cannot write the metrics file: {}", e.one_line()));
+                Err(failed.into())
+            }
         }
     }
 }
@@ -301,7 +300,8 @@ impl coffer::Report for Watch {
                 told.status_at = Some(now);
             }
             if let Some(every) = n.watchdog() {
-                // Reports come at least every LOOP_WAKES: a ping that is due by the next one
+                // The loop's own progress, never a metrics write, says it is alive. Reports
+                // come at least every LOOP_WAKES: a ping that is due by the next one
                 // is sent now, so that pings come at most `every` apart.
                 if told.pinged.is_none_or(|t| now - t + LOOP_WAKES >= every) {
                     lines.push("WATCHDOG=1".to_owned());
@@ -312,13 +312,13 @@ impl coffer::Report for Watch {
                 let _ = n.send(&lines);
             }
         }
-        // The file: not before the first connection has succeeded or failed; then at each
-        // segment, each change of phase, and every WRITE_EVERY.
+        // The file (handed over to its writer's thread): not before the first connection has
+        // succeeded or failed; then at each segment, each change of phase, and every WRITE_EVERY.
         let due = changed || s.segments != told.written_segments || told.written.is_none_or(|t| now - t >= WRITE_EVERY);
         told.phase = Some(phase);
         if phase != ArchivePhase::Connecting && due {
             told.written_segments = s.segments;
-            let _ = self.write(&mut told, healthy);
+            self.hand_over(&mut told, healthy);
         }
     }
 }
