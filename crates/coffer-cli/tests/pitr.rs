@@ -400,3 +400,237 @@ fn an_encrypted_binlog_is_recovered_without_the_servers_key() {
     assert_eq!(live::checksums(&restored, &tables).trim_end(), t1.checksums);
     assert_eq!(restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker").trim(), "1,2");
 }
+
+/// A source for the smaller tests below: the binary log on (`extra` options), a backup user,
+/// a replication user for the archive, and `sbtest.marker`; no sysbench tables.
+fn small_source(fx: &Fixture, port: u16, extra: &[&str]) -> Server {
+    let server = Server::start(&fx.path("src"), &live::binlog_options(port, extra));
+    server.sql(
+        "CREATE DATABASE sbtest; \
+         CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost'; \
+         CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at BIGINT);",
+    );
+    fx.write_secret("pw", "secret-pw\n");
+    fx.write_secret("repl-pw", "repl-pw\n");
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    server
+}
+
+/// `coffer binlog archive` once, to the server's current end, under `binlogs`, with `extra`.
+fn archive_once(fx: &Fixture, server: &Server, binlogs: &str, extra: &[&str]) {
+    let sock = server.socket.display().to_string();
+    let key = fx.key();
+    let mut args = vec!["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file"];
+    let pw = fx.s("repl-pw");
+    args.extend([pw.as_str(), "-o", binlogs, "--key-file", &key]);
+    args.extend_from_slice(extra);
+    expect(0, &args);
+}
+
+/// Runs `sql` in a client of its own, in the background.
+fn background(server: &Server, sql: &str) -> std::process::Child {
+    std::process::Command::new(common::mariadb::which("mariadb").unwrap())
+        .arg(format!("--socket={}", server.socket.display()))
+        .args(["-uroot", "-e", sql])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Issue 26, item 3: a long statement is stamped when it began and logged when it commits, so
+/// stamps do not rise along the log. Ten long INSERTs start together (stamped T0); M1 is
+/// stamped T1, M2 the second after; the long ones commit after M2, into segments whose last
+/// events are stamped T0; a second backup is taken after them. `--until T1` must give A and M1
+/// only, from the first backup (the old binary search over the segments' last event times
+/// chose the second backup and replayed nothing). Everything is signed, and a restore or drill
+/// that requires the signer refuses an unsigned archive (item 3 of the brief's checks).
+#[test]
+fn until_a_time_walks_the_log_in_order_when_stamps_do_not_rise() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = small_source(&fx, port, &["--binlog-format=ROW"]);
+    let signer = {
+        let (code, out, err) = run(&["key", "generate", "--signing", "-o", &fx.s("backup.sig"), "-q"]);
+        assert_eq!(code, 0, "{err}");
+        String::from_utf8(out).unwrap().trim().to_owned()
+    };
+    let sign = ["--signing-key", &fx.s("backup.sig")].map(str::to_owned);
+    std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
+    std::fs::create_dir_all(fx.path("unsigned")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    let binlogs = format!("{prefix}binlog/");
+    let backup = [live::backup_args(&fx, port, &prefix), sign.to_vec()].concat();
+
+    live::coffer_ok(&backup);
+    server.sql("INSERT INTO sbtest.marker VALUES (1, UNIX_TIMESTAMP())");
+    // Five long statements end after 4 s, five after 8 s; all are stamped when they began.
+    let quick: Vec<_> = (0..5)
+        .map(|i| background(&server, &format!("INSERT INTO sbtest.marker SELECT {}, SLEEP(4)", 101 + i)))
+        .collect();
+    let mut slow: Vec<_> = (0..5)
+        .map(|i| background(&server, &format!("INSERT INTO sbtest.marker SELECT {}, SLEEP(8)", 201 + i)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    server.sql("INSERT INTO sbtest.marker VALUES (2, UNIX_TIMESTAMP())");
+    let t1: i64 = server.sql("SELECT at FROM sbtest.marker WHERE id = 2").trim().parse().unwrap();
+    let m1_end = {
+        let status = server.sql("SHOW MASTER STATUS");
+        let mut s = status.split('\t');
+        format!("{}:{}", s.next().unwrap(), s.next().unwrap())
+    };
+    while server.sql("SELECT UNIX_TIMESTAMP()").trim().parse::<i64>().unwrap() <= t1 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.sql("INSERT INTO sbtest.marker VALUES (3, UNIX_TIMESTAMP())");
+    // A segment ends after the quick ones, another after the slow ones: both end with events
+    // stamped before T1.
+    for mut c in quick {
+        assert!(c.wait().unwrap().success());
+    }
+    archive_once(&fx, &server, &binlogs, &[&sign[0], &sign[1]]);
+    assert!(slow.iter_mut().all(|c| c.try_wait().unwrap().is_none()), "the slow statements ended too early");
+    for mut c in slow {
+        assert!(c.wait().unwrap().success());
+    }
+    archive_once(&fx, &server, &binlogs, &[&sign[0], &sign[1]]);
+    live::coffer_ok(&backup);
+    server.sql("INSERT INTO sbtest.marker VALUES (4, UNIX_TIMESTAMP())");
+    archive_once(&fx, &server, &binlogs, &[&sign[0], &sign[1]]);
+    let unsigned = format!("file://{}/", fx.path("unsigned").display());
+    archive_once(&fx, &server, &unsigned, &[]);
+
+    let key = fx.key();
+    let pitr = |to: &str, target: &[&str]| {
+        let mut args = vec!["restore", &prefix, "--to", to, "--key-file", &key, "--require-signer", &signer];
+        args.extend_from_slice(target);
+        run(&args)
+    };
+    let markers = |dir: &str| {
+        let restored = Server::open(&fx.path(dir), &[]);
+        restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker").trim().to_owned()
+    };
+    let (code, _, err) = pitr(&fx.s("r1/data"), &["--until", &utc(t1)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(markers("r1"), "1,2", "--until T1: {err}");
+    // The same point by position, where M1 ends.
+    let (code, _, err) = pitr(&fx.s("r2/data"), &["--until-position", &m1_end]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(markers("r2"), "1,2", "--until-position {m1_end}: {err}");
+
+    // A drill to T1 chooses the same backup and stops at the same place.
+    let (code, out, err) = run(&[
+        "drill",
+        &prefix,
+        "--until",
+        &utc(t1),
+        "--scratch",
+        &fx.s("scratch"),
+        "--key-file",
+        &key,
+        "--require-signer",
+        &signer,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let drilled: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.path("r1/data/coffer-pitr.json")).unwrap()).unwrap();
+    assert_eq!(drilled["pitr"]["stop"], report["stop"], "{drilled}");
+    assert_eq!(drilled["pitr"]["backups"], report["backups"], "{drilled}");
+
+    // Unsigned segments are refused when a signer is required: exit 3, one line, nothing written.
+    let (code, _, err) = pitr(&fx.s("bad/data"), &["--until", &utc(t1), "--binlogs", &unsigned]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not signed") && err.trim().lines().count() == 1, "{err}");
+    assert!(!fx.path("bad/data").exists());
+    let (code, _, err) = run(&[
+        "drill",
+        &prefix,
+        "--until",
+        &utc(t1),
+        "--binlogs",
+        &unsigned,
+        "--scratch",
+        &fx.s("scratch"),
+        "--key-file",
+        &key,
+        "--require-signer",
+        &signer,
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not signed"), "{err}");
+}
+
+/// Issue 26, item 4: one client session (`mariadb-binlog | mariadb`) holds every temporary
+/// table the log creates, and MariaDB refuses to change its gtid_domain_id then (error 1953).
+/// A session's temporary table (MIXED: logged as statements) is used across a transaction of
+/// another session in GTID domain 1: `--replay-with client` is refused before anything is
+/// restored, in one line naming the default; the SQL thread restores the exact state.
+#[test]
+fn client_replay_is_refused_up_front_when_a_temporary_table_spans_a_domain_change() {
+    if !live::tools() {
+        return;
+    }
+    use std::io::Write;
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = small_source(&fx, port, &["--binlog-format=MIXED"]);
+    std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    let binlogs = format!("{prefix}binlog/");
+    live::coffer_ok(&live::backup_args(&fx, port, &prefix));
+
+    let mut session = std::process::Command::new(common::mariadb::which("mariadb").unwrap())
+        .arg(format!("--socket={}", server.socket.display()))
+        .arg("-uroot")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = session.stdin.take().unwrap();
+    writeln!(
+        input,
+        "CREATE TEMPORARY TABLE sbtest.tmp (id INT PRIMARY KEY); INSERT INTO sbtest.tmp VALUES (900), (901); \
+         INSERT INTO sbtest.marker VALUES (10, 0);"
+    )
+    .unwrap();
+    input.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.sql("SELECT COUNT(*) FROM sbtest.marker WHERE id = 10").trim() != "1" {
+        assert!(std::time::Instant::now() < deadline, "the first session did not write");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.sql("SET SESSION gtid_domain_id = 1; INSERT INTO sbtest.marker VALUES (20, 0);");
+    writeln!(input, "INSERT INTO sbtest.marker SELECT id, 1 FROM sbtest.tmp;").unwrap();
+    drop(input);
+    assert!(session.wait().unwrap().success());
+    let gtid = server.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
+    assert!(gtid.contains("1-1-1") && gtid.contains(','), "two domains: {gtid}");
+    let sums = live::checksums(&server, &["sbtest.marker".into()]);
+    archive_once(&fx, &server, &binlogs, &[]);
+
+    let key = fx.key();
+    let pitr = |to: &str, extra: &[&str]| {
+        let mut args = vec!["restore", &prefix, "--to", to, "--key-file", &key, "--until-gtid", &gtid];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, _, err) = pitr(&fx.s("bad/data"), &["--replay-with", "client"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line, before anything is restored: {err}");
+    assert!(err.contains("temporary table") && err.contains("--replay-with sql-thread"), "{err}");
+    assert!(!fx.path("bad/data").exists() && !fx.path("bad").read_dir().is_ok_and(|mut d| d.next().is_some()));
+
+    let (code, _, err) = pitr(&fx.s("r/data"), &[]);
+    assert_eq!(code, 0, "{err}");
+    let restored = Server::open(&fx.path("r"), &[]);
+    assert_eq!(live::checksums(&restored, &["sbtest.marker".into()]), sums);
+    assert_eq!(restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker").trim(), "10,20,900,901");
+    assert_eq!(restored.sql("SELECT @@gtid_slave_pos").trim(), gtid);
+}

@@ -114,6 +114,28 @@ fn ends_transaction(e: &Event) -> bool {
     })
 }
 
+/// The statement of a QUERY event (its text, and the checksum if the file has one): after the
+/// header, the post-header (thread id u32, exec time u32, db length u8, error code u16,
+/// status variables length u16), the status variables, and the db name with its NUL.
+pub fn query_text<'a>(e: &Event<'a>) -> Option<&'a [u8]> {
+    let post = e.bytes.get(EventHeader::LEN..EventHeader::LEN + 13)?;
+    let db_len = usize::from(post[8]);
+    let vars_len = usize::from(u16::from_le_bytes([post[11], post[12]]));
+    e.bytes.get(EventHeader::LEN + 13 + vars_len + db_len + 1..)
+}
+
+/// Might a QUERY event create a temporary table (its statement names both CREATE and
+/// TEMPORARY, in any case)? Errs on the side of yes: a statement that merely mentions both
+/// words counts.
+pub fn creates_temporary_table(e: &Event) -> bool {
+    if e.header.type_code != QUERY {
+        return false;
+    }
+    let Some(text) = query_text(e) else { return false };
+    let has = |word: &[u8]| text.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    has(b"create") && has(b"temporary")
+}
+
 /// Events taken in log order, knowing where transactions begin and end.
 #[derive(Debug, Default, Clone)]
 pub struct Walk {
@@ -231,5 +253,34 @@ mod tests {
         huge[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(walk("b.000001", 4, &huge).is_err());
         assert!(walk("b.000001", u32::MAX - 2, &log).is_err());
+    }
+
+    #[test]
+    fn statements_that_create_temporary_tables_are_seen() {
+        // Post-header: thread 7, exec time 0, the db name's length, error 0, 3 bytes of status
+        // variables; then they, the db name and its NUL, the statement.
+        let query = |db: &str, text: &str| {
+            let mut body =
+                [&7u32.to_le_bytes()[..], &0u32.to_le_bytes(), &[db.len() as u8], &0u16.to_le_bytes()].concat();
+            body.extend_from_slice(&3u16.to_le_bytes());
+            body.extend_from_slice(b"\x01\x02\x03");
+            body.extend_from_slice(db.as_bytes());
+            body.push(0);
+            body.extend_from_slice(text.as_bytes());
+            event(QUERY, 4, &body)
+        };
+        let found = |bytes: &[u8]| creates_temporary_table(&events("b.000001", 4, bytes).unwrap()[0]);
+        let e = query("db", "CREATE TEMPORARY TABLE t (a INT)");
+        let text = query_text(&events("b.000001", 4, &e).unwrap()[0]).unwrap();
+        assert_eq!(text, b"CREATE TEMPORARY TABLE t (a INT)\0\0\0\0");
+        assert!(found(&e));
+        assert!(found(&query("db", "create /* x */ temporary table if not exists t select 1")));
+        assert!(!found(&query("db", "CREATE TABLE t (a INT)")));
+        // The server's own DROP when a session ends creates nothing.
+        assert!(!found(&query("db", "DROP /*!40005 TEMPORARY */ TABLE IF EXISTS `t`")));
+        // The db name is not the statement; a short event has none; other events are not queries.
+        assert!(!found(&query("temporary", "CREATE TABLE t (a INT)")));
+        assert!(!found(&event(QUERY, 4, b"TEMPORARY CREATE")));
+        assert!(!found(&event(XID, 4, b"CREATE TEMPORARY TABLE t (a INT) ....")));
     }
 }

@@ -17,7 +17,6 @@ use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
-use coffer_mysql::events::{events, Event, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +24,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
+
+mod stop;
+use stop::{gather, time_stop, Gathered, TimeStop};
 
 /// Where replay stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,11 +259,6 @@ impl Archive<'_> {
     }
 }
 
-/// The events of a segment, each checked to end where its header says.
-fn events_of<'a>(seg: &SegmentName, bytes: &'a [u8]) -> Result<Vec<Event<'a>>> {
-    events(&seg.file, seg.start, bytes).map_err(Error::other)
-}
-
 /// What a binary log archive holds, as `catalog` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Overview {
@@ -384,7 +381,7 @@ pub fn chain_until(backups: &str, binlogs: &str, until: &Until, unlocks: &[Unloc
         // restore_until says why, in its words.
         return Ok(Vec::new());
     }
-    let backup = choose_backup(until, &known, &archive)?;
+    let (backup, _) = choose_backup(until, &known, &archive)?;
     match backup.link.kind {
         coffer_mysql::meta::BackupKind::Full => Ok(vec![backup.clone()]),
         _ => crate::chain::resolve(backup, &neighbours),
@@ -411,13 +408,13 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
             spec.backups
         );
     }
-    let backup = choose_backup(&spec.until, &backups, &archive)?;
+    let (backup, found_stop) = choose_backup(&spec.until, &backups, &archive)?;
     let chain = match backup.link.kind {
         coffer_mysql::meta::BackupKind::Full => vec![backup.clone()],
         _ => crate::chain::resolve(backup, &neighbours)?,
     };
     let from = backup.info.binlog.clone().expect("filtered");
-    let start = (from.file.clone(), u32::try_from(from.position).unwrap_or(u32::MAX));
+    let start = start_of(backup);
     // The archive must be of the backup's server (where both say which it is).
     let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
     if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
@@ -433,7 +430,11 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     }
     // The binary log, read and checked before anything else is written.
     let logs = Beside::create(to, "binlog")?;
-    let (walk, stop, files, ids) = gather(&archive, &start, &spec.until, &logs.path)?;
+    let Gathered { walk, stop, files, ids, one_session } =
+        gather(&archive, &start, &spec.until, found_stop.as_ref(), &logs.path)?;
+    if let Some(why) = one_session {
+        one_session_refused(spec, &why, env)?;
+    }
     env.report.say(&format!(
         "restoring {} ({}, binlog {}:{}), then replaying its binary log to {} ({}:{})",
         backup.shown(),
@@ -488,30 +489,54 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     Ok(summary)
 }
 
+/// The log holds what one client session cannot replay (`why`): refused before anything is
+/// restored with `--replay-with client`, a warning with `--print-replay` (whose commands
+/// replay through one client session).
+fn one_session_refused(spec: &PitrSpec, why: &str, env: &Env) -> Result<()> {
+    let limit = format!(
+        "{why}: MariaDB refuses to change gtid_domain_id in a session that holds a temporary table (error 1953)"
+    );
+    if spec.print_replay {
+        env.report.warn(&format!("the printed replay (one client session) will fail: {limit}"));
+    } else if spec.applier == Applier::Client {
+        crate::bail!(
+            "--replay-with client cannot replay this binary log in one session: {limit}; replay with --replay-with \
+             sql-thread (the default)"
+        );
+    }
+    Ok(())
+}
+
 /// `TARGET.binlog`, beside the target.
 fn beside_name(to: &Path, what: &str) -> PathBuf {
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "restore".into());
     to.with_file_name(format!("{name}.{what}"))
 }
 
-/// The newest backup whose binlog position is before the target.
-fn choose_backup<'a>(until: &Until, backups: &'a [Known], archive: &Archive) -> Result<&'a Known> {
-    let oldest = &backups[0];
-    let before = |why: String| {
+/// The newest backup whose binlog position is at or before where replay stops, and (for a
+/// time) that stop, found by walking the log ([`time_stop`]): the backup is chosen by the
+/// position alone.
+fn choose_backup<'a>(
+    until: &Until,
+    backups: &'a [Known],
+    archive: &Archive,
+) -> Result<(&'a Known, Option<(String, u32)>)> {
+    let before = |k: &Known, why: String| {
         Error::msg(format!(
             "{} is before the oldest backup that point-in-time recovery can start from ({}, binlog {}:{}{}): {why}",
             until.shown(),
-            oldest.shown(),
-            oldest.info.binlog.as_ref().map_or("", |b| b.file.as_str()),
-            oldest.info.binlog.as_ref().map_or(0, |b| b.position),
-            oldest.info.end_time.as_deref().map(|t| format!(", ended {t}")).unwrap_or_default()
+            k.shown(),
+            k.info.binlog.as_ref().map_or("", |b| b.file.as_str()),
+            k.info.binlog.as_ref().map_or(0, |b| b.position),
+            k.info.end_time.as_deref().map(|t| format!(", ended {t}")).unwrap_or_default()
         ))
     };
+    let oldest = &backups[0];
     let at_or_before = |file: &str, pos: u64| backups.iter().rev().find(|k| position_of(k) <= (file_number(file), pos));
     match until {
-        Until::Position(file, pos) => {
-            at_or_before(file, u64::from(*pos)).ok_or_else(|| before("nothing to replay onto".into()))
-        }
+        Until::Position(file, pos) => at_or_before(file, u64::from(*pos))
+            .map(|k| (k, None))
+            .ok_or_else(|| before(oldest, "nothing to replay onto".into())),
         Until::Gtid(target) => backups
             .iter()
             .rev()
@@ -519,222 +544,28 @@ fn choose_backup<'a>(until: &Until, backups: &'a [Known], archive: &Archive) -> 
                 let state = k.info.binlog.as_ref().and_then(|b| parse_gtids(b.gtid.as_deref()?)).unwrap_or_default();
                 target.iter().all(|(d, (_, n))| state.get(d).is_none_or(|(_, m)| m < n))
             })
-            .ok_or_else(|| before("every backup holds it already".into())),
+            .map(|k| (k, None))
+            .ok_or_else(|| before(oldest, "every backup holds it already".into())),
         Until::Time(t) => {
-            let (file, pos) = time_stop_estimate(archive, *t)?;
-            at_or_before(&file, u64::from(pos)).ok_or_else(|| before("no backup was taken before it".into()))
+            let names: Vec<SegmentName> = archive.segments.iter().map(|(s, _)| s.clone()).collect();
+            let starts: Vec<(String, u32)> = backups.iter().map(start_of).collect();
+            match time_stop(&names, &mut |i| archive.events(i), &starts, *t)? {
+                TimeStop::Before(k, why) => Err(before(&backups[k], why)),
+                TimeStop::At(file, pos) => {
+                    // The walk started at a backup at or before the stop: one is found.
+                    let k = at_or_before(&file, u64::from(pos))
+                        .ok_or_else(|| before(oldest, "no backup was taken before it".into()))?;
+                    Ok((k, Some((file, pos))))
+                }
+            }
         }
     }
 }
 
-/// Where replay to the time `t` stops, to choose the backup: the start of the first
-/// transaction stamped after `t`, found through the segments' last event times, then event by
-/// event.
-fn time_stop_estimate(archive: &Archive, t: i64) -> Result<(String, u32)> {
-    let n = archive.segments.len();
-    // The first segment whose last event is later than t (times rise along the log).
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if archive.last_time(mid)? > t {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    if lo == n {
-        let last = &archive.segments[n - 1].0;
-        crate::bail!(
-            "{} is after the last archived event ({} at {}, {} UTC): the archive cannot prove what happened until then",
-            Until::Time(t).shown(),
-            last.file,
-            last.end,
-            crate::text::utc(archive.last_time(n - 1)?)
-        );
-    }
-    for i in lo.saturating_sub(1)..n {
-        let seg = &archive.segments[i].0;
-        let bytes = archive.events(i)?;
-        for e in events_of(seg, &bytes)? {
-            if e.header.type_code == GTID && i64::from(e.header.timestamp) > t {
-                return Ok((seg.file.clone(), e.start));
-            }
-        }
-    }
-    let last = &archive.segments[n - 1].0;
-    Ok((last.file.clone(), last.end))
-}
-
-/// What [`gather`] found: the walk, where replay stops, the files written (in order), and the
-/// server ids of the events replayed.
-type Gathered = (Walk, (String, u32), Vec<String>, std::collections::BTreeSet<u32>);
-
-/// Reads the archive from the start of the backup's file through the target, writing each file
-/// into `dir` (as the server wrote it, up to where replay stops), and walking the events from
-/// `start`: checks that the archive holds all of it, with no gap.
-fn gather(archive: &Archive, start: &(String, u32), until: &Until, dir: &Path) -> Result<Gathered> {
-    let first = archive.file_start(&start.0).ok_or_else(|| {
-        let archived = archive.segments.first().map(|(s, _)| format!("{} {}", s.file, s.start)).unwrap_or_default();
-        Error::msg(format!(
-            "the archive does not hold {} from its start, where the backup's position is (the archive begins at {archived}): \
-             the binary log between was never archived",
-            start.0
-        ))
-    })?;
-    if archive.find(&start.0, start.1).is_none() {
-        crate::bail!("the archive ends before {}:{}, the backup's binlog position", start.0, start.1);
-    }
-    let mut walk = Walk::default();
-    let mut ids = std::collections::BTreeSet::new();
-    let mut files: Vec<String> = Vec::new();
-    let mut out: Option<std::fs::File> = None;
-    let mut reached: Option<(u32, u32, u64)> = None;
-    let mut pending: Gtids = match until {
-        Until::Gtid(g) => g.clone(),
-        _ => Gtids::new(),
-    };
-    let mut previous: Option<&SegmentName> = None;
-    let mut boundary = start.clone();
-    for i in first..archive.segments.len() {
-        let seg = &archive.segments[i].0;
-        if let Some(p) = previous {
-            if !continues(p, seg) {
-                crate::bail!(
-                    "{} is beyond a gap in the archive: nothing is archived between {}:{} and {}:{} (the server purged \
-                     those binary logs before they were archived); recovery can reach {}:{} at most",
-                    until.shown(),
-                    p.file,
-                    p.end,
-                    seg.file,
-                    seg.start,
-                    boundary.0,
-                    boundary.1
-                );
-            }
-        }
-        previous = Some(seg);
-        let bytes = archive.events(i)?;
-        if seg.start == 4 {
-            use std::io::Write;
-            let path = dir.join(&seg.file);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            f.write_all(b"\xfebin")?;
-            out = Some(f);
-            files.push(seg.file.clone());
-        }
-        let mut kept = bytes.len();
-        let mut stop: Option<(String, u32)> = None;
-        for e in events_of(seg, &bytes)? {
-            let here = (file_number(&seg.file), e.start);
-            if here < (file_number(&start.0), start.1) {
-                if seg.file == start.0 && e.header.log_pos > start.1 {
-                    crate::bail!(
-                        "the backup's binlog position {}:{} is not where an event starts in the archive",
-                        start.0,
-                        start.1
-                    );
-                }
-                continue;
-            }
-            let at = (seg.file.clone(), e.start);
-            // Where replay may stop: between transactions.
-            if !walk.open {
-                boundary = at.clone();
-                let done = match until {
-                    Until::Time(t) => e.header.type_code == GTID && i64::from(e.header.timestamp) > *t,
-                    Until::Position(f, p) => here >= (file_number(f), *p),
-                    Until::Gtid(_) => pending.is_empty(),
-                };
-                if done {
-                    stop = Some(at);
-                    kept = (e.start - seg.start) as usize;
-                    break;
-                }
-            } else if let Until::Position(f, p) = until {
-                if here >= (file_number(f), *p) {
-                    crate::bail!(
-                        "{}: the position is inside a transaction (GTID {}); replay stops between transactions, at {}:{} \
-                         or after this one",
-                        until.shown(),
-                        walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default(),
-                        boundary.0,
-                        boundary.1
-                    );
-                }
-            }
-            walk.take(&e);
-            ids.insert(e.header.server_id);
-            if e.header.type_code == GTID {
-                reached = walk.current;
-            }
-            if let (Until::Gtid(target), Some((d, s, n))) = (until, reached) {
-                if let Some((ts, tn)) = target.get(&d).filter(|_| pending.contains_key(&d)) {
-                    if n > *tn || (n == *tn && s != *ts) {
-                        crate::bail!(
-                            "GTID {d}-{ts}-{tn} is not in the archived binary log: domain {d} goes from before it to {d}-{s}-{n}"
-                        );
-                    }
-                    if n == *tn && !walk.open {
-                        pending.remove(&d);
-                    }
-                }
-            }
-            if let Until::Position(f, p) = until {
-                if seg.file == *f && e.start < *p && u64::from(e.header.log_pos) > u64::from(*p) {
-                    crate::bail!(
-                        "{}: not where an event ends (one spans {}..{})",
-                        until.shown(),
-                        e.start,
-                        e.header.log_pos
-                    );
-                }
-            }
-            if matches!(e.header.type_code, ROTATE | STOP) && !walk.open {
-                boundary = (seg.file.clone(), e.header.log_pos);
-            }
-        }
-        if let Some(f) = out.as_mut() {
-            use std::io::Write;
-            f.write_all(&bytes[..kept])?;
-        }
-        if let Some(stop) = stop {
-            return Ok((walk, stop, files, ids));
-        }
-        if let Until::Position(f, p) = until {
-            if seg.closed && seg.file == *f && seg.end < *p {
-                crate::bail!("{}: not in the log, {f} ends at {}", until.shown(), seg.end);
-            }
-        }
-        if !walk.open {
-            boundary = (seg.file.clone(), seg.end);
-            let done = match until {
-                Until::Position(f, p) => (file_number(&seg.file), seg.end) >= (file_number(f), *p),
-                Until::Gtid(_) => pending.is_empty(),
-                Until::Time(_) => false,
-            };
-            if done {
-                return Ok((walk, boundary, files, ids));
-            }
-        }
-    }
-    // The archive ends before the target is reached.
-    let last = &archive.segments.last().expect("not empty").0;
-    match until {
-        // The estimate found no transaction after the time: the archive ends with one after it
-        // in another form (a rotation); replay what it holds whole.
-        Until::Time(_) if !walk.open => Ok((walk, boundary, files, ids)),
-        _ => Err(Error::msg(format!(
-            "{} is after the last archived event ({}:{}{}): the archive cannot reach it",
-            until.shown(),
-            last.file,
-            last.end,
-            walk.last_gtid.map(|(d, s, n)| format!(", GTID {d}-{s}-{n}")).unwrap_or_default()
-        ))),
-    }
+/// A backup's binlog position, as a place in the log.
+fn start_of(k: &Known) -> (String, u32) {
+    let b = k.info.binlog.as_ref().expect("filtered");
+    (b.file.clone(), u32::try_from(b.position).unwrap_or(u32::MAX))
 }
 
 /// How the replay runs: a private server on the restored datadir, the binary log through

@@ -85,7 +85,11 @@ pub struct RestoreArgs {
 
     /// With --until*: what applies the binary log: the restored server's own replication
     /// applier, given the log as relay logs (sql-thread, about 4x faster), or mariadb-binlog
-    /// piped into one mariadb client session (client, as DBAs replay by hand).
+    /// piped into one mariadb client session (client, as DBAs replay by hand). One session
+    /// holds every temporary table the log creates, and MariaDB will not change its GTID
+    /// domain then (error 1953): client is refused, before anything is restored, for a log
+    /// where a temporary table (logged as a statement) is followed by another domain's
+    /// transaction; sql-thread replays it.
     #[arg(long, value_enum, value_name = "HOW", default_value = "sql-thread")]
     pub replay_with: ReplayWith,
 
