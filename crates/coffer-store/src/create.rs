@@ -59,6 +59,7 @@ impl MultipartUpload for S3Create {
         };
         let generic = |source: String| object_store::Error::Generic { store: "S3", source: source.into() };
         let parts = parts.ok_or_else(|| generic("CompleteMultipartUpload: a part was not uploaded".into()))?;
+        test_pause().await;
         match self.direct.complete_if_absent(self.path.as_ref(), &self.id, &parts).await {
             Ok(()) => Ok(PutResult { e_tag: None, version: None, extensions: Default::default() }),
             Err(crate::s3copy::Completion::Exists) => {
@@ -102,6 +103,7 @@ impl MultipartUpload for LocalCreate {
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let done = self.upload.complete().await?;
+        test_pause().await;
         let opts =
             object_store::RenameOptions { target_mode: object_store::RenameTargetMode::Create, ..Default::default() };
         match self.store.rename_opts(&self.staging, &self.path, opts).await {
@@ -117,6 +119,13 @@ impl MultipartUpload for LocalCreate {
         let aborted = self.upload.abort().await;
         let _ = self.store.delete(&self.staging).await;
         aborted
+    }
+}
+
+/// The tests hold a completion back, to see another upload to the same name win.
+async fn test_pause() {
+    if let Some(ms) = std::env::var("COFFER_TEST_PAUSE_BEFORE_CREATE_MS").ok().and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 

@@ -185,7 +185,7 @@ impl Lease {
         std::thread::spawn(move || loop {
             let (lock, wake) = &*stop;
             let stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (stopped, _) = wake.wait_timeout(stopped, RENEW).unwrap_or_else(|e| e.into_inner());
+            let (stopped, _) = wake.wait_timeout_while(stopped, RENEW, |s| !*s).unwrap_or_else(|e| e.into_inner());
             if *stopped {
                 return;
             }

@@ -415,6 +415,9 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     };
     let from = backup.info.binlog.clone().expect("filtered");
     let start = start_of(backup);
+    // A prune keeps what this restore reads from now on: the chain, and the log from its file.
+    let read: Vec<&Location> = chain.iter().map(|k| &k.location).collect();
+    let _lease = crate::lease::for_reading(&read, Some(&start.0), "restore", env)?;
     // The archive must be of the backup's server (where both say which it is).
     let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
     if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {

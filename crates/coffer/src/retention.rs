@@ -240,14 +240,20 @@ fn keep_for_pitr(candidates: &[Candidate], counted: &[usize], start: i64, plan: 
 /// A backup that cannot be read is kept, and so is everything older than it.
 fn keep_unreadable(candidates: &[Candidate], plan: &mut Plan) {
     let Some(first) = candidates.iter().position(|c| matches!(c.state, State::Unreadable(_))) else { return };
-    for (i, c) in candidates.iter().enumerate().skip(first) {
+    for (i, c) in candidates.iter().enumerate() {
         if let State::Unreadable(why) = &c.state {
             add(&mut plan.reasons[i], "cannot be read");
             plan.warnings.push(format!("{}: {why}: kept, with every backup older than it", c.name));
-        } else {
+        } else if not_newer(candidates, i, first) {
             add(&mut plan.reasons[i], &format!("older than {}, which cannot be read", candidates[first].name));
         }
     }
+}
+
+/// Is candidate `j` older than candidate `i`, or of the same second (names decide the order of
+/// a second, and names are anyone's)?
+fn not_newer(candidates: &[Candidate], j: usize, i: usize) -> bool {
+    j > i || candidates[j].time == candidates[i].time
 }
 
 /// The link of a candidate whose chain is known (read, or listed without a key).
@@ -292,8 +298,10 @@ fn keep_chains(candidates: &[Candidate], plan: &mut Plan) {
 
 fn keep_older(candidates: &[Candidate], plan: &mut Plan, i: usize, why: &str) {
     let reason = format!("older than {}, {why}", candidates[i].name);
-    for r in plan.reasons.iter_mut().skip(i + 1).filter(|r| r.is_empty()) {
-        r.push(reason.clone());
+    for j in (0..candidates.len()).filter(|&j| j != i && not_newer(candidates, j, i)) {
+        if plan.reasons[j].is_empty() {
+            plan.reasons[j].push(reason.clone());
+        }
     }
 }
 
