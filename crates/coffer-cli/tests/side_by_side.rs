@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::live;
 use common::s3::S3;
 use common::*;
 use std::path::Path;
@@ -331,4 +332,72 @@ fn wait_for_lease(dir: &Path, job: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("no lease of a {job} appeared under {}", dir.display());
+}
+
+/// The lease of a running `job` under `dir` that names `name`.
+fn wait_for_lease_naming(dir: &Path, job: &str, name: &str) {
+    for _ in 0..600 {
+        let named = std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            file.starts_with(&format!("{job}-")) && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(name))
+        });
+        if named {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no lease of a {job} naming {name} appeared under {}", dir.display());
+}
+
+/// A prune that runs while an incremental is taken keeps its parent (the backup's lease names
+/// it), though no rule keeps it; a parent deleted anyway (by hand, ignoring leases) fails the
+/// backup in one line before its image is kept. 1439a9e deleted the parent and kept an
+/// incremental that could not be restored.
+#[test]
+fn a_prune_keeps_the_parent_of_a_backup_in_progress() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let port = live::free_port();
+    let server = live::source(&fx, port, &[]);
+    let p = prefix(&fx, "repo");
+    live::coffer_ok(&live::backup_args(&fx, port, &p));
+    let full = images(&fx.path("repo")).remove(0);
+    // A newer backup of something else: `--keep-last 1` keeps it, not the full.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let other = tree(&fx, "notes", 1000);
+    expect(0, &["backup", &other, "-o", &p, "--key-file", &fx.key(), "-q"]);
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+
+    let slow = |fx: &Fixture| {
+        let mut args = live::backup_args(fx, port, &p);
+        args.extend(["--incremental", "--limit-rate", "1M", "-q"].map(String::from));
+        coffer().args(&args).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let backup = slow(&fx);
+    wait_for_lease_naming(&fx.path("repo/leases"), "backup", &full);
+    let out = coffer().args(["prune", &p, "--keep-last", "1", "--json", "--key-file", &fx.key()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let planned = plan(&out.stdout);
+    let kept = planned.iter().find(|(n, _, _)| *n == full).unwrap();
+    assert!(kept.1 && kept.2.iter().any(|r| r.starts_with("in use by backup on")), "{planned:?}");
+    let done = backup.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    let now = images(&fx.path("repo"));
+    let inc = now.iter().find(|n| **n != full && !planned.iter().any(|(p, _, _)| p == *n)).unwrap().clone();
+    expect(0, &["verify", &format!("{p}{inc}"), "--chain", "--key-file", &fx.key(), "-q"]);
+
+    // The incremental's parent deleted under the next one: refused before it is kept.
+    live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
+    let backup = slow(&fx);
+    wait_for_lease_naming(&fx.path("repo/leases"), "backup", &inc);
+    std::fs::remove_file(fx.path("repo").join(&inc)).unwrap();
+    let done = backup.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("its parent {p}{inc} was deleted while it ran")), "{err}");
+    let after = images(&fx.path("repo"));
+    assert_eq!(after.len(), now.len() - 1, "no image kept: {after:?}");
 }
