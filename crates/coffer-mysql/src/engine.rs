@@ -752,6 +752,28 @@ mod tests {
     }
 
     #[test]
+    fn a_program_dies_with_the_thread_that_started_it_and_runs_as_the_user_given() {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let pid = std::thread::spawn(|| {
+            let mut cmd = Command::new("sleep");
+            die_with_coffer(&mut cmd, None);
+            cmd.arg("30").spawn().unwrap().id()
+        })
+        .join()
+        .unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let started = std::time::Instant::now();
+        assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Signaled(pid, nix::sys::signal::Signal::SIGKILL, false));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        if nix::unistd::geteuid().is_root() {
+            let mut cmd = Command::new("sh");
+            die_with_coffer(&mut cmd, Some((65534, 65534)));
+            let out = cmd.args(["-c", "id -u; id -g; id -G"]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n65534\n65534\n");
+        }
+    }
+
+    #[test]
     fn secrets_are_masked_in_the_engines_log() {
         let line = b"[00] Encryption plugin parameter :  '--file_key_management_filekey=s3cret pass'\n";
         assert_eq!(

@@ -247,8 +247,10 @@ fn stop_leftover(dir: &Path) -> Vec<i32> {
             continue;
         }
         if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            // Gone, or a zombie (no command line) that its new parent has yet to reap.
+            let running = || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
             let deadline = Instant::now() + Duration::from_secs(5);
-            while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+            while running() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
             killed.push(pid);
@@ -385,6 +387,38 @@ mod tests {
         match nix::unistd::User::from_name("mysql").ok().flatten() {
             Some(m) => assert_eq!(server_user(None, "x").unwrap().unwrap().uid, m.uid.as_raw()),
             None => assert!(server_user(None, "x").unwrap_err().to_string().contains("--owner USER")),
+        }
+    }
+
+    #[test]
+    fn a_leftover_server_is_stopped_only_if_it_is_a_mariadbd_on_that_pid_file() {
+        let t = tempfile::tempdir().unwrap();
+        // A stand-in for the server: a shell under its name, with its pid file argument.
+        let fake = t.path().join("mariadbd");
+        std::fs::copy("/bin/sh", &fake).unwrap();
+        let dir = t.path().join("coffer-drill-0a1b");
+        std::fs::create_dir(&dir).unwrap();
+        let pid_file = dir.join("drill.pid");
+        let start = |program: &Path, pid_arg: &Path| {
+            Command::new(program).args(["-c", "sleep 30; :"]).arg(format!("--pid-file={}", pid_arg.display())).spawn()
+        };
+        // The pid file names a mariadbd of another pid file, then another program: left alone.
+        let sh = t.path().join("sh");
+        std::fs::copy("/bin/sh", &sh).unwrap();
+        let mut others = [start(&fake, &t.path().join("other.pid")).unwrap(), start(&sh, &pid_file).unwrap()];
+        for other in &others {
+            std::fs::write(&pid_file, format!("{}\n", other.id())).unwrap();
+            assert!(stop_leftover(&dir).is_empty());
+        }
+        let mut ours = start(&fake, &pid_file).unwrap();
+        std::fs::write(&pid_file, format!("{}\n", ours.id())).unwrap();
+        assert_eq!(stop_leftover(&dir), [ours.id() as i32]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(ours.wait().unwrap().signal(), Some(9));
+        for other in &mut others {
+            assert!(other.try_wait().unwrap().is_none(), "not a server of that directory: still running");
+            other.kill().unwrap();
+            other.wait().unwrap();
         }
     }
 
