@@ -130,13 +130,7 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     if !spec.scratch.is_dir() {
         return Err(Error::usage(format!("--scratch {}: not a directory", spec.scratch.display())));
     }
-    let user = crate::server::server_user(spec.owner.as_deref(), "the drill's server")?;
-    crate::server::check_reachable(&spec.scratch, user.as_ref(), "the drill's server")?;
-    crate::server::check_reachable(&std::env::temp_dir(), user.as_ref(), "the drill's server")?;
-    // What killed drills left: their servers first (their pid files are in the temporary
-    // directory), then their datadirs.
-    crate::server::sweep(&std::env::temp_dir(), PRIVATE, "drill", env);
-    crate::server::sweep(&spec.scratch, PRIVATE, "drill", env);
+    let user = server_user(spec, env)?;
     let image = resolve(spec, env)?;
     let unlocks = crate::keys::unlocks(&spec.keys, env)?;
     report.image = image.shown();
@@ -229,6 +223,18 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     check_pages(&data, report, env)?;
     check_tables(&data, private.path(), user.as_ref(), &spec.options, report, env)?;
     Ok(())
+}
+
+/// The user the drill's server runs as, once it is known to reach the scratch and temporary
+/// directories; and what killed drills left there removed: their servers first (their pid
+/// files are in the temporary directory), then their datadirs.
+fn server_user(spec: &DrillSpec, env: &Env) -> Result<Option<ServerUser>> {
+    let user = crate::server::server_user(spec.owner.as_deref(), "the drill's server")?;
+    crate::server::check_reachable(&spec.scratch, user.as_ref(), "the drill's server")?;
+    crate::server::check_reachable(&std::env::temp_dir(), user.as_ref(), "the drill's server")?;
+    crate::server::sweep(&std::env::temp_dir(), PRIVATE, "drill", env);
+    crate::server::sweep(&spec.scratch, PRIVATE, "drill", env);
+    Ok(user)
 }
 
 /// The image a drill restores: the newest backup under a prefix, or the one named.
