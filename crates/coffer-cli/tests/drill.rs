@@ -503,3 +503,234 @@ fn a_point_in_time_drill_counts_its_whole_chain_against_the_scratch() {
     assert_eq!(r["kind"], "", "nothing restored: {r:#}");
     nothing_left(&fx, &small.0, "the point-in-time drill into a small scratch");
 }
+
+/// The mariadbd processes with an argument that starts with `arg`: (pid, uid). A zombie (dead,
+/// not yet reaped) has no command line and is not one.
+fn servers_with(arg: &str) -> Vec<(i32, u32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if !args.first().is_some_and(|a| a.ends_with(b"mariadbd") || a.ends_with(b"mysqld")) {
+            continue;
+        }
+        if !args.iter().any(|a| a.starts_with(arg.as_bytes())) {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next());
+        if let Some(uid) = uid.and_then(|u| u.parse().ok()) {
+            found.push((pid, uid));
+        }
+    }
+    found
+}
+
+/// Watches, until `done`, for servers with an argument starting with `arg`; every one seen.
+fn watch_servers(
+    arg: String,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(i32, u32)>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            for s in servers_with(&arg) {
+                if !seen.contains(&s) {
+                    seen.push(s);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        seen
+    })
+}
+
+/// Starts `coffer drill ... --json` with `extra` in the background, waits (a minute at most) for
+/// a server with an argument starting with `arg`, kills coffer with SIGKILL; returns that
+/// server (pid, uid).
+fn kill_drill_when_server(fx: &Fixture, image: &str, scratch: &Path, extra: &[&str], arg: &str) -> (i32, u32) {
+    let mut cmd = coffer();
+    cmd.args(["drill", image, "--scratch", scratch.to_str().unwrap(), "--json", "--key-file", &fx.key()]);
+    let mut child = cmd
+        .args(extra)
+        .env("TMPDIR", fx.path("tmp"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let server = loop {
+        if let Some(s) = servers_with(arg).first() {
+            break *s;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the drill ended ({status}) before a server with {arg} was seen");
+        }
+        assert!(std::time::Instant::now() < deadline, "no server with {arg}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server
+}
+
+/// Asserts that the server `pid` is gone within 10 s of its coffer's death.
+#[track_caller]
+fn server_dies(pid: i32, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            panic!("{what}: the server (pid {pid}) outlived its coffer");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The uid of the user a drill's server runs as by default (as root): mysql.
+fn mysql_uid() -> u32 {
+    nix::unistd::User::from_name("mysql").unwrap().expect("the user mysql (mariadb-server's)").uid.as_raw()
+}
+
+/// The names in `dir` that start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<String> {
+    entries(dir).into_iter().filter(|n| n.starts_with(prefix)).collect()
+}
+
+/// A stopped server's datadir whose backup-my.cnf (which an image may hold, and a drill's server
+/// read) says to run SQL at start (`init_file`: SQL that has the server write a file outside
+/// the drill's directories), to log every query, and more. The drill passes, its server runs
+/// none of it, as the mysql user (never root, whoever owns the image's files), and the report
+/// names what was left out. A drill killed (SIGKILL) while its server runs takes the server
+/// with it within seconds; the next drill removes the datadir and the server's directory it
+/// left, with a warning each, and passes.
+#[test]
+fn a_drills_server_runs_nothing_the_image_says_never_as_root_and_dies_with_coffer() {
+    if !common::mariadb::available() || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs MariaDB and root (a server of another user)");
+        return;
+    }
+    let fx = Fixture::new();
+    for d in ["drill", "tmp"] {
+        std::fs::create_dir_all(fx.path(d)).unwrap();
+    }
+    let mut server = Server::start(&fx.path("db"), &[]);
+    server.sql(
+        "CREATE DATABASE test; CREATE TABLE test.t (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+         INSERT INTO test.t SELECT seq, CONCAT('row ', seq) FROM test.seq_1_to_2000;",
+    );
+    server.stop();
+    let outside = fx.path("outside.log");
+    std::fs::write(
+        server.datadir.join("evil.sql"),
+        format!("SET GLOBAL general_log_file = '{}';\nSET GLOBAL general_log = ON;\nSELECT 1;\n", outside.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        server.datadir.join("backup-my.cnf"),
+        "[mysqld]\ninnodb_page_size=16384\ninit_file=evil.sql\ngeneral_log=1\ngeneral_log_file=general.log\n\
+         slow_query_log=1\nslow_query_log_file=slow.log\nplugin_maturity=experimental\nskip_grant_tables\n",
+    )
+    .unwrap();
+    let image = fx.s("evil.coffer");
+    expect(0, &["backup", server.datadir.to_str().unwrap(), "-o", &image, "--key-file", &fx.key()]);
+    let scratch = fx.path("drill");
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_servers(format!("--datadir={}/coffer-drill-", scratch.display()), done.clone());
+    let (code, r, err) = drill(&fx, &image, &scratch, &[]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert_eq!(code, 0, "{r:#}\n{err}");
+    assert_eq!(r["passed"], true, "{r:#}");
+    assert_eq!(r["kind"], "directory", "{r:#}");
+    assert!(!outside.exists(), "the image's init_file ran: {} was written", outside.display());
+    assert_eq!(
+        r["options_left_out"],
+        serde_json::json!([
+            "init_file",
+            "general_log",
+            "general_log_file",
+            "slow_query_log",
+            "slow_query_log_file",
+            "plugin_maturity",
+            "skip_grant_tables"
+        ]),
+        "{r:#}"
+    );
+    assert!(!seen.is_empty(), "the drill's server was seen");
+    assert!(seen.iter().all(|(_, uid)| *uid == mysql_uid()), "the server ran as mysql: {seen:?}");
+    nothing_left(&fx, &scratch, "the drill of an image with a hostile backup-my.cnf");
+
+    // Killed while its server runs: the server goes too; the next drill sweeps what is left.
+    let (pid, uid) =
+        kill_drill_when_server(&fx, &image, &scratch, &[], &format!("--datadir={}/coffer-drill-", scratch.display()));
+    assert_ne!(uid, 0, "the drill's server never runs as root");
+    server_dies(pid, "a killed drill");
+    let datadirs = named(&scratch, "coffer-drill-");
+    let rundirs = named(&fx.path("tmp"), "coffer-drill-");
+    assert_eq!((datadirs.len(), rundirs.len()), (1, 1), "what a killed drill leaves: {datadirs:?} {rundirs:?}");
+    let out = coffer()
+        .args(["drill", &image, "--scratch", scratch.to_str().unwrap(), "--key-file", &fx.key()])
+        .env("TMPDIR", fx.path("tmp"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for left in [scratch.join(&datadirs[0]), fx.path("tmp").join(&rundirs[0])] {
+        let warning = format!("coffer: warning: removed {}, which an interrupted drill left", left.display());
+        assert!(text.contains(&warning), "{warning}:\n{text}");
+    }
+    assert!(text.contains("left out: init_file, general_log, "), "{text}");
+    nothing_left(&fx, &scratch, "the drill after a killed one");
+}
+
+/// A point-in-time drill killed (SIGKILL) while its replay server runs takes that server with it
+/// within seconds (it never ran as root); the next point-in-time drill removes the datadir and
+/// the replay server's directory it left, with a warning each, and passes.
+#[test]
+fn a_killed_point_in_time_drill_takes_its_replay_server_with_it() {
+    if !tools() || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs MariaDB's tools and root (a server of another user)");
+        return;
+    }
+    let fx = Fixture::new();
+    for d in ["scratch", "bk/binlog", "drill", "tmp"] {
+        std::fs::create_dir_all(fx.path(d)).unwrap();
+    }
+    let port = free_port();
+    let server = live_source(&fx, port);
+    let prefix = format!("file://{}/", fx.path("bk").display());
+    coffer_ok(&backup_args(&fx, port, &prefix));
+    sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    let until = utc(point_in_time(&server));
+    archive_binlogs(&fx, &server, &prefix);
+    let scratch = fx.path("drill");
+    let tmp = fx.path("tmp");
+
+    let replay_server = format!("--pid-file={}/coffer-replay-", tmp.display());
+    let (pid, uid) = kill_drill_when_server(&fx, &prefix, &scratch, &["--until", &until], &replay_server);
+    assert_ne!(uid, 0, "the replay server never runs as root");
+    server_dies(pid, "a killed point-in-time drill");
+    let datadirs = named(&scratch, "coffer-drill-");
+    let rundirs = named(&tmp, "coffer-replay-");
+    assert_eq!((datadirs.len(), rundirs.len()), (1, 1), "what a killed drill leaves: {datadirs:?} {rundirs:?}");
+
+    let out = coffer()
+        .args(["drill", &prefix, "--scratch", scratch.to_str().unwrap(), "--key-file", &fx.key(), "--until", &until])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for (left, what) in [(scratch.join(&datadirs[0]), "drill"), (tmp.join(&rundirs[0]), "point-in-time replay")] {
+        let warning = format!("coffer: warning: removed {}, which an interrupted {what} left", left.display());
+        assert!(text.contains(&warning), "{warning}:\n{text}");
+    }
+    assert!(text.contains("(point-in-time): PASSED"), "{text}");
+    nothing_left(&fx, &scratch, "the point-in-time drill after a killed one");
+}

@@ -6,6 +6,8 @@
 //! - [`rate`]: holding what is read or written to a rate (`--limit-rate`).
 //! - [`ioprio`]: the I/O scheduling class of the process (`--io-priority`).
 //! - [`tmp`]: output files under temporary names, and removing those a killed run left.
+//! - [`private`]: private working directories, locked while in use, and removing those a
+//!   killed run left.
 //! - [`restore`]: recreating entries under a target directory without ever leaving it, and
 //!   making the result durable with one `syncfs` instead of an `fsync` per file.
 //!
@@ -14,6 +16,7 @@
 pub(crate) mod at;
 pub mod ioprio;
 pub mod owner;
+pub mod private;
 pub mod rate;
 pub mod read;
 pub mod restore;

@@ -36,7 +36,7 @@ pub enum EngineError {
     KeyFileMissing(PathBuf, &'static str),
 }
 
-fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+pub(crate) fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let op = op.into();
     move |source| EngineError::Io { op, source }
 }
@@ -217,31 +217,37 @@ impl EngineKind {
     }
 }
 
-/// The engine's private directory: created empty, mode 0700; removed when dropped.
+/// The engine's private directory: created empty, mode 0700, with the lock file of a
+/// `coffer_fs::private::PrivateDir` (it holds the password's or a key file password's option
+/// file); removed when dropped, or by [`sweep_scratch`] after a killed run.
 #[derive(Debug)]
 pub struct Scratch {
-    path: PathBuf,
+    dir: coffer_fs::private::PrivateDir,
 }
+
+/// The name of the engine's scratch directories: `coffer-engine-RANDOM`.
+const SCRATCH_PREFIX: &str = "coffer-engine";
 
 impl Scratch {
     pub fn create(parent: Option<&Path>) -> Result<Self, EngineError> {
         let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let mut n = [0u8; 8];
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut n));
-        let path = parent.join(format!("coffer-engine-{}-{:016x}", std::process::id(), u64::from_le_bytes(n)));
-        std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(io(format!("create {}", path.display())))?;
-        Ok(Self { path })
+        let dir = coffer_fs::private::PrivateDir::create(&parent, SCRATCH_PREFIX).map_err(|e| EngineError::Io {
+            op: format!("create a scratch directory in {}", parent.display()),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(Self { dir })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+/// Removes the scratch directories in `parent` (default: the temporary directory) that killed
+/// runs left; returns their paths.
+pub fn sweep_scratch(parent: Option<&Path>) -> Vec<PathBuf> {
+    let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    coffer_fs::private::sweep(&parent, SCRATCH_PREFIX, &mut |_| {})
 }
 
 impl Connection {
@@ -579,261 +585,7 @@ pub fn prepare_step(
 /// The option file of a prepare, in the scratch directory.
 const PREPARE_FILE: &str = "prepare.cnf";
 
-/// The backup's own options, in the restored directory.
-pub const BACKUP_OPTIONS: &str = "backup-my.cnf";
-
-/// An option of the engine's prepare given by the user (`--prepare-option NAME=VALUE`), such as
-/// where this host keeps the encryption key file (`file_key_management_filename=PATH`). It goes
-/// into the option file coffer writes for the prepare, in place of the backup's own value, and
-/// never onto a command line (a value may be a secret: `file_key_management_filekey`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrepareOption {
-    name: String,
-    value: String,
-}
-
-impl PrepareOption {
-    /// The option's name, `-` spelled `_`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-}
-
-impl std::str::FromStr for PrepareOption {
-    type Err = EngineError;
-
-    fn from_str(s: &str) -> Result<Self, EngineError> {
-        let bad = |why| EngineError::PrepareOption(s.to_owned(), why);
-        let (name, value) = s.split_once('=').ok_or_else(|| bad("expected NAME=VALUE"))?;
-        let name = name.trim().trim_start_matches("--");
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(bad("the name must be letters, digits, '_' and '-'"));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(bad("the value must not hold control characters (a new line would start another option)"));
-        }
-        Ok(Self { name: name.to_ascii_lowercase().replace('-', "_"), value: value.to_owned() })
-    }
-}
-
-/// The option file for `ENGINE --prepare` on the restored backup in `dir`: its `backup-my.cnf`,
-/// every line checked, with `user`'s options in place of its values (and after them).
-///
-/// `backup-my.cnf` comes from the image, and an image need not come from a server coffer backed
-/// up (an image sealed to a public key can be written by anyone who has it). The engine loads
-/// the plugin that the file names from the directory it names, chdirs into `dir`, and writes the
-/// files it is told to: so no option that names a path or a library passes unless it is safe.
-/// The plugin directory must be an absolute path outside `dir`, owned by root (or this user)
-/// and writable by no one else; libraries are bare names in it; data files are plain names in
-/// `dir`; any other value of the server's options is a word (no `/`), except the settings of
-/// the key management plugin (`file_key_management_filename` and the like), which are what the
-/// server itself had. `!include` is refused.
-pub fn prepare_options(dir: &Path, user: &[PrepareOption]) -> Result<String, EngineError> {
-    let file = dir.join(BACKUP_OPTIONS);
-    let text = match std::fs::symlink_metadata(&file) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(format!("read {}", file.display()))(e)),
-        Ok(m) if !m.is_file() || m.len() > 1 << 20 => {
-            return Err(EngineError::BackupOptions {
-                file,
-                line: 0,
-                reason: "not a regular file of at most 1 MiB".into(),
-            })
-        }
-        Ok(_) => std::fs::read_to_string(&file).map_err(io(format!("read {}", file.display())))?,
-    };
-    let refuse = |line: usize, reason: String| EngineError::BackupOptions { file: file.clone(), line, reason };
-    // A value coffer does not pass: the user may give one instead.
-    let instead = |line: usize, name: &str, why: String| {
-        refuse(
-            line,
-            format!(
-                "{why}: coffer passes no path or library from an image to the engine unchecked; \
-                 set it yourself with --prepare-option {name}=VALUE"
-            ),
-        )
-    };
-    // (line, name with `-` spelled `_`, value without its quotes)
-    let mut lines: Vec<(usize, String, Option<String>)> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let n = n + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if line.starts_with('!') {
-            return Err(refuse(n, format!("{line:?} reads other files")));
-        }
-        if let Some(group) = line.strip_prefix('[') {
-            if group.trim_end_matches(']').trim() != "mysqld" {
-                return Err(refuse(n, format!("the group {line:?} (a backup has only [mysqld])")));
-            }
-            continue;
-        }
-        let (name, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(unquote(v.trim()).to_owned())),
-            None => (line, None),
-        };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(refuse(n, format!("{name:?} is not an option name")));
-        }
-        lines.push((n, name.to_ascii_lowercase().replace('-', "_"), value));
-    }
-    let overridden = |name: &str| user.iter().any(|o| base(&o.name) == base(name));
-    // The plugins the backup loads: their own settings are theirs.
-    let mut plugins = Vec::new();
-    for (n, name, value) in &lines {
-        if matches!(base(name), "plugin_load" | "plugin_load_add") && !overridden(name) {
-            let value = value.as_deref().unwrap_or_default();
-            for item in value.split(';').filter(|i| !i.is_empty()) {
-                let (plugin, library) = match item.split_once('=') {
-                    Some((p, l)) => (p.to_owned(), l),
-                    None => (item.trim_end_matches(".so").to_owned(), item),
-                };
-                if !bare_name(library) || !bare_name(&plugin) {
-                    return Err(instead(*n, name, format!("{item:?} is not a library in the plugin directory")));
-                }
-                plugins.push(format!("{}_", plugin.to_ascii_lowercase().replace('-', "_")));
-            }
-        }
-    }
-    let mut out = format!(
-        "# Written by coffer for the prepare of {}: its {BACKUP_OPTIONS}, checked, and --prepare-option.\n[mysqld]\n",
-        dir.display()
-    );
-    for (n, name, value) in &lines {
-        if overridden(name) {
-            continue;
-        }
-        if let Some(v) = value {
-            check_backup_option(dir, base(name), v, &plugins).map_err(|why| instead(*n, name, why))?;
-        }
-        push_option(&mut out, name, value.as_deref());
-    }
-    for o in user {
-        push_option(&mut out, &o.name, Some(&o.value));
-    }
-    // file_key_management reads its keys when it loads: a key file missing here fails the
-    // prepare with "Encryption key is not found"; say what to do instead.
-    const KEY_FILE: &str = "file_key_management_filename";
-    if plugins.iter().any(|p| p == "file_key_management_") || user.iter().any(|o| o.name == KEY_FILE) {
-        let named = user
-            .iter()
-            .rev()
-            .find(|o| base(&o.name) == KEY_FILE)
-            .map(|o| o.value.clone())
-            .or_else(|| lines.iter().rev().find(|(_, n, _)| base(n) == KEY_FILE).and_then(|(_, _, v)| v.clone()));
-        if let Some(path) = named.filter(|p| p.starts_with('/')) {
-            if !Path::new(&path).exists() {
-                return Err(EngineError::KeyFileMissing(path.into(), KEY_FILE));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// An option's name without the prefixes that change how its value is read (`loose_`, `skip_`,
-/// `enable_`, `disable_`, `maximum_`): what it sets.
-fn base(name: &str) -> &str {
-    let name = name.strip_prefix("loose_").unwrap_or(name);
-    ["skip_", "enable_", "disable_", "maximum_"].iter().find_map(|p| name.strip_prefix(p)).unwrap_or(name)
-}
-
-/// A value in matching quotes without them.
-fn unquote(v: &str) -> &str {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return &v[1..v.len() - 1];
-        }
-    }
-    v
-}
-
-/// A file name, not a path: letters, digits, `_`, `-`, `.`, not starting with a dot.
-fn bare_name(s: &str) -> bool {
-    !s.is_empty() && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-}
-
-/// Whether a value of the image's `backup-my.cnf` may reach the engine; why not.
-fn check_backup_option(dir: &Path, name: &str, value: &str, plugins: &[String]) -> Result<(), String> {
-    match name {
-        "plugin_dir" => trusted_plugin_dir(dir, value),
-        "plugin_load" | "plugin_load_add" => Ok(()), // checked with the plugins
-        "innodb_data_file_path" | "innodb_temp_data_file_path" => {
-            for spec in value.split(';').filter(|s| !s.is_empty()) {
-                let mut parts = spec.split(':');
-                let file = parts.next().unwrap_or_default();
-                let size_like = |p: &str| {
-                    p == "autoextend"
-                        || p == "max"
-                        || (!p.is_empty()
-                            && p.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't'])
-                                .bytes()
-                                .all(|b| b.is_ascii_digit()))
-                };
-                if !bare_name(file) || !parts.all(size_like) {
-                    return Err(format!("{name} {spec:?} is not a file in the backup's directory"));
-                }
-            }
-            Ok(())
-        }
-        "innodb_undo_directory" if value == "." || value == "./" => Ok(()),
-        _ if plugins.iter().any(|p| name.starts_with(p.as_str())) => {
-            if value.chars().any(|c| c.is_control() || "\"'\\#".contains(c)) {
-                Err(format!("the value of {name} has a quote, '\\', '#' or a control character"))
-            } else {
-                Ok(())
-            }
-        }
-        _ => {
-            let word =
-                !value.starts_with('.') && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:,+".contains(&b));
-            if word {
-                Ok(())
-            } else {
-                Err(format!("{name} = {value:?} is not a plain value (it may name a path)"))
-            }
-        }
-    }
-}
-
-/// A plugin directory from an image: absolute, outside the restored backup, and neither it nor
-/// any directory above it writable by anyone but root or this user (sticky directories aside,
-/// above it), so that only what an administrator installed there can be loaded.
-fn trusted_plugin_dir(dir: &Path, value: &str) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    if !value.starts_with('/') {
-        return Err(format!("plugin_dir {value:?} is not an absolute path"));
-    }
-    let real = std::fs::canonicalize(value).map_err(|e| format!("plugin_dir {value:?}: {e}"))?;
-    if std::fs::canonicalize(dir).is_ok_and(|d| real.starts_with(d)) {
-        return Err(format!("plugin_dir {value:?} is inside the restored backup"));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    for (i, d) in real.ancestors().enumerate() {
-        let m = std::fs::metadata(d).map_err(|e| format!("plugin_dir {value:?}: {}: {e}", d.display()))?;
-        let sticky = i > 0 && m.mode() & 0o1000 != 0;
-        if !m.is_dir() || (m.uid() != 0 && m.uid() != me) || (m.mode() & 0o022 != 0 && !sticky) {
-            return Err(format!(
-                "plugin_dir {value:?}: {} is not a directory that only root or this user may write to",
-                d.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `name="value"` (or a bare `name`), escaped as option files read it.
-fn push_option(out: &mut String, name: &str, value: Option<&str>) {
-    match value {
-        Some(v) => out.push_str(&format!("{name}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\""))),
-        None => out.push_str(&format!("{name}\n")),
-    }
-}
+pub use crate::options::{prepare_options, server_options, PrepareOption, ServerOptions, BACKUP_OPTIONS};
 
 /// A file of mode 0600 holding `text`.
 fn write_private(path: &Path, text: &str) -> Result<(), EngineError> {
@@ -864,12 +616,42 @@ pub fn move_back(
     run_to_end(engine, &args, on_line)
 }
 
+/// Makes the program `cmd` starts die with coffer: SIGKILL when the thread that starts it ends
+/// (PR_SET_PDEATHSIG fires when the parent *thread* exits, so the caller starts it from a thread
+/// that lives as long as the program), or at once if coffer is already gone. With `user` (uid,
+/// gid), the program runs as that user (no other group) instead of coffer's: the credentials
+/// change first, since a change of credentials clears the death signal.
+pub fn die_with_coffer(cmd: &mut Command, user: Option<(u32, u32)>) {
+    use nix::unistd::{Gid, Uid};
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec; it only makes system calls
+    // that are async-signal-safe (no allocation, no lock).
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid)) = user {
+                nix::unistd::setgroups(&[Gid::from_raw(gid)])?;
+                nix::unistd::setgid(Gid::from_raw(gid))?;
+                nix::unistd::setuid(Uid::from_raw(uid))?;
+            }
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // coffer ended before the signal was set: nothing would stop this program.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs the engine with `args` (the first says which option file it reads, if any) to its
 /// end; its output, secrets masked, passed to `on_line` and returned.
 fn run_to_end(engine: EngineKind, args: &[String], on_line: &dyn Fn(&str)) -> Result<Vec<u8>, EngineError> {
     let bin = engine.binary()?;
-    let out =
-        Command::new(&bin).args(args).stdin(Stdio::null()).output().map_err(io(format!("run {}", bin.display())))?;
+    let mut cmd = Command::new(&bin);
+    // This thread waits for the engine (output), so it outlives it: see die_with_coffer.
+    die_with_coffer(&mut cmd, None);
+    let out = cmd.args(args).stdin(Stdio::null()).output().map_err(io(format!("run {}", bin.display())))?;
     let log: Vec<u8> = [out.stdout, out.stderr]
         .concat()
         .split_inclusive(|b| *b == b'\n')
@@ -898,99 +680,6 @@ fn run_to_end(engine: EngineKind, args: &[String], on_line: &dyn Fn(&str)) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What mariabackup 10.11 writes for a server with file_key_management.
-    const BACKUP_MY_CNF: &str = "# This options file was generated by innobackupex.\n\n# The server\n[mysqld]\n\
-        innodb_checksum_algorithm=crc32\ninnodb_data_file_path=ibdata1:12M:autoextend\n\
-        innodb_log_file_size=100663296\ninnodb_page_size=16384\ninnodb_undo_directory=./\n\
-        innodb_undo_tablespaces=0\ninnodb_compression_level=6\n\nplugin_dir=\"/usr/lib\"\n\
-        plugin_load=file_key_management=file_key_management\nfile_key_management_encryption_algorithm=aes_ctr\n\
-        file_key_management_filekey=\nfile_key_management_filename=/nonexistent/keys.txt\n\
-        innodb_encrypt_log=1\ninnodb_encrypt_tables=ON\n";
-
-    fn backup(text: &str) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join(BACKUP_OPTIONS), text).unwrap();
-        d
-    }
-
-    fn opt(s: &str) -> PrepareOption {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn the_backups_options_pass_with_the_users_in_place_of_its_own() {
-        let d = backup(BACKUP_MY_CNF);
-        // The key file is not where the backup says: a clear error naming the option.
-        let err = prepare_options(d.path(), &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("/nonexistent/keys.txt") && err.contains("--prepare-option file_key_management_filename=")
-        );
-        let keys = d.path().join("k.txt");
-        std::fs::write(&keys, "1;00\n").unwrap();
-        let user = [opt(&format!("file-key-management-filename={}", keys.display())), opt("x=a \"q\" \\ b")];
-        let text = prepare_options(d.path(), &user).unwrap();
-        assert!(text.contains("\n[mysqld]\ninnodb_checksum_algorithm=\"crc32\"\n"), "{text}");
-        assert!(text.contains("plugin_dir=\"/usr/lib\"\nplugin_load=\"file_key_management=file_key_management\"\n"));
-        assert!(!text.contains("nonexistent"), "{text}");
-        assert!(
-            text.ends_with(&format!("file_key_management_filename=\"{}\"\nx=\"a \\\"q\\\" \\\\ b\"\n", keys.display()))
-        );
-        // No backup-my.cnf: the user's options alone.
-        let empty = tempfile::tempdir().unwrap();
-        assert!(prepare_options(empty.path(), &[opt("a=b")]).unwrap().ends_with("[mysqld]\na=\"b\"\n"));
-    }
-
-    #[test]
-    fn paths_and_libraries_from_an_image_are_refused() {
-        let outside = tempfile::tempdir().unwrap();
-        let target = tempfile::tempdir().unwrap();
-        let inside = target.path().display().to_string();
-        let writable = outside.path().join("w");
-        std::fs::create_dir(&writable).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let cases = [
-            "!include /etc/mysql/my.cnf".to_string(),
-            "[client]\nuser=x".into(),
-            "plugin_dir=./".into(),
-            format!("plugin_dir={inside}"),
-            format!("plugin_dir={}", writable.display()),
-            "plugin_dir=/nonexistent".into(),
-            "plugin_load=evil=../evil.so".into(),
-            "loose-plugin-load-add=/tmp/evil.so".into(),
-            "innodb_data_file_path=/dev/sda:10Gnewraw".into(),
-            "innodb_data_file_path=../ibdata1:12M".into(),
-            "innodb_undo_directory=/var/lib/mysql".into(),
-            "innodb_log_group_home_dir=/var/lib/mysql".into(),
-            "datadir=..".into(),
-            "tmpdir=\"/tmp\"".into(),
-            "plugin_load=file_key_management\nfile_key_management_filekey=a#b".into(),
-            "bad name=1".into(),
-        ];
-        for case in cases {
-            std::fs::write(target.path().join(BACKUP_OPTIONS), format!("[mysqld]\n{case}\n")).unwrap();
-            let err = prepare_options(target.path(), &[]).expect_err(&case).to_string();
-            assert!(err.contains("backup-my.cnf, line "), "{case}: {err}");
-        }
-        // Given by the user instead, a refused value is not read from the image at all.
-        std::fs::write(target.path().join(BACKUP_OPTIONS), "[mysqld]\nplugin_dir=/nonexistent\n").unwrap();
-        let text = prepare_options(target.path(), &[opt("plugin-dir=/opt/plugins")]).unwrap();
-        assert!(text.ends_with("[mysqld]\nplugin_dir=\"/opt/plugins\"\n"), "{text}");
-        // A symbolic link is not followed.
-        std::fs::remove_file(target.path().join(BACKUP_OPTIONS)).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", target.path().join(BACKUP_OPTIONS)).unwrap();
-        assert!(prepare_options(target.path(), &[]).is_err());
-    }
-
-    #[test]
-    fn user_options_are_names_and_one_line_values() {
-        assert_eq!(opt("--File-Key=a=b").name(), "file_key");
-        assert_eq!(opt("--File-Key=a=b").value(), "a=b");
-        for bad in ["novalue", "=x", "a b=c", "a=b\nplugin_dir=/tmp", "a=\0"] {
-            assert!(bad.parse::<PrepareOption>().is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn only_the_password_goes_into_the_option_file() {
@@ -1060,6 +749,28 @@ mod tests {
         assert_eq!(x(&PrepareStep::ChainFull), "--prepare --apply-log-only --target-dir=/r/t");
         assert_eq!(x(&apply(false)), "--prepare --apply-log-only --target-dir=/r/t --incremental-dir=/r/i");
         assert_eq!(x(&apply(true)), "--prepare --target-dir=/r/t --incremental-dir=/r/i");
+    }
+
+    #[test]
+    fn a_program_dies_with_the_thread_that_started_it_and_runs_as_the_user_given() {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let pid = std::thread::spawn(|| {
+            let mut cmd = Command::new("sleep");
+            die_with_coffer(&mut cmd, None);
+            cmd.arg("30").spawn().unwrap().id()
+        })
+        .join()
+        .unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let started = std::time::Instant::now();
+        assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Signaled(pid, nix::sys::signal::Signal::SIGKILL, false));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        if nix::unistd::geteuid().is_root() {
+            let mut cmd = Command::new("sh");
+            die_with_coffer(&mut cmd, Some((65534, 65534)));
+            let out = cmd.args(["-c", "id -u; id -g; id -G"]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n65534\n65534\n");
+        }
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod client;
 pub mod engine;
 pub mod events;
 pub mod meta;
+mod options;
 pub mod source;
 pub mod xbstream;

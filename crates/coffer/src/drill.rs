@@ -4,6 +4,10 @@
 //! with CHECK TABLE run on every table, and the directory removed. The report says what passed
 //! and the first thing that did not.
 //!
+//! The server runs as an unprivileged user (`--owner`, else `mysql`), never as root, with only
+//! what InnoDB needs of the image's options (`crate::server`), and dies with coffer. The private
+//! directories are locked while the drill runs; the next drill removes those a killed one left.
+//!
 //! Row counts are not compared with counts taken at backup time: InnoDB keeps no row count,
 //! so recording exact ones would cost a scan of every table during each backup, and the
 //! statistics' estimates differ between a server and its own restored copy.
@@ -13,7 +17,7 @@ use crate::keys::KeySources;
 use crate::location::Location;
 use crate::pitr::{PitrSpec, PitrSummary, Until};
 use crate::restore::RestoreSpec;
-use crate::server::{program, tempdir, Server};
+use crate::server::{program, Server, ServerUser};
 use crate::Env;
 use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
@@ -39,6 +43,9 @@ pub struct DrillSpec {
     pub binlogs: Option<String>,
     /// Options of the prepare and of the drill's server (over the backup's own).
     pub options: Vec<PrepareOption>,
+    /// The user the drill's server runs as, and the restored files' owner, when coffer runs as
+    /// root (`USER[:GROUP]`, never root) [default: mysql].
+    pub owner: Option<String>,
 }
 
 /// A table CHECK TABLE did not pass.
@@ -89,6 +96,9 @@ pub struct DrillReport {
     pub seconds: f64,
     /// For a point in time: what was replayed.
     pub pitr: Option<PitrSummary>,
+    /// The options of the backup's `backup-my.cnf` its server did not take (it takes only what
+    /// InnoDB needs to open and decrypt the files).
+    pub options_left_out: Vec<String>,
 }
 
 impl DrillReport {
@@ -120,6 +130,7 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     if !spec.scratch.is_dir() {
         return Err(Error::usage(format!("--scratch {}: not a directory", spec.scratch.display())));
     }
+    let user = server_user(spec, env)?;
     let image = resolve(spec, env)?;
     let unlocks = crate::keys::unlocks(&spec.keys, env)?;
     report.image = image.shown();
@@ -158,8 +169,9 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
             crate::text::human(report.needed_bytes)
         );
     }
-    let private = Private::create(&spec.scratch)?;
-    let data = private.0.join("data");
+    let private = coffer_fs::private::PrivateDir::create(&spec.scratch, PRIVATE)
+        .map_err(|e| Error::other(e).context("cannot make the drill's private directory"))?;
+    let data = private.path().join("data");
     let restoring = Instant::now();
     let restore = RestoreSpec {
         image: Some(image.clone()),
@@ -172,12 +184,14 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     match (&spec.until, &plan) {
         (Some(until), _) => {
             report.kind = "point-in-time".into();
+            // The replay server, as the drill's, reaches its datadir through this directory.
+            crate::server::give(private.path(), user.as_ref())?;
             let backups = spec.image.clone();
             let pitr = PitrSpec {
                 binlogs: spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&backups)),
                 backups,
                 until: until.clone(),
-                restore: RestoreSpec { image: None, ..restore },
+                restore: RestoreSpec { image: None, owner: spec.owner.clone(), ..restore },
                 options: spec.options.clone(),
                 print_replay: false,
                 applier: Default::default(),
@@ -207,8 +221,20 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         crate::bail!("{} holds no server datadir (no ibdata1, no mysql/): there is no server to start", report.image);
     }
     check_pages(&data, report, env)?;
-    check_tables(&data, &private.0, &spec.options, report, env)?;
+    check_tables(&data, private.path(), user.as_ref(), &spec.options, report, env)?;
     Ok(())
+}
+
+/// The user the drill's server runs as, once it is known to reach the scratch and temporary
+/// directories; and what killed drills left there removed: their servers first (their pid
+/// files are in the temporary directory), then their datadirs.
+fn server_user(spec: &DrillSpec, env: &Env) -> Result<Option<ServerUser>> {
+    let user = crate::server::server_user(spec.owner.as_deref(), "the drill's server")?;
+    crate::server::check_reachable(&spec.scratch, user.as_ref(), "the drill's server")?;
+    crate::server::check_reachable(&std::env::temp_dir(), user.as_ref(), "the drill's server")?;
+    crate::server::sweep(&std::env::temp_dir(), PRIVATE, "drill", env);
+    crate::server::sweep(&spec.scratch, PRIVATE, "drill", env);
+    Ok(user)
 }
 
 /// The image a drill restores: the newest backup under a prefix, or the one named.
@@ -255,26 +281,9 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     Ok(blocks.saturating_mul(size))
 }
 
-/// The drill's private directory in the scratch directory, removed when dropped.
-struct Private(PathBuf);
-
-impl Private {
-    fn create(scratch: &Path) -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = scratch.join(format!("coffer-drill-{}", &crate::chain::new_id()?[..12]));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Private(path))
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The name of the drill's private directories: `coffer-drill-RANDOM`, in the scratch
+/// directory (the datadir) and in the temporary directory (its server's socket and logs).
+const PRIVATE: &str = "coffer-drill";
 
 /// Every InnoDB page of the restored datadir.
 fn check_pages(data: &Path, report: &mut DrillReport, env: &Env) -> Result<()> {
@@ -304,31 +313,36 @@ fn check_pages(data: &Path, report: &mut DrillReport, env: &Env) -> Result<()> {
 fn check_tables(
     data: &Path,
     private: &Path,
+    user: Option<&ServerUser>,
     options: &[PrepareOption],
     report: &mut DrillReport,
     env: &Env,
 ) -> Result<()> {
     let started = Instant::now();
     let binary = program(&["mariadbd", "mysqld"], "mariadb-server")?;
-    let text = coffer_mysql::engine::prepare_options(data, options).map_err(Error::other)?;
-    let text = if text.contains("[mysqld]") { text } else { format!("[mysqld]\n{text}") };
-    let user = crate::server::user_for(data);
-    // The server's user reaches the datadir through the private directory.
-    let (uid, gid) = crate::server::owner_of(data);
-    let run = tempdir("coffer-drill")?;
-    if user.is_some() {
-        for dir in [private, run.0.as_path()] {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                .with_context(|| format!("cannot give {} to the server's user", dir.display()))?;
-        }
+    let taken = coffer_mysql::engine::server_options(data, options).map_err(Error::other)?;
+    if !taken.left_out.is_empty() {
+        env.report.warn(&format!(
+            "the drill's server takes only what InnoDB needs of the backup's backup-my.cnf; left out: {}",
+            taken.left_out.join(", ")
+        ));
+        report.options_left_out = taken.left_out;
     }
-    let options_file = crate::server::write_options(&run.0, "drill", &text)?;
-    let mut args = crate::server::private_args(&options_file, data, &run.0, "drill", user.as_deref());
-    // Nothing in the restored copy runs by itself.
-    args.push("--event-scheduler=DISABLED".into());
-    let mut server = Server::start(&binary, &args, &run.0, "drill", "the drill's server")?;
+    crate::server::check_confined(data)?;
+    let run = crate::server::rundir(PRIVATE)?;
+    // The server's user owns the datadir (restored and prepared as coffer's) and reaches it
+    // through the private directory.
+    crate::server::give_tree(data, user)?;
+    for dir in [private, run.path()] {
+        crate::server::give(dir, user)?;
+    }
+    let options_file = crate::server::write_options(run.path(), "drill", &taken.text)?;
+    crate::server::give(&options_file, user)?;
+    crate::server::check_reachable(data, user, "the drill's server")?;
+    let args = crate::server::private_args(&options_file, data, run.path(), "drill");
+    let mut server = Server::start(&binary, &args, run.path(), "drill", "the drill's server", user)?;
     let mut control = server.connect(Duration::from_secs(600))?;
-    env.report.say(&format!("the drill's server started on {}", data.display()));
+    env.report.say(&format!("the drill's server (pid {}) started on {}", server.id(), data.display()));
     let checked = check_every_table(&server, &mut control, report, env);
     let stopped = server.shutdown(control);
     report.check_seconds = started.elapsed().as_secs_f64();

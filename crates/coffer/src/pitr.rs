@@ -12,7 +12,7 @@ use crate::chain::Known;
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
 use crate::restore::{Beside, RestoreSpec};
-use crate::server::{last_line, owner_of, program, tempdir, Server};
+use crate::server::{last_line, program, Server, ServerUser};
 use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_mysql::client::Client;
@@ -467,7 +467,15 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     let t = Instant::now();
     let (staging, _) = crate::restore::stage_chain(&chain, &unlocks, &spec.restore, &spec.options, env)?;
     summary.restore_seconds = t.elapsed().as_secs_f64();
-    let mut replay = Replay::new(&staging.path, &logs.path, &files, &start, &stop, &summary.gtid_state, &spec.options)?;
+    let mut replay = Replay::new(
+        &staging.path,
+        &logs.path,
+        &files,
+        (&start, &stop),
+        &summary.gtid_state,
+        &spec.options,
+        spec.restore.owner.as_deref(),
+    )?;
     replay.applier = spec.applier;
     replay.server_id = (1..).map(|n: u32| u32::MAX - n).find(|id| !ids.contains(id)).unwrap_or(2);
     if spec.print_replay {
@@ -571,8 +579,9 @@ fn start_of(k: &Known) -> (String, u32) {
     (b.file.clone(), u32::try_from(b.position).unwrap_or(u32::MAX))
 }
 
-/// How the replay runs: a private server on the restored datadir, the binary log through
-/// `mariadb-binlog` into one client session.
+/// How the replay runs: a private server on the restored datadir (as `crate::server` keeps
+/// them: an unprivileged user, only what InnoDB needs of the image's options, dead with coffer),
+/// the binary log given to its SQL thread or through `mariadb-binlog` into one client session.
 #[derive(Debug, Clone)]
 struct Replay {
     datadir: PathBuf,
@@ -581,11 +590,14 @@ struct Replay {
     start: (String, u32),
     stop: (String, u32),
     gtid_state: String,
+    /// The server's option file, and what it left out of the backup's.
     options: String,
+    left_out: Vec<String>,
     server: PathBuf,
     binlog_tool: PathBuf,
     client: PathBuf,
-    user: Option<String>,
+    /// The server's user (`None`: coffer's own, not root).
+    user: Option<ServerUser>,
     /// How the log is applied, and (by the SQL thread) the server id the replay server takes:
     /// one no event of the log carries, or it would skip them as its own.
     applier: Applier,
@@ -603,26 +615,31 @@ fn shell_word(p: &Path) -> String {
 }
 
 impl Replay {
+    /// The replay of `files` (in `logs`) from `range.0` to `range.1` into `datadir`, by a server
+    /// that runs as `owner` (`restore --owner`; as root, default mysql), to which the datadir
+    /// and `logs` (the printed commands' socket and logs) are given.
     fn new(
         datadir: &Path,
         logs: &Path,
         files: &[String],
-        start: &(String, u32),
-        stop: &(String, u32),
+        range: (&(String, u32), &(String, u32)),
         gtid_state: &str,
         options: &[PrepareOption],
+        owner: Option<&str>,
     ) -> Result<Self> {
-        let options = coffer_mysql::engine::prepare_options(datadir, options).map_err(Error::other)?;
-        // The server runs as the owner of the files restored (it refuses to run as root unasked).
-        let user = crate::server::user_for(datadir);
+        let taken = coffer_mysql::engine::server_options(datadir, options).map_err(Error::other)?;
+        let user = crate::server::server_user(owner, "the replay server")?;
+        crate::server::give_tree(datadir, user.as_ref())?;
+        crate::server::give(logs, user.as_ref())?;
         Ok(Replay {
             datadir: datadir.to_owned(),
             logs: logs.to_owned(),
             files: files.to_vec(),
-            start: start.clone(),
-            stop: stop.clone(),
+            start: range.0.clone(),
+            stop: range.1.clone(),
             gtid_state: gtid_state.to_owned(),
-            options,
+            options: taken.text,
+            left_out: taken.left_out,
             server: program(&["mariadbd", "mysqld"], "mariadb-server")?,
             binlog_tool: program(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?,
             client: program(&["mariadb", "mysql"], "mariadb-client")?,
@@ -650,7 +667,7 @@ impl Replay {
     }
 
     fn server_args(&self, options_file: &Path, run: &Path) -> Vec<String> {
-        let mut args = crate::server::private_args(options_file, &self.datadir, run, "replay", self.user.as_deref());
+        let mut args = crate::server::private_args(options_file, &self.datadir, run, "replay");
         // A crash during replay throws the directory away: no need to flush each commit.
         args.extend(["--innodb-flush-log-at-trx-commit=0".into(), "--innodb-doublewrite=0".into()]);
         if self.applier == Applier::SqlThread {
@@ -670,14 +687,17 @@ impl Replay {
             format!("--socket={}", run.join("replay.sock").display()),
             "--user=root".into(),
             "--binary-mode".into(),
+            "--local-infile=0".into(),
             "--init-command=FLUSH PRIVILEGES".into(),
         ]
     }
 
-    /// The commands a DBA runs to replay by hand.
+    /// The commands a DBA runs to replay by hand (as root, the server becomes its user itself).
     fn commands(&self) -> String {
         let words = |v: Vec<String>| v.iter().map(|a| shell_word(Path::new(a))).collect::<Vec<_>>().join(" ");
         let run = &self.logs;
+        let mut server_args = self.server_args(&run.join("replay.cnf"), run);
+        server_args.extend(self.user.as_ref().map(|u| format!("--user={}", u.name)));
         let sock = run.join("replay.sock");
         format!(
             "# 1. a private server on the restored datadir (no network, no replication, no binary log)\n\
@@ -689,7 +709,7 @@ impl Replay {
              # 4. a clean shutdown\n\
              {} --no-defaults --socket={} --user=root -e SHUTDOWN\n",
             shell_word(&self.server),
-            words(self.server_args(&run.join("replay.cnf"), run)),
+            words(server_args),
             self.start.0,
             self.start.1,
             self.stop.0,
@@ -708,23 +728,32 @@ impl Replay {
 
     /// Starts the server, replays, sets the GTID position, shuts the server down cleanly.
     fn run(&self, env: &Env) -> Result<()> {
-        // The socket's path must be short (108 bytes): a private directory under /tmp.
-        let run = tempdir("coffer-replay")?;
-        if self.user.is_some() {
-            // The server runs as the files' owner: its socket and logs go here.
-            let (uid, gid) = owner_of(&self.datadir);
-            std::os::unix::fs::chown(&run.0, Some(uid), Some(gid))
-                .with_context(|| format!("cannot give {} to the server's user", run.0.display()))?;
+        crate::server::sweep(&std::env::temp_dir(), RUN, "point-in-time replay", env);
+        if !self.left_out.is_empty() {
+            env.report.warn(&format!(
+                "the replay server takes only what InnoDB needs of the backup's backup-my.cnf; left out: {}",
+                self.left_out.join(", ")
+            ));
         }
-        let options = crate::server::write_options(&run.0, "replay", &self.options)?;
+        crate::server::check_confined(&self.datadir)?;
+        let user = self.user.as_ref();
+        // The socket's path must be short (108 bytes): a private directory under /tmp, the
+        // server's own.
+        let dir = crate::server::rundir(RUN)?;
+        let run = dir.path();
+        crate::server::give(run, user)?;
+        let options = crate::server::write_options(run, "replay", &self.options)?;
+        crate::server::give(&options, user)?;
+        crate::server::check_reachable(&self.datadir, user, "the replay server")?;
+        crate::server::check_reachable(run, user, "the replay server")?;
         let mut server =
-            Server::start(&self.server, &self.server_args(&options, &run.0), &run.0, "replay", "the replay server")?;
+            Server::start(&self.server, &self.server_args(&options, run), run, "replay", "the replay server", user)?;
         let mut control = server.connect(Duration::from_secs(600))?;
         env.report.say(&format!("replay server started on {}", self.datadir.display()));
         let replayed = match self.applier {
             _ if self.start == self.stop => Ok(()),
-            Applier::Client => self.feed(&run.0, env),
-            Applier::SqlThread => self.apply(&mut control, &run.0, env),
+            Applier::Client => self.feed(run, env),
+            Applier::SqlThread => self.apply(&mut control, run, env),
         };
         let result = replayed.and_then(|()| {
             if !self.gtid_state.is_empty() && coffer_mysql::meta::is_mariadb_gtid_list(&self.gtid_state) {
@@ -748,7 +777,7 @@ impl Replay {
         // Replication's own files, removed after replay unless the backup had them.
         let made: Vec<&str> =
             ["master.info", "relay-log.info"].into_iter().filter(|f| !self.datadir.join(f).exists()).collect();
-        let (uid, gid) = owner_of(&self.datadir);
+        let give = |path: &Path| crate::server::give(path, self.user.as_ref());
         let mut index = String::new();
         let mut relays = Vec::new();
         for (i, f) in files.iter().enumerate() {
@@ -757,13 +786,13 @@ impl Replay {
             if std::fs::hard_link(self.logs.join(f), &path).is_err() {
                 std::fs::copy(self.logs.join(f), &path).with_context(|| format!("cannot write {}", path.display()))?;
             }
-            let _ = std::os::unix::fs::chown(&path, Some(uid), Some(gid));
+            give(&path)?;
             index.push_str(&format!("./{name}\n"));
             relays.push(name);
         }
         let index_path = self.datadir.join(format!("{RELAY}.index"));
         std::fs::write(&index_path, index).with_context(|| format!("cannot write {}", index_path.display()))?;
-        let _ = std::os::unix::fs::chown(&index_path, Some(uid), Some(gid));
+        give(&index_path)?;
         // Grants load first, so that GRANT and CREATE USER in the log apply. The names are
         // binary log file names (checked): no quote reaches the SQL.
         sql(control, "FLUSH PRIVILEGES")?;
@@ -857,6 +886,10 @@ fn applier_error(log: &Path) -> String {
         tail.split(|b| *b == b'\n').rev().find(|l| l.windows(9).any(|w| w == b"Slave SQL")).map(crate::text::escape);
     said.unwrap_or_else(|| last_line(log))
 }
+
+/// The name of the replay server's private directories in the temporary directory:
+/// `coffer-replay-RANDOM`.
+const RUN: &str = "coffer-replay";
 
 /// The relay logs' base name in the restored datadir while its SQL thread replays.
 const RELAY: &str = "coffer-relay";

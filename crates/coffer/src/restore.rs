@@ -327,6 +327,7 @@ pub fn prepare(
         ),
     };
     let show = |line: &str| env.report.engine_line(engine.name(), line);
+    sweep_engine_scratch(env);
     let started = Instant::now();
     coffer_mysql::engine::prepare(engine, dir, options, &show)
         .context("prepare failed; the restored files are left as they are")?;
@@ -336,6 +337,14 @@ pub fn prepare(
         move_back(engine, dir, datadir, force, env)?;
     }
     Ok(prepared)
+}
+
+/// Removes the engine's scratch directories (in the temporary directory) that a killed coffer
+/// left: the option file of a prepare holds the key file's password, if the backup's has one.
+fn sweep_engine_scratch(env: &Env) {
+    for dir in coffer_mysql::engine::sweep_scratch(None) {
+        env.report.warn(&format!("removed {}, which an interrupted run of the engine left", dir.display()));
+    }
 }
 
 /// Moves a prepared backup in `dir` into a datadir (empty, unless `force`).
@@ -477,6 +486,7 @@ fn stage_chain_timed(
     }
     let engine = EngineKind::of_backup(&chain[0].info);
     check_chain_target(to)?;
+    sweep_engine_scratch(env);
     let staging = Beside::create(to, "chain")?;
     let mut restores = Vec::new();
     let mut prepare_seconds = Vec::new();

@@ -9,7 +9,8 @@ pub struct DrillArgs {
     pub image: String,
 
     /// A directory to restore into, on a filesystem with room for the backup's files (checked
-    /// first): a private directory is made in it and removed at the end.
+    /// first): a private directory is made in it and removed at the end (or by the next drill,
+    /// if this one is killed). The server's user must be able to reach it (mode 0711 will do).
     #[arg(long, value_name = "DIR")]
     pub scratch: PathBuf,
 
@@ -41,6 +42,12 @@ pub struct DrillArgs {
     /// server with 4K pages. Repeatable.
     #[arg(long = "prepare-option", value_name = "NAME=VALUE")]
     pub prepare_options: Vec<coffer_mysql::engine::PrepareOption>,
+
+    /// Run the drill's server as this unprivileged user (USER[:GROUP]), who then owns the
+    /// restored files, when coffer runs as root [default: mysql]. Never root: the server takes
+    /// its orders from the image.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
 
     /// The verdict and what was checked, as one JSON object on stdout.
     #[arg(long)]

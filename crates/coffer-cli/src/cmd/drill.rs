@@ -30,6 +30,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         until,
         binlogs: args.binlogs.clone(),
         options: args.prepare_options.clone(),
+        owner: args.owner.clone(),
     };
     let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "drill");
     let env = crate::report::env(quiet || args.json, threads);

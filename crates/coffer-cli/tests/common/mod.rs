@@ -50,7 +50,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
+        // Searchable by others, not listable: the private servers coffer starts run as the
+        // mysql user, and reach their directories in here.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let other = "ff".repeat(32);
         let f = Self { dir };
         f.write_secret("k.key", &format!("{KEY_HEX}\n"));
