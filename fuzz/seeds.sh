@@ -122,3 +122,24 @@ seeds = {
 for name, data in seeds.items():
     open(f"corpus/sealed_frames/{name}", "wb").write(data)
 PY
+# mysql_protocol: answers to a query (4 bytes say how they are read, see the target): a real
+# result once, its row repeated forever (by count, by the few-rows cap), 4096 NULLs a row
+# forever, a column count of 2^40, and the rows a result is built from.
+mkdir -p corpus/mysql_protocol
+python3 - <<'PY'
+import struct
+def pkt(seq, p): return struct.pack("<I", len(p))[:3] + bytes([seq & 255]) + p
+col = b"\x03def\0\0\0\x01c\0\x0c\x2d\0\0\0\0\0\xfd\0\0\0\0\0"
+head = pkt(1, b"\x02") + pkt(2, col) + pkt(3, col) + pkt(4, b"\xfe\0\0\x02\0")
+row = pkt(5, b"\x0dbinlog.000001\x041234")
+seeds = {
+    "result": b"\x00\x10\x40\x00" + head + row + pkt(6, b"\xfe\0\0\x02\0"),
+    "row_flood": b"\x01\x20\xff\xa0" + head + row * 3,
+    "row_flood_few": b"\x1d\x20\xff\xa0" + head + row * 3,
+    "null_flood": b"\x03\xff\xff\x00" + struct.pack("<H", 4096) + b"\xfb" * 4096,
+    "column_bomb": b"\x00\xff\xff\x00" + pkt(1, b"\xfe\0\0\0\0\0\x01\0\0") + pkt(2, col) * 4,
+    "built": b"\x02\x40\x40\x00" + struct.pack("<H", 3) + b"\x05hello\xfb\x02hi" * 4,
+}
+for name, data in seeds.items():
+    open(f"corpus/mysql_protocol/{name}", "wb").write(data)
+PY

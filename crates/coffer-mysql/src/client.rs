@@ -7,8 +7,10 @@
 //! and copies every event and pulls in an async runtime. What is needed here is a few hundred
 //! lines (handshake, `mysql_native_password`, packets, text results, the dump).
 //!
-//! Every byte from the server is untrusted: packets are bounded by [`MAX_PACKET`], lengths are
-//! checked before use, and nothing here panics on any input.
+//! Every byte from the server is untrusted (without TLS, anyone on the path may write them):
+//! an event is bounded by [`MAX_PACKET`], a result by a [`ResultCap`] counted as it arrives,
+//! memory grows with the bytes received (never with what a length claims), lengths are checked
+//! before use, and nothing here panics on any input.
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,9 +18,34 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The largest packet (an event, a row) read: MySQL's and MariaDB's own limit
-/// (`max_allowed_packet` is at most 1 GiB).
+/// The largest packet (an event) read: MySQL's and MariaDB's own ceiling. Not the server's
+/// `max_allowed_packet`: a row event holds a row's images before and after, each up to it, and
+/// the server's dump thread lifts its own limit to this ceiling to send such events (as a
+/// replica's `slave_max_allowed_packet`, 1 GiB by default, reads them).
 pub const MAX_PACKET: usize = 1 << 30;
+
+/// The most columns a result has: the servers' own limit (a table's, a select list's).
+pub const MAX_COLUMNS: u64 = 4096;
+
+/// One row of a text result: each column a string or NULL.
+pub type Row = Vec<Option<String>>;
+
+/// The most one result may hold; a result beyond it is refused as it arrives. Its bytes count
+/// what the rows take in memory (each row and each cell its own size, NULL or not, beyond its
+/// text), and every packet of the result before them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultCap {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl ResultCap {
+    /// Enough for coffer's largest results (a drill lists every table of a server: a million
+    /// tables, or 128 MiB of names), far below what hurts the host.
+    pub const DEFAULT: ResultCap = ResultCap { rows: 1_000_000, bytes: 128 << 20 };
+    /// For a query that returns a row or a few (a variable, a position).
+    pub const FEW: ResultCap = ResultCap { rows: 100, bytes: 1 << 20 };
+}
 
 /// Capability flags (the protocol's `CLIENT_*`).
 mod cap {
@@ -49,6 +76,12 @@ pub enum ClientError {
     /// An authentication method coffer does not speak.
     #[error("the server asks for authentication by {0:?}, which coffer's client does not speak (use mysql_native_password for the archiving user)")]
     AuthMethod(String),
+    /// More than this client takes from one answer (`limit`: "100 rows", "128 MiB").
+    #[error("the server sent more than {limit} for {what}; refusing")]
+    TooLarge { limit: String, what: String },
+    /// An earlier error left the connection in the middle of an answer.
+    #[error("the connection cannot be used after an earlier error ({0})")]
+    Broken(String),
 }
 
 type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -164,6 +197,142 @@ fn server_error(p: &[u8]) -> ClientError {
     let message: String =
         String::from_utf8_lossy(message).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     ClientError::Server { code, state, message }
+}
+
+/// The most a packet of the handshake and authentication takes (a greeting is about 100 bytes).
+const HANDSHAKE_PACKET: usize = 64 << 10;
+
+/// What each row and each cell of a result costs beyond its text: a NULL too, so that a packet
+/// of NULL markers (one byte each) is counted as what it becomes.
+const ROW_COST: usize = std::mem::size_of::<Row>();
+const CELL_COST: usize = std::mem::size_of::<Option<String>>();
+
+/// `n` bytes in words ("128 MiB", "64 KiB").
+fn size_text(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// A query as an error names it: its start, on one line.
+fn query_kind(sql: &str) -> String {
+    let words = sql.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty());
+    let text = words.collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(48) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
+}
+
+/// Reads one packet from `r` (joining the 16 MiB pieces of a larger one), of at most `limit`
+/// bytes (`over`: the error beyond it); `seq` becomes the number our next packet takes. Memory
+/// grows with the bytes that arrive, at most 1 MiB ahead of them, never with what a piece's
+/// header claims.
+fn read_packet_from(r: &mut impl Read, seq: &mut u8, limit: usize, over: impl Fn() -> ClientError) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 4];
+        r.read_exact(&mut head)?;
+        let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+        *seq = head[3].wrapping_add(1);
+        if out.len().saturating_add(len) > limit {
+            return Err(over());
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(1 << 20);
+            let start = out.len();
+            out.resize(start + n, 0);
+            r.read_exact(&mut out[start..])?;
+            left -= n;
+        }
+        if len < 0xff_ffff {
+            return Ok(out);
+        }
+    }
+}
+
+/// What a result has taken so far of its cap.
+struct Taken<'a> {
+    cap: ResultCap,
+    what: &'a str,
+    bytes: usize,
+}
+
+impl Taken<'_> {
+    fn over(&self, limit: String) -> ClientError {
+        ClientError::TooLarge { limit, what: self.what.to_owned() }
+    }
+
+    fn over_bytes(&self) -> ClientError {
+        self.over(size_text(self.cap.bytes))
+    }
+
+    fn charge(&mut self, n: usize) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.cap.bytes {
+            return Err(self.over_bytes());
+        }
+        Ok(())
+    }
+
+    /// The next packet, of at most what is left of the cap (not yet counted).
+    fn packet(&self, r: &mut impl Read, seq: &mut u8) -> Result<Vec<u8>> {
+        read_packet_from(r, seq, self.cap.bytes.saturating_sub(self.bytes), || self.over_bytes())
+    }
+
+    /// A row of `columns` cells, each counted before its text is copied.
+    fn row(&mut self, p: &[u8], columns: usize) -> Result<Row> {
+        self.charge(ROW_COST)?;
+        let mut c = Cursor { b: p };
+        let mut row = Vec::with_capacity(columns);
+        for _ in 0..columns {
+            let cell = c.lenenc_bytes()?;
+            self.charge(CELL_COST + cell.map_or(0, <[u8]>::len))?;
+            let text = cell.map(|v| String::from_utf8_lossy(v).into_owned());
+            // Bytes that are not UTF-8 grow into replacement characters.
+            self.charge(text.as_ref().map_or(0, String::len).saturating_sub(cell.map_or(0, <[u8]>::len)))?;
+            row.push(text);
+        }
+        if !c.b.is_empty() {
+            return Err(bad("a row longer than its columns"));
+        }
+        Ok(row)
+    }
+}
+
+/// Reads the answer to a query (text protocol) from `r`, as [`Client::query`] does: the rows
+/// of a result, none for a statement without one; refused once it holds more than `cap`
+/// (`what` names the query in the error). Public for the fuzzer.
+pub fn read_result(r: &mut impl Read, seq: &mut u8, what: &str, cap: ResultCap) -> Result<Vec<Row>> {
+    let mut t = Taken { cap, what, bytes: 0 };
+    let first = t.packet(r, seq)?;
+    t.charge(4 + first.len())?;
+    let columns = match first.first() {
+        Some(0x00) => return Ok(Vec::new()),
+        Some(0xff) => return Err(server_error(&first)),
+        _ => Cursor { b: &first }.lenenc()?.ok_or_else(|| bad("a NULL column count"))?,
+    };
+    if columns > MAX_COLUMNS {
+        return Err(t.over(format!("{MAX_COLUMNS} columns")));
+    }
+    // The column definitions and the EOF after them: counted, not kept.
+    for _ in 0..=columns {
+        let p = t.packet(r, seq)?;
+        t.charge(4 + p.len())?;
+    }
+    let mut rows = Vec::new();
+    loop {
+        let p = t.packet(r, seq)?;
+        match p.first() {
+            Some(0xfe) if p.len() < 9 => return Ok(rows),
+            Some(0xff) => return Err(server_error(&p)),
+            _ if rows.len() >= cap.rows => return Err(t.over(format!("{} rows", cap.rows))),
+            _ => rows.push(t.row(&p, columns as usize)?),
+        }
+    }
 }
 
 /// `mysql_native_password`'s answer to the server's 20-byte `scramble`:
@@ -282,6 +451,8 @@ pub struct Client {
     stream: BufReader<Stream>,
     seq: u8,
     handshake: Handshake,
+    /// Why the connection was left in the middle of an answer, if it was.
+    broken: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -340,7 +511,7 @@ impl Client {
         };
         let unknown =
             Handshake { server_version: String::new(), capabilities: 0, scramble: vec![], auth_plugin: String::new() };
-        let mut client = Client { stream: BufReader::new(stream), seq: 0, handshake: unknown };
+        let mut client = Client { stream: BufReader::new(stream), seq: 0, handshake: unknown, broken: None };
         let p = client.read_packet()?;
         client.handshake = Handshake::parse(&p)?;
         if client.handshake.capabilities & cap::PROTOCOL_41 == 0 {
@@ -423,23 +594,28 @@ impl Client {
         }
     }
 
-    /// Reads one packet (joining the 16 MiB pieces of a larger one).
+    /// Reads one packet of the handshake or authentication.
     fn read_packet(&mut self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let mut head = [0u8; 4];
-            self.stream.read_exact(&mut head)?;
-            let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
-            self.seq = head[3].wrapping_add(1);
-            if out.len() + len > MAX_PACKET {
-                return Err(bad(format!("a packet of more than {MAX_PACKET} bytes")));
+        let over =
+            || ClientError::TooLarge { limit: size_text(HANDSHAKE_PACKET), what: "a packet of the handshake".into() };
+        read_packet_from(&mut self.stream, &mut self.seq, HANDSHAKE_PACKET, over)
+    }
+
+    /// `r`, noting an error that leaves the connection in the middle of an answer (any but
+    /// the server's own, which ends its answer): nothing read after it could be told apart.
+    fn noted<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if !matches!(e, ClientError::Server { .. }) {
+                self.broken.get_or_insert_with(|| e.to_string());
             }
-            let start = out.len();
-            out.resize(start + len, 0);
-            self.stream.read_exact(&mut out[start..])?;
-            if len < 0xff_ffff {
-                return Ok(out);
-            }
+        }
+        r
+    }
+
+    fn usable(&self) -> Result<()> {
+        match &self.broken {
+            Some(why) => Err(ClientError::Broken(why.clone())),
+            None => Ok(()),
         }
     }
 
@@ -471,37 +647,21 @@ impl Client {
         self.write_packet(&p)
     }
 
-    /// Runs `sql`; its rows (text protocol), each column a string or NULL. Statements without
-    /// a result give no rows.
-    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        self.command(COM_QUERY, sql.as_bytes())?;
-        let first = self.read_packet()?;
-        let columns = match first.first() {
-            Some(0x00) => return Ok(Vec::new()),
-            Some(0xff) => return Err(server_error(&first)),
-            _ => Cursor { b: &first }.lenenc()?.ok_or_else(|| bad("a NULL column count"))?,
-        };
-        for _ in 0..columns {
-            self.read_packet()?;
-        }
-        // The EOF after the column definitions.
-        self.read_packet()?;
-        let mut rows = Vec::new();
-        loop {
-            let p = self.read_packet()?;
-            match p.first() {
-                Some(0xfe) if p.len() < 9 => return Ok(rows),
-                Some(0xff) => return Err(server_error(&p)),
-                _ => {
-                    let mut c = Cursor { b: &p };
-                    let mut row = Vec::new();
-                    for _ in 0..columns {
-                        row.push(c.lenenc_bytes()?.map(|v| String::from_utf8_lossy(v).into_owned()));
-                    }
-                    rows.push(row);
-                }
-            }
-        }
+    /// Runs `sql`; its rows (text protocol), each column a string or NULL, at most
+    /// [`ResultCap::DEFAULT`]. Statements without a result give no rows.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Row>> {
+        self.query_capped(sql, ResultCap::DEFAULT)
+    }
+
+    /// [`Client::query`] with a cap of its own (a query that returns a row or a few:
+    /// [`ResultCap::FEW`]). A result beyond it is refused, and so is any later use of this
+    /// connection (the rest of that result is still on its way).
+    pub fn query_capped(&mut self, sql: &str, cap: ResultCap) -> Result<Vec<Row>> {
+        self.usable()?;
+        let r = self
+            .command(COM_QUERY, sql.as_bytes())
+            .and_then(|()| read_result(&mut self.stream, &mut self.seq, &query_kind(sql), cap));
+        self.noted(r)
     }
 
     /// Asks for the binary log from `file` at `position`, as replica `server_id`; read the
@@ -512,22 +672,31 @@ impl Client {
         if !crate::meta::is_binlog_file_name(file) {
             return Err(bad(format!("{file:?} is not a binary log file name")));
         }
-        self.query("SET @master_binlog_checksum = @@global.binlog_checksum")?;
-        self.query("SET @mariadb_slave_capability = 4")?;
-        self.query(&format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos()))?;
+        self.query_capped("SET @master_binlog_checksum = @@global.binlog_checksum", ResultCap::FEW)?;
+        self.query_capped("SET @mariadb_slave_capability = 4", ResultCap::FEW)?;
+        self.query_capped(&format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos()), ResultCap::FEW)?;
         let mut body = Vec::new();
         body.extend_from_slice(&position.to_le_bytes());
         body.extend_from_slice(&flags.to_le_bytes());
         body.extend_from_slice(&server_id.to_le_bytes());
         body.extend_from_slice(file.as_bytes());
-        self.command(COM_BINLOG_DUMP, &body)
+        let r = self.command(COM_BINLOG_DUMP, &body);
+        self.noted(r)
     }
 
     /// The next event of a dump, its bytes as the server's file holds them (header, body,
     /// checksum); `None` when the server ends the stream (a non-blocking dump at the end of
     /// its log, or a server shutting down).
     pub fn next_event(&mut self) -> Result<Option<(EventHeader, Vec<u8>)>> {
-        let mut p = self.read_packet()?;
+        self.usable()?;
+        let r = self.read_event();
+        self.noted(r)
+    }
+
+    fn read_event(&mut self) -> Result<Option<(EventHeader, Vec<u8>)>> {
+        // The OK byte before the event, and the event of at most MAX_PACKET.
+        let over = || ClientError::TooLarge { limit: size_text(MAX_PACKET), what: "a binary log event".into() };
+        let mut p = read_packet_from(&mut self.stream, &mut self.seq, MAX_PACKET + 1, over)?;
         match p.first() {
             Some(0x00) => {
                 p.remove(0);
@@ -599,6 +768,104 @@ mod tests {
         e[9..13].copy_from_slice(&20u32.to_le_bytes());
         assert!(EventHeader::parse(&e).is_err(), "a size that is not the packet's");
         assert!(EventHeader::parse(&e[..10]).is_err());
+    }
+
+    /// `payloads` as packets, numbered from `seq`.
+    fn framed(seq: u8, payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes()[..3]);
+            out.push(seq.wrapping_add(i as u8));
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// A result's packets up to its rows: the column count, `columns` definitions, the EOF.
+    fn result_head(columns: usize) -> Vec<Vec<u8>> {
+        let mut head = vec![vec![0xfc, columns as u8, (columns >> 8) as u8]];
+        head.extend((0..columns).map(|_| b"\x03def\0\0\0\x01c\0\x0c\x2d\0\0\0\0\0\xfd\0\0\0\0\0".to_vec()));
+        head.push(vec![0xfe, 0, 0, 2, 0]);
+        head
+    }
+
+    fn read(bytes: &[u8], cap: ResultCap) -> Result<Vec<Row>> {
+        read_result(&mut &bytes[..], &mut 0, "SELECT x", cap)
+    }
+
+    #[test]
+    fn results_are_read_within_their_caps() {
+        let mut packets = result_head(2);
+        packets.push(b"\x03abc\xfb".to_vec());
+        packets.push(b"\x01x\x02\xff\xfe".to_vec());
+        packets.push(vec![0xfe, 0, 0, 2, 0]);
+        let rows = read(&framed(1, &packets), ResultCap::FEW).unwrap();
+        assert_eq!(rows, [vec![Some("abc".into()), None], vec![Some("x".into()), Some("\u{fffd}\u{fffd}".into())]]);
+        assert_eq!(read(&framed(1, &[vec![0, 0, 0, 2, 0]]), ResultCap::FEW).unwrap(), Vec::<Row>::new());
+        let err = read(&framed(1, &[b"\xff\x7a\x04#42000no".to_vec()]), ResultCap::FEW).unwrap_err();
+        assert!(matches!(err, ClientError::Server { code: 1146, .. }), "{err}");
+
+        // One row too many, by count and by size.
+        let mut packets = result_head(1);
+        packets.extend((0..101).map(|_| b"\x01r".to_vec()));
+        let err = read(&framed(1, &packets), ResultCap::FEW).unwrap_err();
+        assert_eq!(err.to_string(), "the server sent more than 100 rows for SELECT x; refusing");
+        let cap = ResultCap { rows: 1000, bytes: 4096 };
+        let err = read(&framed(1, &packets), cap).unwrap_err();
+        assert_eq!(err.to_string(), "the server sent more than 4 KiB for SELECT x; refusing");
+
+        // A row with bytes after its last column.
+        let mut packets = result_head(1);
+        packets.push(b"\x01rjunk".to_vec());
+        assert!(matches!(read(&framed(1, &packets), ResultCap::FEW), Err(ClientError::Protocol(_))));
+    }
+
+    #[test]
+    fn nulls_and_columns_cannot_inflate_a_result() {
+        // 4096 NULLs a row: 4 KiB on the wire, 96 KiB as cells; refused by what they become.
+        let mut packets = result_head(4096);
+        packets.extend((0..40).map(|_| vec![0xfb; 4096]));
+        let wire = framed(1, &packets);
+        let cap = ResultCap { rows: 1000, bytes: 1 << 20 };
+        let err = read(&wire, cap).unwrap_err();
+        assert_eq!(err.to_string(), "the server sent more than 1 MiB for SELECT x; refusing");
+        assert!(wire.len() < cap.bytes, "refused within fewer bytes than the cap");
+
+        // More columns than a server ever sends: refused before any definition is read.
+        for count in [&b"\xfc\x01\x10"[..], b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff"] {
+            let err = read(&framed(1, &[count.to_vec()]), ResultCap::DEFAULT).unwrap_err();
+            assert_eq!(err.to_string(), "the server sent more than 4096 columns for SELECT x; refusing");
+        }
+        assert!(matches!(read(&framed(1, &[vec![0xfb]]), ResultCap::FEW), Err(ClientError::Protocol(_))));
+    }
+
+    #[test]
+    fn packets_are_joined_and_bounded_before_they_are_read() {
+        // A packet of a 16 MiB - 1 piece and the piece that ends it.
+        let mut wire = framed(3, &[vec![7; 0xff_ffff], vec![8; 10]]);
+        let p = read_packet_from(&mut &wire[..], &mut 0, MAX_PACKET, || bad("over")).unwrap();
+        assert_eq!((p.len(), p[0], p[p.len() - 1]), (0xff_ffff + 10, 7, 8));
+        // Beyond the limit: refused at the header that claims it, nothing after it read.
+        let mut seq = 0;
+        let mut r = &wire[..];
+        let err = read_packet_from(&mut r, &mut seq, 0xff_ffff + 9, || bad("over")).unwrap_err();
+        assert_eq!(err.to_string(), "protocol error: over");
+        assert_eq!((wire.len() - r.len(), seq), (4 + 0xff_ffff + 4, 5));
+        // A piece cut short is an end of stream, not a packet.
+        wire.truncate(100);
+        let err = read_packet_from(&mut &wire[..], &mut 0, MAX_PACKET, || bad("over")).unwrap_err();
+        assert!(matches!(&err, ClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_query_on_one_line() {
+        assert_eq!(query_kind("SHOW  BINARY\nLOGS"), "SHOW BINARY LOGS");
+        let long = query_kind("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE 1");
+        assert_eq!(long, "SELECT TABLE_SCHEMA, TABLE_NAME FROM information...");
+        assert_eq!(
+            (size_text(128 << 20), size_text(64 << 10), size_text(1000)),
+            ("128 MiB".into(), "64 KiB".into(), "1000 bytes".into())
+        );
     }
 
     proptest::proptest! {

@@ -13,7 +13,9 @@ use crate::keys::{KeySources, SealOptions};
 use crate::location::Location;
 use crate::source::{ServerOptions, SourceSpec};
 use crate::Env;
-use coffer_mysql::client::{event, Client, ClientError, EventHeader, Target, DUMP_NON_BLOCK, DUMP_SEND_ANNOTATE_ROWS};
+use coffer_mysql::client::{
+    event, Client, ClientError, EventHeader, ResultCap, Target, DUMP_NON_BLOCK, DUMP_SEND_ANNOTATE_ROWS,
+};
 use coffer_mysql::events::{
     gtid_text, parse_gtids, Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT,
 };
@@ -444,7 +446,11 @@ struct Source {
 
 /// The server's name and id (global variables: no privilege needed).
 fn source_of(c: &mut Client) -> Source {
-    let row = c.query("SELECT @@hostname, @@server_id").ok().and_then(|r| r.into_iter().next()).unwrap_or_default();
+    let row = c
+        .query_capped("SELECT @@hostname, @@server_id", ResultCap::FEW)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or_default();
     let hostname = row.first().cloned().flatten().filter(|h| h.len() <= 255).map(|h| crate::text::escape(h.as_bytes()));
     let server_id = row.get(1).cloned().flatten().and_then(|v| v.parse().ok());
     Source { version: c.server_version().to_owned(), hostname, server_id }
@@ -456,7 +462,7 @@ fn gtid_position_at(c: &mut Client, file: &str, pos: u32) -> Option<Gtids> {
     if !is_binlog_file_name(file) {
         return None;
     }
-    let rows = c.query(&format!("SELECT BINLOG_GTID_POS('{file}', {pos})")).ok()?;
+    let rows = c.query_capped(&format!("SELECT BINLOG_GTID_POS('{file}', {pos})"), ResultCap::FEW).ok()?;
     let text = rows.into_iter().next()?.into_iter().next()??;
     parse_gtids(&text)
 }
