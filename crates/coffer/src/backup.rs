@@ -151,7 +151,7 @@ pub fn backup(spec: &BackupSpec, env: &Env) -> Result<BackupSummary> {
     // Under a prefix, a lease says what the backup builds on, so that a prune keeps it.
     let lease = match &spec.output {
         Location::Object(url) if spec.chain.mode != crate::chain::Mode::Full => {
-            crate::lease::Lease::try_take(crate::lease::prefix_of(url), "backup", env)
+            crate::lease::Lease::try_take(crate::lease::prefix_of(url), "backup", &[], None, env)
         }
         _ => None,
     };

@@ -85,11 +85,17 @@ pub fn prefix_of(url: &str) -> &str {
 /// The leases under `prefix` (ending in '/') that are in force, by object name. A lease that
 /// does not parse is said and left out.
 pub fn active(prefix: &str, env: &Env) -> Result<Vec<(String, Body)>> {
+    active_of(prefix, "", env)
+}
+
+/// [`active`], of the leases whose names start with `start` (a job's leases are named after it:
+/// a lease named otherwise is not that job's own).
+fn active_of(prefix: &str, start: &str, env: &Env) -> Result<Vec<(String, Body)>> {
     let dir = Object::open(prefix, &env.store)?.sub_prefix(LEASES);
     let listed = dir.list().with_context(|| format!("cannot list the leases under {prefix}"))?;
     let now = now();
     let mut out = Vec::new();
-    for l in listed.into_iter().filter(|l| l.name.ends_with(".json")) {
+    for l in listed.into_iter().filter(|l| l.name.ends_with(".json") && l.name.starts_with(start)) {
         let bytes = match l.object.get_at_most(MAX_LEASE_BYTES) {
             Ok(b) => b,
             // Released (deleted) between the listing and the read.
@@ -132,6 +138,17 @@ impl std::fmt::Debug for Lease {
 impl Lease {
     /// Puts a new lease for `job` under `prefix` (ending in '/').
     pub fn take(prefix: &str, job: &str, env: &Env) -> Result<Lease> {
+        Lease::take_naming(prefix, job, &[], None, env)
+    }
+
+    /// [`Lease::take`], naming `names` (and the binary log from `binlog_from`) from the start.
+    pub fn take_naming(
+        prefix: &str,
+        job: &str,
+        names: &[String],
+        binlog_from: Option<&str>,
+        env: &Env,
+    ) -> Result<Lease> {
         let dir = Object::open(prefix, &env.store)?.sub_prefix(LEASES);
         let name = format!("{job}-{}.json", &crate::chain::new_id()?[..16]);
         let object = dir.child(&name);
@@ -142,8 +159,8 @@ impl Lease {
             pid: std::process::id(),
             started,
             expires: started + LIFE,
-            protects: Vec::new(),
-            binlog_from: None,
+            protects: names.to_vec(),
+            binlog_from: binlog_from.map(str::to_owned),
         };
         object
             .put_new(serde_json::to_vec(&body)?)
@@ -161,10 +178,10 @@ impl Lease {
         Ok(lease)
     }
 
-    /// [`Lease::take`] for a job that goes on without one (a reader without write access to
-    /// the bucket): a warning instead of an error, and `None`.
-    pub fn try_take(prefix: &str, job: &str, env: &Env) -> Option<Lease> {
-        match Lease::take(prefix, job, env) {
+    /// [`Lease::take_naming`] for a job that goes on without one (a reader without write access
+    /// to the bucket): a warning instead of an error, and `None`.
+    pub fn try_take(prefix: &str, job: &str, names: &[String], binlog_from: Option<&str>, env: &Env) -> Option<Lease> {
+        match Lease::take_naming(prefix, job, names, binlog_from, env) {
             Ok(l) => Some(l),
             Err(e) => {
                 env.report
@@ -229,7 +246,7 @@ impl Lease {
         let give_up = now() + LIFE + SKEW;
         let mut waited = false;
         loop {
-            let prunes: Vec<Body> = active(prefix, env)?
+            let prunes: Vec<Body> = active_of(prefix, "prune-", env)?
                 .into_iter()
                 .filter(|(name, b)| b.job == "prune" && *name != self.name)
                 .map(|(_, b)| b)
@@ -282,24 +299,15 @@ pub fn for_reading(images: &[&Location], binlog_from: Option<&str>, job: &str, e
         .filter(|n| !n.contains('/') && !n.is_empty())
         .map(str::to_owned)
         .collect();
-    let objects = urls.iter().map(|u| Ok(Object::open(u, &env.store)?)).collect::<Result<Vec<Object>>>()?;
-    let missing = || -> Result<Option<&Object>> {
-        for o in &objects {
-            if !o.exists().with_context(|| format!("cannot reach {}", o.url()))? {
-                return Ok(Some(o));
-            }
-        }
-        Ok(None)
-    };
-    if let Some(o) = missing()? {
-        return Err(coffer_store::StoreError::NotFound(o.url().to_owned()).into());
-    }
-    let Some(lease) = Lease::try_take(prefix, job, env) else { return Ok(None) };
-    lease.protect(&names, binlog_from)?;
-    // A prune that read the leases before this one named them may still delete them.
+    let Some(lease) = Lease::try_take(prefix, job, &names, binlog_from, env) else { return Ok(None) };
+    // A prune that read the leases before this one was put may still delete what it names:
+    // once such a prune has ended, what is gone is said now, rather than half-way through.
     if lease.wait_for_prunes(prefix, env)? {
-        if let Some(o) = missing()? {
-            crate::bail!("{} was deleted by a prune before the {job} could start: run it again", o.url());
+        for u in &urls {
+            let object = Object::open(u, &env.store)?;
+            if !object.exists().with_context(|| format!("cannot reach {u}"))? {
+                crate::bail!("{u} was deleted by a prune before the {job} could start: run it again");
+            }
         }
     }
     Ok(Some(lease))
