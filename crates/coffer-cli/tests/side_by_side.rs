@@ -130,6 +130,11 @@ fn junk_named_in_the_future_takes_no_place_of_a_real_backup() {
         assert!(err.contains("2099-01-03T00-00-00Z.coffer"), "{err}");
     }
     assert_eq!(images(&fx.path("repo")).len(), 6, "nothing was deleted");
+    // Monitoring sees what holds pruning back.
+    let prom = fx.s("prune.prom");
+    expect(0, &["prune", &p, "--keep-last", "3", "--key-file", &fx.key(), "--metrics-file", &prom, "-q"]);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("coffer_prune_backups_unreadable{command=\"prune\"} 3"), "{text}");
 }
 
 /// Backups started in the same second under one prefix are all kept, under names of their own

@@ -129,6 +129,12 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
         (planned.len() - doomed.len()) as f64,
     );
     metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", 0.0);
+    let unreadable = planned.iter().filter(|(_, why, _)| why.iter().any(|w| w == "cannot be read")).count();
+    metrics.set(
+        "coffer_prune_backups_unreadable",
+        "Objects under the prefix that could not be read (kept, with everything older).",
+        unreadable as f64,
+    );
     let refused = plan.refusal.as_ref().filter(|_| !args.allow_deleting_newest);
     if args.json {
         let names: Vec<&str> = segments.iter().map(|s| s.listed.name.as_str()).collect();
