@@ -571,9 +571,33 @@ fn kill_drill_when_server(fx: &Fixture, image: &str, scratch: &Path, extra: &[&s
         assert!(std::time::Instant::now() < deadline, "no server with {arg}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
+    confined(server.0);
     child.kill().unwrap();
     child.wait().unwrap();
     server
+}
+
+/// Asserts that the running server `pid` is confined (issue 26, hostile binary logs): mount
+/// and network namespaces of its own, in which every mount but its own directories is
+/// read-only.
+#[track_caller]
+fn confined(pid: i32) {
+    let ns = |p: &str, kind: &str| std::fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+    assert_ne!(ns(&pid.to_string(), "mnt"), ns("self", "mnt"), "a mount namespace of its own");
+    assert_ne!(ns(&pid.to_string(), "net"), ns("self", "net"), "a network namespace of its own");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    // Fields: id parent major:minor root mount-point options ...
+    let (mut rw, mut ro) = (Vec::new(), 0);
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f[5].split(',').any(|o| o == "rw") {
+            rw.push(f[4].to_owned());
+        } else {
+            ro += 1;
+        }
+    }
+    assert!(ro > 0 && rw.len() <= 4, "only its directories are writable: {rw:?}");
+    assert!(!rw.iter().any(|m| m == "/" || m == "/tmp" || m == "/var"), "{rw:?}");
 }
 
 /// Asserts that the server `pid` is gone within 10 s of its coffer's death.
@@ -733,4 +757,50 @@ fn a_killed_point_in_time_drill_takes_its_replay_server_with_it() {
     }
     assert!(text.contains("(point-in-time): PASSED"), "{text}");
     nothing_left(&fx, &scratch, "the point-in-time drill after a killed one");
+}
+
+/// Where the private server cannot be confined (here: root without CAP_SYS_ADMIN, as in a
+/// container), a drill refuses, in one line, unless the backups' signer is demanded: then it
+/// runs unconfined on data whose origin was checked, with a warning.
+#[test]
+fn without_namespaces_only_signed_backups_are_drilled() {
+    if !common::mariadb::available() || !nix::unistd::geteuid().is_root() || common::mariadb::which("setpriv").is_none()
+    {
+        eprintln!("skipped: needs MariaDB, root and setpriv");
+        return;
+    }
+    let fx = Fixture::new();
+    for d in ["drill", "tmp"] {
+        std::fs::create_dir_all(fx.path(d)).unwrap();
+    }
+    let mut server = Server::start(&fx.path("db"), &[]);
+    server.sql(
+        "CREATE DATABASE test; CREATE TABLE test.t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO test.t VALUES (1);",
+    );
+    server.stop();
+    let (_, signer, _) = run(&["key", "generate", "--signing", "-o", &fx.s("b.sig"), "-q"]);
+    let signer = String::from_utf8(signer).unwrap().trim().to_owned();
+    let image = fx.s("signed.coffer");
+    let datadir = server.datadir.to_str().unwrap().to_owned();
+    expect(0, &["backup", &datadir, "-o", &image, "--key-file", &fx.key(), "--signing-key", &fx.s("b.sig")]);
+    let drill_without_sys_admin = |extra: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--bounding-set=-sys_admin", "--"])
+            .arg(env!("CARGO_BIN_EXE_coffer"))
+            .args(["drill", &image, "--scratch", fx.path("drill").to_str().unwrap(), "--key-file", &fx.key()])
+            .args(extra)
+            .env("TMPDIR", fx.path("tmp"))
+            .env_remove("COFFER_KEY_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = drill_without_sys_admin(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot be confined") && err.contains("--require-signer"), "{err}");
+    let (code, err) = drill_without_sys_admin(&["--require-signer", &signer]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("runs unconfined, on backups and logs whose signer was checked"), "{err}");
+    assert!(err.contains("PASSED"), "{err}");
 }

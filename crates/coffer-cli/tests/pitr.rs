@@ -634,3 +634,50 @@ fn client_replay_is_refused_up_front_when_a_temporary_table_spans_a_domain_chang
     assert_eq!(restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker").trim(), "10,20,900,901");
     assert_eq!(restored.sql("SELECT @@gtid_slave_pos").trim(), gtid);
 }
+
+/// Issue 26, "hostile binary log segments": what a log makes the replay server do stays in its
+/// directories. A `CREATE TABLE ... DATA DIRECTORY` outside the datadir (a statement any
+/// source server logs, and that a forged segment can hold as well) makes no file outside:
+/// the replay server follows no such link (`--skip-symbolic-links`) and, as root, sees every
+/// other file system read-only (a mount namespace of its own). (1439a9e's replay server, as
+/// root, created the table's files there.)
+#[test]
+fn the_replay_server_writes_nothing_outside_its_directories() {
+    if !live::tools() || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = small_source(&fx, port, &[]);
+    std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    let binlogs = format!("{prefix}binlog/");
+    live::coffer_ok(&live::backup_args(&fx, port, &prefix));
+    // A directory the replay server's user could write to (mysql's, as another server's
+    // datadir would be).
+    let outside = fx.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mysql = nix::unistd::User::from_name("mysql").unwrap().expect("the mysql user");
+    nix::unistd::chown(&outside, Some(mysql.uid), Some(mysql.gid)).unwrap();
+    server.sql(&format!(
+        "CREATE TABLE sbtest.elsewhere (id INT PRIMARY KEY) ENGINE=InnoDB DATA DIRECTORY='{}'; \
+         INSERT INTO sbtest.elsewhere VALUES (1);",
+        outside.display()
+    ));
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut end = status.split('\t');
+    let until = format!("{}:{}", end.next().unwrap(), end.next().unwrap());
+    // The source's own files go; only the replay could make them again.
+    server.sql("DROP TABLE sbtest.elsewhere; INSERT INTO sbtest.marker VALUES (1, 0);");
+    assert!(!outside.join("sbtest/elsewhere.ibd").exists());
+    archive_once(&fx, &server, &binlogs, &[]);
+
+    let to = fx.path("r/data");
+    let key = fx.key();
+    let (code, _, err) =
+        run(&["restore", &prefix, "--to", to.to_str().unwrap(), "--key-file", &key, "--until-position", &until]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!outside.join("sbtest/elsewhere.ibd").exists(), "the replay wrote outside its directories");
+    let restored = Server::open(&fx.path("r"), &[]);
+    assert_eq!(restored.sql("SELECT id FROM sbtest.elsewhere").trim(), "1", "the table, inside the datadir");
+}

@@ -14,6 +14,7 @@
 //! Linux-first: `SEEK_DATA`/`SEEK_HOLE`, `syncfs` and `sync_file_range` are used where they exist.
 
 pub(crate) mod at;
+pub mod confine;
 pub mod ioprio;
 pub mod owner;
 pub mod private;

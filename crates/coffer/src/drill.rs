@@ -221,7 +221,10 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         crate::bail!("{} holds no server datadir (no ibdata1, no mysql/): there is no server to start", report.image);
     }
     check_pages(&data, report, env)?;
-    check_tables(&data, private.path(), user.as_ref(), &spec.options, report, env)?;
+    // What the server runs comes from the backups: confined, unless their signer was checked
+    // where confinement is not possible.
+    let signed = unlocks.iter().any(|u| matches!(u, coffer_crypto::Unlock::Signer(_)));
+    check_tables(&data, private.path(), user.as_ref(), signed, &spec.options, report, env)?;
     Ok(())
 }
 
@@ -314,6 +317,7 @@ fn check_tables(
     data: &Path,
     private: &Path,
     user: Option<&ServerUser>,
+    signed: bool,
     options: &[PrepareOption],
     report: &mut DrillReport,
     env: &Env,
@@ -340,7 +344,8 @@ fn check_tables(
     crate::server::give(&options_file, user)?;
     crate::server::check_reachable(data, user, "the drill's server")?;
     let args = crate::server::private_args(&options_file, data, run.path(), "drill");
-    let mut server = Server::start(&binary, &args, run.path(), "drill", "the drill's server", user)?;
+    let confined = crate::server::confinement(&[data, run.path()], signed, "the drill's server", env)?;
+    let mut server = Server::start(&binary, &args, run.path(), "drill", "the drill's server", user, confined)?;
     let mut control = server.connect(Duration::from_secs(600))?;
     env.report.say(&format!("the drill's server (pid {}) started on {}", server.id(), data.display()));
     let checked = check_every_table(&server, &mut control, report, env);

@@ -477,6 +477,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
         spec.restore.owner.as_deref(),
     )?;
     replay.applier = spec.applier;
+    replay.signed = unlocks.iter().any(|u| matches!(u, Unlock::Signer(_)));
     replay.server_id = (1..).map(|n: u32| u32::MAX - n).find(|id| !ids.contains(id)).unwrap_or(2);
     if spec.print_replay {
         let dir = beside_name(to, "binlog");
@@ -602,6 +603,9 @@ struct Replay {
     /// one no event of the log carries, or it would skip them as its own.
     applier: Applier,
     server_id: u32,
+    /// Were the backups and the log read with their signer checked? (Then the server may run
+    /// unconfined where it cannot be confined.)
+    signed: bool,
 }
 
 /// A path as one shell word.
@@ -646,6 +650,7 @@ impl Replay {
             user,
             applier: Applier::default(),
             server_id: 2,
+            signed: false,
         })
     }
 
@@ -746,8 +751,17 @@ impl Replay {
         crate::server::give(&options, user)?;
         crate::server::check_reachable(&self.datadir, user, "the replay server")?;
         crate::server::check_reachable(run, user, "the replay server")?;
-        let mut server =
-            Server::start(&self.server, &self.server_args(&options, run), run, "replay", "the replay server", user)?;
+        // Whatever SQL the log holds writes nowhere but here.
+        let confined = crate::server::confinement(&[&self.datadir, run], self.signed, "the replay server", env)?;
+        let mut server = Server::start(
+            &self.server,
+            &self.server_args(&options, run),
+            run,
+            "replay",
+            "the replay server",
+            user,
+            confined,
+        )?;
         let mut control = server.connect(Duration::from_secs(600))?;
         env.report.say(&format!("replay server started on {}", self.datadir.display()));
         let replayed = match self.applier {

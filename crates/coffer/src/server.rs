@@ -272,6 +272,41 @@ fn is_server_of(pid: i32, pid_file: &Path) -> bool {
     cmdline.split(|b| *b == 0).any(|arg| arg == want.as_bytes())
 }
 
+/// How a private server named `what` is confined to `writable` (its datadir and its run
+/// directory: coffer_fs::confine): as root, always. Where namespaces cannot be made (a
+/// container without CAP_SYS_ADMIN, a kernel before 5.12) it runs unconfined only on data
+/// whose signer was checked (`signed`), with a warning; otherwise it is refused. Without root
+/// it runs as coffer's own user, confined by that user's rights.
+pub(crate) fn confinement(
+    writable: &[&Path],
+    signed: bool,
+    what: &str,
+    env: &Env,
+) -> Result<Option<coffer_fs::confine::Confinement>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let confined = coffer_fs::confine::Confinement::new(writable)?;
+    // A trial run of `true` under the same confinement says whether the kernel allows it.
+    let mut probe = Command::new(if Path::new("/bin/true").exists() { "/bin/true" } else { "/usr/bin/true" });
+    confined.clone().apply(&mut probe);
+    let why = match probe.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => return Ok(Some(confined)),
+        Ok(s) => format!("a trial exited {s}"),
+        Err(e) => e.to_string(),
+    };
+    if signed {
+        env.report.warn(&format!(
+            "{what} cannot be confined to its directories ({why}): it runs unconfined, on backups and logs whose signer was checked"
+        ));
+        return Ok(None);
+    }
+    crate::bail!(
+        "{what} cannot be confined to its directories ({why}: a container without CAP_SYS_ADMIN, or a kernel before 5.12); \
+         it would run SQL from the backups with the rights of its user: demand their signer (--require-signer) to run it unconfined"
+    )
+}
+
 /// A private server, killed if dropped running. It stays on the thread that started it (not
 /// `Send`): it dies when that thread ends (see `coffer_mysql::engine::die_with_coffer`).
 pub(crate) struct Server {
@@ -292,8 +327,13 @@ impl Server {
         name: &str,
         what: &'static str,
         user: Option<&ServerUser>,
+        confined: Option<coffer_fs::confine::Confinement>,
     ) -> Result<Self> {
         let mut cmd = Command::new(binary);
+        // Confined first (as root), then as its user (a change of credentials comes last).
+        if let Some(c) = confined {
+            c.apply(&mut cmd);
+        }
         coffer_mysql::engine::die_with_coffer(&mut cmd, user.map(|u| (u.uid, u.gid)));
         let child = cmd
             .args(args)
