@@ -28,6 +28,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(w) = coffer_mysql::events::walk("binlog.000001", 4, data) {
         assert!(w.events as usize <= data.len() / 19 && w.transactions <= w.events);
     }
+    // Each event's statement, as the refusal of a one-session replay reads it.
+    if let Ok(events) = coffer_mysql::events::events("binlog.000001", 4, data) {
+        for e in &events {
+            if let Some(q) = coffer_mysql::events::query_text(e) {
+                assert!(q.len() <= e.bytes.len());
+            }
+            let _ = coffer_mysql::events::creates_temporary_table(e);
+        }
+    }
     if let Ok(name) = std::str::from_utf8(data) {
         let _ = coffer_mysql::meta::is_binlog_file_name(name);
     }
