@@ -148,6 +148,7 @@ pub fn read_secret(path: &Path, what: &str, allow_insecure: bool) -> Result<Zero
 /// Refuses the secret file `path` (`md`: of the descriptor opened) if others could read or
 /// change it (see [`read_secret`]).
 fn check_secret_file(path: &Path, md: &std::fs::Metadata, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     const SWAP: &str = "another user could put a secret of theirs in its place";
     const OVERRIDE: &str = "or pass --allow-insecure-key-file";
     let shown = path.display();
@@ -161,8 +162,20 @@ fn check_secret_file(path: &Path, md: &std::fs::Metadata, what: &str) -> Result<
             mode & 0o7777
         );
     }
-    let dirs = std::fs::canonicalize(path).map_err(|e| e.to_string());
-    if let Err(why) = dirs.and_then(|real| coffer_fs::trust::check_dirs(&real).map_err(|u| u.to_string())) {
+    // A file no name leads to (a memfd, as profiles pass inline secrets) cannot be replaced.
+    if md.nlink() == 0 {
+        return Ok(());
+    }
+    // The directories above the file read: its name must still lead to it.
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string()).and_then(|real| {
+        let same = std::fs::metadata(&real).is_ok_and(|m| (m.dev(), m.ino()) == (md.dev(), md.ino()));
+        if same {
+            Ok(real)
+        } else {
+            Err(format!("{} is no longer the file read", real.display()))
+        }
+    });
+    if let Err(why) = real.and_then(|real| coffer_fs::trust::check_dirs(&real).map_err(|u| u.to_string())) {
         bail!("{what} {shown}: {why}, so {SWAP}: move it, {OVERRIDE}");
     }
     Ok(())
