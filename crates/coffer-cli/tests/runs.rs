@@ -336,5 +336,31 @@ fn live_backups_and_restores_run_only_what_root_chose() {
     assert!(err.contains("--owner no-such-user"), "{err}");
     assert!(!fx.path("t").exists(), "the target's directory was created");
     assert_eq!(snapshot(&fx.path("prod")), before, "the backups' place was written to");
+
+    // The replay's server, binlog reader and client take nothing of another user's
+    // environment: not their client plugins, not the modes of the files the server creates.
+    let loaded = fx.path("library-loaded");
+    let built = library(&fx, "plugins", "theirs", &loaded);
+    let to = fx.s("r/data");
+    let pitr = ["restore", &prefix, "--until-gtid", &gtid, "--to", &to, "--key-file", &key, "--replay-with", "client"];
+    let (code, err) = output(
+        coffer()
+            .args(pitr)
+            .env("LIBMYSQL_PLUGINS", "theirs")
+            .env("MARIADB_PLUGIN_DIR", fx.path("plugins"))
+            .env("UMASK", "0666")
+            .env("UMASK_DIR", "0777"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!built || !loaded.exists(), "the replay loaded a library named by the environment");
+    let open: Vec<String> = snapshot(&fx.path("r/data"))
+        .into_iter()
+        .filter(|e| e.3 & 0o002 != 0)
+        .map(|e| String::from_utf8_lossy(&e.0).into_owned())
+        .collect();
+    assert!(open.is_empty(), "files others can write: {open:?}");
+    let restored = Server::open(&fx.path("r"), &[]);
+    assert_eq!(restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.t").trim(), "1,2");
+    drop(restored);
     drop(server);
 }
