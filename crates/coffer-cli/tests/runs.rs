@@ -152,6 +152,16 @@ fn a_backup_sweeps_what_a_killed_backup_left_in_its_scratch_directory() {
     assert!(!dead.exists(), "a dead backup's scratch directory is left");
     assert!(live.join("client.cnf").exists(), "a running backup's scratch directory was touched");
     assert!(!err.contains(&live.display().to_string()), "{err}");
+    // A place another user can write to (not sticky): they could swap the scratch directory
+    // for theirs, with an option file the engine would read. Refused before the client runs.
+    chmod(&scratch, 0o777);
+    let (code, err) = output(&mut backup_nowhere(&fx, scratch.to_str().unwrap()));
+    assert_eq!(code, 1, "{err}");
+    let refused = format!("refusing to make the engine's scratch directory in {}", scratch.display());
+    assert!(err.contains(&refused) && err.trim().lines().count() == 1, "{err}");
+    chmod(&scratch, 0o1777);
+    let (code, err) = output(&mut backup_nowhere(&fx, scratch.to_str().unwrap()));
+    assert!(code == 1 && err.contains("cannot connect to the server"), "sticky is fine: {err}");
 }
 
 #[test]

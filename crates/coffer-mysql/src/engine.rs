@@ -23,6 +23,12 @@ pub enum EngineError {
         why = .1
     )]
     Untrusted(PathBuf, coffer_fs::trust::Untrusted),
+    #[error(
+        "refusing to make the engine's scratch directory in {place}: {why}, and another user could put theirs in its place (choose another --scratch-dir or TMPDIR)",
+        place = .0.display(),
+        why = .1
+    )]
+    UntrustedScratch(PathBuf, coffer_fs::trust::Untrusted),
     #[error("cannot connect to the server: {0}")]
     Connect(String),
     #[error("{engine} failed ({status}): {last}")]
@@ -297,9 +303,18 @@ pub struct Scratch {
 const SCRATCH_PREFIX: &str = "coffer-engine";
 
 impl Scratch {
+    /// Makes the directory in `parent` (default: the temporary directory), which another user
+    /// must not be able to change: they could put a directory of theirs in its place, and the
+    /// engine would read their option file (`--scratch-dir` and `TMPDIR` come from the user,
+    /// maybe another one under `sudo -E`). A sticky one (`/tmp`) is fine.
     pub fn create(parent: Option<&Path>) -> Result<Self, EngineError> {
         let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let dir = coffer_fs::private::PrivateDir::create(&parent, SCRATCH_PREFIX).map_err(|e| EngineError::Io {
+        let untrusted = |u| EngineError::UntrustedScratch(parent.clone(), u);
+        let real = std::fs::canonicalize(&parent).map_err(io(format!("inspect {}", parent.display())))?;
+        let md = std::fs::metadata(&real).map_err(io(format!("inspect {}", real.display())))?;
+        coffer_fs::trust::check(&real, &md, true).map_err(untrusted)?;
+        coffer_fs::trust::check_dirs(&real).map_err(untrusted)?;
+        let dir = coffer_fs::private::PrivateDir::create(&real, SCRATCH_PREFIX).map_err(|e| EngineError::Io {
             op: format!("create a scratch directory in {}", parent.display()),
             source: std::io::Error::other(e),
         })?;
