@@ -8,6 +8,7 @@
 //! - [`tmp`]: output files under temporary names, and removing those a killed run left.
 //! - [`private`]: private working directories, locked while in use, and removing those a
 //!   killed run left.
+//! - [`trust`]: whether another user could change a file coffer trusts (a program, a key).
 //! - [`restore`]: recreating entries under a target directory without ever leaving it, and
 //!   making the result durable with one `syncfs` instead of an `fsync` per file.
 //!
@@ -24,6 +25,7 @@ pub mod restore;
 pub mod sink;
 pub mod source;
 pub mod tmp;
+pub mod trust;
 pub mod walk;
 
 use std::path::PathBuf;

@@ -16,6 +16,19 @@ use std::thread::JoinHandle;
 pub enum EngineError {
     #[error("{0} not found on PATH: install it (Debian: apt install {1})")]
     Missing(String, &'static str),
+    /// A program found where another user could change it.
+    #[error(
+        "refusing to run {program}: {why}, and coffer runs no program another user could change (fix that, or put a trusted directory first on PATH)",
+        program = .0.display(),
+        why = .1
+    )]
+    Untrusted(PathBuf, coffer_fs::trust::Untrusted),
+    #[error(
+        "refusing to make the engine's scratch directory in {place}: {why}, and another user could put theirs in its place (choose another --scratch-dir or TMPDIR)",
+        place = .0.display(),
+        why = .1
+    )]
+    UntrustedScratch(PathBuf, coffer_fs::trust::Untrusted),
     #[error("cannot connect to the server: {0}")]
     Connect(String),
     #[error("{engine} failed ({status}): {last}")]
@@ -64,30 +77,88 @@ impl EngineKind {
         }
     }
 
-    /// The binary: the first of its names found on PATH.
+    /// The binary: the first of its names found on PATH (see [`find_program`]).
     pub fn binary(self) -> Result<PathBuf, EngineError> {
         let (names, package): (&[&str], _) = match self {
             Self::Mariabackup => (&["mariadb-backup", "mariabackup"], "mariadb-backup"),
             Self::Xtrabackup => (&["xtrabackup"], "percona-xtrabackup-80"),
         };
-        names.iter().find_map(|n| which(n)).ok_or_else(|| EngineError::Missing(self.name().into(), package))
+        find_program(names, &[])?.ok_or_else(|| EngineError::Missing(self.name().into(), package))
     }
 }
 
-/// A program on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+/// An executable file named `name` in `dir`.
+fn executable_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(p)
+}
+
+/// The first of `names` found on PATH (each name, then in the directories `also`), as its
+/// real path (no symbolic link left to swap between this check and its start), or nothing.
+/// It is refused if another user could change it: PATH may be another user's (`su -m`, `sudo
+/// -E`), and coffer, often root, would run their program. The file and every directory above
+/// it must belong to root or coffer's user and be writable by no one else
+/// (`coffer_fs::trust`).
+pub fn find_program(names: &[&str], also: &[&str]) -> Result<Option<PathBuf>, EngineError> {
+    find_in(&std::env::var_os("PATH").unwrap_or_default(), names, also)
+}
+
+/// [`find_program`] with `path` for PATH.
+fn find_in(path: &std::ffi::OsStr, names: &[&str], also: &[&str]) -> Result<Option<PathBuf>, EngineError> {
+    let found = names.iter().find_map(|n| {
+        std::env::split_paths(path)
+            .filter(|d| d.is_absolute())
+            .chain(also.iter().map(PathBuf::from))
+            .find_map(|d| executable_in(&d, n))
+    });
+    let Some(found) = found else { return Ok(None) };
+    let untrusted = |u| EngineError::Untrusted(found.clone(), u);
+    coffer_fs::trust::check_dirs(&found).map_err(untrusted)?;
+    let real = std::fs::canonicalize(&found).map_err(io(format!("resolve {}", found.display())))?;
+    let md = std::fs::metadata(&real).map_err(io(format!("inspect {}", real.display())))?;
+    coffer_fs::trust::check(&real, &md, false).map_err(untrusted)?;
+    coffer_fs::trust::check_dirs(&real).map_err(untrusted)?;
+    Ok(Some(real))
+}
+
+/// Directories for the programs coffer starts to look in, if they look (none of the MySQL
+/// programs does).
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What of coffer's environment a program it starts keeps: the time zone, the locale, the
+/// temporary directory (coffer's own scratch space is there too).
+const KEPT_ENV: [&str; 4] = ["TZ", "LANG", "LANGUAGE", "TMPDIR"];
+
+/// Gives `cmd` (a MySQL or MariaDB program) an environment of coffer's making: the variables
+/// of [`KEPT_ENV`] and `LC_*`, [`SYSTEM_PATH`], and `HOME`, `USER` and `LOGNAME` of the user
+/// coffer runs as, from the user database, never from its environment (as ssh finds `~/.ssh`).
+/// Their environment decides a lot: `~/.my.cnf` (`$HOME`: under `sudo -E` another user's file,
+/// whose `plugin-dir` and `default-auth` would have root load their library, and whose
+/// `[mariadb-backup]` group changes the backup), `$MYSQL_HOME/my.cnf`, client plugins loaded
+/// at start (`LIBMYSQL_PLUGINS` from `MARIADB_PLUGIN_DIR`), the server to reach
+/// (`MYSQL_UNIX_PORT`, `MYSQL_HOST`), a password (`MYSQL_PWD`), the modes of the files a server
+/// creates (`UMASK`).
+pub fn program_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let kept = name.to_str().is_some_and(|n| KEPT_ENV.contains(&n) || n.starts_with("LC_"));
+        if kept {
+            cmd.env(name, value);
+        }
+    }
+    cmd.env("PATH", SYSTEM_PATH);
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
+        cmd.env("HOME", &user.dir).env("USER", &user.name).env("LOGNAME", &user.name);
+    }
 }
 
 /// How to reach the server. The password is never put on a command line: it goes into an
 /// option file in the scratch directory (mode 0600), read by the client and the engine. The
 /// socket, host, port and user go on their command lines, after the option files: what the
 /// user named wins over any option file (`~/.my.cnf` is read after `--defaults-extra-file`
-/// and would otherwise send the backup to another server, or as another user).
+/// and would otherwise send the backup to another server, or as another user). Which
+/// `~/.my.cnf`: that of the user coffer runs as, never `$HOME`'s (see [`program_env`]).
 #[derive(Debug, Clone, Default)]
 pub struct Connection {
     pub socket: Option<PathBuf>,
@@ -95,7 +166,8 @@ pub struct Connection {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<String>,
-    /// An option file given by the user (`--defaults-file`), passed first to both programs.
+    /// An option file given by the user (`--defaults-file`): the only one both programs read,
+    /// with coffer's own.
     pub defaults_file: Option<PathBuf>,
     /// TLS to the server.
     pub tls: Option<ServerTls>,
@@ -190,7 +262,9 @@ fn client_dialect(path: &Path) -> Dialect {
     if path.file_name().is_some_and(|n| n == "mariadb") {
         return Dialect::MariaDb;
     }
-    let version = Command::new(path).arg("--version").stdin(Stdio::null()).output();
+    let mut cmd = Command::new(path);
+    program_env(&mut cmd);
+    let version = cmd.arg("--version").stdin(Stdio::null()).output();
     match version {
         Ok(o) if String::from_utf8_lossy(&o.stdout).contains("MariaDB") => Dialect::MariaDb,
         _ => Dialect::MySql,
@@ -229,9 +303,18 @@ pub struct Scratch {
 const SCRATCH_PREFIX: &str = "coffer-engine";
 
 impl Scratch {
+    /// Makes the directory in `parent` (default: the temporary directory), which another user
+    /// must not be able to change: they could put a directory of theirs in its place, and the
+    /// engine would read their option file (`--scratch-dir` and `TMPDIR` come from the user,
+    /// maybe another one under `sudo -E`). A sticky one (`/tmp`) is fine.
     pub fn create(parent: Option<&Path>) -> Result<Self, EngineError> {
         let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let dir = coffer_fs::private::PrivateDir::create(&parent, SCRATCH_PREFIX).map_err(|e| EngineError::Io {
+        let untrusted = |u| EngineError::UntrustedScratch(parent.clone(), u);
+        let real = std::fs::canonicalize(&parent).map_err(io(format!("inspect {}", parent.display())))?;
+        let md = std::fs::metadata(&real).map_err(io(format!("inspect {}", real.display())))?;
+        coffer_fs::trust::check(&real, &md, true).map_err(untrusted)?;
+        coffer_fs::trust::check_dirs(&real).map_err(untrusted)?;
+        let dir = coffer_fs::private::PrivateDir::create(&real, SCRATCH_PREFIX).map_err(|e| EngineError::Io {
             op: format!("create a scratch directory in {}", parent.display()),
             source: std::io::Error::other(e),
         })?;
@@ -253,8 +336,17 @@ pub fn sweep_scratch(parent: Option<&Path>) -> Vec<PathBuf> {
 impl Connection {
     /// Writes the `[client]` option file (mode 0600) into `scratch` and returns the options
     /// that must lead the command lines of the client and the engine.
+    ///
+    /// Without `--defaults-file`, the programs read the host's option files and coffer's as
+    /// `--defaults-extra-file`. With it, they read one file alone (and ignore
+    /// `--defaults-extra-file`, which would lose the password): coffer's, which includes the
+    /// user's first.
     pub fn option_args(&self, scratch: &Scratch) -> Result<Vec<String>, EngineError> {
-        let mut cnf = String::from("[client]\n");
+        let mut cnf = String::new();
+        if let Some(f) = &self.defaults_file {
+            cnf.push_str(&include_line(f)?);
+        }
+        cnf.push_str("[client]\n");
         if let Some(p) = &self.password {
             // A line break would end the value and start an option line of its own.
             if p.chars().any(char::is_control) {
@@ -274,11 +366,8 @@ impl Connection {
             .open(&path)
             .map_err(io(format!("create {}", path.display())))?;
         f.write_all(cnf.as_bytes()).map_err(io(format!("write {}", path.display())))?;
-        let mut args = Vec::new();
-        if let Some(f) = &self.defaults_file {
-            args.push(format!("--defaults-file={}", f.display()));
-        }
-        args.push(format!("--defaults-extra-file={}", path.display()));
+        let which = if self.defaults_file.is_some() { "defaults-file" } else { "defaults-extra-file" };
+        let mut args = vec![format!("--{which}={}", path.display())];
         if let Some(s) = &self.socket {
             args.push(format!("--socket={}", s.display()));
         }
@@ -295,15 +384,28 @@ impl Connection {
     }
 }
 
+/// `!include FILE` for the user's `--defaults-file`: an absolute path on one line, of a file
+/// that opens (the programs skip an include they cannot read without a word).
+fn include_line(file: &Path) -> Result<String, EngineError> {
+    let bad = |why: &str| EngineError::Connect(format!("--defaults-file {}: {why}", file.display()));
+    let abs = std::path::absolute(file).map_err(|e| bad(&e.to_string()))?;
+    let text = abs.to_str().ok_or_else(|| bad("not UTF-8"))?;
+    if text.chars().any(char::is_control) || text.trim_end() != text {
+        return Err(bad("a control character or a blank at its end"));
+    }
+    std::fs::File::open(&abs).map_err(|e| bad(&e.to_string()))?;
+    Ok(format!("!include {text}\n"))
+}
+
 /// The output of `sql` run through the `mariadb` (or `mysql`) client with the options of
 /// [`Connection::option_args`]: rows of tab-separated columns.
 fn query(options: &[String], tls: Option<&ServerTls>, sql: &str) -> Result<String, EngineError> {
-    let client = ["mariadb", "mysql"]
-        .iter()
-        .find_map(|n| which(n))
+    let client = find_program(&["mariadb", "mysql"], &[])?
         .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
     let tls_args = tls.map(|t| t.args(client_dialect(&client))).unwrap_or_default();
-    let out = Command::new(&client)
+    let mut cmd = Command::new(&client);
+    program_env(&mut cmd);
+    let out = cmd
         .args(options)
         .args(tls_args)
         .args(["--batch", "--skip-column-names", "-e", sql])
@@ -423,6 +525,7 @@ impl EngineRun {
             std::fs::DirBuilder::new().mode(0o700).create(d).map_err(io(format!("create {}", d.display())))?;
         }
         let mut cmd = Command::new(&bin);
+        program_env(&mut cmd);
         cmd.args(options)
             .arg("--backup")
             .arg("--stream=xbstream")
@@ -649,6 +752,7 @@ pub fn die_with_coffer(cmd: &mut Command, user: Option<(u32, u32)>) {
 fn run_to_end(engine: EngineKind, args: &[String], on_line: &dyn Fn(&str)) -> Result<Vec<u8>, EngineError> {
     let bin = engine.binary()?;
     let mut cmd = Command::new(&bin);
+    program_env(&mut cmd);
     // This thread waits for the engine (output), so it outlives it: see die_with_coffer.
     die_with_coffer(&mut cmd, None);
     let out = cmd.args(args).stdin(Stdio::null()).output().map_err(io(format!("run {}", bin.display())))?;
@@ -684,19 +788,18 @@ mod tests {
     #[test]
     fn only_the_password_goes_into_the_option_file() {
         let scratch = Scratch::create(None).unwrap();
-        let conn = Connection {
+        let mut conn = Connection {
             socket: Some("/run/s.sock".into()),
             host: Some("db1".into()),
             port: Some(3307),
             user: Some("backup".into()),
             password: Some("p\"w".into()),
-            defaults_file: Some("/etc/my.cnf".into()),
+            defaults_file: None,
             tls: None,
         };
         let args = conn.option_args(&scratch).unwrap();
         let file = scratch.path().join(OPTION_FILE);
         let expected = [
-            "--defaults-file=/etc/my.cnf".to_string(),
             format!("--defaults-extra-file={}", file.display()),
             "--socket=/run/s.sock".into(),
             "--host=db1".into(),
@@ -704,7 +807,69 @@ mod tests {
             "--user=backup".into(),
         ];
         assert_eq!(args, expected);
-        assert_eq!(std::fs::read_to_string(file).unwrap(), "[client]\npassword=\"p\\\"w\"\n");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "[client]\npassword=\"p\\\"w\"\n");
+        // The user's own option file: read through coffer's, which alone is named.
+        conn.defaults_file = Some("/nonexistent/my.cnf".into());
+        let err = conn.option_args(&scratch).unwrap_err().to_string();
+        assert!(err.starts_with("cannot connect to the server: --defaults-file /nonexistent/my.cnf: "), "{err}");
+        let mine = scratch.path().join("mine.cnf");
+        std::fs::write(&mine, "[client]\nuser=from-mine\n").unwrap();
+        conn.defaults_file = Some(mine.clone());
+        let args = conn.option_args(&scratch).unwrap();
+        assert_eq!(args[0], format!("--defaults-file={}", file.display()));
+        assert_eq!(args[1..], expected[1..]);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text, format!("!include {}\n[client]\npassword=\"p\\\"w\"\n", mine.display()));
+        // What the client makes of it: the user's options and the password (a program given
+        // --defaults-file ignores --defaults-extra-file).
+        if let Ok(Some(client)) = find_program(&["mariadb"], &[]) {
+            let out = Command::new(client).arg(&args[0]).arg("--print-defaults").output().unwrap();
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert!(printed.contains("--user=from-mine --password=p\"w"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn a_program_another_user_could_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (open, closed) = (t.path().join("open"), t.path().join("closed"));
+        for (d, mode) in [(&open, 0o777), (&closed, 0o755)] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("prog"), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(d.join("prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let path = |dirs: &[&Path]| std::env::join_paths(dirs).unwrap();
+        let err = find_in(&path(&[&open, &closed]), &["prog"], &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "refusing to run {}: {} is writable by",
+                open.join("prog").display(),
+                open.display()
+            )),
+            "{err}"
+        );
+        let found = find_in(&path(&[&closed, &open]), &["prog"], &[]).unwrap().unwrap();
+        assert_eq!(found, closed.join("prog").canonicalize().unwrap());
+        // A link in a trusted directory to a program others can change; relative PATH entries.
+        std::os::unix::fs::symlink(open.join("prog"), closed.join("link")).unwrap();
+        assert!(matches!(find_in(&path(&[&closed]), &["link"], &[]), Err(EngineError::Untrusted(..))));
+        assert!(find_in(&path(&[Path::new("closed")]), &["prog"], &[]).unwrap().is_none());
+        assert!(find_in(&path(&[]), &["prog"], &[closed.to_str().unwrap()]).unwrap().is_some());
+    }
+
+    #[test]
+    fn programs_get_an_environment_of_coffers_making() {
+        let mut cmd = Command::new("/usr/bin/env");
+        program_env(&mut cmd);
+        let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap();
+        assert!(out.lines().any(|l| l == format!("HOME={}", me.dir.display())), "{out}");
+        assert!(out.lines().any(|l| l == format!("USER={}", me.name)), "{out}");
+        assert!(out.lines().any(|l| l == format!("PATH={SYSTEM_PATH}")), "{out}");
+        // Cargo's variables, as any other, stay behind.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some() && !out.contains("CARGO"), "{out}");
     }
 
     /// TLS settings in each dialect, with MySQL's meanings and defaults.

@@ -119,22 +119,20 @@ pub struct NewSecrets {
     pub kdf: KdfOptions,
 }
 
-/// Reads a secret from a file, '-' (stdin) or /dev/fd/N. A regular file readable by group or
-/// others is refused unless `allow_insecure`, as ssh refuses such private keys.
+/// Reads a secret from a file, '-' (stdin) or /dev/fd/N. A regular file is refused unless
+/// `allow_insecure` if group or others can read or write it, if it belongs to another user than
+/// root and coffer's, or if another user could replace it (a directory above it that is theirs,
+/// or that they can write to: `coffer_fs::trust`), as ssh refuses such private keys: a key
+/// file another user can change lets them swap in a key they know, and backups are then sealed
+/// for it. The file is checked through the descriptor it is read from.
 pub fn read_secret(path: &Path, what: &str, allow_insecure: bool) -> Result<Zeroizing<Vec<u8>>> {
     let mut f: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {what} {}", path.display()))?;
         let md = file.metadata().with_context(|| format!("cannot stat {what} {}", path.display()))?;
-        let mode = md.permissions().mode();
-        if md.is_file() && mode & 0o077 != 0 && !allow_insecure {
-            bail!(
-                "{what} {} is readable by group or others (mode {:04o}): run `chmod 600 {}`, or pass --allow-insecure-key-file",
-                path.display(),
-                mode & 0o7777,
-                path.display()
-            );
+        if md.is_file() && !allow_insecure {
+            check_secret_file(path, &md, what)?;
         }
         Box::new(file)
     };
@@ -145,6 +143,42 @@ pub fn read_secret(path: &Path, what: &str, allow_insecure: bool) -> Result<Zero
         .read_to_end(&mut buf)
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
     Ok(buf)
+}
+
+/// Refuses the secret file `path` (`md`: of the descriptor opened) if others could read or
+/// change it (see [`read_secret`]).
+fn check_secret_file(path: &Path, md: &std::fs::Metadata, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const SWAP: &str = "another user could put a secret of theirs in its place";
+    const OVERRIDE: &str = "or pass --allow-insecure-key-file";
+    let shown = path.display();
+    if let Err(u) = coffer_fs::trust::check(path, md, false) {
+        bail!("{what} {u}: {SWAP}; fix its owner or mode, {OVERRIDE}");
+    }
+    let mode = md.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {shown} is readable by group or others (mode {:04o}): run `chmod 600 {shown}`, {OVERRIDE}",
+            mode & 0o7777
+        );
+    }
+    // A file no name leads to (a memfd, as profiles pass inline secrets) cannot be replaced.
+    if md.nlink() == 0 {
+        return Ok(());
+    }
+    // The directories above the file read: its name must still lead to it.
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string()).and_then(|real| {
+        let same = std::fs::metadata(&real).is_ok_and(|m| (m.dev(), m.ino()) == (md.dev(), md.ino()));
+        if same {
+            Ok(real)
+        } else {
+            Err(format!("{} is no longer the file read", real.display()))
+        }
+    });
+    if let Err(why) = real.and_then(|real| coffer_fs::trust::check_dirs(&real).map_err(|u| u.to_string())) {
+        bail!("{what} {shown}: {why}, so {SWAP}: move it, {OVERRIDE}");
+    }
+    Ok(())
 }
 
 fn fd_path(fd: i32) -> PathBuf {
@@ -162,9 +196,20 @@ pub fn read_key_file(path: &Path, allow_insecure: bool) -> Result<MasterKey> {
 }
 
 /// Runs `sh -c CMD` and reads a key (64 hex digits) from its standard output. Its standard
-/// error passes through; its output is never stored or shown.
-pub fn run_key_command(cmd: &str) -> Result<MasterKey> {
-    let out = std::process::Command::new("/bin/sh")
+/// error passes through; its output is never stored or shown. As root, it runs with root's own
+/// `HOME` (not `$HOME`, which `sudo -E` keeps from another user) and a PATH of the directories
+/// only root can change (each one left out is a warning), without `BASH_ENV` and `ENV`.
+pub fn run_key_command(cmd: &str, env: &Env) -> Result<MasterKey> {
+    let mut command = std::process::Command::new("/bin/sh");
+    if nix::unistd::geteuid().is_root() {
+        for left_out in as_root(&mut command) {
+            env.report.warn(&format!(
+                "the key command runs without {}: as root, coffer runs no program another user could change",
+                left_out
+            ));
+        }
+    }
+    let out = command
         .arg("-c")
         .arg(cmd)
         .stdin(std::process::Stdio::null())
@@ -176,6 +221,36 @@ pub fn run_key_command(cmd: &str) -> Result<MasterKey> {
         bail!("the key command failed ({})", out.status);
     }
     parse_key(&stdout, "the key command's output")
+}
+
+/// The environment of a program root runs for a user: root's own home and names, what shells
+/// read at start removed, and PATH without the directories another user could change; those
+/// (and relative ones) are returned. Those kept are given as their real paths: no link in them
+/// to re-point later.
+fn as_root(cmd: &mut std::process::Command) -> Vec<String> {
+    if let Ok(Some(root)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)) {
+        cmd.env("HOME", &root.dir).env("USER", &root.name).env("LOGNAME", &root.name);
+    }
+    cmd.env_remove("BASH_ENV").env_remove("ENV");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut left_out = Vec::new();
+    for dir in std::env::split_paths(&path) {
+        // A directory that is not there holds nothing to run: left out without a word.
+        let Ok(real) = std::fs::canonicalize(&dir) else { continue };
+        let trusted = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display())).and_then(|md| {
+            coffer_fs::trust::check(&real, &md, false)
+                .and_then(|()| coffer_fs::trust::check_dirs(&real.join("-")))
+                .map_err(|u| u.to_string())
+        });
+        match trusted {
+            Ok(()) if dir.is_absolute() => kept.push(real),
+            Ok(()) => left_out.push(format!("{} on its PATH (a relative directory)", dir.display())),
+            Err(why) => left_out.push(format!("{} on its PATH ({why})", dir.display())),
+        }
+    }
+    cmd.env("PATH", std::env::join_paths(kept).unwrap_or_default());
+    left_out
 }
 
 /// A passphrase from a file or descriptor: its contents without one trailing newline.
@@ -248,7 +323,7 @@ fn master_keys(args: &KeySources, env: &Env) -> Result<Vec<MasterKey>> {
         keys.push(MasterKey::from_hex(hex).context("--key-hex")?);
     }
     if let Some(cmd) = &args.key_command {
-        keys.push(run_key_command(cmd)?);
+        keys.push(run_key_command(cmd, env)?);
     }
     Ok(keys)
 }

@@ -396,6 +396,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     if !spec.restore.force && std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
+    replay_host(spec.restore.owner.as_deref(), env)?;
     let unlocks = crate::keys::unlocks(&spec.restore.keys, env)?;
     let archive = Archive { segments: crate::binlog::segments(&spec.binlogs, env)?, unlocks: &unlocks, env };
     if archive.segments.is_empty() {
@@ -499,6 +500,17 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     write_report(&staging.path, &summary)?;
     staging.replace(to, spec.restore.force, spec.restore.sync)?;
     Ok(summary)
+}
+
+/// What a replay needs of this host, checked before anything is read or written: the server's
+/// user (`owner`) and its programs (found, and trusted); then what killed replays left goes.
+fn replay_host(owner: Option<&str>, env: &Env) -> Result<()> {
+    crate::server::server_user(owner, "the replay server")?;
+    program(&["mariadbd", "mysqld"], "mariadb-server")?;
+    program(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?;
+    program(&["mariadb", "mysql"], "mariadb-client")?;
+    crate::server::sweep(&std::env::temp_dir(), RUN, "point-in-time replay", env);
+    Ok(())
 }
 
 /// The log holds what one client session cannot replay (`why`): refused before anything is
@@ -733,7 +745,6 @@ impl Replay {
 
     /// Starts the server, replays, sets the GTID position, shuts the server down cleanly.
     fn run(&self, env: &Env) -> Result<()> {
-        crate::server::sweep(&std::env::temp_dir(), RUN, "point-in-time replay", env);
         if !self.left_out.is_empty() {
             env.report.warn(&format!(
                 "the replay server takes only what InnoDB needs of the backup's backup-my.cnf; left out: {}",
@@ -852,7 +863,9 @@ impl Replay {
         let err = |name: &str| -> Result<std::fs::File> {
             std::fs::File::create(run.join(name)).with_context(|| format!("cannot create {}", run.display()))
         };
-        let mut reader = Command::new(&self.binlog_tool)
+        let mut reader = Command::new(&self.binlog_tool);
+        coffer_mysql::engine::program_env(&mut reader);
+        let mut reader = reader
             .args(self.binlog_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -860,12 +873,10 @@ impl Replay {
             .spawn()
             .with_context(|| format!("cannot run {}", self.binlog_tool.display()))?;
         let stdout = reader.stdout.take().expect("piped");
-        let client = Command::new(&self.client)
-            .args(self.client_args(run))
-            .stdin(stdout)
-            .stdout(Stdio::null())
-            .stderr(err("client.err")?)
-            .spawn();
+        let mut client = Command::new(&self.client);
+        coffer_mysql::engine::program_env(&mut client);
+        let client =
+            client.args(self.client_args(run)).stdin(stdout).stdout(Stdio::null()).stderr(err("client.err")?).spawn();
         let mut client = match client {
             Ok(c) => c,
             Err(e) => {

@@ -146,20 +146,13 @@ pub(crate) fn check_confined(datadir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The first of `names` found on PATH, or in the server's usual places.
+/// The first of `names` found on PATH, or in the server's usual places; refused if another user
+/// could change it (`coffer_mysql::engine::find_program`).
 pub(crate) fn program(names: &[&str], package: &str) -> Result<PathBuf> {
-    for n in names {
-        if let Some(p) = coffer_mysql::engine::which(n) {
-            return Ok(p);
-        }
-        for dir in ["/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin"] {
-            let p = Path::new(dir).join(n);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    Err(Error::msg(format!("{} not found on PATH: install it (Debian: apt install {package})", names[0])))
+    let also = ["/usr/sbin", "/usr/libexec", "/usr/local/mysql/bin"];
+    coffer_mysql::engine::find_program(names, &also)?.ok_or_else(|| {
+        Error::msg(format!("{} not found on PATH: install it (Debian: apt install {package})", names[0]))
+    })
 }
 
 /// The options of a private server named `name` on `datadir`, its files in `run`:
@@ -330,6 +323,7 @@ impl Server {
         confined: Option<coffer_fs::confine::Confinement>,
     ) -> Result<Self> {
         let mut cmd = Command::new(binary);
+        coffer_mysql::engine::program_env(&mut cmd);
         // Confined first (as root), then as its user (a change of credentials comes last).
         if let Some(c) = confined {
             c.apply(&mut cmd);

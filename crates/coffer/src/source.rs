@@ -508,6 +508,11 @@ struct Started {
 fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> Result<Started> {
     let threads = env.threads;
     let conn = connection(args)?;
+    // A killed backup leaves its scratch directory (the password's option file, if the engine
+    // had not read it yet): the next one to use that place removes it.
+    for dir in coffer_mysql::engine::sweep_scratch(args.scratch_dir.as_deref()) {
+        env.report.warn(&format!("removed {}, which an interrupted run of the engine left", dir.display()));
+    }
     let scratch = Scratch::create(args.scratch_dir.as_deref())?;
     let options = conn.option_args(&scratch)?;
     let tls = conn.tls.as_ref();
