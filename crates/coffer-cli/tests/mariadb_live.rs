@@ -525,4 +525,15 @@ fn a_server_that_requires_tls_is_backed_up_over_verified_tls() {
     let (code, _, err) = backup("127.0.0.1", &fx.s("refused.coffer"), &["--ssl-mode", "VERIFY_IDENTITY"]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("--ssl-ca"), "{err}");
+    // REQUIRED without a CA: MariaDB's own programs would go on in plaintext, password
+    // included, behind a man in the middle who strips TLS (issue 26): refused before any
+    // connection.
+    let before = server.sql("SHOW GLOBAL STATUS LIKE 'Connections'");
+    let (code, _, err) = backup("127.0.0.1", &fx.s("refused.coffer"), &["--ssl-mode", "REQUIRED"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.lines().count() == 1 && err.contains("REQUIRED") && err.contains("--ssl-ca"), "{err}");
+    assert!(!fx.path("refused.coffer").exists());
+    let after = server.sql("SHOW GLOBAL STATUS LIKE 'Connections'");
+    let n = |s: &str| s.split('\t').nth(1).unwrap().trim().parse::<u64>().unwrap();
+    assert_eq!(n(&after), n(&before) + 1, "no connection but this test's own: {before} {after}");
 }

@@ -232,11 +232,19 @@ impl ServerTls {
 
     /// The options that ask a program of `dialect` for this protection. MariaDB's programs
     /// have no CA-only check: `--ssl-verify-server-cert` checks the CA and the host name, so
-    /// VERIFY_CA is as strict as VERIFY_IDENTITY with them.
-    pub fn args(&self, dialect: Dialect) -> Vec<String> {
+    /// VERIFY_CA is as strict as VERIFY_IDENTITY with them. Nor can they keep REQUIRED: with
+    /// `--ssl` alone they go on in plaintext (the password's answer included) when a man in
+    /// the middle takes TLS out of the server's greeting (tried with MariaDB 10.11's tools), so
+    /// REQUIRED is refused for them.
+    pub fn args(&self, dialect: Dialect) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         match (dialect, self.mode()) {
-            (Dialect::MariaDb, SslMode::Required) => out.push("--ssl".to_owned()),
+            (Dialect::MariaDb, SslMode::Required) => return Err(EngineError::Connect(
+                "--ssl-mode REQUIRED cannot be kept by MariaDB's own programs (mariadb-backup, the mariadb client): \
+                     without a CA to check they go on in plaintext, password included, when a man in the middle \
+                     strips TLS; give --ssl-ca (VERIFY_CA)"
+                    .to_owned(),
+            )),
             (Dialect::MariaDb, _) => out.extend(["--ssl".to_owned(), "--ssl-verify-server-cert".to_owned()]),
             (Dialect::MySql, m) => out.push(format!(
                 "--ssl-mode={}",
@@ -252,7 +260,7 @@ impl ServerTls {
                 out.push(format!("--ssl-{name}={}", f.display()));
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -402,7 +410,7 @@ fn include_line(file: &Path) -> Result<String, EngineError> {
 fn query(options: &[String], tls: Option<&ServerTls>, sql: &str) -> Result<String, EngineError> {
     let client = find_program(&["mariadb", "mysql"], &[])?
         .ok_or_else(|| EngineError::Missing("the mariadb or mysql client".into(), "mariadb-client"))?;
-    let tls_args = tls.map(|t| t.args(client_dialect(&client))).unwrap_or_default();
+    let tls_args = tls.map(|t| t.args(client_dialect(&client))).transpose()?.unwrap_or_default();
     let mut cmd = Command::new(&client);
     program_env(&mut cmd);
     let out = cmd
@@ -880,18 +888,27 @@ mod tests {
         assert_eq!(t(None, &ca).mode(), SslMode::VerifyCa, "a CA given: verify it");
         assert_eq!(t(None, &None).mode(), SslMode::Required);
         assert_eq!(
-            t(Some(SslMode::VerifyIdentity), &ca).args(Dialect::MySql),
+            t(Some(SslMode::VerifyIdentity), &ca).args(Dialect::MySql).unwrap(),
             ["--ssl-mode=VERIFY_IDENTITY", "--ssl-ca=/pki/ca.pem"]
         );
-        assert_eq!(t(Some(SslMode::VerifyCa), &ca).args(Dialect::MySql)[0], "--ssl-mode=VERIFY_CA");
-        assert_eq!(t(Some(SslMode::Required), &None).args(Dialect::MySql), ["--ssl-mode=REQUIRED"]);
+        assert_eq!(t(Some(SslMode::VerifyCa), &ca).args(Dialect::MySql).unwrap()[0], "--ssl-mode=VERIFY_CA");
+        assert_eq!(t(Some(SslMode::Required), &None).args(Dialect::MySql).unwrap(), ["--ssl-mode=REQUIRED"]);
         assert_eq!(
-            t(Some(SslMode::VerifyCa), &ca).args(Dialect::MariaDb),
+            t(Some(SslMode::VerifyCa), &ca).args(Dialect::MariaDb).unwrap(),
             ["--ssl", "--ssl-verify-server-cert", "--ssl-ca=/pki/ca.pem"]
         );
-        assert_eq!(t(Some(SslMode::Required), &None).args(Dialect::MariaDb), ["--ssl"]);
-        let with_cert = ServerTls { cert: Some("/c.pem".into()), key: Some("/k.pem".into()), ..t(None, &None) };
-        assert_eq!(with_cert.args(Dialect::MariaDb), ["--ssl", "--ssl-cert=/c.pem", "--ssl-key=/k.pem"]);
+        // MariaDB's programs cannot keep REQUIRED (they fall back to plaintext): refused.
+        let required = t(Some(SslMode::Required), &None).args(Dialect::MariaDb).unwrap_err().to_string();
+        assert!(required.contains("--ssl-ca"), "{required}");
+        let with_cert = ServerTls {
+            cert: Some("/c.pem".into()),
+            key: Some("/k.pem".into()),
+            ..t(None, &Some("/pki/ca.pem".into()))
+        };
+        assert_eq!(
+            with_cert.args(Dialect::MariaDb).unwrap(),
+            ["--ssl", "--ssl-verify-server-cert", "--ssl-ca=/pki/ca.pem", "--ssl-cert=/c.pem", "--ssl-key=/k.pem"]
+        );
         // Verifying needs a CA; a certificate needs its key; files must exist.
         assert!(t(Some(SslMode::VerifyIdentity), &None).check().is_err());
         assert!(ServerTls { cert: Some("/c.pem".into()), ..Default::default() }.check().is_err());

@@ -558,7 +558,7 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
     if let Some(from) = decision.parent.as_ref().and_then(|_| decision.from_lsn()) {
         extra.push(format!("--incremental-lsn={from}"));
     }
-    extra.extend(tls.map(|t| t.args(engine.dialect())).unwrap_or_default());
+    extra.extend(tls.map(|t| t.args(engine.dialect())).transpose()?.unwrap_or_default());
     extra.extend(args.engine_args.iter().cloned());
     let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
     Ok(Started { run, stdout, scratch, version, identity, decision })
