@@ -910,9 +910,12 @@ fn extract_indexed(
         return Err(Error::usage("--stdout takes exactly one file"));
     }
     let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();
+    // Runs of entries read together: the entries of a pack come from one read of it.
+    let mut run = Vec::new();
     for &i in &chosen {
         let rec: &IndexRecord = &records[i];
         if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
+            image.read_entries(&std::mem::take(&mut run), sink, threads)?;
             let parts = link_target_parts(records, i)?;
             let last = parts.last().map_or(0, |&j| records[j].size);
             let meta = EntryMeta { kind: EntryKind::File, size: last, target: vec![], ..rec.meta.clone() };
@@ -921,8 +924,9 @@ fn extract_indexed(
                 image.read_entry(j, &mut renamed, threads)?;
             }
         } else {
-            image.read_entry(i, sink, threads)?;
+            run.push(i);
         }
     }
+    image.read_entries(&run, sink, threads)?;
     Ok(found)
 }
