@@ -93,7 +93,7 @@ fn a_target_created_while_a_chain_is_restored_is_not_adopted() {
     let to = open.join("data");
     let (code, _, err) = run(&["restore", &inc, "--to", to.to_str().unwrap(), "--prepare", "--key-file", &k]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("is writable by everyone"), "{err}");
+    assert!(err.contains("is writable by group or others"), "{err}");
     assert!(names(&open).is_empty(), "nothing was written: {:?}", names(&open));
 
     // A sticky parent (as /tmp): others may create names in it. `nobody` creates the target,

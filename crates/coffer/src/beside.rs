@@ -127,29 +127,14 @@ fn trusted_dir(dir: &Path, target: &Path) -> Result<PathBuf> {
 }
 
 /// Refuses `real` (a real path) if a directory on it may be changed by a user other than root
-/// and this one: owned by another, or writable by another group or everyone without being sticky.
+/// and this one (`coffer_fs::trust`; sticky ones may be writable by others).
 fn check_ancestors(real: &Path, target: &Path) -> Result<()> {
-    let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     for d in real.ancestors() {
-        let m = std::fs::symlink_metadata(d).with_context(|| format!("cannot inspect {}", d.display()))?;
-        let sticky = m.mode() & 0o1000 != 0;
-        let group_writes = m.mode() & 0o020 != 0 && m.gid() != 0 && m.gid() != egid;
-        let others_write = m.mode() & 0o002 != 0;
-        let why = if m.uid() != 0 && m.uid() != euid {
-            Some(format!("is owned by user {}", m.uid()))
-        } else if (group_writes || others_write) && !sticky {
-            Some(format!(
-                "is writable by {}",
-                if others_write { "everyone".into() } else { format!("group {}", m.gid()) }
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        let m = std::fs::metadata(d).with_context(|| format!("cannot inspect {}", d.display()))?;
+        if let Err(untrusted) = coffer_fs::trust::check(d, &m, true) {
             crate::bail!(
-                "refusing to restore into {}: {} {why}, who could move what is restored beside it (give a target whose parent directories only root or you can change, or a sticky one such as /tmp)",
-                target.display(),
-                d.display()
+                "refusing to restore into {}: {untrusted}, so others could move what is restored beside it (give a target whose parent directories only root or you can change, or a sticky one such as /tmp)",
+                target.display()
             );
         }
     }
@@ -483,7 +468,7 @@ mod tests {
         chmod(&open, 0o777);
         for target in [open.join("data"), open.join("below/data"), open.join("new/data")] {
             let err = Place::open(&target).unwrap_err().to_string();
-            assert!(err.contains("is writable by everyone"), "{err}");
+            assert!(err.contains("is writable by group or others"), "{err}");
         }
         assert!(!open.join("new").exists(), "nothing is created under a parent refused");
         if is_root() {
@@ -491,7 +476,7 @@ mod tests {
             std::fs::create_dir(&theirs).unwrap();
             std::os::unix::fs::lchown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
             let err = Place::open(&theirs.join("data")).unwrap_err().to_string();
-            assert!(err.contains("is owned by user 65534"), "{err}");
+            assert!(err.contains("(uid 65534), not root"), "{err}");
         }
         chmod(&open, 0o1777);
         Place::open(&open.join("data")).unwrap();
