@@ -95,6 +95,9 @@ def member(kind, path, data=b"", **k):
     return struct.pack("<II", len(m), len(data)) + m + data
 def pack(*members):
     return rec(0 | ((16 | (len(members) - 1)) << 3), b"".join(members))
+def big_pack(count, codec, reps, *members):
+    # count u16 | codec u8 (0 none, 1 zstd, 2 lz4) | reps u16 | members, repeated reps times.
+    return rec(31 << 3, struct.pack("<HBH", count, codec, reps) + b"".join(members))
 seeds = {
     "packed": b"\0" + pack(member(DIR, b""), member(FILE, b"a", b"hello"), member(DIR, b"d"),
                            member(FILE, b"d/e"), member(SYMLINK, b"s", target=b"a"))
@@ -115,6 +118,12 @@ seeds = {
         + chunk(0, 2, b"cc") + INDEX + END,
     "bad_chain": b"\0" + entry(FILE, b"log") + chunk(0, 10, b"0123456789", LAST | PAUSE)
         + entry(FILE, b"log", continues=True, size=4) + chunk(4, 8, b"abcd") + INDEX + END,
+    # The most entries a PACK counts (4 MiB chunks): 65,535 empty files, stored; then the same
+    # pack compressed (lz4) counting one more than it holds, and 200-byte names whose metadata
+    # compresses (zstd) past the 32x index rule.
+    "pack_most": b"\4" + big_pack(65535, 0, 65535, member(FILE, b"a")) + INDEX + END,
+    "pack_most_lies": b"\4" + big_pack(65535, 2, 65534, member(FILE, b"a")) + INDEX + END,
+    "pack_32x": b"\3" + entry(DIR, b"") + big_pack(3000, 1, 3000, member(FILE, b"n" * 200)) + INDEX + END,
     # 64 KiB chunks: eight INDEX pieces of 64 KiB of zeros each (codec 2, lz4), then END.
     "inflating": b"\2" + entry(DIR, b"") + b"".join(
         rec(2 | (LAST if i == 7 else 0), struct.pack("<BxxxI", 2, 65536) + lz4_zeros(65536)) for i in range(8)) + END,

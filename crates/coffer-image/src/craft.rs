@@ -322,3 +322,16 @@ pub fn pack_plaintext(raw: &[u8]) -> Vec<u8> {
     plain.extend_from_slice(raw);
     plain
 }
+
+/// The plaintext of a PACK frame of `raw` member bytes compressed with `codec` (stored as they
+/// are if they do not compress).
+pub fn pack_plaintext_with(codec: Codec, raw: &[u8]) -> Vec<u8> {
+    let mut stored = vec![0u8; raw.len()];
+    let Some((codec, n)) = crate::codec::Compressor::new(codec, 3).compress(raw, &mut stored) else {
+        return pack_plaintext(raw);
+    };
+    let mut plain = vec![0u8; coffer_format::pack::PACK_PREFIX_LEN];
+    coffer_format::pack::encode_pack_prefix(codec, raw.len() as u32, &mut plain);
+    plain.extend_from_slice(&stored[..n]);
+    plain
+}

@@ -64,11 +64,23 @@ pub struct ReadOptions {
 pub(crate) enum Scope {
     /// A whole image from the first frame to END.
     Whole,
-    /// The frames of one entry, found through the index: `entry_no` is the number of the
-    /// first entry of its frame, `member` its place in that frame (0 unless it is packed).
-    Entry { record: IndexRecord, entry_no: u64, member: u64 },
+    /// The frames of one entry, or of entries packed in one frame, found through the index:
+    /// `entry_no` is the number of the first entry of the frame; `wanted` holds the entries to
+    /// hand on, each with its place in the frame (0 unless packed; increasing) and its record
+    /// (at least one; every record names the same frames).
+    Entry { entry_no: u64, wanted: Vec<(u64, IndexRecord)> },
     /// A whole image, from a checkpoint on (the frames before it were read earlier).
     Resume(ResumePoint),
+}
+
+impl Scope {
+    /// The record of the (first) entry read through the index: where its frames are.
+    fn scoped(&self) -> Option<&IndexRecord> {
+        match self {
+            Scope::Entry { wanted, .. } => wanted.first().map(|(_, r)| r),
+            _ => None,
+        }
+    }
 }
 
 /// What a complete read saw.
@@ -152,7 +164,8 @@ pub(crate) fn produce(
     let chunk_size = image.chunk_size();
     let (mut offset, mut seq, mut entry_no, end_offset) = match scope {
         Scope::Whole => (DATA_OFFSET, 0, 0, None),
-        Scope::Entry { record, entry_no, .. } => {
+        Scope::Entry { wanted, entry_no } => {
+            let Some((_, record)) = wanted.first() else { return Err(ImageError::Usage("no entry to read".into())) };
             (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
         }
         // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
@@ -494,7 +507,8 @@ impl Checker<'_> {
                 }
                 // Read through the index, the entry must be the one its record describes before
                 // anything of it is handed on.
-                if matches!(&self.scope, Scope::Entry { record, member, .. } if record.meta != meta || *member != 0) {
+                let unlike = |w: &[(u64, IndexRecord)]| w.len() != 1 || w[0].0 != 0 || w[0].1.meta != meta;
+                if matches!(&self.scope, Scope::Entry { wanted, .. } if unlike(wanted)) {
                     return Err(self.corrupt(offset, "the entry does not match its index record"));
                 }
                 let path = String::from_utf8_lossy(&meta.path).into_owned();
@@ -547,7 +561,7 @@ impl Checker<'_> {
                 };
                 // Through the index, the chunks must stay within the size and count of the
                 // entry's record (which the index checked) before their data is handed on.
-                if let Scope::Entry { record, .. } = &self.scope {
+                if let Some(record) = self.scope.scoped() {
                     if range_end > record.size || (last && range_end != record.size) || rec_chunks > record.chunks {
                         return Err(self.corrupt(offset, "the entry does not match its index record"));
                     }
@@ -630,18 +644,27 @@ impl Checker<'_> {
                 if index_bytes(members.iter().map(|m| &m.meta)) > MAX_INDEX_RATIO * (frame_end - offset) {
                     return Err(self.corrupt(offset, "a pack whose entries' metadata is too large for its size"));
                 }
-                let wanted = match &self.scope {
-                    Scope::Entry { member, .. } if *member >= members.len() as u64 => {
+                // Read through the index: only the entries wanted, each checked against its record.
+                let mut wanted = match &self.scope {
+                    Scope::Entry { wanted, .. } if wanted.iter().any(|(m, _)| *m >= members.len() as u64) => {
                         return Err(self.corrupt(offset, "the entry does not match its index record"))
                     }
-                    Scope::Entry { member, .. } => Some(*member as usize),
+                    Scope::Entry { wanted, .. } => Some(wanted.clone().into_iter().peekable()),
                     _ => None,
                 };
                 for (i, packed) in members.into_iter().enumerate() {
-                    if wanted.is_none_or(|w| w == i) {
-                        let first = job.pos.entry_no == 0 && i == 0;
-                        self.packed_entry(offset, frame_end, job, first, packed, &job.buf[at..])?;
-                    }
+                    let expected = match wanted.as_mut() {
+                        None => None,
+                        Some(w) => match w.next_if(|(m, _)| *m == i as u64) {
+                            Some((_, record)) => Some(record),
+                            None => continue,
+                        },
+                    };
+                    let first = job.pos.entry_no == 0 && i == 0;
+                    self.packed_entry(offset, frame_end, job, first, packed, expected.as_ref(), &job.buf[at..])?;
+                }
+                if wanted.is_some_and(|mut w| w.next().is_some()) {
+                    return Err(self.corrupt(offset, "the entry does not match its index record"));
                 }
                 self.entry_done_if_scoped(frame_end);
                 self.offer_checkpoint(frame_end, job.pos.seq + 1)
@@ -650,7 +673,9 @@ impl Checker<'_> {
         }
     }
 
-    /// One entry of a pack: checked as an ENTRY frame and its chunks are, then handed on whole.
+    /// One entry of a pack: checked as an ENTRY frame and its chunks are (and against its index
+    /// record, `expected`, when read through the index), then handed on whole.
+    #[allow(clippy::too_many_arguments)]
     fn packed_entry(
         &mut self,
         offset: u64,
@@ -658,6 +683,7 @@ impl Checker<'_> {
         job: &Job,
         first: bool,
         packed: PackedEntry,
+        expected: Option<&IndexRecord>,
         raw: &[u8],
     ) -> Result<(), ImageError> {
         let PackedEntry { meta, data } = packed;
@@ -666,7 +692,7 @@ impl Checker<'_> {
             return Err(self.corrupt(offset, "a root directory entry that is not the first entry"));
         }
         let size = if meta.kind == EntryKind::File { len } else { 0 };
-        if let Scope::Entry { record, .. } = &self.scope {
+        if let Some(record) = expected {
             if record.meta != meta || record.chunks != 0 || record.size != size || record.data_bytes != len {
                 return Err(self.corrupt(offset, "the entry does not match its index record"));
             }
@@ -742,7 +768,7 @@ impl Checker<'_> {
     }
 
     fn entry_done_if_scoped(&mut self, frame_end: u64) {
-        if let Scope::Entry { record, .. } = &self.scope {
+        if let Some(record) = self.scope.scoped() {
             if self.file.is_none() && frame_end == record.frame_offset + record.frames_len {
                 self.complete = true;
             }
@@ -829,11 +855,15 @@ pub(crate) fn read_frames(
         let at = checker.location(0);
         return Err(ImageError::Truncated { at, detail: "the frames stop before the entry is complete".into() });
     }
-    if let Scope::Entry { record, .. } = &scope {
-        let got = checker.seen.pop();
-        if got.is_none_or(|got| got.meta != record.meta || got.chunks != record.chunks || got.size != record.size) {
+    if let Scope::Entry { wanted, .. } = &scope {
+        let got = checker.seen.split_off(checker.seen.len().saturating_sub(wanted.len()));
+        let unlike = |(got, (_, r)): (&IndexRecord, &(u64, IndexRecord))| {
+            got.meta != r.meta || got.chunks != r.chunks || got.size != r.size
+        };
+        if got.len() != wanted.len() || got.iter().zip(wanted).any(unlike) {
+            let offset = wanted.first().map_or(0, |(_, r)| r.frame_offset);
             return Err(ImageError::corrupt(
-                Location { offset: record.frame_offset, ..Location::default() },
+                Location { offset, ..Location::default() },
                 "the entry does not match its index record",
             ));
         }

@@ -8,7 +8,7 @@ use crate::read::{read_frames, record_len, IndexRecords, ReadOptions, ReadSummar
 use coffer_crypto::Unlock;
 use coffer_format::frame::{self, Position, END_FIELDS_LEN, END_FRAME_LEN, FRAME_HEADER_LEN};
 use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
-use coffer_format::pack::MAX_INDEX_RATIO;
+use coffer_format::pack::{MAX_INDEX_RATIO, MAX_MEMBERS};
 use coffer_format::{EndFields, EntryKind, FrameHeader, FrameKind, IndexRecord, DATA_OFFSET, TAG_LEN};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -101,14 +101,50 @@ impl IndexedImage {
 
     /// Reads the frames of entry `i` only, authenticating each, and hands them to `visitor`.
     pub fn read_entry(&self, i: usize, visitor: &mut dyn Visitor, threads: usize) -> Result<ReadSummary, ImageError> {
-        let Some(record) = self.records.get(i).cloned() else {
-            return Err(ImageError::Usage(format!("entry {i} of an image of {} entries", self.records.len())));
-        };
-        let mut range = self.source.range(record.frame_offset, record.frames_len).map_err(io("read", &self.path))?;
-        // A packed entry's frame is its pack's, which starts with the first entry sharing it.
-        let member = self.records[..i].iter().rev().take_while(|r| r.frame_offset == record.frame_offset).count();
-        let scope = Scope::Entry { record, entry_no: (i - member) as u64, member: member as u64 };
-        read_frames(&mut range, &self.image, scope, visitor, ReadOptions { threads, skip_data: false })
+        self.read_entries(&[i], visitor, threads)
+    }
+
+    /// Reads the frames of `entries` (in increasing order) only, authenticating each, and hands
+    /// them to `visitor` in that order. Entries packed in one frame are taken from one read of
+    /// it: a pack of n entries is read once, not n times.
+    pub fn read_entries(
+        &self,
+        entries: &[usize],
+        visitor: &mut dyn Visitor,
+        threads: usize,
+    ) -> Result<ReadSummary, ImageError> {
+        let mut summary = ReadSummary::default();
+        let mut rest = entries;
+        while let Some(&i) = rest.first() {
+            let Some(record) = self.records.get(i) else {
+                return Err(ImageError::Usage(format!("entry {i} of an image of {} entries", self.records.len())));
+            };
+            // A packed entry's frame is its pack's, which starts with the first entry sharing it
+            // (the records of a frame are consecutive: the index was checked to tile the image).
+            let first =
+                i - self.records[..i].iter().rev().take_while(|r| r.frame_offset == record.frame_offset).count();
+            let mut wanted = vec![((i - first) as u64, record.clone())];
+            let mut taken = 1;
+            while let Some(&j) = rest.get(taken) {
+                match self.records.get(j) {
+                    Some(r) if j > rest[taken - 1] && r.frame_offset == record.frame_offset => {
+                        wanted.push(((j - first) as u64, r.clone()))
+                    }
+                    _ => break,
+                }
+                taken += 1;
+            }
+            rest = &rest[taken..];
+            let mut range =
+                self.source.range(record.frame_offset, record.frames_len).map_err(io("read", &self.path))?;
+            let scope = Scope::Entry { entry_no: first as u64, wanted };
+            let s = read_frames(&mut range, &self.image, scope, visitor, ReadOptions { threads, skip_data: false })?;
+            summary.entries += s.entries;
+            summary.files += s.files;
+            summary.logical_bytes = summary.logical_bytes.saturating_add(s.logical_bytes);
+            summary.data_bytes = summary.data_bytes.saturating_add(s.data_bytes);
+        }
+        Ok(summary)
     }
 }
 
@@ -262,8 +298,13 @@ struct RecordCheck {
     packs: bool,
     /// The frame of the previous record: a packed entry shares it with the entries before it.
     previous: Option<(u64, u64, u64)>,
-    /// Index bytes of the records of that frame so far.
+    /// Index bytes of the records of that frame so far, and how many there are.
     frame_index_bytes: u64,
+    frame_records: usize,
+    /// The previous record was of a packed entry (no chunk of its own).
+    previous_packed: bool,
+    /// Records checked so far.
+    seen: u64,
     /// Where the next record's frames must start.
     expect: u64,
     /// Sum of the parts' sizes (FORMAT.md §5.1: each part's bytes count once).
@@ -279,6 +320,9 @@ impl RecordCheck {
             packs,
             previous: None,
             frame_index_bytes: 0,
+            frame_records: 0,
+            previous_packed: false,
+            seen: 0,
             expect: DATA_OFFSET,
             total: 0,
             ends: Default::default(),
@@ -294,6 +338,18 @@ impl RecordCheck {
             return Err("index records do not tile the image".into());
         };
         let shared = starts != self.expect;
+        // Only packed entries (no chunk of their own) share a frame, at most a PACK's count of
+        // them; only the first entry may be the root (as the streaming reader checks).
+        let packed = r.chunks == 0;
+        self.frame_records = if shared { self.frame_records + 1 } else { 1 };
+        if shared && !(packed && self.previous_packed) || self.frame_records > MAX_MEMBERS {
+            return Err("index records do not tile the image".into());
+        }
+        if r.meta.path.is_empty() && self.seen > 0 {
+            return Err("the index holds a root directory entry that is not the first entry".into());
+        }
+        self.seen += 1;
+        self.previous_packed = packed;
         self.previous = Some(frame);
         // The metadata is the ENTRY frame's plaintext (or in a pack, within MAX_INDEX_RATIO of
         // its length); each chunk has a frame of its own.
@@ -316,7 +372,6 @@ impl RecordCheck {
                 ));
             }
             // A file with no chunk of its own is packed: whole, and without holes.
-            let packed = r.chunks == 0;
             let fits =
                 |p: u64| if packed { self.packs && !r.meta.continues && r.data_bytes == p } else { r.data_bytes <= p };
             let part = r.size.checked_sub(start).filter(|&p| fits(p));

@@ -297,3 +297,187 @@ fn an_entry_larger_than_its_record_is_refused_before_it_is_read() {
     let msg = assert_corrupt(r, "an entry beyond its record");
     assert!(held < 48 << 20, "held {} MiB ({msg})", held >> 20);
 }
+
+/// An image in memory that counts the bytes read from it.
+#[derive(Debug)]
+struct Counted(Vec<u8>, std::sync::Arc<AtomicUsize>);
+
+impl RandomAccess for Counted {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let at = offset as usize;
+        buf.copy_from_slice(self.0.get(at..at + buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?);
+        self.1.fetch_add(buf.len(), Ordering::Relaxed);
+        Ok(())
+    }
+    fn range(&self, offset: u64, len: u64) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        let (from, to) = (offset as usize, (offset + len) as usize);
+        self.1.fetch_add(to - from, Ordering::Relaxed);
+        Ok(Box::new(self.0.get(from..to).ok_or(std::io::ErrorKind::UnexpectedEof)?))
+    }
+}
+
+/// An entry as a reader hands it on: its metadata, its data (offset, bytes), its end.
+type Handed = (coffer_format::EntryMeta, Vec<(u64, Vec<u8>)>, Option<u64>);
+
+/// Every entry a reader hands on.
+#[derive(Debug, Default, PartialEq)]
+struct Seen(Vec<Handed>);
+
+impl Visitor for Seen {
+    fn entry(&mut self, meta: &coffer_format::EntryMeta) -> Result<(), ImageError> {
+        self.0.push((meta.clone(), vec![], None));
+        Ok(())
+    }
+    fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        self.0.last_mut().unwrap().1.push((offset, data.to_vec()));
+        Ok(())
+    }
+    fn end_file(&mut self, size: u64) -> Result<(), ImageError> {
+        self.0.last_mut().unwrap().2 = Some(size);
+        Ok(())
+    }
+}
+
+/// An image of `n` empty files packed in one PACK frame (names of at most 5 bytes), chunk size
+/// 4 MiB: with n = 65535, the most entries a PACK holds, and the shortest members.
+fn one_full_pack(n: usize) -> Vec<u8> {
+    let mut s = FrameSealer::new(&key(), 4 << 20).unwrap();
+    let metas: Vec<_> = (0..n).map(|i| meta(EntryKind::File, format!("{i}").as_bytes())).collect();
+    let entries: Vec<_> = metas.iter().map(|m| (m.clone(), &b""[..])).collect();
+    s.pack(&entries);
+    s.entry(&meta(EntryKind::File, b"after"));
+    s.chunk((0, 2), b"zz", true, false);
+    s.auto_index();
+    s.auto_end();
+    s.into_bytes()
+}
+
+/// A pack of the most members a frame may count reads both ways, within memory a few times the
+/// frame; through the index, all its entries come from one read of it (not one per entry: an
+/// `extract` of its directory read its 3.7 MiB frame 65,535 times over, some 250 GB).
+#[test]
+fn a_pack_of_the_most_members_is_read_once_through_the_index() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let image = one_full_pack(65535);
+    let (streamed, held) = peak(|| {
+        let mut input = Cursor::new(&image[..]);
+        let opened = open_stream(&mut input, &unlocks()).unwrap();
+        let mut seen = Seen::default();
+        read_stream(&mut input, &opened, &mut seen, ReadOptions { threads: 2, skip_data: false }).map(|_| seen)
+    });
+    let streamed = streamed.unwrap();
+    assert_eq!(streamed.0.len(), 65536);
+    assert!(held < 96 << 20, "streaming held {} MiB", held >> 20);
+
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    let (idx, held) = peak(|| {
+        IndexedImage::open_with(Box::new(Counted(image.clone(), read.clone())), "i".as_ref(), &unlocks()).unwrap()
+    });
+    assert!(held < 64 << 20, "the index held {} MiB", held >> 20);
+    read.store(0, Ordering::Relaxed);
+    let all: Vec<usize> = (0..idx.records().len()).collect();
+    let mut seen = Seen::default();
+    idx.read_entries(&all, &mut seen, 2).unwrap();
+    assert_eq!(seen, streamed, "through the index, the same entries and data as streaming");
+    assert!(
+        read.load(Ordering::Relaxed) <= image.len(),
+        "read {} bytes of {}",
+        read.load(Ordering::Relaxed),
+        image.len()
+    );
+
+    // Any choice of entries, in any order, is what streaming gave for them.
+    for pick in [vec![0, 1, 2], vec![5, 65534, 65535], vec![65535], vec![40000, 3, 3, 7]] {
+        let mut seen = Seen::default();
+        idx.read_entries(&pick, &mut seen, 1).unwrap();
+        let want: Vec<_> = pick.iter().map(|&i| streamed.0[i].clone()).collect();
+        assert_eq!(seen.0, want, "{pick:?}");
+    }
+}
+
+/// Records written into an image's index by hand, with END counting `entries`.
+fn with_index(mut s: FrameSealer, records: &[coffer_format::IndexRecord], entries: u64) -> Vec<u8> {
+    let mut blob = Vec::new();
+    for r in records {
+        r.encode(&mut blob);
+    }
+    let pieces: Vec<&[u8]> = blob.chunks(4096).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = u8::from(i + 1 == pieces.len());
+        s.frame(FrameKind::Index, last, &index_plaintext(Codec::None, piece.len() as u32, piece));
+    }
+    let total = records.iter().filter(|r| r.meta.kind == EntryKind::File).map(|r| r.size).sum();
+    let end = coffer_format::EndFields { entry_count: entries, total_size: total, ..s.end_fields() };
+    s.end(&end);
+    s.into_bytes()
+}
+
+/// What the streaming reader refuses of packs, the index refuses too when it can tell from the
+/// records alone (as `list` and `info` read only those): entries sharing a frame that are not
+/// packed (a file with chunks of its own), more entries in one frame than a PACK may count, a
+/// root directory that is not the first entry.
+#[test]
+fn an_index_that_shares_frames_a_pack_could_not_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Two files, each an ENTRY frame and a chunk, whose records both name all four frames.
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    for name in [b"a", b"b"] {
+        s.entry(&meta(EntryKind::File, name));
+        s.chunk((0, 3), b"abc", true, false);
+    }
+    let frames_len = s.bytes().len() as u64 - coffer_format::DATA_OFFSET;
+    let mut records = s.records().to_vec();
+    for r in &mut records {
+        r.frame_offset = coffer_format::DATA_OFFSET;
+        r.first_seq = 0;
+        r.frames_len = frames_len;
+    }
+    let image = with_index(s, &records, 2);
+    assert_corrupt(stream(&image), "streaming");
+    let msg = assert_corrupt(open_indexed(&image), "two entries in an ENTRY frame, through the index");
+    assert!(msg.contains("do not tile"), "{msg}");
+
+    // A root directory after a packed file, both in one pack.
+    let mut s = FrameSealer::new(&key(), 4096).unwrap();
+    s.pack(&[(meta(EntryKind::File, b"a"), b"1"), (meta(EntryKind::Dir, b""), b"")]);
+    s.auto_index();
+    s.auto_end();
+    let image = s.into_bytes();
+    assert_corrupt(stream(&image), "streaming");
+    let msg = assert_corrupt(open_indexed(&image), "a root that is not first, through the index");
+    assert!(msg.contains("root directory"), "{msg}");
+
+    // 65536 directories in one pack frame: a PACK that counts 65535 (and holds one big file),
+    // then a directory, whose frames all records give as their pack's.
+    let pack = |n: usize| {
+        let mut s = FrameSealer::new(&key(), 1 << 20).unwrap();
+        let mut raw = Vec::new();
+        coffer_format::pack::encode_member(&meta(EntryKind::File, b"big"), &vec![7u8; 256 << 10], &mut raw);
+        s.frame_of(FrameKind::Pack, 0, 65535, &coffer_image::craft::pack_plaintext(&raw));
+        if n > 65535 {
+            s.entry(&meta(EntryKind::Dir, b"d"));
+        }
+        let frames_len = s.bytes().len() as u64 - coffer_format::DATA_OFFSET;
+        let records: Vec<_> = (0..n)
+            .map(|i| coffer_format::IndexRecord {
+                frame_offset: coffer_format::DATA_OFFSET,
+                first_seq: 0,
+                frames_len,
+                chunks: 0,
+                size: 0,
+                data_bytes: 0,
+                meta: meta(EntryKind::Dir, format!("{i}").as_bytes()),
+            })
+            .collect();
+        with_index(s, &records, n as u64)
+    };
+    let image = pack(65536);
+    assert_corrupt(stream(&image), "streaming");
+    let msg = assert_corrupt(open_indexed(&image), "more entries in a frame than a pack counts, through the index");
+    assert!(msg.contains("do not tile"), "{msg}");
+    // As many as a pack may count is what the index cannot tell from a pack of that many.
+    assert_eq!(open_indexed(&pack(65535)).unwrap().len(), 65535);
+}

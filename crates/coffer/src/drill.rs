@@ -184,8 +184,13 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     match (&spec.until, &plan) {
         (Some(until), _) => {
             report.kind = "point-in-time".into();
-            // The replay server, as the drill's, reaches its datadir through this directory.
-            crate::server::give(private.path(), user.as_ref())?;
+            // The replay server, as the drill's, reaches its datadir through this directory: it
+            // may search it, not rename what the restore stages in it (see `crate::beside`).
+            if user.is_some() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o711))
+                    .with_context(|| format!("cannot open {} to the replay server", private.path().display()))?;
+            }
             let backups = spec.image.clone();
             let pitr = PitrSpec {
                 binlogs: spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&backups)),

@@ -49,6 +49,7 @@
 
 mod atomic;
 pub mod backup;
+mod beside;
 pub mod binlog;
 pub mod catalog;
 pub mod chain;

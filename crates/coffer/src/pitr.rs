@@ -485,7 +485,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
         if dir.exists() {
             crate::bail!("{} exists: move it away to have the binary logs written there", dir.display());
         }
-        staging.replace(to, spec.restore.force, spec.restore.sync)?;
+        staging.replace(spec.restore.force, spec.restore.sync)?;
         let replay = Replay { datadir: to.clone(), ..replay };
         crate::server::write_options(&logs.path, "replay", &replay.options)?;
         logs.keep_as(&dir)?;
@@ -498,7 +498,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     replay.run(env)?;
     summary.replay_seconds = t.elapsed().as_secs_f64();
     write_report(&staging.path, &summary)?;
-    staging.replace(to, spec.restore.force, spec.restore.sync)?;
+    staging.replace(spec.restore.force, spec.restore.sync)?;
     Ok(summary)
 }
 

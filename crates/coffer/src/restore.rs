@@ -1,6 +1,8 @@
 //! The restore and extract jobs: an image's entries recreated beneath a directory (safely:
 //! nothing lands outside it), or one file to a writer; and the prepare step of a server backup.
 
+pub(crate) use crate::beside::Beside;
+use crate::beside::Place;
 use crate::chain::Known;
 use crate::error::{Context, Error, Result};
 use crate::keys::KeySources;
@@ -447,7 +449,7 @@ pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption],
     };
     let started = Instant::now();
     let (staging, restores, prepare_seconds) = stage_chain_timed(chain, keys, spec, options, env)?;
-    staging.replace(&spec.to, spec.force, spec.sync)?;
+    staging.replace(spec.force, spec.sync)?;
     Ok(ChainSummary {
         backups: chain.iter().map(Known::shown).collect(),
         kinds: chain.iter().map(|k| k.link.kind).collect(),
@@ -485,15 +487,16 @@ fn stage_chain_timed(
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
     let engine = EngineKind::of_backup(&chain[0].info);
-    check_chain_target(to)?;
+    // The target as it is now is what the result replaces (see `crate::beside`).
+    let place = Place::open(to)?;
     sweep_engine_scratch(env);
-    let staging = Beside::create(to, "chain")?;
+    let staging = Beside::within(&place, "chain")?;
     let mut restores = Vec::new();
     let mut prepare_seconds = Vec::new();
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     for (i, member) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        let scratch = if i == 0 { None } else { Some(Beside::create(to, "incremental")?) };
+        let scratch = if i == 0 { None } else { Some(Beside::within(&place, "incremental")?) };
         let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
@@ -549,118 +552,6 @@ fn read_description(dir: &Path) -> Option<BackupInfo> {
     let mut bytes = Vec::new();
     f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
-}
-
-/// A private directory beside a target (so in its file system: what is restored there is
-/// moved, not copied), removed when dropped unless it took the target's place.
-pub(crate) struct Beside {
-    pub(crate) path: PathBuf,
-    kept: bool,
-}
-
-impl Beside {
-    pub(crate) fn create(target: &Path, what: &str) -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        // As a restore creates its target, with its parents.
-        std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = parent.join(format!(".{name}.coffer-{what}-{}", &crate::chain::new_id()?[..12]));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path, kept: false })
-    }
-
-    /// Keeps this directory, renamed `dest` (which must not exist).
-    pub(crate) fn keep_as(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.path, dest)
-            .with_context(|| format!("cannot move {} to {}", self.path.display(), dest.display()))?;
-        self.kept = true;
-        Ok(())
-    }
-
-    /// Puts this directory in `target`'s place (an empty or absent target; else the target's
-    /// old contents go).
-    pub(crate) fn replace(mut self, target: &Path, force: bool, sync: bool) -> Result<()> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let mut old = None;
-        match std::fs::symlink_metadata(target) {
-            Ok(m) if m.is_dir() => {
-                // What replaces a directory keeps its permissions and owner.
-                std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-                    .with_context(|| format!("cannot set the permissions of {}", self.path.display()))?;
-                let _ = std::os::unix::fs::chown(&self.path, Some(m.uid()), Some(m.gid()));
-                if std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some()) {
-                    if !force {
-                        crate::bail!(
-                            "{} was filled while the chain was restored: refusing to replace it (use --force)",
-                            target.display()
-                        );
-                    }
-                    let aside = Beside::create(target, "replaced")?;
-                    std::fs::rename(target, &aside.path)
-                        .with_context(|| format!("cannot move {} aside", target.display()))?;
-                    old = Some(aside);
-                }
-            }
-            Ok(_) => crate::bail!("{} is not a directory", target.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::from(e).context(format!("cannot inspect {}", target.display()))),
-        }
-        if let Err(e) = std::fs::rename(&self.path, target) {
-            // The old contents go back where they were.
-            if let Some(aside) = old.as_mut() {
-                aside.kept = std::fs::rename(&aside.path, target).is_ok();
-            }
-            return Err(Error::from(e).context(format!("cannot move the restored chain into {}", target.display())));
-        }
-        self.kept = true;
-        if sync {
-            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::File::open(parent).and_then(|d| d.sync_all()).ok();
-            }
-        }
-        drop(old);
-        Ok(())
-    }
-}
-
-/// A chain is restored beside its target and moved in by rename: the target must be absent, or
-/// a directory on the same file system as its parent (not a mount point, not a link).
-fn check_chain_target(target: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = match std::fs::symlink_metadata(target) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        r => r.with_context(|| format!("cannot inspect {}", target.display()))?,
-    };
-    if !m.is_dir() {
-        crate::bail!("{} is not a directory", target.display());
-    }
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let p = std::fs::metadata(parent).with_context(|| format!("cannot inspect {}", parent.display()))?;
-    if p.dev() != m.dev() {
-        crate::bail!(
-            "{} is a mount point: a chain is restored beside its target and moved in by rename, so give a directory inside it",
-            target.display()
-        );
-    }
-    Ok(())
-}
-
-impl Drop for Beside {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 /// Does `path` select `entry` (the entry itself, or something under a selected directory)?
@@ -910,9 +801,12 @@ fn extract_indexed(
         return Err(Error::usage("--stdout takes exactly one file"));
     }
     let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();
+    // Runs of entries read together: the entries of a pack come from one read of it.
+    let mut run = Vec::new();
     for &i in &chosen {
         let rec: &IndexRecord = &records[i];
         if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
+            image.read_entries(&std::mem::take(&mut run), sink, threads)?;
             let parts = link_target_parts(records, i)?;
             let last = parts.last().map_or(0, |&j| records[j].size);
             let meta = EntryMeta { kind: EntryKind::File, size: last, target: vec![], ..rec.meta.clone() };
@@ -921,8 +815,9 @@ fn extract_indexed(
                 image.read_entry(j, &mut renamed, threads)?;
             }
         } else {
-            image.read_entry(i, sink, threads)?;
+            run.push(i);
         }
     }
+    image.read_entries(&run, sink, threads)?;
     Ok(found)
 }
