@@ -264,7 +264,10 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     s3.expect(0, &refs);
     std::thread::sleep(Duration::from_secs(2));
     let err = s3.expect(0, &["prune", "s3://pitr/prod/", "--keep-pitr", "1s", "--key-file", &key, "--dry-run"]);
-    assert!(err.contains("keep (pitr)") && err.contains("delete") && err.contains("binary log segments"), "{err}");
+    assert!(
+        err.contains("keep (pitr, newest full)") && err.contains("delete") && err.contains("binary log segments"),
+        "{err}"
+    );
     s3.expect(0, &["prune", "s3://pitr/prod/", "--keep-pitr", "1s", "--key-file", &key]);
     let list = s3.coffer().args(["binlog", "list", "s3://pitr/prod/binlog/", "--json"]).output().unwrap();
     let left: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
