@@ -138,3 +138,44 @@ fn a_target_created_while_a_chain_is_restored_is_not_adopted() {
     assert_eq!(std::fs::symlink_metadata(&to).unwrap().mode() & 0o077, 0, "the restored datadir is private");
     assert_eq!(names(&shared), ["data"]);
 }
+
+/// A chain restore killed (SIGKILL) while its restored, prepared datadir waits beside the
+/// target leaves that plaintext there; the next restore to the same target removes it (its
+/// lock is free, its process gone), with a warning, and completes (issue 26, item 9).
+#[test]
+fn a_killed_chain_restore_leaves_plaintext_the_next_one_removes() {
+    if !tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    chmod(fx.dir.path(), 0o711);
+    let (_src, inc) = chain(&fx);
+    let k = fx.key();
+    std::fs::create_dir(fx.path("out")).unwrap();
+    let to = fx.path("out/data");
+    let pause = fx.path("pause");
+    let mut child = coffer()
+        .args(["restore", &inc, "--to", to.to_str().unwrap(), "--prepare", "--key-file", &k])
+        .env(PAUSE, &pause)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !pause.exists() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "coffer never reached the rename");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = names(&fx.path("out"));
+    assert_eq!(left.len(), 1, "the prepared datadir waits beside the target: {left:?}");
+    assert!(left[0].starts_with(".data.coffer-chain-") && fx.path("out").join(&left[0]).join("secret").is_dir());
+
+    std::fs::remove_file(&pause).unwrap();
+    let err = expect(0, &["restore", &inc, "--to", to.to_str().unwrap(), "--prepare", "--key-file", &k]);
+    assert!(err.contains(&format!("removed {}", fx.path("out").join(&left[0]).display())), "{err}");
+    assert_eq!(names(&fx.path("out")), ["data"], "only the target is left");
+    assert!(!to.join(".coffer-lock").exists(), "the lock file does not follow the datadir");
+}

@@ -52,8 +52,10 @@ impl Drop for PrivateDir {
 }
 
 /// The lock file of a new directory: written and locked under another name, then renamed, so
-/// that a sweep never finds it unlocked or without its PID.
-fn lock_in(dir: &Path) -> Result<File, FsError> {
+/// that a sweep never finds it unlocked or without its PID. (For a directory made otherwise,
+/// such as one that will take a target's place: its lock file is removed, and the returned
+/// file kept open, before it does.)
+pub fn lock_in(dir: &Path) -> Result<File, FsError> {
     let new = dir.join(".coffer-lock.new");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -298,7 +298,8 @@ impl Restorer {
         };
         if existed && opts.whole_tree && !opts.force {
             let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-            if !names.is_empty() {
+            // A private directory's lock file (crate::private) is coffer's, not a restored name.
+            if names.iter().any(|n| n.as_bytes() != crate::private::LOCK.as_bytes()) {
                 return Err(FsError::TargetNotEmpty(target.into()));
             }
         }
@@ -585,7 +586,8 @@ impl Restorer {
         }
         let rel = meta.path.as_slice();
         check_relative_path(rel).map_err(|e| Self::unsafe_entry(rel, e.to_string()))?;
-        if self.opts.whole_tree && (rel == MARKER.as_bytes() || rel == JOURNAL.as_bytes()) {
+        let own = [MARKER, JOURNAL, crate::private::LOCK];
+        if self.opts.whole_tree && own.iter().any(|n| rel == n.as_bytes()) {
             return Err(Self::unsafe_entry(rel, "a name coffer keeps for its own bookkeeping"));
         }
         let (parent, name) = split_parent(rel);

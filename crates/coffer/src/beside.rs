@@ -66,7 +66,22 @@ pub(crate) struct Place {
 impl Place {
     /// Takes `target` as it is now: absent, or a directory on its parent's file system (not a
     /// mount point, not a link), under parents only root or this user may change.
-    pub(crate) fn open(target: &Path) -> Result<Arc<Self>> {
+    pub(crate) fn open(target: &Path, report: &dyn crate::Report) -> Result<Arc<Self>> {
+        let place = Self::open_quiet(target)?;
+        place.sweep(report);
+        Ok(place)
+    }
+
+    /// Removes the private directories a killed restore to this target left beside it (their
+    /// lock free, their process gone: coffer_fs::private::sweep), saying so.
+    fn sweep(&self, report: &dyn crate::Report) {
+        let prefix = format!(".{}.coffer", self.name.to_string_lossy());
+        for left in coffer_fs::private::sweep(&self.dir, &prefix, &mut |_| {}) {
+            report.warn(&format!("removed {}, which an interrupted restore left", left.display()));
+        }
+    }
+
+    fn open_quiet(target: &Path) -> Result<Arc<Self>> {
         let shown = target.to_path_buf();
         let (dir, name) = match std::fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => {
@@ -151,12 +166,14 @@ pub(crate) struct Beside {
     fd: OwnedFd,
     id: (u64, u64),
     kept: bool,
+    /// The lock file's, held open for its `flock`.
+    lock: Option<std::fs::File>,
 }
 
 impl Beside {
     /// A private directory beside `target` (see [`Place::open`]).
-    pub(crate) fn create(target: &Path, what: &str) -> Result<Self> {
-        Self::within(&Place::open(target)?, what)
+    pub(crate) fn create(target: &Path, what: &str, report: &dyn crate::Report) -> Result<Self> {
+        Self::within(&Place::open(target, report)?, what)
     }
 
     /// A private directory (mode 0700) beside the target of `place`, named after it and `what`.
@@ -174,7 +191,16 @@ impl Beside {
             crate::bail!("{} was replaced as it was created", path.display());
         }
         fchmod(&fd, Mode::from_bits_truncate(0o700)).map_err(io).with_context(failed)?;
-        Ok(Self { place: place.clone(), name, path, fd, id: id_of(&st), kept: false })
+        let mut made = Self { place: place.clone(), name, path, fd, id: id_of(&st), kept: false, lock: None };
+        // Locked while this run holds plaintext in it: a killed run's is swept by the next.
+        made.lock = Some(coffer_fs::private::lock_in(&made.path)?);
+        Ok(made)
+    }
+
+    /// Takes the lock file out (the directory is about to be kept); the lock itself is held
+    /// until this value goes.
+    fn unlock(&self) {
+        let _ = unlinkat(&self.fd, coffer_fs::private::LOCK, UnlinkatFlags::NoRemoveDir);
     }
 
     /// Keeps this directory, renamed `dest`: a name beside the target, which must not exist.
@@ -184,6 +210,7 @@ impl Beside {
             return Err(Error::msg(moved()).context("not beside the target"));
         };
         let p = &self.place.parent;
+        self.unlock();
         renameat2(p, self.name.as_os_str(), p, name, RenameFlags::RENAME_NOREPLACE).map_err(io).with_context(moved)?;
         self.kept = true;
         Ok(())
@@ -194,6 +221,7 @@ impl Beside {
     /// and a directory replaced leaves its mode and owner of then to this one.
     pub(crate) fn replace(mut self, force: bool, sync: bool) -> Result<()> {
         pause_for_tests();
+        self.unlock();
         let place = self.place.clone();
         let p = &place.parent;
         let target = place.shown.display();
@@ -234,7 +262,7 @@ impl Beside {
         let name = std::mem::take(&mut self.name);
         self.took_place(sync)?;
         // The old contents go (this directory's name is now theirs).
-        drop(Beside { place, name, path, fd: old, id: seen.id, kept: false });
+        drop(Beside { place, name, path, fd: old, id: seen.id, kept: false, lock: None });
         Ok(())
     }
 
@@ -345,7 +373,7 @@ mod tests {
 
     /// A staged restore beside `target`: one file in a private directory.
     fn staged(target: &Path) -> Beside {
-        let b = Beside::create(target, "chain").unwrap();
+        let b = Beside::create(target, "chain", &crate::Silent).unwrap();
         std::fs::write(b.path.join("ibdata1"), b"restored").unwrap();
         b
     }
@@ -467,7 +495,7 @@ mod tests {
         std::fs::create_dir_all(open.join("below")).unwrap();
         chmod(&open, 0o777);
         for target in [open.join("data"), open.join("below/data"), open.join("new/data")] {
-            let err = Place::open(&target).unwrap_err().to_string();
+            let err = Place::open(&target, &crate::Silent).unwrap_err().to_string();
             assert!(err.contains("is writable by group or others"), "{err}");
         }
         assert!(!open.join("new").exists(), "nothing is created under a parent refused");
@@ -475,11 +503,11 @@ mod tests {
             let theirs = t.path().join("theirs");
             std::fs::create_dir(&theirs).unwrap();
             std::os::unix::fs::lchown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
-            let err = Place::open(&theirs.join("data")).unwrap_err().to_string();
+            let err = Place::open(&theirs.join("data"), &crate::Silent).unwrap_err().to_string();
             assert!(err.contains("(uid 65534), not root"), "{err}");
         }
         chmod(&open, 0o1777);
-        Place::open(&open.join("data")).unwrap();
+        Place::open(&open.join("data"), &crate::Silent).unwrap();
     }
 
     #[test]

@@ -433,7 +433,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
         }
     }
     // The binary log, read and checked before anything else is written.
-    let logs = Beside::create(to, "binlog")?;
+    let logs = Beside::create(to, "binlog", env.report.as_ref())?;
     let Gathered { walk, stop, files, ids, one_session } =
         gather(&archive, &start, &spec.until, found_stop.as_ref(), &logs.path)?;
     if let Some(why) = one_session {

@@ -488,7 +488,7 @@ fn stage_chain_timed(
     }
     let engine = EngineKind::of_backup(&chain[0].info);
     // The target as it is now is what the result replaces (see `crate::beside`).
-    let place = Place::open(to)?;
+    let place = Place::open(to, env.report.as_ref())?;
     sweep_engine_scratch(env);
     let staging = Beside::within(&place, "chain")?;
     let mut restores = Vec::new();
