@@ -796,6 +796,18 @@ fn without_namespaces_only_signed_backups_are_drilled() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
+    // A TMPDIR another user could change is no place for the server's own directory.
+    std::fs::create_dir_all(fx.path("open")).unwrap();
+    std::fs::set_permissions(fx.path("open"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = coffer()
+        .args(["drill", &image, "--scratch", fx.path("drill").to_str().unwrap(), "--key-file", &fx.key()])
+        .env("TMPDIR", fx.path("open"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("set TMPDIR elsewhere"), "{err}");
     let (code, err) = drill_without_sys_admin(&[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot be confined") && err.contains("--require-signer"), "{err}");

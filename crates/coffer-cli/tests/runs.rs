@@ -374,3 +374,22 @@ fn live_backups_and_restores_run_only_what_root_chose() {
     drop(restored);
     drop(server);
 }
+
+/// A signer file (`--require-signer FILE`) decides whose images are accepted: one another user
+/// could change is refused, as key files are.
+#[test]
+fn signer_files_another_user_could_change_are_refused() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("src")).unwrap();
+    std::fs::write(fx.path("src/a"), b"a").unwrap();
+    let (_, signer, _) = run(&["key", "generate", "--signing", "-o", &fx.s("b.sig"), "-q"]);
+    std::fs::write(fx.path("signer"), &signer).unwrap();
+    let image = fx.s("x.coffer");
+    expect(0, &["backup", &fx.s("src"), "-o", &image, "--key-file", &fx.key(), "--signing-key", &fx.s("b.sig"), "-q"]);
+    chmod(&fx.path("signer"), 0o644);
+    expect(0, &["verify", &image, "--key-file", &fx.key(), "--require-signer", &fx.s("signer"), "-q"]);
+    chmod(&fx.path("signer"), 0o666);
+    let (code, _, err) = run(&["verify", &image, "--key-file", &fx.key(), "--require-signer", &fx.s("signer"), "-q"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("the signer file") && err.contains("writable by group or others (mode 0666)"), "{err}");
+}

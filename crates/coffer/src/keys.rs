@@ -397,10 +397,19 @@ pub fn parse_signer(value: &str) -> Result<Signer> {
     if let Ok(s) = Signer::parse(value) {
         return Ok(s);
     }
-    let text = std::fs::read(value)
+    use std::io::Read;
+    let path = Path::new(value);
+    let file = std::fs::File::open(path)
         .with_context(|| format!("signer {value:?} is neither coffersig1... nor a readable file"))?;
-    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
-    Signer::parse(&text).with_context(|| format!("signer file {value}"))
+    // Whoever could change the file would choose whose images coffer accepts.
+    let md = file.metadata().with_context(|| format!("cannot stat the signer file {value}"))?;
+    let trusted = coffer_fs::trust::check(path, &md, false).and_then(|()| coffer_fs::trust::check_dirs(path));
+    if let Err(u) = trusted {
+        bail!("the signer file {u}: another user could name a signer of theirs in it; fix its owner or mode");
+    }
+    let mut text = Vec::new();
+    file.take(4096).read_to_end(&mut text).with_context(|| format!("cannot read the signer file {value}"))?;
+    Signer::parse(&String::from_utf8_lossy(&text)).with_context(|| format!("signer file {value}"))
 }
 
 /// Reads a signing key file (COFFER-SIGNING-KEY-1...), refused if group or others can read it.

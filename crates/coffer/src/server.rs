@@ -209,6 +209,13 @@ pub(crate) fn last_line(path: &Path) -> String {
 /// server's socket (whose path must be short: 108 bytes), logs and option file.
 pub(crate) fn rundir(prefix: &str) -> Result<PrivateDir> {
     let tmp = std::env::temp_dir();
+    // TMPDIR comes from the environment (another user's, under `sudo -E`): a directory they
+    // could change would let them put theirs in place of the server's (its socket, its logs).
+    let md = std::fs::metadata(&tmp).with_context(|| format!("cannot inspect {}", tmp.display()))?;
+    let trusted = coffer_fs::trust::check(&tmp, &md, true).and_then(|()| coffer_fs::trust::check_dirs(&tmp));
+    if let Err(u) = trusted {
+        crate::bail!("{u}: another user could change the private server's directory there; set TMPDIR elsewhere");
+    }
     PrivateDir::create(&tmp, prefix).map_err(|e| Error::other(e).context("cannot make a private directory"))
 }
 
