@@ -891,14 +891,7 @@ pub fn fetch(
             if s.start != 4 {
                 crate::bail!("{}: the archive has no segment before it (a gap at {} {})", listed.name, s.file, s.start);
             }
-            let path = to_dir.join(&s.file);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            std::io::Write::write_all(&mut f, b"\xfebin")?;
-            out = Some((f, s.file.clone(), 4));
+            out = Some((new_log_file(to_dir, &s.file)?, s.file.clone(), 4));
             written.push(s.file.clone());
         }
         let (f, _, end) = out.as_mut().expect("opened");
@@ -948,6 +941,18 @@ pub(crate) fn read_entry(
     let mut out = coffer_image::StreamVisitor::new(Vec::new());
     idx.read_entry(i, &mut out, 1)?;
     Ok(out.into_inner())
+}
+
+/// A new binary log file `dir/name` (never one that exists), its magic number written.
+pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs::File> {
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, b"\xfebin")?;
+    Ok(f)
 }
 
 #[cfg(test)]

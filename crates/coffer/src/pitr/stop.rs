@@ -4,7 +4,7 @@
 
 use super::{Archive, Until};
 use crate::binlog::{continues, SegmentName};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
@@ -215,14 +215,7 @@ pub(super) fn gather(
         previous = Some(seg);
         let bytes = archive.events(i)?;
         if seg.start == 4 {
-            let path = dir.join(&seg.file);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            std::io::Write::write_all(&mut f, b"\xfebin")?;
-            out = Some(f);
+            out = Some(crate::binlog::new_log_file(dir, &seg.file)?);
             files.push(seg.file.clone());
         }
         let mut kept = bytes.len();
