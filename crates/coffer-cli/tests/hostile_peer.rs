@@ -754,5 +754,6 @@ fn blocks_held_ahead_stay_within_the_window() {
     eprintln!("receiver: {base} MiB listening, {peak} MiB peak with {N} connections pushing ahead");
     one_line_failure(&got, "stalled");
     let window = 4 * u64::from(N);
-    assert!(peak <= base + window + 24, "{peak} MiB peak, {base} MiB at the start, a window of {window} MiB");
+    // (Before blocks were held only within the window, one more per connection: 88 MiB here.)
+    assert!(peak <= base + window + 8, "{peak} MiB peak, {base} MiB at the start, a window of {window} MiB");
 }

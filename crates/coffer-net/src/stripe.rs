@@ -178,7 +178,7 @@ impl<S: Read> Read for Watched<'_, S> {
 }
 
 /// Reads connection `i`'s blocks (of `n`) into `shared` until its last block: block k comes on
-/// connection k mod n, in order, and at most `ahead` blocks past the one needed next.
+/// connection k mod n, in order, and is read only once it is less than 4·n past the next one.
 fn read_blocks<S: Read>(s: &mut S, i: usize, n: usize, shared: &Shared) -> io::Result<()> {
     let ahead = 4 * n as u64;
     let mut s = Watched { inner: s, stop: &shared.stop };

@@ -292,7 +292,7 @@ impl Read for Incoming {
 }
 
 /// Handshakes under way at most: further connections wait in the listener's backlog.
-const HANDSHAKES: usize = 16;
+const HANDSHAKES: usize = 64;
 /// Refused connections reported one by one at most (then only counted).
 const REFUSALS_SHOWN: usize = 20;
 
