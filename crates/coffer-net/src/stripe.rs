@@ -5,9 +5,14 @@
 //! ```text
 //! block := seq u64 LE | len u32 LE | data[len]        len 0: this connection's last block
 //! ```
+//! Block k comes on connection k mod N, in order, and the receiver refuses any other. The stream
+//! ends where the connection that would carry the next block has ended; a later block is a gap.
+//! A connection waits for the reader before it reads a block 4·N or more past the next one, so
+//! that at most 4·N blocks are held.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -124,17 +129,26 @@ struct State {
     /// Blocks already read, for reuse.
     free: Vec<Vec<u8>>,
     next: u64,
+    /// Which connections have sent their last block.
+    done: Vec<bool>,
     ended: usize,
     error: Option<(io::ErrorKind, String)>,
 }
 
 /// Reads blocks from `N` streams and gives them back in order.
 pub struct StripedReader<S> {
-    shared: Arc<(Mutex<State>, Condvar)>,
+    shared: Arc<Shared>,
     streams: usize,
     cur: Vec<u8>,
     pos: usize,
     threads: Vec<JoinHandle<Option<S>>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+    /// Set on the first error and at the end: connection threads stop at their next read.
+    stop: AtomicBool,
 }
 
 impl<S> std::fmt::Debug for StripedReader<S> {
@@ -143,56 +157,91 @@ impl<S> std::fmt::Debug for StripedReader<S> {
     }
 }
 
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// A connection's stream, which stops at the next read once the reader has stopped (a peer that
+/// trickles bytes does not keep its thread past the failure).
+struct Watched<'a, S> {
+    inner: &'a mut S,
+    stop: &'a AtomicBool,
+}
+
+impl<S: Read> Read for Watched<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the transfer stopped"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Reads connection `i`'s blocks (of `n`) into `shared` until its last block: block k comes on
+/// connection k mod n, in order, and is read only once it is less than 4·n past the next one.
+fn read_blocks<S: Read>(s: &mut S, i: usize, n: usize, shared: &Shared) -> io::Result<()> {
+    let ahead = 4 * n as u64;
+    let mut s = Watched { inner: s, stop: &shared.stop };
+    let mut expected = i as u64;
+    loop {
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        let seq = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            return Ok(());
+        }
+        if len > BLOCK {
+            return Err(invalid(format!("a block of {len} bytes")));
+        }
+        if seq != expected {
+            return Err(invalid(format!(
+                "block {seq} where block {expected} belongs (block k comes on connection k mod {n})"
+            )));
+        }
+        expected += n as u64;
+        // Room first, then the bytes: a block is held only once it is within the window.
+        let mut data = {
+            let mut st = shared.state.lock().expect("lock");
+            while seq >= st.next + ahead && st.error.is_none() {
+                st = shared.cv.wait(st).expect("lock");
+            }
+            if st.error.is_some() {
+                return Err(io::Error::other("the transfer stopped"));
+            }
+            st.free.pop().unwrap_or_default()
+        };
+        data.resize(len, 0);
+        s.read_exact(&mut data)?;
+        shared.state.lock().expect("lock").blocks.insert(seq, data);
+        shared.cv.notify_all();
+    }
+}
+
 impl<S: Read + Send + 'static> StripedReader<S> {
     pub fn new(streams: Vec<S>) -> Self {
         let n = streams.len();
-        // Blocks held at most: a few per connection.
-        let ahead = 4 * n as u64;
-        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let state = State { done: vec![false; n], ..State::default() };
+        let shared = Arc::new(Shared { state: Mutex::new(state), cv: Condvar::new(), stop: AtomicBool::new(false) });
         let threads = streams
             .into_iter()
             .enumerate()
             .map(|(i, mut s)| {
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
-                    let result = (|| -> io::Result<()> {
-                        loop {
-                            let mut head = [0u8; 12];
-                            s.read_exact(&mut head)?;
-                            let seq = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-                            let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes")) as usize;
-                            if len == 0 {
-                                return Ok(());
-                            }
-                            if len > BLOCK {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::InvalidData,
-                                    format!("a block of {len} bytes"),
-                                ));
-                            }
-                            let (lock, cv) = &*shared;
-                            let mut data = lock.lock().expect("lock").free.pop().unwrap_or_default();
-                            data.resize(len, 0);
-                            s.read_exact(&mut data)?;
-                            let mut st = lock.lock().expect("lock");
-                            while seq >= st.next + ahead && st.error.is_none() {
-                                st = cv.wait(st).expect("lock");
-                            }
-                            if seq < st.next || st.blocks.insert(seq, data).is_some() {
-                                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("block {seq} twice")));
-                            }
-                            cv.notify_all();
-                        }
-                    })();
-                    let (lock, cv) = &*shared;
-                    let mut st = lock.lock().expect("lock");
+                    let result = read_blocks(&mut s, i, n, &shared);
+                    let mut st = shared.state.lock().expect("lock");
                     match result {
-                        Ok(()) => st.ended += 1,
+                        Ok(()) => {
+                            st.done[i] = true;
+                            st.ended += 1;
+                        }
                         Err(e) => {
                             st.error.get_or_insert((e.kind(), format!("connection {i}: {e}")));
+                            shared.stop.store(true, Ordering::Relaxed);
                         }
                     }
-                    cv.notify_all();
+                    shared.cv.notify_all();
                     drop(st);
                     Some(s)
                 })
@@ -204,10 +253,10 @@ impl<S: Read + Send + 'static> StripedReader<S> {
     /// Waits for every connection's reader; returns the streams, in order.
     pub fn finish(self) -> io::Result<Vec<S>> {
         {
-            let (lock, cv) = &*self.shared;
-            let mut st = lock.lock().expect("lock");
+            let mut st = self.shared.state.lock().expect("lock");
             st.error.get_or_insert((io::ErrorKind::Other, "finished".into()));
-            cv.notify_all();
+            self.shared.stop.store(true, Ordering::Relaxed);
+            self.shared.cv.notify_all();
         }
         self.threads
             .into_iter()
@@ -219,13 +268,12 @@ impl<S: Read + Send + 'static> StripedReader<S> {
 impl<S: Read + Send + 'static> Read for StripedReader<S> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.cur.len() {
-            let (lock, cv) = &*self.shared;
-            let mut st = lock.lock().expect("lock");
+            let mut st = self.shared.state.lock().expect("lock");
             loop {
                 let next = st.next;
                 if let Some(b) = st.blocks.remove(&next) {
                     st.next += 1;
-                    cv.notify_all();
+                    self.shared.cv.notify_all();
                     let used = std::mem::replace(&mut self.cur, b);
                     if used.capacity() > 0 {
                         st.free.push(used);
@@ -236,10 +284,18 @@ impl<S: Read + Send + 'static> Read for StripedReader<S> {
                 if let Some((kind, e)) = &st.error {
                     return Err(io::Error::new(*kind, e.clone()));
                 }
-                if st.ended == self.streams {
-                    return Ok(0);
+                let on = (next % self.streams as u64) as usize;
+                if st.done[on] {
+                    // The connection that carries the next block has ended: the stream ends
+                    // here, unless a later block came (a gap).
+                    if !st.blocks.is_empty() {
+                        return Err(invalid(format!("block {next} never came (connection {on} ended before it)")));
+                    }
+                    if st.ended == self.streams {
+                        return Ok(0);
+                    }
                 }
-                st = cv.wait(st).expect("lock");
+                st = self.shared.cv.wait(st).expect("lock");
             }
         }
         let n = out.len().min(self.cur.len() - self.pos);
@@ -291,5 +347,102 @@ mod tests {
         let mut r = StripedReader::new(vec![b, d]);
         let mut got = Vec::new();
         assert!(r.read_to_end(&mut got).is_err());
+    }
+
+    /// Writes raw blocks `(seq, len)` on `s`; `None` is a last block.
+    fn raw(s: &mut UnixStream, blocks: &[Option<(u64, usize)>]) {
+        for b in blocks {
+            let (seq, len) = b.unwrap_or((u64::MAX, 0));
+            let _ = s.write_all(&seq.to_le_bytes());
+            let _ = s.write_all(&(len as u32).to_le_bytes());
+            // (A block too large is refused on its header: its bytes would fill the socket.)
+            let _ = s.write_all(&vec![7u8; if len > BLOCK { 0 } else { len }]);
+        }
+    }
+
+    /// Reads what `blocks` (one list per connection) give, within 10 s; the connections stay
+    /// open (silent) until the reader is done.
+    fn read_raw(blocks: &[&[Option<(u64, usize)>]]) -> io::Result<usize> {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for b in blocks {
+            let (mut a, r) = UnixStream::pair().unwrap();
+            // A thread blocked on a silent connection sees the stop once its read times out.
+            r.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+            raw(&mut a, b);
+            ours.push(a);
+            theirs.push(r);
+        }
+        let n = blocks.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = StripedReader::new(theirs);
+            let result = r.read_to_end(&mut Vec::new());
+            let _ = tx.send((result, r.finish().map(|s| s.len())));
+        });
+        let (result, finished) = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the reader hung");
+        drop(ours);
+        assert_eq!(finished.unwrap(), n);
+        result
+    }
+
+    #[test]
+    fn blocks_out_of_place_are_refused_at_once() {
+        let at_once = |blocks: &[&[Option<(u64, usize)>]], says: &str| {
+            let started = std::time::Instant::now();
+            let e = read_raw(blocks).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(started.elapsed().as_secs() < 5, "{e}");
+        };
+        // Far ahead on every connection: no connection waits for room forever. (Both connections
+        // are refused here; either may be first.)
+        at_once(&[&[Some((1000, 10))], &[Some((1001, 10))]], " belongs (block k comes on connection k mod 2)");
+        at_once(&[&[Some((1, 10))], &[Some((0, 10))]], " belongs (block k comes on connection k mod 2)");
+        at_once(&[&[Some((0, 10)), Some((0, 10))], &[]], "block 0 where block 2 belongs");
+        at_once(&[&[Some((0, BLOCK + 1))], &[]], "a block of");
+        // A gap: every connection ended, block 1 never came but block 2 did.
+        at_once(&[&[Some((0, 10)), Some((2, 10)), None], &[None]], "block 1 never came");
+        // Connection 1 ended early while connection 0 goes on: refused before the window fills.
+        let many: Vec<_> = (0..20).map(|k| Some((2 * k, 10))).collect();
+        at_once(&[&many, &[None]], "block 1 never came");
+    }
+
+    #[test]
+    fn streams_end_on_any_connection() {
+        // Three blocks over two connections: connection 1 ends first, having carried block 1.
+        assert_eq!(read_raw(&[&[Some((0, 5)), Some((2, 5)), None], &[Some((1, 5)), None]]).unwrap(), 15);
+        assert_eq!(read_raw(&[&[Some((0, 5)), None], &[None], &[None]]).unwrap(), 5);
+        assert_eq!(read_raw(&[&[None], &[None]]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_stopped_reader_does_not_wait_for_a_trickle() {
+        let (mut a, r) = UnixStream::pair().unwrap();
+        let (mut b, r2) = UnixStream::pair().unwrap();
+        r2.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+        raw(&mut a, &[Some((7, 10))]); // refused
+        let trickle = std::thread::spawn(move || {
+            raw(&mut b, &[]);
+            let _ = b.write_all(&1u64.to_le_bytes());
+            let _ = b.write_all(&(BLOCK as u32).to_le_bytes());
+            // One byte at a time, each within the read timeout, for much longer than it.
+            for _ in 0..100 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if b.write_all(&[1]).is_err() {
+                    return true;
+                }
+            }
+            false
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = StripedReader::new(vec![r, r2]);
+            assert!(reader.read_to_end(&mut Vec::new()).is_err());
+            let started = std::time::Instant::now();
+            drop(reader.finish().unwrap());
+            let _ = tx.send(started.elapsed());
+        });
+        let took = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("finish waits for the trickle");
+        assert!(took.as_secs() < 3, "{took:?}");
+        assert!(trickle.join().unwrap(), "the trickling connection was not dropped");
     }
 }

@@ -6,10 +6,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -20,6 +21,11 @@ pub enum TlsError {
     Config(String),
     #[error("{0}")]
     Handshake(String),
+    /// The handshake failed over certificates: the peer's was refused, or it refused ours (the
+    /// two ends' certificates do not fit), rather than over a peer that does not speak TLS 1.3
+    /// with a certificate at all, or too slowly.
+    #[error("{0}")]
+    Certificate(String),
     #[error("{op} {addr}: {source}")]
     Net { op: &'static str, addr: String, source: std::io::Error },
 }
@@ -249,26 +255,50 @@ pub fn client_config(c: &Credentials) -> Result<Arc<ClientConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The handshake's error, told apart by whether certificates were refused (see [`TlsError`]).
+fn failed(e: &std::io::Error, peer: &str) -> TlsError {
+    use rustls::{AlertDescription as Alert, Error as E};
+    let line = explain(e, peer);
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+        Some(E::InvalidCertificate(_))
+        | Some(E::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::AccessDenied,
+        )) => TlsError::Certificate(line),
+        _ => TlsError::Handshake(line),
+    }
+}
+
 /// Says why a handshake failed in words an operator can act on.
 pub fn explain(e: &std::io::Error, peer: &str) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
     let text = e.to_string();
-    let why = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-        "its certificate is not signed by our CA (--ca)"
-    } else if text.contains("ApplicationVerificationFailure") {
-        "its certificate's fingerprint is not one of --peer-fingerprint"
-    } else if text.contains("Expired") {
-        "its certificate has expired"
-    } else if text.contains("NotValidForName") {
-        "its certificate does not name the host dialled"
-    } else if text.contains("NoCertificatesPresented") || text.contains("CertificateRequired") {
-        "it presented no certificate"
-    } else if text.contains("fatal alert") {
-        "it refused our certificate (is it signed by the CA the peer trusts?)"
-    } else if text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("InvalidMessage")
-    {
-        "it does not speak TLS"
-    } else {
-        ""
+    let why = match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+        Some(E::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature)) => {
+            "its certificate is not signed by our CA (--ca)"
+        }
+        Some(E::InvalidCertificate(Cert::ApplicationVerificationFailure)) => {
+            "its certificate's fingerprint is not one of --peer-fingerprint"
+        }
+        Some(E::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => "its certificate has expired",
+        Some(E::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. })) => {
+            "its certificate is not valid yet"
+        }
+        Some(E::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. })) => {
+            "its certificate does not name the host dialled"
+        }
+        Some(E::NoCertificatesPresented) => "it presented no certificate",
+        Some(E::PeerIncompatible(_) | E::AlertReceived(Alert::ProtocolVersion)) => "it does not speak TLS 1.3",
+        Some(E::AlertReceived(_)) => "it refused our certificate (is it signed by the CA the peer trusts?)",
+        Some(E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. }) => {
+            "it does not speak TLS"
+        }
+        _ => "",
     };
     if why.is_empty() {
         format!("TLS handshake with {peer} failed: {text}")
@@ -282,8 +312,8 @@ pub use rustls::ClientConfig as DbClientConfig;
 pub use rustls::ServerConfig as ReceiverConfig;
 pub type ServerStream = StreamOwned<ServerConnection, TcpStream>;
 
-/// Connects to `addr` (`host:port`), completes the handshake, and returns the stream. Reads
-/// and writes that stall for `stall` fail.
+/// Connects to `addr` (`host:port`), completes the handshake (within `stall` in all), and returns
+/// the stream. Reads and writes that stall for `stall` fail.
 pub fn connect(addr: &str, config: Arc<ClientConfig>, stall: Duration) -> Result<ClientStream, TlsError> {
     let net = |op, source| TlsError::Net { op, addr: addr.into(), source };
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
@@ -301,10 +331,77 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>, stall: Duration) -> Result
     let _ = tcp.set_nodelay(true);
     let conn = ClientConnection::new(config, name).map_err(|e| TlsError::Config(e.to_string()))?;
     let mut stream = StreamOwned::new(conn, tcp);
+    let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, addr)))?;
+        stream.conn.complete_io(&mut io).map_err(|e| failed(&e, addr))?;
     }
+    io.done().map_err(|e| net("configure", e))?;
     Ok(stream)
+}
+
+/// The socket of a handshake, whose reads and writes share one deadline (the stall timeout from
+/// the start): a peer that trickles its handshake a byte at a time cannot keep it going longer.
+/// Afterwards each read and write has the stall timeout again.
+struct Deadline<'a> {
+    sock: &'a TcpStream,
+    stall: Duration,
+    until: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(sock: &'a TcpStream, stall: Duration) -> Self {
+        Self { sock, stall, until: Instant::now() + stall }
+    }
+
+    /// The time left, or the error that the handshake took too long.
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.late());
+        }
+        Ok(left)
+    }
+
+    fn late(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("it did not complete within {} s (--stall-timeout)", self.stall.as_secs()),
+        )
+    }
+
+    /// A timed-out read or write is the deadline passing.
+    fn timed<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        match r {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(self.late())
+            }
+            other => other,
+        }
+    }
+
+    fn done(self) -> std::io::Result<()> {
+        self.sock.set_read_timeout(Some(self.stall))?;
+        self.sock.set_write_timeout(Some(self.stall))
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        let r = { self.sock }.read(buf);
+        self.timed(r)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        let r = { self.sock }.write(buf);
+        self.timed(r)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Waits for one connection on `listener`, completes the handshake (the client's certificate
@@ -322,7 +419,7 @@ pub fn accept(
     handshake_server(tcp, config, stall)
 }
 
-/// The receiver's side of the handshake on an accepted connection.
+/// The receiver's side of the handshake on an accepted connection, within `stall` in all.
 pub fn handshake_server(
     tcp: TcpStream,
     config: Arc<ServerConfig>,
@@ -337,9 +434,11 @@ pub fn handshake_server(
     let _ = tcp.set_nodelay(true);
     let conn = ServerConnection::new(config).map_err(|e| TlsError::Config(e.to_string()))?;
     let mut stream = StreamOwned::new(conn, tcp);
+    let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, &peer)))?;
+        stream.conn.complete_io(&mut io).map_err(|e| failed(&e, &peer))?;
     }
+    io.done().map_err(|e| TlsError::Net { op: "configure", addr: peer.clone(), source: e })?;
     Ok((stream, peer))
 }
 
@@ -445,4 +544,47 @@ pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, host: &str) -> Result<
         stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, host)))?;
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_failures_are_explained() {
+        use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
+        let now = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(2_000_000_000));
+        let then = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(1_900_000_000));
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        for (e, says) in [
+            (E::InvalidCertificate(Cert::UnknownIssuer), "not signed by our CA"),
+            (E::InvalidCertificate(Cert::ExpiredContext { time: now, not_after: then }), "has expired"),
+            (
+                E::InvalidCertificate(Cert::NotValidForNameContext { expected: name, presented: vec!["x".into()] }),
+                "does not name the host dialled",
+            ),
+            (E::NoCertificatesPresented, "presented no certificate"),
+            (E::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled), "does not speak TLS 1.3"),
+            (E::AlertReceived(Alert::ProtocolVersion), "does not speak TLS 1.3"),
+            (E::AlertReceived(Alert::UnknownCA), "refused our certificate"),
+            (E::InvalidMessage(rustls::InvalidMessage::InvalidContentType), "does not speak TLS"),
+        ] {
+            let line = explain(&std::io::Error::new(std::io::ErrorKind::InvalidData, e), "p:1");
+            assert!(line.starts_with("TLS handshake with p:1 failed: ") && line.contains(says), "{line}");
+        }
+        let line = explain(&std::io::ErrorKind::ConnectionReset.into(), "p:1");
+        assert!(!line.contains('('), "{line}");
+        let io = |e: E| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        for e in [E::InvalidCertificate(Cert::UnknownIssuer), E::AlertReceived(Alert::UnknownCA)] {
+            assert!(matches!(failed(&io(e), "p"), TlsError::Certificate(_)));
+        }
+        for e in [
+            E::NoCertificatesPresented,
+            E::AlertReceived(Alert::ProtocolVersion),
+            E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        ] {
+            assert!(matches!(failed(&io(e), "p"), TlsError::Handshake(_)));
+        }
+        assert!(matches!(failed(&std::io::ErrorKind::TimedOut.into(), "p"), TlsError::Handshake(_)));
+    }
 }

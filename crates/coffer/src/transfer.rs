@@ -57,7 +57,7 @@ pub fn send(image: &Path, to: &str, tls: &TlsOptions, env: &Env) -> Result<SendS
     }
     let (mut stream, offer) = dial(to, tls)?;
     let skip = match &offer {
-        Some(offer) => resume_at(offer, &region, to, env)?,
+        Some(offer) => resume_at(offer, &region, len, to, env)?,
         None => 0,
     };
     let started = Instant::now();
@@ -75,8 +75,11 @@ pub fn send(image: &Path, to: &str, tls: &TlsOptions, env: &Env) -> Result<SendS
             input = Box::new(object.range_reader(from, len.saturating_sub(from)));
         }
         _ => {
-            std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())
+            let skipped = std::io::copy(&mut (&mut input).take(skip), &mut std::io::sink())
                 .with_context(|| format!("cannot read {}", image.display()))?;
+            if skipped < skip {
+                return Err(past_the_end(to, coffer_format::DATA_OFFSET + skip, coffer_format::DATA_OFFSET + skipped));
+            }
         }
     }
     let sent = stream.write_all(&region).and_then(|()| {
@@ -89,9 +92,16 @@ pub fn send(image: &Path, to: &str, tls: &TlsOptions, env: &Env) -> Result<SendS
     Ok(SendSummary { sent, stored, seconds: started.elapsed().as_secs_f64() })
 }
 
+/// A receiver's offer that no image of this length could have left (a hostile or broken peer).
+fn past_the_end(to: &str, offset: u64, len: u64) -> Error {
+    Error::msg(format!(
+        "{to} says it holds this image up to byte {offset}, past its end ({len} bytes): refusing to go on"
+    ))
+}
+
 /// How many bytes after the header region the receiver already holds of the image whose header
-/// region is `region`.
-fn resume_at(offer: &wire::Offer, region: &[u8], to: &str, env: &Env) -> Result<u64> {
+/// region is `region` (and length `len`, if known).
+fn resume_at(offer: &wire::Offer, region: &[u8], len: Option<u64>, to: &str, env: &Env) -> Result<u64> {
     let Some(held) = offer.image_id else { return Ok(0) };
     let ours = coffer_image::choose_header(region).context("cannot read the image's header")?.header.image_id;
     if held != ours {
@@ -99,6 +109,9 @@ fn resume_at(offer: &wire::Offer, region: &[u8], to: &str, env: &Env) -> Result<
             "{to} holds an interrupted transfer of another image ({}): restart the receiver with --force to replace it",
             coffer_crypto::hex(&held[..8])
         );
+    }
+    if let Some(len) = len.filter(|len| offer.offset > *len) {
+        return Err(past_the_end(to, offer.offset, len));
     }
     let data_offset = coffer_format::DATA_OFFSET;
     if offer.offset <= data_offset {
@@ -177,7 +190,7 @@ pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
     };
     // The line a supervisor (a Galera SST script, a test) waits for.
     env.report.ready(&format!("listening on {bound}"));
-    let (streams, peer, hello) = accept_all(&listener, config, &spec.tls, &offer)?;
+    let (streams, peer, hello) = accept_all(&listener, config, &spec.tls, &offer, env)?;
     drop(listener);
     let started = Instant::now();
     let mut incoming = if streams.len() == 1 {
@@ -278,55 +291,179 @@ impl Read for Incoming {
     }
 }
 
-/// Accepts the sender's connections: the first says how many there are and names the session;
-/// the others must name the same session. Each gets a READY.
+/// Handshakes under way at most: further connections wait in the listener's backlog.
+const HANDSHAKES: usize = 64;
+/// Refused connections reported one by one at most (then only counted).
+const REFUSALS_SHOWN: usize = 20;
+
+/// A connection after its handshake: authenticated, with what it said first; refused over
+/// certificates (the two ends' do not fit); or refused as no coffer sender at all.
+enum Arrival {
+    Hello(Box<tls::ServerStream>, String, Result<wire::Hello>),
+    Mismatch(tls::TlsError),
+    Refused(String),
+}
+
+/// The handshake and hello of one accepted connection, on a thread of its own.
+fn greet(tcp: std::net::TcpStream, config: std::sync::Arc<tls::ReceiverConfig>, stall: Duration) -> Arrival {
+    if let Err(e) = tcp.set_nonblocking(false) {
+        return Arrival::Refused(format!("accept: {e}"));
+    }
+    match tls::handshake_server(tcp, config, stall) {
+        Ok((mut s, peer)) => {
+            let hello = wire::read_hello(&mut s).map_err(|e| match e {
+                wire::WireError::Io(io) => stalled(io, stall.as_secs(), &peer),
+                other => Error::from(other).context(format!("from {peer}")),
+            });
+            Arrival::Hello(Box::new(s), peer, hello)
+        }
+        Err(e @ tls::TlsError::Certificate(_)) => Arrival::Mismatch(e),
+        Err(e) => Arrival::Refused(e.to_string()),
+    }
+}
+
+/// The listener and the handshakes under way, each on a thread of its own: a peer that stalls
+/// or trickles its handshake holds up no other, and is cut at the stall timeout.
+struct Gate<'a> {
+    listener: &'a std::net::TcpListener,
+    config: std::sync::Arc<tls::ReceiverConfig>,
+    stall: Duration,
+    pending: usize,
+    tx: std::sync::mpsc::Sender<Arrival>,
+    rx: std::sync::mpsc::Receiver<Arrival>,
+}
+
+impl<'a> Gate<'a> {
+    fn new(listener: &'a std::net::TcpListener, config: std::sync::Arc<tls::ReceiverConfig>, stall: Duration) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Self { listener, config, stall, pending: 0, tx, rx }
+    }
+
+    /// Starts the handshakes of new connections (as many as there is room for), then waits up
+    /// to `patience` for one to end.
+    fn next(&mut self, patience: Duration) -> Result<Option<Arrival>> {
+        while self.pending < HANDSHAKES {
+            let tcp = match self.listener.accept() {
+                Ok((tcp, _)) => tcp,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // A peer that gave up before it was accepted.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err(Error::from(e).context("accept")),
+            };
+            let (tx, config, stall) = (self.tx.clone(), self.config.clone(), self.stall);
+            std::thread::spawn(move || {
+                let _ = tx.send(greet(tcp, config, stall));
+            });
+            self.pending += 1;
+        }
+        match self.rx.recv_timeout(patience) {
+            Ok(arrival) => {
+                self.pending -= 1;
+                Ok(Some(arrival))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The transfer's connections as they come: the first says how many there are and names the
+/// session; the others must name the same session within the stall timeout.
+struct Joining {
+    peer: String,
+    hello: wire::Hello,
+    slots: Vec<Option<tls::ServerStream>>,
+    deadline: Instant,
+}
+
+impl Joining {
+    fn complete(&self) -> bool {
+        self.slots.iter().all(Option::is_some)
+    }
+
+    /// Takes another connection of the session, with a READY.
+    fn join(&mut self, mut s: tls::ServerStream, from: &str, h: wire::Hello, t: &TlsOptions) -> Result<()> {
+        let fits = h.session == self.hello.session && h.streams == self.hello.streams;
+        match self.slots.get_mut(usize::from(h.index)).filter(|_| fits) {
+            Some(slot @ None) => {
+                s.write_all(wire::READY).and_then(|()| s.flush()).map_err(|e| stalled(e, t.stall_timeout, from))?;
+                *slot = Some(s);
+                Ok(())
+            }
+            _ => {
+                crate::bail!("{from} is not part of the transfer from {} (session, count or index differs)", self.peer)
+            }
+        }
+    }
+}
+
+/// Accepts the sender's connections, each with a READY (and on the first, if it asks, the
+/// offer). Before the sender has come, a peer whose certificate is refused (or that refuses
+/// ours) fails the transfer, as a sender with the wrong certificates would: both ends say so.
+/// Peers that are no coffer sender at all (not TLS, not TLS 1.3, no certificate, too slow) are
+/// reported and the receiver waits on, as it does for any refused peer once the sender has
+/// come. An authenticated peer that does not keep to the protocol fails the transfer.
 fn accept_all(
     listener: &std::net::TcpListener,
     config: std::sync::Arc<tls::ReceiverConfig>,
     t: &TlsOptions,
     offer: &wire::Offer,
+    env: &Env,
 ) -> Result<(Vec<tls::ServerStream>, String, wire::Hello)> {
-    let (mut first, peer) = tls::accept(listener, config.clone(), t.stall())?;
-    let hello = wire::read_hello(&mut first).with_context(|| format!("from {peer}"))?;
-    first.write_all(wire::READY).and_then(|()| first.flush()).map_err(|e| stalled(e, t.stall_timeout, &peer))?;
-    if hello.flags & wire::RESUME != 0 {
-        wire::write_offer(&mut first, offer).map_err(|e| stalled(e, t.stall_timeout, &peer))?;
-    }
-    let mut slots: Vec<Option<tls::ServerStream>> = (0..hello.streams).map(|_| None).collect();
-    slots[usize::from(hello.index)] = Some(first);
-    let deadline = Instant::now() + t.stall();
     listener.set_nonblocking(true).context("cannot poll the listener")?;
-    while slots.iter().any(Option::is_none) {
-        let ready = match listener.accept() {
-            Ok((tcp, _)) => Some(tcp),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            Err(e) => return Err(Error::from(e).context("accept")),
-        };
-        let Some(tcp) = ready else {
-            if Instant::now() > deadline {
-                crate::bail!(
-                    "{peer} announced {} connections, and the others did not come within {} s",
-                    hello.streams,
-                    t.stall_timeout
-                );
+    let mut gate = Gate::new(listener, config, t.stall());
+    let mut joining: Option<Joining> = None;
+    let mut refused = 0usize;
+    loop {
+        if let Some(j) = joining.take_if(|j| j.complete()) {
+            return Ok((j.slots.into_iter().map(|s| s.expect("all came")).collect(), j.peer, j.hello));
+        }
+        if let Some(j) = joining.as_ref().filter(|j| Instant::now() > j.deadline) {
+            crate::bail!(
+                "{} announced {} connections, and the others did not come within {} s",
+                j.peer,
+                j.hello.streams,
+                t.stall_timeout
+            );
+        }
+        // Polled: more often while connections are on their way.
+        let patience = Duration::from_millis(if joining.is_some() || gate.pending > 0 { 5 } else { 25 });
+        let (mut s, from, hello) = match gate.next(patience)? {
+            None => continue,
+            Some(Arrival::Hello(s, from, hello)) => (*s, from, hello?),
+            Some(Arrival::Mismatch(e)) if joining.is_none() => return Err(e.into()),
+            Some(Arrival::Mismatch(e)) => {
+                refuse(&mut refused, &e.to_string(), env);
+                continue;
             }
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
+            Some(Arrival::Refused(why)) => {
+                refuse(&mut refused, &why, env);
+                continue;
+            }
         };
-        tcp.set_nonblocking(false).context("accept")?;
-        let (mut s, from) = tls::handshake_server(tcp, config.clone(), t.stall())?;
-        let h = wire::read_hello(&mut s).with_context(|| format!("from {from}"))?;
-        let slot =
-            slots.get_mut(usize::from(h.index)).filter(|_| h.session == hello.session && h.streams == hello.streams);
-        match slot {
-            Some(slot @ None) => {
+        match joining.as_mut() {
+            Some(j) => j.join(s, &from, hello, t)?,
+            None => {
                 s.write_all(wire::READY).and_then(|()| s.flush()).map_err(|e| stalled(e, t.stall_timeout, &from))?;
-                *slot = Some(s);
+                if hello.flags & wire::RESUME != 0 {
+                    wire::write_offer(&mut s, offer).map_err(|e| stalled(e, t.stall_timeout, &from))?;
+                }
+                let mut slots: Vec<Option<tls::ServerStream>> = (0..hello.streams).map(|_| None).collect();
+                slots[usize::from(hello.index)] = Some(s);
+                joining = Some(Joining { peer: from, hello, slots, deadline: Instant::now() + t.stall() });
             }
-            _ => crate::bail!("{from} is not part of the transfer from {peer} (session, count or index differs)"),
         }
     }
-    Ok((slots.into_iter().map(|s| s.expect("all came")).collect(), peer, hello))
+}
+
+/// Reports a refused connection (the first few of them).
+fn refuse(refused: &mut usize, why: &str, env: &Env) {
+    *refused += 1;
+    if *refused <= REFUSALS_SHOWN {
+        env.report.warn(&format!("refused a connection: {why}"));
+    }
+    if *refused == REFUSALS_SHOWN {
+        env.report.warn("further refused connections are not reported");
+    }
 }
 
 /// The offer a target's journal makes: its image and checkpoint, and every durable file.
