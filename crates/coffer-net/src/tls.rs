@@ -539,16 +539,48 @@ pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, host: &str) -> Result<
     let name =
         ServerName::try_from(host.to_owned()).map_err(|_| TlsError::Config(format!("{host} is not a host name")))?;
     let conn = ClientConnection::new(config, name).map_err(|e| TlsError::Config(e.to_string()))?;
+    // The whole handshake within the socket's read timeout (a server that trickles it byte by
+    // byte cannot keep it going longer), as a transfer's.
+    let stall = tcp.read_timeout().ok().flatten().unwrap_or(Duration::from_secs(30));
     let mut stream = StreamOwned::new(conn, tcp);
+    let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| TlsError::Handshake(explain(&e, host)))?;
+        stream.conn.complete_io(&mut io).map_err(|e| TlsError::Handshake(explain(&e, host)))?;
     }
+    io.done().map_err(|e| TlsError::Handshake(e.to_string()))?;
     Ok(stream)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that trickles its side of the handshake a byte at a time holds the database
+    /// client no longer than its read timeout (each byte used to restart it).
+    #[test]
+    fn a_trickled_handshake_ends_within_the_read_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            // A TLS record header, then its body a byte every 100 ms.
+            let _ = s.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+            while s.write_all(&[0]).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (done, took) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let tcp = TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let config = db_client_config(DbVerify::None, None, None).unwrap();
+            let started = Instant::now();
+            let r = upgrade(tcp, config, "127.0.0.1");
+            let _ = done.send((r.is_err(), started.elapsed()));
+        });
+        let (failed, elapsed) = took.recv_timeout(Duration::from_secs(10)).expect("the handshake ended");
+        assert!(failed && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
 
     #[test]
     fn handshake_failures_are_explained() {
