@@ -7,7 +7,6 @@ mod config;
 mod exit;
 mod keys;
 mod metrics;
-mod notify;
 mod progress;
 mod report;
 mod store;

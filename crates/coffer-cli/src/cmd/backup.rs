@@ -7,7 +7,7 @@ use crate::exit::usage;
 use crate::metrics::Metrics;
 use anyhow::{Context, Result};
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
-use coffer::metrics::Run;
+use coffer::service::metrics::Run;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
@@ -122,7 +122,7 @@ pub(super) fn io_priority(p: Option<IoPriority>) -> Result<()> {
     Ok(())
 }
 
-/// A backup's gauges in the metrics file (besides the run's own: see `coffer::metrics`).
+/// A backup's gauges in the metrics file (besides the run's own: see `coffer::service::metrics`).
 fn fill_metrics(m: &mut Run, s: &BackupSummary) {
     let (read, written) = (s.image.logical_bytes, s.image.image_bytes);
     m.set("coffer_bytes_read", "Bytes of file data backed up (file sizes, holes included).", read as f64);

@@ -1,0 +1,60 @@
+//! What the binary log archiver's state ([`ArchiveState`]) says to a supervisor: the status line
+//! systemd shows, and the gauges of the run.
+
+use super::metrics::Run;
+use crate::binlog::{ArchivePhase, ArchiveState};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The status line systemd shows for `state`.
+pub(super) fn status_text(s: &ArchiveState) -> String {
+    match s.phase {
+        ArchivePhase::Connecting => "connecting to the server".into(),
+        ArchivePhase::Ended => "stopping".into(),
+        ArchivePhase::Reconnecting => format!("reconnecting: {}", s.last_error.as_deref().unwrap_or_default()),
+        ArchivePhase::Streaming => {
+            let lag = s.lag.map(|l| format!(", lag {} s", l.as_secs())).unwrap_or_default();
+            let gaps = match s.gaps {
+                0 => String::new(),
+                1 => ", 1 gap".into(),
+                n => format!(", {n} gaps"),
+            };
+            let stored = match s.segments {
+                1 => "1 segment".to_owned(),
+                n => format!("{n} segments"),
+            };
+            format!("archiving {}:{}{lag}; {stored} stored{gaps}", s.file, s.position)
+        }
+    }
+}
+
+/// The run's gauges for `state`.
+pub(super) fn set_gauges(run: &mut Run, s: &ArchiveState) {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    run.set(
+        "coffer_binlog_archive_connected",
+        "1 while the archiver is connected and the binary log streams, else 0.",
+        f64::from(u8::from(s.phase == ArchivePhase::Streaming)),
+    );
+    if let Some(lag) = s.lag {
+        run.set(
+            "coffer_binlog_archive_lag_seconds",
+            "How far the archive is behind the server: seconds since the archive last held all of its binary log (docs/METRICS.md).",
+            lag.as_secs_f64().floor(),
+        );
+    }
+    run.set("coffer_binlog_archive_segments", "Binary log segments stored by this run.", s.segments as f64);
+    run.set(
+        "coffer_binlog_archive_gaps",
+        "Gaps found by this run: binary logs the server purged before they were archived.",
+        s.gaps as f64,
+    );
+    if let Some(t) = s.last_segment_at {
+        run.set(
+            "coffer_binlog_archive_last_segment_timestamp_seconds",
+            "When this run last stored a segment (Unix seconds).",
+            secs(t).floor(),
+        );
+    }
+    run.set("coffer_bytes_read", "Bytes read (binlog-archive: binary log events stored).", s.bytes as f64);
+    run.set("coffer_bytes_written", "Bytes written (binlog-archive: sealed segments stored).", s.stored_bytes as f64);
+}
