@@ -62,6 +62,7 @@ pub mod lease;
 pub mod location;
 pub mod net;
 pub mod pitr;
+pub mod profile;
 pub mod prune;
 pub mod read;
 pub mod report;

@@ -1,10 +1,11 @@
 //! `coffer config show|check`: what a profile sets, and whether what it names is reachable.
 
 use crate::cli::{Cli, Command as Cmd, ConfigCommand, KeyCommand};
-use crate::config::{self, Config, Entry, Value};
+use crate::config;
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
+use coffer::profile::{Config, Entry};
 use serde_json::json;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -30,8 +31,7 @@ fn show(profile: Option<String>, file: Option<PathBuf>, command: Vec<String>, js
     let profile = profile.ok_or_else(|| crate::exit::usage("config show needs --profile NAME"))?;
     let cmd = config::command();
     let rows = if command.is_empty() {
-        let path = config::locate(file.as_deref());
-        let config = Config::read(&path, &cmd)?;
+        let config = config::read(file.as_deref(), &cmd)?;
         config.profile(&profile)?.iter().map(entry_row).collect::<Vec<_>>()
     } else {
         options_of(&cmd, &profile, &file, &command)?
@@ -126,8 +126,8 @@ struct Finding {
 
 fn check(profile: Option<String>, file: Option<PathBuf>, json: bool, quiet: bool) -> Result<()> {
     let cmd = config::command();
-    let path = config::locate(file.as_deref());
-    let config = Config::read(&path, &cmd)?;
+    let config = config::read(file.as_deref(), &cmd)?;
+    let path = &config.path;
     let names: Vec<String> = match &profile {
         Some(p) => {
             config.profile(p)?;
@@ -169,11 +169,7 @@ fn check_profile(
 ) -> Vec<Finding> {
     let entries = config.profile(name).unwrap_or_default();
     let mut out = Vec::new();
-    let text = |e: &Entry| match &e.value {
-        Value::Text(t) => vec![t.clone()],
-        Value::List(l) => l.clone(),
-        Value::Flag(_) => Vec::new(),
-    };
+    let text = |e: &Entry| e.value.texts();
     // Files the profile names, readable by this user.
     const FILES: &[&str] = &[
         "key-file",

@@ -1,0 +1,337 @@
+//! Profiles: `[profile.NAME]` tables of a TOML file whose keys are the commands' long options.
+//!
+//! A value comes from, lowest first: the option's default, the profile (a `[profile.NAME.CMD]`
+//! table over the profile's own keys), a `COFFER_*` environment variable, the command line. The
+//! `coffer` binary adds the profile's values to the command line of the run (as
+//! `--option=value`) for each option neither given nor set in the environment, so that its
+//! parser checks them as it checks flags; they are checked once more when the file is read, to
+//! name the file, line and column.
+//!
+//! This module reads and checks the file ([`Config::read`]: whose file is obeyed, which keys a
+//! profile may hold) and says what each key gives a command ([`effective`], [`target`]); what
+//! the commands and their options are, a program says through [`Commands`].
+
+mod parse;
+mod trust;
+
+use crate::{Context, Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the system's profiles are kept.
+pub const SYSTEM_FILE: &str = "/etc/coffer/coffer.toml";
+
+/// Options no profile sets for every command at once (they name one run's input or output, or
+/// overwrite): only in a command's own table.
+const PER_COMMAND_ONLY: &[&str] =
+    &["output", "to", "to-dir", "force", "name", "from", "slot", "until", "until-gtid", "until-position", "dry-run"];
+
+/// Options that no profile and no environment variable sets.
+pub const NEVER: &[&str] = &["help", "version", "profile", "config"];
+
+/// Options without a `COFFER_*` variable: what a stray variable must not change.
+pub const NO_ENV: &[&str] = &["force", "output", "to", "to-dir", "name", "from", "slot", "dry-run"];
+
+/// Keys of a profile that are not options. `repository` and `binlogs` also stand for the
+/// commands' positional prefixes; `password` becomes a `--password-file` that only this process
+/// reads; the AWS keys set the variables object storage reads, unless they are set already.
+const SPECIAL: &[&str] = &[
+    "repository",
+    "binlogs",
+    "password",
+    "aws-access-key-id",
+    "aws-secret-access-key",
+    "aws-session-token",
+    "aws-region",
+];
+
+/// Keys whose value is a secret: a file holding one must be private (mode 0600), and `config
+/// show` prints where it comes from, never what it is.
+const SECRETS: &[&str] = &["password", "key-hex", "aws-secret-access-key", "aws-session-token"];
+
+/// The commands a profile applies to are all but these.
+const NOT_PROFILED: &[&str] = &["config", "completions", "manpage"];
+
+/// Whether a profile applies to the command at `path` (`["binlog", "archive"]`).
+pub fn applies_to(path: &[String]) -> bool {
+    path.first().is_some_and(|n| !NOT_PROFILED.contains(&n.as_str()))
+}
+
+/// The commands whose options a profile sets, as the program that reads it defines them (the
+/// `coffer` binary: from its argument parser).
+pub trait Commands {
+    /// Every command, by its path (`["binlog", "archive"]`), parents before their
+    /// subcommands.
+    fn paths(&self) -> Vec<Vec<String>>;
+    /// How the command at `path` takes the option `--long` (its own, or a global one), if it
+    /// has it.
+    fn takes(&self, path: &[String], long: &str) -> Option<Takes>;
+    /// Whether that option takes `value`, as its own parser says; the parser's message (one
+    /// line) if it does not.
+    fn parses(&self, path: &[String], long: &str, value: &str) -> std::result::Result<(), String>;
+}
+
+/// How an option takes its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// A flag: true or false.
+    Flag,
+    /// One value.
+    One,
+    /// Any number of values (given more than once).
+    Many,
+}
+
+/// A position in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The file.
+    pub file: PathBuf,
+    /// Its line, from 1.
+    pub line: usize,
+    /// Its column (in characters), from 1.
+    pub column: usize,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A value as the file gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// `true` or `false`.
+    Flag(bool),
+    /// A string or an integer.
+    Text(String),
+    /// An array of strings and integers.
+    List(Vec<String>),
+}
+
+impl Value {
+    /// The texts of the value (none for a flag).
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            Value::Text(t) => vec![t.clone()],
+            Value::List(l) => l.clone(),
+            Value::Flag(_) => Vec::new(),
+        }
+    }
+}
+
+/// One key of a profile: for every command (`section` empty) or one (`["binlog", "archive"]`).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The key: an option's long name, or one of the keys that are not options.
+    pub key: String,
+    /// The command whose table holds the key (empty: the profile's own keys).
+    pub section: Vec<String>,
+    /// The value.
+    pub value: Value,
+    /// Where the key is written.
+    pub at: Place,
+}
+
+impl Entry {
+    /// Whether the value is a secret (never shown).
+    pub fn is_secret(&self) -> bool {
+        SECRETS.contains(&self.key.as_str())
+    }
+
+    /// The value as `config show` prints it.
+    pub fn shown(&self) -> String {
+        if self.is_secret() {
+            return format!("<secret from {}>", self.at);
+        }
+        match &self.value {
+            Value::Flag(b) => b.to_string(),
+            Value::Text(t) => t.clone(),
+            Value::List(l) => l.join(", "),
+        }
+    }
+}
+
+/// A config file, read and checked.
+#[derive(Debug)]
+pub struct Config {
+    /// The file.
+    pub path: PathBuf,
+    /// Its profiles by name, each key in the order of the file.
+    pub profiles: BTreeMap<String, Vec<Entry>>,
+}
+
+/// The config file to read: `given` (`--config`), else the user's
+/// (`$XDG_CONFIG_HOME/coffer/coffer.toml`) if it exists, else the system's. Whichever it is,
+/// [`Config::read`] obeys it only if nobody but its reader and root can have written it: as
+/// root, a `$HOME` that another user chose (`sudo -E`, `su -m`) leads to a file root does not
+/// own, which is refused.
+pub fn locate(given: Option<&Path>) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_owned();
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(user) = xdg.map(|d| d.join("coffer/coffer.toml")).filter(|p| p.is_file()) {
+        return user;
+    }
+    PathBuf::from(SYSTEM_FILE)
+}
+
+impl Config {
+    /// Reads and checks the file: TOML, only `[profile.NAME]` tables, every key an option of
+    /// some command (or of the command its table names) with a value of the right kind, and
+    /// private if it holds a secret; before that, written by nobody but root and this user.
+    /// Errors name the file, line and column (usage errors: exit code 2).
+    pub fn read(path: &Path, commands: &dyn Commands) -> Result<Config> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let (mut file, md) = trust::open_trusted(path)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| Error::usage(format!("cannot read the config file {}: {e}", path.display())))?;
+        let config = Self::parse(path, &text, commands)?;
+        if let Some(secret) = config.profiles.values().flatten().find(|e| e.is_secret()) {
+            let mode = md.mode();
+            if mode & 0o077 != 0 {
+                return Err(Error::usage(format!(
+                    "{}: {} is a secret written in the file, but the file is readable by group or others \
+                     (mode {:04o}): chmod 600 {}, or name a file that holds it",
+                    secret.at,
+                    secret.key,
+                    mode & 0o7777,
+                    path.display()
+                )));
+            }
+        }
+        Ok(config)
+    }
+
+    /// [`Config::read`] of text already read (no check of the file's owner or mode).
+    pub fn parse(path: &Path, text: &str, commands: &dyn Commands) -> Result<Config> {
+        parse::parse(path, text, commands)
+    }
+
+    /// The entries of a profile.
+    pub fn profile(&self, name: &str) -> Result<&[Entry]> {
+        self.profiles.get(name).map(Vec::as_slice).ok_or_else(|| {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            Error::usage(format!(
+                "no profile {name:?} in {} (it has: {})",
+                self.path.display(),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ))
+        })
+    }
+}
+
+/// The profile's entries for the command at `path`: its own table's over the profile's.
+pub fn effective(entries: &[Entry], path: &[String]) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.section.is_empty()) {
+        out.insert(e.key.clone(), e.clone());
+    }
+    for e in entries.iter().filter(|e| !e.section.is_empty() && e.section == path) {
+        out.insert(e.key.clone(), e.clone());
+    }
+    out
+}
+
+/// An option of a command, as a key of a profile names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The option `--NAME`, of the command or global.
+    Long(&'a str),
+    /// The command's positional argument of this id.
+    Positional(&'a str),
+}
+
+/// What a key gives an option: its value, or a secret handed over through a private file.
+#[derive(Debug)]
+pub enum Given {
+    /// The value as written.
+    Value(Value),
+    /// A secret, given as a path (`/proc/self/fd/N`) to a private file holding it.
+    SecretPath(String),
+    /// A secret, given as the descriptor number of a private file holding it.
+    SecretFd(String),
+}
+
+impl Given {
+    /// The value the option receives: a secret is written into a file only this process can
+    /// name (a memfd, mode 0600, kept open for the life of the process), and the option is
+    /// given its path or descriptor: never the process list.
+    pub fn value(self) -> Result<Value> {
+        Ok(match self {
+            Given::Value(v) => v,
+            Given::SecretPath(secret) => Value::Text(format!("/proc/self/fd/{}", private_fd(&secret)?)),
+            Given::SecretFd(secret) => Value::Text(private_fd(&secret)?.to_string()),
+        })
+    }
+}
+
+/// What `entry` sets for the command at `path`: the option checked for a value given
+/// otherwise, the option that receives the value, and what it receives. `None` for a key that
+/// is not an option (the AWS keys: see [`set_aws`]); the caller skips an option the command
+/// does not have.
+pub fn target<'e>(path: &[String], entry: &'e Entry) -> Option<(Target<'e>, Target<'e>, Given)> {
+    let plain = |t: Target<'e>| Some((t, t, Given::Value(entry.value.clone())));
+    let secret = match &entry.value {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    match entry.key.as_str() {
+        "repository" => match path.join(" ").as_str() {
+            "backup" => plain(Target::Long("output")),
+            "catalog" | "prune" => plain(Target::Positional("prefix")),
+            "restore" | "drill" => plain(Target::Positional("image")),
+            _ => None,
+        },
+        "binlogs" => match path.join(" ").as_str() {
+            "binlog archive" => plain(Target::Long("output")),
+            "binlog list" | "binlog fetch" => plain(Target::Positional("prefix")),
+            _ => plain(Target::Long("binlogs")),
+        },
+        "password" => {
+            secret.map(|s| (Target::Long("password-file"), Target::Long("password-file"), Given::SecretPath(s)))
+        }
+        // Not as --key-hex: that one warns of the process list, which this key never reaches.
+        "key-hex" => secret.map(|s| (Target::Long("key-hex"), Target::Long("key-fd"), Given::SecretFd(s))),
+        k if SPECIAL.contains(&k) => None,
+        k => plain(Target::Long(k)),
+    }
+}
+
+/// Sets an AWS variable from the profile, unless the environment has it (the environment
+/// comes before the file). To be called before any thread starts.
+pub fn set_aws(entry: &Entry) {
+    let var = match entry.key.as_str() {
+        "aws-access-key-id" => "AWS_ACCESS_KEY_ID",
+        "aws-secret-access-key" => "AWS_SECRET_ACCESS_KEY",
+        "aws-session-token" => "AWS_SESSION_TOKEN",
+        "aws-region" => "AWS_REGION",
+        _ => return,
+    };
+    if let (None, Value::Text(v)) = (std::env::var_os(var), &entry.value) {
+        std::env::set_var(var, v);
+    }
+}
+
+/// A file that only this process can name (a memfd, mode 0600) holding `secret`, as an open
+/// descriptor: how an inline secret reaches the options that read a file or descriptor, never
+/// the process list.
+fn private_fd(secret: &str) -> Result<i32> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let fd = memfd_create(c"coffer-secret", MFdFlags::MFD_CLOEXEC).context("cannot hold the profile's secret")?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .context("cannot hold the profile's secret")?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(secret.as_bytes()).context("cannot hold the profile's secret")?;
+    // Kept open for the life of the process: the secret is read through it.
+    Ok(file.into_raw_fd())
+}
