@@ -1,11 +1,11 @@
 //! `coffer backup` (and `coffer send` of a source): the command line made into a
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
-use super::{human, rate, warn};
-use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, IoPriority, ServerArgs};
+use super::{human, io_priority, rate, warn};
+use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs};
 use crate::exit::usage;
 use crate::metrics::Metrics;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::service::metrics::Run;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
@@ -109,15 +109,6 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     print_summary(&summary, quiet);
     if args.json {
         println!("{}", summary_json(&summary));
-    }
-    Ok(())
-}
-
-/// Sets the I/O priority asked for on this process, before the job starts any thread or the
-/// engine (Linux keeps it per thread; threads and processes inherit it from their creator).
-pub(super) fn io_priority(p: Option<IoPriority>) -> Result<()> {
-    if let Some(p) = p {
-        coffer_fs::ioprio::set_process(p).context("cannot set the I/O priority (--io-priority)")?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::config;
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
-use coffer::profile::{Config, Entry};
+use coffer::profile::{Config, Entry, Finding};
 use serde_json::json;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -117,13 +117,6 @@ fn hidden(secret: bool, values: Vec<String>) -> String {
     }
 }
 
-/// One thing checked of a profile.
-struct Finding {
-    what: String,
-    ok: bool,
-    detail: String,
-}
-
 fn check(profile: Option<String>, file: Option<PathBuf>, json: bool, quiet: bool) -> Result<()> {
     let cmd = config::command();
     let config = config::read(file.as_deref(), &cmd)?;
@@ -160,6 +153,8 @@ fn check(profile: Option<String>, file: Option<PathBuf>, json: bool, quiet: bool
     Ok(())
 }
 
+/// Checks what the profile `name` names (`coffer::profile::check`), with the secrets and the
+/// server a run under it would use.
 fn check_profile(
     cmd: &clap::Command,
     config: &Config,
@@ -167,144 +162,32 @@ fn check_profile(
     file: &Option<PathBuf>,
     quiet: bool,
 ) -> Vec<Finding> {
-    let entries = config.profile(name).unwrap_or_default();
-    let mut out = Vec::new();
-    let text = |e: &Entry| e.value.texts();
-    // Files the profile names, readable by this user.
-    const FILES: &[&str] = &[
-        "key-file",
-        "passphrase-file",
-        "identity",
-        "keyring",
-        "keyring-key-file",
-        "keyring-passphrase-file",
-        "password-file",
-        "ssl-ca",
-        "ssl-cert",
-        "ssl-key",
-        "defaults-file",
-        "signing-key",
-        "cert",
-        "key",
-        "ca",
-    ];
-    for e in entries.iter().filter(|e| FILES.contains(&e.key.as_str())) {
-        for p in text(e) {
-            let read = std::fs::File::open(&p).and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1]));
-            out.push(Finding {
-                what: format!("{} {p}", e.key),
-                ok: read.is_ok(),
-                detail: read.map_or_else(|e| format!("cannot read: {e}"), |_| "readable".into()),
-            });
-        }
-    }
     // The secrets, opened as a restore would open them (no terminal prompt).
-    let parsed = parse_as(cmd, name, file, &["key", "id"]);
-    let env = crate::report::env(true, 1);
-    match parsed {
+    let keys = match parse_as(cmd, name, file, &["key", "id"]) {
         Ok(Cli { command: Cmd::Key(KeyCommand::Id { key }), .. }) => {
             let mut sources = key.sources();
             sources.passphrase_prompt = false;
-            let named = sources.key_files.len()
-                + sources.identities.len()
-                + sources.passphrase_files.len()
-                + usize::from(sources.key_hex.is_some() || sources.key_command.is_some() || sources.keyring.is_some());
-            if named > 0 {
-                let opened = coffer::keys::unlocks(&sources, &env);
-                out.push(Finding {
-                    what: "secrets".into(),
-                    ok: opened.is_ok(),
-                    detail: match opened {
-                        Ok(u) => format!("{} read", u.len()),
-                        Err(e) => crate::exit::one_line(&anyhow::Error::new(e)),
-                    },
-                });
-            }
+            Some(Ok(sources))
         }
-        Ok(_) => {}
-        Err(e) => out.push(Finding { what: "secrets".into(), ok: false, detail: crate::exit::one_line(&e) }),
-    }
-    // The stores.
-    let repository = entries.iter().find(|e| e.key == "repository" && e.section.is_empty()).and_then(|e| text(e).pop());
-    if let Some(url) = &repository {
-        let listed = coffer::catalog::backups(url, &env);
-        out.push(Finding {
-            what: format!("repository {url}"),
-            ok: listed.is_ok(),
-            detail: match listed {
-                Ok(b) => format!("reachable, {} backup{}", b.len(), if b.len() == 1 { "" } else { "s" }),
-                Err(e) => crate::exit::one_line(&anyhow::Error::new(e)),
-            },
-        });
-    }
-    let binlogs = entries.iter().find(|e| e.key == "binlogs" && e.section.is_empty()).and_then(|e| text(e).pop());
-    if let Some(url) = &binlogs {
-        let listed = coffer::binlog::segments(url, &env);
-        out.push(Finding {
-            what: format!("binlogs {url}"),
-            ok: listed.is_ok(),
-            detail: match listed {
-                Ok(s) => format!("reachable, {} segment{}", s.len(), if s.len() == 1 { "" } else { "s" }),
-                Err(e) => crate::exit::one_line(&anyhow::Error::new(e)),
-            },
-        });
-    }
-    if let Some(f) = server_check(cmd, name, file) {
-        out.push(f);
-    }
-    if out.is_empty() && !quiet {
-        out.push(Finding { what: "profile".into(), ok: true, detail: "names no file, secret, store or server".into() });
-    }
-    out
-}
-
-/// Connects to the server the profile's `binlog archive` would use, if it names one.
-fn server_check(cmd: &clap::Command, name: &str, file: &Option<PathBuf>) -> Option<Finding> {
-    let Ok(Cli { command: Cmd::Binlog(crate::cli::BinlogCommand::Archive(a)), .. }) =
-        parse_as(cmd, name, file, &["binlog", "archive", "--output=file:///nowhere/"])
-    else {
-        return None;
+        Ok(_) => None,
+        Err(e) => Some(Err(crate::exit::one_line(&e))),
     };
-    if a.socket.is_none() && a.host.is_none() {
-        return None;
-    }
-    let shown = a.socket.as_ref().map_or_else(
-        || format!("{}:{}", a.host.clone().unwrap_or_default(), a.port.unwrap_or(3306)),
-        |s| s.display().to_string(),
-    );
-    if a.ssl_mode.is_some() || a.ssl_ca.is_some() || a.ssl_cert.is_some() {
-        return Some(Finding { what: format!("server {shown}"), ok: true, detail: "not checked (TLS)".into() });
-    }
-    let result = connect(&a);
-    Some(Finding {
-        what: format!("server {shown}"),
-        ok: result.is_ok(),
-        detail: result.map_or_else(|e| crate::exit::one_line(&e), |v| format!("answers ({v})")),
-    })
-}
-
-fn connect(a: &crate::cli::ArchiveArgs) -> Result<String> {
-    use coffer_mysql::client::{Client, Target};
-    let options = coffer::ServerOptions {
-        socket: a.socket.clone(),
-        host: a.host.clone(),
-        port: a.port,
-        user: a.user.clone(),
-        password_file: a.password_file.clone(),
-        ..Default::default()
+    // The server the profile's `binlog archive` would use.
+    let server = match parse_as(cmd, name, file, &["binlog", "archive", "--output=file:///nowhere/"]) {
+        Ok(Cli { command: Cmd::Binlog(crate::cli::BinlogCommand::Archive(a)), .. }) => Some(coffer::ServerOptions {
+            socket: a.socket,
+            host: a.host,
+            port: a.port,
+            user: a.user,
+            password_file: a.password_file,
+            tls: crate::cli::server_tls(a.ssl_mode, &a.ssl_ca, &a.ssl_cert, &a.ssl_key),
+            ..Default::default()
+        }),
+        _ => None,
     };
-    let conn = coffer::source::connection(&options)?;
-    let target = match (&a.socket, &a.host) {
-        (Some(s), _) => Target::Socket(s.clone()),
-        (None, Some(h)) => Target::Tcp { host: h.clone(), port: a.port.unwrap_or(3306) },
-        _ => unreachable!("checked by the caller"),
-    };
-    let user = conn.user.clone().unwrap_or_else(|| "root".into());
-    let password = conn.password.clone().unwrap_or_default();
-    let mut client = Client::connect(&target, &user, password.as_bytes(), std::time::Duration::from_secs(10), None)
-        .context("cannot connect")?;
-    let rows = client.query("SELECT VERSION()").context("cannot query")?;
-    Ok(rows.first().and_then(|r| r.first()).cloned().flatten().unwrap_or_default())
+    let entries = config.profile(name).unwrap_or_default();
+    let spec = coffer::profile::CheckSpec { entries, keys, server, quiet };
+    coffer::profile::check(&spec, &crate::report::env(true, 1))
 }
 
 /// The command line `words` under the profile, parsed as a run would parse it.

@@ -4,19 +4,13 @@ use super::human;
 use crate::cli::DrillArgs;
 use anyhow::Result;
 use coffer::drill::{DrillReport, DrillSpec};
-use coffer::pitr::Until;
 use coffer::Location;
 
 pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
-    let until = match (&args.until, &args.until_gtid, &args.until_position) {
-        (Some(t), _, _) => Some(Until::parse_time(t)?),
-        (_, Some(g), _) => Some(Until::parse_gtid(g)?),
-        (_, _, Some(p)) => Some(Until::parse_position(p)?),
-        _ if args.binlogs.is_some() => {
-            return Err(crate::exit::usage("--binlogs goes with --until, --until-gtid or --until-position"))
-        }
-        _ => None,
-    };
+    let until = super::until(&args.until, &args.until_gtid, &args.until_position)?;
+    if until.is_none() && args.binlogs.is_some() {
+        return Err(crate::exit::usage("--binlogs goes with --until, --until-gtid or --until-position"));
+    }
     let mut keys = args.key.sources();
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         // A drill runs unattended: a passphrase comes from a file, never a prompt on a pipe.

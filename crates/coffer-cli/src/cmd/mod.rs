@@ -65,6 +65,30 @@ pub fn stdout_file() -> Result<File> {
 
 pub use coffer::text::{human, rate};
 
+/// Sets the I/O priority asked for on this process, before the job starts any thread or the
+/// engine (Linux keeps it per thread; threads and processes inherit it from their creator).
+pub fn io_priority(p: Option<crate::cli::IoPriority>) -> Result<()> {
+    if let Some(p) = p {
+        coffer_fs::ioprio::set_process(p).context("cannot set the I/O priority (--io-priority)")?;
+    }
+    Ok(())
+}
+
+/// The point-in-time target of --until, --until-gtid or --until-position, if one is given.
+pub fn until(
+    time: &Option<String>,
+    gtid: &Option<String>,
+    position: &Option<String>,
+) -> Result<Option<coffer::pitr::Until>> {
+    use coffer::pitr::Until;
+    Ok(match (time, gtid, position) {
+        (Some(t), _, _) => Some(Until::parse_time(t)?),
+        (_, Some(g), _) => Some(Until::parse_gtid(g)?),
+        (_, _, Some(p)) => Some(Until::parse_position(p)?),
+        _ => None,
+    })
+}
+
 /// Refuses to read an image from standard input when it is a terminal.
 pub fn refuse_terminal(image: &coffer::Location) -> Result<()> {
     if *image == coffer::Location::Stdio && std::io::stdin().is_terminal() {

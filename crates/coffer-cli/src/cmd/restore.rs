@@ -33,7 +33,7 @@ type Totals = Option<(u64, u64, u64)>;
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = Metrics::start(args.metrics_file.clone(), "restore");
     // Before the job starts any thread or the engine: they inherit it.
-    let result = super::backup::io_priority(args.io_priority).and_then(|()| run(args, quiet, threads));
+    let result = super::io_priority(args.io_priority).and_then(|()| run(args, quiet, threads));
     metrics
         .finish(result, |m, totals| {
             if let Some((read, written, files)) = *totals {
@@ -175,19 +175,13 @@ impl Prepared<'_> {
 
 /// The point-in-time target asked for, if any.
 fn until(args: &RestoreArgs) -> Result<Option<Until>> {
-    Ok(match (&args.until, &args.until_gtid, &args.until_position) {
-        (Some(t), _, _) => Some(Until::parse_time(t)?),
-        (_, Some(g), _) => Some(Until::parse_gtid(g)?),
-        (_, _, Some(p)) => Some(Until::parse_position(p)?),
-        _ => {
-            if args.print_replay || args.binlogs.is_some() {
-                return Err(crate::exit::usage(
-                    "--print-replay and --binlogs go with --until, --until-gtid or --until-position",
-                ));
-            }
-            None
-        }
-    })
+    let until = super::until(&args.until, &args.until_gtid, &args.until_position)?;
+    if until.is_none() && (args.print_replay || args.binlogs.is_some()) {
+        return Err(crate::exit::usage(
+            "--print-replay and --binlogs go with --until, --until-gtid or --until-position",
+        ));
+    }
+    Ok(until)
 }
 
 fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -> Result<()> {

@@ -11,8 +11,11 @@
 //! profile may hold) and says what each key gives a command ([`effective`], [`target`]); what
 //! the commands and their options are, a program says through [`Commands`].
 
+mod check;
 mod parse;
 mod trust;
+
+pub use check::{check, CheckSpec, Finding};
 
 use crate::{Context, Error, Result};
 use std::collections::BTreeMap;
