@@ -18,9 +18,10 @@ impl Metrics {
         Metrics { path, run: Run::new(command, crate::config::profile_name()) }
     }
 
-    /// Sets a gauge now (for values known before the end, or on failure too).
-    pub fn set(&mut self, name: &'static str, help: &'static str, value: f64) {
-        self.run.set(name, help, value);
+    /// The run, to set gauges on now (for values known before the end, or on failure too:
+    /// `coffer::service::gauges`).
+    pub fn run(&mut self) -> &mut Run {
+        &mut self.run
     }
 
     /// Writes the run (success or failure) and passes `result` on; `fill` adds the gauges of a

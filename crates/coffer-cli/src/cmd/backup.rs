@@ -7,7 +7,6 @@ use crate::exit::usage;
 use crate::metrics::Metrics;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
-use coffer::service::metrics::Run;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
@@ -105,33 +104,12 @@ impl BackupArgs {
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = Metrics::start(args.metrics_file.clone(), "backup");
     let result = io_priority(args.io_priority).and_then(|()| backup(&args, quiet, threads));
-    let summary = metrics.finish(result, fill_metrics)?;
+    let summary = metrics.finish(result, coffer::service::gauges::backup)?;
     print_summary(&summary, quiet);
     if args.json {
         println!("{}", summary_json(&summary));
     }
     Ok(())
-}
-
-/// A backup's gauges in the metrics file (besides the run's own: see `coffer::service::metrics`).
-fn fill_metrics(m: &mut Run, s: &BackupSummary) {
-    let (read, written) = (s.image.logical_bytes, s.image.image_bytes);
-    m.set("coffer_bytes_read", "Bytes of file data backed up (file sizes, holes included).", read as f64);
-    m.set("coffer_bytes_written", "Bytes of image written.", written as f64);
-    m.set(
-        "coffer_compression_ratio",
-        "Bytes of file data backed up per byte of image written.",
-        read as f64 / written.max(1) as f64,
-    );
-    m.set("coffer_files", "Files backed up.", s.image.files as f64);
-    m.set("coffer_innodb_pages_checked", "InnoDB pages checked while backing up.", s.pages.pages as f64);
-    m.set("coffer_innodb_pages_corrupt", "InnoDB pages found corrupt while backing up.", s.pages.corrupt as f64);
-    let incremental = matches!(s.kind, Some(BackupKind::Incremental | BackupKind::Differential));
-    m.set(
-        "coffer_backup_incremental",
-        "1 if the backup was incremental or differential, else 0.",
-        f64::from(u8::from(incremental)),
-    );
 }
 
 fn backup(args: &BackupArgs, quiet: bool, threads: usize) -> Result<BackupSummary> {

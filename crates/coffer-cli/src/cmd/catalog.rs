@@ -102,39 +102,9 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
     });
     let env = crate::report::env(quiet, 1);
     let plan = coffer::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
-    let (planned, segments) = (&plan.backups, &plan.segments);
-    let mut rows = Vec::new();
-    for (b, why, chain) in planned {
-        let (kind, link) = chain_columns(chain);
-        rows.push(json!({
-            "name": b.listed.name,
-            "time": coffer::text::utc(b.time),
-            "bytes": b.listed.size,
-            "keep": !why.is_empty(),
-            "reasons": why,
-            "chain": link,
-        }));
-        if !args.json && !quiet {
-            let what = if why.is_empty() { "delete".to_owned() } else { format!("keep ({})", why.join(", ")) };
-            let name = coffer::text::escape(b.listed.name.as_bytes());
-            eprintln!("coffer: {what:<24} {}  {name}  {kind}", coffer::text::utc(b.time));
-        }
-    }
-    let doomed: Vec<&coffer::catalog::Backup> =
-        planned.iter().filter(|(_, w, _)| w.is_empty()).map(|(b, _, _)| b).collect();
-    let segment_bytes: u64 = segments.iter().map(|s| s.listed.size).sum();
-    metrics.set(
-        "coffer_prune_backups_kept",
-        "Backups the retention policy keeps.",
-        (planned.len() - doomed.len()) as f64,
-    );
-    metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", 0.0);
-    let unreadable = planned.iter().filter(|(_, why, _)| why.iter().any(|w| w == "cannot be read")).count();
-    metrics.set(
-        "coffer_prune_backups_unreadable",
-        "Objects under the prefix that could not be read (kept, with everything older).",
-        unreadable as f64,
-    );
+    let segments = &plan.segments;
+    let rows = plan_rows(&plan, !args.json && !quiet);
+    coffer::service::gauges::prune_plan(metrics.run(), &plan);
     let refused = plan.refusal.as_ref().filter(|_| !args.allow_deleting_newest);
     if args.json {
         let names: Vec<&str> = segments.iter().map(|s| s.listed.name.as_str()).collect();
@@ -147,23 +117,16 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
         return Err(anyhow::anyhow!("{why}: refusing (--allow-deleting-newest carries it out); nothing was deleted"));
     }
     if !args.json && !quiet && pitr.is_some() {
-        match (segments.first(), segments.last()) {
-            (Some(a), Some(b)) => eprintln!(
-                "coffer: delete {} binary log segments ({}): {} .. {}",
-                segments.len(),
-                human(segment_bytes),
-                coffer::text::escape(a.listed.name.as_bytes()),
-                coffer::text::escape(b.listed.name.as_bytes())
-            ),
-            _ => eprintln!("coffer: no binary log segment is older than the recovery window needs"),
-        }
+        say_segments(segments);
     }
+    let doomed: Vec<&coffer::catalog::Backup> =
+        plan.backups.iter().filter(|(_, w, _)| w.is_empty()).map(|(b, _, _)| b).collect();
     if args.dry_run {
         if !quiet {
             eprintln!(
                 "coffer: --dry-run: {} of {} backups and {} binary log segments would be deleted; nothing was",
                 doomed.len(),
-                planned.len(),
+                plan.backups.len(),
                 segments.len()
             );
         }
@@ -173,24 +136,55 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
     // Oldest first: an interrupted prune leaves the archive whole from some file on.
     let segments: Vec<&coffer::catalog::Backup> = segments.iter().collect();
     let freed_logs = plan.apply(&segments)?;
-    metrics.set("coffer_prune_backups_deleted", "Backups deleted (0 with --dry-run).", doomed.len() as f64);
-    metrics.set("coffer_prune_binlog_segments_deleted", "Binary log segments deleted.", segments.len() as f64);
-    metrics.set(
-        "coffer_prune_bytes_freed",
-        "Bytes of backups and binary log segments deleted.",
-        (freed + freed_logs) as f64,
-    );
+    coffer::service::gauges::pruned(metrics.run(), doomed.len(), segments.len(), freed + freed_logs);
     if !quiet {
         eprintln!(
             "coffer: deleted {} of {} backups ({}) and {} binary log segments ({})",
             doomed.len(),
-            planned.len(),
+            plan.backups.len(),
             human(freed),
             segments.len(),
             human(freed_logs)
         );
     }
     Ok(())
+}
+
+/// The plan's backups as `--json` rows, each also said on stderr if `say`.
+fn plan_rows(plan: &coffer::prune::PrunePlan, say: bool) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for (b, why, chain) in &plan.backups {
+        let (kind, link) = chain_columns(chain);
+        rows.push(json!({
+            "name": b.listed.name,
+            "time": coffer::text::utc(b.time),
+            "bytes": b.listed.size,
+            "keep": !why.is_empty(),
+            "reasons": why,
+            "chain": link,
+        }));
+        if say {
+            let what = if why.is_empty() { "delete".to_owned() } else { format!("keep ({})", why.join(", ")) };
+            let name = coffer::text::escape(b.listed.name.as_bytes());
+            eprintln!("coffer: {what:<24} {}  {name}  {kind}", coffer::text::utc(b.time));
+        }
+    }
+    rows
+}
+
+/// Says which binary log segments the plan deletes.
+fn say_segments(segments: &[coffer::catalog::Backup]) {
+    let bytes: u64 = segments.iter().map(|s| s.listed.size).sum();
+    match (segments.first(), segments.last()) {
+        (Some(a), Some(b)) => eprintln!(
+            "coffer: delete {} binary log segments ({}): {} .. {}",
+            segments.len(),
+            human(bytes),
+            coffer::text::escape(a.listed.name.as_bytes()),
+            coffer::text::escape(b.listed.name.as_bytes())
+        ),
+        _ => eprintln!("coffer: no binary log segment is older than the recovery window needs"),
+    }
 }
 
 /// A backup's place in its chain, for people (`full 1a2b3c4d`, `incremental 2 of 1a2b3c4d`)

@@ -40,19 +40,8 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         (None, true) => Ok(()),
     };
     let mut metrics = metrics;
-    set_gauges(&mut metrics, &report);
+    coffer::service::gauges::drill(metrics.run(), &report);
     metrics.finish(result, |_, _| {})
-}
-
-fn set_gauges(m: &mut crate::metrics::Metrics, r: &DrillReport) {
-    m.set("coffer_drill_passed", "1 if the last drill passed every step, else 0.", f64::from(u8::from(r.passed)));
-    m.set("coffer_drill_restore_seconds", "Seconds the drill's restore and prepare took.", r.restore_seconds);
-    m.set("coffer_drill_check_seconds", "Seconds the drill's server start, checks and shutdown took.", r.check_seconds);
-    m.set("coffer_drill_tables_checked", "Tables CHECK TABLE passed in the last drill.", r.tables_checked as f64);
-    m.set("coffer_drill_tables_failed", "Tables CHECK TABLE failed in the last drill.", r.tables_failed.len() as f64);
-    m.set("coffer_innodb_pages_checked", "InnoDB pages checked.", r.pages_checked as f64);
-    m.set("coffer_innodb_pages_corrupt", "Corrupt InnoDB pages found.", r.pages_corrupt as f64);
-    m.set("coffer_bytes_restored", "Bytes of files restored.", r.needed_bytes as f64);
 }
 
 fn print(r: &DrillReport) {

@@ -51,10 +51,7 @@ impl TlsArgs {
 pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "send");
     let result = super::io_priority(args.io_priority).and_then(|()| send_image(args, quiet, threads));
-    metrics.finish(result, |m, s| {
-        m.set("coffer_bytes_read", "Bytes of image read.", s.sent as f64);
-        m.set("coffer_bytes_written", "Bytes of image the receiver stored.", s.stored as f64);
-    })?;
+    metrics.finish(result, coffer::service::gauges::send)?;
     Ok(())
 }
 

@@ -27,34 +27,20 @@ impl RestoreArgs {
     }
 }
 
-/// What a restore moved, for its metrics: (image bytes read, bytes of files restored, files).
-type Totals = Option<(u64, u64, u64)>;
+/// The restores done, for their metrics (none for a point-in-time recovery).
+type Totals = Option<Vec<RestoreSummary>>;
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = Metrics::start(args.metrics_file.clone(), "restore");
     // Before the job starts any thread or the engine: they inherit it.
     let result = super::io_priority(args.io_priority).and_then(|()| run(args, quiet, threads));
     metrics
-        .finish(result, |m, totals| {
-            if let Some((read, written, files)) = *totals {
-                m.set("coffer_bytes_read", "Bytes of image read.", read as f64);
-                m.set(
-                    "coffer_bytes_written",
-                    "Bytes of file data restored (file sizes, holes included).",
-                    written as f64,
-                );
-                m.set("coffer_files", "Files restored.", files as f64);
+        .finish(result, |m, restores| {
+            if let Some(restores) = restores {
+                coffer::service::gauges::restore(m, restores);
             }
         })
         .map(|_| ())
-}
-
-fn totals<'a>(restores: impl IntoIterator<Item = &'a RestoreSummary>) -> Totals {
-    Some(
-        restores
-            .into_iter()
-            .fold((0, 0, 0), |(r, w, f), s| (r + s.read.image_bytes, w + s.read.logical_bytes, f + s.files)),
-    )
 }
 
 fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
@@ -74,7 +60,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
         if args.json {
             println!("{}", restored_json(&s));
         }
-        return Ok(totals([&s]));
+        return Ok(Some(vec![s]));
     }
     let started = std::time::Instant::now();
     let image = spec.image.as_ref().expect("an image");
@@ -97,7 +83,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
             };
             println!("{}", one.json());
         }
-        return Ok(totals([&s]));
+        return Ok(Some(vec![s]));
     };
     if !quiet {
         let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
@@ -127,7 +113,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
         };
         println!("{}", all.json());
     }
-    Ok(totals(&s.restores))
+    Ok(Some(s.restores))
 }
 
 /// A restore with its prepare (of one backup, or of a chain), as `--json` prints it.

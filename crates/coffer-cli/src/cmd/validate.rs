@@ -32,10 +32,8 @@ fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut crate
     let validation = coffer::validate::validate(&spec, &env)?;
     let reports = validation.reports;
     let outcome = summarize(&reports, validation.seconds);
-    metrics.set("coffer_innodb_pages_checked", "InnoDB pages checked.", outcome.pages as f64);
-    metrics.set("coffer_innodb_pages_corrupt", "Corrupt InnoDB pages found.", outcome.corrupt_pages as f64);
-    metrics.set("coffer_innodb_files_corrupt", "Files holding corrupt InnoDB pages.", outcome.corrupt_files as f64);
-    metrics.set("coffer_bytes_read", "Bytes read.", outcome.bytes as f64);
+    let o = &outcome;
+    coffer::service::gauges::validate(metrics.run(), o.pages, o.corrupt_pages, o.corrupt_files, o.bytes);
     let image_error = validation.image_error.map(anyhow::Error::from);
     if args.json {
         print_json(&reports, &outcome, args.max_corrupt_pages, image_error.as_ref())?;

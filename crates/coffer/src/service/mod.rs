@@ -29,6 +29,7 @@
 //! ```
 
 mod archiver;
+pub mod gauges;
 mod http;
 pub mod metrics;
 mod notify;
