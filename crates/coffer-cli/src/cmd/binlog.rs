@@ -4,7 +4,7 @@ use super::human;
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
@@ -51,34 +51,17 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
     if a.follow {
         // A follower is stopped by a signal: it stores what it received and ends well (a
         // second signal ends it at once).
-        stop_on_signals();
-        spec.stop = Some(&STOP);
+        spec.stop = Some(coffer::service::stop_on_signals());
         env.abort_uploads_on_signals = false;
     }
     env.report = service.clone();
     let s = service.finish(coffer::binlog::archive(&spec, &env))?;
     if !quiet {
         let end = s.end.map(|e| format!("; the archive ends at {} {}", e.file, e.end)).unwrap_or_default();
-        let stopped = if STOP.load(Ordering::SeqCst) { "stopped; " } else { "" };
+        let stopped = if spec.stop.is_some_and(|s| s.load(Ordering::SeqCst)) { "stopped; " } else { "" };
         eprintln!("coffer: {stopped}archived {} segments ({}){end}", s.segments, human(s.bytes));
     }
     Ok(())
-}
-
-/// Set by SIGTERM or SIGINT in a following archiver.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-fn stop_on_signals() {
-    extern "C" fn on_signal(_: nix::libc::c_int) {
-        STOP.store(true, Ordering::SeqCst);
-    }
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    // No SA_RESTART: a wait is cut short. SA_RESETHAND: a second signal ends the process.
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESETHAND, SigSet::empty());
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
 }
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {

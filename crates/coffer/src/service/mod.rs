@@ -33,9 +33,11 @@ pub mod gauges;
 mod http;
 pub mod metrics;
 mod notify;
+mod signals;
 mod writer;
 
 pub use notify::Notifier;
+pub use signals::stop_on_signals;
 
 use crate::binlog::{ArchivePhase, ArchiveState, ArchiveSummary};
 use crate::{Progress, Report, Result};
