@@ -338,3 +338,121 @@ fn private_fd(secret: &str) -> Result<i32> {
     // Kept open for the life of the process: the secret is read through it.
     Ok(file.into_raw_fd())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `backup` (`--compress`, `--threads`, `--mysql`, `--key-file`, `--output`) and `binlog
+    /// archive` (`--segment-time`, `--key-hex`, `--key-fd`), and `config`, which no profile
+    /// sets.
+    struct Fake;
+
+    impl Commands for Fake {
+        fn paths(&self) -> Vec<Vec<String>> {
+            let p = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect();
+            vec![p(&["backup"]), p(&["binlog"]), p(&["binlog", "archive"]), p(&["config"])]
+        }
+        fn takes(&self, path: &[String], long: &str) -> Option<Takes> {
+            let path = path.join(" ");
+            match (path.as_str(), long) {
+                (_, "threads") => Some(Takes::One),
+                ("backup", "compress" | "output") => Some(Takes::One),
+                ("backup", "mysql") => Some(Takes::Flag),
+                ("backup", "key-file") => Some(Takes::Many),
+                ("binlog archive", "segment-time" | "key-hex" | "key-fd") => Some(Takes::One),
+                _ => None,
+            }
+        }
+        fn parses(&self, _: &[String], long: &str, value: &str) -> std::result::Result<(), String> {
+            match long {
+                "threads" | "segment-time" if value.parse::<u64>().is_err() => Err(format!("invalid value '{value}'")),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("c.toml"), text, &Fake)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().one_line()
+    }
+
+    #[test]
+    fn keys_are_options_of_the_commands_their_table_names() {
+        let c = parse(
+            "[profile.p]\nthreads = 2\nmysql = true\nkey-file = [\"/a\", \"/b\"]\nrepository = \"s3://b/\"\n\
+             [profile.p.binlog.archive]\nsegment-time = 30\n",
+        )
+        .unwrap();
+        let p = c.profile("p").unwrap();
+        assert_eq!(p.len(), 5);
+        let seg = p.iter().find(|e| e.key == "segment-time").unwrap();
+        assert_eq!((seg.section.join(" ").as_str(), seg.at.line, seg.at.column), ("binlog archive", 7, 1));
+        assert_eq!(c.profile("q").unwrap_err().one_line(), "no profile \"q\" in c.toml (it has: p)");
+        let archive: Vec<String> = vec!["binlog".into(), "archive".into()];
+        assert_eq!(effective(p, &archive).len(), 5);
+        assert!(!effective(p, &["backup".into()]).contains_key("segment-time"));
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_column() {
+        assert_eq!(
+            error("[profile.p]\nthreds = 1\n"),
+            "c.toml:2:1: unknown key \"threds\": not an option of any command"
+        );
+        assert_eq!(error("[profile.p]\nthreads = \"x\"\n"), "c.toml:2:11: threads: invalid value 'x'");
+        assert_eq!(error("[profile.p]\nmysql = 1\n"), "c.toml:2:9: mysql: a flag: true or false");
+        assert_eq!(error("[profile.p]\nthreads = true\n"), "c.toml:2:11: threads: expected a value, not true or false");
+        assert_eq!(error("[profile.p]\nthreads = [1]\n"), "c.toml:2:11: threads: takes one value, not a list");
+        assert_eq!(
+            error("[profile.p]\noutput = \"x\"\n"),
+            "c.toml:2:1: output only in a command's table, such as [profile.NAME.backup]"
+        );
+        assert_eq!(error("[profile.p]\nprofile = \"x\"\n"), "c.toml:2:1: profile cannot be set in a profile");
+        assert_eq!(
+            error("[profile.p.config]\nthreads = 1\n"),
+            "c.toml:1:12: \"config\" is not a command: a table of a profile names one"
+        );
+        assert_eq!(
+            error("[profile.p.backup]\nsegment-time = 1\n"),
+            "c.toml:2:1: unknown key \"segment-time\": not an option of backup"
+        );
+        assert_eq!(
+            error("[profile.p.backup]\naws-region = \"x\"\n"),
+            "c.toml:2:1: aws-region belongs to the profile, not to one command's table"
+        );
+        assert_eq!(error("[p]\n"), "c.toml:1:2: unknown table \"p\": profiles are [profile.NAME]");
+        assert_eq!(
+            error("[profile.\"a b\"]\n"),
+            "c.toml:1:10: \"a b\": a profile's name is letters, digits, '_', '-', '.'"
+        );
+        assert_eq!(Error::usage("x").exit_code(), parse("[p]\n").unwrap_err().exit_code());
+    }
+
+    #[test]
+    fn keys_name_their_options() {
+        let entry = |key: &str, value: Value| Entry {
+            key: key.into(),
+            section: Vec::new(),
+            value,
+            at: Place { file: "c.toml".into(), line: 1, column: 1 },
+        };
+        let path = |w: &str| w.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let repo = entry("repository", Value::Text("s3://b/".into()));
+        assert!(matches!(target(&path("backup"), &repo), Some((Target::Long("output"), _, Given::Value(_)))));
+        assert!(matches!(target(&path("prune"), &repo), Some((Target::Positional("prefix"), _, _))));
+        assert!(target(&path("key id"), &repo).is_none());
+        let hex = entry("key-hex", Value::Text("00".into()));
+        assert!(matches!(
+            target(&path("binlog archive"), &hex),
+            Some((Target::Long("key-hex"), Target::Long("key-fd"), Given::SecretFd(_)))
+        ));
+        assert!(hex.is_secret() && hex.shown() == "<secret from c.toml:1:1>");
+        assert!(target(&path("backup"), &entry("aws-region", Value::Text("x".into()))).is_none());
+        assert!(target(&path("backup"), &entry("password", Value::Flag(true))).is_none());
+        assert!(applies_to(&path("binlog archive")) && !applies_to(&path("config show")) && !applies_to(&[]));
+    }
+}
