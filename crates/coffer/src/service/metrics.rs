@@ -119,7 +119,7 @@ impl Run {
 
     /// Writes this run into the metrics file at `path` (see the module's description). Runs
     /// that write the same file at once take turns, through the lock file `.NAME.lock` beside
-    /// it; one that cannot have its turn within [`LOCK_WAIT`] fails, it does not wait longer.
+    /// it; one that cannot have its turn within 5 s (`LOCK_WAIT`) fails, it does not wait longer.
     pub fn write(&self, path: &Path, ok: bool) -> Result<()> {
         self.write_waiting(path, ok, LOCK_WAIT)
     }
