@@ -4,8 +4,9 @@ use super::{human, warn};
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
 use crate::metrics::Background;
 use anyhow::{Context, Result};
-use coffer::binlog::{ArchivePhase, ArchiveState, ArchiveSummary};
+use coffer::binlog::ArchiveSummary;
 use coffer::metrics::Run;
+use coffer::report::{ArchivePhase, ArchiveState};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +94,7 @@ const COMMAND: &str = "binlog-archive";
 /// How often the metrics file is written when nothing else changes.
 const WRITE_EVERY: Duration = Duration::from_secs(30);
 /// How long at most the archive loop goes without reporting its state, when it is alive
-/// (`coffer::binlog::ArchiveState`).
+/// (`coffer::report::ArchiveState`).
 const LOOP_WAKES: Duration = Duration::from_secs(1);
 /// How often at most STATUS= changes while nothing but the lag or position does.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -325,20 +326,20 @@ impl coffer::Report for Watch {
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
     let env = crate::report::env(quiet, 1);
-    let found = coffer::binlog::segments(&a.prefix, &env)?;
+    let found = coffer::repo::archive::segments(&a.prefix, &env)?;
     let keys = Some(a.key.sources()).filter(coffer::keys::KeySources::any);
     let unlocks = keys.map(|k| coffer::keys::unlocks(&k, &env)).transpose()?;
     let esc = |s: &str| coffer::text::escape(s.as_bytes());
     let mut rows = Vec::new();
     let mut unread = 0;
-    let mut previous: Option<&coffer::binlog::SegmentName> = None;
+    let mut previous: Option<&coffer::repo::archive::SegmentName> = None;
     for (s, listed) in &found {
         // A segment that does not continue the previous one follows a gap.
-        let gap = previous.is_some_and(|p| !coffer::binlog::continues(p, s));
+        let gap = previous.is_some_and(|p| !coffer::repo::archive::continues(p, s));
         let mut row = json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap});
         let mut detail = String::new();
         if let Some(unlocks) = &unlocks {
-            match coffer::binlog::description(listed, unlocks, &env) {
+            match coffer::repo::archive::description(listed, unlocks, &env) {
                 Ok(d) => {
                     for k in [
                         "events",

@@ -231,7 +231,7 @@ fn check_profile(
     // The stores.
     let repository = entries.iter().find(|e| e.key == "repository" && e.section.is_empty()).and_then(|e| text(e).pop());
     if let Some(url) = &repository {
-        let listed = coffer::catalog::backups(url, &env);
+        let listed = coffer::repo::backups(url, &env);
         out.push(Finding {
             what: format!("repository {url}"),
             ok: listed.is_ok(),
@@ -243,7 +243,7 @@ fn check_profile(
     }
     let binlogs = entries.iter().find(|e| e.key == "binlogs" && e.section.is_empty()).and_then(|e| text(e).pop());
     if let Some(url) = &binlogs {
-        let listed = coffer::binlog::segments(url, &env);
+        let listed = coffer::repo::archive::segments(url, &env);
         out.push(Finding {
             what: format!("binlogs {url}"),
             ok: listed.is_ok(),
