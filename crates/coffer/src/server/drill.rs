@@ -153,25 +153,7 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     if let Some(last) = chain.as_ref().and_then(|c| c.last()) {
         report.image = last.location.shown();
     }
-    report.needed_bytes = match &chain {
-        Some(members) => {
-            let mut sum = 0u64;
-            for m in members {
-                sum = sum.saturating_add(crate::read::info_with(&m.location, &unlocks, env)?.bytes);
-            }
-            sum
-        }
-        None => info.bytes,
-    };
-    report.free_bytes = free_bytes(&spec.scratch)?;
-    if report.needed_bytes > report.free_bytes {
-        crate::bail!(
-            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
-            spec.scratch.display(),
-            crate::text::human(report.free_bytes),
-            crate::text::human(report.needed_bytes)
-        );
-    }
+    check_space(spec, report, chain.as_deref(), info.bytes, &unlocks, env)?;
     let private = coffer_fs::private::PrivateDir::create(&spec.scratch, PRIVATE)
         .map_err(|e| Error::other(e).context("cannot make the drill's private directory"))?;
     let data = private.path().join("data");
@@ -184,15 +166,71 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         ..Default::default()
     };
     report.backups = chain.as_ref().map_or_else(|| vec![image.shown()], |c| c.iter().map(|k| k.shown()).collect());
-    match (&spec.until, &plan) {
+    restore_for_drill(spec, plan.as_ref(), restore, private.path(), user.is_some(), report, env)?;
+    report.restore_seconds = restoring.elapsed().as_secs_f64();
+    env.report.say(&format!("restored {} into {} in {:.1} s", report.image, data.display(), report.restore_seconds));
+    if !data.join("ibdata1").exists() && !data.join("mysql").is_dir() {
+        crate::bail!("{} holds no server datadir (no ibdata1, no mysql/): there is no server to start", report.image);
+    }
+    check_pages(&data, report, env)?;
+    // What the server runs comes from the backups: confined, unless their signer was checked
+    // where confinement is not possible.
+    let signed = unlocks.iter().any(|u| matches!(u, coffer_crypto::Unlock::Signer(_)));
+    check_tables(&data, private.path(), user.as_ref(), signed, &spec.options, report, env)?;
+    Ok(())
+}
+
+/// The scratch directory must hold what the restore writes (the backups' files).
+fn check_space(
+    spec: &DrillSpec,
+    report: &mut DrillReport,
+    chain: Option<&[crate::repo::chain::Known]>,
+    image_bytes: u64,
+    unlocks: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<()> {
+    report.needed_bytes = match chain {
+        Some(members) => {
+            let mut sum = 0u64;
+            for m in members {
+                sum = sum.saturating_add(crate::read::info_with(&m.location, unlocks, env)?.bytes);
+            }
+            sum
+        }
+        None => image_bytes,
+    };
+    report.free_bytes = free_bytes(&spec.scratch)?;
+    if report.needed_bytes > report.free_bytes {
+        crate::bail!(
+            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
+            spec.scratch.display(),
+            crate::text::human(report.free_bytes),
+            crate::text::human(report.needed_bytes)
+        );
+    }
+    Ok(())
+}
+
+/// Restores (and prepares, or replays to `--until`) the backup into `private/data`.
+fn restore_for_drill(
+    spec: &DrillSpec,
+    plan: Option<&crate::server::prepare::Plan>,
+    restore: RestoreSpec,
+    private: &Path,
+    has_user: bool,
+    report: &mut DrillReport,
+    env: &Env,
+) -> Result<()> {
+    let data = restore.to.clone();
+    match (&spec.until, plan) {
         (Some(until), _) => {
             report.kind = "point-in-time".into();
             // The replay server, as the drill's, reaches its datadir through this directory: it
             // may search it, not rename what the restore stages in it (see `crate::server::beside`).
-            if user.is_some() {
+            if has_user {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o711))
-                    .with_context(|| format!("cannot open {} to the replay server", private.path().display()))?;
+                std::fs::set_permissions(private, std::fs::Permissions::from_mode(0o711))
+                    .with_context(|| format!("cannot open {} to the replay server", private.display()))?;
             }
             let backups = spec.image.clone();
             let pitr = PitrSpec {
@@ -223,16 +261,6 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         }
         (None, None) => unreachable!("a plan without --until"),
     }
-    report.restore_seconds = restoring.elapsed().as_secs_f64();
-    env.report.say(&format!("restored {} into {} in {:.1} s", report.image, data.display(), report.restore_seconds));
-    if !data.join("ibdata1").exists() && !data.join("mysql").is_dir() {
-        crate::bail!("{} holds no server datadir (no ibdata1, no mysql/): there is no server to start", report.image);
-    }
-    check_pages(&data, report, env)?;
-    // What the server runs comes from the backups: confined, unless their signer was checked
-    // where confinement is not possible.
-    let signed = unlocks.iter().any(|u| matches!(u, coffer_crypto::Unlock::Signer(_)));
-    check_tables(&data, private.path(), user.as_ref(), signed, &spec.options, report, env)?;
     Ok(())
 }
 

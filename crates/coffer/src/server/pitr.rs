@@ -11,6 +11,7 @@ use super::beside::Beside;
 use super::private::{last_line, program, Server, ServerUser};
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
+use crate::repo::archive::Archive;
 use crate::repo::chain::Known;
 use crate::repo::recovery::stop::{gather, Gathered};
 use crate::repo::recovery::{gtid_text, parse_gtids, Route, Until};
@@ -102,19 +103,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     // A prune keeps what this restore reads from now on: the chain, and the log from its file.
     let read: Vec<&Location> = chain.iter().map(|k| &k.location).collect();
     let _lease = crate::repo::lease::for_reading(&read, Some(&start.0), "restore", env)?;
-    // The archive must be of the backup's server (where both say which it is).
-    let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
-    if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
-        if let Some(theirs) = archive.description(first)?["server"]["server_id"].as_u64() {
-            if theirs != ours {
-                crate::bail!(
-                    "{} holds the binary log of server id {theirs}, but {} is of server id {ours}",
-                    spec.binlogs,
-                    backup.shown()
-                );
-            }
-        }
-    }
+    same_server(&spec.binlogs, &archive, backup, &start)?;
     // The binary log, read and checked before anything else is written.
     let logs = Beside::create(to, "binlog", env.report.as_ref())?;
     let Gathered { walk, stop, files, ids, one_session } =
@@ -164,24 +153,53 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     replay.signed = unlocks.iter().any(|u| matches!(u, Unlock::Signer(_)));
     replay.server_id = (1..).map(|n: u32| u32::MAX - n).find(|id| !ids.contains(id)).unwrap_or(2);
     if spec.print_replay {
-        let dir = beside_name(to, "binlog");
-        if dir.exists() {
-            crate::bail!("{} exists: move it away to have the binary logs written there", dir.display());
-        }
-        staging.replace(spec.restore.force, spec.restore.sync)?;
-        let replay = Replay { datadir: to.clone(), ..replay };
-        crate::server::private::write_options(&logs.path, "replay", &replay.options)?;
-        logs.keep_as(&dir)?;
-        let replay = Replay { logs: dir.clone(), ..replay };
-        summary.commands = Some(replay.commands());
-        summary.binlog_dir = Some(dir);
-        return Ok(summary);
+        return print_replay(spec, staging, logs, replay, summary);
     }
     let t = Instant::now();
     replay.run(env)?;
     summary.replay_seconds = t.elapsed().as_secs_f64();
     write_report(&staging.path, &summary)?;
     staging.replace(spec.restore.force, spec.restore.sync)?;
+    Ok(summary)
+}
+
+/// The archive must be of the backup's server (where both say which it is).
+fn same_server(binlogs: &str, archive: &Archive, backup: &Known, start: &(String, u32)) -> Result<()> {
+    let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
+    if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
+        if let Some(theirs) = archive.description(first)?["server"]["server_id"].as_u64() {
+            if theirs != ours {
+                crate::bail!(
+                    "{binlogs} holds the binary log of server id {theirs}, but {} is of server id {ours}",
+                    backup.shown()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--print-replay`: the restored backup takes the target's place, its binary log goes beside
+/// it (`TARGET.binlog`), and the summary gives the commands that replay it.
+fn print_replay(
+    spec: &PitrSpec,
+    staging: Beside,
+    logs: Beside,
+    replay: Replay,
+    mut summary: PitrSummary,
+) -> Result<PitrSummary> {
+    let to = &spec.restore.to;
+    let dir = beside_name(to, "binlog");
+    if dir.exists() {
+        crate::bail!("{} exists: move it away to have the binary logs written there", dir.display());
+    }
+    staging.replace(spec.restore.force, spec.restore.sync)?;
+    let replay = Replay { datadir: to.clone(), ..replay };
+    crate::server::private::write_options(&logs.path, "replay", &replay.options)?;
+    logs.keep_as(&dir)?;
+    let replay = Replay { logs: dir.clone(), ..replay };
+    summary.commands = Some(replay.commands());
+    summary.binlog_dir = Some(dir);
     Ok(summary)
 }
 
