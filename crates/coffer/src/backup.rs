@@ -72,7 +72,7 @@ pub struct BackupSpec {
     /// Refuse the backup if a page is corrupt (else each is a warning).
     pub fail_on_corrupt: bool,
     /// Full, incremental or differential (a hot backup of a server only).
-    pub chain: crate::chain::ChainRequest,
+    pub chain: crate::repo::chain::ChainRequest,
     /// Read the source's contents at most at this many bytes per second (a server's: its
     /// engine's stream). A receiver's rate is `out.tls`'s.
     pub limit_rate: Option<u64>,
@@ -94,7 +94,7 @@ impl BackupSpec {
             pack_limit: None,
             validate: true,
             fail_on_corrupt: false,
-            chain: crate::chain::ChainRequest::default(),
+            chain: crate::repo::chain::ChainRequest::default(),
             limit_rate: None,
         }
     }
@@ -150,8 +150,8 @@ pub fn backup(spec: &BackupSpec, env: &Env) -> Result<BackupSummary> {
     let sealed = Sealing::prepare(spec, env)?;
     // Under a prefix, a lease says what the backup builds on, so that a prune keeps it.
     let lease = match &spec.output {
-        Location::Object(url) if spec.chain.mode != crate::chain::Mode::Full => {
-            crate::lease::Lease::try_take(crate::lease::prefix_of(url), "backup", &[], None, env)
+        Location::Object(url) if spec.chain.mode != crate::repo::chain::Mode::Full => {
+            crate::repo::lease::Lease::try_take(crate::repo::lease::prefix_of(url), "backup", &[], None, env)
         }
         _ => None,
     };
@@ -201,7 +201,7 @@ fn backup_into(
     spec: &BackupSpec,
     sealed: Sealing,
     mut out: Box<dyn ImageOut + '_>,
-    lease: Option<&crate::lease::Lease>,
+    lease: Option<&crate::repo::lease::Lease>,
     env: &Env,
 ) -> Result<BackupSummary> {
     let Sealing { params, secrets } = sealed;
@@ -246,7 +246,7 @@ fn backup_into(
     .map_err(Error::from)
     .and_then(|s| match &parent {
         // Visible only once what it builds on is known to be kept.
-        Some((prefix, _, object)) => crate::lease::check_parent(prefix, object, lease, env).map(|()| s),
+        Some((prefix, _, object)) => crate::repo::lease::check_parent(prefix, object, lease, env).map(|()| s),
         None => Ok(s),
     })
     .and_then(|s| out.finish().map(|()| s));
@@ -287,7 +287,7 @@ fn parent_under(
     env: &Env,
 ) -> Result<Option<(String, String, coffer_store::Object)>> {
     let (Location::Object(out), Some(Location::Object(p))) = (output, parent) else { return Ok(None) };
-    let prefix = crate::lease::prefix_of(out);
+    let prefix = crate::repo::lease::prefix_of(out);
     let Some(name) = p.strip_prefix(prefix).filter(|n| !n.contains('/')) else { return Ok(None) };
     Ok(Some((prefix.to_owned(), name.to_owned(), coffer_store::Object::open(p, &env.store)?)))
 }
@@ -307,7 +307,7 @@ fn backup_kind(description: &[u8]) -> Option<BackupKind> {
 /// and those beside its output (under its prefix, or in its directory).
 fn chain_plan(spec: &BackupSpec, env: &Env) -> Result<Option<crate::source::ChainPlan>> {
     let request = &spec.chain;
-    if request.mode == crate::chain::Mode::Full {
+    if request.mode == crate::repo::chain::Mode::Full {
         return Ok(None);
     }
     if !matches!(spec.source, SourceSpec::Server(_)) {
@@ -320,7 +320,7 @@ fn chain_plan(spec: &BackupSpec, env: &Env) -> Result<Option<crate::source::Chai
         Location::Object(_) | Location::File(_) if request.base.is_empty() => spec.output.clone(),
         _ => Location::Stdio,
     };
-    let mut neighbours = crate::chain::neighbours(&around, &request.base, &unlocks, env)?;
+    let mut neighbours = crate::repo::chain::neighbours(&around, &request.base, &unlocks, env)?;
     // An image being replaced (--force) is no parent of its replacement.
     neighbours.known.retain(|k| k.location != spec.output);
     for (shown, why, _) in &neighbours.unread {
@@ -328,7 +328,7 @@ fn chain_plan(spec: &BackupSpec, env: &Env) -> Result<Option<crate::source::Chai
     }
     Ok(Some(crate::source::ChainPlan {
         mode: request.mode,
-        max_chain: request.max_chain.unwrap_or(crate::chain::DEFAULT_MAX_CHAIN),
+        max_chain: request.max_chain.unwrap_or(crate::repo::chain::DEFAULT_MAX_CHAIN),
         neighbours,
     }))
 }
@@ -354,7 +354,7 @@ fn catalog_record(
         "backup": backup,
     });
     let bytes = serde_json::to_vec(&json)?;
-    Ok(match crate::catalog::links_of(&json["backup"]) {
+    Ok(match crate::repo::records::links_of(&json["backup"]) {
         Some(links) => coffer_image::catalog::seal_linked_record(&params.keys(), &params.image_id, &bytes, &links)?,
         None => coffer_image::catalog::seal_record(&params.keys(), &params.image_id, &bytes)?,
     })

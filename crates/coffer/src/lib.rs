@@ -2,16 +2,19 @@
 //!
 //! The `coffer` binary parses a command line into the values this crate takes (a [`Location`],
 //! a [`SourceSpec`], [`keys::KeySources`]), calls one job, and prints its typed summary. Any
-//! program can do the same.
+//! program can do the same. The crate is built in floors; a module uses only its own floor and
+//! those below it, and no two modules use each other (docs/ARCHITECTURE.md draws it, and
+//! `tests/layers.rs` checks it):
 //!
-//! - [`location`]: where images are written to and read from (a file, `-`, an object, a TLS
-//!   receiver), parsed once from what a user writes.
-//! - [`source`]: what a backup reads (a directory, a file, a stream, an xbstream, a server).
-//! - [`keys`], [`keyring`]: where secrets come from.
-//! - [`backup`], [`restore`], [`read`], [`validate`], [`catalog`], [`slots`],
-//!   [`transfer`]: the jobs.
-//! - [`error`]: the one error type, and the one table from errors to exit codes.
-//! - [`report`]: how a job tells its caller what happens while it runs.
+//! - foundations: [`error`] (the one error type and the one table from errors to exit codes),
+//!   [`report`] (how a job tells its caller what happens), [`text`], [`names`].
+//! - secrets: [`keyring`], [`keys`].
+//! - images and places: [`location`] (a file, `-`, an object, a TLS receiver), [`store`],
+//!   [`net`], [`read`] (opening an image: list, verify, info).
+//! - the repository ([`repo`]): what lies under a prefix, read and planned, never acted on.
+//! - the jobs: [`backup`] (from a [`source`]), [`restore`], [`validate`], [`transfer`],
+//!   [`slots`], [`binlog`] (the archiver).
+//! - the server wing ([`server`]): prepare and chain restores, point-in-time recovery, drills.
 //!
 //! ```
 //! # fn main() -> coffer::Result<()> {
@@ -49,26 +52,20 @@
 
 mod atomic;
 pub mod backup;
-mod beside;
 pub mod binlog;
-pub mod catalog;
-pub mod chain;
-pub mod drill;
 pub mod error;
 mod inspect;
 pub mod keyring;
 pub mod keys;
-pub mod lease;
 pub mod location;
+pub mod names;
 pub mod net;
-pub mod pitr;
 pub mod profile;
-pub mod prune;
 pub mod read;
+pub mod repo;
 pub mod report;
 pub mod restore;
-pub mod retention;
-mod server;
+pub mod server;
 pub mod service;
 pub mod slots;
 pub mod source;

@@ -278,21 +278,12 @@ struct ObjectOut {
     job: &'static str,
 }
 
-/// The name of a backup written under a prefix: its start time, UTC, and 8 random hex digits,
-/// so that backups started in the same second (two hosts, two timers) have names of their own
-/// ("2026-11-24T08-00-00Z-1a2b3c4d.coffer"). Names sort by time.
-fn time_name() -> Result<String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let time = crate::text::utc(now.as_secs() as i64).replace(' ', "T").replace(':', "-");
-    Ok(format!("{time}Z-{}.coffer", &crate::chain::new_id()?[..8]))
-}
-
 impl ObjectOut {
     fn create(url: &str, opts: &OutOptions, settings: &Env) -> Result<Self> {
         let object = Object::open(url, &settings.store)?;
         let named = !object.is_prefix();
         // A prefix: the backup is named by its start time, so names sort by time.
-        let object = if named { object } else { object.child(&time_name()?) };
+        let object = if named { object } else { object.child(&crate::names::backup_name()?) };
         if named && !opts.force && object.exists().with_context(|| format!("cannot reach {}", object.url()))? {
             return Err(Error::msg(format!("{} already exists (use --force to replace it)", object.url())));
         }

@@ -2,6 +2,7 @@
 //! progress. The job never prints; the `coffer` binary prints to stderr (or not, with -q).
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Receives what a job has to say while it runs.
 pub trait Report: Send + Sync {
@@ -23,11 +24,11 @@ pub trait Report: Send + Sync {
     fn shows_progress(&self) -> bool {
         false
     }
-    /// The binary log archiver's state ([`crate::binlog::ArchiveState`]): at its start, when
+    /// The binary log archiver's state ([`crate::report::ArchiveState`]): at its start, when
     /// it connects, stores a segment, finds a gap or loses its link, and at least once a second
     /// while its loop is alive (a supervisor's watchdog can be fed from here). Nothing by
     /// default.
-    fn archive_state(&self, _state: &crate::binlog::ArchiveState) {}
+    fn archive_state(&self, _state: &crate::report::ArchiveState) {}
 }
 
 /// A count of bytes done.
@@ -62,4 +63,63 @@ impl coffer_image::Progress for ImageProgress {
     fn advance(&self, bytes: u64) {
         self.0.advance(bytes);
     }
+}
+
+/// The archiver's state while it runs, as [`crate::Report::archive_state`] receives it: when
+/// the run starts, when a dump starts streaming, after each segment stored, at each gap and
+/// each broken link, and at least every second while its loop is alive (the server sends a
+/// heartbeat every second when it has nothing else to send, and the waits before connecting
+/// again are cut into slices), so a supervisor's watchdog can be fed from it.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveState {
+    /// Where the run is.
+    pub phase: ArchivePhase,
+    /// Where the archiver has read the server's binary log to: the file (empty before the
+    /// first dump starts) ...
+    pub file: String,
+    /// ... and the end of the last event received in it.
+    pub position: u32,
+    /// The timestamp of the newest event received in this run (the server's clock: when its
+    /// statement began).
+    pub last_event_time: Option<SystemTime>,
+    /// How far the archive is behind the server: now minus the latest moment up to which the
+    /// archive is known to hold every event the server logged. That moment moves (a) to the
+    /// newest stored event's timestamp when a segment is stored, and (b) to now when the server
+    /// sends a heartbeat while every event received is stored (a server sends one only when it
+    /// has had nothing to send for a second: it is caught up). So: caught up and idle, under a
+    /// second; under steady writes it climbs to about the segment time between stores and
+    /// drops at each; reading a backlog, the age of the newest event stored; with the link
+    /// down, it grows from where it was. `None` until the run's first store or heartbeat.
+    /// Event timestamps are the server's clock: a clock difference between the hosts adds to
+    /// it (a negative lag shows as zero).
+    pub lag: Option<Duration>,
+    /// Segments stored in this run.
+    pub segments: u64,
+    /// Bytes of events in them.
+    pub bytes: u64,
+    /// Bytes of sealed segments written (the objects' sizes).
+    pub stored_bytes: u64,
+    /// When this run last stored a segment.
+    pub last_segment_at: Option<SystemTime>,
+    /// Gaps found in this run (binary logs purged before they were archived).
+    pub gaps: u64,
+    /// Why the link is down (while reconnecting), why it last broke, or why the run failed;
+    /// one line.
+    pub last_error: Option<String>,
+}
+
+/// Where an archive run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchivePhase {
+    /// Connecting for the first time.
+    #[default]
+    Connecting,
+    /// Connected, and the server's binary log streams (a dump started).
+    Streaming,
+    /// The link broke, or connecting failed ([`ArchiveState::last_error`] says why): waiting
+    /// to connect again, or connecting.
+    Reconnecting,
+    /// The run is over: the end of the log reached, stopped, or failed (with
+    /// [`ArchiveState::last_error`]); the last state reported.
+    Ended,
 }

@@ -474,12 +474,12 @@ fn carried_record(
     let result = (|| -> Result<Option<Vec<u8>>> {
         let Location::Object(url) = Location::from_path(source) else { return Ok(None) };
         let src = coffer_store::Object::open(&url, &env.store)?;
-        let Some(mut record) = crate::catalog::read_record(&src, opened)? else { return Ok(None) };
+        let Some(mut record) = crate::repo::records::read_record(&src, opened)? else { return Ok(None) };
         record["image_bytes"] = serde_json::json!(image_bytes);
         record["cipher"] = serde_json::json!(params.suite.name());
         let bytes = serde_json::to_vec(&record)?;
         let keys = params.keys();
-        Ok(Some(match crate::catalog::links_of(&record["backup"]) {
+        Ok(Some(match crate::repo::records::links_of(&record["backup"]) {
             Some(links) => coffer_image::catalog::seal_linked_record(&keys, &params.image_id, &bytes, &links)?,
             None => coffer_image::catalog::seal_record(&keys, &params.image_id, &bytes)?,
         }))

@@ -1,9 +1,9 @@
 //! What a backup reads: a directory tree, one file, a stream, an xbstream, or a live server
 //! through its backup engine, each built from one [`SourceSpec`].
 
-use crate::chain::Decision;
 use crate::error::{Context, Error, Result};
 use crate::location::{ImageOut, Location};
+use crate::repo::chain::Decision;
 use crate::Env;
 use coffer_format::{EntryKind, EntryMeta};
 use coffer_fs::source::{ChunkReader, StreamChunker};
@@ -488,9 +488,9 @@ pub fn connection(args: &ServerOptions) -> Result<Connection> {
 /// What a hot backup is asked to be, with the backups it may build on.
 #[derive(Debug)]
 pub(crate) struct ChainPlan {
-    pub mode: crate::chain::Mode,
+    pub mode: crate::repo::chain::Mode,
     pub max_chain: u32,
-    pub neighbours: crate::chain::Neighbours,
+    pub neighbours: crate::repo::chain::Neighbours,
 }
 
 /// An engine started against the server.
@@ -525,9 +525,16 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
             if lsn.is_none() {
                 env.report.warn("the server did not tell its current LSN: not checked against its earlier backups'");
             }
-            crate::chain::decide(plan.mode, plan.max_chain, &plan.neighbours, &identity, lsn, crate::chain::new_id()?)
+            crate::repo::chain::decide(
+                plan.mode,
+                plan.max_chain,
+                &plan.neighbours,
+                &identity,
+                lsn,
+                crate::names::new_id()?,
+            )
         }
-        None => Decision::full(crate::chain::new_id()?),
+        None => Decision::full(crate::names::new_id()?),
     };
     if identity.server_uuid.is_none() && identity.born.is_none() {
         env.report.warn(

@@ -10,7 +10,6 @@ use crate::restore::{Journaling, RestoreSpec};
 use crate::text::human;
 use crate::Env;
 use coffer_image::journal::PartialMark;
-use coffer_mysql::engine::PrepareOption;
 use coffer_net::{tls, wire};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -140,8 +139,6 @@ pub struct ReceiveSpec {
     pub keep_setuid: bool,
     /// Replace what is there, or an interrupted transfer.
     pub force: bool,
-    /// Prepare the restored backup of a server, with these engine options.
-    pub prepare: Option<Vec<PrepareOption>>,
     /// Flush and record what arrived every this many bytes.
     pub checkpoint: u64,
 }
@@ -167,6 +164,12 @@ fn listen_addr(listen: &str) -> String {
 /// Listens for one sender, takes its image (restored into `spec.to`, or kept as
 /// `spec.output`), and tells the sender the outcome.
 pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
+    receive_then(spec, &|_| Ok(()), env)
+}
+
+/// [`receive`], with `then` run on the restored directory before the sender learns the outcome,
+/// which includes it (the server wing prepares a server backup so).
+pub fn receive_then(spec: &ReceiveSpec, then: &dyn Fn(&Path) -> Result<()>, env: &Env) -> Result<ReceiveSummary> {
     let config = tls::server_config(&spec.tls.credentials()?)?;
     let addr = listen_addr(&spec.listen);
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -200,7 +203,7 @@ pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
     };
     let journaling = Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: spec.checkpoint };
     let result = match (&spec.to, &spec.output) {
-        (Some(dir), _) => restore_into(&mut incoming, dir, spec, &journaling, env),
+        (Some(dir), _) => restore_into(&mut incoming, dir, spec, &journaling, env).and_then(|n| then(dir).map(|()| n)),
         (None, Some(file)) => keep(&mut incoming, file, spec, kept.as_ref(), journaling.resume, env),
         (None, None) => Err(Error::usage("receive needs --to DIR or -o FILE")),
     };
@@ -270,9 +273,6 @@ fn restore_into(
     let input = Stalling::new(stream, spec.tls.stall_timeout);
     let summary = crate::restore::restore_from(input, None, &restore, Some(journaling), env)?;
     env.report.say(&summary.line());
-    if let Some(options) = &spec.prepare {
-        crate::restore::prepare(dir, options, None, spec.force, env)?;
-    }
     Ok(summary.read.logical_bytes)
 }
 

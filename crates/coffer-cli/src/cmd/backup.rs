@@ -88,11 +88,11 @@ impl BackupArgs {
         spec.pack_limit = self.pack_limit;
         spec.validate = !self.no_validate;
         spec.fail_on_corrupt = self.fail_on_corrupt;
-        spec.chain = coffer::chain::ChainRequest {
+        spec.chain = coffer::repo::chain::ChainRequest {
             mode: match (self.chain.incremental, self.chain.differential) {
-                (true, _) => coffer::chain::Mode::Incremental,
-                (_, true) => coffer::chain::Mode::Differential,
-                _ => coffer::chain::Mode::Full,
+                (true, _) => coffer::repo::chain::Mode::Incremental,
+                (_, true) => coffer::repo::chain::Mode::Differential,
+                _ => coffer::repo::chain::Mode::Full,
             },
             base: self.chain.base.iter().map(|b| Location::from_path(b)).collect(),
             max_chain: self.chain.max_chain,

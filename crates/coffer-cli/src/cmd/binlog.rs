@@ -66,20 +66,20 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
     let env = crate::report::env(quiet, 1);
-    let found = coffer::binlog::segments(&a.prefix, &env)?;
+    let found = coffer::repo::archive::segments(&a.prefix, &env)?;
     let keys = Some(a.key.sources()).filter(coffer::keys::KeySources::any);
     let unlocks = keys.map(|k| coffer::keys::unlocks(&k, &env)).transpose()?;
     let esc = |s: &str| coffer::text::escape(s.as_bytes());
     let mut rows = Vec::new();
     let mut unread = 0;
-    let mut previous: Option<&coffer::binlog::SegmentName> = None;
+    let mut previous: Option<&coffer::repo::archive::SegmentName> = None;
     for (s, listed) in &found {
         // A segment that does not continue the previous one follows a gap.
-        let gap = previous.is_some_and(|p| !coffer::binlog::continues(p, s));
+        let gap = previous.is_some_and(|p| !coffer::repo::archive::continues(p, s));
         let mut row = json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap});
         let mut detail = String::new();
         if let Some(unlocks) = &unlocks {
-            match coffer::binlog::description(listed, unlocks, &env) {
+            match coffer::repo::archive::description(listed, unlocks, &env) {
                 Ok(d) => {
                     for k in [
                         "events",

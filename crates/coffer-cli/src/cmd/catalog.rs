@@ -1,5 +1,5 @@
 //! `coffer catalog` and `coffer prune`: the backups under a prefix of an object store
-//! (`coffer::catalog`), printed.
+//! (`coffer::repo::catalog`), printed.
 
 use super::human;
 use crate::cli::{CatalogArgs, PruneArgs};
@@ -8,8 +8,12 @@ use serde_json::json;
 
 pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let coffer::catalog::Catalog { backups: found, rows, unread, archive } =
-        coffer::catalog::catalog(&args.prefix, args.binlogs.as_deref(), keys.as_ref(), &crate::report::env(quiet, 1))?;
+    let coffer::repo::catalog::Catalog { backups: found, rows, unread, archive } = coffer::repo::catalog::catalog(
+        &args.prefix,
+        args.binlogs.as_deref(),
+        keys.as_ref(),
+        &crate::report::env(quiet, 1),
+    )?;
     let outcome = match unread {
         0 => Ok(()),
         n => Err(anyhow::anyhow!("{n} of {} backups could not be read with the key given (see above)", found.len())),
@@ -29,7 +33,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
             esc(v["name"].as_str().unwrap_or_default())
         );
         if let Ok(link) = serde_json::from_value::<coffer_mysql::meta::ChainLink>(v["chain"].clone()) {
-            line.push_str(&format!("  {}", chain_columns(&coffer::catalog::Chained::Link(link)).0));
+            line.push_str(&format!("  {}", chain_columns(&coffer::repo::catalog::Chained::Link(link)).0));
         }
         if let Some(b) = v.get("backup").filter(|b| !b.is_null()) {
             let s = |k: &str| b[k].as_str().map(str::to_owned);
@@ -43,7 +47,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
                 line.push_str(&format!("  binlog {}:{}", esc(file), b["binlog"]["position"]));
             }
         }
-        if let Ok(w) = serde_json::from_value::<coffer::pitr::Window>(v["pitr"].clone()) {
+        if let Ok(w) = serde_json::from_value::<coffer::repo::recovery::Window>(v["pitr"].clone()) {
             let when = w.to_time.map(|t| format!(" ({} UTC)", coffer::text::utc(t))).unwrap_or_default();
             line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
         } else if archive.is_some() && v["backup"]["binlog"].is_object() {
@@ -90,18 +94,18 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
 }
 
 fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics) -> Result<()> {
-    let policy = coffer::catalog::Policy {
+    let policy = coffer::repo::catalog::Policy {
         last: args.keep_last.unwrap_or(0),
         daily: args.keep_daily.unwrap_or(0),
         weekly: args.keep_weekly.unwrap_or(0),
     };
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let pitr = args.keep_pitr.map(|window| coffer::prune::KeepPitr {
+    let pitr = args.keep_pitr.map(|window| coffer::repo::prune::KeepPitr {
         window,
-        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::pitr::default_binlog_prefix(&args.prefix)),
+        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::repo::recovery::default_binlog_prefix(&args.prefix)),
     });
     let env = crate::report::env(quiet, 1);
-    let plan = coffer::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
+    let plan = coffer::repo::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
     let segments = &plan.segments;
     let rows = plan_rows(&plan, !args.json && !quiet);
     coffer::service::gauges::prune_plan(metrics.run(), &plan);
@@ -119,7 +123,7 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
     if !args.json && !quiet && pitr.is_some() {
         say_segments(segments);
     }
-    let doomed: Vec<&coffer::catalog::Backup> =
+    let doomed: Vec<&coffer::repo::Backup> =
         plan.backups.iter().filter(|(_, w, _)| w.is_empty()).map(|(b, _, _)| b).collect();
     if args.dry_run {
         if !quiet {
@@ -134,7 +138,7 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
     }
     let freed = plan.apply(&doomed)?;
     // Oldest first: an interrupted prune leaves the archive whole from some file on.
-    let segments: Vec<&coffer::catalog::Backup> = segments.iter().collect();
+    let segments: Vec<&coffer::repo::Backup> = segments.iter().collect();
     let freed_logs = plan.apply(&segments)?;
     coffer::service::gauges::pruned(metrics.run(), doomed.len(), segments.len(), freed + freed_logs);
     if !quiet {
@@ -151,7 +155,7 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics
 }
 
 /// The plan's backups as `--json` rows, each also said on stderr if `say`.
-fn plan_rows(plan: &coffer::prune::PrunePlan, say: bool) -> Vec<serde_json::Value> {
+fn plan_rows(plan: &coffer::repo::prune::PrunePlan, say: bool) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
     for (b, why, chain) in &plan.backups {
         let (kind, link) = chain_columns(chain);
@@ -173,7 +177,7 @@ fn plan_rows(plan: &coffer::prune::PrunePlan, say: bool) -> Vec<serde_json::Valu
 }
 
 /// Says which binary log segments the plan deletes.
-fn say_segments(segments: &[coffer::catalog::Backup]) {
+fn say_segments(segments: &[coffer::repo::Backup]) {
     let bytes: u64 = segments.iter().map(|s| s.listed.size).sum();
     match (segments.first(), segments.last()) {
         (Some(a), Some(b)) => eprintln!(
@@ -189,9 +193,9 @@ fn say_segments(segments: &[coffer::catalog::Backup]) {
 
 /// A backup's place in its chain, for people (`full 1a2b3c4d`, `incremental 2 of 1a2b3c4d`)
 /// and as JSON.
-fn chain_columns(chain: &coffer::catalog::Chained) -> (String, serde_json::Value) {
+fn chain_columns(chain: &coffer::repo::catalog::Chained) -> (String, serde_json::Value) {
     match chain {
-        coffer::catalog::Chained::Link(l) => {
+        coffer::repo::catalog::Chained::Link(l) => {
             let full = short(&l.full);
             let text = match l.kind {
                 coffer_mysql::meta::BackupKind::Full => format!("full {full}"),
@@ -199,8 +203,8 @@ fn chain_columns(chain: &coffer::catalog::Chained) -> (String, serde_json::Value
             };
             (text, serde_json::to_value(l).unwrap_or_default())
         }
-        coffer::catalog::Chained::Alone => ("full".into(), serde_json::Value::Null),
-        coffer::catalog::Chained::Unknown => ("(chain unknown)".into(), serde_json::Value::Null),
+        coffer::repo::catalog::Chained::Alone => ("full".into(), serde_json::Value::Null),
+        coffer::repo::catalog::Chained::Unknown => ("(chain unknown)".into(), serde_json::Value::Null),
     }
 }
 

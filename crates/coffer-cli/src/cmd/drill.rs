@@ -1,9 +1,9 @@
-//! `coffer drill`: the command line made into a `coffer::drill` spec, the verdict printed.
+//! `coffer drill`: the command line made into a `coffer::server::drill` spec, the verdict printed.
 
 use super::human;
 use crate::cli::DrillArgs;
 use anyhow::Result;
-use coffer::drill::{DrillReport, DrillSpec};
+use coffer::server::drill::{DrillReport, DrillSpec};
 use coffer::Location;
 
 pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
@@ -28,7 +28,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
     };
     let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "drill");
     let env = crate::report::env(quiet || args.json, threads);
-    let (report, error) = coffer::drill::drill(&spec, &env);
+    let (report, error) = coffer::server::drill::drill(&spec, &env);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {

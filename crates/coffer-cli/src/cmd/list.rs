@@ -172,7 +172,7 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     let env = crate::report::env(quiet, threads);
     let keys = args.key.sources();
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
-    let plan = coffer::restore::plan(&image, &bases, &keys, &env)?;
+    let plan = coffer::server::prepare::plan(&image, &bases, &keys, &env)?;
     let Some(chain) = &plan.chain else {
         // A full backup (or no server backup) is a chain of its own.
         return verify(VerifyArgs { chain: false, ..args.clone() }, quiet, threads);

@@ -79,8 +79,8 @@ pub fn until(
     time: &Option<String>,
     gtid: &Option<String>,
     position: &Option<String>,
-) -> Result<Option<coffer::pitr::Until>> {
-    use coffer::pitr::Until;
+) -> Result<Option<coffer::repo::recovery::Until>> {
+    use coffer::repo::recovery::Until;
     Ok(match (time, gtid, position) {
         (Some(t), _, _) => Some(Until::parse_time(t)?),
         (_, Some(g), _) => Some(Until::parse_gtid(g)?),

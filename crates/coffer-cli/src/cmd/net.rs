@@ -91,10 +91,13 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         owner: args.owner.clone(),
         keep_setuid: args.keep_setuid,
         force: args.force,
-        prepare: args.prepare.then(|| args.prepare_options.clone()),
         checkpoint: args.checkpoint,
     };
-    let s = coffer::transfer::receive(&spec, &crate::report::env(quiet, threads))?;
+    let env = crate::report::env(quiet, threads);
+    let s = match args.prepare {
+        true => coffer::server::prepare::receive(&spec, &args.prepare_options, &env)?,
+        false => coffer::transfer::receive(&spec, &env)?,
+    };
     if args.json {
         println!("{}", serde_json::json!({"peer": s.peer, "bytes": s.stored, "seconds": s.seconds}));
     }

@@ -5,8 +5,9 @@ use super::refuse_terminal;
 use crate::cli::{ExtractArgs, RestoreArgs};
 use crate::metrics::Metrics;
 use anyhow::Result;
-use coffer::pitr::{PitrSpec, Until};
+use coffer::repo::recovery::Until;
 use coffer::restore::{ExtractSpec, RestoreSpec, RestoreSummary};
+use coffer::server::pitr::PitrSpec;
 use coffer::Location;
 use coffer_mysql::meta::BackupKind;
 use std::path::Path;
@@ -66,12 +67,12 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
     let image = spec.image.as_ref().expect("an image");
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
     // A chain is resolved and checked before anything is written.
-    let plan = coffer::restore::plan(image, &bases, &spec.keys, &env)?;
+    let plan = coffer::server::prepare::plan(image, &bases, &spec.keys, &env)?;
     let copy_back = if args.copy_back { args.datadir.as_deref() } else { None };
     let Some(chain) = &plan.chain else {
         let s = plan.restore(&spec, &env)?;
         print_restored(&s, quiet);
-        let p = coffer::restore::prepare(&args.to, &args.prepare_options, copy_back, args.force, &env)?;
+        let p = coffer::server::prepare::prepare(&args.to, &args.prepare_options, copy_back, args.force, &env)?;
         if args.json {
             let one = Prepared {
                 to: &args.to,
@@ -89,7 +90,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
         let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
         eprintln!("coffer: restoring a chain of {}: {}", names.len(), names.join(" <- "));
     }
-    let s = coffer::restore::restore_chain(&plan, &spec, &args.prepare_options, &env)?;
+    let s = coffer::server::prepare::restore_chain(&plan, &spec, &args.prepare_options, &env)?;
     if !quiet {
         eprintln!(
             "coffer: restored and prepared the chain of {} backups into {} in {:.1} s",
@@ -99,7 +100,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
         );
     }
     if let Some(datadir) = copy_back {
-        coffer::restore::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
+        coffer::server::prepare::copy_back(&args.to, &chain[0].info, datadir, args.force, &env)?;
     }
     if args.json {
         let backups = s.backups.iter().zip(&s.kinds).zip(&s.restores).zip(&s.prepare_seconds);
@@ -178,18 +179,18 @@ fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -
         )));
     }
     let spec = PitrSpec {
-        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::pitr::default_binlog_prefix(&backups)),
+        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::repo::recovery::default_binlog_prefix(&backups)),
         backups,
         until,
         restore: RestoreSpec { image: None, ..args.spec() },
         options: args.prepare_options.clone(),
         print_replay: args.print_replay,
         applier: match args.replay_with {
-            crate::cli::ReplayWith::SqlThread => coffer::pitr::Applier::SqlThread,
-            crate::cli::ReplayWith::Client => coffer::pitr::Applier::Client,
+            crate::cli::ReplayWith::SqlThread => coffer::server::pitr::Applier::SqlThread,
+            crate::cli::ReplayWith::Client => coffer::server::pitr::Applier::Client,
         },
     };
-    let s = coffer::pitr::restore_until(&spec, &crate::report::env(quiet || args.json, threads))?;
+    let s = coffer::server::pitr::restore_until(&spec, &crate::report::env(quiet || args.json, threads))?;
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
     } else if let Some(commands) = &s.commands {

@@ -86,13 +86,13 @@ pub fn check(spec: &CheckSpec, env: &Env) -> Vec<Finding> {
     }
     let store = |key: &str| spec.entries.iter().find(|e| e.key == key && e.section.is_empty())?.value.texts().pop();
     if let Some(url) = store("repository") {
-        let listed = crate::catalog::backups(&url, env);
+        let listed = crate::repo::backups(&url, env);
         out.push(Finding::of(format!("repository {url}"), listed, |b| {
             format!("reachable, {} backup{}", b.len(), if b.len() == 1 { "" } else { "s" })
         }));
     }
     if let Some(url) = store("binlogs") {
-        let listed = crate::binlog::segments(&url, env);
+        let listed = crate::repo::archive::segments(&url, env);
         out.push(Finding::of(format!("binlogs {url}"), listed, |s| {
             format!("reachable, {} segment{}", s.len(), if s.len() == 1 { "" } else { "s" })
         }));

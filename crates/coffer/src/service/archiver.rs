@@ -2,7 +2,7 @@
 //! systemd shows, and the gauges of the run.
 
 use super::metrics::Run;
-use crate::binlog::{ArchivePhase, ArchiveState};
+use crate::report::{ArchivePhase, ArchiveState};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The status line systemd shows for `state`.

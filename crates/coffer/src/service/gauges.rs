@@ -3,9 +3,9 @@
 
 use super::metrics::Run;
 use crate::backup::BackupSummary;
-use crate::drill::DrillReport;
-use crate::prune::PrunePlan;
+use crate::repo::prune::PrunePlan;
 use crate::restore::RestoreSummary;
+use crate::server::drill::DrillReport;
 use crate::transfer::SendSummary;
 use coffer_mysql::meta::BackupKind;
 

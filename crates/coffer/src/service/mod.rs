@@ -39,7 +39,8 @@ mod writer;
 pub use notify::Notifier;
 pub use signals::stop_on_signals;
 
-use crate::binlog::{ArchivePhase, ArchiveState, ArchiveSummary};
+use crate::binlog::ArchiveSummary;
+use crate::report::{ArchivePhase, ArchiveState};
 use crate::{Progress, Report, Result};
 use metrics::Run;
 use std::net::TcpListener;
@@ -51,7 +52,7 @@ use writer::Background;
 /// How often the metrics file is written when nothing else changes.
 const WRITE_EVERY: Duration = Duration::from_secs(30);
 /// How long at most the archive loop goes without reporting its state, when it is alive
-/// (`coffer::binlog::ArchiveState`).
+/// (`coffer::report::ArchiveState`).
 const LOOP_WAKES: Duration = Duration::from_secs(1);
 /// How often at most STATUS= changes while nothing but the lag or position does.
 const STATUS_EVERY: Duration = Duration::from_secs(2);

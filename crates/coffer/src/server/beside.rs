@@ -179,7 +179,7 @@ impl Beside {
     /// A private directory (mode 0700) beside the target of `place`, named after it and `what`.
     pub(crate) fn within(place: &Arc<Place>, what: &str) -> Result<Self> {
         let base = place.name.to_string_lossy();
-        let name = OsString::from(format!(".{base}.coffer-{what}-{}", &crate::chain::new_id()?[..12]));
+        let name = OsString::from(format!(".{base}.coffer-{what}-{}", &crate::names::new_id()?[..12]));
         let path = place.dir.join(&name);
         let failed = || format!("cannot create {}", path.display());
         mkdirat(&place.parent, name.as_os_str(), Mode::from_bits_truncate(0o700)).map_err(io).with_context(failed)?;

@@ -2,9 +2,9 @@
 //! ([`time_stop`]) and for the events replayed up to any target ([`gather`]), with what one
 //! client session could not replay ([`OneSession`]).
 
-use super::{Archive, Until};
-use crate::binlog::{continues, SegmentName};
+use super::Until;
 use crate::error::{Error, Result};
+use crate::repo::archive::{continues, Archive, SegmentName};
 use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ fn events_of<'a>(seg: &SegmentName, bytes: &'a [u8]) -> Result<Vec<Event<'a>>> {
 
 /// What walking the log for `--until TIME` found.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum TimeStop {
+pub(crate) enum TimeStop {
     /// Replay stops here: the start of the first transaction stamped later, or the archive's end.
     At(String, u32),
     /// The time is before the backup (of the positions given, this one) the walk started from:
@@ -32,7 +32,7 @@ pub(super) enum TimeStop {
 /// along the log (a statement is stamped when it began, logged when it commits), so nothing is
 /// searched by time: every segment from there to the stop is read. At a gap, the walk starts
 /// again from the oldest backup after it (nothing replays across a gap).
-pub(super) fn time_stop(
+pub(crate) fn time_stop(
     names: &[SegmentName],
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
     starts: &[(String, u32)],
@@ -172,23 +172,23 @@ fn gap_error(until: &Until, a: &SegmentName, b: &SegmentName, tail: &str) -> Err
 }
 
 /// What [`gather`] found.
-pub(super) struct Gathered {
-    pub(super) walk: Walk,
+pub(crate) struct Gathered {
+    pub(crate) walk: Walk,
     /// Where replay stops.
-    pub(super) stop: (String, u32),
+    pub(crate) stop: (String, u32),
     /// The files written, in order.
-    pub(super) files: Vec<String>,
+    pub(crate) files: Vec<String>,
     /// The server ids of the events replayed.
-    pub(super) ids: BTreeSet<u32>,
+    pub(crate) ids: BTreeSet<u32>,
     /// Why one client session cannot replay the events (`--replay-with client`), if it cannot.
-    pub(super) one_session: Option<String>,
+    pub(crate) one_session: Option<String>,
 }
 
 /// Reads the archive from the start of the backup's file through the target, writing each file
 /// into `dir` (as the server wrote it, up to where replay stops), and walking the events from
 /// `start`: checks that the archive holds all of it, with no gap. For a time, replay stops at
 /// `stop`, found by [`time_stop`].
-pub(super) fn gather(
+pub(crate) fn gather(
     archive: &Archive,
     start: &(String, u32),
     until: &Until,
@@ -215,7 +215,7 @@ pub(super) fn gather(
         previous = Some(seg);
         let bytes = archive.events(i)?;
         if seg.start == 4 {
-            out = Some(crate::binlog::new_log_file(dir, &seg.file)?);
+            out = Some(crate::repo::archive::new_log_file(dir, &seg.file)?);
             files.push(seg.file.clone());
         }
         let mut kept = bytes.len();

@@ -150,7 +150,7 @@ impl Lease {
         env: &Env,
     ) -> Result<Lease> {
         let dir = Object::open(prefix, &env.store)?.sub_prefix(LEASES);
-        let name = format!("{job}-{}.json", &crate::chain::new_id()?[..16]);
+        let name = format!("{job}-{}.json", &crate::names::new_id()?[..16]);
         let object = dir.child(&name);
         let started = now();
         let body = Body {

@@ -107,7 +107,7 @@ pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env
         Location::Object(url) => {
             let prefix = &url[..url.rfind('/').map_or(url.len(), |i| i + 1)];
             out.place = prefix.to_owned();
-            for b in crate::catalog::backups(prefix, env)? {
+            for b in crate::repo::backups(prefix, env)? {
                 places.push((Location::Object(b.listed.object.url().to_owned()), b.time, Some(b.listed)));
             }
         }
@@ -133,7 +133,7 @@ pub fn neighbours(around: &Location, bases: &[Location], unlocks: &[Unlock], env
     for (location, time, listed) in places {
         // Under a prefix, the catalog records answer in two small reads per backup.
         let described = match &listed {
-            Some(l) => crate::catalog::description_of(l, unlocks, env),
+            Some(l) => crate::repo::records::description_of(l, unlocks, env),
             None => crate::read::info_with(&location, unlocks, env).map(|i| i.backup),
         };
         match described {
@@ -318,13 +318,6 @@ fn check_link(parent: &Known, child: &Known) -> Result<()> {
             from.map_or("?".into(), |v| v.to_string())
         )),
     }
-}
-
-/// A new backup id: 128 random bits, in hexadecimal.
-pub fn new_id() -> Result<String> {
-    let mut id = [0u8; 16];
-    coffer_crypto::random(&mut id).map_err(|e| Error::msg(format!("cannot make a backup id: {e}")))?;
-    Ok(coffer_crypto::hex(&id))
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
-//! The prune job: which backups under a prefix go, by the rules of `crate::retention`, with
-//! what the listing, the keys, and the other jobs' leases (`crate::lease`) say; then the
+//! The prune job: which backups under a prefix go, by the rules of `crate::repo::retention`, with
+//! what the listing, the keys, and the other jobs' leases (`crate::repo::lease`) say; then the
 //! deletions, each made only while the prune's own lease holds.
 
-use crate::catalog::{backups, name_time, Backup};
 use crate::error::{Error, Result};
 use crate::keys::KeySources;
-use crate::lease::{Body, Lease};
-use crate::retention::{backup_time, Candidate, Chained, Policy, Rules, State};
+use crate::names::name_time;
+use crate::repo::lease::{Body, Lease};
+use crate::repo::retention::{backup_time, Candidate, Chained, Policy, Rules, State};
+use crate::repo::{backups, Backup};
 use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_format::DATA_OFFSET;
@@ -42,7 +43,7 @@ pub struct PrunePlan {
     planned: Instant,
 }
 
-/// The plan of a prune of `url` (see `crate::retention` for the rules). Unless `dry_run`, the
+/// The plan of a prune of `url` (see `crate::repo::retention` for the rules). Unless `dry_run`, the
 /// prune's lease is put first, then the other jobs' leases are read: a backup another job uses
 /// is kept, and a second prune is refused.
 pub fn prune_plan(
@@ -58,7 +59,7 @@ pub fn prune_plan(
             "prune needs --keep-last, --keep-daily, --keep-weekly or --keep-pitr (it will not delete every backup)",
         ));
     }
-    crate::catalog::prefix(url, env)?;
+    crate::repo::prefix(url, env)?;
     let unlocks = match keys {
         Some(k) => Some(crate::keys::unlocks(k, env)?),
         None => None,
@@ -70,7 +71,7 @@ pub fn prune_plan(
     }
     let lease = if dry_run { None } else { Some(Lease::take(url, "prune", env)?) };
     let planned = Instant::now();
-    let leases = crate::lease::active(url, env)?;
+    let leases = crate::repo::lease::active(url, env)?;
     let mine = lease.as_ref().map(Lease::name);
     if let Some((_, other)) = leases.iter().find(|(n, b)| b.job == "prune" && Some(n.as_str()) != mine) {
         crate::bail!(
@@ -90,7 +91,7 @@ pub fn prune_plan(
         .collect();
     listed.sort_by(|a, b| b.1.time.cmp(&a.1.time).then_with(|| b.1.name.cmp(&a.1.name)));
     let (found, candidates): (Vec<Backup>, Vec<Candidate>) = listed.into_iter().unzip();
-    let now = crate::lease::now();
+    let now = crate::repo::lease::now();
     let rules = Rules {
         policy,
         pitr_start: pitr.map(|p| now - p.window),
@@ -101,7 +102,7 @@ pub fn prune_plan(
             .flat_map(|(_, b)| b.protects.iter().map(|n| (n.clone(), b.who())))
             .collect(),
     };
-    let plan = crate::retention::plan(&candidates, &rules);
+    let plan = crate::repo::retention::plan(&candidates, &rules);
     for w in &plan.warnings {
         env.report.warn(w);
     }
@@ -123,7 +124,7 @@ fn candidate(b: &Backup, unlocks: Option<&[Unlock]>, env: &Env) -> Candidate {
         let why = format!("not a coffer image ({} bytes)", b.listed.size);
         (backup_time(named, None, b.listed.modified), State::Unreadable(why))
     } else if let Some(unlocks) = unlocks {
-        match crate::catalog::sealed_of(&b.listed, unlocks, env) {
+        match crate::repo::records::sealed_of(&b.listed, unlocks, env) {
             Ok((created, info)) => {
                 let chain = match info.as_ref().and_then(|i| i.chain.clone()) {
                     Some(link) if link.is_consistent() => Chained::Link(link),
@@ -137,7 +138,7 @@ fn candidate(b: &Backup, unlocks: Option<&[Unlock]>, env: &Env) -> Candidate {
             Err(e) => (backup_time(named, None, b.listed.modified), State::Unreadable(e.one_line())),
         }
     } else {
-        let chain = crate::catalog::chains(std::slice::from_ref(b), env).pop().unwrap_or(Chained::Unknown);
+        let chain = crate::repo::records::chains(std::slice::from_ref(b), env).pop().unwrap_or(Chained::Unknown);
         (backup_time(named, None, b.listed.modified), State::Unverified(chain))
     };
     Candidate { name: b.listed.name.clone(), time, state }
@@ -170,7 +171,7 @@ fn pitr_segments(
     };
     let replayed = leases.iter().filter_map(|(_, b)| b.binlog_from.as_deref()).map(binlog_file_number);
     let keep_from = replayed.fold(*file, u64::min);
-    let segments = crate::binlog::segments(&p.binlogs, env)?;
+    let segments = crate::repo::archive::segments(&p.binlogs, env)?;
     let last = segments.iter().map(|(s, _)| binlog_file_number(&s.file)).max().unwrap_or(0);
     if *file > last.saturating_add(1) {
         env.report.warn(&format!(
@@ -193,7 +194,7 @@ impl PrunePlan {
     /// reading the others' (a backup that named its parent after that waits for this prune to
     /// end, a lease's life at most). Returns the bytes freed.
     pub fn apply(&self, doomed: &[&Backup]) -> Result<u64> {
-        let good_for = Duration::from_secs((crate::lease::LIFE - 2 * 60) as u64);
+        let good_for = Duration::from_secs((crate::repo::lease::LIFE - 2 * 60) as u64);
         let mut freed = 0;
         for (n, b) in doomed.iter().enumerate() {
             let lapsed = self.lease.as_ref().is_some_and(|l| !l.held());

@@ -12,12 +12,13 @@
 //! so recording exact ones would cost a scan of every table during each backup, and the
 //! statistics' estimates differ between a server and its own restored copy.
 
+use super::pitr::{PitrSpec, PitrSummary};
+use super::private::{program, Server, ServerUser};
 use crate::error::{Context, Error, Result};
 use crate::keys::KeySources;
 use crate::location::Location;
-use crate::pitr::{PitrSpec, PitrSummary, Until};
+use crate::repo::recovery::Until;
 use crate::restore::RestoreSpec;
-use crate::server::{program, Server, ServerUser};
 use crate::Env;
 use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
@@ -137,38 +138,22 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     let info = crate::read::info_with(&image, &unlocks, env)?;
     // The chain is resolved and every link checked before anything is written.
     let plan = match &spec.until {
-        None => Some(crate::restore::plan(&image, &spec.bases, &spec.keys, env)?),
+        None => Some(crate::server::prepare::plan(&image, &spec.bases, &spec.keys, env)?),
         Some(_) => None,
     };
     let chain = match (&spec.until, &plan) {
         (Some(until), _) => {
-            let binlogs = spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&spec.image));
-            Some(crate::pitr::chain_until(&spec.image, &binlogs, until, &unlocks, env)?).filter(|c| !c.is_empty())
+            let binlogs =
+                spec.binlogs.clone().unwrap_or_else(|| crate::repo::recovery::default_binlog_prefix(&spec.image));
+            Some(crate::repo::recovery::chain_until(&spec.image, &binlogs, until, &unlocks, env)?)
+                .filter(|c| !c.is_empty())
         }
         (None, plan) => plan.as_ref().and_then(|p| p.chain.clone()),
     };
     if let Some(last) = chain.as_ref().and_then(|c| c.last()) {
         report.image = last.location.shown();
     }
-    report.needed_bytes = match &chain {
-        Some(members) => {
-            let mut sum = 0u64;
-            for m in members {
-                sum = sum.saturating_add(crate::read::info_with(&m.location, &unlocks, env)?.bytes);
-            }
-            sum
-        }
-        None => info.bytes,
-    };
-    report.free_bytes = free_bytes(&spec.scratch)?;
-    if report.needed_bytes > report.free_bytes {
-        crate::bail!(
-            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
-            spec.scratch.display(),
-            crate::text::human(report.free_bytes),
-            crate::text::human(report.needed_bytes)
-        );
-    }
+    check_space(spec, report, chain.as_deref(), info.bytes, &unlocks, env)?;
     let private = coffer_fs::private::PrivateDir::create(&spec.scratch, PRIVATE)
         .map_err(|e| Error::other(e).context("cannot make the drill's private directory"))?;
     let data = private.path().join("data");
@@ -181,45 +166,7 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
         ..Default::default()
     };
     report.backups = chain.as_ref().map_or_else(|| vec![image.shown()], |c| c.iter().map(|k| k.shown()).collect());
-    match (&spec.until, &plan) {
-        (Some(until), _) => {
-            report.kind = "point-in-time".into();
-            // The replay server, as the drill's, reaches its datadir through this directory: it
-            // may search it, not rename what the restore stages in it (see `crate::beside`).
-            if user.is_some() {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o711))
-                    .with_context(|| format!("cannot open {} to the replay server", private.path().display()))?;
-            }
-            let backups = spec.image.clone();
-            let pitr = PitrSpec {
-                binlogs: spec.binlogs.clone().unwrap_or_else(|| crate::pitr::default_binlog_prefix(&backups)),
-                backups,
-                until: until.clone(),
-                restore: RestoreSpec { image: None, owner: spec.owner.clone(), ..restore },
-                options: spec.options.clone(),
-                print_replay: false,
-                applier: Default::default(),
-            };
-            let s = crate::pitr::restore_until(&pitr, env)?;
-            report.backups = s.backups.clone();
-            report.pitr = Some(s);
-        }
-        (None, Some(plan)) if plan.chain.is_some() => {
-            report.kind = "server backup".into();
-            crate::restore::restore_chain(plan, &restore, &spec.options, env)?;
-        }
-        (None, Some(plan)) => {
-            plan.restore(&restore, env)?;
-            if data.join("xtrabackup_checkpoints").exists() {
-                report.kind = "server backup".into();
-                crate::restore::prepare(&data, &spec.options, None, false, env)?;
-            } else {
-                report.kind = "directory".into();
-            }
-        }
-        (None, None) => unreachable!("a plan without --until"),
-    }
+    restore_for_drill(spec, plan.as_ref(), restore, private.path(), user.is_some(), report, env)?;
     report.restore_seconds = restoring.elapsed().as_secs_f64();
     env.report.say(&format!("restored {} into {} in {:.1} s", report.image, data.display(), report.restore_seconds));
     if !data.join("ibdata1").exists() && !data.join("mysql").is_dir() {
@@ -233,15 +180,99 @@ fn run(spec: &DrillSpec, report: &mut DrillReport, env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The scratch directory must hold what the restore writes (the backups' files).
+fn check_space(
+    spec: &DrillSpec,
+    report: &mut DrillReport,
+    chain: Option<&[crate::repo::chain::Known]>,
+    image_bytes: u64,
+    unlocks: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<()> {
+    report.needed_bytes = match chain {
+        Some(members) => {
+            let mut sum = 0u64;
+            for m in members {
+                sum = sum.saturating_add(crate::read::info_with(&m.location, unlocks, env)?.bytes);
+            }
+            sum
+        }
+        None => image_bytes,
+    };
+    report.free_bytes = free_bytes(&spec.scratch)?;
+    if report.needed_bytes > report.free_bytes {
+        crate::bail!(
+            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
+            spec.scratch.display(),
+            crate::text::human(report.free_bytes),
+            crate::text::human(report.needed_bytes)
+        );
+    }
+    Ok(())
+}
+
+/// Restores (and prepares, or replays to `--until`) the backup into `private/data`.
+fn restore_for_drill(
+    spec: &DrillSpec,
+    plan: Option<&crate::server::prepare::Plan>,
+    restore: RestoreSpec,
+    private: &Path,
+    has_user: bool,
+    report: &mut DrillReport,
+    env: &Env,
+) -> Result<()> {
+    let data = restore.to.clone();
+    match (&spec.until, plan) {
+        (Some(until), _) => {
+            report.kind = "point-in-time".into();
+            // The replay server, as the drill's, reaches its datadir through this directory: it
+            // may search it, not rename what the restore stages in it (see `crate::server::beside`).
+            if has_user {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(private, std::fs::Permissions::from_mode(0o711))
+                    .with_context(|| format!("cannot open {} to the replay server", private.display()))?;
+            }
+            let backups = spec.image.clone();
+            let pitr = PitrSpec {
+                binlogs: spec.binlogs.clone().unwrap_or_else(|| crate::repo::recovery::default_binlog_prefix(&backups)),
+                backups,
+                until: until.clone(),
+                restore: RestoreSpec { image: None, owner: spec.owner.clone(), ..restore },
+                options: spec.options.clone(),
+                print_replay: false,
+                applier: Default::default(),
+            };
+            let s = crate::server::pitr::restore_until(&pitr, env)?;
+            report.backups = s.backups.clone();
+            report.pitr = Some(s);
+        }
+        (None, Some(plan)) if plan.chain.is_some() => {
+            report.kind = "server backup".into();
+            crate::server::prepare::restore_chain(plan, &restore, &spec.options, env)?;
+        }
+        (None, Some(plan)) => {
+            plan.restore(&restore, env)?;
+            if data.join("xtrabackup_checkpoints").exists() {
+                report.kind = "server backup".into();
+                crate::server::prepare::prepare(&data, &spec.options, None, false, env)?;
+            } else {
+                report.kind = "directory".into();
+            }
+        }
+        (None, None) => unreachable!("a plan without --until"),
+    }
+    Ok(())
+}
+
 /// The user the drill's server runs as, once it is known to reach the scratch and temporary
 /// directories; and what killed drills left there removed: their servers first (their pid
 /// files are in the temporary directory), then their datadirs.
 fn server_user(spec: &DrillSpec, env: &Env) -> Result<Option<ServerUser>> {
-    let user = crate::server::server_user(spec.owner.as_deref(), "the drill's server")?;
-    crate::server::check_reachable(&spec.scratch, user.as_ref(), "the drill's server")?;
-    crate::server::check_reachable(&std::env::temp_dir(), user.as_ref(), "the drill's server")?;
-    crate::server::sweep(&std::env::temp_dir(), PRIVATE, "drill", env);
-    crate::server::sweep(&spec.scratch, PRIVATE, "drill", env);
+    let user = crate::server::private::server_user(spec.owner.as_deref(), "the drill's server")?;
+    crate::server::private::check_reachable(&spec.scratch, user.as_ref(), "the drill's server")?;
+    crate::server::private::check_reachable(&std::env::temp_dir(), user.as_ref(), "the drill's server")?;
+    crate::server::private::sweep(&std::env::temp_dir(), PRIVATE, "drill", env);
+    crate::server::private::sweep(&spec.scratch, PRIVATE, "drill", env);
     Ok(user)
 }
 
@@ -254,12 +285,12 @@ fn resolve(spec: &DrillSpec, env: &Env) -> Result<Location> {
                 spec.image
             )));
         }
-        let newest = crate::catalog::backups(&spec.image, env)?;
+        let newest = crate::repo::backups(&spec.image, env)?;
         let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
         return Ok(Location::parse(b.listed.object.url()));
     }
     if spec.image.ends_with('/') && matches!(Location::parse(&spec.image), Location::Object(_)) {
-        let newest = crate::catalog::backups(&spec.image, env)?;
+        let newest = crate::repo::backups(&spec.image, env)?;
         let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {}", spec.image)))?;
         env.report.say(&format!("the newest backup under {} is {}", spec.image, b.listed.name));
         return Ok(Location::parse(b.listed.object.url()));
@@ -337,19 +368,19 @@ fn check_tables(
         ));
         report.options_left_out = taken.left_out;
     }
-    crate::server::check_confined(data)?;
-    let run = crate::server::rundir(PRIVATE)?;
+    crate::server::private::check_confined(data)?;
+    let run = crate::server::private::rundir(PRIVATE)?;
     // The server's user owns the datadir (restored and prepared as coffer's) and reaches it
     // through the private directory.
-    crate::server::give_tree(data, user)?;
+    crate::server::private::give_tree(data, user)?;
     for dir in [private, run.path()] {
-        crate::server::give(dir, user)?;
+        crate::server::private::give(dir, user)?;
     }
-    let options_file = crate::server::write_options(run.path(), "drill", &taken.text)?;
-    crate::server::give(&options_file, user)?;
-    crate::server::check_reachable(data, user, "the drill's server")?;
-    let args = crate::server::private_args(&options_file, data, run.path(), "drill");
-    let confined = crate::server::confinement(&[data, run.path()], signed, "the drill's server", env)?;
+    let options_file = crate::server::private::write_options(run.path(), "drill", &taken.text)?;
+    crate::server::private::give(&options_file, user)?;
+    crate::server::private::check_reachable(data, user, "the drill's server")?;
+    let args = crate::server::private::private_args(&options_file, data, run.path(), "drill");
+    let confined = crate::server::private::confinement(&[data, run.path()], signed, "the drill's server", env)?;
     let mut server = Server::start(&binary, &args, run.path(), "drill", "the drill's server", user, confined)?;
     let mut control = server.connect(Duration::from_secs(600))?;
     env.report.say(&format!("the drill's server (pid {}) started on {}", server.id(), data.display()));

@@ -1,0 +1,167 @@
+//! The archiver's link to the server: connecting (TLS as asked), the server's binary log files,
+//! where a run starts from the archive's end, and what the server says of itself.
+
+use super::{plain, ArchiveSpec, Gap, LogPlace, READ_TIMEOUT};
+use crate::error::{Context, Error, Result};
+use crate::repo::archive::{continues, SegmentName};
+use crate::source::ServerOptions;
+use coffer_mysql::client::{Client, ResultCap, Target};
+use coffer_mysql::events::{parse_gtids, Gtids};
+use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
+
+pub(super) fn target(server: &ServerOptions) -> Result<Target> {
+    match (&server.socket, &server.host) {
+        (Some(s), _) => Ok(Target::Socket(std::path::absolute(s)?)),
+        (None, Some(h)) => Ok(Target::Tcp { host: h.clone(), port: server.port.unwrap_or(3306) }),
+        _ => Err(Error::usage("give the server's socket (-S) or host (-h)")),
+    }
+}
+
+pub(super) fn connect(spec: &ArchiveSpec) -> Result<Client> {
+    let conn = crate::source::connection(&spec.server)?;
+    let user = conn.user.clone().unwrap_or_else(|| "root".into());
+    let password = conn.password.clone().unwrap_or_default();
+    let target = target(&spec.server)?;
+    let tls = match (&conn.tls, &target) {
+        (Some(t), Target::Tcp { host, .. }) => Some(tls(t, host)?),
+        (Some(_), Target::Socket(_)) => {
+            return Err(Error::usage("TLS (--ssl-*) is for TCP connections (-h), not a socket"))
+        }
+        (None, _) => None,
+    };
+    Client::connect(&target, &user, password.as_bytes(), READ_TIMEOUT, tls.as_ref())
+        .map_err(|e| plain(e, "no answer").context("cannot connect to the server"))
+}
+
+/// The client's TLS for the settings `t` (MySQL's `--ssl-mode` meanings).
+pub(super) fn tls(t: &coffer_mysql::engine::ServerTls, host: &str) -> Result<coffer_mysql::client::Tls> {
+    use coffer_mysql::engine::SslMode;
+    use coffer_net::tls::DbVerify;
+    let verify = match t.mode() {
+        SslMode::Required => DbVerify::None,
+        SslMode::VerifyCa => DbVerify::Ca,
+        SslMode::VerifyIdentity => DbVerify::Identity,
+    };
+    let ours = t.cert.as_deref().zip(t.key.as_deref());
+    let config = coffer_net::tls::db_client_config(verify, t.ca.as_deref(), ours).map_err(Error::other)?;
+    Ok(coffer_mysql::client::Tls { config, host: host.to_owned() })
+}
+
+/// The server's binary logs and their sizes.
+pub(super) fn server_logs(c: &mut Client) -> Result<Vec<(String, u64)>> {
+    let rows = c
+        .query("SHOW BINARY LOGS")
+        .map_err(|e| plain(e, "no answer"))
+        .context("cannot list the server's binary logs")?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let name = r.first()?.clone()?;
+            let size = r.get(1)?.as_deref()?.parse().ok()?;
+            is_binlog_file_name(&name).then_some((name, size))
+        })
+        .collect())
+}
+
+/// Where a run starts: after the archive's last segment, or at the server's first log; and the
+/// files purged in between, if any.
+pub(super) fn start_point(last: Option<&SegmentName>, logs: &[(String, u64)]) -> Result<(LogPlace, Option<Gap>)> {
+    let Some((first, _)) = logs.first() else { crate::bail!("the server has no binary log (is log_bin on?)") };
+    let Some(last) = last else { return Ok(((first.clone(), 4), None)) };
+    if let Some(i) = logs.iter().position(|(n, _)| *n == last.file) {
+        // A file ends with its ROTATE, or (after a crash) where the server started the next.
+        let complete = last.closed || (u64::from(last.end) >= logs[i].1 && i + 1 < logs.len());
+        return Ok(match logs.get(i + 1).filter(|_| complete) {
+            Some((next, _)) => ((next.clone(), 4), None),
+            None if complete => crate::bail!("the archive has {} whole; the server has no later file", last.file),
+            None => ((last.file.clone(), last.end), None),
+        });
+    }
+    // The server no longer has the file the archive ends in.
+    let Some((next, _)) = logs.iter().find(|(n, _)| file_number(n) > file_number(&last.file)) else {
+        crate::bail!("the server has no binary log after {}, where the archive ends", last.file);
+    };
+    let whole = continues(last, &SegmentName { file: next.clone(), start: 4, end: 5, closed: false });
+    let gap = (!whole).then(|| {
+        let from =
+            if last.closed { format!("the end of {}", last.file) } else { format!("{} at {}", last.file, last.end) };
+        (from, format!("the start of {next}"))
+    });
+    Ok(((next.clone(), 4), gap))
+}
+
+/// The archived server, as each segment's description names it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Source {
+    pub(super) version: String,
+    pub(super) hostname: Option<String>,
+    pub(super) server_id: Option<u64>,
+}
+
+/// The server's name and id (global variables: no privilege needed).
+pub(super) fn source_of(c: &mut Client) -> Source {
+    let row = c
+        .query_capped("SELECT @@hostname, @@server_id", ResultCap::FEW)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or_default();
+    let hostname = row.first().cloned().flatten().filter(|h| h.len() <= 255).map(|h| crate::text::escape(h.as_bytes()));
+    let server_id = row.get(1).cloned().flatten().and_then(|v| v.parse().ok());
+    Source { version: c.server_version().to_owned(), hostname, server_id }
+}
+
+/// MariaDB's GTID position at a place of its binary log (`None`: not MariaDB, or the file is
+/// gone). The file name is one `is_binlog_file_name` accepts: no quote reaches the SQL.
+pub(super) fn gtid_position_at(c: &mut Client, file: &str, pos: u32) -> Option<Gtids> {
+    if !is_binlog_file_name(file) {
+        return None;
+    }
+    let rows = c.query_capped(&format!("SELECT BINLOG_GTID_POS('{file}', {pos})"), ResultCap::FEW).ok()?;
+    let text = rows.into_iter().next()?.into_iter().next()??;
+    parse_gtids(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_start_where_the_archive_ends() {
+        let logs = vec![("b.000002".to_owned(), 500u64), ("b.000003".to_owned(), 900)];
+        assert_eq!(start_point(None, &logs).unwrap(), (("b.000002".into(), 4), None));
+        assert_eq!(
+            start_point(Some(&seg("b.000002", 4, 300, false)), &logs).unwrap(),
+            (("b.000002".into(), 300), None)
+        );
+        // A file archived whole: the next one.
+        assert_eq!(start_point(Some(&seg("b.000002", 4, 500, true)), &logs).unwrap(), (("b.000003".into(), 4), None));
+        // Ended without a ROTATE (a crash) where the server went on with the next file.
+        assert_eq!(start_point(Some(&seg("b.000002", 4, 500, false)), &logs).unwrap(), (("b.000003".into(), 4), None));
+        // The newest file, archived as far as it goes: it may grow.
+        assert_eq!(
+            start_point(Some(&seg("b.000003", 4, 900, false)), &logs).unwrap(),
+            (("b.000003".into(), 900), None)
+        );
+        // The archive ends with a whole file the server purged, right before its oldest: no gap.
+        assert_eq!(start_point(Some(&seg("b.000001", 4, 50, true)), &logs).unwrap(), (("b.000002".into(), 4), None));
+        // A file purged before its end was archived, or whole files: a gap.
+        let (at, gap) = start_point(Some(&seg("b.000001", 4, 50, false)), &logs).unwrap();
+        assert_eq!(
+            (at, gap),
+            (("b.000002".into(), 4), Some(("b.000001 at 50".into(), "the start of b.000002".into())))
+        );
+        let (_, gap) = start_point(Some(&seg("b.000000", 4, 50, true)), &logs).unwrap();
+        assert_eq!(gap, Some(("the end of b.000000".into(), "the start of b.000002".into())));
+        // Another base name is not the next file.
+        let (_, gap) = start_point(Some(&seg("a.000001", 4, 50, true)), &logs).unwrap();
+        assert!(gap.is_some());
+        // A file archived whole is complete, and the server has nothing after it yet.
+        let one = vec![("b.000002".to_owned(), 500u64)];
+        assert!(start_point(Some(&seg("b.000002", 4, 500, true)), &one).is_err());
+        assert!(start_point(None, &[]).is_err());
+    }
+
+    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+        SegmentName { file: f.into(), start, end, closed }
+    }
+}

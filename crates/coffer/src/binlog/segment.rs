@@ -1,0 +1,378 @@
+//! The segment being cut: events appended as the server sends them, with the checks that keep
+//! a segment exactly as the server's file holds it (positions, ROTATE and STOP, checksums).
+
+use super::Gap;
+use crate::error::{Error, Result};
+use crate::repo::archive::{continues, SegmentName};
+use coffer_mysql::client::{event, EventHeader};
+use coffer_mysql::events::{Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
+use coffer_mysql::meta::is_binlog_file_name;
+use std::time::Instant;
+
+/// A place in the server's binary log: a file and a position in it.
+pub(super) type LogPlace = (String, u32);
+
+/// A segment being filled.
+pub(super) struct Open {
+    pub(super) name: SegmentName,
+    pub(super) bytes: Vec<u8>,
+    pub(super) events: u64,
+    pub(super) first_time: Option<u32>,
+    pub(super) last_time: u32,
+    pub(super) opened: Instant,
+    /// The first and last GTID of each domain in the segment.
+    pub(super) gtid_first: Gtids,
+    pub(super) gtid_last: Gtids,
+    /// The position at the start of the file, if the segment holds its GTID_LIST event.
+    pub(super) gtid_list: Option<Gtids>,
+    /// The server's GTID position where the segment starts, and as it goes (MariaDB: from
+    /// BINLOG_GTID_POS where a run starts, the file's GTID_LIST, then each GTID event).
+    pub(super) gtid_before: Option<Gtids>,
+    pub(super) gtid_state: Option<Gtids>,
+    /// The file's checksum algorithm, from its FORMAT_DESCRIPTION event.
+    pub(super) checksum: Option<&'static str>,
+}
+
+impl Open {
+    pub(super) fn new(file: String, start: u32) -> Self {
+        Open {
+            name: SegmentName { file, start, end: start, closed: false },
+            bytes: Vec::new(),
+            events: 0,
+            first_time: None,
+            last_time: 0,
+            opened: Instant::now(),
+            gtid_first: Gtids::new(),
+            gtid_last: Gtids::new(),
+            gtid_list: None,
+            gtid_before: None,
+            gtid_state: None,
+            checksum: None,
+        }
+    }
+
+    /// The segment that follows this one at `file`:`start`: the GTID position goes on, and
+    /// the checksum algorithm within the file.
+    pub(super) fn next(&self, file: String, start: u32) -> Self {
+        let checksum = if file == self.name.file { self.checksum } else { None };
+        Open {
+            gtid_before: self.gtid_state.clone(),
+            gtid_state: self.gtid_state.clone(),
+            checksum,
+            ..Open::new(file, start)
+        }
+    }
+}
+
+/// Takes an event of the dump into `seg`. A ROTATE the server makes up (where a dump starts,
+/// and at the start of each file) naming another file than `seg`'s moves `seg` there: the
+/// server went on without a ROTATE of the file's (it ended with its STOP event, or after a
+/// crash, or the run started at its end). Returns the segment so left if it holds events (to
+/// be sealed: complete, as the server read its file to the end), and a gap if the server did
+/// not go on to the next file's start.
+pub(super) fn take(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<(Option<Open>, Option<Gap>)> {
+    if h.type_code == event::ROTATE && !h.in_file() {
+        let (file, at) = rotate_target(e)?;
+        if file == seg.name.file {
+            return Ok((None, None));
+        }
+        let follows = continues(
+            &SegmentName { closed: true, ..seg.name.clone() },
+            &SegmentName { file: file.clone(), start: at, end: at.saturating_add(1), closed: false },
+        );
+        let gap = (!follows).then(|| (format!("{} at {}", seg.name.file, seg.name.end), format!("{file} at {at}")));
+        let next = seg.next(file, at);
+        let mut left = std::mem::replace(seg, next);
+        left.name.closed = follows;
+        return Ok(((!left.bytes.is_empty()).then_some(left), gap));
+    }
+    if h.type_code == event::FORMAT_DESCRIPTION {
+        seg.checksum = Some(checksum_of(e));
+    }
+    if h.in_file() {
+        append(seg, h, e)?;
+    }
+    Ok((None, None))
+}
+
+/// The segment after `seg`, sealed after the event `e`: the next file's after its ROTATE; after
+/// a STOP event, the same file's end until the server names the next file.
+pub(super) fn after(seg: &Open, h: &EventHeader, e: &[u8]) -> Result<Open> {
+    Ok(match h.type_code {
+        event::ROTATE if seg.name.closed => {
+            let (file, at) = rotate_target(e)?;
+            seg.next(file, at)
+        }
+        _ => seg.next(seg.name.file.clone(), seg.name.end),
+    })
+}
+
+/// Adds an event of the server's file to the segment, checking that it follows the last.
+pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
+    let expected = u64::from(seg.name.end) + e.len() as u64;
+    if u64::from(h.log_pos) != expected {
+        crate::bail!(
+            "{}: an event ends at {}, but the archive is at {} and the event is {} bytes",
+            seg.name.file,
+            h.log_pos,
+            seg.name.end,
+            e.len()
+        );
+    }
+    seg.bytes.extend_from_slice(e);
+    seg.name.end = h.log_pos;
+    seg.events += 1;
+    seg.first_time.get_or_insert(h.timestamp);
+    seg.last_time = h.timestamp;
+    // The file's last event: the ROTATE to the next, or the STOP of a clean shutdown.
+    seg.name.closed = matches!(h.type_code, event::ROTATE | STOP_EVENT);
+    match h.type_code {
+        GTID_EVENT => {
+            if let Some((domain, server, seq)) = gtid_of(h, e) {
+                seg.gtid_first.entry(domain).or_insert((server, seq));
+                seg.gtid_last.insert(domain, (server, seq));
+                if let Some(state) = seg.gtid_state.as_mut() {
+                    state.insert(domain, (server, seq));
+                }
+            }
+        }
+        GTID_LIST_EVENT => {
+            // The position before the file: where a segment starts at the file's start.
+            seg.gtid_list = gtid_list_of(e);
+            if seg.gtid_list.is_some() {
+                seg.gtid_state = seg.gtid_list.clone();
+                if seg.name.start == 4 {
+                    seg.gtid_before = seg.gtid_list.clone();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The file and position a ROTATE event names (the file's own, or one the server makes up to
+/// say where it reads next): after the header, the 8-byte position, then the name, then a
+/// checksum when the event's last 4 bytes are the CRC-32 of what comes before them.
+pub(super) fn rotate_target(e: &[u8]) -> Result<(String, u32)> {
+    let at = EventHeader::LEN + 8;
+    let position = e.get(EventHeader::LEN..at).ok_or_else(|| Error::msg("a ROTATE event too short to name a file"))?;
+    let position = u64::from_le_bytes(position.try_into().expect("8 bytes"));
+    let end = coffer_mysql::events::checksummed_len(e, at).unwrap_or(e.len());
+    let name = std::str::from_utf8(&e[at.min(end)..end])
+        .ok()
+        .filter(|n| is_binlog_file_name(n))
+        .ok_or_else(|| Error::msg("a ROTATE event names no binary log file"))?;
+    let position = u32::try_from(position)
+        .ok()
+        .filter(|p| *p >= 4)
+        .ok_or_else(|| Error::msg(format!("a ROTATE event names {name} at {position}, not a position in a file")))?;
+    Ok((name.to_owned(), position))
+}
+
+/// The GTID a MariaDB GTID event starts.
+pub(super) fn gtid_of(h: &EventHeader, e: &[u8]) -> Option<Gtid> {
+    let event = coffer_mysql::events::Event { start: 0, header: *h, bytes: e };
+    coffer_mysql::events::gtid_of(&event).map(|(g, _)| g)
+}
+
+/// The position a GTID_LIST event gives (the state before its file): a count (low 28 bits),
+/// then (domain u32, server u32, seq u64) each; bounded by the event's size.
+pub(super) fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
+    let body = e.get(EventHeader::LEN..)?;
+    let count = (u32::from_le_bytes(body.get(..4)?.try_into().ok()?) & 0x0fff_ffff) as usize;
+    let entries = body.get(4..)?;
+    if count > entries.len() / 16 {
+        return None;
+    }
+    // The list is the binlog state (one entry per domain and server); a position keeps each
+    // domain's highest sequence number.
+    let mut out = Gtids::new();
+    for c in entries.chunks_exact(16).take(count) {
+        let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
+        let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
+        let n = u64::from_le_bytes(c[8..16].try_into().expect("8"));
+        if out.get(&d).is_none_or(|(_, m)| *m < n) {
+            out.insert(d, (s, n));
+        }
+    }
+    Some(out)
+}
+
+/// The checksum algorithm of a FORMAT_DESCRIPTION event: CRC32 when its last 4 bytes are the
+/// CRC-32 of the rest.
+pub(super) fn checksum_of(e: &[u8]) -> &'static str {
+    match coffer_mysql::events::checksummed_len(e, EventHeader::LEN) {
+        Some(_) => "CRC32",
+        None => "NONE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_mysql::events::{crc32, gtid_text, parse_gtids};
+
+    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+        SegmentName { file: f.into(), start, end, closed }
+    }
+
+    /// An event as a server sends it: header, body, CRC-32.
+    fn event_bytes(type_code: u8, log_pos: u32, flags: u16, body: &[u8]) -> (EventHeader, Vec<u8>) {
+        let mut e = vec![0u8; EventHeader::LEN];
+        e[4] = type_code;
+        e[5..9].copy_from_slice(&1u32.to_le_bytes());
+        e[13..17].copy_from_slice(&log_pos.to_le_bytes());
+        e[17..19].copy_from_slice(&flags.to_le_bytes());
+        e.extend_from_slice(body);
+        let len = e.len() as u32 + 4;
+        e[9..13].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32(&e);
+        e.extend_from_slice(&crc.to_le_bytes());
+        (EventHeader::parse(&e).unwrap(), e)
+    }
+
+    /// A ROTATE naming `file` at `at`: the server's made-up one, or (`artificial` false) the
+    /// file's own, found at `from` in it.
+    fn rotate(file: &str, at: u64, artificial: bool, from: u32) -> (EventHeader, Vec<u8>) {
+        let mut body = at.to_le_bytes().to_vec();
+        body.extend_from_slice(file.as_bytes());
+        if artificial {
+            event_bytes(event::ROTATE, 0, event::FLAG_ARTIFICIAL, &body)
+        } else {
+            let len = (EventHeader::LEN + body.len() + 4) as u32;
+            event_bytes(event::ROTATE, from + len, 0, &body)
+        }
+    }
+
+    fn fake_rotate(file: &str, at: u64) -> (EventHeader, Vec<u8>) {
+        rotate(file, at, true, 0)
+    }
+
+    /// An event of `len` bytes (all told) at `at` in its file.
+    fn plain_event(type_code: u8, at: u32, len: u32) -> (EventHeader, Vec<u8>) {
+        event_bytes(type_code, at + len, 0, &vec![7; len as usize - EventHeader::LEN - 4])
+    }
+
+    #[test]
+    fn rotate_events_and_their_checksums() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let (_, e) = fake_rotate("binlog.000007", 4);
+        assert_eq!(rotate_target(&e).unwrap(), ("binlog.000007".into(), 4));
+        // Without a checksum (binlog_checksum=NONE): the name runs to the end.
+        let (_, e) = fake_rotate("binlog.0000000008", 1234);
+        assert_eq!(rotate_target(&e[..e.len() - 4]).unwrap(), ("binlog.0000000008".into(), 1234));
+        assert_eq!(rotate_target(&e).unwrap(), ("binlog.0000000008".into(), 1234));
+        for bad in
+            [fake_rotate("not a binlog", 4).1, fake_rotate("binlog.000001", 2).1, fake_rotate("b.000001", 1 << 40).1]
+        {
+            assert!(rotate_target(&bad).is_err());
+        }
+        assert!(rotate_target(&[0; 20]).is_err());
+    }
+
+    /// Events in, segments out: a file that ends with STOP (a clean shutdown) is complete, and
+    /// the server's made-up ROTATE to the next file moves the open segment there.
+    #[test]
+    fn files_end_with_rotate_or_stop_and_the_stream_moves_on() {
+        let mut open = Open::new("b.000001".into(), 4);
+        let fd = plain_event(event::FORMAT_DESCRIPTION, 4, 100);
+        let (h, e) = fake_rotate("b.000001", 4);
+        assert!(matches!(take(&mut open, &h, &e).unwrap(), (None, None)));
+        take(&mut open, &fd.0, &fd.1).unwrap();
+        let ev = plain_event(2, 104, 50);
+        take(&mut open, &ev.0, &ev.1).unwrap();
+        assert!(!open.name.closed);
+        let stop = plain_event(STOP_EVENT, 154, 23);
+        take(&mut open, &stop.0, &stop.1).unwrap();
+        assert_eq!(open.name, seg("b.000001", 4, 177, true), "a STOP ends the file");
+        // Sealed; what follows it waits at the file's end for the server to name the next.
+        let mut open = after(&open, &stop.0, &stop.1).unwrap();
+        assert_eq!((open.name.file.as_str(), open.name.start), ("b.000001", 177));
+        let (h, e) = fake_rotate("b.000002", 4);
+        assert!(matches!(take(&mut open, &h, &e).unwrap(), (None, None)));
+        assert_eq!((open.name.file.as_str(), open.name.start), ("b.000002", 4));
+        let fd = plain_event(event::FORMAT_DESCRIPTION, 4, 100);
+        take(&mut open, &fd.0, &fd.1).unwrap();
+        // A real ROTATE ends the file, and names the next.
+        let (h, e) = rotate("b.000003", 4, false, 104);
+        take(&mut open, &h, &e).unwrap();
+        assert!(open.name.closed);
+        let next = after(&open, &h, &e).unwrap();
+        assert_eq!((next.name.file.as_str(), next.name.start), ("b.000003", 4));
+
+        // A run that starts within a file the server then leaves without a STOP (a crash):
+        // the segment left is complete, the next opens at the next file's start.
+        let mut open = Open::new("b.000005".into(), 300);
+        let (h, e) = fake_rotate("b.000005", 300);
+        take(&mut open, &h, &e).unwrap();
+        // The format description sent where a dump starts within a file is made up (log_pos 0).
+        let fd0 = event_bytes(event::FORMAT_DESCRIPTION, 0, 0, &[1; 80]);
+        take(&mut open, &fd0.0, &fd0.1).unwrap();
+        assert!(open.bytes.is_empty());
+        let ev = plain_event(2, 300, 60);
+        take(&mut open, &ev.0, &ev.1).unwrap();
+        let (h, e) = fake_rotate("b.000006", 4);
+        let (left, gap) = take(&mut open, &h, &e).unwrap();
+        let left = left.unwrap();
+        assert_eq!((left.name.clone(), gap), (seg("b.000005", 300, 360, true), None));
+        assert_eq!((open.name.file.as_str(), open.name.start, open.bytes.len()), ("b.000006", 4, 0));
+        // A position that does not follow is refused, whatever the file.
+        let bad = plain_event(2, 200, 60);
+        assert!(take(&mut open, &bad.0, &bad.1).is_err());
+        // The server skipping a file: a gap, said.
+        let (h, e) = fake_rotate("b.000008", 4);
+        let (left, gap) = take(&mut open, &h, &e).unwrap();
+        assert!(left.is_none());
+        assert_eq!(gap, Some(("b.000006 at 4".into(), "b.000008 at 4".into())));
+        // Heartbeats are no events of the file.
+        let hb = event_bytes(event::HEARTBEAT, 4, 0, b"b.000008");
+        take(&mut open, &hb.0, &hb.1).unwrap();
+        assert!(open.bytes.is_empty());
+    }
+
+    #[test]
+    fn gtid_events() {
+        let header = |type_code: u8, body: &[u8]| {
+            let mut e = vec![0u8; 19];
+            e[4] = type_code;
+            e[5..9].copy_from_slice(&7u32.to_le_bytes());
+            e.extend_from_slice(body);
+            e.extend_from_slice(&[0; 4]);
+            let len = e.len() as u32;
+            e[9..13].copy_from_slice(&len.to_le_bytes());
+            (EventHeader::parse(&e).unwrap(), e)
+        };
+        let mut body = 42u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.push(0);
+        let (h, e) = header(GTID_EVENT, &body);
+        assert_eq!(gtid_of(&h, &e), Some((3, 7, 42)));
+        // The binlog state: per domain, the highest sequence of any server is the position.
+        let mut list = 4u32.to_le_bytes().to_vec();
+        for (d, s, n) in [(0u32, 1u32, 100u64), (3, 7, 41), (3, 9, 40), (0, 2, 99)] {
+            list.extend_from_slice(&d.to_le_bytes());
+            list.extend_from_slice(&s.to_le_bytes());
+            list.extend_from_slice(&n.to_le_bytes());
+        }
+        let (_, e) = header(GTID_LIST_EVENT, &list);
+        assert_eq!(gtid_text(&gtid_list_of(&e).unwrap()), "0-1-100,3-7-41");
+        // A count the event cannot hold is refused; short events give nothing.
+        let (_, e) = header(GTID_LIST_EVENT, &1000u32.to_le_bytes());
+        assert_eq!(gtid_list_of(&e), None);
+        assert_eq!(gtid_of(&h, &e[..20]), None);
+
+        // A segment's GTID position runs on from where it started, into the next segment.
+        let mut seg = Open::new("b.000002".into(), 100);
+        seg.gtid_before = parse_gtids("0-1-100,3-7-41");
+        seg.gtid_state = seg.gtid_before.clone();
+        let (mut h, mut e) = header(GTID_EVENT, &body);
+        h.log_pos = 100 + e.len() as u32;
+        e[13..17].copy_from_slice(&h.log_pos.to_le_bytes());
+        append(&mut seg, &h, &e).unwrap();
+        assert_eq!(seg.gtid_state.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
+        assert_eq!(seg.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-41"));
+        let next = seg.next("b.000002".into(), seg.name.end);
+        assert_eq!(next.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The binary log archive under a prefix: segments, each a sealed image whose object name says
+//! where it lies, `FILE_START_END.coffer` (positions in the server's file, ten digits), or
+//! `FILE_START_END-closed.coffer` when the file is complete (it ends with the file's ROTATE
+//! event, or its STOP event at a clean shutdown, or the server went on to the next file): the
+//! archive's extent and end are found from a listing, with no local state.
+
+use crate::error::{Context, Error, Result};
+use crate::location::Location;
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
+
+/// The entry of a segment image that holds the events, as the server's file holds them.
+pub const EVENTS_ENTRY: &str = "events";
+
+/// The entry that describes the segment.
+pub const SEGMENT_ENTRY: &str = "coffer-binlog.json";
+
+/// Where a segment lies in the server's binary log, as its object name says.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentName {
+    /// The server's file.
+    pub file: String,
+    /// Where the segment's first event starts in it.
+    pub start: u32,
+    /// Where its last event ends.
+    pub end: u32,
+    /// The file is complete: the segment ends with its ROTATE or STOP event, or the server
+    /// went on to the next file after it.
+    pub closed: bool,
+}
+
+impl SegmentName {
+    /// `binlog.000001_0000000004_0000012345.coffer`.
+    pub fn object_name(&self) -> String {
+        let closed = if self.closed { "-closed" } else { "" };
+        format!("{}_{:010}_{:010}{closed}.coffer", self.file, self.start, self.end)
+    }
+
+    /// The segment a name says, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".coffer")?;
+        let (stem, closed) = match stem.strip_suffix("-closed") {
+            Some(s) => (s, true),
+            None => (stem, false),
+        };
+        let (rest, end) = stem.rsplit_once('_')?;
+        let (file, start) = rest.rsplit_once('_')?;
+        let number = |s: &str| (s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?;
+        let (start, end) = (number(start)?, number(end)?);
+        (is_binlog_file_name(file) && start >= 4 && end > start).then(|| SegmentName {
+            file: file.into(),
+            start,
+            end,
+            closed,
+        })
+    }
+
+    /// Sorts by file number, then position.
+    fn key(&self) -> (u64, u32) {
+        (file_number(&self.file), self.start)
+    }
+}
+
+/// `next` takes up exactly where `previous` ends: in the same file where it ends, or at the
+/// start of the next file (same base name, number plus one) after a complete one.
+pub fn continues(previous: &SegmentName, next: &SegmentName) -> bool {
+    let base = |f: &str| f.rsplit_once('.').map(|(b, _)| b.to_owned());
+    if previous.file == next.file {
+        return previous.end == next.start;
+    }
+    previous.closed
+        && next.start == 4
+        && base(&previous.file) == base(&next.file)
+        && file_number(&next.file) == file_number(&previous.file) + 1
+}
+
+/// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
+/// before it and the one after it.
+pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
+    segments.windows(2).filter(|w| !continues(&w[0], &w[1])).map(|w| (w[0].clone(), w[1].clone())).collect()
+}
+
+/// The segments under `prefix`, in log order.
+pub fn segments(prefix: &str, env: &Env) -> Result<Vec<(SegmentName, coffer_store::Listed)>> {
+    let url = prefix_url(prefix)?;
+    let listed = coffer_store::Object::open(url, &env.store)?.list().with_context(|| format!("cannot list {url}"))?;
+    let mut out: Vec<_> = listed.into_iter().filter_map(|l| SegmentName::parse(&l.name).map(|s| (s, l))).collect();
+    out.sort_by_key(|(s, _)| s.key());
+    Ok(out)
+}
+
+pub(crate) fn prefix_url(prefix: &str) -> Result<&str> {
+    match Location::parse(prefix) {
+        Location::Object(_) if prefix.ends_with('/') => Ok(prefix),
+        _ => Err(Error::usage(format!(
+            "{prefix}: binary logs are archived under an object prefix (s3://B/P/, file:///D/)"
+        ))),
+    }
+}
+
+/// A segment's description (`coffer-binlog.json`, Appendix C), read through its index.
+pub fn description(
+    listed: &coffer_store::Listed,
+    unlocks: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<serde_json::Value> {
+    let location = Location::Object(listed.object.url().to_owned());
+    let bytes = read_entry(&location, unlocks, SEGMENT_ENTRY, 1 << 16, env)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))
+}
+
+/// One entry of an image, whole, through its index; refused if its record says it holds more
+/// than `max` bytes.
+pub(crate) fn read_entry(
+    location: &Location,
+    unlocks: &[coffer_crypto::Unlock],
+    name: &str,
+    max: u64,
+    env: &Env,
+) -> Result<Vec<u8>> {
+    let idx =
+        location.open_indexed(unlocks, env)?.ok_or_else(|| Error::msg(format!("{}: no index", location.shown())))?;
+    let i = idx
+        .records()
+        .iter()
+        .position(|r| r.meta.path == name.as_bytes())
+        .ok_or_else(|| Error::msg(format!("{}: no {name} entry", location.shown())))?;
+    if idx.records()[i].size > max {
+        crate::bail!(
+            "{}: its {name} entry holds {} bytes, more than the {max} it may",
+            location.shown(),
+            idx.records()[i].size
+        );
+    }
+    let mut out = coffer_image::StreamVisitor::new(Vec::new());
+    idx.read_entry(i, &mut out, 1)?;
+    Ok(out.into_inner())
+}
+
+/// The archive's segments, in log order, with what reads them.
+pub(crate) struct Archive<'a> {
+    pub segments: Vec<(SegmentName, coffer_store::Listed)>,
+    pub unlocks: &'a [Unlock],
+    pub env: &'a Env,
+}
+
+impl Archive<'_> {
+    pub(crate) fn location(&self, i: usize) -> Location {
+        Location::Object(self.segments[i].1.object.url().to_owned())
+    }
+
+    /// The events of segment `i`, exactly as long as its name says.
+    pub(crate) fn events(&self, i: usize) -> Result<Vec<u8>> {
+        let (s, listed) = &self.segments[i];
+        let want = u64::from(s.end - s.start);
+        let bytes = crate::repo::archive::read_entry(&self.location(i), self.unlocks, EVENTS_ENTRY, want, self.env)?;
+        if bytes.len() as u64 != want {
+            crate::bail!("{}: it holds {} bytes, its name says {want}", listed.name, bytes.len());
+        }
+        Ok(bytes)
+    }
+
+    /// The description of segment `i`.
+    pub(crate) fn description(&self, i: usize) -> Result<serde_json::Value> {
+        crate::repo::archive::description(&self.segments[i].1, self.unlocks, self.env)
+    }
+
+    /// The time of the last event of segment `i`, from its description.
+    pub(crate) fn last_time(&self, i: usize) -> Result<i64> {
+        let v = self.description(i)?;
+        v["last_event_time"]
+            .as_i64()
+            .ok_or_else(|| Error::msg(format!("{}: its description has no last_event_time", self.segments[i].1.name)))
+    }
+
+    /// The first segment whose events reach `(file, pos)` (the one that holds the event
+    /// starting there, or ends there).
+    pub(crate) fn find(&self, file: &str, pos: u32) -> Option<usize> {
+        let at = (file_number(file), pos);
+        self.segments.iter().position(|(s, _)| (file_number(&s.file), s.end) >= at)
+    }
+
+    /// The first segment of `file` if the archive holds it from its start.
+    pub(crate) fn file_start(&self, file: &str) -> Option<usize> {
+        self.segments.iter().position(|(s, _)| s.file == file && s.start == 4)
+    }
+}
+
+/// A new binary log file `dir/name` (never one that exists), its magic number written.
+pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs::File> {
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, b"\xfebin")?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+        SegmentName { file: f.into(), start, end, closed }
+    }
+
+    #[test]
+    fn segment_names() {
+        let s = SegmentName { file: "binlog.000012".into(), start: 4, end: 12345, closed: false };
+        assert_eq!(s.object_name(), "binlog.000012_0000000004_0000012345.coffer");
+        assert_eq!(SegmentName::parse(&s.object_name()), Some(s.clone()));
+        let closed = SegmentName { closed: true, ..s };
+        assert_eq!(closed.object_name(), "binlog.000012_0000000004_0000012345-closed.coffer");
+        assert_eq!(SegmentName::parse(&closed.object_name()), Some(closed));
+        for bad in [
+            "x.coffer",
+            "binlog.000001_4_9.coffer",
+            "binlog.000001_0000000009_0000000004.coffer",
+            "../x.000001_0000000004_0000000009.coffer",
+            // Names reach SQL (BINLOG_GTID_POS, CHANGE MASTER): no quote gets through.
+            "bin'log.000001_0000000004_0000000009.coffer",
+            "binlog.000001');DROP TABLE t;--.000002_0000000004_0000000009.coffer",
+        ] {
+            assert_eq!(SegmentName::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn continuity_and_gaps() {
+        // In a file: where the previous ends.
+        assert!(continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 100, 200, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 120, 200, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 90, 200, false)));
+        // Across files: a complete file, then the next one's start.
+        assert!(continues(&seg("b.000001", 4, 100, true), &seg("b.000002", 4, 50, false)));
+        assert!(continues(&seg("b.999999", 4, 100, true), &seg("b.1000000", 4, 50, false)));
+        assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000002", 4, 50, false)), "not complete");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("b.000003", 4, 50, false)), "a file missing");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("b.000002", 60, 90, false)), "not its start");
+        assert!(!continues(&seg("b.000001", 4, 100, true), &seg("c.000002", 4, 50, false)), "another log");
+        assert!(!continues(&seg("b.000002", 4, 100, true), &seg("b.000001", 4, 50, false)));
+
+        let list = [
+            seg("b.000001", 4, 100, false),
+            seg("b.000001", 100, 300, true),
+            seg("b.000002", 4, 80, false),
+            seg("b.000002", 90, 120, false),
+            seg("b.000002", 120, 200, false),
+            seg("b.000004", 4, 10, false),
+        ];
+        let found = gaps(&list);
+        assert_eq!(
+            found,
+            vec![(list[2].clone(), list[3].clone()), (list[4].clone(), list[5].clone())],
+            "the segments either side of each gap"
+        );
+        assert!(gaps(&list[..3]).is_empty());
+        assert!(gaps(&[]).is_empty() && gaps(&list[..1]).is_empty());
+    }
+}

@@ -1,0 +1,420 @@
+//! Windows of recovery: how far each backup can be recovered with the archive beside it, the
+//! targets a point-in-time restore takes (`--until`), and the backup and chain it starts from
+//! (chosen by position; for a time, the stop found by walking the log in order: [`stop`]).
+
+pub(crate) mod stop;
+
+pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
+
+use super::archive::{continues, Archive, SegmentName};
+use super::chain::{Known, Neighbours};
+use crate::error::{Error, Result};
+use crate::location::Location;
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_mysql::meta::binlog_file_number as file_number;
+use std::collections::BTreeMap;
+use stop::{time_stop, TimeStop};
+
+/// Where replay stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Until {
+    /// Unix seconds: every transaction the log holds before the first one stamped later than
+    /// this second (the second itself included).
+    Time(i64),
+    /// The transactions up to and including these GTIDs (each domain's), and every transaction
+    /// logged before the last of them ends.
+    Gtid(Gtids),
+    /// The log up to this position of this file: every event that ends at or before it.
+    Position(String, u32),
+}
+
+impl Until {
+    /// `2026-11-27 14:02:59` (UTC), with `T` for the space if wished, and a zone if given:
+    /// `Z`, `UTC`, `+01:00`, `-0500`.
+    pub fn parse_time(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::usage(format!(
+                "--until {text:?}: {why} (expected YYYY-MM-DD HH:MM:SS, UTC unless a zone such as +01:00 is given)"
+            ))
+        };
+        let t = text.trim();
+        if t.len() < 19 || !t.is_char_boundary(19) {
+            return Err(bad("too short"));
+        }
+        let (clock, zone) = t.split_at(19);
+        let b = clock.as_bytes();
+        let seps = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+        if seps.iter().any(|&(i, c)| b[i] != c) || !(b[10] == b' ' || b[10] == b'T') {
+            return Err(bad("not a date and time"));
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64> {
+            let s = &clock[r];
+            if s.bytes().all(|c| c.is_ascii_digit()) {
+                Ok(s.parse().expect("digits"))
+            } else {
+                Err(bad("not a date and time"))
+            }
+        };
+        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+            return Err(bad("no such date or time"));
+        }
+        let offset = match zone.trim() {
+            "" | "Z" | "UTC" | "utc" | "z" => 0,
+            z if z.starts_with('.') => return Err(bad("binary log times are whole seconds")),
+            z => parse_offset(z).ok_or_else(|| bad("the zone must be Z, UTC or an offset such as +01:00"))?,
+        };
+        Ok(Until::Time(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset))
+    }
+
+    /// `0-1-123456`, or one per domain, comma separated.
+    pub fn parse_gtid(text: &str) -> Result<Self> {
+        let gtids = parse_gtids(text).ok_or_else(|| {
+            Error::usage(format!("--until-gtid {text:?}: expected DOMAIN-SERVER-SEQ, one per domain, comma separated"))
+        })?;
+        if gtids.is_empty() {
+            return Err(Error::usage("--until-gtid: no GTID given"));
+        }
+        Ok(Until::Gtid(gtids))
+    }
+
+    /// `binlog.000042:1234`.
+    pub fn parse_position(text: &str) -> Result<Self> {
+        let bad =
+            || Error::usage(format!("--until-position {text:?}: expected FILE:POSITION, such as binlog.000042:1234"));
+        let (file, pos) = text.rsplit_once(':').ok_or_else(bad)?;
+        let pos: u32 = pos.parse().map_err(|_| bad())?;
+        if !coffer_mysql::meta::is_binlog_file_name(file) || pos < 4 {
+            return Err(bad());
+        }
+        Ok(Until::Position(file.to_owned(), pos))
+    }
+
+    /// The target as messages say it.
+    pub fn shown(&self) -> String {
+        match self {
+            Until::Time(t) => format!("{} UTC", crate::text::utc(*t)),
+            Until::Gtid(g) => format!("GTID {}", gtid_text(g)),
+            Until::Position(f, p) => format!("{f}:{p}"),
+        }
+    }
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `+01:00`, `-0500`, `+02` in seconds east of UTC.
+fn parse_offset(z: &str) -> Option<i64> {
+    let (sign, rest) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|c| c.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    (h <= 14 && m <= 59).then_some(sign * (h * 3600 + m * 60))
+}
+
+/// What a binary log archive holds, as `catalog` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Overview {
+    /// Its prefix.
+    pub prefix: String,
+    /// Segments, and their bytes (as stored).
+    pub segments: usize,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Where it begins and ends in the server's log.
+    pub first: (String, u32),
+    /// Where it ends.
+    pub last: (String, u32),
+    /// The time of its last event (with a key).
+    pub last_time: Option<i64>,
+    /// Its gaps: where each begins and ends.
+    pub gaps: Vec<((String, u32), (String, u32))>,
+}
+
+/// How far a backup can be recovered: from its binlog position to the end of the archive's
+/// unbroken run from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// The backup's binlog position.
+    pub from: (String, u32),
+    /// The last position the archive reaches from it without a gap.
+    pub to: (String, u32),
+    /// The time of the last event there (with a key).
+    pub to_time: Option<i64>,
+}
+
+/// The archive under `binlogs` (none if it holds no segment), and each backup's window from
+/// its binlog position (`None`: no position, or the archive does not hold its file from the
+/// start). With secrets, the windows' end times are read (one small read per unbroken run).
+pub fn windows(
+    binlogs: &str,
+    positions: &[Option<(String, u64)>],
+    unlocks: Option<&[Unlock]>,
+    env: &Env,
+) -> Result<(Option<Overview>, Vec<Option<Window>>)> {
+    let segments = crate::repo::archive::segments(binlogs, env)?;
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+        return Ok((None, vec![None; positions.len()]));
+    };
+    let names: Vec<SegmentName> = segments.iter().map(|(s, _)| s.clone()).collect();
+    // Each segment's run's last segment.
+    let mut run_end = vec![0; names.len()];
+    let mut end = names.len() - 1;
+    for i in (0..names.len()).rev() {
+        if i + 1 < names.len() && !continues(&names[i], &names[i + 1]) {
+            end = i;
+        }
+        run_end[i] = end;
+    }
+    let empty: &[Unlock] = &[];
+    let archive = Archive { segments: segments.clone(), unlocks: unlocks.unwrap_or(empty), env };
+    let mut times: BTreeMap<usize, Option<i64>> = BTreeMap::new();
+    let mut time_of = |i: usize| -> Option<i64> {
+        unlocks?;
+        *times.entry(i).or_insert_with(|| archive.last_time(i).ok())
+    };
+    let windows = positions
+        .iter()
+        .map(|p| {
+            let (file, pos) = p.as_ref()?;
+            let pos = u32::try_from(*pos).ok()?;
+            let start = archive.file_start(file)?;
+            let reach = run_end[start];
+            let (s, _) = &segments[reach];
+            ((file_number(&s.file), s.end) >= (file_number(file), pos)).then(|| Window {
+                from: (file.clone(), pos),
+                to: (s.file.clone(), s.end),
+                to_time: time_of(reach),
+            })
+        })
+        .collect();
+    let overview = Overview {
+        prefix: binlogs.to_owned(),
+        segments: segments.len(),
+        bytes: segments.iter().map(|(_, l)| l.size).sum(),
+        first: (first.0.file.clone(), first.0.start),
+        last: (last.0.file.clone(), last.0.end),
+        last_time: time_of(segments.len() - 1),
+        gaps: crate::repo::archive::gaps(&names)
+            .into_iter()
+            .map(|(a, b)| ((a.file, a.end), (b.file, b.start)))
+            .collect(),
+    };
+    Ok((Some(overview), windows))
+}
+
+/// The backups under the prefix that recorded a binlog position, oldest position first.
+fn backups_with_positions(
+    prefix: &str,
+    unlocks: &[Unlock],
+    env: &Env,
+) -> Result<(Vec<Known>, crate::repo::chain::Neighbours)> {
+    let neighbours = crate::repo::chain::neighbours(&Location::Object(prefix.to_owned()), &[], unlocks, env)?;
+    for (shown, why, _) in &neighbours.unread {
+        env.report.warn(&format!("{shown}: {why}"));
+    }
+    let mut known: Vec<Known> = neighbours.known.iter().filter(|k| k.info.binlog.is_some()).cloned().collect();
+    known.sort_by_key(position_of);
+    Ok((known, neighbours))
+}
+
+fn position_of(k: &Known) -> (u64, u64) {
+    let b = k.info.binlog.as_ref().expect("filtered");
+    (file_number(&b.file), b.position)
+}
+
+/// The archive's prefix from the backups' (`PREFIX/binlog/`).
+pub fn default_binlog_prefix(backups: &str) -> String {
+    format!("{}binlog/", backups)
+}
+
+/// Where a point-in-time restore to a target starts: the archive, the chain of the newest
+/// backup before the target (full first, the backup last), its binlog position, and (for a
+/// time) the stop the walk found.
+pub(crate) struct Route<'a> {
+    /// The archive's segments, with what reads them.
+    pub archive: Archive<'a>,
+    /// The chain to restore.
+    pub chain: Vec<Known>,
+    /// Where replay starts: the backup's binlog position.
+    pub start: (String, u32),
+    /// Where replay stops, if the walk for a time found it.
+    pub found_stop: Option<(String, u32)>,
+}
+
+/// The route of a point-in-time restore to `until` from the backups under `backups` and the
+/// archive under `binlogs`; refused, saying why, if there is none.
+pub(crate) fn route<'a>(
+    backups: &str,
+    binlogs: &str,
+    until: &Until,
+    unlocks: &'a [Unlock],
+    env: &'a Env,
+) -> Result<Route<'a>> {
+    let archive = Archive { segments: super::archive::segments(binlogs, env)?, unlocks, env };
+    if archive.segments.is_empty() {
+        crate::bail!("{binlogs}: no archived binary log there");
+    }
+    let (known, neighbours) = backups_with_positions(backups, unlocks, env)?;
+    if known.is_empty() {
+        crate::bail!(
+            "{backups}: no backup there recorded a binary log position (a backup of a server with log_bin on, read with the secrets given)"
+        );
+    }
+    choose_route(until, archive, &known, &neighbours)
+}
+
+/// The chain (full first) a point-in-time restore to `until` would restore: the newest backup
+/// under `backups` before the target, as [`route`] chooses it. For a drill's space check.
+pub fn chain_until(backups: &str, binlogs: &str, until: &Until, unlocks: &[Unlock], env: &Env) -> Result<Vec<Known>> {
+    let archive = Archive { segments: super::archive::segments(binlogs, env)?, unlocks, env };
+    let (known, neighbours) = backups_with_positions(backups, unlocks, env)?;
+    if archive.segments.is_empty() || known.is_empty() {
+        // The restore says why, in its words.
+        return Ok(Vec::new());
+    }
+    Ok(choose_route(until, archive, &known, &neighbours)?.chain)
+}
+
+fn choose_route<'a>(
+    until: &Until,
+    archive: Archive<'a>,
+    known: &[Known],
+    neighbours: &Neighbours,
+) -> Result<Route<'a>> {
+    let (backup, found_stop) = choose_backup(until, known, &archive)?;
+    let chain = match backup.link.kind {
+        coffer_mysql::meta::BackupKind::Full => vec![backup.clone()],
+        _ => super::chain::resolve(backup, neighbours)?,
+    };
+    let start = start_of(backup);
+    Ok(Route { archive, chain, start, found_stop })
+}
+
+/// The newest backup whose binlog position is at or before where replay stops, and (for a
+/// time) that stop, found by walking the log ([`time_stop`]): the backup is chosen by the
+/// position alone.
+fn choose_backup<'a>(
+    until: &Until,
+    backups: &'a [Known],
+    archive: &Archive,
+) -> Result<(&'a Known, Option<(String, u32)>)> {
+    let before = |k: &Known, why: String| {
+        Error::msg(format!(
+            "{} is before the oldest backup that point-in-time recovery can start from ({}, binlog {}:{}{}): {why}",
+            until.shown(),
+            k.shown(),
+            k.info.binlog.as_ref().map_or("", |b| b.file.as_str()),
+            k.info.binlog.as_ref().map_or(0, |b| b.position),
+            k.info.end_time.as_deref().map(|t| format!(", ended {t}")).unwrap_or_default()
+        ))
+    };
+    let oldest = &backups[0];
+    let at_or_before = |file: &str, pos: u64| backups.iter().rev().find(|k| position_of(k) <= (file_number(file), pos));
+    match until {
+        Until::Position(file, pos) => at_or_before(file, u64::from(*pos))
+            .map(|k| (k, None))
+            .ok_or_else(|| before(oldest, "nothing to replay onto".into())),
+        Until::Gtid(target) => backups
+            .iter()
+            .rev()
+            .find(|k| {
+                let state = k.info.binlog.as_ref().and_then(|b| parse_gtids(b.gtid.as_deref()?)).unwrap_or_default();
+                target.iter().all(|(d, (_, n))| state.get(d).is_none_or(|(_, m)| m < n))
+            })
+            .map(|k| (k, None))
+            .ok_or_else(|| before(oldest, "every backup holds it already".into())),
+        Until::Time(t) => {
+            let names: Vec<SegmentName> = archive.segments.iter().map(|(s, _)| s.clone()).collect();
+            let starts: Vec<(String, u32)> = backups.iter().map(start_of).collect();
+            match time_stop(&names, &mut |i| archive.events(i), &starts, *t)? {
+                TimeStop::Before(k, why) => Err(before(&backups[k], why)),
+                TimeStop::At(file, pos) => {
+                    // The walk started at a backup at or before the stop: one is found.
+                    let k = at_or_before(&file, u64::from(pos))
+                        .ok_or_else(|| before(oldest, "no backup was taken before it".into()))?;
+                    Ok((k, Some((file, pos))))
+                }
+            }
+        }
+    }
+}
+
+/// A backup's binlog position, as a place in the log.
+fn start_of(k: &Known) -> (String, u32) {
+    let b = k.info.binlog.as_ref().expect("filtered");
+    (b.file.clone(), u32::try_from(b.position).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_unless_a_zone_is_given() {
+        assert_eq!(Until::parse_time("1970-01-01 00:00:00").unwrap(), Until::Time(0));
+        // date -u -d "2026-11-27 14:02:59" +%s
+        assert_eq!(Until::parse_time("2026-11-27 14:02:59").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27T14:02:59Z").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27 15:02:59+01:00").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2026-11-27 09:02:59 -0500").unwrap(), Until::Time(1_795_788_179));
+        assert_eq!(Until::parse_time("2024-02-29 00:00:00").unwrap(), Until::Time(1_709_164_800));
+        for bad in [
+            "2026-11-27",
+            "2026-13-01 00:00:00",
+            "2026-02-29 00:00:00",
+            "2026-11-27 24:00:00",
+            "2026-11-27 14:02:59.5",
+            "2026-11-27 14:02:59 Europe/Paris",
+            "2026-11-27 14:02:59+15:00",
+            "２０２６-11-27 14:02:59",
+        ] {
+            assert!(Until::parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Until::Time(1_795_788_179).shown(), "2026-11-27 14:02:59 UTC");
+    }
+
+    #[test]
+    fn gtids_and_positions_parse_strictly() {
+        let Until::Gtid(g) = Until::parse_gtid("0-1-123456,2-7-9").unwrap() else { panic!() };
+        assert_eq!(gtid_text(&g), "0-1-123456,2-7-9");
+        for bad in ["", "0-1", "0-1-x", "0-1-2,0-1-3", "a-b-c"] {
+            assert!(Until::parse_gtid(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Until::parse_position("binlog.000042:1234").unwrap(), Until::Position("binlog.000042".into(), 1234));
+        for bad in [
+            "binlog.000042",
+            "binlog.000042:x",
+            "../x.000001:5",
+            "binlog.000042:2",
+            "bin'log.000042:5",
+            "b\\'.000001:5",
+        ] {
+            assert!(Until::parse_position(bad).is_err(), "{bad}");
+        }
+    }
+}

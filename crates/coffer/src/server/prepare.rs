@@ -1,0 +1,293 @@
+//! The prepare step of a restored server backup (the engine's `--prepare`, InnoDB's crash
+//! recovery on the copied files), and restores of a chain: the full and each incremental
+//! restored into a private directory beside the target, one engine step per link, then the
+//! result moved into place.
+
+use super::beside::{Beside, Place};
+use crate::error::{Context, Error, Result};
+use crate::keys::KeySources;
+use crate::location::Location;
+use crate::repo::chain::Known;
+use crate::restore::{restore_unlocked, RestoreSpec, RestoreSummary};
+use crate::Env;
+use coffer_image::ReadSummary;
+use coffer_mysql::engine::{EngineKind, PrepareOption, PrepareStep};
+use coffer_mysql::meta::{BackupInfo, BackupKind, META_ENTRY};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a prepare did.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    /// The engine that prepared.
+    pub engine: &'static str,
+    /// How long the prepare took (not the copy-back).
+    pub seconds: f64,
+}
+
+/// The prepare step of a restored server backup (mariabackup/xtrabackup --prepare), and with
+/// `copy_back_to` the move of the prepared files into a datadir (empty, unless `force`).
+pub fn prepare(
+    dir: &Path,
+    options: &[PrepareOption],
+    copy_back_to: Option<&Path>,
+    force: bool,
+    env: &Env,
+) -> Result<Prepared> {
+    // Restored from the image: read at most what a writer may store.
+    let info = read_description(dir);
+    if let Some(link) = info.as_ref().and_then(|i| i.chain.as_ref()).filter(|l| l.kind != BackupKind::Full) {
+        crate::bail!(
+            "{} holds an {} backup (depth {} of full {}): its pages apply only on top of its chain; restore it \
+             from its file or object with --prepare, which resolves and applies the whole chain",
+            dir.display(),
+            link.kind.name(),
+            link.depth,
+            link.full
+        );
+    }
+    let engine = match info.as_ref().and_then(|i| i.engine.as_deref()) {
+        Some("xtrabackup") => EngineKind::Xtrabackup,
+        Some(_) => EngineKind::Mariabackup,
+        None if dir.join("xtrabackup_checkpoints").exists() => EngineKind::Mariabackup,
+        None => crate::bail!(
+            "{} is not a backup of a server (no xtrabackup_checkpoints): nothing to prepare",
+            dir.display()
+        ),
+    };
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    sweep_engine_scratch(env);
+    let started = Instant::now();
+    coffer_mysql::engine::prepare(engine, dir, options, &show)
+        .context("prepare failed; the restored files are left as they are")?;
+    let prepared = Prepared { engine: engine.name(), seconds: started.elapsed().as_secs_f64() };
+    env.report.say(&format!("prepared {} with {} in {:.1} s", dir.display(), prepared.engine, prepared.seconds));
+    if let Some(datadir) = copy_back_to {
+        move_back(engine, dir, datadir, force, env)?;
+    }
+    Ok(prepared)
+}
+
+/// Removes the engine's scratch directories (in the temporary directory) that a killed coffer
+/// left: the option file of a prepare holds the key file's password, if the backup's has one.
+fn sweep_engine_scratch(env: &Env) {
+    for dir in coffer_mysql::engine::sweep_scratch(None) {
+        env.report.warn(&format!("removed {}, which an interrupted run of the engine left", dir.display()));
+    }
+}
+
+/// Moves a prepared backup in `dir` into a datadir (empty, unless `force`).
+fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, env: &Env) -> Result<()> {
+    if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
+        crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
+    }
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    coffer_mysql::engine::move_back(engine, dir, datadir, &show).context("copy-back failed")?;
+    env.report.say(&format!("moved the prepared backup into {}", datadir.display()));
+    Ok(())
+}
+
+/// Moves the prepared chain in `dir` (whose full is described by `full`) into a datadir.
+pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, env: &Env) -> Result<()> {
+    move_back(EngineKind::of_backup(full), dir, datadir, force, env)
+}
+
+/// What a restore of a chain did.
+#[derive(Debug, Clone)]
+pub struct ChainSummary {
+    /// The chain, full first, as messages show each backup.
+    pub backups: Vec<String>,
+    /// Each backup's kind (full first).
+    pub kinds: Vec<BackupKind>,
+    /// Each backup's restore.
+    pub restores: Vec<RestoreSummary>,
+    /// How long each backup's prepare (the full's) or apply (a later one's) took.
+    pub prepare_seconds: Vec<f64>,
+    /// The engine that prepared the chain.
+    pub engine: &'static str,
+    /// Where.
+    pub to: PathBuf,
+    /// How long it all took (restores and prepares).
+    pub seconds: f64,
+}
+
+/// What a restore of `image` with its prepare will read: the chain that ends at it if it is an
+/// incremental or differential backup (resolved from the backups beside it and `bases`, every
+/// link checked), with the secrets that opened it, read once (a passphrase is asked for once).
+pub fn plan(image: &Location, bases: &[Location], keys: &KeySources, env: &Env) -> Result<Plan> {
+    let unlocks = crate::keys::unlocks(keys, env)?;
+    if matches!(image, Location::Stdio | Location::Tls(_)) {
+        return Ok(Plan { chain: None, unlocks, _lease: None });
+    }
+    let info = crate::read::info_with(image, &unlocks, env)?;
+    let link = info.backup.as_ref().and_then(|b| b.chain.clone()).filter(|l| l.kind != BackupKind::Full);
+    let (Some(backup), Some(link)) = (info.backup, link) else {
+        let lease = crate::repo::lease::for_reading(&[image], None, "restore", env)?;
+        return Ok(Plan { chain: None, unlocks, _lease: lease });
+    };
+    let neighbours = crate::repo::chain::neighbours(image, bases, &unlocks, env)?;
+    let target = Known { location: image.clone(), time: 0, info: backup, link };
+    let backups = crate::repo::chain::resolve(&target, &neighbours)?;
+    // What the restore reads is kept by any prune from now on.
+    let read: Vec<&Location> = backups.iter().map(|k| &k.location).collect();
+    let lease = crate::repo::lease::for_reading(&read, None, "restore", env)?;
+    Ok(Plan { chain: Some(backups), unlocks, _lease: lease })
+}
+
+/// A restore planned by [`plan`].
+pub struct Plan {
+    /// The chain, full first and the image asked for last; `None`: the image alone.
+    pub chain: Option<Vec<Known>>,
+    unlocks: Vec<coffer_crypto::Unlock>,
+    /// Held while the plan is carried out: a prune keeps what it reads.
+    _lease: Option<crate::repo::lease::Lease>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("chain", &self.chain).finish_non_exhaustive()
+    }
+}
+
+/// Restores the chain of `plan` (full first; see [`plan`]) into `spec.to` and prepares it: the full
+/// is restored and prepared in a private directory beside the target, each later backup is
+/// restored into a scratch directory there and applied by the engine, then the result takes
+/// the target's place. A failure at any step leaves the target as it was.
+pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption], env: &Env) -> Result<ChainSummary> {
+    let (Some(chain), keys) = (plan.chain.as_deref(), &plan.unlocks) else {
+        return Err(Error::usage("no chain to restore"));
+    };
+    let started = Instant::now();
+    let (staging, restores, prepare_seconds) = stage_chain_timed(chain, keys, spec, options, env)?;
+    staging.replace(spec.force, spec.sync)?;
+    Ok(ChainSummary {
+        backups: chain.iter().map(Known::shown).collect(),
+        kinds: chain.iter().map(|k| k.link.kind).collect(),
+        restores,
+        prepare_seconds,
+        engine: EngineKind::of_backup(&chain[0].info).name(),
+        to: spec.to.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Restores `chain` (full first, every link checked) and prepares it in a private directory
+/// beside `spec.to`, which the caller puts in the target's place (or drops: then it goes).
+pub(crate) fn stage_chain(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>)> {
+    stage_chain_timed(chain, keys, spec, options, env).map(|(staging, restores, _)| (staging, restores))
+}
+
+/// [`stage_chain`], with how long each backup's prepare or apply took.
+fn stage_chain_timed(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
+    let to = &spec.to;
+    let occupied = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !spec.force {
+        crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
+    }
+    let engine = EngineKind::of_backup(&chain[0].info);
+    // The target as it is now is what the result replaces (see `crate::server::beside`).
+    let place = Place::open(to, env.report.as_ref())?;
+    sweep_engine_scratch(env);
+    let staging = Beside::within(&place, "chain")?;
+    let mut restores = Vec::new();
+    let mut prepare_seconds = Vec::new();
+    let show = |line: &str| env.report.engine_line(engine.name(), line);
+    for (i, member) in chain.iter().enumerate() {
+        let last = i + 1 == chain.len();
+        let scratch = if i == 0 { None } else { Some(Beside::within(&place, "incremental")?) };
+        let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
+        // The scratch directories go once applied: no need to make them durable.
+        let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
+        let (input, len) = member.location.open_stream(env)?;
+        let summary = restore_unlocked(input, len, &member_spec, None, keys, env)
+            .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
+        same_as_checked(&into, member)?;
+        env.report.say(&summary.line());
+        restores.push(summary);
+        let step = match (i, last) {
+            (0, true) => PrepareStep::Only,
+            (0, false) => PrepareStep::ChainFull,
+            (_, last) => PrepareStep::Apply { incremental_dir: into.clone(), last },
+        };
+        let t = Instant::now();
+        coffer_mysql::engine::prepare_step(engine, &staging.path, &step, options, &show).with_context(|| {
+            format!("the prepare of {} ({}) failed; {} was left as it was", member.shown(), member.what(), to.display())
+        })?;
+        let seconds = t.elapsed().as_secs_f64();
+        prepare_seconds.push(seconds);
+        env.report.say(&format!(
+            "{} {} ({}) with {} in {:.1} s",
+            if i == 0 { "prepared" } else { "applied" },
+            member.shown(),
+            member.what(),
+            engine.name(),
+            seconds
+        ));
+    }
+    Ok((staging, restores, prepare_seconds))
+}
+
+/// The description restored into `dir` is the one `member` was checked with (an object can be
+/// replaced between the check and the read).
+fn same_as_checked(dir: &Path, member: &Known) -> Result<()> {
+    let restored = read_description(dir);
+    let same = restored.as_ref().is_some_and(|r| {
+        r.chain == member.info.chain && r.from_lsn == member.info.from_lsn && r.to_lsn == member.info.to_lsn
+    });
+    if !same {
+        crate::bail!(
+            "{}: the backup restored is not the one its chain was checked with (its description differs): it was replaced meanwhile",
+            member.shown()
+        );
+    }
+    Ok(())
+}
+
+/// The backup description restored into `dir`, if it holds one (read at most as large as a
+/// writer may make it).
+fn read_description(dir: &Path) -> Option<BackupInfo> {
+    let f = std::fs::File::open(dir.join(META_ENTRY)).ok()?;
+    let mut bytes = Vec::new();
+    f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() <= coffer_mysql::meta::MAX_DESCRIPTION).then(|| serde_json::from_slice(&bytes).ok())?
+}
+
+impl Plan {
+    /// Reads `backup` (one of the chain's) through, authenticating every frame.
+    pub fn verify(&self, backup: &Known, env: &Env) -> Result<ReadSummary> {
+        crate::read::verify_with(&backup.location, &self.unlocks, env)
+    }
+
+    /// Restores the image `spec.image` alone (see [`restore`]).
+    pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
+        let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+        let (input, len) = image.open_stream(env)?;
+        restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
+            crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
+            e
+        })
+    }
+}
+
+/// Receives a server backup over TLS into `spec.to` ([`crate::transfer::receive`]) and
+/// prepares it there with `options`; the sender learns the outcome of both.
+pub fn receive(
+    spec: &crate::transfer::ReceiveSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<crate::transfer::ReceiveSummary> {
+    crate::transfer::receive_then(spec, &|dir| prepare(dir, options, None, spec.force, env).map(drop), env)
+}
