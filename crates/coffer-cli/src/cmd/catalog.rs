@@ -22,38 +22,9 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         println!("{}", serde_json::Value::Array(rows));
         return outcome;
     }
-    // Names come from the bucket's listing, the rest from records: control characters are
-    // shown escaped, never sent to the terminal.
     let esc = |s: &str| coffer::text::escape(s.as_bytes());
     for v in &rows {
-        let mut line = format!(
-            "{}  {:>10}  {}",
-            v["time"].as_str().unwrap_or_default(),
-            human(v["bytes"].as_u64().unwrap_or(0)),
-            esc(v["name"].as_str().unwrap_or_default())
-        );
-        if let Ok(link) = serde_json::from_value::<coffer_mysql::meta::ChainLink>(v["chain"].clone()) {
-            line.push_str(&format!("  {}", chain_columns(&coffer::repo::catalog::Chained::Link(link)).0));
-        }
-        if let Some(b) = v.get("backup").filter(|b| !b.is_null()) {
-            let s = |k: &str| b[k].as_str().map(str::to_owned);
-            if let Some(server) = s("server_version") {
-                line.push_str(&format!("  {}", esc(&server)));
-            }
-            if let (Some(from), Some(to)) = (b["from_lsn"].as_u64(), b["to_lsn"].as_u64()) {
-                line.push_str(&format!("  LSN {from}..{to}"));
-            }
-            if let Some(file) = b["binlog"]["file"].as_str() {
-                line.push_str(&format!("  binlog {}:{}", esc(file), b["binlog"]["position"]));
-            }
-        }
-        if let Ok(w) = serde_json::from_value::<coffer::repo::recovery::Window>(v["pitr"].clone()) {
-            let when = w.to_time.map(|t| format!(" ({} UTC)", coffer::text::utc(t))).unwrap_or_default();
-            line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
-        } else if archive.is_some() && v["backup"]["binlog"].is_object() {
-            line.push_str("  recoverable to its own point only (its binary log is not archived)");
-        }
-        println!("{line}");
+        println!("{}", row_line(v, archive.is_some()));
     }
     for line in chain_summaries(&rows) {
         println!("{line}");
@@ -85,6 +56,40 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         eprintln!("coffer: {} backups, {} under {}", found.len(), human(total), args.prefix);
     }
     outcome
+}
+
+/// A backup of the catalog as one line. Names come from the bucket's listing, the rest from
+/// records: control characters are shown escaped, never sent to the terminal.
+fn row_line(v: &serde_json::Value, archived: bool) -> String {
+    let esc = |s: &str| coffer::text::escape(s.as_bytes());
+    let mut line = format!(
+        "{}  {:>10}  {}",
+        v["time"].as_str().unwrap_or_default(),
+        human(v["bytes"].as_u64().unwrap_or(0)),
+        esc(v["name"].as_str().unwrap_or_default())
+    );
+    if let Ok(link) = serde_json::from_value::<coffer_mysql::meta::ChainLink>(v["chain"].clone()) {
+        line.push_str(&format!("  {}", chain_columns(&coffer::repo::catalog::Chained::Link(link)).0));
+    }
+    if let Some(b) = v.get("backup").filter(|b| !b.is_null()) {
+        let s = |k: &str| b[k].as_str().map(str::to_owned);
+        if let Some(server) = s("server_version") {
+            line.push_str(&format!("  {}", esc(&server)));
+        }
+        if let (Some(from), Some(to)) = (b["from_lsn"].as_u64(), b["to_lsn"].as_u64()) {
+            line.push_str(&format!("  LSN {from}..{to}"));
+        }
+        if let Some(file) = b["binlog"]["file"].as_str() {
+            line.push_str(&format!("  binlog {}:{}", esc(file), b["binlog"]["position"]));
+        }
+    }
+    if let Ok(w) = serde_json::from_value::<coffer::repo::recovery::Window>(v["pitr"].clone()) {
+        let when = w.to_time.map(|t| format!(" ({} UTC)", coffer::text::utc(t))).unwrap_or_default();
+        line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
+    } else if archived && v["backup"]["binlog"].is_object() {
+        line.push_str("  recoverable to its own point only (its binary log is not archived)");
+    }
+    line
 }
 
 pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
