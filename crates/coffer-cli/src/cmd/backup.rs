@@ -4,7 +4,6 @@
 use super::{human, io_priority, rate, warn};
 use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs};
 use crate::exit::usage;
-use crate::metrics::Metrics;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
@@ -102,9 +101,9 @@ impl BackupArgs {
 }
 
 pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
-    let metrics = Metrics::start(args.metrics_file.clone(), "backup");
+    let metrics = crate::metrics::start(args.metrics_file.clone(), "backup");
     let result = io_priority(args.io_priority).and_then(|()| backup(&args, quiet, threads));
-    let summary = metrics.finish(result, coffer::service::gauges::backup)?;
+    let summary = crate::metrics::finish(metrics, result, coffer::service::gauges::backup)?;
     print_summary(&summary, quiet);
     if args.json {
         println!("{}", summary_json(&summary));

@@ -93,12 +93,12 @@ fn row_line(v: &serde_json::Value, archived: bool) -> String {
 }
 
 pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
-    let mut metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "prune");
+    let mut metrics = crate::metrics::start(args.metrics_file.clone(), "prune");
     let result = prune_run(args, quiet, &mut metrics);
-    metrics.finish(result, |_, _| {})
+    crate::metrics::finish(metrics, result, |_, _| {})
 }
 
-fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut crate::metrics::Metrics) -> Result<()> {
+fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut coffer::service::MetricsFile) -> Result<()> {
     let policy = coffer::repo::catalog::Policy {
         last: args.keep_last.unwrap_or(0),
         daily: args.keep_daily.unwrap_or(0),

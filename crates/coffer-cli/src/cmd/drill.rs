@@ -26,7 +26,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         options: args.prepare_options.clone(),
         owner: args.owner.clone(),
     };
-    let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "drill");
+    let metrics = crate::metrics::start(args.metrics_file.clone(), "drill");
     let env = crate::report::env(quiet || args.json, threads);
     let (report, error) = coffer::server::drill::drill(&spec, &env);
     if args.json {
@@ -41,7 +41,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
     };
     let mut metrics = metrics;
     coffer::service::gauges::drill(metrics.run(), &report);
-    metrics.finish(result, |_, _| {})
+    crate::metrics::finish(metrics, result, |_, _| {})
 }
 
 fn print(r: &DrillReport) {

@@ -49,9 +49,9 @@ impl TlsArgs {
 /// `coffer send` of an image as it is (a file with coffer's magic, an object, or '-'); a
 /// source is backed up onto the wire by `backup` (see `cmd::run`).
 pub fn send(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
-    let metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "send");
+    let metrics = crate::metrics::start(args.metrics_file.clone(), "send");
     let result = super::io_priority(args.io_priority).and_then(|()| send_image(args, quiet, threads));
-    metrics.finish(result, coffer::service::gauges::send)?;
+    crate::metrics::finish(metrics, result, coffer::service::gauges::send)?;
     Ok(())
 }
 

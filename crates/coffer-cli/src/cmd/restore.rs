@@ -3,7 +3,6 @@
 
 use super::refuse_terminal;
 use crate::cli::{ExtractArgs, RestoreArgs};
-use crate::metrics::Metrics;
 use anyhow::Result;
 use coffer::repo::recovery::Until;
 use coffer::restore::{ExtractSpec, RestoreSpec, RestoreSummary};
@@ -32,16 +31,15 @@ impl RestoreArgs {
 type Totals = Option<Vec<RestoreSummary>>;
 
 pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
-    let metrics = Metrics::start(args.metrics_file.clone(), "restore");
+    let metrics = crate::metrics::start(args.metrics_file.clone(), "restore");
     // Before the job starts any thread or the engine: they inherit it.
     let result = super::io_priority(args.io_priority).and_then(|()| run(args, quiet, threads));
-    metrics
-        .finish(result, |m, restores| {
-            if let Some(restores) = restores {
-                coffer::service::gauges::restore(m, restores);
-            }
-        })
-        .map(|_| ())
+    crate::metrics::finish(metrics, result, |m, restores| {
+        if let Some(restores) = restores {
+            coffer::service::gauges::restore(m, restores);
+        }
+    })
+    .map(|_| ())
 }
 
 fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {

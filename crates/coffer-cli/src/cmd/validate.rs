@@ -13,12 +13,12 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
-    let mut metrics = crate::metrics::Metrics::start(args.metrics_file.clone(), "validate");
+    let mut metrics = crate::metrics::start(args.metrics_file.clone(), "validate");
     let result = validate(args, quiet, threads, &mut metrics);
-    metrics.finish(result, |_, _| {})
+    crate::metrics::finish(metrics, result, |_, _| {})
 }
 
-fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut crate::metrics::Metrics) -> Result<()> {
+fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut coffer::service::MetricsFile) -> Result<()> {
     let policy = match &args.checksum_algorithm {
         Some(name) => Policy::parse(name).ok_or_else(|| usage(format!("unknown checksum algorithm {name}")))?,
         None => Policy::Auto,

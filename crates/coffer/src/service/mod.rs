@@ -29,6 +29,7 @@
 //! ```
 
 mod archiver;
+mod file;
 pub mod gauges;
 mod http;
 pub mod metrics;
@@ -36,6 +37,7 @@ mod notify;
 mod signals;
 mod writer;
 
+pub use file::MetricsFile;
 pub use notify::Notifier;
 pub use signals::stop_on_signals;
 
