@@ -15,6 +15,8 @@
 //! - the jobs: [`backup`] (from a [`source`]), [`restore`], [`validate`], [`transfer`],
 //!   [`slots`], [`binlog`] (the archiver).
 //! - the server wing ([`server`]): prepare and chain restores, point-in-time recovery, drills.
+//! - services and profiles: [`service`] (a report sink for a job run as a service: systemd,
+//!   Prometheus metrics), [`profile`] (configuration files whose keys are the commands' options).
 //!
 //! ```
 //! # fn main() -> coffer::Result<()> {
