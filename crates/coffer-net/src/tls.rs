@@ -333,7 +333,10 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>, stall: Duration) -> Result
     let mut stream = StreamOwned::new(conn, tcp);
     let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut io).map_err(|e| failed(&e, addr))?;
+        if let Err(e) = stream.conn.complete_io(&mut io) {
+            last_gasp(&mut stream.conn, &mut io);
+            return Err(failed(&e, addr));
+        }
     }
     io.done().map_err(|e| net("configure", e))?;
     Ok(stream)
@@ -399,8 +402,24 @@ impl Write for Deadline<'_> {
         let r = { self.sock }.write(buf);
         self.timed(r)
     }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        let r = { self.sock }.write_vectored(bufs);
+        self.timed(r)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// After a failed handshake, sends what is still queued (the alert that tells the peer why)
+/// before the connection closes: rustls's own last write after an error writes only the first
+/// of its queued records, so a peer could see the connection end without the alert.
+fn last_gasp<D>(conn: &mut rustls::ConnectionCommon<D>, io: &mut Deadline<'_>) {
+    while conn.wants_write() {
+        if !conn.write_tls(io).is_ok_and(|n| n > 0) {
+            break;
+        }
     }
 }
 
@@ -436,7 +455,10 @@ pub fn handshake_server(
     let mut stream = StreamOwned::new(conn, tcp);
     let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut io).map_err(|e| failed(&e, &peer))?;
+        if let Err(e) = stream.conn.complete_io(&mut io) {
+            last_gasp(&mut stream.conn, &mut io);
+            return Err(failed(&e, &peer));
+        }
     }
     io.done().map_err(|e| TlsError::Net { op: "configure", addr: peer.clone(), source: e })?;
     Ok((stream, peer))
@@ -545,7 +567,10 @@ pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, host: &str) -> Result<
     let mut stream = StreamOwned::new(conn, tcp);
     let mut io = Deadline::new(&stream.sock, stall);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut io).map_err(|e| TlsError::Handshake(explain(&e, host)))?;
+        if let Err(e) = stream.conn.complete_io(&mut io) {
+            last_gasp(&mut stream.conn, &mut io);
+            return Err(TlsError::Handshake(explain(&e, host)));
+        }
     }
     io.done().map_err(|e| TlsError::Handshake(e.to_string()))?;
     Ok(stream)
@@ -554,6 +579,53 @@ pub fn upgrade(tcp: TcpStream, config: Arc<ClientConfig>, host: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One handshake on loopback between a client and a server built from these credentials:
+    /// what each end's handshake returned.
+    fn handshake_pair(client: &Credentials, server: &Credentials) -> (Result<(), TlsError>, Result<(), TlsError>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server_config = server_config(server).unwrap();
+        let accepted = std::thread::spawn(move || accept(&listener, server_config, Duration::from_secs(5)).map(drop));
+        // In TLS 1.3 a client's handshake ends before the server has checked its certificate:
+        // the server's verdict is the client's first read.
+        let connected = connect(&addr, client_config(client).unwrap(), Duration::from_secs(5))
+            .and_then(|mut s| s.read_exact(&mut [0u8; 1]).map_err(|e| failed(&e, &addr)));
+        (connected, accepted.join().unwrap())
+    }
+
+    /// The end that refuses the other's certificate tells it so: the other sees the alert and
+    /// says it was refused, every time (the alert used to be left unsent when rustls had
+    /// another record queued, and the other end saw only the connection end).
+    #[test]
+    fn a_refused_certificate_is_always_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = crate::pki::generate(&dir.path().join("ours"), "node", &["127.0.0.1".into()], 2).unwrap();
+        let theirs = crate::pki::generate(&dir.path().join("theirs"), "stranger", &["127.0.0.1".into()], 2).unwrap();
+        let trusting = |g: &crate::pki::Generated, ca: &Path| Credentials {
+            cert: g.cert.clone(),
+            key: g.key.clone(),
+            ca: Some(ca.to_path_buf()),
+            pins: Vec::new(),
+        };
+        let (us, stranger) = (trusting(&ours, &ours.ca), trusting(&theirs, &ours.ca));
+        for _ in 0..20 {
+            // A receiver whose certificate our CA did not sign.
+            let (client, server) = handshake_pair(&us, &stranger);
+            assert!(matches!(client, Err(TlsError::Certificate(_))), "{client:?}");
+            assert!(
+                matches!(&server, Err(TlsError::Certificate(m)) if m.contains("refused our certificate")),
+                "{server:?}"
+            );
+            // A sender whose certificate our CA did not sign.
+            let (client, server) = handshake_pair(&stranger, &us);
+            assert!(
+                matches!(&client, Err(TlsError::Certificate(m)) if m.contains("refused our certificate")),
+                "{client:?}"
+            );
+            assert!(matches!(server, Err(TlsError::Certificate(_))), "{server:?}");
+        }
+    }
 
     /// A server that trickles its side of the handshake a byte at a time holds the database
     /// client no longer than its read timeout (each byte used to restart it).
