@@ -15,6 +15,7 @@ use coffer_format::index::{parse_index_part, INDEX_PREFIX_LEN};
 use coffer_format::pack::{index_bytes, parse_members, parse_pack, PackedEntry, MAX_INDEX_RATIO, PACK_PREFIX_LEN};
 use coffer_format::{EndFields, EntryKind, EntryMeta, FrameHeader, FrameKind, IndexRecord, Segment, DATA_OFFSET};
 use std::io::Read;
+use std::ops::Range;
 
 /// Receives an image's entries and data, in image order.
 pub trait Visitor {
@@ -152,6 +153,81 @@ pub(crate) fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::i
     Ok(n)
 }
 
+/// Numbers frames as the producer cuts them: each frame's sequence number, and the entry and
+/// part it belongs to (or, for INDEX and END frames, the count of entries and the index part).
+struct Numbering {
+    seq: u64,
+    entry_no: u64,
+    part_no: u64,
+    index_parts: u64,
+    /// An entry has begun: the next ENTRY or PACK frame is of the next entry.
+    started_entries: bool,
+}
+
+impl Numbering {
+    /// Where the frames of `scope` start: their offset and numbering, and for one entry read
+    /// through the index where its frames end.
+    fn start(scope: &Scope) -> Result<(u64, Self, Option<u64>), ImageError> {
+        let (offset, seq, entry_no, end_offset) = match scope {
+            Scope::Whole => (DATA_OFFSET, 0, 0, None),
+            Scope::Entry { wanted, entry_no } => {
+                let Some((_, record)) = wanted.first() else {
+                    return Err(ImageError::Usage("no entry to read".into()));
+                };
+                (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
+            }
+            // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
+            Scope::Resume(p) => (p.at.offset, p.at.seq, p.at.entries.saturating_sub(1), None),
+        };
+        let started_entries = matches!(scope, Scope::Resume(p) if p.at.entries > 0);
+        Ok((offset, Self { seq, entry_no, part_no: 0, index_parts: 0, started_entries }, end_offset))
+    }
+
+    /// The position of the next frame as far as it is known before its header is read (for
+    /// the message about a frame that cannot be read).
+    fn guess(&self) -> Position {
+        Position { seq: self.seq, entry_no: self.entry_no, part_no: self.part_no }
+    }
+
+    /// The position of the next frame, of `header`'s kind, moving the entry and part numbers on
+    /// past it (the sequence number moves on once the frame is read whole).
+    fn position(&mut self, header: &FrameHeader) -> Position {
+        let seq = self.seq;
+        match header.kind {
+            FrameKind::Entry => {
+                self.next_entry();
+                Position { seq, entry_no: self.entry_no, part_no: 0 }
+            }
+            FrameKind::Chunk => {
+                self.part_no += 1;
+                Position { seq, entry_no: self.entry_no, part_no: self.part_no }
+            }
+            // The pack holds entries entry_no.. (the count is in the frame header).
+            FrameKind::Pack => {
+                self.next_entry();
+                let pos = Position { seq, entry_no: self.entry_no, part_no: 0 };
+                self.entry_no += u64::from(header.members) - 1;
+                pos
+            }
+            FrameKind::Index | FrameKind::End => {
+                let entries = if self.started_entries { self.entry_no + 1 } else { self.entry_no };
+                let part = if header.kind == FrameKind::Index { self.index_parts } else { 0 };
+                self.index_parts += 1;
+                Position { seq, entry_no: entries, part_no: part }
+            }
+        }
+    }
+
+    /// An ENTRY or PACK frame begins the next entry.
+    fn next_entry(&mut self) {
+        if self.started_entries {
+            self.entry_no += 1;
+        }
+        self.started_entries = true;
+        self.part_no = 0;
+    }
+}
+
 /// Cuts the byte stream into frames and numbers them. Problems found here (short reads, bad
 /// frame headers) travel as jobs, so they are reported after everything before them.
 pub(crate) fn produce(
@@ -162,23 +238,12 @@ pub(crate) fn produce(
     scope: &Scope,
 ) -> Result<(), ImageError> {
     let chunk_size = image.chunk_size();
-    let (mut offset, mut seq, mut entry_no, end_offset) = match scope {
-        Scope::Whole => (DATA_OFFSET, 0, 0, None),
-        Scope::Entry { wanted, entry_no } => {
-            let Some((_, record)) = wanted.first() else { return Err(ImageError::Usage("no entry to read".into())) };
-            (record.frame_offset, record.first_seq, *entry_no, Some(record.frame_offset + record.frames_len))
-        }
-        // The last entry read is number entries - 1 (a checkpoint follows at least one entry).
-        Scope::Resume(p) => (p.at.offset, p.at.seq, p.at.entries.saturating_sub(1), None),
-    };
-    let mut part_no = 0u64;
-    let mut index_parts = 0u64;
-    let mut started_entries = matches!(scope, Scope::Resume(p) if p.at.entries > 0);
+    let (mut offset, mut numbering, end_offset) = Numbering::start(scope)?;
     loop {
         if end_offset == Some(offset) {
             return Ok(());
         }
-        let pos_guess = Position { seq, entry_no, part_no };
+        let pos_guess = numbering.guess();
         let mut head = [0u8; FRAME_HEADER_LEN];
         let n = read_full(input, &mut head).map_err(crate::error::io("read", "image"))?;
         if n < FRAME_HEADER_LEN {
@@ -197,41 +262,11 @@ pub(crate) fn produce(
                 return Ok(());
             }
         };
-        let pos = match header.kind {
-            FrameKind::Entry => {
-                if started_entries {
-                    entry_no += 1;
-                }
-                started_entries = true;
-                part_no = 0;
-                Position { seq, entry_no, part_no: 0 }
-            }
-            FrameKind::Chunk => {
-                part_no += 1;
-                Position { seq, entry_no, part_no }
-            }
-            // The pack holds entries entry_no.. (the count is in the frame header).
-            FrameKind::Pack => {
-                if image.header.version < 2 {
-                    feed.send(Job::bad(offset, pos_guess, false, "a PACK frame in a version 1 image"))?;
-                    return Ok(());
-                }
-                if started_entries {
-                    entry_no += 1;
-                }
-                started_entries = true;
-                part_no = 0;
-                let pos = Position { seq, entry_no, part_no: 0 };
-                entry_no += u64::from(header.members) - 1;
-                pos
-            }
-            FrameKind::Index | FrameKind::End => {
-                let entries = if started_entries { entry_no + 1 } else { entry_no };
-                let part = if header.kind == FrameKind::Index { index_parts } else { 0 };
-                index_parts += 1;
-                Position { seq, entry_no: entries, part_no: part }
-            }
-        };
+        if header.kind == FrameKind::Pack && image.header.version < 2 {
+            feed.send(Job::bad(offset, pos_guess, false, "a PACK frame in a version 1 image"))?;
+            return Ok(());
+        }
+        let pos = numbering.position(&header);
         let mut buf = pool.get();
         buf[..FRAME_HEADER_LEN].copy_from_slice(&head);
         let body_end = FRAME_HEADER_LEN + header.body_len as usize;
@@ -243,7 +278,7 @@ pub(crate) fn produce(
         }
         feed.send(Job { offset, header: Some(header), pos, buf, decoded: Decoded::Pending })?;
         offset += body_end as u64;
-        seq += 1;
+        numbering.seq += 1;
         if header.kind == FrameKind::End {
             let mut extra = [0u8; 1];
             if read_full(input, &mut extra).map_err(crate::error::io("read", "image"))? > 0 {
@@ -452,6 +487,18 @@ struct Checker<'a> {
     paused: std::collections::HashMap<Vec<u8>, u64>,
 }
 
+/// The sizes a chunk moves on, each checked not to overflow (see `Checker::chunk_sums`).
+struct ChunkSums {
+    /// Chunks of the entry's record.
+    rec_chunks: u32,
+    /// Data bytes of the entry's record.
+    rec_data: u64,
+    /// Data bytes of the whole read.
+    total_data: u64,
+    /// Logical bytes of the whole read (0 unless the chunk is a file's last).
+    total_logical: u64,
+}
+
 impl Checker<'_> {
     fn location(&self, offset: u64) -> Location {
         match &self.file {
@@ -495,182 +542,233 @@ impl Checker<'_> {
                 Err(ImageError::Truncated { at: self.location(offset), detail })
             }
             Decoded::Bad { truncated: false, detail } => Err(self.corrupt(offset, detail)),
-            Decoded::Entry(meta) => {
-                if self.file.is_some() {
-                    return Err(self.corrupt(offset, "the previous file ends without its last chunk"));
-                }
-                if self.index_offset.is_some() {
-                    return Err(self.corrupt(offset, "an entry after the index"));
-                }
-                if meta.path.is_empty() && job.pos.entry_no != 0 {
-                    return Err(self.corrupt(offset, "a root directory entry that is not the first entry"));
-                }
-                // Read through the index, the entry must be the one its record describes before
-                // anything of it is handed on.
-                let unlike = |w: &[(u64, IndexRecord)]| w.len() != 1 || w[0].0 != 0 || w[0].1.meta != meta;
-                if matches!(&self.scope, Scope::Entry { wanted, .. } if unlike(wanted)) {
-                    return Err(self.corrupt(offset, "the entry does not match its index record"));
-                }
-                let path = String::from_utf8_lossy(&meta.path).into_owned();
-                self.last_entry = Some(path.clone());
-                self.check_continuation(offset, &meta)?;
-                self.visitor.entry(&meta)?;
-                self.summary.entries += 1;
-                if meta.kind == EntryKind::File {
-                    let start = if meta.continues { meta.size } else { 0 };
-                    self.file = Some(OpenFile { path, chunks: 0, start, next_range: start });
-                }
-                self.seen.push(IndexRecord {
-                    frame_offset: offset,
-                    first_seq: job.pos.seq,
-                    frames_len: frame_end - offset,
-                    chunks: 0,
-                    size: 0,
-                    data_bytes: 0,
-                    meta,
-                });
-                self.entry_done_if_scoped(frame_end);
-                self.offer_checkpoint(frame_end, job.pos.seq + 1)
-            }
+            Decoded::Entry(meta) => self.check_entry(job, frame_end, meta),
             Decoded::Chunk { range_start, range_end, data_at, segments } => {
-                let (file_start, next_range) = match &self.file {
-                    Some(f) => (f.start, f.next_range),
-                    None => return Err(self.corrupt(offset, "a chunk outside a file")),
-                };
-                if range_start != next_range {
-                    let detail = format!("chunk covers bytes from {range_start}, expected from {next_range}");
-                    return Err(self.corrupt(offset, detail));
-                }
-                // Segments lie in [range_start, range_end) and add up to at most a chunk.
-                let data_len: u64 = segments.iter().map(|s| u64::from(s.len)).sum();
-                let last = job.header.is_some_and(|h| h.is_last());
-                let pause = job.header.is_some_and(|h| h.is_pause());
-                // Every size an image gives is checked before it is added: a hostile image must
-                // not make a total wrap around (and a reader report less than it holds).
-                let Some(rec) = self.seen.last() else { return Err(self.corrupt(offset, "a chunk before any entry")) };
-                let rec_chunks = rec.chunks.checked_add(1);
-                let rec_data = rec.data_bytes.checked_add(data_len);
-                let total_data = self.summary.data_bytes.checked_add(data_len);
-                // range_end >= range_start = next_range >= file_start.
-                let total_logical =
-                    if last { self.summary.logical_bytes.checked_add(range_end - file_start) } else { Some(0) };
-                let (Some(rec_chunks), Some(rec_data), Some(total_data), Some(total_logical)) =
-                    (rec_chunks, rec_data, total_data, total_logical)
-                else {
-                    return Err(self.corrupt(offset, "the sizes in the image add up to more than 2^64 bytes"));
-                };
-                // Through the index, the chunks must stay within the size and count of the
-                // entry's record (which the index checked) before their data is handed on.
-                if let Some(record) = self.scope.scoped() {
-                    if range_end > record.size || (last && range_end != record.size) || rec_chunks > record.chunks {
-                        return Err(self.corrupt(offset, "the entry does not match its index record"));
-                    }
-                }
-                if let Some(file) = self.file.as_mut() {
-                    file.next_range = range_end;
-                    file.chunks += 1;
-                }
-                let mut at = data_at;
-                for s in &segments {
-                    if !self.skip_data {
-                        self.visitor.data(s.offset, &job.buf[at..at + s.len as usize])?;
-                    }
-                    at += s.len as usize;
-                }
-                let Some(rec) = self.seen.last_mut() else {
-                    return Err(self.corrupt(offset, "a chunk before any entry"));
-                };
-                rec.chunks = rec_chunks;
-                rec.data_bytes = rec_data;
-                rec.frames_len = frame_end - rec.frame_offset;
-                self.summary.data_bytes = total_data;
-                if last {
-                    self.file = None;
-                    rec.size = range_end;
-                    self.summary.logical_bytes = total_logical;
-                    if pause {
-                        self.paused.insert(rec.meta.path.clone(), range_end);
-                        self.visitor.pause_file(range_end)?;
-                    } else {
-                        self.summary.files += 1;
-                        self.visitor.end_file(range_end)?;
-                    }
-                    self.entry_done_if_scoped(frame_end);
-                    self.offer_checkpoint(frame_end, job.pos.seq + 1)?;
-                }
-                Ok(())
+                self.check_chunk(job, frame_end, range_start..range_end, data_at, &segments)
             }
-            Decoded::Index { at, len } => {
-                if self.file.is_some() {
-                    return Err(self.corrupt(offset, "the last file ends without its last chunk"));
-                }
-                if self.index_done || job.pos.part_no != self.index_parts {
-                    return Err(self.corrupt(offset, "index frames out of order"));
-                }
-                let index_offset = *self.index_offset.get_or_insert(offset);
-                self.index_parts += 1;
-                self.index_done = job.header.is_some_and(|h| h.is_last());
-                let bad = |detail: String| {
-                    ImageError::corrupt(Location { offset: index_offset, ..Location::default() }, detail)
-                };
-                // No entry comes after the index: it must be the records of the entries seen,
-                // exactly, and is checked against them as it arrives.
-                let seen = &self.seen;
-                let index = self
-                    .index
-                    .get_or_insert_with(|| IndexRecords::new(seen.iter().map(record_len).fold(0, u64::saturating_add)));
-                if !index.admit(len as u64) {
-                    return Err(bad("the index is longer than the records of the entries before it".into()));
-                }
-                let mut k = index.count as usize;
-                index
-                    .push(&job.buf[at..at + len], &mut |record| {
-                        let expected = seen.get(k);
-                        k += 1;
-                        match expected {
-                            Some(r) if *r == record => Ok(()),
-                            _ => Err("the index does not match the entries".into()),
-                        }
-                    })
-                    .map_err(bad)
-            }
-            Decoded::Pack { at, members } => {
-                if self.file.is_some() {
-                    return Err(self.corrupt(offset, "the previous file ends without its last chunk"));
-                }
-                if self.index_offset.is_some() {
-                    return Err(self.corrupt(offset, "an entry after the index"));
-                }
-                if index_bytes(members.iter().map(|m| &m.meta)) > MAX_INDEX_RATIO * (frame_end - offset) {
-                    return Err(self.corrupt(offset, "a pack whose entries' metadata is too large for its size"));
-                }
-                // Read through the index: only the entries wanted, each checked against its record.
-                let mut wanted = match &self.scope {
-                    Scope::Entry { wanted, .. } if wanted.iter().any(|(m, _)| *m >= members.len() as u64) => {
-                        return Err(self.corrupt(offset, "the entry does not match its index record"))
-                    }
-                    Scope::Entry { wanted, .. } => Some(wanted.clone().into_iter().peekable()),
-                    _ => None,
-                };
-                for (i, packed) in members.into_iter().enumerate() {
-                    let expected = match wanted.as_mut() {
-                        None => None,
-                        Some(w) => match w.next_if(|(m, _)| *m == i as u64) {
-                            Some((_, record)) => Some(record),
-                            None => continue,
-                        },
-                    };
-                    let first = job.pos.entry_no == 0 && i == 0;
-                    self.packed_entry(offset, frame_end, job, first, packed, expected.as_ref(), &job.buf[at..])?;
-                }
-                if wanted.is_some_and(|mut w| w.next().is_some()) {
-                    return Err(self.corrupt(offset, "the entry does not match its index record"));
-                }
-                self.entry_done_if_scoped(frame_end);
-                self.offer_checkpoint(frame_end, job.pos.seq + 1)
-            }
+            Decoded::Index { at, len } => self.check_index(job, at, len),
+            Decoded::Pack { at, members } => self.check_pack(job, frame_end, at, members),
             Decoded::End(fields) => self.check_end(offset, frame_end, job.pos, fields),
         }
+    }
+
+    /// An ENTRY frame: in its place (no file open, before the index, the root first) and, read
+    /// through the index, the entry its record describes; handed on, and a file opened.
+    fn check_entry(&mut self, job: &Job, frame_end: u64, meta: EntryMeta) -> Result<(), ImageError> {
+        let offset = job.offset;
+        if self.file.is_some() {
+            return Err(self.corrupt(offset, "the previous file ends without its last chunk"));
+        }
+        if self.index_offset.is_some() {
+            return Err(self.corrupt(offset, "an entry after the index"));
+        }
+        if meta.path.is_empty() && job.pos.entry_no != 0 {
+            return Err(self.corrupt(offset, "a root directory entry that is not the first entry"));
+        }
+        // Read through the index, the entry must be the one its record describes before
+        // anything of it is handed on.
+        let unlike = |w: &[(u64, IndexRecord)]| w.len() != 1 || w[0].0 != 0 || w[0].1.meta != meta;
+        if matches!(&self.scope, Scope::Entry { wanted, .. } if unlike(wanted)) {
+            return Err(self.corrupt(offset, "the entry does not match its index record"));
+        }
+        let path = String::from_utf8_lossy(&meta.path).into_owned();
+        self.last_entry = Some(path.clone());
+        self.check_continuation(offset, &meta)?;
+        self.visitor.entry(&meta)?;
+        self.summary.entries += 1;
+        if meta.kind == EntryKind::File {
+            let start = if meta.continues { meta.size } else { 0 };
+            self.file = Some(OpenFile { path, chunks: 0, start, next_range: start });
+        }
+        self.seen.push(IndexRecord {
+            frame_offset: offset,
+            first_seq: job.pos.seq,
+            frames_len: frame_end - offset,
+            chunks: 0,
+            size: 0,
+            data_bytes: 0,
+            meta,
+        });
+        self.entry_done_if_scoped(frame_end);
+        self.offer_checkpoint(frame_end, job.pos.seq + 1)
+    }
+
+    /// A CHUNK frame: the next bytes of the open file and, read through the index, within the
+    /// entry's record; its data handed on, and the file (or its part) ended by its last chunk.
+    fn check_chunk(
+        &mut self,
+        job: &Job,
+        frame_end: u64,
+        range: Range<u64>,
+        data_at: usize,
+        segments: &[Segment],
+    ) -> Result<(), ImageError> {
+        let offset = job.offset;
+        let (range_start, range_end) = (range.start, range.end);
+        let (file_start, next_range) = match &self.file {
+            Some(f) => (f.start, f.next_range),
+            None => return Err(self.corrupt(offset, "a chunk outside a file")),
+        };
+        if range_start != next_range {
+            let detail = format!("chunk covers bytes from {range_start}, expected from {next_range}");
+            return Err(self.corrupt(offset, detail));
+        }
+        // Segments lie in [range_start, range_end) and add up to at most a chunk.
+        let data_len: u64 = segments.iter().map(|s| u64::from(s.len)).sum();
+        let last = job.header.is_some_and(|h| h.is_last());
+        let pause = job.header.is_some_and(|h| h.is_pause());
+        // range_end >= range_start = next_range >= file_start.
+        let sums = self.chunk_sums(offset, data_len, last.then(|| range_end - file_start))?;
+        // Through the index, the chunks must stay within the size and count of the
+        // entry's record (which the index checked) before their data is handed on.
+        if let Some(record) = self.scope.scoped() {
+            if range_end > record.size || (last && range_end != record.size) || sums.rec_chunks > record.chunks {
+                return Err(self.corrupt(offset, "the entry does not match its index record"));
+            }
+        }
+        if let Some(file) = self.file.as_mut() {
+            file.next_range = range_end;
+            file.chunks += 1;
+        }
+        self.hand_on(job, data_at, segments)?;
+        let Some(rec) = self.seen.last_mut() else {
+            return Err(self.corrupt(offset, "a chunk before any entry"));
+        };
+        rec.chunks = sums.rec_chunks;
+        rec.data_bytes = sums.rec_data;
+        rec.frames_len = frame_end - rec.frame_offset;
+        self.summary.data_bytes = sums.total_data;
+        if last {
+            self.file = None;
+            rec.size = range_end;
+            self.summary.logical_bytes = sums.total_logical;
+            if pause {
+                self.paused.insert(rec.meta.path.clone(), range_end);
+                self.visitor.pause_file(range_end)?;
+            } else {
+                self.summary.files += 1;
+                self.visitor.end_file(range_end)?;
+            }
+            self.entry_done_if_scoped(frame_end);
+            self.offer_checkpoint(frame_end, job.pos.seq + 1)?;
+        }
+        Ok(())
+    }
+
+    /// The entry's record and the read's totals with a chunk of `data_len` bytes added, and for
+    /// the last chunk of a file the `logical` bytes of the file. Every size an image gives is
+    /// checked before it is added: a hostile image must not make a total wrap around (and a
+    /// reader report less than it holds).
+    fn chunk_sums(&self, offset: u64, data_len: u64, logical: Option<u64>) -> Result<ChunkSums, ImageError> {
+        let Some(rec) = self.seen.last() else { return Err(self.corrupt(offset, "a chunk before any entry")) };
+        let rec_chunks = rec.chunks.checked_add(1);
+        let rec_data = rec.data_bytes.checked_add(data_len);
+        let total_data = self.summary.data_bytes.checked_add(data_len);
+        let total_logical = match logical {
+            Some(len) => self.summary.logical_bytes.checked_add(len),
+            None => Some(0),
+        };
+        let (Some(rec_chunks), Some(rec_data), Some(total_data), Some(total_logical)) =
+            (rec_chunks, rec_data, total_data, total_logical)
+        else {
+            return Err(self.corrupt(offset, "the sizes in the image add up to more than 2^64 bytes"));
+        };
+        Ok(ChunkSums { rec_chunks, rec_data, total_data, total_logical })
+    }
+
+    /// Hands a chunk's segments, which lie from `data_at` in the job's buffer, to the visitor
+    /// (unless the read skips data).
+    fn hand_on(&mut self, job: &Job, data_at: usize, segments: &[Segment]) -> Result<(), ImageError> {
+        let mut at = data_at;
+        for s in segments {
+            if !self.skip_data {
+                self.visitor.data(s.offset, &job.buf[at..at + s.len as usize])?;
+            }
+            at += s.len as usize;
+        }
+        Ok(())
+    }
+
+    /// An INDEX frame: the next piece of the index, after the last file ends, checked record by
+    /// record against the entries seen as it arrives.
+    fn check_index(&mut self, job: &Job, at: usize, len: usize) -> Result<(), ImageError> {
+        let offset = job.offset;
+        if self.file.is_some() {
+            return Err(self.corrupt(offset, "the last file ends without its last chunk"));
+        }
+        if self.index_done || job.pos.part_no != self.index_parts {
+            return Err(self.corrupt(offset, "index frames out of order"));
+        }
+        let index_offset = *self.index_offset.get_or_insert(offset);
+        self.index_parts += 1;
+        self.index_done = job.header.is_some_and(|h| h.is_last());
+        let bad =
+            |detail: String| ImageError::corrupt(Location { offset: index_offset, ..Location::default() }, detail);
+        // No entry comes after the index: it must be the records of the entries seen,
+        // exactly, and is checked against them as it arrives.
+        let seen = &self.seen;
+        let index = self
+            .index
+            .get_or_insert_with(|| IndexRecords::new(seen.iter().map(record_len).fold(0, u64::saturating_add)));
+        if !index.admit(len as u64) {
+            return Err(bad("the index is longer than the records of the entries before it".into()));
+        }
+        let mut k = index.count as usize;
+        index
+            .push(&job.buf[at..at + len], &mut |record| {
+                let expected = seen.get(k);
+                k += 1;
+                match expected {
+                    Some(r) if *r == record => Ok(()),
+                    _ => Err("the index does not match the entries".into()),
+                }
+            })
+            .map_err(bad)
+    }
+
+    /// A PACK frame: in its place like an ENTRY frame, its entries' metadata bounded by its size,
+    /// and each entry checked and handed on (read through the index: only those wanted).
+    fn check_pack(
+        &mut self,
+        job: &Job,
+        frame_end: u64,
+        at: usize,
+        members: Vec<PackedEntry>,
+    ) -> Result<(), ImageError> {
+        let offset = job.offset;
+        if self.file.is_some() {
+            return Err(self.corrupt(offset, "the previous file ends without its last chunk"));
+        }
+        if self.index_offset.is_some() {
+            return Err(self.corrupt(offset, "an entry after the index"));
+        }
+        if index_bytes(members.iter().map(|m| &m.meta)) > MAX_INDEX_RATIO * (frame_end - offset) {
+            return Err(self.corrupt(offset, "a pack whose entries' metadata is too large for its size"));
+        }
+        // Read through the index: only the entries wanted, each checked against its record.
+        let mut wanted = match &self.scope {
+            Scope::Entry { wanted, .. } if wanted.iter().any(|(m, _)| *m >= members.len() as u64) => {
+                return Err(self.corrupt(offset, "the entry does not match its index record"))
+            }
+            Scope::Entry { wanted, .. } => Some(wanted.clone().into_iter().peekable()),
+            _ => None,
+        };
+        for (i, packed) in members.into_iter().enumerate() {
+            let expected = match wanted.as_mut() {
+                None => None,
+                Some(w) => match w.next_if(|(m, _)| *m == i as u64) {
+                    Some((_, record)) => Some(record),
+                    None => continue,
+                },
+            };
+            let first = job.pos.entry_no == 0 && i == 0;
+            self.packed_entry(offset, frame_end, job, first, packed, expected.as_ref(), &job.buf[at..])?;
+        }
+        if wanted.is_some_and(|mut w| w.next().is_some()) {
+            return Err(self.corrupt(offset, "the entry does not match its index record"));
+        }
+        self.entry_done_if_scoped(frame_end);
+        self.offer_checkpoint(frame_end, job.pos.seq + 1)
     }
 
     /// One entry of a pack: checked as an ENTRY frame and its chunks are (and against its index
