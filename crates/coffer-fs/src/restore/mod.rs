@@ -33,6 +33,10 @@
 //! (size, owner, mode, times, rename) behind their last block without the restore waiting for
 //! it; small files go through the page cache. At the end the whole file system is flushed once
 //! with `syncfs`, and the marker's removal is made durable with an `fsync` of the target.
+//!
+//! Layout: `marker` (the marker, temporary names, the sweep), `dirs` (directory handles),
+//! `entries` (directories, symlinks, hard links, and names put in place), `files` (file data
+//! and completion), `ownership` (owners and modes).
 
 mod dirs;
 mod entries;
