@@ -187,7 +187,7 @@ fn write_block(file: &File, at: u64, data: &[u8]) -> std::io::Result<()> {
 /// A gap inside the block being filled is zero-filled (the block is allocated in the source
 /// too: holes are whole blocks); a gap beyond it ends the block (padded with zeros) and starts
 /// a new one, so holes of a block or more stay holes. The caller sets the final length with
-/// `set_len` after [`AlignedStage::finish`], which may have written up to a block boundary.
+/// `set_len` after [`AlignedStage::finish_then`], which may have written up to a block boundary.
 pub struct AlignedStage {
     writer: BlockWriter,
     cur: Block,

@@ -19,6 +19,7 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,63 @@ fn kind_of(st: &FileStat) -> SFlag {
 
 fn changed(path: PathBuf, detail: &str) -> FsError {
     FsError::Changed { path, detail: detail.into() }
+}
+
+/// The path of the entry `name` of the current directory, relative to the root; refused past
+/// the longest path the format holds.
+fn entry_path(stack: &DirStack, name: &OsStr) -> Result<Vec<u8>, FsError> {
+    // Paths for messages are made only when needed: at depth they are long.
+    let mut rel = Vec::with_capacity(stack.rel().len() + 1 + name.len());
+    rel.extend_from_slice(stack.rel());
+    if !rel.is_empty() {
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name.as_bytes());
+    if rel.len() > MAX_PATH_LEN {
+        return Err(changed(stack.shown(name), "path longer than 65535 bytes"));
+    }
+    Ok(rel)
+}
+
+/// Opens the directory `name` in `dir` (the current directory of `stack`) without following a
+/// symlink: its handle and what it is (the directory the walk reads from now on).
+fn open_dir(stack: &DirStack, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(OwnedFd, FileStat), FsError> {
+    let fd = match open_in(dir, name, dir_flags()) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+            return Err(changed(stack.shown(name), "is no longer a directory (replaced while it was backed up)"))
+        }
+        Err(e) => return Err(nix_err("open directory", stack.shown(name))(e)),
+    };
+    // What the walk reads from now on is this handle's directory: describe that one.
+    let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+    Ok((fd, st))
+}
+
+/// Opens the regular file `name` in `dir` (the current directory of `stack`) for reading: its
+/// handle and what it is, refused if something else took its place.
+fn open_file(stack: &DirStack, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(OwnedFd, FileStat), FsError> {
+    // Non-blocking: if a FIFO took the file's place, opening it must not hang.
+    let fd = match open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP) => return Err(changed(stack.shown(name), "is no longer a regular file")),
+        Err(e) => return Err(nix_err("open", stack.shown(name))(e)),
+    };
+    let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+    if kind_of(&st) != SFlag::S_IFREG {
+        return Err(changed(stack.shown(name), "is no longer a regular file"));
+    }
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_RDONLY)).map_err(|e| nix_err("open", stack.shown(name))(e))?;
+    Ok((fd, st))
+}
+
+/// The target of the symlink `name` in `dir` (the current directory of `stack`).
+fn read_link(stack: &DirStack, dir: BorrowedFd<'_>, name: &OsStr) -> Result<std::ffi::OsString, FsError> {
+    match readlinkat(dir, name) {
+        Ok(t) => Ok(t),
+        Err(Errno::EINVAL) => Err(changed(stack.shown(name), "is no longer a symlink")),
+        Err(e) => Err(nix_err("read link", stack.shown(name))(e)),
+    }
 }
 
 impl Walker {
@@ -116,32 +174,12 @@ impl Walker {
     fn visit(&mut self, name: &OsStr) -> Result<Option<WalkItem>, FsError> {
         let Some(stack) = self.stack.as_mut() else { return Ok(None) };
         let Some(dir) = stack.fd() else { return Ok(None) };
-        // Paths for messages are made only when needed: at depth they are long.
-        let mut rel = Vec::with_capacity(stack.rel().len() + 1 + name.len());
-        rel.extend_from_slice(stack.rel());
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(name.as_bytes());
-        if rel.len() > MAX_PATH_LEN {
-            return Err(changed(stack.shown(name), "path longer than 65535 bytes"));
-        }
+        let rel = entry_path(stack, name)?;
         let st = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| nix_err("stat", stack.shown(name))(e))?;
         let kind = kind_of(&st);
         if kind == SFlag::S_IFDIR {
-            let fd = match open_in(dir, name, dir_flags()) {
-                Ok(fd) => fd,
-                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
-                    return Err(changed(
-                        stack.shown(name),
-                        "is no longer a directory (replaced while it was backed up)",
-                    ))
-                }
-                Err(e) => return Err(nix_err("open directory", stack.shown(name))(e)),
-            };
-            // What the walk reads from now on is this handle's directory: describe that one.
-            let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
+            let (fd, st) = open_dir(stack, dir, name)?;
             stack.push(name, fd, &st)?;
             return Ok(Some(WalkItem {
                 meta: self.meta(EntryKind::Dir, rel, &st),
@@ -154,17 +192,7 @@ impl Walker {
             if self.exclude.contains(&id_of(&st)) {
                 return Ok(None);
             }
-            // Non-blocking: if a FIFO took the file's place, opening it must not hang.
-            let fd = match open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY) {
-                Ok(fd) => fd,
-                Err(Errno::ELOOP) => return Err(changed(stack.shown(name), "is no longer a regular file")),
-                Err(e) => return Err(nix_err("open", stack.shown(name))(e)),
-            };
-            let st = fstat(&fd).map_err(|e| nix_err("stat", stack.shown(name))(e))?;
-            if kind_of(&st) != SFlag::S_IFREG {
-                return Err(changed(stack.shown(name), "is no longer a regular file"));
-            }
-            fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_RDONLY)).map_err(|e| nix_err("open", stack.shown(name))(e))?;
+            let (fd, st) = open_file(stack, dir, name)?;
             let id = id_of(&st);
             if self.exclude.contains(&id) {
                 return Ok(None);
@@ -184,11 +212,7 @@ impl Walker {
             return Ok(Some(WalkItem { meta, source: Some(shown), file: Some(File::from(fd)), sparse }));
         }
         if kind == SFlag::S_IFLNK {
-            let target = match readlinkat(dir, name) {
-                Ok(t) => t,
-                Err(Errno::EINVAL) => return Err(changed(stack.shown(name), "is no longer a symlink")),
-                Err(e) => return Err(nix_err("read link", stack.shown(name))(e)),
-            };
+            let target = read_link(stack, dir, name)?;
             let mut meta = self.meta(EntryKind::Symlink, rel, &st);
             meta.target = target.into_vec();
             return Ok(Some(WalkItem { meta, source: None, file: None, sparse: false }));

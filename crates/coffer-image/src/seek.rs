@@ -190,16 +190,10 @@ const MIN_FRAME_LEN: u64 = (FRAME_HEADER_LEN + TAG_LEN) as u64;
 /// The smallest an INDEX frame can be: its header, the piece's prefix and a tag.
 const MIN_INDEX_FRAME_LEN: u64 = (FRAME_HEADER_LEN + INDEX_PREFIX_LEN + TAG_LEN) as u64;
 
-/// Reads the index frame by frame (never the whole index at once) and checks each record as it
-/// arrives: the records must tile the frames before the index, fit the frames they describe,
-/// chain the parts of files, and add up (without overflowing) to END's total size.
-fn read_index(
-    file: &dyn RandomAccess,
-    path: &Path,
-    image: &OpenedImage,
-    end: &EndFields,
-    len: u64,
-) -> Result<Vec<IndexRecord>, ImageError> {
+/// How many bytes of records the index may hold, and whether the image packs entries (version
+/// 2): what END declares bounds everything read. An END frame that counts more entries or index
+/// frames than the image has room for is refused.
+fn index_budget(image: &OpenedImage, end: &EndFields, len: u64) -> Result<(u64, bool), ImageError> {
     let end_at = len - END_FRAME_LEN as u64;
     let index_len = end_at - end.index_offset;
     let entries_len = end.index_offset - DATA_OFFSET;
@@ -218,6 +212,22 @@ fn read_index(
     if end.entry_count > most_entries || end.index_frames > index_len / MIN_INDEX_FRAME_LEN {
         return Err(ImageError::corrupt(at(len - END_FRAME_LEN as u64), "END frame counts more than the image holds"));
     }
+    Ok((budget, packs))
+}
+
+/// Reads the index frame by frame (never the whole index at once) and checks each record as it
+/// arrives: the records must tile the frames before the index, fit the frames they describe,
+/// chain the parts of files, and add up (without overflowing) to END's total size.
+fn read_index(
+    file: &dyn RandomAccess,
+    path: &Path,
+    image: &OpenedImage,
+    end: &EndFields,
+    len: u64,
+) -> Result<Vec<IndexRecord>, ImageError> {
+    let (budget, packs) = index_budget(image, end, len)?;
+    let end_at = len - END_FRAME_LEN as u64;
+    let index_len = end_at - end.index_offset;
     let mut input = file.range(end.index_offset, index_len).map_err(io("read", path))?;
     let chunk_size = image.chunk_size();
     // Both grow to the largest frame and piece read (each capped by the chunk size).
