@@ -1,7 +1,6 @@
 //! `coffer tls generate`, `coffer send`, `coffer receive` (`coffer::transfer`): images between
 //! hosts over TLS 1.3, both ends authenticated, restored on the fly at the far end.
 
-use super::{human, rate};
 use crate::cli::{BackupArgs, ReceiveArgs, TlsArgs, TlsCommand};
 use anyhow::Result;
 use coffer_net::tls;
@@ -64,13 +63,7 @@ fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::t
     }
     let s = coffer::transfer::send(image, &to, &args.tls.required().options(), &crate::report::env(quiet, threads))?;
     if !quiet {
-        eprintln!(
-            "coffer: sent {} to {to} in {:.1} s ({}); the receiver stored {}",
-            human(s.sent),
-            s.seconds,
-            rate(s.sent, s.seconds),
-            human(s.stored)
-        );
+        eprintln!("coffer: {}", s.line(&to));
     }
     Ok(s)
 }
@@ -99,16 +92,10 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         false => coffer::transfer::receive(&spec, &env)?,
     };
     if args.json {
-        println!("{}", serde_json::json!({"peer": s.peer, "bytes": s.stored, "seconds": s.seconds}));
+        println!("{}", s.to_json());
     }
     if !quiet {
-        eprintln!(
-            "coffer: received {} from {} in {:.1} s ({})",
-            human(s.stored),
-            s.peer,
-            s.seconds,
-            rate(s.stored, s.seconds)
-        );
+        eprintln!("coffer: {}", s.line());
     }
     Ok(())
 }
