@@ -125,9 +125,7 @@ fn backup(args: &BackupArgs, quiet: bool, threads: usize) -> Result<BackupSummar
 }
 
 fn print_summary(s: &BackupSummary, quiet: bool) {
-    if !quiet {
-        s.lines().iter().for_each(|line| eprintln!("coffer: {line}"));
-    }
+    s.lines().iter().for_each(|line| super::say(quiet, line));
     s.warnings().into_iter().for_each(|w| warn(quiet, w));
     let _ = std::io::stderr().flush();
 }

@@ -1,6 +1,5 @@
 //! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
 
-use super::human;
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
 use anyhow::{Context, Result};
 use std::sync::atomic::Ordering;
@@ -55,11 +54,8 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
     }
     env.report = service.clone();
     let s = service.finish(coffer::binlog::archive(&spec, &env))?;
-    if !quiet {
-        let end = s.end.map(|e| format!("; the archive ends at {} {}", e.file, e.end)).unwrap_or_default();
-        let stopped = if spec.stop.is_some_and(|s| s.load(Ordering::SeqCst)) { "stopped; " } else { "" };
-        eprintln!("coffer: {stopped}archived {} segments ({}){end}", s.segments, human(s.bytes));
-    }
+    let stopped = spec.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    super::say(quiet, s.line(stopped));
     Ok(())
 }
 
@@ -82,13 +78,7 @@ fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
         &a.key.sources(),
         &crate::report::env(quiet, 1),
     )?;
-    if !quiet {
-        eprintln!(
-            "coffer: wrote {} binary log files into {}: {}",
-            written.len(),
-            a.to_dir.display(),
-            written.join(", ")
-        );
-    }
+    let (n, dir) = (written.len(), a.to_dir.display());
+    super::say(quiet, format_args!("wrote {n} binary log files into {dir}: {}", written.join(", ")));
     Ok(())
 }

@@ -53,9 +53,7 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
     let env = crate::report::env(quiet, threads);
     if !args.prepare {
         let s = coffer::restore::restore(&spec, &env)?;
-        if !quiet {
-            eprintln!("coffer: {}", s.line());
-        }
+        super::say(quiet, s.line());
         if args.json {
             println!("{}", s.to_json());
         }
@@ -106,9 +104,7 @@ fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -
     } else if let Some(commands) = &s.commands {
         println!("{commands}");
     }
-    if !quiet {
-        eprintln!("coffer: {}", s.line(&args.to));
-    }
+    super::say(quiet, s.line(&args.to));
     Ok(())
 }
 
