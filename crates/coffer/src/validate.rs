@@ -721,3 +721,32 @@ fn file_json(r: &FileReport, max: Option<usize>) -> serde_json::Value {
         "note": r.note,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_say_what_was_found() {
+        let t = Totals {
+            files: 3,
+            innodb_files: 2,
+            not_checked: 1,
+            pages: 10,
+            bytes: 0,
+            corrupt_pages: 1,
+            corrupt_files: 1,
+            unverifiable_pages: 2,
+            seconds: 0.0,
+        };
+        assert!(t.line().starts_with(
+            "coffer: validated 3 files (2 InnoDB, 1 not checked): 10 pages, 0 B; 1 corrupt page in 1 file; 2 pages not verifiable; 0.0 s"
+        ));
+        assert_eq!(t.corrupt_error().unwrap().to_string(), "1 corrupt InnoDB page in 1 file");
+        assert!(Totals { corrupt_pages: 0, ..t }.corrupt_error().is_none());
+        let empty = Validation { reports: Vec::new(), image_error: None, seconds: 0.0 };
+        assert_eq!(empty.totals().files, 0);
+        assert_eq!(empty.lines(None, true), Vec::<String>::new());
+        assert_eq!(empty.to_json(None)["summary"]["image_error"], serde_json::Value::Null);
+    }
+}

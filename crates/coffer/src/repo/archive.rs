@@ -312,6 +312,36 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_shows_gaps_descriptions_and_what_could_not_be_read() {
+        let listed = |name, bytes, gap_before, description| ListedSegment { name, bytes, gap_before, description };
+        let d = serde_json::json!({"events": 3, "first_event_time": 0, "last_event_time": 60, "gtid_before": "0-1-1",
+            "gtid_after": "0-1-4", "server": {"server_id": 7}, "checksum": "crc32", "other": 1});
+        let listing = Listing {
+            segments: vec![
+                listed(seg("binlog.000001", 4, 100, true), 2048, false, None),
+                listed(seg("binlog.000003", 4, 50, false), 10, true, Some(Ok(d))),
+                listed(seg("binlog.000003", 50, 90, false), 10, false, Some(Err(Error::msg("wrong key")))),
+            ],
+        };
+        let lines: Vec<String> = listing.segments.iter().map(ListedSegment::line).collect();
+        assert_eq!(lines[0], format!("binlog.000001  {:>10} .. {:<10}  {:>10}  complete", 4, 100, "2.00 KiB"));
+        assert!(
+            lines[1]
+                .ends_with("  (gap before)  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].ends_with("  (wrong key)"), "{}", lines[2]);
+        let json = listing.to_json();
+        assert_eq!(json[0]["gap_before"], false);
+        assert_eq!(json[1]["server"]["server_id"], 7);
+        assert!(json[1].get("other").is_none());
+        assert_eq!(json[2]["error"], "wrong key");
+        let unread = listing.unread_error().expect("one unread");
+        assert_eq!(unread.to_string(), "1 of 3 segments could not be read with the key given (see above)");
+    }
+
+    #[test]
     fn segment_names() {
         let s = SegmentName { file: "binlog.000012".into(), start: 4, end: 12345, closed: false };
         assert_eq!(s.object_name(), "binlog.000012_0000000004_0000012345.coffer");
