@@ -103,7 +103,9 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = crate::metrics::start(args.metrics_file.clone(), "backup");
     let result = io_priority(args.io_priority).and_then(|()| backup(&args, quiet, threads));
     let summary = crate::metrics::finish(metrics, result, coffer::service::gauges::backup)?;
-    print_summary(&summary, quiet);
+    summary.lines().iter().for_each(|line| super::say(quiet, line));
+    summary.warnings().into_iter().for_each(|w| warn(quiet, w));
+    let _ = std::io::stderr().flush();
     if args.json {
         println!("{}", summary.to_json());
     }
@@ -122,10 +124,4 @@ fn backup(args: &BackupArgs, quiet: bool, threads: usize) -> Result<BackupSummar
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
     Ok(coffer::backup::backup(&spec, &crate::report::env(quiet, threads))?)
-}
-
-fn print_summary(s: &BackupSummary, quiet: bool) {
-    s.lines().iter().for_each(|line| super::say(quiet, line));
-    s.warnings().into_iter().for_each(|w| warn(quiet, w));
-    let _ = std::io::stderr().flush();
 }

@@ -25,7 +25,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         options: args.prepare_options.clone(),
         owner: args.owner.clone(),
     };
-    let metrics = crate::metrics::start(args.metrics_file.clone(), "drill");
+    let mut metrics = crate::metrics::start(args.metrics_file.clone(), "drill");
     let env = crate::report::env(quiet || args.json, threads);
     let (report, error) = coffer::server::drill::drill(&spec, &env);
     if args.json {
@@ -34,12 +34,7 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         eprintln!("coffer: {}", report.verdict());
         report.details().iter().for_each(|line| eprintln!("{line}"));
     }
-    let result = match (error, report.passed) {
-        (Some(e), _) => Err(anyhow::Error::new(e).context("drill failed")),
-        (None, false) => Err(anyhow::anyhow!("drill failed: {}", report.failure.clone().unwrap_or_default())),
-        (None, true) => Ok(()),
-    };
-    let mut metrics = metrics;
+    let result = report.outcome(error).map_err(anyhow::Error::from);
     coffer::service::gauges::drill(metrics.run(), &report);
     crate::metrics::finish(metrics, result, |_, _| {})
 }

@@ -145,6 +145,16 @@ impl DrillReport {
         out
     }
 
+    /// How the drill ends, with the error that ended it early, if one did: failed (with that
+    /// error, or the first step that did not pass), or passed.
+    pub fn outcome(&self, error: Option<Error>) -> Result<()> {
+        match (error, self.passed) {
+            (Some(e), _) => Err(e.context("drill failed")),
+            (None, false) => Err(Error::msg(format!("drill failed: {}", self.failure.clone().unwrap_or_default()))),
+            (None, true) => Ok(()),
+        }
+    }
+
     fn fail(&mut self, why: impl Into<String>) {
         self.passed = false;
         if self.failure.is_none() {
