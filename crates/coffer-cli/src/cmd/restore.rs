@@ -81,11 +81,7 @@ fn until(args: &RestoreArgs) -> Result<Option<Until>> {
 
 fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -> Result<()> {
     let backups = args.image.to_string_lossy().into_owned();
-    if !backups.ends_with('/') || !matches!(Location::parse(&backups), Location::Object(_)) {
-        return Err(crate::exit::usage(format!(
-            "{backups}: point-in-time recovery reads the backups under a prefix (s3://B/P/, file:///D/)"
-        )));
-    }
+    coffer::server::pitr::check_backups_prefix(&backups)?;
     let spec = PitrSpec {
         binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::repo::recovery::default_binlog_prefix(&backups)),
         backups,

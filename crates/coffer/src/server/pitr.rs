@@ -118,6 +118,17 @@ impl PitrSummary {
     }
 }
 
+/// Refuses `backups` unless it is a prefix (`s3://B/P/`, `file:///D/`): a point-in-time
+/// recovery reads the backups under one.
+pub fn check_backups_prefix(backups: &str) -> Result<()> {
+    if backups.ends_with('/') && matches!(Location::parse(backups), Location::Object(_)) {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{backups}: point-in-time recovery reads the backups under a prefix (s3://B/P/, file:///D/)"
+    )))
+}
+
 /// Plans the restore: the backup, and the binary log up to the target, read and checked into a
 /// private directory beside the target. Then restores, prepares and replays (or, with
 /// `print_replay`, gives the commands).
