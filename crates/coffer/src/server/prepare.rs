@@ -271,7 +271,7 @@ impl Plan {
         crate::read::verify_with(&backup.location, &self.unlocks, env)
     }
 
-    /// Restores the image `spec.image` alone (see [`restore`]).
+    /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).
     pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
         let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
         let (input, len) = image.open_stream(env)?;
