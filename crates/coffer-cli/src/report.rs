@@ -17,9 +17,7 @@ pub struct Terminal {
 
 impl coffer::Report for Terminal {
     fn say(&self, line: &str) {
-        if !self.quiet {
-            eprintln!("coffer: {line}");
-        }
+        crate::cmd::say(self.quiet, line);
     }
 
     fn warn(&self, msg: &str) {

@@ -6,6 +6,7 @@ use crate::keys::{KeySources, SealOptions};
 use crate::location::{ImageOut, Location, OutOptions};
 use crate::report::ImageProgress;
 use crate::source::SourceSpec;
+use crate::text::human;
 use crate::{Env, PageCounts};
 use coffer_format::{Codec, Suite};
 use coffer_image::{write_image, ImageParams, WriteSummary};
@@ -123,6 +124,72 @@ pub struct BackupSummary {
     pub skipped: Vec<PathBuf>,
     /// A backup of a server: full, incremental or differential.
     pub kind: Option<BackupKind>,
+}
+
+impl BackupSummary {
+    /// The lines that say what the backup did: the image written, and the InnoDB pages checked
+    /// (if any were).
+    pub fn lines(&self) -> Vec<String> {
+        let ratio = self.image.image_bytes as f64 / self.image.logical_bytes.max(1) as f64;
+        let mut lines = vec![format!(
+            "backed up {} entries ({} files, {}) to {}: {} ({:.1}% of the input), {} {}, {:.1} s, {}",
+            self.image.entries,
+            self.image.files,
+            human(self.image.logical_bytes),
+            self.output,
+            human(self.image.image_bytes),
+            ratio * 100.0,
+            self.codec.name(),
+            self.suite.name(),
+            self.seconds,
+            crate::text::rate(self.image.logical_bytes, self.seconds),
+        )];
+        let counts = &self.pages;
+        if counts.files > 0 {
+            let found = if counts.corrupt == 0 {
+                "all valid".to_string()
+            } else {
+                format!(
+                    "{} corrupt pages in {} files (see the warnings above; `coffer validate` lists them)",
+                    counts.corrupt,
+                    counts.corrupt_files.len()
+                )
+            };
+            lines.push(format!("checked {} InnoDB pages in {} files: {found}", counts.pages, counts.files));
+        }
+        lines
+    }
+
+    /// The warnings about what was left out.
+    pub fn warnings(&self) -> Vec<String> {
+        let left_out = |p: &PathBuf| format!("left out {}: sockets, FIFOs and devices are not backed up", p.display());
+        self.skipped.iter().map(left_out).collect()
+    }
+
+    /// What the backup did, as `backup --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let escape = crate::text::escape;
+        serde_json::json!({
+            "output": self.output,
+            "source": self.source,
+            "entries": self.image.entries,
+            "files": self.image.files,
+            "logical_bytes": self.image.logical_bytes,
+            "image_bytes": self.image.image_bytes,
+            "stored_bytes": self.stored,
+            "codec": self.codec.name(),
+            "cipher": self.suite.name(),
+            "seconds": self.seconds,
+            "kind": self.kind.map(BackupKind::name),
+            "innodb": {
+                "files": self.pages.files,
+                "pages": self.pages.pages,
+                "corrupt_pages": self.pages.corrupt,
+                "corrupt_files": self.pages.corrupt_files.iter().map(|f| escape(f)).collect::<Vec<_>>(),
+            },
+            "skipped": self.skipped.iter().map(|p| escape(p.as_os_str().as_encoded_bytes())).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// The AEAD to use: the one asked for, else the fastest constant-time one on this CPU.

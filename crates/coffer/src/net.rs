@@ -208,3 +208,33 @@ pub fn held_files(offer: &wire::Offer) -> Result<std::collections::HashMap<Vec<u
         .map_err(|e| Error::msg(format!("the receiver's list of what it holds is malformed: {e}")))?;
     Ok(records.into_iter().map(|r| (r.meta.path.clone(), r.meta)).collect())
 }
+
+/// What [`generate`] wrote: the CA (if it made one), and a node's certificate and key.
+#[derive(Debug)]
+pub struct Generated {
+    /// The node's name.
+    pub name: String,
+    /// The files written.
+    pub files: coffer_net::pki::Generated,
+}
+
+/// Makes `ca_dir/ca.crt` and `ca.key` if absent, then the certificate and key of the node
+/// `name`, for `localhost`, `127.0.0.1` and the names and addresses in `san`.
+pub fn generate(ca_dir: &std::path::Path, name: &str, san: &[String], days: u32) -> Result<Generated> {
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    sans.extend_from_slice(san);
+    let files = coffer_net::pki::generate(ca_dir, name, &sans, days)?;
+    Ok(Generated { name: name.to_owned(), files })
+}
+
+impl Generated {
+    /// The lines that say what was written.
+    pub fn lines(&self) -> Vec<String> {
+        let g = &self.files;
+        let ca = g.ca_created.then(|| {
+            format!("created the CA {} (its key, ca.key, signs node certificates: keep it offline)", g.ca.display())
+        });
+        let node = format!("wrote {} and {} for {}", g.cert.display(), g.key.display(), self.name);
+        ca.into_iter().chain([node]).collect()
+    }
+}

@@ -86,6 +86,20 @@ impl RestoreSummary {
     }
 }
 
+impl RestoreSummary {
+    /// What the restore did, as `restore --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "to": self.to,
+            "entries": self.read.entries,
+            "files": self.files,
+            "logical_bytes": self.read.logical_bytes,
+            "synced": self.synced,
+            "seconds": self.seconds,
+        })
+    }
+}
+
 /// The owner a restore applies.
 fn ownership(owner: Option<&str>) -> Result<Ownership> {
     match owner {

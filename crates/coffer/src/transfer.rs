@@ -38,6 +38,19 @@ pub struct SendSummary {
     pub seconds: f64,
 }
 
+impl SendSummary {
+    /// The line that says what was sent to `to`.
+    pub fn line(&self, to: &str) -> String {
+        format!(
+            "sent {} to {to} in {:.1} s ({}); the receiver stored {}",
+            human(self.sent),
+            self.seconds,
+            crate::text::rate(self.sent, self.seconds),
+            human(self.stored)
+        )
+    }
+}
+
 /// Sends the image at `image` as it is to the receiver at `to`; with `tls.resume`, from where
 /// the receiver's durable copy of it ends.
 pub fn send(image: &Path, to: &str, tls: &TlsOptions, env: &Env) -> Result<SendSummary> {
@@ -152,6 +165,24 @@ pub struct ReceiveSummary {
     pub stored: u64,
     /// How long it took, from the sender's connection.
     pub seconds: f64,
+}
+
+impl ReceiveSummary {
+    /// The line that says what was received.
+    pub fn line(&self) -> String {
+        format!(
+            "received {} from {} in {:.1} s ({})",
+            human(self.stored),
+            self.peer,
+            self.seconds,
+            crate::text::rate(self.stored, self.seconds)
+        )
+    }
+
+    /// What was received, as `receive --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"peer": self.peer, "bytes": self.stored, "seconds": self.seconds})
+    }
 }
 
 fn listen_addr(listen: &str) -> String {

@@ -18,7 +18,7 @@ use coffer_image::{open_stream, read_stream, ImageError, ReadOptions, Visitor};
 use coffer_innodb::delta::{
     cross_check, delta_of, meta_of, read_meta_beside, DeltaMeta, DeltaStream, MetaSource, META_MAX,
 };
-use coffer_innodb::{classify, validate_files, FileReport, Kind, Options, PageStream, Policy, Space, Target};
+use coffer_innodb::{classify, validate_files, FileReport, Kind, Options, PageStream, Policy, Space, Status, Target};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -516,5 +516,237 @@ impl Visitor for ImageValidator {
             self.paused.insert(self.current_path.clone(), current);
         }
         Ok(())
+    }
+}
+
+/// A validation's totals, over all its files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Totals {
+    /// Files read.
+    pub files: u64,
+    /// Of them, the InnoDB files checked.
+    pub innodb_files: u64,
+    /// Of them, the files not checked.
+    pub not_checked: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Bytes of the files checked.
+    pub bytes: u64,
+    /// Corrupt pages.
+    pub corrupt_pages: u64,
+    /// Files with a corrupt page.
+    pub corrupt_files: u64,
+    /// Pages that could not be verified.
+    pub unverifiable_pages: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+impl Totals {
+    /// The error a validation that found corrupt pages ends with, if it found any.
+    pub fn corrupt_error(&self) -> Option<Error> {
+        (self.corrupt_pages > 0).then(|| {
+            Error::CorruptPages(format!(
+                "{} corrupt InnoDB page{} in {} file{}",
+                self.corrupt_pages,
+                plural(self.corrupt_pages),
+                self.corrupt_files,
+                plural(self.corrupt_files)
+            ))
+        })
+    }
+
+    /// The closing line: `coffer: validated ...`.
+    pub fn line(&self) -> String {
+        format!(
+            "coffer: validated {} files ({} InnoDB, {} not checked): {} pages, {}; {} corrupt page{} in {} file{}{}; {:.1} s, {}",
+            self.files,
+            self.innodb_files,
+            self.not_checked,
+            self.pages,
+            crate::text::human(self.bytes),
+            self.corrupt_pages,
+            plural(self.corrupt_pages),
+            self.corrupt_files,
+            plural(self.corrupt_files),
+            if self.unverifiable_pages > 0 {
+                format!("; {} pages not verifiable", self.unverifiable_pages)
+            } else {
+                String::new()
+            },
+            self.seconds,
+            crate::text::rate(self.bytes, self.seconds)
+        )
+    }
+}
+
+impl Validation {
+    /// The totals over all files.
+    pub fn totals(&self) -> Totals {
+        let reports = &self.reports;
+        let checked = |r: &&FileReport| r.status != Status::NotChecked;
+        Totals {
+            files: reports.len() as u64,
+            innodb_files: reports.iter().filter(checked).count() as u64,
+            not_checked: reports.iter().filter(|r| r.status == Status::NotChecked).count() as u64,
+            pages: reports.iter().map(|r| r.tally.pages).sum(),
+            bytes: reports.iter().filter(checked).map(|r| r.bytes).sum(),
+            corrupt_pages: reports.iter().map(|r| r.tally.corrupt.len() as u64).sum(),
+            corrupt_files: reports.iter().filter(|r| r.status == Status::Corrupt).count() as u64,
+            unverifiable_pages: reports.iter().map(|r| r.tally.unverifiable_pages()).sum(),
+            seconds: self.seconds,
+        }
+    }
+
+    /// The report as text, a line each: the files (with `quiet`, only those in trouble; at
+    /// most `max` corrupt pages listed a file), then the totals (with `quiet`, only if a page
+    /// is corrupt).
+    pub fn lines(&self, max: Option<usize>, quiet: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.reports {
+            let table = r.table.as_ref().map(|t| format!(" ({t})")).unwrap_or_default();
+            match r.status {
+                Status::Corrupt => {
+                    let n = r.tally.corrupt.len();
+                    out.push(format!(
+                        "ERROR: {} is corrupt and has : {n} corrupt page{}{table}",
+                        r.path,
+                        plural(n as u64)
+                    ));
+                    let listed = max.unwrap_or(usize::MAX).min(n);
+                    for c in &r.tally.corrupt[..listed] {
+                        out.push(format!("  page {} at byte {}: {}", c.page, c.offset, c.reason));
+                    }
+                    if listed < n {
+                        out.push(format!(
+                            "  ... and {} more corrupt pages (--max-corrupt-pages {})",
+                            n - listed,
+                            listed
+                        ));
+                    }
+                }
+                Status::Unverifiable => {
+                    let note = r.note.as_deref().unwrap_or("");
+                    out.push(format!("WARNING: {} could not be verified{table}: {note}", r.path));
+                }
+                Status::Ok if !quiet => {
+                    let extra = r.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+                    out.push(format!(
+                        "ok           {}  {} pages, {}{table}{extra}",
+                        r.path,
+                        r.tally.pages,
+                        r.algorithm()
+                    ));
+                }
+                Status::NotChecked if !quiet => {
+                    out.push(format!("not checked  {}  {}", r.path, r.note.as_deref().unwrap_or("")));
+                }
+                _ => {}
+            }
+        }
+        let totals = self.totals();
+        if !quiet || totals.corrupt_pages > 0 {
+            out.push(totals.line());
+        }
+        out
+    }
+
+    /// The report as `validate --json` prints it: each file (at most `max` corrupt pages
+    /// listed a file), and a summary with the image error, if any.
+    pub fn to_json(&self, max: Option<usize>) -> serde_json::Value {
+        use serde_json::json;
+        let files: Vec<_> = self.reports.iter().map(|r| file_json(r, max)).collect();
+        let o = self.totals();
+        // As anyhow's `{:#}` shows an error: it and each of its causes.
+        let image_error = self.image_error.as_ref().map(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        });
+        json!({
+            "files": files,
+            "summary": {
+                "files": o.files,
+                "innodb_files": o.innodb_files,
+                "not_checked_files": o.not_checked,
+                "pages": o.pages,
+                "bytes": o.bytes,
+                "corrupt_pages": o.corrupt_pages,
+                "corrupt_files": o.corrupt_files,
+                "unverifiable_pages": o.unverifiable_pages,
+                "seconds": o.seconds,
+                "bytes_per_second": (o.bytes as f64 / o.seconds.max(1e-9)) as u64,
+                "image_error": image_error,
+            },
+        })
+    }
+}
+
+/// One file's report, as `validate --json` prints it.
+fn file_json(r: &FileReport, max: Option<usize>) -> serde_json::Value {
+    use serde_json::json;
+    let listed = max.unwrap_or(usize::MAX).min(r.tally.corrupt.len());
+    let pages: Vec<_> = r.tally.corrupt[..listed]
+        .iter()
+        .map(|c| json!({"page": c.page, "offset": c.offset, "reason": c.reason}))
+        .collect();
+    let valid: BTreeMap<&str, u64> = r.tally.valid.iter().map(|(a, n)| (a.name(), *n)).collect();
+    json!({
+        "path": r.path,
+        "status": r.status.name(),
+        "pages": r.tally.pages,
+        "algorithm": if r.status == Status::NotChecked { serde_json::Value::Null } else { json!(r.algorithm()) },
+        "corrupt_pages": pages,
+        "corrupt_page_count": r.tally.corrupt.len(),
+        "table": r.table,
+        "format": r.format,
+        "bytes": r.bytes,
+        "valid_pages": valid,
+        "empty_pages": r.tally.empty,
+        "decompressed_pages": r.tally.decompressed,
+        "unverifiable_pages": r.tally.unverifiable_pages(),
+        "skipped_pages": r.tally.skipped.values().sum::<u64>(),
+        "note": r.note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_say_what_was_found() {
+        let t = Totals {
+            files: 3,
+            innodb_files: 2,
+            not_checked: 1,
+            pages: 10,
+            bytes: 0,
+            corrupt_pages: 1,
+            corrupt_files: 1,
+            unverifiable_pages: 2,
+            seconds: 0.0,
+        };
+        assert!(t.line().starts_with(
+            "coffer: validated 3 files (2 InnoDB, 1 not checked): 10 pages, 0 B; 1 corrupt page in 1 file; 2 pages not verifiable; 0.0 s"
+        ));
+        assert_eq!(t.corrupt_error().unwrap().to_string(), "1 corrupt InnoDB page in 1 file");
+        assert!(Totals { corrupt_pages: 0, ..t }.corrupt_error().is_none());
+        let empty = Validation { reports: Vec::new(), image_error: None, seconds: 0.0 };
+        assert_eq!(empty.totals().files, 0);
+        assert_eq!(empty.lines(None, true), Vec::<String>::new());
+        assert_eq!(empty.to_json(None)["summary"]["image_error"], serde_json::Value::Null);
     }
 }

@@ -1,7 +1,7 @@
 //! `coffer backup` (and `coffer send` of a source): the command line made into a
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
-use super::{human, io_priority, rate, warn};
+use super::{io_priority, warn};
 use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs};
 use crate::exit::usage;
 use anyhow::Result;
@@ -9,7 +9,6 @@ use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
-use coffer_mysql::meta::BackupKind;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -104,9 +103,11 @@ pub fn run(args: BackupArgs, quiet: bool, threads: usize) -> Result<()> {
     let metrics = crate::metrics::start(args.metrics_file.clone(), "backup");
     let result = io_priority(args.io_priority).and_then(|()| backup(&args, quiet, threads));
     let summary = crate::metrics::finish(metrics, result, coffer::service::gauges::backup)?;
-    print_summary(&summary, quiet);
+    summary.lines().iter().for_each(|line| super::say(quiet, line));
+    summary.warnings().into_iter().for_each(|w| warn(quiet, w));
+    let _ = std::io::stderr().flush();
     if args.json {
-        println!("{}", summary_json(&summary));
+        println!("{}", summary.to_json());
     }
     Ok(())
 }
@@ -123,68 +124,4 @@ fn backup(args: &BackupArgs, quiet: bool, threads: usize) -> Result<BackupSummar
         return Err(usage("refusing to read data from a terminal: pipe it in, or name a directory or file"));
     }
     Ok(coffer::backup::backup(&spec, &crate::report::env(quiet, threads))?)
-}
-
-/// What a backup did, as `--json` prints it.
-fn summary_json(s: &BackupSummary) -> serde_json::Value {
-    serde_json::json!({
-        "output": s.output,
-        "source": s.source,
-        "entries": s.image.entries,
-        "files": s.image.files,
-        "logical_bytes": s.image.logical_bytes,
-        "image_bytes": s.image.image_bytes,
-        "stored_bytes": s.stored,
-        "codec": s.codec.name(),
-        "cipher": s.suite.name(),
-        "seconds": s.seconds,
-        "kind": s.kind.map(BackupKind::name),
-        "innodb": {
-            "files": s.pages.files,
-            "pages": s.pages.pages,
-            "corrupt_pages": s.pages.corrupt,
-            "corrupt_files": s.pages.corrupt_files.iter().map(|f| coffer::text::escape(f)).collect::<Vec<_>>(),
-        },
-        "skipped": s.skipped.iter().map(|p| coffer::text::escape(p.as_os_str().as_encoded_bytes())).collect::<Vec<_>>(),
-    })
-}
-
-fn print_summary(s: &BackupSummary, quiet: bool) {
-    if !quiet {
-        let ratio = s.image.image_bytes as f64 / s.image.logical_bytes.max(1) as f64;
-        eprintln!(
-            "coffer: backed up {} entries ({} files, {}) to {}: {} ({:.1}% of the input), {} {}, {:.1} s, {}",
-            s.image.entries,
-            s.image.files,
-            human(s.image.logical_bytes),
-            s.output,
-            human(s.image.image_bytes),
-            ratio * 100.0,
-            s.codec.name(),
-            s.suite.name(),
-            s.seconds,
-            rate(s.image.logical_bytes, s.seconds),
-        );
-    }
-    let counts = &s.pages;
-    if !quiet && counts.files > 0 {
-        eprintln!(
-            "coffer: checked {} InnoDB pages in {} files: {}",
-            counts.pages,
-            counts.files,
-            if counts.corrupt == 0 {
-                "all valid".to_string()
-            } else {
-                format!(
-                    "{} corrupt pages in {} files (see the warnings above; `coffer validate` lists them)",
-                    counts.corrupt,
-                    counts.corrupt_files.len()
-                )
-            }
-        );
-    }
-    for path in &s.skipped {
-        warn(quiet, format!("left out {}: sockets, FIFOs and devices are not backed up", path.display()));
-    }
-    let _ = std::io::stderr().flush();
 }

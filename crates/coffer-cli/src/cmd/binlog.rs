@@ -1,9 +1,7 @@
 //! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
 
-use super::human;
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -56,80 +54,20 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
     }
     env.report = service.clone();
     let s = service.finish(coffer::binlog::archive(&spec, &env))?;
-    if !quiet {
-        let end = s.end.map(|e| format!("; the archive ends at {} {}", e.file, e.end)).unwrap_or_default();
-        let stopped = if spec.stop.is_some_and(|s| s.load(Ordering::SeqCst)) { "stopped; " } else { "" };
-        eprintln!("coffer: {stopped}archived {} segments ({}){end}", s.segments, human(s.bytes));
-    }
+    let stopped = spec.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    super::say(quiet, s.line(stopped));
     Ok(())
 }
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
-    let env = crate::report::env(quiet, 1);
-    let found = coffer::repo::archive::segments(&a.prefix, &env)?;
     let keys = Some(a.key.sources()).filter(coffer::keys::KeySources::any);
-    let unlocks = keys.map(|k| coffer::keys::unlocks(&k, &env)).transpose()?;
-    let esc = |s: &str| coffer::text::escape(s.as_bytes());
-    let mut rows = Vec::new();
-    let mut unread = 0;
-    let mut previous: Option<&coffer::repo::archive::SegmentName> = None;
-    for (s, listed) in &found {
-        // A segment that does not continue the previous one follows a gap.
-        let gap = previous.is_some_and(|p| !coffer::repo::archive::continues(p, s));
-        let mut row = json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": listed.size, "gap_before": gap});
-        let mut detail = String::new();
-        if let Some(unlocks) = &unlocks {
-            match coffer::repo::archive::description(listed, unlocks, &env) {
-                Ok(d) => {
-                    for k in [
-                        "events",
-                        "first_event_time",
-                        "last_event_time",
-                        "gtid_before",
-                        "gtid_after",
-                        "server",
-                        "checksum",
-                    ] {
-                        row[k] = d[k].clone();
-                    }
-                    let time = |k: &str| d[k].as_i64().map(coffer::text::utc).unwrap_or_default();
-                    detail = format!(
-                        "  {} .. {}  GTID {} .. {}  server {}",
-                        time("first_event_time"),
-                        time("last_event_time"),
-                        esc(d["gtid_before"].as_str().unwrap_or("?")),
-                        esc(d["gtid_after"].as_str().unwrap_or("?")),
-                        d["server"]["server_id"]
-                    );
-                }
-                Err(e) => {
-                    unread += 1;
-                    row["error"] = json!(e.one_line());
-                    detail = format!("  ({})", e.one_line());
-                }
-            }
-        }
-        if !a.json {
-            println!(
-                "{}  {:>10} .. {:<10}  {:>10}{}{}{detail}",
-                esc(&s.file),
-                s.start,
-                s.end,
-                human(listed.size),
-                if s.closed { "  complete" } else { "" },
-                if gap { "  (gap before)" } else { "" }
-            );
-        }
-        rows.push(row);
-        previous = Some(s);
-    }
+    let listing = coffer::repo::archive::list(&a.prefix, keys.as_ref(), &crate::report::env(quiet, 1))?;
     if a.json {
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", listing.to_json());
+    } else {
+        listing.segments.iter().for_each(|s| println!("{}", s.line()));
     }
-    if unread > 0 {
-        anyhow::bail!("{unread} of {} segments could not be read with the key given (see above)", found.len());
-    }
-    Ok(())
+    Ok(listing.unread_error().map_or(Ok(()), Err)?)
 }
 
 fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
@@ -140,13 +78,7 @@ fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
         &a.key.sources(),
         &crate::report::env(quiet, 1),
     )?;
-    if !quiet {
-        eprintln!(
-            "coffer: wrote {} binary log files into {}: {}",
-            written.len(),
-            a.to_dir.display(),
-            written.join(", ")
-        );
-    }
+    let (n, dir) = (written.len(), a.to_dir.display());
+    super::say(quiet, format_args!("wrote {n} binary log files into {dir}: {}", written.join(", ")));
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! `coffer drill`: the command line made into a `coffer::server::drill` spec, the verdict printed.
 
-use super::human;
 use crate::cli::DrillArgs;
 use anyhow::Result;
-use coffer::server::drill::{DrillReport, DrillSpec};
+use coffer::server::drill::DrillSpec;
 use coffer::Location;
 
 pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
@@ -26,54 +25,16 @@ pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
         options: args.prepare_options.clone(),
         owner: args.owner.clone(),
     };
-    let metrics = crate::metrics::start(args.metrics_file.clone(), "drill");
+    let mut metrics = crate::metrics::start(args.metrics_file.clone(), "drill");
     let env = crate::report::env(quiet || args.json, threads);
     let (report, error) = coffer::server::drill::drill(&spec, &env);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {
-        print(&report);
+        eprintln!("coffer: {}", report.verdict());
+        report.details().iter().for_each(|line| eprintln!("{line}"));
     }
-    let result = match (error, report.passed) {
-        (Some(e), _) => Err(anyhow::Error::new(e).context("drill failed")),
-        (None, false) => Err(anyhow::anyhow!("drill failed: {}", report.failure.clone().unwrap_or_default())),
-        (None, true) => Ok(()),
-    };
-    let mut metrics = metrics;
+    let result = report.outcome(error).map_err(anyhow::Error::from);
     coffer::service::gauges::drill(metrics.run(), &report);
     crate::metrics::finish(metrics, result, |_, _| {})
-}
-
-fn print(r: &DrillReport) {
-    let verdict = if r.passed { "PASSED" } else { "FAILED" };
-    eprintln!("coffer: drill of {} ({}): {verdict}", r.image, if r.kind.is_empty() { "not restored" } else { &r.kind });
-    if r.kind.is_empty() {
-        // Nothing was restored: the error line says why.
-        return;
-    }
-    if r.backups.len() > 1 {
-        eprintln!("  chain:    {}", r.backups.join(" <- "));
-    }
-    eprintln!(
-        "  restore:  {} in {:.1} s (scratch had {} free)",
-        human(r.needed_bytes),
-        r.restore_seconds,
-        human(r.free_bytes)
-    );
-    if let Some(p) = &r.pitr {
-        eprintln!("  replayed: {} transactions to {}:{}", p.transactions, p.stop.0, p.stop.1);
-    }
-    eprintln!("  pages:    {} checked, {} corrupt", r.pages_checked, r.pages_corrupt);
-    if let Some(v) = &r.server_version {
-        eprintln!(
-            "  tables:   {} passed CHECK TABLE, {} failed, {} not checkable (server {v}, {:.1} s)",
-            r.tables_checked,
-            r.tables_failed.len(),
-            r.tables_skipped,
-            r.check_seconds
-        );
-    }
-    for t in &r.tables_failed {
-        eprintln!("  FAILED    {}: {}", t.table, t.message);
-    }
 }

@@ -97,6 +97,13 @@ pub fn refuse_terminal(image: &coffer::Location) -> Result<()> {
     Ok(())
 }
 
+/// Prints a line of a job's outcome, `coffer: LINE` on stderr, unless quiet.
+pub fn say(quiet: bool, line: impl std::fmt::Display) {
+    if !quiet {
+        eprintln!("coffer: {line}");
+    }
+}
+
 /// Prints a warning unless quiet.
 pub fn warn(quiet: bool, msg: impl std::fmt::Display) {
     if !quiet {

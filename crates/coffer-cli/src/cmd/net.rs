@@ -1,7 +1,7 @@
 //! `coffer tls generate`, `coffer send`, `coffer receive` (`coffer::transfer`): images between
 //! hosts over TLS 1.3, both ends authenticated, restored on the fly at the far end.
 
-use super::{human, rate};
+use super::say;
 use crate::cli::{BackupArgs, ReceiveArgs, TlsArgs, TlsCommand};
 use anyhow::Result;
 use coffer_net::tls;
@@ -9,18 +9,7 @@ use coffer_net::tls;
 pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
     match cmd {
         TlsCommand::Generate { ca_dir, name, san, days } => {
-            let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-            sans.extend(san);
-            let g = coffer_net::pki::generate(&ca_dir, &name, &sans, days)?;
-            if !quiet {
-                if g.ca_created {
-                    eprintln!(
-                        "coffer: created the CA {} (its key, ca.key, signs node certificates: keep it offline)",
-                        g.ca.display()
-                    );
-                }
-                eprintln!("coffer: wrote {} and {} for {name}", g.cert.display(), g.key.display());
-            }
+            coffer::net::generate(&ca_dir, &name, &san, days)?.lines().iter().for_each(|l| say(quiet, l));
             Ok(())
         }
         TlsCommand::Fingerprint { cert } => {
@@ -63,15 +52,7 @@ fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::t
         super::refuse_terminal(&coffer::Location::Stdio)?;
     }
     let s = coffer::transfer::send(image, &to, &args.tls.required().options(), &crate::report::env(quiet, threads))?;
-    if !quiet {
-        eprintln!(
-            "coffer: sent {} to {to} in {:.1} s ({}); the receiver stored {}",
-            human(s.sent),
-            s.seconds,
-            rate(s.sent, s.seconds),
-            human(s.stored)
-        );
-    }
+    say(quiet, s.line(&to));
     Ok(s)
 }
 
@@ -99,16 +80,8 @@ pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
         false => coffer::transfer::receive(&spec, &env)?,
     };
     if args.json {
-        println!("{}", serde_json::json!({"peer": s.peer, "bytes": s.stored, "seconds": s.seconds}));
+        println!("{}", s.to_json());
     }
-    if !quiet {
-        eprintln!(
-            "coffer: received {} from {} in {:.1} s ({})",
-            human(s.stored),
-            s.peer,
-            s.seconds,
-            rate(s.stored, s.seconds)
-        );
-    }
+    say(quiet, s.line());
     Ok(())
 }

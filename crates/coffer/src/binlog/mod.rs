@@ -71,6 +71,15 @@ pub struct ArchiveSummary {
     pub gaps: u64,
 }
 
+impl ArchiveSummary {
+    /// The line that says what the run stored (`stopped`: a signal ended it).
+    pub fn line(&self, stopped: bool) -> String {
+        let end = self.end.as_ref().map(|e| format!("; the archive ends at {} {}", e.file, e.end)).unwrap_or_default();
+        let stopped = if stopped { "stopped; " } else { "" };
+        format!("{stopped}archived {} segments ({}){end}", self.segments, crate::text::human(self.bytes))
+    }
+}
+
 /// How often at most the state is reported while events stream.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 

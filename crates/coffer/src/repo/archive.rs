@@ -90,6 +90,110 @@ pub fn segments(prefix: &str, env: &Env) -> Result<Vec<(SegmentName, coffer_stor
     Ok(out)
 }
 
+/// One segment of a [`Listing`].
+#[derive(Debug)]
+pub struct ListedSegment {
+    /// Where it lies.
+    pub name: SegmentName,
+    /// Its size.
+    pub bytes: u64,
+    /// It does not continue the segment before it.
+    pub gap_before: bool,
+    /// Its description, read with the keys given (none given: `None`), or why it could not be.
+    pub description: Option<Result<serde_json::Value>>,
+}
+
+/// The segments under a prefix, in log order, with the gaps between them and, with keys, what
+/// each describes.
+#[derive(Debug)]
+pub struct Listing {
+    /// The segments.
+    pub segments: Vec<ListedSegment>,
+}
+
+/// Lists the segments under `prefix`; with `keys`, reads each one's description.
+pub fn list(prefix: &str, keys: Option<&crate::keys::KeySources>, env: &Env) -> Result<Listing> {
+    let found = segments(prefix, env)?;
+    let unlocks = keys.map(|k| crate::keys::unlocks(k, env)).transpose()?;
+    let mut listed: Vec<ListedSegment> = Vec::new();
+    for (name, object) in &found {
+        listed.push(ListedSegment {
+            gap_before: listed.last().is_some_and(|p| !continues(&p.name, name)),
+            name: name.clone(),
+            bytes: object.size,
+            description: unlocks.as_ref().map(|u| description(object, u, env)),
+        });
+    }
+    Ok(Listing { segments: listed })
+}
+
+/// The description's fields a listing shows.
+const DESCRIBED: [&str; 7] =
+    ["events", "first_event_time", "last_event_time", "gtid_before", "gtid_after", "server", "checksum"];
+
+impl ListedSegment {
+    /// Its line: name, positions, size, completeness, a gap before it, and what it describes
+    /// (or why that could not be read).
+    pub fn line(&self) -> String {
+        let esc = |s: &str| crate::text::escape(s.as_bytes());
+        let s = &self.name;
+        let detail = match &self.description {
+            None => String::new(),
+            Some(Ok(d)) => {
+                let time = |k: &str| d[k].as_i64().map(crate::text::utc).unwrap_or_default();
+                format!(
+                    "  {} .. {}  GTID {} .. {}  server {}",
+                    time("first_event_time"),
+                    time("last_event_time"),
+                    esc(d["gtid_before"].as_str().unwrap_or("?")),
+                    esc(d["gtid_after"].as_str().unwrap_or("?")),
+                    d["server"]["server_id"]
+                )
+            }
+            Some(Err(e)) => format!("  ({})", e.one_line()),
+        };
+        format!(
+            "{}  {:>10} .. {:<10}  {:>10}{}{}{detail}",
+            esc(&s.file),
+            s.start,
+            s.end,
+            crate::text::human(self.bytes),
+            if s.closed { "  complete" } else { "" },
+            if self.gap_before { "  (gap before)" } else { "" }
+        )
+    }
+
+    /// It, as `binlog list --json` shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let s = &self.name;
+        let mut row = serde_json::json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": self.bytes, "gap_before": self.gap_before});
+        match &self.description {
+            None => {}
+            Some(Ok(d)) => DESCRIBED.iter().for_each(|k| row[k] = d[k].clone()),
+            Some(Err(e)) => row["error"] = serde_json::json!(e.one_line()),
+        }
+        row
+    }
+}
+
+impl Listing {
+    /// The listing as `binlog list --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.segments.iter().map(ListedSegment::to_json).collect())
+    }
+
+    /// The error of a listing with segments whose description could not be read, if it has any.
+    pub fn unread_error(&self) -> Option<Error> {
+        let unread = self.segments.iter().filter(|s| matches!(s.description, Some(Err(_)))).count();
+        (unread > 0).then(|| {
+            Error::msg(format!(
+                "{unread} of {} segments could not be read with the key given (see above)",
+                self.segments.len()
+            ))
+        })
+    }
+}
+
 pub(crate) fn prefix_url(prefix: &str) -> Result<&str> {
     match Location::parse(prefix) {
         Location::Object(_) if prefix.ends_with('/') => Ok(prefix),
@@ -205,6 +309,36 @@ mod tests {
 
     fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
         SegmentName { file: f.into(), start, end, closed }
+    }
+
+    #[test]
+    fn a_listing_shows_gaps_descriptions_and_what_could_not_be_read() {
+        let listed = |name, bytes, gap_before, description| ListedSegment { name, bytes, gap_before, description };
+        let d = serde_json::json!({"events": 3, "first_event_time": 0, "last_event_time": 60, "gtid_before": "0-1-1",
+            "gtid_after": "0-1-4", "server": {"server_id": 7}, "checksum": "crc32", "other": 1});
+        let listing = Listing {
+            segments: vec![
+                listed(seg("binlog.000001", 4, 100, true), 2048, false, None),
+                listed(seg("binlog.000003", 4, 50, false), 10, true, Some(Ok(d))),
+                listed(seg("binlog.000003", 50, 90, false), 10, false, Some(Err(Error::msg("wrong key")))),
+            ],
+        };
+        let lines: Vec<String> = listing.segments.iter().map(ListedSegment::line).collect();
+        assert_eq!(lines[0], format!("binlog.000001  {:>10} .. {:<10}  {:>10}  complete", 4, 100, "2.00 KiB"));
+        assert!(
+            lines[1]
+                .ends_with("  (gap before)  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].ends_with("  (wrong key)"), "{}", lines[2]);
+        let json = listing.to_json();
+        assert_eq!(json[0]["gap_before"], false);
+        assert_eq!(json[1]["server"]["server_id"], 7);
+        assert!(json[1].get("other").is_none());
+        assert_eq!(json[2]["error"], "wrong key");
+        let unread = listing.unread_error().expect("one unread");
+        assert_eq!(unread.to_string(), "1 of 3 segments could not be read with the key given (see above)");
     }
 
     #[test]

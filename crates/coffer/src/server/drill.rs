@@ -19,6 +19,7 @@ use crate::keys::KeySources;
 use crate::location::Location;
 use crate::repo::recovery::Until;
 use crate::restore::RestoreSpec;
+use crate::text::human;
 use crate::Env;
 use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
@@ -103,6 +104,57 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    /// The verdict's line: `drill of IMAGE (KIND): PASSED` (or FAILED).
+    pub fn verdict(&self) -> String {
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let kind = if self.kind.is_empty() { "not restored" } else { &self.kind };
+        format!("drill of {} ({kind}): {verdict}", self.image)
+    }
+
+    /// The lines under the verdict, indented: the chain, the restore, the replay, the pages
+    /// and the tables checked, each table that failed. None if nothing was restored (the
+    /// error says why).
+    pub fn details(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind.is_empty() {
+            return out;
+        }
+        if self.backups.len() > 1 {
+            out.push(format!("  chain:    {}", self.backups.join(" <- ")));
+        }
+        out.push(format!(
+            "  restore:  {} in {:.1} s (scratch had {} free)",
+            human(self.needed_bytes),
+            self.restore_seconds,
+            human(self.free_bytes)
+        ));
+        if let Some(p) = &self.pitr {
+            out.push(format!("  replayed: {} transactions to {}:{}", p.transactions, p.stop.0, p.stop.1));
+        }
+        out.push(format!("  pages:    {} checked, {} corrupt", self.pages_checked, self.pages_corrupt));
+        if let Some(v) = &self.server_version {
+            out.push(format!(
+                "  tables:   {} passed CHECK TABLE, {} failed, {} not checkable (server {v}, {:.1} s)",
+                self.tables_checked,
+                self.tables_failed.len(),
+                self.tables_skipped,
+                self.check_seconds
+            ));
+        }
+        out.extend(self.tables_failed.iter().map(|t| format!("  FAILED    {}: {}", t.table, t.message)));
+        out
+    }
+
+    /// How the drill ends, with the error that ended it early, if one did: failed (with that
+    /// error, or the first step that did not pass), or passed.
+    pub fn outcome(&self, error: Option<Error>) -> Result<()> {
+        match (error, self.passed) {
+            (Some(e), _) => Err(e.context("drill failed")),
+            (None, false) => Err(Error::msg(format!("drill failed: {}", self.failure.clone().unwrap_or_default()))),
+            (None, true) => Ok(()),
+        }
+    }
+
     fn fail(&mut self, why: impl Into<String>) {
         self.passed = false;
         if self.failure.is_none() {

@@ -1,7 +1,7 @@
 //! The server wing: everything that runs a server on restored data. The prepare step and chain
 //! restores (the engine's InnoDB recovery), point-in-time recovery (a private server replaying
 //! the archived binary log), and drills (a private server checking every table). The private
-//! server they share ([`private`]) listens on no network, runs as no root, and dies with coffer.
+//! server they share (`private`) listens on no network, runs as no root, and dies with coffer.
 //!
 //! Seeding a replica and restoring single tables into a running server join here.
 

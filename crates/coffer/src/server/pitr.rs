@@ -86,6 +86,49 @@ pub struct PitrSummary {
     pub commands: Option<String>,
 }
 
+impl PitrSummary {
+    /// The line that says what the restore did into `to`: where the binary logs to replay are
+    /// (with `print_replay`), or what was replayed.
+    pub fn line(&self, to: &Path) -> String {
+        let backup = self.backups.last().map(String::as_str).unwrap_or_default();
+        let ((start, start_at), (stop, stop_at)) = (&self.start, &self.stop);
+        if let Some(dir) = &self.binlog_dir {
+            return format!(
+                "restored and prepared {backup} into {}; the binary logs to replay ({start}:{start_at} .. {stop}:{stop_at}, {} transactions) are in {}",
+                to.display(),
+                self.transactions,
+                dir.display()
+            );
+        }
+        let last = match (&self.last_gtid, self.last_time) {
+            (Some(g), Some(t)) => format!("; the last transaction: GTID {g} at {} UTC", crate::text::utc(t)),
+            _ => String::new(),
+        };
+        format!(
+            "restored {backup} and replayed {} events ({} transactions, {}) from {start}:{start_at} to {stop}:{stop_at}{last}; \
+             GTID position {}; restore {:.1} s, replay {:.1} s, into {}",
+            self.events,
+            self.transactions,
+            crate::text::human(self.bytes),
+            if self.gtid_state.is_empty() { "none" } else { &self.gtid_state },
+            self.restore_seconds,
+            self.replay_seconds,
+            to.display()
+        )
+    }
+}
+
+/// Refuses `backups` unless it is a prefix (`s3://B/P/`, `file:///D/`): a point-in-time
+/// recovery reads the backups under one.
+pub fn check_backups_prefix(backups: &str) -> Result<()> {
+    if backups.ends_with('/') && matches!(Location::parse(backups), Location::Object(_)) {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{backups}: point-in-time recovery reads the backups under a prefix (s3://B/P/, file:///D/)"
+    )))
+}
+
 /// Plans the restore: the backup, and the binary log up to the target, read and checked into a
 /// private directory beside the target. Then restores, prepares and replays (or, with
 /// `print_replay`, gives the commands).

@@ -271,7 +271,7 @@ impl Plan {
         crate::read::verify_with(&backup.location, &self.unlocks, env)
     }
 
-    /// Restores the image `spec.image` alone (see [`restore`]).
+    /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).
     pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
         let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
         let (input, len) = image.open_stream(env)?;
@@ -290,4 +290,124 @@ pub fn receive(
     env: &Env,
 ) -> Result<crate::transfer::ReceiveSummary> {
     crate::transfer::receive_then(spec, &|dir| prepare(dir, options, None, spec.force, env).map(drop), env)
+}
+
+/// What a restore with its prepare did: of one backup, or of a chain.
+#[derive(Debug, Clone)]
+pub struct PreparedRestore {
+    /// Where.
+    pub to: PathBuf,
+    /// Flushed to disk.
+    pub synced: bool,
+    /// How long it all took: restores, prepares and the copy-back.
+    pub seconds: f64,
+    /// The engine that prepared.
+    pub engine: &'static str,
+    /// Each backup restored, full first.
+    pub backups: Vec<PreparedBackup>,
+    /// The datadir the result was moved into, if it was.
+    pub copied_back_to: Option<PathBuf>,
+}
+
+/// One backup of a [`PreparedRestore`].
+#[derive(Debug, Clone)]
+pub struct PreparedBackup {
+    /// The backup, as messages show it.
+    pub image: String,
+    /// Its kind.
+    pub kind: BackupKind,
+    /// Its restore.
+    pub restore: RestoreSummary,
+    /// How long its prepare (the full's) or apply (a later one's) took.
+    pub prepare_seconds: f64,
+}
+
+/// Restores `spec.image` and prepares it: alone, or with the chain that ends at it (resolved
+/// from the backups beside it and `bases`, see [`plan`]); with `copy_back_to`, the result is
+/// then moved into that datadir.
+pub fn restore_prepared(
+    spec: &RestoreSpec,
+    bases: &[Location],
+    options: &[PrepareOption],
+    copy_back_to: Option<&Path>,
+    env: &Env,
+) -> Result<PreparedRestore> {
+    let started = Instant::now();
+    let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+    // A chain is resolved and checked before anything is written.
+    let plan = plan(image, bases, &spec.keys, env)?;
+    let copied_back_to = copy_back_to.map(Path::to_path_buf);
+    let Some(chain) = &plan.chain else {
+        let s = plan.restore(spec, env)?;
+        env.report.say(&s.line());
+        let p = prepare(&spec.to, options, copy_back_to, spec.force, env)?;
+        return Ok(PreparedRestore {
+            to: spec.to.clone(),
+            synced: s.synced,
+            seconds: started.elapsed().as_secs_f64(),
+            engine: p.engine,
+            backups: vec![PreparedBackup {
+                image: image.shown(),
+                kind: BackupKind::Full,
+                restore: s,
+                prepare_seconds: p.seconds,
+            }],
+            copied_back_to,
+        });
+    };
+    let names: Vec<String> = chain.iter().map(|k| format!("{} ({})", k.shown(), k.what())).collect();
+    env.report.say(&format!("restoring a chain of {}: {}", names.len(), names.join(" <- ")));
+    let s = restore_chain(&plan, spec, options, env)?;
+    env.report.say(&format!(
+        "restored and prepared the chain of {} backups into {} in {:.1} s",
+        s.backups.len(),
+        s.to.display(),
+        s.seconds
+    ));
+    if let Some(datadir) = copy_back_to {
+        copy_back(&spec.to, &chain[0].info, datadir, spec.force, env)?;
+    }
+    let synced = s.restores.first().is_some_and(|r| r.synced);
+    let backups = s.backups.into_iter().zip(s.kinds).zip(s.restores).zip(s.prepare_seconds);
+    Ok(PreparedRestore {
+        to: s.to,
+        synced,
+        seconds: started.elapsed().as_secs_f64(),
+        engine: s.engine,
+        backups: backups
+            .map(|(((image, kind), restore), prepare_seconds)| PreparedBackup { image, kind, restore, prepare_seconds })
+            .collect(),
+        copied_back_to,
+    })
+}
+
+impl PreparedRestore {
+    /// What `restore --prepare --json` prints: what it prints of a plain restore (entries,
+    /// files and bytes summed over the backups), what was prepared, and each backup.
+    pub fn to_json(&self) -> serde_json::Value {
+        let sum = |f: fn(&RestoreSummary) -> u64| self.backups.iter().map(|b| f(&b.restore)).sum::<u64>();
+        serde_json::json!({
+            "to": self.to,
+            "entries": sum(|r| r.read.entries),
+            "files": sum(|r| r.files),
+            "logical_bytes": sum(|r| r.read.logical_bytes),
+            "synced": self.synced,
+            "seconds": self.seconds,
+            "prepared": {
+                "engine": self.engine,
+                "seconds": self.backups.iter().map(|b| b.prepare_seconds).sum::<f64>(),
+            },
+            "copied_back_to": self.copied_back_to,
+            "backups": self.backups.iter().map(|b| serde_json::json!({
+                "image": b.image,
+                "kind": b.kind.name(),
+                "entries": b.restore.read.entries,
+                "files": b.restore.files,
+                "logical_bytes": b.restore.read.logical_bytes,
+                "image_bytes": b.restore.read.image_bytes,
+                "seconds": b.restore.seconds,
+                "prepare_seconds": b.prepare_seconds,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
