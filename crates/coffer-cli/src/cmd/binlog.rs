@@ -61,11 +61,14 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
 
 fn list(a: BinlogListArgs, quiet: bool) -> Result<()> {
     let keys = Some(a.key.sources()).filter(coffer::keys::KeySources::any);
-    let listing = coffer::repo::archive::list(&a.prefix, keys.as_ref(), &crate::report::env(quiet, 1))?;
+    let mut show = |s: &coffer::repo::archive::ListedSegment| {
+        if !a.json {
+            println!("{}", s.line());
+        }
+    };
+    let listing = coffer::repo::archive::list(&a.prefix, keys.as_ref(), &mut show, &crate::report::env(quiet, 1))?;
     if a.json {
         println!("{}", listing.to_json());
-    } else {
-        listing.segments.iter().for_each(|s| println!("{}", s.line()));
     }
     Ok(listing.unread_error().map_or(Ok(()), Err)?)
 }

@@ -111,8 +111,14 @@ pub struct Listing {
     pub segments: Vec<ListedSegment>,
 }
 
-/// Lists the segments under `prefix`; with `keys`, reads each one's description.
-pub fn list(prefix: &str, keys: Option<&crate::keys::KeySources>, env: &Env) -> Result<Listing> {
+/// Lists the segments under `prefix`; with `keys`, reads each one's description. `each` sees
+/// every segment as soon as it is read (a long listing shows as it goes).
+pub fn list(
+    prefix: &str,
+    keys: Option<&crate::keys::KeySources>,
+    each: &mut dyn FnMut(&ListedSegment),
+    env: &Env,
+) -> Result<Listing> {
     let found = segments(prefix, env)?;
     let unlocks = keys.map(|k| crate::keys::unlocks(k, env)).transpose()?;
     let mut listed: Vec<ListedSegment> = Vec::new();
@@ -123,6 +129,7 @@ pub fn list(prefix: &str, keys: Option<&crate::keys::KeySources>, env: &Env) -> 
             bytes: object.size,
             description: unlocks.as_ref().map(|u| description(object, u, env)),
         });
+        each(listed.last().expect("just pushed"));
     }
     Ok(Listing { segments: listed })
 }

@@ -1,6 +1,6 @@
 //! Windows of recovery: how far each backup can be recovered with the archive beside it, the
 //! targets a point-in-time restore takes (`--until`), and the backup and chain it starts from
-//! (chosen by position; for a time, the stop found by walking the log in order: [`stop`]).
+//! (chosen by position; for a time, the stop found by walking the log in order: `stop`).
 
 pub(crate) mod stop;
 
@@ -289,7 +289,7 @@ pub(crate) fn route<'a>(
 }
 
 /// The chain (full first) a point-in-time restore to `until` would restore: the newest backup
-/// under `backups` before the target, as [`route`] chooses it. For a drill's space check.
+/// under `backups` before the target, as `route` chooses it. For a drill's space check.
 pub fn chain_until(backups: &str, binlogs: &str, until: &Until, unlocks: &[Unlock], env: &Env) -> Result<Vec<Known>> {
     let archive = Archive { segments: super::archive::segments(binlogs, env)?, unlocks, env };
     let (known, neighbours) = backups_with_positions(backups, unlocks, env)?;
