@@ -13,9 +13,11 @@
 
 mod check;
 mod parse;
+mod shown;
 mod trust;
 
 pub use check::{check, CheckSpec, Finding};
+pub use shown::{CheckReport, ProfileCheck, ShownOption, Source};
 
 use crate::{Context, Error, Result};
 use std::collections::BTreeMap;
