@@ -64,7 +64,7 @@ impl Entry {
         } else {
             format!("[{}] {}", self.section.join(" "), self.key)
         };
-        let var = format!("COFFER_{}", self.key.to_uppercase().replace('-', "_"));
+        let var = super::env_var(&self.key);
         let mut source = format!("file {}", self.at);
         if std::env::var_os(&var).is_some() {
             source.push_str(&format!(" (overridden by {var})"));
