@@ -219,11 +219,56 @@ impl Verified {
     }
 }
 
+impl Verified {
+    /// Runs `verify`, timed.
+    pub fn timed(verify: impl FnOnce() -> Result<ReadSummary>) -> Result<Verified> {
+        let started = std::time::Instant::now();
+        let summary = verify()?;
+        Ok(Verified { summary, seconds: started.elapsed().as_secs_f64() })
+    }
+}
+
 /// [`verify`], timed.
 pub fn verify_timed(image: &Location, keys: &KeySources, env: &Env) -> Result<Verified> {
-    let started = std::time::Instant::now();
-    let summary = verify(image, keys, env)?;
-    Ok(Verified { summary, seconds: started.elapsed().as_secs_f64() })
+    Verified::timed(|| verify(image, keys, env))
+}
+
+/// One image of a chain, verified (`verify --chain`).
+#[derive(Debug)]
+pub struct ChainMember {
+    /// The image, as messages show it.
+    pub image: String,
+    /// What it is in its chain (`full`, `incremental 1`...).
+    pub kind: String,
+    /// What verifying it found.
+    pub result: Result<Verified>,
+}
+
+impl ChainMember {
+    /// Its row of `verify --chain --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (image, kind) = (&self.image, &self.kind);
+        match &self.result {
+            Ok(Verified { summary: s, seconds }) => {
+                json!({"ok": true, "image": image, "kind": kind, "entries": s.entries, "image_bytes": s.image_bytes, "seconds": seconds})
+            }
+            Err(e) => {
+                json!({"ok": false, "image": image, "kind": kind, "error": e.one_line(), "exit_code": e.exit_code()})
+            }
+        }
+    }
+
+    /// Its line: that it is intact, or (`Err`) why it is not.
+    pub fn line(&self) -> std::result::Result<String, String> {
+        let (image, kind) = (&self.image, &self.kind);
+        match &self.result {
+            Ok(Verified { summary: s, seconds }) => Ok(format!(
+                "{image} ({kind}) is intact: {} entries, {} image bytes, {seconds:.1} s",
+                s.entries, s.image_bytes
+            )),
+            Err(e) => Err(format!("{image} ({kind}): {}", e.one_line())),
+        }
+    }
 }
 
 /// [`verify`] with secrets already read (for many images: a chain).

@@ -7,7 +7,6 @@ use anyhow::Result;
 use coffer::Location;
 use serde_json::json;
 use std::io::Write;
-use std::time::Instant;
 
 pub fn list(args: ListArgs, quiet: bool, threads: usize) -> Result<()> {
     let image = Location::from_path(&args.image);
@@ -68,31 +67,15 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     let mut rows = Vec::new();
     let mut failed = None;
     for backup in chain {
-        let (location, what) = (&backup.location, backup.what());
-        let started = Instant::now();
-        let result = plan.verify(backup, &env);
-        let secs = started.elapsed().as_secs_f64();
-        match &result {
-            Ok(s) => {
-                rows.push(json!({"ok": true, "image": location.shown(), "kind": what, "entries": s.entries, "image_bytes": s.image_bytes, "seconds": secs}));
-                if !quiet && !args.json {
-                    println!(
-                        "coffer: {} ({what}) is intact: {} entries, {} image bytes, {:.1} s",
-                        location.shown(),
-                        s.entries,
-                        s.image_bytes,
-                        secs
-                    );
-                }
-            }
-            Err(e) => {
-                rows.push(json!({"ok": false, "image": location.shown(), "kind": what, "error": e.one_line(), "exit_code": e.exit_code()}));
-                if !args.json {
-                    eprintln!("coffer: {} ({what}): {}", location.shown(), e.one_line());
-                }
-            }
+        let result = coffer::read::Verified::timed(|| plan.verify(backup, &env));
+        let member = coffer::read::ChainMember { image: backup.location.shown(), kind: backup.what(), result };
+        match member.line() {
+            Ok(line) if !quiet && !args.json => println!("coffer: {line}"),
+            Err(line) if !args.json => eprintln!("coffer: {line}"),
+            _ => {}
         }
-        if let Err(e) = result {
+        rows.push(member.to_json());
+        if let Err(e) = member.result {
             failed.get_or_insert(e);
         }
     }
