@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
 use coffer::profile::{CheckReport, Config, Entry, Finding, ProfileCheck, ShownOption, Source};
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub fn run(cmd: ConfigCommand, profile: Option<String>, file: Option<PathBuf>, quiet: bool) -> Result<()> {
@@ -14,16 +13,6 @@ pub fn run(cmd: ConfigCommand, profile: Option<String>, file: Option<PathBuf>, q
         ConfigCommand::Show { command, json } => show(profile, file, command, json),
         ConfigCommand::Check { json } => check(profile, file, json, quiet),
     }
-}
-
-/// The argument vector of a run of `command` under the profile.
-fn argv(profile: &str, file: &Option<PathBuf>, command: &[String]) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = vec!["coffer".into(), "--profile".into(), profile.into()];
-    if let Some(f) = file {
-        argv.extend(["--config".into(), f.clone().into_os_string()]);
-    }
-    argv.extend(command.iter().map(OsString::from));
-    argv
 }
 
 fn show(profile: Option<String>, file: Option<PathBuf>, command: Vec<String>, json: bool) -> Result<()> {
@@ -50,7 +39,7 @@ fn options_of(
     file: &Option<PathBuf>,
     command: &[String],
 ) -> Result<Vec<ShownOption>> {
-    let (argv, applied) = config::apply_to(cmd, argv(profile, file, command))?;
+    let (argv, applied) = config::apply_to(cmd, coffer::profile::argv(profile, file.as_deref(), command))?;
     let matches =
         cmd.clone().ignore_errors(true).try_get_matches_from(argv).map_err(|e| crate::exit::usage(e.to_string()))?;
     let mut leaf = &matches;
@@ -88,33 +77,18 @@ fn options_of(
 fn check(profile: Option<String>, file: Option<PathBuf>, json: bool, quiet: bool) -> Result<()> {
     let cmd = config::command();
     let config = config::read(file.as_deref(), &cmd)?;
-    let path = &config.path;
-    let names: Vec<String> = match &profile {
-        Some(p) => {
-            config.profile(p)?;
-            vec![p.clone()]
-        }
-        None => config.profiles.keys().cloned().collect(),
-    };
-    if names.is_empty() {
-        return Err(crate::exit::usage(format!("{} has no profile ([profile.NAME])", path.display())));
-    }
-    let mut profiles = Vec::new();
-    for name in &names {
+    let mut report = CheckReport { file: config.path.clone(), profiles: Vec::new() };
+    for name in &config.to_check(profile.as_deref())? {
         let checked = ProfileCheck::new(name, check_profile(&cmd, &config, name, &file, quiet));
         if !json {
             checked.lines().iter().for_each(|l| println!("{l}"));
         }
-        profiles.push(checked);
+        report.profiles.push(checked);
     }
-    let failed: usize = profiles.iter().map(ProfileCheck::failed).sum();
     if json {
-        println!("{}", serde_json::to_string_pretty(&CheckReport { file: path.clone(), profiles })?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} check{} failed", if failed == 1 { "" } else { "s" });
-    }
-    Ok(())
+    Ok(report.outcome()?)
 }
 
 /// Checks what the profile `name` names (`coffer::profile::check`), with the secrets and the
@@ -157,7 +131,7 @@ fn check_profile(
 /// The command line `words` under the profile, parsed as a run would parse it.
 fn parse_as(cmd: &clap::Command, profile: &str, file: &Option<PathBuf>, words: &[&str]) -> Result<Cli> {
     let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
-    let (argv, _) = config::apply_to(cmd, argv(profile, file, &words))?;
+    let (argv, _) = config::apply_to(cmd, coffer::profile::argv(profile, file.as_deref(), &words))?;
     let matches = cmd.clone().try_get_matches_from(argv).map_err(|e| crate::exit::usage(first_line(&e.to_string())))?;
     Ok(Cli::from_arg_matches(&matches)?)
 }

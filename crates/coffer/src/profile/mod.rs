@@ -17,7 +17,7 @@ mod shown;
 mod trust;
 
 pub use check::{check, CheckSpec, Finding};
-pub use shown::{CheckReport, ProfileCheck, ShownOption, Source};
+pub use shown::{argv, CheckReport, ProfileCheck, ShownOption, Source};
 
 use crate::{Context, Error, Result};
 use std::collections::BTreeMap;

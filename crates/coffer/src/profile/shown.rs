@@ -1,8 +1,10 @@
 //! `config show` and `config check` as they print: an option's value and where it comes from;
 //! what was checked of each profile.
 
-use super::{Entry, Finding, Place};
+use super::{Config, Entry, Finding, Place};
+use crate::{Error, Result};
 use serde::Serialize;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// An option as `config show` prints it: its name, value and source. Serialized with its
@@ -111,4 +113,43 @@ pub struct CheckReport {
     pub file: PathBuf,
     /// Each profile checked.
     pub profiles: Vec<ProfileCheck>,
+}
+
+impl CheckReport {
+    /// Fails when a check failed: `N check(s) failed`.
+    pub fn outcome(&self) -> Result<()> {
+        match self.profiles.iter().map(ProfileCheck::failed).sum::<usize>() {
+            0 => Ok(()),
+            failed => Err(Error::msg(format!("{failed} check{} failed", if failed == 1 { "" } else { "s" }))),
+        }
+    }
+}
+
+impl Config {
+    /// The profiles `config check` checks: `profile` (which must be in the file), or every
+    /// profile of the file (a file with none is refused).
+    pub fn to_check(&self, profile: Option<&str>) -> Result<Vec<String>> {
+        let names: Vec<String> = match profile {
+            Some(p) => {
+                self.profile(p)?;
+                vec![p.to_owned()]
+            }
+            None => self.profiles.keys().cloned().collect(),
+        };
+        if names.is_empty() {
+            return Err(Error::usage(format!("{} has no profile ([profile.NAME])", self.path.display())));
+        }
+        Ok(names)
+    }
+}
+
+/// The argument vector of a run of `command` (its words) under the profile, with the config
+/// file given (`--config`).
+pub fn argv(profile: &str, file: Option<&std::path::Path>, command: &[String]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec!["coffer".into(), "--profile".into(), profile.into()];
+    if let Some(f) = file {
+        argv.extend(["--config".into(), f.as_os_str().to_owned()]);
+    }
+    argv.extend(command.iter().map(OsString::from));
+    argv
 }
