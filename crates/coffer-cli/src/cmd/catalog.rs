@@ -9,13 +9,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
     let env = crate::report::env(quiet, 1);
     let catalog = coffer::repo::catalog::catalog(&args.prefix, args.binlogs.as_deref(), keys.as_ref(), &env)?;
-    let outcome = match catalog.unread {
-        0 => Ok(()),
-        n => Err(anyhow::anyhow!(
-            "{n} of {} backups could not be read with the key given (see above)",
-            catalog.backups.len()
-        )),
-    };
+    let outcome = catalog.outcome().map_err(anyhow::Error::from);
     if args.json {
         println!("{}", serde_json::Value::Array(catalog.rows));
         return outcome;

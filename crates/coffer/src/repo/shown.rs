@@ -77,6 +77,14 @@ impl Catalog {
         lines
     }
 
+    /// Fails when some backups could not be read with the key given.
+    pub fn outcome(&self) -> crate::error::Result<()> {
+        match self.unread {
+            0 => Ok(()),
+            n => crate::bail!("{n} of {} backups could not be read with the key given (see above)", self.backups.len()),
+        }
+    }
+
     /// "N backups, SIZE under PREFIX": what the catalog found.
     pub fn total(&self, prefix: &str) -> String {
         let total: u64 = self.backups.iter().map(|b| b.listed.size).sum();
