@@ -1,7 +1,6 @@
 //! `coffer catalog` and `coffer prune`: the backups under a prefix of an object store
 //! (`coffer::repo::catalog`), printed.
 
-use super::human;
 use crate::cli::{CatalogArgs, PruneArgs};
 use anyhow::Result;
 
@@ -56,32 +55,16 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut coffer::service::Metric
     if !args.json && !quiet && pitr.is_some() {
         eprintln!("coffer: {}", plan.segments_line());
     }
-    let (doomed, segments) = (plan.doomed(), &plan.segments);
     if args.dry_run {
         if !quiet {
-            eprintln!(
-                "coffer: --dry-run: {} of {} backups and {} binary log segments would be deleted; nothing was",
-                doomed.len(),
-                plan.backups.len(),
-                segments.len()
-            );
+            eprintln!("coffer: {}", plan.dry_run_line());
         }
         return Ok(());
     }
-    let freed = plan.apply(&doomed)?;
-    // Oldest first: an interrupted prune leaves the archive whole from some file on.
-    let segments: Vec<&coffer::repo::Backup> = segments.iter().collect();
-    let freed_logs = plan.apply(&segments)?;
-    coffer::service::gauges::pruned(metrics.run(), doomed.len(), segments.len(), freed + freed_logs);
+    let pruned = plan.carry_out()?;
+    coffer::service::gauges::pruned(metrics.run(), pruned.backups, pruned.segments, pruned.freed + pruned.freed_logs);
     if !quiet {
-        eprintln!(
-            "coffer: deleted {} of {} backups ({}) and {} binary log segments ({})",
-            doomed.len(),
-            plan.backups.len(),
-            human(freed),
-            segments.len(),
-            human(freed_logs)
-        );
+        eprintln!("coffer: {}", pruned.line());
     }
     Ok(())
 }

@@ -186,6 +186,26 @@ impl PrunePlan {
         json!({"dry_run": dry_run, "refused": refused, "backups": self.rows(), "binlog_segments_deleted": names})
     }
 
+    /// What a dry run of the plan says: how much would be deleted.
+    pub fn dry_run_line(&self) -> String {
+        format!(
+            "--dry-run: {} of {} backups and {} binary log segments would be deleted; nothing was",
+            self.doomed().len(),
+            self.backups.len(),
+            self.segments.len()
+        )
+    }
+
+    /// Carries the plan out: its backups that go, then its segments, oldest first (an
+    /// interrupted prune leaves the archive whole from some file on).
+    pub fn carry_out(&self) -> crate::error::Result<Pruned> {
+        let doomed = self.doomed();
+        let freed = self.apply(&doomed)?;
+        let segments: Vec<&Backup> = self.segments.iter().collect();
+        let freed_logs = self.apply(&segments)?;
+        Ok(Pruned { backups: doomed.len(), of: self.backups.len(), freed, segments: segments.len(), freed_logs })
+    }
+
     /// Which binary log segments the plan deletes, for people.
     pub fn segments_line(&self) -> String {
         let segments = &self.segments;
@@ -200,5 +220,34 @@ impl PrunePlan {
             ),
             _ => "no binary log segment is older than the recovery window needs".into(),
         }
+    }
+}
+
+/// What a prune deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Backups deleted.
+    pub backups: usize,
+    /// Backups there were.
+    pub of: usize,
+    /// Their bytes.
+    pub freed: u64,
+    /// Binary log segments deleted.
+    pub segments: usize,
+    /// Their bytes.
+    pub freed_logs: u64,
+}
+
+impl Pruned {
+    /// What the prune did, for people.
+    pub fn line(&self) -> String {
+        format!(
+            "deleted {} of {} backups ({}) and {} binary log segments ({})",
+            self.backups,
+            self.of,
+            human(self.freed),
+            self.segments,
+            human(self.freed_logs)
+        )
     }
 }
