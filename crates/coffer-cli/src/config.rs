@@ -7,7 +7,7 @@ use crate::cli::Cli;
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory};
-use coffer::profile::{self, Config, Place, Takes, Target, Value};
+use coffer::profile::{self, Config, Place, Takes, Target};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -40,8 +40,7 @@ fn with_env(mut cmd: Command, root: bool) -> Command {
         .filter(|(_, long)| !profile::NEVER.contains(&long.as_str()) && !profile::NO_ENV.contains(&long.as_str()))
         .collect();
     for (id, long) in ids {
-        let var = format!("COFFER_{}", long.to_uppercase().replace('-', "_"));
-        cmd = cmd.mut_arg(id, |a| a.env(var));
+        cmd = cmd.mut_arg(id, |a| a.env(profile::env_var(&long)));
     }
     let subs: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
     for name in subs {
@@ -94,7 +93,7 @@ pub fn apply_to(cmd: &Command, argv: Vec<OsString>) -> Result<(Vec<OsString>, Op
         if given_already(checked) || given_already(arg) {
             continue;
         }
-        let tokens = tokens(arg, &given.value()?);
+        let tokens = given.value()?.words(arg.get_long().filter(|_| !arg.is_positional()));
         if tokens.is_empty() {
             continue;
         }
@@ -159,22 +158,6 @@ fn long<'a>(root: &'a Command, sub: &'a Command, name: &str) -> Option<&'a Arg> 
     sub.get_arguments().find(has).or_else(|| root.get_arguments().filter(|a| a.is_global_set()).find(has))
 }
 
-/// The command-line words that give `arg` the value.
-fn tokens(arg: &Arg, value: &Value) -> Vec<OsString> {
-    let word = |v: &str| -> OsString {
-        match arg.get_long() {
-            Some(l) if !arg.is_positional() => format!("--{l}={v}").into(),
-            _ => v.into(),
-        }
-    };
-    match value {
-        Value::Flag(true) => arg.get_long().map(|l| vec![format!("--{l}").into()]).unwrap_or_default(),
-        Value::Flag(false) => Vec::new(),
-        Value::Text(t) => vec![word(t)],
-        Value::List(l) => l.iter().map(|v| word(v)).collect(),
-    }
-}
-
 /// The names of the subcommands chosen, and the matches of the last.
 fn leaf_of(m: &ArgMatches) -> (Vec<String>, &ArgMatches) {
     let mut names = Vec::new();
@@ -198,6 +181,7 @@ fn find<'a>(cmd: &'a Command, names: &[String]) -> Option<&'a Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer::profile::Value;
 
     fn parse(text: &str) -> coffer::Result<Config> {
         Config::parse(std::path::Path::new("c.toml"), text, &Clap(&command()))

@@ -412,6 +412,14 @@ pub fn parse_signer(value: &str) -> Result<Signer> {
     Signer::parse(&String::from_utf8_lossy(&text)).with_context(|| format!("signer file {value}"))
 }
 
+/// The recipient of the identity file at `path` (what `key recipient` prints).
+pub fn recipient_of(path: &Path, allow_insecure: bool) -> Result<String> {
+    let bytes = read_secret(path, "identity file", allow_insecure)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| coffer_crypto::CryptoError::BadIdentity);
+    let id = text.and_then(Identity::parse).map_err(Error::other);
+    Ok(id.with_context(|| format!("identity file {}", path.display()))?.recipient().to_string())
+}
+
 /// Reads a signing key file (COFFER-SIGNING-KEY-1...), refused if group or others can read it.
 pub fn read_signing_key(path: &Path, allow_insecure: bool) -> Result<SigningKey> {
     let bytes = read_secret(path, "signing key file", allow_insecure)?;

@@ -5,11 +5,13 @@ use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::keys::KeySources;
 use crate::location::Location;
+use crate::text::{escape, human, utc};
 use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_format::{EntryKind, EntryMeta, Header, IndexRecord};
 use coffer_image::{open_stream, read_stream, ImageError, NullVisitor, ReadOptions, ReadSummary};
 use coffer_mysql::meta::{BackupInfo, META_ENTRY};
+use serde_json::json;
 use std::io::Read;
 
 /// An image's entries, as `list` shows them.
@@ -43,6 +45,109 @@ pub fn list(image: &Location, keys: &KeySources, env: &Env) -> Result<Listing> {
         }
     };
     Ok(Listing { header, records: fold_parts(records)?, image_bytes })
+}
+
+impl Listing {
+    /// The lines `list` prints: each entry's path, or with `long` its type and mode, owner,
+    /// group, size, time and path (and a link's target), as `ls -l` shows them. Names come
+    /// from the image: control characters are shown escaped.
+    pub fn lines(&self, long: bool) -> impl Iterator<Item = String> + '_ {
+        self.records.iter().filter(|r| !r.meta.path.is_empty()).map(move |r| {
+            let m = &r.meta;
+            let path = escape(&m.path);
+            if !long {
+                return path;
+            }
+            let link = match m.kind {
+                EntryKind::Symlink => format!(" -> {}", escape(&m.target)),
+                EntryKind::HardLink => format!(" link to {}", escape(&m.target)),
+                _ => String::new(),
+            };
+            format!(
+                "{} {:>8}/{:<8} {:>14} {} {path}{link}",
+                mode_string(m.kind, m.mode),
+                owner(&m.uname, m.uid),
+                owner(&m.gname, m.gid),
+                r.size,
+                utc(m.mtime_sec)
+            )
+        })
+    }
+
+    /// The listing as `list --json` prints it: the image's header, and every entry.
+    pub fn to_json(&self) -> serde_json::Value {
+        let header = &self.header;
+        let entries: Vec<_> = self.records.iter().map(entry_json).collect();
+        json!({
+            "image": {
+                "format_version": header.version,
+                "image_id": coffer_crypto::hex(&header.image_id),
+                "cipher": header.suite.name(),
+                "compression": header.codec.name(),
+                "level": header.level,
+                "chunk_size": header.chunk_size,
+                "created": header.created,
+                "key_slots": header.slots.iter().filter(|s| !s.is_empty()).count(),
+                "bytes": self.image_bytes,
+            },
+            "entries": entries,
+        })
+    }
+}
+
+fn entry_json(r: &IndexRecord) -> serde_json::Value {
+    let m = &r.meta;
+    let mut e = json!({
+        "path": String::from_utf8_lossy(&m.path),
+        "type": m.kind.name(),
+        "size": r.size,
+        "stored_data_bytes": r.data_bytes,
+        "chunks": r.chunks,
+        "frame_offset": r.frame_offset,
+        "mode": format!("{:04o}", m.mode),
+        "uid": m.uid,
+        "gid": m.gid,
+        "user": String::from_utf8_lossy(&m.uname),
+        "group": String::from_utf8_lossy(&m.gname),
+        "mtime": m.mtime_sec,
+        "mtime_nsec": m.mtime_nsec,
+    });
+    if std::str::from_utf8(&m.path).is_err() {
+        e["path_hex"] = json!(coffer_crypto::hex(&m.path));
+    }
+    if !m.target.is_empty() {
+        e["target"] = json!(String::from_utf8_lossy(&m.target));
+    }
+    e
+}
+
+/// `drwxr-x---`: the type and mode bits as `ls` shows them.
+fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let t = match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::HardLink => 'h',
+        EntryKind::File => '-',
+    };
+    let mut s: Vec<char> = std::iter::once(t)
+        .chain("rwxrwxrwx".chars().enumerate().map(|(i, c)| if mode & (1 << (8 - i)) != 0 { c } else { '-' }))
+        .collect();
+    // Set-uid, set-gid and sticky show in the execute columns, as ls shows them.
+    for (bit, col, on, off) in [(0o4000, 3, 's', 'S'), (0o2000, 6, 's', 'S'), (0o1000, 9, 't', 'T')] {
+        if mode & bit != 0 {
+            s[col] = if s[col] == 'x' { on } else { off };
+        }
+    }
+    s.into_iter().collect()
+}
+
+/// An owner's name, or its id when the image recorded none.
+fn owner(name: &[u8], id: u32) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        escape(name)
+    }
 }
 
 /// One record per file: the parts of a file written in parts (xbstream backups) are folded into
@@ -80,6 +185,90 @@ pub fn fold_parts(records: Vec<IndexRecord>) -> Result<Vec<IndexRecord>> {
 pub fn verify(image: &Location, keys: &KeySources, env: &Env) -> Result<ReadSummary> {
     let unlocks = crate::keys::unlocks(keys, env)?;
     verify_with(image, &unlocks, env)
+}
+
+/// An image verified: its summary and the seconds it took, as `verify` shows them.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// What was read.
+    pub summary: ReadSummary,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+impl Verified {
+    /// `verify --json`'s document, for the image named `image`.
+    pub fn to_json(&self, image: &std::path::Path) -> serde_json::Value {
+        let s = &self.summary;
+        json!({"ok": true, "image": image, "entries": s.entries, "files": s.files, "bytes": s.logical_bytes, "data_bytes": s.data_bytes, "image_bytes": s.image_bytes, "seconds": self.seconds})
+    }
+
+    /// `verify`'s line, for the image named `image`.
+    pub fn line(&self, image: &std::path::Path) -> String {
+        let s = &self.summary;
+        format!(
+            "{} is intact: {} entries, {} files, {} of data, every frame authenticated ({} image bytes) in {:.1} s, {}",
+            image.display(),
+            s.entries,
+            s.files,
+            human(s.logical_bytes),
+            s.image_bytes,
+            self.seconds,
+            crate::text::rate(s.image_bytes, self.seconds)
+        )
+    }
+}
+
+impl Verified {
+    /// Runs `verify`, timed.
+    pub fn timed(verify: impl FnOnce() -> Result<ReadSummary>) -> Result<Verified> {
+        let started = std::time::Instant::now();
+        let summary = verify()?;
+        Ok(Verified { summary, seconds: started.elapsed().as_secs_f64() })
+    }
+}
+
+/// [`verify`], timed.
+pub fn verify_timed(image: &Location, keys: &KeySources, env: &Env) -> Result<Verified> {
+    Verified::timed(|| verify(image, keys, env))
+}
+
+/// One image of a chain, verified (`verify --chain`).
+#[derive(Debug)]
+pub struct ChainMember {
+    /// The image, as messages show it.
+    pub image: String,
+    /// What it is in its chain (`full`, `incremental 1`...).
+    pub kind: String,
+    /// What verifying it found.
+    pub result: Result<Verified>,
+}
+
+impl ChainMember {
+    /// Its row of `verify --chain --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (image, kind) = (&self.image, &self.kind);
+        match &self.result {
+            Ok(Verified { summary: s, seconds }) => {
+                json!({"ok": true, "image": image, "kind": kind, "entries": s.entries, "image_bytes": s.image_bytes, "seconds": seconds})
+            }
+            Err(e) => {
+                json!({"ok": false, "image": image, "kind": kind, "error": e.one_line(), "exit_code": e.exit_code()})
+            }
+        }
+    }
+
+    /// Its line: that it is intact, or (`Err`) why it is not.
+    pub fn line(&self) -> std::result::Result<String, String> {
+        let (image, kind) = (&self.image, &self.kind);
+        match &self.result {
+            Ok(Verified { summary: s, seconds }) => Ok(format!(
+                "{image} ({kind}) is intact: {} entries, {} image bytes, {seconds:.1} s",
+                s.entries, s.image_bytes
+            )),
+            Err(e) => Err(format!("{image} ({kind}): {}", e.one_line())),
+        }
+    }
 }
 
 /// [`verify`] with secrets already read (for many images: a chain).
@@ -136,6 +325,66 @@ pub struct ImageInfo {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+}
+
+impl ImageInfo {
+    /// The image's key slots in use, described: `0: passphrase (argon2id ...)`.
+    pub fn slots(&self) -> Vec<String> {
+        let used = self.header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty());
+        used.map(|(i, s)| format!("{i}: {}", coffer_crypto::slot::describe(s))).collect()
+    }
+
+    /// What `info --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        let header = &self.header;
+        json!({
+            "image_id": coffer_crypto::hex(&header.image_id),
+            "created": utc(header.created),
+            "cipher": header.suite.name(),
+            "compression": header.codec.name(),
+            "key_slots": self.slots(),
+            "files": self.files,
+            "bytes": self.bytes,
+            "backup": self.backup,
+        })
+    }
+
+    /// The lines `info` prints: the image, its contents, encryption and key slots, and the
+    /// server backup it holds. The description comes from the image: control characters are
+    /// shown escaped, never sent to a terminal.
+    pub fn lines(&self) -> Vec<String> {
+        let header = &self.header;
+        let mut out = vec![
+            format!("image        {}  created {}", coffer_crypto::hex(&header.image_id), utc(header.created)),
+            format!("contents     {} files, {}", self.files, human(self.bytes)),
+            format!("encryption   {}, compression {}", header.suite.name(), header.codec.name()),
+        ];
+        out.extend(self.slots().iter().map(|s| format!("key slot     {s}")));
+        let Some(i) = &self.backup else {
+            out.push("backup       not a backup of a server (no coffer-backup.json)".into());
+            return out;
+        };
+        let esc = |s: &str| escape(s.as_bytes());
+        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "unknown".into(), esc);
+        out.push(format!("server       {}", opt(&i.server_version)));
+        out.push(format!("engine       {} {}", opt(&i.engine), opt(&i.engine_version)));
+        out.push(format!("taken        {} to {}", opt(&i.start_time), opt(&i.end_time)));
+        let lsn = |v: Option<u64>| v.map_or("unknown".into(), |n| n.to_string());
+        out.push(format!("LSN          {} to {} (last {})", lsn(i.from_lsn), lsn(i.to_lsn), lsn(i.last_lsn)));
+        out.push(match &i.binlog {
+            Some(b) => format!(
+                "binlog       {}:{}{}",
+                esc(&b.file),
+                b.position,
+                b.gtid.as_ref().map(|g| format!("  GTID {}", esc(g))).unwrap_or_default()
+            ),
+            None => "binlog       none recorded".into(),
+        });
+        if let Some(g) = &i.galera {
+            out.push(format!("galera       {}", esc(g)));
+        }
+        out
+    }
 }
 
 /// Reads what `info` shows of the image at `image`: through its index (a few small reads)
@@ -235,5 +484,18 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.progress.advance(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(mode_string(EntryKind::Dir, 0o750), "drwxr-x---");
+        assert_eq!(mode_string(EntryKind::File, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string(EntryKind::Dir, 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_string(EntryKind::File, 0o2640), "-rw-r-S---");
     }
 }

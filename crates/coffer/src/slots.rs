@@ -1,6 +1,9 @@
 //! The jobs that change who can open an image without touching its data: key generation, key
 //! slots (add, remove, rotate, rewrap), header backups, keyrings, and rekey (a new data key).
 
+mod shown;
+pub use shown::{ids, keyring_listing, SlotList};
+
 use crate::atomic::AtomicFile;
 use crate::bail;
 use crate::error::{Context, Error, Result};
@@ -12,7 +15,7 @@ use crate::Env;
 use coffer_crypto::{seal_slot, Identity, KeyringRef, MasterKey, SlotSecret, Unlock};
 use coffer_format::header::SLOT_COUNT;
 use coffer_format::{Header, KeySlot, Suite, DATA_OFFSET};
-use coffer_image::{choose_header, open_header, ChosenHeader, HeaderBackup, HeaderFile, ImageParams, OpenedImage};
+use coffer_image::{choose_header, open_header, HeaderBackup, HeaderFile, ImageParams, OpenedImage};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -223,6 +226,7 @@ pub fn add_slots(image: &Path, keys: &KeySources, new: &NewSecrets, env: &Env) -
         added.push(free);
     }
     write_slots(&file, image, &opened, slots, env)?;
+    env.report.say(&format!("added key slot(s) {added:?} to {}", image.display()));
     Ok(added)
 }
 
@@ -235,6 +239,7 @@ pub fn remove_slot(image: &Path, slot: usize, keys: &KeySources, env: &Env) -> R
     }
     slots[slot] = KeySlot::default();
     write_slots(&file, image, &opened, slots, env)?;
+    env.report.say(&format!("removed key slot {slot} from {}; the data key is unchanged: a copy of the old header still opens with the removed secret (`coffer rekey` re-encrypts)", image.display()));
     Ok(())
 }
 
@@ -249,6 +254,7 @@ pub fn rotate_slot(image: &Path, keys: &KeySources, new: &NewSecrets, env: &Env)
     let mut slots = opened.header.slots.clone();
     slots[opened.slot] = new_slot(&opened, secret)?;
     write_slots(&file, image, &opened, slots, env)?;
+    env.report.say(&format!("replaced key slot {} of {}", opened.slot, image.display()));
     Ok(opened.slot)
 }
 
@@ -271,6 +277,10 @@ pub fn rewrap(image: &Path, ring: &Keyring, env: &Env) -> Result<usize> {
     if moved > 0 {
         write_slots(&file, image, &opened, slots, env)?;
     }
+    env.report.say(&match moved {
+        0 => format!("{}: already at the newest key versions", image.display()),
+        n => format!("{}: moved {n} slot(s) to the newest key version", image.display()),
+    });
     Ok(moved)
 }
 
@@ -293,8 +303,8 @@ pub fn read_region(image: &Path, env: &Env) -> Result<Vec<u8>> {
 
 /// The header copy in use of `image`, as stored (no key needed; slots are checked only when a
 /// key opens the image).
-pub fn list_slots(image: &Path, env: &Env) -> Result<ChosenHeader> {
-    Ok(choose_header(&read_region(image, env)?)?)
+pub fn list_slots(image: &Path, env: &Env) -> Result<SlotList> {
+    Ok(SlotList(choose_header(&read_region(image, env)?)?))
 }
 
 /// Saves the header region of `image` to `output`; returns the image id.
@@ -303,6 +313,8 @@ pub fn header_backup(image: &Path, output: &Path, force: bool, env: &Env) -> Res
     let backup = HeaderBackup::of_region(&region)
         .with_context(|| format!("cannot back up the header of {}", image.display()))?;
     write_secret_file(output, &backup.encode(), force)?;
+    let id = coffer_crypto::hex(&backup.image_id);
+    env.report.say(&format!("saved the header of {} (image {id}) to {}", image.display(), output.display()));
     Ok(backup.image_id)
 }
 
@@ -328,7 +340,9 @@ pub fn header_restore(image: &Path, backup: &Path, force: bool, env: &Env) -> Re
             )))
         }
     };
-    file.write_region(image, &saved.region, first, env)
+    file.write_region(image, &saved.region, first, env)?;
+    env.report.say(&format!("restored the header of {} from {}", image.display(), backup.display()));
+    Ok(())
 }
 
 /// Creates a keyring at `file` holding version 1 of each of `names`, sealed for `keys`.
@@ -338,7 +352,9 @@ pub fn keyring_create(file: &Path, names: &[String], force: bool, keys: &KeySour
     for name in names {
         ring.rotate(name)?;
     }
-    ring.save(&secrets, force)
+    ring.save(&secrets, force)?;
+    env.report.say(&format!("created keyring {} with {} key(s)", file.display(), names.len()));
+    Ok(())
 }
 
 /// Opens a keyring file with `keys`: a keyring is not a backup, so the signers demanded of
@@ -365,6 +381,9 @@ pub fn keyring_rotate(file: &Path, name: &str, keys: &KeySources, env: &Env) -> 
     let version = ring.rotate(name)?;
     let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
     ring.save(&secrets, true)?;
+    let shown = file.display();
+    env.report
+        .say(&format!("keyring {shown}: {name} is now at version {version}; `coffer key rewrap` moves images to it"));
     Ok(version)
 }
 
@@ -373,10 +392,12 @@ pub fn keyring_trust(file: &Path, signer: &str, keys: &KeySources, env: &Env) ->
     let signer = crate::keys::parse_signer(signer)?;
     let (mut ring, unlocks) = keyring_open(file, keys, env)?;
     if !ring.trust(signer) {
+        env.report.say(&format!("keyring {} already demands {signer}", file.display()));
         return Ok((false, signer));
     }
     let secrets: Vec<SlotSecret> = unlocks.into_iter().map(reseal).collect::<Result<_>>()?;
     ring.save(&secrets, true)?;
+    env.report.say(&format!("keyring {}: images opened with it must now be signed by {signer}", file.display()));
     Ok((true, signer))
 }
 
@@ -459,7 +480,11 @@ pub fn rekey(spec: &RekeySpec, env: &Env) -> Result<RekeySummary> {
     })?;
     let record = if out.keeps_records() { carried_record(&spec.image, &opened, &params, written, env) } else { None };
     out.commit(record, env.report.as_ref())?;
-    Ok(RekeySummary { output: shown, written, seconds: started.elapsed().as_secs_f64() })
+    let s = RekeySummary { output: shown, written, seconds: started.elapsed().as_secs_f64() };
+    let (image, rate) = (spec.image.display(), crate::text::rate(s.written, s.seconds));
+    let line = format!("{} under a new data key ({}, {:.1} s, {rate})", s.output, human(s.written), s.seconds);
+    env.report.say(&format!("re-encrypted {image} into {line}"));
+    Ok(s)
 }
 
 /// The catalog record of the rekeyed image: its source's (an object with one), sealed under

@@ -5,9 +5,7 @@ use crate::config;
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
-use coffer::profile::{Config, Entry, Finding};
-use serde_json::json;
-use std::ffi::OsString;
+use coffer::profile::{CheckReport, Config, Entry, Finding, ProfileCheck, ShownOption, Source};
 use std::path::PathBuf;
 
 pub fn run(cmd: ConfigCommand, profile: Option<String>, file: Option<PathBuf>, quiet: bool) -> Result<()> {
@@ -17,22 +15,12 @@ pub fn run(cmd: ConfigCommand, profile: Option<String>, file: Option<PathBuf>, q
     }
 }
 
-/// The argument vector of a run of `command` under the profile.
-fn argv(profile: &str, file: &Option<PathBuf>, command: &[String]) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = vec!["coffer".into(), "--profile".into(), profile.into()];
-    if let Some(f) = file {
-        argv.extend(["--config".into(), f.clone().into_os_string()]);
-    }
-    argv.extend(command.iter().map(OsString::from));
-    argv
-}
-
 fn show(profile: Option<String>, file: Option<PathBuf>, command: Vec<String>, json: bool) -> Result<()> {
     let profile = profile.ok_or_else(|| crate::exit::usage("config show needs --profile NAME"))?;
     let cmd = config::command();
     let rows = if command.is_empty() {
         let config = config::read(file.as_deref(), &cmd)?;
-        config.profile(&profile)?.iter().map(entry_row).collect::<Vec<_>>()
+        config.profile(&profile)?.iter().map(Entry::row).collect::<Vec<_>>()
     } else {
         options_of(&cmd, &profile, &file, &command)?
     };
@@ -40,26 +28,8 @@ fn show(profile: Option<String>, file: Option<PathBuf>, command: Vec<String>, js
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    for r in &rows {
-        println!(
-            "{:<28} {:<40} {}",
-            r["option"].as_str().unwrap_or(""),
-            r["value"].as_str().unwrap_or(""),
-            r["source"].as_str().unwrap_or("")
-        );
-    }
+    rows.iter().for_each(|r| println!("{}", r.line()));
     Ok(())
-}
-
-/// A key of the profile as `config show` prints it, with the variable that overrides it.
-fn entry_row(e: &Entry) -> serde_json::Value {
-    let option = if e.section.is_empty() { e.key.clone() } else { format!("[{}] {}", e.section.join(" "), e.key) };
-    let var = format!("COFFER_{}", e.key.to_uppercase().replace('-', "_"));
-    let mut source = format!("file {}", e.at);
-    if std::env::var_os(&var).is_some() {
-        source.push_str(&format!(" (overridden by {var})"));
-    }
-    json!({ "option": option, "value": e.shown(), "source": source })
 }
 
 /// Every option of `command` that has a value in a run under the profile, and its source.
@@ -68,8 +38,8 @@ fn options_of(
     profile: &str,
     file: &Option<PathBuf>,
     command: &[String],
-) -> Result<Vec<serde_json::Value>> {
-    let (argv, applied) = config::apply_to(cmd, argv(profile, file, command))?;
+) -> Result<Vec<ShownOption>> {
+    let (argv, applied) = config::apply_to(cmd, coffer::profile::argv(profile, file.as_deref(), command))?;
     let matches =
         cmd.clone().ignore_errors(true).try_get_matches_from(argv).map_err(|e| crate::exit::usage(e.to_string()))?;
     let mut leaf = &matches;
@@ -91,66 +61,34 @@ fn options_of(
         let values: Vec<String> =
             leaf.get_raw(id).map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect()).unwrap_or_default();
         let name = arg.get_long().map_or_else(|| format!("<{id}>"), |l| format!("--{l}"));
-        let secret_arg = matches!(arg.get_long(), Some("key-hex"));
-        let (value, source) = match (source, from_file(id)) {
-            (ValueSource::CommandLine, Some((_, at, secret))) => {
-                let v = if *secret { format!("<secret from {at}>") } else { values.join(", ") };
-                (v, format!("file {at}"))
-            }
-            (ValueSource::CommandLine, None) => (hidden(secret_arg, values), "flag".into()),
+        let source = match (source, from_file(id)) {
+            (ValueSource::CommandLine, Some((_, at, secret))) => Source::File { at, secret: *secret },
+            (ValueSource::CommandLine, None) => Source::Flag,
             (ValueSource::EnvVariable, _) => {
-                let var = arg.get_env().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
-                (hidden(secret_arg, values), format!("env {var}"))
+                Source::Env(arg.get_env().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default())
             }
-            _ => (values.join(", "), "default".into()),
+            _ => Source::Default,
         };
-        rows.push(json!({ "option": name, "value": value, "source": source }));
+        rows.push(ShownOption::of_run(name, source, &values, matches!(arg.get_long(), Some("key-hex"))));
     }
     Ok(rows)
-}
-
-fn hidden(secret: bool, values: Vec<String>) -> String {
-    if secret {
-        "<secret>".into()
-    } else {
-        values.join(", ")
-    }
 }
 
 fn check(profile: Option<String>, file: Option<PathBuf>, json: bool, quiet: bool) -> Result<()> {
     let cmd = config::command();
     let config = config::read(file.as_deref(), &cmd)?;
-    let path = &config.path;
-    let names: Vec<String> = match &profile {
-        Some(p) => {
-            config.profile(p)?;
-            vec![p.clone()]
-        }
-        None => config.profiles.keys().cloned().collect(),
-    };
-    if names.is_empty() {
-        return Err(crate::exit::usage(format!("{} has no profile ([profile.NAME])", path.display())));
-    }
-    let mut report = Vec::new();
-    let mut failed = 0;
-    for name in &names {
-        let findings = check_profile(&cmd, &config, name, &file, quiet);
-        failed += findings.iter().filter(|f| !f.ok).count();
+    let mut report = CheckReport { file: config.path.clone(), profiles: Vec::new() };
+    for name in &config.to_check(profile.as_deref())? {
+        let checked = ProfileCheck::new(name, check_profile(&cmd, &config, name, &file, quiet));
         if !json {
-            for f in &findings {
-                println!("{name}: {} {}: {}", if f.ok { "ok  " } else { "FAIL" }, f.what, f.detail);
-            }
+            checked.lines().iter().for_each(|l| println!("{l}"));
         }
-        let rows: Vec<_> = findings.iter().map(|f| json!({"check": f.what, "ok": f.ok, "detail": f.detail})).collect();
-        report.push(json!({ "profile": name, "ok": findings.iter().all(|f| f.ok), "checks": rows }));
+        report.profiles.push(checked);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "file": path, "profiles": report }))?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} check{} failed", if failed == 1 { "" } else { "s" });
-    }
-    Ok(())
+    Ok(report.outcome()?)
 }
 
 /// Checks what the profile `name` names (`coffer::profile::check`), with the secrets and the
@@ -193,7 +131,7 @@ fn check_profile(
 /// The command line `words` under the profile, parsed as a run would parse it.
 fn parse_as(cmd: &clap::Command, profile: &str, file: &Option<PathBuf>, words: &[&str]) -> Result<Cli> {
     let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
-    let (argv, _) = config::apply_to(cmd, argv(profile, file, &words))?;
+    let (argv, _) = config::apply_to(cmd, coffer::profile::argv(profile, file.as_deref(), &words))?;
     let matches = cmd.clone().try_get_matches_from(argv).map_err(|e| crate::exit::usage(first_line(&e.to_string())))?;
     Ok(Cli::from_arg_matches(&matches)?)
 }

@@ -25,14 +25,17 @@ const FILES: &[&str] = &[
 ];
 
 /// One thing checked of a profile.
-#[derive(Debug, Clone)]
+///
+/// Serialized as `config check --json` shows it: `check`, `detail`, `ok`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
     /// What was checked (`key-file /etc/coffer/backup.key`, `repository s3://b/p/`).
+    #[serde(rename = "check")]
     pub what: String,
-    /// Whether it is there.
-    pub ok: bool,
     /// What was found, or why it failed (one line).
     pub detail: String,
+    /// Whether it is there.
+    pub ok: bool,
 }
 
 impl Finding {

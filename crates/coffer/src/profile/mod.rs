@@ -13,9 +13,11 @@
 
 mod check;
 mod parse;
+mod shown;
 mod trust;
 
 pub use check::{check, CheckSpec, Finding};
+pub use shown::{argv, CheckReport, ProfileCheck, ShownOption, Source};
 
 use crate::{Context, Error, Result};
 use std::collections::BTreeMap;
@@ -122,6 +124,26 @@ impl Value {
             Value::Flag(_) => Vec::new(),
         }
     }
+
+    /// The command-line words that give the value to the option `--long` (`--long=v` each; a
+    /// flag set is `--long`), or to a positional argument (`long`: `None`; the values as they are).
+    pub fn words(&self, long: Option<&str>) -> Vec<std::ffi::OsString> {
+        let word = |v: &String| -> std::ffi::OsString {
+            match long {
+                Some(l) => format!("--{l}={v}").into(),
+                None => v.into(),
+            }
+        };
+        match self {
+            Value::Flag(true) => long.map(|l| vec![format!("--{l}").into()]).unwrap_or_default(),
+            _ => self.texts().iter().map(word).collect(),
+        }
+    }
+}
+
+/// The environment variable of the option `--long`: `COFFER_LONG_NAME`.
+pub fn env_var(long: &str) -> String {
+    format!("COFFER_{}", long.to_uppercase().replace('-', "_"))
 }
 
 /// One key of a profile: for every command (`section` empty) or one (`["binlog", "archive"]`).

@@ -14,6 +14,7 @@ pub mod prune;
 pub mod records;
 pub mod recovery;
 pub mod retention;
+pub mod shown;
 
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
