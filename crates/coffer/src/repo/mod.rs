@@ -3,8 +3,9 @@
 //! descriptions a key opens, chains and their links, the binary log archive and its extent,
 //! windows of recovery, retention plans, and the leases of the jobs that share it.
 //!
-//! This floor knows nothing of jobs: it lists, reads and plans; the jobs above (backup,
-//! restore, prune, the archiver, the server wing) act on what it says. See docs/ARCHITECTURE.md.
+//! This floor knows nothing of jobs: it lists, reads and plans, and the one thing it deletes is
+//! what a prune's plan names, under the prune's lease; the jobs above (backup, restore, the
+//! archiver, the server wing) act on what it says. See docs/ARCHITECTURE.md.
 
 pub mod archive;
 pub mod catalog;
