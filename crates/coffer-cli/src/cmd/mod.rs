@@ -63,8 +63,6 @@ pub fn stdout_file() -> Result<File> {
     Ok(File::from(std::io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?))
 }
 
-pub use coffer::text::{human, rate};
-
 /// Sets the I/O priority asked for on this process, before the job starts any thread or the
 /// engine (Linux keeps it per thread; threads and processes inherit it from their creator).
 pub fn io_priority(p: Option<crate::cli::IoPriority>) -> Result<()> {
