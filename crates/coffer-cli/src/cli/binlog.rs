@@ -122,3 +122,18 @@ pub struct FetchArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 }
+
+impl ArchiveArgs {
+    /// The server to archive from, as the library takes it.
+    pub fn server(&self) -> coffer::ServerOptions {
+        coffer::ServerOptions {
+            socket: self.socket.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password_file: self.password_file.clone(),
+            tls: crate::cli::server_tls(self.ssl_mode, &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
+            ..Default::default()
+        }
+    }
+}

@@ -15,15 +15,7 @@ pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
 
 fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
     let mut spec = coffer::binlog::ArchiveSpec {
-        server: coffer::ServerOptions {
-            socket: a.socket,
-            host: a.host,
-            port: a.port,
-            user: a.user,
-            password_file: a.password_file,
-            tls: crate::cli::server_tls(a.ssl_mode, &a.ssl_ca, &a.ssl_cert, &a.ssl_key),
-            ..Default::default()
-        },
+        server: a.server(),
         prefix: a.output,
         keys: a.key.sources(),
         seal: a.seal.options(),

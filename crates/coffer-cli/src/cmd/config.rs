@@ -112,15 +112,7 @@ fn check_profile(
     };
     // The server the profile's `binlog archive` would use.
     let server = match parse_as(cmd, name, file, &["binlog", "archive", "--output=file:///nowhere/"]) {
-        Ok(Cli { command: Cmd::Binlog(crate::cli::BinlogCommand::Archive(a)), .. }) => Some(coffer::ServerOptions {
-            socket: a.socket,
-            host: a.host,
-            port: a.port,
-            user: a.user,
-            password_file: a.password_file,
-            tls: crate::cli::server_tls(a.ssl_mode, &a.ssl_ca, &a.ssl_cert, &a.ssl_key),
-            ..Default::default()
-        }),
+        Ok(Cli { command: Cmd::Binlog(crate::cli::BinlogCommand::Archive(a)), .. }) => Some(a.server()),
         _ => None,
     };
     let entries = config.profile(name).unwrap_or_default();
