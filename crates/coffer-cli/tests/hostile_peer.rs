@@ -17,18 +17,6 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-/// Incompressible bytes (xorshift), the same for the same seed.
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// node1 (the sender) and node2 (the receiver) of one CA, an expired node, a node named only
 /// `elsewhere.invalid`, a stranger of another CA; and an image of a few MiB.
 fn fixture() -> (Fixture, Vec<u8>) {

@@ -9,18 +9,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-/// Incompressible bytes (xorshift), the same for the same seed.
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn tree(root: &std::path::Path) {
     std::fs::create_dir_all(root.join("db")).unwrap();
     // Incompressible, so that half an image is well past its header.
