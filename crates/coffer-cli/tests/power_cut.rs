@@ -1,0 +1,164 @@
+//! Power cuts (issue 28, part 3): each job's output on the `powercut` FUSE file system, which
+//! keeps only what was made durable (fsync, fdatasync, fsyncdir) when the power is cut.
+//!
+//! Every test first runs the job once to count its durability points (T), then for every N in
+//! 1..=T (sampled when T is large) runs it again with the power cut right after point N: the
+//! job meets EIO from then on, as on a dead disk; then the cut is taken and what is left is
+//! checked: what the job had reported done is intact, what it had not is absent, marked
+//! incomplete, or finished by running the same command again. A cut right after the job
+//! returned is checked too.
+//!
+//! Needs /dev/fuse and root: skipped with a message otherwise, unless COFFER_REQUIRE_FUSE=1.
+
+mod common;
+use common::*;
+use powercut::{Control, Mount};
+use std::path::{Path, PathBuf};
+
+const MARKER: &str = ".coffer-restore-incomplete";
+
+/// A mounted power-cut file system, or None (skipped) where FUSE cannot mount.
+fn mount(fx: &Fixture) -> Option<Mount> {
+    let at = fx.path("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    match Mount::new(&at) {
+        Ok(m) => Some(m),
+        Err(e) if std::env::var_os("COFFER_REQUIRE_FUSE").is_some_and(|v| v == "1") => {
+            panic!("COFFER_REQUIRE_FUSE=1 but the power-cut file system does not mount: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: the power-cut file system does not mount here ({e})");
+            None
+        }
+    }
+}
+
+/// The cut points to try out of `total`: all of them, or an even sample of at most 60 that
+/// keeps the first and last few (said on stderr).
+fn points(total: u64, what: &str) -> Vec<u64> {
+    const MAX: u64 = 60;
+    if total <= MAX {
+        return (1..=total).collect();
+    }
+    eprintln!("{what}: {total} durability points, trying {MAX} of them");
+    let mut v: Vec<u64> = (1..=5).chain(total - 4..=total).collect();
+    let step = total / (MAX - 10);
+    v.extend((1..MAX - 10).map(|i| i * step).filter(|&n| n > 5 && n < total - 4));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Runs `job` once on an empty file system (set up by `setup`); its durability points.
+fn count_points(c: &Control, setup: &dyn Fn(), job: &dyn Fn() -> (i32, String)) -> u64 {
+    c.reset();
+    setup();
+    let (code, err) = job();
+    assert_eq!(code, 0, "the job fails without a power cut: {err}");
+    let total = c.durable_ops();
+    assert!(total > 0, "the job made nothing durable: {:?}", c.log());
+    total
+}
+
+/// For every cut point: set up, run `job` with the power cut after point N, take the cut and
+/// `check` what is left (given whether the job said it succeeded). Returns how many runs met
+/// the cut (the job was still writing) so a caller can see the faults happened.
+fn sweep(
+    c: &Control,
+    what: &str,
+    setup: &dyn Fn(),
+    job: &dyn Fn() -> (i32, String),
+    check: &dyn Fn(u64, bool, &str),
+) -> usize {
+    let total = count_points(c, setup, job);
+    eprintln!("{what}: {total} durability points: {:?}", c.log());
+    c.cut();
+    check(total, true, "");
+    let mut refused = 0;
+    for n in points(total, what) {
+        c.reset();
+        setup();
+        c.cut_after(Some(n));
+        let (code, err) = job();
+        assert!(c.tripped(), "{what}: cut point {n} of {total} was never reached");
+        if c.refused() > 0 {
+            refused += 1;
+            assert_ne!(code, 0, "{what}: the job met EIO after point {n} and still said it succeeded");
+            assert_eq!(err.trim_end().lines().filter(|l| l.starts_with("coffer: error:")).count(), 1, "{err}");
+        }
+        c.cut();
+        check(n, code == 0, &err);
+    }
+    assert!(refused > 0, "{what}: no cut point fell while the job was still writing");
+    refused
+}
+
+/// Creates a directory and makes it and its name durable (what was there before the job).
+fn durable_dir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::File::open(p).unwrap().sync_all().unwrap();
+    std::fs::File::open(p.parent().unwrap()).unwrap().sync_all().unwrap();
+}
+
+
+fn backup_tree(fx: &Fixture) -> PathBuf {
+    use std::os::unix::fs::symlink;
+    let src = fx.path("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    std::fs::write(src.join("small"), b"small file").unwrap();
+    std::fs::write(src.join("a/zero"), b"").unwrap();
+    std::fs::write(src.join("a/b/mid"), noise(300_000, 7)).unwrap();
+    std::fs::write(src.join("big"), noise(3 << 20, 9)).unwrap();
+    std::fs::hard_link(src.join("small"), src.join("a/hard")).unwrap();
+    symlink("../small", src.join("a/link")).unwrap();
+    for i in 0..6 {
+        std::fs::write(src.join(format!("a/f{i}")), noise(1000 + i * 4000, i as u64)).unwrap();
+    }
+    src
+}
+
+/// A target after a cut: absent, empty, marked incomplete, or equal to `src`. True if complete.
+#[track_caller]
+fn restored_or_marked(target: &Path, src: &Path, point: u64) -> bool {
+    if !target.exists() || std::fs::read_dir(target).unwrap().next().is_none() {
+        return false;
+    }
+    if target.join(MARKER).exists() {
+        return false;
+    }
+    assert_eq!(snapshot(target), snapshot(src), "cut at point {point}: no marker, yet not the image's tree");
+    true
+}
+
+#[test]
+fn a_restore_is_complete_after_a_cut_once_reported_and_marked_or_absent_before() {
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let src = backup_tree(&fx);
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", src.to_str().unwrap(), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let target = m.path().join("restore/out");
+    let t = target.to_str().unwrap().to_owned();
+    let setup = || durable_dir(&m.path().join("restore"));
+    let job = || {
+        let (code, _, err) = run(&["restore", &img, "--to", &t, "--key-file", &fx.key(), "-q"]);
+        (code, err)
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        let complete = restored_or_marked(&target, &src, n);
+        assert!(!reported || complete, "cut after point {n}: the restore said done, the tree is not there");
+        if !complete {
+            // The same command finishes the job (with --force where the marker asks for it).
+            let (code, _, again) = run(&["restore", &img, "--to", &t, "--key-file", &fx.key(), "-q"]);
+            if code != 0 {
+                assert!(again.contains("--force") || again.contains("not empty"), "{again} (first run: {err})");
+                expect(0, &["restore", &img, "--to", &t, "--key-file", &fx.key(), "--force", "-q"]);
+            }
+            c.cut();
+            assert!(restored_or_marked(&target, &src, n), "cut after point {n}: the rerun's tree is not durable");
+        }
+    };
+    sweep(&c, "restore", &setup, &job, &check);
+}
