@@ -101,6 +101,13 @@ fn durable_dir(p: &Path) {
 }
 
 
+/// Writes a file and makes it and its name durable.
+fn durable_file(p: &Path, data: &[u8]) {
+    std::fs::write(p, data).unwrap();
+    std::fs::File::open(p).unwrap().sync_all().unwrap();
+    std::fs::File::open(p.parent().unwrap()).unwrap().sync_all().unwrap();
+}
+
 fn backup_tree(fx: &Fixture) -> PathBuf {
     use std::os::unix::fs::symlink;
     let src = fx.path("src");
@@ -161,4 +168,84 @@ fn a_restore_is_complete_after_a_cut_once_reported_and_marked_or_absent_before()
         }
     };
     sweep(&c, "restore", &setup, &job, &check);
+}
+
+/// Does `image` open (verify) with the key in `key`?
+fn opens(image: &str, key: &str) -> bool {
+    let (code, _, err) = run(&["verify", image, "--key-file", key, "-q"]);
+    assert!(code == 0 || code == 3, "verify with {key}: exit {code}: {err}");
+    code == 0
+}
+
+/// A small image made on the real disk, with `keys`.
+fn small_image(fx: &Fixture, keys: &[&str]) -> Vec<u8> {
+    let src = fx.path("small-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), noise(200_000, 3)).unwrap();
+    let out = fx.s("small.coffer");
+    let mut v = vec!["backup", src.to_str().unwrap(), "-o", &out, "-q"];
+    for k in keys {
+        v.extend(["--key-file", k]);
+    }
+    expect(0, &v);
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn a_key_rotation_leaves_the_old_key_or_the_new_one_never_neither() {
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let bytes = small_image(&fx, &[&fx.key()]);
+    let img = m.path().join("img.coffer");
+    let i = img.to_str().unwrap().to_owned();
+    let (old, new) = (fx.key(), fx.s("other.key"));
+    let setup = || durable_file(&img, &bytes);
+    let job = || {
+        let (code, _, err) = run(&["key", "rotate", &i, "--key-file", &old, "--new-key-file", &new, "-q"]);
+        (code, err)
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        let (by_old, by_new) = (opens(&i, &old), opens(&i, &new));
+        assert!(by_old || by_new, "cut after point {n}: the image opens with neither key ({err})");
+        assert!(!reported || by_new, "cut after point {n}: the rotation was reported, the new key does not open");
+        if !by_new {
+            expect(0, &["key", "rotate", &i, "--key-file", &old, "--new-key-file", &new, "-q"]);
+            c.cut();
+            assert!(opens(&i, &new), "cut after point {n}: the rerun's rotation did not survive a cut");
+        }
+    };
+    sweep(&c, "key rotate", &setup, &job, &check);
+}
+
+#[test]
+fn a_header_restore_leaves_the_old_header_or_the_saved_one() {
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let (k, other) = (fx.key(), fx.s("other.key"));
+    small_image(&fx, &[&k, &other]);
+    let (plain, hdr) = (fx.s("small.coffer"), fx.s("small.header"));
+    expect(0, &["header", "backup", &plain, "-o", &hdr]);
+    expect(0, &["key", "remove", &plain, "--slot", "1", "--key-file", &k, "-q"]);
+    assert!(!opens(&plain, &other));
+    let bytes = std::fs::read(&plain).unwrap();
+    let img = m.path().join("img.coffer");
+    let i = img.to_str().unwrap().to_owned();
+    let setup = || durable_file(&img, &bytes);
+    let job = || {
+        let (code, _, err) = run(&["header", "restore", &i, &hdr, "-q"]);
+        (code, err)
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        assert!(opens(&i, &k), "cut after point {n}: the key both headers hold no longer opens ({err})");
+        let restored = opens(&i, &other);
+        assert!(!reported || restored, "cut after point {n}: the header restore was reported and is not there");
+        if !restored {
+            expect(0, &["header", "restore", &i, &hdr, "-q"]);
+            c.cut();
+            assert!(opens(&i, &other), "cut after point {n}: the rerun's header did not survive a cut");
+        }
+    };
+    sweep(&c, "header restore", &setup, &job, &check);
 }
