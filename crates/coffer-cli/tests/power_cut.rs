@@ -100,7 +100,6 @@ fn durable_dir(p: &Path) {
     std::fs::File::open(p.parent().unwrap()).unwrap().sync_all().unwrap();
 }
 
-
 /// Writes a file and makes it and its name durable.
 fn durable_file(p: &Path, data: &[u8]) {
     std::fs::write(p, data).unwrap();
@@ -248,4 +247,134 @@ fn a_header_restore_leaves_the_old_header_or_the_saved_one() {
         }
     };
     sweep(&c, "header restore", &setup, &job, &check);
+}
+
+/// Names in `dir` other than `keep`: what a job left beside its output.
+fn others(dir: &Path, keep: &[&str]) -> Vec<String> {
+    let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| !keep.contains(&n.as_str())).collect()
+}
+
+#[test]
+fn a_backup_to_a_file_is_there_once_reported_and_absent_or_finished_by_a_rerun_before() {
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let src = backup_tree(&fx);
+    let s = src.to_str().unwrap().to_owned();
+    let dir = m.path().join("images");
+    let img = dir.join("b.coffer");
+    let i = img.to_str().unwrap().to_owned();
+    let setup = || durable_dir(&dir);
+    let job = || {
+        let (code, _, err) = run(&["backup", &s, "-o", &i, "--key-file", &fx.key(), "-q"]);
+        (code, err)
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        let there = dir.exists() && img.exists();
+        assert!(!reported || there, "cut after point {n}: the backup was reported, the image is gone");
+        if there {
+            assert!(opens(&i, &fx.key()), "cut after point {n}: an image under its name that does not verify");
+            return;
+        }
+        if !dir.exists() {
+            return;
+        }
+        let (code, _, again) = run(&["backup", &s, "-o", &i, "--key-file", &fx.key(), "-q"]);
+        assert_eq!(code, 0, "cut after point {n}: the rerun failed: {again} (first run: {err})");
+        assert!(others(&dir, &["b.coffer"]).is_empty(), "cut after point {n}: left beside: {:?}", others(&dir, &[]));
+        c.cut();
+        assert!(opens(&i, &fx.key()), "cut after point {n}: the rerun's image did not survive a cut");
+    };
+    sweep(&c, "backup -o", &setup, &job, &check);
+}
+
+/// `tls generate` for a CA with node1 and node2.
+fn pki(fx: &Fixture) {
+    for name in ["node1", "node2"] {
+        expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", name, "-q"]);
+    }
+}
+
+fn tls_args(fx: &Fixture, name: &str) -> Vec<String> {
+    let f = |n: &str| fx.s(&format!("pki/{n}"));
+    vec![
+        "--cert".into(),
+        f(&format!("{name}.crt")),
+        "--key".into(),
+        f(&format!("{name}.key")),
+        "--ca".into(),
+        f("ca.crt"),
+    ]
+}
+
+/// `coffer receive ARGS` and `coffer send IMAGE SEND_ARGS` to it: the receiver's exit code
+/// (or the sender's, if the receiver succeeded) and the receiver's stderr.
+fn transfer(recv: &[String], image: &str, send: &[String]) -> (i32, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut rx = coffer()
+        .args(["receive", "--listen", "127.0.0.1:0"])
+        .args(recv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(rx.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        rest
+    });
+    let mut args = vec!["send".to_string(), image.into(), "--to".into(), format!("127.0.0.1:{port}")];
+    args.extend(send.iter().cloned());
+    let (sent, _, send_err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let code = rx.wait().unwrap().code().unwrap_or(-1);
+    let err = drain.join().unwrap();
+    if code == 0 && sent != 0 {
+        return (sent, send_err);
+    }
+    (code, err)
+}
+
+#[test]
+fn a_receive_is_complete_once_reported_and_resumable_or_marked_after_a_cut() {
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    pki(&fx);
+    let src = fx.path("src");
+    std::fs::create_dir_all(src.join("db/sub")).unwrap();
+    for i in 0..5 {
+        std::fs::write(src.join(format!("db/t{i}.ibd")), noise(700 * 1024, 0x9e37 + i)).unwrap();
+    }
+    std::fs::write(src.join("db/sub/small"), b"small").unwrap();
+    std::fs::hard_link(src.join("db/t0.ibd"), src.join("db/sub/hard")).unwrap();
+    std::os::unix::fs::symlink("../t1.ibd", src.join("db/sub/link")).unwrap();
+    let img = fx.s("img.coffer");
+    expect(0, &["backup", src.to_str().unwrap(), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let target = m.path().join("recv/dst");
+    let mut recv = vec!["--to".to_string(), target.to_str().unwrap().into(), "--key-file".into(), fx.key()];
+    recv.extend(["--checkpoint".to_string(), "1".into()]);
+    recv.extend(tls_args(&fx, "node2"));
+    let send = tls_args(&fx, "node1");
+    let mut resume = send.clone();
+    resume.push("--resume".into());
+    let setup = || durable_dir(&m.path().join("recv"));
+    let job = || transfer(&recv, &img, &send);
+    let check = |n: u64, reported: bool, err: &str| {
+        let complete = restored_or_marked(&target, &src, n);
+        assert!(!reported || complete, "cut after point {n}: the receiver said done, the tree is not there");
+        if !complete {
+            let (code, again) = transfer(&recv, &img, &resume);
+            assert_eq!(code, 0, "cut after point {n}: send --resume failed: {again} (first run: {err})");
+            c.cut();
+            assert!(restored_or_marked(&target, &src, n), "cut after point {n}: the resumed tree is not durable");
+        }
+    };
+    sweep(&c, "receive --to", &setup, &job, &check);
 }

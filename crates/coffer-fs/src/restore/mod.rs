@@ -191,8 +191,11 @@ fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool, V
     };
     if existed && opts.whole_tree && !opts.force {
         let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-        // A private directory's lock file (crate::private) is coffer's, not a restored name.
-        if names.iter().any(|n| n.as_bytes() != crate::private::LOCK.as_bytes()) {
+        // A private directory's lock file (crate::private) is coffer's, not a restored name; so
+        // is the marker of an interrupted restore that left nothing else (a power cut before
+        // its first entry was durable): there is nothing to lose, and the rerun starts over.
+        let ours = |n: &std::ffi::OsString| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER;
+        if !names.iter().all(ours) {
             return Err(FsError::TargetNotEmpty(target.into()));
         }
     }
@@ -454,6 +457,43 @@ mod tests {
         r.end_file(3).unwrap();
         r.finish().unwrap();
         assert_eq!(std::fs::read(t.path().join("keep")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_resumed_restore_leaves_no_temporary_for_a_hard_link_its_first_run_made() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let mut h = meta(EntryKind::HardLink, "h");
+        h.target = b"f".to_vec();
+        let mut r = Restorer::create(&target, opts()).unwrap();
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.begin(&meta(EntryKind::File, "f")).unwrap();
+        r.end_file(0).unwrap();
+        r.begin(&h).unwrap();
+        // Interrupted after the link, resumed from a checkpoint that had only the file.
+        drop(r);
+        let mut r = Restorer::create(&target, RestoreOptions { force: true, ..opts() }).unwrap();
+        r.adopt(&meta(EntryKind::File, "f"));
+        r.begin(&h).unwrap();
+        r.finish().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["f", "h"]);
+    }
+
+    #[test]
+    fn a_target_holding_only_an_interrupted_restores_marker_needs_no_force() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        drop(Restorer::create(&target, opts()).unwrap());
+        assert!(target.join(MARKER).exists());
+        let mut r = Restorer::create(&target, opts()).unwrap();
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.finish().unwrap();
+        assert!(!target.join(MARKER).exists());
+        std::fs::write(target.join("x"), b"").unwrap();
+        drop(Restorer::create(&target, RestoreOptions { force: true, ..opts() }).unwrap());
+        assert!(matches!(Restorer::create(&target, opts()), Err(FsError::TargetNotEmpty(_))), "anything else: --force");
     }
 
     #[test]
