@@ -426,3 +426,81 @@ fn a_backup_into_a_file_prefix_is_there_once_reported_and_never_torn() {
     };
     sweep(&c, "backup -o file://", &setup, &job, &check);
 }
+
+/// `binlog list --json` of `prefix`: (file, end) of each segment; fails if the list cannot be read.
+#[track_caller]
+fn segments(prefix: &str, point: u64) -> Vec<(String, u64)> {
+    let (code, out, err) = run(&["binlog", "list", prefix, "--json"]);
+    assert_eq!(code, 0, "cut after point {point}: the archive no longer lists: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let seg = |s: &serde_json::Value| (s["file"].as_str().unwrap().to_owned(), s["end"].as_u64().unwrap());
+    v.as_array().unwrap().iter().map(seg).collect()
+}
+
+#[test]
+fn a_binlog_archive_into_a_file_prefix_keeps_what_it_stored_and_continues() {
+    if !common::mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let port = common::live::free_port();
+    let server = common::mariadb::Server::start(&fx.path("server"), &common::live::binlog_options(port, &[]));
+    server.sql(
+        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1'; \
+         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO d.t SELECT seq, REPEAT('x', 100) FROM d.seq_1_to_300; FLUSH BINARY LOGS; \
+         INSERT INTO d.t SELECT seq + 1000, 'second' FROM d.seq_1_to_50;",
+    );
+    // Statements of their own, so the log holds many segments of 8K.
+    let long = "y".repeat(3000);
+    server.sql(&(0..30).map(|i| format!("INSERT INTO d.t VALUES ({}, '{long}');", 5000 + i)).collect::<String>());
+    fx.write_secret("pw", "repl-pw\n");
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let head = (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse::<u64>().unwrap());
+    let arch = m.path().join("arch");
+    let prefix = format!("file://{}/", arch.display());
+    let (pw, port, key) = (fx.s("pw"), port.to_string(), fx.key());
+    let args = ["binlog", "archive", "-h", "127.0.0.1", "-P", &port, "-u", "repl", "--password-file", &pw];
+    let args = [&args[..], &["-o", &prefix, "--key-file", &key, "--segment-size", "8K"]].concat();
+    let setup = || durable_dir(&arch);
+    let job = || {
+        let (code, _, err) = run(&args);
+        (code, err)
+    };
+    let fetched_match = |n: u64| {
+        let out = fx.path(&format!("fetched-{n}"));
+        expect(0, &["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &fx.key()]);
+        for name in server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()) {
+            let disk = std::fs::read(server.datadir.join(&name)).unwrap();
+            let got = std::fs::read(out.join(&name)).unwrap();
+            assert_eq!(disk.len(), got.len(), "cut after point {n}: {name} fetched is not the server's");
+        }
+        std::fs::remove_dir_all(out).unwrap();
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        if !arch.exists() {
+            return;
+        }
+        let listed = segments(&prefix, n);
+        if reported {
+            assert_eq!(listed.last(), Some(&head), "cut after point {n}: archived, then lost: {listed:?}");
+        } else {
+            let (code, _, again) = run(&args);
+            assert_eq!(code, 0, "cut after point {n}: the rerun failed: {again} (first run: {err})");
+            c.cut();
+            assert_eq!(segments(&prefix, n).last(), Some(&head), "cut after point {n}: the rerun's segments are lost");
+        }
+        let (_, list, _) = run(&["binlog", "list", &prefix]);
+        assert!(
+            !String::from_utf8_lossy(&list).contains("gap"),
+            "cut after point {n}: {}",
+            String::from_utf8_lossy(&list)
+        );
+        fetched_match(n);
+    };
+    sweep(&c, "binlog archive", &setup, &job, &check);
+}

@@ -172,7 +172,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
     b.keys = spec.keys.clone();
     b.seal = spec.seal.clone();
     b.validate = false;
-    let quiet = crate::Env { report: std::sync::Arc::new(crate::Silent), ..env.clone() };
+    let warnings = crate::report::WarningsOf { what: url.clone(), to: env.report.clone() };
+    let quiet = crate::Env { report: std::sync::Arc::new(warnings), ..env.clone() };
     let stored = crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
     env.report.say(&format!(
         "archived {} {}..{} ({} events, {} bytes{})",
