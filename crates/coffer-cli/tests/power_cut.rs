@@ -438,7 +438,7 @@ fn segments(prefix: &str, point: u64) -> Vec<(String, u64)> {
 }
 
 #[test]
-fn a_binlog_archive_into_a_file_prefix_keeps_what_it_stored_and_continues() {
+fn a_binlog_archive_and_a_fetch_keep_what_they_reported_through_a_cut() {
     if !common::mariadb::available() {
         return;
     }
@@ -503,4 +503,29 @@ fn a_binlog_archive_into_a_file_prefix_keeps_what_it_stored_and_continues() {
         fetched_match(n);
     };
     sweep(&c, "binlog archive", &setup, &job, &check);
+
+    // binlog fetch into the power-cut file system, from an archive on the real disk.
+    let stored = fx.path("stored");
+    let stored_prefix = format!("file://{}/", stored.display());
+    std::fs::create_dir_all(&stored).unwrap();
+    let args = [&args[..args.len() - 6], &["-o", &stored_prefix, "--key-file", &key, "-q"]].concat();
+    assert_eq!(run(&args).0, 0);
+    let to = m.path().join("fetched");
+    let t = to.to_str().unwrap().to_owned();
+    let setup = || ();
+    let job = || {
+        let (code, _, err) = run(&["binlog", "fetch", &stored_prefix, "--to-dir", &t, "--key-file", &key, "-q"]);
+        (code, err)
+    };
+    let check = |n: u64, reported: bool, _: &str| {
+        if !reported {
+            return;
+        }
+        for name in server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()) {
+            let disk = std::fs::metadata(server.datadir.join(&name)).unwrap().len();
+            let got = std::fs::metadata(to.join(&name)).map(|m| m.len()).unwrap_or(0);
+            assert_eq!(disk, got, "cut after point {n}: {name} was fetched and is not there whole");
+        }
+    };
+    sweep(&c, "binlog fetch", &setup, &job, &check);
 }
