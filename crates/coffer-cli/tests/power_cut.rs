@@ -529,3 +529,84 @@ fn a_binlog_archive_and_a_fetch_keep_what_they_reported_through_a_cut() {
     };
     sweep(&c, "binlog fetch", &setup, &job, &check);
 }
+
+/// (relative path, size) of the regular files under `root`, leaving out the engine's own
+/// bookkeeping that differs from one prepare to the next.
+fn sizes(root: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if md.is_dir() {
+                todo.push(e.path());
+            } else if !rel.starts_with("xtrabackup_") && !rel.starts_with("mariadb_backup") {
+                out.push((rel, md.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
+    if !common::mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let port = common::live::free_port();
+    let opts = common::live::binlog_options(port, &["--innodb-log-file-size=4M"]);
+    let server = common::mariadb::Server::start(&fx.path("src"), &opts);
+    server.sql(
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+         CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
+         INSERT INTO d.t SELECT seq, REPEAT('a', 200) FROM d.seq_1_to_2000;",
+    );
+    fx.write_secret("pw", "secret-pw\n");
+    std::fs::create_dir_all(fx.path("bk")).unwrap();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let full = fx.s("bk/full.coffer");
+    common::live::coffer_ok(&common::live::backup_args(&fx, port, &full));
+    server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT('b', 200) FROM d.seq_1_to_2000;");
+    let inc = fx.s("bk/inc.coffer");
+    let mut args = common::live::backup_args(&fx, port, &inc);
+    args.push("--incremental".into());
+    common::live::coffer_ok(&args);
+    let reference = fx.path("reference");
+    expect(0, &["restore", &inc, "--to", reference.to_str().unwrap(), "--prepare", "--key-file", &fx.key(), "-q"]);
+    let want = sizes(&reference);
+    let target = m.path().join("restore/data");
+    let t = target.to_str().unwrap().to_owned();
+    let setup = || durable_dir(&m.path().join("restore"));
+    let job = || {
+        let (code, _, err) = run(&["restore", &inc, "--to", &t, "--prepare", "--key-file", &fx.key(), "-q"]);
+        (code, err)
+    };
+    let complete = |n: u64| {
+        if !target.exists() || std::fs::read_dir(&target).unwrap().next().is_none() {
+            return false;
+        }
+        assert_eq!(sizes(&target), want, "cut after point {n}: a target that is not the prepared chain");
+        let (code, _, err) = run(&["validate", &t, "--quiet"]);
+        assert_eq!(code, 0, "cut after point {n}: the restored chain's pages: {err}");
+        true
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        let done = complete(n);
+        assert!(!reported || done, "cut after point {n}: the chain restore said done, the target is not there");
+        if !done {
+            let (code, _, again) =
+                run(&["restore", &inc, "--to", &t, "--prepare", "--key-file", &fx.key(), "-q", "--force"]);
+            assert_eq!(code, 0, "cut after point {n}: the rerun failed: {again} (first run: {err})");
+            c.cut();
+            assert!(complete(n), "cut after point {n}: the rerun's chain is not durable");
+        }
+    };
+    sweep(&c, "chain restore", &setup, &job, &check);
+}

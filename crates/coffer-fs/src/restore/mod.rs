@@ -69,6 +69,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Makes everything under the directory `dir` (shown as `shown`) durable, as the end of a
+/// restore does: one `syncfs` where the file system honours it, else (FUSE) an `fsync` of every
+/// file and directory. For trees others wrote into a restore's directory (the engine's prepare).
+pub fn flush_tree(dir: std::os::fd::BorrowedFd<'_>, shown: &Path) -> Result<(), FsError> {
+    if durable::syncfs_reaches_disk(dir) {
+        nix::unistd::syncfs(dir).map_err(nix_err("flush file system of", shown))
+    } else {
+        durable::sync_tree(dir, shown)
+    }
+}
+
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
 /// Beside the marker while a received restore runs: what is durable so far (see
