@@ -8,9 +8,10 @@
 //! replaces what is seen by what is durable, as a machine that lost power and came back would.
 //!
 //! What does not reach it: `syncfs(2)` and `sync(2)` send nothing to a FUSE daemon (the kernel's
-//! `fuse_sync_fs` returns early unless the connection is virtiofs's), and neither does
+//! `fuse_sync_fs` returns at once unless `fc->sync_fs` is set, which only virtiofs and, since
+//! Linux 6.18, `fuseblk` mounts do; fuser mounts type `fuse`), and neither does
 //! `sync_file_range(2)`; so a program that relies on them for durability loses its data here,
-//! as it would on sshfs or s3fs.
+//! as it would on sshfs or s3fs. The harness's own tests check the `syncfs` part.
 //!
 //! Control: [`Control::durable_ops`] counts durability points, [`Control::cut_after`] arms a cut
 //! after the Nth (that one is applied; every later change fails with EIO, as writes to a dead
