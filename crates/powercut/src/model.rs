@@ -234,3 +234,63 @@ impl Model {
         self.visible = self.durable.clone();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        let t = SystemTime::UNIX_EPOCH;
+        Meta { mode: 0o644, uid: 0, gid: 0, atime: t, mtime: t, ctime: t }
+    }
+
+    fn file(m: &mut Model, parent: u64, name: &str, data: &[u8]) -> u64 {
+        m.insert(parent, OsStr::new(name), Kind::File(data.to_vec()), meta())
+    }
+
+    fn data(m: &Model, parent: u64, name: &str) -> Option<Vec<u8>> {
+        match &m.get(m.lookup(parent, OsStr::new(name))?)?.kind {
+            Kind::File(d) => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_synced_data_and_entries_survive_a_cut() {
+        let mut m = Model::new(meta());
+        let f = file(&mut m, ROOT, "f", b"one");
+        m.sync_file(f, true);
+        m.cut();
+        assert_eq!(data(&m, ROOT, "f"), None, "its name was never synced");
+
+        let f = file(&mut m, ROOT, "f", b"one");
+        m.sync_dir(ROOT);
+        m.cut();
+        assert_eq!(data(&m, ROOT, "f"), Some(Vec::new()), "a durable name, data never synced");
+
+        let Kind::File(d) = &mut m.get_mut(f).unwrap().kind else { unreachable!() };
+        d.extend_from_slice(b"two");
+        m.sync_file(f, true);
+        let Kind::File(d) = &mut m.get_mut(f).unwrap().kind else { unreachable!() };
+        d.extend_from_slice(b"lost");
+        m.cut();
+        assert_eq!(data(&m, ROOT, "f"), Some(b"two".to_vec()));
+    }
+
+    #[test]
+    fn a_new_directory_needs_its_parent_synced_and_drops_with_what_it_holds() {
+        let mut m = Model::new(meta());
+        let d = m.insert(ROOT, OsStr::new("d"), Kind::Dir(BTreeMap::new()), meta());
+        let f = file(&mut m, d, "f", b"x");
+        m.sync_file(f, false);
+        m.sync_dir(d);
+        m.cut();
+        assert!(m.lookup(ROOT, OsStr::new("d")).is_none());
+        assert_eq!(m.durable.nodes.len(), 1, "unreachable inodes are collected");
+        let d = m.insert(ROOT, OsStr::new("d"), Kind::Dir(BTreeMap::new()), meta());
+        m.sync_dir(ROOT);
+        m.cut();
+        assert_eq!(m.get(d).and_then(Inode::entries).map(BTreeMap::len), Some(0));
+        assert_eq!(m.get(ROOT).unwrap().nlink, 3);
+    }
+}
