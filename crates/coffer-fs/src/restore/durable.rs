@@ -2,9 +2,9 @@
 //! a local disk's whole cache is written and flushed at once), one `syncfs` does it. FUSE file
 //! systems (sshfs, s3fs, ...) never see a `syncfs`: the kernel sends the daemon nothing for it
 //! (only virtiofs and, since Linux 6.18, fuseblk get one; both are treated as FUSE here), so
-//! there every file and directory is `fsync`ed, which the daemon
-//! does receive. Measured on the power-cut file system of `crates/powercut`: with `syncfs`
-//! alone, a restore said done and the tree was gone after a cut.
+//! there every file and directory is `fsync`ed, which the daemon does receive. Found on the
+//! power-cut file system of `crates/powercut`: with `syncfs` alone, a restore said done and
+//! the tree was gone after a cut.
 
 use super::MARKER;
 use crate::at::dir_flags;

@@ -36,9 +36,9 @@
 //! `durable`), and the marker's removal is made durable with an `fsync` of the target. The
 //! marker itself is made durable, with the target's name, before the first entry is written.
 //!
-//! Layout: `marker` (the marker, temporary names, the sweep), `durable` (flushes), `dirs` (directory handles),
-//! `entries` (directories, symlinks, hard links, and names put in place), `files` (file data
-//! and completion), `ownership` (owners and modes).
+//! Layout: `marker` (the marker, temporary names, the sweep), `durable` (flushes), `dirs`
+//! (directory handles), `entries` (directories, symlinks, hard links, and names put in place),
+//! `files` (file data and completion), `ownership` (owners and modes).
 
 mod dirs;
 mod durable;
