@@ -80,7 +80,9 @@ fn sweep(
         setup();
         c.cut_after(Some(n));
         let (code, err) = job();
-        assert!(c.tripped(), "{what}: cut point {n} of {total} was never reached");
+        // An engine may flush a little less often in one run than in another (mariabackup's
+        // prepare): a point past its last is a cut right after it returned.
+        assert!(c.tripped() || code == 0, "{what}: cut point {n} of {total} was never reached: {err}");
         if c.refused() > 0 {
             refused += 1;
             // A job that met EIO fails in one line, or succeeds saying what it could not do
