@@ -315,9 +315,9 @@ fn tls_args(fx: &Fixture, name: &str) -> Vec<String> {
     ]
 }
 
-/// `coffer receive ARGS` and `coffer send IMAGE SEND_ARGS` to it: the receiver's exit code
-/// (or the sender's, if the receiver succeeded) and the receiver's stderr.
-fn transfer(recv: &[String], image: &str, send: &[String]) -> (i32, String) {
+/// `coffer receive ARGS` on a free loopback port: the process, its port, and its stderr (once
+/// it has exited).
+fn receiver(recv: &[String]) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
     let mut rx = coffer()
@@ -337,6 +337,13 @@ fn transfer(recv: &[String], image: &str, send: &[String]) -> (i32, String) {
         let _ = err.read_to_string(&mut rest);
         rest
     });
+    (rx, port, drain)
+}
+
+/// `coffer receive ARGS` and `coffer send IMAGE SEND_ARGS` to it: the receiver's exit code
+/// (or the sender's, if the receiver succeeded) and the receiver's stderr (or the sender's).
+fn transfer(recv: &[String], image: &str, send: &[String]) -> (i32, String) {
+    let (mut rx, port, drain) = receiver(recv);
     let mut args = vec!["send".to_string(), image.into(), "--to".into(), format!("127.0.0.1:{port}")];
     args.extend(send.iter().cloned());
     let (sent, _, send_err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -611,4 +618,58 @@ fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
         }
     };
     sweep(&c, "chain restore", &setup, &job, &check);
+}
+
+#[test]
+fn what_a_receive_to_a_file_kept_for_resuming_survives_a_cut_right_after() {
+    use std::io::Write;
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    pki(&fx);
+    let big = fx.path("big-src");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("f"), noise(4 << 20, 11)).unwrap();
+    let img = fx.s("big.coffer");
+    expect(0, &["backup", big.to_str().unwrap(), "-o", &img, "--key-file", &fx.key(), "-q"]);
+    let bytes = std::fs::read(&img).unwrap();
+    let dir = m.path().join("in");
+    durable_dir(&dir);
+    let out = dir.join("kept.coffer");
+    let mut recv = vec!["-o".to_string(), out.to_str().unwrap().into(), "--checkpoint".into(), "1".into()];
+    recv.extend(tls_args(&fx, "node2"));
+    let (mut rx, port, drain) = receiver(&recv);
+    let mut sender = coffer()
+        .args(["send", "-", "--to", &format!("127.0.0.1:{port}")])
+        .args(tls_args(&fx, "node1"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    stdin.write_all(&bytes[..bytes.len() * 3 / 4]).unwrap();
+    stdin.flush().unwrap();
+    let mark = dir.join(".kept.coffer.coffer-partial.mark");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mark.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    sender.kill().unwrap();
+    let _ = sender.wait();
+    assert_eq!(rx.wait().unwrap().code(), Some(1));
+    let err = drain.join().unwrap();
+    assert!(err.contains("for `coffer send --resume`"), "{err}");
+    // The power goes right after the receiver said what it kept.
+    c.cut();
+    let mut resume = tls_args(&fx, "node1");
+    resume.push("--resume".into());
+    let (mut rx, port, drain) = receiver(&recv);
+    let mut args = vec!["send".to_string(), img.clone(), "--to".into(), format!("127.0.0.1:{port}")];
+    args.extend(resume);
+    let sent = expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(rx.wait().unwrap().code(), Some(0), "{}", drain.join().unwrap());
+    assert!(resumed_from(&sent) > 0, "what the receiver kept did not survive the cut: {sent}");
+    c.cut();
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
 }
