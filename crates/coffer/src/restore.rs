@@ -169,6 +169,13 @@ fn journaled(
                 target.display()
             );
         }
+        if j.resume && j.state.is_none() && target.join(MARKER).exists() {
+            // An interrupted restore whose journal never became durable, or was already gone
+            // (a power cut before the first checkpoint or after the last): nothing says what is
+            // complete, so all of it is restored again, over what is there.
+            opts.force = true;
+            env.report.say(&format!("{} holds no journal to resume from: restoring all of it again", target.display()));
+        }
         let restorer =
             Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
         let mut journal = Journal::create(&path)?;

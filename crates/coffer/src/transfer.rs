@@ -529,7 +529,11 @@ fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
         .open(&tmp)?;
     f.write_all(&m.encode())?;
     f.sync_data()?;
-    std::fs::rename(&tmp, mark)
+    std::fs::rename(&tmp, mark)?;
+    // Its name and the partial image's (the same directory) survive a power cut: what the
+    // receiver says it kept for `send --resume` is there.
+    let dir = mark.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The mark beside a partial image, if it is an intact one: read without following a symlink

@@ -172,7 +172,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
     b.keys = spec.keys.clone();
     b.seal = spec.seal.clone();
     b.validate = false;
-    let quiet = crate::Env { report: std::sync::Arc::new(crate::Silent), ..env.clone() };
+    let warnings = crate::report::WarningsOf { what: url.clone(), to: env.report.clone() };
+    let quiet = crate::Env { report: std::sync::Arc::new(warnings), ..env.clone() };
     let stored = crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
     env.report.say(&format!(
         "archived {} {}..{} ({} events, {} bytes{})",
@@ -449,6 +450,9 @@ pub fn fetch(
             if s.start != 4 {
                 crate::bail!("{}: the archive has no segment before it (a gap at {} {})", listed.name, s.file, s.start);
             }
+            if let Some((f, name, _)) = out.take() {
+                durable(&f, &to_dir.join(name))?;
+            }
             out = Some((new_log_file(to_dir, &s.file)?, s.file.clone(), 4));
             written.push(s.file.clone());
         }
@@ -456,10 +460,20 @@ pub fn fetch(
         std::io::Write::write_all(f, &events)?;
         *end = s.end;
     }
-    if let Some((f, _, _)) = out {
-        f.sync_all()?;
+    if let Some((f, name, _)) = out {
+        durable(&f, &to_dir.join(name))?;
+    }
+    // The files' names, and the directory's own if it was created.
+    for dir in [Some(to_dir), to_dir.parent().filter(|p| !p.as_os_str().is_empty())].into_iter().flatten() {
+        durable(&std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?, dir)?;
     }
     Ok(written)
+}
+
+/// Flushes a fetched file (or a directory) to stable storage: every file fetched is there
+/// after a power cut once fetch returns.
+fn durable(f: &std::fs::File, path: &std::path::Path) -> Result<()> {
+    f.sync_all().with_context(|| format!("cannot flush {}", path.display()))
 }
 
 #[cfg(test)]
