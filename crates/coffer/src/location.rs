@@ -212,10 +212,10 @@ fn unfinished() -> Error {
 
 impl Write for FileOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.as_mut().ok_or_else(finished)?.write(buf)
+        self.writer.as_mut().ok_or_else(finished)?.write(buf).map_err(|e| crate::room::explain_io(e, &self.path))
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.as_mut().ok_or_else(finished)?.flush()
+        self.writer.as_mut().ok_or_else(finished)?.flush().map_err(|e| crate::room::explain_io(e, &self.path))
     }
 }
 
@@ -227,14 +227,16 @@ impl ImageOut for FileOut {
         Ok(Some(self.file.file().metadata().context("cannot stat the output")?))
     }
     fn finish(&mut self) -> Result<()> {
-        self.writer.take().ok_or_else(finished)?.finish()?;
+        let path = self.path.clone();
+        self.writer.take().ok_or_else(finished)?.finish().map_err(|e| crate::room::explain(e.into(), &path, None))?;
         Ok(())
     }
     fn commit(self: Box<Self>, _: Option<Vec<u8>>, _: &dyn Report) -> Result<Option<u64>> {
         if self.writer.is_some() {
             return Err(unfinished());
         }
-        self.file.commit()?;
+        let path = self.path.clone();
+        self.file.commit().map_err(|e| crate::room::explain(e, &path, None))?;
         Ok(None)
     }
 }

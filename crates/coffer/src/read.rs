@@ -394,6 +394,14 @@ pub fn info(image: &Location, keys: &KeySources, env: &Env) -> Result<ImageInfo>
     info_with(image, &unlocks, env)
 }
 
+/// The bytes a restore of an image writes (its files' data, holes left out), where its index
+/// says (a few small reads); `None` for an image without one, which would be read through.
+pub fn files_bytes(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<Option<u64>> {
+    let Some(idx) = image.open_indexed(unlocks, env)? else { return Ok(None) };
+    let files = idx.records().iter().filter(|r| r.meta.kind == EntryKind::File);
+    Ok(Some(files.fold(0u64, |sum, r| sum.saturating_add(r.data_bytes))))
+}
+
 /// [`info`] with secrets already read (for many images: `catalog`).
 pub fn info_with(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<ImageInfo> {
     let mut out = coffer_image::StreamVisitor::new(Vec::new());

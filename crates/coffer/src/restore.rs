@@ -117,12 +117,28 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
     let _lease = crate::repo::lease::for_reading(&[image], None, "restore", env)?;
-    let (input, len) = image.open_stream(env)?;
     let keys = crate::keys::unlocks(&spec.keys, env)?;
+    let needed = check_room(image, spec, &keys, env)?;
+    let (input, len) = image.open_stream(env)?;
     restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
         crate::read::name_packed_entries(&mut e, image, &keys, env);
-        e
+        crate::room::explain(e, &spec.to, needed)
     })
+}
+
+/// Refuses a restore whose files do not fit where it writes them, before anything is written;
+/// the bytes it needs, where the image's index says. Not with --force: what the target holds
+/// is freed as it is replaced, which free space alone cannot tell.
+fn check_room(image: &Location, spec: &RestoreSpec, keys: &[coffer_crypto::Unlock], env: &Env) -> Result<Option<u64>> {
+    // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
+    // and the reader says what is wrong with it.
+    let Ok(Some(needed)) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
+    if spec.force {
+        return Ok(Some(needed));
+    }
+    let what = format!("the restore of {}", image.shown());
+    crate::room::check(&spec.to, needed, &what)?;
+    Ok(Some(needed))
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
