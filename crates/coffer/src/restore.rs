@@ -129,7 +129,12 @@ pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
 /// Refuses a restore whose files do not fit where it writes them, before anything is written;
 /// the bytes it needs, where the image's index says. Not with --force: what the target holds
 /// is freed as it is replaced, which free space alone cannot tell.
-fn check_room(image: &Location, spec: &RestoreSpec, keys: &[coffer_crypto::Unlock], env: &Env) -> Result<Option<u64>> {
+pub(crate) fn check_room(
+    image: &Location,
+    spec: &RestoreSpec,
+    keys: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<Option<u64>> {
     // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
     // and the reader says what is wrong with it.
     let Ok(Some(needed)) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };

@@ -59,7 +59,11 @@ pub fn explain(e: Error, path: &Path, left: Option<u64>) -> Error {
         Some(n) => format!(", {} missing", human(n.saturating_sub(room.free).max(1))),
         None => String::new(),
     };
-    e.context(format!("the file system at {} is full ({} free{missing})", room.mount.display(), human(room.free)))
+    e.context(format!(
+        "the file system at {} ran out of room ({} free now{missing})",
+        room.mount.display(),
+        human(room.free)
+    ))
 }
 
 /// [`explain`] for an I/O error (a writer's), which stays an I/O error of the same kind.
@@ -68,7 +72,8 @@ pub fn explain_io(e: std::io::Error, path: &Path) -> std::io::Error {
         return e;
     }
     let Ok(room) = of(path) else { return e };
-    let text = format!("the file system at {} is full ({} free): {e}", room.mount.display(), human(room.free));
+    let text =
+        format!("the file system at {} ran out of room ({} free now): {e}", room.mount.display(), human(room.free));
     std::io::Error::new(e.kind(), text)
 }
 

@@ -197,6 +197,38 @@ fn stage_chain_timed(
     if occupied && !spec.force {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
+    let needed = chain_room(chain, keys, to, env)?;
+    stage_members(chain, keys, spec, options, env).map_err(|e| crate::room::explain(e, to, Some(needed)))
+}
+
+/// Refuses a chain whose backups do not fit beside `to`, where they are restored, before
+/// anything is written (a target replaced with --force stays until the end: it is no room);
+/// the bytes its backups' files take.
+fn chain_room(chain: &[Known], keys: &[coffer_crypto::Unlock], to: &Path, env: &Env) -> Result<u64> {
+    let mut needed = 0u64;
+    for m in chain {
+        let bytes = crate::read::files_bytes(&m.location, keys, env)?;
+        needed = needed.saturating_add(bytes.unwrap_or(0));
+    }
+    let what = format!(
+        "the restore of {} backup{} beside {}",
+        chain.len(),
+        if chain.len() == 1 { "" } else { "s" },
+        to.display()
+    );
+    crate::room::check(to, needed, &what)?;
+    Ok(needed)
+}
+
+/// [`stage_chain_timed`] once the target and the room are checked.
+fn stage_members(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
+    let to = &spec.to;
     let engine = EngineKind::of_backup(&chain[0].info);
     // The target as it is now is what the result replaces (see `crate::server::beside`).
     let place = Place::open(to, env.report.as_ref())?;
@@ -274,10 +306,11 @@ impl Plan {
     /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).
     pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
         let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+        let needed = crate::restore::check_room(image, spec, &self.unlocks, env)?;
         let (input, len) = image.open_stream(env)?;
         restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
             crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
-            e
+            crate::room::explain(e, &spec.to, needed)
         })
     }
 }
