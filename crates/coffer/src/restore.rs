@@ -127,8 +127,8 @@ pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
 }
 
 /// Refuses a restore whose files do not fit where it writes them, before anything is written;
-/// the bytes it needs, where the image's index says. Not with --force: what the target holds
-/// is freed as it is replaced, which free space alone cannot tell.
+/// the bytes it needs, where the image's index says. Not with --force (nor over an interrupted
+/// restore): what the target holds is freed as it is replaced, which free space cannot tell.
 pub(crate) fn check_room(
     image: &Location,
     spec: &RestoreSpec,
@@ -138,12 +138,17 @@ pub(crate) fn check_room(
     // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
     // and the reader says what is wrong with it.
     let Ok(Some(needed)) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
-    if spec.force {
+    if spec.force || holds_marker(&spec.to) {
         return Ok(Some(needed));
     }
     let what = format!("the restore of {}", image.shown());
     crate::room::check(&spec.to, needed, &what)?;
     Ok(Some(needed))
+}
+
+/// Does `target` hold the marker of a restore that did not complete?
+fn holds_marker(target: &Path) -> bool {
+    std::fs::symlink_metadata(target.join(MARKER)).is_ok_and(|m| m.is_file())
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
@@ -268,6 +273,14 @@ pub(crate) fn restore_unlocked<R: Read + Send>(
     let (mut visitor, start) = match journaling {
         Some(j) => journaled(j, &image.header.image_id, to, opts, env)?,
         None => {
+            if !opts.force && holds_marker(to) {
+                // The marker does not say which image was restored: going over it is the user's
+                // call, lest another image's files stay in a tree that then looks complete.
+                crate::bail!(
+                    "{} is not empty: it holds an interrupted restore ({MARKER}), which the same restore with --force completes",
+                    to.display()
+                );
+            }
             let restorer =
                 Restorer::create(to, opts).with_context(|| format!("cannot restore into {}", to.display()))?;
             (RestoreVisitor::new(restorer), Start::Fresh)
