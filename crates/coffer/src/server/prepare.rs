@@ -197,8 +197,11 @@ fn stage_chain_timed(
     if occupied && !spec.force {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
+    // The target as it is now is what the result replaces (see `crate::server::beside`); what
+    // killed restores left beside it goes before the room is counted.
+    let place = Place::open(to, env.report.as_ref())?;
     let needed = chain_room(chain, keys, to, env)?;
-    stage_members(chain, keys, spec, options, env).map_err(|e| crate::room::explain(e, to, Some(needed)))
+    stage_members(chain, keys, spec, options, &place, env).map_err(|e| crate::room::explain(e, to, Some(needed)))
 }
 
 /// Refuses a chain whose backups do not fit beside `to`, where they are restored, before
@@ -226,20 +229,19 @@ fn stage_members(
     keys: &[coffer_crypto::Unlock],
     spec: &RestoreSpec,
     options: &[PrepareOption],
+    place: &std::sync::Arc<Place>,
     env: &Env,
 ) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
     let to = &spec.to;
     let engine = EngineKind::of_backup(&chain[0].info);
-    // The target as it is now is what the result replaces (see `crate::server::beside`).
-    let place = Place::open(to, env.report.as_ref())?;
     sweep_engine_scratch(env);
-    let staging = Beside::within(&place, "chain")?;
+    let staging = Beside::within(place, "chain")?;
     let mut restores = Vec::new();
     let mut prepare_seconds = Vec::new();
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     for (i, member) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        let scratch = if i == 0 { None } else { Some(Beside::within(&place, "incremental")?) };
+        let scratch = if i == 0 { None } else { Some(Beside::within(place, "incremental")?) };
         let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
