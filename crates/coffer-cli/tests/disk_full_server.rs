@@ -208,3 +208,56 @@ fn a_chain_restore_and_a_drill_on_a_small_disk() {
     assert!(Path::new(&to).join("d/t.ibd").exists());
     assert_eq!(names(&fs.path), ["data"], "nothing left beside the target");
 }
+
+/// A point-in-time restore (`restore PREFIX --until`), whose binary log and chain go beside
+/// its target, on a file system without room for its backup: one line naming it and the bytes
+/// missing, nothing left there; the same command completes on a larger one.
+#[test]
+fn a_point_in_time_restore_on_a_small_disk() {
+    if !tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let port = free_port();
+    let src = Server::start(&fx.path("src"), &binlog_options(port, &["--binlog-format=ROW"]));
+    src.sql(
+        "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
+         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost'; \
+         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO d.t SELECT seq, 'before' FROM d.seq_1_to_1000;",
+    );
+    fx.write_secret("pw", "secret-pw\n");
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let prefix = format!("file://{}/", fx.path("bk").display());
+    std::fs::create_dir_all(fx.path("bk")).unwrap();
+    coffer_ok(&backup_args(&fx, port, &prefix));
+    src.sql("INSERT INTO d.t VALUES (5001, 'kept')");
+    let at: i64 = src.sql("SELECT UNIX_TIMESTAMP(); DO SLEEP(1.2)").trim().parse().unwrap();
+    src.sql("INSERT INTO d.t VALUES (5002, 'after'); FLUSH BINARY LOGS");
+    let (code, err) = archive(&fx, &src, &format!("{prefix}binlog/"));
+    assert_eq!(code, 0, "{err}");
+    let until = String::from_utf8(
+        std::process::Command::new("date").args(["-u", "-d", &format!("@{at}"), "+%F %T"]).output().unwrap().stdout,
+    )
+    .unwrap();
+
+    let image = names(&fx.path("bk")).into_iter().find(|n| n.ends_with(".coffer")).unwrap();
+    let whole = info_bytes(&fx, &fx.s(&format!("bk/{image}")));
+    let Some(fs) = Tmpfs::mount(&fx.path("small"), &format!("{}k", whole / 2 / 1024)) else { return };
+    let to = fs.s("data");
+    let args = ["restore", &prefix, "--to", &to, "--until", until.trim(), "--key-file", &fx.key()];
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    names_the_fs(&line, &fs);
+    assert!(line.contains("missing"), "{line}");
+    assert_eq!(names(&fs.path), Vec::<String>::new(), "nothing left");
+
+    fs.resize(&format!("{}k", (whole * 3) / 1024 + 256 * 1024));
+    let err = expect(0, &args);
+    assert!(err.contains("replayed"), "{err}");
+    assert_eq!(names(&fs.path), ["data"], "nothing left beside the target");
+}

@@ -122,8 +122,18 @@ pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let (input, len) = image.open_stream(env)?;
     restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
         crate::read::name_packed_entries(&mut e, image, &keys, env);
-        crate::room::explain(e, &spec.to, needed)
+        full_disk(e, spec, needed)
     })
+}
+
+/// `e` said as the disk filling where it is that: what the restore still had to write is what
+/// it needs less what it left in the target (all of it its own, unless --force).
+pub(crate) fn full_disk(e: Error, spec: &RestoreSpec, needed: Option<u64>) -> Error {
+    if !crate::room::is_full(&e) {
+        return e;
+    }
+    let left = needed.filter(|_| !spec.force).map(|n| n.saturating_sub(crate::room::used(&spec.to)));
+    crate::room::explain(e, &spec.to, left)
 }
 
 /// Refuses a restore whose files do not fit where it writes them, before anything is written;

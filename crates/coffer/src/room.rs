@@ -14,6 +14,8 @@ pub struct Room {
     pub mount: PathBuf,
     /// Bytes this process may still write there (root may use the blocks kept for it).
     pub free: u64,
+    /// The size of its blocks: what a write that fails for room lacks at least.
+    pub block: u64,
 }
 
 /// The file system that holds `path`, or would hold it (that of its nearest existing ancestor).
@@ -28,7 +30,7 @@ pub fn of(path: &Path) -> Result<Room> {
         if nix::unistd::geteuid().is_root() { u64::from(s.blocks_free()) } else { u64::from(s.blocks_available()) };
     #[allow(clippy::useless_conversion)]
     let size = u64::from(s.fragment_size());
-    Ok(Room { mount: mount_point(&existing), free: blocks.saturating_mul(size) })
+    Ok(Room { mount: mount_point(&existing), free: blocks.saturating_mul(size), block: size.max(1) })
 }
 
 /// Refuses, before anything is written, a job (`what`) that needs `needed` bytes where `path`
@@ -51,12 +53,13 @@ pub fn check(path: &Path, needed: u64, what: &str) -> Result<Room> {
 /// `path` and what it has free, and the bytes missing where the job knows what it still had to
 /// write (`left`). Any other error is returned as it is.
 pub fn explain(e: Error, path: &Path, left: Option<u64>) -> Error {
-    if !is_full(&e) {
+    // Said once, by the layer nearest the write.
+    if !is_full(&e) || e.one_line().contains("the file system at ") {
         return e;
     }
     let Ok(room) = of(path) else { return e };
     let missing = match left {
-        Some(n) => format!(", {} missing", human(n.saturating_sub(room.free).max(1))),
+        Some(n) => format!(", at least {} missing", human(n.saturating_sub(room.free).max(room.block))),
         None => String::new(),
     };
     e.context(format!(
@@ -108,6 +111,29 @@ fn full_io(e: &std::io::Error) -> bool {
 
 const ENOSPC: i32 = nix::errno::Errno::ENOSPC as i32;
 const EDQUOT: i32 = nix::errno::Errno::EDQUOT as i32;
+
+/// The bytes the files under `dir` take on its file system (what a job that failed there left
+/// of what it wrote); 0 if there is no `dir`.
+pub fn used(dir: &Path) -> u64 {
+    let Ok(top) = std::fs::symlink_metadata(dir) else { return 0 };
+    let mut sum = 0u64;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                todo.push(entry.path());
+            } else {
+                sum = sum.saturating_add(m.blocks().saturating_mul(512));
+            }
+        }
+    }
+    sum
+}
 
 /// `path` if it exists, else its nearest existing ancestor (`.` for a relative path with none).
 fn nearest_existing(path: &Path) -> PathBuf {
@@ -162,7 +188,7 @@ mod tests {
     fn the_room_of_a_path_yet_to_be_made_is_its_ancestors() {
         let dir = tempfile::tempdir().unwrap();
         let room = of(&dir.path().join("a/b/c")).unwrap();
-        assert_eq!(room, Room { mount: room.mount.clone(), free: room.free });
+        assert!(room.block >= 512, "{room:?}");
         assert!(dir.path().canonicalize().unwrap().starts_with(&room.mount));
         let err = check(dir.path(), u64::MAX, "the restore of x").unwrap_err().one_line();
         assert!(err.contains("the restore of x needs") && err.contains("missing"), "{err}");

@@ -473,6 +473,8 @@ pub fn fetch(
         // Flushed and renamed into place only now that every file is whole.
         done.drain(..).try_for_each(crate::atomic::AtomicFile::commit)
     })();
+    // Failed, the temporaries go first: what is free then is what the fetch lacked.
+    drop((out, done));
     fetched.map_err(|e| crate::room::explain(e, to_dir, Some(needed)))?;
     Ok(written)
 }

@@ -312,7 +312,7 @@ impl Plan {
         let (input, len) = image.open_stream(env)?;
         restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
             crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
-            crate::room::explain(e, &spec.to, needed)
+            crate::restore::full_disk(e, spec, needed)
         })
     }
 }
