@@ -265,3 +265,38 @@ fn a_received_image_file_on_a_full_disk_resumes_once_there_is_room() {
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(fx.path("img.coffer")).unwrap());
     assert_eq!(names(&fs.path), ["kept.coffer"]);
 }
+
+/// `receive --to` on a file system with room for the files' data but not for what the receive
+/// writes beside them (its marker, its journal): the disk fills late. One line naming the file
+/// system; the target marked; once the ballast goes, the sender resumes and the tree is whole.
+#[test]
+fn a_receive_whose_journal_finds_no_room_resumes() {
+    let fx = with_image();
+    pki(&fx);
+    let Some(fs) = Tmpfs::mount(&fx.path("small"), "40m") else { return };
+    let ballast = fs.ballast(TREE_ROOM);
+    let dst = fs.s("dst");
+    let rx_args = ["--to", &dst, "--key-file", &fx.key(), "--checkpoint", "1M"];
+    let (rx, port, err) = receiver(&fx, &rx_args);
+    let (code, sent) = send(&fx, port, &[]);
+    assert_eq!(code, 1, "{sent}");
+    let (code, err) = finish(rx, err);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    names_the_fs(&line, &fs);
+    assert!(line.contains("No space left on device"), "{line}");
+    let dst = Path::new(&dst);
+    assert!(dst.join(".coffer-restore-incomplete").exists(), "marked: {:?}", names(dst));
+    no_temporaries(&fs.path);
+
+    std::fs::remove_file(ballast).unwrap();
+    let (rx, port, err) = receiver(&fx, &rx_args);
+    let (code, sent) = send(&fx, port, &["--resume"]);
+    assert_eq!(code, 0, "{sent}");
+    let (code, err) = finish(rx, err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming the restore"), "resumed, not started over: {err}");
+    assert_eq!(snapshot(dst), snapshot(&fx.path("src")));
+    assert!(!dst.join(".coffer-restore-incomplete").exists() && !dst.join(".coffer-receive-journal").exists());
+    no_temporaries(&fs.path);
+}
