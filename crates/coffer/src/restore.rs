@@ -147,12 +147,13 @@ pub(crate) fn check_room(
 ) -> Result<Option<u64>> {
     // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
     // and the reader says what is wrong with it.
-    let Ok(Some(needed)) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
+    let Ok(Some((needed, entries))) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
     if spec.force || holds_marker(&spec.to) {
         return Ok(Some(needed));
     }
     let what = format!("the restore of {}", image.shown());
-    crate::room::check(&spec.to, needed, &what)?;
+    // Its entries, and the marker.
+    crate::room::check_entries(&spec.to, needed, entries + 1, &what)?;
     Ok(Some(needed))
 }
 

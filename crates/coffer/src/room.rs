@@ -16,6 +16,9 @@ pub struct Room {
     pub free: u64,
     /// The size of its blocks: what a write that fails for room lacks at least.
     pub block: u64,
+    /// Inodes this process may still take (new files, directories, links); `None` where the
+    /// file system does not count them.
+    pub inodes: Option<u64>,
 }
 
 /// The file system that holds `path`, or would hold it (that of its nearest existing ancestor).
@@ -30,13 +33,27 @@ pub fn of(path: &Path) -> Result<Room> {
         if nix::unistd::geteuid().is_root() { u64::from(s.blocks_free()) } else { u64::from(s.blocks_available()) };
     #[allow(clippy::useless_conversion)]
     let size = u64::from(s.fragment_size());
-    Ok(Room { mount: mount_point(&existing), free: blocks.saturating_mul(size), block: size.max(1) })
+    #[allow(clippy::useless_conversion)]
+    let inodes = (u64::from(s.files()) > 0).then(|| u64::from(s.files_available()));
+    Ok(Room { mount: mount_point(&existing), free: blocks.saturating_mul(size), block: size.max(1), inodes })
 }
 
 /// Refuses, before anything is written, a job (`what`) that needs `needed` bytes where `path`
 /// has less room; the file system it checked otherwise.
 pub fn check(path: &Path, needed: u64, what: &str) -> Result<Room> {
+    check_entries(path, needed, 0, what)
+}
+
+/// [`check`], for a job that also creates `entries` names (each takes an inode).
+pub fn check_entries(path: &Path, needed: u64, entries: u64, what: &str) -> Result<Room> {
     let room = of(path)?;
+    if let Some(inodes) = room.inodes.filter(|&n| entries > n) {
+        return Err(Error::msg(format!(
+            "{what} creates {entries} files and directories and the file system at {} has {inodes} inodes free: {} missing",
+            room.mount.display(),
+            entries - inodes
+        )));
+    }
     if needed > room.free {
         return Err(Error::msg(format!(
             "{what} needs {} and the file system at {} has {} free: {} missing",
@@ -58,6 +75,10 @@ pub fn explain(e: Error, path: &Path, left: Option<u64>) -> Error {
         return e;
     }
     let Ok(room) = of(path) else { return e };
+    if room.inodes == Some(0) {
+        let text = format!("the file system at {} ran out of inodes ({} free)", room.mount.display(), human(room.free));
+        return e.context(text);
+    }
     let missing = match left {
         Some(n) => format!(", at least {} missing", human(n.saturating_sub(room.free).max(room.block))),
         None => String::new(),
@@ -75,8 +96,11 @@ pub fn explain_io(e: std::io::Error, path: &Path) -> std::io::Error {
         return e;
     }
     let Ok(room) = of(path) else { return e };
-    let text =
-        format!("the file system at {} ran out of room ({} free now): {e}", room.mount.display(), human(room.free));
+    let text = if room.inodes == Some(0) {
+        format!("the file system at {} ran out of inodes ({} free): {e}", room.mount.display(), human(room.free))
+    } else {
+        format!("the file system at {} ran out of room ({} free now): {e}", room.mount.display(), human(room.free))
+    };
     std::io::Error::new(e.kind(), text)
 }
 

@@ -208,10 +208,10 @@ fn stage_chain_timed(
 /// anything is written (a target replaced with --force stays until the end: it is no room);
 /// the bytes its backups' files take.
 fn chain_room(chain: &[Known], keys: &[coffer_crypto::Unlock], to: &Path, env: &Env) -> Result<u64> {
-    let mut needed = 0u64;
+    let (mut needed, mut entries) = (0u64, 0u64);
     for m in chain {
-        let bytes = crate::read::files_bytes(&m.location, keys, env)?;
-        needed = needed.saturating_add(bytes.unwrap_or(0));
+        let (bytes, names) = crate::read::files_bytes(&m.location, keys, env)?.unwrap_or_default();
+        (needed, entries) = (needed.saturating_add(bytes), entries.saturating_add(names + 1));
     }
     let what = format!(
         "the restore of {} backup{} beside {}",
@@ -219,7 +219,7 @@ fn chain_room(chain: &[Known], keys: &[coffer_crypto::Unlock], to: &Path, env: &
         if chain.len() == 1 { "" } else { "s" },
         to.display()
     );
-    crate::room::check(to, needed, &what)?;
+    crate::room::check_entries(to, needed, entries, &what)?;
     Ok(needed)
 }
 
