@@ -332,3 +332,28 @@ fn a_file_system_out_of_inodes_is_said_so() {
     assert_eq!(snapshot(Path::new(&target)), snapshot(&fx.path("src")));
     no_temporaries(&fs.path);
 }
+
+/// `extract --to` onto a full disk: one line naming the file system, no temporary; with room,
+/// the extract completes (--force replaces what the failed one extracted whole).
+#[test]
+fn an_extract_onto_a_full_disk_names_it() {
+    let fx = with_image();
+    let Some(fs) = Tmpfs::mount(&fx.path("small"), "10m") else { return };
+    let to = fs.s("x");
+    let args = ["extract", &fx.s("img.coffer"), "db", "--to", &to, "--key-file", &fx.key()];
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    names_the_fs(&line, &fs);
+    assert!(line.contains("No space left on device"), "{line}");
+    no_temporaries(&fs.path);
+
+    fs.resize("40m");
+    let (code, _, err) = run(&[&args[..], &["--force"]].concat());
+    assert_eq!(code, 0, "{err}");
+    for f in ["a.ibd", "b.ibd"] {
+        let want = std::fs::read(fx.path("src/db").join(f)).unwrap();
+        assert_eq!(std::fs::read(Path::new(&to).join("db").join(f)).unwrap(), want, "{f}");
+    }
+    no_temporaries(&fs.path);
+}

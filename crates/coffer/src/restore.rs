@@ -440,6 +440,13 @@ pub struct ExtractSpec {
 /// Extracts the entries `spec.paths` select from the image: through its index where it has
 /// one (only those entries are read), else by reading it through.
 pub fn extract(spec: &ExtractSpec, env: &Env) -> Result<()> {
+    extract_selected(spec, env).map_err(|e| match &spec.to {
+        Some(dir) => crate::room::explain(e, dir, None),
+        None => e,
+    })
+}
+
+fn extract_selected(spec: &ExtractSpec, env: &Env) -> Result<()> {
     let location = spec.image.as_ref().ok_or_else(|| Error::usage("no image to extract from"))?;
     let keys = crate::keys::unlocks(&spec.keys, env)?;
     let paths: Vec<Vec<u8>> = spec.paths.iter().map(|p| normalize(p)).collect();
