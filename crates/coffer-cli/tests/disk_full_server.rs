@@ -62,6 +62,19 @@ fn not_segments(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Waits (at most `secs` seconds, then kills it) for `child` to exit; its output.
+fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// The server's binary log files and what a fetch wrote are the same (but for the active
 /// file's "in use" flag, which the stream does not carry).
 #[track_caller]
@@ -107,6 +120,39 @@ fn binary_logs_archived_and_fetched_on_a_full_disk() {
     assert_eq!(code, 0, "the same command completes: {err}");
     let list = String::from_utf8(run(&["binlog", "list", &prefix]).1).unwrap();
     assert!(!list.contains("gap") && names(&fs.path.join("binlog")).len() > stored, "{list}");
+
+    // Following the server, the archiver ends on a full disk in one line (systemd restarts it);
+    // the next run, with room, takes up where the archive ends: no gap.
+    let ballast = fs.ballast(64 * 1024);
+    let follower = {
+        let sock = server.socket.display().to_string();
+        let (pw, key) = (fx.s("repl-pw"), fx.key());
+        coffer()
+            .args(["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", &prefix])
+            .args(["--key-file", &key, "--segment-size", "64K", "--follow"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_1000;");
+    let out = wait_exit(follower, 60);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = error_line(&err);
+    names_the_fs(&line, &fs);
+    assert_eq!(
+        not_segments(&fs.path).iter().filter(|p| !p.ends_with("ballast")).count(),
+        0,
+        "{:?}",
+        not_segments(&fs.path)
+    );
+    std::fs::remove_file(ballast).unwrap();
+    let (code, err) = archive(&fx, &server, &prefix);
+    assert_eq!(code, 0, "{err}");
+    let list = String::from_utf8(run(&["binlog", "list", &prefix]).1).unwrap();
+    assert!(!list.contains("gap"), "{list}");
 
     // The fetch: too small for the files, then room for them but not for their last pages.
     let Some(out) = Tmpfs::mount(&fx.path("out"), "512k") else { return };
