@@ -12,7 +12,7 @@ use crate::error::{Context, Error, Result};
 use crate::keys::{KeySources, SealOptions};
 use crate::location::Location;
 use crate::repo::archive::{
-    gaps, new_log_file, prefix_url, read_entry, segments, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY,
+    new_log_file, prefix_url, read_entry, segments, Archive, Join, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY,
 };
 use crate::report::{ArchivePhase, ArchiveState};
 use crate::source::{ServerOptions, SourceSpec};
@@ -160,6 +160,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "gtid_first": gtid_text(&seg.gtid_first),
         "gtid_last": gtid_text(&seg.gtid_last),
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
+        "gtid_committed": seg.committed.as_ref().map(gtid_text),
+        "previous_file": seg.previous.as_ref().map(|(file, size)| serde_json::json!({"file": file, "size": size})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
     // The events move into the image: a segment is held once, not twice.
@@ -318,8 +320,8 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let mut c = connect(spec)?;
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
-    let last = segments(&spec.prefix, env)?.pop().map(|s| s.0);
-    let ((file, pos), gap) = start_point(last.as_ref().or(run.summary.end.as_ref()), &logs)?;
+    let last = segments(&spec.prefix, env)?.pop().map(|s| s.0).or_else(|| run.summary.end.clone());
+    let ((file, pos), gap) = start_point(last.as_ref(), &logs)?;
     if let Some(g) = gap {
         found_gap(g, spec, run, env);
     }
@@ -328,7 +330,19 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let flags = DUMP_SEND_ANNOTATE_ROWS | if spec.follow { 0 } else { DUMP_NON_BLOCK };
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
-    let mut seg = Open { gtid_before: state.clone(), gtid_state: state, ..Open::new(file, pos) };
+    // The archive ends in a file the server left without ROTATE or STOP (a crash), and the
+    // server has no more of it: its size, said in the next file's first segment.
+    let previous = last
+        .as_ref()
+        .filter(|l| !l.closed && l.file != file && pos == 4)
+        .and_then(|l| logs.iter().find(|(name, _)| *name == l.file).cloned());
+    let mut seg = Open {
+        gtid_before: state.clone(),
+        committed: state.clone(),
+        gtid_state: state,
+        previous,
+        ..Open::new(file, pos)
+    };
     run.state.phase = ArchivePhase::Streaming;
     run.report(Some(&seg.name), env);
     let mut sealing = Duration::ZERO;
@@ -420,19 +434,15 @@ pub fn fetch(
     env: &Env,
 ) -> Result<Vec<String>> {
     let unlocks = crate::keys::unlocks(keys, env)?;
-    let found = segments(prefix, env)?;
-    let wanted: Vec<_> =
-        found.iter().filter(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f))).collect();
-    // Whole files only, and none missing between them: checked before anything is written.
-    let names: Vec<SegmentName> = wanted.iter().map(|(s, _)| s.clone()).collect();
-    if let Some((a, b)) = gaps(&names).first() {
-        crate::bail!(
-            "the archive has a gap: nothing between {} {} and {} {} (purged before it was archived)",
-            a.file,
-            a.end,
-            b.file,
-            b.start
-        );
+    let archive = Archive::new(segments(prefix, env)?, &unlocks, env)?;
+    let found = &archive.segments;
+    let first = found.iter().position(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f)));
+    let first = first.unwrap_or(found.len());
+    let wanted = &found[first..];
+    // Whole files only, and none missing between them (a restart after a crash is crossed
+    // when nothing is): checked before anything is written.
+    if let Some(Join::Gap(what)) = archive.joins.iter().skip(first + 1).find(|j| j.is_gap()) {
+        crate::bail!("the archive has a gap: {what}");
     }
     std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
     let mut written: Vec<String> = Vec::new();

@@ -5,7 +5,7 @@ use super::Gap;
 use crate::error::{Error, Result};
 use crate::repo::archive::{continues, SegmentName};
 use coffer_mysql::client::{event, EventHeader};
-use coffer_mysql::events::{Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
+use coffer_mysql::events::{Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
 use coffer_mysql::meta::is_binlog_file_name;
 use std::time::Instant;
 
@@ -31,6 +31,14 @@ pub(super) struct Open {
     pub(super) gtid_state: Option<Gtids>,
     /// The file's checksum algorithm, from its FORMAT_DESCRIPTION event.
     pub(super) checksum: Option<&'static str>,
+    /// The GTID position after the last transaction that ended (as `gtid_state`, but a
+    /// transaction counts at its XID or COMMIT, not its GTID event: one a crash left
+    /// unfinished is not in it), and the walk of the transactions that tells.
+    pub(super) committed: Option<Gtids>,
+    pub(super) walk: Walk,
+    /// The file before this one, which the archive holds to its end though it ends with neither
+    /// ROTATE nor STOP (a crash), and its size as the restarted server reported it.
+    pub(super) previous: Option<(String, u64)>,
 }
 
 impl Open {
@@ -48,6 +56,9 @@ impl Open {
             gtid_before: None,
             gtid_state: None,
             checksum: None,
+            committed: None,
+            walk: Walk::default(),
+            previous: None,
         }
     }
 
@@ -58,6 +69,8 @@ impl Open {
         Open {
             gtid_before: self.gtid_state.clone(),
             gtid_state: self.gtid_state.clone(),
+            committed: self.committed.clone(),
+            walk: self.walk.clone(),
             checksum,
             ..Open::new(file, start)
         }
@@ -141,12 +154,20 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
             seg.gtid_list = gtid_list_of(e);
             if seg.gtid_list.is_some() {
                 seg.gtid_state = seg.gtid_list.clone();
+                // A new file: what the file before left unfinished is dropped.
+                seg.committed = seg.gtid_list.clone();
+                seg.walk = Walk::default();
                 if seg.name.start == 4 {
                     seg.gtid_before = seg.gtid_list.clone();
                 }
             }
         }
         _ => {}
+    }
+    let start = seg.name.end.saturating_sub(e.len() as u32);
+    seg.walk.take(&coffer_mysql::events::Event { start, header: *h, bytes: e });
+    if let (false, Some(c), Some((d, s, n))) = (seg.walk.open, seg.committed.as_mut(), seg.walk.last_gtid) {
+        c.insert(d, (s, n));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::Until;
 use crate::error::{Error, Result};
-use crate::repo::archive::{continues, Archive, SegmentName};
+use crate::repo::archive::{Archive, Join, SegmentName};
 use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
@@ -31,9 +31,11 @@ pub(crate) enum TimeStop {
 /// the first GTID event, between transactions, stamped later than `t`. Stamps do not rise
 /// along the log (a statement is stamped when it began, logged when it commits), so nothing is
 /// searched by time: every segment from there to the stop is read. At a gap, the walk starts
-/// again from the oldest backup after it (nothing replays across a gap).
+/// again from the oldest backup after it (nothing replays across a gap; `joins` says how each
+/// segment follows the one before it, [`Archive::joins`]).
 pub(crate) fn time_stop(
     names: &[SegmentName],
+    joins: &[Join],
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
     starts: &[(String, u32)],
     t: i64,
@@ -47,7 +49,7 @@ pub(crate) fn time_stop(
     };
     let mut crossed: Option<usize> = None;
     loop {
-        let why = match walk_run(names, read, first, &starts[k], t)? {
+        let why = match walk_run(names, joins, read, first, &starts[k], t)? {
             Walked::Stop(file, pos) => return Ok(TimeStop::At(file, pos)),
             Walked::Before(why) => why,
             Walked::Gap(i) => match usable.iter().find(|(f, _)| *f >= i) {
@@ -55,9 +57,7 @@ pub(crate) fn time_stop(
                     (first, k, crossed) = (f, next, Some(i));
                     continue;
                 }
-                None => {
-                    return Err(gap_error(&until, &names[i - 1], &names[i], "and no backup after it to start from"))
-                }
+                None => return Err(gap_error(&until, &joins[i], "and no backup after it to start from")),
             },
             Walked::End { open, later } => {
                 let last = names.last().expect("a backup's file is in the archive");
@@ -76,8 +76,7 @@ pub(crate) fn time_stop(
             None => Ok(TimeStop::Before(k, why)),
             Some(i) => Err(gap_error(
                 &until,
-                &names[i - 1],
-                &names[i],
+                &joins[i],
                 &format!(
                     "and it is before the oldest backup after the gap (binlog {}:{}): {why}",
                     starts[k].0, starts[k].1
@@ -104,6 +103,7 @@ enum Walked {
 /// the first GTID event, between transactions, stamped later than `t`.
 fn walk_run(
     names: &[SegmentName],
+    joins: &[Join],
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
     first: usize,
     from: &(String, u32),
@@ -114,8 +114,11 @@ fn walk_run(
     let mut later = false;
     for i in first..names.len() {
         let seg = &names[i];
-        if i > first && !continues(&names[i - 1], seg) {
+        if i > first && joins[i].is_gap() {
             return Ok(Walked::Gap(i));
+        }
+        if i > first && joins[i] == Join::Restart {
+            drop_unfinished(&mut walk);
         }
         let bytes = read(i)?;
         for e in events_of(seg, &bytes)? {
@@ -158,17 +161,26 @@ fn not_from_start(names: &[SegmentName], file: &str) -> Error {
     ))
 }
 
-/// A gap between segments `a` and `b` on the way to `until`; `tail` says what follows from it.
-fn gap_error(until: &Until, a: &SegmentName, b: &SegmentName, tail: &str) -> Error {
-    Error::msg(format!(
-        "{} is beyond a gap in the archive: nothing is archived between {}:{} and {}:{} (the server purged those \
-         binary logs before they were archived), {tail}",
-        until.shown(),
-        a.file,
-        a.end,
-        b.file,
-        b.start
-    ))
+/// A gap (`join`, what is missing) on the way to `until`; `tail` says what follows from it.
+fn gap_error(until: &Until, join: &Join, tail: &str) -> Error {
+    let what = match join {
+        Join::Gap(what) => what.as_str(),
+        _ => "",
+    };
+    Error::msg(format!("{} is beyond a gap in the archive: {what}, {tail}", until.shown()))
+}
+
+/// At a restart after a crash: a transaction the crashed file left unfinished (no XID, no
+/// COMMIT) is no transaction: the server's crash recovery dropped it, and its GTID's number
+/// goes to the restarted server's next one. Returns whether there was one.
+fn drop_unfinished(walk: &mut Walk) -> bool {
+    if !walk.open {
+        return false;
+    }
+    walk.open = false;
+    walk.current = None;
+    walk.transactions = walk.transactions.saturating_sub(1);
+    true
 }
 
 /// What [`gather`] found.
@@ -205,14 +217,19 @@ pub(crate) fn gather(
     let mut g = Gather::new(until, start, stop)?;
     let mut files: Vec<String> = Vec::new();
     let mut out: Option<std::fs::File> = None;
-    let mut previous: Option<&SegmentName> = None;
     for i in first..archive.segments.len() {
         let seg = &archive.segments[i].0;
-        if let Some(p) = previous.filter(|p| !continues(p, seg)) {
+        if i > first && archive.joins[i].is_gap() {
             let reach = format!("recovery can reach {}:{} at most", g.boundary.0, g.boundary.1);
-            return Err(gap_error(until, p, seg, &reach));
+            return Err(gap_error(until, &archive.joins[i], &reach));
         }
-        previous = Some(seg);
+        let (crashed, boundary) = (&archive.segments[i.saturating_sub(1)].0.file, g.boundary.clone());
+        if i > first && archive.joins[i] == Join::Restart && drop_unfinished(&mut g.walk) && boundary.0 == *crashed {
+            // Replay never sees it: the crashed file is cut where it began.
+            if let Some(f) = out.as_ref() {
+                f.set_len(u64::from(boundary.1))?;
+            }
+        }
         let bytes = archive.events(i)?;
         if seg.start == 4 {
             out = Some(crate::repo::archive::new_log_file(dir, &seg.file)?);
@@ -534,6 +551,7 @@ mod tests {
             let mut read = Vec::new();
             let found = time_stop(
                 &self.names(),
+                &joins(&self.names()),
                 &mut |i| {
                     read.push(i);
                     Ok(self.segments[i].1.clone())
@@ -543,6 +561,14 @@ mod tests {
             );
             (found, read)
         }
+    }
+
+    /// How each segment follows the one before it, by names (no descriptions).
+    fn joins(names: &[SegmentName]) -> Vec<Join> {
+        let mut out = vec![Join::Continues];
+        out.extend(names.windows(2).map(|w| Join::of(&w[0], None, &w[1], None)));
+        out.truncate(names.len());
+        out
     }
 
     fn at(p: (String, u32)) -> TimeStop {
@@ -635,6 +661,7 @@ mod tests {
             let mut read = Vec::new();
             let found = time_stop(
                 &names[1..],
+                &joins(&names[1..]),
                 &mut |i| {
                     read.push(i + 1);
                     Ok(lg.segments[i + 1].1.clone())
