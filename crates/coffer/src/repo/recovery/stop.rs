@@ -5,7 +5,9 @@
 use super::Until;
 use crate::error::{Error, Result};
 use crate::repo::archive::{Archive, Join, SegmentName};
-use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
+use coffer_mysql::events::{
+    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP,
+};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -117,7 +119,7 @@ fn walk_run(
         if i > first && joins[i].is_gap() {
             return Ok(Walked::Gap(i));
         }
-        if i > first && joins[i] == Join::Restart {
+        if i > first && seg.start == 4 {
             drop_unfinished(&mut walk);
         }
         let bytes = read(i)?;
@@ -170,9 +172,12 @@ fn gap_error(until: &Until, join: &Join, tail: &str) -> Error {
     Error::msg(format!("{} is beyond a gap in the archive: {what}, {tail}", until.shown()))
 }
 
-/// At a restart after a crash: a transaction the crashed file left unfinished (no XID, no
-/// COMMIT) is no transaction: the server's crash recovery dropped it, and its GTID's number
-/// goes to the restarted server's next one. Returns whether there was one.
+const FORMAT_DESCRIPTION: u8 = 15;
+
+/// At the start of a file: a transaction the file before left unfinished (no XID, no COMMIT:
+/// only a crash ends a file inside one, as a ROTATE comes between transactions) is no
+/// transaction: the server's crash recovery dropped it, and its GTID's number goes to the
+/// restarted server's next one. Returns whether there was one.
 fn drop_unfinished(walk: &mut Walk) -> bool {
     if !walk.open {
         return false;
@@ -217,23 +222,21 @@ pub(crate) fn gather(
     let mut g = Gather::new(until, start, stop)?;
     let mut files: Vec<String> = Vec::new();
     let mut out: Option<std::fs::File> = None;
+    let mut written = Written::default();
     for i in first..archive.segments.len() {
         let seg = &archive.segments[i].0;
         if i > first && archive.joins[i].is_gap() {
             let reach = format!("recovery can reach {}:{} at most", g.boundary.0, g.boundary.1);
             return Err(gap_error(until, &archive.joins[i], &reach));
         }
-        let (crashed, boundary) = (&archive.segments[i.saturating_sub(1)].0.file, g.boundary.clone());
-        if i > first && archive.joins[i] == Join::Restart && drop_unfinished(&mut g.walk) && boundary.0 == *crashed {
-            // Replay never sees it: the crashed file is cut where it began.
-            if let Some(f) = out.as_ref() {
-                f.set_len(u64::from(boundary.1))?;
-            }
+        if let (Some(f), Some(file), 4) = (out.as_mut(), files.last(), seg.start) {
+            end_file(f, file, &written, &mut g, &seg.file)?;
         }
         let bytes = archive.events(i)?;
         if seg.start == 4 {
             out = Some(crate::repo::archive::new_log_file(dir, &seg.file)?);
             files.push(seg.file.clone());
+            written = Written::default();
         }
         let mut kept = bytes.len();
         let mut stopped = None;
@@ -243,6 +246,7 @@ pub(crate) fn gather(
                 stopped = Some(at);
                 break;
             }
+            written.take(&e);
         }
         if let Some(f) = out.as_mut() {
             std::io::Write::write_all(f, &bytes[..kept])?;
@@ -264,6 +268,59 @@ pub(crate) fn gather(
         last.end,
         g.walk.last_gtid.map(|(d, s, n)| format!(", GTID {d}-{s}-{n}")).unwrap_or_default()
     )))
+}
+
+/// What a ROTATE made up for the end of a rebuilt file needs of its last events.
+#[derive(Default)]
+struct Written {
+    end: u32,
+    stamp: u32,
+    server_id: u32,
+    crc: bool,
+    rotated: bool,
+}
+
+impl Written {
+    fn take(&mut self, e: &Event) {
+        if e.header.type_code == FORMAT_DESCRIPTION {
+            self.crc = checksummed_len(e.bytes, 19).is_some();
+        }
+        (self.end, self.stamp, self.server_id) = (e.header.log_pos, e.header.timestamp, e.header.server_id);
+        self.rotated = e.header.type_code == ROTATE;
+    }
+}
+
+/// Ends the rebuilt `file` (`out`) where the log goes on in `next`. A transaction a crash left
+/// unfinished at its end is cut off ([`drop_unfinished`]): replay never sees it. A file that
+/// does not end with its ROTATE (a crash, or the STOP of a clean shutdown) gets one, made up,
+/// naming `next` at 4, as a replica's relay log gets one when it reconnects: from it the
+/// replaying server's applier learns that the source's log goes on in `next` (without it, it
+/// would wait for the stop in `file` for ever).
+fn end_file(out: &mut std::fs::File, file: &str, written: &Written, g: &mut Gather, next: &str) -> Result<()> {
+    let mut end = written.end;
+    if drop_unfinished(&mut g.walk) && g.boundary.0 == file {
+        end = g.boundary.1;
+        out.set_len(u64::from(end))?;
+    }
+    if written.rotated && end == written.end {
+        return Ok(());
+    }
+    let size = 19 + 8 + next.len() + if written.crc { 4 } else { 0 };
+    let mut e = written.stamp.to_le_bytes().to_vec();
+    e.push(ROTATE);
+    e.extend_from_slice(&written.server_id.to_le_bytes());
+    e.extend_from_slice(&(size as u32).to_le_bytes());
+    e.extend_from_slice(&(end + size as u32).to_le_bytes());
+    e.extend_from_slice(&0u16.to_le_bytes());
+    e.extend_from_slice(&4u64.to_le_bytes());
+    e.extend_from_slice(next.as_bytes());
+    if written.crc {
+        let crc = coffer_mysql::events::crc32(&e);
+        e.extend_from_slice(&crc.to_le_bytes());
+    }
+    std::io::Seek::seek(out, std::io::SeekFrom::Start(u64::from(end)))?;
+    std::io::Write::write_all(out, &e)?;
+    Ok(())
 }
 
 /// The walk of [`gather`], event by event, looking for where replay stops.
@@ -451,6 +508,8 @@ mod tests {
         Tx1(u32, u64),
         /// A CREATE TEMPORARY TABLE statement (GTID, QUERY), stamped.
         Temporary(u32, u64),
+        /// A transaction a crash left unfinished (GTID, BEGIN, no XID), stamped.
+        Unfinished(u32, u64),
         /// The ROTATE to the next file, stamped.
         Rotate(u32),
         /// The segment ends here.
@@ -509,6 +568,11 @@ mod tests {
                         push(GTID, t, &gtid(n, domain, 0), &mut pos, &mut bytes);
                         push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
                         push(coffer_mysql::events::XID, t, &[0; 8], &mut pos, &mut bytes);
+                    }
+                    Item::Unfinished(t, n) => {
+                        out.at.insert(n, (file.to_string(), pos));
+                        push(GTID, t, &gtid(n, 0, 0), &mut pos, &mut bytes);
+                        push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
                     }
                     Item::Temporary(t, n) => {
                         out.at.insert(n, (file.to_string(), pos));
@@ -691,6 +755,32 @@ mod tests {
         // No backup after the gap.
         let err = gapped.stop(&[b1], 106).0.unwrap_err().to_string();
         assert!(err.contains("beyond a gap") && err.contains("no backup after it"), "{err}");
+    }
+
+    /// Issue 28, part 4: a crash ends a file inside a transaction (no XID); the restarted
+    /// server dropped it and gave its sequence number to its next one, in the next file. The
+    /// walk goes on from the next file's start between transactions: the first transaction
+    /// there stamped later stops it.
+    #[test]
+    fn an_unfinished_transaction_at_a_crashed_files_end_is_no_transaction() {
+        use Item::*;
+        let lg = log(&[
+            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Unfinished(102, 3)]),
+            ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4)]),
+        ]);
+        let names = lg.names();
+        assert_eq!(joins(&names)[1].is_gap(), true, "by names, a crash is a gap");
+        let restart = [Join::Continues, Join::Restart];
+        let stop = |t| {
+            time_stop(&names, &restart, &mut |i| Ok(lg.segments[i].1.clone()), std::slice::from_ref(&lg.gtid(1)), t)
+        };
+        assert_eq!(stop(103).unwrap(), at(lg.gtid(3)), "the restarted server's 0-1-3 stamped 104");
+        assert_eq!(lg.gtid(3).0, "binlog.000002");
+        assert_eq!(stop(104).unwrap(), at(lg.gtid(4)));
+        // A gap is not crossed.
+        let gap = joins(&names);
+        let err = time_stop(&names, &gap, &mut |i| Ok(lg.segments[i].1.clone()), &[lg.gtid(1)], 104).unwrap_err();
+        assert!(err.to_string().contains("neither ROTATE nor STOP"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,316 @@
+//! The database server crashes (issue 28, part 4), against a real MariaDB: sysbench writes
+//! while `binlog archive --follow` runs; mariadbd is killed (`kill -9`) in the middle of a
+//! transaction, restarts (its binary log crash recovery), and more is written. The crashed
+//! file ends with neither ROTATE nor STOP; the archive crosses the restart because nothing is
+//! missing (the next file's GTID_LIST against the last transaction archived), `restore --until`
+//! a point after the crash gives exactly the state taken there, and a tail deleted from the
+//! archive is a gap that point-in-time recovery refuses to cross, in one line naming what is
+//! missing.
+
+mod common;
+
+use common::live::{self, free_port};
+use common::mariadb::Server;
+use common::*;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An archiver running with --follow, its stderr collected.
+struct Follower {
+    child: Child,
+    lines: Arc<Mutex<String>>,
+}
+
+impl Follower {
+    fn start(args: &[&str]) -> Self {
+        let mut child = coffer().args(args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let lines = Arc::new(Mutex::new(String::new()));
+        let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut all = into.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Follower { child, lines }
+    }
+
+    fn said(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Stops it (it never ends by itself); fails if it had ended.
+    fn stop(mut self) -> String {
+        let status = self.child.try_wait().unwrap();
+        assert!(status.is_none(), "the follower ended ({status:?}):\n{}", self.said());
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        self.said()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The state at a marker, read under FLUSH TABLES WITH READ LOCK in one session: the GTID
+/// position, every table's checksum, the time; the lock is held into the next second, so that
+/// everything after it is stamped later.
+struct Snapshot {
+    gtid: String,
+    checksums: String,
+    time: i64,
+}
+
+fn snapshot(server: &Server, tables: &[String], marker: u32) -> Snapshot {
+    server.sql(&format!("INSERT INTO sbtest.marker VALUES ({marker}, NOW())"));
+    let out = server.sql(&format!(
+        "FLUSH TABLES WITH READ LOCK; SELECT @@gtid_binlog_pos; CHECKSUM TABLE {}; SELECT UNIX_TIMESTAMP(); \
+         SELECT SLEEP(1.2); UNLOCK TABLES;",
+        tables.join(", ")
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    let n = tables.len();
+    Snapshot {
+        gtid: lines[0].trim().to_owned(),
+        checksums: lines[1..1 + n].join("\n"),
+        time: lines[1 + n].trim().parse().unwrap(),
+    }
+}
+
+/// "2026-11-27 14:02:59" in UTC.
+fn utc(t: i64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%F %T"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A server on a restored datadir (`dir/data`): its tables' checksums and markers.
+fn restored_state(dir: &Path, tables: &[String]) -> (String, String) {
+    let server = Server::open(dir, &[]);
+    let sums = live::checksums(&server, tables).trim_end().to_owned();
+    let markers = server.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker");
+    (sums, markers.trim().to_owned())
+}
+
+/// The type codes of the events of a binary log file, in order (whole events only).
+fn event_types(file: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    let (mut pos, mut types) = (4usize, Vec::new());
+    while pos + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 9..pos + 13].try_into().unwrap()) as usize;
+        if size < 19 || pos + size > bytes.len() {
+            break;
+        }
+        types.push(bytes[pos + 4]);
+        pos += size;
+    }
+    types
+}
+
+/// The server's binary log files and sizes.
+fn server_logs(server: &Server) -> Vec<(String, u64)> {
+    let logs = server.sql("SHOW BINARY LOGS");
+    logs.lines()
+        .map(|l| {
+            let mut cols = l.split('\t');
+            (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// `binlog list PREFIX --json` (with the key if given).
+fn listed(prefix: &str, key: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec!["binlog", "list", prefix, "--json"];
+    if let Some(k) = key {
+        args.extend(["--key-file", k]);
+    }
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_slice::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+/// Waits (up to two minutes, which no passing run comes near) until `done`.
+#[track_caller]
+fn wait_until(what: &str, log: &Follower, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within two minutes; the archiver said:\n{}", log.said());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The server's mariadbd, killed with SIGKILL (its pid from its pid file: the process this
+/// test started), and reaped.
+fn kill_9(server: Server) {
+    let pid: i32 = std::fs::read_to_string(server.dir.join("mysqld.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Dropping it reaps the child (its shutdown request finds no server).
+    drop(server);
+}
+
+#[test]
+fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let extra = ["--binlog-format=ROW".to_string()];
+    let server = live::source(&fx, port, &extra);
+    let mut opts = live::binlog_options(port, &[]);
+    opts.extend_from_slice(&extra);
+    server.sql(
+        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
+         CREATE TABLE sbtest.big (id INT PRIMARY KEY, v TEXT); \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let tables = {
+        let mut t = live::tables(&server);
+        t.retain(|n| n != "sbtest.marker");
+        t.push("sbtest.marker".into());
+        t
+    };
+    let key = fx.key();
+    let sock = server.socket.display().to_string();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+
+    let follower = Follower::start(&[
+        "binlog",
+        "archive",
+        "-S",
+        &sock,
+        "-u",
+        "repl",
+        "--password-file",
+        &fx.s("repl-pw"),
+        "-o",
+        &binlogs,
+        "--key-file",
+        &key,
+        "--follow",
+        "--segment-time",
+        "1",
+    ]);
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    live::coffer_ok(&live::backup_args(&fx, port, &repo));
+    live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
+
+    // The crash: sysbench writing, a long INSERT ... SELECT running in an explicit transaction
+    // that has already written a marker row; kill -9 while it runs.
+    let mut load = live::sysbench(&server, "run", &["--time=60"]);
+    let mut open = Command::new(common::mariadb::which("mariadb").unwrap())
+        .arg(format!("--socket={sock}"))
+        .args(["-uroot", "-e"])
+        .arg(
+            "BEGIN; INSERT INTO sbtest.marker VALUES (100, NOW()); \
+             INSERT INTO sbtest.big SELECT seq, REPEAT('x', 500) FROM sbtest.seq_1_to_50000000; COMMIT;",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server
+        .sql("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'INSERT INTO sbtest.big%'")
+        .trim()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the long INSERT did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(open.try_wait().unwrap().is_none(), "the long transaction is still running");
+    let before = server_logs(&server);
+    let crashed = before.last().unwrap().0.clone();
+    kill_9(server);
+    let _ = load.wait();
+    let _ = open.wait();
+    let types = event_types(&fx.path("src/data").join(&crashed));
+    let last = *types.last().unwrap();
+    assert!(last != 3 && last != 4, "{crashed} ends with neither STOP (3) nor ROTATE (4): {types:?}");
+
+    // Restart: crash recovery rolls the open transaction back; more writes, then the point to
+    // recover to, then more.
+    let server = Server::open(&fx.path("src"), &opts);
+    assert_eq!(server.sql("SELECT COUNT(*) FROM sbtest.big").trim(), "0", "rolled back");
+    let after = server_logs(&server);
+    let next = &after.iter().position(|(f, _)| *f == crashed).map(|i| after[i + 1].0.clone()).unwrap();
+    live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
+    let s = snapshot(&server, &tables, 2);
+    assert!(!s.checksums.is_empty());
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
+    });
+    let said = follower.stop();
+    assert!(!said.contains("gap"), "{said}");
+
+    // The archive crosses the crash: no gap, and the restart is where the crashed file ends
+    // (or, if the restarted server had more of the file than was archived, the archiver
+    // fetched it and the file is complete).
+    let segments = listed(&binlogs, Some(&key));
+    assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
+    let of_crashed: Vec<&serde_json::Value> = segments.iter().filter(|s| s["file"] == crashed.as_str()).collect();
+    let tail = *of_crashed.last().expect("the crashed file is archived");
+    let first_next = segments.iter().find(|s| s["file"] == next.as_str()).unwrap();
+    assert!(
+        first_next["restart_before"] == true || tail["closed"] == true,
+        "the restart after {crashed}: {tail:#?} {first_next:#?}"
+    );
+    eprintln!(
+        "crashed {crashed}: archived to {} ({} bytes on the server after the restart), restart_before {}",
+        tail["end"],
+        after.iter().find(|(f, _)| *f == crashed).unwrap().1,
+        first_next["restart_before"]
+    );
+
+    // Recovery to the point after the crash, by GTID and by time: exactly the state taken.
+    let pitr = |to: &str, target: &[&str]| {
+        let mut args = vec!["restore", repo.as_str(), "--to", to, "--key-file", &key];
+        args.extend_from_slice(target);
+        run(&args)
+    };
+    let (code, _, err) = pitr(&fx.s("r1/data"), &["--until-gtid", &s.gtid]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restored_state(&fx.path("r1"), &tables), (s.checksums.clone(), "2".into()), "by GTID");
+    let (code, _, err) = pitr(&fx.s("r2/data"), &["--until", &utc(s.time)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restored_state(&fx.path("r2"), &tables), (s.checksums.clone(), "2".into()), "by time");
+
+    // The crashed file's tail lost from the archive: a gap, said with what is missing, and
+    // recovery past it refused in one line, nothing written.
+    let name = format!(
+        "{}_{:010}_{:010}{}.coffer",
+        crashed,
+        tail["start"].as_u64().unwrap(),
+        tail["end"].as_u64().unwrap(),
+        if tail["closed"] == true { "-closed" } else { "" }
+    );
+    std::fs::remove_file(fx.path("repo/binlog").join(&name)).unwrap();
+    let segments = listed(&binlogs, Some(&key));
+    let gaps: Vec<&serde_json::Value> = segments.iter().filter(|s| s["gap_before"] == true).collect();
+    assert_eq!(gaps.len(), 1, "{segments:#?}");
+    let what = gaps[0]["gap"].as_str().unwrap();
+    assert!(what.contains(&crashed) && what.contains("domain 0: sequence"), "{what}");
+    let (code, _, err) = pitr(&fx.s("bad/data"), &["--until-gtid", &s.gtid]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.trim().lines().count() == 1, "{err}");
+    assert!(err.contains("gap") && err.contains(&crashed) && err.contains("domain 0: sequence"), "{err}");
+    assert!(!fx.path("bad/data").exists(), "nothing written");
+}
