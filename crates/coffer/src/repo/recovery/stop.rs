@@ -769,7 +769,7 @@ mod tests {
             ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4)]),
         ]);
         let names = lg.names();
-        assert_eq!(joins(&names)[1].is_gap(), true, "by names, a crash is a gap");
+        assert!(joins(&names)[1].is_gap(), "by names, a crash is a gap");
         let restart = [Join::Continues, Join::Restart];
         let stop = |t| {
             time_stop(&names, &restart, &mut |i| Ok(lg.segments[i].1.clone()), std::slice::from_ref(&lg.gtid(1)), t)
