@@ -314,3 +314,145 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     assert!(err.contains("gap") && err.contains(&crashed) && err.contains("domain 0: sequence"), "{err}");
     assert!(!fx.path("bad/data").exists(), "nothing written");
 }
+
+/// The events of a binary log file: where each starts, its type, its bytes.
+fn events(bytes: &[u8]) -> Vec<(usize, u8, &[u8])> {
+    let (mut pos, mut out) = (4usize, Vec::new());
+    while pos + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 9..pos + 13].try_into().unwrap()) as usize;
+        if size < 19 || pos + size > bytes.len() {
+            break;
+        }
+        out.push((pos, bytes[pos + 4], &bytes[pos..pos + size]));
+        pos += size;
+    }
+    out
+}
+
+/// Appends to the binary log file `path` what a crash in the middle of writing a transaction
+/// leaves: the file's last transaction again, with the next sequence number, but for its XID
+/// event (each event's position and checksum made right). Returns the GTID's sequence number.
+fn append_unfinished(path: &Path) -> u64 {
+    let mut bytes = std::fs::read(path).unwrap();
+    let all = events(&bytes);
+    let gtid = all.iter().rposition(|e| e.1 == 0xa2).expect("a GTID event");
+    let xid = gtid + all[gtid..].iter().position(|e| e.1 == 16).expect("its XID event");
+    let delta = (bytes.len() - all[gtid].0) as u32;
+    let mut tail = Vec::new();
+    for (_, _, e) in &all[gtid..xid] {
+        let mut e = e.to_vec();
+        let n = e.len() - 4;
+        assert_eq!(coffer_mysql::events::crc32(&e[..n]).to_le_bytes(), e[n..], "CRC-32 checksums");
+        let log_pos = u32::from_le_bytes(e[13..17].try_into().unwrap()) + delta;
+        e[13..17].copy_from_slice(&log_pos.to_le_bytes());
+        tail.push(e);
+    }
+    let seq = u64::from_le_bytes(tail[0][19..27].try_into().unwrap()) + 1;
+    tail[0][19..27].copy_from_slice(&seq.to_le_bytes());
+    for e in &mut tail {
+        let n = e.len() - 4;
+        let crc = coffer_mysql::events::crc32(&e[..n]);
+        e[n..].copy_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(e);
+    }
+    std::fs::write(path, bytes).unwrap();
+    seq
+}
+
+/// A crash in the middle of writing a transaction to the binary log leaves its first events
+/// without its XID; the restarted server's crash recovery drops it and gives its sequence
+/// number to its next transaction. The archiver, which had the file to where the server had
+/// written it whole, reads the rest of it (the restarted server reports it longer), and
+/// point-in-time recovery across it replays the restarted server's transaction, never the
+/// unfinished one (which, replayed, would insert a row again).
+#[test]
+fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let extra = ["--binlog-format=ROW".to_string()];
+    let server = live::source(&fx, port, &extra);
+    let mut opts = live::binlog_options(port, &[]);
+    opts.extend_from_slice(&extra);
+    server.sql(
+        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let tables = {
+        let mut t = live::tables(&server);
+        t.retain(|n| n != "sbtest.marker");
+        t.push("sbtest.marker".into());
+        t
+    };
+    let key = fx.key();
+    let sock = server.socket.display().to_string();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+    let follower = Follower::start(&[
+        "binlog",
+        "archive",
+        "-S",
+        &sock,
+        "-u",
+        "repl",
+        "--password-file",
+        &fx.s("repl-pw"),
+        "-o",
+        &binlogs,
+        "--key-file",
+        &key,
+        "--follow",
+        "--segment-time",
+        "1",
+    ]);
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    live::coffer_ok(&live::backup_args(&fx, port, &repo));
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    server.sql("INSERT INTO sbtest.marker VALUES (50, NOW())");
+    let logs = server_logs(&server);
+    let (crashed, written) = logs.last().unwrap().clone();
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == crashed.as_str() && l["end"] == written)
+    });
+    kill_9(server);
+    let unfinished = append_unfinished(&fx.path("src/data").join(&crashed));
+
+    let server = Server::open(&fx.path("src"), &opts);
+    let pos = server.sql("SELECT @@gtid_binlog_pos");
+    assert_eq!(pos.trim(), format!("0-1-{}", unfinished - 1), "crash recovery dropped the unfinished one");
+    let longer = server_logs(&server).iter().find(|(f, _)| *f == crashed).unwrap().1;
+    assert!(longer > written, "the restarted server has more of {crashed} than was archived");
+    server.sql("INSERT INTO sbtest.marker VALUES (60, NOW())");
+    assert_eq!(server.sql("SELECT @@gtid_binlog_pos").trim(), format!("0-1-{unfinished}"), "its number reused");
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    let s = snapshot(&server, &tables, 2);
+    server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
+    });
+    let said = follower.stop();
+    assert!(!said.contains("gap"), "{said}");
+
+    // The archive holds the crashed file whole, as the restarted server has it.
+    let segments = listed(&binlogs, Some(&key));
+    assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
+    let tail = segments.iter().filter(|s| s["file"] == crashed.as_str()).last().unwrap();
+    assert_eq!((&tail["end"], &tail["closed"]), (&serde_json::json!(longer), &serde_json::json!(true)), "{tail:#?}");
+
+    for (to, applier) in [("r1", "sql-thread"), ("r2", "client")] {
+        let data = fx.s(&format!("{to}/data"));
+        let args = ["restore", &repo, "--to", &data, "--key-file", &key, "--until-gtid", &s.gtid, "--replay-with", applier];
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{applier}: {err}");
+        let state = restored_state(&fx.path(to), &tables);
+        assert_eq!(state, (s.checksums.clone(), "2,50,60".into()), "{applier}");
+    }
+}
