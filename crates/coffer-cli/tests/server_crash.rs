@@ -280,6 +280,18 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
         first_next["restart_before"]
     );
 
+    // The catalog recovers the backup to the archive's end; the files fetched are the server's.
+    let (code, out, err) = run(&["catalog", &repo, "--key-file", &key]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(&format!("recoverable to {end_file}:{end_pos}")) && !text.contains("GAP"), "{text}");
+    let fetched = fx.path("fetched");
+    let (code, _, err) = run(&["binlog", "fetch", &binlogs, "--to-dir", fetched.to_str().unwrap(), "--key-file", &key]);
+    assert_eq!(code, 0, "{err}");
+    for (file, size) in server_logs(&server) {
+        assert_eq!(std::fs::metadata(fetched.join(&file)).unwrap().len(), size, "{file}");
+    }
+
     // Recovery to the point after the crash, by GTID and by time: exactly the state taken.
     let pitr = |to: &str, target: &[&str]| {
         let mut args = vec!["restore", repo.as_str(), "--to", to, "--key-file", &key];
@@ -308,6 +320,14 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     assert_eq!(gaps.len(), 1, "{segments:#?}");
     let what = gaps[0]["gap"].as_str().unwrap();
     assert!(what.contains(&crashed) && what.contains("domain 0: sequence"), "{what}");
+    if first_next["restart_before"] == true {
+        // The size the restarted server reported, in the next file's first segment.
+        assert!(what.contains(&format!("bytes {}..{}", tail["start"], tail["end"])), "{what}");
+    }
+    let (code, _, err) = run(&["binlog", "fetch", &binlogs, "--to-dir", &fx.s("fetched2"), "--key-file", &key]);
+    assert!(code == 1 && err.trim().lines().count() == 1 && err.contains("gap"), "{err}");
+    let (_, out, _) = run(&["catalog", &repo, "--key-file", &key]);
+    assert!(String::from_utf8_lossy(&out).contains("GAP"));
     let (code, _, err) = pitr(&fx.s("bad/data"), &["--until-gtid", &s.gtid]);
     assert_eq!(code, 1, "{err}");
     assert!(err.trim().lines().count() == 1, "{err}");
