@@ -396,4 +396,42 @@ mod tests {
         let next = seg.next("b.000002".into(), seg.name.end);
         assert_eq!(next.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
     }
+
+    /// `gtid_committed` (issue 28, part 4): a transaction counts when it ends; one a crash
+    /// left unfinished at a file's end is not in it, and the next file's GTID_LIST starts over.
+    #[test]
+    fn the_committed_position_counts_transactions_that_ended() {
+        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
+            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+            let (h, e) = event_bytes(type_code, at, 0, body);
+            append(seg, &h, &e).unwrap();
+        };
+        let gtid = |seq: u64| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[0]].concat();
+        let list =
+            |seq: u64| [&1u32.to_le_bytes()[..], &0u32.to_le_bytes(), &1u32.to_le_bytes(), &seq.to_le_bytes()].concat();
+        let text = |g: &Option<Gtids>| g.as_ref().map(gtid_text);
+        let mut seg = Open::new("b.000001".into(), 4);
+        push(&mut seg, GTID_LIST_EVENT, &list(4));
+        push(&mut seg, GTID_EVENT, &gtid(5));
+        push(&mut seg, 2, &[0; 20]);
+        assert_eq!((text(&seg.gtid_state), text(&seg.committed)), (Some("0-1-5".into()), Some("0-1-4".into())));
+        push(&mut seg, 16, &[0; 8]);
+        assert_eq!(text(&seg.committed).as_deref(), Some("0-1-5"), "its XID");
+        // Cut inside the next transaction: the next segment goes on with it.
+        push(&mut seg, GTID_EVENT, &gtid(6));
+        let mut next = seg.next("b.000001".into(), seg.name.end);
+        assert_eq!(text(&next.committed).as_deref(), Some("0-1-5"));
+        push(&mut next, 16, &[0; 8]);
+        assert_eq!(text(&next.committed).as_deref(), Some("0-1-6"));
+        // A crash: 0-1-7 never ends; the restarted server's file says 0-1-6 and reuses 7.
+        push(&mut next, GTID_EVENT, &gtid(7));
+        push(&mut next, 2, &[0; 20]);
+        assert_eq!((text(&next.gtid_state), text(&next.committed)), (Some("0-1-7".into()), Some("0-1-6".into())));
+        let mut after = next.next("b.000002".into(), 4);
+        push(&mut after, GTID_LIST_EVENT, &list(6));
+        push(&mut after, GTID_EVENT, &gtid(7));
+        push(&mut after, 16, &[0; 8]);
+        assert_eq!(text(&after.committed).as_deref(), Some("0-1-7"));
+        assert_eq!(text(&after.gtid_before).as_deref(), Some("0-1-6"));
+    }
 }
