@@ -1,6 +1,7 @@
 //! The database server crashes (issue 28, part 4), against a real MariaDB: sysbench writes
 //! while `binlog archive --follow` runs; mariadbd is killed (`kill -9`) in the middle of a
-//! transaction, restarts (its binary log crash recovery), and more is written. The crashed
+//! transaction, restarts (its binary log crash recovery; with another server_id, and a new
+//! replication domain), and more is written. The crashed
 //! file ends with neither ROTATE nor STOP; the archive crosses the restart because nothing is
 //! missing (the next file's GTID_LIST against the last transaction archived), `restore --until`
 //! a point after the crash gives exactly the state taken there, and a tail deleted from the
@@ -206,6 +207,8 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     live::coffer_ok(&live::backup_args(&fx, port, &repo));
     live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
+    // A second replication domain before the crash.
+    server.sql("SET SESSION gtid_domain_id = 1; INSERT INTO sbtest.marker VALUES (10, NOW())");
 
     // The crash: sysbench writing, a long INSERT ... SELECT running in an explicit transaction
     // that has already written a marker row; kill -9 while it runs.
@@ -241,15 +244,17 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     let last = *types.last().unwrap();
     assert!(last != 3 && last != 4, "{crashed} ends with neither STOP (3) nor ROTATE (4): {types:?}");
 
-    // Restart: crash recovery rolls the open transaction back; more writes, then the point to
-    // recover to, then more.
+    // Restart, with another server_id: crash recovery rolls the open transaction back; more
+    // writes (a third domain appears), then the point to recover to, then more.
+    opts.push("--server-id=2".into());
     let server = Server::open(&fx.path("src"), &opts);
+    server.sql("SET SESSION gtid_domain_id = 2; INSERT INTO sbtest.marker VALUES (20, NOW())");
     assert_eq!(server.sql("SELECT COUNT(*) FROM sbtest.big").trim(), "0", "rolled back");
     let after = server_logs(&server);
     let next = &after.iter().position(|(f, _)| *f == crashed).map(|i| after[i + 1].0.clone()).unwrap();
     live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
     let s = snapshot(&server, &tables, 2);
-    assert!(!s.checksums.is_empty());
+    assert!(s.gtid.contains("0-2-") && s.gtid.contains("1-1-1") && s.gtid.contains("2-2-1"), "{}", s.gtid);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
     let status = server.sql("SHOW MASTER STATUS");
@@ -300,10 +305,10 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     };
     let (code, _, err) = pitr(&fx.s("r1/data"), &["--until-gtid", &s.gtid]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(restored_state(&fx.path("r1"), &tables), (s.checksums.clone(), "2".into()), "by GTID");
+    assert_eq!(restored_state(&fx.path("r1"), &tables), (s.checksums.clone(), "2,10,20".into()), "by GTID");
     let (code, _, err) = pitr(&fx.s("r2/data"), &["--until", &utc(s.time)]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(restored_state(&fx.path("r2"), &tables), (s.checksums.clone(), "2".into()), "by time");
+    assert_eq!(restored_state(&fx.path("r2"), &tables), (s.checksums.clone(), "2,10,20".into()), "by time");
 
     // The crashed file's tail lost from the archive: a gap, said with what is missing, and
     // recovery past it refused in one line, nothing written.
@@ -469,7 +474,8 @@ fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed
 
     for (to, applier) in [("r1", "sql-thread"), ("r2", "client")] {
         let data = fx.s(&format!("{to}/data"));
-        let args = ["restore", &repo, "--to", &data, "--key-file", &key, "--until-gtid", &s.gtid, "--replay-with", applier];
+        let args =
+            ["restore", &repo, "--to", &data, "--key-file", &key, "--until-gtid", &s.gtid, "--replay-with", applier];
         let (code, _, err) = run(&args);
         assert_eq!(code, 0, "{applier}: {err}");
         let state = restored_state(&fx.path(to), &tables);
