@@ -388,8 +388,8 @@ fn append_unfinished(path: &Path) -> u64 {
 /// without its XID; the restarted server's crash recovery drops it and gives its sequence
 /// number to its next transaction. The archiver, which had the file to where the server had
 /// written it whole, reads the rest of it (the restarted server reports it longer), and
-/// point-in-time recovery across it replays the restarted server's transaction, never the
-/// unfinished one (which, replayed, would insert a row again).
+/// point-in-time recovery across it (and across a clean restart after it) replays the restarted
+/// server's transaction, never the unfinished one (which, replayed, would insert a row again).
 #[test]
 fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed() {
     if !live::tools() {
@@ -455,6 +455,11 @@ fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed
     server.sql("INSERT INTO sbtest.marker VALUES (60, NOW())");
     assert_eq!(server.sql("SELECT @@gtid_binlog_pos").trim(), format!("0-1-{unfinished}"), "its number reused");
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    // And a clean restart: that file ends with STOP, and no ROTATE either.
+    let mut server = server;
+    server.stop();
+    let server = Server::open(&fx.path("src"), &opts);
+    live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
     let s = snapshot(&server, &tables, 2);
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
     let status = server.sql("SHOW MASTER STATUS");
