@@ -290,7 +290,7 @@ impl ListedSegment {
             Some(Err(e)) => format!("  ({})", e.one_line()),
         };
         let before = match (&self.gap_before, self.restart_before) {
-            (Some(what), _) => format!("  (gap before: {what})"),
+            (Some(what), _) => format!("  (gap before) {what}"),
             (None, true) => "  (restart before, nothing missing)".into(),
             (None, false) => String::new(),
         };
@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(lines[0], format!("binlog.000001  {:>10} .. {:<10}  {:>10}  complete", 4, 100, "2.00 KiB"));
         assert!(
             lines[1]
-                .ends_with("  (gap before: nothing is archived between x and y)  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
+                .ends_with("  (gap before) nothing is archived between x and y  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
             "{}",
             lines[1]
         );
