@@ -474,7 +474,7 @@ fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed
     // The archive holds the crashed file whole, as the restarted server has it.
     let segments = listed(&binlogs, Some(&key));
     assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
-    let tail = segments.iter().filter(|s| s["file"] == crashed.as_str()).last().unwrap();
+    let tail = segments.iter().rfind(|s| s["file"] == crashed.as_str()).unwrap();
     assert_eq!((&tail["end"], &tail["closed"]), (&serde_json::json!(longer), &serde_json::json!(true)), "{tail:#?}");
 
     for (to, applier) in [("r1", "sql-thread"), ("r2", "client")] {
