@@ -356,8 +356,9 @@ fn events(bytes: &[u8]) -> Vec<(usize, u8, &[u8])> {
 
 /// Appends to the binary log file `path` what a crash in the middle of writing a transaction
 /// leaves: the file's last transaction again, with the next sequence number, but for its XID
-/// event (each event's position and checksum made right). Returns the GTID's sequence number.
-fn append_unfinished(path: &Path) -> u64 {
+/// event (each event's position and checksum made right); `torn`: its last event cut short
+/// too. Returns the GTID's sequence number and where the whole events end.
+fn append_unfinished(path: &Path, torn: bool) -> (u64, u64) {
     let mut bytes = std::fs::read(path).unwrap();
     let all = events(&bytes);
     let gtid = all.iter().rposition(|e| e.1 == 0xa2).expect("a GTID event");
@@ -380,8 +381,16 @@ fn append_unfinished(path: &Path) -> u64 {
         e[n..].copy_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(e);
     }
+    let whole = bytes.len() as u64;
+    if torn {
+        let last = tail.last().unwrap().len();
+        bytes.truncate(bytes.len() - last / 2);
+        assert!(last > 30);
+        std::fs::write(path, bytes).unwrap();
+        return (seq, whole - last as u64);
+    }
     std::fs::write(path, bytes).unwrap();
-    seq
+    (seq, whole)
 }
 
 /// A crash in the middle of writing a transaction to the binary log leaves its first events
@@ -392,6 +401,19 @@ fn append_unfinished(path: &Path) -> u64 {
 /// server's transaction, never the unfinished one (which, replayed, would insert a row again).
 #[test]
 fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed() {
+    unfinished_transaction_at_a_crashed_files_end(false);
+}
+
+/// The same, the crash having torn the unfinished transaction's last event: the restarted
+/// server cannot send the rest of the file (ERROR 1236, "binlog truncated in the middle of
+/// event"), and the archiver, which stopped there for good before, says so once and goes on
+/// from the next file; nothing is missing, the restart is crossed.
+#[test]
+fn a_torn_event_at_a_crashed_files_end_is_passed_and_the_restart_crossed() {
+    unfinished_transaction_at_a_crashed_files_end(true);
+}
+
+fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
     if !live::tools() {
         return;
     }
@@ -445,7 +467,7 @@ fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed
         listed(&binlogs, None).last().is_some_and(|l| l["file"] == crashed.as_str() && l["end"] == written)
     });
     kill_9(server);
-    let unfinished = append_unfinished(&fx.path("src/data").join(&crashed));
+    let (unfinished, whole) = append_unfinished(&fx.path("src/data").join(&crashed), torn);
 
     let server = Server::open(&fx.path("src"), &opts);
     let pos = server.sql("SELECT @@gtid_binlog_pos");
@@ -470,12 +492,17 @@ fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed
     });
     let said = follower.stop();
     assert!(!said.contains("gap"), "{said}");
+    let torn_lines = said.lines().filter(|l| l.contains("torn by a crash")).count();
+    assert_eq!(torn_lines, usize::from(torn), "{said}");
 
-    // The archive holds the crashed file whole, as the restarted server has it.
+    // The archive holds the crashed file as the restarted server has it: whole, or to its
+    // torn event, and the restart is crossed.
     let segments = listed(&binlogs, Some(&key));
     assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
     let tail = segments.iter().rfind(|s| s["file"] == crashed.as_str()).unwrap();
-    assert_eq!((&tail["end"], &tail["closed"]), (&serde_json::json!(longer), &serde_json::json!(true)), "{tail:#?}");
+    let end = if torn { whole } else { longer };
+    assert_eq!((&tail["end"], &tail["closed"]), (&serde_json::json!(end), &serde_json::json!(!torn)), "{tail:#?}");
+    assert_eq!(longer, std::fs::metadata(fx.path("src/data").join(&crashed)).unwrap().len());
 
     for (to, applier) in [("r1", "sql-thread"), ("r2", "client")] {
         let data = fx.s(&format!("{to}/data"));

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod link;
 mod segment;
 
-use link::{connect, gtid_position_at, server_logs, source_of, start_point, Source};
-use segment::{after, take, LogPlace, Open};
+use link::{begin, connect, gtid_position_at, server_logs, source_of, torn, Source, Torn};
+use segment::{after, take, LogPlace, Open, Previous};
 
 /// An archive run, as a user asks for it.
 #[derive(Debug, Clone)]
@@ -92,6 +92,10 @@ struct Run {
     /// ([`ArchiveState::lag`]).
     complete_at: Option<SystemTime>,
     reported: Option<Instant>,
+    /// A file whose last event a crash tore, where the archive ends in it (found in this run),
+    /// and the run goes on from the next file.
+    torn: Option<Torn>,
+    again: bool,
 }
 
 impl Run {
@@ -161,7 +165,7 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "gtid_last": gtid_text(&seg.gtid_last),
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
         "gtid_committed": seg.committed.as_ref().map(gtid_text),
-        "previous_file": seg.previous.as_ref().map(|(file, size)| serde_json::json!({"file": file, "size": size})),
+        "previous_file": seg.previous.as_ref().map(|p| serde_json::json!({"file": p.file, "size": p.size, "torn_at": p.torn_at})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
     // The events move into the image: a segment is held once, not twice.
@@ -207,6 +211,8 @@ pub fn archive(spec: &ArchiveSpec, env: &Env) -> Result<ArchiveSummary> {
     loop {
         let mut streamed = false;
         match archive_once(spec, &mut run, &mut streamed, env) {
+            // A torn tail found: the run goes on from the next file.
+            Ok(()) if std::mem::take(&mut run.again) => continue,
             Ok(()) => break,
             Err(e) if spec.follow && stopping(spec) => {
                 // Asked to stop: a link broken on the way out (a signal cuts a read short) is
@@ -321,7 +327,7 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
     let last = segments(&spec.prefix, env)?.pop().map(|s| s.0).or_else(|| run.summary.end.clone());
-    let ((file, pos), gap) = start_point(last.as_ref(), &logs)?;
+    let ((file, pos), gap, previous) = begin(last.as_ref(), &logs, run.torn.as_ref())?;
     if let Some(g) = gap {
         found_gap(g, spec, run, env);
     }
@@ -330,12 +336,6 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let flags = DUMP_SEND_ANNOTATE_ROWS | if spec.follow { 0 } else { DUMP_NON_BLOCK };
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
-    // The archive ends in a file the server left without ROTATE or STOP (a crash), and the
-    // server has no more of it: its size, said in the next file's first segment.
-    let previous = last
-        .as_ref()
-        .filter(|l| !l.closed && l.file != file && pos == 4)
-        .and_then(|l| logs.iter().find(|(name, _)| *name == l.file).cloned());
     let mut seg = Open {
         gtid_before: state.clone(),
         committed: state.clone(),
@@ -351,9 +351,20 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
             if spec.follow && stopping(spec) {
                 return Ok(());
             }
-            let next = c.next_event().map_err(|e| {
-                plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
-            })?;
+            let next = match c.next_event() {
+                Err(e) if torn(&e) && logs.last().is_some_and(|(f, _)| *f != seg.name.file) => {
+                    let (file, at) = (seg.name.file.clone(), seg.name.end);
+                    env.report.warn(&format!(
+                        "{file} ends at {at} with an event torn by a crash (the server cannot send the rest); \
+                         the log goes on in the next file"
+                    ));
+                    (run.torn, run.again) = (Some((file, at)), true);
+                    return Ok(());
+                }
+                next => next.map_err(|e| {
+                    plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
+                })?,
+            };
             let Some((h, e)) = next else {
                 if spec.follow {
                     // A server shutting down ends its replicas' streams: connect again.

@@ -37,8 +37,19 @@ pub(super) struct Open {
     pub(super) committed: Option<Gtids>,
     pub(super) walk: Walk,
     /// The file before this one, which the archive holds to its end though it ends with neither
-    /// ROTATE nor STOP (a crash), and its size as the restarted server reported it.
-    pub(super) previous: Option<(String, u64)>,
+    /// ROTATE nor STOP (a crash).
+    pub(super) previous: Option<Previous>,
+}
+
+/// A file the server left with neither ROTATE nor STOP, as the server reported it when the
+/// archiver went on to the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Previous {
+    pub(super) file: String,
+    /// Its size (`SHOW BINARY LOGS`).
+    pub(super) size: u64,
+    /// Where its last whole event ends, when the rest is an event torn by the crash.
+    pub(super) torn_at: Option<u32>,
 }
 
 impl Open {

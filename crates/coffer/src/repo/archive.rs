@@ -185,7 +185,9 @@ impl Join {
         let committed = gtids(&a_said["gtid_committed"]).or_else(|| gtids(&a_said["gtid_after"]));
         let list = gtids(&b_said["gtid_list"]).or_else(|| gtids(&b_said["gtid_before"]));
         let previous = &b_said["previous_file"];
-        let size = previous["size"].as_u64().filter(|_| previous["file"].as_str() == Some(a.file.as_str()));
+        // Past a torn last event, the server had nothing more to send.
+        let size = previous["torn_at"].as_u64().or_else(|| previous["size"].as_u64());
+        let size = size.filter(|_| previous["file"].as_str() == Some(a.file.as_str()));
         match missing_at_restart(a, committed.as_ref(), list.as_ref(), size) {
             None => Join::Restart,
             Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
@@ -649,6 +651,9 @@ mod tests {
             "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks b.000001 \
              bytes 5000..7000 (the restarted server's file has 7000)"
         );
+        // Past a torn last event the server had nothing to send: not missing.
+        let torn = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&torn)), Join::Restart);
         // The size of another file is not this one's.
         let other = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000000", "size": 7000}});
         assert_eq!(Join::of(&a, Some(&before), &b, Some(&other)), Join::Restart);
