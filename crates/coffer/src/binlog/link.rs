@@ -1,11 +1,11 @@
 //! The archiver's link to the server: connecting (TLS as asked), the server's binary log files,
 //! where a run starts from the archive's end, and what the server says of itself.
 
-use super::{plain, ArchiveSpec, Gap, LogPlace, READ_TIMEOUT};
+use super::{plain, ArchiveSpec, Gap, LogPlace, Previous, READ_TIMEOUT};
 use crate::error::{Context, Error, Result};
 use crate::repo::archive::{continues, SegmentName};
 use crate::source::ServerOptions;
-use coffer_mysql::client::{Client, ResultCap, Target};
+use coffer_mysql::client::{Client, ClientError, ResultCap, Target};
 use coffer_mysql::events::{parse_gtids, Gtids};
 use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
 
@@ -90,6 +90,41 @@ pub(super) fn start_point(last: Option<&SegmentName>, logs: &[(String, u64)]) ->
     Ok(((next.clone(), 4), gap))
 }
 
+/// A file whose end the server cannot send, its last event torn by a crash (reading it, the
+/// server says ERROR 1236, "binlog truncated in the middle of event"), where the archive ends
+/// in it: the file, and where its whole events end.
+pub(super) type Torn = (String, u32);
+
+/// The server cannot send the rest of a file: a crash tore its last event.
+pub(super) fn torn(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server { code: 1236, message, .. } if message.contains("truncated in the middle of event"))
+}
+
+/// Where a run starts ([`start_point`]); but where the archive ends at `torn`, found earlier in
+/// this run, at the next file's start. And, when the run starts at the next file after one
+/// the archive holds though it ends with neither ROTATE nor STOP (a crash), that file as the
+/// server reports it (said in the next file's first segment, Appendix C).
+pub(super) fn begin(
+    last: Option<&SegmentName>,
+    logs: &[(String, u64)],
+    torn: Option<&Torn>,
+) -> Result<(LogPlace, Option<Gap>, Option<Previous>)> {
+    let torn = torn.filter(|(f, at)| last.is_some_and(|l| !l.closed && l.file == *f && l.end == *at));
+    let next = torn.and_then(|(f, _)| {
+        let i = logs.iter().position(|(n, _)| n == f)?;
+        logs.get(i + 1).map(|(n, _)| (n.clone(), 4))
+    });
+    let ((file, pos), gap) = match next {
+        Some(at) => (at, None),
+        None => start_point(last, logs)?,
+    };
+    let previous = last
+        .filter(|l| !l.closed && l.file != file && pos == 4)
+        .and_then(|l| logs.iter().find(|(name, _)| *name == l.file))
+        .map(|(name, size)| Previous { file: name.clone(), size: *size, torn_at: torn.map(|t| t.1) });
+    Ok(((file, pos), gap, previous))
+}
+
 /// The archived server, as each segment's description names it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Source {
@@ -159,6 +194,33 @@ mod tests {
         let one = vec![("b.000002".to_owned(), 500u64)];
         assert!(start_point(Some(&seg("b.000002", 4, 500, true)), &one).is_err());
         assert!(start_point(None, &[]).is_err());
+    }
+
+    /// Issue 28, part 4: after a crash, the next file's start, saying what the server has of
+    /// the crashed one; past a torn last event (found in this run), too.
+    #[test]
+    fn after_a_crash_the_next_file_and_what_the_server_had() {
+        let logs = vec![("b.000002".to_owned(), 900u64), ("b.000003".to_owned(), 300)];
+        let previous = |size, torn_at| Some(Previous { file: "b.000002".into(), size, torn_at });
+        // All of it archived: the next file, the size said.
+        let at = seg("b.000002", 4, 900, false);
+        assert_eq!(begin(Some(&at), &logs, None).unwrap(), (("b.000003".into(), 4), None, previous(900, None)));
+        // More on the server: the rest first.
+        let at = seg("b.000002", 4, 700, false);
+        assert_eq!(begin(Some(&at), &logs, None).unwrap(), (("b.000002".into(), 700), None, None));
+        // The rest is a torn event: the next file, where it is torn said.
+        let torn_at = ("b.000002".to_owned(), 700);
+        let got = begin(Some(&at), &logs, Some(&torn_at)).unwrap();
+        assert_eq!(got, (("b.000003".into(), 4), None, previous(900, Some(700))));
+        // A torn place the archive does not end at is not this one.
+        let elsewhere = ("b.000002".to_owned(), 650);
+        assert_eq!(begin(Some(&at), &logs, Some(&elsewhere)).unwrap().0, ("b.000002".into(), 700));
+        // A closed file says nothing of itself.
+        let closed = seg("b.000002", 4, 900, true);
+        assert_eq!(begin(Some(&closed), &logs, None).unwrap().2, None);
+        let err = |code, message: &str| ClientError::Server { code, state: "HY000".into(), message: message.into() };
+        assert!(torn(&err(1236, "binlog truncated in the middle of event; consider out of disk space on master")));
+        assert!(!torn(&err(1236, "Could not find first log file name in binary log index file")));
     }
 
     fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {

@@ -11,7 +11,7 @@
 use crate::error::{Context, Error, Result};
 use crate::keys::{KeySources, SealOptions};
 use crate::location::Location;
-use crate::repo::archive::{gaps, prefix_url, read_entry, segments, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY};
+use crate::repo::archive::{prefix_url, read_entry, segments, Archive, Join, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY};
 use crate::report::{ArchivePhase, ArchiveState};
 use crate::source::{ServerOptions, SourceSpec};
 use crate::Env;
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod link;
 mod segment;
 
-use link::{connect, gtid_position_at, server_logs, source_of, start_point, Source};
-use segment::{after, take, LogPlace, Open};
+use link::{begin, connect, gtid_position_at, server_logs, source_of, torn, Source, Torn};
+use segment::{after, take, LogPlace, Open, Previous};
 
 /// An archive run, as a user asks for it.
 #[derive(Debug, Clone)]
@@ -90,6 +90,10 @@ struct Run {
     /// ([`ArchiveState::lag`]).
     complete_at: Option<SystemTime>,
     reported: Option<Instant>,
+    /// A file whose last event a crash tore, where the archive ends in it (found in this run),
+    /// and the run goes on from the next file.
+    torn: Option<Torn>,
+    again: bool,
 }
 
 impl Run {
@@ -158,6 +162,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "gtid_first": gtid_text(&seg.gtid_first),
         "gtid_last": gtid_text(&seg.gtid_last),
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
+        "gtid_committed": seg.committed.as_ref().map(gtid_text),
+        "previous_file": seg.previous.as_ref().map(|p| serde_json::json!({"file": p.file, "size": p.size, "torn_at": p.torn_at})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
     // The events move into the image: a segment is held once, not twice.
@@ -204,6 +210,8 @@ pub fn archive(spec: &ArchiveSpec, env: &Env) -> Result<ArchiveSummary> {
     loop {
         let mut streamed = false;
         match archive_once(spec, &mut run, &mut streamed, env) {
+            // A torn tail found: the run goes on from the next file.
+            Ok(()) if std::mem::take(&mut run.again) => continue,
             Ok(()) => break,
             Err(e) if spec.follow && stopping(spec) => {
                 // Asked to stop: a link broken on the way out (a signal cuts a read short) is
@@ -317,8 +325,8 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let mut c = connect(spec)?;
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
-    let last = segments(&spec.prefix, env)?.pop().map(|s| s.0);
-    let ((file, pos), gap) = start_point(last.as_ref().or(run.summary.end.as_ref()), &logs)?;
+    let last = segments(&spec.prefix, env)?.pop().map(|s| s.0).or_else(|| run.summary.end.clone());
+    let ((file, pos), gap, previous) = begin(last.as_ref(), &logs, run.torn.as_ref())?;
     if let Some(g) = gap {
         found_gap(g, spec, run, env);
     }
@@ -327,7 +335,13 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let flags = DUMP_SEND_ANNOTATE_ROWS | if spec.follow { 0 } else { DUMP_NON_BLOCK };
     c.dump(&file, pos, spec.server_id, flags, HEARTBEAT)
         .map_err(|e| plain(e, "no answer").context("cannot ask for the binary log"))?;
-    let mut seg = Open { gtid_before: state.clone(), gtid_state: state, ..Open::new(file, pos) };
+    let mut seg = Open {
+        gtid_before: state.clone(),
+        committed: state.clone(),
+        gtid_state: state,
+        previous,
+        ..Open::new(file, pos)
+    };
     run.state.phase = ArchivePhase::Streaming;
     run.report(Some(&seg.name), env);
     let mut sealing = Duration::ZERO;
@@ -336,9 +350,20 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
             if spec.follow && stopping(spec) {
                 return Ok(());
             }
-            let next = c.next_event().map_err(|e| {
-                plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
-            })?;
+            let next = match c.next_event() {
+                Err(e) if torn(&e) && logs.last().is_some_and(|(f, _)| *f != seg.name.file) => {
+                    let (file, at) = (seg.name.file.clone(), seg.name.end);
+                    env.report.warn(&format!(
+                        "{file} ends at {at} with an event torn by a crash (the server cannot send the rest); \
+                         the log goes on in the next file"
+                    ));
+                    (run.torn, run.again) = (Some((file, at)), true);
+                    return Ok(());
+                }
+                next => next.map_err(|e| {
+                    plain(e, "no event and no heartbeat: the link is dead").context("the binary log stream broke")
+                })?,
+            };
             let Some((h, e)) = next else {
                 if spec.follow {
                     // A server shutting down ends its replicas' streams: connect again.
@@ -421,21 +446,18 @@ pub fn fetch(
     env: &Env,
 ) -> Result<Vec<String>> {
     let unlocks = crate::keys::unlocks(keys, env)?;
-    let found = segments(prefix, env)?;
-    let wanted: Vec<_> =
-        found.iter().filter(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f))).collect();
-    // Whole files only, and none missing between them: checked before anything is written.
-    let names: Vec<SegmentName> = wanted.iter().map(|(s, _)| s.clone()).collect();
-    if let Some((a, b)) = gaps(&names).first() {
-        crate::bail!(
-            "the archive has a gap: nothing between {} {} and {} {} (purged before it was archived)",
-            a.file,
-            a.end,
-            b.file,
-            b.start
-        );
+    let archive = Archive::new(segments(prefix, env)?, &unlocks, env)?;
+    let found = &archive.segments;
+    let first = found.iter().position(|(s, _)| from.is_none_or(|f| file_number(&s.file) >= file_number(f)));
+    let first = first.unwrap_or(found.len());
+    let wanted = &found[first..];
+    // Whole files only, and none missing between them (a restart after a crash is crossed
+    // when nothing is): checked before anything is written.
+    if let Some(Join::Gap(what)) = archive.joins.iter().skip(first + 1).find(|j| j.is_gap()) {
+        crate::bail!("the archive has a gap: {what}");
     }
     std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
+    let names: Vec<SegmentName> = wanted.iter().map(|(s, _)| s.clone()).collect();
     let needed = room_for_logs(&names, to_dir, env)?;
     let mut done: Vec<crate::atomic::AtomicFile> = Vec::new();
     let mut written: Vec<String> = Vec::new();

@@ -5,7 +5,7 @@ use super::Gap;
 use crate::error::{Error, Result};
 use crate::repo::archive::{continues, SegmentName};
 use coffer_mysql::client::{event, EventHeader};
-use coffer_mysql::events::{Gtid, Gtids, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
+use coffer_mysql::events::{Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
 use coffer_mysql::meta::is_binlog_file_name;
 use std::time::Instant;
 
@@ -31,6 +31,25 @@ pub(super) struct Open {
     pub(super) gtid_state: Option<Gtids>,
     /// The file's checksum algorithm, from its FORMAT_DESCRIPTION event.
     pub(super) checksum: Option<&'static str>,
+    /// The GTID position after the last transaction that ended (as `gtid_state`, but a
+    /// transaction counts at its XID or COMMIT, not its GTID event: one a crash left
+    /// unfinished is not in it), and the walk of the transactions that tells.
+    pub(super) committed: Option<Gtids>,
+    pub(super) walk: Walk,
+    /// The file before this one, which the archive holds to its end though it ends with neither
+    /// ROTATE nor STOP (a crash).
+    pub(super) previous: Option<Previous>,
+}
+
+/// A file the server left with neither ROTATE nor STOP, as the server reported it when the
+/// archiver went on to the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Previous {
+    pub(super) file: String,
+    /// Its size (`SHOW BINARY LOGS`).
+    pub(super) size: u64,
+    /// Where its last whole event ends, when the rest is an event torn by the crash.
+    pub(super) torn_at: Option<u32>,
 }
 
 impl Open {
@@ -48,6 +67,9 @@ impl Open {
             gtid_before: None,
             gtid_state: None,
             checksum: None,
+            committed: None,
+            walk: Walk::default(),
+            previous: None,
         }
     }
 
@@ -58,6 +80,8 @@ impl Open {
         Open {
             gtid_before: self.gtid_state.clone(),
             gtid_state: self.gtid_state.clone(),
+            committed: self.committed.clone(),
+            walk: self.walk.clone(),
             checksum,
             ..Open::new(file, start)
         }
@@ -141,12 +165,20 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
             seg.gtid_list = gtid_list_of(e);
             if seg.gtid_list.is_some() {
                 seg.gtid_state = seg.gtid_list.clone();
+                // A new file: what the file before left unfinished is dropped.
+                seg.committed = seg.gtid_list.clone();
+                seg.walk = Walk::default();
                 if seg.name.start == 4 {
                     seg.gtid_before = seg.gtid_list.clone();
                 }
             }
         }
         _ => {}
+    }
+    let start = seg.name.end.saturating_sub(e.len() as u32);
+    seg.walk.take(&coffer_mysql::events::Event { start, header: *h, bytes: e });
+    if let (false, Some(c), Some((d, s, n))) = (seg.walk.open, seg.committed.as_mut(), seg.walk.last_gtid) {
+        c.insert(d, (s, n));
     }
     Ok(())
 }
@@ -374,5 +406,43 @@ mod tests {
         assert_eq!(seg.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-41"));
         let next = seg.next("b.000002".into(), seg.name.end);
         assert_eq!(next.gtid_before.as_ref().map(gtid_text).as_deref(), Some("0-1-100,3-7-42"));
+    }
+
+    /// `gtid_committed` (issue 28, part 4): a transaction counts when it ends; one a crash
+    /// left unfinished at a file's end is not in it, and the next file's GTID_LIST starts over.
+    #[test]
+    fn the_committed_position_counts_transactions_that_ended() {
+        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
+            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+            let (h, e) = event_bytes(type_code, at, 0, body);
+            append(seg, &h, &e).unwrap();
+        };
+        let gtid = |seq: u64| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[0]].concat();
+        let list =
+            |seq: u64| [&1u32.to_le_bytes()[..], &0u32.to_le_bytes(), &1u32.to_le_bytes(), &seq.to_le_bytes()].concat();
+        let text = |g: &Option<Gtids>| g.as_ref().map(gtid_text);
+        let mut seg = Open::new("b.000001".into(), 4);
+        push(&mut seg, GTID_LIST_EVENT, &list(4));
+        push(&mut seg, GTID_EVENT, &gtid(5));
+        push(&mut seg, 2, &[0; 20]);
+        assert_eq!((text(&seg.gtid_state), text(&seg.committed)), (Some("0-1-5".into()), Some("0-1-4".into())));
+        push(&mut seg, 16, &[0; 8]);
+        assert_eq!(text(&seg.committed).as_deref(), Some("0-1-5"), "its XID");
+        // Cut inside the next transaction: the next segment goes on with it.
+        push(&mut seg, GTID_EVENT, &gtid(6));
+        let mut next = seg.next("b.000001".into(), seg.name.end);
+        assert_eq!(text(&next.committed).as_deref(), Some("0-1-5"));
+        push(&mut next, 16, &[0; 8]);
+        assert_eq!(text(&next.committed).as_deref(), Some("0-1-6"));
+        // A crash: 0-1-7 never ends; the restarted server's file says 0-1-6 and reuses 7.
+        push(&mut next, GTID_EVENT, &gtid(7));
+        push(&mut next, 2, &[0; 20]);
+        assert_eq!((text(&next.gtid_state), text(&next.committed)), (Some("0-1-7".into()), Some("0-1-6".into())));
+        let mut after = next.next("b.000002".into(), 4);
+        push(&mut after, GTID_LIST_EVENT, &list(6));
+        push(&mut after, GTID_EVENT, &gtid(7));
+        push(&mut after, 16, &[0; 8]);
+        assert_eq!(text(&after.committed).as_deref(), Some("0-1-7"));
+        assert_eq!(text(&after.gtid_before).as_deref(), Some("0-1-6"));
     }
 }

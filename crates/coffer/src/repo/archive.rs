@@ -8,6 +8,7 @@ use crate::error::{Context, Error, Result};
 use crate::location::Location;
 use crate::Env;
 use coffer_crypto::Unlock;
+use coffer_mysql::events::{parse_gtids, Gtids};
 use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
 
 /// The entry of a segment image that holds the events, as the server's file holds them.
@@ -65,14 +66,133 @@ impl SegmentName {
 /// `next` takes up exactly where `previous` ends: in the same file where it ends, or at the
 /// start of the next file (same base name, number plus one) after a complete one.
 pub fn continues(previous: &SegmentName, next: &SegmentName) -> bool {
-    let base = |f: &str| f.rsplit_once('.').map(|(b, _)| b.to_owned());
     if previous.file == next.file {
         return previous.end == next.start;
     }
-    previous.closed
-        && next.start == 4
+    previous.closed && next_file_start(previous, next)
+}
+
+/// `next` starts the file after `previous`'s (same base name, number plus one).
+fn next_file_start(previous: &SegmentName, next: &SegmentName) -> bool {
+    let base = |f: &str| f.rsplit_once('.').map(|(b, _)| b.to_owned());
+    next.start == 4
         && base(&previous.file) == base(&next.file)
         && file_number(&next.file) == file_number(&previous.file) + 1
+}
+
+/// The server went on to the file after `previous`'s, which ended with neither ROTATE nor
+/// STOP as archived: a restart after a crash, or a tail the archive lacks. Continuity decides
+/// ([`missing_at_restart`]).
+pub fn restarted(previous: &SegmentName, next: &SegmentName) -> bool {
+    !previous.closed && next_file_start(previous, next)
+}
+
+/// What the archive lacks where the server restarted after `crashed` (the last segment of the
+/// file it left without ROTATE or STOP), or `None`: nothing. `committed` is the GTID position
+/// after the last transaction that ended in `crashed`; `list` the next file's GTID_LIST (the
+/// restarted server's binlog state, which holds only transactions that ended: crash recovery
+/// drops an unfinished one); `size` the crashed file's size as the restarted server reported
+/// it. Each domain must be where the list says; without GTIDs, the archive must hold every
+/// byte the server had.
+pub fn missing_at_restart(
+    crashed: &SegmentName,
+    committed: Option<&Gtids>,
+    list: Option<&Gtids>,
+    size: Option<u64>,
+) -> Option<String> {
+    let mut missing = Vec::new();
+    let (file, end) = (&crashed.file, crashed.end);
+    if let Some(size) = size.filter(|s| *s > u64::from(end)) {
+        missing.push(format!("{file} bytes {end}..{size} (the restarted server's file has {size})"));
+    }
+    match (committed, list) {
+        (Some(c), Some(l)) => {
+            let domains: std::collections::BTreeSet<&u32> = c.keys().chain(l.keys()).collect();
+            for d in domains {
+                let gtid = |(s, n): &(u32, u64)| format!("{d}-{s}-{n}");
+                let why = match (c.get(d), l.get(d)) {
+                    (Some(a), Some(b)) if a == b => continue,
+                    (Some(a), Some(b)) if a.1 < b.1 => format!(
+                        "domain {d}: sequence {}..{} (the archive ends at {}, the restarted server's log goes on after {})",
+                        a.1 + 1,
+                        b.1,
+                        gtid(a),
+                        gtid(b)
+                    ),
+                    (None, Some(b)) => {
+                        format!("domain {d}: sequence 1..{} (the archive has none of it, the server went on after {})", b.1, gtid(b))
+                    }
+                    (Some(a), Some(b)) => format!(
+                        "domain {d}: the archive has {}, the restarted server's log goes on after {}",
+                        gtid(a),
+                        gtid(b)
+                    ),
+                    (Some(a), None) => format!("domain {d}: the archive has {}, the restarted server's log has no such domain", gtid(a)),
+                    (None, None) => continue,
+                };
+                missing.push(why);
+            }
+        }
+        _ if size.is_some_and(|s| s <= u64::from(end)) => {}
+        _ => missing.push(format!(
+            "what the server had of {file} after {end} (no GTID positions either side, no size of the file)"
+        )),
+    }
+    (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+/// How a segment follows the one before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// It takes up where the one before ends ([`continues`]), or it is the first.
+    Continues,
+    /// The server restarted after a crash between them, and the archive lacks nothing.
+    Restart,
+    /// Something is missing between them: what, in words.
+    Gap(String),
+}
+
+impl Join {
+    /// Something is missing before the segment.
+    pub fn is_gap(&self) -> bool {
+        matches!(self, Join::Gap(_))
+    }
+
+    /// How `b` follows `a`, with their descriptions where they were read: at a restart, by
+    /// continuity ([`missing_at_restart`]).
+    pub fn of(
+        a: &SegmentName,
+        a_said: Option<&serde_json::Value>,
+        b: &SegmentName,
+        b_said: Option<&serde_json::Value>,
+    ) -> Self {
+        if continues(a, b) {
+            return Join::Continues;
+        }
+        let between = format!("between {}:{} and {}:{}", a.file, a.end, b.file, b.start);
+        if !restarted(a, b) {
+            return Join::Gap(format!(
+                "nothing is archived {between} (the server purged those binary logs before they were archived)"
+            ));
+        }
+        let (Some(a_said), Some(b_said)) = (a_said, b_said) else {
+            return Join::Gap(format!(
+                "{} ends {between} with neither ROTATE nor STOP (a crash, or a lost tail: a key tells them apart)",
+                a.file
+            ));
+        };
+        let gtids = |v: &serde_json::Value| v.as_str().and_then(parse_gtids);
+        let committed = gtids(&a_said["gtid_committed"]).or_else(|| gtids(&a_said["gtid_after"]));
+        let list = gtids(&b_said["gtid_list"]).or_else(|| gtids(&b_said["gtid_before"]));
+        let previous = &b_said["previous_file"];
+        // Past a torn last event, the server had nothing more to send.
+        let size = previous["torn_at"].as_u64().or_else(|| previous["size"].as_u64());
+        let size = size.filter(|_| previous["file"].as_str() == Some(a.file.as_str()));
+        match missing_at_restart(a, committed.as_ref(), list.as_ref(), size) {
+            None => Join::Restart,
+            Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
+        }
+    }
 }
 
 /// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
@@ -97,8 +217,10 @@ pub struct ListedSegment {
     pub name: SegmentName,
     /// Its size.
     pub bytes: u64,
-    /// It does not continue the segment before it.
-    pub gap_before: bool,
+    /// It does not continue the segment before it: what is missing between them.
+    pub gap_before: Option<String>,
+    /// The server restarted after a crash before it, and nothing is missing (read with keys).
+    pub restart_before: bool,
     /// Its description, read with the keys given (none given: `None`), or why it could not be.
     pub description: Option<Result<serde_json::Value>>,
 }
@@ -122,12 +244,22 @@ pub fn list(
     let found = segments(prefix, env)?;
     let unlocks = keys.map(|k| crate::keys::unlocks(k, env)).transpose()?;
     let mut listed: Vec<ListedSegment> = Vec::new();
+    let said = |d: &Option<Result<serde_json::Value>>| d.as_ref().and_then(|r| r.as_ref().ok()).cloned();
     for (name, object) in &found {
+        let description = unlocks.as_ref().map(|u| description(object, u, env));
+        let join = match listed.last() {
+            None => Join::Continues,
+            Some(p) => Join::of(&p.name, said(&p.description).as_ref(), name, said(&description).as_ref()),
+        };
         listed.push(ListedSegment {
-            gap_before: listed.last().is_some_and(|p| !continues(&p.name, name)),
+            restart_before: join == Join::Restart,
+            gap_before: match join {
+                Join::Gap(what) => Some(what),
+                _ => None,
+            },
             name: name.clone(),
             bytes: object.size,
-            description: unlocks.as_ref().map(|u| description(object, u, env)),
+            description,
         });
         each(listed.last().expect("just pushed"));
     }
@@ -159,21 +291,29 @@ impl ListedSegment {
             }
             Some(Err(e)) => format!("  ({})", e.one_line()),
         };
+        let before = match (&self.gap_before, self.restart_before) {
+            (Some(what), _) => format!("  (gap before) {what}"),
+            (None, true) => "  (restart before, nothing missing)".into(),
+            (None, false) => String::new(),
+        };
         format!(
-            "{}  {:>10} .. {:<10}  {:>10}{}{}{detail}",
+            "{}  {:>10} .. {:<10}  {:>10}{}{before}{detail}",
             esc(&s.file),
             s.start,
             s.end,
             crate::text::human(self.bytes),
             if s.closed { "  complete" } else { "" },
-            if self.gap_before { "  (gap before)" } else { "" }
         )
     }
 
     /// It, as `binlog list --json` shows it.
     pub fn to_json(&self) -> serde_json::Value {
         let s = &self.name;
-        let mut row = serde_json::json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed, "bytes": self.bytes, "gap_before": self.gap_before});
+        let mut row = serde_json::json!({"file": s.file, "start": s.start, "end": s.end, "closed": s.closed,
+            "bytes": self.bytes, "gap_before": self.gap_before.is_some(), "restart_before": self.restart_before});
+        if let Some(what) = &self.gap_before {
+            row["gap"] = serde_json::json!(what);
+        }
         match &self.description {
             None => {}
             Some(Ok(d)) => DESCRIBED.iter().for_each(|k| row[k] = d[k].clone()),
@@ -249,14 +389,43 @@ pub(crate) fn read_entry(
     Ok(out.into_inner())
 }
 
-/// The archive's segments, in log order, with what reads them.
+/// The archive's segments, in log order, with what reads them, and how each follows the one
+/// before it.
 pub(crate) struct Archive<'a> {
     pub segments: Vec<(SegmentName, coffer_store::Listed)>,
+    pub joins: Vec<Join>,
     pub unlocks: &'a [Unlock],
     pub env: &'a Env,
 }
 
-impl Archive<'_> {
+impl<'a> Archive<'a> {
+    /// The archive of `segments`: where the server restarted, the descriptions either side are
+    /// read (with `unlocks`; without, a restart is a gap: nothing shows what is missing).
+    pub(crate) fn new(
+        segments: Vec<(SegmentName, coffer_store::Listed)>,
+        unlocks: &'a [Unlock],
+        env: &'a Env,
+    ) -> Result<Self> {
+        let mut archive = Archive { segments, joins: Vec::new(), unlocks, env };
+        let mut joins = vec![Join::Continues; archive.segments.len().min(1)];
+        for i in 1..archive.segments.len() {
+            let (a, b) = (&archive.segments[i - 1].0, &archive.segments[i].0);
+            let said = if restarted(a, b) && !unlocks.is_empty() {
+                Some((archive.description(i - 1)?, archive.description(i)?))
+            } else {
+                None
+            };
+            joins.push(Join::of(a, said.as_ref().map(|s| &s.0), b, said.as_ref().map(|s| &s.1)));
+        }
+        archive.joins = joins;
+        Ok(archive)
+    }
+
+    /// The segments' names, in log order.
+    pub(crate) fn names(&self) -> Vec<SegmentName> {
+        self.segments.iter().map(|(s, _)| s.clone()).collect()
+    }
+
     pub(crate) fn location(&self, i: usize) -> Location {
         Location::Object(self.segments[i].1.object.url().to_owned())
     }
@@ -320,7 +489,13 @@ mod tests {
 
     #[test]
     fn a_listing_shows_gaps_descriptions_and_what_could_not_be_read() {
-        let listed = |name, bytes, gap_before, description| ListedSegment { name, bytes, gap_before, description };
+        let listed = |name, bytes, gap: bool, description| ListedSegment {
+            name,
+            bytes,
+            gap_before: gap.then(|| "nothing is archived between x and y".to_owned()),
+            restart_before: false,
+            description,
+        };
         let d = serde_json::json!({"events": 3, "first_event_time": 0, "last_event_time": 60, "gtid_before": "0-1-1",
             "gtid_after": "0-1-4", "server": {"server_id": 7}, "checksum": "crc32", "other": 1});
         let listing = Listing {
@@ -334,13 +509,17 @@ mod tests {
         assert_eq!(lines[0], format!("binlog.000001  {:>10} .. {:<10}  {:>10}  complete", 4, 100, "2.00 KiB"));
         assert!(
             lines[1]
-                .ends_with("  (gap before)  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
+                .ends_with("  (gap before) nothing is archived between x and y  1970-01-01 00:00:00 .. 1970-01-01 00:01:00  GTID 0-1-1 .. 0-1-4  server 7"),
             "{}",
             lines[1]
         );
         assert!(lines[2].ends_with("  (wrong key)"), "{}", lines[2]);
         let json = listing.to_json();
         assert_eq!(json[0]["gap_before"], false);
+        assert_eq!(
+            (&json[1]["gap_before"], &json[1]["gap"]),
+            (&serde_json::json!(true), &serde_json::json!("nothing is archived between x and y"))
+        );
         assert_eq!(json[1]["server"]["server_id"], 7);
         assert!(json[1].get("other").is_none());
         assert_eq!(json[2]["error"], "wrong key");
@@ -400,5 +579,87 @@ mod tests {
         );
         assert!(gaps(&list[..3]).is_empty());
         assert!(gaps(&[]).is_empty() && gaps(&list[..1]).is_empty());
+    }
+
+    /// Issue 28, part 4: a server that crashed leaves a file with neither ROTATE nor STOP; the
+    /// next file's GTID_LIST says where the log goes on. Nothing missing, per domain: crossed.
+    #[test]
+    fn a_restart_is_crossed_when_each_domain_goes_on_where_the_archive_ends() {
+        let g = |t: &str| parse_gtids(t).unwrap();
+        let crashed = seg("b.000001", 4, 5000, false);
+        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), size);
+        // Two domains, both where the list says; the server's file no longer than the archive's.
+        assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", Some(5000)), None);
+        assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", None), None);
+        // One domain behind: its sequence numbers named, and the other domain not.
+        let why = missing("0-1-100,1-2-7", "0-1-100,1-2-9", None).unwrap();
+        assert_eq!(
+            why,
+            "domain 1: sequence 8..9 (the archive ends at 1-2-7, the restarted server's log goes on after 1-2-9)"
+        );
+        // A tail lost: the bytes too, as the restarted server reported its file.
+        let why = missing("0-1-100", "0-1-120", Some(9000)).unwrap();
+        assert!(
+            why.starts_with(
+                "b.000001 bytes 5000..9000 (the restarted server's file has 9000); domain 0: sequence 101..120"
+            ),
+            "{why}"
+        );
+        // A domain that first appears after the crash (not in the list): nothing missing; one
+        // the archive never saw, though the list has it: all of it is missing.
+        assert_eq!(missing("0-1-100", "0-1-100", None), None);
+        let why = missing("0-1-100", "0-1-100,2-3-4", None).unwrap();
+        assert!(why.starts_with("domain 2: sequence 1..4 (the archive has none of it"), "{why}");
+        // A new server_id after the restart: the list ends with the old one's GTID, which the
+        // archive holds; another server's at the same number is another transaction.
+        assert_eq!(missing("0-1-100", "0-1-100", None), None);
+        let why = missing("0-1-100", "0-2-100", None).unwrap();
+        assert!(why.contains("the archive has 0-1-100, the restarted server's log goes on after 0-2-100"), "{why}");
+        // The archive past the list: a transaction the restarted server does not have (its
+        // recovery truncated the file): no continuity to prove.
+        assert!(missing("0-1-101", "0-1-100", None).is_some());
+        assert!(missing("0-1-100,5-1-1", "0-1-100", None).unwrap().contains("no such domain"));
+        // Without GTIDs, bytes decide: the whole file archived, or not.
+        assert_eq!(missing_at_restart(&crashed, None, None, Some(5000)), None);
+        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None).unwrap().contains("no GTID positions"));
+        assert!(missing_at_restart(&crashed, None, None, Some(6000)).unwrap().contains("bytes 5000..6000"));
+    }
+
+    /// Which boundaries are restarts, and how the descriptions decide them: the crashed file's
+    /// last transaction ended (`gtid_committed`, else `gtid_after` of older segments), the
+    /// next file's GTID_LIST and the size the restarted server reported.
+    #[test]
+    fn restarts_are_told_from_gaps_by_the_descriptions_either_side() {
+        let (a, b) = (seg("b.000001", 4, 5000, false), seg("b.000002", 4, 300, false));
+        assert!(restarted(&a, &b) && !continues(&a, &b));
+        assert!(!restarted(&seg("b.000001", 4, 5000, true), &b), "a closed file continues");
+        assert!(!restarted(&a, &seg("b.000003", 4, 300, false)), "a file missing");
+        assert!(!restarted(&a, &seg("b.000002", 90, 300, false)), "not the next file's start");
+        assert!(!restarted(&seg("a.000001", 4, 50, false), &b), "another log");
+        // The crashed file's last segment ends inside a transaction (0-1-101, dropped by the
+        // server's crash recovery): its committed position is the one that counts.
+        let before = serde_json::json!({"gtid_after": "0-1-101", "gtid_committed": "0-1-100"});
+        let after = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 5000}});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&after)), Join::Restart);
+        assert!(Join::of(&a, None, &b, None).is_gap(), "not read: not proven");
+        let older = serde_json::json!({"gtid_after": "0-1-100"});
+        assert_eq!(Join::of(&a, Some(&older), &b, Some(&after)), Join::Restart);
+        let longer = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000}});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&longer)) else { panic!() };
+        assert_eq!(
+            why,
+            "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks b.000001 \
+             bytes 5000..7000 (the restarted server's file has 7000)"
+        );
+        // Past a torn last event the server had nothing to send: not missing.
+        let torn = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&torn)), Join::Restart);
+        // The size of another file is not this one's.
+        let other = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000000", "size": 7000}});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&other)), Join::Restart);
+        let Join::Gap(why) = Join::of(&seg("b.000001", 4, 100, true), None, &seg("b.000003", 4, 9, false), None) else {
+            panic!()
+        };
+        assert!(why.starts_with("nothing is archived between b.000001:100 and b.000003:4"), "{why}");
     }
 }

@@ -524,10 +524,25 @@ impl Replay {
         // MASTER_POS_WAIT: the position reached (>= 0), -1 after the timeout, NULL when the SQL
         // thread stopped (on an error).
         let wait = format!("SELECT MASTER_POS_WAIT('{}', {}, 5)", self.stop.0, self.stop.1);
+        let mut idle_before = false;
         let reached = loop {
             let rows = sql(control, &wait)?;
             match rows.first().and_then(|r| r.first()).cloned().flatten() {
-                Some(n) if n == "-1" => continue,
+                Some(n) if n == "-1" => {
+                    // Every relay log read, and still not there after a whole wait: it never
+                    // will be (the wait is bounded by the log, not by time).
+                    let idle = sql(control, IDLE)?.first().and_then(|r| r.first()).cloned().flatten();
+                    let idle = idle.is_some_and(|n| n != "0");
+                    if idle && idle_before {
+                        let _ = sql(control, "STOP SLAVE");
+                        crate::bail!(
+                            "replay stalled: the server's SQL thread read every relay log without reaching {}:{}",
+                            self.stop.0,
+                            self.stop.1
+                        );
+                    }
+                    idle_before = idle;
+                }
                 Some(_) => break true,
                 None => break false,
             }
@@ -606,6 +621,10 @@ fn applier_error(log: &Path) -> String {
 /// The name of the replay server's private directories in the temporary directory:
 /// `coffer-replay-RANDOM`.
 const RUN: &str = "coffer-replay";
+
+/// Whether the replaying SQL thread has applied every relay log and waits for more.
+const IDLE: &str = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_SQL' AND \
+                    STATE LIKE 'Slave has read all relay log%'";
 
 /// The relay logs' base name in the restored datadir while its SQL thread replays.
 const RELAY: &str = "coffer-relay";

@@ -6,7 +6,7 @@ pub(crate) mod stop;
 
 pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
 
-use super::archive::{continues, Archive, SegmentName};
+use super::archive::Archive;
 use super::chain::{Known, Neighbours};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -180,18 +180,18 @@ pub fn windows(
     let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
         return Ok((None, vec![None; positions.len()]));
     };
-    let names: Vec<SegmentName> = segments.iter().map(|(s, _)| s.clone()).collect();
+    let empty: &[Unlock] = &[];
+    let archive = Archive::new(segments.clone(), unlocks.unwrap_or(empty), env)?;
+    let names = archive.names();
     // Each segment's run's last segment.
     let mut run_end = vec![0; names.len()];
     let mut end = names.len() - 1;
     for i in (0..names.len()).rev() {
-        if i + 1 < names.len() && !continues(&names[i], &names[i + 1]) {
+        if i + 1 < names.len() && archive.joins[i + 1].is_gap() {
             end = i;
         }
         run_end[i] = end;
     }
-    let empty: &[Unlock] = &[];
-    let archive = Archive { segments: segments.clone(), unlocks: unlocks.unwrap_or(empty), env };
     let mut times: BTreeMap<usize, Option<i64>> = BTreeMap::new();
     let mut time_of = |i: usize| -> Option<i64> {
         unlocks?;
@@ -219,9 +219,9 @@ pub fn windows(
         first: (first.0.file.clone(), first.0.start),
         last: (last.0.file.clone(), last.0.end),
         last_time: time_of(segments.len() - 1),
-        gaps: crate::repo::archive::gaps(&names)
-            .into_iter()
-            .map(|(a, b)| ((a.file, a.end), (b.file, b.start)))
+        gaps: (1..names.len())
+            .filter(|i| archive.joins[*i].is_gap())
+            .map(|i| ((names[i - 1].file.clone(), names[i - 1].end), (names[i].file.clone(), names[i].start)))
             .collect(),
     };
     Ok((Some(overview), windows))
@@ -275,7 +275,7 @@ pub(crate) fn route<'a>(
     unlocks: &'a [Unlock],
     env: &'a Env,
 ) -> Result<Route<'a>> {
-    let archive = Archive { segments: super::archive::segments(binlogs, env)?, unlocks, env };
+    let archive = Archive::new(super::archive::segments(binlogs, env)?, unlocks, env)?;
     if archive.segments.is_empty() {
         crate::bail!("{binlogs}: no archived binary log there");
     }
@@ -291,7 +291,7 @@ pub(crate) fn route<'a>(
 /// The chain (full first) a point-in-time restore to `until` would restore: the newest backup
 /// under `backups` before the target, as `route` chooses it. For a drill's space check.
 pub fn chain_until(backups: &str, binlogs: &str, until: &Until, unlocks: &[Unlock], env: &Env) -> Result<Vec<Known>> {
-    let archive = Archive { segments: super::archive::segments(binlogs, env)?, unlocks, env };
+    let archive = Archive::new(super::archive::segments(binlogs, env)?, unlocks, env)?;
     let (known, neighbours) = backups_with_positions(backups, unlocks, env)?;
     if archive.segments.is_empty() || known.is_empty() {
         // The restore says why, in its words.
@@ -349,9 +349,8 @@ fn choose_backup<'a>(
             .map(|k| (k, None))
             .ok_or_else(|| before(oldest, "every backup holds it already".into())),
         Until::Time(t) => {
-            let names: Vec<SegmentName> = archive.segments.iter().map(|(s, _)| s.clone()).collect();
             let starts: Vec<(String, u32)> = backups.iter().map(start_of).collect();
-            match time_stop(&names, &mut |i| archive.events(i), &starts, *t)? {
+            match time_stop(&archive.names(), &archive.joins, &mut |i| archive.events(i), &starts, *t)? {
                 TimeStop::Before(k, why) => Err(before(&backups[k], why)),
                 TimeStop::At(file, pos) => {
                     // The walk started at a backup at or before the stop: one is found.

@@ -4,8 +4,10 @@
 
 use super::Until;
 use crate::error::{Context, Error, Result};
-use crate::repo::archive::{continues, Archive, SegmentName};
-use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
+use crate::repo::archive::{Archive, Join, SegmentName};
+use coffer_mysql::events::{
+    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP,
+};
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,9 +33,11 @@ pub(crate) enum TimeStop {
 /// the first GTID event, between transactions, stamped later than `t`. Stamps do not rise
 /// along the log (a statement is stamped when it began, logged when it commits), so nothing is
 /// searched by time: every segment from there to the stop is read. At a gap, the walk starts
-/// again from the oldest backup after it (nothing replays across a gap).
+/// again from the oldest backup after it (nothing replays across a gap; `joins` says how each
+/// segment follows the one before it, [`Archive::joins`]).
 pub(crate) fn time_stop(
     names: &[SegmentName],
+    joins: &[Join],
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
     starts: &[(String, u32)],
     t: i64,
@@ -47,7 +51,7 @@ pub(crate) fn time_stop(
     };
     let mut crossed: Option<usize> = None;
     loop {
-        let why = match walk_run(names, read, first, &starts[k], t)? {
+        let why = match walk_run(names, joins, read, first, &starts[k], t)? {
             Walked::Stop(file, pos) => return Ok(TimeStop::At(file, pos)),
             Walked::Before(why) => why,
             Walked::Gap(i) => match usable.iter().find(|(f, _)| *f >= i) {
@@ -55,9 +59,7 @@ pub(crate) fn time_stop(
                     (first, k, crossed) = (f, next, Some(i));
                     continue;
                 }
-                None => {
-                    return Err(gap_error(&until, &names[i - 1], &names[i], "and no backup after it to start from"))
-                }
+                None => return Err(gap_error(&until, &joins[i], "and no backup after it to start from")),
             },
             Walked::End { open, later } => {
                 let last = names.last().expect("a backup's file is in the archive");
@@ -76,8 +78,7 @@ pub(crate) fn time_stop(
             None => Ok(TimeStop::Before(k, why)),
             Some(i) => Err(gap_error(
                 &until,
-                &names[i - 1],
-                &names[i],
+                &joins[i],
                 &format!(
                     "and it is before the oldest backup after the gap (binlog {}:{}): {why}",
                     starts[k].0, starts[k].1
@@ -104,6 +105,7 @@ enum Walked {
 /// the first GTID event, between transactions, stamped later than `t`.
 fn walk_run(
     names: &[SegmentName],
+    joins: &[Join],
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
     first: usize,
     from: &(String, u32),
@@ -114,8 +116,11 @@ fn walk_run(
     let mut later = false;
     for i in first..names.len() {
         let seg = &names[i];
-        if i > first && !continues(&names[i - 1], seg) {
+        if i > first && joins[i].is_gap() {
             return Ok(Walked::Gap(i));
+        }
+        if i > first && seg.start == 4 {
+            drop_unfinished(&mut walk);
         }
         let bytes = read(i)?;
         for e in events_of(seg, &bytes)? {
@@ -158,17 +163,29 @@ fn not_from_start(names: &[SegmentName], file: &str) -> Error {
     ))
 }
 
-/// A gap between segments `a` and `b` on the way to `until`; `tail` says what follows from it.
-fn gap_error(until: &Until, a: &SegmentName, b: &SegmentName, tail: &str) -> Error {
-    Error::msg(format!(
-        "{} is beyond a gap in the archive: nothing is archived between {}:{} and {}:{} (the server purged those \
-         binary logs before they were archived), {tail}",
-        until.shown(),
-        a.file,
-        a.end,
-        b.file,
-        b.start
-    ))
+/// A gap (`join`, what is missing) on the way to `until`; `tail` says what follows from it.
+fn gap_error(until: &Until, join: &Join, tail: &str) -> Error {
+    let what = match join {
+        Join::Gap(what) => what.as_str(),
+        _ => "",
+    };
+    Error::msg(format!("{} is beyond a gap in the archive: {what}, {tail}", until.shown()))
+}
+
+const FORMAT_DESCRIPTION: u8 = 15;
+
+/// At the start of a file: a transaction the file before left unfinished (no XID, no COMMIT:
+/// only a crash ends a file inside one, as a ROTATE comes between transactions) is no
+/// transaction: the server's crash recovery dropped it, and its GTID's number goes to the
+/// restarted server's next one. Returns whether there was one.
+fn drop_unfinished(walk: &mut Walk) -> bool {
+    if !walk.open {
+        return false;
+    }
+    walk.open = false;
+    walk.current = None;
+    walk.transactions = walk.transactions.saturating_sub(1);
+    true
 }
 
 /// What [`gather`] found.
@@ -205,18 +222,21 @@ pub(crate) fn gather(
     let mut g = Gather::new(until, start, stop)?;
     let mut files: Vec<String> = Vec::new();
     let mut out: Option<std::fs::File> = None;
-    let mut previous: Option<&SegmentName> = None;
+    let mut written = Written::default();
     for i in first..archive.segments.len() {
         let seg = &archive.segments[i].0;
-        if let Some(p) = previous.filter(|p| !continues(p, seg)) {
+        if i > first && archive.joins[i].is_gap() {
             let reach = format!("recovery can reach {}:{} at most", g.boundary.0, g.boundary.1);
-            return Err(gap_error(until, p, seg, &reach));
+            return Err(gap_error(until, &archive.joins[i], &reach));
         }
-        previous = Some(seg);
+        if let (Some(f), Some(file), 4) = (out.as_mut(), files.last(), seg.start) {
+            end_file(f, file, &written, &mut g, &seg.file)?;
+        }
         let bytes = archive.events(i)?;
         if seg.start == 4 {
             out = Some(crate::repo::archive::new_log_file(dir, &seg.file)?);
             files.push(seg.file.clone());
+            written = Written::default();
         }
         let mut kept = bytes.len();
         let mut stopped = None;
@@ -226,6 +246,7 @@ pub(crate) fn gather(
                 stopped = Some(at);
                 break;
             }
+            written.take(&e);
         }
         if let Some(f) = out.as_mut() {
             std::io::Write::write_all(f, &bytes[..kept])
@@ -248,6 +269,59 @@ pub(crate) fn gather(
         last.end,
         g.walk.last_gtid.map(|(d, s, n)| format!(", GTID {d}-{s}-{n}")).unwrap_or_default()
     )))
+}
+
+/// What a ROTATE made up for the end of a rebuilt file needs of its last events.
+#[derive(Default)]
+struct Written {
+    end: u32,
+    stamp: u32,
+    server_id: u32,
+    crc: bool,
+    rotated: bool,
+}
+
+impl Written {
+    fn take(&mut self, e: &Event) {
+        if e.header.type_code == FORMAT_DESCRIPTION {
+            self.crc = checksummed_len(e.bytes, 19).is_some();
+        }
+        (self.end, self.stamp, self.server_id) = (e.header.log_pos, e.header.timestamp, e.header.server_id);
+        self.rotated = e.header.type_code == ROTATE;
+    }
+}
+
+/// Ends the rebuilt `file` (`out`) where the log goes on in `next`. A transaction a crash left
+/// unfinished at its end is cut off ([`drop_unfinished`]): replay never sees it. A file that
+/// does not end with its ROTATE (a crash, or the STOP of a clean shutdown) gets one, made up,
+/// naming `next` at 4, as a replica's relay log gets one when it reconnects: from it the
+/// replaying server's applier learns that the source's log goes on in `next` (without it, it
+/// would wait for the stop in `file` for ever).
+fn end_file(out: &mut std::fs::File, file: &str, written: &Written, g: &mut Gather, next: &str) -> Result<()> {
+    let mut end = written.end;
+    if drop_unfinished(&mut g.walk) && g.boundary.0 == file {
+        end = g.boundary.1;
+        out.set_len(u64::from(end))?;
+    }
+    if written.rotated && end == written.end {
+        return Ok(());
+    }
+    let size = 19 + 8 + next.len() + if written.crc { 4 } else { 0 };
+    let mut e = written.stamp.to_le_bytes().to_vec();
+    e.push(ROTATE);
+    e.extend_from_slice(&written.server_id.to_le_bytes());
+    e.extend_from_slice(&(size as u32).to_le_bytes());
+    e.extend_from_slice(&(end + size as u32).to_le_bytes());
+    e.extend_from_slice(&0u16.to_le_bytes());
+    e.extend_from_slice(&4u64.to_le_bytes());
+    e.extend_from_slice(next.as_bytes());
+    if written.crc {
+        let crc = coffer_mysql::events::crc32(&e);
+        e.extend_from_slice(&crc.to_le_bytes());
+    }
+    std::io::Seek::seek(out, std::io::SeekFrom::Start(u64::from(end)))?;
+    std::io::Write::write_all(out, &e)?;
+    Ok(())
 }
 
 /// The walk of [`gather`], event by event, looking for where replay stops.
@@ -435,6 +509,8 @@ mod tests {
         Tx1(u32, u64),
         /// A CREATE TEMPORARY TABLE statement (GTID, QUERY), stamped.
         Temporary(u32, u64),
+        /// A transaction a crash left unfinished (GTID, BEGIN, no XID), stamped.
+        Unfinished(u32, u64),
         /// The ROTATE to the next file, stamped.
         Rotate(u32),
         /// The segment ends here.
@@ -494,6 +570,11 @@ mod tests {
                         push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
                         push(coffer_mysql::events::XID, t, &[0; 8], &mut pos, &mut bytes);
                     }
+                    Item::Unfinished(t, n) => {
+                        out.at.insert(n, (file.to_string(), pos));
+                        push(GTID, t, &gtid(n, 0, 0), &mut pos, &mut bytes);
+                        push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
+                    }
                     Item::Temporary(t, n) => {
                         out.at.insert(n, (file.to_string(), pos));
                         push(GTID, t, &gtid(n, 0, 1), &mut pos, &mut bytes);
@@ -535,6 +616,7 @@ mod tests {
             let mut read = Vec::new();
             let found = time_stop(
                 &self.names(),
+                &joins(&self.names()),
                 &mut |i| {
                     read.push(i);
                     Ok(self.segments[i].1.clone())
@@ -544,6 +626,14 @@ mod tests {
             );
             (found, read)
         }
+    }
+
+    /// How each segment follows the one before it, by names (no descriptions).
+    fn joins(names: &[SegmentName]) -> Vec<Join> {
+        let mut out = vec![Join::Continues];
+        out.extend(names.windows(2).map(|w| Join::of(&w[0], None, &w[1], None)));
+        out.truncate(names.len());
+        out
     }
 
     fn at(p: (String, u32)) -> TimeStop {
@@ -636,6 +726,7 @@ mod tests {
             let mut read = Vec::new();
             let found = time_stop(
                 &names[1..],
+                &joins(&names[1..]),
                 &mut |i| {
                     read.push(i + 1);
                     Ok(lg.segments[i + 1].1.clone())
@@ -665,6 +756,32 @@ mod tests {
         // No backup after the gap.
         let err = gapped.stop(&[b1], 106).0.unwrap_err().to_string();
         assert!(err.contains("beyond a gap") && err.contains("no backup after it"), "{err}");
+    }
+
+    /// Issue 28, part 4: a crash ends a file inside a transaction (no XID); the restarted
+    /// server dropped it and gave its sequence number to its next one, in the next file. The
+    /// walk goes on from the next file's start between transactions: the first transaction
+    /// there stamped later stops it.
+    #[test]
+    fn an_unfinished_transaction_at_a_crashed_files_end_is_no_transaction() {
+        use Item::*;
+        let lg = log(&[
+            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Unfinished(102, 3)]),
+            ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4)]),
+        ]);
+        let names = lg.names();
+        assert!(joins(&names)[1].is_gap(), "by names, a crash is a gap");
+        let restart = [Join::Continues, Join::Restart];
+        let stop = |t| {
+            time_stop(&names, &restart, &mut |i| Ok(lg.segments[i].1.clone()), std::slice::from_ref(&lg.gtid(1)), t)
+        };
+        assert_eq!(stop(103).unwrap(), at(lg.gtid(3)), "the restarted server's 0-1-3 stamped 104");
+        assert_eq!(lg.gtid(3).0, "binlog.000002");
+        assert_eq!(stop(104).unwrap(), at(lg.gtid(4)));
+        // A gap is not crossed.
+        let gap = joins(&names);
+        let err = time_stop(&names, &gap, &mut |i| Ok(lg.segments[i].1.clone()), &[lg.gtid(1)], 104).unwrap_err();
+        assert!(err.to_string().contains("neither ROTATE nor STOP"), "{err}");
     }
 
     #[test]

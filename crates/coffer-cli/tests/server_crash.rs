@@ -1,0 +1,516 @@
+//! The database server crashes (issue 28, part 4), against a real MariaDB: sysbench writes
+//! while `binlog archive --follow` runs; mariadbd is killed (`kill -9`) in the middle of a
+//! transaction, restarts (its binary log crash recovery; with another server_id, and a new
+//! replication domain), and more is written. The crashed
+//! file ends with neither ROTATE nor STOP; the archive crosses the restart because nothing is
+//! missing (the next file's GTID_LIST against the last transaction archived), `restore --until`
+//! a point after the crash gives exactly the state taken there, and a tail deleted from the
+//! archive is a gap that point-in-time recovery refuses to cross, in one line naming what is
+//! missing.
+
+mod common;
+
+use common::live::{self, free_port};
+use common::mariadb::Server;
+use common::*;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An archiver running with --follow, its stderr collected.
+struct Follower {
+    child: Child,
+    lines: Arc<Mutex<String>>,
+}
+
+impl Follower {
+    fn start(args: &[&str]) -> Self {
+        let mut child = coffer().args(args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let lines = Arc::new(Mutex::new(String::new()));
+        let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut all = into.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Follower { child, lines }
+    }
+
+    fn said(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Stops it (it never ends by itself); fails if it had ended.
+    fn stop(mut self) -> String {
+        let status = self.child.try_wait().unwrap();
+        assert!(status.is_none(), "the follower ended ({status:?}):\n{}", self.said());
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        self.said()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The state at a marker, read under FLUSH TABLES WITH READ LOCK in one session: the GTID
+/// position, every table's checksum, the time; the lock is held into the next second, so that
+/// everything after it is stamped later.
+struct Snapshot {
+    gtid: String,
+    checksums: String,
+    time: i64,
+}
+
+fn snapshot(server: &Server, tables: &[String], marker: u32) -> Snapshot {
+    server.sql(&format!("INSERT INTO sbtest.marker VALUES ({marker}, NOW())"));
+    let out = server.sql(&format!(
+        "FLUSH TABLES WITH READ LOCK; SELECT @@gtid_binlog_pos; CHECKSUM TABLE {}; SELECT UNIX_TIMESTAMP(); \
+         SELECT SLEEP(1.2); UNLOCK TABLES;",
+        tables.join(", ")
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    let n = tables.len();
+    Snapshot {
+        gtid: lines[0].trim().to_owned(),
+        checksums: lines[1..1 + n].join("\n"),
+        time: lines[1 + n].trim().parse().unwrap(),
+    }
+}
+
+/// "2026-11-27 14:02:59" in UTC.
+fn utc(t: i64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%F %T"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A server on a restored datadir (`dir/data`): its tables' checksums and markers.
+fn restored_state(dir: &Path, tables: &[String]) -> (String, String) {
+    let server = Server::open(dir, &[]);
+    let sums = live::checksums(&server, tables).trim_end().to_owned();
+    let markers = server.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker");
+    (sums, markers.trim().to_owned())
+}
+
+/// The type codes of the events of a binary log file, in order (whole events only).
+fn event_types(file: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    let (mut pos, mut types) = (4usize, Vec::new());
+    while pos + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 9..pos + 13].try_into().unwrap()) as usize;
+        if size < 19 || pos + size > bytes.len() {
+            break;
+        }
+        types.push(bytes[pos + 4]);
+        pos += size;
+    }
+    types
+}
+
+/// The server's binary log files and sizes.
+fn server_logs(server: &Server) -> Vec<(String, u64)> {
+    let logs = server.sql("SHOW BINARY LOGS");
+    logs.lines()
+        .map(|l| {
+            let mut cols = l.split('\t');
+            (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// `binlog list PREFIX --json` (with the key if given).
+fn listed(prefix: &str, key: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec!["binlog", "list", prefix, "--json"];
+    if let Some(k) = key {
+        args.extend(["--key-file", k]);
+    }
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_slice::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+/// Waits (up to two minutes, which no passing run comes near) until `done`.
+#[track_caller]
+fn wait_until(what: &str, log: &Follower, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within two minutes; the archiver said:\n{}", log.said());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The server's mariadbd, killed with SIGKILL (its pid from its pid file: the process this
+/// test started), and reaped.
+fn kill_9(server: Server) {
+    let pid: i32 = std::fs::read_to_string(server.dir.join("mysqld.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Dropping it reaps the child (its shutdown request finds no server).
+    drop(server);
+}
+
+#[test]
+fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let extra = ["--binlog-format=ROW".to_string()];
+    let server = live::source(&fx, port, &extra);
+    let mut opts = live::binlog_options(port, &[]);
+    opts.extend_from_slice(&extra);
+    server.sql(
+        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
+         CREATE TABLE sbtest.big (id INT PRIMARY KEY, v TEXT); \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let tables = {
+        let mut t = live::tables(&server);
+        t.retain(|n| n != "sbtest.marker");
+        t.push("sbtest.marker".into());
+        t
+    };
+    let key = fx.key();
+    let sock = server.socket.display().to_string();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+
+    let follower = Follower::start(&[
+        "binlog",
+        "archive",
+        "-S",
+        &sock,
+        "-u",
+        "repl",
+        "--password-file",
+        &fx.s("repl-pw"),
+        "-o",
+        &binlogs,
+        "--key-file",
+        &key,
+        "--follow",
+        "--segment-time",
+        "1",
+    ]);
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    live::coffer_ok(&live::backup_args(&fx, port, &repo));
+    live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
+    // A second replication domain before the crash.
+    server.sql("SET SESSION gtid_domain_id = 1; INSERT INTO sbtest.marker VALUES (10, NOW())");
+
+    // The crash: sysbench writing, a long INSERT ... SELECT running in an explicit transaction
+    // that has already written a marker row; kill -9 while it runs.
+    let mut load = live::sysbench(&server, "run", &["--time=60"]);
+    let mut open = Command::new(common::mariadb::which("mariadb").unwrap())
+        .arg(format!("--socket={sock}"))
+        .args(["-uroot", "-e"])
+        .arg(
+            "BEGIN; INSERT INTO sbtest.marker VALUES (100, NOW()); \
+             INSERT INTO sbtest.big SELECT seq, REPEAT('x', 500) FROM sbtest.seq_1_to_50000000; COMMIT;",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server
+        .sql("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'INSERT INTO sbtest.big%'")
+        .trim()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the long INSERT did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(open.try_wait().unwrap().is_none(), "the long transaction is still running");
+    let before = server_logs(&server);
+    let crashed = before.last().unwrap().0.clone();
+    kill_9(server);
+    let _ = load.wait();
+    let _ = open.wait();
+    let types = event_types(&fx.path("src/data").join(&crashed));
+    let last = *types.last().unwrap();
+    assert!(last != 3 && last != 4, "{crashed} ends with neither STOP (3) nor ROTATE (4): {types:?}");
+
+    // Restart, with another server_id: crash recovery rolls the open transaction back; more
+    // writes (a third domain appears), then the point to recover to, then more.
+    opts.push("--server-id=2".into());
+    let server = Server::open(&fx.path("src"), &opts);
+    server.sql("SET SESSION gtid_domain_id = 2; INSERT INTO sbtest.marker VALUES (20, NOW())");
+    assert_eq!(server.sql("SELECT COUNT(*) FROM sbtest.big").trim(), "0", "rolled back");
+    let after = server_logs(&server);
+    let next = &after.iter().position(|(f, _)| *f == crashed).map(|i| after[i + 1].0.clone()).unwrap();
+    live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
+    let s = snapshot(&server, &tables, 2);
+    assert!(s.gtid.contains("0-2-") && s.gtid.contains("1-1-1") && s.gtid.contains("2-2-1"), "{}", s.gtid);
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
+    });
+    let said = follower.stop();
+    assert!(!said.contains("gap"), "{said}");
+
+    // The archive crosses the crash: no gap, and the restart is where the crashed file ends
+    // (or, if the restarted server had more of the file than was archived, the archiver
+    // fetched it and the file is complete).
+    let segments = listed(&binlogs, Some(&key));
+    assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
+    let of_crashed: Vec<&serde_json::Value> = segments.iter().filter(|s| s["file"] == crashed.as_str()).collect();
+    let tail = *of_crashed.last().expect("the crashed file is archived");
+    let first_next = segments.iter().find(|s| s["file"] == next.as_str()).unwrap();
+    assert!(
+        first_next["restart_before"] == true || tail["closed"] == true,
+        "the restart after {crashed}: {tail:#?} {first_next:#?}"
+    );
+    eprintln!(
+        "crashed {crashed}: archived to {} ({} bytes on the server after the restart), restart_before {}",
+        tail["end"],
+        after.iter().find(|(f, _)| *f == crashed).unwrap().1,
+        first_next["restart_before"]
+    );
+
+    // The catalog recovers the backup to the archive's end; the files fetched are the server's.
+    let (code, out, err) = run(&["catalog", &repo, "--key-file", &key]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(&format!("recoverable to {end_file}:{end_pos}")) && !text.contains("GAP"), "{text}");
+    let fetched = fx.path("fetched");
+    let (code, _, err) = run(&["binlog", "fetch", &binlogs, "--to-dir", fetched.to_str().unwrap(), "--key-file", &key]);
+    assert_eq!(code, 0, "{err}");
+    for (file, size) in server_logs(&server) {
+        assert_eq!(std::fs::metadata(fetched.join(&file)).unwrap().len(), size, "{file}");
+    }
+
+    // Recovery to the point after the crash, by GTID and by time: exactly the state taken.
+    let pitr = |to: &str, target: &[&str]| {
+        let mut args = vec!["restore", repo.as_str(), "--to", to, "--key-file", &key];
+        args.extend_from_slice(target);
+        run(&args)
+    };
+    let (code, _, err) = pitr(&fx.s("r1/data"), &["--until-gtid", &s.gtid]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restored_state(&fx.path("r1"), &tables), (s.checksums.clone(), "2,10,20".into()), "by GTID");
+    let (code, _, err) = pitr(&fx.s("r2/data"), &["--until", &utc(s.time)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restored_state(&fx.path("r2"), &tables), (s.checksums.clone(), "2,10,20".into()), "by time");
+
+    // The crashed file's tail lost from the archive: a gap, said with what is missing, and
+    // recovery past it refused in one line, nothing written.
+    let name = format!(
+        "{}_{:010}_{:010}{}.coffer",
+        crashed,
+        tail["start"].as_u64().unwrap(),
+        tail["end"].as_u64().unwrap(),
+        if tail["closed"] == true { "-closed" } else { "" }
+    );
+    std::fs::remove_file(fx.path("repo/binlog").join(&name)).unwrap();
+    let segments = listed(&binlogs, Some(&key));
+    let gaps: Vec<&serde_json::Value> = segments.iter().filter(|s| s["gap_before"] == true).collect();
+    assert_eq!(gaps.len(), 1, "{segments:#?}");
+    let what = gaps[0]["gap"].as_str().unwrap();
+    assert!(what.contains(&crashed) && what.contains("domain 0: sequence"), "{what}");
+    if first_next["restart_before"] == true {
+        // The size the restarted server reported, in the next file's first segment.
+        assert!(what.contains(&format!("bytes {}..{}", tail["start"], tail["end"])), "{what}");
+    }
+    let (code, _, err) = run(&["binlog", "fetch", &binlogs, "--to-dir", &fx.s("fetched2"), "--key-file", &key]);
+    assert!(code == 1 && err.trim().lines().count() == 1 && err.contains("gap"), "{err}");
+    let (_, out, _) = run(&["catalog", &repo, "--key-file", &key]);
+    assert!(String::from_utf8_lossy(&out).contains("GAP"));
+    let (code, _, err) = pitr(&fx.s("bad/data"), &["--until-gtid", &s.gtid]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.trim().lines().count() == 1, "{err}");
+    assert!(err.contains("gap") && err.contains(&crashed) && err.contains("domain 0: sequence"), "{err}");
+    assert!(!fx.path("bad/data").exists(), "nothing written");
+}
+
+/// The events of a binary log file: where each starts, its type, its bytes.
+fn events(bytes: &[u8]) -> Vec<(usize, u8, &[u8])> {
+    let (mut pos, mut out) = (4usize, Vec::new());
+    while pos + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 9..pos + 13].try_into().unwrap()) as usize;
+        if size < 19 || pos + size > bytes.len() {
+            break;
+        }
+        out.push((pos, bytes[pos + 4], &bytes[pos..pos + size]));
+        pos += size;
+    }
+    out
+}
+
+/// Appends to the binary log file `path` what a crash in the middle of writing a transaction
+/// leaves: the file's last transaction again, with the next sequence number, but for its XID
+/// event (each event's position and checksum made right); `torn`: its last event cut short
+/// too. Returns the GTID's sequence number and where the whole events end.
+fn append_unfinished(path: &Path, torn: bool) -> (u64, u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let all = events(&bytes);
+    let gtid = all.iter().rposition(|e| e.1 == 0xa2).expect("a GTID event");
+    let xid = gtid + all[gtid..].iter().position(|e| e.1 == 16).expect("its XID event");
+    let delta = (bytes.len() - all[gtid].0) as u32;
+    let mut tail = Vec::new();
+    for (_, _, e) in &all[gtid..xid] {
+        let mut e = e.to_vec();
+        let n = e.len() - 4;
+        assert_eq!(coffer_mysql::events::crc32(&e[..n]).to_le_bytes(), e[n..], "CRC-32 checksums");
+        let log_pos = u32::from_le_bytes(e[13..17].try_into().unwrap()) + delta;
+        e[13..17].copy_from_slice(&log_pos.to_le_bytes());
+        tail.push(e);
+    }
+    let seq = u64::from_le_bytes(tail[0][19..27].try_into().unwrap()) + 1;
+    tail[0][19..27].copy_from_slice(&seq.to_le_bytes());
+    for e in &mut tail {
+        let n = e.len() - 4;
+        let crc = coffer_mysql::events::crc32(&e[..n]);
+        e[n..].copy_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(e);
+    }
+    let whole = bytes.len() as u64;
+    if torn {
+        let last = tail.last().unwrap().len();
+        bytes.truncate(bytes.len() - last / 2);
+        assert!(last > 30);
+        std::fs::write(path, bytes).unwrap();
+        return (seq, whole - last as u64);
+    }
+    std::fs::write(path, bytes).unwrap();
+    (seq, whole)
+}
+
+/// A crash in the middle of writing a transaction to the binary log leaves its first events
+/// without its XID; the restarted server's crash recovery drops it and gives its sequence
+/// number to its next transaction. The archiver, which had the file to where the server had
+/// written it whole, reads the rest of it (the restarted server reports it longer), and
+/// point-in-time recovery across it (and across a clean restart after it) replays the restarted
+/// server's transaction, never the unfinished one (which, replayed, would insert a row again).
+#[test]
+fn an_unfinished_transaction_at_a_crashed_files_end_is_archived_and_not_replayed() {
+    unfinished_transaction_at_a_crashed_files_end(false);
+}
+
+/// The same, the crash having torn the unfinished transaction's last event: the restarted
+/// server cannot send the rest of the file (ERROR 1236, "binlog truncated in the middle of
+/// event"), and the archiver, which stopped there for good before, says so once and goes on
+/// from the next file; nothing is missing, the restart is crossed.
+#[test]
+fn a_torn_event_at_a_crashed_files_end_is_passed_and_the_restart_crossed() {
+    unfinished_transaction_at_a_crashed_files_end(true);
+}
+
+fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let extra = ["--binlog-format=ROW".to_string()];
+    let server = live::source(&fx, port, &extra);
+    let mut opts = live::binlog_options(port, &[]);
+    opts.extend_from_slice(&extra);
+    server.sql(
+        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let tables = {
+        let mut t = live::tables(&server);
+        t.retain(|n| n != "sbtest.marker");
+        t.push("sbtest.marker".into());
+        t
+    };
+    let key = fx.key();
+    let sock = server.socket.display().to_string();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+    let follower = Follower::start(&[
+        "binlog",
+        "archive",
+        "-S",
+        &sock,
+        "-u",
+        "repl",
+        "--password-file",
+        &fx.s("repl-pw"),
+        "-o",
+        &binlogs,
+        "--key-file",
+        &key,
+        "--follow",
+        "--segment-time",
+        "1",
+    ]);
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    live::coffer_ok(&live::backup_args(&fx, port, &repo));
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    server.sql("INSERT INTO sbtest.marker VALUES (50, NOW())");
+    let logs = server_logs(&server);
+    let (crashed, written) = logs.last().unwrap().clone();
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == crashed.as_str() && l["end"] == written)
+    });
+    kill_9(server);
+    let (unfinished, whole) = append_unfinished(&fx.path("src/data").join(&crashed), torn);
+
+    let server = Server::open(&fx.path("src"), &opts);
+    let pos = server.sql("SELECT @@gtid_binlog_pos");
+    assert_eq!(pos.trim(), format!("0-1-{}", unfinished - 1), "crash recovery dropped the unfinished one");
+    let longer = server_logs(&server).iter().find(|(f, _)| *f == crashed).unwrap().1;
+    assert!(longer > written, "the restarted server has more of {crashed} than was archived");
+    server.sql("INSERT INTO sbtest.marker VALUES (60, NOW())");
+    assert_eq!(server.sql("SELECT @@gtid_binlog_pos").trim(), format!("0-1-{unfinished}"), "its number reused");
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    // And a clean restart: that file ends with STOP, and no ROTATE either.
+    let mut server = server;
+    server.stop();
+    let server = Server::open(&fx.path("src"), &opts);
+    live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
+    let s = snapshot(&server, &tables, 2);
+    server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
+    wait_until("the archive reaches the server's end", &follower, || {
+        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
+    });
+    let said = follower.stop();
+    assert!(!said.contains("gap"), "{said}");
+    let torn_lines = said.lines().filter(|l| l.contains("torn by a crash")).count();
+    assert_eq!(torn_lines, usize::from(torn), "{said}");
+
+    // The archive holds the crashed file as the restarted server has it: whole, or to its
+    // torn event, and the restart is crossed.
+    let segments = listed(&binlogs, Some(&key));
+    assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:#?}");
+    let tail = segments.iter().rfind(|s| s["file"] == crashed.as_str()).unwrap();
+    let end = if torn { whole } else { longer };
+    assert_eq!((&tail["end"], &tail["closed"]), (&serde_json::json!(end), &serde_json::json!(!torn)), "{tail:#?}");
+    assert_eq!(longer, std::fs::metadata(fx.path("src/data").join(&crashed)).unwrap().len());
+
+    for (to, applier) in [("r1", "sql-thread"), ("r2", "client")] {
+        let data = fx.s(&format!("{to}/data"));
+        let args =
+            ["restore", &repo, "--to", &data, "--key-file", &key, "--until-gtid", &s.gtid, "--replay-with", applier];
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{applier}: {err}");
+        let state = restored_state(&fx.path(to), &tables);
+        assert_eq!(state, (s.checksums.clone(), "2,50,60".into()), "{applier}");
+    }
+}
