@@ -15,6 +15,8 @@ pub fn configure(args: &StoreArgs) {
         concurrency: args.upload_concurrency.max(1),
         part_size: args.part_size as usize,
         retry_timeout: Duration::from_secs(args.store_retry_timeout),
+        retries: args.store_retries,
+        timeout: Duration::from_secs(args.store_timeout),
     });
 }
 

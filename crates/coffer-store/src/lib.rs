@@ -33,11 +33,24 @@ pub struct StoreOptions {
     pub part_size: usize,
     /// How long a request is retried (with backoff) before its error is reported.
     pub retry_timeout: Duration,
+    /// How many times a failed request is sent again (0: never).
+    pub retries: usize,
+    /// How long one attempt of a request may take, its body included.
+    pub timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { endpoint: None, concurrency: 8, part_size: 16 << 20, retry_timeout: Duration::from_secs(60) }
+        Self {
+            endpoint: None,
+            concurrency: 8,
+            part_size: 16 << 20,
+            retry_timeout: Duration::from_secs(60),
+            retries: 10,
+            // object_store's 30 s is too short for parts: 8 parts of 16 MiB in flight share the
+            // link, so each needs 30 s at ~36 MB/s (290 Mbit/s). 300 s holds down to ~3.6 MB/s.
+            timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -124,8 +137,11 @@ pub struct Replaced {
 impl Object {
     /// Parses `url` and connects (lazily: nothing is sent until the first request).
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        use object_store::client::ClientConfigKey::Timeout;
         let parsed = url::Url::parse(url).map_err(|_| StoreError::BadUrl(url.into()))?;
-        let retry = RetryConfig { retry_timeout: opts.retry_timeout, max_retries: 10, ..RetryConfig::default() };
+        let retry =
+            RetryConfig { retry_timeout: opts.retry_timeout, max_retries: opts.retries, ..RetryConfig::default() };
+        let timeout = format!("{}ms", opts.timeout.as_millis().max(1));
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
         let mut s3 = None;
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
@@ -135,6 +151,7 @@ impl Object {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::aws::AmazonS3ConfigKey::Client(Timeout), &timeout)
                     .with_unsigned_payload(true);
                 b = aws_files(b);
                 if let Some(ep) = &opts.endpoint {
@@ -154,6 +171,7 @@ impl Object {
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::gcp::GoogleConfigKey::Client(Timeout), &timeout)
                     .build()
                     .map_err(bad)?,
             ),
@@ -161,6 +179,7 @@ impl Object {
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::azure::AzureConfigKey::Client(Timeout), &timeout)
                     .build()
                     .map_err(bad)?,
             ),
@@ -517,8 +536,8 @@ fn s3_direct(
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
-    // A copied part is hundreds of MiB: its request may take minutes.
-    let client = ReqwestConnector::default().connect(&client.with_timeout(Duration::from_secs(600)))?;
+    // A copied part is 256 MiB, copied by the store itself: within the same time as a part sent.
+    let client = ReqwestConnector::default().connect(&client.with_timeout(opts.timeout))?;
     Ok(s3copy::S3Direct {
         s3,
         bucket_url,
@@ -527,6 +546,7 @@ fn s3_direct(
         client,
         concurrency: opts.concurrency,
         retry_for: opts.retry_timeout,
+        retries: opts.retries,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct S3Direct {
     pub concurrency: usize,
     /// How long a request is retried.
     pub retry_for: Duration,
+    /// How many times a request is sent again.
+    pub retries: usize,
 }
 
 /// A failed request: its step and the server's answer, on one line.
@@ -129,6 +131,7 @@ impl S3Direct {
         let retry_for = self.retry_for;
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(200);
+        let mut tries = 0;
         loop {
             let local = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, format!("{what}: {e}"));
             let credential = self.s3.credentials().get_credential().await.map_err(|e| local(&e))?;
@@ -153,7 +156,8 @@ impl S3Direct {
                 Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
             };
             let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            if !transient || started.elapsed() + wait > retry_for {
+            tries += 1;
+            if !transient || tries > self.retries || started.elapsed() + wait > retry_for {
                 let reason = match (xml_text(&text, "Code"), xml_text(&text, "Message")) {
                     (Some(c), Some(m)) => format!("{c}: {m}"),
                     (Some(c), None) => c,

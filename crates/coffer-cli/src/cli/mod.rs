@@ -84,6 +84,13 @@ pub struct StoreArgs {
     /// How long a failing request is retried, with backoff, before coffer gives up.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub store_retry_timeout: u64,
+    /// How many times a failing request is sent again (0: never), within --store-retry-timeout.
+    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
+    pub store_retries: usize,
+    /// How long one attempt of a request may take, its part or range included; a stalled
+    /// request is abandoned (and retried) after this.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_timeout: u64,
 }
 
 fn parse_part_size(s: &str) -> Result<u64, String> {

@@ -70,6 +70,25 @@ impl S3 {
         c
     }
 
+    /// A fault-injecting proxy (crates/fault-proxy) in front of this server.
+    pub fn proxy(&self, seed: u64) -> fault_proxy::Proxy {
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        fault_proxy::Proxy::start(upstream, seed, Vec::new()).unwrap()
+    }
+
+    /// coffer, with this server as the S3 endpoint, reached through `proxy`.
+    pub fn through(&self, proxy: &fault_proxy::Proxy) -> Command {
+        let mut c = self.coffer();
+        c.env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", proxy.port()));
+        c
+    }
+
+    /// Keys under `prefix` in `bucket` (first page of a listing: up to 1000).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (_, body) = self.http("GET", &format!("/{bucket}?list-type=2&prefix={prefix}"), b"").unwrap();
+        body.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect()
+    }
+
     pub fn run(&self, args: &[&str]) -> (i32, String) {
         let out = self.coffer().args(args).stdin(Stdio::null()).output().unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
