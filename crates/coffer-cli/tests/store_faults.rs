@@ -132,13 +132,12 @@ fn a_backup_through_an_outage_leaves_nothing_and_reruns() {
     let img = "s3://bkt/o/db.coffer";
     let mut args = vec!["backup", &src, "-o", img, "--key-file", &k];
     args.extend(SHORT);
-    let cases = [(Kind::Part, Fault::Status503, 3), (Kind::Part, Fault::Reset, 3), (Kind::Complete, Fault::Status500, 1)];
+    let cases =
+        [(Kind::Part, Fault::Status503, 3), (Kind::Part, Fault::Reset, 3), (Kind::Complete, Fault::Status500, 1)];
     for (kind, fault, nth) in cases {
         // From the nth request of its kind on: the upload has begun.
         let from = proxy.seen(kind) + nth;
-        proxy.set_rules(
-            (from..from + 200).map(|n| Rule::new(&[kind], fault, When::Nth(n))).collect(),
-        );
+        proxy.set_rules((from..from + 200).map(|n| Rule::new(&[kind], fault, When::Nth(n))).collect());
         let line = fails(&s3, &proxy, 1, &args);
         assert!(line.contains(img), "names the object: {line}");
         assert!(proxy.injected(Some(kind), Some(fault)) > 0, "{}", proxy.report());
@@ -256,4 +255,154 @@ fn reads_through_an_outage_fail_in_one_line_and_rerun() {
     assert!(line.contains("s3://bkt/r/") && line.contains("SlowDown"), "{line}");
     proxy.set_rules(Vec::new());
     ok(&s3, &proxy, &args);
+}
+
+/// Backups of a small tree under `p/`, named by time, and more than a page of other objects
+/// after them (a listing of the prefix takes two pages).
+fn prefix_with_two_pages(s3: &S3, proxy: &Proxy, fx: &Fixture) -> Vec<String> {
+    std::fs::create_dir_all(fx.path("small")).unwrap();
+    std::fs::write(fx.path("small/a"), b"data").unwrap();
+    let names: Vec<String> = (1..=3).map(|d| format!("p/2026-11-0{d}T00-00-00Z.coffer")).collect();
+    for n in &names {
+        ok(s3, proxy, &["backup", &fx.s("small"), "-o", &format!("s3://bkt/{n}"), "--key-file", &fx.key()]);
+    }
+    for i in 0..1001 {
+        assert_eq!(s3.http("PUT", &format!("/bkt/p/zz-{i:04}.txt"), b"x").unwrap().0, 200);
+    }
+    names
+}
+
+/// Prune deletes nothing after a read it could not complete: the listing's second page, or a
+/// catalog record; a prune whose deletions fail says so, and the same command finishes.
+#[test]
+fn prune_deletes_nothing_after_a_failed_read() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    let proxy = s3.proxy(4);
+    let names = prefix_with_two_pages(&s3, &proxy, &fx);
+    let k = fx.key();
+    let all = stored(&s3, "p/2");
+    assert_eq!(all.len(), 6, "3 images and their records: {all:?}");
+    let mut prune = vec!["prune", "s3://bkt/p/", "--keep-last", "1", "--key-file", &k];
+    prune.extend(SHORT);
+    // The second page of the listing fails.
+    outage(&proxy, &[Kind::ListNext], Fault::Status500, 1);
+    let line = fails(&s3, &proxy, 1, &prune);
+    assert!(line.contains("s3://bkt/p/"), "{line}");
+    assert!(proxy.injected(Some(Kind::ListNext), None) > 0, "{}", proxy.report());
+    assert_eq!(stored(&s3, "p/2"), all, "nothing deleted");
+    // Records that cannot be read (every GET after the prune's read of its own lease fails).
+    outage(&proxy, &[Kind::Get], Fault::Reset, 2);
+    let (code, _, err) = via(&s3, &proxy, &prune);
+    assert!(code == 0 && err.contains("keep (cannot be read)"), "exit {code}: {err}");
+    assert!(proxy.injected(Some(Kind::Get), Some(Fault::Reset)) > 0, "{}", proxy.report());
+    assert_eq!(stored(&s3, "p/2"), all, "nothing deleted (exit {code}): {err}");
+    // Deletions that fail: said on one line; what is left is whole backups (image and record).
+    outage(&proxy, &[Kind::Delete], Fault::Status503, 2);
+    fails(&s3, &proxy, 1, &prune);
+    assert!(proxy.injected(Some(Kind::Delete), None) > 0, "{}", proxy.report());
+    let left = stored(&s3, "p/2");
+    for n in &names {
+        let image = left.contains(n);
+        assert!(image || !left.contains(&format!("{n}.meta")), "a record without its image: {left:?}");
+    }
+    assert!(left.contains(&names[2]) && left.contains(&format!("{}.meta", names[2])), "the newest kept: {left:?}");
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &prune);
+    assert_eq!(stored(&s3, "p/2"), [names[2].clone(), format!("{}.meta", names[2])]);
+    ok(&s3, &proxy, &["verify", &format!("s3://bkt/{}", names[2]), "--key-file", &k]);
+}
+
+/// Which of `keys` open `img` (verify exits 0), through no fault.
+fn opens(s3: &S3, proxy: &Proxy, img: &str, keys: &[&str]) -> Vec<bool> {
+    proxy.set_rules(Vec::new());
+    keys.iter().map(|k| via(s3, proxy, &["verify", img, "--key-file", k]).0 == 0).collect()
+}
+
+/// A header rotation on an object (UploadPartCopy of the rest, a conditional completion) that
+/// fails half-way leaves the old header or the new one, never neither; a completion the store
+/// did but the client missed is success; a rekey through an outage leaves no object.
+#[test]
+fn header_rotations_through_faults_leave_one_header() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    let proxy = s3.proxy(5);
+    let (k1, k2) = (fx.key(), fx.s("other.key"));
+    let img = "s3://bkt/k/db.coffer";
+    ok(&s3, &proxy, &["backup", &fx.s("src"), "-o", img, "--key-file", &k1]);
+    let mut rotate = vec!["key", "rotate", img, "--key-file", &k1, "--new-key-file", &k2];
+    rotate.extend(SHORT);
+    // Part copies, the first part, or the completion fail for longer than the retry policy.
+    for (kind, fault, after) in
+        [(Kind::CopyPart, Fault::Status503, 1), (Kind::Part, Fault::Reset, 1), (Kind::Complete, Fault::SlowDown, 1)]
+    {
+        outage(&proxy, &[kind], fault, after);
+        let line = fails(&s3, &proxy, 1, &rotate);
+        assert!(line.contains(img), "{line}");
+        assert!(proxy.injected(Some(kind), Some(fault)) > 0, "{}", proxy.report());
+        assert_eq!(opens(&s3, &proxy, img, &[&k1, &k2]), [true, false], "{kind:?}: the old header stays");
+        assert_eq!(s3.uploads_in_progress("bkt"), 0, "{kind:?}: the upload was aborted");
+    }
+    // The store completes the rotation and the client sees an error.
+    proxy.set_rules(vec![Rule::new(&[Kind::Complete], Fault::Forward500, When::Nth(proxy.seen(Kind::Complete) + 1))]);
+    let (code, _, err) = via(&s3, &proxy, &rotate);
+    assert_eq!(proxy.injected(Some(Kind::Complete), Some(Fault::Forward500)), 1);
+    assert_eq!(opens(&s3, &proxy, img, &[&k1, &k2]), [false, true], "the new header");
+    assert_eq!(code, 0, "the rotation happened; coffer says so: {err}");
+    // A key added the same way: both keys open it.
+    proxy.set_rules(vec![Rule::new(&[Kind::Complete], Fault::ForwardReset, When::Nth(proxy.seen(Kind::Complete) + 1))]);
+    let mut add = vec!["key", "add", img, "--key-file", &k2, "--new-key-file", &k1];
+    add.extend(SHORT);
+    let (code, _, err) = via(&s3, &proxy, &add);
+    assert_eq!(proxy.injected(Some(Kind::Complete), Some(Fault::ForwardReset)), 1);
+    assert_eq!(opens(&s3, &proxy, img, &[&k1, &k2]), [true, true], "both slots");
+    assert_eq!(code, 0, "{err}");
+    // A rekey (a new image) through an outage of its parts: no object, no upload; then whole.
+    let re = "s3://bkt/k/re.coffer";
+    let mut rekey = vec!["rekey", img, "-o", re, "--key-file", &k1, "--new-key-file", &k2];
+    rekey.extend(SHORT);
+    outage(&proxy, &[Kind::Part], Fault::Status500, 2);
+    let line = fails(&s3, &proxy, 1, &rekey);
+    assert!(line.contains(re), "{line}");
+    assert!(!stored(&s3, "k/").iter().any(|n| n.starts_with("k/re")), "{:?}", stored(&s3, "k/"));
+    assert_eq!(s3.uploads_in_progress("bkt"), 0);
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &rekey);
+    ok(&s3, &proxy, &["restore", re, "--to", &fx.s("dst"), "--key-file", &k2]);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+}
+
+/// The same on a store that forgets a completed upload (s3s-fs, like S3: a second completion
+/// is refused): a rotation, or a backup, that the store completed while the client saw an
+/// error is success, and says so.
+#[test]
+fn completions_missed_on_a_strict_store_are_success() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("root/bkt")).unwrap();
+    let Some(s3) = S3::s3s(&fx.path("root")) else { return };
+    tree(&fx.path("src"));
+    let proxy = s3.proxy(6);
+    let (k1, k2) = (fx.key(), fx.s("other.key"));
+    let img = "s3://bkt/db.coffer";
+    for fault in [Fault::Forward500, Fault::ForwardReset] {
+        let _ = std::fs::remove_file(fx.path("root/bkt/db.coffer"));
+        let _ = std::fs::remove_file(fx.path("root/bkt/db.coffer.meta"));
+        proxy.set_rules(vec![Rule::new(&[Kind::Complete], fault, When::Nth(proxy.seen(Kind::Complete) + 1))]);
+        let (code, _, err) = via(&s3, &proxy, &["backup", &fx.s("src"), "-o", img, "--key-file", &k1]);
+        assert_eq!(proxy.injected(Some(Kind::Complete), Some(fault)), 1, "{}", proxy.report());
+        assert_eq!(code, 0, "{fault:?}: {err}");
+        assert_eq!(opens(&s3, &proxy, img, &[&k1]), [true]);
+    }
+    for (fault, from, to) in [(Fault::Forward500, &k1, &k2), (Fault::ForwardReset, &k2, &k1)] {
+        proxy.set_rules(vec![Rule::new(&[Kind::Complete], fault, When::Nth(proxy.seen(Kind::Complete) + 1))]);
+        let mut rotate = vec!["key", "rotate", img, "--key-file", from, "--new-key-file", to];
+        rotate.extend(SHORT);
+        let (code, _, err) = via(&s3, &proxy, &rotate);
+        assert_eq!(proxy.injected(Some(Kind::Complete), Some(fault)), 2, "{}", proxy.report());
+        assert_eq!(opens(&s3, &proxy, img, &[from, to]), [false, true], "{fault:?}: the new header");
+        assert_eq!(code, 0, "{fault:?}: the rotation happened; coffer says so: {err}");
+    }
 }

@@ -705,8 +705,10 @@ impl ObjectWriter {
         };
         match completed {
             Ok(()) => {}
-            // A retried request whose first attempt succeeded finds its own object there.
-            Err(StoreError::AlreadyExists(_)) if self.create && self.is_mine() => {}
+            // A retried request whose first attempt succeeded (its answer lost) finds its own
+            // object there, as "already exists" or as any refusal (S3: no such upload any more;
+            // some stores: access denied): the object tells.
+            Err(StoreError::AlreadyExists(_) | StoreError::Store { .. }) if self.create && self.is_mine() => {}
             Err(e) => return Err(e),
         }
         self.done = true;

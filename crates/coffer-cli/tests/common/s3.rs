@@ -38,6 +38,31 @@ impl S3 {
         Some(s3)
     }
 
+    /// An s3s-fs server (it checks signatures, keeps its objects as files under `root`, and is
+    /// strict where moto is lenient: a completed upload is gone), for the same credentials.
+    pub fn s3s(root: &std::path::Path) -> Option<Self> {
+        let bin = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin/s3s-fs"));
+        let Some(bin) = bin.filter(|p| p.exists()) else {
+            assert!(std::env::var_os("COFFER_REQUIRE_S3").is_none(), "s3s-fs is required (COFFER_REQUIRE_S3=1)");
+            eprintln!("s3s-fs not found: skipped");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, port })
+    }
+
     /// One plain HTTP request (moto does not check signatures); the status and body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
