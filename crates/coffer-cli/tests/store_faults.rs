@@ -406,3 +406,36 @@ fn completions_missed_on_a_strict_store_are_success() {
         assert_eq!(code, 0, "{fault:?}: the rotation happened; coffer says so: {err}");
     }
 }
+
+/// A store that stops answering (requests stall past --store-timeout): a read or a backup fails
+/// on one line, the backup's upload aborted; the same commands then succeed.
+#[test]
+fn a_stalled_store_fails_within_the_policy_and_reruns() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    let proxy = s3.proxy(7);
+    // Longer than --store-timeout (SHORT: 2 s); each stalled connection ends after it.
+    proxy.set_stall(Duration::from_secs(6));
+    let (k, src) = (fx.key(), fx.s("src"));
+    let img = "s3://bkt/s/db.coffer";
+    let mut backup = vec!["backup", &src, "-o", img, "--key-file", &k];
+    backup.extend(SHORT);
+    outage(&proxy, &[Kind::Part], Fault::Stall, 2);
+    let line = fails(&s3, &proxy, 1, &backup);
+    assert!(line.contains(img), "{line}");
+    assert!(proxy.injected(Some(Kind::Part), Some(Fault::Stall)) > 0, "{}", proxy.report());
+    assert_eq!(stored(&s3, "s/"), Vec::<String>::new());
+    assert_eq!(s3.uploads_in_progress("bkt"), 0);
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &backup);
+    let mut verify = vec!["verify", img, "--key-file", &k];
+    verify.extend(SHORT);
+    outage(&proxy, &[Kind::Get], Fault::Stall, 2);
+    let line = fails(&s3, &proxy, 1, &verify);
+    assert!(line.contains(img), "{line}");
+    assert!(proxy.injected(Some(Kind::Get), Some(Fault::Stall)) > 0, "{}", proxy.report());
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &verify);
+}

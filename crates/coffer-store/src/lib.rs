@@ -31,7 +31,8 @@ pub struct StoreOptions {
     pub concurrency: usize,
     /// Size of each uploaded part and downloaded range.
     pub part_size: usize,
-    /// How long a request is retried (with backoff) before its error is reported.
+    /// How long a request is retried (with backoff) before its error is reported, beyond
+    /// the time its first attempt may take ([`StoreOptions::timeout`]).
     pub retry_timeout: Duration,
     /// How many times a failed request is sent again (0: never).
     pub retries: usize,
@@ -48,7 +49,8 @@ impl Default for StoreOptions {
             retry_timeout: Duration::from_secs(60),
             retries: 10,
             // object_store's 30 s is too short for parts: 8 parts of 16 MiB in flight share the
-            // link, so each needs 30 s at ~36 MB/s (290 Mbit/s). 300 s holds down to ~3.6 MB/s.
+            // link, so 128 MiB must move in 30 s (4.5 MB/s, 36 Mbit/s). 300 s holds down to
+            // 0.45 MB/s (3.6 Mbit/s).
             timeout: Duration::from_secs(300),
         }
     }
@@ -139,8 +141,10 @@ impl Object {
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         use object_store::client::ClientConfigKey::Timeout;
         let parsed = url::Url::parse(url).map_err(|_| StoreError::BadUrl(url.into()))?;
-        let retry =
-            RetryConfig { retry_timeout: opts.retry_timeout, max_retries: opts.retries, ..RetryConfig::default() };
+        // object_store counts the retry window from the first attempt's start: an attempt that
+        // stalled for the whole timeout is retried too (the window is counted after it).
+        let window = opts.retry_timeout + opts.timeout;
+        let retry = RetryConfig { retry_timeout: window, max_retries: opts.retries, ..RetryConfig::default() };
         let timeout = format!("{}ms", opts.timeout.as_millis().max(1));
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
         let mut s3 = None;
@@ -545,7 +549,7 @@ fn s3_direct(
         region,
         client,
         concurrency: opts.concurrency,
-        retry_for: opts.retry_timeout,
+        retry_for: opts.retry_timeout + opts.timeout,
         retries: opts.retries,
     })
 }

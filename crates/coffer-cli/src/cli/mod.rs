@@ -81,7 +81,8 @@ pub struct StoreArgs {
     /// Size of each uploaded part and downloaded range (at least 5M, as S3 requires).
     #[arg(long, global = true, value_name = "SIZE", default_value = "16M", value_parser = parse_part_size)]
     pub part_size: u64,
-    /// How long a failing request is retried, with backoff, before coffer gives up.
+    /// How long a failing request is retried, with backoff, before coffer gives up (counted
+    /// after the first attempt, which may take up to --store-timeout).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub store_retry_timeout: u64,
     /// How many times a failing request is sent again (0: never), within --store-retry-timeout.
