@@ -1,5 +1,4 @@
-//! Images in object storage: the options of this run, and the adapters between objects and the
-//! image reader and writer.
+//! Images in object storage: the options of this run.
 
 use crate::cli::StoreArgs;
 use coffer_store::StoreOptions;

@@ -56,6 +56,14 @@ impl Default for StoreOptions {
     }
 }
 
+/// `size` if S3 takes parts of that size (5 MiB to 5 GiB), for `--part-size`.
+pub fn part_size(size: u64) -> Result<u64, String> {
+    if !(5 << 20..=5 << 30).contains(&size) {
+        return Err("a part size must be between 5M and 5G".into());
+    }
+    Ok(size)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
