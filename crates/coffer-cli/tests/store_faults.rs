@@ -61,6 +61,8 @@ fn transient_faults_change_no_result() {
     tree(&fx.path("src"));
     let proxy = s3.proxy(28);
     let transient = vec![
+        // Done by the store, an error to the client: the first copy of a part, the first delete.
+        Rule::new(&[Kind::CopyPart, Kind::Delete], Fault::Forward500, When::Nth(1)),
         // The 2nd and 4th request of every kind, whatever the dice say: no kind goes untried.
         Rule::new(&[], Fault::Mix, When::Nth(2)),
         Rule::new(&[], Fault::SlowDownRetryAfter, When::Nth(4)),
@@ -110,6 +112,7 @@ fn transient_faults_change_no_result() {
         assert!(proxy.injected(Some(kind), None) > 0, "no fault on {kind:?}: {}", proxy.report());
     }
     assert!(proxy.injected(None, Some(Fault::Short)) > 0 && proxy.injected(None, Some(Fault::Reset)) > 0);
+    assert_eq!(proxy.injected(None, Some(Fault::Forward500)), 2, "{}", proxy.report());
 }
 
 /// The backup's objects under a prefix: images and records, by name.
