@@ -1,9 +1,10 @@
 #!/bin/bash
 # What retries cost (issue 28): backup and restore of the same tree to an S3 server on loopback
 # (moto_server), directly, and through the fault-injecting proxy (crates/fault-proxy) with 0%,
-# 1% and 5% of requests failing (a mix of 500, 503 SlowDown and connection resets, and GET
+# 1% and 5% of requests failing (BENCH_FAULTS: the shares, default "0 0.01 0.05") (a mix of 500, 503 SlowDown and connection resets, and GET
 # bodies cut short), medians of BENCH_RUNS runs (default 3), then ratios against the clean
-# proxied run. Each configuration's last restore is compared with the source (cmp -r).
+# proxied run. Parts and ranges of 5 MiB (S3's smallest; BENCH_PART_SIZE), so that a run makes
+# many requests. Each configuration's last restore is compared with the source (diff -r).
 #
 #   scripts/bench-faults.sh [DIR]     # default: ~300 MB of the sysbench datadir (or generated)
 set -euo pipefail
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 base=${BENCH_DIR:-/var/tmp/coffer-bench}
 work=$base/faults
 runs=${BENCH_RUNS:-3}
+part=${BENCH_PART_SIZE:-5M}
 mkdir -p "$work"
 cargo build --release --quiet -p coffer-cli -p fault-proxy
 target=${CARGO_TARGET_DIR:-$PWD/target}
@@ -71,9 +73,9 @@ declare -A B R F
 measure() {
     local i b=() r=()
     for i in $(seq 1 "$runs"); do
-        b+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer backup '$src' -o s3://bench/f.coffer --force --key-file '$key' -q")")
+        b+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer backup '$src' -o s3://bench/f.coffer --force --key-file '$key' -q --part-size $part")")
         rm -rf "$dst"
-        r+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer restore s3://bench/f.coffer --to '$dst' --key-file '$key' -q")")
+        r+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer restore s3://bench/f.coffer --to '$dst' --key-file '$key' -q --part-size $part")")
     done
     diff -r -q "$src" "$dst" >/dev/null || { echo "FAILED: $1: the restore differs from the source" >&2; exit 1; }
     B[$1]=$(median "${b[@]}")
@@ -83,19 +85,24 @@ measure() {
 endpoint=http://127.0.0.1:$port
 measure direct
 F[direct]="-"
-for p in 0 0.01 0.05; do
+shares=${BENCH_FAULTS:-0 0.01 0.05}
+for p in $shares; do
     start_proxy $p
     measure "proxy $p"
     sleep 1.2
-    F["proxy $p"]=$(cut -d: -f1 "$work/counters" | awk '{print $2}')
+    F["proxy $p"]=$(cut -d: -f1 "$work/counters" | awk '{print $2 " of " $4}')
     stop_proxy
 done
 
-echo "Tree: $src ($((bytes / 1000000)) MB); $runs runs each, medians; moto_server on loopback; $(nproc) cores."
+image=$(curl -s "http://127.0.0.1:$port/bench?list-type=2&prefix=f.coffer" | grep -o '<Size>[0-9]*' | head -1 | tr -dc 0-9)
+echo "Tree: $src ($((bytes / 1000000)) MB), image $((${image:-0} / 1000000)) MB, parts of $part; $runs runs each, medians;"
+echo "moto_server on loopback; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 echo
-echo "| path | faults injected (all runs) | backup s | restore s | backup / clean proxy | restore / clean proxy |"
+echo "| path | faults injected of requests (all runs) | backup s | restore s | backup / clean proxy | restore / clean proxy |"
 echo "|---|---|---|---|---|---|"
-for name in direct "proxy 0" "proxy 0.01" "proxy 0.05"; do
+names=(direct)
+for p in $shares; do names+=("proxy $p"); done
+for name in "${names[@]}"; do
     rb=$(echo "scale=2; ${B[$name]} / ${B["proxy 0"]}" | bc)
     rr=$(echo "scale=2; ${R[$name]} / ${R["proxy 0"]}" | bc)
     printf '| %s | %s | %.1f | %.1f | %s | %s |\n' "$name" "${F[$name]}" "${B[$name]}" "${R[$name]}" "$rb" "$rr"

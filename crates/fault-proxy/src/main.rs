@@ -44,7 +44,8 @@ fn run() -> Result<(), String> {
     loop {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(path) = &counters {
-            let line = format!("injected {}: {}\n", proxy.injected(None, None), proxy.report());
+            let requests: u64 = fault_proxy::KINDS.iter().map(|k| proxy.seen(*k)).sum();
+            let line = format!("injected {} of {requests} requests: {}\n", proxy.injected(None, None), proxy.report());
             let tmp = format!("{path}.tmp");
             if std::fs::write(&tmp, line).is_ok() {
                 let _ = std::fs::rename(&tmp, path);
