@@ -4,7 +4,8 @@
 # As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
 # mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze) and the MariaDB
 # compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
-# crates.io's s3s-fs. Otherwise tests whose tools are
+# crates.io's s3s-fs. The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs
+# for a full disk, /dev/fuse for the power-cut file system. Otherwise tests whose tools are
 # missing say so and skip (COFFER_REQUIRE_*=1 makes them fail instead, as CI does).
 set -eu
 cd "$(dirname "$0")/.."
@@ -55,6 +56,9 @@ if ! command -v moto_server >/dev/null 2>&1; then
     pip_install 'moto[server]' || echo "test.sh: moto_server unavailable: the object storage tests will be skipped" >&2
 fi
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client || echo "test.sh: prometheus_client unavailable: the metrics tests will be skipped" >&2
+
+# The power-cut file system (crates/powercut) mounts through /dev/fuse.
+[ "$(id -u)" != 0 ] || [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

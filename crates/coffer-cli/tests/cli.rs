@@ -606,8 +606,13 @@ fn a_full_disk_leaves_no_image_and_a_marked_restore() {
     assert!(err.lines().count() == 1, "one line: {err}");
     assert_eq!(std::fs::read_dir(&small.0).unwrap().count(), 0, "nothing left behind");
 
+    // From a pipe, so that the disk fills during the restore (from a file, whose index says
+    // what it needs, the restore is refused before it starts: tests/disk_full.rs).
     let target = small.0.join("restore");
-    let err = expect(1, &["restore", &fx.s("img.coffer"), "--to", target.to_str().unwrap(), "--key-file", &fx.key()]);
+    let image = std::fs::read(fx.path("img.coffer")).unwrap();
+    let (code, _, err) =
+        run_with_stdin(&["restore", "-", "--to", target.to_str().unwrap(), "--key-file", &fx.key()], &image);
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("No space left on device") && err.contains("incomplete"), "{err}");
     assert!(target.join(".coffer-restore-incomplete").exists());
     assert!(!target.join("b.dat").exists(), "the file that did not fit is not there under its name");

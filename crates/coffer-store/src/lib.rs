@@ -195,7 +195,9 @@ impl Object {
                     .build()
                     .map_err(bad)?,
             ),
-            "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+            // Durable when a put returns (the file and its directory fsynced): without it an
+            // object reported stored is lost to a power cut (tests/power_cut.rs).
+            "file" => Arc::new(object_store::local::LocalFileSystem::new().with_fsync(true)),
             _ => return Err(StoreError::BadUrl(url.into())),
         };
         let key = match parsed.scheme() {

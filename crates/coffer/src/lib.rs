@@ -67,6 +67,7 @@ pub mod read;
 pub mod repo;
 pub mod report;
 pub mod restore;
+pub mod room;
 pub mod server;
 pub mod service;
 pub mod slots;

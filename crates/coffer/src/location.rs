@@ -212,10 +212,10 @@ fn unfinished() -> Error {
 
 impl Write for FileOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.as_mut().ok_or_else(finished)?.write(buf)
+        self.writer.as_mut().ok_or_else(finished)?.write(buf).map_err(|e| crate::room::explain_io(e, &self.path))
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.as_mut().ok_or_else(finished)?.flush()
+        self.writer.as_mut().ok_or_else(finished)?.flush().map_err(|e| crate::room::explain_io(e, &self.path))
     }
 }
 
@@ -227,14 +227,16 @@ impl ImageOut for FileOut {
         Ok(Some(self.file.file().metadata().context("cannot stat the output")?))
     }
     fn finish(&mut self) -> Result<()> {
-        self.writer.take().ok_or_else(finished)?.finish()?;
+        let path = self.path.clone();
+        self.writer.take().ok_or_else(finished)?.finish().map_err(|e| crate::room::explain(e.into(), &path, None))?;
         Ok(())
     }
     fn commit(self: Box<Self>, _: Option<Vec<u8>>, _: &dyn Report) -> Result<Option<u64>> {
         if self.writer.is_some() {
             return Err(unfinished());
         }
-        self.file.commit()?;
+        let path = self.path.clone();
+        self.file.commit().map_err(|e| crate::room::explain(e, &path, None))?;
         Ok(None)
     }
 }
@@ -297,12 +299,28 @@ impl ObjectOut {
     }
 }
 
+impl ObjectOut {
+    /// The file a `file://` object is, whose file system may fill.
+    fn local(&self) -> Option<&Path> {
+        self.object.url().strip_prefix("file://").map(Path::new)
+    }
+
+    fn explained(&self, e: std::io::Error) -> std::io::Error {
+        match self.local() {
+            Some(path) => crate::room::explain_io(e, path),
+            None => e,
+        }
+    }
+}
+
 impl Write for ObjectOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.as_mut().ok_or_else(finished)?.write(buf)
+        let written = self.writer.as_mut().ok_or_else(finished)?.write(buf);
+        written.map_err(|e| self.explained(e))
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.as_mut().ok_or_else(finished)?.flush()
+        let flushed = self.writer.as_mut().ok_or_else(finished)?.flush();
+        flushed.map_err(|e| self.explained(e))
     }
 }
 
@@ -315,8 +333,11 @@ impl ImageOut for ObjectOut {
     }
     fn finish(&mut self) -> Result<()> {
         // Visible under its name only once complete; dropped on failure, the upload is aborted.
-        self.writer.take().ok_or_else(finished)?.finish()?;
-        Ok(())
+        let finished = self.writer.take().ok_or_else(finished)?.finish().map_err(Error::from);
+        finished.map(drop).map_err(|e| match self.local() {
+            Some(path) => crate::room::explain(e, path, None),
+            None => e,
+        })
     }
     fn commit(self: Box<Self>, record: Option<Vec<u8>>, report: &dyn Report) -> Result<Option<u64>> {
         if self.writer.is_some() {

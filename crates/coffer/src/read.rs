@@ -394,6 +394,18 @@ pub fn info(image: &Location, keys: &KeySources, env: &Env) -> Result<ImageInfo>
     info_with(image, &unlocks, env)
 }
 
+/// What a restore of an image writes, where its index says (a few small reads): its files'
+/// data (holes left out), and its entries; `None` for an image without an index, which would be
+/// read through.
+pub fn files_bytes(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<Option<(u64, u64)>> {
+    let Some(idx) = image.open_indexed(unlocks, env)? else { return Ok(None) };
+    let files = idx.records().iter().filter(|r| r.meta.kind == EntryKind::File);
+    let bytes = files.fold(0u64, |sum, r| sum.saturating_add(r.data_bytes));
+    // A file in parts is one file; a hard link takes no inode of its own.
+    let entries = idx.records().iter().filter(|r| !r.meta.continues && r.meta.kind != EntryKind::HardLink).count();
+    Ok(Some((bytes, entries as u64)))
+}
+
 /// [`info`] with secrets already read (for many images: `catalog`).
 pub fn info_with(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<ImageInfo> {
     let mut out = coffer_image::StreamVisitor::new(Vec::new());

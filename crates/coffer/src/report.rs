@@ -56,6 +56,24 @@ impl Progress for Silent {
     fn advance(&self, _: u64) {}
 }
 
+/// Passes on only the warnings of a job run inside another, each after `what` it concerns (the
+/// archiver's segments: their lines are the archiver's own, their warnings are not to be lost).
+pub(crate) struct WarningsOf {
+    pub(crate) what: String,
+    pub(crate) to: Arc<dyn Report>,
+}
+
+impl Report for WarningsOf {
+    fn say(&self, _: &str) {}
+    fn warn(&self, msg: &str) {
+        self.to.warn(&format!("{}: {msg}", self.what));
+    }
+    fn engine_line(&self, _: &str, _: &str) {}
+    fn progress(&self, _: Option<u64>, _: &str) -> Arc<dyn Progress> {
+        Arc::new(Silent)
+    }
+}
+
 /// A job's progress as the image layer counts it.
 pub(crate) struct ImageProgress(pub Arc<dyn Progress>);
 

@@ -117,12 +117,49 @@ fn ownership(owner: Option<&str>) -> Result<Ownership> {
 pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
     let _lease = crate::repo::lease::for_reading(&[image], None, "restore", env)?;
-    let (input, len) = image.open_stream(env)?;
     let keys = crate::keys::unlocks(&spec.keys, env)?;
+    let needed = check_room(image, spec, &keys, env)?;
+    let (input, len) = image.open_stream(env)?;
     restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
         crate::read::name_packed_entries(&mut e, image, &keys, env);
-        e
+        full_disk(e, spec, needed)
     })
+}
+
+/// `e` said as the disk filling where it is that: what the restore still had to write is what
+/// it needs less what it left in the target (all of it its own, unless --force).
+pub(crate) fn full_disk(e: Error, spec: &RestoreSpec, needed: Option<u64>) -> Error {
+    if !crate::room::is_full(&e) {
+        return e;
+    }
+    let left = needed.filter(|_| !spec.force).map(|n| n.saturating_sub(crate::room::used(&spec.to)));
+    crate::room::explain(e, &spec.to, left)
+}
+
+/// Refuses a restore whose files do not fit where it writes them, before anything is written;
+/// the bytes it needs, where the image's index says. Not with --force (nor over an interrupted
+/// restore): what the target holds is freed as it is replaced, which free space cannot tell.
+pub(crate) fn check_room(
+    image: &Location,
+    spec: &RestoreSpec,
+    keys: &[coffer_crypto::Unlock],
+    env: &Env,
+) -> Result<Option<u64>> {
+    // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
+    // and the reader says what is wrong with it.
+    let Ok(Some((needed, entries))) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
+    if spec.force || holds_marker(&spec.to) {
+        return Ok(Some(needed));
+    }
+    let what = format!("the restore of {}", image.shown());
+    // Its entries, and the marker.
+    crate::room::check_entries(&spec.to, needed, entries + 1, &what)?;
+    Ok(Some(needed))
+}
+
+/// Does `target` hold the marker of a restore that did not complete?
+fn holds_marker(target: &Path) -> bool {
+    std::fs::symlink_metadata(target.join(MARKER)).is_ok_and(|m| m.is_file())
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
@@ -168,6 +205,13 @@ fn journaled(
                 "{} holds an interrupted transfer: `coffer send --resume` continues it; --force replaces it",
                 target.display()
             );
+        }
+        if j.resume && j.state.is_none() && target.join(MARKER).exists() {
+            // An interrupted restore whose journal never became durable, or was already gone
+            // (a power cut before the first checkpoint or after the last): nothing says what is
+            // complete, so all of it is restored again, over what is there.
+            opts.force = true;
+            env.report.say(&format!("{} holds no journal to resume from: restoring all of it again", target.display()));
         }
         let restorer =
             Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
@@ -247,6 +291,14 @@ pub(crate) fn restore_unlocked<R: Read + Send>(
     let (mut visitor, start) = match journaling {
         Some(j) => journaled(j, &image.header.image_id, to, opts, env)?,
         None => {
+            if !opts.force && holds_marker(to) {
+                // The marker does not say which image was restored: going over it is the user's
+                // call, lest another image's files stay in a tree that then looks complete.
+                crate::bail!(
+                    "{} is not empty: it holds an interrupted restore ({MARKER}), which the same restore with --force completes",
+                    to.display()
+                );
+            }
             let restorer =
                 Restorer::create(to, opts).with_context(|| format!("cannot restore into {}", to.display()))?;
             (RestoreVisitor::new(restorer), Start::Fresh)
@@ -395,6 +447,13 @@ pub struct ExtractSpec {
 /// Extracts the entries `spec.paths` select from the image: through its index where it has
 /// one (only those entries are read), else by reading it through.
 pub fn extract(spec: &ExtractSpec, env: &Env) -> Result<()> {
+    extract_selected(spec, env).map_err(|e| match &spec.to {
+        Some(dir) => crate::room::explain(e, dir, None),
+        None => e,
+    })
+}
+
+fn extract_selected(spec: &ExtractSpec, env: &Env) -> Result<()> {
     let location = spec.image.as_ref().ok_or_else(|| Error::usage("no image to extract from"))?;
     let keys = crate::keys::unlocks(&spec.keys, env)?;
     let paths: Vec<Vec<u8>> = spec.paths.iter().map(|p| normalize(p)).collect();

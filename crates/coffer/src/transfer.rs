@@ -240,9 +240,13 @@ pub fn receive_then(spec: &ReceiveSpec, then: &dyn Fn(&Path) -> Result<()>, env:
     };
     // A failed read or write of the connection, under whatever context, is the transfer's
     // failure (a stall, or the connection's error), as the sender will be told.
-    let result = result.map_err(|e| match root_io(e) {
-        Ok(io) => stalled(io, spec.tls.stall_timeout, &peer),
-        Err(e) => e,
+    // A full disk is this end's, not the connection's: said with its file system.
+    let result = result.map_err(|e| match (&spec.to, &spec.output) {
+        (Some(place), _) | (None, Some(place)) if crate::room::is_full(&e) => crate::room::explain(e, place, None),
+        _ => match root_io(e) {
+            Ok(io) => stalled(io, spec.tls.stall_timeout, &peer),
+            Err(e) => e,
+        },
     });
     // The sender learns the outcome (on the first connection) before either side exits.
     let mut streams = match incoming {
@@ -520,16 +524,23 @@ fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
     let tmp = mark.with_extension("mark-new");
     // Never through a symlink planted beside the output (a shared directory such as /tmp).
     let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .custom_flags(nofollow)
         .open(&tmp)?;
-    f.write_all(&m.encode())?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, mark)
+    let written = (&f).write_all(&m.encode()).and_then(|()| f.sync_data()).and_then(|()| std::fs::rename(&tmp, mark));
+    if written.is_err() {
+        // Not left for a later run to trip over (a full disk fails the write).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // Its name and the partial image's (the same directory) survive a power cut: what the
+    // receiver says it kept for `send --resume` is there.
+    let dir = mark.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The mark beside a partial image, if it is an intact one: read without following a symlink
@@ -602,16 +613,20 @@ fn keep(
     let result = copy_marked(&mut input, &out, &mut written, &data, &mark, image_id, spec.checkpoint, bar.as_ref());
     bar.finish();
     if let Err(e) = result {
-        // What arrived is kept for `send --resume`, once it is on disk.
-        if out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written })).is_ok() {
-            return Err(Error::msg(format!(
-                "{} ({} of the image are kept in {} for `coffer send --resume`)",
-                e.one_line(),
-                human(written),
-                data.display()
-            )));
-        }
-        return Err(e);
+        // What arrived is kept for `send --resume`, once it is on disk; where no mark can be
+        // written now (a full disk), the last checkpoint's still says what is.
+        let marked = out.sync_data().and_then(|()| write_mark(&mark, &PartialMark { image_id, durable_len: written }));
+        let kept = match marked {
+            Ok(()) => Some(written),
+            Err(_) => read_mark(&mark).filter(|m| m.image_id == image_id).map(|m| m.durable_len),
+        };
+        let Some(kept) = kept else { return Err(e) };
+        return Err(Error::msg(format!(
+            "{} ({} of the image are kept in {} for `coffer send --resume`)",
+            e.one_line(),
+            human(kept),
+            data.display()
+        )));
     }
     out.sync_all().with_context(|| format!("cannot flush {}", data.display()))?;
     drop(out);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The floors of the `coffer` crate, lowest first: a module uses only modules of its floor or
 /// below (a module is on the floor of its first path segment).
 const FLOORS: &[(&str, &[&str])] = &[
-    ("foundations", &["error", "text", "names", "report", "atomic"]),
+    ("foundations", &["error", "text", "names", "report", "atomic", "room"]),
     ("secrets", &["keyring", "keys"]),
     ("images and places", &["store", "net", "location", "read"]),
     ("the repository", &["repo"]),

@@ -149,6 +149,12 @@ impl Restorer {
             .map_err(exists_refused(nix_err("create hard link", shown.clone()), &shown))?;
         if tmp != name {
             place(dir, &tmp, name, force, &shown)?;
+            // rename(2) onto another name of the same file does nothing: when the run this one
+            // resumes had made this very link, the temporary name would stay.
+            match unlinkat(dir, os(&tmp), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(nix_err("remove", shown)(e)),
+            }
         }
         self.stats.hardlinks += 1;
         Ok(())

@@ -32,13 +32,16 @@
 //! `O_DIRECT` by a background thread as their data arrives (see [`crate::sink`]), and completed
 //! (size, owner, mode, times, rename) behind their last block without the restore waiting for
 //! it; small files go through the page cache. At the end the whole file system is flushed once
-//! with `syncfs`, and the marker's removal is made durable with an `fsync` of the target.
+//! with `syncfs` (on FUSE, which ignores it, every file and directory is `fsync`ed instead: see
+//! `durable`), and the marker's removal is made durable with an `fsync` of the target. The
+//! marker itself is made durable, with the target's name, before the first entry is written.
 //!
-//! Layout: `marker` (the marker, temporary names, the sweep), `dirs` (directory handles),
-//! `entries` (directories, symlinks, hard links, and names put in place), `files` (file data
-//! and completion), `ownership` (owners and modes).
+//! Layout: `marker` (the marker, temporary names, the sweep), `durable` (flushes), `dirs`
+//! (directory handles), `entries` (directories, symlinks, hard links, and names put in place),
+//! `files` (file data and completion), `ownership` (owners and modes).
 
 mod dirs;
+mod durable;
 mod entries;
 mod files;
 mod marker;
@@ -58,13 +61,24 @@ use nix::errno::Errno;
 use nix::fcntl::openat;
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
-use nix::unistd::{syncfs, unlinkat, UnlinkatFlags};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Makes everything under the directory `dir` (shown as `shown`) durable, as the end of a
+/// restore does: one `syncfs` where the file system honours it, else (FUSE) an `fsync` of every
+/// file and directory. For trees others wrote into a restore's directory (the engine's prepare).
+pub fn flush_tree(dir: std::os::fd::BorrowedFd<'_>, shown: &Path) -> Result<(), FsError> {
+    if durable::syncfs_reaches_disk(dir) {
+        nix::unistd::syncfs(dir).map_err(nix_err("flush file system of", shown))
+    } else {
+        durable::sync_tree(dir, shown)
+    }
+}
 
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
@@ -140,6 +154,8 @@ pub struct Restorer {
     swept: Option<u64>,
     /// Entries are created under their own names (see the module documentation).
     direct_names: bool,
+    /// The target's file system ignores `syncfs` (FUSE): every file is flushed on its own.
+    sync_each: bool,
     euid: u32,
     egid: u32,
 }
@@ -165,14 +181,16 @@ fn time(sec: i64, nsec: u32) -> TimeSpec {
     TimeSpec::new(sec, i64::from(nsec))
 }
 
-/// Opens the target directory, creating it if absent: its handle, and whether it existed. A
-/// whole-tree restore without `force` refuses a target that holds anything.
-fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool), FsError> {
+/// Opens the target directory, creating it if absent: its handle, whether it existed, and the
+/// directories whose entries creating it changed. A whole-tree restore without `force`
+/// refuses a target that holds anything.
+fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> {
+    let mut created = Vec::new();
     let existed = match std::fs::symlink_metadata(target) {
         Ok(md) if md.is_dir() => true,
         Ok(_) => return Err(FsError::NotADirectory(target.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(io_err("create directory", target))?;
+            created = durable::create_dirs(target).map_err(io_err("create directory", target))?;
             false
         }
         Err(e) => return Err(io_err("stat", target)(e)),
@@ -184,19 +202,22 @@ fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool), 
     };
     if existed && opts.whole_tree && !opts.force {
         let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-        // A private directory's lock file (crate::private) is coffer's, not a restored name.
-        if names.iter().any(|n| n.as_bytes() != crate::private::LOCK.as_bytes()) {
+        // A private directory's lock file (crate::private) is coffer's, not a restored name; so
+        // is the marker of an interrupted restore that left nothing else (a power cut before
+        // its first entry was durable): there is nothing to lose, and the rerun starts over.
+        let ours = |n: &std::ffi::OsString| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER;
+        if !names.iter().all(ours) {
             return Err(FsError::TargetNotEmpty(target.into()));
         }
     }
-    Ok((root, existed))
+    Ok((root, existed, created))
 }
 
 impl Restorer {
     /// Prepares `target`: creates it if absent; refuses a non-empty one unless `force` (for whole
     /// trees); leaves the marker in it.
     pub fn create(target: &Path, opts: RestoreOptions) -> Result<Self, FsError> {
-        let (root, existed) = open_target(target, &opts)?;
+        let (root, existed, created) = open_target(target, &opts)?;
         // An interrupted restore's marker: its temporaries are swept below, and the target it
         // created is still treated as created by the restore.
         let marker = if existed { read_marker(root.as_fd()) } else { Marker::default() };
@@ -207,6 +228,7 @@ impl Restorer {
         };
         let locked = opts.whole_tree && try_lock(&root);
         let direct_names = opts.whole_tree && !opts.force && !interrupted;
+        let sync_each = opts.durable && !durable::syncfs_reaches_disk(root.as_fd());
         let mut this = Self {
             root_path: target.into(),
             root,
@@ -230,11 +252,15 @@ impl Restorer {
             limit: None,
             swept: None,
             direct_names,
+            sync_each,
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
         };
         if this.opts.whole_tree {
             this.write_marker()?;
+            if this.opts.durable {
+                durable::marker_durable(this.root.as_fd(), &this.root_path, &created)?;
+            }
             if interrupted && this.opts.force {
                 this.sweep_temporaries()?;
             }
@@ -285,10 +311,18 @@ impl Restorer {
             return Err(out_of_order("a checkpoint inside a file"));
         }
         self.settle()?;
-        if self.opts.durable {
-            syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
+        self.flush_all()
+    }
+
+    /// Everything written so far on stable storage (when the restore is durable).
+    fn flush_all(&self) -> Result<(), FsError> {
+        if !self.opts.durable {
+            Ok(())
+        } else if self.sync_each {
+            durable::sync_tree(self.root.as_fd(), &self.root_path)
+        } else {
+            nix::unistd::syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))
         }
-        Ok(())
     }
 
     /// Takes over an entry an earlier, interrupted restore into this target completed: hard
@@ -328,9 +362,7 @@ impl Restorer {
                 openat(dir, os(name), dir_flags(), Mode::empty()).map_err(nix_err("open directory", shown.clone()))?;
             self.apply_dir_meta(&fd, meta, &shown, true)?;
         }
-        if self.opts.durable {
-            syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))?;
-        }
+        self.flush_all()?;
         if self.opts.whole_tree {
             unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir)
                 .map_err(nix_err("remove", self.root_path.join(MARKER)))?;
@@ -436,6 +468,43 @@ mod tests {
         r.end_file(3).unwrap();
         r.finish().unwrap();
         assert_eq!(std::fs::read(t.path().join("keep")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_resumed_restore_leaves_no_temporary_for_a_hard_link_its_first_run_made() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let mut h = meta(EntryKind::HardLink, "h");
+        h.target = b"f".to_vec();
+        let mut r = Restorer::create(&target, opts()).unwrap();
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.begin(&meta(EntryKind::File, "f")).unwrap();
+        r.end_file(0).unwrap();
+        r.begin(&h).unwrap();
+        // Interrupted after the link, resumed from a checkpoint that had only the file.
+        drop(r);
+        let mut r = Restorer::create(&target, RestoreOptions { force: true, ..opts() }).unwrap();
+        r.adopt(&meta(EntryKind::File, "f"));
+        r.begin(&h).unwrap();
+        r.finish().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["f", "h"]);
+    }
+
+    #[test]
+    fn a_target_holding_only_an_interrupted_restores_marker_needs_no_force() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        drop(Restorer::create(&target, opts()).unwrap());
+        assert!(target.join(MARKER).exists());
+        let mut r = Restorer::create(&target, opts()).unwrap();
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.finish().unwrap();
+        assert!(!target.join(MARKER).exists());
+        std::fs::write(target.join("x"), b"").unwrap();
+        drop(Restorer::create(&target, RestoreOptions { force: true, ..opts() }).unwrap());
+        assert!(matches!(Restorer::create(&target, opts()), Err(FsError::TargetNotEmpty(_))), "anything else: --force");
     }
 
     #[test]

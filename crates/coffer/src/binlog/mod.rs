@@ -11,9 +11,7 @@
 use crate::error::{Context, Error, Result};
 use crate::keys::{KeySources, SealOptions};
 use crate::location::Location;
-use crate::repo::archive::{
-    gaps, new_log_file, prefix_url, read_entry, segments, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY,
-};
+use crate::repo::archive::{gaps, prefix_url, read_entry, segments, SegmentName, EVENTS_ENTRY, SEGMENT_ENTRY};
 use crate::report::{ArchivePhase, ArchiveState};
 use crate::source::{ServerOptions, SourceSpec};
 use crate::Env;
@@ -172,7 +170,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
     b.keys = spec.keys.clone();
     b.seal = spec.seal.clone();
     b.validate = false;
-    let quiet = crate::Env { report: std::sync::Arc::new(crate::Silent), ..env.clone() };
+    let warnings = crate::report::WarningsOf { what: url.clone(), to: env.report.clone() };
+    let quiet = crate::Env { report: std::sync::Arc::new(warnings), ..env.clone() };
     let stored = crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
     env.report.say(&format!(
         "archived {} {}..{} ({} events, {} bytes{})",
@@ -411,7 +410,9 @@ fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, run: &mut Run, env:
 }
 
 /// Writes the archived binary log files from `from` (a file name; default the first) into
-/// `to_dir`, each as the server wrote it. Returns the files written.
+/// `to_dir`, each as the server wrote it. Returns the files written. They appear under their
+/// names only once every one is complete: a fetch that fails (a full disk) leaves none, and
+/// the same fetch run again starts afresh.
 pub fn fetch(
     prefix: &str,
     from: Option<&str>,
@@ -435,31 +436,82 @@ pub fn fetch(
         );
     }
     std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
+    let needed = room_for_logs(&names, to_dir, env)?;
+    let mut done: Vec<crate::atomic::AtomicFile> = Vec::new();
     let mut written: Vec<String> = Vec::new();
-    let mut out: Option<(std::fs::File, String, u32)> = None;
-    for (s, listed) in wanted {
-        let location = Location::Object(listed.object.url().to_owned());
-        // What the name declares bounds what is read: a segment is never larger than that.
-        let events = read_entry(&location, &unlocks, EVENTS_ENTRY, u64::from(s.end - s.start), env)?;
-        if events.len() as u64 != u64::from(s.end - s.start) {
-            crate::bail!("{}: it holds {} bytes, its name says {}", listed.name, events.len(), s.end - s.start);
-        }
-        let continues = matches!(&out, Some((_, f, end)) if *f == s.file && *end == s.start);
-        if !continues {
-            if s.start != 4 {
-                crate::bail!("{}: the archive has no segment before it (a gap at {} {})", listed.name, s.file, s.start);
+    let mut out: Option<(crate::atomic::AtomicFile, String, u32)> = None;
+    let fetched = (|| -> Result<()> {
+        for (s, listed) in wanted {
+            let location = Location::Object(listed.object.url().to_owned());
+            // What the name declares bounds what is read: a segment is never larger than that.
+            let events = read_entry(&location, &unlocks, EVENTS_ENTRY, u64::from(s.end - s.start), env)?;
+            if events.len() as u64 != u64::from(s.end - s.start) {
+                crate::bail!("{}: it holds {} bytes, its name says {}", listed.name, events.len(), s.end - s.start);
             }
-            out = Some((new_log_file(to_dir, &s.file)?, s.file.clone(), 4));
-            written.push(s.file.clone());
+            let continues = matches!(&out, Some((_, f, end)) if *f == s.file && *end == s.start);
+            if !continues {
+                if s.start != 4 {
+                    crate::bail!(
+                        "{}: the archive has no segment before it (a gap at {} {})",
+                        listed.name,
+                        s.file,
+                        s.start
+                    );
+                }
+                let file = crate::atomic::AtomicFile::create(&to_dir.join(&s.file), false, 0o666)?;
+                let path = to_dir.join(&s.file);
+                std::io::Write::write_all(&mut &file, b"\xfebin")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                done.extend(out.replace((file, s.file.clone(), 4)).map(|(f, _, _)| f));
+                written.push(s.file.clone());
+            }
+            let (f, name, end) = out.as_mut().expect("opened");
+            std::io::Write::write_all(&mut &*f, &events)
+                .with_context(|| format!("cannot write {}", to_dir.join(&*name).display()))?;
+            *end = s.end;
         }
-        let (f, _, end) = out.as_mut().expect("opened");
-        std::io::Write::write_all(f, &events)?;
-        *end = s.end;
-    }
-    if let Some((f, _, _)) = out {
-        f.sync_all()?;
-    }
+        done.extend(out.take().map(|(f, _, _)| f));
+        // Flushed and renamed into place only now that every file is whole.
+        done.drain(..).try_for_each(crate::atomic::AtomicFile::commit)?;
+        // The directory's own name too, if this fetch created it: all survive a power cut.
+        if let Some(parent) = to_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot flush {}", parent.display()))?;
+        }
+        Ok(())
+    })();
+    // Failed, the temporaries go first: what is free then is what the fetch lacked.
+    drop((out, done));
+    fetched.map_err(|e| crate::room::explain(e, to_dir, Some(needed)))?;
     Ok(written)
+}
+
+/// Refuses, before anything is written, a fetch of the segments `names` into `dir` that would
+/// replace a file there, or that does not fit; the bytes it writes. Leftovers of a fetch that
+/// was killed are removed.
+fn room_for_logs(names: &[SegmentName], dir: &std::path::Path, env: &Env) -> Result<u64> {
+    let mut needed = 0u64;
+    let mut files: Vec<&str> = Vec::new();
+    for s in names {
+        needed += u64::from(s.end - s.start);
+        if files.last() != Some(&s.file.as_str()) {
+            files.push(&s.file);
+            needed += 4;
+        }
+    }
+    for f in &files {
+        let path = dir.join(f);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            crate::bail!("{} already exists: `binlog fetch` replaces no file", path.display());
+        }
+        for left in crate::atomic::AtomicFile::remove_stale(&path) {
+            env.report.warn(&format!("removed {}, which an interrupted fetch left", left.display()));
+        }
+    }
+    let what = format!("fetching {} binary log file{}", files.len(), if files.len() == 1 { "" } else { "s" });
+    crate::room::check(dir, needed, &what)?;
+    Ok(needed)
 }
 
 #[cfg(test)]

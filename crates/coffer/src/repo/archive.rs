@@ -306,7 +306,7 @@ pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs:
         .create_new(true)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut f, b"\xfebin")?;
+    std::io::Write::write_all(&mut f, b"\xfebin").with_context(|| format!("cannot write {}", path.display()))?;
     Ok(f)
 }
 

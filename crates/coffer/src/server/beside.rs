@@ -222,6 +222,12 @@ impl Beside {
     pub(crate) fn replace(mut self, force: bool, sync: bool) -> Result<()> {
         pause_for_tests();
         self.unlock();
+        if sync {
+            // What the engine wrote and renamed here (a prepare's `.new` files, its redo log)
+            // is on disk before the directory takes the target's place.
+            coffer_fs::restore::flush_tree(std::os::fd::AsFd::as_fd(&self.fd), &self.path)
+                .with_context(|| format!("cannot flush {}", self.path.display()))?;
+        }
         let place = self.place.clone();
         let p = &place.parent;
         let target = place.shown.display();
@@ -270,7 +276,9 @@ impl Beside {
     fn took_place(mut self, sync: bool) -> Result<()> {
         self.kept = true;
         if sync {
-            nix::unistd::fsync(&self.place.parent).ok();
+            nix::unistd::fsync(&self.place.parent)
+                .map_err(io)
+                .with_context(|| format!("cannot flush {}", self.place.dir.display()))?;
         }
         Ok(())
     }

@@ -251,13 +251,16 @@ fn check_space(
         }
         None => image_bytes,
     };
-    report.free_bytes = free_bytes(&spec.scratch)?;
+    let room = crate::room::of(&spec.scratch)?;
+    report.free_bytes = room.free;
     if report.needed_bytes > report.free_bytes {
         crate::bail!(
-            "the scratch directory {} has {} free; the restore needs {} (the backup's files)",
+            "the scratch directory {} has {} free (its file system is {}); the restore needs {} (the backup's files): {} missing",
             spec.scratch.display(),
             crate::text::human(report.free_bytes),
-            crate::text::human(report.needed_bytes)
+            room.mount.display(),
+            crate::text::human(report.needed_bytes),
+            crate::text::human(report.needed_bytes - report.free_bytes)
         );
     }
     Ok(())
@@ -359,17 +362,6 @@ fn resolve(spec: &DrillSpec, env: &Env) -> Result<Location> {
         Location::Tls(_) => Err(Error::usage("a drill reads a file or an object, not a TLS address")),
         l => Ok(l),
     }
-}
-
-/// Bytes free for this user on the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> Result<u64> {
-    let s = nix::sys::statvfs::statvfs(dir)
-        .map_err(|e| Error::from(std::io::Error::from(e)))
-        .with_context(|| format!("cannot stat the filesystem of {}", dir.display()))?;
-    // The field widths differ between targets.
-    #[allow(clippy::useless_conversion)]
-    let (blocks, size) = (u64::from(s.blocks_available()), u64::from(s.fragment_size()));
-    Ok(blocks.saturating_mul(size))
 }
 
 /// The name of the drill's private directories: `coffer-drill-RANDOM`, in the scratch

@@ -150,7 +150,8 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     // The binary log, read and checked before anything else is written.
     let logs = Beside::create(to, "binlog", env.report.as_ref())?;
     let Gathered { walk, stop, files, ids, one_session } =
-        gather(&archive, &start, &spec.until, found_stop.as_ref(), &logs.path)?;
+        gather(&archive, &start, &spec.until, found_stop.as_ref(), &logs.path)
+            .map_err(|e| crate::room::explain(e, to, None))?;
     if let Some(why) = one_session {
         one_session_refused(spec, &why, env)?;
     }

@@ -197,17 +197,51 @@ fn stage_chain_timed(
     if occupied && !spec.force {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
-    let engine = EngineKind::of_backup(&chain[0].info);
-    // The target as it is now is what the result replaces (see `crate::server::beside`).
+    // The target as it is now is what the result replaces (see `crate::server::beside`); what
+    // killed restores left beside it goes before the room is counted.
     let place = Place::open(to, env.report.as_ref())?;
+    let needed = chain_room(chain, keys, to, env)?;
+    stage_members(chain, keys, spec, options, &place, env).map_err(|e| crate::room::explain(e, to, Some(needed)))
+}
+
+/// Refuses a chain whose backups do not fit beside `to`, where they are restored, before
+/// anything is written (a target replaced with --force stays until the end: it is no room);
+/// the bytes its backups' files take.
+fn chain_room(chain: &[Known], keys: &[coffer_crypto::Unlock], to: &Path, env: &Env) -> Result<u64> {
+    let (mut needed, mut entries) = (0u64, 0u64);
+    for m in chain {
+        let (bytes, names) = crate::read::files_bytes(&m.location, keys, env)?.unwrap_or_default();
+        (needed, entries) = (needed.saturating_add(bytes), entries.saturating_add(names + 1));
+    }
+    let what = format!(
+        "the restore of {} backup{} beside {}",
+        chain.len(),
+        if chain.len() == 1 { "" } else { "s" },
+        to.display()
+    );
+    crate::room::check_entries(to, needed, entries, &what)?;
+    Ok(needed)
+}
+
+/// [`stage_chain_timed`] once the target and the room are checked.
+fn stage_members(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    place: &std::sync::Arc<Place>,
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
+    let to = &spec.to;
+    let engine = EngineKind::of_backup(&chain[0].info);
     sweep_engine_scratch(env);
-    let staging = Beside::within(&place, "chain")?;
+    let staging = Beside::within(place, "chain")?;
     let mut restores = Vec::new();
     let mut prepare_seconds = Vec::new();
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     for (i, member) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        let scratch = if i == 0 { None } else { Some(Beside::within(&place, "incremental")?) };
+        let scratch = if i == 0 { None } else { Some(Beside::within(place, "incremental")?) };
         let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
@@ -274,10 +308,11 @@ impl Plan {
     /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).
     pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
         let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
+        let needed = crate::restore::check_room(image, spec, &self.unlocks, env)?;
         let (input, len) = image.open_stream(env)?;
         restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
             crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
-            e
+            crate::restore::full_disk(e, spec, needed)
         })
     }
 }

@@ -3,7 +3,7 @@
 //! client session could not replay ([`OneSession`]).
 
 use super::Until;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::repo::archive::{continues, Archive, SegmentName};
 use coffer_mysql::events::{creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP};
 use coffer_mysql::meta::binlog_file_number as file_number;
@@ -228,7 +228,8 @@ pub(crate) fn gather(
             }
         }
         if let Some(f) = out.as_mut() {
-            std::io::Write::write_all(f, &bytes[..kept])?;
+            std::io::Write::write_all(f, &bytes[..kept])
+                .with_context(|| format!("cannot write {}", dir.join(&seg.file).display()))?;
         }
         let stop = match stopped {
             Some(at) => Some(at),
