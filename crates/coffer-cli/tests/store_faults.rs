@@ -225,8 +225,17 @@ fn reads_through_an_outage_fail_in_one_line_and_rerun() {
         &["verify", img, "--key-file", &k],
     ];
     for (job, fault) in jobs.iter().zip([Fault::Status500, Fault::Reset, Fault::Short]) {
-        // The first reads pass (the header, the index): the job is under way when the store goes.
-        outage(&proxy, &[Kind::Get], fault, 3);
+        // The store goes half-way through the job's reads (counted on a run without faults):
+        // the job is under way, its first reads (the header, the index) done.
+        let before = proxy.seen(Kind::Get);
+        let mut probe = job.to_vec();
+        let elsewhere = fx.s("probe");
+        if let Some(to) = probe.iter().position(|a| *a == "--to") {
+            probe[to + 1] = &elsewhere;
+        }
+        ok(&s3, &proxy, &probe);
+        let _ = std::fs::remove_dir_all(fx.path("probe"));
+        outage(&proxy, &[Kind::Get], fault, (proxy.seen(Kind::Get) - before) / 2 + 1);
         let mut args = job.to_vec();
         args.extend(SHORT);
         let line = fails(&s3, &proxy, 1, &args);
