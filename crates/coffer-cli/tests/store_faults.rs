@@ -189,6 +189,16 @@ fn a_completion_the_store_did_but_the_client_missed_is_success() {
     ok(&s3, &proxy, &["backup", &fx.s("small"), "-o", "s3://bkt/c/small.coffer", "--key-file", &k]);
     assert_eq!(proxy.injected(Some(Kind::Put), Some(Fault::Forward500)), 2);
     ok(&s3, &proxy, &["verify", "s3://bkt/c/small.coffer", "--key-file", &k]);
+    // Its connection reset, before the store had it or after: sent again (the condition makes
+    // that safe), and the second case found to be coffer's own.
+    for (i, fault) in [Fault::Reset, Fault::ForwardReset].into_iter().enumerate() {
+        let before = proxy.injected(Some(Kind::Put), Some(fault));
+        proxy.set_rules(vec![Rule::new(&[Kind::Put], fault, When::Nth(proxy.seen(Kind::Put) + 1))]);
+        let img = format!("s3://bkt/c/reset{i}.coffer");
+        ok(&s3, &proxy, &["backup", &fx.s("small"), "-o", &img, "--key-file", &k]);
+        assert_eq!(proxy.injected(Some(Kind::Put), Some(fault)), before + 1, "{}", proxy.report());
+        ok(&s3, &proxy, &["verify", &img, "--key-file", &k]);
+    }
     // Another's object under the name is still refused.
     let line = fails(&s3, &proxy, 1, &["backup", &src, "-o", "s3://bkt/c/0.coffer", "--key-file", &k]);
     assert!(line.contains("already exists"), "{line}");

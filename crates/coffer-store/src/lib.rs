@@ -426,9 +426,35 @@ impl Object {
     /// Stores `bytes` as this object, in one request, only if no object has its name
     /// ([`StoreError::AlreadyExists`] otherwise).
     pub fn put_new(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
-        let put = runtime().block_on(self.store.put_opts(&self.path, PutPayload::from(bytes), opts));
-        put.map(|_| ()).map_err(self.err(UPLOAD))
+        match self.put_create(PutPayload::from(bytes.clone())) {
+            // An earlier attempt stored it, its answer lost: the object is these bytes.
+            (Err(e @ StoreError::AlreadyExists(_)), true) => match self.get_at_most(bytes.len() as u64) {
+                Ok(there) if there == bytes => Ok(()),
+                _ => Err(e),
+            },
+            (put, _) => put,
+        }
+    }
+
+    /// A PUT that creates the object only if the name is free (`If-None-Match: *`), sent again
+    /// when its answer is lost (a reset, a timeout), which `object_store` does not do for a
+    /// conditional PUT: the condition makes it safe. Says whether it was sent more than once
+    /// (then "already exists" may be this very PUT).
+    fn put_create(&self, body: PutPayload) -> (Result<(), StoreError>, bool) {
+        let started = std::time::Instant::now();
+        let (window, mut wait) = (self.opts.retry_timeout + self.opts.timeout, Duration::from_millis(100));
+        for attempt in 0.. {
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            let put = runtime().block_on(self.store.put_opts(&self.path, body.clone(), opts));
+            match put {
+                Err(e) if answer_lost(&e) && attempt < self.opts.retries && started.elapsed() + wait < window => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+                put => return (put.map(|_| ()).map_err(self.err(UPLOAD)), attempt > 0),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// The prefix `name/` under this prefix.
@@ -615,6 +641,19 @@ fn aws_files(mut b: object_store::aws::AmazonS3Builder) -> object_store::aws::Am
     b
 }
 
+/// Was the request sent and its answer lost (a reset, a timeout), rather than refused?
+fn answer_lost(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<HttpError>() {
+            return matches!(h.kind(), HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Unknown);
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The first line of an error and its causes, for a one-line report.
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -701,12 +740,13 @@ impl ObjectWriter {
         }
         let completed = if self.upload.is_none() {
             let body = PutPayload::from(std::mem::take(&mut self.buf));
-            let mode = if self.create { object_store::PutMode::Create } else { object_store::PutMode::Overwrite };
-            let opts = object_store::PutOptions { mode, ..Default::default() };
-            runtime()
-                .block_on(self.obj.store.put_opts(&self.obj.path, body, opts))
-                .map(|_| ())
-                .map_err(self.obj.err(UPLOAD))
+            match self.create {
+                true => self.obj.put_create(body).0,
+                false => runtime()
+                    .block_on(self.obj.store.put(&self.obj.path, body))
+                    .map(|_| ())
+                    .map_err(self.obj.err(UPLOAD)),
+            }
         } else {
             if !self.buf.is_empty() {
                 self.send_part()?;
