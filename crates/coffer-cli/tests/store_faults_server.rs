@@ -207,3 +207,63 @@ fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output 
     }
     child.wait_with_output().unwrap()
 }
+
+/// A hot backup, the archive, a point-in-time restore and a drill, each through transient
+/// faults of every kind (a few percent, and the 2nd request of each kind): exact results.
+#[test]
+fn a_point_in_time_restore_and_a_drill_through_transient_faults() {
+    if !live::tools() {
+        return;
+    }
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = live::source(&fx, port, &["--binlog-format=ROW".into()]);
+    server.sql(
+        "CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let proxy = s3.proxy(10);
+    proxy.set_rules(vec![
+        Rule::new(&[], Fault::Mix, When::Nth(2)),
+        Rule::new(&[], Fault::Mix, When::Chance(0.04)),
+        Rule::new(&[Kind::Get], Fault::Short, When::Chance(0.03)),
+    ]);
+    let run_ok = |args: &[&str]| {
+        let out = s3.through(&proxy).args(args).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "coffer {args:?}: {err}\nproxy: {}", proxy.report());
+        err
+    };
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let backup = live::backup_args(&fx, port, "s3://bkt/prod/");
+    run_ok(&backup.iter().map(String::as_str).collect::<Vec<_>>());
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    // The target: nothing writes while it is read.
+    let tables = live::tables(&server);
+    let gtid = server.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
+    let sums = live::checksums(&server, &tables);
+    live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
+    let (sock, pw, key) = (server.socket.display().to_string(), fx.s("repl-pw"), fx.key());
+    let archive =
+        ["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", "s3://bkt/prod/binlog/"];
+    run_ok(&[&archive[..], &["--key-file", &key, "--segment-size", "256K"]].concat());
+    let to = fx.s("r/data");
+    let err = run_ok(&["restore", "s3://bkt/prod/", "--to", &to, "--until-gtid", &gtid, "--key-file", &key]);
+    assert!(err.contains("replayed"), "{err}");
+    let restored = Server::open(&fx.path("r"), &[]);
+    assert_eq!(live::checksums(&restored, &tables), sums, "the state at the target");
+    drop(restored);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(fx.path("drill")).unwrap();
+        std::fs::set_permissions(fx.path("drill"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let err = run_ok(&["drill", "s3://bkt/prod/", "--scratch", &fx.s("drill"), "--key-file", &key]);
+    eprintln!("{err}\nproxy: {}", proxy.report());
+    for kind in [Kind::Get, Kind::Head, Kind::Put, Kind::List] {
+        assert!(proxy.injected(Some(kind), None) > 0, "no fault on {kind:?}: {}", proxy.report());
+    }
+}
