@@ -235,8 +235,8 @@ fn reads_through_an_outage_fail_in_one_line_and_rerun() {
         &["verify", img, "--key-file", &k],
     ];
     for (job, fault) in jobs.iter().zip([Fault::Status500, Fault::Reset, Fault::Short]) {
-        // The store goes half-way through the job's reads (counted on a run without faults):
-        // the job is under way, its first reads (the header, the index) done.
+        // The store goes at the job's last read (counted on a run without faults): the job is
+        // well under way, its data partly read.
         let before = proxy.seen(Kind::Get);
         let mut probe = job.to_vec();
         let elsewhere = fx.s("probe");
@@ -245,7 +245,7 @@ fn reads_through_an_outage_fail_in_one_line_and_rerun() {
         }
         ok(&s3, &proxy, &probe);
         let _ = std::fs::remove_dir_all(fx.path("probe"));
-        outage(&proxy, &[Kind::Get], fault, (proxy.seen(Kind::Get) - before) / 2 + 1);
+        outage(&proxy, &[Kind::Get], fault, proxy.seen(Kind::Get) - before);
         let mut args = job.to_vec();
         args.extend(SHORT);
         let line = fails(&s3, &proxy, 1, &args);
