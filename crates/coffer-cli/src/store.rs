@@ -1,5 +1,4 @@
-//! Images in object storage: the options of this run, and the adapters between objects and the
-//! image reader and writer.
+//! Images in object storage: the options of this run.
 
 use crate::cli::StoreArgs;
 use coffer_store::StoreOptions;
@@ -15,6 +14,8 @@ pub fn configure(args: &StoreArgs) {
         concurrency: args.upload_concurrency.max(1),
         part_size: args.part_size as usize,
         retry_timeout: Duration::from_secs(args.store_retry_timeout),
+        retries: args.store_retries,
+        timeout: Duration::from_secs(args.store_timeout),
     });
 }
 

@@ -10,13 +10,14 @@
 //! Other stores (GCS, Azure) check that the name is free before the upload, as before: a race
 //! the later upload can still win there (docs/SECURITY.md says so).
 
-use crate::runtime;
 use crate::s3copy::S3Direct;
+use crate::{runtime, StoreError, UPLOAD};
 use async_trait::async_trait;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, PutResult, UploadPart};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A multipart upload to S3 that completes only if the key is free.
 #[derive(Debug)]
@@ -120,6 +121,42 @@ impl MultipartUpload for LocalCreate {
         let _ = self.store.delete(&self.staging).await;
         aborted
     }
+}
+
+impl crate::Object {
+    /// A PUT that creates the object only if the name is free (`If-None-Match: *`), sent again
+    /// when its answer is lost (a reset, a timeout), which `object_store` does not do for a
+    /// conditional PUT: the condition makes it safe. Says whether it was sent more than once
+    /// (then "already exists" may be this very PUT).
+    pub(crate) fn put_create(&self, body: PutPayload) -> (Result<(), StoreError>, bool) {
+        let started = std::time::Instant::now();
+        let (window, mut wait) = (self.opts.retry_timeout + self.opts.timeout, Duration::from_millis(100));
+        for attempt in 0.. {
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            let put = runtime().block_on(self.store.put_opts(&self.path, body.clone(), opts));
+            match put {
+                Err(e) if answer_lost(&e) && attempt < self.opts.retries && started.elapsed() + wait < window => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+                put => return (put.map(|_| ()).map_err(self.err(UPLOAD)), attempt > 0),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Was the request sent and its answer lost (a reset, a timeout), rather than refused?
+fn answer_lost(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<HttpError>() {
+            return matches!(h.kind(), HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Unknown);
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The tests hold a completion back, to see another upload to the same name win.

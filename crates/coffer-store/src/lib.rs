@@ -31,14 +31,37 @@ pub struct StoreOptions {
     pub concurrency: usize,
     /// Size of each uploaded part and downloaded range.
     pub part_size: usize,
-    /// How long a request is retried (with backoff) before its error is reported.
+    /// How long a request is retried (with backoff) before its error is reported, beyond
+    /// the time its first attempt may take ([`StoreOptions::timeout`]).
     pub retry_timeout: Duration,
+    /// How many times a failed request is sent again (0: never).
+    pub retries: usize,
+    /// How long one attempt of a request may take, its body included.
+    pub timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { endpoint: None, concurrency: 8, part_size: 16 << 20, retry_timeout: Duration::from_secs(60) }
+        Self {
+            endpoint: None,
+            concurrency: 8,
+            part_size: 16 << 20,
+            retry_timeout: Duration::from_secs(60),
+            retries: 10,
+            // object_store's 30 s is too short for parts: 8 parts of 16 MiB in flight share the
+            // link, so 128 MiB must move in 30 s (4.5 MB/s, 36 Mbit/s). 300 s holds down to
+            // 0.45 MB/s (3.6 Mbit/s).
+            timeout: Duration::from_secs(300),
+        }
     }
+}
+
+/// `size` if S3 takes parts of that size (5 MiB to 5 GiB), for `--part-size`.
+pub fn part_size(size: u64) -> Result<u64, String> {
+    if !(5 << 20..=5 << 30).contains(&size) {
+        return Err("a part size must be between 5M and 5G".into());
+    }
+    Ok(size)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +147,13 @@ pub struct Replaced {
 impl Object {
     /// Parses `url` and connects (lazily: nothing is sent until the first request).
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        use object_store::client::ClientConfigKey::Timeout;
         let parsed = url::Url::parse(url).map_err(|_| StoreError::BadUrl(url.into()))?;
-        let retry = RetryConfig { retry_timeout: opts.retry_timeout, max_retries: 10, ..RetryConfig::default() };
+        // object_store counts the retry window from the first attempt's start: an attempt that
+        // stalled for the whole timeout is retried too (the window is counted after it).
+        let window = opts.retry_timeout + opts.timeout;
+        let retry = RetryConfig { retry_timeout: window, max_retries: opts.retries, ..RetryConfig::default() };
+        let timeout = format!("{}ms", opts.timeout.as_millis().max(1));
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
         let mut s3 = None;
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
@@ -135,6 +163,7 @@ impl Object {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::aws::AmazonS3ConfigKey::Client(Timeout), &timeout)
                     .with_unsigned_payload(true);
                 b = aws_files(b);
                 if let Some(ep) = &opts.endpoint {
@@ -154,6 +183,7 @@ impl Object {
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::gcp::GoogleConfigKey::Client(Timeout), &timeout)
                     .build()
                     .map_err(bad)?,
             ),
@@ -161,6 +191,7 @@ impl Object {
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
+                    .with_config(object_store::azure::AzureConfigKey::Client(Timeout), &timeout)
                     .build()
                     .map_err(bad)?,
             ),
@@ -395,9 +426,14 @@ impl Object {
     /// Stores `bytes` as this object, in one request, only if no object has its name
     /// ([`StoreError::AlreadyExists`] otherwise).
     pub fn put_new(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
-        let put = runtime().block_on(self.store.put_opts(&self.path, PutPayload::from(bytes), opts));
-        put.map(|_| ()).map_err(self.err(UPLOAD))
+        match self.put_create(PutPayload::from(bytes.clone())) {
+            // An earlier attempt stored it, its answer lost: the object is these bytes.
+            (Err(e @ StoreError::AlreadyExists(_)), true) => match self.get_at_most(bytes.len() as u64) {
+                Ok(there) if there == bytes => Ok(()),
+                _ => Err(e),
+            },
+            (put, _) => put,
+        }
     }
 
     /// The prefix `name/` under this prefix.
@@ -519,8 +555,8 @@ fn s3_direct(
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
-    // A copied part is hundreds of MiB: its request may take minutes.
-    let client = ReqwestConnector::default().connect(&client.with_timeout(Duration::from_secs(600)))?;
+    // A copied part is 256 MiB, copied by the store itself: within the same time as a part sent.
+    let client = ReqwestConnector::default().connect(&client.with_timeout(opts.timeout))?;
     Ok(s3copy::S3Direct {
         s3,
         bucket_url,
@@ -528,7 +564,8 @@ fn s3_direct(
         region,
         client,
         concurrency: opts.concurrency,
-        retry_for: opts.retry_timeout,
+        retry_for: opts.retry_timeout + opts.timeout,
+        retries: opts.retries,
     })
 }
 
@@ -669,12 +706,13 @@ impl ObjectWriter {
         }
         let completed = if self.upload.is_none() {
             let body = PutPayload::from(std::mem::take(&mut self.buf));
-            let mode = if self.create { object_store::PutMode::Create } else { object_store::PutMode::Overwrite };
-            let opts = object_store::PutOptions { mode, ..Default::default() };
-            runtime()
-                .block_on(self.obj.store.put_opts(&self.obj.path, body, opts))
-                .map(|_| ())
-                .map_err(self.obj.err(UPLOAD))
+            match self.create {
+                true => self.obj.put_create(body).0,
+                false => runtime()
+                    .block_on(self.obj.store.put(&self.obj.path, body))
+                    .map(|_| ())
+                    .map_err(self.obj.err(UPLOAD)),
+            }
         } else {
             if !self.buf.is_empty() {
                 self.send_part()?;
@@ -687,8 +725,10 @@ impl ObjectWriter {
         };
         match completed {
             Ok(()) => {}
-            // A retried request whose first attempt succeeded finds its own object there.
-            Err(StoreError::AlreadyExists(_)) if self.create && self.is_mine() => {}
+            // A retried request whose first attempt succeeded (its answer lost) finds its own
+            // object there, as "already exists" or as any refusal (S3: no such upload any more;
+            // some stores: access denied): the object tells.
+            Err(StoreError::AlreadyExists(_) | StoreError::Store { .. }) if self.create && self.is_mine() => {}
             Err(e) => return Err(e),
         }
         self.done = true;

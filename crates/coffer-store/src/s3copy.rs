@@ -21,6 +21,8 @@ pub const MIN_PART: u64 = 5 << 20;
 /// S3's largest part, and its most parts per upload.
 const MAX_PART: u64 = 5 << 30;
 const MAX_PARTS: u64 = 10_000;
+/// Bytes compared to tell a rewritten object (a new header holds fresh random key slots).
+const HEAD_CHECK: usize = 64 << 10;
 /// Copied parts are large: each is one request, and the server copies its bytes internally.
 const COPY_PART: u64 = 256 << 20;
 
@@ -37,6 +39,8 @@ pub struct S3Direct {
     pub concurrency: usize,
     /// How long a request is retried.
     pub retry_for: Duration,
+    /// How many times a request is sent again.
+    pub retries: usize,
 }
 
 /// A failed request: its step and the server's answer, on one line.
@@ -129,6 +133,7 @@ impl S3Direct {
         let retry_for = self.retry_for;
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(200);
+        let mut tries = 0;
         loop {
             let local = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, format!("{what}: {e}"));
             let credential = self.s3.credentials().get_credential().await.map_err(|e| local(&e))?;
@@ -153,7 +158,8 @@ impl S3Direct {
                 Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
             };
             let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            if !transient || started.elapsed() + wait > retry_for {
+            tries += 1;
+            if !transient || tries > self.retries || started.elapsed() + wait > retry_for {
                 let reason = match (xml_text(&text, "Code"), xml_text(&text, "Message")) {
                     (Some(c), Some(m)) => format!("{c}: {m}"),
                     (Some(c), None) => c,
@@ -204,6 +210,8 @@ impl S3Direct {
 
     async fn parts(&self, key: &str, size: u64, etag: &str, first: Vec<u8>, upload_q: &str) -> Result<u64, Failure> {
         let ranges = copy_ranges(first.len() as u64, size);
+        // The new header and what follows it: what the object begins with once rewritten.
+        let head = first[..first.len().min(HEAD_CHECK)].to_vec();
         let source = format!("/{}/{}", self.bucket, encode_key(key));
         let first_etag = async {
             let url = self.url(key, &format!("partNumber=1&{upload_q}"));
@@ -239,8 +247,26 @@ impl S3Direct {
         let etags: Vec<String> = std::iter::once(first_etag).chain(copied).collect();
         let url = self.url(key, upload_q);
         let headers = [("if-match", etag.to_owned()), ("content-type", "application/xml".to_owned())];
-        self.send("CompleteMultipartUpload", Method::POST, &url, &headers, completion_body(&etags)).await?;
+        let completed =
+            self.send("CompleteMultipartUpload", Method::POST, &url, &headers, completion_body(&etags)).await;
+        match completed {
+            Ok(_) => {}
+            // An earlier attempt may have completed it, its answer lost: the retry is refused
+            // (the ETag changed, the upload is gone). The object tells whose it is now.
+            Err(_) if self.is_now(key, size, &head).await => {}
+            Err(e) => return Err(e),
+        }
         Ok(ranges.iter().map(|r| r.end - r.start).sum())
+    }
+
+    /// Is `key` now `size` bytes that begin with `head`?
+    async fn is_now(&self, key: &str, size: u64, head: &[u8]) -> bool {
+        let path = object_store::path::Path::parse(key).unwrap_or_else(|_| object_store::path::Path::from(key));
+        let opts = object_store::GetOptions { range: Some((0..head.len() as u64).into()), ..Default::default() };
+        let got = object_store::ObjectStore::get_opts(self.s3.as_ref(), &path, opts).await;
+        let Ok(got) = got else { return false };
+        let whole = got.meta.size;
+        whole == size && got.bytes().await.is_ok_and(|b| b.as_ref() == head)
     }
 }
 

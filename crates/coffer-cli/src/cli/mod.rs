@@ -81,17 +81,19 @@ pub struct StoreArgs {
     /// Size of each uploaded part and downloaded range (at least 5M, as S3 requires).
     #[arg(long, global = true, value_name = "SIZE", default_value = "16M", value_parser = parse_part_size)]
     pub part_size: u64,
-    /// How long a failing request is retried, with backoff, before coffer gives up.
+    /// How long a failing request is retried, with backoff, after its first attempt.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub store_retry_timeout: u64,
+    /// How many times a failing request is sent again (0: never), within --store-retry-timeout.
+    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
+    pub store_retries: usize,
+    /// How long one attempt of a request may take, its part or range included (then retried).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_timeout: u64,
 }
 
 fn parse_part_size(s: &str) -> Result<u64, String> {
-    let v = parse_bytes(s)?;
-    if !(5 << 20..=5 << 30).contains(&v) {
-        return Err("a part size must be between 5M and 5G".into());
-    }
-    Ok(v)
+    coffer_store::part_size(parse_bytes(s)?)
 }
 
 #[derive(Debug, Subcommand)]

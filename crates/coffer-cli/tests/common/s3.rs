@@ -38,6 +38,31 @@ impl S3 {
         Some(s3)
     }
 
+    /// An s3s-fs server (it checks signatures, keeps its objects as files under `root`, and is
+    /// strict where moto is lenient: a completed upload is gone), for the same credentials.
+    pub fn s3s(root: &std::path::Path) -> Option<Self> {
+        let bin = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin/s3s-fs"));
+        let Some(bin) = bin.filter(|p| p.exists()) else {
+            assert!(std::env::var_os("COFFER_REQUIRE_S3").is_none(), "s3s-fs is required (COFFER_REQUIRE_S3=1)");
+            eprintln!("s3s-fs not found: skipped");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, port })
+    }
+
     /// One plain HTTP request (moto does not check signatures); the status and body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
@@ -68,6 +93,25 @@ impl S3 {
             .env_remove("AWS_CA_BUNDLE")
             .env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port));
         c
+    }
+
+    /// A fault-injecting proxy (crates/fault-proxy) in front of this server.
+    pub fn proxy(&self, seed: u64) -> fault_proxy::Proxy {
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        fault_proxy::Proxy::start(upstream, seed, Vec::new()).unwrap()
+    }
+
+    /// coffer, with this server as the S3 endpoint, reached through `proxy`.
+    pub fn through(&self, proxy: &fault_proxy::Proxy) -> Command {
+        let mut c = self.coffer();
+        c.env("COFFER_S3_ENDPOINT", format!("http://127.0.0.1:{}", proxy.port()));
+        c
+    }
+
+    /// Keys under `prefix` in `bucket` (first page of a listing: up to 1000).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (_, body) = self.http("GET", &format!("/{bucket}?list-type=2&prefix={prefix}"), b"").unwrap();
+        body.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect()
     }
 
     pub fn run(&self, args: &[&str]) -> (i32, String) {

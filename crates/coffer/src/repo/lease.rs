@@ -55,6 +55,9 @@ pub struct Body {
     /// The binary log file from which the job replays (the archive keeps it and later ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog_from: Option<String>,
+    /// Where `pid` names a process: the boot and the process id namespace it ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Body {
@@ -70,6 +73,24 @@ impl Body {
     pub fn active(&self, now: i64) -> bool {
         self.expires.saturating_add(SKEW) > now
     }
+
+    /// Did the lease's process end without releasing it (a job whose store failed even the
+    /// lease's deletion)? Only where its pid is known to mean this system's process: the same
+    /// boot, the same pid namespace. A pid reused since keeps the lease until it expires.
+    pub fn gone(&self) -> bool {
+        let here = instance();
+        let dead = || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None) == Err(nix::errno::Errno::ESRCH)
+        };
+        here.is_some() && self.instance == here && self.pid != std::process::id() && dead()
+    }
+}
+
+/// This boot and pid namespace, as a lease names them.
+fn instance() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {}", boot.trim(), ns.to_string_lossy()))
 }
 
 /// Now, in Unix seconds.
@@ -103,6 +124,11 @@ fn active_of(prefix: &str, start: &str, env: &Env) -> Result<Vec<(String, Body)>
             Err(e) => return Err(Error::from(e).context(format!("cannot read the lease {}", l.object.url()))),
         };
         match serde_json::from_slice::<Body>(&bytes) {
+            Ok(b) if b.active(now) && b.gone() => env.report.warn(&format!(
+                "{}: the lease of {}, which ended without releasing it; ignored",
+                crate::text::escape(l.name.as_bytes()),
+                b.who()
+            )),
             Ok(mut b) if b.active(now) => {
                 b.protects.truncate(MAX_NAMES);
                 out.push((l.name, b));
@@ -161,6 +187,7 @@ impl Lease {
             expires: started + LIFE,
             protects: names.to_vec(),
             binlog_from: binlog_from.map(str::to_owned),
+            instance: instance(),
         };
         object
             .put_new(serde_json::to_vec(&body)?)
@@ -345,7 +372,34 @@ mod tests {
     use super::*;
 
     fn body(started: i64, expires: i64) -> Body {
-        Body { job: "backup".into(), host: "h".into(), pid: 1, started, expires, protects: vec![], binlog_from: None }
+        let protects = vec![];
+        Body {
+            job: "backup".into(),
+            host: "h".into(),
+            pid: 1,
+            started,
+            expires,
+            protects,
+            binlog_from: None,
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn a_lease_of_a_process_that_is_gone_is_told() {
+        let mut b = body(now(), now() + LIFE);
+        b.instance = instance();
+        assert!(b.instance.is_some());
+        b.pid = std::process::id();
+        assert!(!b.gone(), "this process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        b.pid = child.id();
+        child.wait().unwrap();
+        assert!(b.gone(), "a process that ended");
+        b.instance = Some("another boot".into());
+        assert!(!b.gone(), "elsewhere, a pid means nothing here");
+        b.instance = None;
+        assert!(!b.gone(), "a lease that does not say where");
     }
 
     #[test]

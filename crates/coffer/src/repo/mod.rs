@@ -17,7 +17,7 @@ pub mod recovery;
 pub mod retention;
 pub mod shown;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::names::name_time;
 use crate::Env;
@@ -44,7 +44,8 @@ pub(crate) fn prefix(url: &str, env: &Env) -> Result<coffer_store::Object> {
 
 /// The backups under the prefix `url` (objects named `*.coffer`), newest first.
 pub fn backups(url: &str, env: &Env) -> Result<Vec<Backup>> {
-    let listed = prefix(url, env)?.list().with_context(|| format!("cannot list {url}"))?;
+    // The store's error names the prefix ("cannot list URL: ...").
+    let listed = prefix(url, env)?.list()?;
     let mut out: Vec<Backup> = listed
         .into_iter()
         .filter(|l| l.name.ends_with(".coffer"))

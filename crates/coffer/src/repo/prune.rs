@@ -207,11 +207,12 @@ impl PrunePlan {
             let record = b.listed.object.with_suffix(RECORD_SUFFIX);
             match record.delete() {
                 Ok(()) | Err(coffer_store::StoreError::NotFound(_)) => {}
-                Err(e) => return Err(Error::from(e).context(format!("cannot delete {}", record.url()))),
+                // The store's error names the object ("cannot delete URL: ...").
+                Err(e) => return Err(Error::from(e)),
             }
             match b.listed.object.delete() {
                 Ok(()) | Err(coffer_store::StoreError::NotFound(_)) => {}
-                Err(e) => return Err(Error::from(e).context(format!("cannot delete {}", b.listed.object.url()))),
+                Err(e) => return Err(Error::from(e)),
             }
             freed += b.listed.size;
         }
