@@ -519,7 +519,7 @@ fn a_restore_over_another_images_interrupted_restore_is_refused_and_changes_noth
     std::fs::write(out.join(".coffer-restore-incomplete"), &old).unwrap();
     let before = common::snapshot(&out);
     let (code, err) = run(&["restore", &a, "--to", t, "--key-file", &fx.key()]);
-    assert!(code == 1 && err.contains("does not name its image") && err.contains("--force"), "{err}");
+    assert!(code == 1 && err.contains("names no image") && err.contains("--force"), "{err}");
     assert_eq!(common::snapshot(&out), before);
 
     // A's marker back: the same restore completes it, without --force.

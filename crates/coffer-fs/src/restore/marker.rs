@@ -66,7 +66,8 @@ pub(super) struct Marker {
 pub enum MarkedBy {
     /// A restore of this image id.
     Image([u8; 16]),
-    /// A restore that does not say its image (the marker of an older coffer, or one cut short).
+    /// A restore that does not say its image (the marker of an older coffer, of a received
+    /// restore, which its journal resumes, or one cut short).
     Unnamed,
     /// A marker this user did not write (another user's, or not a regular file): not believed.
     Stranger,
@@ -102,7 +103,7 @@ pub(crate) fn refusal(path: &std::path::Path, marked: &MarkedBy, image: &[u8; 16
             hex_id(image)
         ),
         MarkedBy::Unnamed => format!(
-            "{p} is not empty: it holds an interrupted restore ({MARKER}) that does not name its image (an older coffer's): the same restore with --force completes it"
+            "{p} is not empty: it holds an interrupted restore ({MARKER}) that names no image (an older coffer's, or a transfer's): --force restores over it"
         ),
         MarkedBy::Stranger => format!(
             "{p} is not empty: it holds an interrupted restore ({MARKER}) that another user marked: --force restores over it"

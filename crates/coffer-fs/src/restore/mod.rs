@@ -617,7 +617,7 @@ mod tests {
         assert_eq!(tree(&target), before, "nothing of the target changed");
         assert!(matches!(Restorer::create(&target, opts()), Err(FsError::TargetNotEmpty(_))), "no image said");
         std::fs::write(target.join(MARKER), marker.replace(&format!("image {}\n", "a1".repeat(16)), "")).unwrap();
-        assert!(refused(a).contains("does not name its image"));
+        assert!(refused(a).contains("names no image"));
         std::fs::write(target.join(MARKER), &marker).unwrap();
         let before = tree(&target);
         // The same image while another restore holds the target's lock: refused.
