@@ -99,13 +99,11 @@ fn a_disk_that_fills_at_the_end_of_a_restore_leaves_it_marked() {
     assert_ne!(snapshot(target), complete, "not all there");
     no_temporaries(&fs.path);
 
-    // The marker does not say which image it was: going over it takes --force, and says so.
+    // The marker names the image: the same command, without --force, completes the job.
     std::fs::remove_file(ballast).unwrap();
     let (code, _, err) = run(&args);
-    assert_eq!(code, 1, "{err}");
-    assert!(error_line(&err).contains("holds an interrupted restore") && err.contains("--force"), "{err}");
-    let (code, _, err) = run(&[&args[..], &["--force"]].concat());
-    assert_eq!(code, 0, "the same restore with --force completes: {err}");
+    assert_eq!(code, 0, "the same restore completes: {err}");
+    assert!(err.contains("continuing the interrupted restore of image"), "{err}");
     assert_eq!(snapshot(target), complete);
     assert!(!target.join(".coffer-restore-incomplete").exists());
     no_temporaries(&fs.path);
@@ -303,7 +301,8 @@ fn a_receive_whose_journal_finds_no_room_resumes() {
 
 /// A file system with bytes to spare but no inodes: a restore from a file is refused before it
 /// writes (its index counts the entries), one from a pipe fails saying so, marked; with more
-/// inodes, the same restore (with --force, over the marked target) completes.
+/// inodes, the same restore (over the marked target: the image read from the pipe is the one
+/// its marker names) completes.
 #[test]
 fn a_file_system_out_of_inodes_is_said_so() {
     let fx = with_image();
@@ -327,7 +326,7 @@ fn a_file_system_out_of_inodes_is_said_so() {
     assert!(Path::new(&target).join(".coffer-restore-incomplete").exists());
 
     fs.resize("40m,nr_inodes=64");
-    let (code, _, err) = run_with_stdin(&[&piped[..], &["--force"]].concat(), &image);
+    let (code, _, err) = run_with_stdin(&piped, &image);
     assert_eq!(code, 0, "{err}");
     assert_eq!(snapshot(Path::new(&target)), snapshot(&fx.path("src")));
     no_temporaries(&fs.path);

@@ -450,8 +450,8 @@ fn restore_force_removes_what_a_killed_restore_left() {
     assert_eq!(common::snapshot(&out), common::snapshot(&src));
 
     // Into an empty target, files go straight under their names: killed, the restore leaves a
-    // file cut short under its name, in a target its marker says is incomplete, which a restore
-    // without --force refuses and one with --force completes.
+    // file cut short under its name, in a target its marker says is incomplete (naming the
+    // image), which the same restore, without --force, completes.
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     let big = out.join("db/big.ibd");
@@ -459,9 +459,73 @@ fn restore_force_removes_what_a_killed_restore_left() {
     assert!(out.join(".coffer-restore-incomplete").exists());
     assert_eq!(leftovers(&out, ".coffer-tmp-"), Vec::<PathBuf>::new());
     assert_ne!(std::fs::read(&big).unwrap(), std::fs::read(src.join("db/big.ibd")).unwrap());
-    let (code, _, err) = common::run(&["restore", &img, "--to", out.to_str().unwrap(), "--key-file", &fx.key()]);
-    assert!(code != 0 && err.contains("not empty"), "{err}");
-    ok(&["restore", &img, "--to", out.to_str().unwrap(), "--key-file", &fx.key(), "--force"]);
+    let err = ok(&["restore", &img, "--to", out.to_str().unwrap(), "--key-file", &fx.key()]);
+    assert!(err.contains("continuing the interrupted restore of image"), "{err}");
+    assert_eq!(common::snapshot(&out), common::snapshot(&src));
+    assert!(!out.join(".coffer-restore-incomplete").exists());
+}
+
+/// A target an interrupted restore of ANOTHER image marked (or one whose marker names no
+/// image: an older coffer's) is refused without --force, in one line naming both images, and
+/// nothing of it changes; the interrupted image's own restore, run again, completes it.
+#[test]
+fn a_restore_over_another_images_interrupted_restore_is_refused_and_changes_nothing() {
+    let fx = Fixture::new();
+    let src = fx.path("src");
+    std::fs::create_dir_all(src.join("db")).unwrap();
+    let mut big = vec![0u8; 24 << 20];
+    coffer_crypto::random(&mut big).unwrap();
+    std::fs::write(src.join("db/big.ibd"), &big).unwrap();
+    std::fs::write(src.join("db/small"), b"small").unwrap();
+    // The same tree twice: two images (two ids) of the same files.
+    let (a, b) = (fx.s("a.coffer"), fx.s("b.coffer"));
+    ok(&["backup", &fx.s("src"), "-o", &a, "--key-file", &fx.key(), "--no-validate"]);
+    ok(&["backup", &fx.s("src"), "-o", &b, "--key-file", &fx.key(), "--no-validate"]);
+    let id = |img: &str| {
+        let out = coffer().args(["info", img, "--key-file", &fx.key(), "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["image_id"].as_str().unwrap().to_owned()
+    };
+    let (id_a, id_b) = (id(&a), id(&b));
+    assert_ne!(id_a, id_b);
+
+    // Image A, cut off half-way (its pipe closes): the target is marked, naming A.
+    let out = fx.path("out");
+    let t = out.to_str().unwrap();
+    let image = std::fs::read(&a).unwrap();
+    let mut child = coffer()
+        .args(["restore", "-", "--to", t, "--key-file", &fx.key(), "-q"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&image[..image.len() / 2]).unwrap();
+    assert!(!child.wait().unwrap().success());
+    let marker = std::fs::read_to_string(out.join(".coffer-restore-incomplete")).unwrap();
+    assert!(marker.contains(&format!("image {id_a}\n")), "{marker}");
+    assert!(std::fs::read_dir(&out).unwrap().count() > 1, "the restore had begun");
+
+    let before = (common::snapshot(&out), marker.clone());
+    let (code, err) = run(&["restore", &b, "--to", t, "--key-file", &fx.key()]);
+    let line = err.lines().find(|l| l.starts_with("coffer: error:")).unwrap_or_default().to_owned();
+    assert_eq!(code, 1, "{err}");
+    assert!(line.contains(&id_a) && line.contains(&id_b) && line.contains("--force"), "{line}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("coffer: error:")).count(), 1, "one line: {err}");
+    let after = (common::snapshot(&out), std::fs::read_to_string(out.join(".coffer-restore-incomplete")).unwrap());
+    assert_eq!(after, before, "nothing of the target changed");
+
+    // A marker that names no image (an older coffer's): refused too, without a change.
+    let old = marker.replace(&format!("image {id_a}\n"), "");
+    std::fs::write(out.join(".coffer-restore-incomplete"), &old).unwrap();
+    let before = common::snapshot(&out);
+    let (code, err) = run(&["restore", &a, "--to", t, "--key-file", &fx.key()]);
+    assert!(code == 1 && err.contains("names no image") && err.contains("--force"), "{err}");
+    assert_eq!(common::snapshot(&out), before);
+
+    // A's marker back: the same restore completes it, without --force.
+    std::fs::write(out.join(".coffer-restore-incomplete"), &marker).unwrap();
+    let err = ok(&["restore", &a, "--to", t, "--key-file", &fx.key()]);
+    assert!(err.contains(&format!("continuing the interrupted restore of image {id_a}")), "{err}");
     assert_eq!(common::snapshot(&out), common::snapshot(&src));
     assert!(!out.join(".coffer-restore-incomplete").exists());
 }

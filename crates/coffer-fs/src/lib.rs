@@ -39,6 +39,11 @@ pub enum FsError {
     TargetNotEmpty(PathBuf),
     #[error("{}: not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// A whole-tree restore of `image` into a target holding files and the marker of an
+    /// interrupted restore it may not continue: of another image, one that does not say, or one
+    /// still running.
+    #[error("{}", restore::refusal(path, marked, image, *running))]
+    Interrupted { path: PathBuf, marked: restore::MarkedBy, image: [u8; 16], running: bool },
     /// The image asks for something that would write outside the target, or through a symlink.
     #[error("unsafe entry {path:?}: {detail}")]
     Unsafe { path: String, detail: String },

@@ -291,16 +291,20 @@ pub(crate) fn restore_unlocked<R: Read + Send>(
     let (mut visitor, start) = match journaling {
         Some(j) => journaled(j, &image.header.image_id, to, opts, env)?,
         None => {
-            if !opts.force && holds_marker(to) {
-                // The marker does not say which image was restored: going over it is the user's
-                // call, lest another image's files stay in a tree that then looks complete.
-                crate::bail!(
-                    "{} is not empty: it holds an interrupted restore ({MARKER}), which the same restore with --force completes",
+            // The marker names the image: the same restore run again continues an interrupted
+            // one; over another image's (or one that does not say), only --force goes.
+            let id = image.header.image_id;
+            let restorer = Restorer::create_for(to, opts, id).map_err(|e| match e {
+                e @ coffer_fs::FsError::Interrupted { .. } => Error::from(e),
+                e => Error::from(e).context(format!("cannot restore into {}", to.display())),
+            })?;
+            if restorer.resumed() {
+                env.report.say(&format!(
+                    "continuing the interrupted restore of image {} into {}",
+                    coffer_crypto::hex(&id),
                     to.display()
-                );
+                ));
             }
-            let restorer =
-                Restorer::create(to, opts).with_context(|| format!("cannot restore into {}", to.display()))?;
             (RestoreVisitor::new(restorer), Start::Fresh)
         }
     };

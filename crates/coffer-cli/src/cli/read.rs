@@ -21,7 +21,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub keep_setuid: bool,
 
-    /// Restore into a non-empty directory, replacing entries of the same name.
+    /// Restore into a non-empty directory, replacing entries of the same name (not needed to
+    /// finish an interrupted restore of the same image: the same command continues it).
     #[arg(long)]
     pub force: bool,
 

@@ -39,34 +39,115 @@ fn temporary_pid(name: &[u8], token: u64) -> Option<i32> {
     std::str::from_utf8(pid).ok()?.parse::<i32>().ok().filter(|&p| p > 0)
 }
 
+/// The marker's line that names the image being restored (its id, 32 hex digits), so that the
+/// same restore run again may continue it.
+const MARKER_IMAGE: &[u8] = b"image ";
+/// The most of a marker that is read: coffer writes fewer than 200 bytes, and the marker may lie
+/// in a directory others can write to. A longer one is read as naming nothing.
+const MARKER_MAX: u64 = 4096;
+
 /// What an interrupted restore's marker says.
 #[derive(Default)]
 pub(super) struct Marker {
     pub(super) present: bool,
+    /// A regular file of this user: what it says may be trusted.
+    pub(super) ours: bool,
     /// The restore created the target directory.
     pub(super) created: bool,
     /// The token of the temporary names it wrote (none in a marker of another user, or of a
     /// coffer before tokens: its temporaries are left alone).
     pub(super) token: Option<u64>,
+    /// The image it restored (none in a marker of a coffer before markers named images).
+    pub(super) image: Option<[u8; 16]>,
+}
+
+/// Whose interrupted restore a target's marker says it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkedBy {
+    /// A restore of this image id.
+    Image([u8; 16]),
+    /// A restore that does not say its image (the marker of an older coffer, of a received
+    /// restore, which its journal resumes, or one cut short).
+    Unnamed,
+    /// A marker this user did not write (another user's, or not a regular file): not believed.
+    Stranger,
+}
+
+impl Marker {
+    pub(super) fn marked_by(&self) -> MarkedBy {
+        match (self.ours, self.image) {
+            (false, _) => MarkedBy::Stranger,
+            (true, Some(id)) => MarkedBy::Image(id),
+            (true, None) => MarkedBy::Unnamed,
+        }
+    }
+}
+
+/// An image id as coffer shows it (`coffer info`): 32 lowercase hex digits.
+pub(crate) fn hex_id(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a whole-tree restore of `image` refuses `path`, which holds files and the marker of an
+/// interrupted restore (one line).
+pub(crate) fn refusal(path: &std::path::Path, marked: &MarkedBy, image: &[u8; 16], running: bool) -> String {
+    let p = path.display();
+    match marked {
+        MarkedBy::Image(id) if id == image && running => format!(
+            "{p} holds a restore of image {} that is still running (its lock is held, or its file system has no locks): refusing to write beside it",
+            hex_id(id)
+        ),
+        MarkedBy::Image(id) => format!(
+            "{p} is not empty: it holds an interrupted restore of image {}, not of this one ({}): --force restores this one over it",
+            hex_id(id),
+            hex_id(image)
+        ),
+        MarkedBy::Unnamed => format!(
+            "{p} is not empty: it holds an interrupted restore ({MARKER}) that names no image (an older coffer's, or a transfer's): --force restores over it"
+        ),
+        MarkedBy::Stranger => format!(
+            "{p} is not empty: it holds an interrupted restore ({MARKER}) that another user marked: --force restores over it"
+        ),
+    }
+}
+
+/// What the text of a marker of ours says: whether the restore created the target, its token,
+/// and its image. Any bytes: what is not exactly a line coffer writes says nothing, and an
+/// image named twice is named by neither line.
+fn parse_marker(text: &[u8]) -> Marker {
+    let hex = |line: &[u8], prefix: &[u8], len: usize| -> Option<u128> {
+        let digits = line.strip_prefix(prefix).filter(|d| d.len() == len && d.iter().all(u8::is_ascii_hexdigit))?;
+        u128::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let lines = || text.split(|&b| b == b'\n');
+    let token = lines().find_map(|l| hex(l, MARKER_TOKEN, 16)).and_then(|t| u64::try_from(t).ok());
+    let mut images = lines().filter_map(|l| hex(l, MARKER_IMAGE, 32));
+    let image = match (images.next(), images.next()) {
+        (Some(id), None) => Some(id.to_be_bytes()),
+        _ => None,
+    };
+    let created = text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED);
+    Marker { present: true, ours: true, created, token, image }
 }
 
 pub(super) fn read_marker(root: BorrowedFd<'_>) -> Marker {
     let Ok(fd) = open_in(root, OsStr::new(MARKER), OFlag::O_RDONLY | OFlag::O_NONBLOCK) else {
         return Marker::default();
     };
-    // Only a marker of this user's own restore may say the directory or the temporaries are
-    // the restore's.
-    let ours = fstat(&fd).is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
+    // Only a marker of this user's own restore may say the directory, the temporaries or the
+    // image are the restore's.
+    let ours = fstat(&fd).is_ok_and(|st| {
+        st.st_uid == nix::unistd::geteuid().as_raw()
+            && SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+    });
     let mut text = Vec::new();
-    if !ours || File::from(fd).take(4096).read_to_end(&mut text).is_err() {
+    if !ours || File::from(fd).take(MARKER_MAX + 1).read_to_end(&mut text).is_err() {
         return Marker { present: true, ..Marker::default() };
     }
-    let token = text.split(|&b| b == b'\n').find_map(|line| {
-        let hex = line.strip_prefix(MARKER_TOKEN)?;
-        (hex.len() == 16).then_some(())?;
-        u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
-    });
-    Marker { present: true, created: text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED), token }
+    if text.len() as u64 > MARKER_MAX {
+        return Marker { present: true, ours: true, ..Marker::default() };
+    }
+    parse_marker(&text)
 }
 
 /// A random token for temporary names (from the kernel's generator).
@@ -92,8 +173,8 @@ pub(super) fn try_lock(dir: &OwnedFd) -> bool {
 }
 
 impl Restorer {
-    /// Leaves the marker in the target: its note, whether the restore created the target, and
-    /// the token of its temporary names.
+    /// Leaves the marker in the target: its note, whether the restore created the target, the
+    /// token of its temporary names, and the image restored (when the caller named it).
     pub(super) fn write_marker(&self) -> Result<(), FsError> {
         let fd = openat(
             &self.root,
@@ -107,6 +188,9 @@ impl Restorer {
             note.extend_from_slice(MARKER_CREATED);
         }
         note.extend_from_slice(format!("{}{:016x}\n", String::from_utf8_lossy(MARKER_TOKEN), self.token).as_bytes());
+        if let Some(id) = &self.image {
+            note.extend_from_slice(format!("{}{}\n", String::from_utf8_lossy(MARKER_IMAGE), hex_id(id)).as_bytes());
+        }
         File::from(fd).write_all_at(&note, 0).map_err(io_err("write", self.root_path.join(MARKER)))
     }
 
@@ -264,5 +348,78 @@ mod tests {
         assert_eq!(names(""), want);
         assert_eq!(names("a"), vec!["b", "keep"]);
         assert!(root.join(format!("a/b/.coffer-tmp-{token}-1-1")).is_dir(), "directories are never swept");
+    }
+
+    const NOTE: &str =
+        "A coffer restore into this directory is running or did not finish: its contents are incomplete.\n";
+
+    #[test]
+    fn markers_old_and_new_are_read_and_hostile_bytes_name_nothing() {
+        let id: [u8; 16] = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10";
+        let hex = "0123456789abcdeffedcba9876543210";
+        let read = |text: String| parse_marker(text.as_bytes());
+        // Before tokens, before images, and now.
+        let m = read(NOTE.into());
+        assert!(m.present && m.ours && !m.created && m.token.is_none() && m.image.is_none());
+        assert_eq!(m.marked_by(), MarkedBy::Unnamed);
+        let m = read(format!("{NOTE}The restore created this directory.\ntoken 00000000000000aa\n"));
+        assert!(m.created && m.token == Some(0xaa) && m.image.is_none());
+        let m = read(format!("{NOTE}token 00000000000000aa\nimage {hex}\n"));
+        assert_eq!((m.token, m.image, m.marked_by()), (Some(0xaa), Some(id), MarkedBy::Image(id)));
+        assert_eq!(read(format!("image {}\n", hex.to_uppercase())).image, Some(id), "upper case is hex too");
+        // Not exactly a line coffer writes: names nothing.
+        for bad in [
+            format!("image {hex} \n"),
+            format!(" image {hex}\n"),
+            format!("image {}\n", &hex[1..]),
+            format!("image {hex}0\n"),
+            format!("image +{}\n", &hex[1..]),
+            format!("image {}g\n", &hex[1..]),
+            format!("image\t{hex}\n"),
+            format!("image {hex}\nimage {}\n", "f".repeat(32)),
+            format!("image {}\u{e9}\n", &hex[2..]),
+        ] {
+            assert_eq!(read(bad.clone()).image, None, "{bad:?}");
+        }
+        // The same id twice is one image; a token of the wrong length is none.
+        assert_eq!(read(format!("image {hex}\nimage {hex}\n")).image, None, "named twice: by neither line");
+        assert_eq!(read("token +0000000000000aa\ntoken 0aa\n".into()).token, None);
+        // Hostile bytes never panic, whatever they hold.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..2000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(round % 97) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pick = [b'\n', b'i', b'a', b'0', b' ', 0, 0xff, (x >> 32) as u8];
+                bytes.push(pick[(x % 8) as usize]);
+            }
+            if round % 3 == 0 {
+                bytes.splice(0..0, format!("image {hex}").bytes());
+            }
+            let m = parse_marker(&bytes);
+            assert!(m.image.is_none() || m.image == Some(id));
+        }
+    }
+
+    #[test]
+    fn a_marker_too_long_or_not_a_file_names_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let root = || File::open(t.path()).unwrap();
+        let hex = "00112233445566778899aabbccddeeff";
+        std::fs::write(t.path().join(MARKER), format!("image {hex}\n{}", "x".repeat(5000))).unwrap();
+        let m = read_marker(root().as_fd());
+        assert!(m.present && m.ours && m.image.is_none() && m.token.is_none());
+        std::fs::remove_file(t.path().join(MARKER)).unwrap();
+        nix::unistd::mkfifo(&t.path().join(MARKER), Mode::from_bits_truncate(0o600)).unwrap();
+        let m = read_marker(root().as_fd());
+        assert!(m.present && !m.ours, "a FIFO is no marker to believe, and reading it does not block");
+        std::fs::remove_file(t.path().join(MARKER)).unwrap();
+        std::fs::create_dir(t.path().join(MARKER)).unwrap();
+        assert_eq!(read_marker(root().as_fd()).marked_by(), MarkedBy::Stranger);
+        std::fs::remove_dir(t.path().join(MARKER)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join(MARKER)).unwrap();
+        assert!(!read_marker(root().as_fd()).ours, "a symlink is not followed");
     }
 }

@@ -18,7 +18,9 @@
 //! marker, written before the first entry and removed after the last is durable, marks the
 //! whole tree incomplete until then. A restore into any other target (`--force`, a resumed
 //! transfer, extracting) keeps temporary names, so that nothing it replaces is lost half-way. A restore holds a lock (`flock`) on the target while it runs; one with `force` into a
-//! target an interrupted restore left removes that restore's temporaries first. TOKEN is random,
+//! target an interrupted restore left removes that restore's temporaries first. The marker
+//! names the image restored (its id), when the caller says it ([`Restorer::create_for`]): the
+//! same restore run again continues an interrupted one without `force`, as `force` would. TOKEN is random,
 //! made when the marker is and kept in it: only names with the target's own token are ever
 //! swept, so an entry of an image that happens to look like a temporary is never removed.
 //!
@@ -56,6 +58,8 @@ use crate::{io_err, nix_err, FsError};
 use coffer_format::{EntryKind, EntryMeta};
 use dirs::Level;
 use files::OpenFile;
+pub(crate) use marker::refusal;
+pub use marker::MarkedBy;
 use marker::{new_token, read_marker, try_lock, Marker};
 use nix::errno::Errno;
 use nix::fcntl::openat;
@@ -158,6 +162,10 @@ pub struct Restorer {
     sync_each: bool,
     euid: u32,
     egid: u32,
+    /// The id of the image restored, named in the marker (see [`Restorer::create_for`]).
+    image: Option<[u8; 16]>,
+    /// This restore continues an interrupted restore of the same image.
+    resumed: bool,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -182,9 +190,8 @@ fn time(sec: i64, nsec: u32) -> TimeSpec {
 }
 
 /// Opens the target directory, creating it if absent: its handle, whether it existed, and the
-/// directories whose entries creating it changed. A whole-tree restore without `force`
-/// refuses a target that holds anything.
-fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> {
+/// directories whose entries creating it changed.
+fn open_target(target: &Path) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> {
     let mut created = Vec::new();
     let existed = match std::fs::symlink_metadata(target) {
         Ok(md) if md.is_dir() => true,
@@ -200,24 +207,51 @@ fn open_target(target: &Path, opts: &RestoreOptions) -> Result<(OwnedFd, bool, V
         Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => return Err(FsError::NotADirectory(target.into())),
         Err(e) => return Err(nix_err("open", target)(e)),
     };
-    if existed && opts.whole_tree && !opts.force {
-        let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-        // A private directory's lock file (crate::private) is coffer's, not a restored name; so
-        // is the marker of an interrupted restore that left nothing else (a power cut before
-        // its first entry was durable): there is nothing to lose, and the rerun starts over.
-        let ours = |n: &std::ffi::OsString| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER;
-        if !names.iter().all(ours) {
-            return Err(FsError::TargetNotEmpty(target.into()));
-        }
-    }
     Ok((root, existed, created))
+}
+
+/// Does the target hold nothing but coffer's own names? A private directory's lock file
+/// (crate::private) is coffer's, not a restored name; so is the marker of an interrupted
+/// restore that left nothing else (a power cut before its first entry was durable): there is
+/// nothing to lose, and the rerun starts over.
+fn holds_only_ours(root: &OwnedFd, target: &Path) -> Result<bool, FsError> {
+    let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
+    Ok(names.iter().all(|n| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER))
+}
+
+/// Whether a whole-tree restore without `force` may write into a target that holds more than
+/// coffer's own names: only to continue an interrupted restore of the same image (`image`, the
+/// restore's), which its marker (this user's) names, and which no other restore is running
+/// (the lock is ours).
+fn admit(target: &Path, marker: &Marker, image: Option<[u8; 16]>, locked: bool) -> Result<(), FsError> {
+    let (Some(image), true) = (image, marker.present) else {
+        return Err(FsError::TargetNotEmpty(target.into()));
+    };
+    let marked = marker.marked_by();
+    if marked == MarkedBy::Image(image) && locked {
+        return Ok(());
+    }
+    Err(FsError::Interrupted { path: target.into(), marked, image, running: !locked })
 }
 
 impl Restorer {
     /// Prepares `target`: creates it if absent; refuses a non-empty one unless `force` (for whole
     /// trees); leaves the marker in it.
     pub fn create(target: &Path, opts: RestoreOptions) -> Result<Self, FsError> {
-        let (root, existed, created) = open_target(target, &opts)?;
+        Self::open(target, opts, None)
+    }
+
+    /// [`Restorer::create`] for a whole tree of the image whose id is `image`: the marker names
+    /// it, and a target that holds an interrupted restore of the same image (its marker, this
+    /// user's, names it) is taken without `force` and completed as `force` would: temporaries
+    /// swept, what the image holds replaced. A marker of another image, or of none, is refused
+    /// ([`FsError::Interrupted`]), lest two images mix in a tree that then looks complete.
+    pub fn create_for(target: &Path, opts: RestoreOptions, image: [u8; 16]) -> Result<Self, FsError> {
+        Self::open(target, opts, Some(image))
+    }
+
+    fn open(target: &Path, mut opts: RestoreOptions, image: Option<[u8; 16]>) -> Result<Self, FsError> {
+        let (root, existed, created) = open_target(target)?;
         // An interrupted restore's marker: its temporaries are swept below, and the target it
         // created is still treated as created by the restore.
         let marker = if existed { read_marker(root.as_fd()) } else { Marker::default() };
@@ -227,6 +261,11 @@ impl Restorer {
             None => new_token()?,
         };
         let locked = opts.whole_tree && try_lock(&root);
+        let resumed = existed && opts.whole_tree && !opts.force && !holds_only_ours(&root, target)?;
+        if resumed {
+            admit(target, &marker, image, locked)?;
+            opts.force = true;
+        }
         let direct_names = opts.whole_tree && !opts.force && !interrupted;
         let sync_each = opts.durable && !durable::syncfs_reaches_disk(root.as_fd());
         let mut this = Self {
@@ -255,6 +294,8 @@ impl Restorer {
             sync_each,
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
+            image,
+            resumed,
         };
         if this.opts.whole_tree {
             this.write_marker()?;
@@ -266,6 +307,12 @@ impl Restorer {
             }
         }
         Ok(this)
+    }
+
+    /// This restore continues an interrupted restore of the same image (see
+    /// [`Restorer::create_for`]).
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Keeps set-uid and set-gid bits even when the owner applied is not the image's
@@ -519,5 +566,96 @@ mod tests {
         r.begin(&root).unwrap();
         r.finish().unwrap();
         assert_eq!(mode(&target), 0o751);
+    }
+
+    /// Every name under `dir` with its bytes (directories as empty), sorted.
+    fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push((p.clone(), vec![]));
+                out.extend(tree(&p));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_same_image_continues_an_interrupted_restore_and_another_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let (a, b) = ([0xa1; 16], [0xb2; 16]);
+        let mut r = Restorer::create_for(&target, opts(), a).unwrap();
+        assert!(!r.resumed());
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        r.begin(&meta(EntryKind::File, "f")).unwrap();
+        r.write(0, b"half").unwrap();
+        r.end_file(4).unwrap();
+        r.begin(&meta(EntryKind::File, "g")).unwrap();
+        // Interrupted; and a temporary a killed restore would have left.
+        let token = r.token;
+        drop(r);
+        std::fs::write(target.join(format!(".coffer-tmp-{token:016x}-999999-1")), b"partial").unwrap();
+        let marker = std::fs::read_to_string(target.join(MARKER)).unwrap();
+        assert!(marker.contains(&format!("image {}\n", "a1".repeat(16))), "{marker}");
+
+        // Another image, a marker without an image, or without any marker: refused, untouched.
+        let before = tree(&target);
+        let refused = |image| match Restorer::create_for(&target, opts(), image) {
+            Err(e @ FsError::Interrupted { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let line = refused(b);
+        assert!(
+            line.contains(&"a1".repeat(16)) && line.contains(&"b2".repeat(16)) && line.contains("--force"),
+            "{line}"
+        );
+        assert_eq!(tree(&target), before, "nothing of the target changed");
+        assert!(matches!(Restorer::create(&target, opts()), Err(FsError::TargetNotEmpty(_))), "no image said");
+        std::fs::write(target.join(MARKER), marker.replace(&format!("image {}\n", "a1".repeat(16)), "")).unwrap();
+        assert!(refused(a).contains("names no image"));
+        std::fs::write(target.join(MARKER), &marker).unwrap();
+        let before = tree(&target);
+        // The same image while another restore holds the target's lock: refused.
+        let held = std::fs::File::open(&target).unwrap();
+        assert!(try_lock(&OwnedFd::from(held.try_clone().unwrap())));
+        assert!(refused(a).contains("still running"));
+        drop(held);
+        assert_eq!(tree(&target), before);
+
+        // The same image: continued as --force would, its temporary swept, its files replaced.
+        let mut r = Restorer::create_for(&target, opts(), a).unwrap();
+        assert!(r.resumed() && r.swept() == 1 && r.token == token);
+        r.begin(&meta(EntryKind::Dir, "")).unwrap();
+        for (name, data) in [("f", &b"whole"[..]), ("g", b"g")] {
+            r.begin(&meta(EntryKind::File, name)).unwrap();
+            r.write(0, data).unwrap();
+            r.end_file(data.len() as u64).unwrap();
+        }
+        r.finish().unwrap();
+        let names: Vec<_> =
+            tree(&target).into_iter().map(|(p, d)| (p.strip_prefix(&target).unwrap().to_owned(), d)).collect();
+        assert_eq!(names, [(PathBuf::from("f"), b"whole".to_vec()), (PathBuf::from("g"), b"g".to_vec())]);
+    }
+
+    #[test]
+    fn a_marker_of_another_user_is_not_believed() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to give the marker to another user");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        drop(Restorer::create_for(&target, opts(), [7; 16]).unwrap());
+        std::fs::write(target.join("f"), b"x").unwrap();
+        std::os::unix::fs::chown(target.join(MARKER), Some(65534), Some(65534)).unwrap();
+        match Restorer::create_for(&target, opts(), [7; 16]) {
+            Err(FsError::Interrupted { marked: MarkedBy::Stranger, .. }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }
