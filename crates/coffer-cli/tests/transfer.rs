@@ -623,3 +623,48 @@ fn a_planted_mark_neither_blocks_nor_floods_the_receiver() {
         assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&img).unwrap(), "{name}");
     }
 }
+
+#[test]
+fn a_resumed_send_into_another_images_interrupted_restore_is_refused_and_changes_nothing() {
+    let fx = Fixture::new();
+    pki(&fx);
+    many_files(&fx.path("src"));
+    let (a, b) = (fx.s("a.coffer"), fx.s("b.coffer"));
+    expect(0, &["backup", &fx.s("src"), "-o", &a, "--key-file", &fx.key(), "-q"]);
+    expect(0, &["backup", &fx.s("src"), "-o", &b, "--key-file", &fx.key(), "-q"]);
+    // A restore of A cut off half-way (its pipe closes): a marker naming A, no journal.
+    let out = fx.path("c");
+    let image = std::fs::read(&a).unwrap();
+    let mut child = coffer()
+        .args(["restore", "-", "--to", &fx.s("c"), "--key-file", &fx.key(), "-q"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&image[..image.len() / 2]).unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(out.join(".coffer-restore-incomplete").exists());
+    let before = snapshot(&out);
+    let resume = |img: &str| {
+        let mut recv = vec!["--to".to_string(), fx.s("c"), "--key-file".into(), fx.key()];
+        recv.extend(tls(&fx, "pki", "node2", "pki"));
+        let (rx, port) = receiver(&recv);
+        let mut args =
+            vec!["send".to_string(), img.into(), "--to".into(), format!("127.0.0.1:{port}"), "--resume".into()];
+        args.extend(tls(&fx, "pki", "node1", "pki"));
+        let sent = coffer().args(&args).output().unwrap();
+        (sent.status.code(), finish(rx))
+    };
+    // B cannot take it over: the receiver refuses in one line and the tree is as it was.
+    let (_, (code, err)) = resume(&b);
+    assert_eq!(code, 1, "{err}");
+    let line: Vec<_> = err.lines().filter(|l| l.starts_with("coffer: error:")).collect();
+    assert!(line.len() == 1 && line[0].contains("interrupted restore"), "{err}");
+    assert_eq!(snapshot(&out), before, "nothing of the target changed");
+    // A can: with no journal to resume from, all of it is restored again.
+    let (sent, (code, err)) = resume(&a);
+    assert_eq!((sent, code), (Some(0), 0), "{err}");
+    assert!(err.contains("restoring all of it again"), "{err}");
+    assert_eq!(snapshot(&out), snapshot(&fx.path("src")));
+    assert!(!out.join(".coffer-restore-incomplete").exists());
+}

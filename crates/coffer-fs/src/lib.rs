@@ -39,6 +39,9 @@ pub enum FsError {
     TargetNotEmpty(PathBuf),
     #[error("{}: not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// Another restore holds the target's lock: it is writing there now.
+    #[error("{}: another restore is writing into it now (it holds the target's lock): refusing to write beside it", .0.display())]
+    Running(PathBuf),
     /// A whole-tree restore of `image` into a target holding files and the marker of an
     /// interrupted restore it may not continue: of another image, one that does not say, or one
     /// still running.

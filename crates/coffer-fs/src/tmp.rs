@@ -68,8 +68,12 @@ pub fn remove_stale(dir: &Path, name: &str) -> Result<Vec<PathBuf>, FsError> {
     Ok(removed)
 }
 
-/// Is there a process with this id (in this process's view)?
-pub(crate) fn process_exists(pid: i32) -> bool {
+/// Is there a process with this id (in this process's view)? Only positive ids name one
+/// process: anything else is taken as alive (`kill` would probe a process group).
+pub fn process_exists(pid: i32) -> bool {
+    if pid <= 0 {
+        return true;
+    }
     !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 

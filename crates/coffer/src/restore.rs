@@ -206,23 +206,23 @@ fn journaled(
                 target.display()
             );
         }
-        if j.resume && j.state.is_none() && target.join(MARKER).exists() {
-            // An interrupted restore whose journal never became durable, or was already gone
-            // (a power cut before the first checkpoint or after the last): nothing says what is
-            // complete, so all of it is restored again, over what is there.
-            opts.force = true;
+        // An interrupted restore of this image whose journal never became durable, or was
+        // already gone (a power cut before the first checkpoint or after the last): its marker
+        // names the image, and all of it is restored again over what is there. Another
+        // image's marker, or one naming none, is refused as a restore refuses it.
+        let restorer = Restorer::create_for(target, opts, *image_id)
+            .with_context(|| format!("cannot restore into {}", target.display()))?;
+        if restorer.resumed() {
             env.report.say(&format!("{} holds no journal to resume from: restoring all of it again", target.display()));
         }
-        let restorer =
-            Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
         let mut journal = Journal::create(&path)?;
         journal.begin_image(image_id)?;
         return Ok((RestoreVisitor::new(restorer).with_journal(journal, j.every), Start::Fresh));
     };
     // Our own interrupted restore: what it completed may be replaced, what it left half-done goes.
     opts.force = true;
-    let mut restorer =
-        Restorer::create(target, opts).with_context(|| format!("cannot restore into {}", target.display()))?;
+    let mut restorer = Restorer::create_for(target, opts, *image_id)
+        .with_context(|| format!("cannot restore into {}", target.display()))?;
     restorer.sweep_temporaries().with_context(|| format!("cannot clean up {}", target.display()))?;
     let mut journal = Journal::reopen(&path, state)?;
     for r in &state.earlier {

@@ -261,6 +261,12 @@ impl Restorer {
             None => new_token()?,
         };
         let locked = opts.whole_tree && try_lock(&root);
+        if opts.whole_tree && !opts.force && interrupted && !locked {
+            // Its marker, and a process holding the lock: two restores writing one tree would
+            // leave it mixed, and the first to end would unmark it (`force` is the DBA's call:
+            // it then sweeps only the temporaries of processes that are gone).
+            return Err(FsError::Running(target.into()));
+        }
         let resumed = existed && opts.whole_tree && !opts.force && !holds_only_ours(&root, target)?;
         if resumed {
             admit(target, &marker, image, locked)?;
@@ -585,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_running_into_a_target_keeps_another_out_unless_forced() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        // A restore that has written its marker and nothing else yet (stalled on its source).
+        let running = Restorer::create_for(&target, opts(), [0xa1; 16]).unwrap();
+        let marker = std::fs::read(target.join(MARKER)).unwrap();
+        for second in [
+            Restorer::create(&target, opts()),
+            Restorer::create_for(&target, opts(), [0xa1; 16]),
+            Restorer::create_for(&target, opts(), [0xb2; 16]),
+        ] {
+            match second {
+                Err(e @ FsError::Running(_)) => assert!(e.to_string().contains("another restore is writing"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(std::fs::read(target.join(MARKER)).unwrap(), marker, "its marker untouched");
+        drop(running);
+    }
+
+    #[test]
     fn the_same_image_continues_an_interrupted_restore_and_another_is_refused() {
         let t = tempfile::tempdir().unwrap();
         let target = t.path().join("out");
@@ -623,7 +650,7 @@ mod tests {
         // The same image while another restore holds the target's lock: refused.
         let held = std::fs::File::open(&target).unwrap();
         assert!(try_lock(&OwnedFd::from(held.try_clone().unwrap())));
-        assert!(refused(a).contains("still running"));
+        assert!(matches!(Restorer::create_for(&target, opts(), a), Err(FsError::Running(_))));
         drop(held);
         assert_eq!(tree(&target), before);
 

@@ -76,14 +76,19 @@ impl Body {
 
     /// Did the lease's process end without releasing it (a job whose store failed even the
     /// lease's deletion)? Only where its pid is known to mean this system's process: the same
-    /// boot, the same pid namespace. A pid reused since keeps the lease until it expires.
+    /// host, boot and pid namespace (hosts cloned from one snapshot share a boot id, and every
+    /// host's first pid namespace has the same inode: the host name tells them apart). A pid
+    /// reused since keeps the lease until it expires.
     pub fn gone(&self) -> bool {
         let here = instance();
-        let dead = || {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None) == Err(nix::errno::Errno::ESRCH)
-        };
-        here.is_some() && self.instance == here && self.pid != std::process::id() && dead()
+        let dead = || i32::try_from(self.pid).is_ok_and(|pid| !coffer_fs::tmp::process_exists(pid));
+        here.is_some() && self.instance == here && self.host == host_name() && self.pid != std::process::id() && dead()
     }
+}
+
+/// This host's name, as a lease names it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
 /// This boot and pid namespace, as a lease names them.
@@ -181,7 +186,7 @@ impl Lease {
         let started = now();
         let body = Body {
             job: job.to_owned(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(),
+            host: host_name(),
             pid: std::process::id(),
             started,
             expires: started + LIFE,
@@ -389,6 +394,7 @@ mod tests {
     fn a_lease_of_a_process_that_is_gone_is_told() {
         let mut b = body(now(), now() + LIFE);
         b.instance = instance();
+        b.host = host_name();
         assert!(b.instance.is_some());
         b.pid = std::process::id();
         assert!(!b.gone(), "this process");
@@ -396,6 +402,14 @@ mod tests {
         b.pid = child.id();
         child.wait().unwrap();
         assert!(b.gone(), "a process that ended");
+        b.host = "a clone of this host".into();
+        assert!(!b.gone(), "another host with the same boot id and namespace");
+        b.host = host_name();
+        for pid in [0, u32::MAX, 1 << 31] {
+            let was = std::mem::replace(&mut b.pid, pid);
+            assert!(!b.gone(), "pid {pid} names no single process");
+            b.pid = was;
+        }
         b.instance = Some("another boot".into());
         assert!(!b.gone(), "elsewhere, a pid means nothing here");
         b.instance = None;
