@@ -11,6 +11,13 @@ pub(super) fn status_text(s: &ArchiveState) -> String {
         ArchivePhase::Connecting => "connecting to the server".into(),
         ArchivePhase::Ended => "stopping".into(),
         ArchivePhase::Reconnecting => format!("reconnecting: {}", s.last_error.as_deref().unwrap_or_default()),
+        ArchivePhase::StoreOutage => format!(
+            "store outage, {} held at {}:{}: {}",
+            crate::text::human(s.unstored_bytes),
+            s.file,
+            s.position,
+            s.last_error.as_deref().unwrap_or_default()
+        ),
         ArchivePhase::Streaming => {
             let lag = s.lag.map(|l| format!(", lag {} s", l.as_secs())).unwrap_or_default();
             let gaps = match s.gaps {
@@ -34,6 +41,11 @@ pub(super) fn set_gauges(run: &mut Run, s: &ArchiveState) {
         "coffer_binlog_archive_connected",
         "1 while the archiver is connected and the binary log streams, else 0.",
         f64::from(u8::from(s.phase == ArchivePhase::Streaming)),
+    );
+    run.set(
+        "coffer_binlog_archive_unstored_bytes",
+        "Bytes of binary log events received but not yet stored (held through a store outage).",
+        s.unstored_bytes as f64,
     );
     if let Some(lag) = s.lag {
         run.set(
