@@ -200,7 +200,8 @@ fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output 
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("still running after {secs} s");
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -386,6 +387,12 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     sigterm(&follower);
     let out = wait_exit(follower, 60);
     assert_eq!(out.status.code(), Some(1));
+    // A refusal no wait cures (here: no such bucket) ends a following run at once, in one line.
+    let mut nobucket = archiver(&s3, &proxy, &fx, &server, "s3://nobucket/binlog/", &["--follow"]);
+    let out = wait_exit(nobucket.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(), 60);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(error_line(&said).contains("nobucket"), "{said}");
     let text = err.lock().unwrap().clone();
     let line = error_line(&text);
     assert!(line.contains("not stored") && line.contains(&next) && line.contains("503"), "{line}");

@@ -8,6 +8,7 @@ use super::{seal, stopping, ArchiveSpec, Open, Run, Source, REPORT_EVERY};
 use crate::error::{exit, Error, Result};
 use crate::report::ArchivePhase;
 use crate::Env;
+use coffer_store::StoreError;
 use std::time::{Duration, Instant};
 
 /// The first wait before a held segment's store is tried again (doubled after each failed
@@ -29,8 +30,31 @@ pub(super) fn passing(prefix: &str, e: &Error) -> bool {
     if prefix.starts_with("file://") || e.exit_code() != exit::FAILURE {
         return false;
     }
+    // A prefix that does not exist is a bucket that does not (a prefix with no object lists
+    // empty).
+    if matches!(store_error(e), Some(StoreError::NotFound(_))) {
+        return false;
+    }
     let text = e.one_line();
-    !LASTING.iter().any(|m| text.contains(m))
+    !LASTING.iter().any(|m| text.contains(m)) && !refused(&text)
+}
+
+/// Does the store's answer in `text` refuse the request itself: a status 4xx other than 408
+/// (timeout) and 429 (too many requests)? (object_store says "status code: 404 Not Found".)
+fn refused(text: &str) -> bool {
+    text.match_indices("status code: ").any(|(at, m)| {
+        let code: u16 = text[at + m.len()..].chars().take(3).collect::<String>().parse().unwrap_or(0);
+        (400..500).contains(&code) && code != 408 && code != 429
+    })
+}
+
+/// The object store's error that caused `e`, under any context.
+fn store_error(e: &Error) -> Option<&StoreError> {
+    match e {
+        Error::Other(inner) => inner.downcast_ref(),
+        Error::Context { source, .. } => store_error(source),
+        _ => None,
+    }
 }
 
 /// Stores `seg` ([`seal`]); following, through an outage of the store: the segment is held and
@@ -143,6 +167,13 @@ mod tests {
         assert!(!passing(s3, &store(denied)));
         assert!(!passing(s3, &store("The operation lacked valid authentication credentials for path x: 401")));
         assert!(!passing(s3, &store("no such bucket (or no access to it)")));
+        let listed = "Error performing GET http://s/b?list-type=2 - Server returned non-2xx status code: 404 Not Found: NoSuchBucket";
+        assert!(!passing(s3, &store(listed)));
+        assert!(passing(s3, &store("Server returned non-2xx status code: 429 Too Many Requests")));
+        assert!(passing(s3, &store("Server returned non-2xx status code: 408 Request Timeout")));
+        // The archive's listing: a prefix that does not exist is a bucket that does not.
+        let listing = Error::from(StoreError::NotFound("s3://b/p/".into())).context("cannot list s3://b/p/");
+        assert!(!passing(s3, &listing));
         // A local file system: a full disk ends the run, as any job's.
         assert!(!passing("file:///d/", &store("No space left on device (os error 28)")));
         // The sealing itself: keys, usage.
