@@ -337,10 +337,7 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let mut c = connect(spec)?;
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
-    let listed = segments(&spec.prefix, env);
-    // The store out (a following run waits it out, as a broken link: nothing is held yet).
-    run.listing_failed = listed.is_err();
-    let last = listed?.pop().map(|s| s.0).or_else(|| run.summary.end.clone());
+    let last = archive_end(spec, run, env)?;
     let ((file, pos), gap, previous) = begin(last.as_ref(), &logs, run.torn.as_ref())?;
     if let Some(g) = gap {
         found_gap(g, spec, run, env);
@@ -423,6 +420,15 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
         keep(spec, &mut seg, &source, run, env)?;
     }
     result
+}
+
+/// Where the archive ends: its last segment stored, from a listing (or, none listed, this
+/// run's).
+fn archive_end(spec: &ArchiveSpec, run: &mut Run, env: &Env) -> Result<Option<SegmentName>> {
+    let listed = segments(&spec.prefix, env);
+    // The store out (a following run waits it out, as a broken link: nothing is held yet).
+    run.listing_failed = listed.is_err();
+    Ok(listed?.pop().map(|s| s.0).or_else(|| run.summary.end.clone()))
 }
 
 /// Notes a gap: said now when following (the run goes on), else by the error that ends the run.
