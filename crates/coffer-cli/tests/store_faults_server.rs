@@ -361,6 +361,10 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
         server.sql(&format!("PURGE BINARY LOGS TO '{next}'"));
         !server.sql("SHOW BINARY LOGS").contains(&held_file)
     });
+    // The server drops the link meanwhile (its dump thread killed): what it had sent waits in
+    // the connection; the run goes on from what is stored, once the held segment is.
+    let dump = server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'");
+    server.sql(&format!("KILL {}", dump.trim()));
     // Two attempts at least, each through the store's retries (3 requests with `SHORT`).
     wait_for(60, "a second attempt", || proxy.injected(None, Some(Fault::Status503)) >= 6);
     assert!(follower.try_wait().unwrap().is_none(), "still running: {}", err.lock().unwrap());
@@ -378,6 +382,8 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     assert_eq!(text.matches("reading from the server paused").count(), 1, "{text}");
     assert_eq!(text.matches("the store answers again").count(), 1, "{text}");
     assert!(text.contains(&held_file) && text.contains("503"), "names the segment and the cause: {text}");
+    let after = &text[text.find("the store answers again").unwrap()..];
+    assert!(after.contains("reconnecting"), "the link the server dropped is taken up again: {text}");
 
     // A stop during an outage: what was not stored is said, the run fails, nothing half-stored.
     outage(&proxy, &writes, Fault::Status503);
