@@ -425,4 +425,45 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
             (std::fs::read(server.datadir.join(log)).unwrap(), std::fs::read(fx.path("logs").join(log)).unwrap());
         assert_eq!(disk.len(), got.len(), "{log}");
     }
+
+    // A segment stored in parts (multipart), its parts refused: a stop in that outage leaves no
+    // upload in progress, and the next run stores it.
+    let (sock, pw, key) = (server.socket.display().to_string(), fx.s("repl-pw"), fx.key());
+    let mut follower = s3
+        .through(&proxy)
+        .args(["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", prefix])
+        .args(["--key-file", &key, "--follow", "--segment-time", "2", "--part-size", "5M", "--segment-size", "32M"])
+        .args(SHORT)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = stderr_of(&mut follower);
+    let dumps = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'";
+    wait_for(60, "streaming", || server.sql(dumps).trim() == "1");
+    outage(&proxy, &[Kind::Part], Fault::Status503);
+    // Random bytes, which do not compress: a sealed segment of more than one part.
+    server.sql("INSERT INTO d.t SELECT seq + 10000, HEX(RANDOM_BYTES(1000)) FROM d.seq_1_to_8000;");
+    let said = || err.lock().unwrap().contains("reading from the server paused");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !said() {
+        assert!(Instant::now() < deadline, "no outage said: {}\n{}", err.lock().unwrap(), proxy.report());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(proxy.injected(Some(Kind::Part), Some(Fault::Status503)) > 0, "{}", proxy.report());
+    sigterm(&follower);
+    let out = wait_exit(follower, 60);
+    let text = err.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(error_line(&text).contains("not stored"), "{text}");
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "no upload left in progress");
+    assert_eq!(not_segments(&s3), Vec::<String>::new(), "nothing half-stored");
+    proxy.set_rules(Vec::new());
+    let (code, err) = run_cmd(archiver(&s3, &proxy, &fx, &server, prefix, &["--part-size", "5M"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(archived_to(&s3), Some(server_at(&server)));
+    let out = s3.coffer().args(["binlog", "list", prefix]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !list.contains("gap"), "{list}");
 }
