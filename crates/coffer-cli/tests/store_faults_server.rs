@@ -1,8 +1,10 @@
-//! Issue 28, part 1, the jobs that need a database server: `binlog archive` (following the
-//! server) and `binlog fetch` through a fault-injecting proxy in front of moto, the store out
-//! for longer than the retry policy. The archiver ends on one line (systemd restarts it); no
-//! segment is left that is not whole; the next run takes up where the archive ends, with no
-//! gap, and the fetched files are the server's. Skipped without MariaDB or moto_server.
+//! Issue 28, part 1, the jobs that need a database server: `binlog archive` and `binlog fetch`
+//! through a fault-injecting proxy in front of moto, the store out for longer than the retry
+//! policy. A run to the log's end ends on one line; a run following the server holds the
+//! segment it could not store and stores it once the store answers, even if the server purged
+//! its file meanwhile. No segment is left that is not whole; the next run takes up where the
+//! archive ends, with no gap, and the fetched files are the server's. Skipped without MariaDB
+//! or moto_server.
 
 mod common;
 
@@ -129,15 +131,12 @@ fn binary_logs_archived_and_fetched_through_a_store_outage() {
     assert_eq!(code, 0, "{err}");
     let stored = s3.keys("bkt", "binlog/").len();
 
-    // Following; the store refuses every write: the archiver ends on one line naming the
+    // To the log's end; the store refuses every write: the run ends on one line naming the
     // segment it could not store.
-    let mut follow = archiver(&s3, &proxy, &fx, &server, prefix, &["--follow"]);
-    let follower = follow.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     outage(&proxy, &[Kind::Put, Kind::Part, Kind::Create, Kind::Complete], Fault::Status503);
     server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_1000;");
-    let out = wait_exit(follower, 90);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_cmd(archiver(&s3, &proxy, &fx, &server, prefix, &[]));
+    assert_eq!(code, 1, "{err}");
     let line = error_line(&err);
     assert!(line.contains("s3://bkt/binlog/") && line.contains("503"), "names the segment and the cause: {line}");
     assert!(proxy.injected(None, Some(Fault::Status503)) > 0, "{}", proxy.report());
@@ -201,7 +200,8 @@ fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output 
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("still running after {secs} s");
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -266,4 +266,204 @@ fn a_point_in_time_restore_and_a_drill_through_transient_faults() {
     for kind in [Kind::Get, Kind::Head, Kind::Put, Kind::List] {
         assert!(proxy.injected(Some(kind), None) > 0, "no fault on {kind:?}: {}", proxy.report());
     }
+}
+
+/// The archive's end, from the segments' names: the file and the position.
+fn archived_to(s3: &S3) -> Option<(String, u32)> {
+    let mut ends: Vec<(String, u32, u32)> = s3
+        .keys("bkt", "binlog/")
+        .iter()
+        .filter_map(|k| {
+            let stem = k.strip_prefix("binlog/")?.strip_suffix(".coffer")?;
+            let stem = stem.strip_suffix("-closed").unwrap_or(stem);
+            let mut parts = stem.rsplitn(3, '_');
+            let (end, start) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+            Some((parts.next()?.to_owned(), start, end))
+        })
+        .collect();
+    ends.sort();
+    // No segment archived twice: each starts where the one before it in its file ends.
+    for w in ends.windows(2) {
+        assert!(w[0].0 != w[1].0 || w[0].2 == w[1].1, "overlapping or missing: {w:?}");
+    }
+    ends.pop().map(|(f, _, e)| (f, e))
+}
+
+/// The server's current binary log file and position.
+fn server_at(server: &Server) -> (String, u32) {
+    let status = server.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
+}
+
+/// Waits (at most `secs` seconds) for `what` to hold.
+#[track_caller]
+fn wait_for(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A follower's stderr, read as it comes.
+fn stderr_of(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (mut from, to) = (child.stderr.take().unwrap(), text.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut from, &mut buf) {
+            to.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+fn sigterm(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+/// Issue 28, part 1: a following archiver holds the segment it could not store through a store
+/// outage longer than the retry policy, while the server flushes and purges the file that
+/// segment is of; once the store answers it stores it, with no gap and nothing archived twice
+/// (all the server purged had been read). A stop during an outage says what was not stored.
+#[test]
+fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
+    if !mariadb::available() {
+        return;
+    }
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    let server = binlog_server(&fx);
+    let proxy = s3.proxy(11);
+    let prefix = "s3://bkt/binlog/";
+    let mut follower = archiver(&s3, &proxy, &fx, &server, prefix, &["--follow", "--segment-time", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = stderr_of(&mut follower);
+    wait_for(60, "caught up", || archived_to(&s3) == Some(server_at(&server)));
+
+    let writes = [Kind::Put, Kind::Part, Kind::Create, Kind::Complete];
+    outage(&proxy, &writes, Fault::Status503);
+    let (held_file, _) = server_at(&server);
+    server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_40;");
+    wait_for(60, "the outage said", || err.lock().unwrap().contains("reading from the server paused"));
+    // More rows in the outage (they wait in the connection), then the file is closed, kept
+    // aside to compare, and purged: the server no longer has it.
+    server.sql("INSERT INTO d.t SELECT seq + 6000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_20; FLUSH BINARY LOGS;");
+    let (next, _) = server_at(&server);
+    std::fs::copy(server.datadir.join(&held_file), fx.path("kept")).unwrap();
+    wait_for(30, "the held segment's file purged", || {
+        server.sql(&format!("PURGE BINARY LOGS TO '{next}'"));
+        !server.sql("SHOW BINARY LOGS").contains(&held_file)
+    });
+    // The server drops the link meanwhile (its dump thread killed): what it had sent waits in
+    // the connection; the run goes on from what is stored, once the held segment is.
+    let dump = server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'");
+    server.sql(&format!("KILL {}", dump.trim()));
+    // Two attempts at least, each through the store's retries (3 requests with `SHORT`).
+    wait_for(60, "a second attempt", || proxy.injected(None, Some(Fault::Status503)) >= 6);
+    assert!(follower.try_wait().unwrap().is_none(), "still running: {}", err.lock().unwrap());
+    assert!(archived_to(&s3).unwrap().0 == held_file, "the held segment is not stored yet");
+
+    // The store answers again: what was held is stored, and the archiver goes on.
+    proxy.set_rules(Vec::new());
+    wait_for(120, "the outage's end said", || err.lock().unwrap().contains("the store answers again"));
+    server.sql("INSERT INTO d.t SELECT seq + 7000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_20;");
+    wait_for(60, "caught up after the outage", || archived_to(&s3) == Some(server_at(&server)));
+    assert!(follower.try_wait().unwrap().is_none(), "still running: {}", err.lock().unwrap());
+    let text = err.lock().unwrap().clone();
+    eprintln!("{text}");
+    // One line when it starts, one when it ends: not one per attempt.
+    assert_eq!(text.matches("reading from the server paused").count(), 1, "{text}");
+    assert_eq!(text.matches("the store answers again").count(), 1, "{text}");
+    assert!(text.contains(&held_file) && text.contains("503"), "names the segment and the cause: {text}");
+    let after = &text[text.find("the store answers again").unwrap()..];
+    assert!(after.contains("reconnecting"), "the link the server dropped is taken up again: {text}");
+
+    // A stop during an outage: what was not stored is said, the run fails, nothing half-stored.
+    outage(&proxy, &writes, Fault::Status503);
+    server.sql("INSERT INTO d.t SELECT seq + 8000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_20;");
+    let said = text.len();
+    wait_for(60, "the second outage said", || err.lock().unwrap()[said..].contains("reading from the server paused"));
+    sigterm(&follower);
+    let out = wait_exit(follower, 60);
+    assert_eq!(out.status.code(), Some(1));
+    // A refusal no wait cures (here: no such bucket) ends a following run at once, in one line.
+    let mut nobucket = archiver(&s3, &proxy, &fx, &server, "s3://nobucket/binlog/", &["--follow"]);
+    let out = wait_exit(nobucket.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(), 60);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(error_line(&said).contains("nobucket"), "{said}");
+    let text = err.lock().unwrap().clone();
+    let line = error_line(&text);
+    assert!(line.contains("not stored") && line.contains(&next) && line.contains("503"), "{line}");
+    assert_eq!(not_segments(&s3), Vec::<String>::new(), "nothing half-stored");
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "no upload left in progress");
+
+    // The store answers: a run to the log's end completes the archive; no gap, and the purged
+    // file, fetched, is the server's as it was kept aside (the rows held in the outage are in it).
+    proxy.set_rules(Vec::new());
+    let (code, err) = run_cmd(archiver(&s3, &proxy, &fx, &server, prefix, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(archived_to(&s3), Some(server_at(&server)));
+    let out = s3.coffer().args(["binlog", "list", prefix]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !list.contains("gap"), "{list}");
+    let to = fx.s("logs");
+    s3.expect(0, &["binlog", "fetch", prefix, "--to-dir", &to, "--key-file", &fx.key()]);
+    let (kept, got) =
+        (std::fs::read(fx.path("kept")).unwrap(), std::fs::read(fx.path("logs").join(&held_file)).unwrap());
+    assert_eq!(kept.len(), got.len());
+    assert!(kept.iter().zip(&got).filter(|(a, b)| a != b).count() <= 1, "{held_file} differs");
+    for log in server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap()) {
+        let (disk, got) =
+            (std::fs::read(server.datadir.join(log)).unwrap(), std::fs::read(fx.path("logs").join(log)).unwrap());
+        assert_eq!(disk.len(), got.len(), "{log}");
+    }
+
+    // A segment stored in parts (multipart), its parts refused: a stop in that outage leaves no
+    // upload in progress, and the next run stores it.
+    let (sock, pw, key) = (server.socket.display().to_string(), fx.s("repl-pw"), fx.key());
+    let mut follower = s3
+        .through(&proxy)
+        .args(["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", prefix])
+        .args(["--key-file", &key, "--follow", "--segment-time", "2", "--part-size", "5M", "--segment-size", "32M"])
+        .args(SHORT)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = stderr_of(&mut follower);
+    let dumps = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'";
+    wait_for(60, "streaming", || server.sql(dumps).trim() == "1");
+    outage(&proxy, &[Kind::Part], Fault::Status503);
+    // Random bytes, which do not compress: a sealed segment of more than one part.
+    server.sql("INSERT INTO d.t SELECT seq + 10000, HEX(RANDOM_BYTES(1000)) FROM d.seq_1_to_8000;");
+    let said = || err.lock().unwrap().contains("reading from the server paused");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !said() {
+        assert!(Instant::now() < deadline, "no outage said: {}\n{}", err.lock().unwrap(), proxy.report());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(proxy.injected(Some(Kind::Part), Some(Fault::Status503)) > 0, "{}", proxy.report());
+    sigterm(&follower);
+    let out = wait_exit(follower, 60);
+    let text = err.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(error_line(&text).contains("not stored"), "{text}");
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "no upload left in progress");
+    assert_eq!(not_segments(&s3), Vec::<String>::new(), "nothing half-stored");
+    proxy.set_rules(Vec::new());
+    let (code, err) = run_cmd(archiver(&s3, &proxy, &fx, &server, prefix, &["--part-size", "5M"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(archived_to(&s3), Some(server_at(&server)));
+    let out = s3.coffer().args(["binlog", "list", prefix]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !list.contains("gap"), "{list}");
 }

@@ -121,9 +121,11 @@ pub struct ArchiveState {
     pub last_segment_at: Option<SystemTime>,
     /// Gaps found in this run (binary logs purged before they were archived).
     pub gaps: u64,
-    /// Why the link is down (while reconnecting), why it last broke, or why the run failed;
-    /// one line.
+    /// Why the link is down (while reconnecting), why the store refuses (in a store outage),
+    /// why either last failed, or why the run failed; one line.
     pub last_error: Option<String>,
+    /// Bytes of events received but not stored: a segment held through a store outage.
+    pub unstored_bytes: u64,
 }
 
 /// Where an archive run is.
@@ -137,6 +139,9 @@ pub enum ArchivePhase {
     /// The link broke, or connecting failed ([`ArchiveState::last_error`] says why): waiting
     /// to connect again, or connecting.
     Reconnecting,
+    /// Following, a segment could not be stored ([`ArchiveState::last_error`] says why): it
+    /// is held in memory and its store retried, reading from the server paused meanwhile.
+    StoreOutage,
     /// The run is over: the end of the log reached, stopped, or failed (with
     /// [`ArchiveState::last_error`]); the last state reported.
     Ended,

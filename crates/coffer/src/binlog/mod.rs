@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod link;
+mod outage;
 mod segment;
 
 use link::{begin, connect, gtid_position_at, server_logs, source_of, torn, Source, Torn};
@@ -94,6 +95,8 @@ struct Run {
     /// and the run goes on from the next file.
     torn: Option<Torn>,
     again: bool,
+    /// The archive's listing failed: where to start is not known yet.
+    listing_failed: bool,
 }
 
 impl Run {
@@ -178,7 +181,16 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
     b.validate = false;
     let warnings = crate::report::WarningsOf { what: url.clone(), to: env.report.clone() };
     let quiet = crate::Env { report: std::sync::Arc::new(warnings), ..env.clone() };
-    let stored = crate::backup::backup(&b, &quiet).with_context(|| format!("cannot store the segment {url}"))?;
+    let stored = match crate::backup::backup(&b, &quiet) {
+        Ok(stored) => stored,
+        Err(e) => {
+            // The events back into the segment: it may be stored again (a store outage).
+            if let SourceSpec::Memory(mut files) = b.source {
+                seg.bytes = std::mem::take(&mut files[0].1);
+            }
+            return Err(e.context(format!("cannot store the segment {url}")));
+        }
+    };
     env.report.say(&format!(
         "archived {} {}..{} ({} events, {} bytes{})",
         seg.name.file,
@@ -224,7 +236,7 @@ pub fn archive(spec: &ArchiveSpec, env: &Env) -> Result<ArchiveSummary> {
                 }
                 break;
             }
-            Err(e) if spec.follow && reconnectable(&e) => {
+            Err(e) if spec.follow && (reconnectable(&e) || run.listing_failed && outage::passing(&spec.prefix, &e)) => {
                 // A link that carried events before it broke starts the waits over.
                 if streamed {
                     backoff = FIRST_BACKOFF;
@@ -325,7 +337,7 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     let mut c = connect(spec)?;
     let source = source_of(&mut c);
     let logs = server_logs(&mut c)?;
-    let last = segments(&spec.prefix, env)?.pop().map(|s| s.0).or_else(|| run.summary.end.clone());
+    let last = archive_end(spec, run, env)?;
     let ((file, pos), gap, previous) = begin(last.as_ref(), &logs, run.torn.as_ref())?;
     if let Some(g) = gap {
         found_gap(g, spec, run, env);
@@ -410,6 +422,15 @@ fn archive_once(spec: &ArchiveSpec, run: &mut Run, streamed: &mut bool, env: &En
     result
 }
 
+/// Where the archive ends: its last segment stored, from a listing (or, none listed, this
+/// run's).
+fn archive_end(spec: &ArchiveSpec, run: &mut Run, env: &Env) -> Result<Option<SegmentName>> {
+    let listed = segments(&spec.prefix, env);
+    // The store out (a following run waits it out, as a broken link: nothing is held yet).
+    run.listing_failed = listed.is_err();
+    Ok(listed?.pop().map(|s| s.0).or_else(|| run.summary.end.clone()))
+}
+
 /// Notes a gap: said now when following (the run goes on), else by the error that ends the run.
 fn found_gap(g: Gap, spec: &ArchiveSpec, run: &mut Run, env: &Env) {
     if spec.follow {
@@ -420,9 +441,9 @@ fn found_gap(g: Gap, spec: &ArchiveSpec, run: &mut Run, env: &Env) {
     run.report(None, env);
 }
 
-/// Seals `seg` and counts it.
+/// Seals `seg` (through a store outage, when following) and counts it.
 fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, run: &mut Run, env: &Env) -> Result<()> {
-    let (bytes, stored) = seal(spec, seg, source, env)?;
+    let (bytes, stored) = outage::store(spec, seg, source, run, env)?;
     let s = &mut run.summary;
     s.bytes += bytes;
     s.stored_bytes += stored;

@@ -235,7 +235,7 @@ impl Report for Service {
     fn archive_state(&self, s: &ArchiveState) {
         let now = Instant::now();
         let phase = s.phase;
-        let healthy = phase != ArchivePhase::Reconnecting;
+        let healthy = !matches!(phase, ArchivePhase::Reconnecting | ArchivePhase::StoreOutage);
         {
             let mut g = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
             archiver::set_gauges(&mut g.run, s);
