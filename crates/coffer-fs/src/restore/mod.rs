@@ -84,6 +84,21 @@ pub fn flush_tree(dir: std::os::fd::BorrowedFd<'_>, shown: &Path) -> Result<(), 
     }
 }
 
+/// Removes the marker a restore left in `target` ([`Restorer::set_keep_marker`]) once the
+/// tree is complete, and with `durable` makes its removal durable (the caller has flushed the
+/// tree first: [`flush_tree`]). A marker already gone is no error.
+pub fn remove_marker(target: &Path, durable: bool) -> Result<(), FsError> {
+    let root = nix::fcntl::open(target, dir_flags(), Mode::empty()).map_err(nix_err("open", target))?;
+    match unlinkat(&root, MARKER, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(nix_err("remove", target.join(MARKER))(e)),
+    }
+    if durable {
+        nix::unistd::fsync(&root).map_err(nix_err("flush", target))?;
+    }
+    Ok(())
+}
+
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
 /// Beside the marker while a received restore runs: what is durable so far (see
@@ -166,6 +181,9 @@ pub struct Restorer {
     image: Option<[u8; 16]>,
     /// This restore continues an interrupted restore of the same image.
     resumed: bool,
+    /// [`Restorer::finish`] leaves the marker: the caller removes it once the tree is complete
+    /// (a server backup's prepare, see [`remove_marker`]).
+    keep_marker: bool,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -296,6 +314,7 @@ impl Restorer {
             egid: nix::unistd::getegid().as_raw(),
             image,
             resumed,
+            keep_marker: false,
         };
         if this.opts.whole_tree {
             this.write_marker()?;
@@ -313,6 +332,14 @@ impl Restorer {
     /// [`Restorer::create_for`]).
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// Leaves the marker in the target when [`Restorer::finish`] returns, for work that must
+    /// still be done on the tree before it is complete (the engine's prepare of a server
+    /// backup): the caller removes it then, with [`remove_marker`]; until then the same restore
+    /// run again continues it.
+    pub fn set_keep_marker(&mut self, keep: bool) {
+        self.keep_marker = keep;
     }
 
     /// Keeps set-uid and set-gid bits even when the owner applied is not the image's
@@ -410,7 +437,7 @@ impl Restorer {
             self.apply_dir_meta(&fd, meta, &shown, true)?;
         }
         self.flush_all()?;
-        if self.opts.whole_tree {
+        if self.opts.whole_tree && !self.keep_marker {
             unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir)
                 .map_err(nix_err("remove", self.root_path.join(MARKER)))?;
         }
