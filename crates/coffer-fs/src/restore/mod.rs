@@ -670,6 +670,33 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_marker_stays_until_removed_and_the_same_image_continues_meanwhile() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let id = [0x5c; 16];
+        let restore = |resumed: bool| {
+            let mut r = Restorer::create_for(&target, opts(), id).unwrap();
+            assert_eq!(r.resumed(), resumed);
+            r.set_keep_marker(true);
+            r.begin(&meta(EntryKind::Dir, "")).unwrap();
+            r.begin(&meta(EntryKind::File, "f")).unwrap();
+            r.write(0, b"data").unwrap();
+            r.end_file(4).unwrap();
+            r.finish().unwrap();
+        };
+        restore(false);
+        assert!(target.join(MARKER).exists(), "finished, the marker kept");
+        // Work on the tree failed (a prepare): the same image continues it, replacing its files.
+        std::fs::write(target.join("f"), b"changed").unwrap();
+        restore(true);
+        assert_eq!(std::fs::read(target.join("f")).unwrap(), b"data");
+        remove_marker(&target, true).unwrap();
+        assert!(!target.join(MARKER).exists());
+        remove_marker(&target, true).unwrap();
+        assert!(matches!(Restorer::create_for(&target, opts(), id), Err(FsError::TargetNotEmpty(_))), "complete now");
+    }
+
+    #[test]
     fn a_marker_of_another_user_is_not_believed() {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: needs root to give the marker to another user");
