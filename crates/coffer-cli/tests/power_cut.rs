@@ -572,10 +572,10 @@ fn full_and_incremental(fx: &Fixture) -> (String, String) {
     std::fs::create_dir_all(fx.path("bk")).unwrap();
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let full = fx.s("bk/full.coffer");
-    common::live::coffer_ok(&common::live::backup_args(&fx, port, &full));
+    common::live::coffer_ok(&common::live::backup_args(fx, port, &full));
     server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT('b', 200) FROM d.seq_1_to_2000;");
     let inc = fx.s("bk/inc.coffer");
-    let mut args = common::live::backup_args(&fx, port, &inc);
+    let mut args = common::live::backup_args(fx, port, &inc);
     args.push("--incremental".into());
     common::live::coffer_ok(&args);
     (full, inc)
