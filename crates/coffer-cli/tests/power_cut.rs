@@ -557,14 +557,8 @@ fn sizes(root: &Path) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
-    if !common::mariadb::available() {
-        return;
-    }
-    let fx = Fixture::new();
-    let Some(m) = mount(&fx) else { return };
-    let c = m.control();
+/// A full backup and an incremental on it, of a small server (stopped when this returns).
+fn full_and_incremental(fx: &Fixture) -> (String, String) {
     let port = common::live::free_port();
     let opts = common::live::binlog_options(port, &["--innodb-log-file-size=4M"]);
     let server = common::mariadb::Server::start(&fx.path("src"), &opts);
@@ -578,12 +572,24 @@ fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
     std::fs::create_dir_all(fx.path("bk")).unwrap();
     std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let full = fx.s("bk/full.coffer");
-    common::live::coffer_ok(&common::live::backup_args(&fx, port, &full));
+    common::live::coffer_ok(&common::live::backup_args(fx, port, &full));
     server.sql("INSERT INTO d.t SELECT seq + 5000, REPEAT('b', 200) FROM d.seq_1_to_2000;");
     let inc = fx.s("bk/inc.coffer");
-    let mut args = common::live::backup_args(&fx, port, &inc);
+    let mut args = common::live::backup_args(fx, port, &inc);
     args.push("--incremental".into());
     common::live::coffer_ok(&args);
+    (full, inc)
+}
+
+#[test]
+fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
+    if !common::mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let (_, inc) = full_and_incremental(&fx);
     let reference = fx.path("reference");
     expect(0, &["restore", &inc, "--to", reference.to_str().unwrap(), "--prepare", "--key-file", &fx.key(), "-q"]);
     let want = sizes(&reference);
@@ -615,6 +621,52 @@ fn a_chain_restore_is_complete_after_a_cut_once_reported_and_absent_before() {
         }
     };
     sweep(&c, "chain restore", &setup, &job, &check);
+}
+
+#[test]
+fn a_prepared_restore_of_a_full_is_complete_once_reported_and_marked_or_absent_before() {
+    if !common::mariadb::available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Some(m) = mount(&fx) else { return };
+    let c = m.control();
+    let (full, _) = full_and_incremental(&fx);
+    let reference = fx.path("reference");
+    expect(0, &["restore", &full, "--to", reference.to_str().unwrap(), "--prepare", "--key-file", &fx.key(), "-q"]);
+    let want = sizes(&reference);
+    let target = m.path().join("restore/data");
+    let t = target.to_str().unwrap().to_owned();
+    let setup = || durable_dir(&m.path().join("restore"));
+    let job = || {
+        let (code, _, err) = run(&["restore", &full, "--to", &t, "--prepare", "--key-file", &fx.key(), "-q"]);
+        (code, err)
+    };
+    // Prepared and complete, or absent, empty, or marked incomplete (restored, not yet
+    // prepared or not yet flushed): never a tree without the marker that is not the prepared one.
+    let complete = |n: u64| {
+        if !target.exists() || std::fs::read_dir(&target).unwrap().next().is_none() || target.join(MARKER).exists() {
+            return false;
+        }
+        assert_eq!(sizes(&target), want, "cut after point {n}: no marker, yet not the prepared backup");
+        let checkpoints = std::fs::read_to_string(target.join("xtrabackup_checkpoints")).unwrap();
+        assert!(checkpoints.contains("log-applied"), "cut after point {n}: no marker, yet unprepared");
+        let (code, _, err) = run(&["validate", &t, "--quiet"]);
+        assert_eq!(code, 0, "cut after point {n}: the prepared pages: {err}");
+        true
+    };
+    let check = |n: u64, reported: bool, err: &str| {
+        let done = complete(n);
+        assert!(!reported || done, "cut after point {n}: the restore said done, the target is not complete");
+        if !done {
+            // The same command, without --force, finishes it.
+            let (code, again) = job();
+            assert_eq!(code, 0, "cut after point {n}: the rerun failed: {again} (first run: {err})");
+            c.cut();
+            assert!(complete(n), "cut after point {n}: the rerun's prepared restore is not durable");
+        }
+    };
+    sweep(&c, "prepared restore of a full", &setup, &job, &check);
 }
 
 #[test]

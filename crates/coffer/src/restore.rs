@@ -120,7 +120,7 @@ pub fn restore(spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
     let keys = crate::keys::unlocks(&spec.keys, env)?;
     let needed = check_room(image, spec, &keys, env)?;
     let (input, len) = image.open_stream(env)?;
-    restore_unlocked(input, len, spec, None, &keys, env).map_err(|mut e| {
+    restore_unlocked(input, len, spec, None, &keys, false, env).map_err(|mut e| {
         crate::read::name_packed_entries(&mut e, image, &keys, env);
         full_disk(e, spec, needed)
     })
@@ -267,15 +267,19 @@ pub fn restore_from<R: Read + Send>(
     env: &Env,
 ) -> Result<RestoreSummary> {
     let keys = crate::keys::unlocks(&spec.keys, env)?;
-    restore_unlocked(input, len, spec, journaling, &keys, env)
+    restore_unlocked(input, len, spec, journaling, &keys, false, env)
 }
 
+/// [`restore_from`] with the secrets unlocked; with `keep_marker`, the marker stays in the
+/// target, naming the image, for the caller to remove once its own work on the tree is done
+/// (a prepare: until then the same restore run again continues it).
 pub(crate) fn restore_unlocked<R: Read + Send>(
     input: R,
     len: Option<u64>,
     spec: &RestoreSpec,
     journaling: Option<&Journaling>,
     keys: &[coffer_crypto::Unlock],
+    keep_marker: bool,
     env: &Env,
 ) -> Result<RestoreSummary> {
     let ownership = ownership(spec.owner.as_deref())?;
@@ -309,6 +313,7 @@ pub(crate) fn restore_unlocked<R: Read + Send>(
         }
     };
     visitor.restorer.set_keep_setuid(spec.keep_setuid);
+    visitor.restorer.set_keep_marker(keep_marker);
     visitor.restorer.set_rate_limit(spec.limit_rate.map(|r| std::sync::Arc::new(coffer_fs::rate::RateLimit::new(r))));
     let swept = visitor.restorer.swept();
     if swept > 0 {

@@ -84,6 +84,21 @@ pub fn flush_tree(dir: std::os::fd::BorrowedFd<'_>, shown: &Path) -> Result<(), 
     }
 }
 
+/// Removes the marker a restore left in `target` ([`Restorer::set_keep_marker`]) once the
+/// tree is complete, and with `durable` makes its removal durable (the caller has flushed the
+/// tree first: [`flush_tree`]). A marker already gone is no error.
+pub fn remove_marker(target: &Path, durable: bool) -> Result<(), FsError> {
+    let root = nix::fcntl::open(target, dir_flags(), Mode::empty()).map_err(nix_err("open", target))?;
+    match unlinkat(&root, MARKER, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(nix_err("remove", target.join(MARKER))(e)),
+    }
+    if durable {
+        nix::unistd::fsync(&root).map_err(nix_err("flush", target))?;
+    }
+    Ok(())
+}
+
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
 /// Beside the marker while a received restore runs: what is durable so far (see
@@ -166,6 +181,9 @@ pub struct Restorer {
     image: Option<[u8; 16]>,
     /// This restore continues an interrupted restore of the same image.
     resumed: bool,
+    /// [`Restorer::finish`] leaves the marker: the caller removes it once the tree is complete
+    /// (a server backup's prepare, see [`remove_marker`]).
+    keep_marker: bool,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -302,6 +320,7 @@ impl Restorer {
             egid: nix::unistd::getegid().as_raw(),
             image,
             resumed,
+            keep_marker: false,
         };
         if this.opts.whole_tree {
             this.write_marker()?;
@@ -319,6 +338,14 @@ impl Restorer {
     /// [`Restorer::create_for`]).
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// Leaves the marker in the target when [`Restorer::finish`] returns, for work that must
+    /// still be done on the tree before it is complete (the engine's prepare of a server
+    /// backup): the caller removes it then, with [`remove_marker`]; until then the same restore
+    /// run again continues it.
+    pub fn set_keep_marker(&mut self, keep: bool) {
+        self.keep_marker = keep;
     }
 
     /// Keeps set-uid and set-gid bits even when the owner applied is not the image's
@@ -416,7 +443,7 @@ impl Restorer {
             self.apply_dir_meta(&fd, meta, &shown, true)?;
         }
         self.flush_all()?;
-        if self.opts.whole_tree {
+        if self.opts.whole_tree && !self.keep_marker {
             unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir)
                 .map_err(nix_err("remove", self.root_path.join(MARKER)))?;
         }
@@ -667,6 +694,33 @@ mod tests {
         let names: Vec<_> =
             tree(&target).into_iter().map(|(p, d)| (p.strip_prefix(&target).unwrap().to_owned(), d)).collect();
         assert_eq!(names, [(PathBuf::from("f"), b"whole".to_vec()), (PathBuf::from("g"), b"g".to_vec())]);
+    }
+
+    #[test]
+    fn a_kept_marker_stays_until_removed_and_the_same_image_continues_meanwhile() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let id = [0x5c; 16];
+        let restore = |resumed: bool| {
+            let mut r = Restorer::create_for(&target, opts(), id).unwrap();
+            assert_eq!(r.resumed(), resumed);
+            r.set_keep_marker(true);
+            r.begin(&meta(EntryKind::Dir, "")).unwrap();
+            r.begin(&meta(EntryKind::File, "f")).unwrap();
+            r.write(0, b"data").unwrap();
+            r.end_file(4).unwrap();
+            r.finish().unwrap();
+        };
+        restore(false);
+        assert!(target.join(MARKER).exists(), "finished, the marker kept");
+        // Work on the tree failed (a prepare): the same image continues it, replacing its files.
+        std::fs::write(target.join("f"), b"changed").unwrap();
+        restore(true);
+        assert_eq!(std::fs::read(target.join("f")).unwrap(), b"data");
+        remove_marker(&target, true).unwrap();
+        assert!(!target.join(MARKER).exists());
+        remove_marker(&target, true).unwrap();
+        assert!(matches!(Restorer::create_for(&target, opts(), id), Err(FsError::TargetNotEmpty(_))), "complete now");
     }
 
     #[test]

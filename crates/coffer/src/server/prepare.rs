@@ -35,6 +35,17 @@ pub fn prepare(
     force: bool,
     env: &Env,
 ) -> Result<Prepared> {
+    let (engine, prepared) = run_prepare(dir, options, env)
+        .map_err(|e| e.context("prepare failed; the restored files are left as they are"))?;
+    if let Some(datadir) = copy_back_to {
+        move_back(engine, dir, datadir, force, env)?;
+    }
+    Ok(prepared)
+}
+
+/// Runs the engine's prepare on the restored server backup in `dir` (a full: an incremental
+/// alone is refused, saying why).
+fn run_prepare(dir: &Path, options: &[PrepareOption], env: &Env) -> Result<(EngineKind, Prepared)> {
     // Restored from the image: read at most what a writer may store.
     let info = read_description(dir);
     if let Some(link) = info.as_ref().and_then(|i| i.chain.as_ref()).filter(|l| l.kind != BackupKind::Full) {
@@ -59,14 +70,45 @@ pub fn prepare(
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     sweep_engine_scratch(env);
     let started = Instant::now();
-    coffer_mysql::engine::prepare(engine, dir, options, &show)
-        .context("prepare failed; the restored files are left as they are")?;
+    coffer_mysql::engine::prepare(engine, dir, options, &show)?;
     let prepared = Prepared { engine: engine.name(), seconds: started.elapsed().as_secs_f64() };
     env.report.say(&format!("prepared {} with {} in {:.1} s", dir.display(), prepared.engine, prepared.seconds));
-    if let Some(datadir) = copy_back_to {
-        move_back(engine, dir, datadir, force, env)?;
+    Ok((engine, prepared))
+}
+
+/// Restores the full backup `spec.image` alone into `spec.to` and prepares it there. The
+/// restore's marker, naming the image, stays until the prepare has succeeded and what it wrote
+/// is flushed: a prepare that fails (or a coffer killed, a power cut) leaves a tree marked
+/// incomplete, never an unprepared datadir that looks finished, and the same command run again
+/// restores it over and prepares it again. Then the result moves into `copy_back_to`, if given.
+fn restore_prepared_one(
+    plan: &Plan,
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    copy_back_to: Option<&Path>,
+    env: &Env,
+) -> Result<(RestoreSummary, Prepared)> {
+    let to = &spec.to;
+    let s = plan.restore_keeping_marker(spec, true, env)?;
+    env.report.say(&s.line());
+    let (engine, prepared) = run_prepare(to, options, env).map_err(|e| {
+        e.context(format!(
+            "the prepare of {} failed; it keeps its restore marker ({}): the same command restores and prepares it again",
+            to.display(),
+            coffer_fs::restore::MARKER
+        ))
+    })?;
+    // What the engine wrote and renamed is durable before the marker goes, and its removal last.
+    let complete = || format!("cannot complete the prepared restore into {}", to.display());
+    if spec.sync {
+        let dir = std::fs::File::open(to).with_context(complete)?;
+        coffer_fs::restore::flush_tree(std::os::fd::AsFd::as_fd(&dir), to).with_context(complete)?;
     }
-    Ok(prepared)
+    coffer_fs::restore::remove_marker(to, spec.sync).with_context(complete)?;
+    if let Some(datadir) = copy_back_to {
+        move_back(engine, to, datadir, spec.force, env)?;
+    }
+    Ok((s, prepared))
 }
 
 /// Removes the engine's scratch directories (in the temporary directory) that a killed coffer
@@ -246,7 +288,7 @@ fn stage_members(
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
         let (input, len) = member.location.open_stream(env)?;
-        let summary = restore_unlocked(input, len, &member_spec, None, keys, env)
+        let summary = restore_unlocked(input, len, &member_spec, None, keys, false, env)
             .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
         same_as_checked(&into, member)?;
         env.report.say(&summary.line());
@@ -307,10 +349,16 @@ impl Plan {
 
     /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).
     pub fn restore(&self, spec: &RestoreSpec, env: &Env) -> Result<RestoreSummary> {
+        self.restore_keeping_marker(spec, false, env)
+    }
+
+    /// [`Plan::restore`]; with `keep_marker`, the restore's marker stays for the caller to
+    /// remove (see [`restore_prepared_one`]).
+    fn restore_keeping_marker(&self, spec: &RestoreSpec, keep_marker: bool, env: &Env) -> Result<RestoreSummary> {
         let image = spec.image.as_ref().ok_or_else(|| Error::usage("no image to restore"))?;
         let needed = crate::restore::check_room(image, spec, &self.unlocks, env)?;
         let (input, len) = image.open_stream(env)?;
-        restore_unlocked(input, len, spec, None, &self.unlocks, env).map_err(|mut e| {
+        restore_unlocked(input, len, spec, None, &self.unlocks, keep_marker, env).map_err(|mut e| {
             crate::read::name_packed_entries(&mut e, image, &self.unlocks, env);
             crate::restore::full_disk(e, spec, needed)
         })
@@ -373,9 +421,7 @@ pub fn restore_prepared(
     let plan = plan(image, bases, &spec.keys, env)?;
     let copied_back_to = copy_back_to.map(Path::to_path_buf);
     let Some(chain) = &plan.chain else {
-        let s = plan.restore(spec, env)?;
-        env.report.say(&s.line());
-        let p = prepare(&spec.to, options, copy_back_to, spec.force, env)?;
+        let (s, p) = restore_prepared_one(&plan, spec, options, copy_back_to, env)?;
         return Ok(PreparedRestore {
             to: spec.to.clone(),
             synced: s.synced,
