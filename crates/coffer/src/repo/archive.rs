@@ -387,7 +387,30 @@ pub fn description(
 ) -> Result<serde_json::Value> {
     let location = Location::Object(listed.object.url().to_owned());
     let bytes = read_entry(&location, unlocks, SEGMENT_ENTRY, 1 << 16, env)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))
+    let said =
+        serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))?;
+    named_as_said(&listed.name, &said)?;
+    Ok(said)
+}
+
+/// Refuses a segment whose name (which anyone who can write the store can change, copying
+/// an object) says other than its sealed description: its file, positions, or that the file
+/// is complete. A field an older description lacks is not compared.
+fn named_as_said(name: &str, said: &serde_json::Value) -> Result<()> {
+    let Some(s) = SegmentName::parse(name) else { return Ok(()) };
+    let fields = [
+        ("file", said["file"].as_str().is_none_or(|f| f == s.file)),
+        ("start", said["start"].as_u64().is_none_or(|p| p == u64::from(s.start))),
+        ("end", said["end"].as_u64().is_none_or(|p| p == u64::from(s.end))),
+        ("closed", said["closed"].as_bool().is_none_or(|c| c == s.closed)),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
+        crate::bail!(
+            "{name}: its name is not its description's (its {field} is {}): the object was renamed or copied there",
+            said[field]
+        );
+    }
+    Ok(())
 }
 
 /// One entry of an image, whole, through its index; refused if its record says it holds more
@@ -691,6 +714,27 @@ mod tests {
             ) && !why.contains('\n'),
             "{why}"
         );
+    }
+
+    /// Review of issue 28, part 4: an object renamed (a segment copied under another name) is
+    /// refused where its description is read: its name is not what the key sealed.
+    #[test]
+    fn a_segment_named_other_than_its_description_is_refused() {
+        let name = "b.000001_0000000004_0000005000-closed.coffer";
+        let said = serde_json::json!({"file": "b.000001", "start": 4, "end": 5000, "closed": true});
+        assert!(named_as_said(name, &said).is_ok());
+        assert!(named_as_said(name, &serde_json::json!({})).is_ok(), "an older description");
+        let open = serde_json::json!({"file": "b.000001", "start": 4, "end": 5000, "closed": false});
+        let err = named_as_said(name, &open).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "b.000001_0000000004_0000005000-closed.coffer: its name is not its description's (its closed is false): \
+             the object was renamed or copied there"
+        );
+        let other = serde_json::json!({"file": "b.000002", "start": 4, "end": 5000, "closed": true});
+        assert!(named_as_said(name, &other).unwrap_err().to_string().contains("its file is \"b.000002\""));
+        let moved = serde_json::json!({"file": "b.000001", "start": 4, "end": 4000, "closed": true});
+        assert!(named_as_said(name, &moved).unwrap_err().to_string().contains("its end is 4000"));
     }
 
     /// Which boundaries are restarts, and how the descriptions decide them: the crashed file's
