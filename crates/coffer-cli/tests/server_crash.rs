@@ -338,6 +338,20 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     assert!(err.trim().lines().count() == 1, "{err}");
     assert!(err.contains("gap") && err.contains(&crashed) && err.contains("domain 0: sequence"), "{err}");
     assert!(!fx.path("bad/data").exists(), "nothing written");
+
+    // And the segment before the lost tail renamed `-closed` (anyone who can write the store
+    // can): by names the file is complete, but its sealed description says not; recovery
+    // refuses it in one line naming the object, and does not replay past the lost tail.
+    let Some(last) = segments.iter().rfind(|s| s["file"] == crashed.as_str()) else { return };
+    let unclosed =
+        format!("{crashed}_{:010}_{:010}.coffer", last["start"].as_u64().unwrap(), last["end"].as_u64().unwrap());
+    let dir = fx.path("repo/binlog");
+    std::fs::rename(dir.join(&unclosed), dir.join(unclosed.replace(".coffer", "-closed.coffer"))).unwrap();
+    let (code, _, err) = pitr(&fx.s("forged/data"), &["--until-gtid", &s.gtid]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.trim().lines().count() == 1, "{err}");
+    assert!(err.contains("-closed.coffer: its name is not its description's (its closed is false)"), "{err}");
+    assert!(!fx.path("forged/data").exists(), "nothing written");
 }
 
 /// The events of a binary log file: where each starts, its type, its bytes.
@@ -512,5 +526,20 @@ fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
         assert_eq!(code, 0, "{applier}: {err}");
         let state = restored_state(&fx.path(to), &tables);
         assert_eq!(state, (s.checksums.clone(), "2,50,60".into()), "{applier}");
+    }
+    if torn {
+        return;
+    }
+    // Until the number the crash freed: the restarted server's transaction (row 60) is
+    // replayed, by either applier (the default's and the client's walk alike).
+    let freed = format!("0-1-{unfinished}");
+    for (to, applier) in [("r3", None), ("r4", Some("client"))] {
+        let data = fx.s(&format!("{to}/data"));
+        let mut args = vec!["restore", &repo, "--to", &data, "--key-file", &key, "--until-gtid", &freed];
+        args.extend(applier.iter().flat_map(|a| ["--replay-with", a]));
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{applier:?}: {err}");
+        let (_, markers) = restored_state(&fx.path(to), &tables);
+        assert_eq!(markers, "50,60", "{applier:?}: replay stopped before the restarted server's {freed}");
     }
 }

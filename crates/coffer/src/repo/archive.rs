@@ -92,53 +92,82 @@ pub fn restarted(previous: &SegmentName, next: &SegmentName) -> bool {
 /// after the last transaction that ended in `crashed`; `list` the next file's GTID_LIST (the
 /// restarted server's binlog state, which holds only transactions that ended: crash recovery
 /// drops an unfinished one); `size` the crashed file's size as the restarted server reported
-/// it. Each domain must be where the list says; without GTIDs, the archive must hold every
-/// byte the server had.
+/// it, and `torn_at` where its last whole event ends when the server could not send the rest
+/// (an event torn). Each domain must be where the list says; without GTIDs, the archive must
+/// hold every byte the server had. The bytes past a torn event are taken as an unfinished
+/// transaction's only where GTID continuity proves it: the server cannot send past a corrupt
+/// event in the middle of a file either.
 pub fn missing_at_restart(
     crashed: &SegmentName,
     committed: Option<&Gtids>,
     list: Option<&Gtids>,
     size: Option<u64>,
+    torn_at: Option<u64>,
 ) -> Option<String> {
+    let (file, end) = (&crashed.file, u64::from(crashed.end));
+    let domains = match (committed, list) {
+        (Some(c), Some(l)) => Some(domains_missing(c, l)),
+        _ => None,
+    };
+    let continuous = domains.as_ref().is_some_and(Vec::is_empty);
     let mut missing = Vec::new();
-    let (file, end) = (&crashed.file, crashed.end);
-    if let Some(size) = size.filter(|s| *s > u64::from(end)) {
-        missing.push(format!("{file} bytes {end}..{size} (the restarted server's file has {size})"));
-    }
-    match (committed, list) {
-        (Some(c), Some(l)) => {
-            let domains: std::collections::BTreeSet<&u32> = c.keys().chain(l.keys()).collect();
-            for d in domains {
-                let gtid = |(s, n): &(u32, u64)| format!("{d}-{s}-{n}");
-                let why = match (c.get(d), l.get(d)) {
-                    (Some(a), Some(b)) if a == b => continue,
-                    (Some(a), Some(b)) if a.1 < b.1 => format!(
-                        "domain {d}: sequence {}..{} (the archive ends at {}, the restarted server's log goes on after {})",
-                        a.1 + 1,
-                        b.1,
-                        gtid(a),
-                        gtid(b)
-                    ),
-                    (None, Some(b)) => {
-                        format!("domain {d}: sequence 1..{} (the archive has none of it, the server went on after {})", b.1, gtid(b))
-                    }
-                    (Some(a), Some(b)) => format!(
-                        "domain {d}: the archive has {}, the restarted server's log goes on after {}",
-                        gtid(a),
-                        gtid(b)
-                    ),
-                    (Some(a), None) => format!("domain {d}: the archive has {}, the restarted server's log has no such domain", gtid(a)),
-                    (None, None) => continue,
-                };
-                missing.push(why);
-            }
+    match (size, torn_at) {
+        (_, Some(torn)) if torn > end => {
+            missing.push(format!("{file} bytes {end}..{torn} (whole events the restarted server's file has)"))
         }
-        _ if size.is_some_and(|s| s <= u64::from(end)) => {}
-        _ => missing.push(format!(
+        (Some(size), Some(torn)) if size > torn && !continuous => missing.push(format!(
+            "{file} bytes {torn}..{size} past an event torn at {torn} (the restarted server's file has {size}, and no \
+             GTID continuity shows that only an unfinished transaction was there)"
+        )),
+        (Some(size), None) if size > end => {
+            missing.push(format!("{file} bytes {end}..{size} (the restarted server's file has {size})"))
+        }
+        _ => {}
+    }
+    match domains {
+        Some(d) => missing.extend(d),
+        None if size.is_some() => {}
+        None => missing.push(format!(
             "what the server had of {file} after {end} (no GTID positions either side, no size of the file)"
         )),
     }
     (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+/// Each domain whose position in the archive (`committed`) is not where the restarted server's
+/// log goes on (`list`): what is missing there, in words.
+fn domains_missing(c: &Gtids, l: &Gtids) -> Vec<String> {
+    let mut missing = Vec::new();
+    let domains: std::collections::BTreeSet<&u32> = c.keys().chain(l.keys()).collect();
+    for d in domains {
+        let gtid = |(s, n): &(u32, u64)| format!("{d}-{s}-{n}");
+        let why = match (c.get(d), l.get(d)) {
+            (Some(a), Some(b)) if a == b => continue,
+            (Some(a), Some(b)) if a.1 < b.1 => format!(
+                "domain {d}: sequence {}..{} (the archive ends at {}, the restarted server's log goes on after {})",
+                a.1 + 1,
+                b.1,
+                gtid(a),
+                gtid(b)
+            ),
+            (None, Some(b)) => {
+                format!(
+                    "domain {d}: sequence 1..{} (the archive has none of it, the server went on after {})",
+                    b.1,
+                    gtid(b)
+                )
+            }
+            (Some(a), Some(b)) => {
+                format!("domain {d}: the archive has {}, the restarted server's log goes on after {}", gtid(a), gtid(b))
+            }
+            (Some(a), None) => {
+                format!("domain {d}: the archive has {}, the restarted server's log has no such domain", gtid(a))
+            }
+            (None, None) => continue,
+        };
+        missing.push(why);
+    }
+    missing
 }
 
 /// How a segment follows the one before it.
@@ -185,10 +214,10 @@ impl Join {
         let committed = gtids(&a_said["gtid_committed"]).or_else(|| gtids(&a_said["gtid_after"]));
         let list = gtids(&b_said["gtid_list"]).or_else(|| gtids(&b_said["gtid_before"]));
         let previous = &b_said["previous_file"];
-        // Past a torn last event, the server had nothing more to send.
-        let size = previous["torn_at"].as_u64().or_else(|| previous["size"].as_u64());
-        let size = size.filter(|_| previous["file"].as_str() == Some(a.file.as_str()));
-        match missing_at_restart(a, committed.as_ref(), list.as_ref(), size) {
+        let same = previous["file"].as_str() == Some(a.file.as_str());
+        let (size, torn_at) =
+            (previous["size"].as_u64().filter(|_| same), previous["torn_at"].as_u64().filter(|_| same));
+        match missing_at_restart(a, committed.as_ref(), list.as_ref(), size, torn_at) {
             None => Join::Restart,
             Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
         }
@@ -358,7 +387,30 @@ pub fn description(
 ) -> Result<serde_json::Value> {
     let location = Location::Object(listed.object.url().to_owned());
     let bytes = read_entry(&location, unlocks, SEGMENT_ENTRY, 1 << 16, env)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))
+    let said =
+        serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: its description: {e}", listed.name)))?;
+    named_as_said(&listed.name, &said)?;
+    Ok(said)
+}
+
+/// Refuses a segment whose name (which anyone who can write the store can change, copying
+/// an object) says other than its sealed description: its file, positions, or that the file
+/// is complete. A field an older description lacks is not compared.
+fn named_as_said(name: &str, said: &serde_json::Value) -> Result<()> {
+    let Some(s) = SegmentName::parse(name) else { return Ok(()) };
+    let fields = [
+        ("file", said["file"].as_str().is_none_or(|f| f == s.file)),
+        ("start", said["start"].as_u64().is_none_or(|p| p == u64::from(s.start))),
+        ("end", said["end"].as_u64().is_none_or(|p| p == u64::from(s.end))),
+        ("closed", said["closed"].as_bool().is_none_or(|c| c == s.closed)),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
+        crate::bail!(
+            "{name}: its name is not its description's (its {field} is {}): the object was renamed or copied there",
+            said[field]
+        );
+    }
+    Ok(())
 }
 
 /// One entry of an image, whole, through its index; refused if its record says it holds more
@@ -410,12 +462,24 @@ impl<'a> Archive<'a> {
         let mut joins = vec![Join::Continues; archive.segments.len().min(1)];
         for i in 1..archive.segments.len() {
             let (a, b) = (&archive.segments[i - 1].0, &archive.segments[i].0);
-            let said = if restarted(a, b) && !unlocks.is_empty() {
-                Some((archive.description(i - 1)?, archive.description(i)?))
-            } else {
-                None
+            if !restarted(a, b) || unlocks.is_empty() {
+                joins.push(Join::of(a, None, b, None));
+                continue;
+            }
+            // One description that cannot be read makes this restart unproven, not the whole
+            // archive unreadable: targets before it are still reached.
+            let read = |j: usize| {
+                archive.description(j).map_err(|e| {
+                    format!("the description of {} cannot be read: {}", archive.segments[j].1.name, e.one_line())
+                })
             };
-            joins.push(Join::of(a, said.as_ref().map(|s| &s.0), b, said.as_ref().map(|s| &s.1)));
+            joins.push(match read(i - 1).and_then(|x| Ok((x, read(i)?))) {
+                Ok((x, y)) => Join::of(a, Some(&x), b, Some(&y)),
+                Err(why) => Join::Gap(format!(
+                    "{} ends between {}:{} and {}:{} with neither ROTATE nor STOP, and {why}",
+                    a.file, a.file, a.end, b.file, b.start
+                )),
+            });
         }
         archive.joins = joins;
         Ok(archive)
@@ -587,7 +651,7 @@ mod tests {
     fn a_restart_is_crossed_when_each_domain_goes_on_where_the_archive_ends() {
         let g = |t: &str| parse_gtids(t).unwrap();
         let crashed = seg("b.000001", 4, 5000, false);
-        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), size);
+        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), size, None);
         // Two domains, both where the list says; the server's file no longer than the archive's.
         assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", Some(5000)), None);
         assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", None), None);
@@ -620,9 +684,57 @@ mod tests {
         assert!(missing("0-1-101", "0-1-100", None).is_some());
         assert!(missing("0-1-100,5-1-1", "0-1-100", None).unwrap().contains("no such domain"));
         // Without GTIDs, bytes decide: the whole file archived, or not.
-        assert_eq!(missing_at_restart(&crashed, None, None, Some(5000)), None);
-        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None).unwrap().contains("no GTID positions"));
-        assert!(missing_at_restart(&crashed, None, None, Some(6000)).unwrap().contains("bytes 5000..6000"));
+        assert_eq!(missing_at_restart(&crashed, None, None, Some(5000), None), None);
+        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None, None)
+            .unwrap()
+            .contains("no GTID positions"));
+        assert!(missing_at_restart(&crashed, None, None, Some(6000), None).unwrap().contains("bytes 5000..6000"));
+    }
+
+    /// Review of issue 28, part 4: a description that cannot be read at a restart makes that
+    /// restart a gap, not the archive unreadable (catalog, fetch and PITR before it go on).
+    #[test]
+    fn an_unreadable_description_at_a_restart_is_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [seg("b.000001", 4, 100, true), seg("b.000002", 4, 5000, false), seg("b.000003", 4, 300, false)];
+        for n in &names {
+            std::fs::write(dir.path().join(n.object_name()), b"not an image").unwrap();
+        }
+        let env = Env::default();
+        let prefix = format!("file://{}/", dir.path().display());
+        let found = segments(&prefix, &env).unwrap();
+        let unlocks = [Unlock::Key(coffer_crypto::MasterKey::generate().unwrap())];
+        let archive = Archive::new(found, &unlocks, &env).expect("the archive, with a gap");
+        assert_eq!(archive.joins[..2], [Join::Continues, Join::Continues]);
+        let Join::Gap(why) = &archive.joins[2] else { panic!("{:?}", archive.joins[2]) };
+        assert!(
+            why.starts_with(
+                "b.000002 ends between b.000002:5000 and b.000003:4 with neither ROTATE nor STOP, and the description \
+                 of b.000002_0000000004_0000005000.coffer cannot be read: "
+            ) && !why.contains('\n'),
+            "{why}"
+        );
+    }
+
+    /// Review of issue 28, part 4: an object renamed (a segment copied under another name) is
+    /// refused where its description is read: its name is not what the key sealed.
+    #[test]
+    fn a_segment_named_other_than_its_description_is_refused() {
+        let name = "b.000001_0000000004_0000005000-closed.coffer";
+        let said = serde_json::json!({"file": "b.000001", "start": 4, "end": 5000, "closed": true});
+        assert!(named_as_said(name, &said).is_ok());
+        assert!(named_as_said(name, &serde_json::json!({})).is_ok(), "an older description");
+        let open = serde_json::json!({"file": "b.000001", "start": 4, "end": 5000, "closed": false});
+        let err = named_as_said(name, &open).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "b.000001_0000000004_0000005000-closed.coffer: its name is not its description's (its closed is false): \
+             the object was renamed or copied there"
+        );
+        let other = serde_json::json!({"file": "b.000002", "start": 4, "end": 5000, "closed": true});
+        assert!(named_as_said(name, &other).unwrap_err().to_string().contains("its file is \"b.000002\""));
+        let moved = serde_json::json!({"file": "b.000001", "start": 4, "end": 4000, "closed": true});
+        assert!(named_as_said(name, &moved).unwrap_err().to_string().contains("its end is 4000"));
     }
 
     /// Which boundaries are restarts, and how the descriptions decide them: the crashed file's
@@ -654,6 +766,30 @@ mod tests {
         // Past a torn last event the server had nothing to send: not missing.
         let torn = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
         assert_eq!(Join::of(&a, Some(&before), &b, Some(&torn)), Join::Restart);
+        // Past a torn event, with no GTID positions either side (a server without GTIDs, or a
+        // corrupt event in the middle of the file: the server cannot send past either), the
+        // bytes after it are not known to be an unfinished transaction's: a gap naming both.
+        let none = serde_json::json!({});
+        let untold = serde_json::json!({"previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
+        let Join::Gap(why) = Join::of(&a, Some(&none), &b, Some(&untold)) else { panic!("crossed") };
+        assert!(
+            why.ends_with(
+                "the archive lacks b.000001 bytes 5000..7000 past an event torn at 5000 (the restarted \
+             server's file has 7000, and no GTID continuity shows that only an unfinished transaction was there)"
+            ),
+            "{why}"
+        );
+        // And where the domains do not continue, the bytes too.
+        let behind = serde_json::json!({"gtid_list": "0-1-120", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&behind)) else { panic!("crossed") };
+        assert!(
+            why.contains("bytes 5000..7000 past an event torn at 5000") && why.contains("sequence 101..120"),
+            "{why}"
+        );
+        // Whole events the archive lacks before the torn one.
+        let short = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 6000}});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&short)) else { panic!("crossed") };
+        assert!(why.contains("b.000001 bytes 5000..6000"), "{why}");
         // The size of another file is not this one's.
         let other = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000000", "size": 7000}});
         assert_eq!(Join::of(&a, Some(&before), &b, Some(&other)), Join::Restart);

@@ -6,7 +6,7 @@ use super::Until;
 use crate::error::{Context, Error, Result};
 use crate::repo::archive::{Archive, Join, SegmentName};
 use coffer_mysql::events::{
-    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP,
+    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtids, Walk, GTID, ROTATE, STOP,
 };
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
@@ -230,7 +230,15 @@ pub(crate) fn gather(
             return Err(gap_error(until, &archive.joins[i], &reach));
         }
         if let (Some(f), Some(file), 4) = (out.as_mut(), files.last(), seg.start) {
-            end_file(f, file, &written, &mut g, &seg.file)?;
+            if !written.rotated && matches!(archive.joins[i], Join::Continues) {
+                // A ROTATE is made up only for a file the key shows complete, not its name
+                // alone (an object renamed `-closed` would hide a lost tail).
+                let name = &archive.segments[i - 1].1.name;
+                archive
+                    .description(i - 1)
+                    .with_context(|| format!("{name}: its description, which shows {file} complete"))?;
+            }
+            end_file(f, &dir.join(file), &written, &mut g, &seg.file)?;
         }
         let bytes = archive.events(i)?;
         if seg.start == 4 {
@@ -291,17 +299,19 @@ impl Written {
     }
 }
 
-/// Ends the rebuilt `file` (`out`) where the log goes on in `next`. A transaction a crash left
+/// Ends the rebuilt `file` (`out`, at `path`) where the log goes on in `next`. A transaction a crash left
 /// unfinished at its end is cut off ([`drop_unfinished`]): replay never sees it. A file that
 /// does not end with its ROTATE (a crash, or the STOP of a clean shutdown) gets one, made up,
 /// naming `next` at 4, as a replica's relay log gets one when it reconnects: from it the
 /// replaying server's applier learns that the source's log goes on in `next` (without it, it
 /// would wait for the stop in `file` for ever).
-fn end_file(out: &mut std::fs::File, file: &str, written: &Written, g: &mut Gather, next: &str) -> Result<()> {
+fn end_file(out: &mut std::fs::File, path: &Path, written: &Written, g: &mut Gather, next: &str) -> Result<()> {
+    let cannot = || format!("cannot write {}", path.display());
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
     let mut end = written.end;
     if drop_unfinished(&mut g.walk) && g.boundary.0 == file {
         end = g.boundary.1;
-        out.set_len(u64::from(end))?;
+        out.set_len(u64::from(end)).with_context(cannot)?;
     }
     if written.rotated && end == written.end {
         return Ok(());
@@ -319,8 +329,8 @@ fn end_file(out: &mut std::fs::File, file: &str, written: &Written, g: &mut Gath
         let crc = coffer_mysql::events::crc32(&e);
         e.extend_from_slice(&crc.to_le_bytes());
     }
-    std::io::Seek::seek(out, std::io::SeekFrom::Start(u64::from(end)))?;
-    std::io::Write::write_all(out, &e)?;
+    std::io::Seek::seek(out, std::io::SeekFrom::Start(u64::from(end))).with_context(cannot)?;
+    std::io::Write::write_all(out, &e).with_context(cannot)?;
     Ok(())
 }
 
@@ -333,7 +343,6 @@ struct Gather<'a> {
     target: Option<(u64, u32)>,
     /// `--until-gtid`: the domains whose GTID is not applied yet.
     pending: Gtids,
-    reached: Option<Gtid>,
     /// The last place between transactions.
     boundary: (String, u32),
     walk: Walk,
@@ -358,7 +367,6 @@ impl<'a> Gather<'a> {
                 Until::Gtid(g) => g.clone(),
                 _ => Gtids::new(),
             },
-            reached: None,
             boundary: start.clone(),
             walk: Walk::default(),
             ids: BTreeSet::new(),
@@ -402,23 +410,12 @@ impl<'a> Gather<'a> {
                 until.shown()
             );
         }
+        let was_open = self.walk.open;
         self.walk.take(e);
         self.ids.insert(e.header.server_id);
         self.session.take(&seg.file, e);
-        if e.header.type_code == GTID {
-            self.reached = self.walk.current;
-        }
-        if let (Until::Gtid(target), Some((d, s, n))) = (until, self.reached) {
-            if let Some((ts, tn)) = target.get(&d).filter(|_| self.pending.contains_key(&d)) {
-                if n > *tn || (n == *tn && s != *ts) {
-                    crate::bail!(
-                        "GTID {d}-{ts}-{tn} is not in the archived binary log: domain {d} goes from before it to {d}-{s}-{n}"
-                    );
-                }
-                if n == *tn && !self.walk.open {
-                    self.pending.remove(&d);
-                }
-            }
+        if let Until::Gtid(target) = until {
+            self.gtid_event(target, e, was_open)?;
         }
         if let Until::Position(f, p) = until {
             if seg.file == *f && e.start < *p && u64::from(e.header.log_pos) > u64::from(*p) {
@@ -434,6 +431,29 @@ impl<'a> Gather<'a> {
             self.boundary = (seg.file.clone(), e.header.log_pos);
         }
         Ok(None)
+    }
+
+    /// `--until-gtid`: a transaction past the target in its domain is an error; the target's
+    /// domain is done when the target's transaction ends.
+    fn gtid_event(&mut self, target: &Gtids, e: &Event, was_open: bool) -> Result<()> {
+        if let Some((d, s, n)) = self.walk.current.filter(|_| e.header.type_code == GTID) {
+            if let Some((ts, tn)) = target.get(&d).filter(|_| self.pending.contains_key(&d)) {
+                if n > *tn || (n == *tn && s != *ts) {
+                    crate::bail!(
+                        "GTID {d}-{ts}-{tn} is not in the archived binary log: domain {d} goes from before it to \
+                         {d}-{s}-{n}"
+                    );
+                }
+            }
+        }
+        // Reached only when its transaction ends: one a crash left unfinished is dropped
+        // ([`drop_unfinished`]), and its number goes to the restarted server's next one.
+        if let Some((d, s, n)) = self.walk.last_gtid.filter(|_| was_open && !self.walk.open) {
+            if target.get(&d) == Some(&(s, n)) {
+                self.pending.remove(&d);
+            }
+        }
+        Ok(())
     }
 
     /// At the end of `seg` (every event taken): where replay stops if it stops there.
@@ -782,6 +802,68 @@ mod tests {
         let gap = joins(&names);
         let err = time_stop(&names, &gap, &mut |i| Ok(lg.segments[i].1.clone()), &[lg.gtid(1)], 104).unwrap_err();
         assert!(err.to_string().contains("neither ROTATE nor STOP"), "{err}");
+    }
+
+    /// Where [`gather`]'s walk stops for `until` from `start` (its loop, on the synthetic log).
+    fn gathered(lg: &Log, until: &Until, start: &(String, u32)) -> Result<(String, u32)> {
+        let mut g = Gather::new(until, start, None)?;
+        let mut out = tempfile::tempfile().unwrap();
+        let mut written = Written::default();
+        let first = lg.segments.iter().position(|(s, _)| s.file == start.0 && s.start == 4).unwrap();
+        for (i, (seg, bytes)) in lg.segments.iter().enumerate().skip(first) {
+            if i > first && seg.start == 4 {
+                end_file(&mut out, Path::new(&lg.segments[i - 1].0.file), &written, &mut g, &seg.file)?;
+                written = Written::default();
+            }
+            for e in events_of(seg, bytes)? {
+                if let Some(at) = g.event(seg, &e)? {
+                    return Ok(at);
+                }
+                written.take(&e);
+            }
+            if let Some(at) = g.segment_end(seg)? {
+                return Ok(at);
+            }
+        }
+        Err(Error::msg("the archive ends"))
+    }
+
+    /// Review of issue 28, part 4: `--until-gtid` naming the number a crash freed is the
+    /// restarted server's transaction, not the unfinished one dropped: replay stops after it.
+    #[test]
+    fn until_the_gtid_a_crash_freed_is_until_the_restarted_servers_transaction() {
+        use Item::*;
+        let lg = log(&[
+            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Unfinished(102, 3)]),
+            ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4), Tx(106, 5)]),
+        ]);
+        let gtid = |n| Until::Gtid(Gtids::from([(0, (1, n))]));
+        let from = ("binlog.000001".to_string(), 4);
+        assert_eq!(lg.gtid(3).0, "binlog.000002");
+        assert_eq!(gathered(&lg, &gtid(3), &from).unwrap(), lg.gtid(4), "after the restarted server's 0-1-3");
+        // Before the crash: at the unfinished transaction, in the crashed file.
+        assert_eq!(gathered(&lg, &gtid(2), &from).unwrap().0, "binlog.000001");
+        assert_eq!(gathered(&lg, &gtid(4), &from).unwrap(), lg.gtid(5));
+    }
+
+    /// A rebuilt log file that cannot be written is named in the error.
+    #[test]
+    fn a_rebuilt_file_that_cannot_be_written_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("binlog.000001");
+        std::fs::write(&path, b"\xfebin").unwrap();
+        let mut read_only = std::fs::File::open(&path).unwrap();
+        let until = Until::Position("binlog.000002".into(), 4);
+        let start = ("binlog.000001".to_string(), 4);
+        let mut g = Gather::new(&until, &start, None).unwrap();
+        let written = Written { end: 4, ..Written::default() };
+        let err = end_file(&mut read_only, &path, &written, &mut g, "binlog.000002").unwrap_err().one_line();
+        assert!(err.starts_with(&format!("cannot write {}: ", path.display())), "{err}");
+        // And where an unfinished transaction is cut off.
+        g.walk.open = true;
+        g.boundary = ("binlog.000001".into(), 4);
+        let err = end_file(&mut read_only, &path, &written, &mut g, "binlog.000002").unwrap_err().one_line();
+        assert!(err.starts_with(&format!("cannot write {}: ", path.display())), "{err}");
     }
 
     #[test]
