@@ -441,7 +441,20 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let pid_file = dir.join("drill.pid");
         let start = |program: &Path, pid_arg: &Path| {
-            Command::new(program).args(["-c", "sleep 30; :"]).arg(format!("--pid-file={}", pid_arg.display())).spawn()
+            let child = Command::new(program)
+                .args(["-c", "sleep 30; :"])
+                .arg(format!("--pid-file={}", pid_arg.display()))
+                .spawn()?;
+            // Until it has exec'd, /proc shows the test's own command line (a busy machine
+            // makes that window long): wait for the program's.
+            let cmdline = format!("/proc/{}/cmdline", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !std::fs::read(&cmdline).is_ok_and(|c| c.windows(10).any(|w| w == b"--pid-file"))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok::<_, std::io::Error>(child)
         };
         // The pid file names a mariadbd of another pid file, then another program: left alone.
         let sh = t.path().join("sh");
