@@ -58,28 +58,32 @@ start_proxy() {
 }
 stop_proxy() { kill "$proxy"; wait "$proxy" 2>/dev/null || true; proxy=; }
 
-# run_timed CMD: wall seconds of CMD (which must succeed).
+# run_timed CMD: "WALL CPU" seconds of CMD (which must succeed); CPU is coffer's user + system.
 run_timed() {
-    local start
+    local start wall
     sync
     start=$(date +%s.%N)
-    bash -c "$1" >/dev/null 2>"$work/stderr" || { echo "FAILED: $1: $(tail -3 "$work/stderr")" >&2; exit 1; }
-    echo "$(date +%s.%N) - $start" | bc
+    /usr/bin/time -f '%U %S' -o "$work/cpu" bash -c "$1" >/dev/null 2>"$work/stderr" || { echo "FAILED: $1: $(tail -3 "$work/stderr")" >&2; exit 1; }
+    wall=$(echo "$(date +%s.%N) - $start" | bc)
+    echo "$wall $(tail -1 "$work/cpu" | awk '{print $1 + $2}')"
 }
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 
-# measure NAME: medians of backup and restore through $endpoint; fills B[NAME], R[NAME].
-declare -A B R F
+# measure NAME: medians of backup and restore through $endpoint, wall and CPU seconds; fills
+# B[NAME], R[NAME] (wall) and BC[NAME], RC[NAME] (CPU).
+declare -A B R BC RC F
 measure() {
-    local i b=() r=()
+    local i t b=() r=() bc=() rc=()
     for i in $(seq 1 "$runs"); do
-        b+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer backup '$src' -o s3://bench/f.coffer --force --key-file '$key' -q --part-size $part")")
+        t=$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer backup '$src' -o s3://bench/f.coffer --force --key-file '$key' -q --part-size $part")
+        b+=("${t% *}") bc+=("${t#* }")
         rm -rf "$dst"
-        r+=("$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer restore s3://bench/f.coffer --to '$dst' --key-file '$key' -q --part-size $part")")
+        t=$(run_timed "COFFER_S3_ENDPOINT=$endpoint $coffer restore s3://bench/f.coffer --to '$dst' --key-file '$key' -q --part-size $part")
+        r+=("${t% *}") rc+=("${t#* }")
     done
     diff -r -q "$src" "$dst" >/dev/null || { echo "FAILED: $1: the restore differs from the source" >&2; exit 1; }
-    B[$1]=$(median "${b[@]}")
-    R[$1]=$(median "${r[@]}")
+    B[$1]=$(median "${b[@]}") R[$1]=$(median "${r[@]}")
+    BC[$1]=$(median "${bc[@]}") RC[$1]=$(median "${rc[@]}")
 }
 
 endpoint=http://127.0.0.1:$port
@@ -98,12 +102,12 @@ image=$(curl -s "http://127.0.0.1:$port/bench?list-type=2&prefix=f.coffer" | gre
 echo "Tree: $src ($((bytes / 1000000)) MB), image $((${image:-0} / 1000000)) MB, parts of $part; $runs runs each, medians;"
 echo "moto_server on loopback; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 echo
-echo "| path | faults injected of requests (all runs) | backup s | restore s | backup / clean proxy | restore / clean proxy |"
-echo "|---|---|---|---|---|---|"
+echo "| path | faults injected of requests (all runs) | backup s | restore s | backup / clean proxy | restore / clean proxy | backup CPU s | restore CPU s |"
+echo "|---|---|---|---|---|---|---|---|"
 names=(direct)
 for p in $shares; do names+=("proxy $p"); done
 for name in "${names[@]}"; do
     rb=$(echo "scale=2; ${B[$name]} / ${B["proxy 0"]}" | bc)
     rr=$(echo "scale=2; ${R[$name]} / ${R["proxy 0"]}" | bc)
-    printf '| %s | %s | %.1f | %.1f | %s | %s |\n' "$name" "${F[$name]}" "${B[$name]}" "${R[$name]}" "$rb" "$rr"
+    printf '| %s | %s | %.1f | %.1f | %s | %s | %.1f | %.1f |\n' "$name" "${F[$name]}" "${B[$name]}" "${R[$name]}" "$rb" "$rr" "${BC[$name]}" "${RC[$name]}"
 done
