@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::tmpfs::{error_line, names, Tmpfs};
+use common::tmpfs::{error_line, names, names_the_fs, Tmpfs};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,13 +33,6 @@ fn with_image() -> Fixture {
 
 /// The bytes the tree's files take on a tmpfs: their pages.
 const TREE_ROOM: u64 = 18 * MIB + 4096;
-
-/// Asserts that `line` names the file system mounted at `fs`.
-#[track_caller]
-fn names_the_fs(line: &str, fs: &Tmpfs) {
-    let mount = fs.path.canonicalize().unwrap();
-    assert!(line.contains(&format!("the file system at {} ", mount.display())), "names {}: {line}", mount.display());
-}
 
 /// No temporary of coffer's anywhere under `dir`.
 #[track_caller]
