@@ -6,151 +6,29 @@
 
 mod common;
 
-use common::live::{binlog_options, free_port};
 use common::mariadb::{self, Server};
+use common::scenario::*;
 use common::*;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A server started with `opts` in `fx`'s `src`, with a replication user `repl` (password
-/// `repl-pw`, in the fixture's file `pw`) allowed from the loopback address.
-fn binlog_server(fx: &Fixture, opts: &[String]) -> Server {
-    let server = Server::start(&fx.path("src"), opts);
-    server.sql(
-        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'127.0.0.1';",
-    );
-    fx.write_secret("pw", "repl-pw\n");
-    server
+/// `-h 127.0.0.1 -P PORT`: the server (or the proxy in front of it) on a loopback port.
+fn tcp(port: u16) -> [String; 4] {
+    ["-h".into(), "127.0.0.1".into(), "-P".into(), port.to_string()]
 }
 
-/// `coffer binlog archive` to `prefix` from the server on `port`, with `more` arguments.
-fn archive_args(fx: &Fixture, port: u16, prefix: &str, more: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "binlog",
-        "archive",
-        "-h",
-        "127.0.0.1",
-        "-P",
-        &port.to_string(),
-        "-u",
-        "repl",
-        "--password-file",
-        &fx.s("pw"),
-        "-o",
-        prefix,
-        "--key-file",
-        &fx.key(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(more.iter().map(|s| s.to_string()));
-    args
-}
-
-fn run_args(args: &[String]) -> (i32, Vec<u8>, String) {
-    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+/// The server's binary log files, oldest first.
+fn log_names(server: &Server) -> Vec<String> {
+    server_logs(server).into_iter().map(|(name, _)| name).collect()
 }
 
 /// An archive's prefix under the fixture (created).
 fn prefix(fx: &Fixture) -> String {
     std::fs::create_dir_all(fx.path("arch")).unwrap();
     format!("file://{}/", fx.path("arch").display())
-}
-
-/// `binlog list --json`.
-fn listed(prefix: &str) -> Vec<serde_json::Value> {
-    let (code, out, err) = run(&["binlog", "list", prefix, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_slice::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
-}
-
-/// The server's current binary log file and position.
-fn master_status(server: &Server) -> (String, u64) {
-    let status = server.sql("SHOW MASTER STATUS");
-    let mut cols = status.split('\t');
-    (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
-}
-
-/// The server's binary log files, oldest first.
-fn server_logs(server: &Server) -> Vec<String> {
-    server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect()
-}
-
-/// Waits (up to a minute, which no passing run comes near) until `done`; else fails, saying
-/// `what` and the follower's lines.
-#[track_caller]
-fn wait_until(what: &str, log: &Follower, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within a minute; the archiver said:\n{}", log.said());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The archive holds the server's binary log up to where it is now.
-fn caught_up<'a>(server: &'a Server, prefix: &'a str) -> impl FnMut() -> bool + 'a {
-    move || {
-        let (file, position) = master_status(server);
-        listed(prefix).last().is_some_and(|s| s["file"] == file.as_str() && s["end"] == position)
-    }
-}
-
-/// An archiver running with --follow, its stderr collected.
-struct Follower {
-    child: std::process::Child,
-    lines: Arc<Mutex<String>>,
-}
-
-impl Follower {
-    fn start(args: &[String]) -> Self {
-        let mut child = coffer()
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(String::new()));
-        let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut all = into.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        Follower { child, lines }
-    }
-
-    fn said(&self) -> String {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Lines it printed that contain `what`.
-    fn count(&self, what: &str) -> usize {
-        self.said().lines().filter(|l| l.contains(what)).count()
-    }
-
-    /// Stops it (it never ends by itself); fails if it had ended.
-    fn stop(mut self) -> String {
-        let status = self.child.try_wait().unwrap();
-        assert!(status.is_none(), "the follower ended ({status:?}):\n{}", self.said());
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        self.said()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A TCP proxy on a loopback port to the server's: cut, it forwards nothing more and closes
@@ -220,7 +98,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
 /// the active one too, but for the in-use flag of its format description, which the server
 /// clears in what it sends.
 fn assert_same_files(server: &Server, dir: &std::path::Path) {
-    let names = server_logs(server);
+    let names = log_names(server);
     let mut fetched: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     fetched.sort();
@@ -246,16 +124,14 @@ fn a_follower_survives_restarts_and_silent_cuts_byte_identical() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let opts = binlog_options(port, &["--binlog-format=ROW"]);
-    let mut server = binlog_server(&fx, &opts);
+    let Source { mut server, port, opts } = Scenario::new(&fx).opts(&["--binlog-format=ROW"]).repl().start();
     server.sql(
         "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO d.t SELECT seq, REPEAT('x', 200) FROM d.seq_1_to_300;",
     );
     let proxy = Proxy::start(port);
     let prefix = prefix(&fx);
-    let follower = Follower::start(&archive_args(&fx, proxy.port, &prefix, &["--follow", "--segment-time", "1"]));
+    let follower = Follower::start(&archive_args(&fx, &tcp(proxy.port), &prefix, &["--follow", "--segment-time", "1"]));
     for i in 0..5 {
         server.sql(&format!(
             "INSERT INTO d.t VALUES ({}, 'while following'); UPDATE d.t SET v = 'u' WHERE id = {i}",
@@ -263,16 +139,16 @@ fn a_follower_survives_restarts_and_silent_cuts_byte_identical() {
         ));
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_until("the archive follows the writes", &follower, caught_up(&server, &prefix));
+    wait_until("the archive follows the writes", 60, &follower, caught_up(&server, &prefix));
 
     // A clean restart: the file ends with a STOP event, the server goes on in a new file.
     let before = follower.count("reconnecting in");
     server.stop();
     let server = Server::open(&fx.path("src"), &opts);
     server.sql("INSERT INTO d.t VALUES (2000, 'after the restart'); DELETE FROM d.t WHERE id BETWEEN 10 AND 20;");
-    wait_until("the archive follows after the restart", &follower, caught_up(&server, &prefix));
+    wait_until("the archive follows after the restart", 60, &follower, caught_up(&server, &prefix));
     assert!(follower.count("reconnecting in") > before, "{}", follower.said());
-    let logs = server_logs(&server);
+    let logs = log_names(&server);
     let stopped = std::fs::read(server.datadir.join(&logs[logs.len() - 2])).unwrap();
     assert_eq!(stopped[stopped.len() - 23 + 4], 3, "the file before the restart ends with a STOP event");
 
@@ -281,13 +157,13 @@ fn a_follower_survives_restarts_and_silent_cuts_byte_identical() {
     server.sql(
         "INSERT INTO d.t VALUES (3000, 'during the cut'); FLUSH BINARY LOGS; INSERT INTO d.t VALUES (3001, 'cut');",
     );
-    wait_until("the archiver notices the dead link", &follower, || {
+    wait_until("the archiver notices the dead link", 60, &follower, || {
         follower.count("nothing from the server in 10 s") > 0
     });
     proxy.restore();
     server.sql("INSERT INTO d.t VALUES (4000, 'restored'); UPDATE d.t SET v = 'w' WHERE id > 100;");
     server.sql("FLUSH BINARY LOGS; INSERT INTO d.t VALUES (5000, 'last');");
-    wait_until("the archive follows after the cut", &follower, caught_up(&server, &prefix));
+    wait_until("the archive follows after the cut", 60, &follower, caught_up(&server, &prefix));
     let said = follower.stop();
     // One line per reconnection, saying what broke and when it tries again.
     let cut_line = said.lines().find(|l| l.contains("nothing from the server in 10 s")).unwrap();
@@ -298,7 +174,7 @@ fn a_follower_survives_restarts_and_silent_cuts_byte_identical() {
     );
     assert!(!said.contains("gap"), "{said}");
 
-    let segments = listed(&prefix);
+    let segments = listed(&prefix, None);
     assert!(segments.iter().all(|s| s["gap_before"] == false), "{segments:?}");
     // The file the restart ended is complete (its STOP event), as its name says.
     let stopped_name = &logs[logs.len() - 2];
@@ -317,15 +193,14 @@ fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let server = binlog_server(&fx, &binlog_options(port, &["--binlog-format=ROW"]));
+    let Source { server, port, .. } = Scenario::new(&fx).opts(&["--binlog-format=ROW"]).repl().start();
     server.sql("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); INSERT INTO d.t VALUES (1, 'a');");
     let prefix = prefix(&fx);
-    let once = archive_args(&fx, port, &prefix, &[]);
+    let once = archive_args(&fx, &tcp(port), &prefix, &[]);
     let (code, _, err) = run_args(&once);
     assert_eq!(code, 0, "{err}");
     let archived_to = master_status(&server).0;
-    assert!(!listed(&prefix).is_empty());
+    assert!(!listed(&prefix, None).is_empty());
 
     let purge = |first: i32| {
         for i in first..first + 3 {
@@ -334,7 +209,7 @@ fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
         let newest = master_status(&server).0;
         server.sql(&format!("PURGE BINARY LOGS TO '{newest}'; INSERT INTO d.t VALUES ({}, 'kept');", first + 100));
         // The oldest file left (the server keeps a file until its binlog checkpoint is past).
-        let left = server_logs(&server).remove(0);
+        let left = log_names(&server).remove(0);
         assert_ne!(left, archived_to);
         left
     };
@@ -355,7 +230,7 @@ fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
     // What the server still had was archived, and the next run starts after it, without error.
     let (code, _, err) = run_args(&once);
     assert_eq!(code, 0, "{err}");
-    let segments = listed(&prefix);
+    let segments = listed(&prefix, None);
     let marked: Vec<_> = segments.iter().filter(|s| s["gap_before"] == true).collect();
     assert_eq!(marked.len(), 1, "{segments:?}");
     assert_eq!((marked[0]["file"].as_str().unwrap(), marked[0]["start"].as_u64()), (oldest_left.as_str(), Some(4)));
@@ -364,10 +239,10 @@ fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
 
     // Following: the gap is a warning, and the archiver goes on.
     let oldest_left = purge(20);
-    let follower = Follower::start(&archive_args(&fx, port, &prefix, &["--follow", "--segment-time", "1"]));
-    wait_until("the follower archives past the gap", &follower, caught_up(&server, &prefix));
+    let follower = Follower::start(&archive_args(&fx, &tcp(port), &prefix, &["--follow", "--segment-time", "1"]));
+    wait_until("the follower archives past the gap", 60, &follower, caught_up(&server, &prefix));
     server.sql("INSERT INTO d.t VALUES (500, 'after the gap')");
-    wait_until("the follower goes on", &follower, caught_up(&server, &prefix));
+    wait_until("the follower goes on", 60, &follower, caught_up(&server, &prefix));
     let said = follower.stop();
     let warned: Vec<&str> = said.lines().filter(|l| l.contains("purged")).collect();
     assert_eq!(warned.len(), 1, "{said}");
@@ -377,7 +252,7 @@ fn logs_purged_before_they_are_archived_are_a_gap_said_once() {
             && warned[0].contains("archiving on"),
         "{said}"
     );
-    let segments = listed(&prefix);
+    let segments = listed(&prefix, None);
     let marked: Vec<_> = segments.iter().filter(|s| s["gap_before"] == true).collect();
     assert_eq!(marked.len(), 2, "{segments:?}");
     assert_eq!((marked[1]["file"].as_str().unwrap(), marked[1]["start"].as_u64()), (oldest_left.as_str(), Some(4)));
@@ -408,8 +283,8 @@ fn temporary_tables_and_transactions_across_rotations_replay_from_the_archive() 
     }
     for format in ["MIXED", "ROW"] {
         let fx = Fixture::new();
-        let port = free_port();
-        let server = binlog_server(&fx, &binlog_options(port, &[&format!("--binlog-format={format}")]));
+        let format_opt = format!("--binlog-format={format}");
+        let Source { server, port, .. } = Scenario::new(&fx).opts(&[&format_opt]).repl().start();
         server.sql(
             "CREATE USER 'app'@'localhost' IDENTIFIED BY 'app-pw'; GRANT ALL ON *.* TO 'app'@'localhost'; \
              CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(100)); \
@@ -437,11 +312,11 @@ fn temporary_tables_and_transactions_across_rotations_replay_from_the_archive() 
         exec(&mut a, "DROP TEMPORARY TABLE d.tmp");
         exec(&mut a, "INSERT INTO d.u (v) SELECT COUNT(*) FROM d.t");
         drop((a, b));
-        let logs = server_logs(&server);
+        let logs = log_names(&server);
         assert!(logs.len() >= 4, "{logs:?}");
 
         let prefix = prefix(&fx);
-        let (code, _, err) = run_args(&archive_args(&fx, port, &prefix, &["--segment-size", "4K"]));
+        let (code, _, err) = run_args(&archive_args(&fx, &tcp(port), &prefix, &["--segment-size", "4K"]));
         assert_eq!(code, 0, "{err}");
         let out = fx.path("fetched");
         expect(0, &["binlog", "fetch", &prefix, "--to-dir", out.to_str().unwrap(), "--key-file", &fx.key()]);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::tmpfs::{error_line, names, Tmpfs};
+use common::tmpfs::{error_line, names, names_the_fs, Tmpfs};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,13 +33,6 @@ fn with_image() -> Fixture {
 
 /// The bytes the tree's files take on a tmpfs: their pages.
 const TREE_ROOM: u64 = 18 * MIB + 4096;
-
-/// Asserts that `line` names the file system mounted at `fs`.
-#[track_caller]
-fn names_the_fs(line: &str, fs: &Tmpfs) {
-    let mount = fs.path.canonicalize().unwrap();
-    assert!(line.contains(&format!("the file system at {} ", mount.display())), "names {}: {line}", mount.display());
-}
 
 /// No temporary of coffer's anywhere under `dir`.
 #[track_caller]
@@ -192,6 +185,34 @@ fn send(fx: &Fixture, port: u16, extra: &[&str]) -> (i32, String) {
     (code, err)
 }
 
+/// A receive with `rx_args` of what `send` sends, onto `fs`, which fills: both ends fail, the
+/// receiver in one line naming the file system; that line.
+fn receive_fails(fx: &Fixture, rx_args: &[&str], fs: &Tmpfs) -> String {
+    let (rx, port, err) = receiver(fx, rx_args);
+    let (code, sent) = send(fx, port, &[]);
+    assert_eq!(code, 1, "{sent}");
+    let (code, err) = finish(rx, err);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    names_the_fs(&line, fs);
+    line
+}
+
+/// The same receive into `dst`, the sender resuming: the restore resumes (not started over),
+/// the tree is the source's, nothing of coffer's is left; what the sender said.
+fn receive_resumes(fx: &Fixture, rx_args: &[&str], dst: &Path, fs: &Tmpfs) -> String {
+    let (rx, port, err) = receiver(fx, rx_args);
+    let (code, sent) = send(fx, port, &["--resume"]);
+    assert_eq!(code, 0, "{sent}");
+    let (code, err) = finish(rx, err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming the restore"), "resumed, not started over: {err}");
+    assert_eq!(snapshot(dst), snapshot(&fx.path("src")));
+    assert!(!dst.join(".coffer-restore-incomplete").exists() && !dst.join(".coffer-receive-journal").exists());
+    no_temporaries(&fs.path);
+    sent
+}
+
 /// `receive --to` onto a full disk: both ends fail, the receiver in one line naming the file
 /// system; the target keeps its marker and journal; once the file system is larger, the
 /// sender resumes and only the rest travels.
@@ -202,13 +223,7 @@ fn a_receive_into_a_full_disk_resumes_once_there_is_room() {
     let Some(fs) = Tmpfs::mount(&fx.path("small"), "10m") else { return };
     let dst = fs.s("dst");
     let rx_args = ["--to", &dst, "--key-file", &fx.key(), "--checkpoint", "1M"];
-    let (rx, port, err) = receiver(&fx, &rx_args);
-    let (code, sent) = send(&fx, port, &[]);
-    assert_eq!(code, 1, "{sent}");
-    let (code, err) = finish(rx, err);
-    assert_eq!(code, 1, "{err}");
-    let line = error_line(&err);
-    names_the_fs(&line, &fs);
+    let line = receive_fails(&fx, &rx_args, &fs);
     assert!(line.contains("ran out of room") && line.contains("incomplete"), "{line}");
     assert!(!line.contains("the transfer with"), "the disk, not the connection: {line}");
     let dst = Path::new(&dst);
@@ -216,17 +231,8 @@ fn a_receive_into_a_full_disk_resumes_once_there_is_room() {
     no_temporaries(&fs.path);
 
     fs.resize("40m");
-    let (rx, port, err) = receiver(&fx, &rx_args);
-    let (code, sent) = send(&fx, port, &["--resume"]);
-    assert_eq!(code, 0, "{sent}");
-    let from = resumed_from(&sent);
-    assert!(from > MIB, "resumed, not started over: {sent}");
-    let (code, err) = finish(rx, err);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("resuming the restore"), "{err}");
-    assert_eq!(snapshot(dst), snapshot(&fx.path("src")));
-    assert!(!dst.join(".coffer-restore-incomplete").exists() && !dst.join(".coffer-receive-journal").exists());
-    no_temporaries(&fs.path);
+    let sent = receive_resumes(&fx, &rx_args, dst, &fs);
+    assert!(resumed_from(&sent) > MIB, "resumed, not started over: {sent}");
 }
 
 /// `receive -o` onto a full disk: one line naming the file system (not a failed transfer), no
@@ -275,28 +281,14 @@ fn a_receive_whose_journal_finds_no_room_resumes() {
     let ballast = fs.ballast(TREE_ROOM);
     let dst = fs.s("dst");
     let rx_args = ["--to", &dst, "--key-file", &fx.key(), "--checkpoint", "1M"];
-    let (rx, port, err) = receiver(&fx, &rx_args);
-    let (code, sent) = send(&fx, port, &[]);
-    assert_eq!(code, 1, "{sent}");
-    let (code, err) = finish(rx, err);
-    assert_eq!(code, 1, "{err}");
-    let line = error_line(&err);
-    names_the_fs(&line, &fs);
+    let line = receive_fails(&fx, &rx_args, &fs);
     assert!(line.contains("No space left on device"), "{line}");
     let dst = Path::new(&dst);
     assert!(dst.join(".coffer-restore-incomplete").exists(), "marked: {:?}", names(dst));
     no_temporaries(&fs.path);
 
     std::fs::remove_file(ballast).unwrap();
-    let (rx, port, err) = receiver(&fx, &rx_args);
-    let (code, sent) = send(&fx, port, &["--resume"]);
-    assert_eq!(code, 0, "{sent}");
-    let (code, err) = finish(rx, err);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("resuming the restore"), "resumed, not started over: {err}");
-    assert_eq!(snapshot(dst), snapshot(&fx.path("src")));
-    assert!(!dst.join(".coffer-restore-incomplete").exists() && !dst.join(".coffer-receive-journal").exists());
-    no_temporaries(&fs.path);
+    receive_resumes(&fx, &rx_args, dst, &fs);
 }
 
 /// A file system with bytes to spare but no inodes: a restore from a file is refused before it

@@ -7,38 +7,20 @@ mod common;
 
 use common::live::*;
 use common::mariadb::{self, Server};
-use common::tmpfs::{error_line, names, Tmpfs};
+use common::scenario::*;
+use common::tmpfs::{error_line, names, names_the_fs, Tmpfs};
 use common::*;
 use std::path::Path;
-
-/// Asserts that `line` names the file system mounted at `fs`.
-#[track_caller]
-fn names_the_fs(line: &str, fs: &Tmpfs) {
-    let mount = fs.path.canonicalize().unwrap();
-    assert!(line.contains(&format!("the file system at {} ", mount.display())), "names {}: {line}", mount.display());
-}
 
 /// A server with the binary log on and a user `repl` that may read it; two binary log files
 /// of about a megabyte each.
 fn binlog_server(fx: &Fixture) -> Server {
-    let server = Server::start(&fx.path("src"), &binlog_options(free_port(), &["--binlog-format=ROW"]));
-    server.sql(
-        "CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO d.t SELECT seq, REPEAT(MD5(seq), 30) FROM d.seq_1_to_1000; FLUSH BINARY LOGS; \
-         INSERT INTO d.t SELECT seq + 1000, REPEAT(MD5(seq), 30) FROM d.seq_1_to_1000;",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
-    server
+    Scenario::new(fx).opts(&["--binlog-format=ROW"]).repl().sql(TWO_LOGS).start().server
 }
 
 /// `coffer binlog archive` of `server` into `prefix` (a run that ends at the log's end).
 fn archive(fx: &Fixture, server: &Server, prefix: &str) -> (i32, String) {
-    let sock = server.socket.display().to_string();
-    let (pw, key) = (fx.s("repl-pw"), fx.key());
-    let args = ["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", prefix];
-    let (code, _, err) = run(&[&args[..], &["--key-file", &key, "--segment-size", "64K"]].concat());
+    let (code, _, err) = run_args(&archive_args(fx, &socket_args(server), prefix, &["--segment-size", "64K"]));
     (code, err)
 }
 
@@ -60,34 +42,6 @@ fn not_segments(dir: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-/// Waits (at most `secs` seconds, then kills it) for `child` to exit; its output.
-fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// The server's binary log files and what a fetch wrote are the same (but for the active
-/// file's "in use" flag, which the stream does not carry).
-#[track_caller]
-fn fetched_as_on_the_server(server: &Server, dir: &Path) {
-    let logs: Vec<String> =
-        server.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect();
-    assert_eq!(names(dir), logs);
-    for (i, name) in logs.iter().enumerate() {
-        let (disk, got) = (std::fs::read(server.datadir.join(name)).unwrap(), std::fs::read(dir.join(name)).unwrap());
-        assert_eq!(disk.len(), got.len(), "{name}");
-        let differing = disk.iter().zip(&got).filter(|(a, b)| a != b).count();
-        assert!(differing == 0 || (i == logs.len() - 1 && differing == 1), "{name}: {differing} bytes differ");
-    }
 }
 
 /// `binlog archive` into a `file://` prefix on a file system that fills: one line naming it,
@@ -125,11 +79,8 @@ fn binary_logs_archived_and_fetched_on_a_full_disk() {
     // the next run, with room, takes up where the archive ends: no gap.
     let ballast = fs.ballast(64 * 1024);
     let follower = {
-        let sock = server.socket.display().to_string();
-        let (pw, key) = (fx.s("repl-pw"), fx.key());
         coffer()
-            .args(["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", &prefix])
-            .args(["--key-file", &key, "--segment-size", "64K", "--follow"])
+            .args(archive_args(&fx, &socket_args(&server), &prefix, &["--segment-size", "64K", "--follow"]))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -186,19 +137,14 @@ fn binary_logs_archived_and_fetched_on_a_full_disk() {
     fetched_as_on_the_server(&server, Path::new(&to));
 }
 
+/// A table of a thousand short rows.
+const SMALL_TABLE: &str = "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
+    INSERT INTO d.t SELECT seq, 'before' FROM d.seq_1_to_1000;";
+
 /// A server with a backup user and a small table; a full and an incremental backup of it in
 /// `bk/`; the incremental's path.
 fn chain(fx: &Fixture) -> (Server, String) {
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
-    let port = free_port();
-    let src = Server::start(&fx.path("src"), &binlog_options(port, &[]));
-    src.sql(
-        "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
-         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO d.t SELECT seq, 'before' FROM d.seq_1_to_1000;",
-    );
-    fx.write_secret("pw", "secret-pw\n");
+    let Source { server: src, port, .. } = Scenario::new(fx).backup_user().sql(SMALL_TABLE).start();
     std::fs::create_dir_all(fx.path("bk")).unwrap();
     let mut args = backup_args(fx, port, &fx.s("bk/full.coffer"));
     args.push("--incremental".into());
@@ -264,19 +210,8 @@ fn a_point_in_time_restore_on_a_small_disk() {
         return;
     }
     let fx = Fixture::new();
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
-    let port = free_port();
-    let src = Server::start(&fx.path("src"), &binlog_options(port, &["--binlog-format=ROW"]));
-    src.sql(
-        "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
-         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost'; \
-         CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO d.t SELECT seq, 'before' FROM d.seq_1_to_1000;",
-    );
-    fx.write_secret("pw", "secret-pw\n");
-    fx.write_secret("repl-pw", "repl-pw\n");
+    let Source { server: src, port, .. } =
+        Scenario::new(&fx).opts(&["--binlog-format=ROW"]).backup_user().repl().sql(SMALL_TABLE).start();
     let prefix = format!("file://{}/", fx.path("bk").display());
     std::fs::create_dir_all(fx.path("bk")).unwrap();
     coffer_ok(&backup_args(&fx, port, &prefix));
@@ -285,10 +220,7 @@ fn a_point_in_time_restore_on_a_small_disk() {
     src.sql("INSERT INTO d.t VALUES (5002, 'after'); FLUSH BINARY LOGS");
     let (code, err) = archive(&fx, &src, &format!("{prefix}binlog/"));
     assert_eq!(code, 0, "{err}");
-    let until = String::from_utf8(
-        std::process::Command::new("date").args(["-u", "-d", &format!("@{at}"), "+%F %T"]).output().unwrap().stdout,
-    )
-    .unwrap();
+    let until = utc(at);
 
     let image = names(&fx.path("bk")).into_iter().find(|n| n.ends_with(".coffer")).unwrap();
     let whole = info_bytes(&fx, &fx.s(&format!("bk/{image}")));

@@ -5,56 +5,12 @@
 
 mod common;
 
-use common::live::{self, free_port};
+use common::live;
 use common::mariadb::Server;
 use common::s3::S3;
+use common::scenario::*;
 use common::*;
-use std::path::Path;
 use std::time::Duration;
-
-/// The state at a marker, read under FLUSH TABLES WITH READ LOCK in one session: the GTID
-/// position, the binlog position, every table's checksum, the time; the lock is held into the
-/// next second, so that everything after it is stamped later.
-struct Snapshot {
-    gtid: String,
-    position: String,
-    checksums: String,
-    time: i64,
-}
-
-fn snapshot(server: &Server, tables: &[String], marker: u32) -> Snapshot {
-    server.sql(&format!("INSERT INTO sbtest.marker VALUES ({marker}, NOW())"));
-    let out = server.sql(&format!(
-        "FLUSH TABLES WITH READ LOCK; SELECT @@gtid_binlog_pos; SHOW MASTER STATUS; CHECKSUM TABLE {}; \
-         SELECT UNIX_TIMESTAMP(); SELECT SLEEP(1.2); UNLOCK TABLES;",
-        tables.join(", ")
-    ));
-    let lines: Vec<&str> = out.lines().collect();
-    let status: Vec<&str> = lines[1].split('\t').collect();
-    let n = tables.len();
-    Snapshot {
-        gtid: lines[0].trim().to_owned(),
-        position: format!("{}:{}", status[0], status[1]),
-        checksums: lines[2..2 + n].join("\n"),
-        time: lines[2 + n].trim().parse().unwrap(),
-    }
-}
-
-/// "2026-11-27 14:02:59" in UTC.
-fn utc(t: i64) -> String {
-    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%F %T"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A server on a restored datadir (`dir/data`), its tables' checksums and markers; it is no
-/// replica of anything (the replay's replication settings are gone).
-fn restored_state(dir: &Path, tables: &[String]) -> (String, String) {
-    let server = Server::open(dir, &[]);
-    assert_eq!(server.sql("SHOW SLAVE STATUS").trim(), "", "no replication left configured");
-    let sums = live::checksums(&server, tables).trim_end().to_owned();
-    let markers = server.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker");
-    (sums, markers.trim().to_owned())
-}
 
 #[test]
 fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
@@ -64,40 +20,26 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
     let Some(s3) = S3::start() else { return };
     s3.bucket("pitr");
     let fx = Fixture::new();
-    let port = free_port();
-    let server = live::source(&fx, port, &["--binlog-format=ROW".into()]);
-    server.sql(
-        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
-    let tables = {
-        let mut t = live::tables(&server);
-        t.retain(|n| n != "sbtest.marker");
-        t.push("sbtest.marker".into());
-        t
-    };
+    let src = Scenario::new(&fx).opts(&["--binlog-format=ROW"]).sysbench().repl().marker().start();
+    let tables = src.tables_marker_last();
+    let Source { server, port, .. } = src;
     let key = fx.key();
-    let sock = server.socket.display().to_string();
 
     // The archive follows from the start, with one-second segments.
     let mut archiver = s3
         .coffer()
-        .args(["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &fx.s("repl-pw")])
-        .args(["-o", "s3://pitr/prod/binlog/", "--key-file", &key, "--follow", "--segment-time", "1"])
+        .args(archive_args(&fx, &socket_args(&server), "s3://pitr/prod/binlog/", &["--follow", "--segment-time", "1"]))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
 
     // A full backup, then writes; T1; more writes (a temporary table across a binlog
     // rotation, in one session); T2; more writes.
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let backup = live::backup_args(&fx, port, "s3://pitr/prod/");
     let refs: Vec<&str> = backup.iter().map(String::as_str).collect();
     s3.expect(0, &refs);
     live::sysbench(&server, "run", &["--time=4"]).wait().unwrap();
-    let t1 = snapshot(&server, &tables, 1);
+    let t1 = mark(&server, &tables, 1);
     let mut load = live::sysbench(&server, "run", &["--time=4"]);
     // Logged as statements (in ROW format a temporary table is not logged at all): the
     // INSERT ... SELECT of the second file needs the table the first file's session made.
@@ -108,13 +50,11 @@ fn restore_to_a_time_a_gtid_and_a_position_from_s3() {
          BEGIN; INSERT INTO sbtest.marker SELECT id, '2026-01-01' FROM sbtest.tmp ORDER BY id; COMMIT;",
     );
     load.wait().unwrap();
-    let t2 = snapshot(&server, &tables, 2);
+    let t2 = mark(&server, &tables, 2);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
     // The archive catches up with the server's end (segments close every second).
-    let status = server.sql("SHOW MASTER STATUS");
-    let mut end = status.split('\t');
-    let (end_file, end_pos) = (end.next().unwrap().to_owned(), end.next().unwrap().parse::<u64>().unwrap());
+    let (end_file, end_pos) = master_status(&server);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let list = s3.coffer().args(["binlog", "list", "s3://pitr/prod/binlog/", "--json"]).output().unwrap();
@@ -291,52 +231,22 @@ fn an_encrypted_binlog_is_recovered_without_the_servers_key() {
     std::fs::create_dir_all(fx.path("keys")).unwrap();
     let keys = fx.path("keys/keys.txt");
     common::mariadb::write_key_file(&keys, None);
-    let port = free_port();
-    let server = live::source(
-        &fx,
-        port,
-        &[
-            "--binlog-format=ROW".into(),
-            "--plugin-load-add=file_key_management".into(),
-            format!("--file-key-management-filename={}", keys.display()),
-            "--encrypt-binlog=ON".into(),
-        ],
-    );
-    server.sql(
-        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
+    let key_opts = format!("--file-key-management-filename={}", keys.display());
+    let opts = ["--binlog-format=ROW", "--plugin-load-add=file_key_management", &key_opts, "--encrypt-binlog=ON"];
+    let Source { server, port, .. } = Scenario::new(&fx).opts(&opts).sysbench().repl().marker().start();
     let tables = live::tables(&server);
     let key = fx.key();
     std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
     let prefix = format!("file://{}/", fx.path("prod").display());
     let binlogs = format!("{prefix}binlog/");
-    let sock = server.socket.display().to_string();
-    let archive = [
-        "binlog",
-        "archive",
-        "-S",
-        &sock,
-        "-u",
-        "repl",
-        "--password-file",
-        &fx.s("repl-pw"),
-        "-o",
-        &binlogs,
-        "--key-file",
-        &key,
-    ];
-
+    let archive = archive_args(&fx, &socket_args(&server), &binlogs, &[]);
     live::coffer_ok(&live::backup_args(&fx, port, &prefix));
     live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
-    expect(0, &archive);
+    live::coffer_ok(&archive);
     server.sql("INSERT INTO sbtest.marker VALUES (1, NOW()); FLUSH BINARY LOGS;");
-    let t1 = snapshot(&server, &tables, 2);
+    let t1 = mark(&server, &tables, 2);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
-    expect(0, &archive);
+    live::coffer_ok(&archive);
     // Each segment says whose log it is, its checksum algorithm, and the GTID position before
     // and after it; the last one's is the server's.
     let mut names: Vec<_> = std::fs::read_dir(fx.path("prod/binlog"))
@@ -406,41 +316,23 @@ fn an_encrypted_binlog_is_recovered_without_the_servers_key() {
 
 /// A source for the smaller tests below: the binary log on (`extra` options), a backup user,
 /// a replication user for the archive, and `sbtest.marker`; no sysbench tables.
-fn small_source(fx: &Fixture, port: u16, extra: &[&str]) -> Server {
-    let server = Server::start(&fx.path("src"), &live::binlog_options(port, extra));
-    server.sql(
-        "CREATE DATABASE sbtest; \
-         CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'secret-pw'; \
-         GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION CLIENT, SELECT ON *.* TO 'backup'@'127.0.0.1'; \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost'; \
-         CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at BIGINT);",
-    );
-    fx.write_secret("pw", "secret-pw\n");
-    fx.write_secret("repl-pw", "repl-pw\n");
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
-    server
+fn small_source(fx: &Fixture, extra: &[&str]) -> Source {
+    Scenario::new(fx)
+        .opts(extra)
+        .backup_user()
+        .repl()
+        .sql("CREATE DATABASE sbtest; CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at BIGINT);")
+        .start()
 }
 
 /// `coffer binlog archive` once, to the server's current end, under `binlogs`, with `extra`.
 fn archive_once(fx: &Fixture, server: &Server, binlogs: &str, extra: &[&str]) {
-    let sock = server.socket.display().to_string();
-    let key = fx.key();
-    let mut args = vec!["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file"];
-    let pw = fx.s("repl-pw");
-    args.extend([pw.as_str(), "-o", binlogs, "--key-file", &key]);
-    args.extend_from_slice(extra);
-    expect(0, &args);
+    live::coffer_ok(&archive_args(fx, &socket_args(server), binlogs, extra));
 }
 
 /// Runs `sql` in a client of its own, in the background.
 fn background(server: &Server, sql: &str) -> std::process::Child {
-    std::process::Command::new(common::mariadb::which("mariadb").unwrap())
-        .arg(format!("--socket={}", server.socket.display()))
-        .args(["-uroot", "-e", sql])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    client(server).args(["-e", sql]).stdout(std::process::Stdio::null()).spawn().unwrap()
 }
 
 /// Issue 26, item 3: a long statement is stamped when it began and logged when it commits, so
@@ -456,8 +348,7 @@ fn until_a_time_walks_the_log_in_order_when_stamps_do_not_rise() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let server = small_source(&fx, port, &["--binlog-format=ROW"]);
+    let Source { server, port, .. } = small_source(&fx, &["--binlog-format=ROW"]);
     let signer = {
         let (code, out, err) = run(&["key", "generate", "--signing", "-o", &fx.s("backup.sig"), "-q"]);
         assert_eq!(code, 0, "{err}");
@@ -483,9 +374,8 @@ fn until_a_time_walks_the_log_in_order_when_stamps_do_not_rise() {
     server.sql("INSERT INTO sbtest.marker VALUES (2, UNIX_TIMESTAMP())");
     let t1: i64 = server.sql("SELECT at FROM sbtest.marker WHERE id = 2").trim().parse().unwrap();
     let m1_end = {
-        let status = server.sql("SHOW MASTER STATUS");
-        let mut s = status.split('\t');
-        format!("{}:{}", s.next().unwrap(), s.next().unwrap())
+        let (file, pos) = master_status(&server);
+        format!("{file}:{pos}")
     };
     while server.sql("SELECT UNIX_TIMESTAMP()").trim().parse::<i64>().unwrap() <= t1 {
         std::thread::sleep(Duration::from_millis(50));
@@ -582,20 +472,14 @@ fn client_replay_is_refused_up_front_when_a_temporary_table_spans_a_domain_chang
     }
     use std::io::Write;
     let fx = Fixture::new();
-    let port = free_port();
-    let server = small_source(&fx, port, &["--binlog-format=MIXED"]);
+    let Source { server, port, .. } = small_source(&fx, &["--binlog-format=MIXED"]);
     std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
     let prefix = format!("file://{}/", fx.path("prod").display());
     let binlogs = format!("{prefix}binlog/");
     live::coffer_ok(&live::backup_args(&fx, port, &prefix));
 
-    let mut session = std::process::Command::new(common::mariadb::which("mariadb").unwrap())
-        .arg(format!("--socket={}", server.socket.display()))
-        .arg("-uroot")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut session =
+        client(&server).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut input = session.stdin.take().unwrap();
     writeln!(
         input,
@@ -650,8 +534,7 @@ fn the_replay_server_writes_nothing_outside_its_directories() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let server = small_source(&fx, port, &[]);
+    let Source { server, port, .. } = small_source(&fx, &[]);
     std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
     let prefix = format!("file://{}/", fx.path("prod").display());
     let binlogs = format!("{prefix}binlog/");
@@ -667,9 +550,10 @@ fn the_replay_server_writes_nothing_outside_its_directories() {
          INSERT INTO sbtest.elsewhere VALUES (1);",
         outside.display()
     ));
-    let status = server.sql("SHOW MASTER STATUS");
-    let mut end = status.split('\t');
-    let until = format!("{}:{}", end.next().unwrap(), end.next().unwrap());
+    let until = {
+        let (file, pos) = master_status(&server);
+        format!("{file}:{pos}")
+    };
     // The source's own files go; only the replay could make them again.
     server.sql("DROP TABLE sbtest.elsewhere; INSERT INTO sbtest.marker VALUES (1, 0);");
     assert!(!outside.join("sbtest/elsewhere.ibd").exists());

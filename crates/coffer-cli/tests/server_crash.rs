@@ -10,96 +10,13 @@
 
 mod common;
 
-use common::live::{self, free_port};
+use common::live;
 use common::mariadb::Server;
+use common::scenario::*;
 use common::*;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// An archiver running with --follow, its stderr collected.
-struct Follower {
-    child: Child,
-    lines: Arc<Mutex<String>>,
-}
-
-impl Follower {
-    fn start(args: &[&str]) -> Self {
-        let mut child = coffer().args(args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let lines = Arc::new(Mutex::new(String::new()));
-        let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut all = into.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        Follower { child, lines }
-    }
-
-    fn said(&self) -> String {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Stops it (it never ends by itself); fails if it had ended.
-    fn stop(mut self) -> String {
-        let status = self.child.try_wait().unwrap();
-        assert!(status.is_none(), "the follower ended ({status:?}):\n{}", self.said());
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        self.said()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The state at a marker, read under FLUSH TABLES WITH READ LOCK in one session: the GTID
-/// position, every table's checksum, the time; the lock is held into the next second, so that
-/// everything after it is stamped later.
-struct Snapshot {
-    gtid: String,
-    checksums: String,
-    time: i64,
-}
-
-fn snapshot(server: &Server, tables: &[String], marker: u32) -> Snapshot {
-    server.sql(&format!("INSERT INTO sbtest.marker VALUES ({marker}, NOW())"));
-    let out = server.sql(&format!(
-        "FLUSH TABLES WITH READ LOCK; SELECT @@gtid_binlog_pos; CHECKSUM TABLE {}; SELECT UNIX_TIMESTAMP(); \
-         SELECT SLEEP(1.2); UNLOCK TABLES;",
-        tables.join(", ")
-    ));
-    let lines: Vec<&str> = out.lines().collect();
-    let n = tables.len();
-    Snapshot {
-        gtid: lines[0].trim().to_owned(),
-        checksums: lines[1..1 + n].join("\n"),
-        time: lines[1 + n].trim().parse().unwrap(),
-    }
-}
-
-/// "2026-11-27 14:02:59" in UTC.
-fn utc(t: i64) -> String {
-    let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%F %T"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A server on a restored datadir (`dir/data`): its tables' checksums and markers.
-fn restored_state(dir: &Path, tables: &[String]) -> (String, String) {
-    let server = Server::open(dir, &[]);
-    let sums = live::checksums(&server, tables).trim_end().to_owned();
-    let markers = server.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM sbtest.marker");
-    (sums, markers.trim().to_owned())
-}
 
 /// The type codes of the events of a binary log file, in order (whole events only).
 fn event_types(file: &Path) -> Vec<u8> {
@@ -116,36 +33,39 @@ fn event_types(file: &Path) -> Vec<u8> {
     types
 }
 
-/// The server's binary log files and sizes.
-fn server_logs(server: &Server) -> Vec<(String, u64)> {
-    let logs = server.sql("SHOW BINARY LOGS");
-    logs.lines()
-        .map(|l| {
-            let mut cols = l.split('\t');
-            (cols.next().unwrap().to_owned(), cols.next().unwrap().trim().parse().unwrap())
-        })
-        .collect()
+/// A source under sysbench (ROW binary log, a marker table, `sql`), a full backup of it in a
+/// `file://` repository, and the archiver following it there with one-second segments: the
+/// source, the tables to compare (the marker last), the repository and its `binlog/` prefix.
+struct Crashing {
+    src: Source,
+    tables: Vec<String>,
+    repo: String,
+    binlogs: String,
+    follower: Follower,
 }
 
-/// `binlog list PREFIX --json` (with the key if given).
-fn listed(prefix: &str, key: Option<&str>) -> Vec<serde_json::Value> {
-    let mut args = vec!["binlog", "list", prefix, "--json"];
-    if let Some(k) = key {
-        args.extend(["--key-file", k]);
-    }
-    let (code, out, err) = run(&args);
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_slice::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+fn crashing(fx: &Fixture, sql: &str) -> Crashing {
+    let src = Scenario::new(fx).opts(&["--binlog-format=ROW"]).sysbench().repl().marker().sql(sql).start();
+    let tables = src.tables_marker_last();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+    let follower =
+        Follower::start(&archive_args(fx, &socket_args(&src.server), &binlogs, &["--follow", "--segment-time", "1"]));
+    live::coffer_ok(&live::backup_args(fx, src.port, &repo));
+    Crashing { src, tables, repo, binlogs, follower }
 }
 
-/// Waits (up to two minutes, which no passing run comes near) until `done`.
-#[track_caller]
-fn wait_until(what: &str, log: &Follower, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within two minutes; the archiver said:\n{}", log.said());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+/// The server's current end, once the archive has reached it; the archiver stopped, and what
+/// it said (never a gap).
+fn archived_to_the_end(server: &Server, follower: Follower, binlogs: &str) -> (String, u64, String) {
+    let (end_file, end_pos) = master_status(server);
+    wait_until("the archive reaches the server's end", 120, &follower, || {
+        listed(binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
+    });
+    let said = follower.stop();
+    assert!(!said.contains("gap"), "{said}");
+    (end_file, end_pos, said)
 }
 
 /// The server's mariadbd, killed with SIGKILL (its pid from its pid file: the process this
@@ -163,49 +83,10 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let extra = ["--binlog-format=ROW".to_string()];
-    let server = live::source(&fx, port, &extra);
-    let mut opts = live::binlog_options(port, &[]);
-    opts.extend_from_slice(&extra);
-    server.sql(
-        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
-         CREATE TABLE sbtest.big (id INT PRIMARY KEY, v TEXT); \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
-    let tables = {
-        let mut t = live::tables(&server);
-        t.retain(|n| n != "sbtest.marker");
-        t.push("sbtest.marker".into());
-        t
-    };
+    let Crashing { src, tables, repo, binlogs, follower } =
+        crashing(&fx, "CREATE TABLE sbtest.big (id INT PRIMARY KEY, v TEXT);");
+    let Source { server, mut opts, .. } = src;
     let key = fx.key();
-    let sock = server.socket.display().to_string();
-    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
-    let repo = format!("file://{}/", fx.path("repo").display());
-    let binlogs = format!("{repo}binlog/");
-
-    let follower = Follower::start(&[
-        "binlog",
-        "archive",
-        "-S",
-        &sock,
-        "-u",
-        "repl",
-        "--password-file",
-        &fx.s("repl-pw"),
-        "-o",
-        &binlogs,
-        "--key-file",
-        &key,
-        "--follow",
-        "--segment-time",
-        "1",
-    ]);
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
-    live::coffer_ok(&live::backup_args(&fx, port, &repo));
     live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
     // A second replication domain before the crash.
     server.sql("SET SESSION gtid_domain_id = 1; INSERT INTO sbtest.marker VALUES (10, NOW())");
@@ -213,9 +94,8 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     // The crash: sysbench writing, a long INSERT ... SELECT running in an explicit transaction
     // that has already written a marker row; kill -9 while it runs.
     let mut load = live::sysbench(&server, "run", &["--time=60"]);
-    let mut open = Command::new(common::mariadb::which("mariadb").unwrap())
-        .arg(format!("--socket={sock}"))
-        .args(["-uroot", "-e"])
+    let mut open = client(&server)
+        .arg("-e")
         .arg(
             "BEGIN; INSERT INTO sbtest.marker VALUES (100, NOW()); \
              INSERT INTO sbtest.big SELECT seq, REPEAT('x', 500) FROM sbtest.seq_1_to_50000000; COMMIT;",
@@ -253,18 +133,11 @@ fn a_crash_mid_transaction_is_crossed_and_a_lost_tail_is_a_gap() {
     let after = server_logs(&server);
     let next = &after.iter().position(|(f, _)| *f == crashed).map(|i| after[i + 1].0.clone()).unwrap();
     live::sysbench(&server, "run", &["--time=3"]).wait().unwrap();
-    let s = snapshot(&server, &tables, 2);
+    let s = mark(&server, &tables, 2);
     assert!(s.gtid.contains("0-2-") && s.gtid.contains("1-1-1") && s.gtid.contains("2-2-1"), "{}", s.gtid);
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
-    let status = server.sql("SHOW MASTER STATUS");
-    let mut cols = status.split('\t');
-    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
-    wait_until("the archive reaches the server's end", &follower, || {
-        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
-    });
-    let said = follower.stop();
-    assert!(!said.contains("gap"), "{said}");
+    let (end_file, end_pos, _) = archived_to_the_end(&server, follower, &binlogs);
 
     // The archive crosses the crash: no gap, and the restart is where the crashed file ends
     // (or, if the restarted server had more of the file than was archived, the archiver
@@ -432,52 +305,14 @@ fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let extra = ["--binlog-format=ROW".to_string()];
-    let server = live::source(&fx, port, &extra);
-    let mut opts = live::binlog_options(port, &[]);
-    opts.extend_from_slice(&extra);
-    server.sql(
-        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
-    let tables = {
-        let mut t = live::tables(&server);
-        t.retain(|n| n != "sbtest.marker");
-        t.push("sbtest.marker".into());
-        t
-    };
+    let Crashing { src, tables, repo, binlogs, follower } = crashing(&fx, "");
+    let Source { server, opts, .. } = src;
     let key = fx.key();
-    let sock = server.socket.display().to_string();
-    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
-    let repo = format!("file://{}/", fx.path("repo").display());
-    let binlogs = format!("{repo}binlog/");
-    let follower = Follower::start(&[
-        "binlog",
-        "archive",
-        "-S",
-        &sock,
-        "-u",
-        "repl",
-        "--password-file",
-        &fx.s("repl-pw"),
-        "-o",
-        &binlogs,
-        "--key-file",
-        &key,
-        "--follow",
-        "--segment-time",
-        "1",
-    ]);
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
-    live::coffer_ok(&live::backup_args(&fx, port, &repo));
     live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
     server.sql("INSERT INTO sbtest.marker VALUES (50, NOW())");
     let logs = server_logs(&server);
     let (crashed, written) = logs.last().unwrap().clone();
-    wait_until("the archive reaches the server's end", &follower, || {
+    wait_until("the archive reaches the server's end", 120, &follower, || {
         listed(&binlogs, None).last().is_some_and(|l| l["file"] == crashed.as_str() && l["end"] == written)
     });
     kill_9(server);
@@ -496,16 +331,9 @@ fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
     server.stop();
     let server = Server::open(&fx.path("src"), &opts);
     live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
-    let s = snapshot(&server, &tables, 2);
+    let s = mark(&server, &tables, 2);
     server.sql("FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())");
-    let status = server.sql("SHOW MASTER STATUS");
-    let mut cols = status.split('\t');
-    let (end_file, end_pos) = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
-    wait_until("the archive reaches the server's end", &follower, || {
-        listed(&binlogs, None).last().is_some_and(|l| l["file"] == end_file.as_str() && l["end"] == end_pos)
-    });
-    let said = follower.stop();
-    assert!(!said.contains("gap"), "{said}");
+    let (_, _, said) = archived_to_the_end(&server, follower, &binlogs);
     let torn_lines = said.lines().filter(|l| l.contains("torn by a crash")).count();
     assert_eq!(torn_lines, usize::from(torn), "{said}");
 

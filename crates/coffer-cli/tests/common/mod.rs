@@ -137,6 +137,7 @@ pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
 pub mod live;
 pub mod mariadb;
 pub mod s3;
+pub mod scenario;
 pub mod tmpfs;
 
 pub mod craft {

@@ -87,3 +87,10 @@ pub fn error_line(stderr: &str) -> String {
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
     errors[0].to_owned()
 }
+
+/// Asserts that `line` names the file system mounted at `fs`.
+#[track_caller]
+pub fn names_the_fs(line: &str, fs: &Tmpfs) {
+    let mount = fs.path.canonicalize().unwrap();
+    assert!(line.contains(&format!("the file system at {} ", mount.display())), "names {}: {line}", mount.display());
+}
