@@ -8,7 +8,7 @@
 
 use super::MARKER;
 use crate::at::dir_flags;
-use crate::{nix_err, FsError};
+use crate::{io_err, nix_err, FsError};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
@@ -78,26 +78,8 @@ pub(super) fn marker_durable(root: BorrowedFd<'_>, shown: &Path, created: &[Path
         .map_err(nix_err("open", shown.join(MARKER)))?;
     fsync(&marker).map_err(nix_err("flush", shown.join(MARKER)))?;
     fsync(root).map_err(nix_err("flush", shown))?;
-    for dir in created.iter().rev() {
-        let fd = nix::fcntl::open(dir.as_path(), dir_flags(), Mode::empty()).map_err(nix_err("open", dir.as_path()))?;
-        fsync(&fd).map_err(nix_err("flush", dir.as_path()))?;
+    for dir in created {
+        crate::sync::sync_dir(dir).map_err(io_err("flush", dir))?;
     }
     Ok(())
-}
-
-/// Creates `target` and its missing parents; the directories whose entries changed, from the
-/// target's parent up to the first that existed.
-pub(super) fn create_dirs(target: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut changed = Vec::new();
-    let mut at = target;
-    while let Some(parent) = at.parent() {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-        changed.push(parent.to_path_buf());
-        if parent.exists() {
-            break;
-        }
-        at = parent;
-    }
-    std::fs::create_dir_all(target)?;
-    Ok(changed)
 }

@@ -101,6 +101,14 @@ pub fn remove_marker(target: &Path, durable: bool) -> Result<(), FsError> {
 
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
+/// The marker's next version while it is written, renamed over [`MARKER`] once whole.
+const MARKER_NEW: &str = ".coffer-restore-incomplete.new";
+
+/// Does `target` hold the marker of a restore that is running or did not complete (anyone's;
+/// a symlink in its place is no marker)? A target that cannot be opened holds none.
+pub fn holds_marker(target: &Path) -> bool {
+    nix::fcntl::open(target, dir_flags(), Mode::empty()).is_ok_and(|root| marker::holds_marker(root.as_fd()))
+}
 /// Beside the marker while a received restore runs: what is durable so far (see
 /// `coffer_image::journal`).
 pub const JOURNAL: &str = ".coffer-receive-journal";
@@ -215,7 +223,7 @@ fn open_target(target: &Path) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> 
         Ok(md) if md.is_dir() => true,
         Ok(_) => return Err(FsError::NotADirectory(target.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            created = durable::create_dirs(target).map_err(io_err("create directory", target))?;
+            created = crate::sync::create_dirs(target).map_err(io_err("create directory", target))?;
             false
         }
         Err(e) => return Err(io_err("stat", target)(e)),
@@ -234,7 +242,7 @@ fn open_target(target: &Path) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> 
 /// nothing to lose, and the rerun starts over.
 fn holds_only_ours(root: &OwnedFd, target: &Path) -> Result<bool, FsError> {
     let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-    Ok(names.iter().all(|n| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER))
+    Ok(names.iter().all(|n| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER || n == MARKER_NEW))
 }
 
 /// Whether a whole-tree restore without `force` may write into a target that holds more than
