@@ -16,6 +16,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 /// Prefix of the temporary names files are written under: `.coffer-tmp-TOKEN-PID-N`.
 const TMP_PREFIX: &str = ".coffer-tmp-";
@@ -182,6 +183,45 @@ pub(super) fn holds_marker(root: BorrowedFd<'_>) -> bool {
     !matches!(find_marker(root), Found::Absent)
 }
 
+/// Puts a marker saying `note` in the directory `root` (shown as `shown`): written under
+/// [`MARKER_NEW`] (flushed, with `durable`), then renamed over whatever marker is there. The
+/// caller makes the new name durable.
+fn put_marker(root: BorrowedFd<'_>, shown: &Path, note: &[u8], durable: bool) -> Result<(), FsError> {
+    let new = shown.join(MARKER_NEW);
+    // A leftover of a run cut before its rename: coffer's own name, never followed.
+    match unlinkat(root, MARKER_NEW, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(nix_err("remove", new)(e)),
+    }
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd =
+        openat(root, MARKER_NEW, flags, Mode::from_bits_truncate(0o600)).map_err(nix_err("create", new.clone()))?;
+    let file = File::from(fd);
+    let written = file.write_all_at(note, 0).map_err(io_err("write", new.clone())).and_then(|()| {
+        // Its bytes before its name: the rename never shows an empty marker.
+        if durable {
+            file.sync_all().map_err(io_err("flush", new.clone()))?;
+        }
+        renameat(root, MARKER_NEW, root, MARKER).map_err(nix_err("rename into place", shown.join(MARKER)))
+    });
+    if written.is_err() {
+        let _ = unlinkat(root, MARKER_NEW, UnlinkatFlags::NoRemoveDir);
+    }
+    written
+}
+
+/// Leaves a marker that names no image in the directory `dir`, durably, unless one is there:
+/// for a tree others wrote that is incomplete (a copy-back that failed half-way). Only
+/// `--force` restores over it.
+pub fn mark_incomplete(dir: &Path) -> Result<(), FsError> {
+    let root = nix::fcntl::open(dir, dir_flags(), Mode::empty()).map_err(nix_err("open", dir))?;
+    if holds_marker(root.as_fd()) {
+        return Ok(());
+    }
+    put_marker(root.as_fd(), dir, MARKER_NOTE, true)?;
+    nix::unistd::fsync(&root).map_err(nix_err("flush", dir))
+}
+
 /// A random token for temporary names (from the kernel's generator).
 pub(super) fn new_token() -> Result<u64, FsError> {
     let mut b = [0u8; 8];
@@ -222,32 +262,7 @@ impl Restorer {
         if read_marker_text(self.root.as_fd()).is_some_and(|old| old == note) {
             return Ok(());
         }
-        let shown = self.root_path.join(MARKER_NEW);
-        // A leftover of a run cut before its rename: coffer's own name, never followed.
-        match unlinkat(&self.root, MARKER_NEW, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(nix_err("remove", shown)(e)),
-        }
-        let fd = openat(
-            &self.root,
-            MARKER_NEW,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(nix_err("create", shown.clone()))?;
-        let file = File::from(fd);
-        let written = file.write_all_at(&note, 0).map_err(io_err("write", shown.clone())).and_then(|()| {
-            // Its bytes before its name: the rename never shows an empty marker.
-            if self.opts.durable {
-                file.sync_all().map_err(io_err("flush", shown.clone()))?;
-            }
-            renameat(&self.root, MARKER_NEW, &self.root, MARKER)
-                .map_err(nix_err("rename into place", self.root_path.join(MARKER)))
-        });
-        if written.is_err() {
-            let _ = unlinkat(&self.root, MARKER_NEW, UnlinkatFlags::NoRemoveDir);
-        }
-        written
+        put_marker(self.root.as_fd(), &self.root_path, &note, self.opts.durable)
     }
 
     /// The name a new entry is created under: its own (direct names), else a temporary one
