@@ -198,15 +198,14 @@ pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
     receive_then(spec, None, env)
 }
 
+/// Work a receive does on the directory it restored, before the sender learns the outcome.
+pub type Then<'a> = dyn Fn(&Path) -> Result<()> + 'a;
+
 /// [`receive`], with `then` run on the restored directory before the sender learns the outcome,
 /// which includes it (the server wing prepares a server backup so). With `then`, the restore
 /// leaves its marker in the directory, naming the image, for `then` to remove once its own
 /// work is done and durable (see `crate::server::prepare`).
-pub fn receive_then(
-    spec: &ReceiveSpec,
-    then: Option<&dyn Fn(&Path) -> Result<()>>,
-    env: &Env,
-) -> Result<ReceiveSummary> {
+pub fn receive_then(spec: &ReceiveSpec, then: Option<&Then<'_>>, env: &Env) -> Result<ReceiveSummary> {
     let config = tls::server_config(&spec.tls.credentials()?)?;
     let addr = listen_addr(&spec.listen);
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;

@@ -116,17 +116,17 @@ impl Mount {
     /// Mounts an empty file system on `path` (an existing directory). Needs /dev/fuse and the
     /// right to mount (root, or fusermount3). Only the user who mounts it may use it.
     pub fn new(path: &Path) -> io::Result<Mount> {
-        Self::mount(path, false)
+        Self::start(path, false)
     }
 
     /// [`Mount::new`], open to every user, with permissions checked by the kernel from each
     /// file's mode and owner as a local file system checks them (`allow_other`,
     /// `default_permissions`; root may always mount so): for jobs run as another user.
     pub fn for_everyone(path: &Path) -> io::Result<Mount> {
-        Self::mount(path, true)
+        Self::start(path, true)
     }
 
-    fn mount(path: &Path, everyone: bool) -> io::Result<Mount> {
+    fn start(path: &Path, everyone: bool) -> io::Result<Mount> {
         let state = State {
             model: Model::new(root_meta()),
             ops: 0,
