@@ -72,6 +72,21 @@ fn rerun_finishes(args: &[&str], data: &Path, tables: &[String], want: &str) {
     assert_eq!(start_and_check(data.parent().unwrap(), tables), want);
 }
 
+/// A fixture with a source server on `port` and its tables, or None (skipped) without the tools.
+fn started() -> Option<(Fixture, u16, Server, Vec<String>)> {
+    if !tools() {
+        return None;
+    }
+    let fx = Fixture::new();
+    for d in ["scratch", "bk"] {
+        std::fs::create_dir_all(fx.path(d)).unwrap();
+    }
+    let port = free_port();
+    let src = source(&fx, port, &[]);
+    let tables = tables(&src);
+    Some((fx, port, src, tables))
+}
+
 /// The id of the image `image` (32 hex digits).
 fn image_id(fx: &Fixture, image: &str) -> String {
     let out = run(&["info", image, "--json", "--key-file", &fx.key()]);
@@ -94,16 +109,7 @@ fn engine_preparing(dir: &Path) -> Option<u32> {
 
 #[test]
 fn a_failed_prepare_leaves_the_marker_and_the_same_command_finishes() {
-    if !tools() {
-        return;
-    }
-    let fx = Fixture::new();
-    for d in ["scratch", "bk"] {
-        std::fs::create_dir_all(fx.path(d)).unwrap();
-    }
-    let port = free_port();
-    let mut src = source(&fx, port, &[]);
-    let tables = tables(&src);
+    let Some((fx, port, mut src, tables)) = started() else { return };
     // Taken under writes: the prepare has redo to apply.
     let mut load = sysbench(&src, "run", &["--time=8"]);
     let full = fx.s("bk/full.coffer");
@@ -237,16 +243,7 @@ fn receive_prepared(fx: &Fixture, engine_dir: &str, data: &Path, image: &str) ->
 /// its marker (neither was marked); emptied, the same command finishes the job.
 #[test]
 fn a_received_prepare_and_a_copy_back_that_fail_leave_markers() {
-    if !tools() {
-        return;
-    }
-    let fx = Fixture::new();
-    for d in ["scratch", "bk"] {
-        std::fs::create_dir_all(fx.path(d)).unwrap();
-    }
-    let port = free_port();
-    let mut src = source(&fx, port, &[]);
-    let tables = tables(&src);
+    let Some((fx, port, mut src, tables)) = started() else { return };
     let full = fx.s("bk/full.coffer");
     coffer_ok(&backup_args(&fx, port, &full));
     src.stop();
