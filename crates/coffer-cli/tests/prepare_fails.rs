@@ -72,6 +72,29 @@ fn rerun_finishes(args: &[&str], data: &Path, tables: &[String], want: &str) {
     assert_eq!(start_and_check(data.parent().unwrap(), tables), want);
 }
 
+/// A fixture with a source server on `port` and its tables, or None (skipped) without the tools.
+fn started() -> Option<(Fixture, u16, Server, Vec<String>)> {
+    if !tools() {
+        return None;
+    }
+    let fx = Fixture::new();
+    for d in ["scratch", "bk"] {
+        std::fs::create_dir_all(fx.path(d)).unwrap();
+    }
+    let port = free_port();
+    let src = source(&fx, port, &[]);
+    let tables = tables(&src);
+    Some((fx, port, src, tables))
+}
+
+/// The id of the image `image` (32 hex digits).
+fn image_id(fx: &Fixture, image: &str) -> String {
+    let out = run(&["info", image, "--json", "--key-file", &fx.key()]);
+    let id = serde_json::from_slice::<serde_json::Value>(&out.1).unwrap()["image_id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32, "{}", String::from_utf8_lossy(&out.1));
+    id
+}
+
 /// The pid of a running engine whose arguments name `dir` as its target, if any.
 fn engine_preparing(dir: &Path) -> Option<u32> {
     let want = format!("--target-dir={}", dir.display());
@@ -86,16 +109,7 @@ fn engine_preparing(dir: &Path) -> Option<u32> {
 
 #[test]
 fn a_failed_prepare_leaves_the_marker_and_the_same_command_finishes() {
-    if !tools() {
-        return;
-    }
-    let fx = Fixture::new();
-    for d in ["scratch", "bk"] {
-        std::fs::create_dir_all(fx.path(d)).unwrap();
-    }
-    let port = free_port();
-    let mut src = source(&fx, port, &[]);
-    let tables = tables(&src);
+    let Some((fx, port, mut src, tables)) = started() else { return };
     // Taken under writes: the prepare has redo to apply.
     let mut load = sysbench(&src, "run", &["--time=8"]);
     let full = fx.s("bk/full.coffer");
@@ -110,9 +124,7 @@ fn a_failed_prepare_leaves_the_marker_and_the_same_command_finishes() {
     let log = coffer_ok(&args);
     assert!(log.contains("taking incremental backup 1"), "{log}");
     src.stop();
-    let out = run(&["info", &full, "--json", "--key-file", &fx.key()]);
-    let id = serde_json::from_slice::<serde_json::Value>(&out.1).unwrap()["image_id"].as_str().unwrap().to_owned();
-    assert_eq!(id.len(), 32, "{}", String::from_utf8_lossy(&out.1));
+    let id = image_id(&fx, &full);
 
     // The reference: the same restore, nothing failing.
     let reference = fx.path("ref/data");
@@ -187,4 +199,103 @@ fn a_failed_prepare_leaves_the_marker_and_the_same_command_finishes() {
     assert!(!data.join(MARKER).exists() && names(&fx.path("chain")) == ["data"], "{err}");
     let chained = start_and_check(&fx.path("chain"), &tables);
     assert_ne!(chained, want, "the incremental's writes are there");
+}
+
+/// `--cert`, `--key` and `--ca` of the test PKI's `name`.
+fn tls(fx: &Fixture, name: &str) -> Vec<String> {
+    let f = |n: &str| fx.s(&format!("pki/{n}"));
+    ["--cert".into(), f(&format!("{name}.crt")), "--key".into(), f(&format!("{name}.key")), "--ca".into(), f("ca.crt")]
+        .to_vec()
+}
+
+/// `receive --to DATA --prepare` with `engine_dir` first on the receiver's PATH, and `send
+/// IMAGE` to it: the receiver's exit code and stderr, and the sender's exit code.
+fn receive_prepared(fx: &Fixture, engine_dir: &str, data: &Path, image: &str) -> (i32, String, i32) {
+    use std::io::{BufRead, Read};
+    let path = format!("{engine_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let mut rx = coffer()
+        .env("PATH", path)
+        .args(["receive", "--listen", "127.0.0.1:0", "--to", data.to_str().unwrap(), "--prepare"])
+        .args(["--key-file", &fx.key()])
+        .args(tls(fx, "node2"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(rx.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+    let mut send = vec!["send".to_string(), image.into(), "--to".into(), format!("127.0.0.1:{port}"), "-q".into()];
+    send.extend(tls(fx, "node1"));
+    let (sent, _, _) = run(&send.iter().map(String::as_str).collect::<Vec<_>>());
+    let code = rx.wait().unwrap().code().unwrap_or(-1);
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    (code, rest, sent)
+}
+
+/// `receive --to --prepare` whose prepare fails keeps the restore marker naming the image (it
+/// was removed before the prepare, leaving an unprepared datadir that looked finished), both
+/// ends fail, and the same transfer again restores and prepares it. `restore --prepare
+/// --copy-back` whose move fails half-way leaves the datadir marked incomplete and the target
+/// its marker (neither was marked); emptied, the same command finishes the job.
+#[test]
+fn a_received_prepare_and_a_copy_back_that_fail_leave_markers() {
+    let Some((fx, port, mut src, tables)) = started() else { return };
+    let full = fx.s("bk/full.coffer");
+    coffer_ok(&backup_args(&fx, port, &full));
+    src.stop();
+    let id = image_id(&fx, &full);
+    let reference = fx.path("ref/data");
+    expect(0, &["restore", &full, "--to", reference.to_str().unwrap(), "--prepare", "--key-file", &fx.key()]);
+    let want = start_and_check(&fx.path("ref"), &tables);
+    for name in ["node1", "node2"] {
+        expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", name, "-q"]);
+    }
+    let real = mariadb::which("mariadb-backup").unwrap();
+    let failing =
+        fake_engine(&fx, "fails", "echo '[ERROR] InnoDB: simulated: the redo log cannot be applied' >&2\nexit 1");
+    let data = fx.path("received/data");
+    let (code, err, sent) = receive_prepared(&fx, &failing, &data, &full);
+    assert!(code == 1 && sent != 0, "receiver {code}, sender {sent}: {err}");
+    assert!(error_line(&err).contains("the prepare of") && error_line(&err).contains("simulated"), "{err}");
+    marked(&data, &id, &err);
+    let (code, err, sent) = receive_prepared(&fx, "/nonexistent", &data, &full);
+    assert!(code == 0 && sent == 0, "receiver {code}, sender {sent}: {err}");
+    assert!(!names(&data).iter().any(|n| n.starts_with(".coffer-")), "{:?}", names(&data));
+    assert_eq!(start_and_check(&fx.path("received"), &tables), want);
+
+    // A move-back that moves one file, then fails.
+    let half = fake_engine(
+        &fx,
+        "moves-half",
+        &format!(
+            "for a in \"$@\"; do case \"$a\" in --move-back) mb=1;; --target-dir=*) t=\"${{a#--target-dir=}}\";; \
+             --datadir=*) d=\"${{a#--datadir=}}\";; esac; done\n\
+             if [ -n \"$mb\" ]; then mkdir -p \"$d\" && mv \"$t/ibdata1\" \"$d/\"; \
+             echo '[ERROR] simulated: cannot move the rest' >&2; exit 1; fi\n\
+             exec {} \"$@\"",
+            real.display()
+        ),
+    );
+    let (data, datadir) = (fx.path("cb/data"), fx.path("live/data"));
+    let key = fx.key();
+    let args = ["restore", &full, "--to", data.to_str().unwrap(), "--prepare", "--copy-back"];
+    let args = [&args[..], &["--datadir", datadir.to_str().unwrap(), "--key-file", &key]].concat();
+    let (code, err) = run_with_engine(&half, &args);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(line.contains("copy-back failed") && line.contains("simulated"), "{line}");
+    assert!(datadir.join("ibdata1").exists(), "the move began: {:?}", names(&datadir));
+    assert!(datadir.join(MARKER).exists(), "half a datadir, unmarked: {:?}", names(&datadir));
+    marked(&data, &id, &err);
+    for n in names(&datadir) {
+        std::fs::remove_file(datadir.join(n)).unwrap();
+    }
+    let err = expect(0, &args);
+    assert!(err.contains("continuing the interrupted restore of image"), "{err}");
+    assert!(!datadir.join(MARKER).exists() && !data.join(MARKER).exists(), "{err}");
+    assert_eq!(start_and_check(&fx.path("live"), &tables), want);
 }

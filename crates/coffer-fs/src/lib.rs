@@ -5,6 +5,7 @@
 //! - [`source`]: cutting a file (sparse-aware) or a stream into chunks.
 //! - [`rate`]: holding what is read or written to a rate (`--limit-rate`).
 //! - [`ioprio`]: the I/O scheduling class of the process (`--io-priority`).
+//! - [`sync`]: making names durable (flushing the directory that holds them).
 //! - [`tmp`]: output files under temporary names, and removing those a killed run left.
 //! - [`private`]: private working directories, locked while in use, and removing those a
 //!   killed run left.
@@ -24,6 +25,7 @@ pub mod read;
 pub mod restore;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod tmp;
 pub mod trust;
 pub mod walk;

@@ -13,6 +13,8 @@ pub struct AtomicFile {
     file: Option<File>,
     tmp: PathBuf,
     path: PathBuf,
+    /// Renamed into place, and not yet committed: removed again if the commit fails.
+    renamed: bool,
     committed: bool,
 }
 
@@ -24,8 +26,8 @@ impl AtomicFile {
             return Err(Error::msg(format!("{} already exists (use --force to replace it)", path.display())));
         }
         let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(coffer_fs::tmp::temp_name(&name.to_string_lossy(), std::process::id()));
+        let tmp = coffer_fs::sync::parent_of(path)
+            .join(coffer_fs::tmp::temp_name(&name.to_string_lossy(), std::process::id()));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -34,16 +36,14 @@ impl AtomicFile {
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         // Held while the file is written, so that no other run takes it for a leftover.
         coffer_fs::tmp::lock(&file);
-        Ok(Self { file: Some(file), tmp, path: path.into(), committed: false })
+        Ok(Self { file: Some(file), tmp, path: path.into(), renamed: false, committed: false })
     }
 
     /// Removes the temporary files of `path` that killed runs left beside it (never one a
     /// running process writes); returns their paths.
     pub fn remove_stale(path: &Path) -> Vec<PathBuf> {
-        let (Some(name), dir) = (path.file_name(), path.parent().filter(|p| !p.as_os_str().is_empty())) else {
-            return Vec::new();
-        };
-        coffer_fs::tmp::remove_stale(dir.unwrap_or(Path::new(".")), &name.to_string_lossy()).unwrap_or_default()
+        let Some(name) = path.file_name() else { return Vec::new() };
+        coffer_fs::tmp::remove_stale(coffer_fs::sync::parent_of(path), &name.to_string_lossy()).unwrap_or_default()
     }
 
     /// The temporary file being written.
@@ -52,18 +52,39 @@ impl AtomicFile {
     }
 
     /// Flushes the file to disk and renames it into place (durably).
-    pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("open until committed");
-        file.sync_all().with_context(|| format!("cannot flush {}", self.tmp.display()))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("cannot rename {} to {}", self.tmp.display(), self.path.display()))?;
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot flush directory {}", dir.display()))?;
-        self.committed = true;
-        Ok(())
+    pub fn commit(self) -> Result<()> {
+        Self::commit_all(vec![self])
+    }
+
+    /// Commits `files` all or none: each flushed, then all renamed into place, then each of
+    /// their directories flushed once. On a failure none is left, under its temporary name or
+    /// its own (those already renamed are removed again).
+    pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
+        for f in &files {
+            f.file().sync_all().with_context(|| format!("cannot flush {}", f.tmp.display()))?;
+        }
+        let placed = (|| -> Result<()> {
+            for f in &mut files {
+                f.file.take();
+                std::fs::rename(&f.tmp, &f.path)
+                    .with_context(|| format!("cannot rename {} to {}", f.tmp.display(), f.path.display()))?;
+                f.renamed = true;
+            }
+            let mut dirs: Vec<&Path> = Vec::new();
+            for f in &files {
+                let dir = coffer_fs::sync::parent_of(&f.path);
+                if !dirs.contains(&dir) {
+                    coffer_fs::sync::sync_dir(dir)
+                        .with_context(|| format!("cannot flush directory {}", dir.display()))?;
+                    dirs.push(dir);
+                }
+            }
+            Ok(())
+        })();
+        if placed.is_ok() {
+            files.iter_mut().for_each(|f| f.committed = true);
+        }
+        placed
     }
 }
 
@@ -80,7 +101,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if !self.committed {
             self.file.take();
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(if self.renamed { &self.path } else { &self.tmp });
         }
     }
 }

@@ -148,18 +148,13 @@ pub(crate) fn check_room(
     // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
     // and the reader says what is wrong with it.
     let Ok(Some((needed, entries))) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
-    if spec.force || holds_marker(&spec.to) {
+    if spec.force || coffer_fs::restore::holds_marker(&spec.to) {
         return Ok(Some(needed));
     }
     let what = format!("the restore of {}", image.shown());
     // Its entries, and the marker.
     crate::room::check_entries(&spec.to, needed, entries + 1, &what)?;
     Ok(Some(needed))
-}
-
-/// Does `target` hold the marker of a restore that did not complete?
-fn holds_marker(target: &Path) -> bool {
-    std::fs::symlink_metadata(target.join(MARKER)).is_ok_and(|m| m.is_file())
 }
 
 /// A received restore keeps a journal in its target, so that an interrupted transfer can be
@@ -177,7 +172,7 @@ pub struct Journaling {
 /// What a target holds from an interrupted received restore: its journal, if the restore's
 /// marker is there too (a complete restore removes both).
 pub fn interrupted(target: &Path) -> Result<Option<JournalState>> {
-    if !target.join(MARKER).exists() {
+    if !coffer_fs::restore::holds_marker(target) {
         return Ok(None);
     }
     Ok(journal::load(&target.join(JOURNAL))?)

@@ -195,12 +195,17 @@ fn listen_addr(listen: &str) -> String {
 /// Listens for one sender, takes its image (restored into `spec.to`, or kept as
 /// `spec.output`), and tells the sender the outcome.
 pub fn receive(spec: &ReceiveSpec, env: &Env) -> Result<ReceiveSummary> {
-    receive_then(spec, &|_| Ok(()), env)
+    receive_then(spec, None, env)
 }
 
+/// Work a receive does on the directory it restored, before the sender learns the outcome.
+pub type Then<'a> = dyn Fn(&Path) -> Result<()> + 'a;
+
 /// [`receive`], with `then` run on the restored directory before the sender learns the outcome,
-/// which includes it (the server wing prepares a server backup so).
-pub fn receive_then(spec: &ReceiveSpec, then: &dyn Fn(&Path) -> Result<()>, env: &Env) -> Result<ReceiveSummary> {
+/// which includes it (the server wing prepares a server backup so). With `then`, the restore
+/// leaves its marker in the directory, naming the image, for `then` to remove once its own
+/// work is done and durable (see `crate::server::prepare`).
+pub fn receive_then(spec: &ReceiveSpec, then: Option<&Then<'_>>, env: &Env) -> Result<ReceiveSummary> {
     let config = tls::server_config(&spec.tls.credentials()?)?;
     let addr = listen_addr(&spec.listen);
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -234,7 +239,8 @@ pub fn receive_then(spec: &ReceiveSpec, then: &dyn Fn(&Path) -> Result<()>, env:
     };
     let journaling = Journaling { state: held, resume: hello.flags & wire::RESUME != 0, every: spec.checkpoint };
     let result = match (&spec.to, &spec.output) {
-        (Some(dir), _) => restore_into(&mut incoming, dir, spec, &journaling, env).and_then(|n| then(dir).map(|()| n)),
+        (Some(dir), _) => restore_into(&mut incoming, dir, spec, &journaling, then.is_some(), env)
+            .and_then(|n| then.map_or(Ok(()), |then| then(dir)).map(|()| n)),
         (None, Some(file)) => keep(&mut incoming, file, spec, kept.as_ref(), journaling.resume, env),
         (None, None) => Err(Error::usage("receive needs --to DIR or -o FILE")),
     };
@@ -293,6 +299,7 @@ fn restore_into(
     dir: &Path,
     spec: &ReceiveSpec,
     journaling: &Journaling,
+    keep_marker: bool,
     env: &Env,
 ) -> Result<u64> {
     let restore = RestoreSpec {
@@ -306,7 +313,8 @@ fn restore_into(
         limit_rate: None,
     };
     let input = Stalling::new(stream, spec.tls.stall_timeout);
-    let summary = crate::restore::restore_from(input, None, &restore, Some(journaling), env)?;
+    let keys = crate::keys::unlocks(&restore.keys, env)?;
+    let summary = crate::restore::restore_unlocked(input, None, &restore, Some(journaling), &keys, keep_marker, env)?;
     env.report.say(&summary.line());
     Ok(summary.read.logical_bytes)
 }
@@ -515,7 +523,7 @@ fn offer_of(held: Option<&coffer_image::journal::JournalState>) -> wire::Offer {
 /// it is durable: `.FILE.coffer-partial` and `.FILE.coffer-partial.mark`, beside FILE.
 fn partial_paths(file: &Path) -> (PathBuf, PathBuf) {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = coffer_fs::sync::parent_of(file);
     (dir.join(format!(".{name}.coffer-partial")), dir.join(format!(".{name}.coffer-partial.mark")))
 }
 
@@ -539,8 +547,7 @@ fn write_mark(mark: &Path, m: &PartialMark) -> std::io::Result<()> {
     written?;
     // Its name and the partial image's (the same directory) survive a power cut: what the
     // receiver says it kept for `send --resume` is there.
-    let dir = mark.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
+    coffer_fs::sync::sync_parent(mark)
 }
 
 /// The mark beside a partial image, if it is an intact one: read without following a symlink
@@ -632,8 +639,8 @@ fn keep(
     drop(out);
     std::fs::rename(&data, file).with_context(|| format!("cannot rename {} to {}", data.display(), file.display()))?;
     let _ = std::fs::remove_file(&mark);
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot flush {}", dir.display()))?;
+    let dir = coffer_fs::sync::parent_of(file);
+    coffer_fs::sync::sync_dir(dir).with_context(|| format!("cannot flush {}", dir.display()))?;
     Ok(written)
 }
 

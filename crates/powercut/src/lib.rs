@@ -22,7 +22,7 @@ pub mod model;
 mod fs;
 
 use fs::{root_meta, PowerFs};
-use fuser::{BackgroundSession, Config, MountOption};
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use model::Model;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -114,8 +114,19 @@ pub struct Mount {
 
 impl Mount {
     /// Mounts an empty file system on `path` (an existing directory). Needs /dev/fuse and the
-    /// right to mount (root, or fusermount3).
+    /// right to mount (root, or fusermount3). Only the user who mounts it may use it.
     pub fn new(path: &Path) -> io::Result<Mount> {
+        Self::start(path, false)
+    }
+
+    /// [`Mount::new`], open to every user, with permissions checked by the kernel from each
+    /// file's mode and owner as a local file system checks them (`allow_other`,
+    /// `default_permissions`; root may always mount so): for jobs run as another user.
+    pub fn for_everyone(path: &Path) -> io::Result<Mount> {
+        Self::start(path, true)
+    }
+
+    fn start(path: &Path, everyone: bool) -> io::Result<Mount> {
         let state = State {
             model: Model::new(root_meta()),
             ops: 0,
@@ -128,6 +139,10 @@ impl Mount {
         let fs = PowerFs { state: state.clone() };
         let mut config = Config::default();
         config.mount_options = vec![MountOption::FSName("powercut".into()), MountOption::Subtype("powercut".into())];
+        if everyone {
+            config.mount_options.push(MountOption::DefaultPermissions);
+            config.acl = SessionACL::All;
+        }
         let session = fuser::spawn_mount(fs, path, &config)?;
         Ok(Mount { session: Some(session), path: path.into(), control: Control { state } })
     }

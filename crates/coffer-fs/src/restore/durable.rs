@@ -8,7 +8,7 @@
 
 use super::MARKER;
 use crate::at::dir_flags;
-use crate::{nix_err, FsError};
+use crate::{io_err, nix_err, FsError};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
@@ -24,10 +24,12 @@ pub(super) fn syncfs_reaches_disk(dir: BorrowedFd<'_>) -> bool {
     fstatfs(dir).map(|s| s.filesystem_type() != FUSE_SUPER_MAGIC).unwrap_or(true)
 }
 
-/// `fsync` of every regular file and directory under `root` (each directory after its
-/// entries), and of `root` itself. Symlinks and special files are made durable with the
-/// directory that names them.
-pub(super) fn sync_tree(root: BorrowedFd<'_>, shown: &Path) -> Result<(), FsError> {
+/// `fsync` of every directory under `root` (each after its entries), and of `root` itself;
+/// with `files`, of every regular file too. Symlinks and special files are made durable with
+/// the directory that names them. A restore flushes its files as it completes them, through
+/// the descriptor it wrote them with, and its directories before it gives them their modes:
+/// a user other than root could open neither again once a mode such as 0000 is set.
+pub(super) fn sync_tree(root: BorrowedFd<'_>, shown: &Path, files: bool) -> Result<(), FsError> {
     let names = |fd: BorrowedFd<'_>, p: &Path| crate::at::list(fd).map_err(nix_err("read directory", p));
     let mut stack: Vec<(OwnedFd, PathBuf, Vec<OsString>)> = Vec::new();
     let top = nix::unistd::dup(root).map_err(nix_err("dup", shown))?;
@@ -51,7 +53,7 @@ pub(super) fn sync_tree(root: BorrowedFd<'_>, shown: &Path) -> Result<(), FsErro
                 .map_err(nix_err("open directory", at.clone()))?;
             let inner = names(fd.as_fd(), &at)?;
             stack.push((fd, at, inner));
-        } else if kind == SFlag::S_IFREG {
+        } else if kind == SFlag::S_IFREG && files {
             let fd = open_file(dir.as_fd(), &name).map_err(nix_err("open", at.clone()))?;
             fsync(&fd).map_err(nix_err("flush", at))?;
         }
@@ -78,26 +80,8 @@ pub(super) fn marker_durable(root: BorrowedFd<'_>, shown: &Path, created: &[Path
         .map_err(nix_err("open", shown.join(MARKER)))?;
     fsync(&marker).map_err(nix_err("flush", shown.join(MARKER)))?;
     fsync(root).map_err(nix_err("flush", shown))?;
-    for dir in created.iter().rev() {
-        let fd = nix::fcntl::open(dir.as_path(), dir_flags(), Mode::empty()).map_err(nix_err("open", dir.as_path()))?;
-        fsync(&fd).map_err(nix_err("flush", dir.as_path()))?;
+    for dir in created {
+        crate::sync::sync_dir(dir).map_err(io_err("flush", dir))?;
     }
     Ok(())
-}
-
-/// Creates `target` and its missing parents; the directories whose entries changed, from the
-/// target's parent up to the first that existed.
-pub(super) fn create_dirs(target: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut changed = Vec::new();
-    let mut at = target;
-    while let Some(parent) = at.parent() {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-        changed.push(parent.to_path_buf());
-        if parent.exists() {
-            break;
-        }
-        at = parent;
-    }
-    std::fs::create_dir_all(target)?;
-    Ok(changed)
 }

@@ -160,6 +160,7 @@ impl Restorer {
             owner: self.owner_of(&f.meta),
             mode: self.mode_of(&f.meta),
             mtime: time(f.meta.mtime_sec, f.meta.mtime_nsec),
+            sync: self.sync_each,
             name: split_parent(&f.rel).1.to_vec(),
             tmp: f.tmp.clone(),
         };
@@ -211,6 +212,8 @@ struct Finish {
     owner: Option<(Uid, Gid)>,
     mode: u32,
     mtime: TimeSpec,
+    /// Flush the file now, through the descriptor it was written with (see `durable`).
+    sync: bool,
     name: Vec<u8>,
     tmp: Vec<u8>,
 }
@@ -225,6 +228,11 @@ impl Finish {
         }
         fchmod(file, Mode::from_bits_truncate(self.mode)).map_err(nix_err("chmod", shown))?;
         futimens(file, &TimeSpec::UTIME_NOW, &self.mtime).map_err(nix_err("set times of", shown))?;
+        if self.sync {
+            // Here, not later by name: a mode such as 0000 lets a user other than root open the
+            // file no more once it is set.
+            file.sync_all().map_err(io_err("flush", shown))?;
+        }
         if self.tmp == self.name {
             return Ok(());
         }

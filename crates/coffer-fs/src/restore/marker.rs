@@ -1,20 +1,22 @@
 //! The marker an unfinished restore leaves in its target, the temporary names entries are
 //! written under, and sweeping the temporaries a killed restore left.
 
-use super::{Restorer, MARKER};
+use super::{Restorer, MARKER, MARKER_NEW};
 use crate::at::{dir_flags, open_in, DirStack};
 use crate::tmp::process_exists;
 use crate::{io_err, nix_err, FsError};
 use nix::errno::Errno;
+use nix::fcntl::renameat;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 /// Prefix of the temporary names files are written under: `.coffer-tmp-TOKEN-PID-N`.
 const TMP_PREFIX: &str = ".coffer-tmp-";
@@ -130,9 +132,21 @@ fn parse_marker(text: &[u8]) -> Marker {
     Marker { present: true, ours: true, created, token, image }
 }
 
-pub(super) fn read_marker(root: BorrowedFd<'_>) -> Marker {
+/// A marker found in a target: whose it may be, and what it says.
+enum Found {
+    Absent,
+    /// Not a regular file of this user (or it cannot be read): what it says is not believed.
+    Stranger,
+    /// This user's: its text, or none if longer than [`MARKER_MAX`].
+    Ours(Option<Vec<u8>>),
+}
+
+/// The marker in the directory `root`, never followed through a symlink nor blocked on by a
+/// FIFO planted there, and never read past [`MARKER_MAX`]. The one test of whether a target
+/// holds a marker: [`read_marker`], [`read_marker_text`], `holds_marker`.
+fn find_marker(root: BorrowedFd<'_>) -> Found {
     let Ok(fd) = open_in(root, OsStr::new(MARKER), OFlag::O_RDONLY | OFlag::O_NONBLOCK) else {
-        return Marker::default();
+        return Found::Absent;
     };
     // Only a marker of this user's own restore may say the directory, the temporaries or the
     // image are the restore's.
@@ -142,12 +156,70 @@ pub(super) fn read_marker(root: BorrowedFd<'_>) -> Marker {
     });
     let mut text = Vec::new();
     if !ours || File::from(fd).take(MARKER_MAX + 1).read_to_end(&mut text).is_err() {
-        return Marker { present: true, ..Marker::default() };
+        return Found::Stranger;
     }
-    if text.len() as u64 > MARKER_MAX {
-        return Marker { present: true, ours: true, ..Marker::default() };
+    Found::Ours(Some(text).filter(|t| t.len() as u64 <= MARKER_MAX))
+}
+
+pub(super) fn read_marker(root: BorrowedFd<'_>) -> Marker {
+    match find_marker(root) {
+        Found::Absent => Marker::default(),
+        Found::Stranger => Marker { present: true, ..Marker::default() },
+        Found::Ours(None) => Marker { present: true, ours: true, ..Marker::default() },
+        Found::Ours(Some(text)) => parse_marker(&text),
     }
-    parse_marker(&text)
+}
+
+/// The text of this user's marker in `root`, if there is one.
+fn read_marker_text(root: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    match find_marker(root) {
+        Found::Ours(text) => text,
+        _ => None,
+    }
+}
+
+/// Whether the directory `root` holds a marker (anyone's: see [`find_marker`]).
+pub(super) fn holds_marker(root: BorrowedFd<'_>) -> bool {
+    !matches!(find_marker(root), Found::Absent)
+}
+
+/// Puts a marker saying `note` in the directory `root` (shown as `shown`): written under
+/// [`MARKER_NEW`] (flushed, with `durable`), then renamed over whatever marker is there. The
+/// caller makes the new name durable.
+fn put_marker(root: BorrowedFd<'_>, shown: &Path, note: &[u8], durable: bool) -> Result<(), FsError> {
+    let new = shown.join(MARKER_NEW);
+    // A leftover of a run cut before its rename: coffer's own name, never followed.
+    match unlinkat(root, MARKER_NEW, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(nix_err("remove", new)(e)),
+    }
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd =
+        openat(root, MARKER_NEW, flags, Mode::from_bits_truncate(0o600)).map_err(nix_err("create", new.clone()))?;
+    let file = File::from(fd);
+    let written = file.write_all_at(note, 0).map_err(io_err("write", new.clone())).and_then(|()| {
+        // Its bytes before its name: the rename never shows an empty marker.
+        if durable {
+            file.sync_all().map_err(io_err("flush", new.clone()))?;
+        }
+        renameat(root, MARKER_NEW, root, MARKER).map_err(nix_err("rename into place", shown.join(MARKER)))
+    });
+    if written.is_err() {
+        let _ = unlinkat(root, MARKER_NEW, UnlinkatFlags::NoRemoveDir);
+    }
+    written
+}
+
+/// Leaves a marker that names no image in the directory `dir`, durably, unless one is there:
+/// for a tree others wrote that is incomplete (a copy-back that failed half-way). Only
+/// `--force` restores over it.
+pub fn mark_incomplete(dir: &Path) -> Result<(), FsError> {
+    let root = nix::fcntl::open(dir, dir_flags(), Mode::empty()).map_err(nix_err("open", dir))?;
+    if holds_marker(root.as_fd()) {
+        return Ok(());
+    }
+    put_marker(root.as_fd(), dir, MARKER_NOTE, true)?;
+    nix::unistd::fsync(&root).map_err(nix_err("flush", dir))
 }
 
 /// A random token for temporary names (from the kernel's generator).
@@ -174,15 +246,11 @@ pub(super) fn try_lock(dir: &OwnedFd) -> bool {
 
 impl Restorer {
     /// Leaves the marker in the target: its note, whether the restore created the target, the
-    /// token of its temporary names, and the image restored (when the caller named it).
+    /// token of its temporary names, and the image restored (when the caller named it). A
+    /// marker already there that says the same is left as it is; one that says otherwise is
+    /// replaced whole, by a rename: rewritten in place (`O_TRUNC`), a power cut could leave it
+    /// empty on ext4, losing the token of the temporaries it names.
     pub(super) fn write_marker(&self) -> Result<(), FsError> {
-        let fd = openat(
-            &self.root,
-            MARKER,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(nix_err("create", self.root_path.join(MARKER)))?;
         let mut note = MARKER_NOTE.to_vec();
         if !self.target_existed {
             note.extend_from_slice(MARKER_CREATED);
@@ -191,7 +259,10 @@ impl Restorer {
         if let Some(id) = &self.image {
             note.extend_from_slice(format!("{}{}\n", String::from_utf8_lossy(MARKER_IMAGE), hex_id(id)).as_bytes());
         }
-        File::from(fd).write_all_at(&note, 0).map_err(io_err("write", self.root_path.join(MARKER)))
+        if read_marker_text(self.root.as_fd()).is_some_and(|old| old == note) {
+            return Ok(());
+        }
+        put_marker(self.root.as_fd(), &self.root_path, &note, self.opts.durable)
     }
 
     /// The name a new entry is created under: its own (direct names), else a temporary one
@@ -348,6 +419,44 @@ mod tests {
         assert_eq!(names(""), want);
         assert_eq!(names("a"), vec!["b", "keep"]);
         assert!(root.join(format!("a/b/.coffer-tmp-{token}-1-1")).is_dir(), "directories are never swept");
+    }
+
+    #[test]
+    fn a_marker_is_never_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        let (a, b) = ([0xa1; 16], [0xb2; 16]);
+        drop(Restorer::create_for(&target, opts(), a).unwrap());
+        std::fs::write(target.join("f"), b"half").unwrap();
+        // A second name of the marker's inode: what a rewrite in place would change too.
+        let witness = t.path().join("witness");
+        std::fs::hard_link(target.join(MARKER), &witness).unwrap();
+        let first = std::fs::read(&witness).unwrap();
+        let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+
+        // The same image continued: the marker says the same, and is left as it is.
+        let r = Restorer::create_for(&target, opts(), a).unwrap();
+        assert!(r.resumed());
+        drop(r);
+        assert_eq!(inode(&target.join(MARKER)), inode(&witness), "not rewritten");
+        assert_eq!(std::fs::read(target.join(MARKER)).unwrap(), first);
+
+        // Another image, forced: a new marker takes the old one's place whole (never truncated
+        // in place, where a power cut could leave it empty and its token lost).
+        drop(Restorer::create_for(&target, RestoreOptions { force: true, ..opts() }, b).unwrap());
+        assert_eq!(std::fs::read(&witness).unwrap(), first, "the old marker's bytes were rewritten in place");
+        let now = std::fs::read_to_string(target.join(MARKER)).unwrap();
+        assert!(now.contains(&format!("image {}\n", "b2".repeat(16))), "{now}");
+        let token = read_marker(File::open(&target).unwrap().as_fd()).token;
+        assert_eq!(token, parse_marker(&first).token, "the token is kept");
+        assert!(!target.join(super::super::MARKER_NEW).exists());
+
+        // A leftover of a rewrite cut before its rename is coffer's, and replaced.
+        std::fs::write(target.join(super::super::MARKER_NEW), b"stale").unwrap();
+        drop(Restorer::create_for(&target, RestoreOptions { force: true, ..opts() }, a).unwrap());
+        assert!(!target.join(super::super::MARKER_NEW).exists());
+        assert_eq!(read_marker(File::open(&target).unwrap().as_fd()).image, Some(a));
     }
 
     const NOTE: &str =

@@ -59,7 +59,7 @@ use coffer_format::{EntryKind, EntryMeta};
 use dirs::Level;
 use files::OpenFile;
 pub(crate) use marker::refusal;
-pub use marker::MarkedBy;
+pub use marker::{mark_incomplete, MarkedBy};
 use marker::{new_token, read_marker, try_lock, Marker};
 use nix::errno::Errno;
 use nix::fcntl::openat;
@@ -80,7 +80,7 @@ pub fn flush_tree(dir: std::os::fd::BorrowedFd<'_>, shown: &Path) -> Result<(), 
     if durable::syncfs_reaches_disk(dir) {
         nix::unistd::syncfs(dir).map_err(nix_err("flush file system of", shown))
     } else {
-        durable::sync_tree(dir, shown)
+        durable::sync_tree(dir, shown, true)
     }
 }
 
@@ -101,6 +101,14 @@ pub fn remove_marker(target: &Path, durable: bool) -> Result<(), FsError> {
 
 /// Present in the target while a restore is running or after one failed.
 pub const MARKER: &str = ".coffer-restore-incomplete";
+/// The marker's next version while it is written, renamed over [`MARKER`] once whole.
+const MARKER_NEW: &str = ".coffer-restore-incomplete.new";
+
+/// Does `target` hold the marker of a restore that is running or did not complete (anyone's;
+/// a symlink in its place is no marker)? A target that cannot be opened holds none.
+pub fn holds_marker(target: &Path) -> bool {
+    nix::fcntl::open(target, dir_flags(), Mode::empty()).is_ok_and(|root| marker::holds_marker(root.as_fd()))
+}
 /// Beside the marker while a received restore runs: what is durable so far (see
 /// `coffer_image::journal`).
 pub const JOURNAL: &str = ".coffer-receive-journal";
@@ -215,7 +223,7 @@ fn open_target(target: &Path) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> 
         Ok(md) if md.is_dir() => true,
         Ok(_) => return Err(FsError::NotADirectory(target.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            created = durable::create_dirs(target).map_err(io_err("create directory", target))?;
+            created = crate::sync::create_dirs(target).map_err(io_err("create directory", target))?;
             false
         }
         Err(e) => return Err(io_err("stat", target)(e)),
@@ -234,7 +242,7 @@ fn open_target(target: &Path) -> Result<(OwnedFd, bool, Vec<PathBuf>), FsError> 
 /// nothing to lose, and the rerun starts over.
 fn holds_only_ours(root: &OwnedFd, target: &Path) -> Result<bool, FsError> {
     let names = crate::at::list(root.as_fd()).map_err(nix_err("read directory", target))?;
-    Ok(names.iter().all(|n| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER))
+    Ok(names.iter().all(|n| n.as_bytes() == crate::private::LOCK.as_bytes() || n == MARKER || n == MARKER_NEW))
 }
 
 /// Whether a whole-tree restore without `force` may write into a target that holds more than
@@ -399,7 +407,8 @@ impl Restorer {
         if !self.opts.durable {
             Ok(())
         } else if self.sync_each {
-            durable::sync_tree(self.root.as_fd(), &self.root_path)
+            // Its files were flushed as they were completed (see `durable::sync_tree`).
+            durable::sync_tree(self.root.as_fd(), &self.root_path, false)
         } else {
             nix::unistd::syncfs(&self.root).map_err(nix_err("flush file system of", &self.root_path))
         }
@@ -433,6 +442,11 @@ impl Restorer {
         if let Some(rel) = self.paused.keys().next() {
             return Err(Self::unsafe_entry(rel, "a file paused and never completed"));
         }
+        // Flushed one by one (FUSE): every directory's entries now, while their modes still let
+        // us open them; each directory's own metadata once it is set, through its descriptor.
+        if self.sync_each {
+            self.flush_all()?;
+        }
         // Entries arrive parents first, so the reverse order sets every child before its parent.
         for meta in std::mem::take(&mut self.dirs).iter().rev() {
             let (parent, name) = split_parent(&meta.path);
@@ -441,8 +455,13 @@ impl Restorer {
             let fd =
                 openat(dir, os(name), dir_flags(), Mode::empty()).map_err(nix_err("open directory", shown.clone()))?;
             self.apply_dir_meta(&fd, meta, &shown, true)?;
+            if self.sync_each {
+                nix::unistd::fsync(&fd).map_err(nix_err("flush", shown))?;
+            }
         }
-        self.flush_all()?;
+        if !self.sync_each {
+            self.flush_all()?;
+        }
         if self.opts.whole_tree && !self.keep_marker {
             unlinkat(&self.root, MARKER, UnlinkatFlags::NoRemoveDir)
                 .map_err(nix_err("remove", self.root_path.join(MARKER)))?;

@@ -457,8 +457,9 @@ fn keep(spec: &ArchiveSpec, seg: &mut Open, source: &Source, run: &mut Run, env:
 
 /// Writes the archived binary log files from `from` (a file name; default the first) into
 /// `to_dir`, each as the server wrote it. Returns the files written. They appear under their
-/// names only once every one is complete: a fetch that fails (a full disk) leaves none, and
-/// the same fetch run again starts afresh.
+/// names only once every one is complete and flushed, all together: a fetch that fails (a full
+/// disk, an object missing, a flush or a rename refused) leaves none, and the same fetch run
+/// again starts afresh.
 pub fn fetch(
     prefix: &str,
     from: Option<&str>,
@@ -477,7 +478,8 @@ pub fn fetch(
     if let Some(Join::Gap(what)) = archive.joins.iter().skip(first + 1).find(|j| j.is_gap()) {
         crate::bail!("the archive has a gap: {what}");
     }
-    std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
+    // Its name, and the levels created for it, are durable before any file is written there.
+    coffer_fs::sync::create_dirs_durably(to_dir).with_context(|| format!("cannot create {}", to_dir.display()))?;
     let names: Vec<SegmentName> = wanted.iter().map(|(s, _)| s.clone()).collect();
     let needed = room_for_logs(&names, to_dir, env)?;
     let mut done: Vec<crate::atomic::AtomicFile> = Vec::new();
@@ -514,15 +516,8 @@ pub fn fetch(
             *end = s.end;
         }
         done.extend(out.take().map(|(f, _, _)| f));
-        // Flushed and renamed into place only now that every file is whole.
-        done.drain(..).try_for_each(crate::atomic::AtomicFile::commit)?;
-        // The directory's own name too, if this fetch created it: all survive a power cut.
-        if let Some(parent) = to_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot flush {}", parent.display()))?;
-        }
-        Ok(())
+        // Flushed and renamed into place only now that every file is whole, all or none.
+        crate::atomic::AtomicFile::commit_all(std::mem::take(&mut done))
     })();
     // Failed, the temporaries go first: what is free then is what the fetch lacked.
     drop((out, done));

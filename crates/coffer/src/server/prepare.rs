@@ -38,7 +38,7 @@ pub fn prepare(
     let (engine, prepared) = run_prepare(dir, options, env)
         .map_err(|e| e.context("prepare failed; the restored files are left as they are"))?;
     if let Some(datadir) = copy_back_to {
-        move_back(engine, dir, datadir, force, env)?;
+        move_back(engine, dir, datadir, force, true, env)?;
     }
     Ok(prepared)
 }
@@ -76,11 +76,8 @@ fn run_prepare(dir: &Path, options: &[PrepareOption], env: &Env) -> Result<(Engi
     Ok((engine, prepared))
 }
 
-/// Restores the full backup `spec.image` alone into `spec.to` and prepares it there. The
-/// restore's marker, naming the image, stays until the prepare has succeeded and what it wrote
-/// is flushed: a prepare that fails (or a coffer killed, a power cut) leaves a tree marked
-/// incomplete, never an unprepared datadir that looks finished, and the same command run again
-/// restores it over and prepares it again. Then the result moves into `copy_back_to`, if given.
+/// Restores the full backup `spec.image` alone into `spec.to` and prepares it there (see
+/// [`prepare_restored`]), then moves the result into `copy_back_to`, if given.
 fn restore_prepared_one(
     plan: &Plan,
     spec: &RestoreSpec,
@@ -88,9 +85,27 @@ fn restore_prepared_one(
     copy_back_to: Option<&Path>,
     env: &Env,
 ) -> Result<(RestoreSummary, Prepared)> {
-    let to = &spec.to;
     let s = plan.restore_keeping_marker(spec, true, env)?;
     env.report.say(&s.line());
+    let prepared = prepare_restored(&spec.to, options, copy_back_to, spec.force, spec.sync, env)?;
+    Ok((s, prepared))
+}
+
+/// Prepares the server backup a restore (or a receive) left in `to` with its marker, naming
+/// the image, and completes it. The marker stays until the prepare has succeeded and what it
+/// wrote is flushed (mariadb-backup does not flush all of its writes), and with `copy_back_to`
+/// until the files moved there are flushed too: a prepare or a copy-back that fails (or a
+/// coffer killed, a power cut) leaves a tree marked incomplete, never an unprepared datadir
+/// that looks finished, and the same command run again restores it over and prepares it
+/// again. With `sync`, the marker's removal is made durable, last.
+pub(crate) fn prepare_restored(
+    to: &Path,
+    options: &[PrepareOption],
+    copy_back_to: Option<&Path>,
+    force: bool,
+    sync: bool,
+    env: &Env,
+) -> Result<Prepared> {
     let (engine, prepared) = run_prepare(to, options, env).map_err(|e| {
         e.context(format!(
             "the prepare of {} failed; it keeps its restore marker ({}): the same command restores and prepares it again",
@@ -98,17 +113,16 @@ fn restore_prepared_one(
             coffer_fs::restore::MARKER
         ))
     })?;
-    // What the engine wrote and renamed is durable before the marker goes, and its removal last.
     let complete = || format!("cannot complete the prepared restore into {}", to.display());
-    if spec.sync {
+    if sync {
         let dir = std::fs::File::open(to).with_context(complete)?;
         coffer_fs::restore::flush_tree(std::os::fd::AsFd::as_fd(&dir), to).with_context(complete)?;
     }
-    coffer_fs::restore::remove_marker(to, spec.sync).with_context(complete)?;
     if let Some(datadir) = copy_back_to {
-        move_back(engine, to, datadir, spec.force, env)?;
+        move_back(engine, to, datadir, force, sync, env)?;
     }
-    Ok((s, prepared))
+    coffer_fs::restore::remove_marker(to, sync).with_context(complete)?;
+    Ok(prepared)
 }
 
 /// Removes the engine's scratch directories (in the temporary directory) that a killed coffer
@@ -119,20 +133,35 @@ fn sweep_engine_scratch(env: &Env) {
     }
 }
 
-/// Moves a prepared backup in `dir` into a datadir (empty, unless `force`).
-fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, env: &Env) -> Result<()> {
+/// Moves a prepared backup in `dir` into a datadir (empty, unless `force`), and with `sync`
+/// flushes what the engine moved there. A move that fails half-way leaves the datadir marked
+/// incomplete (a marker naming no image): half a datadir never looks like a whole one.
+fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, sync: bool, env: &Env) -> Result<()> {
     if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
         crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
     }
     let show = |line: &str| env.report.engine_line(engine.name(), line);
-    coffer_mysql::engine::move_back(engine, dir, datadir, &show).context("copy-back failed")?;
+    if let Err(e) = coffer_mysql::engine::move_back(engine, dir, datadir, &show) {
+        let marked = match coffer_fs::restore::mark_incomplete(datadir) {
+            Ok(()) => format!("{} is marked incomplete ({})", datadir.display(), coffer_fs::restore::MARKER),
+            Err(m) => format!("{} could not be marked incomplete: {m}", datadir.display()),
+        };
+        return Err(Error::from(e).context(format!("copy-back failed; {marked}")));
+    }
+    let complete = || format!("cannot complete the copy-back into {}", datadir.display());
+    if sync {
+        let fd = std::fs::File::open(datadir).with_context(complete)?;
+        coffer_fs::restore::flush_tree(std::os::fd::AsFd::as_fd(&fd), datadir).with_context(complete)?;
+    }
+    // The engine moves every file, the restore's marker too where it was still there.
+    coffer_fs::restore::remove_marker(datadir, sync).with_context(complete)?;
     env.report.say(&format!("moved the prepared backup into {}", datadir.display()));
     Ok(())
 }
 
 /// Moves the prepared chain in `dir` (whose full is described by `full`) into a datadir.
-pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, env: &Env) -> Result<()> {
-    move_back(EngineKind::of_backup(full), dir, datadir, force, env)
+pub fn copy_back(dir: &Path, full: &BackupInfo, datadir: &Path, force: bool, sync: bool, env: &Env) -> Result<()> {
+    move_back(EngineKind::of_backup(full), dir, datadir, force, sync, env)
 }
 
 /// What a restore of a chain did.
@@ -372,7 +401,9 @@ pub fn receive(
     options: &[PrepareOption],
     env: &Env,
 ) -> Result<crate::transfer::ReceiveSummary> {
-    crate::transfer::receive_then(spec, &|dir| prepare(dir, options, None, spec.force, env).map(drop), env)
+    // As a restore with --prepare: the marker stays until the prepare is done and durable.
+    let then = |dir: &Path| prepare_restored(dir, options, None, spec.force, true, env).map(drop);
+    crate::transfer::receive_then(spec, Some(&then), env)
 }
 
 /// What a restore with its prepare did: of one backup, or of a chain.
@@ -446,7 +477,7 @@ pub fn restore_prepared(
         s.seconds
     ));
     if let Some(datadir) = copy_back_to {
-        copy_back(&spec.to, &chain[0].info, datadir, spec.force, env)?;
+        copy_back(&spec.to, &chain[0].info, datadir, spec.force, spec.sync, env)?;
     }
     let synced = s.restores.first().is_some_and(|r| r.synced);
     let backups = s.backups.into_iter().zip(s.kinds).zip(s.restores).zip(s.prepare_seconds);
