@@ -57,34 +57,31 @@ impl AtomicFile {
     }
 
     /// Commits `files` all or none: each flushed, then all renamed into place, then each of
-    /// their directories flushed once. On a failure none is left, under its temporary name or
-    /// its own (those already renamed are removed again).
+    /// their directories flushed once. A failure before every file is renamed leaves none,
+    /// under its temporary name or its own (those already renamed are removed again); once all
+    /// are in place they stay, whole, and a failed directory flush is only reported.
     pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
         for f in &files {
             f.file().sync_all().with_context(|| format!("cannot flush {}", f.tmp.display()))?;
         }
-        let placed = (|| -> Result<()> {
-            for f in &mut files {
-                f.file.take();
-                std::fs::rename(&f.tmp, &f.path)
-                    .with_context(|| format!("cannot rename {} to {}", f.tmp.display(), f.path.display()))?;
-                f.renamed = true;
-            }
-            let mut dirs: Vec<&Path> = Vec::new();
-            for f in &files {
-                let dir = coffer_fs::sync::parent_of(&f.path);
-                if !dirs.contains(&dir) {
-                    coffer_fs::sync::sync_dir(dir)
-                        .with_context(|| format!("cannot flush directory {}", dir.display()))?;
-                    dirs.push(dir);
-                }
-            }
-            Ok(())
-        })();
-        if placed.is_ok() {
-            files.iter_mut().for_each(|f| f.committed = true);
+        for f in &mut files {
+            f.file.take();
+            std::fs::rename(&f.tmp, &f.path)
+                .with_context(|| format!("cannot rename {} to {}", f.tmp.display(), f.path.display()))?;
+            f.renamed = true;
         }
-        placed
+        // Every file is whole and under its name: a failed directory flush below is reported,
+        // but removing them then would lose what a `--force` replaced, for nothing.
+        files.iter_mut().for_each(|f| f.committed = true);
+        let mut dirs: Vec<&Path> = Vec::new();
+        for f in &files {
+            let dir = coffer_fs::sync::parent_of(&f.path);
+            if !dirs.contains(&dir) {
+                coffer_fs::sync::sync_dir(dir).with_context(|| format!("cannot flush directory {}", dir.display()))?;
+                dirs.push(dir);
+            }
+        }
+        Ok(())
     }
 }
 
