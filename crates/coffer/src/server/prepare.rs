@@ -138,7 +138,7 @@ fn sweep_engine_scratch(env: &Env) {
 /// incomplete (a marker naming no image): half a datadir never looks like a whole one.
 fn move_back(engine: EngineKind, dir: &Path, datadir: &Path, force: bool, sync: bool, env: &Env) -> Result<()> {
     if std::fs::read_dir(datadir).is_ok_and(|mut d| d.next().is_some()) && !force {
-        crate::bail!("{} is not empty: refusing to copy back into it (use --force)", datadir.display());
+        crate::bail!("{} is not empty: refusing to copy back into it (the engine copies back only into an empty directory: empty it first)", datadir.display());
     }
     let show = |line: &str| env.report.engine_line(engine.name(), line);
     if let Err(e) = coffer_mysql::engine::move_back(engine, dir, datadir, &show) {
