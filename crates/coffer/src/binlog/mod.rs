@@ -503,7 +503,7 @@ pub fn fetch(
                 }
                 let file = crate::atomic::AtomicFile::create(&to_dir.join(&s.file), false, 0o666)?;
                 let path = to_dir.join(&s.file);
-                std::io::Write::write_all(&mut &file, b"\xfebin")
+                std::io::Write::write_all(&mut &file, crate::repo::archive::BINLOG_MAGIC)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 done.extend(out.replace((file, s.file.clone(), 4)).map(|(f, _, _)| f));
                 written.push(s.file.clone());

@@ -17,6 +17,9 @@ pub const EVENTS_ENTRY: &str = "events";
 /// The entry that describes the segment.
 pub const SEGMENT_ENTRY: &str = "coffer-binlog.json";
 
+/// The first 4 bytes of every binary log file; a segment's events come after them.
+pub const BINLOG_MAGIC: &[u8; 4] = b"\xfebin";
+
 /// Where a segment lies in the server's binary log, as its object name says.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SegmentName {
@@ -233,7 +236,8 @@ pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
 /// The segments under `prefix`, in log order.
 pub fn segments(prefix: &str, env: &Env) -> Result<Vec<(SegmentName, coffer_store::Listed)>> {
     let url = prefix_url(prefix)?;
-    let listed = coffer_store::Object::open(url, &env.store)?.list().with_context(|| format!("cannot list {url}"))?;
+    // The store's error names the prefix ("cannot list URL: ...", "URL does not exist").
+    let listed = coffer_store::Object::open(url, &env.store)?.list()?;
     let mut out: Vec<_> = listed.into_iter().filter_map(|l| SegmentName::parse(&l.name).map(|s| (s, l))).collect();
     out.sort_by_key(|(s, _)| s.key());
     Ok(out)
@@ -539,7 +543,7 @@ pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs:
         .create_new(true)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut f, b"\xfebin").with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, BINLOG_MAGIC).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(f)
 }
 
@@ -589,6 +593,21 @@ mod tests {
         assert_eq!(json[2]["error"], "wrong key");
         let unread = listing.unread_error().expect("one unread");
         assert_eq!(unread.to_string(), "1 of 3 segments could not be read with the key given (see above)");
+    }
+
+    /// Review of issue 28: a listing that fails names its prefix once, not "cannot list X:
+    /// cannot list X"; and the magic every rebuilt file starts with is the server's.
+    #[test]
+    fn a_failed_listing_names_its_prefix_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // A name that is not UTF-8: the local store cannot list it.
+        let odd = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.coffer");
+        std::fs::write(dir.path().join(odd), b"x").unwrap();
+        let file = dir.path();
+        let prefix = format!("file://{}/", file.display());
+        let err = segments(&prefix, &Env::default()).unwrap_err().one_line();
+        assert_eq!(err.matches(&file.display().to_string()).count(), 1, "{err}");
+        assert_eq!(BINLOG_MAGIC, &[0xfe, 0x62, 0x69, 0x6e]);
     }
 
     #[test]
