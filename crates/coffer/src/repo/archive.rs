@@ -17,6 +17,35 @@ pub const EVENTS_ENTRY: &str = "events";
 /// The entry that describes the segment.
 pub const SEGMENT_ENTRY: &str = "coffer-binlog.json";
 
+/// The binlog state in full: per (domain, server id), the last sequence number logged, as
+/// MariaDB's GTID_LIST holds it. A position ([`Gtids`]) keeps only each domain's highest,
+/// which cannot show another server's lower GTID missing (`gtid_strict_mode` off).
+pub type GtidState = std::collections::BTreeMap<(u32, u32), u64>;
+
+/// A description holds a state of at most this many entries (a larger one is left out, null,
+/// and continuity is then read per domain, as for older segments): a description is read
+/// whole, and at most 64 KiB of it (each entry at most 43 bytes as text).
+pub const STATE_MAX: usize = 256;
+
+/// `domain-server-seq` of each entry, joined by commas (a domain may appear more than once).
+pub fn state_text(s: &GtidState) -> String {
+    s.iter().map(|((d, sv), n)| format!("{d}-{sv}-{n}")).collect::<Vec<_>>().join(",")
+}
+
+/// A state as [`state_text`] writes it; `None` if it is not one, or names a (domain, server)
+/// twice.
+pub fn parse_state(text: &str) -> Option<GtidState> {
+    let mut out = GtidState::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut n = part.splitn(3, '-');
+        let (d, sv, q) = (n.next()?.parse().ok()?, n.next()?.parse().ok()?, n.next()?.parse().ok()?);
+        if out.insert((d, sv), q).is_some() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// The first 4 bytes of every binary log file; a segment's events come after them.
 pub const BINLOG_MAGIC: &[u8; 4] = b"\xfebin";
 
@@ -99,17 +128,21 @@ pub fn restarted(previous: &SegmentName, next: &SegmentName) -> bool {
 /// (an event torn). Each domain must be where the list says; without GTIDs, the archive must
 /// hold every byte the server had. The bytes past a torn event are taken as an unfinished
 /// transaction's only where GTID continuity proves it: the server cannot send past a corrupt
-/// event in the middle of a file either.
+/// event in the middle of a file either. `states`: the same two in full, per (domain, server)
+/// ([`GtidState`]), where both descriptions hold them: then each server's GTID is compared,
+/// not only each domain's highest.
 pub fn missing_at_restart(
     crashed: &SegmentName,
     committed: Option<&Gtids>,
     list: Option<&Gtids>,
+    states: Option<(&GtidState, &GtidState)>,
     size: Option<u64>,
     torn_at: Option<u64>,
 ) -> Option<String> {
     let (file, end) = (&crashed.file, u64::from(crashed.end));
-    let domains = match (committed, list) {
-        (Some(c), Some(l)) => Some(domains_missing(c, l)),
+    let domains = match (states, committed, list) {
+        (Some((c, l)), _, _) => Some(servers_missing(c, l)),
+        (None, Some(c), Some(l)) => Some(domains_missing(c, l)),
         _ => None,
     };
     let continuous = domains.as_ref().is_some_and(Vec::is_empty);
@@ -173,6 +206,41 @@ fn domains_missing(c: &Gtids, l: &Gtids) -> Vec<String> {
     missing
 }
 
+/// Each (domain, server) whose last GTID in the archive (`c`) is not the one the restarted
+/// server's binlog state holds (`l`): what is missing there, in words.
+fn servers_missing(c: &GtidState, l: &GtidState) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&(u32, u32)> = c.keys().chain(l.keys()).collect();
+    let mut missing = Vec::new();
+    for &(d, s) in keys {
+        let gtid = |n: &u64| format!("{d}-{s}-{n}");
+        let why = match (c.get(&(d, s)), l.get(&(d, s))) {
+            (Some(a), Some(b)) if a == b => continue,
+            (Some(a), Some(b)) if a < b => format!(
+                "domain {d} server {s}: its transactions after {} up to {} (the restarted server's log goes on after {})",
+                gtid(a),
+                gtid(b),
+                gtid(b)
+            ),
+            (None, Some(b)) => format!(
+                "domain {d} server {s}: its transactions up to {} (the archive has none of them, the server went on after {})",
+                gtid(b),
+                gtid(b)
+            ),
+            (Some(a), Some(b)) => format!(
+                "domain {d} server {s}: the archive has {}, the restarted server's log goes on after {}",
+                gtid(a),
+                gtid(b)
+            ),
+            (Some(a), None) => {
+                format!("domain {d} server {s}: the archive has {}, the restarted server's log has none of that server", gtid(a))
+            }
+            (None, None) => continue,
+        };
+        missing.push(why);
+    }
+    missing
+}
+
 /// How a segment follows the one before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Join {
@@ -216,11 +284,14 @@ impl Join {
         let gtids = |v: &serde_json::Value| v.as_str().and_then(parse_gtids);
         let committed = gtids(&a_said["gtid_committed"]).or_else(|| gtids(&a_said["gtid_after"]));
         let list = gtids(&b_said["gtid_list"]).or_else(|| gtids(&b_said["gtid_before"]));
+        let state = |v: &serde_json::Value| v.as_str().and_then(parse_state);
+        let (c_state, l_state) = (state(&a_said["gtid_committed_state"]), state(&b_said["gtid_list_state"]));
         let previous = &b_said["previous_file"];
         let same = previous["file"].as_str() == Some(a.file.as_str());
         let (size, torn_at) =
             (previous["size"].as_u64().filter(|_| same), previous["torn_at"].as_u64().filter(|_| same));
-        match missing_at_restart(a, committed.as_ref(), list.as_ref(), size, torn_at) {
+        let states = c_state.as_ref().zip(l_state.as_ref());
+        match missing_at_restart(a, committed.as_ref(), list.as_ref(), states, size, torn_at) {
             None => Join::Restart,
             Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
         }
@@ -670,7 +741,7 @@ mod tests {
     fn a_restart_is_crossed_when_each_domain_goes_on_where_the_archive_ends() {
         let g = |t: &str| parse_gtids(t).unwrap();
         let crashed = seg("b.000001", 4, 5000, false);
-        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), size, None);
+        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), None, size, None);
         // Two domains, both where the list says; the server's file no longer than the archive's.
         assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", Some(5000)), None);
         assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", None), None);
@@ -703,11 +774,55 @@ mod tests {
         assert!(missing("0-1-101", "0-1-100", None).is_some());
         assert!(missing("0-1-100,5-1-1", "0-1-100", None).unwrap().contains("no such domain"));
         // Without GTIDs, bytes decide: the whole file archived, or not.
-        assert_eq!(missing_at_restart(&crashed, None, None, Some(5000), None), None);
-        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None, None)
+        assert_eq!(missing_at_restart(&crashed, None, None, None, Some(5000), None), None);
+        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None, None, None)
             .unwrap()
             .contains("no GTID positions"));
-        assert!(missing_at_restart(&crashed, None, None, Some(6000), None).unwrap().contains("bytes 5000..6000"));
+        assert!(missing_at_restart(&crashed, None, None, None, Some(6000), None).unwrap().contains("bytes 5000..6000"));
+    }
+
+    /// Issue 28, part 4 (second round): a domain written by two servers (`gtid_strict_mode`
+    /// off). A position keeps only the domain's highest sequence number, so server 1's lower
+    /// GTID lost from the crashed file's tail showed nowhere when the file's size was not
+    /// recorded; the states in full, per (domain, server), show it.
+    #[test]
+    fn a_lower_gtid_of_another_server_lost_at_a_restart_is_a_gap_naming_it() {
+        let (a, b) = (seg("b.000001", 4, 5000, false), seg("b.000002", 4, 300, false));
+        let before = serde_json::json!({"gtid_committed": "0-2-100", "gtid_committed_state": "0-1-50,0-2-100"});
+        let lost = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-1-51,0-2-100"});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&lost)) else { panic!("crossed") };
+        assert_eq!(
+            why,
+            "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks domain 0 \
+             server 1: its transactions after 0-1-50 up to 0-1-51 (the restarted server's log goes on after 0-1-51)"
+        );
+        // Nothing lost: crossed.
+        let whole = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-2-100,0-1-50"});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&whole)), Join::Restart);
+        // A server the archive never saw in the domain, and one the restarted server has not.
+        let more = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-1-50,0-2-100,0-3-7"});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&more)) else { panic!("crossed") };
+        assert!(why.ends_with("domain 0 server 3: its transactions up to 0-3-7 (the archive has none of them, the server went on after 0-3-7)"), "{why}");
+        let fewer = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-2-100"});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&fewer)) else { panic!("crossed") };
+        assert!(why.ends_with("the restarted server's log has none of that server"), "{why}");
+        // Server 1's lower GTID logged last: the domain's last GTID is not its highest, which a
+        // position per domain took for a gap; per server, nothing is missing.
+        let last = serde_json::json!({"gtid_committed": "0-1-51", "gtid_committed_state": "0-1-51,0-2-100"});
+        let went_on = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-1-51,0-2-100"});
+        assert_eq!(Join::of(&a, Some(&last), &b, Some(&went_on)), Join::Restart);
+        // Either state missing (an older segment, or one past the bound): per domain, as before.
+        let older = serde_json::json!({"gtid_list": "0-2-100"});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&older)), Join::Restart);
+        // States as text: a domain more than once, a (domain, server) once.
+        let st = parse_state("0-1-50,0-2-100,3-1-1").unwrap();
+        assert_eq!(st.get(&(0, 1)), Some(&50));
+        assert_eq!(state_text(&st), "0-1-50,0-2-100,3-1-1");
+        assert_eq!(parse_state(""), Some(GtidState::new()));
+        for bad in ["0-1-50,0-1-51", "0-1", "x-1-2", "0-1-2-3x"] {
+            assert_eq!(parse_state(bad), None, "{bad}");
+        }
+        assert!(state_text(&(0..STATE_MAX as u32).map(|s| ((u32::MAX, s), u64::MAX)).collect()).len() < 1 << 14);
     }
 
     /// Review of issue 28, part 4: a description that cannot be read at a restart makes that
