@@ -267,7 +267,13 @@ impl Join {
         b_said: Option<&serde_json::Value>,
     ) -> Self {
         if continues(a, b) {
-            return Join::Continues;
+            // Across files, a key's word that the file ends there, not the name's alone.
+            return match a_said {
+                Some(said) if a.file != b.file && said["closed"].as_bool() != Some(true) => {
+                    Join::Gap(unproven(a, "its description does not say the file ends there"))
+                }
+                _ => Join::Continues,
+            };
         }
         let between = format!("between {}:{} and {}:{}", a.file, a.end, b.file, b.start);
         if !restarted(a, b) {
@@ -296,6 +302,56 @@ impl Join {
             Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
         }
     }
+}
+
+/// A file complete by its segments' names only: what the archive is known to hold of it.
+fn unproven(a: &SegmentName, why: &str) -> String {
+    format!(
+        "{} ends at {} by its segments' names only, and {why}: the archive is known complete to {}:{}",
+        a.file, a.end, a.file, a.end
+    )
+}
+
+/// A segment's description, or why it could not be read, as [`join`] reads it.
+pub(crate) type Said = std::result::Result<serde_json::Value, String>;
+
+/// How `b` follows `a`: the one rule by which `binlog list`, `binlog fetch`, `catalog` and
+/// point-in-time recovery decide it. With a key (`read`: `read(0)` reads `a`'s description,
+/// `read(1)` `b`'s), a file is complete only where `a`'s sealed description says it is closed
+/// (a name can be changed by copying an object), or where a restart is proven with nothing
+/// missing ([`Join::of`]); a description that cannot be read is a gap there. Without a key
+/// (`None`), a file's completeness rests on the names, and a restart is a gap.
+pub(crate) fn join(a: &SegmentName, b: &SegmentName, read: Option<&mut dyn FnMut(usize) -> Said>) -> Join {
+    let across = continues(a, b) && a.file != b.file;
+    let Some(read) = read.filter(|_| across || restarted(a, b)) else {
+        return Join::of(a, None, b, None);
+    };
+    let unread = |why: String| {
+        Join::Gap(if across {
+            unproven(a, &why)
+        } else {
+            format!(
+                "{} ends between {}:{} and {}:{} with neither ROTATE nor STOP, and {why}",
+                a.file, a.file, a.end, b.file, b.start
+            )
+        })
+    };
+    let x = match read(0) {
+        Ok(x) => x,
+        Err(why) => return unread(why),
+    };
+    if across {
+        return Join::of(a, Some(&x), b, None);
+    }
+    match read(1) {
+        Ok(y) => Join::of(a, Some(&x), b, Some(&y)),
+        Err(why) => unread(why),
+    }
+}
+
+/// Why a description could not be read, as a gap says it.
+fn unread_why(name: &str, e: &Error) -> String {
+    format!("the description of {name} cannot be read: {}", e.one_line())
 }
 
 /// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
@@ -348,12 +404,19 @@ pub fn list(
     let found = segments(prefix, env)?;
     let unlocks = keys.map(|k| crate::keys::unlocks(k, env)).transpose()?;
     let mut listed: Vec<ListedSegment> = Vec::new();
-    let said = |d: &Option<Result<serde_json::Value>>| d.as_ref().and_then(|r| r.as_ref().ok()).cloned();
+    let said = |d: &Option<Result<serde_json::Value>>, n: &SegmentName| match d {
+        Some(Ok(v)) => Ok(v.clone()),
+        Some(Err(e)) => Err(unread_why(&n.object_name(), e)),
+        None => Err(format!("the description of {} was not read", n.object_name())),
+    };
     for (name, object) in &found {
         let description = unlocks.as_ref().map(|u| description(object, u, env));
         let join = match listed.last() {
             None => Join::Continues,
-            Some(p) => Join::of(&p.name, said(&p.description).as_ref(), name, said(&description).as_ref()),
+            Some(p) => {
+                let mut read = |j: usize| if j == 0 { said(&p.description, &p.name) } else { said(&description, name) };
+                join(&p.name, name, unlocks.is_some().then_some(&mut read as &mut dyn FnMut(usize) -> Said))
+            }
         };
         listed.push(ListedSegment {
             restart_before: join == Join::Restart,
@@ -526,8 +589,9 @@ pub(crate) struct Archive<'a> {
 }
 
 impl<'a> Archive<'a> {
-    /// The archive of `segments`: where the server restarted, the descriptions either side are
-    /// read (with `unlocks`; without, a restart is a gap: nothing shows what is missing).
+    /// The archive of `segments`, each join decided by [`join`]: with `unlocks`, the
+    /// descriptions where a file ends are read (one small read per file, two at a restart);
+    /// without, names decide, and a restart is a gap (nothing shows what is missing).
     pub(crate) fn new(
         segments: Vec<(SegmentName, coffer_store::Listed)>,
         unlocks: &'a [Unlock],
@@ -537,24 +601,14 @@ impl<'a> Archive<'a> {
         let mut joins = vec![Join::Continues; archive.segments.len().min(1)];
         for i in 1..archive.segments.len() {
             let (a, b) = (&archive.segments[i - 1].0, &archive.segments[i].0);
-            if !restarted(a, b) || unlocks.is_empty() {
-                joins.push(Join::of(a, None, b, None));
-                continue;
-            }
-            // One description that cannot be read makes this restart unproven, not the whole
-            // archive unreadable: targets before it are still reached.
-            let read = |j: usize| {
-                archive.description(j).map_err(|e| {
-                    format!("the description of {} cannot be read: {}", archive.segments[j].1.name, e.one_line())
-                })
+            // One description that cannot be read is a gap there, not the whole archive
+            // unreadable: targets before it are still reached.
+            let mut read = |j: usize| {
+                let k = i - 1 + j;
+                archive.description(k).map_err(|e| unread_why(&archive.segments[k].1.name, &e))
             };
-            joins.push(match read(i - 1).and_then(|x| Ok((x, read(i)?))) {
-                Ok((x, y)) => Join::of(a, Some(&x), b, Some(&y)),
-                Err(why) => Join::Gap(format!(
-                    "{} ends between {}:{} and {}:{} with neither ROTATE nor STOP, and {why}",
-                    a.file, a.file, a.end, b.file, b.start
-                )),
-            });
+            let keyed = !unlocks.is_empty();
+            joins.push(join(a, b, keyed.then_some(&mut read as &mut dyn FnMut(usize) -> Said)));
         }
         archive.joins = joins;
         Ok(archive)
@@ -838,8 +892,17 @@ mod tests {
         let prefix = format!("file://{}/", dir.path().display());
         let found = segments(&prefix, &env).unwrap();
         let unlocks = [Unlock::Key(coffer_crypto::MasterKey::generate().unwrap())];
-        let archive = Archive::new(found, &unlocks, &env).expect("the archive, with a gap");
-        assert_eq!(archive.joins[..2], [Join::Continues, Join::Continues]);
+        let archive = Archive::new(found, &unlocks, &env).expect("the archive, with gaps");
+        assert_eq!(archive.joins[0], Join::Continues);
+        // The file its name says complete is not shown complete by the key either.
+        let Join::Gap(why) = &archive.joins[1] else { panic!("{:?}", archive.joins[1]) };
+        assert!(
+            why.starts_with(
+                "b.000001 ends at 100 by its segments' names only, and the description of \
+                 b.000001_0000000004_0000000100-closed.coffer cannot be read: "
+            ) && why.ends_with(": the archive is known complete to b.000001:100"),
+            "{why}"
+        );
         let Join::Gap(why) = &archive.joins[2] else { panic!("{:?}", archive.joins[2]) };
         assert!(
             why.starts_with(

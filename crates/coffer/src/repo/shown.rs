@@ -93,7 +93,7 @@ impl Catalog {
 }
 
 /// A backup of the catalog as one line.
-fn row_line(v: &Value, archived: bool) -> String {
+pub(crate) fn row_line(v: &Value, archived: bool) -> String {
     let mut line = format!(
         "{}  {:>10}  {}",
         v["time"].as_str().unwrap_or_default(),
@@ -116,7 +116,12 @@ fn row_line(v: &Value, archived: bool) -> String {
     }
     if let Ok(w) = serde_json::from_value::<crate::repo::recovery::Window>(v["pitr"].clone()) {
         let when = w.to_time.map(|t| format!(" ({} UTC)", utc(t))).unwrap_or_default();
-        line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
+        let names = if w.by_names {
+            " (by the segments' names: without a key, no sealed description says where each file ends)"
+        } else {
+            ""
+        };
+        line.push_str(&format!("  recoverable to {}:{}{when}{names}", esc(&w.to.0), w.to.1));
     } else if archived && v["backup"]["binlog"].is_object() {
         line.push_str("  recoverable to its own point only (its binary log is not archived)");
     }
