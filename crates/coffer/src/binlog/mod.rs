@@ -168,6 +168,8 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "gtid_committed": seg.committed.as_ref().map(gtid_text),
         "gtid_list_state": segment::state_field(seg.list_state.as_ref()),
         "gtid_committed_state": segment::state_field(seg.committed_state.as_ref()),
+        "previous_gtids": crate::repo::archive::gtid_set::field(seg.previous_gtids.as_ref()),
+        "gtids_executed": crate::repo::archive::gtid_set::field(seg.executed.as_ref()),
         "previous_file": seg.previous.as_ref().map(|p| serde_json::json!({"file": p.file, "size": p.size, "torn_at": p.torn_at})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });

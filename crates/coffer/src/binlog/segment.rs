@@ -3,9 +3,12 @@
 
 use super::Gap;
 use crate::error::{Error, Result};
+use crate::repo::archive::gtid_set::{self, GtidSet, ANONYMOUS_GTID, MYSQL_GTID, PREVIOUS_GTIDS};
 use crate::repo::archive::{continues, GtidState, SegmentName};
 use coffer_mysql::client::{event, EventHeader};
-use coffer_mysql::events::{Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
+use coffer_mysql::events::{
+    Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, QUERY, STOP as STOP_EVENT, XID,
+};
 use coffer_mysql::meta::is_binlog_file_name;
 use std::time::Instant;
 
@@ -39,6 +42,11 @@ pub(super) struct Open {
     /// GTID, which shows another server's lower GTID where a position keeps the highest only.
     pub(super) list_state: Option<GtidState>,
     pub(super) committed_state: Option<GtidState>,
+    /// MySQL: the file's PREVIOUS_GTIDS set (where the segment holds it), the set with every
+    /// transaction that ended since, and the GTID of the one under way.
+    pub(super) previous_gtids: Option<GtidSet>,
+    pub(super) executed: Option<GtidSet>,
+    pub(super) pending: Option<([u8; 16], u64)>,
     pub(super) walk: Walk,
     /// The file before this one, which the archive holds to its end though it ends with neither
     /// ROTATE nor STOP (a crash).
@@ -74,6 +82,9 @@ impl Open {
             committed: None,
             list_state: None,
             committed_state: None,
+            previous_gtids: None,
+            executed: None,
+            pending: None,
             walk: Walk::default(),
             previous: None,
         }
@@ -88,6 +99,8 @@ impl Open {
             gtid_state: self.gtid_state.clone(),
             committed: self.committed.clone(),
             committed_state: self.committed_state.clone(),
+            executed: self.executed.clone(),
+            pending: self.pending,
             walk: self.walk.clone(),
             checksum,
             ..Open::new(file, start)
@@ -185,7 +198,9 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
         _ => {}
     }
     let start = seg.name.end.saturating_sub(e.len() as u32);
-    seg.walk.take(&coffer_mysql::events::Event { start, header: *h, bytes: e });
+    let event = coffer_mysql::events::Event { start, header: *h, bytes: e };
+    mysql_gtids(seg, &event);
+    seg.walk.take(&event);
     if let (false, Some((d, s, n))) = (seg.walk.open, seg.walk.last_gtid) {
         if let Some(c) = seg.committed.as_mut() {
             c.insert(d, (s, n));
@@ -195,6 +210,43 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// MySQL's GTIDs (no MariaDB GTID event, no GTID_LIST): the file's PREVIOUS_GTIDS starts the
+/// set over (what the file before left unfinished is dropped, as by crash recovery), and each
+/// transaction joins it when it ends: at its XID, or at a QUERY other than its BEGIN (a
+/// COMMIT, or a statement logged as a transaction of its own).
+fn mysql_gtids(seg: &mut Open, e: &coffer_mysql::events::Event) {
+    let body_end = coffer_mysql::events::checksummed_len(e.bytes, EventHeader::LEN).unwrap_or(e.bytes.len());
+    let body = e.bytes.get(EventHeader::LEN..body_end).unwrap_or_default();
+    match e.header.type_code {
+        PREVIOUS_GTIDS => {
+            seg.previous_gtids = gtid_set::from_previous_gtids(body);
+            seg.executed = seg.previous_gtids.clone();
+            seg.pending = None;
+        }
+        MYSQL_GTID => {
+            let sid = body.get(1..17).and_then(|b| <[u8; 16]>::try_from(b).ok());
+            let gno = body.get(17..25).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            seg.pending = sid.zip(gno.filter(|g| (1..i64::MAX as u64).contains(g)));
+        }
+        ANONYMOUS_GTID => seg.pending = None,
+        XID => end_mysql_transaction(seg),
+        QUERY => {
+            let crc = e.bytes.len() - body_end;
+            let text = coffer_mysql::events::query_text(e).map(|t| &t[..t.len().saturating_sub(crc)]);
+            if text != Some(b"BEGIN".as_slice()) {
+                end_mysql_transaction(seg);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn end_mysql_transaction(seg: &mut Open) {
+    if let (Some(set), Some((sid, gno))) = (seg.executed.as_mut(), seg.pending.take()) {
+        gtid_set::add(set, sid, gno, gno + 1);
+    }
 }
 
 /// The file and position a ROTATE event names (the file's own, or one the server makes up to
@@ -521,5 +573,53 @@ mod tests {
         // A count the event cannot hold gives nothing.
         let (_, e) = event_bytes(GTID_LIST_EVENT, 100, 0, &[3, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(gtid_state_of(&e), None);
+    }
+
+    /// Issue 28, part 4 (second round): MySQL's PREVIOUS_GTIDS starts a file's GTID set, as
+    /// GTID_LIST does MariaDB's; each transaction joins it when it ends, and one a crash left
+    /// unfinished does not.
+    #[test]
+    fn mysql_previous_gtids_and_the_transactions_that_ended() {
+        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
+            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+            let (h, e) = event_bytes(type_code, at, 0, body);
+            append(seg, &h, &e).unwrap();
+        };
+        let sid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62];
+        let mut previous = 1u64.to_le_bytes().to_vec();
+        previous.extend_from_slice(&sid);
+        for v in [1u64, 1, 7] {
+            previous.extend_from_slice(&v.to_le_bytes());
+        }
+        let gtid = |gno: u64| [&[1u8][..], &sid, &gno.to_le_bytes(), &[0; 17]].concat();
+        // A QUERY event: post-header (thread, time, db length 0, error, vars length 0), the
+        // database name's NUL, then the statement.
+        let query = |text: &str| [&[0u8; 13][..], &[0], text.as_bytes()].concat();
+        let text = |g: &Option<GtidSet>| g.as_ref().map(gtid_set::text);
+        let mut seg = Open::new("b.000001".into(), 4);
+        push(&mut seg, PREVIOUS_GTIDS, &previous);
+        assert_eq!(text(&seg.previous_gtids).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"));
+        push(&mut seg, MYSQL_GTID, &gtid(7));
+        push(&mut seg, QUERY, &query("BEGIN"));
+        assert_eq!(text(&seg.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"), "not ended");
+        push(&mut seg, XID, &[0; 8]);
+        push(&mut seg, MYSQL_GTID, &gtid(8));
+        push(&mut seg, QUERY, &query("CREATE TABLE t (a INT)"));
+        assert_eq!(text(&seg.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8"));
+        // Cut into the next segment inside a transaction that a crash leaves unfinished.
+        push(&mut seg, MYSQL_GTID, &gtid(9));
+        let mut next = seg.next("b.000001".into(), seg.name.end);
+        push(&mut next, QUERY, &query("BEGIN"));
+        assert_eq!(text(&next.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8"));
+        assert_eq!(next.pending, Some((sid, 9)));
+        assert_eq!(next.previous_gtids, None, "only the segment that holds the event");
+        // The restarted server's next file: its set starts over, the unfinished one dropped.
+        let mut after = next.next("b.000002".into(), 4);
+        push(&mut after, PREVIOUS_GTIDS, &previous);
+        push(&mut after, XID, &[0; 8]);
+        assert_eq!(text(&after.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"));
+        // A body that does not hold what it declares gives no set.
+        push(&mut after, PREVIOUS_GTIDS, &previous[..previous.len() - 8]);
+        assert_eq!(after.previous_gtids, None);
     }
 }

@@ -17,9 +17,10 @@ pub const EVENTS_ENTRY: &str = "events";
 pub const SEGMENT_ENTRY: &str = "coffer-binlog.json";
 
 mod continuity;
+pub(crate) mod gtid_set;
 
 pub(crate) use continuity::{join, unread_why, Said};
-pub use continuity::{missing_at_restart, parse_state, state_text, GtidState, Join, STATE_MAX};
+pub use continuity::{missing_at_restart, parse_state, state_text, Full, GtidState, Join, STATE_MAX};
 
 /// The first 4 bytes of every binary log file; a segment's events come after them.
 pub const BINLOG_MAGIC: &[u8; 4] = b"\xfebin";

@@ -3,6 +3,7 @@
 //! either side (GTID positions and states, the crashed file's size); and how every reader
 //! joins one segment to the next ([`join`]).
 
+use super::gtid_set::{self, GtidSet};
 use super::{continues, restarted, SegmentName};
 use crate::error::Error;
 use coffer_mysql::events::{parse_gtids, Gtids};
@@ -36,6 +37,16 @@ pub fn parse_state(text: &str) -> Option<GtidState> {
     Some(out)
 }
 
+/// The GTIDs either side of a restart in full, where both descriptions hold them.
+#[derive(Debug, Clone, Copy)]
+pub enum Full<'a> {
+    /// MariaDB: the archive's committed state and the next file's GTID_LIST, per (domain,
+    /// server id).
+    Servers(&'a GtidState, &'a GtidState),
+    /// MySQL: the archive's committed set and the next file's PREVIOUS_GTIDS.
+    Mysql(&'a GtidSet, &'a GtidSet),
+}
+
 /// What the archive lacks where the server restarted after `crashed` (the last segment of the
 /// file it left without ROTATE or STOP), or `None`: nothing. `committed` is the GTID position
 /// after the last transaction that ended in `crashed`; `list` the next file's GTID_LIST (the
@@ -45,20 +56,21 @@ pub fn parse_state(text: &str) -> Option<GtidState> {
 /// (an event torn). Each domain must be where the list says; without GTIDs, the archive must
 /// hold every byte the server had. The bytes past a torn event are taken as an unfinished
 /// transaction's only where GTID continuity proves it: the server cannot send past a corrupt
-/// event in the middle of a file either. `states`: the same two in full, per (domain, server)
-/// ([`GtidState`]), where both descriptions hold them: then each server's GTID is compared,
-/// not only each domain's highest.
+/// event in the middle of a file either. `full`: the same two in full ([`Full`]), where both
+/// descriptions hold them: then each server's GTID is compared, not only each domain's
+/// highest (MariaDB), or the GTID sets (MySQL, which has no positions).
 pub fn missing_at_restart(
     crashed: &SegmentName,
     committed: Option<&Gtids>,
     list: Option<&Gtids>,
-    states: Option<(&GtidState, &GtidState)>,
+    full: Option<Full>,
     size: Option<u64>,
     torn_at: Option<u64>,
 ) -> Option<String> {
     let (file, end) = (&crashed.file, u64::from(crashed.end));
-    let domains = match (states, committed, list) {
-        (Some((c, l)), _, _) => Some(servers_missing(c, l)),
+    let domains = match (full, committed, list) {
+        (Some(Full::Servers(c, l)), _, _) => Some(servers_missing(c, l)),
+        (Some(Full::Mysql(c, l)), _, _) => Some(gtid_set::missing(c, l)),
         (None, Some(c), Some(l)) => Some(domains_missing(c, l)),
         _ => None,
     };
@@ -213,8 +225,14 @@ impl Join {
         let same = previous["file"].as_str() == Some(a.file.as_str());
         let (size, torn_at) =
             (previous["size"].as_u64().filter(|_| same), previous["torn_at"].as_u64().filter(|_| same));
-        let states = c_state.as_ref().zip(l_state.as_ref());
-        match missing_at_restart(a, committed.as_ref(), list.as_ref(), states, size, torn_at) {
+        let set = |v: &serde_json::Value| v.as_str().and_then(gtid_set::parse);
+        let (c_set, l_set) = (set(&a_said["gtids_executed"]), set(&b_said["previous_gtids"]));
+        let full = match (&c_state, &l_state, &c_set, &l_set) {
+            (Some(c), Some(l), _, _) => Some(Full::Servers(c, l)),
+            (_, _, Some(c), Some(l)) => Some(Full::Mysql(c, l)),
+            _ => None,
+        };
+        match missing_at_restart(a, committed.as_ref(), list.as_ref(), full, size, torn_at) {
             None => Join::Restart,
             Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
         }
@@ -367,6 +385,30 @@ mod tests {
             assert_eq!(parse_state(bad), None, "{bad}");
         }
         assert!(state_text(&(0..STATE_MAX as u32).map(|s| ((u32::MAX, s), u64::MAX)).collect()).len() < 1 << 14);
+    }
+
+    /// Issue 28, part 4 (second round): MySQL has no GTID positions; its PREVIOUS_GTIDS set
+    /// plays the part of GTID_LIST. A restart with every GTID archived is crossed (it was a
+    /// gap, "no GTID positions either side"); one with GTIDs lost is a gap naming them.
+    #[test]
+    fn a_mysql_restart_is_crossed_by_its_previous_gtids() {
+        let (a, b) = (seg("b.000001", 4, 5000, false), seg("b.000002", 4, 300, false));
+        let sid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let before = serde_json::json!({"gtids_executed": format!("{sid}:1-8")});
+        let after = serde_json::json!({"previous_gtids": format!("{sid}:1-8")});
+        assert_eq!(Join::of(&a, Some(&before), &b, Some(&after)), Join::Restart);
+        let lost = serde_json::json!({"previous_gtids": format!("{sid}:1-10")});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&lost)) else { panic!("crossed") };
+        assert!(
+            why.ends_with(&format!(
+                "the archive lacks GTIDs {sid}:9-10 (the restarted server's log went on after them)"
+            )),
+            "{why}"
+        );
+        // A size that the archive lacks is said as well.
+        let longer = serde_json::json!({"previous_gtids": format!("{sid}:1-8"), "previous_file": {"file": "b.000001", "size": 5100}});
+        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&longer)) else { panic!("crossed") };
+        assert!(why.ends_with("b.000001 bytes 5000..5100 (the restarted server's file has 5100)"), "{why}");
     }
 
     /// Which boundaries are restarts, and how the descriptions decide them: the crashed file's
