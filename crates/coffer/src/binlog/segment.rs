@@ -362,6 +362,13 @@ mod tests {
         }
     }
 
+    /// Appends an event of `body` where the segment ends.
+    fn push(seg: &mut Open, type_code: u8, body: &[u8]) {
+        let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+        let (h, e) = event_bytes(type_code, at, 0, body);
+        append(seg, &h, &e).unwrap();
+    }
+
     fn fake_rotate(file: &str, at: u64) -> (EventHeader, Vec<u8>) {
         rotate(file, at, true, 0)
     }
@@ -497,11 +504,6 @@ mod tests {
     /// left unfinished at a file's end is not in it, and the next file's GTID_LIST starts over.
     #[test]
     fn the_committed_position_counts_transactions_that_ended() {
-        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
-            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
-            let (h, e) = event_bytes(type_code, at, 0, body);
-            append(seg, &h, &e).unwrap();
-        };
         let gtid = |seq: u64| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[0]].concat();
         let list =
             |seq: u64| [&1u32.to_le_bytes()[..], &0u32.to_le_bytes(), &1u32.to_le_bytes(), &seq.to_le_bytes()].concat();
@@ -580,11 +582,6 @@ mod tests {
     /// unfinished does not.
     #[test]
     fn mysql_previous_gtids_and_the_transactions_that_ended() {
-        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
-            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
-            let (h, e) = event_bytes(type_code, at, 0, body);
-            append(seg, &h, &e).unwrap();
-        };
         let sid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62];
         let mut previous = 1u64.to_le_bytes().to_vec();
         previous.extend_from_slice(&sid);

@@ -417,7 +417,7 @@ pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs:
 mod tests {
     use super::*;
 
-    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+    pub(super) fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
         SegmentName { file: f.into(), start, end, closed }
     }
 

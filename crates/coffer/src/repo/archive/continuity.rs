@@ -292,10 +292,7 @@ pub(crate) fn unread_why(name: &str, e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
-        SegmentName { file: f.into(), start, end, closed }
-    }
+    use crate::repo::archive::tests::seg;
 
     /// Issue 28, part 4: a server that crashed leaves a file with neither ROTATE nor STOP; the
     /// next file's GTID_LIST says where the log goes on. Nothing missing, per domain: crossed.
