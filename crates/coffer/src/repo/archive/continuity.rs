@@ -145,14 +145,15 @@ fn servers_missing(c: &GtidState, l: &GtidState) -> Vec<String> {
         let why = match (c.get(&(d, s)), l.get(&(d, s))) {
             (Some(a), Some(b)) if a == b => continue,
             (Some(a), Some(b)) if a < b => format!(
-                "domain {d} server {s}: its transactions after {} up to {} (the restarted server's log goes on after {})",
+                "domain {d}: sequence {}..{b} of server {s} (the archive ends at {}, the restarted server's log goes on \
+                 after {})",
+                a + 1,
                 gtid(a),
-                gtid(b),
                 gtid(b)
             ),
             (None, Some(b)) => format!(
-                "domain {d} server {s}: its transactions up to {} (the archive has none of them, the server went on after {})",
-                gtid(b),
+                "domain {d}: sequence 1..{b} of server {s} (the archive has none of that server's, the server went on \
+                 after {})",
                 gtid(b)
             ),
             (Some(a), Some(b)) => format!(
@@ -352,8 +353,8 @@ mod tests {
         let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&lost)) else { panic!("crossed") };
         assert_eq!(
             why,
-            "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks domain 0 \
-             server 1: its transactions after 0-1-50 up to 0-1-51 (the restarted server's log goes on after 0-1-51)"
+            "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks domain 0: \
+             sequence 51..51 of server 1 (the archive ends at 0-1-50, the restarted server's log goes on after 0-1-51)"
         );
         // Nothing lost: crossed.
         let whole = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-2-100,0-1-50"});
@@ -361,7 +362,7 @@ mod tests {
         // A server the archive never saw in the domain, and one the restarted server has not.
         let more = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-1-50,0-2-100,0-3-7"});
         let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&more)) else { panic!("crossed") };
-        assert!(why.ends_with("domain 0 server 3: its transactions up to 0-3-7 (the archive has none of them, the server went on after 0-3-7)"), "{why}");
+        assert!(why.ends_with("domain 0: sequence 1..7 of server 3 (the archive has none of that server's, the server went on after 0-3-7)"), "{why}");
         let fewer = serde_json::json!({"gtid_list": "0-2-100", "gtid_list_state": "0-2-100"});
         let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&fewer)) else { panic!("crossed") };
         assert!(why.ends_with("the restarted server's log has none of that server"), "{why}");
