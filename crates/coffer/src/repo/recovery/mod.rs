@@ -153,6 +153,8 @@ pub struct Overview {
     pub last_time: Option<i64>,
     /// Its gaps: where each begins and ends.
     pub gaps: Vec<((String, u32), (String, u32))>,
+    /// Read without a key: where each file ends rests on the segments' names.
+    pub by_names: bool,
 }
 
 /// How far a backup can be recovered: from its binlog position to the end of the archive's
@@ -229,6 +231,7 @@ pub fn windows(
             .filter(|i| archive.joins[*i].is_gap())
             .map(|i| ((names[i - 1].file.clone(), names[i - 1].end), (names[i].file.clone(), names[i].start)))
             .collect(),
+        by_names: unlocks.is_none(),
     };
     Ok((Some(overview), windows))
 }
@@ -488,7 +491,8 @@ mod tests {
         );
         assert!(!out.join("b.000001").exists(), "nothing that looks whole");
         // Without a key: names decide, and the catalog says so.
-        let (_, windows) = super::windows(&prefix, &from, None, &env).unwrap();
+        let (overview, windows) = super::windows(&prefix, &from, None, &env).unwrap();
+        assert!(overview.unwrap().by_names);
         let w = windows[0].clone().expect("a window");
         assert_eq!((w.to.clone(), w.by_names), (("b.000002".to_owned(), 50), true));
         let row = serde_json::json!({"time": "t", "bytes": 1, "name": "n", "pitr": w});
