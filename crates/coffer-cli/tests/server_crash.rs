@@ -371,3 +371,85 @@ fn unfinished_transaction_at_a_crashed_files_end(torn: bool) {
         assert_eq!(markers, "50,60", "{applier:?}: replay stopped before the restarted server's {freed}");
     }
 }
+
+/// Issue 28, part 4 (second round): a file complete by its segments' names only. The segment
+/// before the file's lost tail is copied under a `-closed` name (anyone who can write the
+/// store can): `binlog fetch` wrote the file as if whole and `catalog` showed the backup
+/// recoverable past it; now both follow point-in-time recovery's rule, read with the key,
+/// and say where the archive is known complete to. Without a key, the catalog says the
+/// names decide.
+#[test]
+fn a_file_complete_by_name_only_is_neither_fetched_nor_recoverable_past() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = live::source(&fx, port, &[]);
+    server.sql(
+        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
+         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let key = fx.key();
+    let sock = server.socket.display().to_string();
+    std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
+    let repo = format!("file://{}/", fx.path("repo").display());
+    let binlogs = format!("{repo}binlog/");
+    let archive = || {
+        let pw = fx.s("repl-pw");
+        let args = [
+            "binlog",
+            "archive",
+            "-S",
+            &sock,
+            "-u",
+            "repl",
+            "--password-file",
+            &pw,
+            "-o",
+            &binlogs,
+            "--key-file",
+            &key,
+        ];
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+    };
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    live::coffer_ok(&live::backup_args(&fx, port, &repo));
+    let first = server_logs(&server).last().unwrap().0.clone();
+    server.sql("INSERT INTO sbtest.marker VALUES (1, NOW())");
+    archive();
+    // The file's tail, its ROTATE, and the next file.
+    server.sql(
+        "INSERT INTO sbtest.marker VALUES (2, NOW()); FLUSH BINARY LOGS; INSERT INTO sbtest.marker VALUES (3, NOW())",
+    );
+    archive();
+    let segments = listed(&binlogs, Some(&key));
+    let ours: Vec<&serde_json::Value> = segments.iter().filter(|s| s["file"] == first.as_str()).collect();
+    assert!(ours.len() >= 2 && ours.last().unwrap()["closed"] == true, "{segments:#?}");
+    let (a, b) = (ours[ours.len() - 2], ours[ours.len() - 1]);
+    let name = |s: &serde_json::Value, closed: bool| {
+        let tail = if closed { "-closed" } else { "" };
+        format!("{first}_{:010}_{:010}{tail}.coffer", s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap())
+    };
+    let dir = fx.path("repo/binlog");
+    std::fs::remove_file(dir.join(name(b, true))).unwrap();
+    std::fs::rename(dir.join(name(a, false)), dir.join(name(a, true))).unwrap();
+    let known = format!("the archive is known complete to {first}:{}", a["end"]);
+
+    let (code, _, err) = run(&["binlog", "fetch", &binlogs, "--to-dir", &fx.s("fetched"), "--key-file", &key]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.trim().lines().count() == 1, "{err}");
+    assert!(err.contains("by its segments' names only") && err.contains(&known), "{err}");
+    assert!(err.contains("its name is not its description's (its closed is false)"), "{err}");
+    assert!(!fx.path("fetched").join(&first).exists(), "nothing that looks whole");
+    let (_, out, _) = run(&["catalog", &repo, "--key-file", &key]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains(&format!("recoverable to {first}:{}", a["end"])) && text.contains("GAP"), "{text}");
+    // Without a key: by names, and said.
+    let (_, out, _) = run(&["catalog", &repo]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("(by the segments' names: without a key"), "{text}");
+}

@@ -166,6 +166,10 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "gtid_last": gtid_text(&seg.gtid_last),
         "gtid_list": seg.gtid_list.as_ref().map(gtid_text),
         "gtid_committed": seg.committed.as_ref().map(gtid_text),
+        "gtid_list_state": segment::state_field(seg.list_state.as_ref()),
+        "gtid_committed_state": segment::state_field(seg.committed_state.as_ref()),
+        "previous_gtids": crate::repo::archive::gtid_set::field(seg.previous_gtids.as_ref()),
+        "gtids_executed": crate::repo::archive::gtid_set::field(seg.executed.as_ref()),
         "previous_file": seg.previous.as_ref().map(|p| serde_json::json!({"file": p.file, "size": p.size, "torn_at": p.torn_at})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
@@ -505,7 +509,7 @@ pub fn fetch(
                 }
                 let file = crate::atomic::AtomicFile::create(&to_dir.join(&s.file), false, 0o666)?;
                 let path = to_dir.join(&s.file);
-                std::io::Write::write_all(&mut &file, b"\xfebin")
+                std::io::Write::write_all(&mut &file, crate::repo::archive::BINLOG_MAGIC)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 done.extend(out.replace((file, s.file.clone(), 4)).map(|(f, _, _)| f));
                 written.push(s.file.clone());

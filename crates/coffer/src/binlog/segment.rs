@@ -3,9 +3,12 @@
 
 use super::Gap;
 use crate::error::{Error, Result};
-use crate::repo::archive::{continues, SegmentName};
+use crate::repo::archive::gtid_set::{self, GtidSet, ANONYMOUS_GTID, MYSQL_GTID, PREVIOUS_GTIDS};
+use crate::repo::archive::{continues, GtidState, SegmentName};
 use coffer_mysql::client::{event, EventHeader};
-use coffer_mysql::events::{Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, STOP as STOP_EVENT};
+use coffer_mysql::events::{
+    Gtid, Gtids, Walk, GTID as GTID_EVENT, GTID_LIST as GTID_LIST_EVENT, QUERY, STOP as STOP_EVENT, XID,
+};
 use coffer_mysql::meta::is_binlog_file_name;
 use std::time::Instant;
 
@@ -35,6 +38,15 @@ pub(super) struct Open {
     /// transaction counts at its XID or COMMIT, not its GTID event: one a crash left
     /// unfinished is not in it), and the walk of the transactions that tells.
     pub(super) committed: Option<Gtids>,
+    /// The file's GTID_LIST in full, and `committed` in full: per (domain, server) the last
+    /// GTID, which shows another server's lower GTID where a position keeps the highest only.
+    pub(super) list_state: Option<GtidState>,
+    pub(super) committed_state: Option<GtidState>,
+    /// MySQL: the file's PREVIOUS_GTIDS set (where the segment holds it), the set with every
+    /// transaction that ended since, and the GTID of the one under way.
+    pub(super) previous_gtids: Option<GtidSet>,
+    pub(super) executed: Option<GtidSet>,
+    pub(super) pending: Option<([u8; 16], u64)>,
     pub(super) walk: Walk,
     /// The file before this one, which the archive holds to its end though it ends with neither
     /// ROTATE nor STOP (a crash).
@@ -68,6 +80,11 @@ impl Open {
             gtid_state: None,
             checksum: None,
             committed: None,
+            list_state: None,
+            committed_state: None,
+            previous_gtids: None,
+            executed: None,
+            pending: None,
             walk: Walk::default(),
             previous: None,
         }
@@ -81,6 +98,9 @@ impl Open {
             gtid_before: self.gtid_state.clone(),
             gtid_state: self.gtid_state.clone(),
             committed: self.committed.clone(),
+            committed_state: self.committed_state.clone(),
+            executed: self.executed.clone(),
+            pending: self.pending,
             walk: self.walk.clone(),
             checksum,
             ..Open::new(file, start)
@@ -162,7 +182,9 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
         }
         GTID_LIST_EVENT => {
             // The position before the file: where a segment starts at the file's start.
-            seg.gtid_list = gtid_list_of(e);
+            seg.list_state = gtid_state_of(e);
+            seg.gtid_list = seg.list_state.as_ref().map(position_of);
+            seg.committed_state = seg.list_state.clone();
             if seg.gtid_list.is_some() {
                 seg.gtid_state = seg.gtid_list.clone();
                 // A new file: what the file before left unfinished is dropped.
@@ -176,11 +198,55 @@ pub(super) fn append(seg: &mut Open, h: &EventHeader, e: &[u8]) -> Result<()> {
         _ => {}
     }
     let start = seg.name.end.saturating_sub(e.len() as u32);
-    seg.walk.take(&coffer_mysql::events::Event { start, header: *h, bytes: e });
-    if let (false, Some(c), Some((d, s, n))) = (seg.walk.open, seg.committed.as_mut(), seg.walk.last_gtid) {
-        c.insert(d, (s, n));
+    let event = coffer_mysql::events::Event { start, header: *h, bytes: e };
+    mysql_gtids(seg, &event);
+    seg.walk.take(&event);
+    if let (false, Some((d, s, n))) = (seg.walk.open, seg.walk.last_gtid) {
+        if let Some(c) = seg.committed.as_mut() {
+            c.insert(d, (s, n));
+        }
+        if let Some(c) = seg.committed_state.as_mut() {
+            c.insert((d, s), n);
+        }
     }
     Ok(())
+}
+
+/// MySQL's GTIDs (no MariaDB GTID event, no GTID_LIST): the file's PREVIOUS_GTIDS starts the
+/// set over (what the file before left unfinished is dropped, as by crash recovery), and each
+/// transaction joins it when it ends: at its XID, or at a QUERY other than its BEGIN (a
+/// COMMIT, or a statement logged as a transaction of its own).
+fn mysql_gtids(seg: &mut Open, e: &coffer_mysql::events::Event) {
+    let body_end = coffer_mysql::events::checksummed_len(e.bytes, EventHeader::LEN).unwrap_or(e.bytes.len());
+    let body = e.bytes.get(EventHeader::LEN..body_end).unwrap_or_default();
+    match e.header.type_code {
+        PREVIOUS_GTIDS => {
+            seg.previous_gtids = gtid_set::from_previous_gtids(body);
+            seg.executed = seg.previous_gtids.clone();
+            seg.pending = None;
+        }
+        MYSQL_GTID => {
+            let sid = body.get(1..17).and_then(|b| <[u8; 16]>::try_from(b).ok());
+            let gno = body.get(17..25).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            seg.pending = sid.zip(gno.filter(|g| (1..i64::MAX as u64).contains(g)));
+        }
+        ANONYMOUS_GTID => seg.pending = None,
+        XID => end_mysql_transaction(seg),
+        QUERY => {
+            let crc = e.bytes.len() - body_end;
+            let text = coffer_mysql::events::query_text(e).map(|t| &t[..t.len().saturating_sub(crc)]);
+            if text != Some(b"BEGIN".as_slice()) {
+                end_mysql_transaction(seg);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn end_mysql_transaction(seg: &mut Open) {
+    if let (Some(set), Some((sid, gno))) = (seg.executed.as_mut(), seg.pending.take()) {
+        gtid_set::add(set, sid, gno, gno + 1);
+    }
 }
 
 /// The file and position a ROTATE event names (the file's own, or one the server makes up to
@@ -208,27 +274,46 @@ pub(super) fn gtid_of(h: &EventHeader, e: &[u8]) -> Option<Gtid> {
     coffer_mysql::events::gtid_of(&event).map(|(g, _)| g)
 }
 
-/// The position a GTID_LIST event gives (the state before its file): a count (low 28 bits),
-/// then (domain u32, server u32, seq u64) each; bounded by the event's size.
-pub(super) fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
+/// The binlog state a GTID_LIST event gives (the state before its file): a count (low 28
+/// bits), then (domain u32, server u32, seq u64) each; bounded by the event's size.
+pub(super) fn gtid_state_of(e: &[u8]) -> Option<GtidState> {
     let body = e.get(EventHeader::LEN..)?;
     let count = (u32::from_le_bytes(body.get(..4)?.try_into().ok()?) & 0x0fff_ffff) as usize;
     let entries = body.get(4..)?;
     if count > entries.len() / 16 {
         return None;
     }
-    // The list is the binlog state (one entry per domain and server); a position keeps each
-    // domain's highest sequence number.
-    let mut out = Gtids::new();
+    let mut out = GtidState::new();
     for c in entries.chunks_exact(16).take(count) {
         let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
         let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
         let n = u64::from_le_bytes(c[8..16].try_into().expect("8"));
+        out.insert((d, s), n);
+    }
+    Some(out)
+}
+
+/// The position a binlog state gives: each domain's highest sequence number.
+pub(super) fn position_of(state: &GtidState) -> Gtids {
+    let mut out = Gtids::new();
+    for (&(d, s), &n) in state {
         if out.get(&d).is_none_or(|(_, m)| *m < n) {
             out.insert(d, (s, n));
         }
     }
-    Some(out)
+    out
+}
+
+/// A state as a description holds it: null when unknown, or larger than
+/// [`crate::repo::archive::STATE_MAX`] (readers then compare per domain).
+pub(super) fn state_field(state: Option<&GtidState>) -> Option<String> {
+    state.filter(|s| s.len() <= crate::repo::archive::STATE_MAX).map(crate::repo::archive::state_text)
+}
+
+/// The position a GTID_LIST event gives.
+#[cfg(test)]
+fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
+    gtid_state_of(e).as_ref().map(position_of)
 }
 
 /// The checksum algorithm of a FORMAT_DESCRIPTION event: CRC32 when its last 4 bytes are the
@@ -275,6 +360,13 @@ mod tests {
             let len = (EventHeader::LEN + body.len() + 4) as u32;
             event_bytes(event::ROTATE, from + len, 0, &body)
         }
+    }
+
+    /// Appends an event of `body` where the segment ends.
+    fn push(seg: &mut Open, type_code: u8, body: &[u8]) {
+        let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+        let (h, e) = event_bytes(type_code, at, 0, body);
+        append(seg, &h, &e).unwrap();
     }
 
     fn fake_rotate(file: &str, at: u64) -> (EventHeader, Vec<u8>) {
@@ -412,11 +504,6 @@ mod tests {
     /// left unfinished at a file's end is not in it, and the next file's GTID_LIST starts over.
     #[test]
     fn the_committed_position_counts_transactions_that_ended() {
-        let push = |seg: &mut Open, type_code: u8, body: &[u8]| {
-            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
-            let (h, e) = event_bytes(type_code, at, 0, body);
-            append(seg, &h, &e).unwrap();
-        };
         let gtid = |seq: u64| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[0]].concat();
         let list =
             |seq: u64| [&1u32.to_le_bytes()[..], &0u32.to_le_bytes(), &1u32.to_le_bytes(), &seq.to_le_bytes()].concat();
@@ -444,5 +531,92 @@ mod tests {
         push(&mut after, 16, &[0; 8]);
         assert_eq!(text(&after.committed).as_deref(), Some("0-1-7"));
         assert_eq!(text(&after.gtid_before).as_deref(), Some("0-1-6"));
+    }
+
+    /// Issue 28, part 4 (second round): a domain written by two servers. The file's GTID_LIST
+    /// is kept in full, and the committed state goes on per (domain, server): server 1's lower
+    /// GTID, logged after server 2's higher one (`gtid_strict_mode` off), stays in it.
+    #[test]
+    fn the_binlog_state_is_kept_per_domain_and_server() {
+        let push = |seg: &mut Open, type_code: u8, server: u32, body: &[u8]| {
+            let at = seg.name.end + (EventHeader::LEN + body.len() + 4) as u32;
+            let (_, mut e) = event_bytes(type_code, at, 0, body);
+            e[5..9].copy_from_slice(&server.to_le_bytes());
+            let n = e.len() - 4;
+            let crc = crc32(&e[..n]);
+            e[n..].copy_from_slice(&crc.to_le_bytes());
+            append(seg, &EventHeader::parse(&e).unwrap(), &e).unwrap();
+        };
+        // Known-answer bytes of a GTID_LIST body: 2 entries, (0, 1, 50) and (0, 2, 100).
+        let list: Vec<u8> = [
+            &[2, 0, 0, 0][..],
+            &[0, 0, 0, 0, 1, 0, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 2, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let gtid = |seq: u64| [&seq.to_le_bytes()[..], &0u32.to_le_bytes(), &[0]].concat();
+        let text = |g: &Option<GtidState>| g.as_ref().map(crate::repo::archive::state_text);
+        let mut seg = Open::new("b.000001".into(), 4);
+        push(&mut seg, GTID_LIST_EVENT, 2, &list);
+        assert_eq!(text(&seg.list_state).as_deref(), Some("0-1-50,0-2-100"));
+        assert_eq!(seg.gtid_list.as_ref().map(gtid_text).as_deref(), Some("0-2-100"), "a position: the highest");
+        push(&mut seg, GTID_EVENT, 1, &gtid(51));
+        push(&mut seg, 2, 1, &[0; 20]);
+        assert_eq!(text(&seg.committed_state).as_deref(), Some("0-1-50,0-2-100"), "not ended yet");
+        push(&mut seg, 16, 1, &[0; 8]);
+        assert_eq!(text(&seg.committed_state).as_deref(), Some("0-1-51,0-2-100"));
+        // It goes on into the next segment, and into the description (bounded).
+        let next = seg.next("b.000001".into(), seg.name.end);
+        assert_eq!(text(&next.committed_state).as_deref(), Some("0-1-51,0-2-100"));
+        assert_eq!(next.list_state, None, "only the segment that holds the GTID_LIST");
+        assert_eq!(state_field(next.committed_state.as_ref()).as_deref(), Some("0-1-51,0-2-100"));
+        let big: GtidState = (0..=crate::repo::archive::STATE_MAX as u32).map(|s| ((0, s), 1)).collect();
+        assert_eq!(state_field(Some(&big)), None);
+        // A count the event cannot hold gives nothing.
+        let (_, e) = event_bytes(GTID_LIST_EVENT, 100, 0, &[3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(gtid_state_of(&e), None);
+    }
+
+    /// Issue 28, part 4 (second round): MySQL's PREVIOUS_GTIDS starts a file's GTID set, as
+    /// GTID_LIST does MariaDB's; each transaction joins it when it ends, and one a crash left
+    /// unfinished does not.
+    #[test]
+    fn mysql_previous_gtids_and_the_transactions_that_ended() {
+        let sid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62];
+        let mut previous = 1u64.to_le_bytes().to_vec();
+        previous.extend_from_slice(&sid);
+        for v in [1u64, 1, 7] {
+            previous.extend_from_slice(&v.to_le_bytes());
+        }
+        let gtid = |gno: u64| [&[1u8][..], &sid, &gno.to_le_bytes(), &[0; 17]].concat();
+        // A QUERY event: post-header (thread, time, db length 0, error, vars length 0), the
+        // database name's NUL, then the statement.
+        let query = |text: &str| [&[0u8; 13][..], &[0], text.as_bytes()].concat();
+        let text = |g: &Option<GtidSet>| g.as_ref().map(gtid_set::text);
+        let mut seg = Open::new("b.000001".into(), 4);
+        push(&mut seg, PREVIOUS_GTIDS, &previous);
+        assert_eq!(text(&seg.previous_gtids).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"));
+        push(&mut seg, MYSQL_GTID, &gtid(7));
+        push(&mut seg, QUERY, &query("BEGIN"));
+        assert_eq!(text(&seg.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"), "not ended");
+        push(&mut seg, XID, &[0; 8]);
+        push(&mut seg, MYSQL_GTID, &gtid(8));
+        push(&mut seg, QUERY, &query("CREATE TABLE t (a INT)"));
+        assert_eq!(text(&seg.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8"));
+        // Cut into the next segment inside a transaction that a crash leaves unfinished.
+        push(&mut seg, MYSQL_GTID, &gtid(9));
+        let mut next = seg.next("b.000001".into(), seg.name.end);
+        push(&mut next, QUERY, &query("BEGIN"));
+        assert_eq!(text(&next.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8"));
+        assert_eq!(next.pending, Some((sid, 9)));
+        assert_eq!(next.previous_gtids, None, "only the segment that holds the event");
+        // The restarted server's next file: its set starts over, the unfinished one dropped.
+        let mut after = next.next("b.000002".into(), 4);
+        push(&mut after, PREVIOUS_GTIDS, &previous);
+        push(&mut after, XID, &[0; 8]);
+        assert_eq!(text(&after.executed).as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6"));
+        // A body that does not hold what it declares gives no set.
+        push(&mut after, PREVIOUS_GTIDS, &previous[..previous.len() - 8]);
+        assert_eq!(after.previous_gtids, None);
     }
 }

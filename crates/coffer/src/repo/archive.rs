@@ -8,7 +8,6 @@ use crate::error::{Context, Error, Result};
 use crate::location::Location;
 use crate::Env;
 use coffer_crypto::Unlock;
-use coffer_mysql::events::{parse_gtids, Gtids};
 use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
 
 /// The entry of a segment image that holds the events, as the server's file holds them.
@@ -16,6 +15,15 @@ pub const EVENTS_ENTRY: &str = "events";
 
 /// The entry that describes the segment.
 pub const SEGMENT_ENTRY: &str = "coffer-binlog.json";
+
+mod continuity;
+pub(crate) mod gtid_set;
+
+pub(crate) use continuity::{join, unread_why, Said};
+pub use continuity::{missing_at_restart, parse_state, state_text, Full, GtidState, Join, STATE_MAX};
+
+/// The first 4 bytes of every binary log file; a segment's events come after them.
+pub const BINLOG_MAGIC: &[u8; 4] = b"\xfebin";
 
 /// Where a segment lies in the server's binary log, as its object name says.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,143 +95,6 @@ pub fn restarted(previous: &SegmentName, next: &SegmentName) -> bool {
     !previous.closed && next_file_start(previous, next)
 }
 
-/// What the archive lacks where the server restarted after `crashed` (the last segment of the
-/// file it left without ROTATE or STOP), or `None`: nothing. `committed` is the GTID position
-/// after the last transaction that ended in `crashed`; `list` the next file's GTID_LIST (the
-/// restarted server's binlog state, which holds only transactions that ended: crash recovery
-/// drops an unfinished one); `size` the crashed file's size as the restarted server reported
-/// it, and `torn_at` where its last whole event ends when the server could not send the rest
-/// (an event torn). Each domain must be where the list says; without GTIDs, the archive must
-/// hold every byte the server had. The bytes past a torn event are taken as an unfinished
-/// transaction's only where GTID continuity proves it: the server cannot send past a corrupt
-/// event in the middle of a file either.
-pub fn missing_at_restart(
-    crashed: &SegmentName,
-    committed: Option<&Gtids>,
-    list: Option<&Gtids>,
-    size: Option<u64>,
-    torn_at: Option<u64>,
-) -> Option<String> {
-    let (file, end) = (&crashed.file, u64::from(crashed.end));
-    let domains = match (committed, list) {
-        (Some(c), Some(l)) => Some(domains_missing(c, l)),
-        _ => None,
-    };
-    let continuous = domains.as_ref().is_some_and(Vec::is_empty);
-    let mut missing = Vec::new();
-    match (size, torn_at) {
-        (_, Some(torn)) if torn > end => {
-            missing.push(format!("{file} bytes {end}..{torn} (whole events the restarted server's file has)"))
-        }
-        (Some(size), Some(torn)) if size > torn && !continuous => missing.push(format!(
-            "{file} bytes {torn}..{size} past an event torn at {torn} (the restarted server's file has {size}, and no \
-             GTID continuity shows that only an unfinished transaction was there)"
-        )),
-        (Some(size), None) if size > end => {
-            missing.push(format!("{file} bytes {end}..{size} (the restarted server's file has {size})"))
-        }
-        _ => {}
-    }
-    match domains {
-        Some(d) => missing.extend(d),
-        None if size.is_some() => {}
-        None => missing.push(format!(
-            "what the server had of {file} after {end} (no GTID positions either side, no size of the file)"
-        )),
-    }
-    (!missing.is_empty()).then(|| missing.join("; "))
-}
-
-/// Each domain whose position in the archive (`committed`) is not where the restarted server's
-/// log goes on (`list`): what is missing there, in words.
-fn domains_missing(c: &Gtids, l: &Gtids) -> Vec<String> {
-    let mut missing = Vec::new();
-    let domains: std::collections::BTreeSet<&u32> = c.keys().chain(l.keys()).collect();
-    for d in domains {
-        let gtid = |(s, n): &(u32, u64)| format!("{d}-{s}-{n}");
-        let why = match (c.get(d), l.get(d)) {
-            (Some(a), Some(b)) if a == b => continue,
-            (Some(a), Some(b)) if a.1 < b.1 => format!(
-                "domain {d}: sequence {}..{} (the archive ends at {}, the restarted server's log goes on after {})",
-                a.1 + 1,
-                b.1,
-                gtid(a),
-                gtid(b)
-            ),
-            (None, Some(b)) => {
-                format!(
-                    "domain {d}: sequence 1..{} (the archive has none of it, the server went on after {})",
-                    b.1,
-                    gtid(b)
-                )
-            }
-            (Some(a), Some(b)) => {
-                format!("domain {d}: the archive has {}, the restarted server's log goes on after {}", gtid(a), gtid(b))
-            }
-            (Some(a), None) => {
-                format!("domain {d}: the archive has {}, the restarted server's log has no such domain", gtid(a))
-            }
-            (None, None) => continue,
-        };
-        missing.push(why);
-    }
-    missing
-}
-
-/// How a segment follows the one before it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Join {
-    /// It takes up where the one before ends ([`continues`]), or it is the first.
-    Continues,
-    /// The server restarted after a crash between them, and the archive lacks nothing.
-    Restart,
-    /// Something is missing between them: what, in words.
-    Gap(String),
-}
-
-impl Join {
-    /// Something is missing before the segment.
-    pub fn is_gap(&self) -> bool {
-        matches!(self, Join::Gap(_))
-    }
-
-    /// How `b` follows `a`, with their descriptions where they were read: at a restart, by
-    /// continuity ([`missing_at_restart`]).
-    pub fn of(
-        a: &SegmentName,
-        a_said: Option<&serde_json::Value>,
-        b: &SegmentName,
-        b_said: Option<&serde_json::Value>,
-    ) -> Self {
-        if continues(a, b) {
-            return Join::Continues;
-        }
-        let between = format!("between {}:{} and {}:{}", a.file, a.end, b.file, b.start);
-        if !restarted(a, b) {
-            return Join::Gap(format!(
-                "nothing is archived {between} (the server purged those binary logs before they were archived)"
-            ));
-        }
-        let (Some(a_said), Some(b_said)) = (a_said, b_said) else {
-            return Join::Gap(format!(
-                "{} ends {between} with neither ROTATE nor STOP (a crash, or a lost tail: a key tells them apart)",
-                a.file
-            ));
-        };
-        let gtids = |v: &serde_json::Value| v.as_str().and_then(parse_gtids);
-        let committed = gtids(&a_said["gtid_committed"]).or_else(|| gtids(&a_said["gtid_after"]));
-        let list = gtids(&b_said["gtid_list"]).or_else(|| gtids(&b_said["gtid_before"]));
-        let previous = &b_said["previous_file"];
-        let same = previous["file"].as_str() == Some(a.file.as_str());
-        let (size, torn_at) =
-            (previous["size"].as_u64().filter(|_| same), previous["torn_at"].as_u64().filter(|_| same));
-        match missing_at_restart(a, committed.as_ref(), list.as_ref(), size, torn_at) {
-            None => Join::Restart,
-            Some(m) => Join::Gap(format!("the server restarted after a crash {between}, and the archive lacks {m}")),
-        }
-    }
-}
-
 /// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
 /// before it and the one after it.
 pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
@@ -233,7 +104,8 @@ pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
 /// The segments under `prefix`, in log order.
 pub fn segments(prefix: &str, env: &Env) -> Result<Vec<(SegmentName, coffer_store::Listed)>> {
     let url = prefix_url(prefix)?;
-    let listed = coffer_store::Object::open(url, &env.store)?.list().with_context(|| format!("cannot list {url}"))?;
+    // The store's error names the prefix ("cannot list URL: ...", "URL does not exist").
+    let listed = coffer_store::Object::open(url, &env.store)?.list()?;
     let mut out: Vec<_> = listed.into_iter().filter_map(|l| SegmentName::parse(&l.name).map(|s| (s, l))).collect();
     out.sort_by_key(|(s, _)| s.key());
     Ok(out)
@@ -273,12 +145,19 @@ pub fn list(
     let found = segments(prefix, env)?;
     let unlocks = keys.map(|k| crate::keys::unlocks(k, env)).transpose()?;
     let mut listed: Vec<ListedSegment> = Vec::new();
-    let said = |d: &Option<Result<serde_json::Value>>| d.as_ref().and_then(|r| r.as_ref().ok()).cloned();
+    let said = |d: &Option<Result<serde_json::Value>>, n: &SegmentName| match d {
+        Some(Ok(v)) => Ok(v.clone()),
+        Some(Err(e)) => Err(unread_why(&n.object_name(), e)),
+        None => Err(format!("the description of {} was not read", n.object_name())),
+    };
     for (name, object) in &found {
         let description = unlocks.as_ref().map(|u| description(object, u, env));
         let join = match listed.last() {
             None => Join::Continues,
-            Some(p) => Join::of(&p.name, said(&p.description).as_ref(), name, said(&description).as_ref()),
+            Some(p) => {
+                let mut read = |j: usize| if j == 0 { said(&p.description, &p.name) } else { said(&description, name) };
+                join(&p.name, name, unlocks.is_some().then_some(&mut read as &mut dyn FnMut(usize) -> Said))
+            }
         };
         listed.push(ListedSegment {
             restart_before: join == Join::Restart,
@@ -451,8 +330,9 @@ pub(crate) struct Archive<'a> {
 }
 
 impl<'a> Archive<'a> {
-    /// The archive of `segments`: where the server restarted, the descriptions either side are
-    /// read (with `unlocks`; without, a restart is a gap: nothing shows what is missing).
+    /// The archive of `segments`, each join decided by [`join`]: with `unlocks`, the
+    /// descriptions where a file ends are read (one small read per file, two at a restart);
+    /// without, names decide, and a restart is a gap (nothing shows what is missing).
     pub(crate) fn new(
         segments: Vec<(SegmentName, coffer_store::Listed)>,
         unlocks: &'a [Unlock],
@@ -462,24 +342,14 @@ impl<'a> Archive<'a> {
         let mut joins = vec![Join::Continues; archive.segments.len().min(1)];
         for i in 1..archive.segments.len() {
             let (a, b) = (&archive.segments[i - 1].0, &archive.segments[i].0);
-            if !restarted(a, b) || unlocks.is_empty() {
-                joins.push(Join::of(a, None, b, None));
-                continue;
-            }
-            // One description that cannot be read makes this restart unproven, not the whole
-            // archive unreadable: targets before it are still reached.
-            let read = |j: usize| {
-                archive.description(j).map_err(|e| {
-                    format!("the description of {} cannot be read: {}", archive.segments[j].1.name, e.one_line())
-                })
+            // One description that cannot be read is a gap there, not the whole archive
+            // unreadable: targets before it are still reached.
+            let mut read = |j: usize| {
+                let k = i - 1 + j;
+                archive.description(k).map_err(|e| unread_why(&archive.segments[k].1.name, &e))
             };
-            joins.push(match read(i - 1).and_then(|x| Ok((x, read(i)?))) {
-                Ok((x, y)) => Join::of(a, Some(&x), b, Some(&y)),
-                Err(why) => Join::Gap(format!(
-                    "{} ends between {}:{} and {}:{} with neither ROTATE nor STOP, and {why}",
-                    a.file, a.file, a.end, b.file, b.start
-                )),
-            });
+            let keyed = !unlocks.is_empty();
+            joins.push(join(a, b, keyed.then_some(&mut read as &mut dyn FnMut(usize) -> Said)));
         }
         archive.joins = joins;
         Ok(archive)
@@ -539,7 +409,7 @@ pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs:
         .create_new(true)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut f, b"\xfebin").with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, BINLOG_MAGIC).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(f)
 }
 
@@ -547,7 +417,7 @@ pub(crate) fn new_log_file(dir: &std::path::Path, name: &str) -> Result<std::fs:
 mod tests {
     use super::*;
 
-    fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
+    pub(super) fn seg(f: &str, start: u32, end: u32, closed: bool) -> SegmentName {
         SegmentName { file: f.into(), start, end, closed }
     }
 
@@ -589,6 +459,21 @@ mod tests {
         assert_eq!(json[2]["error"], "wrong key");
         let unread = listing.unread_error().expect("one unread");
         assert_eq!(unread.to_string(), "1 of 3 segments could not be read with the key given (see above)");
+    }
+
+    /// Review of issue 28: a listing that fails names its prefix once, not "cannot list X:
+    /// cannot list X"; and the magic every rebuilt file starts with is the server's.
+    #[test]
+    fn a_failed_listing_names_its_prefix_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // A name that is not UTF-8: the local store cannot list it.
+        let odd = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.coffer");
+        std::fs::write(dir.path().join(odd), b"x").unwrap();
+        let file = dir.path();
+        let prefix = format!("file://{}/", file.display());
+        let err = segments(&prefix, &Env::default()).unwrap_err().one_line();
+        assert_eq!(err.matches(&file.display().to_string()).count(), 1, "{err}");
+        assert_eq!(BINLOG_MAGIC, &[0xfe, 0x62, 0x69, 0x6e]);
     }
 
     #[test]
@@ -645,52 +530,6 @@ mod tests {
         assert!(gaps(&[]).is_empty() && gaps(&list[..1]).is_empty());
     }
 
-    /// Issue 28, part 4: a server that crashed leaves a file with neither ROTATE nor STOP; the
-    /// next file's GTID_LIST says where the log goes on. Nothing missing, per domain: crossed.
-    #[test]
-    fn a_restart_is_crossed_when_each_domain_goes_on_where_the_archive_ends() {
-        let g = |t: &str| parse_gtids(t).unwrap();
-        let crashed = seg("b.000001", 4, 5000, false);
-        let missing = |c: &str, l: &str, size| missing_at_restart(&crashed, Some(&g(c)), Some(&g(l)), size, None);
-        // Two domains, both where the list says; the server's file no longer than the archive's.
-        assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", Some(5000)), None);
-        assert_eq!(missing("0-1-100,1-2-7", "0-1-100,1-2-7", None), None);
-        // One domain behind: its sequence numbers named, and the other domain not.
-        let why = missing("0-1-100,1-2-7", "0-1-100,1-2-9", None).unwrap();
-        assert_eq!(
-            why,
-            "domain 1: sequence 8..9 (the archive ends at 1-2-7, the restarted server's log goes on after 1-2-9)"
-        );
-        // A tail lost: the bytes too, as the restarted server reported its file.
-        let why = missing("0-1-100", "0-1-120", Some(9000)).unwrap();
-        assert!(
-            why.starts_with(
-                "b.000001 bytes 5000..9000 (the restarted server's file has 9000); domain 0: sequence 101..120"
-            ),
-            "{why}"
-        );
-        // A domain that first appears after the crash (not in the list): nothing missing; one
-        // the archive never saw, though the list has it: all of it is missing.
-        assert_eq!(missing("0-1-100", "0-1-100", None), None);
-        let why = missing("0-1-100", "0-1-100,2-3-4", None).unwrap();
-        assert!(why.starts_with("domain 2: sequence 1..4 (the archive has none of it"), "{why}");
-        // A new server_id after the restart: the list ends with the old one's GTID, which the
-        // archive holds; another server's at the same number is another transaction.
-        assert_eq!(missing("0-1-100", "0-1-100", None), None);
-        let why = missing("0-1-100", "0-2-100", None).unwrap();
-        assert!(why.contains("the archive has 0-1-100, the restarted server's log goes on after 0-2-100"), "{why}");
-        // The archive past the list: a transaction the restarted server does not have (its
-        // recovery truncated the file): no continuity to prove.
-        assert!(missing("0-1-101", "0-1-100", None).is_some());
-        assert!(missing("0-1-100,5-1-1", "0-1-100", None).unwrap().contains("no such domain"));
-        // Without GTIDs, bytes decide: the whole file archived, or not.
-        assert_eq!(missing_at_restart(&crashed, None, None, Some(5000), None), None);
-        assert!(missing_at_restart(&crashed, None, Some(&g("0-1-1")), None, None)
-            .unwrap()
-            .contains("no GTID positions"));
-        assert!(missing_at_restart(&crashed, None, None, Some(6000), None).unwrap().contains("bytes 5000..6000"));
-    }
-
     /// Review of issue 28, part 4: a description that cannot be read at a restart makes that
     /// restart a gap, not the archive unreadable (catalog, fetch and PITR before it go on).
     #[test]
@@ -704,8 +543,17 @@ mod tests {
         let prefix = format!("file://{}/", dir.path().display());
         let found = segments(&prefix, &env).unwrap();
         let unlocks = [Unlock::Key(coffer_crypto::MasterKey::generate().unwrap())];
-        let archive = Archive::new(found, &unlocks, &env).expect("the archive, with a gap");
-        assert_eq!(archive.joins[..2], [Join::Continues, Join::Continues]);
+        let archive = Archive::new(found, &unlocks, &env).expect("the archive, with gaps");
+        assert_eq!(archive.joins[0], Join::Continues);
+        // The file its name says complete is not shown complete by the key either.
+        let Join::Gap(why) = &archive.joins[1] else { panic!("{:?}", archive.joins[1]) };
+        assert!(
+            why.starts_with(
+                "b.000001 ends at 100 by its segments' names only, and the description of \
+                 b.000001_0000000004_0000000100-closed.coffer cannot be read: "
+            ) && why.ends_with(": the archive is known complete to b.000001:100"),
+            "{why}"
+        );
         let Join::Gap(why) = &archive.joins[2] else { panic!("{:?}", archive.joins[2]) };
         assert!(
             why.starts_with(
@@ -735,67 +583,5 @@ mod tests {
         assert!(named_as_said(name, &other).unwrap_err().to_string().contains("its file is \"b.000002\""));
         let moved = serde_json::json!({"file": "b.000001", "start": 4, "end": 4000, "closed": true});
         assert!(named_as_said(name, &moved).unwrap_err().to_string().contains("its end is 4000"));
-    }
-
-    /// Which boundaries are restarts, and how the descriptions decide them: the crashed file's
-    /// last transaction ended (`gtid_committed`, else `gtid_after` of older segments), the
-    /// next file's GTID_LIST and the size the restarted server reported.
-    #[test]
-    fn restarts_are_told_from_gaps_by_the_descriptions_either_side() {
-        let (a, b) = (seg("b.000001", 4, 5000, false), seg("b.000002", 4, 300, false));
-        assert!(restarted(&a, &b) && !continues(&a, &b));
-        assert!(!restarted(&seg("b.000001", 4, 5000, true), &b), "a closed file continues");
-        assert!(!restarted(&a, &seg("b.000003", 4, 300, false)), "a file missing");
-        assert!(!restarted(&a, &seg("b.000002", 90, 300, false)), "not the next file's start");
-        assert!(!restarted(&seg("a.000001", 4, 50, false), &b), "another log");
-        // The crashed file's last segment ends inside a transaction (0-1-101, dropped by the
-        // server's crash recovery): its committed position is the one that counts.
-        let before = serde_json::json!({"gtid_after": "0-1-101", "gtid_committed": "0-1-100"});
-        let after = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 5000}});
-        assert_eq!(Join::of(&a, Some(&before), &b, Some(&after)), Join::Restart);
-        assert!(Join::of(&a, None, &b, None).is_gap(), "not read: not proven");
-        let older = serde_json::json!({"gtid_after": "0-1-100"});
-        assert_eq!(Join::of(&a, Some(&older), &b, Some(&after)), Join::Restart);
-        let longer = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000}});
-        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&longer)) else { panic!() };
-        assert_eq!(
-            why,
-            "the server restarted after a crash between b.000001:5000 and b.000002:4, and the archive lacks b.000001 \
-             bytes 5000..7000 (the restarted server's file has 7000)"
-        );
-        // Past a torn last event the server had nothing to send: not missing.
-        let torn = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
-        assert_eq!(Join::of(&a, Some(&before), &b, Some(&torn)), Join::Restart);
-        // Past a torn event, with no GTID positions either side (a server without GTIDs, or a
-        // corrupt event in the middle of the file: the server cannot send past either), the
-        // bytes after it are not known to be an unfinished transaction's: a gap naming both.
-        let none = serde_json::json!({});
-        let untold = serde_json::json!({"previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
-        let Join::Gap(why) = Join::of(&a, Some(&none), &b, Some(&untold)) else { panic!("crossed") };
-        assert!(
-            why.ends_with(
-                "the archive lacks b.000001 bytes 5000..7000 past an event torn at 5000 (the restarted \
-             server's file has 7000, and no GTID continuity shows that only an unfinished transaction was there)"
-            ),
-            "{why}"
-        );
-        // And where the domains do not continue, the bytes too.
-        let behind = serde_json::json!({"gtid_list": "0-1-120", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 5000}});
-        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&behind)) else { panic!("crossed") };
-        assert!(
-            why.contains("bytes 5000..7000 past an event torn at 5000") && why.contains("sequence 101..120"),
-            "{why}"
-        );
-        // Whole events the archive lacks before the torn one.
-        let short = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000001", "size": 7000, "torn_at": 6000}});
-        let Join::Gap(why) = Join::of(&a, Some(&before), &b, Some(&short)) else { panic!("crossed") };
-        assert!(why.contains("b.000001 bytes 5000..6000"), "{why}");
-        // The size of another file is not this one's.
-        let other = serde_json::json!({"gtid_list": "0-1-100", "previous_file": {"file": "b.000000", "size": 7000}});
-        assert_eq!(Join::of(&a, Some(&before), &b, Some(&other)), Join::Restart);
-        let Join::Gap(why) = Join::of(&seg("b.000001", 4, 100, true), None, &seg("b.000003", 4, 9, false), None) else {
-            panic!()
-        };
-        assert!(why.starts_with("nothing is archived between b.000001:100 and b.000003:4"), "{why}");
     }
 }

@@ -54,8 +54,9 @@ impl Catalog {
         lines.extend(chain_summaries(&self.rows));
         if let Some(a) = &self.archive {
             let when = a.last_time.map(|t| format!(" ({} UTC)", utc(t))).unwrap_or_default();
+            let names = if a.by_names { NAMES_ONLY } else { "" };
             lines.push(format!(
-                "binlog archive {}: {} segments, {}, {}:{} .. {}:{}{when}",
+                "binlog archive {}: {} segments, {}, {}:{} .. {}:{}{when}{names}",
                 esc(&a.prefix),
                 a.segments,
                 human(a.bytes),
@@ -92,8 +93,11 @@ impl Catalog {
     }
 }
 
+/// What a catalog read without a key says of the binlog archive's files.
+const NAMES_ONLY: &str = " (by the segments' names: without a key, no sealed description says where each file ends)";
+
 /// A backup of the catalog as one line.
-fn row_line(v: &Value, archived: bool) -> String {
+pub(crate) fn row_line(v: &Value, archived: bool) -> String {
     let mut line = format!(
         "{}  {:>10}  {}",
         v["time"].as_str().unwrap_or_default(),
@@ -116,7 +120,8 @@ fn row_line(v: &Value, archived: bool) -> String {
     }
     if let Ok(w) = serde_json::from_value::<crate::repo::recovery::Window>(v["pitr"].clone()) {
         let when = w.to_time.map(|t| format!(" ({} UTC)", utc(t))).unwrap_or_default();
-        line.push_str(&format!("  recoverable to {}:{}{when}", esc(&w.to.0), w.to.1));
+        let names = if w.by_names { NAMES_ONLY } else { "" };
+        line.push_str(&format!("  recoverable to {}:{}{when}{names}", esc(&w.to.0), w.to.1));
     } else if archived && v["backup"]["binlog"].is_object() {
         line.push_str("  recoverable to its own point only (its binary log is not archived)");
     }

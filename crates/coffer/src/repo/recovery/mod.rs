@@ -153,10 +153,13 @@ pub struct Overview {
     pub last_time: Option<i64>,
     /// Its gaps: where each begins and ends.
     pub gaps: Vec<((String, u32), (String, u32))>,
+    /// Read without a key: where each file ends rests on the segments' names.
+    pub by_names: bool,
 }
 
 /// How far a backup can be recovered: from its binlog position to the end of the archive's
-/// unbroken run from there.
+/// unbroken run from there (each file in it complete by [`crate::repo::archive::join`]'s rule,
+/// the one point-in-time recovery and `binlog fetch` follow).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// The backup's binlog position.
@@ -165,6 +168,10 @@ pub struct Window {
     pub to: (String, u32),
     /// The time of the last event there (with a key).
     pub to_time: Option<i64>,
+    /// Read without a key: where each file ends rests on the segments' names, which anyone who
+    /// can write the store can change (with a key, their sealed descriptions say it).
+    #[serde(default)]
+    pub by_names: bool,
 }
 
 /// The archive under `binlogs` (none if it holds no segment), and each backup's window from
@@ -209,6 +216,7 @@ pub fn windows(
                 from: (file.clone(), pos),
                 to: (s.file.clone(), s.end),
                 to_time: time_of(reach),
+                by_names: unlocks.is_none(),
             })
         })
         .collect();
@@ -223,6 +231,7 @@ pub fn windows(
             .filter(|i| archive.joins[*i].is_gap())
             .map(|i| ((names[i - 1].file.clone(), names[i - 1].end), (names[i].file.clone(), names[i].start)))
             .collect(),
+        by_names: unlocks.is_none(),
     };
     Ok((Some(overview), windows))
 }
@@ -415,5 +424,86 @@ mod tests {
         ] {
             assert!(Until::parse_position(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Seals a segment `name` holding `events` (any bytes: nothing here parses them), with
+    /// the description `said` (`closed` as the archiver found it), stored as `object`.
+    fn sealed(
+        dir: &std::path::Path,
+        keys: &crate::keys::KeySources,
+        object: &str,
+        said: serde_json::Value,
+        len: usize,
+    ) {
+        let files = vec![
+            (crate::repo::archive::EVENTS_ENTRY.to_owned(), vec![7u8; len]),
+            (crate::repo::archive::SEGMENT_ENTRY.to_owned(), serde_json::to_vec(&said).unwrap()),
+        ];
+        let url = format!("file://{}/{object}", dir.display());
+        let mut b = crate::backup::BackupSpec::new(crate::source::SourceSpec::Memory(files), Location::Object(url));
+        b.keys = keys.clone();
+        b.validate = false;
+        crate::backup::backup(&b, &Env::default()).unwrap();
+    }
+
+    /// Issue 28, part 4 (second round): `binlog fetch` and the catalog's "recoverable to"
+    /// trusted a segment's name for its file's completeness. A segment the archiver sealed as
+    /// not closed, copied under a `-closed` name (its tail lost), made fetch write a file that
+    /// looked whole and the catalog reach past it. Now both follow PITR's rule (one function):
+    /// with a key, the sealed description decides; without, the catalog says names decide.
+    #[test]
+    fn a_file_is_complete_by_its_description_for_fetch_and_the_catalog_as_for_pitr() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::keys::KeySources {
+            master_keys: vec![coffer_crypto::MasterKey::generate().unwrap()],
+            ..Default::default()
+        };
+        let said = |file: &str, end: u32, closed: bool| serde_json::json!({"file": file, "start": 4, "end": end, "closed": closed});
+        let name = |file: &str, end: u32, closed: bool| {
+            crate::repo::archive::SegmentName { file: file.into(), start: 4, end, closed }.object_name()
+        };
+        let store = dir.path().join("binlog");
+        std::fs::create_dir(&store).unwrap();
+        // b.000001 sealed as not closed at 100 (its tail, and the ROTATE, never archived), then
+        // renamed `-closed`; b.000002 after it.
+        sealed(&store, &keys, &name("b.000001", 100, true), said("b.000001", 100, false), 96);
+        sealed(&store, &keys, &name("b.000002", 50, false), said("b.000002", 50, false), 46);
+        let prefix = format!("file://{}/", store.display());
+        let env = Env::default();
+        let unlocks = crate::keys::unlocks(&keys, &env).unwrap();
+        let from = [Some(("b.000001".to_owned(), 4u64))];
+        let (overview, windows) = super::windows(&prefix, &from, Some(&unlocks), &env).unwrap();
+        let w = windows[0].clone().expect("a window");
+        assert_eq!(
+            (w.to, w.by_names),
+            (("b.000001".to_owned(), 100), false),
+            "known complete to the renamed segment's end"
+        );
+        assert_eq!(overview.unwrap().gaps, vec![(("b.000001".to_owned(), 100), ("b.000002".to_owned(), 4))]);
+        let out = dir.path().join("fetched");
+        let err = crate::binlog::fetch(&prefix, None, &out, &keys, &env).unwrap_err().one_line();
+        assert!(
+            err.starts_with(
+                "the archive has a gap: b.000001 ends at 100 by its segments' names only, and the description of "
+            ) && err.contains("its name is not its description's (its closed is false)")
+                && err.ends_with("the archive is known complete to b.000001:100"),
+            "{err}"
+        );
+        assert!(!out.join("b.000001").exists(), "nothing that looks whole");
+        // Without a key: names decide, and the catalog says so.
+        let (overview, windows) = super::windows(&prefix, &from, None, &env).unwrap();
+        assert!(overview.unwrap().by_names);
+        let w = windows[0].clone().expect("a window");
+        assert_eq!((w.to.clone(), w.by_names), (("b.000002".to_owned(), 50), true));
+        let row = serde_json::json!({"time": "t", "bytes": 1, "name": "n", "pitr": w});
+        assert!(crate::repo::shown::row_line(&row, true).ends_with("recoverable to b.000002:50 (by the segments' names: without a key, no sealed description says where each file ends)"));
+        // Sealed as closed: complete, and fetched whole.
+        std::fs::remove_file(store.join(name("b.000001", 100, true))).unwrap();
+        sealed(&store, &keys, &name("b.000001", 100, true), said("b.000001", 100, true), 96);
+        let (_, windows) = super::windows(&prefix, &from, Some(&unlocks), &env).unwrap();
+        assert_eq!(windows[0].as_ref().unwrap().to, ("b.000002".to_owned(), 50));
+        let files = crate::binlog::fetch(&prefix, None, &out, &keys, &env).unwrap();
+        assert_eq!(files, ["b.000001", "b.000002"]);
+        assert_eq!(std::fs::metadata(out.join("b.000001")).unwrap().len(), 100);
     }
 }

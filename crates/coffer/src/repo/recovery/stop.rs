@@ -229,15 +229,9 @@ pub(crate) fn gather(
             let reach = format!("recovery can reach {}:{} at most", g.boundary.0, g.boundary.1);
             return Err(gap_error(until, &archive.joins[i], &reach));
         }
+        // The join says the file before is complete by the key's word (its description, or a
+        // restart proven), not its name alone: an object renamed `-closed` hides no lost tail.
         if let (Some(f), Some(file), 4) = (out.as_mut(), files.last(), seg.start) {
-            if !written.rotated && matches!(archive.joins[i], Join::Continues) {
-                // A ROTATE is made up only for a file the key shows complete, not its name
-                // alone (an object renamed `-closed` would hide a lost tail).
-                let name = &archive.segments[i - 1].1.name;
-                archive
-                    .description(i - 1)
-                    .with_context(|| format!("{name}: its description, which shows {file} complete"))?;
-            }
             end_file(f, &dir.join(file), &written, &mut g, &seg.file)?;
         }
         let bytes = archive.events(i)?;
