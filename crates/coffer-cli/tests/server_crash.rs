@@ -384,39 +384,15 @@ fn a_file_complete_by_name_only_is_neither_fetched_nor_recoverable_past() {
         return;
     }
     let fx = Fixture::new();
-    let port = free_port();
-    let server = live::source(&fx, port, &[]);
-    server.sql(
-        "CREATE TABLE sbtest.marker (id INT PRIMARY KEY, at DATETIME); \
-         CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
-    );
-    fx.write_secret("repl-pw", "repl-pw\n");
+    let Source { server, port, .. } = Scenario::new(&fx).sysbench().repl().marker().start();
     let key = fx.key();
-    let sock = server.socket.display().to_string();
     std::fs::create_dir_all(fx.path("repo/binlog")).unwrap();
     let repo = format!("file://{}/", fx.path("repo").display());
     let binlogs = format!("{repo}binlog/");
     let archive = || {
-        let pw = fx.s("repl-pw");
-        let args = [
-            "binlog",
-            "archive",
-            "-S",
-            &sock,
-            "-u",
-            "repl",
-            "--password-file",
-            &pw,
-            "-o",
-            &binlogs,
-            "--key-file",
-            &key,
-        ];
-        let (code, _, err) = run(&args);
+        let (code, _, err) = run_args(&archive_args(&fx, &socket_args(&server), &binlogs, &[]));
         assert_eq!(code, 0, "{err}");
     };
-    std::fs::create_dir_all(fx.path("scratch")).unwrap();
     live::coffer_ok(&live::backup_args(&fx, port, &repo));
     let first = server_logs(&server).last().unwrap().0.clone();
     server.sql("INSERT INTO sbtest.marker VALUES (1, NOW())");

@@ -95,12 +95,6 @@ pub fn restarted(previous: &SegmentName, next: &SegmentName) -> bool {
     !previous.closed && next_file_start(previous, next)
 }
 
-/// The gaps in `segments` (in log order, as [`segments`] lists them): for each, the segment
-/// before it and the one after it.
-pub fn gaps(segments: &[SegmentName]) -> Vec<(SegmentName, SegmentName)> {
-    segments.windows(2).filter(|w| !continues(&w[0], &w[1])).map(|w| (w[0].clone(), w[1].clone())).collect()
-}
-
 /// The segments under `prefix`, in log order.
 pub fn segments(prefix: &str, env: &Env) -> Result<Vec<(SegmentName, coffer_store::Listed)>> {
     let url = prefix_url(prefix)?;
@@ -498,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn continuity_and_gaps() {
+    fn continuity_by_names() {
         // In a file: where the previous ends.
         assert!(continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 100, 200, false)));
         assert!(!continues(&seg("b.000001", 4, 100, false), &seg("b.000001", 120, 200, false)));
@@ -511,23 +505,6 @@ mod tests {
         assert!(!continues(&seg("b.000001", 4, 100, true), &seg("b.000002", 60, 90, false)), "not its start");
         assert!(!continues(&seg("b.000001", 4, 100, true), &seg("c.000002", 4, 50, false)), "another log");
         assert!(!continues(&seg("b.000002", 4, 100, true), &seg("b.000001", 4, 50, false)));
-
-        let list = [
-            seg("b.000001", 4, 100, false),
-            seg("b.000001", 100, 300, true),
-            seg("b.000002", 4, 80, false),
-            seg("b.000002", 90, 120, false),
-            seg("b.000002", 120, 200, false),
-            seg("b.000004", 4, 10, false),
-        ];
-        let found = gaps(&list);
-        assert_eq!(
-            found,
-            vec![(list[2].clone(), list[3].clone()), (list[4].clone(), list[5].clone())],
-            "the segments either side of each gap"
-        );
-        assert!(gaps(&list[..3]).is_empty());
-        assert!(gaps(&[]).is_empty() && gaps(&list[..1]).is_empty());
     }
 
     /// Review of issue 28, part 4: a description that cannot be read at a restart makes that
