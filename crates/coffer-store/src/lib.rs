@@ -157,7 +157,7 @@ impl Object {
         // of 2 the waits hardly grow, 10 retries were spent in about 2 s, and a store out for 3 s
         // failed the job. With 4 they about double, up to 15 s: spread over the retry window.
         let backoff = object_store::BackoffConfig { base: 4.0, ..Default::default() };
-        let retry = RetryConfig { backoff, retry_timeout: window, max_retries: opts.retries, ..RetryConfig::default() };
+        let retry = RetryConfig { backoff, retry_timeout: window, max_retries: opts.retries };
         let timeout = format!("{}ms", opts.timeout.as_millis().max(1));
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
         let mut s3 = None;
