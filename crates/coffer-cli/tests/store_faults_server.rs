@@ -319,6 +319,13 @@ fn stderr_of(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex
     text
 }
 
+/// All a follower said, once it has exited: its stderr read to the end (the reader thread,
+/// which holds the other reference, is done; at most 10 s).
+fn all_said(text: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    wait_for(10, "the end of the follower's stderr", || std::sync::Arc::strong_count(text) == 1);
+    text.lock().unwrap().clone()
+}
+
 fn sigterm(child: &std::process::Child) {
     let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
@@ -399,7 +406,7 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(error_line(&said).contains("nobucket"), "{said}");
-    let text = err.lock().unwrap().clone();
+    let text = all_said(&err);
     let line = error_line(&text);
     assert!(line.contains("not stored") && line.contains(&next) && line.contains("503"), "{line}");
     assert_eq!(not_segments(&s3), Vec::<String>::new(), "nothing half-stored");
@@ -454,7 +461,7 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     assert!(proxy.injected(Some(Kind::Part), Some(Fault::Status503)) > 0, "{}", proxy.report());
     sigterm(&follower);
     let out = wait_exit(follower, 60);
-    let text = err.lock().unwrap().clone();
+    let text = all_said(&err);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(error_line(&text).contains("not stored"), "{text}");
     assert_eq!(s3.uploads_in_progress("bkt"), 0, "no upload left in progress");

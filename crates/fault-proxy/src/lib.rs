@@ -143,6 +143,18 @@ impl Drop for Proxy {
     }
 }
 
+/// The answer's body to send on: read whole, or streamed from upstream; slowed on a slow link.
+fn answer_body(whole: Option<Vec<u8>>, from: BufReader<TcpStream>, slow: bool, shared: &Shared) -> Box<dyn Read> {
+    let body: Box<dyn Read> = match whole {
+        Some(b) => Box::new(io::Cursor::new(b)),
+        None => Box::new(from),
+    };
+    match slow {
+        true => Box::new(Slow::new(body, shared)),
+        false => body,
+    }
+}
+
 /// A reader at most as fast as the proxy's rate: a slow link.
 struct Slow<R> {
     inner: R,
@@ -305,13 +317,7 @@ fn relay(
         resp.remove("transfer-encoding");
         resp.set("Content-Length", len.to_string());
     }
-    let mut source: Box<dyn Read> = match whole {
-        Some(b) => Box::new(io::Cursor::new(b)),
-        None => Box::new(from),
-    };
-    if fault == Some(Fault::Throttle) {
-        source = Box::new(Slow::new(source, shared));
-    }
+    let mut source = answer_body(whole, from, fault == Some(Fault::Throttle), shared);
     match fault {
         Some(Fault::Forward500 | Fault::ForwardReset) => {
             // The store did it; the client will not know.
