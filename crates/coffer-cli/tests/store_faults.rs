@@ -30,7 +30,13 @@ const SHORT: [&str; 6] = ["--store-retries", "2", "--store-retry-timeout", "2", 
 
 /// Runs coffer through `proxy` with `args` (and PARTS); exit code, stdout, stderr.
 fn via(s3: &S3, proxy: &Proxy, args: &[&str]) -> (i32, Vec<u8>, String) {
-    let out = s3.through(proxy).args(args).args(PARTS).stdin(Stdio::null()).output().unwrap();
+    via_env(s3, proxy, &[], args)
+}
+
+/// As [`via`], with `env` set for coffer.
+fn via_env(s3: &S3, proxy: &Proxy, env: &[(&str, &str)], args: &[&str]) -> (i32, Vec<u8>, String) {
+    let mut c = s3.through(proxy);
+    let out = c.envs(env.iter().copied()).args(args).args(PARTS).stdin(Stdio::null()).output().unwrap();
     (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -46,10 +52,8 @@ fn ok(s3: &S3, proxy: &Proxy, args: &[&str]) -> (Vec<u8>, String) {
 fn fails(s3: &S3, proxy: &Proxy, code: i32, args: &[&str]) -> String {
     let (got, _, err) = via(s3, proxy, args);
     assert_eq!(got, code, "coffer {args:?}: {err}\nproxy: {}", proxy.report());
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("coffer: error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line: {err}");
-    eprintln!("{}: {}", args[0], errors[0]);
-    errors[0].to_owned()
+    eprint!("{}: ", args[0]);
+    error_line(&err)
 }
 
 /// Transient faults of every kind, a few percent each: every job succeeds with exact results.
@@ -457,4 +461,160 @@ fn a_stalled_store_fails_within_the_policy_and_reruns() {
     assert!(proxy.injected(Some(Kind::Get), Some(Fault::Stall)) > 0, "{}", proxy.report());
     proxy.set_rules(Vec::new());
     ok(&s3, &proxy, &verify);
+}
+
+/// The one `coffer: error:` line of `err`.
+#[track_caller]
+fn error_line(err: &str) -> String {
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("coffer: error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    eprintln!("{}", errors[0]);
+    errors[0].to_owned()
+}
+
+/// A header rotation whose rest is copied by the store in several parts (UploadPartCopy of
+/// 5 MiB, as the tests ask), one copy failing half-way through, the parts before it copied:
+/// afterwards the old header or the new one opens (both keys tried), never neither, no upload
+/// is left in progress, and the same command run again finishes the rotation. A copy the store
+/// did whose answer was lost (reset before the status, or half-way through the body) is sent
+/// again, and the rotation succeeds.
+#[test]
+fn a_rotation_whose_part_copy_fails_half_way_leaves_one_header() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    let proxy = s3.proxy(12);
+    let (k1, k2) = (fx.key(), fx.s("other.key"));
+    let img = "s3://bkt/h/db.coffer";
+    ok(&s3, &proxy, &["backup", &fx.s("src"), "-o", img, "--key-file", &k1]);
+    let small = [("COFFER_TEST_COPY_PART_BYTES", "5242880")];
+    let rotate = |from: &str, to: &str| {
+        let mut v = vec!["key".to_owned(), "rotate".into(), img.into(), "--key-file".into(), from.into()];
+        v.extend(["--new-key-file".to_owned(), to.to_owned()]);
+        v.extend(SHORT.map(str::to_owned));
+        v
+    };
+    let run = |args: &[String]| {
+        let (code, _, err) = via_env(&s3, &proxy, &small, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        (code, err)
+    };
+    // The copies from the third on fail for longer than the retry policy.
+    let (before, faulted) = (proxy.seen(Kind::CopyPart), proxy.injected(Some(Kind::CopyPart), None));
+    outage(&proxy, &[Kind::CopyPart], Fault::Status503, 3);
+    let (code, err) = run(&rotate(&k1, &k2));
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(line.contains(img) && line.contains("UploadPartCopy") && line.contains("503"), "{line}");
+    let copies = proxy.seen(Kind::CopyPart) - before;
+    let refused = proxy.injected(Some(Kind::CopyPart), None) - faulted;
+    assert!(refused > 0 && copies - refused >= 2, "half-way: {copies} copies, {refused} refused");
+    assert_eq!(opens(&s3, &proxy, img, &[&k1, &k2]), [true, false], "the old header stays");
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "the upload was aborted");
+    // The same command, the store answering: done.
+    let (code, err) = run(&rotate(&k1, &k2));
+    assert_eq!(code, 0, "{err}");
+    assert!(proxy.seen(Kind::CopyPart) - before - copies >= 4, "several parts copied: {}", proxy.report());
+    assert_eq!(opens(&s3, &proxy, img, &[&k1, &k2]), [false, true], "the new header");
+    // A copy done by the store, its answer lost half-way: sent again, and the rotation is done.
+    let mut keys = [k2.clone(), k1.clone()];
+    for fault in [Fault::ForwardReset, Fault::ResetBody] {
+        let before = proxy.injected(Some(Kind::CopyPart), Some(fault));
+        proxy.set_rules(vec![Rule::new(&[Kind::CopyPart], fault, When::Nth(proxy.seen(Kind::CopyPart) + 3))]);
+        let (code, err) = run(&rotate(&keys[0], &keys[1]));
+        assert_eq!(proxy.injected(Some(Kind::CopyPart), Some(fault)), before + 1, "{}", proxy.report());
+        assert_eq!(code, 0, "{fault:?}: {err}");
+        assert_eq!(opens(&s3, &proxy, img, &[&keys[0], &keys[1]]), [false, true], "{fault:?}: the new header");
+        keys.swap(0, 1);
+    }
+    assert_eq!(s3.uploads_in_progress("bkt"), 0);
+    ok(&s3, &proxy, &["restore", img, "--to", &fx.s("dst"), "--key-file", &keys[0]]);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+}
+
+/// A slow link (defect 5): a backup whose part cannot cross within `--store-timeout` fails on
+/// one line that names the timeout, leaving no object and no upload; with the default timeout
+/// the same backup succeeds, though a part takes longer than object_store's own 30 s for a
+/// whole request (the old default, under which every attempt timed out).
+#[test]
+fn a_backup_through_a_slow_link_is_bounded_by_the_store_timeout() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("src")).unwrap();
+    // Two parts of 5 MiB and a little (random: it does not compress).
+    std::fs::write(fx.path("src/f"), noise((5 << 20) + 50_000, 28)).unwrap();
+    let proxy = s3.proxy(13);
+    // 144 KiB/s per connection: the 5 MiB part takes about 36 s.
+    proxy.set_rate(144 << 10);
+    proxy.set_rules(vec![Rule::new(&[Kind::Part, Kind::Put], Fault::Throttle, When::Always)]);
+    let (k, src) = (fx.key(), fx.s("src"));
+    let img = "s3://bkt/slow/db.coffer";
+    let backup = ["backup", &src, "-o", img, "--key-file", &k];
+    let short = ["--store-timeout", "2", "--store-retries", "1", "--store-retry-timeout", "1"];
+    let line = fails(&s3, &proxy, 1, &[&backup[..], &short].concat());
+    assert!(line.contains(img) && line.contains("--store-timeout (2 s)"), "names the object and the timeout: {line}");
+    assert!(proxy.injected(Some(Kind::Part), Some(Fault::Throttle)) >= 2, "{}", proxy.report());
+    assert_eq!(stored(&s3, "slow/"), Vec::<String>::new());
+    assert_eq!(s3.uploads_in_progress("bkt"), 0, "the upload was aborted");
+    let parts = proxy.seen(Kind::Part);
+    let started = std::time::Instant::now();
+    ok(&s3, &proxy, &backup);
+    let took = started.elapsed();
+    eprintln!("through the slow link: {took:?}; proxy: {}", proxy.report());
+    assert_eq!(proxy.seen(Kind::Part) - parts, 2, "each part sent once: {}", proxy.report());
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &["restore", img, "--to", &fx.s("dst"), "--key-file", &k]);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
+}
+
+/// A real refusal (403 AccessDenied) to a write, or to a read: the backup and the restore fail
+/// at once, with no retry (one request of the refused kind), on one line naming the object and
+/// "access denied"; no object is left, and a restore leaves nothing that looks complete.
+#[test]
+fn access_denied_fails_at_once_in_one_line() {
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    tree(&fx.path("src"));
+    std::fs::write(fx.path("small"), b"a few bytes").unwrap();
+    let proxy = s3.proxy(14);
+    let k = fx.key();
+    // A small image is one PUT; a larger one starts with CreateMultipartUpload, then parts.
+    for (src, img, kind) in [
+        (fx.s("small"), "s3://bkt/d/small.coffer", Kind::Put),
+        (fx.s("src"), "s3://bkt/d/big.coffer", Kind::Create),
+        (fx.s("src"), "s3://bkt/d/big.coffer", Kind::Part),
+    ] {
+        let before = proxy.seen(kind);
+        proxy.set_rules(vec![Rule::new(&[kind], Fault::Status403, When::Always)]);
+        let line = fails(&s3, &proxy, 1, &["backup", &src, "-o", img, "--key-file", &k]);
+        assert!(line.contains(img) && line.contains("access denied"), "{kind:?}: {line}");
+        assert!(proxy.injected(Some(kind), Some(Fault::Status403)) > 0, "{}", proxy.report());
+        // Parts go several at once: each refused once, none sent again.
+        let sent = proxy.seen(kind) - before;
+        let most = if kind == Kind::Part { 2 } else { 1 };
+        assert!((1..=most).contains(&sent), "{kind:?}: {sent} requests, no retry: {}", proxy.report());
+        assert_eq!(stored(&s3, "d/"), Vec::<String>::new(), "{kind:?}");
+        assert_eq!(s3.uploads_in_progress("bkt"), 0, "{kind:?}");
+    }
+    proxy.set_rules(Vec::new());
+    let img = "s3://bkt/d/ok.coffer";
+    ok(&s3, &proxy, &["backup", &fx.s("src"), "-o", img, "--key-file", &k]);
+    let gets = proxy.seen(Kind::Get);
+    proxy.set_rules(vec![Rule::new(&[Kind::Get], Fault::Status403, When::Always)]);
+    let line = fails(&s3, &proxy, 1, &["restore", img, "--to", &fx.s("dst"), "--key-file", &k]);
+    assert!(line.contains(img) && line.contains("access denied"), "{line}");
+    // No request sent again: each of the restore's reads (the room check's, the image's, and
+    // the one that names what failed) is refused once.
+    let (sent, refused) = (proxy.seen(Kind::Get) - gets, proxy.injected(Some(Kind::Get), Some(Fault::Status403)));
+    assert!((1..=3).contains(&sent) && refused == sent, "no retry: {}", proxy.report());
+    let left: Vec<_> = match std::fs::read_dir(fx.path("dst")) {
+        Ok(d) => d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(left.is_empty() || left.contains(&".coffer-restore-incomplete".to_owned()), "{left:?}");
+    proxy.set_rules(Vec::new());
+    ok(&s3, &proxy, &["restore", img, "--to", &fx.s("dst"), "--key-file", &k]);
+    assert_eq!(snapshot(&fx.path("dst")), snapshot(&fx.path("src")));
 }

@@ -319,6 +319,13 @@ fn stderr_of(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex
     text
 }
 
+/// All a follower said, once it has exited: its stderr read to the end (the reader thread,
+/// which holds the other reference, is done; at most 10 s).
+fn all_said(text: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    wait_for(10, "the end of the follower's stderr", || std::sync::Arc::strong_count(text) == 1);
+    text.lock().unwrap().clone()
+}
+
 fn sigterm(child: &std::process::Child) {
     let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
@@ -399,7 +406,7 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(error_line(&said).contains("nobucket"), "{said}");
-    let text = err.lock().unwrap().clone();
+    let text = all_said(&err);
     let line = error_line(&text);
     assert!(line.contains("not stored") && line.contains(&next) && line.contains("503"), "{line}");
     assert_eq!(not_segments(&s3), Vec::<String>::new(), "nothing half-stored");
@@ -454,7 +461,7 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     assert!(proxy.injected(Some(Kind::Part), Some(Fault::Status503)) > 0, "{}", proxy.report());
     sigterm(&follower);
     let out = wait_exit(follower, 60);
-    let text = err.lock().unwrap().clone();
+    let text = all_said(&err);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(error_line(&text).contains("not stored"), "{text}");
     assert_eq!(s3.uploads_in_progress("bkt"), 0, "no upload left in progress");
@@ -466,4 +473,113 @@ fn a_following_archiver_stores_what_it_held_through_an_outage_and_a_purge() {
     let out = s3.coffer().args(["binlog", "list", prefix]).output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !list.contains("gap"), "{list}");
+}
+
+/// Is `dir` absent, or marked as an unfinished restore (nothing in it looks complete)?
+fn absent_or_marked(dir: &Path) -> bool {
+    !dir.exists() || dir.join(".coffer-restore-incomplete").exists()
+}
+
+/// Issue 28, part 1: `restore --until` and `drill` through an outage of the store (every
+/// request refused, then the store answers). An outage shorter than the retry policy is ridden
+/// out; one longer than it, starting half-way through the job, fails the job on one line naming
+/// the object, leaves nothing that looks complete, and the same command then finishes.
+#[test]
+fn a_point_in_time_restore_and_a_drill_through_an_outage() {
+    if !live::tools() {
+        return;
+    }
+    let Some(s3) = S3::start() else { return };
+    s3.bucket("bkt");
+    let fx = Fixture::new();
+    let port = free_port();
+    let server = live::source(&fx, port, &["--binlog-format=ROW".into()]);
+    server.sql(
+        "CREATE USER 'repl'@'localhost' IDENTIFIED BY 'repl-pw'; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'repl'@'localhost';",
+    );
+    fx.write_secret("repl-pw", "repl-pw\n");
+    let proxy = s3.proxy(15);
+    let run = |args: &[&str]| {
+        let out = s3.through(&proxy).args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    std::fs::create_dir_all(fx.path("scratch")).unwrap();
+    let backup = live::backup_args(&fx, port, "s3://bkt/prod/");
+    let (code, err) = run(&backup.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    live::sysbench(&server, "run", &["--time=2"]).wait().unwrap();
+    let tables = live::tables(&server);
+    let gtid = server.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
+    let sums = live::checksums(&server, &tables);
+    live::sysbench(&server, "run", &["--time=1"]).wait().unwrap();
+    let (sock, pw, key) = (server.socket.display().to_string(), fx.s("repl-pw"), fx.key());
+    let archive =
+        ["binlog", "archive", "-S", &sock, "-u", "repl", "--password-file", &pw, "-o", "s3://bkt/prod/binlog/"];
+    let (code, err) = run(&[&archive[..], &["--key-file", &key, "--segment-size", "256K"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let restored_as_at_the_target = |dir: &str| {
+        let restored = Server::open(&fx.path(dir), &[]);
+        assert_eq!(live::checksums(&restored, &tables), sums, "the state at the target");
+    };
+
+    // A short outage of everything, from the job's start: ridden out by the default policy.
+    let until = |to: &str| {
+        ["restore", "s3://bkt/prod/", "--to", to, "--until-gtid", &gtid, "--key-file", &key].map(str::to_owned)
+    };
+    let (gets, refused) = (proxy.seen(Kind::Get), proxy.injected(None, None));
+    proxy.set_rules(vec![Rule::outage(Fault::Status503, Duration::from_secs(3))]);
+    let to = fx.s("a/data");
+    let (code, err) = run(&until(&to).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}\nproxy: {}", proxy.report());
+    assert!(proxy.injected(None, Some(Fault::Status503)) > refused, "{}", proxy.report());
+    restored_as_at_the_target("a");
+    let reads = proxy.seen(Kind::Get) - gets;
+
+    // Longer than the policy, from half-way through the job's reads: one line, nothing that
+    // looks complete; then the same command finishes.
+    let to = fx.s("b/data");
+    let mut args = until(&to).to_vec();
+    args.extend(SHORT.map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    outage_after(&proxy, Kind::Get, Fault::Status503, reads / 2);
+    let before = proxy.injected(Some(Kind::Get), Some(Fault::Status503));
+    let (code, err) = run(&args);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(line.contains("s3://bkt/prod/") && line.contains("503"), "names the object and the cause: {line}");
+    assert!(proxy.injected(Some(Kind::Get), Some(Fault::Status503)) > before, "{}", proxy.report());
+    assert!(absent_or_marked(&fx.path("b/data")), "nothing that looks complete");
+    proxy.set_rules(Vec::new());
+    let (code, err) = run(&args);
+    assert_eq!(code, 0, "the same command finishes: {err}");
+    restored_as_at_the_target("b");
+
+    // A drill: the same.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(fx.path("drill")).unwrap();
+        std::fs::set_permissions(fx.path("drill"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let drill = ["drill", "s3://bkt/prod/", "--scratch", &fx.s("drill"), "--key-file", &key];
+    let gets = proxy.seen(Kind::Get);
+    proxy.set_rules(vec![Rule::outage(Fault::SlowDown, Duration::from_secs(3))]);
+    let before = proxy.injected(None, Some(Fault::SlowDown));
+    let (code, err) = run(&drill);
+    assert_eq!(code, 0, "{err}\nproxy: {}", proxy.report());
+    assert!(proxy.injected(None, Some(Fault::SlowDown)) > before, "{}", proxy.report());
+    let reads = proxy.seen(Kind::Get) - gets;
+    let mut args = drill.to_vec();
+    args.extend(SHORT);
+    outage_after(&proxy, Kind::Get, Fault::Reset, reads / 2);
+    let (code, err) = run(&args);
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(line.contains("s3://bkt/prod/"), "names the object: {line}");
+    assert!(proxy.injected(Some(Kind::Get), Some(Fault::Reset)) > 0, "{}", proxy.report());
+    assert!(!err.contains("PASSED"), "{err}");
+    proxy.set_rules(Vec::new());
+    let (code, err) = run(&args);
+    assert_eq!(code, 0, "the same command finishes: {err}");
+    eprintln!("{err}\nproxy: {}", proxy.report());
 }

@@ -148,15 +148,8 @@ impl crate::Object {
 
 /// Was the request sent and its answer lost (a reset, a timeout), rather than refused?
 fn answer_lost(e: &object_store::Error) -> bool {
-    use object_store::client::{HttpError, HttpErrorKind};
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<HttpError>() {
-            return matches!(h.kind(), HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Unknown);
-        }
-        cause = c.source();
-    }
-    false
+    use object_store::client::HttpErrorKind;
+    matches!(crate::http_kind(e), Some(HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Unknown))
 }
 
 /// The tests hold a completion back, to see another upload to the same name win.

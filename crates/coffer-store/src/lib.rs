@@ -8,6 +8,7 @@
 //! small private async runtime. Memory stays bounded by the number of parts in flight times the
 //! part size, whatever the size of the image.
 
+mod aws;
 mod create;
 mod s3copy;
 
@@ -152,7 +153,11 @@ impl Object {
         // object_store counts the retry window from the first attempt's start: an attempt that
         // stalled for the whole timeout is retried too (the window is counted after it).
         let window = opts.retry_timeout + opts.timeout;
-        let retry = RetryConfig { retry_timeout: window, max_retries: opts.retries, ..RetryConfig::default() };
+        // object_store draws each wait between 100 ms and `base` times the last: with its base
+        // of 2 the waits hardly grow, 10 retries were spent in about 2 s, and a store out for 3 s
+        // failed the job. With 4 they about double, up to 15 s: spread over the retry window.
+        let backoff = object_store::BackoffConfig { base: 4.0, ..Default::default() };
+        let retry = RetryConfig { backoff, retry_timeout: window, max_retries: opts.retries };
         let timeout = format!("{}ms", opts.timeout.as_millis().max(1));
         let bad = |e: object_store::Error| StoreError::Usage(format!("{url}: {e}"));
         let mut s3 = None;
@@ -165,18 +170,18 @@ impl Object {
                     .with_retry(retry)
                     .with_config(object_store::aws::AmazonS3ConfigKey::Client(Timeout), &timeout)
                     .with_unsigned_payload(true);
-                b = aws_files(b);
+                b = aws::aws_files(b);
                 if let Some(ep) = &opts.endpoint {
                     b = b
                         .with_endpoint(ep)
                         .with_virtual_hosted_style_request(false)
                         .with_allow_http(ep.starts_with("http://"));
                 }
-                let client = s3_client_options(&b)?;
+                let client = aws::s3_client_options(&b)?;
                 b = b.with_client_options(client.clone());
                 let built = Arc::new(b.clone().build().map_err(bad)?);
                 let bucket = parsed.host_str().unwrap_or_default();
-                s3 = Some(Arc::new(s3_direct(&b, bucket, Arc::clone(&built), client, opts).map_err(bad)?));
+                s3 = Some(Arc::new(aws::s3_direct(&b, bucket, Arc::clone(&built), client, opts).map_err(bad)?));
                 built
             }
             "gs" => Arc::new(
@@ -352,6 +357,20 @@ impl Object {
                 StoreError::Store { what, url: self.url.clone(), detail: "no such bucket (or no access to it)".into() }
             }
             object_store::Error::NotFound { .. } => StoreError::NotFound(self.url.clone()),
+            // 403 and 401: said in the words people use; no retry cures them.
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                StoreError::Store { what, url: self.url.clone(), detail: format!("access denied: {}", one_line(&e)) }
+            }
+            // Said with the setting that bounds it: a slow link needs a longer one.
+            e if http_kind(&e) == Some(object_store::client::HttpErrorKind::Timeout) => StoreError::Store {
+                what,
+                url: self.url.clone(),
+                detail: format!(
+                    "timed out: a request took longer than --store-timeout ({} s): {}",
+                    self.opts.timeout.as_secs(),
+                    one_line(&e)
+                ),
+            },
             // Stores answer a taken name with 409, 412 or 304 (object_store maps them here).
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
                 if what == UPLOAD || what == COMPLETE =>
@@ -428,12 +447,16 @@ impl Object {
     pub fn put_new(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
         match self.put_create(PutPayload::from(bytes.clone())) {
             // An earlier attempt stored it, its answer lost: the object is these bytes.
-            (Err(e @ StoreError::AlreadyExists(_)), true) => match self.get_at_most(bytes.len() as u64) {
-                Ok(there) if there == bytes => Ok(()),
-                _ => Err(e),
-            },
+            (Err(_), true) if self.holds(bytes.len() as u64, &bytes) => Ok(()),
             (put, _) => put,
         }
+    }
+
+    /// Is this object now `size` bytes that begin with `first`? How a request whose answer was
+    /// lost tells that it was done (an upload completed, a header rewritten): the bytes
+    /// compared hold what the writer made unique (a coffer image's random id and key slots).
+    pub fn holds(&self, size: u64, first: &[u8]) -> bool {
+        runtime().block_on(holds(self.store.as_ref(), &self.path, size, first))
     }
 
     /// The prefix `name/` under this prefix.
@@ -482,6 +505,17 @@ impl Object {
     }
 }
 
+/// [`Object::holds`], for the store's own requests.
+async fn holds(store: &dyn ObjectStore, path: &ObjectPath, size: u64, first: &[u8]) -> bool {
+    let len = first.len() as u64;
+    if len == 0 || len > size {
+        return len == 0 && store.head(path).await.is_ok_and(|m| m.size == size);
+    }
+    let opts = object_store::GetOptions { range: Some((0..len).into()), ..Default::default() };
+    let Ok(got) = store.get_opts(path, opts).await else { return false };
+    got.meta.size == size && got.bytes().await.is_ok_and(|b| b.as_ref() == first)
+}
+
 /// An object found under a prefix.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -493,131 +527,16 @@ pub struct Listed {
     pub modified: i64,
 }
 
-/// The HTTP client options of the S3 connection `b` describes (from the environment, and
-/// `with_allow_http` for an explicit endpoint), plus the certificate authorities of
-/// `AWS_CA_BUNDLE` (as the AWS CLI reads it: a store behind a private CA).
-fn s3_client_options(b: &object_store::aws::AmazonS3Builder) -> Result<object_store::ClientOptions, StoreError> {
-    use object_store::aws::AmazonS3ConfigKey as K;
-    use object_store::client::ClientConfigKey as C;
-    let mut client = object_store::ClientOptions::new();
-    for key in [
-        C::AllowHttp,
-        C::AllowInvalidCertificates,
-        C::NoSystemCertificates,
-        C::ConnectTimeout,
-        C::Http1Only,
-        C::Http2Only,
-        C::PoolIdleTimeout,
-        C::PoolMaxIdlePerHost,
-        C::ProxyUrl,
-        C::ProxyCaCertificate,
-        C::ProxyExcludes,
-        C::ReadTimeout,
-        C::Timeout,
-        C::UserAgent,
-    ] {
-        if let Some(v) = b.get_config_value(&K::Client(key)) {
-            client = client.with_config(key, v);
+/// The kind of the HTTP failure under `e`, if it is one.
+fn http_kind(e: &object_store::Error) -> Option<object_store::client::HttpErrorKind> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
+            return Some(h.kind());
         }
+        cause = c.source();
     }
-    if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
-        let bad = |detail: String| StoreError::Usage(format!("AWS_CA_BUNDLE={}: {detail}", bundle.to_string_lossy()));
-        let pem = std::fs::read(&bundle).map_err(|e| bad(e.to_string()))?;
-        let certs = object_store::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no certificate in it".into()));
-        }
-        for c in certs {
-            client = client.with_root_certificate(c);
-        }
-    }
-    Ok(client)
-}
-
-/// What server-side copies need of the S3 connection `b` describes, which built `s3`.
-fn s3_direct(
-    b: &object_store::aws::AmazonS3Builder,
-    bucket: &str,
-    s3: Arc<object_store::aws::AmazonS3>,
-    client: object_store::ClientOptions,
-    opts: &StoreOptions,
-) -> object_store::Result<s3copy::S3Direct> {
-    use object_store::aws::AmazonS3ConfigKey as K;
-    use object_store::client::{HttpConnector, ReqwestConnector};
-    let get = |k: K| b.get_config_value(&k).filter(|v| !v.is_empty());
-    let bucket = bucket.to_owned();
-    let region = get(K::Region).unwrap_or_else(|| "us-east-1".into());
-    let virtual_hosted = get(K::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
-    // As object_store itself addresses the bucket.
-    let bucket_url = match (get(K::Endpoint), virtual_hosted) {
-        (Some(ep), true) => ep.trim_end_matches('/').to_owned(),
-        (Some(ep), false) => format!("{}/{bucket}", ep.trim_end_matches('/')),
-        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
-    };
-    // A copied part is 256 MiB, copied by the store itself: within the same time as a part sent.
-    let client = ReqwestConnector::default().connect(&client.with_timeout(opts.timeout))?;
-    Ok(s3copy::S3Direct {
-        s3,
-        bucket_url,
-        bucket,
-        region,
-        client,
-        concurrency: opts.concurrency,
-        retry_for: opts.retry_timeout + opts.timeout,
-        retries: opts.retries,
-    })
-}
-
-/// The sections of an INI file (`[name]`, `key = value`), as the AWS CLI writes them.
-fn ini(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            out.push((name.trim().to_owned(), Vec::new()));
-        } else if let (Some((k, v)), Some(section)) = (line.split_once('='), out.last_mut()) {
-            section.1.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    out
-}
-
-fn section<'a>(ini: &'a [(String, Vec<(String, String)>)], name: &str, key: &str) -> Option<&'a str> {
-    ini.iter().filter(|(n, _)| n == name).flat_map(|(_, kv)| kv).find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-/// What the AWS CLI's files say for the profile `AWS_PROFILE` (default "default"):
-/// credentials from `~/.aws/credentials` (or `AWS_SHARED_CREDENTIALS_FILE`) and the region from
-/// `~/.aws/config` (or `AWS_CONFIG_FILE`), each used only where the environment says nothing.
-fn aws_files(mut b: object_store::aws::AmazonS3Builder) -> object_store::aws::AmazonS3Builder {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let home = env("HOME").unwrap_or_default();
-    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    if env("AWS_ACCESS_KEY_ID").is_none() {
-        let path = env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
-        let creds = ini(&std::fs::read_to_string(path).unwrap_or_default());
-        if let (Some(id), Some(secret)) =
-            (section(&creds, &profile, "aws_access_key_id"), section(&creds, &profile, "aws_secret_access_key"))
-        {
-            b = b.with_access_key_id(id).with_secret_access_key(secret);
-            if let Some(token) = section(&creds, &profile, "aws_session_token") {
-                b = b.with_token(token);
-            }
-        }
-    }
-    if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
-        let path = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
-        let config = ini(&std::fs::read_to_string(path).unwrap_or_default());
-        // The config file names profiles "profile NAME", except the default one.
-        let name = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
-        if let Some(region) = section(&config, &name, "region") {
-            b = b.with_region(region);
-        }
-    }
-    b
+    None
 }
 
 /// The first line of an error and its causes, for a one-line report.
@@ -658,9 +577,10 @@ pub struct ObjectWriter {
     first: Vec<u8>,
 }
 
-/// How many first bytes tell an object written by this writer from another's (a coffer image's
-/// header holds its random 16-byte id at offset 24).
-const FIRST_BYTES: usize = 64;
+/// How many first bytes tell an object written by this writer from another's ([`Object::holds`]:
+/// a coffer image's header holds its random 16-byte id at offset 24, and its key slots, each
+/// with a random salt, in its first 64 KiB).
+pub(crate) const FIRST_BYTES: usize = 64 << 10;
 
 impl std::fmt::Debug for ObjectWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -728,17 +648,12 @@ impl ObjectWriter {
             // A retried request whose first attempt succeeded (its answer lost) finds its own
             // object there, as "already exists" or as any refusal (S3: no such upload any more;
             // some stores: access denied): the object tells.
-            Err(StoreError::AlreadyExists(_) | StoreError::Store { .. }) if self.create && self.is_mine() => {}
+            Err(StoreError::AlreadyExists(_) | StoreError::Store { .. })
+                if self.create && self.obj.holds(self.written, &self.first) => {}
             Err(e) => return Err(e),
         }
         self.done = true;
         Ok(self.written)
-    }
-
-    /// Is the object under this writer's name the one it wrote (same size, same first bytes)?
-    fn is_mine(&self) -> bool {
-        let Ok(head) = self.obj.read_head(self.first.len() as u64) else { return false };
-        head.size == self.written && head.bytes == self.first
     }
 }
 
@@ -862,18 +777,6 @@ mod tests {
     }
 
     #[test]
-    fn aws_files_are_read_like_the_aws_cli() {
-        let text = "# comment\n[default]\naws_access_key_id = AK\naws_secret_access_key=SK\n\n[profile ops]\nregion = eu-west-3\n[ops]\naws_access_key_id = OPS\n";
-        let parsed = ini(text);
-        assert_eq!(section(&parsed, "default", "aws_access_key_id"), Some("AK"));
-        assert_eq!(section(&parsed, "default", "aws_secret_access_key"), Some("SK"));
-        assert_eq!(section(&parsed, "profile ops", "region"), Some("eu-west-3"));
-        assert_eq!(section(&parsed, "ops", "aws_access_key_id"), Some("OPS"));
-        assert_eq!(section(&parsed, "ops", "region"), None);
-        assert!(ini("key = before any section").is_empty());
-    }
-
-    #[test]
     fn urls_are_told_from_paths() {
         assert!(is_url("s3://b/k") && is_url("gs://b/k") && is_url("az://c/k") && is_url("file:///tmp/x"));
         assert!(!is_url("/tmp/x") && !is_url("-") && !is_url("s3:/b") && !is_url("http://x"));
@@ -952,6 +855,16 @@ mod tests {
         assert!(matches!(obj.reader(), Err(StoreError::NotFound(_))));
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn an_object_is_told_by_its_size_and_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = local(dir.path(), "h", &StoreOptions::default());
+        assert!(!obj.holds(3, b"abc"), "no object");
+        obj.put(b"abcdef".to_vec()).unwrap();
+        assert!(obj.holds(6, b"abc") && obj.holds(6, b"abcdef") && obj.holds(6, b""));
+        assert!(!obj.holds(5, b"abc") && !obj.holds(6, b"abd") && !obj.holds(6, b"abcdefg"));
     }
 
     #[test]

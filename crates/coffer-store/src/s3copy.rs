@@ -21,8 +21,6 @@ pub const MIN_PART: u64 = 5 << 20;
 /// S3's largest part, and its most parts per upload.
 const MAX_PART: u64 = 5 << 30;
 const MAX_PARTS: u64 = 10_000;
-/// Bytes compared to tell a rewritten object (a new header holds fresh random key slots).
-const HEAD_CHECK: usize = 64 << 10;
 /// Copied parts are large: each is one request, and the server copies its bytes internally.
 const COPY_PART: u64 = 256 << 20;
 
@@ -99,8 +97,15 @@ fn xml_escape(s: &str) -> String {
 /// [`MAX_PARTS`] - 1 of at most [`MAX_PART`].
 pub fn copy_ranges(from: u64, size: u64) -> Vec<std::ops::Range<u64>> {
     let rest = size.saturating_sub(from);
-    let part = COPY_PART.max(rest.div_ceil(MAX_PARTS - 1)).min(MAX_PART);
+    let part = copy_part().max(rest.div_ceil(MAX_PARTS - 1)).min(MAX_PART);
     (from..size).step_by(part as usize).map(|s| s..(s + part).min(size)).collect()
+}
+
+/// [`COPY_PART`]; the tests copy smaller parts (at least S3's least), to fail a copy half-way
+/// through a rotation of a small image.
+fn copy_part() -> u64 {
+    let knob = std::env::var("COFFER_TEST_COPY_PART_BYTES").ok().and_then(|v| v.parse::<u64>().ok());
+    knob.map_or(COPY_PART, |n| n.max(MIN_PART))
 }
 
 impl S3Direct {
@@ -165,7 +170,12 @@ impl S3Direct {
                     (Some(c), None) => c,
                     _ => text.lines().next().unwrap_or_default().to_owned(),
                 };
-                return Err((status, format!("{what}: {status} {reason}")));
+                // Said as the store's other refusals are (`Object::err`): no retry cures it.
+                let denied = match status {
+                    StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => "access denied: ",
+                    _ => "",
+                };
+                return Err((status, format!("{what}: {denied}{status} {reason}")));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
@@ -211,7 +221,7 @@ impl S3Direct {
     async fn parts(&self, key: &str, size: u64, etag: &str, first: Vec<u8>, upload_q: &str) -> Result<u64, Failure> {
         let ranges = copy_ranges(first.len() as u64, size);
         // The new header and what follows it: what the object begins with once rewritten.
-        let head = first[..first.len().min(HEAD_CHECK)].to_vec();
+        let head = first[..first.len().min(crate::FIRST_BYTES)].to_vec();
         let source = format!("/{}/{}", self.bucket, encode_key(key));
         let first_etag = async {
             let url = self.url(key, &format!("partNumber=1&{upload_q}"));
@@ -253,21 +263,16 @@ impl S3Direct {
             Ok(_) => {}
             // An earlier attempt may have completed it, its answer lost: the retry is refused
             // (the ETag changed, the upload is gone). The object tells whose it is now.
-            Err(_) if self.is_now(key, size, &head).await => {}
+            Err(_) if crate::holds(self.s3.as_ref(), &object_path(key), size, &head).await => {}
             Err(e) => return Err(e),
         }
         Ok(ranges.iter().map(|r| r.end - r.start).sum())
     }
+}
 
-    /// Is `key` now `size` bytes that begin with `head`?
-    async fn is_now(&self, key: &str, size: u64, head: &[u8]) -> bool {
-        let path = object_store::path::Path::parse(key).unwrap_or_else(|_| object_store::path::Path::from(key));
-        let opts = object_store::GetOptions { range: Some((0..head.len() as u64).into()), ..Default::default() };
-        let got = object_store::ObjectStore::get_opts(self.s3.as_ref(), &path, opts).await;
-        let Ok(got) = got else { return false };
-        let whole = got.meta.size;
-        whole == size && got.bytes().await.is_ok_and(|b| b.as_ref() == head)
-    }
+/// The object path of `key`, as `Object::open` parses keys.
+fn object_path(key: &str) -> object_store::path::Path {
+    object_store::path::Path::parse(key).unwrap_or_else(|_| object_store::path::Path::from(key))
 }
 
 #[cfg(test)]

@@ -39,8 +39,9 @@ pub enum SourceSpec {
     /// A hot backup of a running server, through mariabackup or xtrabackup.
     Server(Box<ServerOptions>),
     /// Files held in memory (name, contents), stored in this order (a binary log segment:
-    /// never written to disk in the clear).
-    Memory(Vec<(String, Vec<u8>)>),
+    /// never written to disk in the clear). Shared with the source, not copied: the caller
+    /// gets its bytes back once the job has returned (`Arc::try_unwrap`).
+    Memory(Vec<(String, std::sync::Arc<Vec<u8>>)>),
 }
 
 impl SourceSpec {
@@ -132,7 +133,8 @@ pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, chain: Option<&ChainPl
         SourceSpec::Path { path, name } => open_path(path, name.as_deref(), out, env),
         SourceSpec::Memory(files) => {
             let total = files.iter().map(|f| f.1.len() as u64).sum();
-            let items = files.iter().map(|(name, bytes)| file_item(name, bytes.clone())).collect();
+            let items =
+                files.iter().map(|(name, bytes)| file_item(name, Shared(std::sync::Arc::clone(bytes)))).collect();
             Ok(opened(Box::new(Memory { items }), Some(total), "memory".to_owned()))
         }
     }
@@ -322,7 +324,16 @@ impl<R> std::fmt::Debug for ServerBackup<R> {
     }
 }
 
-fn file_item(path: &str, bytes: Vec<u8>) -> SourceItem {
+/// Bytes held by [`SourceSpec::Memory`] and its source at once.
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn file_item(path: &str, bytes: impl AsRef<[u8]> + Send + 'static) -> SourceItem {
     let d = defaults();
     let meta = EntryMeta {
         kind: EntryKind::File,
@@ -332,7 +343,7 @@ fn file_item(path: &str, bytes: Vec<u8>) -> SourceItem {
         gid: d.gid,
         mtime_sec: d.mtime,
         mtime_nsec: 0,
-        size: bytes.len() as u64,
+        size: bytes.as_ref().len() as u64,
         path: path.as_bytes().to_vec(),
         target: vec![],
         uname: d.uname,

@@ -32,6 +32,8 @@ struct Shared {
     schedule: Mutex<Schedule>,
     injected: Mutex<BTreeMap<(Kind, Fault), u64>>,
     stall: Mutex<Duration>,
+    /// Bytes/s of a [`Fault::Throttle`]d request's bodies.
+    rate: Mutex<u64>,
     stop: AtomicBool,
 }
 
@@ -62,6 +64,7 @@ impl Proxy {
             schedule: Mutex::new(Schedule::new(seed, rules)),
             injected: Mutex::default(),
             stall: Mutex::new(Duration::from_secs(30)),
+            rate: Mutex::new(64 << 10),
             stop: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
@@ -92,6 +95,12 @@ impl Proxy {
     /// How long a [`Fault::Stall`] holds a request before closing it (30 s unless set).
     pub fn set_stall(&self, t: Duration) {
         *lock(&self.shared.stall) = t;
+    }
+
+    /// How fast a [`Fault::Throttle`]d request's bodies move, in bytes/s each way (64 KiB/s
+    /// unless set): a slow link, per connection.
+    pub fn set_rate(&self, bytes_per_sec: u64) {
+        *lock(&self.shared.rate) = bytes_per_sec.max(1);
     }
 
     /// Faults injected of `kind` and `fault` (`None`: any).
@@ -134,6 +143,47 @@ impl Drop for Proxy {
     }
 }
 
+/// The answer's body to send on: read whole, or streamed from upstream; slowed on a slow link.
+fn answer_body(whole: Option<Vec<u8>>, from: BufReader<TcpStream>, slow: bool, shared: &Shared) -> Box<dyn Read> {
+    let body: Box<dyn Read> = match whole {
+        Some(b) => Box::new(io::Cursor::new(b)),
+        None => Box::new(from),
+    };
+    match slow {
+        true => Box::new(Slow::new(body, shared)),
+        false => body,
+    }
+}
+
+/// A reader at most as fast as the proxy's rate: a slow link.
+struct Slow<R> {
+    inner: R,
+    rate: u64,
+    started: Instant,
+    moved: u64,
+}
+
+impl<R: Read> Slow<R> {
+    fn new(inner: R, shared: &Shared) -> Self {
+        Self { inner, rate: *lock(&shared.rate), started: Instant::now(), moved: 0 }
+    }
+}
+
+impl<R: Read> Read for Slow<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Small reads, each after the time the bytes before it took at the rate: the sender's
+        // window fills and TCP holds it back.
+        let at = Duration::from_secs_f64(self.moved as f64 / self.rate as f64);
+        if let Some(wait) = at.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let step = buf.len().min((self.rate / 10).clamp(1, 16 << 10) as usize);
+        let n = self.inner.read(&mut buf[..step])?;
+        self.moved += n as u64;
+        Ok(n)
+    }
+}
+
 /// Closes a connection with a reset (RST), as a dropped connection does.
 fn reset(s: &TcpStream) {
     let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
@@ -150,20 +200,24 @@ fn serve(shared: &Shared, client: TcpStream) -> io::Result<()> {
     while let Some(head) = Head::read(&mut from)? {
         let mut words = head.line.split_whitespace();
         let (method, target) = (words.next().unwrap_or("").to_owned(), words.next().unwrap_or("").to_owned());
-        let body = match (head.chunked(), head.content_length()) {
-            (true, _) => http::read_chunked(&mut from)?,
-            (false, Some(n)) => {
-                let mut b = Vec::with_capacity(n as usize);
-                http::copy_exact(&mut from, &mut b, n)?;
-                b
-            }
-            (false, None) => Vec::new(),
-        };
+        // Decided from the head, before the body: a slow link slows the body's upload.
         let kind = Kind::of(&method, &target, |h| head.get(h).map(str::to_owned));
         let fault = lock(&shared.schedule).decide(kind, Instant::now());
         if let Some(f) = fault {
             *lock(&shared.injected).entry((kind, f)).or_default() += 1;
         }
+        let body = match (head.chunked(), head.content_length()) {
+            (true, _) => http::read_chunked(&mut from)?,
+            (false, Some(n)) => {
+                let mut b = Vec::with_capacity(n as usize);
+                match fault {
+                    Some(Fault::Throttle) => http::copy_exact(&mut Slow::new(&mut from, shared), &mut b, n)?,
+                    _ => http::copy_exact(&mut from, &mut b, n)?,
+                }
+                b
+            }
+            (false, None) => Vec::new(),
+        };
         if !answer(shared, &mut to, head, &method, &body, fault)? {
             return Ok(());
         }
@@ -173,6 +227,8 @@ fn serve(shared: &Shared, client: TcpStream) -> io::Result<()> {
 
 const SLOW_DOWN: &[u8] =
     b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+const ACCESS_DENIED: &[u8] =
+    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
 const INTERNAL: &[u8] =
     b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>";
 
@@ -189,6 +245,7 @@ fn answer(
     let canned = |status, reason, extra: &[(&str, &str)], body: &[u8]| http::response(status, reason, extra, body);
     let reply = match fault {
         Some(Fault::Status500) => canned(500, "Internal Server Error", &xml, INTERNAL),
+        Some(Fault::Status403) => canned(403, "Forbidden", &xml, ACCESS_DENIED),
         Some(Fault::Status503) => canned(503, "Service Unavailable", &[], b""),
         Some(Fault::SlowDown) => canned(503, "Slow Down", &xml, SLOW_DOWN),
         Some(Fault::SlowDownRetryAfter) => {
@@ -260,10 +317,7 @@ fn relay(
         resp.remove("transfer-encoding");
         resp.set("Content-Length", len.to_string());
     }
-    let mut source: Box<dyn Read> = match whole {
-        Some(b) => Box::new(io::Cursor::new(b)),
-        None => Box::new(from),
-    };
+    let mut source = answer_body(whole, from, fault == Some(Fault::Throttle), shared);
     match fault {
         Some(Fault::Forward500 | Fault::ForwardReset) => {
             // The store did it; the client will not know.
@@ -354,5 +408,16 @@ mod tests {
         assert_eq!(get(&mut conn(), "/b/x").unwrap().0, 500);
         std::thread::sleep(Duration::from_millis(400));
         assert_eq!(get(&mut conn(), "/b/x").unwrap().0, 200);
+        // A refusal, and a slow link: 20 KiB/s, a body of about 10 KiB takes about half a second.
+        p.set_rules(vec![Rule::parse("get:403@n=9").unwrap(), Rule::parse("get:throttle@n=10").unwrap()]);
+        let (status, body) = get(&mut conn(), "/b/denied").unwrap();
+        assert_eq!(status, 403);
+        assert!(String::from_utf8_lossy(&body).contains("AccessDenied"));
+        p.set_rate(20 << 10);
+        let long = format!("/b/{}", "x".repeat(10 << 10));
+        let t = Instant::now();
+        assert_eq!(get(&mut conn(), &long).unwrap(), (200, long.into_bytes()));
+        assert!(t.elapsed() >= Duration::from_millis(400), "throttled: {:?}", t.elapsed());
+        assert_eq!(p.injected(None, Some(Fault::Throttle)), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! `fault-proxy`: the test proxy as a program, for the benchmark script.
 //!
 //! fault-proxy --upstream 127.0.0.1:PORT [--listen 127.0.0.1:0] [--seed N] [--stall SECONDS]
-//!             [--rule KINDS:FAULT@WHEN]... [--counters FILE]
+//!             [--rate BYTES_PER_SECOND] [--rule KINDS:FAULT@WHEN]... [--counters FILE]
 //!
 //! Prints the port it listens on (one line), then runs until killed, writing what it injected
 //! to FILE every second.
@@ -19,6 +19,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let (mut upstream, mut listen, mut seed, mut stall) = (None, "127.0.0.1:0".to_owned(), 1u64, None);
+    let mut rate = None;
     let (mut rules, mut counters) = (Vec::new(), None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -28,6 +29,7 @@ fn run() -> Result<(), String> {
             "--listen" => listen = value()?,
             "--seed" => seed = value()?.parse().map_err(|_| "--seed: a number")?,
             "--stall" => stall = Some(value()?.parse::<f64>().map_err(|_| "--stall: seconds")?),
+            "--rate" => rate = Some(value()?.parse::<u64>().map_err(|_| "--rate: bytes per second")?),
             "--rule" => rules.push(Rule::parse(&value()?)?),
             "--counters" => counters = Some(value()?),
             _ => return Err(format!("{a}: unknown (see the source's first lines)")),
@@ -38,6 +40,9 @@ fn run() -> Result<(), String> {
     let proxy = Proxy::listen(resolve(&listen)?, resolve(&upstream)?, seed, rules).map_err(|e| e.to_string())?;
     if let Some(s) = stall {
         proxy.set_stall(Duration::from_secs_f64(s));
+    }
+    if let Some(r) = rate {
+        proxy.set_rate(r);
     }
     println!("{}", proxy.port());
     let _ = std::io::stdout().flush();

@@ -103,6 +103,8 @@ fn object_path(target: &str) -> bool {
 pub enum Fault {
     /// 500 InternalError, not forwarded.
     Status500,
+    /// 403 AccessDenied, not forwarded: a refusal no retry cures.
+    Status403,
     /// 503 with an empty body.
     Status503,
     /// 503 with S3's `SlowDown` XML body.
@@ -123,10 +125,14 @@ pub enum Fault {
     ForwardReset,
     /// One of 500, 503 SlowDown, reset (and for GET, a short body), by the schedule's dice.
     Mix,
+    /// Forwarded through a slow link: the request's body read, and the answer's body sent, at
+    /// the proxy's rate (bytes/s, per connection).
+    Throttle,
 }
 
-pub const FAULTS: [Fault; 11] = [
+pub const FAULTS: [Fault; 13] = [
     Fault::Status500,
+    Fault::Status403,
     Fault::Status503,
     Fault::SlowDown,
     Fault::SlowDownRetryAfter,
@@ -137,12 +143,14 @@ pub const FAULTS: [Fault; 11] = [
     Fault::Forward500,
     Fault::ForwardReset,
     Fault::Mix,
+    Fault::Throttle,
 ];
 
 impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::Status500 => "500",
+            Fault::Status403 => "403",
             Fault::Status503 => "503",
             Fault::SlowDown => "slowdown",
             Fault::SlowDownRetryAfter => "slowdown-retry-after",
@@ -153,6 +161,7 @@ impl Fault {
             Fault::Forward500 => "forward-500",
             Fault::ForwardReset => "forward-reset",
             Fault::Mix => "mix",
+            Fault::Throttle => "throttle",
         }
     }
 }
@@ -332,6 +341,8 @@ mod tests {
         let r = Rule::parse("*:forward-500@n=2").unwrap();
         assert_eq!((r.kinds.len(), r.fault, r.when), (0, Fault::Forward500, When::Nth(2)));
         assert_eq!(Rule::parse("complete:reset@always").unwrap().when, When::Always);
+        assert_eq!(Rule::parse("put+part:throttle@always").unwrap().fault, Fault::Throttle);
+        assert_eq!(Rule::parse("get:403@n=1").unwrap().fault, Fault::Status403);
         assert!(matches!(Rule::parse("*:stall@for=2.5s").unwrap().when, When::Until(_)));
         for bad in ["get:500", "get@p=1", "nope:500@p=0.1", "get:teapot@p=0.1", "get:500@p=2", "get:500@n=0"] {
             assert!(Rule::parse(bad).is_err(), "{bad}");

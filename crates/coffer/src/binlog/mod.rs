@@ -173,10 +173,10 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         "previous_file": seg.previous.as_ref().map(|p| serde_json::json!({"file": p.file, "size": p.size, "torn_at": p.torn_at})),
         "sha256": coffer_crypto::hex(&coffer_crypto::sha256(&seg.bytes)),
     });
-    // The events move into the image: a segment is held once, not twice.
+    // The events move into the image, shared with its source: a segment is held once.
     let files = vec![
-        (EVENTS_ENTRY.to_owned(), std::mem::take(&mut seg.bytes)),
-        (SEGMENT_ENTRY.to_owned(), serde_json::to_vec_pretty(&description)?),
+        (EVENTS_ENTRY.to_owned(), std::sync::Arc::new(std::mem::take(&mut seg.bytes))),
+        (SEGMENT_ENTRY.to_owned(), std::sync::Arc::new(serde_json::to_vec_pretty(&description)?)),
     ];
     let url = format!("{}{}", spec.prefix, seg.name.object_name());
     let mut b = crate::backup::BackupSpec::new(SourceSpec::Memory(files), Location::Object(url.clone()));
@@ -189,8 +189,10 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         Ok(stored) => stored,
         Err(e) => {
             // The events back into the segment: it may be stored again (a store outage).
+            // The job has returned, its source dropped: the bytes are ours alone again.
             if let SourceSpec::Memory(mut files) = b.source {
-                seg.bytes = std::mem::take(&mut files[0].1);
+                let events = files.swap_remove(0).1;
+                seg.bytes = std::sync::Arc::try_unwrap(events).unwrap_or_else(|shared| shared.as_ref().clone());
             }
             return Err(e.context(format!("cannot store the segment {url}")));
         }

@@ -18,8 +18,10 @@ const FIRST_WAIT: Duration = Duration::from_secs(5);
 const LAST_WAIT: Duration = Duration::from_secs(60);
 
 /// What a store's answer says that no wait cures: access refused, no such bucket. (object_store
-/// says 403 and 401 in these words; coffer-store says a bucket that is not there.)
-const LASTING: [&str; 3] = ["lacked the necessary privileges", "lacked valid authentication", "no such bucket"];
+/// says 403 and 401 in these words; coffer-store says "access denied" for them, and a bucket
+/// that is not there.)
+const LASTING: [&str; 4] =
+    ["lacked the necessary privileges", "lacked valid authentication", "access denied", "no such bucket"];
 
 /// Is `e`, a failure to store a segment under `prefix`, one that waiting may cure: an object
 /// store that errs, stalls or cannot be reached? Not: a refusal (access denied, no such bucket:
@@ -84,6 +86,8 @@ pub(super) fn store(
                     run.state.phase = ArchivePhase::Streaming;
                     run.state.unstored_bytes = 0;
                 }
+                // The outage is over: its error no longer says why anything fails.
+                run.state.last_error = None;
                 return Ok(stored);
             }
             Err(e) => e,
@@ -148,6 +152,35 @@ fn pause(spec: &ArchiveSpec, wait: Duration, run: &mut Run, env: &Env) {
 mod tests {
     use super::*;
 
+    /// Issue 28, part 1: once a segment is stored, the error of an outage (or of a link) that
+    /// is over no longer shows in the state a supervisor reads.
+    #[test]
+    fn a_stored_segment_clears_the_last_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = coffer_crypto::MasterKey::from_hex(&"01".repeat(32)).unwrap();
+        let spec = ArchiveSpec {
+            server: Default::default(),
+            prefix: format!("file://{}/", dir.path().display()),
+            keys: crate::keys::KeySources { master_keys: vec![key], ..Default::default() },
+            seal: Default::default(),
+            follow: true,
+            segment_time: Duration::from_secs(60),
+            segment_size: 1 << 20,
+            server_id: 1,
+            stop: None,
+        };
+        let mut seg = Open::new("b.000001".into(), 4);
+        seg.bytes = vec![7u8; 1000];
+        seg.name.end = 1004;
+        let source = Source { version: "10.11.0-MariaDB".into(), hostname: None, server_id: Some(1) };
+        let mut run = Run::default();
+        run.state.last_error = Some("cannot store the segment s3://b/p/x: 503 (attempt 3)".into());
+        let (events, _) = store(&spec, &mut seg, &source, &mut run, &Env::default()).unwrap();
+        assert_eq!(events, 1000);
+        assert_eq!(run.state.last_error, None);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "the segment and its record");
+    }
+
     /// Issue 28, part 1: which failures to store a segment a following archiver waits out.
     #[test]
     fn store_outages_are_waited_out_and_refusals_are_not() {
@@ -167,6 +200,10 @@ mod tests {
         assert!(!passing(s3, &store(denied)));
         assert!(!passing(s3, &store("The operation lacked valid authentication credentials for path x: 401")));
         assert!(!passing(s3, &store("no such bucket (or no access to it)")));
+        assert!(!passing(
+            s3,
+            &store("CompleteMultipartUpload: access denied: 403 Forbidden AccessDenied: Access Denied")
+        ));
         let listed = "Error performing GET http://s/b?list-type=2 - Server returned non-2xx status code: 404 Not Found: NoSuchBucket";
         assert!(!passing(s3, &store(listed)));
         assert!(passing(s3, &store("Server returned non-2xx status code: 429 Too Many Requests")));
