@@ -436,8 +436,8 @@ mod tests {
         len: usize,
     ) {
         let files = vec![
-            (crate::repo::archive::EVENTS_ENTRY.to_owned(), vec![7u8; len]),
-            (crate::repo::archive::SEGMENT_ENTRY.to_owned(), serde_json::to_vec(&said).unwrap()),
+            (crate::repo::archive::EVENTS_ENTRY.to_owned(), std::sync::Arc::new(vec![7u8; len])),
+            (crate::repo::archive::SEGMENT_ENTRY.to_owned(), std::sync::Arc::new(serde_json::to_vec(&said).unwrap())),
         ];
         let url = format!("file://{}/{object}", dir.display());
         let mut b = crate::backup::BackupSpec::new(crate::source::SourceSpec::Memory(files), Location::Object(url));
