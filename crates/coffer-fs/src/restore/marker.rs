@@ -222,6 +222,15 @@ pub fn mark_incomplete(dir: &Path) -> Result<(), FsError> {
     nix::unistd::fsync(&root).map_err(nix_err("flush", dir))
 }
 
+/// For the fuzz targets: what the marker ([`MARKER`]) in `root` says, read as a restore reads it (at
+/// most 4 KiB, only a regular file of this user): whose restore, whether it created the target,
+/// and its token.
+#[doc(hidden)]
+pub fn fuzz_read_marker(root: BorrowedFd<'_>) -> (MarkedBy, bool, Option<u64>) {
+    let m = read_marker(root);
+    (m.marked_by(), m.created, m.token)
+}
+
 /// A random token for temporary names (from the kernel's generator).
 pub(super) fn new_token() -> Result<u64, FsError> {
     let mut b = [0u8; 8];
