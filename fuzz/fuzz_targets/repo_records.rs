@@ -22,7 +22,7 @@
 //! - 6: an object name, as a listing gives one: a segment name round-trips.
 #![no_main]
 
-use coffer::binlog::fuzzing::{cut, gtid_list_of, named_as_said, Cut};
+use coffer::binlog::fuzzing::{cut, gtid_list_of, named_as_said, previous_gtids, Cut};
 use coffer::repo::archive::{continues, restarted, Join, SegmentName};
 use coffer::repo::lease::Body;
 use coffer_fs::restore::{fuzz_read_marker, MarkedBy, MARKER};
@@ -39,7 +39,15 @@ fuzz_target!(|data: &[u8]| {
         1 => marker_written(rest),
         2 => lease(rest),
         3 => description(rest),
-        4 => gtid_list(rest),
+        4 => {
+            gtid_list(rest);
+            // The same bytes as a MySQL PREVIOUS_GTIDS body: bounded by them, and its text
+            // (what a description keeps) reads back as the same set.
+            if let Some((text, same)) = previous_gtids(rest) {
+                assert!(same, "a GTID set round-trips through its text: {text}");
+                assert!(!text.contains('\n'));
+            }
+        }
         5 => segments(rest),
         _ => {
             if let Some(name) = std::str::from_utf8(rest).ok().and_then(SegmentName::parse) {

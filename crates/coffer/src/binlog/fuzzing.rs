@@ -1,7 +1,7 @@
 //! Entry points for the fuzz target `repo_records` (`fuzz/fuzz_targets/repo_records.rs`): the
 //! archiver's cutting of a dump into segments, and the readers of what a binary log holds.
 
-use super::segment::{after, gtid_list_of as list_of, take, Open};
+use super::segment::{after, gtid_state_of, position_of, take, Open};
 use coffer_mysql::client::EventHeader;
 use coffer_mysql::events::Gtids;
 
@@ -39,7 +39,7 @@ impl From<Open> for Cut {
 
 /// The position a GTID_LIST event gives.
 pub fn gtid_list_of(e: &[u8]) -> Option<Gtids> {
-    list_of(e)
+    gtid_state_of(e).as_ref().map(position_of)
 }
 
 /// Feeds `stream` (events as a dump sends them, one after another; a last one cut short is not
@@ -77,4 +77,15 @@ pub fn cut(file: &str, start: u32, stream: &[u8], max: usize) -> (Vec<Cut>, Opti
 /// a reader checks it; why not, in one line.
 pub fn named_as_said(name: &str, said: &serde_json::Value) -> Result<(), String> {
     crate::repo::archive::named_as_said(name, said).map_err(|e| e.one_line())
+}
+
+/// The set a MySQL PREVIOUS_GTIDS event's body gives, as a description holds it, and whether
+/// that text reads back as the same set.
+pub fn previous_gtids(body: &[u8]) -> Option<(String, bool)> {
+    use crate::repo::archive::gtid_set;
+    let set = gtid_set::from_previous_gtids(body)?;
+    let text = gtid_set::text(&set);
+    let same = gtid_set::parse(&text)
+        .is_some_and(|back| back.iter().filter(|(_, v)| !v.is_empty()).eq(set.iter().filter(|(_, v)| !v.is_empty())));
+    Some((text, same))
 }
