@@ -97,7 +97,7 @@ fn marker(text: &[u8]) {
         [id] => MarkedBy::Image(id.to_be_bytes()),
         _ => MarkedBy::Unnamed,
     };
-    let created = text.windows(CREATED.len()).any(|w| w == CREATED);
+    let created = text.split(|&b| b == b'\n').any(|l| Some(l) == CREATED.strip_suffix(b"\n"));
     assert_eq!(got, (by, created, token));
 }
 

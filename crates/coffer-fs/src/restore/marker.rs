@@ -128,7 +128,8 @@ fn parse_marker(text: &[u8]) -> Marker {
         (Some(id), None) => Some(id.to_be_bytes()),
         _ => None,
     };
-    let created = text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED);
+    // A line of its own, as the writer puts it (not those words inside another line).
+    let created = lines().any(|l| Some(l) == MARKER_CREATED.strip_suffix(b"\n"));
     Marker { present: true, ours: true, created, token, image }
 }
 
@@ -482,6 +483,7 @@ mod tests {
         assert_eq!(m.marked_by(), MarkedBy::Unnamed);
         let m = read(format!("{NOTE}The restore created this directory.\ntoken 00000000000000aa\n"));
         assert!(m.created && m.token == Some(0xaa) && m.image.is_none());
+        assert!(!read(format!("{NOTE}not: The restore created this directory.\n")).created, "a line of its own");
         let m = read(format!("{NOTE}token 00000000000000aa\nimage {hex}\n"));
         assert_eq!((m.token, m.image, m.marked_by()), (Some(0xaa), Some(id), MarkedBy::Image(id)));
         assert_eq!(read(format!("image {}\n", hex.to_uppercase())).image, Some(id), "upper case is hex too");
