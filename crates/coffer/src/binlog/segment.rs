@@ -288,7 +288,8 @@ pub(super) fn gtid_state_of(e: &[u8]) -> Option<GtidState> {
         let d = u32::from_le_bytes(c[..4].try_into().expect("4"));
         let s = u32::from_le_bytes(c[4..8].try_into().expect("4"));
         let n = u64::from_le_bytes(c[8..16].try_into().expect("8"));
-        out.insert((d, s), n);
+        // A (domain, server) said twice (no server does): its highest, as the position takes.
+        out.entry((d, s)).and_modify(|m| *m = (*m).max(n)).or_insert(n);
     }
     Some(out)
 }
@@ -575,6 +576,16 @@ mod tests {
         // A count the event cannot hold gives nothing.
         let (_, e) = event_bytes(GTID_LIST_EVENT, 100, 0, &[3, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(gtid_state_of(&e), None);
+        // A (domain, server) said twice, the higher first (found by fuzzing): its highest, as
+        // the position before the state was kept per server took it.
+        let twice = [
+            &[2, 0, 0, 0][..],
+            &[0, 0, 0, 0, 1, 0, 0, 0, 90, 0, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 1, 0, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let (_, e) = event_bytes(GTID_LIST_EVENT, 100, 0, &twice);
+        assert_eq!(text(&gtid_state_of(&e)).as_deref(), Some("0-1-90"));
     }
 
     /// Issue 28, part 4 (second round): MySQL's PREVIOUS_GTIDS starts a file's GTID set, as
