@@ -152,3 +152,47 @@ seeds = {
 for name, data in seeds.items():
     open(f"corpus/mysql_protocol/{name}", "wb").write(data)
 PY
+
+# repo_records (byte 0 picks the parser, see the target): a marker as coffer writes it, a lease,
+# a crashed file's last segment and the next file's first with their descriptions, and the
+# GTID_LIST event and a dump's events of a real MariaDB 10.11 binary log (data/: the first
+# events of two files a test server wrote; the dump as the server sends it, with the ROTATE
+# events it makes up where a dump starts and where it goes on to the next file).
+mkdir -p corpus/repo_records
+python3 - <<'PY'
+import json, struct
+note = b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n"
+marker = (note + b"The restore created this directory.\n" + b"token 3f2a9c0d11e47b85\n"
+          + b"image 0909090909090909090909090909090a\n")
+one = open("data/mariadb-10.11-binlog.000001.head", "rb").read()
+two = open("data/mariadb-10.11-binlog.000002.head", "rb").read()
+def fake_rotate(file, at):
+    body = struct.pack("<Q", at) + file
+    return struct.pack("<IBIIIH", 0, 4, 1, 19 + len(body), 0, 0x20) + body
+dump = fake_rotate(b"binlog.000001", 4) + one[4:] + fake_rotate(b"binlog.000002", 4) + two[4:]
+def names(a, b):
+    return b"".join(struct.pack("<BII", f, s, e | (1 << 31 if c else 0)) for f, s, e, c in (a, b)) + b"\0"
+crashed = {"kind": "binlog-segment", "file": "binlog.000001", "start": 4, "end": 5000, "closed": False,
+           "gtid_before": "0-1-90", "gtid_after": "0-1-101", "gtid_committed": "0-1-100", "gtid_list": "0-1-90"}
+after = {"kind": "binlog-segment", "file": "binlog.000002", "start": 4, "end": 300, "closed": False,
+         "gtid_before": "0-1-100", "gtid_list": "0-1-100",
+         "previous_file": {"file": "binlog.000001", "size": 7000, "torn_at": 5000}}
+lease = {"job": "restore", "host": "db1", "pid": 4242, "started": 1796000000, "expires": 1796000300,
+         "protects": ["2026-12-07T13-00-00Z-0a1b2c3d.coffer"], "binlog_from": "binlog.000007",
+         "instance": "7c1f2a4e-0d3b-4c55-9a61-2f0e8d4b6a10 pid:[4026531836]"}
+seeds = {
+    "marker": b"\0" + marker,
+    "marker_too_long": b"\0" + marker + b"#" * 4000,
+    "marker_written": b"\1\3" + struct.pack("<Q", 0x3f2a9c0d11e47b85) + bytes(range(16)),
+    "lease": b"\2" + json.dumps(lease, separators=(",", ":")).encode(),
+    "restart": b"\3" + names((1, 4, 5000, False), (2, 4, 300, False))
+        + json.dumps(crashed, indent=2).encode() + json.dumps(after, indent=2).encode(),
+    "gtid_list": b"\4" + two[256:299],
+    "dump": b"\5\4\200" + dump,
+    "dump_small_segments": b"\5\0\7" + dump,
+    "segment_name": b"\6binlog.000001_0000000004_0000001132-closed.coffer",
+}
+assert two[256 + 4] == 0xa3, "the GTID_LIST event"
+for name, data in seeds.items():
+    open(f"corpus/repo_records/{name}", "wb").write(data)
+PY

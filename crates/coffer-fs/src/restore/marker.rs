@@ -128,7 +128,8 @@ fn parse_marker(text: &[u8]) -> Marker {
         (Some(id), None) => Some(id.to_be_bytes()),
         _ => None,
     };
-    let created = text.windows(MARKER_CREATED.len()).any(|w| w == MARKER_CREATED);
+    // A line of its own, as the writer puts it (not those words inside another line).
+    let created = lines().any(|l| Some(l) == MARKER_CREATED.strip_suffix(b"\n"));
     Marker { present: true, ours: true, created, token, image }
 }
 
@@ -220,6 +221,15 @@ pub fn mark_incomplete(dir: &Path) -> Result<(), FsError> {
     }
     put_marker(root.as_fd(), dir, MARKER_NOTE, true)?;
     nix::unistd::fsync(&root).map_err(nix_err("flush", dir))
+}
+
+/// For the fuzz targets: what the marker ([`MARKER`]) in `root` says, read as a restore reads it (at
+/// most 4 KiB, only a regular file of this user): whose restore, whether it created the target,
+/// and its token.
+#[doc(hidden)]
+pub fn fuzz_read_marker(root: BorrowedFd<'_>) -> (MarkedBy, bool, Option<u64>) {
+    let m = read_marker(root);
+    (m.marked_by(), m.created, m.token)
 }
 
 /// A random token for temporary names (from the kernel's generator).
@@ -473,6 +483,7 @@ mod tests {
         assert_eq!(m.marked_by(), MarkedBy::Unnamed);
         let m = read(format!("{NOTE}The restore created this directory.\ntoken 00000000000000aa\n"));
         assert!(m.created && m.token == Some(0xaa) && m.image.is_none());
+        assert!(!read(format!("{NOTE}not: The restore created this directory.\n")).created, "a line of its own");
         let m = read(format!("{NOTE}token 00000000000000aa\nimage {hex}\n"));
         assert_eq!((m.token, m.image, m.marked_by()), (Some(0xaa), Some(id), MarkedBy::Image(id)));
         assert_eq!(read(format!("image {}\n", hex.to_uppercase())).image, Some(id), "upper case is hex too");

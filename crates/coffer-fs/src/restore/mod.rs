@@ -58,6 +58,8 @@ use crate::{io_err, nix_err, FsError};
 use coffer_format::{EntryKind, EntryMeta};
 use dirs::Level;
 use files::OpenFile;
+#[doc(hidden)]
+pub use marker::fuzz_read_marker;
 pub(crate) use marker::refusal;
 pub use marker::{mark_incomplete, MarkedBy};
 use marker::{new_token, read_marker, try_lock, Marker};

@@ -21,6 +21,8 @@ use coffer_mysql::meta::binlog_file_number as file_number;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod outage;
 mod segment;

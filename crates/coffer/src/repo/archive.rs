@@ -269,7 +269,7 @@ pub fn description(
 /// Refuses a segment whose name (which anyone who can write the store can change, copying
 /// an object) says other than its sealed description: its file, positions, or that the file
 /// is complete. A field an older description lacks is not compared.
-fn named_as_said(name: &str, said: &serde_json::Value) -> Result<()> {
+pub(crate) fn named_as_said(name: &str, said: &serde_json::Value) -> Result<()> {
     let Some(s) = SegmentName::parse(name) else { return Ok(()) };
     let fields = [
         ("file", said["file"].as_str().is_none_or(|f| f == s.file)),
