@@ -146,8 +146,13 @@ pub(crate) fn check_room(
     env: &Env,
 ) -> Result<Option<u64>> {
     // An image whose index cannot be read (cut short, damaged) is restored as far as it goes,
-    // and the reader says what is wrong with it.
-    let Ok(Some((needed, entries))) = crate::read::files_bytes(image, keys, env) else { return Ok(None) };
+    // and the reader says what is wrong with it. A store that refuses (access denied, no such
+    // object) refuses the restore's reads too: the job ends at this first one.
+    let (needed, entries) = match crate::read::files_bytes(image, keys, env) {
+        Ok(Some(found)) => found,
+        Err(e) if crate::store::refused_for_good(&e) => return Err(e),
+        Ok(None) | Err(_) => return Ok(None),
+    };
     if spec.force || coffer_fs::restore::holds_marker(&spec.to) {
         return Ok(Some(needed));
     }

@@ -41,7 +41,12 @@ pub enum SourceSpec {
     /// Files held in memory (name, contents), stored in this order (a binary log segment:
     /// never written to disk in the clear). Shared with the source, not copied: the caller
     /// gets its bytes back once the job has returned (`Arc::try_unwrap`).
-    Memory(Vec<(String, std::sync::Arc<Vec<u8>>)>),
+    Memory {
+        /// What the files are, as messages name it ("the segment b.000002-...").
+        name: String,
+        /// The files.
+        files: Vec<(String, std::sync::Arc<Vec<u8>>)>,
+    },
 }
 
 impl SourceSpec {
@@ -131,11 +136,11 @@ pub(crate) fn open(spec: &SourceSpec, out: &dyn ImageOut, chain: Option<&ChainPl
             Ok(opened(Box::new(StreamSource::new(stdin_meta(&name), stdin()?)), None, "stdin".to_owned()))
         }
         SourceSpec::Path { path, name } => open_path(path, name.as_deref(), out, env),
-        SourceSpec::Memory(files) => {
+        SourceSpec::Memory { name, files } => {
             let total = files.iter().map(|f| f.1.len() as u64).sum();
             let items =
                 files.iter().map(|(name, bytes)| file_item(name, Shared(std::sync::Arc::clone(bytes)))).collect();
-            Ok(opened(Box::new(Memory { items }), Some(total), "memory".to_owned()))
+            Ok(opened(Box::new(Memory { items }), Some(total), name.clone()))
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Images in object storage: the adapters between objects and the image reader.
 
-use crate::error::{Context, Result};
-use coffer_store::Object;
+use crate::error::{Context, Error, Result};
+use coffer_image::ImageError;
+use coffer_store::{Object, StoreError};
 use std::io::Read;
 use std::path::Path;
 
@@ -35,6 +36,36 @@ pub fn open_indexed_object(
 ) -> Result<coffer_image::IndexedImage> {
     let len = object.size().with_context(|| format!("cannot open {}", shown.display()))?;
     Ok(coffer_image::IndexedImage::open_with(Box::new(ObjectAccess { object, len }), shown, keys)?)
+}
+
+/// What a store's answer says that no wait or retry cures: access refused, no such bucket.
+/// (object_store says 403 and 401 in these words; coffer-store says "access denied" for them,
+/// and a bucket that is not there.)
+pub(crate) const LASTING: [&str; 4] =
+    ["lacked the necessary privileges", "lacked valid authentication", "access denied", "no such bucket"];
+
+/// The object store's error that caused `e`, under any context, or under the I/O error of an
+/// image read through its index.
+pub(crate) fn store_error(e: &Error) -> Option<&StoreError> {
+    match e {
+        Error::Other(inner) => inner.downcast_ref(),
+        Error::Context { source, .. } => store_error(source),
+        Error::Image(ImageError::Io { source, .. }) => source.get_ref()?.downcast_ref(),
+        _ => None,
+    }
+}
+
+/// Is `e` the store refusing what was asked (access denied, no such bucket, no such object),
+/// which asking again, for this or another part of the job, only hears again?
+pub(crate) fn refused_for_good(e: &Error) -> bool {
+    match store_error(e) {
+        Some(StoreError::NotFound(_)) => true,
+        Some(refused) => {
+            let text = refused.to_string();
+            LASTING.iter().any(|m| text.contains(m))
+        }
+        None => false,
+    }
 }
 
 /// Stops object transfers at the first SIGINT or SIGTERM, so that an upload is aborted (no parts

@@ -152,26 +152,54 @@ pub fn run_args(args: &[String]) -> (i32, Vec<u8>, String) {
 pub struct Follower {
     child: std::process::Child,
     lines: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Follower {
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Self {
-        let mut child = coffer()
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut c = coffer();
+        c.args(args);
+        Self::spawn(c)
+    }
+
+    /// `cmd` (coffer, its arguments and environment set) started as a follower.
+    pub fn spawn(mut cmd: std::process::Command) -> Self {
+        let mut child = cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let lines = Arc::new(Mutex::new(String::new()));
         let (stderr, into) = (child.stderr.take().unwrap(), lines.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut all = into.lock().unwrap();
                 all.push_str(&line);
                 all.push('\n');
             }
         });
-        Follower { child, lines }
+        Follower { child, lines, reader: Some(reader) }
+    }
+
+    /// Is it still running?
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Stops it with SIGTERM, as a supervisor does; waits (at most `secs`) for it to exit, and
+    /// for its stderr to be read to the end: its exit code and all it said.
+    pub fn term(mut self, secs: u64) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.running() {
+            assert!(Instant::now() < deadline, "still running {secs} s after SIGTERM:\n{}", self.said());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let code = self.child.wait().unwrap().code();
+        // The pipe's writer is gone: the reader reaches its end.
+        let reader = self.reader.take().unwrap();
+        while !reader.is_finished() {
+            assert!(Instant::now() < deadline, "its stderr not read to the end within {secs} s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (code, self.said())
     }
 
     pub fn said(&self) -> String {
@@ -313,7 +341,8 @@ pub fn wait_exit(mut child: std::process::Child, secs: u64) -> std::process::Out
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("still running after {secs} s");
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

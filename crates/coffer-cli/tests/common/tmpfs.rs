@@ -85,6 +85,7 @@ pub fn names(dir: &Path) -> Vec<String> {
 pub fn error_line(stderr: &str) -> String {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("coffer: error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    eprintln!("{}", errors[0]);
     errors[0].to_owned()
 }
 

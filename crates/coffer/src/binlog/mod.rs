@@ -181,7 +181,9 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         (SEGMENT_ENTRY.to_owned(), std::sync::Arc::new(serde_json::to_vec_pretty(&description)?)),
     ];
     let url = format!("{}{}", spec.prefix, seg.name.object_name());
-    let mut b = crate::backup::BackupSpec::new(SourceSpec::Memory(files), Location::Object(url.clone()));
+    // Named in what a failure says: "backup of the segment b.000002-... failed".
+    let name = format!("the segment {}", seg.name.object_name());
+    let mut b = crate::backup::BackupSpec::new(SourceSpec::Memory { name, files }, Location::Object(url.clone()));
     b.keys = spec.keys.clone();
     b.seal = spec.seal.clone();
     b.validate = false;
@@ -192,7 +194,7 @@ fn seal(spec: &ArchiveSpec, seg: &mut Open, source: &Source, env: &Env) -> Resul
         Err(e) => {
             // The events back into the segment: it may be stored again (a store outage).
             // The job has returned, its source dropped: the bytes are ours alone again.
-            if let SourceSpec::Memory(mut files) = b.source {
+            if let SourceSpec::Memory { mut files, .. } = b.source {
                 let events = files.swap_remove(0).1;
                 seg.bytes = std::sync::Arc::try_unwrap(events).unwrap_or_else(|shared| shared.as_ref().clone());
             }

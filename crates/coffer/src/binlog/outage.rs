@@ -7,6 +7,7 @@
 use super::{seal, stopping, ArchiveSpec, Open, Run, Source, REPORT_EVERY};
 use crate::error::{exit, Error, Result};
 use crate::report::ArchivePhase;
+use crate::store::{store_error, LASTING};
 use crate::Env;
 use coffer_store::StoreError;
 use std::time::{Duration, Instant};
@@ -16,12 +17,6 @@ use std::time::{Duration, Instant};
 /// each attempt.
 const FIRST_WAIT: Duration = Duration::from_secs(5);
 const LAST_WAIT: Duration = Duration::from_secs(60);
-
-/// What a store's answer says that no wait cures: access refused, no such bucket. (object_store
-/// says 403 and 401 in these words; coffer-store says "access denied" for them, and a bucket
-/// that is not there.)
-const LASTING: [&str; 4] =
-    ["lacked the necessary privileges", "lacked valid authentication", "access denied", "no such bucket"];
 
 /// Is `e`, a failure to store a segment under `prefix`, one that waiting may cure: an object
 /// store that errs, stalls or cannot be reached? Not: a refusal (access denied, no such bucket:
@@ -48,15 +43,6 @@ fn refused(text: &str) -> bool {
         let code: u16 = text[at + m.len()..].chars().take(3).collect::<String>().parse().unwrap_or(0);
         (400..500).contains(&code) && code != 408 && code != 429
     })
-}
-
-/// The object store's error that caused `e`, under any context.
-fn store_error(e: &Error) -> Option<&StoreError> {
-    match e {
-        Error::Other(inner) => inner.downcast_ref(),
-        Error::Context { source, .. } => store_error(source),
-        _ => None,
-    }
 }
 
 /// Stores `seg` ([`seal`]); following, through an outage of the store: the segment is held and
@@ -152,15 +138,12 @@ fn pause(spec: &ArchiveSpec, wait: Duration, run: &mut Run, env: &Env) {
 mod tests {
     use super::*;
 
-    /// Issue 28, part 1: once a segment is stored, the error of an outage (or of a link) that
-    /// is over no longer shows in the state a supervisor reads.
-    #[test]
-    fn a_stored_segment_clears_the_last_error() {
-        let dir = tempfile::tempdir().unwrap();
+    /// An archive under `prefix`, and a segment of 1000 bytes to store there.
+    fn segment_for(prefix: String) -> (ArchiveSpec, Open, Source) {
         let key = coffer_crypto::MasterKey::from_hex(&"01".repeat(32)).unwrap();
         let spec = ArchiveSpec {
             server: Default::default(),
-            prefix: format!("file://{}/", dir.path().display()),
+            prefix,
             keys: crate::keys::KeySources { master_keys: vec![key], ..Default::default() },
             seal: Default::default(),
             follow: true,
@@ -173,12 +156,37 @@ mod tests {
         seg.bytes = vec![7u8; 1000];
         seg.name.end = 1004;
         let source = Source { version: "10.11.0-MariaDB".into(), hostname: None, server_id: Some(1) };
+        (spec, seg, source)
+    }
+
+    /// Issue 28, part 1: once a segment is stored, the error of an outage (or of a link) that
+    /// is over no longer shows in the state a supervisor reads.
+    #[test]
+    fn a_stored_segment_clears_the_last_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, mut seg, source) = segment_for(format!("file://{}/", dir.path().display()));
         let mut run = Run::default();
         run.state.last_error = Some("cannot store the segment s3://b/p/x: 503 (attempt 3)".into());
         let (events, _) = store(&spec, &mut seg, &source, &mut run, &Env::default()).unwrap();
         assert_eq!(events, 1000);
         assert_eq!(run.state.last_error, None);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "the segment and its record");
+    }
+
+    /// Issue 28 (second round): a segment that could not be stored was said as "backup of
+    /// memory failed"; its line names the segment object.
+    #[test]
+    fn a_failed_store_names_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, mut seg, source) = segment_for(format!("file://{}/", dir.path().display()));
+        let object = seg.name.object_name();
+        // A directory where the object goes: the image is written, and cannot be put there.
+        std::fs::create_dir(dir.path().join(&object)).unwrap();
+        let e = store(&spec, &mut seg, &source, &mut Run::default(), &Env::default()).unwrap_err();
+        let line = e.one_line();
+        eprintln!("{line}");
+        assert!(line.contains(&format!("backup of the segment {object} failed")), "{line}");
+        assert!(!line.contains("memory"), "{line}");
     }
 
     /// Issue 28, part 1: which failures to store a segment a following archiver waits out.

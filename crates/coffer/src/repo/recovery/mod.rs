@@ -440,7 +440,10 @@ mod tests {
             (crate::repo::archive::SEGMENT_ENTRY.to_owned(), std::sync::Arc::new(serde_json::to_vec(&said).unwrap())),
         ];
         let url = format!("file://{}/{object}", dir.display());
-        let mut b = crate::backup::BackupSpec::new(crate::source::SourceSpec::Memory(files), Location::Object(url));
+        let mut b = crate::backup::BackupSpec::new(
+            crate::source::SourceSpec::Memory { name: object.into(), files },
+            Location::Object(url),
+        );
         b.keys = keys.clone();
         b.validate = false;
         crate::backup::backup(&b, &Env::default()).unwrap();
