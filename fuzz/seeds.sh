@@ -160,7 +160,7 @@ PY
 # events it makes up where a dump starts and where it goes on to the next file).
 mkdir -p corpus/repo_records
 python3 - <<'PY'
-import json, struct
+import base64, json, struct
 note = b"A coffer restore into this directory is running or did not finish: its contents are incomplete.\n"
 marker = (note + b"The restore created this directory.\n" + b"token 3f2a9c0d11e47b85\n"
           + b"image 0909090909090909090909090909090a\n")
@@ -191,6 +191,10 @@ seeds = {
     "dump": b"\5\4\200" + dump,
     "dump_small_segments": b"\5\0\7" + dump,
     "segment_name": b"\6binlog.000001_0000000004_0000001132-closed.coffer",
+    # What the target found in issue 28's second campaign, kept as seeds: a join across files
+    # by name only (the model's rule was stale), and a GTID_LIST naming a server twice.
+    "found_join_by_name": base64.b64decode("AwEEAAAAbuz//wIEAAAALAEAAAB7CiAgImtpbmQiOiAiYmlubG1lbnQiLAogICJmaWxlIjogImJpbmxvZy4wMFxcXFxcXFxcXFxcXC0wLTkwIgp9CiAgIgp9"),
+    "found_gtid_list_twice": base64.b64decode("JwMBBAAAAIgTACIAAAAAAAAAAAIEAAAA/////ywBAAAAewCEhISEhISEhISEhISEhIQEhISEhIaEhISEhISEhISEhISE0uYwMSIsCiBjNTAwMAogIH0KfQ=="),
 }
 assert two[256 + 4] == 0xa3, "the GTID_LIST event"
 for name, data in seeds.items():
