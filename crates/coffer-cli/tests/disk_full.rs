@@ -12,7 +12,6 @@ mod common;
 
 use common::tmpfs::{error_line, names, names_the_fs, Tmpfs};
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -138,25 +137,10 @@ fn tls(fx: &Fixture, name: &str) -> Vec<String> {
 /// `coffer receive` with `args` on a free loopback port, once it listens; its port. Its stderr
 /// is collected by a thread (see [`finish`]).
 fn receiver(fx: &Fixture, args: &[&str]) -> (Child, u16, std::thread::JoinHandle<String>) {
-    let mut child = coffer()
-        .args(["receive", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(tls(fx, "node2"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        rest
-    });
-    (child, port, rest)
+    let mut rx = coffer();
+    rx.args(["receive", "--listen", "127.0.0.1:0"]).args(args).args(tls(fx, "node2")).stdout(Stdio::null());
+    let (child, port, err) = listening(rx);
+    (child, port, drained(err))
 }
 
 /// The receiver's exit code and stderr (it has a minute to finish).

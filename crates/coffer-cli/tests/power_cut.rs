@@ -381,26 +381,10 @@ fn tls_args(fx: &Fixture, name: &str) -> Vec<String> {
 /// `coffer receive ARGS` on a free loopback port: the process, its port, and its stderr (once
 /// it has exited).
 fn receiver(recv: &[String]) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::Stdio;
-    let mut rx = coffer()
-        .args(["receive", "--listen", "127.0.0.1:0"])
-        .args(recv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(rx.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = err.read_to_string(&mut rest);
-        rest
-    });
-    (rx, port, drain)
+    let mut rx = coffer();
+    rx.args(["receive", "--listen", "127.0.0.1:0"]).args(recv).stdout(std::process::Stdio::null());
+    let (child, port, err) = listening(rx);
+    (child, port, drained(err))
 }
 
 /// `coffer receive ARGS` and `coffer send IMAGE SEND_ARGS` to it: the receiver's exit code

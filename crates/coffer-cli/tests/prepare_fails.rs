@@ -211,29 +211,20 @@ fn tls(fx: &Fixture, name: &str) -> Vec<String> {
 /// `receive --to DATA --prepare` with `engine_dir` first on the receiver's PATH, and `send
 /// IMAGE` to it: the receiver's exit code and stderr, and the sender's exit code.
 fn receive_prepared(fx: &Fixture, engine_dir: &str, data: &Path, image: &str) -> (i32, String, i32) {
-    use std::io::{BufRead, Read};
     let path = format!("{engine_dir}:{}", std::env::var("PATH").unwrap_or_default());
-    let mut rx = coffer()
-        .env("PATH", path)
+    let mut rx = coffer();
+    rx.env("PATH", path)
         .args(["receive", "--listen", "127.0.0.1:0", "--to", data.to_str().unwrap(), "--prepare"])
         .args(["--key-file", &fx.key()])
         .args(tls(fx, "node2"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(rx.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+        .stdout(Stdio::null());
+    let (mut rx, port, err) = listening(rx);
+    let err = drained(err);
     let mut send = vec!["send".to_string(), image.into(), "--to".into(), format!("127.0.0.1:{port}"), "-q".into()];
     send.extend(tls(fx, "node1"));
     let (sent, _, _) = run(&send.iter().map(String::as_str).collect::<Vec<_>>());
     let code = rx.wait().unwrap().code().unwrap_or(-1);
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
-    (code, rest, sent)
+    (code, err.join().unwrap(), sent)
 }
 
 /// `receive --to --prepare` whose prepare fails keeps the restore marker naming the image (it

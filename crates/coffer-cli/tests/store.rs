@@ -681,19 +681,9 @@ fn https_endpoints_are_verified() {
 
 /// Starts `coffer receive` on a free loopback port; returns it with the port and its stderr.
 fn receiver(args: &[String]) -> (Child, u16, std::io::BufReader<std::process::ChildStderr>) {
-    use std::io::BufRead;
-    let mut child = coffer()
-        .args(["receive", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
-    (child, port, err)
+    let mut rx = coffer();
+    rx.args(["receive", "--listen", "127.0.0.1:0"]).args(args);
+    listening(rx)
 }
 
 /// Waits for a receiver; whether it succeeded, and the rest of its stderr.

@@ -243,3 +243,26 @@ pub fn noise(len: usize, mut x: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Spawns `receive` (a `coffer receive --listen 127.0.0.1:0 ...` command) with stdin closed and
+/// stderr piped, and reads the first line it says, its address: the process, its port, and the
+/// rest of its stderr.
+pub fn listening(mut receive: Command) -> (std::process::Child, u16, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut child = receive.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start coffer receive");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("read the receiver's address");
+    let port =
+        line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("not listening: {line}"));
+    (child, port, err)
+}
+
+/// Reads `err` to its end in a thread (a receiver must never block on a full pipe).
+pub fn drained(mut err: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        rest
+    })
+}
