@@ -6,6 +6,7 @@ mod drill;
 mod keys;
 mod net;
 mod read;
+mod replica;
 mod store;
 
 pub use backup::*;
@@ -14,6 +15,7 @@ pub use drill::*;
 pub use keys::*;
 pub use net::*;
 pub use read::*;
+pub use replica::*;
 pub use store::*;
 
 pub(crate) use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -195,6 +197,10 @@ pub enum Command {
   coffer drill s3://backups/prod/ --until '2026-11-27 14:00:00' --scratch /var/tmp/drill --key-file k
   coffer drill db.coffer --scratch /var/tmp/drill --key-file k --metrics-file /var/lib/node_exporter/coffer-drill.prom")]
     Drill(Box<DrillArgs>),
+
+    /// Seed a MariaDB replica from a backup, a prefix or a live send.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
 
     /// Extract some entries, reading only what they need through the index.
     #[command(after_help = "Examples:

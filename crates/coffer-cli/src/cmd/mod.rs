@@ -8,6 +8,7 @@ mod drill;
 mod key;
 mod list;
 mod net;
+mod replica;
 mod restore;
 mod server;
 mod validate;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => list::verify(a, quiet, threads),
         Command::Validate(a) => validate::run(a, quiet, threads),
         Command::Drill(a) => drill::run(*a, quiet, threads),
+        Command::Replica(c) => replica::run(c, quiet, threads),
         Command::Config(c) => config::run(c, cli.profile, cli.config, quiet),
         Command::Completions { shell } => {
             let mut cmd = crate::config::command();

@@ -56,7 +56,7 @@ pub struct Known {
 }
 
 impl Known {
-    fn new(location: Location, time: i64, info: BackupInfo) -> Self {
+    pub(crate) fn new(location: Location, time: i64, info: BackupInfo) -> Self {
         // Images made before chains hold every page: fulls of their own. Their id is all zeros:
         // no writer makes it (ids are random), so only a forged link could name one, and a
         // forged link fails the server and LSN checks all the same.

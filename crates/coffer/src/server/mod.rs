@@ -5,8 +5,10 @@
 //!
 //! Seeding a replica and restoring single tables into a running server join here.
 
+pub(crate) mod applier;
 pub(crate) mod beside;
 pub mod drill;
 pub mod pitr;
 pub mod prepare;
 pub(crate) mod private;
+pub mod replica;

@@ -7,8 +7,8 @@
 //! gap, every segment read and checked. The backup is restored, prepared and replayed beside
 //! the target, and takes its place only when replay has ended cleanly.
 
+use super::applier::Replay;
 use super::beside::Beside;
-use super::private::{last_line, program, Server, ServerUser};
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
 use crate::repo::archive::Archive;
@@ -18,22 +18,11 @@ use crate::repo::recovery::{gtid_text, parse_gtids, Route, Until};
 use crate::restore::RestoreSpec;
 use crate::Env;
 use coffer_crypto::Unlock;
-use coffer_mysql::client::Client;
 use coffer_mysql::engine::PrepareOption;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// What applies the binary log to the restored server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Applier {
-    /// The server's own replication applier (its SQL thread), the log given to it as relay
-    /// logs: about 4x faster than a client (docs/BENCHMARKS.md).
-    #[default]
-    SqlThread,
-    /// `mariadb-binlog | mariadb`, one client session: what DBAs do by hand.
-    Client,
-}
+pub use super::applier::Applier;
 
 /// A point-in-time restore, as a user asks for it.
 #[derive(Debug, Clone)]
@@ -137,7 +126,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     if !spec.restore.force && std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
         crate::bail!("{} is not empty: refusing to restore into it (use --force)", to.display());
     }
-    replay_host(spec.restore.owner.as_deref(), env)?;
+    super::applier::host(spec.restore.owner.as_deref(), env)?;
     let unlocks = crate::keys::unlocks(&spec.restore.keys, env)?;
     let Route { archive, chain, start, found_stop } =
         crate::repo::recovery::route(&spec.backups, &spec.binlogs, &spec.until, &unlocks, env)?;
@@ -200,7 +189,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
         return print_replay(spec, staging, logs, replay, summary);
     }
     let t = Instant::now();
-    replay.run(env)?;
+    replay.run(env, &mut |_| Ok(()))?;
     summary.replay_seconds = t.elapsed().as_secs_f64();
     write_report(&staging.path, &summary)?;
     staging.replace(spec.restore.force, spec.restore.sync)?;
@@ -247,17 +236,6 @@ fn print_replay(
     Ok(summary)
 }
 
-/// What a replay needs of this host, checked before anything is read or written: the server's
-/// user (`owner`) and its programs (found, and trusted); then what killed replays left goes.
-fn replay_host(owner: Option<&str>, env: &Env) -> Result<()> {
-    crate::server::private::server_user(owner, "the replay server")?;
-    program(&["mariadbd", "mysqld"], "mariadb-server")?;
-    program(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?;
-    program(&["mariadb", "mysql"], "mariadb-client")?;
-    crate::server::private::sweep(&std::env::temp_dir(), RUN, "point-in-time replay", env);
-    Ok(())
-}
-
 /// The log holds what one client session cannot replay (`why`): refused before anything is
 /// restored with `--replay-with client`, a warning with `--print-replay` (whose commands
 /// replay through one client session).
@@ -282,368 +260,10 @@ fn beside_name(to: &Path, what: &str) -> PathBuf {
     to.with_file_name(format!("{name}.{what}"))
 }
 
-/// How the replay runs: a private server on the restored datadir (as `crate::server` keeps
-/// them: an unprivileged user, only what InnoDB needs of the image's options, dead with coffer),
-/// the binary log given to its SQL thread or through `mariadb-binlog` into one client session.
-#[derive(Debug, Clone)]
-struct Replay {
-    datadir: PathBuf,
-    logs: PathBuf,
-    files: Vec<String>,
-    start: (String, u32),
-    stop: (String, u32),
-    gtid_state: String,
-    /// The server's option file, and what it left out of the backup's.
-    options: String,
-    left_out: Vec<String>,
-    server: PathBuf,
-    binlog_tool: PathBuf,
-    client: PathBuf,
-    /// The server's user (`None`: coffer's own, not root).
-    user: Option<ServerUser>,
-    /// How the log is applied, and (by the SQL thread) the server id the replay server takes:
-    /// one no event of the log carries, or it would skip them as its own.
-    applier: Applier,
-    server_id: u32,
-    /// Were the backups and the log read with their signer checked? (Then the server may run
-    /// unconfined where it cannot be confined.)
-    signed: bool,
-}
-
-/// A path as one shell word.
-fn shell_word(p: &Path) -> String {
-    let s = p.display().to_string();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-impl Replay {
-    /// The replay of `files` (in `logs`) from `range.0` to `range.1` into `datadir`, by a server
-    /// that runs as `owner` (`restore --owner`; as root, default mysql), to which the datadir
-    /// and `logs` (the printed commands' socket and logs) are given.
-    fn new(
-        datadir: &Path,
-        logs: &Path,
-        files: &[String],
-        range: (&(String, u32), &(String, u32)),
-        gtid_state: &str,
-        options: &[PrepareOption],
-        owner: Option<&str>,
-    ) -> Result<Self> {
-        let taken = coffer_mysql::engine::server_options(datadir, options).map_err(Error::other)?;
-        let user = crate::server::private::server_user(owner, "the replay server")?;
-        crate::server::private::give_tree(datadir, user.as_ref())?;
-        crate::server::private::give(logs, user.as_ref())?;
-        Ok(Replay {
-            datadir: datadir.to_owned(),
-            logs: logs.to_owned(),
-            files: files.to_vec(),
-            start: range.0.clone(),
-            stop: range.1.clone(),
-            gtid_state: gtid_state.to_owned(),
-            options: taken.text,
-            left_out: taken.left_out,
-            server: program(&["mariadbd", "mysqld"], "mariadb-server")?,
-            binlog_tool: program(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?,
-            client: program(&["mariadb", "mysql"], "mariadb-client")?,
-            user,
-            applier: Applier::default(),
-            server_id: 2,
-            signed: false,
-        })
-    }
-
-    /// The files replay reads: those from the backup's to the stop's (a stop at a file's
-    /// first event leaves that file out).
-    fn replayed(&self) -> Vec<&String> {
-        let stop_at_start = self.stop.1 <= 4;
-        self.files.iter().filter(|f| !(stop_at_start && **f == self.stop.0)).collect()
-    }
-
-    fn binlog_args(&self) -> Vec<String> {
-        let files = self.replayed();
-        let mut args = vec!["--no-defaults".to_owned(), format!("--start-position={}", self.start.1)];
-        if files.last().is_some_and(|f| **f == self.stop.0) {
-            args.push(format!("--stop-position={}", self.stop.1));
-        }
-        args.extend(files.iter().map(|f| self.logs.join(f).display().to_string()));
-        args
-    }
-
-    fn server_args(&self, options_file: &Path, run: &Path) -> Vec<String> {
-        let mut args = crate::server::private::private_args(options_file, &self.datadir, run, "replay");
-        // A crash during replay throws the directory away: no need to flush each commit.
-        args.extend(["--innodb-flush-log-at-trx-commit=0".into(), "--innodb-doublewrite=0".into()]);
-        if self.applier == Applier::SqlThread {
-            args.extend([
-                format!("--server-id={}", self.server_id),
-                format!("--relay-log={RELAY}"),
-                format!("--relay-log-index={RELAY}.index"),
-                "--relay-log-purge=0".into(),
-            ]);
-        }
-        args
-    }
-
-    fn client_args(&self, run: &Path) -> Vec<String> {
-        vec![
-            "--no-defaults".into(),
-            format!("--socket={}", run.join("replay.sock").display()),
-            "--user=root".into(),
-            "--binary-mode".into(),
-            "--local-infile=0".into(),
-            "--init-command=FLUSH PRIVILEGES".into(),
-        ]
-    }
-
-    /// The commands a DBA runs to replay by hand (as root, the server becomes its user itself).
-    fn commands(&self) -> String {
-        let words = |v: Vec<String>| v.iter().map(|a| shell_word(Path::new(a))).collect::<Vec<_>>().join(" ");
-        let run = &self.logs;
-        let mut server_args = self.server_args(&run.join("replay.cnf"), run);
-        server_args.extend(self.user.as_ref().map(|u| format!("--user={}", u.name)));
-        let sock = run.join("replay.sock");
-        format!(
-            "# 1. a private server on the restored datadir (no network, no replication, no binary log)\n\
-             {} {} &\n\
-             # 2. the binary log from the backup's position ({}:{}) to the target ({}:{}), in one client session\n\
-             {} {} | {} {}\n\
-             # 3. the GTID position after replay, for replicas of this server\n\
-             {} --no-defaults --socket={} --user=root -e \"SET GLOBAL gtid_slave_pos = '{}'\"\n\
-             # 4. a clean shutdown\n\
-             {} --no-defaults --socket={} --user=root -e SHUTDOWN\n",
-            shell_word(&self.server),
-            words(server_args),
-            self.start.0,
-            self.start.1,
-            self.stop.0,
-            self.stop.1,
-            shell_word(&self.binlog_tool),
-            words(self.binlog_args()),
-            shell_word(&self.client),
-            words(self.client_args(run)),
-            shell_word(&self.client),
-            shell_word(&sock),
-            self.gtid_state,
-            shell_word(&self.client),
-            shell_word(&sock),
-        )
-    }
-
-    /// Starts the server, replays, sets the GTID position, shuts the server down cleanly.
-    fn run(&self, env: &Env) -> Result<()> {
-        if !self.left_out.is_empty() {
-            env.report.warn(&format!(
-                "the replay server takes only what InnoDB needs of the backup's backup-my.cnf; left out: {}",
-                self.left_out.join(", ")
-            ));
-        }
-        crate::server::private::check_confined(&self.datadir)?;
-        let user = self.user.as_ref();
-        // The socket's path must be short (108 bytes): a private directory under /tmp, the
-        // server's own.
-        let dir = crate::server::private::rundir(RUN)?;
-        let run = dir.path();
-        crate::server::private::give(run, user)?;
-        let options = crate::server::private::write_options(run, "replay", &self.options)?;
-        crate::server::private::give(&options, user)?;
-        crate::server::private::check_reachable(&self.datadir, user, "the replay server")?;
-        crate::server::private::check_reachable(run, user, "the replay server")?;
-        // Whatever SQL the log holds writes nowhere but here.
-        let confined =
-            crate::server::private::confinement(&[&self.datadir, run], self.signed, "the replay server", env)?;
-        let mut server = Server::start(
-            &self.server,
-            &self.server_args(&options, run),
-            run,
-            "replay",
-            "the replay server",
-            user,
-            confined,
-        )?;
-        let mut control = server.connect(Duration::from_secs(600))?;
-        env.report.say(&format!("replay server started on {}", self.datadir.display()));
-        let replayed = match self.applier {
-            _ if self.start == self.stop => Ok(()),
-            Applier::Client => self.feed(run, env),
-            Applier::SqlThread => self.apply(&mut control, run, env),
-        };
-        let result = replayed.and_then(|()| {
-            if !self.gtid_state.is_empty() && coffer_mysql::meta::is_mariadb_gtid_list(&self.gtid_state) {
-                control
-                    .query(&format!("SET GLOBAL gtid_slave_pos = '{}'", self.gtid_state))
-                    .map_err(|e| Error::other(e).context("cannot set the server's GTID position"))?;
-            }
-            Ok(())
-        });
-        let stopped = server.shutdown(control);
-        result?;
-        stopped
-    }
-
-    /// The log as the restored server's relay logs (links in its datadir, named in the relay
-    /// log index), applied by its SQL thread from the backup's position until it reaches the
-    /// stop (the last relay log ends there), then the replication settings removed.
-    fn apply(&self, control: &mut Client, run: &Path, env: &Env) -> Result<()> {
-        let sql = |c: &mut Client, q: &str| c.query(q).map_err(|e| Error::other(e).context(format!("replay: {q}")));
-        let files = self.replayed();
-        // Replication's own files, removed after replay unless the backup had them.
-        let made: Vec<&str> =
-            ["master.info", "relay-log.info"].into_iter().filter(|f| !self.datadir.join(f).exists()).collect();
-        let give = |path: &Path| crate::server::private::give(path, self.user.as_ref());
-        let mut index = String::new();
-        let mut relays = Vec::new();
-        for (i, f) in files.iter().enumerate() {
-            let name = format!("{RELAY}.{:06}", i + 1);
-            let path = self.datadir.join(&name);
-            if std::fs::hard_link(self.logs.join(f), &path).is_err() {
-                std::fs::copy(self.logs.join(f), &path).with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            give(&path)?;
-            index.push_str(&format!("./{name}\n"));
-            relays.push(name);
-        }
-        let index_path = self.datadir.join(format!("{RELAY}.index"));
-        std::fs::write(&index_path, index).with_context(|| format!("cannot write {}", index_path.display()))?;
-        give(&index_path)?;
-        // Grants load first, so that GRANT and CREATE USER in the log apply. The names are
-        // binary log file names (checked): no quote reaches the SQL.
-        sql(control, "FLUSH PRIVILEGES")?;
-        sql(
-            control,
-            &format!(
-                "CHANGE MASTER TO MASTER_HOST='coffer-replay.invalid', MASTER_USER='none', MASTER_USE_GTID=no, \
-                 MASTER_LOG_FILE='{}', MASTER_LOG_POS={}, RELAY_LOG_FILE='{}', RELAY_LOG_POS={}",
-                self.start.0, self.start.1, relays[0], self.start.1
-            ),
-        )?;
-        sql(control, "START SLAVE SQL_THREAD")?;
-        // MASTER_POS_WAIT: the position reached (>= 0), -1 after the timeout, NULL when the SQL
-        // thread stopped (on an error).
-        let wait = format!("SELECT MASTER_POS_WAIT('{}', {}, 5)", self.stop.0, self.stop.1);
-        let mut idle_before = false;
-        let reached = loop {
-            let rows = sql(control, &wait)?;
-            match rows.first().and_then(|r| r.first()).cloned().flatten() {
-                Some(n) if n == "-1" => {
-                    // Every relay log read, and still not there after a whole wait: it never
-                    // will be (the wait is bounded by the log, not by time).
-                    let idle = sql(control, IDLE)?.first().and_then(|r| r.first()).cloned().flatten();
-                    let idle = idle.is_some_and(|n| n != "0");
-                    if idle && idle_before {
-                        let _ = sql(control, "STOP SLAVE");
-                        crate::bail!(
-                            "replay stalled: the server's SQL thread read every relay log without reaching {}:{}",
-                            self.stop.0,
-                            self.stop.1
-                        );
-                    }
-                    idle_before = idle;
-                }
-                Some(_) => break true,
-                None => break false,
-            }
-        };
-        if !reached {
-            let _ = sql(control, "STOP SLAVE");
-            crate::bail!("replay failed (the server's SQL thread stopped): {}", applier_error(&run.join("replay.err")));
-        }
-        sql(control, "STOP SLAVE")?;
-        sql(control, "RESET SLAVE ALL")?;
-        let _ = std::fs::remove_file(self.datadir.join(format!("{RELAY}.index")));
-        for f in made {
-            let _ = std::fs::remove_file(self.datadir.join(f));
-        }
-        for name in relays {
-            let _ = std::fs::remove_file(self.datadir.join(name));
-        }
-        env.report.say("replay ended");
-        Ok(())
-    }
-
-    /// `mariadb-binlog ... | mariadb`: one process each, one session.
-    fn feed(&self, run: &Path, env: &Env) -> Result<()> {
-        let err = |name: &str| -> Result<std::fs::File> {
-            std::fs::File::create(run.join(name)).with_context(|| format!("cannot create {}", run.display()))
-        };
-        let mut reader = Command::new(&self.binlog_tool);
-        coffer_mysql::engine::program_env(&mut reader);
-        let mut reader = reader
-            .args(self.binlog_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err("binlog.err")?)
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.binlog_tool.display()))?;
-        let stdout = reader.stdout.take().expect("piped");
-        let mut client = Command::new(&self.client);
-        coffer_mysql::engine::program_env(&mut client);
-        let client =
-            client.args(self.client_args(run)).stdin(stdout).stdout(Stdio::null()).stderr(err("client.err")?).spawn();
-        let mut client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = reader.kill();
-                let _ = reader.wait();
-                return Err(Error::from(e).context(format!("cannot run {}", self.client.display())));
-            }
-        };
-        let applied = client.wait()?;
-        if !applied.success() {
-            let _ = reader.kill();
-        }
-        let read = reader.wait()?;
-        let last = |name: &str| last_line(&run.join(name));
-        if !applied.success() {
-            crate::bail!("replay failed ({}): {}", self.client.display(), last("client.err"));
-        }
-        if !read.success() {
-            crate::bail!("replay failed ({}): {}", self.binlog_tool.display(), last("binlog.err"));
-        }
-        env.report.say("replay ended");
-        Ok(())
-    }
-}
-
-/// The SQL thread's error, as the server's error log says it ("Slave SQL: Error ..."), or the
-/// log's last line.
-fn applier_error(log: &Path) -> String {
-    let text = std::fs::read(log).unwrap_or_default();
-    let tail = &text[text.len().saturating_sub(64 << 10)..];
-    let said =
-        tail.split(|b| *b == b'\n').rev().find(|l| l.windows(9).any(|w| w == b"Slave SQL")).map(crate::text::escape);
-    said.unwrap_or_else(|| last_line(log))
-}
-
-/// The name of the replay server's private directories in the temporary directory:
-/// `coffer-replay-RANDOM`.
-const RUN: &str = "coffer-replay";
-
-/// Whether the replaying SQL thread has applied every relay log and waits for more.
-const IDLE: &str = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_SQL' AND \
-                    STATE LIKE 'Slave has read all relay log%'";
-
-/// The relay logs' base name in the restored datadir while its SQL thread replays.
-const RELAY: &str = "coffer-relay";
-
 /// `coffer-pitr.json` in the restored datadir: what was replayed.
 const REPORT: &str = "coffer-pitr.json";
 
 fn write_report(dir: &Path, s: &PitrSummary) -> Result<()> {
     let path = dir.join(REPORT);
     std::fs::write(&path, serde_json::to_vec_pretty(s)?).with_context(|| format!("cannot write {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_commands_quote_what_they_name() {
-        assert_eq!(shell_word(Path::new("/var/lib/x")), "/var/lib/x");
-        assert_eq!(shell_word(Path::new("/tmp/a b'c")), r"'/tmp/a b'\''c'");
-    }
 }

@@ -363,7 +363,7 @@ fn same_as_checked(dir: &Path, member: &Known) -> Result<()> {
 
 /// The backup description restored into `dir`, if it holds one (read at most as large as a
 /// writer may make it).
-fn read_description(dir: &Path) -> Option<BackupInfo> {
+pub(crate) fn read_description(dir: &Path) -> Option<BackupInfo> {
     let f = std::fs::File::open(dir.join(META_ENTRY)).ok()?;
     let mut bytes = Vec::new();
     f.take(coffer_mysql::meta::MAX_DESCRIPTION as u64 + 1).read_to_end(&mut bytes).ok()?;
@@ -371,6 +371,21 @@ fn read_description(dir: &Path) -> Option<BackupInfo> {
 }
 
 impl Plan {
+    /// The backups to restore, full first: the chain, or `image` alone (a full).
+    pub(crate) fn members(&self, image: &Location, env: &Env) -> Result<Vec<Known>> {
+        if let Some(chain) = &self.chain {
+            return Ok(chain.clone());
+        }
+        let info = crate::read::info_with(image, &self.unlocks, env)?;
+        let backup = info.backup.ok_or_else(|| Error::msg(format!("{}: not a backup of a server", image.shown())))?;
+        Ok(vec![Known::new(image.clone(), 0, backup)])
+    }
+
+    /// The secrets that opened the image.
+    pub(crate) fn unlocks(&self) -> &[coffer_crypto::Unlock] {
+        &self.unlocks
+    }
+
     /// Reads `backup` (one of the chain's) through, authenticating every frame.
     pub fn verify(&self, backup: &Known, env: &Env) -> Result<ReadSummary> {
         crate::read::verify_with(&backup.location, &self.unlocks, env)

@@ -212,6 +212,32 @@ pub(crate) fn gather(
     stop: Option<&(String, u32)>,
     dir: &Path,
 ) -> Result<Gathered> {
+    gather_to(archive, start, until, stop, dir, false)
+}
+
+/// [`gather`] to the end of the archive's unbroken run from `start` (a replica catching up
+/// before it asks its primary for the rest): replay stops at the run's last place between
+/// transactions; a transaction the run ends inside is left to the primary.
+pub(crate) fn gather_run(archive: &Archive, start: &(String, u32), dir: &Path) -> Result<Gathered> {
+    let first = archive.file_start(&start.0).ok_or_else(|| {
+        let names: Vec<SegmentName> = archive.segments.iter().map(|(s, _)| s.clone()).collect();
+        not_from_start(&names, &start.0)
+    })?;
+    let last =
+        (first + 1..archive.segments.len()).find(|i| archive.joins[*i].is_gap()).unwrap_or(archive.segments.len());
+    let end = &archive.segments[last - 1].0;
+    let until = Until::Position(end.file.clone(), end.end);
+    gather_to(archive, start, &until, None, dir, true)
+}
+
+fn gather_to(
+    archive: &Archive,
+    start: &(String, u32),
+    until: &Until,
+    stop: Option<&(String, u32)>,
+    dir: &Path,
+    open_end: bool,
+) -> Result<Gathered> {
     let first = archive.file_start(&start.0).ok_or_else(|| {
         let names: Vec<SegmentName> = archive.segments.iter().map(|(s, _)| s.clone()).collect();
         not_from_start(&names, &start.0)
@@ -257,6 +283,14 @@ pub(crate) fn gather(
         let stop = match stopped {
             Some(at) => Some(at),
             None => g.segment_end(seg)?,
+        };
+        // The run ends inside a transaction: replay stops before it.
+        let stop = match stop {
+            None if open_end && g.reached_end(seg) => {
+                drop_unfinished(&mut g.walk);
+                Some(g.boundary.clone())
+            }
+            stop => stop,
         };
         if let Some(stop) = stop {
             return Ok(Gathered { stop, files, ids: g.ids, one_session: g.session.refused, walk: g.walk });
@@ -448,6 +482,11 @@ impl<'a> Gather<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `seg` ends at or past the position replay stops at.
+    fn reached_end(&self, seg: &SegmentName) -> bool {
+        self.target.is_some_and(|t| (file_number(&seg.file), seg.end) >= t)
     }
 
     /// At the end of `seg` (every event taken): where replay stops if it stops there.

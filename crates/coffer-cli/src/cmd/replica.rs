@@ -1,0 +1,83 @@
+//! `coffer replica seed` (`coffer::server::replica`).
+
+use crate::cli::{ReplicaCommand, SeedArchive, SeedArgs, SeedSslMode};
+use anyhow::Result;
+use coffer::server::replica::{ArchiveUse, PrimarySpec, PrimaryTls, SeedSpec, StartSpec};
+
+pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
+    let ReplicaCommand::Seed(args) = cmd;
+    let spec = spec(&args)?;
+    let s = coffer::server::replica::seed(&spec, &crate::report::env(quiet || args.json, threads))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    }
+    super::say(quiet, s.line());
+    if spec.start.is_none() {
+        super::say(
+            quiet,
+            format!(
+                "start it with the server's own service (e.g. systemctl start mariadb); it replicates from {}",
+                s.primary
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn spec(a: &SeedArgs) -> Result<SeedSpec> {
+    let usage = crate::exit::usage;
+    let (host, port) = match a.primary.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().map_err(|_| usage("--primary HOST:PORT: not a port"))?),
+        _ => (a.primary.as_str(), 3306),
+    };
+    let tls = match (a.ssl_mode, &a.ssl_ca) {
+        (SeedSslMode::Disabled, None) => None,
+        (SeedSslMode::Disabled, Some(_)) => return Err(usage("--ssl-mode DISABLED (plaintext) takes no --ssl-ca")),
+        (_, Some(ca)) => Some(PrimaryTls { ca: ca.clone(), cert: a.ssl_cert.clone(), key: a.ssl_key.clone() }),
+        (_, None) => {
+            return Err(usage("the replica verifies its primary: give --ssl-ca (or --ssl-mode DISABLED for plaintext)"))
+        }
+    };
+    let live = a.listen.as_ref().map(|listen| coffer::transfer::ReceiveSpec {
+        listen: listen.clone(),
+        tls: a.tls.required().options(),
+        to: None,
+        output: None,
+        keys: a.key.sources(),
+        owner: a.owner.clone(),
+        keep_setuid: false,
+        force: true,
+        checkpoint: 256 << 20,
+    });
+    Ok(SeedSpec {
+        source: a.source.clone().unwrap_or_default(),
+        live,
+        bases: a.base.iter().map(|b| coffer::Location::from_path(b)).collect(),
+        restore: coffer::restore::RestoreSpec {
+            to: a.to.clone(),
+            keys: a.key.sources(),
+            owner: a.owner.clone(),
+            force: a.force,
+            ..Default::default()
+        },
+        options: a.prepare_options.clone(),
+        primary: PrimarySpec {
+            host: host.to_owned(),
+            port,
+            user: a.user.clone(),
+            password_file: a.password_file.clone(),
+            tls,
+        },
+        binlogs: a.binlogs.clone(),
+        archive: match a.archive {
+            SeedArchive::Auto => ArchiveUse::Auto,
+            SeedArchive::Always => ArchiveUse::Always,
+            SeedArchive::Never => ArchiveUse::Never,
+        },
+        start: a.start_with.as_ref().map(|c| StartSpec {
+            command: c.clone(),
+            socket: a.replica_socket.clone(),
+            timeout: std::time::Duration::from_secs(a.wait_timeout),
+        }),
+    })
+}

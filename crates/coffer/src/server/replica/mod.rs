@@ -1,0 +1,418 @@
+//! Seeding a replica in one command: the newest backup (with its chain) under a prefix, an
+//! image, or a live `coffer send`, restored and prepared beside the target; caught up from the
+//! binary log archive where the primary no longer has the backup's position; the replication
+//! connection to the primary set (TLS verified, unless plaintext is asked for by name); then the
+//! datadir takes the target's place, and the user's own service starts it.
+//!
+//! Everything that can refuse is checked before anything is written: the primary (reached,
+//! authenticated, over TLS as the replica will reach it, and holding the backup's position or
+//! the archive's end), the backups, the archive. A failure later leaves the target as it was.
+
+mod configure;
+pub(crate) mod primary;
+mod wait;
+
+pub use primary::{PrimarySpec, PrimaryTls};
+pub use wait::{StartSpec, Waited};
+
+use super::applier::Replay;
+use super::beside::Beside;
+use crate::error::{Context, Error, Result};
+use crate::location::Location;
+use crate::repo::recovery::stop::Gathered;
+use crate::repo::recovery::{gtid_text, parse_gtids};
+use crate::restore::RestoreSpec;
+use crate::Env;
+use coffer_crypto::Unlock;
+use coffer_mysql::engine::PrepareOption;
+use coffer_mysql::meta::BackupInfo;
+use primary::{Held, Position, Primary};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// When the archive is replayed before the primary takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveUse {
+    /// Only when the primary no longer has the backup's position.
+    #[default]
+    Auto,
+    /// Always, to the archive's end (a slow link to the primary).
+    Always,
+    /// Never: refused if the primary no longer has the position.
+    Never,
+}
+
+/// A seed, as a user asks for it.
+#[derive(Debug, Clone)]
+pub struct SeedSpec {
+    /// A prefix (its newest backup, with its chain) or an image; unused with `live`.
+    pub source: String,
+    /// Receive the backup from a live `coffer send` instead.
+    pub live: Option<crate::transfer::ReceiveSpec>,
+    /// Other images of the chain, where they are not beside the image.
+    pub bases: Vec<Location>,
+    /// The target, secrets, owner, --force, durability.
+    pub restore: RestoreSpec,
+    /// The engine's prepare options (also the private server's).
+    pub options: Vec<PrepareOption>,
+    /// The primary and how to reach it.
+    pub primary: PrimarySpec,
+    /// The binary log archive (default: `PREFIX/binlog/` when the source is a prefix).
+    pub binlogs: Option<String>,
+    /// When the archive is replayed.
+    pub archive: ArchiveUse,
+    /// Start the replica and wait for it to catch up.
+    pub start: Option<StartSpec>,
+}
+
+/// The part of a seed that came from the archive.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CatchUp {
+    /// The archive's prefix.
+    pub prefix: String,
+    /// Where replay started: the backup's position.
+    pub from: (String, u32),
+    /// Where it stopped: the archive's end (between transactions).
+    pub to: (String, u32),
+    /// Events replayed.
+    pub events: u64,
+    /// Transactions replayed.
+    pub transactions: u64,
+    /// Seconds of replay (server start, replay, shutdown).
+    pub seconds: f64,
+}
+
+/// What a seed did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SeedSummary {
+    /// The datadir seeded.
+    pub to: PathBuf,
+    /// The backups restored, full first.
+    pub backups: Vec<String>,
+    /// The backup's binary log position.
+    pub backup_position: Option<(String, u64)>,
+    /// The backup's GTID position.
+    pub backup_gtid: Option<String>,
+    /// The archive's part, if it was replayed.
+    pub archive: Option<CatchUp>,
+    /// The primary, `HOST:PORT`.
+    pub primary: String,
+    /// Its server id.
+    pub primary_server_id: u32,
+    /// How the replica reaches it: `verified (CA FILE, host HOST)` or `plaintext`.
+    pub tls: String,
+    /// Where replication starts: `GTID 0-1-5` or `FILE:POS`.
+    pub replication_from: String,
+    /// Seconds to restore and prepare.
+    pub restore_seconds: f64,
+    /// The command that starts the replica (run with --start-with).
+    pub start_command: Option<String>,
+    /// The wait for it to catch up, with --start-with.
+    pub wait: Option<Waited>,
+}
+
+impl SeedSummary {
+    /// The one line: which part came from where.
+    pub fn line(&self) -> String {
+        let backup = self.backups.last().map(String::as_str).unwrap_or("the backup received");
+        let chain = if self.backups.len() > 1 { format!("chain of {}, ", self.backups.len()) } else { String::new() };
+        let at = match (&self.backup_gtid, &self.backup_position) {
+            (Some(g), _) if !g.is_empty() => format!("GTID {g}"),
+            (_, Some((f, p))) => format!("{f}:{p}"),
+            _ => "no position".into(),
+        };
+        let archive = self.archive.as_ref().map_or(String::new(), |a| {
+            format!(
+                " + archive {} ({}:{}..{}:{}, {} transactions)",
+                a.prefix, a.from.0, a.from.1, a.to.0, a.to.1, a.transactions
+            )
+        });
+        let waited = self.wait.as_ref().map_or(String::new(), |w| {
+            format!("; started and caught up with the primary in {:.1} s, at {}", w.seconds, w.gtid_slave_pos)
+        });
+        format!(
+            "seeded {}: backup {backup} ({chain}{at}){archive} + primary {} from {} over {}{waited}",
+            self.to.display(),
+            self.primary,
+            self.replication_from,
+            self.tls
+        )
+    }
+}
+
+/// Seeds the replica `spec` asks for.
+pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
+    let to = &spec.restore.to;
+    if !spec.restore.force && std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+        crate::bail!("{} is not empty: refusing to seed a replica into it (use --force)", to.display());
+    }
+    super::applier::host(spec.restore.owner.as_deref(), env)?;
+    let mut primary = Primary::connect(&spec.primary)?;
+    let about = primary.about()?;
+    env.report.say(&format!(
+        "the primary {}:{} answers: {}, server id {}",
+        spec.primary.host, spec.primary.port, about.version, about.server_id
+    ));
+    let mut summary = SeedSummary {
+        to: to.clone(),
+        primary: format!("{}:{}", spec.primary.host, spec.primary.port),
+        primary_server_id: about.server_id,
+        tls: match &spec.primary.tls {
+            Some(t) => format!("TLS (verified: CA {}, host {})", t.ca.display(), spec.primary.host),
+            None => "plaintext (--ssl-mode DISABLED)".into(),
+        },
+        start_command: spec.start.as_ref().map(|s| s.command.clone()),
+        ..Default::default()
+    };
+    match &spec.live {
+        Some(live) => seed_live(spec, live, &primary, &mut summary, env)?,
+        None => seed_stored(spec, &primary, &mut summary, env)?,
+    }
+    if let Some(start) = &spec.start {
+        let target = Primary::connect(&spec.primary)?.about()?.gtid_binlog_pos;
+        summary.wait = Some(wait::start_and_wait(start, to, &target, env)?);
+    }
+    Ok(summary)
+}
+
+/// The backup under a prefix (its newest) or an image.
+fn resolve(source: &str, env: &Env) -> Result<Location> {
+    if source.ends_with('/') && matches!(Location::parse(source), Location::Object(_)) {
+        let newest = crate::repo::backups(source, env)?;
+        let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {source}")))?;
+        env.report.say(&format!("the newest backup under {source} is {}", b.listed.name));
+        return Ok(Location::parse(b.listed.object.url()));
+    }
+    match Location::from_path(Path::new(source)) {
+        Location::Stdio | Location::Tls(_) => {
+            Err(Error::usage("a replica is seeded from a prefix, an image, or --listen (a live send)"))
+        }
+        l => Ok(l),
+    }
+}
+
+/// The backup's position, as replication starts from it (MariaDB: its GTID position where it
+/// has one, else its file and position).
+fn position_of(info: &BackupInfo, shown: &str) -> Result<((String, u32), Position)> {
+    if info.flavor.as_deref() == Some("MySQL") || info.engine.as_deref() == Some("xtrabackup") {
+        crate::bail!("{shown} is a backup of MySQL: coffer seeds MariaDB replicas only, for now");
+    }
+    let Some(b) = &info.binlog else {
+        crate::bail!("{shown} has no binary log position (the server had log_bin off): a replica cannot start from it");
+    };
+    let pos = u32::try_from(b.position).map_err(|_| Error::msg(format!("{shown}: binlog position out of range")))?;
+    let start = (b.file.clone(), pos);
+    Ok(match b.gtid.as_deref().filter(|g| !g.is_empty()) {
+        Some(g) if coffer_mysql::meta::is_mariadb_gtid_list(g) => (start, Position::Gtid(g.to_owned())),
+        Some(g) => crate::bail!("{shown}: its GTID position {:?} is not MariaDB's", crate::text::escape(g.as_bytes())),
+        None => (start.clone(), Position::File(start.0, start.1)),
+    })
+}
+
+/// The archive, gathered into a private directory beside the target, when the primary no longer
+/// has the backup's position (or it is asked for); `None` when the primary serves it all.
+fn catch_up_from(
+    spec: &SeedSpec,
+    source_prefix: Option<&str>,
+    start: &(String, u32),
+    from: &Position,
+    primary: &Primary,
+    unlocks: &[Unlock],
+    env: &Env,
+) -> Result<Option<(String, Beside, Gathered)>> {
+    let held = primary.holds(from)?;
+    let why = match (&held, spec.archive) {
+        (Held::Yes, ArchiveUse::Auto | ArchiveUse::Never) => return Ok(None),
+        (Held::Purged(why), ArchiveUse::Never) => crate::bail!(
+            "the primary {}:{} no longer has the backup's position {} ({why}), and --archive never was given",
+            spec.primary.host,
+            spec.primary.port,
+            shown(from)
+        ),
+        (Held::Purged(why), _) => why.clone(),
+        (Held::Yes, ArchiveUse::Always) => String::new(),
+    };
+    let prefix = spec.binlogs.clone().or_else(|| source_prefix.map(crate::repo::recovery::default_binlog_prefix));
+    let Some(prefix) = prefix else {
+        crate::bail!(
+            "the primary {}:{} no longer has the backup's position {} ({why}): give the archive (--binlogs PREFIX)",
+            spec.primary.host,
+            spec.primary.port,
+            shown(from)
+        );
+    };
+    let archive = crate::repo::archive::Archive::new(crate::repo::archive::segments(&prefix, env)?, unlocks, env)?;
+    if archive.segments.is_empty() {
+        crate::bail!(
+            "neither the primary ({why}) nor the archive {prefix} (empty) holds the backup's position {}",
+            shown(from)
+        );
+    }
+    let logs = Beside::create(&spec.restore.to, "binlog", env.report.as_ref())?;
+    let gathered = crate::repo::recovery::stop::gather_run(&archive, start, &logs.path)
+        .map_err(|e| e.context(format!("the archive {prefix} cannot catch the replica up")))?;
+    Ok(Some((prefix, logs, gathered)))
+}
+
+fn shown(p: &Position) -> String {
+    match p {
+        Position::Gtid(g) => format!("GTID {g}"),
+        Position::File(f, n) => format!("{f}:{n}"),
+    }
+}
+
+/// From a prefix or an image: the chain planned and every link checked, the primary and the
+/// archive probed, all before anything is written; then restored and prepared beside the target.
+fn seed_stored(spec: &SeedSpec, primary: &Primary, summary: &mut SeedSummary, env: &Env) -> Result<()> {
+    let image = resolve(&spec.source, env)?;
+    let plan = crate::server::prepare::plan(&image, &spec.bases, &spec.restore.keys, env)?;
+    let chain = plan.members(&image, env)?;
+    let backup = chain.last().expect("a chain ends at its backup");
+    let (start, from) = position_of(&backup.info, &backup.shown())?;
+    let prefix = spec.source.ends_with('/').then_some(spec.source.as_str());
+    let catch_up = catch_up_from(spec, prefix, &start, &from, primary, plan.unlocks(), env)?;
+    // A prune keeps the log this seed reads from the backup's file on.
+    let read: Vec<&Location> = chain.iter().map(|k| &k.location).collect();
+    let _lease = match &catch_up {
+        Some(_) => crate::repo::lease::for_reading(&read, Some(&start.0), "replica seed", env)?,
+        None => None,
+    };
+    summary.backups = chain.iter().map(crate::repo::chain::Known::shown).collect();
+    env.report.say(&format!("restoring {} ({}) beside {}", backup.shown(), backup.what(), spec.restore.to.display()));
+    let t = Instant::now();
+    let (staging, _) = crate::server::prepare::stage_chain(&chain, plan.unlocks(), &spec.restore, &spec.options, env)?;
+    summary.restore_seconds = t.elapsed().as_secs_f64();
+    let signed = plan.unlocks().iter().any(|u| matches!(u, Unlock::Signer(_)));
+    configure_datadir(spec, &staging.path, &backup.info, catch_up, primary, signed, summary, env)?;
+    staging.replace(spec.restore.force, spec.restore.sync)
+}
+
+/// From a live `coffer send`: received beside the target, prepared, probed and configured
+/// before the sender hears the outcome; then it takes the target's place.
+fn seed_live(
+    spec: &SeedSpec,
+    live: &crate::transfer::ReceiveSpec,
+    primary: &Primary,
+    summary: &mut SeedSummary,
+    env: &Env,
+) -> Result<()> {
+    let staging = Beside::create(&spec.restore.to, "seed", env.report.as_ref())?;
+    let receive = crate::transfer::ReceiveSpec {
+        to: Some(staging.path.clone()),
+        output: None,
+        force: true,
+        keys: spec.restore.keys.clone(),
+        owner: spec.restore.owner.clone(),
+        ..live.clone()
+    };
+    let unlocks = crate::keys::unlocks(&spec.restore.keys, env)?;
+    let done = std::cell::RefCell::new(summary.clone());
+    let then = |dir: &Path| -> Result<()> {
+        let t = Instant::now();
+        crate::server::prepare::prepare_restored(dir, &spec.options, None, true, spec.restore.sync, env)?;
+        let info = crate::server::prepare::read_description(dir)
+            .ok_or_else(|| Error::msg("the backup received has no description of its server"))?;
+        let (start, from) = position_of(&info, "the backup received")?;
+        let catch_up = catch_up_from(spec, None, &start, &from, primary, &unlocks, env)?;
+        let mut s = done.borrow_mut();
+        s.restore_seconds = t.elapsed().as_secs_f64();
+        configure_datadir(spec, dir, &info, catch_up, primary, false, &mut s, env)
+    };
+    let received = crate::transfer::receive_then(&receive, Some(&then), env)?;
+    *summary = done.into_inner();
+    summary.backups = vec![format!("from {}", received.peer)];
+    staging.replace(spec.restore.force, spec.restore.sync)
+}
+
+/// The prepared datadir `dir` made a replica: on a private server (no network), the archive's
+/// part replayed where there is one, the GTID position set, the replication connection
+/// configured; the private server's relay logs removed (the replica's own server would fail to
+/// open them and run without replicating, silently), master.info made the owner's alone.
+#[allow(clippy::too_many_arguments)]
+fn configure_datadir(
+    spec: &SeedSpec,
+    dir: &Path,
+    info: &BackupInfo,
+    catch_up: Option<(String, Beside, Gathered)>,
+    primary: &Primary,
+    signed: bool,
+    summary: &mut SeedSummary,
+    env: &Env,
+) -> Result<()> {
+    let (start, from) = position_of(info, "the backup")?;
+    summary.backup_position = info.binlog.as_ref().map(|b| (b.file.clone(), b.position));
+    summary.backup_gtid = info.binlog.as_ref().and_then(|b| b.gtid.clone());
+    let mut state = match &from {
+        Position::Gtid(g) => parse_gtids(g).unwrap_or_default(),
+        Position::File(..) => Default::default(),
+    };
+    let (logs, files, stop) = match &catch_up {
+        Some((_, logs, g)) => {
+            state.extend(g.walk.applied.iter().map(|(d, v)| (*d, *v)));
+            (logs.path.clone(), g.files.clone(), g.stop.clone())
+        }
+        None => (dir.to_owned(), Vec::new(), start.clone()),
+    };
+    let gtid_state = gtid_text(&state);
+    let from = match from {
+        Position::Gtid(_) => Position::Gtid(gtid_state.clone()),
+        Position::File(..) => Position::File(stop.0.clone(), stop.1),
+    };
+    let mut replay =
+        Replay::new(dir, &logs, &files, (&start, &stop), &gtid_state, &spec.options, spec.restore.owner.as_deref())?;
+    replay.signed = signed;
+    if let Some((_, _, g)) = &catch_up {
+        replay.server_id = (1..).map(|n: u32| u32::MAX - n).find(|id| !g.ids.contains(id)).unwrap_or(2);
+    }
+    let t = Instant::now();
+    replay.run(env, &mut |c| configure::configure(c, &spec.primary, primary.password(), &from))?;
+    if let Some((prefix, _, g)) = &catch_up {
+        summary.archive = Some(CatchUp {
+            prefix: prefix.clone(),
+            from: start.clone(),
+            to: g.stop.clone(),
+            events: g.walk.events,
+            transactions: g.walk.transactions,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        // The primary may have purged what the archive ends at while this seed ran.
+        if let Held::Purged(why) = primary.holds(&from)? {
+            crate::bail!(
+                "the primary purged {} while the replica was seeded ({why}): run the seed again",
+                shown(&from)
+            );
+        }
+    }
+    summary.replication_from = shown(&from);
+    tidy(dir)?;
+    write_summary(dir, summary)
+}
+
+/// Removes the private server's relay log files and its `relay-log.info`, and makes master.info
+/// (which holds the replication password, as the server keeps it) readable by its owner only.
+fn tidy(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name == "relay-log.info" || name.starts_with(&format!("{}.", super::applier::RELAY)) {
+            let path = dir.join(&*name);
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    let info = dir.join("master.info");
+    if info.exists() {
+        std::fs::set_permissions(&info, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", info.display()))?;
+    }
+    Ok(())
+}
+
+/// `coffer-seed.json` in the datadir: what the seed did (never the password).
+fn write_summary(dir: &Path, s: &SeedSummary) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("coffer-seed.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(s)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
+        .with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,128 @@
+//! `--start-with`: the replica started by the user's own command, then watched until it has
+//! applied everything the primary had when the seed ended, through the `mariadb` client on the
+//! replica's socket (as root, by the socket's credentials: the account the backup carried).
+
+use crate::error::{Context, Error, Result};
+use crate::Env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the seeded replica is started and watched.
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    /// Run with `/bin/sh -c` once the datadir is in place (e.g. `systemctl start mariadb`).
+    pub command: String,
+    /// The replica's socket.
+    pub socket: PathBuf,
+    /// How long to wait for the replica to catch up.
+    pub timeout: Duration,
+}
+
+/// What the wait saw.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Waited {
+    /// The primary's `gtid_binlog_pos` when the seed ended: the goal.
+    pub target_gtid: String,
+    /// The replica's `gtid_slave_pos` at the end.
+    pub gtid_slave_pos: String,
+    /// Seconds from the start command to caught up.
+    pub seconds: f64,
+}
+
+/// One query on the replica, its rows tab-separated (`--batch`), the first line the columns'
+/// names.
+fn query(client: &Path, socket: &Path, sql: &str) -> Result<String> {
+    let mut cmd = Command::new(client);
+    coffer_mysql::engine::program_env(&mut cmd);
+    let out = cmd
+        .args(["--no-defaults", "--batch", "--user=root", "--connect-timeout=10"])
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-e", sql])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", client.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        crate::bail!("{}", err.lines().next().unwrap_or("the client failed").trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `SHOW SLAVE STATUS` as (column, value) pairs; empty when replication is not configured.
+fn slave_status(client: &Path, socket: &Path) -> Result<Vec<(String, String)>> {
+    let text = query(client, socket, "SHOW SLAVE STATUS")?;
+    let mut lines = text.lines();
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return Ok(Vec::new()) };
+    Ok(names.split('\t').map(str::to_owned).zip(values.split('\t').map(str::to_owned)).collect())
+}
+
+fn field<'a>(status: &'a [(String, String)], name: &str) -> &'a str {
+    status.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+/// Runs the start command, waits for the replica's socket, then until its `gtid_slave_pos`
+/// reaches `target` (the primary's `gtid_binlog_pos`), saying the lag as it goes. A thread
+/// that stops on an error, or one that never starts, ends the wait with the server's words.
+pub(crate) fn start_and_wait(spec: &StartSpec, datadir: &Path, target: &str, env: &Env) -> Result<Waited> {
+    let seeded = |why: String| Error::msg(format!("the replica is seeded in {}; {why}", datadir.display()));
+    let client = crate::server::private::program(&["mariadb", "mysql"], "mariadb-client")?;
+    let started = Instant::now();
+    let status = Command::new("/bin/sh")
+        .args(["-c", &spec.command])
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {:?}", spec.command))?;
+    if !status.success() {
+        return Err(seeded(format!("its start command {:?} failed ({status})", spec.command)));
+    }
+    let up = Instant::now();
+    while let Err(e) = query(&client, &spec.socket, "SELECT 1") {
+        if up.elapsed() > Duration::from_secs(120) {
+            return Err(seeded(format!("it did not answer on {} in 120 s: {}", spec.socket.display(), e.one_line())));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if !coffer_mysql::meta::is_mariadb_gtid_list(target) {
+        return Err(seeded(format!("the primary's GTID position {target:?} cannot be waited for")));
+    }
+    let wait = format!("SELECT MASTER_GTID_WAIT('{target}', 5)");
+    let mut io_failing = 0;
+    loop {
+        let answer = query(&client, &spec.socket, &wait).map_err(|e| seeded(e.one_line()))?;
+        if answer.lines().nth(1).map(str::trim) == Some("0") {
+            let pos = query(&client, &spec.socket, "SELECT @@gtid_slave_pos").map_err(|e| seeded(e.one_line()))?;
+            let gtid_slave_pos = pos.lines().nth(1).unwrap_or_default().trim().to_owned();
+            return Ok(Waited { target_gtid: target.into(), gtid_slave_pos, seconds: started.elapsed().as_secs_f64() });
+        }
+        let s = slave_status(&client, &spec.socket).map_err(|e| seeded(e.one_line()))?;
+        let (io, sql) = (field(&s, "Slave_IO_Running"), field(&s, "Slave_SQL_Running"));
+        if field(&s, "Last_SQL_Errno") != "0" && !field(&s, "Last_SQL_Errno").is_empty() {
+            return Err(seeded(format!("its SQL thread stopped: {}", field(&s, "Last_SQL_Error"))));
+        }
+        let io_errno = field(&s, "Last_IO_Errno");
+        io_failing = if io != "Yes" && !io_errno.is_empty() && io_errno != "0" { io_failing + 1 } else { 0 };
+        if io_failing >= 3 {
+            return Err(seeded(format!("it cannot replicate from the primary: {}", field(&s, "Last_IO_Error"))));
+        }
+        if s.is_empty() || (io == "No" && sql == "No") {
+            return Err(seeded(
+                "replication did not start (SHOW SLAVE STATUS: not running, no error): see the server's error log"
+                    .into(),
+            ));
+        }
+        if started.elapsed() > spec.timeout {
+            return Err(seeded(format!(
+                "it did not catch up in {} s (Seconds_Behind_Master {}, at {})",
+                spec.timeout.as_secs(),
+                field(&s, "Seconds_Behind_Master"),
+                field(&s, "Gtid_Slave_Pos")
+            )));
+        }
+        env.report.say(&format!(
+            "replica catching up: {} s behind the primary, at {} of {target}",
+            field(&s, "Seconds_Behind_Master"),
+            field(&s, "Gtid_Slave_Pos")
+        ));
+    }
+}
