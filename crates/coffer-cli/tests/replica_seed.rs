@@ -28,11 +28,11 @@ fn primary(fx: &Fixture) -> Source {
         "--binlog-format=ROW".into(),
     ];
     let refs: Vec<&str> = opts.iter().map(String::as_str).collect();
-    let source = Scenario::new(fx).opts(&refs).sysbench().start();
+    let source = Scenario::new(fx).opts(&refs).sysbench().repl().start();
     source.server.sql(
-        "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'p''w\\\\x'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';",
+        "CREATE USER 'seed'@'127.0.0.1' IDENTIFIED BY 'p''w\\\\x'; GRANT REPLICATION SLAVE ON *.* TO 'seed'@'127.0.0.1';",
     );
-    fx.write_secret("repl-pw", &format!("{REPL_PW}\n"));
+    fx.write_secret("seed-pw", &format!("{REPL_PW}\n"));
     source
 }
 
@@ -45,8 +45,8 @@ fn backup(fx: &Fixture, server: &Server, to: &str, extra: &[&str]) {
 
 fn seed_args(fx: &Fixture, source: &str, port: u16, to: &str) -> Vec<String> {
     let primary = format!("127.0.0.1:{port}");
-    let args = ["replica", "seed", source, "--to", to, "--primary", &primary, "--user", "repl"];
-    let tail = ["--password-file", &fx.s("repl-pw"), "--ssl-ca", &fx.s("pki/ca.crt"), "--key-file", &fx.key()];
+    let args = ["replica", "seed", source, "--to", to, "--primary", &primary, "--user", "seed"];
+    let tail = ["--password-file", &fx.s("seed-pw"), "--ssl-ca", &fx.s("pki/ca.crt"), "--key-file", &fx.key()];
     [&args[..], &tail].concat().into_iter().map(str::to_owned).collect()
 }
 
@@ -158,4 +158,154 @@ fn a_replica_seeded_from_a_prefix_replicates_over_verified_tls() {
     // The server kept master.info as coffer left it.
     let mode = std::fs::metadata(data.join("master.info")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "master.info after the replica ran");
+}
+
+fn start_replica(fx: &Fixture) -> Server {
+    Server::open(
+        &fx.path("replica"),
+        &["--server-id=2".into(), "--log-bin=replica-bin".into(), "--log-slave-updates".into()],
+    )
+}
+
+fn stop_load(mut load: std::process::Child) {
+    let _ = load.kill();
+    let _ = load.wait();
+}
+
+/// The primary purged the backup's position: the archive's part is replayed through the
+/// private server, and the primary takes over from where the archive ends; the line says which
+/// part came from where.
+#[test]
+fn a_replica_whose_primary_purged_the_backups_position_catches_up_from_the_archive() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Source { server, port, .. } = primary(&fx);
+    let load = live::sysbench(&server, "run", &["--time=900", "--rate=20", "--threads=1"]);
+    std::fs::create_dir_all(fx.path("prod/binlog")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    backup(&fx, &server, &prefix, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    server.sql("FLUSH BINARY LOGS");
+    std::thread::sleep(Duration::from_secs(1));
+    server.sql("FLUSH BINARY LOGS");
+    let archive =
+        common::scenario::archive_args(&fx, &common::scenario::socket_args(&server), &format!("{prefix}binlog/"), &[]);
+    live::coffer_ok(&archive);
+    let current = server.sql("SHOW MASTER STATUS").split('\t').next().unwrap().to_owned();
+    server.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+    let data = fx.path("replica/data");
+    let args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = expect(0, &refs);
+    assert!(err.contains(" + archive ") && err.contains(" + primary 127.0.0.1:"), "{err}");
+    check_datadir(&data);
+    let accepts = ssl_accepts(&server);
+    let replica = start_replica(&fx);
+    std::thread::sleep(Duration::from_secs(3));
+    stop_load(load);
+    assert_replicates(&server, &replica, accepts);
+}
+
+/// No storage between: the primary's host sends a hot backup straight to the replica's host,
+/// which restores, prepares and configures it as it arrives.
+#[test]
+fn a_replica_seeded_from_a_live_send_replicates() {
+    use std::io::BufRead;
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Source { server, port, .. } = primary(&fx);
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "replica"]);
+    let load = live::sysbench(&server, "run", &["--time=900", "--rate=20", "--threads=1"]);
+    let data = fx.path("replica/data");
+    let mut args = seed_args(&fx, "", port, data.to_str().unwrap());
+    args.remove(2);
+    let (cert, key, ca) = (fx.s("pki/replica.crt"), fx.s("pki/replica.key"), fx.s("pki/ca.crt"));
+    args.extend(["--listen", "127.0.0.1:0", "--cert", &cert, "--key", &key, "--ca", &ca].map(String::from));
+    let mut seed =
+        coffer().args(&args).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut err = std::io::BufReader::new(seed.stderr.take().unwrap());
+    let mut said = String::new();
+    let listen_port: u16 = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the seed ended: {said}");
+        said.push_str(&line);
+        if let Some(at) = line.trim().strip_prefix("coffer: listening on ") {
+            break at.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let rest = drained(err);
+    let sock = server.socket.display().to_string();
+    let to = format!("127.0.0.1:{listen_port}");
+    let send = ["send", "--mysql", "-S", &sock, "-u", "backup", "--password-file", &fx.s("pw"), "--to", &to];
+    let tls = ["--cert", &fx.s("pki/db.crt"), "--key", &fx.s("pki/db.key"), "--ca", &ca];
+    expect(0, &[&send[..], &tls, &["--key-file", &fx.key(), "--scratch-dir", &fx.s("scratch")]].concat());
+    let status = seed.wait().unwrap();
+    let said = said + &rest.join().unwrap();
+    assert!(status.success(), "{said}");
+    assert!(!said.contains(REPL_PW), "{said}");
+    check_datadir(&data);
+    let accepts = ssl_accepts(&server);
+    let replica = start_replica(&fx);
+    std::thread::sleep(Duration::from_secs(3));
+    stop_load(load);
+    assert_replicates(&server, &replica, accepts);
+}
+
+/// Each refusal: one line, exit 1 (2 for usage), the target as it was, nothing left beside it.
+#[test]
+fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Source { server, port, .. } = primary(&fx);
+    expect(0, &["tls", "generate", "--ca-dir", &fx.s("other"), "--name", "db"]);
+    std::fs::create_dir_all(fx.path("prod")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    backup(&fx, &server, &prefix, &[]);
+    std::fs::create_dir_all(fx.path("replica/data")).unwrap();
+    let data = fx.path("replica/data");
+    let target = data.to_str().unwrap().to_owned();
+    fx.write_secret("wrong-pw", "not-it\n");
+    let base = seed_args(&fx, &prefix, port, &target);
+    let with = |changes: &[(&str, &str)], extra: &[&str]| -> Vec<String> {
+        let mut a = base.clone();
+        for (opt, value) in changes {
+            let i = a.iter().position(|x| x == opt).unwrap();
+            a[i + 1] = value.to_string();
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let other_ca = fx.s("other/ca.crt");
+    let wrong_pw = fx.s("wrong-pw");
+    let host_not_named = format!("127.0.0.2:{port}");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (with(&[("--ssl-ca", &other_ca)], &[]), 1, "cannot reach the primary"),
+        (with(&[("--primary", &host_not_named)], &[]), 1, "cannot reach the primary"),
+        (with(&[("--password-file", &wrong_pw)], &[]), 1, "1045"),
+        (with(&[], &["--ssl-mode", "REQUIRED"]), 2, "REQUIRED"),
+    ];
+    let before = snapshot(&data);
+    for (args, code, want) in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = expect(code, &refs);
+        assert!(err.contains(want), "{args:?}: {err}");
+        let errors = err.lines().filter(|l| l.starts_with("coffer: error") || l.starts_with("error:")).count();
+        assert_eq!(errors, 1, "{err}");
+        assert!(!err.contains(REPL_PW), "{err}");
+        assert_eq!(snapshot(&data), before, "{args:?}");
+        let left: Vec<_> = std::fs::read_dir(fx.path("replica")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "left beside the target: {left:?}");
+    }
+    // A target that is not empty, without --force.
+    std::fs::write(data.join("ibdata1"), b"someone's").unwrap();
+    let refs: Vec<&str> = base.iter().map(String::as_str).collect();
+    let err = expect(1, &refs);
+    assert!(err.contains("not empty") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(data.join("ibdata1")).unwrap(), b"someone's");
 }
