@@ -57,13 +57,14 @@ fn ssl_accepts(server: &Server) -> u64 {
 
 /// The replica's datadir holds the password in master.info only (0600, the server's own file),
 /// no relay log of the private server, and coffer-seed.json.
-fn check_datadir(data: &std::path::Path) {
+fn check_datadir(data: &std::path::Path, started: bool) {
     for entry in walkdir(data) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         let has = bytes.windows(REPL_PW.len()).any(|w| w == REPL_PW.as_bytes());
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!has || name == "master.info", "the password is in {}", entry.display());
-        assert!(!name.starts_with("coffer-relay") && name != "relay-log.info", "{} left", entry.display());
+        assert!(!name.starts_with("coffer-relay"), "{} left", entry.display());
+        assert!(started || name != "relay-log.info", "{} left", entry.display());
     }
     let mode = std::fs::metadata(data.join("master.info")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "master.info");
@@ -135,22 +136,26 @@ fn a_replica_seeded_from_a_prefix_replicates_over_verified_tls() {
     backup(&fx, &server, &prefix, &["--incremental"]);
     let data = fx.path("replica/data");
     let mut args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
-    args.push("--json".into());
+    let (start, socket) = service_script(&fx);
+    args.extend(
+        ["--json", "--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "300"].map(String::from),
+    );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = run(&refs);
+    let service = Service(fx.path("replica/mysqld.pid"));
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains(REPL_PW) && !String::from_utf8_lossy(&out).contains(REPL_PW), "{err}");
     let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(summary["backups"].as_array().unwrap().len(), 2, "{summary}");
     assert!(summary["archive"].is_null(), "{summary}");
     assert!(summary["tls"].as_str().unwrap().starts_with("TLS (verified"), "{summary}");
-    assert!(err.contains("seeded ") && err.contains(" over TLS"), "{err}");
-    check_datadir(&data);
+    assert!(summary["wait"]["gtid_slave_pos"].as_str().is_some_and(|g| !g.is_empty()), "{summary}");
+    assert!(err.contains("seeded ") && err.contains(" over TLS") && err.contains("caught up"), "{err}");
+    check_datadir(&data, true);
+    // Restarted by the test's own server: replication goes on from what the server stored.
+    drop(service);
     let accepts = ssl_accepts(&server);
-    let replica = Server::open(
-        &fx.path("replica"),
-        &["--server-id=2".into(), "--log-bin=replica-bin".into(), "--log-slave-updates".into()],
-    );
+    let replica = start_replica(&fx);
     std::thread::sleep(Duration::from_secs(3));
     let _ = load.kill();
     let _ = load.wait();
@@ -158,6 +163,43 @@ fn a_replica_seeded_from_a_prefix_replicates_over_verified_tls() {
     // The server kept master.info as coffer left it.
     let mode = std::fs::metadata(data.join("master.info")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "master.info after the replica ran");
+}
+
+/// The replica's "own service": a script that starts mariadbd on the datadir in the background
+/// (as `systemctl start` would), and the socket it listens on.
+fn service_script(fx: &Fixture) -> (String, String) {
+    let dir = fx.path("replica");
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("mysqld.sock").display().to_string();
+    let script = format!(
+        "{} --no-defaults --datadir={d}/data --socket={socket} --pid-file={d}/mysqld.pid --log-error={d}/error.log \
+         --user=root --skip-networking --tmpdir={d} --innodb-buffer-pool-size=64M --server-id=2 --log-bin=replica-bin \
+         --log-slave-updates > /dev/null 2>&1 &\n",
+        common::mariadb::which("mariadbd").unwrap().display(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("start.sh"), script).unwrap();
+    (format!("sh {}/start.sh", dir.display()), socket)
+}
+
+/// The server the script started, shut down (then killed) when dropped.
+struct Service(std::path::PathBuf);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let Some(pid) = std::fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..600 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 fn start_replica(fx: &Fixture) -> Server {
@@ -200,7 +242,7 @@ fn a_replica_whose_primary_purged_the_backups_position_catches_up_from_the_archi
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = expect(0, &refs);
     assert!(err.contains(" + archive ") && err.contains(" + primary 127.0.0.1:"), "{err}");
-    check_datadir(&data);
+    check_datadir(&data, false);
     let accepts = ssl_accepts(&server);
     let replica = start_replica(&fx);
     std::thread::sleep(Duration::from_secs(3));
@@ -247,7 +289,7 @@ fn a_replica_seeded_from_a_live_send_replicates() {
     let said = said + &rest.join().unwrap();
     assert!(status.success(), "{said}");
     assert!(!said.contains(REPL_PW), "{said}");
-    check_datadir(&data);
+    check_datadir(&data, false);
     let accepts = ssl_accepts(&server);
     let replica = start_replica(&fx);
     std::thread::sleep(Duration::from_secs(3));
