@@ -351,3 +351,59 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     assert!(err.contains("not empty") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read(data.join("ibdata1")).unwrap(), b"someone's");
 }
+
+/// The migration: an unencrypted primary, its replica seeded with encryption at rest on (its
+/// own key file). Once the server's encryption threads are done, every tablespace is
+/// encrypted and replication still runs; then the switch (writes stopped, the replica caught
+/// up and promoted) leaves every table equal.
+#[test]
+fn a_migration_to_a_replica_encrypted_at_rest_switches_over_with_equal_tables() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Source { server, port, .. } = primary(&fx);
+    let load = live::sysbench(&server, "run", &["--time=900", "--rate=20", "--threads=1"]);
+    std::fs::create_dir_all(fx.path("prod")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    backup(&fx, &server, &prefix, &[]);
+    let data = fx.path("replica/data");
+    let args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    expect(0, &refs);
+    let keys = fx.path("replica-keys.txt");
+    common::mariadb::write_key_file(&keys, None);
+    let mut opts: Vec<String> =
+        ["--server-id=2", "--log-bin=replica-bin", "--log-slave-updates"].map(String::from).into();
+    opts.extend(common::mariadb::encryption_options(&keys, "AES_CTR", None));
+    opts.push("--innodb-encryption-threads=2".into());
+    let replica = Server::open(&fx.path("replica"), &opts);
+    // Every tablespace encrypted by the background threads, within a bound.
+    let spaces = "SELECT COUNT(*) FROM information_schema.INNODB_TABLESPACES_ENCRYPTION";
+    let pending = "SELECT COUNT(*) FROM information_schema.INNODB_TABLESPACES_ENCRYPTION \
+                   WHERE ENCRYPTION_SCHEME = 0 OR ROTATING_OR_FLUSHING = 1";
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while replica.sql(pending).trim() != "0" {
+        assert!(std::time::Instant::now() < deadline, "not encrypted in time: {}", replica.sql(pending));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let missing = replica.sql(
+        "SELECT NAME FROM information_schema.INNODB_SYS_TABLESPACES WHERE NAME <> 'innodb_temporary' AND SPACE NOT IN \
+         (SELECT SPACE FROM information_schema.INNODB_TABLESPACES_ENCRYPTION WHERE ENCRYPTION_SCHEME = 1)",
+    );
+    // (The temporary tablespace is encrypted page by page as it is written.)
+    assert_eq!(missing.trim(), "", "tablespaces not encrypted");
+    let encrypted: u64 = replica.sql(spaces).trim().parse().unwrap();
+    assert!(encrypted >= 10, "the system tablespace and every table's: {encrypted}");
+    let status = slave_status(&replica);
+    assert!(status.contains("Slave_SQL_Running: Yes") && status.contains("Slave_IO_Running: Yes"), "{status}");
+    // The switch: writes stop, the replica catches up, then it is promoted.
+    stop_load(load);
+    server.sql("SET GLOBAL read_only = 1");
+    let target = server.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
+    assert_eq!(replica.sql(&format!("SELECT MASTER_GTID_WAIT('{target}', 180)")).trim(), "0");
+    replica.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0");
+    let tables = live::tables(&server);
+    assert_eq!(live::checksums(&replica, &tables), live::checksums(&server, &tables));
+    replica.sql("INSERT INTO sbtest.zipped (v) VALUES ('written on the new primary')");
+}
