@@ -136,7 +136,7 @@ fn a_replica_seeded_from_a_prefix_replicates_over_verified_tls() {
     backup(&fx, &server, &prefix, &["--incremental"]);
     let data = fx.path("replica/data");
     let mut args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
-    let (start, socket) = service_script(&fx);
+    let (start, socket) = service_script(&fx, "replica", 2);
     args.extend(
         ["--json", "--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "300"].map(String::from),
     );
@@ -167,13 +167,13 @@ fn a_replica_seeded_from_a_prefix_replicates_over_verified_tls() {
 
 /// The replica's "own service": a script that starts mariadbd on the datadir in the background
 /// (as `systemctl start` would), and the socket it listens on.
-fn service_script(fx: &Fixture) -> (String, String) {
-    let dir = fx.path("replica");
+fn service_script(fx: &Fixture, name: &str, server_id: u32) -> (String, String) {
+    let dir = fx.path(name);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("mysqld.sock").display().to_string();
     let script = format!(
         "{} --no-defaults --datadir={d}/data --socket={socket} --pid-file={d}/mysqld.pid --log-error={d}/error.log \
-         --user=root --skip-networking --tmpdir={d} --innodb-buffer-pool-size=64M --server-id=2 --log-bin=replica-bin \
+         --user=root --skip-networking --tmpdir={d} --innodb-buffer-pool-size=64M --server-id={server_id} --log-bin=replica-bin \
          --log-slave-updates > /dev/null 2>&1 &\n",
         common::mariadb::which("mariadbd").unwrap().display(),
         d = dir.display()
@@ -350,6 +350,15 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     let err = expect(1, &refs);
     assert!(err.contains("not empty") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read(data.join("ibdata1")).unwrap(), b"someone's");
+    // A replica whose own configuration gives it the primary's server id.
+    let (start, socket) = service_script(&fx, "same-id", 1);
+    let mut args = seed_args(&fx, &prefix, port, &fx.s("same-id/data"));
+    args.extend(["--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "60"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&refs);
+    let _service = Service(fx.path("same-id/mysqld.pid"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the replica is seeded in") && err.contains("server_id 1"), "{err}");
 }
 
 /// The migration: an unencrypted primary, its replica seeded with encryption at rest on (its

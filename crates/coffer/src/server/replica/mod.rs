@@ -170,7 +170,7 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
     }
     if let Some(start) = &spec.start {
         let target = Primary::connect(&spec.primary)?.about()?.gtid_binlog_pos;
-        summary.wait = Some(wait::start_and_wait(start, to, &target, env)?);
+        summary.wait = Some(wait::start_and_wait(start, to, (&target, summary.primary_server_id), env)?);
     }
     Ok(summary)
 }

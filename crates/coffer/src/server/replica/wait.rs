@@ -64,7 +64,12 @@ fn field<'a>(status: &'a [(String, String)], name: &str) -> &'a str {
 /// Runs the start command, waits for the replica's socket, then until its `gtid_slave_pos`
 /// reaches `target` (the primary's `gtid_binlog_pos`), saying the lag as it goes. A thread
 /// that stops on an error, or one that never starts, ends the wait with the server's words.
-pub(crate) fn start_and_wait(spec: &StartSpec, datadir: &Path, target: &str, env: &Env) -> Result<Waited> {
+pub(crate) fn start_and_wait(
+    spec: &StartSpec,
+    datadir: &Path,
+    (target, primary_id): (&str, u32),
+    env: &Env,
+) -> Result<Waited> {
     let seeded = |why: String| Error::msg(format!("the replica is seeded in {}; {why}", datadir.display()));
     let client = crate::server::private::program(&["mariadb", "mysql"], "mariadb-client")?;
     let started = Instant::now();
@@ -82,6 +87,13 @@ pub(crate) fn start_and_wait(spec: &StartSpec, datadir: &Path, target: &str, env
             return Err(seeded(format!("it did not answer on {} in 120 s: {}", spec.socket.display(), e.one_line())));
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+    // A replica with its primary's server id skips every event as its own, without an error.
+    let id = query(&client, &spec.socket, "SELECT @@server_id").map_err(|e| seeded(e.one_line()))?;
+    if id.lines().nth(1).map(str::trim) == Some(primary_id.to_string().as_str()) {
+        return Err(seeded(format!(
+            "it runs with server_id {primary_id}, the primary's: it would skip the primary's events as its own (set another server_id in its configuration)"
+        )));
     }
     if !coffer_mysql::meta::is_mariadb_gtid_list(target) {
         return Err(seeded(format!("the primary's GTID position {target:?} cannot be waited for")));
