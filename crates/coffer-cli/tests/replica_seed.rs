@@ -416,3 +416,55 @@ fn a_migration_to_a_replica_encrypted_at_rest_switches_over_with_equal_tables() 
     assert_eq!(live::checksums(&replica, &tables), live::checksums(&server, &tables));
     replica.sql("INSERT INTO sbtest.zipped (v) VALUES ('written on the new primary')");
 }
+
+/// coffer killed while its private server runs on the restored copy: the server dies with it,
+/// the target is as it was, and the same command run again seeds the replica.
+#[test]
+fn a_seed_killed_midway_leaves_the_target_and_runs_again() {
+    use std::io::BufRead;
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let Source { server, port, .. } = primary(&fx);
+    std::fs::create_dir_all(fx.path("prod")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    backup(&fx, &server, &prefix, &[]);
+    std::fs::create_dir_all(fx.path("replica/data")).unwrap();
+    let data = fx.path("replica/data");
+    let args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
+    let mut seed =
+        coffer().args(&args).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut err = std::io::BufReader::new(seed.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the seed ended first: {said}");
+        said.push_str(&line);
+        if line.contains("replay server started") {
+            break;
+        }
+    }
+    seed.kill().unwrap();
+    seed.wait().unwrap();
+    // The private server went with coffer (within a bound), and the target is untouched.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()).any(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("mariadbd") && cmd.contains(&*fx.path("replica").to_string_lossy())
+        })
+    };
+    while running() {
+        assert!(std::time::Instant::now() < deadline, "the private server outlived coffer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "the target was written");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let again = expect(0, &refs);
+    assert!(again.contains("seeded "), "{again}");
+    check_datadir(&data, false);
+    let left: Vec<_> = std::fs::read_dir(fx.path("replica")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "left beside the target: {left:?}");
+}

@@ -66,16 +66,21 @@ pub(crate) fn give(path: &Path, user: Option<&ServerUser>) -> Result<()> {
 }
 
 /// Gives `root` and everything under it to the server's user (links themselves, never what
-/// they point to).
+/// they point to), but for the lock of a private directory: it stays coffer's, so that the
+/// next run sweeps the directory when a killed run left it.
 pub(crate) fn give_tree(root: &Path, user: Option<&ServerUser>) -> Result<()> {
     if user.is_none() {
         return Ok(());
     }
+    let lock = root.join(coffer_fs::private::LOCK);
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         give(&dir, user)?;
         for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let path = entry?.path();
+            if path == lock {
+                continue;
+            }
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                 stack.push(path);
             } else {
