@@ -10,3 +10,4 @@ pub mod drill;
 pub mod pitr;
 pub mod prepare;
 pub(crate) mod private;
+pub mod replica;

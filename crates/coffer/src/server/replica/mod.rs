@@ -1,0 +1,5 @@
+//! Seeding a replica: the primary's probe (`primary`).
+
+pub(crate) mod primary;
+
+pub use primary::{catalog_primary, PrimarySpec, PrimaryTls};
