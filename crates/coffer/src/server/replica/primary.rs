@@ -74,7 +74,9 @@ impl PrimarySpec {
                 ))
             }
             ("DISABLED", None) if cert.is_none() => None,
-            ("DISABLED", _) => return Err(Error::usage("--ssl-mode DISABLED takes no --ssl-ca, --ssl-cert or --ssl-key")),
+            ("DISABLED", _) => {
+                return Err(Error::usage("--ssl-mode DISABLED takes no --ssl-ca, --ssl-cert or --ssl-key"))
+            }
             ("REQUIRED", _) => return Err(Error::usage(REQUIRED)),
             _ => {
                 let shown = crate::text::escape(mode.as_bytes());
@@ -127,7 +129,8 @@ fn parse_address(s: &str) -> Result<(String, u16)> {
 pub(crate) fn read_password(path: &Path) -> Result<Zeroizing<String>> {
     let bytes = crate::keys::read_secret(path, "password file", false)?;
     let shown = path.display();
-    let text = std::str::from_utf8(&bytes).map_err(|_| Error::usage(format!("the password file {shown} is not UTF-8")))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Error::usage(format!("the password file {shown} is not UTF-8")))?;
     let text = text.trim_end_matches(['\n', '\r']);
     if text.contains(['\0', '\r', '\n']) {
         return Err(Error::usage(format!(
@@ -201,7 +204,10 @@ pub(crate) struct Primary {
 
 impl std::fmt::Debug for Primary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Primary").field("address", &self.spec.address()).field("user", &self.spec.user).finish_non_exhaustive()
+        f.debug_struct("Primary")
+            .field("address", &self.spec.address())
+            .field("user", &self.spec.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -308,7 +314,11 @@ const CATALOG_POSITIONS: usize = 200;
 /// the log from there (`primary_has_binlog`: true, false, or null when not asked; and
 /// `primary_binlog`: has, purged, diverged, ?): one dump per distinct position, each on a
 /// connection of its own. Fails when the primary cannot be reached or refuses the account.
-pub fn catalog_primary(catalog: &mut crate::repo::catalog::Catalog, spec: &PrimarySpec, env: &crate::Env) -> Result<()> {
+pub fn catalog_primary(
+    catalog: &mut crate::repo::catalog::Catalog,
+    spec: &PrimarySpec,
+    env: &crate::Env,
+) -> Result<()> {
     let mut primary = Primary::connect(spec)?;
     primary.about()?;
     let mut answers: Vec<(Position, Held)> = Vec::new();
@@ -341,6 +351,9 @@ pub fn catalog_primary(catalog: &mut crate::repo::catalog::Catalog, spec: &Prima
         };
         row["primary_has_binlog"] = has;
         row["primary_binlog"] = word.into();
+    }
+    if !catalog.rows.iter().any(|r| r.get("primary_binlog").is_some()) {
+        env.report.warn("no backup shows a binary log position to ask the primary about (the key opens them)");
     }
     if beyond > 0 {
         env.report.warn(&format!("{beyond} backups not asked of the primary: {CATALOG_POSITIONS} positions at most"));
@@ -382,14 +395,16 @@ fn unreachable(spec: &PrimarySpec, e: ClientError) -> Error {
     let user = crate::text::escape(spec.user.as_bytes());
     let why = match &e {
         ClientError::Server { code: 1045, message, .. } => {
-            format!("wrong user or password for {user} ({})", crate::text::escape(message.as_bytes()))
+            // MariaDB 10.11 refuses plaintext under require_secure_transport with this error too.
+            let plain = if spec.tls.is_none() { "; or it takes TLS connections only" } else { "" };
+            format!("wrong user or password for {user}{plain} ({})", crate::text::escape(message.as_bytes()))
         }
         ClientError::Server { code: 1227, .. } => format!("the account {user} lacks REPLICATION SLAVE (ERROR 1227)"),
-        ClientError::Tls(t) if t.contains("UnknownIssuer") || t.contains("unknown issuer") => {
+        ClientError::Tls(t) if t.contains("UnknownIssuer") || t.contains("not signed by our CA") => {
             let ca = spec.tls.as_ref().map(|t| t.ca.display().to_string()).unwrap_or_default();
             format!("TLS: its certificate is not signed by the CA {ca}")
         }
-        ClientError::Tls(t) if t.contains("NotValidForName") || t.contains("not valid for name") => format!(
+        ClientError::Tls(t) if t.contains("NotValidForName") || t.contains("does not name the host") => format!(
             "TLS: its certificate does not name {} (the replica checks the host name too; coffer reads \
              subjectAltName, not the CN)",
             spec.host
@@ -443,7 +458,15 @@ mod tests {
         }
         let none = PrimarySpec::new("db1", None, Some(Path::new("/pw")), None, Some("/ca".into()), None, None);
         assert!(none.unwrap_err().to_string().contains("--user"));
-        let half = PrimarySpec::new("db1", Some("u"), Some(Path::new("/pw")), None, Some("/ca".into()), Some("/c".into()), None);
+        let half = PrimarySpec::new(
+            "db1",
+            Some("u"),
+            Some(Path::new("/pw")),
+            None,
+            Some("/ca".into()),
+            Some("/c".into()),
+            None,
+        );
         assert!(half.unwrap_err().to_string().contains("go together"));
     }
 
@@ -494,7 +517,8 @@ mod tests {
         assert!(say(server(1045, "Access denied for user 'repl'@'localhost' (using password: YES)"))
             .starts_with("cannot reach the primary db1:3306: wrong user or password for repl"));
         assert!(say(server(1227, "Access denied; you need ...")).contains("lacks REPLICATION SLAVE"));
-        assert!(say(ClientError::Tls("invalid peer certificate: UnknownIssuer".into())).contains("not signed by the CA /ca.pem"));
+        assert!(say(ClientError::Tls("invalid peer certificate: UnknownIssuer".into()))
+            .contains("not signed by the CA /ca.pem"));
         assert!(say(ClientError::Tls("invalid peer certificate: NotValidForName".into())).contains("does not name db1"));
         assert!(say(ClientError::AuthMethod("client_ed25519".into())).contains("mysql_native_password only"));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
