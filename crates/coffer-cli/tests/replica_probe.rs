@@ -36,6 +36,25 @@ fn has_binlog(fx: &Fixture, prefix: &str, r: &Reach) -> Vec<serde_json::Value> {
     rows.iter().map(|r| r["primary_has_binlog"].clone()).collect()
 }
 
+/// A primary in `fx` that takes TLS connections only (the certificates of `pki`'s `pki/`),
+/// with a backup user, `repl`, and `sql` run.
+fn tls_primary(fx: &Fixture, pki: &Fixture, sql: &str) -> Source {
+    Scenario::new(fx)
+        .opts(&[
+            // 127.0.0.2 reaches the same server under a name its certificate does not hold.
+            "--bind-address=127.0.0.1,127.0.0.2",
+            &format!("--ssl-ca={}", pki.s("pki/ca.crt")),
+            &format!("--ssl-cert={}", pki.s("pki/db.crt")),
+            &format!("--ssl-key={}", pki.s("pki/db.key")),
+            "--require-secure-transport=ON",
+            "--gtid-strict-mode=ON",
+        ])
+        .backup_user()
+        .repl()
+        .sql(sql)
+        .start()
+}
+
 #[test]
 fn catalog_says_which_backups_the_primary_can_still_serve() {
     if !live::tools() {
@@ -44,20 +63,10 @@ fn catalog_says_which_backups_the_primary_can_still_serve() {
     let fx = Fixture::new();
     expect(0, &["tls", "generate", "--ca-dir", &fx.s("pki"), "--name", "db"]);
     expect(0, &["tls", "generate", "--ca-dir", &fx.s("other"), "--name", "db"]);
-    let src = Scenario::new(&fx)
-        .opts(&[
-            // 127.0.0.2 reaches the same server under a name its certificate does not hold.
-            "--bind-address=127.0.0.1,127.0.0.2",
-            &format!("--ssl-ca={}", fx.s("pki/ca.crt")),
-            &format!("--ssl-cert={}", fx.s("pki/db.crt")),
-            &format!("--ssl-key={}", fx.s("pki/db.key")),
-            "--require-secure-transport=ON",
-            "--gtid-strict-mode=ON",
-        ])
-        .backup_user()
-        .repl()
-        .sql(TWO_LOGS)
-        .start();
+    // An account the probe cannot speak for (coffer's client has mysql_native_password only).
+    let ed = "INSTALL SONAME 'auth_ed25519'; CREATE USER 'ed'@'localhost' IDENTIFIED VIA ed25519 USING PASSWORD('repl-pw'); \
+              GRANT REPLICATION SLAVE ON *.* TO 'ed'@'localhost';";
+    let src = tls_primary(&fx, &fx, &format!("{TWO_LOGS} {ed}"));
     let (server, port) = (&src.server, src.port);
     let prefix = format!("file://{}/", fx.path("prod").display());
     backup(&fx, &src, &prefix);
@@ -89,6 +98,7 @@ fn catalog_says_which_backups_the_primary_can_still_serve() {
     fx.write_secret("bad-pw", "not-the-password\n");
     let (other, bad, bpw, at2) = (fx.s("other/ca.crt"), fx.s("bad-pw"), fx.s("pw"), format!("127.0.0.2:{port}"));
     let tls = ["--ssl-ca", ca.as_str()];
+    let nobody = format!("127.0.0.1:{}", live::free_port());
     for (reach, code, says) in [
         (Reach(&at, "repl", &pw, &["--ssl-ca", &other]), 1, "its certificate is not signed by the CA"),
         (Reach(&at2, "repl", &pw, &tls), 1, "its certificate does not name 127.0.0.2"),
@@ -98,10 +108,22 @@ fn catalog_says_which_backups_the_primary_can_still_serve() {
         (Reach(&at, "repl", &pw, &["--ssl-mode", "DISABLED"]), 1, "or it takes TLS connections only"),
         (Reach(&at, "repl", &pw, &["--ssl-mode", "REQUIRED", "--ssl-ca", &ca]), 2, "--ssl-mode REQUIRED is refused"),
         (Reach(&at, "repl", &pw, &["--ssl-mode", "DISABLED", "--ssl-ca", &ca]), 2, "takes no --ssl-ca"),
+        (Reach(&at, "ed", &pw, &tls), 1, "authenticates by client_ed25519; coffer speaks mysql_native_password only"),
+        (Reach(&nobody, "repl", &pw, &tls), 1, "cannot reach the primary 127.0.0.1"),
     ] {
         let (got, out, err) = catalog(&fx, &prefix, &reach, &[]);
         assert_eq!((got, out.as_str()), (code, ""), "{:?}: {err}", reach.3);
         assert!(err.contains(says) && err.trim_end().lines().count() == 1, "{:?}: {err}", reach.3);
         assert!(!err.contains("not-the-password") && !err.contains("repl-pw"), "{err}");
     }
+
+    // Another server (its GTIDs behind the backups'): it never had their transactions.
+    let fx2 = Fixture::new();
+    let other_primary = tls_primary(&fx2, &fx, "CREATE DATABASE e;");
+    let at = format!("127.0.0.1:{}", other_primary.port);
+    let elsewhere = Reach(&at, "repl", &pw, &tls);
+    let (code, out, err) = catalog(&fx, &prefix, &elsewhere, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().take(2).all(|l| l.ends_with("primary: diverged")), "{out}");
+    assert_eq!(has_binlog(&fx, &prefix, &elsewhere), [serde_json::Value::Bool(false), false.into()]);
 }
