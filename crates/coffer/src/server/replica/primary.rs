@@ -14,6 +14,10 @@ use zeroize::Zeroizing;
 /// How long a connection waits for the primary (each connect, read and write).
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a probe's dump waits: the server reads the log from the start of the file that
+/// holds the position and sends nothing for what it skips (no heartbeat either).
+const DUMP_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The archiver's default replica id (`binlog archive --server-id`): a probe never takes it, or
 /// the primary would end that archiver's dump.
 const ARCHIVER_ID: u32 = 1_953_654_127;
@@ -220,7 +224,7 @@ impl Primary {
             Some(t) => Some(client_tls(t, &spec.host)?),
             None => None,
         };
-        let client = open(spec, &password, tls.as_ref())?;
+        let client = open(spec, &password, tls.as_ref(), TIMEOUT)?;
         let mut primary = Primary { spec: spec.clone(), password, tls, client, probe_id: 0 };
         primary.probe_id = primary.pick_probe_id();
         Ok(primary)
@@ -263,7 +267,7 @@ impl Primary {
     /// of its own, read until the first transaction (or the log's end: the primary is at that
     /// very position).
     pub(crate) fn holds(&self, from: &Position) -> Result<Held> {
-        let mut c = open(&self.spec, &self.password, self.tls.as_ref())?;
+        let mut c = open(&self.spec, &self.password, self.tls.as_ref(), DUMP_TIMEOUT)?;
         let started = match from {
             Position::Gtid(g) => c.dump_gtid(g, self.probe_id, DUMP_NON_BLOCK, TIMEOUT),
             Position::File(file, at) => c.dump(file, *at, self.probe_id, DUMP_NON_BLOCK, TIMEOUT),
@@ -370,9 +374,9 @@ fn client_tls(t: &PrimaryTls, host: &str) -> Result<Tls> {
     Ok(Tls { config, host: host.to_owned() })
 }
 
-fn open(spec: &PrimarySpec, password: &str, tls: Option<&Tls>) -> Result<Client> {
+fn open(spec: &PrimarySpec, password: &str, tls: Option<&Tls>, timeout: Duration) -> Result<Client> {
     let target = Target::Tcp { host: spec.host.clone(), port: spec.port };
-    Client::connect(&target, &spec.user, password.as_bytes(), TIMEOUT, tls).map_err(|e| unreachable(spec, e))
+    Client::connect(&target, &spec.user, password.as_bytes(), timeout, tls).map_err(|e| unreachable(spec, e))
 }
 
 /// What a dump's failure says of `from`.
@@ -415,7 +419,7 @@ fn unreachable(spec: &PrimarySpec, e: ClientError) -> Error {
             crate::text::escape(m.as_bytes())
         ),
         ClientError::Io(io) => match io.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => format!("no answer in {} s", TIMEOUT.as_secs()),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => "no answer in time".into(),
             ErrorKind::UnexpectedEof => "the primary closed the connection".into(),
             _ => io.to_string(),
         },
