@@ -300,14 +300,13 @@ impl Primary {
         taken.extend(ask(&mut self.client, "SELECT @@server_id", 0));
         // Needs REPLICATION MASTER ADMIN: without it, chance alone keeps the ids apart.
         taken.extend(ask(&mut self.client, "SHOW SLAVE HOSTS", 0));
-        loop {
-            let mut b = [0u8; 4];
-            let r = coffer_crypto::random(&mut b).map(|()| u32::from_le_bytes(b)).unwrap_or(0x0bad_cafe);
-            let id = 0xf000_0000 | (r & 0x0fff_ffff);
-            if !taken.contains(&id) {
-                return id;
-            }
+        let mut b = [0u8; 4];
+        let r = coffer_crypto::random(&mut b).map(|()| u32::from_le_bytes(b)).unwrap_or(0x0bad_cafe);
+        let mut id = 0xf000_0000 | (r & 0x0fff_ffff);
+        while taken.contains(&id) {
+            id = 0xf000_0000 | (id.wrapping_add(1) & 0x0fff_ffff);
         }
+        id
     }
 }
 
