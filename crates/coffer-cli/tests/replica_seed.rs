@@ -329,7 +329,7 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (with(&[("--ssl-ca", &other_ca)], &[]), 1, "cannot reach the primary"),
         (with(&[("--primary", &host_not_named)], &[]), 1, "cannot reach the primary"),
-        (with(&[("--password-file", &wrong_pw)], &[]), 1, "1045"),
+        (with(&[("--password-file", &wrong_pw)], &[]), 1, "wrong user or password"),
         (with(&[], &["--ssl-mode", "REQUIRED"]), 2, "REQUIRED"),
     ];
     let before = snapshot(&data);

@@ -335,6 +335,25 @@ pub fn read_result(r: &mut impl Read, seq: &mut u8, what: &str, cap: ResultCap) 
     }
 }
 
+/// `COM_BINLOG_DUMP`'s body: where to start, the flags, the replica's id, the file's name.
+fn dump_body(file: &str, position: u32, server_id: u32, flags: u16) -> Vec<u8> {
+    let mut body = Vec::with_capacity(10 + file.len());
+    body.extend_from_slice(&position.to_le_bytes());
+    body.extend_from_slice(&flags.to_le_bytes());
+    body.extend_from_slice(&server_id.to_le_bytes());
+    body.extend_from_slice(file.as_bytes());
+    body
+}
+
+/// The statement that gives a GTID dump its start; `state` must be a MariaDB GTID position
+/// (digits, '-' and ','), so nothing in it needs quoting.
+fn connect_state_sql(state: &str) -> Result<String> {
+    if !crate::meta::is_mariadb_gtid_list(state) {
+        return Err(bad(format!("{state:?} is not a MariaDB GTID position")));
+    }
+    Ok(format!("SET @slave_connect_state = '{state}'"))
+}
+
 /// `mysql_native_password`'s answer to the server's 20-byte `scramble`:
 /// SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))); empty for an empty password.
 pub fn native_password(password: &[u8], scramble: &[u8]) -> Vec<u8> {
@@ -672,15 +691,25 @@ impl Client {
         if !crate::meta::is_binlog_file_name(file) {
             return Err(bad(format!("{file:?} is not a binary log file name")));
         }
+        self.start_dump(file, position, server_id, flags, heartbeat)
+    }
+
+    /// Asks for the binary log after MariaDB's GTID position `state` (empty: from the oldest
+    /// log the server has), as a replica with `MASTER_USE_GTID` does: the position in
+    /// `@slave_connect_state`, then the dump with no file name at 4. The server finds the file
+    /// itself (from the GTID_LIST at the start of each log), skips what `state` has applied,
+    /// and answers ERROR 1236 when no log holds it. Strict mode and ignoring duplicates are off
+    /// unless their session variables are set, which this never does.
+    pub fn dump_gtid(&mut self, state: &str, server_id: u32, flags: u16, heartbeat: Duration) -> Result<()> {
+        self.query_capped(&connect_state_sql(state)?, ResultCap::FEW)?;
+        self.start_dump("", 4, server_id, flags, heartbeat)
+    }
+
+    fn start_dump(&mut self, file: &str, position: u32, server_id: u32, flags: u16, heartbeat: Duration) -> Result<()> {
         self.query_capped("SET @master_binlog_checksum = @@global.binlog_checksum", ResultCap::FEW)?;
         self.query_capped("SET @mariadb_slave_capability = 4", ResultCap::FEW)?;
         self.query_capped(&format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos()), ResultCap::FEW)?;
-        let mut body = Vec::new();
-        body.extend_from_slice(&position.to_le_bytes());
-        body.extend_from_slice(&flags.to_le_bytes());
-        body.extend_from_slice(&server_id.to_le_bytes());
-        body.extend_from_slice(file.as_bytes());
-        let r = self.command(COM_BINLOG_DUMP, &body);
+        let r = self.command(COM_BINLOG_DUMP, &dump_body(file, position, server_id, flags));
         self.noted(r)
     }
 
@@ -855,6 +884,20 @@ mod tests {
         wire.truncate(100);
         let err = read_packet_from(&mut &wire[..], &mut 0, MAX_PACKET, || bad("over")).unwrap_err();
         assert!(matches!(&err, ClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{err}");
+    }
+
+    #[test]
+    fn gtid_dumps_start_from_a_checked_state() {
+        assert_eq!(connect_state_sql("0-1-5,7-2-9").unwrap(), "SET @slave_connect_state = '0-1-5,7-2-9'");
+        assert_eq!(connect_state_sql("").unwrap(), "SET @slave_connect_state = ''");
+        for bad_state in ["0-1-5'; DROP TABLE t; --", "0-1", "0-1-5,0-2-6", "x", "0-1-5\n"] {
+            let err = connect_state_sql(bad_state).unwrap_err();
+            assert!(matches!(&err, ClientError::Protocol(m) if m.contains("not a MariaDB GTID position")), "{err}");
+        }
+        // A GTID dump: no file name, position 4.
+        let body = dump_body("", 4, 0xfffe_0001, DUMP_NON_BLOCK);
+        assert_eq!(body, [4, 0, 0, 0, 1, 0, 1, 0, 0xfe, 0xff]);
+        assert_eq!(&dump_body("b.000001", 256, 7, 0)[10..], b"b.000001");
     }
 
     #[test]

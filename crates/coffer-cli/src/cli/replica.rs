@@ -29,29 +29,6 @@ pub struct SeedArgs {
     /// The replica's datadir: replaced only when everything is done (not empty: --force).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// The primary, as its certificate names it: HOST or HOST:PORT.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub primary: String,
-    /// The replication account (REPLICATION SLAVE, mysql_native_password).
-    #[arg(long)]
-    pub user: String,
-    /// File holding its password (one line, mode 0600). The server keeps it in master.info
-    /// (made 0600); coffer writes it nowhere else.
-    #[arg(long, value_name = "FILE")]
-    pub password_file: PathBuf,
-    /// VERIFY_IDENTITY or VERIFY_CA: TLS, the primary's certificate checked against --ssl-ca
-    /// and its host (MariaDB checks both either way); DISABLED: plaintext, only when asked so.
-    #[arg(long, value_enum, value_name = "MODE", default_value = "VERIFY_IDENTITY")]
-    pub ssl_mode: SeedSslMode,
-    /// The CA that signs the primary's certificate (PEM); kept at this path for the replica.
-    #[arg(long, value_name = "FILE")]
-    pub ssl_ca: Option<PathBuf>,
-    /// The replica's certificate, for a primary that asks for one (with --ssl-key).
-    #[arg(long, value_name = "FILE", requires = "ssl_key")]
-    pub ssl_cert: Option<PathBuf>,
-    /// The key of --ssl-cert.
-    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
-    pub ssl_key: Option<PathBuf>,
     /// The binary log archive [default: SOURCE + binlog/ for a prefix].
     #[arg(long, value_name = "PREFIX")]
     pub binlogs: Option<String>,
@@ -85,19 +62,11 @@ pub struct SeedArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub primary: PrimaryArgs,
+    #[command(flatten)]
     pub tls: OptionalTlsArgs,
     #[command(flatten)]
     pub key: KeyArgs,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum SeedSslMode {
-    #[value(name = "VERIFY_IDENTITY", alias = "verify-identity")]
-    VerifyIdentity,
-    #[value(name = "VERIFY_CA", alias = "verify-ca")]
-    VerifyCa,
-    #[value(name = "DISABLED", alias = "disabled")]
-    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -15,6 +15,45 @@ pub struct CatalogArgs {
     pub binlogs: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+}
+
+/// The primary and its replication account (`catalog --primary`, `replica seed`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PrimaryArgs {
+    /// The primary, HOST[:PORT], as its certificate names it (catalog: says of each backup
+    /// whether the primary still has the binary log from its position).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub primary: Option<String>,
+    /// The replication account (REPLICATION SLAVE, mysql_native_password).
+    #[arg(long, requires = "primary")]
+    pub user: Option<String>,
+    /// File holding its password (one line). Never on the command line.
+    #[arg(long, value_name = "FILE", requires = "primary")]
+    pub password_file: Option<PathBuf>,
+    /// VERIFY_IDENTITY [default; VERIFY_CA checks the host too, as the replica does] or DISABLED (plaintext, by name).
+    #[arg(long, value_name = "MODE", requires = "primary")]
+    pub ssl_mode: Option<String>,
+    /// The CA that signs the primary's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "primary")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Our certificate, for a primary that asks for one (PEM; with --ssl-key).
+    #[arg(long, value_name = "FILE", requires_all = ["primary", "ssl_key"])]
+    pub ssl_cert: Option<PathBuf>,
+    /// The key of --ssl-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
+}
+
+impl PrimaryArgs {
+    /// The primary, checked; None without --primary.
+    pub fn spec(&self) -> coffer::Result<Option<coffer::server::replica::PrimarySpec>> {
+        let Some(at) = &self.primary else { return Ok(None) };
+        let (user, pw, mode) = (self.user.as_deref(), self.password_file.as_deref(), self.ssl_mode.as_deref());
+        let (ca, cert, key) = (self.ssl_ca.clone(), self.ssl_cert.clone(), self.ssl_key.clone());
+        coffer::server::replica::PrimarySpec::new(at, user, pw, mode, ca, cert, key).map(Some)
+    }
 }
 
 #[derive(Debug, Args)]

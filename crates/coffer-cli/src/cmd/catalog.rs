@@ -7,7 +7,11 @@ use anyhow::Result;
 pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
     let env = crate::report::env(quiet, 1);
-    let catalog = coffer::repo::catalog::catalog(&args.prefix, args.binlogs.as_deref(), keys.as_ref(), &env)?;
+    let primary = args.primary.spec()?;
+    let mut catalog = coffer::repo::catalog::catalog(&args.prefix, args.binlogs.as_deref(), keys.as_ref(), &env)?;
+    if let Some(p) = &primary {
+        coffer::server::replica::catalog_primary(&mut catalog, p, &env)?;
+    }
     let outcome = catalog.outcome().map_err(anyhow::Error::from);
     if args.json {
         println!("{}", serde_json::Value::Array(catalog.rows));

@@ -1,8 +1,8 @@
 //! `coffer replica seed` (`coffer::server::replica`).
 
-use crate::cli::{ReplicaCommand, SeedArchive, SeedArgs, SeedSslMode};
+use crate::cli::{ReplicaCommand, SeedArchive, SeedArgs};
 use anyhow::Result;
-use coffer::server::replica::{ArchiveUse, PrimarySpec, PrimaryTls, SeedSpec, StartSpec};
+use coffer::server::replica::{ArchiveUse, SeedSpec, StartSpec};
 
 pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
     let ReplicaCommand::Seed(args) = cmd;
@@ -25,19 +25,7 @@ pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
 }
 
 fn spec(a: &SeedArgs) -> Result<SeedSpec> {
-    let usage = crate::exit::usage;
-    let (host, port) = match a.primary.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse().map_err(|_| usage("--primary HOST:PORT: not a port"))?),
-        _ => (a.primary.as_str(), 3306),
-    };
-    let tls = match (a.ssl_mode, &a.ssl_ca) {
-        (SeedSslMode::Disabled, None) => None,
-        (SeedSslMode::Disabled, Some(_)) => return Err(usage("--ssl-mode DISABLED (plaintext) takes no --ssl-ca")),
-        (_, Some(ca)) => Some(PrimaryTls { ca: ca.clone(), cert: a.ssl_cert.clone(), key: a.ssl_key.clone() }),
-        (_, None) => {
-            return Err(usage("the replica verifies its primary: give --ssl-ca (or --ssl-mode DISABLED for plaintext)"))
-        }
-    };
+    let primary = a.primary.spec()?.ok_or_else(|| crate::exit::usage("replica seed needs --primary HOST[:PORT]"))?;
     let live = a.listen.as_ref().map(|listen| coffer::transfer::ReceiveSpec {
         listen: listen.clone(),
         tls: a.tls.required().options(),
@@ -61,13 +49,7 @@ fn spec(a: &SeedArgs) -> Result<SeedSpec> {
             ..Default::default()
         },
         options: a.prepare_options.clone(),
-        primary: PrimarySpec {
-            host: host.to_owned(),
-            port,
-            user: a.user.clone(),
-            password_file: a.password_file.clone(),
-            tls,
-        },
+        primary,
         binlogs: a.binlogs.clone(),
         archive: match a.archive {
             SeedArchive::Auto => ArchiveUse::Auto,

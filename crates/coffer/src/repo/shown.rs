@@ -125,6 +125,10 @@ pub(crate) fn row_line(v: &Value, archived: bool) -> String {
     } else if archived && v["backup"]["binlog"].is_object() {
         line.push_str("  recoverable to its own point only (its binary log is not archived)");
     }
+    // Asked of the primary (`catalog --primary`): has, purged, diverged or ?.
+    if let Some(said) = v["primary_binlog"].as_str() {
+        line.push_str(&format!("  primary: {said}"));
+    }
     line
 }
 

@@ -12,7 +12,7 @@ mod configure;
 pub(crate) mod primary;
 mod wait;
 
-pub use primary::{PrimarySpec, PrimaryTls};
+pub use primary::{catalog_primary, PrimarySpec, PrimaryTls};
 pub use wait::{StartSpec, Waited};
 
 use super::applier::Replay;
@@ -99,6 +99,8 @@ pub struct SeedSummary {
     pub primary: String,
     /// Its server id.
     pub primary_server_id: u32,
+    /// Its `gtid_binlog_pos` when the seed began.
+    pub primary_gtid: String,
     /// How the replica reaches it: `verified (CA FILE, host HOST)` or `plaintext`.
     pub tls: String,
     /// Where replication starts: `GTID 0-1-5` or `FILE:POS`.
@@ -157,6 +159,7 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
         to: to.clone(),
         primary: format!("{}:{}", spec.primary.host, spec.primary.port),
         primary_server_id: about.server_id,
+        primary_gtid: about.gtid_binlog_pos.clone(),
         tls: match &spec.primary.tls {
             Some(t) => format!("TLS (verified: CA {}, host {})", t.ca.display(), spec.primary.host),
             None => "plaintext (--ssl-mode DISABLED)".into(),
@@ -231,6 +234,12 @@ fn catch_up_from(
         ),
         (Held::Purged(why), _) => why.clone(),
         (Held::Yes, ArchiveUse::Always) => String::new(),
+        (Held::Diverged(why), _) => crate::bail!(
+            "the primary {}:{} never had the backup's position {} ({why}): the backup is of another server, or of a history that went another way",
+            spec.primary.host,
+            spec.primary.port,
+            shown(from)
+        ),
     };
     let prefix = spec.binlogs.clone().or_else(|| source_prefix.map(crate::repo::recovery::default_binlog_prefix));
     let Some(prefix) = prefix else {
@@ -254,6 +263,23 @@ fn catch_up_from(
     Ok(Some((prefix, logs, gathered)))
 }
 
+/// A primary streams a GTID position with a domain it never had from its oldest log, as if
+/// nothing were missing: a backup whose GTID names a domain the primary's position lacks is of
+/// another server.
+fn same_domains(from: &Position, primary_gtid: &str, shown_backup: &str) -> Result<()> {
+    let Position::Gtid(g) = from else { return Ok(()) };
+    let theirs = parse_gtids(primary_gtid).unwrap_or_default();
+    let foreign: Vec<u32> =
+        parse_gtids(g).unwrap_or_default().keys().copied().filter(|d| !theirs.contains_key(d)).collect();
+    if !foreign.is_empty() {
+        crate::bail!(
+            "{shown_backup} is at GTID {g}, whose domain {} the primary (at {primary_gtid}) never wrote: a backup of another server",
+            foreign.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn shown(p: &Position) -> String {
     match p {
         Position::Gtid(g) => format!("GTID {g}"),
@@ -269,6 +295,7 @@ fn seed_stored(spec: &SeedSpec, primary: &Primary, summary: &mut SeedSummary, en
     let chain = plan.members(&image, env)?;
     let backup = chain.last().expect("a chain ends at its backup");
     let (start, from) = position_of(&backup.info, &backup.shown())?;
+    same_domains(&from, &summary.primary_gtid, &backup.shown())?;
     let prefix = spec.source.ends_with('/').then_some(spec.source.as_str());
     let catch_up = catch_up_from(spec, prefix, &start, &from, primary, plan.unlocks(), env)?;
     // A prune keeps the log this seed reads from the backup's file on.
@@ -313,6 +340,7 @@ fn seed_live(
         let info = crate::server::prepare::read_description(dir)
             .ok_or_else(|| Error::msg("the backup received has no description of its server"))?;
         let (start, from) = position_of(&info, "the backup received")?;
+        same_domains(&from, &done.borrow().primary_gtid, "the backup received")?;
         let catch_up = catch_up_from(spec, None, &start, &from, primary, &unlocks, env)?;
         let mut s = done.borrow_mut();
         s.restore_seconds = t.elapsed().as_secs_f64();
@@ -376,11 +404,16 @@ fn configure_datadir(
             seconds: t.elapsed().as_secs_f64(),
         });
         // The primary may have purged what the archive ends at while this seed ran.
-        if let Held::Purged(why) = primary.holds(&from)? {
-            crate::bail!(
+        match primary.holds(&from)? {
+            Held::Yes => {}
+            Held::Purged(why) => crate::bail!(
                 "the primary purged {} while the replica was seeded ({why}): run the seed again",
                 shown(&from)
-            );
+            ),
+            Held::Diverged(why) => crate::bail!(
+                "the primary never had {}, where the archive ends ({why}): the archive is of another server",
+                shown(&from)
+            ),
         }
     }
     summary.replication_from = shown(&from);
