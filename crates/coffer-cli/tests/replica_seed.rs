@@ -356,9 +356,33 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     args.extend(["--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "60"].map(String::from));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, _, err) = run(&refs);
-    let _service = Service(fx.path("same-id/mysqld.pid"));
+    drop(Service(fx.path("same-id/mysqld.pid")));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("the replica is seeded in") && err.contains("server_id 1"), "{err}");
+    // The primary purges the backup's position, and no archive holds it: refused up front.
+    server.sql("INSERT INTO sbtest.zipped (v) VALUES ('after the backup'); FLUSH BINARY LOGS; FLUSH BINARY LOGS");
+    let current = server.sql("SHOW MASTER STATUS").split('\t').next().unwrap().to_owned();
+    // (A file a replica's dump thread still reads is kept: the replica stopped, its thread
+    // ends when the primary notices.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while {
+        server.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+        server.sql("SHOW BINARY LOGS").contains("binlog.000001")
+    } {
+        assert!(std::time::Instant::now() < deadline, "not purged: {}", server.sql("SHOW PROCESSLIST"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let fresh = fx.path("purged/data");
+    for (extra, want) in
+        [(&[][..], "nor the archive"), (&["--archive", "never"][..], "no longer has the backup's position")]
+    {
+        let mut args = seed_args(&fx, &prefix, port, fresh.to_str().unwrap());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = expect(1, &refs);
+        assert!(err.contains(want) && err.contains("Could not find GTID state"), "{err}");
+        assert!(!fresh.exists() || std::fs::read_dir(&fresh).unwrap().count() == 0, "written: {err}");
+    }
 }
 
 /// The migration: an unencrypted primary, its replica seeded with encryption at rest on (its
