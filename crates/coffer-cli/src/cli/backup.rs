@@ -74,13 +74,13 @@ pub struct BackupArgs {
     pub cipher: Option<CipherArg>,
 
     /// Bytes of data per chunk (K, M suffixes are powers of 1024).
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_chunk_size)]
     pub chunk_size: u32,
 
     /// Pack files of at most SIZE bytes (and directories and links) several to a frame,
     /// compressed together [default: a quarter of the chunk size, at most 256K]. 0 packs
     /// nothing and writes a format version 1 image, which coffer releases before packing read.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_chunk_size)]
     pub pack_limit: Option<u32>,
 
     /// Replace an existing output file.
@@ -106,7 +106,7 @@ pub struct BackupArgs {
     /// it: BFQ (class and level), mq-deadline (class only); none and kyber ignore it (see
     /// /sys/block/DEV/queue/scheduler). Writes through the page cache reach the disk from the
     /// kernel's writeback threads, at their own priority.
-    #[arg(long, value_name = "CLASS", value_parser = parse_io_priority)]
+    #[arg(long, value_name = "CLASS")]
     pub io_priority: Option<IoPriority>,
 
     /// Write the run's metrics (Prometheus text format, for node_exporter's textfile collector)
@@ -247,11 +247,6 @@ pub fn server_tls(
         cert: cert.clone(),
         key: key.clone(),
     })
-}
-
-/// Parses `--io-priority`: idle, best-effort, best-effort:LEVEL.
-pub fn parse_io_priority(s: &str) -> Result<IoPriority, String> {
-    s.parse()
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -73,7 +73,7 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub segment_time: u64,
     /// Close a segment at this many bytes (K, M suffixes; 4K to 64M).
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_chunk_size)]
     pub segment_size: u32,
     /// The replica id coffer announces (unique among the server's replicas).
     #[arg(long, value_name = "N", default_value_t = 1_953_654_127)]
