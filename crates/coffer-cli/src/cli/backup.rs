@@ -221,32 +221,16 @@ pub enum SslModeArg {
     VerifyIdentity,
 }
 
-impl ServerArgs {
-    /// The TLS settings, if any --ssl option was given.
-    pub fn tls(&self) -> Option<coffer_mysql::engine::ServerTls> {
-        server_tls(self.ssl_mode, &self.ssl_ca, &self.ssl_cert, &self.ssl_key)
-    }
-}
-
-/// The TLS settings of `--ssl-mode`, `--ssl-ca`, `--ssl-cert`, `--ssl-key`, if any was given.
-pub fn server_tls(
-    mode: Option<SslModeArg>,
-    ca: &Option<PathBuf>,
-    cert: &Option<PathBuf>,
-    key: &Option<PathBuf>,
-) -> Option<coffer_mysql::engine::ServerTls> {
-    use coffer_mysql::engine::SslMode;
-    let given = mode.is_some() || ca.is_some() || cert.is_some();
-    given.then(|| coffer_mysql::engine::ServerTls {
-        mode: mode.map(|m| match m {
+impl SslModeArg {
+    /// The mode this names.
+    pub fn mode(self) -> coffer_mysql::engine::SslMode {
+        use coffer_mysql::engine::SslMode;
+        match self {
             SslModeArg::Required => SslMode::Required,
             SslModeArg::VerifyCa => SslMode::VerifyCa,
             SslModeArg::VerifyIdentity => SslMode::VerifyIdentity,
-        }),
-        ca: ca.clone(),
-        cert: cert.clone(),
-        key: key.clone(),
-    })
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

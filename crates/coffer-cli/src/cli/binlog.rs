@@ -1,6 +1,7 @@
 //! `binlog`: archive a server's binary log, list and fetch the archive.
 
 use super::*;
+use coffer::source::server_tls;
 
 #[derive(Debug, Subcommand)]
 pub enum BinlogCommand {
@@ -132,7 +133,7 @@ impl ArchiveArgs {
             port: self.port,
             user: self.user.clone(),
             password_file: self.password_file.clone(),
-            tls: crate::cli::server_tls(self.ssl_mode, &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
+            tls: server_tls(self.ssl_mode.map(SslModeArg::mode), &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
             ..Default::default()
         }
     }
