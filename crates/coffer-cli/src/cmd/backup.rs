@@ -61,7 +61,7 @@ impl BackupArgs {
         let sending = matches!(spec.output, Location::Tls(_));
         let tls_only = crate::cli::OptionalTlsArgs { limit_rate: None, ..self.tls.clone() };
         let tls = match &spec.output {
-            Location::Tls(_) => self.tls.given().map(|t| t.options()),
+            Location::Tls(_) => self.tls.given(),
             _ if tls_only.any() => {
                 return Err(usage(
                     "--cert, --key, --ca, --peer-fingerprint, --streams and --resume are for sending \
