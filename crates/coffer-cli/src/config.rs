@@ -7,18 +7,10 @@ use crate::cli::Cli;
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory};
-use coffer::profile::{self, Config, Place, Takes, Target};
+use coffer::profile::{self, Applied, Config, RunOption, Takes, Target};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-
-/// What the profile added to this run's command line, for `config show`.
-#[derive(Debug)]
-pub struct Applied {
-    pub profile: String,
-    /// (option id, where it comes from) for each option the profile set.
-    pub set: Vec<(String, Place, bool)>,
-}
 
 static APPLIED: OnceLock<Applied> = OnceLock::new();
 
@@ -75,35 +67,22 @@ pub fn apply_to(cmd: &Command, argv: Vec<OsString>) -> Result<(Vec<OsString>, Op
         return Ok((argv, None));
     }
     let config = read(first.get_one::<PathBuf>("config").map(PathBuf::as_path), cmd)?;
-    let entries = config.profile(&name)?;
     let Some(sub) = find(cmd, &names) else { return Ok((argv, None)) };
-    let resolve = |t: Target| match t {
-        Target::Long(l) => long(cmd, sub, l),
-        Target::Positional(id) => sub.get_arguments().find(|a| a.is_positional() && a.get_id() == id),
+    let option = |t: Target| {
+        let arg = match t {
+            Target::Long(l) => long(cmd, sub, l),
+            Target::Positional(id) => sub.get_arguments().find(|a| a.is_positional() && a.get_id() == id),
+        }?;
+        let id = arg.get_id().as_str();
+        let given = matches!(leaf.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+        let long = arg.get_long().filter(|_| !arg.is_positional()).map(str::to_owned);
+        Some(RunOption { id: id.to_owned(), long, given })
     };
-    let mut added = Vec::new();
-    let mut set = Vec::new();
-    for entry in profile::effective(entries, &names).into_values() {
-        profile::set_aws(&entry);
-        let Some((checked, arg, given)) = profile::target(&names, &entry) else { continue };
-        let (Some(checked), Some(arg)) = (resolve(checked), resolve(arg)) else { continue };
-        let given_already = |a: &Arg| {
-            matches!(leaf.value_source(a.get_id().as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
-        };
-        if given_already(checked) || given_already(arg) {
-            continue;
-        }
-        let tokens = given.value()?.words(arg.get_long().filter(|_| !arg.is_positional()));
-        if tokens.is_empty() {
-            continue;
-        }
-        set.push((arg.get_id().to_string(), entry.at.clone(), entry.is_secret()));
-        added.extend(tokens);
-    }
+    let (added, applied) = profile::additions(&config, &name, &names, option)?;
     let mut argv = argv;
     let at = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
     argv.splice(at..at, added);
-    Ok((argv, Some(Applied { profile: name, set })))
+    Ok((argv, Some(applied)))
 }
 
 /// The command line's commands and options, as a profile takes them.
