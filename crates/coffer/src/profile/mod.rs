@@ -527,6 +527,25 @@ mod tests {
         assert!(additions(&c, "q", &["backup".into()], option).is_err());
     }
 
+    proptest::proptest! {
+        /// Any text is a config file or one error line with its place; never a panic.
+        #[test]
+        fn any_text_parses_or_fails_in_one_line(text in "(\\[profile\\.[a-z]{1,3}(\\.backup)?\\]\n|[a-z-]{1,12} = (\"[^\"\n]{0,8}\"|[0-9]{1,3}|true|\\[1, \"x\"\\])\n|.{0,10}\n){0,8}") {
+            match parse(&text) {
+                Ok(c) => {
+                    for e in c.profiles.values().flatten() {
+                        proptest::prop_assert!(e.at.line >= 1 && e.at.column >= 1);
+                    }
+                }
+                Err(e) => {
+                    let line = e.one_line();
+                    proptest::prop_assert!(!line.contains('\n'), "{line}");
+                    proptest::prop_assert!(line.starts_with("c.toml:"), "{line}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn keys_name_their_options() {
         let entry = |key: &str, value: Value| Entry {
