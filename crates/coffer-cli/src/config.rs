@@ -7,18 +7,10 @@ use crate::cli::Cli;
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory};
-use coffer::profile::{self, Config, Place, Takes, Target};
+use coffer::profile::{self, Applied, Config, RunOption, Takes, Target};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-
-/// What the profile added to this run's command line, for `config show`.
-#[derive(Debug)]
-pub struct Applied {
-    pub profile: String,
-    /// (option id, where it comes from) for each option the profile set.
-    pub set: Vec<(String, Place, bool)>,
-}
 
 static APPLIED: OnceLock<Applied> = OnceLock::new();
 
@@ -75,35 +67,22 @@ pub fn apply_to(cmd: &Command, argv: Vec<OsString>) -> Result<(Vec<OsString>, Op
         return Ok((argv, None));
     }
     let config = read(first.get_one::<PathBuf>("config").map(PathBuf::as_path), cmd)?;
-    let entries = config.profile(&name)?;
     let Some(sub) = find(cmd, &names) else { return Ok((argv, None)) };
-    let resolve = |t: Target| match t {
-        Target::Long(l) => long(cmd, sub, l),
-        Target::Positional(id) => sub.get_arguments().find(|a| a.is_positional() && a.get_id() == id),
+    let option = |t: Target| {
+        let arg = match t {
+            Target::Long(l) => long(cmd, sub, l),
+            Target::Positional(id) => sub.get_arguments().find(|a| a.is_positional() && a.get_id() == id),
+        }?;
+        let id = arg.get_id().as_str();
+        let given = matches!(leaf.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+        let long = arg.get_long().filter(|_| !arg.is_positional()).map(str::to_owned);
+        Some(RunOption { id: id.to_owned(), long, given })
     };
-    let mut added = Vec::new();
-    let mut set = Vec::new();
-    for entry in profile::effective(entries, &names).into_values() {
-        profile::set_aws(&entry);
-        let Some((checked, arg, given)) = profile::target(&names, &entry) else { continue };
-        let (Some(checked), Some(arg)) = (resolve(checked), resolve(arg)) else { continue };
-        let given_already = |a: &Arg| {
-            matches!(leaf.value_source(a.get_id().as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
-        };
-        if given_already(checked) || given_already(arg) {
-            continue;
-        }
-        let tokens = given.value()?.words(arg.get_long().filter(|_| !arg.is_positional()));
-        if tokens.is_empty() {
-            continue;
-        }
-        set.push((arg.get_id().to_string(), entry.at.clone(), entry.is_secret()));
-        added.extend(tokens);
-    }
+    let (added, applied) = profile::additions(&config, &name, &names, option)?;
     let mut argv = argv;
     let at = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
     argv.splice(at..at, added);
-    Ok((argv, Some(Applied { profile: name, set })))
+    Ok((argv, Some(applied)))
 }
 
 /// The command line's commands and options, as a profile takes them.
@@ -176,116 +155,4 @@ fn find<'a>(cmd: &'a Command, names: &[String]) -> Option<&'a Command> {
         at = at.find_subcommand(n)?;
     }
     Some(at)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use coffer::profile::Value;
-
-    fn parse(text: &str) -> coffer::Result<Config> {
-        Config::parse(std::path::Path::new("c.toml"), text, &Clap(&command()))
-    }
-
-    fn error(text: &str) -> String {
-        parse(text).unwrap_err().one_line()
-    }
-
-    #[test]
-    fn profiles_take_the_commands_options() {
-        let c = parse(
-            "[profile.prod]\nrepository = \"s3://b/prod/\"\nkey-file = [\"/k1\", \"/k2\"]\nthreads = 4\nmysql = true\n\
-             [profile.prod.backup]\ncompress = \"lz4\"\n[profile.prod.binlog.archive]\nsegment-time = 30\n",
-        )
-        .unwrap();
-        let p = c.profile("prod").unwrap();
-        assert_eq!(p.len(), 6);
-        let seg = p.iter().find(|e| e.key == "segment-time").unwrap();
-        assert_eq!(seg.section, ["binlog", "archive"]);
-        assert_eq!(seg.value, Value::Text("30".into()));
-        assert_eq!((seg.at.line, seg.at.column), (9, 1));
-        assert!(c.profile("dev").unwrap_err().one_line().contains("it has: prod"));
-    }
-
-    #[test]
-    fn errors_name_the_line_and_column() {
-        assert_eq!(
-            error("[profile.prod]\ncompres = \"zstd\"\n"),
-            "c.toml:2:1: unknown key \"compres\": not an option of any command"
-        );
-        assert_eq!(
-            error("[profile.prod]\n  threads = \"many\"\n"),
-            "c.toml:2:13: threads: invalid value 'many': invalid digit found in string"
-        );
-        assert!(error("[profile.prod]\ncompress = \"brotli\"\n")
-            .starts_with("c.toml:2:12: compress: invalid value 'brotli'"));
-        assert_eq!(error("[profile.prod]\nmysql = \"yes\"\n"), "c.toml:2:9: mysql: a flag: true or false");
-        assert_eq!(error("[profile.prod]\nthreads = [1, 2]\n"), "c.toml:2:11: threads: takes one value, not a list");
-        assert_eq!(
-            error("[profile.prod]\nlevel = 1.5\n"),
-            "c.toml:2:9: a number with a fraction: options take whole numbers or text"
-        );
-        assert_eq!(
-            error("[profile.prod]\noutput = \"/x\"\n"),
-            "c.toml:2:1: output only in a command's table, such as [profile.NAME.backup]"
-        );
-        assert_eq!(
-            error("[profile.prod.bakup]\ncompress = \"lz4\"\n"),
-            "c.toml:1:15: \"bakup\" is not a command: a table of a profile names one"
-        );
-        assert_eq!(
-            error("[profile.prod.prune]\ncompress = \"lz4\"\n"),
-            "c.toml:2:1: unknown key \"compress\": not an option of prune"
-        );
-        assert_eq!(error("[prod]\nthreads = 1\n"), "c.toml:1:2: unknown table \"prod\": profiles are [profile.NAME]");
-        assert!(
-            error("[profile.prod]\nthreads = \n").starts_with("c.toml:2:"),
-            "{}",
-            error("[profile.prod]\nthreads = \n")
-        );
-        assert!(error("[profile.prod.backup]\naws-region = \"x\"\n").contains("belongs to the profile"));
-    }
-
-    #[test]
-    fn the_readmes_example_is_a_valid_profile() {
-        let readme = include_str!("../../../README.md");
-        let start = readme.find("# /etc/coffer/coffer.toml").expect("the example");
-        let end = start + readme[start..].find("```").expect("its end");
-        let c = parse(&readme[start..end]).unwrap();
-        assert!(c.profile("prod").unwrap().len() > 10);
-    }
-
-    #[test]
-    fn every_command_option_has_a_variable() {
-        let cmd = command();
-        let backup = cmd.find_subcommand("backup").unwrap();
-        let env = |long: &str| {
-            backup.get_arguments().find(|a| a.get_long() == Some(long)).and_then(|a| a.get_env()).map(|e| e.to_owned())
-        };
-        assert_eq!(env("compress").unwrap(), "COFFER_COMPRESS");
-        assert_eq!(env("key-file").unwrap(), "COFFER_KEY_FILE");
-        assert_eq!(env("force"), None);
-        assert_eq!(env("output"), None);
-        let archive = cmd.find_subcommand("binlog").unwrap().find_subcommand("archive").unwrap();
-        assert!(archive.get_arguments().any(|a| a.get_env().is_some_and(|e| e == "COFFER_SEGMENT_TIME")));
-    }
-
-    proptest::proptest! {
-        /// Any text is a config file or one error line; never a panic.
-        #[test]
-        fn any_text_parses_or_fails_in_one_line(text in "(\\[profile\\.[a-z]{1,3}(\\.backup)?\\]\n|[a-z-]{1,12} = (\"[^\"\n]{0,8}\"|[0-9]{1,3}|true|\\[1, \"x\"\\])\n|.{0,10}\n){0,8}") {
-            match parse(&text) {
-                Ok(c) => {
-                    for e in c.profiles.values().flatten() {
-                        proptest::prop_assert!(e.at.line >= 1 && e.at.column >= 1);
-                    }
-                }
-                Err(e) => {
-                    let line = e.one_line();
-                    proptest::prop_assert!(!line.contains('\n'), "{line}");
-                    proptest::prop_assert!(line.starts_with("c.toml:"), "{line}");
-                }
-            }
-        }
-    }
 }

@@ -53,9 +53,3 @@ impl Bar {
         self.0.is_hidden()
     }
 }
-
-impl coffer_image::Progress for Bar {
-    fn advance(&self, bytes: u64) {
-        self.inc(bytes);
-    }
-}

@@ -137,6 +137,9 @@ fn every_config_error_names_the_file_line_and_column_and_exits_2() {
         ("[p]\nthreads = 1\n", ":1:2: unknown table \"p\""),
         ("[profile.p]\nthreads = 1\nthreads = 2\n", ":3:1:"),
         ("[profile.p]\nthreads = \n", ":2:"),
+        ("[profile.p]\n  threads = \"many\"\n", ":2:13: threads: invalid value 'many'"),
+        ("[profile.p]\nlevel = 1.5\n", ":2:9: a number with a fraction: options take whole numbers or text"),
+        ("[profile.p.backup]\naws-region = \"x\"\n", ":2:1: aws-region belongs to the profile"),
     ];
     for (text, want) in cases {
         write(&config, text, 0o644);
@@ -160,6 +163,59 @@ fn every_config_error_names_the_file_line_and_column_and_exits_2() {
     assert_eq!(code, 2);
     assert!(err.contains(":2:1: key-hex is a secret written in the file") && err.contains("mode 0640"), "{err}");
     assert!(!err.contains(KEY_HEX));
+}
+
+/// The README's example is a profile the commands take; so are keys of every command, a
+/// command's table and a nested command's; every option has its COFFER_* variable but those
+/// that name one run's output or overwrite.
+#[test]
+fn the_readmes_example_and_the_commands_tables_are_profiles_and_options_have_variables() {
+    let f = Fixture::new();
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("# /etc/coffer/coffer.toml").expect("the example");
+    let end = start + readme[start..].find("```").expect("its end");
+    let example = f.path("readme.toml");
+    write(&example, &readme[start..end], 0o600);
+    let args = ["--config", example.to_str().unwrap(), "--profile", "prod", "config", "show", "--json"];
+    let (code, out, err) = run_env(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len() > 10, "{out}");
+
+    let config = f.path("c.toml");
+    write(
+        &config,
+        "[profile.prod]\nrepository = \"s3://b/prod/\"\nkey-file = [\"/k1\", \"/k2\"]\nthreads = 4\nmysql = true\n\
+         [profile.prod.backup]\ncompress = \"lz4\"\n[profile.prod.binlog.archive]\nsegment-time = 30\n",
+        0o644,
+    );
+    let cfg = config.to_str().unwrap();
+    let (code, out, err) = run_env(&["--config", cfg, "--profile", "prod", "config", "show", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 6, "{rows}");
+    assert_eq!(shown(&rows, "[binlog archive] segment-time"), ("30".into(), format!("file {cfg}:9:1")));
+
+    let env = [("COFFER_SEGMENT_TIME", "45"), ("COFFER_KEY_FILE", "/k3"), ("COFFER_OUTPUT", "file:///x/")];
+    let show = |words: &[&str]| -> Value {
+        let mut args = vec!["--config", cfg, "--profile", "prod", "config", "show", "--json"];
+        args.extend_from_slice(words);
+        let (code, out, err) = run_env(&args, &env);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let rows = show(&["binlog", "archive"]);
+    assert_eq!(shown(&rows, "--segment-time"), ("45".into(), "env COFFER_SEGMENT_TIME".into()));
+    assert_eq!(shown(&rows, "--key-file"), ("/k3".into(), "env COFFER_KEY_FILE".into()));
+    assert!(!rows.as_array().unwrap().iter().any(|r| r["option"] == "--output"), "no COFFER_OUTPUT: {rows}");
+    let rows = show(&["backup"]);
+    assert_eq!(shown(&rows, "--output"), ("s3://b/prod/".into(), format!("file {cfg}:2:1")));
+    assert_eq!(shown(&rows, "--compress"), ("lz4".into(), format!("file {cfg}:7:1")));
+    let (code, out, err) = run_env(
+        &["--config", cfg, "--profile", "prod", "config", "show", "--json", "backup"],
+        &[("COFFER_FORCE", "true")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(shown(&serde_json::from_str(&out).unwrap(), "--force"), ("false".into(), "default".into()));
 }
 
 #[test]

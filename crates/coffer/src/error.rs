@@ -85,26 +85,32 @@ impl Error {
 
     /// The exit code for this error: the first cause, outermost first, that decides one.
     pub fn exit_code(&self) -> u8 {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if let Some(code) = decided(e) {
-                return code;
-            }
-            cause = match e.downcast_ref::<Error>() {
-                // Transparent variants show their inner error's text: look at it, not past it.
-                Some(Error::Image(inner)) => return image_exit_code(inner),
-                Some(Error::Other(inner)) => Some(inner.as_ref()),
-                Some(Error::Context { source, .. }) => Some(source.as_ref()),
-                _ => e.source(),
-            };
-        }
-        exit::FAILURE
+        exit_code(self)
     }
 
     /// The error and its causes on one line, without repeats.
     pub fn one_line(&self) -> String {
         one_line(self)
     }
+}
+
+/// The exit code of any error (a program's own, wrapping coffer's): the first cause, outermost
+/// first, that decides one; [`exit::FAILURE`] if none does.
+pub fn exit_code(err: &(dyn std::error::Error + 'static)) -> u8 {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(code) = decided(e) {
+            return code;
+        }
+        cause = match e.downcast_ref::<Error>() {
+            // Transparent variants show their inner error's text: look at it, not past it.
+            Some(Error::Image(inner)) => return image_exit_code(inner),
+            Some(Error::Other(inner)) => Some(inner.as_ref()),
+            Some(Error::Context { source, .. }) => Some(source.as_ref()),
+            _ => e.source(),
+        };
+    }
+    exit::FAILURE
 }
 
 /// The exit code a cause decides, if it decides one.
@@ -228,6 +234,33 @@ mod tests {
         assert_eq!(io.exit_code(), exit::FAILURE);
         let refused = Error::from(ImageError::Refused("corrupt page".into())).context("backup failed");
         assert_eq!(refused.exit_code(), exit::CORRUPT_PAGES);
+    }
+
+    /// A caller's error that names a cause (as a program's context around a job's error does).
+    #[derive(Debug)]
+    struct Around(&'static str, Error);
+
+    impl std::fmt::Display for Around {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Around {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn a_callers_error_around_a_job_error_has_its_exit_code_and_line() {
+        let e = Around("while asked", Error::from(ImageError::WrongKey).context("cannot open x"));
+        assert_eq!(exit_code(&e), exit::WRONG_KEY);
+        assert_eq!(exit_code(&Around("outer", Error::usage("no"))), exit::USAGE);
+        assert_eq!(exit_code(&Around("outer", Error::msg("plain"))), exit::FAILURE);
+        assert_eq!(exit_code(&std::io::Error::other("disk")), exit::FAILURE);
+        assert_eq!(one_line(&Around("cannot go on", Error::msg("x is gone"))), "cannot go on: x is gone");
+        assert_eq!(one_line(&Around("x is gone", Error::msg("x is gone"))), "x is gone");
     }
 
     #[test]

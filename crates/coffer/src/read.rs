@@ -271,6 +271,26 @@ impl ChainMember {
     }
 }
 
+/// The images of a chain, each verified (`verify --chain`), full first.
+#[derive(Debug, Default)]
+pub struct ChainVerified {
+    /// Each image, in the chain's order.
+    pub members: Vec<ChainMember>,
+}
+
+impl ChainVerified {
+    /// `verify --chain --json`: whether every image is intact, and each one's row.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self.members.iter().map(ChainMember::to_json).collect();
+        json!({"ok": self.members.iter().all(|m| m.result.is_ok()), "chain": rows})
+    }
+
+    /// The first failure of an image, if one failed.
+    pub fn outcome(self) -> Result<()> {
+        self.members.into_iter().find_map(|m| m.result.err()).map_or(Ok(()), Err)
+    }
+}
+
 /// [`verify`] with secrets already read (for many images: a chain).
 pub fn verify_with(image: &Location, unlocks: &[Unlock], env: &Env) -> Result<ReadSummary> {
     let (file, len) = image.open_stream(env)?;
@@ -509,5 +529,29 @@ mod tests {
         assert_eq!(mode_string(EntryKind::File, 0o4755), "-rwsr-xr-x");
         assert_eq!(mode_string(EntryKind::Dir, 0o1777), "drwxrwxrwt");
         assert_eq!(mode_string(EntryKind::File, 0o2640), "-rw-r-S---");
+    }
+
+    #[test]
+    fn a_chain_is_intact_only_if_every_image_is_and_fails_with_the_first_failure() {
+        let member = |image: &str, result: Result<Verified>| ChainMember {
+            image: image.into(),
+            kind: "incremental 1".into(),
+            result,
+        };
+        let intact = || Ok(Verified { summary: ReadSummary { entries: 3, ..Default::default() }, seconds: 0.5 });
+        let good = ChainVerified { members: vec![member("full.coffer", intact()), member("inc1.coffer", intact())] };
+        assert_eq!(good.to_json()["ok"], true);
+        assert_eq!(good.to_json()["chain"][1]["entries"], 3);
+        assert!(good.outcome().is_ok());
+        let bad = ChainVerified {
+            members: vec![
+                member("full.coffer", intact()),
+                member("inc1.coffer", Err(Error::from(ImageError::WrongKey))),
+                member("inc2.coffer", Err(Error::msg("second"))),
+            ],
+        };
+        assert_eq!(bad.to_json()["ok"], false);
+        assert_eq!(bad.to_json()["chain"][1]["exit_code"], 3);
+        assert_eq!(bad.outcome().unwrap_err().exit_code(), crate::error::exit::WRONG_KEY);
     }
 }

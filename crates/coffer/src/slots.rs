@@ -284,6 +284,28 @@ pub fn rewrap(image: &Path, ring: &Keyring, env: &Env) -> Result<usize> {
     Ok(moved)
 }
 
+/// [`rewrap`] for each of `images`, with the keyring the secrets name (`--keyring`): an image
+/// that fails is handed to `failed`, and the others go on. Fails if any failed.
+pub fn rewrap_all(
+    images: &[PathBuf],
+    keys: &KeySources,
+    env: &Env,
+    mut failed: impl FnMut(&Path, Error),
+) -> Result<()> {
+    let ring = crate::keys::keyring(keys, env)?.ok_or_else(|| Error::usage("rewrap needs --keyring FILE"))?;
+    let mut failures = 0;
+    for image in images {
+        if let Err(e) = rewrap(image, &ring, env) {
+            failures += 1;
+            failed(image, e);
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {} images were not rewrapped", images.len());
+    }
+    Ok(())
+}
+
 /// The header region of an image file, stdin or object.
 pub fn read_region(image: &Path, env: &Env) -> Result<Vec<u8>> {
     let location = Location::from_path(image);

@@ -9,7 +9,7 @@ use coffer_format::{EntryKind, EntryMeta};
 use coffer_fs::source::{ChunkReader, StreamChunker};
 use coffer_fs::walk::Walker;
 use coffer_image::{DirSource, EntrySource, FileSource, ImageError, SourceItem, StreamSource};
-use coffer_mysql::engine::{Connection, EngineKind, EngineRun, Scratch};
+use coffer_mysql::engine::{Connection, EngineKind, EngineRun, Scratch, ServerTls, SslMode};
 use coffer_mysql::meta::{BackupInfo, ServerIdentity, LOG_ENTRY, META_ENTRY};
 use coffer_mysql::source::{Defaults, XbstreamSource};
 use std::collections::VecDeque;
@@ -84,6 +84,19 @@ pub struct ServerOptions {
     pub scratch_dir: Option<PathBuf>,
     /// TLS to the server (for the client and the engine).
     pub tls: Option<coffer_mysql::engine::ServerTls>,
+}
+
+/// TLS to a server from `--ssl-mode`, `--ssl-ca`, `--ssl-cert` and `--ssl-key`: none unless a
+/// mode, a CA or a certificate is given (a key alone asks for nothing: it goes with a
+/// certificate).
+pub fn server_tls(
+    mode: Option<SslMode>,
+    ca: &Option<PathBuf>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Option<ServerTls> {
+    let given = mode.is_some() || ca.is_some() || cert.is_some();
+    given.then(|| ServerTls { mode, ca: ca.clone(), cert: cert.clone(), key: key.clone() })
 }
 
 /// A source opened for a backup.
@@ -585,4 +598,22 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
     extra.extend(args.engine_args.iter().cloned());
     let (run, stdout) = EngineRun::backup(engine, &options, &scratch, &extra, on_line)?;
     Ok(Started { run, stdout, scratch, version, identity, decision })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_to_a_server_only_when_a_mode_a_ca_or_a_certificate_is_given() {
+        let file = |f: &str| Some(PathBuf::from(f));
+        assert_eq!(server_tls(None, &None, &None, &None), None);
+        assert_eq!(server_tls(None, &None, &None, &file("k.pem")), None);
+        let ca = server_tls(None, &file("ca.pem"), &None, &None).unwrap();
+        assert_eq!((ca.mode, ca.mode()), (None, SslMode::VerifyCa));
+        let mine = server_tls(None, &None, &file("c.pem"), &file("k.pem")).unwrap();
+        assert_eq!((mine.mode(), mine.key), (SslMode::Required, file("k.pem")));
+        let asked = server_tls(Some(SslMode::VerifyIdentity), &None, &None, &None).unwrap();
+        assert_eq!(asked.mode(), SslMode::VerifyIdentity);
+    }
 }

@@ -21,8 +21,8 @@ const FLOORS: &[(&str, &[&str])] = &[
 const MAX_FILE_LINES: usize = 1_000;
 const MAX_FN_LINES: usize = 80;
 /// The binary's bar: it may not grow. Issue 27's goal is 2,200; the clap definitions alone
-/// (`cli/`, their help texts and examples) are 1,385 of these lines.
-const MAX_BINARY_LINES: usize = 2_950;
+/// (`cli/`, their help texts and examples) are 1,319 of these lines.
+const MAX_BINARY_LINES: usize = 2_670;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()

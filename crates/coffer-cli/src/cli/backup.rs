@@ -74,13 +74,13 @@ pub struct BackupArgs {
     pub cipher: Option<CipherArg>,
 
     /// Bytes of data per chunk (K, M suffixes are powers of 1024).
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_chunk_size)]
     pub chunk_size: u32,
 
     /// Pack files of at most SIZE bytes (and directories and links) several to a frame,
     /// compressed together [default: a quarter of the chunk size, at most 256K]. 0 packs
     /// nothing and writes a format version 1 image, which coffer releases before packing read.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_chunk_size)]
     pub pack_limit: Option<u32>,
 
     /// Replace an existing output file.
@@ -106,7 +106,7 @@ pub struct BackupArgs {
     /// it: BFQ (class and level), mq-deadline (class only); none and kyber ignore it (see
     /// /sys/block/DEV/queue/scheduler). Writes through the page cache reach the disk from the
     /// kernel's writeback threads, at their own priority.
-    #[arg(long, value_name = "CLASS", value_parser = parse_io_priority)]
+    #[arg(long, value_name = "CLASS")]
     pub io_priority: Option<IoPriority>,
 
     /// Write the run's metrics (Prometheus text format, for node_exporter's textfile collector)
@@ -221,37 +221,16 @@ pub enum SslModeArg {
     VerifyIdentity,
 }
 
-impl ServerArgs {
-    /// The TLS settings, if any --ssl option was given.
-    pub fn tls(&self) -> Option<coffer_mysql::engine::ServerTls> {
-        server_tls(self.ssl_mode, &self.ssl_ca, &self.ssl_cert, &self.ssl_key)
-    }
-}
-
-/// The TLS settings of `--ssl-mode`, `--ssl-ca`, `--ssl-cert`, `--ssl-key`, if any was given.
-pub fn server_tls(
-    mode: Option<SslModeArg>,
-    ca: &Option<PathBuf>,
-    cert: &Option<PathBuf>,
-    key: &Option<PathBuf>,
-) -> Option<coffer_mysql::engine::ServerTls> {
-    use coffer_mysql::engine::SslMode;
-    let given = mode.is_some() || ca.is_some() || cert.is_some();
-    given.then(|| coffer_mysql::engine::ServerTls {
-        mode: mode.map(|m| match m {
+impl SslModeArg {
+    /// The mode this names.
+    pub fn mode(self) -> coffer_mysql::engine::SslMode {
+        use coffer_mysql::engine::SslMode;
+        match self {
             SslModeArg::Required => SslMode::Required,
             SslModeArg::VerifyCa => SslMode::VerifyCa,
             SslModeArg::VerifyIdentity => SslMode::VerifyIdentity,
-        }),
-        ca: ca.clone(),
-        cert: cert.clone(),
-        key: key.clone(),
-    })
-}
-
-/// Parses `--io-priority`: idle, best-effort, best-effort:LEVEL.
-pub fn parse_io_priority(s: &str) -> Result<IoPriority, String> {
-    s.parse()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

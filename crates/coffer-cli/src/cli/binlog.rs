@@ -1,6 +1,7 @@
 //! `binlog`: archive a server's binary log, list and fetch the archive.
 
 use super::*;
+use coffer::source::server_tls;
 
 #[derive(Debug, Subcommand)]
 pub enum BinlogCommand {
@@ -73,7 +74,7 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub segment_time: u64,
     /// Close a segment at this many bytes (K, M suffixes; 4K to 64M).
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_chunk_size)]
     pub segment_size: u32,
     /// The replica id coffer announces (unique among the server's replicas).
     #[arg(long, value_name = "N", default_value_t = 1_953_654_127)]
@@ -132,7 +133,7 @@ impl ArchiveArgs {
             port: self.port,
             user: self.user.clone(),
             password_file: self.password_file.clone(),
-            tls: crate::cli::server_tls(self.ssl_mode, &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
+            tls: server_tls(self.ssl_mode.map(SslModeArg::mode), &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
             ..Default::default()
         }
     }

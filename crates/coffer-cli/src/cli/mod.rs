@@ -19,6 +19,9 @@ pub use replica::*;
 pub use store::*;
 
 pub(crate) use clap::{Args, Parser, Subcommand, ValueEnum};
+pub(crate) use coffer::text::{
+    parse_bytes, parse_chunk_size, parse_kdf_max_memory, parse_part_size, parse_rate, parse_span,
+};
 pub(crate) use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
@@ -92,10 +95,6 @@ pub struct StoreArgs {
     /// How long one attempt of a request may take, its part or range included (then retried).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_timeout: u64,
-}
-
-fn parse_part_size(s: &str) -> Result<u64, String> {
-    coffer_store::part_size(parse_bytes(s)?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,48 +270,4 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Parses a byte count: "4096", "64K", "1M", "1MiB", "2G", "1T" (binary multiples).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("too large: {s}"))
-}
-
-/// Parses a chunk size (see [`parse_bytes`]) within the format's bounds.
-pub fn parse_size(s: &str) -> Result<u32, String> {
-    let v = parse_bytes(s)?;
-    let (min, max) = (u64::from(coffer_format::MIN_CHUNK_SIZE), u64::from(coffer_format::MAX_CHUNK_SIZE));
-    if !(min..=max).contains(&v) {
-        return Err(format!("must be between {min} bytes and {} MiB", max >> 20));
-    }
-    Ok(v as u32)
-}
-
-/// Parses an Argon2id memory limit (see [`parse_bytes`]) within the format's bounds, in KiB.
-fn parse_kdf_max_memory(s: &str) -> Result<u32, String> {
-    let v = parse_bytes(s)?;
-    let kib = |k: u32| u64::from(k) << 10;
-    let (min, max) = (kib(coffer_crypto::KdfParams::MIN_MEMORY_KIB), kib(coffer_crypto::KdfParams::MAX_MEMORY_KIB));
-    if !(min..=max).contains(&v) {
-        return Err("the Argon2id memory limit must be between 64M and 4G (a size such as 512M or 2G)".into());
-    }
-    Ok((v >> 10) as u32)
-}
-
-/// Parses a rate in bytes per second ("50M": 50 MiB/s); at least 1 KiB/s.
-fn parse_rate(s: &str) -> Result<u64, String> {
-    let v = parse_bytes(s.trim_end_matches("/s"))?;
-    if v < 1024 {
-        return Err("a rate below 1K per second".into());
-    }
-    Ok(v)
 }

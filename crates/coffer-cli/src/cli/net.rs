@@ -46,13 +46,6 @@ pub struct TlsArgs {
     /// A transfer that moves no byte for this long fails, on both ends.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub stall_timeout: u64,
-    /// (The receiver takes as many connections as the sender opens.)
-    #[arg(skip = 1usize)]
-    pub streams: usize,
-    #[arg(skip)]
-    pub resume: bool,
-    #[arg(skip)]
-    pub limit_rate: Option<u64>,
 }
 
 /// TLS options of `send` and of `backup --to` (or `-o tls://HOST:PORT`).
@@ -101,23 +94,19 @@ impl OptionalTlsArgs {
             || self.limit_rate.is_some()
     }
 
-    /// The options as given, if this end's certificate and key are.
-    pub fn given(&self) -> Option<TlsArgs> {
-        (self.cert.is_some() && self.tls_key.is_some()).then(|| self.required())
-    }
-
-    /// The options as given (clap has required all three with --to).
-    pub fn required(&self) -> TlsArgs {
-        TlsArgs {
-            cert: self.cert.clone().expect("clap requires --cert"),
-            tls_key: self.tls_key.clone().expect("clap requires --key"),
+    /// The options as the library takes them, if this end's certificate and key are given
+    /// (clap requires both with --to).
+    pub fn given(&self) -> Option<coffer::net::TlsOptions> {
+        Some(coffer::net::TlsOptions {
+            cert: self.cert.clone()?,
+            key: self.tls_key.clone()?,
             ca: self.ca.clone(),
-            peer_fingerprint: self.peer_fingerprint.clone(),
+            peer_fingerprints: self.peer_fingerprint.clone(),
             stall_timeout: self.stall_timeout,
             streams: self.streams.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             resume: self.resume,
             limit_rate: self.limit_rate,
-        }
+        })
     }
 }
 

@@ -106,7 +106,7 @@ pub struct RestoreArgs {
 
     /// Run at this I/O scheduling class: idle or best-effort[:LEVEL] (0-7, default 7), also
     /// for the engine's prepare; see `coffer backup --help`.
-    #[arg(long, value_name = "CLASS", value_parser = parse_io_priority)]
+    #[arg(long, value_name = "CLASS")]
     pub io_priority: Option<IoPriority>,
 
     /// Write the run's metrics (Prometheus text format) into FILE, as `backup --metrics-file`

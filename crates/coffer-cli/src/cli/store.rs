@@ -96,19 +96,3 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 }
-
-/// `7d`, `36h`, `90m`, `2w`, `3600s` in seconds.
-fn parse_span(s: &str) -> Result<i64, String> {
-    let unit = s.chars().last().ok_or("empty")?;
-    let n: i64 =
-        s[..s.len() - unit.len_utf8()].parse().map_err(|_| format!("{s:?}: expected a number and s, m, h, d or w"))?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => return Err(format!("{s:?}: the unit is s, m, h, d or w")),
-    };
-    n.checked_mul(scale).filter(|v| *v > 0).ok_or_else(|| format!("{s:?}: out of range"))
-}

@@ -2,10 +2,11 @@
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
 use super::{io_priority, warn};
-use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs};
+use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs, SslModeArg};
 use crate::exit::usage;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
+use coffer::source::server_tls;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use coffer_format::Codec;
 use coffer_mysql::engine::EngineKind;
@@ -27,7 +28,7 @@ impl ServerArgs {
             }),
             engine_args: self.engine_args.clone(),
             scratch_dir: self.scratch_dir.clone(),
-            tls: self.tls(),
+            tls: server_tls(self.ssl_mode.map(SslModeArg::mode), &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
         }
     }
 }
@@ -60,7 +61,7 @@ impl BackupArgs {
         let sending = matches!(spec.output, Location::Tls(_));
         let tls_only = crate::cli::OptionalTlsArgs { limit_rate: None, ..self.tls.clone() };
         let tls = match &spec.output {
-            Location::Tls(_) => self.tls.given().map(|t| t.options()),
+            Location::Tls(_) => self.tls.given(),
             _ if tls_only.any() => {
                 return Err(usage(
                     "--cert, --key, --ca, --peer-fingerprint, --streams and --resume are for sending \

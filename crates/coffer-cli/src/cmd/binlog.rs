@@ -1,8 +1,7 @@
 //! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
 
 use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
-use anyhow::{Context, Result};
-use std::sync::atomic::Ordering;
+use anyhow::Result;
 use std::time::Duration;
 
 pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
@@ -14,7 +13,7 @@ pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
 }
 
 fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
-    let mut spec = coffer::binlog::ArchiveSpec {
+    let spec = coffer::binlog::ArchiveSpec {
         server: a.server(),
         prefix: a.output,
         keys: a.key.sources(),
@@ -25,28 +24,14 @@ fn archive(a: ArchiveArgs, quiet: bool) -> Result<()> {
         server_id: a.server_id,
         stop: None,
     };
-    let mut env = crate::report::env(quiet, 1);
     let options = coffer::service::ServiceOptions {
         command: "binlog-archive".into(),
         profile: crate::config::profile_name().map(str::to_owned),
         notify: true,
         metrics_file: a.metrics_file,
     };
-    let service = coffer::service::Service::start(options, env.report.clone());
-    if let Some(addr) = &a.metrics_listen {
-        let listener =
-            std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
-        service.serve_metrics(listener);
-    }
-    if a.follow {
-        // A follower is stopped by a signal: it stores what it received and ends well (a
-        // second signal ends it at once).
-        spec.stop = Some(coffer::service::stop_on_signals());
-        env.abort_uploads_on_signals = false;
-    }
-    env.report = service.clone();
-    let s = service.finish(coffer::binlog::archive(&spec, &env))?;
-    let stopped = spec.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    let env = crate::report::env(quiet, 1);
+    let (s, stopped) = coffer::service::archive(spec, options, a.metrics_listen.as_deref(), &env)?;
     super::say(quiet, s.line(stopped));
     Ok(())
 }

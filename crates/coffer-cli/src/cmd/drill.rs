@@ -2,11 +2,12 @@
 
 use crate::cli::DrillArgs;
 use anyhow::Result;
+use coffer::repo::recovery::Until;
 use coffer::server::drill::DrillSpec;
 use coffer::Location;
 
 pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
-    let until = super::until(&args.until, &args.until_gtid, &args.until_position)?;
+    let until = Until::given(args.until.as_deref(), args.until_gtid.as_deref(), args.until_position.as_deref())?;
     if until.is_none() && args.binlogs.is_some() {
         return Err(crate::exit::usage("--binlogs goes with --until, --until-gtid or --until-position"));
     }

@@ -4,7 +4,7 @@
 use super::stdout_file;
 use crate::cli::{HeaderCommand, KeyCommand, KeyringCommand, RekeyArgs};
 use crate::exit::usage;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use coffer::slots::{self, KeyKind};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -35,21 +35,9 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
         KeyCommand::Rotate { image, key, new } => {
             Ok(slots::rotate_slot(&image, &key.sources(), &new.secrets(), &env).map(drop)?)
         }
-        KeyCommand::Rewrap { images, key } => {
-            let ring =
-                coffer::keys::keyring(&key.sources(), &env)?.ok_or_else(|| usage("rewrap needs --keyring FILE"))?;
-            let mut failed = 0;
-            for image in &images {
-                if let Err(e) = slots::rewrap(image, &ring, &env) {
-                    failed += 1;
-                    eprintln!("coffer: error: {}: {}", image.display(), e.one_line());
-                }
-            }
-            if failed > 0 {
-                bail!("{failed} of {} images were not rewrapped", images.len());
-            }
-            Ok(())
-        }
+        KeyCommand::Rewrap { images, key } => Ok(slots::rewrap_all(&images, &key.sources(), &env, |image, e| {
+            eprintln!("coffer: error: {}: {}", image.display(), e.one_line())
+        })?),
     }
 }
 

@@ -54,9 +54,8 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
         return Err(crate::exit::usage("--chain needs the image as a file or object (its chain is found beside it)"));
     }
     let env = crate::report::env(quiet, threads);
-    let keys = args.key.sources();
     let bases: Vec<Location> = args.base.iter().map(|b| Location::from_path(b)).collect();
-    let plan = coffer::server::prepare::plan(&image, &bases, &keys, &env)?;
+    let plan = coffer::server::prepare::plan(&image, &bases, &args.key.sources(), &env)?;
     let Some(chain) = &plan.chain else {
         // A full backup (or no server backup) is a chain of its own.
         return verify(VerifyArgs { chain: false, ..args.clone() }, quiet, threads);
@@ -64,28 +63,15 @@ fn verify_chain(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<()> {
     if !quiet && !args.json {
         eprintln!("coffer: the chain of {} backups is linked (ids, server, LSNs)", chain.len());
     }
-    let mut rows = Vec::new();
-    let mut failed = None;
-    for backup in chain {
-        let result = coffer::read::Verified::timed(|| plan.verify(backup, &env));
-        let member = coffer::read::ChainMember { image: backup.location.shown(), kind: backup.what(), result };
-        match member.line() {
-            Ok(line) if !quiet && !args.json => println!("coffer: {line}"),
-            Err(line) if !args.json => eprintln!("coffer: {line}"),
-            _ => {}
-        }
-        rows.push(member.to_json());
-        if let Err(e) = member.result {
-            failed.get_or_insert(e);
-        }
-    }
+    let verified = plan.verify_chain(&env, |member| match member.line() {
+        Ok(line) if !quiet && !args.json => println!("coffer: {line}"),
+        Err(line) if !args.json => eprintln!("coffer: {line}"),
+        _ => {}
+    });
     if args.json {
-        println!("{}", json!({"ok": failed.is_none(), "chain": rows}));
+        println!("{}", verified.to_json());
     }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
-    }
+    Ok(verified.outcome()?)
 }
 
 fn verify_image(args: &VerifyArgs, quiet: bool, threads: usize) -> Result<coffer::read::Verified> {

@@ -74,21 +74,6 @@ pub fn io_priority(p: Option<crate::cli::IoPriority>) -> Result<()> {
     Ok(())
 }
 
-/// The point-in-time target of --until, --until-gtid or --until-position, if one is given.
-pub fn until(
-    time: &Option<String>,
-    gtid: &Option<String>,
-    position: &Option<String>,
-) -> Result<Option<coffer::repo::recovery::Until>> {
-    use coffer::repo::recovery::Until;
-    Ok(match (time, gtid, position) {
-        (Some(t), _, _) => Some(Until::parse_time(t)?),
-        (_, Some(g), _) => Some(Until::parse_gtid(g)?),
-        (_, _, Some(p)) => Some(Until::parse_position(p)?),
-        _ => None,
-    })
-}
-
 /// Refuses to read an image from standard input when it is a terminal.
 pub fn refuse_terminal(image: &coffer::Location) -> Result<()> {
     if *image == coffer::Location::Stdio && std::io::stdin().is_terminal() {

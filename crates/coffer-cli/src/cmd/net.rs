@@ -28,9 +28,10 @@ impl TlsArgs {
             ca: self.ca.clone(),
             peer_fingerprints: self.peer_fingerprint.clone(),
             stall_timeout: self.stall_timeout,
-            streams: self.streams,
-            resume: self.resume,
-            limit_rate: self.limit_rate,
+            // The receiver takes as many connections as the sender opens.
+            streams: 1,
+            resume: false,
+            limit_rate: None,
         }
     }
 }
@@ -51,7 +52,8 @@ fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::t
     if image == std::path::Path::new("-") {
         super::refuse_terminal(&coffer::Location::Stdio)?;
     }
-    let s = coffer::transfer::send(image, &to, &args.tls.required().options(), &crate::report::env(quiet, threads))?;
+    let tls = args.tls.given().expect("clap requires --cert and --key with --to");
+    let s = coffer::transfer::send(image, &to, &tls, &crate::report::env(quiet, threads))?;
     say(quiet, s.line(&to));
     Ok(s)
 }

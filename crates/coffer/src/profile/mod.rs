@@ -330,6 +330,55 @@ pub fn target<'e>(path: &[String], entry: &'e Entry) -> Option<(Target<'e>, Targ
     }
 }
 
+/// An option of a run's command line, as [`additions`] asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOption {
+    /// The option's id (what [`Applied::set`] names).
+    pub id: String,
+    /// `--LONG`, or `None` for a positional argument.
+    pub long: Option<String>,
+    /// The run gives it already (on the command line, or in a `COFFER_*` variable).
+    pub given: bool,
+}
+
+/// What a profile added to a run's command line, for `config show`.
+#[derive(Debug)]
+pub struct Applied {
+    /// The profile's name.
+    pub profile: String,
+    /// (option id, where its value comes from, whether it is a secret) of each option set.
+    pub set: Vec<(String, Place, bool)>,
+}
+
+/// The words that profile `name` adds to a run of the command at `path`, for each option the
+/// run does not give already (`option` finds an option of the command, and says whether the
+/// run gives it; the keys of options the command does not have are skipped), and what they
+/// set. AWS keys set their variables ([`set_aws`]): to be called before any thread starts.
+pub fn additions(
+    config: &Config,
+    name: &str,
+    path: &[String],
+    option: impl Fn(Target) -> Option<RunOption>,
+) -> Result<(Vec<std::ffi::OsString>, Applied)> {
+    let mut added = Vec::new();
+    let mut set = Vec::new();
+    for entry in effective(config.profile(name)?, path).into_values() {
+        set_aws(&entry);
+        let Some((checked, arg, given)) = target(path, &entry) else { continue };
+        let (Some(checked), Some(arg)) = (option(checked), option(arg)) else { continue };
+        if checked.given || arg.given {
+            continue;
+        }
+        let words = given.value()?.words(arg.long.as_deref());
+        if words.is_empty() {
+            continue;
+        }
+        set.push((arg.id, entry.at.clone(), entry.is_secret()));
+        added.extend(words);
+    }
+    Ok((added, Applied { profile: name.to_owned(), set }))
+}
+
 /// Sets an AWS variable from the profile, unless the environment has it (the environment
 /// comes before the file). To be called before any thread starts.
 pub fn set_aws(entry: &Entry) {
@@ -452,6 +501,49 @@ mod tests {
             "c.toml:1:10: \"a b\": a profile's name is letters, digits, '_', '-', '.'"
         );
         assert_eq!(Error::usage("x").exit_code(), parse("[p]\n").unwrap_err().exit_code());
+    }
+
+    #[test]
+    fn a_profile_adds_the_options_a_run_does_not_give() {
+        let c = parse(
+            "[profile.p]\nthreads = 2\nmysql = true\nkey-file = [\"/a\", \"/b\"]\nrepository = \"s3://b/\"\n\
+             [profile.p.backup]\ncompress = \"lz4\"\n",
+        )
+        .unwrap();
+        // The run gives --threads; the command has no --compress.
+        let option = |t: Target| {
+            let long = match t {
+                Target::Long(l @ ("threads" | "mysql" | "key-file" | "output")) => l,
+                _ => return None,
+            };
+            Some(RunOption { id: long.replace('-', "_"), long: Some(long.into()), given: long == "threads" })
+        };
+        let (words, applied) = additions(&c, "p", &["backup".into()], option).unwrap();
+        let words: Vec<_> = words.iter().map(|w| w.to_str().unwrap()).collect();
+        assert_eq!(words, ["--key-file=/a", "--key-file=/b", "--mysql", "--output=s3://b/"]);
+        let set: Vec<_> = applied.set.iter().map(|(id, at, _)| (id.as_str(), at.line)).collect();
+        assert_eq!(set, [("key_file", 4), ("mysql", 3), ("output", 5)]);
+        assert_eq!(applied.profile, "p");
+        assert!(additions(&c, "q", &["backup".into()], option).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any text is a config file or one error line with its place; never a panic.
+        #[test]
+        fn any_text_parses_or_fails_in_one_line(text in "(\\[profile\\.[a-z]{1,3}(\\.backup)?\\]\n|[a-z-]{1,12} = (\"[^\"\n]{0,8}\"|[0-9]{1,3}|true|\\[1, \"x\"\\])\n|.{0,10}\n){0,8}") {
+            match parse(&text) {
+                Ok(c) => {
+                    for e in c.profiles.values().flatten() {
+                        proptest::prop_assert!(e.at.line >= 1 && e.at.column >= 1);
+                    }
+                }
+                Err(e) => {
+                    let line = e.one_line();
+                    proptest::prop_assert!(!line.contains('\n'), "{line}");
+                    proptest::prop_assert!(line.starts_with("c.toml:"), "{line}");
+                }
+            }
+        }
     }
 
     #[test]

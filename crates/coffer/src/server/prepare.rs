@@ -7,6 +7,7 @@ use super::beside::{Beside, Place};
 use crate::error::{Context, Error, Result};
 use crate::keys::KeySources;
 use crate::location::Location;
+use crate::read::{ChainMember, ChainVerified, Verified};
 use crate::repo::chain::Known;
 use crate::restore::{restore_unlocked, RestoreSpec, RestoreSummary};
 use crate::Env;
@@ -389,6 +390,19 @@ impl Plan {
     /// Reads `backup` (one of the chain's) through, authenticating every frame.
     pub fn verify(&self, backup: &Known, env: &Env) -> Result<ReadSummary> {
         crate::read::verify_with(&backup.location, &self.unlocks, env)
+    }
+
+    /// Verifies every image of the chain (none without one), full first, each handed to `each`
+    /// as soon as it is verified (`verify --chain`).
+    pub fn verify_chain(&self, env: &Env, mut each: impl FnMut(&ChainMember)) -> ChainVerified {
+        let mut verified = ChainVerified::default();
+        for backup in self.chain.iter().flatten() {
+            let result = Verified::timed(|| self.verify(backup, env));
+            let member = ChainMember { image: backup.location.shown(), kind: backup.what(), result };
+            each(&member);
+            verified.members.push(member);
+        }
+        verified
     }
 
     /// Restores the image `spec.image` alone (see [`crate::restore::restore`]).

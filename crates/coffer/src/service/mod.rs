@@ -41,12 +41,13 @@ pub use file::MetricsFile;
 pub use notify::Notifier;
 pub use signals::stop_on_signals;
 
-use crate::binlog::ArchiveSummary;
+use crate::binlog::{ArchiveSpec, ArchiveSummary};
 use crate::report::{ArchivePhase, ArchiveState};
-use crate::{Progress, Report, Result};
+use crate::{Context, Env, Progress, Report, Result};
 use metrics::Run;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use writer::Background;
@@ -210,6 +211,35 @@ impl Service {
             let _ = n.send(&lines);
         }
     }
+}
+
+/// Runs the binary log archiver as a service (`binlog archive`): a [`Service`] around `env`'s
+/// report, its metrics also served at `http://ADDR/metrics` if `metrics_listen` names an
+/// address, and, with `spec.follow`, stopped by SIGTERM or SIGINT (see [`stop_on_signals`]:
+/// what was received is stored, uploads are not aborted). The summary, and whether a signal
+/// stopped the run.
+pub fn archive(
+    mut spec: ArchiveSpec,
+    options: ServiceOptions,
+    metrics_listen: Option<&str>,
+    env: &Env,
+) -> Result<(ArchiveSummary, bool)> {
+    let service = Service::start(options, env.report.clone());
+    if let Some(addr) = metrics_listen {
+        let listener =
+            TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+        service.serve_metrics(listener);
+    }
+    let mut env = env.clone();
+    if spec.follow {
+        // A follower is stopped by a signal: it stores what it received and ends well (a
+        // second signal ends it at once).
+        spec.stop = Some(stop_on_signals());
+        env.abort_uploads_on_signals = false;
+    }
+    env.report = service.clone();
+    let summary = service.finish(crate::binlog::archive(&spec, &env))?;
+    Ok((summary, spec.stop.is_some_and(|s| s.load(Ordering::SeqCst))))
 }
 
 impl Report for Service {

@@ -30,6 +30,17 @@ pub enum Until {
 }
 
 impl Until {
+    /// The target of `--until`, `--until-gtid` or `--until-position`, whichever is given
+    /// (the first, if several are), parsed; `None` if none is.
+    pub fn given(time: Option<&str>, gtid: Option<&str>, position: Option<&str>) -> Result<Option<Self>> {
+        match (time, gtid, position) {
+            (Some(t), _, _) => Self::parse_time(t).map(Some),
+            (_, Some(g), _) => Self::parse_gtid(g).map(Some),
+            (_, _, Some(p)) => Self::parse_position(p).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// `2026-11-27 14:02:59` (UTC), with `T` for the space if wished, and a zone if given:
     /// `Z`, `UTC`, `+01:00`, `-0500`.
     pub fn parse_time(text: &str) -> Result<Self> {
@@ -404,6 +415,17 @@ mod tests {
             assert!(Until::parse_time(bad).is_err(), "{bad}");
         }
         assert_eq!(Until::Time(1_795_788_179).shown(), "2026-11-27 14:02:59 UTC");
+    }
+
+    #[test]
+    fn the_target_given_is_the_first_of_the_three_options() {
+        assert_eq!(Until::given(None, None, None).unwrap(), None);
+        assert_eq!(Until::given(Some("1970-01-01 00:00:00"), Some("0-1-2"), None).unwrap(), Some(Until::Time(0)));
+        assert_eq!(Until::given(None, Some("0-1-2"), None).unwrap(), Some(Until::parse_gtid("0-1-2").unwrap()));
+        let at = Until::given(None, None, Some("binlog.000042:1234")).unwrap();
+        assert_eq!(at, Some(Until::Position("binlog.000042".into(), 1234)));
+        let bad = Until::given(None, Some("1-2"), None).unwrap_err();
+        assert_eq!(bad.exit_code(), crate::error::exit::USAGE);
     }
 
     #[test]
