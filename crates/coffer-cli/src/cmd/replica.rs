@@ -26,17 +26,25 @@ pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
 
 fn spec(a: &SeedArgs) -> Result<SeedSpec> {
     let primary = a.primary.spec()?.ok_or_else(|| crate::exit::usage("replica seed needs --primary HOST[:PORT]"))?;
-    let live = a.listen.as_ref().map(|listen| coffer::transfer::ReceiveSpec {
-        listen: listen.clone(),
-        tls: a.tls.required().options(),
-        to: None,
-        output: None,
-        keys: a.key.sources(),
-        owner: a.owner.clone(),
-        keep_setuid: false,
-        force: true,
-        checkpoint: 256 << 20,
-    });
+    let live = match (&a.listen, a.tls.given()) {
+        (Some(_), Some(t)) if t.ca.is_none() && t.peer_fingerprints.is_empty() => {
+            return Err(crate::exit::usage("--listen needs --ca or --peer-fingerprint: the sender is authenticated"))
+        }
+        (Some(listen), Some(tls)) => Some(coffer::transfer::ReceiveSpec {
+            listen: listen.clone(),
+            // The receiver takes as many connections as the sender opens.
+            tls: coffer::net::TlsOptions { streams: 1, resume: false, limit_rate: None, ..tls },
+            to: None,
+            output: None,
+            keys: a.key.sources(),
+            owner: a.owner.clone(),
+            keep_setuid: false,
+            force: true,
+            checkpoint: 256 << 20,
+        }),
+        (Some(_), None) => return Err(crate::exit::usage("--listen needs --cert and --key")),
+        (None, _) => None,
+    };
     Ok(SeedSpec {
         source: a.source.clone().unwrap_or_default(),
         live,
