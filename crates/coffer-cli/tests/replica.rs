@@ -134,11 +134,14 @@ fn a_replica_seeded_by_hand_replicates_over_tls() {
     let info = seed.join("master.info");
     assert!(std::fs::read_to_string(&info).unwrap().contains(REPL_PASSWORD), "master.info holds the password");
     std::fs::set_permissions(&info, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let written = std::fs::read(&info).unwrap();
     replica.stop();
     let load = Load::start(&primary);
     let accepts = primary.ssl_accepts();
     replica.start();
     load.stop();
     assert_replicates(&primary, &replica, accepts, Duration::from_secs(300));
+    // The server wrote it again (its position moved), in place: the mode stayed.
+    assert_ne!(std::fs::read(&info).unwrap(), written, "the server did not write master.info again");
     assert_eq!(mode(&info), 0o600, "master.info's mode after a restart");
 }
