@@ -375,7 +375,7 @@ pub fn assert_replicates(primary: &Primary, replica: &Replica, accepts_before: u
     let tables = primary.tables();
     assert!(!tables.is_empty(), "no tables to compare");
     let checksum = format!("CHECKSUM TABLE {}", tables.join(", "));
-    assert_eq!(replica.sql(&checksum), primary.server.sql(&checksum), "checksums differ");
+    assert_eq!(replica.sql(&checksum), primary.server.sql(&checksum), "checksums differ\n{}", replica.log_tail());
     let st = replica.slave_status();
     let want = [
         ("Slave_IO_Running", "Yes"),
@@ -390,8 +390,45 @@ pub fn assert_replicates(primary: &Primary, replica: &Replica, accepts_before: u
     for (k, v) in want {
         assert_eq!(st.get(k).map(String::as_str), Some(v), "SHOW SLAVE STATUS {k}: {st:?}\n{}", replica.log_tail());
     }
-    assert_eq!(replica.sql("SELECT @@gtid_slave_pos").trim(), primary.gtid_binlog_pos(), "gtid_slave_pos");
+    let pos = primary.gtid_binlog_pos();
+    assert_eq!(replica.sql("SELECT @@gtid_slave_pos").trim(), pos, "gtid_slave_pos\n{}", replica.log_tail());
     assert!(primary.ssl_accepts() > accepts_before, "the primary accepted no TLS handshake");
     let ciphers = primary.dump_thread_ciphers();
     assert!(!ciphers.is_empty() && ciphers.iter().all(|c| !c.is_empty()), "dump threads' ciphers: {ciphers:?}");
+}
+
+/// Every file under `roots` that holds the replication password, as typed or as a SQL
+/// literal would hold it.
+pub fn password_holders(roots: &[&Path]) -> Vec<PathBuf> {
+    let forms = [REPL_PASSWORD.to_owned(), quoted(REPL_PASSWORD), REPL_PASSWORD.replace('\\', "\\\\")];
+    let mut found = vec![];
+    let mut stack: Vec<PathBuf> = roots.iter().map(|r| r.to_path_buf()).collect();
+    while let Some(p) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+        if md.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if md.is_file() && md.len() > 0 {
+            let Ok(bytes) = std::fs::read(&p) else { continue };
+            if forms.iter().any(|f| bytes.windows(f.len()).any(|w| w == f.as_bytes())) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The live processes (pid, command line) whose command line mentions `needle` (a path of the
+/// test's): what a refused or killed seed must not leave running.
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && pid != std::process::id() as i32 {
+            found.push((pid, cmd.trim().to_owned()));
+        }
+    }
+    found
 }
