@@ -70,6 +70,28 @@ fn change_master(replica: &Replica, host: &str, port: u16, ca: &str, password: &
     ));
 }
 
+/// The DBA's steps up to START SLAVE: a streamed backup of the primary into `fx`'s `seed`,
+/// prepared, given to mysql, started as the replica's service (`cnf`: more lines of its
+/// configuration) and `gtid_slave_pos` set from the backup. The replica, the backup's GTID, and
+/// the seconds each step took (backup and stream, prepare, start).
+fn seed_by_hand(fx: &Fixture, primary: &Primary, cnf: &[&str]) -> (Replica, String, [Duration; 3]) {
+    let seed = fx.path("seed");
+    let t = Instant::now();
+    stream_backup(fx, primary, &seed);
+    let backup_s = t.elapsed();
+    let t = Instant::now();
+    prepare(&seed);
+    let prepare_s = t.elapsed();
+    chown_tree(&seed);
+    let gtid = backup_gtid(&seed);
+    let mut replica = Replica::new(&fx.path("replica"), &seed, cnf);
+    let t = Instant::now();
+    replica.start();
+    let start_s = t.elapsed();
+    replica.sql(&format!("SET GLOBAL gtid_slave_pos = {}", quoted(&gtid)));
+    (replica, gtid, [backup_s, prepare_s, start_s])
+}
+
 fn mode(p: &Path) -> u32 {
     std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o7777
 }
@@ -84,19 +106,7 @@ fn a_replica_seeded_by_hand_replicates_over_tls() {
     let primary = Primary::start(&fx, &pki, &[]);
     let load = Load::start(&primary);
     let seed = fx.path("seed");
-    let t = Instant::now();
-    stream_backup(&fx, &primary, &seed);
-    let backup_s = t.elapsed();
-    let t = Instant::now();
-    prepare(&seed);
-    let prepare_s = t.elapsed();
-    chown_tree(&seed);
-    let gtid = backup_gtid(&seed);
-    let mut replica = Replica::new(&fx.path("replica"), &seed, &[]);
-    let t = Instant::now();
-    replica.start();
-    let start_s = t.elapsed();
-    replica.sql(&format!("SET GLOBAL gtid_slave_pos = {}", quoted(&gtid)));
+    let (mut replica, gtid, [backup_s, prepare_s, start_s]) = seed_by_hand(&fx, &primary, &[]);
 
     // The wrong ways: each is the server's error, seen by the wait at once.
     let wrong = [
@@ -144,4 +154,71 @@ fn a_replica_seeded_by_hand_replicates_over_tls() {
     // The server wrote it again (its position moved), in place: the mode stayed.
     assert_ne!(std::fs::read(&info).unwrap(), written, "the server did not write master.info again");
     assert_eq!(mode(&info), 0o600, "master.info's mode after a restart");
+}
+
+/// The migration by hand (design §5 d): an unencrypted primary, its replica configured to
+/// encrypt at rest (its own key file). Once the encryption threads are done every tablespace
+/// is encrypted, replication still runs, and after the switch (writes stopped, caught up,
+/// promoted) the tables are equal.
+#[test]
+fn a_replica_seeded_by_hand_encrypts_at_rest_and_takes_over() {
+    if !common::live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let pki = Pki::new(fx.dir.path());
+    let primary = Primary::start(&fx, &pki, &[]);
+    assert_eq!(encrypted(&primary.server.sql(ENCRYPTION)).0, 0, "the primary encrypts nothing");
+    let load = Load::start(&primary);
+    std::fs::create_dir_all(fx.path("replica")).unwrap();
+    let keys = fx.path("replica/keys");
+    common::mariadb::write_key_file(&keys, None);
+    let cnf = format!("file-key-management-filename={}", keys.display());
+    let at_rest = [
+        "plugin-load-add=file_key_management",
+        &cnf,
+        "innodb-encrypt-tables=ON",
+        "innodb-encrypt-log=ON",
+        "innodb-encryption-threads=2",
+        "encrypt-binlog=ON",
+    ];
+    let (replica, _, _) = seed_by_hand(&fx, &primary, &at_rest);
+    let accepts = primary.ssl_accepts();
+    change_master(&replica, "127.0.0.1", primary.port, &pki.ca, REPL_PASSWORD);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (done, all) = encrypted(&replica.sql(ENCRYPTION));
+        if done == all && all >= spaces(&replica.sql(SPACES)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of {all} tablespaces encrypted in 120 s\n{}", replica.log_tail());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    load.stop();
+    assert_replicates(&primary, &replica, accepts, Duration::from_secs(300));
+    // The switch: no more writes on the primary, the replica has them all, then it is promoted.
+    primary.server.sql("SET GLOBAL read_only = 1");
+    catch_up(&replica, &primary.gtid_binlog_pos(), Duration::from_secs(60)).unwrap();
+    replica.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0");
+    let checksum = format!("CHECKSUM TABLE {}", primary.tables().join(", "));
+    assert_eq!(replica.sql(&checksum), primary.server.sql(&checksum));
+    replica.sql("INSERT INTO sbtest.zipped (v) VALUES ('written on the new primary')");
+    assert!(replica.slave_status().is_empty(), "no replication left configured");
+}
+
+/// Encrypted tablespaces whose key rotation is done, and all tablespaces the encryption
+/// threads know of.
+const ENCRYPTION: &str = "SELECT SUM(ENCRYPTION_SCHEME = 1 AND ROTATING_OR_FLUSHING = 0), COUNT(*) \
+    FROM information_schema.INNODB_TABLESPACES_ENCRYPTION";
+/// Every tablespace InnoDB has but the temporary one (which `innodb_encrypt_temporary_tables`
+/// governs); in 10.11 the system tablespace is among them.
+const SPACES: &str = "SELECT COUNT(*) FROM information_schema.INNODB_SYS_TABLESPACES WHERE NAME <> 'innodb_temporary'";
+
+fn encrypted(row: &str) -> (u64, u64) {
+    let mut f = row.split('\t').map(|v| v.trim().parse().unwrap_or(0));
+    (f.next().unwrap(), f.next().unwrap())
+}
+
+fn spaces(row: &str) -> u64 {
+    row.trim().parse().unwrap()
 }
