@@ -154,6 +154,20 @@ fn a_replica_seeded_by_hand_replicates_over_tls() {
     // The server wrote it again (its position moved), in place: the mode stayed.
     assert_ne!(std::fs::read(&info).unwrap(), written, "the server did not write master.info again");
     assert_eq!(mode(&info), 0o600, "master.info's mode after a restart");
+    // The server itself keeps the password in master.info and nowhere else (not in the error
+    // log, the binary or relay logs, nor any tablespace): all a seed may leave.
+    assert_eq!(password_holders(&[&seed, &replica.dir]), [info]);
+
+    // A replica that needs what the primary purged is refused with the server's 1236, at once.
+    replica.sql("STOP SLAVE");
+    Load::start(&primary).stop();
+    primary.purge_binary_logs();
+    replica.sql("START SLAVE");
+    let err = catch_up(&replica, &primary.gtid_binlog_pos(), Duration::from_secs(120)).unwrap_err();
+    assert!(err.starts_with("Last_IO_Errno 1236"), "{err}");
+    eprintln!("refused as it should be: {err}");
+    replica.stop();
+    assert!(processes_mentioning(&replica.cnf.display().to_string()).is_empty(), "the replica is stopped");
 }
 
 /// The migration by hand (design §5 d): an unencrypted primary, its replica configured to

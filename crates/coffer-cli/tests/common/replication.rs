@@ -119,6 +119,24 @@ impl Primary {
         self.server.sql("SELECT @@gtid_binlog_pos").trim().to_owned()
     }
 
+    /// Starts a new binary log and purges every older one: a replica (or a backup) that needs a
+    /// transaction written before now can no longer get it from the primary. The file kept.
+    pub fn purge_binary_logs(&self) -> String {
+        self.server.sql("FLUSH BINARY LOGS");
+        let current = self.server.sql("SHOW MASTER STATUS").split('\t').next().unwrap().to_owned();
+        // The server keeps a log until its binlog checkpoint is written: ask again a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.server.sql(&format!("PURGE BINARY LOGS TO {}", quoted(&current)));
+            let left = self.server.sql("SHOW BINARY LOGS");
+            if left.lines().count() == 1 {
+                return current;
+            }
+            assert!(Instant::now() < deadline, "binary logs left after 30 s: {left}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The user tables (`db.table`), the ones the checksums compare.
     pub fn tables(&self) -> Vec<String> {
         let list = self.server.sql(
