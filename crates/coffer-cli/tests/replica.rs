@@ -84,7 +84,7 @@ fn seed_by_hand(fx: &Fixture, primary: &Primary, cnf: &[&str]) -> (Replica, Stri
     let prepare_s = t.elapsed();
     chown_tree(&seed);
     let gtid = backup_gtid(&seed);
-    let mut replica = Replica::new(&fx.path("replica"), &seed, cnf);
+    let replica = Replica::new(&fx.path("replica"), &seed, cnf);
     let t = Instant::now();
     replica.start();
     let start_s = t.elapsed();
@@ -106,7 +106,7 @@ fn a_replica_seeded_by_hand_replicates_over_tls() {
     let primary = Primary::start(&fx, &pki, &[]);
     let load = Load::start(&primary);
     let seed = fx.path("seed");
-    let (mut replica, gtid, [backup_s, prepare_s, start_s]) = seed_by_hand(&fx, &primary, &[]);
+    let (replica, gtid, [backup_s, prepare_s, start_s]) = seed_by_hand(&fx, &primary, &[]);
 
     // The wrong ways: each is the server's error, seen by the wait at once.
     let wrong = [

@@ -253,9 +253,15 @@ impl Replica {
     }
 
     /// Runs `start.sh` and waits (60 s at most) until the server answers.
-    pub fn start(&mut self) {
+    pub fn start(&self) {
         let out = Command::new(&self.start_sh).stdin(Stdio::null()).output().unwrap();
         assert!(out.status.success(), "start.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.wait_up();
+    }
+
+    /// Waits (60 s at most) until the server `start.sh` started (by us, or by `coffer replica
+    /// seed --start-with`) answers.
+    pub fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.try_sql("SELECT 1").is_err() {
             assert!(self.running(), "the replica exited: {}", self.log_tail());
@@ -277,7 +283,7 @@ impl Replica {
     }
 
     /// Shuts the server down cleanly, and waits (120 s at most, then kills it).
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         let _ = self.try_sql("SHUTDOWN");
         let deadline = Instant::now() + Duration::from_secs(120);
         while self.running() {
