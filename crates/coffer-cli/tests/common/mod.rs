@@ -136,6 +136,7 @@ pub fn frames(image: &[u8]) -> Vec<(usize, u8, usize)> {
 
 pub mod live;
 pub mod mariadb;
+pub mod replication;
 pub mod s3;
 pub mod scenario;
 pub mod tmpfs;
