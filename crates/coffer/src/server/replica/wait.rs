@@ -115,7 +115,13 @@ pub(crate) fn start_and_wait(
         let io_errno = field(&s, "Last_IO_Errno");
         io_failing = if io != "Yes" && !io_errno.is_empty() && io_errno != "0" { io_failing + 1 } else { 0 };
         if io_failing >= 3 {
-            return Err(seeded(format!("it cannot replicate from the primary: {}", field(&s, "Last_IO_Error"))));
+            // MariaDB says an unknown CA as "SSL connection error: error:00000000:lib(0)...".
+            let hint = if io_errno == "2026" {
+                " (TLS: is its --ssl-ca the CA that signs the primary's certificate, and does that name the host?)"
+            } else {
+                ""
+            };
+            return Err(seeded(format!("it cannot replicate from the primary: {}{hint}", field(&s, "Last_IO_Error"))));
         }
         if s.is_empty() || (io == "No" && sql == "No") {
             return Err(seeded(
