@@ -4,7 +4,7 @@
 //! a [`SourceSpec`], [`keys::KeySources`]), calls one job, and prints its typed summary. Any
 //! program can do the same. The crate is built in floors; a module uses only its own floor and
 //! those below it, and no two modules use each other (docs/ARCHITECTURE.md draws it, and
-//! `tests/layers.rs` checks it):
+//! `tests/house.rs` checks it):
 //!
 //! - foundations: [`error`] (the one error type and the one table from errors to exit codes),
 //!   [`report`] (how a job tells its caller what happens), [`text`], [`names`].
@@ -14,7 +14,8 @@
 //! - the repository ([`repo`]): what lies under a prefix, read and planned, never acted on.
 //! - the jobs: [`backup`] (from a [`source`]), [`restore`], [`validate`], [`transfer`],
 //!   [`slots`], [`binlog`] (the archiver).
-//! - the server wing ([`server`]): prepare and chain restores, point-in-time recovery, drills.
+//! - the server wing ([`server`]): prepare and chain restores, point-in-time recovery, seeding
+//!   a replica, drills.
 //! - services and profiles: [`service`] (a report sink for a job run as a service: systemd,
 //!   Prometheus metrics), [`profile`] (configuration files whose keys are the commands' options).
 //!

@@ -3,7 +3,8 @@
 //! the archived binary log), and drills (a private server checking every table). The private
 //! server they share (`private`) listens on no network, runs as no root, and dies with coffer.
 //!
-//! Seeding a replica and restoring single tables into a running server join here.
+//! Seeding a replica (`replica`) joins them, sharing the applier (`applier`) with point-in-time
+//! recovery; restoring single tables into a running server joins here next.
 
 pub(crate) mod applier;
 pub(crate) mod beside;
