@@ -171,6 +171,7 @@ fn a_replica_seeded_from_an_s3_prefix_replicates_over_verified_tls() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains(REPL_PW) && !String::from_utf8_lossy(&out).contains(REPL_PW), "{err}");
     let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["ok"], true, "{summary}");
     assert_eq!(summary["backups"].as_array().unwrap().len(), 3, "{summary}");
     assert!(summary["archive"].is_null(), "{summary}");
     assert!(summary["tls"].as_str().unwrap().starts_with("TLS (verified"), "{summary}");
@@ -369,6 +370,12 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
         let left: Vec<_> = std::fs::read_dir(fx.path("replica")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 1, "left beside the target: {left:?}");
     }
+    // With --json, a refusal is a JSON object too.
+    let args = with(&[("--ssl-ca", &other_ca)], &["--json"]);
+    let (code, out, _) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let failed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!((code, &failed["ok"], &failed["exit_code"]), (1, &false.into(), &1.into()), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("cannot reach the primary"), "{failed}");
     // A target that is not empty, without --force.
     std::fs::write(data.join("ibdata1"), b"someone's").unwrap();
     let refs: Vec<&str> = base.iter().map(String::as_str).collect();

@@ -2,15 +2,16 @@
 
 use crate::cli::{ReplicaCommand, SeedArchive, SeedArgs};
 use anyhow::Result;
-use coffer::server::replica::{ArchiveUse, SeedSpec, StartSpec};
+use coffer::server::replica::{ArchiveUse, SeedSpec, SeedSummary, StartSpec};
 
 pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
     let ReplicaCommand::Seed(args) = cmd;
     let spec = spec(&args)?;
-    let s = coffer::server::replica::seed(&spec, &crate::report::env(quiet || args.json, threads))?;
+    let seeded = coffer::server::replica::seed(&spec, &crate::report::env(quiet || args.json, threads));
     if args.json {
-        println!("{}", serde_json::to_string(&s)?);
+        println!("{}", seeded.as_ref().map_or_else(SeedSummary::failed_json, SeedSummary::to_json));
     }
+    let s = seeded?;
     super::say(quiet, s.line());
     if spec.start.is_none() {
         super::say(

@@ -114,6 +114,18 @@ pub struct SeedSummary {
 }
 
 impl SeedSummary {
+    /// What `--json` prints: the summary, with `"ok": true`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["ok"] = true.into();
+        v
+    }
+
+    /// What `--json` prints for a seed that failed: its one line and exit code.
+    pub fn failed_json(e: &Error) -> serde_json::Value {
+        serde_json::json!({"ok": false, "error": e.one_line(), "exit_code": e.exit_code()})
+    }
+
     /// The one line: which part came from where.
     pub fn line(&self) -> String {
         let backup = self.backups.last().map(String::as_str).unwrap_or("the backup received");
