@@ -352,11 +352,16 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     let other_ca = fx.s("other/ca.crt");
     let wrong_pw = fx.s("wrong-pw");
     let host_not_named = format!("127.0.0.2:{port}");
+    std::fs::write(fx.path("same-id.cnf"), "[mysqld]\nserver-id = 1\n").unwrap();
+    std::fs::write(fx.path("no-id.cnf"), "[mysqld]\nlog-bin\n[client]\nserver-id = 5\n").unwrap();
+    let (same_id_cnf, no_id_cnf) = (fx.s("same-id.cnf"), fx.s("no-id.cnf"));
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (with(&[("--ssl-ca", &other_ca)], &[]), 1, "cannot reach the primary"),
         (with(&[("--primary", &host_not_named)], &[]), 1, "cannot reach the primary"),
         (with(&[("--password-file", &wrong_pw)], &[]), 1, "wrong user or password"),
         (with(&[], &["--ssl-mode", "REQUIRED"]), 2, "REQUIRED"),
+        (with(&[], &["--replica-config", &same_id_cnf]), 1, "server_id 1, the primary's"),
+        (with(&[], &["--replica-config", &no_id_cnf]), 1, "sets no server_id"),
     ];
     let before = snapshot(&data);
     for (args, code, want) in cases {

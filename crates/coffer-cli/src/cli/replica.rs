@@ -40,6 +40,9 @@ pub struct SeedArgs {
     /// then wait until the replica has applied what the primary had at the end of the seed.
     #[arg(long, value_name = "CMD")]
     pub start_with: Option<String>,
+    /// The option file the replica's service reads: refused without a server_id of its own.
+    #[arg(long, value_name = "FILE")]
+    pub replica_config: Option<PathBuf>,
     /// The replica's socket, for --start-with.
     #[arg(long, value_name = "PATH", default_value = "/run/mysqld/mysqld.sock")]
     pub replica_socket: PathBuf,

@@ -65,6 +65,7 @@ fn spec(a: &SeedArgs) -> Result<SeedSpec> {
             SeedArchive::Always => ArchiveUse::Always,
             SeedArchive::Never => ArchiveUse::Never,
         },
+        replica_config: a.replica_config.clone(),
         start: a.start_with.as_ref().map(|c| StartSpec {
             command: c.clone(),
             socket: a.replica_socket.clone(),

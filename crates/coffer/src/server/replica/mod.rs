@@ -9,6 +9,7 @@
 //! the archive's end), the backups, the archive. A failure later leaves the target as it was.
 
 mod configure;
+mod host;
 pub(crate) mod primary;
 mod wait;
 
@@ -63,6 +64,8 @@ pub struct SeedSpec {
     pub archive: ArchiveUse,
     /// Start the replica and wait for it to catch up.
     pub start: Option<StartSpec>,
+    /// The option file the replica's own service reads, checked first (its server id).
+    pub replica_config: Option<PathBuf>,
 }
 
 /// The part of a seed that came from the archive.
@@ -167,6 +170,9 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
         "the primary {}:{} answers: {}, server id {}",
         spec.primary.host, spec.primary.port, about.version, about.server_id
     ));
+    if let Some(file) = &spec.replica_config {
+        host::check(file, about.server_id, env)?;
+    }
     let mut summary = SeedSummary {
         to: to.clone(),
         primary: format!("{}:{}", spec.primary.host, spec.primary.port),
