@@ -160,7 +160,7 @@ fn a_replica_seeded_from_an_s3_prefix_replicates_over_verified_tls() {
     }
     let data = fx.path("replica/data");
     let mut args = seed_args(&fx, &prefix, port, data.to_str().unwrap());
-    let (start, socket) = service_script(&fx, "replica", 2);
+    let (start, socket) = service_script(&fx, "replica", 2, "");
     args.extend(
         ["--json", "--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "300"].map(String::from),
     );
@@ -193,14 +193,14 @@ fn a_replica_seeded_from_an_s3_prefix_replicates_over_verified_tls() {
 
 /// The replica's "own service": a script that starts mariadbd on the datadir in the background
 /// (as `systemctl start` would), and the socket it listens on.
-fn service_script(fx: &Fixture, name: &str, server_id: u32) -> (String, String) {
+fn service_script(fx: &Fixture, name: &str, server_id: u32, extra: &str) -> (String, String) {
     let dir = fx.path(name);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("mysqld.sock").display().to_string();
     let script = format!(
         "{} --no-defaults --datadir={d}/data --socket={socket} --pid-file={d}/mysqld.pid --log-error={d}/error.log \
          --user=root --skip-networking --tmpdir={d} --innodb-buffer-pool-size=64M --server-id={server_id} --log-bin=replica-bin \
-         --log-slave-updates > /dev/null 2>&1 &\n",
+         --log-slave-updates {extra} > /dev/null 2>&1 &\n",
         common::mariadb::which("mariadbd").unwrap().display(),
         d = dir.display()
     );
@@ -356,8 +356,9 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     std::fs::write(fx.path("no-id.cnf"), "[mysqld]\nlog-bin\n[client]\nserver-id = 5\n").unwrap();
     let (same_id_cnf, no_id_cnf) = (fx.s("same-id.cnf"), fx.s("no-id.cnf"));
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (with(&[("--ssl-ca", &other_ca)], &[]), 1, "cannot reach the primary"),
-        (with(&[("--primary", &host_not_named)], &[]), 1, "cannot reach the primary"),
+        (with(&[("--ssl-ca", &other_ca)], &[]), 1, "its certificate is not signed by the CA"),
+        (with(&[("--primary", &host_not_named)], &[]), 1, "its certificate does not name 127.0.0.2"),
+        (with(&[("--primary", &host_not_named)], &["--ssl-mode", "VERIFY_CA"]), 1, "does not name 127.0.0.2"),
         (with(&[("--password-file", &wrong_pw)], &[]), 1, "wrong user or password"),
         (with(&[], &["--ssl-mode", "REQUIRED"]), 2, "REQUIRED"),
         (with(&[], &["--replica-config", &same_id_cnf]), 1, "server_id 1, the primary's"),
@@ -388,7 +389,7 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     assert!(err.contains("not empty") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read(data.join("ibdata1")).unwrap(), b"someone's");
     // A replica whose own configuration gives it the primary's server id.
-    let (start, socket) = service_script(&fx, "same-id", 1);
+    let (start, socket) = service_script(&fx, "same-id", 1, "");
     let mut args = seed_args(&fx, &prefix, port, &fx.s("same-id/data"));
     args.extend(["--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "60"].map(String::from));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -396,6 +397,14 @@ fn seeds_that_cannot_replicate_are_refused_before_anything_is_written() {
     drop(Service(fx.path("same-id/mysqld.pid")));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("the replica is seeded in") && err.contains("server_id 1"), "{err}");
+    // An idle primary is "reached" at once: a replica that does not replicate is still said.
+    let (start, socket) = service_script(&fx, "idle", 2, "--skip-slave-start");
+    let mut args = seed_args(&fx, &prefix, port, &fx.s("idle/data"));
+    args.extend(["--start-with", &start, "--replica-socket", &socket, "--wait-timeout", "60"].map(String::from));
+    let (code, _, err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    drop(Service(fx.path("idle/mysqld.pid")));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the replica is seeded in") && err.contains("replication did not start"), "{err}");
     // The primary purges the backup's position, and no archive holds it: refused up front.
     server.sql("INSERT INTO sbtest.zipped (v) VALUES ('after the backup'); FLUSH BINARY LOGS; FLUSH BINARY LOGS");
     let current = server.sql("SHOW MASTER STATUS").split('\t').next().unwrap().to_owned();

@@ -35,6 +35,27 @@ pub(crate) fn host(owner: Option<&str>, env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The archive must be of the backup's server (where both say which it is).
+pub(crate) fn same_server(
+    binlogs: &str,
+    archive: &crate::repo::archive::Archive,
+    info: &coffer_mysql::meta::BackupInfo,
+    shown: &str,
+    start: &(String, u32),
+) -> Result<()> {
+    let ours = info.server.as_ref().and_then(|s| s.server_id);
+    if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
+        if let Some(theirs) = archive.description(first)?["server"]["server_id"].as_u64() {
+            if theirs != ours {
+                crate::bail!(
+                    "{binlogs} holds the binary log of server id {theirs}, but {shown} is of server id {ours}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How the replay runs: a private server on the restored datadir (as `crate::server` keeps
 /// them: an unprivileged user, only what InnoDB needs of the image's options, dead with coffer),
 /// the binary log given to its SQL thread or through `mariadb-binlog` into one client session.
@@ -61,6 +82,9 @@ pub(crate) struct Replay {
     /// Were the backups and the log read with their signer checked? (Then the server may run
     /// unconfined where it cannot be confined.)
     pub(crate) signed: bool,
+    /// What the log's walk says each domain's last transaction applied is: the SQL thread's
+    /// position must agree before the GTID position is set over it.
+    pub(crate) expect_applied: Option<crate::repo::recovery::Gtids>,
 }
 
 /// A path as one shell word.
@@ -106,6 +130,7 @@ impl Replay {
             applier: Applier::default(),
             server_id: 2,
             signed: false,
+            expect_applied: None,
         })
     }
 
@@ -128,8 +153,14 @@ impl Replay {
 
     fn server_args(&self, options_file: &Path, run: &Path) -> Vec<String> {
         let mut args = crate::server::private::private_args(options_file, &self.datadir, run, "replay");
-        // A crash during replay throws the directory away: no need to flush each commit.
-        args.extend(["--innodb-flush-log-at-trx-commit=0".into(), "--innodb-doublewrite=0".into()]);
+        // A crash during replay throws the directory away: no need to flush each commit. No
+        // statement is logged (a seed's CHANGE MASTER holds a password), whatever the options.
+        args.extend([
+            "--innodb-flush-log-at-trx-commit=0".into(),
+            "--innodb-doublewrite=0".into(),
+            "--general-log=0".into(),
+            "--slow-query-log=0".into(),
+        ]);
         if self.applier == Applier::SqlThread {
             args.extend([
                 format!("--server-id={}", self.server_id),
@@ -226,6 +257,7 @@ impl Replay {
             Applier::SqlThread => self.apply(&mut control, run, env),
         };
         let result = replayed.and_then(|()| {
+            self.check_applied(&mut control)?;
             if !self.gtid_state.is_empty() && coffer_mysql::meta::is_mariadb_gtid_list(&self.gtid_state) {
                 control
                     .query(&format!("SET GLOBAL gtid_slave_pos = '{}'", self.gtid_state))
@@ -236,6 +268,27 @@ impl Replay {
         let stopped = server.shutdown(control);
         result?;
         stopped
+    }
+
+    /// The SQL thread's GTID position agrees with the walk's, domain by domain (events it
+    /// skipped, or a walk gone wrong, are not hidden under the position set after).
+    fn check_applied(&self, control: &mut Client) -> Result<()> {
+        let Some(expected) = self.expect_applied.as_ref().filter(|_| self.applier == Applier::SqlThread) else {
+            return Ok(());
+        };
+        let rows = control
+            .query("SELECT @@gtid_slave_pos")
+            .map_err(|e| Error::other(e).context("cannot read the replay's GTID position"))?;
+        let text = rows.first().and_then(|r| r.first()).cloned().flatten().unwrap_or_default();
+        let reached = crate::repo::recovery::parse_gtids(&text).unwrap_or_default();
+        if expected.iter().any(|(d, g)| reached.get(d) != Some(g)) {
+            crate::bail!(
+                "replay ended at GTID {}, but the archive says {}",
+                crate::text::escape(text.as_bytes()),
+                crate::repo::recovery::gtid_text(expected)
+            );
+        }
+        Ok(())
     }
 
     /// The log as the restored server's relay logs (links in its datadir, named in the relay

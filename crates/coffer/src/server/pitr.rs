@@ -11,7 +11,6 @@ use super::applier::Replay;
 use super::beside::Beside;
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
-use crate::repo::archive::Archive;
 use crate::repo::chain::Known;
 use crate::repo::recovery::stop::{gather, Gathered};
 use crate::repo::recovery::{gtid_text, parse_gtids, Route, Until};
@@ -135,7 +134,7 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     // A prune keeps what this restore reads from now on: the chain, and the log from its file.
     let read: Vec<&Location> = chain.iter().map(|k| &k.location).collect();
     let _lease = crate::repo::lease::for_reading(&read, Some(&start.0), "restore", env)?;
-    same_server(&spec.binlogs, &archive, backup, &start)?;
+    super::applier::same_server(&spec.binlogs, &archive, &backup.info, &backup.shown(), &start)?;
     // The binary log, read and checked before anything else is written.
     let logs = Beside::create(to, "binlog", env.report.as_ref())?;
     let Gathered { walk, stop, files, ids, one_session } =
@@ -194,22 +193,6 @@ pub fn restore_until(spec: &PitrSpec, env: &Env) -> Result<PitrSummary> {
     write_report(&staging.path, &summary)?;
     staging.replace(spec.restore.force, spec.restore.sync)?;
     Ok(summary)
-}
-
-/// The archive must be of the backup's server (where both say which it is).
-fn same_server(binlogs: &str, archive: &Archive, backup: &Known, start: &(String, u32)) -> Result<()> {
-    let ours = backup.info.server.as_ref().and_then(|s| s.server_id);
-    if let (Some(ours), Some(first)) = (ours, archive.file_start(&start.0)) {
-        if let Some(theirs) = archive.description(first)?["server"]["server_id"].as_u64() {
-            if theirs != ours {
-                crate::bail!(
-                    "{binlogs} holds the binary log of server id {theirs}, but {} is of server id {ours}",
-                    backup.shown()
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `--print-replay`: the restored backup takes the target's place, its binary log goes beside

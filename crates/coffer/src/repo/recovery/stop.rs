@@ -284,10 +284,17 @@ fn gather_to(
             Some(at) => Some(at),
             None => g.segment_end(seg)?,
         };
-        // The run ends inside a transaction: replay stops before it.
+        // The run ends inside a transaction: replay stops before it, and the log given to the
+        // applier ends there too (its SQL thread would go on into the transaction, and what it
+        // wrote to a table without transactions would stay when it stops).
         let stop = match stop {
             None if open_end && g.reached_end(seg) => {
-                drop_unfinished(&mut g.walk);
+                if drop_unfinished(&mut g.walk) && g.boundary.0 == seg.file {
+                    if let Some(f) = out.as_mut() {
+                        f.set_len(u64::from(g.boundary.1))
+                            .with_context(|| format!("cannot write {}", dir.join(&seg.file).display()))?;
+                    }
+                }
                 Some(g.boundary.clone())
             }
             stop => stop,

@@ -5,6 +5,7 @@
 use super::primary::{Position, PrimarySpec};
 use crate::error::{Error, Result};
 use coffer_mysql::client::{Client, ClientError, ResultCap};
+use zeroize::Zeroizing;
 
 /// `s` as an SQL string literal in a session with `sql_mode = NO_BACKSLASH_ESCAPES`, where a
 /// quote is doubled and nothing else is special. NUL, CR and LF are refused: the server keeps
@@ -21,14 +22,18 @@ pub(crate) fn literal(s: &str, what: &str) -> Result<String> {
 /// MariaDB checks both with `MASTER_SSL_VERIFY_SERVER_CERT=1`, whose default differs by
 /// version, so it is always said) or plaintext when asked for by name, and where replication
 /// starts: the GTID position (`slave_pos`, set by the caller) or a file and position.
-pub(crate) fn change_master(primary: &PrimarySpec, password: &str, from: &Position) -> Result<String> {
-    let mut s = format!(
+pub(crate) fn change_master(primary: &PrimarySpec, password: &str, from: &Position) -> Result<Zeroizing<String>> {
+    let secret = Zeroizing::new(literal(password, &format!("the password file {}", primary.password_file.display()))?);
+    let mut s = Zeroizing::new(String::with_capacity(1024));
+    s.push_str(&format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}",
         literal(&primary.host, "the primary's host")?,
         primary.port,
         literal(&primary.user, "the replication user")?,
-        literal(password, &format!("the password file {}", primary.password_file.display()))?,
-    );
+        "",
+    ));
+    // Pushed, not formatted: no copy of the password outlives this statement.
+    s.push_str(&secret);
     match &primary.tls {
         Some(tls) => {
             let path = |p: &std::path::Path, what: &str| -> Result<String> {
@@ -74,7 +79,13 @@ pub(crate) fn configure(c: &mut Client, primary: &PrimarySpec, password: &str, f
         run(c, &format!("RESET SLAVE '{name}' ALL"), "cannot remove the backup's replication connection")?;
     }
     run(c, "RESET SLAVE ALL", "cannot remove the backup's replication connection")?;
-    run(c, &statement, "cannot configure replication (CHANGE MASTER TO ..., the password elided)")?;
+    c.query_capped(&statement, ResultCap::FEW).map_err(|e| match e {
+        // The server's message may quote the statement near an error: only its code is said.
+        ClientError::Server { code, .. } => Error::msg(format!(
+            "cannot configure replication (CHANGE MASTER TO ..., the password elided): the server says ERROR {code}"
+        )),
+        e => refused(e, password, "cannot configure replication"),
+    })?;
     Ok(())
 }
 
@@ -139,10 +150,10 @@ mod tests {
     fn the_statement_verifies_tls_and_starts_where_asked() {
         let s = change_master(&primary(true), r"s'e\c", &Position::Gtid("0-1-5".into())).unwrap();
         assert_eq!(
-            s,
+            s.as_str(),
             r"CHANGE MASTER TO MASTER_HOST='db1.example', MASTER_PORT=3307, MASTER_USER='re''pl', MASTER_PASSWORD='s''e\c', MASTER_SSL=1, MASTER_SSL_CA='/etc/ssl/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=10, MASTER_HEARTBEAT_PERIOD=5"
         );
-        let s = change_master(&primary(false), "pw", &Position::File("mb.000007".into(), 1234)).unwrap();
+        let s = change_master(&primary(false), "pw", &Position::File("mb.000007".into(), 1234)).unwrap().to_string();
         assert!(s.contains("MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=no, MASTER_LOG_FILE='mb.000007', MASTER_LOG_POS=1234"), "{s}");
         assert!(change_master(&primary(true), "pw", &Position::File("x'.1".into(), 4)).is_err());
     }

@@ -168,11 +168,15 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
     let about = primary.about()?;
     env.report.say(&format!(
         "the primary {}:{} answers: {}, server id {}",
-        spec.primary.host, spec.primary.port, about.version, about.server_id
+        spec.primary.host,
+        spec.primary.port,
+        crate::text::escape(about.version.as_bytes()),
+        about.server_id
     ));
     if let Some(file) = &spec.replica_config {
         host::check(file, about.server_id, env)?;
     }
+    warn_unreadable_tls(spec, env)?;
     let mut summary = SeedSummary {
         to: to.clone(),
         primary: format!("{}:{}", spec.primary.host, spec.primary.port),
@@ -221,6 +225,12 @@ fn position_of(info: &BackupInfo, shown: &str) -> Result<((String, u32), Positio
     let Some(b) = &info.binlog else {
         crate::bail!("{shown} has no binary log position (the server had log_bin off): a replica cannot start from it");
     };
+    if !coffer_mysql::meta::is_binlog_file_name(&b.file) {
+        crate::bail!(
+            "{shown}: its binary log file name {:?} is not one a server writes",
+            crate::text::escape(b.file.as_bytes())
+        );
+    }
     let pos = u32::try_from(b.position).map_err(|_| Error::msg(format!("{shown}: binlog position out of range")))?;
     let start = (b.file.clone(), pos);
     Ok(match b.gtid.as_deref().filter(|g| !g.is_empty()) {
@@ -232,9 +242,11 @@ fn position_of(info: &BackupInfo, shown: &str) -> Result<((String, u32), Positio
 
 /// The archive, gathered into a private directory beside the target, when the primary no longer
 /// has the backup's position (or it is asked for); `None` when the primary serves it all.
+#[allow(clippy::too_many_arguments)]
 fn catch_up_from(
     spec: &SeedSpec,
     source_prefix: Option<&str>,
+    (info, shown_backup): (&BackupInfo, &str),
     start: &(String, u32),
     from: &Position,
     primary: &Primary,
@@ -275,10 +287,42 @@ fn catch_up_from(
             shown(from)
         );
     }
+    super::applier::same_server(&prefix, &archive, info, shown_backup, start)?;
     let logs = Beside::create(&spec.restore.to, "binlog", env.report.as_ref())?;
     let gathered = crate::repo::recovery::stop::gather_run(&archive, start, &logs.path)
         .map_err(|e| e.context(format!("the archive {prefix} cannot catch the replica up")))?;
     Ok(Some((prefix, logs, gathered)))
+}
+
+/// The TLS files CHANGE MASTER names are read by the replica's server at each connection: say
+/// so now if its user (`--owner`) cannot read one, or if one lies under the temporary directory.
+fn warn_unreadable_tls(spec: &SeedSpec, env: &Env) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(tls) = &spec.primary.tls else { return Ok(()) };
+    let user = crate::server::private::server_user(spec.restore.owner.as_deref(), "the replica's server")?;
+    for file in [Some(&tls.ca), tls.cert.as_ref(), tls.key.as_ref()].into_iter().flatten() {
+        let reachable = file
+            .parent()
+            .map_or(Ok(()), |d| crate::server::private::check_reachable(d, user.as_ref(), "the replica's server"));
+        let readable = std::fs::metadata(file).is_ok_and(|m| match &user {
+            Some(u) if m.uid() == u.uid => m.mode() & 0o400 != 0,
+            Some(u) if m.gid() == u.gid => m.mode() & 0o040 != 0,
+            Some(_) => m.mode() & 0o004 != 0,
+            None => true,
+        });
+        if reachable.is_err() || !readable {
+            env.report.warn(&format!(
+                "{} cannot be read by the replica's server user: it will fail to connect (ERROR 2026) until it can",
+                file.display()
+            ));
+        } else if std::path::absolute(file).is_ok_and(|f| f.starts_with(std::env::temp_dir())) {
+            env.report.warn(&format!(
+                "{} is in the temporary directory: the replica reads it at every connection",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A primary streams a GTID position with a domain it never had from its oldest log, as if
@@ -315,7 +359,8 @@ fn seed_stored(spec: &SeedSpec, primary: &Primary, summary: &mut SeedSummary, en
     let (start, from) = position_of(&backup.info, &backup.shown())?;
     same_domains(&from, &summary.primary_gtid, &backup.shown())?;
     let prefix = spec.source.ends_with('/').then_some(spec.source.as_str());
-    let catch_up = catch_up_from(spec, prefix, &start, &from, primary, plan.unlocks(), env)?;
+    let catch_up =
+        catch_up_from(spec, prefix, (&backup.info, &backup.shown()), &start, &from, primary, plan.unlocks(), env)?;
     // A prune keeps the log this seed reads from the backup's file on.
     let read: Vec<&Location> = chain.iter().map(|k| &k.location).collect();
     let _lease = match &catch_up {
@@ -359,7 +404,8 @@ fn seed_live(
             .ok_or_else(|| Error::msg("the backup received has no description of its server"))?;
         let (start, from) = position_of(&info, "the backup received")?;
         same_domains(&from, &done.borrow().primary_gtid, "the backup received")?;
-        let catch_up = catch_up_from(spec, None, &start, &from, primary, &unlocks, env)?;
+        let catch_up =
+            catch_up_from(spec, None, (&info, "the backup received"), &start, &from, primary, &unlocks, env)?;
         let mut s = done.borrow_mut();
         s.restore_seconds = t.elapsed().as_secs_f64();
         configure_datadir(spec, dir, &info, catch_up, primary, false, &mut s, env)
@@ -408,6 +454,7 @@ fn configure_datadir(
         Replay::new(dir, &logs, &files, (&start, &stop), &gtid_state, &spec.options, spec.restore.owner.as_deref())?;
     replay.signed = signed;
     if let Some((_, _, g)) = &catch_up {
+        replay.expect_applied = Some(g.walk.applied.clone());
         replay.server_id = (1..).map(|n: u32| u32::MAX - n).find(|id| !g.ids.contains(id)).unwrap_or(2);
     }
     let t = Instant::now();
@@ -421,18 +468,17 @@ fn configure_datadir(
             transactions: g.walk.transactions,
             seconds: t.elapsed().as_secs_f64(),
         });
-        // The primary may have purged what the archive ends at while this seed ran.
-        match primary.holds(&from)? {
-            Held::Yes => {}
-            Held::Purged(why) => crate::bail!(
-                "the primary purged {} while the replica was seeded ({why}): run the seed again",
-                shown(&from)
-            ),
-            Held::Diverged(why) => crate::bail!(
-                "the primary never had {}, where the archive ends ({why}): the archive is of another server",
-                shown(&from)
-            ),
+    }
+    // The primary may have purged the position while this seed ran (a restore takes hours).
+    match primary.holds(&from)? {
+        Held::Yes => {}
+        Held::Purged(why) => {
+            crate::bail!("the primary purged {} while the replica was seeded ({why}): run the seed again", shown(&from))
         }
+        Held::Diverged(why) => crate::bail!(
+            "the primary never had {}, where the replica would start ({why}): the archive is of another server",
+            shown(&from)
+        ),
     }
     summary.replication_from = shown(&from);
     tidy(dir)?;

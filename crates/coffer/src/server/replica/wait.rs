@@ -44,7 +44,7 @@ fn query(client: &Path, socket: &Path, sql: &str) -> Result<String> {
         .with_context(|| format!("cannot run {}", client.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        crate::bail!("{}", err.lines().next().unwrap_or("the client failed").trim());
+        crate::bail!("{}", crate::text::escape(err.lines().next().unwrap_or("the client failed").trim().as_bytes()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -67,6 +67,12 @@ fn behind(target: &str, at: &str) -> u64 {
 
 fn field<'a>(status: &'a [(String, String)], name: &str) -> &'a str {
     status.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+/// A field as messages show it: its bytes are the server's (an SQL error quotes statements of
+/// the log, which applications write).
+fn shown(status: &[(String, String)], name: &str) -> String {
+    crate::text::escape(field(status, name).as_bytes())
 }
 
 /// Runs the start command, waits for the replica's socket, then until its `gtid_slave_pos`
@@ -103,22 +109,31 @@ pub(crate) fn start_and_wait(
             "it runs with server_id {primary_id}, the primary's: it would skip the primary's events as its own (set another server_id in its configuration)"
         )));
     }
-    if !coffer_mysql::meta::is_mariadb_gtid_list(target) {
-        return Err(seeded(format!("the primary's GTID position {target:?} cannot be waited for")));
+    if target.is_empty() || !coffer_mysql::meta::is_mariadb_gtid_list(target) {
+        return Err(seeded(format!(
+            "the primary has no GTID position ({target:?}) to wait for: watch SHOW SLAVE STATUS on the replica"
+        )));
     }
     let wait = format!("SELECT MASTER_GTID_WAIT('{target}', 5)");
     let mut io_failing = 0;
     loop {
         let answer = query(&client, &spec.socket, &wait).map_err(|e| seeded(e.one_line()))?;
-        if answer.lines().nth(1).map(str::trim) == Some("0") {
-            let pos = query(&client, &spec.socket, "SELECT @@gtid_slave_pos").map_err(|e| seeded(e.one_line()))?;
-            let gtid_slave_pos = pos.lines().nth(1).unwrap_or_default().trim().to_owned();
-            return Ok(Waited { target_gtid: target.into(), gtid_slave_pos, seconds: started.elapsed().as_secs_f64() });
-        }
+        let reached = answer.lines().nth(1).map(str::trim) == Some("0");
         let s = slave_status(&client, &spec.socket).map_err(|e| seeded(e.one_line()))?;
         let (io, sql) = (field(&s, "Slave_IO_Running"), field(&s, "Slave_SQL_Running"));
+        let pos = query(&client, &spec.socket, "SELECT @@gtid_slave_pos").map_err(|e| seeded(e.one_line()))?;
+        let at = crate::text::escape(pos.lines().nth(1).unwrap_or_default().trim().as_bytes());
+        // Reached is not enough (an idle primary is reached at once): both threads must run,
+        // the I/O thread connected, without an error.
+        if reached && io == "Yes" && sql == "Yes" && field(&s, "Last_IO_Errno") == "0" {
+            return Ok(Waited {
+                target_gtid: target.into(),
+                gtid_slave_pos: at,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
         if field(&s, "Last_SQL_Errno") != "0" && !field(&s, "Last_SQL_Errno").is_empty() {
-            return Err(seeded(format!("its SQL thread stopped: {}", field(&s, "Last_SQL_Error"))));
+            return Err(seeded(format!("its SQL thread stopped: {}", shown(&s, "Last_SQL_Error"))));
         }
         let io_errno = field(&s, "Last_IO_Errno");
         io_failing = if io != "Yes" && !io_errno.is_empty() && io_errno != "0" { io_failing + 1 } else { 0 };
@@ -129,7 +144,7 @@ pub(crate) fn start_and_wait(
             } else {
                 ""
             };
-            return Err(seeded(format!("it cannot replicate from the primary: {}{hint}", field(&s, "Last_IO_Error"))));
+            return Err(seeded(format!("it cannot replicate from the primary: {}{hint}", shown(&s, "Last_IO_Error"))));
         }
         if s.is_empty() || (io == "No" && sql == "No") {
             return Err(seeded(
@@ -142,14 +157,14 @@ pub(crate) fn start_and_wait(
                 "it did not catch up in {} s (Seconds_Behind_Master {}, at {})",
                 spec.timeout.as_secs(),
                 field(&s, "Seconds_Behind_Master"),
-                field(&s, "Gtid_Slave_Pos")
+                at
             )));
         }
         env.report.say(&format!(
             "replica catching up: {} s and about {} transactions behind the primary, at {} of {target}",
             field(&s, "Seconds_Behind_Master"),
-            behind(target, field(&s, "Gtid_Slave_Pos")),
-            field(&s, "Gtid_Slave_Pos")
+            behind(target, &at),
+            at
         ));
     }
 }
