@@ -75,6 +75,26 @@ fn shown(status: &[(String, String)], name: &str) -> String {
     crate::text::escape(field(status, name).as_bytes())
 }
 
+/// Runs the start command, then waits (up to 120 s) until the replica answers on its socket.
+fn start(spec: &StartSpec, client: &Path) -> Result<()> {
+    let status = Command::new("/bin/sh")
+        .args(["-c", &spec.command])
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {:?}", spec.command))?;
+    if !status.success() {
+        crate::bail!("its start command {:?} failed ({status})", spec.command);
+    }
+    let up = Instant::now();
+    while let Err(e) = query(client, &spec.socket, "SELECT 1") {
+        if up.elapsed() > Duration::from_secs(120) {
+            crate::bail!("it did not answer on {} in 120 s: {}", spec.socket.display(), e.one_line());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
 /// Runs the start command, waits for the replica's socket, then until its `gtid_slave_pos`
 /// reaches `target` (the primary's `gtid_binlog_pos`), saying the lag as it goes. A thread
 /// that stops on an error, or one that never starts, ends the wait with the server's words.
@@ -87,21 +107,7 @@ pub(crate) fn start_and_wait(
     let seeded = |why: String| Error::msg(format!("the replica is seeded in {}; {why}", datadir.display()));
     let client = crate::server::private::program(&["mariadb", "mysql"], "mariadb-client")?;
     let started = Instant::now();
-    let status = Command::new("/bin/sh")
-        .args(["-c", &spec.command])
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {:?}", spec.command))?;
-    if !status.success() {
-        return Err(seeded(format!("its start command {:?} failed ({status})", spec.command)));
-    }
-    let up = Instant::now();
-    while let Err(e) = query(&client, &spec.socket, "SELECT 1") {
-        if up.elapsed() > Duration::from_secs(120) {
-            return Err(seeded(format!("it did not answer on {} in 120 s: {}", spec.socket.display(), e.one_line())));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    start(spec, &client).map_err(|e| seeded(e.one_line()))?;
     // A replica with its primary's server id skips every event as its own, without an error.
     let id = query(&client, &spec.socket, "SELECT @@server_id").map_err(|e| seeded(e.one_line()))?;
     if id.lines().nth(1).map(str::trim) == Some(primary_id.to_string().as_str()) {
