@@ -18,6 +18,25 @@ pub(crate) fn literal(s: &str, what: &str) -> Result<String> {
     Ok(format!("'{}'", s.replace('\'', "''")))
 }
 
+/// Refuses, before anything is written, what the server's CHANGE MASTER would refuse at the end:
+/// a password longer than 96 characters (ERROR 1470 in 10.11, whose message quotes it), a
+/// host name longer than 255, a user name longer than 128.
+pub(crate) fn check_lengths(primary: &PrimarySpec, password: &str) -> Result<()> {
+    let long = |what: String, max: usize| {
+        Err(Error::usage(format!("{what} is longer than a replica takes ({max} characters)")))
+    };
+    if password.chars().count() > 96 {
+        return long(format!("the password in {}", primary.password_file.display()), 96);
+    }
+    if primary.host.chars().count() > 255 {
+        return long("the primary's host name".into(), 255);
+    }
+    if primary.user.chars().count() > 128 {
+        return long("the replication user's name".into(), 128);
+    }
+    Ok(())
+}
+
 /// The `CHANGE MASTER TO` statement: the primary, its account, TLS verified (CA and host name:
 /// MariaDB checks both with `MASTER_SSL_VERIFY_SERVER_CERT=1`, whose default differs by
 /// version, so it is always said) or plaintext when asked for by name, and where replication
@@ -156,6 +175,14 @@ mod tests {
         let s = change_master(&primary(false), "pw", &Position::File("mb.000007".into(), 1234)).unwrap().to_string();
         assert!(s.contains("MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=no, MASTER_LOG_FILE='mb.000007', MASTER_LOG_POS=1234"), "{s}");
         assert!(change_master(&primary(true), "pw", &Position::File("x'.1".into(), 4)).is_err());
+    }
+
+    #[test]
+    fn what_the_server_would_refuse_at_the_end_is_refused_first() {
+        let pw = "x".repeat(97);
+        let e = check_lengths(&primary(true), &pw).unwrap_err().one_line();
+        assert!(e.contains("/etc/coffer/repl.pw") && e.contains("96") && !e.contains(&pw), "{e}");
+        assert!(check_lengths(&primary(true), &"é".repeat(96)).is_ok());
     }
 
     #[test]

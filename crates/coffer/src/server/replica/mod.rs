@@ -165,6 +165,7 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
     }
     super::applier::host(spec.restore.owner.as_deref(), env)?;
     let mut primary = Primary::connect(&spec.primary)?;
+    configure::check_lengths(&spec.primary, primary.password())?;
     let about = primary.about()?;
     env.report.say(&format!(
         "the primary {}:{} answers: {}, server id {}",
