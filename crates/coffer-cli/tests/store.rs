@@ -149,7 +149,9 @@ fn a_server_that_dies_fails_uploads_and_downloads_cleanly() {
     let child = s3
         .coffer()
         .args(["restore", "s3://bkt/a.coffer", "--to", &fx.s("dst"), "--key-file", &k])
-        .args(["--part-size", "5M", "--upload-concurrency", "1", "--store-retry-timeout", "1"])
+        // The retry window is the retry timeout plus one request's: both short, so that the
+        // restore gives up long before its lease is due for renewal (a warning line).
+        .args(["--part-size", "5M", "--upload-concurrency", "1", "--store-retry-timeout", "1", "--store-timeout", "5"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -169,7 +171,7 @@ fn a_server_that_dies_fails_uploads_and_downloads_cleanly() {
     // The server gone: a backup fails with one line, exit 1.
     args[3] = "s3://bkt/b.coffer";
     let mut with_timeout = args.clone();
-    with_timeout.extend(["--store-retry-timeout", "1"]);
+    with_timeout.extend(["--store-retry-timeout", "1", "--store-timeout", "5"]);
     let err = s3.expect(1, &with_timeout);
     assert!(err.lines().count() == 1, "{err}");
 }
