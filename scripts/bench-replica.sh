@@ -9,8 +9,8 @@
 # certificate verified, CHECKSUM TABLE of every table equal to the primary's.
 #
 # 1. By hand, live: `mariadb-backup --backup --stream=xbstream | socat OPENSSL:` (verified TLS)
-#    -> `socat OPENSSL-LISTEN: | mbstream -x`, `mariadb-backup --prepare`, chown -R mysql,
-#    start the service, `SET GLOBAL gtid_slave_pos` (xtrabackup_binlog_info), CHANGE MASTER TO
+#    -> `socat OPENSSL-LISTEN: | mbstream -x`, `mariadb-backup --prepare`, chown -R mysql, sync
+#    (coffer makes the datadir durable too), start the service, `SET GLOBAL gtid_slave_pos` (xtrabackup_binlog_info), CHANGE MASTER TO
 #    ... MASTER_SSL=1, MASTER_SSL_CA, MASTER_SSL_VERIFY_SERVER_CERT=1, MASTER_USE_GTID=slave_pos,
 #    START SLAVE, MASTER_GTID_WAIT.
 # 2. coffer, live: `coffer replica seed --listen ... --start-with start-replica.sh` on the
@@ -199,6 +199,8 @@ by_hand() { # FETCH-FUNCTION: the files into $rdata
     step fetch "$1"
     step prepare mariadb-backup --no-defaults --prepare --target-dir="$rdata" 2>"$work/prepare.log"
     step chown chown -R mysql:mysql "$rdata"
+    # Durable before the server starts on it, as coffer makes it (and bench-transfer.sh's socat chain).
+    step sync sync
     step start sh -c "$start_cmd"
     step ping ping_replica
     step configure configure_by_hand
@@ -354,11 +356,11 @@ echo "| step (median run) | by hand, live s | coffer, live s | by hand, stored s
 echo "|---|---|---|---|---|"
 rest_cl=$(round "$(echo "${cl%% *} - $(field "$cl" restore) - $(field "$cl" wait)" | bc)")
 rest_cs=$(round "$(echo "${cs%% *} - $(field "$cs" restore) - $(field "$cs" wait)" | bc)")
-up_hl=$(echo "$(hand_part "$hl" start) + $(hand_part "$hl" ping) + $(hand_part "$hl" wait)" | bc)
-up_hs=$(echo "$(hand_part "$hs" start) + $(hand_part "$hs" ping) + $(hand_part "$hs" wait)" | bc)
+up_hl=$(echo "$(hand_part "$hl" start) + $(hand_part "$hl" ping) + $(hand_part "$hl" wait)" | bc | sed "s/^\./0./")
+up_hs=$(echo "$(hand_part "$hs" start) + $(hand_part "$hs" ping) + $(hand_part "$hs" wait)" | bc | sed "s/^\./0./")
 echo "| get the files (backup, TLS transfer, mbstream -x; stored: openssl -d \\| zstd -d \\| mbstream -x) | $(hand_part "$hl" fetch) | $rest_cl (all but the prepare and the wait: transfer, probe, configure) | $(hand_part "$hs" fetch) | $(round "$(field "$cs" restore)") (restore + prepare) |"
 echo "| mariadb-backup --prepare | $(hand_part "$hl" prepare) | $(round "$(field "$cl" restore)") | $(hand_part "$hs" prepare) | (above) |"
-echo "| chown -R mysql | $(hand_part "$hl" chown) | (in the restore) | $(hand_part "$hs" chown) | (in the restore) |"
+echo "| chown -R mysql; sync | $(hand_part "$hl" chown); $(hand_part "$hl" sync) | (in the restore) | $(hand_part "$hs" chown); $(hand_part "$hs" sync) | (in the restore) |"
 echo "| set the position, CHANGE MASTER, START SLAVE (coffer: on its private server, before the start) | $(hand_part "$hl" configure) | (above) | $(hand_part "$hs" configure) | $rest_cs (probe, plan, configure) |"
 echo "| start the service until it answers, then until caught up | $up_hl | $(round "$(field "$cl" wait)") | $up_hs | $(round "$(field "$cs" wait)") |"
 echo "| **total** | ${hl%% *} | ${cl%% *} | ${hs%% *} | ${cs%% *} |"
