@@ -22,8 +22,10 @@
 # 4. Catch-up: `sysbench oltp_write_only` writes for BENCH_LOAD_TIME seconds (default 60) after
 #    the backups, `coffer binlog archive` stores that log under PREFIX/binlog/; then the seed of
 #    3 with `--archive always` (the archive replayed on coffer's private server: events,
-#    transactions and seconds from the --json summary's `archive`), and with `--archive never`
-#    (the replica's own replication fetches the same backlog from the primary).
+#    transactions and seconds from the --json summary's `archive`), again with the replica's
+#    buffer pool given to that server (`--prepare-option innodb_buffer_pool_size=512M`), and
+#    with `--archive never` (the replica's own replication fetches the same backlog from the
+#    primary).
 #
 #   sudo scripts/bench-replica.sh                               # the 8 x 1M-row sysbench datadir
 #   BENCH_TABLES=2 BENCH_ROWS=10000 sudo scripts/bench-replica.sh   # a quick try
@@ -313,6 +315,8 @@ archive_s=$(since "$t0")
 segments=$($coffer binlog list "file://$prod/binlog/" -q | wc -l)
 echo "    load before the catch-ups: $(uptime)"
 measure coffer-archive coffer coffer_stored --archive always -- "$prod"
+# The private server with the replica's buffer pool instead of the server's default (128M).
+measure coffer-archive-bp coffer coffer_stored --archive always --prepare-option innodb_buffer_pool_size=512M -- "$prod"
 measure coffer-primary coffer coffer_stored --archive never -- "$prod"
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +338,7 @@ cl=$(median_run coffer-live)
 hs=$(median_run hand-stored)
 cs=$(median_run coffer-stored)
 ca=$(median_run coffer-archive)
+cb=$(median_run coffer-archive-bp)
 cp_=$(median_run coffer-primary)
 echo
 echo "## Seeding a replica over verified TLS, to caught up, median of $runs"
@@ -367,6 +372,7 @@ echo "| **total** | ${hl%% *} | ${cl%% *} | ${hs%% *} | ${cs%% *} |"
 events=$(field "$ca" events)
 trx=$(field "$ca" transactions)
 as=$(field "$ca" archive)
+bs=$(field "$cb" archive)
 pw_s=$(field "$cp_" wait)
 echo
 echo "## Catch-up: the log of sysbench oltp_write_only after the backup (2 threads, $load_time s, $tps tps; $binlog_mb MB of binlog in all; archived in $archive_s s, $segments segments), median of $runs"
@@ -374,11 +380,12 @@ echo
 echo "| how the replica catches up on $events events ($trx transactions) | seconds | events/s | transactions/s | seed wall s | CPU s (commands) | replica's server CPU s |"
 echo "|---|---|---|---|---|---|---|"
 echo "| **--archive always**: the archive replayed on coffer's private server (--json archive.seconds: start, replay, shutdown) | $(round "$as") | $(echo "$events / $as" | bc) | $(echo "$trx / $as" | bc) | ${ca%% *} | $(secs "$(cut -d' ' -f2 <<<"$ca")") | $(secs "$(cut -d' ' -f3 <<<"$ca")") |"
+echo "| **--archive always --prepare-option innodb_buffer_pool_size=512M** (the replica's buffer pool) | $(round "$bs") | $(echo "$events / $bs" | bc) | $(echo "$trx / $bs" | bc) | ${cb%% *} | $(secs "$(cut -d' ' -f2 <<<"$cb")") | $(secs "$(cut -d' ' -f3 <<<"$cb")") |"
 echo "| --archive never: the replica's own replication from the primary over TLS (--json wait.seconds: the service's start to caught up) | $(round "$pw_s") | $(echo "$events / $pw_s" | bc) | $(echo "$trx / $pw_s" | bc) | ${cp_%% *} | $(secs "$(cut -d' ' -f2 <<<"$cp_")") | $(secs "$(cut -d' ' -f3 <<<"$cp_")") |"
 echo
 echo "    coffer: $(tail -1 "$work/seed.log" | sed 's/^coffer: //')"
 echo "    runs (wall, CPU ticks, replica's server CPU ticks, primary's CPU ticks, steps: wall/CPU ticks):"
-for n in hand-live coffer-live hand-stored coffer-stored coffer-archive coffer-primary; do sed "s/^/      $n: /" "$work/$n"; done
+for n in hand-live coffer-live hand-stored coffer-stored coffer-archive coffer-archive-bp coffer-primary; do sed "s/^/      $n: /" "$work/$n"; done
 cat "$work/checks"
 echo
 echo "    load at the end: $(uptime)"
