@@ -34,7 +34,7 @@
 # mbstream, zstd, openssl, the clients; coffer, with the engine and its private server), from
 # this shell's children times; the replica's server (started by the service, not waited for)
 # and the primary's are shown apart. The primary is idle during 1-3 and between seeds. Medians
-# of BENCH_RUNS (default 1: one pass takes about 20 min on the 2 GB set); the page cache is
+# of BENCH_RUNS (default 1: a pass takes about 6 min on the 2 GB set); the page cache is
 # dropped and each seed's input (the primary's datadir, the stored backup) read back before
 # it. Needs root, mariadb-server, mariadb-backup, sysbench, socat, zstd, openssl, jq, bc, ss.
 set -euo pipefail
