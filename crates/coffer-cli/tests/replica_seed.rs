@@ -235,6 +235,17 @@ fn start_replica(fx: &Fixture) -> Server {
     )
 }
 
+/// The replica seeded into `fx`'s `replica/data`, started as its own service; then the load
+/// stops, and it replicates.
+fn started_and_replicating(fx: &Fixture, server: &Server, load: std::process::Child) {
+    check_datadir(&fx.path("replica/data"), false);
+    let accepts = ssl_accepts(server);
+    let replica = start_replica(fx);
+    std::thread::sleep(Duration::from_secs(3));
+    stop_load(load);
+    assert_replicates(server, &replica, accepts);
+}
+
 fn stop_load(mut load: std::process::Child) {
     let _ = load.kill();
     let _ = load.wait();
@@ -268,12 +279,7 @@ fn a_replica_whose_primary_purged_the_backups_position_catches_up_from_the_archi
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = expect(0, &refs);
     assert!(err.contains(" + archive ") && err.contains(" + primary 127.0.0.1:"), "{err}");
-    check_datadir(&data, false);
-    let accepts = ssl_accepts(&server);
-    let replica = start_replica(&fx);
-    std::thread::sleep(Duration::from_secs(3));
-    stop_load(load);
-    assert_replicates(&server, &replica, accepts);
+    started_and_replicating(&fx, &server, load);
 }
 
 /// No storage between: the primary's host sends a hot backup straight to the replica's host,
@@ -315,12 +321,7 @@ fn a_replica_seeded_from_a_live_send_replicates() {
     let said = said + &rest.join().unwrap();
     assert!(status.success(), "{said}");
     assert!(!said.contains(REPL_PW), "{said}");
-    check_datadir(&data, false);
-    let accepts = ssl_accepts(&server);
-    let replica = start_replica(&fx);
-    std::thread::sleep(Duration::from_secs(3));
-    stop_load(load);
-    assert_replicates(&server, &replica, accepts);
+    started_and_replicating(&fx, &server, load);
 }
 
 /// Each refusal: one line, exit 1 (2 for usage), the target as it was, nothing left beside it.
