@@ -39,18 +39,22 @@ fn primary(fx: &Fixture) -> Source {
     source
 }
 
-fn backup(fx: &Fixture, server: &Server, to: &str, extra: &[&str]) {
+/// `coffer backup --mysql` of `server` over its socket into `to`, with `extra`.
+fn backup_args(fx: &Fixture, server: &Server, to: &str, extra: &[&str]) -> Vec<String> {
     let sock = server.socket.display().to_string();
     let args = ["backup", "--mysql", "-S", &sock, "-u", "backup", "--password-file", &fx.s("pw"), "-o", to];
     let tail = ["--key-file", &fx.key(), "--scratch-dir", &fx.s("scratch")];
-    expect(0, &[&args[..], &tail, extra].concat());
+    [&args[..], &tail, extra].concat().into_iter().map(str::to_owned).collect()
+}
+
+fn backup(fx: &Fixture, server: &Server, to: &str, extra: &[&str]) {
+    let args = backup_args(fx, server, to, extra);
+    expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 fn backup_to_s3(s3: &S3, fx: &Fixture, server: &Server, to: &str, extra: &[&str]) {
-    let sock = server.socket.display().to_string();
-    let args = ["backup", "--mysql", "-S", &sock, "-u", "backup", "--password-file", &fx.s("pw"), "-o", to];
-    let tail = ["--key-file", &fx.key(), "--scratch-dir", &fx.s("scratch")];
-    s3.expect(0, &[&args[..], &tail, extra].concat());
+    let args = backup_args(fx, server, to, extra);
+    s3.expect(0, &args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// The ciphers of the primary's binary log dump threads (performance_schema).
