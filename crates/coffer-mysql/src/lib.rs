@@ -8,4 +8,5 @@ pub mod events;
 pub mod meta;
 mod options;
 pub mod source;
+pub mod tables;
 pub mod xbstream;

@@ -514,7 +514,11 @@ fn extract_selected(spec: &ExtractSpec, env: &Env) -> Result<()> {
             read_stream(&mut input, &image, &mut filter, ReadOptions { threads, skip_data: false })?;
             filter.found
         }
-        Source::Indexed(image) => extract_indexed(&image, &paths, sink.visitor(), spec.to.is_none(), threads)?,
+        Source::Indexed(image) => {
+            let (chosen, found) = select(image.records(), &paths);
+            extract_indexed(&image, &chosen, sink.visitor(), spec.to.is_none(), threads)?;
+            found
+        }
     };
     report_missing(&paths, &found)?;
     match sink {
@@ -599,13 +603,12 @@ fn link_target_parts(records: &[IndexRecord], link: usize) -> Result<Vec<usize>>
 
 fn extract_indexed(
     image: &IndexedImage,
-    paths: &[Vec<u8>],
+    chosen: &[usize],
     sink: &mut dyn Visitor,
     to_stdout: bool,
     threads: usize,
-) -> Result<Vec<bool>> {
+) -> Result<()> {
     let records = image.records();
-    let (chosen, found) = select(records, paths);
     // A file written in parts has one record per part; it is still one file.
     let files = chosen.iter().filter(|&&i| !records[i].meta.continues).count();
     if to_stdout && (files != 1 || records[chosen[0]].meta.kind == EntryKind::Dir) {
@@ -614,7 +617,7 @@ fn extract_indexed(
     let extracted: std::collections::HashSet<&[u8]> = chosen.iter().map(|&i| records[i].meta.path.as_slice()).collect();
     // Runs of entries read together: the entries of a pack come from one read of it.
     let mut run = Vec::new();
-    for &i in &chosen {
+    for &i in chosen {
         let rec: &IndexRecord = &records[i];
         if rec.meta.kind == EntryKind::HardLink && !extracted.contains(rec.meta.target.as_slice()) {
             image.read_entries(&std::mem::take(&mut run), sink, threads)?;
@@ -630,5 +633,53 @@ fn extract_indexed(
         }
     }
     image.read_entries(&run, sink, threads)?;
-    Ok(found)
+    Ok(())
+}
+
+/// Restores into `to` (a new directory) only the entries of `location` whose path `keep`
+/// chooses, reading through the image's index only their frames. An image without an index
+/// (a stream) is refused: choosing is what the index is for.
+pub(crate) fn restore_chosen(
+    location: &Location,
+    unlocks: &[coffer_crypto::Unlock],
+    to: &Path,
+    owner: Option<&str>,
+    keep: &dyn Fn(&[u8]) -> bool,
+    env: &Env,
+) -> Result<RestoreSummary> {
+    let Some(image) = location.open_indexed(unlocks, env)? else {
+        crate::bail!(
+            "{}: restoring some tables reads an image through its index (a file or an object)",
+            location.shown()
+        );
+    };
+    for w in image.image().warnings.iter().chain(&image.image().notes) {
+        env.report.warn(w);
+    }
+    let records = image.records();
+    let chosen: Vec<usize> =
+        (0..records.len()).filter(|&i| !records[i].meta.path.is_empty() && keep(&records[i].meta.path)).collect();
+    let mut frames: Vec<(u64, u64)> =
+        chosen.iter().map(|&i| (records[i].frame_offset, records[i].frames_len)).collect();
+    frames.dedup();
+    let files: Vec<&IndexRecord> =
+        chosen.iter().map(|&i| &records[i]).filter(|r| r.meta.kind == EntryKind::File).collect();
+    let read = ReadSummary {
+        entries: chosen.iter().filter(|&&i| !records[i].meta.continues).count() as u64,
+        files: files.iter().filter(|r| !r.meta.continues).count() as u64,
+        logical_bytes: files.iter().filter(|r| !r.meta.continues).fold(0u64, |s, r| s.saturating_add(r.size)),
+        data_bytes: files.iter().fold(0u64, |s, r| s.saturating_add(r.data_bytes)),
+        image_bytes: frames.iter().fold(0u64, |s, f| s.saturating_add(f.1)),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let opts = RestoreOptions { force: false, whole_tree: false, ownership: ownership(owner)?, durable: false };
+    let restorer = Restorer::create(to, opts).with_context(|| format!("cannot restore into {}", to.display()))?;
+    let mut visitor = RestoreVisitor::new(restorer);
+    extract_indexed(&image, &chosen, &mut visitor, false, env.threads)
+        .with_context(|| format!("cannot restore from {}", location.shown()))?;
+    let stats =
+        visitor.restorer.finish().with_context(|| format!("cannot complete the restore into {}", to.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(RestoreSummary { read, files: stats.files, to: to.to_owned(), synced: false, seconds })
 }

@@ -99,6 +99,64 @@ pub fn server_tls(
     given.then(|| ServerTls { mode, ca: ca.clone(), cert: cert.clone(), key: key.clone() })
 }
 
+/// Where and how a client reaches a server: its socket, or its host with TLS as asked; the
+/// user (root unless given) and the password.
+pub(crate) struct Reach {
+    pub target: coffer_mysql::client::Target,
+    pub user: String,
+    pub password: zeroize::Zeroizing<String>,
+    pub tls: Option<coffer_mysql::client::Tls>,
+}
+
+impl Reach {
+    /// A session with the server.
+    pub(crate) fn connect(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<coffer_mysql::client::Client, coffer_mysql::client::ClientError> {
+        coffer_mysql::client::Client::connect(
+            &self.target,
+            &self.user,
+            self.password.as_bytes(),
+            timeout,
+            self.tls.as_ref(),
+        )
+    }
+}
+
+/// How to reach the server `server` names (the password file read, the TLS settings checked).
+pub(crate) fn reach(server: &ServerOptions) -> Result<Reach> {
+    use coffer_mysql::client::Target;
+    let conn = connection(server)?;
+    let target = match (&conn.socket, &conn.host) {
+        (Some(s), _) => Target::Socket(s.clone()),
+        (None, Some(h)) => Target::Tcp { host: h.clone(), port: conn.port.unwrap_or(3306) },
+        _ => return Err(Error::usage("give the server's socket (-S) or host (-h)")),
+    };
+    let tls = match (&conn.tls, &target) {
+        (Some(t), Target::Tcp { host, .. }) => Some(client_tls(t, host)?),
+        (Some(_), Target::Socket(_)) => {
+            return Err(Error::usage("TLS (--ssl-*) is for TCP connections (-h), not a socket"))
+        }
+        (None, _) => None,
+    };
+    let user = conn.user.clone().unwrap_or_else(|| "root".into());
+    Ok(Reach { target, user, password: zeroize::Zeroizing::new(conn.password.clone().unwrap_or_default()), tls })
+}
+
+/// The client's TLS for the settings `t` (MySQL's `--ssl-mode` meanings).
+fn client_tls(t: &ServerTls, host: &str) -> Result<coffer_mysql::client::Tls> {
+    use coffer_net::tls::DbVerify;
+    let verify = match t.mode() {
+        SslMode::Required => DbVerify::None,
+        SslMode::VerifyCa => DbVerify::Ca,
+        SslMode::VerifyIdentity => DbVerify::Identity,
+    };
+    let ours = t.cert.as_deref().zip(t.key.as_deref());
+    let config = coffer_net::tls::db_client_config(verify, t.ca.as_deref(), ours).map_err(Error::other)?;
+    Ok(coffer_mysql::client::Tls { config, host: host.to_owned() })
+}
+
 /// A source opened for a backup.
 pub(crate) struct Opened {
     pub source: Box<dyn EntrySource>,

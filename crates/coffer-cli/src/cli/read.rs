@@ -7,9 +7,10 @@ pub struct RestoreArgs {
     /// Image file, or '-' for stdin.
     pub image: PathBuf,
 
-    /// Target directory: created if absent, must be empty unless --force.
-    #[arg(long, value_name = "DIR")]
-    pub to: PathBuf,
+    /// Target directory: created if absent, must be empty unless --force (with --tables: the
+    /// exported files, and import.sql, the statements that import them by hand).
+    #[arg(long, value_name = "DIR", required_unless_present = "into_server", conflicts_with = "into_server")]
+    pub to: Option<PathBuf>,
 
     /// Give every restored entry to this user (and its group, or USER:GROUP). As root, owners are
     /// otherwise restored from the image (by name when it exists here).
@@ -115,7 +116,58 @@ pub struct RestoreArgs {
     pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
+    pub tables: TablesArgs,
+
+    #[command(flatten)]
     pub key: KeyArgs,
+}
+
+/// `restore --tables`: some tables, into a running server or a directory.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TablesArgs {
+    /// Restore only these InnoDB tables (DB.TABLE or DB.*, comma separated), reading only
+    /// their files and what the server needs to open them; IMAGE may be a prefix (its newest
+    /// backup; with --until*, the newest before the target, then the tables' binary log).
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<coffer_mysql::tables::Selection>,
+
+    /// With --tables: import them into this running server, by its socket (a path) or
+    /// HOST[:PORT]; coffer runs on its host (it writes into its datadir). Nothing changes
+    /// there until every check holds; the session writes nothing to its binary log.
+    #[arg(long, value_name = "SOCKET|HOST[:PORT]", requires = "tables")]
+    pub into_server: Option<String>,
+
+    /// With --into-server: the user [default: root]; it needs CREATE, ALTER, DROP, SELECT,
+    /// and SUPER or BINLOG ADMIN.
+    #[arg(long, requires = "into_server")]
+    pub user: Option<String>,
+
+    /// With --into-server: a file holding the password (one line).
+    #[arg(long, value_name = "FILE", requires = "into_server")]
+    pub password_file: Option<PathBuf>,
+
+    /// With --into-server HOST: TLS as MySQL's --ssl-mode says (see `backup --help`).
+    #[arg(long, value_enum, value_name = "MODE", requires = "into_server")]
+    pub ssl_mode: Option<SslModeArg>,
+
+    /// With --into-server HOST: the CA that signs the server's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "into_server")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// With --into-server: restore a table under another name (repeatable), beside the one
+    /// the server has.
+    #[arg(long, value_name = "DB.T=DB.T2", requires = "into_server")]
+    pub rename: Vec<String>,
+
+    /// With --into-server: replace the rows of tables the server has (their definitions must
+    /// be the backup's).
+    #[arg(long, requires = "into_server")]
+    pub replace: bool,
+
+    /// With --tables: where the tables are restored and prepared [default: beside --to, or
+    /// beside the server's datadir].
+    #[arg(long, value_name = "DIR", requires = "tables")]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// What applies the binary log in a point-in-time restore.

@@ -14,7 +14,7 @@ impl RestoreArgs {
     pub fn spec(&self) -> RestoreSpec {
         RestoreSpec {
             image: Some(Location::from_path(&self.image)),
-            to: self.to.clone(),
+            to: self.to.clone().unwrap_or_default(),
             keys: self.key.sources(),
             owner: self.owner.clone(),
             keep_setuid: self.keep_setuid,
@@ -41,6 +41,13 @@ pub fn restore(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
 }
 
 fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
+    if args.tables.tables.is_some() {
+        restore_tables(args, quiet, threads)?;
+        return Ok(None);
+    }
+    if args.tables.into_server.is_some() || args.tables.scratch_dir.is_some() {
+        return Err(crate::exit::usage("--into-server and --scratch-dir go with --tables"));
+    }
     if let Some(until) = until(&args)? {
         restore_until(args, until, quiet, threads)?;
         return Ok(None);
@@ -100,7 +107,64 @@ fn restore_until(args: RestoreArgs, until: Until, quiet: bool, threads: usize) -
     } else if let Some(commands) = &s.commands {
         println!("{commands}");
     }
-    super::say(quiet, s.line(&args.to));
+    super::say(quiet, s.line(&args.to.clone().unwrap_or_default()));
+    Ok(())
+}
+
+/// `restore --tables`: some tables into a running server, or exported into a directory.
+fn restore_tables(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> {
+    use coffer::server::tables::{Destination, TablesSpec};
+    if args.prepare || args.copy_back || args.print_replay || args.replay_with == crate::cli::ReplayWith::Client {
+        return Err(crate::exit::usage(
+            "--tables prepares and replays by itself: not with --prepare, --copy-back, --print-replay or --replay-with client",
+        ));
+    }
+    let t = &args.tables;
+    let source = args.image.to_string_lossy().into_owned();
+    let into = match (&t.into_server, &args.to) {
+        (Some(at), _) => {
+            let tls = coffer::source::server_tls(t.ssl_mode.map(|m| m.mode()), &t.ssl_ca, &None, &None);
+            Destination::Server(Box::new(coffer::server::tables::server_at(
+                at,
+                t.user.clone(),
+                t.password_file.clone(),
+                tls,
+            )?))
+        }
+        (None, Some(dir)) => Destination::Dir(dir.clone()),
+        (None, None) => return Err(crate::exit::usage("--tables goes --into-server or --to a directory")),
+    };
+    let renames = t
+        .rename
+        .iter()
+        .map(|r| coffer_mysql::tables::parse_rename(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::exit::usage(e.to_string()))?;
+    let until = until(&args)?.map(|u| {
+        let binlogs = args.binlogs.clone().unwrap_or_else(|| coffer::repo::recovery::default_binlog_prefix(&source));
+        (u, binlogs)
+    });
+    let spec = TablesSpec {
+        source,
+        bases: Vec::new(),
+        tables: t.tables.clone().expect("--tables given"),
+        into,
+        renames,
+        replace: t.replace,
+        until,
+        keys: args.key.sources(),
+        owner: args.owner.clone(),
+        options: args.prepare_options.clone(),
+        scratch: t.scratch_dir.clone(),
+        force: args.force,
+    };
+    let s = coffer::server::tables::restore_tables(&spec, &crate::report::env(quiet || args.json, threads))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if let Some(statements) = &s.statements {
+        println!("{statements}");
+    }
+    super::say(quiet, s.line());
     Ok(())
 }
 

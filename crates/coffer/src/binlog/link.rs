@@ -2,49 +2,16 @@
 //! where a run starts from the archive's end, and what the server says of itself.
 
 use super::{plain, ArchiveSpec, Gap, LogPlace, Previous, READ_TIMEOUT};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::repo::archive::{continues, SegmentName};
-use crate::source::ServerOptions;
-use coffer_mysql::client::{Client, ClientError, ResultCap, Target};
+use coffer_mysql::client::{Client, ClientError, ResultCap};
 use coffer_mysql::events::{parse_gtids, Gtids};
 use coffer_mysql::meta::{binlog_file_number as file_number, is_binlog_file_name};
 
-pub(super) fn target(server: &ServerOptions) -> Result<Target> {
-    match (&server.socket, &server.host) {
-        (Some(s), _) => Ok(Target::Socket(std::path::absolute(s)?)),
-        (None, Some(h)) => Ok(Target::Tcp { host: h.clone(), port: server.port.unwrap_or(3306) }),
-        _ => Err(Error::usage("give the server's socket (-S) or host (-h)")),
-    }
-}
-
 pub(super) fn connect(spec: &ArchiveSpec) -> Result<Client> {
-    let conn = crate::source::connection(&spec.server)?;
-    let user = conn.user.clone().unwrap_or_else(|| "root".into());
-    let password = conn.password.clone().unwrap_or_default();
-    let target = target(&spec.server)?;
-    let tls = match (&conn.tls, &target) {
-        (Some(t), Target::Tcp { host, .. }) => Some(tls(t, host)?),
-        (Some(_), Target::Socket(_)) => {
-            return Err(Error::usage("TLS (--ssl-*) is for TCP connections (-h), not a socket"))
-        }
-        (None, _) => None,
-    };
-    Client::connect(&target, &user, password.as_bytes(), READ_TIMEOUT, tls.as_ref())
+    crate::source::reach(&spec.server)?
+        .connect(READ_TIMEOUT)
         .map_err(|e| plain(e, "no answer").context("cannot connect to the server"))
-}
-
-/// The client's TLS for the settings `t` (MySQL's `--ssl-mode` meanings).
-pub(super) fn tls(t: &coffer_mysql::engine::ServerTls, host: &str) -> Result<coffer_mysql::client::Tls> {
-    use coffer_mysql::engine::SslMode;
-    use coffer_net::tls::DbVerify;
-    let verify = match t.mode() {
-        SslMode::Required => DbVerify::None,
-        SslMode::VerifyCa => DbVerify::Ca,
-        SslMode::VerifyIdentity => DbVerify::Identity,
-    };
-    let ours = t.cert.as_deref().zip(t.key.as_deref());
-    let config = coffer_net::tls::db_client_config(verify, t.ca.as_deref(), ours).map_err(Error::other)?;
-    Ok(coffer_mysql::client::Tls { config, host: host.to_owned() })
 }
 
 /// The server's binary logs and their sizes.

@@ -111,6 +111,9 @@ pub(crate) struct Replay {
     /// What the log's walk says each domain's last transaction applied is: the SQL thread's
     /// position must agree before the GTID position is set over it.
     pub(crate) expect_applied: Option<crate::repo::recovery::Gtids>,
+    /// Only these tables (`db.t`) are replayed (the SQL thread's `replicate-do-table`): a
+    /// restore of some tables, whose other tables the datadir does not hold.
+    pub(crate) only_tables: Vec<String>,
 }
 
 /// A path as one shell word.
@@ -158,6 +161,7 @@ impl Replay {
             signed: false,
             buffer_pool: buffer_pool(options),
             expect_applied: None,
+            only_tables: Vec::new(),
         })
     }
 
@@ -196,6 +200,7 @@ impl Replay {
                 format!("--relay-log-index={RELAY}.index"),
                 "--relay-log-purge=0".into(),
             ]);
+            args.extend(self.only_tables.iter().map(|t| format!("--replicate-do-table={t}")));
         }
         args
     }

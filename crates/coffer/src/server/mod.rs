@@ -4,7 +4,9 @@
 //! server they share (`private`) listens on no network, runs as no root, and dies with coffer.
 //!
 //! Seeding a replica (`replica`) joins them, sharing the applier (`applier`) with point-in-time
-//! recovery; restoring single tables into a running server joins here next.
+//! recovery. Restoring single tables (`tables`) restores some of a backup's files, opens them on
+//! the private server (replaying their binary log with the applier, for a point in time), and
+//! imports their tablespaces into a running server.
 
 pub(crate) mod applier;
 pub(crate) mod beside;
@@ -13,3 +15,4 @@ pub mod pitr;
 pub mod prepare;
 pub(crate) mod private;
 pub mod replica;
+pub mod tables;

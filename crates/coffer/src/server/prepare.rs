@@ -184,6 +184,20 @@ pub struct ChainSummary {
     pub seconds: f64,
 }
 
+/// The backup under a prefix (its newest) or an image; a stream is refused with `refusal`.
+pub(crate) fn newest_or_image(source: &str, refusal: &str, env: &Env) -> Result<Location> {
+    if source.ends_with('/') && matches!(Location::parse(source), Location::Object(_)) {
+        let newest = crate::repo::backups(source, env)?;
+        let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {source}")))?;
+        env.report.say(&format!("the newest backup under {source} is {}", b.listed.name));
+        return Ok(Location::parse(b.listed.object.url()));
+    }
+    match Location::from_path(Path::new(source)) {
+        Location::Stdio | Location::Tls(_) => Err(Error::usage(refusal.to_owned())),
+        l => Ok(l),
+    }
+}
+
 /// What a restore of `image` with its prepare will read: the chain that ends at it if it is an
 /// incremental or differential backup (resolved from the backups beside it and `bases`, every
 /// link checked), with the secrets that opened it, read once (a passphrase is asked for once).
@@ -231,7 +245,7 @@ pub fn restore_chain(plan: &Plan, spec: &RestoreSpec, options: &[PrepareOption],
         return Err(Error::usage("no chain to restore"));
     };
     let started = Instant::now();
-    let (staging, restores, prepare_seconds) = stage_chain_timed(chain, keys, spec, options, env)?;
+    let (staging, restores, prepare_seconds) = stage_chain_timed(chain, keys, spec, options, None, env)?;
     staging.replace(spec.force, spec.sync)?;
     Ok(ChainSummary {
         backups: chain.iter().map(Known::shown).collect(),
@@ -253,7 +267,23 @@ pub(crate) fn stage_chain(
     options: &[PrepareOption],
     env: &Env,
 ) -> Result<(Beside, Vec<RestoreSummary>)> {
-    stage_chain_timed(chain, keys, spec, options, env).map(|(staging, restores, _)| (staging, restores))
+    stage_chain_timed(chain, keys, spec, options, None, env).map(|(staging, restores, _)| (staging, restores))
+}
+
+/// Which entries of each backup a restore reads (see [`stage_chosen`]).
+pub(crate) type Keep<'a> = &'a (dyn Fn(&[u8]) -> bool + Sync);
+
+/// [`stage_chain`] of only the entries of each backup that `keep` chooses, each read through
+/// its image's index (some tables, and what the engine needs to prepare them).
+pub(crate) fn stage_chosen(
+    chain: &[Known],
+    keys: &[coffer_crypto::Unlock],
+    spec: &RestoreSpec,
+    options: &[PrepareOption],
+    keep: Keep,
+    env: &Env,
+) -> Result<(Beside, Vec<RestoreSummary>)> {
+    stage_chain_timed(chain, keys, spec, options, Some(keep), env).map(|(staging, restores, _)| (staging, restores))
 }
 
 /// [`stage_chain`], with how long each backup's prepare or apply took.
@@ -262,6 +292,7 @@ fn stage_chain_timed(
     keys: &[coffer_crypto::Unlock],
     spec: &RestoreSpec,
     options: &[PrepareOption],
+    keep: Option<Keep>,
     env: &Env,
 ) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
     let to = &spec.to;
@@ -272,8 +303,9 @@ fn stage_chain_timed(
     // The target as it is now is what the result replaces (see `crate::server::beside`); what
     // killed restores left beside it goes before the room is counted.
     let place = Place::open(to, env.report.as_ref())?;
-    let needed = chain_room(chain, keys, to, env)?;
-    stage_members(chain, keys, spec, options, &place, env).map_err(|e| crate::room::explain(e, to, Some(needed)))
+    // Some tables of a backup are restored without counting: their room is the live server's.
+    let needed = if keep.is_none() { Some(chain_room(chain, keys, to, env)?) } else { None };
+    stage_members(chain, keys, spec, options, keep, &place, env).map_err(|e| crate::room::explain(e, to, needed))
 }
 
 /// Refuses a chain whose backups do not fit beside `to`, where they are restored, before
@@ -301,6 +333,7 @@ fn stage_members(
     keys: &[coffer_crypto::Unlock],
     spec: &RestoreSpec,
     options: &[PrepareOption],
+    keep: Option<Keep>,
     place: &std::sync::Arc<Place>,
     env: &Env,
 ) -> Result<(Beside, Vec<RestoreSummary>, Vec<f64>)> {
@@ -317,9 +350,16 @@ fn stage_members(
         let into = scratch.as_ref().map_or(staging.path.clone(), |s| s.path.clone());
         // The scratch directories go once applied: no need to make them durable.
         let member_spec = RestoreSpec { to: into.clone(), force: false, sync: spec.sync && i == 0, ..spec.clone() };
-        let (input, len) = member.location.open_stream(env)?;
-        let summary = restore_unlocked(input, len, &member_spec, None, keys, false, env)
-            .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
+        let summary = match keep {
+            Some(keep) => {
+                crate::restore::restore_chosen(&member.location, keys, &into, spec.owner.as_deref(), keep, env)
+            }
+            None => {
+                let (input, len) = member.location.open_stream(env)?;
+                restore_unlocked(input, len, &member_spec, None, keys, false, env)
+            }
+        }
+        .with_context(|| format!("cannot restore {} ({}) of the chain", member.shown(), member.what()))?;
         same_as_checked(&into, member)?;
         env.report.say(&summary.line());
         restores.push(summary);

@@ -201,22 +201,6 @@ pub fn seed(spec: &SeedSpec, env: &Env) -> Result<SeedSummary> {
     Ok(summary)
 }
 
-/// The backup under a prefix (its newest) or an image.
-fn resolve(source: &str, env: &Env) -> Result<Location> {
-    if source.ends_with('/') && matches!(Location::parse(source), Location::Object(_)) {
-        let newest = crate::repo::backups(source, env)?;
-        let b = newest.first().ok_or_else(|| Error::msg(format!("no backup under {source}")))?;
-        env.report.say(&format!("the newest backup under {source} is {}", b.listed.name));
-        return Ok(Location::parse(b.listed.object.url()));
-    }
-    match Location::from_path(Path::new(source)) {
-        Location::Stdio | Location::Tls(_) => {
-            Err(Error::usage("a replica is seeded from a prefix, an image, or --listen (a live send)"))
-        }
-        l => Ok(l),
-    }
-}
-
 /// The backup's position, as replication starts from it (MariaDB: its GTID position where it
 /// has one, else its file and position).
 fn position_of(info: &BackupInfo, shown: &str) -> Result<((String, u32), Position)> {
@@ -353,7 +337,11 @@ fn shown(p: &Position) -> String {
 /// From a prefix or an image: the chain planned and every link checked, the primary and the
 /// archive probed, all before anything is written; then restored and prepared beside the target.
 fn seed_stored(spec: &SeedSpec, primary: &Primary, summary: &mut SeedSummary, env: &Env) -> Result<()> {
-    let image = resolve(&spec.source, env)?;
+    let image = crate::server::prepare::newest_or_image(
+        &spec.source,
+        "a replica is seeded from a prefix, an image, or --listen (a live send)",
+        env,
+    )?;
     let plan = crate::server::prepare::plan(&image, &spec.bases, &spec.restore.keys, env)?;
     let chain = plan.members(&image, env)?;
     let backup = chain.last().expect("a chain ends at its backup");
