@@ -49,6 +49,9 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// Every suite, in the order a command line lists them.
+    pub const ALL: [Suite; 2] = [Self::Aes256Gcm, Self::ChaCha20Poly1305];
+
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Aes256Gcm),
@@ -73,6 +76,9 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Every codec, in the order a command line lists them.
+    pub const ALL: [Codec; 3] = [Self::Zstd, Self::Lz4, Self::None];
+
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             0 => Some(Self::None),

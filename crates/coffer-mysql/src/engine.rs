@@ -61,6 +61,9 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// Every engine, in the order a command line lists them.
+    pub const ALL: [EngineKind; 2] = [Self::Mariabackup, Self::Xtrabackup];
+
     /// The engine for a server version string.
     pub fn for_version(version: &str) -> Self {
         if crate::meta::flavor(version) == "MariaDB" {

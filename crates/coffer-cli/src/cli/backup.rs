@@ -2,21 +2,7 @@
 
 use super::*;
 pub use coffer_fs::ioprio::IoPriority;
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum CompressArg {
-    Zstd,
-    Lz4,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum CipherArg {
-    #[value(name = "aes-256-gcm")]
-    Aes256Gcm,
-    #[value(name = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
+use coffer_mysql::engine::EngineKind;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -62,16 +48,16 @@ pub struct BackupArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub compress: CompressArg,
+    #[arg(long, default_value = "zstd", value_parser = named(&Codec::ALL, Codec::name))]
+    pub compress: Codec,
 
     /// Compression level [default: zstd 1, lz4 has one level].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub level: Option<i32>,
 
     /// AEAD [default: aes-256-gcm, or chacha20-poly1305 on CPUs without AES instructions].
-    #[arg(long, value_enum)]
-    pub cipher: Option<CipherArg>,
+    #[arg(long, value_parser = named(&Suite::ALL, Suite::name))]
+    pub cipher: Option<Suite>,
 
     /// Bytes of data per chunk (K, M suffixes are powers of 1024).
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_chunk_size)]
@@ -178,8 +164,8 @@ pub struct ServerArgs {
     pub defaults_file: Option<PathBuf>,
 
     /// The engine [default: mariabackup for MariaDB, xtrabackup for MySQL].
-    #[arg(long, value_enum, requires = "mysql")]
-    pub engine: Option<EngineArg>,
+    #[arg(long, requires = "mysql", value_parser = named(&EngineKind::ALL, EngineKind::name))]
+    pub engine: Option<EngineKind>,
 
     /// An extra option for the engine (repeatable), e.g. --engine-arg=--parallel=4 [coffer
     /// passes --parallel=THREADS before these].
@@ -229,22 +215,6 @@ impl SslModeArg {
             SslModeArg::Required => SslMode::Required,
             SslModeArg::VerifyCa => SslMode::VerifyCa,
             SslModeArg::VerifyIdentity => SslMode::VerifyIdentity,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum EngineArg {
-    Mariabackup,
-    Xtrabackup,
-}
-
-impl CipherArg {
-    /// The AEAD this names.
-    pub fn suite(self) -> coffer_format::Suite {
-        match self {
-            CipherArg::Aes256Gcm => coffer_format::Suite::Aes256Gcm,
-            CipherArg::ChaCha20Poly1305 => coffer_format::Suite::ChaCha20Poly1305,
         }
     }
 }

@@ -311,8 +311,8 @@ pub struct RekeyArgs {
     pub output: PathBuf,
 
     /// AEAD of the new image [default: the input's].
-    #[arg(long, value_enum)]
-    pub cipher: Option<CipherArg>,
+    #[arg(long, value_parser = named(&Suite::ALL, Suite::name))]
+    pub cipher: Option<Suite>,
 
     #[arg(long)]
     pub force: bool,

@@ -22,7 +22,19 @@ pub(crate) use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) use coffer::text::{
     parse_bytes, parse_chunk_size, parse_kdf_max_memory, parse_part_size, parse_rate, parse_span,
 };
+pub(crate) use coffer_format::{Codec, Suite};
 pub(crate) use std::path::PathBuf;
+
+/// A value parser of the library's values `all`, by their names: help and errors list them as
+/// for a `ValueEnum`.
+pub(crate) fn named<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(all.iter().map(move |v| name(*v)))
+        .map(move |s| *all.iter().find(|v| name(**v) == s).expect("one of the possible values"))
+}
 
 const EXIT_CODES: &str = "\
 Exit codes:

@@ -1,6 +1,7 @@
 //! `coffer replica seed`.
 
 use super::*;
+use coffer::server::replica::ArchiveUse;
 
 #[derive(Debug, Subcommand)]
 pub enum ReplicaCommand {
@@ -34,8 +35,8 @@ pub struct SeedArgs {
     pub binlogs: Option<String>,
     /// When the archive is replayed first: auto (the primary purged the backup's position),
     /// always (to its end), never (refuse instead).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub archive: SeedArchive,
+    #[arg(long, default_value = "auto", value_parser = named(&ArchiveUse::ALL, ArchiveUse::name))]
+    pub archive: ArchiveUse,
     /// Run this shell command once the datadir is in place (e.g. 'systemctl start mariadb'),
     /// then wait until the replica has applied what the primary had at the end of the seed.
     #[arg(long, value_name = "CMD")]
@@ -70,11 +71,4 @@ pub struct SeedArgs {
     pub tls: OptionalTlsArgs,
     #[command(flatten)]
     pub key: KeyArgs,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum SeedArchive {
-    Auto,
-    Always,
-    Never,
 }

@@ -2,14 +2,12 @@
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
 use super::{io_priority, warn};
-use crate::cli::{BackupArgs, CipherArg, CompressArg, EngineArg, ServerArgs, SslModeArg};
+use crate::cli::{BackupArgs, ServerArgs, SslModeArg};
 use crate::exit::usage;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::source::server_tls;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
-use coffer_format::Codec;
-use coffer_mysql::engine::EngineKind;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -22,10 +20,7 @@ impl ServerArgs {
             user: self.user.clone(),
             password_file: self.password_file.clone(),
             defaults_file: self.defaults_file.clone(),
-            engine: self.engine.map(|e| match e {
-                EngineArg::Mariabackup => EngineKind::Mariabackup,
-                EngineArg::Xtrabackup => EngineKind::Xtrabackup,
-            }),
+            engine: self.engine,
             engine_args: self.engine_args.clone(),
             scratch_dir: self.scratch_dir.clone(),
             tls: server_tls(self.ssl_mode.map(SslModeArg::mode), &self.ssl_ca, &self.ssl_cert, &self.ssl_key),
@@ -74,15 +69,8 @@ impl BackupArgs {
         spec.out = OutOptions { force: self.force, tls, ..OutOptions::default() };
         spec.keys = self.key.sources();
         spec.seal = self.seal.options();
-        spec.cipher = self.cipher.map(CipherArg::suite);
-        spec.compression = Compression {
-            codec: match self.compress {
-                CompressArg::Zstd => Codec::Zstd,
-                CompressArg::Lz4 => Codec::Lz4,
-                CompressArg::None => Codec::None,
-            },
-            level: self.level,
-        };
+        spec.cipher = self.cipher;
+        spec.compression = Compression { codec: self.compress, level: self.level };
         spec.chunk_size = self.chunk_size;
         spec.pack_limit = self.pack_limit;
         spec.validate = !self.no_validate;

@@ -113,7 +113,7 @@ pub fn rekey(args: RekeyArgs, quiet: bool, threads: usize) -> Result<()> {
     let spec = slots::RekeySpec {
         image: args.image.clone(),
         output: args.output.clone(),
-        cipher: args.cipher.map(crate::cli::CipherArg::suite),
+        cipher: args.cipher,
         force: args.force,
         signing_key: args.signing_key.clone(),
         keys: args.key.sources(),

@@ -1,8 +1,8 @@
 //! `coffer replica seed` (`coffer::server::replica`).
 
-use crate::cli::{ReplicaCommand, SeedArchive, SeedArgs};
+use crate::cli::{ReplicaCommand, SeedArgs};
 use anyhow::Result;
-use coffer::server::replica::{ArchiveUse, SeedSpec, SeedSummary, StartSpec};
+use coffer::server::replica::{SeedSpec, SeedSummary, StartSpec};
 
 pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
     let ReplicaCommand::Seed(args) = cmd;
@@ -60,11 +60,7 @@ fn spec(a: &SeedArgs) -> Result<SeedSpec> {
         options: a.prepare_options.clone(),
         primary,
         binlogs: a.binlogs.clone(),
-        archive: match a.archive {
-            SeedArchive::Auto => ArchiveUse::Auto,
-            SeedArchive::Always => ArchiveUse::Always,
-            SeedArchive::Never => ArchiveUse::Never,
-        },
+        archive: a.archive,
         replica_config: a.replica_config.clone(),
         start: a.start_with.as_ref().map(|c| StartSpec {
             command: c.clone(),

@@ -43,6 +43,20 @@ pub enum ArchiveUse {
     Never,
 }
 
+impl ArchiveUse {
+    /// Every choice, in the order a command line lists them.
+    pub const ALL: [ArchiveUse; 3] = [Self::Auto, Self::Always, Self::Never];
+
+    /// Its name on a command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+            Self::Never => "never",
+        }
+    }
+}
+
 /// A seed, as a user asks for it.
 #[derive(Debug, Clone)]
 pub struct SeedSpec {
