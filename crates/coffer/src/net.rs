@@ -30,6 +30,20 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
+    /// A receiver's options: one connection, nothing resumed, no pace (the receiver takes as
+    /// many connections as the sender opens).
+    pub fn new(cert: PathBuf, key: PathBuf, ca: Option<PathBuf>, pins: Vec<String>, stall_timeout: u64) -> Self {
+        let peer_fingerprints = pins;
+        Self { cert, key, ca, peer_fingerprints, stall_timeout, streams: 1, resume: false, limit_rate: None }
+    }
+
+    /// These options for a sender: `streams` connections [default: one a core], resumed or not,
+    /// paced or not.
+    pub fn sending(self, streams: Option<usize>, resume: bool, limit_rate: Option<u64>) -> Self {
+        let streams = streams.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Self { streams, resume, limit_rate, ..self }
+    }
+
     /// The certificates and pins, checked.
     pub fn credentials(&self) -> Result<tls::Credentials> {
         let pins = self
@@ -236,5 +250,22 @@ impl Generated {
         });
         let node = format!("wrote {} and {} for {}", g.cert.display(), g.key.display(), self.name);
         ca.into_iter().chain([node]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receiver_takes_one_connection_and_a_sender_one_a_core_unless_told() {
+        let r = TlsOptions::new("a.crt".into(), "a.key".into(), None, vec!["sha256:00".into()], 30);
+        assert_eq!((r.streams, r.resume, r.limit_rate, r.stall_timeout), (1, false, None, 30));
+        assert_eq!(r.peer_fingerprints, ["sha256:00"]);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let s = r.clone().sending(None, true, Some(9));
+        assert_eq!((s.streams, s.resume, s.limit_rate), (cores, true, Some(9)));
+        assert_eq!((&s.cert, &s.key, s.stall_timeout), (&r.cert, &r.key, 30));
+        assert_eq!(r.sending(Some(3), false, None).streams, 3);
     }
 }

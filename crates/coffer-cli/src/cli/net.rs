@@ -97,16 +97,9 @@ impl OptionalTlsArgs {
     /// The options as the library takes them, if this end's certificate and key are given
     /// (clap requires both with --to).
     pub fn given(&self) -> Option<coffer::net::TlsOptions> {
-        Some(coffer::net::TlsOptions {
-            cert: self.cert.clone()?,
-            key: self.tls_key.clone()?,
-            ca: self.ca.clone(),
-            peer_fingerprints: self.peer_fingerprint.clone(),
-            stall_timeout: self.stall_timeout,
-            streams: self.streams.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            resume: self.resume,
-            limit_rate: self.limit_rate,
-        })
+        let (cert, key, pins) = (self.cert.clone()?, self.tls_key.clone()?, self.peer_fingerprint.clone());
+        let tls = coffer::net::TlsOptions::new(cert, key, self.ca.clone(), pins, self.stall_timeout);
+        Some(tls.sending(self.streams, self.resume, self.limit_rate))
     }
 }
 

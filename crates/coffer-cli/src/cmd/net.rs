@@ -22,17 +22,8 @@ pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
 impl TlsArgs {
     /// The options as the library takes them.
     pub fn options(&self) -> coffer::net::TlsOptions {
-        coffer::net::TlsOptions {
-            cert: self.cert.clone(),
-            key: self.tls_key.clone(),
-            ca: self.ca.clone(),
-            peer_fingerprints: self.peer_fingerprint.clone(),
-            stall_timeout: self.stall_timeout,
-            // The receiver takes as many connections as the sender opens.
-            streams: 1,
-            resume: false,
-            limit_rate: None,
-        }
+        let (cert, key, pins) = (self.cert.clone(), self.tls_key.clone(), self.peer_fingerprint.clone());
+        coffer::net::TlsOptions::new(cert, key, self.ca.clone(), pins, self.stall_timeout)
     }
 }
 

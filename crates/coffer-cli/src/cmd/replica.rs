@@ -11,44 +11,15 @@ pub fn run(cmd: ReplicaCommand, quiet: bool, threads: usize) -> Result<()> {
     if args.json {
         println!("{}", seeded.as_ref().map_or_else(SeedSummary::failed_json, SeedSummary::to_json));
     }
-    let s = seeded?;
-    super::say(quiet, s.line());
-    if spec.start.is_none() {
-        super::say(
-            quiet,
-            format!(
-                "start it with the server's own service (e.g. systemctl start mariadb); it replicates from {}",
-                s.primary
-            ),
-        );
-    }
+    seeded?.lines().iter().for_each(|l| super::say(quiet, l));
     Ok(())
 }
 
 fn spec(a: &SeedArgs) -> Result<SeedSpec> {
     let primary = a.primary.spec()?.ok_or_else(|| crate::exit::usage("replica seed needs --primary HOST[:PORT]"))?;
-    let live = match (&a.listen, a.tls.given()) {
-        (Some(_), Some(t)) if t.ca.is_none() && t.peer_fingerprints.is_empty() => {
-            return Err(crate::exit::usage("--listen needs --ca or --peer-fingerprint: the sender is authenticated"))
-        }
-        (Some(listen), Some(tls)) => Some(coffer::transfer::ReceiveSpec {
-            listen: listen.clone(),
-            // The receiver takes as many connections as the sender opens.
-            tls: coffer::net::TlsOptions { streams: 1, resume: false, limit_rate: None, ..tls },
-            to: None,
-            output: None,
-            keys: a.key.sources(),
-            owner: a.owner.clone(),
-            keep_setuid: false,
-            force: true,
-            checkpoint: 256 << 20,
-        }),
-        (Some(_), None) => return Err(crate::exit::usage("--listen needs --cert and --key")),
-        (None, _) => None,
-    };
     Ok(SeedSpec {
         source: a.source.clone().unwrap_or_default(),
-        live,
+        live: SeedSpec::receiver(a.listen.as_deref(), a.tls.given())?,
         bases: a.base.iter().map(|b| coffer::Location::from_path(b)).collect(),
         restore: coffer::restore::RestoreSpec {
             to: a.to.clone(),

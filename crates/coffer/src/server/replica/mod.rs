@@ -20,9 +20,11 @@ use super::applier::Replay;
 use super::beside::Beside;
 use crate::error::{Context, Error, Result};
 use crate::location::Location;
+use crate::net::TlsOptions;
 use crate::repo::recovery::stop::Gathered;
 use crate::repo::recovery::{gtid_text, parse_gtids};
 use crate::restore::RestoreSpec;
+use crate::transfer::ReceiveSpec;
 use crate::Env;
 use coffer_crypto::Unlock;
 use coffer_mysql::engine::PrepareOption;
@@ -80,6 +82,31 @@ pub struct SeedSpec {
     pub start: Option<StartSpec>,
     /// The option file the replica's own service reads, checked first (its server id).
     pub replica_config: Option<PathBuf>,
+}
+
+impl SeedSpec {
+    /// The receiver of a live seed on `listen`, with this end's TLS (None: no certificate and
+    /// key given), the sender authenticated by a CA or a pinned fingerprint. The seed gives it
+    /// its target, secrets and owner.
+    pub fn receiver(listen: Option<&str>, tls: Option<TlsOptions>) -> Result<Option<ReceiveSpec>> {
+        let Some(listen) = listen else { return Ok(None) };
+        let tls = tls.ok_or_else(|| Error::usage("--listen needs --cert and --key"))?;
+        if tls.ca.is_none() && tls.peer_fingerprints.is_empty() {
+            return Err(Error::usage("--listen needs --ca or --peer-fingerprint: the sender is authenticated"));
+        }
+        Ok(Some(ReceiveSpec {
+            listen: listen.to_owned(),
+            // The receiver takes as many connections as the sender opens.
+            tls: TlsOptions { streams: 1, resume: false, limit_rate: None, ..tls },
+            to: None,
+            output: None,
+            keys: crate::keys::KeySources::default(),
+            owner: None,
+            keep_setuid: false,
+            force: true,
+            checkpoint: 256 << 20,
+        }))
+    }
 }
 
 /// The part of a seed that came from the archive.
@@ -141,6 +168,18 @@ impl SeedSummary {
     /// What `--json` prints for a seed that failed: its one line and exit code.
     pub fn failed_json(e: &Error) -> serde_json::Value {
         serde_json::json!({"ok": false, "error": e.one_line(), "exit_code": e.exit_code()})
+    }
+
+    /// What a seed says: its line, then how to start the replica unless the seed started it.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![self.line()];
+        if self.start_command.is_none() {
+            let primary = &self.primary;
+            lines.push(format!(
+                "start it with the server's own service (e.g. systemctl start mariadb); it replicates from {primary}"
+            ));
+        }
+        lines
     }
 
     /// The one line: which part came from where.
@@ -515,4 +554,46 @@ fn write_summary(dir: &Path, s: &SeedSummary) -> Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(s)?).with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(ca: Option<&str>, pins: &[&str]) -> TlsOptions {
+        let pins = pins.iter().map(|p| (*p).to_owned()).collect();
+        TlsOptions::new("r.crt".into(), "r.key".into(), ca.map(PathBuf::from), pins, 120).sending(
+            Some(8),
+            true,
+            Some(5),
+        )
+    }
+
+    #[test]
+    fn a_live_seed_receives_with_an_authenticated_sender_only() {
+        assert!(SeedSpec::receiver(None, Some(tls(None, &[]))).unwrap().is_none());
+        let refused = |t| SeedSpec::receiver(Some(":4444"), t).unwrap_err();
+        let none = refused(None);
+        assert_eq!((none.to_string().as_str(), none.exit_code()), ("--listen needs --cert and --key", 2));
+        let open = refused(Some(tls(None, &[])));
+        let said = "--listen needs --ca or --peer-fingerprint: the sender is authenticated";
+        assert_eq!((open.to_string().as_str(), open.exit_code()), (said, 2));
+        for t in [tls(Some("ca.crt"), &[]), tls(None, &["sha256:00"])] {
+            let r = SeedSpec::receiver(Some(":4444"), Some(t)).unwrap().unwrap();
+            assert_eq!((r.listen.as_str(), r.tls.streams, r.tls.resume, r.tls.limit_rate), (":4444", 1, false, None));
+            assert_eq!((r.force, r.keep_setuid, r.checkpoint, r.tls.stall_timeout), (true, false, 256 << 20, 120));
+        }
+    }
+
+    #[test]
+    fn a_seed_not_started_says_how_to_start_it() {
+        let s = SeedSummary { primary: "db1:3306".into(), ..Default::default() };
+        let lines = s.lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], s.line());
+        let hint = "start it with the server's own service (e.g. systemctl start mariadb); it replicates from db1:3306";
+        assert_eq!(lines[1], hint);
+        let started = SeedSummary { start_command: Some("systemctl start mariadb".into()), ..s };
+        assert_eq!(started.lines(), vec![started.line()]);
+    }
 }
