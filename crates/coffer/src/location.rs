@@ -53,6 +53,16 @@ impl Location {
         }
     }
 
+    /// Where a backup writes: to the receiver at `to` (`HOST:PORT`) if given, else to what
+    /// `output` names, else to standard output.
+    pub fn output(to: Option<&str>, output: Option<&Path>) -> Self {
+        match (to, output) {
+            (Some(to), _) => Location::Tls(to.to_owned()),
+            (None, Some(out)) => Location::from_path(out),
+            (None, None) => Location::Stdio,
+        }
+    }
+
     /// What `path` names: [`Location::parse`] of its text, a file if it is not UTF-8.
     pub fn from_path(path: &Path) -> Self {
         match path.to_str() {
@@ -409,6 +419,15 @@ impl ImageOut for TlsOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_writes_to_a_receiver_else_the_output_else_stdout() {
+        let out = Some(Path::new("s3://b/p/"));
+        assert_eq!(Location::output(Some("h:1"), out), Location::Tls("h:1".into()));
+        assert_eq!(Location::output(None, out), Location::Object("s3://b/p/".into()));
+        assert_eq!(Location::output(None, Some(Path::new("-"))), Location::Stdio);
+        assert_eq!(Location::output(None, None), Location::Stdio);
+    }
 
     #[test]
     fn each_place_has_one_parse_rule() {

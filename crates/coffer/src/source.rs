@@ -50,6 +50,22 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
+    /// What a backup is asked to read: the server if given, else the xbstream if given, else
+    /// the file or directory at `path` (standard input for none or `-`), stored as `name`.
+    pub fn given(
+        server: Option<ServerOptions>,
+        xbstream: Option<PathBuf>,
+        path: Option<&Path>,
+        name: Option<String>,
+    ) -> Self {
+        match (server, xbstream, path) {
+            (Some(server), _, _) => SourceSpec::Server(Box::new(server)),
+            (None, Some(xb), _) => SourceSpec::Xbstream(xb),
+            (None, None, Some(p)) if p != Path::new("-") => SourceSpec::Path { path: p.into(), name },
+            _ => SourceSpec::Stdin { name },
+        }
+    }
+
     /// Reads standard input (which must then not be a terminal)?
     pub fn reads_stdin(&self) -> bool {
         matches!(self, SourceSpec::Stdin { .. }) || matches!(self, SourceSpec::Xbstream(p) if p == Path::new("-"))
@@ -661,6 +677,19 @@ fn start_engine(args: &ServerOptions, chain: Option<&ChainPlan>, env: &Env) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_comes_before_an_xbstream_before_a_path_and_stdin_is_none_or_a_dash() {
+        let server = || Some(ServerOptions::default());
+        let xb = || Some(PathBuf::from("x.xb"));
+        let (dir, dash, name) = (Some(Path::new("/d")), Some(Path::new("-")), || Some("n".to_owned()));
+        assert!(matches!(SourceSpec::given(server(), xb(), dir, None), SourceSpec::Server(_)));
+        assert!(matches!(SourceSpec::given(None, xb(), dir, None), SourceSpec::Xbstream(p) if p == Path::new("x.xb")));
+        let path = SourceSpec::given(None, None, dir, name());
+        assert!(matches!(path, SourceSpec::Path { path, name: Some(n) } if path == Path::new("/d") && n == "n"));
+        assert!(matches!(SourceSpec::given(None, None, dash, name()), SourceSpec::Stdin { name: Some(_) }));
+        assert!(matches!(SourceSpec::given(None, None, None, None), SourceSpec::Stdin { name: None }));
+    }
 
     #[test]
     fn tls_to_a_server_only_when_a_mode_a_ca_or_a_certificate_is_given() {

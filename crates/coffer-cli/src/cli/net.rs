@@ -49,7 +49,7 @@ pub struct TlsArgs {
 }
 
 /// TLS options of `send` and of `backup --to` (or `-o tls://HOST:PORT`).
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
 pub struct OptionalTlsArgs {
     /// This end's certificate (PEM; a chain is accepted).
     #[arg(long, value_name = "FILE")]
@@ -83,17 +83,6 @@ pub struct OptionalTlsArgs {
 }
 
 impl OptionalTlsArgs {
-    /// Was any of these options given?
-    pub fn any(&self) -> bool {
-        self.cert.is_some()
-            || self.tls_key.is_some()
-            || self.ca.is_some()
-            || !self.peer_fingerprint.is_empty()
-            || self.streams.is_some()
-            || self.resume
-            || self.limit_rate.is_some()
-    }
-
     /// The options as the library takes them, if this end's certificate and key are given
     /// (clap requires both with --to).
     pub fn given(&self) -> Option<coffer::net::TlsOptions> {

@@ -2,14 +2,13 @@
 //! `coffer::backup::BackupSpec`, the job run, its summary printed.
 
 use super::{io_priority, warn};
-use crate::cli::{BackupArgs, ServerArgs, SslModeArg};
+use crate::cli::{BackupArgs, OptionalTlsArgs, ServerArgs, SslModeArg};
 use crate::exit::usage;
 use anyhow::Result;
 use coffer::backup::{BackupSpec, BackupSummary, Compression};
 use coffer::source::server_tls;
 use coffer::{Location, OutOptions, ServerOptions, SourceSpec};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 
 impl ServerArgs {
     fn options(&self) -> ServerOptions {
@@ -29,35 +28,17 @@ impl ServerArgs {
 }
 
 impl BackupArgs {
-    fn source_spec(&self) -> SourceSpec {
-        if self.mysql {
-            SourceSpec::Server(Box::new(self.server.options()))
-        } else if let Some(xb) = &self.xbstream {
-            SourceSpec::Xbstream(xb.clone())
-        } else {
-            match self.source.as_deref() {
-                Some(p) if p != Path::new("-") => SourceSpec::Path { path: p.into(), name: self.name.clone() },
-                _ => SourceSpec::Stdin { name: self.name.clone() },
-            }
-        }
-    }
-
-    fn output(&self) -> Location {
-        match (&self.send_to, &self.output) {
-            (Some(to), _) => Location::Tls(to.clone()),
-            (None, Some(out)) => Location::from_path(out),
-            (None, None) => Location::Stdio,
-        }
-    }
-
     fn spec(&self) -> Result<BackupSpec> {
-        let mut spec = BackupSpec::new(self.source_spec(), self.output());
+        let server = self.mysql.then(|| self.server.options());
+        let source = SourceSpec::given(server, self.xbstream.clone(), self.source.as_deref(), self.name.clone());
+        let mut spec = BackupSpec::new(source, Location::output(self.send_to.as_deref(), self.output.as_deref()));
         // --limit-rate paces the wire when sending, else the reading of the source.
         let sending = matches!(spec.output, Location::Tls(_));
-        let tls_only = crate::cli::OptionalTlsArgs { limit_rate: None, ..self.tls.clone() };
+        // Any option of sending given, but --limit-rate and --stall-timeout?
+        let for_sending = OptionalTlsArgs { limit_rate: None, stall_timeout: 0, ..self.tls.clone() };
         let tls = match &spec.output {
             Location::Tls(_) => self.tls.given(),
-            _ if tls_only.any() => {
+            _ if for_sending != OptionalTlsArgs::default() => {
                 return Err(usage(
                     "--cert, --key, --ca, --peer-fingerprint, --streams and --resume are for sending \
                      (--to HOST:PORT, or -o tls://HOST:PORT)",
@@ -75,15 +56,8 @@ impl BackupArgs {
         spec.pack_limit = self.pack_limit;
         spec.validate = !self.no_validate;
         spec.fail_on_corrupt = self.fail_on_corrupt;
-        spec.chain = coffer::repo::chain::ChainRequest {
-            mode: match (self.chain.incremental, self.chain.differential) {
-                (true, _) => coffer::repo::chain::Mode::Incremental,
-                (_, true) => coffer::repo::chain::Mode::Differential,
-                _ => coffer::repo::chain::Mode::Full,
-            },
-            base: self.chain.base.iter().map(|b| Location::from_path(b)).collect(),
-            max_chain: self.chain.max_chain,
-        };
+        let c = &self.chain;
+        spec.chain = coffer::repo::chain::ChainRequest::new(c.incremental, c.differential, &c.base, c.max_chain);
         Ok(spec)
     }
 }

@@ -42,6 +42,19 @@ pub struct ChainRequest {
     pub max_chain: Option<u32>,
 }
 
+impl ChainRequest {
+    /// A backup asked for as `--incremental` (which wins), `--differential` or neither, with
+    /// the images named by `--base`.
+    pub fn new(incremental: bool, differential: bool, base: &[std::path::PathBuf], max_chain: Option<u32>) -> Self {
+        let mode = match (incremental, differential) {
+            (true, _) => Mode::Incremental,
+            (_, true) => Mode::Differential,
+            _ => Mode::Full,
+        };
+        Self { mode, base: base.iter().map(|b| Location::from_path(b)).collect(), max_chain }
+    }
+}
+
 /// A backup of a server, read with its description.
 #[derive(Debug, Clone)]
 pub struct Known {
@@ -323,6 +336,18 @@ fn check_link(parent: &Known, child: &Known) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incremental_wins_over_differential_and_bases_are_places() {
+        let base = [std::path::PathBuf::from("s3://b/p/full.coffer")];
+        let asked = |i, d| ChainRequest::new(i, d, &base, Some(3));
+        assert_eq!(
+            [asked(true, true).mode, asked(false, true).mode, asked(false, false).mode],
+            [Mode::Incremental, Mode::Differential, Mode::Full]
+        );
+        let r = asked(false, false);
+        assert_eq!((r.base, r.max_chain), (vec![Location::Object("s3://b/p/full.coffer".into())], Some(3)));
+    }
 
     fn server(born: i64) -> ServerIdentity {
         ServerIdentity {
