@@ -98,3 +98,23 @@ fn pipe(server: &common::mariadb::Server, mode: &str, sql: &[u8]) -> std::proces
     client.stdin.take().unwrap().write_all(sql).unwrap();
     client.wait_with_output().unwrap()
 }
+
+/// Without a server's description, or without a binary log position in it, there is no SQL to
+/// print: one line each, exit 1.
+#[test]
+fn an_image_without_a_position_prints_no_sql_and_says_why() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.path("tree")).unwrap();
+    std::fs::write(fx.path("tree/a"), b"a").unwrap();
+    let dir = fx.s("tree.coffer");
+    let (code, _, err) = run(&["backup", &fx.s("tree"), "-o", &dir, "--key-file", &fx.key()]);
+    assert_eq!(code, 0, "{err}");
+    let no_log = image(&fx, "nolog.coffer", "");
+    for (img, why) in [
+        (dir, "this image is not a backup of a server (it has no coffer-backup.json)"),
+        (no_log, "the backup recorded no binary log position (was log_bin on?)"),
+    ] {
+        let (code, out, err) = run(&["info", &img, "--replication", "--key-file", &fx.key()]);
+        assert_eq!((code, out.is_empty(), err.as_str()), (1, true, format!("coffer: error: {why}\n").as_str()));
+    }
+}

@@ -348,6 +348,15 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// The statements that make a server restored from it a replica of the source (`info
+    /// --replication`). Refused, in one line, unless every value is what a server writes: the
+    /// SQL is meant to be piped into a client.
+    pub fn replication(&self) -> Result<String> {
+        let not_server = || Error::msg("this image is not a backup of a server (it has no coffer-backup.json)");
+        let no_position = || Error::msg("the backup recorded no binary log position (was log_bin on?)");
+        self.backup.as_ref().ok_or_else(not_server)?.replication_statements()?.ok_or_else(no_position)
+    }
+
     /// The image's key slots in use, described: `0: passphrase (argon2id ...)`.
     pub fn slots(&self) -> Vec<String> {
         let used = self.header.slots.iter().enumerate().filter(|(_, s)| !s.is_empty());

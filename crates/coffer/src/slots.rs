@@ -36,6 +36,18 @@ pub enum KeyKind {
     Signing,
 }
 
+impl KeyKind {
+    /// The kind `key generate` is asked for: an identity (`--x25519`), a signing key
+    /// (`--signing`), or else a master key.
+    pub fn asked(x25519: bool, signing: bool) -> Self {
+        match (x25519, signing) {
+            (true, _) => KeyKind::X25519,
+            (_, true) => KeyKind::Signing,
+            _ => KeyKind::Master,
+        }
+    }
+}
+
 /// A new key, as its file holds it.
 pub struct NewKey {
     /// The file's text (secret).
@@ -49,6 +61,14 @@ pub struct NewKey {
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl NewKey {
+    /// What is said once it is written into `path`.
+    pub fn written(&self, path: &Path) -> String {
+        let (shown, id) = (path.display(), &self.id);
+        format!("wrote {shown} ({id}); keep a copy somewhere safe: without it the backups cannot be read")
     }
 }
 
@@ -538,4 +558,18 @@ fn carried_record(
         ));
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_wins_over_a_signing_key_over_a_master_key() {
+        let asked = [KeyKind::asked(true, true), KeyKind::asked(false, true), KeyKind::asked(false, false)];
+        assert_eq!(asked, [KeyKind::X25519, KeyKind::Signing, KeyKind::Master]);
+        let key = NewKey { text: Zeroizing::new(String::new()), id: "coffer1abc".into(), public: None };
+        let said = "wrote /k/a.id (coffer1abc); keep a copy somewhere safe: without it the backups cannot be read";
+        assert_eq!(key.written(Path::new("/k/a.id")), said);
+    }
 }

@@ -20,9 +20,7 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
     for line in catalog.lines() {
         println!("{line}");
     }
-    if !quiet {
-        eprintln!("coffer: {}", catalog.total(&args.prefix));
-    }
+    super::say(quiet, catalog.total(&args.prefix));
     outcome
 }
 
@@ -45,8 +43,8 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut coffer::service::Metric
     });
     let env = crate::report::env(quiet, 1);
     let plan = coffer::repo::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
-    if !args.json && !quiet {
-        plan.lines().iter().for_each(|l| eprintln!("coffer: {l}"));
+    if !args.json {
+        plan.lines().iter().for_each(|l| super::say(quiet, l));
     }
     coffer::service::gauges::prune_plan(metrics.run(), &plan);
     let refused = plan.refusal.as_ref().filter(|_| !args.allow_deleting_newest);
@@ -56,19 +54,15 @@ fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut coffer::service::Metric
     if let Some(why) = refused {
         return Err(anyhow::anyhow!("{why}: refusing (--allow-deleting-newest carries it out); nothing was deleted"));
     }
-    if !args.json && !quiet && pitr.is_some() {
-        eprintln!("coffer: {}", plan.segments_line());
+    if !args.json && pitr.is_some() {
+        super::say(quiet, plan.segments_line());
     }
     if args.dry_run {
-        if !quiet {
-            eprintln!("coffer: {}", plan.dry_run_line());
-        }
+        super::say(quiet, plan.dry_run_line());
         return Ok(());
     }
     let pruned = plan.carry_out()?;
     coffer::service::gauges::pruned(metrics.run(), pruned.backups, pruned.segments, pruned.freed + pruned.freed_logs);
-    if !quiet {
-        eprintln!("coffer: {}", pruned.line());
-    }
+    super::say(quiet, pruned.line());
     Ok(())
 }

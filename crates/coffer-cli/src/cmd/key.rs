@@ -22,11 +22,7 @@ pub fn run(cmd: KeyCommand, quiet: bool) -> Result<()> {
         }
         KeyCommand::List { image, json } => {
             refuse_stdin_terminal(&image)?;
-            let list = slots::list_slots(&image, &env)?;
-            if json {
-                return print([list.to_json()]);
-            }
-            print(list.lines())
+            print(slots::list_slots(&image, &env)?.shown(json))
         }
         KeyCommand::Add { image, key, new } => {
             Ok(slots::add_slots(&image, &key.sources(), &new.secrets(), &env).map(drop)?)
@@ -59,22 +55,13 @@ fn refuse_stdin_terminal(image: &Path) -> Result<()> {
 }
 
 fn generate(output: &Path, x25519: bool, signing: bool, force: bool, env: &coffer::Env) -> Result<()> {
-    let kind = match (x25519, signing) {
-        (true, _) => KeyKind::X25519,
-        (_, true) => KeyKind::Signing,
-        _ => KeyKind::Master,
-    };
-    let key = slots::generate_key(kind)?;
+    let key = slots::generate_key(KeyKind::asked(x25519, signing))?;
     if output == Path::new("-") {
-        stdout_file()?.write_all(key.text.as_bytes()).context("cannot write to stdout")?;
-        return Ok(());
+        return stdout_file()?.write_all(key.text.as_bytes()).context("cannot write to stdout");
     }
     slots::write_secret_file(output, key.text.as_bytes(), force)?;
-    if let Some(p) = &key.public {
-        println!("{p}");
-    }
-    let (shown, id) = (output.display(), &key.id);
-    env.report.say(&format!("wrote {shown} ({id}); keep a copy somewhere safe: without it the backups cannot be read"));
+    key.public.iter().for_each(|p| println!("{p}"));
+    env.report.say(&key.written(output));
     Ok(())
 }
 

@@ -43,6 +43,14 @@ impl SlotList {
         })
     }
 
+    /// What `key list` prints: its [`lines`](Self::lines), or with `json` one line of JSON.
+    pub fn shown(&self, json: bool) -> Vec<String> {
+        if json {
+            return vec![self.to_json().to_string()];
+        }
+        self.lines()
+    }
+
     /// The lines `key list` prints: the image, its signer, one line per slot, the warnings.
     pub fn lines(&self) -> Vec<String> {
         let (chosen, h) = (&self.0, &self.0.header);
