@@ -39,6 +39,12 @@ pub struct ValidateSpec {
     pub keys: KeySources,
 }
 
+/// The checksums accepted under `--checksum-algorithm NAME` (none given: [`Policy::Auto`]).
+pub fn policy(name: Option<&str>) -> Result<Policy> {
+    let Some(name) = name else { return Ok(Policy::Auto) };
+    Policy::parse(name).ok_or_else(|| Error::usage(format!("unknown checksum algorithm {name}")))
+}
+
 /// What a validation found.
 #[derive(Debug)]
 pub struct Validation {
@@ -725,6 +731,14 @@ fn file_json(r: &FileReport, max: Option<usize>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checksum_algorithm_is_one_innodb_knows() {
+        assert_eq!(policy(None).unwrap(), Policy::Auto);
+        assert_eq!(policy(Some("strict_crc32")).unwrap(), Policy::StrictCrc32);
+        let e = policy(Some("md5")).unwrap_err();
+        assert_eq!((e.to_string(), e.exit_code()), ("unknown checksum algorithm md5".into(), 2));
+    }
 
     #[test]
     fn totals_say_what_was_found() {

@@ -31,16 +31,9 @@ pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
 }
 
 fn prune_run(args: PruneArgs, quiet: bool, metrics: &mut coffer::service::MetricsFile) -> Result<()> {
-    let policy = coffer::repo::catalog::Policy {
-        last: args.keep_last.unwrap_or(0),
-        daily: args.keep_daily.unwrap_or(0),
-        weekly: args.keep_weekly.unwrap_or(0),
-    };
+    let policy = coffer::repo::catalog::Policy::given(args.keep_last, args.keep_daily, args.keep_weekly);
     let keys = Some(args.key.sources()).filter(coffer::keys::KeySources::any);
-    let pitr = args.keep_pitr.map(|window| coffer::repo::prune::KeepPitr {
-        window,
-        binlogs: args.binlogs.clone().unwrap_or_else(|| coffer::repo::recovery::default_binlog_prefix(&args.prefix)),
-    });
+    let pitr = coffer::repo::prune::KeepPitr::given(args.keep_pitr, args.binlogs.as_deref(), &args.prefix);
     let env = crate::report::env(quiet, 1);
     let plan = coffer::repo::prune::prune_plan(&args.prefix, policy, pitr.as_ref(), keys.as_ref(), args.dry_run, &env)?;
     if !args.json {

@@ -1,7 +1,7 @@
 //! Keys and key slots: generate, list, add, remove, rotate, rewrap; header backups; keyrings;
 //! rekey (`coffer::slots`, which says what each did), printed.
 
-use super::stdout_file;
+use super::{refuse_stdin_terminal, stdout_file};
 use crate::cli::{HeaderCommand, KeyCommand, KeyringCommand, RekeyArgs};
 use crate::exit::usage;
 use anyhow::{Context, Result};
@@ -42,14 +42,6 @@ fn print<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) -> Result<()>
     let mut out = std::io::stdout().lock();
     for l in lines {
         writeln!(out, "{l}")?;
-    }
-    Ok(())
-}
-
-/// Refuses to read an image from standard input (`-`) when it is a terminal.
-fn refuse_stdin_terminal(image: &Path) -> Result<()> {
-    if image == Path::new("-") {
-        super::refuse_terminal(&coffer::Location::Stdio)?;
     }
     Ok(())
 }

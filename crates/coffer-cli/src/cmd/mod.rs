@@ -82,6 +82,14 @@ pub fn refuse_terminal(image: &coffer::Location) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to read from standard input (`-`) when it is a terminal.
+pub fn refuse_stdin_terminal(path: &std::path::Path) -> Result<()> {
+    if path == std::path::Path::new("-") {
+        refuse_terminal(&coffer::Location::Stdio)?;
+    }
+    Ok(())
+}
+
 /// Prints a line of a job's outcome, `coffer: LINE` on stderr, unless quiet.
 pub fn say(quiet: bool, line: impl std::fmt::Display) {
     if !quiet {

@@ -40,9 +40,7 @@ fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::t
     let to = args.send_to.clone().ok_or_else(|| crate::exit::usage("send needs --to HOST:PORT"))?;
     let image = args.source.clone().unwrap_or_default();
     let image = image.as_path();
-    if image == std::path::Path::new("-") {
-        super::refuse_terminal(&coffer::Location::Stdio)?;
-    }
+    super::refuse_stdin_terminal(image)?;
     let tls = args.tls.given().expect("clap requires --cert and --key with --to");
     let s = coffer::transfer::send(image, &to, &tls, &crate::report::env(quiet, threads))?;
     say(quiet, s.line(&to));

@@ -1,14 +1,10 @@
 //! `coffer validate`: the command line made into a `coffer::validate::ValidateSpec`, the job
 //! run, its reports printed.
 
-use super::refuse_terminal;
 use crate::cli::ValidateArgs;
-use crate::exit::usage;
 use anyhow::Result;
 use coffer::validate::ValidateSpec;
-use coffer_innodb::Policy;
 use std::io::Write;
-use std::path::Path;
 
 pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
     let mut metrics = crate::metrics::start(args.metrics_file.clone(), "validate");
@@ -17,13 +13,8 @@ pub fn run(args: ValidateArgs, quiet: bool, threads: usize) -> Result<()> {
 }
 
 fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut coffer::service::MetricsFile) -> Result<()> {
-    let policy = match &args.checksum_algorithm {
-        Some(name) => Policy::parse(name).ok_or_else(|| usage(format!("unknown checksum algorithm {name}")))?,
-        None => Policy::Auto,
-    };
-    if args.paths.iter().any(|p| p == Path::new("-")) {
-        refuse_terminal(&coffer::Location::Stdio)?;
-    }
+    let policy = coffer::validate::policy(args.checksum_algorithm.as_deref())?;
+    args.paths.iter().try_for_each(|p| super::refuse_stdin_terminal(p))?;
     let spec = ValidateSpec { paths: args.paths.clone(), innodb: args.innodb, policy, keys: args.key.sources() };
     // With --json, stdout is the report: no progress bar beside it (warnings still go to stderr).
     let env = crate::report::env_with_bars(quiet, threads, !args.json);

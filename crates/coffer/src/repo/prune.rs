@@ -25,6 +25,15 @@ pub struct KeepPitr {
     pub binlogs: String,
 }
 
+impl KeepPitr {
+    /// `--keep-pitr SPAN` (in seconds), if given, from the archive under `binlogs` [default:
+    /// `prefix` + binlog/].
+    pub fn given(window: Option<i64>, binlogs: Option<&str>, prefix: &str) -> Option<Self> {
+        let binlogs = binlogs.map_or_else(|| crate::repo::recovery::default_binlog_prefix(prefix), str::to_owned);
+        window.map(|window| KeepPitr { window, binlogs })
+    }
+}
+
 /// What prune keeps and deletes.
 #[derive(Debug)]
 pub struct PrunePlan {
@@ -217,5 +226,18 @@ impl PrunePlan {
             freed += b.listed.size;
         }
         Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_in_time_is_kept_from_the_archive_beside_the_backups_unless_named() {
+        assert!(KeepPitr::given(None, None, "s3://b/p/").is_none());
+        let beside = KeepPitr::given(Some(3600), None, "s3://b/p/").unwrap();
+        assert_eq!((beside.window, beside.binlogs.as_str()), (3600, "s3://b/p/binlog/"));
+        assert_eq!(KeepPitr::given(Some(1), Some("s3://b/logs/"), "s3://b/p/").unwrap().binlogs, "s3://b/logs/");
     }
 }

@@ -77,6 +77,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The counts asked for; one not given keeps none of its kind.
+    pub fn given(last: Option<usize>, daily: Option<usize>, weekly: Option<usize>) -> Self {
+        Policy { last: last.unwrap_or(0), daily: daily.unwrap_or(0), weekly: weekly.unwrap_or(0) }
+    }
+
     /// Does it keep nothing by itself?
     pub fn is_empty(&self) -> bool {
         self.last == 0 && self.daily == 0 && self.weekly == 0
@@ -339,6 +344,12 @@ fn keep_parents(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_not_given_keeps_none_of_its_kind() {
+        assert_eq!(Policy::given(Some(7), None, Some(2)), Policy { last: 7, daily: 0, weekly: 2 });
+        assert!(Policy::given(None, None, None).is_empty());
+    }
     use proptest::prelude::*;
 
     const DAY: i64 = 86_400;
