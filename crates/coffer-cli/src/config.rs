@@ -123,12 +123,15 @@ impl profile::Commands for Clap<'_> {
         let probe_arg = Arg::new("v").long("v").action(ArgAction::Append).value_parser(arg.get_value_parser().clone());
         let probe = Command::new("probe").no_binary_name(true).arg(probe_arg);
         if let Err(e) = probe.try_get_matches_from([format!("--v={value}")]) {
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
-            return Err(line.replace(" for '--v <v>'", "").replace(" for '--v <v>...'", ""));
+            return Err(first_line(&e).replace(" for '--v <v>'", "").replace(" for '--v <v>...'", ""));
         }
         Ok(())
     }
+}
+
+/// The first line of clap's error, without its `error: `.
+pub fn first_line(e: &clap::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned()
 }
 
 /// The option `--name` of `sub`, or of the root when global.

@@ -124,10 +124,6 @@ fn check_profile(
 fn parse_as(cmd: &clap::Command, profile: &str, file: &Option<PathBuf>, words: &[&str]) -> Result<Cli> {
     let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
     let (argv, _) = config::apply_to(cmd, coffer::profile::argv(profile, file.as_deref(), &words))?;
-    let matches = cmd.clone().try_get_matches_from(argv).map_err(|e| crate::exit::usage(first_line(&e.to_string())))?;
+    let matches = cmd.clone().try_get_matches_from(argv).map_err(|e| crate::exit::usage(config::first_line(&e)))?;
     Ok(Cli::from_arg_matches(&matches)?)
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned()
 }
