@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 /// A progress bar (or a silent stand-in) counting bytes.
 #[derive(Debug, Clone)]
-pub struct Bar(ProgressBar);
+pub struct Bar(pub ProgressBar);
 
 impl Bar {
     /// `total` bytes if known; a spinner with rate otherwise.
@@ -28,28 +28,5 @@ impl Bar {
         };
         pb.set_prefix(what.to_owned());
         Self(pb)
-    }
-
-    pub fn inc(&self, n: u64) {
-        self.0.inc(n);
-    }
-
-    pub fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-
-    /// A line beside the bar (an engine's latest log line).
-    pub fn message(&self, msg: &str) {
-        self.0.set_message(msg.to_owned());
-    }
-
-    /// True once finished (and cleared).
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-
-    /// True when nothing is drawn (quiet, or stderr is not a terminal).
-    pub fn is_hidden(&self) -> bool {
-        self.0.is_hidden()
     }
 }

@@ -33,7 +33,8 @@ impl coffer::Report for Terminal {
             return;
         }
         match self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            Some(bar) if !bar.is_hidden() && !bar.is_finished() => bar.message(line),
+            // A line beside the bar, while one is drawn.
+            Some(Bar(bar)) if !bar.is_hidden() && !bar.is_finished() => bar.set_message(line.to_owned()),
             _ => eprintln!("{engine}: {line}"),
         }
     }
@@ -51,10 +52,10 @@ impl coffer::Report for Terminal {
 
 impl coffer::Progress for Bar {
     fn advance(&self, bytes: u64) {
-        self.inc(bytes);
+        self.0.inc(bytes);
     }
     fn finish(&self) {
-        Bar::finish(self);
+        self.0.finish_and_clear();
     }
 }
 

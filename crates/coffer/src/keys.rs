@@ -63,6 +63,18 @@ impl std::fmt::Debug for KeySources {
 }
 
 impl KeySources {
+    /// Secrets in files only, and the signers demanded: what a receiver, which runs unattended,
+    /// is given.
+    pub fn files(keys: &[PathBuf], passphrases: &[PathBuf], identities: &[PathBuf], signers: &[String]) -> Self {
+        KeySources {
+            key_files: keys.to_vec(),
+            passphrase_files: passphrases.to_vec(),
+            identities: identities.to_vec(),
+            require_signers: signers.to_vec(),
+            ..Default::default()
+        }
+    }
+
     /// Was any secret given (so that a command for which one is optional reads details)?
     pub fn any(&self) -> bool {
         !self.master_keys.is_empty()

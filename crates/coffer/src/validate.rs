@@ -665,6 +665,15 @@ impl Validation {
         out
     }
 
+    /// What `validate` prints on stdout: its [`lines`](Self::lines), or with `json` the
+    /// [`to_json`](Self::to_json) report, pretty.
+    pub fn shown(&self, json: bool, max: Option<usize>, quiet: bool) -> Vec<String> {
+        if json {
+            return vec![serde_json::to_string_pretty(&self.to_json(max)).unwrap_or_default()];
+        }
+        self.lines(max, quiet)
+    }
+
     /// The report as `validate --json` prints it: each file (at most `max` corrupt pages
     /// listed a file), and a summary with the image error, if any.
     pub fn to_json(&self, max: Option<usize>) -> serde_json::Value {

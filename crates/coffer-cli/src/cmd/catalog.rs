@@ -13,14 +13,10 @@ pub fn catalog(args: CatalogArgs, quiet: bool) -> Result<()> {
         coffer::server::replica::catalog_primary(&mut catalog, p, &env)?;
     }
     let outcome = catalog.outcome().map_err(anyhow::Error::from);
-    if args.json {
-        println!("{}", serde_json::Value::Array(catalog.rows));
-        return outcome;
+    catalog.shown(args.json).iter().for_each(|l| println!("{l}"));
+    if !args.json {
+        super::say(quiet, catalog.total(&args.prefix));
     }
-    for line in catalog.lines() {
-        println!("{line}");
-    }
-    super::say(quiet, catalog.total(&args.prefix));
     outcome
 }
 

@@ -4,6 +4,7 @@
 use super::say;
 use crate::cli::{BackupArgs, ReceiveArgs, TlsArgs, TlsCommand};
 use anyhow::Result;
+use coffer::keys::KeySources;
 use coffer_net::tls;
 
 pub fn tls_command(cmd: TlsCommand, quiet: bool) -> Result<()> {
@@ -48,18 +49,13 @@ fn send_image(args: BackupArgs, quiet: bool, threads: usize) -> Result<coffer::t
 }
 
 pub fn receive(args: ReceiveArgs, quiet: bool, threads: usize) -> Result<()> {
+    let keys = KeySources::files(&args.key_files, &args.passphrase_files, &args.identities, &args.require_signers);
     let spec = coffer::transfer::ReceiveSpec {
         listen: args.listen.clone(),
         tls: args.tls.options(),
         to: args.to.clone(),
         output: args.output.clone(),
-        keys: coffer::keys::KeySources {
-            key_files: args.key_files.clone(),
-            passphrase_files: args.passphrase_files.clone(),
-            identities: args.identities.clone(),
-            require_signers: args.require_signers.clone(),
-            ..Default::default()
-        },
+        keys,
         owner: args.owner.clone(),
         keep_setuid: args.keep_setuid,
         force: args.force,

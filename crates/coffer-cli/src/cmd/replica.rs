@@ -33,10 +33,6 @@ fn spec(a: &SeedArgs) -> Result<SeedSpec> {
         binlogs: a.binlogs.clone(),
         archive: a.archive,
         replica_config: a.replica_config.clone(),
-        start: a.start_with.as_ref().map(|c| StartSpec {
-            command: c.clone(),
-            socket: a.replica_socket.clone(),
-            timeout: std::time::Duration::from_secs(a.wait_timeout),
-        }),
+        start: a.start_with.as_ref().map(|c| StartSpec::new(c, &a.replica_socket, a.wait_timeout)),
     })
 }

@@ -22,13 +22,8 @@ fn validate(args: ValidateArgs, quiet: bool, threads: usize, metrics: &mut coffe
     let o = validation.totals();
     coffer::service::gauges::validate(metrics.run(), o.pages, o.corrupt_pages, o.corrupt_files, o.bytes);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &validation.to_json(args.max_corrupt_pages))?;
-        writeln!(out)?;
-    } else {
-        for line in validation.lines(args.max_corrupt_pages, quiet) {
-            writeln!(out, "{line}")?;
-        }
+    for line in validation.shown(args.json, args.max_corrupt_pages, quiet) {
+        writeln!(out, "{line}")?;
     }
     out.flush()?;
     match validation.image_error.take() {

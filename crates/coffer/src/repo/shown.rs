@@ -78,6 +78,15 @@ impl Catalog {
         lines
     }
 
+    /// What `catalog` prints on stdout: its [`lines`](Self::lines), or with `json` its rows as
+    /// one JSON array.
+    pub fn shown(&self, json: bool) -> Vec<String> {
+        if json {
+            return vec![Value::Array(self.rows.clone()).to_string()];
+        }
+        self.lines()
+    }
+
     /// Fails when some backups could not be read with the key given.
     pub fn outcome(&self) -> crate::error::Result<()> {
         match self.unread {

@@ -19,6 +19,13 @@ pub struct StartSpec {
     pub timeout: Duration,
 }
 
+impl StartSpec {
+    /// Run `command`, then wait up to `timeout` seconds for the replica at `socket`.
+    pub fn new(command: &str, socket: &Path, timeout: u64) -> Self {
+        StartSpec { command: command.to_owned(), socket: socket.to_owned(), timeout: Duration::from_secs(timeout) }
+    }
+}
+
 /// What the wait saw.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Waited {
