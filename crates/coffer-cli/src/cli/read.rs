@@ -223,6 +223,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// The tables a server backup holds, with their sizes and partitions, from its index.
+    #[arg(long, conflicts_with = "long")]
+    pub tables: bool,
+
     #[command(flatten)]
     pub key: KeyArgs,
 }
