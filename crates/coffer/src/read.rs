@@ -91,7 +91,11 @@ impl Listing {
                     0 => String::new(),
                     n => format!(" ({n} partitions)"),
                 };
-                let note = if t.other_engine || !t.tablespace { " (not InnoDB file-per-table: not restored alone)" } else { "" };
+                let note = if t.other_engine || !t.tablespace {
+                    " (not InnoDB file-per-table: not restored alone)"
+                } else {
+                    ""
+                };
                 format!("{:>10}  {}{parts}{note}", human(t.bytes), escape(t.name.shown().as_bytes()))
             })
             .collect();

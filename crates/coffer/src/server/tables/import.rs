@@ -64,9 +64,9 @@ pub struct Imported {
 impl Live {
     /// Connects, and keeps the session's statements out of the binary log.
     pub(crate) fn connect(reach: &crate::source::Reach) -> Result<Live> {
-        let mut client = reach
-            .connect(std::time::Duration::from_secs(600))
-            .map_err(|e| Error::other(e).context("cannot connect to the server to restore the tables into"))?;
+        let mut client = reach.connect(std::time::Duration::from_secs(600)).map_err(|e| {
+            Error::other(e).context(format!("cannot connect to the server at {}", shown(&reach.target)))
+        })?;
         run(&mut client, "SET SESSION sql_log_bin = 0", "the restore's statements must stay out of the server's binary log (its replicas would discard their tables): the user needs SUPER or BINLOG ADMIN")?;
         run(&mut client, "SET SESSION foreign_key_checks = 0", "cannot turn the session's foreign key checks off")?;
         let datadir =
@@ -360,6 +360,14 @@ impl Live {
         }
         run(c, &format!("ANALYZE TABLE {}", table.quoted()), "cannot analyze the imported table")?;
         Ok(count)
+    }
+}
+
+/// A server's address, as messages say it.
+fn shown(target: &coffer_mysql::client::Target) -> String {
+    match target {
+        coffer_mysql::client::Target::Socket(p) => p.display().to_string(),
+        coffer_mysql::client::Target::Tcp { host, port } => format!("{host}:{port}"),
     }
 }
 

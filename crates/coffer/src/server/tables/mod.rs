@@ -65,13 +65,22 @@ pub struct TablesSpec {
     pub force: bool,
 }
 
+/// A table restored.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoredTable {
+    /// `db.t`, as the backup names it.
+    pub name: String,
+    /// Its rows.
+    pub rows: u64,
+}
+
 /// What a restore of tables did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TablesSummary {
     /// The backups read (a chain: full first).
     pub backups: Vec<String>,
-    /// The tables restored, as the backup's server counted them.
-    pub tables: Vec<(String, u64)>,
+    /// The tables restored, with their rows as the backup's server counted them.
+    pub tables: Vec<RestoredTable>,
     /// Bytes of the images read (their frames), and bytes their images hold.
     pub read_bytes: u64,
     /// The bytes the images hold in all.
@@ -92,7 +101,7 @@ pub struct TablesSummary {
 impl TablesSummary {
     /// The line that says what was restored.
     pub fn line(&self) -> String {
-        let tables: Vec<String> = self.tables.iter().map(|(t, rows)| format!("{t} ({rows} rows)")).collect();
+        let tables: Vec<String> = self.tables.iter().map(|t| format!("{} ({} rows)", t.name, t.rows)).collect();
         let into = match (&self.dir, self.imported.is_empty()) {
             (Some(dir), _) => format!("exported into {}", dir.display()),
             _ => {
@@ -190,7 +199,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     let out = Beside::create(&scratch, "export", env.report.as_ref())?;
     let export = open_and_export(spec, &planned, &staging.path, &logs.path, &chosen, &out.path, &unlocks, env)?;
     drop(staging);
-    summary.tables = export.tables.iter().map(|t| (t.name.shown(), t.rows)).collect();
+    summary.tables = export.tables.iter().map(|t| RestoredTable { name: t.name.shown(), rows: t.rows }).collect();
     summary.replayed = planned.replay.as_ref().map(|r| (r.transactions, format!("{}:{}", r.stop.0, r.stop.1)));
     match (&spec.into, live) {
         (Destination::Server(_), Some(mut live)) => {
@@ -198,7 +207,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
             summary.imported = live.import(&steps, &out.path)?;
         }
         (Destination::Dir(dir), _) => {
-            let statements = by_hand(&export, dir);
+            let statements = by_hand(&export, &std::path::absolute(dir)?);
             let path = out.path.join("import.sql");
             std::fs::write(&path, &statements).with_context(|| format!("cannot write {}", path.display()))?;
             out.replace(spec.force, true)?;
