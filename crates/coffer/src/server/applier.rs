@@ -457,12 +457,12 @@ impl Replay {
 fn key_file(options: &str) -> Option<PathBuf> {
     let value = options
         .lines()
+        .rev()
         .filter_map(|l| l.split_once('='))
-        .filter(|(name, _)| {
+        .find(|(name, _)| {
             let name = name.trim().replace('-', "_");
             name.strip_prefix("loose_").unwrap_or(&name) == "file_key_management_filename"
-        })
-        .last()?
+        })?
         .1
         .trim();
     let Some(quoted) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
