@@ -159,14 +159,24 @@ pub fn try_sql(server: &Server, sql: &str) -> Result<String, String> {
     }
 }
 
-/// Runs `sql` then `SHOW WARNINGS` in one session whatever fails (`--force`): everything the
-/// server said, errors and warnings, as one text.
+/// Runs `sql` then `SHOW WARNINGS` in one session whatever fails (`--force`, statements read
+/// from stdin: with `-e` the client stops at the first error): everything the server said,
+/// errors and warnings, as one text.
 pub fn said(server: &Server, sql: &str) -> String {
-    let out = Command::new(mariadb::which("mariadb").unwrap())
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(mariadb::which("mariadb").unwrap())
         .arg(format!("--socket={}", server.socket.display()))
-        .args(["-uroot", "--batch", "--skip-column-names", "--force", "-e", &format!("{sql}; SHOW WARNINGS")])
-        .output()
+        .args(["-uroot", "--batch", "--skip-column-names", "--force"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run mariadb");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{sql};\nSHOW WARNINGS;\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
