@@ -18,11 +18,16 @@ use std::path::Path;
 /// table other tables reference may be discarded.
 const SESSION: &str = "SET SESSION sql_log_bin = 0, foreign_key_checks = 0;";
 
-/// A server with the binary log (ROW), keys 1 and 2 of `keys`, in `fx`'s `name`.
-fn server(fx: &Fixture, name: &str, keys: &Path) -> Server {
+/// The options of a server with the binary log (ROW) and the keys of `keys`.
+fn options(keys: &Path) -> Vec<String> {
     let mut opts: Vec<String> = ["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"].map(String::from).into();
     opts.extend(key_options(keys));
-    Server::start(&fx.path(name), &opts)
+    opts
+}
+
+/// A server with the binary log (ROW), keys 1 and 2 of `keys`, in `fx`'s `name`.
+fn server(fx: &Fixture, name: &str, keys: &Path) -> Server {
+    Server::start(&fx.path(name), &options(keys))
 }
 
 /// An origin with every kind of table, its checksums, its backup prepared with --export.
@@ -321,4 +326,255 @@ fn fulltext_index_dropped_then_added_after_import_kills_the_server() {
     assert!(err.contains("ERROR 2013"), "{err}");
     let log = victim.error_log();
     assert!(log.contains("Failing assertion: sym_node->table != NULL"), "{log}");
+}
+
+/// Copies the directory `from` to `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// What a restore of `tables` (of `kinds`) needs from one backup of a chain: the top-level
+/// files, the system schemas, and of `kinds` only those tables' files (any suffix: .ibd, .new,
+/// .ibd.delta, .ibd.meta, .frm, .par; partitions' `t#P#p`) and the database's FULLTEXT
+/// auxiliary tables (their names carry the table id, not the name; without them the private
+/// server dies on the first write to a FULLTEXT table).
+fn partial(backup: &Path, to: &Path, tables: &[&str]) {
+    std::fs::create_dir_all(to.join(DB)).unwrap();
+    for e in std::fs::read_dir(backup).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().unwrap().is_dir() {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        } else if ["mysql", "performance_schema", "sys"].contains(&name.as_str()) {
+            copy_tree(&e.path(), &to.join(&name));
+        }
+    }
+    for e in std::fs::read_dir(backup.join(DB)).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let wanted = name == "db.opt"
+            || name.starts_with("FTS_")
+            || tables.iter().any(|t| name.starts_with(&format!("{t}.")) || name.starts_with(&format!("{t}#P#")));
+        if wanted {
+            std::fs::copy(backup.join(DB).join(&name), to.join(DB).join(&name)).unwrap();
+        }
+    }
+}
+
+fn prepare(args: &[String]) {
+    let tool = mariadb::which("mariadb-backup").unwrap();
+    let out = std::process::Command::new(tool).arg("--prepare").args(args).output().unwrap();
+    assert!(out.status.success(), "mariadb-backup --prepare {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The origin's binary log from `start` to `stop` as the private server's relay logs.
+fn relay_logs(origin: &Server, datadir: &Path, start: &str, stop: &(String, u64)) {
+    let logs: Vec<String> =
+        origin.sql("SHOW BINARY LOGS").lines().map(|l| l.split('\t').next().unwrap().to_owned()).collect();
+    let from = logs.iter().position(|l| l == start).expect("the backup's binary log");
+    let to = logs.iter().position(|l| *l == stop.0).expect("the stop's binary log");
+    let mut index = String::new();
+    for (i, log) in logs[from..=to].iter().enumerate() {
+        let relay = format!("relay.{:06}", i + 1);
+        let mut bytes = std::fs::read(origin.datadir.join(log)).unwrap();
+        if *log == stop.0 {
+            bytes.truncate(stop.1 as usize);
+        }
+        std::fs::write(datadir.join(&relay), bytes).unwrap();
+        index.push_str(&format!("./{relay}\n"));
+    }
+    std::fs::write(datadir.join("relay.index"), index).unwrap();
+}
+
+/// The SQL thread applies the relay logs from the backup's position until the stop; an error
+/// stops it (MASTER_POS_WAIT gives NULL), and the test fails with the server's own message.
+fn replay(private: &Server, start: &(String, u64), stop: &(String, u64)) {
+    private.sql(&format!(
+        "CHANGE MASTER TO MASTER_HOST='replay.invalid', MASTER_USER='none', MASTER_USE_GTID=no, \
+         MASTER_LOG_FILE='{}', MASTER_LOG_POS={}, RELAY_LOG_FILE='relay.000001', RELAY_LOG_POS={}; \
+         START SLAVE SQL_THREAD",
+        start.0, start.1, start.1
+    ));
+    for _ in 0..24 {
+        let reached = private.sql(&format!("SELECT MASTER_POS_WAIT('{}', {}, 5)", stop.0, stop.1));
+        match reached.trim() {
+            "-1" => continue,
+            "NULL" => panic!("replay stopped: {}", private.sql("SHOW SLAVE STATUS")),
+            _ => {
+                private.sql("STOP SLAVE; RESET SLAVE ALL");
+                return;
+            }
+        }
+    }
+    panic!("replay did not reach {stop:?} in two minutes");
+}
+
+/// Holds `FLUSH TABLES ... FOR EXPORT` on `tables` of `private` while their .ibd and .cfg
+/// (partitions' too) are copied to `to`/kinds, then UNLOCK TABLES (which deletes the .cfg).
+fn export_locked(private: &Server, tables: &[&str], to: &Path) {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let mut client = std::process::Command::new(mariadb::which("mariadb").unwrap())
+        .arg(format!("--socket={}", private.socket.display()))
+        .args(["-uroot", "--batch", "--skip-column-names", "--unbuffered"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let list: Vec<String> = tables.iter().map(|t| format!("{DB}.{t}")).collect();
+    writeln!(stdin, "FLUSH TABLES {} FOR EXPORT; SELECT 'locked';", list.join(", ")).unwrap();
+    let stdout = client.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let said = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("FLUSH TABLES ... FOR EXPORT answered");
+    assert_eq!(said.trim(), "locked");
+    std::fs::create_dir_all(to.join(DB)).unwrap();
+    for e in std::fs::read_dir(private.datadir.join(DB)).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let table = name.split(['.', '#']).next().unwrap();
+        if tables.contains(&table) && (name.ends_with(".ibd") || name.ends_with(".cfg")) {
+            std::fs::copy(private.datadir.join(DB).join(&name), to.join(DB).join(&name)).unwrap();
+        }
+    }
+    writeln!(stdin, "UNLOCK TABLES;").unwrap();
+    drop(stdin);
+    assert!(client.wait().unwrap().success(), "the export session failed");
+}
+
+/// The tables the point-in-time test restores.
+const SELECTED: [&str; 4] = ["plain", "part", "ft", "enc"];
+
+fn selected() -> Vec<String> {
+    SELECTED.iter().map(|t| format!("{DB}.{t}")).collect()
+}
+
+fn backup_to(server: &Server, dir: &Path, base: Option<&Path>) {
+    let mut args = vec![
+        "--backup".to_owned(),
+        format!("--socket={}", server.socket.display()),
+        "--user=root".into(),
+        format!("--target-dir={}", dir.display()),
+    ];
+    args.extend(base.map(|b| format!("--incremental-basedir={}", b.display())));
+    let out = std::process::Command::new(mariadb::which("mariadb-backup").unwrap()).args(&args).output().unwrap();
+    assert!(out.status.success(), "mariadb-backup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The origin through a full and an incremental backup, writes after each (rows of restored
+/// and other tables, a transaction touching both), the state just before the mistake (a bad
+/// UPDATE), the mistake's position and GTID, and more writes (a DROP) after it.
+struct Chain {
+    src: Server,
+    before: BTreeMap<String, String>,
+    stop: (String, u64),
+    gtid: String,
+    bystander: BTreeMap<String, String>,
+}
+
+fn chain(fx: &Fixture) -> Chain {
+    mariadb::write_key_file(&fx.path("keys"), None);
+    let mut src = server(fx, "src", &fx.path("keys"));
+    tables::create(&src, true);
+    // A restart checkpoints: the backups then hold t.ibd and t.ibd.delta, not t.new.
+    src.stop();
+    let src = Server::open(&fx.path("src"), &options(&fx.path("keys")));
+    backup_to(&src, &fx.path("full"), None);
+    src.sql(
+        "USE kinds; INSERT INTO plain (v, n) VALUES ('after full', 1); UPDATE part SET v = 'u1' WHERE id IN (5, 1500, 2500); \
+         INSERT INTO ft (body) VALUES ('after the full'); UPDATE enc SET v = 'u1' WHERE id <= 10; \
+         INSERT INTO bystander VALUES (5001, 1);",
+    );
+    backup_to(&src, &fx.path("inc"), Some(&fx.path("full")));
+    src.sql(
+        "USE kinds; INSERT INTO plain (v, n) VALUES ('after inc', 2); UPDATE bystander SET v = -v WHERE id <= 10; \
+         BEGIN; INSERT INTO plain (v, n) VALUES ('with bystander', 3); INSERT INTO bystander VALUES (5002, 2); COMMIT; \
+         INSERT INTO ft (body) VALUES ('after the incremental'); UPDATE part SET v = 'u2' WHERE id IN (6, 1600, 2600); \
+         UPDATE enc SET v = 'u2' WHERE id > 2990; ALTER TABLE bystander ADD COLUMN w INT;",
+    );
+    let before = checksums(&src, &selected());
+    let stop = common::scenario::master_status(&src);
+    let gtid = bad_update(&src, "kinds.plain", "v = 'oops'");
+    drop_table(&src, "kinds.ft");
+    src.sql(
+        "INSERT INTO kinds.plain (v, n) VALUES ('after the mistake', 4); UPDATE kinds.bystander SET v = 0 WHERE id = 1",
+    );
+    let bystander = checksums(&src, &["kinds.bystander"]);
+    Chain { src, before, stop, gtid, bystander }
+}
+
+/// The selected tables' part of the chain, prepared, on a private server that replays the
+/// origin's binary log to the mistake with replicate-do-table filters, then exported; returns
+/// the FULLTEXT table's definition there.
+fn replayed_and_exported(fx: &Fixture, c: &Chain, export: &Path) -> String {
+    let (full, inc) = (fx.path("p_full"), fx.path("p_inc"));
+    partial(&fx.path("full"), &full, &SELECTED);
+    partial(&fx.path("inc"), &inc, &SELECTED);
+    prepare(&[format!("--target-dir={}", full.display())]);
+    prepare(&[format!("--target-dir={}", full.display()), format!("--incremental-dir={}", inc.display())]);
+    let datadir = fx.path("private").join("data");
+    std::fs::create_dir_all(fx.path("private")).unwrap();
+    std::fs::rename(&full, &datadir).unwrap();
+    // The tables of other databases and of kinds' others are absent: not even a stub.
+    assert!(!datadir.join("kinds/bystander.ibd").exists() && !datadir.join("kinds/parent.ibd").exists());
+    let info = std::fs::read_to_string(inc.join("xtrabackup_binlog_info")).unwrap();
+    let mut cols = info.split_whitespace();
+    let start = (cols.next().unwrap().to_owned(), cols.next().unwrap().parse::<u64>().unwrap());
+    relay_logs(&c.src, &datadir, &start.0, &c.stop);
+    let mut opts = key_options(&fx.path("keys"));
+    opts.extend(
+        ["--server-id=99", "--relay-log=relay", "--relay-log-index=relay.index", "--relay-log-purge=0"]
+            .map(String::from),
+    );
+    opts.push("--skip-slave-start".into());
+    opts.extend(selected().iter().map(|t| format!("--replicate-do-table={t}")));
+    let mut private = Server::open(&fx.path("private"), &opts);
+    replay(&private, &start, &c.stop);
+    assert_eq!(checksums(&private, &selected()), c.before, "the replay did not reach the state before the mistake");
+    // Filtered transactions (the bystander's) count too: the position is the one just before the mistake.
+    let (head, seq) = c.gtid.rsplit_once('-').unwrap();
+    let previous = format!("{head}-{}", seq.parse::<u64>().unwrap() - 1);
+    assert_eq!(private.sql("SELECT @@gtid_slave_pos").trim(), previous);
+    let ft = definition(&private, "kinds.ft");
+    export_locked(&private, &SELECTED, export);
+    private.stop();
+    ft
+}
+
+/// What coffer's `restore --tables ... --until-gtid` does, by hand: a partial chain, a private
+/// server replaying to just before the mistake, FLUSH TABLES ... FOR EXPORT, the import into
+/// the running origin. Each table equals its state before the mistake; the others are untouched.
+#[test]
+fn partial_chain_replayed_to_just_before_the_mistake_by_hand() {
+    if !common::live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let c = chain(&fx);
+    let export = fx.path("export");
+    let ft = replayed_and_exported(&fx, &c, &export);
+    let up = uptime(&c.src);
+    assert!(lsn(&c.src) > max_page_lsn(&export.join("kinds/enc.ibd"), 16384), "the origin is behind the export");
+    create_as_backed_up(&c.src, &ft);
+    import(&c.src, &export, "plain");
+    import(&c.src, &export, "enc");
+    import_partitions(&c.src, &export);
+    import_fulltext(&c.src, &export);
+    assert_eq!(checksums(&c.src, &selected()), c.before);
+    assert_eq!(checksums(&c.src, &["kinds.bystander"]), c.bystander, "a table no restore touched changed");
+    assert!(uptime(&c.src) >= up, "the server restarted");
 }
