@@ -137,6 +137,11 @@ pub struct TablesArgs {
     #[arg(long, value_name = "SOCKET|HOST[:PORT]", requires = "tables")]
     pub into_server: Option<String>,
 
+    /// With --tables naming one partitioned table: only these partitions (comma separated);
+    /// the others are left as the server has them.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tables")]
+    pub partitions: Vec<String>,
+
     /// With --into-server: the user [default: root]; it needs CREATE, ALTER, DROP, SELECT,
     /// and SUPER or BINLOG ADMIN.
     #[arg(long, requires = "into_server")]

@@ -149,6 +149,7 @@ fn restore_tables(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> 
         bases: Vec::new(),
         tables: t.tables.clone().expect("--tables given"),
         into,
+        partitions: t.partitions.clone(),
         renames,
         replace: t.replace,
         until,

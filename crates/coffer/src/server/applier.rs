@@ -393,7 +393,13 @@ impl Replay {
         };
         if !reached {
             let _ = sql(control, "STOP SLAVE");
-            crate::bail!("replay failed (the server's SQL thread stopped): {}", applier_error(&run.join("replay.err")));
+            let said = applier_error(&run.join("replay.err"));
+            let hint = if !self.only_tables.is_empty() && said.contains("doesn't exist") {
+                " (a statement of the log on the tables restored reads another table: restore that one too)"
+            } else {
+                ""
+            };
+            crate::bail!("replay failed (the server's SQL thread stopped): {said}{hint}");
         }
         sql(control, "STOP SLAVE")?;
         sql(control, "RESET SLAVE ALL")?;

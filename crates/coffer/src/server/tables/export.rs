@@ -49,10 +49,24 @@ pub struct Exported {
     pub shape: Shape,
     /// Its partitions, in order (none: not partitioned).
     pub partitions: Vec<String>,
+    /// The partitions exported (all, unless some were asked for).
+    pub exported: Vec<String>,
     /// Has it subpartitions?
     pub subpartitioned: bool,
     /// The files copied out (names in the database's directory: `t.ibd`, `t.cfg`, `t#P#p0.ibd`).
     pub files: Vec<String>,
+}
+
+impl Exported {
+    /// ` PARTITION (p1, p2)` when only some partitions are exported (their rows are counted),
+    /// else nothing.
+    pub(crate) fn partition_clause(&self) -> String {
+        if self.exported == self.partitions {
+            return String::new();
+        }
+        let names: Vec<String> = self.exported.iter().map(|p| coffer_mysql::tables::quote(p)).collect();
+        format!(" PARTITION ({})", names.join(", "))
+    }
 }
 
 /// What an export wrote, and the private server's log sequence number at the end (no page of
@@ -146,10 +160,37 @@ pub(crate) fn shape(c: &mut Client, t: &TableName) -> Result<Option<Shape>> {
 
 /// Describes every table of `tables` on the private server `c`, exports their tablespaces, and
 /// copies them into `out/DB/` (DB as the datadir names it) from `datadir`, then releases them.
-pub(crate) fn export(c: &mut Client, datadir: &Path, tables: &[TableName], out: &Path) -> Result<Export> {
+/// With `partitions`, only those of a partitioned table are exported (the selection has one).
+pub(crate) fn export(
+    c: &mut Client,
+    datadir: &Path,
+    tables: &[TableName],
+    partitions: &[String],
+    out: &Path,
+) -> Result<Export> {
     let mut exported = Vec::new();
     for t in tables {
-        exported.push(describe(c, t)?);
+        let mut e = describe(c, t)?;
+        if !partitions.is_empty() {
+            let missing: Vec<&str> =
+                partitions.iter().filter(|p| !e.partitions.contains(p)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                crate::bail!(
+                    "{} has no partition {} (it has {})",
+                    t.shown(),
+                    missing.join(", "),
+                    e.partitions.join(", ")
+                );
+            }
+            e.exported.retain(|p| partitions.contains(p));
+            let count = value(
+                c,
+                &format!("SELECT COUNT(*) FROM {}{}", t.quoted(), e.partition_clause()),
+                "cannot count the partitions' rows",
+            )?;
+            e.rows = count.and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+        exported.push(e);
     }
     let names: Vec<String> = tables.iter().map(TableName::quoted).collect();
     run(c, &format!("FLUSH TABLES {} FOR EXPORT", names.join(", ")), "cannot export the tables from the backup")?;
@@ -194,12 +235,13 @@ fn describe(c: &mut Client, t: &TableName) -> Result<Exported> {
         &doing,
     )?;
     let subpartitioned = parts.iter().any(|r| r.get(1).cloned().flatten().is_some());
-    let partitions = parts.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let partitions: Vec<String> = parts.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
     Ok(Exported {
         name: t.clone(),
         create,
         rows: count.and_then(|n| n.parse().ok()).unwrap_or(0),
         shape,
+        exported: partitions.clone(),
         partitions,
         subpartitioned,
         files: Vec::new(),
@@ -216,7 +258,7 @@ fn copy_out(datadir: &Path, e: &mut Exported, out: &Path) -> Result<()> {
     let stems: Vec<String> = if e.partitions.is_empty() {
         vec![stem.clone()]
     } else {
-        e.partitions.iter().map(|p| format!("{stem}#P#{}", coffer_mysql::tables::encode(p))).collect()
+        e.exported.iter().map(|p| format!("{stem}#P#{}", coffer_mysql::tables::encode(p))).collect()
     };
     for s in &stems {
         for ext in ["ibd", "cfg"] {

@@ -25,6 +25,10 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+/// Seconds a statement waits for another session's lock on a table before it is refused
+/// (error 1205), rather than the server's default of a day.
+const LOCK_WAIT: u32 = 60;
+
 /// A session with the live server, and its datadir on this host.
 pub(crate) struct Live {
     pub(crate) client: Client,
@@ -69,6 +73,12 @@ impl Live {
         })?;
         run(&mut client, "SET SESSION sql_log_bin = 0", "the restore's statements must stay out of the server's binary log (its replicas would discard their tables): the user needs SUPER or BINLOG ADMIN")?;
         run(&mut client, "SET SESSION foreign_key_checks = 0", "cannot turn the session's foreign key checks off")?;
+        // DISCARD waits for other sessions' locks on the table: a day, by default.
+        run(
+            &mut client,
+            &format!("SET SESSION lock_wait_timeout = {LOCK_WAIT}"),
+            "cannot set the session's lock wait",
+        )?;
         let datadir =
             value(&mut client, "SELECT @@datadir", "cannot ask the server for its datadir")?.unwrap_or_default();
         let datadir = PathBuf::from(datadir);
@@ -97,6 +107,10 @@ impl Live {
                 page_size.unwrap_or_default(),
                 export.page_size
             );
+        }
+        let per_table = value(c, "SELECT @@innodb_file_per_table", "cannot read the server's innodb_file_per_table")?;
+        if per_table.as_deref() != Some("1") {
+            crate::bail!("the server has innodb_file_per_table off: a table it creates has no tablespace of its own to import into");
         }
         let mut steps = Vec::new();
         for t in &export.tables {
@@ -232,20 +246,20 @@ impl Live {
         if t.partitions.is_empty() {
             bytes += self.replace_tablespace(into, export_dir, &t.name, &t.name.file_stem().1)?;
         } else {
-            for p in &t.partitions {
+            for p in &t.exported {
                 bytes += self.exchange_partition(into, p, export_dir, t)?;
             }
         }
         if !t.shape.fulltext.is_empty() {
             self.rebuild_fulltext(into, &t.shape)?;
         }
-        let rows = self.verify(into, t.rows)?;
+        let rows = self.verify(into, &t.partition_clause(), t.rows)?;
         Ok(Imported {
             from: t.name.shown(),
             into: into.shown(),
             created: step.create,
             rows,
-            partitions: t.partitions.len(),
+            partitions: t.exported.len(),
             fulltext: t.shape.fulltext.len(),
             bytes,
         })
@@ -342,7 +356,7 @@ impl Live {
     }
 
     /// CHECK TABLE says OK, the rows are as many as the backup's, statistics are rebuilt.
-    fn verify(&mut self, table: &TableName, rows: u64) -> Result<u64> {
+    fn verify(&mut self, table: &TableName, partitions: &str, rows: u64) -> Result<u64> {
         let c = &mut self.client;
         let checked = run(c, &format!("CHECK TABLE {}", table.quoted()), "cannot check the imported table")?;
         let verdict = checked.last().and_then(|r| r.get(3).cloned().flatten()).unwrap_or_default();
@@ -353,7 +367,11 @@ impl Live {
                 crate::text::escape(verdict.as_bytes())
             );
         }
-        let count = value(c, &format!("SELECT COUNT(*) FROM {}", table.quoted()), "cannot count the imported rows")?;
+        let count = value(
+            c,
+            &format!("SELECT COUNT(*) FROM {}{partitions}", table.quoted()),
+            "cannot count the imported rows",
+        )?;
         let count: u64 = count.and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
         if count != rows {
             crate::bail!("{} holds {count} rows after the import, the backup's {rows}", table.shown());

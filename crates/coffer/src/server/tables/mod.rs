@@ -46,6 +46,8 @@ pub struct TablesSpec {
     pub tables: Selection,
     /// Where they go.
     pub into: Destination,
+    /// Only these partitions of the one (partitioned) table named (none: every partition).
+    pub partitions: Vec<String>,
     /// New names on the server (`--rename db.t=db.t2`).
     pub renames: Vec<(TableName, TableName)>,
     /// Replace tables the server has.
@@ -333,6 +335,9 @@ fn choose(
             last.shown()
         );
     }
+    if !spec.partitions.is_empty() && chosen.len() != 1 {
+        crate::bail!("--partitions names the partitions of one table; --tables names {}", chosen.len());
+    }
     for (from, _) in &spec.renames {
         if !chosen.contains(from) {
             crate::bail!("--rename {}: not among the tables restored", from.shown());
@@ -370,7 +375,7 @@ fn open_and_export(
     let tables: Vec<TableName> = chosen.iter().cloned().collect();
     let mut export = None;
     replay.run(env, &mut |c| {
-        export = Some(export::export(c, datadir, &tables, out)?);
+        export = Some(export::export(c, datadir, &tables, &spec.partitions, out)?);
         Ok(())
     })?;
     export.ok_or_else(|| Error::msg("the backup's server exported nothing"))
@@ -396,7 +401,7 @@ fn by_hand(export: &Export, dir: &Path) -> String {
             ));
             s.push_str(&format!("ALTER TABLE {} IMPORT TABLESPACE;\n", t.name.quoted()));
         } else {
-            for p in &t.partitions {
+            for p in &t.exported {
                 let holder = format!(
                     "{}.{}",
                     coffer_mysql::tables::quote(&t.name.db),
