@@ -1,6 +1,6 @@
 //! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
 
-use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
+use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs, ShowArgs};
 use anyhow::Result;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
         BinlogCommand::Archive(a) => archive(*a, quiet),
         BinlogCommand::List(a) => list(*a, quiet),
         BinlogCommand::Fetch(a) => fetch(*a, quiet),
+        BinlogCommand::Show(a) => show(*a, quiet),
     }
 }
 
@@ -60,5 +61,24 @@ fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
     )?;
     let (n, dir) = (written.len(), a.to_dir.display());
     super::say(quiet, format_args!("wrote {n} binary log files into {dir}: {}", written.join(", ")));
+    Ok(())
+}
+
+fn show(a: ShowArgs, quiet: bool) -> Result<()> {
+    let time = |option, t: &Option<String>| {
+        t.as_deref().map(|t| coffer::repo::recovery::Until::parse_moment(option, t)).transpose()
+    };
+    let spec = coffer::binlog::show::ShowSpec {
+        tables: coffer::binlog::show::ShowSpec::parse_tables(&a.table)?,
+        from: time("--from", &a.from)?,
+        until: time("--until", &a.until)?,
+        keys: a.key.sources(),
+        prefix: a.prefix,
+    };
+    let mut each = |t: &coffer::binlog::show::Shown| {
+        println!("{}", if a.json { serde_json::to_string(t).unwrap_or_default() } else { t.line() })
+    };
+    let summary = coffer::binlog::show::show(&spec, &mut each, &crate::report::env(quiet, 1))?;
+    println!("{}", if a.json { serde_json::to_string(&summary)? } else { summary.line(&spec) });
     Ok(())
 }
