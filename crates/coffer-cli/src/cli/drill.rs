@@ -28,8 +28,7 @@ pub struct DrillArgs {
     #[arg(long, value_name = "FILE:POS", group = "pitr")]
     pub until_position: Option<String>,
 
-    /// With --until-gtid or --until-position: stop just before that transaction (see
-    /// `restore --exclusive`).
+    /// With --until-gtid or --until-position: stop just before that transaction.
     #[arg(long)]
     pub exclusive: bool,
 

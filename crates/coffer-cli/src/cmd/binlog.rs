@@ -65,20 +65,10 @@ fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
 }
 
 fn show(a: ShowArgs, quiet: bool) -> Result<()> {
-    let time = |option, t: &Option<String>| {
-        t.as_deref().map(|t| coffer::repo::recovery::Until::parse_moment(option, t)).transpose()
-    };
-    let spec = coffer::binlog::show::ShowSpec {
-        tables: coffer::binlog::show::ShowSpec::parse_tables(&a.table)?,
-        from: time("--from", &a.from)?,
-        until: time("--until", &a.until)?,
-        keys: a.key.sources(),
-        prefix: a.prefix,
-    };
-    let mut each = |t: &coffer::binlog::show::Shown| {
-        println!("{}", if a.json { serde_json::to_string(t).unwrap_or_default() } else { t.line() })
-    };
+    let (from, until) = (a.from.as_deref(), a.until.as_deref());
+    let spec = coffer::binlog::show::ShowSpec::new(a.prefix, &a.table, from, until, a.key.sources())?;
+    let mut each = |t: &coffer::binlog::show::Shown| println!("{}", t.render(a.json));
     let summary = coffer::binlog::show::show(&spec, &mut each, &crate::report::env(quiet, 1))?;
-    println!("{}", if a.json { serde_json::to_string(&summary)? } else { summary.line(&spec) });
+    println!("{}", summary.render(&spec, a.json));
     Ok(())
 }

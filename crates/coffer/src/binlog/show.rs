@@ -10,6 +10,7 @@ use super::statement::names_table;
 use crate::error::{Error, Result};
 use crate::keys::KeySources;
 use crate::repo::archive::{segments, Archive};
+use crate::repo::recovery::Until;
 use crate::text::escape;
 use crate::Env;
 use coffer_mysql::events::{self as ev, Event, RowsKind, Walk};
@@ -31,6 +32,19 @@ pub struct ShowSpec {
 }
 
 impl ShowSpec {
+    /// The spec of `binlog show PREFIX [--table DB.T]... [--from TIME] [--until TIME]`.
+    pub fn new(
+        prefix: String,
+        tables: &[String],
+        from: Option<&str>,
+        until: Option<&str>,
+        keys: KeySources,
+    ) -> Result<Self> {
+        let time = |option, t: Option<&str>| t.map(|t| Until::parse_moment(option, t)).transpose();
+        let (from, until) = (time("--from", from)?, time("--until", until)?);
+        Ok(ShowSpec { prefix, tables: Self::parse_tables(tables)?, from, until, keys })
+    }
+
     /// `DB.T` names, as `--table` gives them (a usage error otherwise).
     pub fn parse_tables(names: &[String]) -> Result<Vec<(String, String)>> {
         names
@@ -99,6 +113,15 @@ const STATEMENT_CHARS: usize = 200;
 const LINE_PARTS: usize = 4;
 
 impl Shown {
+    /// Its line, or one JSON object.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            serde_json::to_string(self).unwrap_or_default()
+        } else {
+            self.line()
+        }
+    }
+
     /// `GTID  TIME  FILE:START-END  what`.
     pub fn line(&self) -> String {
         let mut what: Vec<String> = self.parts.iter().take(LINE_PARTS).map(Part::shown).collect();
@@ -138,6 +161,15 @@ pub struct ShowSummary {
 }
 
 impl ShowSummary {
+    /// Its line, or one JSON object (`segments`, `read`, `shown`, `gaps`).
+    pub fn render(&self, spec: &ShowSpec, json: bool) -> String {
+        if json {
+            serde_json::to_string(self).unwrap_or_default()
+        } else {
+            self.line(spec)
+        }
+    }
+
     /// The last line of `binlog show`: what was read and shown.
     pub fn line(&self, spec: &ShowSpec) -> String {
         let tables: Vec<String> = spec.tables.iter().map(|(d, t)| format!("{d}.{t}")).collect();

@@ -47,6 +47,21 @@ impl Until {
         }
     }
 
+    /// [`Until::given`], made [`Until::exclusive`] with `exclusive` (`--exclusive`, a usage
+    /// error without a target).
+    pub fn chosen(
+        time: Option<&str>,
+        gtid: Option<&str>,
+        position: Option<&str>,
+        exclusive: bool,
+    ) -> Result<Option<Self>> {
+        match (Self::given(time, gtid, position)?, exclusive) {
+            (Some(until), true) => until.exclusive().map(Some),
+            (None, true) => Err(Error::usage("--exclusive goes with --until-gtid or --until-position")),
+            (until, false) => Ok(until),
+        }
+    }
+
     /// The same target, exclusive (`--exclusive`): stop just before the transaction named by
     /// one GTID, or at a position where a transaction begins; a usage error for a time or
     /// several GTIDs.
@@ -483,6 +498,8 @@ mod tests {
         let err = given(Some("0-1-5,1-1-2"), None).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
         assert!(err.one_line().contains("give one GTID, not 0-1-5,1-1-2"), "{}", err.one_line());
+        assert_eq!(Until::chosen(None, Some("0-1-5"), None, true).unwrap(), Some(Until::BeforeGtid((0, 1, 5))));
+        assert_eq!(Until::chosen(None, None, None, true).unwrap_err().exit_code(), crate::error::exit::USAGE);
         let err = Until::Time(0).exclusive().unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
         assert_eq!(err.one_line(), "--exclusive goes with --until-gtid or --until-position");
