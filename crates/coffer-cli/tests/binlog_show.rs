@@ -47,6 +47,8 @@ fn mistakes() -> Mistakes {
     let before_update = sum("shop.orders");
     // Logged as a statement (MIXED), then one on another table whose name begins the same.
     gtid.insert("bad update", gtid_of(&server, "UPDATE shop.orders SET v = 0 WHERE id > 10"));
+    // A backup that holds the bad update: an exclusive stop before it cannot start there.
+    live::coffer_ok(&live::backup_args(&fx, port, &prefix));
     gtid.insert("orders2 update", gtid_of(&server, "UPDATE shop.orders2 SET v = 0"));
     // Logged as row events.
     gtid.insert(
