@@ -458,42 +458,14 @@ impl<'a> Gather<'a> {
         // Where replay may stop: between transactions.
         if !self.walk.open {
             self.boundary = (seg.file.clone(), e.start);
-            if let (true, Until::BeforePosition(f, p)) = (reached, until) {
-                if here != (file_number(f), *p) || e.header.type_code != GTID {
-                    crate::bail!(
-                        "{}: no transaction begins there (the first event from there on is at {}:{}, of type {}); \
-                         --exclusive takes the position of a GTID event, as `coffer binlog show` prints it",
-                        until.shown(),
-                        seg.file,
-                        e.start,
-                        e.header.type_code
-                    );
-                }
+            if reached {
+                self.transaction_begins(seg, e)?;
             }
             if reached || (matches!(until, Until::Gtid(_)) && self.pending.is_empty()) {
                 return Ok(Some(self.boundary.clone()));
             }
         } else if reached {
-            let (file, pos) = &self.boundary;
-            let gtid = self.walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default();
-            if let Until::BeforePosition(..) = until {
-                crate::bail!(
-                    "{}: no transaction begins there: it is inside the transaction of GTID {gtid}, which begins at \
-                     {file}:{pos}",
-                    until.shown()
-                );
-            }
-            if let Until::Position(..) = until {
-                crate::bail!(
-                    "{}: the position is inside a transaction (GTID {gtid}); replay stops between transactions, at \
-                     {file}:{pos} or after this one",
-                    until.shown()
-                );
-            }
-            crate::bail!(
-                "{}: the stop found is inside a transaction (GTID {gtid}) from the backup's position",
-                until.shown()
-            );
+            return Err(self.inside_transaction());
         }
         let was_open = self.walk.open;
         let before = (matches!(until, Until::BeforeGtid(_)) && e.header.type_code == GTID && !was_open)
@@ -544,6 +516,46 @@ impl<'a> Gather<'a> {
             if target.get(&d) == Some(&(s, n)) {
                 self.pending.remove(&d);
             }
+        }
+        Ok(())
+    }
+
+    /// The stop reached inside a transaction: why replay cannot stop there.
+    fn inside_transaction(&self) -> Error {
+        let until = self.until;
+        let (file, pos) = &self.boundary;
+        let gtid = self.walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default();
+        Error::msg(match until {
+            Until::BeforePosition(..) => format!(
+                "{}: no transaction begins there: it is inside the transaction of GTID {gtid}, which begins at \
+                 {file}:{pos}",
+                until.shown()
+            ),
+            Until::Position(..) => format!(
+                "{}: the position is inside a transaction (GTID {gtid}); replay stops between transactions, at \
+                 {file}:{pos} or after this one",
+                until.shown()
+            ),
+            _ => format!(
+                "{}: the stop found is inside a transaction (GTID {gtid}) from the backup's position",
+                until.shown()
+            ),
+        })
+    }
+
+    /// `BeforePosition`, the position reached between transactions: it must be where `e`, a
+    /// GTID event, starts.
+    fn transaction_begins(&self, seg: &SegmentName, e: &Event) -> Result<()> {
+        let Until::BeforePosition(f, p) = self.until else { return Ok(()) };
+        if (file_number(&seg.file), e.start) != (file_number(f), *p) || e.header.type_code != GTID {
+            crate::bail!(
+                "{}: no transaction begins there (the first event from there on is at {}:{}, of type {}); \
+                 --exclusive takes the position of a GTID event, as `coffer binlog show` prints it",
+                self.until.shown(),
+                seg.file,
+                e.start,
+                e.header.type_code
+            );
         }
         Ok(())
     }
