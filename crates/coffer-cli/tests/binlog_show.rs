@@ -218,7 +218,6 @@ fn an_exclusive_pitr_stops_just_before_the_mistake() {
 /// `coffer restore PREFIX --until-gtid G --exclusive --to DIR`: the table as it was just
 /// before the DROP.
 #[test]
-#[ignore = "waits for --exclusive on restore"]
 fn restore_until_a_gtid_exclusive_gives_the_table_just_before_the_drop() {
     if !live::tools() {
         return;

@@ -75,6 +75,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE:POS", group = "pitr", conflicts_with_all = ["copy_back", "base"])]
     pub until_position: Option<String>,
 
+    /// With --until-gtid (one GTID) or --until-position (where a transaction begins, as
+    /// `binlog show` prints it): stop just before that transaction, not after it.
+    #[arg(long)]
+    pub exclusive: bool,
+
     /// With --until*: the binary log archive's prefix [default: IMAGE's prefix + binlog/].
     #[arg(long, value_name = "PREFIX")]
     pub binlogs: Option<String>,

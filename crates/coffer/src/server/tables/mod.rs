@@ -117,8 +117,11 @@ impl TablesSummary {
                 format!("imported into the server: {}", done.join(", "))
             }
         };
-        let replay =
-            self.replayed.as_ref().map(|(n, at)| format!(", {n} transactions replayed to {at}")).unwrap_or_default();
+        let replay = self
+            .replayed
+            .as_ref()
+            .map(|(n, at)| format!(", their binary log replayed to {at} (their part of {n} transactions)"))
+            .unwrap_or_default();
         format!(
             "restored {} from {}{replay}; {}; read {} of {} ({:.1}%), {:.1} s",
             tables.join(", "),
