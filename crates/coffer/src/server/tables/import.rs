@@ -272,17 +272,44 @@ impl Live {
         run(c, &format!("ALTER TABLE {} DISCARD TABLESPACE", table.quoted()), "cannot discard the table's tablespace")?;
         let (db, name) = table.file_stem();
         let dir = open_dir(&self.datadir, &db)?;
-        let mut bytes = 0;
+        let remove = |ext: &str| {
+            let _ =
+                nix::unistd::unlinkat(&dir, format!("{name}.{ext}").as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        };
+        let (mut bytes, mut wrote) = (0, Vec::new());
+        let mut imported = Ok(Vec::new());
         for ext in ["ibd", "cfg"] {
             let from = super::export::exported_path(export_dir, of, &format!("{stem}.{ext}"));
-            bytes += write_into(&dir, &format!("{name}.{ext}"), &from, ext == "cfg").with_context(|| {
-                format!("cannot write {} into {}", from.display(), self.datadir.join(&db).display())
-            })?;
+            match write_into(&dir, &format!("{name}.{ext}"), &from, ext == "cfg") {
+                Ok(n) => {
+                    bytes += n;
+                    wrote.push(ext);
+                }
+                Err(e) => {
+                    let place = self.datadir.join(&db);
+                    imported = Err(e.context(format!("cannot write {} into {}", from.display(), place.display())));
+                    break;
+                }
+            }
         }
-        let imported =
-            run(c, &format!("ALTER TABLE {} IMPORT TABLESPACE", table.quoted()), "the server refused the import");
-        let _ = nix::unistd::unlinkat(&dir, format!("{name}.cfg").as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-        imported?;
+        if imported.is_ok() {
+            imported =
+                run(c, &format!("ALTER TABLE {} IMPORT TABLESPACE", table.quoted()), "the server refused the import");
+        }
+        // The .cfg the import leaves; on a failure, the .ibd written too: the table stays
+        // discarded, with no file that a later import would take for its own.
+        if wrote.contains(&"cfg") {
+            remove("cfg");
+        }
+        if let Err(e) = imported {
+            if wrote.contains(&"ibd") {
+                remove("ibd");
+            }
+            return Err(e.context(format!(
+                "{} is left discarded (its rows cannot be read) until an import succeeds: the same command with --replace imports it again",
+                table.shown()
+            )));
+        }
         Ok(bytes)
     }
 
