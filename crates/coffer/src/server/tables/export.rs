@@ -55,6 +55,12 @@ pub struct Exported {
     pub subpartitioned: bool,
     /// The files copied out (names in the database's directory: `t.ibd`, `t.cfg`, `t#P#p0.ibd`).
     pub files: Vec<String>,
+    /// The tables its foreign keys take changes from (`ON DELETE`/`ON UPDATE` CASCADE, SET NULL
+    /// or SET DEFAULT): what they do to it is not in the binary log, only their own changes.
+    pub cascades_from: Vec<TableName>,
+    /// Foreign keys left out of the definition (a table restored under a new name: their
+    /// constraint names are the original table's on the server).
+    pub foreign_keys_left_out: Vec<String>,
 }
 
 impl Exported {
@@ -166,11 +172,14 @@ pub(crate) fn export(
     datadir: &Path,
     tables: &[TableName],
     partitions: &[String],
+    renamed: &[TableName],
     out: &Path,
 ) -> Result<Export> {
     let mut exported = Vec::new();
     for t in tables {
+        let dropped = if renamed.contains(t) { drop_foreign_keys(c, t)? } else { Vec::new() };
         let mut e = describe(c, t)?;
+        e.foreign_keys_left_out = dropped;
         if !partitions.is_empty() {
             let missing: Vec<&str> =
                 partitions.iter().filter(|p| !e.partitions.contains(p)).map(String::as_str).collect();
@@ -211,6 +220,50 @@ pub(crate) fn export(
     })
 }
 
+/// The foreign keys of `t`, dropped on the private server (before its definition is read):
+/// their names. Nothing of the backup's text is rewritten to leave them out.
+fn drop_foreign_keys(c: &mut Client, t: &TableName) -> Result<Vec<String>> {
+    let doing = format!("cannot leave out the foreign keys of {}", t.shown());
+    let names: Vec<String> = run(
+        c,
+        &format!(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {}",
+            literal(&t.db),
+            literal(&t.table)
+        ),
+        &doing,
+    )?
+    .into_iter()
+    .filter_map(|r| r.into_iter().next().flatten())
+    .collect();
+    if !names.is_empty() {
+        let drops: Vec<String> =
+            names.iter().map(|n| format!("DROP FOREIGN KEY {}", coffer_mysql::tables::quote(n))).collect();
+        run(c, "SET SESSION foreign_key_checks = 0", &doing)?;
+        run(c, &format!("ALTER TABLE {} {}", t.quoted(), drops.join(", ")), &doing)?;
+    }
+    Ok(names)
+}
+
+/// The tables whose changes `t`'s foreign keys cascade into it.
+fn cascades_from(c: &mut Client, t: &TableName) -> Result<Vec<TableName>> {
+    let rows = run(
+        c,
+        &format!(
+            "SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {} AND (DELETE_RULE <> 'RESTRICT' AND DELETE_RULE <> 'NO ACTION' \
+             OR UPDATE_RULE <> 'RESTRICT' AND UPDATE_RULE <> 'NO ACTION')",
+            literal(&t.db),
+            literal(&t.table)
+        ),
+        &format!("cannot read the foreign keys of {}", t.shown()),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some(TableName { db: r.first()?.clone()?, table: r.get(1)?.clone()? }))
+        .collect())
+}
+
 /// What `t` is on the private server, and its rows.
 fn describe(c: &mut Client, t: &TableName) -> Result<Exported> {
     let doing = format!("the backup's server cannot read {}", t.shown());
@@ -245,6 +298,8 @@ fn describe(c: &mut Client, t: &TableName) -> Result<Exported> {
         partitions,
         subpartitioned,
         files: Vec::new(),
+        cascades_from: cascades_from(c, t)?,
+        foreign_keys_left_out: Vec::new(),
     })
 }
 
@@ -275,9 +330,14 @@ fn copy_out(datadir: &Path, e: &mut Exported, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies `from` to `to` (new), flushed.
+/// Copies `from` (a regular file, not followed if a link: the private datadir is its server
+/// user's) to `to` (new), flushed.
 fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(from)?;
+    if !src.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut dst = std::fs::OpenOptions::new().write(true).create_new(true).open(to)?;
     std::io::copy(&mut src, &mut dst)?;
     dst.sync_all()

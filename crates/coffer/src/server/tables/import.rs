@@ -25,6 +25,10 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+/// How long coffer waits for one statement's answer: an IMPORT, a CHECK TABLE or a rebuild of
+/// a large table takes long, and the server goes on with it whatever coffer does.
+const STATEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Seconds a statement waits for another session's lock on a table before it is refused
 /// (error 1205), rather than the server's default of a day.
 const LOCK_WAIT: u32 = 60;
@@ -33,6 +37,8 @@ const LOCK_WAIT: u32 = 60;
 pub(crate) struct Live {
     pub(crate) client: Client,
     pub(crate) datadir: PathBuf,
+    /// The databases whose directory was proven to be the server's, on this host.
+    proven: std::collections::BTreeSet<String>,
 }
 
 /// One table's import, planned.
@@ -63,12 +69,14 @@ pub struct Imported {
     pub fulltext: usize,
     /// Bytes written into the server's datadir.
     pub bytes: u64,
+    /// Foreign keys the backup's table had that this one was created without (`--rename`).
+    pub foreign_keys_left_out: Vec<String>,
 }
 
 impl Live {
     /// Connects, and keeps the session's statements out of the binary log.
     pub(crate) fn connect(reach: &crate::source::Reach) -> Result<Live> {
-        let mut client = reach.connect(std::time::Duration::from_secs(600)).map_err(|e| {
+        let mut client = reach.connect(STATEMENT_WAIT).map_err(|e| {
             Error::other(e).context(format!("cannot connect to the server at {}", shown(&reach.target)))
         })?;
         run(&mut client, "SET SESSION sql_log_bin = 0", "the restore's statements must stay out of the server's binary log (its replicas would discard their tables): the user needs SUPER or BINLOG ADMIN")?;
@@ -88,7 +96,12 @@ impl Live {
                 crate::text::escape(datadir.as_os_str().as_encoded_bytes())
             );
         }
-        Ok(Live { client, datadir })
+        Ok(Live { client, datadir, proven: Default::default() })
+    }
+
+    /// How many replicas the server has connected (none when it will not say).
+    pub(crate) fn replicas(&mut self) -> usize {
+        self.client.query("SHOW SLAVE HOSTS").map(|rows| rows.len()).unwrap_or(0)
     }
 
     /// Checks every table of `export` against the server, as it will be imported (renamed by
@@ -135,11 +148,8 @@ impl Live {
         Ok(())
     }
 
-    fn refuse_existing(&self, t: &TableName, into: &TableName, exists: bool, replace: bool) -> Result<()> {
-        let dir = self.datadir.join(into.file_stem().0);
-        if !dir.is_dir() {
-            crate::bail!("the server has no database {} (no {}): create it first", quote(&into.db), dir.display());
-        }
+    fn refuse_existing(&mut self, t: &TableName, into: &TableName, exists: bool, replace: bool) -> Result<()> {
+        self.prove_database(&into.db)?;
         if exists && !replace {
             crate::bail!(
                 "{} exists on the server: --replace puts the backup's rows in its place, --rename {}={}_restored restores it beside",
@@ -148,6 +158,42 @@ impl Live {
                 into.shown()
             );
         }
+        Ok(())
+    }
+
+    /// The database's directory is a directory (not a link: the files are written through it
+    /// without following one) of this host that the server keeps its tables in: a table
+    /// created there (logging nothing) appears in it, and goes.
+    fn prove_database(&mut self, db: &str) -> Result<()> {
+        if self.proven.contains(db) {
+            return Ok(());
+        }
+        let path = self.datadir.join(coffer_mysql::tables::encode(db));
+        if std::fs::symlink_metadata(&path).is_err() {
+            crate::bail!("the server has no database {} (no {}): create it first", quote(db), path.display());
+        }
+        let dir = open_dir(&self.datadir, &coffer_mysql::tables::encode(db)).map_err(|e| {
+            e.context(format!("{} must be a directory of the server's datadir, not a link", path.display()))
+        })?;
+        let probe = holder(&TableName { db: db.to_owned(), table: "probe".into() })?;
+        run(
+            &mut self.client,
+            &format!("CREATE TABLE {} (id INT) ENGINE=InnoDB", probe.quoted()),
+            "cannot create a probe table",
+        )?;
+        let here = nix::sys::stat::fstatat(
+            &dir,
+            format!("{}.frm", probe.file_stem().1).as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        let _ = self.client.query(&format!("DROP TABLE IF EXISTS {}", probe.quoted()));
+        if here.is_err() {
+            crate::bail!(
+                "the server keeps its tables elsewhere than {} on this host: coffer writes into the server's datadir, so it runs on the server's host",
+                path.display()
+            );
+        }
+        self.proven.insert(db.to_owned());
         Ok(())
     }
 
@@ -198,7 +244,7 @@ impl Live {
             probe.quoted()
         );
         if let Err(e) = c.query(&create) {
-            if e.to_string().contains("140") {
+            if e.to_string().contains("errno: 140") {
                 crate::bail!(
                     "{}'s tablespace is encrypted with key {key}, which the server's key management does not hold: it cannot read it",
                     t.shown()
@@ -225,10 +271,21 @@ impl Live {
 
     /// Imports each step's table (see the module's documentation).
     pub(crate) fn import(&mut self, steps: &[Step], export_dir: &Path) -> Result<Vec<Imported>> {
-        let mut done = Vec::new();
+        let mut done: Vec<Imported> = Vec::new();
         for step in steps {
-            let imported = self.import_one(step, export_dir).with_context(|| {
-                format!("cannot restore {} into {} on the server", step.from.name.shown(), step.into.shown())
+            let imported = self.import_one(step, export_dir).map_err(|e| {
+                let before = match done.is_empty() {
+                    true => String::new(),
+                    false => {
+                        let names: Vec<&str> = done.iter().map(|d| d.into.as_str()).collect();
+                        format!(" (restored before it: {})", names.join(", "))
+                    }
+                };
+                e.context(format!(
+                    "cannot restore {} into {} on the server{before}",
+                    step.from.name.shown(),
+                    step.into.shown()
+                ))
             })?;
             done.push(imported);
         }
@@ -244,7 +301,24 @@ impl Live {
         }
         let mut bytes = 0;
         if t.partitions.is_empty() {
-            bytes += self.replace_tablespace(into, export_dir, &t.name, &t.name.file_stem().1)?;
+            let stem = t.name.file_stem().1;
+            if step.create {
+                // A table coffer created goes again if its import fails: nothing changed.
+                let imported = self.replace_tablespace(into, export_dir, &t.name, &stem);
+                if imported.is_err() {
+                    let _ = self.client.query(&format!("DROP TABLE IF EXISTS {}", into.quoted()));
+                }
+                bytes += imported?;
+            } else {
+                self.trial(into, export_dir, t, &stem)?;
+                bytes += self.replace_tablespace(into, export_dir, &t.name, &stem).map_err(|e| {
+                    e.context(format!(
+                        "{} is left discarded (its rows cannot be read) until an import succeeds: the same command \
+                         with --replace imports it again",
+                        into.shown()
+                    ))
+                })?;
+            }
         } else {
             for p in &t.exported {
                 bytes += self.exchange_partition(into, p, export_dir, t)?;
@@ -262,6 +336,7 @@ impl Live {
             partitions: t.exported.len(),
             fulltext: t.shape.fulltext.len(),
             bytes,
+            foreign_keys_left_out: t.foreign_keys_left_out.clone(),
         })
     }
 
@@ -305,12 +380,24 @@ impl Live {
             if wrote.contains(&"ibd") {
                 remove("ibd");
             }
-            return Err(e.context(format!(
-                "{} is left discarded (its rows cannot be read) until an import succeeds: the same command with --replace imports it again",
-                table.shown()
-            )));
+            return Err(e);
         }
         Ok(bytes)
+    }
+
+    /// Imports the export into a table made like `table` (then dropped), before `table`'s own
+    /// tablespace is discarded: whatever the server refuses (a definition that differs in what
+    /// the checks before do not compare, a file it cannot read) is refused while `table` is as
+    /// it was.
+    fn trial(&mut self, table: &TableName, export_dir: &Path, t: &Exported, stem: &str) -> Result<()> {
+        let trial = holder(table)?;
+        let c = &mut self.client;
+        run(c, &format!("CREATE TABLE {} LIKE {}", trial.quoted(), table.quoted()), "cannot create a trial table")?;
+        let tried = self.replace_tablespace(&trial, export_dir, &t.name, stem);
+        let _ = self.client.query(&format!("DROP TABLE IF EXISTS {}", trial.quoted()));
+        tried.map(|_| ()).map_err(|e| {
+            e.context(format!("{} is unchanged: a table like it refused the backup's tablespace", table.shown()))
+        })
     }
 
     /// One partition of a partitioned table: a placeholder table like it without partitioning
@@ -322,10 +409,7 @@ impl Live {
         export_dir: &Path,
         t: &Exported,
     ) -> Result<u64> {
-        let mut id = [0u8; 4];
-        coffer_crypto::random(&mut id).map_err(Error::other)?;
-        let base: String = table.table.chars().take(40).collect();
-        let holder = TableName { db: table.db.clone(), table: format!("{base}_coffer_{}", coffer_crypto::hex(&id)) };
+        let holder = holder(table)?;
         let c = &mut self.client;
         run(
             c,
@@ -408,6 +492,14 @@ impl Live {
     }
 }
 
+/// A table of coffer's beside `table`: `T_coffer_RANDOM`, within the 64 characters of a name.
+pub(crate) fn holder(table: &TableName) -> Result<TableName> {
+    let mut id = [0u8; 4];
+    coffer_crypto::random(&mut id).map_err(Error::other)?;
+    let base: String = table.table.chars().take(40).collect();
+    Ok(TableName { db: table.db.clone(), table: format!("{base}_coffer_{}", coffer_crypto::hex(&id)) })
+}
+
 /// A server's address, as messages say it.
 fn shown(target: &coffer_mysql::client::Target) -> String {
     match target {
@@ -455,29 +547,15 @@ pub(crate) fn differences(backup: &Shape, live: &Shape, backup_parts: &[String],
     out
 }
 
-/// The backup's `CREATE TABLE` of `from` as the statement that creates `into`: the name
-/// replaced (it must begin as SHOW CREATE TABLE writes it), and under a new name the foreign
-/// keys' constraint names left out (the server names them; the backup's are taken).
+/// The backup's `CREATE TABLE` of `from` as the statement that creates `into`: only the name
+/// replaced, where SHOW CREATE TABLE writes it (nothing inside the definition is rewritten:
+/// the text is the backup's server's, quoted by it).
 pub(crate) fn create_statement(create: &str, from: &TableName, into: &TableName) -> Result<String> {
     let head = format!("CREATE TABLE {} (", quote(&from.table));
     let Some(body) = create.strip_prefix(&head) else {
         crate::bail!("the backup's definition of {} does not begin as SHOW CREATE TABLE writes it", from.shown());
     };
-    let mut text = format!("CREATE TABLE {} ({body}", into.quoted());
-    if into != from {
-        text = text
-            .lines()
-            .map(|l| match l.trim_start().strip_prefix("CONSTRAINT ") {
-                Some(rest) if rest.contains(" FOREIGN KEY ") => {
-                    let fk = rest.find("FOREIGN KEY ").map(|i| &rest[i..]).unwrap_or(rest);
-                    format!("  {fk}")
-                }
-                _ => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    Ok(text)
+    Ok(format!("CREATE TABLE {} ({body}", into.quoted()))
 }
 
 /// The database directory `db` of the datadir, opened without following a link.
@@ -495,7 +573,10 @@ fn write_into(dir: &OwnedFd, name: &str, from: &Path, replace_stale: bool) -> Re
     if replace_stale {
         let _ = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
-    let owner = fstat(dir)?;
+    // The owner of the table's definition (the server wrote it), else of the directory.
+    let frm = format!("{}.frm", name.rsplit_once('.').map_or(name, |(stem, _)| stem));
+    let owner =
+        nix::sys::stat::fstatat(dir, frm.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).or_else(|_| fstat(dir))?;
     let fd = openat(
         dir,
         name,
@@ -525,14 +606,16 @@ mod tests {
 
     #[test]
     fn the_backups_definition_creates_the_table_under_its_new_name() {
-        let create = "CREATE TABLE `child` (\n  `id` int(11) NOT NULL,\n  `pid` int(11) DEFAULT NULL,\n  KEY `fk_child_parent` (`pid`),\n  CONSTRAINT `fk_child_parent` FOREIGN KEY (`pid`) REFERENCES `parent` (`id`)\n) ENGINE=InnoDB";
+        let create = "CREATE TABLE `child` (\n  `id` int(11) NOT NULL,\n  CONSTRAINT `FOREIGN KEY (x)` FOREIGN KEY (`id`) REFERENCES `p` (`id`)\n) ENGINE=InnoDB";
         let same = create_statement(create, &name("shop", "child"), &name("shop", "child")).unwrap();
-        assert!(same.starts_with("CREATE TABLE `shop`.`child` (") && same.contains("CONSTRAINT `fk_child_parent`"));
+        assert_eq!(same, create.replacen("`child`", "`shop`.`child`", 1));
         let renamed = create_statement(create, &name("shop", "child"), &name("shop", "c`r")).unwrap();
         assert!(renamed.starts_with("CREATE TABLE `shop`.`c``r` ("), "{renamed}");
-        assert!(!renamed.contains("CONSTRAINT"), "{renamed}");
-        assert!(renamed.contains("  FOREIGN KEY (`pid`) REFERENCES `parent` (`id`)"));
-        assert!(renamed.contains("KEY `fk_child_parent` (`pid`)"));
+        assert_eq!(
+            &renamed["CREATE TABLE `shop`.`c``r` (".len()..],
+            &create["CREATE TABLE `child` (".len()..],
+            "the body as it was"
+        );
         assert!(create_statement("CREATE TABLE `other` (x)", &name("shop", "child"), &name("shop", "child")).is_err());
     }
 

@@ -111,7 +111,12 @@ impl TablesSummary {
                     .imported
                     .iter()
                     .map(|i| {
-                        format!("{} as {}{}", i.from, i.into, if i.created { " (created)" } else { " (replaced)" })
+                        let how = if i.created { "created" } else { "replaced" };
+                        let fks = match i.foreign_keys_left_out.is_empty() {
+                            true => String::new(),
+                            false => format!(", without its foreign keys {}", i.foreign_keys_left_out.join(", ")),
+                        };
+                        format!("{} as {} ({how}{fks})", i.from, i.into)
                     })
                     .collect();
                 format!("imported into the server: {}", done.join(", "))
@@ -210,9 +215,16 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
         (Destination::Server(_), Some(mut live)) => {
             let steps = live.plan(&export, &spec.renames, spec.replace)?;
             summary.imported = live.import(&steps, &out.path)?;
+            let replicas = live.replicas();
+            if replicas > 0 {
+                env.report.warn(&format!(
+                    "the server has {replicas} replica(s): the restore is not in its binary log, so they still have the tables \
+                     as they were; restore them there too (or their next writes diverge)"
+                ));
+            }
         }
         (Destination::Dir(dir), _) => {
-            let statements = by_hand(&export, &std::path::absolute(dir)?);
+            let statements = by_hand(&export, &std::path::absolute(dir)?)?;
             let path = out.path.join("import.sql");
             std::fs::write(&path, &statements).with_context(|| format!("cannot write {}", path.display()))?;
             out.replace(spec.force, true)?;
@@ -331,19 +343,38 @@ fn choose(
     if !unmatched.is_empty() {
         crate::bail!("{} holds no table {}", last.shown(), unmatched.join(", "));
     }
-    if let Some(t) = held.iter().find(|t| chosen.contains(&t.name) && (t.other_engine || !t.tablespace)) {
-        crate::bail!(
-            "{} is not an InnoDB table of its own tablespace in {}: only those are restored table by table",
-            t.name.shown(),
-            last.shown()
-        );
+    let mut chosen = chosen;
+    let not_innodb: Vec<_> =
+        held.iter().filter(|t| chosen.contains(&t.name) && (t.other_engine || !t.tablespace)).collect();
+    for t in not_innodb {
+        let named =
+            spec.tables.patterns.iter().any(|(db, table)| *db == t.name.db && table.as_ref() == Some(&t.name.table));
+        if named {
+            crate::bail!(
+                "{} is not an InnoDB table of its own tablespace in {}: only those are restored table by table",
+                t.name.shown(),
+                last.shown()
+            );
+        }
+        env.report.warn(&format!("{} is not an InnoDB table of its own tablespace: left out", t.name.shown()));
+        chosen.remove(&t.name);
+    }
+    if chosen.is_empty() {
+        crate::bail!("--tables names no InnoDB table of its own tablespace in {}", last.shown());
     }
     if !spec.partitions.is_empty() && chosen.len() != 1 {
         crate::bail!("--partitions names the partitions of one table; --tables names {}", chosen.len());
     }
-    for (from, _) in &spec.renames {
+    for (i, (from, to)) in spec.renames.iter().enumerate() {
         if !chosen.contains(from) {
             crate::bail!("--rename {}: not among the tables restored", from.shown());
+        }
+        if chosen.contains(to) || spec.renames[..i].iter().any(|(f, t)| t == to || f == from) {
+            crate::bail!(
+                "--rename {}={}: another table restored has that name, or is renamed twice",
+                from.shown(),
+                to.shown()
+            );
         }
     }
     Ok(chosen)
@@ -378,14 +409,32 @@ fn open_and_export(
     let tables: Vec<TableName> = chosen.iter().cloned().collect();
     let mut export = None;
     replay.run(env, &mut |c| {
-        export = Some(export::export(c, datadir, &tables, &spec.partitions, out)?);
+        let renamed: Vec<TableName> = spec.renames.iter().map(|(from, _)| from.clone()).collect();
+        export = Some(export::export(c, datadir, &tables, &spec.partitions, &renamed, out)?);
         Ok(())
     })?;
-    export.ok_or_else(|| Error::msg("the backup's server exported nothing"))
+    let export = export.ok_or_else(|| Error::msg("the backup's server exported nothing"))?;
+    if planned.replay.is_some() {
+        for t in &export.tables {
+            if let Some(parent) = t.cascades_from.iter().find(|p| !chosen.contains(p)) {
+                crate::bail!(
+                    "{}'s foreign key takes changes from {} (ON DELETE/UPDATE CASCADE or SET NULL), which the binary log \
+                     does not hold for {}: restore {} too (--tables {},{})",
+                    t.name.shown(),
+                    parent.shown(),
+                    t.name.shown(),
+                    parent.shown(),
+                    t.name.shown(),
+                    parent.shown()
+                );
+            }
+        }
+    }
+    Ok(export)
 }
 
 /// The statements that import the export in `dir` by hand, as coffer would.
-fn by_hand(export: &Export, dir: &Path) -> String {
+fn by_hand(export: &Export, dir: &Path) -> Result<String> {
     let mut s = String::from(
         "-- Import by hand, in one session of the server (its user needs SUPER or BINLOG ADMIN for sql_log_bin).\n\
          SET SESSION sql_log_bin = 0, foreign_key_checks = 0;\n",
@@ -405,21 +454,19 @@ fn by_hand(export: &Export, dir: &Path) -> String {
             s.push_str(&format!("ALTER TABLE {} IMPORT TABLESPACE;\n", t.name.quoted()));
         } else {
             for p in &t.exported {
-                let holder = format!(
-                    "{}.{}",
-                    coffer_mysql::tables::quote(&t.name.db),
-                    coffer_mysql::tables::quote(&format!("{}_p", t.name.table))
-                );
+                let h = import::holder(&t.name)?;
+                let holder = h.quoted();
                 s.push_str(&format!(
                     "CREATE TABLE {holder} LIKE {0};\nALTER TABLE {holder} REMOVE PARTITIONING;\nALTER TABLE {holder} DISCARD TABLESPACE;\n\
-                     -- copy {1}/{2}/{3}#P#{4}.ibd and .cfg into the server's datadir as {2}/{3}_p.ibd and {2}/{3}_p.cfg (owner, mode 0660)\n\
+                     -- copy {1}/{2}/{3}#P#{4}.ibd and .cfg into the server's datadir as {2}/{6}.ibd and {2}/{6}.cfg (owner, mode 0660)\n\
                      ALTER TABLE {holder} IMPORT TABLESPACE;\nALTER TABLE {0} EXCHANGE PARTITION {5} WITH TABLE {holder};\nDROP TABLE {holder};\n",
                     t.name.quoted(),
                     dir.display(),
                     db,
                     stem,
                     coffer_mysql::tables::encode(p),
-                    coffer_mysql::tables::quote(p)
+                    coffer_mysql::tables::quote(p),
+                    h.file_stem().1
                 ));
             }
         }
@@ -435,5 +482,6 @@ fn by_hand(export: &Export, dir: &Path) -> String {
         }
         s.push_str(&format!("CHECK TABLE {0};\nANALYZE TABLE {0};\n", t.name.quoted()));
     }
-    s
+    s.push_str("\nSET SESSION sql_log_bin = 1, foreign_key_checks = 1;\n");
+    Ok(s)
 }
