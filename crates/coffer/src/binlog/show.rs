@@ -243,7 +243,17 @@ impl Reader<'_> {
             ev::GTID => self.begin(file, e),
             ev::TABLE_MAP => {
                 if let Some((id, db, table)) = ev::table_map_of(e, self.id_len) {
-                    self.maps.insert(id, (escape(db), escape(table)));
+                    let (db, table) = (escape(db), escape(table));
+                    // A table mapped is touched even without a row event of its own: a foreign
+                    // key's cascade changes it, and only the parent's rows are logged.
+                    if let Some((_, touches)) = self.tx.as_mut() {
+                        *touches |= self
+                            .spec
+                            .tables
+                            .iter()
+                            .any(|(d, t)| db.eq_ignore_ascii_case(d) && table.eq_ignore_ascii_case(t));
+                    }
+                    self.maps.insert(id, (db, table));
                 }
             }
             ev::ANNOTATE_ROWS => self.annotation = Some(cut(ev::body(e))),
@@ -287,7 +297,8 @@ impl Reader<'_> {
             return;
         }
         let compressed = e.header.type_code == ev::QUERY_COMPRESSED;
-        *touches |= !compressed && self.spec.tables.iter().any(|(d, t)| names_table(text, db, d, t));
+        // A compressed statement is not read: it is shown, for it may name the table.
+        *touches |= compressed || self.spec.tables.iter().any(|(d, t)| names_table(text, db, d, t));
         let text = if compressed { "(a compressed statement, not read)".to_owned() } else { cut(text) };
         push(tx, Part::Statement { db: escape(db), text });
     }

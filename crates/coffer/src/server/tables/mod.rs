@@ -238,7 +238,8 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
 }
 
 /// Where the private directories go: `--scratch-dir`, else beside the directory exported into,
-/// else beside the server's datadir (its file system has the room the tables take there).
+/// else beside the server's datadir (in its parent: another file system where the datadir is
+/// mounted, whose room `--scratch-dir` chooses).
 fn scratch(spec: &TablesSpec, live: Option<&Live>) -> Result<PathBuf> {
     let target = match (&spec.scratch, &spec.into, live) {
         (Some(dir), _, _) => dir.join("coffer-tables"),
