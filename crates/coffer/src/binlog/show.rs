@@ -465,6 +465,33 @@ mod tests {
         assert!(all.len() == 4 && all.iter().all(|(_, t)| *t), "without --table, every one");
     }
 
+    #[test]
+    fn a_cascade_touches_the_table_it_maps_without_rows_of_its_own() {
+        let map = |id: u8, t: &str| {
+            let mut b = vec![id, 0, 0, 0, 0, 0, 0, 0, 1, b'd', 0, t.len() as u8];
+            b.extend_from_slice(t.as_bytes());
+            b.extend_from_slice(&[0, 1, 3]);
+            (ev::TABLE_MAP, b)
+        };
+        // DELETE FROM parent, cascading into child: both mapped, only the parent's rows logged.
+        let bytes = log(&[
+            gtid(1, false),
+            query("d", "BEGIN"),
+            map(7, "parent"),
+            map(8, "child"),
+            (32, vec![7, 0, 0, 0, 0, 0, 1, 0, 1, 0]),
+            (ev::XID, vec![0; 8]),
+            gtid(2, false),
+            query("d", "BEGIN"),
+            map(9, "other"),
+            (32, vec![9, 0, 0, 0, 0, 0, 1, 0, 1, 0]),
+            (ev::XID, vec![0; 8]),
+        ]);
+        let spec = ShowSpec { tables: vec![("d".into(), "child".into())], ..Default::default() };
+        let touching: Vec<String> = read(&spec, &bytes).into_iter().filter(|(_, t)| *t).map(|(s, _)| s.gtid).collect();
+        assert_eq!(touching, ["0-1-1"]);
+    }
+
     proptest::proptest! {
         /// Hostile events (any type, any body) read in any order: no panic.
         #[test]
