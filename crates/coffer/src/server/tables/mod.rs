@@ -188,6 +188,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     if let Some(live) = live.as_mut() {
         live.refuse_early(&chosen, &spec.renames, spec.replace)?;
     }
+    check_room(&planned.chain, &unlocks, &chosen, &scratch, env)?;
     let mut summary = TablesSummary { backups: planned.chain.iter().map(Known::shown).collect(), ..Default::default() };
     let restore = RestoreSpec {
         image: None,
@@ -251,6 +252,31 @@ fn scratch(spec: &TablesSpec, live: Option<&Live>) -> Result<PathBuf> {
         (None, Destination::Server(_), None) => unreachable!("a server destination is connected first"),
     };
     Ok(target)
+}
+
+/// Refuses a restore whose chosen files (of every backup of the chain), and the export of the
+/// tables beside them, do not fit where they are restored, before anything is written.
+fn check_room(
+    chain: &[Known],
+    unlocks: &[coffer_crypto::Unlock],
+    chosen: &BTreeSet<TableName>,
+    scratch: &Path,
+    env: &Env,
+) -> Result<()> {
+    let (mut needed, mut entries, mut tables) = (0u64, 0u64, 0u64);
+    for k in chain {
+        let Some(idx) = k.location.open_indexed(unlocks, env)? else { continue };
+        for r in idx.records().iter().filter(|r| coffer_mysql::tables::needed_for(&r.meta.path, chosen)) {
+            needed = needed.saturating_add(r.data_bytes);
+            entries += u64::from(!r.meta.continues);
+            if coffer_mysql::tables::table_file(&r.meta.path).is_some_and(|f| chosen.contains(&f.table)) {
+                tables = tables.saturating_add(r.data_bytes);
+            }
+        }
+    }
+    // The export: the tables' files once more.
+    let what = format!("the restore of {} table(s) beside {}", chosen.len(), scratch.display());
+    crate::room::check_entries(scratch, needed.saturating_add(tables), entries, &what).map(|_| ())
 }
 
 /// The replay of a point-in-time restore of tables.
