@@ -136,6 +136,100 @@ pub fn creates_temporary_table(e: &Event) -> bool {
     has(b"create") && has(b"temporary")
 }
 
+/// More event types `binlog show` reads.
+pub const FORMAT_DESCRIPTION: u8 = 15;
+pub const TABLE_MAP: u8 = 19;
+/// MariaDB's ANNOTATE_ROWS: the statement that row events which follow it come from.
+pub const ANNOTATE_ROWS: u8 = 160;
+/// MariaDB's QUERY with its statement compressed (`log_bin_compress`).
+pub const QUERY_COMPRESSED: u8 = 165;
+
+/// What a row event does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RowsKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl RowsKind {
+    /// The kind of a row event's type: MySQL's pre-GA (20-22), v1 (23-25), v2 (30-32) and
+    /// partial update (39), MariaDB's compressed v1 and v2 (166-171); `None` for others.
+    pub fn of(type_code: u8) -> Option<Self> {
+        match type_code {
+            20 | 23 | 30 | 166 | 169 => Some(RowsKind::Insert),
+            21 | 24 | 31 | 39 | 167 | 170 => Some(RowsKind::Update),
+            22 | 25 | 32 | 168 | 171 => Some(RowsKind::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RowsKind::Insert => "INSERT",
+            RowsKind::Update => "UPDATE",
+            RowsKind::Delete => "DELETE",
+        }
+    }
+}
+
+/// An event's body: after the header, without the checksum when its last 4 bytes are the
+/// CRC-32 of the rest (a file's FORMAT_DESCRIPTION says whether it has them; the CRC itself
+/// tells as well, and needs no state).
+pub fn body<'a>(e: &Event<'a>) -> &'a [u8] {
+    let end = checksummed_len(e.bytes, EventHeader::LEN).unwrap_or(e.bytes.len());
+    e.bytes.get(EventHeader::LEN..end).unwrap_or_default()
+}
+
+/// The length of table ids in TABLE_MAP and row events, from a FORMAT_DESCRIPTION event: 4
+/// where TABLE_MAP's post-header is 6 bytes (servers before 5.1.4), else 6.
+pub fn table_id_len(fd: &Event) -> usize {
+    // binlog version u16, server version [50], create time u32, header length u8, then the
+    // post-header length of each type, from type 1.
+    match fd.bytes.get(EventHeader::LEN + 57 + usize::from(TABLE_MAP) - 1) {
+        Some(6) => 4,
+        _ => 6,
+    }
+}
+
+fn table_id(b: &[u8], id_len: usize) -> Option<u64> {
+    let raw = b.get(..id_len)?;
+    Some(raw.iter().rev().fold(0u64, |n, x| n << 8 | u64::from(*x)))
+}
+
+/// A TABLE_MAP event's table id, database and table names: table id, flags u16, then each
+/// name as a length byte, the name and a NUL.
+pub fn table_map_of<'a>(e: &Event<'a>, id_len: usize) -> Option<(u64, &'a [u8], &'a [u8])> {
+    let b = body(e);
+    let id = table_id(b, id_len)?;
+    let at = id_len + 2;
+    let db_len = usize::from(*b.get(at)?);
+    let db = b.get(at + 1..at + 1 + db_len)?;
+    let at = at + 1 + db_len + 1;
+    let t_len = usize::from(*b.get(at)?);
+    let table = b.get(at + 1..at + 1 + t_len)?;
+    Some((id, db, table))
+}
+
+/// A row event's table id (its first post-header field).
+pub fn rows_table_id(e: &Event, id_len: usize) -> Option<u64> {
+    table_id(body(e), id_len)
+}
+
+/// A QUERY event's default database and statement (without the checksum; of a
+/// QUERY_COMPRESSED event, the compressed bytes): after the post-header (as [`query_text`]
+/// reads it), the status variables, the database name and its NUL.
+pub fn query_of<'a>(e: &Event<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    let b = body(e);
+    let post = b.get(..13)?;
+    let db_len = usize::from(post[8]);
+    let vars_len = usize::from(u16::from_le_bytes([post[11], post[12]]));
+    let db = b.get(13 + vars_len..13 + vars_len + db_len)?;
+    let text = b.get(13 + vars_len + db_len + 1..)?;
+    Some((db, text))
+}
+
 /// Events taken in log order, knowing where transactions begin and end.
 #[derive(Debug, Default, Clone)]
 pub struct Walk {
@@ -282,5 +376,43 @@ mod tests {
         assert!(!found(&query("temporary", "CREATE TABLE t (a INT)")));
         assert!(!found(&event(QUERY, 4, b"TEMPORARY CREATE")));
         assert!(!found(&event(XID, 4, b"CREATE TEMPORARY TABLE t (a INT) ....")));
+    }
+
+    #[test]
+    fn row_events_and_table_maps_are_read() {
+        // TABLE_MAP: id 0x010203040506, flags, "db" NUL, "t1" NUL, then column data.
+        let map = event(TABLE_MAP, 4, b"\x06\x05\x04\x03\x02\x01\0\0\x02db\0\x02t1\0\x01\x03");
+        let e = &events("b.000001", 4, &map).unwrap()[0];
+        assert_eq!(table_map_of(e, 6), Some((0x0102_0304_0506, &b"db"[..], &b"t1"[..])));
+        assert_eq!(table_map_of(e, 4).map(|m| m.0), Some(0x0304_0506));
+        let rows = event(31, 4, b"\x06\x05\x04\x03\x02\x01\0\0\x02\0");
+        let e = &events("b.000001", 4, &rows).unwrap()[0];
+        assert_eq!((RowsKind::of(31), rows_table_id(e, 6)), (Some(RowsKind::Update), Some(0x0102_0304_0506)));
+        assert_eq!([23, 30, 166, 169].map(RowsKind::of), [Some(RowsKind::Insert); 4]);
+        assert_eq!([25, 32, 168, 171].map(RowsKind::of), [Some(RowsKind::Delete); 4]);
+        assert_eq!([2, 19, 26, 165].map(RowsKind::of), [None; 4]);
+        // A name longer than the event: nothing.
+        let short = event(TABLE_MAP, 4, b"\x06\x05\x04\x03\x02\x01\0\0\x09db");
+        assert_eq!(table_map_of(&events("b.000001", 4, &short).unwrap()[0], 6), None);
+        // The checksum is no part of the statement when it is one.
+        let mut q =
+            [&7u32.to_le_bytes()[..], &0u32.to_le_bytes(), &[2], &0u16.to_le_bytes(), &0u16.to_le_bytes()].concat();
+        q.extend_from_slice(b"db\0DROP TABLE t");
+        let mut e = event(QUERY, 4, &q);
+        let n = e.len() - 4;
+        let crc = crc32(&e[..n]);
+        e[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(query_of(&events("b.000001", 4, &e).unwrap()[0]), Some((&b"db"[..], &b"DROP TABLE t"[..])));
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes: whatever an event holds, the readers `binlog show` uses stay inside it.
+        #[test]
+        fn random_events_never_panic(t in proptest::prelude::any::<u8>(), bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96), id_len in 4usize..=6) {
+            let e = event(t, 4, &bytes);
+            let e = &events("b.000001", 4, &e).unwrap()[0];
+            let _ = (table_map_of(e, id_len), rows_table_id(e, id_len), query_of(e), table_id_len(e), body(e));
+            let _ = (RowsKind::of(t), gtid_of(e), query_text(e));
+        }
     }
 }

@@ -175,7 +175,9 @@ pub fn decode(file: &str) -> Option<String> {
             return None;
         }
     }
-    (!out.is_empty() && out.chars().count() <= MAX_NAME && !out.contains('\0')).then_some(out)
+    // Control characters name no table coffer restores: they would break the lines and
+    // comments the name is shown in.
+    (!out.is_empty() && out.chars().count() <= MAX_NAME && !out.chars().any(char::is_control)).then_some(out)
 }
 
 /// The tables a user names: `db.t1,db.t2,db2.*`.
@@ -200,8 +202,8 @@ impl std::str::FromStr for Selection {
             if db.is_empty() || table.is_empty() || db.chars().count() > MAX_NAME || table.chars().count() > MAX_NAME {
                 return Err(refuse("a database and a table name of 1 to 64 characters"));
             }
-            if db.contains('\0') || table.contains('\0') || db.contains('/') || table.contains('/') {
-                return Err(refuse("a name with NUL or / is no table's"));
+            if [&db, &table].iter().any(|n| n.contains('/') || n.chars().any(char::is_control)) {
+                return Err(refuse("a name with / or a control character is no table coffer restores"));
             }
             if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(&db)) {
                 return Err(refuse("the server's own schemas are not restored table by table"));
@@ -382,6 +384,7 @@ mod tests {
         assert_eq!(decode("t@0G"), None);
         assert_eq!(decode(&"a".repeat(65)), None);
         assert_eq!(decode("@0000"), None);
+        assert_eq!(decode("x@000aDROP"), None, "a newline in a name");
     }
 
     #[test]

@@ -74,6 +74,36 @@ impl Listing {
         })
     }
 
+    /// The user tables of a server backup, from its entries: names, partitions, bytes.
+    pub fn tables(&self) -> Vec<coffer_mysql::tables::HeldTable> {
+        let files = self.records.iter().filter(|r| r.meta.kind == EntryKind::File);
+        coffer_mysql::tables::held(files.map(|r| (r.meta.path.as_slice(), r.size)))
+    }
+
+    /// The lines `list --tables` prints: each table's bytes and name (names from the image,
+    /// escaped), its partitions, and whether `restore --tables` takes it.
+    pub fn table_lines(&self) -> Vec<String> {
+        let tables = self.tables();
+        let mut lines: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                let parts = match t.partitions.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} partitions)"),
+                };
+                let note = if t.other_engine || !t.tablespace {
+                    " (not InnoDB file-per-table: not restored alone)"
+                } else {
+                    ""
+                };
+                format!("{:>10}  {}{parts}{note}", human(t.bytes), escape(t.name.shown().as_bytes()))
+            })
+            .collect();
+        let bytes = tables.iter().fold(0u64, |s, t| s.saturating_add(t.bytes));
+        lines.push(format!("{} tables, {}", tables.len(), human(bytes)));
+        lines
+    }
+
     /// The listing as `list --json` prints it: the image's header, and every entry.
     pub fn to_json(&self) -> serde_json::Value {
         let header = &self.header;

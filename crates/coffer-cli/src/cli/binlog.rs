@@ -28,6 +28,13 @@ exit code 0."
     #[command(after_help = "Example:
   coffer binlog fetch s3://b/prod/binlog/ --from binlog.000040 --to-dir /tmp/bl --key-file k")]
     Fetch(Box<FetchArgs>),
+    /// The archived transactions, one line each: GTID, time (UTC), FILE:START-END (START: where
+    /// its GTID event starts, for --until-position ... --exclusive; END: where it ends), and
+    /// what it did; the last line says how many were read and shown. To find a mistake's GTID
+    /// and restore to just before it (restore --until-gtid GTID --exclusive).
+    #[command(after_help = "Example:
+  coffer binlog show s3://b/prod/binlog/ --table shop.orders --from '2026-11-27 14:00:00' --key-file k")]
+    Show(Box<ShowArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +127,28 @@ pub struct FetchArgs {
     /// replaced).
     #[arg(long, value_name = "DIR")]
     pub to_dir: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The archive's prefix.
+    pub prefix: String,
+    /// Only transactions that touch this table (DB.T; repeatable): by its row events, or by a
+    /// statement whose text names it as a word (T, `T`, DB.T, `DB`.`T`, any case) with DB its
+    /// default database or qualifier: a text match, not a parse of the SQL.
+    #[arg(long, value_name = "DB.T")]
+    pub table: Vec<String>,
+    /// Only transactions stamped at or after this time (YYYY-MM-DD HH:MM:SS, UTC unless a zone).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only transactions stamped at or before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// One JSON object per line for each transaction, the last line the counts.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub key: KeyArgs,
 }

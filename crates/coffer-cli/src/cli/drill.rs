@@ -28,6 +28,10 @@ pub struct DrillArgs {
     #[arg(long, value_name = "FILE:POS", group = "pitr")]
     pub until_position: Option<String>,
 
+    /// With --until-gtid or --until-position: stop just before that transaction.
+    #[arg(long)]
+    pub exclusive: bool,
+
     /// With --until*: the binary log archive's prefix [default: PREFIX + binlog/].
     #[arg(long, value_name = "PREFIX")]
     pub binlogs: Option<String>,

@@ -75,6 +75,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE:POS", group = "pitr", conflicts_with_all = ["copy_back", "base"])]
     pub until_position: Option<String>,
 
+    /// With --until-gtid (one GTID) or --until-position (where a transaction begins, as
+    /// `binlog show` prints it): stop just before that transaction, not after it.
+    #[arg(long)]
+    pub exclusive: bool,
+
     /// With --until*: the binary log archive's prefix [default: IMAGE's prefix + binlog/].
     #[arg(long, value_name = "PREFIX")]
     pub binlogs: Option<String>,
@@ -136,6 +141,11 @@ pub struct TablesArgs {
     /// there until every check holds; the session writes nothing to its binary log.
     #[arg(long, value_name = "SOCKET|HOST[:PORT]", requires = "tables")]
     pub into_server: Option<String>,
+
+    /// With --tables naming one partitioned table: only these partitions (comma separated);
+    /// the others are left as the server has them.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tables")]
+    pub partitions: Vec<String>,
 
     /// With --into-server: the user [default: root]; it needs CREATE, ALTER, DROP, SELECT,
     /// and SUPER or BINLOG ADMIN.
@@ -222,6 +232,10 @@ pub struct ListArgs {
     /// Print the image and its entries as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// The tables a server backup holds, with their sizes and partitions, from its index.
+    #[arg(long, conflicts_with = "long")]
+    pub tables: bool,
 
     #[command(flatten)]
     pub key: KeyArgs,

@@ -1,6 +1,6 @@
 //! `coffer binlog archive|list|fetch`: the command line made into `coffer::binlog` calls.
 
-use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs};
+use crate::cli::{ArchiveArgs, BinlogCommand, BinlogListArgs, FetchArgs, ShowArgs};
 use anyhow::Result;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ pub fn run(cmd: BinlogCommand, quiet: bool) -> Result<()> {
         BinlogCommand::Archive(a) => archive(*a, quiet),
         BinlogCommand::List(a) => list(*a, quiet),
         BinlogCommand::Fetch(a) => fetch(*a, quiet),
+        BinlogCommand::Show(a) => show(*a, quiet),
     }
 }
 
@@ -60,5 +61,14 @@ fn fetch(a: FetchArgs, quiet: bool) -> Result<()> {
     )?;
     let (n, dir) = (written.len(), a.to_dir.display());
     super::say(quiet, format_args!("wrote {n} binary log files into {dir}: {}", written.join(", ")));
+    Ok(())
+}
+
+fn show(a: ShowArgs, quiet: bool) -> Result<()> {
+    let (from, until) = (a.from.as_deref(), a.until.as_deref());
+    let spec = coffer::binlog::show::ShowSpec::new(a.prefix, &a.table, from, until, a.key.sources())?;
+    let mut each = |t: &coffer::binlog::show::Shown| println!("{}", t.render(a.json));
+    let summary = coffer::binlog::show::show(&spec, &mut each, &crate::report::env(quiet, 1))?;
+    println!("{}", summary.render(&spec, a.json));
     Ok(())
 }

@@ -7,7 +7,8 @@ use coffer::server::drill::DrillSpec;
 use coffer::Location;
 
 pub fn run(args: DrillArgs, quiet: bool, threads: usize) -> Result<()> {
-    let until = Until::given(args.until.as_deref(), args.until_gtid.as_deref(), args.until_position.as_deref())?;
+    let (time, position) = (args.until.as_deref(), args.until_position.as_deref());
+    let until = Until::chosen(time, args.until_gtid.as_deref(), position, args.exclusive)?;
     if until.is_none() && args.binlogs.is_some() {
         return Err(crate::exit::usage("--binlogs goes with --until, --until-gtid or --until-position"));
     }

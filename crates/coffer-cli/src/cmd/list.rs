@@ -13,7 +13,13 @@ pub fn list(args: ListArgs, quiet: bool, threads: usize) -> Result<()> {
     refuse_terminal(&image)?;
     let listing = coffer::read::list(&image, &args.key.sources(), &crate::report::env(quiet, threads))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let result = if args.json {
+    let result = if args.tables && args.json {
+        serde_json::to_writer_pretty(&mut out, &listing.tables())
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else if args.tables {
+        listing.table_lines().iter().try_for_each(|l| writeln!(out, "{l}"))
+    } else if args.json {
         serde_json::to_writer_pretty(&mut out, &listing.to_json())
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))

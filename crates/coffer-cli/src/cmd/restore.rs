@@ -77,7 +77,12 @@ fn run(args: RestoreArgs, quiet: bool, threads: usize) -> Result<Totals> {
 
 /// The point-in-time target asked for, if any.
 fn until(args: &RestoreArgs) -> Result<Option<Until>> {
-    let until = Until::given(args.until.as_deref(), args.until_gtid.as_deref(), args.until_position.as_deref())?;
+    let until = Until::chosen(
+        args.until.as_deref(),
+        args.until_gtid.as_deref(),
+        args.until_position.as_deref(),
+        args.exclusive,
+    )?;
     if until.is_none() && (args.print_replay || args.binlogs.is_some()) {
         return Err(crate::exit::usage(
             "--print-replay and --binlogs go with --until, --until-gtid or --until-position",
@@ -149,6 +154,7 @@ fn restore_tables(args: RestoreArgs, quiet: bool, threads: usize) -> Result<()> 
         bases: Vec::new(),
         tables: t.tables.clone().expect("--tables given"),
         into,
+        partitions: t.partitions.clone(),
         renames,
         replace: t.replace,
         until,

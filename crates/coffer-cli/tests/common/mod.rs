@@ -139,6 +139,7 @@ pub mod mariadb;
 pub mod replication;
 pub mod s3;
 pub mod scenario;
+pub mod tables;
 pub mod tmpfs;
 
 pub mod craft {

@@ -26,6 +26,8 @@ pub mod fuzzing;
 mod link;
 mod outage;
 mod segment;
+pub mod show;
+mod statement;
 
 use link::{begin, connect, gtid_position_at, server_logs, source_of, torn, Source, Torn};
 use segment::{after, take, LogPlace, Open, Previous};

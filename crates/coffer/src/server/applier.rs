@@ -270,6 +270,10 @@ impl Replay {
         crate::server::private::give(&options, user)?;
         crate::server::private::check_reachable(&self.datadir, user, "the replay server")?;
         crate::server::private::check_reachable(run, user, "the replay server")?;
+        // Without its key file the server reads every encrypted tablespace as corrupt.
+        if let Some(keys) = key_file(&self.options) {
+            crate::server::private::check_readable(&keys, user, "the replay server")?;
+        }
         // Whatever SQL the log holds writes nowhere but here.
         let confined =
             crate::server::private::confinement(&[&self.datadir, run], self.signed, "the replay server", env)?;
@@ -389,7 +393,13 @@ impl Replay {
         };
         if !reached {
             let _ = sql(control, "STOP SLAVE");
-            crate::bail!("replay failed (the server's SQL thread stopped): {}", applier_error(&run.join("replay.err")));
+            let said = applier_error(&run.join("replay.err"));
+            let hint = if !self.only_tables.is_empty() && said.contains("doesn't exist") {
+                " (a statement of the log on the tables restored reads another table: restore that one too)"
+            } else {
+                ""
+            };
+            crate::bail!("replay failed (the server's SQL thread stopped): {said}{hint}");
         }
         sql(control, "STOP SLAVE")?;
         sql(control, "RESET SLAVE ALL")?;
@@ -448,6 +458,29 @@ impl Replay {
     }
 }
 
+/// The key file the server's options name (the last `[loose_]file_key_management_filename`,
+/// its value in quotes as `coffer_mysql::engine::server_options` writes it, or bare).
+fn key_file(options: &str) -> Option<PathBuf> {
+    let value = options
+        .lines()
+        .rev()
+        .filter_map(|l| l.split_once('='))
+        .find(|(name, _)| {
+            let name = name.trim().replace('-', "_");
+            name.strip_prefix("loose_").unwrap_or(&name) == "file_key_management_filename"
+        })?
+        .1
+        .trim();
+    let Some(quoted) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return Some(PathBuf::from(value));
+    };
+    let (mut out, mut chars) = (String::new(), quoted.chars());
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(PathBuf::from(out))
+}
+
 /// The SQL thread's error, as the server's error log says it ("Slave SQL: Error ..."), or the
 /// log's last line.
 fn applier_error(log: &Path) -> String {
@@ -481,6 +514,15 @@ mod tests {
         assert_eq!(pool_for((1 << 30) + (300 << 20)), 256 << 20);
         let given: PrepareOption = "innodb-buffer-pool-size=1G".parse().unwrap();
         assert_eq!(buffer_pool(&[given]), None);
+    }
+
+    #[test]
+    fn the_key_file_is_read_from_the_servers_options() {
+        let options = "[mariadbd]\nplugin_load=\"file_key_management=file_key_management\"\nfile_key_management_filename=\"/k/a \\\"b\\\\.txt\"\n";
+        assert_eq!(key_file(options), Some(PathBuf::from("/k/a \"b\\.txt")));
+        assert_eq!(key_file("x=\"1\"\n"), None);
+        let both = "loose_file_key_management_filename=\"/backup/keys\"\nfile-key-management-filename=/here/keys\n";
+        assert_eq!(key_file(both), Some(PathBuf::from("/here/keys")));
     }
 
     #[test]

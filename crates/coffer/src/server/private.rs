@@ -120,6 +120,32 @@ pub(crate) fn check_reachable(path: &Path, user: Option<&ServerUser>, what: &str
     Ok(())
 }
 
+/// Refuses a file the private server must read (a key file) that `user` cannot read: every
+/// directory on the way searchable, the file readable, by owner, group or others.
+pub(crate) fn check_readable(path: &Path, user: Option<&ServerUser>, what: &str) -> Result<()> {
+    let Some(u) = user else { return Ok(()) };
+    if let Some(dir) = path.parent() {
+        check_reachable(dir, user, what)?;
+    }
+    let m = std::fs::metadata(path).with_context(|| format!("cannot inspect {}", path.display()))?;
+    let bit = if m.uid() == u.uid {
+        0o400
+    } else if m.gid() == u.gid {
+        0o040
+    } else {
+        0o004
+    };
+    if m.mode() & bit == 0 {
+        crate::bail!(
+            "{what} runs as {}, which cannot read {} (mode {:o}): give it read access (its group, or chown), or choose --owner",
+            u.name,
+            path.display(),
+            m.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
 /// Refuses a datadir that would have its server open files outside it: a symbolic link that
 /// leaves it (absolute, or through `..`), or an InnoDB link file (`.isl`: a tablespace kept
 /// elsewhere). Such files come from the image, and the server runs as a user that may write

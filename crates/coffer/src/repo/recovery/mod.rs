@@ -4,7 +4,7 @@
 
 pub(crate) mod stop;
 
-pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtids};
+pub use coffer_mysql::events::{gtid_text, parse_gtids, Gtid, Gtids};
 
 use super::archive::Archive;
 use super::chain::{Known, Neighbours};
@@ -27,6 +27,12 @@ pub enum Until {
     Gtid(Gtids),
     /// The log up to this position of this file: every event that ends at or before it.
     Position(String, u32),
+    /// `--until-gtid G --exclusive`: every transaction logged before this one's GTID event, and
+    /// it not (Appendix C.1).
+    BeforeGtid(Gtid),
+    /// `--until-position F:P --exclusive`: the log before the transaction whose GTID event
+    /// starts there (and only such a position).
+    BeforePosition(String, u32),
 }
 
 impl Until {
@@ -41,12 +47,51 @@ impl Until {
         }
     }
 
+    /// [`Until::given`], made [`Until::exclusive`] with `exclusive` (`--exclusive`, a usage
+    /// error without a target).
+    pub fn chosen(
+        time: Option<&str>,
+        gtid: Option<&str>,
+        position: Option<&str>,
+        exclusive: bool,
+    ) -> Result<Option<Self>> {
+        match (Self::given(time, gtid, position)?, exclusive) {
+            (Some(until), true) => until.exclusive().map(Some),
+            (None, true) => Err(Error::usage("--exclusive goes with --until-gtid or --until-position")),
+            (until, false) => Ok(until),
+        }
+    }
+
+    /// The same target, exclusive (`--exclusive`): stop just before the transaction named by
+    /// one GTID, or at a position where a transaction begins; a usage error for a time or
+    /// several GTIDs.
+    pub fn exclusive(self) -> Result<Self> {
+        match self {
+            Until::Gtid(g) => match g.iter().next() {
+                Some((d, (s, n))) if g.len() == 1 => Ok(Until::BeforeGtid((*d, *s, *n))),
+                _ => Err(Error::usage(format!(
+                    "--exclusive stops before one transaction: give one GTID, not {} (transactions of several \
+                     domains have no one place in the log to stop before)",
+                    gtid_text(&g)
+                ))),
+            },
+            Until::Position(f, p) => Ok(Until::BeforePosition(f, p)),
+            Until::Time(_) => Err(Error::usage("--exclusive goes with --until-gtid or --until-position")),
+            before => Ok(before),
+        }
+    }
+
     /// `2026-11-27 14:02:59` (UTC), with `T` for the space if wished, and a zone if given:
     /// `Z`, `UTC`, `+01:00`, `-0500`.
     pub fn parse_time(text: &str) -> Result<Self> {
+        Self::parse_moment("--until", text).map(Until::Time)
+    }
+
+    /// A time as [`Until::parse_time`] reads it, in Unix seconds, given to option `option`.
+    pub fn parse_moment(option: &str, text: &str) -> Result<i64> {
         let bad = |why: &str| {
             Error::usage(format!(
-                "--until {text:?}: {why} (expected YYYY-MM-DD HH:MM:SS, UTC unless a zone such as +01:00 is given)"
+                "{option} {text:?}: {why} (expected YYYY-MM-DD HH:MM:SS, UTC unless a zone such as +01:00 is given)"
             ))
         };
         let t = text.trim();
@@ -76,7 +121,7 @@ impl Until {
             z if z.starts_with('.') => return Err(bad("binary log times are whole seconds")),
             z => parse_offset(z).ok_or_else(|| bad("the zone must be Z, UTC or an offset such as +01:00"))?,
         };
-        Ok(Until::Time(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset))
+        Ok(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
     }
 
     /// `0-1-123456`, or one per domain, comma separated.
@@ -108,6 +153,8 @@ impl Until {
             Until::Time(t) => format!("{} UTC", crate::text::utc(*t)),
             Until::Gtid(g) => format!("GTID {}", gtid_text(g)),
             Until::Position(f, p) => format!("{f}:{p}"),
+            Until::BeforeGtid((d, s, n)) => format!("before GTID {d}-{s}-{n}"),
+            Until::BeforePosition(f, p) => format!("before the transaction at {f}:{p}"),
         }
     }
 }
@@ -356,7 +403,7 @@ fn choose_backup<'a>(
     let oldest = &backups[0];
     let at_or_before = |file: &str, pos: u64| backups.iter().rev().find(|k| position_of(k) <= (file_number(file), pos));
     match until {
-        Until::Position(file, pos) => at_or_before(file, u64::from(*pos))
+        Until::Position(file, pos) | Until::BeforePosition(file, pos) => at_or_before(file, u64::from(*pos))
             .map(|k| (k, None))
             .ok_or_else(|| before(oldest, "nothing to replay onto".into())),
         Until::Gtid(target) => backups
@@ -365,6 +412,17 @@ fn choose_backup<'a>(
             .find(|k| {
                 let state = k.info.binlog.as_ref().and_then(|b| parse_gtids(b.gtid.as_deref()?)).unwrap_or_default();
                 target.iter().all(|(d, (_, n))| state.get(d).is_none_or(|(_, m)| m < n))
+            })
+            .map(|k| (k, None))
+            .ok_or_else(|| before(oldest, "every backup holds it already".into())),
+        // A backup that has not applied the transaction: its GTID event lies after the
+        // backup's position.
+        Until::BeforeGtid((d, _, n)) => backups
+            .iter()
+            .rev()
+            .find(|k| {
+                let state = k.info.binlog.as_ref().and_then(|b| parse_gtids(b.gtid.as_deref()?)).unwrap_or_default();
+                state.get(d).is_none_or(|(_, m)| m < n)
             })
             .map(|k| (k, None))
             .ok_or_else(|| before(oldest, "every backup holds it already".into())),
@@ -426,6 +484,27 @@ mod tests {
         assert_eq!(at, Some(Until::Position("binlog.000042".into(), 1234)));
         let bad = Until::given(None, Some("1-2"), None).unwrap_err();
         assert_eq!(bad.exit_code(), crate::error::exit::USAGE);
+    }
+
+    #[test]
+    fn the_exclusive_form_is_one_gtid_or_a_position() {
+        let given = |g, p| Until::given(None, g, p).unwrap().unwrap().exclusive();
+        assert_eq!(given(Some("0-1-5"), None).unwrap(), Until::BeforeGtid((0, 1, 5)));
+        assert_eq!(given(Some("0-1-5"), None).unwrap().shown(), "before GTID 0-1-5");
+        let at = given(None, Some("binlog.000042:1234")).unwrap();
+        assert_eq!(at, Until::BeforePosition("binlog.000042".into(), 1234));
+        assert_eq!(at.shown(), "before the transaction at binlog.000042:1234");
+        assert_eq!(at.clone().exclusive().unwrap(), at);
+        let err = given(Some("0-1-5,1-1-2"), None).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert!(err.one_line().contains("give one GTID, not 0-1-5,1-1-2"), "{}", err.one_line());
+        assert_eq!(Until::chosen(None, Some("0-1-5"), None, true).unwrap(), Some(Until::BeforeGtid((0, 1, 5))));
+        assert_eq!(Until::chosen(None, None, None, true).unwrap_err().exit_code(), crate::error::exit::USAGE);
+        let err = Until::Time(0).exclusive().unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert_eq!(err.one_line(), "--exclusive goes with --until-gtid or --until-position");
+        let err = Until::parse_moment("--from", "2026-11-27").unwrap_err().one_line();
+        assert!(err.starts_with("--from \"2026-11-27\": too short"), "{err}");
     }
 
     #[test]

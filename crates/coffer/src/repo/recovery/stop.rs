@@ -6,7 +6,7 @@ use super::Until;
 use crate::error::{Context, Error, Result};
 use crate::repo::archive::{Archive, Join, SegmentName};
 use coffer_mysql::events::{
-    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtids, Walk, GTID, ROTATE, STOP,
+    checksummed_len, creates_temporary_table, events, gtid_of, Event, Gtid, Gtids, Walk, GTID, ROTATE, STOP,
 };
 use coffer_mysql::meta::binlog_file_number as file_number;
 use std::collections::BTreeSet;
@@ -266,19 +266,16 @@ fn gather_to(
             files.push(seg.file.clone());
             written = Written::default();
         }
-        let mut kept = bytes.len();
         let mut stopped = None;
         for e in events_of(seg, &bytes)? {
             if let Some(at) = g.event(seg, &e)? {
-                kept = (e.start - seg.start) as usize;
                 stopped = Some(at);
                 break;
             }
             written.take(&e);
         }
         if let Some(f) = out.as_mut() {
-            std::io::Write::write_all(f, &bytes[..kept])
-                .with_context(|| format!("cannot write {}", dir.join(&seg.file).display()))?;
+            write_to(f, &dir.join(&seg.file), seg, &bytes, stopped.as_ref())?;
         }
         let stop = match stopped {
             Some(at) => Some(at),
@@ -303,6 +300,13 @@ fn gather_to(
             return Ok(Gathered { stop, files, ids: g.ids, one_session: g.session.refused, walk: g.walk });
         }
     }
+    // The archive ends inside the transaction an exclusive stop is before: it ends there.
+    if let Some(stop) = g.held_at_end() {
+        if let Some(f) = out.as_mut() {
+            f.set_len(u64::from(stop.1)).with_context(|| format!("cannot write {}", dir.join(&stop.0).display()))?;
+        }
+        return Ok(Gathered { stop, files, ids: g.ids, one_session: g.session.refused, walk: g.walk });
+    }
     // The archive ends before the target is reached.
     let last = &archive.segments.last().expect("not empty").0;
     Err(Error::msg(format!(
@@ -312,6 +316,28 @@ fn gather_to(
         last.end,
         g.walk.last_gtid.map(|(d, s, n)| format!(", GTID {d}-{s}-{n}")).unwrap_or_default()
     )))
+}
+
+/// Writes the events of `seg` (`bytes`) into its rebuilt file `out` (at `path`), up to the
+/// stop if it is in this file: an exclusive stop held from an earlier segment of the file
+/// ([`Gather::held`]) cuts what was written of it already.
+fn write_to(
+    out: &mut std::fs::File,
+    path: &Path,
+    seg: &SegmentName,
+    bytes: &[u8],
+    stop: Option<&(String, u32)>,
+) -> Result<()> {
+    let cannot = || format!("cannot write {}", path.display());
+    let kept = match stop {
+        Some((file, at)) if *file == seg.file => (at.saturating_sub(seg.start) as usize).min(bytes.len()),
+        _ => bytes.len(),
+    };
+    std::io::Write::write_all(out, &bytes[..kept]).with_context(cannot)?;
+    if let Some((_, at)) = stop.filter(|(file, at)| *file == seg.file && *at < seg.start) {
+        out.set_len(u64::from(*at)).with_context(cannot)?;
+    }
+    Ok(())
 }
 
 /// What a ROTATE made up for the end of a rebuilt file needs of its last events.
@@ -383,15 +409,19 @@ struct Gather<'a> {
     walk: Walk,
     ids: BTreeSet<u32>,
     session: OneSession,
+    /// `BeforeGtid`: where the named transaction's GTID event is, and the walk before it, held
+    /// until the transaction ends (a crash may leave it unfinished, to be dropped, and its
+    /// number go to the restarted server's next transaction: the stop is before that one).
+    held: Option<((String, u32), Walk)>,
 }
 
 impl<'a> Gather<'a> {
     fn new(until: &'a Until, start: &'a (String, u32), stop: Option<&(String, u32)>) -> Result<Self> {
         let target = match (until, stop) {
-            (Until::Position(f, p), _) => Some((file_number(f), *p)),
+            (Until::Position(f, p) | Until::BeforePosition(f, p), _) => Some((file_number(f), *p)),
             (Until::Time(_), Some((f, p))) => Some((file_number(f), *p)),
             (Until::Time(_), None) => crate::bail!("{}: no stop position was found for it", until.shown()),
-            (Until::Gtid(_), _) => None,
+            (Until::Gtid(_) | Until::BeforeGtid(_), _) => None,
         };
         Ok(Gather {
             until,
@@ -406,6 +436,7 @@ impl<'a> Gather<'a> {
             walk: Walk::default(),
             ids: BTreeSet::new(),
             session: OneSession::default(),
+            held: None,
         })
     }
 
@@ -427,30 +458,28 @@ impl<'a> Gather<'a> {
         // Where replay may stop: between transactions.
         if !self.walk.open {
             self.boundary = (seg.file.clone(), e.start);
+            if reached {
+                self.transaction_begins(seg, e)?;
+            }
             if reached || (matches!(until, Until::Gtid(_)) && self.pending.is_empty()) {
                 return Ok(Some(self.boundary.clone()));
             }
         } else if reached {
-            let (file, pos) = &self.boundary;
-            let gtid = self.walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default();
-            if let Until::Position(..) = until {
-                crate::bail!(
-                    "{}: the position is inside a transaction (GTID {gtid}); replay stops between transactions, at \
-                     {file}:{pos} or after this one",
-                    until.shown()
-                );
-            }
-            crate::bail!(
-                "{}: the stop found is inside a transaction (GTID {gtid}) from the backup's position",
-                until.shown()
-            );
+            return Err(self.inside_transaction());
         }
         let was_open = self.walk.open;
+        let before = (matches!(until, Until::BeforeGtid(_)) && e.header.type_code == GTID && !was_open)
+            .then(|| self.walk.clone());
         self.walk.take(e);
         self.ids.insert(e.header.server_id);
         self.session.take(&seg.file, e);
         if let Until::Gtid(target) = until {
             self.gtid_event(target, e, was_open)?;
+        }
+        if let Until::BeforeGtid(target) = until {
+            if let Some(stop) = self.before_gtid(*target, e, was_open, before)? {
+                return Ok(Some(stop));
+            }
         }
         if let Until::Position(f, p) = until {
             if seg.file == *f && e.start < *p && u64::from(e.header.log_pos) > u64::from(*p) {
@@ -491,6 +520,91 @@ impl<'a> Gather<'a> {
         Ok(())
     }
 
+    /// The stop reached inside a transaction: why replay cannot stop there.
+    fn inside_transaction(&self) -> Error {
+        let until = self.until;
+        let (file, pos) = &self.boundary;
+        let gtid = self.walk.current.map(|(d, s, n)| format!("{d}-{s}-{n}")).unwrap_or_default();
+        Error::msg(match until {
+            Until::BeforePosition(..) => format!(
+                "{}: no transaction begins there: it is inside the transaction of GTID {gtid}, which begins at \
+                 {file}:{pos}",
+                until.shown()
+            ),
+            Until::Position(..) => format!(
+                "{}: the position is inside a transaction (GTID {gtid}); replay stops between transactions, at \
+                 {file}:{pos} or after this one",
+                until.shown()
+            ),
+            _ => format!(
+                "{}: the stop found is inside a transaction (GTID {gtid}) from the backup's position",
+                until.shown()
+            ),
+        })
+    }
+
+    /// `BeforePosition`, the position reached between transactions: it must be where `e`, a
+    /// GTID event, starts.
+    fn transaction_begins(&self, seg: &SegmentName, e: &Event) -> Result<()> {
+        let Until::BeforePosition(f, p) = self.until else { return Ok(()) };
+        if (file_number(&seg.file), e.start) != (file_number(f), *p) || e.header.type_code != GTID {
+            crate::bail!(
+                "{}: no transaction begins there (the first event from there on is at {}:{}, of type {}); \
+                 --exclusive takes the position of a GTID event, as `coffer binlog show` prints it",
+                self.until.shown(),
+                seg.file,
+                e.start,
+                e.header.type_code
+            );
+        }
+        Ok(())
+    }
+
+    /// `BeforeGtid`: a GTID event of the domain past the target is an error; at the target's
+    /// GTID event, the place and the walk are held; where its transaction ends, replay stops at
+    /// the place held, the walk as it was there (`before`: before `e`, a GTID event between
+    /// transactions). Called after `e` is taken.
+    fn before_gtid(
+        &mut self,
+        (d, s, n): Gtid,
+        e: &Event,
+        was_open: bool,
+        before: Option<Walk>,
+    ) -> Result<Option<(String, u32)>> {
+        if e.header.type_code == GTID && self.walk.open && !was_open {
+            // A transaction held and not ended before this one began was dropped (a crash).
+            self.held = None;
+            if let Some(g @ (_, gs, gn)) = self.walk.current.filter(|(gd, ..)| *gd == d) {
+                if let (true, Some(before)) = (g == (d, s, n), before) {
+                    self.held = Some((self.boundary.clone(), before));
+                } else if gn > n || (gn == n && gs != s) {
+                    crate::bail!(
+                        "GTID {d}-{s}-{n} is not in the archived binary log: domain {d} goes from before it to \
+                         {d}-{gs}-{gn}"
+                    );
+                }
+            }
+        }
+        if was_open && !self.walk.open && self.walk.last_gtid == Some((d, s, n)) {
+            if let Some((at, before)) = self.held.take() {
+                self.walk = before;
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
+    }
+
+    /// At the archive's end, inside the transaction held: the stop held, the walk before it.
+    fn held_at_end(&mut self) -> Option<(String, u32)> {
+        let Until::BeforeGtid(target) = self.until else { return None };
+        if !(self.walk.open && self.walk.current == Some(*target)) {
+            return None;
+        }
+        let (at, before) = self.held.take()?;
+        self.walk = before;
+        Some(at)
+    }
+
     /// Whether `seg` ends at or past the position replay stops at.
     fn reached_end(&self, seg: &SegmentName) -> bool {
         self.target.is_some_and(|t| (file_number(&seg.file), seg.end) >= t)
@@ -498,7 +612,7 @@ impl<'a> Gather<'a> {
 
     /// At the end of `seg` (every event taken): where replay stops if it stops there.
     fn segment_end(&mut self, seg: &SegmentName) -> Result<Option<(String, u32)>> {
-        if let Until::Position(f, p) = self.until {
+        if let Until::Position(f, p) | Until::BeforePosition(f, p) = self.until {
             if seg.closed && seg.file == *f && seg.end < *p {
                 crate::bail!("{}: not in the log, {f} ends at {}", self.until.shown(), seg.end);
             }
@@ -507,9 +621,11 @@ impl<'a> Gather<'a> {
             return Ok(None);
         }
         self.boundary = (seg.file.clone(), seg.end);
-        let done = match self.target {
-            Some(t) => (file_number(&seg.file), seg.end) >= t,
-            None => self.pending.is_empty(),
+        // An exclusive stop is found at its GTID event, never at a segment's end.
+        let done = match (self.target, self.until) {
+            (_, Until::BeforeGtid(_) | Until::BeforePosition(..)) => false,
+            (Some(t), _) => (file_number(&seg.file), seg.end) >= t,
+            (None, _) => self.pending.is_empty(),
         };
         Ok(done.then(|| self.boundary.clone()))
     }
@@ -554,377 +670,4 @@ impl OneSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    /// A synthetic binary log: what each file holds, cut into segments where asked.
-    #[derive(Clone, Copy)]
-    enum Item {
-        /// The FORMAT_DESCRIPTION event (stamped when the file began).
-        Fd(u32),
-        /// A transaction of domain 0 (GTID, BEGIN, XID), stamped, with this sequence number.
-        Tx(u32, u64),
-        /// The same in domain 1.
-        Tx1(u32, u64),
-        /// A CREATE TEMPORARY TABLE statement (GTID, QUERY), stamped.
-        Temporary(u32, u64),
-        /// A transaction a crash left unfinished (GTID, BEGIN, no XID), stamped.
-        Unfinished(u32, u64),
-        /// The ROTATE to the next file, stamped.
-        Rotate(u32),
-        /// The segment ends here.
-        Cut,
-    }
-
-    struct Log {
-        segments: Vec<(SegmentName, Vec<u8>)>,
-        /// Where each transaction's GTID event starts, by sequence number.
-        at: BTreeMap<u64, (String, u32)>,
-    }
-
-    fn event(type_code: u8, stamp: u32, start: u32, body: &[u8]) -> Vec<u8> {
-        let size = (19 + body.len() + 4) as u32;
-        let mut e = stamp.to_le_bytes().to_vec();
-        e.push(type_code);
-        e.extend_from_slice(&1u32.to_le_bytes());
-        e.extend_from_slice(&size.to_le_bytes());
-        e.extend_from_slice(&(start + size).to_le_bytes());
-        e.extend_from_slice(&0u16.to_le_bytes());
-        e.extend_from_slice(body);
-        e.extend_from_slice(&[0; 4]);
-        e
-    }
-
-    fn query(text: &str) -> Vec<u8> {
-        let mut body = vec![0u8; 13];
-        body.extend_from_slice(b"\0");
-        body.extend_from_slice(text.as_bytes());
-        body
-    }
-
-    fn log(files: &[(&str, &[Item])]) -> Log {
-        let mut out = Log { segments: Vec::new(), at: BTreeMap::new() };
-        for (file, items) in files {
-            let (mut pos, mut seg_start, mut bytes) = (4u32, 4u32, Vec::new());
-            let mut closed = false;
-            let cut = |out: &mut Log, start: u32, end: u32, bytes: &mut Vec<u8>, closed: bool| {
-                let name = SegmentName { file: file.to_string(), start, end, closed };
-                out.segments.push((name, std::mem::take(bytes)));
-            };
-            for item in items.iter() {
-                let push = |t: u8, stamp: u32, body: &[u8], pos: &mut u32, bytes: &mut Vec<u8>| {
-                    let e = event(t, stamp, *pos, body);
-                    *pos += e.len() as u32;
-                    bytes.extend_from_slice(&e);
-                };
-                let gtid = |seq: u64, domain: u32, flags: u8| {
-                    [&seq.to_le_bytes()[..], &domain.to_le_bytes(), &[flags]].concat()
-                };
-                match *item {
-                    Item::Fd(t) => push(15, t, &[0; 8], &mut pos, &mut bytes),
-                    Item::Tx(t, n) | Item::Tx1(t, n) => {
-                        out.at.insert(n, (file.to_string(), pos));
-                        let domain = u32::from(matches!(item, Item::Tx1(..)));
-                        push(GTID, t, &gtid(n, domain, 0), &mut pos, &mut bytes);
-                        push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
-                        push(coffer_mysql::events::XID, t, &[0; 8], &mut pos, &mut bytes);
-                    }
-                    Item::Unfinished(t, n) => {
-                        out.at.insert(n, (file.to_string(), pos));
-                        push(GTID, t, &gtid(n, 0, 0), &mut pos, &mut bytes);
-                        push(coffer_mysql::events::QUERY, t, &query("BEGIN"), &mut pos, &mut bytes);
-                    }
-                    Item::Temporary(t, n) => {
-                        out.at.insert(n, (file.to_string(), pos));
-                        push(GTID, t, &gtid(n, 0, 1), &mut pos, &mut bytes);
-                        push(
-                            coffer_mysql::events::QUERY,
-                            t,
-                            &query("CREATE TEMPORARY TABLE tmp (a INT)"),
-                            &mut pos,
-                            &mut bytes,
-                        );
-                    }
-                    Item::Rotate(t) => {
-                        push(ROTATE, t, b"\x04\0\0\0\0\0\0\0next", &mut pos, &mut bytes);
-                        closed = true;
-                    }
-                    Item::Cut => {
-                        cut(&mut out, seg_start, pos, &mut bytes, false);
-                        seg_start = pos;
-                    }
-                }
-            }
-            if !bytes.is_empty() {
-                cut(&mut out, seg_start, pos, &mut bytes, closed);
-            }
-        }
-        out
-    }
-
-    impl Log {
-        fn names(&self) -> Vec<SegmentName> {
-            self.segments.iter().map(|(s, _)| s.clone()).collect()
-        }
-        /// Where transaction `n` starts.
-        fn gtid(&self, n: u64) -> (String, u32) {
-            self.at[&n].clone()
-        }
-        /// Where replay to `t` stops, from backups at `starts`, and the segments read.
-        fn stop(&self, starts: &[(String, u32)], t: i64) -> (Result<TimeStop>, Vec<usize>) {
-            let mut read = Vec::new();
-            let found = time_stop(
-                &self.names(),
-                &joins(&self.names()),
-                &mut |i| {
-                    read.push(i);
-                    Ok(self.segments[i].1.clone())
-                },
-                starts,
-                t,
-            );
-            (found, read)
-        }
-    }
-
-    /// How each segment follows the one before it, by names (no descriptions).
-    fn joins(names: &[SegmentName]) -> Vec<Join> {
-        let mut out = vec![Join::Continues];
-        out.extend(names.windows(2).map(|w| Join::of(&w[0], None, &w[1], None)));
-        out.truncate(names.len());
-        out
-    }
-
-    fn at(p: (String, u32)) -> TimeStop {
-        TimeStop::At(p.0, p.1)
-    }
-
-    /// Issue 26, item 3: a long statement is stamped when it began and logged when it commits.
-    /// The stop is the first transaction stamped later than the time in log order, wherever
-    /// later segments (whose last events are stamped earlier) lie; a search by the segments'
-    /// last event times landed after them.
-    #[test]
-    fn the_stop_for_a_time_is_found_in_log_order_within_a_segment_and_across_segments() {
-        use Item::*;
-        let lg = log(&[(
-            "binlog.000001",
-            &[
-                Fd(100),
-                Tx(100, 1),
-                Tx(101, 2),
-                Tx(105, 3),
-                Tx(106, 4),
-                Tx(103, 5),
-                Cut,
-                Tx(103, 6),
-                Cut,
-                Tx(103, 7),
-                Tx(110, 8),
-            ],
-        )]);
-        let b1 = lg.gtid(2);
-        let b2 = lg.gtid(8);
-        // Within the first segment: transaction 4 is the first stamped after 105; the long ones
-        // after it (stamped 103) are not replayed, and the backup taken after them is not chosen.
-        let (found, read) = lg.stop(&[b1.clone(), b2.clone()], 105);
-        assert_eq!(found.unwrap(), at(lg.gtid(4)));
-        assert_eq!(read, [0], "nothing after the stop is read");
-        // At 103: transaction 3 (stamped 105) stops it, though later ones are stamped 103.
-        assert_eq!(lg.stop(&[b1.clone(), b2.clone()], 103).0.unwrap(), at(lg.gtid(3)));
-        // Across segments: the first segment holds nothing after 106; the next two end with
-        // events stamped 103, and the stop is transaction 8 in the third.
-        let (found, read) = lg.stop(&[b1.clone(), b2.clone()], 106);
-        assert_eq!(found.unwrap(), at(lg.gtid(8)));
-        assert_eq!(read, [0, 1, 2]);
-        // The stop is where the second backup is: it is chosen, with nothing to replay.
-        assert_eq!(lg.stop(&[b1.clone(), b2], 109).0.unwrap(), at(lg.gtid(8)));
-        // Nothing stamped later than 110 anywhere, and no other event is: after the archive.
-        let err = lg.stop(std::slice::from_ref(&b1), 110).0.unwrap_err().to_string();
-        assert!(err.contains("after the last archived event"), "{err}");
-        // Before the first backup's position, a transaction stamped later: before the backup.
-        let (found, _) = lg.stop(&[lg.gtid(3)], 100);
-        match found.unwrap() {
-            TimeStop::Before(0, why) => {
-                assert!(why.contains("stamped") && why.contains("before its position"), "{why}")
-            }
-            other => panic!("{other:?}"),
-        }
-        // The backup's file began after the time: nothing shows what is before it.
-        match lg.stop(&[b1], 99).0.unwrap() {
-            TimeStop::Before(0, why) => assert!(why.contains("binlog.000001 began"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_stop_for_a_time_is_found_across_files_and_gaps() {
-        use Item::*;
-        // The long transactions of file 1 commit into file 2 (stamped 103, after the rotation at
-        // 107); the first stamped after 106 is transaction 4, in file 1.
-        let lg = log(&[
-            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(105, 2), Tx(106, 3), Tx(107, 4), Rotate(107)]),
-            ("binlog.000002", &[Fd(107), Tx(103, 5), Cut, Tx(103, 6), Tx(108, 7), Rotate(109)]),
-            ("binlog.000003", &[Fd(109), Tx(104, 8), Tx(110, 9)]),
-        ]);
-        let b1 = lg.gtid(1);
-        let b3 = lg.gtid(9);
-        assert_eq!(lg.stop(&[b1.clone(), b3.clone()], 106).0.unwrap(), at(lg.gtid(4)));
-        // After 107: file 2 starts with transactions stamped earlier; 7 is the first later.
-        let (found, read) = lg.stop(&[b1.clone(), b3.clone()], 107);
-        assert_eq!(found.unwrap(), at(lg.gtid(7)));
-        assert_eq!(read, [0, 1, 2]);
-        // After 108: into file 3, past a transaction stamped 104.
-        assert_eq!(lg.stop(&[b1.clone(), b3.clone()], 108).0.unwrap(), at(lg.gtid(9)));
-        // After 109: the last event stamped later is a transaction's, so the stop is its start;
-        // at 110 nothing is later: after the archive.
-        assert_eq!(lg.stop(std::slice::from_ref(&b1), 109).0.unwrap(), at(lg.gtid(9)));
-        assert!(lg.stop(std::slice::from_ref(&b1), 110).0.is_err());
-        // A backup whose file the archive lacks from its start is passed over.
-        let names = lg.names();
-        let (found, read) = {
-            let mut read = Vec::new();
-            let found = time_stop(
-                &names[1..],
-                &joins(&names[1..]),
-                &mut |i| {
-                    read.push(i + 1);
-                    Ok(lg.segments[i + 1].1.clone())
-                },
-                &[("binlog.000001".into(), 200), b3.clone()],
-                109,
-            );
-            (found, read)
-        };
-        assert_eq!(found.unwrap(), at(lg.gtid(9)));
-        assert_eq!(read, [3]);
-
-        // The second segment of file 2 lost: the walk from the first backup stops at the gap,
-        // and starts again from the backup after it.
-        let mut gapped = log(&[
-            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Rotate(102)]),
-            ("binlog.000002", &[Fd(102), Tx(102, 3), Cut, Tx(103, 4), Rotate(104)]),
-            ("binlog.000003", &[Fd(104), Tx(104, 5), Tx(106, 6), Tx(107, 7)]),
-        ]);
-        gapped.segments.remove(2);
-        let (b1, b3) = (gapped.gtid(1), gapped.gtid(5));
-        assert_eq!(gapped.stop(&[b1.clone(), b3.clone()], 101).0.unwrap(), at(gapped.gtid(3)));
-        assert_eq!(gapped.stop(&[b1.clone(), b3.clone()], 106).0.unwrap(), at(gapped.gtid(7)));
-        // The stop may lie in the gap: after it, the backup's file began later than the time.
-        let err = gapped.stop(&[b1.clone(), b3.clone()], 103).0.unwrap_err().to_string();
-        assert!(err.contains("beyond a gap") && err.contains("binlog.000002:"), "{err}");
-        // No backup after the gap.
-        let err = gapped.stop(&[b1], 106).0.unwrap_err().to_string();
-        assert!(err.contains("beyond a gap") && err.contains("no backup after it"), "{err}");
-    }
-
-    /// Issue 28, part 4: a crash ends a file inside a transaction (no XID); the restarted
-    /// server dropped it and gave its sequence number to its next one, in the next file. The
-    /// walk goes on from the next file's start between transactions: the first transaction
-    /// there stamped later stops it.
-    #[test]
-    fn an_unfinished_transaction_at_a_crashed_files_end_is_no_transaction() {
-        use Item::*;
-        let lg = log(&[
-            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Unfinished(102, 3)]),
-            ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4)]),
-        ]);
-        let names = lg.names();
-        assert!(joins(&names)[1].is_gap(), "by names, a crash is a gap");
-        let restart = [Join::Continues, Join::Restart];
-        let stop = |t| {
-            time_stop(&names, &restart, &mut |i| Ok(lg.segments[i].1.clone()), std::slice::from_ref(&lg.gtid(1)), t)
-        };
-        assert_eq!(stop(103).unwrap(), at(lg.gtid(3)), "the restarted server's 0-1-3 stamped 104");
-        assert_eq!(lg.gtid(3).0, "binlog.000002");
-        assert_eq!(stop(104).unwrap(), at(lg.gtid(4)));
-        // A gap is not crossed.
-        let gap = joins(&names);
-        let err = time_stop(&names, &gap, &mut |i| Ok(lg.segments[i].1.clone()), &[lg.gtid(1)], 104).unwrap_err();
-        assert!(err.to_string().contains("neither ROTATE nor STOP"), "{err}");
-    }
-
-    /// Where [`gather`]'s walk stops for `until` from `start` (its loop, on the synthetic log).
-    fn gathered(lg: &Log, until: &Until, start: &(String, u32)) -> Result<(String, u32)> {
-        let mut g = Gather::new(until, start, None)?;
-        let mut out = tempfile::tempfile().unwrap();
-        let mut written = Written::default();
-        let first = lg.segments.iter().position(|(s, _)| s.file == start.0 && s.start == 4).unwrap();
-        for (i, (seg, bytes)) in lg.segments.iter().enumerate().skip(first) {
-            if i > first && seg.start == 4 {
-                end_file(&mut out, Path::new(&lg.segments[i - 1].0.file), &written, &mut g, &seg.file)?;
-                written = Written::default();
-            }
-            for e in events_of(seg, bytes)? {
-                if let Some(at) = g.event(seg, &e)? {
-                    return Ok(at);
-                }
-                written.take(&e);
-            }
-            if let Some(at) = g.segment_end(seg)? {
-                return Ok(at);
-            }
-        }
-        Err(Error::msg("the archive ends"))
-    }
-
-    /// Review of issue 28, part 4: `--until-gtid` naming the number a crash freed is the
-    /// restarted server's transaction, not the unfinished one dropped: replay stops after it.
-    #[test]
-    fn until_the_gtid_a_crash_freed_is_until_the_restarted_servers_transaction() {
-        use Item::*;
-        let lg = log(&[
-            ("binlog.000001", &[Fd(100), Tx(100, 1), Tx(101, 2), Unfinished(102, 3)]),
-            ("binlog.000002", &[Fd(103), Tx(104, 3), Tx(105, 4), Tx(106, 5)]),
-        ]);
-        let gtid = |n| Until::Gtid(Gtids::from([(0, (1, n))]));
-        let from = ("binlog.000001".to_string(), 4);
-        assert_eq!(lg.gtid(3).0, "binlog.000002");
-        assert_eq!(gathered(&lg, &gtid(3), &from).unwrap(), lg.gtid(4), "after the restarted server's 0-1-3");
-        // Before the crash: at the unfinished transaction, in the crashed file.
-        assert_eq!(gathered(&lg, &gtid(2), &from).unwrap().0, "binlog.000001");
-        assert_eq!(gathered(&lg, &gtid(4), &from).unwrap(), lg.gtid(5));
-    }
-
-    /// A rebuilt log file that cannot be written is named in the error.
-    #[test]
-    fn a_rebuilt_file_that_cannot_be_written_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("binlog.000001");
-        std::fs::write(&path, b"\xfebin").unwrap();
-        let mut read_only = std::fs::File::open(&path).unwrap();
-        let until = Until::Position("binlog.000002".into(), 4);
-        let start = ("binlog.000001".to_string(), 4);
-        let mut g = Gather::new(&until, &start, None).unwrap();
-        let written = Written { end: 4, ..Written::default() };
-        let err = end_file(&mut read_only, &path, &written, &mut g, "binlog.000002").unwrap_err().one_line();
-        assert!(err.starts_with(&format!("cannot write {}: ", path.display())), "{err}");
-        // And where an unfinished transaction is cut off.
-        g.walk.open = true;
-        g.boundary = ("binlog.000001".into(), 4);
-        let err = end_file(&mut read_only, &path, &written, &mut g, "binlog.000002").unwrap_err().one_line();
-        assert!(err.starts_with(&format!("cannot write {}: ", path.display())), "{err}");
-    }
-
-    #[test]
-    fn one_client_session_cannot_change_domains_while_a_temporary_table_may_exist() {
-        use Item::*;
-        let walk = |items: &[Item]| {
-            let lg = log(&[("binlog.000001", items)]);
-            let mut session = OneSession::default();
-            for (seg, bytes) in &lg.segments {
-                for e in events_of(seg, bytes).unwrap() {
-                    session.take(&seg.file, &e);
-                }
-            }
-            session.refused
-        };
-        assert_eq!(walk(&[Fd(1), Tx(1, 1), Tx1(1, 1), Tx(1, 2), Temporary(1, 3), Tx(1, 4)]), None);
-        assert_eq!(walk(&[Fd(1), Tx1(1, 1), Tx1(1, 2), Temporary(1, 3)]), None, "no temporary table yet");
-        let why = walk(&[Fd(1), Tx(1, 1), Temporary(1, 2), Tx(1, 3), Tx1(1, 4), Tx(1, 5)]).unwrap();
-        assert!(why.contains("temporary table") && why.contains("GTID 1-1-4"), "{why}");
-        // Domain 0 is the session's own: its first transaction changes nothing.
-        let why = walk(&[Fd(1), Temporary(1, 1), Tx(1, 2), Tx1(1, 3)]).unwrap();
-        assert!(why.contains("binlog.000001:") && why.contains("GTID 1-1-3"), "{why}");
-    }
-}
+mod tests;

@@ -49,10 +49,30 @@ pub struct Exported {
     pub shape: Shape,
     /// Its partitions, in order (none: not partitioned).
     pub partitions: Vec<String>,
+    /// The partitions exported (all, unless some were asked for).
+    pub exported: Vec<String>,
     /// Has it subpartitions?
     pub subpartitioned: bool,
     /// The files copied out (names in the database's directory: `t.ibd`, `t.cfg`, `t#P#p0.ibd`).
     pub files: Vec<String>,
+    /// The tables its foreign keys take changes from (`ON DELETE`/`ON UPDATE` CASCADE, SET NULL
+    /// or SET DEFAULT): what they do to it is not in the binary log, only their own changes.
+    pub cascades_from: Vec<TableName>,
+    /// Foreign keys left out of the definition (a table restored under a new name: their
+    /// constraint names are the original table's on the server).
+    pub foreign_keys_left_out: Vec<String>,
+}
+
+impl Exported {
+    /// ` PARTITION (p1, p2)` when only some partitions are exported (their rows are counted),
+    /// else nothing.
+    pub(crate) fn partition_clause(&self) -> String {
+        if self.exported == self.partitions {
+            return String::new();
+        }
+        let names: Vec<String> = self.exported.iter().map(|p| coffer_mysql::tables::quote(p)).collect();
+        format!(" PARTITION ({})", names.join(", "))
+    }
 }
 
 /// What an export wrote, and the private server's log sequence number at the end (no page of
@@ -146,10 +166,40 @@ pub(crate) fn shape(c: &mut Client, t: &TableName) -> Result<Option<Shape>> {
 
 /// Describes every table of `tables` on the private server `c`, exports their tablespaces, and
 /// copies them into `out/DB/` (DB as the datadir names it) from `datadir`, then releases them.
-pub(crate) fn export(c: &mut Client, datadir: &Path, tables: &[TableName], out: &Path) -> Result<Export> {
+/// With `partitions`, only those of a partitioned table are exported (the selection has one).
+pub(crate) fn export(
+    c: &mut Client,
+    datadir: &Path,
+    tables: &[TableName],
+    partitions: &[String],
+    renamed: &[TableName],
+    out: &Path,
+) -> Result<Export> {
     let mut exported = Vec::new();
     for t in tables {
-        exported.push(describe(c, t)?);
+        let dropped = if renamed.contains(t) { drop_foreign_keys(c, t)? } else { Vec::new() };
+        let mut e = describe(c, t)?;
+        e.foreign_keys_left_out = dropped;
+        if !partitions.is_empty() {
+            let missing: Vec<&str> =
+                partitions.iter().filter(|p| !e.partitions.contains(p)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                crate::bail!(
+                    "{} has no partition {} (it has {})",
+                    t.shown(),
+                    missing.join(", "),
+                    e.partitions.join(", ")
+                );
+            }
+            e.exported.retain(|p| partitions.contains(p));
+            let count = value(
+                c,
+                &format!("SELECT COUNT(*) FROM {}{}", t.quoted(), e.partition_clause()),
+                "cannot count the partitions' rows",
+            )?;
+            e.rows = count.and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+        exported.push(e);
     }
     let names: Vec<String> = tables.iter().map(TableName::quoted).collect();
     run(c, &format!("FLUSH TABLES {} FOR EXPORT", names.join(", ")), "cannot export the tables from the backup")?;
@@ -168,6 +218,50 @@ pub(crate) fn export(c: &mut Client, datadir: &Path, tables: &[TableName], out: 
         lsn: lsn.and_then(|l| l.parse().ok()).unwrap_or(0),
         page_size: page_size.and_then(|p| p.parse().ok()).unwrap_or(16384),
     })
+}
+
+/// The foreign keys of `t`, dropped on the private server (before its definition is read):
+/// their names. Nothing of the backup's text is rewritten to leave them out.
+fn drop_foreign_keys(c: &mut Client, t: &TableName) -> Result<Vec<String>> {
+    let doing = format!("cannot leave out the foreign keys of {}", t.shown());
+    let names: Vec<String> = run(
+        c,
+        &format!(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {}",
+            literal(&t.db),
+            literal(&t.table)
+        ),
+        &doing,
+    )?
+    .into_iter()
+    .filter_map(|r| r.into_iter().next().flatten())
+    .collect();
+    if !names.is_empty() {
+        let drops: Vec<String> =
+            names.iter().map(|n| format!("DROP FOREIGN KEY {}", coffer_mysql::tables::quote(n))).collect();
+        run(c, "SET SESSION foreign_key_checks = 0", &doing)?;
+        run(c, &format!("ALTER TABLE {} {}", t.quoted(), drops.join(", ")), &doing)?;
+    }
+    Ok(names)
+}
+
+/// The tables whose changes `t`'s foreign keys cascade into it.
+fn cascades_from(c: &mut Client, t: &TableName) -> Result<Vec<TableName>> {
+    let rows = run(
+        c,
+        &format!(
+            "SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {} AND (DELETE_RULE <> 'RESTRICT' AND DELETE_RULE <> 'NO ACTION' \
+             OR UPDATE_RULE <> 'RESTRICT' AND UPDATE_RULE <> 'NO ACTION')",
+            literal(&t.db),
+            literal(&t.table)
+        ),
+        &format!("cannot read the foreign keys of {}", t.shown()),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some(TableName { db: r.first()?.clone()?, table: r.get(1)?.clone()? }))
+        .collect())
 }
 
 /// What `t` is on the private server, and its rows.
@@ -194,15 +288,18 @@ fn describe(c: &mut Client, t: &TableName) -> Result<Exported> {
         &doing,
     )?;
     let subpartitioned = parts.iter().any(|r| r.get(1).cloned().flatten().is_some());
-    let partitions = parts.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let partitions: Vec<String> = parts.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
     Ok(Exported {
         name: t.clone(),
         create,
         rows: count.and_then(|n| n.parse().ok()).unwrap_or(0),
         shape,
+        exported: partitions.clone(),
         partitions,
         subpartitioned,
         files: Vec::new(),
+        cascades_from: cascades_from(c, t)?,
+        foreign_keys_left_out: Vec::new(),
     })
 }
 
@@ -216,7 +313,7 @@ fn copy_out(datadir: &Path, e: &mut Exported, out: &Path) -> Result<()> {
     let stems: Vec<String> = if e.partitions.is_empty() {
         vec![stem.clone()]
     } else {
-        e.partitions.iter().map(|p| format!("{stem}#P#{}", coffer_mysql::tables::encode(p))).collect()
+        e.exported.iter().map(|p| format!("{stem}#P#{}", coffer_mysql::tables::encode(p))).collect()
     };
     for s in &stems {
         for ext in ["ibd", "cfg"] {
@@ -233,9 +330,14 @@ fn copy_out(datadir: &Path, e: &mut Exported, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies `from` to `to` (new), flushed.
+/// Copies `from` (a regular file, not followed if a link: the private datadir is its server
+/// user's) to `to` (new), flushed.
 fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(from)?;
+    if !src.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut dst = std::fs::OpenOptions::new().write(true).create_new(true).open(to)?;
     std::io::copy(&mut src, &mut dst)?;
     dst.sync_all()

@@ -46,6 +46,8 @@ pub struct TablesSpec {
     pub tables: Selection,
     /// Where they go.
     pub into: Destination,
+    /// Only these partitions of the one (partitioned) table named (none: every partition).
+    pub partitions: Vec<String>,
     /// New names on the server (`--rename db.t=db.t2`).
     pub renames: Vec<(TableName, TableName)>,
     /// Replace tables the server has.
@@ -65,13 +67,22 @@ pub struct TablesSpec {
     pub force: bool,
 }
 
+/// A table restored.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoredTable {
+    /// `db.t`, as the backup names it.
+    pub name: String,
+    /// Its rows.
+    pub rows: u64,
+}
+
 /// What a restore of tables did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TablesSummary {
     /// The backups read (a chain: full first).
     pub backups: Vec<String>,
-    /// The tables restored, as the backup's server counted them.
-    pub tables: Vec<(String, u64)>,
+    /// The tables restored, with their rows as the backup's server counted them.
+    pub tables: Vec<RestoredTable>,
     /// Bytes of the images read (their frames), and bytes their images hold.
     pub read_bytes: u64,
     /// The bytes the images hold in all.
@@ -92,7 +103,7 @@ pub struct TablesSummary {
 impl TablesSummary {
     /// The line that says what was restored.
     pub fn line(&self) -> String {
-        let tables: Vec<String> = self.tables.iter().map(|(t, rows)| format!("{t} ({rows} rows)")).collect();
+        let tables: Vec<String> = self.tables.iter().map(|t| format!("{} ({} rows)", t.name, t.rows)).collect();
         let into = match (&self.dir, self.imported.is_empty()) {
             (Some(dir), _) => format!("exported into {}", dir.display()),
             _ => {
@@ -100,14 +111,22 @@ impl TablesSummary {
                     .imported
                     .iter()
                     .map(|i| {
-                        format!("{} as {}{}", i.from, i.into, if i.created { " (created)" } else { " (replaced)" })
+                        let how = if i.created { "created" } else { "replaced" };
+                        let fks = match i.foreign_keys_left_out.is_empty() {
+                            true => String::new(),
+                            false => format!(", without its foreign keys {}", i.foreign_keys_left_out.join(", ")),
+                        };
+                        format!("{} as {} ({how}{fks})", i.from, i.into)
                     })
                     .collect();
                 format!("imported into the server: {}", done.join(", "))
             }
         };
-        let replay =
-            self.replayed.as_ref().map(|(n, at)| format!(", {n} transactions replayed to {at}")).unwrap_or_default();
+        let replay = self
+            .replayed
+            .as_ref()
+            .map(|(n, at)| format!(", their binary log replayed to {at} (their part of {n} transactions)"))
+            .unwrap_or_default();
         format!(
             "restored {} from {}{replay}; {}; read {} of {} ({:.1}%), {:.1} s",
             tables.join(", "),
@@ -169,6 +188,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     if let Some(live) = live.as_mut() {
         live.refuse_early(&chosen, &spec.renames, spec.replace)?;
     }
+    check_room(&planned.chain, &unlocks, &chosen, &scratch, env)?;
     let mut summary = TablesSummary { backups: planned.chain.iter().map(Known::shown).collect(), ..Default::default() };
     let restore = RestoreSpec {
         image: None,
@@ -190,15 +210,22 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     let out = Beside::create(&scratch, "export", env.report.as_ref())?;
     let export = open_and_export(spec, &planned, &staging.path, &logs.path, &chosen, &out.path, &unlocks, env)?;
     drop(staging);
-    summary.tables = export.tables.iter().map(|t| (t.name.shown(), t.rows)).collect();
+    summary.tables = export.tables.iter().map(|t| RestoredTable { name: t.name.shown(), rows: t.rows }).collect();
     summary.replayed = planned.replay.as_ref().map(|r| (r.transactions, format!("{}:{}", r.stop.0, r.stop.1)));
     match (&spec.into, live) {
         (Destination::Server(_), Some(mut live)) => {
             let steps = live.plan(&export, &spec.renames, spec.replace)?;
             summary.imported = live.import(&steps, &out.path)?;
+            let replicas = live.replicas();
+            if replicas > 0 {
+                env.report.warn(&format!(
+                    "the server has {replicas} replica(s): the restore is not in its binary log, so they still have the tables \
+                     as they were; restore them there too (or their next writes diverge)"
+                ));
+            }
         }
         (Destination::Dir(dir), _) => {
-            let statements = by_hand(&export, dir);
+            let statements = by_hand(&export, &std::path::absolute(dir)?)?;
             let path = out.path.join("import.sql");
             std::fs::write(&path, &statements).with_context(|| format!("cannot write {}", path.display()))?;
             out.replace(spec.force, true)?;
@@ -212,7 +239,8 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
 }
 
 /// Where the private directories go: `--scratch-dir`, else beside the directory exported into,
-/// else beside the server's datadir (its file system has the room the tables take there).
+/// else beside the server's datadir (in its parent: another file system where the datadir is
+/// mounted, whose room `--scratch-dir` chooses).
 fn scratch(spec: &TablesSpec, live: Option<&Live>) -> Result<PathBuf> {
     let target = match (&spec.scratch, &spec.into, live) {
         (Some(dir), _, _) => dir.join("coffer-tables"),
@@ -224,6 +252,31 @@ fn scratch(spec: &TablesSpec, live: Option<&Live>) -> Result<PathBuf> {
         (None, Destination::Server(_), None) => unreachable!("a server destination is connected first"),
     };
     Ok(target)
+}
+
+/// Refuses a restore whose chosen files (of every backup of the chain), and the export of the
+/// tables beside them, do not fit where they are restored, before anything is written.
+fn check_room(
+    chain: &[Known],
+    unlocks: &[coffer_crypto::Unlock],
+    chosen: &BTreeSet<TableName>,
+    scratch: &Path,
+    env: &Env,
+) -> Result<()> {
+    let (mut needed, mut entries, mut tables) = (0u64, 0u64, 0u64);
+    for k in chain {
+        let Some(idx) = k.location.open_indexed(unlocks, env)? else { continue };
+        for r in idx.records().iter().filter(|r| coffer_mysql::tables::needed_for(&r.meta.path, chosen)) {
+            needed = needed.saturating_add(r.data_bytes);
+            entries += u64::from(!r.meta.continues);
+            if coffer_mysql::tables::table_file(&r.meta.path).is_some_and(|f| chosen.contains(&f.table)) {
+                tables = tables.saturating_add(r.data_bytes);
+            }
+        }
+    }
+    // The export: the tables' files once more.
+    let what = format!("the restore of {} table(s) beside {}", chosen.len(), scratch.display());
+    crate::room::check_entries(scratch, needed.saturating_add(tables), entries, &what).map(|_| ())
 }
 
 /// The replay of a point-in-time restore of tables.
@@ -317,16 +370,38 @@ fn choose(
     if !unmatched.is_empty() {
         crate::bail!("{} holds no table {}", last.shown(), unmatched.join(", "));
     }
-    if let Some(t) = held.iter().find(|t| chosen.contains(&t.name) && (t.other_engine || !t.tablespace)) {
-        crate::bail!(
-            "{} is not an InnoDB table of its own tablespace in {}: only those are restored table by table",
-            t.name.shown(),
-            last.shown()
-        );
+    let mut chosen = chosen;
+    let not_innodb: Vec<_> =
+        held.iter().filter(|t| chosen.contains(&t.name) && (t.other_engine || !t.tablespace)).collect();
+    for t in not_innodb {
+        let named =
+            spec.tables.patterns.iter().any(|(db, table)| *db == t.name.db && table.as_ref() == Some(&t.name.table));
+        if named {
+            crate::bail!(
+                "{} is not an InnoDB table of its own tablespace in {}: only those are restored table by table",
+                t.name.shown(),
+                last.shown()
+            );
+        }
+        env.report.warn(&format!("{} is not an InnoDB table of its own tablespace: left out", t.name.shown()));
+        chosen.remove(&t.name);
     }
-    for (from, _) in &spec.renames {
+    if chosen.is_empty() {
+        crate::bail!("--tables names no InnoDB table of its own tablespace in {}", last.shown());
+    }
+    if !spec.partitions.is_empty() && chosen.len() != 1 {
+        crate::bail!("--partitions names the partitions of one table; --tables names {}", chosen.len());
+    }
+    for (i, (from, to)) in spec.renames.iter().enumerate() {
         if !chosen.contains(from) {
             crate::bail!("--rename {}: not among the tables restored", from.shown());
+        }
+        if chosen.contains(to) || spec.renames[..i].iter().any(|(f, t)| t == to || f == from) {
+            crate::bail!(
+                "--rename {}={}: another table restored has that name, or is renamed twice",
+                from.shown(),
+                to.shown()
+            );
         }
     }
     Ok(chosen)
@@ -361,14 +436,32 @@ fn open_and_export(
     let tables: Vec<TableName> = chosen.iter().cloned().collect();
     let mut export = None;
     replay.run(env, &mut |c| {
-        export = Some(export::export(c, datadir, &tables, out)?);
+        let renamed: Vec<TableName> = spec.renames.iter().map(|(from, _)| from.clone()).collect();
+        export = Some(export::export(c, datadir, &tables, &spec.partitions, &renamed, out)?);
         Ok(())
     })?;
-    export.ok_or_else(|| Error::msg("the backup's server exported nothing"))
+    let export = export.ok_or_else(|| Error::msg("the backup's server exported nothing"))?;
+    if planned.replay.is_some() {
+        for t in &export.tables {
+            if let Some(parent) = t.cascades_from.iter().find(|p| !chosen.contains(p)) {
+                crate::bail!(
+                    "{}'s foreign key takes changes from {} (ON DELETE/UPDATE CASCADE or SET NULL), which the binary log \
+                     does not hold for {}: restore {} too (--tables {},{})",
+                    t.name.shown(),
+                    parent.shown(),
+                    t.name.shown(),
+                    parent.shown(),
+                    t.name.shown(),
+                    parent.shown()
+                );
+            }
+        }
+    }
+    Ok(export)
 }
 
 /// The statements that import the export in `dir` by hand, as coffer would.
-fn by_hand(export: &Export, dir: &Path) -> String {
+fn by_hand(export: &Export, dir: &Path) -> Result<String> {
     let mut s = String::from(
         "-- Import by hand, in one session of the server (its user needs SUPER or BINLOG ADMIN for sql_log_bin).\n\
          SET SESSION sql_log_bin = 0, foreign_key_checks = 0;\n",
@@ -387,22 +480,20 @@ fn by_hand(export: &Export, dir: &Path) -> String {
             ));
             s.push_str(&format!("ALTER TABLE {} IMPORT TABLESPACE;\n", t.name.quoted()));
         } else {
-            for p in &t.partitions {
-                let holder = format!(
-                    "{}.{}",
-                    coffer_mysql::tables::quote(&t.name.db),
-                    coffer_mysql::tables::quote(&format!("{}_p", t.name.table))
-                );
+            for p in &t.exported {
+                let h = import::holder(&t.name)?;
+                let holder = h.quoted();
                 s.push_str(&format!(
                     "CREATE TABLE {holder} LIKE {0};\nALTER TABLE {holder} REMOVE PARTITIONING;\nALTER TABLE {holder} DISCARD TABLESPACE;\n\
-                     -- copy {1}/{2}/{3}#P#{4}.ibd and .cfg into the server's datadir as {2}/{3}_p.ibd and {2}/{3}_p.cfg (owner, mode 0660)\n\
+                     -- copy {1}/{2}/{3}#P#{4}.ibd and .cfg into the server's datadir as {2}/{6}.ibd and {2}/{6}.cfg (owner, mode 0660)\n\
                      ALTER TABLE {holder} IMPORT TABLESPACE;\nALTER TABLE {0} EXCHANGE PARTITION {5} WITH TABLE {holder};\nDROP TABLE {holder};\n",
                     t.name.quoted(),
                     dir.display(),
                     db,
                     stem,
                     coffer_mysql::tables::encode(p),
-                    coffer_mysql::tables::quote(p)
+                    coffer_mysql::tables::quote(p),
+                    h.file_stem().1
                 ));
             }
         }
@@ -418,5 +509,6 @@ fn by_hand(export: &Export, dir: &Path) -> String {
         }
         s.push_str(&format!("CHECK TABLE {0};\nANALYZE TABLE {0};\n", t.name.quoted()));
     }
-    s
+    s.push_str("\nSET SESSION sql_log_bin = 1, foreign_key_checks = 1;\n");
+    Ok(s)
 }
