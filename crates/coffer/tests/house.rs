@@ -24,7 +24,10 @@ const MAX_FN_LINES: usize = 80;
 /// The binary's bar: it may not grow (a new command makes its room by moving logic out first).
 /// Issue 27's goal is 2,200. Issue 29 moved 286 lines of logic and tests out (2,950 -> 2,664),
 /// then `replica seed` and `catalog --primary` took 191 (their clap options are most of it).
-const MAX_BINARY_LINES: usize = 2_860;
+/// Issue 30 moved 192 more out (named values through one parser, specs and summaries built in
+/// the library), then `restore --tables`, `--exclusive`, `list --tables` and `binlog show`
+/// took 169: 2,837.
+const MAX_BINARY_LINES: usize = 2_840;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
