@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 const STATEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Seconds a statement waits for another session's lock on a table before it is refused
-/// (error 1205), rather than the server's default of a day.
-const LOCK_WAIT: u32 = 60;
+/// (error 1205), rather than the server's default of a day: while DISCARD waits for a
+/// transaction that holds the table, every query of the application on it queues behind.
+const LOCK_WAIT: u32 = 10;
 
 /// A session with the live server, and its datadir on this host.
 pub(crate) struct Live {
