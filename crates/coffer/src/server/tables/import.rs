@@ -305,20 +305,14 @@ impl Live {
             let stem = t.name.file_stem().1;
             if step.create {
                 // A table coffer created goes again if its import fails: nothing changed.
-                let imported = self.replace_tablespace(into, export_dir, &t.name, &stem);
+                let imported = self.replace_tablespace(into, export_dir, &t.name, &stem, false);
                 if imported.is_err() {
                     let _ = self.client.query(&format!("DROP TABLE IF EXISTS {}", into.quoted()));
                 }
                 bytes += imported?;
             } else {
                 self.trial(into, export_dir, t, &stem)?;
-                bytes += self.replace_tablespace(into, export_dir, &t.name, &stem).map_err(|e| {
-                    e.context(format!(
-                        "{} is left discarded (its rows cannot be read) until an import succeeds: the same command \
-                         with --replace imports it again",
-                        into.shown()
-                    ))
-                })?;
+                bytes += self.replace_tablespace(into, export_dir, &t.name, &stem, true)?;
             }
         } else {
             for p in &t.exported {
@@ -343,7 +337,16 @@ impl Live {
 
     /// DISCARD, the export's files `stem.ibd` and `stem.cfg` written as `table`'s, IMPORT; the
     /// `.cfg` the import leaves is removed. The bytes written.
-    fn replace_tablespace(&mut self, table: &TableName, export_dir: &Path, of: &TableName, stem: &str) -> Result<u64> {
+    /// A failure once the tablespace is discarded says so when `live` (a table of the
+    /// application's, not one coffer made).
+    fn replace_tablespace(
+        &mut self,
+        table: &TableName,
+        export_dir: &Path,
+        of: &TableName,
+        stem: &str,
+        live: bool,
+    ) -> Result<u64> {
         let c = &mut self.client;
         run(c, &format!("ALTER TABLE {} DISCARD TABLESPACE", table.quoted()), "cannot discard the table's tablespace")?;
         let (db, name) = table.file_stem();
@@ -381,6 +384,13 @@ impl Live {
             if wrote.contains(&"ibd") {
                 remove("ibd");
             }
+            if live {
+                return Err(e.context(format!(
+                    "{} is left discarded (its rows cannot be read) until an import succeeds: the same command with \
+                     --replace imports it again",
+                    table.shown()
+                )));
+            }
             return Err(e);
         }
         Ok(bytes)
@@ -394,7 +404,7 @@ impl Live {
         let trial = holder(table)?;
         let c = &mut self.client;
         run(c, &format!("CREATE TABLE {} LIKE {}", trial.quoted(), table.quoted()), "cannot create a trial table")?;
-        let tried = self.replace_tablespace(&trial, export_dir, &t.name, stem);
+        let tried = self.replace_tablespace(&trial, export_dir, &t.name, stem, false);
         let _ = self.client.query(&format!("DROP TABLE IF EXISTS {}", trial.quoted()));
         tried.map(|_| ()).map_err(|e| {
             e.context(format!("{} is unchanged: a table like it refused the backup's tablespace", table.shown()))
@@ -424,7 +434,7 @@ impl Live {
                 "cannot make the placeholder table",
             )?;
             let stem = format!("{}#P#{}", t.name.file_stem().1, coffer_mysql::tables::encode(partition));
-            let bytes = self.replace_tablespace(&holder, export_dir, &t.name, &stem)?;
+            let bytes = self.replace_tablespace(&holder, export_dir, &t.name, &stem, false)?;
             run(
                 &mut self.client,
                 &format!(
