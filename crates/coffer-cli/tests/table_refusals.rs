@@ -1,0 +1,117 @@
+//! What `restore --tables --into-server` refuses (issue 30), each with exit code 1 (2 for a
+//! usage error) and one line on stderr, the server unchanged (its tables, their checksums, the
+//! files of their database, nothing beside its datadir): a table that exists without --replace,
+//! a --rename onto a table that exists, a table the backup does not hold, the server's own
+//! schemas, a server it cannot reach, a definition that differs from the backup's (an instant
+//! ADD COLUMN since), an encrypted table for a server that lacks its key. And what --rename
+//! restores beside the table it keeps.
+
+mod common;
+
+use common::mariadb::Server;
+use common::scenario::*;
+use common::table_scene::{self as scene, coffer_in, refused, usage};
+use common::*;
+use common::{live, tables};
+
+/// Runs `restore PREFIX --tables TABLES --key-file K --quiet` with `more`.
+fn restore(fx: &Fixture, prefix: &str, tables: &str, more: &[&str]) -> (i32, String, String) {
+    let key = fx.key();
+    let mut args = vec!["--quiet", "restore", prefix, "--tables", tables, "--key-file", &key];
+    args.extend_from_slice(more);
+    coffer_in(coffer(), &args)
+}
+
+#[test]
+fn refusals_leave_the_server_as_it_was() {
+    if !live::tools() {
+        return;
+    }
+    let fx = Fixture::new();
+    let keys = scene::key_file(&fx);
+    let opts = tables::key_options(&keys);
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let Source { server, port, .. } = Scenario::new(&fx).opts(&opts).backup_user().start();
+    tables::create(&server, true);
+    std::fs::create_dir_all(fx.path("prod")).unwrap();
+    let prefix = format!("file://{}/", fx.path("prod").display());
+    live::coffer_ok(&live::backup_args(&fx, port, &prefix));
+    let sock = server.socket.display().to_string();
+    let all = tables::tables(true);
+    let unchanged = |what: &str, before: &scene::State| {
+        assert_eq!(&scene::state(&server, &["kinds"], &all), before, "{what}: the server changed");
+        assert_eq!(scene::leftovers(&server, &["kinds"]), Vec::<String>::new(), "{what}");
+    };
+    let before = scene::state(&server, &["kinds"], &all);
+
+    let got = restore(&fx, &prefix, "kinds.plain", &["--into-server", &sock]);
+    refused(&got, "kinds.plain exists on the server: --replace");
+    unchanged("an existing table", &before);
+
+    let got = restore(&fx, &prefix, "kinds.plain", &["--into-server", &sock, "--rename", "kinds.plain=kinds.pc"]);
+    refused(&got, "kinds.pc exists on the server");
+    unchanged("a rename onto an existing table", &before);
+
+    let got = restore(&fx, &prefix, "kinds.plain,kinds.nosuch", &["--into-server", &sock, "--replace"]);
+    refused(&got, "holds no table kinds.nosuch");
+    unchanged("a table the backup lacks", &before);
+
+    let got = restore(&fx, &prefix, "mysql.user", &["--into-server", &sock, "--replace"]);
+    usage(&got, "the server's own schemas are not restored table by table");
+    unchanged("mysql.user", &before);
+
+    let nowhere = fx.s("no-server.sock");
+    let got = restore(&fx, &prefix, "kinds.plain", &["--into-server", &nowhere, "--replace"]);
+    refused(&got, "cannot connect to the server");
+    unchanged("a server out of reach", &before);
+    assert!(!scene::names(fx.dir.path()).iter().any(|n| n.contains("coffer")), "{:?}", scene::names(fx.dir.path()));
+
+    // An instant ADD COLUMN on the live table since the backup: the import would fail after
+    // the DISCARD (schema mismatch); refused before, column by column.
+    server.sql("SET SESSION alter_algorithm = INSTANT; ALTER TABLE kinds.inst ADD COLUMN c INT DEFAULT 5");
+    let before = scene::state(&server, &["kinds"], &all);
+    let got = restore(&fx, &prefix, "kinds.inst", &["--into-server", &sock, "--replace"]);
+    refused(&got, "kinds.inst on the server differs from the backup's");
+    assert!(got.2.contains("column 4: server `c` int(11), backup none"), "{}", got.2);
+    unchanged("a definition that differs", &before);
+
+    without_the_key(&fx, &prefix);
+    renamed_beside(&fx, &prefix, &server, &before);
+}
+
+/// A server whose key management lacks key 2: the encrypted table is refused, nothing created.
+fn without_the_key(fx: &Fixture, prefix: &str) {
+    let one = scene::key_file_without_2(fx);
+    let other = Server::start(&fx.path("other"), &tables::key_options(&one));
+    other.sql("CREATE DATABASE kinds");
+    let before = scene::state(&other, &["kinds"], &[] as &[&str]);
+    let sock = other.socket.display().to_string();
+    let got = restore(fx, prefix, "kinds.enc", &["--into-server", &sock]);
+    refused(&got, "kinds.enc's tablespace is encrypted with key 2, which the server's key management does not hold");
+    assert_eq!(scene::state(&other, &["kinds"], &[] as &[&str]), before, "the server changed");
+    assert_eq!(scene::leftovers(&other, &["kinds"]), Vec::<String>::new());
+}
+
+/// --rename restores a table beside the one the server keeps: the backup's rows under the new
+/// name (its foreign key named by the server: constraint names are unique per database), the
+/// old table and every other one untouched.
+fn renamed_beside(fx: &Fixture, prefix: &str, server: &Server, before: &scene::State) {
+    let sock = server.socket.display().to_string();
+    server.sql("DELETE FROM kinds.child WHERE id > 100");
+    let mut all = tables::tables(true);
+    let before_rename = tables::checksums(server, &all);
+    let got =
+        restore(fx, prefix, "kinds.child", &["--into-server", &sock, "--rename", "kinds.child=kinds.child_restored"]);
+    assert_eq!(got.0, 0, "{}", got.2);
+    all.push("kinds.child_restored".into());
+    let after = tables::checksums(server, &all);
+    assert_eq!(after["kinds.child_restored"], before.checksums["kinds.child"], "the backup's rows");
+    all.pop();
+    assert_eq!(tables::checksums(server, &all), before_rename, "the other tables");
+    let def = tables::definition(server, "kinds.child_restored");
+    assert!(
+        def.contains("FOREIGN KEY (`pid`) REFERENCES `parent` (`id`)") && !def.contains("CONSTRAINT `fk_child_parent`"),
+        "{def}"
+    );
+    assert_eq!(scene::leftovers(server, &["kinds"]), Vec::<String>::new());
+}
