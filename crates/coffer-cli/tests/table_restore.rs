@@ -1,12 +1,12 @@
 //! `restore --tables` on real servers (issue 30): a live MariaDB (binary log, GTIDs,
 //! file_key_management) under sysbench, with tables of every kind (common::tables; `inst`
 //! altered instantly before the backup), a full and an incremental backup under an S3 prefix
-//! taken while sysbench writes, and the binary log archived after three mistakes: a table
-//! dropped, one truncated, one with a bad UPDATE. Each is put back into the running server as
-//! it was just before its mistake (--until-position of the mistake's GTID event) while sysbench
-//! keeps writing; nothing else changes and the server never restarts. Then every kind at once
-//! from the chain into a fresh server, the `--to DIR` export imported by hand with the
-//! statements coffer prints, and `list --tables`.
+//! taken while sysbench writes, and the binary log archived after four mistakes: a table
+//! dropped, one truncated, two with a bad UPDATE (one a foreign key's parent). Each is put back
+//! into the running server as it was just before its mistake (--until-position of the
+//! mistake's GTID event) while sysbench keeps writing; nothing else changes and the server
+//! never restarts. Then every kind at once from the chain into a fresh server, the `--to DIR`
+//! export imported by hand with the statements coffer prints, and `list --tables`.
 
 mod common;
 
@@ -64,6 +64,9 @@ fn mistakes_are_undone_in_the_running_server_and_every_kind_restores_elsewhere()
     let lsn_at_inc = tables::lsn(&server);
 
     let mistakes = mistakes(&server);
+    for m in &mistakes {
+        assert_ne!(at_inc[m.table], m.before, "{}: written after the backup, so only a replay gives it back", m.table);
+    }
     let archived = coffer_in(s3.coffer(), &strs(&archive_args(&fx, &socket_args(&server), BINLOGS, &[])));
     assert_eq!(archived.0, 0, "{}", archived.2);
 
@@ -135,11 +138,16 @@ fn mistakes(server: &Server) -> Vec<Mistake> {
         .sql("INSERT INTO kinds.enc VALUES (5001, 'late'); INSERT INTO kinds.ft (body) VALUES ('after the truncate')");
     let enc = sum("kinds.enc");
     let updated = tables::bad_update(server, "kinds.enc", "v = 'oops'");
+    server.sql("INSERT INTO kinds.parent VALUES (501, 'late'); UPDATE kinds.child SET x = 0 WHERE id = 1");
+    // A parent of a foreign key: its tablespace is discarded with the checks off.
+    let parent = sum("kinds.parent");
+    let orphaned = tables::bad_update(server, "kinds.parent", "name = 'oops'");
     server.sql("INSERT INTO kinds.bystander VALUES (5001, 1); UPDATE kinds.enc SET v = 'after' WHERE id = 5001");
     vec![
         Mistake { table: "kinds.part", position: at(&dropped), before: part, exists: false },
         Mistake { table: "kinds.ft", position: at(&truncated), before: ft, exists: true },
         Mistake { table: "kinds.enc", position: at(&updated), before: enc, exists: true },
+        Mistake { table: "kinds.parent", position: at(&orphaned), before: parent, exists: true },
     ]
 }
 
@@ -200,10 +208,20 @@ fn into_a_fresh_server(
     lsn: u64,
 ) -> Server {
     let fresh = Server::start(&fx.path("fresh"), &tables::key_options(keys));
-    fresh.sql("CREATE DATABASE kinds");
-    // An encrypted page imports only into a server whose log is past it.
-    scene::write_past(&fresh, lsn);
     let (sock, key) = (fresh.socket.display().to_string(), fx.key());
+    let enc = |quiet: &[&str]| {
+        let mut args = quiet.to_vec();
+        args.extend(["restore", PREFIX, "--tables", "kinds.enc", "--into-server", &sock, "--key-file", &key]);
+        coffer_in(s3.coffer(), &args)
+    };
+    scene::refused(&enc(&["--quiet"]), "the server has no database `kinds`");
+    fresh.sql("CREATE DATABASE kinds");
+    // An encrypted page imports only into a server whose log is past it: refused before.
+    let before = scene::state(&fresh, &["kinds"], &[] as &[&str]);
+    scene::refused(&enc(&["--quiet"]), "kinds.enc is encrypted and its pages may be as new as log sequence number");
+    assert_eq!(scene::state(&fresh, &["kinds"], &[] as &[&str]), before);
+    assert_eq!(scene::leftovers(&fresh, &["kinds"]), Vec::<String>::new());
+    scene::write_past(&fresh, lsn);
     let got =
         coffer_in(s3.coffer(), &["restore", PREFIX, "--tables", "kinds.*", "--into-server", &sock, "--key-file", &key]);
     assert_eq!(got.0, 0, "{}", got.2);
