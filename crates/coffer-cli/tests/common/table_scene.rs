@@ -193,3 +193,45 @@ pub fn write_past(server: &Server, lsn: u64) {
     }
     panic!("the server's LSN did not pass {lsn}");
 }
+
+/// A session that holds a transaction open on `server` (its metadata locks held until it is
+/// dropped): as an application that read a table and has not committed yet.
+pub struct Holder {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Holder {
+    /// Begins a transaction and runs `select` (one row) in it; returns once the row came.
+    pub fn start(server: &Server, select: &str) -> Holder {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new(mariadb::which("mariadb").unwrap())
+            .arg(format!("--socket={}", server.socket.display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "--unbuffered"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN; {select};").unwrap();
+        stdin.flush().unwrap();
+        let mut row = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut row).unwrap();
+        assert!(!row.trim().is_empty(), "the holding session's {select} returned nothing");
+        Holder { child, stdin: Some(stdin) }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // End of input: the client quits, the server rolls the transaction back.
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
