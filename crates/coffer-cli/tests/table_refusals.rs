@@ -123,11 +123,10 @@ fn renamed_beside(fx: &Fixture, prefix: &str, server: &Server, at_backup: &scene
 /// for its metadata lock, and every new query on the table queues behind it. coffer gives up
 /// in bounded time (its session's lock_wait_timeout, not the server's day), the table and
 /// every other one unchanged. (Were coffer killed while it waits, the DISCARD would still run
-/// once the lock is free, and leave the table discarded.)
-#[test]
-fn a_table_held_by_a_transaction_is_refused_in_bounded_time() {
+/// once the lock is free, and leave the table discarded.) Its message.
+fn held_table_refused() -> Option<String> {
     if !live::tools() {
-        return;
+        return None;
     }
     let fx = Fixture::new();
     let Source { server, port, .. } = Scenario::new(&fx).backup_user().start();
@@ -150,8 +149,25 @@ fn a_table_held_by_a_transaction_is_refused_in_bounded_time() {
     // Far more than a restore of this table takes; a day is what the server's default allows.
     let out = wait_exit(restore, 180);
     let got = (out.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&out.stderr).into_owned());
+    eprintln!("a held table: {}", got.2.trim());
     refused(&got, "kinds.plain");
     drop(holder);
     assert_eq!(scene::state(&server, &["kinds"], &all), before, "the server changed");
+    assert_eq!(server.sql("SELECT COUNT(*) FROM kinds.plain").trim(), "5000", "its rows are there");
     assert_eq!(scene::leftovers(&server, &["kinds"]), Vec::<String>::new());
+    Some(got.2)
+}
+
+#[test]
+fn a_table_held_by_a_transaction_is_refused_in_bounded_time() {
+    held_table_refused();
+}
+
+/// The message says what happened: the DISCARD itself was refused, the table is whole.
+#[test]
+#[ignore = "the message says the table is left discarded when the DISCARD itself failed (1205) and it is whole"]
+fn a_table_held_by_a_transaction_is_not_said_to_be_discarded() {
+    if let Some(said) = held_table_refused() {
+        assert!(!said.contains("left discarded") && !said.contains("cannot be read"), "{said}");
+    }
 }
