@@ -139,6 +139,7 @@ pub mod mariadb;
 pub mod replication;
 pub mod s3;
 pub mod scenario;
+pub mod table_scene;
 pub mod tables;
 pub mod tmpfs;
 
