@@ -267,7 +267,16 @@ fn cascades_from(c: &mut Client, t: &TableName) -> Result<Vec<TableName>> {
 /// What `t` is on the private server, and its rows.
 fn describe(c: &mut Client, t: &TableName) -> Result<Exported> {
     let doing = format!("the backup's server cannot read {}", t.shown());
-    let rows = run(c, &format!("SHOW CREATE TABLE {}", t.quoted()), &doing)?;
+    let rows = run(c, &format!("SHOW CREATE TABLE {}", t.quoted()), &doing).map_err(|e| {
+        if e.to_string().contains("1146") {
+            e.context(format!(
+                "{} is not there (a replay to a point in time after its DROP? --exclusive stops before)",
+                t.shown()
+            ))
+        } else {
+            e
+        }
+    })?;
     let create = rows.into_iter().next().and_then(|r| r.into_iter().nth(1)).flatten().context(doing.clone())?;
     let shape = shape(c, t)?.context(doing.clone())?;
     if !shape.engine.eq_ignore_ascii_case("InnoDB") {

@@ -4,8 +4,10 @@
 //! foreign key (a parent's tablespace may be discarded):
 //!
 //! - a table the server lacks (or a new name, `--rename`) is created from the backup's own
-//!   definition (foreign keys' constraint names left to the server under a new name: they are
-//!   unique per database);
+//!   definition (under a new name without its foreign keys, dropped on the private server
+//!   first: their constraint names are unique per database, and the original's hold them);
+//! - a table the server has is replaced only once a table made like it has imported the
+//!   backup's tablespace (then dropped): what InnoDB refuses, it refuses while the table is whole;
 //! - a table's tablespace is discarded, the exported `.ibd` and `.cfg` are written into the
 //!   server's datadir (its owner, mode 0660), and imported; a partitioned table's partitions go
 //!   one by one through a placeholder table and `EXCHANGE PARTITION` (MariaDB discards no

@@ -479,6 +479,7 @@ fn by_hand(export: &Export, dir: &Path) -> Result<String> {
                 stem
             ));
             s.push_str(&format!("ALTER TABLE {} IMPORT TABLESPACE;\n", t.name.quoted()));
+            s.push_str(&format!("-- then remove {db}/{stem}.cfg from the server's datadir: the import leaves it\n"));
         } else {
             for p in &t.exported {
                 let h = import::holder(&t.name)?;
