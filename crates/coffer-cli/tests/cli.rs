@@ -647,3 +647,16 @@ fn owners_are_restored_by_name_or_forced_with_owner() {
     );
     assert!(err.contains("no such user"), "{err}");
 }
+
+/// `coffer --version` says the version, the commit built (or that it is unknown, outside a git
+/// checkout) and the crypto backend.
+#[test]
+fn the_version_names_the_commit_and_the_crypto_backend() {
+    let out = common::coffer().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let rest = line.trim_end().strip_prefix(&format!("coffer {} (commit ", env!("CARGO_PKG_VERSION"))).expect(&line);
+    let (commit, backend) = rest.split_once(", ").expect(&line);
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())), "{line}");
+    assert_eq!(backend, "crypto aws-lc-rs)");
+}

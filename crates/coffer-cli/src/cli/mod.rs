@@ -45,10 +45,13 @@ Exit codes:
   4  the image is corrupt, tampered with or truncated (the error names the file, chunk and offset)
   5  corrupt InnoDB pages found (validate), or a backup refused by --fail-on-corrupt";
 
+/// `coffer --version`: the version, the commit built, and the crypto backend.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COFFER_COMMIT"), ", crypto aws-lc-rs)");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "coffer",
-    version,
+    version = VERSION,
     about = "Encrypted, compressed, parallel, streaming backups for MySQL and MariaDB",
     long_about = "Encrypted, compressed, parallel, streaming backups for MySQL and MariaDB.\n\n\
         An image holds a directory tree (a datadir) or a stream, cut into chunks that are \
