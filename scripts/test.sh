@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
   mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
-  galera-4 socat openssl systemd"
+  galera-4 socat openssl systemd man-db bash-completion"
 pip_install() {
     python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
 }
@@ -32,6 +32,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
     # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer
     # releases need a newer rustc).
+    # The Debian package's builder (scripts/package-deb.sh, tested by scripts/test-deb.sh).
+    if ! command -v cargo-deb >/dev/null 2>&1; then
+        echo "test.sh: installing cargo-deb with cargo" >&2
+        cargo install --quiet --locked cargo-deb@3.8.0
+    fi
     if [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
         echo "test.sh: installing s3s-fs 0.14.1 with cargo" >&2
         cargo install --quiet --locked s3s-fs@0.14.1 --features binary || cargo install --quiet s3s-fs@0.14.1 --features binary
@@ -63,3 +68,5 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-clie
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
+# The Debian package, built, installed, checked, upgraded and purged (as root; skipped otherwise).
+scripts/test-deb.sh

@@ -12,8 +12,9 @@ fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=COFFER_COMMIT={commit}");
     // Built again when the checkout moves to another commit.
+    // (Only files that exist: a missing one would rebuild the binary every time.)
     for what in ["HEAD", "packed-refs"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", what]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", what]).filter(|p| Path::new(p).exists()) {
             println!("cargo:rerun-if-changed={path}");
         }
     }
