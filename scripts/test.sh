@@ -2,7 +2,8 @@
 # Runs every test: formatting, lints, unit, property, end-to-end and known-answer tests, and the
 # tests against real servers (MariaDB, Galera, S3, age).
 # As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
-# mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze) and the MariaDB
+# mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze), prometheus (promtool),
+# man-db and bash-completion (the package's test) and the MariaDB
 # compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
 # crates.io's s3s-fs. The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs
 # for a full disk, /dev/fuse for the power-cut file system. Otherwise tests whose tools are
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
   mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
-  galera-4 socat openssl systemd man-db bash-completion"
+  galera-4 socat openssl systemd man-db bash-completion prometheus"
 pip_install() {
     python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
 }
