@@ -420,15 +420,7 @@ fn replay(private: &Server, start: &(String, u64), stop: &(String, u64)) {
 /// (partitions' too) are copied to `to`/kinds, then UNLOCK TABLES (which deletes the .cfg).
 fn export_locked(private: &Server, tables: &[&str], to: &Path) {
     use std::io::{BufRead, Write};
-    use std::process::Stdio;
-    let mut client = std::process::Command::new(mariadb::which("mariadb").unwrap())
-        .arg(format!("--socket={}", private.socket.display()))
-        .args(["-uroot", "--batch", "--skip-column-names", "--unbuffered"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = private.session();
     let mut stdin = client.stdin.take().unwrap();
     let list: Vec<String> = tables.iter().map(|t| format!("{DB}.{t}")).collect();
     writeln!(stdin, "FLUSH TABLES {} FOR EXPORT; SELECT 'locked';", list.join(", ")).unwrap();

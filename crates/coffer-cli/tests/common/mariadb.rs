@@ -42,6 +42,19 @@ fn user() -> String {
 }
 
 impl Server {
+    /// A `mariadb` client session on the server's socket, its input and output piped (rows in
+    /// batch form, unbuffered): a test keeps a transaction or a lock open while it acts.
+    pub fn session(&self) -> Child {
+        Command::new(which("mariadb").expect("mariadb"))
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "--unbuffered"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Creates a datadir under `dir` with `mariadb-install-db` and starts a server on it with
     /// the extra options `opts` (e.g. "--innodb-page-size=4k"), on a private socket, no TCP.
     pub fn start(dir: &Path, opts: &[String]) -> Server {

@@ -205,14 +205,7 @@ impl Holder {
     /// Begins a transaction and runs `select` (one row) in it; returns once the row came.
     pub fn start(server: &Server, select: &str) -> Holder {
         use std::io::{BufRead, Write};
-        let mut child = Command::new(mariadb::which("mariadb").unwrap())
-            .arg(format!("--socket={}", server.socket.display()))
-            .args(["-uroot", "--batch", "--skip-column-names", "--unbuffered"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = server.session();
         let mut stdin = child.stdin.take().unwrap();
         writeln!(stdin, "BEGIN; {select};").unwrap();
         stdin.flush().unwrap();
