@@ -100,14 +100,7 @@ pub(crate) fn check_reachable(path: &Path, user: Option<&ServerUser>, what: &str
     dirs.reverse();
     for dir in dirs {
         let m = std::fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
-        let bit = if m.uid() == u.uid {
-            0o100
-        } else if m.gid() == u.gid {
-            0o010
-        } else {
-            0o001
-        };
-        if m.mode() & bit == 0 {
+        if !allows(&m, u, 0o1) {
             crate::bail!(
                 "{what} runs as {}, which cannot reach {}: {} has mode {:o} (let it search there, or choose another directory or --owner)",
                 u.name,
@@ -120,6 +113,19 @@ pub(crate) fn check_reachable(path: &Path, user: Option<&ServerUser>, what: &str
     Ok(())
 }
 
+/// Does `m`'s mode give `u` the permission `perm` (0o4 read, 0o1 search), as its owner, its
+/// group or another user? (Secondary groups are not counted.)
+fn allows(m: &std::fs::Metadata, u: &ServerUser, perm: u32) -> bool {
+    let shift = if m.uid() == u.uid {
+        6
+    } else if m.gid() == u.gid {
+        3
+    } else {
+        0
+    };
+    m.mode() & (perm << shift) != 0
+}
+
 /// Refuses a file the private server must read (a key file) that `user` cannot read: every
 /// directory on the way searchable, the file readable, by owner, group or others.
 pub(crate) fn check_readable(path: &Path, user: Option<&ServerUser>, what: &str) -> Result<()> {
@@ -128,14 +134,7 @@ pub(crate) fn check_readable(path: &Path, user: Option<&ServerUser>, what: &str)
         check_reachable(dir, user, what)?;
     }
     let m = std::fs::metadata(path).with_context(|| format!("cannot inspect {}", path.display()))?;
-    let bit = if m.uid() == u.uid {
-        0o400
-    } else if m.gid() == u.gid {
-        0o040
-    } else {
-        0o004
-    };
-    if m.mode() & bit == 0 {
+    if !allows(&m, u, 0o4) {
         crate::bail!(
             "{what} runs as {}, which cannot read {} (mode {:o}): give it read access (its group, or chown), or choose --owner",
             u.name,

@@ -188,7 +188,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     if let Some(live) = live.as_mut() {
         live.refuse_early(&chosen, &spec.renames, spec.replace)?;
     }
-    check_room(&planned.chain, &unlocks, &chosen, &scratch, env)?;
+    let image_bytes = check_room(&planned.chain, &unlocks, &chosen, &scratch, env)?;
     let mut summary = TablesSummary { backups: planned.chain.iter().map(Known::shown).collect(), ..Default::default() };
     let restore = RestoreSpec {
         image: None,
@@ -206,7 +206,7 @@ pub fn restore_tables(spec: &TablesSpec, env: &Env) -> Result<TablesSummary> {
     for r in &restores {
         summary.read_bytes = summary.read_bytes.saturating_add(r.read.image_bytes);
     }
-    summary.image_bytes = planned.image_bytes;
+    summary.image_bytes = image_bytes;
     let out = Beside::create(&scratch, "export", env.report.as_ref())?;
     let export = open_and_export(spec, &planned, &staging.path, &logs.path, &chosen, &out.path, &unlocks, env)?;
     drop(staging);
@@ -255,17 +255,19 @@ fn scratch(spec: &TablesSpec, live: Option<&Live>) -> Result<PathBuf> {
 }
 
 /// Refuses a restore whose chosen files (of every backup of the chain), and the export of the
-/// tables beside them, do not fit where they are restored, before anything is written.
+/// tables beside them, do not fit where they are restored, before anything is written; the
+/// bytes of the images (what a full restore would read).
 fn check_room(
     chain: &[Known],
     unlocks: &[coffer_crypto::Unlock],
     chosen: &BTreeSet<TableName>,
     scratch: &Path,
     env: &Env,
-) -> Result<()> {
-    let (mut needed, mut entries, mut tables) = (0u64, 0u64, 0u64);
+) -> Result<u64> {
+    let (mut needed, mut entries, mut tables, mut images) = (0u64, 0u64, 0u64, 0u64);
     for k in chain {
         let Some(idx) = k.location.open_indexed(unlocks, env)? else { continue };
+        images = images.saturating_add(idx.len());
         for r in idx.records().iter().filter(|r| coffer_mysql::tables::needed_for(&r.meta.path, chosen)) {
             needed = needed.saturating_add(r.data_bytes);
             entries += u64::from(!r.meta.continues);
@@ -276,7 +278,8 @@ fn check_room(
     }
     // The export: the tables' files once more.
     let what = format!("the restore of {} table(s) beside {}", chosen.len(), scratch.display());
-    crate::room::check_entries(scratch, needed.saturating_add(tables), entries, &what).map(|_| ())
+    crate::room::check_entries(scratch, needed.saturating_add(tables), entries, &what)?;
+    Ok(images)
 }
 
 /// The replay of a point-in-time restore of tables.
@@ -293,7 +296,6 @@ struct PlannedReplay {
 struct Planned {
     chain: Vec<Known>,
     replay: Option<PlannedReplay>,
-    image_bytes: u64,
     _lease: Option<crate::repo::lease::Lease>,
     _plan: Option<super::prepare::Plan>,
 }
@@ -343,13 +345,7 @@ fn plan(spec: &TablesSpec, unlocks: &[coffer_crypto::Unlock], logs: &Path, env: 
             (route.chain, Some(replay), lease, None)
         }
     };
-    let mut image_bytes = 0u64;
-    for k in &chain {
-        if let Some(idx) = k.location.open_indexed(unlocks, env)? {
-            image_bytes = image_bytes.saturating_add(idx.len());
-        }
-    }
-    Ok(Planned { chain, replay, image_bytes, _lease: lease, _plan: kept })
+    Ok(Planned { chain, replay, _lease: lease, _plan: kept })
 }
 
 /// The tables of the backup the selection names (the last backup of the chain's index says
