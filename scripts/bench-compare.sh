@@ -4,9 +4,12 @@
 # run (as scripts/bench.sh does). For refactorings that must not change speed.
 #
 #   scripts/bench-compare.sh OLD_COMMIT [DATASET]     # DATASET: mixed (default), sysbench, or a directory
+#   scripts/bench-compare.sh OLD_BINARY [DATASET]     # an executable instead of a commit
+#   BENCH_NEW=BINARY scripts/bench-compare.sh ...     # compare that executable, not the working tree
 #
 # Builds OLD_COMMIT in a worktree (target dir under BENCH_DIR) and the working tree, then prints a
-# Markdown table: wall seconds for each, and new/old, and the image's size. BENCH_COLD=1 leaves
+# Markdown table: wall seconds for each, and new/old, and the image's size. The portable build
+# against today's: BENCH_NEW=$(scripts/build-portable.sh) scripts/bench-compare.sh target/release/coffer. BENCH_COLD=1 leaves
 # the inputs out of the page cache. Needs root (drop_caches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +31,23 @@ sysbench)
 *) data=$set_name ;;
 esac
 
-cargo build --release --quiet -p coffer-cli
-new=$PWD/target/release/coffer
-tree=$work/old-tree
-rm -rf "$tree" && git worktree prune && git worktree add --quiet --detach "$tree" "$old_rev"
-(cd "$tree" && CARGO_TARGET_DIR=$work/old-target cargo build --release --quiet -p coffer-cli)
-old=$work/old-target/release/coffer
-git worktree remove --force "$tree"
+if [ -n "${BENCH_NEW:-}" ]; then
+    new=$(realpath "$BENCH_NEW")
+else
+    cargo build --release --quiet -p coffer-cli
+    new=$PWD/target/release/coffer
+fi
+if [ -f "$old_rev" ] && [ -x "$old_rev" ]; then
+    old=$(realpath "$old_rev")
+    old_rev=$(basename "$old_rev")
+else
+    tree=$work/old-tree
+    rm -rf "$tree" && git worktree prune && git worktree add --quiet --detach "$tree" "$old_rev"
+    (cd "$tree" && CARGO_TARGET_DIR=$work/old-target cargo build --release --quiet -p coffer-cli)
+    old=$work/old-target/release/coffer
+    git worktree remove --force "$tree"
+fi
+new_name=${BENCH_NEW:+$(basename "$BENCH_NEW")}
 
 key=$work/compare.key
 [ -f "$key" ] || { "$new" key generate -o "$key" -q; }
@@ -45,38 +58,48 @@ warm() { find "$@" -type f -exec cat {} + >/dev/null 2>&1 || true; }
 # median SECONDS...
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# time_runs WARM_DIR CMD: median wall seconds of CMD over $runs runs.
-time_runs() {
-    local warm_dir=$1 cmd=$2 t=() i start
-    for i in $(seq 1 "$runs"); do
-        rm -rf "$work/out.coffer" "$work/restored"
-        drop
-        [ "${BENCH_COLD:-0}" = 1 ] || warm "$warm_dir"
-        start=$(date +%s.%N)
-        eval "$cmd" >/dev/null 2>&1
-        t+=("$(echo "$(date +%s.%N) - $start" | bc)")
-    done
-    median "${t[@]}"
+# one_run WARM_DIR CMD: wall seconds of CMD, page cache dropped and refilled first.
+one_run() {
+    local start
+    rm -rf "$work/out.coffer" "$work/restored"
+    drop
+    [ "${BENCH_COLD:-0}" = 1 ] || warm "$1"
+    start=$(date +%s.%N)
+    eval "$2" >/dev/null 2>&1
+    echo "$(date +%s.%N) - $start" | bc
 }
 
-echo "| $set_name ($(du -sh "$data" | cut -f1)) | $old_rev | working tree | new/old |"
+echo "| $set_name ($(du -sh "$data" | cut -f1)) | $old_rev | ${new_name:-working tree} | new/old |"
 echo "|---|---|---|---|"
+# The two builds take turns (old first on odd runs, new first on even ones): whichever runs
+# second after a write-heavy run pays for the disk's writeback, which skewed AAA-BBB orders by
+# up to 15%.
 for op in backup restore; do
-    declare -A secs=()
+    declare -A t=([old]="" [new]="")
     declare -A size=()
-    for which in old new; do
-        bin=${!which}
-        if [ $op = backup ]; then
-            secs[$which]=$(time_runs "$data" "$bin backup $data -o $work/out.coffer --key-file $key -q")
-            size[$which]=$(stat -c %s "$work/out.coffer")
-        else
-            "$bin" backup "$data" -o "$work/image.coffer" --key-file "$key" -q --force
-            secs[$which]=$(time_runs "$work/image.coffer" "$bin restore $work/image.coffer --to $work/restored --key-file $key -q")
-        fi
+    if [ $op = restore ]; then
+        for which in old new; do
+            "${!which}" backup "$data" -o "$work/image-$which.coffer" --key-file "$key" -q --force
+        done
+    fi
+    for i in $(seq 1 "$runs"); do
+        order="old new"
+        [ $((i % 2)) = 0 ] && order="new old"
+        for which in $order; do
+            bin=${!which}
+            if [ $op = backup ]; then
+                t[$which]+=" $(one_run "$data" "$bin backup $data -o $work/out.coffer --key-file $key -q")"
+                size[$which]=$(stat -c %s "$work/out.coffer")
+            else
+                t[$which]+=" $(one_run "$work/image-$which.coffer" "$bin restore $work/image-$which.coffer --to $work/restored --key-file $key -q")"
+            fi
+        done
     done
-    printf '| %s | %.2f s | %.2f s | %.2f |\n' "$op" "${secs[old]}" "${secs[new]}" "$(echo "${secs[new]} / ${secs[old]}" | bc -l)"
+    old_s=$(median ${t[old]})
+    new_s=$(median ${t[new]})
+    printf '| %s | %.2f s | %.2f s | %.2f |\n' "$op" "$old_s" "$new_s" "$(echo "$new_s / $old_s" | bc -l)"
     if [ $op = backup ]; then
         printf '| image size | %s MB | %s MB | %.3f |\n' "$((size[old] / 1000000))" "$((size[new] / 1000000))" "$(echo "${size[new]} / ${size[old]}" | bc -l)"
     fi
 done
-rm -rf "$work/out.coffer" "$work/restored" "$work/image.coffer"
+rm -rf "$work/out.coffer" "$work/restored" "$work/image-old.coffer" "$work/image-new.coffer"

@@ -2,7 +2,7 @@
 # The Debian package, as a user meets it (README, "Install"): built from the checkout
 # (scripts/package-deb.sh), installed with apt-get as root, then checked: `coffer --version` from
 # the PATH, `man -w coffer`, the bash completion loads, `systemd-analyze verify` on the installed
-# units, `file` names an image with the installed magic, the example config parses (failing
+# units, the Galera SST script on the PATH, `file` names an image with the installed magic, the example config parses (failing
 # only on its key file and hosts), an upgrade keeps a user's coffer.toml, and `apt-get remove`
 # then `purge` leave nothing but what Debian policy keeps. Needs root, apt-get, dpkg-deb, man-db,
 # bash-completion, file, systemd. Run by scripts/test.sh.
@@ -10,6 +10,12 @@ set -eu
 cd "$(dirname "$0")/.."
 fail() { echo "test-deb.sh: FAILED: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "test-deb.sh: needs root (it installs the package): skipped" >&2; exit 0; }
+for tool in cargo-deb cargo-zigbuild; do
+    command -v "$tool" >/dev/null 2>&1 && continue
+    [ "${COFFER_REQUIRE_PACKAGE:-0}" = 1 ] && fail "$tool is missing"
+    echo "test-deb.sh: $tool is missing (scripts/test.sh installs it as root): skipped" >&2
+    exit 0
+done
 out=$(scripts/package-deb.sh | tail -n 20)
 deb=$(echo "$out" | grep '\.deb$' | tail -n 1)
 dbg=$(echo "$out" | grep '\.ddeb$' | tail -n 1 || true)
@@ -22,7 +28,12 @@ echo "test-deb.sh: $(basename "$deb"): $(stat -c %s "$deb") bytes${dbg:+; $(base
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$(realpath "$deb")" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install"; }
 [ "$(command -v coffer)" = /usr/bin/coffer ] || fail "coffer is not /usr/bin/coffer on the PATH"
 coffer --version | grep -Eq '^coffer [0-9.]+ \(commit [0-9a-f]{12}, crypto aws-lc-rs\)$' || fail "coffer --version: $(coffer --version)"
-ldd /usr/bin/coffer | grep -q liblzma && fail "the binary links liblzma"
+# The package ships the portable binary: glibc's libraries only, and Depends says the glibc it needs.
+others=$(ldd /usr/bin/coffer | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt)\.so\.[0-9]+)$' || true)
+[ -z "$others" ] || fail "the binary links more than glibc: $others"
+newest=$(objdump -T /usr/bin/coffer | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+[ "$(dpkg-query -W -f '${Depends}' coffer)" = "libc6 (>= $newest)" ] || fail "Depends: $(dpkg-query -W -f '${Depends}' coffer), but the binary needs glibc $newest"
+[ -x /usr/bin/wsrep_sst_coffer ] || fail "the Galera SST script is not /usr/bin/wsrep_sst_coffer"
 # The binary in the package is stripped; its debug information is apart.
 file /usr/bin/coffer | grep -q 'not stripped' && fail "the binary is not stripped"
 man -w coffer >/dev/null 2>&1 || fail "man -w coffer finds no page"
@@ -56,7 +67,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$work/coffer_up.deb" >"$w
 grep -q 'profile.mine' /etc/coffer/coffer.toml || fail "the upgrade changed the user's coffer.toml"
 # remove keeps the conffiles (and the user's file); purge takes the package's conffiles.
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq coffer >/dev/null 2>&1 || fail "apt-get remove"
-[ ! -e /usr/bin/coffer ] && [ ! -e /usr/share/man/man1/coffer.1.gz ] && [ ! -e /lib/systemd/system/coffer-backup@.service ] || fail "remove left files"
+[ ! -e /usr/bin/coffer ] && [ ! -e /usr/bin/wsrep_sst_coffer ] && [ ! -e /usr/share/man/man1/coffer.1.gz ] && [ ! -e /lib/systemd/system/coffer-backup@.service ] || fail "remove left files"
 [ -f /etc/coffer/coffer.toml.example ] || fail "remove took the conffile"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coffer >/dev/null 2>&1 || fail "apt-get purge"
 [ ! -e /etc/coffer/coffer.toml.example ] || fail "purge left the example"

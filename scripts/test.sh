@@ -3,9 +3,10 @@
 # tests against real servers (MariaDB, Galera, S3, age).
 # As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
 # mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze), prometheus (promtool),
-# man-db and bash-completion (the package's test) and the MariaDB
+# man-db, bash-completion, binutils, xz-utils and curl (the packages' tests) and the MariaDB
 # compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
-# crates.io's s3s-fs. The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs
+# crates.io's s3s-fs; for the packages, crates.io's cargo-deb and cargo-zigbuild and PyPI's
+# ziglang. The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs
 # for a full disk, /dev/fuse for the power-cut file system. Otherwise tests whose tools are
 # missing say so and skip (COFFER_REQUIRE_*=1 makes them fail instead, as CI does).
 set -eu
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
   mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
-  galera-4 socat openssl systemd man-db bash-completion prometheus"
+  galera-4 socat openssl systemd man-db bash-completion prometheus binutils xz-utils curl"
 pip_install() {
     python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
 }
@@ -31,13 +32,20 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
         apt-get install -y -qq $missing >/dev/null
     fi
-    # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer
-    # releases need a newer rustc).
     # The Debian package's builder (scripts/package-deb.sh, tested by scripts/test-deb.sh).
     if ! command -v cargo-deb >/dev/null 2>&1; then
         echo "test.sh: installing cargo-deb with cargo" >&2
         cargo install --quiet --locked cargo-deb@3.8.0
     fi
+    # The portable binary's builder (scripts/build-portable.sh): zig links against its stubs of
+    # an older glibc, and brings a static unwinder.
+    if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+        echo "test.sh: installing cargo-zigbuild with cargo" >&2
+        cargo install --quiet --locked cargo-zigbuild@0.24.1
+    fi
+    command -v zig >/dev/null 2>&1 || python3 -m ziglang version >/dev/null 2>&1 || pip_install ziglang==0.17.1
+    # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer
+    # releases need a newer rustc).
     if [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
         echo "test.sh: installing s3s-fs 0.14.1 with cargo" >&2
         cargo install --quiet --locked s3s-fs@0.14.1 --features binary || cargo install --quiet s3s-fs@0.14.1 --features binary
@@ -69,5 +77,7 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-clie
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
-# The Debian package, built, installed, checked, upgraded and purged (as root; skipped otherwise).
+# The Debian package, built, installed, checked, upgraded and purged (as root; skipped otherwise),
+# and the portable tarball, unpacked and run, also on an older glibc. Both ship one binary.
 scripts/test-deb.sh
+scripts/test-portable.sh
