@@ -34,6 +34,8 @@ others=$(ldd /usr/bin/coffer | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|
 newest=$(objdump -T /usr/bin/coffer | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
 [ "$(dpkg-query -W -f '${Depends}' coffer)" = "libc6 (>= $newest)" ] || fail "Depends: $(dpkg-query -W -f '${Depends}' coffer), but the binary needs glibc $newest"
 [ -x /usr/bin/wsrep_sst_coffer ] || fail "the Galera SST script is not /usr/bin/wsrep_sst_coffer"
+cmp -s /usr/share/coffer/grafana/coffer.json contrib/grafana/coffer.json && cmp -s /usr/share/coffer/prometheus/coffer-rules.yml contrib/prometheus/coffer-rules.yml ||
+    fail "the dashboard or the alert rules are not in /usr/share/coffer"
 # The binary in the package is stripped; its debug information is apart.
 file /usr/bin/coffer | grep -q 'not stripped' && fail "the binary is not stripped"
 man -w coffer >/dev/null 2>&1 || fail "man -w coffer finds no page"

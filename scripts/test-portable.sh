@@ -33,7 +33,8 @@ coffer=$dir/coffer
 echo "test-portable.sh: $(basename "$tarball"): $(stat -c %s "$tarball") bytes; coffer: $(stat -c %s "$coffer") bytes; $(basename "$debug"): $(stat -c %s "$debug") bytes"
 for f in coffer coffer.1 complete/coffer.bash complete/_coffer complete/coffer.fish systemd/coffer-backup@.service \
     systemd/coffer-backup@.timer systemd/coffer-binlog@.service systemd/coffer-drill@.service systemd/coffer-drill@.timer \
-    wsrep_sst_coffer magic coffer.toml.example README.md LICENSE doc/FORMAT.md doc/SECURITY.md doc/METRICS.md; do
+    wsrep_sst_coffer magic coffer.toml.example README.md LICENSE doc/FORMAT.md doc/SECURITY.md doc/METRICS.md \
+    grafana/coffer.json prometheus/coffer-rules.yml; do
     [ -s "$dir/$f" ] || fail "$f is not in the tarball"
 done
 [ -x "$coffer" ] && [ -x "$dir/wsrep_sst_coffer" ] || fail "not executable"

@@ -6,8 +6,9 @@
 # man-db, bash-completion, binutils, xz-utils and curl (the packages' tests) and the MariaDB
 # compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
 # crates.io's s3s-fs; for the packages, crates.io's cargo-deb and cargo-zigbuild and PyPI's
-# ziglang. The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs
-# for a full disk, /dev/fuse for the power-cut file system. Otherwise tests whose tools are
+# ziglang; for the dashboard, npm's @grafana/schema and typescript (Debian's nodejs and npm if
+# missing). The fault tests (docs/RELIABILITY.md) need root as well: a small tmpfs for a full
+# disk, /dev/fuse for the power-cut file system. Otherwise tests whose tools are
 # missing say so and skip (COFFER_REQUIRE_*=1 makes them fail instead, as CI does).
 set -eu
 cd "$(dirname "$0")/.."
@@ -44,6 +45,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         cargo install --quiet --locked cargo-zigbuild@0.24.1
     fi
     command -v zig >/dev/null 2>&1 || python3 -m ziglang version >/dev/null 2>&1 || pip_install ziglang==0.17.1
+    # The dashboard's check against Grafana's schema (scripts/test-dashboard.sh) runs TypeScript.
+    command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
     # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer
     # releases need a newer rustc).
     if [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
@@ -81,3 +84,5 @@ cargo test --workspace --quiet
 # and the portable tarball, unpacked and run, also on an older glibc. Both ship one binary.
 scripts/test-deb.sh
 scripts/test-portable.sh
+# The Grafana dashboard against Grafana's own JSON model (@grafana/schema, TypeScript).
+scripts/test-dashboard.sh
