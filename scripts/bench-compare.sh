@@ -65,7 +65,8 @@ one_run() {
     drop
     [ "${BENCH_COLD:-0}" = 1 ] || warm "$1"
     start=$(date +%s.%N)
-    eval "$2" >/dev/null 2>&1
+    # A run that fails is no time: stop the whole comparison.
+    eval "$2" >/dev/null 2>"$work/stderr" || { echo "bench-compare.sh: FAILED: $2: $(tail -n 2 "$work/stderr")" >&2; kill -TERM $$; exit 1; }
     echo "$(date +%s.%N) - $start" | bc
 }
 

@@ -14,10 +14,19 @@
 set -eu
 cd "$(dirname "$0")/.."
 glibc=${COFFER_GLIBC:-2.28}
+# Read by build.rs: a new digest of the differences from HEAD reruns it (its "-dirty" mark).
+COFFER_TREE_STATE=$(git diff HEAD 2>/dev/null | sha256sum | cut -c1-16)
+export COFFER_TREE_STATE
 triple=$(uname -m)-unknown-linux-gnu
 command -v cargo-zigbuild >/dev/null 2>&1 || { echo "build-portable.sh: cargo-zigbuild is missing: cargo install --locked cargo-zigbuild" >&2; exit 1; }
 command -v zig >/dev/null 2>&1 || python3 -m ziglang version >/dev/null 2>&1 || { echo "build-portable.sh: zig is missing: pip install ziglang" >&2; exit 1; }
 target=${CARGO_TARGET_DIR:-$PWD/target}
+# A build id (zig's linker adds none by itself), for debuginfod, coredumpctl and the dbgsym's
+# /usr/lib/debug/.build-id/ path; _FORTIFY_SOURCE for the C libraries built in (zstd, aws-lc,
+# liblzma, bzip2), as Debian builds C.
+ftriple=$(echo "$triple" | tr 'a-z-' 'A-Z_')
+export "CARGO_TARGET_${ftriple}_RUSTFLAGS=-C link-arg=-Wl,--build-id=sha1"
+export "CFLAGS_$(echo "$triple" | tr '-' '_')=-D_FORTIFY_SOURCE=2"
 cargo zigbuild --release --locked --quiet -p coffer-cli --target "$triple.$glibc" >&2
 dir=$target/$triple/release
 coffer=$dir/coffer

@@ -11,10 +11,15 @@ target=${CARGO_TARGET_DIR:-$PWD/target}
 triple=$(uname -m)-unknown-linux-gnu
 coffer=$(scripts/build-portable.sh)
 assets=$(dirname "$coffer")/assets
-# The units of contrib/systemd name /usr/local/bin (an install by hand); the package's, /usr/bin.
+# The units of contrib/systemd name /usr/local/bin (an install by hand); the package's, and
+# their README, /usr/bin.
 for unit in contrib/systemd/*.service contrib/systemd/*.timer; do
     sed 's#/usr/local/bin/coffer#/usr/bin/coffer#g' "$unit" >"$assets/$(basename "$unit")"
 done
+sed 's#/usr/local/bin/coffer#/usr/bin/coffer#g' contrib/systemd/README.md >"$assets/systemd.md"
+gzip -9nc contrib/galera/wsrep_sst_coffer.1 >"$assets/wsrep_sst_coffer.1.gz"
+# Only this build's packages, so that the paths printed are this version's.
+rm -f "$target"/debian/coffer_*.deb "$target"/debian/coffer-dbgsym_*.ddeb
 # cargo-deb reads the assets' "target/release/" as the target's own directory.
 cargo deb -p coffer-cli --no-build --locked --dbgsym --target "$triple" >&2
 ls "$target"/debian/*.deb "$target"/debian/*.ddeb 2>/dev/null || true

@@ -26,13 +26,13 @@ objcopy --strip-all --add-gnu-debuglink="$dist/$name.debug" "$coffer" "$stage/co
 cp contrib/systemd/*.service contrib/systemd/*.timer contrib/systemd/README.md "$stage/systemd/"
 gzip -dc "$assets/coffer.1.gz" >"$stage/coffer.1"
 cp "$assets/coffer.bash" "$assets/_coffer" "$assets/coffer.fish" "$stage/complete/"
-cp contrib/galera/wsrep_sst_coffer contrib/magic contrib/coffer.toml.example README.md LICENSE "$stage/"
+cp contrib/galera/wsrep_sst_coffer contrib/galera/wsrep_sst_coffer.1 contrib/magic contrib/coffer.toml.example README.md LICENSE "$stage/"
 cp docs/FORMAT.md docs/SECURITY.md docs/METRICS.md "$stage/doc/"
 cp contrib/grafana/coffer.json contrib/grafana/README.md "$stage/grafana/"
 cp contrib/prometheus/coffer-rules.yml contrib/prometheus/README.md "$stage/prometheus/"
 chmod 755 "$stage/coffer" "$stage/wsrep_sst_coffer"
 epoch=$(git log -1 --format=%ct 2>/dev/null || date +%s)
-tar -C "$dist" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -cf - "$name" |
+tar -C "$dist" --sort=name --owner=0 --group=0 --numeric-owner --mode=go-w,a+rX --mtime="@$epoch" -cf - "$name" |
     gzip -9n >"$dist/$name.tar.gz"
 rm -rf "$stage"
 (cd "$dist" && sha256sum "$name.tar.gz" "$name.debug" >SHA256SUMS)

@@ -16,9 +16,11 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 dir=${CARGO_TARGET_DIR:-$PWD/target}/grafana-schema
 mkdir -p "$dir"
-if [ ! -x "$dir/node_modules/.bin/tsc" ] || [ ! -d "$dir/node_modules/@grafana/schema" ]; then
-    npm install --silent --no-audit --no-fund --prefix "$dir" @grafana/schema@13.2.3 typescript@7.0.2 >/dev/null ||
-        fail "npm install @grafana/schema typescript"
+# Exactly the packages of the lockfile (versions and hashes), installed once.
+if ! cmp -s scripts/pins/grafana-schema/package-lock.json "$dir/package-lock.json" || [ ! -x "$dir/node_modules/.bin/tsc" ]; then
+    rm -rf "$dir/node_modules"
+    cp scripts/pins/grafana-schema/package.json scripts/pins/grafana-schema/package-lock.json "$dir/"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null) || fail "npm ci (@grafana/schema, typescript)"
 fi
 # check NAME JSON_FILE: type-checks the dashboard as a Dashboard.
 check() {

@@ -44,7 +44,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "test.sh: installing cargo-zigbuild with cargo" >&2
         cargo install --quiet --locked cargo-zigbuild@0.24.1
     fi
-    command -v zig >/dev/null 2>&1 || python3 -m ziglang version >/dev/null 2>&1 || pip_install ziglang==0.17.1
+    command -v zig >/dev/null 2>&1 || python3 -m ziglang version >/dev/null 2>&1 || pip_install --require-hashes -r scripts/pins/ziglang.txt
     # The dashboard's check against Grafana's schema (scripts/test-dashboard.sh) runs TypeScript.
     command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
     # An S3 server that checks credentials, for that test (s3s-fs, from crates.io; its newer

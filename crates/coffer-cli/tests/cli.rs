@@ -657,6 +657,25 @@ fn the_version_names_the_commit_and_the_crypto_backend() {
     let line = String::from_utf8(out.stdout).unwrap();
     let rest = line.trim_end().strip_prefix(&format!("coffer {} (commit ", env!("CARGO_PKG_VERSION"))).expect(&line);
     let (commit, backend) = rest.split_once(", ").expect(&line);
-    assert!(commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())), "{line}");
+    let hex = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(commit == "unknown" || (hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())), "{line}");
     assert_eq!(backend, "crypto aws-lc-rs)");
+}
+
+/// A reader that goes away (`coffer completions bash | head`) gets a one-line error, not a
+/// panic: the script is bigger than a pipe's buffer, so the write meets the closed pipe.
+#[test]
+fn completions_into_a_closed_pipe_end_in_one_line() {
+    let mut child = common::coffer()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot write the completions"), "{err}");
 }

@@ -238,7 +238,7 @@ fn the_dashboard_and_the_rules_select_only_listed_metrics() {
     let vars = d["templating"]["list"].as_array().unwrap();
     let var = |name: &str| vars.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no ${name}"));
     assert_eq!((&var("datasource")["type"], &var("datasource")["query"]), (&"datasource".into(), &"prometheus".into()));
-    assert!(var("profile")["definition"].as_str().unwrap().starts_with("label_values(coffer_"));
+    assert!(var("profile")["query"]["query"].as_str().unwrap().starts_with("label_values(coffer_"));
     let panels: Vec<&Value> = d["panels"].as_array().unwrap().iter().filter(|p| p["type"] != "row").collect();
     assert!(panels.len() >= 15, "{} panels", panels.len());
     for p in &panels {

@@ -49,9 +49,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Replica(c) => replica::run(c, quiet, threads),
         Command::Config(c) => config::run(c, cli.profile, cli.config, quiet),
         Command::Completions { shell } => {
-            let mut cmd = crate::config::command();
-            clap_complete::generate(shell, &mut cmd, "coffer", &mut std::io::stdout());
-            Ok(())
+            // Made whole first: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::config::command(), "coffer", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).context("cannot write the completions")
         }
         Command::ManPage => {
             let cmd = crate::config::command();
