@@ -35,6 +35,12 @@ trap 'rm -rf "$work"; dpkg -P coffer coffer-dbgsym >/dev/null 2>&1 || true' EXIT
 echo "test-deb.sh: $(basename "$deb"): $(stat -c %s "$deb") bytes${dbg:+; $(basename "$dbg"): $(stat -c %s "$dbg") bytes}"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$(realpath "$deb")" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install"; }
 [ "$(command -v coffer)" = /usr/bin/coffer ] || fail "coffer is not /usr/bin/coffer on the PATH"
+# Every installed file is the package's, by its md5sums (dpkg --verify, as debsums does).
+[ -s /var/lib/dpkg/info/coffer.md5sums ] || fail "the package has no md5sums"
+[ -z "$(dpkg --verify coffer)" ] || fail "dpkg --verify coffer: $(dpkg --verify coffer)"
+cp /usr/share/coffer/magic "$work/magic" && echo '# changed' >>/usr/share/coffer/magic
+dpkg --verify coffer | grep -q '/usr/share/coffer/magic$' || fail "dpkg --verify does not see a changed file"
+cp "$work/magic" /usr/share/coffer/magic
 coffer --version | grep -Eq '^coffer [0-9.]+ \(commit [0-9a-f]{12}(-dirty)?, crypto aws-lc-rs\)$' || fail "coffer --version: $(coffer --version)"
 # The package ships the portable binary: glibc's libraries only, and Depends says the glibc it needs.
 others=$(ldd /usr/bin/coffer | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt)\.so\.[0-9]+)$' || true)

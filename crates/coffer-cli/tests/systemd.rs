@@ -545,3 +545,30 @@ fn a_held_metrics_lock_never_stops_the_archiver() {
     assert_eq!(archiver.terminate(), 0, "{}", archiver.said());
     assert_eq!(segments_in(&file), Some(stored(&prefix).0 as f64));
 }
+
+/// The value of the first sample of `name` in a metrics file's `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('{')?.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// A follower stopped before it ever streams (a server that is not there, stopped by systemd's
+/// start timeout, then again and again by Restart=) exits 0, as asked, but its metrics say the
+/// run failed and give it no success time: otherwise a restart loop looks healthy.
+#[test]
+fn a_follower_stopped_before_it_streams_is_not_a_success() {
+    let fx = Fixture::new();
+    fx.write_secret("pw", "repl-pw\n");
+    let file = fx.path("coffer.prom");
+    let mut cmd = bare();
+    cmd.args(archive_args(&fx, free_port(), &["--follow", "--metrics-file", file.to_str().unwrap()]));
+    let mut archiver = Archiver::start(cmd);
+    wait_until("the metrics file says it is not connected", &archiver, || {
+        std::fs::read_to_string(&file).is_ok_and(|t| sample(&t, "coffer_last_run_success") == Some(0.0))
+    });
+    assert_eq!(archiver.terminate(), 0, "{}", archiver.said());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(sample(&text, "coffer_last_run_success"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "coffer_binlog_archive_connected"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "coffer_last_success_timestamp_seconds"), None, "{text}");
+    assert!(sample(&text, "coffer_last_failure_timestamp_seconds").is_some(), "{text}");
+}

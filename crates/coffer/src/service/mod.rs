@@ -91,6 +91,9 @@ struct Gauges {
     run: Run,
     /// Streaming, or connecting for the first time: `coffer_last_run_success` 1.
     healthy: bool,
+    /// The phase before the end: a follower stopped in any other than streaming did not
+    /// archive when it was stopped.
+    live: ArchivePhase,
 }
 
 /// What was last told, and when.
@@ -130,7 +133,7 @@ impl Service {
             inner,
             notifier,
             metrics_file,
-            gauges: Mutex::new(Gauges { run, healthy: true }),
+            gauges: Mutex::new(Gauges { run, healthy: true, live: ArchivePhase::Connecting }),
             told: Mutex::new(Told::default()),
         })
     }
@@ -169,12 +172,16 @@ impl Service {
             let _ = n.send(&["STOPPING=1".into(), status]);
         }
         let Some(writer) = &self.metrics_file else { return result };
-        let run = {
+        let (run, ok) = {
             let mut g = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
-            g.healthy = result.is_ok();
-            g.run.clone()
+            // Stopped by a signal while connecting, reconnecting or in a store outage, a
+            // follower ends well (it was asked to) but archived nothing at the end: its metrics
+            // say so, or one restarted over and over would look healthy.
+            let ok = result.is_ok() && !(signals::stop_requested() && g.live != ArchivePhase::Streaming);
+            g.healthy = ok;
+            (g.run.clone(), ok)
         };
-        match (writer.finish(&run, result.is_ok()), result) {
+        match (writer.finish(&run, ok), result) {
             (Ok(()), result) => result,
             (Err(e), Ok(_)) => Err(e.context("the run succeeded, but its metrics were not written")),
             (Err(e), Err(failed)) => {
@@ -270,6 +277,9 @@ impl Report for Service {
             let mut g = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
             archiver::set_gauges(&mut g.run, s);
             g.healthy = healthy;
+            if phase != ArchivePhase::Ended {
+                g.live = phase;
+            }
         }
         // The end is told by `finish`, with the run's result.
         if phase == ArchivePhase::Ended {

@@ -5,6 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Set by SIGTERM or SIGINT once [`stop_on_signals`] is called.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Whether SIGTERM or SIGINT has asked the job to stop (only after [`stop_on_signals`]).
+pub(super) fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Makes SIGINT and SIGTERM set the flag this returns, for a job's `stop` option (such as
 /// [`crate::binlog::ArchiveSpec::stop`]): the job stores what it received and ends well. A
 /// second signal ends the process at once. The handlers are the process's: call this only if
