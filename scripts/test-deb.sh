@@ -99,7 +99,9 @@ prom_made=0
 [ -d "$prom" ] || { mkdir -p "$prom"; prom_made=1; }
 echo 'coffer_last_run_success{command="backup"} 1' >"$prom/coffer.prom"
 echo 'other 1' >"$prom/other.prom"
-mkdir -p /var/lib/coffer/drill/run-1 /var/lib/coffer/backups
+mkdir -p /var/lib/coffer/drill/coffer-drill-Xy3kQ9/datadir /var/lib/coffer/backups
+echo leftover >/var/lib/coffer/drill/coffer-drill-Xy3kQ9/datadir/ibdata1
+echo "the admin's" >/var/lib/coffer/drill/notes.txt
 cp "$work/i.coffer" /var/lib/coffer/backups/kept.coffer
 # An upgrade (the same package, a later version) keeps the user's file.
 printf '[profile.mine]\nthreads = 2\n' >/etc/coffer/coffer.toml
@@ -115,12 +117,14 @@ DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq coffer >/dev/null 2>&1 || f
 [ ! -e /usr/bin/coffer ] && [ ! -e /usr/bin/wsrep_sst_coffer ] && [ ! -e /usr/share/man/man1/coffer.1.gz ] && [ ! -e /usr/lib/systemd/system/coffer-backup@.service ] || fail "remove left files"
 [ -f /etc/coffer/coffer.toml.example ] || fail "remove took the conffile"
 # purge also takes the admin's enable links (they would name units that are gone), coffer's
-# metrics files and the drill's scratch, and never a backup kept under /var/lib/coffer.
+# metrics files and a drill's leftovers, never another file there, nor a backup kept under
+# /var/lib/coffer.
 [ -L /etc/systemd/system/timers.target.wants/coffer-backup@prod.timer ] || fail "remove took the admin's enable link"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coffer >/dev/null 2>&1 || fail "apt-get purge"
 [ ! -L /etc/systemd/system/timers.target.wants/coffer-backup@prod.timer ] || fail "purge left the enable link"
 [ ! -e "$prom/coffer.prom" ] && [ -f "$prom/other.prom" ] || fail "purge: coffer's metrics file, or someone else's"
-[ ! -e /var/lib/coffer/drill ] || fail "purge left the drill's scratch"
+[ ! -e /var/lib/coffer/drill/coffer-drill-Xy3kQ9 ] || fail "purge left a drill's leftover"
+[ -f /var/lib/coffer/drill/notes.txt ] || fail "purge took a file of the admin's from the drill's scratch"
 cmp -s /var/lib/coffer/backups/kept.coffer "$work/i.coffer" || fail "purge took a backup under /var/lib/coffer"
 rm -rf /var/lib/coffer "$prom/other.prom"
 [ "$prom_made" = 0 ] || rmdir "$prom" 2>/dev/null || true
