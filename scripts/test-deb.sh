@@ -8,7 +8,7 @@
 # then `purge` leave nothing but what Debian policy keeps (purge also takes the admin's enable
 # links and coffer's metrics files, never a backup). A coffer package already on the host is
 # left alone (the test is skipped, or fails in CI). Needs root, apt-get, dpkg-deb, man-db,
-# bash-completion, file, systemd. Run by scripts/test.sh.
+# bash-completion, file, systemd, lintian. Run by scripts/test.sh.
 set -eu
 cd "$(dirname "$0")/.."
 fail() { echo "test-deb.sh: FAILED: $*" >&2; exit 1; }
@@ -31,6 +31,12 @@ dbg=$(echo "$out" | grep '\.ddeb$' | tail -n 1 || true)
 [ -f "$deb" ] || fail "no package built"
 work=$(mktemp -d)
 trap 'rm -rf "$work"; dpkg -P coffer coffer-dbgsym >/dev/null 2>&1 || true' EXIT
+# Debian's own checker: no error, no warning (the overrides in contrib/debian say why).
+if command -v lintian >/dev/null 2>&1; then
+    lintian --fail-on error,warning "$deb" >"$work/lintian.log" 2>&1 || { cat "$work/lintian.log"; fail "lintian"; }
+elif [ "${COFFER_REQUIRE_PACKAGE:-0}" = 1 ]; then
+    fail "lintian is missing"
+fi
 
 echo "test-deb.sh: $(basename "$deb"): $(stat -c %s "$deb") bytes${dbg:+; $(basename "$dbg"): $(stat -c %s "$dbg") bytes}"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$(realpath "$deb")" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install"; }

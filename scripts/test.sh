@@ -3,7 +3,7 @@
 # tests against real servers (MariaDB, Galera, S3, age).
 # As root on Debian it first installs what those tests need, if missing: Debian's mariadb-server,
 # mariadb-backup, sysbench, galera-4, age, socat, systemd (systemd-analyze), prometheus (promtool),
-# man-db, bash-completion, binutils, xz-utils and curl (the packages' tests) and the MariaDB
+# man-db, bash-completion, binutils, xz-utils, curl and lintian (the packages' tests) and the MariaDB
 # compression providers; PyPI's cryptography, zstandard, moto[server] and prometheus-client;
 # crates.io's s3s-fs; for the packages, crates.io's cargo-deb and cargo-zigbuild and PyPI's
 # ziglang; for the dashboard, npm's @grafana/schema and typescript (Debian's nodejs and npm if
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 packages="mariadb-server mariadb-backup sysbench mariadb-plugin-provider-lz4 mariadb-plugin-provider-lzo
   mariadb-plugin-provider-lzma mariadb-plugin-provider-bzip2 mariadb-plugin-provider-snappy python3 file age
-  galera-4 socat openssl systemd man-db bash-completion prometheus binutils xz-utils curl"
+  galera-4 socat openssl systemd man-db bash-completion prometheus binutils xz-utils curl lintian"
 pip_install() {
     python3 -m pip install --quiet "$@" 2>/dev/null || python3 -m pip install --quiet --break-system-packages "$@" 2>/dev/null
 }
