@@ -49,9 +49,7 @@ dpkg --verify coffer | grep -q '/usr/share/coffer/magic$' || fail "dpkg --verify
 cp "$work/magic" /usr/share/coffer/magic
 coffer --version | grep -Eq '^coffer [0-9.]+ \(commit [0-9a-f]{12}(-dirty)?, crypto aws-lc-rs\)$' || fail "coffer --version: $(coffer --version)"
 # The package ships the portable binary: glibc's libraries only, and Depends says the glibc it needs.
-others=$(ldd /usr/bin/coffer | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt)\.so\.[0-9]+)$' || true)
-[ -z "$others" ] || fail "the binary links more than glibc: $others"
-newest=$(objdump -T /usr/bin/coffer | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+newest=$(scripts/glibc-needs.sh /usr/bin/coffer) || fail "the binary links more than glibc"
 [ "$(dpkg-query -W -f '${Depends}' coffer)" = "libc6 (>= $newest)" ] || fail "Depends: $(dpkg-query -W -f '${Depends}' coffer), but the binary needs glibc $newest"
 [ -x /usr/bin/wsrep_sst_coffer ] || fail "the Galera SST script is not /usr/bin/wsrep_sst_coffer"
 cmp -s /usr/share/coffer/grafana/coffer.json contrib/grafana/coffer.json && cmp -s /usr/share/coffer/prometheus/coffer-rules.yml contrib/prometheus/coffer-rules.yml ||

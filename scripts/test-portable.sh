@@ -42,9 +42,7 @@ done
 "$coffer" --version | grep -Eq '^coffer [0-9.]+ \(commit [0-9a-f]{12}(-dirty)?, crypto aws-lc-rs\)$' || fail "coffer --version: $("$coffer" --version)"
 
 # Every library but glibc's is linked in.
-others=$(ldd "$coffer" | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt)\.so\.[0-9]+)$' || true)
-[ -z "$others" ] || fail "links more than glibc: $others"
-newest=$(objdump -T "$coffer" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+newest=$(scripts/glibc-needs.sh "$coffer") || fail "the binary links more than glibc"
 [ "$(printf '%s\n%s\n' "$newest" "$glibc" | sort -V | tail -n 1)" = "$glibc" ] || fail "needs glibc $newest, newer than $glibc"
 echo "test-portable.sh: needs glibc $newest; links only: $(ldd "$coffer" | awk '{print $1}' | paste -sd' ')"
 # Stripped, with its debug information apart and named.
